@@ -1,0 +1,13 @@
+"""Errors a person can act on: the message is one line naming what was expected and what was received."""
+
+
+class DnadetError(Exception):
+    """Base class of errors that the CLI prints as one line and exits 2."""
+
+
+class DataError(DnadetError):
+    """Bad input data: a missing path, an empty class, an unparsable list line, too few images."""
+
+
+class RunDirError(DnadetError):
+    """A run dir that exists without --overwrite, or one that lacks what a command needs."""

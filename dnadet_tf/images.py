@@ -1,0 +1,87 @@
+"""Reading image files: the one place where files become RGB pixels.
+
+Every image, whatever its mode (palette, grey, RGBA, CMYK, 16-bit) or EXIF
+orientation, becomes an 8-bit RGB array the same way here. Pillow's
+decompression-bomb guard stays on.
+"""
+import os
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+
+class ImageError(ValueError):
+    """A file that cannot be used as an image; the message names the file."""
+
+
+def is_image_file(path):
+    """True when `path` has one of the accepted extensions (any case) and is not hidden."""
+    name = os.path.basename(path)
+    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _to_rgb(image):
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if array.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    elif image.mode == "F":
+        array = np.asarray(image, dtype=np.float64)
+        image = Image.fromarray(np.clip(array * (255.0 if array.max() <= 1.0 else 1.0) + 0.5, 0, 255).astype(np.uint8), "L")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        # Composite over white so that transparent areas do not become black noise.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("RGB")
+
+
+def load_rgb(path, min_side=1):
+    """Reads an image file into a uint8 array of shape (H, W, 3).
+
+    Applies EXIF orientation, takes the first frame of animations, and turns
+    any mode into 8-bit RGB. Raises `ImageError` naming the file when it is
+    empty, unreadable, truncated, not an image, or has a side below `min_side`.
+    """
+    path = os.fspath(path)
+    try:
+        size = os.path.getsize(path)
+    except OSError as error:
+        raise ImageError(f"{path}: cannot be read ({error.strerror}).") from None
+    if size == 0:
+        raise ImageError(f"{path}: the file is empty (0 bytes).")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.seek(0)
+                image.load()
+                image = ImageOps.exif_transpose(image)
+                rgb = _to_rgb(image)
+    except Image.DecompressionBombError as error:
+        raise ImageError(f"{path}: refused as a possible decompression bomb ({error}).") from None
+    except Image.DecompressionBombWarning as error:
+        raise ImageError(f"{path}: refused as a possible decompression bomb ({error}).") from None
+    except Image.UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image file Pillow can read.") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageError(f"{path}: cannot be decoded ({error}).") from None
+    array = np.asarray(rgb, dtype=np.uint8)
+    if min(array.shape[:2]) < min_side:
+        raise ImageError(
+            f"{path}: too small; expected both sides >= {min_side} px, received "
+            f"{array.shape[1]}x{array.shape[0]} px."
+        )
+    return array
+
+
+def save_png_atomic(array, path):
+    """Writes a uint8 (H, W, 3) array as PNG via a temporary file and a rename."""
+    tmp = f"{path}.tmp-{os.getpid()}.png"
+    Image.fromarray(np.asarray(array, dtype=np.uint8)).save(tmp, format="PNG")
+    os.replace(tmp, path)

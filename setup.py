@@ -1,0 +1,39 @@
+"""Packaging for dnadet-tf.
+
+`exports/` and `cli/` are top-level folders of the repository but install as
+`dnadet_tf.exports` and `dnadet_tf.cli`, so nothing named plain `cli` lands in
+site-packages.
+"""
+from setuptools import setup
+
+setup(
+    name="dnadet-tf",
+    version="0.1.0",
+    description="DNA-Det deepfake network architecture attribution in Keras 3 / TensorFlow",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=["dnadet_tf", "dnadet_tf.zoo", "dnadet_tf.exports", "dnadet_tf.cli"],
+    package_dir={
+        "dnadet_tf": "dnadet_tf",
+        "dnadet_tf.exports": "exports",
+        "dnadet_tf.cli": "cli",
+    },
+    package_data={"dnadet_tf.zoo": ["photos/*", "photos/*/*"]},
+    install_requires=[
+        "tensorflow-cpu>=2.21,<2.22; platform_machine=='x86_64' or platform_machine=='AMD64'",
+        "tensorflow>=2.21,<2.22; platform_machine!='x86_64' and platform_machine!='AMD64'",
+        "keras>=3.10,<4",
+        "numpy>=1.26,<3",
+        "pillow>=10",
+        "tf-keras-vis>=0.8.7,<0.9",
+        "ai-edge-litert>=1.2",
+        "scikit-learn>=1.3",
+        "matplotlib>=3.7",
+    ],
+    extras_require={
+        "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
+        "test": ["pytest>=8"],
+    },
+    entry_points={"console_scripts": ["dnadet-tf=dnadet_tf.cli.main:main"]},
+)
