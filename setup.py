@@ -30,6 +30,7 @@ setup(
         "ai-edge-litert>=1.2",
         "scikit-learn>=1.3",
         "matplotlib>=3.7",
+        "tensorboard>=2.20",
     ],
     extras_require={
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],

@@ -4,10 +4,13 @@ Each subcommand lives in its own module of this package and exposes
 `register(subparsers)`, which adds its parser and sets `func` to a function
 taking the parsed arguments and returning an exit code.
 """
-import argparse
-import importlib
 import os
-import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported anywhere
+
+import argparse  # noqa: E402
+import importlib  # noqa: E402
+import sys  # noqa: E402
 
 COMMAND_MODULES = ("fit", "evaluate", "predict")
 
@@ -31,7 +34,6 @@ def build_parser():
 
 
 def main(argv=None):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     if not argv:

@@ -1,0 +1,46 @@
+"""`dnadet-tf evaluate`: whole-image metrics of a trained model on datasets."""
+import argparse
+import os
+
+
+def register(subparsers):
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="accuracy, macro-F1, recall and confusion matrices on one or more datasets",
+        description=(
+            "Whole-image inference with a run's best.keras. One row per DATA (a benchmark folder expands to "
+            "closed-set, cross-seed, cross-loss, cross-finetune and cross-dataset): accuracy, macro-F1, "
+            "macro recall, per-class recall; a table on the terminal, JSON, and a confusion-matrix PNG per DATA."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--model", required=True, help="run dir written by 'dnadet-tf fit'")
+    parser.add_argument("--data", required=True, nargs="+", metavar="DATA",
+                        help="folder trees, annotation lists or benchmark folders")
+    parser.add_argument("--json", metavar="FILE", help="write the rows as JSON here (confusion PNGs beside it)")
+    parser.add_argument("--batch-size", type=int, default=16, help="images per inference batch")
+    parser.add_argument("--perturb", help="perturb test images first: comma list of crop,blur,jpeg,noise,relight, or combo")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the perturbations")
+    parser.set_defaults(func=run)
+
+
+def run(args):
+    from dnadet_tf.evaluation import evaluate, format_table
+    from dnadet_tf.predictor import load_predictor
+    from dnadet_tf.runs import write_json_atomic
+
+    perturb_fn = None
+    if args.perturb:
+        from dnadet_tf.attacks import apply_attacks, parse_attacks
+
+        names = parse_attacks(args.perturb)
+        perturb_fn = lambda image, seed: apply_attacks(image, names, seed)  # noqa: E731
+    predictor = load_predictor(args.model)
+    out_dir = os.path.dirname(os.path.abspath(args.json)) if args.json else os.path.join(args.model, "evaluation")
+    rows = evaluate(predictor, args.data, out_dir=out_dir, batch_size=args.batch_size,
+                    perturb_fn=perturb_fn, seed=args.seed)
+    print(format_table(rows, predictor.class_names))
+    json_path = args.json or os.path.join(out_dir, "evaluation.json")
+    write_json_atomic(json_path, rows)
+    print(f"wrote {json_path} and confusion-matrix PNGs in {out_dir}")
+    return 0

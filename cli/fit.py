@@ -1,0 +1,116 @@
+"""`dnadet-tf fit`: train DNA-Det (or the paper's Base) on labelled images."""
+import argparse
+import os
+
+from dnadet_tf.config import PRESETS
+
+
+def register(subparsers):
+    parser = subparsers.add_parser(
+        "fit",
+        help="train an attributor (no arguments: build the demo zoo, train, evaluate)",
+        description=(
+            "Train DNA-Det: an 8-layer CNN on 64 px patches with cross-entropy plus a patch-wise "
+            "supervised contrastive loss, weighted by learned loss weights. With no --data, builds "
+            "(or reuses) the demo generator zoo, trains the cpu preset on it and evaluates every split."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--data", help="training data: a folder tree ROOT/<class>/..., an annotation list "
+                        "(path<TAB>label lines with classes.txt beside it), or a benchmark folder (its train.txt). "
+                        "Omitted: the demo zoo.")
+    parser.add_argument("--val", help="validation data in the same forms; default: a benchmark's val.txt")
+    parser.add_argument("--out", help="run dir to write (default with no --data: runs/demo)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help="hyper-parameters: paper (DESIGN §3), cpu (narrow, laptop minutes), tiny (tests); "
+                        "default cpu")
+    parser.add_argument("--steps", type=int, help="train until this step (total, also when resuming)")
+    parser.add_argument("--init", help="start from the weights of another run dir (e.g. a pretrain run); "
+                        "weights whose shapes differ (the head) are re-initialised")
+    parser.add_argument("--base", action="store_true",
+                        help="train the paper's Base: whole images, cross-entropy only, no patches, no contrastive loss")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing run dir")
+    parser.add_argument("--strategy", choices=("auto", "default", "mirrored", "multiworker"),
+                        help="tf.distribute strategy: auto = MirroredStrategy over visible GPUs, else default; "
+                        "multiworker reads TF_CONFIG (default auto)")
+    parser.add_argument("--precision", choices=("float32", "mixed_bfloat16", "mixed_float16"),
+                        help="Keras dtype policy; mixed precision is for GPUs (default float32)")
+    parser.add_argument("--jit", action="store_true", default=None, help="XLA-compile the training step (GPUs)")
+    parser.add_argument("--augment", help="robustness augmentation before the resize chain: a comma list of "
+                        "crop,blur,jpeg,noise,relight, or combo")
+    parser.add_argument("--lr", type=float, help="learning rate (overrides the preset)")
+    parser.add_argument("--images-per-class", type=int, help="K images of every class per step (0 = paper rule)")
+    parser.add_argument("--val-every", type=int, help="validate on whole images every N steps")
+    parser.add_argument("--metric", choices=("accuracy", "macro_f1"), help="validation metric that picks best.keras")
+    parser.add_argument("--seed", type=int, help="seed of data order, crops and initialisation")
+    parser.add_argument("--zoo", help="with no --data: the zoo folder to build or reuse (default: the cache)")
+    parser.set_defaults(func=run)
+
+
+def overrides_from(args):
+    augment = None
+    if args.augment:
+        from dnadet_tf.attacks import parse_attacks
+
+        augment = parse_attacks(args.augment)
+    return dict(
+        steps=args.steps, init=args.init, mode="base" if args.base else None, strategy=args.strategy,
+        precision=args.precision, jit=args.jit, augment=augment, learning_rate=args.lr,
+        images_per_class=args.images_per_class, val_every=args.val_every, metric=args.metric, seed=args.seed,
+    )
+
+
+def run(args):
+    import keras
+
+    from dnadet_tf.training import fit
+
+    overrides = overrides_from(args)
+    if args.seed is not None:
+        keras.utils.set_random_seed(args.seed)
+    if args.data is None:
+        return run_demo(args, overrides)
+    if not args.out:
+        from dnadet_tf.cli.main import UsageError
+
+        raise UsageError("--out: expected a run dir to write, received nothing (it is required with --data).")
+    fit(args.data, args.out, val=args.val, preset=args.preset or "cpu", resume=args.resume,
+        overwrite=args.overwrite, **overrides)
+    return 0
+
+
+def run_demo(args, overrides):
+    """`dnadet-tf fit` with no --data: the demo zoo, the cpu preset, every split evaluated."""
+    import time
+
+    from dnadet_tf.evaluation import evaluate, format_table
+    from dnadet_tf.predictor import KerasPredictor
+    from dnadet_tf.runs import write_json_atomic
+    from dnadet_tf.training import fit
+    from dnadet_tf.zoo import ensure_zoo
+
+    began = time.time()
+    out = args.out or _fresh_dir(os.path.join("runs", "demo"))
+    print("dnadet-tf fit with no --data: building or reusing the demo generator zoo, then training the "
+          "cpu preset on it and evaluating every split.", flush=True)
+    zoo = ensure_zoo("demo", zoo_dir=args.zoo) if args.zoo else ensure_zoo("demo")
+    print(f"zoo ready at {zoo} ({time.time() - began:.0f} s)", flush=True)
+    resume = args.resume
+    fit(zoo, out, preset=args.preset or "cpu", resume=resume, overwrite=args.overwrite, **overrides)
+    predictor = KerasPredictor(out)
+    rows = evaluate(predictor, [zoo], out_dir=os.path.join(out, "evaluation"))
+    write_json_atomic(os.path.join(out, "evaluation", "evaluation.json"), rows)
+    print(format_table(rows, predictor.class_names))
+    print(f"run dir: {os.path.abspath(out)} (best.keras, metrics.jsonl, evaluation/*.png); "
+          f"total {time.time() - began:.0f} s", flush=True)
+    return 0
+
+
+def _fresh_dir(base):
+    """`base`, or `base-1`, `base-2`, ... : the first that does not exist yet."""
+    path, number = base, 0
+    while os.path.exists(path):
+        number += 1
+        path = f"{base}-{number}"
+    return path

@@ -1,0 +1,77 @@
+"""`dnadet-tf predict`: the most likely generator architecture of each image."""
+import argparse
+import json
+import os
+
+
+def register(subparsers):
+    parser = subparsers.add_parser(
+        "predict",
+        help="top class and probabilities for image files",
+        description="One line (or one JSON object with --json) per image: top class, its probability, the top-k.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--model", required=True,
+                        help="a run dir, an exported SavedModel version folder, or a .tflite file")
+    parser.add_argument("inputs", nargs="+", metavar="FILES_OR_DIRS", help="image files or folders (read recursively)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per line")
+    parser.add_argument("--top-k", type=int, default=3, help="how many classes to list per image")
+    parser.add_argument("--batch-size", type=int, default=16, help="images per inference batch")
+    parser.set_defaults(func=run)
+
+
+def collect_images(inputs):
+    """Image paths from files and folders (recursive, sorted); raises DataError for a missing path."""
+    from dnadet_tf.errors import DataError
+    from dnadet_tf.images import is_image_file
+
+    paths = []
+    for item in inputs:
+        if os.path.isdir(item):
+            for folder, subdirs, files in os.walk(item):
+                subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+                paths.extend(os.path.join(folder, f) for f in sorted(files) if is_image_file(f))
+        elif os.path.isfile(item):
+            paths.append(item)
+        else:
+            raise DataError(f"{item}: no such file or folder.")
+    if not paths:
+        raise DataError(f"{' '.join(inputs)}: expected image files, found none.")
+    return paths
+
+
+def run(args):
+    import sys
+
+    import numpy as np
+
+    from dnadet_tf.cli.main import UsageError
+    from dnadet_tf.images import ImageError, load_rgb
+    from dnadet_tf.predictor import load_predictor, predict_files
+
+    if args.top_k < 1:
+        raise UsageError(f"--top-k: expected a positive integer, received {args.top_k}.")
+    predictor = load_predictor(args.model)
+    usable, skipped = [], 0
+    for path in collect_images(args.inputs):
+        try:
+            load_rgb(path)
+            usable.append(path)
+        except ImageError as error:
+            print(f"warning: skipped {error}", file=sys.stderr)
+            skipped += 1
+    probabilities = predict_files(predictor, usable, args.batch_size) if usable else np.zeros((0, 1))
+    names = predictor.class_names
+    k = min(args.top_k, len(names))
+    for path, row in zip(usable, probabilities):
+        order = np.argsort(-row)[:k]
+        top = [{"class": names[i], "probability": round(float(row[i]), 6)} for i in order]
+        if args.json:
+            print(json.dumps({"path": path, "class": top[0]["class"], "probability": top[0]["probability"],
+                              "top_k": top}))
+        else:
+            rest = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in top)
+            print(f"{path}\t{top[0]['class']}\t{top[0]['probability']:.4f}\t[{rest}]")
+    if skipped:
+        print(f"{skipped} file(s) skipped", file=sys.stderr)
+    return 0 if usable else 1

@@ -1,0 +1,164 @@
+"""Robustness attacks (DESIGN §3): train-time augmentation and test-time perturbation.
+
+Each attack takes one (H, W, 3) image of any size (uint8 or float in
+[0, 255]) and returns float32 (H, W, 3) on the uint8 grid, drawing its
+parameter from a stateless seed:
+
+- crop:    random resized crop keeping a fraction a ~ U[0.80, 0.95] of the
+           area, with the image's aspect ratio (each side scaled by sqrt(a),
+           rounded), at a uniform random position, resized back to H x W
+           (bilinear).
+- blur:    Gaussian blur, kernel k uniform in {1, 3, 5, 7, 9} with OpenCV's
+           sigma rule; k = 1 is the identity.
+- jpeg:    JPEG round trip, quality uniform in {10, ..., 75}.
+- noise:   additive Gaussian noise, variance ~ U[5, 20] on the 0-255 scale.
+- relight: brightness factor b ~ U[0.1, 1.9], i.e. 1 + f with f ~ U[-0.9, 0.9]:
+           every pixel is multiplied by b, then clipped to 255 (as
+           torchvision's ColorJitter(brightness=0.9) does).
+- combo:   relight, crop, blur, jpeg, noise, in that fixed order (the order
+           DESIGN §3 lists them), each applied with probability 0.5.
+
+`apply_attacks` applies several named attacks in the order given. Each
+attack's randomness comes from `stateless_fold_in(seed, <its position in
+ATTACK_NAMES>)`, so an attack draws the same parameters for a seed whether it
+runs alone, in a list, or inside combo. Same seed -> same output, bit for bit.
+In `tf.data`, give every element its own seed, e.g. from
+`dataset.enumerate()`: `seed = tf.stack([base_seed, index])`.
+"""
+import tensorflow as tf
+
+from dnadet_tf import imageops
+
+ATTACK_NAMES = ("crop", "blur", "jpeg", "noise", "relight", "combo")
+COMBO_ORDER = ("relight", "crop", "blur", "jpeg", "noise")
+COMBO_PROBABILITY = 0.5
+
+CROP_AREA_RANGE = (0.80, 0.95)
+BLUR_KERNELS = (1, 3, 5, 7, 9)
+JPEG_QUALITY_RANGE = (10, 75)  # inclusive
+NOISE_VARIANCE_RANGE = (5.0, 20.0)
+RELIGHT_FACTOR_RANGE = (0.1, 1.9)  # 1 +- 0.9
+
+_COIN_SALT = 100  # combo's coin for attack i uses salt 100 + i
+
+
+def parse_attacks(text):
+    """Turns "crop,blur" (or a sequence of names) into a tuple of attack names.
+
+    Names are stripped and lower-cased; empty entries are ignored, so "" gives
+    () (no attack); a repeated name is kept once, at its first place.
+    Raises ValueError naming the unknown attack and listing the valid ones.
+    """
+    parts = text.split(",") if isinstance(text, str) else list(text)
+    names = []
+    for part in parts:
+        name = str(part).strip().lower()
+        if not name:
+            continue
+        if name not in ATTACK_NAMES:
+            raise ValueError(f"unknown attack {name!r}; expected a comma-separated list of: {', '.join(ATTACK_NAMES)}.")
+        if name not in names:
+            names.append(name)
+    return tuple(names)
+
+
+def _seed_for(seed, salt):
+    """Seed of shape [2] and an int salt -> an independent seed of shape [2]."""
+    return tf.random.experimental.stateless_fold_in(imageops._as_seed(seed), salt)
+
+
+def _uniform(seed, low, high):
+    """Float32 scalar uniform in [low, high) from a stateless seed."""
+    return tf.random.stateless_uniform([], seed=seed, minval=low, maxval=high, dtype=tf.float32)
+
+
+def _uniform_int(seed, low, high_inclusive):
+    """Int32 scalar uniform in {low, ..., high_inclusive}; bounds may be tensors."""
+    return tf.random.stateless_uniform(
+        [], seed=seed, minval=low, maxval=high_inclusive + 1, dtype=tf.int32
+    )
+
+
+def crop(image, seed):
+    """Random resized crop: (H, W, 3) -> float32 (H, W, 3), about 80-95 % of the area kept."""
+    image = imageops.as_float_image(image)
+    size = tf.shape(image)[:2]
+    area_seed, top_seed, left_seed = (tf.random.experimental.stateless_fold_in(seed, i) for i in range(3))
+    side = tf.sqrt(_uniform(area_seed, *CROP_AREA_RANGE))
+    crop_size = tf.maximum(tf.cast(tf.round(tf.cast(size, tf.float32) * side), tf.int32), 1)
+    top = _uniform_int(top_seed, 0, size[0] - crop_size[0])
+    left = _uniform_int(left_seed, 0, size[1] - crop_size[1])
+    window = image[top : top + crop_size[0], left : left + crop_size[1], :]
+    out = tf.image.resize(window, size, method="bilinear")
+    out.set_shape(image.shape)
+    return imageops.quantize(out)
+
+
+def blur(image, seed):
+    """Gaussian blur with kernel uniform in {1, 3, 5, 7, 9}: (H, W, 3) -> float32 (H, W, 3); H, W >= 5."""
+    kernels = tf.constant(BLUR_KERNELS, tf.int32)
+    kernel = tf.gather(kernels, _uniform_int(seed, 0, len(BLUR_KERNELS) - 1))
+    return imageops.gaussian_blur(image, kernel, max_kernel_size=max(BLUR_KERNELS))
+
+
+def jpeg(image, seed):
+    """JPEG round trip with quality uniform in {10, ..., 75}: (H, W, 3) -> float32 (H, W, 3)."""
+    return imageops.jpeg_round_trip(image, _uniform_int(seed, *JPEG_QUALITY_RANGE))
+
+
+def noise(image, seed):
+    """Gaussian noise with variance ~ U[5, 20] (0-255 scale): (H, W, 3) -> float32 (H, W, 3)."""
+    variance = _uniform(tf.random.experimental.stateless_fold_in(seed, 0), *NOISE_VARIANCE_RANGE)
+    return imageops.gaussian_noise(image, variance, tf.random.experimental.stateless_fold_in(seed, 1))
+
+
+def relight(image, seed):
+    """Brightness: pixels times b ~ U[0.1, 1.9], clipped and rounded: (H, W, 3) -> float32 (H, W, 3)."""
+    factor = _uniform(seed, *RELIGHT_FACTOR_RANGE)
+    return imageops.quantize(imageops.as_float_image(image) * factor)
+
+
+_ATTACKS = {"crop": crop, "blur": blur, "jpeg": jpeg, "noise": noise, "relight": relight}
+
+
+def _apply_one(image, name, seed):
+    return _ATTACKS[name](image, _seed_for(seed, ATTACK_NAMES.index(name)))
+
+
+def combo(image, seed):
+    """relight, crop, blur, jpeg, noise, each with probability 0.5: (H, W, 3) -> float32 (H, W, 3)."""
+    image = imageops.as_float_image(image)
+    for name in COMBO_ORDER:
+        coin = _uniform(_seed_for(seed, _COIN_SALT + ATTACK_NAMES.index(name)), 0.0, 1.0)
+        current = image
+        image = tf.cond(
+            coin < COMBO_PROBABILITY,
+            lambda: _apply_one(current, name, seed),
+            lambda: current,
+        )
+        image.set_shape(current.shape)
+    return image
+
+
+def apply_attacks(image, names, seed):
+    """Applies the named attacks, in the order given, to one image.
+
+    Args:
+      image: (H, W, 3) uint8 or float in [0, 255], any size (H, W >= 5).
+      names: a tuple of names from ATTACK_NAMES, or a comma-separated string
+        (parsed with `parse_attacks`); empty means no attack.
+      seed: int tensor (or pair of ints) of shape [2].
+
+    Returns:
+      float32 (H, W, 3) in [0, 255], same size as the input; on the uint8
+      grid whenever at least one attack ran.
+    """
+    names = parse_attacks(names)
+    image = imageops.as_float_image(image)
+    seed = imageops._as_seed(seed)
+    for name in names:
+        if name == "combo":
+            image = combo(image, seed)
+        else:
+            image = _apply_one(image, name, seed)
+    return image

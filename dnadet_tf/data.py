@@ -1,0 +1,194 @@
+"""Finding labelled image files: folder trees, the authors' annotation lists,
+and benchmark folders (a `classes.txt` plus one list per split).
+
+Files are checked once here (decoded with `images.load_rgb`); a file that
+cannot be used is skipped with one warning line naming it and counted.
+"""
+import concurrent.futures
+import dataclasses
+import os
+import sys
+
+import numpy as np
+
+from dnadet_tf.errors import DataError
+from dnadet_tf.images import ImageError, is_image_file, load_rgb
+
+SPLITS = ("train", "val", "test", "cross_seed", "cross_loss", "cross_finetune", "cross_dataset")
+
+
+@dataclasses.dataclass
+class LabeledFiles:
+    """Image paths with integer labels into `class_names`."""
+
+    paths: list
+    labels: np.ndarray
+    class_names: list
+    source: str
+    skipped: list = dataclasses.field(default_factory=list)
+
+    def __len__(self):
+        return len(self.paths)
+
+    def class_counts(self):
+        return np.bincount(self.labels, minlength=len(self.class_names))
+
+
+def order_classes(names):
+    """Sorted class names, except that `real` is always first (label 0)."""
+    names = sorted(names)
+    if "real" in names:
+        names.remove("real")
+        names.insert(0, "real")
+    return names
+
+
+def read_classes_file(path):
+    """Class names, one per line, from a `classes.txt`."""
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: classes.txt not found; an annotation list needs one beside it.")
+    with open(path, encoding="utf-8") as f:
+        names = [line.strip() for line in f if line.strip()]
+    if not names:
+        raise DataError(f"{path}: expected one class name per line, received an empty file.")
+    if len(set(names)) != len(names):
+        raise DataError(f"{path}: class names must be distinct, received {names}.")
+    return names
+
+
+def is_benchmark_dir(path):
+    return os.path.isdir(path) and os.path.isfile(os.path.join(path, "classes.txt")) and any(
+        os.path.isfile(os.path.join(path, f"{split}.txt")) for split in SPLITS
+    )
+
+
+def benchmark_split(path, split):
+    """Path of a benchmark's split list, e.g. `ZOO/train.txt`."""
+    return os.path.join(path, f"{split}.txt")
+
+
+def read_annotation_list(path):
+    """Reads `path<TAB>label` lines; paths relative to the list's folder.
+
+    Returns a LabeledFiles with the class names of `classes.txt` beside the list.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    class_names = read_classes_file(os.path.join(folder, "classes.txt"))
+    paths, labels = [], []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            parts = line.rstrip("\n").rsplit("\t", 1) if "\t" in line else line.strip().rsplit(None, 1)
+            if len(parts) != 2 or not parts[1].strip().lstrip("-").isdigit():
+                raise DataError(
+                    f"{path}:{number}: expected 'path<TAB>integer label', received {line.strip()!r}."
+                )
+            label = int(parts[1])
+            if not 0 <= label < len(class_names):
+                raise DataError(
+                    f"{path}:{number}: label {label} is not in classes.txt "
+                    f"(expected 0..{len(class_names) - 1} for {class_names})."
+                )
+            file_path = parts[0].strip()
+            paths.append(file_path if os.path.isabs(file_path) else os.path.join(folder, file_path))
+            labels.append(label)
+    if not paths:
+        raise DataError(f"{path}: the list holds no image lines.")
+    return LabeledFiles(paths, np.asarray(labels, np.int64), class_names, path)
+
+
+def read_folder_tree(root):
+    """Reads `ROOT/<class>/**/<image>`; classes sorted with `real` first."""
+    class_dirs = [
+        d for d in os.listdir(root) if not d.startswith(".") and os.path.isdir(os.path.join(root, d))
+    ]
+    if not class_dirs:
+        raise DataError(f"{root}: expected one subfolder per class, found none.")
+    class_names = order_classes(class_dirs)
+    paths, labels = [], []
+    for label, name in enumerate(class_names):
+        found = []
+        for folder, subdirs, files in os.walk(os.path.join(root, name)):
+            subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+            found.extend(os.path.join(folder, f) for f in sorted(files) if is_image_file(f))
+        if not found:
+            raise DataError(f"{os.path.join(root, name)}: class {name!r} has no image files.")
+        paths.extend(found)
+        labels.extend([label] * len(found))
+    return LabeledFiles(paths, np.asarray(labels, np.int64), class_names, root)
+
+
+def read_dataset(spec, split="train"):
+    """Reads a dataset given as a folder tree, an annotation list, or a benchmark
+    folder (then `split` picks its list). Raises DataError when `spec` does not exist."""
+    if not os.path.exists(spec):
+        raise DataError(f"{spec}: no such file or folder; expected a folder tree, an annotation list or a benchmark folder.")
+    if os.path.isfile(spec):
+        return read_annotation_list(spec)
+    if is_benchmark_dir(spec):
+        list_path = benchmark_split(spec, split)
+        if not os.path.isfile(list_path):
+            raise DataError(f"{spec}: benchmark folder has no {split}.txt.")
+        return read_annotation_list(list_path)
+    return read_folder_tree(spec)
+
+
+def remap_to(files, class_names):
+    """Re-expresses labels in another class list (e.g. a model's labels.txt).
+
+    Raises DataError when a class of `files` with images is not in `class_names`.
+    """
+    if list(files.class_names) == list(class_names):
+        return files
+    index = {name: i for i, name in enumerate(class_names)}
+    present = sorted(set(files.labels.tolist()))
+    missing = [files.class_names[i] for i in present if files.class_names[i] not in index]
+    if missing:
+        raise DataError(
+            f"{files.source}: classes {missing} are not among the model's classes {list(class_names)}."
+        )
+    mapping = np.asarray([index.get(name, -1) for name in files.class_names])
+    return dataclasses.replace(files, labels=mapping[files.labels], class_names=list(class_names))
+
+
+def check_files(files, crop_size=1, min_side=8, require_every_class=True, workers=8, warn=None):
+    """Decodes every file once; drops unusable ones with one warning line each.
+
+    Too small means a side below `min_side`, or a non-square image with a side
+    below `crop_size` (it could not be center-cropped).
+
+    Returns a new LabeledFiles whose `skipped` lists (path, reason). Raises
+    DataError when a class ends up with no usable image (if required) or
+    nothing is left at all.
+    """
+    warn = warn or (lambda message: print(f"warning: {message}", file=sys.stderr))
+
+    def check(path):
+        try:
+            image = load_rgb(path, min_side=min_side)
+        except ImageError as error:
+            return str(error)
+        height, width = image.shape[:2]
+        if height != width and min(height, width) < crop_size:
+            return (
+                f"{path}: too small; expected a non-square image to have both sides >= {crop_size} px "
+                f"for the center crop, received {width}x{height} px."
+            )
+        return None
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        problems = list(pool.map(check, files.paths))
+    keep = [i for i, problem in enumerate(problems) if problem is None]
+    skipped = [(files.paths[i], problems[i]) for i in range(len(problems)) if problems[i] is not None]
+    for _, reason in skipped:
+        warn(f"skipped {reason}")
+    labels = files.labels[keep]
+    if not keep:
+        raise DataError(f"{files.source}: none of its {len(files.paths)} files is a usable image.")
+    if require_every_class:
+        counts = np.bincount(labels, minlength=len(files.class_names))
+        for label, name in enumerate(files.class_names):
+            if counts[label] == 0:
+                raise DataError(f"{files.source}: class {name!r} has no usable image.")
+    return LabeledFiles([files.paths[i] for i in keep], labels, files.class_names, files.source, skipped)

@@ -1,0 +1,69 @@
+"""DNA-Det's losses: patch-wise supervised contrastive loss and the learned
+weighting of the contrastive and cross-entropy losses."""
+import keras
+import tensorflow as tf
+
+
+def supervised_contrastive_loss(features, labels, temperature=0.07, base_temperature=0.07):
+    """Supervised contrastive loss (Khosla et al. 2020), "all" anchors.
+
+    Every sample is an anchor; its positives are all *other* samples with the
+    same label; the denominator runs over all other samples.
+
+    Args:
+      features: (N, D) float, L2-normalised embeddings.
+      labels: (N,) integer labels.
+      temperature: softmax temperature.
+      base_temperature: the loss is scaled by temperature / base_temperature.
+
+    Returns:
+      Per-anchor losses, shape (N,). Anchors without any positive get 0.
+    """
+    features = tf.cast(features, tf.float32)
+    labels = tf.reshape(labels, (-1, 1))
+    n = tf.shape(features)[0]
+    logits = tf.matmul(features, features, transpose_b=True) / temperature
+    # Subtract the row max (a constant per row) for numerical stability.
+    logits = logits - tf.stop_gradient(tf.reduce_max(logits, axis=1, keepdims=True))
+    not_self = 1.0 - tf.eye(n, dtype=tf.float32)
+    positives = tf.cast(tf.equal(labels, tf.transpose(labels)), tf.float32) * not_self
+    exp_logits = tf.exp(logits) * not_self
+    log_prob = logits - tf.math.log(tf.reduce_sum(exp_logits, axis=1, keepdims=True))
+    num_positives = tf.reduce_sum(positives, axis=1)
+    mean_log_prob_pos = tf.math.divide_no_nan(tf.reduce_sum(positives * log_prob, axis=1), num_positives)
+    return -(temperature / base_temperature) * mean_log_prob_pos
+
+
+@keras.saving.register_keras_serializable(package="dnadet_tf")
+class AutomaticWeightedLoss(keras.layers.Layer):
+    """Learned weighting of several losses (after Kendall et al. 2018), as the
+    authors' release does it:
+
+        L = sum_i 0.5 / p_i^2 * L_i + log(1 + p_i^2)
+
+    with trainable p_i initialised to 1, held in one tracked weight of shape
+    (num_losses,) so that checkpoints save it.
+
+    Call with a (num_losses,) tensor of losses; returns the scalar total.
+    """
+
+    def __init__(self, num_losses=2, **kwargs):
+        super().__init__(**kwargs)
+        self.num_losses = num_losses
+        self.params = self.add_weight(
+            name="params", shape=(num_losses,), initializer="ones", trainable=True, dtype="float32"
+        )
+
+    def call(self, losses, replicas=1):
+        """losses: (num_losses,) tensor or list of scalars -> scalar total.
+
+        Under tf.distribute each replica passes its share of every loss; the
+        regulariser log(1 + p^2) is divided by `replicas` so that the sum over
+        replicas is the loss of the whole batch.
+        """
+        losses = tf.cast(tf.stack(losses) if isinstance(losses, (list, tuple)) else losses, tf.float32)
+        squared = tf.square(self.params)
+        return tf.reduce_sum(0.5 / squared * losses + tf.math.log1p(squared) / replicas)
+
+    def get_config(self):
+        return {**super().get_config(), "num_losses": self.num_losses}

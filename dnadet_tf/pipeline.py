@@ -1,0 +1,136 @@
+"""tf.data pipelines: files -> decoded pixels -> the one preprocessing -> batches.
+
+Training batches are class-balanced: every batch holds `K` images of every
+class, in class order. Which files a batch holds, and where its crops are, is
+a pure function of (seed, step), so a resumed run sees the same data as an
+uninterrupted one and two runs with the same seed are identical.
+"""
+import numpy as np
+import tensorflow as tf
+
+from dnadet_tf.images import load_rgb
+from dnadet_tf.preprocess import preprocess_image
+
+
+def decode_file(path):
+    """tf.string scalar path -> uint8 (H, W, 3), decoded by `images.load_rgb`."""
+
+    def load(p):
+        return load_rgb(p.decode("utf-8"))
+
+    image = tf.numpy_function(load, [path], tf.uint8, stateful=False)
+    return tf.ensure_shape(image, (None, None, 3))
+
+
+def random_crops(image, size, count, seed):
+    """(S, S, C) -> (count, size, size, C): crops at stateless-random offsets."""
+    limit = tf.shape(image)[0] - size + 1
+    offsets = tf.random.stateless_uniform((count, 2), seed=seed, minval=0, maxval=limit, dtype=tf.int32)
+    return tf.stack([image[offsets[i, 0] : offsets[i, 0] + size, offsets[i, 1] : offsets[i, 1] + size] for i in range(count)])
+
+
+class BalancedSchedule:
+    """Which file goes into which batch: a pure function of (seed, step).
+
+    For class c, the files are visited in a fresh random permutation each time
+    the class is exhausted; batch `step` takes the next K of every class.
+    """
+
+    def __init__(self, labels, num_classes, images_per_class, seed):
+        self.by_class = [np.flatnonzero(labels == c) for c in range(num_classes)]
+        self.k = images_per_class
+        self.seed = seed
+        self._perms = {}
+
+    def _permutation(self, c, cycle):
+        key = (c, cycle)
+        if key not in self._perms:
+            if len(self._perms) > 4096:
+                self._perms.clear()
+            rng = np.random.default_rng([self.seed, c, cycle])
+            self._perms[key] = rng.permutation(self.by_class[c])
+        return self._perms[key]
+
+    def batch(self, step):
+        """File indices of batch `step`: K per class, classes in order."""
+        out = []
+        for c, members in enumerate(self.by_class):
+            n = len(members)
+            for j in range(self.k):
+                position = step * self.k + j
+                out.append(self._permutation(c, position // n)[position % n])
+        return np.asarray(out, np.int64)
+
+
+def training_dataset(files, config, start_step=0, augment_fn=None):
+    """Endless class-balanced batches starting at `start_step`.
+
+    Yields (images, labels):
+      mode `dnadet`: images (B, P, p, p, 3) float32 in [-1, 1], P = patches_per_image
+      mode `base`: images (B, S, S, 3), S = resize2 (whole images, no patches)
+    and labels (B,) int32, with B = K * num_classes.
+
+    `augment_fn(image, seed)`, when given, perturbs the decoded image (uint8 or
+    float in [0, 255]) before the preprocessing chain.
+    """
+    num_classes = len(files.class_names)
+    k = config.batch_images_per_class(num_classes)
+    schedule = BalancedSchedule(files.labels, num_classes, k, config.seed)
+    paths = np.asarray(files.paths)
+    labels = files.labels.astype(np.int32)
+    per_batch = k * num_classes
+
+    def elements():
+        step = start_step
+        while True:
+            indices = schedule.batch(step)
+            for position, index in enumerate(indices):
+                yield paths[index], labels[index], np.int64(step * per_batch + position)
+            step += 1
+
+    dataset = tf.data.Dataset.from_generator(
+        elements,
+        output_signature=(
+            tf.TensorSpec((), tf.string),
+            tf.TensorSpec((), tf.int32),
+            tf.TensorSpec((), tf.int64),
+        ),
+    )
+    preprocess = config.preprocess
+
+    def load(path, label, index):
+        seed = tf.stack([tf.constant(config.seed, tf.int64), index])
+        image = decode_file(path)
+        if augment_fn is not None:
+            image = augment_fn(image, tf.stack([seed[0] + 7919, seed[1]]))
+        pixels = preprocess_image(image, preprocess)
+        if config.mode == "dnadet":
+            pixels = random_crops(pixels, config.patch_size, config.patches_per_image, seed)
+        return pixels, label
+
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.batch(per_batch, drop_remainder=True)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def inference_dataset(paths, preprocess, batch_size, labels=None, perturb_fn=None, seed=0):
+    """Whole preprocessed images in file order: (N, S, S, 3) batches [, labels].
+
+    `perturb_fn(image, seed)`, when given, perturbs each decoded image before
+    preprocessing; image i uses seed (seed, i).
+    """
+    indices = np.arange(len(paths), dtype=np.int64)
+    dataset = tf.data.Dataset.from_tensor_slices((np.asarray(paths, dtype=str), indices))
+
+    def load(path, index):
+        image = decode_file(path)
+        if perturb_fn is not None:
+            image = perturb_fn(image, tf.stack([tf.constant(seed, tf.int64), index]))
+        return preprocess_image(image, preprocess)
+
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if labels is not None:
+        dataset = tf.data.Dataset.zip(dataset, tf.data.Dataset.from_tensor_slices(np.asarray(labels, np.int32)))
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,56 @@
+"""Predictors: anything that maps preprocessed pixels to class probabilities.
+
+`load_predictor(path)` accepts a run dir (its best.keras), and — through
+`dnadet_tf.exports` — a SavedModel folder or a .tflite file. All of them use
+the same file decoding and the same preprocessing function.
+"""
+import numpy as np
+import tensorflow as tf
+
+from dnadet_tf.pipeline import inference_dataset
+from dnadet_tf.runs import TrainedRun
+
+
+class KerasPredictor:
+    """A run dir's best.keras. `predict_pixels`: (N, S, S, 3) float32 -> (N, C) probabilities."""
+
+    kind = "keras"
+
+    def __init__(self, run_dir):
+        self.run = TrainedRun(run_dir)
+        self.class_names = self.run.class_names
+        self.preprocess = self.run.preprocess
+        self.source = run_dir
+        model = self.run.model
+        self._fn = tf.function(lambda x: tf.nn.softmax(tf.cast(model(x, training=False), tf.float32)))
+
+    @property
+    def model(self):
+        return self.run.model
+
+    def predict_pixels(self, pixels):
+        return self._fn(tf.convert_to_tensor(pixels, tf.float32)).numpy()
+
+
+def load_predictor(path):
+    """A predictor for a run dir, a SavedModel folder, or a .tflite file."""
+    import os
+
+    if os.path.isfile(path) and path.endswith(".tflite") or (
+        os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb"))
+    ):
+        from dnadet_tf.exports.predictors import load_exported_predictor
+
+        return load_exported_predictor(path)
+    return KerasPredictor(path)
+
+
+def predict_files(predictor, paths, batch_size=16, perturb_fn=None, seed=0):
+    """Probabilities (N, C) for image files, in order."""
+    batches = [
+        predictor.predict_pixels(pixels)
+        for pixels in inference_dataset(paths, predictor.preprocess, batch_size, perturb_fn=perturb_fn, seed=seed)
+    ]
+    if not batches:
+        return np.zeros((0, len(predictor.class_names)), np.float32)
+    return np.concatenate(batches)

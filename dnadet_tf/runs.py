@@ -1,0 +1,115 @@
+"""The run dir: what a training run leaves behind, and how to load it.
+
+    RUN/config.json      resolved TrainConfig
+    RUN/labels.txt       class names, one per line, in label order
+    RUN/checkpoints/     tf.train.CheckpointManager (for --resume)
+    RUN/best.keras       encoder + classification head, best on validation
+    RUN/metrics.jsonl    one JSON object per log line and per validation
+    RUN/tensorboard/     TensorBoard scalars
+"""
+import json
+import os
+import shutil
+
+import keras
+
+from dnadet_tf.config import TrainConfig
+from dnadet_tf.errors import RunDirError
+
+CONFIG_FILE = "config.json"
+LABELS_FILE = "labels.txt"
+BEST_MODEL = "best.keras"
+CHECKPOINTS = "checkpoints"
+METRICS_FILE = "metrics.jsonl"
+TENSORBOARD = "tensorboard"
+
+
+def prepare_run_dir(path, overwrite=False, resume=False):
+    """Creates the run dir. An existing non-empty dir needs `overwrite` (wiped)
+    or `resume` (kept); otherwise RunDirError, and nothing is touched."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise RunDirError(f"--out {path}: exists and is not a folder.")
+    existing = os.path.isdir(path) and bool(os.listdir(path))
+    if resume:
+        if not os.path.isfile(os.path.join(path, CONFIG_FILE)):
+            raise RunDirError(f"--resume: {path} holds no run to resume (no {CONFIG_FILE}).")
+        return path
+    if existing:
+        if not overwrite:
+            raise RunDirError(
+                f"--out {path}: the folder already holds files; pass --overwrite to replace them "
+                f"or --resume to continue that run."
+            )
+        shutil.rmtree(path)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def write_labels(run_dir, class_names):
+    write_text_atomic(os.path.join(run_dir, LABELS_FILE), "".join(f"{name}\n" for name in class_names))
+
+
+def read_labels(run_dir):
+    path = os.path.join(run_dir, LABELS_FILE)
+    if not os.path.isfile(path):
+        raise RunDirError(f"{run_dir}: no {LABELS_FILE}; expected a run dir written by 'dnadet-tf fit'.")
+    with open(path, encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f if line.strip()]
+
+
+def read_config(run_dir):
+    path = os.path.join(run_dir, CONFIG_FILE)
+    if not os.path.isfile(path):
+        raise RunDirError(f"{run_dir}: no {CONFIG_FILE}; expected a run dir written by 'dnadet-tf fit'.")
+    return TrainConfig.load(path)
+
+
+def write_text_atomic(path, text):
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path, value):
+    write_text_atomic(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def save_model_atomic(model, path):
+    """`model.save` to a temporary `.keras` file beside `path`, then rename."""
+    tmp = f"{path[:-len('.keras')]}.tmp-{os.getpid()}.keras"
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def append_jsonl(path, record):
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+class TrainedRun:
+    """A finished (or in-progress) run dir, loaded for inference."""
+
+    def __init__(self, run_dir):
+        if not os.path.isdir(run_dir):
+            raise RunDirError(f"--model {run_dir}: no such folder; expected a run dir written by 'dnadet-tf fit'.")
+        self.path = run_dir
+        self.config = read_config(run_dir)
+        self.class_names = read_labels(run_dir)
+        self.model_path = os.path.join(run_dir, BEST_MODEL)
+        if not os.path.isfile(self.model_path):
+            raise RunDirError(f"{run_dir}: no {BEST_MODEL} yet; the run has not validated once.")
+        self._model = None
+
+    @property
+    def preprocess(self):
+        return self.config.preprocess
+
+    @property
+    def model(self):
+        """The classifier (logits) loaded from best.keras."""
+        if self._model is None:
+            import dnadet_tf.model  # noqa: F401  registers the package's layers
+
+            self._model = keras.saving.load_model(self.model_path, safe_mode=True, compile=False)
+        return self._model

@@ -1,0 +1,131 @@
+"""`fit`: architecture classification (the paper's step 2) from files to a run dir."""
+import os
+import sys
+
+import keras
+
+from dnadet_tf import runs
+from dnadet_tf.config import make_config
+from dnadet_tf.data import check_files, read_dataset, remap_to, is_benchmark_dir
+from dnadet_tf.distribute import make_strategy
+from dnadet_tf.errors import DataError, RunDirError
+from dnadet_tf.model import transfer_matching_weights
+from dnadet_tf.pipeline import inference_dataset, training_dataset
+from dnadet_tf.trainer import Trainer
+
+
+def load_init_weights(init_run, out=sys.stdout):
+    """A function that copies the matching weights of run `init_run`'s best.keras
+    into a classifier and prints what it loaded and what it re-initialised."""
+    model_path = os.path.join(init_run, runs.BEST_MODEL)
+    if not os.path.isfile(model_path):
+        raise RunDirError(f"--init {init_run}: no {runs.BEST_MODEL}; expected a finished run dir.")
+
+    def apply(classifier):
+        import dnadet_tf.model  # noqa: F401  registers layers
+
+        source = keras.saving.load_model(model_path, safe_mode=True, compile=False)
+        loaded, skipped = transfer_matching_weights(source, classifier)
+        print(f"--init {init_run}: loaded {len(loaded)} weights; re-initialised {len(skipped)}: "
+              + (", ".join(skipped) if skipped else "none"), file=out, flush=True)
+
+    return apply
+
+
+def resolve_config(run_dir, resume, preset, overrides):
+    """The run's configuration: from config.json when resuming (with `steps`
+    allowed to change), else the preset with flag overrides."""
+    if resume:
+        config = runs.read_config(run_dir)
+        allowed = {"steps", "val_every", "checkpoint_every", "log_every", "strategy", "jit"}
+        for key, value in overrides.items():
+            if value is not None and key in allowed:
+                setattr(config, key, value)
+        return config
+    return make_config(preset, **overrides)
+
+
+def make_augment_fn(names):
+    if not names:
+        return None
+    from dnadet_tf.attacks import apply_attacks
+
+    return lambda image, seed: apply_attacks(image, names, seed)
+
+
+def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output=sys.stdout, **overrides):
+    """Trains DNA-Det (or Base with mode='base') on `data` into run dir `out`.
+
+    Args:
+      data: folder tree, annotation list, or benchmark folder (its train.txt).
+      out: run dir.
+      val: validation data; defaults to a benchmark's val.txt when `data` is one.
+      preset: `paper`, `cpu` or `tiny`.
+      resume: continue the run in `out` from its latest checkpoint.
+      overwrite: replace an existing run dir.
+      **overrides: TrainConfig fields (None = keep the preset's).
+
+    Returns the training summary dict.
+    """
+    if resume and overwrite:
+        raise RunDirError("--resume and --overwrite: expected at most one of them, received both.")
+    train_files = read_dataset(data, "train")
+    if val is None and is_benchmark_dir(data) and os.path.isfile(os.path.join(data, "val.txt")):
+        val = data
+    val_files = read_dataset(val, "val") if val else None
+    if val_files is not None:
+        val_files = remap_to(val_files, train_files.class_names)
+    config = resolve_config(out, resume, preset, overrides)
+    if resume:
+        previous = runs.read_labels(out)
+        if previous != list(train_files.class_names):
+            raise DataError(
+                f"--resume: the data's classes {train_files.class_names} differ from the run's {previous}."
+            )
+    runs.prepare_run_dir(out, overwrite=overwrite, resume=resume)
+
+    print(f"checking {len(train_files)} training images from {train_files.source} ...", file=output, flush=True)
+    train_files = check_files(train_files, crop_size=config.crop_size)
+    if val_files is not None:
+        val_files = check_files(val_files, crop_size=config.crop_size, require_every_class=False)
+    skipped = len(train_files.skipped) + (len(val_files.skipped) if val_files else 0)
+
+    if not resume:
+        config.save(os.path.join(out, runs.CONFIG_FILE))
+        runs.write_labels(out, train_files.class_names)
+
+    strategy = make_strategy(config.strategy)
+    counts = ", ".join(f"{n} {c}" for n, c in zip(train_files.class_counts(), train_files.class_names))
+    k = config.batch_images_per_class(len(train_files.class_names))
+    print(
+        f"training {config.mode} ({config.preset} preset, width {config.width}) on {counts}; "
+        f"{k} images per class per step"
+        + (f" x {config.patches_per_image} patches of {config.patch_size} px" if config.mode == "dnadet" else "")
+        + f"; {strategy.num_replicas_in_sync} replica(s); run dir {out}",
+        file=output, flush=True,
+    )
+    augment_fn = make_augment_fn(config.augment)
+    val_dataset = None
+    if val_files is not None:
+        val_dataset = lambda: inference_dataset(  # noqa: E731
+            val_files.paths, config.preprocess, config.eval_batch_size, labels=val_files.labels
+        )
+    init_weights = load_init_weights(config.init, output) if config.init and not resume else None
+    trainer = Trainer(
+        config, train_files.class_names, out, strategy,
+        train_dataset=lambda start: training_dataset(train_files, config, start, augment_fn),
+        val_dataset=val_dataset, init_weights=init_weights, out=output,
+    )
+    if resume:
+        path = trainer.restore_latest()
+        print(f"resumed from {path or 'no checkpoint (starting at step 0)'} at step {trainer.step}",
+              file=output, flush=True)
+    summary = trainer.fit()
+    summary.update(skipped_files=skipped, run_dir=out)
+    print(
+        f"done: step {summary['end_step']}, best validation {config.metric} "
+        f"{summary['best_metric']:.4f}, {skipped} file(s) skipped, {summary['seconds']} s; "
+        f"run dir {out}",
+        file=output, flush=True,
+    )
+    return summary

@@ -1,0 +1,251 @@
+"""Photos for the zoo: finding them, grouping them into content domains, cutting 128 px crops.
+
+Domains. The zoo needs three content domains, A (the training domain), B (the
+cross-dataset domain) and C (the fine-tuning domain). From a photo folder DIR:
+
+1. if DIR has subfolders named `a`, `b` and `c` (any case), those are A, B and C;
+2. else if DIR has three or more subfolders, in sorted order the first is A, the
+   second is B, and all the others together are C;
+3. else if DIR has no subfolder, its photos, sorted by name, are dealt out in turn
+   A, B, A, C, A, B, A, C, ... (half of them for A);
+4. else (one or two subfolders) the folder is refused.
+
+Photos are found recursively (hidden files and folders ignored, extensions as in
+`dnadet_tf.images`). A photo that cannot be decoded is skipped with a warning on
+stderr naming it; a photo whose shorter side is below 128 px, an empty domain
+folder, or fewer usable photos than the size needs stop the build with `DataError`.
+
+Content groups. Within A the photos are split (seeded shuffle) into disjoint
+`A-train`, `A-val` and `A-test` groups, so test content was never seen in training;
+B and C are split into `-train` (generators learn on them) and `-test` (content the
+cross-test images are generated from).
+
+Crops. A crop is natural: the photo is resized (Lanczos, never enlarged) so its shorter
+side is a random size in [128, 192], then a random 128x128 window is cut and, half
+of the time, mirrored.
+"""
+import functools
+import hashlib
+import os
+import sys
+
+import numpy as np
+from PIL import Image
+
+from dnadet_tf.errors import DataError
+from dnadet_tf.images import ImageError, is_image_file, load_rgb
+
+PACKAGED_PHOTOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "photos")
+DOMAINS = ("A", "B", "C")
+CROP = 128
+MAX_CROP_SIDE = 192
+# Fraction of each domain used for validation / test content (A) or held-out content (B, C).
+_A_FRACTIONS = (0.15, 0.25)
+_HELD_OUT_FRACTION = 0.4
+
+
+def _list_images(folder):
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found.extend(os.path.join(root, f) for f in sorted(files) if is_image_file(f))
+    return sorted(found)
+
+
+def _subfolders(folder):
+    return sorted(
+        d for d in os.listdir(folder) if not d.startswith(".") and os.path.isdir(os.path.join(folder, d))
+    )
+
+
+def _domain_folders(folder):
+    """Applies the folder rule of the module docstring: {'A': [dirs], ...} or None for a flat folder."""
+    subs = _subfolders(folder)
+    by_lower = {s.lower(): s for s in subs}
+    if all(letter in by_lower for letter in ("a", "b", "c")):
+        return {d: [os.path.join(folder, by_lower[d.lower()])] for d in DOMAINS}
+    if len(subs) >= 3:
+        paths = [os.path.join(folder, s) for s in subs]
+        return {"A": paths[:1], "B": paths[1:2], "C": paths[2:]}
+    if not subs:
+        return None
+    raise DataError(
+        f"{folder}: expected subfolders a/, b/, c/, or at least three subfolders (one per content "
+        f"domain), or no subfolder at all; found {len(subs)}: {', '.join(subs)}."
+    )
+
+
+class PhotoSet:
+    """The usable photos of a source folder, by domain, with a fingerprint of the file set.
+
+    Attributes:
+      source: the folder as given (absolute), or the packaged set's folder.
+      packaged: True for the photos shipped with the package.
+      domains: {'A': [paths], 'B': [...], 'C': [...]}, each sorted.
+      folders: {'A': [dirs], ...}, the folders each domain came from (empty lists for a flat folder).
+      fingerprint: SHA-256 over the relative paths and byte sizes of the photos used.
+    """
+
+    def __init__(self, source, packaged, domains, folders):
+        self.source = source
+        self.packaged = packaged
+        self.domains = domains
+        self.folders = folders
+        digest = hashlib.sha256()
+        for domain in DOMAINS:
+            for path in domains[domain]:
+                digest.update(f"{domain}:{os.path.relpath(path, source)}:{os.path.getsize(path)}\n".encode())
+        self.fingerprint = digest.hexdigest()
+
+    def describe(self):
+        return {
+            "source": "packaged demo set (dnadet_tf/zoo/photos)" if self.packaged else self.source,
+            "fingerprint": self.fingerprint,
+            "domains": {
+                d: {
+                    "folders": [os.path.relpath(f, self.source) for f in self.folders[d]],
+                    "photos": len(self.domains[d]),
+                }
+                for d in DOMAINS
+            },
+        }
+
+
+def _check_photos(paths, min_side, warn):
+    """Decodes every photo: unreadable ones are skipped with a warning, small ones are fatal."""
+    usable, small = [], []
+    for path in paths:
+        try:
+            array = load_rgb(path)
+        except ImageError as error:
+            warn(f"warning: skipping a photo that cannot be used: {error}")
+            continue
+        height, width = array.shape[:2]
+        if min(height, width) < min_side:
+            small.append(f"{path} ({width}x{height} px)")
+        else:
+            usable.append(path)
+    if small:
+        more = f" and {len(small) - 3} more" if len(small) > 3 else ""
+        raise DataError(
+            f"{len(small)} photo(s) too small for the generators, which need a shorter side of at least "
+            f"{min_side} px: {', '.join(small[:3])}{more}; remove or enlarge them."
+        )
+    return usable
+
+
+def _stderr(message):
+    print(message, file=sys.stderr)
+
+
+def find_photos(photos=None, min_per_domain=(4, 2, 2), warn=_stderr):
+    """Finds and checks the photos of the zoo's three content domains.
+
+    Args:
+      photos: a folder (see the module docstring for the domain rule), or None for the
+        photo set shipped with the package.
+      min_per_domain: usable photos needed in A, B and C.
+      warn: called with a one-line message for each skipped photo.
+
+    Returns:
+      A `PhotoSet`.
+
+    Raises:
+      DataError: a missing folder, a bad folder layout, an empty domain folder, a photo
+        below 128 px, or too few usable photos (the message says found and needed).
+    """
+    packaged = photos is None
+    source = os.path.abspath(PACKAGED_PHOTOS if packaged else os.fspath(photos))
+    if not os.path.isdir(source):
+        raise DataError(f"--photos {source}: not a folder.")
+    folders = _domain_folders(source)
+    if folders is None:
+        flat = _list_images(source)
+        domains = {d: [] for d in DOMAINS}
+        for i, path in enumerate(flat):
+            domains["ABAC"[i % 4]].append(path)
+        folders = {d: [] for d in DOMAINS}
+        where = {d: f"{source} (flat folder, every {'2nd' if d == 'A' else '4th'} photo)" for d in DOMAINS}
+    else:
+        domains = {}
+        for d in DOMAINS:
+            domains[d] = []
+            for folder in folders[d]:
+                listed = _list_images(folder)
+                if not listed:
+                    raise DataError(
+                        f"{folder}: domain {d} folder holds no photo "
+                        f"(expected files ending in .jpg, .png, ...)."
+                    )
+                domains[d].extend(listed)
+        where = {d: ", ".join(folders[d]) for d in DOMAINS}
+    for d, needed in zip(DOMAINS, min_per_domain):
+        domains[d] = _check_photos(domains[d], CROP, warn)
+        if len(domains[d]) < needed:
+            raise DataError(
+                f"too few usable photos for content domain {d} ({where[d]}): found {len(domains[d])}, "
+                f"need at least {needed}."
+            )
+    return PhotoSet(source, packaged, domains, folders)
+
+
+def _shuffled(paths, seed, name):
+    key = int.from_bytes(hashlib.sha256(f"{seed}:{name}".encode()).digest()[:8], "little")
+    order = np.random.default_rng(key).permutation(len(paths))
+    return [paths[i] for i in order]
+
+
+def content_groups(photo_set, seed):
+    """Disjoint content groups: A-train/A-val/A-test, B-train/B-test, C-train/C-test -> [paths]."""
+    groups = {}
+    a = _shuffled(photo_set.domains["A"], seed, "A")
+    n_val = max(1, int(round(_A_FRACTIONS[0] * len(a))))
+    n_test = max(1, int(round(_A_FRACTIONS[1] * len(a))))
+    groups["A-val"], groups["A-test"], groups["A-train"] = a[:n_val], a[n_val:n_val + n_test], a[n_val + n_test:]
+    for d in ("B", "C"):
+        paths = _shuffled(photo_set.domains[d], seed, d)
+        held = max(1, int(round(_HELD_OUT_FRACTION * len(paths))))
+        groups[f"{d}-test"], groups[f"{d}-train"] = paths[:held], paths[held:]
+    return groups
+
+
+def seed_key(*parts):
+    """A 63-bit integer derived from the parts (order-independent of anything else in the build)."""
+    text = ":".join(str(p) for p in parts)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
+
+
+@functools.lru_cache(maxsize=256)
+def _photo(path):
+    array = load_rgb(path)
+    return Image.fromarray(array)
+
+
+def natural_crop(path, rng, size=CROP):
+    """A natural `size` px crop of a photo as uint8 (size, size, 3), drawn with `rng`.
+
+    The shorter side is resized to a random value in [size, min(192, shorter side)]
+    (Lanczos; never enlarged), then a random window is cut and mirrored half of the time.
+    """
+    image = _photo(path)
+    width, height = image.size
+    short = min(width, height)
+    target = int(rng.integers(size, max(size, min(MAX_CROP_SIDE, short)) + 1))
+    if target != short:
+        ratio = target / short
+        new = (max(size, int(round(width * ratio))), max(size, int(round(height * ratio))))
+        image = image.resize(new, Image.LANCZOS)
+    array = np.asarray(image)
+    top = int(rng.integers(0, array.shape[0] - size + 1))
+    left = int(rng.integers(0, array.shape[1] - size + 1))
+    crop = array[top:top + size, left:left + size]
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    return np.ascontiguousarray(crop)
+
+
+def crop_for(paths, *key_parts):
+    """The crop number `key_parts` of a content group: photo, scale and window all from the key."""
+    rng = np.random.default_rng(seed_key(*key_parts))
+    path = paths[int(rng.integers(0, len(paths)))]
+    return natural_crop(path, rng)

@@ -1,0 +1,58 @@
+"""Small generated images for tests: three classes that share content and
+differ only in how the content was upsampled (nearest, bilinear, and a
+transposed convolution with a fixed kernel that leaves checkerboard traces)."""
+import os
+
+import numpy as np
+from PIL import Image
+
+CLASSES = ("real", "nearest", "transposed")
+
+
+def _content(rng, low):
+    return rng.uniform(0, 255, size=(low, low, 3))
+
+
+def _upsample_nearest(x, factor):
+    return np.repeat(np.repeat(x, factor, axis=0), factor, axis=1)
+
+
+def _upsample_bilinear(x, factor):
+    image = Image.fromarray(np.clip(x, 0, 255).astype(np.uint8))
+    size = x.shape[0] * factor
+    return np.asarray(image.resize((size, size), Image.BILINEAR), np.float64)
+
+
+def _upsample_transposed(x, factor):
+    """Zero-insertion then a fixed 2-D kernel whose taps do not sum evenly:
+    periodic (checkerboard) traces at the upsampling period."""
+    size = x.shape[0] * factor
+    out = np.zeros((size, size, 3))
+    out[::factor, ::factor] = x
+    kernel = np.outer([0.5, 1.0, 0.7, 0.3], [0.5, 1.0, 0.7, 0.3])
+    kernel = kernel / kernel.sum() * factor * factor
+    padded = np.pad(out, ((2, 1), (2, 1), (0, 0)), mode="edge")
+    result = np.zeros_like(out)
+    for i in range(4):
+        for j in range(4):
+            result += kernel[i, j] * padded[i : i + size, j : j + size]
+    return result
+
+
+UPSAMPLERS = {"real": _upsample_bilinear, "nearest": _upsample_nearest, "transposed": _upsample_transposed}
+
+
+def make_upsampling_tree(root, images_per_class, seed=0, size=32, factor=4):
+    """Writes ROOT/<class>/<i>.png for the three classes (same content per i).
+
+    Returns the class names in label order.
+    """
+    rng = np.random.default_rng(seed)
+    for i in range(images_per_class):
+        content = _content(rng, size // factor)
+        for name in CLASSES:
+            folder = os.path.join(root, name)
+            os.makedirs(folder, exist_ok=True)
+            pixels = np.clip(UPSAMPLERS[name](content, factor) + 0.5, 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(os.path.join(folder, f"{i:04d}.png"))
+    return list(CLASSES)
