@@ -79,15 +79,53 @@ def _uniform_int(seed, low, high_inclusive):
     )
 
 
+def _crop_parameters(seed):
+    """-> {"area": kept area fraction, "top": row fraction, "left": column fraction} (float32 scalars).
+
+    The offsets are fractions in [0, 1) of the free margin; `crop` turns
+    them into pixels for the image's size."""
+    return {
+        "area": _uniform(tf.random.experimental.stateless_fold_in(seed, 0), *CROP_AREA_RANGE),
+        "top": _uniform(tf.random.experimental.stateless_fold_in(seed, 1), 0.0, 1.0),
+        "left": _uniform(tf.random.experimental.stateless_fold_in(seed, 2), 0.0, 1.0),
+    }
+
+
+def _blur_parameters(seed):
+    """-> {"kernel": int32 scalar in BLUR_KERNELS}."""
+    index = _uniform_int(seed, 0, len(BLUR_KERNELS) - 1)
+    return {"kernel": tf.gather(tf.constant(BLUR_KERNELS, tf.int32), index)}
+
+
+def _jpeg_parameters(seed):
+    """-> {"quality": int32 scalar in [10, 75]}."""
+    return {"quality": _uniform_int(seed, *JPEG_QUALITY_RANGE)}
+
+
+def _noise_parameters(seed):
+    """-> {"variance": float32 scalar in [5, 20), "noise_seed": int32 (2,)}."""
+    return {
+        "variance": _uniform(tf.random.experimental.stateless_fold_in(seed, 0), *NOISE_VARIANCE_RANGE),
+        "noise_seed": tf.random.experimental.stateless_fold_in(seed, 1),
+    }
+
+
+def _relight_parameters(seed):
+    """-> {"factor": float32 scalar in [0.1, 1.9)}."""
+    return {"factor": _uniform(seed, *RELIGHT_FACTOR_RANGE)}
+
+
 def crop(image, seed):
     """Random resized crop: (H, W, 3) -> float32 (H, W, 3), about 80-95 % of the area kept."""
     image = imageops.as_float_image(image)
+    params = _crop_parameters(seed)
     size = tf.shape(image)[:2]
-    area_seed, top_seed, left_seed = (tf.random.experimental.stateless_fold_in(seed, i) for i in range(3))
-    side = tf.sqrt(_uniform(area_seed, *CROP_AREA_RANGE))
+    side = tf.sqrt(params["area"])
     crop_size = tf.maximum(tf.cast(tf.round(tf.cast(size, tf.float32) * side), tf.int32), 1)
-    top = _uniform_int(top_seed, 0, size[0] - crop_size[0])
-    left = _uniform_int(left_seed, 0, size[1] - crop_size[1])
+    margin = size - crop_size
+    top = tf.cast(tf.floor(params["top"] * tf.cast(margin[0] + 1, tf.float32)), tf.int32)
+    left = tf.cast(tf.floor(params["left"] * tf.cast(margin[1] + 1, tf.float32)), tf.int32)
+    top, left = tf.minimum(top, margin[0]), tf.minimum(left, margin[1])
     window = image[top : top + crop_size[0], left : left + crop_size[1], :]
     out = tf.image.resize(window, size, method="bilinear")
     out.set_shape(image.shape)
@@ -96,26 +134,45 @@ def crop(image, seed):
 
 def blur(image, seed):
     """Gaussian blur with kernel uniform in {1, 3, 5, 7, 9}: (H, W, 3) -> float32 (H, W, 3); H, W >= 5."""
-    kernels = tf.constant(BLUR_KERNELS, tf.int32)
-    kernel = tf.gather(kernels, _uniform_int(seed, 0, len(BLUR_KERNELS) - 1))
+    kernel = _blur_parameters(seed)["kernel"]
     return imageops.gaussian_blur(image, kernel, max_kernel_size=max(BLUR_KERNELS))
 
 
 def jpeg(image, seed):
     """JPEG round trip with quality uniform in {10, ..., 75}: (H, W, 3) -> float32 (H, W, 3)."""
-    return imageops.jpeg_round_trip(image, _uniform_int(seed, *JPEG_QUALITY_RANGE))
+    return imageops.jpeg_round_trip(image, _jpeg_parameters(seed)["quality"])
 
 
 def noise(image, seed):
     """Gaussian noise with variance ~ U[5, 20] (0-255 scale): (H, W, 3) -> float32 (H, W, 3)."""
-    variance = _uniform(tf.random.experimental.stateless_fold_in(seed, 0), *NOISE_VARIANCE_RANGE)
-    return imageops.gaussian_noise(image, variance, tf.random.experimental.stateless_fold_in(seed, 1))
+    params = _noise_parameters(seed)
+    return imageops.gaussian_noise(image, params["variance"], params["noise_seed"])
 
 
 def relight(image, seed):
     """Brightness: pixels times b ~ U[0.1, 1.9], clipped and rounded: (H, W, 3) -> float32 (H, W, 3)."""
-    factor = _uniform(seed, *RELIGHT_FACTOR_RANGE)
+    factor = _relight_parameters(seed)["factor"]
     return imageops.quantize(imageops.as_float_image(image) * factor)
+
+
+_PARAMETERS = {
+    "crop": _crop_parameters,
+    "blur": _blur_parameters,
+    "jpeg": _jpeg_parameters,
+    "noise": _noise_parameters,
+    "relight": _relight_parameters,
+}
+
+
+def attack_parameters(name, seed):
+    """The parameters attack `name` (not "combo") draws for `seed` in `apply_attacks`.
+
+    Returns a dict of scalar tensors, e.g. {"factor": 1.42} for relight or
+    {"quality": 37} for jpeg; useful to log test-time perturbations.
+    """
+    if name not in _PARAMETERS:
+        raise ValueError(f"attack_parameters: expected one of {', '.join(_PARAMETERS)}, received {name!r}.")
+    return _PARAMETERS[name](_seed_for(seed, ATTACK_NAMES.index(name)))
 
 
 _ATTACKS = {"crop": crop, "blur": blur, "jpeg": jpeg, "noise": noise, "relight": relight}

@@ -51,6 +51,8 @@ class TrainConfig:
     jit: bool = False
     strategy: str = "auto"
     init: str = ""
+    data: str = ""
+    val: str = ""
 
     @property
     def preprocess(self):

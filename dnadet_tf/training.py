@@ -76,6 +76,9 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
     if val_files is not None:
         val_files = remap_to(val_files, train_files.class_names)
     config = resolve_config(out, resume, preset, overrides)
+    if not resume:
+        config.data = os.path.abspath(data)
+        config.val = os.path.abspath(val) if val else ""
     if resume:
         previous = runs.read_labels(out)
         if previous != list(train_files.class_names):

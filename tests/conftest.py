@@ -1,0 +1,29 @@
+"""Shared fixtures: small generated datasets and one tiny trained run per session."""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+from synthetic import make_upsampling_tree  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def upsampling_data(tmp_path_factory):
+    """{'train': ROOT, 'val': ROOT, 'test': ROOT}: 3 classes (real, nearest, transposed), 32 px PNGs,
+    held-out content in val and test."""
+    root = tmp_path_factory.mktemp("upsampling")
+    sizes = {"train": 24, "val": 12, "test": 12}
+    for seed, (split, count) in enumerate(sizes.items(), start=1):
+        make_upsampling_tree(str(root / split), count, seed=seed)
+    return {split: str(root / split) for split in sizes}
+
+
+@pytest.fixture(scope="session")
+def tiny_run(upsampling_data, tmp_path_factory):
+    """A run dir of the `tiny` preset trained for 40 steps on `upsampling_data` (train/val)."""
+    from dnadet_tf.training import fit
+
+    run_dir = str(tmp_path_factory.mktemp("runs") / "tiny")
+    fit(upsampling_data["train"], run_dir, val=upsampling_data["val"], preset="tiny", steps=40)
+    return run_dir
