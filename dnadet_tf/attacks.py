@@ -64,7 +64,7 @@ def parse_attacks(text):
 
 def _seed_for(seed, salt):
     """Seed of shape [2] and an int salt -> an independent seed of shape [2]."""
-    return tf.random.experimental.stateless_fold_in(imageops._as_seed(seed), salt)
+    return tf.random.experimental.stateless_fold_in(imageops.as_seed(seed), salt)
 
 
 def _uniform(seed, low, high):
@@ -182,14 +182,23 @@ def _apply_one(image, name, seed):
     return _ATTACKS[name](image, _seed_for(seed, ATTACK_NAMES.index(name)))
 
 
+def combo_selection(seed):
+    """Which attacks of COMBO_ORDER `combo` applies for `seed`: bool tensor (5,), each True with p = 0.5."""
+    seed = imageops.as_seed(seed)
+    coins = [_uniform(_seed_for(seed, _COIN_SALT + ATTACK_NAMES.index(name)), 0.0, 1.0) for name in COMBO_ORDER]
+    return tf.stack(coins) < COMBO_PROBABILITY
+
+
 def combo(image, seed):
-    """relight, crop, blur, jpeg, noise, each with probability 0.5: (H, W, 3) -> float32 (H, W, 3)."""
+    """relight, crop, blur, jpeg, noise, each with probability 0.5: (H, W, 3) -> float32 (H, W, 3).
+
+    An attack that runs draws the same parameters as it would alone with the same seed."""
     image = imageops.as_float_image(image)
-    for name in COMBO_ORDER:
-        coin = _uniform(_seed_for(seed, _COIN_SALT + ATTACK_NAMES.index(name)), 0.0, 1.0)
+    selected = combo_selection(seed)
+    for position, name in enumerate(COMBO_ORDER):
         current = image
         image = tf.cond(
-            coin < COMBO_PROBABILITY,
+            selected[position],
             lambda: _apply_one(current, name, seed),
             lambda: current,
         )
@@ -212,7 +221,7 @@ def apply_attacks(image, names, seed):
     """
     names = parse_attacks(names)
     image = imageops.as_float_image(image)
-    seed = imageops._as_seed(seed)
+    seed = imageops.as_seed(seed)
     for name in names:
         if name == "combo":
             image = combo(image, seed)

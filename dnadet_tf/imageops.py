@@ -48,7 +48,7 @@ def to_uint8(image):
     return tf.cast(quantize(image), tf.uint8)
 
 
-def _as_seed(seed):
+def as_seed(seed):
     """A shape-[2] integer seed tensor (int32 or int64 kept; anything else -> int64)."""
     seed = tf.convert_to_tensor(seed)
     if seed.dtype not in (tf.int32, tf.int64):
@@ -223,7 +223,7 @@ def gaussian_noise(image, variance, seed):
     """
     image = as_float_image(image)
     stddev = tf.sqrt(tf.cast(variance, tf.float32))
-    noise = tf.random.stateless_normal(tf.shape(image), seed=_as_seed(seed), dtype=tf.float32)
+    noise = tf.random.stateless_normal(tf.shape(image), seed=as_seed(seed), dtype=tf.float32)
     return quantize(image + stddev * noise)
 
 

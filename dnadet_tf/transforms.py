@@ -13,6 +13,11 @@ natural photo. Class indices, in this fixed order:
          lanczos), each scale s = 0.15, 0.20, ..., 0.90      resample_nearest_0.15 ...
 156-169  Gaussian noise, variance 10, 13, ..., 49 (0-255)   gaussian_noise_v10 ...
 
+Four double JPEG pairs of the listed order use the same quality twice
+(q36/q36, q60/q60, q75/q75, q99/q99); recompressing at the same quality
+changes few or no pixels, so these classes nearly coincide with the single
+JPEG class of that quality. They are kept as DESIGN §3 lists them.
+
 The operations themselves live in `dnadet_tf.imageops`; every result is
 float32 on the uint8 grid, as a saved 8-bit image would be.
 """
