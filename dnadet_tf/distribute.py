@@ -12,6 +12,11 @@ def make_strategy(name):
     `default`: the default (single-device) strategy. `mirrored`: MirroredStrategy
     over every GPU, or every logical CPU device when there is no GPU.
     `multiworker`: MultiWorkerMirroredStrategy configured by TF_CONFIG."""
+    if name == "multiworker":
+        # Must come before anything initialises the TF runtime (listing devices does).
+        if not os.environ.get("TF_CONFIG"):
+            raise DnadetError("--strategy multiworker: expected the TF_CONFIG environment variable, found none.")
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
         return tf.distribute.MirroredStrategy() if gpus else tf.distribute.get_strategy()
@@ -20,10 +25,6 @@ def make_strategy(name):
     if name == "mirrored":
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices=devices)
-    if name == "multiworker":
-        if not os.environ.get("TF_CONFIG"):
-            raise DnadetError("--strategy multiworker: expected the TF_CONFIG environment variable, found none.")
-        return tf.distribute.MultiWorkerMirroredStrategy()
     raise DnadetError(f"--strategy: expected auto, default, mirrored or multiworker, received {name!r}.")
 
 

@@ -42,7 +42,9 @@ class L2Normalize(layers.Layer):
 
 def _conv_block(x, filters, kernel_size, strides, name, index, synchronized):
     x = layers.ZeroPadding2D(padding=1, name=f"{name}_pad{index}")(x)
-    x = layers.Conv2D(filters, kernel_size, strides=strides, padding="valid", name=f"{name}_conv{index}")(x)
+    x = layers.Conv2D(
+        filters, kernel_size, strides=strides, padding="valid", use_bias=False, name=f"{name}_conv{index}"
+    )(x)
     x = layers.BatchNormalization(
         momentum=0.9, epsilon=1e-5, synchronized=synchronized, name=f"{name}_bn{index}"
     )(x)
