@@ -62,13 +62,9 @@ def overrides_from(args):
 
 
 def run(args):
-    import keras
-
     from dnadet_tf.training import fit
 
     overrides = overrides_from(args)
-    if args.seed is not None:
-        keras.utils.set_random_seed(args.seed)
     if args.data is None:
         return run_demo(args, overrides)
     if not args.out:

@@ -25,7 +25,7 @@ def expand_data_specs(specs):
         else:
             base = os.path.basename(os.path.normpath(spec))
             stem = os.path.splitext(base)[0]
-            rows.append((SPLIT_TITLES.get(stem, stem), spec))
+            rows.append((SPLIT_TITLES.get(stem, stem) if os.path.isfile(spec) else base, spec))
     return rows
 
 

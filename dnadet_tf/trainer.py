@@ -38,17 +38,18 @@ class Trainer:
     """
 
     def __init__(self, config, class_names, run_dir, strategy, train_dataset, val_dataset=None,
-                 init_weights=None, out=sys.stdout):
+                 init_weights=None, out=None):
         self.config = config
         self.class_names = list(class_names)
         self.run_dir = run_dir
         self.strategy = strategy
         self.train_dataset = train_dataset
         self.val_dataset = val_dataset
-        self.out = out
+        self.out = out or sys.stdout
         self.chief = is_chief()
         self.use_patches = config.mode == "dnadet"
         keras.mixed_precision.set_global_policy(config.precision)
+        keras.utils.set_random_seed(config.seed)  # initial weights and dropout masks follow the run's seed
         replicas = strategy.num_replicas_in_sync
         with strategy.scope():
             self.classifier = build_classifier(
@@ -83,6 +84,11 @@ class Trainer:
             init_weights(self.classifier)
         tracked = dict(classifier=self.classifier, optimizer=self.optimizer,
                        best_metric=self.best_metric, evals_since_best=self.evals_since_best)
+        # Dropout's random state is not part of Keras' own checkpoint graph; track it so that a
+        # resumed run draws the same masks as an uninterrupted one.
+        tracked["seed_states"] = {
+            f"state_{i}": v.value for i, v in enumerate(self.classifier.variables) if "seed_generator" in v.path
+        }
         if self.use_patches:
             tracked.update(projector=self.projector, loss_weights=self.loss_weights,
                            weight_optimizer=self.weight_optimizer)

@@ -14,7 +14,7 @@ from dnadet_tf.pipeline import inference_dataset, training_dataset
 from dnadet_tf.trainer import Trainer
 
 
-def load_init_weights(init_run, out=sys.stdout):
+def load_init_weights(init_run, out=None):
     """A function that copies the matching weights of run `init_run`'s best.keras
     into a classifier and prints what it loaded and what it re-initialised."""
     model_path = os.path.join(init_run, runs.BEST_MODEL)
@@ -27,7 +27,7 @@ def load_init_weights(init_run, out=sys.stdout):
         source = keras.saving.load_model(model_path, safe_mode=True, compile=False)
         loaded, skipped = transfer_matching_weights(source, classifier)
         print(f"--init {init_run}: loaded {len(loaded)} weights; re-initialised {len(skipped)}: "
-              + (", ".join(skipped) if skipped else "none"), file=out, flush=True)
+              + (", ".join(skipped) if skipped else "none"), file=out or sys.stdout, flush=True)
 
     return apply
 
@@ -53,7 +53,7 @@ def make_augment_fn(names):
     return lambda image, seed: apply_attacks(image, names, seed)
 
 
-def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output=sys.stdout, **overrides):
+def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output=None, **overrides):
     """Trains DNA-Det (or Base with mode='base') on `data` into run dir `out`.
 
     Args:
@@ -67,6 +67,7 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
 
     Returns the training summary dict.
     """
+    output = output or sys.stdout
     if resume and overwrite:
         raise RunDirError("--resume and --overwrite: expected at most one of them, received both.")
     train_files = read_dataset(data, "train")

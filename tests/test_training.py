@@ -1,0 +1,123 @@
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dnadet_tf.cli.main import main
+from dnadet_tf.config import make_config
+from dnadet_tf.data import read_dataset
+from dnadet_tf.distribute import make_strategy
+from dnadet_tf.errors import RunDirError
+from dnadet_tf.evaluation import evaluate
+from dnadet_tf.pipeline import training_dataset
+from dnadet_tf.predictor import KerasPredictor
+from dnadet_tf.runs import read_config
+from dnadet_tf.trainer import Trainer
+from dnadet_tf.training import fit
+
+
+def test_tiny_preset_learns_upsampling_traces_on_held_out_content(tiny_run, upsampling_data):
+    rows = evaluate(KerasPredictor(tiny_run), [upsampling_data["test"]], progress=lambda m: None)
+    accuracy = rows[0]["metrics"]["accuracy"]
+    assert accuracy >= 0.8, f"held-out accuracy {accuracy:.3f}; chance is 0.333"
+
+
+def test_run_dir_contents(tiny_run):
+    for name in ("config.json", "labels.txt", "best.keras", "metrics.jsonl", "checkpoints", "tensorboard"):
+        assert os.path.exists(os.path.join(tiny_run, name)), name
+    config = read_config(tiny_run)
+    assert config.preset == "tiny" and config.steps == 40 and config.data.endswith("train")
+    records = [json.loads(line) for line in open(os.path.join(tiny_run, "metrics.jsonl"))]
+    assert {r["kind"] for r in records} == {"train", "val"}
+    assert all(np.isfinite(r["loss"]) for r in records if r["kind"] == "train")
+    assert any(name.startswith("events") for name in os.listdir(os.path.join(tiny_run, "tensorboard")))
+
+
+def _trainer_state(run_dir, config, files):
+    trainer = Trainer(config, files.class_names, run_dir, make_strategy("default"),
+                      train_dataset=lambda start: training_dataset(files, config, start))
+    trainer.restore_latest()
+    return trainer
+
+
+def test_resume_carries_on_step_optimizer_and_weights(upsampling_data, tmp_path):
+    data = upsampling_data["train"]
+    straight = str(tmp_path / "straight")
+    split = str(tmp_path / "split")
+    fit(data, straight, preset="tiny", steps=30, seed=3)
+    fit(data, split, preset="tiny", steps=15, seed=3)
+    config = read_config(split)
+    files = read_dataset(data)
+    halfway = _trainer_state(split, config, files)
+    assert halfway.step == 15
+    saved_moments = [v.numpy().copy() for v in halfway.optimizer.variables]
+    assert any(np.abs(m).sum() > 0 for m in saved_moments[2:])
+
+    summary = fit(data, split, preset="tiny", steps=30, resume=True)
+    assert summary["start_step"] == 15 and summary["end_step"] == 30
+    resumed = _trainer_state(split, config, files)
+    reference = _trainer_state(straight, config, files)
+    assert resumed.step == reference.step == 30
+    assert int(resumed.optimizer.iterations.numpy()) == 30
+    for a, b in zip(resumed.classifier.weights, reference.classifier.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5, err_msg=a.path)
+    for a, b in zip(resumed.optimizer.variables, reference.optimizer.variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5, err_msg=a.path)
+    np.testing.assert_allclose(resumed.loss_weights.params.numpy(), reference.loss_weights.params.numpy(), atol=1e-4)
+
+
+def test_existing_run_dir_is_not_overwritten(upsampling_data, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    with pytest.raises(RunDirError, match="--overwrite"):
+        fit(upsampling_data["train"], str(out), preset="tiny", steps=2)
+    assert (out / "keep.txt").read_text() == "precious"
+
+
+def test_base_mode_and_init_from_another_run(tiny_run, upsampling_data, tmp_path, capsys):
+    out = str(tmp_path / "base")
+    summary = fit(upsampling_data["train"], out, val=upsampling_data["val"], preset="tiny", steps=4,
+                  mode="base", init=tiny_run)
+    assert summary["end_step"] == 4
+    assert read_config(out).mode == "base"
+    printed = capsys.readouterr().out
+    assert "--init" in printed and "loaded" in printed and "re-initialised 0" in printed
+    assert " con " not in printed[printed.find("step 4/4"):].splitlines()[0]
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    code = main(["fit", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r"), "--preset", "tiny"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "missing" in err and "no such file or folder" in err
+    code = main(["fit", "--data", str(tmp_path), "--preset", "tiny"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--out" in err and len(err.splitlines()) == 1
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--preset", "huge"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'huge'" in capsys.readouterr().err
+
+
+def test_cli_fit_resume_evaluate_predict(upsampling_data, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(["fit", "--data", upsampling_data["train"], "--val", upsampling_data["val"], "--out", out,
+                 "--preset", "tiny", "--steps", "10"]) == 0
+    assert main(["fit", "--data", upsampling_data["train"], "--val", upsampling_data["val"], "--out", out,
+                 "--preset", "tiny", "--steps", "20", "--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert "resumed from" in printed and "at step 10" in printed and "step 20/20" in printed
+    report = str(tmp_path / "eval" / "result.json")
+    assert main(["evaluate", "--model", out, "--data", upsampling_data["test"], upsampling_data["val"],
+                 "--json", report]) == 0
+    rows = json.load(open(report))
+    assert [r["name"] for r in rows] == ["test", "val"]
+    assert os.path.isfile(tmp_path / "eval" / "confusion_test.png")
+    capsys.readouterr()
+    image = os.path.join(upsampling_data["test"], "transposed", "0001.png")
+    assert main(["predict", "--model", out, "--json", "--top-k", "2", image]) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["path"] == image and len(line["top_k"]) == 2 and 0 <= line["probability"] <= 1
