@@ -1,0 +1,246 @@
+"""A run dir -> SavedModel (TF Serving layout) + TFLite attributors + parity report.
+
+Layout under `--out DIR`:
+  DIR/NAME/VERSION/        SavedModel; TF Serving (model base path DIR/NAME) serves the highest VERSION
+  DIR/NAME/tflite/         NAME-{float32,float16,dynamic,int8}.tflite, each with a NAME-<format>.json sidecar
+  DIR/NAME/report.json     parity report
+`tflite/` and `report.json` belong to the latest export (their JSON names its version).
+Everything is built in a hidden `DIR/NAME/.export-tmp-*` folder (TF Serving ignores
+non-numeric folders) and renamed into place only once complete; an existing
+version is replaced only with `overwrite`.
+"""
+import datetime
+import json
+import os
+import re
+import shutil
+import tempfile
+
+import numpy as np
+
+from dnadet_tf.data import check_files, is_benchmark_dir, read_dataset, remap_to
+from dnadet_tf.errors import DataError, DnadetError
+from dnadet_tf.exports.tflite import TFLITE_FORMATS
+
+ALL_FORMATS = ("savedmodel",) + TFLITE_FORMATS
+TFLITE_DIR = "tflite"
+REPORT_FILE = "report.json"
+METADATA_NOTE = (
+    "sidecar JSON beside each .tflite file: tflite-support (the TFLite metadata writer) requires protobuf < 4, "
+    "which conflicts with the protobuf that TensorFlow 2.21 needs"
+)
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def parse_formats(text):
+    """'savedmodel,int8' -> ('savedmodel', 'int8') in canonical order; raises DnadetError on unknown names."""
+    names = [part.strip() for part in str(text).split(",") if part.strip()]
+    unknown = [name for name in names if name not in ALL_FORMATS]
+    if unknown or not names:
+        raise DnadetError(f"--formats: expected a comma list of {','.join(ALL_FORMATS)}, received {text!r}.")
+    return tuple(fmt for fmt in ALL_FORMATS if fmt in names)
+
+
+def _report_version(base):
+    try:
+        with open(os.path.join(base, REPORT_FILE), encoding="utf-8") as f:
+            return int(json.load(f)["version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def existing_versions(base):
+    """Versions present under a model base folder: numeric subfolders, and the report's version."""
+    versions = set()
+    if os.path.isdir(base):
+        versions.update(int(d) for d in os.listdir(base) if d.isdigit() and os.path.isdir(os.path.join(base, d)))
+    reported = _report_version(base)
+    if reported is not None:
+        versions.add(reported)
+    return versions
+
+
+def next_version(base):
+    return max(existing_versions(base), default=0) + 1
+
+
+def balanced_subset(labels, count):
+    """Sorted indices of at most `count` items, spread evenly over each class and over the files of a class."""
+    labels = np.asarray(labels)
+    if count <= 0 or count >= len(labels):
+        return np.arange(len(labels))
+    classes = np.unique(labels)
+    per_class = [np.flatnonzero(labels == c) for c in classes]
+    chosen, quota = [], count
+    for i, members in enumerate(sorted(per_class, key=len)):
+        take = min(len(members), quota // (len(per_class) - i))
+        chosen.extend(members[np.linspace(0, len(members) - 1, take).round().astype(int)] if take else [])
+        quota -= take
+    return np.unique(np.asarray(chosen, int))
+
+
+def _subset(files, indices):
+    return type(files)([files.paths[i] for i in indices], files.labels[indices], files.class_names, files.source)
+
+
+def _read(spec, split, flag):
+    if not spec:
+        raise DnadetError(f"{flag}: the run records no such data; pass {flag} DATA.")
+    if is_benchmark_dir(spec) and not os.path.isfile(os.path.join(spec, f"{split}.txt")):
+        split = "test"
+    try:
+        return read_dataset(spec, split)
+    except DataError as error:
+        raise DataError(f"{flag}: {error}") from None
+
+
+def evaluation_files(spec, class_names, crop_size, limit, warn):
+    """(paths, labels or None) of the parity images; labels are None when the classes differ from the model's."""
+    files = _read(spec, "val", "--eval")
+    try:
+        files = remap_to(files, class_names)
+        labelled = True
+    except DataError as error:
+        warn(f"--eval: {error} Accuracy is not reported.")
+        labelled = False
+    files = check_files(_subset(files, balanced_subset(files.labels, limit)), crop_size=crop_size,
+                        require_every_class=False, warn=warn)
+    return files.paths, (files.labels if labelled else None)
+
+
+def calibration_files(spec, crop_size, count, warn):
+    """Paths of about `count` training images, balanced over classes, for int8 calibration."""
+    files = _read(spec, "train", "--calibration")
+    files = check_files(_subset(files, balanced_subset(files.labels, count)), crop_size=crop_size,
+                        require_every_class=False, warn=warn)
+    return files.paths
+
+
+def _folder_size(path):
+    return sum(os.path.getsize(os.path.join(folder, f)) for folder, _, names in os.walk(path) for f in names)
+
+
+def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMATS, calibration=None,
+               calibration_images=200, eval_data=None, max_eval=1000, int8_io=False, overwrite=False,
+               num_threads=None, progress=print, warn=None):
+    """Exports a run dir; returns the report dict (also written to DIR/NAME/report.json).
+
+    `calibration` defaults to the run's training data, `eval_data` to its
+    validation data (else its training data). `max_eval` caps the parity images
+    (0: all), `calibration_images` the int8 calibration images.
+    """
+    import tensorflow as tf
+
+    from dnadet_tf.exports.graph import float32_classifier
+    from dnadet_tf.exports.parity import parity_rows
+    from dnadet_tf.exports.predictors import SavedModelPredictor, TFLitePredictor
+    from dnadet_tf.exports.savedmodel import write_savedmodel
+    from dnadet_tf.exports.tflite import convert, save_pixels_savedmodel, tflite_filename, write_tflite
+    from dnadet_tf.pipeline import inference_dataset
+    from dnadet_tf.predictor import KerasPredictor
+
+    warn = warn or progress
+    formats = parse_formats(",".join(formats)) if not isinstance(formats, str) else parse_formats(formats)
+    if not _NAME.match(name) or name.isdigit():
+        raise DnadetError(f"--name: expected letters, digits, '.', '_' or '-' (not only digits), received {name!r}.")
+    if version is not None and int(version) < 1:
+        raise DnadetError(f"--version: expected a positive integer, received {version}.")
+    reference = KerasPredictor(run_dir)
+    run, class_names, preprocess = reference.run, reference.class_names, reference.preprocess
+    base = os.path.join(out_dir, name)
+    if version is None:
+        version = next_version(base)
+    elif int(version) in existing_versions(base) and not overwrite:
+        raise DnadetError(f"{os.path.join(base, str(version))}: version {version} exists; pass --overwrite to "
+                          f"replace it or another --version.")
+    version = int(version)
+
+    eval_spec = eval_data or run.config.val or run.config.data
+    eval_paths, eval_labels = evaluation_files(eval_spec, class_names, preprocess.crop_size, max_eval, warn)
+    calibration_spec, calibration_paths = calibration or run.config.data, []
+    if "int8" in formats:
+        calibration_paths = calibration_files(calibration_spec, preprocess.crop_size, calibration_images, warn)
+
+    common = {
+        "created_by": "dnadet-tf export", "name": name, "version": version, "class_names": list(class_names),
+        "preprocess": preprocess.to_dict(), "source_run": os.path.abspath(run_dir), "tensorflow": tf.__version__,
+    }
+    model = float32_classifier(run.model, run.config, len(class_names))
+    os.makedirs(base, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".export-tmp-", dir=base)
+    try:
+        candidates, paths = [], {}
+        staged_version = os.path.join(tmp, str(version))
+        if "savedmodel" in formats:
+            progress(f"writing SavedModel version {version} ...")
+            signatures = {"serving_default": "images: string [None] (encoded image bytes)",
+                          "predict_pixels": f"pixels: float32 [None, {preprocess.resize2}, {preprocess.resize2}, 3]",
+                          "outputs": "probabilities float32 [None, C], class_id int32 [None], class_name string [None]"}
+            write_savedmodel(model, class_names, preprocess, staged_version, {**common, "signatures": signatures})
+            candidates.append(("savedmodel", SavedModelPredictor(staged_version), _folder_size(staged_version)))
+            paths["savedmodel"] = str(version)
+        tflite_formats = [fmt for fmt in formats if fmt in TFLITE_FORMATS]
+        staged_tflite = os.path.join(tmp, TFLITE_DIR)
+        if tflite_formats:
+            os.makedirs(staged_tflite)
+            pixels_model = save_pixels_savedmodel(model, preprocess.resize2, os.path.join(tmp, "pixels-savedmodel"))
+
+            def representative():
+                for batch in inference_dataset(calibration_paths, preprocess, 1):
+                    yield [batch.numpy()]
+
+            for fmt in tflite_formats:
+                progress(f"converting {tflite_filename(name, fmt)} ...")
+                content = convert(pixels_model, fmt, representative if fmt == "int8" else None, int8_io)
+                path = os.path.join(staged_tflite, tflite_filename(name, fmt))
+                extra = {"calibration": {"data": calibration_spec, "images": len(calibration_paths)}} \
+                    if fmt == "int8" else None
+                write_tflite(content, path, fmt, common, preprocess, extra)
+                candidates.append((fmt, TFLitePredictor(path, num_threads=num_threads), len(content)))
+                paths[fmt] = os.path.join(TFLITE_DIR, tflite_filename(name, fmt))
+            shutil.rmtree(pixels_model)
+
+        progress(f"parity on {len(eval_paths)} images of {eval_spec} ...")
+        rows = parity_rows(reference, candidates, inference_dataset(eval_paths, preprocess, 16).as_numpy_iterator(),
+                           eval_labels, reference_size=os.path.getsize(run.model_path))
+        for row in rows:
+            row["path"] = paths.get(row["format"], os.path.abspath(run.model_path))
+        report = {
+            **{k: common[k] for k in ("name", "version", "class_names", "preprocess", "source_run", "tensorflow")},
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "formats": list(formats), "int8_io": bool(int8_io),
+            "eval": {"data": eval_spec, "images": len(eval_paths), "labelled": eval_labels is not None},
+            "calibration": {"data": calibration_spec, "images": len(calibration_paths)} if "int8" in formats else None,
+            "tflite_metadata": METADATA_NOTE,
+            "latency": {"batch": 1, "warmup": 3, "runs": 20, "litert_num_threads": num_threads or os.cpu_count(),
+                        "litert_delegate": "XNNPACK (LiteRT default)", "savedmodel_signature": "predict_pixels"},
+            "rows": rows,
+        }
+        with open(os.path.join(tmp, REPORT_FILE), "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=2, sort_keys=True)
+            f.write("\n")
+        _install(tmp, base, version, staged_version if "savedmodel" in formats else None,
+                 staged_tflite if tflite_formats else None, overwrite)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    report["out"] = base
+    return report
+
+
+def _install(tmp, base, version, staged_version, staged_tflite, overwrite):
+    """Renames the staged pieces into place; replaced ones go to `tmp` (deleted by the caller)."""
+    target_version = os.path.join(base, str(version))
+    if staged_version and os.path.exists(target_version) and not overwrite:
+        raise DnadetError(f"{target_version}: appeared during the export; pass --overwrite to replace it.")
+    replaced = os.path.join(tmp, "replaced")
+    os.makedirs(replaced)
+    if staged_tflite:
+        target = os.path.join(base, TFLITE_DIR)
+        if os.path.exists(target):
+            os.rename(target, os.path.join(replaced, TFLITE_DIR))
+        os.rename(staged_tflite, target)
+    os.replace(os.path.join(tmp, REPORT_FILE), os.path.join(base, REPORT_FILE))
+    if staged_version:
+        if os.path.exists(target_version):
+            os.rename(target_version, os.path.join(replaced, str(version)))
+        os.rename(staged_version, target_version)

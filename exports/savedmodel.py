@@ -1,0 +1,106 @@
+"""SavedModel export in TF Serving's layout (`BASE/<name>/<version>/`).
+
+Signatures:
+  serving_default(images: string [None])      encoded JPEG / PNG / BMP / GIF (first frame) bytes
+  predict_pixels(pixels: float32 [None, S, S, 3])   preprocessed pixels in [-1, 1]
+both returning
+  probabilities: float32 [None, C]
+  class_id:      int32   [None]      argmax of probabilities
+  class_name:    string  [None]      class_names[class_id]
+
+`serving_default` decodes with `tf.io.decode_image(channels=3, expand_animations=False)`
+and runs `dnadet_tf.preprocess.preprocess_image` in-graph; bytes that are not an
+image raise InvalidArgument. Class names and the preprocessing parameters travel
+inside: the variables `class_names` (string [C]) and `preprocess_config` (JSON
+string) of the loaded object, and the asset `assets/dnadet.json`.
+"""
+import json
+import os
+import shutil
+
+import tensorflow as tf
+
+from dnadet_tf.exports.graph import ClassifierModule
+from dnadet_tf.preprocess import PreprocessConfig, preprocess_image
+
+SERVING_SIGNATURE = "serving_default"
+PIXELS_SIGNATURE = "predict_pixels"
+IMAGES_INPUT = "images"
+PIXELS_INPUT = "pixels"
+OUTPUTS = ("probabilities", "class_id", "class_name")
+METADATA_ASSET = "dnadet.json"
+
+
+class AttributorModule(ClassifierModule):
+    """The served object: classifier variables, labels, preprocessing, two signatures."""
+
+    def __init__(self, model, class_names, preprocess, metadata_path):
+        super().__init__(model)
+        size = preprocess.resize2
+        self._preprocess = preprocess
+        self._num_classes = len(class_names)
+        self.class_names = tf.Variable(list(class_names), dtype=tf.string, trainable=False, name="class_names")
+        self.preprocess_config = tf.Variable(
+            json.dumps(preprocess.to_dict(), sort_keys=True), dtype=tf.string, trainable=False, name="preprocess_config"
+        )
+        self.metadata = tf.saved_model.Asset(metadata_path)
+        self.serve_images = tf.function(
+            self._serve_images, input_signature=[tf.TensorSpec([None], tf.string, name=IMAGES_INPUT)]
+        )
+        self.serve_pixels = tf.function(
+            self._serve_pixels, input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name=PIXELS_INPUT)]
+        )
+
+    def _decode_and_preprocess(self, encoded):
+        image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8, expand_animations=False)
+        return preprocess_image(image, self._preprocess)
+
+    def _outputs(self, pixels):
+        # An empty batch answers empty outputs (the convolutions reject a zero batch on CPU).
+        probabilities = tf.cond(
+            tf.shape(pixels)[0] > 0,
+            lambda: self.probabilities(pixels),
+            lambda: tf.zeros([0, self._num_classes], tf.float32),
+        )
+        class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        return {"probabilities": probabilities, "class_id": class_id,
+                "class_name": tf.gather(self.class_names, class_id)}
+
+    def _serve_images(self, images):
+        size = self._preprocess.resize2
+        pixels = tf.map_fn(
+            self._decode_and_preprocess, images, fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32)
+        )
+        return self._outputs(pixels)
+
+    def _serve_pixels(self, pixels):
+        return self._outputs(pixels)
+
+
+def write_savedmodel(model, class_names, preprocess, path, metadata):
+    """Saves the attributor as a SavedModel at `path` (a version folder, which must not exist).
+
+    `metadata` (a JSON-able dict) becomes the asset `assets/dnadet.json`; it is
+    staged in a folder beside `path` and copied in by `tf.saved_model.save`.
+    """
+    staging = f"{path}.assets-staging"
+    os.makedirs(staging)
+    try:
+        staged = os.path.join(staging, METADATA_ASSET)
+        with open(staged, "w", encoding="utf-8") as f:
+            json.dump(metadata, f, indent=2, sort_keys=True)
+            f.write("\n")
+        module = AttributorModule(model, class_names, preprocess, staged)
+        tf.saved_model.save(
+            module, path, signatures={SERVING_SIGNATURE: module.serve_images, PIXELS_SIGNATURE: module.serve_pixels}
+        )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path
+
+
+def read_labels_and_preprocess(loaded):
+    """(class_names, PreprocessConfig) from an object returned by `tf.saved_model.load`."""
+    class_names = [name.decode("utf-8") for name in loaded.class_names.numpy().tolist()]
+    preprocess = PreprocessConfig.from_dict(json.loads(loaded.preprocess_config.numpy().decode("utf-8")))
+    return class_names, preprocess

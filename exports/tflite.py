@@ -1,0 +1,196 @@
+"""TFLite attributors: float32, float16, dynamic-range and full-integer int8.
+
+Each .tflite file maps preprocessed pixels to probabilities:
+  input  `pixels`        [1, S, S, 3]  float32 in [-1, 1]   (int8 with --int8-io)
+  output `probabilities` [1, C]        float32              (int8 with --int8-io)
+Image decoding and the preprocessing chain stay outside the file (they would need
+Flex ops that LiteRT on phones lacks); they are spelled out, with the labels and
+the quantization parameters, in a sidecar JSON beside each file
+(`NAME-int8.tflite` -> `NAME-int8.json`, see `sidecar_path`). tflite-support's
+metadata writer cannot be installed beside TF 2.21 (it pins protobuf < 4), hence
+the sidecar.
+
+Conversion goes through a SavedModel of the pixels -> probabilities function with
+a fixed input shape (`tf.lite.TFLiteConverter.from_saved_model`), so the
+classifier's variables are frozen into constants.
+"""
+import hashlib
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from dnadet_tf.exports.graph import ClassifierModule
+
+TFLITE_FORMATS = ("float32", "float16", "dynamic", "int8")
+INPUT_NAME = "pixels"
+OUTPUT_NAME = "probabilities"
+
+
+def tflite_filename(name, fmt):
+    return f"{name}-{fmt}.tflite"
+
+
+def sidecar_path(tflite_path):
+    """`X/NAME-int8.tflite` -> `X/NAME-int8.json`."""
+    return os.path.splitext(tflite_path)[0] + ".json"
+
+
+def save_pixels_savedmodel(model, size, path):
+    """Writes the fixed-shape pixels -> probabilities SavedModel the converter reads.
+
+    Signature `serving_default`: pixels float32 [1, size, size, 3] -> probabilities float32 [1, C].
+    """
+    module = ClassifierModule(model)
+    module.serve = tf.function(
+        lambda pixels: {OUTPUT_NAME: module.probabilities(pixels)},
+        input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32, name=INPUT_NAME)],
+    )
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+    return path
+
+
+def convert(savedmodel_path, fmt, representative_dataset=None, int8_io=False):
+    """Converts the SavedModel of `save_pixels_savedmodel` to TFLite bytes.
+
+    fmt: float32 | float16 (float16 weights) | dynamic (int8 weights, float
+    activations) | int8 (full integer, TFLITE_BUILTINS_INT8; needs
+    `representative_dataset`, a callable returning an iterator of
+    [float32 (1, S, S, 3)] lists). `int8_io` makes the int8 model's input and
+    output int8 too; otherwise they stay float32 (quantize/dequantize inside).
+    """
+    if fmt not in TFLITE_FORMATS:
+        raise ValueError(f"unknown TFLite format {fmt!r}; expected one of {TFLITE_FORMATS}")
+    converter = tf.lite.TFLiteConverter.from_saved_model(savedmodel_path, signature_keys=["serving_default"])
+    if fmt == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif fmt == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif fmt == "int8":
+        if representative_dataset is None:
+            raise ValueError("int8 conversion needs a representative dataset")
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative_dataset
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if int8_io:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def make_interpreter(model_path=None, model_content=None, num_threads=None):
+    """A LiteRT interpreter with tensors allocated.
+
+    num_threads defaults to the CPUs of this machine. LiteRT applies its default
+    XNNPACK delegate (float32, float16-weight and int8 kernels) when it can.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    threads = num_threads or os.cpu_count() or 1
+    interpreter = Interpreter(model_path=model_path, model_content=model_content, num_threads=threads)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def tensor_description(details):
+    """JSON-able name, shape, dtype and quantization (None when float) of a tensor."""
+    scale, zero_point = details["quantization"]
+    quantization = None
+    if np.dtype(details["dtype"]).kind in "iu" and scale:
+        quantization = {"scale": float(scale), "zero_point": int(zero_point)}
+    return {
+        "name": details["name"],
+        "shape": [int(d) for d in details["shape"]],
+        "dtype": np.dtype(details["dtype"]).name,
+        "quantization": quantization,
+    }
+
+
+def app_preprocessing_steps(preprocess, input_description):
+    """The exact steps an app performs before calling the model, as text lines."""
+    c, r1, r2 = preprocess.crop_size, preprocess.resize1, preprocess.resize2
+    steps = [
+        "Decode the image file to 8-bit RGB, shape (H, W, 3) (first frame of an animation; dnadet_tf.images.load_rgb "
+        "also applies EXIF orientation and composites transparency over white).",
+        f"If H != W: keep the centre {c}x{c} square in native pixels, no resampling: top = (H - {c}) // 2, "
+        f"left = (W - {c}) // 2 (both sides must be >= {c}). A square image is not cropped.",
+        f"Resize to {r1}x{r1}, then to {r2}x{r2}, each in float32: separable bicubic (Keys cubic kernel, a = -0.5), "
+        "half-pixel centres (source x = (i + 0.5) * in / out - 0.5), kernel widened by in/out when shrinking "
+        "(antialiasing), taps outside the image dropped and the weights renormalised to sum 1; clip to [0, 255] "
+        "after each resize (this is tf.image.resize(method='bicubic', antialias=True)).",
+        "Scale to [-1, 1]: x / 127.5 - 1.",
+        f"Lay out as NHWC float32 [1, {r2}, {r2}, 3], channels in RGB order.",
+    ]
+    quantization = input_description.get("quantization")
+    if quantization:
+        steps.append(
+            f"Quantize to int8: q = clamp(round_half_away_from_zero(x / {quantization['scale']!r}) "
+            f"+ {quantization['zero_point']}, -128, 127)."
+        )
+    return steps
+
+
+def output_steps(output_description):
+    quantization = output_description.get("quantization")
+    if quantization:
+        return [f"Dequantize: probability = (q - {quantization['zero_point']}) * {quantization['scale']!r}.",
+                "Top class = argmax; class_names[i] names output i."]
+    return ["Top class = argmax; class_names[i] names output i."]
+
+
+def write_tflite(content, path, fmt, common_metadata, preprocess, extra=None):
+    """Writes `content` to `path` and its sidecar JSON; returns the sidecar dict."""
+    with open(path, "wb") as f:
+        f.write(content)
+    interpreter = make_interpreter(model_content=content, num_threads=1)
+    input_description = tensor_description(interpreter.get_input_details()[0])
+    output_description = tensor_description(interpreter.get_output_details()[0])
+    sidecar = {
+        **common_metadata,
+        "format": fmt,
+        "file": os.path.basename(path),
+        "sha256": hashlib.sha256(content).hexdigest(),
+        "input": input_description,
+        "output": output_description,
+        "app_preprocessing": app_preprocessing_steps(preprocess, input_description),
+        "app_postprocessing": output_steps(output_description),
+        **(extra or {}),
+    }
+    with open(sidecar_path(path), "w", encoding="utf-8") as f:
+        json.dump(sidecar, f, indent=2, sort_keys=True)
+        f.write("\n")
+    return sidecar
+
+
+def read_sidecar(tflite_path):
+    """The sidecar dict of a .tflite file; raises DnadetError when it is missing or unreadable."""
+    from dnadet_tf.errors import DnadetError
+
+    path = sidecar_path(tflite_path)
+    if not os.path.isfile(path):
+        raise DnadetError(
+            f"{tflite_path}: no sidecar {os.path.basename(path)} beside it; expected a file written by "
+            f"'dnadet-tf export' (it holds the labels and preprocessing)."
+        )
+    try:
+        with open(path, encoding="utf-8") as f:
+            sidecar = json.load(f)
+    except (OSError, ValueError) as error:
+        raise DnadetError(f"{path}: not a dnadet-tf sidecar ({error}).") from None
+    missing = [key for key in ("class_names", "preprocess", "input", "output") if key not in sidecar]
+    if missing:
+        raise DnadetError(f"{path}: not a dnadet-tf sidecar (missing {', '.join(missing)}).")
+    return sidecar
+
+
+def quantize(values, quantization):
+    """float -> int8 as TFLite's QUANTIZE op does (round half away from zero)."""
+    scaled = np.asarray(values, np.float32) / quantization["scale"]
+    rounded = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)
+    return np.clip(rounded + quantization["zero_point"], -128, 127).astype(np.int8)
+
+
+def dequantize(values, quantization):
+    return (np.asarray(values, np.float32) - quantization["zero_point"]) * quantization["scale"]

@@ -1,0 +1,283 @@
+"""`dnadet-tf export`: SavedModel (TF Serving layout), TFLite attributors, parity report, exported predictors."""
+import contextlib
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from dnadet_tf.cli.main import main
+from dnadet_tf.exports.predictors import load_exported_predictor
+from dnadet_tf.exports.tflite import make_interpreter
+from dnadet_tf.images import load_rgb
+from dnadet_tf.pipeline import inference_dataset
+from dnadet_tf.predictor import KerasPredictor, load_predictor
+from dnadet_tf.preprocess import preprocess_image
+
+FORMATS = ("float32", "float16", "dynamic", "int8")
+
+
+def _cli(argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+def _test_paths(upsampling_data):
+    root = upsampling_data["test"]
+    return sorted(os.path.join(folder, f) for folder, _, files in os.walk(root) for f in files if f.endswith(".png"))
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_run, upsampling_data, tmp_path_factory):
+    """One full export of the tiny run (all formats), parity measured on the test images."""
+    out = str(tmp_path_factory.mktemp("exports"))
+    code, stdout, stderr = _cli(["export", "--model", tiny_run, "--out", out, "--eval", upsampling_data["test"]])
+    assert code == 0, stderr
+    base = os.path.join(out, "dnadet")
+    with open(os.path.join(base, "report.json"), encoding="utf-8") as f:
+        report = json.load(f)
+    return {"out": out, "base": base, "version_dir": os.path.join(base, "1"), "report": report, "stdout": stdout}
+
+
+@pytest.fixture(scope="module")
+def keras_predictor(tiny_run):
+    return KerasPredictor(tiny_run)
+
+
+@pytest.fixture(scope="module")
+def test_pixels(upsampling_data, keras_predictor):
+    paths = _test_paths(upsampling_data)
+    return np.concatenate(list(inference_dataset(paths, keras_predictor.preprocess, 32).as_numpy_iterator()))
+
+
+def test_layout_and_report(exported):
+    base, report = exported["base"], exported["report"]
+    assert sorted(os.listdir(base)) == ["1", "report.json", "tflite"]  # no temporary folder left behind
+    assert os.path.isfile(os.path.join(base, "1", "saved_model.pb"))
+    for fmt in FORMATS:
+        assert os.path.isfile(os.path.join(base, "tflite", f"dnadet-{fmt}.tflite"))
+        assert os.path.isfile(os.path.join(base, "tflite", f"dnadet-{fmt}.json"))
+    assert report["version"] == 1 and report["eval"]["images"] == 36 and report["eval"]["labelled"]
+    assert [row["format"] for row in report["rows"]] == ["keras", "savedmodel", *FORMATS]
+    for row in report["rows"]:
+        assert row["size_bytes"] > 0 and row["latency_ms"] > 0 and 0 <= row["accuracy"] <= 1
+    sizes = {row["format"]: row["size_bytes"] for row in report["rows"]}
+    assert sizes["int8"] < 0.5 * sizes["float32"]
+    assert "top-1 agree" in exported["stdout"] and "int8" in exported["stdout"].splitlines()[-1]
+
+
+def test_saved_model_cli_lists_both_signatures(exported):
+    cli = shutil.which("saved_model_cli") or os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    shown = subprocess.run([cli, "show", "--all", "--dir", exported["version_dir"]],
+                           capture_output=True, text=True, check=True).stdout
+    sections = {m.group(1): m.group(2) for m in re.finditer(r"signature_def\['([^']+)'\]:(.*?)(?=signature_def\[|\Z)",
+                                                             shown, re.S)}
+
+    def tensor(section, kind, name):
+        match = re.search(rf"{kind}\['{name}'\] tensor_info:\s*dtype: (\w+)\s*shape: (\([^)]*\))", section)
+        assert match, f"{kind} {name} missing in:\n{section}"
+        return match.group(1), match.group(2)
+
+    serving, pixels = sections["serving_default"], sections["predict_pixels"]
+    assert tensor(serving, "inputs", "images") == ("DT_STRING", "(-1)")
+    assert tensor(pixels, "inputs", "pixels") == ("DT_FLOAT", "(-1, 64, 64, 3)")
+    for section in (serving, pixels):
+        assert tensor(section, "outputs", "probabilities") == ("DT_FLOAT", "(-1, 3)")
+        assert tensor(section, "outputs", "class_id") == ("DT_INT32", "(-1)")
+        assert tensor(section, "outputs", "class_name") == ("DT_STRING", "(-1)")
+
+
+def test_labels_and_preprocessing_travel_inside_the_savedmodel(exported, keras_predictor):
+    predictor = load_predictor(exported["version_dir"])
+    assert predictor.kind == "savedmodel"
+    assert predictor.class_names == keras_predictor.class_names
+    assert predictor.preprocess == keras_predictor.preprocess
+    with open(os.path.join(exported["version_dir"], "assets", "dnadet.json"), encoding="utf-8") as f:
+        asset = json.load(f)
+    assert asset["class_names"] == keras_predictor.class_names
+    assert asset["preprocess"] == keras_predictor.preprocess.to_dict()
+
+
+def _encode(array, fmt):
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    return buffer.getvalue()
+
+
+def test_serving_default_matches_keras_on_jpeg_and_png(exported, keras_predictor, upsampling_data, tmp_path):
+    serve = tf.saved_model.load(exported["version_dir"]).signatures["serving_default"]
+    paths = _test_paths(upsampling_data)[::6]
+    wide = np.random.default_rng(0).integers(0, 256, (40, 52, 3), dtype=np.uint8)  # exercises the centre crop
+    wide_path = str(tmp_path / "wide.png")
+    Image.fromarray(wide).save(wide_path)
+    paths.append(wide_path)
+    pngs = [open(path, "rb").read() for path in paths]
+    jpegs = [_encode(load_rgb(path), "JPEG") for path in paths]
+    config, names = keras_predictor.preprocess, keras_predictor.class_names
+    for encoded in (pngs, jpegs):
+        outputs = serve(images=tf.constant(encoded))
+        probabilities = outputs["probabilities"].numpy()
+        decoded = [tf.io.decode_image(b, channels=3, expand_animations=False) for b in encoded]
+        expected = keras_predictor.predict_pixels(np.stack([preprocess_image(d, config) for d in decoded]))
+        assert np.abs(probabilities - expected).max() < 1e-4
+        assert outputs["class_id"].numpy().tolist() == probabilities.argmax(1).tolist()
+        assert [n.decode() for n in outputs["class_name"].numpy()] == [names[i] for i in probabilities.argmax(1)]
+    from_files = keras_predictor.predict_pixels(np.stack([preprocess_image(load_rgb(p), config) for p in paths]))
+    assert np.abs(serve(images=tf.constant(pngs))["probabilities"].numpy() - from_files).max() < 1e-4
+
+
+def test_bytes_that_are_not_an_image_raise_invalid_argument(exported, upsampling_data):
+    serve = tf.saved_model.load(exported["version_dir"]).signatures["serving_default"]
+    png = open(_test_paths(upsampling_data)[0], "rb").read()
+    for garbage in (b"definitely not an image", b"", png[: len(png) // 2]):
+        with pytest.raises(tf.errors.InvalidArgumentError):
+            serve(images=tf.constant([png, garbage]))
+
+
+def test_tflite_files_match_keras(exported, keras_predictor, test_pixels):
+    expected = keras_predictor.predict_pixels(test_pixels)
+    for fmt in FORMATS:
+        path = os.path.join(exported["base"], "tflite", f"dnadet-{fmt}.tflite")
+        predictor = load_predictor(path)
+        assert predictor.kind == f"tflite-{fmt}"
+        assert predictor.class_names == keras_predictor.class_names
+        assert predictor.preprocess == keras_predictor.preprocess
+        probabilities = predictor.predict_pixels(test_pixels)
+        difference = np.abs(probabilities - expected).max()
+        agreement = np.mean(probabilities.argmax(1) == expected.argmax(1))
+        if fmt == "float32":
+            assert difference < 1e-4
+        elif fmt == "float16":
+            assert difference < 1e-2
+        else:
+            assert agreement >= 0.95, (fmt, agreement)
+    int8 = load_exported_predictor(os.path.join(exported["base"], "tflite", "dnadet-int8.tflite"))
+    assert int8.sidecar["input"]["dtype"] == "float32" and int8.sidecar["calibration"]["images"] > 0
+    interpreter = make_interpreter(model_path=int8.source)
+    assert any(np.dtype(d["dtype"]) == np.int8 for d in interpreter.get_tensor_details())  # full integer inside
+
+
+def test_int8_io_quantizes_input_and_output(tiny_run, upsampling_data, keras_predictor, test_pixels, tmp_path):
+    code, _, stderr = _cli(["export", "--model", tiny_run, "--out", str(tmp_path), "--name", "io", "--formats", "int8",
+                            "--int8-io", "--eval", upsampling_data["test"], "--max-eval", "6"])
+    assert code == 0, stderr
+    path = os.path.join(str(tmp_path), "io", "tflite", "io-int8.tflite")
+    predictor = load_predictor(path)
+    assert predictor.sidecar["input"]["dtype"] == "int8" and predictor.sidecar["output"]["dtype"] == "int8"
+    assert predictor.sidecar["input"]["quantization"]["scale"] > 0
+    assert any("Quantize to int8" in step for step in predictor.sidecar["app_preprocessing"])
+    expected = keras_predictor.predict_pixels(test_pixels)
+    probabilities = predictor.predict_pixels(test_pixels)
+    assert np.mean(probabilities.argmax(1) == expected.argmax(1)) >= 0.95
+    assert not os.path.exists(os.path.join(str(tmp_path), "io", "1"))  # no SavedModel asked for
+
+
+def test_predict_command_on_exports_gives_the_keras_top_class(exported, tiny_run, upsampling_data):
+    paths = _test_paths(upsampling_data)[::4]
+
+    def top_classes(model):
+        code, stdout, stderr = _cli(["predict", "--model", model, "--json", *paths])
+        assert code == 0, stderr
+        return [json.loads(line)["class"] for line in stdout.splitlines()]
+
+    expected = top_classes(tiny_run)
+    assert top_classes(exported["version_dir"]) == expected
+    assert top_classes(os.path.join(exported["base"], "tflite", "dnadet-float32.tflite")) == expected
+
+
+def _digest(folder):
+    digest = hashlib.sha256()
+    for root, dirs, files in sorted(os.walk(folder)):
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            digest.update(path.encode())
+            digest.update(open(path, "rb").read())
+    return digest.hexdigest()
+
+
+def test_reexport_without_overwrite_fails_and_keeps_the_version(exported, tiny_run):
+    before = _digest(exported["base"])
+    code, stdout, stderr = _cli(["export", "--model", tiny_run, "--out", exported["out"], "--version", "1"])
+    assert code == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "version 1 exists" in lines[0] and "--overwrite" in lines[0]
+    assert _digest(exported["base"]) == before
+
+
+def test_next_version_and_overwrite(tiny_run, upsampling_data, tmp_path):
+    common = ["export", "--model", tiny_run, "--out", str(tmp_path), "--formats", "savedmodel",
+              "--eval", upsampling_data["test"], "--max-eval", "3"]
+    assert _cli(common)[0] == 0
+    assert _cli(common)[0] == 0  # no --version: the next free one
+    base = os.path.join(str(tmp_path), "dnadet")
+    assert sorted(os.listdir(base)) == ["1", "2", "report.json"]
+    code, _, stderr = _cli(common + ["--version", "1", "--overwrite"])
+    assert code == 0, stderr
+    assert sorted(os.listdir(base)) == ["1", "2", "report.json"]
+    assert load_predictor(os.path.join(base, "1")).kind == "savedmodel"
+    with open(os.path.join(base, "report.json"), encoding="utf-8") as f:
+        assert json.load(f)["version"] == 1
+
+
+def test_unknown_format_is_a_one_line_error(tiny_run, tmp_path):
+    code, _, stderr = _cli(["export", "--model", tiny_run, "--out", str(tmp_path), "--formats", "float32,onnx"])
+    assert code == 2 and len(stderr.strip().splitlines()) == 1 and "--formats" in stderr
+    assert not os.listdir(str(tmp_path))
+
+
+# The app-side preprocessing as docs/deployment.md and the sidecars spell it out (and its Kotlin
+# snippet implements), written with NumPy only: it must reproduce `preprocess_image`.
+def _keys_cubic(x, a=-0.5):
+    x = np.abs(x)
+    near = ((a + 2) * x - (a + 3)) * x * x + 1
+    far = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+    return np.where(x < 1, near, np.where(x < 2, far, 0.0))
+
+
+def _resize_axis(image, out_size, axis):
+    in_size = image.shape[axis]
+    scale = in_size / out_size
+    widen = max(scale, 1.0)  # antialiasing when shrinking
+    rows = []
+    for i in range(out_size):
+        centre = (i + 0.5) * scale  # half-pixel centres
+        taps = np.arange(max(int(np.ceil(centre - 2 * widen - 0.5)), 0),
+                         min(int(np.floor(centre + 2 * widen - 0.5)), in_size - 1) + 1)
+        weights = _keys_cubic((taps + 0.5 - centre) / widen)
+        weights = weights / weights.sum()  # taps outside the image dropped, weights renormalised
+        rows.append(np.tensordot(weights, np.take(image, taps, axis=axis), axes=([0], [axis])))
+    return np.moveaxis(np.stack(rows), 0, axis)
+
+
+def _documented_preprocess(rgb, crop, resize1, resize2):
+    x = rgb.astype(np.float64)
+    height, width = x.shape[:2]
+    if height != width:
+        top, left = (height - crop) // 2, (width - crop) // 2
+        x = x[top:top + crop, left:left + crop]
+    for size in (resize1, resize2):
+        x = np.clip(_resize_axis(_resize_axis(x, size, 0), size, 1), 0, 255)
+    return x / 127.5 - 1.0
+
+
+def test_documented_app_preprocessing_matches_preprocess_image():
+    from dnadet_tf.preprocess import PreprocessConfig
+
+    rng = np.random.default_rng(1)
+    cases = [((40, 52, 3), PreprocessConfig(32, 32, 64)), ((150, 131, 3), PreprocessConfig(128, 128, 256)),
+             ((100, 100, 3), PreprocessConfig(128, 60, 96))]
+    for shape, config in cases:
+        image = rng.integers(0, 256, shape, dtype=np.uint8)
+        expected = preprocess_image(image, config).numpy()
+        documented = _documented_preprocess(image, config.crop_size, config.resize1, config.resize2)
+        assert np.abs(documented - expected).max() < 1e-4
