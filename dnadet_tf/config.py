@@ -53,6 +53,8 @@ class TrainConfig:
     init: str = ""
     data: str = ""
     val: str = ""
+    pretrain_batch_size: int = 128
+    pretrain_val_samples: int = 1700
 
     @property
     def preprocess(self):
@@ -104,6 +106,8 @@ PRESETS = {
         log_every=10,
         patience=4,
         eval_batch_size=32,
+        pretrain_batch_size=32,
+        pretrain_val_samples=340,
     ),
     "tiny": dict(
         width=0.0625,
@@ -121,6 +125,8 @@ PRESETS = {
         log_every=10,
         patience=100,
         eval_batch_size=32,
+        pretrain_batch_size=12,
+        pretrain_val_samples=170,
     ),
 }
 

@@ -108,11 +108,83 @@ def training_dataset(files, config, start_step=0, augment_fn=None):
             pixels = random_crops(pixels, config.patch_size, config.patches_per_image, seed)
         return pixels, label
 
-    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return _batched(dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True), per_batch)
+
+
+def _batched(dataset, per_batch):
+    """Global batches, sharded by data (not by file) across workers, prefetched."""
     dataset = dataset.batch(per_batch, drop_remainder=True)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def random_square_crop(image, size, seed):
+    """(H, W, C) -> (size, size, C) at a stateless-random position."""
+    shape = tf.shape(image)
+    top = tf.random.stateless_uniform((), seed=seed, maxval=shape[0] - size + 1, dtype=tf.int32)
+    left = tf.random.stateless_uniform((), seed=seed + 1, maxval=shape[1] - size + 1, dtype=tf.int32)
+    return image[top : top + size, left : left + size]
+
+
+def transformation_dataset(photo_paths, config, batch_size, start_step=0):
+    """Endless batches for step 1 (pre-training on image transformations).
+
+    Each element: a random `crop_size` crop of a random photo, one of the 170
+    transformations drawn uniformly (its index is the label), then the one
+    preprocessing chain and `patches_per_image` random crops.
+
+    Yields images (B, P, p, p, 3) float32 in [-1, 1] and labels (B,) int32.
+    Which photo, crop and transformation is a pure function of (seed, step).
+    """
+    from dnadet_tf.transforms import NUM_TRANSFORMS, apply_transform
+
+    paths = np.asarray(photo_paths)
+
+    def elements():
+        step = start_step
+        while True:
+            chosen = np.random.default_rng([config.seed, 1, step]).integers(len(paths), size=batch_size)
+            for position, index in enumerate(chosen):
+                yield paths[index], np.int64(step * batch_size + position)
+            step += 1
+
+    dataset = tf.data.Dataset.from_generator(
+        elements, output_signature=(tf.TensorSpec((), tf.string), tf.TensorSpec((), tf.int64))
+    )
+    preprocess = config.preprocess
+
+    def load(path, index):
+        seed = tf.stack([tf.constant(config.seed, tf.int64), index])
+        label = tf.random.stateless_uniform((), seed=seed + 11, maxval=NUM_TRANSFORMS, dtype=tf.int32)
+        crop = random_square_crop(decode_file(path), preprocess.crop_size, seed + 13)
+        pixels = preprocess_image(apply_transform(crop, label, seed + 17), preprocess)
+        return random_crops(pixels, config.patch_size, config.patches_per_image, seed), label
+
+    return _batched(dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True), batch_size)
+
+
+def transformation_eval_dataset(photo_paths, config, count, batch_size, seed=12345):
+    """`count` fixed (photo, transformation) pairs on held-out photos, whole images.
+
+    Transformation of sample i is i mod 170, so every class is covered evenly.
+    Yields (pixels (N, S, S, 3), labels (N,)).
+    """
+    from dnadet_tf.transforms import NUM_TRANSFORMS, apply_transform
+
+    indices = np.arange(count, dtype=np.int64)
+    paths = np.asarray(photo_paths)[indices % len(photo_paths)]
+    labels = (indices % NUM_TRANSFORMS).astype(np.int32)
+    preprocess = config.preprocess
+
+    def load(path, label, index):
+        sample_seed = tf.stack([tf.constant(seed, tf.int64), index])
+        crop = random_square_crop(decode_file(path), preprocess.crop_size, sample_seed)
+        return preprocess_image(apply_transform(crop, label, sample_seed + 17), preprocess), label
+
+    dataset = tf.data.Dataset.from_tensor_slices((paths, labels, indices))
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def inference_dataset(paths, preprocess, batch_size, labels=None, perturb_fn=None, seed=0):

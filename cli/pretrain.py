@@ -1,0 +1,39 @@
+"""`dnadet-tf pretrain`: step 1 of DNA-Det, 170 image transformations."""
+import argparse
+
+from dnadet_tf.config import PRESETS
+
+
+def register(subparsers):
+    parser = subparsers.add_parser(
+        "pretrain",
+        help="pre-train the encoder on 170 image transformations (the paper's step 1)",
+        description=(
+            "Pre-train the encoder to tell 170 classic image transformations apart (JPEG, double JPEG, "
+            "Gaussian and median blur, resampling, Gaussian noise) on random 128 px crops of photos, with "
+            "the same loop, losses, checkpoints and progress as fit. Use the run with 'fit --init RUN'."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--photos", required=True, help="folder of natural photos (read recursively; "
+                        "photos smaller than 128 px are skipped with a warning)")
+    parser.add_argument("--out", required=True, help="run dir to write")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="hyper-parameters")
+    parser.add_argument("--steps", type=int, help="train until this step (total, also when resuming)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing run dir")
+    parser.add_argument("--strategy", choices=("auto", "default", "mirrored", "multiworker"),
+                        help="tf.distribute strategy (default auto)")
+    parser.add_argument("--precision", choices=("float32", "mixed_bfloat16", "mixed_float16"),
+                        help="Keras dtype policy (default float32)")
+    parser.add_argument("--jit", action="store_true", default=None, help="XLA-compile the training step (GPUs)")
+    parser.add_argument("--seed", type=int, help="seed of photo order, crops, transformations and initialisation")
+    parser.set_defaults(func=run)
+
+
+def run(args):
+    from dnadet_tf.pretraining import pretrain
+
+    pretrain(args.photos, args.out, preset=args.preset, resume=args.resume, overwrite=args.overwrite,
+             steps=args.steps, strategy=args.strategy, precision=args.precision, jit=args.jit, seed=args.seed)
+    return 0

@@ -1,0 +1,101 @@
+"""`pretrain`: step 1 of DNA-Det, classifying 170 image transformations of
+natural photos, with the same loop, losses and run dir as `fit`."""
+import os
+import sys
+
+import numpy as np
+
+from dnadet_tf import runs
+from dnadet_tf.data import LabeledFiles, check_files
+from dnadet_tf.distribute import make_strategy
+from dnadet_tf.errors import DataError, RunDirError
+from dnadet_tf.images import is_image_file
+from dnadet_tf.pipeline import transformation_dataset, transformation_eval_dataset
+from dnadet_tf.trainer import Trainer
+from dnadet_tf.training import resolve_config
+from dnadet_tf.transforms import TRANSFORM_NAMES
+
+PHOTO_SIZE = 128  # transformations are defined on 128 px crops
+MIN_PHOTOS = 10
+
+
+def find_photos(folder):
+    """Image files under `folder`, recursively, sorted."""
+    if not os.path.isdir(folder):
+        raise DataError(f"--photos {folder}: no such folder; expected a folder of photos.")
+    found = []
+    for root, subdirs, files in os.walk(folder):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        found.extend(os.path.join(root, f) for f in sorted(files) if is_image_file(f))
+    return found
+
+
+def usable_photos(folder, output=None):
+    """Photos with both sides >= 128 px; smaller or broken ones are skipped with a
+    warning. Raises DataError when fewer than MIN_PHOTOS remain."""
+    paths = find_photos(folder)
+    files = LabeledFiles(paths, np.zeros(len(paths), np.int64), ["photo"], folder)
+    kept = check_files(files, min_side=PHOTO_SIZE, require_every_class=False) if paths else files
+    if len(kept) < MIN_PHOTOS:
+        raise DataError(
+            f"--photos {folder}: found {len(kept)} usable photos (both sides >= {PHOTO_SIZE} px) "
+            f"of {len(paths)} image files; pre-training needs at least {MIN_PHOTOS}."
+        )
+    return kept
+
+
+def split_photos(paths, seed, val_fraction=0.1):
+    """(train, val) lists of photos: a seeded shuffle, at least 2 held out for validation."""
+    order = np.random.default_rng([seed, 2]).permutation(len(paths))
+    n_val = max(2, int(round(len(paths) * val_fraction)))
+    return [paths[i] for i in order[n_val:]], [paths[i] for i in order[:n_val]]
+
+
+def pretrain(photos, out, preset="cpu", resume=False, overwrite=False, output=None, **overrides):
+    """Trains the encoder to tell the 170 transformations apart; returns the summary.
+
+    The run dir has the same layout as `fit`'s, with the transformation names
+    in labels.txt; `fit --init` takes its encoder.
+    """
+    output = output or sys.stdout
+    if resume and overwrite:
+        raise RunDirError("--resume and --overwrite: expected at most one of them, received both.")
+    overrides.setdefault("metric", "macro_f1")
+    config = resolve_config(out, resume, preset, overrides)
+    if not resume:
+        # Transformations act on a 128 px crop; it is then resized to resize2 as in step 2.
+        config.crop_size = config.resize1 = PHOTO_SIZE
+        config.mode = "dnadet"
+        config.data = os.path.abspath(photos)
+    runs.prepare_run_dir(out, overwrite=overwrite, resume=resume)
+    print(f"checking photos in {photos} ...", file=output, flush=True)
+    files = usable_photos(photos)
+    train_photos, val_photos = split_photos(files.paths, config.seed)
+    if not resume:
+        config.save(os.path.join(out, runs.CONFIG_FILE))
+        runs.write_labels(out, TRANSFORM_NAMES)
+    strategy = make_strategy(config.strategy)
+    print(
+        f"pre-training on {len(TRANSFORM_NAMES)} transformations of {len(train_photos)} photos "
+        f"({len(val_photos)} held out, {config.pretrain_val_samples} validation samples); "
+        f"{config.pretrain_batch_size} images x {config.patches_per_image} patches per step; run dir {out}",
+        file=output, flush=True,
+    )
+    trainer = Trainer(
+        config, TRANSFORM_NAMES, out, strategy,
+        train_dataset=lambda start: transformation_dataset(train_photos, config, config.pretrain_batch_size, start),
+        val_dataset=lambda: transformation_eval_dataset(
+            val_photos, config, config.pretrain_val_samples, config.eval_batch_size),
+        out=output,
+    )
+    if resume:
+        path = trainer.restore_latest()
+        print(f"resumed from {path or 'no checkpoint'} at step {trainer.step}", file=output, flush=True)
+    summary = trainer.fit()
+    summary.update(skipped_files=len(files.skipped), run_dir=out)
+    print(
+        f"done: step {summary['end_step']}, best validation {config.metric} {summary['best_metric']:.4f}, "
+        f"{len(files.skipped)} photo(s) skipped, {summary['seconds']} s; run dir {out}",
+        file=output, flush=True,
+    )
+    return summary

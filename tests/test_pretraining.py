@@ -1,0 +1,82 @@
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dnadet_tf.errors import DataError
+from dnadet_tf.pipeline import transformation_dataset, transformation_eval_dataset
+from dnadet_tf.pretraining import MIN_PHOTOS, pretrain, split_photos, usable_photos
+from dnadet_tf.runs import TrainedRun, read_labels
+from dnadet_tf.training import fit
+from dnadet_tf.transforms import FAMILIES, TRANSFORM_NAMES, transform_family
+
+
+def make_photos(folder, count, size=(192, 160), seed=0):
+    """Smooth random 'photos': low-resolution noise upsampled bicubically, saved as high-quality JPEG."""
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        low = rng.uniform(0, 255, (size[1] // 8, size[0] // 8, 3)).astype(np.uint8)
+        Image.fromarray(low).resize(size, Image.BICUBIC).save(os.path.join(folder, f"p{i:02d}.jpg"), quality=95)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    return make_photos(str(tmp_path_factory.mktemp("photos")), 12)
+
+
+def test_too_few_photos_stop_with_counts(tmp_path):
+    make_photos(str(tmp_path), 3)
+    Image.new("RGB", (100, 300)).save(tmp_path / "small.png")
+    with pytest.raises(DataError, match=rf"found 3 usable photos .* of 4 image files; pre-training needs at least {MIN_PHOTOS}"):
+        usable_photos(str(tmp_path))
+
+
+def test_small_photos_are_skipped_with_a_warning(tmp_path, capsys):
+    make_photos(str(tmp_path), MIN_PHOTOS)
+    Image.new("RGB", (127, 300)).save(tmp_path / "small.png")
+    kept = usable_photos(str(tmp_path))
+    assert len(kept) == MIN_PHOTOS and len(kept.skipped) == 1
+    err = capsys.readouterr().err
+    assert "small.png" in err and "too small" in err
+
+
+def test_transformation_batches(photos):
+    from dnadet_tf.config import make_config
+
+    config = make_config("tiny")
+    config.crop_size = config.resize1 = 128
+    images, labels = next(transformation_dataset(usable_photos(photos).paths, config, 6).as_numpy_iterator())
+    assert images.shape == (6, 4, 32, 32, 3) and labels.shape == (6,)
+    assert labels.min() >= 0 and labels.max() < 170
+    pixels, eval_labels = next(transformation_eval_dataset(usable_photos(photos).paths, config, 10, 10).as_numpy_iterator())
+    assert pixels.shape == (10, 64, 64, 3) and eval_labels.tolist() == list(range(10))
+
+
+def family_balanced_accuracy(run_dir, photos):
+    """Mean per-family recall of the predicted transformation family on held-out photos (chance: 1/6)."""
+    run = TrainedRun(run_dir)
+    _, val_photos = split_photos(usable_photos(photos).paths, run.config.seed)
+    names = [name for name, _ in FAMILIES]
+    family = np.array([names.index(transform_family(i)[0]) for i in range(170)])
+    true, predicted = [], []
+    for pixels, labels in transformation_eval_dataset(val_photos, run.config, 340, 34):
+        predicted.append(np.argmax(run.model(pixels, training=False), axis=-1))
+        true.append(labels.numpy())
+    true, predicted = family[np.concatenate(true)], family[np.concatenate(predicted)]
+    return float(np.mean([np.mean(predicted[true == f] == f) for f in range(len(names))]))
+
+
+def test_tiny_pretraining_learns_above_chance_and_feeds_fit(photos, upsampling_data, tmp_path, capsys):
+    run_dir = str(tmp_path / "pretrain")
+    summary = pretrain(photos, run_dir, preset="tiny", steps=150, val_every=150)
+    assert summary["end_step"] == 150
+    assert read_labels(run_dir) == list(TRANSFORM_NAMES)
+    accuracy = family_balanced_accuracy(run_dir, photos)
+    assert accuracy > 0.21, f"family-balanced accuracy {accuracy:.3f}; chance is 0.167"
+    capsys.readouterr()
+    fit(upsampling_data["train"], str(tmp_path / "fit"), preset="tiny", steps=2, init=run_dir)
+    printed = capsys.readouterr().out
+    assert "re-initialised 2: logits/kernel, logits/bias" in printed
