@@ -21,6 +21,9 @@ def register(subparsers):
     parser.add_argument("--batch-size", type=int, default=16, help="images per inference batch")
     parser.add_argument("--perturb", help="perturb test images first: comma list of crop,blur,jpeg,noise,relight, or combo")
     parser.add_argument("--seed", type=int, default=0, help="seed of the perturbations")
+    parser.add_argument("--report", metavar="DIR",
+                        help="also write DIR/report.html: a self-contained HTML report (metrics, confusion "
+                             "matrices, t-SNE of the pooled features, Grad-CAM examples, configuration)")
     parser.set_defaults(func=run)
 
 
@@ -29,6 +32,10 @@ def run(args):
     from dnadet_tf.predictor import load_predictor
     from dnadet_tf.runs import write_json_atomic
 
+    if args.report and os.path.exists(args.report) and not os.path.isdir(args.report):
+        from dnadet_tf.cli.main import UsageError
+
+        raise UsageError(f"--report {args.report}: exists and is not a folder.")
     perturb_fn = None
     if args.perturb:
         from dnadet_tf.attacks import apply_attacks, parse_attacks
@@ -43,4 +50,12 @@ def run(args):
     json_path = args.json or os.path.join(out_dir, "evaluation.json")
     write_json_atomic(json_path, rows)
     print(f"wrote {json_path} and confusion-matrix PNGs in {out_dir}")
+    if args.report:
+        from dnadet_tf.report import write_report
+
+        settings = {"evaluation data": list(args.data), "perturbation": args.perturb or "none",
+                    "perturbation seed": args.seed}
+        path = write_report(predictor, rows, args.report, settings=settings, seed=args.seed,
+                            batch_size=args.batch_size)
+        print(f"wrote {path}")
     return 0

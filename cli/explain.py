@@ -1,0 +1,62 @@
+"""`dnadet-tf explain`: Grad-CAM heatmaps of a run's predictions."""
+import argparse
+
+
+def register(subparsers):
+    from dnadet_tf.model import DEFAULT_GRADCAM_LAYER
+
+    parser = subparsers.add_parser(
+        "explain",
+        help="Grad-CAM / Grad-CAM++ heatmaps for image files",
+        description=(
+            "For each image, a PNG with the preprocessed image, the Grad-CAM map of the predicted class "
+            "laid over it, the predicted class and its probability; and explain.json listing them. "
+            "The map is computed at --layer and upsampled to the preprocessed input size."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--model", required=True, help="run dir written by 'dnadet-tf fit'")
+    parser.add_argument("inputs", nargs="+", metavar="IMAGES", help="image files or folders (read recursively)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs and explain.json")
+    parser.add_argument("--layer", default=DEFAULT_GRADCAM_LAYER,
+                        help="target layer (a conv or activation layer of the model)")
+    parser.add_argument("--method", choices=("gradcam", "gradcam++"), default="gradcam", help="CAM method")
+    parser.add_argument("--batch-size", type=int, default=16, help="images per Grad-CAM pass")
+    parser.set_defaults(func=run)
+
+
+def run(args):
+    import os
+    import sys
+
+    from dnadet_tf.cli.main import UsageError
+    from dnadet_tf.cli.predict import collect_images
+    from dnadet_tf.explain import check_layer, check_method, explain_files
+    from dnadet_tf.images import ImageError, load_rgb
+    from dnadet_tf.runs import TrainedRun, write_json_atomic
+
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size: expected a positive integer, received {args.batch_size}.")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UsageError(f"--out {args.out}: exists and is not a folder.")
+    check_method(args.method)
+    paths = collect_images(args.inputs)
+    run_dir = TrainedRun(args.model)
+    model = run_dir.model
+    check_layer(model, args.layer)
+    usable, skipped = [], 0
+    for path in paths:
+        try:
+            load_rgb(path)
+            usable.append(path)
+        except ImageError as error:
+            print(f"warning: skipped {error}", file=sys.stderr)
+            skipped += 1
+    results = explain_files(model, run_dir.class_names, run_dir.preprocess, usable, args.out,
+                            layer=args.layer, method=args.method, batch_size=args.batch_size)
+    for row in results:
+        print(f"{row['path']}\t{row['class']}\t{row['probability']:.4f}\t{row['png']}")
+    write_json_atomic(os.path.join(args.out, "explain.json"), results)
+    print(f"wrote {len(results)} PNG(s) and explain.json in {args.out}"
+          + (f"; {skipped} file(s) skipped" if skipped else ""))
+    return 0 if results else 1

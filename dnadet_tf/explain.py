@@ -1,0 +1,243 @@
+"""Grad-CAM and Grad-CAM++ maps of a trained classifier (tf-keras-vis).
+
+The classifier outputs logits, which is what Grad-CAM wants (the score is the
+target class's pre-softmax value), so no model modifier is needed; a model
+whose last layer carries a non-linear activation gets tf-keras-vis's
+`ReplaceToLinear` on a clone.
+
+The target layer defaults to `model.DEFAULT_GRADCAM_LAYER` (the activation
+after the second conv of stage 2, stride 4) and is used as named: an
+activation layer is not replaced by the conv before it. The target class is
+the predicted class unless given. Maps are computed on the preprocessed
+pixels (the one `preprocess_image`), upsampled to that size (bilinear, by
+tf-keras-vis), and min-max normalised to [0, 1] per image.
+"""
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from dnadet_tf.errors import DnadetError
+from dnadet_tf.images import load_rgb
+from dnadet_tf.model import DEFAULT_GRADCAM_LAYER
+from dnadet_tf.preprocess import preprocess_image
+
+METHODS = ("gradcam", "gradcam++")
+DEFAULT_METHOD = "gradcam"
+OVERLAY_ALPHA = 0.45
+
+
+def gradcam_layer_names(model):
+    """Names of the layers Grad-CAM can target: convolutions and activations
+    with a spatial (N, H, W, C) output, in model order."""
+    import keras
+
+    kinds = (keras.layers.Conv2D, keras.layers.LeakyReLU, keras.layers.ReLU, keras.layers.Activation)
+    names = []
+    for layer in model.layers:
+        if isinstance(layer, kinds):
+            shape = getattr(layer.output, "shape", None)
+            if shape is not None and len(shape) == 4:
+                names.append(layer.name)
+    return names
+
+
+def check_layer(model, layer):
+    """Returns `layer` when Grad-CAM can target it; raises DnadetError listing the valid names."""
+    valid = gradcam_layer_names(model)
+    if layer not in valid:
+        raise DnadetError(
+            f"--layer: unknown Grad-CAM layer {layer!r}; expected one of: {', '.join(valid)}."
+        )
+    return layer
+
+
+def check_method(method):
+    if method not in METHODS:
+        raise DnadetError(f"--method: expected one of {', '.join(METHODS)}, received {method!r}.")
+    return method
+
+
+def _has_nonlinear_output(model):
+    import keras
+
+    last = model.layers[-1]
+    activation = getattr(last, "activation", None)
+    return activation is not None and activation is not keras.activations.linear
+
+
+def _visualizer(model, method):
+    from tf_keras_vis.gradcam import Gradcam
+    from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+
+    cls = Gradcam if method == "gradcam" else GradcamPlusPlus
+    if _has_nonlinear_output(model):
+        return cls(model, model_modifier=ReplaceToLinear(), clone=True)
+    return cls(model, clone=False)
+
+
+def _class_score(class_indices):
+    """Score: the target class's logit, per image, shifted by its own (constant)
+    value. The gradient is the logit's; the value is 0, so Grad-CAM++'s
+    exp(score) cannot overflow on a confident model (the map is normalised, so
+    the constant factor exp(logit) it drops does not change it)."""
+    indices = tf.constant(np.asarray(class_indices, np.int32))
+
+    def score(output):
+        output = tf.cast(output, tf.float32)
+        chosen = tf.gather(output, indices, axis=1, batch_dims=1)
+        return chosen - tf.stop_gradient(chosen)
+
+    return score
+
+
+def predict_probabilities(model, pixels):
+    """(N, S, S, 3) preprocessed pixels -> (N, C) softmax probabilities."""
+    logits = model(tf.convert_to_tensor(pixels, tf.float32), training=False)
+    return tf.nn.softmax(tf.cast(logits, tf.float32)).numpy()
+
+
+def gradcam_maps(model, pixels, class_indices=None, layer=DEFAULT_GRADCAM_LAYER, method=DEFAULT_METHOD,
+                 batch_size=16):
+    """Grad-CAM maps of preprocessed images.
+
+    Args:
+      model: a classifier built by `model.build_classifier` (logits out).
+      pixels: (N, S, S, 3) float32 in [-1, 1], from `preprocess_image`.
+      class_indices: target class per image; None = the predicted class.
+      layer: target layer name (see `gradcam_layer_names`).
+      method: "gradcam" or "gradcam++".
+      batch_size: images per Grad-CAM pass.
+
+    Returns:
+      (maps, probabilities, class_indices): maps float32 (N, S, S) in [0, 1]
+      (all zeros where no location supports the class), probabilities (N, C)
+      and the int target classes (N,).
+    """
+    check_method(method)
+    check_layer(model, layer)
+    pixels = np.asarray(pixels, np.float32)
+    if pixels.ndim != 4:
+        raise ValueError(f"pixels: expected (N, H, W, 3), received shape {pixels.shape}.")
+    probabilities = np.concatenate(
+        [predict_probabilities(model, pixels[i : i + batch_size]) for i in range(0, len(pixels), batch_size)]
+    ) if len(pixels) else np.zeros((0, int(model.output.shape[-1])), np.float32)
+    if class_indices is None:
+        class_indices = np.argmax(probabilities, axis=-1)
+    class_indices = np.asarray(class_indices, np.int64).reshape(-1)
+    if len(class_indices) != len(pixels):
+        raise ValueError(f"class_indices: expected {len(pixels)} values, received {len(class_indices)}.")
+    visualizer = _visualizer(model, method)
+    maps = []
+    for start in range(0, len(pixels), batch_size):
+        batch = pixels[start : start + batch_size]
+        cam = visualizer(
+            _class_score(class_indices[start : start + batch_size]),
+            tf.constant(batch),
+            penultimate_layer=layer,
+            seek_penultimate_conv_layer=False,
+            expand_cam=True,
+            normalize_cam=True,
+        )
+        cam = np.asarray(cam, np.float32).reshape(len(batch), *batch.shape[1:3])
+        maps.append(np.nan_to_num(np.clip(cam, 0.0, 1.0), nan=0.0))
+    maps = np.concatenate(maps) if maps else np.zeros(pixels.shape[:3], np.float32)
+    return maps, probabilities, class_indices
+
+
+def to_uint8_image(pixels):
+    """(S, S, 3) float in [-1, 1] -> uint8 (S, S, 3) in [0, 255]."""
+    return np.clip(np.round((np.asarray(pixels, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def overlay(image, cam, alpha=OVERLAY_ALPHA, colormap="jet"):
+    """Lays a [0, 1] map (H, W) over a uint8 image (H, W, 3) -> uint8 (H, W, 3)."""
+    from matplotlib import colormaps
+
+    heat = colormaps[colormap](np.clip(cam, 0.0, 1.0))[..., :3] * 255.0
+    mixed = (1.0 - alpha) * np.asarray(image, np.float32) + alpha * heat
+    return np.clip(np.round(mixed), 0, 255).astype(np.uint8)
+
+
+def render_explanation(image, cam, title, path, subtitle=""):
+    """Writes a PNG: the (preprocessed) image, and the map laid over it, under `title`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(6.4, 3.6))
+    axes[0].imshow(image, interpolation="nearest")
+    axes[0].set_title("input (preprocessed)", fontsize=9)
+    axes[1].imshow(overlay(image, cam), interpolation="nearest")
+    axes[1].set_title(subtitle or "Grad-CAM", fontsize=9)
+    for ax in axes:
+        ax.set_axis_off()
+    figure.suptitle(title, fontsize=11)
+    figure.tight_layout()
+    tmp = f"{path}.tmp-{os.getpid()}.png"
+    figure.savefig(tmp, dpi=100)
+    plt.close(figure)
+    os.replace(tmp, path)
+    return path
+
+
+def load_pixels(paths, preprocess):
+    """Image files -> (N, S, S, 3) float32 preprocessed pixels (load_rgb + preprocess_image)."""
+    return np.stack([preprocess_image(load_rgb(path), preprocess).numpy() for path in paths]) if paths else None
+
+
+def _output_names(paths, method):
+    suffix = "gradcam" if method == "gradcam" else "gradcampp"
+    names, used = [], set()
+    for path in paths:
+        stem = os.path.splitext(os.path.basename(path))[0] or "image"
+        name, n = f"{stem}.{suffix}.png", 1
+        while name in used:
+            n += 1
+            name = f"{stem}-{n}.{suffix}.png"
+        used.add(name)
+        names.append(name)
+    return names
+
+
+def explain_files(model, class_names, preprocess, paths, out_dir, layer=DEFAULT_GRADCAM_LAYER,
+                  method=DEFAULT_METHOD, labels=None, batch_size=16):
+    """Grad-CAM PNG per image file into `out_dir`.
+
+    Args:
+      model: Keras classifier; class_names: its labels; preprocess: PreprocessConfig.
+      paths: image files (each readable by `load_rgb`).
+      labels: optional true class index per file, shown in the title.
+
+    Returns:
+      One dict per file: path, png, class, class_index, probability, layer, method
+      (and true_class when labels are given).
+    """
+    check_method(method)
+    check_layer(model, layer)
+    os.makedirs(out_dir, exist_ok=True)
+    results = []
+    names = _output_names(paths, method)
+    label = "Grad-CAM++" if method == "gradcam++" else "Grad-CAM"
+    for start in range(0, len(paths), batch_size):
+        chunk = list(paths[start : start + batch_size])
+        pixels = load_pixels(chunk, preprocess)
+        maps, probabilities, targets = gradcam_maps(model, pixels, layer=layer, method=method, batch_size=batch_size)
+        for offset, path in enumerate(chunk):
+            i = start + offset
+            target = int(targets[offset])
+            probability = float(probabilities[offset, target])
+            title = f"{class_names[target]}  p = {probability:.3f}"
+            row = {"path": path, "class": class_names[target], "class_index": target,
+                   "probability": round(probability, 6), "layer": layer, "method": method}
+            if labels is not None:
+                row["true_class"] = class_names[int(labels[i])]
+                title = f"true {row['true_class']}, predicted {title}"
+            png = os.path.join(out_dir, names[i])
+            render_explanation(to_uint8_image(pixels[offset]), maps[offset], title, png,
+                               subtitle=f"{label} at {layer}")
+            row["png"] = png
+            results.append(row)
+    return results

@@ -1,0 +1,87 @@
+"""Robustness of one model to test-time attacks (the paper's Table 5).
+
+For every dataset (a benchmark folder expands to its closed-set and cross-test
+lists, as in `evaluate`), whole-image accuracy with no attack, with each
+attack alone (crop, blur, jpeg, noise, relight) and with their combination
+(each applied with probability 0.5). Image i of a dataset is attacked with the
+stateless seed (seed, i), the same for every attack column, so a run is
+deterministic for a seed and the columns differ only by the attack.
+"""
+from dnadet_tf.evaluation import evaluate_files, expand_data_specs, load_labeled
+
+NO_ATTACK = "none"
+DEFAULT_ATTACKS = ("crop", "blur", "jpeg", "noise", "relight", "combo")
+COLUMN_TITLES = {NO_ATTACK: "no attack", "crop": "crop", "blur": "blur", "jpeg": "JPEG", "noise": "noise",
+                 "relight": "relight", "combo": "combination"}
+
+
+def attack_fn(name):
+    """perturb_fn(image, seed) for one attack name, or None for no attack."""
+    if name == NO_ATTACK:
+        return None
+    from dnadet_tf.attacks import apply_attacks
+
+    names = (name,)
+    return lambda image, seed: apply_attacks(image, names, seed)
+
+
+def robustness(predictor, specs, attacks=DEFAULT_ATTACKS, batch_size=16, seed=0, progress=print):
+    """Accuracy (and macro-F1) under no attack and each attack, per dataset.
+
+    Args:
+      predictor: from `predictor.load_predictor` (run dir, SavedModel or .tflite).
+      specs: dataset paths (folder trees, annotation lists, benchmark folders).
+      attacks: attack names from `attacks.ATTACK_NAMES`, one column each (ValueError
+        naming an unknown one).
+      seed: base seed of the perturbations.
+
+    Returns:
+      A list of rows {name, data, num_images, skipped_files, accuracy: {column: value},
+      macro_f1: {column: value}} whose columns are "none" then `attacks`, values in [0, 1].
+    """
+    from dnadet_tf.attacks import parse_attacks
+
+    columns = (NO_ATTACK,) + parse_attacks([a for a in attacks if a != NO_ATTACK])
+    rows = []
+    for name, spec in expand_data_specs(specs):
+        files = load_labeled(spec, predictor.class_names, predictor.preprocess.crop_size)
+        progress(f"robustness {name}: {len(files)} images from {spec}, {len(columns)} settings")
+        row = {"name": name, "data": spec, "num_images": len(files), "skipped_files": len(files.skipped),
+               "accuracy": {}, "macro_f1": {}}
+        for column in columns:
+            metrics = evaluate_files(predictor, files, batch_size, perturb_fn=attack_fn(column), seed=seed)
+            row["accuracy"][column] = metrics["accuracy"]
+            row["macro_f1"][column] = metrics["macro_f1"]
+            progress(f"  {COLUMN_TITLES.get(column, column)}: accuracy {100 * metrics['accuracy']:.2f} %")
+        rows.append(row)
+    return rows
+
+
+def _columns(rows):
+    return list(rows[0]["accuracy"]) if rows else [NO_ATTACK]
+
+
+def _cells(rows):
+    columns = _columns(rows)
+    header = ["data", "images"] + [COLUMN_TITLES.get(c, c) for c in columns]
+    body = [[row["name"], str(row["num_images"])] + [f"{100 * row['accuracy'][c]:.2f}" for c in columns]
+            for row in rows]
+    return header, body
+
+
+def format_robustness_table(rows):
+    """Plain-text table: one row per dataset, accuracy % per attack column."""
+    header, body = _cells(rows)
+    lines = [header] + body
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths)))
+                     for line in lines)
+
+
+def robustness_markdown(rows, title="Accuracy (%) under test-time attacks"):
+    """The same table as Markdown."""
+    header, body = _cells(rows)
+    lines = [f"### {title}", "", "| " + " | ".join(header) + " |",
+             "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,133 @@
+"""Grad-CAM (dnadet_tf.explain, `dnadet-tf explain`) on a model trained to spot a local artefact."""
+import glob
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dnadet_tf.errors import DnadetError
+
+SIZE = 64
+CLASSES = ("marked", "plain")  # sorted: marked = 0, plain = 1
+
+
+def _smooth_content(rng):
+    low = rng.uniform(40, 215, size=(4, 4, 3)).astype(np.uint8)
+    return np.asarray(Image.fromarray(low).resize((SIZE, SIZE), Image.BICUBIC), np.float64)
+
+
+def make_region_tree(root, per_class, seed):
+    """ROOT/plain: smooth random content; ROOT/marked: the same kind of content plus a
+    one-pixel checkerboard (+-40) confined to the top-left quadrant."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[:SIZE, :SIZE]
+    checker = np.where((rows + cols) % 2 == 0, 40.0, -40.0)[..., None]
+    half = SIZE // 2
+    for i in range(per_class):
+        for name in CLASSES:
+            image = _smooth_content(rng)
+            if name == "marked":
+                image[:half, :half] += checker[:half, :half]
+            os.makedirs(os.path.join(root, name), exist_ok=True)
+            pixels = np.clip(image + 0.5, 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(os.path.join(root, name, f"{i:03d}.png"))
+
+
+@pytest.fixture(scope="module")
+def region_run(tmp_path_factory):
+    """A Base-mode `tiny` run (64 px in, no resizing, width 0.25: 32 channels at stage 2)
+    trained for 60 steps on the region data (a few seconds)."""
+    from dnadet_tf.training import fit
+
+    root = tmp_path_factory.mktemp("region")
+    make_region_tree(str(root / "train"), 16, seed=1)
+    make_region_tree(str(root / "test"), 6, seed=2)
+    run_dir = str(root / "run")
+    fit(str(root / "train"), run_dir, preset="tiny", mode="base", steps=60, width=0.25, crop_size=SIZE,
+        resize1=SIZE, resize2=SIZE, output=io.StringIO())
+    return {"run": run_dir, "test": str(root / "test")}
+
+
+@pytest.fixture(scope="module")
+def loaded(region_run):
+    from dnadet_tf.explain import load_pixels
+    from dnadet_tf.runs import TrainedRun
+
+    run = TrainedRun(region_run["run"])
+    paths = {name: sorted(glob.glob(os.path.join(region_run["test"], name, "*.png"))) for name in CLASSES}
+    pixels = {name: load_pixels(paths[name], run.preprocess) for name in CLASSES}
+    return run, paths, pixels
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
+def test_maps_have_the_input_size_and_finite_values(loaded, method):
+    from dnadet_tf.explain import gradcam_maps
+
+    run, _, pixels = loaded
+    batch = np.concatenate([pixels["marked"][:2], pixels["plain"][:2]])
+    maps, probabilities, targets = gradcam_maps(run.model, batch, method=method)
+    assert maps.shape == (4, SIZE, SIZE) == batch.shape[:3]
+    assert np.isfinite(maps).all()
+    assert maps.min() >= 0.0 and maps.max() <= 1.0
+    assert probabilities.shape == (4, 2)
+    np.testing.assert_array_equal(targets, np.argmax(probabilities, axis=-1))
+
+
+def test_layer_names_and_unknown_layer(loaded):
+    from dnadet_tf.explain import gradcam_layer_names, gradcam_maps
+    from dnadet_tf.model import DEFAULT_GRADCAM_LAYER
+
+    run, _, pixels = loaded
+    names = gradcam_layer_names(run.model)
+    assert DEFAULT_GRADCAM_LAYER in names and "stage1_conv1" in names and "stage4_act2" in names
+    assert not any("_bn" in n or "_pad" in n or n in ("feature", "logits") for n in names)
+    with pytest.raises(DnadetError) as error:
+        gradcam_maps(run.model, pixels["plain"][:1], layer="stage9_act1")
+    message = str(error.value)
+    assert "\n" not in message and "stage9_act1" in message
+    assert all(name in message for name in names)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
+def test_heatmap_mass_sits_on_the_artefact(loaded, method):
+    from dnadet_tf.explain import gradcam_maps
+
+    run, _, pixels = loaded
+    marked = run.class_names.index("marked")
+    maps, probabilities, targets = gradcam_maps(run.model, pixels["marked"], method=method)
+    assert (targets == marked).all(), "the model should recognise the marked images"
+    half = SIZE // 2
+    mass = maps[:, :half, :half].sum(axis=(1, 2)) / np.maximum(maps.sum(axis=(1, 2)), 1e-9)
+    # The top-left quadrant is 25 % of the area. Over 14 training seeds, Grad-CAM put 68-93 % of
+    # each image's mass there, Grad-CAM++ 58-78 % on average (it spills more past the region's
+    # edges, which stage-2 units 11 px away still see).
+    if method == "gradcam":
+        assert (mass > 0.5).all(), mass
+    assert mass.mean() > 0.5, mass
+
+
+def test_explain_cli_writes_pngs_and_json(region_run, tmp_path, capsys):
+    from dnadet_tf.cli.main import main
+
+    marked = sorted(glob.glob(os.path.join(region_run["test"], "marked", "*.png")))[0]
+    plain_dir = os.path.join(region_run["test"], "plain")
+    out = tmp_path / "explain"
+    code = main(["explain", "--model", region_run["run"], marked, plain_dir, "--out", str(out),
+                 "--method", "gradcam++"])
+    assert code == 0
+    rows = json.loads((out / "explain.json").read_text())
+    assert len(rows) == 1 + 6
+    assert len({row["png"] for row in rows}) == len(rows)  # same file names in two folders do not collide
+    assert rows[0]["class"] == "marked" and 0.0 <= rows[0]["probability"] <= 1.0
+    for row in rows:
+        with Image.open(row["png"]) as image:
+            assert image.size[0] > SIZE and image.mode in ("RGB", "RGBA")
+    assert "marked" in capsys.readouterr().out
+
+    code = main(["explain", "--model", region_run["run"], marked, "--out", str(out), "--layer", "nope"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "stage2_act2" in err[0] and "stage1_conv1" in err[0]

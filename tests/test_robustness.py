@@ -1,0 +1,68 @@
+"""Accuracy under test-time attacks (dnadet_tf.robustness, `dnadet-tf robustness`)."""
+import json
+
+import pytest
+
+pytest.importorskip("dnadet_tf.attacks")
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_run):
+    from dnadet_tf.predictor import load_predictor
+
+    return load_predictor(tiny_run)
+
+
+def test_a_row_per_dataset_a_column_per_attack_and_deterministic(predictor, upsampling_data):
+    from dnadet_tf.robustness import DEFAULT_ATTACKS, robustness
+
+    quiet = lambda message: None  # noqa: E731
+    from dnadet_tf.evaluation import expand_data_specs
+
+    rows = robustness(predictor, [upsampling_data["test"]], seed=3, progress=quiet)
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["name"] == expand_data_specs([upsampling_data["test"]])[0][0] and row["num_images"] == 36
+    assert list(row["accuracy"]) == ["none", "crop", "blur", "jpeg", "noise", "relight", "combo"]
+    assert tuple(row["accuracy"])[1:] == DEFAULT_ATTACKS
+    for column, value in row["accuracy"].items():
+        assert 0.0 <= value <= 1.0, (column, value)
+        assert 0.0 <= row["macro_f1"][column] <= 1.0
+    again = robustness(predictor, [upsampling_data["test"]], attacks=("blur", "combo"), seed=3, progress=quiet)
+    assert list(again[0]["accuracy"]) == ["none", "blur", "combo"]
+    for column in again[0]["accuracy"]:
+        assert again[0]["accuracy"][column] == row["accuracy"][column]
+        assert again[0]["macro_f1"][column] == row["macro_f1"][column]
+
+
+def test_unknown_attack_is_refused(predictor, upsampling_data):
+    from dnadet_tf.robustness import robustness
+
+    with pytest.raises(ValueError, match="blurr"):
+        robustness(predictor, [upsampling_data["test"]], attacks=("blurr",), progress=lambda m: None)
+
+
+def test_cli_prints_and_writes_json_and_markdown(tiny_run, upsampling_data, tmp_path, capsys):
+    from dnadet_tf.cli.main import main
+    from dnadet_tf.evaluation import expand_data_specs
+
+    names = [name for name, _ in expand_data_specs([upsampling_data["test"], upsampling_data["val"]])]
+    out = tmp_path / "robustness.json"
+    code = main(["robustness", "--model", tiny_run, "--data", upsampling_data["test"], upsampling_data["val"],
+                 "--json", str(out), "--attacks", "jpeg,noise", "--seed", "5"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "no attack" in printed and "JPEG" in printed and names[0] in printed
+    result = json.loads(out.read_text())
+    assert result["seed"] == 5 and result["attacks"] == ["jpeg", "noise"]
+    assert [row["name"] for row in result["rows"]] == names
+    for row in result["rows"]:
+        assert set(row["accuracy"]) == {"none", "jpeg", "noise"}
+        assert all(0.0 <= v <= 1.0 for v in row["accuracy"].values())
+    markdown = (tmp_path / "robustness.md").read_text()
+    assert markdown.count("\n| ") == 3 and "| no attack |" in markdown
+
+    code = main(["robustness", "--model", tiny_run, "--data", upsampling_data["test"], "--attacks", "fog"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fog" in err[0] and "relight" in err[0]
