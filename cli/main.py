@@ -12,7 +12,7 @@ import argparse  # noqa: E402
 import importlib  # noqa: E402
 import sys  # noqa: E402
 
-COMMAND_MODULES = ("fit", "evaluate", "predict")
+COMMAND_MODULES = ("fit", "evaluate", "predict", "pretrain", "ablate", "export", "explain", "robustness", "zoo")
 
 
 class UsageError(Exception):

@@ -21,7 +21,7 @@ attributor learns:
 | dcgan      | conv               | none      | transposed conv 4x4/2  | batch norm       |
 | stylegan   | modulated convs    | none      | bilinear + [1,2,1] blur| demodulation     |
 |            | + per-pixel noise  |           |                        |                  |
-| cyclegan   | ResNet enc.-dec.   | residual  | transposed conv 3x3/2  | instance norm    |
+| cyclegan   | ResNet enc.-dec.   | residual  | transposed conv 3x3/2  | batch norm       |
 
 Custom layers are registered Keras layers with `get_config`; the zoo itself saves
 weights only (`.weights.h5`) and rebuilds the architecture from `build_generator`.
@@ -282,14 +282,18 @@ def _stylegan(lowres, noise, widths, scale, name):
 
 
 def _cyclegan(lowres, noise, widths, scale, name, res_blocks=2):
-    """CycleGAN's ResNet generator on the (bilinearly) enlarged view: c7s1, d, d, R x n, u, u, c7s1."""
-    norm = lambda n: layers.GroupNormalization(groups=-1, epsilon=1e-5, name=n)  # instance norm
+    """CycleGAN's ResNet generator on the (bilinearly) enlarged view: c7s1, d, d, R x n, u, u, c7s1.
+
+    With batch norm (CycleGAN's `--norm batch` option): instance norm erases each image's
+    channel means, so a generator that must keep the input's colours cannot learn with it.
+    """
+    norm = _bn
     big = layers.UpSampling2D(scale, interpolation="bilinear", name=f"{name}_enlarge")(lowres)
     x = layers.Concatenate(name=f"{name}_in_concat")([big, noise])
-    c = widths[-1]
+    c = widths[-2]
     x = _conv(c, 7, f"{name}_c7_in")(x)
     x = layers.ReLU(name=f"{name}_c7_in_act")(norm(f"{name}_c7_in_norm")(x))
-    downs = [max(c * 2, widths[-2]), max(c * 4, widths[0])]
+    downs = [c * 2, c * 2]
     for i, filters in enumerate(downs, start=1):
         x = _conv(filters, 3, f"{name}_down{i}", strides=2)(x)
         x = layers.ReLU(name=f"{name}_down{i}_act")(norm(f"{name}_down{i}_norm")(x))

@@ -45,7 +45,7 @@ class TrainConfig:
     adv_loss: str = "hinge"
     rec_loss: str = "l1"
     adv_weight: float = 1.0
-    rec_weight: float = 10.0
+    rec_weight: float = 50.0
     learning_rate: float = 1e-3
     beta_1: float = 0.5
     beta_2: float = 0.99
@@ -132,7 +132,12 @@ def _make_step(generator, discriminator, config):
 
 
 class CropSampler:
-    """Training batches: random `crop` px windows of a pool of natural 128 px crops, mirrored at random."""
+    """Training batches: random `crop` px windows of a pool of natural 128 px crops.
+
+    Each window is mirrored half of the time and has its colour channels permuted at
+    random: a few dozen photos hold few colours, and without this the generators learn
+    the palette of their training photos instead of passing the input's colours through.
+    """
 
     def __init__(self, pool, crop, batch_size, seed):
         self.pool = pool  # uint8 (n, 128, 128, 3)
@@ -146,14 +151,16 @@ class CropSampler:
         tops = self.rng.integers(0, height - self.crop + 1, self.batch_size)
         lefts = self.rng.integers(0, width - self.crop + 1, self.batch_size)
         flips = self.rng.random(self.batch_size) < 0.5
+        channels = np.argsort(self.rng.random((self.batch_size, 3)), axis=1)
         batch = np.empty((self.batch_size, self.crop, self.crop, 3), np.uint8)
         for k in range(self.batch_size):
             window = self.pool[index[k], tops[k]:tops[k] + self.crop, lefts[k]:lefts[k] + self.crop]
-            batch[k] = window[:, ::-1] if flips[k] else window
+            window = window[:, ::-1] if flips[k] else window
+            batch[k] = window[:, :, channels[k]]
         return batch
 
 
-def train(generator, pool, config, seed, progress=None, label="", report_every_s=15.0):
+def train(generator, pool, config, seed, progress=None, label="", report_every_s=30.0):
     """Trains `generator` (in place) against a fresh patch discriminator seeded by `seed`.
 
     Args:

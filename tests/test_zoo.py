@@ -1,0 +1,277 @@
+"""The generator zoo: layout, labels, images, determinism, resuming, bad photo folders.
+
+One `tiny` zoo is built per module; a second one is built partly in a subprocess that
+is interrupted after a few models and then resumed here, which checks resuming and
+(against the first) that the same seed gives the same weights and image bytes.
+"""
+import argparse
+import glob
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from dnadet_tf.errors import DataError
+from dnadet_tf.images import load_rgb, save_png_atomic
+from dnadet_tf.zoo import SPLITS, build_zoo, plan
+from dnadet_tf.zoo.photos import PACKAGED_PHOTOS, find_photos
+
+PAPER_CLASSES = ["real", "progan", "mmdgan", "sngan", "infomaxgan"]
+INTERRUPT_AFTER = 3
+
+
+def _read_list(path):
+    entries = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            relative, label = line.rstrip("\n").split("\t")
+            entries.append((relative, int(label)))
+    return entries
+
+
+def _model_lines(lines):
+    return [line for line in lines if line.startswith("[")]
+
+
+@pytest.fixture(scope="module")
+def tiny_zoo(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("zoo") / "first")
+    lines = []
+    build_zoo(out, size="tiny", progress=lines.append)
+    return out, lines
+
+
+@pytest.fixture(scope="module")
+def resumed_zoo(tmp_path_factory):
+    """A tiny zoo whose build was interrupted (in another process) after INTERRUPT_AFTER models, then resumed."""
+    out = str(tmp_path_factory.mktemp("zoo") / "second")
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from dnadet_tf.zoo import build_zoo
+
+        class Stop(Exception):
+            pass
+
+        trained = []
+
+        def progress(line):
+            print(line, flush=True)
+            if line.startswith("[") and " steps, " in line:
+                trained.append(line)
+                if len(trained) == {INTERRUPT_AFTER}:
+                    raise Stop()
+
+        try:
+            build_zoo(sys.argv[1], size="tiny", progress=progress)
+        except Stop:
+            sys.exit(3)
+        """
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [sys.executable, "-c", script, out], capture_output=True, text=True, timeout=600, env=env
+    )
+    assert result.returncode == 3, result.stdout[-2000:] + result.stderr[-3000:]
+    weights = sorted(glob.glob(os.path.join(out, "models", "*.weights.h5")))
+    mtimes = {path: os.stat(path).st_mtime_ns for path in weights}
+    lines = []
+    build_zoo(out, size="tiny", progress=lines.append)
+    return out, result.stdout.splitlines(), lines, mtimes
+
+
+def test_every_split_with_consistent_labels_and_128px_images(tiny_zoo):
+    out, _ = tiny_zoo
+    with open(os.path.join(out, "classes.txt"), encoding="utf-8") as handle:
+        classes = handle.read().split()
+    assert classes == PAPER_CLASSES
+    present = {}
+    for split in SPLITS:
+        entries = _read_list(os.path.join(out, f"{split}.txt"))
+        assert entries, split
+        for relative, label in entries:
+            assert 0 <= label < len(classes)
+            # images/<split>/<class>/<model>_<index>.png: the folder names the class the label says.
+            parts = relative.split("/")
+            assert parts[:2] == ["images", split] and parts[2] == classes[label], relative
+            if label:
+                assert os.path.basename(relative).startswith(classes[label] + "-"), relative
+            image = load_rgb(os.path.join(out, relative))
+            assert image.shape == (128, 128, 3), relative
+        present[split] = {classes[label] for _, label in entries}
+    for split in ("train", "val", "test"):
+        assert present[split] == set(PAPER_CLASSES)
+    assert present["cross_seed"] == {"progan"}
+    assert present["cross_loss"] <= {"mmdgan", "infomaxgan"}
+    assert "real" not in present["cross_finetune"]
+    assert "real" in present["cross_dataset"] and len(present["cross_dataset"]) >= 2
+
+
+def test_zoo_json_describes_every_model(tiny_zoo):
+    out, lines = tiny_zoo
+    with open(os.path.join(out, "zoo.json"), encoding="utf-8") as handle:
+        zoo = json.load(handle)
+    assert zoo["size"] == "tiny" and zoo["seed"] == 0 and zoo["classes"] == PAPER_CLASSES
+    assert "packaged" in zoo["photos"]["source"]
+    specs = plan("tiny")
+    assert [m["name"] for m in zoo["models"]] == [s.name for s in specs]
+    for model in zoo["models"]:
+        for key in ("name", "family", "seed", "adversarial_loss", "reconstruction_loss", "domain",
+                    "finetuned_from", "steps"):
+            assert key in model, key
+        assert set(model["final_losses"]) == {"g_adv", "rec", "d"}
+        assert all(math.isfinite(v) for v in model["final_losses"].values())
+        assert len(model["weights_sha256"]) == 64
+        assert os.path.exists(os.path.join(out, model["weights"]))
+    finetuned = [m for m in zoo["models"] if m["finetuned_from"]]
+    assert finetuned and all(m["domain"] == "C" for m in finetuned)
+    assert {m["seed"] for m in zoo["models"] if m["family"] == "progan"} >= {0, 1}
+    # One progress line per model, in the documented form.
+    model_lines = _model_lines(lines)
+    assert len(model_lines) == len(specs)
+    assert model_lines[0].startswith(f"[1/{len(specs)}] progan seed=0 loss=")
+    assert " steps, " in model_lines[0] and "g_adv=" in model_lines[0] and " d=" in model_lines[0]
+    # Held-out content: A's groups are disjoint.
+    groups = zoo["photos"]["content_groups"]
+    train, val, test = (set(groups[g]) for g in ("A-train", "A-val", "A-test"))
+    assert train and val and test and not (train & val) and not (train & test) and not (val & test)
+
+
+def test_contact_sheet_per_split(tiny_zoo):
+    out, _ = tiny_zoo
+    for split in SPLITS:
+        sheet = load_rgb(os.path.join(out, f"contact_{split}.png"))
+        rows = len({label for _, label in _read_list(os.path.join(out, f"{split}.txt"))})
+        assert sheet.shape[0] == rows * (128 + 4) + 4, split
+
+
+def test_interrupted_build_resumes_without_retraining(resumed_zoo):
+    out, first_lines, lines, mtimes = resumed_zoo
+    trained_before = [line for line in _model_lines(first_lines) if " steps, " in line]
+    assert len(trained_before) == INTERRUPT_AFTER
+    model_lines = _model_lines(lines)
+    assert len(model_lines) == len(plan("tiny"))
+    for line in model_lines[:INTERRUPT_AFTER]:
+        assert "already built" in line and "skipped" in line, line
+    for line in model_lines[INTERRUPT_AFTER:]:
+        assert " steps, " in line, line
+    assert len(mtimes) == INTERRUPT_AFTER
+    for path, mtime in mtimes.items():
+        assert os.stat(path).st_mtime_ns == mtime, path
+    assert os.path.exists(os.path.join(out, "zoo.json"))
+
+
+def test_same_seed_gives_same_weights_and_image_bytes(tiny_zoo, resumed_zoo):
+    first, second = tiny_zoo[0], resumed_zoo[0]
+
+    def checksums(out):
+        with open(os.path.join(out, "zoo.json"), encoding="utf-8") as handle:
+            return {m["name"]: m["weights_sha256"] for m in json.load(handle)["models"]}
+
+    assert checksums(first) == checksums(second)
+    for split in SPLITS:
+        entries = _read_list(os.path.join(first, f"{split}.txt"))
+        assert entries == _read_list(os.path.join(second, f"{split}.txt"))
+        for relative, _ in entries:
+            with open(os.path.join(first, relative), "rb") as a, open(os.path.join(second, relative), "rb") as b:
+                assert a.read() == b.read(), relative
+
+
+def _photo_dirs(root, counts):
+    """Copies `counts` = {'a': n, ...} packaged photos into root/<letter>/."""
+    sources = sorted(glob.glob(os.path.join(PACKAGED_PHOTOS, "*", "*.jpg")))
+    k = 0
+    for letter, count in counts.items():
+        os.makedirs(os.path.join(root, letter), exist_ok=True)
+        for _ in range(count):
+            shutil.copy(sources[k], os.path.join(root, letter))
+            k += 1
+    return root
+
+
+def test_too_few_photos_is_a_data_error(tmp_path):
+    photos = _photo_dirs(str(tmp_path / "photos"), {"a": 1, "b": 1, "c": 1})
+    with pytest.raises(DataError, match=r"too few usable photos for content domain A .*found 1, need at least 4"):
+        build_zoo(str(tmp_path / "zoo"), size="tiny", photos=photos)
+    assert not os.path.exists(tmp_path / "zoo")
+
+
+def test_empty_domain_folder_is_a_data_error(tmp_path):
+    photos = _photo_dirs(str(tmp_path / "photos"), {"a": 5, "b": 0, "c": 2})
+    with pytest.raises(DataError, match=r"photos[/\\]b: domain B folder holds no photo"):
+        build_zoo(str(tmp_path / "zoo"), size="tiny", photos=photos)
+
+
+def test_small_photo_is_a_data_error_and_unreadable_photos_are_skipped(tmp_path):
+    photos = _photo_dirs(str(tmp_path / "photos"), {"a": 5, "b": 3, "c": 3})
+    with open(os.path.join(photos, "a", "broken.jpg"), "wb") as handle:
+        handle.write(b"not a jpeg")
+    warnings = []
+    photo_set = find_photos(photos, warn=warnings.append)
+    assert len(photo_set.domains["A"]) == 5
+    assert len(warnings) == 1 and "broken.jpg" in warnings[0]
+    save_png_atomic(np.zeros((100, 300, 3), np.uint8), os.path.join(photos, "c", "small.png"))
+    with pytest.raises(DataError, match=r"too small .*small\.png \(300x100 px\)"):
+        find_photos(photos, warn=warnings.append)
+
+
+def test_flat_folder_and_subfolder_rules(tmp_path):
+    flat = str(tmp_path / "flat")
+    os.makedirs(flat)
+    for path in sorted(glob.glob(os.path.join(PACKAGED_PHOTOS, "a", "*.jpg")))[:8]:
+        shutil.copy(path, flat)
+    photo_set = find_photos(flat)
+    assert [len(photo_set.domains[d]) for d in "ABC"] == [4, 2, 2]
+    named = _photo_dirs(str(tmp_path / "named"), {"x1": 4, "x2": 2, "x3": 1, "x4": 1})
+    photo_set = find_photos(named)
+    assert [len(photo_set.domains[d]) for d in "ABC"] == [4, 2, 2]
+    two = _photo_dirs(str(tmp_path / "two"), {"x1": 4, "x2": 2})
+    with pytest.raises(DataError, match="found 2"):
+        find_photos(two)
+
+
+def test_folder_built_with_other_settings_is_refused(tiny_zoo, tmp_path):
+    out = str(tmp_path / "zoo")
+    shutil.copytree(tiny_zoo[0], out)
+    with pytest.raises(DataError, match=r"other settings \(seed: 0 there, 1 now\)"):
+        build_zoo(out, size="tiny", seed=1)
+
+
+def test_a_folder_is_built_by_one_process_at_a_time(tiny_zoo, tmp_path):
+    out = str(tmp_path / "zoo")
+    shutil.copytree(tiny_zoo[0], out)
+    lock = os.path.join(out, "build.lock")
+    with open(lock, "w", encoding="utf-8") as handle:
+        handle.write(f"{os.getppid()}\n")  # a live process
+    with pytest.raises(DataError, match=r"another build \(process \d+\) is writing this zoo"):
+        build_zoo(out, size="tiny")
+    with open(lock, "w", encoding="utf-8") as handle:
+        handle.write("999999999\n")  # no such process: a stale lock is taken over
+    lines = []
+    build_zoo(out, size="tiny", progress=lines.append)
+    assert all("skipped" in line for line in _model_lines(lines))
+    assert not os.path.exists(lock)
+
+
+def test_cli_registers_zoo_build(tmp_path, capsys):
+    from dnadet_tf.cli import zoo as zoo_cli
+
+    parser = argparse.ArgumentParser(prog="dnadet-tf")
+    zoo_cli.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["zoo", "build", "--out", str(tmp_path / "z"), "--size", "tiny", "--seed", "3",
+                              "--wild", "--photos", str(tmp_path / "missing")])
+    assert args.func is zoo_cli.run
+    assert (args.size, args.seed, args.wild) == ("tiny", 3, True)
+    with pytest.raises(DataError, match="not a folder"):
+        args.func(args)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["zoo", "build", "--help"])
+    text = capsys.readouterr().out
+    for flag in ("--out DIR", "--size {tiny,demo,full}", "--photos DIR", "--seed N", "--wild"):
+        assert flag in text
