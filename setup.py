@@ -19,7 +19,7 @@ setup(
         "dnadet_tf.exports": "exports",
         "dnadet_tf.cli": "cli",
     },
-    package_data={"dnadet_tf.zoo": ["photos/*", "photos/*/*"]},
+    package_data={"dnadet_tf.zoo": ["demo_photos/*", "demo_photos/*/*"]},
     install_requires=[
         "tensorflow-cpu>=2.21,<2.22; platform_machine=='x86_64' or platform_machine=='AMD64'",
         "tensorflow>=2.21,<2.22; platform_machine!='x86_64' and platform_machine!='AMD64'",

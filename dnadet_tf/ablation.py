@@ -20,10 +20,10 @@ VARIANTS = (
 
 
 def default_photos():
-    """The demo photo set shipped with the package (dnadet_tf/zoo/photos)."""
-    import dnadet_tf.zoo
+    """The demo photo set shipped with the package (dnadet_tf/zoo/demo_photos)."""
+    from dnadet_tf.zoo.photos import PACKAGED_PHOTOS
 
-    return os.path.join(os.path.dirname(dnadet_tf.zoo.__file__), "photos")
+    return PACKAGED_PHOTOS
 
 
 def ablate(zoo, out, preset="cpu", pretrained=None, photos=None, steps=None, pretrain_steps=None,

@@ -35,7 +35,7 @@ from PIL import Image
 from dnadet_tf.errors import DataError
 from dnadet_tf.images import ImageError, is_image_file, load_rgb
 
-PACKAGED_PHOTOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "photos")
+PACKAGED_PHOTOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo_photos")
 DOMAINS = ("A", "B", "C")
 CROP = 128
 MAX_CROP_SIDE = 192
