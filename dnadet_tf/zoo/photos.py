@@ -99,7 +99,7 @@ class PhotoSet:
 
     def describe(self):
         return {
-            "source": "packaged demo set (dnadet_tf/zoo/photos)" if self.packaged else self.source,
+            "source": "packaged demo set (dnadet_tf/zoo/demo_photos)" if self.packaged else self.source,
             "fingerprint": self.fingerprint,
             "domains": {
                 d: {
