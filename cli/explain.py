@@ -27,12 +27,10 @@ def register(subparsers):
 
 def run(args):
     import os
-    import sys
 
     from dnadet_tf.cli.main import UsageError
-    from dnadet_tf.cli.predict import collect_images
+    from dnadet_tf.data import collect_image_paths, readable_images
     from dnadet_tf.explain import check_layer, check_method, explain_files
-    from dnadet_tf.images import ImageError, load_rgb
     from dnadet_tf.runs import TrainedRun, write_json_atomic
 
     if args.batch_size < 1:
@@ -40,18 +38,10 @@ def run(args):
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UsageError(f"--out {args.out}: exists and is not a folder.")
     check_method(args.method)
-    paths = collect_images(args.inputs)
     run_dir = TrainedRun(args.model)
     model = run_dir.model
     check_layer(model, args.layer)
-    usable, skipped = [], 0
-    for path in paths:
-        try:
-            load_rgb(path)
-            usable.append(path)
-        except ImageError as error:
-            print(f"warning: skipped {error}", file=sys.stderr)
-            skipped += 1
+    usable, skipped = readable_images(collect_image_paths(args.inputs))
     results = explain_files(model, run_dir.class_names, run_dir.preprocess, usable, args.out,
                             layer=args.layer, method=args.method, batch_size=args.batch_size)
     for row in results:

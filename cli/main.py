@@ -34,6 +34,8 @@ def build_parser():
 
 
 def main(argv=None):
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)  # progress lines show up at once, also in logs
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     if not argv:

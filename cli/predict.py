@@ -1,7 +1,6 @@
 """`dnadet-tf predict`: the most likely generator architecture of each image."""
 import argparse
 import json
-import os
 
 
 def register(subparsers):
@@ -20,47 +19,20 @@ def register(subparsers):
     parser.set_defaults(func=run)
 
 
-def collect_images(inputs):
-    """Image paths from files and folders (recursive, sorted); raises DataError for a missing path."""
-    from dnadet_tf.errors import DataError
-    from dnadet_tf.images import is_image_file
-
-    paths = []
-    for item in inputs:
-        if os.path.isdir(item):
-            for folder, subdirs, files in os.walk(item):
-                subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-                paths.extend(os.path.join(folder, f) for f in sorted(files) if is_image_file(f))
-        elif os.path.isfile(item):
-            paths.append(item)
-        else:
-            raise DataError(f"{item}: no such file or folder.")
-    if not paths:
-        raise DataError(f"{' '.join(inputs)}: expected image files, found none.")
-    return paths
-
-
 def run(args):
     import sys
 
     import numpy as np
 
     from dnadet_tf.cli.main import UsageError
-    from dnadet_tf.images import ImageError, load_rgb
+    from dnadet_tf.data import collect_image_paths, readable_images
     from dnadet_tf.predictor import load_predictor, predict_files
 
     if args.top_k < 1:
         raise UsageError(f"--top-k: expected a positive integer, received {args.top_k}.")
     predictor = load_predictor(args.model)
-    usable, skipped = [], 0
-    for path in collect_images(args.inputs):
-        try:
-            load_rgb(path)
-            usable.append(path)
-        except ImageError as error:
-            print(f"warning: skipped {error}", file=sys.stderr)
-            skipped += 1
-    probabilities = predict_files(predictor, usable, args.batch_size) if usable else np.zeros((0, 1))
+    usable, skipped = readable_images(collect_image_paths(args.inputs))
+    probabilities = predict_files(predictor, usable, args.batch_size)
     names = predictor.class_names
     k = min(args.top_k, len(names))
     for path, row in zip(usable, probabilities):
@@ -74,4 +46,4 @@ def run(args):
             print(f"{path}\t{top[0]['class']}\t{top[0]['probability']:.4f}\t[{rest}]")
     if skipped:
         print(f"{skipped} file(s) skipped", file=sys.stderr)
-    return 0 if usable else 1
+    return 0

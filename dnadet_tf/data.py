@@ -192,3 +192,33 @@ def check_files(files, crop_size=1, min_side=8, require_every_class=True, worker
             if counts[label] == 0:
                 raise DataError(f"{files.source}: class {name!r} has no usable image.")
     return LabeledFiles([files.paths[i] for i in keep], labels, files.class_names, files.source, skipped)
+
+
+def collect_image_paths(inputs):
+    """Image paths from files and folders (folders read recursively, sorted).
+
+    Raises DataError for a path that does not exist or when no image is found.
+    """
+    paths = []
+    for item in inputs:
+        if os.path.isdir(item):
+            for folder, subdirs, files in os.walk(item):
+                subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+                paths.extend(os.path.join(folder, f) for f in sorted(files) if is_image_file(f))
+        elif os.path.isfile(item):
+            paths.append(item)
+        else:
+            raise DataError(f"{item}: no such file or folder.")
+    if not paths:
+        raise DataError(f"{' '.join(inputs)}: expected image files, found none.")
+    return paths
+
+
+def readable_images(paths, warn=None):
+    """(usable paths, number skipped): unusable files are skipped with one warning line each.
+
+    Raises DataError when none is usable.
+    """
+    files = LabeledFiles(list(paths), np.zeros(len(paths), np.int64), ["image"], "the given images")
+    kept = check_files(files, require_every_class=False, warn=warn)
+    return kept.paths, len(kept.skipped)

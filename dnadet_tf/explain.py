@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from dnadet_tf.errors import DnadetError
-from dnadet_tf.images import load_rgb
+from dnadet_tf.images import load_rgb, save_figure_atomic
 from dnadet_tf.model import DEFAULT_GRADCAM_LAYER
 from dnadet_tf.preprocess import preprocess_image
 
@@ -176,11 +176,7 @@ def render_explanation(image, cam, title, path, subtitle=""):
         ax.set_axis_off()
     figure.suptitle(title, fontsize=11)
     figure.tight_layout()
-    tmp = f"{path}.tmp-{os.getpid()}.png"
-    figure.savefig(tmp, dpi=100)
-    plt.close(figure)
-    os.replace(tmp, path)
-    return path
+    return save_figure_atomic(figure, path)
 
 
 def load_pixels(paths, preprocess):

@@ -85,3 +85,14 @@ def save_png_atomic(array, path):
     tmp = f"{path}.tmp-{os.getpid()}.png"
     Image.fromarray(np.asarray(array, dtype=np.uint8)).save(tmp, format="PNG")
     os.replace(tmp, path)
+
+
+def save_figure_atomic(figure, path, dpi=100):
+    """Saves a matplotlib figure as PNG via a temporary file and a rename, then closes it."""
+    import matplotlib.pyplot as plt
+
+    tmp = f"{path}.tmp-{os.getpid()}.png"
+    figure.savefig(tmp, dpi=dpi)
+    plt.close(figure)
+    os.replace(tmp, path)
+    return path

@@ -1,6 +1,8 @@
 """Classification metrics computed with NumPy, and the confusion-matrix PNG."""
 import numpy as np
 
+from dnadet_tf.images import save_figure_atomic
+
 
 def confusion_matrix(y_true, y_pred, num_classes):
     """(num_classes, num_classes) counts; rows are true classes, columns predictions."""
@@ -63,9 +65,4 @@ def plot_confusion_matrix(matrix, class_names, path, title=""):
                           color="white" if normalised[i, j] > 0.5 else "black", fontsize=8)
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
     figure.tight_layout()
-    tmp = f"{path}.tmp.png"
-    figure.savefig(tmp, dpi=110)
-    plt.close(figure)
-    import os
-
-    os.replace(tmp, path)
+    save_figure_atomic(figure, path, dpi=110)

@@ -20,6 +20,7 @@ import numpy as np
 
 from dnadet_tf.data import LabeledFiles, check_files, read_dataset, remap_to
 from dnadet_tf.errors import DataError
+from dnadet_tf.images import save_figure_atomic
 from dnadet_tf.metrics import plot_confusion_matrix
 from dnadet_tf.model import DEFAULT_GRADCAM_LAYER, encoder_of
 from dnadet_tf.runs import write_text_atomic
@@ -102,11 +103,7 @@ def plot_tsne(points, labels, class_names, path, groups=None, group_names=None, 
     if title:
         axes.set_title(title)
     figure.tight_layout()
-    tmp = f"{path}.tmp-{os.getpid()}.png"
-    figure.savefig(tmp, dpi=100)
-    plt.close(figure)
-    os.replace(tmp, path)
-    return path
+    return save_figure_atomic(figure, path)
 
 
 def pooled_features(model, paths, preprocess, batch_size=16):

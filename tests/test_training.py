@@ -3,10 +3,8 @@ import os
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from dnadet_tf.cli.main import main
-from dnadet_tf.config import make_config
 from dnadet_tf.data import read_dataset
 from dnadet_tf.distribute import make_strategy
 from dnadet_tf.errors import RunDirError

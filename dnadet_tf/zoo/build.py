@@ -39,6 +39,7 @@ import tensorflow as tf
 
 from dnadet_tf.errors import DataError
 from dnadet_tf.images import save_png_atomic
+from dnadet_tf.runs import write_json_atomic, write_text_atomic
 from dnadet_tf.zoo.generators import PAPER_FAMILIES, WILD_FAMILIES
 from dnadet_tf.zoo.photos import content_groups, crop_for, find_photos, seed_key
 from dnadet_tf.zoo.sheets import contact_sheet
@@ -214,17 +215,6 @@ def _graph_settings():
             tf_config.disable_op_determinism()
 
 
-def _write_text_atomic(path, text):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
-def _write_json_atomic(path, data):
-    _write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
-
-
 def _remove_leftovers(out_dir):
     """Deletes temporary files that an interrupted run left behind (names containing '.tmp-')."""
     for root, _, files in os.walk(out_dir):
@@ -333,7 +323,7 @@ class _Builder:
             "parameters": int(generator.count_params()),
             "seconds": round(seconds, 1),
         }
-        _write_json_atomic(self.record_path(spec), record)
+        write_json_atomic(self.record_path(spec), record)
         self.progress(
             f"{label}: {spec.steps} steps, {seconds:.1f} s, g_adv={losses['g_adv']:.3f} "
             f"rec={losses['rec']:.3f} d={losses['d']:.3f}"
@@ -376,10 +366,10 @@ class _Builder:
 
     # -- outputs ---------------------------------------------------------------------------
     def write_lists(self):
-        _write_text_atomic(self.path("classes.txt"), "".join(f"{c}\n" for c in self.classes))
+        write_text_atomic(self.path("classes.txt"), "".join(f"{c}\n" for c in self.classes))
         for split in SPLITS:
             lines = sorted(self.entries[split], key=lambda e: (e[1], e[0]))
-            _write_text_atomic(self.path(f"{split}.txt"), "".join(f"{p}\t{label}\n" for p, label in lines))
+            write_text_atomic(self.path(f"{split}.txt"), "".join(f"{p}\t{label}\n" for p, label in lines))
 
     def write_sheets(self):
         for split in SPLITS:
@@ -444,7 +434,7 @@ def _check_settings(out_dir, settings):
     """Records the build settings in a new folder; refuses a folder built with other settings."""
     settings_path = os.path.join(out_dir, "build.json")
     if not os.path.exists(settings_path):
-        _write_json_atomic(settings_path, settings)
+        write_json_atomic(settings_path, settings)
         return
     with open(settings_path, encoding="utf-8") as handle:
         previous = json.load(handle)
@@ -521,7 +511,7 @@ def _build(out_dir, size, photo_set, seed, wild, progress):
         "splits": builder.split_summary(),
         "models": records,
     }
-    _write_json_atomic(os.path.join(out_dir, "zoo.json"), zoo)
+    write_json_atomic(os.path.join(out_dir, "zoo.json"), zoo)
     total = sum(len(v) for v in builder.entries.values())
     progress(f"zoo written to {out_dir}: {total} images in {len(SPLITS)} splits, "
              f"{time.monotonic() - started:.1f} s")
