@@ -64,7 +64,7 @@ class Trainer:
             self.loss_weights = None
             if self.use_patches:
                 self.projector = build_projection_head(feature_dim_of(self.classifier))
-                self.loss_weights = AutomaticWeightedLoss(2, name="loss_weights")
+                self.loss_weights = AutomaticWeightedLoss(2, name="loss_weights", dtype="float32")
                 model_variables += self.projector.trainable_variables
             schedule = keras.optimizers.schedules.ExponentialDecay(
                 config.learning_rate, config.lr_decay_every, config.lr_decay, staircase=True

@@ -126,10 +126,8 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
               file=output, flush=True)
     summary = trainer.fit()
     summary.update(skipped_files=skipped, run_dir=out)
-    print(
-        f"done: step {summary['end_step']}, best validation {config.metric} "
-        f"{summary['best_metric']:.4f}, {skipped} file(s) skipped, {summary['seconds']} s; "
-        f"run dir {out}",
-        file=output, flush=True,
-    )
+    kept = (f"best validation {config.metric} {summary['best_metric']:.4f}" if val_files is not None
+            else "no validation data, best.keras is the last step's model")
+    print(f"done: step {summary['end_step']}, {kept}, {skipped} file(s) skipped, {summary['seconds']} s; "
+          f"run dir {out}", file=output, flush=True)
     return summary

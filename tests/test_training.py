@@ -119,3 +119,14 @@ def test_cli_fit_resume_evaluate_predict(upsampling_data, tmp_path, capsys):
     assert main(["predict", "--model", out, "--json", "--top-k", "2", image]) == 0
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["path"] == image and len(line["top_k"]) == 2 and 0 <= line["probability"] <= 1
+
+
+@pytest.mark.parametrize("flags", [["--precision", "mixed_bfloat16"], ["--precision", "mixed_float16"], ["--jit"]])
+def test_gpu_options_run_on_cpu(flags, upsampling_data, tmp_path):
+    out = str(tmp_path / "run")
+    assert main(["fit", "--data", upsampling_data["train"], "--val", upsampling_data["val"], "--out", out,
+                 "--preset", "tiny", "--steps", "2"] + flags) == 0
+    assert os.path.isfile(os.path.join(out, "best.keras"))
+    import keras
+
+    keras.mixed_precision.set_global_policy("float32")
