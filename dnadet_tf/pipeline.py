@@ -127,12 +127,16 @@ def random_square_crop(image, size, seed):
     return image[top : top + size, left : left + size]
 
 
-def transformation_dataset(photo_paths, config, batch_size, start_step=0):
+def transformation_dataset(photo_paths, config, batch_size, start_step=0, images_per_class=4):
     """Endless batches for step 1 (pre-training on image transformations).
 
-    Each element: a random `crop_size` crop of a random photo, one of the 170
-    transformations drawn uniformly (its index is the label), then the one
-    preprocessing chain and `patches_per_image` random crops.
+    Each step draws `batch_size // images_per_class` distinct transformations
+    uniformly, each applied to `images_per_class` random crops of random photos,
+    so that the contrastive loss sees positives from *other* photos with the
+    same transformation (with 170 classes and one image per class, its only
+    positives would be patches of the same photo, which share content). Each
+    element: a random `crop_size` crop, the transformation (its index is the
+    label), the one preprocessing chain and `patches_per_image` random crops.
 
     Yields images (B, P, p, p, 3) float32 in [-1, 1] and labels (B,) int32.
     Which photo, crop and transformation is a pure function of (seed, step).
@@ -140,23 +144,27 @@ def transformation_dataset(photo_paths, config, batch_size, start_step=0):
     from dnadet_tf.transforms import NUM_TRANSFORMS, apply_transform
 
     paths = np.asarray(photo_paths)
+    classes_per_step = max(1, batch_size // images_per_class)
+    batch_size = classes_per_step * images_per_class
 
     def elements():
         step = start_step
         while True:
-            chosen = np.random.default_rng([config.seed, 1, step]).integers(len(paths), size=batch_size)
-            for position, index in enumerate(chosen):
-                yield paths[index], np.int64(step * batch_size + position)
+            rng = np.random.default_rng([config.seed, 1, step])
+            labels = np.repeat(rng.choice(NUM_TRANSFORMS, size=classes_per_step, replace=False), images_per_class)
+            chosen = rng.integers(len(paths), size=batch_size)
+            for position, (index, label) in enumerate(zip(chosen, labels)):
+                yield paths[index], np.int32(label), np.int64(step * batch_size + position)
             step += 1
 
     dataset = tf.data.Dataset.from_generator(
-        elements, output_signature=(tf.TensorSpec((), tf.string), tf.TensorSpec((), tf.int64))
+        elements,
+        output_signature=(tf.TensorSpec((), tf.string), tf.TensorSpec((), tf.int32), tf.TensorSpec((), tf.int64)),
     )
     preprocess = config.preprocess
 
-    def load(path, index):
+    def load(path, label, index):
         seed = tf.stack([tf.constant(config.seed, tf.int64), index])
-        label = tf.random.stateless_uniform((), seed=seed + 11, maxval=NUM_TRANSFORMS, dtype=tf.int32)
         crop = random_square_crop(decode_file(path), preprocess.crop_size, seed + 13)
         pixels = preprocess_image(apply_transform(crop, label, seed + 17), preprocess)
         return random_crops(pixels, config.patch_size, config.patches_per_image, seed), label

@@ -48,9 +48,11 @@ def test_transformation_batches(photos):
 
     config = make_config("tiny")
     config.crop_size = config.resize1 = 128
-    images, labels = next(transformation_dataset(usable_photos(photos).paths, config, 6).as_numpy_iterator())
-    assert images.shape == (6, 4, 32, 32, 3) and labels.shape == (6,)
+    images, labels = next(transformation_dataset(usable_photos(photos).paths, config, 8).as_numpy_iterator())
+    assert images.shape == (8, 4, 32, 32, 3) and labels.shape == (8,)
     assert labels.min() >= 0 and labels.max() < 170
+    # Two distinct transformations, four images each: positives come from other photos too.
+    assert labels[0] == labels[3] and labels[4] == labels[7] and labels[0] != labels[4]
     pixels, eval_labels = next(transformation_eval_dataset(usable_photos(photos).paths, config, 10, 10).as_numpy_iterator())
     assert pixels.shape == (10, 64, 64, 3) and eval_labels.tolist() == list(range(10))
 
