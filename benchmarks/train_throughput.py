@@ -46,8 +46,8 @@ def make_images(root, per_class=40, size=128):
     return read_folder_tree(root)
 
 
-def pipeline_rate(files, config, batches):
-    dataset = training_dataset(files, config)
+def pipeline_rate(dataset, batches):
+    """Patches/s delivered by a training dataset with nothing consuming it."""
     iterator = iter(dataset)
     for _ in range(3):
         next(iterator)
@@ -59,11 +59,11 @@ def pipeline_rate(files, config, batches):
     return count / (time.perf_counter() - began)
 
 
-def step_rate(files, config, steps, run_dir):
+def step_rate(config, class_names, dataset_fn, steps, run_dir):
+    """(patches/s, patches per step) of the Trainer's distributed step on one batch held in memory."""
     strategy = make_strategy(config.strategy)
-    trainer = Trainer(config, files.class_names, run_dir, strategy,
-                      train_dataset=lambda start: training_dataset(files, config, start), out=open(os.devnull, "w"))
-    batch = next(iter(training_dataset(files, config)))
+    trainer = Trainer(config, class_names, run_dir, strategy, train_dataset=dataset_fn, out=open(os.devnull, "w"))
+    batch = next(iter(dataset_fn(0)))
     distributed = next(iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))))
     patches = int(np.prod(batch[0].shape[:2]))
     for _ in range(2):
@@ -117,8 +117,10 @@ def main(argv=None):
                 overrides["images_per_class"] = 4  # 20 images x 16 crops: the release's batch
             config = make_config(preset, **overrides)
             k = config.batch_images_per_class(len(CLASSES))
-            pipe = pipeline_rate(files, config, batches=max(4, args.steps))
-            step, patches = step_rate(files, config, args.steps, os.path.join(root, f"run-{preset}"))
+            dataset_fn = lambda start, config=config: training_dataset(files, config, start)  # noqa: E731
+            pipe = pipeline_rate(dataset_fn(0), batches=max(4, args.steps))
+            step, patches = step_rate(config, files.class_names, dataset_fn, args.steps,
+                                      os.path.join(root, f"run-{preset}"))
             print(f"[{preset}] width {config.width}, {config.resize2} px images, {k} images/class x 5 classes x "
                   f"{config.patches_per_image} crops of {config.patch_size} px = {patches} patches per step, "
                   f"{args.precision}", flush=True)
