@@ -51,9 +51,9 @@ def register(subparsers):
 def overrides_from(args):
     augment = None
     if args.augment:
-        from dnadet_tf.attacks import parse_attacks
+        from dnadet_tf.cli.main import parse_attack_flag
 
-        augment = parse_attacks(args.augment)
+        augment = parse_attack_flag("--augment", args.augment)
     return dict(
         steps=args.steps, init=args.init, mode="base" if args.base else None, strategy=args.strategy,
         precision=args.precision, jit=args.jit, augment=augment, learning_rate=args.lr,

@@ -19,6 +19,16 @@ class UsageError(Exception):
     """A wrong flag or argument value; printed as one line, exit code 2."""
 
 
+def parse_attack_flag(flag, text):
+    """The attack names of a flag like --augment; a bad name is a UsageError naming the flag."""
+    from dnadet_tf.attacks import parse_attacks
+
+    try:
+        return parse_attacks(text)
+    except ValueError as error:
+        raise UsageError(f"{flag}: {error}") from None
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="dnadet-tf",

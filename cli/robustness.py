@@ -36,18 +36,14 @@ def default_json_path(model):
 
 
 def run(args):
-    from dnadet_tf.attacks import parse_attacks
-    from dnadet_tf.cli.main import UsageError
+    from dnadet_tf.cli.main import UsageError, parse_attack_flag
     from dnadet_tf.predictor import load_predictor
     from dnadet_tf.robustness import format_robustness_table, robustness, robustness_markdown
     from dnadet_tf.runs import write_json_atomic, write_text_atomic
 
     if args.batch_size < 1:
         raise UsageError(f"--batch-size: expected a positive integer, received {args.batch_size}.")
-    try:
-        attacks = parse_attacks(args.attacks)
-    except ValueError as error:
-        raise UsageError(f"--attacks: {error}") from None
+    attacks = parse_attack_flag("--attacks", args.attacks)
     predictor = load_predictor(args.model)
     rows = robustness(predictor, args.data, attacks=attacks, batch_size=args.batch_size, seed=args.seed)
     print(format_robustness_table(rows))

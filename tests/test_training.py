@@ -130,3 +130,21 @@ def test_gpu_options_run_on_cpu(flags, upsampling_data, tmp_path):
     import keras
 
     keras.mixed_precision.set_global_policy("float32")
+
+
+def test_augmented_training_and_perturbed_evaluation(tiny_run, upsampling_data, tmp_path, capsys):
+    out = str(tmp_path / "augmented")
+    assert main(["fit", "--data", upsampling_data["train"], "--out", out, "--preset", "tiny", "--steps", "2",
+                 "--augment", "crop,jpeg"]) == 0
+    assert read_config(out).augment == ("crop", "jpeg")
+    code = main(["fit", "--data", upsampling_data["train"], "--out", str(tmp_path / "bad"), "--preset", "tiny",
+                 "--augment", "crop,sharpen"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "sharpen" in err and len(err.splitlines()) == 1
+    report = str(tmp_path / "perturbed.json")
+    assert main(["evaluate", "--model", tiny_run, "--data", upsampling_data["test"], "--perturb", "combo",
+                 "--json", report]) == 0
+    clean = str(tmp_path / "clean.json")
+    assert main(["evaluate", "--model", tiny_run, "--data", upsampling_data["test"], "--json", clean]) == 0
+    perturbed_matrix = json.load(open(report))[0]["metrics"]["confusion_matrix"]
+    assert np.sum(perturbed_matrix) == 36
