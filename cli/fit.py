@@ -43,6 +43,8 @@ def register(subparsers):
     parser.add_argument("--images-per-class", type=int, help="K images of every class per step (0 = paper rule)")
     parser.add_argument("--val-every", type=int, help="validate on whole images every N steps")
     parser.add_argument("--metric", choices=("accuracy", "macro_f1"), help="validation metric that picks best.keras")
+    parser.add_argument("--patience", type=int,
+                        help="stop early after this many validations without improvement (overrides the preset)")
     parser.add_argument("--seed", type=int, help="seed of data order, crops and initialisation")
     parser.add_argument("--zoo", help="with no --data: the zoo folder to build or reuse (default: the cache)")
     parser.set_defaults(func=run)
@@ -58,6 +60,7 @@ def overrides_from(args):
         steps=args.steps, init=args.init, mode="base" if args.base else None, strategy=args.strategy,
         precision=args.precision, jit=args.jit, augment=augment, learning_rate=args.lr,
         images_per_class=args.images_per_class, val_every=args.val_every, metric=args.metric, seed=args.seed,
+        patience=args.patience,
     )
 
 
