@@ -78,7 +78,12 @@ def format_table(rows, class_names):
              f"{100 * m['macro_recall']:.2f}"]
             + [f"{100 * recall[c]:.1f}" if c in recall else "-" for c in class_names]
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return render_table(lines)
+
+
+def render_table(lines):
+    """Aligned plain-text table from rows of strings: first column left-aligned, the rest right-aligned."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     return "\n".join("  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths)))
                      for line in lines)
 

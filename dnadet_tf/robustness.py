@@ -7,7 +7,7 @@ attack alone (crop, blur, jpeg, noise, relight) and with their combination
 stateless seed (seed, i), the same for every attack column, so a run is
 deterministic for a seed and the columns differ only by the attack.
 """
-from dnadet_tf.evaluation import evaluate_files, expand_data_specs, load_labeled
+from dnadet_tf.evaluation import evaluate_files, expand_data_specs, load_labeled, render_table
 
 NO_ATTACK = "none"
 DEFAULT_ATTACKS = ("crop", "blur", "jpeg", "noise", "relight", "combo")
@@ -72,10 +72,7 @@ def _cells(rows):
 def format_robustness_table(rows):
     """Plain-text table: one row per dataset, accuracy % per attack column."""
     header, body = _cells(rows)
-    lines = [header] + body
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join("  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths)))
-                     for line in lines)
+    return render_table([header] + body)
 
 
 def robustness_markdown(rows, title="Accuracy (%) under test-time attacks"):
