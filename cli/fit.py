@@ -93,7 +93,7 @@ def run_demo(args, overrides):
     out = args.out or _fresh_dir(os.path.join("runs", "demo"))
     print("dnadet-tf fit with no --data: building or reusing the demo generator zoo, then training the "
           "cpu preset on it and evaluating every split.", flush=True)
-    zoo = ensure_zoo("demo", zoo_dir=args.zoo) if args.zoo else ensure_zoo("demo")
+    zoo = ensure_zoo("demo", zoo_dir=args.zoo)
     print(f"zoo ready at {zoo} ({time.time() - began:.0f} s)", flush=True)
     resume = args.resume
     fit(zoo, out, preset=args.preset or "cpu", resume=resume, overwrite=args.overwrite, **overrides)

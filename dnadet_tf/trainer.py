@@ -216,7 +216,8 @@ class Trainer:
                 window_steps += 1
                 if step % config.log_every == 0 or step == target:
                     seconds = max(time.time() - window_start, 1e-9)
-                    record = self._log_line(step, target, totals, window_steps, seconds, patches_per_sample)
+                    record = self._log_line(step, target, totals, window_steps, seconds, patches_per_sample,
+                                            eta=(time.time() - began) / (step - start) * (target - step))
                     if writer:
                         with writer.as_default(step=step):
                             for key in ("loss", "cross_entropy", "contrastive", "accuracy", "learning_rate", "patches_per_s"):
@@ -245,7 +246,7 @@ class Trainer:
                        metric=config.metric, seconds=round(time.time() - began, 1))
         return summary
 
-    def _log_line(self, step, target, totals, steps_in_window, seconds, patches_per_sample):
+    def _log_line(self, step, target, totals, steps_in_window, seconds, patches_per_sample, eta=0.0):
         loss, ce, con, correct, count = totals
         steps_in_window = max(steps_in_window, 1)
         learning_rate = float(keras.ops.convert_to_numpy(self.optimizer.learning_rate))
@@ -261,8 +262,10 @@ class Trainer:
         if self.loss_weights is not None:
             record["loss_weight_params"] = [float(v) for v in self.loss_weights.params.numpy()]
         unit = "patches/s" if patches_per_sample > 1 else "images/s"
+        done = step / max(target, 1)
+        bar = "#" * int(done * 20)
         self._print(
-            f"step {step}/{target}  loss {record['loss']:.4f}  ce {record['cross_entropy']:.4f}"
+            f"[{bar:<20}] step {step}/{target}  eta {int(eta) // 60}m{int(eta) % 60:02d}s  loss {record['loss']:.4f}  ce {record['cross_entropy']:.4f}"
             + (f"  con {record['contrastive']:.4f}" if self.use_patches else "")
             + f"  acc {record['accuracy']:.3f}  lr {learning_rate:.2e}  {record['patches_per_s']:.0f} {unit}"
         )
