@@ -27,6 +27,9 @@ def register(subparsers):
     parser.add_argument("--precision", choices=("float32", "mixed_bfloat16", "mixed_float16"),
                         help="Keras dtype policy (default float32)")
     parser.add_argument("--jit", action="store_true", default=None, help="XLA-compile the training step (GPUs)")
+    parser.add_argument("--lr", type=float, help="learning rate (overrides the preset)")
+    parser.add_argument("--patience", type=int,
+                        help="stop early after this many validations without improvement (overrides the preset)")
     parser.add_argument("--seed", type=int, help="seed of photo order, crops, transformations and initialisation")
     parser.set_defaults(func=run)
 
@@ -35,5 +38,6 @@ def run(args):
     from dnadet_tf.pretraining import pretrain
 
     pretrain(args.photos, args.out, preset=args.preset, resume=args.resume, overwrite=args.overwrite,
-             steps=args.steps, strategy=args.strategy, precision=args.precision, jit=args.jit, seed=args.seed)
+             steps=args.steps, strategy=args.strategy, precision=args.precision, jit=args.jit, seed=args.seed,
+             learning_rate=args.lr, patience=args.patience)
     return 0
