@@ -55,6 +55,8 @@ class TrainConfig:
     val: str = ""
     pretrain_batch_size: int = 128
     pretrain_val_samples: int = 1700
+    pretrain_steps: int = 20000
+    pretrain_patience: int = 20
 
     @property
     def preprocess(self):
@@ -108,6 +110,7 @@ PRESETS = {
         eval_batch_size=32,
         pretrain_batch_size=32,
         pretrain_val_samples=340,
+        pretrain_steps=4000,
     ),
     "tiny": dict(
         width=0.0625,
@@ -127,6 +130,7 @@ PRESETS = {
         eval_batch_size=32,
         pretrain_batch_size=12,
         pretrain_val_samples=170,
+        pretrain_steps=40,
     ),
 }
 

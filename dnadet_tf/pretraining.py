@@ -63,6 +63,12 @@ def pretrain(photos, out, preset="cpu", resume=False, overwrite=False, output=No
     overrides.setdefault("metric", "macro_f1")
     config = resolve_config(out, resume, preset, overrides)
     if not resume:
+        # Step 1 has a long plateau (measured: about 1000 `cpu` steps at chance before it learns), so it
+        # has its own step budget and patience unless the flags say otherwise.
+        if overrides.get("steps") is None:
+            config.steps = config.pretrain_steps
+        if overrides.get("patience") is None:
+            config.patience = config.pretrain_patience
         # Transformations act on a 128 px crop; it is then resized to resize2 as in step 2.
         config.crop_size = config.resize1 = PHOTO_SIZE
         config.mode = "dnadet"
