@@ -12,7 +12,7 @@ from dnadet_tf.errors import DataError, RunDirError
 from dnadet_tf.images import is_image_file
 from dnadet_tf.pipeline import transformation_dataset, transformation_eval_dataset
 from dnadet_tf.trainer import Trainer
-from dnadet_tf.training import resolve_config
+from dnadet_tf.training import resolve_config, run_trainer
 from dnadet_tf.transforms import TRANSFORM_NAMES
 
 PHOTO_SIZE = 128  # transformations are defined on 128 px crops
@@ -60,6 +60,7 @@ def pretrain(photos, out, preset="cpu", resume=False, overwrite=False, output=No
     output = output or sys.stdout
     if resume and overwrite:
         raise RunDirError("--resume and --overwrite: expected at most one of them, received both.")
+    runs.check_run_dir(out, overwrite=overwrite, resume=resume)  # fail before any slow work
     overrides.setdefault("metric", "macro_f1")
     config = resolve_config(out, resume, preset, overrides)
     if not resume:
@@ -73,10 +74,10 @@ def pretrain(photos, out, preset="cpu", resume=False, overwrite=False, output=No
         config.crop_size = config.resize1 = PHOTO_SIZE
         config.mode = "dnadet"
         config.data = os.path.abspath(photos)
-    runs.prepare_run_dir(out, overwrite=overwrite, resume=resume)
     print(f"checking photos in {photos} ...", file=output, flush=True)
     files = usable_photos(photos)
     train_photos, val_photos = split_photos(files.paths, config.seed)
+    runs.prepare_run_dir(out, overwrite=overwrite, resume=resume)
     if not resume:
         config.save(os.path.join(out, runs.CONFIG_FILE))
         runs.write_labels(out, TRANSFORM_NAMES)
@@ -94,10 +95,7 @@ def pretrain(photos, out, preset="cpu", resume=False, overwrite=False, output=No
             val_photos, config, config.pretrain_val_samples, config.eval_batch_size),
         out=output,
     )
-    if resume:
-        path = trainer.restore_latest()
-        print(f"resumed from {path or 'no checkpoint'} at step {trainer.step}", file=output, flush=True)
-    summary = trainer.fit()
+    summary = run_trainer(trainer, resume, output)
     summary.update(skipped_files=len(files.skipped), run_dir=out)
     print(
         f"done: step {summary['end_step']}, best validation {config.metric} {summary['best_metric']:.4f}, "

@@ -24,24 +24,28 @@ METRICS_FILE = "metrics.jsonl"
 TENSORBOARD = "tensorboard"
 
 
-def prepare_run_dir(path, overwrite=False, resume=False):
-    """Creates the run dir. An existing non-empty dir needs `overwrite` (wiped)
-    or `resume` (kept); otherwise RunDirError, and nothing is touched."""
+def check_run_dir(path, overwrite=False, resume=False):
+    """Raises RunDirError unless `path` may be used: an existing non-empty dir needs
+    `overwrite` or `resume` (then it must hold a run). Touches nothing."""
     if os.path.exists(path) and not os.path.isdir(path):
         raise RunDirError(f"--out {path}: exists and is not a folder.")
-    existing = os.path.isdir(path) and bool(os.listdir(path))
     if resume:
         if not os.path.isfile(os.path.join(path, CONFIG_FILE)):
             raise RunDirError(f"--resume: {path} holds no run to resume (no {CONFIG_FILE}).")
-        return path
-    if existing:
-        if not overwrite:
-            raise RunDirError(
-                f"--out {path}: the folder already holds files; pass --overwrite to replace them "
-                f"or --resume to continue that run."
-            )
-        shutil.rmtree(path)
-    os.makedirs(path, exist_ok=True)
+    elif os.path.isdir(path) and os.listdir(path) and not overwrite:
+        raise RunDirError(
+            f"--out {path}: the folder already holds files; pass --overwrite to replace them "
+            f"or --resume to continue that run."
+        )
+
+
+def prepare_run_dir(path, overwrite=False, resume=False):
+    """Checks the run dir (`check_run_dir`), then creates it, wiping it first with `overwrite`."""
+    check_run_dir(path, overwrite, resume)
+    if not resume:
+        if os.path.isdir(path) and os.listdir(path):
+            shutil.rmtree(path)
+        os.makedirs(path, exist_ok=True)
     return path
 
 

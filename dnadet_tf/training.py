@@ -45,6 +45,15 @@ def resolve_config(run_dir, resume, preset, overrides):
     return make_config(preset, **overrides)
 
 
+def run_trainer(trainer, resume, output):
+    """Restores the latest checkpoint when resuming (saying from where), then trains; returns the summary."""
+    if resume:
+        path = trainer.restore_latest()
+        print(f"resumed from {path or 'no checkpoint (starting at step 0)'} at step {trainer.step}",
+              file=output, flush=True)
+    return trainer.fit()
+
+
 def make_augment_fn(names):
     if not names:
         return None
@@ -76,6 +85,7 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
     val_files = read_dataset(val, "val") if val else None
     if val_files is not None:
         val_files = remap_to(val_files, train_files.class_names)
+    runs.check_run_dir(out, overwrite=overwrite, resume=resume)  # fail before any slow work
     config = resolve_config(out, resume, preset, overrides)
     if not resume:
         config.data = os.path.abspath(data)
@@ -86,13 +96,12 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
             raise DataError(
                 f"--resume: the data's classes {train_files.class_names} differ from the run's {previous}."
             )
-    runs.prepare_run_dir(out, overwrite=overwrite, resume=resume)
-
     print(f"checking {len(train_files)} training images from {train_files.source} ...", file=output, flush=True)
     train_files = check_files(train_files, crop_size=config.crop_size)
     if val_files is not None:
         val_files = check_files(val_files, crop_size=config.crop_size, require_every_class=False)
     skipped = len(train_files.skipped) + (len(val_files.skipped) if val_files else 0)
+    runs.prepare_run_dir(out, overwrite=overwrite, resume=resume)
 
     if not resume:
         config.save(os.path.join(out, runs.CONFIG_FILE))
@@ -115,16 +124,12 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
             val_files.paths, config.preprocess, config.eval_batch_size, labels=val_files.labels
         )
     init_weights = load_init_weights(config.init, output) if config.init and not resume else None
-    trainer = Trainer(
-        config, train_files.class_names, out, strategy,
-        train_dataset=lambda start: training_dataset(train_files, config, start, augment_fn),
-        val_dataset=val_dataset, init_weights=init_weights, out=output,
+    summary = run_trainer(
+        Trainer(config, train_files.class_names, out, strategy,
+                train_dataset=lambda start: training_dataset(train_files, config, start, augment_fn),
+                val_dataset=val_dataset, init_weights=init_weights, out=output),
+        resume, output,
     )
-    if resume:
-        path = trainer.restore_latest()
-        print(f"resumed from {path or 'no checkpoint (starting at step 0)'} at step {trainer.step}",
-              file=output, flush=True)
-    summary = trainer.fit()
     summary.update(skipped_files=skipped, run_dir=out)
     kept = (f"best validation {config.metric} {summary['best_metric']:.4f}" if val_files is not None
             else "no validation data, best.keras is the last step's model")
