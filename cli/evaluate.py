@@ -1,6 +1,7 @@
 """`dnadet-tf evaluate`: whole-image metrics of a trained model on datasets."""
-import argparse
 import os
+
+from dnadet_tf.cli.main import HelpFormatter
 
 
 def register(subparsers):
@@ -12,7 +13,7 @@ def register(subparsers):
             "closed-set, cross-seed, cross-loss, cross-finetune and cross-dataset): accuracy, macro-F1, "
             "macro recall, per-class recall; a table on the terminal, JSON, and a confusion-matrix PNG per DATA."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--model", required=True, help="run dir written by 'dnadet-tf fit'")
     parser.add_argument("--data", required=True, nargs="+", metavar="DATA",

@@ -1,5 +1,5 @@
 """`dnadet-tf explain`: Grad-CAM heatmaps of a run's predictions."""
-import argparse
+from dnadet_tf.cli.main import HelpFormatter
 
 
 def register(subparsers):
@@ -13,7 +13,7 @@ def register(subparsers):
             "laid over it, the predicted class and its probability; and explain.json listing them. "
             "The map is computed at --layer and upsampled to the preprocessed input size."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--model", required=True, help="run dir written by 'dnadet-tf fit'")
     parser.add_argument("inputs", nargs="+", metavar="IMAGES", help="image files or folders (read recursively)")
@@ -41,7 +41,7 @@ def run(args):
     run_dir = TrainedRun(args.model)
     model = run_dir.model
     check_layer(model, args.layer)
-    usable, skipped = readable_images(collect_image_paths(args.inputs))
+    usable, skipped = readable_images(collect_image_paths(args.inputs), run_dir.preprocess)
     results = explain_files(model, run_dir.class_names, run_dir.preprocess, usable, args.out,
                             layer=args.layer, method=args.method, batch_size=args.batch_size)
     for row in results:

@@ -1,5 +1,5 @@
 """`dnadet-tf export`: a run dir -> TF Serving SavedModel + TFLite attributors + parity report."""
-import argparse
+from dnadet_tf.cli.main import HelpFormatter
 
 
 def register(subparsers):
@@ -13,7 +13,7 @@ def register(subparsers):
             "DIR/NAME/report.json compares every format with the Keras model (agreement, probability differences, "
             "accuracy, size, latency)."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--model", required=True, help="run dir written by 'dnadet-tf fit'")
     parser.add_argument("--out", required=True, help="export folder DIR; the model goes to DIR/NAME")

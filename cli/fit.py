@@ -1,8 +1,9 @@
-"""`dnadet-tf fit`: train DNA-Det (or the paper's Base) on labelled images."""
-import argparse
+"""`dnadet-tf fit`: train an attributor (Base+PCL, DNA-Det with --init, or the paper's Base) on labelled images."""
 import os
 
-from dnadet_tf.config import PRESETS
+from dnadet_tf.cli.main import HelpFormatter
+from dnadet_tf.config import CE_INPUTS, PRESETS, TrainConfig
+from dnadet_tf.selection import SELECTION_RULES
 
 
 def register(subparsers):
@@ -10,11 +11,13 @@ def register(subparsers):
         "fit",
         help="train an attributor (no arguments: build the demo zoo, train, evaluate)",
         description=(
-            "Train DNA-Det: an 8-layer CNN on 64 px patches with cross-entropy plus a patch-wise "
-            "supervised contrastive loss, weighted by learned loss weights. With no --data, builds "
+            "Train an attributor: an 8-layer CNN on 64 px patches with cross-entropy plus a patch-wise "
+            "supervised contrastive loss, weighted by learned loss weights. From random initialisation this "
+            "is the paper's Base+PCL; with --init PRETRAIN_RUN (step 1, 'dnadet-tf pretrain') it is DNA-Det; "
+            "--base trains the paper's Base (Base+PT with --init). With no --data, builds "
             "(or reuses) the demo generator zoo, trains the cpu preset on it and evaluates every split."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--data", help="training data: a folder tree ROOT/<class>/..., an annotation list "
                         "(path<TAB>label lines with classes.txt beside it), or a benchmark folder (its train.txt). "
@@ -27,6 +30,9 @@ def register(subparsers):
     parser.add_argument("--steps", type=int, help="train until this step (total, also when resuming)")
     parser.add_argument("--init", help="start from the weights of another run dir (e.g. a pretrain run); "
                         "weights whose shapes differ (the head) are re-initialised")
+    parser.add_argument("--init-partial", action="store_true",
+                        help="with --init, load only the encoder weights that match instead of stopping when "
+                        "the encoders differ (e.g. another --width)")
     parser.add_argument("--base", action="store_true",
                         help="train the paper's Base: whole images, cross-entropy only, no patches, no contrastive loss")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -43,6 +49,20 @@ def register(subparsers):
     parser.add_argument("--images-per-class", type=int, help="K images of every class per step (0 = paper rule)")
     parser.add_argument("--val-every", type=int, help="validate on whole images every N steps")
     parser.add_argument("--metric", choices=("accuracy", "macro_f1"), help="validation metric that picks best.keras")
+    parser.add_argument("--select", choices=SELECTION_RULES,
+                        help="rule that picks best.keras among validated models: first = first step reaching the "
+                        "best metric; last = the release's (ties go to the later step); nll = best metric, ties "
+                        "broken by lower validation cross-entropy; final = the last validated model "
+                        f"(default: {TrainConfig.select})")
+    parser.add_argument("--keep-validated", action="store_true", default=None,
+                        help="also keep every validated model in RUN/validated/ (to compare selection rules)")
+    parser.add_argument("--ce-input", choices=CE_INPUTS,
+                        help="what the cross-entropy reads: logits (the method), or softmax probabilities as the "
+                        f"authors' release does (bounded loss, the contrastive loss dominates) (default: {TrainConfig.ce_input})")
+    parser.add_argument("--lr-decay-every", type=int,
+                        help="multiply the learning rate by --lr-decay every N steps (overrides the preset)")
+    parser.add_argument("--lr-decay", type=float, help="learning-rate decay factor (default 0.9)")
+    parser.add_argument("--width", type=float, help="width multiplier of the encoder (overrides the preset)")
     parser.add_argument("--patience", type=int,
                         help="stop early after this many validations without improvement (overrides the preset)")
     parser.add_argument("--seed", type=int, help="seed of data order, crops and initialisation")
@@ -60,7 +80,9 @@ def overrides_from(args):
         steps=args.steps, init=args.init, mode="base" if args.base else None, strategy=args.strategy,
         precision=args.precision, jit=args.jit, augment=augment, learning_rate=args.lr,
         images_per_class=args.images_per_class, val_every=args.val_every, metric=args.metric, seed=args.seed,
-        patience=args.patience,
+        patience=args.patience, select=args.select, keep_validated=args.keep_validated,
+        ce_input=args.ce_input, lr_decay_every=args.lr_decay_every, lr_decay=args.lr_decay, width=args.width,
+        init_partial=args.init_partial,
     )
 
 

@@ -1,22 +1,36 @@
 """The `dnadet-tf` command: parses flags and calls the library.
 
 Each subcommand lives in its own module of this package and exposes
-`register(subparsers)`, which adds its parser and sets `func` to a function
-taking the parsed arguments and returning an exit code.
+`register(subparsers)`, which adds its parser (with `formatter_class=HelpFormatter`)
+and sets `func` to a function taking the parsed arguments and returning an
+exit code. With no command, the usage is printed and the exit code is 2.
+
+TensorFlow's start-up lines (absl, oneDNN, CPU features) are silenced unless
+`--verbose` is given: `quiet_tensorflow` runs before anything imports it.
 """
+import argparse
+import importlib
 import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported anywhere
-
-import argparse  # noqa: E402
-import importlib  # noqa: E402
-import sys  # noqa: E402
+import sys
 
 COMMAND_MODULES = ("fit", "evaluate", "predict", "pretrain", "ablate", "export", "explain", "robustness", "zoo")
+VERBOSE_FLAG = "--verbose"
 
 
 class UsageError(Exception):
     """A wrong flag or argument value; printed as one line, exit code 2."""
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds "(default: X)" to a flag's help only when X is a real value: not None,
+    False or SUPPRESS, and not when the help already states its default."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if default is None or default is False or default is argparse.SUPPRESS or "default" in text.lower():
+            return text
+        return super()._get_help_string(action)
 
 
 def parse_attack_flag(flag, text):
@@ -29,17 +43,50 @@ def parse_attack_flag(flag, text):
         raise UsageError(f"{flag}: {error}") from None
 
 
+def quiet_tensorflow():
+    """Imports TensorFlow with its C++ start-up lines silenced, and keeps its later logs to errors.
+
+    The absl lines printed while TensorFlow's libraries load ("All log messages before
+    absl::InitializeLog()", oneDNN, CPU features) ignore TF_CPP_MIN_LOG_LEVEL, so file
+    descriptor 2 points to /dev/null during the import; Python's own stderr is untouched.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    tf.get_logger().setLevel("ERROR")
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.ERROR)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="dnadet-tf",
         description=(
             "Attribute fake images to the architecture of the generator that made them "
-            "(DNA-Det, Yang et al., AAAI 2022)."
+            "(DNA-Det, Yang et al., AAAI 2022). The main job: 'dnadet-tf fit' (builds the demo zoo, "
+            "trains, evaluates); 'dnadet-tf COMMAND --help' explains each command."
         ),
+        formatter_class=HelpFormatter,
     )
+    verbose_help = "show TensorFlow's start-up and runtime log lines (hidden by default)"
+    parser.add_argument(VERBOSE_FLAG, action="store_true", help=verbose_help)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"dnadet_tf.cli.{name}").register(subparsers)
+    for subparser in subparsers.choices.values():
+        # SUPPRESS keeps a subcommand from resetting a --verbose given before it.
+        subparser.add_argument(VERBOSE_FLAG, action="store_true", default=argparse.SUPPRESS, help=verbose_help)
     return parser
 
 
@@ -47,9 +94,9 @@ def main(argv=None):
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)  # progress lines show up at once, also in logs
     argv = sys.argv[1:] if argv is None else list(argv)
+    if VERBOSE_FLAG not in argv:
+        quiet_tensorflow()
     parser = build_parser()
-    if not argv:
-        argv = ["fit"]
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -1,6 +1,7 @@
 """`dnadet-tf predict`: the most likely generator architecture of each image."""
-import argparse
 import json
+
+from dnadet_tf.cli.main import HelpFormatter
 
 
 def register(subparsers):
@@ -8,7 +9,7 @@ def register(subparsers):
         "predict",
         help="top class and probabilities for image files",
         description="One line (or one JSON object with --json) per image: top class, its probability, the top-k.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--model", required=True,
                         help="a run dir, an exported SavedModel version folder, or a .tflite file")
@@ -25,14 +26,13 @@ def run(args):
     import numpy as np
 
     from dnadet_tf.cli.main import UsageError
-    from dnadet_tf.data import collect_image_paths, readable_images
-    from dnadet_tf.predictor import load_predictor, predict_files
+    from dnadet_tf.data import collect_image_paths
+    from dnadet_tf.predictor import load_predictor, predict_images
 
     if args.top_k < 1:
         raise UsageError(f"--top-k: expected a positive integer, received {args.top_k}.")
     predictor = load_predictor(args.model)
-    usable, skipped = readable_images(collect_image_paths(args.inputs))
-    probabilities = predict_files(predictor, usable, args.batch_size)
+    usable, probabilities, skipped = predict_images(predictor, collect_image_paths(args.inputs), args.batch_size)
     names = predictor.class_names
     k = min(args.top_k, len(names))
     for path, row in zip(usable, probabilities):

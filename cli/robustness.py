@@ -1,6 +1,7 @@
 """`dnadet-tf robustness`: accuracy under each test-time attack (the paper's Table 5)."""
-import argparse
 import os
+
+from dnadet_tf.cli.main import HelpFormatter
 
 
 def register(subparsers):
@@ -13,7 +14,7 @@ def register(subparsers):
             "closed-set and cross-test lists). Image i is attacked with seed (--seed, i): deterministic. "
             "Prints a table and writes JSON and Markdown."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--model", required=True,
                         help="a run dir, an exported SavedModel version folder, or a .tflite file")

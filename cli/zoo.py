@@ -1,7 +1,7 @@
 """`dnadet-tf zoo build`: train the generator zoo and write it as a benchmark folder."""
 import sys
 
-from dnadet_tf.cli.main import UsageError
+from dnadet_tf.cli.main import HelpFormatter, UsageError
 
 SIZE_HELP = (
     "how big a zoo: 'tiny' (a smoke test, under a minute: a few training steps, 8 images per class and split), "
@@ -28,6 +28,7 @@ def register(subparsers):
             "the images they generate, written as a benchmark folder with the splits of the DNA-Det "
             "paper's Table 1 (train, val, test, cross_seed, cross_loss, cross_finetune, cross_dataset)."
         ),
+        formatter_class=HelpFormatter,
     )
     actions = zoo.add_subparsers(dest="zoo_command", metavar="ACTION")
     build = actions.add_parser(
@@ -39,6 +40,7 @@ def register(subparsers):
             "per split. Re-running the same command resumes an interrupted build: finished models and "
             "images already written are kept. The same --seed gives the same weights and image bytes."
         ),
+        formatter_class=HelpFormatter,
     )
     build.add_argument("--out", required=True, metavar="DIR",
                        help="folder to write the zoo into (created if missing; an interrupted build there "

@@ -13,6 +13,7 @@ import numpy as np
 
 from dnadet_tf.errors import DataError
 from dnadet_tf.images import ImageError, is_image_file, load_rgb
+from dnadet_tf.preprocess import size_problem
 
 SPLITS = ("train", "val", "test", "cross_seed", "cross_loss", "cross_finetune", "cross_dataset")
 
@@ -67,14 +68,19 @@ def benchmark_split(path, split):
     return os.path.join(path, f"{split}.txt")
 
 
-def read_annotation_list(path):
+def read_annotation_list(path, warn=None):
     """Reads `path<TAB>label` lines; paths relative to the list's folder.
 
     Returns a LabeledFiles with the class names of `classes.txt` beside the list.
+    Raises DataError naming the list and line for a line that does not parse, a
+    label not in classes.txt, a path that does not exist, or a path listed again
+    with another label; a repeated line (same path, same label) is a warning and
+    counts once.
     """
+    warn = warn or _warn
     folder = os.path.dirname(os.path.abspath(path))
     class_names = read_classes_file(os.path.join(folder, "classes.txt"))
-    paths, labels = [], []
+    paths, labels, first_seen = [], [], {}
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, start=1):
             if not line.strip() or line.lstrip().startswith("#"):
@@ -91,7 +97,23 @@ def read_annotation_list(path):
                     f"(expected 0..{len(class_names) - 1} for {class_names})."
                 )
             file_path = parts[0].strip()
-            paths.append(file_path if os.path.isabs(file_path) else os.path.join(folder, file_path))
+            full_path = file_path if os.path.isabs(file_path) else os.path.join(folder, file_path)
+            if not os.path.isfile(full_path):
+                raise DataError(f"{path}:{number}: expected an image file, received {file_path!r}, "
+                                f"which does not exist ({full_path}).")
+            key = os.path.normpath(os.path.abspath(full_path))
+            if key in first_seen:
+                first_number, first_label = first_seen[key]
+                if first_label != label:
+                    raise DataError(
+                        f"{path}:{number}: {file_path!r} is labelled {label} ({class_names[label]}), but line "
+                        f"{first_number} labels the same file {first_label} ({class_names[first_label]}); "
+                        f"expected one label per file."
+                    )
+                warn(f"{path}:{number}: {file_path!r} repeats line {first_number}; counted once.")
+                continue
+            first_seen[key] = (number, label)
+            paths.append(full_path)
             labels.append(label)
     if not paths:
         raise DataError(f"{path}: the list holds no image lines.")
@@ -119,19 +141,29 @@ def read_folder_tree(root):
     return LabeledFiles(paths, np.asarray(labels, np.int64), class_names, root)
 
 
-def read_dataset(spec, split="train"):
+def read_dataset(spec, split="train", warn=None):
     """Reads a dataset given as a folder tree, an annotation list, or a benchmark
     folder (then `split` picks its list). Raises DataError when `spec` does not exist."""
     if not os.path.exists(spec):
         raise DataError(f"{spec}: no such file or folder; expected a folder tree, an annotation list or a benchmark folder.")
     if os.path.isfile(spec):
-        return read_annotation_list(spec)
+        return read_annotation_list(spec, warn)
     if is_benchmark_dir(spec):
         list_path = benchmark_split(spec, split)
         if not os.path.isfile(list_path):
             raise DataError(f"{spec}: benchmark folder has no {split}.txt.")
-        return read_annotation_list(list_path)
+        return read_annotation_list(list_path, warn)
     return read_folder_tree(spec)
+
+
+def require_several_classes(files):
+    """Raises DataError unless `files` holds at least two classes: attribution needs
+    something to tell apart (a one-class run would learn a constant)."""
+    if len(files.class_names) < 2:
+        raise DataError(
+            f"{files.source}: expected at least two classes to train an attributor, received one "
+            f"({files.class_names[0]!r}); add a folder (or classes.txt line) per generator, e.g. 'real'."
+        )
 
 
 def remap_to(files, class_names):
@@ -155,27 +187,23 @@ def remap_to(files, class_names):
 def check_files(files, crop_size=1, min_side=8, require_every_class=True, workers=8, warn=None):
     """Decodes every file once; drops unusable ones with one warning line each.
 
-    Too small means a side below `min_side`, or a non-square image with a side
-    below `crop_size` (it could not be center-cropped).
+    Too small (`preprocess.size_problem`) means a square image with sides below
+    `min_side`, or a non-square image with a side below max(`crop_size`,
+    `min_side`) (it could not be center-cropped).
 
     Returns a new LabeledFiles whose `skipped` lists (path, reason). Raises
     DataError when a class ends up with no usable image (if required) or
     nothing is left at all.
     """
-    warn = warn or (lambda message: print(f"warning: {message}", file=sys.stderr))
+    warn = warn or _warn
 
     def check(path):
         try:
-            image = load_rgb(path, min_side=min_side)
+            image = load_rgb(path)
         except ImageError as error:
             return str(error)
-        height, width = image.shape[:2]
-        if height != width and min(height, width) < crop_size:
-            return (
-                f"{path}: too small; expected a non-square image to have both sides >= {crop_size} px "
-                f"for the center crop, received {width}x{height} px."
-            )
-        return None
+        problem = size_problem(image.shape[0], image.shape[1], crop_size, min_side)
+        return f"{path}: {problem}" if problem else None
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         problems = list(pool.map(check, files.paths))
@@ -192,6 +220,10 @@ def check_files(files, crop_size=1, min_side=8, require_every_class=True, worker
             if counts[label] == 0:
                 raise DataError(f"{files.source}: class {name!r} has no usable image.")
     return LabeledFiles([files.paths[i] for i in keep], labels, files.class_names, files.source, skipped)
+
+
+def _warn(message):
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def collect_image_paths(inputs):
@@ -214,11 +246,13 @@ def collect_image_paths(inputs):
     return paths
 
 
-def readable_images(paths, warn=None):
-    """(usable paths, number skipped): unusable files are skipped with one warning line each.
+def readable_images(paths, preprocess, warn=None):
+    """(usable paths, number skipped): files that cannot be decoded, or are too small for
+    `preprocess` (a PreprocessConfig), are skipped with one warning line each.
 
     Raises DataError when none is usable.
     """
     files = LabeledFiles(list(paths), np.zeros(len(paths), np.int64), ["image"], "the given images")
-    kept = check_files(files, require_every_class=False, warn=warn)
+    kept = check_files(files, crop_size=preprocess.crop_size, min_side=preprocess.min_side,
+                       require_every_class=False, warn=warn)
     return kept.paths, len(kept.skipped)

@@ -37,10 +37,11 @@ def evaluate_files(predictor, files, batch_size=16, perturb_fn=None, seed=0):
     return metrics
 
 
-def load_labeled(spec, class_names, crop_size):
-    """Reads, remaps to `class_names` and checks the files of one dataset spec."""
+def load_labeled(spec, class_names, crop_size, min_side=8):
+    """Reads, remaps to `class_names` and checks the files of one dataset spec (too small:
+    a square image below `min_side`, a non-square one below `crop_size`)."""
     files = remap_to(read_dataset(spec, "test"), class_names)
-    return check_files(files, crop_size=crop_size, require_every_class=False)
+    return check_files(files, crop_size=crop_size, min_side=min_side, require_every_class=False)
 
 
 def evaluate(predictor, specs, out_dir=None, batch_size=16, perturb_fn=None, seed=0, progress=print):
@@ -48,7 +49,7 @@ def evaluate(predictor, specs, out_dir=None, batch_size=16, perturb_fn=None, see
     row into `out_dir` when given. Returns a list of {name, data, metrics} rows."""
     rows = []
     for name, spec in expand_data_specs(specs):
-        files = load_labeled(spec, predictor.class_names, predictor.preprocess.crop_size)
+        files = load_labeled(spec, predictor.class_names, predictor.preprocess.crop_size, predictor.preprocess.min_side)
         progress(f"evaluating {name}: {len(files)} images from {spec}")
         metrics = evaluate_files(predictor, files, batch_size, perturb_fn, seed)
         row = {"name": name, "data": spec, "metrics": metrics}

@@ -11,6 +11,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+# Formats whose checksums Pillow checks only in `verify` (not in `load`).
+VERIFIED_FORMATS = ("PNG",)
 
 
 class ImageError(ValueError):
@@ -46,7 +48,8 @@ def load_rgb(path, min_side=1):
 
     Applies EXIF orientation, takes the first frame of animations, and turns
     any mode into 8-bit RGB. Raises `ImageError` naming the file when it is
-    empty, unreadable, truncated, not an image, or has a side below `min_side`.
+    empty, unreadable, truncated, corrupt (a PNG chunk checksum included), not
+    an image, or has a side below `min_side`.
     """
     path = os.fspath(path)
     try:
@@ -58,26 +61,46 @@ def load_rgb(path, min_side=1):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as probe:
+                if probe.format in VERIFIED_FORMATS:
+                    # `load` does not check chunk checksums; `verify` does, and leaves the
+                    # image unusable, so the file is opened a second time (from the OS cache).
+                    probe.verify()
             with Image.open(path) as image:
                 image.seek(0)
+                _check_first_frame_fills(image)
                 image.load()
                 image = ImageOps.exif_transpose(image)
                 rgb = _to_rgb(image)
-    except Image.DecompressionBombError as error:
-        raise ImageError(f"{path}: refused as a possible decompression bomb ({error}).") from None
-    except Image.DecompressionBombWarning as error:
+            array = np.asarray(rgb, dtype=np.uint8)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageError(f"{path}: refused as a possible decompression bomb ({error}).") from None
     except Image.UnidentifiedImageError:
         raise ImageError(f"{path}: not an image file Pillow can read.") from None
-    except (OSError, SyntaxError, ValueError) as error:
-        raise ImageError(f"{path}: cannot be decoded ({error}).") from None
-    array = np.asarray(rgb, dtype=np.uint8)
+    except Exception as error:  # noqa: BLE001  Pillow's decoders raise many types on malformed data
+        raise ImageError(f"{path}: cannot be decoded ({_one_line(error)}).") from None
     if min(array.shape[:2]) < min_side:
         raise ImageError(
             f"{path}: too small; expected both sides >= {min_side} px, received "
             f"{array.shape[1]}x{array.shape[0]} px."
         )
     return array
+
+
+def _check_first_frame_fills(image):
+    """Raises ValueError for a GIF whose first frame does not cover its screen: Pillow pads it to
+    the screen size while TensorFlow's decoder (the SavedModel's) returns the frame alone, so the
+    two would see different images (a damaged header can declare a screen of any size)."""
+    if image.format != "GIF" or not image.tile:
+        return
+    x0, y0, x1, y1 = image.tile[0][1]
+    if (x0, y0, x1, y1) != (0, 0, *image.size):
+        raise ValueError(f"its first frame ({x1 - x0}x{y1 - y0} px at {x0},{y0}) does not fill its "
+                         f"{image.size[0]}x{image.size[1]} px screen")
+
+
+def _one_line(error):
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def save_png_atomic(array, path):

@@ -118,23 +118,47 @@ def classifier_from_encoder(classifier_source, num_classes, **kwargs):
     return model, loaded, skipped
 
 
+def _named_weights(model):
+    """{"layer/weight": variable} for every weight of `model`, in layer order."""
+    return {f"{layer.name}/{weight.name}": weight for layer in model.layers for weight in layer.weights}
+
+
+def encoder_weight_names(classifier):
+    """Names ("layer/weight") of the encoder's weights: every layer up to the pooled feature."""
+    names = []
+    for layer in classifier.layers:
+        names.extend(f"{layer.name}/{weight.name}" for weight in layer.weights)
+        if layer.name == FEATURE_LAYER:
+            break
+    return names
+
+
+def encoder_mismatch(source, target):
+    """The first encoder weight of `target` that `source` lacks or holds in another shape:
+    (name, expected shape, received shape or None), or None when the encoders match.
+    Head weights (after the pooled feature) do not count."""
+    source_weights = _named_weights(source)
+    target_weights = _named_weights(target)
+    for name in encoder_weight_names(target):
+        expected = tuple(target_weights[name].shape)
+        match = source_weights.get(name)
+        if match is None or tuple(match.shape) != expected:
+            return name, expected, None if match is None else tuple(match.shape)
+    return None
+
+
 def transfer_matching_weights(source, target):
     """Copies every weight of `source` whose layer name and shape match into `target`.
 
     Returns (loaded, skipped): lists of weight paths ("layer/weight").
     """
-    source_weights = {}
-    for layer in source.layers:
-        for weight in layer.weights:
-            source_weights[f"{layer.name}/{weight.name}"] = weight
+    source_weights = _named_weights(source)
     loaded, skipped = [], []
-    for layer in target.layers:
-        for weight in layer.weights:
-            key = f"{layer.name}/{weight.name}"
-            match = source_weights.get(key)
-            if match is not None and tuple(match.shape) == tuple(weight.shape):
-                weight.assign(match)
-                loaded.append(key)
-            else:
-                skipped.append(key)
+    for key, weight in _named_weights(target).items():
+        match = source_weights.get(key)
+        if match is not None and tuple(match.shape) == tuple(weight.shape):
+            weight.assign(match)
+            loaded.append(key)
+        else:
+            skipped.append(key)
     return loaded, skipped

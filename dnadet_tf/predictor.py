@@ -7,17 +7,21 @@ the same file decoding and the same preprocessing function.
 import numpy as np
 import tensorflow as tf
 
+from dnadet_tf.data import readable_images
 from dnadet_tf.pipeline import inference_dataset
 from dnadet_tf.runs import TrainedRun
 
 
 class KerasPredictor:
-    """A run dir's best.keras. `predict_pixels`: (N, S, S, 3) float32 -> (N, C) probabilities."""
+    """A run dir's best.keras (or `model_file`, another .keras model of that run, e.g. one
+    of RUN/validated/). `predict_pixels`: (N, S, S, 3) float32 -> (N, C) probabilities."""
 
     kind = "keras"
 
-    def __init__(self, run_dir):
+    def __init__(self, run_dir, model_file=None):
         self.run = TrainedRun(run_dir)
+        if model_file:
+            self.run.model_path = model_file
         self.class_names = self.run.class_names
         self.preprocess = self.run.preprocess
         self.source = run_dir
@@ -43,6 +47,16 @@ def load_predictor(path):
 
         return load_exported_predictor(path)
     return KerasPredictor(path)
+
+
+def predict_images(predictor, paths, batch_size=16, warn=None):
+    """What `dnadet-tf predict` does with image files: (usable paths, probabilities (N, C), skipped count).
+
+    A file that cannot be decoded, or is too small for the predictor's
+    preprocessing, is skipped with one warning line; DataError when none is usable.
+    """
+    usable, skipped = readable_images(paths, predictor.preprocess, warn)
+    return usable, predict_files(predictor, usable, batch_size), skipped
 
 
 def predict_files(predictor, paths, batch_size=16, perturb_fn=None, seed=0):

@@ -125,7 +125,7 @@ def _sample_per_class(labels, per_class, rng):
     return np.sort(np.asarray(chosen, np.int64))
 
 
-def _sample_files(spec, class_names, crop_size, per_class, seed):
+def _sample_files(spec, class_names, preprocess, per_class, seed):
     """Up to `per_class` usable files of every class of a dataset (LabeledFiles), or None.
 
     Only the sampled files are decoded (to drop unusable ones, silently: the
@@ -134,7 +134,8 @@ def _sample_files(spec, class_names, crop_size, per_class, seed):
     keep = _sample_per_class(files.labels, per_class, np.random.default_rng(seed))
     subset = LabeledFiles([files.paths[i] for i in keep], files.labels[keep], files.class_names, files.source)
     try:
-        return check_files(subset, crop_size=crop_size, require_every_class=False, warn=lambda message: None)
+        return check_files(subset, crop_size=preprocess.crop_size, min_side=preprocess.min_side,
+                           require_every_class=False, warn=lambda message: None)
     except DataError:
         return None
 
@@ -199,7 +200,7 @@ def write_report(predictor, rows, out_dir, settings=None, gradcam_per_class=2, t
 
     # Metrics.
     sections.append(("metrics", "Metrics", _metrics_table(rows, class_names)
-                     + '<p class="note">Accuracy, macro averages over the classes present, per-class recall; '
+                     + '<p class="note">Accuracy, macro averages over the classes present in the true or the predicted labels, per-class recall; '
                        "hover a row for its data path.</p>"))
 
     # Confusion matrices.
@@ -221,7 +222,7 @@ def write_report(predictor, rows, out_dir, settings=None, gradcam_per_class=2, t
         paths, labels, groups, names = [], [], [], []
         per_class = max(1, tsne_max_images // max(1, len(rows) * len(class_names)))
         for g, row in enumerate(rows):
-            subset = _sample_files(row["data"], class_names, preprocess.crop_size, per_class, seed + g)
+            subset = _sample_files(row["data"], class_names, preprocess, per_class, seed + g)
             if subset is None:
                 continue
             paths += subset.paths
@@ -251,7 +252,7 @@ def write_report(predictor, rows, out_dir, settings=None, gradcam_per_class=2, t
         from dnadet_tf.explain import explain_files
 
         # A few spare files per class, in case some are unusable.
-        subset = _sample_files(rows[0]["data"], class_names, preprocess.crop_size, gradcam_per_class + 2, seed)
+        subset = _sample_files(rows[0]["data"], class_names, preprocess, gradcam_per_class + 2, seed)
         figures = []
         if subset is not None:
             chosen = np.concatenate([np.flatnonzero(subset.labels == c)[:gradcam_per_class]

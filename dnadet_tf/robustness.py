@@ -44,7 +44,7 @@ def robustness(predictor, specs, attacks=DEFAULT_ATTACKS, batch_size=16, seed=0,
     columns = (NO_ATTACK,) + parse_attacks([a for a in attacks if a != NO_ATTACK])
     rows = []
     for name, spec in expand_data_specs(specs):
-        files = load_labeled(spec, predictor.class_names, predictor.preprocess.crop_size)
+        files = load_labeled(spec, predictor.class_names, predictor.preprocess.crop_size, predictor.preprocess.min_side)
         progress(f"robustness {name}: {len(files)} images from {spec}, {len(columns)} settings")
         row = {"name": name, "data": spec, "num_images": len(files), "skipped_files": len(files.skipped),
                "accuracy": {}, "macro_f1": {}}

@@ -15,6 +15,7 @@ import keras
 
 from dnadet_tf.config import TrainConfig
 from dnadet_tf.errors import RunDirError
+from dnadet_tf.preprocess import PreprocessConfig
 
 CONFIG_FILE = "config.json"
 LABELS_FILE = "labels.txt"
@@ -91,6 +92,33 @@ def append_jsonl(path, record):
         f.write(json.dumps(record, sort_keys=True) + "\n")
 
 
+def truncate_metrics(run_dir, step):
+    """Drops the records of `metrics.jsonl` logged after `step` (a resumed run redoes
+    those steps), rewriting the file atomically. Returns how many were dropped.
+
+    A line that is not JSON (e.g. cut short by a kill) is dropped too.
+    """
+    path = os.path.join(run_dir, METRICS_FILE)
+    if not os.path.isfile(path):
+        return 0
+    kept, dropped = [], 0
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
+                kept.append(line if line.endswith("\n") else line + "\n")
+            else:
+                dropped += 1
+    if dropped:
+        write_text_atomic(path, "".join(kept))
+    return dropped
+
+
 class TrainedRun:
     """A finished (or in-progress) run dir, loaded for inference."""
 
@@ -107,7 +135,8 @@ class TrainedRun:
 
     @property
     def preprocess(self):
-        return self.config.preprocess
+        """The run's PreprocessConfig; `min_side` is its patch size."""
+        return PreprocessConfig.of_run(self.config)
 
     @property
     def model(self):
@@ -117,3 +146,14 @@ class TrainedRun:
 
             self._model = keras.saving.load_model(self.model_path, safe_mode=True, compile=False)
         return self._model
+
+
+VALIDATED = "validated"
+
+
+def validated_model_path(run_dir, step):
+    """RUN/validated/step-NNNNNN.keras: the model at validation `step`, kept with `keep_validated`
+    so that the selection rules can be compared on one run."""
+    folder = os.path.join(run_dir, VALIDATED)
+    os.makedirs(folder, exist_ok=True)
+    return os.path.join(folder, f"step-{step:06d}.keras")

@@ -5,26 +5,40 @@ import sys
 import keras
 
 from dnadet_tf import runs
-from dnadet_tf.config import make_config
-from dnadet_tf.data import check_files, read_dataset, remap_to, is_benchmark_dir
+from dnadet_tf.config import make_config, paper_name
+from dnadet_tf.data import check_files, read_dataset, remap_to, require_several_classes, is_benchmark_dir
 from dnadet_tf.distribute import make_strategy
 from dnadet_tf.errors import DataError, RunDirError
-from dnadet_tf.model import transfer_matching_weights
+from dnadet_tf.model import build_classifier, encoder_mismatch, transfer_matching_weights
 from dnadet_tf.pipeline import inference_dataset, training_dataset
 from dnadet_tf.trainer import Trainer
 
 
-def load_init_weights(init_run, out=None):
+def load_init_weights(init_run, config, num_classes, partial=False, out=None):
     """A function that copies the matching weights of run `init_run`'s best.keras
-    into a classifier and prints what it loaded and what it re-initialised."""
+    into a classifier and prints what it loaded and what it re-initialised.
+
+    Checks now, before any run dir is touched, that the encoder of `init_run`
+    matches the one `config` builds (a head of another class count is expected
+    and re-initialised); raises RunDirError naming the first mismatching weight
+    unless `partial` (`--init-partial`) allows loading only what matches.
+    """
     model_path = os.path.join(init_run, runs.BEST_MODEL)
     if not os.path.isfile(model_path):
         raise RunDirError(f"--init {init_run}: no {runs.BEST_MODEL}; expected a finished run dir.")
+    import dnadet_tf.model  # noqa: F401  registers layers
+
+    source = keras.saving.load_model(model_path, safe_mode=True, compile=False)
+    mismatch = encoder_mismatch(source, build_classifier(num_classes, config.width, config.dropout))
+    if mismatch and not partial:
+        name, expected, received = mismatch
+        raise RunDirError(
+            f"--init {init_run}: its encoder does not fit this run's (width {config.width}): weight {name} "
+            f"expected shape {expected}, received " + (str(received) if received else "no such weight")
+            + "; pass --init-partial to load only the weights that match."
+        )
 
     def apply(classifier):
-        import dnadet_tf.model  # noqa: F401  registers layers
-
-        source = keras.saving.load_model(model_path, safe_mode=True, compile=False)
         loaded, skipped = transfer_matching_weights(source, classifier)
         print(f"--init {init_run}: loaded {len(loaded)} weights; re-initialised {len(skipped)}: "
               + (", ".join(skipped) if skipped else "none"), file=out or sys.stdout, flush=True)
@@ -49,7 +63,10 @@ def run_trainer(trainer, resume, output):
     """Restores the latest checkpoint when resuming (saying from where), then trains; returns the summary."""
     if resume:
         path = trainer.restore_latest()
-        print(f"resumed from {path or 'no checkpoint (starting at step 0)'} at step {trainer.step}",
+        # Records of steps after the checkpoint would appear twice once those steps are redone.
+        dropped = runs.truncate_metrics(trainer.run_dir, trainer.step) if trainer.chief else 0
+        print(f"resumed from {path or 'no checkpoint (starting at step 0)'} at step {trainer.step}"
+              + (f"; dropped {dropped} {runs.METRICS_FILE} record(s) of later steps" if dropped else ""),
               file=output, flush=True)
     return trainer.fit()
 
@@ -62,7 +79,8 @@ def make_augment_fn(names):
     return lambda image, seed: apply_attacks(image, names, seed)
 
 
-def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output=None, **overrides):
+def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output=None, init_partial=False,
+        **overrides):
     """Trains DNA-Det (or Base with mode='base') on `data` into run dir `out`.
 
     Args:
@@ -72,6 +90,7 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
       preset: `paper`, `cpu` or `tiny`.
       resume: continue the run in `out` from its latest checkpoint.
       overwrite: replace an existing run dir.
+      init_partial: with `init`, allow an encoder that only partly matches (`--init-partial`).
       **overrides: TrainConfig fields (None = keep the preset's).
 
     Returns the training summary dict.
@@ -80,6 +99,7 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
     if resume and overwrite:
         raise RunDirError("--resume and --overwrite: expected at most one of them, received both.")
     train_files = read_dataset(data, "train")
+    require_several_classes(train_files)
     if val is None and is_benchmark_dir(data) and os.path.isfile(os.path.join(data, "val.txt")):
         val = data
     val_files = read_dataset(val, "val") if val else None
@@ -97,10 +117,13 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
                 f"--resume: the data's classes {train_files.class_names} differ from the run's {previous}."
             )
     print(f"checking {len(train_files)} training images from {train_files.source} ...", file=output, flush=True)
-    train_files = check_files(train_files, crop_size=config.crop_size)
+    train_files = check_files(train_files, crop_size=config.crop_size, min_side=config.patch_size)
     if val_files is not None:
-        val_files = check_files(val_files, crop_size=config.crop_size, require_every_class=False)
+        val_files = check_files(val_files, crop_size=config.crop_size, min_side=config.patch_size,
+                                require_every_class=False)
     skipped = len(train_files.skipped) + (len(val_files.skipped) if val_files else 0)
+    init_weights = (load_init_weights(config.init, config, len(train_files.class_names), init_partial, output)
+                    if config.init and not resume else None)
     runs.prepare_run_dir(out, overwrite=overwrite, resume=resume)
 
     if not resume:
@@ -111,7 +134,8 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
     counts = ", ".join(f"{n} {c}" for n, c in zip(train_files.class_counts(), train_files.class_names))
     k = config.batch_images_per_class(len(train_files.class_names))
     print(
-        f"training {config.mode} ({config.preset} preset, width {config.width}) on {counts}; "
+        f"training {paper_name(config.mode, bool(config.init))} ({config.preset} preset, width {config.width}) "
+        f"on {counts}; "
         f"{k} images per class per step"
         + (f" x {config.patches_per_image} patches of {config.patch_size} px" if config.mode == "dnadet" else "")
         + f"; {strategy.num_replicas_in_sync} replica(s); run dir {out}",
@@ -123,7 +147,6 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
         val_dataset = lambda: inference_dataset(  # noqa: E731
             val_files.paths, config.preprocess, config.eval_batch_size, labels=val_files.labels
         )
-    init_weights = load_init_weights(config.init, output) if config.init and not resume else None
     summary = run_trainer(
         Trainer(config, train_files.class_names, out, strategy,
                 train_dataset=lambda start: training_dataset(train_files, config, start, augment_fn),
@@ -131,7 +154,8 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
         resume, output,
     )
     summary.update(skipped_files=skipped, run_dir=out)
-    kept = (f"best validation {config.metric} {summary['best_metric']:.4f}" if val_files is not None
+    kept = (f"best.keras by rule '{config.select}': validation {config.metric} {summary['best_metric']:.4f}"
+            if val_files is not None
             else "no validation data, best.keras is the last step's model")
     print(f"done: step {summary['end_step']}, {kept}, {skipped} file(s) skipped, {summary['seconds']} s; "
           f"run dir {out}", file=output, flush=True)

@@ -94,7 +94,7 @@ def _read(spec, split, flag):
         raise DataError(f"{flag}: {error}") from None
 
 
-def evaluation_files(spec, class_names, crop_size, limit, warn):
+def evaluation_files(spec, class_names, preprocess, limit, warn):
     """(paths, labels or None) of the parity images; labels are None when the classes differ from the model's."""
     files = _read(spec, "val", "--eval")
     try:
@@ -103,16 +103,16 @@ def evaluation_files(spec, class_names, crop_size, limit, warn):
     except DataError as error:
         warn(f"--eval: {error} Accuracy is not reported.")
         labelled = False
-    files = check_files(_subset(files, balanced_subset(files.labels, limit)), crop_size=crop_size,
-                        require_every_class=False, warn=warn)
+    files = check_files(_subset(files, balanced_subset(files.labels, limit)), crop_size=preprocess.crop_size,
+                        min_side=preprocess.min_side, require_every_class=False, warn=warn)
     return files.paths, (files.labels if labelled else None)
 
 
-def calibration_files(spec, crop_size, count, warn):
+def calibration_files(spec, preprocess, count, warn):
     """Paths of about `count` training images, balanced over classes, for int8 calibration."""
     files = _read(spec, "train", "--calibration")
-    files = check_files(_subset(files, balanced_subset(files.labels, count)), crop_size=crop_size,
-                        require_every_class=False, warn=warn)
+    files = check_files(_subset(files, balanced_subset(files.labels, count)), crop_size=preprocess.crop_size,
+                        min_side=preprocess.min_side, require_every_class=False, warn=warn)
     return files.paths
 
 
@@ -156,10 +156,10 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
     version = int(version)
 
     eval_spec = eval_data or run.config.val or run.config.data
-    eval_paths, eval_labels = evaluation_files(eval_spec, class_names, preprocess.crop_size, max_eval, warn)
+    eval_paths, eval_labels = evaluation_files(eval_spec, class_names, preprocess, max_eval, warn)
     calibration_spec, calibration_paths = calibration or run.config.data, []
     if "int8" in formats:
-        calibration_paths = calibration_files(calibration_spec, preprocess.crop_size, calibration_images, warn)
+        calibration_paths = calibration_files(calibration_spec, preprocess, calibration_images, warn)
 
     common = {
         "created_by": "dnadet-tf export", "name": name, "version": version, "class_names": list(class_names),

@@ -10,9 +10,11 @@ both returning
 
 `serving_default` decodes with `tf.io.decode_image(channels=3, expand_animations=False)`
 and runs `dnadet_tf.preprocess.preprocess_image` in-graph; bytes that are not an
-image raise InvalidArgument. Class names and the preprocessing parameters travel
-inside: the variables `class_names` (string [C]) and `preprocess_config` (JSON
-string) of the loaded object, and the asset `assets/dnadet.json`.
+image, and images too small for the preprocessing (`PreprocessConfig.size_problem`:
+square below `min_side`, non-square below `crop_size`), raise InvalidArgument.
+Class names and the preprocessing parameters travel inside: the variables
+`class_names` (string [C]) and `preprocess_config` (JSON string) of the loaded
+object, and the asset `assets/dnadet.json`.
 """
 import json
 import os

@@ -110,10 +110,12 @@ def tensor_description(details):
 
 def app_preprocessing_steps(preprocess, input_description):
     """The exact steps an app performs before calling the model, as text lines."""
-    c, r1, r2 = preprocess.crop_size, preprocess.resize1, preprocess.resize2
+    c, r1, r2, m = preprocess.crop_size, preprocess.resize1, preprocess.resize2, preprocess.min_side
     steps = [
         "Decode the image file to 8-bit RGB, shape (H, W, 3) (first frame of an animation; dnadet_tf.images.load_rgb "
         "also applies EXIF orientation and composites transparency over white).",
+        f"Refuse an image that is too small: a square one with sides below {m} px, a non-square one with a side "
+        f"below {max(c, m)} px (dnadet-tf and the SavedModel refuse them too; the model's answer would be noise).",
         f"If H != W: keep the centre {c}x{c} square in native pixels, no resampling: top = (H - {c}) // 2, "
         f"left = (W - {c}) // 2 (both sides must be >= {c}). A square image is not cropped.",
         f"Resize to {r1}x{r1}, then to {r2}x{r2}, each in float32: separable bicubic (Keys cubic kernel, a = -0.5), "

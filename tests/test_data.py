@@ -85,6 +85,17 @@ def test_bad_files_are_skipped_with_one_warning_each(tmp_path):
     assert sorted(os.path.basename(p) for p in files.paths) == ["good.png", "good.png", "whole.jpg"]
 
 
+def test_too_small_means_below_min_side_if_square_below_the_crop_if_not(tmp_path):
+    sizes = {"sq31.png": (31, 31), "sq32.png": (32, 32), "wide.png": (31, 60), "tall.png": (70, 40)}
+    for name, (height, width) in sizes.items():
+        save(str(tmp_path / "gan" / name), np.zeros((height, width, 3), np.uint8))
+    warnings = []
+    files = check_files(read_dataset(str(tmp_path)), crop_size=40, min_side=32, warn=warnings.append)
+    assert sorted(os.path.basename(p) for p in files.paths) == ["sq32.png", "tall.png"]
+    assert any("sq31.png" in w and ">= 32 px" in w and "31x31" in w for w in warnings)
+    assert any("wide.png" in w and ">= 40 px" in w and "60x31" in w for w in warnings)
+
+
 def test_class_without_usable_image_stops(tmp_path):
     save(str(tmp_path / "real" / "good.png"), rgb())
     (tmp_path / "gan").mkdir()

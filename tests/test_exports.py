@@ -139,7 +139,8 @@ def test_serving_default_matches_keras_on_jpeg_and_png(exported, keras_predictor
 def test_bytes_that_are_not_an_image_raise_invalid_argument(exported, upsampling_data):
     serve = tf.saved_model.load(exported["version_dir"]).signatures["serving_default"]
     png = open(_test_paths(upsampling_data)[0], "rb").read()
-    for garbage in (b"definitely not an image", b"", png[: len(png) // 2]):
+    too_small = _encode(np.zeros((8, 8, 3), np.uint8), "PNG")  # below the run's patch size (min_side)
+    for garbage in (b"definitely not an image", b"", png[: len(png) // 2], too_small):
         with pytest.raises(tf.errors.InvalidArgumentError):
             serve(images=tf.constant([png, garbage]))
 
@@ -176,6 +177,9 @@ def test_int8_io_quantizes_input_and_output(tiny_run, upsampling_data, keras_pre
     assert predictor.sidecar["input"]["dtype"] == "int8" and predictor.sidecar["output"]["dtype"] == "int8"
     assert predictor.sidecar["input"]["quantization"]["scale"] > 0
     assert any("Quantize to int8" in step for step in predictor.sidecar["app_preprocessing"])
+    assert any("Refuse an image that is too small" in step and "below 32 px" in step
+               for step in predictor.sidecar["app_preprocessing"])
+    assert predictor.sidecar["preprocess"]["min_side"] == 32
     expected = keras_predictor.predict_pixels(test_pixels)
     probabilities = predictor.predict_pixels(test_pixels)
     assert np.mean(probabilities.argmax(1) == expected.argmax(1)) >= 0.95

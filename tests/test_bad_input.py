@@ -1,0 +1,384 @@
+"""Bad input, file by file and flag by flag: what is refused, skipped or stopped, and how it is said.
+
+Issue 10: images too small for the preprocessing, PNG checksums, one-class data,
+missing or duplicated list entries, --init with another encoder, metrics.jsonl
+after a resume, fuzzed decoder input, and a quiet, conventional CLI.
+"""
+import argparse
+import contextlib
+import importlib.util
+import io
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from dnadet_tf import runs
+from dnadet_tf.cli.main import build_parser, main
+from dnadet_tf.config import make_config
+from dnadet_tf.data import check_files, read_dataset
+from dnadet_tf.errors import DataError, RunDirError
+from dnadet_tf.evaluation import evaluate
+from dnadet_tf.images import ImageError, load_rgb
+from dnadet_tf.model import build_classifier, encoder_mismatch
+from dnadet_tf.predictor import KerasPredictor
+from dnadet_tf.preprocess import PreprocessConfig, preprocess_image
+from dnadet_tf.training import fit, load_init_weights
+from synthetic import CLASSES, make_upsampling_tree
+
+BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+
+
+def _png(height, width, seed=0):
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)).save(
+        buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _write(path, data):
+    os.makedirs(os.path.dirname(str(path)), exist_ok=True)
+    with open(str(path), "wb") as f:
+        f.write(data)
+    return str(path)
+
+
+def _cli(argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+def _broken_idat_checksum(png):
+    """The PNG with the CRC of its first IDAT chunk inverted (its pixels untouched)."""
+    data = bytearray(png)
+    at = data.index(b"IDAT")
+    length = struct.unpack(">I", data[at - 4:at])[0]
+    crc = at + 4 + length
+    data[crc:crc + 4] = bytes(b ^ 0xFF for b in data[crc:crc + 4])
+    return bytes(data)
+
+
+@pytest.fixture(scope="module")
+def untrained_run(tmp_path_factory):
+    """A run dir of the `tiny` preset (crop 32, patch 32) holding an untrained classifier: enough to
+    predict, evaluate and export (the weights play no part in what is refused)."""
+    run_dir = str(tmp_path_factory.mktemp("untrained") / "run")
+    os.makedirs(run_dir)
+    config = make_config("tiny")
+    config.save(os.path.join(run_dir, runs.CONFIG_FILE))
+    runs.write_labels(run_dir, list(CLASSES))
+    build_classifier(len(CLASSES), config.width, config.dropout).save(os.path.join(run_dir, runs.BEST_MODEL))
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def serving_default(untrained_run, tmp_path_factory):
+    from dnadet_tf.exports.savedmodel import write_savedmodel
+
+    predictor = KerasPredictor(untrained_run)
+    path = str(tmp_path_factory.mktemp("savedmodel") / "1")
+    write_savedmodel(predictor.model, predictor.class_names, predictor.preprocess, path, {})
+    return tf.saved_model.load(path).signatures["serving_default"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A 4-step `tiny` run on a tree holding three images too small for it, validated at steps 2 and 4."""
+    root = tmp_path_factory.mktemp("bad_fit")
+    data, val = str(root / "data"), str(root / "val")
+    make_upsampling_tree(data, 6, seed=3)
+    make_upsampling_tree(val, 3, seed=4)
+    small = [_write(root / "data" / "nearest" / "tiny-8x8.png", _png(8, 8)),
+             _write(root / "data" / "real" / "wide-2000x16.png", _png(16, 2000)),
+             _write(root / "data" / "transposed" / "square-31.png", _png(31, 31))]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err):
+        summary = fit(data, str(root / "run"), val=val, preset="tiny", steps=4, val_every=2, checkpoint_every=2,
+                      log_every=1, output=out)
+    return {"root": root, "data": data, "val": val, "run": str(root / "run"), "small": small,
+            "summary": summary, "stdout": out.getvalue(), "stderr": err.getvalue()}
+
+
+# ---------------------------------------------------------------- 1. too small
+def test_size_rule_names_the_sizes():
+    config = PreprocessConfig(crop_size=32, resize1=32, resize2=64, min_side=32)
+    assert config.size_problem(32, 32) is None and config.size_problem(33, 40) is None
+    assert "square image with sides >= 32 px, received 8x8 px" in config.size_problem(8, 8)
+    assert "both sides >= 32 px" in config.size_problem(16, 2000) and "2000x16 px" in config.size_problem(16, 2000)
+    assert "31x31" in config.size_problem(31, 31)
+    # A non-square image needs the crop even when min_side is lower (the cpu preset: crop 128, patch 64).
+    cpu = PreprocessConfig.of_run(make_config("cpu"))
+    assert cpu.min_side == 64 and cpu.size_problem(64, 64) is None and "128 px" in cpu.size_problem(100, 130)
+
+
+@pytest.mark.parametrize("shape", [(8, 8, 3), (16, 2000, 3), (31, 31, 3), (40, 31, 3)])
+def test_preprocess_image_refuses_small_images_in_the_graph(shape):
+    config = PreprocessConfig(crop_size=32, resize1=32, resize2=64, min_side=32)
+    image = np.zeros(shape, np.uint8)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="image too small"):
+        preprocess_image(image, config)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="image too small"):
+        tf.function(lambda x: preprocess_image(x, config))(image)
+    assert preprocess_image(np.zeros((32, 40, 3), np.uint8), config).shape == (64, 64, 3)
+
+
+def test_preprocess_image_applies_pillows_pixel_limit(monkeypatch):
+    config = PreprocessConfig(crop_size=32, resize1=32, resize2=64, min_side=32)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40 * 40)
+    assert preprocess_image(np.zeros((40, 40, 3), np.uint8), config).shape == (64, 64, 3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="image too large: expected at most 1600 pixels"):
+        preprocess_image(np.zeros((40, 41, 3), np.uint8), config)
+
+
+def test_min_side_comes_from_the_run_and_old_exports_still_load(untrained_run):
+    assert KerasPredictor(untrained_run).preprocess == PreprocessConfig(32, 32, 64, min_side=32)
+    assert PreprocessConfig.of_run(make_config("paper")).min_side == 64
+    # Preprocessing parameters written before min_side existed (exports, sidecars).
+    old = PreprocessConfig.from_dict({"crop_size": 128, "resize1": 128, "resize2": 256})
+    assert old == PreprocessConfig(128, 128, 256) and old.min_side == 1
+    assert PreprocessConfig.from_dict(old.to_dict()) == old
+
+
+def test_predict_refuses_small_images_with_one_line_each(untrained_run, tmp_path):
+    tiny = _write(tmp_path / "tiny.png", _png(8, 8))
+    wide = _write(tmp_path / "wide.png", _png(16, 2000))
+    good = _write(tmp_path / "good.png", _png(48, 48))
+    code, stdout, stderr = _cli(["predict", "--model", untrained_run, tiny, wide, good])
+    assert code == 0, stderr
+    assert [line.split("\t")[0] for line in stdout.splitlines()] == [good]
+    warnings = stderr.strip().splitlines()
+    assert len(warnings) == 3 and warnings[-1] == "2 file(s) skipped"
+    assert "tiny.png" in warnings[0] and ">= 32 px" in warnings[0] and "8x8 px" in warnings[0]
+    assert "wide.png" in warnings[1] and "2000x16 px" in warnings[1]
+    code, stdout, stderr = _cli(["predict", "--model", untrained_run, tiny])
+    assert code == 2 and stdout == "" and stderr.strip().splitlines()[-1].startswith("dnadet-tf predict: error:")
+
+
+def test_savedmodel_refuses_small_and_broken_images(serving_default):
+    for encoded in (_png(8, 8), _png(16, 2000), _png(31, 31)):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="image too small"):
+            serving_default(images=tf.constant([encoded]))
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        serving_default(images=tf.constant([_broken_idat_checksum(_png(48, 48))]))
+    assert serving_default(images=tf.constant([_png(48, 48), _png(32, 40)]))["probabilities"].shape == (2, 3)
+
+
+def test_training_skips_small_images_with_a_warning_naming_each(trained):
+    assert trained["summary"]["skipped_files"] == 3
+    warnings = [line for line in trained["stderr"].splitlines() if line.startswith("warning: skipped")]
+    assert len(warnings) == 3
+    for path in trained["small"]:
+        assert sum(path in line and "too small" in line for line in warnings) == 1
+    assert "3 file(s) skipped" in trained["stdout"]
+
+
+def test_evaluation_skips_small_images(untrained_run, tmp_path):
+    make_upsampling_tree(str(tmp_path / "data"), 2, seed=5)
+    small = _write(tmp_path / "data" / "real" / "small.png", _png(20, 20))
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rows = evaluate(KerasPredictor(untrained_run), [str(tmp_path / "data")], progress=lambda line: None)
+    assert rows[0]["metrics"]["skipped_files"] == 1 and rows[0]["metrics"]["num_images"] == 6
+    assert small in err.getvalue() and "20x20 px" in err.getvalue()
+
+
+# ---------------------------------------------------------------- 2. PNG checksum
+def test_png_with_a_broken_idat_checksum_is_skipped(tmp_path):
+    broken = _broken_idat_checksum(_png(40, 40))
+    path = _write(tmp_path / "gan" / "broken.png", broken)
+    with Image.open(io.BytesIO(broken)) as image:
+        image.load()  # Pillow's load alone accepts it: the reason for the verify
+    with pytest.raises(ImageError, match="broken.png: cannot be decoded .*IDAT"):
+        load_rgb(path)
+    _write(tmp_path / "gan" / "good.png", _png(40, 40))
+    _write(tmp_path / "real" / "good.png", _png(40, 40, seed=1))
+    warnings = []
+    files = check_files(read_dataset(str(tmp_path)), crop_size=32, warn=warnings.append)
+    assert [p for p, _ in files.skipped] == [path] and len(warnings) == 1 and "\n" not in warnings[0]
+
+
+def test_gif_whose_first_frame_does_not_fill_the_screen_is_refused(tmp_path):
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((10, 10, 3), np.uint8)).convert("P").save(buffer, format="GIF")
+    data = bytearray(buffer.getvalue())
+    data[6:10] = struct.pack("<HH", 39, 4000)  # a damaged header: a 39x4000 screen for a 10x10 frame
+    path = _write(tmp_path / "screen.gif", bytes(data))
+    with pytest.raises(ImageError, match="first frame .10x10 px at 0,0. does not fill its 39x4000 px screen"):
+        load_rgb(path)
+    assert load_rgb(_write(tmp_path / "plain.gif", buffer.getvalue())).shape == (10, 10, 3)
+
+
+# ---------------------------------------------------------------- 3. one class
+def test_fit_needs_two_classes_evaluate_does_not(untrained_run, tmp_path):
+    make_upsampling_tree(str(tmp_path / "both"), 2, seed=6)
+    os.makedirs(tmp_path / "one")
+    shutil.copytree(tmp_path / "both" / "nearest", tmp_path / "one" / "nearest")
+    with pytest.raises(DataError, match="expected at least two classes .*received one \\('nearest'\\)"):
+        fit(str(tmp_path / "one"), str(tmp_path / "run"), preset="tiny", steps=1, output=io.StringIO())
+    assert not os.path.exists(tmp_path / "run")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rows = evaluate(KerasPredictor(untrained_run), [str(tmp_path / "one")], progress=lambda line: None)
+    assert rows[0]["metrics"]["num_images"] == 2
+
+
+# ---------------------------------------------------------------- 4, 5. annotation lists
+def test_missing_path_in_a_list_stops_naming_list_line_and_path(tmp_path):
+    _write(tmp_path / "a.png", _png(40, 40))
+    (tmp_path / "classes.txt").write_text("real\ngan\n")
+    (tmp_path / "train.txt").write_text("a.png\t0\n# comment\nimg/missing.png\t1\n")
+    with pytest.raises(DataError, match=r"train.txt:3: expected an image file, received 'img/missing.png', "
+                                        r"which does not exist"):
+        read_dataset(str(tmp_path / "train.txt"))
+
+
+def test_a_path_listed_twice(tmp_path):
+    _write(tmp_path / "a.png", _png(40, 40))
+    _write(tmp_path / "b.png", _png(40, 40, seed=1))
+    (tmp_path / "classes.txt").write_text("real\ngan\n")
+    (tmp_path / "same.txt").write_text(f"a.png\t0\nb.png\t1\n./a.png\t0\n{tmp_path / 'b.png'}\t1\n")
+    warnings = []
+    files = read_dataset(str(tmp_path / "same.txt"), warn=warnings.append)
+    assert len(files) == 2 and files.labels.tolist() == [0, 1]
+    assert len(warnings) == 2 and "same.txt:3:" in warnings[0] and "repeats line 1" in warnings[0]
+    (tmp_path / "clash.txt").write_text("a.png\t0\nb.png\t1\na.png\t1\n")
+    with pytest.raises(DataError, match=r"clash.txt:3: 'a.png' is labelled 1 \(gan\), but line 1 labels the "
+                                        r"same file 0 \(real\)"):
+        read_dataset(str(tmp_path / "clash.txt"))
+
+
+# ---------------------------------------------------------------- 6. --init
+def test_encoder_mismatch_ignores_the_head():
+    narrow, wide = build_classifier(3, 0.0625), build_classifier(3, 0.125)
+    assert encoder_mismatch(narrow, wide) == ("stage1_conv1/kernel", (4, 4, 3, 8), (4, 4, 3, 4))
+    assert encoder_mismatch(narrow, build_classifier(5, 0.0625)) is None
+
+
+def test_init_from_another_encoder_stops_unless_partial(trained, tmp_path):
+    out = str(tmp_path / "wider")
+    with pytest.raises(RunDirError, match=r"weight stage1_conv1/kernel expected shape \(4, 4, 3, 8\), received "
+                                          r"\(4, 4, 3, 4\); pass --init-partial"):
+        fit(trained["data"], out, preset="tiny", steps=1, init=trained["run"], width=0.125, output=io.StringIO())
+    assert not os.path.exists(out)
+    printed = io.StringIO()
+    with contextlib.redirect_stderr(io.StringIO()):
+        fit(trained["data"], out, preset="tiny", steps=1, init=trained["run"], width=0.125, init_partial=True,
+            output=printed)
+    assert f"--init {trained['run']}: loaded" in printed.getvalue() and os.path.isfile(os.path.join(out, "best.keras"))
+
+
+def test_init_with_another_class_count_reinitialises_the_head_only(trained):
+    printed = io.StringIO()
+    apply = load_init_weights(trained["run"], make_config("tiny"), num_classes=5, out=printed)
+    apply(build_classifier(5, 0.0625))
+    assert printed.getvalue().strip().endswith("re-initialised 2: logits/kernel, logits/bias")
+
+
+def test_init_partial_flag_reaches_fit():
+    from dnadet_tf.cli.fit import overrides_from
+
+    args = build_parser().parse_args(["fit", "--init", "RUN", "--init-partial"])
+    assert overrides_from(args)["init_partial"] is True
+    assert overrides_from(build_parser().parse_args(["fit"]))["init_partial"] is False
+
+
+# ---------------------------------------------------------------- 7. metrics.jsonl after a resume
+def test_truncate_metrics_keeps_what_the_checkpoint_covers(tmp_path):
+    lines = [{"kind": "train", "step": 1}, {"kind": "val", "step": 2}, {"kind": "train", "step": 3}]
+    (tmp_path / runs.METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"kind": "tr')
+    assert runs.truncate_metrics(str(tmp_path), 2) == 2
+    kept = [json.loads(line) for line in (tmp_path / runs.METRICS_FILE).read_text().splitlines()]
+    assert kept == lines[:2] and os.listdir(tmp_path) == [runs.METRICS_FILE]
+    assert runs.truncate_metrics(str(tmp_path / "nowhere"), 0) == 0
+
+
+def test_resume_after_a_kill_logs_every_step_once(trained, tmp_path):
+    run_dir = str(tmp_path / "run")
+    shutil.copytree(trained["run"], run_dir)
+    # As if killed after logging step 4 but before its checkpoint was written: the latest is step 2.
+    checkpoints = os.path.join(run_dir, runs.CHECKPOINTS)
+    for name in os.listdir(checkpoints):
+        if name.startswith("ckpt-4"):
+            os.remove(os.path.join(checkpoints, name))
+    with open(os.path.join(checkpoints, "checkpoint"), "w", encoding="utf-8") as f:
+        f.write('model_checkpoint_path: "ckpt-2"\nall_model_checkpoint_paths: "ckpt-2"\n')
+    printed = io.StringIO()
+    with contextlib.redirect_stderr(io.StringIO()):
+        fit(trained["data"], run_dir, val=trained["val"], preset="tiny", resume=True, output=printed)
+    assert "at step 2; dropped 3 metrics.jsonl record(s) of later steps" in printed.getvalue()
+    with open(os.path.join(run_dir, runs.METRICS_FILE), encoding="utf-8") as f:
+        records = [json.loads(line) for line in f]
+    assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3, 4]
+    assert [r["step"] for r in records if r["kind"] == "val"] == [2, 4]
+
+
+# ---------------------------------------------------------------- 8. fuzzed decoder input
+def _fuzz_module():
+    spec = importlib.util.spec_from_file_location("fuzz_decoders", os.path.join(BENCHMARKS, "fuzz_decoders.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fuzzed_bytes_are_refused_by_serving_default_and_predict(tmp_path):
+    fuzz = _fuzz_module()
+    result = fuzz.run(500, seed=1, folder=str(tmp_path))
+    assert sum(result["kinds"].values()) == 500 and all(result["kinds"].values())
+    serving, predict = result["serving_default"]["outcomes"], result["predict"]["outcomes"]
+    assert set(serving) <= {"invalid_argument", "answer"}, serving
+    assert set(predict) <= {"refused", "answer"}, predict
+    assert result["disagreements"] == 0
+    # Every seed image is smaller than min_side: an answer needs a JPEG whose damaged header
+    # declares a larger size (libjpeg fills it in, in both decoders).
+    for case in result["answered"]:
+        assert case["seed"].startswith("jpeg") and case["decoded_size"], case
+
+
+# ---------------------------------------------------------------- 9. the command line
+def test_no_command_prints_usage_and_exits_2():
+    code, stdout, stderr = _cli([])
+    assert code == 2 and stdout.startswith("usage: dnadet-tf") and "fit" in stdout and stderr == ""
+
+
+def _all_parsers(parser):
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                yield from _all_parsers(child)
+
+
+def test_no_help_shows_default_none():
+    parsers = list(_all_parsers(build_parser()))
+    assert {p.prog for p in parsers} >= {"dnadet-tf fit", "dnadet-tf predict", "dnadet-tf zoo build"}
+    for parser in parsers:
+        text = parser.format_help()
+        assert "default: None" not in text and "default: False" not in text, parser.prog
+    predict = next(p for p in parsers if p.prog == "dnadet-tf predict").format_help()
+    assert "(default: 3)" in predict  # real defaults are still shown
+
+
+def test_verbose_flag_before_or_after_the_command():
+    parser = build_parser()
+    assert parser.parse_args(["--verbose", "predict", "--model", "m", "x.png"]).verbose is True
+    assert parser.parse_args(["predict", "--model", "m", "x.png", "--verbose"]).verbose is True
+    assert parser.parse_args(["predict", "--model", "m", "x.png"]).verbose is False
+
+
+def test_predict_prints_no_tensorflow_start_up_lines(untrained_run, tmp_path):
+    image = _write(tmp_path / "good.png", _png(48, 48))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPP")}
+    done = subprocess.run([sys.executable, "-m", "dnadet_tf.cli.main", "predict", "--model", untrained_run, image],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert len(done.stdout.splitlines()) == 1 and done.stdout.startswith(image)
