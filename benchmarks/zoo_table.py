@@ -1,29 +1,29 @@
-"""The paper's Table 2 on the demo generator zoo: DNA-Det and Base, `cpu` preset.
+"""The paper's Table 2 on the demo generator zoo: Base and Base+PCL, `cpu` preset, several seeds.
 
-Builds (or reuses from the cache) the demo zoo, trains DNA-Det (patches +
-contrastive loss) and Base (`--base`: whole images, cross-entropy only) with the
-same preset and seed, evaluates both on closed-set, cross-seed, cross-loss,
-cross-finetune and cross-dataset, and prints a Markdown table of accuracies (%).
-Runs already finished in --out are reused. About 15 minutes on 2 cores when the
-zoo is cached.
+Builds (or reuses from the cache) the demo zoo, trains Base (whole images,
+cross-entropy only) and Base+PCL (patches + contrastive loss, from random
+initialisation: what `dnadet-tf fit` trains without --init) with the same preset
+for every training seed, evaluates them on closed-set, cross-seed, cross-loss,
+cross-finetune and cross-dataset, and prints mean ± std (%) over the seeds. With
+--compare-select, each run also reports the model every selection rule keeps.
+The tables and each seed's numbers go to --out/ablation.{md,json}; finished runs
+are reused, so an interrupted benchmark resumes. Pre-training variants: use
+`dnadet-tf ablate`.
 
-Usage: python benchmarks/zoo_table.py [--out runs/zoo-table] [--zoo DIR] [--steps N]
+Usage: python benchmarks/zoo_table.py [--out runs/zoo-table] [--zoo DIR] [--seeds 3] [--steps N]
+       [--compare-select] [--ce-input probabilities] [--select RULE] [--lr-decay-every N]
 """
 import argparse
-import json
 import os
 import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from dnadet_tf.evaluation import evaluate  # noqa: E402
-from dnadet_tf.predictor import KerasPredictor  # noqa: E402
-from dnadet_tf.runs import write_json_atomic  # noqa: E402
-from dnadet_tf.training import fit  # noqa: E402
+from dnadet_tf.ablation import ablate  # noqa: E402
+from dnadet_tf.config import CE_INPUTS  # noqa: E402
+from dnadet_tf.selection import SELECTION_RULES  # noqa: E402
 from dnadet_tf.zoo import ensure_zoo  # noqa: E402
-
-METHODS = (("Base", "base"), ("DNA-Det", "dnadet"))
 
 
 def main(argv=None):
@@ -31,29 +31,20 @@ def main(argv=None):
     parser.add_argument("--out", default=os.path.join("runs", "zoo-table"))
     parser.add_argument("--zoo", help="benchmark folder (default: the cached demo zoo, built if missing)")
     parser.add_argument("--steps", type=int, help="training steps (default: the cpu preset's)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, default=3, help="training seeds 0 .. N-1")
+    parser.add_argument("--variants", default="base,base_pcl")
+    parser.add_argument("--compare-select", action="store_true")
+    parser.add_argument("--select", choices=SELECTION_RULES)
+    parser.add_argument("--ce-input", choices=CE_INPUTS)
+    parser.add_argument("--lr-decay-every", type=int)
     args = parser.parse_args(argv)
     began = time.time()
     zoo = args.zoo or ensure_zoo("demo")
-    rows = {}
-    for name, mode in METHODS:
-        run_dir = os.path.join(args.out, mode)
-        result = os.path.join(run_dir, "evaluation", "evaluation.json")
-        if not os.path.isfile(result):
-            started = time.time()
-            fit(zoo, run_dir, preset="cpu", mode=mode, steps=args.steps, seed=args.seed, overwrite=True)
-            print(f"{name}: trained in {time.time() - started:.0f} s", flush=True)
-            write_json_atomic(result, evaluate(KerasPredictor(run_dir), [zoo],
-                                               out_dir=os.path.dirname(result)))
-        with open(result, encoding="utf-8") as f:
-            rows[name] = {row["name"]: row["metrics"]["accuracy"] for row in json.load(f)}
-    splits = list(next(iter(rows.values())))
-    print(f"\nzoo: {zoo}; cpu preset; seed {args.seed}; accuracy (%)")
-    print("| method | " + " | ".join(splits) + " |")
-    print("|---|" + "---:|" * len(splits))
-    for name, accuracy in rows.items():
-        print(f"| {name} | " + " | ".join(f"{100 * accuracy[s]:.2f}" for s in splits) + " |")
-    print(f"\ntotal {time.time() - began:.0f} s")
+    overrides = {k: v for k, v in dict(select=args.select, ce_input=args.ce_input,
+                                       lr_decay_every=args.lr_decay_every).items() if v is not None}
+    ablate(zoo, args.out, preset="cpu", steps=args.steps, seeds=range(args.seeds),
+           variants=args.variants.split(","), compare_select=args.compare_select, fit_overrides=overrides)
+    print(f"\nzoo: {zoo}; cpu preset; total {time.time() - began:.0f} s")
     return 0
 
 

@@ -1,7 +1,9 @@
 """`dnadet-tf ablate`: the paper's Table 2 ablations on one benchmark."""
-import argparse
+from dnadet_tf.cli.main import HelpFormatter
 
-from dnadet_tf.config import PRESETS
+from dnadet_tf.ablation import VARIANTS
+from dnadet_tf.config import CE_INPUTS, PRESETS
+from dnadet_tf.selection import SELECTION_RULES
 
 
 def register(subparsers):
@@ -11,26 +13,52 @@ def register(subparsers):
         description=(
             "Run the paper's ablations on a benchmark folder (e.g. a generator zoo): Base (whole images, "
             "cross-entropy), Base+PT (from a pre-trained encoder), Base+PCL (patches + contrastive loss) and "
-            "Base+PT+PCL (DNA-Det), same data, preset and seed; writes the accuracy per split per variant as "
-            "Markdown and JSON in --out and prints it. Variants already evaluated in --out are reused."
+            "Base+PT+PCL (DNA-Det), same data and preset, each with several training seeds; writes mean ± std "
+            "of every split per variant as Markdown and JSON in --out (the JSON keeps each seed's numbers) and "
+            "prints it. Runs already evaluated in --out are reused, so an interrupted ablation resumes."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--zoo", required=True, help="benchmark folder (classes.txt, train.txt, val.txt, test.txt, cross_*.txt)")
-    parser.add_argument("--out", required=True, help="folder for the four runs and the table")
+    parser.add_argument("--out", required=True, help="folder for the runs and the tables")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="hyper-parameters of every variant")
-    parser.add_argument("--pretrained", help="a 'dnadet-tf pretrain' run dir; omitted: pre-train first")
+    parser.add_argument("--pretrained", help="a 'dnadet-tf pretrain' run dir for Base+PT and DNA-Det; omitted: "
+                        "pre-train first (seed 0), the same encoder for every training seed")
     parser.add_argument("--photos", help="photos for pre-training when --pretrained is omitted "
                         "(default: the demo photos shipped with the package)")
     parser.add_argument("--steps", type=int, help="training steps of every variant (default: the preset's)")
     parser.add_argument("--pretrain-steps", type=int, help="steps of the pre-training (default: the preset's)")
-    parser.add_argument("--seed", type=int, default=0, help="seed shared by every variant")
+    parser.add_argument("--seeds", type=int, default=3,
+                        help="train every variant with training seeds first-seed .. first-seed+N-1 and report "
+                        "mean ± std; the JSON keeps each seed's numbers")
+    parser.add_argument("--first-seed", type=int, default=0, help="the first training seed")
+    parser.add_argument("--variants", default=",".join(folder for folder, _, _ in VARIANTS),
+                        help="comma list of the variants to run: base (Base), base_pt (Base+PT), "
+                        "base_pcl (Base+PCL), dnadet (DNA-Det = Base+PT+PCL)")
+    parser.add_argument("--compare-select", action="store_true",
+                        help="train every run to its step budget, keep its validated models and also report the "
+                        "cross-tests of the model each selection rule (first, last, nll, final) keeps")
+    parser.add_argument("--select", choices=SELECTION_RULES, help="selection rule of best.keras in every run")
+    parser.add_argument("--ce-input", choices=CE_INPUTS, help="what the cross-entropy reads in every run")
+    parser.add_argument("--lr-decay-every", type=int, help="learning-rate decay interval of every run")
     parser.set_defaults(func=run)
 
 
 def run(args):
     from dnadet_tf.ablation import ablate
+    from dnadet_tf.cli.main import UsageError
 
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    known = [folder for folder, _, _ in VARIANTS]
+    unknown = [v for v in variants if v not in known]
+    if unknown or not variants:
+        raise UsageError(f"--variants: expected a comma list of {', '.join(known)}, received {args.variants!r}.")
+    if args.seeds < 1:
+        raise UsageError(f"--seeds: expected a positive number of seeds, received {args.seeds}.")
+    overrides = {k: v for k, v in dict(select=args.select, ce_input=args.ce_input,
+                                       lr_decay_every=args.lr_decay_every).items() if v is not None}
     ablate(args.zoo, args.out, preset=args.preset, pretrained=args.pretrained, photos=args.photos,
-           steps=args.steps, pretrain_steps=args.pretrain_steps, seed=args.seed)
+           steps=args.steps, pretrain_steps=args.pretrain_steps,
+           seeds=range(args.first_seed, args.first_seed + args.seeds), variants=variants,
+           compare_select=args.compare_select, fit_overrides=overrides)
     return 0

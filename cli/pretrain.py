@@ -1,5 +1,5 @@
 """`dnadet-tf pretrain`: step 1 of DNA-Det, 170 image transformations."""
-import argparse
+from dnadet_tf.cli.main import HelpFormatter
 
 from dnadet_tf.config import PRESETS
 
@@ -13,7 +13,7 @@ def register(subparsers):
             "Gaussian and median blur, resampling, Gaussian noise) on random 128 px crops of photos, with "
             "the same loop, losses, checkpoints and progress as fit. Use the run with 'fit --init RUN'."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--photos", required=True, help="folder of natural photos (read recursively; "
                         "photos smaller than 128 px are skipped with a warning)")
@@ -28,6 +28,14 @@ def register(subparsers):
                         help="Keras dtype policy (default float32)")
     parser.add_argument("--jit", action="store_true", default=None, help="XLA-compile the training step (GPUs)")
     parser.add_argument("--lr", type=float, help="learning rate (overrides the preset)")
+    parser.add_argument("--lr-decay-every", type=int,
+                        help="multiply the learning rate by --lr-decay every N steps (overrides the preset)")
+    parser.add_argument("--lr-decay", type=float, help="learning-rate decay factor (default 0.9)")
+    parser.add_argument("--width", type=float, help="width multiplier of the encoder (overrides the preset)")
+    parser.add_argument("--batch-size", type=int, help="images per step (overrides the preset's pretrain_batch_size)")
+    parser.add_argument("--images-per-transformation", type=int,
+                        help="photos per drawn transformation in a step; 1 = the release's sampling, every "
+                        "image's transformation drawn independently (default 4)")
     parser.add_argument("--patience", type=int,
                         help="stop early after this many validations without improvement (overrides the preset)")
     parser.add_argument("--seed", type=int, help="seed of photo order, crops, transformations and initialisation")
@@ -39,5 +47,7 @@ def run(args):
 
     pretrain(args.photos, args.out, preset=args.preset, resume=args.resume, overwrite=args.overwrite,
              steps=args.steps, strategy=args.strategy, precision=args.precision, jit=args.jit, seed=args.seed,
-             learning_rate=args.lr, patience=args.patience)
+             learning_rate=args.lr, patience=args.patience, lr_decay_every=args.lr_decay_every,
+             lr_decay=args.lr_decay, width=args.width, pretrain_batch_size=args.batch_size,
+             pretrain_images_per_class=args.images_per_transformation)
     return 0

@@ -1,22 +1,45 @@
-"""The paper's ablations (Table 2) on one benchmark: Base, Base+PT, Base+PCL
-and Base+PT+PCL (DNA-Det), trained with the same data, preset and seed."""
+"""The paper's ablations (Table 2) on one benchmark, over several training seeds.
+
+Base, Base+PT, Base+PCL and Base+PT+PCL (DNA-Det) are trained with the same
+data and preset, once per training seed; every split is reported as mean and
+standard deviation over the seeds, and the JSON keeps each seed's numbers
+(DESIGN §9: one run is an anecdote). With `compare_select`, every run keeps its
+validated models and the cross-tests are also reported for the model each
+selection rule (`selection.py`) would have kept, so the rules are compared on
+the same runs.
+
+Layout of `out`:
+    out/pretrain/                     step 1 (when no `pretrained` run is given)
+    out/<variant>/seed<N>/            one run dir per variant and seed
+    out/<variant>/seed<N>/evaluation/evaluation.json      best.keras on every split
+    out/<variant>/seed<N>/evaluation/step-NNNNNN.json     a validated model (compare_select)
+    out/ablation.json, out/ablation.md
+"""
 import json
 import os
 import sys
+import time
+
+import numpy as np
 
 from dnadet_tf import runs
+from dnadet_tf.config import paper_name
 from dnadet_tf.evaluation import evaluate
 from dnadet_tf.predictor import KerasPredictor
 from dnadet_tf.pretraining import pretrain
+from dnadet_tf.selection import SELECTION_RULES, pick
 from dnadet_tf.training import fit
 
+# (folder, mode, uses pre-training); the paper's name follows from mode and pre-training.
 VARIANTS = (
-    # (name, folder, mode, uses pre-training)
-    ("Base", "base", "base", False),
-    ("Base+PT", "base_pt", "base", True),
-    ("Base+PCL", "base_pcl", "dnadet", False),
-    ("Base+PT+PCL (DNA-Det)", "dnadet", "dnadet", True),
+    ("base", "base", False),
+    ("base_pt", "base", True),
+    ("base_pcl", "dnadet", False),
+    ("dnadet", "dnadet", True),
 )
+VARIANT_NAMES = {folder: paper_name(mode, pt) for folder, mode, pt in VARIANTS}
+# With compare_select, training runs to its step budget so that every rule sees every validation.
+NO_EARLY_STOP = 10**6
 
 
 def default_photos():
@@ -26,49 +49,169 @@ def default_photos():
     return PACKAGED_PHOTOS
 
 
-def ablate(zoo, out, preset="cpu", pretrained=None, photos=None, steps=None, pretrain_steps=None,
-           seed=0, output=None):
-    """Runs the four variants on benchmark `zoo` into `out/<variant>/`; a variant
-    whose evaluation is already written is reused, so an interrupted ablation
-    resumes. Writes `out/ablation.md` and `out/ablation.json`; returns the rows."""
-    output = output or sys.stdout
-    os.makedirs(out, exist_ok=True)
-    if pretrained is None:
-        pretrained = os.path.join(out, "pretrain")
-        if not os.path.isfile(os.path.join(pretrained, runs.BEST_MODEL)):
-            print(f"no --pretrained run given: pre-training into {pretrained}", file=output, flush=True)
-            pretrain(photos or default_photos(), pretrained, preset=preset, overwrite=True,
-                     steps=pretrain_steps, seed=seed, output=output)
-    rows = []
-    for name, folder, mode, uses_pt in VARIANTS:
-        run_dir = os.path.join(out, folder)
-        result_path = os.path.join(run_dir, "evaluation", "evaluation.json")
-        if os.path.isfile(result_path):
-            print(f"{name}: reusing {result_path}", file=output, flush=True)
-            with open(result_path, encoding="utf-8") as f:
-                evaluation = json.load(f)
-        else:
-            print(f"== {name}: training into {run_dir}", file=output, flush=True)
-            fit(zoo, run_dir, preset=preset, overwrite=True, steps=steps, mode=mode, seed=seed,
-                init=pretrained if uses_pt else None, output=output)
-            evaluation = evaluate(KerasPredictor(run_dir), [zoo], out_dir=os.path.join(run_dir, "evaluation"),
-                                  progress=lambda m: print(m, file=output, flush=True))
-            runs.write_json_atomic(result_path, evaluation)
-        rows.append({"variant": name, "run_dir": run_dir,
-                     "accuracy": {row["name"]: row["metrics"]["accuracy"] for row in evaluation},
-                     "macro_f1": {row["name"]: row["metrics"]["macro_f1"] for row in evaluation}})
-    runs.write_json_atomic(os.path.join(out, "ablation.json"),
-                           {"zoo": os.path.abspath(zoo), "preset": preset, "pretrained": pretrained, "rows": rows})
-    table = format_ablation(rows)
-    runs.write_text_atomic(os.path.join(out, "ablation.md"), table + "\n")
-    print(table, file=output, flush=True)
+def _read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _split_figures(evaluation):
+    """{split: {"accuracy": a, "macro_f1": f, "real_recall": r or None}} of an evaluation's rows."""
+    return {
+        row["name"]: {
+            "accuracy": row["metrics"]["accuracy"],
+            "macro_f1": row["metrics"]["macro_f1"],
+            "real_recall": row["metrics"]["per_class_recall"].get("real"),
+        }
+        for row in evaluation
+    }
+
+
+def _evaluate_model(run_dir, zoo, result_path, model_file=None, output=None):
+    """Evaluation rows of one model of a run on every split of `zoo`, cached in `result_path`."""
+    if os.path.isfile(result_path):
+        return _read_json(result_path)
+    out_dir = os.path.dirname(result_path) if model_file is None else None
+    rows = evaluate(KerasPredictor(run_dir, model_file=model_file), [zoo], out_dir=out_dir,
+                    progress=lambda m: print(m, file=output, flush=True))
+    os.makedirs(os.path.dirname(result_path), exist_ok=True)
+    runs.write_json_atomic(result_path, rows)
     return rows
 
 
-def format_ablation(rows):
-    """Markdown table: accuracy (%) per split per variant."""
-    splits = list(rows[0]["accuracy"]) if rows else []
-    lines = ["| method | " + " | ".join(splits) + " |", "|---|" + "---:|" * len(splits)]
-    for row in rows:
-        lines.append(f"| {row['variant']} | " + " | ".join(f"{100 * row['accuracy'][s]:.2f}" for s in splits) + " |")
+def validation_records(run_dir):
+    """The `kind == "val"` lines of a run's metrics.jsonl."""
+    path = os.path.join(run_dir, runs.METRICS_FILE)
+    with open(path, encoding="utf-8") as f:
+        return [record for record in map(json.loads, f) if record.get("kind") == "val"]
+
+
+def run_one(zoo, run_dir, mode, pretrained, seed, preset, steps, compare_select, fit_overrides, output):
+    """Trains (unless already evaluated) and evaluates one variant for one seed.
+
+    Returns {"seed", "seconds", "splits", "select": {rule: {"step", "splits"}}}.
+    """
+    result_path = os.path.join(run_dir, "evaluation", "evaluation.json")
+    summary_path = os.path.join(run_dir, "evaluation", "training.json")
+    if not os.path.isfile(result_path):
+        overrides = dict(fit_overrides or {})
+        if compare_select:
+            overrides.update(keep_validated=True, patience=NO_EARLY_STOP)
+        began = time.time()
+        summary = fit(zoo, run_dir, preset=preset, overwrite=True, steps=steps, mode=mode, seed=seed,
+                      init=pretrained, output=output, **overrides)
+        summary["train_seconds"] = round(time.time() - began, 1)
+        os.makedirs(os.path.dirname(summary_path), exist_ok=True)
+        runs.write_json_atomic(summary_path, summary)
+        _evaluate_model(run_dir, zoo, result_path, output=output)
+    summary = _read_json(summary_path) if os.path.isfile(summary_path) else {}
+    result = {"seed": seed, "run_dir": run_dir, "seconds": summary.get("train_seconds"),
+              "splits": _split_figures(_read_json(result_path))}
+    if compare_select:
+        config = runs.read_config(run_dir)
+        records = validation_records(run_dir)
+        result["select"] = {}
+        for rule in SELECTION_RULES:
+            step = pick(records, rule, config.metric)
+            model_file = runs.validated_model_path(run_dir, step)
+            rows = _evaluate_model(run_dir, zoo, os.path.join(run_dir, "evaluation", f"step-{step:06d}.json"),
+                                   model_file=model_file, output=output)
+            result["select"][rule] = {"step": step, "splits": _split_figures(rows)}
+    return result
+
+
+def mean_std(values):
+    """(mean, population std) of a list of numbers; std is 0 for one value."""
+    values = np.asarray([v for v in values if v is not None], np.float64)
+    if not len(values):
+        return None, None
+    return float(values.mean()), float(values.std())
+
+
+def aggregate(seed_results, key="splits"):
+    """{split: {figure: {"mean", "std", "values"}}} over the seeds' `key` figures."""
+    first = seed_results[0][key] if key == "splits" else seed_results[0]["select"][key]["splits"]
+    table = {}
+    for split, figures in first.items():
+        table[split] = {}
+        for figure in figures:
+            values = [(r[key] if key == "splits" else r["select"][key]["splits"])[split][figure] for r in seed_results]
+            mean, std = mean_std(values)
+            table[split][figure] = {"mean": mean, "std": std, "values": values}
+    return table
+
+
+def ablate(zoo, out, preset="cpu", pretrained=None, photos=None, steps=None, pretrain_steps=None,
+           seeds=(0,), variants=None, compare_select=False, fit_overrides=None, output=None):
+    """Runs the variants on benchmark `zoo` for every training seed into `out`.
+
+    Args:
+      zoo: benchmark folder (train/val and the cross-test lists).
+      out: folder for the runs and the tables.
+      preset: preset of every run.
+      pretrained: a `pretrain` run dir for the +PT variants; None pre-trains
+        once (seed 0) into out/pretrain. The same encoder serves every seed.
+      seeds: training seeds of step 2.
+      variants: folders of VARIANTS to run (default: all four).
+      compare_select: keep validated models and report every selection rule.
+      fit_overrides: further TrainConfig values for every run (e.g. ce_input).
+
+    A run whose evaluation is already written is reused, so an interrupted
+    ablation resumes. Writes out/ablation.json and out/ablation.md; returns the
+    JSON document.
+    """
+    output = output or sys.stdout
+    variants = [v for v in VARIANTS if variants is None or v[0] in variants]
+    os.makedirs(out, exist_ok=True)
+    if any(uses_pt for _, _, uses_pt in variants) and pretrained is None:
+        pretrained = os.path.join(out, "pretrain")
+        if not os.path.isfile(os.path.join(pretrained, runs.BEST_MODEL)):
+            print(f"no pre-trained run given: pre-training into {pretrained}", file=output, flush=True)
+            pretrain(photos or default_photos(), pretrained, preset=preset, overwrite=True,
+                     steps=pretrain_steps, seed=0, output=output)
+    document = {"zoo": os.path.abspath(zoo), "preset": preset, "pretrained": pretrained, "seeds": list(seeds),
+                "fit_overrides": dict(fit_overrides or {}), "compare_select": compare_select, "variants": []}
+    for folder, mode, uses_pt in variants:
+        name = VARIANT_NAMES[folder]
+        seed_results = []
+        for seed in seeds:
+            run_dir = os.path.join(out, folder, f"seed{seed}")
+            print(f"== {name}, seed {seed}: {run_dir}", file=output, flush=True)
+            seed_results.append(run_one(zoo, run_dir, mode, pretrained if uses_pt else None, seed, preset,
+                                        steps, compare_select, fit_overrides, output))
+        entry = {"variant": name, "folder": folder, "seeds": seed_results, "summary": aggregate(seed_results)}
+        if compare_select:
+            entry["select"] = {rule: aggregate(seed_results, rule) for rule in SELECTION_RULES}
+        document["variants"].append(entry)
+        runs.write_json_atomic(os.path.join(out, "ablation.json"), document)  # partial results survive
+    table = format_ablation(document)
+    runs.write_text_atomic(os.path.join(out, "ablation.md"), table + "\n")
+    print(table, file=output, flush=True)
+    return document
+
+
+def _cell(stats, scale=100.0):
+    if stats["mean"] is None:
+        return "-"
+    return f"{scale * stats['mean']:.1f} ± {scale * stats['std']:.1f}"
+
+
+def format_ablation(document, figure="accuracy"):
+    """Markdown tables: mean ± std (%) over the seeds per split per variant, then,
+    with compare_select, one row per variant and selection rule."""
+    variants = document["variants"]
+    if not variants:
+        return ""
+    splits = list(variants[0]["summary"])
+    seeds = len(document["seeds"])
+    lines = [f"{figure} (%), mean ± std over {seeds} training seed(s)", "",
+             "| method | " + " | ".join(splits) + " |", "|---|" + "---:|" * len(splits)]
+    for entry in variants:
+        lines.append(f"| {entry['variant']} | " + " | ".join(_cell(entry["summary"][s][figure]) for s in splits) + " |")
+    if document.get("compare_select"):
+        lines += ["", f"{figure} (%) of the model each selection rule keeps, mean ± std over {seeds} seed(s)", "",
+                  "| method | rule | " + " | ".join(splits) + " |", "|---|---|" + "---:|" * len(splits)]
+        for entry in variants:
+            for rule, table in entry["select"].items():
+                lines.append(f"| {entry['variant']} | {rule} | "
+                             + " | ".join(_cell(table[s][figure]) for s in splits) + " |")
     return "\n".join(lines)

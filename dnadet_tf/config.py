@@ -10,6 +10,11 @@ import json
 
 from dnadet_tf.errors import DnadetError
 from dnadet_tf.preprocess import PreprocessConfig
+from dnadet_tf.selection import SELECTION_RULES
+
+# What the classification cross-entropy reads: the logits (the method), or the softmax
+# probabilities (the authors' release, whose numbers the paper reports).
+CE_INPUTS = ("logits", "probabilities")
 
 
 @dataclasses.dataclass
@@ -19,7 +24,9 @@ class TrainConfig:
     `images_per_class = 0` means the paper's rule: 32 images per class for up
     to 5 classes, 16 for more. `mode` is `dnadet` (patches, cross-entropy plus
     supervised contrastive loss with learned weighting) or `base` (whole
-    images, cross-entropy only: the paper's Base).
+    images, cross-entropy only: the paper's Base). `select` names the rule
+    that picks best.keras among the validated models (`selection.py`);
+    `ce_input` what the cross-entropy reads (CE_INPUTS).
     """
 
     preset: str = "paper"
@@ -44,6 +51,9 @@ class TrainConfig:
     log_every: int = 20
     patience: int = 20
     metric: str = "accuracy"
+    select: str = "first"
+    keep_validated: bool = False
+    ce_input: str = "logits"
     eval_batch_size: int = 16
     seed: int = 0
     augment: tuple = ()
@@ -57,10 +67,12 @@ class TrainConfig:
     pretrain_val_samples: int = 1700
     pretrain_steps: int = 20000
     pretrain_patience: int = 20
+    pretrain_images_per_class: int = 4
 
     @property
     def preprocess(self):
-        return PreprocessConfig(self.crop_size, self.resize1, self.resize2)
+        """The run's PreprocessConfig: its sizes, with the patch size as the smallest side accepted."""
+        return PreprocessConfig.of_run(self)
 
     def batch_images_per_class(self, num_classes):
         if self.images_per_class > 0:
@@ -135,6 +147,13 @@ PRESETS = {
 }
 
 
+def paper_name(mode, pretrained):
+    """The paper's name of a configuration: Base, Base+PT, Base+PCL or DNA-Det (= Base+PT+PCL)."""
+    if mode == "base":
+        return "Base+PT" if pretrained else "Base"
+    return "DNA-Det" if pretrained else "Base+PCL"
+
+
 def make_config(preset="paper", **overrides):
     """The preset's configuration with `overrides` (None values ignored) applied."""
     if preset not in PRESETS:
@@ -162,8 +181,13 @@ def validate(config):
         raise DnadetError(
             f"--strategy: expected auto, default, mirrored or multiworker, received {config.strategy!r}."
         )
+    if config.select not in SELECTION_RULES:
+        raise DnadetError(f"select: expected one of {', '.join(SELECTION_RULES)}, received {config.select!r}.")
+    if config.ce_input not in CE_INPUTS:
+        raise DnadetError(f"ce_input: expected one of {', '.join(CE_INPUTS)}, received {config.ce_input!r}.")
     if config.metric not in ("accuracy", "macro_f1"):
         raise DnadetError(f"--metric: expected accuracy or macro_f1, received {config.metric!r}.")
-    for name in ("steps", "val_every", "checkpoint_every", "log_every", "patches_per_image"):
+    for name in ("steps", "val_every", "checkpoint_every", "log_every", "patches_per_image", "lr_decay_every",
+                 "pretrain_images_per_class"):
         if getattr(config, name) < 1:
             raise DnadetError(f"{name}: expected a positive integer, received {getattr(config, name)}.")

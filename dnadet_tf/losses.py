@@ -4,6 +4,28 @@ import keras
 import tensorflow as tf
 
 
+def classification_cross_entropy(labels, logits, ce_input="logits"):
+    """Per-sample cross-entropy of the classification head.
+
+    Args:
+      labels: (N,) integer labels.
+      logits: (N, C) float logits.
+      ce_input: `logits` (the method: softmax cross-entropy of the logits) or
+        `probabilities` (the authors' release: its model ends in a softmax and
+        `nn.CrossEntropyLoss` applies another one, so the loss reads
+        probabilities; it is bounded below by about log(C - 1 + e) - 1).
+
+    Returns:
+      (N,) float32 losses.
+    """
+    logits = tf.cast(logits, tf.float32)
+    if ce_input == "probabilities":
+        logits = tf.nn.softmax(logits)
+    elif ce_input != "logits":
+        raise ValueError(f"ce_input: expected 'logits' or 'probabilities', received {ce_input!r}.")
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(labels, tf.int32), logits=logits)
+
+
 def supervised_contrastive_loss(features, labels, temperature=0.07, base_temperature=0.07):
     """Supervised contrastive loss (Khosla et al. 2020), "all" anchors.
 

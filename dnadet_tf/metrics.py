@@ -14,14 +14,17 @@ def confusion_matrix(y_true, y_pred, num_classes):
 def classification_metrics(y_true, y_pred, class_names):
     """Accuracy, macro-F1, macro recall, per-class recall and the confusion matrix.
 
-    Macro averages run over the classes present in `y_true`, so a cross-test
-    that holds one architecture only (cross-seed, say) is not dragged down by
-    absent classes. Per-class recall is reported for present classes only.
+    Macro averages run over the classes that occur in `y_true` or in `y_pred`
+    (scikit-learn's and the authors' release's convention): a cross-test that
+    holds one architecture only (cross-seed, say) is not dragged down by classes
+    nobody predicted, and a prediction of an absent class still costs macro-F1.
+    Per-class recall is reported for classes present in `y_true` only.
     """
     y_true = np.asarray(y_true, np.int64)
     y_pred = np.asarray(y_pred, np.int64)
     matrix = confusion_matrix(y_true, y_pred, len(class_names))
     present = np.flatnonzero(matrix.sum(axis=1) > 0)
+    averaged = np.flatnonzero((matrix.sum(axis=1) > 0) | (matrix.sum(axis=0) > 0))
     true_positives = np.diag(matrix).astype(np.float64)
     support = matrix.sum(axis=1).astype(np.float64)
     predicted = matrix.sum(axis=0).astype(np.float64)
@@ -32,8 +35,8 @@ def classification_metrics(y_true, y_pred, class_names):
     return {
         "num_images": int(len(y_true)),
         "accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else 0.0,
-        "macro_f1": float(np.mean(f1[present])) if len(present) else 0.0,
-        "macro_recall": float(np.mean(recall[present])) if len(present) else 0.0,
+        "macro_f1": float(np.mean(f1[averaged])) if len(averaged) else 0.0,
+        "macro_recall": float(np.mean(recall[averaged])) if len(averaged) else 0.0,
         "per_class_recall": {class_names[i]: float(recall[i]) for i in present},
         "confusion_matrix": matrix.tolist(),
     }

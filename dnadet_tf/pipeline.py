@@ -134,7 +134,9 @@ def transformation_dataset(photo_paths, config, batch_size, start_step=0, images
     uniformly, each applied to `images_per_class` random crops of random photos,
     so that the contrastive loss sees positives from *other* photos with the
     same transformation (with 170 classes and one image per class, its only
-    positives would be patches of the same photo, which share content). Each
+    positives would be patches of the same photo, which share content).
+    `images_per_class = 1` is the release's sampling instead: every image's
+    transformation is drawn independently, with replacement. Each
     element: a random `crop_size` crop, the transformation (its index is the
     label), the one preprocessing chain and `patches_per_image` random crops.
 
@@ -151,7 +153,10 @@ def transformation_dataset(photo_paths, config, batch_size, start_step=0, images
         step = start_step
         while True:
             rng = np.random.default_rng([config.seed, 1, step])
-            labels = np.repeat(rng.choice(NUM_TRANSFORMS, size=classes_per_step, replace=False), images_per_class)
+            # One image per class draws every image's transformation independently (as the release
+            # does); more draw distinct transformations, each applied to that many photos.
+            labels = np.repeat(rng.choice(NUM_TRANSFORMS, size=classes_per_step, replace=images_per_class == 1),
+                               images_per_class)
             chosen = rng.integers(len(paths), size=batch_size)
             for position, (index, label) in enumerate(zip(chosen, labels)):
                 yield paths[index], np.int32(label), np.int64(step * batch_size + position)

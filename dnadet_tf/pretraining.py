@@ -13,10 +13,26 @@ from dnadet_tf.images import is_image_file
 from dnadet_tf.pipeline import transformation_dataset, transformation_eval_dataset
 from dnadet_tf.trainer import Trainer
 from dnadet_tf.training import resolve_config, run_trainer
-from dnadet_tf.transforms import TRANSFORM_NAMES
+from dnadet_tf.transforms import NUM_TRANSFORMS, TRANSFORM_NAMES, transform_family
 
 PHOTO_SIZE = 128  # transformations are defined on 128 px crops
 MIN_PHOTOS = 10
+
+
+FAMILY_NAMES = tuple(dict.fromkeys(transform_family(i)[0] for i in range(NUM_TRANSFORMS)))
+FAMILY_OF_CLASS = np.array([FAMILY_NAMES.index(transform_family(i)[0]) for i in range(NUM_TRANSFORMS)])
+
+
+def family_metrics(y_true, y_pred):
+    """Family-level figures of 170-way predictions: {"family_accuracy": float}.
+
+    A prediction counts as right when it names a transformation of the same
+    family (JPEG, double JPEG, Gaussian blur, median blur, resampling, noise)
+    as the true one, whatever its parameter.
+    """
+    y_true, y_pred = np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)
+    same = FAMILY_OF_CLASS[y_true] == FAMILY_OF_CLASS[y_pred]
+    return {"family_accuracy": float(np.mean(same)) if len(same) else 0.0}
 
 
 def find_photos(folder):
@@ -85,15 +101,19 @@ def pretrain(photos, out, preset="cpu", resume=False, overwrite=False, output=No
     print(
         f"pre-training on {len(TRANSFORM_NAMES)} transformations of {len(train_photos)} photos "
         f"({len(val_photos)} held out, {config.pretrain_val_samples} validation samples); "
-        f"{config.pretrain_batch_size} images x {config.patches_per_image} patches per step; run dir {out}",
+        f"{config.pretrain_batch_size} images x {config.patches_per_image} patches per step, "
+        + (f"{config.pretrain_images_per_class} images per drawn transformation"
+           if config.pretrain_images_per_class > 1 else "one independently drawn transformation per image")
+        + f"; run dir {out}",
         file=output, flush=True,
     )
     trainer = Trainer(
         config, TRANSFORM_NAMES, out, strategy,
-        train_dataset=lambda start: transformation_dataset(train_photos, config, config.pretrain_batch_size, start),
+        train_dataset=lambda start: transformation_dataset(
+            train_photos, config, config.pretrain_batch_size, start, config.pretrain_images_per_class),
         val_dataset=lambda: transformation_eval_dataset(
             val_photos, config, config.pretrain_val_samples, config.eval_batch_size),
-        out=output,
+        val_extras=family_metrics, out=output,
     )
     summary = run_trainer(trainer, resume, output)
     summary.update(skipped_files=len(files.skipped), run_dir=out)

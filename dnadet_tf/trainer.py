@@ -17,9 +17,10 @@ import tensorflow as tf
 
 from dnadet_tf import runs
 from dnadet_tf.distribute import is_chief
-from dnadet_tf.losses import AutomaticWeightedLoss, supervised_contrastive_loss
+from dnadet_tf.losses import AutomaticWeightedLoss, classification_cross_entropy, supervised_contrastive_loss
 from dnadet_tf.metrics import classification_metrics
 from dnadet_tf.model import FEATURE_LAYER, build_classifier, build_projection_head, feature_dim_of
+from dnadet_tf.selection import is_better
 
 
 class Trainer:
@@ -33,18 +34,21 @@ class Trainer:
       train_dataset: function start_step -> tf.data.Dataset of global batches
         (images, labels) as made by `pipeline.training_dataset`.
       val_dataset: function () -> tf.data.Dataset of (pixels (N,S,S,3), labels (N,)), or None.
+      val_extras: optional function (y_true (N,), y_pred (N,)) -> dict of extra
+        validation figures logged next to accuracy (pre-training's family accuracy).
       init_classifier: optional keras Model whose matching weights start the
         classifier (`--init`); a callback `report(loaded, skipped)` prints what happened.
     """
 
     def __init__(self, config, class_names, run_dir, strategy, train_dataset, val_dataset=None,
-                 init_weights=None, out=None):
+                 init_weights=None, out=None, val_extras=None):
         self.config = config
         self.class_names = list(class_names)
         self.run_dir = run_dir
         self.strategy = strategy
         self.train_dataset = train_dataset
         self.val_dataset = val_dataset
+        self.val_extras = val_extras
         self.out = out or sys.stdout
         self.chief = is_chief()
         self.use_patches = config.mode == "dnadet"
@@ -78,12 +82,17 @@ class Trainer:
                 self.weight_optimizer.build(self.loss_weights.trainable_variables)
         self.model_variables = model_variables
         self.best_metric = tf.Variable(-math.inf, dtype=tf.float64, trainable=False, name="best_metric")
+        self.best_nll = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="best_nll")
+        # Early stopping watches the metric and the validation cross-entropy, whatever the selection rule.
+        self.top_metric = tf.Variable(-math.inf, dtype=tf.float64, trainable=False, name="top_metric")
+        self.low_nll = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="low_nll")
         self.evals_since_best = tf.Variable(0, dtype=tf.int64, trainable=False, name="evals_since_best")
         self.skipped_files = 0
         if init_weights is not None:
             init_weights(self.classifier)
         tracked = dict(classifier=self.classifier, optimizer=self.optimizer,
-                       best_metric=self.best_metric, evals_since_best=self.evals_since_best)
+                       best_metric=self.best_metric, evals_since_best=self.evals_since_best,
+                       best_nll=self.best_nll, top_metric=self.top_metric, low_nll=self.low_nll)
         # Dropout's random state is not part of Keras' own checkpoint graph; track it so that a
         # resumed run draws the same masks as an uninterrupted one.
         tracked["seed_states"] = {
@@ -98,7 +107,9 @@ class Trainer:
             checkpoint_dir = tempfile.mkdtemp(prefix="dnadet-worker-ckpt-")
         self.manager = tf.train.CheckpointManager(self.checkpoint, checkpoint_dir, max_to_keep=3)
         self._step_fn = tf.function(self._distributed_step, jit_compile=config.jit or None)
-        self._predict_fn = tf.function(lambda x: tf.nn.softmax(self.classifier(x, training=False)))
+        self._predict_fn = tf.function(
+            lambda x: tf.nn.softmax(tf.cast(self.classifier(x, training=False), tf.float32))
+        )
 
     # ----------------------------------------------------------------- state
     @property
@@ -128,7 +139,7 @@ class Trainer:
             feature, logits = self.train_model(images, training=True)
             logits = tf.cast(logits, tf.float32)
             cross_entropy = tf.reduce_sum(
-                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+                classification_cross_entropy(labels, logits, self.config.ce_input)
             ) / global_count
             if self.use_patches:
                 embedding = self.projector(feature, training=True)
@@ -164,14 +175,25 @@ class Trainer:
 
     # -------------------------------------------------------------- validate
     def validate(self):
-        """Whole-image metrics on the validation data (dict), or None without it."""
+        """Whole-image metrics on the validation data (dict), or None without it.
+
+        Adds `nll`, the mean cross-entropy of the true class's probability, and
+        whatever `val_extras` returns.
+        """
         if self.val_dataset is None:
             return None
-        y_true, y_pred = [], []
+        y_true, probabilities = [], []
         for pixels, labels in self.val_dataset():
-            y_pred.append(np.argmax(self._predict_fn(pixels).numpy(), axis=-1))
+            probabilities.append(self._predict_fn(pixels).numpy())
             y_true.append(labels.numpy())
-        return classification_metrics(np.concatenate(y_true), np.concatenate(y_pred), self.class_names)
+        y_true, probabilities = np.concatenate(y_true), np.concatenate(probabilities)
+        y_pred = np.argmax(probabilities, axis=-1)
+        metrics = classification_metrics(y_true, y_pred, self.class_names)
+        true_probability = probabilities[np.arange(len(y_true)), y_true.astype(np.int64)]
+        metrics["nll"] = float(-np.mean(np.log(np.maximum(true_probability, 1e-12))))
+        if self.val_extras is not None:
+            metrics.update(self.val_extras(y_true, y_pred))
+        return metrics
 
     # ------------------------------------------------------------------ loop
     def _print(self, text):
@@ -179,14 +201,23 @@ class Trainer:
             print(text, file=self.out, flush=True)
 
     def _save_best(self, metrics, step):
-        value = metrics[self.config.metric]
-        if value > float(self.best_metric.numpy()):
+        """Keeps the model when the selection rule prefers it; counts validations for early stopping.
+
+        Returns True when best.keras was replaced.
+        """
+        value, nll = metrics[self.config.metric], metrics["nll"]
+        progressed = round(value, 4) > round(float(self.top_metric.numpy()), 4) or nll < float(self.low_nll.numpy())
+        self.top_metric.assign(max(value, float(self.top_metric.numpy())))
+        self.low_nll.assign(min(nll, float(self.low_nll.numpy())))
+        self.evals_since_best.assign(0 if progressed else self.evals_since_best + 1)
+        if self.chief and self.config.keep_validated:
+            runs.save_model_atomic(self.classifier, runs.validated_model_path(self.run_dir, step))
+        if is_better(self.config.select, value, nll, float(self.best_metric.numpy()), float(self.best_nll.numpy())):
             self.best_metric.assign(value)
-            self.evals_since_best.assign(0)
+            self.best_nll.assign(nll)
             if self.chief:
                 runs.save_model_atomic(self.classifier, os.path.join(self.run_dir, runs.BEST_MODEL))
             return True
-        self.evals_since_best.assign_add(1)
         return False
 
     def fit(self, steps=None):
@@ -234,7 +265,7 @@ class Trainer:
                     self.manager.save(checkpoint_number=step)
                 if summary["stopped_early"]:
                     self._print(
-                        f"early stop at step {step}: no better validation {config.metric} "
+                        f"early stop at step {step}: no better validation {config.metric} or cross-entropy "
                         f"in {config.patience} validations."
                     )
                     break
@@ -277,15 +308,20 @@ class Trainer:
         if metrics is None:
             return False
         improved = self._save_best(metrics, step)
-        record = {"kind": "val", "step": step, **{k: metrics[k] for k in ("accuracy", "macro_f1", "macro_recall")}}
+        record = {"kind": "val", "step": step,
+                  **{k: v for k, v in metrics.items() if k not in ("per_class_recall", "confusion_matrix")}}
         if self.chief:
             runs.append_jsonl(metrics_path, record)
         if writer:
             with writer.as_default(step=step):
-                for key in ("accuracy", "macro_f1", "macro_recall"):
-                    tf.summary.scalar(f"val/{key}", metrics[key])
+                for key, value in record.items():
+                    if key not in ("kind", "step", "num_images"):
+                        tf.summary.scalar(f"val/{key}", value)
+        extras = "".join(f"  {key} {metrics[key]:.4f}" for key in sorted(metrics)
+                         if key.startswith("family_"))
         self._print(
             f"  validation at step {step}: accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}"
-            + ("  (best so far, saved best.keras)" if improved else "")
+            f"  cross-entropy {metrics['nll']:.4f}{extras}"
+            + (f"  (kept as best.keras, rule '{self.config.select}')" if improved else "")
         )
         return int(self.evals_since_best.numpy()) >= self.config.patience

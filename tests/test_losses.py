@@ -74,3 +74,22 @@ def test_automatic_weighted_loss_starts_at_one_and_is_checkpointed(tmp_path):
     np.testing.assert_array_equal(fresh.params.numpy(), [2.0, 3.0])
     config = fresh.get_config()
     assert AutomaticWeightedLoss.from_config(config).num_losses == 2
+
+
+def test_cross_entropy_on_logits_and_on_probabilities_match_numpy():
+    from dnadet_tf.losses import classification_cross_entropy
+
+    logits = np.array([[2.0, -1.0, 0.5, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0, 0.0], [-3.0, 4.0, 1.0, 0.0, 2.0]])
+    labels = np.array([0, 3, 1])
+
+    def log_softmax(x):
+        return x - np.log(np.sum(np.exp(x), axis=1, keepdims=True))
+
+    on_logits = classification_cross_entropy(labels, logits.astype(np.float32), "logits").numpy()
+    np.testing.assert_allclose(on_logits, -log_softmax(logits)[np.arange(3), labels], rtol=1e-5)
+    probabilities = np.exp(log_softmax(logits))
+    on_probabilities = classification_cross_entropy(labels, logits.astype(np.float32), "probabilities").numpy()
+    np.testing.assert_allclose(on_probabilities, -log_softmax(probabilities)[np.arange(3), labels], rtol=1e-5)
+    # The release's loss is bounded: a perfect answer over 5 classes still costs log(4 + e) - 1.
+    perfect = classification_cross_entropy(np.array([0]), np.array([[60.0, 0, 0, 0, 0]], np.float32), "probabilities")
+    np.testing.assert_allclose(perfect.numpy(), [np.log(4 + np.e) - 1], rtol=1e-5)

@@ -1,3 +1,4 @@
+import json
 import os
 
 import numpy as np
@@ -78,7 +79,31 @@ def test_tiny_pretraining_learns_above_chance_and_feeds_fit(photos, upsampling_d
     assert read_labels(run_dir) == list(TRANSFORM_NAMES)
     accuracy = family_balanced_accuracy(run_dir, photos)
     assert accuracy > 0.21, f"family-balanced accuracy {accuracy:.3f}; chance is 0.167"
+    with open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") as f:
+        validation = [r for r in map(json.loads, f) if r["kind"] == "val"][-1]
+    assert validation["accuracy"] <= validation["family_accuracy"] <= 1.0 and validation["nll"] > 0
     capsys.readouterr()
     fit(upsampling_data["train"], str(tmp_path / "fit"), preset="tiny", steps=2, init=run_dir)
     printed = capsys.readouterr().out
     assert "re-initialised 2: logits/kernel, logits/bias" in printed
+
+
+def test_family_metrics_count_any_parameter_of_the_right_family():
+    from dnadet_tf.pretraining import family_metrics
+
+    # jpeg_q30 (0) taken for jpeg_q99 (23): right family; gaussian noise (169) taken for jpeg (0): wrong.
+    y_true = np.array([0, 169, 30, 100])
+    y_pred = np.array([23, 0, 30, 80])  # 30 is a double JPEG class; 100 and 80 are resampling classes
+    assert family_metrics(y_true, y_pred) == {"family_accuracy": 0.75}
+
+
+def test_release_style_sampling_draws_each_image_transformation_independently(photos):
+    from dnadet_tf.config import make_config
+
+    config = make_config("tiny")
+    config.crop_size = config.resize1 = 128
+    paths = usable_photos(photos).paths
+    first = next(transformation_dataset(paths, config, 16, images_per_class=1).as_numpy_iterator())[1]
+    again = next(transformation_dataset(paths, config, 16, images_per_class=1).as_numpy_iterator())[1]
+    assert first.tolist() == again.tolist()  # a pure function of (seed, step)
+    assert len(set(first.tolist())) > 8  # not 4 groups of 4 as in the default composition

@@ -275,3 +275,38 @@ def test_cli_registers_zoo_build(tmp_path, capsys):
     text = capsys.readouterr().out
     for flag in ("--out DIR", "--size {tiny,demo,full}", "--photos DIR", "--seed N", "--wild"):
         assert flag in text
+
+
+def test_ablation_over_seeds_reports_mean_std_and_every_selection_rule(tiny_zoo, tmp_path, capsys):
+    import json as json_module
+
+    from dnadet_tf.ablation import ablate
+    from dnadet_tf.config import TrainConfig
+    from dnadet_tf.selection import SELECTION_RULES
+
+    zoo, _ = tiny_zoo
+    out = str(tmp_path / "ablate")
+    document = ablate(zoo, out, preset="tiny", steps=30, seeds=(0, 1), variants=["base", "base_pcl"],
+                      compare_select=True, fit_overrides={"val_every": 10})
+    assert [entry["variant"] for entry in document["variants"]] == ["Base", "Base+PCL"]
+    for entry in document["variants"]:
+        assert [result["seed"] for result in entry["seeds"]] == [0, 1]
+        for split in ("closed-set", "cross-seed", "cross-loss", "cross-finetune", "cross-dataset"):
+            stats = entry["summary"][split]["accuracy"]
+            values = [result["splits"][split]["accuracy"] for result in entry["seeds"]]
+            assert stats["values"] == values
+            assert stats["mean"] == pytest.approx(np.mean(values)) and stats["std"] == pytest.approx(np.std(values))
+        for result in entry["seeds"]:
+            assert sorted(result["select"]) == sorted(SELECTION_RULES)
+            assert result["select"]["final"]["step"] == 30
+            assert {r["step"] for r in result["select"].values()} <= {10, 20, 30}
+            # best.keras of a run follows the default rule, so its figures are that rule's.
+            assert result["select"][TrainConfig().select]["splits"] == result["splits"]
+    with open(os.path.join(out, "ablation.json"), encoding="utf-8") as f:
+        assert json_module.load(f)["seeds"] == [0, 1]
+    table = open(os.path.join(out, "ablation.md"), encoding="utf-8").read()
+    assert "mean ± std over 2 training seed(s)" in table and "| Base+PCL | nll |" in table
+    capsys.readouterr()
+    ablate(zoo, out, preset="tiny", steps=30, seeds=(0, 1), variants=["base", "base_pcl"],
+           compare_select=True, fit_overrides={"val_every": 10})
+    assert "training Base" not in capsys.readouterr().out  # every run reused

@@ -1,0 +1,57 @@
+"""The same command gives the same numbers: runs in separate processes agree exactly."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import tensorflow as tf
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from dnadet_tf.training import fit
+
+    data, val, out, build = sys.argv[1:5]
+    if build != "-":
+        from dnadet_tf.zoo import build_zoo  # a zoo build first, in the same process, as `dnadet-tf fit` does
+        build_zoo(build, size="tiny", progress=lambda line: None)
+    fit(data, out, val=val, preset="tiny", steps=30, seed=5, select="nll")
+    """
+)
+
+
+def _run(args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run([sys.executable, "-c", SCRIPT, *args], capture_output=True, text=True, timeout=900, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def _weights(run_dir):
+    reader = tf.train.load_checkpoint(os.path.join(run_dir, "checkpoints"))
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+            if not name.startswith("_CHECKPOINTABLE_OBJECT_GRAPH")}
+
+
+def _log(run_dir):
+    with open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") as f:
+        records = [json.loads(line) for line in f]
+    for record in records:
+        record.pop("patches_per_s", None)  # wall-clock speed, the only figure allowed to differ
+    return records
+
+
+def test_two_processes_and_a_zoo_build_before_training_give_identical_runs(upsampling_data, tmp_path):
+    data, val = upsampling_data["train"], upsampling_data["val"]
+    _run([data, val, str(tmp_path / "a"), "-"])
+    _run([data, val, str(tmp_path / "b"), "-"])
+    _run([data, val, str(tmp_path / "c"), str(tmp_path / "zoo")])
+    reference = _weights(tmp_path / "a")
+    assert len(reference) > 50  # model, projection head, loss weights, optimizers, dropout state
+    for other in ("b", "c"):
+        weights = _weights(tmp_path / other)
+        assert sorted(weights) == sorted(reference)
+        for name, value in reference.items():
+            np.testing.assert_array_equal(weights[name], value, err_msg=f"{other}: {name}")
+        assert _log(tmp_path / other) == _log(tmp_path / "a")
