@@ -22,6 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from dnadet_tf.ablation import ablate  # noqa: E402
 from dnadet_tf.config import CE_INPUTS  # noqa: E402
+from dnadet_tf.distribute import configure_runtime  # noqa: E402
 from dnadet_tf.selection import SELECTION_RULES  # noqa: E402
 from dnadet_tf.zoo import ensure_zoo  # noqa: E402
 
@@ -38,6 +39,7 @@ def main(argv=None):
     parser.add_argument("--ce-input", choices=CE_INPUTS)
     parser.add_argument("--lr-decay-every", type=int)
     args = parser.parse_args(argv)
+    configure_runtime()  # before the zoo build's first op, as the CLI does: runs repeat exactly
     began = time.time()
     zoo = args.zoo or ensure_zoo("demo")
     overrides = {k: v for k, v in dict(select=args.select, ce_input=args.ce_input,

@@ -101,8 +101,11 @@ def main(argv=None):
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from dnadet_tf.distribute import configure_runtime
     from dnadet_tf.errors import DnadetError
 
+    # Before any TF op (a zoo build runs some before training): makes runs repeat exactly.
+    configure_runtime(getattr(args, "strategy", None) or "auto")
     try:
         return int(args.func(args) or 0)
     except (UsageError, DnadetError) as error:

@@ -11,13 +11,17 @@ import tensorflow as tf
 SCRIPT = textwrap.dedent(
     """
     import sys
+    from dnadet_tf.distribute import configure_runtime
     from dnadet_tf.training import fit
+
+    configure_runtime()  # first thing, as the CLI does
 
     data, val, out, build = sys.argv[1:5]
     if build != "-":
         from dnadet_tf.zoo import build_zoo  # a zoo build first, in the same process, as `dnadet-tf fit` does
         build_zoo(build, size="tiny", progress=lambda line: None)
-    fit(data, out, val=val, preset="tiny", steps=30, seed=5, select="nll")
+    # Width 0.25 and 48 px crops: large enough kernels that TF's default inter-op pool made runs differ.
+    fit(data, out, val=val, preset="tiny", steps=30, seed=5, select="nll", width=0.25)
     """
 )
 
@@ -55,3 +59,34 @@ def test_two_processes_and_a_zoo_build_before_training_give_identical_runs(upsam
         for name, value in reference.items():
             np.testing.assert_array_equal(weights[name], value, err_msg=f"{other}: {name}")
         assert _log(tmp_path / other) == _log(tmp_path / "a")
+
+
+def test_runtime_is_configured_before_the_first_op_and_warns_when_too_late():
+    script = textwrap.dedent(
+        """
+        import io
+        import tensorflow as tf
+        from dnadet_tf.distribute import configure_runtime
+
+        assert configure_runtime("auto") and tf.config.threading.get_inter_op_parallelism_threads() == 1
+        assert not configure_runtime("mirrored")  # multi-replica strategies keep TF's pool
+        print(tf.reduce_sum(tf.ones(3)).numpy())
+        assert configure_runtime("auto")  # already configured: nothing to change, no warning
+        """
+    )
+    late = textwrap.dedent(
+        """
+        import io
+        import tensorflow as tf
+        from dnadet_tf.distribute import configure_runtime
+
+        tf.reduce_sum(tf.ones(3)).numpy()  # the runtime starts here
+        stream = io.StringIO()
+        assert not configure_runtime("auto", output=stream)
+        assert "may differ in the last digits" in stream.getvalue(), stream.getvalue()
+        """
+    )
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    for code in (script, late):
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+        assert result.returncode == 0, result.stderr[-2000:]
