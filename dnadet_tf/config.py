@@ -51,7 +51,7 @@ class TrainConfig:
     log_every: int = 20
     patience: int = 20
     metric: str = "accuracy"
-    select: str = "first"
+    select: str = "nll"
     keep_validated: bool = False
     ce_input: str = "logits"
     eval_batch_size: int = 16
