@@ -78,9 +78,9 @@ def per_position_rate(files, config, steps):
     """The release's feeding: one forward/backward per crop position, cross-entropy only."""
     import keras
 
-    from dnadet_tf.model import build_classifier
+    from dnadet_tf.model import Backbone, Classifier
 
-    model = build_classifier(len(files.class_names), config.width, config.dropout)
+    model = Classifier(Backbone(config.width, dtype=config.precision), len(files.class_names), config.dropout)
     optimizer = keras.optimizers.Adam(config.learning_rate)
     optimizer.build(model.trainable_variables)
     images, labels = next(iter(training_dataset(files, config)))

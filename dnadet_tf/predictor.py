@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from dnadet_tf.data import readable_images
+from dnadet_tf.model import probabilities
 from dnadet_tf.pipeline import inference_dataset
 from dnadet_tf.runs import TrainedRun
 
@@ -26,7 +27,7 @@ class KerasPredictor:
         self.preprocess = self.run.preprocess
         self.source = run_dir
         model = self.run.model
-        self._fn = tf.function(lambda x: tf.nn.softmax(tf.cast(model(x, training=False), tf.float32)))
+        self._fn = tf.function(lambda x: probabilities(model, x))
 
     @property
     def model(self):

@@ -22,7 +22,7 @@ from dnadet_tf.data import LabeledFiles, check_files, read_dataset, remap_to
 from dnadet_tf.errors import DataError
 from dnadet_tf.images import save_figure_atomic
 from dnadet_tf.metrics import plot_confusion_matrix
-from dnadet_tf.model import DEFAULT_GRADCAM_LAYER, encoder_of
+from dnadet_tf.model import DEFAULT_GRADCAM_LAYER
 from dnadet_tf.runs import write_text_atomic
 
 REPORT_FILE = "report.html"
@@ -110,7 +110,7 @@ def pooled_features(model, paths, preprocess, batch_size=16):
     """(N, D) pooled encoder features of image files (same decoding and preprocessing as inference)."""
     from dnadet_tf.pipeline import inference_dataset
 
-    encoder = encoder_of(model)
+    encoder = model.backbone
     batches = [np.asarray(encoder(pixels, training=False))
                for pixels in inference_dataset(paths, preprocess, batch_size)]
     return np.concatenate(batches) if batches else np.zeros((0, int(encoder.output.shape[-1])), np.float32)

@@ -11,8 +11,6 @@ import json
 import os
 import shutil
 
-import keras
-
 from dnadet_tf.config import TrainConfig
 from dnadet_tf.errors import RunDirError
 from dnadet_tf.preprocess import PreprocessConfig
@@ -119,32 +117,44 @@ def truncate_metrics(run_dir, step):
     return dropped
 
 
+def legacy_model_info(run_dir):
+    """(class names, PreprocessConfig) from labels.txt and config.json, for a best.keras written
+    before the model classes held them (`model.load_classifier`); (None, None) when absent."""
+    if not os.path.isfile(os.path.join(run_dir, LABELS_FILE)) or not os.path.isfile(os.path.join(run_dir, CONFIG_FILE)):
+        return None, None
+    return read_labels(run_dir), PreprocessConfig.of_run(read_config(run_dir))
+
+
 class TrainedRun:
-    """A finished (or in-progress) run dir, loaded for inference."""
+    """A finished (or in-progress) run dir, loaded for inference: its config and its best.keras,
+    which holds the class names and the preprocessing."""
 
     def __init__(self, run_dir):
         if not os.path.isdir(run_dir):
             raise RunDirError(f"--model {run_dir}: no such folder; expected a run dir written by 'dnadet-tf fit'.")
         self.path = run_dir
         self.config = read_config(run_dir)
-        self.class_names = read_labels(run_dir)
         self.model_path = os.path.join(run_dir, BEST_MODEL)
         if not os.path.isfile(self.model_path):
             raise RunDirError(f"{run_dir}: no {BEST_MODEL} yet; the run has not validated once.")
         self._model = None
 
     @property
+    def class_names(self):
+        return self.model.class_names
+
+    @property
     def preprocess(self):
-        """The run's PreprocessConfig; `min_side` is its patch size."""
-        return PreprocessConfig.of_run(self.config)
+        """The model's PreprocessConfig; `min_side` is the run's patch size."""
+        return self.model.preprocessing
 
     @property
     def model(self):
-        """The classifier (logits) loaded from best.keras."""
+        """The `model.Classifier` (logits) loaded from best.keras."""
         if self._model is None:
-            import dnadet_tf.model  # noqa: F401  registers the package's layers
+            from dnadet_tf.model import load_classifier
 
-            self._model = keras.saving.load_model(self.model_path, safe_mode=True, compile=False)
+            self._model = load_classifier(self.model_path, *legacy_model_info(self.path))
         return self._model
 
 

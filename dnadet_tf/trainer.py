@@ -19,7 +19,7 @@ from dnadet_tf import runs
 from dnadet_tf.distribute import is_chief
 from dnadet_tf.losses import AutomaticWeightedLoss, classification_cross_entropy, supervised_contrastive_loss
 from dnadet_tf.metrics import classification_metrics
-from dnadet_tf.model import FEATURE_LAYER, build_classifier, build_projection_head, feature_dim_of
+from dnadet_tf.model import Backbone, Classifier, build_projection_head, probabilities as classifier_probabilities
 from dnadet_tf.selection import is_better
 
 
@@ -52,22 +52,18 @@ class Trainer:
         self.out = out or sys.stdout
         self.chief = is_chief()
         self.use_patches = config.mode == "dnadet"
-        keras.mixed_precision.set_global_policy(config.precision)
         keras.utils.set_random_seed(config.seed)  # initial weights and dropout masks follow the run's seed
         replicas = strategy.num_replicas_in_sync
         with strategy.scope():
-            self.classifier = build_classifier(
-                len(class_names), config.width, config.dropout, synchronized_bn=replicas > 1
-            )
-            self.train_model = keras.Model(
-                self.classifier.input,
-                [self.classifier.get_layer(FEATURE_LAYER).output, self.classifier.output],
-            )
+            backbone = Backbone(config.width, synchronized_bn=replicas > 1, dtype=config.precision)
+            self.classifier = Classifier(backbone, len(class_names), config.dropout, self.class_names,
+                                         config.preprocess)
+            self.train_model = keras.Model(self.classifier.input, [backbone.output, self.classifier.output])
             model_variables = list(self.classifier.trainable_variables)
             self.projector = None
             self.loss_weights = None
             if self.use_patches:
-                self.projector = build_projection_head(feature_dim_of(self.classifier))
+                self.projector = build_projection_head(backbone.feature_dim, dtype=config.precision)
                 self.loss_weights = AutomaticWeightedLoss(2, name="loss_weights", dtype="float32")
                 model_variables += self.projector.trainable_variables
             schedule = keras.optimizers.schedules.ExponentialDecay(
@@ -107,9 +103,7 @@ class Trainer:
             checkpoint_dir = tempfile.mkdtemp(prefix="dnadet-worker-ckpt-")
         self.manager = tf.train.CheckpointManager(self.checkpoint, checkpoint_dir, max_to_keep=3)
         self._step_fn = tf.function(self._distributed_step, jit_compile=config.jit or None)
-        self._predict_fn = tf.function(
-            lambda x: tf.nn.softmax(tf.cast(self.classifier(x, training=False), tf.float32))
-        )
+        self._predict_fn = tf.function(lambda x: classifier_probabilities(self.classifier, x))
 
     # ----------------------------------------------------------------- state
     @property

@@ -2,14 +2,12 @@
 import os
 import sys
 
-import keras
-
 from dnadet_tf import runs
 from dnadet_tf.config import make_config, paper_name
 from dnadet_tf.data import check_files, read_dataset, remap_to, require_several_classes, is_benchmark_dir
 from dnadet_tf.distribute import make_strategy
 from dnadet_tf.errors import DataError, RunDirError
-from dnadet_tf.model import build_classifier, encoder_mismatch, transfer_matching_weights
+from dnadet_tf.model import Backbone, Classifier, encoder_mismatch, load_classifier, transfer_matching_weights
 from dnadet_tf.pipeline import inference_dataset, training_dataset
 from dnadet_tf.trainer import Trainer
 
@@ -26,10 +24,8 @@ def load_init_weights(init_run, config, num_classes, partial=False, out=None):
     model_path = os.path.join(init_run, runs.BEST_MODEL)
     if not os.path.isfile(model_path):
         raise RunDirError(f"--init {init_run}: no {runs.BEST_MODEL}; expected a finished run dir.")
-    import dnadet_tf.model  # noqa: F401  registers layers
-
-    source = keras.saving.load_model(model_path, safe_mode=True, compile=False)
-    mismatch = encoder_mismatch(source, build_classifier(num_classes, config.width, config.dropout))
+    source = load_classifier(model_path, *runs.legacy_model_info(init_run))
+    mismatch = encoder_mismatch(source, Classifier(Backbone(config.width), num_classes, config.dropout))
     if mismatch and not partial:
         name, expected, received = mismatch
         raise RunDirError(

@@ -131,7 +131,7 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
     """
     import tensorflow as tf
 
-    from dnadet_tf.exports.graph import float32_classifier
+    from dnadet_tf.model import float32_copy
     from dnadet_tf.exports.parity import parity_rows
     from dnadet_tf.exports.predictors import SavedModelPredictor, TFLitePredictor
     from dnadet_tf.exports.savedmodel import write_savedmodel
@@ -165,7 +165,7 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
         "created_by": "dnadet-tf export", "name": name, "version": version, "class_names": list(class_names),
         "preprocess": preprocess.to_dict(), "source_run": os.path.abspath(run_dir), "tensorflow": tf.__version__,
     }
-    model = float32_classifier(run.model, run.config, len(class_names))
+    model = float32_copy(run.model)
     os.makedirs(base, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".export-tmp-", dir=base)
     try:

@@ -27,7 +27,7 @@ from dnadet_tf.data import check_files, read_dataset
 from dnadet_tf.errors import DataError, RunDirError
 from dnadet_tf.evaluation import evaluate
 from dnadet_tf.images import ImageError, load_rgb
-from dnadet_tf.model import build_classifier, encoder_mismatch
+from dnadet_tf.model import Backbone, Classifier, encoder_mismatch
 from dnadet_tf.predictor import KerasPredictor
 from dnadet_tf.preprocess import PreprocessConfig, preprocess_image
 from dnadet_tf.training import fit, load_init_weights
@@ -76,7 +76,8 @@ def untrained_run(tmp_path_factory):
     config = make_config("tiny")
     config.save(os.path.join(run_dir, runs.CONFIG_FILE))
     runs.write_labels(run_dir, list(CLASSES))
-    build_classifier(len(CLASSES), config.width, config.dropout).save(os.path.join(run_dir, runs.BEST_MODEL))
+    Classifier(Backbone(config.width), len(CLASSES), config.dropout, CLASSES, config.preprocess).save(
+        os.path.join(run_dir, runs.BEST_MODEL))
     return run_dir
 
 
@@ -258,9 +259,9 @@ def test_a_path_listed_twice(tmp_path):
 
 # ---------------------------------------------------------------- 6. --init
 def test_encoder_mismatch_ignores_the_head():
-    narrow, wide = build_classifier(3, 0.0625), build_classifier(3, 0.125)
+    narrow, wide = Classifier(Backbone(0.0625), 3), Classifier(Backbone(0.125), 3)
     assert encoder_mismatch(narrow, wide) == ("stage1_conv1/kernel", (4, 4, 3, 8), (4, 4, 3, 4))
-    assert encoder_mismatch(narrow, build_classifier(5, 0.0625)) is None
+    assert encoder_mismatch(narrow, Classifier(Backbone(0.0625), 5)) is None
 
 
 def test_init_from_another_encoder_stops_unless_partial(trained, tmp_path):
@@ -279,7 +280,7 @@ def test_init_from_another_encoder_stops_unless_partial(trained, tmp_path):
 def test_init_with_another_class_count_reinitialises_the_head_only(trained):
     printed = io.StringIO()
     apply = load_init_weights(trained["run"], make_config("tiny"), num_classes=5, out=printed)
-    apply(build_classifier(5, 0.0625))
+    apply(Classifier(Backbone(0.0625), 5))
     assert printed.getvalue().strip().endswith("re-initialised 2: logits/kernel, logits/bias")
 
 

@@ -33,6 +33,43 @@ def test_run_dir_contents(tiny_run):
     assert any(name.startswith("events") for name in os.listdir(os.path.join(tiny_run, "tensorboard")))
 
 
+FRESH_PROCESS_PREDICT = '''
+import sys
+import keras
+import numpy as np
+import dnadet_tf.model  # registers the model classes, as `import keras_hub` does for its own
+model = keras.saving.load_model(sys.argv[1], safe_mode=True)
+images = np.load(sys.argv[2])
+np.save(sys.argv[3], model.predict(images, verbose=0))
+print(type(model).__name__, ",".join(model.class_names))
+'''
+
+
+def test_best_keras_alone_predicts_in_a_fresh_process(tiny_run, upsampling_data, tmp_path):
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from dnadet_tf.data import read_dataset as read
+
+    files = read(upsampling_data["test"])
+    paths = files.paths[::6]
+    images = np.stack([np.asarray(Image.open(path).convert("RGB")) for path in paths])
+    np.save(tmp_path / "images.npy", images)
+    predictor = KerasPredictor(tiny_run)
+    expected = predictor.predict_pixels(np.stack([predictor.model.preprocess(image)[0] for image in images]))
+    done = subprocess.run([sys.executable, "-c", FRESH_PROCESS_PREDICT, os.path.join(tiny_run, "best.keras"),
+                           str(tmp_path / "images.npy"), str(tmp_path / "probabilities.npy")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-2:] == ["Classifier", ",".join(files.class_names)]
+    np.testing.assert_allclose(np.load(tmp_path / "probabilities.npy"), expected, atol=1e-6)
+    from dnadet_tf.predictor import predict_files
+
+    np.testing.assert_allclose(predict_files(predictor, paths), expected, atol=1e-6)
+
+
 def _trainer_state(run_dir, config, files):
     trainer = Trainer(config, files.class_names, run_dir, make_strategy("default"),
                       train_dataset=lambda start: training_dataset(files, config, start))
@@ -129,7 +166,9 @@ def test_gpu_options_run_on_cpu(flags, upsampling_data, tmp_path):
     assert os.path.isfile(os.path.join(out, "best.keras"))
     import keras
 
-    keras.mixed_precision.set_global_policy("float32")
+    assert keras.config.dtype_policy().name == "float32"  # the precision is the model's, not a global setting
+    model = KerasPredictor(out).model
+    assert model.get_layer("stage1_conv1").compute_dtype == ("float32" if flags == ["--jit"] else flags[1][6:])
 
 
 def test_augmented_training_and_perturbed_evaluation(tiny_run, upsampling_data, tmp_path, capsys):
