@@ -160,9 +160,8 @@ def make_models(folder):
     run_dir = os.path.join(folder, "run")
     os.makedirs(run_dir)
     config = make_config("tiny")
-    config.save(os.path.join(run_dir, runs.CONFIG_FILE))
     class_names = ["real", "gan"]
-    runs.write_labels(run_dir, class_names)
+    runs.RunDir(run_dir).start(config, class_names)
     Classifier(Backbone(config.width), len(class_names), config.dropout, class_names, config.preprocess).save(
         os.path.join(run_dir, runs.BEST_MODEL))
     predictor = KerasPredictor(run_dir)

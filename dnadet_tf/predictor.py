@@ -10,28 +10,25 @@ import tensorflow as tf
 from dnadet_tf.data import readable_images
 from dnadet_tf.model import probabilities
 from dnadet_tf.pipeline import inference_dataset
-from dnadet_tf.runs import TrainedRun
+from dnadet_tf.runs import RunDir
 
 
 class KerasPredictor:
     """A run dir's best.keras (or `model_file`, another .keras model of that run, e.g. one
-    of RUN/validated/). `predict_pixels`: (N, S, S, 3) float32 -> (N, C) probabilities."""
+    of RUN/validated/), with the class names and preprocessing the model holds.
+    `predict_pixels`: (N, S, S, 3) float32 -> (N, C) probabilities."""
 
     kind = "keras"
 
     def __init__(self, run_dir, model_file=None):
-        self.run = TrainedRun(run_dir)
-        if model_file:
-            self.run.model_path = model_file
-        self.class_names = self.run.class_names
-        self.preprocess = self.run.preprocess
+        self.run = RunDir(run_dir)
+        self.model = self.run.load_model(model_file)
+        self.model_path = model_file or self.run.best_model_path
+        self.class_names = self.model.class_names
+        self.preprocess = self.model.preprocessing
         self.source = run_dir
-        model = self.run.model
+        model = self.model
         self._fn = tf.function(lambda x: probabilities(model, x))
-
-    @property
-    def model(self):
-        return self.run.model
 
     def predict_pixels(self, pixels):
         return self._fn(tf.convert_to_tensor(pixels, tf.float32)).numpy()

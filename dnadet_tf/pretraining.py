@@ -5,14 +5,12 @@ import sys
 
 import numpy as np
 
-from dnadet_tf import runs
 from dnadet_tf.data import LabeledFiles, check_files
-from dnadet_tf.distribute import make_strategy
 from dnadet_tf.errors import DataError, RunDirError
 from dnadet_tf.images import is_image_file
 from dnadet_tf.pipeline import transformation_dataset, transformation_eval_dataset
-from dnadet_tf.trainer import Trainer
-from dnadet_tf.training import resolve_config, run_trainer
+from dnadet_tf.runs import RunDir
+from dnadet_tf.training import resolve_config, train
 from dnadet_tf.transforms import NUM_TRANSFORMS, TRANSFORM_NAMES, transform_family
 
 PHOTO_SIZE = 128  # transformations are defined on 128 px crops
@@ -74,11 +72,12 @@ def pretrain(photos, out, preset="cpu", resume=False, overwrite=False, output=No
     in labels.txt; `fit --init` takes its encoder.
     """
     output = output or sys.stdout
+    run = RunDir(out)
     if resume and overwrite:
         raise RunDirError("--resume and --overwrite: expected at most one of them, received both.")
-    runs.check_run_dir(out, overwrite=overwrite, resume=resume)  # fail before any slow work
+    run.check(overwrite=overwrite, resume=resume)  # fail before any slow work
     overrides.setdefault("metric", "macro_f1")
-    config = resolve_config(out, resume, preset, overrides)
+    config = resolve_config(run, resume, preset, overrides)
     if not resume:
         # Step 1 has a long plateau (measured: about 1000 `cpu` steps at chance before it learns), so it
         # has its own step budget and patience unless the flags say otherwise.
@@ -93,29 +92,23 @@ def pretrain(photos, out, preset="cpu", resume=False, overwrite=False, output=No
     print(f"checking photos in {photos} ...", file=output, flush=True)
     files = usable_photos(photos)
     train_photos, val_photos = split_photos(files.paths, config.seed)
-    runs.prepare_run_dir(out, overwrite=overwrite, resume=resume)
-    if not resume:
-        config.save(os.path.join(out, runs.CONFIG_FILE))
-        runs.write_labels(out, TRANSFORM_NAMES)
-    strategy = make_strategy(config.strategy)
-    print(
+    run.start(config, TRANSFORM_NAMES, overwrite=overwrite, resume=resume)
+    banner = lambda replicas: (  # noqa: E731
         f"pre-training on {len(TRANSFORM_NAMES)} transformations of {len(train_photos)} photos "
         f"({len(val_photos)} held out, {config.pretrain_val_samples} validation samples); "
         f"{config.pretrain_batch_size} images x {config.patches_per_image} patches per step, "
         + (f"{config.pretrain_images_per_class} images per drawn transformation"
            if config.pretrain_images_per_class > 1 else "one independently drawn transformation per image")
-        + f"; run dir {out}",
-        file=output, flush=True,
+        + f"; run dir {out}"
     )
-    trainer = Trainer(
-        config, TRANSFORM_NAMES, out, strategy,
+    summary = train(
+        run, config, TRANSFORM_NAMES,
         train_dataset=lambda start: transformation_dataset(
             train_photos, config, config.pretrain_batch_size, start, config.pretrain_images_per_class),
         val_dataset=lambda: transformation_eval_dataset(
             val_photos, config, config.pretrain_val_samples, config.eval_batch_size),
-        val_extras=family_metrics, out=output,
+        resume=resume, val_extras=family_metrics, banner=banner, output=output,
     )
-    summary = run_trainer(trainer, resume, output)
     summary.update(skipped_files=len(files.skipped), run_dir=out)
     print(
         f"done: step {summary['end_step']}, best validation {config.metric} {summary['best_metric']:.4f}, "

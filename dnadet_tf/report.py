@@ -194,7 +194,7 @@ def write_report(predictor, rows, out_dir, settings=None, gradcam_per_class=2, t
     class_names = list(predictor.class_names)
     preprocess = predictor.preprocess
     run = getattr(predictor, "run", None)
-    model = run.model if run is not None else None
+    model = getattr(predictor, "model", None)
     source = getattr(predictor, "source", "")
     sections = []
 

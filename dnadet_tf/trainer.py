@@ -6,20 +6,18 @@ The two steps differ only by their data (a `train_dataset(start_step)`
 function and a validation dataset) and their number of classes.
 """
 import math
-import os
 import sys
-import tempfile
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from dnadet_tf import runs
 from dnadet_tf.distribute import is_chief
 from dnadet_tf.losses import AutomaticWeightedLoss, classification_cross_entropy, supervised_contrastive_loss
 from dnadet_tf.metrics import classification_metrics
 from dnadet_tf.model import Backbone, Classifier, build_projection_head, probabilities as classifier_probabilities
+from dnadet_tf.runs import RunDir
 from dnadet_tf.selection import is_better
 
 
@@ -29,7 +27,7 @@ class Trainer:
     Args:
       config: a `TrainConfig`.
       class_names: list of class names (label order).
-      run_dir: the run dir (already prepared).
+      run: the `RunDir` (already started), or its path.
       strategy: a tf.distribute strategy.
       train_dataset: function start_step -> tf.data.Dataset of global batches
         (images, labels) as made by `pipeline.training_dataset`.
@@ -40,11 +38,11 @@ class Trainer:
         classifier (`--init`); a callback `report(loaded, skipped)` prints what happened.
     """
 
-    def __init__(self, config, class_names, run_dir, strategy, train_dataset, val_dataset=None,
+    def __init__(self, config, class_names, run, strategy, train_dataset, val_dataset=None,
                  init_weights=None, out=None, val_extras=None):
         self.config = config
         self.class_names = list(class_names)
-        self.run_dir = run_dir
+        self.run = run if isinstance(run, RunDir) else RunDir(run)
         self.strategy = strategy
         self.train_dataset = train_dataset
         self.val_dataset = val_dataset
@@ -98,10 +96,7 @@ class Trainer:
             tracked.update(projector=self.projector, loss_weights=self.loss_weights,
                            weight_optimizer=self.weight_optimizer)
         self.checkpoint = tf.train.Checkpoint(**tracked)
-        checkpoint_dir = os.path.join(run_dir, runs.CHECKPOINTS)
-        if not self.chief:
-            checkpoint_dir = tempfile.mkdtemp(prefix="dnadet-worker-ckpt-")
-        self.manager = tf.train.CheckpointManager(self.checkpoint, checkpoint_dir, max_to_keep=3)
+        self.manager = self.run.checkpoint_manager(self.checkpoint, chief=self.chief)
         self._step_fn = tf.function(self._distributed_step, jit_compile=config.jit or None)
         self._predict_fn = tf.function(lambda x: classifier_probabilities(self.classifier, x))
 
@@ -205,12 +200,12 @@ class Trainer:
         self.low_nll.assign(min(nll, float(self.low_nll.numpy())))
         self.evals_since_best.assign(0 if progressed else self.evals_since_best + 1)
         if self.chief and self.config.keep_validated:
-            runs.save_model_atomic(self.classifier, runs.validated_model_path(self.run_dir, step))
+            self.run.save_validated(self.classifier, step)
         if is_better(self.config.select, value, nll, float(self.best_metric.numpy()), float(self.best_nll.numpy())):
             self.best_metric.assign(value)
             self.best_nll.assign(nll)
             if self.chief:
-                runs.save_model_atomic(self.classifier, os.path.join(self.run_dir, runs.BEST_MODEL))
+                self.run.save_best(self.classifier)
             return True
         return False
 
@@ -223,8 +218,7 @@ class Trainer:
         target = steps or config.steps
         start = self.step
         summary = {"start_step": start, "target_steps": target, "stopped_early": False}
-        writer = tf.summary.create_file_writer(os.path.join(self.run_dir, runs.TENSORBOARD)) if self.chief else None
-        metrics_path = os.path.join(self.run_dir, runs.METRICS_FILE)
+        writer = self.run.tensorboard_writer() if self.chief else None
         patches_per_sample = config.patches_per_image if self.use_patches else 1
         began = time.time()
         if start >= target:
@@ -248,12 +242,12 @@ class Trainer:
                             for key in ("loss", "cross_entropy", "contrastive", "accuracy", "learning_rate", "patches_per_s"):
                                 tf.summary.scalar(f"train/{key}", record[key])
                     if self.chief:
-                        runs.append_jsonl(metrics_path, {"kind": "train", **record})
+                        self.run.log({"kind": "train", **record})
                     totals[:] = 0
                     window_steps = 0
                     window_start = time.time()
                 if step % config.val_every == 0 or step == target:
-                    if self._validate_and_keep(step, writer, metrics_path):
+                    if self._validate_and_keep(step, writer):
                         summary["stopped_early"] = True
                 if step % config.checkpoint_every == 0 or step == target or summary["stopped_early"]:
                     self.manager.save(checkpoint_number=step)
@@ -264,7 +258,7 @@ class Trainer:
                     )
                     break
         if self.val_dataset is None and self.chief:
-            runs.save_model_atomic(self.classifier, os.path.join(self.run_dir, runs.BEST_MODEL))
+            self.run.save_best(self.classifier)
         if writer:
             writer.flush()
         summary.update(end_step=self.step, best_metric=float(self.best_metric.numpy()),
@@ -296,7 +290,7 @@ class Trainer:
         )
         return record
 
-    def _validate_and_keep(self, step, writer, metrics_path):
+    def _validate_and_keep(self, step, writer):
         """Validates, keeps the best model; returns True when early stopping is due."""
         metrics = self.validate()
         if metrics is None:
@@ -305,7 +299,7 @@ class Trainer:
         record = {"kind": "val", "step": step,
                   **{k: v for k, v in metrics.items() if k not in ("per_class_recall", "confusion_matrix")}}
         if self.chief:
-            runs.append_jsonl(metrics_path, record)
+            self.run.log(record)
         if writer:
             with writer.as_default(step=step):
                 for key, value in record.items():

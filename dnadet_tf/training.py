@@ -1,15 +1,20 @@
-"""`fit`: architecture classification (the paper's step 2) from files to a run dir."""
+"""Training recipes over one training function: `fit` (architecture classification, the
+paper's step 2) and, in `pretraining`, `pretrain` (step 1). Both read and check their data,
+start a `RunDir`, and call `train`."""
 import os
 import sys
 
-from dnadet_tf import runs
 from dnadet_tf.config import make_config, paper_name
 from dnadet_tf.data import check_files, read_dataset, remap_to, require_several_classes, is_benchmark_dir
 from dnadet_tf.distribute import make_strategy
-from dnadet_tf.errors import DataError, RunDirError
-from dnadet_tf.model import Backbone, Classifier, encoder_mismatch, load_classifier, transfer_matching_weights
+from dnadet_tf.errors import RunDirError
+from dnadet_tf.model import Backbone, Classifier, encoder_mismatch, transfer_matching_weights
 from dnadet_tf.pipeline import inference_dataset, training_dataset
+from dnadet_tf.runs import METRICS_FILE, RunDir
 from dnadet_tf.trainer import Trainer
+
+# What a resumed run may change; everything else is the run's config.json.
+RESUMABLE_OVERRIDES = ("steps", "val_every", "checkpoint_every", "log_every", "strategy", "jit")
 
 
 def load_init_weights(init_run, config, num_classes, partial=False, out=None):
@@ -21,10 +26,11 @@ def load_init_weights(init_run, config, num_classes, partial=False, out=None):
     and re-initialised); raises RunDirError naming the first mismatching weight
     unless `partial` (`--init-partial`) allows loading only what matches.
     """
-    model_path = os.path.join(init_run, runs.BEST_MODEL)
-    if not os.path.isfile(model_path):
-        raise RunDirError(f"--init {init_run}: no {runs.BEST_MODEL}; expected a finished run dir.")
-    source = load_classifier(model_path, *runs.legacy_model_info(init_run))
+    source_run = RunDir(init_run)
+    if not os.path.isfile(source_run.best_model_path):
+        raise RunDirError(f"--init {init_run}: no {os.path.basename(source_run.best_model_path)}; "
+                          f"expected a finished run dir.")
+    source = source_run.load_model()
     mismatch = encoder_mismatch(source, Classifier(Backbone(config.width), num_classes, config.dropout))
     if mismatch and not partial:
         name, expected, received = mismatch
@@ -42,27 +48,41 @@ def load_init_weights(init_run, config, num_classes, partial=False, out=None):
     return apply
 
 
-def resolve_config(run_dir, resume, preset, overrides):
-    """The run's configuration: from config.json when resuming (with `steps`
-    allowed to change), else the preset with flag overrides."""
+def resolve_config(run, resume, preset, overrides):
+    """The run's configuration: its config.json when resuming (only RESUMABLE_OVERRIDES may
+    change), else the preset with the overrides."""
     if resume:
-        config = runs.read_config(run_dir)
-        allowed = {"steps", "val_every", "checkpoint_every", "log_every", "strategy", "jit"}
+        config = run.config
         for key, value in overrides.items():
-            if value is not None and key in allowed:
+            if value is not None and key in RESUMABLE_OVERRIDES:
                 setattr(config, key, value)
         return config
     return make_config(preset, **overrides)
 
 
-def run_trainer(trainer, resume, output):
-    """Restores the latest checkpoint when resuming (saying from where), then trains; returns the summary."""
+def train(run, config, class_names, train_dataset, val_dataset=None, resume=False, init_weights=None,
+          val_extras=None, banner=None, output=None):
+    """The one training function of `fit` and `pretrain`: builds the strategy and the Trainer,
+    restores the latest checkpoint when resuming (saying from where, and dropping metrics.jsonl
+    records of steps to be redone), trains, and returns the Trainer's summary.
+
+    Args:
+      run: a started `RunDir`.
+      train_dataset, val_dataset, init_weights, val_extras: as for `Trainer`.
+      banner: function (number of replicas) -> the line printed before training.
+    """
+    output = output or sys.stdout
+    strategy = make_strategy(config.strategy)
+    if banner is not None:
+        print(banner(strategy.num_replicas_in_sync), file=output, flush=True)
+    trainer = Trainer(config, class_names, run, strategy, train_dataset=train_dataset, val_dataset=val_dataset,
+                      init_weights=init_weights, out=output, val_extras=val_extras)
     if resume:
         path = trainer.restore_latest()
         # Records of steps after the checkpoint would appear twice once those steps are redone.
-        dropped = runs.truncate_metrics(trainer.run_dir, trainer.step) if trainer.chief else 0
+        dropped = run.truncate_log(trainer.step) if trainer.chief else 0
         print(f"resumed from {path or 'no checkpoint (starting at step 0)'} at step {trainer.step}"
-              + (f"; dropped {dropped} {runs.METRICS_FILE} record(s) of later steps" if dropped else ""),
+              + (f"; dropped {dropped} {METRICS_FILE} record(s) of later steps" if dropped else ""),
               file=output, flush=True)
     return trainer.fit()
 
@@ -92,6 +112,7 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
     Returns the training summary dict.
     """
     output = output or sys.stdout
+    run = RunDir(out)
     if resume and overwrite:
         raise RunDirError("--resume and --overwrite: expected at most one of them, received both.")
     train_files = read_dataset(data, "train")
@@ -101,17 +122,13 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
     val_files = read_dataset(val, "val") if val else None
     if val_files is not None:
         val_files = remap_to(val_files, train_files.class_names)
-    runs.check_run_dir(out, overwrite=overwrite, resume=resume)  # fail before any slow work
-    config = resolve_config(out, resume, preset, overrides)
-    if not resume:
+    run.check(overwrite=overwrite, resume=resume)  # fail before any slow work
+    config = resolve_config(run, resume, preset, overrides)
+    if resume:
+        run.require_classes(train_files.class_names)
+    else:
         config.data = os.path.abspath(data)
         config.val = os.path.abspath(val) if val else ""
-    if resume:
-        previous = runs.read_labels(out)
-        if previous != list(train_files.class_names):
-            raise DataError(
-                f"--resume: the data's classes {train_files.class_names} differ from the run's {previous}."
-            )
     print(f"checking {len(train_files)} training images from {train_files.source} ...", file=output, flush=True)
     train_files = check_files(train_files, crop_size=config.crop_size, min_side=config.patch_size)
     if val_files is not None:
@@ -120,22 +137,15 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
     skipped = len(train_files.skipped) + (len(val_files.skipped) if val_files else 0)
     init_weights = (load_init_weights(config.init, config, len(train_files.class_names), init_partial, output)
                     if config.init and not resume else None)
-    runs.prepare_run_dir(out, overwrite=overwrite, resume=resume)
+    run.start(config, train_files.class_names, overwrite=overwrite, resume=resume)
 
-    if not resume:
-        config.save(os.path.join(out, runs.CONFIG_FILE))
-        runs.write_labels(out, train_files.class_names)
-
-    strategy = make_strategy(config.strategy)
     counts = ", ".join(f"{n} {c}" for n, c in zip(train_files.class_counts(), train_files.class_names))
     k = config.batch_images_per_class(len(train_files.class_names))
-    print(
+    banner = lambda replicas: (  # noqa: E731
         f"training {paper_name(config.mode, bool(config.init))} ({config.preset} preset, width {config.width}) "
-        f"on {counts}; "
-        f"{k} images per class per step"
+        f"on {counts}; {k} images per class per step"
         + (f" x {config.patches_per_image} patches of {config.patch_size} px" if config.mode == "dnadet" else "")
-        + f"; {strategy.num_replicas_in_sync} replica(s); run dir {out}",
-        file=output, flush=True,
+        + f"; {replicas} replica(s); run dir {out}"
     )
     augment_fn = make_augment_fn(config.augment)
     val_dataset = None
@@ -143,12 +153,9 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
         val_dataset = lambda: inference_dataset(  # noqa: E731
             val_files.paths, config.preprocess, config.eval_batch_size, labels=val_files.labels
         )
-    summary = run_trainer(
-        Trainer(config, train_files.class_names, out, strategy,
-                train_dataset=lambda start: training_dataset(train_files, config, start, augment_fn),
-                val_dataset=val_dataset, init_weights=init_weights, out=output),
-        resume, output,
-    )
+    summary = train(run, config, train_files.class_names,
+                    train_dataset=lambda start: training_dataset(train_files, config, start, augment_fn),
+                    val_dataset=val_dataset, resume=resume, init_weights=init_weights, banner=banner, output=output)
     summary.update(skipped_files=skipped, run_dir=out)
     kept = (f"best.keras by rule '{config.select}': validation {config.metric} {summary['best_metric']:.4f}"
             if val_files is not None

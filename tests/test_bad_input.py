@@ -74,8 +74,7 @@ def untrained_run(tmp_path_factory):
     run_dir = str(tmp_path_factory.mktemp("untrained") / "run")
     os.makedirs(run_dir)
     config = make_config("tiny")
-    config.save(os.path.join(run_dir, runs.CONFIG_FILE))
-    runs.write_labels(run_dir, list(CLASSES))
+    runs.RunDir(run_dir).start(config, CLASSES)
     Classifier(Backbone(config.width), len(CLASSES), config.dropout, CLASSES, config.preprocess).save(
         os.path.join(run_dir, runs.BEST_MODEL))
     return run_dir
@@ -296,10 +295,10 @@ def test_init_partial_flag_reaches_fit():
 def test_truncate_metrics_keeps_what_the_checkpoint_covers(tmp_path):
     lines = [{"kind": "train", "step": 1}, {"kind": "val", "step": 2}, {"kind": "train", "step": 3}]
     (tmp_path / runs.METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"kind": "tr')
-    assert runs.truncate_metrics(str(tmp_path), 2) == 2
+    assert runs.RunDir(tmp_path).truncate_log(2) == 2
     kept = [json.loads(line) for line in (tmp_path / runs.METRICS_FILE).read_text().splitlines()]
     assert kept == lines[:2] and os.listdir(tmp_path) == [runs.METRICS_FILE]
-    assert runs.truncate_metrics(str(tmp_path / "nowhere"), 0) == 0
+    assert runs.RunDir(tmp_path / "nowhere").truncate_log(0) == 0
 
 
 def test_resume_after_a_kill_logs_every_step_once(trained, tmp_path):

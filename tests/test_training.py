@@ -11,7 +11,7 @@ from dnadet_tf.errors import RunDirError
 from dnadet_tf.evaluation import evaluate
 from dnadet_tf.pipeline import training_dataset
 from dnadet_tf.predictor import KerasPredictor
-from dnadet_tf.runs import read_config
+from dnadet_tf.runs import RunDir
 from dnadet_tf.trainer import Trainer
 from dnadet_tf.training import fit
 
@@ -25,7 +25,7 @@ def test_tiny_preset_learns_upsampling_traces_on_held_out_content(tiny_run, upsa
 def test_run_dir_contents(tiny_run):
     for name in ("config.json", "labels.txt", "best.keras", "metrics.jsonl", "checkpoints", "tensorboard"):
         assert os.path.exists(os.path.join(tiny_run, name)), name
-    config = read_config(tiny_run)
+    config = RunDir(tiny_run).config
     assert config.preset == "tiny" and config.steps == 40 and config.data.endswith("train")
     records = [json.loads(line) for line in open(os.path.join(tiny_run, "metrics.jsonl"))]
     assert {r["kind"] for r in records} == {"train", "val"}
@@ -83,7 +83,7 @@ def test_resume_carries_on_step_optimizer_and_weights(upsampling_data, tmp_path)
     split = str(tmp_path / "split")
     fit(data, straight, preset="tiny", steps=30, seed=3)
     fit(data, split, preset="tiny", steps=15, seed=3)
-    config = read_config(split)
+    config = RunDir(split).config
     files = read_dataset(data)
     halfway = _trainer_state(split, config, files)
     assert halfway.step == 15
@@ -117,7 +117,7 @@ def test_base_mode_and_init_from_another_run(tiny_run, upsampling_data, tmp_path
     summary = fit(upsampling_data["train"], out, val=upsampling_data["val"], preset="tiny", steps=4,
                   mode="base", init=tiny_run)
     assert summary["end_step"] == 4
-    assert read_config(out).mode == "base"
+    assert RunDir(out).config.mode == "base"
     printed = capsys.readouterr().out
     assert "--init" in printed and "loaded" in printed and "re-initialised 0" in printed
     assert " con " not in printed[printed.find("step 4/4"):].splitlines()[0]
@@ -175,7 +175,7 @@ def test_augmented_training_and_perturbed_evaluation(tiny_run, upsampling_data, 
     out = str(tmp_path / "augmented")
     assert main(["fit", "--data", upsampling_data["train"], "--out", out, "--preset", "tiny", "--steps", "2",
                  "--augment", "crop,jpeg"]) == 0
-    assert read_config(out).augment == ("crop", "jpeg")
+    assert RunDir(out).config.augment == ("crop", "jpeg")
     code = main(["fit", "--data", upsampling_data["train"], "--out", str(tmp_path / "bad"), "--preset", "tiny",
                  "--augment", "crop,sharpen"])
     err = capsys.readouterr().err.strip()
