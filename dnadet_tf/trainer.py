@@ -1,11 +1,13 @@
 """The one training loop, shared by transformation pre-training and
-architecture classification: GradientTape in a tf.function under a
-tf.distribute strategy.
+architecture classification: a GradientTape step in a tf.function under a
+tf.distribute strategy, indexed by the optimizer's step counter (so a resumed
+run continues exactly), with everything around the step done by callbacks
+(`callbacks.py`: progress line, JSONL log, TensorBoard, best model, early
+stopping, checkpoints).
 
 The two steps differ only by their data (a `train_dataset(start_step)`
 function and a validation dataset) and their number of classes.
 """
-import math
 import sys
 import time
 
@@ -13,12 +15,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from dnadet_tf.callbacks import default_callbacks
 from dnadet_tf.distribute import is_chief
 from dnadet_tf.losses import AutomaticWeightedLoss, classification_cross_entropy, supervised_contrastive_loss
 from dnadet_tf.metrics import classification_metrics
 from dnadet_tf.model import Backbone, Classifier, build_projection_head, probabilities as classifier_probabilities
 from dnadet_tf.runs import RunDir
-from dnadet_tf.selection import is_better
 
 
 class Trainer:
@@ -34,12 +36,12 @@ class Trainer:
       val_dataset: function () -> tf.data.Dataset of (pixels (N,S,S,3), labels (N,)), or None.
       val_extras: optional function (y_true (N,), y_pred (N,)) -> dict of extra
         validation figures logged next to accuracy (pre-training's family accuracy).
-      init_classifier: optional keras Model whose matching weights start the
-        classifier (`--init`); a callback `report(loaded, skipped)` prints what happened.
+      init_weights: optional function (classifier) that loads starting weights into it (`--init`).
+      callbacks: what the loop does around its step (default `callbacks.default_callbacks(config)`).
     """
 
     def __init__(self, config, class_names, run, strategy, train_dataset, val_dataset=None,
-                 init_weights=None, out=None, val_extras=None):
+                 init_weights=None, out=None, val_extras=None, callbacks=None):
         self.config = config
         self.class_names = list(class_names)
         self.run = run if isinstance(run, RunDir) else RunDir(run)
@@ -75,18 +77,12 @@ class Trainer:
             if self.loss_weights is not None:
                 self.weight_optimizer.build(self.loss_weights.trainable_variables)
         self.model_variables = model_variables
-        self.best_metric = tf.Variable(-math.inf, dtype=tf.float64, trainable=False, name="best_metric")
-        self.best_nll = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="best_nll")
-        # Early stopping watches the metric and the validation cross-entropy, whatever the selection rule.
-        self.top_metric = tf.Variable(-math.inf, dtype=tf.float64, trainable=False, name="top_metric")
-        self.low_nll = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="low_nll")
-        self.evals_since_best = tf.Variable(0, dtype=tf.int64, trainable=False, name="evals_since_best")
-        self.skipped_files = 0
+        self.callbacks = default_callbacks(config) if callbacks is None else list(callbacks)
         if init_weights is not None:
             init_weights(self.classifier)
-        tracked = dict(classifier=self.classifier, optimizer=self.optimizer,
-                       best_metric=self.best_metric, evals_since_best=self.evals_since_best,
-                       best_nll=self.best_nll, top_metric=self.top_metric, low_nll=self.low_nll)
+        tracked = dict(classifier=self.classifier, optimizer=self.optimizer)
+        for callback in self.callbacks:
+            tracked.update(callback.state)
         # Dropout's random state is not part of Keras' own checkpoint graph; track it so that a
         # resumed run draws the same masks as an uninterrupted one.
         tracked["seed_states"] = {
@@ -185,131 +181,68 @@ class Trainer:
         return metrics
 
     # ------------------------------------------------------------------ loop
-    def _print(self, text):
+    def print(self, text):
+        """Prints one line on the chief."""
         if self.chief:
             print(text, file=self.out, flush=True)
 
-    def _save_best(self, metrics, step):
-        """Keeps the model when the selection rule prefers it; counts validations for early stopping.
-
-        Returns True when best.keras was replaced.
-        """
-        value, nll = metrics[self.config.metric], metrics["nll"]
-        progressed = round(value, 4) > round(float(self.top_metric.numpy()), 4) or nll < float(self.low_nll.numpy())
-        self.top_metric.assign(max(value, float(self.top_metric.numpy())))
-        self.low_nll.assign(min(nll, float(self.low_nll.numpy())))
-        self.evals_since_best.assign(0 if progressed else self.evals_since_best + 1)
-        if self.chief and self.config.keep_validated:
-            self.run.save_validated(self.classifier, step)
-        if is_better(self.config.select, value, nll, float(self.best_metric.numpy()), float(self.best_nll.numpy())):
-            self.best_metric.assign(value)
-            self.best_nll.assign(nll)
-            if self.chief:
-                self.run.save_best(self.classifier)
-            return True
-        return False
-
     def fit(self, steps=None):
-        """Trains until `steps` (default config.steps) or early stopping.
+        """Trains until `steps` (default config.steps) or until a callback stops it.
 
-        Returns a summary dict: steps, best metric, stopped_early, seconds.
+        Returns a summary dict: start_step, target_steps, end_step, stopped_early,
+        best_metric, metric, seconds.
         """
         config = self.config
-        target = steps or config.steps
-        start = self.step
-        summary = {"start_step": start, "target_steps": target, "stopped_early": False}
-        writer = self.run.tensorboard_writer() if self.chief else None
-        patches_per_sample = config.patches_per_image if self.use_patches else 1
-        began = time.time()
-        if start >= target:
-            self._print(f"already at step {start} of {target}; nothing to train.")
+        self.target = steps or config.steps
+        self.start_step = self.step
+        self.began = time.time()
+        summary = {"start_step": self.start_step, "target_steps": self.target, "stopped_early": False}
+        if self.start_step >= self.target:
+            self.print(f"already at step {self.start_step} of {self.target}; nothing to train.")
         else:
-            dataset = self.strategy.experimental_distribute_dataset(self.train_dataset(start))
-            iterator = iter(dataset)
-            totals = np.zeros(5)
-            window_steps = 0
-            window_start = time.time()
-            for step in range(start + 1, target + 1):
-                values = self._step_fn(next(iterator))
-                totals += np.array([float(v) for v in values])
+            iterator = iter(self.strategy.experimental_distribute_dataset(self.train_dataset(self.start_step)))
+            window = np.zeros(5)  # sums of loss, cross-entropy, contrastive, correct, count
+            window_steps, window_start = 0, time.time()
+            for step in range(self.start_step + 1, self.target + 1):
+                window += np.array([float(v) for v in self._step_fn(next(iterator))])
                 window_steps += 1
-                if step % config.log_every == 0 or step == target:
-                    seconds = max(time.time() - window_start, 1e-9)
-                    record = self._log_line(step, target, totals, window_steps, seconds, patches_per_sample,
-                                            eta=(time.time() - began) / (step - start) * (target - step))
-                    if writer:
-                        with writer.as_default(step=step):
-                            for key in ("loss", "cross_entropy", "contrastive", "accuracy", "learning_rate", "patches_per_s"):
-                                tf.summary.scalar(f"train/{key}", record[key])
-                    if self.chief:
-                        self.run.log({"kind": "train", **record})
-                    totals[:] = 0
-                    window_steps = 0
-                    window_start = time.time()
-                if step % config.val_every == 0 or step == target:
-                    if self._validate_and_keep(step, writer):
-                        summary["stopped_early"] = True
-                if step % config.checkpoint_every == 0 or step == target or summary["stopped_early"]:
-                    self.manager.save(checkpoint_number=step)
-                if summary["stopped_early"]:
-                    self._print(
-                        f"early stop at step {step}: no better validation {config.metric} or cross-entropy "
-                        f"in {config.patience} validations."
-                    )
+                logs = {}
+                if step % config.log_every == 0 or step == self.target:
+                    record = self._log_record(step, window, window_steps, max(time.time() - window_start, 1e-9))
+                    for callback in self.callbacks:
+                        callback.on_log(self, step, record)
+                    window[:] = 0
+                    window_steps, window_start = 0, time.time()
+                if step % config.val_every == 0 or step == self.target:
+                    metrics = self.validate()
+                    if metrics is not None:
+                        logs["metrics"] = metrics
+                        for callback in self.callbacks:
+                            callback.on_validation(self, step, logs)
+                for callback in self.callbacks:
+                    callback.on_step_end(self, step, logs)
+                if logs.get("stop"):
+                    summary["stopped_early"] = True
                     break
-        if self.val_dataset is None and self.chief:
-            self.run.save_best(self.classifier)
-        if writer:
-            writer.flush()
-        summary.update(end_step=self.step, best_metric=float(self.best_metric.numpy()),
-                       metric=config.metric, seconds=round(time.time() - began, 1))
+        summary.update(end_step=self.step, metric=config.metric, best_metric=-float("inf"))
+        for callback in self.callbacks:
+            callback.on_train_end(self, summary)
+        summary["seconds"] = round(time.time() - self.began, 1)
         return summary
 
-    def _log_line(self, step, target, totals, steps_in_window, seconds, patches_per_sample, eta=0.0):
+    def _log_record(self, step, totals, steps_in_window, seconds):
+        """The metrics.jsonl record of a log window: mean losses, accuracy, learning rate, throughput."""
         loss, ce, con, correct, count = totals
         steps_in_window = max(steps_in_window, 1)
-        learning_rate = float(keras.ops.convert_to_numpy(self.optimizer.learning_rate))
         record = {
             "step": step,
             "loss": loss / steps_in_window,
             "cross_entropy": ce / steps_in_window,
             "contrastive": con / steps_in_window,
             "accuracy": correct / max(count, 1),
-            "learning_rate": learning_rate,
+            "learning_rate": float(keras.ops.convert_to_numpy(self.optimizer.learning_rate)),
             "patches_per_s": count / seconds,
         }
         if self.loss_weights is not None:
             record["loss_weight_params"] = [float(v) for v in self.loss_weights.params.numpy()]
-        unit = "patches/s" if patches_per_sample > 1 else "images/s"
-        done = step / max(target, 1)
-        bar = "#" * int(done * 20)
-        self._print(
-            f"[{bar:<20}] step {step}/{target}  eta {int(eta) // 60}m{int(eta) % 60:02d}s  loss {record['loss']:.4f}  ce {record['cross_entropy']:.4f}"
-            + (f"  con {record['contrastive']:.4f}" if self.use_patches else "")
-            + f"  acc {record['accuracy']:.3f}  lr {learning_rate:.2e}  {record['patches_per_s']:.0f} {unit}"
-        )
         return record
-
-    def _validate_and_keep(self, step, writer):
-        """Validates, keeps the best model; returns True when early stopping is due."""
-        metrics = self.validate()
-        if metrics is None:
-            return False
-        improved = self._save_best(metrics, step)
-        record = {"kind": "val", "step": step,
-                  **{k: v for k, v in metrics.items() if k not in ("per_class_recall", "confusion_matrix")}}
-        if self.chief:
-            self.run.log(record)
-        if writer:
-            with writer.as_default(step=step):
-                for key, value in record.items():
-                    if key not in ("kind", "step", "num_images"):
-                        tf.summary.scalar(f"val/{key}", value)
-        extras = "".join(f"  {key} {metrics[key]:.4f}" for key in sorted(metrics)
-                         if key.startswith("family_"))
-        self._print(
-            f"  validation at step {step}: accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}"
-            f"  cross-entropy {metrics['nll']:.4f}{extras}"
-            + (f"  (kept as best.keras, rule '{self.config.select}')" if improved else "")
-        )
-        return int(self.evals_since_best.numpy()) >= self.config.patience
