@@ -162,7 +162,7 @@ def make_models(folder):
     config = make_config("tiny")
     class_names = ["real", "gan"]
     runs.RunDir(run_dir).start(config, class_names)
-    Classifier(Backbone(config.width), len(class_names), config.dropout, class_names, config.preprocess).save(
+    Classifier(Backbone(config.model.width), len(class_names), config.model.dropout, class_names, config.preprocess).save(
         os.path.join(run_dir, runs.BEST_MODEL))
     predictor = KerasPredictor(run_dir)
     version = os.path.join(folder, "savedmodel", "1")

@@ -50,15 +50,15 @@ def main(argv=None):
         print(f"photos: {len(photos)} from {args.photos or 'generated'}", flush=True)
         for preset in args.presets.split(","):
             config = make_config(preset)
-            config.crop_size = config.resize1 = PHOTO_SIZE
-            batch = config.pretrain_batch_size if preset != "paper" else 20  # the release's batch for the step
+            config = config.replace(crop_size=PHOTO_SIZE, resize1=PHOTO_SIZE)
+            batch = config.pretrain.batch_size if preset != "paper" else 20  # the release's batch for the step
             dataset_fn = lambda start, c=config, b=batch: transformation_dataset(photos, c, b, start)  # noqa: E731
             pipe = pipeline_rate(dataset_fn(0), batches=max(4, args.steps))
             step, patches = step_rate(config, TRANSFORM_NAMES, dataset_fn, args.steps,
                                       os.path.join(root, f"run-{preset}"))
-            per_image = config.patches_per_image
+            per_image = config.sampling.patches_per_image
             print(f"[{preset}] {batch} images x {per_image} crops = {patches} patches per step, "
-                  f"{config.resize2} px resize", flush=True)
+                  f"{config.preprocessing.resize2} px resize", flush=True)
             print(f"[{preset}] transformation pipeline: {pipe / per_image:7.1f} images/s ({pipe:7.1f} patches/s)",
                   flush=True)
             print(f"[{preset}] training step consumes:  {step / per_image:7.1f} images/s ({step:7.1f} patches/s); "

@@ -111,7 +111,7 @@ def run_one(zoo, run_dir, mode, pretrained, seed, preset, steps, compare_select,
         records = validation_records(run_dir)
         result["select"] = {}
         for rule in SELECTION_RULES:
-            step = pick(records, rule, config.metric)
+            step = pick(records, rule, config.loop.metric)
             model_file = runs.RunDir(run_dir).validated_model_path(step)
             rows = _evaluate_model(run_dir, zoo, os.path.join(run_dir, "evaluation", f"step-{step:06d}.json"),
                                    model_file=model_file, output=output)

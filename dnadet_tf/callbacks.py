@@ -198,7 +198,7 @@ class ProgressLine(Callback):
 def default_callbacks(config):
     """The callbacks of a run, in the order the loop has always done things: keep the model and
     count for early stopping, log, print; checkpoint after the step."""
-    return [EarlyStopping(config.metric, config.patience),
-            BestModel(config.select, config.metric, config.keep_validated),
-            JsonlLog(), TensorBoard(), Checkpoints(config.checkpoint_every),
-            ProgressLine(config.select, config.metric, config.patience)]
+    return [EarlyStopping(config.loop.metric, config.loop.patience),
+            BestModel(config.loop.select, config.loop.metric, config.loop.keep_validated),
+            JsonlLog(), TensorBoard(), Checkpoints(config.loop.checkpoint_every),
+            ProgressLine(config.loop.select, config.loop.metric, config.loop.patience)]

@@ -36,7 +36,7 @@ def family_metrics(y_true, y_pred):
 def find_photos(folder):
     """Image files under `folder`, recursively, sorted."""
     if not os.path.isdir(folder):
-        raise DataError(f"--photos {folder}: no such folder; expected a folder of photos.")
+        raise DataError(f"photos {folder}: no such folder; expected a folder of photos.")
     found = []
     for root, subdirs, files in os.walk(folder):
         subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
@@ -52,7 +52,7 @@ def usable_photos(folder, output=None):
     kept = check_files(files, min_side=PHOTO_SIZE, require_every_class=False) if paths else files
     if len(kept) < MIN_PHOTOS:
         raise DataError(
-            f"--photos {folder}: found {len(kept)} usable photos (both sides >= {PHOTO_SIZE} px) "
+            f"photos {folder}: found {len(kept)} usable photos (both sides >= {PHOTO_SIZE} px) "
             f"of {len(paths)} image files; pre-training needs at least {MIN_PHOTOS}."
         )
     return kept
@@ -74,44 +74,41 @@ def pretrain(photos, out, preset="cpu", resume=False, overwrite=False, output=No
     output = output or sys.stdout
     run = RunDir(out)
     if resume and overwrite:
-        raise RunDirError("--resume and --overwrite: expected at most one of them, received both.")
+        raise RunDirError("resume and overwrite: expected at most one of them, received both.")
     run.check(overwrite=overwrite, resume=resume)  # fail before any slow work
     overrides.setdefault("metric", "macro_f1")
     config = resolve_config(run, resume, preset, overrides)
     if not resume:
         # Step 1 has a long plateau (measured: about 1000 `cpu` steps at chance before it learns), so it
         # has its own step budget and patience unless the flags say otherwise.
-        if overrides.get("steps") is None:
-            config.steps = config.pretrain_steps
-        if overrides.get("patience") is None:
-            config.patience = config.pretrain_patience
         # Transformations act on a 128 px crop; it is then resized to resize2 as in step 2.
-        config.crop_size = config.resize1 = PHOTO_SIZE
-        config.mode = "dnadet"
-        config.data = os.path.abspath(photos)
+        config = config.replace(
+            steps=config.pretrain.steps if overrides.get("steps") is None else None,
+            patience=config.pretrain.patience if overrides.get("patience") is None else None,
+            crop_size=PHOTO_SIZE, resize1=PHOTO_SIZE, mode="dnadet", data=os.path.abspath(photos))
     print(f"checking photos in {photos} ...", file=output, flush=True)
     files = usable_photos(photos)
-    train_photos, val_photos = split_photos(files.paths, config.seed)
+    train_photos, val_photos = split_photos(files.paths, config.runtime.seed)
     run.start(config, TRANSFORM_NAMES, overwrite=overwrite, resume=resume)
     banner = lambda replicas: (  # noqa: E731
         f"pre-training on {len(TRANSFORM_NAMES)} transformations of {len(train_photos)} photos "
-        f"({len(val_photos)} held out, {config.pretrain_val_samples} validation samples); "
-        f"{config.pretrain_batch_size} images x {config.patches_per_image} patches per step, "
-        + (f"{config.pretrain_images_per_class} images per drawn transformation"
-           if config.pretrain_images_per_class > 1 else "one independently drawn transformation per image")
+        f"({len(val_photos)} held out, {config.pretrain.val_samples} validation samples); "
+        f"{config.pretrain.batch_size} images x {config.sampling.patches_per_image} patches per step, "
+        + (f"{config.pretrain.images_per_class} images per drawn transformation"
+           if config.pretrain.images_per_class > 1 else "one independently drawn transformation per image")
         + f"; run dir {out}"
     )
     summary = train(
         run, config, TRANSFORM_NAMES,
         train_dataset=lambda start: transformation_dataset(
-            train_photos, config, config.pretrain_batch_size, start, config.pretrain_images_per_class),
+            train_photos, config, config.pretrain.batch_size, start, config.pretrain.images_per_class),
         val_dataset=lambda: transformation_eval_dataset(
-            val_photos, config, config.pretrain_val_samples, config.eval_batch_size),
+            val_photos, config, config.pretrain.val_samples, config.loop.eval_batch_size),
         resume=resume, val_extras=family_metrics, banner=banner, output=output,
     )
     summary.update(skipped_files=len(files.skipped), run_dir=out)
     print(
-        f"done: step {summary['end_step']}, best validation {config.metric} {summary['best_metric']:.4f}, "
+        f"done: step {summary['end_step']}, best validation {config.loop.metric} {summary['best_metric']:.4f}, "
         f"{len(files.skipped)} photo(s) skipped, {summary['seconds']} s; run dir {out}",
         file=output, flush=True,
     )

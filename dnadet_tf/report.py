@@ -276,7 +276,7 @@ def write_report(predictor, rows, out_dir, settings=None, gradcam_per_class=2, t
               "preprocess": ", ".join(f"{k}={v}" for k, v in preprocess.to_dict().items())}
     body = _config_table({**config, **(settings or {})})
     if run is not None:
-        body += "<h3>Training configuration (config.json)</h3>" + _config_table(run.config.to_dict())
+        body += "<h3>Training configuration (config.json)</h3>" + _config_table(run.config.flat())
     sections.append(("config", "Configuration", body))
 
     title = f"dnadet-tf evaluation report: {os.path.basename(os.path.normpath(source)) or source}"

@@ -15,7 +15,6 @@ import tempfile
 
 from dnadet_tf.config import TrainConfig
 from dnadet_tf.errors import DataError, RunDirError
-from dnadet_tf.preprocess import PreprocessConfig
 
 CONFIG_FILE = "config.json"
 LABELS_FILE = "labels.txt"
@@ -74,23 +73,23 @@ class RunDir:
         """Raises RunDirError unless the folder may be used: an existing non-empty folder needs
         `overwrite` or `resume` (then it must hold a run). Touches nothing."""
         if resume and overwrite:
-            raise RunDirError("--resume and --overwrite: expected at most one of them, received both.")
+            raise RunDirError("resume and overwrite: expected at most one of them, received both.")
         if os.path.exists(self.path) and not os.path.isdir(self.path):
-            raise RunDirError(f"--out {self.path}: exists and is not a folder.")
+            raise RunDirError(f"out {self.path}: exists and is not a folder.")
         if resume:
             if not os.path.isfile(self.file(CONFIG_FILE)):
-                raise RunDirError(f"--resume: {self.path} holds no run to resume (no {CONFIG_FILE}).")
+                raise RunDirError(f"resume: {self.path} holds no run to resume (no {CONFIG_FILE}).")
         elif os.path.isdir(self.path) and os.listdir(self.path) and not overwrite:
             raise RunDirError(
-                f"--out {self.path}: the folder already holds files; pass --overwrite to replace them "
-                f"or --resume to continue that run."
+                f"out {self.path}: the folder already holds files; pass overwrite=True to replace them "
+                f"or resume=True to continue that run."
             )
         return self
 
     def require_classes(self, class_names):
         """Raises DataError unless `class_names` are the run's (labels.txt), in order."""
         if self.class_names != list(class_names):
-            raise DataError(f"--resume: the data's classes {class_names} differ from the run's "
+            raise DataError(f"resume: the data's classes {class_names} differ from the run's "
                             f"{self.class_names}.")
 
     def start(self, config, class_names, overwrite=False, resume=False):
@@ -99,9 +98,7 @@ class RunDir:
         are the run's and keeps everything."""
         self.check(overwrite, resume)
         if resume:
-            if self.class_names != list(class_names):
-                raise DataError(f"--resume: the data's classes {class_names} differ from the run's "
-                                  f"{self.class_names}.")
+            self.require_classes(class_names)
             return self
         if os.path.isdir(self.path) and os.listdir(self.path):
             shutil.rmtree(self.path)
@@ -137,7 +134,7 @@ class RunDir:
         from dnadet_tf.model import load_classifier
 
         if not os.path.isdir(self.path):
-            raise RunDirError(f"--model {self.path}: no such folder; expected a run dir written by 'dnadet-tf fit'.")
+            raise RunDirError(f"model {self.path}: no such folder; expected a run dir written by 'dnadet-tf fit'.")
         path = model_file or self.best_model_path
         if not os.path.isfile(path):
             raise RunDirError(f"{self.path}: no {os.path.basename(path)} yet; the run has not validated once.")
@@ -148,7 +145,7 @@ class RunDir:
         before the model classes held them; (None, None) when absent."""
         if not os.path.isfile(self.file(LABELS_FILE)) or not os.path.isfile(self.file(CONFIG_FILE)):
             return None, None
-        return self.class_names, PreprocessConfig.of_run(self.config)
+        return self.class_names, self.config.preprocess
 
     def save_best(self, model):
         save_model_atomic(model, self.best_model_path)

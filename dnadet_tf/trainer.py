@@ -51,29 +51,29 @@ class Trainer:
         self.val_extras = val_extras
         self.out = out or sys.stdout
         self.chief = is_chief()
-        self.use_patches = config.mode == "dnadet"
-        keras.utils.set_random_seed(config.seed)  # initial weights and dropout masks follow the run's seed
+        self.use_patches = config.model.mode == "dnadet"
+        keras.utils.set_random_seed(config.runtime.seed)  # initial weights and dropout masks follow the run's seed
         replicas = strategy.num_replicas_in_sync
         with strategy.scope():
-            backbone = Backbone(config.width, synchronized_bn=replicas > 1, dtype=config.precision)
-            self.classifier = Classifier(backbone, len(class_names), config.dropout, self.class_names,
+            backbone = Backbone(config.model.width, synchronized_bn=replicas > 1, dtype=config.runtime.precision)
+            self.classifier = Classifier(backbone, len(class_names), config.model.dropout, self.class_names,
                                          config.preprocess)
             self.train_model = keras.Model(self.classifier.input, [backbone.output, self.classifier.output])
             model_variables = list(self.classifier.trainable_variables)
             self.projector = None
             self.loss_weights = None
             if self.use_patches:
-                self.projector = build_projection_head(backbone.feature_dim, dtype=config.precision)
+                self.projector = build_projection_head(backbone.feature_dim, dtype=config.runtime.precision)
                 self.loss_weights = AutomaticWeightedLoss(2, name="loss_weights", dtype="float32")
                 model_variables += self.projector.trainable_variables
             schedule = keras.optimizers.schedules.ExponentialDecay(
-                config.learning_rate, config.lr_decay_every, config.lr_decay, staircase=True
+                config.optimizer.learning_rate, config.optimizer.lr_decay_every, config.optimizer.lr_decay, staircase=True
             )
             self.optimizer = keras.optimizers.Adam(schedule)
-            if config.precision == "mixed_float16":
+            if config.runtime.precision == "mixed_float16":
                 self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
             self.optimizer.build(model_variables)
-            self.weight_optimizer = keras.optimizers.Adam(config.loss_weight_learning_rate)
+            self.weight_optimizer = keras.optimizers.Adam(config.optimizer.loss_weight_learning_rate)
             if self.loss_weights is not None:
                 self.weight_optimizer.build(self.loss_weights.trainable_variables)
         self.model_variables = model_variables
@@ -93,7 +93,7 @@ class Trainer:
                            weight_optimizer=self.weight_optimizer)
         self.checkpoint = tf.train.Checkpoint(**tracked)
         self.manager = self.run.checkpoint_manager(self.checkpoint, chief=self.chief)
-        self._step_fn = tf.function(self._distributed_step, jit_compile=config.jit or None)
+        self._step_fn = tf.function(self._distributed_step, jit_compile=config.runtime.jit or None)
         self._predict_fn = tf.function(lambda x: classifier_probabilities(self.classifier, x))
 
     # ----------------------------------------------------------------- state
@@ -114,8 +114,8 @@ class Trainer:
         context = tf.distribute.get_replica_context()
         replicas = context.num_replicas_in_sync
         if self.use_patches:
-            patch = self.config.patch_size
-            count = self.config.patches_per_image
+            patch = self.config.sampling.patch_size
+            count = self.config.sampling.patches_per_image
             images = tf.reshape(images, (-1, patch, patch, 3))
             labels = tf.repeat(labels, count)
         labels = tf.cast(labels, tf.int32)
@@ -124,7 +124,7 @@ class Trainer:
             feature, logits = self.train_model(images, training=True)
             logits = tf.cast(logits, tf.float32)
             cross_entropy = tf.reduce_sum(
-                classification_cross_entropy(labels, logits, self.config.ce_input)
+                classification_cross_entropy(labels, logits, self.config.optimizer.ce_input)
             ) / global_count
             if self.use_patches:
                 embedding = self.projector(feature, training=True)
@@ -132,7 +132,7 @@ class Trainer:
                 all_labels = context.all_gather(labels, axis=0)
                 contrastive = tf.reduce_mean(
                     supervised_contrastive_loss(
-                        all_embeddings, all_labels, self.config.temperature, self.config.base_temperature
+                        all_embeddings, all_labels, self.config.optimizer.temperature, self.config.optimizer.base_temperature
                     )
                 ) / replicas
                 total = self.loss_weights([cross_entropy, contrastive], replicas=replicas)
@@ -187,13 +187,13 @@ class Trainer:
             print(text, file=self.out, flush=True)
 
     def fit(self, steps=None):
-        """Trains until `steps` (default config.steps) or until a callback stops it.
+        """Trains until `steps` (default config.loop.steps) or until a callback stops it.
 
         Returns a summary dict: start_step, target_steps, end_step, stopped_early,
         best_metric, metric, seconds.
         """
         config = self.config
-        self.target = steps or config.steps
+        self.target = steps or config.loop.steps
         self.start_step = self.step
         self.began = time.time()
         summary = {"start_step": self.start_step, "target_steps": self.target, "stopped_early": False}
@@ -207,13 +207,13 @@ class Trainer:
                 window += np.array([float(v) for v in self._step_fn(next(iterator))])
                 window_steps += 1
                 logs = {}
-                if step % config.log_every == 0 or step == self.target:
+                if step % config.loop.log_every == 0 or step == self.target:
                     record = self._log_record(step, window, window_steps, max(time.time() - window_start, 1e-9))
                     for callback in self.callbacks:
                         callback.on_log(self, step, record)
                     window[:] = 0
                     window_steps, window_start = 0, time.time()
-                if step % config.val_every == 0 or step == self.target:
+                if step % config.loop.val_every == 0 or step == self.target:
                     metrics = self.validate()
                     if metrics is not None:
                         logs["metrics"] = metrics
@@ -224,7 +224,7 @@ class Trainer:
                 if logs.get("stop"):
                     summary["stopped_early"] = True
                     break
-        summary.update(end_step=self.step, metric=config.metric, best_metric=-float("inf"))
+        summary.update(end_step=self.step, metric=config.loop.metric, best_metric=-float("inf"))
         for callback in self.callbacks:
             callback.on_train_end(self, summary)
         summary["seconds"] = round(time.time() - self.began, 1)

@@ -28,16 +28,16 @@ def load_init_weights(init_run, config, num_classes, partial=False, out=None):
     """
     source_run = RunDir(init_run)
     if not os.path.isfile(source_run.best_model_path):
-        raise RunDirError(f"--init {init_run}: no {os.path.basename(source_run.best_model_path)}; "
+        raise RunDirError(f"init {init_run}: no {os.path.basename(source_run.best_model_path)}; "
                           f"expected a finished run dir.")
     source = source_run.load_model()
-    mismatch = encoder_mismatch(source, Classifier(Backbone(config.width), num_classes, config.dropout))
+    mismatch = encoder_mismatch(source, Classifier(Backbone(config.model.width), num_classes, config.model.dropout))
     if mismatch and not partial:
         name, expected, received = mismatch
         raise RunDirError(
-            f"--init {init_run}: its encoder does not fit this run's (width {config.width}): weight {name} "
+            f"init {init_run}: its encoder does not fit this run's (width {config.model.width}): weight {name} "
             f"expected shape {expected}, received " + (str(received) if received else "no such weight")
-            + "; pass --init-partial to load only the weights that match."
+            + "; pass init_partial=True to load only the weights that match."
         )
 
     def apply(classifier):
@@ -52,11 +52,7 @@ def resolve_config(run, resume, preset, overrides):
     """The run's configuration: its config.json when resuming (only RESUMABLE_OVERRIDES may
     change), else the preset with the overrides."""
     if resume:
-        config = run.config
-        for key, value in overrides.items():
-            if value is not None and key in RESUMABLE_OVERRIDES:
-                setattr(config, key, value)
-        return config
+        return run.config.replace(**{key: overrides.get(key) for key in RESUMABLE_OVERRIDES})
     return make_config(preset, **overrides)
 
 
@@ -72,7 +68,7 @@ def train(run, config, class_names, train_dataset, val_dataset=None, resume=Fals
       banner: function (number of replicas) -> the line printed before training.
     """
     output = output or sys.stdout
-    strategy = make_strategy(config.strategy)
+    strategy = make_strategy(config.runtime.strategy)
     if banner is not None:
         print(banner(strategy.num_replicas_in_sync), file=output, flush=True)
     trainer = Trainer(config, class_names, run, strategy, train_dataset=train_dataset, val_dataset=val_dataset,
@@ -106,7 +102,7 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
       preset: `paper`, `cpu` or `tiny`.
       resume: continue the run in `out` from its latest checkpoint.
       overwrite: replace an existing run dir.
-      init_partial: with `init`, allow an encoder that only partly matches (`--init-partial`).
+      init_partial: with `init`, allow an encoder that only partly matches.
       **overrides: TrainConfig fields (None = keep the preset's).
 
     Returns the training summary dict.
@@ -114,7 +110,7 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
     output = output or sys.stdout
     run = RunDir(out)
     if resume and overwrite:
-        raise RunDirError("--resume and --overwrite: expected at most one of them, received both.")
+        raise RunDirError("resume and overwrite: expected at most one of them, received both.")
     train_files = read_dataset(data, "train")
     require_several_classes(train_files)
     if val is None and is_benchmark_dir(data) and os.path.isfile(os.path.join(data, "val.txt")):
@@ -127,12 +123,11 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
     if resume:
         run.require_classes(train_files.class_names)
     else:
-        config.data = os.path.abspath(data)
-        config.val = os.path.abspath(val) if val else ""
+        config = config.replace(data=os.path.abspath(data), val=os.path.abspath(val) if val else "")
     print(f"checking {len(train_files)} training images from {train_files.source} ...", file=output, flush=True)
-    train_files = check_files(train_files, crop_size=config.crop_size, min_side=config.patch_size)
+    train_files = check_files(train_files, crop_size=config.preprocessing.crop_size, min_side=config.sampling.patch_size)
     if val_files is not None:
-        val_files = check_files(val_files, crop_size=config.crop_size, min_side=config.patch_size,
+        val_files = check_files(val_files, crop_size=config.preprocessing.crop_size, min_side=config.sampling.patch_size,
                                 require_every_class=False)
     skipped = len(train_files.skipped) + (len(val_files.skipped) if val_files else 0)
     init_weights = (load_init_weights(config.init, config, len(train_files.class_names), init_partial, output)
@@ -142,22 +137,22 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
     counts = ", ".join(f"{n} {c}" for n, c in zip(train_files.class_counts(), train_files.class_names))
     k = config.batch_images_per_class(len(train_files.class_names))
     banner = lambda replicas: (  # noqa: E731
-        f"training {paper_name(config.mode, bool(config.init))} ({config.preset} preset, width {config.width}) "
+        f"training {paper_name(config.model.mode, bool(config.init))} ({config.preset} preset, width {config.model.width}) "
         f"on {counts}; {k} images per class per step"
-        + (f" x {config.patches_per_image} patches of {config.patch_size} px" if config.mode == "dnadet" else "")
+        + (f" x {config.sampling.patches_per_image} patches of {config.sampling.patch_size} px" if config.model.mode == "dnadet" else "")
         + f"; {replicas} replica(s); run dir {out}"
     )
-    augment_fn = make_augment_fn(config.augment)
+    augment_fn = make_augment_fn(config.sampling.augment)
     val_dataset = None
     if val_files is not None:
         val_dataset = lambda: inference_dataset(  # noqa: E731
-            val_files.paths, config.preprocess, config.eval_batch_size, labels=val_files.labels
+            val_files.paths, config.preprocess, config.loop.eval_batch_size, labels=val_files.labels
         )
     summary = train(run, config, train_files.class_names,
                     train_dataset=lambda start: training_dataset(train_files, config, start, augment_fn),
                     val_dataset=val_dataset, resume=resume, init_weights=init_weights, banner=banner, output=output)
     summary.update(skipped_files=skipped, run_dir=out)
-    kept = (f"best.keras by rule '{config.select}': validation {config.metric} {summary['best_metric']:.4f}"
+    kept = (f"best.keras by rule '{config.loop.select}': validation {config.loop.metric} {summary['best_metric']:.4f}"
             if val_files is not None
             else "no validation data, best.keras is the last step's model")
     print(f"done: step {summary['end_step']}, {kept}, {skipped} file(s) skipped, {summary['seconds']} s; "

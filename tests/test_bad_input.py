@@ -75,7 +75,7 @@ def untrained_run(tmp_path_factory):
     os.makedirs(run_dir)
     config = make_config("tiny")
     runs.RunDir(run_dir).start(config, CLASSES)
-    Classifier(Backbone(config.width), len(CLASSES), config.dropout, CLASSES, config.preprocess).save(
+    Classifier(Backbone(config.model.width), len(CLASSES), config.model.dropout, CLASSES, config.preprocess).save(
         os.path.join(run_dir, runs.BEST_MODEL))
     return run_dir
 
@@ -116,7 +116,7 @@ def test_size_rule_names_the_sizes():
     assert "both sides >= 32 px" in config.size_problem(16, 2000) and "2000x16 px" in config.size_problem(16, 2000)
     assert "31x31" in config.size_problem(31, 31)
     # A non-square image needs the crop even when min_side is lower (the cpu preset: crop 128, patch 64).
-    cpu = PreprocessConfig.of_run(make_config("cpu"))
+    cpu = make_config("cpu").preprocess
     assert cpu.min_side == 64 and cpu.size_problem(64, 64) is None and "128 px" in cpu.size_problem(100, 130)
 
 
@@ -141,7 +141,7 @@ def test_preprocess_image_applies_pillows_pixel_limit(monkeypatch):
 
 def test_min_side_comes_from_the_run_and_old_exports_still_load(untrained_run):
     assert KerasPredictor(untrained_run).preprocess == PreprocessConfig(32, 32, 64, min_side=32)
-    assert PreprocessConfig.of_run(make_config("paper")).min_side == 64
+    assert make_config("paper").preprocess.min_side == 64
     # Preprocessing parameters written before min_side existed (exports, sidecars).
     old = PreprocessConfig.from_dict({"crop_size": 128, "resize1": 128, "resize2": 256})
     assert old == PreprocessConfig(128, 128, 256) and old.min_side == 1
@@ -266,7 +266,7 @@ def test_encoder_mismatch_ignores_the_head():
 def test_init_from_another_encoder_stops_unless_partial(trained, tmp_path):
     out = str(tmp_path / "wider")
     with pytest.raises(RunDirError, match=r"weight stage1_conv1/kernel expected shape \(4, 4, 3, 8\), received "
-                                          r"\(4, 4, 3, 4\); pass --init-partial"):
+                                          r"\(4, 4, 3, 4\); pass init_partial=True"):
         fit(trained["data"], out, preset="tiny", steps=1, init=trained["run"], width=0.125, output=io.StringIO())
     assert not os.path.exists(out)
     printed = io.StringIO()

@@ -47,8 +47,7 @@ def test_small_photos_are_skipped_with_a_warning(tmp_path, capsys):
 def test_transformation_batches(photos):
     from dnadet_tf.config import make_config
 
-    config = make_config("tiny")
-    config.crop_size = config.resize1 = 128
+    config = make_config("tiny", crop_size=128, resize1=128)
     images, labels = next(transformation_dataset(usable_photos(photos).paths, config, 8).as_numpy_iterator())
     assert images.shape == (8, 4, 32, 32, 3) and labels.shape == (8,)
     assert labels.min() >= 0 and labels.max() < 170
@@ -62,7 +61,7 @@ def family_balanced_accuracy(run_dir, photos):
     """Mean per-family recall of the predicted transformation family on held-out photos (chance: 1/6)."""
     run = RunDir(run_dir)
     model = run.load_model()
-    _, val_photos = split_photos(usable_photos(photos).paths, run.config.seed)
+    _, val_photos = split_photos(usable_photos(photos).paths, run.config.runtime.seed)
     names = [name for name, _ in FAMILIES]
     family = np.array([names.index(transform_family(i)[0]) for i in range(170)])
     true, predicted = [], []
@@ -101,8 +100,7 @@ def test_family_metrics_count_any_parameter_of_the_right_family():
 def test_release_style_sampling_draws_each_image_transformation_independently(photos):
     from dnadet_tf.config import make_config
 
-    config = make_config("tiny")
-    config.crop_size = config.resize1 = 128
+    config = make_config("tiny", crop_size=128, resize1=128)
     paths = usable_photos(photos).paths
     first = next(transformation_dataset(paths, config, 16, images_per_class=1).as_numpy_iterator())[1]
     again = next(transformation_dataset(paths, config, 16, images_per_class=1).as_numpy_iterator())[1]

@@ -26,7 +26,7 @@ def test_run_dir_contents(tiny_run):
     for name in ("config.json", "labels.txt", "best.keras", "metrics.jsonl", "checkpoints", "tensorboard"):
         assert os.path.exists(os.path.join(tiny_run, name)), name
     config = RunDir(tiny_run).config
-    assert config.preset == "tiny" and config.steps == 40 and config.data.endswith("train")
+    assert config.preset == "tiny" and config.loop.steps == 40 and config.data.endswith("train")
     records = [json.loads(line) for line in open(os.path.join(tiny_run, "metrics.jsonl"))]
     assert {r["kind"] for r in records} == {"train", "val"}
     assert all(np.isfinite(r["loss"]) for r in records if r["kind"] == "train")
@@ -103,13 +103,30 @@ def test_resume_carries_on_step_optimizer_and_weights(upsampling_data, tmp_path)
     np.testing.assert_allclose(resumed.loss_weights.params.numpy(), reference.loss_weights.params.numpy(), atol=1e-4)
 
 
-def test_existing_run_dir_is_not_overwritten(upsampling_data, tmp_path):
+def test_existing_run_dir_is_not_overwritten(upsampling_data, tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
     (out / "keep.txt").write_text("precious")
-    with pytest.raises(RunDirError, match="--overwrite"):
+    with pytest.raises(RunDirError, match="pass overwrite=True"):
         fit(upsampling_data["train"], str(out), preset="tiny", steps=2)
     assert (out / "keep.txt").read_text() == "precious"
+    assert main(["fit", "--data", upsampling_data["train"], "--out", str(out), "--preset", "tiny"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"dnadet-tf fit: error: --out {out}: ") and "pass --overwrite to replace them or --resume" in err
+
+
+def test_library_parameters_become_the_commands_flags():
+    from dnadet_tf.cli.main import build_parser, in_flag_words
+
+    subcommands = build_parser()._subparsers._group_actions[0].choices
+    fit_parser, pretrain_parser = subcommands["fit"], subcommands["pretrain"]
+    assert in_flag_words("learning_rate: expected a number, received 'x'.", fit_parser) == (
+        "--lr: expected a number, received 'x'.")
+    assert in_flag_words("resume and overwrite: expected at most one", pretrain_parser) == (
+        "--resume and --overwrite: expected at most one")
+    assert in_flag_words("pretrain_batch_size: expected 1", pretrain_parser) == "--batch-size: expected 1"
+    assert in_flag_words("init RUN: pass init_partial=True to load", fit_parser) == "--init RUN: pass --init-partial to load"
+    assert in_flag_words("mode: expected dnadet, received 'x'.", fit_parser) == "mode: expected dnadet, received 'x'."
 
 
 def test_base_mode_and_init_from_another_run(tiny_run, upsampling_data, tmp_path, capsys):
@@ -117,7 +134,7 @@ def test_base_mode_and_init_from_another_run(tiny_run, upsampling_data, tmp_path
     summary = fit(upsampling_data["train"], out, val=upsampling_data["val"], preset="tiny", steps=4,
                   mode="base", init=tiny_run)
     assert summary["end_step"] == 4
-    assert RunDir(out).config.mode == "base"
+    assert RunDir(out).config.model.mode == "base"
     printed = capsys.readouterr().out
     assert "--init" in printed and "loaded" in printed and "re-initialised 0" in printed
     assert " con " not in printed[printed.find("step 4/4"):].splitlines()[0]
@@ -175,7 +192,7 @@ def test_augmented_training_and_perturbed_evaluation(tiny_run, upsampling_data, 
     out = str(tmp_path / "augmented")
     assert main(["fit", "--data", upsampling_data["train"], "--out", out, "--preset", "tiny", "--steps", "2",
                  "--augment", "crop,jpeg"]) == 0
-    assert RunDir(out).config.augment == ("crop", "jpeg")
+    assert RunDir(out).config.sampling.augment == ("crop", "jpeg")
     code = main(["fit", "--data", upsampling_data["train"], "--out", str(tmp_path / "bad"), "--preset", "tiny",
                  "--augment", "crop,sharpen"])
     err = capsys.readouterr().err.strip()
