@@ -60,8 +60,10 @@ class Backbone(keras.Model):
       input_size: fixed spatial size, or None for any size (the network is fully convolutional).
       dtype: dtype policy of every layer (e.g. "float32", "mixed_bfloat16"); None = Keras' global policy.
 
-    >>> Backbone(width=0.0625)(np.zeros((2, 64, 64, 3), "float32")).shape
-    TensorShape([2, 32])
+    >>> import numpy as np
+    >>> from dnadet_tf.model import Backbone
+    >>> tuple(Backbone(width=0.0625)(np.zeros((2, 64, 64, 3), "float32")).shape)
+    (2, 32)
     """
 
     def __init__(self, width=1.0, synchronized_bn=False, input_size=None, dtype=None, name="dnadet_backbone",
@@ -107,9 +109,13 @@ class Classifier(keras.Model):
       class_names: names of the classes in label order (default "0", "1", ...).
       preprocessing: a `PreprocessConfig` (or its dict) that turns decoded images into pixels.
 
+    >>> import numpy as np
+    >>> from dnadet_tf.model import Backbone, Classifier
     >>> model = Classifier(Backbone(width=0.0625), 3, class_names=["real", "a", "b"])
-    >>> model(np.zeros((2, 64, 64, 3), "float32")).shape
-    TensorShape([2, 3])
+    >>> tuple(model(np.zeros((2, 64, 64, 3), "float32")).shape)
+    (2, 3)
+    >>> model.predict(np.zeros((1, 200, 300, 3), "uint8"), verbose=0).shape  # 128 px crop, 512 px resize
+    (1, 3)
     """
 
     def __init__(self, backbone, num_classes, dropout=0.2, class_names=None, preprocessing=None, name="dnadet",
