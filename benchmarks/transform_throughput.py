@@ -25,7 +25,7 @@ from train_throughput import pipeline_rate, step_rate  # noqa: E402
 
 from dnadet_tf.config import make_config  # noqa: E402
 from dnadet_tf.pipeline import transformation_dataset  # noqa: E402
-from dnadet_tf.pretraining import PHOTO_SIZE, find_photos  # noqa: E402
+from dnadet_tf.pretraining import PHOTO_SIZE, list_photos  # noqa: E402
 from dnadet_tf.transforms import TRANSFORM_NAMES  # noqa: E402
 
 DEFAULT_PHOTOS = "/work/shared/data/photos/scenes"
@@ -36,7 +36,7 @@ def generated_photos(folder, count=64):
     for i in range(count):
         low = rng.uniform(0, 255, (48, 64, 3)).astype(np.uint8)
         Image.fromarray(low).resize((384, 256), Image.BICUBIC).save(os.path.join(folder, f"{i}.jpg"), quality=95)
-    return find_photos(folder)
+    return list_photos(folder)
 
 
 def main(argv=None):
@@ -46,7 +46,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=4)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as root:
-        photos = find_photos(args.photos) if args.photos else generated_photos(root)
+        photos = list_photos(args.photos) if args.photos else generated_photos(root)
         print(f"photos: {len(photos)} from {args.photos or 'generated'}", flush=True)
         for preset in args.presets.split(","):
             config = make_config(preset)

@@ -30,7 +30,7 @@ def register(subparsers):
 
 def run(args):
     from dnadet_tf.evaluation import evaluate, format_table
-    from dnadet_tf.predictor import load_predictor
+    from dnadet_tf.api import load as load_predictor
     from dnadet_tf.runs import write_json_atomic
 
     if args.report and os.path.exists(args.report) and not os.path.isdir(args.report):

@@ -38,9 +38,15 @@ def load(path):
     >>> model.class_names, model.model.backbone.width
     (['real', 'nearest', 'transposed'], 0.0625)
     """
-    from dnadet_tf.predictor import load_predictor
+    from dnadet_tf.predictor import KerasPredictor
 
-    return load_predictor(os.fspath(path))
+    path = os.fspath(path)
+    if (os.path.isfile(path) and path.endswith(".tflite")) or (
+            os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb"))):
+        from dnadet_tf.exports.predictors import load_exported_predictor
+
+        return load_exported_predictor(path)
+    return KerasPredictor(path)
 
 
 def predict(model, inputs, batch_size=16):

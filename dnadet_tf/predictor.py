@@ -1,8 +1,9 @@
 """Predictors: anything that maps preprocessed pixels to class probabilities.
 
-`load_predictor(path)` accepts a run dir (its best.keras), and — through
-`dnadet_tf.exports` — a SavedModel folder or a .tflite file. All of them use
-the same file decoding and the same preprocessing function.
+`KerasPredictor` serves a run dir's best.keras; `dnadet_tf.exports.predictors`
+serves SavedModels and .tflite files with the same interface, and `dnadet_tf.load`
+picks one for a path. All of them use the same file decoding and the same
+preprocessing function.
 """
 import numpy as np
 import tensorflow as tf
@@ -32,19 +33,6 @@ class KerasPredictor:
 
     def predict_pixels(self, pixels):
         return self._fn(tf.convert_to_tensor(pixels, tf.float32)).numpy()
-
-
-def load_predictor(path):
-    """A predictor for a run dir, a SavedModel folder, or a .tflite file."""
-    import os
-
-    if os.path.isfile(path) and path.endswith(".tflite") or (
-        os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb"))
-    ):
-        from dnadet_tf.exports.predictors import load_exported_predictor
-
-        return load_exported_predictor(path)
-    return KerasPredictor(path)
 
 
 def predict_images(predictor, paths, batch_size=16, warn=None):

@@ -7,7 +7,7 @@ import numpy as np
 
 from dnadet_tf.data import LabeledFiles, check_files
 from dnadet_tf.errors import DataError, RunDirError
-from dnadet_tf.images import is_image_file
+from dnadet_tf.images import find_images
 from dnadet_tf.pipeline import transformation_dataset, transformation_eval_dataset
 from dnadet_tf.runs import RunDir
 from dnadet_tf.training import resolve_config, train
@@ -33,21 +33,17 @@ def family_metrics(y_true, y_pred):
     return {"family_accuracy": float(np.mean(same)) if len(same) else 0.0}
 
 
-def find_photos(folder):
-    """Image files under `folder`, recursively, sorted."""
+def list_photos(folder):
+    """Image files under `folder`, recursively (`images.find_images`); DataError when it is no folder."""
     if not os.path.isdir(folder):
         raise DataError(f"photos {folder}: no such folder; expected a folder of photos.")
-    found = []
-    for root, subdirs, files in os.walk(folder):
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-        found.extend(os.path.join(root, f) for f in sorted(files) if is_image_file(f))
-    return found
+    return find_images(folder)
 
 
 def usable_photos(folder, output=None):
     """Photos with both sides >= 128 px; smaller or broken ones are skipped with a
     warning. Raises DataError when fewer than MIN_PHOTOS remain."""
-    paths = find_photos(folder)
+    paths = list_photos(folder)
     files = LabeledFiles(paths, np.zeros(len(paths), np.int64), ["photo"], folder)
     kept = check_files(files, min_side=PHOTO_SIZE, require_every_class=False) if paths else files
     if len(kept) < MIN_PHOTOS:

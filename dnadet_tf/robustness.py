@@ -29,7 +29,7 @@ def robustness(predictor, specs, attacks=DEFAULT_ATTACKS, batch_size=16, seed=0,
     """Accuracy (and macro-F1) under no attack and each attack, per dataset.
 
     Args:
-      predictor: from `predictor.load_predictor` (run dir, SavedModel or .tflite).
+      predictor: from `dnadet_tf.load` (run dir, SavedModel or .tflite).
       specs: dataset paths (folder trees, annotation lists, benchmark folders).
       attacks: attack names from `attacks.ATTACK_NAMES`, one column each (ValueError
         naming an unknown one).

@@ -21,6 +21,7 @@ import numpy as np
 from dnadet_tf.data import check_files, is_benchmark_dir, read_dataset, remap_to
 from dnadet_tf.errors import DataError, DnadetError
 from dnadet_tf.exports.tflite import TFLITE_FORMATS
+from dnadet_tf.runs import write_json_atomic
 
 ALL_FORMATS = ("savedmodel",) + TFLITE_FORMATS
 TFLITE_DIR = "tflite"
@@ -217,9 +218,7 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
                         "litert_delegate": "XNNPACK (LiteRT default)", "savedmodel_signature": "predict_pixels"},
             "rows": rows,
         }
-        with open(os.path.join(tmp, REPORT_FILE), "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=2, sort_keys=True)
-            f.write("\n")
+        write_json_atomic(os.path.join(tmp, REPORT_FILE), report)
         _install(tmp, base, version, staged_version if "savedmodel" in formats else None,
                  staged_tflite if tflite_formats else None, overwrite)
     finally:
