@@ -4,6 +4,7 @@ start a `RunDir`, and call `train`."""
 import os
 import sys
 
+from dnadet_tf.attacks import attack_fn
 from dnadet_tf.config import make_config, paper_name
 from dnadet_tf.data import check_files, read_dataset, remap_to, require_several_classes, is_benchmark_dir
 from dnadet_tf.distribute import make_strategy
@@ -83,14 +84,6 @@ def train(run, config, class_names, train_dataset, val_dataset=None, resume=Fals
     return trainer.fit()
 
 
-def make_augment_fn(names):
-    if not names:
-        return None
-    from dnadet_tf.attacks import apply_attacks
-
-    return lambda image, seed: apply_attacks(image, names, seed)
-
-
 def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output=None, init_partial=False,
         **overrides):
     """Trains DNA-Det (or Base with mode='base') on `data` into run dir `out`.
@@ -142,7 +135,7 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
         + (f" x {config.sampling.patches_per_image} patches of {config.sampling.patch_size} px" if config.model.mode == "dnadet" else "")
         + f"; {replicas} replica(s); run dir {out}"
     )
-    augment_fn = make_augment_fn(config.sampling.augment)
+    augment_fn = attack_fn(config.sampling.augment)
     val_dataset = None
     if val_files is not None:
         val_dataset = lambda: inference_dataset(  # noqa: E731
