@@ -62,7 +62,7 @@ def pipeline_rate(dataset, batches):
 def step_rate(config, class_names, dataset_fn, steps, run_dir):
     """(patches/s, patches per step) of the Trainer's distributed step on one batch held in memory."""
     strategy = make_strategy(config.runtime.strategy)
-    trainer = Trainer(config, class_names, run_dir, strategy, train_dataset=dataset_fn, out=open(os.devnull, "w"))
+    trainer = Trainer(config, class_names, run_dir, strategy, train_dataset=dataset_fn, output=open(os.devnull, "w"))
     batch = next(iter(dataset_fn(0)))
     distributed = next(iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))))
     patches = int(np.prod(batch[0].shape[:2]))

@@ -37,11 +37,12 @@ class Trainer:
       val_extras: optional function (y_true (N,), y_pred (N,)) -> dict of extra
         validation figures logged next to accuracy (pre-training's family accuracy).
       init_weights: optional function (classifier) that loads starting weights into it (`--init`).
+      output: stream for the progress lines (default stdout); paths are the `RunDir`'s.
       callbacks: what the loop does around its step (default `callbacks.default_callbacks(config)`).
     """
 
     def __init__(self, config, class_names, run, strategy, train_dataset, val_dataset=None,
-                 init_weights=None, out=None, val_extras=None, callbacks=None):
+                 init_weights=None, output=None, val_extras=None, callbacks=None):
         self.config = config
         self.class_names = list(class_names)
         self.run = run if isinstance(run, RunDir) else RunDir(run)
@@ -49,7 +50,7 @@ class Trainer:
         self.train_dataset = train_dataset
         self.val_dataset = val_dataset
         self.val_extras = val_extras
-        self.out = out or sys.stdout
+        self.output = output or sys.stdout
         self.chief = is_chief()
         self.use_patches = config.model.mode == "dnadet"
         keras.utils.set_random_seed(config.runtime.seed)  # initial weights and dropout masks follow the run's seed
@@ -184,7 +185,7 @@ class Trainer:
     def print(self, text):
         """Prints one line on the chief."""
         if self.chief:
-            print(text, file=self.out, flush=True)
+            print(text, file=self.output, flush=True)
 
     def fit(self, steps=None):
         """Trains until `steps` (default config.loop.steps) or until a callback stops it.

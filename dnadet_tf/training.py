@@ -18,7 +18,7 @@ from dnadet_tf.trainer import Trainer
 RESUMABLE_OVERRIDES = ("steps", "val_every", "checkpoint_every", "log_every", "strategy", "jit")
 
 
-def load_init_weights(init_run, config, num_classes, partial=False, out=None):
+def load_init_weights(init_run, config, num_classes, partial=False, output=None):
     """A function that copies the matching weights of run `init_run`'s best.keras
     into a classifier and prints what it loaded and what it re-initialised.
 
@@ -44,7 +44,7 @@ def load_init_weights(init_run, config, num_classes, partial=False, out=None):
     def apply(classifier):
         loaded, skipped = transfer_matching_weights(source, classifier)
         print(f"--init {init_run}: loaded {len(loaded)} weights; re-initialised {len(skipped)}: "
-              + (", ".join(skipped) if skipped else "none"), file=out or sys.stdout, flush=True)
+              + (", ".join(skipped) if skipped else "none"), file=output or sys.stdout, flush=True)
 
     return apply
 
@@ -73,7 +73,7 @@ def train(run, config, class_names, train_dataset, val_dataset=None, resume=Fals
     if banner is not None:
         print(banner(strategy.num_replicas_in_sync), file=output, flush=True)
     trainer = Trainer(config, class_names, run, strategy, train_dataset=train_dataset, val_dataset=val_dataset,
-                      init_weights=init_weights, out=output, val_extras=val_extras)
+                      init_weights=init_weights, output=output, val_extras=val_extras)
     if resume:
         path = trainer.restore_latest()
         # Records of steps after the checkpoint would appear twice once those steps are redone.

@@ -278,7 +278,7 @@ def test_init_from_another_encoder_stops_unless_partial(trained, tmp_path):
 
 def test_init_with_another_class_count_reinitialises_the_head_only(trained):
     printed = io.StringIO()
-    apply = load_init_weights(trained["run"], make_config("tiny"), num_classes=5, out=printed)
+    apply = load_init_weights(trained["run"], make_config("tiny"), num_classes=5, output=printed)
     apply(Classifier(Backbone(0.0625), 5))
     assert printed.getvalue().strip().endswith("re-initialised 2: logits/kernel, logits/bias")
 
