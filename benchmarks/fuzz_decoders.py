@@ -154,16 +154,16 @@ def make_models(folder):
     from dnadet_tf import runs
     from dnadet_tf.config import make_config
     from dnadet_tf.exports.savedmodel import SERVING_SIGNATURE, write_savedmodel
-    from dnadet_tf.model import build_classifier
+    from dnadet_tf.model import Backbone, Classifier
     from dnadet_tf.predictor import KerasPredictor
 
     run_dir = os.path.join(folder, "run")
     os.makedirs(run_dir)
     config = make_config("tiny")
-    config.save(os.path.join(run_dir, runs.CONFIG_FILE))
     class_names = ["real", "gan"]
-    runs.write_labels(run_dir, class_names)
-    build_classifier(len(class_names), config.width, config.dropout).save(os.path.join(run_dir, runs.BEST_MODEL))
+    runs.RunDir(run_dir).start(config, class_names)
+    Classifier(Backbone(config.model.width), len(class_names), config.model.dropout, class_names, config.preprocess).save(
+        os.path.join(run_dir, runs.BEST_MODEL))
     predictor = KerasPredictor(run_dir)
     version = os.path.join(folder, "savedmodel", "1")
     os.makedirs(os.path.dirname(version))

@@ -61,8 +61,8 @@ def pipeline_rate(dataset, batches):
 
 def step_rate(config, class_names, dataset_fn, steps, run_dir):
     """(patches/s, patches per step) of the Trainer's distributed step on one batch held in memory."""
-    strategy = make_strategy(config.strategy)
-    trainer = Trainer(config, class_names, run_dir, strategy, train_dataset=dataset_fn, out=open(os.devnull, "w"))
+    strategy = make_strategy(config.runtime.strategy)
+    trainer = Trainer(config, class_names, run_dir, strategy, train_dataset=dataset_fn, output=open(os.devnull, "w"))
     batch = next(iter(dataset_fn(0)))
     distributed = next(iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))))
     patches = int(np.prod(batch[0].shape[:2]))
@@ -78,16 +78,16 @@ def per_position_rate(files, config, steps):
     """The release's feeding: one forward/backward per crop position, cross-entropy only."""
     import keras
 
-    from dnadet_tf.model import build_classifier
+    from dnadet_tf.model import Backbone, Classifier
 
-    model = build_classifier(len(files.class_names), config.width, config.dropout)
-    optimizer = keras.optimizers.Adam(config.learning_rate)
+    model = Classifier(Backbone(config.model.width, dtype=config.runtime.precision), len(files.class_names), config.model.dropout)
+    optimizer = keras.optimizers.Adam(config.optimizer.learning_rate)
     optimizer.build(model.trainable_variables)
     images, labels = next(iter(training_dataset(files, config)))
 
     @tf.function
     def step(images, labels):
-        for position in range(config.patches_per_image):
+        for position in range(config.sampling.patches_per_image):
             with tf.GradientTape() as tape:
                 logits = model(images[:, position], training=True)
                 loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
@@ -121,8 +121,8 @@ def main(argv=None):
             pipe = pipeline_rate(dataset_fn(0), batches=max(4, args.steps))
             step, patches = step_rate(config, files.class_names, dataset_fn, args.steps,
                                       os.path.join(root, f"run-{preset}"))
-            print(f"[{preset}] width {config.width}, {config.resize2} px images, {k} images/class x 5 classes x "
-                  f"{config.patches_per_image} crops of {config.patch_size} px = {patches} patches per step, "
+            print(f"[{preset}] width {config.model.width}, {config.preprocessing.resize2} px images, {k} images/class x 5 classes x "
+                  f"{config.sampling.patches_per_image} crops of {config.sampling.patch_size} px = {patches} patches per step, "
                   f"{args.precision}", flush=True)
             print(f"[{preset}] training step:  {step:8.1f} patches/s", flush=True)
             print(f"[{preset}] input pipeline: {pipe:8.1f} patches/s  ({pipe / step:.1f}x what the step consumes; "

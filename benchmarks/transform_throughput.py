@@ -25,7 +25,7 @@ from train_throughput import pipeline_rate, step_rate  # noqa: E402
 
 from dnadet_tf.config import make_config  # noqa: E402
 from dnadet_tf.pipeline import transformation_dataset  # noqa: E402
-from dnadet_tf.pretraining import PHOTO_SIZE, find_photos  # noqa: E402
+from dnadet_tf.pretraining import PHOTO_SIZE, list_photos  # noqa: E402
 from dnadet_tf.transforms import TRANSFORM_NAMES  # noqa: E402
 
 DEFAULT_PHOTOS = "/work/shared/data/photos/scenes"
@@ -36,7 +36,7 @@ def generated_photos(folder, count=64):
     for i in range(count):
         low = rng.uniform(0, 255, (48, 64, 3)).astype(np.uint8)
         Image.fromarray(low).resize((384, 256), Image.BICUBIC).save(os.path.join(folder, f"{i}.jpg"), quality=95)
-    return find_photos(folder)
+    return list_photos(folder)
 
 
 def main(argv=None):
@@ -46,19 +46,19 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=4)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as root:
-        photos = find_photos(args.photos) if args.photos else generated_photos(root)
+        photos = list_photos(args.photos) if args.photos else generated_photos(root)
         print(f"photos: {len(photos)} from {args.photos or 'generated'}", flush=True)
         for preset in args.presets.split(","):
             config = make_config(preset)
-            config.crop_size = config.resize1 = PHOTO_SIZE
-            batch = config.pretrain_batch_size if preset != "paper" else 20  # the release's batch for the step
+            config = config.replace(crop_size=PHOTO_SIZE, resize1=PHOTO_SIZE)
+            batch = config.pretrain.batch_size if preset != "paper" else 20  # the release's batch for the step
             dataset_fn = lambda start, c=config, b=batch: transformation_dataset(photos, c, b, start)  # noqa: E731
             pipe = pipeline_rate(dataset_fn(0), batches=max(4, args.steps))
             step, patches = step_rate(config, TRANSFORM_NAMES, dataset_fn, args.steps,
                                       os.path.join(root, f"run-{preset}"))
-            per_image = config.patches_per_image
+            per_image = config.sampling.patches_per_image
             print(f"[{preset}] {batch} images x {per_image} crops = {patches} patches per step, "
-                  f"{config.resize2} px resize", flush=True)
+                  f"{config.preprocessing.resize2} px resize", flush=True)
             print(f"[{preset}] transformation pipeline: {pipe / per_image:7.1f} images/s ({pipe:7.1f} patches/s)",
                   flush=True)
             print(f"[{preset}] training step consumes:  {step / per_image:7.1f} images/s ({step:7.1f} patches/s); "

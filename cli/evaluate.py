@@ -30,7 +30,7 @@ def register(subparsers):
 
 def run(args):
     from dnadet_tf.evaluation import evaluate, format_table
-    from dnadet_tf.predictor import load_predictor
+    from dnadet_tf.api import load as load_predictor
     from dnadet_tf.runs import write_json_atomic
 
     if args.report and os.path.exists(args.report) and not os.path.isdir(args.report):
@@ -39,11 +39,10 @@ def run(args):
         raise UsageError(f"--report {args.report}: exists and is not a folder.")
     perturb_fn = None
     if args.perturb:
-        from dnadet_tf.attacks import apply_attacks
+        from dnadet_tf.attacks import attack_fn
         from dnadet_tf.cli.main import parse_attack_flag
 
-        names = parse_attack_flag("--perturb", args.perturb)
-        perturb_fn = lambda image, seed: apply_attacks(image, names, seed)  # noqa: E731
+        perturb_fn = attack_fn(parse_attack_flag("--perturb", args.perturb))
     predictor = load_predictor(args.model)
     out_dir = os.path.dirname(os.path.abspath(args.json)) if args.json else os.path.join(args.model, "evaluation")
     rows = evaluate(predictor, args.data, out_dir=out_dir, batch_size=args.batch_size,

@@ -31,18 +31,17 @@ def run(args):
     from dnadet_tf.cli.main import UsageError
     from dnadet_tf.data import collect_image_paths, readable_images
     from dnadet_tf.explain import check_layer, check_method, explain_files
-    from dnadet_tf.runs import TrainedRun, write_json_atomic
+    from dnadet_tf.runs import RunDir, write_json_atomic
 
     if args.batch_size < 1:
         raise UsageError(f"--batch-size: expected a positive integer, received {args.batch_size}.")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UsageError(f"--out {args.out}: exists and is not a folder.")
     check_method(args.method)
-    run_dir = TrainedRun(args.model)
-    model = run_dir.model
+    model = RunDir(args.model).load_model()
     check_layer(model, args.layer)
-    usable, skipped = readable_images(collect_image_paths(args.inputs), run_dir.preprocess)
-    results = explain_files(model, run_dir.class_names, run_dir.preprocess, usable, args.out,
+    usable, skipped = readable_images(collect_image_paths(args.inputs), model.preprocessing)
+    results = explain_files(model, model.class_names, model.preprocessing, usable, args.out,
                             layer=args.layer, method=args.method, batch_size=args.batch_size)
     for row in results:
         print(f"{row['path']}\t{row['class']}\t{row['probability']:.4f}\t{row['png']}")

@@ -41,7 +41,7 @@ def run(args):
 
     from dnadet_tf.cli.main import UsageError
     from dnadet_tf.exports.export import export_run, parse_formats
-    from dnadet_tf.exports.parity import format_table
+    from dnadet_tf.exports.parity import format_parity_table
 
     if args.version is not None and args.version < 1:
         raise UsageError(f"--version: expected a positive integer, received {args.version}.")
@@ -59,5 +59,5 @@ def run(args):
     )
     print(f"exported {report['name']} version {report['version']} to {report['out']}")
     print(f"parity on {report['eval']['images']} images of {report['eval']['data']} (latency: batch 1, median):")
-    print(format_table(report["rows"]))
+    print(format_parity_table(report["rows"]))
     return 0

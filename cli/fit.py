@@ -2,7 +2,7 @@
 import os
 
 from dnadet_tf.cli.main import HelpFormatter
-from dnadet_tf.config import CE_INPUTS, PRESETS, TrainConfig
+from dnadet_tf.config import CE_INPUTS, METRICS, PRECISIONS, PRESETS, STRATEGIES, LoopConfig, OptimizerConfig
 from dnadet_tf.selection import SELECTION_RULES
 
 
@@ -37,10 +37,10 @@ def register(subparsers):
                         help="train the paper's Base: whole images, cross-entropy only, no patches, no contrastive loss")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run dir")
-    parser.add_argument("--strategy", choices=("auto", "default", "mirrored", "multiworker"),
+    parser.add_argument("--strategy", choices=STRATEGIES,
                         help="tf.distribute strategy: auto = MirroredStrategy over visible GPUs, else default; "
                         "multiworker reads TF_CONFIG (default auto)")
-    parser.add_argument("--precision", choices=("float32", "mixed_bfloat16", "mixed_float16"),
+    parser.add_argument("--precision", choices=PRECISIONS,
                         help="Keras dtype policy; mixed precision is for GPUs (default float32)")
     parser.add_argument("--jit", action="store_true", default=None, help="XLA-compile the training step (GPUs)")
     parser.add_argument("--augment", help="robustness augmentation before the resize chain: a comma list of "
@@ -48,17 +48,17 @@ def register(subparsers):
     parser.add_argument("--lr", type=float, help="learning rate (overrides the preset)")
     parser.add_argument("--images-per-class", type=int, help="K images of every class per step (0 = paper rule)")
     parser.add_argument("--val-every", type=int, help="validate on whole images every N steps")
-    parser.add_argument("--metric", choices=("accuracy", "macro_f1"), help="validation metric that picks best.keras")
+    parser.add_argument("--metric", choices=METRICS, help="validation metric that picks best.keras")
     parser.add_argument("--select", choices=SELECTION_RULES,
                         help="rule that picks best.keras among validated models: first = first step reaching the "
                         "best metric; last = the release's (ties go to the later step); nll = best metric, ties "
                         "broken by lower validation cross-entropy; final = the last validated model "
-                        f"(default: {TrainConfig.select})")
+                        f"(default: {LoopConfig.select})")
     parser.add_argument("--keep-validated", action="store_true", default=None,
                         help="also keep every validated model in RUN/validated/ (to compare selection rules)")
     parser.add_argument("--ce-input", choices=CE_INPUTS,
                         help="what the cross-entropy reads: logits (the method), or softmax probabilities as the "
-                        f"authors' release does (bounded loss, the contrastive loss dominates) (default: {TrainConfig.ce_input})")
+                        f"authors' release does (bounded loss, the contrastive loss dominates) (default: {OptimizerConfig.ce_input})")
     parser.add_argument("--lr-decay-every", type=int,
                         help="multiply the learning rate by --lr-decay every N steps (overrides the preset)")
     parser.add_argument("--lr-decay", type=float, help="learning-rate decay factor (default 0.9)")

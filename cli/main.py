@@ -7,14 +7,38 @@ exit code. With no command, the usage is printed and the exit code is 2.
 
 TensorFlow's start-up lines (absl, oneDNN, CPU features) are silenced unless
 `--verbose` is given: `quiet_tensorflow` runs before anything imports it.
+
+Library errors name parameters (`out`, `learning_rate`, `overwrite=True`); `in_flag_words`
+turns them into the command's flags (`--out`, `--lr`, `--overwrite`).
 """
 import argparse
 import importlib
 import os
+import re
 import sys
 
 COMMAND_MODULES = ("fit", "evaluate", "predict", "pretrain", "ablate", "export", "explain", "robustness", "zoo")
 VERBOSE_FLAG = "--verbose"
+
+
+# Library parameters whose flag is not `--` + the name with dashes.
+FLAG_OF_PARAMETER = {"learning_rate": "--lr", "pretrain_batch_size": "--batch-size",
+                     "pretrain_images_per_class": "--images-per-transformation"}
+
+
+def in_flag_words(message, parser):
+    """A library error in the words of `parser`'s command: a leading parameter name (or two, joined by
+    "and") and every `name=True` become that command's flags; names without a flag stay."""
+    options = {option for action in parser._actions for option in action.option_strings}
+
+    def flag(name):
+        candidate = FLAG_OF_PARAMETER.get(name, "--" + name.replace("_", "-"))
+        return candidate if candidate in options else name
+
+    message = re.sub(r"^(\w+) and (\w+):", lambda m: f"{flag(m.group(1))} and {flag(m.group(2))}:", message)
+    message = re.sub(r"^(\w+)(?=[: ])", lambda m: flag(m.group(1)), message)
+    return re.sub(r"\b(\w+)=True\b", lambda m: flag(m.group(1)) if flag(m.group(1)) != m.group(1) else m.group(0),
+                  message)
 
 
 class UsageError(Exception):
@@ -87,6 +111,7 @@ def build_parser():
     for subparser in subparsers.choices.values():
         # SUPPRESS keeps a subcommand from resetting a --verbose given before it.
         subparser.add_argument(VERBOSE_FLAG, action="store_true", default=argparse.SUPPRESS, help=verbose_help)
+        subparser.set_defaults(command_parser=subparser)
     return parser
 
 
@@ -108,8 +133,11 @@ def main(argv=None):
     configure_runtime(getattr(args, "strategy", None) or "auto")
     try:
         return int(args.func(args) or 0)
-    except (UsageError, DnadetError) as error:
+    except UsageError as error:
         print(f"dnadet-tf {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except DnadetError as error:
+        print(f"dnadet-tf {args.command}: error: {in_flag_words(str(error), args.command_parser)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"dnadet-tf {args.command}: interrupted; checkpoints already written are kept.", file=sys.stderr)

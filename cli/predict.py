@@ -27,7 +27,8 @@ def run(args):
 
     from dnadet_tf.cli.main import UsageError
     from dnadet_tf.data import collect_image_paths
-    from dnadet_tf.predictor import load_predictor, predict_images
+    from dnadet_tf.api import load as load_predictor
+    from dnadet_tf.predictor import predict_images
 
     if args.top_k < 1:
         raise UsageError(f"--top-k: expected a positive integer, received {args.top_k}.")

@@ -1,7 +1,7 @@
 """`dnadet-tf pretrain`: step 1 of DNA-Det, 170 image transformations."""
 from dnadet_tf.cli.main import HelpFormatter
 
-from dnadet_tf.config import PRESETS
+from dnadet_tf.config import PRECISIONS, PRESETS, STRATEGIES
 
 
 def register(subparsers):
@@ -22,9 +22,9 @@ def register(subparsers):
     parser.add_argument("--steps", type=int, help="train until this step (total, also when resuming)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run dir")
-    parser.add_argument("--strategy", choices=("auto", "default", "mirrored", "multiworker"),
+    parser.add_argument("--strategy", choices=STRATEGIES,
                         help="tf.distribute strategy (default auto)")
-    parser.add_argument("--precision", choices=("float32", "mixed_bfloat16", "mixed_float16"),
+    parser.add_argument("--precision", choices=PRECISIONS,
                         help="Keras dtype policy (default float32)")
     parser.add_argument("--jit", action="store_true", default=None, help="XLA-compile the training step (GPUs)")
     parser.add_argument("--lr", type=float, help="learning rate (overrides the preset)")

@@ -38,7 +38,7 @@ def default_json_path(model):
 
 def run(args):
     from dnadet_tf.cli.main import UsageError, parse_attack_flag
-    from dnadet_tf.predictor import load_predictor
+    from dnadet_tf.api import load as load_predictor
     from dnadet_tf.robustness import format_robustness_table, robustness, robustness_markdown
     from dnadet_tf.runs import write_json_atomic, write_text_atomic
 

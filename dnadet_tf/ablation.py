@@ -107,12 +107,12 @@ def run_one(zoo, run_dir, mode, pretrained, seed, preset, steps, compare_select,
     result = {"seed": seed, "run_dir": run_dir, "seconds": summary.get("train_seconds"),
               "splits": _split_figures(_read_json(result_path))}
     if compare_select:
-        config = runs.read_config(run_dir)
+        config = runs.RunDir(run_dir).config
         records = validation_records(run_dir)
         result["select"] = {}
         for rule in SELECTION_RULES:
-            step = pick(records, rule, config.metric)
-            model_file = runs.validated_model_path(run_dir, step)
+            step = pick(records, rule, config.loop.metric)
+            model_file = runs.RunDir(run_dir).validated_model_path(step)
             rows = _evaluate_model(run_dir, zoo, os.path.join(run_dir, "evaluation", f"step-{step:06d}.json"),
                                    model_file=model_file, output=output)
             result["select"][rule] = {"step": step, "splits": _split_figures(rows)}

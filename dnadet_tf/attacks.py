@@ -228,3 +228,12 @@ def apply_attacks(image, names, seed):
         else:
             image = _apply_one(image, name, seed)
     return image
+
+
+def attack_fn(names):
+    """The perturbation `fn(image, seed)` applying `names` (as `apply_attacks`), used as a
+    training augmentation and as an evaluation perturbation; None when `names` is empty."""
+    names = parse_attacks(names)
+    if not names:
+        return None
+    return lambda image, seed: apply_attacks(image, names, seed)

@@ -1,50 +1,84 @@
-"""Training configuration and its presets.
+"""Training configuration: frozen sections, and the presets.
 
-`paper` holds every hyper-parameter of the paper (DESIGN §3); `cpu` is
-narrower with a smaller second resize and fewer crops, so a laptop trains it
-in minutes; `tiny` is for tests. Flags override a preset; the resolved
-configuration is saved as `config.json` in the run dir.
+A `TrainConfig` holds one frozen section per concern:
+
+  model          mode, width, dropout
+  preprocessing  crop_size, resize1, resize2
+  sampling       patch_size, patches_per_image, images_per_class, augment
+  optimizer      learning_rate, lr_decay, lr_decay_every, loss_weight_learning_rate,
+                 temperature, base_temperature, ce_input
+  loop           steps, val_every, checkpoint_every, log_every, patience, metric, select,
+                 keep_validated, eval_batch_size
+  runtime        seed, precision, jit, strategy
+  pretrain       batch_size, val_samples, steps, patience, images_per_class (step 1's own values)
+
+plus `preset`, `init`, `data` and `val`. It is validated on construction and changed only
+by copying (`replace`). Parameters are named flat, as `fit` and `make_config` take them
+(`width`, `learning_rate`, `pretrain_batch_size`, ...): `PARAMETERS` maps each to its
+section. `paper` holds every hyper-parameter of the paper (DESIGN §3); `cpu` is narrower
+with a smaller second resize and fewer crops, so a laptop trains it in minutes; `tiny` is
+for tests. The resolved configuration is saved as `config.json` in the run dir, by
+section; a flat config.json of an older run is converted on read.
 """
 import dataclasses
-import json
 
 from dnadet_tf.errors import DnadetError
 from dnadet_tf.preprocess import PreprocessConfig
 from dnadet_tf.selection import SELECTION_RULES
 
+MODES = ("dnadet", "base")
 # What the classification cross-entropy reads: the logits (the method), or the softmax
 # probabilities (the authors' release, whose numbers the paper reports).
 CE_INPUTS = ("logits", "probabilities")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+METRICS = ("accuracy", "macro_f1")
 
 
-@dataclasses.dataclass
-class TrainConfig:
-    """Every value that shapes a training run.
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """`mode`: `dnadet` (patches, cross-entropy plus supervised contrastive loss with learned
+    weighting) or `base` (whole images, cross-entropy only: the paper's Base)."""
 
-    `images_per_class = 0` means the paper's rule: 32 images per class for up
-    to 5 classes, 16 for more. `mode` is `dnadet` (patches, cross-entropy plus
-    supervised contrastive loss with learned weighting) or `base` (whole
-    images, cross-entropy only: the paper's Base). `select` names the rule
-    that picks best.keras among the validated models (`selection.py`);
-    `ce_input` what the cross-entropy reads (CE_INPUTS).
-    """
-
-    preset: str = "paper"
     mode: str = "dnadet"
     width: float = 1.0
+    dropout: float = 0.2
+
+
+@dataclasses.dataclass(frozen=True)
+class PreprocessingConfig:
     crop_size: int = 128
     resize1: int = 128
     resize2: int = 512
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingConfig:
+    """`images_per_class = 0` means the paper's rule: 32 images per class for up to 5 classes, 16 for more."""
+
     patch_size: int = 64
     patches_per_image: int = 16
     images_per_class: int = 0
+    augment: tuple = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+    """`ce_input`: what the cross-entropy reads (CE_INPUTS)."""
+
     learning_rate: float = 1e-4
     lr_decay: float = 0.9
     lr_decay_every: int = 500
     loss_weight_learning_rate: float = 0.01
     temperature: float = 0.07
     base_temperature: float = 0.07
-    dropout: float = 0.2
+    ce_input: str = "logits"
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+    """`select` names the rule that picks best.keras among the validated models (`selection.py`)."""
+
     steps: int = 20000
     val_every: int = 500
     checkpoint_every: int = 500
@@ -53,54 +87,124 @@ class TrainConfig:
     metric: str = "accuracy"
     select: str = "nll"
     keep_validated: bool = False
-    ce_input: str = "logits"
     eval_batch_size: int = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeConfig:
     seed: int = 0
-    augment: tuple = ()
     precision: str = "float32"
     jit: bool = False
     strategy: str = "auto"
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainConfig:
+    """Step 1's own values (`pretraining.pretrain`)."""
+
+    batch_size: int = 128
+    val_samples: int = 1700
+    steps: int = 20000
+    patience: int = 20
+    images_per_class: int = 4
+
+
+SECTIONS = {
+    "model": ModelConfig, "preprocessing": PreprocessingConfig, "sampling": SamplingConfig,
+    "optimizer": OptimizerConfig, "loop": LoopConfig, "runtime": RuntimeConfig, "pretrain": PretrainConfig,
+}
+TOP_LEVEL = ("preset", "init", "data", "val")
+# Flat parameter name -> (section, field); the pretrain section's fields are prefixed `pretrain_`.
+PARAMETERS = {
+    (f"pretrain_{f.name}" if section == "pretrain" else f.name): (section, f.name)
+    for section, cls in SECTIONS.items() for f in dataclasses.fields(cls)
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Every value that shapes a training run, by section (see the module docstring)."""
+
+    preset: str = "paper"
+    model: ModelConfig = ModelConfig()
+    preprocessing: PreprocessingConfig = PreprocessingConfig()
+    sampling: SamplingConfig = SamplingConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
+    loop: LoopConfig = LoopConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+    pretrain: PretrainConfig = PretrainConfig()
     init: str = ""
     data: str = ""
     val: str = ""
-    pretrain_batch_size: int = 128
-    pretrain_val_samples: int = 1700
-    pretrain_steps: int = 20000
-    pretrain_patience: int = 20
-    pretrain_images_per_class: int = 4
+
+    def __post_init__(self):
+        validate(self)
+
+    @classmethod
+    def from_flat(cls, values):
+        """A TrainConfig from flat parameters (`width`, `learning_rate`, ...); absent ones take their defaults."""
+        unknown = sorted(set(values) - set(PARAMETERS) - set(TOP_LEVEL))
+        if unknown:
+            raise DnadetError(f"parameters: unknown names {unknown}; expected a subset of "
+                              f"{sorted(set(PARAMETERS) | set(TOP_LEVEL))}.")
+        sections = {section: {} for section in SECTIONS}
+        for name, value in values.items():
+            if name in PARAMETERS:
+                section, field = PARAMETERS[name]
+                sections[section][field] = tuple(value) if field == "augment" else value
+        return cls(**{k: values[k] for k in TOP_LEVEL if k in values},
+                   **{section: SECTIONS[section](**fields) for section, fields in sections.items()})
+
+    def flat(self):
+        """{parameter: value} of every value, flat (`PARAMETERS` names and TOP_LEVEL)."""
+        values = {name: getattr(self, name) for name in TOP_LEVEL}
+        for name, (section, field) in PARAMETERS.items():
+            values[name] = getattr(getattr(self, section), field)
+        return values
+
+    def replace(self, **changes):
+        """A validated copy with flat parameters changed (None values ignored)."""
+        return TrainConfig.from_flat({**self.flat(), **{k: v for k, v in changes.items() if v is not None}})
 
     @property
     def preprocess(self):
         """The run's PreprocessConfig: its sizes, with the patch size as the smallest side accepted."""
-        return PreprocessConfig.of_run(self)
+        p = self.preprocessing
+        return PreprocessConfig(p.crop_size, p.resize1, p.resize2, min_side=self.sampling.patch_size)
 
     def batch_images_per_class(self, num_classes):
-        if self.images_per_class > 0:
-            return self.images_per_class
+        if self.sampling.images_per_class > 0:
+            return self.sampling.images_per_class
         return 32 if num_classes <= 5 else 16
 
     def to_dict(self):
-        values = dataclasses.asdict(self)
-        values["augment"] = list(self.augment)
+        """config.json's content: top-level values and one object per section."""
+        values = {name: getattr(self, name) for name in TOP_LEVEL}
+        for section in SECTIONS:
+            values[section] = dataclasses.asdict(getattr(self, section))
+        values["sampling"]["augment"] = list(self.sampling.augment)
         return values
 
     @classmethod
     def from_dict(cls, values):
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise DnadetError(f"config.json: unknown keys {unknown}; expected a subset of {sorted(known)}.")
-        values = dict(values)
-        values["augment"] = tuple(values.get("augment", ()))
-        return cls(**values)
-
-    def save(self, path):
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
-            f.write("\n")
+        """From `to_dict`'s form, or from the flat form of an older run's config.json."""
+        if any(name in values for name in SECTIONS) or not values:
+            unknown = sorted(set(values) - set(SECTIONS) - set(TOP_LEVEL))
+            if unknown:
+                raise DnadetError(f"config.json: unknown keys {unknown}; expected a subset of "
+                                  f"{sorted(set(SECTIONS) | set(TOP_LEVEL))}.")
+            flat = {k: values[k] for k in TOP_LEVEL if k in values}
+            prefix = {section: ("pretrain_" if section == "pretrain" else "") for section in SECTIONS}
+            for section in SECTIONS:
+                for field, value in values.get(section, {}).items():
+                    flat[prefix[section] + field] = value
+            return cls.from_flat(flat)
+        return cls.from_flat(values)
 
     @classmethod
     def load(cls, path):
+        import json
+
         with open(path, encoding="utf-8") as f:
             return cls.from_dict(json.load(f))
 
@@ -155,39 +259,33 @@ def paper_name(mode, pretrained):
 
 
 def make_config(preset="paper", **overrides):
-    """The preset's configuration with `overrides` (None values ignored) applied."""
+    """The preset's configuration with `overrides` (flat parameters; None values ignored) applied."""
     if preset not in PRESETS:
-        raise DnadetError(f"--preset: expected one of {sorted(PRESETS)}, received {preset!r}.")
+        raise DnadetError(f"preset: expected one of {sorted(PRESETS)}, received {preset!r}.")
     values = {"preset": preset, **PRESETS[preset]}
     values.update({k: v for k, v in overrides.items() if v is not None})
-    config = TrainConfig(**values)
-    validate(config)
-    return config
+    return TrainConfig.from_flat(values)
+
+
+def _choice(name, value, choices):
+    if value not in choices:
+        raise DnadetError(f"{name}: expected one of {', '.join(choices)}, received {value!r}.")
 
 
 def validate(config):
-    """Raises DnadetError naming the first inconsistent value."""
-    if config.mode not in ("dnadet", "base"):
-        raise DnadetError(f"mode: expected 'dnadet' or 'base', received {config.mode!r}.")
-    if config.patch_size > config.resize2:
-        raise DnadetError(
-            f"patch_size: expected at most resize2={config.resize2}, received {config.patch_size}."
-        )
-    if config.precision not in ("float32", "mixed_float16", "mixed_bfloat16"):
-        raise DnadetError(
-            f"--precision: expected float32, mixed_float16 or mixed_bfloat16, received {config.precision!r}."
-        )
-    if config.strategy not in ("auto", "default", "mirrored", "multiworker"):
-        raise DnadetError(
-            f"--strategy: expected auto, default, mirrored or multiworker, received {config.strategy!r}."
-        )
-    if config.select not in SELECTION_RULES:
-        raise DnadetError(f"select: expected one of {', '.join(SELECTION_RULES)}, received {config.select!r}.")
-    if config.ce_input not in CE_INPUTS:
-        raise DnadetError(f"ce_input: expected one of {', '.join(CE_INPUTS)}, received {config.ce_input!r}.")
-    if config.metric not in ("accuracy", "macro_f1"):
-        raise DnadetError(f"--metric: expected accuracy or macro_f1, received {config.metric!r}.")
+    """Raises DnadetError naming the first inconsistent parameter."""
+    _choice("mode", config.model.mode, MODES)
+    if config.sampling.patch_size > config.preprocessing.resize2:
+        raise DnadetError(f"patch_size: expected at most resize2={config.preprocessing.resize2}, "
+                          f"received {config.sampling.patch_size}.")
+    _choice("precision", config.runtime.precision, PRECISIONS)
+    _choice("strategy", config.runtime.strategy, STRATEGIES)
+    _choice("select", config.loop.select, SELECTION_RULES)
+    _choice("ce_input", config.optimizer.ce_input, CE_INPUTS)
+    _choice("metric", config.loop.metric, METRICS)
     for name in ("steps", "val_every", "checkpoint_every", "log_every", "patches_per_image", "lr_decay_every",
                  "pretrain_images_per_class"):
-        if getattr(config, name) < 1:
-            raise DnadetError(f"{name}: expected a positive integer, received {getattr(config, name)}.")
+        section, field = PARAMETERS[name]
+        value = getattr(getattr(config, section), field)
+        if value < 1:
+            raise DnadetError(f"{name}: expected a positive integer, received {value}.")

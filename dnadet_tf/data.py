@@ -12,7 +12,7 @@ import sys
 import numpy as np
 
 from dnadet_tf.errors import DataError
-from dnadet_tf.images import ImageError, is_image_file, load_rgb
+from dnadet_tf.images import ImageError, find_images, load_rgb
 from dnadet_tf.preprocess import size_problem
 
 SPLITS = ("train", "val", "test", "cross_seed", "cross_loss", "cross_finetune", "cross_dataset")
@@ -130,10 +130,7 @@ def read_folder_tree(root):
     class_names = order_classes(class_dirs)
     paths, labels = [], []
     for label, name in enumerate(class_names):
-        found = []
-        for folder, subdirs, files in os.walk(os.path.join(root, name)):
-            subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-            found.extend(os.path.join(folder, f) for f in sorted(files) if is_image_file(f))
+        found = find_images(os.path.join(root, name))
         if not found:
             raise DataError(f"{os.path.join(root, name)}: class {name!r} has no image files.")
         paths.extend(found)
@@ -234,9 +231,7 @@ def collect_image_paths(inputs):
     paths = []
     for item in inputs:
         if os.path.isdir(item):
-            for folder, subdirs, files in os.walk(item):
-                subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-                paths.extend(os.path.join(folder, f) for f in sorted(files) if is_image_file(f))
+            paths.extend(find_images(item))
         elif os.path.isfile(item):
             paths.append(item)
         else:

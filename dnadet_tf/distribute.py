@@ -58,7 +58,7 @@ def make_strategy(name):
     if name == "mirrored":
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices=devices)
-    raise DnadetError(f"--strategy: expected auto, default, mirrored or multiworker, received {name!r}.")
+    raise DnadetError(f"strategy: expected auto, default, mirrored or multiworker, received {name!r}.")
 
 
 def is_chief():

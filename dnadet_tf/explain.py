@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from dnadet_tf.errors import DnadetError
 from dnadet_tf.images import load_rgb, save_figure_atomic
-from dnadet_tf.model import DEFAULT_GRADCAM_LAYER
+from dnadet_tf.model import DEFAULT_GRADCAM_LAYER, probabilities as classifier_probabilities
 from dnadet_tf.preprocess import preprocess_image
 
 METHODS = ("gradcam", "gradcam++")
@@ -92,18 +92,12 @@ def _class_score(class_indices):
     return score
 
 
-def predict_probabilities(model, pixels):
-    """(N, S, S, 3) preprocessed pixels -> (N, C) softmax probabilities."""
-    logits = model(tf.convert_to_tensor(pixels, tf.float32), training=False)
-    return tf.nn.softmax(tf.cast(logits, tf.float32)).numpy()
-
-
 def gradcam_maps(model, pixels, class_indices=None, layer=DEFAULT_GRADCAM_LAYER, method=DEFAULT_METHOD,
                  batch_size=16):
     """Grad-CAM maps of preprocessed images.
 
     Args:
-      model: a classifier built by `model.build_classifier` (logits out).
+      model: a `model.Classifier` (logits out).
       pixels: (N, S, S, 3) float32 in [-1, 1], from `preprocess_image`.
       class_indices: target class per image; None = the predicted class.
       layer: target layer name (see `gradcam_layer_names`).
@@ -121,7 +115,8 @@ def gradcam_maps(model, pixels, class_indices=None, layer=DEFAULT_GRADCAM_LAYER,
     if pixels.ndim != 4:
         raise ValueError(f"pixels: expected (N, H, W, 3), received shape {pixels.shape}.")
     probabilities = np.concatenate(
-        [predict_probabilities(model, pixels[i : i + batch_size]) for i in range(0, len(pixels), batch_size)]
+        [classifier_probabilities(model, tf.constant(pixels[i : i + batch_size])).numpy()
+         for i in range(0, len(pixels), batch_size)]
     ) if len(pixels) else np.zeros((0, int(model.output.shape[-1])), np.float32)
     if class_indices is None:
         class_indices = np.argmax(probabilities, axis=-1)

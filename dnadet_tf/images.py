@@ -25,6 +25,16 @@ def is_image_file(path):
     return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
 
 
+def find_images(folder):
+    """Image files under `folder`, recursively, in walk order: a folder's files (sorted) before its
+    subfolders (sorted); hidden files and folders skipped."""
+    found = []
+    for root, subdirs, files in os.walk(folder):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        found.extend(os.path.join(root, f) for f in sorted(files) if is_image_file(f))
+    return found
+
+
 def _to_rgb(image):
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         array = np.asarray(image, dtype=np.float64)

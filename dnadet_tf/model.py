@@ -1,17 +1,29 @@
-"""The DNA-Det network as Keras layers.
+"""The DNA-Det network as Keras model classes, in keras-hub's shape.
 
-Encoder: four stages of
+`Backbone` is the encoder: four stages of
   ZeroPadding(1) -> Conv 4x4 stride 2 -> BatchNorm -> LeakyReLU(0.2)
   ZeroPadding(1) -> Conv 3x3 stride 1 -> BatchNorm -> LeakyReLU(0.2)
-with widths 64, 128, 256, 512 (times a width multiplier), then global average
-pooling. Padding is explicit and symmetric, as in the authors' PyTorch code,
-so their weights could be loaded one day. Total stride 16.
+with widths 64, 128, 256, 512 (times `width`), then global average pooling.
+Padding is explicit and symmetric, as in the authors' PyTorch code, so their
+weights could be loaded one day. Total stride 16.
 
-Every layer is a stock Keras layer except `L2Normalize`, which is registered
-for serialization, so `best.keras` loads with plain Keras.
+`Classifier` is the task: the backbone's graph continued by Dropout -> Dense
+(logits), with the class names and the preprocessing inside, so a saved
+`best.keras` alone is a complete attributor:
+
+    model = keras.saving.load_model("best.keras")   # after `import dnadet_tf.model`
+    model(pixels)          # (N, S, S, 3) preprocessed pixels in [-1, 1] -> (N, C) logits
+    model.predict(images)  # (N, H, W, 3) decoded images in [0, 255] -> (N, C) probabilities
+
+The classifier's layers are the backbone's layers plus `dropout` and `logits`,
+in one flat graph (`stage{s}_{pad,conv,bn,act}{1,2}`, `feature`, `dropout`,
+`logits`), so Grad-CAM can target any encoder layer by name.
 """
 import keras
+import tensorflow as tf
 from keras import layers
+
+from dnadet_tf.preprocess import PreprocessConfig, preprocess_image
 
 STAGE_WIDTHS = (64, 128, 256, 512)
 DEFAULT_GRADCAM_LAYER = "stage2_act2"
@@ -19,103 +31,187 @@ FEATURE_LAYER = "feature"
 LOGITS_LAYER = "logits"
 
 
-def stage_widths(width_multiplier):
+def stage_widths(width):
     """Channel widths of the four stages for a width multiplier, at least 4 each."""
-    return tuple(max(4, int(round(w * width_multiplier))) for w in STAGE_WIDTHS)
+    return tuple(max(4, int(round(w * width))) for w in STAGE_WIDTHS)
+
+
+def probabilities(model, pixels):
+    """The one softmax of a classifier's logits: (N, S, S, 3) pixels -> (N, C) float32, inference mode."""
+    return tf.nn.softmax(tf.cast(model(pixels, training=False), tf.float32), axis=-1)
+
+
+def _conv_block(x, filters, kernel_size, strides, name, index, synchronized, dtype):
+    x = layers.ZeroPadding2D(padding=1, name=f"{name}_pad{index}", dtype=dtype)(x)
+    x = layers.Conv2D(filters, kernel_size, strides=strides, padding="valid", use_bias=False,
+                      name=f"{name}_conv{index}", dtype=dtype)(x)
+    x = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=synchronized,
+                                  name=f"{name}_bn{index}", dtype=dtype)(x)
+    return layers.LeakyReLU(negative_slope=0.2, name=f"{name}_act{index}", dtype=dtype)(x)
 
 
 @keras.saving.register_keras_serializable(package="dnadet_tf")
-class L2Normalize(layers.Layer):
-    """Scales each row to unit L2 norm: (N, D) -> (N, D)."""
-
-    def __init__(self, axis=-1, epsilon=1e-12, **kwargs):
-        super().__init__(**kwargs)
-        self.axis = axis
-        self.epsilon = epsilon
-
-    def call(self, inputs):
-        return keras.ops.normalize(inputs, axis=self.axis, order=2, epsilon=self.epsilon)
-
-    def get_config(self):
-        return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon}
-
-
-def _conv_block(x, filters, kernel_size, strides, name, index, synchronized):
-    x = layers.ZeroPadding2D(padding=1, name=f"{name}_pad{index}")(x)
-    x = layers.Conv2D(
-        filters, kernel_size, strides=strides, padding="valid", use_bias=False, name=f"{name}_conv{index}"
-    )(x)
-    x = layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-5, synchronized=synchronized, name=f"{name}_bn{index}"
-    )(x)
-    return layers.LeakyReLU(negative_slope=0.2, name=f"{name}_act{index}")(x)
-
-
-def build_classifier(
-    num_classes, width_multiplier=1.0, dropout=0.2, input_size=None, synchronized_bn=False, name="dnadet"
-):
-    """Builds the encoder plus classification head as one flat functional model.
+class Backbone(keras.Model):
+    """The DNA-Det encoder: (N, H, W, 3) float pixels in [-1, 1] -> (N, 8 * stage-1 width) pooled feature.
 
     Args:
-      num_classes: number of output logits.
-      width_multiplier: scales the stage widths (1.0 = the paper's 64..512).
-      dropout: dropout rate before the last Dense layer.
-      input_size: fixed spatial size, or None for any size (the model is fully convolutional).
+      width: multiplier of the stage widths (1.0 = the paper's 64..512).
       synchronized_bn: synchronise BatchNorm statistics across replicas under tf.distribute.
-      name: model name.
+      input_size: fixed spatial size, or None for any size (the network is fully convolutional).
+      dtype: dtype policy of every layer (e.g. "float32", "mixed_bfloat16"); None = Keras' global policy.
 
-    Returns:
-      A `keras.Model` mapping (N, H, W, 3) float pixels in [-1, 1] to (N, num_classes)
-      float32 logits. Layer names: `stage{s}_{pad,conv,bn,act}{1,2}` for the encoder
-      (s = 1..4), `feature` (pooled, (N, 8 * stage-1 width)), `dropout`, `logits`.
+    >>> import numpy as np
+    >>> from dnadet_tf.model import Backbone
+    >>> tuple(Backbone(width=0.0625)(np.zeros((2, 64, 64, 3), "float32")).shape)
+    (2, 32)
     """
-    inputs = keras.Input(shape=(input_size, input_size, 3), name="pixels")
-    x = inputs
-    for stage, filters in enumerate(stage_widths(width_multiplier), start=1):
-        x = _conv_block(x, filters, 4, 2, f"stage{stage}", 1, synchronized_bn)
-        x = _conv_block(x, filters, 3, 1, f"stage{stage}", 2, synchronized_bn)
-    feature = layers.GlobalAveragePooling2D(name=FEATURE_LAYER)(x)
-    x = layers.Dropout(dropout, name="dropout")(feature)
-    logits = layers.Dense(num_classes, dtype="float32", name=LOGITS_LAYER)(x)
-    return keras.Model(inputs, logits, name=name)
+
+    def __init__(self, width=1.0, synchronized_bn=False, input_size=None, dtype=None, name="dnadet_backbone",
+                 **kwargs):
+        inputs = keras.Input(shape=(input_size, input_size, 3), name="pixels")
+        x = inputs
+        for stage, filters in enumerate(stage_widths(width), start=1):
+            x = _conv_block(x, filters, 4, 2, f"stage{stage}", 1, synchronized_bn, dtype)
+            x = _conv_block(x, filters, 3, 1, f"stage{stage}", 2, synchronized_bn, dtype)
+        feature = layers.GlobalAveragePooling2D(name=FEATURE_LAYER, dtype=dtype)(x)
+        super().__init__(inputs, feature, name=name, **kwargs)
+        self.width = float(width)
+        self.layer_dtype = dtype if dtype is None or isinstance(dtype, str) else dtype.name
+        self.synchronized_bn = bool(synchronized_bn)
+        self.input_size = input_size
+
+    @property
+    def feature_dim(self):
+        return int(self.output.shape[-1])
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable, "width": self.width,
+                "synchronized_bn": self.synchronized_bn, "input_size": self.input_size,
+                "dtype": self.layer_dtype}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
 
 
-def encoder_of(classifier):
-    """The classifier's encoder as a model sharing its weights: pixels -> pooled feature."""
-    return keras.Model(classifier.input, classifier.get_layer(FEATURE_LAYER).output, name="encoder")
+@keras.saving.register_keras_serializable(package="dnadet_tf")
+class Classifier(keras.Model):
+    """The attribution task: a `Backbone` continued by Dropout -> Dense(num_classes).
+
+    `model(pixels)`: (N, S, S, 3) preprocessed pixels in [-1, 1] -> (N, C) float32 logits.
+    `model.predict(images)`: (N, H, W, 3) decoded images in [0, 255] (any size the
+    preprocessing accepts) -> (N, C) probabilities, the preprocessing applied in the step.
+
+    Args:
+      backbone: a `Backbone`; its graph is continued, so its layers are the classifier's first layers.
+      num_classes: number of output logits.
+      dropout: dropout rate before the last Dense layer.
+      class_names: names of the classes in label order (default "0", "1", ...).
+      preprocessing: a `PreprocessConfig` (or its dict) that turns decoded images into pixels.
+
+    >>> import numpy as np
+    >>> from dnadet_tf.model import Backbone, Classifier
+    >>> model = Classifier(Backbone(width=0.0625), 3, class_names=["real", "a", "b"])
+    >>> tuple(model(np.zeros((2, 64, 64, 3), "float32")).shape)
+    (2, 3)
+    >>> model.predict(np.zeros((1, 200, 300, 3), "uint8"), verbose=0).shape  # 128 px crop, 512 px resize
+    (1, 3)
+    """
+
+    def __init__(self, backbone, num_classes, dropout=0.2, class_names=None, preprocessing=None, name="dnadet",
+                 **kwargs):
+        x = layers.Dropout(dropout, name="dropout", dtype=backbone.layer_dtype)(backbone.output)
+        logits = layers.Dense(num_classes, dtype="float32", name=LOGITS_LAYER)(x)
+        super().__init__(backbone.input, logits, name=name, **kwargs)
+        class_names = [str(c) for c in class_names] if class_names is not None else [str(i) for i in range(num_classes)]
+        if len(class_names) != num_classes:
+            raise ValueError(f"class_names: expected {num_classes} names, received {len(class_names)}.")
+        if isinstance(preprocessing, dict):
+            preprocessing = PreprocessConfig.from_dict(preprocessing)
+        self.backbone = backbone
+        self.num_classes = int(num_classes)
+        self.dropout_rate = float(dropout)
+        self.class_names = class_names
+        self.preprocessing = preprocessing or PreprocessConfig()
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable,
+                "backbone": keras.saving.serialize_keras_object(self.backbone),
+                "num_classes": self.num_classes, "dropout": self.dropout_rate,
+                "class_names": list(self.class_names), "preprocessing": self.preprocessing.to_dict()}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)
+
+    def preprocess(self, images):
+        """Decoded images (N, H, W, 3) or one (H, W, 3), values in [0, 255] -> (N, S, S, 3) float32 pixels."""
+        images = tf.convert_to_tensor(images)
+        if images.shape.rank == 3:
+            images = images[None]
+        size = self.preprocessing.resize2
+        return tf.map_fn(lambda image: preprocess_image(image, self.preprocessing), images,
+                         fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+
+    def predict_step(self, data):
+        images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return probabilities(self, self.preprocess(images))
 
 
-def build_projection_head(feature_dim, hidden_dim=512, out_dim=128, name="projection_head"):
-    """Dense(hidden) -> ReLU -> Dense(out) -> L2-normalise: (N, feature_dim) -> (N, out_dim).
+def build_projection_head(feature_dim, hidden_dim=512, out_dim=128, dtype=None, name="projection_head"):
+    """Dense(hidden) -> ReLU -> Dense(out) -> L2-normalise: (N, feature_dim) -> (N, out_dim) float32.
 
     Used only for the contrastive loss; not part of saved or exported classifiers.
+    `dtype` is the dtype policy of the Dense layers; the normalisation computes in float32.
     """
     return keras.Sequential(
         [
             keras.Input(shape=(feature_dim,)),
-            layers.Dense(hidden_dim, name="proj_dense1"),
-            layers.ReLU(name="proj_relu"),
-            layers.Dense(out_dim, name="proj_dense2"),
-            L2Normalize(name="proj_l2", dtype="float32"),
+            layers.Dense(hidden_dim, name="proj_dense1", dtype=dtype),
+            layers.ReLU(name="proj_relu", dtype=dtype),
+            layers.Dense(out_dim, name="proj_dense2", dtype=dtype),
+            layers.UnitNormalization(name="proj_l2", dtype="float32"),
         ],
         name=name,
     )
 
 
-def feature_dim_of(classifier):
-    """Width of the pooled feature of a classifier built by `build_classifier`."""
-    return int(classifier.get_layer(FEATURE_LAYER).output.shape[-1])
+def float32_copy(classifier):
+    """`classifier` itself when its backbone computes in float32, else the same network rebuilt with
+    float32 layers and given the same weights (exports compute in float32)."""
+    if keras.dtype_policies.get(classifier.backbone.layer_dtype or keras.config.dtype_policy()).compute_dtype \
+            == "float32":
+        return classifier
+    config = classifier.get_config()
+    config["backbone"] = Backbone(**{**classifier.backbone.get_config(), "dtype": "float32"})
+    clone = Classifier(**config)
+    clone.set_weights(classifier.get_weights())
+    return clone
 
 
-def classifier_from_encoder(classifier_source, num_classes, **kwargs):
-    """A new classifier with `num_classes` outputs that starts from the weights of
-    `classifier_source` wherever the shapes match (the head is re-initialised).
+def load_classifier(path, class_names=None, preprocessing=None):
+    """A `Classifier` from a `.keras` file (safe mode, not compiled).
 
-    Returns (model, loaded_names, skipped_names).
+    A file written before the model classes existed holds a plain functional
+    model with the same layers and no class names or preprocessing: it is
+    converted, taking `class_names` and `preprocessing` (a PreprocessConfig)
+    from the caller (its run dir's labels.txt and config.json).
     """
-    model = build_classifier(num_classes, **kwargs)
-    loaded, skipped = transfer_matching_weights(classifier_source, model)
-    return model, loaded, skipped
+    model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    if isinstance(model, Classifier):
+        return model
+    if class_names is None:
+        raise ValueError(f"class_names: expected the class names of the legacy model {path}, received None.")
+    first = model.get_layer("stage1_conv1")
+    backbone = Backbone(width=first.filters / STAGE_WIDTHS[0], dtype=first.dtype_policy.name)
+    if backbone.get_layer("stage1_conv1").filters != first.filters:
+        raise ValueError(f"{path}: stage1 width {first.filters} is no width multiplier of {STAGE_WIDTHS[0]}.")
+    converted = Classifier(backbone, int(model.output.shape[-1]), model.get_layer("dropout").rate,
+                           class_names, preprocessing, name=model.name)
+    converted.set_weights(model.get_weights())
+    return converted
 
 
 def _named_weights(model):
@@ -123,24 +219,13 @@ def _named_weights(model):
     return {f"{layer.name}/{weight.name}": weight for layer in model.layers for weight in layer.weights}
 
 
-def encoder_weight_names(classifier):
-    """Names ("layer/weight") of the encoder's weights: every layer up to the pooled feature."""
-    names = []
-    for layer in classifier.layers:
-        names.extend(f"{layer.name}/{weight.name}" for weight in layer.weights)
-        if layer.name == FEATURE_LAYER:
-            break
-    return names
-
-
 def encoder_mismatch(source, target):
-    """The first encoder weight of `target` that `source` lacks or holds in another shape:
+    """The first backbone weight of classifier `target` that `source` lacks or holds in another shape:
     (name, expected shape, received shape or None), or None when the encoders match.
     Head weights (after the pooled feature) do not count."""
     source_weights = _named_weights(source)
-    target_weights = _named_weights(target)
-    for name in encoder_weight_names(target):
-        expected = tuple(target_weights[name].shape)
+    for name, weight in _named_weights(target.backbone).items():
+        expected = tuple(weight.shape)
         match = source_weights.get(name)
         if match is None or tuple(match.shape) != expected:
             return name, expected, None if match is None else tuple(match.shape)

@@ -75,7 +75,7 @@ def training_dataset(files, config, start_step=0, augment_fn=None):
     """
     num_classes = len(files.class_names)
     k = config.batch_images_per_class(num_classes)
-    schedule = BalancedSchedule(files.labels, num_classes, k, config.seed)
+    schedule = BalancedSchedule(files.labels, num_classes, k, config.runtime.seed)
     paths = np.asarray(files.paths)
     labels = files.labels.astype(np.int32)
     per_batch = k * num_classes
@@ -99,13 +99,13 @@ def training_dataset(files, config, start_step=0, augment_fn=None):
     preprocess = config.preprocess
 
     def load(path, label, index):
-        seed = tf.stack([tf.constant(config.seed, tf.int64), index])
+        seed = tf.stack([tf.constant(config.runtime.seed, tf.int64), index])
         image = decode_file(path)
         if augment_fn is not None:
             image = augment_fn(image, tf.stack([seed[0] + 7919, seed[1]]))
         pixels = preprocess_image(image, preprocess)
-        if config.mode == "dnadet":
-            pixels = random_crops(pixels, config.patch_size, config.patches_per_image, seed)
+        if config.model.mode == "dnadet":
+            pixels = random_crops(pixels, config.sampling.patch_size, config.sampling.patches_per_image, seed)
         return pixels, label
 
     return _batched(dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True), per_batch)
@@ -152,7 +152,7 @@ def transformation_dataset(photo_paths, config, batch_size, start_step=0, images
     def elements():
         step = start_step
         while True:
-            rng = np.random.default_rng([config.seed, 1, step])
+            rng = np.random.default_rng([config.runtime.seed, 1, step])
             # One image per class draws every image's transformation independently (as the release
             # does); more draw distinct transformations, each applied to that many photos.
             labels = np.repeat(rng.choice(NUM_TRANSFORMS, size=classes_per_step, replace=images_per_class == 1),
@@ -169,10 +169,10 @@ def transformation_dataset(photo_paths, config, batch_size, start_step=0, images
     preprocess = config.preprocess
 
     def load(path, label, index):
-        seed = tf.stack([tf.constant(config.seed, tf.int64), index])
+        seed = tf.stack([tf.constant(config.runtime.seed, tf.int64), index])
         crop = random_square_crop(decode_file(path), preprocess.crop_size, seed + 13)
         pixels = preprocess_image(apply_transform(crop, label, seed + 17), preprocess)
-        return random_crops(pixels, config.patch_size, config.patches_per_image, seed), label
+        return random_crops(pixels, config.sampling.patch_size, config.sampling.patches_per_image, seed), label
 
     return _batched(dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True), batch_size)
 

@@ -1,52 +1,38 @@
 """Predictors: anything that maps preprocessed pixels to class probabilities.
 
-`load_predictor(path)` accepts a run dir (its best.keras), and — through
-`dnadet_tf.exports` — a SavedModel folder or a .tflite file. All of them use
-the same file decoding and the same preprocessing function.
+`KerasPredictor` serves a run dir's best.keras; `dnadet_tf.exports.predictors`
+serves SavedModels and .tflite files with the same interface, and `dnadet_tf.load`
+picks one for a path. All of them use the same file decoding and the same
+preprocessing function.
 """
 import numpy as np
 import tensorflow as tf
 
 from dnadet_tf.data import readable_images
+from dnadet_tf.model import probabilities
 from dnadet_tf.pipeline import inference_dataset
-from dnadet_tf.runs import TrainedRun
+from dnadet_tf.runs import RunDir
 
 
 class KerasPredictor:
     """A run dir's best.keras (or `model_file`, another .keras model of that run, e.g. one
-    of RUN/validated/). `predict_pixels`: (N, S, S, 3) float32 -> (N, C) probabilities."""
+    of RUN/validated/), with the class names and preprocessing the model holds.
+    `predict_pixels`: (N, S, S, 3) float32 -> (N, C) probabilities."""
 
     kind = "keras"
 
     def __init__(self, run_dir, model_file=None):
-        self.run = TrainedRun(run_dir)
-        if model_file:
-            self.run.model_path = model_file
-        self.class_names = self.run.class_names
-        self.preprocess = self.run.preprocess
+        self.run = RunDir(run_dir)
+        self.model = self.run.load_model(model_file)
+        self.model_path = model_file or self.run.best_model_path
+        self.class_names = self.model.class_names
+        self.preprocess = self.model.preprocessing
         self.source = run_dir
-        model = self.run.model
-        self._fn = tf.function(lambda x: tf.nn.softmax(tf.cast(model(x, training=False), tf.float32)))
-
-    @property
-    def model(self):
-        return self.run.model
+        model = self.model
+        self._fn = tf.function(lambda x: probabilities(model, x))
 
     def predict_pixels(self, pixels):
         return self._fn(tf.convert_to_tensor(pixels, tf.float32)).numpy()
-
-
-def load_predictor(path):
-    """A predictor for a run dir, a SavedModel folder, or a .tflite file."""
-    import os
-
-    if os.path.isfile(path) and path.endswith(".tflite") or (
-        os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb"))
-    ):
-        from dnadet_tf.exports.predictors import load_exported_predictor
-
-        return load_exported_predictor(path)
-    return KerasPredictor(path)
 
 
 def predict_images(predictor, paths, batch_size=16, warn=None):

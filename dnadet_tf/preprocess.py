@@ -25,11 +25,6 @@ class PreprocessConfig:
     resize2: int = 512
     min_side: int = 1
 
-    @classmethod
-    def of_run(cls, config):
-        """The preprocessing of a TrainConfig: its sizes, with `min_side` = its patch size."""
-        return cls(config.crop_size, config.resize1, config.resize2, min_side=config.patch_size)
-
     def size_problem(self, height, width):
         """None when a height x width image may be preprocessed, else why not (one line)."""
         return size_problem(height, width, self.crop_size, self.min_side)

@@ -5,14 +5,12 @@ import sys
 
 import numpy as np
 
-from dnadet_tf import runs
 from dnadet_tf.data import LabeledFiles, check_files
-from dnadet_tf.distribute import make_strategy
 from dnadet_tf.errors import DataError, RunDirError
-from dnadet_tf.images import is_image_file
+from dnadet_tf.images import find_images
 from dnadet_tf.pipeline import transformation_dataset, transformation_eval_dataset
-from dnadet_tf.trainer import Trainer
-from dnadet_tf.training import resolve_config, run_trainer
+from dnadet_tf.runs import RunDir
+from dnadet_tf.training import resolve_config, train
 from dnadet_tf.transforms import NUM_TRANSFORMS, TRANSFORM_NAMES, transform_family
 
 PHOTO_SIZE = 128  # transformations are defined on 128 px crops
@@ -35,26 +33,22 @@ def family_metrics(y_true, y_pred):
     return {"family_accuracy": float(np.mean(same)) if len(same) else 0.0}
 
 
-def find_photos(folder):
-    """Image files under `folder`, recursively, sorted."""
+def list_photos(folder):
+    """Image files under `folder`, recursively (`images.find_images`); DataError when it is no folder."""
     if not os.path.isdir(folder):
-        raise DataError(f"--photos {folder}: no such folder; expected a folder of photos.")
-    found = []
-    for root, subdirs, files in os.walk(folder):
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-        found.extend(os.path.join(root, f) for f in sorted(files) if is_image_file(f))
-    return found
+        raise DataError(f"photos {folder}: no such folder; expected a folder of photos.")
+    return find_images(folder)
 
 
 def usable_photos(folder, output=None):
     """Photos with both sides >= 128 px; smaller or broken ones are skipped with a
     warning. Raises DataError when fewer than MIN_PHOTOS remain."""
-    paths = find_photos(folder)
+    paths = list_photos(folder)
     files = LabeledFiles(paths, np.zeros(len(paths), np.int64), ["photo"], folder)
     kept = check_files(files, min_side=PHOTO_SIZE, require_every_class=False) if paths else files
     if len(kept) < MIN_PHOTOS:
         raise DataError(
-            f"--photos {folder}: found {len(kept)} usable photos (both sides >= {PHOTO_SIZE} px) "
+            f"photos {folder}: found {len(kept)} usable photos (both sides >= {PHOTO_SIZE} px) "
             f"of {len(paths)} image files; pre-training needs at least {MIN_PHOTOS}."
         )
     return kept
@@ -74,51 +68,43 @@ def pretrain(photos, out, preset="cpu", resume=False, overwrite=False, output=No
     in labels.txt; `fit --init` takes its encoder.
     """
     output = output or sys.stdout
+    run = RunDir(out)
     if resume and overwrite:
-        raise RunDirError("--resume and --overwrite: expected at most one of them, received both.")
-    runs.check_run_dir(out, overwrite=overwrite, resume=resume)  # fail before any slow work
+        raise RunDirError("resume and overwrite: expected at most one of them, received both.")
+    run.check(overwrite=overwrite, resume=resume)  # fail before any slow work
     overrides.setdefault("metric", "macro_f1")
-    config = resolve_config(out, resume, preset, overrides)
+    config = resolve_config(run, resume, preset, overrides)
     if not resume:
         # Step 1 has a long plateau (measured: about 1000 `cpu` steps at chance before it learns), so it
         # has its own step budget and patience unless the flags say otherwise.
-        if overrides.get("steps") is None:
-            config.steps = config.pretrain_steps
-        if overrides.get("patience") is None:
-            config.patience = config.pretrain_patience
         # Transformations act on a 128 px crop; it is then resized to resize2 as in step 2.
-        config.crop_size = config.resize1 = PHOTO_SIZE
-        config.mode = "dnadet"
-        config.data = os.path.abspath(photos)
+        config = config.replace(
+            steps=config.pretrain.steps if overrides.get("steps") is None else None,
+            patience=config.pretrain.patience if overrides.get("patience") is None else None,
+            crop_size=PHOTO_SIZE, resize1=PHOTO_SIZE, mode="dnadet", data=os.path.abspath(photos))
     print(f"checking photos in {photos} ...", file=output, flush=True)
     files = usable_photos(photos)
-    train_photos, val_photos = split_photos(files.paths, config.seed)
-    runs.prepare_run_dir(out, overwrite=overwrite, resume=resume)
-    if not resume:
-        config.save(os.path.join(out, runs.CONFIG_FILE))
-        runs.write_labels(out, TRANSFORM_NAMES)
-    strategy = make_strategy(config.strategy)
-    print(
+    train_photos, val_photos = split_photos(files.paths, config.runtime.seed)
+    run.start(config, TRANSFORM_NAMES, overwrite=overwrite, resume=resume)
+    banner = lambda replicas: (  # noqa: E731
         f"pre-training on {len(TRANSFORM_NAMES)} transformations of {len(train_photos)} photos "
-        f"({len(val_photos)} held out, {config.pretrain_val_samples} validation samples); "
-        f"{config.pretrain_batch_size} images x {config.patches_per_image} patches per step, "
-        + (f"{config.pretrain_images_per_class} images per drawn transformation"
-           if config.pretrain_images_per_class > 1 else "one independently drawn transformation per image")
-        + f"; run dir {out}",
-        file=output, flush=True,
+        f"({len(val_photos)} held out, {config.pretrain.val_samples} validation samples); "
+        f"{config.pretrain.batch_size} images x {config.sampling.patches_per_image} patches per step, "
+        + (f"{config.pretrain.images_per_class} images per drawn transformation"
+           if config.pretrain.images_per_class > 1 else "one independently drawn transformation per image")
+        + f"; run dir {out}"
     )
-    trainer = Trainer(
-        config, TRANSFORM_NAMES, out, strategy,
+    summary = train(
+        run, config, TRANSFORM_NAMES,
         train_dataset=lambda start: transformation_dataset(
-            train_photos, config, config.pretrain_batch_size, start, config.pretrain_images_per_class),
+            train_photos, config, config.pretrain.batch_size, start, config.pretrain.images_per_class),
         val_dataset=lambda: transformation_eval_dataset(
-            val_photos, config, config.pretrain_val_samples, config.eval_batch_size),
-        val_extras=family_metrics, out=output,
+            val_photos, config, config.pretrain.val_samples, config.loop.eval_batch_size),
+        resume=resume, val_extras=family_metrics, banner=banner, output=output,
     )
-    summary = run_trainer(trainer, resume, output)
     summary.update(skipped_files=len(files.skipped), run_dir=out)
     print(
-        f"done: step {summary['end_step']}, best validation {config.metric} {summary['best_metric']:.4f}, "
+        f"done: step {summary['end_step']}, best validation {config.loop.metric} {summary['best_metric']:.4f}, "
         f"{len(files.skipped)} photo(s) skipped, {summary['seconds']} s; run dir {out}",
         file=output, flush=True,
     )

@@ -22,7 +22,7 @@ from dnadet_tf.data import LabeledFiles, check_files, read_dataset, remap_to
 from dnadet_tf.errors import DataError
 from dnadet_tf.images import save_figure_atomic
 from dnadet_tf.metrics import plot_confusion_matrix
-from dnadet_tf.model import DEFAULT_GRADCAM_LAYER, encoder_of
+from dnadet_tf.model import DEFAULT_GRADCAM_LAYER
 from dnadet_tf.runs import write_text_atomic
 
 REPORT_FILE = "report.html"
@@ -110,7 +110,7 @@ def pooled_features(model, paths, preprocess, batch_size=16):
     """(N, D) pooled encoder features of image files (same decoding and preprocessing as inference)."""
     from dnadet_tf.pipeline import inference_dataset
 
-    encoder = encoder_of(model)
+    encoder = model.backbone
     batches = [np.asarray(encoder(pixels, training=False))
                for pixels in inference_dataset(paths, preprocess, batch_size)]
     return np.concatenate(batches) if batches else np.zeros((0, int(encoder.output.shape[-1])), np.float32)
@@ -194,7 +194,7 @@ def write_report(predictor, rows, out_dir, settings=None, gradcam_per_class=2, t
     class_names = list(predictor.class_names)
     preprocess = predictor.preprocess
     run = getattr(predictor, "run", None)
-    model = run.model if run is not None else None
+    model = getattr(predictor, "model", None)
     source = getattr(predictor, "source", "")
     sections = []
 
@@ -276,7 +276,7 @@ def write_report(predictor, rows, out_dir, settings=None, gradcam_per_class=2, t
               "preprocess": ", ".join(f"{k}={v}" for k, v in preprocess.to_dict().items())}
     body = _config_table({**config, **(settings or {})})
     if run is not None:
-        body += "<h3>Training configuration (config.json)</h3>" + _config_table(run.config.to_dict())
+        body += "<h3>Training configuration (config.json)</h3>" + _config_table(run.config.flat())
     sections.append(("config", "Configuration", body))
 
     title = f"dnadet-tf evaluation report: {os.path.basename(os.path.normpath(source)) or source}"

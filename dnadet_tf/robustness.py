@@ -16,20 +16,17 @@ COLUMN_TITLES = {NO_ATTACK: "no attack", "crop": "crop", "blur": "blur", "jpeg":
 
 
 def attack_fn(name):
-    """perturb_fn(image, seed) for one attack name, or None for no attack."""
-    if name == NO_ATTACK:
-        return None
-    from dnadet_tf.attacks import apply_attacks
+    """perturb_fn(image, seed) for one attack name (a column), or None for no attack."""
+    from dnadet_tf.attacks import attack_fn as attacks_fn
 
-    names = (name,)
-    return lambda image, seed: apply_attacks(image, names, seed)
+    return None if name == NO_ATTACK else attacks_fn((name,))
 
 
 def robustness(predictor, specs, attacks=DEFAULT_ATTACKS, batch_size=16, seed=0, progress=print):
     """Accuracy (and macro-F1) under no attack and each attack, per dataset.
 
     Args:
-      predictor: from `predictor.load_predictor` (run dir, SavedModel or .tflite).
+      predictor: from `dnadet_tf.load` (run dir, SavedModel or .tflite).
       specs: dataset paths (folder trees, annotation lists, benchmark folders).
       attacks: attack names from `attacks.ATTACK_NAMES`, one column each (ValueError
         naming an unknown one).

@@ -1,21 +1,20 @@
-"""The run dir: what a training run leaves behind, and how to load it.
+"""The run dir and its one owner, `RunDir`: what a training run leaves behind, and how to load it.
 
     RUN/config.json      resolved TrainConfig
     RUN/labels.txt       class names, one per line, in label order
-    RUN/checkpoints/     tf.train.CheckpointManager (for --resume)
-    RUN/best.keras       encoder + classification head, best on validation
+    RUN/checkpoints/     tf.train.CheckpointManager (for resume)
+    RUN/best.keras       the `model.Classifier` (class names and preprocessing inside), best on validation
+    RUN/validated/       every validated model, with `keep_validated`
     RUN/metrics.jsonl    one JSON object per log line and per validation
     RUN/tensorboard/     TensorBoard scalars
 """
 import json
 import os
 import shutil
-
-import keras
+import tempfile
 
 from dnadet_tf.config import TrainConfig
-from dnadet_tf.errors import RunDirError
-from dnadet_tf.preprocess import PreprocessConfig
+from dnadet_tf.errors import DataError, RunDirError
 
 CONFIG_FILE = "config.json"
 LABELS_FILE = "labels.txt"
@@ -23,50 +22,7 @@ BEST_MODEL = "best.keras"
 CHECKPOINTS = "checkpoints"
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD = "tensorboard"
-
-
-def check_run_dir(path, overwrite=False, resume=False):
-    """Raises RunDirError unless `path` may be used: an existing non-empty dir needs
-    `overwrite` or `resume` (then it must hold a run). Touches nothing."""
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise RunDirError(f"--out {path}: exists and is not a folder.")
-    if resume:
-        if not os.path.isfile(os.path.join(path, CONFIG_FILE)):
-            raise RunDirError(f"--resume: {path} holds no run to resume (no {CONFIG_FILE}).")
-    elif os.path.isdir(path) and os.listdir(path) and not overwrite:
-        raise RunDirError(
-            f"--out {path}: the folder already holds files; pass --overwrite to replace them "
-            f"or --resume to continue that run."
-        )
-
-
-def prepare_run_dir(path, overwrite=False, resume=False):
-    """Checks the run dir (`check_run_dir`), then creates it, wiping it first with `overwrite`."""
-    check_run_dir(path, overwrite, resume)
-    if not resume:
-        if os.path.isdir(path) and os.listdir(path):
-            shutil.rmtree(path)
-        os.makedirs(path, exist_ok=True)
-    return path
-
-
-def write_labels(run_dir, class_names):
-    write_text_atomic(os.path.join(run_dir, LABELS_FILE), "".join(f"{name}\n" for name in class_names))
-
-
-def read_labels(run_dir):
-    path = os.path.join(run_dir, LABELS_FILE)
-    if not os.path.isfile(path):
-        raise RunDirError(f"{run_dir}: no {LABELS_FILE}; expected a run dir written by 'dnadet-tf fit'.")
-    with open(path, encoding="utf-8") as f:
-        return [line.rstrip("\n") for line in f if line.strip()]
-
-
-def read_config(run_dir):
-    path = os.path.join(run_dir, CONFIG_FILE)
-    if not os.path.isfile(path):
-        raise RunDirError(f"{run_dir}: no {CONFIG_FILE}; expected a run dir written by 'dnadet-tf fit'.")
-    return TrainConfig.load(path)
+VALIDATED = "validated"
 
 
 def write_text_atomic(path, text):
@@ -87,73 +43,162 @@ def save_model_atomic(model, path):
     os.replace(tmp, path)
 
 
-def append_jsonl(path, record):
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record, sort_keys=True) + "\n")
+class RunDir:
+    """The one owner of a run dir: creates, resumes or overwrites it, and reads and writes its
+    config, labels, metrics log, checkpoints and models.
 
-
-def truncate_metrics(run_dir, step):
-    """Drops the records of `metrics.jsonl` logged after `step` (a resumed run redoes
-    those steps), rewriting the file atomically. Returns how many were dropped.
-
-    A line that is not JSON (e.g. cut short by a kill) is dropped too.
+    `RunDir(path)` touches nothing; `check` says early whether the folder may be used,
+    `start` creates or wipes it and writes config.json and labels.txt.
     """
-    path = os.path.join(run_dir, METRICS_FILE)
-    if not os.path.isfile(path):
-        return 0
-    kept, dropped = [], 0
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                record = None
-            if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
-                kept.append(line if line.endswith("\n") else line + "\n")
-            else:
-                dropped += 1
-    if dropped:
-        write_text_atomic(path, "".join(kept))
-    return dropped
 
+    def __init__(self, path):
+        self.path = os.fspath(path)
 
-class TrainedRun:
-    """A finished (or in-progress) run dir, loaded for inference."""
+    def __repr__(self):
+        return f"RunDir({self.path!r})"
 
-    def __init__(self, run_dir):
-        if not os.path.isdir(run_dir):
-            raise RunDirError(f"--model {run_dir}: no such folder; expected a run dir written by 'dnadet-tf fit'.")
-        self.path = run_dir
-        self.config = read_config(run_dir)
-        self.class_names = read_labels(run_dir)
-        self.model_path = os.path.join(run_dir, BEST_MODEL)
-        if not os.path.isfile(self.model_path):
-            raise RunDirError(f"{run_dir}: no {BEST_MODEL} yet; the run has not validated once.")
-        self._model = None
+    def file(self, name):
+        return os.path.join(self.path, name)
 
     @property
-    def preprocess(self):
-        """The run's PreprocessConfig; `min_side` is its patch size."""
-        return PreprocessConfig.of_run(self.config)
+    def best_model_path(self):
+        return self.file(BEST_MODEL)
 
     @property
-    def model(self):
-        """The classifier (logits) loaded from best.keras."""
-        if self._model is None:
-            import dnadet_tf.model  # noqa: F401  registers the package's layers
+    def metrics_path(self):
+        return self.file(METRICS_FILE)
 
-            self._model = keras.saving.load_model(self.model_path, safe_mode=True, compile=False)
-        return self._model
+    # ------------------------------------------------------------ lifecycle
+    def check(self, overwrite=False, resume=False):
+        """Raises RunDirError unless the folder may be used: an existing non-empty folder needs
+        `overwrite` or `resume` (then it must hold a run). Touches nothing."""
+        if resume and overwrite:
+            raise RunDirError("resume and overwrite: expected at most one of them, received both.")
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise RunDirError(f"out {self.path}: exists and is not a folder.")
+        if resume:
+            if not os.path.isfile(self.file(CONFIG_FILE)):
+                raise RunDirError(f"resume: {self.path} holds no run to resume (no {CONFIG_FILE}).")
+        elif os.path.isdir(self.path) and os.listdir(self.path) and not overwrite:
+            raise RunDirError(
+                f"out {self.path}: the folder already holds files; pass overwrite=True to replace them "
+                f"or resume=True to continue that run."
+            )
+        return self
 
+    def require_classes(self, class_names):
+        """Raises DataError unless `class_names` are the run's (labels.txt), in order."""
+        if self.class_names != list(class_names):
+            raise DataError(f"resume: the data's classes {class_names} differ from the run's "
+                            f"{self.class_names}.")
 
-VALIDATED = "validated"
+    def start(self, config, class_names, overwrite=False, resume=False):
+        """Makes the folder ready to train in. A new run: creates it (wiping it first with
+        `overwrite`) and writes config.json and labels.txt. `resume`: checks that `class_names`
+        are the run's and keeps everything."""
+        self.check(overwrite, resume)
+        if resume:
+            self.require_classes(class_names)
+            return self
+        if os.path.isdir(self.path) and os.listdir(self.path):
+            shutil.rmtree(self.path)
+        os.makedirs(self.path, exist_ok=True)
+        write_json_atomic(self.file(CONFIG_FILE), config.to_dict())
+        write_text_atomic(self.file(LABELS_FILE), "".join(f"{name}\n" for name in class_names))
+        return self
 
+    # ------------------------------------------------------------- contents
+    @property
+    def config(self):
+        """The run's TrainConfig (config.json)."""
+        path = self.file(CONFIG_FILE)
+        if not os.path.isfile(path):
+            raise RunDirError(f"{self.path}: no {CONFIG_FILE}; expected a run dir written by 'dnadet-tf fit'.")
+        return TrainConfig.load(path)
 
-def validated_model_path(run_dir, step):
-    """RUN/validated/step-NNNNNN.keras: the model at validation `step`, kept with `keep_validated`
-    so that the selection rules can be compared on one run."""
-    folder = os.path.join(run_dir, VALIDATED)
-    os.makedirs(folder, exist_ok=True)
-    return os.path.join(folder, f"step-{step:06d}.keras")
+    @property
+    def class_names(self):
+        """The class names of labels.txt, in label order."""
+        path = self.file(LABELS_FILE)
+        if not os.path.isfile(path):
+            raise RunDirError(f"{self.path}: no {LABELS_FILE}; expected a run dir written by 'dnadet-tf fit'.")
+        with open(path, encoding="utf-8") as f:
+            return [line.rstrip("\n") for line in f if line.strip()]
+
+    def load_model(self, model_file=None):
+        """The `model.Classifier` of best.keras (or of `model_file`, e.g. one of RUN/validated/).
+
+        A best.keras written before the model held its class names and preprocessing
+        gets them from labels.txt and config.json.
+        """
+        from dnadet_tf.model import load_classifier
+
+        if not os.path.isdir(self.path):
+            raise RunDirError(f"model {self.path}: no such folder; expected a run dir written by 'dnadet-tf fit'.")
+        path = model_file or self.best_model_path
+        if not os.path.isfile(path):
+            raise RunDirError(f"{self.path}: no {os.path.basename(path)} yet; the run has not validated once.")
+        return load_classifier(path, *self.legacy_model_info())
+
+    def legacy_model_info(self):
+        """(class names, PreprocessConfig) from labels.txt and config.json, for a best.keras written
+        before the model classes held them; (None, None) when absent."""
+        if not os.path.isfile(self.file(LABELS_FILE)) or not os.path.isfile(self.file(CONFIG_FILE)):
+            return None, None
+        return self.class_names, self.config.preprocess
+
+    def save_best(self, model):
+        save_model_atomic(model, self.best_model_path)
+
+    def validated_model_path(self, step):
+        """RUN/validated/step-NNNNNN.keras: the model at validation `step`, kept with `keep_validated`
+        so that the selection rules can be compared on one run."""
+        return os.path.join(self.path, VALIDATED, f"step-{step:06d}.keras")
+
+    def save_validated(self, model, step):
+        os.makedirs(self.file(VALIDATED), exist_ok=True)
+        save_model_atomic(model, self.validated_model_path(step))
+
+    # ------------------------------------------------------------ training
+    def log(self, record):
+        """Appends one JSON record to metrics.jsonl."""
+        with open(self.metrics_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+
+    def truncate_log(self, step):
+        """Drops the records of metrics.jsonl logged after `step` (a resumed run redoes
+        those steps), rewriting the file atomically. Returns how many were dropped.
+
+        A line that is not JSON (e.g. cut short by a kill) is dropped too.
+        """
+        if not os.path.isfile(self.metrics_path):
+            return 0
+        kept, dropped = [], 0
+        with open(self.metrics_path, encoding="utf-8") as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    record = None
+                if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
+                    kept.append(line if line.endswith("\n") else line + "\n")
+                else:
+                    dropped += 1
+        if dropped:
+            write_text_atomic(self.metrics_path, "".join(kept))
+        return dropped
+
+    def checkpoint_manager(self, checkpoint, chief=True, max_to_keep=3):
+        """A tf.train.CheckpointManager of `checkpoint` in RUN/checkpoints (a worker that is not the
+        chief writes to a temporary folder of its own)."""
+        import tensorflow as tf
+
+        folder = self.file(CHECKPOINTS) if chief else tempfile.mkdtemp(prefix="dnadet-worker-ckpt-")
+        return tf.train.CheckpointManager(checkpoint, folder, max_to_keep=max_to_keep)
+
+    def tensorboard_writer(self):
+        import tensorflow as tf
+
+        return tf.summary.create_file_writer(self.file(TENSORBOARD))

@@ -1,26 +1,26 @@
 """The one training loop, shared by transformation pre-training and
-architecture classification: GradientTape in a tf.function under a
-tf.distribute strategy.
+architecture classification: a GradientTape step in a tf.function under a
+tf.distribute strategy, indexed by the optimizer's step counter (so a resumed
+run continues exactly), with everything around the step done by callbacks
+(`callbacks.py`: progress line, JSONL log, TensorBoard, best model, early
+stopping, checkpoints).
 
 The two steps differ only by their data (a `train_dataset(start_step)`
 function and a validation dataset) and their number of classes.
 """
-import math
-import os
 import sys
-import tempfile
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from dnadet_tf import runs
+from dnadet_tf.callbacks import default_callbacks
 from dnadet_tf.distribute import is_chief
 from dnadet_tf.losses import AutomaticWeightedLoss, classification_cross_entropy, supervised_contrastive_loss
 from dnadet_tf.metrics import classification_metrics
-from dnadet_tf.model import FEATURE_LAYER, build_classifier, build_projection_head, feature_dim_of
-from dnadet_tf.selection import is_better
+from dnadet_tf.model import Backbone, Classifier, build_projection_head, probabilities as classifier_probabilities
+from dnadet_tf.runs import RunDir
 
 
 class Trainer:
@@ -29,70 +29,61 @@ class Trainer:
     Args:
       config: a `TrainConfig`.
       class_names: list of class names (label order).
-      run_dir: the run dir (already prepared).
+      run: the `RunDir` (already started), or its path.
       strategy: a tf.distribute strategy.
       train_dataset: function start_step -> tf.data.Dataset of global batches
         (images, labels) as made by `pipeline.training_dataset`.
       val_dataset: function () -> tf.data.Dataset of (pixels (N,S,S,3), labels (N,)), or None.
       val_extras: optional function (y_true (N,), y_pred (N,)) -> dict of extra
         validation figures logged next to accuracy (pre-training's family accuracy).
-      init_classifier: optional keras Model whose matching weights start the
-        classifier (`--init`); a callback `report(loaded, skipped)` prints what happened.
+      init_weights: optional function (classifier) that loads starting weights into it (`--init`).
+      output: stream for the progress lines (default stdout); paths are the `RunDir`'s.
+      callbacks: what the loop does around its step (default `callbacks.default_callbacks(config)`).
     """
 
-    def __init__(self, config, class_names, run_dir, strategy, train_dataset, val_dataset=None,
-                 init_weights=None, out=None, val_extras=None):
+    def __init__(self, config, class_names, run, strategy, train_dataset, val_dataset=None,
+                 init_weights=None, output=None, val_extras=None, callbacks=None):
         self.config = config
         self.class_names = list(class_names)
-        self.run_dir = run_dir
+        self.run = run if isinstance(run, RunDir) else RunDir(run)
         self.strategy = strategy
         self.train_dataset = train_dataset
         self.val_dataset = val_dataset
         self.val_extras = val_extras
-        self.out = out or sys.stdout
+        self.output = output or sys.stdout
         self.chief = is_chief()
-        self.use_patches = config.mode == "dnadet"
-        keras.mixed_precision.set_global_policy(config.precision)
-        keras.utils.set_random_seed(config.seed)  # initial weights and dropout masks follow the run's seed
+        self.use_patches = config.model.mode == "dnadet"
+        keras.utils.set_random_seed(config.runtime.seed)  # initial weights and dropout masks follow the run's seed
         replicas = strategy.num_replicas_in_sync
         with strategy.scope():
-            self.classifier = build_classifier(
-                len(class_names), config.width, config.dropout, synchronized_bn=replicas > 1
-            )
-            self.train_model = keras.Model(
-                self.classifier.input,
-                [self.classifier.get_layer(FEATURE_LAYER).output, self.classifier.output],
-            )
+            backbone = Backbone(config.model.width, synchronized_bn=replicas > 1, dtype=config.runtime.precision)
+            self.classifier = Classifier(backbone, len(class_names), config.model.dropout, self.class_names,
+                                         config.preprocess)
+            self.train_model = keras.Model(self.classifier.input, [backbone.output, self.classifier.output])
             model_variables = list(self.classifier.trainable_variables)
             self.projector = None
             self.loss_weights = None
             if self.use_patches:
-                self.projector = build_projection_head(feature_dim_of(self.classifier))
+                self.projector = build_projection_head(backbone.feature_dim, dtype=config.runtime.precision)
                 self.loss_weights = AutomaticWeightedLoss(2, name="loss_weights", dtype="float32")
                 model_variables += self.projector.trainable_variables
             schedule = keras.optimizers.schedules.ExponentialDecay(
-                config.learning_rate, config.lr_decay_every, config.lr_decay, staircase=True
+                config.optimizer.learning_rate, config.optimizer.lr_decay_every, config.optimizer.lr_decay, staircase=True
             )
             self.optimizer = keras.optimizers.Adam(schedule)
-            if config.precision == "mixed_float16":
+            if config.runtime.precision == "mixed_float16":
                 self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
             self.optimizer.build(model_variables)
-            self.weight_optimizer = keras.optimizers.Adam(config.loss_weight_learning_rate)
+            self.weight_optimizer = keras.optimizers.Adam(config.optimizer.loss_weight_learning_rate)
             if self.loss_weights is not None:
                 self.weight_optimizer.build(self.loss_weights.trainable_variables)
         self.model_variables = model_variables
-        self.best_metric = tf.Variable(-math.inf, dtype=tf.float64, trainable=False, name="best_metric")
-        self.best_nll = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="best_nll")
-        # Early stopping watches the metric and the validation cross-entropy, whatever the selection rule.
-        self.top_metric = tf.Variable(-math.inf, dtype=tf.float64, trainable=False, name="top_metric")
-        self.low_nll = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="low_nll")
-        self.evals_since_best = tf.Variable(0, dtype=tf.int64, trainable=False, name="evals_since_best")
-        self.skipped_files = 0
+        self.callbacks = default_callbacks(config) if callbacks is None else list(callbacks)
         if init_weights is not None:
             init_weights(self.classifier)
-        tracked = dict(classifier=self.classifier, optimizer=self.optimizer,
-                       best_metric=self.best_metric, evals_since_best=self.evals_since_best,
-                       best_nll=self.best_nll, top_metric=self.top_metric, low_nll=self.low_nll)
+        tracked = dict(classifier=self.classifier, optimizer=self.optimizer)
+        for callback in self.callbacks:
+            tracked.update(callback.state)
         # Dropout's random state is not part of Keras' own checkpoint graph; track it so that a
         # resumed run draws the same masks as an uninterrupted one.
         tracked["seed_states"] = {
@@ -102,14 +93,9 @@ class Trainer:
             tracked.update(projector=self.projector, loss_weights=self.loss_weights,
                            weight_optimizer=self.weight_optimizer)
         self.checkpoint = tf.train.Checkpoint(**tracked)
-        checkpoint_dir = os.path.join(run_dir, runs.CHECKPOINTS)
-        if not self.chief:
-            checkpoint_dir = tempfile.mkdtemp(prefix="dnadet-worker-ckpt-")
-        self.manager = tf.train.CheckpointManager(self.checkpoint, checkpoint_dir, max_to_keep=3)
-        self._step_fn = tf.function(self._distributed_step, jit_compile=config.jit or None)
-        self._predict_fn = tf.function(
-            lambda x: tf.nn.softmax(tf.cast(self.classifier(x, training=False), tf.float32))
-        )
+        self.manager = self.run.checkpoint_manager(self.checkpoint, chief=self.chief)
+        self._step_fn = tf.function(self._distributed_step, jit_compile=config.runtime.jit or None)
+        self._predict_fn = tf.function(lambda x: classifier_probabilities(self.classifier, x))
 
     # ----------------------------------------------------------------- state
     @property
@@ -129,8 +115,8 @@ class Trainer:
         context = tf.distribute.get_replica_context()
         replicas = context.num_replicas_in_sync
         if self.use_patches:
-            patch = self.config.patch_size
-            count = self.config.patches_per_image
+            patch = self.config.sampling.patch_size
+            count = self.config.sampling.patches_per_image
             images = tf.reshape(images, (-1, patch, patch, 3))
             labels = tf.repeat(labels, count)
         labels = tf.cast(labels, tf.int32)
@@ -139,7 +125,7 @@ class Trainer:
             feature, logits = self.train_model(images, training=True)
             logits = tf.cast(logits, tf.float32)
             cross_entropy = tf.reduce_sum(
-                classification_cross_entropy(labels, logits, self.config.ce_input)
+                classification_cross_entropy(labels, logits, self.config.optimizer.ce_input)
             ) / global_count
             if self.use_patches:
                 embedding = self.projector(feature, training=True)
@@ -147,7 +133,7 @@ class Trainer:
                 all_labels = context.all_gather(labels, axis=0)
                 contrastive = tf.reduce_mean(
                     supervised_contrastive_loss(
-                        all_embeddings, all_labels, self.config.temperature, self.config.base_temperature
+                        all_embeddings, all_labels, self.config.optimizer.temperature, self.config.optimizer.base_temperature
                     )
                 ) / replicas
                 total = self.loss_weights([cross_entropy, contrastive], replicas=replicas)
@@ -196,132 +182,68 @@ class Trainer:
         return metrics
 
     # ------------------------------------------------------------------ loop
-    def _print(self, text):
+    def print(self, text):
+        """Prints one line on the chief."""
         if self.chief:
-            print(text, file=self.out, flush=True)
-
-    def _save_best(self, metrics, step):
-        """Keeps the model when the selection rule prefers it; counts validations for early stopping.
-
-        Returns True when best.keras was replaced.
-        """
-        value, nll = metrics[self.config.metric], metrics["nll"]
-        progressed = round(value, 4) > round(float(self.top_metric.numpy()), 4) or nll < float(self.low_nll.numpy())
-        self.top_metric.assign(max(value, float(self.top_metric.numpy())))
-        self.low_nll.assign(min(nll, float(self.low_nll.numpy())))
-        self.evals_since_best.assign(0 if progressed else self.evals_since_best + 1)
-        if self.chief and self.config.keep_validated:
-            runs.save_model_atomic(self.classifier, runs.validated_model_path(self.run_dir, step))
-        if is_better(self.config.select, value, nll, float(self.best_metric.numpy()), float(self.best_nll.numpy())):
-            self.best_metric.assign(value)
-            self.best_nll.assign(nll)
-            if self.chief:
-                runs.save_model_atomic(self.classifier, os.path.join(self.run_dir, runs.BEST_MODEL))
-            return True
-        return False
+            print(text, file=self.output, flush=True)
 
     def fit(self, steps=None):
-        """Trains until `steps` (default config.steps) or early stopping.
+        """Trains until `steps` (default config.loop.steps) or until a callback stops it.
 
-        Returns a summary dict: steps, best metric, stopped_early, seconds.
+        Returns a summary dict: start_step, target_steps, end_step, stopped_early,
+        best_metric, metric, seconds.
         """
         config = self.config
-        target = steps or config.steps
-        start = self.step
-        summary = {"start_step": start, "target_steps": target, "stopped_early": False}
-        writer = tf.summary.create_file_writer(os.path.join(self.run_dir, runs.TENSORBOARD)) if self.chief else None
-        metrics_path = os.path.join(self.run_dir, runs.METRICS_FILE)
-        patches_per_sample = config.patches_per_image if self.use_patches else 1
-        began = time.time()
-        if start >= target:
-            self._print(f"already at step {start} of {target}; nothing to train.")
+        self.target = steps or config.loop.steps
+        self.start_step = self.step
+        self.began = time.time()
+        summary = {"start_step": self.start_step, "target_steps": self.target, "stopped_early": False}
+        if self.start_step >= self.target:
+            self.print(f"already at step {self.start_step} of {self.target}; nothing to train.")
         else:
-            dataset = self.strategy.experimental_distribute_dataset(self.train_dataset(start))
-            iterator = iter(dataset)
-            totals = np.zeros(5)
-            window_steps = 0
-            window_start = time.time()
-            for step in range(start + 1, target + 1):
-                values = self._step_fn(next(iterator))
-                totals += np.array([float(v) for v in values])
+            iterator = iter(self.strategy.experimental_distribute_dataset(self.train_dataset(self.start_step)))
+            window = np.zeros(5)  # sums of loss, cross-entropy, contrastive, correct, count
+            window_steps, window_start = 0, time.time()
+            for step in range(self.start_step + 1, self.target + 1):
+                window += np.array([float(v) for v in self._step_fn(next(iterator))])
                 window_steps += 1
-                if step % config.log_every == 0 or step == target:
-                    seconds = max(time.time() - window_start, 1e-9)
-                    record = self._log_line(step, target, totals, window_steps, seconds, patches_per_sample,
-                                            eta=(time.time() - began) / (step - start) * (target - step))
-                    if writer:
-                        with writer.as_default(step=step):
-                            for key in ("loss", "cross_entropy", "contrastive", "accuracy", "learning_rate", "patches_per_s"):
-                                tf.summary.scalar(f"train/{key}", record[key])
-                    if self.chief:
-                        runs.append_jsonl(metrics_path, {"kind": "train", **record})
-                    totals[:] = 0
-                    window_steps = 0
-                    window_start = time.time()
-                if step % config.val_every == 0 or step == target:
-                    if self._validate_and_keep(step, writer, metrics_path):
-                        summary["stopped_early"] = True
-                if step % config.checkpoint_every == 0 or step == target or summary["stopped_early"]:
-                    self.manager.save(checkpoint_number=step)
-                if summary["stopped_early"]:
-                    self._print(
-                        f"early stop at step {step}: no better validation {config.metric} or cross-entropy "
-                        f"in {config.patience} validations."
-                    )
+                logs = {}
+                if step % config.loop.log_every == 0 or step == self.target:
+                    record = self._log_record(step, window, window_steps, max(time.time() - window_start, 1e-9))
+                    for callback in self.callbacks:
+                        callback.on_log(self, step, record)
+                    window[:] = 0
+                    window_steps, window_start = 0, time.time()
+                if step % config.loop.val_every == 0 or step == self.target:
+                    metrics = self.validate()
+                    if metrics is not None:
+                        logs["metrics"] = metrics
+                        for callback in self.callbacks:
+                            callback.on_validation(self, step, logs)
+                for callback in self.callbacks:
+                    callback.on_step_end(self, step, logs)
+                if logs.get("stop"):
+                    summary["stopped_early"] = True
                     break
-        if self.val_dataset is None and self.chief:
-            runs.save_model_atomic(self.classifier, os.path.join(self.run_dir, runs.BEST_MODEL))
-        if writer:
-            writer.flush()
-        summary.update(end_step=self.step, best_metric=float(self.best_metric.numpy()),
-                       metric=config.metric, seconds=round(time.time() - began, 1))
+        summary.update(end_step=self.step, metric=config.loop.metric, best_metric=-float("inf"))
+        for callback in self.callbacks:
+            callback.on_train_end(self, summary)
+        summary["seconds"] = round(time.time() - self.began, 1)
         return summary
 
-    def _log_line(self, step, target, totals, steps_in_window, seconds, patches_per_sample, eta=0.0):
+    def _log_record(self, step, totals, steps_in_window, seconds):
+        """The metrics.jsonl record of a log window: mean losses, accuracy, learning rate, throughput."""
         loss, ce, con, correct, count = totals
         steps_in_window = max(steps_in_window, 1)
-        learning_rate = float(keras.ops.convert_to_numpy(self.optimizer.learning_rate))
         record = {
             "step": step,
             "loss": loss / steps_in_window,
             "cross_entropy": ce / steps_in_window,
             "contrastive": con / steps_in_window,
             "accuracy": correct / max(count, 1),
-            "learning_rate": learning_rate,
+            "learning_rate": float(keras.ops.convert_to_numpy(self.optimizer.learning_rate)),
             "patches_per_s": count / seconds,
         }
         if self.loss_weights is not None:
             record["loss_weight_params"] = [float(v) for v in self.loss_weights.params.numpy()]
-        unit = "patches/s" if patches_per_sample > 1 else "images/s"
-        done = step / max(target, 1)
-        bar = "#" * int(done * 20)
-        self._print(
-            f"[{bar:<20}] step {step}/{target}  eta {int(eta) // 60}m{int(eta) % 60:02d}s  loss {record['loss']:.4f}  ce {record['cross_entropy']:.4f}"
-            + (f"  con {record['contrastive']:.4f}" if self.use_patches else "")
-            + f"  acc {record['accuracy']:.3f}  lr {learning_rate:.2e}  {record['patches_per_s']:.0f} {unit}"
-        )
         return record
-
-    def _validate_and_keep(self, step, writer, metrics_path):
-        """Validates, keeps the best model; returns True when early stopping is due."""
-        metrics = self.validate()
-        if metrics is None:
-            return False
-        improved = self._save_best(metrics, step)
-        record = {"kind": "val", "step": step,
-                  **{k: v for k, v in metrics.items() if k not in ("per_class_recall", "confusion_matrix")}}
-        if self.chief:
-            runs.append_jsonl(metrics_path, record)
-        if writer:
-            with writer.as_default(step=step):
-                for key, value in record.items():
-                    if key not in ("kind", "step", "num_images"):
-                        tf.summary.scalar(f"val/{key}", value)
-        extras = "".join(f"  {key} {metrics[key]:.4f}" for key in sorted(metrics)
-                         if key.startswith("family_"))
-        self._print(
-            f"  validation at step {step}: accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}"
-            f"  cross-entropy {metrics['nll']:.4f}{extras}"
-            + (f"  (kept as best.keras, rule '{self.config.select}')" if improved else "")
-        )
-        return int(self.evals_since_best.numpy()) >= self.config.patience

@@ -1,20 +1,24 @@
-"""`fit`: architecture classification (the paper's step 2) from files to a run dir."""
+"""Training recipes over one training function: `fit` (architecture classification, the
+paper's step 2) and, in `pretraining`, `pretrain` (step 1). Both read and check their data,
+start a `RunDir`, and call `train`."""
 import os
 import sys
 
-import keras
-
-from dnadet_tf import runs
+from dnadet_tf.attacks import attack_fn
 from dnadet_tf.config import make_config, paper_name
 from dnadet_tf.data import check_files, read_dataset, remap_to, require_several_classes, is_benchmark_dir
 from dnadet_tf.distribute import make_strategy
-from dnadet_tf.errors import DataError, RunDirError
-from dnadet_tf.model import build_classifier, encoder_mismatch, transfer_matching_weights
+from dnadet_tf.errors import RunDirError
+from dnadet_tf.model import Backbone, Classifier, encoder_mismatch, transfer_matching_weights
 from dnadet_tf.pipeline import inference_dataset, training_dataset
+from dnadet_tf.runs import METRICS_FILE, RunDir
 from dnadet_tf.trainer import Trainer
 
+# What a resumed run may change; everything else is the run's config.json.
+RESUMABLE_OVERRIDES = ("steps", "val_every", "checkpoint_every", "log_every", "strategy", "jit")
 
-def load_init_weights(init_run, config, num_classes, partial=False, out=None):
+
+def load_init_weights(init_run, config, num_classes, partial=False, output=None):
     """A function that copies the matching weights of run `init_run`'s best.keras
     into a classifier and prints what it loaded and what it re-initialised.
 
@@ -23,60 +27,61 @@ def load_init_weights(init_run, config, num_classes, partial=False, out=None):
     and re-initialised); raises RunDirError naming the first mismatching weight
     unless `partial` (`--init-partial`) allows loading only what matches.
     """
-    model_path = os.path.join(init_run, runs.BEST_MODEL)
-    if not os.path.isfile(model_path):
-        raise RunDirError(f"--init {init_run}: no {runs.BEST_MODEL}; expected a finished run dir.")
-    import dnadet_tf.model  # noqa: F401  registers layers
-
-    source = keras.saving.load_model(model_path, safe_mode=True, compile=False)
-    mismatch = encoder_mismatch(source, build_classifier(num_classes, config.width, config.dropout))
+    source_run = RunDir(init_run)
+    if not os.path.isfile(source_run.best_model_path):
+        raise RunDirError(f"init {init_run}: no {os.path.basename(source_run.best_model_path)}; "
+                          f"expected a finished run dir.")
+    source = source_run.load_model()
+    mismatch = encoder_mismatch(source, Classifier(Backbone(config.model.width), num_classes, config.model.dropout))
     if mismatch and not partial:
         name, expected, received = mismatch
         raise RunDirError(
-            f"--init {init_run}: its encoder does not fit this run's (width {config.width}): weight {name} "
+            f"init {init_run}: its encoder does not fit this run's (width {config.model.width}): weight {name} "
             f"expected shape {expected}, received " + (str(received) if received else "no such weight")
-            + "; pass --init-partial to load only the weights that match."
+            + "; pass init_partial=True to load only the weights that match."
         )
 
     def apply(classifier):
         loaded, skipped = transfer_matching_weights(source, classifier)
         print(f"--init {init_run}: loaded {len(loaded)} weights; re-initialised {len(skipped)}: "
-              + (", ".join(skipped) if skipped else "none"), file=out or sys.stdout, flush=True)
+              + (", ".join(skipped) if skipped else "none"), file=output or sys.stdout, flush=True)
 
     return apply
 
 
-def resolve_config(run_dir, resume, preset, overrides):
-    """The run's configuration: from config.json when resuming (with `steps`
-    allowed to change), else the preset with flag overrides."""
+def resolve_config(run, resume, preset, overrides):
+    """The run's configuration: its config.json when resuming (only RESUMABLE_OVERRIDES may
+    change), else the preset with the overrides."""
     if resume:
-        config = runs.read_config(run_dir)
-        allowed = {"steps", "val_every", "checkpoint_every", "log_every", "strategy", "jit"}
-        for key, value in overrides.items():
-            if value is not None and key in allowed:
-                setattr(config, key, value)
-        return config
+        return run.config.replace(**{key: overrides.get(key) for key in RESUMABLE_OVERRIDES})
     return make_config(preset, **overrides)
 
 
-def run_trainer(trainer, resume, output):
-    """Restores the latest checkpoint when resuming (saying from where), then trains; returns the summary."""
+def train(run, config, class_names, train_dataset, val_dataset=None, resume=False, init_weights=None,
+          val_extras=None, banner=None, output=None):
+    """The one training function of `fit` and `pretrain`: builds the strategy and the Trainer,
+    restores the latest checkpoint when resuming (saying from where, and dropping metrics.jsonl
+    records of steps to be redone), trains, and returns the Trainer's summary.
+
+    Args:
+      run: a started `RunDir`.
+      train_dataset, val_dataset, init_weights, val_extras: as for `Trainer`.
+      banner: function (number of replicas) -> the line printed before training.
+    """
+    output = output or sys.stdout
+    strategy = make_strategy(config.runtime.strategy)
+    if banner is not None:
+        print(banner(strategy.num_replicas_in_sync), file=output, flush=True)
+    trainer = Trainer(config, class_names, run, strategy, train_dataset=train_dataset, val_dataset=val_dataset,
+                      init_weights=init_weights, output=output, val_extras=val_extras)
     if resume:
         path = trainer.restore_latest()
         # Records of steps after the checkpoint would appear twice once those steps are redone.
-        dropped = runs.truncate_metrics(trainer.run_dir, trainer.step) if trainer.chief else 0
+        dropped = run.truncate_log(trainer.step) if trainer.chief else 0
         print(f"resumed from {path or 'no checkpoint (starting at step 0)'} at step {trainer.step}"
-              + (f"; dropped {dropped} {runs.METRICS_FILE} record(s) of later steps" if dropped else ""),
+              + (f"; dropped {dropped} {METRICS_FILE} record(s) of later steps" if dropped else ""),
               file=output, flush=True)
     return trainer.fit()
-
-
-def make_augment_fn(names):
-    if not names:
-        return None
-    from dnadet_tf.attacks import apply_attacks
-
-    return lambda image, seed: apply_attacks(image, names, seed)
 
 
 def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output=None, init_partial=False,
@@ -90,14 +95,15 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
       preset: `paper`, `cpu` or `tiny`.
       resume: continue the run in `out` from its latest checkpoint.
       overwrite: replace an existing run dir.
-      init_partial: with `init`, allow an encoder that only partly matches (`--init-partial`).
+      init_partial: with `init`, allow an encoder that only partly matches.
       **overrides: TrainConfig fields (None = keep the preset's).
 
     Returns the training summary dict.
     """
     output = output or sys.stdout
+    run = RunDir(out)
     if resume and overwrite:
-        raise RunDirError("--resume and --overwrite: expected at most one of them, received both.")
+        raise RunDirError("resume and overwrite: expected at most one of them, received both.")
     train_files = read_dataset(data, "train")
     require_several_classes(train_files)
     if val is None and is_benchmark_dir(data) and os.path.isfile(os.path.join(data, "val.txt")):
@@ -105,56 +111,41 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
     val_files = read_dataset(val, "val") if val else None
     if val_files is not None:
         val_files = remap_to(val_files, train_files.class_names)
-    runs.check_run_dir(out, overwrite=overwrite, resume=resume)  # fail before any slow work
-    config = resolve_config(out, resume, preset, overrides)
-    if not resume:
-        config.data = os.path.abspath(data)
-        config.val = os.path.abspath(val) if val else ""
+    run.check(overwrite=overwrite, resume=resume)  # fail before any slow work
+    config = resolve_config(run, resume, preset, overrides)
     if resume:
-        previous = runs.read_labels(out)
-        if previous != list(train_files.class_names):
-            raise DataError(
-                f"--resume: the data's classes {train_files.class_names} differ from the run's {previous}."
-            )
+        run.require_classes(train_files.class_names)
+    else:
+        config = config.replace(data=os.path.abspath(data), val=os.path.abspath(val) if val else "")
     print(f"checking {len(train_files)} training images from {train_files.source} ...", file=output, flush=True)
-    train_files = check_files(train_files, crop_size=config.crop_size, min_side=config.patch_size)
+    train_files = check_files(train_files, crop_size=config.preprocessing.crop_size, min_side=config.sampling.patch_size)
     if val_files is not None:
-        val_files = check_files(val_files, crop_size=config.crop_size, min_side=config.patch_size,
+        val_files = check_files(val_files, crop_size=config.preprocessing.crop_size, min_side=config.sampling.patch_size,
                                 require_every_class=False)
     skipped = len(train_files.skipped) + (len(val_files.skipped) if val_files else 0)
     init_weights = (load_init_weights(config.init, config, len(train_files.class_names), init_partial, output)
                     if config.init and not resume else None)
-    runs.prepare_run_dir(out, overwrite=overwrite, resume=resume)
+    run.start(config, train_files.class_names, overwrite=overwrite, resume=resume)
 
-    if not resume:
-        config.save(os.path.join(out, runs.CONFIG_FILE))
-        runs.write_labels(out, train_files.class_names)
-
-    strategy = make_strategy(config.strategy)
     counts = ", ".join(f"{n} {c}" for n, c in zip(train_files.class_counts(), train_files.class_names))
     k = config.batch_images_per_class(len(train_files.class_names))
-    print(
-        f"training {paper_name(config.mode, bool(config.init))} ({config.preset} preset, width {config.width}) "
-        f"on {counts}; "
-        f"{k} images per class per step"
-        + (f" x {config.patches_per_image} patches of {config.patch_size} px" if config.mode == "dnadet" else "")
-        + f"; {strategy.num_replicas_in_sync} replica(s); run dir {out}",
-        file=output, flush=True,
+    banner = lambda replicas: (  # noqa: E731
+        f"training {paper_name(config.model.mode, bool(config.init))} ({config.preset} preset, width {config.model.width}) "
+        f"on {counts}; {k} images per class per step"
+        + (f" x {config.sampling.patches_per_image} patches of {config.sampling.patch_size} px" if config.model.mode == "dnadet" else "")
+        + f"; {replicas} replica(s); run dir {out}"
     )
-    augment_fn = make_augment_fn(config.augment)
+    augment_fn = attack_fn(config.sampling.augment)
     val_dataset = None
     if val_files is not None:
         val_dataset = lambda: inference_dataset(  # noqa: E731
-            val_files.paths, config.preprocess, config.eval_batch_size, labels=val_files.labels
+            val_files.paths, config.preprocess, config.loop.eval_batch_size, labels=val_files.labels
         )
-    summary = run_trainer(
-        Trainer(config, train_files.class_names, out, strategy,
-                train_dataset=lambda start: training_dataset(train_files, config, start, augment_fn),
-                val_dataset=val_dataset, init_weights=init_weights, out=output),
-        resume, output,
-    )
+    summary = train(run, config, train_files.class_names,
+                    train_dataset=lambda start: training_dataset(train_files, config, start, augment_fn),
+                    val_dataset=val_dataset, resume=resume, init_weights=init_weights, banner=banner, output=output)
     summary.update(skipped_files=skipped, run_dir=out)
-    kept = (f"best.keras by rule '{config.select}': validation {config.metric} {summary['best_metric']:.4f}"
+    kept = (f"best.keras by rule '{config.loop.select}': validation {config.loop.metric} {summary['best_metric']:.4f}"
             if val_files is not None
             else "no validation data, best.keras is the last step's model")
     print(f"done: step {summary['end_step']}, {kept}, {skipped} file(s) skipped, {summary['seconds']} s; "

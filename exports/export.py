@@ -21,6 +21,7 @@ import numpy as np
 from dnadet_tf.data import check_files, is_benchmark_dir, read_dataset, remap_to
 from dnadet_tf.errors import DataError, DnadetError
 from dnadet_tf.exports.tflite import TFLITE_FORMATS
+from dnadet_tf.runs import write_json_atomic
 
 ALL_FORMATS = ("savedmodel",) + TFLITE_FORMATS
 TFLITE_DIR = "tflite"
@@ -131,7 +132,7 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
     """
     import tensorflow as tf
 
-    from dnadet_tf.exports.graph import float32_classifier
+    from dnadet_tf.model import float32_copy
     from dnadet_tf.exports.parity import parity_rows
     from dnadet_tf.exports.predictors import SavedModelPredictor, TFLitePredictor
     from dnadet_tf.exports.savedmodel import write_savedmodel
@@ -147,6 +148,7 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
         raise DnadetError(f"--version: expected a positive integer, received {version}.")
     reference = KerasPredictor(run_dir)
     run, class_names, preprocess = reference.run, reference.class_names, reference.preprocess
+    config = run.config
     base = os.path.join(out_dir, name)
     if version is None:
         version = next_version(base)
@@ -155,9 +157,9 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
                           f"replace it or another --version.")
     version = int(version)
 
-    eval_spec = eval_data or run.config.val or run.config.data
+    eval_spec = eval_data or config.val or config.data
     eval_paths, eval_labels = evaluation_files(eval_spec, class_names, preprocess, max_eval, warn)
-    calibration_spec, calibration_paths = calibration or run.config.data, []
+    calibration_spec, calibration_paths = calibration or config.data, []
     if "int8" in formats:
         calibration_paths = calibration_files(calibration_spec, preprocess, calibration_images, warn)
 
@@ -165,7 +167,7 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
         "created_by": "dnadet-tf export", "name": name, "version": version, "class_names": list(class_names),
         "preprocess": preprocess.to_dict(), "source_run": os.path.abspath(run_dir), "tensorflow": tf.__version__,
     }
-    model = float32_classifier(run.model, run.config, len(class_names))
+    model = float32_copy(reference.model)
     os.makedirs(base, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".export-tmp-", dir=base)
     try:
@@ -202,9 +204,9 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
 
         progress(f"parity on {len(eval_paths)} images of {eval_spec} ...")
         rows = parity_rows(reference, candidates, inference_dataset(eval_paths, preprocess, 16).as_numpy_iterator(),
-                           eval_labels, reference_size=os.path.getsize(run.model_path))
+                           eval_labels, reference_size=os.path.getsize(reference.model_path))
         for row in rows:
-            row["path"] = paths.get(row["format"], os.path.abspath(run.model_path))
+            row["path"] = paths.get(row["format"], os.path.abspath(reference.model_path))
         report = {
             **{k: common[k] for k in ("name", "version", "class_names", "preprocess", "source_run", "tensorflow")},
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -216,9 +218,7 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
                         "litert_delegate": "XNNPACK (LiteRT default)", "savedmodel_signature": "predict_pixels"},
             "rows": rows,
         }
-        with open(os.path.join(tmp, REPORT_FILE), "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=2, sort_keys=True)
-            f.write("\n")
+        write_json_atomic(os.path.join(tmp, REPORT_FILE), report)
         _install(tmp, base, version, staged_version if "savedmodel" in formats else None,
                  staged_tflite if tflite_formats else None, overwrite)
     finally:

@@ -84,7 +84,7 @@ def _size(value):
     return f"{value / 1e6:.2f} MB" if value >= 1e5 else f"{value / 1e3:.1f} kB"
 
 
-def format_table(rows):
+def format_parity_table(rows):
     """Plain-text table of `parity_rows`."""
     header = ["format", "size", "top-1 agree", "max |dp|", "mean |dp|", "accuracy", "latency ms"]
     lines = [header]

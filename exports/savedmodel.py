@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from dnadet_tf.exports.graph import ClassifierModule
 from dnadet_tf.preprocess import PreprocessConfig, preprocess_image
+from dnadet_tf.runs import write_json_atomic
 
 SERVING_SIGNATURE = "serving_default"
 PIXELS_SIGNATURE = "predict_pixels"
@@ -89,9 +90,7 @@ def write_savedmodel(model, class_names, preprocess, path, metadata):
     os.makedirs(staging)
     try:
         staged = os.path.join(staging, METADATA_ASSET)
-        with open(staged, "w", encoding="utf-8") as f:
-            json.dump(metadata, f, indent=2, sort_keys=True)
-            f.write("\n")
+        write_json_atomic(staged, metadata)
         module = AttributorModule(model, class_names, preprocess, staged)
         tf.saved_model.save(
             module, path, signatures={SERVING_SIGNATURE: module.serve_images, PIXELS_SIGNATURE: module.serve_pixels}

@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from dnadet_tf.exports.graph import ClassifierModule
+from dnadet_tf.runs import write_json_atomic
 
 TFLITE_FORMATS = ("float32", "float16", "dynamic", "int8")
 INPUT_NAME = "pixels"
@@ -160,9 +161,7 @@ def write_tflite(content, path, fmt, common_metadata, preprocess, extra=None):
         "app_postprocessing": output_steps(output_description),
         **(extra or {}),
     }
-    with open(sidecar_path(path), "w", encoding="utf-8") as f:
-        json.dump(sidecar, f, indent=2, sort_keys=True)
-        f.write("\n")
+    write_json_atomic(sidecar_path(path), sidecar)
     return sidecar
 
 

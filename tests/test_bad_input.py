@@ -27,7 +27,7 @@ from dnadet_tf.data import check_files, read_dataset
 from dnadet_tf.errors import DataError, RunDirError
 from dnadet_tf.evaluation import evaluate
 from dnadet_tf.images import ImageError, load_rgb
-from dnadet_tf.model import build_classifier, encoder_mismatch
+from dnadet_tf.model import Backbone, Classifier, encoder_mismatch
 from dnadet_tf.predictor import KerasPredictor
 from dnadet_tf.preprocess import PreprocessConfig, preprocess_image
 from dnadet_tf.training import fit, load_init_weights
@@ -74,9 +74,9 @@ def untrained_run(tmp_path_factory):
     run_dir = str(tmp_path_factory.mktemp("untrained") / "run")
     os.makedirs(run_dir)
     config = make_config("tiny")
-    config.save(os.path.join(run_dir, runs.CONFIG_FILE))
-    runs.write_labels(run_dir, list(CLASSES))
-    build_classifier(len(CLASSES), config.width, config.dropout).save(os.path.join(run_dir, runs.BEST_MODEL))
+    runs.RunDir(run_dir).start(config, CLASSES)
+    Classifier(Backbone(config.model.width), len(CLASSES), config.model.dropout, CLASSES, config.preprocess).save(
+        os.path.join(run_dir, runs.BEST_MODEL))
     return run_dir
 
 
@@ -116,7 +116,7 @@ def test_size_rule_names_the_sizes():
     assert "both sides >= 32 px" in config.size_problem(16, 2000) and "2000x16 px" in config.size_problem(16, 2000)
     assert "31x31" in config.size_problem(31, 31)
     # A non-square image needs the crop even when min_side is lower (the cpu preset: crop 128, patch 64).
-    cpu = PreprocessConfig.of_run(make_config("cpu"))
+    cpu = make_config("cpu").preprocess
     assert cpu.min_side == 64 and cpu.size_problem(64, 64) is None and "128 px" in cpu.size_problem(100, 130)
 
 
@@ -141,7 +141,7 @@ def test_preprocess_image_applies_pillows_pixel_limit(monkeypatch):
 
 def test_min_side_comes_from_the_run_and_old_exports_still_load(untrained_run):
     assert KerasPredictor(untrained_run).preprocess == PreprocessConfig(32, 32, 64, min_side=32)
-    assert PreprocessConfig.of_run(make_config("paper")).min_side == 64
+    assert make_config("paper").preprocess.min_side == 64
     # Preprocessing parameters written before min_side existed (exports, sidecars).
     old = PreprocessConfig.from_dict({"crop_size": 128, "resize1": 128, "resize2": 256})
     assert old == PreprocessConfig(128, 128, 256) and old.min_side == 1
@@ -258,15 +258,15 @@ def test_a_path_listed_twice(tmp_path):
 
 # ---------------------------------------------------------------- 6. --init
 def test_encoder_mismatch_ignores_the_head():
-    narrow, wide = build_classifier(3, 0.0625), build_classifier(3, 0.125)
+    narrow, wide = Classifier(Backbone(0.0625), 3), Classifier(Backbone(0.125), 3)
     assert encoder_mismatch(narrow, wide) == ("stage1_conv1/kernel", (4, 4, 3, 8), (4, 4, 3, 4))
-    assert encoder_mismatch(narrow, build_classifier(5, 0.0625)) is None
+    assert encoder_mismatch(narrow, Classifier(Backbone(0.0625), 5)) is None
 
 
 def test_init_from_another_encoder_stops_unless_partial(trained, tmp_path):
     out = str(tmp_path / "wider")
     with pytest.raises(RunDirError, match=r"weight stage1_conv1/kernel expected shape \(4, 4, 3, 8\), received "
-                                          r"\(4, 4, 3, 4\); pass --init-partial"):
+                                          r"\(4, 4, 3, 4\); pass init_partial=True"):
         fit(trained["data"], out, preset="tiny", steps=1, init=trained["run"], width=0.125, output=io.StringIO())
     assert not os.path.exists(out)
     printed = io.StringIO()
@@ -278,8 +278,8 @@ def test_init_from_another_encoder_stops_unless_partial(trained, tmp_path):
 
 def test_init_with_another_class_count_reinitialises_the_head_only(trained):
     printed = io.StringIO()
-    apply = load_init_weights(trained["run"], make_config("tiny"), num_classes=5, out=printed)
-    apply(build_classifier(5, 0.0625))
+    apply = load_init_weights(trained["run"], make_config("tiny"), num_classes=5, output=printed)
+    apply(Classifier(Backbone(0.0625), 5))
     assert printed.getvalue().strip().endswith("re-initialised 2: logits/kernel, logits/bias")
 
 
@@ -295,10 +295,10 @@ def test_init_partial_flag_reaches_fit():
 def test_truncate_metrics_keeps_what_the_checkpoint_covers(tmp_path):
     lines = [{"kind": "train", "step": 1}, {"kind": "val", "step": 2}, {"kind": "train", "step": 3}]
     (tmp_path / runs.METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"kind": "tr')
-    assert runs.truncate_metrics(str(tmp_path), 2) == 2
+    assert runs.RunDir(tmp_path).truncate_log(2) == 2
     kept = [json.loads(line) for line in (tmp_path / runs.METRICS_FILE).read_text().splitlines()]
     assert kept == lines[:2] and os.listdir(tmp_path) == [runs.METRICS_FILE]
-    assert runs.truncate_metrics(str(tmp_path / "nowhere"), 0) == 0
+    assert runs.RunDir(tmp_path / "nowhere").truncate_log(0) == 0
 
 
 def test_resume_after_a_kill_logs_every_step_once(trained, tmp_path):

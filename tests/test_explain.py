@@ -54,9 +54,9 @@ def region_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def loaded(region_run):
     from dnadet_tf.explain import load_pixels
-    from dnadet_tf.runs import TrainedRun
+    from dnadet_tf.predictor import KerasPredictor
 
-    run = TrainedRun(region_run["run"])
+    run = KerasPredictor(region_run["run"])
     paths = {name: sorted(glob.glob(os.path.join(region_run["test"], name, "*.png"))) for name in CLASSES}
     pixels = {name: load_pixels(paths[name], run.preprocess) for name in CLASSES}
     return run, paths, pixels

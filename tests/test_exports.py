@@ -19,7 +19,8 @@ from dnadet_tf.exports.predictors import load_exported_predictor
 from dnadet_tf.exports.tflite import make_interpreter
 from dnadet_tf.images import load_rgb
 from dnadet_tf.pipeline import inference_dataset
-from dnadet_tf.predictor import KerasPredictor, load_predictor
+from dnadet_tf.api import load as load_predictor
+from dnadet_tf.predictor import KerasPredictor
 from dnadet_tf.preprocess import preprocess_image
 
 FORMATS = ("float32", "float16", "dynamic", "int8")

@@ -3,13 +3,18 @@ import keras
 import pytest
 
 from dnadet_tf.model import (
-    DEFAULT_GRADCAM_LAYER, build_classifier, build_projection_head, encoder_of, feature_dim_of,
+    DEFAULT_GRADCAM_LAYER, Backbone, Classifier, build_projection_head, float32_copy, load_classifier, probabilities,
     stage_widths, transfer_matching_weights,
 )
+from dnadet_tf.preprocess import PreprocessConfig, preprocess_image
+
+
+def tiny_classifier(num_classes=3, **kwargs):
+    return Classifier(Backbone(0.0625), num_classes, **kwargs)
 
 
 def test_full_width_encoder_matches_the_paper():
-    model = build_classifier(5, width_multiplier=1.0)
+    model = Classifier(Backbone(width=1.0), 5)
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert [c.filters for c in convs] == [64, 64, 128, 128, 256, 256, 512, 512]
     assert [c.kernel_size for c in convs] == [(4, 4), (3, 3)] * 4
@@ -18,17 +23,23 @@ def test_full_width_encoder_matches_the_paper():
     pads = [layer for layer in model.layers if isinstance(layer, keras.layers.ZeroPadding2D)]
     assert len(pads) == 8 and all(p.padding == ((1, 1), (1, 1)) for p in pads)
     assert 5.8e6 < model.count_params() < 6.0e6
-    assert feature_dim_of(model) == 512
+    assert model.backbone.feature_dim == 512
 
 
 def test_shapes_and_stride_16():
-    model = build_classifier(3, width_multiplier=0.0625)
+    model = tiny_classifier()
     assert stage_widths(0.0625) == (4, 8, 16, 32)
     assert model(np.zeros((2, 64, 64, 3), np.float32)).shape == (2, 3)
     stage4 = keras.Model(model.input, model.get_layer("stage4_act2").output)
     assert stage4(np.zeros((1, 64, 64, 3), np.float32)).shape == (1, 4, 4, 32)
     assert model.get_layer(DEFAULT_GRADCAM_LAYER).output.shape[-1] == 8
-    assert encoder_of(model)(np.zeros((2, 32, 32, 3), np.float32)).shape == (2, 32)
+    assert model.backbone(np.zeros((2, 32, 32, 3), np.float32)).shape == (2, 32)
+
+
+def test_classifier_and_backbone_share_weights():
+    model = tiny_classifier()
+    assert {id(w) for w in model.backbone.weights} <= {id(w) for w in model.weights}
+    assert [w.path for w in model.weights][-2:] == ["logits/kernel", "logits/bias"]
 
 
 def test_projection_head_outputs_unit_vectors():
@@ -38,31 +49,77 @@ def test_projection_head_outputs_unit_vectors():
     np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, rtol=1e-5)
 
 
-def test_keras_round_trip_in_safe_mode(tmp_path):
-    model = build_classifier(4, width_multiplier=0.0625)
+def test_keras_round_trip_in_safe_mode_keeps_names_and_preprocessing(tmp_path):
+    preprocessing = PreprocessConfig(32, 32, 64, min_side=32)
+    model = tiny_classifier(4, class_names=["real", "a", "b", "c"], preprocessing=preprocessing)
     x = np.random.default_rng(1).uniform(-1, 1, (2, 64, 64, 3)).astype(np.float32)
     path = str(tmp_path / "m.keras")
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True, compile=False)
+    assert isinstance(loaded, Classifier) and isinstance(loaded.backbone, Backbone)
+    assert loaded.class_names == ["real", "a", "b", "c"] and loaded.preprocessing == preprocessing
     np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), atol=1e-6)
     head = build_projection_head(32)
     head.save(str(tmp_path / "h.keras"))
     keras.saving.load_model(str(tmp_path / "h.keras"), safe_mode=True)
 
 
+def test_predict_maps_decoded_images_to_probabilities():
+    preprocessing = PreprocessConfig(32, 32, 64, min_side=32)
+    model = tiny_classifier(preprocessing=preprocessing)
+    images = np.random.default_rng(2).integers(0, 256, (3, 48, 40, 3)).astype(np.uint8)
+    expected = probabilities(model, np.stack([preprocess_image(image, preprocessing).numpy() for image in images]))
+    predicted = model.predict(images, verbose=0)
+    np.testing.assert_allclose(predicted, expected.numpy(), atol=1e-6)
+    np.testing.assert_allclose(predicted.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_from_config_of_get_config_round_trips():
+    backbone = Backbone(width=0.125, synchronized_bn=True, input_size=64, dtype="mixed_bfloat16")
+    assert Backbone.from_config(backbone.get_config()).get_config() == backbone.get_config()
+    model = Classifier(Backbone(0.25), 2, dropout=0.3, class_names=["real", "gan"],
+                       preprocessing=PreprocessConfig(64, 64, 128, min_side=64))
+    clone = Classifier.from_config(model.get_config())
+    assert clone.get_config() == model.get_config()
+    assert [layer.name for layer in clone.layers] == [layer.name for layer in model.layers]
+
+
+def test_class_names_must_match_the_class_count():
+    with pytest.raises(ValueError, match=r"class_names: expected 3 names, received 2"):
+        tiny_classifier(3, class_names=["a", "b"])
+
+
+def test_float32_copy_computes_in_float32_with_the_same_weights():
+    model = Classifier(Backbone(0.0625, dtype="mixed_bfloat16"), 3)
+    assert model.get_layer("stage1_conv1").compute_dtype == "bfloat16"
+    copy = float32_copy(model)
+    assert all(layer.compute_dtype == "float32" for layer in copy.layers)
+    assert all(np.array_equal(a, b) for a, b in zip(copy.get_weights(), model.get_weights()))
+    plain = tiny_classifier()
+    assert float32_copy(plain) is plain
+
+
+def test_a_legacy_functional_file_is_converted(tmp_path):
+    model = tiny_classifier(3, dropout=0.3)
+    legacy = keras.Model(model.input, model.output, name="dnadet")  # what best.keras held before the classes
+    path = str(tmp_path / "legacy.keras")
+    legacy.save(path)
+    preprocessing = PreprocessConfig(32, 32, 64, min_side=32)
+    with pytest.raises(ValueError, match="class_names: expected the class names"):
+        load_classifier(path)
+    converted = load_classifier(path, ["real", "a", "b"], preprocessing)
+    assert converted.class_names == ["real", "a", "b"] and converted.preprocessing == preprocessing
+    assert converted.backbone.width == 0.0625 and converted.dropout_rate == pytest.approx(0.3)
+    x = np.random.default_rng(3).uniform(-1, 1, (2, 64, 64, 3)).astype(np.float32)
+    np.testing.assert_allclose(converted(x).numpy(), model(x).numpy(), atol=1e-6)
+
+
 def test_transfer_matching_weights_skips_the_head():
-    source = build_classifier(170, width_multiplier=0.0625)
-    target = build_classifier(5, width_multiplier=0.0625)
+    source = tiny_classifier(170)
+    target = tiny_classifier(5)
     loaded, skipped = transfer_matching_weights(source, target)
     assert skipped == ["logits/kernel", "logits/bias"]
     np.testing.assert_array_equal(
         source.get_layer("stage3_conv1").kernel.numpy(), target.get_layer("stage3_conv1").kernel.numpy()
     )
     assert len(loaded) == len(target.weights) - 2
-
-
-@pytest.mark.parametrize("width", [0.25])
-def test_config_round_trip(width):
-    model = build_classifier(2, width_multiplier=width)
-    clone = keras.Model.from_config(model.get_config())
-    assert [layer.name for layer in clone.layers] == [layer.name for layer in model.layers]

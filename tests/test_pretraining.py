@@ -8,7 +8,7 @@ from PIL import Image
 from dnadet_tf.errors import DataError
 from dnadet_tf.pipeline import transformation_dataset, transformation_eval_dataset
 from dnadet_tf.pretraining import MIN_PHOTOS, pretrain, split_photos, usable_photos
-from dnadet_tf.runs import TrainedRun, read_labels
+from dnadet_tf.runs import RunDir
 from dnadet_tf.training import fit
 from dnadet_tf.transforms import FAMILIES, TRANSFORM_NAMES, transform_family
 
@@ -47,8 +47,7 @@ def test_small_photos_are_skipped_with_a_warning(tmp_path, capsys):
 def test_transformation_batches(photos):
     from dnadet_tf.config import make_config
 
-    config = make_config("tiny")
-    config.crop_size = config.resize1 = 128
+    config = make_config("tiny", crop_size=128, resize1=128)
     images, labels = next(transformation_dataset(usable_photos(photos).paths, config, 8).as_numpy_iterator())
     assert images.shape == (8, 4, 32, 32, 3) and labels.shape == (8,)
     assert labels.min() >= 0 and labels.max() < 170
@@ -60,13 +59,14 @@ def test_transformation_batches(photos):
 
 def family_balanced_accuracy(run_dir, photos):
     """Mean per-family recall of the predicted transformation family on held-out photos (chance: 1/6)."""
-    run = TrainedRun(run_dir)
-    _, val_photos = split_photos(usable_photos(photos).paths, run.config.seed)
+    run = RunDir(run_dir)
+    model = run.load_model()
+    _, val_photos = split_photos(usable_photos(photos).paths, run.config.runtime.seed)
     names = [name for name, _ in FAMILIES]
     family = np.array([names.index(transform_family(i)[0]) for i in range(170)])
     true, predicted = [], []
     for pixels, labels in transformation_eval_dataset(val_photos, run.config, 340, 34):
-        predicted.append(np.argmax(run.model(pixels, training=False), axis=-1))
+        predicted.append(np.argmax(model(pixels, training=False), axis=-1))
         true.append(labels.numpy())
     true, predicted = family[np.concatenate(true)], family[np.concatenate(predicted)]
     return float(np.mean([np.mean(predicted[true == f] == f) for f in range(len(names))]))
@@ -76,7 +76,7 @@ def test_tiny_pretraining_learns_above_chance_and_feeds_fit(photos, upsampling_d
     run_dir = str(tmp_path / "pretrain")
     summary = pretrain(photos, run_dir, preset="tiny", steps=150, val_every=150)
     assert summary["end_step"] == 150
-    assert read_labels(run_dir) == list(TRANSFORM_NAMES)
+    assert RunDir(run_dir).class_names == list(TRANSFORM_NAMES)
     accuracy = family_balanced_accuracy(run_dir, photos)
     assert accuracy > 0.21, f"family-balanced accuracy {accuracy:.3f}; chance is 0.167"
     with open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") as f:
@@ -100,8 +100,7 @@ def test_family_metrics_count_any_parameter_of_the_right_family():
 def test_release_style_sampling_draws_each_image_transformation_independently(photos):
     from dnadet_tf.config import make_config
 
-    config = make_config("tiny")
-    config.crop_size = config.resize1 = 128
+    config = make_config("tiny", crop_size=128, resize1=128)
     paths = usable_photos(photos).paths
     first = next(transformation_dataset(paths, config, 16, images_per_class=1).as_numpy_iterator())[1]
     again = next(transformation_dataset(paths, config, 16, images_per_class=1).as_numpy_iterator())[1]

@@ -8,7 +8,7 @@ pytest.importorskip("dnadet_tf.attacks")
 
 @pytest.fixture(scope="module")
 def predictor(tiny_run):
-    from dnadet_tf.predictor import load_predictor
+    from dnadet_tf.api import load as load_predictor
 
     return load_predictor(tiny_run)
 

@@ -11,7 +11,7 @@ from dnadet_tf.errors import RunDirError
 from dnadet_tf.evaluation import evaluate
 from dnadet_tf.pipeline import training_dataset
 from dnadet_tf.predictor import KerasPredictor
-from dnadet_tf.runs import read_config
+from dnadet_tf.runs import RunDir
 from dnadet_tf.trainer import Trainer
 from dnadet_tf.training import fit
 
@@ -25,12 +25,49 @@ def test_tiny_preset_learns_upsampling_traces_on_held_out_content(tiny_run, upsa
 def test_run_dir_contents(tiny_run):
     for name in ("config.json", "labels.txt", "best.keras", "metrics.jsonl", "checkpoints", "tensorboard"):
         assert os.path.exists(os.path.join(tiny_run, name)), name
-    config = read_config(tiny_run)
-    assert config.preset == "tiny" and config.steps == 40 and config.data.endswith("train")
+    config = RunDir(tiny_run).config
+    assert config.preset == "tiny" and config.loop.steps == 40 and config.data.endswith("train")
     records = [json.loads(line) for line in open(os.path.join(tiny_run, "metrics.jsonl"))]
     assert {r["kind"] for r in records} == {"train", "val"}
     assert all(np.isfinite(r["loss"]) for r in records if r["kind"] == "train")
     assert any(name.startswith("events") for name in os.listdir(os.path.join(tiny_run, "tensorboard")))
+
+
+FRESH_PROCESS_PREDICT = '''
+import sys
+import keras
+import numpy as np
+import dnadet_tf.model  # registers the model classes, as `import keras_hub` does for its own
+model = keras.saving.load_model(sys.argv[1], safe_mode=True)
+images = np.load(sys.argv[2])
+np.save(sys.argv[3], model.predict(images, verbose=0))
+print(type(model).__name__, ",".join(model.class_names))
+'''
+
+
+def test_best_keras_alone_predicts_in_a_fresh_process(tiny_run, upsampling_data, tmp_path):
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from dnadet_tf.data import read_dataset as read
+
+    files = read(upsampling_data["test"])
+    paths = files.paths[::6]
+    images = np.stack([np.asarray(Image.open(path).convert("RGB")) for path in paths])
+    np.save(tmp_path / "images.npy", images)
+    predictor = KerasPredictor(tiny_run)
+    expected = predictor.predict_pixels(np.stack([predictor.model.preprocess(image)[0] for image in images]))
+    done = subprocess.run([sys.executable, "-c", FRESH_PROCESS_PREDICT, os.path.join(tiny_run, "best.keras"),
+                           str(tmp_path / "images.npy"), str(tmp_path / "probabilities.npy")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-2:] == ["Classifier", ",".join(files.class_names)]
+    np.testing.assert_allclose(np.load(tmp_path / "probabilities.npy"), expected, atol=1e-6)
+    from dnadet_tf.predictor import predict_files
+
+    np.testing.assert_allclose(predict_files(predictor, paths), expected, atol=1e-6)
 
 
 def _trainer_state(run_dir, config, files):
@@ -46,7 +83,7 @@ def test_resume_carries_on_step_optimizer_and_weights(upsampling_data, tmp_path)
     split = str(tmp_path / "split")
     fit(data, straight, preset="tiny", steps=30, seed=3)
     fit(data, split, preset="tiny", steps=15, seed=3)
-    config = read_config(split)
+    config = RunDir(split).config
     files = read_dataset(data)
     halfway = _trainer_state(split, config, files)
     assert halfway.step == 15
@@ -66,13 +103,30 @@ def test_resume_carries_on_step_optimizer_and_weights(upsampling_data, tmp_path)
     np.testing.assert_allclose(resumed.loss_weights.params.numpy(), reference.loss_weights.params.numpy(), atol=1e-4)
 
 
-def test_existing_run_dir_is_not_overwritten(upsampling_data, tmp_path):
+def test_existing_run_dir_is_not_overwritten(upsampling_data, tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
     (out / "keep.txt").write_text("precious")
-    with pytest.raises(RunDirError, match="--overwrite"):
+    with pytest.raises(RunDirError, match="pass overwrite=True"):
         fit(upsampling_data["train"], str(out), preset="tiny", steps=2)
     assert (out / "keep.txt").read_text() == "precious"
+    assert main(["fit", "--data", upsampling_data["train"], "--out", str(out), "--preset", "tiny"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"dnadet-tf fit: error: --out {out}: ") and "pass --overwrite to replace them or --resume" in err
+
+
+def test_library_parameters_become_the_commands_flags():
+    from dnadet_tf.cli.main import build_parser, in_flag_words
+
+    subcommands = build_parser()._subparsers._group_actions[0].choices
+    fit_parser, pretrain_parser = subcommands["fit"], subcommands["pretrain"]
+    assert in_flag_words("learning_rate: expected a number, received 'x'.", fit_parser) == (
+        "--lr: expected a number, received 'x'.")
+    assert in_flag_words("resume and overwrite: expected at most one", pretrain_parser) == (
+        "--resume and --overwrite: expected at most one")
+    assert in_flag_words("pretrain_batch_size: expected 1", pretrain_parser) == "--batch-size: expected 1"
+    assert in_flag_words("init RUN: pass init_partial=True to load", fit_parser) == "--init RUN: pass --init-partial to load"
+    assert in_flag_words("mode: expected dnadet, received 'x'.", fit_parser) == "mode: expected dnadet, received 'x'."
 
 
 def test_base_mode_and_init_from_another_run(tiny_run, upsampling_data, tmp_path, capsys):
@@ -80,7 +134,7 @@ def test_base_mode_and_init_from_another_run(tiny_run, upsampling_data, tmp_path
     summary = fit(upsampling_data["train"], out, val=upsampling_data["val"], preset="tiny", steps=4,
                   mode="base", init=tiny_run)
     assert summary["end_step"] == 4
-    assert read_config(out).mode == "base"
+    assert RunDir(out).config.model.mode == "base"
     printed = capsys.readouterr().out
     assert "--init" in printed and "loaded" in printed and "re-initialised 0" in printed
     assert " con " not in printed[printed.find("step 4/4"):].splitlines()[0]
@@ -129,14 +183,16 @@ def test_gpu_options_run_on_cpu(flags, upsampling_data, tmp_path):
     assert os.path.isfile(os.path.join(out, "best.keras"))
     import keras
 
-    keras.mixed_precision.set_global_policy("float32")
+    assert keras.config.dtype_policy().name == "float32"  # the precision is the model's, not a global setting
+    model = KerasPredictor(out).model
+    assert model.get_layer("stage1_conv1").compute_dtype == ("float32" if flags == ["--jit"] else flags[1][6:])
 
 
 def test_augmented_training_and_perturbed_evaluation(tiny_run, upsampling_data, tmp_path, capsys):
     out = str(tmp_path / "augmented")
     assert main(["fit", "--data", upsampling_data["train"], "--out", out, "--preset", "tiny", "--steps", "2",
                  "--augment", "crop,jpeg"]) == 0
-    assert read_config(out).augment == ("crop", "jpeg")
+    assert RunDir(out).config.sampling.augment == ("crop", "jpeg")
     code = main(["fit", "--data", upsampling_data["train"], "--out", str(tmp_path / "bad"), "--preset", "tiny",
                  "--augment", "crop,sharpen"])
     err = capsys.readouterr().err.strip()

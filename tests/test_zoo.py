@@ -301,7 +301,7 @@ def test_ablation_over_seeds_reports_mean_std_and_every_selection_rule(tiny_zoo,
             assert result["select"]["final"]["step"] == 30
             assert {r["step"] for r in result["select"].values()} <= {10, 20, 30}
             # best.keras of a run follows the default rule, so its figures are that rule's.
-            assert result["select"][TrainConfig().select]["splits"] == result["splits"]
+            assert result["select"][TrainConfig().loop.select]["splits"] == result["splits"]
     with open(os.path.join(out, "ablation.json"), encoding="utf-8") as f:
         assert json_module.load(f)["seeds"] == [0, 1]
     table = open(os.path.join(out, "ablation.md"), encoding="utf-8").read()

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
+from dnadet_tf.data import SPLITS
 from dnadet_tf.errors import DataError
 from dnadet_tf.images import save_png_atomic
 from dnadet_tf.runs import write_json_atomic, write_text_atomic
@@ -45,7 +46,6 @@ from dnadet_tf.zoo.photos import content_groups, crop_for, find_photos, seed_key
 from dnadet_tf.zoo.sheets import contact_sheet
 from dnadet_tf.zoo.training import TrainConfig, generate, new_generator, train, weights_checksum
 
-SPLITS = ("train", "val", "test", "cross_seed", "cross_loss", "cross_finetune", "cross_dataset")
 SIZES_ORDER = ("tiny", "demo", "full")
 ZOO_FORMAT = 1
 SCALE = 4  # generators upsample x4: a 32x32 view -> a 128x128 image

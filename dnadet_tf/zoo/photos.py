@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 
 from dnadet_tf.errors import DataError
-from dnadet_tf.images import ImageError, is_image_file, load_rgb
+from dnadet_tf.images import ImageError, find_images, load_rgb
 
 PACKAGED_PHOTOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo_photos")
 DOMAINS = ("A", "B", "C")
@@ -45,11 +45,7 @@ _HELD_OUT_FRACTION = 0.4
 
 
 def _list_images(folder):
-    found = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(os.path.join(root, f) for f in sorted(files) if is_image_file(f))
-    return sorted(found)
+    return sorted(find_images(folder))
 
 
 def _subfolders(folder):

@@ -1,0 +1,104 @@
+"""The public API, re-exported by `dnadet_tf`: train, load, predict, evaluate, export.
+
+The examples run as doctests (tests/test_api.py) with two names given: DATA, a folder
+with train/ and val/ trees of three classes (`ROOT/<class>/*.png`), and TMP, an empty
+scratch folder.
+"""
+import os
+
+
+def fit(data, out, val=None, preset="cpu", **options):
+    """Trains an attributor on `data` into run dir `out`; returns the training summary (a dict).
+
+    `data` and `val`: a folder tree `ROOT/<class>/...`, an annotation list, or a benchmark
+    folder. `options`: `resume`, `overwrite`, `init_partial`, `output` (a stream for the
+    progress lines) and any flat configuration parameter (`steps`, `width`, `mode`, ...).
+    From random initialisation this is the paper's Base+PCL; with `init=PRETRAIN_RUN`, DNA-Det.
+
+    >>> import io, os, dnadet_tf
+    >>> run = os.path.join(TMP, "run")
+    >>> summary = dnadet_tf.fit(os.path.join(DATA, "train"), run, val=os.path.join(DATA, "val"),
+    ...                         preset="tiny", steps=4, output=io.StringIO())
+    >>> summary["end_step"], sorted(os.listdir(run))[:3]
+    (4, ['best.keras', 'checkpoints', 'config.json'])
+    """
+    from dnadet_tf.training import fit as fit_run
+
+    return fit_run(data, out, val=val, preset=preset, **options)
+
+
+def load(path):
+    """A predictor for a run dir (its best.keras), a SavedModel folder or a .tflite file, with
+    `class_names`, `preprocess` (a PreprocessConfig) and `predict_pixels(pixels (N, S, S, 3)
+    float32 in [-1, 1]) -> (N, C) probabilities`; a run dir's predictor also has `model`,
+    the `Classifier`.
+
+    >>> import os, dnadet_tf
+    >>> model = dnadet_tf.load(os.path.join(TMP, "run"))
+    >>> model.class_names, model.model.backbone.width
+    (['real', 'nearest', 'transposed'], 0.0625)
+    """
+    from dnadet_tf.predictor import KerasPredictor
+
+    path = os.fspath(path)
+    if (os.path.isfile(path) and path.endswith(".tflite")) or (
+            os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb"))):
+        from dnadet_tf.exports.predictors import load_exported_predictor
+
+        return load_exported_predictor(path)
+    return KerasPredictor(path)
+
+
+def predict(model, inputs, batch_size=16):
+    """(paths, probabilities): the image files found in `inputs` (files and folders, read
+    recursively) that can be decoded and are large enough, and their (N, C) class
+    probabilities. `model`: a path for `load`, or a predictor it returned.
+
+    >>> import os, dnadet_tf
+    >>> paths, p = dnadet_tf.predict(os.path.join(TMP, "run"), [os.path.join(DATA, "val", "nearest")])
+    >>> p.shape, bool(abs(p.sum(axis=1) - 1).max() < 1e-5)
+    ((12, 3), True)
+    """
+    from dnadet_tf.data import collect_image_paths
+    from dnadet_tf.predictor import predict_images
+
+    if isinstance(model, (str, os.PathLike)):
+        model = load(model)
+    usable, probabilities, _ = predict_images(model, collect_image_paths(inputs), batch_size)
+    return usable, probabilities
+
+
+def evaluate(model, data, batch_size=16, out_dir=None):
+    """Rows {name, data, metrics} of accuracy, macro-F1, macro recall, per-class recall and the
+    confusion matrix, one per dataset in `data` (a path or a list of paths; a benchmark folder
+    expands to its closed-set and cross-test splits). `model`: a path for `load` or a predictor.
+
+    >>> import os, dnadet_tf
+    >>> rows = dnadet_tf.evaluate(os.path.join(TMP, "run"), os.path.join(DATA, "val"))
+    >>> rows[0]["name"], rows[0]["metrics"]["num_images"]
+    ('val', 36)
+    """
+    from dnadet_tf.evaluation import evaluate as evaluate_predictor
+
+    if isinstance(model, (str, os.PathLike)):
+        model = load(model)
+    specs = [data] if isinstance(data, (str, os.PathLike)) else list(data)
+    return evaluate_predictor(model, [os.fspath(spec) for spec in specs], out_dir=out_dir, batch_size=batch_size,
+                              progress=lambda message: None)
+
+
+def export(run_dir, out_dir, formats="savedmodel,float32,float16,dynamic,int8", **options):
+    """Exports run dir `run_dir` to `out_dir/NAME` (default NAME `dnadet`): a SavedModel in TF
+    Serving's layout and TFLite attributors, with a parity report; returns the report (a dict
+    whose `rows` compare every format with the Keras model). `options`: as
+    `dnadet_tf.exports.export.export_run` (name, version, calibration, eval_data, ...).
+
+    >>> import os, dnadet_tf
+    >>> report = dnadet_tf.export(os.path.join(TMP, "run"), os.path.join(TMP, "export"), formats="float32",
+    ...                           progress=lambda message: None)
+    >>> [row["format"] for row in report["rows"]], report["rows"][1]["top1_agreement"]
+    (['keras', 'float32'], 1.0)
+    """
+    from dnadet_tf.exports.export import export_run
+
+    return export_run(os.fspath(run_dir), os.fspath(out_dir), formats=formats, **options)

@@ -1,0 +1,204 @@
+"""What the training loop does around its step, one callback each: the progress line, the
+JSONL log, TensorBoard, best-model keeping, early stopping and checkpoints.
+
+A small equivalent of Keras's callback API for the step-indexed loop of `trainer.Trainer`
+(which keeps resume exact): the loop calls, in list order,
+
+  on_log(trainer, step, record)      every `log_every` steps and at the last step; `record` is
+                                     the window's mean loss, cross-entropy, contrastive loss,
+                                     accuracy, learning rate and patches/s (metrics.jsonl's record)
+  on_validation(trainer, step, logs) after each validation; logs["metrics"] holds the figures,
+                                     and callbacks add to `logs` ("kept", "stop") for later ones
+  on_step_end(trainer, step, logs)   after every step; `logs["stop"]` ends training
+  on_train_end(trainer, summary)     once, after the loop; may add to the summary dict
+
+The loop's position is on the trainer: `trainer.start_step`, `trainer.target`, `trainer.began`.
+
+A callback whose state must survive a resume exposes it as `state`, a dict of tf.Variables
+that the Trainer puts in its checkpoint.
+"""
+import math
+import time
+
+import tensorflow as tf
+
+from dnadet_tf.selection import is_better
+
+# Validation figures that are not scalars, left out of the log and TensorBoard.
+NON_SCALAR = ("per_class_recall", "confusion_matrix")
+
+
+class Callback:
+    """Does nothing; subclasses override what they need."""
+
+    state = {}
+
+    def on_log(self, trainer, step, record):
+        pass
+
+    def on_validation(self, trainer, step, logs):
+        pass
+
+    def on_step_end(self, trainer, step, logs):
+        pass
+
+    def on_train_end(self, trainer, summary):
+        pass
+
+
+def _scalar(name, value, dtype):
+    return tf.Variable(value, dtype=dtype, trainable=False, name=name)
+
+
+class BestModel(Callback):
+    """Keeps best.keras when `selection.is_better(select, ...)` prefers the validated model
+    (and every validated model in RUN/validated/ with `keep_validated`); without validation
+    data, the last step's model. Sets logs["kept"]."""
+
+    def __init__(self, select, metric, keep_validated=False):
+        self.select, self.metric, self.keep_validated = select, metric, keep_validated
+        self.best_metric = _scalar("best_metric", -math.inf, tf.float64)
+        self.best_nll = _scalar("best_nll", math.inf, tf.float64)
+        self.state = {"best_metric": self.best_metric, "best_nll": self.best_nll}
+
+    def on_validation(self, trainer, step, logs):
+        value, nll = logs["metrics"][self.metric], logs["metrics"]["nll"]
+        if trainer.chief and self.keep_validated:
+            trainer.run.save_validated(trainer.classifier, step)
+        logs["kept"] = is_better(self.select, value, nll, float(self.best_metric.numpy()),
+                                 float(self.best_nll.numpy()))
+        if logs["kept"]:
+            self.best_metric.assign(value)
+            self.best_nll.assign(nll)
+            if trainer.chief:
+                trainer.run.save_best(trainer.classifier)
+
+    def on_train_end(self, trainer, summary):
+        if trainer.val_dataset is None and trainer.chief:
+            trainer.run.save_best(trainer.classifier)
+        summary["best_metric"] = float(self.best_metric.numpy())
+
+
+class EarlyStopping(Callback):
+    """Sets logs["stop"] after `patience` validations in a row in which neither the metric
+    (rounded to 4 decimals) nor the validation cross-entropy improved, whatever the selection rule."""
+
+    def __init__(self, metric, patience):
+        self.metric, self.patience = metric, patience
+        self.top_metric = _scalar("top_metric", -math.inf, tf.float64)
+        self.low_nll = _scalar("low_nll", math.inf, tf.float64)
+        self.evals_since_best = _scalar("evals_since_best", 0, tf.int64)
+        self.state = {"top_metric": self.top_metric, "low_nll": self.low_nll,
+                      "evals_since_best": self.evals_since_best}
+
+    def on_validation(self, trainer, step, logs):
+        value, nll = logs["metrics"][self.metric], logs["metrics"]["nll"]
+        top, low = float(self.top_metric.numpy()), float(self.low_nll.numpy())
+        progressed = round(value, 4) > round(top, 4) or nll < low
+        self.top_metric.assign(max(value, top))
+        self.low_nll.assign(min(nll, low))
+        self.evals_since_best.assign(0 if progressed else self.evals_since_best + 1)
+        logs["stop"] = int(self.evals_since_best.numpy()) >= self.patience
+
+
+class Checkpoints(Callback):
+    """Saves the Trainer's checkpoint every `every` steps, at the last step and when stopping."""
+
+    def __init__(self, every):
+        self.every = every
+
+    def on_step_end(self, trainer, step, logs):
+        if step % self.every == 0 or step == trainer.target or logs.get("stop"):
+            trainer.manager.save(checkpoint_number=step)
+
+
+class JsonlLog(Callback):
+    """Appends a "train" record per log line and a "val" record per validation to metrics.jsonl."""
+
+    def on_log(self, trainer, step, record):
+        if trainer.chief:
+            trainer.run.log({"kind": "train", **record})
+
+    def on_validation(self, trainer, step, logs):
+        if trainer.chief:
+            trainer.run.log(validation_record(step, logs))
+
+
+def validation_record(step, logs):
+    """The metrics.jsonl record of a validation: its scalar figures."""
+    return {"kind": "val", "step": step, **{k: v for k, v in logs["metrics"].items() if k not in NON_SCALAR}}
+
+
+class TensorBoard(Callback):
+    """Scalars train/* per log line and val/* per validation in RUN/tensorboard (chief only)."""
+
+    TRAIN_KEYS = ("loss", "cross_entropy", "contrastive", "accuracy", "learning_rate", "patches_per_s")
+
+    def __init__(self):
+        self.writer = None
+
+    def _writer(self, trainer):
+        if self.writer is None and trainer.chief:
+            self.writer = trainer.run.tensorboard_writer()
+        return self.writer
+
+    def on_log(self, trainer, step, record):
+        writer = self._writer(trainer)
+        if writer:
+            with writer.as_default(step=step):
+                for key in self.TRAIN_KEYS:
+                    tf.summary.scalar(f"train/{key}", record[key])
+
+    def on_validation(self, trainer, step, logs):
+        writer = self._writer(trainer)
+        if writer:
+            with writer.as_default(step=step):
+                for key, value in validation_record(step, logs).items():
+                    if key not in ("kind", "step", "num_images"):
+                        tf.summary.scalar(f"val/{key}", value)
+
+    def on_train_end(self, trainer, summary):
+        writer = self._writer(trainer)
+        if writer:
+            writer.flush()
+
+
+class ProgressLine(Callback):
+    """Prints the progress bar line per log, a line per validation, and the early stop (chief only)."""
+
+    def __init__(self, select, metric, patience):
+        self.select, self.metric, self.patience = select, metric, patience
+
+    def on_log(self, trainer, step, record):
+        unit = "patches/s" if trainer.use_patches else "images/s"
+        bar = "#" * int(step / max(trainer.target, 1) * 20)
+        eta = (time.time() - trainer.began) / (step - trainer.start_step) * (trainer.target - step)
+        trainer.print(
+            f"[{bar:<20}] step {step}/{trainer.target}  eta {int(eta) // 60}m{int(eta) % 60:02d}s  "
+            f"loss {record['loss']:.4f}  ce {record['cross_entropy']:.4f}"
+            + (f"  con {record['contrastive']:.4f}" if trainer.use_patches else "")
+            + f"  acc {record['accuracy']:.3f}  lr {record['learning_rate']:.2e}  {record['patches_per_s']:.0f} {unit}"
+        )
+
+    def on_validation(self, trainer, step, logs):
+        metrics = logs["metrics"]
+        extras = "".join(f"  {key} {metrics[key]:.4f}" for key in sorted(metrics) if key.startswith("family_"))
+        trainer.print(
+            f"  validation at step {step}: accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}"
+            f"  cross-entropy {metrics['nll']:.4f}{extras}"
+            + (f"  (kept as best.keras, rule '{self.select}')" if logs.get("kept") else "")
+        )
+
+    def on_step_end(self, trainer, step, logs):
+        if logs.get("stop"):
+            trainer.print(f"early stop at step {step}: no better validation {self.metric} or cross-entropy "
+                          f"in {self.patience} validations.")
+
+
+def default_callbacks(config):
+    """The callbacks of a run, in the order the loop has always done things: keep the model and
+    count for early stopping, log, print; checkpoint after the step."""
+    return [EarlyStopping(config.loop.metric, config.loop.patience),
+            BestModel(config.loop.select, config.loop.metric, config.loop.keep_validated),
+            JsonlLog(), TensorBoard(), Checkpoints(config.loop.checkpoint_every),
+            ProgressLine(config.loop.select, config.loop.metric, config.loop.patience)]

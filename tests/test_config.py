@@ -1,0 +1,58 @@
+import dataclasses
+import json
+
+import pytest
+
+from dnadet_tf.config import PARAMETERS, TrainConfig, make_config
+from dnadet_tf.errors import DnadetError
+
+# config.json as runs written before the sectioned configuration hold it (flat).
+FLAT_CONFIG = {
+    "augment": ["crop"], "base_temperature": 0.07, "ce_input": "logits", "checkpoint_every": 20, "crop_size": 32,
+    "data": "/data/train", "dropout": 0.2, "eval_batch_size": 32, "images_per_class": 4, "init": "", "jit": False,
+    "keep_validated": False, "learning_rate": 0.002, "log_every": 10, "loss_weight_learning_rate": 0.01,
+    "lr_decay": 0.9, "lr_decay_every": 100, "metric": "accuracy", "mode": "dnadet", "patch_size": 32,
+    "patches_per_image": 4, "patience": 100, "precision": "float32", "preset": "tiny", "pretrain_batch_size": 12,
+    "pretrain_images_per_class": 4, "pretrain_patience": 20, "pretrain_steps": 40, "pretrain_val_samples": 170,
+    "resize1": 32, "resize2": 64, "seed": 0, "select": "first", "steps": 40, "strategy": "auto",
+    "temperature": 0.07, "val": "/data/val", "val_every": 20, "width": 0.0625,
+}
+
+
+def test_a_flat_config_json_of_an_older_run_is_converted(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(FLAT_CONFIG))
+    config = TrainConfig.load(str(path))
+    assert config.flat() == {**FLAT_CONFIG, "augment": ("crop",)}
+    assert config == make_config("tiny", augment=("crop",), data="/data/train", val="/data/val")
+    assert config.model.width == 0.0625 and config.sampling.patch_size == 32 and config.pretrain.batch_size == 12
+
+
+def test_sections_round_trip_through_json():
+    config = make_config("cpu", mode="base", augment=("jpeg",), keep_validated=True, pretrain_steps=7)
+    document = json.loads(json.dumps(config.to_dict()))
+    assert set(document) == {"preset", "init", "data", "val", "model", "preprocessing", "sampling", "optimizer",
+                             "loop", "runtime", "pretrain"}
+    assert TrainConfig.from_dict(document) == config
+
+
+def test_frozen_and_changed_only_by_a_validated_copy():
+    config = make_config("tiny")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.loop.steps = 3
+    changed = config.replace(steps=3, width=None)
+    assert changed.loop.steps == 3 and config.loop.steps == 40 and changed.model.width == config.model.width
+    with pytest.raises(DnadetError, match=r"^patch_size: expected at most resize2=64, received 128\.$"):
+        config.replace(patch_size=128)
+
+
+@pytest.mark.parametrize("name, value", [("precision", "float8"), ("strategy", "tpu"), ("metric", "recall"),
+                                         ("select", "best"), ("ce_input", "softmax"), ("mode", "gan")])
+def test_errors_name_the_parameter(name, value):
+    assert name in PARAMETERS
+    with pytest.raises(DnadetError, match=rf"^{name}: expected one of .*received '{value}'\.$"):
+        make_config("tiny", **{name: value})
+    with pytest.raises(DnadetError, match=r"^preset: expected one of"):
+        make_config("huge")
+    with pytest.raises(DnadetError, match=r"^parameters: unknown names \['widht'\]"):
+        make_config("tiny", widht=2)
