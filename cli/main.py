@@ -19,6 +19,7 @@ import sys
 
 COMMAND_MODULES = ("fit", "evaluate", "predict", "pretrain", "ablate", "export", "explain", "robustness", "zoo")
 VERBOSE_FLAG = "--verbose"
+TRAINING_COMMANDS = ("fit", "pretrain", "ablate")
 
 
 # Library parameters whose flag is not `--` + the name with dashes.
@@ -129,8 +130,9 @@ def main(argv=None):
     from dnadet_tf.distribute import configure_runtime
     from dnadet_tf.errors import DnadetError
 
-    # Before any TF op (a zoo build runs some before training): makes runs repeat exactly.
-    configure_runtime(getattr(args, "strategy", None) or "auto")
+    if args.command in TRAINING_COMMANDS:
+        # Before any TF op (a zoo build runs some before training): makes training runs repeat exactly.
+        configure_runtime(getattr(args, "strategy", None) or "auto")
     try:
         return int(args.func(args) or 0)
     except UsageError as error:

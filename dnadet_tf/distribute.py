@@ -9,6 +9,7 @@ from dnadet_tf.errors import DnadetError
 
 
 SINGLE_DEVICE_STRATEGIES = ("auto", "default")
+_late_warning_printed = []  # the warning of a late configure_runtime() is printed once per process
 
 
 def configure_runtime(strategy_name="auto", output=None):
@@ -22,8 +23,8 @@ def configure_runtime(strategy_name="auto", output=None):
     Multi-replica strategies keep the default pool (their collectives need
     concurrent ops). Must run before the TF runtime starts (before any op): the
     CLI calls it first thing; later calls are no-ops, and a call after the runtime
-    started with another setting prints one warning that runs may not repeat
-    exactly. Returns True when the runtime is (or now is) configured so.
+    started with another setting prints, once per process, a warning that runs
+    may not repeat exactly. Returns True when the runtime is (or now is) configured so.
     """
     if strategy_name not in SINGLE_DEVICE_STRATEGIES or tf.config.list_physical_devices("GPU"):
         return False
@@ -33,9 +34,11 @@ def configure_runtime(strategy_name="auto", output=None):
         tf.config.threading.set_inter_op_parallelism_threads(1)
         return True
     except RuntimeError:
-        print("warning: the TensorFlow runtime started before dnadet_tf.distribute.configure_runtime(); "
-              "two runs of this training may differ in the last digits (call it before any TF op).",
-              file=output or sys.stderr, flush=True)
+        if not _late_warning_printed:
+            _late_warning_printed.append(True)
+            print("warning: the TensorFlow runtime started before dnadet_tf.distribute.configure_runtime(); "
+                  "two runs of this training may differ in the last digits (call it before any TF op).",
+                  file=output or sys.stderr, flush=True)
         return False
 
 
