@@ -128,13 +128,14 @@ def mean_std(values):
 
 
 def aggregate(seed_results, key="splits"):
-    """{split: {figure: {"mean", "std", "values"}}} over the seeds' `key` figures."""
-    first = seed_results[0][key] if key == "splits" else seed_results[0]["select"][key]["splits"]
+    """{split: {figure: {"mean", "std", "values"}}} over the seeds' figures: those of best.keras
+    (`key="splits"`) or those of the model a selection rule kept (`key` = the rule)."""
+    per_seed = [r["splits"] if key == "splits" else r["select"][key]["splits"] for r in seed_results]
     table = {}
-    for split, figures in first.items():
+    for split, figures in per_seed[0].items():
         table[split] = {}
         for figure in figures:
-            values = [(r[key] if key == "splits" else r["select"][key]["splits"])[split][figure] for r in seed_results]
+            values = [splits[split][figure] for splits in per_seed]
             mean, std = mean_std(values)
             table[split][figure] = {"mean": mean, "std": std, "values": values}
     return table
