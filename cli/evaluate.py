@@ -11,13 +11,20 @@ def register(subparsers):
         description=(
             "Whole-image inference with a run's best.keras. One row per DATA (a benchmark folder expands to "
             "closed-set, cross-seed, cross-loss, cross-finetune and cross-dataset): accuracy, macro-F1, "
-            "macro recall, per-class recall; a table on the terminal, JSON, and a confusion-matrix PNG per DATA."
+            "macro recall, per-class recall, expected calibration error; a table on the terminal, JSON, and a "
+            "confusion-matrix PNG per DATA. With --unknown (or a benchmark's open_set.txt) and a calibrated "
+            "model, also the open-set figures."
         ),
         formatter_class=HelpFormatter,
     )
     parser.add_argument("--model", required=True, help="run dir written by 'dnadet-tf fit'")
     parser.add_argument("--data", required=True, nargs="+", metavar="DATA",
                         help="folder trees, annotation lists or benchmark folders")
+    parser.add_argument("--unknown", nargs="+", metavar="DATA", default=[],
+                        help="images of architectures the model was not trained on (folders, lists of "
+                             "path<TAB>name, or benchmark folders' open_set.txt): AUROC, FPR at 95 %% TPR and "
+                             "open-set accuracy against the closed-set images; a benchmark folder in --data adds "
+                             "its open_set.txt by itself (needs a calibrated model)")
     parser.add_argument("--json", metavar="FILE", help="write the rows as JSON here (confusion PNGs beside it)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per inference batch")
     parser.add_argument("--perturb", help="perturb test images first: comma list of crop,blur,jpeg,noise,relight, or combo")
@@ -46,7 +53,7 @@ def run(args):
     predictor = load_predictor(args.model)
     out_dir = os.path.dirname(os.path.abspath(args.json)) if args.json else os.path.join(args.model, "evaluation")
     rows = evaluate(predictor, args.data, out_dir=out_dir, batch_size=args.batch_size,
-                    perturb_fn=perturb_fn, seed=args.seed)
+                    perturb_fn=perturb_fn, seed=args.seed, unknown_specs=args.unknown)
     print(format_table(rows, predictor.class_names))
     json_path = args.json or os.path.join(out_dir, "evaluation.json")
     write_json_atomic(json_path, rows)

@@ -3,6 +3,7 @@ import os
 
 from dnadet_tf.cli.main import HelpFormatter
 from dnadet_tf.config import CE_INPUTS, METRICS, PRECISIONS, PRESETS, STRATEGIES, LoopConfig, OptimizerConfig
+from dnadet_tf.openset import DEFAULT_SCORE, SCORES
 from dnadet_tf.selection import SELECTION_RULES
 
 
@@ -67,6 +68,9 @@ def register(subparsers):
                         help="stop early after this many validations without improvement (overrides the preset)")
     parser.add_argument("--seed", type=int, help="seed of data order, crops and initialisation")
     parser.add_argument("--zoo", help="with no --data: the zoo folder to build or reuse (default: the cache)")
+    parser.add_argument("--ood-score", choices=SCORES,
+                        help=f"open-set score fitted at the end with the temperature, on the validation images "
+                             f"(default {DEFAULT_SCORE}; see 'dnadet-tf calibrate --help')")
     parser.set_defaults(func=run)
 
 
@@ -82,7 +86,7 @@ def overrides_from(args):
         images_per_class=args.images_per_class, val_every=args.val_every, metric=args.metric, seed=args.seed,
         patience=args.patience, select=args.select, keep_validated=args.keep_validated,
         ce_input=args.ce_input, lr_decay_every=args.lr_decay_every, lr_decay=args.lr_decay, width=args.width,
-        init_partial=args.init_partial,
+        init_partial=args.init_partial, ood_score=args.ood_score,
     )
 
 

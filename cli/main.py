@@ -17,7 +17,8 @@ import os
 import re
 import sys
 
-COMMAND_MODULES = ("fit", "evaluate", "predict", "pretrain", "ablate", "export", "explain", "robustness", "zoo")
+COMMAND_MODULES = ("fit", "evaluate", "predict", "calibrate", "pretrain", "ablate", "export", "explain", "robustness",
+                   "zoo")
 VERBOSE_FLAG = "--verbose"
 TRAINING_COMMANDS = ("fit", "pretrain", "ablate")
 

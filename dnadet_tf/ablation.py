@@ -62,7 +62,7 @@ def _split_figures(evaluation):
             "macro_f1": row["metrics"]["macro_f1"],
             "real_recall": row["metrics"]["per_class_recall"].get("real"),
         }
-        for row in evaluation
+        for row in evaluation if row.get("kind") != "open_set"
     }
 
 

@@ -14,13 +14,14 @@ def fit(data, out, val=None, preset="cpu", **options):
     folder. `options`: `resume`, `overwrite`, `init_partial`, `output` (a stream for the
     progress lines) and any flat configuration parameter (`steps`, `width`, `mode`, ...).
     From random initialisation this is the paper's Base+PCL; with `init=PRETRAIN_RUN`, DNA-Det.
+    With validation data, the run is then calibrated (`calibration.json`: temperature and open-set score).
 
     >>> import io, os, dnadet_tf
     >>> run = os.path.join(TMP, "run")
     >>> summary = dnadet_tf.fit(os.path.join(DATA, "train"), run, val=os.path.join(DATA, "val"),
     ...                         preset="tiny", steps=4, output=io.StringIO())
-    >>> summary["end_step"], sorted(os.listdir(run))[:3]
-    (4, ['best.keras', 'checkpoints', 'config.json'])
+    >>> summary["end_step"], sorted(os.listdir(run))[:3], summary["calibration"]["score"]
+    (4, ['best.keras', 'calibration.json', 'checkpoints'], 'mahalanobis')
     """
     from dnadet_tf.training import fit as fit_run
 

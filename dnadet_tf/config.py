@@ -8,7 +8,7 @@ A `TrainConfig` holds one frozen section per concern:
   optimizer      learning_rate, lr_decay, lr_decay_every, loss_weight_learning_rate,
                  temperature, base_temperature, ce_input
   loop           steps, val_every, checkpoint_every, log_every, patience, metric, select,
-                 keep_validated, eval_batch_size
+                 keep_validated, eval_batch_size, ood_score (the open-set score fitted at the end)
   runtime        seed, precision, jit, strategy
   pretrain       batch_size, val_samples, steps, patience, images_per_class (step 1's own values)
 
@@ -23,6 +23,7 @@ section; a flat config.json of an older run is converted on read.
 import dataclasses
 
 from dnadet_tf.errors import DnadetError
+from dnadet_tf.openset import DEFAULT_SCORE, SCORES
 from dnadet_tf.preprocess import PreprocessConfig
 from dnadet_tf.selection import SELECTION_RULES
 
@@ -88,6 +89,7 @@ class LoopConfig:
     select: str = "nll"
     keep_validated: bool = False
     eval_batch_size: int = 16
+    ood_score: str = DEFAULT_SCORE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -281,6 +283,7 @@ def validate(config):
     _choice("precision", config.runtime.precision, PRECISIONS)
     _choice("strategy", config.runtime.strategy, STRATEGIES)
     _choice("select", config.loop.select, SELECTION_RULES)
+    _choice("ood_score", config.loop.ood_score, SCORES)
     _choice("ce_input", config.optimizer.ce_input, CE_INPUTS)
     _choice("metric", config.loop.metric, METRICS)
     for name in ("steps", "val_every", "checkpoint_every", "log_every", "patches_per_image", "lr_decay_every",

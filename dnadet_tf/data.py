@@ -153,6 +153,49 @@ def read_dataset(spec, split="train", warn=None):
     return read_folder_tree(spec)
 
 
+OPEN_SET_SPLIT = "open_set"
+
+
+def read_unknown(spec):
+    """Images of architectures a model was not trained on, for open-set evaluation: (paths, groups).
+
+    `spec`: a benchmark folder (its open_set.txt), a list of `path<TAB>group` lines (paths
+    relative to the list; group = the unknown architecture's name, optional), or a folder of
+    images (read recursively; group = the first subfolder's name, else the folder's).
+    Raises DataError when it does not exist or holds no image.
+    """
+    if is_benchmark_dir(spec):
+        spec = benchmark_split(spec, OPEN_SET_SPLIT)
+        if not os.path.isfile(spec):
+            raise DataError(f"{os.path.dirname(spec)}: benchmark folder has no {OPEN_SET_SPLIT}.txt.")
+    if os.path.isdir(spec):
+        paths = find_images(spec)
+        relative = [os.path.relpath(p, spec) for p in paths]
+        folder_name = os.path.basename(os.path.abspath(spec))
+        groups = [r.split(os.sep)[0] if os.sep in r else folder_name for r in relative]
+    elif os.path.isfile(spec):
+        folder = os.path.dirname(os.path.abspath(spec))
+        paths, groups = [], []
+        with open(spec, encoding="utf-8") as f:
+            for number, line in enumerate(f, start=1):
+                if not line.strip() or line.lstrip().startswith("#"):
+                    continue
+                parts = line.rstrip("\n").split("\t")
+                path = parts[0].strip()
+                full = path if os.path.isabs(path) else os.path.join(folder, path)
+                if not os.path.isfile(full):
+                    raise DataError(f"{spec}:{number}: expected an image file, received {path!r}, which does not "
+                                    f"exist ({full}).")
+                paths.append(full)
+                groups.append(parts[1].strip() if len(parts) > 1 and parts[1].strip() else "unknown")
+    else:
+        raise DataError(f"--unknown {spec}: no such file or folder; expected a folder of images, a list or a "
+                        f"benchmark folder with {OPEN_SET_SPLIT}.txt.")
+    if not paths:
+        raise DataError(f"--unknown {spec}: expected images of unknown architectures, found none.")
+    return paths, groups
+
+
 def require_several_classes(files):
     """Raises DataError unless `files` holds at least two classes: attribution needs
     something to tell apart (a one-class run would learn a constant)."""

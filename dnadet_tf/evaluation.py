@@ -1,16 +1,20 @@
-"""Whole-image evaluation of a trained model on one or more datasets."""
+"""Whole-image evaluation of a trained model on one or more datasets, and open-set
+evaluation against images of architectures it never saw."""
 import os
 
 import numpy as np
 
-from dnadet_tf.data import SPLITS, benchmark_split, check_files, is_benchmark_dir, read_dataset, remap_to
+from dnadet_tf import openset
+from dnadet_tf.data import (OPEN_SET_SPLIT, SPLITS, LabeledFiles, benchmark_split, check_files, is_benchmark_dir,
+                            read_dataset, read_unknown, remap_to)
 from dnadet_tf.metrics import classification_metrics, plot_confusion_matrix
-from dnadet_tf.predictor import predict_files
+from dnadet_tf.predictor import attribute_files
 
 SPLIT_TITLES = {
     "test": "closed-set", "val": "val", "train": "train", "cross_seed": "cross-seed", "cross_loss": "cross-loss",
     "cross_finetune": "cross-finetune", "cross_dataset": "cross-dataset",
 }
+OPEN_SET_ROW = "open_set"  # the `kind` of the open-set row; the other rows have none
 EVALUATION_SPLITS = ("test", "cross_seed", "cross_loss", "cross_finetune", "cross_dataset")
 
 
@@ -29,12 +33,77 @@ def expand_data_specs(specs):
     return rows
 
 
-def evaluate_files(predictor, files, batch_size=16, perturb_fn=None, seed=0):
-    """Metrics dict for LabeledFiles (already remapped to the predictor's classes)."""
-    probabilities = predict_files(predictor, files.paths, batch_size, perturb_fn=perturb_fn, seed=seed)
+def uncalibrated(probabilities, temperature):
+    """softmax(z) from calibrated probabilities softmax(z / T): renormalised p ** T."""
+    p = np.power(np.asarray(probabilities, np.float64), float(temperature))
+    return p / np.maximum(p.sum(axis=1, keepdims=True), 1e-300)
+
+
+def evaluate_files(predictor, files, batch_size=16, perturb_fn=None, seed=0, outputs=None):
+    """Metrics dict for LabeledFiles (already remapped to the predictor's classes): classification
+    metrics, ECE (15 bins; with a calibration also `ece_uncalibrated`, the ECE at temperature 1) and,
+    with an open-set score, the share of these known images flagged unknown.
+
+    `outputs`: `attribute_files` of these files when already computed.
+    """
+    outputs = outputs or attribute_files(predictor, files.paths, batch_size, perturb_fn=perturb_fn, seed=seed)
+    probabilities = outputs["probabilities"]
     metrics = classification_metrics(files.labels, np.argmax(probabilities, axis=-1), predictor.class_names)
     metrics["skipped_files"] = len(files.skipped)
+    metrics["ece"] = openset.expected_calibration_error(probabilities, files.labels)
+    if predictor.open_set:
+        metrics["ece_uncalibrated"] = openset.expected_calibration_error(
+            uncalibrated(probabilities, predictor.open_set["temperature"]), files.labels)
+        metrics["flagged_unknown"] = float(np.mean(outputs["unknown"])) if len(files.paths) else 0.0
     return metrics
+
+
+def open_set_metrics(predictor, known_files, known_outputs, unknown_paths, unknown_groups, unknown_outputs,
+                     score_table=None):
+    """AUROC, FPR at 95 % TPR and open-set accuracy of the stored score; per unknown group AUROC;
+    `score_table` ({score: (known scores, unknown scores)}) adds every score's AUROC and FPR95."""
+    known_scores, unknown_scores = known_outputs["ood_score"], unknown_outputs["ood_score"]
+    threshold = predictor.open_set["threshold"]
+    predictions = np.argmax(known_outputs["probabilities"], axis=-1)
+    groups = np.asarray(unknown_groups)
+    metrics = {
+        "score": predictor.open_set["score"],
+        "threshold": threshold,
+        "known_images": int(len(known_scores)),
+        "unknown_images": int(len(unknown_scores)),
+        "auroc": openset.auroc(known_scores, unknown_scores),
+        "fpr_at_95_tpr": openset.fpr_at_known_rate(known_scores, unknown_scores),
+        "open_set_accuracy": openset.open_set_accuracy(known_files.labels, predictions, known_scores,
+                                                       unknown_scores, threshold),
+        "known_flagged": float(np.mean(known_scores > threshold)),
+        "unknown_flagged": float(np.mean(unknown_scores > threshold)),
+        "auroc_by_group": {g: openset.auroc(known_scores, unknown_scores[groups == g]) for g in sorted(set(groups))},
+        "nearest_known": {g: {predictor.class_names[c]: int(n) for c, n in zip(*np.unique(
+            np.argmax(unknown_outputs["probabilities"][groups == g], axis=-1), return_counts=True))}
+            for g in sorted(set(groups))},
+    }
+    if score_table:
+        metrics["by_score"] = {name: {"auroc": openset.auroc(k, u), "fpr_at_95_tpr": openset.fpr_at_known_rate(k, u)}
+                               for name, (k, u) in score_table.items()}
+    return metrics
+
+
+def _every_score(predictor, known_paths, unknown_paths, batch_size):
+    """{score: (known scores, unknown scores)} for every score of `openset.SCORES`, from the Keras
+    model's features and its stored statistics; None for exported predictors (they hold one score)."""
+    model = getattr(predictor, "model", None)
+    if model is None or model.calibration is None:
+        return None
+    from dnadet_tf.calibrate import features_and_logits
+
+    c = model.calibration
+    whitening = c.whitening.numpy().astype(np.float64)
+    statistics = openset.OpenSetStatistics(c.score, c.class_means.numpy(), whitening @ whitening.T,
+                                           float(c.temperature.numpy()), float(c.threshold.numpy()))
+    known = features_and_logits(model, known_paths, batch_size)
+    unknown = features_and_logits(model, unknown_paths, batch_size)
+    return {name: (openset.scores(name, *known, statistics), openset.scores(name, *unknown, statistics))
+            for name in openset.SCORES}
 
 
 def load_labeled(spec, class_names, crop_size, min_side=8):
@@ -44,14 +113,23 @@ def load_labeled(spec, class_names, crop_size, min_side=8):
     return check_files(files, crop_size=crop_size, min_side=min_side, require_every_class=False)
 
 
-def evaluate(predictor, specs, out_dir=None, batch_size=16, perturb_fn=None, seed=0, progress=print):
+def evaluate(predictor, specs, out_dir=None, batch_size=16, perturb_fn=None, seed=0, progress=print,
+             unknown_specs=()):
     """Evaluates on every dataset in `specs`; writes a confusion-matrix PNG per
-    row into `out_dir` when given. Returns a list of {name, data, metrics} rows."""
-    rows = []
+    row into `out_dir` when given. Returns a list of {name, data, metrics} rows.
+
+    Open set: the images of `unknown_specs`, and the open_set.txt of every benchmark folder
+    in `specs`, are scored against the known images (the closed-set rows when there are
+    some, else every row) in one more row, named "open-set" with `kind` OPEN_SET_ROW
+    (needs a calibrated model; without one it is left out with a note through `progress`).
+    """
+    rows, known = [], []
     for name, spec in expand_data_specs(specs):
         files = load_labeled(spec, predictor.class_names, predictor.preprocess.crop_size, predictor.preprocess.min_side)
         progress(f"evaluating {name}: {len(files)} images from {spec}")
-        metrics = evaluate_files(predictor, files, batch_size, perturb_fn, seed)
+        outputs = attribute_files(predictor, files.paths, batch_size, perturb_fn=perturb_fn, seed=seed)
+        metrics = evaluate_files(predictor, files, batch_size, perturb_fn, seed, outputs=outputs)
+        known.append((name, files, outputs))
         row = {"name": name, "data": spec, "metrics": metrics}
         if out_dir:
             os.makedirs(out_dir, exist_ok=True)
@@ -60,7 +138,42 @@ def evaluate(predictor, specs, out_dir=None, batch_size=16, perturb_fn=None, see
                                   title=f"{name}: accuracy {100 * metrics['accuracy']:.2f} %")
             row["confusion_png"] = png
         rows.append(row)
+    unknown_specs = list(unknown_specs) + [spec for spec in specs if is_benchmark_dir(spec)
+                                           and os.path.isfile(benchmark_split(spec, OPEN_SET_SPLIT))]
+    if unknown_specs:
+        if not predictor.open_set:
+            progress("open set: the model stores no open-set score; the unknown images are not scored "
+                     "(dnadet-tf calibrate RUN fits one)")
+        else:
+            rows.append(_open_set_row(predictor, known, unknown_specs, batch_size, perturb_fn, seed, progress))
     return rows
+
+
+def _open_set_row(predictor, known, unknown_specs, batch_size, perturb_fn, seed, progress):
+    closed = [k for k in known if k[0] == SPLIT_TITLES["test"]] or known
+    paths = [p for _, files, _ in closed for p in files.paths]
+    labels = np.concatenate([files.labels for _, files, _ in closed])
+    known_files = LabeledFiles(paths, labels, predictor.class_names, "known")
+    known_outputs = {key: np.concatenate([o[key] for _, _, o in closed]) for key in closed[0][2]}
+    unknown_paths, unknown_groups = [], []
+    for spec in unknown_specs:
+        found, groups = read_unknown(spec)
+        unknown_paths += found
+        unknown_groups += groups
+    usable = LabeledFiles(unknown_paths, np.zeros(len(unknown_paths), np.int64), ["unknown"], "unknown")
+    usable = check_files(usable, crop_size=predictor.preprocess.crop_size, min_side=predictor.preprocess.min_side,
+                         require_every_class=False)
+    keep = {p: g for p, g in zip(unknown_paths, unknown_groups)}
+    unknown_groups = [keep[p] for p in usable.paths]
+    progress(f"open set: {len(usable.paths)} images of unknown architectures "
+             f"({', '.join(sorted(set(unknown_groups)))}) against {len(paths)} known images "
+             f"({', '.join(name for name, _, _ in closed)})")
+    unknown_outputs = attribute_files(predictor, usable.paths, batch_size, perturb_fn=perturb_fn, seed=seed)
+    table = _every_score(predictor, paths, usable.paths, batch_size) if perturb_fn is None else None
+    metrics = open_set_metrics(predictor, known_files, known_outputs, usable.paths, unknown_groups, unknown_outputs,
+                               table)
+    return {"name": "open-set", "kind": OPEN_SET_ROW, "data": list(unknown_specs), "known": [name for name, _, _ in closed],
+            "metrics": metrics}
 
 
 def _slug(name):
@@ -68,18 +181,31 @@ def _slug(name):
 
 
 def format_table(rows, class_names):
-    """A plain-text table: one row per dataset, accuracy, macro-F1, macro recall, per-class recall."""
-    header = ["data", "images", "accuracy", "macro-F1", "macro-recall"] + list(class_names)
+    """A plain-text table: one row per dataset, accuracy, macro-F1, macro recall, ECE, per-class recall;
+    then the open-set figures when a row holds them."""
+    header = ["data", "images", "accuracy", "macro-F1", "macro-recall", "ECE"] + list(class_names)
     lines = [header]
+    open_set = [row for row in rows if row.get("kind") == OPEN_SET_ROW]
     for row in rows:
+        if row in open_set:
+            continue
         m = row["metrics"]
         recall = m["per_class_recall"]
         lines.append(
             [row["name"], str(m["num_images"]), f"{100 * m['accuracy']:.2f}", f"{100 * m['macro_f1']:.2f}",
-             f"{100 * m['macro_recall']:.2f}"]
+             f"{100 * m['macro_recall']:.2f}", f"{100 * m['ece']:.2f}" if "ece" in m else "-"]
             + [f"{100 * recall[c]:.1f}" if c in recall else "-" for c in class_names]
         )
-    return render_table(lines)
+    text = render_table(lines)
+    for row in open_set:
+        m = row["metrics"]
+        text += (f"\nopen set ({m['unknown_images']} unknown vs {m['known_images']} known images, score "
+                 f"'{m['score']}'): AUROC {m['auroc']:.4f}, FPR at 95 % TPR {100 * m['fpr_at_95_tpr']:.2f} %, "
+                 f"open-set accuracy {100 * m['open_set_accuracy']:.2f} %, unknown flagged "
+                 f"{100 * m['unknown_flagged']:.1f} %, known flagged {100 * m['known_flagged']:.1f} %")
+        for name, figures in m.get("by_score", {}).items():
+            text += f"\n  score {name}: AUROC {figures['auroc']:.4f}, FPR95 {100 * figures['fpr_at_95_tpr']:.2f} %"
+    return text
 
 
 def render_table(lines):

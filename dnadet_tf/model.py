@@ -18,8 +18,13 @@ weights could be loaded one day. Total stride 16.
 The classifier's layers are the backbone's layers plus `dropout` and `logits`,
 in one flat graph (`stage{s}_{pad,conv,bn,act}{1,2}`, `feature`, `dropout`,
 `logits`), so Grad-CAM can target any encoder layer by name.
+
+After training, a `Calibration` (temperature scaling and an open-set score,
+fitted by `dnadet_tf.calibrate`) may be attached: `probabilities` then divides
+the logits by its temperature, and `attribute` adds `ood_score` and `unknown`.
 """
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import layers
 
@@ -37,8 +42,99 @@ def stage_widths(width):
 
 
 def probabilities(model, pixels):
-    """The one softmax of a classifier's logits: (N, S, S, 3) pixels -> (N, C) float32, inference mode."""
-    return tf.nn.softmax(tf.cast(model(pixels, training=False), tf.float32), axis=-1)
+    """The one softmax of a classifier's logits: (N, S, S, 3) pixels -> (N, C) float32, inference mode.
+
+    With a `Calibration` attached, the logits are divided by its temperature first.
+    """
+    logits = tf.cast(model(pixels, training=False), tf.float32)
+    calibration = getattr(model, "calibration", None)
+    if calibration is not None:
+        logits = logits / calibration.temperature
+    return tf.nn.softmax(logits, axis=-1)
+
+
+def attribute(model, pixels):
+    """Everything a classifier answers for (N, S, S, 3) pixels, inference mode:
+
+      probabilities (N, C) float32   as `probabilities(model, pixels)`
+      ood_score     (N,)   float32   the open-set score (higher = less like any known class)
+      unknown       (N,)   bool      ood_score > the calibrated threshold
+
+    The last two only when a `Calibration` is attached (a dict with probabilities alone otherwise).
+    The encoder runs once: the pooled feature feeds both the logits and the score.
+    """
+    calibration = getattr(model, "calibration", None)
+    if calibration is None:
+        return {"probabilities": probabilities(model, pixels)}
+    feature = model.backbone(pixels, training=False)
+    logits = tf.cast(model.get_layer(LOGITS_LAYER)(feature), tf.float32)  # dropout is the identity here
+    return calibration(tf.cast(feature, tf.float32), logits)
+
+
+@keras.saving.register_keras_serializable(package="dnadet_tf")
+class Calibration(keras.layers.Layer):
+    """Temperature scaling and an open-set score, fitted after training on known images.
+
+    `call(feature, logits)`: pooled features (N, D) and logits (N, C) -> {"probabilities": (N, C),
+    "ood_score": (N,), "unknown": (N,) bool}. The score is one of `dnadet_tf.openset.SCORES`;
+    its statistics are non-trainable weights, so they travel in `.keras` files and exports:
+    temperature (), threshold (), class_means (C, D), whitening (D, D): W with W W' = the precision
+    matrix, so the Mahalanobis distance is ||(f - m) W||^2, a difference before any product (no
+    cancellation, which keeps it usable in quantized exports).
+
+    Args:
+      num_classes, feature_dim: C and D.
+      score: "mahalanobis", "cosine", "energy" or "max_softmax".
+    """
+
+    def __init__(self, num_classes, feature_dim, score="mahalanobis", **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        from dnadet_tf.openset import SCORES
+
+        if score not in SCORES:
+            raise ValueError(f"score: expected one of {', '.join(SCORES)}, received {score!r}.")
+        self.num_classes, self.feature_dim, self.score = int(num_classes), int(feature_dim), score
+        constant = lambda shape, value="zeros": self.add_weight(  # noqa: E731
+            shape=shape, initializer=value, trainable=False, dtype="float32")
+        self.temperature = constant((), "ones")
+        self.threshold = constant((), "zeros")
+        self.class_means = constant((self.num_classes, self.feature_dim))
+        self.whitening = constant((self.feature_dim, self.feature_dim))
+        self.built = True
+
+    def set_statistics(self, statistics):
+        """Assigns an `openset.OpenSetStatistics` (its score must be this layer's)."""
+        if statistics.score != self.score:
+            raise ValueError(f"score: expected {self.score!r}, received {statistics.score!r}.")
+        self.temperature.assign(float(statistics.temperature))
+        self.threshold.assign(float(statistics.threshold))
+        self.class_means.assign(statistics.class_means)
+        self.whitening.assign(np.linalg.cholesky(np.asarray(statistics.precision, np.float64)).astype(np.float32))
+
+    def ood_scores(self, feature, logits):
+        """(N, D), (N, C) -> (N,) float32, as `openset.scores` computes them."""
+        t = self.temperature
+        if self.score == "max_softmax":
+            return 1.0 - tf.reduce_max(tf.nn.softmax(logits / t, axis=-1), axis=-1)
+        if self.score == "energy":
+            return -t * tf.reduce_logsumexp(logits / t, axis=-1)
+        means = self.class_means
+        if self.score == "cosine":
+            similarity = tf.matmul(tf.math.l2_normalize(feature, axis=-1), tf.math.l2_normalize(means, axis=-1),
+                                   transpose_b=True)
+            return 1.0 - tf.reduce_max(similarity, axis=-1)
+        whitened = tf.matmul(feature, self.whitening)[:, None, :] - tf.matmul(means, self.whitening)[None, :, :]
+        return tf.reduce_min(tf.reduce_sum(tf.square(whitened), axis=-1), axis=-1)
+
+    def call(self, feature, logits):
+        score = self.ood_scores(feature, logits)
+        return {"probabilities": tf.nn.softmax(logits / self.temperature, axis=-1),
+                "ood_score": score, "unknown": score > self.threshold}
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes, "feature_dim": self.feature_dim,
+                "score": self.score}
 
 
 def _conv_block(x, filters, kernel_size, strides, name, index, synchronized, dtype):
@@ -108,6 +204,7 @@ class Classifier(keras.Model):
       dropout: dropout rate before the last Dense layer.
       class_names: names of the classes in label order (default "0", "1", ...).
       preprocessing: a `PreprocessConfig` (or its dict) that turns decoded images into pixels.
+      calibration: the config of an attached `Calibration` (its weights load with the model), or None.
 
     >>> import numpy as np
     >>> from dnadet_tf.model import Backbone, Classifier
@@ -118,8 +215,8 @@ class Classifier(keras.Model):
     (1, 3)
     """
 
-    def __init__(self, backbone, num_classes, dropout=0.2, class_names=None, preprocessing=None, name="dnadet",
-                 **kwargs):
+    def __init__(self, backbone, num_classes, dropout=0.2, class_names=None, preprocessing=None, calibration=None,
+                 name="dnadet", **kwargs):
         x = layers.Dropout(dropout, name="dropout", dtype=backbone.layer_dtype)(backbone.output)
         logits = layers.Dense(num_classes, dtype="float32", name=LOGITS_LAYER)(x)
         super().__init__(backbone.input, logits, name=name, **kwargs)
@@ -133,12 +230,23 @@ class Classifier(keras.Model):
         self.dropout_rate = float(dropout)
         self.class_names = class_names
         self.preprocessing = preprocessing or PreprocessConfig()
+        self.calibration = None
+        if calibration:
+            self.calibration = Calibration.from_config(calibration)
+
+    def calibrate(self, statistics):
+        """Attaches (or replaces) a `Calibration` holding `statistics` (an `openset.OpenSetStatistics`)."""
+        calibration = Calibration(self.num_classes, self.backbone.feature_dim, statistics.score, name="calibration")
+        calibration.set_statistics(statistics)
+        self.calibration = calibration
+        return calibration
 
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable,
                 "backbone": keras.saving.serialize_keras_object(self.backbone),
                 "num_classes": self.num_classes, "dropout": self.dropout_rate,
-                "class_names": list(self.class_names), "preprocessing": self.preprocessing.to_dict()}
+                "class_names": list(self.class_names), "preprocessing": self.preprocessing.to_dict(),
+                "calibration": self.calibration.get_config() if self.calibration is not None else None}
 
     @classmethod
     def from_config(cls, config):

@@ -1,5 +1,11 @@
 """Predictors: anything that maps preprocessed pixels to class probabilities.
 
+Every predictor has `class_names`, `preprocess`, `kind`, `source`, `open_set`
+(None, or {"score", "threshold", "temperature"} of a calibrated run), and
+  predict_pixels(pixels (N, S, S, 3) float32)   -> (N, C) probabilities
+  attribute_pixels(pixels)                      -> {"probabilities": (N, C)} plus, with
+                                                   `open_set`, "ood_score" (N,) and "unknown" (N,) bool
+
 `KerasPredictor` serves a run dir's best.keras; `dnadet_tf.exports.predictors`
 serves SavedModels and .tflite files with the same interface, and `dnadet_tf.load`
 picks one for a path. All of them use the same file decoding and the same
@@ -9,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from dnadet_tf.data import readable_images
-from dnadet_tf.model import probabilities
+from dnadet_tf.model import attribute, probabilities
 from dnadet_tf.pipeline import inference_dataset
 from dnadet_tf.runs import RunDir
 
@@ -30,9 +36,17 @@ class KerasPredictor:
         self.source = run_dir
         model = self.model
         self._fn = tf.function(lambda x: probabilities(model, x))
+        self._attribute_fn = tf.function(lambda x: attribute(model, x))
+        calibration = model.calibration
+        self.open_set = None if calibration is None else {
+            "score": calibration.score, "threshold": float(calibration.threshold.numpy()),
+            "temperature": float(calibration.temperature.numpy())}
 
     def predict_pixels(self, pixels):
         return self._fn(tf.convert_to_tensor(pixels, tf.float32)).numpy()
+
+    def attribute_pixels(self, pixels):
+        return {k: v.numpy() for k, v in self._attribute_fn(tf.convert_to_tensor(pixels, tf.float32)).items()}
 
 
 def predict_images(predictor, paths, batch_size=16, warn=None):
@@ -45,6 +59,12 @@ def predict_images(predictor, paths, batch_size=16, warn=None):
     return usable, predict_files(predictor, usable, batch_size), skipped
 
 
+def attribute_images(predictor, paths, batch_size=16, warn=None):
+    """As `predict_images`, with `attribute_files`' dict in place of the probabilities."""
+    usable, skipped = readable_images(paths, predictor.preprocess, warn)
+    return usable, attribute_files(predictor, usable, batch_size), skipped
+
+
 def predict_files(predictor, paths, batch_size=16, perturb_fn=None, seed=0):
     """Probabilities (N, C) for image files, in order."""
     batches = [
@@ -54,3 +74,18 @@ def predict_files(predictor, paths, batch_size=16, perturb_fn=None, seed=0):
     if not batches:
         return np.zeros((0, len(predictor.class_names)), np.float32)
     return np.concatenate(batches)
+
+
+def attribute_files(predictor, paths, batch_size=16, perturb_fn=None, seed=0):
+    """`predictor.attribute_pixels` for image files, in order: {"probabilities": (N, C)[, "ood_score": (N,),
+    "unknown": (N,)]}."""
+    batches = [
+        predictor.attribute_pixels(pixels)
+        for pixels in inference_dataset(paths, predictor.preprocess, batch_size, perturb_fn=perturb_fn, seed=seed)
+    ]
+    if not batches:
+        empty = {"probabilities": np.zeros((0, len(predictor.class_names)), np.float32)}
+        if predictor.open_set:
+            empty.update(ood_score=np.zeros((0,), np.float32), unknown=np.zeros((0,), bool))
+        return empty
+    return {key: np.concatenate([batch[key] for batch in batches]) for key in batches[0]}

@@ -144,6 +144,8 @@ def _metrics_table(rows, class_names):
     header = ["data", "images", "accuracy %", "macro-F1 %", "macro recall %"] + [f"recall {c} %" for c in class_names]
     out = ["<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr></thead><tbody>"]
     for row in rows:
+        if row.get("kind") == "open_set":
+            continue
         m = row["metrics"]
         recall = m.get("per_class_recall", {})
         cells = [row["name"], str(m["num_images"]), f"{100 * m['accuracy']:.2f}", f"{100 * m['macro_f1']:.2f}",
@@ -206,6 +208,8 @@ def write_report(predictor, rows, out_dir, settings=None, gradcam_per_class=2, t
     # Confusion matrices.
     figures = []
     for row in rows:
+        if row.get("kind") == "open_set":
+            continue
         png = row.get("confusion_png")
         if not png or not os.path.isfile(png):
             png = os.path.join(out_dir, f"confusion_{_slug(row['name'])}.png")

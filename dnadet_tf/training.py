@@ -150,4 +150,12 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
             else "no validation data, best.keras is the last step's model")
     print(f"done: step {summary['end_step']}, {kept}, {skipped} file(s) skipped, {summary['seconds']} s; "
           f"run dir {out}", file=output, flush=True)
+    if val_files is not None and os.path.isfile(run.best_model_path):
+        from dnadet_tf.calibrate import calibrate_run
+
+        summary["calibration"] = calibrate_run(out, config.loop.ood_score, batch_size=config.loop.eval_batch_size,
+                                               output=output)
+    else:
+        print("no validation data: no temperature or open-set score fitted (dnadet-tf calibrate RUN --val DATA "
+              "fits them later)", file=output, flush=True)
     return summary

@@ -166,7 +166,11 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
     common = {
         "created_by": "dnadet-tf export", "name": name, "version": version, "class_names": list(class_names),
         "preprocess": preprocess.to_dict(), "source_run": os.path.abspath(run_dir), "tensorflow": tf.__version__,
+        "open_set": reference.open_set,
     }
+    if reference.open_set is None:
+        warn(f"{run_dir}: no open-set score or temperature stored; the exports answer probabilities only "
+             f"(dnadet-tf calibrate {run_dir} fits them).")
     model = float32_copy(reference.model)
     os.makedirs(base, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".export-tmp-", dir=base)
@@ -177,7 +181,8 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
             progress(f"writing SavedModel version {version} ...")
             signatures = {"serving_default": "images: string [None] (encoded image bytes)",
                           "predict_pixels": f"pixels: float32 [None, {preprocess.resize2}, {preprocess.resize2}, 3]",
-                          "outputs": "probabilities float32 [None, C], class_id int32 [None], class_name string [None]"}
+                          "outputs": "probabilities float32 [None, C], class_id int32 [None], class_name string [None]"
+                          + (", ood_score float32 [None], unknown bool [None]" if reference.open_set else "")}
             write_savedmodel(model, class_names, preprocess, staged_version, {**common, "signatures": signatures})
             candidates.append(("savedmodel", SavedModelPredictor(staged_version), _folder_size(staged_version)))
             paths["savedmodel"] = str(version)
@@ -197,7 +202,7 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
                 path = os.path.join(staged_tflite, tflite_filename(name, fmt))
                 extra = {"calibration": {"data": calibration_spec, "images": len(calibration_paths)}} \
                     if fmt == "int8" else None
-                write_tflite(content, path, fmt, common, preprocess, extra)
+                write_tflite(content, path, fmt, common, preprocess, extra, open_set=reference.open_set)
                 candidates.append((fmt, TFLitePredictor(path, num_threads=num_threads), len(content)))
                 paths[fmt] = os.path.join(TFLITE_DIR, tflite_filename(name, fmt))
             shutil.rmtree(pixels_model)
@@ -208,7 +213,8 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
         for row in rows:
             row["path"] = paths.get(row["format"], os.path.abspath(reference.model_path))
         report = {
-            **{k: common[k] for k in ("name", "version", "class_names", "preprocess", "source_run", "tensorflow")},
+            **{k: common[k] for k in ("name", "version", "class_names", "preprocess", "source_run", "tensorflow",
+                                      "open_set")},
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "formats": list(formats), "int8_io": bool(int8_io),
             "eval": {"data": eval_spec, "images": len(eval_paths), "labelled": eval_labels is not None},

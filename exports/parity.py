@@ -2,7 +2,9 @@
 
 For each format: file size, top-1 agreement with the Keras model, max and mean
 absolute difference of the probabilities, accuracy when labels are known, and
-the median latency per image at batch 1 after warm-up.
+the median latency per image at batch 1 after warm-up. For a calibrated run
+also the open-set outputs: max |d ood_score| relative to the threshold's scale
+and the agreement of the unknown flags.
 """
 import time
 
@@ -24,6 +26,19 @@ def median_latency_ms(predictor, images, runs=20, warmup=3):
         predictor.predict_pixels(images[i % len(images)][None])
         times.append(time.perf_counter() - start)
     return 1000.0 * float(np.median(times))
+
+
+def compare_scores(reference, scores, threshold):
+    """Open-set figures of (N,) `scores` against (N,) `reference` scores and their threshold."""
+    reference = np.asarray(reference, np.float64)
+    scores = np.asarray(scores, np.float64)
+    difference = np.abs(scores - reference)
+    scale = max(abs(float(threshold)), 1e-12)
+    return {
+        "ood_score_max_abs_diff": float(difference.max()) if difference.size else 0.0,
+        "ood_score_max_rel_diff": float(difference.max() / scale) if difference.size else 0.0,
+        "unknown_agreement": float(np.mean((scores > threshold) == (reference > threshold))) if difference.size else 1.0,
+    }
 
 
 def compare(reference, probabilities, labels=None):
@@ -57,22 +72,26 @@ def parity_rows(reference, candidates, batches, labels=None, reference_size=None
     Returns a list of row dicts (keras first): format, size_bytes, images,
     top1_agreement, max_abs_diff, mean_abs_diff, accuracy, latency_ms.
     """
-    outputs = {"keras": []}
-    outputs.update({fmt: [] for fmt, _, _ in candidates})
+    everyone = [("keras", reference, reference_size)] + list(candidates)
+    outputs = {fmt: [] for fmt, _, _ in everyone}
     pool = []
     for batch in batches:
         batch = np.asarray(batch, np.float32)
-        outputs["keras"].append(reference.predict_pixels(batch))
-        for fmt, predictor, _ in candidates:
-            outputs[fmt].append(predictor.predict_pixels(batch))
+        for fmt, predictor, _ in everyone:
+            outputs[fmt].append(predictor.attribute_pixels(batch))
         if len(pool) < latency_images:
             pool.extend(batch[: latency_images - len(pool)])
     pool = np.asarray(pool, np.float32)
-    reference_probabilities = np.concatenate(outputs["keras"])
+    joined = {fmt: {key: np.concatenate([o[key] for o in parts]) for key in parts[0]} if parts else {}
+              for fmt, parts in outputs.items()}
+    reference_probabilities = joined["keras"].get("probabilities", np.zeros((0, len(reference.class_names))))
     rows = []
-    for fmt, predictor, size in [("keras", reference, reference_size)] + list(candidates):
+    for fmt, predictor, size in everyone:
         row = {"format": fmt, "size_bytes": size}
-        row.update(compare(reference_probabilities, np.concatenate(outputs[fmt]), labels))
+        row.update(compare(reference_probabilities, joined[fmt].get("probabilities", reference_probabilities), labels))
+        if reference.open_set and "ood_score" in joined[fmt]:
+            row.update(compare_scores(joined["keras"]["ood_score"], joined[fmt]["ood_score"],
+                                      reference.open_set["threshold"]))
         row["latency_ms"] = median_latency_ms(predictor, pool, runs=latency_runs, warmup=warmup)
         rows.append(row)
     return rows
@@ -86,13 +105,20 @@ def _size(value):
 
 def format_parity_table(rows):
     """Plain-text table of `parity_rows`."""
+    open_set = any("unknown_agreement" in row for row in rows)
     header = ["format", "size", "top-1 agree", "max |dp|", "mean |dp|", "accuracy", "latency ms"]
+    if open_set:
+        header += ["max |d score|/thr", "unknown agree"]
     lines = [header]
     for row in rows:
         accuracy = "-" if row["accuracy"] is None else f"{100 * row['accuracy']:.2f} %"
         latency = "-" if row["latency_ms"] is None else f"{row['latency_ms']:.3f}"
-        lines.append([row["format"], _size(row["size_bytes"]), f"{100 * row['top1_agreement']:.2f} %",
-                      f"{row['max_abs_diff']:.2e}", f"{row['mean_abs_diff']:.2e}", accuracy, latency])
+        line = [row["format"], _size(row["size_bytes"]), f"{100 * row['top1_agreement']:.2f} %",
+                f"{row['max_abs_diff']:.2e}", f"{row['mean_abs_diff']:.2e}", accuracy, latency]
+        if open_set:
+            line += ([f"{row['ood_score_max_rel_diff']:.2e}", f"{100 * row['unknown_agreement']:.2f} %"]
+                     if "unknown_agreement" in row else ["-", "-"])
+        lines.append(line)
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     def render(line):
         return "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths)))

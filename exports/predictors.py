@@ -1,7 +1,9 @@
 """Predictors for exported files, with the interface of `dnadet_tf.predictor.KerasPredictor`:
 `class_names`, `preprocess` (a PreprocessConfig), `kind`, `source`, and
-`predict_pixels(pixels (N, S, S, 3) float32 in [-1, 1]) -> (N, C) float32 probabilities`.
+`open_set`, `predict_pixels(pixels (N, S, S, 3) float32 in [-1, 1]) -> (N, C) float32 probabilities`
+and `attribute_pixels(pixels) -> {"probabilities"[, "ood_score", "unknown"]}`.
 """
+import json
 import os
 
 import numpy as np
@@ -30,10 +32,20 @@ class SavedModelPredictor:
             raise DnadetError(f"{path}: not a SavedModel written by 'dnadet-tf export' ({first_line}).") from None
         self.source = path
         self._tf = tf
+        self.open_set = None
+        if "ood_score" in self._pixels_fn.structured_outputs:
+            metadata_path = os.path.join(path, "assets", "dnadet.json")
+            with open(metadata_path, encoding="utf-8") as f:
+                self.open_set = json.load(f).get("open_set")
 
     def predict_pixels(self, pixels):
         tensor = self._tf.convert_to_tensor(np.asarray(pixels, np.float32))
         return self._pixels_fn(pixels=tensor)["probabilities"].numpy()
+
+    def attribute_pixels(self, pixels):
+        outputs = self._pixels_fn(pixels=self._tf.convert_to_tensor(np.asarray(pixels, np.float32)))
+        keys = ("probabilities", "ood_score", "unknown") if self.open_set else ("probabilities",)
+        return {key: outputs[key].numpy() for key in keys}
 
     def predict_encoded(self, encoded_images):
         """Runs `serving_default` on a list of encoded image bytes: (N, C) probabilities."""
@@ -62,13 +74,18 @@ class TFLitePredictor:
         self.preprocess = PreprocessConfig.from_dict(sidecar["preprocess"])
         self.kind = f"tflite-{sidecar.get('format', 'unknown')}"
         self.source = path
+        from dnadet_tf.exports.tflite import OUTPUT_NAME, SCORE_NAME, output_tensors
+
         self._input = self._interpreter.get_input_details()[0]
-        self._output = self._interpreter.get_output_details()[0]
+        outputs = output_tensors(self._interpreter)
+        self._output = outputs[OUTPUT_NAME]
+        self._score = outputs.get(SCORE_NAME)
+        self.open_set = sidecar.get("open_set") if self._score is not None else None
         self._input_quantization = sidecar["input"].get("quantization")
         self._output_quantization = sidecar["output"].get("quantization")
 
-    def predict_one(self, image):
-        """(S, S, 3) float32 pixels -> (C,) probabilities."""
+    def _run(self, image):
+        """(S, S, 3) float32 pixels -> (probabilities (C,), ood_score or None)."""
         from dnadet_tf.exports.tflite import dequantize, quantize
 
         x = np.asarray(image, np.float32)[None]
@@ -82,13 +99,33 @@ class TFLitePredictor:
         y = self._interpreter.get_tensor(self._output["index"])[0]
         if self._output_quantization:
             y = dequantize(y, self._output_quantization)
-        return np.asarray(y, np.float32)
+        score = None
+        if self._score is not None:
+            score = self._interpreter.get_tensor(self._score["index"]).reshape(-1)[0]
+            scale, zero_point = self._score["quantization"]
+            if np.dtype(self._score["dtype"]).kind in "iu" and scale:
+                score = (float(score) - zero_point) * scale
+        return np.asarray(y, np.float32), score
+
+    def predict_one(self, image):
+        """(S, S, 3) float32 pixels -> (C,) probabilities."""
+        return self._run(image)[0]
 
     def predict_pixels(self, pixels):
         pixels = np.asarray(pixels, np.float32)
         if len(pixels) == 0:
             return np.zeros((0, len(self.class_names)), np.float32)
         return np.stack([self.predict_one(image) for image in pixels])
+
+    def attribute_pixels(self, pixels):
+        pixels = np.asarray(pixels, np.float32)
+        results = [self._run(image) for image in pixels]
+        out = {"probabilities": np.stack([p for p, _ in results]) if results
+               else np.zeros((0, len(self.class_names)), np.float32)}
+        if self.open_set:
+            out["ood_score"] = np.asarray([s for _, s in results], np.float32)
+            out["unknown"] = out["ood_score"] > self.open_set["threshold"]
+        return out
 
 
 def load_exported_predictor(path, num_threads=None):

@@ -4,9 +4,12 @@ Signatures:
   serving_default(images: string [None])      encoded JPEG / PNG / BMP / GIF (first frame) bytes
   predict_pixels(pixels: float32 [None, S, S, 3])   preprocessed pixels in [-1, 1]
 both returning
-  probabilities: float32 [None, C]
+  probabilities: float32 [None, C]   calibrated (temperature-scaled) when the run is calibrated
   class_id:      int32   [None]      argmax of probabilities
   class_name:    string  [None]      class_names[class_id]
+and, when the run holds an open-set score (`dnadet-tf calibrate`),
+  ood_score:     float32 [None]      higher = less like any known architecture
+  unknown:       bool    [None]      ood_score > the calibrated threshold
 
 `serving_default` decodes with `tf.io.decode_image(channels=3, expand_animations=False)`
 and runs `dnadet_tf.preprocess.preprocess_image` in-graph; bytes that are not an
@@ -60,14 +63,12 @@ class AttributorModule(ClassifierModule):
 
     def _outputs(self, pixels):
         # An empty batch answers empty outputs (the convolutions reject a zero batch on CPU).
-        probabilities = tf.cond(
-            tf.shape(pixels)[0] > 0,
-            lambda: self.probabilities(pixels),
-            lambda: tf.zeros([0, self._num_classes], tf.float32),
-        )
-        class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
-        return {"probabilities": probabilities, "class_id": class_id,
-                "class_name": tf.gather(self.class_names, class_id)}
+        empty = {"probabilities": tf.zeros([0, self._num_classes], tf.float32)}
+        if self.open_set:
+            empty.update(ood_score=tf.zeros([0], tf.float32), unknown=tf.zeros([0], tf.bool))
+        outputs = tf.cond(tf.shape(pixels)[0] > 0, lambda: self.attribute(pixels), lambda: empty)
+        class_id = tf.argmax(outputs["probabilities"], axis=-1, output_type=tf.int32)
+        return {**outputs, "class_id": class_id, "class_name": tf.gather(self.class_names, class_id)}
 
     def _serve_images(self, images):
         size = self._preprocess.resize2

@@ -3,6 +3,9 @@
 Each .tflite file maps preprocessed pixels to probabilities:
   input  `pixels`        [1, S, S, 3]  float32 in [-1, 1]   (int8 with --int8-io)
   output `probabilities` [1, C]        float32              (int8 with --int8-io)
+  output `ood_score`     [1]           float32, only for a calibrated run: the open-set score;
+                                       the image is "unknown" when it exceeds the sidecar's threshold
+Outputs are found by name through the file's signature (`serving_default`), not by position.
 Image decoding and the preprocessing chain stay outside the file (they would need
 Flex ops that LiteRT on phones lacks); they are spelled out, with the labels and
 the quantization parameters, in a sidecar JSON beside each file
@@ -27,6 +30,7 @@ from dnadet_tf.runs import write_json_atomic
 TFLITE_FORMATS = ("float32", "float16", "dynamic", "int8")
 INPUT_NAME = "pixels"
 OUTPUT_NAME = "probabilities"
+SCORE_NAME = "ood_score"
 
 
 def tflite_filename(name, fmt):
@@ -41,13 +45,18 @@ def sidecar_path(tflite_path):
 def save_pixels_savedmodel(model, size, path):
     """Writes the fixed-shape pixels -> probabilities SavedModel the converter reads.
 
-    Signature `serving_default`: pixels float32 [1, size, size, 3] -> probabilities float32 [1, C].
+    Signature `serving_default`: pixels float32 [1, size, size, 3] -> probabilities float32 [1, C]
+    (and ood_score float32 [1] when the classifier holds a `Calibration`).
     """
     module = ClassifierModule(model)
-    module.serve = tf.function(
-        lambda pixels: {OUTPUT_NAME: module.probabilities(pixels)},
-        input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32, name=INPUT_NAME)],
-    )
+
+    def serve(pixels):
+        if not module.open_set:
+            return {OUTPUT_NAME: module.probabilities(pixels)}
+        outputs = module.attribute(pixels)
+        return {OUTPUT_NAME: outputs["probabilities"], SCORE_NAME: outputs["ood_score"]}
+
+    module.serve = tf.function(serve, input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32, name=INPUT_NAME)])
     tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
     return path
 
@@ -135,21 +144,34 @@ def app_preprocessing_steps(preprocess, input_description):
     return steps
 
 
-def output_steps(output_description):
+def output_steps(output_description, open_set=None):
     quantization = output_description.get("quantization")
+    steps = []
     if quantization:
-        return [f"Dequantize: probability = (q - {quantization['zero_point']}) * {quantization['scale']!r}.",
-                "Top class = argmax; class_names[i] names output i."]
-    return ["Top class = argmax; class_names[i] names output i."]
+        steps.append(f"Dequantize: probability = (q - {quantization['zero_point']}) * {quantization['scale']!r}.")
+    steps.append("Top class = argmax; class_names[i] names output i.")
+    if open_set:
+        steps.append(f"Read the output '{SCORE_NAME}' (by name, from the signature 'serving_default'): when it is "
+                     f"above {open_set['threshold']!r}, answer 'unknown architecture' (nearest known: the top class).")
+    return steps
 
 
-def write_tflite(content, path, fmt, common_metadata, preprocess, extra=None):
-    """Writes `content` to `path` and its sidecar JSON; returns the sidecar dict."""
+def output_tensors(interpreter):
+    """{output name: tensor details} of a file's `serving_default` signature (its only one)."""
+    return interpreter.get_signature_runner().get_output_details()
+
+
+def write_tflite(content, path, fmt, common_metadata, preprocess, extra=None, open_set=None):
+    """Writes `content` to `path` and its sidecar JSON; returns the sidecar dict.
+
+    `open_set` ({"score", "threshold", "temperature"}) goes into the sidecar of a calibrated run's file.
+    """
     with open(path, "wb") as f:
         f.write(content)
     interpreter = make_interpreter(model_content=content, num_threads=1)
     input_description = tensor_description(interpreter.get_input_details()[0])
-    output_description = tensor_description(interpreter.get_output_details()[0])
+    outputs = {name: tensor_description(details) for name, details in output_tensors(interpreter).items()}
+    output_description = outputs[OUTPUT_NAME]
     sidecar = {
         **common_metadata,
         "format": fmt,
@@ -157,8 +179,10 @@ def write_tflite(content, path, fmt, common_metadata, preprocess, extra=None):
         "sha256": hashlib.sha256(content).hexdigest(),
         "input": input_description,
         "output": output_description,
+        "outputs": outputs,
+        "open_set": dict(open_set, output=SCORE_NAME) if open_set else None,
         "app_preprocessing": app_preprocessing_steps(preprocess, input_description),
-        "app_postprocessing": output_steps(output_description),
+        "app_postprocessing": output_steps(output_description, open_set),
         **(extra or {}),
     }
     write_json_atomic(sidecar_path(path), sidecar)

@@ -23,7 +23,8 @@ def test_a_flat_config_json_of_an_older_run_is_converted(tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps(FLAT_CONFIG))
     config = TrainConfig.load(str(path))
-    assert config.flat() == {**FLAT_CONFIG, "augment": ("crop",)}
+    # Fields added since take their defaults (ood_score: the open-set score fitted after training).
+    assert config.flat() == {**FLAT_CONFIG, "augment": ("crop",), "ood_score": "mahalanobis"}
     assert config == make_config("tiny", augment=("crop",), data="/data/train", val="/data/val", select="first")
     assert config.model.width == 0.0625 and config.sampling.patch_size == 32 and config.pretrain.batch_size == 12
 

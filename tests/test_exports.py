@@ -96,6 +96,28 @@ def test_saved_model_cli_lists_both_signatures(exported):
         assert tensor(section, "outputs", "probabilities") == ("DT_FLOAT", "(-1, 3)")
         assert tensor(section, "outputs", "class_id") == ("DT_INT32", "(-1)")
         assert tensor(section, "outputs", "class_name") == ("DT_STRING", "(-1)")
+        # The tiny run is calibrated (fit does it with validation data): the open-set outputs travel too.
+        assert tensor(section, "outputs", "ood_score") == ("DT_FLOAT", "(-1)")
+        assert tensor(section, "outputs", "unknown") == ("DT_BOOL", "(-1)")
+
+
+def test_open_set_outputs_agree_with_keras(exported, keras_predictor, test_pixels):
+    expected = keras_predictor.attribute_pixels(test_pixels)
+    threshold = keras_predictor.open_set["threshold"]
+    for row in exported["report"]["rows"]:
+        assert "unknown_agreement" in row and "ood_score_max_rel_diff" in row, row["format"]
+    for name in ("1", *(os.path.join("tflite", f"dnadet-{fmt}.tflite") for fmt in ("float32", "float16"))):
+        predictor = load_predictor(os.path.join(exported["base"], name))
+        assert predictor.open_set["score"] == keras_predictor.open_set["score"]
+        for key in ("threshold", "temperature"):
+            assert predictor.open_set[key] == pytest.approx(keras_predictor.open_set[key], rel=1e-6)
+        outputs = predictor.attribute_pixels(test_pixels)
+        assert np.abs(outputs["ood_score"] - expected["ood_score"]).max() <= 1e-2 * max(1.0, abs(threshold)), name
+        assert np.mean(outputs["unknown"] == expected["unknown"]) >= 0.97, name
+    sidecar = load_predictor(os.path.join(exported["base"], "tflite", "dnadet-int8.tflite")).sidecar
+    assert sidecar["open_set"]["threshold"] == pytest.approx(threshold)
+    assert sidecar["open_set"]["temperature"] == pytest.approx(keras_predictor.open_set["temperature"])
+    assert set(sidecar["outputs"]) == {"probabilities", "ood_score"}
 
 
 def test_labels_and_preprocessing_travel_inside_the_savedmodel(exported, keras_predictor):

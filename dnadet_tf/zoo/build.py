@@ -5,6 +5,9 @@ Layout of a zoo folder:
     classes.txt                real, progan, mmdgan, sngan, infomaxgan (+ dcgan, stylegan, cyclegan with wild)
     train.txt val.txt test.txt cross_seed.txt cross_loss.txt cross_finetune.txt cross_dataset.txt
                                `relative/path<TAB>label` per line
+    open_set.txt               `relative/path<TAB>family` per line: images of architectures that are
+                               not classes (dcgan, stylegan, cyclegan; without wild only), for
+                               open-set evaluation
     images/<split>/<class>/<model or real group>_<index>.png       128x128 RGB
     models/<model>.weights.h5  generator weights; models/<model>.json its record
     contact_<split>.png        one row per class of the split, a few samples each
@@ -21,6 +24,8 @@ Splits (the paper's Table 1), content groups from `dnadet_tf.zoo.photos.content_
 - cross_finetune: base models fine-tuned on C-train, generating from C-test;
 - cross_dataset: real crops of B-test, and the families trained from scratch on
   B-train generating from B-test.
+- open_set: the wild families (not classes of this zoo) trained on A-train, generating
+  from A-test: the closed-set test's content, from architectures the attributor never saw.
 
 Resuming: a model is finished once its record is written (after its weights, both
 atomically); a re-run skips finished models and images already written, so an
@@ -37,7 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
-from dnadet_tf.data import SPLITS
+from dnadet_tf.data import OPEN_SET_SPLIT, SPLITS
 from dnadet_tf.errors import DataError
 from dnadet_tf.images import save_png_atomic
 from dnadet_tf.runs import write_json_atomic, write_text_atomic
@@ -85,6 +90,7 @@ class SizePreset:
     loss_families: tuple = ("mmdgan", "infomaxgan")
     finetune_families: tuple = PAPER_FAMILIES
     dataset_families: tuple = PAPER_FAMILIES
+    open_set_families: tuple = WILD_FAMILIES
     notes: str = field(default="", compare=False)
 
 
@@ -93,6 +99,7 @@ SIZES = {
         width=8, disc_width=8, batch_size=4, crop=64, steps=20, finetune_steps=10, pool=16, cross_seeds=1,
         images={"train": 8, "val": 8, "test": 8, "cross": 8}, min_photos=(4, 2, 2),
         loss_families=("mmdgan",), finetune_families=("progan",), dataset_families=("sngan",),
+        open_set_families=("dcgan",),
         notes="for tests: a few steps, 8 images per class and split, one model per cross split",
     ),
     "demo": SizePreset(
@@ -174,6 +181,12 @@ def plan(size, wild=False):
             _model_name(family, "B", 0, adv, rec), family, 0, adv, rec, "B", "B-train", preset.steps,
             outputs=(("cross_dataset", "B-test", n["cross"]),),
         ))
+    for family in () if wild else preset.open_set_families:
+        adv, rec = DEFAULT_LOSSES[family]
+        specs.append(ModelSpec(
+            _model_name(family, "A", 0, adv, rec), family, 0, adv, rec, "A", "A-train", preset.steps,
+            outputs=((OPEN_SET_SPLIT, "A-test", n["cross"]),),
+        ))
     return specs
 
 
@@ -240,6 +253,7 @@ class _Builder:
         self.classes = classes_for(wild)
         self.specs = plan(size, wild)
         self.entries = {split: [] for split in SPLITS}  # (relative path, label)
+        self.open_set = []  # (relative path, family)
         self._pools = {}
 
     # -- helpers ---------------------------------------------------------------------------
@@ -340,10 +354,12 @@ class _Builder:
             generator = None
         else:
             generator, record = self.train_model(index, spec)
-        label = self.classes.index(spec.family)
         for split, group, count in spec.outputs:
             relatives = [_image_path(split, spec.family, spec.name, i) for i in range(count)]
-            self.entries[split].extend((r, label) for r in relatives)
+            if split == OPEN_SET_SPLIT:
+                self.open_set.extend((r, spec.family) for r in relatives)
+            else:
+                self.entries[split].extend((r, self.classes.index(spec.family)) for r in relatives)
             os.makedirs(self.path(f"images/{split}/{spec.family}"), exist_ok=True)
             noise_key = seed_key(self.seed, "noise", spec.name, split) % (2**31 - 1)
             # Fixed chunks: an image is always computed in the same batch, whatever already exists.
@@ -370,6 +386,9 @@ class _Builder:
         for split in SPLITS:
             lines = sorted(self.entries[split], key=lambda e: (e[1], e[0]))
             write_text_atomic(self.path(f"{split}.txt"), "".join(f"{p}\t{label}\n" for p, label in lines))
+        if self.open_set:
+            write_text_atomic(self.path(f"{OPEN_SET_SPLIT}.txt"),
+                              "".join(f"{p}\t{family}\n" for p, family in sorted(self.open_set)))
 
     def write_sheets(self):
         for split in SPLITS:
@@ -379,6 +398,11 @@ class _Builder:
                 if paths:
                     rows.append((cls, paths[:SHEET_SAMPLES]))
             contact_sheet(rows, self.path(f"contact_{split}.png"), tile=IMAGE_SIZE)
+        if self.open_set:
+            families = sorted({family for _, family in self.open_set})
+            rows = [(f"{family} (unknown)", [self.path(p) for p, f in sorted(self.open_set) if f == family][:SHEET_SAMPLES])
+                    for family in families]
+            contact_sheet(rows, self.path(f"contact_{OPEN_SET_SPLIT}.png"), tile=IMAGE_SIZE)
 
     def split_summary(self):
         summary = {}
@@ -387,6 +411,11 @@ class _Builder:
             for _, label in self.entries[split]:
                 per_class[self.classes[label]] = per_class.get(self.classes[label], 0) + 1
             summary[split] = {"images": len(self.entries[split]), "per_class": per_class}
+        if self.open_set:
+            per_family = {}
+            for _, family in self.open_set:
+                per_family[family] = per_family.get(family, 0) + 1
+            summary[OPEN_SET_SPLIT] = {"images": len(self.open_set), "per_family": per_family}
         return summary
 
 
@@ -512,7 +541,7 @@ def _build(out_dir, size, photo_set, seed, wild, progress):
         "models": records,
     }
     write_json_atomic(os.path.join(out_dir, "zoo.json"), zoo)
-    total = sum(len(v) for v in builder.entries.values())
+    total = sum(len(v) for v in builder.entries.values()) + len(builder.open_set)
     progress(f"zoo written to {out_dir}: {total} images in {len(SPLITS)} splits, "
              f"{time.monotonic() - started:.1f} s")
 
@@ -520,7 +549,11 @@ def _build(out_dir, size, photo_set, seed, wild, progress):
 def _is_complete(out_dir):
     if not os.path.exists(os.path.join(out_dir, "zoo.json")):
         return False
-    for split in SPLITS:
+    with open(os.path.join(out_dir, "zoo.json"), encoding="utf-8") as handle:
+        zoo = json.load(handle)
+    # A zoo built before open-set images existed is completed (its other models are reused).
+    lists = SPLITS + (() if zoo.get("wild") else (OPEN_SET_SPLIT,))
+    for split in lists:
         list_path = os.path.join(out_dir, f"{split}.txt")
         if not os.path.exists(list_path):
             return False

@@ -1,0 +1,31 @@
+"""`dnadet-tf calibrate`: fit (or refit) a run's temperature and open-set score."""
+from dnadet_tf.cli.main import HelpFormatter
+from dnadet_tf.openset import DEFAULT_SCORE, SCORES
+
+
+def register(subparsers):
+    parser = subparsers.add_parser(
+        "calibrate",
+        help="fit a run's temperature and open-set score (fit does this at its end)",
+        description=(
+            "Fit temperature scaling (by validation NLL) and an open-set score on a run's best.keras, and store "
+            "both in it: probabilities then mean what they say, and predict/evaluate/export answer 'unknown' for "
+            "images unlike every known architecture. The class statistics come from the training images' pooled "
+            "features, the temperature and the threshold (95 %% of validation images kept as known) from the "
+            "validation images. Writes RUN/calibration.json."
+        ),
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("run", metavar="RUN", help="run dir written by 'dnadet-tf fit'")
+    parser.add_argument("--score", choices=SCORES, default=DEFAULT_SCORE, help="open-set score to store")
+    parser.add_argument("--data", help="training images for the class statistics (default: the run's own)")
+    parser.add_argument("--val", help="known validation images (default: the run's own)")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per inference batch")
+    parser.set_defaults(func=run)
+
+
+def run(args):
+    from dnadet_tf.calibrate import calibrate_run
+
+    calibrate_run(args.run, score=args.score, data=args.data, val=args.val, batch_size=args.batch_size)
+    return 0

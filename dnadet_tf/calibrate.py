@@ -1,0 +1,92 @@
+"""Fitting a run's `Calibration` after training: temperature scaling and the open-set score.
+
+    run dir (best.keras, config.json) + its training and validation images
+      -> pooled features and logits (one pass of the encoder per image)
+      -> `openset.fit_statistics` -> best.keras with a `Calibration`, calibration.json
+
+`fit` calls `calibrate_run` at its end; `dnadet-tf calibrate RUN` refits an existing run
+(another score, other validation images, or a run made before calibration existed).
+"""
+import os
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from dnadet_tf.data import check_files, is_benchmark_dir, read_dataset, remap_to
+from dnadet_tf.errors import DataError
+from dnadet_tf.model import LOGITS_LAYER
+from dnadet_tf.openset import DEFAULT_SCORE, fit_statistics
+from dnadet_tf.pipeline import inference_dataset
+from dnadet_tf.runs import RunDir, write_json_atomic
+
+CALIBRATION_FILE = "calibration.json"
+
+
+def features_and_logits(model, paths, batch_size=32, perturb_fn=None, seed=0):
+    """Pooled features (N, D) and logits (N, C), float32, of image files in order (inference mode)."""
+
+    @tf.function(reduce_retracing=True)
+    def run(pixels):
+        feature = model.backbone(pixels, training=False)
+        return tf.cast(feature, tf.float32), tf.cast(model.get_layer(LOGITS_LAYER)(feature), tf.float32)
+
+    features, logits = [], []
+    for pixels in inference_dataset(paths, model.preprocessing, batch_size, perturb_fn=perturb_fn, seed=seed):
+        f, z = run(pixels)
+        features.append(f.numpy())
+        logits.append(z.numpy())
+    if not features:
+        return (np.zeros((0, model.backbone.feature_dim), np.float32), np.zeros((0, model.num_classes), np.float32))
+    return np.concatenate(features), np.concatenate(logits)
+
+
+def _labeled(spec, split, class_names, preprocessing):
+    files = remap_to(read_dataset(spec, split), class_names)
+    return check_files(files, crop_size=preprocessing.crop_size, min_side=preprocessing.min_side,
+                       require_every_class=False)
+
+
+def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=32, output=None):
+    """Fits and stores the run's calibration; returns the report (also written to calibration.json).
+
+    Args:
+      run_dir: a run dir with best.keras.
+      score: the open-set score to store (`openset.SCORES`).
+      data: training images for the class statistics; default the run's own (config.json `data`).
+      val: known images for the temperature and the threshold; default the run's validation data
+        (config.json `val`, or the benchmark's val.txt).
+
+    Raises DataError when there are no validation images.
+    """
+    output = output or sys.stdout
+    run = RunDir(run_dir)
+    config = run.config
+    model = run.load_model()
+    data = data or config.data
+    val = val or config.val or (data if data and is_benchmark_dir(data) else None)
+    if not data:
+        raise DataError(f"{run_dir}: config.json names no training data; pass --data DATA.")
+    if not val:
+        raise DataError(f"{run_dir}: no validation images to calibrate on (the run had none); pass --val DATA.")
+    train_files = _labeled(data, "train", model.class_names, model.preprocessing)
+    val_files = _labeled(val, "val", model.class_names, model.preprocessing)
+    if len(val_files) == 0:
+        raise DataError(f"--val {val}: no usable images; expected known images of the run's classes.")
+    print(f"calibrating {run_dir}: features of {len(train_files)} training and {len(val_files)} validation images "
+          f"...", file=output, flush=True)
+    train_features, _ = features_and_logits(model, train_files.paths, batch_size)
+    val_features, val_logits = features_and_logits(model, val_files.paths, batch_size)
+    statistics, report = fit_statistics(score, train_features, train_files.labels, model.num_classes,
+                                        val_features, val_logits, val_files.labels)
+    model.calibrate(statistics)
+    run.save_best(model)
+    report.update(data=os.path.abspath(data) if os.path.exists(data) else data,
+                  val=os.path.abspath(val) if os.path.exists(val) else val)
+    write_json_atomic(run.file(CALIBRATION_FILE), report)
+    print(f"calibration: temperature {report['temperature']:.3f} (validation NLL {report['val_nll_before']:.4f} -> "
+          f"{report['val_nll_after']:.4f}, ECE {100 * report['val_ece_before']:.2f} -> "
+          f"{100 * report['val_ece_after']:.2f} %); open-set score '{score}', threshold "
+          f"{report['threshold']:.4g} (keeps {100 * report['known_rate']:.0f} % of validation images as known); "
+          f"stored in {run.best_model_path}", file=output, flush=True)
+    return report

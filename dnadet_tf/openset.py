@@ -1,0 +1,214 @@
+"""Open-set scores and calibration, fitted after training on a classifier's features and logits.
+
+NumPy only: the figures a trained `Classifier` gives on known images go in, the
+statistics a `model.Calibration` layer holds come out. Nothing here runs a network.
+
+Scores (higher = less like any known architecture):
+  max_softmax   1 - the largest calibrated probability (the baseline of Hendrycks & Gimpel)
+  energy        -T * logsumexp(logits / T)
+  cosine        1 - the largest cosine similarity between the pooled feature and a class mean
+  mahalanobis   the smallest squared Mahalanobis distance of the pooled feature to a class mean,
+                with one covariance shared by the classes (Lee et al. 2018), shrunk towards
+                its diagonal so that it stays invertible with few images per class
+"""
+import dataclasses
+
+import numpy as np
+
+SCORES = ("mahalanobis", "cosine", "energy", "max_softmax")
+DEFAULT_SCORE = "mahalanobis"
+KNOWN_RATE = 0.95  # the threshold keeps this fraction of known validation images
+ECE_BINS = 15
+
+
+def softmax(logits, temperature=1.0):
+    """(N, C) logits -> (N, C) float64 probabilities of softmax(logits / temperature)."""
+    z = np.asarray(logits, np.float64) / float(temperature)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def nll(logits, labels, temperature=1.0):
+    """Mean negative log-likelihood of `labels` (N,) under softmax(logits / temperature)."""
+    z = np.asarray(logits, np.float64) / float(temperature)
+    z = z - z.max(axis=1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-np.mean(log_p[np.arange(len(labels)), np.asarray(labels, np.int64)]))
+
+
+def fit_temperature(logits, labels, low=0.05, high=20.0):
+    """The temperature T in [low, high] minimising the NLL of softmax(logits / T) (temperature
+    scaling, Guo et al. 2017): golden-section search on log T, the NLL being unimodal there.
+
+    When every image is already classified right, the NLL keeps falling as T -> 0: such data
+    cannot say how sharp is too sharp, so T is not taken below 1 then (no sharpening).
+    """
+    logits, labels = np.asarray(logits, np.float64), np.asarray(labels, np.int64)
+    if len(labels) and np.all(logits.argmax(axis=1) == labels):
+        low = max(low, 1.0)
+    a, b = np.log(low), np.log(high)
+    ratio = (np.sqrt(5.0) - 1.0) / 2.0
+    c, d = b - ratio * (b - a), a + ratio * (b - a)
+    fc, fd = nll(logits, labels, np.exp(c)), nll(logits, labels, np.exp(d))
+    for _ in range(80):
+        if fc < fd:
+            b, d, fd = d, c, fc
+            c = b - ratio * (b - a)
+            fc = nll(logits, labels, np.exp(c))
+        else:
+            a, c, fc = c, d, fd
+            d = a + ratio * (b - a)
+            fd = nll(logits, labels, np.exp(d))
+    return float(np.exp((a + b) / 2.0))
+
+
+def expected_calibration_error(probabilities, labels, bins=ECE_BINS):
+    """ECE: the confidence-weighted gap |accuracy - confidence| over `bins` equal-width bins of
+    the top probability, each weighted by its share of the N images."""
+    probabilities = np.asarray(probabilities, np.float64)
+    if len(probabilities) == 0:
+        return 0.0
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == np.asarray(labels, np.int64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            total += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(total)
+
+
+@dataclasses.dataclass
+class OpenSetStatistics:
+    """What a score needs besides the image's own feature and logits.
+
+    class_means: (C, D) mean pooled feature per class; precision: (D, D) inverse of the shared
+    covariance (identity for scores that do not use it); temperature: the calibration temperature;
+    threshold: scores above it are "unknown"."""
+
+    score: str
+    class_means: np.ndarray
+    precision: np.ndarray
+    temperature: float = 1.0
+    threshold: float = np.inf
+
+
+def class_statistics(features, labels, num_classes, shrinkage=0.1):
+    """(class means (C, D), precision (D, D)) of known features (N, D) with labels (N,).
+
+    The shared covariance is the within-class scatter / N, shrunk as (1 - s) * S + s * diag(S)
+    and given a floor of 1e-6 times its mean variance, so it inverts with N < D.
+    A class without images gets the mean of all features.
+    """
+    features = np.asarray(features, np.float64)
+    labels = np.asarray(labels, np.int64)
+    overall = features.mean(axis=0)
+    means = np.stack([features[labels == c].mean(axis=0) if np.any(labels == c) else overall
+                      for c in range(num_classes)])
+    centred = features - means[labels]
+    covariance = centred.T @ centred / max(1, len(features))
+    covariance = (1.0 - shrinkage) * covariance + shrinkage * np.diag(np.diag(covariance))
+    floor = 1e-6 * max(float(np.mean(np.diag(covariance))), 1e-12)
+    covariance += floor * np.eye(len(covariance))
+    return means.astype(np.float32), np.linalg.inv(covariance).astype(np.float32)
+
+
+def scores(kind, features, logits, statistics):
+    """(N,) open-set scores of one kind (SCORES) for features (N, D) and logits (N, C)."""
+    if kind == "max_softmax":
+        return 1.0 - softmax(logits, statistics.temperature).max(axis=1)
+    if kind == "energy":
+        z = np.asarray(logits, np.float64) / statistics.temperature
+        top = z.max(axis=1)
+        return -statistics.temperature * (top + np.log(np.exp(z - top[:, None]).sum(axis=1)))
+    features = np.asarray(features, np.float64)
+    means = np.asarray(statistics.class_means, np.float64)
+    if kind == "cosine":
+        f = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+        m = means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+        return 1.0 - (f @ m.T).max(axis=1)
+    if kind == "mahalanobis":
+        whitening = np.linalg.cholesky(np.asarray(statistics.precision, np.float64))  # W W' = P
+        # ||f - m||_P^2 = ||(f - m) W||^2, for every class at once, as the exports compute it.
+        whitened = (features @ whitening)[:, None, :] - (means @ whitening)[None, :, :]
+        return np.square(whitened).sum(axis=2).min(axis=1)
+    raise ValueError(f"score: expected one of {', '.join(SCORES)}, received {kind!r}.")
+
+
+def threshold_at_known_rate(known_scores, rate=KNOWN_RATE):
+    """The score under which `rate` of the known images fall (their `rate` quantile)."""
+    if len(known_scores) == 0:
+        return float("inf")
+    return float(np.quantile(np.asarray(known_scores, np.float64), rate))
+
+
+def auroc(known_scores, unknown_scores):
+    """Area under the ROC curve of telling unknown (positive, higher score) from known images;
+    ties count one half (the Mann-Whitney statistic)."""
+    known = np.asarray(known_scores, np.float64)
+    unknown = np.asarray(unknown_scores, np.float64)
+    if not len(known) or not len(unknown):
+        return float("nan")
+    both = np.concatenate([known, unknown])
+    order = both.argsort(kind="mergesort")
+    ranks = np.empty(len(both), np.float64)
+    sorted_values = both[order]
+    i = 0
+    while i < len(both):  # average ranks over ties
+        j = i
+        while j + 1 < len(both) and sorted_values[j + 1] == sorted_values[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    unknown_ranks = ranks[len(known):].sum()
+    return float((unknown_ranks - len(unknown) * (len(unknown) + 1) / 2.0) / (len(known) * len(unknown)))
+
+
+def fpr_at_known_rate(known_scores, unknown_scores, rate=KNOWN_RATE):
+    """FPR at 95 % TPR, the open-set convention: the fraction of unknown images that pass as known
+    when the threshold keeps `rate` of these known images."""
+    if not len(unknown_scores):
+        return float("nan")
+    threshold = threshold_at_known_rate(known_scores, rate)
+    return float(np.mean(np.asarray(unknown_scores) <= threshold))
+
+
+def open_set_accuracy(known_labels, known_predictions, known_scores, unknown_scores, threshold):
+    """Share of all images answered right: a known image attributed to its class and not flagged,
+    an unknown image flagged (score > threshold)."""
+    known_right = (np.asarray(known_predictions) == np.asarray(known_labels)) & (np.asarray(known_scores) <= threshold)
+    unknown_right = np.asarray(unknown_scores) > threshold
+    total = len(known_right) + len(unknown_right)
+    return float((known_right.sum() + unknown_right.sum()) / total) if total else float("nan")
+
+
+def fit_statistics(score, train_features, train_labels, num_classes, val_features, val_logits, val_labels):
+    """Everything a `Calibration` layer stores, fitted on known images only.
+
+    The temperature minimises the validation NLL; class means and the shared
+    covariance come from the training features; the threshold keeps 95 % of the
+    validation images as known. Returns (OpenSetStatistics, report dict).
+    """
+    if score not in SCORES:
+        raise ValueError(f"score: expected one of {', '.join(SCORES)}, received {score!r}.")
+    temperature = fit_temperature(val_logits, val_labels)
+    means, precision = class_statistics(train_features, train_labels, num_classes)
+    statistics = OpenSetStatistics(score, means, precision, temperature)
+    val_scores = scores(score, val_features, val_logits, statistics)
+    statistics.threshold = threshold_at_known_rate(val_scores)
+    report = {
+        "score": score,
+        "temperature": temperature,
+        "threshold": statistics.threshold,
+        "known_rate": KNOWN_RATE,
+        "val_images": int(len(val_labels)),
+        "train_images": int(len(train_labels)),
+        "val_nll_before": nll(val_logits, val_labels),
+        "val_nll_after": nll(val_logits, val_labels, temperature),
+        "val_ece_before": expected_calibration_error(softmax(val_logits), val_labels),
+        "val_ece_after": expected_calibration_error(softmax(val_logits, temperature), val_labels),
+    }
+    return statistics, report

@@ -1,0 +1,162 @@
+"""Open-set scores and calibration: the NumPy math, the `Calibration` layer, `calibrate`, `predict` and
+`evaluate --unknown` (issue 12)."""
+import contextlib
+import io
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from dnadet_tf import openset
+from dnadet_tf.cli.main import main
+from dnadet_tf.model import Backbone, Calibration, Classifier, attribute, load_classifier, probabilities
+
+
+def _cli(argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+def _clusters(rng, centres, per_class, spread):
+    features = np.concatenate([c + spread * rng.standard_normal((per_class, len(c))) for c in centres])
+    labels = np.repeat(np.arange(len(centres)), per_class)
+    return features.astype(np.float32), labels
+
+
+def test_mahalanobis_and_cosine_separate_unknown_clusters():
+    rng = np.random.default_rng(0)
+    centres = 4.0 * rng.standard_normal((3, 16))
+    train, train_labels = _clusters(rng, centres, 60, 1.0)
+    val, val_labels = _clusters(rng, centres, 20, 1.0)
+    unknown, _ = _clusters(rng, 4.0 * rng.standard_normal((2, 16)), 30, 1.0)
+    logits = lambda f: -((f[:, None, :] - centres[None]) ** 2).sum(-1) / 8  # noqa: E731
+    statistics, report = openset.fit_statistics("mahalanobis", train, train_labels, 3, val, logits(val), val_labels)
+    for score in ("mahalanobis", "cosine"):
+        statistics.score = score
+        known_scores = openset.scores(score, val, logits(val), statistics)
+        unknown_scores = openset.scores(score, unknown, logits(unknown), statistics)
+        assert openset.auroc(known_scores, unknown_scores) > 0.95, score
+    assert 0.9 <= report["known_rate"] <= 0.95 + 1e-9
+    statistics.score = "mahalanobis"
+    # The threshold keeps 95 % of the validation images as known.
+    assert abs(np.mean(openset.scores("mahalanobis", val, logits(val), statistics) <= report["threshold"]) - 0.95) < 0.05
+
+
+def test_auroc_and_fpr95_against_hand_and_sklearn():
+    rng = np.random.default_rng(1)
+    known, unknown = rng.normal(0, 1, 200), rng.normal(1, 1, 150)
+    known[:10] = unknown[:10]  # ties count one half
+    expected = roc_auc_score(np.r_[np.zeros(200), np.ones(150)], np.r_[known, unknown])
+    assert abs(openset.auroc(known, unknown) - expected) < 1e-12
+    assert openset.auroc([0, 1], [2, 3]) == 1.0 and openset.auroc([2, 3], [0, 1]) == 0.0
+    # Known 1..100: the 95 % threshold is 95.05; unknowns at or below it pass as known.
+    assert openset.fpr_at_known_rate(np.arange(1, 101), [10, 95, 96, 200]) == 0.5
+
+
+def test_ece_by_hand():
+    # Two bins used: confidence 0.9 (right 1 of 2) and 0.6 (right 2 of 2).
+    p = np.array([[0.9, 0.1], [0.9, 0.1], [0.4, 0.6], [0.4, 0.6]])
+    labels = np.array([0, 1, 1, 1])
+    expected = 0.5 * abs(0.5 - 0.9) + 0.5 * abs(1.0 - 0.6)
+    assert abs(openset.expected_calibration_error(p, labels) - expected) < 1e-12
+
+
+def test_temperature_scaling_lowers_held_out_nll():
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 4, 2000)
+    clean = rng.standard_normal((2000, 4)) + 2.0 * np.eye(4)[labels]
+    # The Bayes posterior's logits are 2 * clean (unit-variance Gaussians 2 apart), so 4 * clean is too
+    # sharp by a factor 2: the right temperature is 2.
+    overconfident = 4.0 * clean
+    temperature = openset.fit_temperature(overconfident[:1000], labels[:1000])
+    assert 1.6 < temperature < 2.5
+    held_out = overconfident[1000:], labels[1000:]
+    assert openset.nll(*held_out, temperature) < openset.nll(*held_out) - 0.1
+    # Validation without a single error cannot tell how sharp is too sharp: no sharpening then.
+    separable = 3.0 * np.eye(4)[labels[:50]]
+    assert openset.fit_temperature(separable, labels[:50]) == pytest.approx(1.0, abs=1e-3)
+    ece_before = openset.expected_calibration_error(openset.softmax(held_out[0]), held_out[1])
+    ece_after = openset.expected_calibration_error(openset.softmax(held_out[0], temperature), held_out[1])
+    assert ece_after < ece_before
+
+
+@pytest.mark.parametrize("score", openset.SCORES)
+def test_calibration_layer_matches_numpy_and_survives_saving(score, tmp_path):
+    rng = np.random.default_rng(3)
+    model = Classifier(Backbone(width=0.0625), 3, class_names=["real", "a", "b"])
+    pixels = rng.uniform(-1, 1, (5, 64, 64, 3)).astype("float32")
+    features = model.backbone(pixels).numpy()
+    logits = model(pixels).numpy()
+    train = features + 0.1 * rng.standard_normal(features.shape).astype("float32")
+    statistics, _ = openset.fit_statistics(score, np.concatenate([train, features]), np.array([0, 1, 2, 0, 1] * 2),
+                                           3, features, logits, np.array([0, 1, 2, 0, 1]))
+    model.calibrate(statistics)
+    expected = openset.scores(score, features, logits, statistics)
+    outputs = {k: v.numpy() for k, v in attribute(model, pixels).items()}
+    np.testing.assert_allclose(outputs["ood_score"], expected, rtol=2e-3, atol=1e-4)
+    np.testing.assert_array_equal(outputs["unknown"], outputs["ood_score"] > statistics.threshold)
+    np.testing.assert_allclose(outputs["probabilities"], openset.softmax(logits, statistics.temperature), atol=1e-5)
+    np.testing.assert_allclose(probabilities(model, pixels).numpy(), outputs["probabilities"], atol=1e-6)
+    model.save(tmp_path / "m.keras")
+    loaded = load_classifier(str(tmp_path / "m.keras"))
+    assert isinstance(loaded.calibration, Calibration) and loaded.calibration.score == score
+    np.testing.assert_allclose(attribute(loaded, pixels)["ood_score"].numpy(), outputs["ood_score"], rtol=1e-6)
+
+
+def test_fit_calibrates_and_predict_json_has_the_open_set_fields(tiny_run, upsampling_data):
+    with open(os.path.join(tiny_run, "calibration.json"), encoding="utf-8") as f:
+        report = json.load(f)
+    assert report["score"] == openset.DEFAULT_SCORE and report["temperature"] > 0
+    assert report["val_nll_after"] <= report["val_nll_before"] + 1e-9
+    code, out, err = _cli(["predict", "--model", tiny_run, "--json", os.path.join(upsampling_data["test"], "real")])
+    assert code == 0 and "no open-set score" not in err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert records and all(isinstance(r["unknown"], bool) and isinstance(r["ood_score"], float) for r in records)
+    assert all(r["ood_threshold"] == pytest.approx(report["threshold"], rel=1e-5) for r in records)
+
+
+def test_a_run_without_a_score_still_predicts_and_says_how_to_fit_one(tiny_run, upsampling_data, tmp_path):
+    old = str(tmp_path / "old")
+    shutil.copytree(tiny_run, old)
+    model = load_classifier(os.path.join(old, "best.keras"))
+    plain = Classifier(model.backbone, model.num_classes, class_names=model.class_names,
+                       preprocessing=model.preprocessing)
+    plain.save(os.path.join(old, "best.keras"))
+    code, out, err = _cli(["predict", "--model", old, "--json", os.path.join(upsampling_data["test"], "real")])
+    assert code == 0
+    assert err.count("stores no open-set score") == 1 and f"dnadet-tf calibrate {old}" in err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert records and all("unknown" not in r for r in records)
+    # `calibrate` fits one for that run dir.
+    code, out, err = _cli(["calibrate", old, "--score", "cosine"])
+    assert code == 0, err
+    assert load_classifier(os.path.join(old, "best.keras")).calibration.score == "cosine"
+
+
+def test_evaluate_unknown_reports_open_set_figures(tiny_run, upsampling_data, tmp_path):
+    # Unknown: noise images, unlike every class of the run.
+    from PIL import Image
+
+    unknown = tmp_path / "unknown" / "noise"
+    unknown.mkdir(parents=True)
+    rng = np.random.default_rng(4)
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(unknown / f"{i}.png")
+    out_json = str(tmp_path / "eval.json")
+    code, out, err = _cli(["evaluate", "--model", tiny_run, "--data", upsampling_data["test"],
+                           "--unknown", str(tmp_path / "unknown"), "--json", out_json])
+    assert code == 0, err
+    with open(out_json, encoding="utf-8") as f:
+        rows = json.load(f)
+    assert rows[0]["metrics"]["ece_uncalibrated"] >= 0 and "ece" in rows[0]["metrics"]
+    row = rows[-1]
+    assert row["kind"] == "open_set" and row["metrics"]["unknown_images"] == 8
+    m = row["metrics"]
+    assert 0 <= m["auroc"] <= 1 and 0 <= m["fpr_at_95_tpr"] <= 1 and 0 <= m["open_set_accuracy"] <= 1
+    assert set(m["by_score"]) == set(openset.SCORES) and list(m["auroc_by_group"]) == ["noise"]
+    assert "open set (8 unknown" in out
