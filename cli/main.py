@@ -17,7 +17,8 @@ import os
 import re
 import sys
 
-COMMAND_MODULES = ("fit", "evaluate", "predict", "pretrain", "ablate", "export", "explain", "robustness", "zoo")
+COMMAND_MODULES = ("fit", "evaluate", "predict", "pretrain", "ablate", "export", "explain", "robustness", "zoo",
+                   "import_torch")
 VERBOSE_FLAG = "--verbose"
 TRAINING_COMMANDS = ("fit", "pretrain", "ablate")
 
