@@ -121,7 +121,7 @@ def state_dict_of(saved, path):
     return dict(tensors)
 
 
-def check_release_tensors(tensors, path, num_classes=None):
+def check_release_tensors(tensors, path):
     """(nf, num_classes, projection) of a release state dict, after checking every tensor.
 
     Raises CheckpointError naming the first missing tensor (in the network's order), then the
@@ -144,10 +144,6 @@ def check_release_tensors(tensors, path, num_classes=None):
     if HEAD_WEIGHT not in tensors:
         raise missing(HEAD_WEIGHT)
     classes_in_file = int(tensors[HEAD_WEIGHT].shape[0]) if tensors[HEAD_WEIGHT].ndim == 2 else -1
-    if num_classes is not None and classes_in_file != num_classes:
-        raise CheckpointError(
-            f"classes: expected {classes_in_file} names for the {classes_in_file}-way head of {path} "
-            f"({HEAD_WEIGHT} {tuple(tensors[HEAD_WEIGHT].shape)}), received {num_classes}.")
     projection = None
     if "head.0.weight" in tensors and "head.2.weight" in tensors:
         projection = (int(tensors["head.0.weight"].shape[0]), int(tensors["head.2.weight"].shape[0]))
@@ -245,7 +241,8 @@ def import_torch(checkpoint, out, class_names=None, setting=None, crop_size=None
 
     if setting is not None and setting not in RELEASE_SETTINGS:
         raise DnadetError(f"setting: expected one of {', '.join(RELEASE_SETTINGS)}, received {setting!r}.")
-    if class_names is None:
+    named_by_setting = class_names is None
+    if named_by_setting:
         if setting is None:
             raise DnadetError("classes: expected the class names in label order (or a setting that names them), "
                               "received none.")
@@ -259,11 +256,20 @@ def import_torch(checkpoint, out, class_names=None, setting=None, crop_size=None
             if int(value) < 1:
                 raise DnadetError(f"{name}: expected a positive integer, received {value}.")
             sizes[name] = int(value)
-    run = RunDir(out).check(overwrite=overwrite)
+    run = RunDir(out)
+    if os.path.isdir(run.path) and os.listdir(run.path) and not overwrite:
+        raise DnadetError(f"out {run.path}: the folder already holds files; pass overwrite=True to replace them.")
+    run.check(overwrite=overwrite)
 
     checkpoint = os.fspath(checkpoint)
     tensors = state_dict_of(read_torch_file(checkpoint), checkpoint)
-    nf, num_classes, projection = check_release_tensors(tensors, checkpoint, len(class_names))
+    nf, num_classes, projection = check_release_tensors(tensors, checkpoint)
+    if num_classes != len(class_names):
+        head = f"the {num_classes}-way head of {checkpoint} ({HEAD_WEIGHT} {tuple(tensors[HEAD_WEIGHT].shape)})"
+        if named_by_setting:
+            raise DnadetError(f"setting and classes: setting {setting} names {len(class_names)} classes, but {head} "
+                              f"has {num_classes}; expected {num_classes} class names or another setting.")
+        raise DnadetError(f"classes: expected {num_classes} names for {head}, received {len(class_names)}.")
     width = release_width(nf, checkpoint)
 
     config = make_config("paper", width=width, crop_size=sizes["crop_size"], resize1=sizes["resize1"],
