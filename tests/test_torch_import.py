@@ -89,22 +89,23 @@ class SupConNet(nn.Module):
         self.head = nn.Sequential(nn.Linear(dim_in, dim_in), nn.ReLU(), nn.Linear(dim_in, feat_dim))
 
 
-def release_pixels(path):
-    """The release's ImageDataset.load_sample at our sizes: float32 (3, S, S)."""
+def release_pixels(path, crop=CROP, resize1=RESIZE1, resize2=RESIZE2):
+    """The release's ImageDataset.load_sample (torchvision CenterCrop of a non-square image, PIL resizes with
+    the default filter, ToTensor, Normalize): float32 (3, S, S)."""
     image = Image.open(path).convert("RGB")
     width, height = image.size
     if width != height:
-        top, left = int(round((height - CROP) / 2.0)), int(round((width - CROP) / 2.0))
-        image = image.crop((left, top, left + CROP, top + CROP))
-    image = image.resize((RESIZE1, RESIZE1)).resize((RESIZE2, RESIZE2))
+        top, left = int(round((height - crop) / 2.0)), int(round((width - crop) / 2.0))
+        image = image.crop((left, top, left + crop, top + crop))
+    image = image.resize((resize1, resize1)).resize((resize2, resize2))
     tensor = torch.from_numpy(np.array(image)).permute(2, 0, 1).float().div(255)
     return (tensor - 0.5) / 0.5
 
 
-def torch_probabilities(net, paths):
+def torch_probabilities(net, paths, sizes=(CROP, RESIZE1, RESIZE2)):
     net.eval()
     with torch.no_grad():
-        return torch.softmax(net(torch.stack([release_pixels(p) for p in paths])), 1).numpy()
+        return torch.softmax(net(torch.stack([release_pixels(p, *sizes) for p in paths])), 1).numpy()
 
 
 # --------------------------------------------------------------------------------- fixtures
@@ -275,6 +276,23 @@ def test_supconnet_state_keeps_the_projection_head(checkpoints, tmp_path):
     with torch.no_grad():
         expected = nn.functional.normalize(net.head(torch.from_numpy(feature)), dim=1).numpy()
     np.testing.assert_allclose(head(feature).numpy(), expected, atol=1e-5)
+
+
+def test_pretrain_setting_at_another_width(images, tmp_path):
+    """A step-1 checkpoint (170 transformations) of a narrower release network (nf = 16), at the release's own
+    sizes (crop 128 -> 512): names, width and probabilities."""
+    from dnadet_tf.transforms import TRANSFORM_NAMES
+
+    torch.manual_seed(4)
+    net = ReleaseNet(170, nf=16)
+    torch.save(net.state_dict(), tmp_path / "pretrain.pth")
+    summary = import_torch(tmp_path / "pretrain.pth", tmp_path / "run", setting="pretrain")
+    predictor = KerasPredictor(str(tmp_path / "run"))
+    assert predictor.class_names == list(TRANSFORM_NAMES) and predictor.model.backbone.width == 0.25
+    assert summary["nf"] == 16 and (summary["preprocess"]["resize1"], summary["preprocess"]["resize2"]) == (512, 512)
+    paths = [p for p in images["paths"] if min(Image.open(p).size) >= 128][:2]
+    expected = torch_probabilities(net, paths, (128, 512, 512))
+    assert np.abs(predict_files(predictor, paths) - expected).max() <= 1e-4
 
 
 def _corrupt(checkpoints, tmp_path, change):
