@@ -35,6 +35,9 @@ setup(
     extras_require={
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
         "test": ["pytest>=8"],
+        # PyTorch only to build and save the authors' network in tests/test_torch_import.py;
+        # `import-torch` itself reads checkpoints without it. Prefer a CPU build (README).
+        "torch": ["torch>=2.1"],
     },
     entry_points={"console_scripts": ["dnadet-tf=dnadet_tf.cli.main:main"]},
 )

@@ -18,7 +18,7 @@ import re
 import sys
 
 COMMAND_MODULES = ("fit", "evaluate", "predict", "calibrate", "pretrain", "ablate", "export", "explain", "robustness",
-                   "zoo")
+                   "zoo", "import_torch")
 VERBOSE_FLAG = "--verbose"
 TRAINING_COMMANDS = ("fit", "pretrain", "ablate")
 

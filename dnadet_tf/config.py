@@ -3,7 +3,7 @@
 A `TrainConfig` holds one frozen section per concern:
 
   model          mode, width, dropout
-  preprocessing  crop_size, resize1, resize2
+  preprocessing  crop_size, resize1, resize2, preprocess_mode
   sampling       patch_size, patches_per_image, images_per_class, augment
   optimizer      learning_rate, lr_decay, lr_decay_every, loss_weight_learning_rate,
                  temperature, base_temperature, ce_input
@@ -24,7 +24,7 @@ import dataclasses
 
 from dnadet_tf.errors import DnadetError
 from dnadet_tf.openset import DEFAULT_SCORE, SCORES
-from dnadet_tf.preprocess import PreprocessConfig
+from dnadet_tf.preprocess import PREPROCESS_MODES, PreprocessConfig
 from dnadet_tf.selection import SELECTION_RULES
 
 MODES = ("dnadet", "base")
@@ -48,9 +48,14 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class PreprocessingConfig:
+    """`preprocess_mode`: `tf` (TensorFlow's bicubic, the default) or `release` (the authors'
+    PyTorch release numerically: Pillow's 8-bit bicubic, torchvision's crop offset), see
+    `dnadet_tf.preprocess`. Imported release checkpoints (`import-torch`) use `release`."""
+
     crop_size: int = 128
     resize1: int = 128
     resize2: int = 512
+    preprocess_mode: str = "tf"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,7 +177,8 @@ class TrainConfig:
     def preprocess(self):
         """The run's PreprocessConfig: its sizes, with the patch size as the smallest side accepted."""
         p = self.preprocessing
-        return PreprocessConfig(p.crop_size, p.resize1, p.resize2, min_side=self.sampling.patch_size)
+        return PreprocessConfig(p.crop_size, p.resize1, p.resize2, min_side=self.sampling.patch_size,
+                                mode=p.preprocess_mode)
 
     def batch_images_per_class(self, num_classes):
         if self.sampling.images_per_class > 0:
@@ -277,6 +283,7 @@ def _choice(name, value, choices):
 def validate(config):
     """Raises DnadetError naming the first inconsistent parameter."""
     _choice("mode", config.model.mode, MODES)
+    _choice("preprocess_mode", config.preprocessing.preprocess_mode, PREPROCESS_MODES)
     if config.sampling.patch_size > config.preprocessing.resize2:
         raise DnadetError(f"patch_size: expected at most resize2={config.preprocessing.resize2}, "
                           f"received {config.sampling.patch_size}.")

@@ -11,3 +11,7 @@ class DataError(DnadetError):
 
 class RunDirError(DnadetError):
     """A run dir that exists without --overwrite, or one that lacks what a command needs."""
+
+
+class CheckpointError(DnadetError):
+    """A PyTorch checkpoint that cannot be read safely, or whose tensors do not fit the release's network."""

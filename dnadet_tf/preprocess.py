@@ -3,7 +3,19 @@ and the exported SavedModel graph.
 
 As the authors' release does it: a non-square image is center-cropped to
 `crop_size` (native pixels), then resized to `resize1` and to `resize2`
-(both bicubic), and scaled to [-1, 1].
+(both bicubic), and scaled to [-1, 1]. Two modes (`PreprocessConfig.mode`):
+
+  tf       TensorFlow's bicubic (`tf.image.resize`, antialiased) in float, clipped
+           to [0, 255] after each resize; crop offset (H - crop) // 2; x / 127.5 - 1.
+           What the package trains with by default.
+  release  the release numerically, for models trained by the authors' PyTorch code
+           (`dnadet-tf import-torch`): torchvision's centre-crop offset
+           round((H - crop) / 2) (Python's round, half to even); Pillow's bicubic
+           (`PIL.Image.resize`'s default filter) reproduced in the graph, fixed-point
+           coefficients and rounding to 8 bits after each pass (horizontal first);
+           then torchvision's ToTensor + Normalize(0.5, 0.5) in float32. A float input
+           is rounded to 8 bits first (Pillow holds 8-bit pixels). Identical to Pillow
+           on every image tested (tests/test_preprocess_release.py).
 
 An image too small for that chain is refused, here in the graph (InvalidArgument)
 and by `size_problem` before any file reaches a pipeline: a square image needs
@@ -12,18 +24,29 @@ max(`crop_size`, `min_side`), or its center crop would go out of bounds.
 """
 import dataclasses
 
+import numpy as np
 import tensorflow as tf
 from PIL import Image
+
+from dnadet_tf.errors import DnadetError
+
+PREPROCESS_MODES = ("tf", "release")
 
 
 @dataclasses.dataclass(frozen=True)
 class PreprocessConfig:
-    """Sizes of the preprocessing chain, saved in every run and export."""
+    """Sizes and mode (`PREPROCESS_MODES`) of the preprocessing chain, saved in every run and export."""
 
     crop_size: int = 128
     resize1: int = 128
     resize2: int = 512
     min_side: int = 1
+    mode: str = "tf"
+
+    def __post_init__(self):
+        if self.mode not in PREPROCESS_MODES:
+            raise DnadetError(f"preprocess_mode: expected one of {', '.join(PREPROCESS_MODES)}, "
+                              f"received {self.mode!r}.")
 
     def size_problem(self, height, width):
         """None when a height x width image may be preprocessed, else why not (one line)."""
@@ -34,7 +57,9 @@ class PreprocessConfig:
 
     @classmethod
     def from_dict(cls, values):
-        return cls(**{f.name: int(values[f.name]) for f in dataclasses.fields(cls) if f.name in values})
+        """From `to_dict`'s form; a dict written before modes existed means mode `tf`."""
+        return cls(**{f.name: (str if f.name == "mode" else int)(values[f.name])
+                      for f in dataclasses.fields(cls) if f.name in values})
 
 
 def size_problem(height, width, crop_size, min_side):
@@ -78,17 +103,135 @@ def assert_size_fits(image, config):
         return tf.identity(image)
 
 
-def center_crop_if_not_square(image, crop_size):
-    """(H, W, C) -> (crop_size, crop_size, C) when H != W, else unchanged."""
+def center_crop_if_not_square(image, crop_size, mode="tf"):
+    """(H, W, C) -> (crop_size, crop_size, C) when H != W, else unchanged.
+
+    The offset is (H - crop_size) // 2 in mode `tf`, and torchvision's
+    round((H - crop_size) / 2), half to even, in mode `release`.
+    """
     shape = tf.shape(image)
     height, width = shape[0], shape[1]
 
+    def offset(side):
+        if mode == "release":
+            return tf.cast(tf.round(tf.cast(side - crop_size, tf.float64) / 2.0), tf.int32)
+        return (side - crop_size) // 2
+
     def crop():
-        top = (height - crop_size) // 2
-        left = (width - crop_size) // 2
+        top, left = offset(height), offset(width)
         return image[top : top + crop_size, left : left + crop_size, :]
 
     return tf.cond(tf.equal(height, width), lambda: image, crop)
+
+
+# Pillow's fixed-point resampling of 8-bit images (libImaging/Resample.c): coefficients
+# scaled by 2**22, a rounding half added, the sum shifted back and clipped to 0..255.
+_PIL_PRECISION_BITS = 22
+_PIL_BICUBIC_A = -0.5
+_PIL_BICUBIC_SUPPORT = 2.0
+
+
+def _pil_bicubic_kernel(x):
+    """Pillow's bicubic filter (a = -0.5) of float64 `x`, evaluated in Pillow's operation order."""
+    a = _PIL_BICUBIC_A
+    x = tf.abs(x)
+    near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+    far = (((x - 5.0) * x + 8.0) * x - 4.0) * a
+    return tf.where(x < 1.0, near, tf.where(x < 2.0, far, tf.zeros_like(x)))
+
+
+def pil_bicubic_matrix(in_size, out_size):
+    """Pillow's bicubic resampling of one axis as a matrix of fixed-point coefficients.
+
+    Args:
+      in_size: int32 scalar tensor (or int), the source length.
+      out_size: Python int, the target length.
+
+    Returns:
+      float64 tensor (out_size, in_size) of integers: output i is
+      clip(floor((sum_j M[i, j] * x[j] + 2**21) / 2**22), 0, 255) for 8-bit x.
+      Taps as Pillow computes them in double precision: centre (i + 0.5) * in / out,
+      support 2 * max(in / out, 1), first tap int(centre - support + 0.5), weights
+      normalised per output by their sum (accumulated in tap order), then rounded
+      half away from zero to 22 fractional bits.
+    """
+    in_size = tf.cast(in_size, tf.int32)
+    scale = tf.cast(in_size, tf.float64) / float(out_size)
+    filterscale = tf.maximum(scale, 1.0)
+    support = _PIL_BICUBIC_SUPPORT * filterscale
+    ksize = tf.cast(tf.math.ceil(support), tf.int32) * 2 + 1
+    centre = (tf.range(out_size, dtype=tf.float64) + 0.5) * scale
+    first = tf.maximum(tf.cast(tf.math.floor(centre - support + 0.5), tf.int32), 0)
+    last = tf.minimum(tf.cast(tf.math.floor(centre + support + 0.5), tf.int32), in_size)
+    taps = tf.range(ksize)
+    index = first[:, None] + taps[None, :]  # (out, ksize)
+    valid = taps[None, :] < (last - first)[:, None]
+    weight = _pil_bicubic_kernel((tf.cast(index, tf.float64) - centre[:, None] + 0.5) * (1.0 / filterscale))
+    weight = tf.where(valid, weight, tf.zeros_like(weight))
+    # The normaliser summed tap after tap, as Pillow's loop does (the last bit can decide a rounding).
+    total = tf.foldl(lambda acc, column: acc + column, tf.transpose(weight),
+                     initializer=tf.zeros([out_size], tf.float64))
+    weight = weight / tf.where(tf.equal(total, 0.0), tf.ones_like(total), total)[:, None]
+    scaled = weight * float(1 << _PIL_PRECISION_BITS)
+    fixed = tf.where(weight < 0.0, tf.math.ceil(scaled - 0.5), tf.math.floor(scaled + 0.5))
+    rows = tf.broadcast_to(tf.range(out_size)[:, None], tf.shape(index))
+    coordinates = tf.stack([rows, tf.minimum(index, in_size - 1)], axis=-1)
+    fixed = tf.where(valid, fixed, tf.zeros_like(fixed))  # padding taps scatter zeros
+    return tf.scatter_nd(tf.reshape(coordinates, [-1, 2]), tf.reshape(fixed, [-1]),
+                         tf.stack([out_size, in_size]))
+
+
+def _pil_pass(image, matrix, axis):
+    """One fixed-point pass of `matrix` (out, in) along `axis` (0 or 1) of float64 8-bit values (H, W, C)."""
+    equation = "oh,hwc->owc" if axis == 0 else "ow,hwc->hoc"
+    total = tf.einsum(equation, matrix, image) + float(1 << (_PIL_PRECISION_BITS - 1))
+    return tf.clip_by_value(tf.math.floor(total / float(1 << _PIL_PRECISION_BITS)), 0.0, 255.0)
+
+
+def pil_bicubic_resize(image, size):
+    """`PIL.Image.resize((size, size), BICUBIC)` of an 8-bit image, in the graph.
+
+    Args:
+      image: tensor (H, W, C) of 8-bit values (uint8, or float64 integers in [0, 255]).
+      size: Python int, the output side.
+
+    Returns:
+      float64 tensor (size, size, C) of integers in [0, 255]: the horizontal pass first,
+      rounded to 8 bits, then the vertical pass, rounded to 8 bits (exact integer
+      arithmetic in float64, as Pillow's int32 sums).
+    """
+    image = tf.cast(image, tf.float64)
+    shape = tf.shape(image)
+    image = _pil_pass(image, pil_bicubic_matrix(shape[1], size), axis=1)
+    return _pil_pass(image, pil_bicubic_matrix(shape[0], size), axis=0)
+
+
+def _to_8bit(image):
+    """uint8 unchanged; a float or other integer image rounded and clipped to 0..255, as uint8."""
+    if image.dtype == tf.uint8:
+        return image
+    return tf.cast(tf.clip_by_value(tf.round(tf.cast(image, tf.float32)), 0.0, 255.0), tf.uint8)
+
+
+# torchvision's ToTensor (x / 255 in float32) then Normalize(mean 0.5, std 0.5), for each 8-bit level:
+# a table, so that no graph rewrite (x / 255 -> x * (1 / 255)) can move a value by one ulp.
+_RELEASE_LEVELS = (np.arange(256, dtype=np.float32) / np.float32(255) - np.float32(0.5)) / np.float32(0.5)
+
+
+def _release_chain(image, config):
+    image = center_crop_if_not_square(_to_8bit(image), config.crop_size, "release")
+    for size in (config.resize1, config.resize2):
+        image = pil_bicubic_resize(image, size)
+    return tf.gather(tf.constant(_RELEASE_LEVELS), tf.cast(image, tf.int32))
+
+
+def _tf_chain(image, config):
+    image = center_crop_if_not_square(image, config.crop_size)
+    image = tf.cast(image, tf.float32)
+    for size in (config.resize1, config.resize2):
+        image = tf.image.resize(image, (size, size), method="bicubic", antialias=True)
+        image = tf.clip_by_value(image, 0.0, 255.0)
+    return image / 127.5 - 1.0
 
 
 def preprocess_image(image, config=PreprocessConfig()):
@@ -96,7 +239,7 @@ def preprocess_image(image, config=PreprocessConfig()):
 
     Args:
       image: uint8 or float tensor (H, W, 3) with values in [0, 255].
-      config: a `PreprocessConfig`.
+      config: a `PreprocessConfig`; its `mode` picks the chain (module docstring).
 
     Returns:
       float32 tensor (resize2, resize2, 3) in [-1, 1].
@@ -105,10 +248,5 @@ def preprocess_image(image, config=PreprocessConfig()):
     or that is larger than Pillow's decompression-bomb limit.
     """
     image = assert_size_fits(tf.convert_to_tensor(image), config)
-    image = center_crop_if_not_square(image, config.crop_size)
-    image = tf.cast(image, tf.float32)
-    for size in (config.resize1, config.resize2):
-        image = tf.image.resize(image, (size, size), method="bicubic", antialias=True)
-        image = tf.clip_by_value(image, 0.0, 255.0)
-    image = tf.ensure_shape(image, (config.resize2, config.resize2, 3))
-    return image / 127.5 - 1.0
+    chain = _release_chain if config.mode == "release" else _tf_chain
+    return tf.ensure_shape(chain(image, config), (config.resize2, config.resize2, 3))

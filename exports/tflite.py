@@ -118,6 +118,24 @@ def tensor_description(details):
     }
 
 
+def _release_mode_steps(c, r1, r2):
+    """The crop, resize and scaling steps of preprocessing mode `release` (dnadet_tf.preprocess)."""
+    return [
+        f"If H != W: keep the centre {c}x{c} square in native pixels, no resampling: top = round((H - {c}) / 2), "
+        f"left = round((W - {c}) / 2), halves rounded to even (torchvision's CenterCrop). A square image is not "
+        "cropped.",
+        f"Resize to {r1}x{r1}, then to {r2}x{r2}, each exactly as Pillow's Image.resize(size, BICUBIC) on 8-bit "
+        "RGB (what the authors' release trained with): the horizontal pass, rounded to 8 bits, then the vertical "
+        "pass, rounded to 8 bits. Per pass from n to m pixels, in double precision: scale = n / m, f = max(scale, "
+        "1), support = 2 f; output i has centre = (i + 0.5) * scale and taps j from max(int(centre - support + "
+        "0.5), 0) to min(int(centre + support + 0.5), n) - 1, weights k((j - centre + 0.5) * (1 / f)) with the "
+        "Keys kernel k (a = -0.5), divided by their sum, then as integers w = trunc(w * 2^22 +- 0.5) (away from "
+        "zero); output = clamp(floor((sum_j w_j x_j + 2^21) / 2^22), 0, 255). Pillow's own resize gives exactly "
+        "these values; dnadet_tf.preprocess.pil_bicubic_resize does it in TensorFlow.",
+        "Scale to [-1, 1] as torchvision does: (x / 255 - 0.5) / 0.5 in float32.",
+    ]
+
+
 def app_preprocessing_steps(preprocess, input_description):
     """The exact steps an app performs before calling the model, as text lines."""
     c, r1, r2, m = preprocess.crop_size, preprocess.resize1, preprocess.resize2, preprocess.min_side
@@ -126,15 +144,20 @@ def app_preprocessing_steps(preprocess, input_description):
         "also applies EXIF orientation and composites transparency over white).",
         f"Refuse an image that is too small: a square one with sides below {m} px, a non-square one with a side "
         f"below {max(c, m)} px (dnadet-tf and the SavedModel refuse them too; the model's answer would be noise).",
-        f"If H != W: keep the centre {c}x{c} square in native pixels, no resampling: top = (H - {c}) // 2, "
-        f"left = (W - {c}) // 2 (both sides must be >= {c}). A square image is not cropped.",
-        f"Resize to {r1}x{r1}, then to {r2}x{r2}, each in float32: separable bicubic (Keys cubic kernel, a = -0.5), "
-        "half-pixel centres (source x = (i + 0.5) * in / out - 0.5), kernel widened by in/out when shrinking "
-        "(antialiasing), taps outside the image dropped and the weights renormalised to sum 1; clip to [0, 255] "
-        "after each resize (this is tf.image.resize(method='bicubic', antialias=True)).",
-        "Scale to [-1, 1]: x / 127.5 - 1.",
-        f"Lay out as NHWC float32 [1, {r2}, {r2}, 3], channels in RGB order.",
     ]
+    if preprocess.mode == "release":
+        steps += _release_mode_steps(c, r1, r2)
+    else:
+        steps += [
+            f"If H != W: keep the centre {c}x{c} square in native pixels, no resampling: top = (H - {c}) // 2, "
+            f"left = (W - {c}) // 2 (both sides must be >= {c}). A square image is not cropped.",
+            f"Resize to {r1}x{r1}, then to {r2}x{r2}, each in float32: separable bicubic (Keys cubic kernel, "
+            "a = -0.5), half-pixel centres (source x = (i + 0.5) * in / out - 0.5), kernel widened by in/out when "
+            "shrinking (antialiasing), taps outside the image dropped and the weights renormalised to sum 1; clip "
+            "to [0, 255] after each resize (this is tf.image.resize(method='bicubic', antialias=True)).",
+            "Scale to [-1, 1]: x / 127.5 - 1.",
+        ]
+    steps.append(f"Lay out as NHWC float32 [1, {r2}, {r2}, 3], channels in RGB order.")
     quantization = input_description.get("quantization")
     if quantization:
         steps.append(

@@ -23,8 +23,9 @@ def test_a_flat_config_json_of_an_older_run_is_converted(tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps(FLAT_CONFIG))
     config = TrainConfig.load(str(path))
-    # Fields added since take their defaults (ood_score: the open-set score fitted after training).
-    assert config.flat() == {**FLAT_CONFIG, "augment": ("crop",), "ood_score": "mahalanobis"}
+    # Fields added since take their defaults (ood_score: the open-set score fitted after training; the
+    # preprocessing mode).
+    assert config.flat() == {**FLAT_CONFIG, "augment": ("crop",), "ood_score": "mahalanobis", "preprocess_mode": "tf"}
     assert config == make_config("tiny", augment=("crop",), data="/data/train", val="/data/val", select="first")
     assert config.model.width == 0.0625 and config.sampling.patch_size == 32 and config.pretrain.batch_size == 12
 
@@ -48,7 +49,8 @@ def test_frozen_and_changed_only_by_a_validated_copy():
 
 
 @pytest.mark.parametrize("name, value", [("precision", "float8"), ("strategy", "tpu"), ("metric", "recall"),
-                                         ("select", "best"), ("ce_input", "softmax"), ("mode", "gan")])
+                                         ("select", "best"), ("ce_input", "softmax"), ("mode", "gan"),
+                                         ("preprocess_mode", "pil")])
 def test_errors_name_the_parameter(name, value):
     assert name in PARAMETERS
     with pytest.raises(DnadetError, match=rf"^{name}: expected one of .*received '{value}'\.$"):
