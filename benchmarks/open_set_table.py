@@ -97,7 +97,9 @@ def markdown(document):
                   + ", ".join(f"{g} {pm(v)}" for g, v in o["auroc_by_group"].items()) + ".", "",
               f"Calibration (temperature {pm(summary['temperature'], 1.0, 2)}): ECE %, 15 bins", "",
               "| split | before | after |", "|---|---|---|"]
-    for split, figures in summary["ece"].items():
+    order = ["closed-set", "cross-seed", "cross-loss", "cross-finetune", "cross-dataset"]
+    for split in sorted(summary["ece"], key=lambda name: order.index(name) if name in order else len(order)):
+        figures = summary["ece"][split]
         lines.append(f"| {split} | {pm(figures['before'])} | {pm(figures['after'])} |")
     return "\n".join(lines)
 

@@ -4,7 +4,9 @@ Each `ablation-*.json` there is the `ablation.json` of a `dnadet-tf ablate` or
 `benchmarks/zoo_table.py` run (copied with `--save NAME` or by hand); this
 script renders every one as the Markdown the README shows (mean ± std over the
 training seeds, then the selection rules when they were compared), with the
-training time per run. Usage: python benchmarks/render_results.py [FILE ...]
+training time per run. Each `open-set-*.json` (written by
+`benchmarks/open_set_table.py`) renders as its open-set and calibration tables.
+Usage: python benchmarks/render_results.py [FILE ...]
 """
 import glob
 import json
@@ -35,10 +37,20 @@ def render(path):
     return "\n".join(lines) + "\n"
 
 
+def render_open_set(path):
+    sys.path.insert(0, HERE)
+    from open_set_table import markdown
+
+    with open(path, encoding="utf-8") as f:
+        document = json.load(f)
+    return f"### {os.path.basename(path)}\n\n{markdown(document)}\n"
+
+
 def main(argv=None):
-    paths = (argv or sys.argv[1:]) or sorted(glob.glob(os.path.join(HERE, "results", "ablation-*.json")))
+    paths = (argv or sys.argv[1:]) or sorted(glob.glob(os.path.join(HERE, "results", "ablation-*.json"))
+                                             + glob.glob(os.path.join(HERE, "results", "open-set-*.json")))
     for path in paths:
-        print(render(path))
+        print(render_open_set(path) if os.path.basename(path).startswith("open-set") else render(path))
     return 0
 
 
