@@ -41,13 +41,13 @@ def features_and_logits(model, paths, batch_size=32, perturb_fn=None, seed=0):
     return np.concatenate(features), np.concatenate(logits)
 
 
-def _labeled(spec, split, class_names, preprocessing):
-    files = remap_to(read_dataset(spec, split), class_names)
+def _labeled(spec, split, class_names, preprocessing, warn):
+    files = remap_to(read_dataset(spec, split, warn), class_names)
     return check_files(files, crop_size=preprocessing.crop_size, min_side=preprocessing.min_side,
-                       require_every_class=False)
+                       require_every_class=False, warn=warn)
 
 
-def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=32, output=None):
+def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=32, output=None, warn=None):
     """Fits and stores the run's calibration; returns the report (also written to calibration.json).
 
     Args:
@@ -56,6 +56,8 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
       data: training images for the class statistics; default the run's own (config.json `data`).
       val: known images for the temperature and the threshold; default the run's validation data
         (config.json `val`, or the benchmark's val.txt).
+      warn: called with one line per skipped file (default: printed to stderr); `fit`, which has
+        already warned about the same files, passes a silent one.
 
     Raises DataError when there are no validation images.
     """
@@ -69,8 +71,8 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
         raise DataError(f"{run_dir}: config.json names no training data; pass --data DATA.")
     if not val:
         raise DataError(f"{run_dir}: no validation images to calibrate on (the run had none); pass --val DATA.")
-    train_files = _labeled(data, "train", model.class_names, model.preprocessing)
-    val_files = _labeled(val, "val", model.class_names, model.preprocessing)
+    train_files = _labeled(data, "train", model.class_names, model.preprocessing, warn)
+    val_files = _labeled(val, "val", model.class_names, model.preprocessing, warn)
     if len(val_files) == 0:
         raise DataError(f"--val {val}: no usable images; expected known images of the run's classes.")
     print(f"calibrating {run_dir}: features of {len(train_files)} training and {len(val_files)} validation images "
