@@ -155,6 +155,9 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
     if "web" in formats:
         if web_model not in web.WEB_MODELS:
             raise DnadetError(f"--web-model: expected one of {', '.join(web.WEB_MODELS)}, received {web_model!r}.")
+        if int8_io and web_model == "int8":
+            raise DnadetError("--int8-io: the web app runs the int8 model with float32 input and output (LiteRT.js "
+                              "has no int8 tensors); export 'web' without --int8-io, or with --web-model float32.")
         runtime = web.find_runtime(web_runtime)
         formats = parse_formats(",".join(formats + (web_model,)))
     reference = KerasPredictor(run_dir)

@@ -4,9 +4,9 @@
  *
  * attribute(input) -> {probabilities: {class: p}, class_name, class_id, probability,
  *   seconds, timings: {decode_ms, preprocess_ms, inference_ms}, [ood_score, unknown, ood_threshold]}
- * The model maps pixels [1, S, S, 3] (float32 in [-1, 1], or int8 when the sidecar says
- * so) to probabilities [1, C]; the quantization parameters and class names come from
- * the sidecar, as for app developers (`app_preprocessing` in the sidecar).
+ * The model maps pixels float32 [1, S, S, 3] in [-1, 1] to probabilities float32 [1, C]
+ * (an int8 model quantizes and dequantizes inside: LiteRT.js 2.5 has no int8 tensors, so
+ * `--int8-io` files are refused at export); sizes and class names come from the sidecar.
  */
 import {loadAndCompile, loadLiteRt, supportsFeature, Tensor} from "@litertjs/core";
 
@@ -56,26 +56,6 @@ async function readInput(input) {
     `${input === null ? "null" : typeof input}.`);
 }
 
-function quantize(values, {scale, zero_point: zeroPoint}) {
-  // As TFLite's QUANTIZE op: round half away from zero, then clamp to int8.
-  const out = new Int8Array(values.length);
-  for (let i = 0; i < values.length; i++) {
-    const scaled = values[i] / scale;
-    const rounded = Math.sign(scaled) * Math.floor(Math.abs(scaled) + 0.5);
-    out[i] = Math.max(-128, Math.min(127, rounded + zeroPoint));
-  }
-  return out;
-}
-
-function dequantize(values, quantization) {
-  if (!quantization) return Float32Array.from(values);
-  const out = new Float32Array(values.length);
-  for (let i = 0; i < values.length; i++) {
-    out[i] = Math.fround((values[i] - quantization.zero_point) * quantization.scale);
-  }
-  return out;
-}
-
 export class Attributor {
   /**
    * @param {URL} base the site's root URL (where site.json lies)
@@ -89,6 +69,12 @@ export class Attributor {
     const started = performance.now();
     const site = await fetchJson(new URL("site.json", base));
     const sidecar = await fetchJson(new URL(site.sidecar, base));
+    for (const [key, tensor] of [["input", sidecar.input], ["output", sidecar.output]]) {
+      if (tensor?.dtype !== "float32") {
+        throw new StartupError(`${site.sidecar}: expected a model with float32 ${key} (LiteRT.js has no int8 ` +
+          `tensors), received ${tensor?.dtype}; export again without --int8-io.`);
+      }
+    }
     const relaxedSimd = await supportsFeature("relaxedSimd");
     const wasm = new URL(site.runtime.wasm, base);
     const build = options.build === "compat" || !relaxedSimd ? "compat" : "relaxed-simd";
@@ -115,11 +101,11 @@ export class Attributor {
     this.classNames = sidecar.class_names;
     this.preprocess = sidecar.preprocess;
     this.size = sidecar.preprocess.resize2;
+    // LiteRT.js names outputs by their signature keys ("probabilities"); the sidecar by tensor names.
     const outputs = model.getOutputDetails();
-    const wanted = sidecar.output?.name;
-    let index = outputs.findIndex((d) => d.name === wanted);
-    if (index < 0) index = outputs.findIndex((d) => d.name.includes("probabilities"));
-    this.probabilitiesIndex = Math.max(index, 0);
+    const found = [(d) => d.name === "probabilities", (d) => d.name.includes("probabilities"),
+      (d) => d.name === sidecar.output?.name].map((match) => outputs.findIndex(match)).find((i) => i >= 0);
+    this.probabilitiesIndex = found ?? 0;
     this.outputNames = outputs.map((d) => d.name);
     this.info = {
       name: site.name, version: site.version, format: site.format, class_names: [...this.classNames],
@@ -128,11 +114,9 @@ export class Attributor {
     };
   }
 
-  /** Pixels (S*S*3 float32 in [-1, 1]) -> {probabilities Float32Array (C,), extra outputs}. */
+  /** Pixels (S*S*3 float32 in [-1, 1]) -> {probabilities Float32Array (C,), extra: [{name, values}]}. */
   async runPixels(pixels) {
-    const quantization = this.sidecar.input?.quantization;
-    const data = this.sidecar.input?.dtype === "int8" && quantization ? quantize(pixels, quantization) : pixels;
-    const input = new Tensor(data, [1, this.size, this.size, 3]);
+    const input = new Tensor(pixels, [1, this.size, this.size, 3]);
     let outputs;
     try {
       outputs = await this.model.run([input]);
@@ -145,9 +129,9 @@ export class Attributor {
     } finally {
       for (const output of outputs) output.delete();
     }
-    const probabilities = dequantize(values[this.probabilitiesIndex], this.sidecar.output?.quantization);
+    const probabilities = values[this.probabilitiesIndex];
     const extra = values
-      .map((v, i) => ({name: this.outputNames[i] || `output_${i}`, values: dequantize(v, null)}))
+      .map((v, i) => ({name: this.outputNames[i] || `output_${i}`, values: Float32Array.from(v)}))
       .filter((_, i) => i !== this.probabilitiesIndex);
     return {probabilities, extra};
   }

@@ -22,7 +22,7 @@ function threshold(sidecar) {
 
 /**
  * @param {Array<{name: string, values: Float32Array}>} extraOutputs the model's outputs other than
- *   the probabilities, dequantized
+ *   the probabilities
  * @param {object} sidecar the sidecar JSON
  * @returns {{ood_score?: number, unknown?: boolean, ood_threshold?: number}} nothing when the export
  *   has no open-set scoring
