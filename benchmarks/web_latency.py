@@ -10,11 +10,12 @@ measures, in Debian's chromium driven by Playwright:
   - first result: from navigation to the first image attributed (the model loaded, then
     decoding + preprocessing + inference of one photo), in a fresh profile (cold: every file
     from the server) and after a reload (warm: the service worker's cache); median of 3;
-  - per image: median `seconds` of window.dnadet.attribute over the package's demo photos
+  - per image: median `seconds` of window.dnadet.attribute over 8 of the package's demo photos
     (320 px JPEGs), and its parts (decode, preprocessing, model);
 and, on the same .tflite files and photos, LiteRT in Python: the model alone with 1 thread
 (what the browser's non-threaded build uses) and with all CPUs, and load_rgb +
-preprocess_image + model. Writes JSON and prints the README's Markdown table; `--render`
+preprocess_image + model. The two formats and the two runtimes are measured in turn, photo
+by photo, so that load from other jobs on a shared machine falls on all of them alike. Writes JSON and prints the README's Markdown table; `--render`
 prints the table from JSON files. `--screenshot` saves the page at a phone viewport
 (390x844 CSS px, device scale 2) after attributing `--screenshot-image`.
 Needs: pip install playwright, apt-get install chromium, npm ci --prefix web.
@@ -88,70 +89,96 @@ def _payload(path):
         return [base64.b64encode(f.read()).decode("ascii"), harness.mime_type(path)]
 
 
-def first_result(browser, url, photo, repeats=3):
-    """Cold (fresh profile) and warm (reload, service worker cache) page-open-to-first-result times, ms."""
-    cold, warm, builds = [], [], set()
-    for _ in range(repeats):
-        page = harness.AppPage(browser, url)
-        page.page.goto(url)
-        result = page.page.evaluate(FIRST_RESULT_JS, _payload(photo))
-        cold.append(result["first_result_ms"])
-        builds.add(result["build"])
-        page.page.evaluate("() => navigator.serviceWorker.ready.then(() => undefined)")
-        page.page.reload()
-        result = page.page.evaluate(FIRST_RESULT_JS, _payload(photo))
-        if not result["controlled"]:
-            raise RuntimeError("the reloaded page is not controlled by the service worker")
-        warm.append(result["first_result_ms"])
-        assert page.foreign_requests() == [], page.foreign_requests()
-        page.close()
-    return {"cold_ms": statistics.median(cold), "warm_ms": statistics.median(warm), "cold_all_ms": cold,
-            "warm_all_ms": warm, "build": sorted(builds)}
-
-
-def per_image(browser, url, photos, runs):
-    """Median seconds of window.dnadet.attribute and of its parts over `runs` passes over `photos`."""
+def first_result(browser, url, photo):
+    """One fresh profile: page open to first result, cold (every file from the server) and warm (reload,
+    the service worker's cache), ms."""
     page = harness.AppPage(browser, url)
-    page.open("?sw=0")
-    page.attribute(photos[0])  # warm-up
-    totals, parts = [], {"decode_ms": [], "preprocess_ms": [], "inference_ms": []}
-    for _ in range(runs):
-        for photo in photos:
-            answer = page.attribute(photo)
-            totals.append(1000 * answer["seconds"])
-            for key in parts:
-                parts[key].append(answer["timings"][key])
+    page.page.goto(url)
+    cold = page.page.evaluate(FIRST_RESULT_JS, _payload(photo))
+    page.page.evaluate("() => navigator.serviceWorker.ready.then(() => undefined)")
+    page.page.reload()
+    warm = page.page.evaluate(FIRST_RESULT_JS, _payload(photo))
+    if not warm["controlled"]:
+        raise RuntimeError("the reloaded page is not controlled by the service worker")
+    if page.foreign_requests():
+        raise RuntimeError(f"requests left the site: {page.foreign_requests()}")
     page.close()
-    return {"total_ms": statistics.median(totals), **{k: statistics.median(v) for k, v in parts.items()},
-            "samples": len(totals)}
+    return cold["first_result_ms"], warm["first_result_ms"], cold["build"]
 
 
-def python_litert(tflite, photos, runs):
-    """LiteRT in Python on the same file: model alone (1 thread, all CPUs), and files -> probabilities."""
-    from dnadet_tf.exports.predictors import TFLitePredictor
-    from dnadet_tf.images import load_rgb
-    from dnadet_tf.preprocess import preprocess_image
+class PythonLiteRT:
+    """LiteRT in Python on one .tflite file: the model alone (1 thread and all CPUs), and file -> result."""
 
-    model_ms = {}
-    for threads in sorted({1, os.cpu_count() or 1}):
-        predictor = TFLitePredictor(tflite, num_threads=threads)
-        pixels = [preprocess_image(load_rgb(p), predictor.preprocess).numpy() for p in photos]
-        predictor.predict_one(pixels[0])
-        times = []
-        for _ in range(runs):
-            for x in pixels:
-                start = time.perf_counter()
-                predictor.predict_one(x)
-                times.append(1000 * (time.perf_counter() - start))
-        model_ms[str(threads)] = statistics.median(times)
-    predictor = TFLitePredictor(tflite, num_threads=1)
-    times = []
-    for _ in range(max(1, runs // 2)):
-        for path in photos:
+    def __init__(self, tflite, photos):
+        from dnadet_tf.exports.predictors import TFLitePredictor
+        from dnadet_tf.images import load_rgb
+        from dnadet_tf.preprocess import preprocess_image
+
+        self.threads = sorted({1, os.cpu_count() or 1})
+        self.predictors = {t: TFLitePredictor(tflite, num_threads=t) for t in self.threads}
+        self._prepare = lambda path: preprocess_image(load_rgb(path), self.predictors[1].preprocess).numpy()
+        self.pixels = {path: self._prepare(path) for path in photos}
+        for predictor in self.predictors.values():
+            predictor.predict_one(self.pixels[photos[0]])
+
+    def timings(self, path):
+        """{'model_ms': {threads: ms}, 'file_to_result_ms': ms} for one photo."""
+        model_ms = {}
+        for threads, predictor in self.predictors.items():
             start = time.perf_counter()
-            predictor.predict_one(preprocess_image(load_rgb(path), predictor.preprocess).numpy())
-            times.append(1000 * (time.perf_counter() - start))
-    return {"model_ms": model_ms, "file_to_result_ms_1_thread": statistics.median(times)}
+            predictor.predict_one(self.pixels[path])
+            model_ms[str(threads)] = 1000 * (time.perf_counter() - start)
+        start = time.perf_counter()
+        self.predictors[1].predict_one(self._prepare(path))
+        return {"model_ms": model_ms, "file_to_result_ms": 1000 * (time.perf_counter() - start)}
+
+
+def measure(browser, sites, photos, runs, first_repeats=3):
+    """Every measurement of both formats, interleaved (format by format within each photo and repeat) so that
+    a machine shared with other jobs loads both alike; returns {format: row without size}."""
+    formats = list(sites)
+    samples = {fmt: {"cold": [], "warm": [], "build": set(), "total_ms": [], "decode_ms": [], "preprocess_ms": [],
+                     "inference_ms": [], "python": []} for fmt in formats}
+    with contextlib.ExitStack() as stack:
+        servers = {fmt: stack.enter_context(harness.SiteServer(site)) for fmt, site in sites.items()}
+        print("first results ...", flush=True)
+        for _ in range(first_repeats):
+            for fmt in formats:
+                cold, warm, build = first_result(browser, servers[fmt].url, photos[0])
+                samples[fmt]["cold"].append(cold)
+                samples[fmt]["warm"].append(warm)
+                samples[fmt]["build"].add(build)
+        pages, python = {}, {}
+        for fmt in formats:
+            pages[fmt] = harness.AppPage(browser, servers[fmt].url)
+            pages[fmt].open("?sw=0")
+            pages[fmt].attribute(photos[0])  # warm-up
+            python[fmt] = PythonLiteRT(os.path.join(sites[fmt], "model", f"dnadet-{fmt}.tflite"), photos)
+        print(f"per image: {runs} x {len(photos)} photos x {len(formats)} formats ...", flush=True)
+        for _ in range(runs):
+            for photo in photos:
+                for fmt in formats:
+                    answer = pages[fmt].attribute(photo)
+                    samples[fmt]["total_ms"].append(1000 * answer["seconds"])
+                    for key in ("decode_ms", "preprocess_ms", "inference_ms"):
+                        samples[fmt][key].append(answer["timings"][key])
+                    samples[fmt]["python"].append(python[fmt].timings(photo))
+        for page in pages.values():
+            page.close()
+    median = statistics.median
+    rows = {}
+    for fmt, s in samples.items():
+        threads = s["python"][0]["model_ms"].keys()
+        rows[fmt] = {
+            "format": fmt,
+            "first_result": {"cold_ms": median(s["cold"]), "warm_ms": median(s["warm"]), "cold_all_ms": s["cold"],
+                             "warm_all_ms": s["warm"], "build": sorted(s["build"])},
+            "browser": {**{k: median(s[k]) for k in ("total_ms", "decode_ms", "preprocess_ms", "inference_ms")},
+                        "samples": len(s["total_ms"])},
+            "python": {"model_ms": {t: median([x["model_ms"][t] for x in s["python"]]) for t in threads},
+                       "file_to_result_ms_1_thread": median([x["file_to_result_ms"] for x in s["python"]])},
+        }
+    return rows
 
 
 def take_screenshot(browser, url, image, path):
@@ -170,9 +197,11 @@ def take_screenshot(browser, url, image, path):
 def render(document):
     """The README's Markdown table for one benchmark JSON."""
     threads = sorted(document["rows"][0]["python"]["model_ms"], key=int)
+    load = document["machine"].get("load_average_1min")
     lines = [f"{document['preset_label']}, input {document['input_size']} px; {document['photos']} photos "
              f"({document['photo_size']}); Chromium {document['machine']['chromium']} headless, "
-             f"{document['runtime']}; {document['machine']['cpus']} CPUs", "",
+             f"{document['runtime']}; {document['machine']['cpus']} CPUs"
+             + (f", load average {load['start']:.1f} -> {load['end']:.1f}" if load else ""), "",
              "| model | file | page open to first result: first visit | again (offline cache) | browser, per image "
              "(decode + preprocess + model) | " + " | ".join(f"LiteRT Python, model, {t} thread{'s' * (t != '1')}"
                                                           for t in threads)
@@ -193,6 +222,7 @@ def main(argv=None):
     parser.add_argument("--model", help="run dir to export (default: an untrained classifier of --preset)")
     parser.add_argument("--preset", default="cpu", choices=("paper", "cpu", "tiny"),
                         help="preset of the untrained classifier when --model is not given")
+    parser.add_argument("--label", help="how the tables name the model (default: the run dir's name or the preset)")
     parser.add_argument("--runs", type=int, default=5, help="passes over the photos per measurement")
     parser.add_argument("--json", help="output JSON (default benchmarks/results/web_latency-<preset>.json)")
     parser.add_argument("--screenshot", help="save the page at a phone viewport to this PNG")
@@ -211,44 +241,41 @@ def main(argv=None):
         print("chromium not found; install it with: apt-get update && apt-get install -y chromium", file=sys.stderr)
         return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    load_before = os.getloadavg()
     photos_dir = os.path.join(ROOT, "dnadet_tf", "zoo", "demo_photos")
     photos = harness.demo_photos()[:8]
     work = tempfile.mkdtemp(prefix="dnadet-web-latency-")
     if args.model:
-        run, label = args.model, f"run {os.path.basename(os.path.normpath(args.model))}"
+        run, label = args.model, args.label or f"run {os.path.basename(os.path.normpath(args.model))}"
     else:
         run = untrained_run(os.path.join(work, "run"), args.preset, ["a", "b", "c"])
-        label = f"`{args.preset}` preset (untrained weights)"
+        label = args.label or f"`{args.preset}` preset (untrained weights)"
     print(f"exporting {run} ...", flush=True)
     int8_site, float32_site, report = export_sites(run, os.path.join(work, "export"),
                                                    None if args.model else photos_dir)
     sizes = {row["format"]: row["size_bytes"] for row in report["rows"]}
     preprocess = report["preprocess"]
-    rows = []
     with sync_playwright() as playwright:
         browser = harness.launch_chromium(playwright, chromium)
-        for fmt, site in (("int8", int8_site), ("float32", float32_site)):
-            with harness.SiteServer(site) as server:
-                print(f"{fmt}: first result ...", flush=True)
-                first = first_result(browser, server.url, photos[0])
-                print(f"{fmt}: per image ...", flush=True)
-                browser_times = per_image(browser, server.url, photos, args.runs)
-                if args.screenshot and fmt == "int8":
-                    take_screenshot(browser, server.url, args.screenshot_image or photos[0], args.screenshot)
-            print(f"{fmt}: LiteRT in Python ...", flush=True)
-            python = python_litert(os.path.join(site, "model", f"dnadet-{fmt}.tflite"), photos, args.runs)
-            rows.append({"format": fmt, "size_bytes": sizes[fmt], "first_result": first, "browser": browser_times,
-                         "python": python})
+        measured = measure(browser, {"int8": int8_site, "float32": float32_site}, photos, args.runs)
+        if args.screenshot:
+            with harness.SiteServer(int8_site) as server:
+                take_screenshot(browser, server.url, args.screenshot_image or photos[0], args.screenshot)
         version = browser.version
         browser.close()
-    with Image.open(photos[0]) as image:
-        photo_size = f"{image.width}x{image.height} JPEG"
+    rows = [{**measured[fmt], "size_bytes": sizes[fmt]} for fmt in ("int8", "float32")]
+    widths = set()
+    for photo in photos:
+        with Image.open(photo) as image:
+            widths.add(f"{image.width}x{image.height}")
+    photo_size = "JPEG, " + ", ".join(sorted(widths))
     document = {
         "benchmark": "web_latency", "created": time.strftime("%Y-%m-%d %H:%M:%S"), "model": run,
         "preset_label": label, "input_size": preprocess["resize2"], "preprocess": preprocess,
         "photos": len(photos), "photo_size": photo_size, "runs": args.runs, "runtime": report["web"]["runtime"],
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "chromium": version,
-                    "python": platform.python_version()},
+                    "python": platform.python_version(),
+                    "load_average_1min": {"start": load_before[0], "end": os.getloadavg()[0]}},
         "rows": rows,
     }
     path = args.json or os.path.join(HERE, "results", f"web_latency-{args.preset if not args.model else 'run'}.json")

@@ -70,6 +70,7 @@ def run(args):
     print(format_parity_table(report["rows"]))
     if report.get("web"):
         web = report["web"]
-        print(f"web app: {report['out']}/{web['path']}/ ({web['format']} model, {web['runtime']}, "
-              f"{web['size_bytes'] / 1e6:.1f} MB); serve it, e.g. python -m http.server -d {report['out']}/{web['path']}")
+        site = f"{report['out']}/{web['path']}"
+        print(f"web app: {site}/ ({web['format']} model, {web['runtime']}, {web['size_bytes'] / 1e6:.1f} MB); "
+              f"serve it, e.g. python -m http.server -d {site}")
     return 0

@@ -11,6 +11,7 @@ Layout of the site (every path relative to it, every request same-origin):
 The LiteRT.js files come from an npm install (`npm ci --prefix web` in the repository), from
 `--web-runtime NODE_MODULES` or from $DNADET_TF_WEB_RUNTIME; nothing is fetched at export or run time.
 """
+import base64
 import hashlib
 import importlib.util
 import json
@@ -103,8 +104,6 @@ def check_preprocess(preprocess):
 
 
 def _sha256_base64(text):
-    import base64
-
     return base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
 
 

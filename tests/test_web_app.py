@@ -113,8 +113,8 @@ def browser(chromium):
 
 NODE_RESIZE = """
 import fs from "fs";
-import {resizeBicubicAntialias} from "%(app)s/resize.js";
-import {cropBox, preprocessRegion} from "%(app)s/preprocess.js";
+import {resizeBicubicAntialias} from "./app/resize.js";
+import {cropBox, preprocessRegion} from "./app/preprocess.js";
 const cases = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
 const outputs = [];
 for (const c of cases) {
@@ -162,9 +162,14 @@ def test_javascript_resize_and_preprocessing_equal_tensorflow(tmp_path):
                       "config": config.to_dict()})
         expected.append(preprocess_image(image, config).numpy())
     (tmp_path / "cases.json").write_text(json.dumps(cases))
-    (tmp_path / "check.js").write_text(NODE_RESIZE % {"app": APP})
-    subprocess.run([node, "--experimental-default-type=module", str(tmp_path / "check.js"),
-                    str(tmp_path / "cases.json"), str(tmp_path / "out.bin")], check=True, timeout=120)
+    # The modules as the site serves them, in a folder that tells node they are ES modules (any node >= 14).
+    os.makedirs(tmp_path / "app")
+    for name in ("resize.js", "preprocess.js"):
+        shutil.copyfile(os.path.join(APP, name), tmp_path / "app" / name)
+    (tmp_path / "package.json").write_text('{"type": "module"}')
+    (tmp_path / "check.js").write_text(NODE_RESIZE)
+    subprocess.run([node, str(tmp_path / "check.js"), str(tmp_path / "cases.json"), str(tmp_path / "out.bin")],
+                   check=True, timeout=120)
     flat = np.fromfile(tmp_path / "out.bin", np.float32)
     offset = 0
     for case, reference in zip(cases, expected):
@@ -213,6 +218,8 @@ def test_export_refuses_without_the_runtime_or_with_another_preprocessing(tiny_r
     assert code == 2 and len(stderr.strip().splitlines()) == 1
     assert "--web-runtime" in stderr and "npm ci --prefix web" in stderr and "@litertjs/core" in stderr
     assert not os.listdir(tmp_path)
+    code, _, stderr = _cli(["export", "--model", tiny_run, "--out", str(tmp_path), "--formats", "web", "--int8-io"])
+    assert code == 2 and "--int8-io" in stderr and "--web-model float32" in stderr and not os.listdir(tmp_path)
 
     @dataclasses.dataclass(frozen=True)
     class WithMode(PreprocessConfig):
@@ -317,7 +324,8 @@ def _bad_files(folder):
 
 def test_bad_input_is_refused_with_one_clear_message(sites, browser, tmp_path):
     files = _bad_files(str(tmp_path / "bad"))
-    config = PreprocessConfig(**harness.read_json(os.path.join(sites["int8"], "model", "dnadet-int8.json"))["preprocess"])
+    sidecar = harness.read_json(os.path.join(sites["int8"], "model", "dnadet-int8.json"))
+    config = PreprocessConfig(**sidecar["preprocess"])
     with harness.SiteServer(sites["int8"]) as server:
         page = harness.AppPage(browser, server.url)
         page.open("?sw=0")
