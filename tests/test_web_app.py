@@ -233,15 +233,38 @@ def test_export_refuses_without_the_runtime_or_with_another_preprocessing(tiny_r
 # --- In the browser -----------------------------------------------------------------------------------------
 
 def _compare(page, tflite, images):
+    """The page against LiteRT in Python on `images`: top-1 agreement, max |dp|, and for a calibrated
+    export the agreement on `unknown` and max |d ood_score| / threshold (as the parity report has them)."""
     reference_pixels, reference, predictor = harness.python_reference(tflite, images)
     answers = [page.attribute(path) for path in images]
     errors = [(os.path.basename(p), a["error"]) for p, a in zip(images, answers) if "error" in a]
     assert not errors
     probabilities = harness.page_probabilities(answers, predictor.class_names)
-    agreement = float(np.mean(probabilities.argmax(1) == reference.argmax(1)))
-    max_dp = float(np.abs(probabilities - reference).max())
-    return {"answers": answers, "agreement": agreement, "max_dp": max_dp, "reference_pixels": reference_pixels,
-            "class_names": predictor.class_names}
+    expected = reference["probabilities"]
+    result = {"answers": answers, "agreement": float(np.mean(probabilities.argmax(1) == expected.argmax(1))),
+              "max_dp": float(np.abs(probabilities - expected).max()), "reference_pixels": reference_pixels,
+              "class_names": predictor.class_names, "open_set": predictor.open_set}
+    if predictor.open_set:
+        scores = np.array([a["ood_score"] for a in answers])
+        threshold = predictor.open_set["threshold"]
+        assert all(a["ood_threshold"] == pytest.approx(threshold) for a in answers)
+        result["unknown_agreement"] = float(np.mean([a["unknown"] for a in answers] == reference["unknown"]))
+        result["max_dscore"] = float(np.abs(scores - reference["ood_score"]).max() / abs(threshold))
+    else:
+        assert not any("ood_score" in a or "unknown" in a for a in answers)
+    return result
+
+
+def _check_parity(result, label, count):
+    line = (f"{label}: {count} images, top-1 agreement {result['agreement']:.2%}, max |dp| {result['max_dp']:.2e}")
+    if result["open_set"]:
+        unknown = sum(bool(a["unknown"]) for a in result["answers"])
+        line += (f", unknown agreement {result['unknown_agreement']:.2%} ({unknown} unknown), "
+                 f"max |d ood_score|/threshold {result['max_dscore']:.2e}")
+    print(line)
+    assert result["agreement"] == 1.0 and result["max_dp"] <= TOLERANCE, line
+    if result["open_set"]:
+        assert result["unknown_agreement"] == 1.0 and result["max_dscore"] <= TOLERANCE, line
 
 
 def test_page_matches_litert_in_python(sites, images, browser):
@@ -252,9 +275,7 @@ def test_page_matches_litert_in_python(sites, images, browser):
         assert "error" not in info, info
         assert info["format"] == "int8" and info["build"] == "relaxed-simd" and info["input_size"] == 64
         result = _compare(page, os.path.join(sites["int8"], "model", "dnadet-int8.tflite"), images)
-        print(f"int8 site: {len(images)} images, top-1 agreement {result['agreement']:.2%}, "
-              f"max |dp| {result['max_dp']:.2e}")
-        assert result["agreement"] == 1.0 and result["max_dp"] <= TOLERANCE
+        _check_parity(result, "int8 site", len(images))
         # The model input itself equals preprocess_image's (load_rgb: EXIF, transparency over white).
         pixels = {os.path.basename(p): page.preprocess(p) for p in images}
         for path, reference in zip(images, result["reference_pixels"]):
@@ -265,7 +286,7 @@ def test_page_matches_litert_in_python(sites, images, browser):
         for answer in result["answers"]:
             assert set(answer["probabilities"]) == set(result["class_names"])
             assert answer["class_name"] == max(answer["probabilities"], key=answer["probabilities"].get)
-            assert answer["seconds"] > 0 and "ood_score" not in answer and "unknown" not in answer
+            assert answer["seconds"] > 0
         assert {a["image"]["exif_orientation"] for a in result["answers"]} == set(range(1, 9))
 
         # The runtime's build for browsers without relaxed SIMD gives the same answers.
@@ -274,7 +295,7 @@ def test_page_matches_litert_in_python(sites, images, browser):
         assert info["build"] == "compat", info
         subset = images[::5]
         again = _compare(compat, os.path.join(sites["int8"], "model", "dnadet-int8.tflite"), subset)
-        assert again["agreement"] == 1.0 and again["max_dp"] <= TOLERANCE
+        _check_parity(again, "int8 site, compat build", len(subset))
         for current in (page, compat):
             assert current.foreign_requests() == [] and current.failed == [] and current.console_errors == []
             current.close()
@@ -287,8 +308,7 @@ def test_float32_site_matches_litert_in_python(sites, images, browser):
         info, _ = page.open("?sw=0")
         assert info["format"] == "float32", info
         result = _compare(page, os.path.join(sites["float32"], "model", "dnadet-float32.tflite"), images)
-        print(f"float32 site: top-1 agreement {result['agreement']:.2%}, max |dp| {result['max_dp']:.2e}")
-        assert result["agreement"] == 1.0 and result["max_dp"] <= TOLERANCE
+        _check_parity(result, "float32 site", len(images))
         assert page.foreign_requests() == [] and page.console_errors == []
         page.close()
 
@@ -369,7 +389,10 @@ def test_phone_layout_keyboard_and_screenshot(sites, images, browser, tmp_path):
         assert p.evaluate("() => document.activeElement.id") == "camera"
         expected = page.attribute(photo)
         verdict = p.inner_text("#verdict")
-        assert verdict.startswith(expected["class_name"]) and "%" in verdict
+        if expected.get("unknown"):
+            assert verdict == "Unknown architecture" and expected["class_name"] in p.inner_text("#unknown")
+        else:
+            assert verdict.startswith(expected["class_name"]) and "%" in verdict
         assert p.locator("#bars li").count() == len(expected["probabilities"])
         assert p.inner_text("#bars li.top .name") == expected["class_name"]
         bar = p.evaluate("() => document.querySelector('#bars li.top .fill').getBoundingClientRect().width")
@@ -429,11 +452,15 @@ def _open_set_tflite(folder, preprocess, class_names, threshold):
     converter = tf.lite.TFLiteConverter.from_saved_model(os.path.join(folder, "savedmodel"))
     path = os.path.join(folder, "openset-float32.tflite")
     common = {"name": "openset", "version": 1, "class_names": list(class_names), "preprocess": preprocess.to_dict()}
-    write_tflite(converter.convert(), path, "float32", common, preprocess, {"open_set": {"threshold": threshold}})
+    write_tflite(converter.convert(), path, "float32", common, preprocess,
+                 open_set={"score": "test", "threshold": threshold, "temperature": 1.0})
     return path
 
 
-def test_open_set_fields_are_shown_when_the_export_has_them(sites, browser, tmp_path):
+def test_open_set_fields_are_shown(sites, browser, tmp_path):
+    """A file whose score is known by construction: a white image is unknown, a grey one known, and the page
+    says so (the tiny run's own export is calibrated too; test_page_matches_litert_in_python compares its
+    scores with Python's)."""
     sidecar = harness.read_json(os.path.join(sites["int8"], "model", "dnadet-int8.json"))
     preprocess = PreprocessConfig(**sidecar["preprocess"])
     tflite = _open_set_tflite(str(tmp_path), preprocess, sidecar["class_names"], threshold=0.5)
@@ -454,4 +481,7 @@ def test_open_set_fields_are_shown_when_the_export_has_them(sites, browser, tmp_
         page.page.wait_for_selector("#result:not([hidden])")
         assert page.page.inner_text("#verdict") == "Unknown architecture"
         assert "nearest known" in page.page.inner_text("#unknown")
+        page.page.set_input_files("#file-input", grey)
+        page.page.wait_for_function("() => document.querySelector('#verdict').textContent !== 'Unknown architecture'")
+        assert "a known architecture" in page.page.inner_text("#unknown")
         page.close()

@@ -166,15 +166,16 @@ class AppPage:
 
 
 def python_reference(tflite_path, paths):
-    """LiteRT in Python on the same files: (pixels (N, S, S, 3), probabilities (N, C)), through
-    dnadet_tf.images.load_rgb and preprocess_image, as `dnadet-tf predict FILE.tflite` does."""
+    """LiteRT in Python on the same files, through dnadet_tf.images.load_rgb and preprocess_image as
+    `dnadet-tf predict FILE.tflite` does: (pixels (N, S, S, 3), {'probabilities': (N, C)[, 'ood_score': (N,),
+    'unknown': (N,)]}, predictor)."""
     from dnadet_tf.exports.predictors import TFLitePredictor
     from dnadet_tf.images import load_rgb
     from dnadet_tf.preprocess import preprocess_image
 
     predictor = TFLitePredictor(tflite_path, num_threads=1)
     pixels = np.stack([preprocess_image(load_rgb(path), predictor.preprocess).numpy() for path in paths])
-    return pixels, predictor.predict_pixels(pixels), predictor
+    return pixels, predictor.attribute_pixels(pixels), predictor
 
 
 def page_probabilities(answers, class_names):

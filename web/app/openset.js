@@ -1,45 +1,23 @@
 /**
- * Optional open-set fields ("unknown architecture").
+ * Open-set fields ("unknown architecture"), for exports of a calibrated run.
  *
- * An export with open-set scoring gives its TFLite file a second output, the
- * score, and puts the threshold in the sidecar JSON. This module reads them when
- * present and returns nothing otherwise, so the page works with exports made
- * before and after open-set scoring:
- *   - the score: the model output whose name contains "ood" or "score"
- *     (not the probabilities output);
- *   - an output whose name contains "unknown": used as the decision directly;
- *   - else the threshold: sidecar.open_set.threshold, sidecar.ood.threshold or
- *     sidecar.ood_threshold; a score at or above it means "unknown architecture".
+ * Such a TFLite file has a second output, `ood_score` [1], and its sidecar JSON an
+ * `open_set` object: {output: "ood_score", score, threshold, temperature} (the
+ * probabilities output is already temperature-scaled). An image whose score is above
+ * the threshold is "unknown", as `dnadet-tf predict` says it. Exports without it
+ * (`open_set` null or absent) give no fields and the page shows none.
  */
-
-function threshold(sidecar) {
-  for (const value of [sidecar?.open_set?.threshold, sidecar?.ood?.threshold, sidecar?.ood_threshold,
-    sidecar?.unknown_threshold]) {
-    if (typeof value === "number" && Number.isFinite(value)) return value;
-  }
-  return null;
-}
 
 /**
  * @param {Array<{name: string, values: Float32Array}>} extraOutputs the model's outputs other than
- *   the probabilities
+ *   the probabilities, named by the file's signature
  * @param {object} sidecar the sidecar JSON
- * @returns {{ood_score?: number, unknown?: boolean, ood_threshold?: number}} nothing when the export
- *   has no open-set scoring
+ * @returns {{ood_score?: number, ood_threshold?: number, unknown?: boolean}}
  */
 export function openSetFields(extraOutputs, sidecar) {
-  const fields = {};
-  const lower = (output) => output.name.toLowerCase();
-  const decision = extraOutputs.find((output) => lower(output).includes("unknown"));
-  const score = extraOutputs.find((output) => output !== decision &&
-    (lower(output).includes("ood") || lower(output).includes("score")));
-  if (score && score.values.length) fields.ood_score = score.values[0];
-  const limit = threshold(sidecar);
-  if (decision && decision.values.length) {
-    fields.unknown = decision.values[0] > 0.5;
-  } else if (fields.ood_score !== undefined && limit !== null) {
-    fields.unknown = fields.ood_score >= limit;
-  }
-  if (fields.ood_score !== undefined && limit !== null) fields.ood_threshold = limit;
-  return fields;
+  const openSet = sidecar?.open_set;
+  if (!openSet || typeof openSet.threshold !== "number") return {};
+  const score = extraOutputs.find((output) => output.name === (openSet.output || "ood_score"));
+  if (!score || !score.values.length) return {};
+  return {ood_score: score.values[0], ood_threshold: openSet.threshold, unknown: score.values[0] > openSet.threshold};
 }

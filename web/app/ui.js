@@ -46,10 +46,10 @@ export function startUi(doc, api) {
     note.hidden = answer.ood_score === undefined;
     if (!note.hidden) {
       note.textContent = unknown
-        ? `None of the known architectures: score ${answer.ood_score.toFixed(3)} is at or above the threshold ` +
-          `${answer.ood_threshold?.toFixed(3) ?? ""}; nearest known: ${answer.class_name} ${percent(answer.probability)}.`
-        : `Open-set score ${answer.ood_score.toFixed(3)}` +
-          (answer.ood_threshold !== undefined ? ` (below the threshold ${answer.ood_threshold.toFixed(3)}).` : ".");
+        ? `None of the known architectures: open-set score ${answer.ood_score.toFixed(3)} is above the threshold ` +
+          `${answer.ood_threshold.toFixed(3)}; nearest known: ${answer.class_name} ${percent(answer.probability)}.`
+        : `Open-set score ${answer.ood_score.toFixed(3)}, not above the threshold ${answer.ood_threshold.toFixed(3)}: ` +
+          "a known architecture.";
       note.classList.toggle("known", !unknown);
     }
     const bars = $("bars");
