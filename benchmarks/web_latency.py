@@ -26,6 +26,7 @@ import io
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -245,25 +246,28 @@ def main(argv=None):
     photos_dir = os.path.join(ROOT, "dnadet_tf", "zoo", "demo_photos")
     photos = harness.demo_photos()[:8]
     work = tempfile.mkdtemp(prefix="dnadet-web-latency-")
-    if args.model:
-        run, label = args.model, args.label or f"run {os.path.basename(os.path.normpath(args.model))}"
-    else:
-        run = untrained_run(os.path.join(work, "run"), args.preset, ["a", "b", "c"])
-        label = args.label or f"`{args.preset}` preset (untrained weights)"
-    print(f"exporting {run} ...", flush=True)
-    int8_site, float32_site, report = export_sites(run, os.path.join(work, "export"),
-                                                   None if args.model else photos_dir)
-    sizes = {row["format"]: row["size_bytes"] for row in report["rows"]}
-    preprocess = report["preprocess"]
-    with sync_playwright() as playwright:
-        browser = harness.launch_chromium(playwright, chromium)
-        measured = measure(browser, {"int8": int8_site, "float32": float32_site}, photos, args.runs)
-        if args.screenshot:
-            with harness.SiteServer(int8_site) as server:
-                take_screenshot(browser, server.url, args.screenshot_image or photos[0], args.screenshot)
-        version = browser.version
-        browser.close()
-    rows = [{**measured[fmt], "size_bytes": sizes[fmt]} for fmt in ("int8", "float32")]
+    try:
+        if args.model:
+            run, label = args.model, args.label or f"run {os.path.basename(os.path.normpath(args.model))}"
+        else:
+            run = untrained_run(os.path.join(work, "run"), args.preset, ["a", "b", "c"])
+            label = args.label or f"`{args.preset}` preset (untrained weights)"
+        print(f"exporting {run} ...", flush=True)
+        int8_site, float32_site, report = export_sites(run, os.path.join(work, "export"),
+                                                       None if args.model else photos_dir)
+        sizes = {row["format"]: row["size_bytes"] for row in report["rows"]}
+        preprocess = report["preprocess"]
+        with sync_playwright() as playwright:
+            browser = harness.launch_chromium(playwright, chromium)
+            measured = measure(browser, {"int8": int8_site, "float32": float32_site}, photos, args.runs)
+            if args.screenshot:
+                with harness.SiteServer(int8_site) as server:
+                    take_screenshot(browser, server.url, args.screenshot_image or photos[0], args.screenshot)
+            version = browser.version
+            browser.close()
+        rows = [{**measured[fmt], "size_bytes": sizes[fmt]} for fmt in ("int8", "float32")]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     widths = set()
     for photo in photos:
         with Image.open(photo) as image:
