@@ -2,7 +2,7 @@
 
 `exports/` and `cli/` are top-level folders of the repository but install as
 `dnadet_tf.exports` and `dnadet_tf.cli`, so nothing named plain `cli` lands in
-site-packages.
+site-packages. `web/app/` (the web app's static files) installs as `dnadet_tf.webapp`.
 """
 from setuptools import setup
 
@@ -13,13 +13,15 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["dnadet_tf", "dnadet_tf.zoo", "dnadet_tf.exports", "dnadet_tf.cli"],
+    packages=["dnadet_tf", "dnadet_tf.zoo", "dnadet_tf.exports", "dnadet_tf.cli", "dnadet_tf.webapp"],
     package_dir={
         "dnadet_tf": "dnadet_tf",
         "dnadet_tf.exports": "exports",
         "dnadet_tf.cli": "cli",
+        "dnadet_tf.webapp": "web/app",
     },
-    package_data={"dnadet_tf.zoo": ["demo_photos/*", "demo_photos/*/*"]},
+    package_data={"dnadet_tf.zoo": ["demo_photos/*", "demo_photos/*/*"],
+                  "dnadet_tf.webapp": ["*.html", "*.css", "*.js", "*.webmanifest", "*.svg", "*.png", "*.txt"]},
     install_requires=[
         "tensorflow-cpu>=2.21,<2.22; platform_machine=='x86_64' or platform_machine=='AMD64'",
         "tensorflow>=2.21,<2.22; platform_machine!='x86_64' and platform_machine!='AMD64'",
@@ -34,7 +36,7 @@ setup(
     ],
     extras_require={
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
-        "test": ["pytest>=8"],
+        "test": ["pytest>=8", "playwright>=1.40"],
         # PyTorch only to build and save the authors' network in tests/test_torch_import.py;
         # `import-torch` itself reads checkpoints without it. Prefer a CPU build (README).
         "torch": ["torch>=2.1"],

@@ -11,7 +11,9 @@ def register(subparsers):
             "takes encoded image bytes, predict_pixels preprocessed pixels); DIR/NAME/tflite/ holds NAME-<format>"
             ".tflite files with a NAME-<format>.json sidecar each (labels, preprocessing, quantization); "
             "DIR/NAME/report.json compares every format with the Keras model (agreement, probability differences, "
-            "accuracy, size, latency)."
+            "accuracy, size, latency). Format web writes DIR/NAME/web/, a static site that runs the int8 (or "
+            "--web-model) TFLite file in the browser, offline after the first visit (needs LiteRT.js: "
+            "'npm ci --prefix web' once in the repository)."
         ),
         formatter_class=HelpFormatter,
     )
@@ -21,7 +23,7 @@ def register(subparsers):
     parser.add_argument("--version", type=int,
                         help="SavedModel version number (default: the next free one, 1 at first)")
     parser.add_argument("--formats", default="savedmodel,float32,float16,dynamic,int8",
-                        help="comma list of savedmodel, float32, float16, dynamic, int8")
+                        help="comma list of savedmodel, float32, float16, dynamic, int8, web")
     parser.add_argument("--calibration",
                         help="int8 calibration images: DATA as for fit (default: the run's training data)")
     parser.add_argument("--calibration-images", type=int, default=200,
@@ -32,6 +34,11 @@ def register(subparsers):
     parser.add_argument("--int8-io", action="store_true",
                         help="int8 model takes int8 input and gives int8 output (default float32 I/O)")
     parser.add_argument("--threads", type=int, help="LiteRT interpreter threads for the parity run (default: all CPUs)")
+    parser.add_argument("--web-model", default="int8", choices=("int8", "float32"),
+                        help="the TFLite file the web app runs (exported too when not in --formats)")
+    parser.add_argument("--web-runtime", metavar="NODE_MODULES",
+                        help="node_modules folder holding @litertjs/core 2.5.x for the web app (default: "
+                        "$DNADET_TF_WEB_RUNTIME, else the repository's web/node_modules)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing version")
     parser.set_defaults(func=run)
 
@@ -55,9 +62,15 @@ def run(args):
         args.model, args.out, name=args.name, version=args.version, formats=parse_formats(args.formats),
         calibration=args.calibration, calibration_images=args.calibration_images, eval_data=args.eval,
         max_eval=args.max_eval, int8_io=args.int8_io, overwrite=args.overwrite, num_threads=args.threads,
+        web_model=args.web_model, web_runtime=args.web_runtime,
         warn=lambda message: print(f"warning: {message}", file=sys.stderr),
     )
     print(f"exported {report['name']} version {report['version']} to {report['out']}")
     print(f"parity on {report['eval']['images']} images of {report['eval']['data']} (latency: batch 1, median):")
     print(format_parity_table(report["rows"]))
+    if report.get("web"):
+        web = report["web"]
+        site = f"{report['out']}/{web['path']}"
+        print(f"web app: {site}/ ({web['format']} model, {web['runtime']}, {web['size_bytes'] / 1e6:.1f} MB); "
+              f"serve it, e.g. python -m http.server -d {site}")
     return 0

@@ -4,7 +4,8 @@ Layout under `--out DIR`:
   DIR/NAME/VERSION/        SavedModel; TF Serving (model base path DIR/NAME) serves the highest VERSION
   DIR/NAME/tflite/         NAME-{float32,float16,dynamic,int8}.tflite, each with a NAME-<format>.json sidecar
   DIR/NAME/report.json     parity report
-`tflite/` and `report.json` belong to the latest export (their JSON names its version).
+  DIR/NAME/web/            with format `web`: the static web app running one TFLite file (exports/web.py)
+`tflite/`, `web/` and `report.json` belong to the latest export (their JSON names its version).
 Everything is built in a hidden `DIR/NAME/.export-tmp-*` folder (TF Serving ignores
 non-numeric folders) and renamed into place only once complete; an existing
 version is replaced only with `overwrite`.
@@ -21,9 +22,10 @@ import numpy as np
 from dnadet_tf.data import check_files, is_benchmark_dir, read_dataset, remap_to
 from dnadet_tf.errors import DataError, DnadetError
 from dnadet_tf.exports.tflite import TFLITE_FORMATS
+from dnadet_tf.exports import web
 from dnadet_tf.runs import write_json_atomic
 
-ALL_FORMATS = ("savedmodel",) + TFLITE_FORMATS
+ALL_FORMATS = ("savedmodel",) + TFLITE_FORMATS + ("web",)
 TFLITE_DIR = "tflite"
 REPORT_FILE = "report.json"
 METADATA_NOTE = (
@@ -123,12 +125,15 @@ def _folder_size(path):
 
 def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMATS, calibration=None,
                calibration_images=200, eval_data=None, max_eval=1000, int8_io=False, overwrite=False,
-               num_threads=None, progress=print, warn=None):
+               num_threads=None, web_model="int8", web_runtime=None, progress=print, warn=None):
     """Exports a run dir; returns the report dict (also written to DIR/NAME/report.json).
 
     `calibration` defaults to the run's training data, `eval_data` to its
     validation data (else its training data). `max_eval` caps the parity images
-    (0: all), `calibration_images` the int8 calibration images.
+    (0: all), `calibration_images` the int8 calibration images. Format `web`
+    also exports the TFLite format `web_model` (int8 or float32) that the site
+    runs; `web_runtime` is the node_modules folder holding LiteRT.js (see
+    exports/web.py).
     """
     import tensorflow as tf
 
@@ -146,8 +151,19 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
         raise DnadetError(f"--name: expected letters, digits, '.', '_' or '-' (not only digits), received {name!r}.")
     if version is not None and int(version) < 1:
         raise DnadetError(f"--version: expected a positive integer, received {version}.")
+    runtime = None
+    if "web" in formats:
+        if web_model not in web.WEB_MODELS:
+            raise DnadetError(f"--web-model: expected one of {', '.join(web.WEB_MODELS)}, received {web_model!r}.")
+        if int8_io and web_model == "int8":
+            raise DnadetError("--int8-io: the web app runs the int8 model with float32 input and output (LiteRT.js "
+                              "has no int8 tensors); export 'web' without --int8-io, or with --web-model float32.")
+        runtime = web.find_runtime(web_runtime)
+        formats = parse_formats(",".join(formats + (web_model,)))
     reference = KerasPredictor(run_dir)
     run, class_names, preprocess = reference.run, reference.class_names, reference.preprocess
+    if "web" in formats:
+        web.check_preprocess(preprocess)
     config = run.config
     base = os.path.join(out_dir, name)
     if version is None:
@@ -206,6 +222,15 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
                 candidates.append((fmt, TFLitePredictor(path, num_threads=num_threads), len(content)))
                 paths[fmt] = os.path.join(TFLITE_DIR, tflite_filename(name, fmt))
             shutil.rmtree(pixels_model)
+        staged_web = os.path.join(tmp, web.WEB_DIR)
+        web_summary = None
+        if "web" in formats:
+            from PIL import Image
+
+            progress(f"writing the web app ({web_model} model) ...")
+            web_summary = web.write_site(staged_web, os.path.join(staged_tflite, tflite_filename(name, web_model)),
+                                         runtime, Image.MAX_IMAGE_PIXELS,
+                                         {"name": name, "version": version, "format": web_model})
 
         progress(f"parity on {len(eval_paths)} images of {eval_spec} ...")
         rows = parity_rows(reference, candidates, inference_dataset(eval_paths, preprocess, 16).as_numpy_iterator(),
@@ -224,16 +249,18 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
                         "litert_delegate": "XNNPACK (LiteRT default)", "savedmodel_signature": "predict_pixels"},
             "rows": rows,
         }
+        if web_summary:
+            report["web"] = web_summary
         write_json_atomic(os.path.join(tmp, REPORT_FILE), report)
         _install(tmp, base, version, staged_version if "savedmodel" in formats else None,
-                 staged_tflite if tflite_formats else None, overwrite)
+                 staged_tflite if tflite_formats else None, overwrite, staged_web if web_summary else None)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     report["out"] = base
     return report
 
 
-def _install(tmp, base, version, staged_version, staged_tflite, overwrite):
+def _install(tmp, base, version, staged_version, staged_tflite, overwrite, staged_web=None):
     """Renames the staged pieces into place; replaced ones go to `tmp` (deleted by the caller)."""
     target_version = os.path.join(base, str(version))
     if staged_version and os.path.exists(target_version) and not overwrite:
@@ -245,6 +272,11 @@ def _install(tmp, base, version, staged_version, staged_tflite, overwrite):
         if os.path.exists(target):
             os.rename(target, os.path.join(replaced, TFLITE_DIR))
         os.rename(staged_tflite, target)
+    if staged_web:
+        target = os.path.join(base, web.WEB_DIR)
+        if os.path.exists(target):
+            os.rename(target, os.path.join(replaced, web.WEB_DIR))
+        os.rename(staged_web, target)
     os.replace(os.path.join(tmp, REPORT_FILE), os.path.join(base, REPORT_FILE))
     if staged_version:
         if os.path.exists(target_version):

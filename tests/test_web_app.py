@@ -1,0 +1,487 @@
+"""The web app of `dnadet-tf export --formats web` (issue 13), in a real browser.
+
+A tiny trained run is exported (int8 site, plus a float32 site); the site is served on
+127.0.0.1 and driven in Debian's chromium, headless, through Playwright. The page's
+answers are compared with LiteRT in Python on the same 30+ files (non-square photos,
+every EXIF orientation, PNGs with transparency, grey/progressive/4:4:4 JPEG, WebP, GIF,
+BMP, images of the model's own classes): top-1 agreement 100 % and max |dp| <= 1e-3,
+and the page's model input equals preprocess_image's. No request may leave 127.0.0.1.
+The JavaScript resize is also checked against tf.image.resize in node, at the default
+sizes (128 -> 128 -> 512) that the browser test (tiny preset: 32 -> 32 -> 64) does not use.
+
+Needs the pip package playwright, Debian's chromium, node and `npm ci --prefix web`;
+without them the tests skip, except under CI (CI=true), where they fail.
+"""
+import contextlib
+import dataclasses
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import web_harness as harness
+from dnadet_tf.cli.main import main
+from dnadet_tf.errors import DnadetError
+from dnadet_tf.exports import web
+from dnadet_tf.preprocess import PreprocessConfig, preprocess_image, size_problem
+
+APP = os.path.join(harness.ROOT, "web", "app")
+TOLERANCE = 1e-3
+
+
+def _missing(what, how):
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is missing: CI must run the web app's tests ({how}; .ci/run does it)")
+    pytest.skip(f"{what} is missing ({how})")
+
+
+def _node():
+    node = shutil.which("node")
+    if node is None:
+        _missing("node", "apt-get install -y nodejs")
+    return node
+
+
+def _runtime():
+    try:
+        return web.find_runtime()
+    except DnadetError as error:
+        _missing("LiteRT.js", str(error))
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _missing("the pip package playwright", 'pip install -e ".[test]"')
+    path = harness.find_chromium()
+    if path is None:
+        _missing("chromium", "apt-get install -y chromium")
+    return path
+
+
+def _cli(argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def sites(tiny_run, upsampling_data, tmp_path_factory):
+    """{'int8': site folder, 'float32': site folder, 'out': export DIR, 'stdout': export's output}."""
+    _runtime()
+    out = str(tmp_path_factory.mktemp("web-export"))
+    code, stdout, stderr = _cli(["export", "--model", tiny_run, "--out", out, "--formats", "float32,web",
+                                 "--eval", upsampling_data["test"], "--max-eval", "12", "--threads", "1"])
+    assert code == 0, stderr
+    base = os.path.join(out, "dnadet")
+    float32_site = str(tmp_path_factory.mktemp("web-float32") / "web")
+    web.write_site(float32_site, os.path.join(base, "tflite", "dnadet-float32.tflite"), web.find_runtime(),
+                   Image.MAX_IMAGE_PIXELS, {"name": "dnadet", "version": 1, "format": "float32"})
+    return {"int8": os.path.join(base, "web"), "float32": float32_site, "out": base, "stdout": stdout}
+
+
+@pytest.fixture(scope="module")
+def images(upsampling_data, tmp_path_factory):
+    model_images = []
+    for name in ("real", "nearest", "transposed"):
+        folder = os.path.join(upsampling_data["test"], name)
+        model_images += [os.path.join(folder, f) for f in sorted(os.listdir(folder))[:2]]
+    return harness.make_test_images(str(tmp_path_factory.mktemp("web-images")), model_images)
+
+
+@pytest.fixture(scope="module")
+def browser(chromium):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = harness.launch_chromium(playwright, chromium)
+        yield browser
+        browser.close()
+
+
+# --- The JavaScript preprocessing against TensorFlow, in node -------------------------------------------
+
+NODE_RESIZE = """
+import fs from "fs";
+import {resizeBicubicAntialias} from "./app/resize.js";
+import {cropBox, preprocessRegion} from "./app/preprocess.js";
+const cases = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
+const outputs = [];
+for (const c of cases) {
+  const raw = fs.readFileSync(c.input);
+  if (c.kind === "resize") {
+    const image = new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
+    outputs.push(resizeBicubicAntialias(image, c.height, c.width, 3, c.out_height, c.out_width));
+  } else {
+    const image = new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength);
+    const box = cropBox(c.height, c.width, c.config);
+    const region = new Uint8Array(box.height * box.width * 3);
+    for (let y = 0; y < box.height; y++) {
+      const from = ((box.top + y) * c.width + box.left) * 3;
+      region.set(image.subarray(from, from + box.width * 3), y * box.width * 3);
+    }
+    outputs.push(preprocessRegion(region, box.height, box.width, c.config, 3));
+  }
+}
+fs.writeFileSync(process.argv[3], Buffer.concat(outputs.map((o) => Buffer.from(o.buffer))));
+"""
+
+
+def test_javascript_resize_and_preprocessing_equal_tensorflow(tmp_path):
+    """resize.js equals tf.image.resize(bicubic, antialias=True) bit for bit (down, up, same size,
+    non-square, float input), and preprocess.js equals preprocess_image at the default sizes."""
+    node = _node()
+    rng = np.random.default_rng(0)
+    cases, expected = [], []
+    for i, (height, width, out_height, out_width) in enumerate(
+            [(300, 300, 32, 32), (97, 97, 128, 128), (128, 128, 512, 512), (128, 128, 128, 128), (33, 77, 64, 50),
+             (1000, 700, 128, 128)]):
+        image = (rng.uniform(-20, 275, (height, width, 3)) if i % 2 else rng.integers(0, 256, (height, width, 3)))
+        image = image.astype(np.float32)
+        path = tmp_path / f"resize{i}.bin"
+        image.tofile(path)
+        cases.append({"kind": "resize", "input": str(path), "height": height, "width": width,
+                      "out_height": out_height, "out_width": out_width})
+        expected.append(tf.image.resize(image, (out_height, out_width), "bicubic", antialias=True).numpy())
+    for i, (height, width) in enumerate([(213, 320), (512, 512), (131, 150), (128, 128)]):
+        config = PreprocessConfig()
+        image = rng.integers(0, 256, (height, width, 3)).astype(np.uint8)
+        path = tmp_path / f"image{i}.bin"
+        image.tofile(path)
+        cases.append({"kind": "preprocess", "input": str(path), "height": height, "width": width,
+                      "config": config.to_dict()})
+        expected.append(preprocess_image(image, config).numpy())
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    # The modules as the site serves them, in a folder that tells node they are ES modules (any node >= 14).
+    os.makedirs(tmp_path / "app")
+    for name in ("resize.js", "preprocess.js"):
+        shutil.copyfile(os.path.join(APP, name), tmp_path / "app" / name)
+    (tmp_path / "package.json").write_text('{"type": "module"}')
+    (tmp_path / "check.js").write_text(NODE_RESIZE)
+    subprocess.run([node, str(tmp_path / "check.js"), str(tmp_path / "cases.json"), str(tmp_path / "out.bin")],
+                   check=True, timeout=120)
+    flat = np.fromfile(tmp_path / "out.bin", np.float32)
+    offset = 0
+    for case, reference in zip(cases, expected):
+        got = flat[offset: offset + reference.size].reshape(reference.shape)
+        offset += reference.size
+        assert np.array_equal(got, reference), (case, float(np.abs(got - reference).max()))
+    assert offset == flat.size
+
+
+# --- The exported site -----------------------------------------------------------------------------------
+
+def test_site_layout_is_self_contained(sites):
+    site = sites["int8"]
+    files = sorted(os.path.relpath(os.path.join(r, n), site).replace(os.sep, "/")
+                   for r, _, names in os.walk(site) for n in names)
+    for name in web.APP_FILES + ("sw.js", "site.json", "model/dnadet-int8.tflite", "model/dnadet-int8.json"):
+        assert name in files, name
+    for name in web.RUNTIME_FILES:
+        assert name in files, name
+    assert not any("threaded" in f or "jspi" in f for f in files)
+    config = harness.read_json(os.path.join(site, "site.json"))
+    assert config["format"] == "int8" and config["runtime"]["version"].startswith("2.5.")
+    assert config["max_pixels"] == Image.MAX_IMAGE_PIXELS
+    # The service worker caches every file of the site but itself.
+    worker = open(os.path.join(site, "sw.js"), encoding="utf-8").read()
+    cached = json.loads(re.search(r"const FILES = (\[.*?\]);", worker).group(1))
+    assert sorted(cached) == [f for f in files if f != "sw.js"]
+    assert "__BUILD__" not in worker and "__FILES__" not in worker
+    # Nothing in the app's own files points off the site; the page forbids it with a CSP.
+    html = open(os.path.join(site, "index.html"), encoding="utf-8").read()
+    assert "__IMPORTMAP" not in html and "default-src 'self'" in html and "connect-src 'self' blob: data:" in html
+    for name in web.APP_FILES:
+        if name.endswith((".html", ".js", ".css", ".webmanifest")):
+            text = open(os.path.join(site, name), encoding="utf-8").read()
+            assert not re.search(r"""(?:src|href|url|import|fetch)\s*\(?\s*["']?(?:https?:)?//""", text), name
+    manifest = harness.read_json(os.path.join(site, "manifest.webmanifest"))
+    assert {icon["sizes"] for icon in manifest["icons"]} >= {"192x192", "512x512"}
+    report = harness.read_json(os.path.join(sites["out"], "report.json"))
+    assert report["web"]["format"] == "int8" and "web" in report["formats"] and "int8" in report["formats"]
+    assert "web app:" in sites["stdout"]
+
+
+def test_export_refuses_without_the_runtime_or_with_another_preprocessing(tiny_run, tmp_path):
+    code, _, stderr = _cli(["export", "--model", tiny_run, "--out", str(tmp_path), "--formats", "web",
+                            "--web-runtime", str(tmp_path / "nowhere")])
+    assert code == 2 and len(stderr.strip().splitlines()) == 1
+    assert "--web-runtime" in stderr and "npm ci --prefix web" in stderr and "@litertjs/core" in stderr
+    assert not os.listdir(tmp_path)
+    code, _, stderr = _cli(["export", "--model", tiny_run, "--out", str(tmp_path), "--formats", "web", "--int8-io"])
+    assert code == 2 and "--int8-io" in stderr and "--web-model float32" in stderr and not os.listdir(tmp_path)
+
+    @dataclasses.dataclass(frozen=True)
+    class WithMode(PreprocessConfig):
+        mode: str = "default"
+
+    web.check_preprocess(WithMode())
+    with pytest.raises(DnadetError, match="mode='release'.*default chain"):
+        web.check_preprocess(WithMode(mode="release"))
+
+
+# --- In the browser -----------------------------------------------------------------------------------------
+
+def _compare(page, tflite, images):
+    """The page against LiteRT in Python on `images`: top-1 agreement, max |dp|, and for a calibrated
+    export the agreement on `unknown` and max |d ood_score| / threshold (as the parity report has them)."""
+    reference_pixels, reference, predictor = harness.python_reference(tflite, images)
+    answers = [page.attribute(path) for path in images]
+    errors = [(os.path.basename(p), a["error"]) for p, a in zip(images, answers) if "error" in a]
+    assert not errors
+    probabilities = harness.page_probabilities(answers, predictor.class_names)
+    expected = reference["probabilities"]
+    result = {"answers": answers, "agreement": float(np.mean(probabilities.argmax(1) == expected.argmax(1))),
+              "max_dp": float(np.abs(probabilities - expected).max()), "reference_pixels": reference_pixels,
+              "class_names": predictor.class_names, "open_set": predictor.open_set}
+    if predictor.open_set:
+        scores = np.array([a["ood_score"] for a in answers])
+        threshold = predictor.open_set["threshold"]
+        assert all(a["ood_threshold"] == pytest.approx(threshold) for a in answers)
+        result["unknown_agreement"] = float(np.mean([a["unknown"] for a in answers] == reference["unknown"]))
+        result["max_dscore"] = float(np.abs(scores - reference["ood_score"]).max() / abs(threshold))
+    else:
+        assert not any("ood_score" in a or "unknown" in a for a in answers)
+    return result
+
+
+def _check_parity(result, label, count):
+    line = (f"{label}: {count} images, top-1 agreement {result['agreement']:.2%}, max |dp| {result['max_dp']:.2e}")
+    if result["open_set"]:
+        unknown = sum(bool(a["unknown"]) for a in result["answers"])
+        line += (f", unknown agreement {result['unknown_agreement']:.2%} ({unknown} unknown), "
+                 f"max |d ood_score|/threshold {result['max_dscore']:.2e}")
+    print(line)
+    assert result["agreement"] == 1.0 and result["max_dp"] <= TOLERANCE, line
+    if result["open_set"]:
+        assert result["unknown_agreement"] == 1.0 and result["max_dscore"] <= TOLERANCE, line
+
+
+def test_page_matches_litert_in_python(sites, images, browser):
+    assert len(images) >= 20
+    with harness.SiteServer(sites["int8"]) as server:
+        page = harness.AppPage(browser, server.url)
+        info, _ = page.open()
+        assert "error" not in info, info
+        assert info["format"] == "int8" and info["build"] == "relaxed-simd" and info["input_size"] == 64
+        result = _compare(page, os.path.join(sites["int8"], "model", "dnadet-int8.tflite"), images)
+        _check_parity(result, "int8 site", len(images))
+        # The model input itself equals preprocess_image's (load_rgb: EXIF, transparency over white).
+        pixels = {os.path.basename(p): page.preprocess(p) for p in images}
+        for path, reference in zip(images, result["reference_pixels"]):
+            difference = np.abs(pixels[os.path.basename(path)] - reference).max()
+            assert difference <= 1e-6, (os.path.basename(path), float(difference))
+        rotated = [pixels[f"exif{o}.jpg"] for o in range(2, 9)]
+        assert all(not np.array_equal(a, b) for i, a in enumerate(rotated) for b in rotated[i + 1:])
+        for answer in result["answers"]:
+            assert set(answer["probabilities"]) == set(result["class_names"])
+            assert answer["class_name"] == max(answer["probabilities"], key=answer["probabilities"].get)
+            assert answer["seconds"] > 0
+        assert {a["image"]["exif_orientation"] for a in result["answers"]} == set(range(1, 9))
+
+        # The runtime's build for browsers without relaxed SIMD gives the same answers.
+        compat = harness.AppPage(browser, server.url)
+        info, _ = compat.open("?build=compat&sw=0")
+        assert info["build"] == "compat", info
+        subset = images[::5]
+        again = _compare(compat, os.path.join(sites["int8"], "model", "dnadet-int8.tflite"), subset)
+        _check_parity(again, "int8 site, compat build", len(subset))
+        for current in (page, compat):
+            assert current.foreign_requests() == [] and current.failed == [] and current.console_errors == []
+            current.close()
+    assert server.served and all(not p.startswith(("http:", "https:")) for p in server.served)
+
+
+def test_float32_site_matches_litert_in_python(sites, images, browser):
+    with harness.SiteServer(sites["float32"]) as server:
+        page = harness.AppPage(browser, server.url)
+        info, _ = page.open("?sw=0")
+        assert info["format"] == "float32", info
+        result = _compare(page, os.path.join(sites["float32"], "model", "dnadet-float32.tflite"), images)
+        _check_parity(result, "float32 site", len(images))
+        assert page.foreign_requests() == [] and page.console_errors == []
+        page.close()
+
+
+def _bad_files(folder):
+    os.makedirs(folder, exist_ok=True)
+    files = {}
+
+    def png(name, height, width):
+        path = os.path.join(folder, name)
+        Image.fromarray(np.full((height, width, 3), 128, np.uint8)).save(path)
+        files[name] = path
+
+    png("small_square.png", 20, 20)
+    png("small_wide.png", 20, 40)
+    text = os.path.join(folder, "notes.png")
+    with open(text, "w") as f:
+        f.write("this is not an image\n")
+    files["notes.png"] = text
+    good = os.path.join(folder, "good.png")
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(good)
+    with open(good, "rb") as f:
+        data = f.read()
+    truncated = os.path.join(folder, "truncated.png")
+    with open(truncated, "wb") as f:
+        f.write(data[: len(data) // 3])
+    files["truncated.png"] = truncated
+    empty = os.path.join(folder, "empty.jpg")
+    open(empty, "wb").close()
+    files["empty.jpg"] = empty
+    return files
+
+
+def test_bad_input_is_refused_with_one_clear_message(sites, browser, tmp_path):
+    files = _bad_files(str(tmp_path / "bad"))
+    sidecar = harness.read_json(os.path.join(sites["int8"], "model", "dnadet-int8.json"))
+    config = PreprocessConfig(**sidecar["preprocess"])
+    with harness.SiteServer(sites["int8"]) as server:
+        page = harness.AppPage(browser, server.url)
+        page.open("?sw=0")
+        answers = {name: page.attribute(path) for name, path in files.items()}
+        for name, answer in answers.items():
+            assert set(answer) == {"error", "error_name"}, (name, answer)
+            assert answer["error_name"] == "ImageInputError" and "\n" not in answer["error"]
+        assert answers["small_square.png"]["error"] == size_problem(20, 20, config.crop_size, config.min_side)
+        assert answers["small_wide.png"]["error"] == size_problem(20, 40, config.crop_size, config.min_side)
+        for name in ("notes.png", "truncated.png"):
+            assert answers[name]["error"].startswith("not an image this browser can decode"), answers[name]
+        assert answers["empty.jpg"]["error"] == "the file is empty (0 bytes)."
+        missing = page.page.evaluate("(u) => window.dnadet.attribute(u).then(() => 'answered', (e) => e.message)",
+                                     server.url + "missing.png")
+        assert "HTTP 404" in missing
+        # In the page: the message is shown, no probability.
+        page.page.set_input_files("#file-input", files["notes.png"])
+        page.page.wait_for_selector("#error:not([hidden])")
+        assert "notes.png: not an image this browser can decode" in page.page.inner_text("#error")
+        assert page.page.is_hidden("#result")
+        page.close()
+
+
+def test_phone_layout_keyboard_and_screenshot(sites, images, browser, tmp_path):
+    screenshot = tmp_path / "phone.png"
+    with harness.SiteServer(sites["int8"]) as server:
+        page = harness.AppPage(browser, server.url, viewport=harness.PHONE_VIEWPORT, device_scale_factor=2)
+        p = page.page
+        # Listening before the page loads turns on Playwright's file-chooser interception in time.
+        p.on("filechooser", lambda chooser: None)
+        page.open("?sw=0")
+        photo = next(path for path in images if os.path.basename(path) == "photo0.jpg")
+        # Keyboard only: Tab reaches "Choose image", Enter opens the file chooser.
+        p.keyboard.press("Tab")
+        assert p.evaluate("() => document.activeElement.id") == "choose"
+        with p.expect_file_chooser() as chooser:
+            p.keyboard.press("Enter")
+        chooser.value.set_files(photo)
+        p.wait_for_selector("#result:not([hidden])")
+        p.keyboard.press("Tab")
+        assert p.evaluate("() => document.activeElement.id") == "camera"
+        expected = page.attribute(photo)
+        verdict = p.inner_text("#verdict")
+        if expected.get("unknown"):
+            assert verdict == "Unknown architecture" and expected["class_name"] in p.inner_text("#unknown")
+        else:
+            assert verdict.startswith(expected["class_name"]) and "%" in verdict
+        assert p.locator("#bars li").count() == len(expected["probabilities"])
+        assert p.inner_text("#bars li.top .name") == expected["class_name"]
+        bar = p.evaluate("() => document.querySelector('#bars li.top .fill').getBoundingClientRect().width")
+        track = p.evaluate("() => document.querySelector('#bars li.top .track').getBoundingClientRect().width")
+        assert bar == pytest.approx(track * expected["probability"], abs=1.5)
+        assert re.search(r"\d+\.\d\d s on this device", p.inner_text("#timing"))
+        assert p.evaluate("() => document.documentElement.scrollWidth") <= harness.PHONE_VIEWPORT["width"]
+        assert p.evaluate("() => document.querySelector('#preview').naturalWidth") > 0
+        p.screenshot(path=str(screenshot), full_page=True)
+        stats = harness.screenshot_stats(str(screenshot))
+        assert stats["size"][0] == 2 * harness.PHONE_VIEWPORT["width"] and stats["colourful"] > 0.01
+        assert page.foreign_requests() == [] and page.console_errors == []
+        page.close()
+
+
+def test_works_offline_after_the_first_visit(sites, images, browser):
+    photo = next(path for path in images if os.path.basename(path) == "transparent.png")
+    server = harness.SiteServer(sites["int8"])
+    with server:
+        page = harness.AppPage(browser, server.url)
+        page.open()
+        online = page.attribute(photo)
+        # `ready` resolves once the worker is active, i.e. after it cached every file.
+        cached = page.page.evaluate("""() => navigator.serviceWorker.ready
+          .then(() => caches.keys()).then((names) => caches.open(names[0])).then((cache) => cache.keys())
+          .then((requests) => requests.length)""")
+        assert cached == sum(len(names) for _, _, names in os.walk(sites["int8"])) - 1  # all but sw.js
+    served = len(server.served)
+    # The server is gone: the page, the runtime and the model come from the service worker's cache.
+    page.context.set_offline(True)
+    page.page.reload()
+    info = page.page.evaluate(harness.READY_JS)
+    assert "error" not in info, info
+    offline = page.attribute(photo)
+    assert offline["probabilities"] == online["probabilities"]
+    assert page.page.evaluate("() => navigator.serviceWorker.controller !== null")
+    assert len(server.served) == served and page.foreign_requests() == []
+    page.close()
+
+
+def _open_set_tflite(folder, preprocess, class_names, threshold):
+    """A float32 TFLite file with the outputs an open-set export adds (probabilities and ood_score), and a
+    sidecar holding the threshold: score = mean |pixel|, so a white image scores 1 and a grey one 0."""
+    from dnadet_tf.exports.tflite import write_tflite
+
+    size, count = preprocess.resize2, len(class_names)
+
+    class OpenSet(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32, name="pixels")])
+        def serve(self, pixels):
+            mean = tf.reduce_mean(pixels, axis=[1, 2])
+            logits = tf.matmul(mean, tf.ones([3, count]) * tf.range(count, dtype=tf.float32)[None])
+            return {"probabilities": tf.nn.softmax(logits), "ood_score": tf.reduce_mean(tf.abs(pixels), [1, 2, 3])}
+
+    module = OpenSet()
+    tf.saved_model.save(module, os.path.join(folder, "savedmodel"), signatures={"serving_default": module.serve})
+    converter = tf.lite.TFLiteConverter.from_saved_model(os.path.join(folder, "savedmodel"))
+    path = os.path.join(folder, "openset-float32.tflite")
+    common = {"name": "openset", "version": 1, "class_names": list(class_names), "preprocess": preprocess.to_dict()}
+    write_tflite(converter.convert(), path, "float32", common, preprocess,
+                 open_set={"score": "test", "threshold": threshold, "temperature": 1.0})
+    return path
+
+
+def test_open_set_fields_are_shown(sites, browser, tmp_path):
+    """A file whose score is known by construction: a white image is unknown, a grey one known, and the page
+    says so (the tiny run's own export is calibrated too; test_page_matches_litert_in_python compares its
+    scores with Python's)."""
+    sidecar = harness.read_json(os.path.join(sites["int8"], "model", "dnadet-int8.json"))
+    preprocess = PreprocessConfig(**sidecar["preprocess"])
+    tflite = _open_set_tflite(str(tmp_path), preprocess, sidecar["class_names"], threshold=0.5)
+    site = str(tmp_path / "web")
+    web.write_site(site, tflite, web.find_runtime(), Image.MAX_IMAGE_PIXELS,
+                   {"name": "openset", "version": 1, "format": "float32"})
+    white, grey = str(tmp_path / "white.png"), str(tmp_path / "grey.png")
+    Image.fromarray(np.full((64, 64, 3), 255, np.uint8)).save(white)
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(grey)
+    with harness.SiteServer(site) as server:
+        page = harness.AppPage(browser, server.url)
+        page.open("?sw=0")
+        unknown, known = page.attribute(white), page.attribute(grey)
+        assert unknown["unknown"] is True and unknown["ood_score"] == pytest.approx(1.0)
+        assert unknown["ood_threshold"] == 0.5 and set(unknown["probabilities"]) == set(sidecar["class_names"])
+        assert known["unknown"] is False and known["ood_score"] == pytest.approx(1 / 255, abs=1e-6)
+        page.page.set_input_files("#file-input", white)
+        page.page.wait_for_selector("#result:not([hidden])")
+        assert page.page.inner_text("#verdict") == "Unknown architecture"
+        assert "nearest known" in page.page.inner_text("#unknown")
+        page.page.set_input_files("#file-input", grey)
+        page.page.wait_for_function("() => document.querySelector('#verdict').textContent !== 'Unknown architecture'")
+        assert "a known architecture" in page.page.inner_text("#unknown")
+        page.close()

@@ -1,0 +1,256 @@
+"""Drives a web app written by `dnadet-tf export --formats web` in headless Chromium, for
+tests/test_web_app.py and benchmarks/web_latency.py.
+
+- `SiteServer`: serves the site folder on 127.0.0.1 (Python's http.server in a thread) and
+  remembers every path it was asked for.
+- `launch_chromium`: Debian's chromium through the pip package `playwright`
+  (`executable_path`: Playwright's own browser download cannot work on these machines);
+  host names other than 127.0.0.1 resolve to nothing.
+- `AppPage`: one browser context and page on the site; records every request the page and its
+  service worker make, and calls `window.dnadet` with the bytes of local files.
+- `python_reference`: what LiteRT in Python answers for the same files (load_rgb ->
+  preprocess_image -> the same .tflite file).
+"""
+import base64
+import functools
+import http.server
+import importlib.util
+import json
+import os
+import threading
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PHONE_VIEWPORT = {"width": 390, "height": 844}
+MIME_TYPES = {".wasm": "application/wasm", ".js": "text/javascript", ".mjs": "text/javascript",
+              ".webmanifest": "application/manifest+json", ".tflite": "application/octet-stream",
+              ".json": "application/json", ".svg": "image/svg+xml"}
+ATTRIBUTE_JS = """async ([b64, type]) => {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  try {
+    return await window.dnadet.attribute(new Blob([bytes], {type}));
+  } catch (error) {
+    return {error: error.message, error_name: error.name};
+  }
+}"""
+PREPROCESS_JS = """async ([b64, type]) => {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const pixels = await window.dnadet.preprocess(new Blob([bytes], {type}));
+  const raw = new Uint8Array(pixels.buffer, pixels.byteOffset, pixels.byteLength);
+  let text = "";
+  for (let i = 0; i < raw.length; i += 0x8000) text += String.fromCharCode(...raw.subarray(i, i + 0x8000));
+  return btoa(text);
+}"""
+READY_JS = "() => window.dnadet.ready.then((info) => info, (error) => ({error: error.message}))"
+
+
+def _report_screenshot():
+    spec = importlib.util.spec_from_file_location("report_screenshot",
+                                                  os.path.join(ROOT, "benchmarks", "report_screenshot.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def find_chromium():
+    """Path of Debian's chromium (or another Chromium), or None (as benchmarks/report_screenshot.py finds it)."""
+    return _report_screenshot().find_chromium()
+
+
+def screenshot_stats(png_path):
+    """{size, non_white, colourful, distinct_colours} of a screenshot (benchmarks/report_screenshot.py)."""
+    return _report_screenshot().screenshot_stats(png_path)
+
+
+def mime_type(path):
+    return {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp",
+            ".gif": "image/gif", ".bmp": "image/bmp"}.get(os.path.splitext(path)[1].lower(), "")
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, **MIME_TYPES}
+
+    def __init__(self, *args, served=None, **kwargs):
+        self._served = served
+        super().__init__(*args, **kwargs)
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self._served.append(self.path)
+        super().do_GET()
+
+
+class SiteServer:
+    """`with SiteServer(folder) as server:` serves `folder` at `server.url` (http://127.0.0.1:PORT/)."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.served = []
+        handler = functools.partial(_Handler, directory=folder, served=self.served)
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._thread.join()
+        self._server.server_close()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def launch_chromium(playwright, executable_path):
+    """Headless Chromium (the system binary); names other than 127.0.0.1 cannot be resolved."""
+    return playwright.chromium.launch(
+        executable_path=executable_path, headless=True,
+        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+              "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"],
+    )
+
+
+class AppPage:
+    """A fresh browser context (no cache, no service worker yet) with one page of the site."""
+
+    def __init__(self, browser, url, viewport=None, device_scale_factor=1):
+        self.url = url
+        self.requests = []
+        self.failed = []
+        self.console_errors = []
+        self.context = browser.new_context(viewport=viewport or {"width": 1000, "height": 900},
+                                           device_scale_factor=device_scale_factor)
+        self.context.on("request", lambda request: self.requests.append(request.url))
+        self.context.on("requestfailed", lambda request: self.failed.append(request.url))
+        self.page = self.context.new_page()
+        self.page.on("pageerror", lambda error: self.console_errors.append(str(error)))
+
+    def open(self, query="", timeout_s=60):
+        """Opens the page and waits for `window.dnadet.ready`; returns (info, seconds from navigation)."""
+        start = time.perf_counter()
+        self.page.goto(self.url + query)
+        self.page.wait_for_function("() => window.dnadet !== undefined", timeout=timeout_s * 1000)
+        info = self.page.evaluate(READY_JS)
+        return info, time.perf_counter() - start
+
+    def attribute(self, path):
+        """The page's answer for a local file (a dict; {'error': message} when it refused the file)."""
+        with open(path, "rb") as f:
+            payload = base64.b64encode(f.read()).decode("ascii")
+        return self.page.evaluate(ATTRIBUTE_JS, [payload, mime_type(path)])
+
+    def preprocess(self, path):
+        """The page's model input for a local file: float32 (S, S, 3)."""
+        with open(path, "rb") as f:
+            payload = base64.b64encode(f.read()).decode("ascii")
+        raw = base64.b64decode(self.page.evaluate(PREPROCESS_JS, [payload, mime_type(path)]))
+        pixels = np.frombuffer(raw, np.float32)
+        size = int(round((pixels.size / 3) ** 0.5))
+        return pixels.reshape(size, size, 3)
+
+    def foreign_requests(self):
+        """Requests that did not go to the site's origin (blob: and data: URLs are local)."""
+        origin = self.url.rstrip("/")
+        return [u for u in self.requests if not (u.startswith(origin + "/") or u.startswith(("blob:", "data:")))]
+
+    def close(self):
+        self.context.close()
+
+
+def python_reference(tflite_path, paths):
+    """LiteRT in Python on the same files, through dnadet_tf.images.load_rgb and preprocess_image as
+    `dnadet-tf predict FILE.tflite` does: (pixels (N, S, S, 3), {'probabilities': (N, C)[, 'ood_score': (N,),
+    'unknown': (N,)]}, predictor)."""
+    from dnadet_tf.exports.predictors import TFLitePredictor
+    from dnadet_tf.images import load_rgb
+    from dnadet_tf.preprocess import preprocess_image
+
+    predictor = TFLitePredictor(tflite_path, num_threads=1)
+    pixels = np.stack([preprocess_image(load_rgb(path), predictor.preprocess).numpy() for path in paths])
+    return pixels, predictor.attribute_pixels(pixels), predictor
+
+
+def page_probabilities(answers, class_names):
+    """(N, C) float64 from the page's answers, in `class_names` order."""
+    return np.array([[answer["probabilities"][name] for name in class_names] for answer in answers], np.float64)
+
+
+def read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def demo_photos():
+    """The photos shipped with the package (dnadet_tf/zoo/demo_photos, licences in its LICENSES.md)."""
+    from dnadet_tf.images import find_images
+
+    return find_images(os.path.join(ROOT, "dnadet_tf", "zoo", "demo_photos"))
+
+
+def make_test_images(folder, model_images=(), photos=None):
+    """Writes the files the page and Python are compared on; returns their paths.
+
+    From the package's demo photos: non-square JPEGs as they are; square crops at several sizes
+    (PNG and JPEG; downscaled with antialiasing, or not resized); a JPEG for each EXIF orientation
+    2-8; PNGs with transparency (RGBA with an alpha gradient, grey + alpha, palette + tRNS); grey
+    JPEG, progressive JPEG, 4:4:4 JPEG, lossy and lossless WebP, GIF and BMP. `model_images` (files
+    of the model's own training distribution) are copied as they are.
+    """
+    import shutil
+
+    from PIL import Image
+
+    os.makedirs(folder, exist_ok=True)
+    photos = sorted(photos or demo_photos())
+    paths = []
+
+    def save(image, name, **options):
+        path = os.path.join(folder, name)
+        image.save(path, **options)
+        paths.append(path)
+
+    for i, photo in enumerate(photos[:4]):
+        path = os.path.join(folder, f"photo{i}{os.path.splitext(photo)[1].lower()}")
+        shutil.copyfile(photo, path)
+        paths.append(path)
+    base = Image.open(photos[4]).convert("RGB")
+    wide = Image.open(photos[5]).convert("RGB")
+    side = min(base.size)
+    square = base.crop(((base.width - side) // 2, (base.height - side) // 2,
+                        (base.width + side) // 2, (base.height + side) // 2))
+    for size in (32, 48, 97, 200):
+        save(square.resize((size, size), Image.LANCZOS), f"square{size}.png")
+    save(square, f"square{side}.jpg", quality=90)
+    for orientation in range(2, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        save(wide, f"exif{orientation}.jpg", quality=88, exif=exif)
+    rgba = np.asarray(wide.convert("RGBA")).copy()
+    height, width = rgba.shape[:2]
+    ramp = np.linspace(0, 255, width)[None, :] * np.linspace(1, 0.2, height)[:, None]
+    rgba[..., 3] = ramp.astype(np.uint8)
+    save(Image.fromarray(rgba, "RGBA"), "transparent.png")
+    grey = np.asarray(square.convert("L"))
+    save(Image.fromarray(np.dstack([grey, grey[::-1]]), "LA"), "grey_alpha.png")
+    palette = square.quantize(32)
+    save(palette, "palette_trns.png", transparency=5)
+    save(wide.convert("L"), "grey.jpg", quality=85)
+    save(wide, "progressive.jpg", quality=80, progressive=True)
+    save(wide, "subsampling444.jpg", quality=92, subsampling=0)
+    save(wide, "lossy.webp", quality=80)
+    save(square, "lossless.webp", lossless=True)
+    save(wide.quantize(64), "palette.gif")
+    save(square, "square.bmp")
+    for i, image in enumerate(model_images):
+        path = os.path.join(folder, f"model{i}{os.path.splitext(image)[1].lower()}")
+        shutil.copyfile(image, path)
+        paths.append(path)
+    return paths

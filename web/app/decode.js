@@ -1,0 +1,110 @@
+/**
+ * Encoded image bytes -> the 8-bit RGB pixels that preprocessing reads, as
+ * `dnadet_tf.images.load_rgb` makes them (Pillow): EXIF orientation applied,
+ * first frame of an animation, transparency composited over white.
+ *
+ * The browser decodes (createImageBitmap, no colour-space conversion, so an ICC
+ * profile is ignored as Pillow ignores it); exif.js handles the orientation.
+ * Only the region that preprocessing reads is drawn, onto a white canvas (the
+ * browser's source-over onto opaque white rounds as Pillow's alpha_composite
+ * does): the centre crop of a non-square image, the whole of a square one.
+ * Measured equal to Pillow for 8-bit PNG (RGB, RGBA, grey, grey+alpha, palette,
+ * palette+tRNS), baseline/progressive/grey JPEG (4:2:0, 4:2:2, 4:4:4), WebP
+ * (lossy, lossless, alpha), GIF and BMP in Chromium; a 16-bit PNG may differ by
+ * one level (the browser and Pillow round 16 -> 8 bits differently).
+ */
+import {orientedToStored, swapsAxes, takeOrientation} from "./exif.js";
+import {cropBox, sizeProblem} from "./preprocess.js";
+
+/** A file the page refuses: not decodable, too small, too large. The message is for the user. */
+export class ImageInputError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "ImageInputError";
+  }
+}
+
+function makeCanvas(width, height) {
+  if (typeof OffscreenCanvas === "function") return new OffscreenCanvas(width, height);
+  const canvas = document.createElement("canvas");
+  canvas.width = width;
+  canvas.height = height;
+  return canvas;
+}
+
+async function decodeBitmap(bytes, type) {
+  const blob = new Blob([bytes], type ? {type} : {});
+  try {
+    return await createImageBitmap(blob, {premultiplyAlpha: "none", colorSpaceConversion: "none"});
+  } catch (error) {
+    throw new ImageInputError("not an image this browser can decode (expected a PNG, JPEG, WebP, GIF or BMP file).");
+  }
+}
+
+/**
+ * Decodes an image and returns the region preprocessing reads.
+ * @param {Uint8Array} bytes the encoded file
+ * @param {string} type its MIME type ('' when unknown)
+ * @param {{crop_size: number, min_side: number}} config the sidecar's `preprocess`
+ * @param {number} maxPixels refuse larger images (Pillow's decompression-bomb limit)
+ * @returns {Promise<{height: number, width: number, orientation: number,
+ *   region: {top: number, left: number, height: number, width: number, rgba: Uint8ClampedArray}}>}
+ *   height, width: the oriented image; region.rgba: (region.height * region.width * 4,) RGBA
+ *   values with alpha 255, in oriented row-major order
+ */
+export async function decodeRegion(bytes, type, config, maxPixels) {
+  if (!bytes.length) throw new ImageInputError("the file is empty (0 bytes).");
+  const {orientation, bytes: stored} = takeOrientation(bytes);
+  const bitmap = await decodeBitmap(stored, type);
+  try {
+    const storedHeight = bitmap.height;
+    const storedWidth = bitmap.width;
+    const [height, width] = swapsAxes(orientation) ? [storedWidth, storedHeight] : [storedHeight, storedWidth];
+    if (!height || !width) throw new ImageInputError("not an image this browser can decode (it has no pixels).");
+    if (maxPixels && height * width > maxPixels) {
+      throw new ImageInputError(`too large; expected at most ${maxPixels} pixels (a possible decompression ` +
+        `bomb), received ${width}x${height} px.`);
+    }
+    const problem = sizeProblem(height, width, config);
+    if (problem) throw new ImageInputError(problem);
+    const box = cropBox(height, width, config);
+    // The stored rectangle holding the oriented box: map two opposite corners.
+    const toStored = orientedToStored(orientation, storedHeight, storedWidth);
+    const [y0, x0] = toStored(box.top, box.left);
+    const [y1, x1] = toStored(box.top + box.height - 1, box.left + box.width - 1);
+    const sy = Math.min(y0, y1);
+    const sx = Math.min(x0, x1);
+    const sh = Math.abs(y1 - y0) + 1;
+    const sw = Math.abs(x1 - x0) + 1;
+    let storedRgba;
+    try {
+      const canvas = makeCanvas(sw, sh);
+      const context = canvas.getContext("2d", {willReadFrequently: true});
+      context.fillStyle = "#ffffff";
+      context.fillRect(0, 0, sw, sh);
+      context.drawImage(bitmap, sx, sy, sw, sh, 0, 0, sw, sh);
+      storedRgba = context.getImageData(0, 0, sw, sh).data;
+    } catch (error) {
+      throw new ImageInputError(`too large for this browser's canvas (${sw}x${sh} px to read); ` +
+        "try a smaller image.");
+    }
+    if (orientation === 1) {
+      return {height, width, orientation, region: {...box, rgba: storedRgba}};
+    }
+    const rgba = new Uint8ClampedArray(box.height * box.width * 4);
+    for (let y = 0; y < box.height; y++) {
+      for (let x = 0; x < box.width; x++) {
+        const [py, px] = toStored(box.top + y, box.left + x);
+        const from = ((py - sy) * sw + (px - sx)) * 4;
+        const to = (y * box.width + x) * 4;
+        rgba[to] = storedRgba[from];
+        rgba[to + 1] = storedRgba[from + 1];
+        rgba[to + 2] = storedRgba[from + 2];
+        rgba[to + 3] = 255;
+      }
+    }
+    return {height, width, orientation, region: {...box, rgba}};
+  } finally {
+    bitmap.close();
+  }
+}

@@ -1,0 +1,37 @@
+/**
+ * Entry point: starts the attributor, exposes `window.dnadet`, starts the page and
+ * registers the service worker (offline use and installation).
+ *
+ * window.dnadet.ready      Promise<info>: resolves once the model is loaded ({name, version,
+ *                          format, class_names, input_size, runtime, build, load_seconds});
+ *                          rejects with a one-line message when the page cannot run
+ * window.dnadet.attribute  (urlOrBlob) => Promise<{probabilities: {class: p}, class_name,
+ *                          class_id, probability, seconds, timings, image, [ood_score, unknown]}>;
+ *                          rejects with a one-line message for a file that is not a decodable
+ *                          image or is too small (or too large) for the model
+ * window.dnadet.preprocess (urlOrBlob) => Promise<Float32Array>: the model input (S*S*3, NHWC,
+ *                          in [-1, 1]), for checking the preprocessing against Python
+ *
+ * `?build=compat` forces LiteRT.js's build without relaxed SIMD (what a browser
+ * without it gets); `?sw=0` skips the service worker.
+ */
+import {Attributor} from "./attributor.js";
+import {startUi} from "./ui.js";
+
+const base = new URL("./", import.meta.url);
+const params = new URLSearchParams(location.search);
+const loading = Attributor.load(base, {build: params.get("build") || undefined});
+
+window.dnadet = {
+  ready: loading.then((attributor) => attributor.info),
+  attribute: async (input) => (await loading).attribute(input),
+  preprocess: async (input) => (await loading).preprocessInput(input),
+};
+
+startUi(document, window.dnadet);
+
+if ("serviceWorker" in navigator && params.get("sw") !== "0") {
+  navigator.serviceWorker.register(new URL("sw.js", base), {scope: base.pathname}).catch((error) => {
+    console.warn(`service worker not registered (${error.message}): the app will not work offline.`);
+  });
+}
