@@ -32,6 +32,7 @@ from dnadet_tf.predictor import KerasPredictor
 from dnadet_tf.preprocess import PreprocessConfig, preprocess_image
 from dnadet_tf.training import fit, load_init_weights
 from synthetic import CLASSES, make_upsampling_tree
+from clirun import run_cli as _cli
 
 BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
 
@@ -48,13 +49,6 @@ def _write(path, data):
     with open(str(path), "wb") as f:
         f.write(data)
     return str(path)
-
-
-def _cli(argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(argv)
-    return code, out.getvalue(), err.getvalue()
 
 
 def _broken_idat_checksum(png):

@@ -1,5 +1,4 @@
 """`dnadet-tf export`: SavedModel (TF Serving layout), TFLite attributors, parity report, exported predictors."""
-import contextlib
 import hashlib
 import io
 import json
@@ -14,7 +13,6 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from dnadet_tf.cli.main import main
 from dnadet_tf.exports.predictors import load_exported_predictor
 from dnadet_tf.exports.tflite import make_interpreter
 from dnadet_tf.images import load_rgb
@@ -22,15 +20,9 @@ from dnadet_tf.pipeline import inference_dataset
 from dnadet_tf.api import load as load_predictor
 from dnadet_tf.predictor import KerasPredictor
 from dnadet_tf.preprocess import preprocess_image
+from clirun import run_cli as _cli
 
 FORMATS = ("float32", "float16", "dynamic", "int8")
-
-
-def _cli(argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(argv)
-    return code, out.getvalue(), err.getvalue()
 
 
 def _test_paths(upsampling_data):

@@ -1,7 +1,5 @@
 """Open-set scores and calibration: the NumPy math, the `Calibration` layer, `calibrate`, `predict` and
 `evaluate --unknown` (issue 12)."""
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -11,15 +9,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from dnadet_tf import openset
-from dnadet_tf.cli.main import main
 from dnadet_tf.model import Backbone, Calibration, Classifier, attribute, load_classifier, probabilities
-
-
-def _cli(argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(argv)
-    return code, out.getvalue(), err.getvalue()
+from clirun import run_cli as _cli
 
 
 def _clusters(rng, centres, per_class, spread):

@@ -1,6 +1,5 @@
 """The HTML report of `dnadet-tf evaluate --report`: self-contained, all sections, renders in Chromium."""
 import base64
-import importlib.util
 import io
 import os
 import re
@@ -9,15 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _screenshot_module():
-    spec = importlib.util.spec_from_file_location("report_screenshot",
-                                                  os.path.join(ROOT, "benchmarks", "report_screenshot.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from web_harness import report_screenshot_module
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +69,7 @@ def test_tsne_embedding_clips_the_perplexity():
 
 
 def test_report_renders_in_chromium(report, tmp_path):
-    screenshot = _screenshot_module()
+    screenshot = report_screenshot_module()
     chromium = screenshot.find_chromium()
     if chromium is None:
         if os.environ.get("CI"):

@@ -11,8 +11,6 @@ the release's sizes (64 crop -> 64 -> 128) to keep the test fast; the network is
 PyTorch is an optional extra (`pip install -e ".[torch]"`); under CI the test fails rather than skips
 without it (.ci/run installs it).
 """
-import contextlib
-import io
 import json
 import os
 import re
@@ -33,12 +31,12 @@ torch.set_num_threads(1)
 
 import tensorflow as tf  # noqa: E402
 
-from dnadet_tf.cli.main import main  # noqa: E402
 from dnadet_tf.errors import CheckpointError  # noqa: E402
 from dnadet_tf.predictor import KerasPredictor, predict_files  # noqa: E402
 from dnadet_tf.preprocess import preprocess_image  # noqa: E402
 from dnadet_tf.torch_files import read_torch_file  # noqa: E402
 from dnadet_tf.torch_import import import_torch  # noqa: E402
+from clirun import run_cli as _cli  # noqa: E402
 
 CLASSES = ["real", "progan", "mmdgan", "sngan", "infomaxgan"]
 CROP, RESIZE1, RESIZE2 = 64, 64, 128
@@ -109,13 +107,6 @@ def torch_probabilities(net, paths, sizes=(CROP, RESIZE1, RESIZE2)):
 
 
 # --------------------------------------------------------------------------------- fixtures
-def _cli(argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(argv)
-    return code, out.getvalue(), err.getvalue()
-
-
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
     """ROOT/<class>/<i>.png: 12 images of SHAPES, textured (smooth gradients plus noise), class i % 5."""

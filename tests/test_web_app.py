@@ -12,8 +12,6 @@ sizes (128 -> 128 -> 512) that the browser test (tiny preset: 32 -> 32 -> 64) do
 Needs the pip package playwright, Debian's chromium, node and `npm ci --prefix web`;
 without them the tests skip, except under CI (CI=true), where they fail.
 """
-import contextlib
-import io
 import json
 import os
 import re
@@ -26,10 +24,10 @@ import tensorflow as tf
 from PIL import Image
 
 import web_harness as harness
-from dnadet_tf.cli.main import main
 from dnadet_tf.errors import DnadetError
 from dnadet_tf.exports import web
 from dnadet_tf.preprocess import PreprocessConfig, preprocess_image, size_problem
+from clirun import run_cli as _cli
 
 APP = os.path.join(harness.ROOT, "web", "app")
 TOLERANCE = 1e-3
@@ -65,13 +63,6 @@ def chromium():
     if path is None:
         _missing("chromium", "apt-get install -y chromium")
     return path
-
-
-def _cli(argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(argv)
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")

@@ -46,7 +46,7 @@ PREPROCESS_JS = """async ([b64, type]) => {
 READY_JS = "() => window.dnadet.ready.then((info) => info, (error) => ({error: error.message}))"
 
 
-def _report_screenshot():
+def report_screenshot_module():
     spec = importlib.util.spec_from_file_location("report_screenshot",
                                                   os.path.join(ROOT, "benchmarks", "report_screenshot.py"))
     module = importlib.util.module_from_spec(spec)
@@ -56,12 +56,12 @@ def _report_screenshot():
 
 def find_chromium():
     """Path of Debian's chromium (or another Chromium), or None (as benchmarks/report_screenshot.py finds it)."""
-    return _report_screenshot().find_chromium()
+    return report_screenshot_module().find_chromium()
 
 
 def screenshot_stats(png_path):
     """{size, non_white, colourful, distinct_colours} of a screenshot (benchmarks/report_screenshot.py)."""
-    return _report_screenshot().screenshot_stats(png_path)
+    return report_screenshot_module().screenshot_stats(png_path)
 
 
 def mime_type(path):
