@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from dnadet_tf.data import check_files, is_benchmark_dir, read_dataset, remap_to
 from dnadet_tf.errors import DataError
-from dnadet_tf.model import LOGITS_LAYER
+from dnadet_tf.model import feature_and_logits as model_feature_and_logits
 from dnadet_tf.openset import DEFAULT_SCORE, fit_statistics
 from dnadet_tf.pipeline import inference_dataset
 from dnadet_tf.runs import RunDir, write_json_atomic
@@ -26,10 +26,7 @@ CALIBRATION_FILE = "calibration.json"
 def features_and_logits(model, paths, batch_size=32, perturb_fn=None, seed=0):
     """Pooled features (N, D) and logits (N, C), float32, of image files in order (inference mode)."""
 
-    @tf.function(reduce_retracing=True)
-    def run(pixels):
-        feature = model.backbone(pixels, training=False)
-        return tf.cast(feature, tf.float32), tf.cast(model.get_layer(LOGITS_LAYER)(feature), tf.float32)
+    run = tf.function(lambda pixels: model_feature_and_logits(model, pixels), reduce_retracing=True)
 
     features, logits = [], []
     for pixels in inference_dataset(paths, model.preprocessing, batch_size, perturb_fn=perturb_fn, seed=seed):
@@ -41,13 +38,13 @@ def features_and_logits(model, paths, batch_size=32, perturb_fn=None, seed=0):
     return np.concatenate(features), np.concatenate(logits)
 
 
-def _labeled(spec, split, class_names, preprocessing, warn):
-    files = remap_to(read_dataset(spec, split, warn), class_names)
+def _labeled(spec, split, class_names, preprocessing):
+    files = remap_to(read_dataset(spec, split), class_names)
     return check_files(files, crop_size=preprocessing.crop_size, min_side=preprocessing.min_side,
-                       require_every_class=False, warn=warn)
+                       require_every_class=False)
 
 
-def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=32, output=None, warn=None):
+def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=32, output=None, files=None):
     """Fits and stores the run's calibration; returns the report (also written to calibration.json).
 
     Args:
@@ -56,8 +53,8 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
       data: training images for the class statistics; default the run's own (config.json `data`).
       val: known images for the temperature and the threshold; default the run's validation data
         (config.json `val`, or the benchmark's val.txt).
-      warn: called with one line per skipped file (default: printed to stderr); `fit`, which has
-        already warned about the same files, passes a silent one.
+      files: (training, validation) LabeledFiles already read and checked in the run's label order
+        (`fit` passes its own), in place of reading `data` and `val` again.
 
     Raises DataError when there are no validation images.
     """
@@ -71,8 +68,11 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
         raise DataError(f"{run_dir}: config.json names no training data; pass --data DATA.")
     if not val:
         raise DataError(f"{run_dir}: no validation images to calibrate on (the run had none); pass --val DATA.")
-    train_files = _labeled(data, "train", model.class_names, model.preprocessing, warn)
-    val_files = _labeled(val, "val", model.class_names, model.preprocessing, warn)
+    if files is not None:
+        train_files, val_files = files
+    else:
+        train_files = _labeled(data, "train", model.class_names, model.preprocessing)
+        val_files = _labeled(val, "val", model.class_names, model.preprocessing)
     if len(val_files) == 0:
         raise DataError(f"--val {val}: no usable images; expected known images of the run's classes.")
     print(f"calibrating {run_dir}: features of {len(train_files)} training and {len(val_files)} validation images "

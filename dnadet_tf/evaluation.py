@@ -97,8 +97,7 @@ def _every_score(predictor, known_paths, unknown_paths, batch_size):
     from dnadet_tf.calibrate import features_and_logits
 
     c = model.calibration
-    whitening = c.whitening.numpy().astype(np.float64)
-    statistics = openset.OpenSetStatistics(c.score, c.class_means.numpy(), whitening @ whitening.T,
+    statistics = openset.OpenSetStatistics(c.score, c.class_means.numpy(), c.whitening.numpy(),
                                            float(c.temperature.numpy()), float(c.threshold.numpy()))
     known = features_and_logits(model, known_paths, batch_size)
     unknown = features_and_logits(model, unknown_paths, batch_size)

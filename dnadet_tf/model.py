@@ -66,9 +66,14 @@ def attribute(model, pixels):
     calibration = getattr(model, "calibration", None)
     if calibration is None:
         return {"probabilities": probabilities(model, pixels)}
+    return calibration(*feature_and_logits(model, pixels))
+
+
+def feature_and_logits(model, pixels):
+    """(N, S, S, 3) pixels -> pooled features (N, D) and logits (N, C), float32, inference mode, one encoder pass."""
     feature = model.backbone(pixels, training=False)
-    logits = tf.cast(model.get_layer(LOGITS_LAYER)(feature), tf.float32)  # dropout is the identity here
-    return calibration(tf.cast(feature, tf.float32), logits)
+    logits = model.get_layer(LOGITS_LAYER)(feature)  # dropout is the identity at inference
+    return tf.cast(feature, tf.float32), tf.cast(logits, tf.float32)
 
 
 @keras.saving.register_keras_serializable(package="dnadet_tf")
@@ -110,7 +115,7 @@ class Calibration(keras.layers.Layer):
         self.temperature.assign(float(statistics.temperature))
         self.threshold.assign(float(statistics.threshold))
         self.class_means.assign(statistics.class_means)
-        self.whitening.assign(np.linalg.cholesky(np.asarray(statistics.precision, np.float64)).astype(np.float32))
+        self.whitening.assign(statistics.whitening)
 
     def ood_scores(self, feature, logits):
         """(N, D), (N, C) -> (N,) float32, as `openset.scores` computes them."""

@@ -85,19 +85,20 @@ def expected_calibration_error(probabilities, labels, bins=ECE_BINS):
 class OpenSetStatistics:
     """What a score needs besides the image's own feature and logits.
 
-    class_means: (C, D) mean pooled feature per class; precision: (D, D) inverse of the shared
-    covariance (identity for scores that do not use it); temperature: the calibration temperature;
+    class_means: (C, D) mean pooled feature per class; whitening: (D, D) W with W W' = the inverse
+    of the shared covariance, so ||(f - m) W||^2 is the squared Mahalanobis distance; temperature: the calibration temperature;
     threshold: scores above it are "unknown"."""
 
     score: str
     class_means: np.ndarray
-    precision: np.ndarray
+    whitening: np.ndarray
     temperature: float = 1.0
     threshold: float = np.inf
 
 
 def class_statistics(features, labels, num_classes, shrinkage=0.1):
-    """(class means (C, D), precision (D, D)) of known features (N, D) with labels (N,).
+    """(class means (C, D), whitening (D, D)) of known features (N, D) with labels (N,): W W' = the
+    inverse of the shared covariance (its Cholesky factor).
 
     The shared covariance is the within-class scatter / N, shrunk as (1 - s) * S + s * diag(S)
     and given a floor of 1e-6 times its mean variance, so it inverts with N < D.
@@ -113,7 +114,7 @@ def class_statistics(features, labels, num_classes, shrinkage=0.1):
     covariance = (1.0 - shrinkage) * covariance + shrinkage * np.diag(np.diag(covariance))
     floor = 1e-6 * max(float(np.mean(np.diag(covariance))), 1e-12)
     covariance += floor * np.eye(len(covariance))
-    return means.astype(np.float32), np.linalg.inv(covariance).astype(np.float32)
+    return means.astype(np.float32), np.linalg.cholesky(np.linalg.inv(covariance)).astype(np.float32)
 
 
 def scores(kind, features, logits, statistics):
@@ -131,7 +132,7 @@ def scores(kind, features, logits, statistics):
         m = means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
         return 1.0 - (f @ m.T).max(axis=1)
     if kind == "mahalanobis":
-        whitening = np.linalg.cholesky(np.asarray(statistics.precision, np.float64))  # W W' = P
+        whitening = np.asarray(statistics.whitening, np.float64)
         # ||f - m||_P^2 = ||(f - m) W||^2, for every class at once, as the exports compute it.
         whitened = (features @ whitening)[:, None, :] - (means @ whitening)[None, :, :]
         return np.square(whitened).sum(axis=2).min(axis=1)
@@ -195,8 +196,8 @@ def fit_statistics(score, train_features, train_labels, num_classes, val_feature
     if score not in SCORES:
         raise ValueError(f"score: expected one of {', '.join(SCORES)}, received {score!r}.")
     temperature = fit_temperature(val_logits, val_labels)
-    means, precision = class_statistics(train_features, train_labels, num_classes)
-    statistics = OpenSetStatistics(score, means, precision, temperature)
+    means, whitening = class_statistics(train_features, train_labels, num_classes)
+    statistics = OpenSetStatistics(score, means, whitening, temperature)
     val_scores = scores(score, val_features, val_logits, statistics)
     statistics.threshold = threshold_at_known_rate(val_scores)
     report = {

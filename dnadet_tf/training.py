@@ -154,7 +154,7 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
         from dnadet_tf.calibrate import calibrate_run
 
         summary["calibration"] = calibrate_run(out, config.loop.ood_score, batch_size=config.loop.eval_batch_size,
-                                               output=output, warn=lambda line: None)  # warned about above
+                                               output=output, files=(train_files, val_files))
     else:
         print("no validation data: no temperature or open-set score fitted (dnadet-tf calibrate RUN --val DATA "
               "fits them later)", file=output, flush=True)

@@ -74,7 +74,7 @@ class TFLitePredictor:
         self.preprocess = PreprocessConfig.from_dict(sidecar["preprocess"])
         self.kind = f"tflite-{sidecar.get('format', 'unknown')}"
         self.source = path
-        from dnadet_tf.exports.tflite import OUTPUT_NAME, SCORE_NAME, output_tensors
+        from dnadet_tf.exports.tflite import OUTPUT_NAME, SCORE_NAME, output_tensors, tensor_description
 
         self._input = self._interpreter.get_input_details()[0]
         outputs = output_tensors(self._interpreter)
@@ -83,6 +83,7 @@ class TFLitePredictor:
         self.open_set = sidecar.get("open_set") if self._score is not None else None
         self._input_quantization = sidecar["input"].get("quantization")
         self._output_quantization = sidecar["output"].get("quantization")
+        self._score_quantization = tensor_description(self._score)["quantization"] if self._score else None
 
     def _run(self, image):
         """(S, S, 3) float32 pixels -> (probabilities (C,), ood_score or None)."""
@@ -102,9 +103,8 @@ class TFLitePredictor:
         score = None
         if self._score is not None:
             score = self._interpreter.get_tensor(self._score["index"]).reshape(-1)[0]
-            scale, zero_point = self._score["quantization"]
-            if np.dtype(self._score["dtype"]).kind in "iu" and scale:
-                score = (float(score) - zero_point) * scale
+            if self._score_quantization:
+                score = dequantize(score, self._score_quantization)
         return np.asarray(y, np.float32), score
 
     def predict_one(self, image):
