@@ -1,21 +1,32 @@
-"""Training throughput: patches/s of the training step and of the input pipeline alone.
+"""Training and inference speed on this machine, as patches/s and as a fraction of its convolution ceiling.
 
-For each preset (cpu, paper) on this machine:
-  * input pipeline: `pipeline.training_dataset` over generated 128 px PNGs (5 classes),
-    decoded, preprocessed and cropped exactly as in `fit`, with nothing consuming it;
-  * training step: the Trainer's distributed step on one batch held in memory
-    (so that the pipeline cannot be the bottleneck);
-  * the ratio pipeline / step (it must be >= 2);
-  * for reference, the release's way of feeding crops: one forward/backward per crop
-    position (16 passes of B patches), which keeps BatchNorm statistics per position;
-    dnadet-tf feeds all B x 16 crops in one batch instead (statistics over all of them).
-The paper preset is measured at the release's batch (20 images x 16 crops = 320 patches).
-Prints plain lines; takes a few minutes.
+Everything is measured in the same run, so the figures travel between machines as ratios:
 
-Usage: python benchmarks/train_throughput.py [--presets cpu,paper] [--steps N] [--precision P]
+  * ceiling: GFLOP/s of a lone 3x3 convolution (NHWC, forward), the best over the
+    encoder's four 3x3 layer shapes at 320 patches of 64 px; float32 and bfloat16;
+  * per preset (cpu, paper) and precision (float32, mixed_bfloat16):
+      step       the Trainer's distributed step on one batch held in memory
+                 (`step_patches_per_s`; its GFLOP/s counts 3x the forward convolutions
+                 of a patch: forward, input gradient, kernel gradient) and
+                 `ceiling_fraction` = that / the float32 ceiling;
+      pipeline   `pipeline.training_dataset` alone over generated 128 px PNGs, nothing consuming it;
+      realized   the real `fit` loop reading those files (`realized_patches_per_s`: the median
+                 of its logged windows after the first), and its ratio to the step;
+      inference  whole preprocessed images at the preset's resize2 (512 px for `paper`),
+                 batch 4, images/s and the ceiling fraction;
+  * pretrain (cpu preset): the same for step 1 (170 transformations of generated photos),
+    step and realized.
+The `paper` preset is measured at the release's batch (20 images x 16 crops = 320 patches).
+Prints a table per preset; `--json FILE` writes every figure under keys that say what they are
+(`python benchmarks/render_results.py FILE` renders the README's tables from it).
+
+Usage: python benchmarks/train_throughput.py [--presets cpu,paper] [--precisions float32,mixed_bfloat16]
+       [--steps N] [--realized-steps N] [--no-pretrain] [--json FILE]
 """
 import argparse
+import json
 import os
+import platform
 import resource
 import sys
 import tempfile
@@ -23,6 +34,11 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from dnadet_tf.distribute import configure_runtime  # noqa: E402
+
+configure_runtime()  # as the CLI: one inter-op thread on a CPU-only machine, before any op
+
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -30,10 +46,13 @@ from PIL import Image  # noqa: E402
 from dnadet_tf.config import make_config  # noqa: E402
 from dnadet_tf.data import read_folder_tree  # noqa: E402
 from dnadet_tf.distribute import make_strategy  # noqa: E402
+from dnadet_tf.model import Backbone  # noqa: E402
 from dnadet_tf.pipeline import training_dataset  # noqa: E402
 from dnadet_tf.trainer import Trainer  # noqa: E402
 
 CLASSES = ("real", "a", "b", "c", "d")
+CEILING_BATCH = 320
+CEILING_SHAPES = ((32, 64), (16, 128), (8, 256), (4, 512))  # (side, channels) of the encoder's 3x3 layers
 
 
 def make_images(root, per_class=40, size=128):
@@ -44,6 +63,41 @@ def make_images(root, per_class=40, size=128):
             low = rng.uniform(0, 255, (size // 4, size // 4, 3)).astype(np.uint8)
             Image.fromarray(low).resize((size, size), Image.BICUBIC).save(os.path.join(root, name, f"{i}.png"))
     return read_folder_tree(root)
+
+
+def _best_seconds(fn, repeats, warmup=2):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - began)
+    return min(times)
+
+
+def convolution_ceiling(dtype, repeats=6):
+    """Best GFLOP/s of a lone 3x3 convolution (NHWC, forward) over `CEILING_SHAPES`, and each shape's."""
+    by_shape = {}
+    for side, channels in CEILING_SHAPES:
+        x = tf.cast(tf.random.uniform((CEILING_BATCH, side, side, channels)), dtype)
+        kernel = tf.cast(tf.random.uniform((3, 3, channels, channels)), dtype)
+        conv = tf.function(lambda: tf.nn.conv2d(x, kernel, 1, "SAME"))
+        seconds = _best_seconds(lambda: conv().numpy(), repeats)
+        by_shape[f"{side}x{side}x{channels}"] = 2 * CEILING_BATCH * side * side * 9 * channels * channels / seconds / 1e9
+    return max(by_shape.values()), by_shape
+
+
+def forward_gflop(width, side):
+    """Forward GFLOP of the encoder's convolutions for one side x side input (multiply-adds count 2)."""
+    encoder = Backbone(width, input_size=side)
+    total = 0
+    for layer in encoder.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            _, h, w, c_out = layer.output.shape
+            kh, kw = layer.kernel_size
+            total += 2 * h * w * kh * kw * layer.input.shape[-1] * c_out
+    return total / 1e9
 
 
 def pipeline_rate(dataset, batches):
@@ -66,72 +120,154 @@ def step_rate(config, class_names, dataset_fn, steps, run_dir):
     batch = next(iter(dataset_fn(0)))
     distributed = next(iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))))
     patches = int(np.prod(batch[0].shape[:2]))
-    for _ in range(2):
-        trainer._step_fn(distributed)[0].numpy()
+    seconds = _best_seconds(lambda: [float(v) for v in trainer._step_fn(distributed)], steps)
+    return patches / seconds, patches
+
+
+def realized_rate(run_dir):
+    """Median patches/s of a finished run's logged windows, the first (tracing) left out."""
+    with open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    rates = [r["patches_per_s"] for r in records if "patches_per_s" in r and "loss" in r]
+    return float(np.median(rates[1:] if len(rates) > 2 else rates))
+
+
+def inference_rate(config, repeats=4, batch=4):
+    """Whole preprocessed images at resize2 per second, inference mode, batch `batch`."""
+    side = config.preprocessing.resize2
+    encoder = Backbone(config.model.width, dtype=config.runtime.precision)
+    pixels = tf.random.uniform((batch, side, side, 3), -1, 1)
+    run = tf.function(lambda x: encoder(x, training=False))
+    return batch / _best_seconds(lambda: run(pixels).numpy(), repeats)
+
+
+def measure_preset(preset, precision, files, root, args, ceiling):
+    """Every figure of one (preset, precision) for training on the generated data set."""
+    from dnadet_tf.training import fit
+
+    overrides = {"precision": precision}
+    if preset == "paper":
+        overrides["images_per_class"] = 4  # 20 images x 16 crops: the release's batch
+    config = make_config(preset, **overrides)
+    dataset_fn = lambda start, config=config: training_dataset(files, config, start)  # noqa: E731
+    step, patches = step_rate(config, files.class_names, dataset_fn, args.steps,
+                              os.path.join(root, f"step-{preset}-{precision}"))
+    pipe = pipeline_rate(dataset_fn(0), batches=max(4, args.steps))
+    run_dir = os.path.join(root, f"fit-{preset}-{precision}")
+    realized_steps = args.realized_steps * (1 if preset == "paper" else 5)
     began = time.perf_counter()
-    for _ in range(steps):
-        trainer._step_fn(distributed)[0].numpy()
-    return patches * steps / (time.perf_counter() - began), patches
+    fit(os.path.join(root, "data"), run_dir, preset=preset, output=open(os.devnull, "w"), steps=realized_steps,
+        log_every=max(1, realized_steps // 10), val_every=realized_steps, checkpoint_every=realized_steps, **overrides)
+    fit_seconds = time.perf_counter() - began
+    realized = realized_rate(run_dir)
+    gflop = 3 * forward_gflop(config.model.width, config.sampling.patch_size)
+    inference = inference_rate(config)
+    inference_gflop = forward_gflop(config.model.width, config.preprocessing.resize2)
+    return {
+        "preset": preset, "precision": precision, "width": config.model.width,
+        "patches_per_step": patches, "train_gflop_per_patch": gflop,
+        "step_patches_per_s": step, "step_gflops": step * gflop, "ceiling_fraction": step * gflop / ceiling,
+        "pipeline_patches_per_s": pipe, "pipeline_over_step": pipe / step,
+        "realized_patches_per_s": realized, "realized_over_step": realized / step,
+        "realized_steps": realized_steps, "realized_fit_seconds": fit_seconds,
+        "inference_side": config.preprocessing.resize2, "inference_images_per_s": inference,
+        "inference_gflop_per_image": inference_gflop,
+        "inference_ceiling_fraction": inference * inference_gflop / ceiling,
+    }
 
 
-def per_position_rate(files, config, steps):
-    """The release's feeding: one forward/backward per crop position, cross-entropy only."""
-    import keras
+def measure_pretrain(precision, root, args, ceiling):
+    """Step 1 (`cpu` preset): the step with 170 classes and the realized `pretrain` loop on generated photos."""
+    from dnadet_tf.pipeline import transformation_dataset
+    from dnadet_tf.pretraining import PHOTO_SIZE, list_photos, pretrain
+    from dnadet_tf.transforms import TRANSFORM_NAMES
 
-    from dnadet_tf.model import Backbone, Classifier
-
-    model = Classifier(Backbone(config.model.width, dtype=config.runtime.precision), len(files.class_names), config.model.dropout)
-    optimizer = keras.optimizers.Adam(config.optimizer.learning_rate)
-    optimizer.build(model.trainable_variables)
-    images, labels = next(iter(training_dataset(files, config)))
-
-    @tf.function
-    def step(images, labels):
-        for position in range(config.sampling.patches_per_image):
-            with tf.GradientTape() as tape:
-                logits = model(images[:, position], training=True)
-                loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
-            optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
-        return loss
-
-    step(images, labels).numpy()
+    folder = os.path.join(root, "photos")
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(64):
+        low = rng.uniform(0, 255, (48, 64, 3)).astype(np.uint8)
+        Image.fromarray(low).resize((384, 256), Image.BICUBIC).save(os.path.join(folder, f"{i}.jpg"), quality=95)
+    photos = list_photos(folder)
+    config = make_config("cpu", precision=precision).replace(crop_size=PHOTO_SIZE, resize1=PHOTO_SIZE)
+    batch = config.pretrain.batch_size
+    dataset_fn = lambda start: transformation_dataset(photos, config, batch, start)  # noqa: E731
+    step, patches = step_rate(config, TRANSFORM_NAMES, dataset_fn, args.steps,
+                              os.path.join(root, f"step-pretrain-{precision}"))
+    pipe = pipeline_rate(dataset_fn(0), batches=max(4, args.steps))
+    run_dir = os.path.join(root, f"pretrain-{precision}")
+    steps = args.realized_steps * 5
     began = time.perf_counter()
-    for _ in range(steps):
-        step(images, labels).numpy()
-    return int(np.prod(images.shape[:2])) * steps / (time.perf_counter() - began)
+    pretrain(folder, run_dir, preset="cpu", output=open(os.devnull, "w"), steps=steps, precision=precision,
+             log_every=max(1, steps // 10), val_every=steps, checkpoint_every=steps)
+    fit_seconds = time.perf_counter() - began
+    realized = realized_rate(run_dir)
+    gflop = 3 * forward_gflop(config.model.width, config.sampling.patch_size)
+    return {
+        "preset": "cpu", "precision": precision, "width": config.model.width,
+        "patches_per_step": patches, "train_gflop_per_patch": gflop,
+        "step_patches_per_s": step, "step_gflops": step * gflop, "ceiling_fraction": step * gflop / ceiling,
+        "pipeline_patches_per_s": pipe, "pipeline_over_step": pipe / step,
+        "realized_patches_per_s": realized, "realized_over_step": realized / step,
+        "realized_steps": steps, "realized_fit_seconds": fit_seconds,
+    }
+
+
+def print_row(name, row):
+    line = (f"[{name}] step {row['step_patches_per_s']:7.1f} patches/s ({row['step_gflops']:5.1f} GFLOP/s, "
+            f"{100 * row['ceiling_fraction']:4.1f} % of the ceiling)  pipeline {row['pipeline_patches_per_s']:7.1f} "
+            f"({row['pipeline_over_step']:.2f}x)  realized in fit {row['realized_patches_per_s']:7.1f} "
+            f"({100 * row['realized_over_step']:.0f} % of the step)")
+    if "inference_images_per_s" in row:
+        line += (f"  inference {row['inference_side']} px {row['inference_images_per_s']:.2f} images/s "
+                 f"({100 * row['inference_ceiling_fraction']:.1f} %)")
+    print(line, flush=True)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", default="cpu,paper")
-    parser.add_argument("--steps", type=int, default=5, help="timed training steps per preset")
-    parser.add_argument("--precision", default="float32")
+    parser.add_argument("--precisions", default="float32,mixed_bfloat16")
+    parser.add_argument("--steps", type=int, default=5, help="timed training steps on a batch in memory (best of)")
+    parser.add_argument("--realized-steps", type=int, default=20,
+                        help="steps of the real fit loop for `paper` (5x that for `cpu` and step 1)")
+    parser.add_argument("--no-pretrain", action="store_true", help="leave out step 1")
+    parser.add_argument("--json", help="write every figure to this file")
     args = parser.parse_args(argv)
-    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU cores, devices: "
+    cpu_model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+                     platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
+    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU cores ({cpu_model}), devices: "
           f"{[d.device_type for d in tf.config.list_logical_devices()]}", flush=True)
+    ceiling, ceiling_shapes = convolution_ceiling(tf.float32)
+    ceiling_bf16, ceiling_shapes_bf16 = convolution_ceiling(tf.bfloat16)
+    print(f"ceiling: lone 3x3 convolution, best of the encoder's shapes at {CEILING_BATCH} patches: "
+          f"{ceiling:.1f} GFLOP/s float32, {ceiling_bf16:.1f} GFLOP/s bfloat16", flush=True)
+    document = {
+        "machine": {"cpu_count": os.cpu_count(), "cpu_model": cpu_model, "tensorflow": tf.__version__},
+        "ceiling": {"float32_gflops": ceiling, "bfloat16_gflops": ceiling_bf16, "batch": CEILING_BATCH,
+                    "float32_by_shape": ceiling_shapes, "bfloat16_by_shape": ceiling_shapes_bf16},
+        "presets": {},
+    }
+    began = time.time()
     with tempfile.TemporaryDirectory() as root:
         files = make_images(os.path.join(root, "data"))
         for preset in args.presets.split(","):
-            overrides = {"precision": args.precision}
-            if preset == "paper":
-                overrides["images_per_class"] = 4  # 20 images x 16 crops: the release's batch
-            config = make_config(preset, **overrides)
-            k = config.batch_images_per_class(len(CLASSES))
-            dataset_fn = lambda start, config=config: training_dataset(files, config, start)  # noqa: E731
-            pipe = pipeline_rate(dataset_fn(0), batches=max(4, args.steps))
-            step, patches = step_rate(config, files.class_names, dataset_fn, args.steps,
-                                      os.path.join(root, f"run-{preset}"))
-            print(f"[{preset}] width {config.model.width}, {config.preprocessing.resize2} px images, {k} images/class x 5 classes x "
-                  f"{config.sampling.patches_per_image} crops of {config.sampling.patch_size} px = {patches} patches per step, "
-                  f"{args.precision}", flush=True)
-            print(f"[{preset}] training step:  {step:8.1f} patches/s", flush=True)
-            print(f"[{preset}] input pipeline: {pipe:8.1f} patches/s  ({pipe / step:.1f}x what the step consumes; "
-                  f"target >= 2x)", flush=True)
-            positions = per_position_rate(files, config, max(1, args.steps // 2))
-            print(f"[{preset}] release-style one pass per crop position (CE only): {positions:8.1f} patches/s "
-                  f"(all crops in one batch: {step / positions:.2f}x)", flush=True)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
-    print(f"peak resident memory of this process: {peak:.2f} GiB", flush=True)
+            for precision in args.precisions.split(","):
+                row = measure_preset(preset, precision, files, root, args, ceiling)
+                document["presets"].setdefault(preset, {})[precision] = row
+                print_row(f"{preset} {precision}", row)
+        if not args.no_pretrain:
+            for precision in args.precisions.split(","):
+                row = measure_pretrain(precision, root, args, ceiling)
+                document.setdefault("pretrain", {})[precision] = row
+                print_row(f"pretrain {precision}", row)
+    document["peak_resident_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
+    document["seconds"] = time.time() - began
+    print(f"peak resident memory of this process: {document['peak_resident_gib']:.2f} GiB", flush=True)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(document, f, indent=1)
+        print(f"wrote {args.json}", flush=True)
     return 0
 
 

@@ -287,6 +287,11 @@ def validate(config):
     if config.sampling.patch_size > config.preprocessing.resize2:
         raise DnadetError(f"patch_size: expected at most resize2={config.preprocessing.resize2}, "
                           f"received {config.sampling.patch_size}.")
+    for name in ("patch_size", "resize2"):  # the encoder's total stride; its "same" padding is the authors' then
+        section, field = PARAMETERS[name]
+        value = getattr(getattr(config, section), field)
+        if value % 16:
+            raise DnadetError(f"{name}: expected a multiple of 16 (the encoder's total stride), received {value}.")
     _choice("precision", config.runtime.precision, PRECISIONS)
     _choice("strategy", config.runtime.strategy, STRATEGIES)
     _choice("select", config.loop.select, SELECTION_RULES)

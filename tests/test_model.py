@@ -19,11 +19,59 @@ def test_full_width_encoder_matches_the_paper():
     assert [c.filters for c in convs] == [64, 64, 128, 128, 256, 256, 512, 512]
     assert [c.kernel_size for c in convs] == [(4, 4), (3, 3)] * 4
     assert [c.strides for c in convs] == [(2, 2), (1, 1)] * 4
-    assert all(c.padding == "valid" for c in convs)
-    pads = [layer for layer in model.layers if isinstance(layer, keras.layers.ZeroPadding2D)]
-    assert len(pads) == 8 and all(p.padding == ((1, 1), (1, 1)) for p in pads)
+    assert all(c.padding == "same" for c in convs)
     assert 5.8e6 < model.count_params() < 6.0e6
     assert model.backbone.feature_dim == 512
+
+
+def reference_encoder(model, size):
+    """The authors' layout with the same weights: explicit 1-pixel padding, then a valid convolution."""
+    inputs = keras.Input((size, size, 3))
+    x, copies = inputs, []
+    for stage in range(1, 5):
+        for index in (1, 2):
+            conv = model.get_layer(f"stage{stage}_conv{index}")
+            bn = model.get_layer(f"stage{stage}_bn{index}")
+            x = keras.layers.ZeroPadding2D(1)(x)
+            copies.append((conv, keras.layers.Conv2D(conv.filters, conv.kernel_size, conv.strides, padding="valid",
+                                                     use_bias=False)))
+            x = copies[-1][1](x)
+            copies.append((bn, keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)))
+            x = keras.layers.LeakyReLU(negative_slope=0.2)(copies[-1][1](x))
+    reference = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    for source, copy in copies:
+        copy.set_weights(source.get_weights())
+    return reference
+
+
+@pytest.mark.parametrize("size", [32, 64, 256])
+def test_same_padding_is_the_authors_explicit_padding(size):
+    model = tiny_classifier()
+    rng = np.random.default_rng(size)
+    for layer in model.layers:  # non-trivial BatchNorm statistics, so that a misplaced border would show
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype(np.float32) for w in layer.get_weights()])
+    x = rng.uniform(-1, 1, (2, size, size, 3)).astype(np.float32)
+    np.testing.assert_allclose(model.backbone(x).numpy(), reference_encoder(model, size)(x).numpy(),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_fused_batchnorm_trains_as_keras_batchnorm():
+    from dnadet_tf.model import BatchNormalization
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(2.0, 3.0, (4, 6, 6, 5)).astype(np.float32)
+    fused = BatchNormalization(momentum=0.9, epsilon=1e-5)
+    plain = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)
+    for layer in (fused, plain):
+        layer.build(x.shape)
+        layer.set_weights([np.linspace(0.5, 1.5, 5, dtype=np.float32), np.linspace(-1, 1, 5, dtype=np.float32),
+                           np.zeros(5, np.float32), np.ones(5, np.float32)])
+    np.testing.assert_allclose(fused(x, training=True).numpy(), plain(x, training=True).numpy(), atol=1e-5)
+    for a, b in zip(fused.get_weights(), plain.get_weights()):  # moving mean and (biased) variance
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fused(x, training=False).numpy(), plain(x, training=False).numpy(), atol=1e-5)
+    assert keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(fused)).__class__ is BatchNormalization
 
 
 def test_shapes_and_stride_16():
