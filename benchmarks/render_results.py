@@ -5,7 +5,8 @@ Each `ablation-*.json` there is the `ablation.json` of a `dnadet-tf ablate` or
 script renders every one as the Markdown the README shows (mean ± std over the
 training seeds, then the selection rules when they were compared), with the
 training time per run. Each `open-set-*.json` (written by
-`benchmarks/open_set_table.py`) renders as its open-set and calibration tables.
+`benchmarks/open_set_table.py`) renders as its open-set and calibration tables;
+each `train-throughput-*.json` (`benchmarks/train_throughput.py --json`) as the speed tables.
 Usage: python benchmarks/render_results.py [FILE ...]
 """
 import glob
@@ -46,11 +47,49 @@ def render_open_set(path):
     return f"### {os.path.basename(path)}\n\n{markdown(document)}\n"
 
 
+def render_speed(path):
+    """The README's speed tables from a `train_throughput.py --json` file."""
+    with open(path, encoding="utf-8") as f:
+        document = json.load(f)
+    ceiling = document["ceiling"]
+    machine = document["machine"]
+    lines = [f"### {os.path.basename(path)}", "",
+             f"{machine['cpu_count']} cores ({machine['cpu_model']}), TensorFlow {machine['tensorflow']}. Ceiling "
+             f"(a lone 3x3 convolution, best of the encoder's shapes at {ceiling['batch']} patches): "
+             f"{ceiling['float32_gflops']:.0f} GFLOP/s float32, {ceiling['bfloat16_gflops']:.0f} GFLOP/s bfloat16.", "",
+             "| preset | precision | patches per step | training step, patches/s | of the float32 ceiling "
+             "| input pipeline alone | realized in `fit` | realized / step | inference, images/s (side) "
+             "| of the ceiling |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = [(preset, row) for preset, by in document["presets"].items() for row in by.values()]
+    rows += [("pretrain (step 1, cpu)", row) for row in document.get("pretrain", {}).values()]
+    for name, row in rows:
+        inference = (f"{row['inference_images_per_s']:.1f} ({row['inference_side']} px) | "
+                     f"{100 * row['inference_ceiling_fraction']:.0f} %" if "inference_images_per_s" in row else "- | -")
+        lines.append(f"| {name} | {row['precision']} | {row['patches_per_step']} | {row['step_patches_per_s']:.0f} | "
+                     f"{100 * row['ceiling_fraction']:.0f} % | {row['pipeline_patches_per_s']:.0f} | "
+                     f"{row['realized_patches_per_s']:.0f} | {100 * row['realized_over_step']:.0f} % | {inference} |")
+    reference = document.get("torch_release_feeding")
+    if reference:
+        paper = document["presets"].get("paper", {}).get("float32")
+        lines += ["", f"The same network in plain PyTorch {reference['torch']} ({reference['threads']} threads), fed the "
+                      f"release's way (16 passes of 20 patches): {reference['step_patches_per_s']:.0f} patches/s"
+                  + (f"; the `paper` float32 step is {paper['step_patches_per_s'] / reference['step_patches_per_s']:.2f}x "
+                     f"that." if paper else ".")]
+    lines += ["", f"Peak resident memory {document['peak_resident_gib']:.2f} GiB; the run took "
+                  f"{document['seconds'] / 60:.0f} min."]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None):
     paths = (argv or sys.argv[1:]) or sorted(glob.glob(os.path.join(HERE, "results", "ablation-*.json"))
-                                             + glob.glob(os.path.join(HERE, "results", "open-set-*.json")))
+                                             + glob.glob(os.path.join(HERE, "results", "open-set-*.json"))
+                                             + glob.glob(os.path.join(HERE, "results", "train-throughput-*.json")))
     for path in paths:
-        print(render_open_set(path) if os.path.basename(path).startswith("open-set") else render(path))
+        name = os.path.basename(path)
+        renderer = (render_open_set if name.startswith("open-set") else render_speed if name.startswith("train-throughput")
+                    else render)
+        print(renderer(path))
     return 0
 
 

@@ -15,13 +15,16 @@ Everything is measured in the same run, so the figures travel between machines a
       inference  whole preprocessed images at the preset's resize2 (512 px for `paper`),
                  batch 4, images/s and the ceiling fraction;
   * pretrain (cpu preset): the same for step 1 (170 transformations of generated photos),
-    step and realized.
+    step and realized;
+  * with --torch (PyTorch installed, e.g. `pip install -e ".[torch]"`): the same network in plain
+    PyTorch, fed the release's way (one forward/backward of 20 patches per crop position, 16 per
+    step, explicit padding, cross-entropy, Adam), as the reference the `paper` step is compared to.
 The `paper` preset is measured at the release's batch (20 images x 16 crops = 320 patches).
 Prints a table per preset; `--json FILE` writes every figure under keys that say what they are
 (`python benchmarks/render_results.py FILE` renders the README's tables from it).
 
 Usage: python benchmarks/train_throughput.py [--presets cpu,paper] [--precisions float32,mixed_bfloat16]
-       [--steps N] [--realized-steps N] [--no-pretrain] [--json FILE]
+       [--steps N] [--realized-steps N] [--no-pretrain] [--torch] [--json FILE]
 """
 import argparse
 import json
@@ -213,6 +216,31 @@ def measure_pretrain(precision, root, args, ceiling):
     }
 
 
+def torch_release_rate(steps, images=20, positions=16, classes=5):
+    """Patches/s of the `paper` network in plain PyTorch, trained one crop position per pass (the release's way)."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    blocks, channels = [], 3
+    for width in (64, 128, 256, 512):
+        for kernel, stride in ((4, 2), (3, 1)):
+            blocks += [nn.Conv2d(channels, width, kernel, stride, 1), nn.BatchNorm2d(width), nn.LeakyReLU(0.2)]
+            channels = width
+    model = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, classes))
+    optimizer = torch.optim.Adam(model.parameters(), 1e-4)
+    patches = torch.rand(positions, images, 3, 64, 64) * 2 - 1
+    labels = torch.arange(images) % classes
+
+    def step():
+        for position in range(positions):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(patches[position]), labels).backward()
+            optimizer.step()
+
+    return images * positions / _best_seconds(step, steps, warmup=1), torch.__version__, torch.get_num_threads()
+
+
 def print_row(name, row):
     line = (f"[{name}] step {row['step_patches_per_s']:7.1f} patches/s ({row['step_gflops']:5.1f} GFLOP/s, "
             f"{100 * row['ceiling_fraction']:4.1f} % of the ceiling)  pipeline {row['pipeline_patches_per_s']:7.1f} "
@@ -232,6 +260,7 @@ def main(argv=None):
     parser.add_argument("--realized-steps", type=int, default=20,
                         help="steps of the real fit loop for `paper` (5x that for `cpu` and step 1)")
     parser.add_argument("--no-pretrain", action="store_true", help="leave out step 1")
+    parser.add_argument("--torch", action="store_true", help="also time the network in plain PyTorch (the release's feeding)")
     parser.add_argument("--json", help="write every figure to this file")
     args = parser.parse_args(argv)
     cpu_model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
@@ -249,6 +278,12 @@ def main(argv=None):
         "presets": {},
     }
     began = time.time()
+    if args.torch:
+        rate, version, threads = torch_release_rate(args.steps)
+        document["torch_release_feeding"] = {"step_patches_per_s": rate, "torch": version, "threads": threads,
+                                             "patches_per_step": 320, "width": 1.0}
+        print(f"[PyTorch {version}, {threads} threads] paper network, one pass of 20 patches per crop position: "
+              f"{rate:.1f} patches/s", flush=True)
     with tempfile.TemporaryDirectory() as root:
         files = make_images(os.path.join(root, "data"))
         for preset in args.presets.split(","):
