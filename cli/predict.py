@@ -21,6 +21,9 @@ def register(subparsers):
     parser.add_argument("--json", action="store_true", help="print one JSON object per line")
     parser.add_argument("--top-k", type=int, default=3, help="how many classes to list per image")
     parser.add_argument("--batch-size", type=int, default=16, help="images per inference batch")
+    parser.add_argument("--precision", choices=("float32", "mixed_bfloat16"),
+                        help="compute a run dir's encoder in this precision (default: as trained; "
+                             "mixed_bfloat16 is faster on CPUs with AVX-512 BF16)")
     parser.set_defaults(func=run)
 
 
@@ -36,7 +39,7 @@ def run(args):
 
     if args.top_k < 1:
         raise UsageError(f"--top-k: expected a positive integer, received {args.top_k}.")
-    predictor = load_predictor(args.model)
+    predictor = load_predictor(args.model, precision=args.precision)
     if predictor.open_set is None:
         how = (f"dnadet-tf calibrate {args.model} fits one" if predictor.kind == "keras"
                else "calibrate the run ('dnadet-tf calibrate RUN') and export it again")

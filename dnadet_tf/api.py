@@ -6,6 +6,8 @@ scratch folder.
 """
 import os
 
+from dnadet_tf.errors import DnadetError
+
 
 def fit(data, out, val=None, preset="cpu", **options):
     """Trains an attributor on `data` into run dir `out`; returns the training summary (a dict).
@@ -28,11 +30,12 @@ def fit(data, out, val=None, preset="cpu", **options):
     return fit_run(data, out, val=val, preset=preset, **options)
 
 
-def load(path):
+def load(path, precision=None):
     """A predictor for a run dir (its best.keras), a SavedModel folder or a .tflite file, with
     `class_names`, `preprocess` (a PreprocessConfig) and `predict_pixels(pixels (N, S, S, 3)
     float32 in [-1, 1]) -> (N, C) probabilities`; a run dir's predictor also has `model`,
-    the `Classifier`.
+    the `Classifier`. `precision` ("float32" or "mixed_bfloat16") applies to run dirs only:
+    the encoder computes in it (exports keep their own).
 
     >>> import os, dnadet_tf
     >>> model = dnadet_tf.load(os.path.join(TMP, "run"))
@@ -46,8 +49,10 @@ def load(path):
             os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb"))):
         from dnadet_tf.exports.predictors import load_exported_predictor
 
+        if precision is not None:
+            raise DnadetError(f"precision: applies to a run dir's best.keras, not to the export {path}.")
         return load_exported_predictor(path)
-    return KerasPredictor(path)
+    return KerasPredictor(path, precision=precision)
 
 
 def predict(model, inputs, batch_size=16):

@@ -333,17 +333,23 @@ def build_projection_head(feature_dim, hidden_dim=512, out_dim=128, dtype=None, 
     )
 
 
-def float32_copy(classifier):
-    """`classifier` itself when its backbone computes in float32, else the same network rebuilt with
-    float32 layers and given the same weights (exports compute in float32)."""
-    if keras.dtype_policies.get(classifier.backbone.layer_dtype or keras.config.dtype_policy()).compute_dtype \
-            == "float32":
+def precision_copy(classifier, precision):
+    """`classifier` itself when its backbone already computes as `precision` ("float32" or
+    "mixed_bfloat16", a Keras dtype policy), else the same network rebuilt with that policy and
+    given the same weights (float32 variables either way; the logits stay float32)."""
+    wanted = keras.dtype_policies.get(precision).compute_dtype
+    if keras.dtype_policies.get(classifier.backbone.layer_dtype or keras.config.dtype_policy()).compute_dtype == wanted:
         return classifier
     config = classifier.get_config()
-    config["backbone"] = Backbone(**{**classifier.backbone.get_config(), "dtype": "float32"})
+    config["backbone"] = Backbone(**{**classifier.backbone.get_config(), "dtype": precision})
     clone = Classifier(**config)
     clone.set_weights(classifier.get_weights())
     return clone
+
+
+def float32_copy(classifier):
+    """`precision_copy(classifier, "float32")`: exports compute in float32."""
+    return precision_copy(classifier, "float32")
 
 
 def load_classifier(path, class_names=None, preprocessing=None):

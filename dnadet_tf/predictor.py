@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from dnadet_tf.data import readable_images
-from dnadet_tf.model import attribute, probabilities
+from dnadet_tf.model import attribute, precision_copy, probabilities
 from dnadet_tf.pipeline import inference_dataset
 from dnadet_tf.runs import RunDir
 
@@ -23,13 +23,17 @@ from dnadet_tf.runs import RunDir
 class KerasPredictor:
     """A run dir's best.keras (or `model_file`, another .keras model of that run, e.g. one
     of RUN/validated/), with the class names and preprocessing the model holds.
-    `predict_pixels`: (N, S, S, 3) float32 -> (N, C) probabilities."""
+    `predict_pixels`: (N, S, S, 3) float32 -> (N, C) probabilities. `precision`
+    ("float32" or "mixed_bfloat16"; default: as trained) computes the encoder in that
+    precision (`model.precision_copy`): bfloat16 runs faster on CPUs with AVX-512 BF16."""
 
     kind = "keras"
 
-    def __init__(self, run_dir, model_file=None):
+    def __init__(self, run_dir, model_file=None, precision=None):
         self.run = RunDir(run_dir)
         self.model = self.run.load_model(model_file)
+        if precision is not None:
+            self.model = precision_copy(self.model, precision)
         self.model_path = model_file or self.run.best_model_path
         self.class_names = self.model.class_names
         self.preprocess = self.model.preprocessing

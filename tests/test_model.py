@@ -171,3 +171,18 @@ def test_transfer_matching_weights_skips_the_head():
         source.get_layer("stage3_conv1").kernel.numpy(), target.get_layer("stage3_conv1").kernel.numpy()
     )
     assert len(loaded) == len(target.weights) - 2
+
+
+def test_bfloat16_copy_computes_in_bfloat16_with_the_same_weights():
+    from dnadet_tf.model import precision_copy
+
+    model = tiny_classifier(class_names=["real", "a", "b"])
+    x = np.random.default_rng(4).uniform(-1, 1, (4, 64, 64, 3)).astype(np.float32)
+    copy = precision_copy(model, "mixed_bfloat16")
+    assert copy is not model and precision_copy(model, "float32") is model
+    assert copy.get_layer("stage1_conv1").compute_dtype == "bfloat16" and copy.class_names == model.class_names
+    for a, b in zip(model.get_weights(), copy.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    p32, p16 = probabilities(model, x).numpy(), probabilities(copy, x).numpy()
+    assert p16.dtype == np.float32 and np.abs(p16 - p32).max() < 0.05  # bfloat16 keeps 8 bits of mantissa
+    assert precision_copy(copy, "float32").get_layer("stage1_conv1").compute_dtype == "float32"
