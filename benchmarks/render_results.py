@@ -76,6 +76,13 @@ def render_speed(path):
                       f"release's way (16 passes of 20 patches): {reference['step_patches_per_s']:.0f} patches/s"
                   + (f"; the `paper` float32 step is {paper['step_patches_per_s'] / reference['step_patches_per_s']:.2f}x "
                      f"that." if paper else ".")]
+    positions = [(name, row) for name, row in rows if "per_position_patches_per_s" in row]
+    if positions:
+        lines += ["", "Fed the release's way (one forward/backward per crop position, cross-entropy only), the same "
+                      "Keras network trains at " + ", ".join(
+                          f"{row['per_position_patches_per_s']:.0f} patches/s ({name} {row['precision']}; all crops "
+                          f"in one batch: {row['step_patches_per_s'] / row['per_position_patches_per_s']:.2f}x)"
+                          for name, row in positions) + "."]
     lines += ["", f"Peak resident memory {document['peak_resident_gib']:.2f} GiB; the run took "
                   f"{document['seconds'] / 60:.0f} min."]
     return "\n".join(lines) + "\n"

@@ -5,6 +5,9 @@ Everything is measured in the same run, so the figures travel between machines a
   * ceiling: GFLOP/s of a lone 3x3 convolution (NHWC, forward), the best over the
     encoder's four 3x3 layer shapes at 320 patches of 64 px; float32 and bfloat16;
   * per preset (cpu, paper) and precision (float32, mixed_bfloat16):
+      per position the same network fed the release's way (one forward/backward of B patches per
+                 crop position, BatchNorm statistics per position; cross-entropy only), where
+                 dnadet-tf feeds all B x P crops in one batch (statistics over all of them);
       step       the Trainer's distributed step on one batch held in memory
                  (`step_patches_per_s`; its GFLOP/s counts 3x the forward convolutions
                  of a patch: forward, input gradient, kernel gradient) and
@@ -144,6 +147,28 @@ def inference_rate(config, repeats=4, batch=4):
     return batch / _best_seconds(lambda: run(pixels).numpy(), repeats)
 
 
+def per_position_rate(config, images, labels, steps, classes):
+    """Patches/s of the same Keras network fed the release's way: one forward/backward of B patches
+    per crop position (BatchNorm statistics per position), cross-entropy only, Adam."""
+    from dnadet_tf.model import Classifier
+
+    model = Classifier(Backbone(config.model.width, dtype=config.runtime.precision), classes, config.model.dropout)
+    optimizer = keras.optimizers.Adam(config.optimizer.learning_rate)
+    optimizer.build(model.trainable_variables)
+
+    @tf.function
+    def step(images, labels):
+        for position in range(images.shape[1]):
+            with tf.GradientTape() as tape:
+                logits = tf.cast(model(images[:, position], training=True), tf.float32)
+                loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+            optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+        return loss
+
+    seconds = _best_seconds(lambda: step(images, labels).numpy(), steps, warmup=1)
+    return int(np.prod(images.shape[:2])) / seconds
+
+
 def measure_preset(preset, precision, files, root, args, ceiling):
     """Every figure of one (preset, precision) for training on the generated data set."""
     from dnadet_tf.training import fit
@@ -155,6 +180,8 @@ def measure_preset(preset, precision, files, root, args, ceiling):
     dataset_fn = lambda start, config=config: training_dataset(files, config, start)  # noqa: E731
     step, patches = step_rate(config, files.class_names, dataset_fn, args.steps,
                               os.path.join(root, f"step-{preset}-{precision}"))
+    images, labels = next(iter(dataset_fn(0)))
+    per_position = per_position_rate(config, images, labels, args.steps, len(files.class_names))
     pipe = pipeline_rate(dataset_fn(0), batches=max(4, args.steps))
     run_dir = os.path.join(root, f"fit-{preset}-{precision}")
     realized_steps = args.realized_steps * (1 if preset == "paper" else 5)
@@ -170,6 +197,7 @@ def measure_preset(preset, precision, files, root, args, ceiling):
         "preset": preset, "precision": precision, "width": config.model.width,
         "patches_per_step": patches, "train_gflop_per_patch": gflop,
         "step_patches_per_s": step, "step_gflops": step * gflop, "ceiling_fraction": step * gflop / ceiling,
+        "per_position_patches_per_s": per_position,
         "pipeline_patches_per_s": pipe, "pipeline_over_step": pipe / step,
         "realized_patches_per_s": realized, "realized_over_step": realized / step,
         "realized_steps": realized_steps, "realized_fit_seconds": fit_seconds,
