@@ -61,9 +61,11 @@ def crops_function(config, window_crops=None):
     return lambda image, seed: random_crops(preprocess_image(image, preprocess), patch, count, seed)
 
 
-def _image_cache(cache_bytes):
-    """A new `DecodedImageCache` bounded by `cache_bytes` (None: the default bound), or None for 0."""
-    cache = DecodedImageCache(cache_bytes)
+def _image_cache(image_cache):
+    """`image_cache` as `training_dataset` takes it -> a `DecodedImageCache`, or None for none."""
+    if isinstance(image_cache, DecodedImageCache):
+        return image_cache
+    cache = DecodedImageCache(image_cache)
     return cache if cache.max_bytes > 0 else None
 
 
@@ -106,7 +108,7 @@ class BalancedSchedule:
         return np.asarray(out, np.int64)
 
 
-def training_dataset(files, config, start_step=0, augment_fn=None, cache_bytes=None, window_crops=None):
+def training_dataset(files, config, start_step=0, augment_fn=None, image_cache=None, window_crops=None):
     """Endless class-balanced batches starting at `start_step`.
 
     Yields (images, labels):
@@ -116,9 +118,10 @@ def training_dataset(files, config, start_step=0, augment_fn=None, cache_bytes=N
 
     `augment_fn(image, seed)`, when given, perturbs the decoded image (uint8 or
     float in [0, 255]) before the preprocessing chain.
-    Speed only (the batches are the same): decoded files are kept up to `cache_bytes`
-    (`image_cache`; None: its default bound, 0: none), and `window_crops` is
-    `crops_function`'s.
+    Speed only (the batches are the same): `image_cache` keeps decoded files
+    (`image_cache.DecodedImageCache`): None for a new one with the default bound, a
+    number for a new one bounded by that many bytes (0: no cache), or a cache to share
+    (e.g. between datasets over the same files); `window_crops` is `crops_function`'s.
     """
     num_classes = len(files.class_names)
     k = config.batch_images_per_class(num_classes)
@@ -143,7 +146,7 @@ def training_dataset(files, config, start_step=0, augment_fn=None, cache_bytes=N
             tf.TensorSpec((), tf.int64),
         ),
     )
-    cache = _image_cache(cache_bytes)
+    cache = _image_cache(image_cache)
     cache_ref = weakref.ref(cache) if cache is not None else None
     crops = crops_function(config, window_crops) if config.model.mode == "dnadet" else None
 
@@ -163,6 +166,12 @@ def training_dataset(files, config, start_step=0, augment_fn=None, cache_bytes=N
 def _batched(dataset, per_batch):
     """Global batches, sharded by data (not by file) across workers, prefetched."""
     dataset = dataset.batch(per_batch, drop_remainder=True)
+    # No tf.data threading options, measured on 2 cores with the runtime's one inter-op thread
+    # (distribute.configure_runtime): the parallel map keeps both cores busy without them. A private
+    # pool of 2 threads raised the pipeline's rate alone by 0-15 % (transform_throughput.py --compare,
+    # variant after_private_pool_2) but not fit's, where the step shares the cores (cpu preset, step
+    # fed by the pipeline: 432 patches/s with it, 472 without); max_intra_op_parallelism=1 moved
+    # either way within the noise. The batches are the same in every case.
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
@@ -176,7 +185,7 @@ def random_square_crop(image, size, seed):
     return image[top : top + size, left : left + size]
 
 
-def transformation_dataset(photo_paths, config, batch_size, start_step=0, images_per_class=4, cache_bytes=None,
+def transformation_dataset(photo_paths, config, batch_size, start_step=0, images_per_class=4, image_cache=None,
                            window_crops=None):
     """Endless batches for step 1 (pre-training on image transformations).
 
@@ -192,7 +201,7 @@ def transformation_dataset(photo_paths, config, batch_size, start_step=0, images
 
     Yields images (B, P, p, p, 3) float32 in [-1, 1] and labels (B,) int32.
     Which photo, crop and transformation is a pure function of (seed, step).
-    `cache_bytes` and `window_crops` change the speed only, as for `training_dataset`.
+    `image_cache` and `window_crops` change the speed only, as for `training_dataset`.
     """
     from dnadet_tf.transforms import NUM_TRANSFORMS, apply_transform
 
@@ -217,7 +226,7 @@ def transformation_dataset(photo_paths, config, batch_size, start_step=0, images
         elements,
         output_signature=(tf.TensorSpec((), tf.string), tf.TensorSpec((), tf.int32), tf.TensorSpec((), tf.int64)),
     )
-    cache = _image_cache(cache_bytes)
+    cache = _image_cache(image_cache)
     cache_ref = weakref.ref(cache) if cache is not None else None
     crops = crops_function(config, window_crops)
 

@@ -111,18 +111,23 @@ def test_pipelines_give_identical_batches_with_and_without_the_cache(upsampling_
     files = read_dataset(upsampling_data["train"])
     config = make_config("tiny")
 
-    def batches(cache_bytes, steps=4):
-        return list(training_dataset(files, config, cache_bytes=cache_bytes).take(steps).as_numpy_iterator())
+    def batches(cache_bytes, steps=8):
+        return list(training_dataset(files, config, image_cache=cache_bytes).take(steps).as_numpy_iterator())
 
-    # 24 images per class x 3 classes x 4 per class and step: the 4 steps revisit files.
+    # 24 images per class, 4 per class and step: the 8 steps revisit 8 files per class.
     uncached, cached, partly = batches(0), batches(None), batches(10 * 32 * 32 * 3)
     for (a, labels_a), (b, labels_b), (c, _) in zip(uncached, cached, partly):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(a, c)
         np.testing.assert_array_equal(labels_a, labels_b)
+    shared = DecodedImageCache()
+    for _ in range(2):  # a cache shared by datasets over the same files
+        for (a, _), (b, _) in zip(uncached, batches(shared)):
+            np.testing.assert_array_equal(a, b)
+    assert len(shared) == len(files.paths) and shared.hits >= 8 * 12  # the second pass hits only
     photos = files.paths[:5]
     pretrain = make_config("tiny", crop_size=32, resize1=32)
-    first, second = (next(transformation_dataset(photos, pretrain, 8, cache_bytes=b).as_numpy_iterator())
+    first, second = (next(transformation_dataset(photos, pretrain, 8, image_cache=b).as_numpy_iterator())
                      for b in (0, None))
     np.testing.assert_array_equal(first[0], second[0])
 
@@ -155,5 +160,5 @@ def test_pipeline_errors_for_bad_files_are_unchanged(tmp_path):
         load_rgb(Files.paths[0])
     for cache_bytes in (0, None):
         with pytest.raises(tf.errors.OpError) as raised:
-            next(iter(training_dataset(Files, make_config("tiny", images_per_class=1), cache_bytes=cache_bytes)))
+            next(iter(training_dataset(Files, make_config("tiny", images_per_class=1), image_cache=cache_bytes)))
         assert str(expected.value) in str(raised.value)
