@@ -58,12 +58,17 @@ def first_resize(image, config):
     Returns:
       float32 tensor (resize1, resize1, 3) in [0, 255]: the size check, the center crop of a
       non-square image, the bicubic antialiased resize to resize1 and its clip, as
-      `preprocess._tf_chain` does them.
+      `preprocess._tf_chain` does them. An image that is resize1 px already skips the resize
+      (0.6 ms of 2 per image at the cpu preset): TF's resize to the same size is exactly the
+      identity (Keys cubic weights 0, 1, 0, 0 at whole-pixel distances, summing to 1).
     """
     image = assert_size_fits(tf.convert_to_tensor(image), config)
     image = tf.cast(center_crop_if_not_square(image, config.crop_size), tf.float32)
     size = (config.resize1, config.resize1)
-    return tf.clip_by_value(tf.image.resize(image, size, method="bicubic", antialias=True), 0.0, 255.0)
+    same_size = tf.reduce_all(tf.equal(tf.shape(image)[:2], size))
+    image = tf.cond(same_size, lambda: image,
+                    lambda: tf.image.resize(image, size, method="bicubic", antialias=True))
+    return tf.clip_by_value(image, 0.0, 255.0)
 
 
 def resize_matrix(in_size, out_size):
@@ -154,8 +159,9 @@ class WindowCrops:
 def windows_pay_off(config, patch, count):
     """True when window crops are worth it: mode `tf`, and the crops cover less than the resize2 image.
 
-    Measured (benchmarks/transform_throughput.py --crops, 2 shared cores): per image, `cpu`
-    (8 crops of 64 from 256) 2x faster and `paper` (16 of 64 from 512) about 4x; `tiny` (4 of 32
-    from 64, as many crop pixels as image pixels) no faster, so it keeps resizing whole images.
+    Measured per image (benchmarks/transform_throughput.py --compare, crops_<preset>; 2 shared
+    cores): `cpu` (8 crops of 64 px from 256) 1.7 ms against 3.4, `paper` (16 of 64 from 512) 2.3
+    against 8.7; `tiny` (4 of 32 from 64: as many crop pixels as image pixels) 0.70 against 0.63,
+    slower, so it keeps resizing whole images.
     """
     return config.mode == "tf" and count * patch * patch < config.resize2 * config.resize2

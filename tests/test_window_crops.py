@@ -22,9 +22,10 @@ def _image(height, width, seed=0):
 
 
 def _shapes(preprocess):
-    """A square image of the resize1 size, and two non-square ones (center-cropped first)."""
-    crop = preprocess.crop_size
-    return [(preprocess.resize1, preprocess.resize1), (crop + 7, crop + 40), (crop + 33, crop)]
+    """Square images of the resize1 size and of two others (resized first), and two non-square ones
+    (center-cropped first)."""
+    crop, side = preprocess.crop_size, preprocess.resize1
+    return [(side, side), (side + 8, side + 8), (2 * side - 5, 2 * side - 5), (crop + 7, crop + 40), (crop + 33, crop)]
 
 
 @pytest.mark.parametrize("preset", ["tiny", "cpu", "paper"])
@@ -72,6 +73,9 @@ def test_window_crops_work_in_a_graph_and_check_sizes_as_preprocess_image_does()
     with pytest.raises(tf.errors.InvalidArgumentError, match="image too small"):
         crops(_image(100, 130), tf.constant([0, 1], tf.int64))
     np.testing.assert_array_equal(first_resize(image, config.preprocess).numpy(), image.astype(np.float32))
+    # The resize it skips for such an image is exactly the identity.
+    resized = tf.image.resize(tf.cast(image, tf.float32), (128, 128), method="bicubic", antialias=True)
+    np.testing.assert_array_equal(resized.numpy(), image.astype(np.float32))
 
 
 def test_window_crops_are_used_where_they_pay_off_and_only_in_mode_tf():
