@@ -168,10 +168,11 @@ def _batched(dataset, per_batch):
     dataset = dataset.batch(per_batch, drop_remainder=True)
     # No tf.data threading options, measured on 2 cores with the runtime's one inter-op thread
     # (distribute.configure_runtime): the parallel map keeps both cores busy without them. A private
-    # pool of 2 threads raised the pipeline's rate alone by 0-15 % (transform_throughput.py --compare,
-    # variant after_private_pool_2) but not fit's, where the step shares the cores (cpu preset, step
-    # fed by the pipeline: 432 patches/s with it, 472 without); max_intra_op_parallelism=1 moved
-    # either way within the noise. The batches are the same in every case.
+    # pool of 2 threads changed the pipeline's rate alone by +1 to +15 % (transform_throughput.py
+    # --compare, variant after_private_pool_2; 1-3 % in the last run), max_intra_op_parallelism=1 by
+    # -7 to +13 %; with the training step fed by the pipeline (cpu preset) the pool was slower in one
+    # run (432 against 472 patches/s) and faster in the next (717 against 498): within the swings of
+    # a shared machine, so nothing is set. The batches are the same in every case.
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
