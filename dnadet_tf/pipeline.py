@@ -168,9 +168,9 @@ def _batched(dataset, per_batch):
     dataset = dataset.batch(per_batch, drop_remainder=True)
     # No tf.data threading options, measured on 2 cores with the runtime's one inter-op thread
     # (distribute.configure_runtime): the parallel map keeps both cores busy without them. A private
-    # pool of 2 threads changed the pipeline's rate alone by +1 to +15 % (transform_throughput.py
-    # --compare, variant after_private_pool_2; 1-3 % in the last run), max_intra_op_parallelism=1 by
-    # -7 to +13 %; with the training step fed by the pipeline (cpu preset) the pool was slower in one
+    # pool of 2 threads changed the pipeline's rate alone by +0 to +15 % (transform_throughput.py
+    # --compare, variant after_private_pool_2; 1-4 % in the last run), max_intra_op_parallelism=1 by
+    # -10 to +15 %; with the training step fed by the pipeline (cpu preset) the pool was slower in one
     # run (432 against 472 patches/s) and faster in the next (717 against 498): within the swings of
     # a shared machine, so nothing is set. The batches are the same in every case.
     options = tf.data.Options()
