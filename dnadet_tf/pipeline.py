@@ -4,29 +4,75 @@ Training batches are class-balanced: every batch holds `K` images of every
 class, in class order. Which files a batch holds, and where its crops are, is
 a pure function of (seed, step), so a resumed run sees the same data as an
 uninterrupted one and two runs with the same seed are identical.
+
+The two training pipelines decode each file once while the decoded images fit
+in memory (`image_cache`), and in preprocessing mode `tf` compute their random
+crops from windows of the first resize instead of resizing whole images
+(`crops`; equal within 1e-6, the same crop positions), where that is faster.
 """
+import weakref
+
 import numpy as np
 import tensorflow as tf
 
+from dnadet_tf.crops import WindowCrops, crop_offsets, windows_pay_off
+from dnadet_tf.image_cache import DecodedImageCache
 from dnadet_tf.images import load_rgb
 from dnadet_tf.preprocess import preprocess_image
 
 
-def decode_file(path):
-    """tf.string scalar path -> uint8 (H, W, 3), decoded by `images.load_rgb`."""
+def decode_file(path, cache=None):
+    """tf.string scalar path -> uint8 (H, W, 3), decoded by `images.load_rgb`.
+
+    `cache`, when given, is a `weakref.ref` to an `image_cache.DecodedImageCache` that loads
+    instead: held weakly because tf.numpy_function keeps its Python function alive for the
+    rest of the process, so the images belong to whoever holds the cache (the dataset, see
+    `_holding`); once it is gone, files are decoded again.
+    """
 
     def load(p):
-        return load_rgb(p.decode("utf-8"))
+        images = cache() if cache is not None else None
+        return images.load(p.decode("utf-8")) if images is not None else load_rgb(p.decode("utf-8"))
 
     image = tf.numpy_function(load, [path], tf.uint8, stateful=False)
     return tf.ensure_shape(image, (None, None, 3))
 
 
 def random_crops(image, size, count, seed):
-    """(S, S, C) -> (count, size, size, C): crops at stateless-random offsets."""
-    limit = tf.shape(image)[0] - size + 1
-    offsets = tf.random.stateless_uniform((count, 2), seed=seed, minval=0, maxval=limit, dtype=tf.int32)
+    """(S, S, C) -> (count, size, size, C): crops at stateless-random offsets (`crops.crop_offsets`)."""
+    offsets = crop_offsets(tf.shape(image)[0], size, count, seed)
     return tf.stack([image[offsets[i, 0] : offsets[i, 0] + size, offsets[i, 1] : offsets[i, 1] + size] for i in range(count)])
+
+
+def crops_function(config, window_crops=None):
+    """(image, seed) -> random crops of the preprocessed image, (P, p, p, 3) float32 in [-1, 1].
+
+    Equal to `random_crops(preprocess_image(image, config.preprocess), p, P, seed)` (P =
+    patches_per_image, p = patch_size): that, or `crops.WindowCrops` (equal within 1e-6) when
+    `window_crops` is True, or, when it is None, where `crops.windows_pay_off` says it is faster.
+    """
+    preprocess, patch, count = config.preprocess, config.sampling.patch_size, config.sampling.patches_per_image
+    if window_crops is None:
+        window_crops = windows_pay_off(preprocess, patch, count)
+    if window_crops:
+        if preprocess.mode != "tf":
+            raise ValueError(f"window crops need preprocessing mode 'tf', not {preprocess.mode!r}.")
+        return lambda image, seed, windows=WindowCrops(preprocess, patch): windows.random(image, count, seed)
+    return lambda image, seed: random_crops(preprocess_image(image, preprocess), patch, count, seed)
+
+
+def _image_cache(image_cache):
+    """`image_cache` as `training_dataset` takes it -> a `DecodedImageCache`, or None for none."""
+    if isinstance(image_cache, DecodedImageCache):
+        return image_cache
+    cache = DecodedImageCache(image_cache)
+    return cache if cache.max_bytes > 0 else None
+
+
+def _holding(dataset, cache):
+    """`dataset`, keeping `cache` alive as long as it (and any iterator over it) lives."""
+    dataset._dnadet_image_cache = cache
+    return dataset
 
 
 class BalancedSchedule:
@@ -62,7 +108,7 @@ class BalancedSchedule:
         return np.asarray(out, np.int64)
 
 
-def training_dataset(files, config, start_step=0, augment_fn=None):
+def training_dataset(files, config, start_step=0, augment_fn=None, image_cache=None, window_crops=None):
     """Endless class-balanced batches starting at `start_step`.
 
     Yields (images, labels):
@@ -72,6 +118,10 @@ def training_dataset(files, config, start_step=0, augment_fn=None):
 
     `augment_fn(image, seed)`, when given, perturbs the decoded image (uint8 or
     float in [0, 255]) before the preprocessing chain.
+    Speed only (the batches are the same): `image_cache` keeps decoded files
+    (`image_cache.DecodedImageCache`): None for a new one with the default bound, a
+    number for a new one bounded by that many bytes (0: no cache), or a cache to share
+    (e.g. between datasets over the same files); `window_crops` is `crops_function`'s.
     """
     num_classes = len(files.class_names)
     k = config.batch_images_per_class(num_classes)
@@ -96,24 +146,33 @@ def training_dataset(files, config, start_step=0, augment_fn=None):
             tf.TensorSpec((), tf.int64),
         ),
     )
-    preprocess = config.preprocess
+    cache = _image_cache(image_cache)
+    cache_ref = weakref.ref(cache) if cache is not None else None
+    crops = crops_function(config, window_crops) if config.model.mode == "dnadet" else None
 
     def load(path, label, index):
         seed = tf.stack([tf.constant(config.runtime.seed, tf.int64), index])
-        image = decode_file(path)
+        image = decode_file(path, cache_ref)
         if augment_fn is not None:
             image = augment_fn(image, tf.stack([seed[0] + 7919, seed[1]]))
-        pixels = preprocess_image(image, preprocess)
-        if config.model.mode == "dnadet":
-            pixels = random_crops(pixels, config.sampling.patch_size, config.sampling.patches_per_image, seed)
-        return pixels, label
+        if crops is None:
+            return preprocess_image(image, config.preprocess), label
+        return crops(image, seed), label
 
-    return _batched(dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True), per_batch)
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return _holding(_batched(dataset, per_batch), cache)
 
 
 def _batched(dataset, per_batch):
     """Global batches, sharded by data (not by file) across workers, prefetched."""
     dataset = dataset.batch(per_batch, drop_remainder=True)
+    # No tf.data threading options, measured on 2 cores with the runtime's one inter-op thread
+    # (distribute.configure_runtime): the parallel map keeps both cores busy without them. A private
+    # pool of 2 threads changed the pipeline's rate alone by +0 to +15 % (transform_throughput.py
+    # --compare, variant after_private_pool_2; 1-4 % in the last run), max_intra_op_parallelism=1 by
+    # -10 to +15 %; with the training step fed by the pipeline (cpu preset) the pool was slower in one
+    # run (432 against 472 patches/s) and faster in the next (717 against 498): within the swings of
+    # a shared machine, so nothing is set. The batches are the same in every case.
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
@@ -127,7 +186,8 @@ def random_square_crop(image, size, seed):
     return image[top : top + size, left : left + size]
 
 
-def transformation_dataset(photo_paths, config, batch_size, start_step=0, images_per_class=4):
+def transformation_dataset(photo_paths, config, batch_size, start_step=0, images_per_class=4, image_cache=None,
+                           window_crops=None):
     """Endless batches for step 1 (pre-training on image transformations).
 
     Each step draws `batch_size // images_per_class` distinct transformations
@@ -142,6 +202,7 @@ def transformation_dataset(photo_paths, config, batch_size, start_step=0, images
 
     Yields images (B, P, p, p, 3) float32 in [-1, 1] and labels (B,) int32.
     Which photo, crop and transformation is a pure function of (seed, step).
+    `image_cache` and `window_crops` change the speed only, as for `training_dataset`.
     """
     from dnadet_tf.transforms import NUM_TRANSFORMS, apply_transform
 
@@ -166,15 +227,17 @@ def transformation_dataset(photo_paths, config, batch_size, start_step=0, images
         elements,
         output_signature=(tf.TensorSpec((), tf.string), tf.TensorSpec((), tf.int32), tf.TensorSpec((), tf.int64)),
     )
-    preprocess = config.preprocess
+    cache = _image_cache(image_cache)
+    cache_ref = weakref.ref(cache) if cache is not None else None
+    crops = crops_function(config, window_crops)
 
     def load(path, label, index):
         seed = tf.stack([tf.constant(config.runtime.seed, tf.int64), index])
-        crop = random_square_crop(decode_file(path), preprocess.crop_size, seed + 13)
-        pixels = preprocess_image(apply_transform(crop, label, seed + 17), preprocess)
-        return random_crops(pixels, config.sampling.patch_size, config.sampling.patches_per_image, seed), label
+        crop = random_square_crop(decode_file(path, cache_ref), config.preprocess.crop_size, seed + 13)
+        return crops(apply_transform(crop, label, seed + 17), seed), label
 
-    return _batched(dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True), batch_size)
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return _holding(_batched(dataset, batch_size), cache)
 
 
 def transformation_eval_dataset(photo_paths, config, count, batch_size, seed=12345):

@@ -1,0 +1,167 @@
+"""Training crops computed from windows of the first resize (preprocessing mode `tf`).
+
+Training takes `count` random crops of `patch` px from the preprocessed image:
+`pipeline.random_crops(preprocess_image(image, config), patch, count, seed)`. In
+mode `tf` the second resize (resize1 -> resize2, bicubic) is linear and separable,
+and every output pixel depends on at most 4 input pixels per axis when it
+magnifies (TF's Keys cubic kernel, radius 2; more when it shrinks, with
+antialiasing). So a crop of the resize2 image is a small window of the resize1
+image (the crop's footprint plus the kernel's support) times two small weight
+matrices, one per axis. `WindowCrops` computes every crop that way, without
+making the resize2 image:
+
+    crops = clip(Wy[oy] @ window(image1, oy, ox) @ Wx[ox]^T, 0, 255) / 127.5 - 1
+
+where image1 is the chain up to and including the first resize and its clip
+(`first_resize`), and the weights are rows of the matrix of the second resize
+itself: `tf.image.resize(..., antialias=True)` (TF's `ScaleAndTranslate`)
+applied to a one-hot image, so near the borders they are TF's clamped and
+renormalised weights, not a re-derivation of them. Crop offsets are those
+`random_crops` draws for the same seed (`crop_offsets`, used by both).
+
+Equal to `random_crops(preprocess_image(...))` within 1e-6 in [-1, 1] units (the
+sums run in another order; tests/test_window_crops.py checks 1e-5 at every preset's
+sizes, at border and middle offsets, for square and non-square uint8 images).
+`preprocess_image` stays the one preprocessing of evaluation and exports; this is
+a faster way to compute training crops of that same function, taken from the
+same `PreprocessConfig`. Mode `release` (8-bit rounding after each pass) is not
+linear, so it has no window form.
+"""
+import numpy as np
+import tensorflow as tf
+
+from dnadet_tf.preprocess import assert_size_fits, center_crop_if_not_square
+
+
+def crop_offsets(size, patch, count, seed):
+    """Top-left corners of `count` stateless-random `patch` px crops of a (size, size) image.
+
+    Args:
+      size: int or int32 scalar tensor, the side of the image cropped.
+      patch: int, the crop's side.
+      count: int, the number of crops.
+      seed: int64 tensor (2,), a stateless seed.
+
+    Returns:
+      int32 tensor (count, 2) of (top, left), each uniform in [0, size - patch].
+    """
+    return tf.random.stateless_uniform((count, 2), seed=seed, minval=0, maxval=size - patch + 1, dtype=tf.int32)
+
+
+def first_resize(image, config):
+    """The `tf` chain of `preprocess.preprocess_image` up to and including its first resize.
+
+    Args:
+      image: uint8 or float tensor (H, W, 3) with values in [0, 255].
+      config: a `PreprocessConfig` (mode `tf`).
+
+    Returns:
+      float32 tensor (resize1, resize1, 3) in [0, 255]: the size check, the center crop of a
+      non-square image, the bicubic antialiased resize to resize1 and its clip, as
+      `preprocess._tf_chain` does them. An image that is resize1 px already skips the resize
+      (0.6 ms of 2 per image at the cpu preset): TF's resize to the same size is exactly the
+      identity (Keys cubic weights 0, 1, 0, 0 at whole-pixel distances, summing to 1).
+    """
+    image = assert_size_fits(tf.convert_to_tensor(image), config)
+    image = tf.cast(center_crop_if_not_square(image, config.crop_size), tf.float32)
+    size = (config.resize1, config.resize1)
+    same_size = tf.reduce_all(tf.equal(tf.shape(image)[:2], size))
+    image = tf.cond(same_size, lambda: image,
+                    lambda: tf.image.resize(image, size, method="bicubic", antialias=True))
+    return tf.clip_by_value(image, 0.0, 255.0)
+
+
+def resize_matrix(in_size, out_size):
+    """The matrix of TF's bicubic antialiased resize of one axis, as `preprocess_image` uses it.
+
+    Returns:
+      float32 numpy array (out_size, in_size): output i = sum_j M[i, j] * input[j]. Taken from
+      `tf.image.resize` itself, applied to a one-hot image (channel j = input pixel j).
+    """
+    with tf.init_scope():  # eagerly, also when called while a graph is being built
+        one_hot = tf.eye(in_size, dtype=tf.float32)[:, None, :]  # (in, 1, in): width 1 is left as it is
+        resized = tf.image.resize(one_hot, (out_size, 1), method="bicubic", antialias=True)
+        return resized.numpy()[:, 0, :]
+
+
+class WindowCrops:
+    """Crops of the resize2 image at given offsets, computed from windows of the resize1 image.
+
+    For each crop offset o along an axis (0 .. resize2 - patch), `starts[o]` is the first
+    resize1 pixel of the window that crop needs and `span` the window's length (the same for
+    every offset; windows near the end are shifted inwards, which only adds zero weights).
+    """
+
+    def __init__(self, config, patch):
+        """`config`: a `PreprocessConfig`; `patch`: the crop side (<= config.resize2)."""
+        matrix = resize_matrix(config.resize1, config.resize2)
+        offsets = range(config.resize2 - patch + 1)
+        used = [np.flatnonzero(np.any(matrix[o : o + patch] != 0.0, axis=0)) for o in offsets]
+        self.span = int(max(u[-1] + 1 - u[0] for u in used))
+        self.starts = np.array([min(u[0], config.resize1 - self.span) for u in used], np.int32)
+        self.matrix = matrix
+        self.config = config
+        self.patch = patch
+
+    def __call__(self, image1, offsets):
+        """Crops of `resize2(image1)` (before its clip and scaling).
+
+        Args:
+          image1: float32 tensor (resize1, resize1, C).
+          offsets: int32 tensor (P, 2) of (top, left) in the resize2 image.
+
+        Returns:
+          float32 tensor (P, patch, patch, C).
+        """
+        window = tf.range(self.span)
+        starts = tf.gather(self.starts, offsets)  # (P, 2)
+        rows = starts[:, 0:1] + window  # (P, span) resize1 rows of each window
+        cols = starts[:, 1:2] + window
+        pixels = tf.gather(tf.gather(image1, rows), cols, axis=2, batch_dims=1)  # (P, span, span, C)
+        weights_y = self._weights(offsets[:, 0], rows)  # (P, patch, span)
+        weights_x = self._weights(offsets[:, 1], cols)
+        vertical = tf.einsum("pah,phwc->pawc", weights_y, pixels)  # (P, patch, span, C)
+        return tf.einsum("pbw,pawc->pabc", weights_x, vertical)
+
+    def _weights(self, offsets, window):
+        """(P,) offsets and (P, span) window positions -> (P, patch, span) resize weights."""
+        lines = offsets[:, None] + tf.range(self.patch)  # (P, patch) resize2 rows (or columns)
+        return tf.gather(tf.gather(self.matrix, lines), window, axis=2, batch_dims=1)
+
+    def at(self, image, offsets):
+        """Crops of `preprocess_image(image, config)` at `offsets`, from windows.
+
+        Args:
+          image: uint8 or float tensor (H, W, 3) in [0, 255], as `preprocess_image` takes it.
+          offsets: int32 tensor (P, 2) of (top, left), each in [0, resize2 - patch].
+
+        Returns:
+          float32 tensor (P, patch, patch, 3) in [-1, 1].
+        """
+        crops = self(first_resize(image, self.config), offsets)
+        return tf.clip_by_value(crops, 0.0, 255.0) / 127.5 - 1.0
+
+    def random(self, image, count, seed):
+        """`pipeline.random_crops(preprocess_image(image, config), patch, count, seed)`, from windows.
+
+        Args:
+          image: uint8 or float tensor (H, W, 3) in [0, 255].
+          count: int, crops per image.
+          seed: int64 tensor (2,), the seed `random_crops` would get (the same offsets follow).
+
+        Returns:
+          float32 tensor (count, patch, patch, 3) in [-1, 1].
+        """
+        crops = self.at(image, crop_offsets(self.config.resize2, self.patch, count, seed))
+        return tf.ensure_shape(crops, (count, self.patch, self.patch, 3))
+
+
+def windows_pay_off(config, patch, count):
+    """True when window crops are worth it: mode `tf`, and the crops cover less than the resize2 image.
+
+    Measured per image (benchmarks/transform_throughput.py --compare, crops_<preset>; 2 shared
+    cores): `cpu` (8 crops of 64 px from 256) 1.7 ms against 3.4, `paper` (16 of 64 from 512) 2.3
+    against 8.7; `tiny` (4 of 32 from 64: as many crop pixels as image pixels) 0.70 against 0.63,
+    slower, so it keeps resizing whole images.
+    """
+    return config.mode == "tf" and count * patch * patch < config.resize2 * config.resize2
