@@ -24,7 +24,7 @@ import numpy as np
 
 from dnadet_tf import runs
 from dnadet_tf.config import paper_name
-from dnadet_tf.evaluation import evaluate
+from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES, evaluate
 from dnadet_tf.predictor import KerasPredictor
 from dnadet_tf.pretraining import pretrain
 from dnadet_tf.selection import SELECTION_RULES, pick
@@ -202,7 +202,8 @@ def format_ablation(document, figure="accuracy"):
     variants = document["variants"]
     if not variants:
         return ""
-    splits = list(variants[0]["summary"])
+    order = [SPLIT_TITLES[s] for s in EVALUATION_SPLITS]  # the paper's order, also after a JSON round trip
+    splits = sorted(variants[0]["summary"], key=lambda s: (order.index(s) if s in order else len(order), s))
     seeds = len(document["seeds"])
     lines = [f"{figure} (%), mean ± std over {seeds} training seed(s)", "",
              "| method | " + " | ".join(splits) + " |", "|---|" + "---:|" * len(splits)]
@@ -212,7 +213,8 @@ def format_ablation(document, figure="accuracy"):
         lines += ["", f"{figure} (%) of the model each selection rule keeps, mean ± std over {seeds} seed(s)", "",
                   "| method | rule | " + " | ".join(splits) + " |", "|---|---|" + "---:|" * len(splits)]
         for entry in variants:
-            for rule, table in entry["select"].items():
+            for rule, table in sorted(entry["select"].items(), key=lambda item: (
+                    SELECTION_RULES.index(item[0]) if item[0] in SELECTION_RULES else len(SELECTION_RULES), item[0])):
                 lines.append(f"| {entry['variant']} | {rule} | "
                              + " | ".join(_cell(table[s][figure]) for s in splits) + " |")
     return "\n".join(lines)

@@ -280,7 +280,7 @@ def test_cli_registers_zoo_build(tmp_path, capsys):
 def test_ablation_over_seeds_reports_mean_std_and_every_selection_rule(tiny_zoo, tmp_path, capsys):
     import json as json_module
 
-    from dnadet_tf.ablation import ablate
+    from dnadet_tf.ablation import ablate, format_ablation
     from dnadet_tf.config import TrainConfig
     from dnadet_tf.selection import SELECTION_RULES
 
@@ -303,9 +303,13 @@ def test_ablation_over_seeds_reports_mean_std_and_every_selection_rule(tiny_zoo,
             # best.keras of a run follows the default rule, so its figures are that rule's.
             assert result["select"][TrainConfig().loop.select]["splits"] == result["splits"]
     with open(os.path.join(out, "ablation.json"), encoding="utf-8") as f:
-        assert json_module.load(f)["seeds"] == [0, 1]
+        saved = json_module.load(f)
+    assert saved["seeds"] == [0, 1]
     table = open(os.path.join(out, "ablation.md"), encoding="utf-8").read()
     assert "mean ± std over 2 training seed(s)" in table and "| Base+PCL | nll |" in table
+    # The JSON (keys sorted on disk) renders as the same tables: splits and rules in the paper's order.
+    assert format_ablation(saved) == table.strip()
+    assert table.index("| closed-set | cross-seed | cross-loss | cross-finetune | cross-dataset |") > 0
     capsys.readouterr()
     ablate(zoo, out, preset="tiny", steps=30, seeds=(0, 1), variants=["base", "base_pcl"],
            compare_select=True, fit_overrides={"val_every": 10})
