@@ -2,7 +2,7 @@
 import os
 
 from dnadet_tf.cli.main import HelpFormatter
-from dnadet_tf.config import CE_INPUTS, METRICS, PRECISIONS, PRESETS, STRATEGIES, LoopConfig, OptimizerConfig
+from dnadet_tf.config import CE_INPUTS, METRICS, PRECISION_CHOICES, PRESETS, STRATEGIES, LoopConfig, OptimizerConfig
 from dnadet_tf.openset import DEFAULT_SCORE, SCORES
 from dnadet_tf.selection import SELECTION_RULES
 
@@ -41,8 +41,10 @@ def register(subparsers):
     parser.add_argument("--strategy", choices=STRATEGIES,
                         help="tf.distribute strategy: auto = MirroredStrategy over visible GPUs, else default; "
                         "multiworker reads TF_CONFIG (default auto)")
-    parser.add_argument("--precision", choices=PRECISIONS,
-                        help="Keras dtype policy; mixed precision is for GPUs (default float32)")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES,
+                        help="Keras dtype policy; auto (the cpu preset's default) means mixed_bfloat16 on a CPU that "
+                             "computes bfloat16 natively (AVX-512 BF16, AMX) and has no GPU, else float32; "
+                             "paper and tiny default to float32")
     parser.add_argument("--jit", action="store_true", default=None, help="XLA-compile the training step (GPUs)")
     parser.add_argument("--augment", help="robustness augmentation before the resize chain: a comma list of "
                         "crop,blur,jpeg,noise,relight, or combo")

@@ -1,7 +1,7 @@
 """`dnadet-tf pretrain`: step 1 of DNA-Det, 170 image transformations."""
 from dnadet_tf.cli.main import HelpFormatter
 
-from dnadet_tf.config import PRECISIONS, PRESETS, STRATEGIES
+from dnadet_tf.config import PRECISION_CHOICES, PRESETS, STRATEGIES
 
 
 def register(subparsers):
@@ -24,8 +24,10 @@ def register(subparsers):
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run dir")
     parser.add_argument("--strategy", choices=STRATEGIES,
                         help="tf.distribute strategy (default auto)")
-    parser.add_argument("--precision", choices=PRECISIONS,
-                        help="Keras dtype policy (default float32)")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES,
+                        help="Keras dtype policy; auto (the cpu preset's default) means mixed_bfloat16 on a CPU that "
+                             "computes bfloat16 natively (AVX-512 BF16, AMX) and has no GPU, else float32; "
+                             "paper and tiny default to float32")
     parser.add_argument("--jit", action="store_true", default=None, help="XLA-compile the training step (GPUs)")
     parser.add_argument("--lr", type=float, help="learning rate (overrides the preset)")
     parser.add_argument("--lr-decay-every", type=int,

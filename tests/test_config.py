@@ -59,3 +59,30 @@ def test_errors_name_the_parameter(name, value):
         make_config("huge")
     with pytest.raises(DnadetError, match=r"^parameters: unknown names \['widht'\]"):
         make_config("tiny", widht=2)
+
+
+@pytest.mark.parametrize("native, expected", [(True, "mixed_bfloat16"), (False, "float32")])
+def test_cpu_preset_precision_auto_follows_native_bfloat16(monkeypatch, native, expected):
+    from dnadet_tf import config as config_module
+
+    monkeypatch.setattr(config_module, "native_bfloat16_cpu", lambda: native)
+    assert make_config("cpu").runtime.precision == expected  # resolved: config.json holds what ran
+    assert make_config("cpu", precision="float32").runtime.precision == "float32"
+    assert make_config("tiny").runtime.precision == "float32" and make_config("paper").runtime.precision == "float32"
+    assert make_config("tiny", precision="auto").runtime.precision == expected
+
+
+def test_native_bfloat16_is_read_from_the_cpu_flags(monkeypatch, tmp_path):
+    from dnadet_tf import config as config_module
+
+    cpuinfo = tmp_path / "cpuinfo"
+    real_open = open
+
+    def fake_open(path, *args, **kwargs):
+        return real_open(cpuinfo if path == "/proc/cpuinfo" else path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", fake_open)
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16\n")
+    assert config_module.native_bfloat16_cpu()
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f\n")
+    assert not config_module.native_bfloat16_cpu()
