@@ -112,11 +112,14 @@ def main(argv=None):
     parser.add_argument("--variant", default="base_pcl", choices=sorted(VARIANT_NAMES))
     parser.add_argument("--recalibrate", action="store_true", help="refit runs that are already calibrated")
     parser.add_argument("--json", default=DEFAULT_JSON)
+    parser.add_argument("--precision", default="float32",
+                        help="precision of runs it trains (the README's table: float32, the default here)")
     args = parser.parse_args(argv)
     configure_runtime()
     began = time.time()
     zoo = args.zoo or ensure_zoo("demo")
-    ablate(zoo, args.out, preset="cpu", seeds=range(args.seeds), variants=[args.variant])
+    ablate(zoo, args.out, preset="cpu", seeds=range(args.seeds), variants=[args.variant],
+           fit_overrides={"precision": args.precision})
     per_seed = [seed_figures(os.path.join(args.out, args.variant, f"seed{seed}"), zoo, args.recalibrate)
                 for seed in range(args.seeds)]
     document = {"zoo": os.path.abspath(zoo), "method": VARIANT_NAMES[args.variant], "preset": "cpu",

@@ -12,7 +12,7 @@ are reused, so an interrupted benchmark resumes. Pre-training variants: use
 
 Usage: python benchmarks/zoo_table.py [--out runs/zoo-table] [--zoo DIR] [--seeds 3] [--steps N]
        [--compare-select] [--ce-input probabilities] [--select RULE] [--lr-decay-every N]
-       [--precision float32|mixed_bfloat16]
+       [--precision float32|mixed_bfloat16|auto]
 """
 import argparse
 import os
@@ -22,7 +22,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from dnadet_tf.ablation import ablate  # noqa: E402
-from dnadet_tf.config import CE_INPUTS, PRECISIONS  # noqa: E402
+from dnadet_tf.config import CE_INPUTS, PRECISION_CHOICES  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
 from dnadet_tf.selection import SELECTION_RULES  # noqa: E402
 from dnadet_tf.zoo import ensure_zoo  # noqa: E402
@@ -39,7 +39,7 @@ def main(argv=None):
     parser.add_argument("--select", choices=SELECTION_RULES)
     parser.add_argument("--ce-input", choices=CE_INPUTS)
     parser.add_argument("--lr-decay-every", type=int)
-    parser.add_argument("--precision", choices=PRECISIONS)
+    parser.add_argument("--precision", choices=PRECISION_CHOICES)
     args = parser.parse_args(argv)
     configure_runtime()  # before the zoo build's first op, as the CLI does: runs repeat exactly
     began = time.time()

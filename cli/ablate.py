@@ -2,7 +2,7 @@
 from dnadet_tf.cli.main import HelpFormatter
 
 from dnadet_tf.ablation import VARIANTS
-from dnadet_tf.config import CE_INPUTS, PRESETS
+from dnadet_tf.config import CE_INPUTS, PRECISION_CHOICES, PRESETS
 from dnadet_tf.selection import SELECTION_RULES
 
 
@@ -41,6 +41,8 @@ def register(subparsers):
     parser.add_argument("--select", choices=SELECTION_RULES, help="selection rule of best.keras in every run")
     parser.add_argument("--ce-input", choices=CE_INPUTS, help="what the cross-entropy reads in every run")
     parser.add_argument("--lr-decay-every", type=int, help="learning-rate decay interval of every run")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES,
+                        help="Keras dtype policy of every run (default: the preset's; cpu: auto)")
     parser.set_defaults(func=run)
 
 
@@ -56,7 +58,8 @@ def run(args):
     if args.seeds < 1:
         raise UsageError(f"--seeds: expected a positive number of seeds, received {args.seeds}.")
     overrides = {k: v for k, v in dict(select=args.select, ce_input=args.ce_input,
-                                       lr_decay_every=args.lr_decay_every).items() if v is not None}
+                                       lr_decay_every=args.lr_decay_every,
+                                       precision=args.precision).items() if v is not None}
     ablate(args.zoo, args.out, preset=args.preset, pretrained=args.pretrained, photos=args.photos,
            steps=args.steps, pretrain_steps=args.pretrain_steps,
            seeds=range(args.first_seed, args.first_seed + args.seeds), variants=variants,
