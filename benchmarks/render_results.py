@@ -58,16 +58,18 @@ def render_speed(path):
              f"(a lone 3x3 convolution, best of the encoder's shapes at {ceiling['batch']} patches): "
              f"{ceiling['float32_gflops']:.0f} GFLOP/s float32, {ceiling['bfloat16_gflops']:.0f} GFLOP/s bfloat16.", "",
              "| preset | precision | patches per step | training step, patches/s | of the float32 ceiling "
-             "| input pipeline alone | realized in `fit` | realized / step | inference, images/s (side) "
-             "| of the ceiling |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| of its precision's ceiling | input pipeline alone | realized in `fit` | realized / step "
+             "| inference, images/s (side) | of the float32 ceiling |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     rows = [(preset, row) for preset, by in document["presets"].items() for row in by.values()]
     rows += [("pretrain (step 1, cpu)", row) for row in document.get("pretrain", {}).values()]
     for name, row in rows:
         inference = (f"{row['inference_images_per_s']:.1f} ({row['inference_side']} px) | "
                      f"{100 * row['inference_ceiling_fraction']:.0f} %" if "inference_images_per_s" in row else "- | -")
+        own = ceiling["bfloat16_gflops"] if "bfloat16" in row["precision"] else ceiling["float32_gflops"]
         lines.append(f"| {name} | {row['precision']} | {row['patches_per_step']} | {row['step_patches_per_s']:.0f} | "
-                     f"{100 * row['ceiling_fraction']:.0f} % | {row['pipeline_patches_per_s']:.0f} | "
+                     f"{100 * row['ceiling_fraction']:.0f} % | {100 * row['step_gflops'] / own:.0f} % | "
+                     f"{row['pipeline_patches_per_s']:.0f} | "
                      f"{row['realized_patches_per_s']:.0f} | {100 * row['realized_over_step']:.0f} % | {inference} |")
     reference = document.get("torch_release_feeding")
     if reference:

@@ -87,7 +87,8 @@ def pretrain(photos, out, preset="cpu", resume=False, overwrite=False, output=No
     train_photos, val_photos = split_photos(files.paths, config.runtime.seed)
     run.start(config, TRANSFORM_NAMES, overwrite=overwrite, resume=resume)
     banner = lambda replicas: (  # noqa: E731
-        f"pre-training on {len(TRANSFORM_NAMES)} transformations of {len(train_photos)} photos "
+        f"pre-training ({config.preset} preset, width {config.model.width}, {config.runtime.precision}) on "
+        f"{len(TRANSFORM_NAMES)} transformations of {len(train_photos)} photos "
         f"({len(val_photos)} held out, {config.pretrain.val_samples} validation samples); "
         f"{config.pretrain.batch_size} images x {config.sampling.patches_per_image} patches per step, "
         + (f"{config.pretrain.images_per_class} images per drawn transformation"

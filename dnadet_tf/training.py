@@ -130,7 +130,8 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
     counts = ", ".join(f"{n} {c}" for n, c in zip(train_files.class_counts(), train_files.class_names))
     k = config.batch_images_per_class(len(train_files.class_names))
     banner = lambda replicas: (  # noqa: E731
-        f"training {paper_name(config.model.mode, bool(config.init))} ({config.preset} preset, width {config.model.width}) "
+        f"training {paper_name(config.model.mode, bool(config.init))} "
+        f"({config.preset} preset, width {config.model.width}, {config.runtime.precision}) "
         f"on {counts}; {k} images per class per step"
         + (f" x {config.sampling.patches_per_image} patches of {config.sampling.patch_size} px" if config.model.mode == "dnadet" else "")
         + f"; {replicas} replica(s); run dir {out}"
