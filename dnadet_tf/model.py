@@ -347,11 +347,6 @@ def precision_copy(classifier, precision):
     return clone
 
 
-def float32_copy(classifier):
-    """`precision_copy(classifier, "float32")`: exports compute in float32."""
-    return precision_copy(classifier, "float32")
-
-
 def load_classifier(path, class_names=None, preprocessing=None):
     """A `Classifier` from a `.keras` file (safe mode, not compiled).
 

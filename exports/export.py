@@ -137,7 +137,6 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
     """
     import tensorflow as tf
 
-    from dnadet_tf.model import float32_copy
     from dnadet_tf.exports.parity import parity_rows
     from dnadet_tf.exports.predictors import SavedModelPredictor, TFLitePredictor
     from dnadet_tf.exports.savedmodel import write_savedmodel
@@ -160,7 +159,9 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
                               "has no int8 tensors); export 'web' without --int8-io, or with --web-model float32.")
         runtime = web.find_runtime(web_runtime)
         formats = parse_formats(",".join(formats + (web_model,)))
-    reference = KerasPredictor(run_dir)
+    # Exports compute in float32; so does the reference they are compared with, also for a run trained in
+    # bfloat16 (the same weights: its own bfloat16 outputs would differ from any float32 export by ~1e-2).
+    reference = KerasPredictor(run_dir, precision="float32")
     run, class_names, preprocess = reference.run, reference.class_names, reference.preprocess
     if "web" in formats:
         web.check_preprocess(preprocess)
@@ -187,7 +188,7 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
     if reference.open_set is None:
         warn(f"{run_dir}: no open-set score or temperature stored; the exports answer probabilities only "
              f"(dnadet-tf calibrate {run_dir} fits them).")
-    model = float32_copy(reference.model)
+    model = reference.model
     os.makedirs(base, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".export-tmp-", dir=base)
     try:

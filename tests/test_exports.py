@@ -300,3 +300,18 @@ def test_documented_app_preprocessing_matches_preprocess_image():
         expected = preprocess_image(image, config).numpy()
         documented = _documented_preprocess(image, config.crop_size, config.resize1, config.resize2)
         assert np.abs(documented - expected).max() < 1e-4
+
+
+def test_a_bfloat16_run_exports_float32_and_is_compared_in_float32(upsampling_data, tmp_path):
+    """Exports compute in float32; the parity reference is the same weights in float32, not the bfloat16 run."""
+    from dnadet_tf.training import fit
+
+    run_dir = str(tmp_path / "bf16")
+    fit(upsampling_data["train"], run_dir, preset="tiny", steps=4, precision="mixed_bfloat16")
+    assert KerasPredictor(run_dir).model.get_layer("stage1_conv1").compute_dtype == "bfloat16"
+    code, _, stderr = _cli(["export", "--model", run_dir, "--out", str(tmp_path / "out"), "--formats", "float32",
+                            "--eval", upsampling_data["test"], "--max-eval", "8"])
+    assert code == 0, stderr
+    with open(tmp_path / "out" / "dnadet" / "report.json", encoding="utf-8") as f:
+        rows = {row["format"]: row for row in json.load(f)["rows"]}
+    assert rows["float32"]["max_abs_diff"] < 1e-5 and rows["keras"]["max_abs_diff"] == 0.0

@@ -3,7 +3,7 @@ import keras
 import pytest
 
 from dnadet_tf.model import (
-    DEFAULT_GRADCAM_LAYER, Backbone, Classifier, build_projection_head, float32_copy, load_classifier, probabilities,
+    DEFAULT_GRADCAM_LAYER, Backbone, Classifier, build_projection_head, load_classifier, probabilities,
     stage_widths, transfer_matching_weights,
 )
 from dnadet_tf.preprocess import PreprocessConfig, preprocess_image
@@ -138,13 +138,15 @@ def test_class_names_must_match_the_class_count():
 
 
 def test_float32_copy_computes_in_float32_with_the_same_weights():
+    from dnadet_tf.model import precision_copy
+
     model = Classifier(Backbone(0.0625, dtype="mixed_bfloat16"), 3)
     assert model.get_layer("stage1_conv1").compute_dtype == "bfloat16"
-    copy = float32_copy(model)
+    copy = precision_copy(model, "float32")  # what exports compute with
     assert all(layer.compute_dtype == "float32" for layer in copy.layers)
     assert all(np.array_equal(a, b) for a, b in zip(copy.get_weights(), model.get_weights()))
     plain = tiny_classifier()
-    assert float32_copy(plain) is plain
+    assert precision_copy(plain, "float32") is plain
 
 
 def test_a_legacy_functional_file_is_converted(tmp_path):
