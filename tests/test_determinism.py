@@ -16,12 +16,15 @@ SCRIPT = textwrap.dedent(
 
     configure_runtime()  # first thing, as the CLI does
 
+    import json
+
     data, val, out, build = sys.argv[1:5]
+    overrides = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}
     if build != "-":
         from dnadet_tf.zoo import build_zoo  # a zoo build first, in the same process, as `dnadet-tf fit` does
         build_zoo(build, size="tiny", progress=lambda line: None)
-    # Width 0.25 and 48 px crops: large enough kernels that TF's default inter-op pool made runs differ.
-    fit(data, out, val=val, preset="tiny", steps=30, seed=5, select="nll", width=0.25)
+    # Width 0.25: kernels large enough that TF's default inter-op pool made runs differ.
+    fit(data, out, val=val, preset="tiny", steps=30, seed=5, select="nll", width=0.25, **overrides)
     """
 )
 
@@ -59,6 +62,25 @@ def test_two_processes_and_a_zoo_build_before_training_give_identical_runs(upsam
         for name, value in reference.items():
             np.testing.assert_array_equal(weights[name], value, err_msg=f"{other}: {name}")
         assert _log(tmp_path / other) == _log(tmp_path / "a")
+
+
+def test_bfloat16_and_window_crops_repeat_exactly(upsampling_data, tmp_path):
+    """What the `cpu` preset runs on this kind of CPU: bfloat16 (`auto`) and crops from windows
+    (2 crops of 32 px from 64 px pay off, `crops.windows_pay_off`)."""
+    from dnadet_tf.config import make_config
+    from dnadet_tf.crops import windows_pay_off
+
+    overrides = {"precision": "mixed_bfloat16", "patches_per_image": 2}
+    config = make_config("tiny", **overrides)
+    assert windows_pay_off(config.preprocess, config.sampling.patch_size, config.sampling.patches_per_image)
+    data, val = upsampling_data["train"], upsampling_data["val"]
+    for name in ("a", "b"):
+        _run([data, val, str(tmp_path / name), "-", json.dumps(overrides)])
+    reference, other = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert sorted(other) == sorted(reference)
+    for name, value in reference.items():
+        np.testing.assert_array_equal(other[name], value, err_msg=name)
+    assert _log(tmp_path / "b") == _log(tmp_path / "a")
 
 
 def test_runtime_is_configured_before_the_first_op_and_warns_when_too_late():
