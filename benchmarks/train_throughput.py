@@ -71,6 +71,18 @@ def make_images(root, per_class=40, size=128):
     return read_folder_tree(root)
 
 
+def generated_photos(folder, count=64):
+    """`count` smooth random 384 x 256 JPEG photos in `folder` (made if missing); their paths, as `list_photos` gives them."""
+    from dnadet_tf.pretraining import list_photos
+
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        low = rng.uniform(0, 255, (48, 64, 3)).astype(np.uint8)
+        Image.fromarray(low).resize((384, 256), Image.BICUBIC).save(os.path.join(folder, f"{i}.jpg"), quality=95)
+    return list_photos(folder)
+
+
 def _best_seconds(fn, repeats, warmup=2):
     for _ in range(warmup):
         fn()
@@ -169,6 +181,20 @@ def per_position_rate(config, images, labels, steps, classes):
     return int(np.prod(images.shape[:2])) / seconds
 
 
+def training_row(config, precision, patches, step, pipe, run_dir, steps, fit_seconds, ceiling):
+    """The figures of a training step, its input pipeline and a finished real loop in `run_dir` (a dict)."""
+    realized = realized_rate(run_dir)
+    gflop = 3 * forward_gflop(config.model.width, config.sampling.patch_size)
+    return {
+        "preset": config.preset, "precision": precision, "width": config.model.width,
+        "patches_per_step": patches, "train_gflop_per_patch": gflop,
+        "step_patches_per_s": step, "step_gflops": step * gflop, "ceiling_fraction": step * gflop / ceiling,
+        "pipeline_patches_per_s": pipe, "pipeline_over_step": pipe / step,
+        "realized_patches_per_s": realized, "realized_over_step": realized / step,
+        "realized_steps": steps, "realized_fit_seconds": fit_seconds,
+    }
+
+
 def measure_preset(preset, precision, files, root, args, ceiling):
     """Every figure of one (preset, precision) for training on the generated data set."""
     from dnadet_tf.training import fit
@@ -188,38 +214,24 @@ def measure_preset(preset, precision, files, root, args, ceiling):
     began = time.perf_counter()
     fit(os.path.join(root, "data"), run_dir, preset=preset, output=open(os.devnull, "w"), steps=realized_steps,
         log_every=max(1, realized_steps // 10), val_every=realized_steps, checkpoint_every=realized_steps, **overrides)
-    fit_seconds = time.perf_counter() - began
-    realized = realized_rate(run_dir)
-    gflop = 3 * forward_gflop(config.model.width, config.sampling.patch_size)
+    row = training_row(config, precision, patches, step, pipe, run_dir, realized_steps,
+                       time.perf_counter() - began, ceiling)
     inference = inference_rate(config)
     inference_gflop = forward_gflop(config.model.width, config.preprocessing.resize2)
-    return {
-        "preset": preset, "precision": precision, "width": config.model.width,
-        "patches_per_step": patches, "train_gflop_per_patch": gflop,
-        "step_patches_per_s": step, "step_gflops": step * gflop, "ceiling_fraction": step * gflop / ceiling,
-        "per_position_patches_per_s": per_position,
-        "pipeline_patches_per_s": pipe, "pipeline_over_step": pipe / step,
-        "realized_patches_per_s": realized, "realized_over_step": realized / step,
-        "realized_steps": realized_steps, "realized_fit_seconds": fit_seconds,
-        "inference_side": config.preprocessing.resize2, "inference_images_per_s": inference,
-        "inference_gflop_per_image": inference_gflop,
-        "inference_ceiling_fraction": inference * inference_gflop / ceiling,
-    }
+    return {**row, "per_position_patches_per_s": per_position,
+            "inference_side": config.preprocessing.resize2, "inference_images_per_s": inference,
+            "inference_gflop_per_image": inference_gflop,
+            "inference_ceiling_fraction": inference * inference_gflop / ceiling}
 
 
 def measure_pretrain(precision, root, args, ceiling):
     """Step 1 (`cpu` preset): the step with 170 classes and the realized `pretrain` loop on generated photos."""
     from dnadet_tf.pipeline import transformation_dataset
-    from dnadet_tf.pretraining import PHOTO_SIZE, list_photos, pretrain
+    from dnadet_tf.pretraining import PHOTO_SIZE, pretrain
     from dnadet_tf.transforms import TRANSFORM_NAMES
 
     folder = os.path.join(root, "photos")
-    os.makedirs(folder, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for i in range(64):
-        low = rng.uniform(0, 255, (48, 64, 3)).astype(np.uint8)
-        Image.fromarray(low).resize((384, 256), Image.BICUBIC).save(os.path.join(folder, f"{i}.jpg"), quality=95)
-    photos = list_photos(folder)
+    photos = generated_photos(folder)
     config = make_config("cpu", precision=precision).replace(crop_size=PHOTO_SIZE, resize1=PHOTO_SIZE)
     batch = config.pretrain.batch_size
     dataset_fn = lambda start: transformation_dataset(photos, config, batch, start)  # noqa: E731
@@ -231,17 +243,7 @@ def measure_pretrain(precision, root, args, ceiling):
     began = time.perf_counter()
     pretrain(folder, run_dir, preset="cpu", output=open(os.devnull, "w"), steps=steps, precision=precision,
              log_every=max(1, steps // 10), val_every=steps, checkpoint_every=steps)
-    fit_seconds = time.perf_counter() - began
-    realized = realized_rate(run_dir)
-    gflop = 3 * forward_gflop(config.model.width, config.sampling.patch_size)
-    return {
-        "preset": "cpu", "precision": precision, "width": config.model.width,
-        "patches_per_step": patches, "train_gflop_per_patch": gflop,
-        "step_patches_per_s": step, "step_gflops": step * gflop, "ceiling_fraction": step * gflop / ceiling,
-        "pipeline_patches_per_s": pipe, "pipeline_over_step": pipe / step,
-        "realized_patches_per_s": realized, "realized_over_step": realized / step,
-        "realized_steps": steps, "realized_fit_seconds": fit_seconds,
-    }
+    return training_row(config, precision, patches, step, pipe, run_dir, steps, time.perf_counter() - began, ceiling)
 
 
 def torch_release_rate(steps, images=20, positions=16, classes=5):

@@ -34,10 +34,9 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train_throughput import make_images, pipeline_rate, step_rate  # noqa: E402
+from train_throughput import generated_photos, make_images, pipeline_rate, step_rate  # noqa: E402
 
 from dnadet_tf.config import make_config  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
@@ -47,14 +46,6 @@ from dnadet_tf.pretraining import PHOTO_SIZE, list_photos  # noqa: E402
 from dnadet_tf.transforms import TRANSFORM_NAMES  # noqa: E402
 
 DEFAULT_PHOTOS = "/work/shared/data/photos/scenes"
-
-
-def generated_photos(folder, count=64):
-    rng = np.random.default_rng(0)
-    for i in range(count):
-        low = rng.uniform(0, 255, (48, 64, 3)).astype(np.uint8)
-        Image.fromarray(low).resize((384, 256), Image.BICUBIC).save(os.path.join(folder, f"{i}.jpg"), quality=95)
-    return list_photos(folder)
 
 
 # Pipeline variants of --compare: keyword arguments of the dataset functions, and tf.data threading options.
