@@ -196,14 +196,20 @@ def _cell(stats, scale=100.0):
     return f"{scale * stats['mean']:.1f} ± {scale * stats['std']:.1f}"
 
 
+def _in_order(names, order):
+    """`names` sorted as they come in `order`, any others after them alphabetically."""
+    order = list(order)
+    return sorted(names, key=lambda name: (order.index(name) if name in order else len(order), name))
+
+
 def format_ablation(document, figure="accuracy"):
     """Markdown tables: mean ± std (%) over the seeds per split per variant, then,
     with compare_select, one row per variant and selection rule."""
     variants = document["variants"]
     if not variants:
         return ""
-    order = [SPLIT_TITLES[s] for s in EVALUATION_SPLITS]  # the paper's order, also after a JSON round trip
-    splits = sorted(variants[0]["summary"], key=lambda s: (order.index(s) if s in order else len(order), s))
+    # The paper's split order and the rules' order, also after a JSON round trip (written with sorted keys).
+    splits = _in_order(variants[0]["summary"], [SPLIT_TITLES[s] for s in EVALUATION_SPLITS])
     seeds = len(document["seeds"])
     lines = [f"{figure} (%), mean ± std over {seeds} training seed(s)", "",
              "| method | " + " | ".join(splits) + " |", "|---|" + "---:|" * len(splits)]
@@ -213,8 +219,8 @@ def format_ablation(document, figure="accuracy"):
         lines += ["", f"{figure} (%) of the model each selection rule keeps, mean ± std over {seeds} seed(s)", "",
                   "| method | rule | " + " | ".join(splits) + " |", "|---|---|" + "---:|" * len(splits)]
         for entry in variants:
-            for rule, table in sorted(entry["select"].items(), key=lambda item: (
-                    SELECTION_RULES.index(item[0]) if item[0] in SELECTION_RULES else len(SELECTION_RULES), item[0])):
+            for rule in _in_order(entry["select"], SELECTION_RULES):
+                table = entry["select"][rule]
                 lines.append(f"| {entry['variant']} | {rule} | "
                              + " | ".join(_cell(table[s][figure]) for s in splits) + " |")
     return "\n".join(lines)
