@@ -33,6 +33,8 @@ setup(
         "scikit-learn>=1.3",
         "matplotlib>=3.7",
         "tensorboard>=2.20",
+        # the 8-bit median filter of step 1 (`imageops.median_blur`)
+        "opencv-python-headless>=4.8",
     ],
     extras_require={
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],

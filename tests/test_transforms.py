@@ -161,6 +161,13 @@ def test_median_blur_matches_numpy(kernel):
     np.testing.assert_array_equal(ours, numpy_median(image, kernel))
 
 
+def test_median_blur_at_the_smallest_size_its_kernel_allows():
+    # 15 rows is the least k = 29 can reflect into: every output window reaches both borders.
+    image = np.random.RandomState(3).randint(0, 256, (15, 40, 3)).astype(np.uint8)
+    ours = imageops.median_blur(tf.constant(image), 29).numpy()
+    np.testing.assert_array_equal(ours, numpy_median(image.astype(np.float32), 29))
+
+
 def test_median_blur_rounds_float_input_first():
     image = np.random.RandomState(9).uniform(0, 255, (20, 22, 3)).astype(np.float32)
     ours = imageops.median_blur(tf.constant(image), 5).numpy()
