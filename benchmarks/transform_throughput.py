@@ -20,8 +20,12 @@ alternating, each variant's cache filled by one pass over the data first, after 
 runtime is configured as `fit` configures it (one inter-op thread); the ratios
 after / before are what to read on a shared machine.
 
+--families: CPU milliseconds of each family of the 170 transformations on a 128 px crop
+(one thread of calls, the median of R rounds), and the mean over the 170 classes: what one
+image of step 1 costs before its crops.
+
 Usage: python benchmarks/transform_throughput.py [--photos DIR] [--presets cpu,paper] [--steps N]
-           [--compare] [--rounds R] [--json FILE]
+           [--compare] [--families] [--rounds R] [--json FILE]
 Without --photos: /work/shared/data/photos/scenes when it exists, else generated photos.
 """
 import argparse
@@ -155,6 +159,40 @@ def crop_costs(presets, rounds, images=100):
     return results
 
 
+def family_costs(photos, rounds, per_class=8):
+    """{"transformations": CPU ms per 128 px crop of each family of the 170, and their class-weighted mean}.
+
+    `transforms.apply_transform` as one tf.function, one thread of calls, on 128 px crops of
+    the first photos; every class `per_class` times per round, the first round untimed
+    (tracing). Each family's figure is the median over rounds of its classes' mean.
+    """
+    import tensorflow as tf
+
+    from dnadet_tf.images import load_rgb
+    from dnadet_tf.transforms import FAMILIES, FAMILY_STARTS, NUM_TRANSFORMS, apply_transform
+
+    crops = [tf.constant(load_rgb(path)[:PHOTO_SIZE, :PHOTO_SIZE]) for path in photos[:per_class]]
+    transform = tf.function(lambda image, index: apply_transform(image, index, tf.constant([0, 1], tf.int64)))
+    per_round = []
+    for round_ in range(rounds + 1):
+        costs = np.zeros(NUM_TRANSFORMS)
+        for index in range(NUM_TRANSFORMS):
+            began = time.process_time()
+            for crop in crops:
+                transform(crop, tf.constant(index, tf.int32))
+            costs[index] = (time.process_time() - began) / len(crops) * 1e3
+        if round_:
+            per_round.append(costs)
+    costs = np.median(per_round, axis=0)
+    families = {name: round(float(costs[start:start + count].mean()), 3)
+                for (name, count), start in zip(FAMILIES, FAMILY_STARTS)}
+    mean = round(float(costs.mean()), 3)
+    print("[transformations] CPU ms per 128 px crop: "
+          + ", ".join(f"{name} {value:.2f}" for name, value in families.items())
+          + f"; mean over the 170 classes {mean:.2f}", flush=True)
+    return {"transformations": {"cpu_ms_per_image": families, "mean_over_classes_cpu_ms": mean}}
+
+
 def compare(args, photos, root):
     """--compare: {"fit_<preset>" | "pretrain_<preset>": {variant: figures}}, printed as it goes."""
     files = make_images(os.path.join(root, "data"))
@@ -187,6 +225,8 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=4, help="batches (or training steps) per measurement")
     parser.add_argument("--compare", action="store_true", help="the pipelines before and after their speed-ups")
     parser.add_argument("--rounds", type=int, default=5, help="--compare: alternations of the variants")
+    parser.add_argument("--families", action="store_true",
+                        help="CPU time of each family of the 170 transformations on 128 px crops, one thread")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     configure_runtime("auto")  # as `fit` and `pretrain` run: before any TF op
@@ -194,10 +234,12 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as root:
         photos = list_photos(args.photos) if args.photos else generated_photos(root)
         print(f"photos: {len(photos)} from {args.photos or 'generated'}", flush=True)
+        if args.families:
+            results.update(family_costs(photos, args.rounds))
         if args.compare:
-            results = crop_costs(["tiny", *args.presets.split(",")], args.rounds)
+            results.update(crop_costs(["tiny", *args.presets.split(",")], args.rounds))
             results.update(compare(args, photos, root))
-        for preset in [] if args.compare else args.presets.split(","):
+        for preset in [] if args.compare or args.families else args.presets.split(","):
             config = make_config(preset)
             config = config.replace(crop_size=PHOTO_SIZE, resize1=PHOTO_SIZE)
             batch = config.pretrain.batch_size if preset != "paper" else 20  # the release's batch for the step

@@ -31,7 +31,8 @@ def register(subparsers):
     parser.add_argument("--jit", action="store_true", default=None, help="XLA-compile the training step (GPUs)")
     parser.add_argument("--lr", type=float, help="learning rate (overrides the preset)")
     parser.add_argument("--lr-decay-every", type=int,
-                        help="multiply the learning rate by --lr-decay every N steps (overrides the preset)")
+                        help="multiply the learning rate by --lr-decay every N steps (overrides the preset's "
+                             "pretrain_lr_decay_every)")
     parser.add_argument("--lr-decay", type=float, help="learning-rate decay factor (default 0.9)")
     parser.add_argument("--width", type=float, help="width multiplier of the encoder (overrides the preset)")
     parser.add_argument("--batch-size", type=int, help="images per step (overrides the preset's pretrain_batch_size)")
@@ -40,6 +41,8 @@ def register(subparsers):
                         "image's transformation drawn independently (default 4)")
     parser.add_argument("--patience", type=int,
                         help="stop early after this many validations without improvement (overrides the preset)")
+    parser.add_argument("--val-every", type=int,
+                        help="validate on held-out photos every N steps (overrides the preset's pretrain_val_every)")
     parser.add_argument("--seed", type=int, help="seed of photo order, crops, transformations and initialisation")
     parser.set_defaults(func=run)
 
@@ -49,7 +52,7 @@ def run(args):
 
     pretrain(args.photos, args.out, preset=args.preset, resume=args.resume, overwrite=args.overwrite,
              steps=args.steps, strategy=args.strategy, precision=args.precision, jit=args.jit, seed=args.seed,
-             learning_rate=args.lr, patience=args.patience, lr_decay_every=args.lr_decay_every,
+             learning_rate=args.lr, patience=args.patience, lr_decay_every=args.lr_decay_every, val_every=args.val_every,
              lr_decay=args.lr_decay, width=args.width, pretrain_batch_size=args.batch_size,
              pretrain_images_per_class=args.images_per_transformation)
     return 0

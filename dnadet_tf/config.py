@@ -10,7 +10,8 @@ A `TrainConfig` holds one frozen section per concern:
   loop           steps, val_every, checkpoint_every, log_every, patience, metric, select,
                  keep_validated, eval_batch_size, ood_score (the open-set score fitted at the end)
   runtime        seed, precision, jit, strategy
-  pretrain       batch_size, val_samples, steps, patience, images_per_class (step 1's own values)
+  pretrain       batch_size, val_samples, steps, patience, images_per_class, lr_decay_every,
+                 val_every (step 1's own values)
 
 plus `preset`, `init`, `data` and `val`. It is validated on construction and changed only
 by copying (`replace`). Parameters are named flat, as `fit` and `make_config` take them
@@ -109,13 +110,16 @@ class RuntimeConfig:
 
 @dataclasses.dataclass(frozen=True)
 class PretrainConfig:
-    """Step 1's own values (`pretraining.pretrain`)."""
+    """Step 1's own values (`pretraining.pretrain`); its step budget, schedule and validation
+    interval replace step 2's in a pre-training run."""
 
     batch_size: int = 128
     val_samples: int = 1700
     steps: int = 20000
     patience: int = 20
     images_per_class: int = 4
+    lr_decay_every: int = 500
+    val_every: int = 500
 
 
 SECTIONS = {
@@ -238,6 +242,8 @@ PRESETS = {
         pretrain_batch_size=32,
         pretrain_val_samples=340,
         pretrain_steps=4000,
+        pretrain_lr_decay_every=200,
+        pretrain_val_every=100,
     ),
     "tiny": dict(
         width=0.0625,
@@ -258,6 +264,8 @@ PRESETS = {
         pretrain_batch_size=12,
         pretrain_val_samples=170,
         pretrain_steps=40,
+        pretrain_lr_decay_every=100,
+        pretrain_val_every=20,
     ),
 }
 

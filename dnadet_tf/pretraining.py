@@ -76,11 +76,13 @@ def pretrain(photos, out, preset="cpu", resume=False, overwrite=False, output=No
     config = resolve_config(run, resume, preset, overrides)
     if not resume:
         # Step 1 has a long plateau (measured: about 1000 `cpu` steps at chance before it learns), so it
-        # has its own step budget and patience unless the flags say otherwise.
+        # has its own step budget, patience, learning-rate schedule and validation interval unless the
+        # flags say otherwise.
         # Transformations act on a 128 px crop; it is then resized to resize2 as in step 2.
+        own = {name: getattr(config.pretrain, name) for name in ("steps", "patience", "lr_decay_every", "val_every")
+               if overrides.get(name) is None}
         config = config.replace(
-            steps=config.pretrain.steps if overrides.get("steps") is None else None,
-            patience=config.pretrain.patience if overrides.get("patience") is None else None,
+            **own,
             crop_size=PHOTO_SIZE, resize1=PHOTO_SIZE, mode="dnadet", data=os.path.abspath(photos))
     print(f"checking photos in {photos} ...", file=output, flush=True)
     files = usable_photos(photos)

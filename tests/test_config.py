@@ -24,9 +24,12 @@ def test_a_flat_config_json_of_an_older_run_is_converted(tmp_path):
     path.write_text(json.dumps(FLAT_CONFIG))
     config = TrainConfig.load(str(path))
     # Fields added since take their defaults (ood_score: the open-set score fitted after training; the
-    # preprocessing mode).
-    assert config.flat() == {**FLAT_CONFIG, "augment": ("crop",), "ood_score": "mahalanobis", "preprocess_mode": "tf"}
-    assert config == make_config("tiny", augment=("crop",), data="/data/train", val="/data/val", select="first")
+    # preprocessing mode; step 1's own schedule and validation interval).
+    added = {"ood_score": "mahalanobis", "preprocess_mode": "tf", "pretrain_lr_decay_every": 500,
+             "pretrain_val_every": 500}
+    assert config.flat() == {**FLAT_CONFIG, "augment": ("crop",), **added}
+    assert config == make_config("tiny", augment=("crop",), data="/data/train", val="/data/val", select="first",
+                                 pretrain_lr_decay_every=500, pretrain_val_every=500)
     assert config.model.width == 0.0625 and config.sampling.patch_size == 32 and config.pretrain.batch_size == 12
 
 

@@ -77,6 +77,9 @@ def test_tiny_pretraining_learns_above_chance_and_feeds_fit(photos, upsampling_d
     summary = pretrain(photos, run_dir, preset="tiny", steps=150, val_every=150)
     assert summary["end_step"] == 150
     assert RunDir(run_dir).class_names == list(TRANSFORM_NAMES)
+    # Step 1's own schedule (the tiny preset's pretrain_lr_decay_every) and the flags' values, as run.
+    config = RunDir(run_dir).config
+    assert (config.optimizer.lr_decay_every, config.loop.val_every, config.loop.steps) == (100, 150, 150)
     accuracy = family_balanced_accuracy(run_dir, photos)
     assert accuracy > 0.21, f"family-balanced accuracy {accuracy:.3f}; chance is 0.167"
     with open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") as f:
