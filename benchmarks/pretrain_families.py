@@ -1,0 +1,74 @@
+"""Which transformation families a step-1 run tells apart: its best.keras on held-out photos.
+
+Draws `--samples` (photo, transformation) pairs from the photos the run held out
+(the same split, seed and sampling as its validation: transformation i mod 170,
+`pipeline.transformation_eval_dataset`), predicts with the run's best.keras and
+prints 170-way accuracy, family accuracy and the 6 x 6 family confusion matrix
+(rows true family, columns predicted). `--json FILE` writes the figures, and
+the confusion matrix as a PNG next to it (FILE with .png).
+
+Usage: python benchmarks/pretrain_families.py RUN --photos DIR [--samples 1700] [--json FILE]
+"""
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from dnadet_tf.distribute import configure_runtime  # noqa: E402
+from dnadet_tf.metrics import confusion_matrix, plot_confusion_matrix  # noqa: E402
+from dnadet_tf.pipeline import transformation_eval_dataset  # noqa: E402
+from dnadet_tf.predictor import KerasPredictor  # noqa: E402
+from dnadet_tf.pretraining import FAMILY_NAMES, FAMILY_OF_CLASS, split_photos, usable_photos  # noqa: E402
+from dnadet_tf.runs import RunDir  # noqa: E402
+
+
+def family_figures(run_dir, photos, samples, batch_size=34):
+    """{"samples", "accuracy", "family_accuracy", "family_recall", "families", "confusion"} of a step-1 run."""
+    config = RunDir(run_dir).config
+    _, held_out = split_photos(usable_photos(photos).paths, config.runtime.seed)
+    predictor = KerasPredictor(run_dir)
+    truth, predicted = [], []
+    for pixels, labels in transformation_eval_dataset(held_out, config, samples, batch_size).as_numpy_iterator():
+        predicted.append(predictor.predict_pixels(pixels).argmax(-1))
+        truth.append(labels)
+    truth, predicted = np.concatenate(truth), np.concatenate(predicted)
+    families = confusion_matrix(FAMILY_OF_CLASS[truth], FAMILY_OF_CLASS[predicted], len(FAMILY_NAMES))
+    return {
+        "run": run_dir, "samples": int(len(truth)), "held_out_photos": len(held_out),
+        "accuracy": float(np.mean(truth == predicted)),
+        "family_accuracy": float(np.trace(families) / families.sum()),
+        "family_recall": {name: float(families[i, i] / families[i].sum()) for i, name in enumerate(FAMILY_NAMES)},
+        "families": list(FAMILY_NAMES), "confusion": families.tolist(),
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", help="a pretrain run dir")
+    parser.add_argument("--photos", required=True, help="the photo folder the run was trained on")
+    parser.add_argument("--samples", type=int, default=1700, help="held-out (photo, transformation) pairs")
+    parser.add_argument("--json", help="write the figures here, and the confusion matrix as a PNG next to it")
+    args = parser.parse_args(argv)
+    configure_runtime()
+    figures = family_figures(args.run, args.photos, args.samples)
+    print(f"{figures['samples']} samples from {figures['held_out_photos']} held-out photos: "
+          f"170-way accuracy {100 * figures['accuracy']:.1f} %, family accuracy {100 * figures['family_accuracy']:.1f} %")
+    print("rows: true family; columns: predicted, in the same order")
+    for name, row in zip(FAMILY_NAMES, figures["confusion"]):
+        print(f"  {name:15s} " + " ".join(f"{count:5d}" for count in row)
+              + f"   recall {100 * figures['family_recall'][name]:.1f} %")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(figures, f, indent=1)
+        plot_confusion_matrix(figures["confusion"], FAMILY_NAMES, os.path.splitext(args.json)[0] + ".png",
+                              title=f"step 1 families, {figures['samples']} held-out samples")
+        print(f"wrote {args.json} and its .png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
