@@ -6,7 +6,10 @@ script renders every one as the Markdown the README shows (mean ± std over the
 training seeds, then the selection rules when they were compared), with the
 training time per run. Each `open-set-*.json` (written by
 `benchmarks/open_set_table.py`) renders as its open-set and calibration tables;
-each `train-throughput-*.json` (`benchmarks/train_throughput.py --json`) as the speed tables.
+each `train-throughput-*.json` (`benchmarks/train_throughput.py --json`) as the speed tables;
+each `transform-families*.json` (`benchmarks/transform_throughput.py --families --json`) as a row of
+step 1's transformation costs; each `pretrain-families-*.json` (`benchmarks/pretrain_families.py
+--json`) as a step-1 run's family recall.
 Usage: python benchmarks/render_results.py [FILE ...]
 """
 import glob
@@ -90,15 +93,38 @@ def render_speed(path):
     return "\n".join(lines) + "\n"
 
 
+def render_transform_costs(path):
+    """A row of CPU ms per 128 px crop for each transformation family, from `transform_throughput.py --families`."""
+    with open(path, encoding="utf-8") as f:
+        costs = json.load(f)["transformations"]
+    families = costs["cpu_ms_per_image"]
+    return "\n".join([f"### {os.path.basename(path)}", "", "| " + " | ".join(families) + " | mean over the 170 |",
+                      "|" + "---:|" * (len(families) + 1),
+                      "| " + " | ".join(f"{v:.2f}" for v in families.values()) + f" | {costs['mean_over_classes_cpu_ms']:.2f} |",
+                      ""])
+
+
+def render_pretrain_families(path):
+    """170-way and family accuracy and each family's recall (%), from `pretrain_families.py --json`."""
+    with open(path, encoding="utf-8") as f:
+        figures = json.load(f)
+    recall = figures["family_recall"]
+    return "\n".join([f"### {os.path.basename(path)}", "", f"{figures['samples']} held-out samples", "",
+                      "| 170-way | family | " + " | ".join(recall) + " |", "|" + "---:|" * (len(recall) + 2),
+                      f"| {100 * figures['accuracy']:.1f} | {100 * figures['family_accuracy']:.1f} | "
+                      + " | ".join(f"{100 * v:.1f}" for v in recall.values()) + " |", ""])
+
+
+RENDERERS = {"open-set": render_open_set, "train-throughput": render_speed, "transform-families": render_transform_costs,
+             "pretrain-families": render_pretrain_families, "ablation": render}
+
+
 def main(argv=None):
-    paths = (argv or sys.argv[1:]) or sorted(glob.glob(os.path.join(HERE, "results", "ablation-*.json"))
-                                             + glob.glob(os.path.join(HERE, "results", "open-set-*.json"))
-                                             + glob.glob(os.path.join(HERE, "results", "train-throughput-*.json")))
+    paths = (argv or sys.argv[1:]) or sorted(path for prefix in RENDERERS
+                                             for path in glob.glob(os.path.join(HERE, "results", f"{prefix}*.json")))
     for path in paths:
         name = os.path.basename(path)
-        renderer = (render_open_set if name.startswith("open-set") else render_speed if name.startswith("train-throughput")
-                    else render)
-        print(renderer(path))
+        print(next(renderer for prefix, renderer in RENDERERS.items() if name.startswith(prefix))(path))
     return 0
 
 
