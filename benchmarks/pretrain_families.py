@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
-from dnadet_tf.metrics import confusion_matrix, plot_confusion_matrix  # noqa: E402
+from dnadet_tf.metrics import classification_metrics, plot_confusion_matrix  # noqa: E402
 from dnadet_tf.pipeline import transformation_eval_dataset  # noqa: E402
 from dnadet_tf.predictor import KerasPredictor  # noqa: E402
 from dnadet_tf.pretraining import FAMILY_NAMES, FAMILY_OF_CLASS, split_photos, usable_photos  # noqa: E402
@@ -36,13 +36,12 @@ def family_figures(run_dir, photos, samples, batch_size=34):
         predicted.append(predictor.predict_pixels(pixels).argmax(-1))
         truth.append(labels)
     truth, predicted = np.concatenate(truth), np.concatenate(predicted)
-    families = confusion_matrix(FAMILY_OF_CLASS[truth], FAMILY_OF_CLASS[predicted], len(FAMILY_NAMES))
+    families = classification_metrics(FAMILY_OF_CLASS[truth], FAMILY_OF_CLASS[predicted], list(FAMILY_NAMES))
     return {
         "run": run_dir, "samples": int(len(truth)), "held_out_photos": len(held_out),
         "accuracy": float(np.mean(truth == predicted)),
-        "family_accuracy": float(np.trace(families) / families.sum()),
-        "family_recall": {name: float(families[i, i] / families[i].sum()) for i, name in enumerate(FAMILY_NAMES)},
-        "families": list(FAMILY_NAMES), "confusion": families.tolist(),
+        "family_accuracy": families["accuracy"], "family_recall": families["per_class_recall"],
+        "families": list(FAMILY_NAMES), "confusion": families["confusion_matrix"],
     }
 
 

@@ -29,6 +29,7 @@ _TF_RESIZE_METHOD = {
     "lanczos": "lanczos3",
 }
 
+
 def as_float_image(image):
     """Any (H, W, 3) uint8/float tensor -> float32 (H, W, 3), values unchanged."""
     image = tf.convert_to_tensor(image)
