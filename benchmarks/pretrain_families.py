@@ -3,11 +3,12 @@
 Draws `--samples` (photo, transformation) pairs from the photos the run held out
 (the same split, seed and sampling as its validation: transformation i mod 170,
 `pipeline.transformation_eval_dataset`), predicts with the run's best.keras and
-prints 170-way accuracy, family accuracy and the 6 x 6 family confusion matrix
-(rows true family, columns predicted). `--json FILE` writes the figures, and
+prints 170-way accuracy, family accuracy, the 6 x 6 family confusion matrix
+(rows true family, columns predicted) and the transformations most often taken
+for one of another family (`--top`). `--json FILE` writes the figures, and
 the confusion matrix as a PNG next to it (FILE with .png).
 
-Usage: python benchmarks/pretrain_families.py RUN --photos DIR [--samples 1700] [--json FILE]
+Usage: python benchmarks/pretrain_families.py RUN --photos DIR [--samples 1700] [--top 15] [--json FILE]
 """
 import argparse
 import json
@@ -24,10 +25,22 @@ from dnadet_tf.pipeline import transformation_eval_dataset  # noqa: E402
 from dnadet_tf.predictor import KerasPredictor  # noqa: E402
 from dnadet_tf.pretraining import FAMILY_NAMES, FAMILY_OF_CLASS, split_photos, usable_photos  # noqa: E402
 from dnadet_tf.runs import RunDir  # noqa: E402
+from dnadet_tf.transforms import TRANSFORM_NAMES  # noqa: E402
 
 
-def family_figures(run_dir, photos, samples, batch_size=34):
-    """{"samples", "accuracy", "family_accuracy", "family_recall", "families", "confusion"} of a step-1 run."""
+def cross_family_errors(truth, predicted, top):
+    """The `top` most frequent (true, predicted) transformation pairs across families:
+    [{"true", "predicted", "count", "of"}], "of" = samples of the true transformation."""
+    wrong = FAMILY_OF_CLASS[truth] != FAMILY_OF_CLASS[predicted]
+    pairs, counts = np.unique(np.stack([truth[wrong], predicted[wrong]], axis=1), axis=0, return_counts=True)
+    order = np.lexsort((pairs[:, 1], pairs[:, 0], -counts))[:top]
+    return [{"true": TRANSFORM_NAMES[pairs[i, 0]], "predicted": TRANSFORM_NAMES[pairs[i, 1]],
+             "count": int(counts[i]), "of": int(np.sum(truth == pairs[i, 0]))} for i in order]
+
+
+def family_figures(run_dir, photos, samples, batch_size=34, top=15):
+    """{"samples", "accuracy", "family_accuracy", "family_recall", "families", "confusion",
+    "cross_family_errors"} of a step-1 run."""
     config = RunDir(run_dir).config
     _, held_out = split_photos(usable_photos(photos).paths, config.runtime.seed)
     predictor = KerasPredictor(run_dir)
@@ -42,6 +55,7 @@ def family_figures(run_dir, photos, samples, batch_size=34):
         "accuracy": float(np.mean(truth == predicted)),
         "family_accuracy": families["accuracy"], "family_recall": families["per_class_recall"],
         "families": list(FAMILY_NAMES), "confusion": families["confusion_matrix"],
+        "cross_family_errors": cross_family_errors(truth, predicted, top),
     }
 
 
@@ -50,16 +64,20 @@ def main(argv=None):
     parser.add_argument("run", help="a pretrain run dir")
     parser.add_argument("--photos", required=True, help="the photo folder the run was trained on")
     parser.add_argument("--samples", type=int, default=1700, help="held-out (photo, transformation) pairs")
+    parser.add_argument("--top", type=int, default=15, help="how many cross-family confusions to list")
     parser.add_argument("--json", help="write the figures here, and the confusion matrix as a PNG next to it")
     args = parser.parse_args(argv)
     configure_runtime()
-    figures = family_figures(args.run, args.photos, args.samples)
+    figures = family_figures(args.run, args.photos, args.samples, top=args.top)
     print(f"{figures['samples']} samples from {figures['held_out_photos']} held-out photos: "
           f"170-way accuracy {100 * figures['accuracy']:.1f} %, family accuracy {100 * figures['family_accuracy']:.1f} %")
     print("rows: true family; columns: predicted, in the same order")
     for name, row in zip(FAMILY_NAMES, figures["confusion"]):
         print(f"  {name:15s} " + " ".join(f"{count:5d}" for count in row)
               + f"   recall {100 * figures['family_recall'][name]:.1f} %")
+    print("most frequent cross-family errors (true -> predicted: count of samples of the true one)")
+    for error in figures["cross_family_errors"]:
+        print(f"  {error['true']:24s} -> {error['predicted']:24s} {error['count']:3d} of {error['of']}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(figures, f, indent=1)
