@@ -9,7 +9,8 @@ training time per run. Each `open-set-*.json` (written by
 each `train-throughput-*.json` (`benchmarks/train_throughput.py --json`) as the speed tables;
 each `transform-families*.json` (`benchmarks/transform_throughput.py --families --json`) as a row of
 step 1's transformation costs; each `pretrain-families-*.json` (`benchmarks/pretrain_families.py
---json`) as a step-1 run's family recall.
+--json`) as a step-1 run's family recall; each `step1-seeds-*.json` (`benchmarks/step1_seeds.py --json`)
+as one method's cross-tests per step-1 run, pooled and between step-1 runs.
 Usage: python benchmarks/render_results.py [FILE ...]
 """
 import glob
@@ -115,8 +116,18 @@ def render_pretrain_families(path):
                       + " | ".join(f"{100 * v:.1f}" for v in recall.values()) + " |", ""])
 
 
+def render_step1_seeds(path):
+    """One method's cross-tests per step-1 run, from `step1_seeds.py --json`."""
+    sys.path.insert(0, HERE)
+    from step1_seeds import format_table
+
+    with open(path, encoding="utf-8") as f:
+        combined = json.load(f)
+    return "\n".join([f"### {os.path.basename(path)}", "", "accuracy (%), mean ± std", "", format_table(combined), ""])
+
+
 RENDERERS = {"open-set": render_open_set, "train-throughput": render_speed, "transform-families": render_transform_costs,
-             "pretrain-families": render_pretrain_families, "ablation": render}
+             "pretrain-families": render_pretrain_families, "step1-seeds": render_step1_seeds, "ablation": render}
 
 
 def main(argv=None):

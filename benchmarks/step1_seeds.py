@@ -1,0 +1,89 @@
+"""One method's cross-tests over several step-1 runs: how much the step-1 seed matters.
+
+Each FILE is the `ablation.json` of a `dnadet-tf ablate --pretrained RUN --seeds N`
+run, one per step-1 run (for example step 1 with seeds 0, 1, 2). For the
+`--variant` (default DNA-Det) and each split this gives
+  - per step-1 run: mean ± std over its step-2 seeds (as `ablate` reports it);
+  - pooled: mean ± std over every step-2 run of every step-1 run;
+  - between step-1 runs: the std of the per-run means (the step-1 seed's own spread).
+std is the population std, as `ablate` computes it. `--json OUT` writes all of it;
+`render_results.py` renders that file as the README's table.
+
+Usage: python benchmarks/step1_seeds.py FILE [FILE ...] [--variant DNA-Det] [--label NAME ...] [--json OUT]
+"""
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+SPLITS = ("closed-set", "cross-seed", "cross-loss", "cross-finetune", "cross-dataset")
+
+
+def variant_summary(document, variant):
+    """The variant's per-split accuracy values (one per step-2 seed) of one ablation.json."""
+    for entry in document["variants"]:
+        if entry["variant"] == variant:
+            return {split: entry["summary"][split]["accuracy"]["values"] for split in SPLITS}
+    found = ", ".join(entry["variant"] for entry in document["variants"])
+    raise SystemExit(f"--variant: expected one of {found}, received {variant!r}.")
+
+
+def combine(documents, labels, variant):
+    runs, pooled, means = [], {s: [] for s in SPLITS}, {s: [] for s in SPLITS}
+    for label, document in zip(labels, documents):
+        values = variant_summary(document, variant)
+        runs.append({"label": label, "pretrained": document.get("pretrained"), "seeds": document["seeds"],
+                     "splits": {s: {"mean": float(np.mean(v)), "std": float(np.std(v)), "values": v}
+                                for s, v in values.items()}})
+        for split, v in values.items():
+            pooled[split].extend(v)
+            means[split].append(float(np.mean(v)))
+    return {
+        "variant": variant, "figure": "accuracy", "runs": runs,
+        "pooled": {s: {"mean": float(np.mean(v)), "std": float(np.std(v)), "count": len(v)} for s, v in pooled.items()},
+        "between_step1": {s: {"mean": float(np.mean(v)), "std": float(np.std(v)), "count": len(v)}
+                          for s, v in means.items()},
+    }
+
+
+def format_table(combined):
+    """Markdown: one row per step-1 run, then pooled and between-runs rows (accuracy, %)."""
+    cell = lambda figure: f"{100 * figure['mean']:.1f} ± {100 * figure['std']:.1f}"  # noqa: E731
+    lines = [f"| {combined['variant']}, step 1 | " + " | ".join(SPLITS) + " |", "|---|" + "---:|" * len(SPLITS)]
+    for run in combined["runs"]:
+        lines.append(f"| {run['label']} ({len(run['seeds'])} step-2 seeds) | "
+                     + " | ".join(cell(run["splits"][s]) for s in SPLITS) + " |")
+    count = combined["pooled"][SPLITS[0]]["count"]
+    lines.append(f"| pooled ({count} runs) | " + " | ".join(cell(combined["pooled"][s]) for s in SPLITS) + " |")
+    lines.append(f"| between step-1 runs ({len(combined['runs'])} means) | "
+                 + " | ".join(cell(combined["between_step1"][s]) for s in SPLITS) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="+", help="ablation.json files, one per step-1 run")
+    parser.add_argument("--variant", default="DNA-Det", help="the method to compare (a variant name in the files)")
+    parser.add_argument("--label", nargs="*", help="a name per file (default: the file names)")
+    parser.add_argument("--json", help="write the combined figures here")
+    args = parser.parse_args(argv)
+    labels = args.label or [os.path.basename(path) for path in args.files]
+    if len(labels) != len(args.files):
+        parser.error(f"--label: expected one name per file ({len(args.files)}), received {len(labels)}.")
+    documents = []
+    for path in args.files:
+        with open(path, encoding="utf-8") as f:
+            documents.append(json.load(f))
+    combined = combine(documents, labels, args.variant)
+    print(format_table(combined))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(combined, f, indent=1)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

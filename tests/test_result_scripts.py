@@ -1,0 +1,55 @@
+"""The scripts that turn result JSON into the README's tables (benchmarks/)."""
+import importlib.util
+import json
+import os
+
+import pytest
+
+BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+SPLITS = ("closed-set", "cross-seed", "cross-loss", "cross-finetune", "cross-dataset")
+
+
+def _module(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(BENCHMARKS, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _ablation(pretrained, cross_loss):
+    """An ablation.json with DNA-Det's cross-loss accuracies `cross_loss` (one per step-2 seed), 1.0 elsewhere."""
+    summary = {split: {"accuracy": {"values": list(cross_loss) if split == "cross-loss" else [1.0] * len(cross_loss)}}
+               for split in SPLITS}
+    return {"pretrained": pretrained, "seeds": list(range(len(cross_loss))),
+            "variants": [{"variant": "Base", "summary": summary}, {"variant": "DNA-Det", "summary": summary}]}
+
+
+def test_step1_seeds_pools_and_separates_the_step1_spread(tmp_path, capsys):
+    step1_seeds = _module("step1_seeds")
+    combined = step1_seeds.combine([_ablation("a", [0.8, 1.0, 0.9]), _ablation("b", [0.5, 0.5, 0.5])],
+                                   ["a", "b"], "DNA-Det")
+    assert combined["runs"][0]["splits"]["cross-loss"]["mean"] == pytest.approx(0.9)
+    assert combined["runs"][0]["splits"]["cross-loss"]["std"] == pytest.approx((0.02 / 3) ** 0.5)
+    pooled = combined["pooled"]["cross-loss"]
+    assert pooled["count"] == 6 and pooled["mean"] == pytest.approx(0.7)
+    # population std of 0.8, 1.0, 0.9, 0.5, 0.5, 0.5 around 0.7: squares 0.01, 0.09, 0.04, 0.04 x 3 -> 0.26 / 6
+    assert pooled["std"] == pytest.approx((0.26 / 6) ** 0.5)
+    between = combined["between_step1"]["cross-loss"]
+    assert between["mean"] == pytest.approx(0.7) and between["std"] == pytest.approx(0.2)
+    table = step1_seeds.format_table(combined)
+    assert "| a (3 step-2 seeds) | 100.0 ± 0.0 | 100.0 ± 0.0 | 90.0 ± 8.2 |" in table
+    assert "| between step-1 runs (2 means) | 100.0 ± 0.0 | 100.0 ± 0.0 | 70.0 ± 20.0 |" in table
+
+    files = []
+    for name, cross_loss in (("a", [0.8, 1.0, 0.9]), ("b", [0.5, 0.5, 0.5])):
+        files.append(str(tmp_path / f"{name}.json"))
+        with open(files[-1], "w", encoding="utf-8") as f:
+            json.dump(_ablation(name, cross_loss), f)
+    out = str(tmp_path / "step1-seeds-test.json")
+    assert step1_seeds.main(files + ["--json", out]) == 0
+    with open(out, encoding="utf-8") as f:
+        assert json.load(f)["pooled"]["cross-loss"]["mean"] == pytest.approx(0.7)
+    rendered = _module("render_results").render_step1_seeds(out)
+    assert rendered.startswith("### step1-seeds-test.json") and "| pooled (6 runs) |" in rendered
+    with pytest.raises(SystemExit, match="expected one of Base, DNA-Det, received 'Base\\+PT'"):
+        step1_seeds.main(files + ["--variant", "Base+PT"])
