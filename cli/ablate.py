@@ -43,6 +43,9 @@ def register(subparsers):
     parser.add_argument("--lr-decay-every", type=int, help="learning-rate decay interval of every run")
     parser.add_argument("--precision", choices=PRECISION_CHOICES,
                         help="Keras dtype policy of every run (default: the preset's; cpu: auto)")
+    parser.add_argument("--crop-size", type=int, help="center crop of non-square images in every run (fit --crop-size)")
+    parser.add_argument("--resize1", type=int, help="first resize of every run (fit --resize1)")
+    parser.add_argument("--resize2", type=int, help="second resize, the network's input, of every run (fit --resize2)")
     parser.set_defaults(func=run)
 
 
@@ -59,7 +62,8 @@ def run(args):
         raise UsageError(f"--seeds: expected a positive number of seeds, received {args.seeds}.")
     overrides = {k: v for k, v in dict(select=args.select, ce_input=args.ce_input,
                                        lr_decay_every=args.lr_decay_every,
-                                       precision=args.precision).items() if v is not None}
+                                       precision=args.precision, crop_size=args.crop_size,
+                                       resize1=args.resize1, resize2=args.resize2).items() if v is not None}
     ablate(args.zoo, args.out, preset=args.preset, pretrained=args.pretrained, photos=args.photos,
            steps=args.steps, pretrain_steps=args.pretrain_steps,
            seeds=range(args.first_seed, args.first_seed + args.seeds), variants=variants,

@@ -66,6 +66,12 @@ def register(subparsers):
                         help="multiply the learning rate by --lr-decay every N steps (overrides the preset)")
     parser.add_argument("--lr-decay", type=float, help="learning-rate decay factor (default 0.9)")
     parser.add_argument("--width", type=float, help="width multiplier of the encoder (overrides the preset)")
+    parser.add_argument("--crop-size", type=int,
+                        help="a non-square image is first center-cropped to this many native pixels (preset: 128)")
+    parser.add_argument("--resize1", type=int,
+                        help="first bicubic resize, in px (preset: 128; a 256 px square image is squashed to it)")
+    parser.add_argument("--resize2", type=int, help="second bicubic resize, the network's input size in px, a "
+                        "multiple of 16 (preset: cpu 256, paper 512)")
     parser.add_argument("--patience", type=int,
                         help="stop early after this many validations without improvement (overrides the preset)")
     parser.add_argument("--seed", type=int, help="seed of data order, crops and initialisation")
@@ -88,6 +94,7 @@ def overrides_from(args):
         images_per_class=args.images_per_class, val_every=args.val_every, metric=args.metric, seed=args.seed,
         patience=args.patience, select=args.select, keep_validated=args.keep_validated,
         ce_input=args.ce_input, lr_decay_every=args.lr_decay_every, lr_decay=args.lr_decay, width=args.width,
+        crop_size=args.crop_size, resize1=args.resize1, resize2=args.resize2,
         init_partial=args.init_partial, ood_score=args.ood_score,
     )
 

@@ -339,7 +339,7 @@ def validate(config):
     _choice("ce_input", config.optimizer.ce_input, CE_INPUTS)
     _choice("metric", config.loop.metric, METRICS)
     for name in ("steps", "val_every", "checkpoint_every", "log_every", "patches_per_image", "lr_decay_every",
-                 "pretrain_images_per_class"):
+                 "pretrain_images_per_class", "crop_size", "resize1"):
         section, field = PARAMETERS[name]
         value = getattr(getattr(config, section), field)
         if value < 1:

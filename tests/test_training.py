@@ -204,3 +204,22 @@ def test_augmented_training_and_perturbed_evaluation(tiny_run, upsampling_data, 
     assert main(["evaluate", "--model", tiny_run, "--data", upsampling_data["test"], "--json", clean]) == 0
     perturbed_matrix = json.load(open(report))[0]["metrics"]["confusion_matrix"]
     assert np.sum(perturbed_matrix) == 36
+
+
+def test_resize_chain_flags_reach_the_run_and_bad_sizes_name_the_flag(upsampling_data, tmp_path, capsys):
+    out = str(tmp_path / "native")
+    assert main(["fit", "--data", upsampling_data["train"], "--out", out, "--preset", "tiny", "--steps", "2",
+                 "--crop-size", "48", "--resize1", "48", "--resize2", "48"]) == 0
+    preprocessing = RunDir(out).config.preprocessing
+    assert (preprocessing.crop_size, preprocessing.resize1, preprocessing.resize2) == (48, 48, 48)
+    predictor = KerasPredictor(out)
+    assert (predictor.preprocess.resize1, predictor.preprocess.resize2) == (48, 48)
+    capsys.readouterr()
+    for flags, message in ((["--resize2", "40"], "--resize2: expected a multiple of 16 (the encoder's total stride), "
+                                                 "received 40."),
+                           (["--resize1", "0"], "--resize1: expected a positive integer, received 0.")):
+        bad = tmp_path / f"bad{flags[1]}"
+        code = main(["fit", "--data", upsampling_data["train"], "--out", str(bad), "--preset", "tiny"] + flags)
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and err == f"dnadet-tf fit: error: {message}"
+        assert not bad.exists()
