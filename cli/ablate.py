@@ -1,6 +1,7 @@
 """`dnadet-tf ablate`: the paper's Table 2 ablations on one benchmark."""
-from dnadet_tf.cli.main import HelpFormatter
+import argparse
 
+from dnadet_tf.cli.main import HelpFormatter
 from dnadet_tf.ablation import VARIANTS
 from dnadet_tf.config import CE_INPUTS, PRECISION_CHOICES, PRESETS
 from dnadet_tf.selection import SELECTION_RULES
@@ -44,6 +45,8 @@ def register(subparsers):
     parser.add_argument("--precision", choices=PRECISION_CHOICES,
                         help="Keras dtype policy of every run (default: the preset's; cpu: auto)")
     parser.add_argument("--crop-size", type=int, help="center crop of non-square images in every run (fit --crop-size)")
+    parser.add_argument("--crop-square", action=argparse.BooleanOptionalAction, default=None,
+                        help="crop or squash large square images in every run (fit --crop-square)")
     parser.add_argument("--resize1", type=int, help="first resize of every run (fit --resize1)")
     parser.add_argument("--resize2", type=int, help="second resize, the network's input, of every run (fit --resize2)")
     parser.set_defaults(func=run)
@@ -63,6 +66,7 @@ def run(args):
     overrides = {k: v for k, v in dict(select=args.select, ce_input=args.ce_input,
                                        lr_decay_every=args.lr_decay_every,
                                        precision=args.precision, crop_size=args.crop_size,
+                                       crop_square=args.crop_square,
                                        resize1=args.resize1, resize2=args.resize2).items() if v is not None}
     ablate(args.zoo, args.out, preset=args.preset, pretrained=args.pretrained, photos=args.photos,
            steps=args.steps, pretrain_steps=args.pretrain_steps,

@@ -1,4 +1,5 @@
 """`dnadet-tf fit`: train an attributor (Base+PCL, DNA-Det with --init, or the paper's Base) on labelled images."""
+import argparse
 import os
 
 from dnadet_tf.cli.main import HelpFormatter
@@ -68,8 +69,10 @@ def register(subparsers):
     parser.add_argument("--width", type=float, help="width multiplier of the encoder (overrides the preset)")
     parser.add_argument("--crop-size", type=int,
                         help="a non-square image is first center-cropped to this many native pixels (preset: 128)")
-    parser.add_argument("--resize1", type=int,
-                        help="first bicubic resize, in px (preset: 128; a 256 px square image is squashed to it)")
+    parser.add_argument("--crop-square", action=argparse.BooleanOptionalAction, default=None,
+                        help="center-crop a square image larger than --crop-size to it in native pixels instead of "
+                        "squashing it to --resize1 (preset: cpu on; paper, as the release, and tiny off)")
+    parser.add_argument("--resize1", type=int, help="first bicubic resize, in px (preset: 128)")
     parser.add_argument("--resize2", type=int, help="second bicubic resize, the network's input size in px, a "
                         "multiple of 16 (preset: cpu 256, paper 512)")
     parser.add_argument("--patience", type=int,
@@ -94,7 +97,7 @@ def overrides_from(args):
         images_per_class=args.images_per_class, val_every=args.val_every, metric=args.metric, seed=args.seed,
         patience=args.patience, select=args.select, keep_validated=args.keep_validated,
         ce_input=args.ce_input, lr_decay_every=args.lr_decay_every, lr_decay=args.lr_decay, width=args.width,
-        crop_size=args.crop_size, resize1=args.resize1, resize2=args.resize2,
+        crop_size=args.crop_size, crop_square=args.crop_square, resize1=args.resize1, resize2=args.resize2,
         init_partial=args.init_partial, ood_score=args.ood_score,
     )
 

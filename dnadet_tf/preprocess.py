@@ -2,7 +2,8 @@
 and the exported SavedModel graph.
 
 As the authors' release does it: a non-square image is center-cropped to
-`crop_size` (native pixels), then resized to `resize1` and to `resize2`
+`crop_size` (native pixels; with `crop_square`, also a square image larger than
+`crop_size`, instead of squashing it), then resized to `resize1` and to `resize2`
 (both bicubic), and scaled to [-1, 1]. Two modes (`PreprocessConfig.mode`):
 
   tf       TensorFlow's bicubic (`tf.image.resize`, antialiased) in float, clipped
@@ -42,6 +43,7 @@ class PreprocessConfig:
     resize2: int = 512
     min_side: int = 1
     mode: str = "tf"
+    crop_square: bool = False
 
     def __post_init__(self):
         if self.mode not in PREPROCESS_MODES:
@@ -57,8 +59,10 @@ class PreprocessConfig:
 
     @classmethod
     def from_dict(cls, values):
-        """From `to_dict`'s form; a dict written before modes existed means mode `tf`."""
-        return cls(**{f.name: (str if f.name == "mode" else int)(values[f.name])
+        """From `to_dict`'s form; a dict written before modes existed means mode `tf`, one written
+        before `crop_square` existed means False (large square images squashed)."""
+        kinds = {"mode": str, "crop_square": bool}
+        return cls(**{f.name: kinds.get(f.name, int)(values[f.name])
                       for f in dataclasses.fields(cls) if f.name in values})
 
 
@@ -103,8 +107,9 @@ def assert_size_fits(image, config):
         return tf.identity(image)
 
 
-def center_crop_if_not_square(image, crop_size, mode="tf"):
-    """(H, W, C) -> (crop_size, crop_size, C) when H != W, else unchanged.
+def center_crop_if_not_square(image, crop_size, mode="tf", crop_square=False):
+    """(H, W, C) -> (crop_size, crop_size, C) when H != W, or with `crop_square` when
+    H == W > crop_size; else unchanged.
 
     The offset is (H - crop_size) // 2 in mode `tf`, and torchvision's
     round((H - crop_size) / 2), half to even, in mode `release`.
@@ -121,7 +126,10 @@ def center_crop_if_not_square(image, crop_size, mode="tf"):
         top, left = offset(height), offset(width)
         return image[top : top + crop_size, left : left + crop_size, :]
 
-    return tf.cond(tf.equal(height, width), lambda: image, crop)
+    keep = tf.equal(height, width)
+    if crop_square:
+        keep = tf.logical_and(keep, height <= crop_size)
+    return tf.cond(keep, lambda: image, crop)
 
 
 # Pillow's fixed-point resampling of 8-bit images (libImaging/Resample.c): coefficients
@@ -219,14 +227,14 @@ _RELEASE_LEVELS = (np.arange(256, dtype=np.float32) / np.float32(255) - np.float
 
 
 def _release_chain(image, config):
-    image = center_crop_if_not_square(_to_8bit(image), config.crop_size, "release")
+    image = center_crop_if_not_square(_to_8bit(image), config.crop_size, "release", config.crop_square)
     for size in (config.resize1, config.resize2):
         image = pil_bicubic_resize(image, size)
     return tf.gather(tf.constant(_RELEASE_LEVELS), tf.cast(image, tf.int32))
 
 
 def _tf_chain(image, config):
-    image = center_crop_if_not_square(image, config.crop_size)
+    image = center_crop_if_not_square(image, config.crop_size, crop_square=config.crop_square)
     image = tf.cast(image, tf.float32)
     for size in (config.resize1, config.resize2):
         image = tf.image.resize(image, (size, size), method="bicubic", antialias=True)

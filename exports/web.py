@@ -43,7 +43,7 @@ APP_FILES = ("index.html", "style.css", "main.js", "ui.js", "attributor.js", "de
              "THIRD_PARTY_LICENSES.txt")
 SERVICE_WORKER = "sw.js"
 # The preprocessing fields the JavaScript implements (the default chain of preprocess_image).
-SUPPORTED_PREPROCESS = ("crop_size", "resize1", "resize2", "min_side")
+SUPPORTED_PREPROCESS = ("crop_size", "resize1", "resize2", "min_side", "crop_square")
 
 
 def app_source_dir():
@@ -90,7 +90,7 @@ def find_runtime(node_modules=None):
 def check_preprocess(preprocess):
     """Raises DnadetError unless `preprocess` (a PreprocessConfig) is the chain the JavaScript implements.
 
-    A field beyond crop_size/resize1/resize2/min_side is accepted only at its default value.
+    A field beyond crop_size/resize1/resize2/min_side/crop_square is accepted only at its default value.
     """
     values = preprocess.to_dict()
     defaults = type(preprocess)().to_dict()

@@ -158,3 +158,20 @@ def test_preprocess_crops_non_square_then_resizes_and_scales():
     noisy = rgb(32)
     values = preprocess_image(noisy, config).numpy()
     assert values.min() >= -1.0 and values.max() <= 1.0
+
+
+def test_crop_square_crops_large_square_images_in_native_pixels_instead_of_squashing_them():
+    squash = PreprocessConfig(crop_size=32, resize1=32, resize2=64)
+    crop = PreprocessConfig(crop_size=32, resize1=32, resize2=64, crop_square=True)
+    large = rgb(48)
+    centre = large[8:40, 8:40]
+    np.testing.assert_array_equal(preprocess_image(large, crop).numpy(), preprocess_image(centre, squash).numpy())
+    assert not np.allclose(preprocess_image(large, squash).numpy(), preprocess_image(centre, squash).numpy())
+    for side in (32, 20):  # the crop size itself, and smaller (resized up as before)
+        small = rgb(side)
+        np.testing.assert_array_equal(preprocess_image(small, crop).numpy(), preprocess_image(small, squash).numpy())
+    wide = rgb(40)[:36]  # non-square: cropped either way
+    np.testing.assert_array_equal(preprocess_image(wide, crop).numpy(), preprocess_image(wide, squash).numpy())
+    assert PreprocessConfig.from_dict(crop.to_dict()) == crop
+    older = {k: v for k, v in crop.to_dict().items() if k != "crop_square"}  # written before the field existed
+    assert PreprocessConfig.from_dict(older).crop_square is False

@@ -210,7 +210,7 @@ def test_run_dir_is_a_normal_one(imported, checkpoints):
     with open(os.path.join(run, "config.json"), encoding="utf-8") as f:
         config = json.load(f)
     assert config["preprocessing"] == {"crop_size": CROP, "resize1": RESIZE1, "resize2": RESIZE2,
-                                       "preprocess_mode": "release"}
+                                       "preprocess_mode": "release", "crop_square": False}  # the release squashes
     assert config["model"]["width"] == 1.0
     with open(os.path.join(run, "import.json"), encoding="utf-8") as f:
         summary = json.load(f)

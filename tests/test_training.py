@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from dnadet_tf.cli.main import main
+from dnadet_tf.config import make_config
 from dnadet_tf.data import read_dataset
 from dnadet_tf.distribute import make_strategy
 from dnadet_tf.errors import RunDirError
@@ -209,11 +210,15 @@ def test_augmented_training_and_perturbed_evaluation(tiny_run, upsampling_data, 
 def test_resize_chain_flags_reach_the_run_and_bad_sizes_name_the_flag(upsampling_data, tmp_path, capsys):
     out = str(tmp_path / "native")
     assert main(["fit", "--data", upsampling_data["train"], "--out", out, "--preset", "tiny", "--steps", "2",
-                 "--crop-size", "48", "--resize1", "48", "--resize2", "48"]) == 0
+                 "--crop-size", "48", "--resize1", "48", "--resize2", "48", "--crop-square"]) == 0
     preprocessing = RunDir(out).config.preprocessing
     assert (preprocessing.crop_size, preprocessing.resize1, preprocessing.resize2) == (48, 48, 48)
+    assert preprocessing.crop_square is True
     predictor = KerasPredictor(out)
-    assert (predictor.preprocess.resize1, predictor.preprocess.resize2) == (48, 48)
+    assert (predictor.preprocess.resize1, predictor.preprocess.resize2, predictor.preprocess.crop_square) == (
+        48, 48, True)
+    assert make_config("cpu").preprocess.crop_square and not make_config("paper").preprocess.crop_square
+    assert not make_config("cpu", crop_square=False).preprocess.crop_square
     capsys.readouterr()
     for flags, message in ((["--resize2", "40"], "--resize2: expected a multiple of 16 (the encoder's total stride), "
                                                  "received 40."),

@@ -129,7 +129,8 @@ fs.writeFileSync(process.argv[3], Buffer.concat(outputs.map((o) => Buffer.from(o
 
 def test_javascript_resize_and_preprocessing_equal_tensorflow(tmp_path):
     """resize.js equals tf.image.resize(bicubic, antialias=True) bit for bit (down, up, same size,
-    non-square, float input), and preprocess.js equals preprocess_image at the default sizes."""
+    non-square, float input), and preprocess.js equals preprocess_image at the default sizes, large square
+    images squashed or (crop_square) center-cropped."""
     node = _node()
     rng = np.random.default_rng(0)
     cases, expected = [], []
@@ -143,8 +144,10 @@ def test_javascript_resize_and_preprocessing_equal_tensorflow(tmp_path):
         cases.append({"kind": "resize", "input": str(path), "height": height, "width": width,
                       "out_height": out_height, "out_width": out_width})
         expected.append(tf.image.resize(image, (out_height, out_width), "bicubic", antialias=True).numpy())
-    for i, (height, width) in enumerate([(213, 320), (512, 512), (131, 150), (128, 128)]):
-        config = PreprocessConfig()
+    for i, (height, width, crop_square) in enumerate([(213, 320, False), (512, 512, False), (131, 150, False),
+                                                      (128, 128, False), (512, 512, True), (131, 131, True),
+                                                      (128, 128, True), (97, 97, True), (213, 320, True)]):
+        config = PreprocessConfig(crop_square=crop_square)
         image = rng.integers(0, 256, (height, width, 3)).astype(np.uint8)
         path = tmp_path / f"image{i}.bin"
         image.tofile(path)
@@ -212,6 +215,7 @@ def test_export_refuses_without_the_runtime_or_with_another_preprocessing(tiny_r
     assert code == 2 and "--int8-io" in stderr and "--web-model float32" in stderr and not os.listdir(tmp_path)
 
     web.check_preprocess(PreprocessConfig())
+    web.check_preprocess(PreprocessConfig(crop_square=True))  # preprocess.js crops large squares too
     # The release's preprocessing (import-torch) is not what the page's JavaScript implements.
     with pytest.raises(DnadetError, match="mode='release'.*default chain"):
         web.check_preprocess(PreprocessConfig(mode="release"))

@@ -22,15 +22,16 @@ def _image(height, width, seed=0):
 
 
 def _shapes(preprocess):
-    """Square images of the resize1 size and of two others (resized first), and two non-square ones
-    (center-cropped first)."""
+    """Square images of the resize1 size and of two others (resized first, or with crop_square
+    center-cropped), and two non-square ones (center-cropped first)."""
     crop, side = preprocess.crop_size, preprocess.resize1
     return [(side, side), (side + 8, side + 8), (2 * side - 5, 2 * side - 5), (crop + 7, crop + 40), (crop + 33, crop)]
 
 
+@pytest.mark.parametrize("crop_square", [False, True])
 @pytest.mark.parametrize("preset", ["tiny", "cpu", "paper"])
-def test_window_crops_equal_crops_of_the_preprocessed_image(preset):
-    config = make_config(preset)
+def test_window_crops_equal_crops_of_the_preprocessed_image(preset, crop_square):
+    config = make_config(preset, crop_square=crop_square)
     preprocess, patch = config.preprocess, config.sampling.patch_size
     windows = WindowCrops(preprocess, patch)
     last = preprocess.resize2 - patch
@@ -43,7 +44,7 @@ def test_window_crops_equal_crops_of_the_preprocessed_image(preset):
         expected = np.stack([whole[top : top + patch, left : left + patch] for top, left in offsets])
         got = windows.at(tf.constant(image), tf.constant(offsets)).numpy()
         assert got.shape == expected.shape == (len(offsets), patch, patch, 3)
-        np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE, err_msg=f"{preset} {shape}")
+        np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE, err_msg=f"{preset} {shape} {crop_square}")
 
 
 @pytest.mark.parametrize("preset", ["tiny", "cpu", "paper"])

@@ -4,8 +4,9 @@
  * From 8-bit RGB pixels (EXIF orientation applied, transparency composited over
  * white: see decode.js) to the model's input:
  *   1. refuse an image too small for the chain (`sizeProblem`, same rule and numbers);
- *   2. a non-square image: keep its centre crop_size x crop_size square in native
- *      pixels (top = floor((H - crop) / 2), left = floor((W - crop) / 2)); a square
+ *   2. a non-square image, and with `crop_square` a square one larger than crop_size:
+ *      keep its centre crop_size x crop_size square in native pixels
+ *      (top = floor((H - crop) / 2), left = floor((W - crop) / 2)); any other square
  *      image is not cropped (`cropBox`);
  *   3. resize to resize1 x resize1, clip to [0, 255], resize to resize2 x resize2,
  *      clip to [0, 255], each with resize.js (TensorFlow's bicubic, antialias=True);
@@ -37,8 +38,8 @@ export function sizeProblem(height, width, config) {
  * @returns {{top: number, left: number, height: number, width: number}}
  */
 export function cropBox(height, width, config) {
-  if (height === width) return {top: 0, left: 0, height, width};
   const size = config.crop_size;
+  if (height === width && !(config.crop_square && height > size)) return {top: 0, left: 0, height, width};
   return {top: Math.floor((height - size) / 2), left: Math.floor((width - size) / 2), height: size, width: size};
 }
 
