@@ -118,12 +118,19 @@ def tensor_description(details):
     }
 
 
-def _release_mode_steps(c, r1, r2):
+def _crop_condition(c, crop_square):
+    """When the crop step applies, and what happens to the other images, as text."""
+    if crop_square:
+        return f"If H != W, or H == W > {c}", f"A square image of at most {c} px is not cropped."
+    return "If H != W", "A square image is not cropped."
+
+
+def _release_mode_steps(c, r1, r2, crop_square=False):
     """The crop, resize and scaling steps of preprocessing mode `release` (dnadet_tf.preprocess)."""
+    when, otherwise = _crop_condition(c, crop_square)
     return [
-        f"If H != W: keep the centre {c}x{c} square in native pixels, no resampling: top = round((H - {c}) / 2), "
-        f"left = round((W - {c}) / 2), halves rounded to even (torchvision's CenterCrop). A square image is not "
-        "cropped.",
+        f"{when}: keep the centre {c}x{c} square in native pixels, no resampling: top = round((H - {c}) / 2), "
+        f"left = round((W - {c}) / 2), halves rounded to even (torchvision's CenterCrop). {otherwise}",
         f"Resize to {r1}x{r1}, then to {r2}x{r2}, each exactly as Pillow's Image.resize(size, BICUBIC) on 8-bit "
         "RGB (what the authors' release trained with): the horizontal pass, rounded to 8 bits, then the vertical "
         "pass, rounded to 8 bits. Per pass from n to m pixels, in double precision: scale = n / m, f = max(scale, "
@@ -145,12 +152,13 @@ def app_preprocessing_steps(preprocess, input_description):
         f"Refuse an image that is too small: a square one with sides below {m} px, a non-square one with a side "
         f"below {max(c, m)} px (dnadet-tf and the SavedModel refuse them too; the model's answer would be noise).",
     ]
+    when, otherwise = _crop_condition(c, preprocess.crop_square)
     if preprocess.mode == "release":
-        steps += _release_mode_steps(c, r1, r2)
+        steps += _release_mode_steps(c, r1, r2, preprocess.crop_square)
     else:
         steps += [
-            f"If H != W: keep the centre {c}x{c} square in native pixels, no resampling: top = (H - {c}) // 2, "
-            f"left = (W - {c}) // 2 (both sides must be >= {c}). A square image is not cropped.",
+            f"{when}: keep the centre {c}x{c} square in native pixels, no resampling: top = (H - {c}) // 2, "
+            f"left = (W - {c}) // 2 (both sides must be >= {c}). {otherwise}",
             f"Resize to {r1}x{r1}, then to {r2}x{r2}, each in float32: separable bicubic (Keys cubic kernel, "
             "a = -0.5), half-pixel centres (source x = (i + 0.5) * in / out - 0.5), kernel widened by in/out when "
             "shrinking (antialiasing), taps outside the image dropped and the weights renormalised to sum 1; clip "

@@ -14,7 +14,7 @@ import tensorflow as tf
 from PIL import Image
 
 from dnadet_tf.exports.predictors import load_exported_predictor
-from dnadet_tf.exports.tflite import make_interpreter
+from dnadet_tf.exports.tflite import app_preprocessing_steps, make_interpreter
 from dnadet_tf.images import load_rgb
 from dnadet_tf.pipeline import inference_dataset
 from dnadet_tf.api import load as load_predictor
@@ -278,10 +278,10 @@ def _resize_axis(image, out_size, axis):
     return np.moveaxis(np.stack(rows), 0, axis)
 
 
-def _documented_preprocess(rgb, crop, resize1, resize2):
+def _documented_preprocess(rgb, crop, resize1, resize2, crop_square=False):
     x = rgb.astype(np.float64)
     height, width = x.shape[:2]
-    if height != width:
+    if height != width or (crop_square and height > crop):
         top, left = (height - crop) // 2, (width - crop) // 2
         x = x[top:top + crop, left:left + crop]
     for size in (resize1, resize2):
@@ -294,12 +294,19 @@ def test_documented_app_preprocessing_matches_preprocess_image():
 
     rng = np.random.default_rng(1)
     cases = [((40, 52, 3), PreprocessConfig(32, 32, 64)), ((150, 131, 3), PreprocessConfig(128, 128, 256)),
-             ((100, 100, 3), PreprocessConfig(128, 60, 96))]
+             ((100, 100, 3), PreprocessConfig(128, 60, 96)), ((100, 100, 3), PreprocessConfig(64, 64, 128)),
+             ((100, 100, 3), PreprocessConfig(64, 64, 128, crop_square=True)),
+             ((64, 64, 3), PreprocessConfig(64, 64, 128, crop_square=True))]
     for shape, config in cases:
         image = rng.integers(0, 256, shape, dtype=np.uint8)
         expected = preprocess_image(image, config).numpy()
-        documented = _documented_preprocess(image, config.crop_size, config.resize1, config.resize2)
+        documented = _documented_preprocess(image, config.crop_size, config.resize1, config.resize2,
+                                            config.crop_square)
         assert np.abs(documented - expected).max() < 1e-4
+    steps = app_preprocessing_steps(PreprocessConfig(64, 64, 128, crop_square=True), {})
+    assert any(step.startswith("If H != W, or H == W > 64: keep the centre 64x64 square") for step in steps)
+    assert any(step.startswith("If H != W: keep") and "A square image is not cropped." in step
+               for step in app_preprocessing_steps(PreprocessConfig(64, 64, 128), {}))
 
 
 def test_a_bfloat16_run_exports_float32_and_is_compared_in_float32(upsampling_data, tmp_path):
