@@ -322,3 +322,27 @@ def test_a_bfloat16_run_exports_float32_and_is_compared_in_float32(upsampling_da
     with open(tmp_path / "out" / "dnadet" / "report.json", encoding="utf-8") as f:
         rows = {row["format"]: row for row in json.load(f)["rows"]}
     assert rows["float32"]["max_abs_diff"] < 1e-5 and rows["keras"]["max_abs_diff"] == 0.0
+
+
+def test_a_crop_square_run_crops_large_square_images_inside_the_savedmodel(upsampling_data, tmp_path):
+    """The exported graph takes the run's preprocessing, crop_square included, from the one function."""
+    from dnadet_tf.training import fit
+
+    run_dir = str(tmp_path / "crop")
+    fit(upsampling_data["train"], run_dir, preset="tiny", steps=2, crop_square=True)
+    keras_predictor = KerasPredictor(run_dir)
+    assert keras_predictor.preprocess.crop_square
+    code, _, stderr = _cli(["export", "--model", run_dir, "--out", str(tmp_path / "out"), "--formats", "savedmodel"])
+    assert code == 0, stderr
+    version_dir = os.path.join(str(tmp_path / "out"), "dnadet", "1")
+    assert load_predictor(version_dir).preprocess == keras_predictor.preprocess
+    large = np.random.default_rng(3).integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    serve = tf.saved_model.load(version_dir).signatures["serving_default"]
+    served = serve(images=tf.constant([_encode(large, "PNG")]))["probabilities"].numpy()
+    config = keras_predictor.preprocess
+    centre = large[32:64, 32:64]  # tiny preset: crop_size 32
+    expected = keras_predictor.predict_pixels(preprocess_image(centre, config).numpy()[None])
+    assert np.abs(served - expected).max() < 1e-4
+    squashed = keras_predictor.predict_pixels(
+        preprocess_image(large, type(config)(**{**config.to_dict(), "crop_square": False})).numpy()[None])
+    assert np.abs(squashed - expected).max() > 1e-4  # the crop is what made them equal
