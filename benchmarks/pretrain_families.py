@@ -70,7 +70,8 @@ def main(argv=None):
     configure_runtime()
     figures = family_figures(args.run, args.photos, args.samples, top=args.top)
     print(f"{figures['samples']} samples from {figures['held_out_photos']} held-out photos: "
-          f"170-way accuracy {100 * figures['accuracy']:.1f} %, family accuracy {100 * figures['family_accuracy']:.1f} %")
+          f"170-way accuracy {100 * figures['accuracy']:.1f} %, "
+          f"family accuracy {100 * figures['family_accuracy']:.1f} %")
     print("rows: true family; columns: predicted, in the same order")
     for name, row in zip(FAMILY_NAMES, figures["confusion"]):
         print(f"  {name:15s} " + " ".join(f"{count:5d}" for count in row)

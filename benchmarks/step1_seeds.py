@@ -18,7 +18,9 @@ import sys
 
 import numpy as np
 
-SPLITS = ("closed-set", "cross-seed", "cross-loss", "cross-finetune", "cross-dataset")
+from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES
+
+SPLITS = tuple(SPLIT_TITLES[split] for split in EVALUATION_SPLITS)  # as ablation.json names them
 
 
 def variant_summary(document, variant):

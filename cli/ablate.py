@@ -44,7 +44,7 @@ def register(subparsers):
     parser.add_argument("--lr-decay-every", type=int, help="learning-rate decay interval of every run")
     parser.add_argument("--precision", choices=PRECISION_CHOICES,
                         help="Keras dtype policy of every run (default: the preset's; cpu: auto)")
-    parser.add_argument("--crop-size", type=int, help="center crop of non-square images in every run (fit --crop-size)")
+    parser.add_argument("--crop-size", type=int, help="center crop of every run (fit --crop-size)")
     parser.add_argument("--crop-square", action=argparse.BooleanOptionalAction, default=None,
                         help="crop or squash large square images in every run (fit --crop-square)")
     parser.add_argument("--resize1", type=int, help="first resize of every run (fit --resize1)")

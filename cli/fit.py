@@ -68,7 +68,8 @@ def register(subparsers):
     parser.add_argument("--lr-decay", type=float, help="learning-rate decay factor (default 0.9)")
     parser.add_argument("--width", type=float, help="width multiplier of the encoder (overrides the preset)")
     parser.add_argument("--crop-size", type=int,
-                        help="a non-square image is first center-cropped to this many native pixels (preset: 128)")
+                        help="a non-square image (with --crop-square also a larger square one) is first "
+                        "center-cropped to this many native pixels (preset: 128)")
     parser.add_argument("--crop-square", action=argparse.BooleanOptionalAction, default=None,
                         help="center-crop a square image larger than --crop-size to it in native pixels instead of "
                         "squashing it to --resize1 (preset: cpu on; paper, as the release, and tiny off)")

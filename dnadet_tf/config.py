@@ -247,9 +247,9 @@ PRESETS = {
         eval_batch_size=32,
         pretrain_batch_size=32,
         pretrain_val_samples=340,
-        # Step 1 at x0.9 every 700 steps (patience ends it near step 10000, 39 min here) made DNA-Det
-        # meet every cross-test target over 3 seeds, where 4000 steps at x0.9 every 200 did not
-        # (README, "Pre-training" and "Results").
+        # Step 1 at x0.9 every 700 steps (39-43 min here) made DNA-Det meet every cross-test target
+        # over 3 step-2 seeds from one step-1 seed, and all but cross-seed over 3 step-1 seeds, where
+        # 4000 steps at x0.9 every 200 did not (README, "Pre-training" and "Results").
         pretrain_steps=14000,
         pretrain_lr_decay_every=700,
         pretrain_val_every=100,

@@ -58,8 +58,8 @@ def first_resize(image, config):
     Returns:
       float32 tensor (resize1, resize1, 3) in [0, 255]: the size check, the center crop of a
       non-square image (and of a large square one with `crop_square`), the bicubic antialiased
-      resize to resize1 and its clip, as `preprocess._tf_chain` does them. An image that is resize1 px already skips the resize
-      (0.6 ms of 2 per image at the cpu preset): TF's resize to the same size is exactly the
+      resize to resize1 and its clip, as `preprocess._tf_chain` does them. An image that is
+      resize1 px already skips the resize (0.6 ms of 2 per image at the cpu preset): TF's resize to the same size is exactly the
       identity (Keys cubic weights 0, 1, 0, 0 at whole-pixel distances, summing to 1).
     """
     image = assert_size_fits(tf.convert_to_tensor(image), config)

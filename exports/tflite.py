@@ -152,10 +152,10 @@ def app_preprocessing_steps(preprocess, input_description):
         f"Refuse an image that is too small: a square one with sides below {m} px, a non-square one with a side "
         f"below {max(c, m)} px (dnadet-tf and the SavedModel refuse them too; the model's answer would be noise).",
     ]
-    when, otherwise = _crop_condition(c, preprocess.crop_square)
     if preprocess.mode == "release":
         steps += _release_mode_steps(c, r1, r2, preprocess.crop_square)
     else:
+        when, otherwise = _crop_condition(c, preprocess.crop_square)
         steps += [
             f"{when}: keep the centre {c}x{c} square in native pixels, no resampling: top = (H - {c}) // 2, "
             f"left = (W - {c}) // 2 (both sides must be >= {c}). {otherwise}",

@@ -109,23 +109,3 @@ def test_release_style_sampling_draws_each_image_transformation_independently(ph
     again = next(transformation_dataset(paths, config, 16, images_per_class=1).as_numpy_iterator())[1]
     assert first.tolist() == again.tolist()  # a pure function of (seed, step)
     assert len(set(first.tolist())) > 8  # not 4 groups of 4 as in the default composition
-
-
-def test_cross_family_errors_list_only_errors_across_families_most_frequent_first():
-    import importlib.util
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks",
-                        "pretrain_families.py")
-    spec = importlib.util.spec_from_file_location("pretrain_families", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    jpeg_30, jpeg_33, double_first, noise_first = 0, 1, 24, 156
-    truth = np.array([double_first] * 3 + [jpeg_30] * 2 + [jpeg_33] * 2 + [noise_first])
-    # double -> jpeg_30 twice, double -> itself once; jpeg_30 -> jpeg_33 (same family: not listed);
-    # jpeg_33 -> double once; noise right.
-    predicted = np.array([jpeg_30, jpeg_30, double_first, jpeg_33, jpeg_30, double_first, jpeg_33, noise_first])
-    errors = module.cross_family_errors(truth, predicted, top=5)
-    assert errors == [
-        {"true": TRANSFORM_NAMES[double_first], "predicted": "jpeg_q30", "count": 2, "of": 3},
-        {"true": "jpeg_q33", "predicted": TRANSFORM_NAMES[double_first], "count": 1, "of": 2},
-    ]
-    assert module.cross_family_errors(truth, predicted, top=1) == errors[:1]

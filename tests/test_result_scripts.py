@@ -3,7 +3,10 @@ import importlib.util
 import json
 import os
 
+import numpy as np
 import pytest
+
+from dnadet_tf.transforms import TRANSFORM_NAMES
 
 BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
 SPLITS = ("closed-set", "cross-seed", "cross-loss", "cross-finetune", "cross-dataset")
@@ -53,3 +56,18 @@ def test_step1_seeds_pools_and_separates_the_step1_spread(tmp_path, capsys):
     assert rendered.startswith("### step1-seeds-test.json") and "| pooled (6 runs) |" in rendered
     with pytest.raises(SystemExit, match="expected one of Base, DNA-Det, received 'Base\\+PT'"):
         step1_seeds.main(files + ["--variant", "Base+PT"])
+
+
+def test_cross_family_errors_list_only_errors_across_families_most_frequent_first():
+    module = _module("pretrain_families")
+    jpeg_30, jpeg_33, double_first, noise_first = 0, 1, 24, 156
+    truth = np.array([double_first] * 3 + [jpeg_30] * 2 + [jpeg_33] * 2 + [noise_first])
+    # double -> jpeg_30 twice, double -> itself once; jpeg_30 -> jpeg_33 (same family: not listed);
+    # jpeg_33 -> double once; noise right.
+    predicted = np.array([jpeg_30, jpeg_30, double_first, jpeg_33, jpeg_30, double_first, jpeg_33, noise_first])
+    errors = module.cross_family_errors(truth, predicted, top=5)
+    assert errors == [
+        {"true": TRANSFORM_NAMES[double_first], "predicted": "jpeg_q30", "count": 2, "of": 3},
+        {"true": "jpeg_q33", "predicted": TRANSFORM_NAMES[double_first], "count": 1, "of": 2},
+    ]
+    assert module.cross_family_errors(truth, predicted, top=1) == errors[:1]
