@@ -6,10 +6,13 @@ run, one per step-1 run (for example step 1 with seeds 0, 1, 2). For the
   - per step-1 run: mean ± std over its step-2 seeds (as `ablate` reports it);
   - pooled: mean ± std over every step-2 run of every step-1 run;
   - between step-1 runs: the std of the per-run means (the step-1 seed's own spread).
-std is the population std, as `ablate` computes it. `--json OUT` writes all of it;
-`render_results.py` renders that file as the README's table.
+std is the population std, as `ablate` computes it. `--select RULE` takes the model that
+selection rule keeps (from runs made with `--compare-select`) instead of each run's
+best.keras. `--json OUT` writes all of it; `render_results.py` renders that file as the
+README's table.
 
-Usage: python benchmarks/step1_seeds.py FILE [FILE ...] [--variant DNA-Det] [--label NAME ...] [--json OUT]
+Usage: python benchmarks/step1_seeds.py FILE [FILE ...] [--variant DNA-Det] [--select RULE] [--label NAME ...]
+       [--json OUT]
 """
 import argparse
 import json
@@ -23,19 +26,28 @@ from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES
 SPLITS = tuple(SPLIT_TITLES[split] for split in EVALUATION_SPLITS)  # as ablation.json names them
 
 
-def variant_summary(document, variant):
-    """The variant's per-split accuracy values (one per step-2 seed) of one ablation.json."""
+def variant_summary(document, variant, select=None):
+    """The variant's per-split accuracy values (one per step-2 seed) of one ablation.json: of
+    best.keras, or of the model rule `select` keeps."""
     for entry in document["variants"]:
         if entry["variant"] == variant:
-            return {split: entry["summary"][split]["accuracy"]["values"] for split in SPLITS}
+            if select is None:
+                table = entry["summary"]
+            elif select in entry.get("select", {}):
+                table = entry["select"][select]
+            else:
+                raise SystemExit(f"--select: expected a rule the runs compared "
+                                 f"({', '.join(entry.get('select', {})) or 'none: run ablate --compare-select'}), "
+                                 f"received {select!r}.")
+            return {split: table[split]["accuracy"]["values"] for split in SPLITS}
     found = ", ".join(entry["variant"] for entry in document["variants"])
     raise SystemExit(f"--variant: expected one of {found}, received {variant!r}.")
 
 
-def combine(documents, labels, variant):
+def combine(documents, labels, variant, select=None):
     runs, pooled, means = [], {s: [] for s in SPLITS}, {s: [] for s in SPLITS}
     for label, document in zip(labels, documents):
-        values = variant_summary(document, variant)
+        values = variant_summary(document, variant, select)
         runs.append({"label": label, "pretrained": document.get("pretrained"), "seeds": document["seeds"],
                      "splits": {s: {"mean": float(np.mean(v)), "std": float(np.std(v)), "values": v}
                                 for s, v in values.items()}})
@@ -43,7 +55,7 @@ def combine(documents, labels, variant):
             pooled[split].extend(v)
             means[split].append(float(np.mean(v)))
     return {
-        "variant": variant, "figure": "accuracy", "runs": runs,
+        "variant": variant, "select": select or "best.keras", "figure": "accuracy", "runs": runs,
         "pooled": {s: {"mean": float(np.mean(v)), "std": float(np.std(v)), "count": len(v)} for s, v in pooled.items()},
         "between_step1": {s: {"mean": float(np.mean(v)), "std": float(np.std(v)), "count": len(v)}
                           for s, v in means.items()},
@@ -53,7 +65,9 @@ def combine(documents, labels, variant):
 def format_table(combined):
     """Markdown: one row per step-1 run, then pooled and between-runs rows (accuracy, %)."""
     cell = lambda figure: f"{100 * figure['mean']:.1f} ± {100 * figure['std']:.1f}"  # noqa: E731
-    lines = [f"| {combined['variant']}, step 1 | " + " | ".join(SPLITS) + " |", "|---|" + "---:|" * len(SPLITS)]
+    rule = combined.get("select", "best.keras")
+    title = combined["variant"] + (f" (rule `{rule}`)" if rule != "best.keras" else "")
+    lines = [f"| {title}, step 1 | " + " | ".join(SPLITS) + " |", "|---|" + "---:|" * len(SPLITS)]
     for run in combined["runs"]:
         lines.append(f"| {run['label']} ({len(run['seeds'])} step-2 seeds) | "
                      + " | ".join(cell(run["splits"][s]) for s in SPLITS) + " |")
@@ -68,6 +82,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+", help="ablation.json files, one per step-1 run")
     parser.add_argument("--variant", default="DNA-Det", help="the method to compare (a variant name in the files)")
+    parser.add_argument("--select", help="the model this selection rule keeps (default: each run's best.keras)")
     parser.add_argument("--label", nargs="*", help="a name per file (default: the file names)")
     parser.add_argument("--json", help="write the combined figures here")
     args = parser.parse_args(argv)
@@ -78,7 +93,7 @@ def main(argv=None):
     for path in args.files:
         with open(path, encoding="utf-8") as f:
             documents.append(json.load(f))
-    combined = combine(documents, labels, args.variant)
+    combined = combine(documents, labels, args.variant, args.select)
     print(format_table(combined))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

@@ -38,8 +38,9 @@ def register(subparsers):
                         "base_pcl (Base+PCL), dnadet (DNA-Det = Base+PT+PCL)")
     parser.add_argument("--compare-select", action="store_true",
                         help="train every run to its step budget, keep its validated models and also report the "
-                        "cross-tests of the model each selection rule (first, last, nll, final) keeps")
+                        "cross-tests of the model each selection rule (first, last, nll, final, average) keeps")
     parser.add_argument("--select", choices=SELECTION_RULES, help="selection rule of best.keras in every run")
+    parser.add_argument("--average-last", type=int, help="models averaged by rule average in every run (fit --average-last)")
     parser.add_argument("--ce-input", choices=CE_INPUTS, help="what the cross-entropy reads in every run")
     parser.add_argument("--lr-decay-every", type=int, help="learning-rate decay interval of every run")
     parser.add_argument("--precision", choices=PRECISION_CHOICES,
@@ -63,7 +64,7 @@ def run(args):
         raise UsageError(f"--variants: expected a comma list of {', '.join(known)}, received {args.variants!r}.")
     if args.seeds < 1:
         raise UsageError(f"--seeds: expected a positive number of seeds, received {args.seeds}.")
-    overrides = {k: v for k, v in dict(select=args.select, ce_input=args.ce_input,
+    overrides = {k: v for k, v in dict(select=args.select, average_last=args.average_last, ce_input=args.ce_input,
                                        lr_decay_every=args.lr_decay_every,
                                        precision=args.precision, crop_size=args.crop_size,
                                        crop_square=args.crop_square,

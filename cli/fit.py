@@ -56,8 +56,12 @@ def register(subparsers):
     parser.add_argument("--select", choices=SELECTION_RULES,
                         help="rule that picks best.keras among validated models: first = first step reaching the "
                         "best metric; last = the release's (ties go to the later step); nll = best metric, ties "
-                        "broken by lower validation cross-entropy; final = the last validated model "
-                        f"(default: {LoopConfig.select})")
+                        "broken by lower validation cross-entropy; final = the last validated model; average = the "
+                        "mean of the weights of the last --average-last validated models "
+                        f"(default: the preset's; cpu: average, paper: {LoopConfig.select})")
+    parser.add_argument("--average-last", type=int,
+                        help=f"how many of the last validated models --select average averages "
+                        f"(default: {LoopConfig.average_last})")
     parser.add_argument("--keep-validated", action="store_true", default=None,
                         help="also keep every validated model in RUN/validated/ (to compare selection rules)")
     parser.add_argument("--ce-input", choices=CE_INPUTS,
@@ -96,7 +100,8 @@ def overrides_from(args):
         steps=args.steps, init=args.init, mode="base" if args.base else None, strategy=args.strategy,
         precision=args.precision, jit=args.jit, augment=augment, learning_rate=args.lr,
         images_per_class=args.images_per_class, val_every=args.val_every, metric=args.metric, seed=args.seed,
-        patience=args.patience, select=args.select, keep_validated=args.keep_validated,
+        patience=args.patience, select=args.select, average_last=args.average_last,
+        keep_validated=args.keep_validated,
         ce_input=args.ce_input, lr_decay_every=args.lr_decay_every, lr_decay=args.lr_decay, width=args.width,
         crop_size=args.crop_size, crop_square=args.crop_square, resize1=args.resize1, resize2=args.resize2,
         init_partial=args.init_partial, ood_score=args.ood_score,

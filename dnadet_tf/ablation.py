@@ -27,7 +27,7 @@ from dnadet_tf.config import paper_name
 from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES, evaluate
 from dnadet_tf.predictor import KerasPredictor
 from dnadet_tf.pretraining import pretrain
-from dnadet_tf.selection import SELECTION_RULES, pick
+from dnadet_tf.selection import SELECTION_RULES, average_weights, averaged_steps, pick
 from dnadet_tf.training import fit
 
 # (folder, mode, uses pre-training); the paper's name follows from mode and pre-training.
@@ -111,12 +111,32 @@ def run_one(zoo, run_dir, mode, pretrained, seed, preset, steps, compare_select,
         records = validation_records(run_dir)
         result["select"] = {}
         for rule in SELECTION_RULES:
+            if rule == "average":
+                steps = averaged_steps(records, config.loop.average_last)
+                name = f"average-{steps[0]:06d}-{steps[-1]:06d}-{len(steps)}"
+                model_file = averaged_model_file(run_dir, steps, os.path.join(run_dir, "evaluation", name + ".keras"))
+                rows = _evaluate_model(run_dir, zoo, os.path.join(run_dir, "evaluation", name + ".json"),
+                                       model_file=model_file, output=output)
+                result["select"][rule] = {"step": steps[-1], "steps": steps, "splits": _split_figures(rows)}
+                continue
             step = pick(records, rule, config.loop.metric)
             model_file = runs.RunDir(run_dir).validated_model_path(step)
             rows = _evaluate_model(run_dir, zoo, os.path.join(run_dir, "evaluation", f"step-{step:06d}.json"),
                                    model_file=model_file, output=output)
             result["select"][rule] = {"step": step, "splits": _split_figures(rows)}
     return result
+
+
+def averaged_model_file(run_dir, steps, path):
+    """Writes (unless it exists) and returns `path`: the mean of the run's validated models at `steps`,
+    the model rule `average` keeps (`selection.average_weights`)."""
+    if not os.path.isfile(path):
+        run = runs.RunDir(run_dir)
+        models = [run.load_model(run.validated_model_path(step)) for step in steps]
+        models[-1].set_weights(average_weights([model.get_weights() for model in models]))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        runs.save_model_atomic(models[-1], path)
+    return path
 
 
 def mean_std(values):

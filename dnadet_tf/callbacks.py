@@ -4,6 +4,8 @@ JSONL log, TensorBoard, best-model keeping, early stopping and checkpoints.
 A small equivalent of Keras's callback API for the step-indexed loop of `trainer.Trainer`
 (which keeps resume exact): the loop calls, in list order,
 
+  build(trainer)                     once, when the trainer's models exist, before its checkpoint
+                                     is made (for state shaped like the model)
   on_log(trainer, step, record)      every `log_every` steps and at the last step; `record` is
                                      the window's mean loss, cross-entropy, contrastive loss,
                                      accuracy, learning rate and patches/s (metrics.jsonl's record)
@@ -20,9 +22,10 @@ that the Trainer puts in its checkpoint.
 import math
 import time
 
+import numpy as np
 import tensorflow as tf
 
-from dnadet_tf.selection import is_better
+from dnadet_tf.selection import average_weights, is_better
 
 # Validation figures that are not scalars, left out of the log and TensorBoard.
 NON_SCALAR = ("per_class_recall", "confusion_matrix")
@@ -32,6 +35,9 @@ class Callback:
     """Does nothing; subclasses override what they need."""
 
     state = {}
+
+    def build(self, trainer):
+        pass
 
     def on_log(self, trainer, step, record):
         pass
@@ -53,13 +59,52 @@ def _scalar(name, value, dtype):
 class BestModel(Callback):
     """Keeps best.keras when `selection.is_better(select, ...)` prefers the validated model
     (and every validated model in RUN/validated/ with `keep_validated`); without validation
-    data, the last step's model. Sets logs["kept"]."""
+    data, the last step's model. Sets logs["kept"].
 
-    def __init__(self, select, metric, keep_validated=False):
+    Rule `average` keeps the weights of the last `average_last` validated models in a ring
+    of slots (part of the checkpoint, so a resumed run averages the same models) and writes
+    their mean as best.keras at every validation; at the end it validates that mean once,
+    so the summary's best_metric is the averaged model's own figure.
+    """
+
+    def __init__(self, select, metric, keep_validated=False, average_last=4):
         self.select, self.metric, self.keep_validated = select, metric, keep_validated
+        self.average_last = average_last
         self.best_metric = _scalar("best_metric", -math.inf, tf.float64)
         self.best_nll = _scalar("best_nll", math.inf, tf.float64)
         self.state = {"best_metric": self.best_metric, "best_nll": self.best_nll}
+        self.slots = None
+
+    def build(self, trainer):
+        if self.select != "average":
+            return
+        weights = trainer.classifier.get_weights()
+        self.slots = [[tf.Variable(tf.zeros(w.shape, w.dtype), trainable=False) for w in weights]
+                      for _ in range(self.average_last)]
+        self.slot_steps = tf.Variable(tf.fill([self.average_last], tf.constant(-1, tf.int64)), trainable=False)
+        self.filled = _scalar("averaged_models", 0, tf.int64)
+        self.state = dict(self.state, averaged_models=self.filled, averaged_steps=self.slot_steps,
+                          averaged_weights={f"slot_{i}": {f"w{j}": v for j, v in enumerate(slot)}
+                                            for i, slot in enumerate(self.slots)})
+
+    def averaged_steps(self):
+        """The steps of the models in the average, in step order."""
+        return sorted(int(s) for s in self.slot_steps.numpy() if s >= 0)
+
+    def _averaged(self):
+        """The mean weight list of the filled slots, oldest first."""
+        order = np.argsort(self.slot_steps.numpy())
+        members = [[v.numpy() for v in self.slots[i]] for i in order if self.slot_steps.numpy()[i] >= 0]
+        return average_weights(members)
+
+    def _with_average(self, trainer, work):
+        """Runs `work()` while the classifier holds the averaged weights; then puts its own back."""
+        own = trainer.classifier.get_weights()
+        trainer.classifier.set_weights(self._averaged())
+        try:
+            return work()
+        finally:
+            trainer.classifier.set_weights(own)
 
     def on_validation(self, trainer, step, logs):
         value, nll = logs["metrics"][self.metric], logs["metrics"]["nll"]
@@ -67,6 +112,15 @@ class BestModel(Callback):
             trainer.run.save_validated(trainer.classifier, step)
         logs["kept"] = is_better(self.select, value, nll, float(self.best_metric.numpy()),
                                  float(self.best_nll.numpy()))
+        if self.slots is not None:
+            slot = int(self.filled.numpy()) % self.average_last
+            for variable, array in zip(self.slots[slot], trainer.classifier.get_weights()):
+                variable.assign(array)
+            self.slot_steps[slot].assign(step)
+            self.filled.assign_add(1)
+            if trainer.chief:
+                self._with_average(trainer, lambda: trainer.run.save_best(trainer.classifier))
+            return
         if logs["kept"]:
             self.best_metric.assign(value)
             self.best_nll.assign(nll)
@@ -76,6 +130,11 @@ class BestModel(Callback):
     def on_train_end(self, trainer, summary):
         if trainer.val_dataset is None and trainer.chief:
             trainer.run.save_best(trainer.classifier)
+        if self.slots is not None and int(self.filled.numpy()) > 0 and trainer.val_dataset is not None:
+            metrics = self._with_average(trainer, trainer.validate)
+            self.best_metric.assign(metrics[self.metric])
+            self.best_nll.assign(metrics["nll"])
+            summary["averaged_steps"] = self.averaged_steps()
         summary["best_metric"] = float(self.best_metric.numpy())
 
 
@@ -186,7 +245,8 @@ class ProgressLine(Callback):
         trainer.print(
             f"  validation at step {step}: accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}"
             f"  cross-entropy {metrics['nll']:.4f}{extras}"
-            + (f"  (kept as best.keras, rule '{self.select}')" if logs.get("kept") else "")
+            + ("  (best.keras = mean of the last validated models, rule 'average')" if self.select == "average"
+               else f"  (kept as best.keras, rule '{self.select}')" if logs.get("kept") else "")
         )
 
     def on_step_end(self, trainer, step, logs):
@@ -199,6 +259,6 @@ def default_callbacks(config):
     """The callbacks of a run, in the order the loop has always done things: keep the model and
     count for early stopping, log, print; checkpoint after the step."""
     return [EarlyStopping(config.loop.metric, config.loop.patience),
-            BestModel(config.loop.select, config.loop.metric, config.loop.keep_validated),
+            BestModel(config.loop.select, config.loop.metric, config.loop.keep_validated, config.loop.average_last),
             JsonlLog(), TensorBoard(), Checkpoints(config.loop.checkpoint_every),
             ProgressLine(config.loop.select, config.loop.metric, config.loop.patience)]

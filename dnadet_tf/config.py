@@ -8,7 +8,7 @@ A `TrainConfig` holds one frozen section per concern:
   optimizer      learning_rate, lr_decay, lr_decay_every, loss_weight_learning_rate,
                  temperature, base_temperature, ce_input
   loop           steps, val_every, checkpoint_every, log_every, patience, metric, select,
-                 keep_validated, eval_batch_size, ood_score (the open-set score fitted at the end)
+                 average_last, keep_validated, eval_batch_size, ood_score (the open-set score fitted at the end)
   runtime        seed, precision, jit, strategy
   pretrain       batch_size, val_samples, steps, patience, images_per_class, lr_decay_every,
                  val_every (step 1's own values)
@@ -89,7 +89,8 @@ class OptimizerConfig:
 
 @dataclasses.dataclass(frozen=True)
 class LoopConfig:
-    """`select` names the rule that picks best.keras among the validated models (`selection.py`)."""
+    """`select` names the rule that picks best.keras among the validated models (`selection.py`);
+    `average_last` is how many of the last validated models rule `average` averages."""
 
     steps: int = 20000
     val_every: int = 500
@@ -98,6 +99,7 @@ class LoopConfig:
     patience: int = 20
     metric: str = "accuracy"
     select: str = "nll"
+    average_last: int = 4
     keep_validated: bool = False
     eval_batch_size: int = 16
     ood_score: str = DEFAULT_SCORE
@@ -345,7 +347,7 @@ def validate(config):
     _choice("ce_input", config.optimizer.ce_input, CE_INPUTS)
     _choice("metric", config.loop.metric, METRICS)
     for name in ("steps", "val_every", "checkpoint_every", "log_every", "patches_per_image", "lr_decay_every",
-                 "pretrain_images_per_class", "crop_size", "resize1"):
+                 "pretrain_images_per_class", "crop_size", "resize1", "average_last"):
         section, field = PARAMETERS[name]
         value = getattr(getattr(config, section), field)
         if value < 1:

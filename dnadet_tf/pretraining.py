@@ -73,6 +73,10 @@ def pretrain(photos, out, preset="cpu", resume=False, overwrite=False, output=No
         raise RunDirError("resume and overwrite: expected at most one of them, received both.")
     run.check(overwrite=overwrite, resume=resume)  # fail before any slow work
     overrides.setdefault("metric", "macro_f1")
+    # Step 1 keeps one validated model (rule nll by macro-F1), as every step-1 figure was measured;
+    # rule `average`, the cpu preset's for step 2, was measured on step 2 only.
+    if overrides.get("select") is None:
+        overrides["select"] = "nll"
     config = resolve_config(run, resume, preset, overrides)
     if not resume:
         # Step 1 has a long plateau (measured: about 1000 `cpu` steps at chance before it learns), so it

@@ -83,6 +83,7 @@ class Trainer:
             init_weights(self.classifier)
         tracked = dict(classifier=self.classifier, optimizer=self.optimizer)
         for callback in self.callbacks:
+            callback.build(self)
             tracked.update(callback.state)
         # Dropout's random state is not part of Keras' own checkpoint graph; track it so that a
         # resumed run draws the same masks as an uninterrupted one.

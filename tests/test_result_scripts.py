@@ -56,6 +56,20 @@ def test_step1_seeds_pools_and_separates_the_step1_spread(tmp_path, capsys):
     assert rendered.startswith("### step1-seeds-test.json") and "| pooled (6 runs) |" in rendered
     with pytest.raises(SystemExit, match="expected one of Base, DNA-Det, received 'Base\\+PT'"):
         step1_seeds.main(files + ["--variant", "Base+PT"])
+    with pytest.raises(SystemExit, match="--select: expected a rule the runs compared .*received 'average'"):
+        step1_seeds.main(files + ["--select", "average"])
+
+
+def test_step1_seeds_takes_the_model_a_selection_rule_keeps():
+    step1_seeds = _module("step1_seeds")
+    documents = [_ablation("a", [0.8, 1.0, 0.9]), _ablation("b", [0.5, 0.5, 0.5])]
+    for document in documents:
+        for entry in document["variants"]:
+            entry["select"] = {"average": {split: {"accuracy": {"values": [0.25] * 3}} for split in SPLITS}}
+    combined = step1_seeds.combine(documents, ["a", "b"], "DNA-Det", select="average")
+    assert combined["select"] == "average"
+    assert combined["pooled"]["cross-loss"]["mean"] == pytest.approx(0.25)
+    assert "| DNA-Det (rule `average`), step 1 |" in step1_seeds.format_table(combined)
 
 
 def test_cross_family_errors_list_only_errors_across_families_most_frequent_first():

@@ -1,9 +1,12 @@
 """Model-selection rules: which validated model becomes best.keras."""
+import json
 import math
+import os
 
+import numpy as np
 import pytest
 
-from dnadet_tf.selection import SELECTION_RULES, is_better, pick
+from dnadet_tf.selection import SELECTION_RULES, average_weights, averaged_steps, is_better, pick
 
 # A closed-set validation that saturates at step 200; cross-entropy keeps falling until 400.
 RECORDS = [
@@ -34,3 +37,57 @@ def test_first_validation_is_always_kept_and_bad_rule_is_named():
     with pytest.raises(ValueError, match="select"):
         is_better("best", 1.0, 0.0, 0.0, 1.0)
     assert pick([], "nll") is None
+
+
+def test_averaged_steps_are_the_last_validations_in_step_order():
+    assert averaged_steps(list(reversed(RECORDS)), 4) == [300, 400, 500, 600]
+    assert averaged_steps(RECORDS[:2], 4) == [100, 200]  # fewer validations than asked: all of them
+    with pytest.raises(ValueError, match="average_last"):
+        averaged_steps(RECORDS, 0)
+
+
+def test_average_weights_by_hand():
+    members = [[np.array([1.0, 2.0], np.float32), np.array(7, np.int64)],
+               [np.array([2.0, 4.0], np.float32), np.array(8, np.int64)],
+               [np.array([6.0, 0.5], np.float32), np.array(9, np.int64)]]
+    mean, counter = average_weights(members)
+    assert mean.dtype == np.float32 and counter.dtype == np.int64
+    np.testing.assert_array_equal(mean, np.array([3.0, 6.5 / 3], np.float32))
+    assert counter == 9  # not a weight: the newest member's value
+    with pytest.raises(ValueError, match="average"):
+        average_weights([])
+
+
+def _weights(run, path):
+    """{weight path: array} of a run's .keras model."""
+    return {w.path: w.numpy() for w in run.load_model(path).weights}
+
+
+def test_rule_average_writes_the_mean_of_the_last_validated_models_and_resumes_exactly(upsampling_data, tmp_path):
+    from dnadet_tf.runs import RunDir
+    from dnadet_tf.training import fit
+
+    data, val = upsampling_data["train"], upsampling_data["val"]
+    options = dict(preset="tiny", val=val, seed=1, select="average", average_last=3, val_every=10)
+    straight = str(tmp_path / "straight")
+    summary = fit(data, straight, steps=40, keep_validated=True, **options)
+    assert summary["averaged_steps"] == [20, 30, 40]
+    run = RunDir(straight)
+    members = [_weights(run, run.validated_model_path(step)) for step in (20, 30, 40)]
+    best = _weights(run, run.best_model_path)  # also holds the calibration fitted after training
+    assert set(members[0]) <= set(best)
+    for name in members[0]:
+        np.testing.assert_array_equal(best[name], average_weights([[m[name]] for m in members])[0])
+    assert any(not np.array_equal(members[1][n], members[2][n]) for n in members[0])  # different models
+    with open(run.file("metrics.jsonl"), encoding="utf-8") as f:
+        validations = [json.loads(line) for line in f if '"val"' in line]
+    assert [v["step"] for v in validations] == [10, 20, 30, 40]
+
+    split = str(tmp_path / "split")
+    fit(data, split, steps=20, **options)  # the step-20 model is in the average only through the checkpoint
+    resumed = fit(data, split, steps=40, resume=True, val=val)
+    assert resumed["averaged_steps"] == [20, 30, 40]
+    assert resumed["best_metric"] == pytest.approx(summary["best_metric"], abs=1e-6)
+    resumed_best = _weights(RunDir(split), RunDir(split).best_model_path)
+    for name in members[0]:
+        np.testing.assert_allclose(resumed_best[name], best[name], atol=1e-5, err_msg=name)
