@@ -10,7 +10,9 @@ each `train-throughput-*.json` (`benchmarks/train_throughput.py --json`) as the 
 each `transform-families*.json` (`benchmarks/transform_throughput.py --families --json`) as a row of
 step 1's transformation costs; each `pretrain-families-*.json` (`benchmarks/pretrain_families.py
 --json`) as a step-1 run's family recall; each `step1-seeds-*.json` (`benchmarks/step1_seeds.py --json`)
-as one method's cross-tests per step-1 run, pooled and between step-1 runs.
+as one method's cross-tests per step-1 run, pooled and between step-1 runs; each
+`validation-trajectory-*.json` (`benchmarks/validation_trajectory.py --json`) as every validated
+model's cross-tests and those of their averages.
 Usage: python benchmarks/render_results.py [FILE ...]
 """
 import glob
@@ -126,8 +128,19 @@ def render_step1_seeds(path):
     return "\n".join([f"### {os.path.basename(path)}", "", "accuracy (%), mean ± std", "", format_table(combined), ""])
 
 
+def render_validation_trajectory(path):
+    """Every validated model's cross-tests and their averages, from `validation_trajectory.py --json`."""
+    sys.path.insert(0, HERE)
+    from validation_trajectory import format_tables
+
+    with open(path, encoding="utf-8") as f:
+        document = json.load(f)
+    return "\n".join([f"### {os.path.basename(path)}", "", format_tables(document), ""])
+
+
 RENDERERS = {"open-set": render_open_set, "train-throughput": render_speed, "transform-families": render_transform_costs,
-             "pretrain-families": render_pretrain_families, "step1-seeds": render_step1_seeds, "ablation": render}
+             "pretrain-families": render_pretrain_families, "step1-seeds": render_step1_seeds,
+             "validation-trajectory": render_validation_trajectory, "ablation": render}
 
 
 def main(argv=None):

@@ -10,7 +10,8 @@ A small equivalent of Keras's callback API for the step-indexed loop of `trainer
                                      the window's mean loss, cross-entropy, contrastive loss,
                                      accuracy, learning rate and patches/s (metrics.jsonl's record)
   on_validation(trainer, step, logs) after each validation; logs["metrics"] holds the figures,
-                                     and callbacks add to `logs` ("kept", "stop") for later ones
+                                     and callbacks add to `logs` ("kept", "averaged", "stop") for
+                                     later ones
   on_step_end(trainer, step, logs)   after every step; `logs["stop"]` ends training
   on_train_end(trainer, summary)     once, after the loop; may add to the summary dict
 
@@ -118,6 +119,7 @@ class BestModel(Callback):
                 variable.assign(array)
             self.slot_steps[slot].assign(step)
             self.filled.assign_add(1)
+            logs["averaged"] = min(int(self.filled.numpy()), self.average_last)
             if trainer.chief:
                 self._with_average(trainer, lambda: trainer.run.save_best(trainer.classifier))
             return
@@ -245,8 +247,8 @@ class ProgressLine(Callback):
         trainer.print(
             f"  validation at step {step}: accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}"
             f"  cross-entropy {metrics['nll']:.4f}{extras}"
-            + ("  (best.keras = mean of the last validated models, rule 'average')" if self.select == "average"
-               else f"  (kept as best.keras, rule '{self.select}')" if logs.get("kept") else "")
+            + (f"  (best.keras = mean of the last {logs['averaged']} validated model(s), rule 'average')"
+               if "averaged" in logs else f"  (kept as best.keras, rule '{self.select}')" if logs.get("kept") else "")
         )
 
     def on_step_end(self, trainer, step, logs):

@@ -146,7 +146,10 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
                     train_dataset=lambda start: training_dataset(train_files, config, start, augment_fn),
                     val_dataset=val_dataset, resume=resume, init_weights=init_weights, banner=banner, output=output)
     summary.update(skipped_files=skipped, run_dir=out)
-    kept = (f"best.keras by rule '{config.loop.select}': validation {config.loop.metric} {summary['best_metric']:.4f}"
+    averaged = summary.get("averaged_steps")
+    rule = (f"rule 'average' (mean of the models of steps {', '.join(map(str, averaged))})" if averaged
+            else f"rule '{config.loop.select}'")
+    kept = (f"best.keras by {rule}: validation {config.loop.metric} {summary['best_metric']:.4f}"
             if val_files is not None
             else "no validation data, best.keras is the last step's model")
     print(f"done: step {summary['end_step']}, {kept}, {skipped} file(s) skipped, {summary['seconds']} s; "

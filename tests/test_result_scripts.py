@@ -85,3 +85,31 @@ def test_cross_family_errors_list_only_errors_across_families_most_frequent_firs
         {"true": "jpeg_q33", "predicted": TRANSFORM_NAMES[double_first], "count": 1, "of": 2},
     ]
     assert module.cross_family_errors(truth, predicted, top=1) == errors[:1]
+
+
+def _trajectory(label, cross_seed_by_model):
+    """A run of validation_trajectory.py: model name -> its cross-seed accuracy, 1.0 on the other splits."""
+    return {"label": label, "models": {name: {"steps": [], "accuracy": {s: (v if s == "cross-seed" else 1.0)
+                                                                        for s in SPLITS}}
+                                       for name, v in cross_seed_by_model.items()}}
+
+
+def test_validation_trajectory_summarizes_each_model_over_the_runs(tmp_path):
+    module = _module("validation_trajectory")
+    runs = [_trajectory("a", {"step 100": 0.0, "step 200": 1.0, "average of last 2": 0.75}),
+            _trajectory("b", {"step 100": 1.0, "step 200": 0.5, "average of last 2": 0.85})]
+    summary = module.summarize(runs)
+    assert list(summary) == ["step 100", "step 200", "average of last 2"]
+    assert summary["step 100"]["cross-seed"]["mean"] == pytest.approx(0.5)
+    assert summary["step 100"]["cross-seed"]["std"] == pytest.approx(0.5)
+    assert summary["average of last 2"]["cross-seed"]["std"] == pytest.approx(0.05)
+    # mean of the four cross-tests: (0.8 + 1 + 1 + 1) / 4
+    assert summary["average of last 2"]["cross_mean"] == pytest.approx(0.95)
+    tables = module.format_tables({"runs": runs, "summary": summary})
+    assert "| a | 0/100/100/100 | 100/100/100/100 | 75/100/100/100 |" in tables
+    assert "| average of last 2 | 100.0 ± 0.0 | 80.0 ± 5.0 | 100.0 ± 0.0 |" in tables
+    out = tmp_path / "validation-trajectory-test.json"
+    out.write_text(json.dumps({"runs": runs, "summary": summary}))
+    assert "| step 200 |" in _module("render_results").render_validation_trajectory(str(out))
+    with pytest.raises(SystemExit):
+        module.main([str(tmp_path), "--zoo", str(tmp_path)])  # no RUN/validated/: a usage error

@@ -63,7 +63,8 @@ def _weights(run, path):
     return {w.path: w.numpy() for w in run.load_model(path).weights}
 
 
-def test_rule_average_writes_the_mean_of_the_last_validated_models_and_resumes_exactly(upsampling_data, tmp_path):
+def test_rule_average_writes_the_mean_of_the_last_validated_models_and_resumes_exactly(upsampling_data, tmp_path,
+                                                                                      capsys):
     from dnadet_tf.runs import RunDir
     from dnadet_tf.training import fit
 
@@ -72,6 +73,10 @@ def test_rule_average_writes_the_mean_of_the_last_validated_models_and_resumes_e
     straight = str(tmp_path / "straight")
     summary = fit(data, straight, steps=40, keep_validated=True, **options)
     assert summary["averaged_steps"] == [20, 30, 40]
+    printed = capsys.readouterr().out
+    assert "validation at step 10: " in printed and "(best.keras = mean of the last 1 validated model(s)" in printed
+    assert "(best.keras = mean of the last 3 validated model(s), rule 'average')" in printed
+    assert "best.keras by rule 'average' (mean of the models of steps 20, 30, 40): validation accuracy" in printed
     run = RunDir(straight)
     members = [_weights(run, run.validated_model_path(step)) for step in (20, 30, 40)]
     best = _weights(run, run.best_model_path)  # also holds the calibration fitted after training

@@ -1,0 +1,117 @@
+"""How the cross-tests move from one validated model of a run to the next, and what averaging gives.
+
+Each RUN is a run dir trained with `--keep-validated` (as `dnadet-tf ablate --compare-select`
+trains them), so RUN/validated/ holds the model of every validation. This scores every one of
+them on every split of the benchmark ZOO, and the mean of the last K of them for each K of
+`--average` (the model rule `average` keeps; `selection.average_weights`). Evaluations are
+cached next to the run (RUN/evaluation/step-NNNNNN.json, average-*.json), as `ablate` caches them.
+
+Prints, per run, each model's cross-test accuracies, then per model (validation step or
+average) the mean ± population std over the runs; `--json OUT` writes every figure,
+`render_results.py` renders it.
+
+Usage: python benchmarks/validation_trajectory.py RUN [RUN ...] --zoo ZOO [--average 3 4 5] [--json OUT]
+"""
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+from dnadet_tf import runs
+from dnadet_tf.ablation import _evaluate_model, _split_figures, averaged_model_file, validation_records
+from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES
+from dnadet_tf.selection import averaged_steps
+
+SPLITS = tuple(SPLIT_TITLES[split] for split in EVALUATION_SPLITS)
+CROSS = SPLITS[1:]
+
+
+def run_trajectory(run_dir, zoo, averages, output):
+    """{"run_dir", "models": {name: {"steps": [...], "accuracy": {split: a}}}} for one run."""
+    evaluation = os.path.join(run_dir, "evaluation")
+    steps = sorted(record["step"] for record in validation_records(run_dir))
+    models = {}
+    for step in steps:
+        path = runs.RunDir(run_dir).validated_model_path(step)
+        rows = _evaluate_model(run_dir, zoo, os.path.join(evaluation, f"step-{step:06d}.json"), model_file=path,
+                               output=output)
+        models[f"step {step}"] = {"steps": [step], "accuracy": _accuracies(rows)}
+    for count in averages:
+        members = averaged_steps([{"step": s} for s in steps], count)
+        name = f"average-{members[0]:06d}-{members[-1]:06d}-{len(members)}"
+        model_file = averaged_model_file(run_dir, members, os.path.join(evaluation, name + ".keras"))
+        rows = _evaluate_model(run_dir, zoo, os.path.join(evaluation, name + ".json"), model_file=model_file,
+                               output=output)
+        models[f"average of last {count}"] = {"steps": members, "accuracy": _accuracies(rows)}
+    return {"run_dir": run_dir, "models": models}
+
+
+def _accuracies(rows):
+    return {split: figures["accuracy"] for split, figures in _split_figures(rows).items()}
+
+
+def summarize(trajectories):
+    """{model name: {split: {"mean", "std", "values"}, "cross_mean": m}} over the runs that have the model."""
+    names = []
+    for trajectory in trajectories:
+        names += [name for name in trajectory["models"] if name not in names]
+    summary = {}
+    for name in names:
+        values = {split: [t["models"][name]["accuracy"][split] for t in trajectories if name in t["models"]]
+                  for split in SPLITS}
+        summary[name] = {split: {"mean": float(np.mean(v)), "std": float(np.std(v)), "values": v}
+                         for split, v in values.items()}
+        summary[name]["cross_mean"] = float(np.mean([summary[name][split]["mean"] for split in CROSS]))
+    return summary
+
+
+def format_tables(document):
+    """Markdown: each run's cross-tests per model, then mean ± std per model over the runs (accuracy, %)."""
+    names = list(document["summary"])
+    short = lambda name: name.replace("average of last ", "avg ")  # noqa: E731
+    lines = ["cross-seed / cross-loss / cross-finetune / cross-dataset (%) of each model of each run", "",
+             "| run | " + " | ".join(short(n) for n in names) + " |", "|---|" + "---:|" * len(names)]
+    for trajectory in document["runs"]:
+        cells = ["/".join(f"{100 * m['accuracy'][s]:.0f}" for s in CROSS) if m else "-"
+                 for m in (trajectory["models"].get(n) for n in names)]
+        lines.append(f"| {trajectory['label']} | " + " | ".join(cells) + " |")
+    lines += ["", f"accuracy (%), mean ± std over {len(document['runs'])} runs", "",
+              "| model | " + " | ".join(SPLITS) + " | mean of the cross-tests |", "|---|" + "---:|" * (len(SPLITS) + 1)]
+    for name, figures in document["summary"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{100 * figures[s]['mean']:.1f} ± {100 * figures[s]['std']:.1f}"
+                                                 for s in SPLITS) + f" | {100 * figures['cross_mean']:.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", help="run dirs trained with --keep-validated")
+    parser.add_argument("--zoo", required=True, help="the benchmark the runs were trained on")
+    parser.add_argument("--average", type=int, nargs="*", default=[3, 4, 5],
+                        help="also score the mean of the last K validated models, for each K")
+    parser.add_argument("--label", nargs="*", help="a name per run (default: its last three path parts)")
+    parser.add_argument("--json", help="write every figure here")
+    args = parser.parse_args(argv)
+    labels = args.label or ["/".join(os.path.normpath(r).split(os.sep)[-3:]) for r in args.runs]
+    if len(labels) != len(args.runs):
+        parser.error(f"--label: expected one name per run ({len(args.runs)}), received {len(labels)}.")
+    for run_dir in args.runs:
+        if not os.path.isdir(os.path.join(run_dir, runs.VALIDATED)):
+            parser.error(f"{run_dir}: expected a run trained with --keep-validated (RUN/validated/), found none.")
+    trajectories = []
+    for label, run_dir in zip(labels, args.runs):
+        print(f"scoring the validated models of {run_dir} ...", file=sys.stderr, flush=True)
+        trajectories.append(dict(run_trajectory(run_dir, args.zoo, args.average, sys.stderr), label=label))
+    document = {"zoo": os.path.abspath(args.zoo), "figure": "accuracy", "runs": trajectories,
+                "summary": summarize(trajectories)}
+    print(format_tables(document))
+    if args.json:
+        runs.write_json_atomic(args.json, document)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
