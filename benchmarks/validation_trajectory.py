@@ -67,9 +67,14 @@ def summarize(trajectories):
     return summary
 
 
+def _model_order(name):
+    """Validation steps in step order, then the averages by how many models they average."""
+    return (name.startswith("average"), int(name.split()[-1]))
+
+
 def format_tables(document):
     """Markdown: each run's cross-tests per model, then mean ± std per model over the runs (accuracy, %)."""
-    names = list(document["summary"])
+    names = sorted(document["summary"], key=_model_order)  # JSON files keep their keys sorted as text
     short = lambda name: name.replace("average of last ", "avg ")  # noqa: E731
     lines = ["cross-seed / cross-loss / cross-finetune / cross-dataset (%) of each model of each run", "",
              "| run | " + " | ".join(short(n) for n in names) + " |", "|---|" + "---:|" * len(names)]
@@ -79,7 +84,8 @@ def format_tables(document):
         lines.append(f"| {trajectory['label']} | " + " | ".join(cells) + " |")
     lines += ["", f"accuracy (%), mean ± std over {len(document['runs'])} runs", "",
               "| model | " + " | ".join(SPLITS) + " | mean of the cross-tests |", "|---|" + "---:|" * (len(SPLITS) + 1)]
-    for name, figures in document["summary"].items():
+    for name in names:
+        figures = document["summary"][name]
         lines.append(f"| {name} | " + " | ".join(f"{100 * figures[s]['mean']:.1f} ± {100 * figures[s]['std']:.1f}"
                                                  for s in SPLITS) + f" | {100 * figures['cross_mean']:.1f} |")
     return "\n".join(lines)
