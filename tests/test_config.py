@@ -8,7 +8,7 @@ from dnadet_tf.errors import DnadetError
 
 # config.json as runs written before the sectioned configuration hold it (flat).
 FLAT_CONFIG = {
-    "augment": ["crop"], "base_temperature": 0.07, "ce_input": "logits", "checkpoint_every": 20, "crop_size": 32,
+    "augment": ["crop"], "average_last": 4, "base_temperature": 0.07, "ce_input": "logits", "checkpoint_every": 20, "crop_size": 32,
     "data": "/data/train", "dropout": 0.2, "eval_batch_size": 32, "images_per_class": 4, "init": "", "jit": False,
     "keep_validated": False, "learning_rate": 0.002, "log_every": 10, "loss_weight_learning_rate": 0.01,
     "lr_decay": 0.9, "lr_decay_every": 100, "metric": "accuracy", "mode": "dnadet", "patch_size": 32,

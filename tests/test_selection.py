@@ -96,3 +96,17 @@ def test_rule_average_writes_the_mean_of_the_last_validated_models_and_resumes_e
     resumed_best = _weights(RunDir(split), RunDir(split).best_model_path)
     for name in members[0]:
         np.testing.assert_allclose(resumed_best[name], best[name], atol=1e-5, err_msg=name)
+
+
+def test_presets_rules_and_a_bad_average_count_names_the_flag(upsampling_data, tmp_path, capsys):
+    from dnadet_tf.cli.main import main
+    from dnadet_tf.config import make_config
+
+    assert (make_config("cpu").loop.select, make_config("cpu").loop.average_last) == ("average", 4)
+    assert make_config("paper").loop.select == make_config("tiny").loop.select == "nll"
+    bad = tmp_path / "bad"
+    code = main(["fit", "--data", upsampling_data["train"], "--out", str(bad), "--preset", "tiny",
+                 "--select", "average", "--average-last", "0"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == "dnadet-tf fit: error: --average-last: expected a positive integer, received 0."
+    assert not bad.exists()
