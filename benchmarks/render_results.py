@@ -31,8 +31,9 @@ def render(path):
     with open(path, encoding="utf-8") as f:
         document = json.load(f)
     overrides = ", ".join(f"{k}={v}" for k, v in sorted(document.get("fit_overrides", {}).items())) or "preset defaults"
+    steps = f"{document['steps']} steps" if document.get("steps") else "the preset's steps"
     lines = [f"### {os.path.basename(path)}", "",
-             f"preset `{document['preset']}`, seeds {document['seeds']}, {overrides}", "",
+             f"preset `{document['preset']}`, {steps}, seeds {document['seeds']}, {overrides}", "",
              format_ablation(document), ""]
     for entry in document["variants"]:
         seconds = [r["seconds"] for r in entry["seeds"] if r.get("seconds")]

@@ -189,7 +189,8 @@ def ablate(zoo, out, preset="cpu", pretrained=None, photos=None, steps=None, pre
             print(f"no pre-trained run given: pre-training into {pretrained}", file=output, flush=True)
             pretrain(photos or default_photos(), pretrained, preset=preset, overwrite=True,
                      steps=pretrain_steps, seed=0, output=output)
-    document = {"zoo": os.path.abspath(zoo), "preset": preset, "pretrained": pretrained, "seeds": list(seeds),
+    document = {"zoo": os.path.abspath(zoo), "preset": preset, "steps": steps, "pretrained": pretrained,
+                "seeds": list(seeds),
                 "fit_overrides": dict(fit_overrides or {}), "compare_select": compare_select, "variants": []}
     for folder, mode, uses_pt in variants:
         name = VARIANT_NAMES[folder]

@@ -300,11 +300,12 @@ def test_ablation_over_seeds_reports_mean_std_and_every_selection_rule(tiny_zoo,
             assert sorted(result["select"]) == sorted(SELECTION_RULES)
             assert result["select"]["final"]["step"] == 30
             assert {r["step"] for r in result["select"].values()} <= {10, 20, 30}
+            assert result["select"]["average"]["steps"] == [10, 20, 30]  # fewer validations than 4: all of them
             # best.keras of a run follows the default rule, so its figures are that rule's.
             assert result["select"][TrainConfig().loop.select]["splits"] == result["splits"]
     with open(os.path.join(out, "ablation.json"), encoding="utf-8") as f:
         saved = json_module.load(f)
-    assert saved["seeds"] == [0, 1]
+    assert saved["seeds"] == [0, 1] and saved["steps"] == 30
     table = open(os.path.join(out, "ablation.md"), encoding="utf-8").read()
     assert "mean ± std over 2 training seed(s)" in table and "| Base+PCL | nll |" in table
     # The JSON (keys sorted on disk) renders as the same tables: splits and rules in the paper's order.
