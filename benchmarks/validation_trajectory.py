@@ -13,14 +13,13 @@ average) the mean ± population std over the runs; `--json OUT` writes every fig
 Usage: python benchmarks/validation_trajectory.py RUN [RUN ...] --zoo ZOO [--average 3 4 5] [--json OUT]
 """
 import argparse
-import json
 import os
 import sys
 
 import numpy as np
 
 from dnadet_tf import runs
-from dnadet_tf.ablation import _evaluate_model, _split_figures, averaged_model_file, validation_records
+from dnadet_tf.ablation import _split_figures, evaluate_validated, validation_records
 from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES
 from dnadet_tf.selection import averaged_steps
 
@@ -30,20 +29,14 @@ CROSS = SPLITS[1:]
 
 def run_trajectory(run_dir, zoo, averages, output):
     """{"run_dir", "models": {name: {"steps": [...], "accuracy": {split: a}}}} for one run."""
-    evaluation = os.path.join(run_dir, "evaluation")
     steps = sorted(record["step"] for record in validation_records(run_dir))
     models = {}
     for step in steps:
-        path = runs.RunDir(run_dir).validated_model_path(step)
-        rows = _evaluate_model(run_dir, zoo, os.path.join(evaluation, f"step-{step:06d}.json"), model_file=path,
-                               output=output)
+        rows = evaluate_validated(run_dir, zoo, [step], output=output)
         models[f"step {step}"] = {"steps": [step], "accuracy": _accuracies(rows)}
     for count in averages:
         members = averaged_steps([{"step": s} for s in steps], count)
-        name = f"average-{members[0]:06d}-{members[-1]:06d}-{len(members)}"
-        model_file = averaged_model_file(run_dir, members, os.path.join(evaluation, name + ".keras"))
-        rows = _evaluate_model(run_dir, zoo, os.path.join(evaluation, name + ".json"), model_file=model_file,
-                               output=output)
+        rows = evaluate_validated(run_dir, zoo, members, average=True, output=output)
         models[f"average of last {count}"] = {"steps": members, "accuracy": _accuracies(rows)}
     return {"run_dir": run_dir, "models": models}
 

@@ -111,20 +111,33 @@ def run_one(zoo, run_dir, mode, pretrained, seed, preset, steps, compare_select,
         records = validation_records(run_dir)
         result["select"] = {}
         for rule in SELECTION_RULES:
-            if rule == "average":
-                steps = averaged_steps(records, config.loop.average_last)
-                name = f"average-{steps[0]:06d}-{steps[-1]:06d}-{len(steps)}"
-                model_file = averaged_model_file(run_dir, steps, os.path.join(run_dir, "evaluation", name + ".keras"))
-                rows = _evaluate_model(run_dir, zoo, os.path.join(run_dir, "evaluation", name + ".json"),
-                                       model_file=model_file, output=output)
-                result["select"][rule] = {"step": steps[-1], "steps": steps, "splits": _split_figures(rows)}
-                continue
-            step = pick(records, rule, config.loop.metric)
-            model_file = runs.RunDir(run_dir).validated_model_path(step)
-            rows = _evaluate_model(run_dir, zoo, os.path.join(run_dir, "evaluation", f"step-{step:06d}.json"),
-                                   model_file=model_file, output=output)
-            result["select"][rule] = {"step": step, "splits": _split_figures(rows)}
+            average = rule == "average"
+            steps = (averaged_steps(records, config.loop.average_last) if average
+                     else [pick(records, rule, config.loop.metric)])
+            rows = evaluate_validated(run_dir, zoo, steps, average=average, output=output)
+            result["select"][rule] = {"step": steps[-1], "splits": _split_figures(rows)}
+            if average:
+                result["select"][rule]["steps"] = steps
     return result
+
+
+def evaluate_validated(run_dir, zoo, steps, average=False, output=None):
+    """Evaluation rows of a kept validated model on every split of `zoo`, cached in RUN/evaluation/.
+
+    `steps`: [step] for the validated model of that step (step-NNNNNN.json), or with `average`
+    the steps whose models rule `average` averages (average-FIRST-LAST-COUNT.json, next to the
+    averaged model's .keras file).
+    """
+    evaluation = os.path.join(run_dir, "evaluation")
+    if average:
+        name = f"average-{steps[0]:06d}-{steps[-1]:06d}-{len(steps)}"
+        model_file = averaged_model_file(run_dir, steps, os.path.join(evaluation, name + ".keras"))
+    else:
+        (step,) = steps
+        name = f"step-{step:06d}"
+        model_file = runs.RunDir(run_dir).validated_model_path(step)
+    return _evaluate_model(run_dir, zoo, os.path.join(evaluation, name + ".json"), model_file=model_file,
+                           output=output)
 
 
 def averaged_model_file(run_dir, steps, path):

@@ -82,9 +82,10 @@ class BestModel(Callback):
         weights = trainer.classifier.get_weights()
         self.slots = [[tf.Variable(tf.zeros(w.shape, w.dtype), trainable=False) for w in weights]
                       for _ in range(self.average_last)]
+        # The step of the model in each slot, -1 while empty; steps only grow, so the smallest
+        # entry is always the slot to fill next (an empty one, else the oldest).
         self.slot_steps = tf.Variable(tf.fill([self.average_last], tf.constant(-1, tf.int64)), trainable=False)
-        self.filled = _scalar("averaged_models", 0, tf.int64)
-        self.state = dict(self.state, averaged_models=self.filled, averaged_steps=self.slot_steps,
+        self.state = dict(self.state, averaged_steps=self.slot_steps,
                           averaged_weights={f"slot_{i}": {f"w{j}": v for j, v in enumerate(slot)}
                                             for i, slot in enumerate(self.slots)})
 
@@ -94,13 +95,11 @@ class BestModel(Callback):
 
     def _averaged(self):
         """The mean weight list of the filled slots, oldest first."""
-        order = np.argsort(self.slot_steps.numpy())
-        members = [[v.numpy() for v in self.slots[i]] for i in order if self.slot_steps.numpy()[i] >= 0]
-        return average_weights(members)
+        steps = self.slot_steps.numpy()
+        return average_weights([[v.numpy() for v in self.slots[i]] for i in np.argsort(steps) if steps[i] >= 0])
 
-    def _with_average(self, trainer, work):
-        """Runs `work()` while the classifier holds the averaged weights; then puts its own back."""
-        own = trainer.classifier.get_weights()
+    def _with_average(self, trainer, work, own):
+        """Runs `work()` while the classifier holds the averaged weights; then puts `own`, its weights, back."""
         trainer.classifier.set_weights(self._averaged())
         try:
             return work()
@@ -114,14 +113,14 @@ class BestModel(Callback):
         logs["kept"] = is_better(self.select, value, nll, float(self.best_metric.numpy()),
                                  float(self.best_nll.numpy()))
         if self.slots is not None:
-            slot = int(self.filled.numpy()) % self.average_last
-            for variable, array in zip(self.slots[slot], trainer.classifier.get_weights()):
+            own = trainer.classifier.get_weights()
+            slot = int(np.argmin(self.slot_steps.numpy()))
+            for variable, array in zip(self.slots[slot], own):
                 variable.assign(array)
             self.slot_steps[slot].assign(step)
-            self.filled.assign_add(1)
-            logs["averaged"] = min(int(self.filled.numpy()), self.average_last)
+            logs["averaged"] = len(self.averaged_steps())
             if trainer.chief:
-                self._with_average(trainer, lambda: trainer.run.save_best(trainer.classifier))
+                self._with_average(trainer, lambda: trainer.run.save_best(trainer.classifier), own)
             return
         if logs["kept"]:
             self.best_metric.assign(value)
@@ -132,8 +131,8 @@ class BestModel(Callback):
     def on_train_end(self, trainer, summary):
         if trainer.val_dataset is None and trainer.chief:
             trainer.run.save_best(trainer.classifier)
-        if self.slots is not None and int(self.filled.numpy()) > 0 and trainer.val_dataset is not None:
-            metrics = self._with_average(trainer, trainer.validate)
+        if self.slots is not None and self.averaged_steps() and trainer.val_dataset is not None:
+            metrics = self._with_average(trainer, trainer.validate, trainer.classifier.get_weights())
             self.best_metric.assign(metrics[self.metric])
             self.best_nll.assign(metrics["nll"])
             summary["averaged_steps"] = self.averaged_steps()
