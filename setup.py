@@ -13,7 +13,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["dnadet_tf", "dnadet_tf.zoo", "dnadet_tf.exports", "dnadet_tf.cli", "dnadet_tf.webapp"],
+    packages=["dnadet_tf", "dnadet_tf.zoo", "dnadet_tf.pretrained", "dnadet_tf.exports", "dnadet_tf.cli",
+              "dnadet_tf.webapp"],
     package_dir={
         "dnadet_tf": "dnadet_tf",
         "dnadet_tf.exports": "exports",
@@ -21,6 +22,7 @@ setup(
         "dnadet_tf.webapp": "web/app",
     },
     package_data={"dnadet_tf.zoo": ["demo_photos/*", "demo_photos/*/*"],
+                  "dnadet_tf.pretrained": ["step1-*/*"],
                   "dnadet_tf.webapp": ["*.html", "*.css", "*.js", "*.webmanifest", "*.svg", "*.png", "*.txt"]},
     install_requires=[
         "tensorflow-cpu>=2.21,<2.22; platform_machine=='x86_64' or platform_machine=='AMD64'",

@@ -9,8 +9,12 @@ and open-set accuracy for every score, and of the expected calibration error (15
 before and after temperature scaling, per split. Writes --json (default
 benchmarks/results/open-set-demo.json) and prints the Markdown tables.
 
+Runs are trained as `dnadet-tf fit` trains them (the `cpu` preset's precision and selection rule)
+unless --precision or --select say otherwise; the README's older table used `--precision float32
+--select nll`.
+
 Usage: python benchmarks/open_set_table.py [--out runs/zoo-table] [--zoo DIR] [--seeds 3]
-       [--variant base_pcl] [--recalibrate] [--json FILE]
+       [--variant base_pcl] [--precision P] [--select RULE] [--recalibrate] [--json FILE]
 """
 import argparse
 import json
@@ -24,11 +28,13 @@ import numpy as np  # noqa: E402
 
 from dnadet_tf.ablation import VARIANT_NAMES, ablate  # noqa: E402
 from dnadet_tf.calibrate import CALIBRATION_FILE, calibrate_run  # noqa: E402
+from dnadet_tf.config import PRECISION_CHOICES  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
 from dnadet_tf.evaluation import OPEN_SET_ROW, evaluate  # noqa: E402
 from dnadet_tf.openset import DEFAULT_SCORE, SCORES  # noqa: E402
 from dnadet_tf.predictor import KerasPredictor  # noqa: E402
-from dnadet_tf.runs import write_json_atomic  # noqa: E402
+from dnadet_tf.runs import RunDir, write_json_atomic  # noqa: E402
+from dnadet_tf.selection import SELECTION_RULES  # noqa: E402
 from dnadet_tf.zoo import ensure_zoo  # noqa: E402
 
 DEFAULT_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "open-set-demo.json")
@@ -51,6 +57,12 @@ def seed_figures(run_dir, zoo, recalibrate):
                 for name, m in known.items()},
         "open_set": open_set,
     }
+
+
+def trained_with(run_dir):
+    """{"precision", "select"} of a run, as its config.json records them."""
+    config = RunDir(run_dir).config
+    return {"precision": config.runtime.precision, "select": config.loop.select}
 
 
 def mean_std(values):
@@ -84,7 +96,8 @@ def pm(figure, scale=100.0, digits=1):
 
 def markdown(document):
     summary = document["summary"]
-    lines = [f"Open set ({document['method']}, {document['preset']} preset, {len(document['seeds'])} seeds; "
+    trained = f", {document['precision']}, rule {document['select']}" if "select" in document else ""
+    lines = [f"Open set ({document['method']}, {document['preset']} preset{trained}, {len(document['seeds'])} seeds; "
              f"unknowns: {', '.join(summary['open_set']['auroc_by_group'])}; known: closed-set test)", "",
              "| score | AUROC % | FPR at 95 % TPR % |", "|---|---|---|"]
     for score in SCORES:
@@ -112,18 +125,21 @@ def main(argv=None):
     parser.add_argument("--variant", default="base_pcl", choices=sorted(VARIANT_NAMES))
     parser.add_argument("--recalibrate", action="store_true", help="refit runs that are already calibrated")
     parser.add_argument("--json", default=DEFAULT_JSON)
-    parser.add_argument("--precision", default="float32",
-                        help="precision of runs it trains (the README's table: float32, the default here)")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES,
+                        help="precision of the runs it trains (default: the cpu preset's, as fit trains them)")
+    parser.add_argument("--select", choices=SELECTION_RULES,
+                        help="rule that picks each run's best.keras (default: the cpu preset's, as fit)")
     args = parser.parse_args(argv)
     configure_runtime()
     began = time.time()
     zoo = args.zoo or ensure_zoo("demo")
     ablate(zoo, args.out, preset="cpu", seeds=range(args.seeds), variants=[args.variant],
-           fit_overrides={"precision": args.precision})
+           fit_overrides={"precision": args.precision, "select": args.select})
     per_seed = [seed_figures(os.path.join(args.out, args.variant, f"seed{seed}"), zoo, args.recalibrate)
                 for seed in range(args.seeds)]
     document = {"zoo": os.path.abspath(zoo), "method": VARIANT_NAMES[args.variant], "preset": "cpu",
-                "seeds": list(range(args.seeds)), "command": "python benchmarks/open_set_table.py "
+                "seeds": list(range(args.seeds)),
+                **trained_with(os.path.join(args.out, args.variant, "seed0")), "command": "python benchmarks/open_set_table.py "
                 + " ".join(argv if argv is not None else sys.argv[1:]),
                 "per_seed": per_seed, "summary": aggregate(per_seed), "seconds": round(time.time() - began)}
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)

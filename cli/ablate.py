@@ -23,8 +23,10 @@ def register(subparsers):
     parser.add_argument("--zoo", required=True, help="benchmark folder (classes.txt, train.txt, val.txt, test.txt, cross_*.txt)")
     parser.add_argument("--out", required=True, help="folder for the runs and the tables")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="hyper-parameters of every variant")
-    parser.add_argument("--pretrained", help="a 'dnadet-tf pretrain' run dir for Base+PT and DNA-Det; omitted: "
-                        "pre-train first (seed 0), the same encoder for every training seed")
+    parser.add_argument("--pretrained", help="a 'dnadet-tf pretrain' run dir, or 'packaged', for Base+PT and "
+                        "DNA-Det; omitted: the step 1 shipped for the preset when there is one and neither --photos "
+                        "nor --pretrain-steps is given, else pre-train first (seed 0); the same encoder serves "
+                        "every training seed")
     parser.add_argument("--photos", help="photos for pre-training when --pretrained is omitted "
                         "(default: the demo photos shipped with the package)")
     parser.add_argument("--steps", type=int, help="training steps of every variant (default: the preset's)")

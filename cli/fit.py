@@ -30,8 +30,9 @@ def register(subparsers):
                         help="hyper-parameters: paper (DESIGN §3), cpu (narrow, laptop minutes), tiny (tests); "
                         "default cpu")
     parser.add_argument("--steps", type=int, help="train until this step (total, also when resuming)")
-    parser.add_argument("--init", help="start from the weights of another run dir (e.g. a pretrain run); "
-                        "weights whose shapes differ (the head) are re-initialised")
+    parser.add_argument("--init", help="start from the weights of a run dir (e.g. a 'dnadet-tf pretrain' run), "
+                        "'packaged' (the step 1 shipped with the package for the preset) or 'none' (random "
+                        "initialisation); weights whose shapes differ (the head) are re-initialised")
     parser.add_argument("--init-partial", action="store_true",
                         help="with --init, load only the encoder weights that match instead of stopping when "
                         "the encoders differ (e.g. another --width)")

@@ -26,6 +26,7 @@ from dnadet_tf import runs
 from dnadet_tf.config import paper_name
 from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES, evaluate
 from dnadet_tf.predictor import KerasPredictor
+from dnadet_tf.pretrained import NO_INIT, PACKAGED, packaged_run
 from dnadet_tf.pretraining import pretrain
 from dnadet_tf.selection import SELECTION_RULES, average_weights, averaged_steps, pick
 from dnadet_tf.training import fit
@@ -98,7 +99,7 @@ def run_one(zoo, run_dir, mode, pretrained, seed, preset, steps, compare_select,
             overrides.update(keep_validated=True, patience=NO_EARLY_STOP)
         began = time.time()
         summary = fit(zoo, run_dir, preset=preset, overwrite=True, steps=steps, mode=mode, seed=seed,
-                      init=pretrained, output=output, **overrides)
+                      init=pretrained or NO_INIT, output=output, **overrides)
         summary["train_seconds"] = round(time.time() - began, 1)
         os.makedirs(os.path.dirname(summary_path), exist_ok=True)
         runs.write_json_atomic(summary_path, summary)
@@ -182,8 +183,10 @@ def ablate(zoo, out, preset="cpu", pretrained=None, photos=None, steps=None, pre
       zoo: benchmark folder (train/val and the cross-test lists).
       out: folder for the runs and the tables.
       preset: preset of every run.
-      pretrained: a `pretrain` run dir for the +PT variants; None pre-trains
-        once (seed 0) into out/pretrain. The same encoder serves every seed.
+      pretrained: a `pretrain` run dir (or `packaged`) for the +PT variants; None takes the
+        step 1 shipped for the preset (`dnadet_tf.pretrained`) when there is one and neither
+        `photos` nor `pretrain_steps` is given, else pre-trains once (seed 0) into
+        out/pretrain. The same encoder serves every seed.
       seeds: training seeds of step 2.
       variants: folders of VARIANTS to run (default: all four).
       compare_select: keep validated models and report every selection rule.
@@ -196,6 +199,10 @@ def ablate(zoo, out, preset="cpu", pretrained=None, photos=None, steps=None, pre
     output = output or sys.stdout
     variants = [v for v in VARIANTS if variants is None or v[0] in variants]
     os.makedirs(out, exist_ok=True)
+    if (any(uses_pt for _, _, uses_pt in variants) and pretrained is None and photos is None
+            and pretrain_steps is None and packaged_run(preset)):
+        # The shipped step 1 is what the pre-training below would make (its provenance.json names the command).
+        pretrained = PACKAGED
     if any(uses_pt for _, _, uses_pt in variants) and pretrained is None:
         pretrained = os.path.join(out, "pretrain")
         if not os.path.isfile(os.path.join(pretrained, runs.BEST_MODEL)):

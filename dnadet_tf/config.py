@@ -26,6 +26,7 @@ import dataclasses
 from dnadet_tf.errors import DnadetError
 from dnadet_tf.openset import DEFAULT_SCORE, SCORES
 from dnadet_tf.preprocess import PREPROCESS_MODES, PreprocessConfig
+from dnadet_tf.pretrained import NO_INIT
 from dnadet_tf.selection import SELECTION_RULES
 
 MODES = ("dnadet", "base")
@@ -323,6 +324,8 @@ def make_config(preset="paper", **overrides):
         raise DnadetError(f"preset: expected one of {sorted(PRESETS)}, received {preset!r}.")
     values = {"preset": preset, **PRESETS[preset]}
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if values.get("init") == NO_INIT:  # `--init none`: random initialisation, also where the preset has one
+        values["init"] = ""
     if values.get("precision") == "auto":
         values["precision"] = auto_precision()
     return TrainConfig.from_flat(values)

@@ -11,6 +11,7 @@ from dnadet_tf.distribute import make_strategy
 from dnadet_tf.errors import RunDirError
 from dnadet_tf.model import Backbone, Classifier, encoder_mismatch, transfer_matching_weights
 from dnadet_tf.pipeline import inference_dataset, training_dataset
+from dnadet_tf.pretrained import PACKAGED, resolve_init
 from dnadet_tf.runs import METRICS_FILE, RunDir
 from dnadet_tf.trainer import Trainer
 
@@ -22,11 +23,18 @@ def load_init_weights(init_run, config, num_classes, partial=False, output=None)
     """A function that copies the matching weights of run `init_run`'s best.keras
     into a classifier and prints what it loaded and what it re-initialised.
 
+    `init_run`: a run dir, or `packaged` for the step-1 run shipped for the config's preset
+    (`dnadet_tf.pretrained`).
+
     Checks now, before any run dir is touched, that the encoder of `init_run`
     matches the one `config` builds (a head of another class count is expected
     and re-initialised); raises RunDirError naming the first mismatching weight
     unless `partial` (`--init-partial`) allows loading only what matches.
     """
+    name = init_run
+    if init_run == PACKAGED:
+        init_run = resolve_init(init_run, config.preset)
+        name = f"{PACKAGED} (the step 1 shipped for the {config.preset} preset, {init_run})"
     source_run = RunDir(init_run)
     if not os.path.isfile(source_run.best_model_path):
         raise RunDirError(f"init {init_run}: no {os.path.basename(source_run.best_model_path)}; "
@@ -34,16 +42,19 @@ def load_init_weights(init_run, config, num_classes, partial=False, output=None)
     source = source_run.load_model()
     mismatch = encoder_mismatch(source, Classifier(Backbone(config.model.width), num_classes, config.model.dropout))
     if mismatch and not partial:
-        name, expected, received = mismatch
+        weight, expected, received = mismatch
+        remedy = ("pass --init none to train from random initialisation (Base+PCL, or Base), or --init RUN with a "
+                  "step-1 run of this width" if name != init_run
+                  else "pass init_partial=True to load only the weights that match")
         raise RunDirError(
-            f"init {init_run}: its encoder does not fit this run's (width {config.model.width}): weight {name} "
+            f"init {name}: its encoder does not fit this run's (width {config.model.width}): weight {weight} "
             f"expected shape {expected}, received " + (str(received) if received else "no such weight")
-            + "; pass init_partial=True to load only the weights that match."
+            + f"; {remedy}."
         )
 
     def apply(classifier):
         loaded, skipped = transfer_matching_weights(source, classifier)
-        print(f"--init {init_run}: loaded {len(loaded)} weights; re-initialised {len(skipped)}: "
+        print(f"--init {name}: loaded {len(loaded)} weights; re-initialised {len(skipped)}: "
               + (", ".join(skipped) if skipped else "none"), file=output or sys.stdout, flush=True)
 
     return apply

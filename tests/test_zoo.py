@@ -315,3 +315,19 @@ def test_ablation_over_seeds_reports_mean_std_and_every_selection_rule(tiny_zoo,
     ablate(zoo, out, preset="tiny", steps=30, seeds=(0, 1), variants=["base", "base_pcl"],
            compare_select=True, fit_overrides={"val_every": 10})
     assert "training Base" not in capsys.readouterr().out  # every run reused
+
+
+def test_ablate_takes_the_shipped_step1_and_keeps_base_pcl_from_scratch(tiny_zoo, tiny_run, tmp_path, monkeypatch):
+    from dnadet_tf import pretrained
+    from dnadet_tf.ablation import ablate
+    from dnadet_tf.runs import RunDir
+
+    pretrained.ship(tiny_run, "a step-2 run stands in for step 1 here", "0123abc", str(tmp_path / "pretrained"))
+    monkeypatch.setattr(pretrained, "FOLDER", str(tmp_path / "pretrained"))
+    zoo, _ = tiny_zoo
+    out = str(tmp_path / "ablate")
+    document = ablate(zoo, out, preset="tiny", steps=4, seeds=(0,), variants=["base_pcl", "dnadet"])
+    assert document["pretrained"] == "packaged" and not os.path.exists(os.path.join(out, "pretrain"))
+    assert [entry["variant"] for entry in document["variants"]] == ["Base+PCL", "DNA-Det"]
+    assert RunDir(os.path.join(out, "base_pcl", "seed0")).config.init == ""
+    assert RunDir(os.path.join(out, "dnadet", "seed0")).config.init == "packaged"
