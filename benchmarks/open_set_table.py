@@ -14,7 +14,8 @@ unless --precision or --select say otherwise; the README's older table used `--p
 --select nll`.
 
 Usage: python benchmarks/open_set_table.py [--out runs/zoo-table] [--zoo DIR] [--seeds 3]
-       [--variant base_pcl] [--precision P] [--select RULE] [--recalibrate] [--json FILE]
+       [--variant base_pcl] [--pretrained RUN] [--precision P] [--select RULE] [--recalibrate]
+       [--json FILE]
 """
 import argparse
 import json
@@ -26,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from dnadet_tf.ablation import VARIANT_NAMES, ablate  # noqa: E402
+from dnadet_tf.ablation import VARIANT_NAMES, VARIANTS, ablate  # noqa: E402
 from dnadet_tf.calibrate import CALIBRATION_FILE, calibrate_run  # noqa: E402
 from dnadet_tf.config import PRECISION_CHOICES  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
@@ -123,6 +124,8 @@ def main(argv=None):
     parser.add_argument("--zoo", help="benchmark folder with open_set.txt (default: the cached demo zoo)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--variant", default="base_pcl", choices=sorted(VARIANT_NAMES))
+    parser.add_argument("--pretrained", help="step-1 run dir (or 'packaged') for the +PT variants (default: "
+                        "ablate's: the step 1 shipped for the preset)")
     parser.add_argument("--recalibrate", action="store_true", help="refit runs that are already calibrated")
     parser.add_argument("--json", default=DEFAULT_JSON)
     parser.add_argument("--precision", choices=PRECISION_CHOICES,
@@ -133,14 +136,15 @@ def main(argv=None):
     configure_runtime()
     began = time.time()
     zoo = args.zoo or ensure_zoo("demo")
-    ablate(zoo, args.out, preset="cpu", seeds=range(args.seeds), variants=[args.variant],
-           fit_overrides={"precision": args.precision, "select": args.select})
+    trained = ablate(zoo, args.out, preset="cpu", pretrained=args.pretrained, seeds=range(args.seeds),
+                     variants=[args.variant], fit_overrides={"precision": args.precision, "select": args.select})
     per_seed = [seed_figures(os.path.join(args.out, args.variant, f"seed{seed}"), zoo, args.recalibrate)
                 for seed in range(args.seeds)]
+    uses_pt = {folder: pt for folder, _, pt in VARIANTS}[args.variant]
     document = {"zoo": os.path.abspath(zoo), "method": VARIANT_NAMES[args.variant], "preset": "cpu",
-                "seeds": list(range(args.seeds)),
-                **trained_with(os.path.join(args.out, args.variant, "seed0")), "command": "python benchmarks/open_set_table.py "
-                + " ".join(argv if argv is not None else sys.argv[1:]),
+                "pretrained": trained["pretrained"] if uses_pt else None, "seeds": list(range(args.seeds)),
+                **trained_with(os.path.join(args.out, args.variant, "seed0")),
+                "command": "python benchmarks/open_set_table.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                 "per_seed": per_seed, "summary": aggregate(per_seed), "seconds": round(time.time() - began)}
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     write_json_atomic(args.json, document)

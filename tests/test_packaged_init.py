@@ -67,3 +67,20 @@ def test_none_is_random_initialisation_whatever_the_preset_says():
     assert make_config("tiny", init="none").init == ""
     assert make_config("tiny", init="some/run").init == "some/run"
 
+
+
+def test_the_cpu_preset_starts_from_the_step1_shipped_with_the_package():
+    from dnadet_tf.model import Backbone, Classifier, encoder_mismatch
+
+    config = make_config("cpu")
+    assert config.init == "packaged"
+    path = pretrained.resolve_init(config.init, "cpu")
+    assert path == pretrained.packaged_run("cpu") and path.startswith(pretrained.FOLDER)
+    document = pretrained.provenance("cpu")
+    assert document["command"].startswith("dnadet-tf pretrain --photos dnadet_tf/zoo/demo_photos ")
+    assert document["config"]["model"]["width"] == config.model.width and document["preset"] == "cpu"
+    with open(os.path.join(path, "best.keras"), "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == document["best_keras_sha256"]
+    source = RunDir(path).load_model()
+    assert encoder_mismatch(source, Classifier(Backbone(config.model.width), 5, config.model.dropout)) is None
+    assert len(source.class_names) == 170
