@@ -1,4 +1,5 @@
-"""`dnadet-tf fit`: train an attributor (Base+PCL, DNA-Det with --init, or the paper's Base) on labelled images."""
+"""`dnadet-tf fit`: train an attributor (DNA-Det from a step 1, Base+PCL from scratch, or the paper's Base) on
+labelled images."""
 import argparse
 import os
 
@@ -14,9 +15,11 @@ def register(subparsers):
         help="train an attributor (no arguments: build the demo zoo, train, evaluate)",
         description=(
             "Train an attributor: an 8-layer CNN on 64 px patches with cross-entropy plus a patch-wise "
-            "supervised contrastive loss, weighted by learned loss weights. From random initialisation this "
-            "is the paper's Base+PCL; with --init PRETRAIN_RUN (step 1, 'dnadet-tf pretrain') it is DNA-Det; "
-            "--base trains the paper's Base (Base+PT with --init). With no --data, builds "
+            "supervised contrastive loss, weighted by learned loss weights. The cpu preset starts from the step 1 "
+            "shipped with the package (--init packaged), so it trains the full method, DNA-Det (the paper's "
+            "Base+PT+PCL); --init none trains from random initialisation, the paper's Base+PCL (the paper and tiny "
+            "presets' default); --init PRETRAIN_RUN starts from your own step 1 ('dnadet-tf pretrain'). --base "
+            "trains the paper's Base (Base+PT from a step 1). With no --data, builds "
             "(or reuses) the demo generator zoo, trains the cpu preset on it and evaluates every split."
         ),
         formatter_class=HelpFormatter,

@@ -15,7 +15,9 @@ def fit(data, out, val=None, preset="cpu", **options):
     `data` and `val`: a folder tree `ROOT/<class>/...`, an annotation list, or a benchmark
     folder. `options`: `resume`, `overwrite`, `init_partial`, `output` (a stream for the
     progress lines) and any flat configuration parameter (`steps`, `width`, `mode`, ...).
-    From random initialisation this is the paper's Base+PCL; with `init=PRETRAIN_RUN`, DNA-Det.
+    The `cpu` preset starts from the step 1 shipped with the package (`init="packaged"`), so it
+    trains the full method, DNA-Det; `init="none"` trains from random initialisation (the paper's
+    Base+PCL, the `paper` and `tiny` presets' default); `init=PRETRAIN_RUN` starts from your own step 1.
     With validation data, the run is then calibrated (`calibration.json`: temperature and open-set score).
 
     >>> import io, os, dnadet_tf
