@@ -253,9 +253,9 @@ PRESETS = {
         # to 99.9 +- 0.4 (README, "Model selection"). Step 1 keeps rule nll (pretraining.pretrain).
         select="average",
         # Step 2 starts from the step 1 shipped with the package (dnadet_tf/pretrained/step1-cpu, made from the
-        # 60 packaged photos), so `fit` trains DNA-Det: over 3 seeds on the demo zoo 95.6 on the mean of the
-        # cross-tests against Base+PCL's 78.3, and across content (faces -> scenes) also above it (README,
-        # "DNA-Det from the shipped step 1"). `--init none` trains Base+PCL.
+        # 60 packaged photos), so `fit` trains DNA-Det: over 3 seeds, 96.0 on the mean of the demo zoo's
+        # cross-tests against Base+PCL's 78.3, and 78.8 against 59.7 across content, faces -> scenes (README,
+        # "The default: DNA-Det from the step 1 shipped with the package"). `--init none` trains Base+PCL.
         init="packaged",
         eval_batch_size=32,
         pretrain_batch_size=32,
