@@ -36,6 +36,12 @@ def register(subparsers):
     parser.add_argument("--lr-decay", type=float, help="learning-rate decay factor (default 0.9)")
     parser.add_argument("--width", type=float, help="width multiplier of the encoder (overrides the preset)")
     parser.add_argument("--batch-size", type=int, help="images per step (overrides the preset's pretrain_batch_size)")
+    parser.add_argument("--patch-size", type=int,
+                        help="side of the training crops in px, a multiple of 16 up to the second resize (default: "
+                        "the preset's, 64 in cpu; validation always sees whole images)")
+    parser.add_argument("--patches-per-image", type=int,
+                        help="training crops per image (default: the preset's, 8 in cpu); 128 px x 2 costs about "
+                             "what 64 px x 8 does")
     parser.add_argument("--images-per-transformation", type=int,
                         help="photos per drawn transformation in a step; 1 = the release's sampling, every "
                         "image's transformation drawn independently (default 4)")
@@ -54,5 +60,6 @@ def run(args):
              steps=args.steps, strategy=args.strategy, precision=args.precision, jit=args.jit, seed=args.seed,
              learning_rate=args.lr, patience=args.patience, lr_decay_every=args.lr_decay_every, val_every=args.val_every,
              lr_decay=args.lr_decay, width=args.width, pretrain_batch_size=args.batch_size,
-             pretrain_images_per_class=args.images_per_transformation)
+             pretrain_images_per_class=args.images_per_transformation, patch_size=args.patch_size,
+             patches_per_image=args.patches_per_image)
     return 0

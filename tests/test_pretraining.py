@@ -109,3 +109,19 @@ def test_release_style_sampling_draws_each_image_transformation_independently(ph
     again = next(transformation_dataset(paths, config, 16, images_per_class=1).as_numpy_iterator())[1]
     assert first.tolist() == again.tolist()  # a pure function of (seed, step)
     assert len(set(first.tolist())) > 8  # not 4 groups of 4 as in the default composition
+
+
+def test_cli_patch_size_and_count_reach_step1_and_a_bad_size_names_its_flag(photos, tmp_path, capsys):
+    from dnadet_tf.cli.main import main
+
+    out = str(tmp_path / "pt")
+    assert main(["pretrain", "--photos", photos, "--out", out, "--preset", "tiny", "--steps", "2",
+                 "--patch-size", "64", "--patches-per-image", "1"]) == 0
+    config = RunDir(out).config
+    assert (config.sampling.patch_size, config.sampling.patches_per_image) == (64, 1)
+    assert "12 images x 1 patches per step" in capsys.readouterr().out
+    code = main(["pretrain", "--photos", photos, "--out", str(tmp_path / "bad"), "--preset", "tiny",
+                 "--patch-size", "40"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "--patch-size: expected a multiple of 16" in err and "received 40" in err
