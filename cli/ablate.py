@@ -44,7 +44,10 @@ def register(subparsers):
     parser.add_argument("--select", choices=SELECTION_RULES, help="selection rule of best.keras in every run")
     parser.add_argument("--average-last", type=int, help="models averaged by rule average in every run (fit --average-last)")
     parser.add_argument("--ce-input", choices=CE_INPUTS, help="what the cross-entropy reads in every run")
+    parser.add_argument("--lr", type=float, help="learning rate of every run (fit --lr; default: the preset's)")
     parser.add_argument("--lr-decay-every", type=int, help="learning-rate decay interval of every run")
+    parser.add_argument("--augment", help="robustness augmentation of every run (fit --augment): a comma list of "
+                        "crop,blur,jpeg,noise,relight, or combo")
     parser.add_argument("--precision", choices=PRECISION_CHOICES,
                         help="Keras dtype policy of every run (default: the preset's; cpu: auto)")
     parser.add_argument("--crop-size", type=int, help="center crop of every run (fit --crop-size)")
@@ -66,8 +69,13 @@ def run(args):
         raise UsageError(f"--variants: expected a comma list of {', '.join(known)}, received {args.variants!r}.")
     if args.seeds < 1:
         raise UsageError(f"--seeds: expected a positive number of seeds, received {args.seeds}.")
+    augment = None
+    if args.augment:
+        from dnadet_tf.cli.main import parse_attack_flag
+
+        augment = parse_attack_flag("--augment", args.augment)
     overrides = {k: v for k, v in dict(select=args.select, average_last=args.average_last, ce_input=args.ce_input,
-                                       lr_decay_every=args.lr_decay_every,
+                                       learning_rate=args.lr, lr_decay_every=args.lr_decay_every, augment=augment,
                                        precision=args.precision, crop_size=args.crop_size,
                                        crop_square=args.crop_square,
                                        resize1=args.resize1, resize2=args.resize2).items() if v is not None}

@@ -331,3 +331,16 @@ def test_ablate_takes_the_shipped_step1_and_keeps_base_pcl_from_scratch(tiny_zoo
     assert [entry["variant"] for entry in document["variants"]] == ["Base+PCL", "DNA-Det"]
     assert RunDir(os.path.join(out, "base_pcl", "seed0")).config.init == ""
     assert RunDir(os.path.join(out, "dnadet", "seed0")).config.init == "packaged"
+
+
+def test_ablate_passes_the_learning_rate_and_augmentation_to_every_run(monkeypatch, tmp_path):
+    from dnadet_tf import ablation
+    from dnadet_tf.cli.main import main
+
+    received = {}
+    monkeypatch.setattr(ablation, "ablate", lambda zoo, out, **kwargs: received.update(kwargs))
+    assert main(["ablate", "--zoo", str(tmp_path), "--out", str(tmp_path / "a"), "--variants", "dnadet",
+                 "--lr", "3e-4", "--augment", "jpeg,noise"]) == 0
+    assert received["fit_overrides"] == {"learning_rate": 3e-4, "augment": ("jpeg", "noise")}
+    assert main(["ablate", "--zoo", str(tmp_path), "--out", str(tmp_path / "a"), "--variants", "dnadet"]) == 0
+    assert received["fit_overrides"] == {}
