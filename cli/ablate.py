@@ -1,7 +1,7 @@
 """`dnadet-tf ablate`: the paper's Table 2 ablations on one benchmark."""
 import argparse
 
-from dnadet_tf.cli.main import HelpFormatter
+from dnadet_tf.cli.main import AUGMENT_NAMES_HELP, HelpFormatter
 from dnadet_tf.ablation import VARIANTS
 from dnadet_tf.config import CE_INPUTS, PRECISION_CHOICES, PRESETS
 from dnadet_tf.selection import SELECTION_RULES
@@ -46,8 +46,8 @@ def register(subparsers):
     parser.add_argument("--ce-input", choices=CE_INPUTS, help="what the cross-entropy reads in every run")
     parser.add_argument("--lr", type=float, help="learning rate of every run (fit --lr; default: the preset's)")
     parser.add_argument("--lr-decay-every", type=int, help="learning-rate decay interval of every run")
-    parser.add_argument("--augment", help="robustness augmentation of every run (fit --augment): a comma list of "
-                        "crop,blur,jpeg,noise,relight, or combo")
+    parser.add_argument("--augment",
+                        help=f"robustness augmentation of every run (fit --augment): {AUGMENT_NAMES_HELP}")
     parser.add_argument("--precision", choices=PRECISION_CHOICES,
                         help="Keras dtype policy of every run (default: the preset's; cpu: auto)")
     parser.add_argument("--crop-size", type=int, help="center crop of every run (fit --crop-size)")
@@ -60,7 +60,7 @@ def register(subparsers):
 
 def run(args):
     from dnadet_tf.ablation import ablate
-    from dnadet_tf.cli.main import UsageError
+    from dnadet_tf.cli.main import UsageError, augment_from
 
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     known = [folder for folder, _, _ in VARIANTS]
@@ -69,13 +69,9 @@ def run(args):
         raise UsageError(f"--variants: expected a comma list of {', '.join(known)}, received {args.variants!r}.")
     if args.seeds < 1:
         raise UsageError(f"--seeds: expected a positive number of seeds, received {args.seeds}.")
-    augment = None
-    if args.augment:
-        from dnadet_tf.cli.main import parse_attack_flag
-
-        augment = parse_attack_flag("--augment", args.augment)
     overrides = {k: v for k, v in dict(select=args.select, average_last=args.average_last, ce_input=args.ce_input,
-                                       learning_rate=args.lr, lr_decay_every=args.lr_decay_every, augment=augment,
+                                       learning_rate=args.lr, lr_decay_every=args.lr_decay_every,
+                                       augment=augment_from(args),
                                        precision=args.precision, crop_size=args.crop_size,
                                        crop_square=args.crop_square,
                                        resize1=args.resize1, resize2=args.resize2).items() if v is not None}

@@ -3,7 +3,7 @@ labelled images."""
 import argparse
 import os
 
-from dnadet_tf.cli.main import HelpFormatter
+from dnadet_tf.cli.main import AUGMENT_NAMES_HELP, HelpFormatter, augment_from
 from dnadet_tf.config import CE_INPUTS, METRICS, PRECISION_CHOICES, PRESETS, STRATEGIES, LoopConfig, OptimizerConfig
 from dnadet_tf.openset import DEFAULT_SCORE, SCORES
 from dnadet_tf.selection import SELECTION_RULES
@@ -51,8 +51,7 @@ def register(subparsers):
                              "computes bfloat16 natively (AVX-512 BF16, AMX) and has no GPU, else float32; "
                              "paper and tiny default to float32")
     parser.add_argument("--jit", action="store_true", default=None, help="XLA-compile the training step (GPUs)")
-    parser.add_argument("--augment", help="robustness augmentation before the resize chain: a comma list of "
-                        "crop,blur,jpeg,noise,relight, or combo")
+    parser.add_argument("--augment", help=f"robustness augmentation before the resize chain: {AUGMENT_NAMES_HELP}")
     parser.add_argument("--lr", type=float, help="learning rate (overrides the preset)")
     parser.add_argument("--images-per-class", type=int, help="K images of every class per step (0 = paper rule)")
     parser.add_argument("--val-every", type=int, help="validate on whole images every N steps")
@@ -95,14 +94,9 @@ def register(subparsers):
 
 
 def overrides_from(args):
-    augment = None
-    if args.augment:
-        from dnadet_tf.cli.main import parse_attack_flag
-
-        augment = parse_attack_flag("--augment", args.augment)
     return dict(
         steps=args.steps, init=args.init, mode="base" if args.base else None, strategy=args.strategy,
-        precision=args.precision, jit=args.jit, augment=augment, learning_rate=args.lr,
+        precision=args.precision, jit=args.jit, augment=augment_from(args), learning_rate=args.lr,
         images_per_class=args.images_per_class, val_every=args.val_every, metric=args.metric, seed=args.seed,
         patience=args.patience, select=args.select, average_last=args.average_last,
         keep_validated=args.keep_validated,

@@ -59,6 +59,15 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+# The names `--augment` takes (dnadet_tf.attacks.ATTACK_NAMES), for the help of every command that has the flag.
+AUGMENT_NAMES_HELP = "a comma list of crop,blur,jpeg,noise,relight, or combo"
+
+
+def augment_from(args):
+    """The attack names of `--augment`, or None when it is absent or empty (no augmentation)."""
+    return parse_attack_flag("--augment", args.augment) if args.augment else None
+
+
 def parse_attack_flag(flag, text):
     """The attack names of a flag like --augment; a bad name is a UsageError naming the flag."""
     from dnadet_tf.attacks import parse_attacks

@@ -335,7 +335,10 @@ def test_ablate_takes_the_shipped_step1_and_keeps_base_pcl_from_scratch(tiny_zoo
 
 def test_ablate_passes_the_learning_rate_and_augmentation_to_every_run(monkeypatch, tmp_path):
     from dnadet_tf import ablation
-    from dnadet_tf.cli.main import main
+    from dnadet_tf.attacks import ATTACK_NAMES
+    from dnadet_tf.cli.main import AUGMENT_NAMES_HELP, main
+
+    assert all(name in AUGMENT_NAMES_HELP for name in ATTACK_NAMES)  # the help of fit and ablate lists every name
 
     received = {}
     monkeypatch.setattr(ablation, "ablate", lambda zoo, out, **kwargs: received.update(kwargs))
