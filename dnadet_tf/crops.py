@@ -100,6 +100,9 @@ class WindowCrops:
         self.span = int(max(u[-1] + 1 - u[0] for u in used))
         self.starts = np.array([min(u[0], config.resize1 - self.span) for u in used], np.int32)
         self.matrix = matrix
+        # weights[o]: the (patch, span) rows of the matrix a crop at offset o uses, over its window.
+        # One gather per axis at run time instead of two (the two took a third of a crop's CPU).
+        self.weights = np.stack([matrix[o : o + patch, s : s + self.span] for o, s in zip(offsets, self.starts)])
         self.config = config
         self.patch = patch
 
@@ -118,15 +121,10 @@ class WindowCrops:
         rows = starts[:, 0:1] + window  # (P, span) resize1 rows of each window
         cols = starts[:, 1:2] + window
         pixels = tf.gather(tf.gather(image1, rows), cols, axis=2, batch_dims=1)  # (P, span, span, C)
-        weights_y = self._weights(offsets[:, 0], rows)  # (P, patch, span)
-        weights_x = self._weights(offsets[:, 1], cols)
+        weights_y = tf.gather(self.weights, offsets[:, 0])  # (P, patch, span)
+        weights_x = tf.gather(self.weights, offsets[:, 1])
         vertical = tf.einsum("pah,phwc->pawc", weights_y, pixels)  # (P, patch, span, C)
         return tf.einsum("pbw,pawc->pabc", weights_x, vertical)
-
-    def _weights(self, offsets, window):
-        """(P,) offsets and (P, span) window positions -> (P, patch, span) resize weights."""
-        lines = offsets[:, None] + tf.range(self.patch)  # (P, patch) resize2 rows (or columns)
-        return tf.gather(tf.gather(self.matrix, lines), window, axis=2, batch_dims=1)
 
     def at(self, image, offsets):
         """Crops of `preprocess_image(image, config)` at `offsets`, from windows.
