@@ -46,6 +46,8 @@ def register(subparsers):
     parser.add_argument("--ce-input", choices=CE_INPUTS, help="what the cross-entropy reads in every run")
     parser.add_argument("--lr", type=float, help="learning rate of every run (fit --lr; default: the preset's)")
     parser.add_argument("--lr-decay-every", type=int, help="learning-rate decay interval of every run")
+    parser.add_argument("--frozen-stages", type=int,
+                        help="encoder stages kept as step 1 left them in Base+PT and DNA-Det runs (fit --frozen-stages)")
     parser.add_argument("--augment",
                         help=f"robustness augmentation of every run (fit --augment): {AUGMENT_NAMES_HELP}")
     parser.add_argument("--precision", choices=PRECISION_CHOICES,
@@ -71,6 +73,7 @@ def run(args):
         raise UsageError(f"--seeds: expected a positive number of seeds, received {args.seeds}.")
     overrides = {k: v for k, v in dict(select=args.select, average_last=args.average_last, ce_input=args.ce_input,
                                        learning_rate=args.lr, lr_decay_every=args.lr_decay_every,
+                                       frozen_stages=args.frozen_stages,
                                        augment=augment_from(args),
                                        precision=args.precision, crop_size=args.crop_size,
                                        crop_square=args.crop_square,

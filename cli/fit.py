@@ -70,6 +70,9 @@ def register(subparsers):
     parser.add_argument("--ce-input", choices=CE_INPUTS,
                         help="what the cross-entropy reads: logits (the method), or softmax probabilities as the "
                         f"authors' release does (bounded loss, the contrastive loss dominates) (default: {OptimizerConfig.ce_input})")
+    parser.add_argument("--frozen-stages", type=int,
+                        help="with --init: keep the first N of the encoder's 4 stages as the init run left them "
+                             "(not trained; their BatchNorm keeps its statistics) (default: 0, train every layer)")
     parser.add_argument("--lr-decay-every", type=int,
                         help="multiply the learning rate by --lr-decay every N steps (overrides the preset)")
     parser.add_argument("--lr-decay", type=float, help="learning-rate decay factor (default 0.9)")
@@ -100,7 +103,7 @@ def overrides_from(args):
         images_per_class=args.images_per_class, val_every=args.val_every, metric=args.metric, seed=args.seed,
         patience=args.patience, select=args.select, average_last=args.average_last,
         keep_validated=args.keep_validated,
-        ce_input=args.ce_input, lr_decay_every=args.lr_decay_every, lr_decay=args.lr_decay, width=args.width,
+        ce_input=args.ce_input, frozen_stages=args.frozen_stages, lr_decay_every=args.lr_decay_every, lr_decay=args.lr_decay, width=args.width,
         crop_size=args.crop_size, crop_square=args.crop_square, resize1=args.resize1, resize2=args.resize2,
         init_partial=args.init_partial, ood_score=args.ood_score,
     )

@@ -95,6 +95,8 @@ def run_one(zoo, run_dir, mode, pretrained, seed, preset, steps, compare_select,
     summary_path = os.path.join(run_dir, "evaluation", "training.json")
     if not os.path.isfile(result_path):
         overrides = dict(fit_overrides or {})
+        if not pretrained:  # frozen stages keep a step 1's weights; variants without one train every layer
+            overrides.pop("frozen_stages", None)
         if compare_select:
             overrides.update(keep_validated=True, patience=NO_EARLY_STOP)
         began = time.time()

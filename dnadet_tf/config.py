@@ -6,7 +6,7 @@ A `TrainConfig` holds one frozen section per concern:
   preprocessing  crop_size, resize1, resize2, preprocess_mode
   sampling       patch_size, patches_per_image, images_per_class, augment
   optimizer      learning_rate, lr_decay, lr_decay_every, loss_weight_learning_rate,
-                 temperature, base_temperature, ce_input
+                 temperature, base_temperature, ce_input, frozen_stages
   loop           steps, val_every, checkpoint_every, log_every, patience, metric, select,
                  average_last, keep_validated, eval_batch_size, ood_score (the open-set score fitted at the end)
   runtime        seed, precision, jit, strategy
@@ -38,6 +38,7 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 PRECISION_CHOICES = PRECISIONS + ("auto",)
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 METRICS = ("accuracy", "macro_f1")
+ENCODER_STAGES = 4  # model.STAGE_WIDTHS has one width per stage
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +78,9 @@ class SamplingConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
-    """`ce_input`: what the cross-entropy reads (CE_INPUTS)."""
+    """`ce_input`: what the cross-entropy reads (CE_INPUTS). `frozen_stages`: how many encoder
+    stages, from the input, keep the weights `init` loaded (not trained; their BatchNorm uses
+    the loaded statistics); 0 trains every layer."""
 
     learning_rate: float = 1e-4
     lr_decay: float = 0.9
@@ -86,6 +89,7 @@ class OptimizerConfig:
     temperature: float = 0.07
     base_temperature: float = 0.07
     ce_input: str = "logits"
+    frozen_stages: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -359,6 +363,12 @@ def validate(config):
     _choice("ood_score", config.loop.ood_score, SCORES)
     _choice("ce_input", config.optimizer.ce_input, CE_INPUTS)
     _choice("metric", config.loop.metric, METRICS)
+    frozen = config.optimizer.frozen_stages
+    if not 0 <= frozen <= ENCODER_STAGES:
+        raise DnadetError(f"frozen_stages: expected 0 to {ENCODER_STAGES} (the encoder's stages), received {frozen}.")
+    if frozen and not config.init:
+        raise DnadetError(f"frozen_stages: expected an init run whose weights the frozen stages keep (--init), "
+                          f"received frozen_stages={frozen} without one.")
     for name in ("steps", "val_every", "checkpoint_every", "log_every", "patches_per_image", "lr_decay_every",
                  "pretrain_images_per_class", "crop_size", "resize1", "average_last"):
         section, field = PARAMETERS[name]

@@ -42,6 +42,20 @@ def stage_widths(width):
     return tuple(max(4, int(round(w * width))) for w in STAGE_WIDTHS)
 
 
+def freeze_stages(classifier, count):
+    """Marks the layers of the first `count` encoder stages (`stage1_*` .. `stage{count}_*`) not trainable.
+
+    Their kernels are then left out of `trainable_variables`, and their BatchNorm normalises with
+    its moving statistics also in training mode, so those stages compute exactly what the loaded
+    weights (step 1, `--init`) computed. Returns the names of the layers frozen.
+    """
+    prefixes = tuple(f"stage{s}_" for s in range(1, count + 1))
+    frozen = [layer for layer in classifier.layers if prefixes and layer.name.startswith(prefixes)]
+    for layer in frozen:
+        layer.trainable = False
+    return [layer.name for layer in frozen]
+
+
 def probabilities(model, pixels):
     """The one softmax of a classifier's logits: (N, S, S, 3) pixels -> (N, C) float32, inference mode.
 

@@ -19,7 +19,8 @@ from dnadet_tf.callbacks import default_callbacks
 from dnadet_tf.distribute import is_chief
 from dnadet_tf.losses import AutomaticWeightedLoss, classification_cross_entropy, supervised_contrastive_loss
 from dnadet_tf.metrics import classification_metrics
-from dnadet_tf.model import Backbone, Classifier, build_projection_head, probabilities as classifier_probabilities
+from dnadet_tf.model import (Backbone, Classifier, build_projection_head, freeze_stages,
+                             probabilities as classifier_probabilities)
 from dnadet_tf.runs import RunDir
 
 
@@ -59,6 +60,7 @@ class Trainer:
             backbone = Backbone(config.model.width, synchronized_bn=replicas > 1, dtype=config.runtime.precision)
             self.classifier = Classifier(backbone, len(class_names), config.model.dropout, self.class_names,
                                          config.preprocess)
+            freeze_stages(self.classifier, config.optimizer.frozen_stages)
             self.train_model = keras.Model(self.classifier.input, [backbone.output, self.classifier.output])
             model_variables = list(self.classifier.trainable_variables)
             self.projector = None

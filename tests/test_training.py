@@ -8,7 +8,7 @@ from dnadet_tf.cli.main import main
 from dnadet_tf.config import make_config
 from dnadet_tf.data import read_dataset
 from dnadet_tf.distribute import make_strategy
-from dnadet_tf.errors import RunDirError
+from dnadet_tf.errors import DnadetError, RunDirError
 from dnadet_tf.evaluation import evaluate
 from dnadet_tf.pipeline import training_dataset
 from dnadet_tf.predictor import KerasPredictor
@@ -139,6 +139,29 @@ def test_base_mode_and_init_from_another_run(tiny_run, upsampling_data, tmp_path
     printed = capsys.readouterr().out
     assert "--init" in printed and "loaded" in printed and "re-initialised 0" in printed
     assert " con " not in printed[printed.find("step 4/4"):].splitlines()[0]
+
+
+def test_frozen_stages_keep_the_init_weights_and_the_rest_trains(tiny_run, upsampling_data, tmp_path):
+    out = str(tmp_path / "frozen")
+    fit(upsampling_data["train"], out, preset="tiny", steps=4, init=tiny_run, frozen_stages=2)
+    assert RunDir(out).config.optimizer.frozen_stages == 2
+    before = {w.path: w.numpy() for w in RunDir(tiny_run).load_model().weights}
+    after = {w.path: w.numpy() for w in RunDir(out).load_model().weights}
+    stage = lambda path: path.split("/")[0][:6]  # noqa: E731  ('stage1', ...)
+    frozen = [p for p in after if stage(p) in ("stage1", "stage2")]
+    trained = [p for p in after if stage(p) in ("stage3", "stage4")]
+    assert frozen and trained
+    assert any("moving_variance" in p for p in frozen)  # BatchNorm statistics are kept too
+    for path in frozen:
+        np.testing.assert_allclose(after[path], before[path], rtol=1e-6, atol=0, err_msg=path)
+    assert all(not np.allclose(after[p], before[p]) for p in trained if "kernel" in p)
+
+
+def test_frozen_stages_need_an_init_and_at_most_four_stages(upsampling_data, tmp_path):
+    with pytest.raises(DnadetError, match=r"frozen_stages: expected an init run .* received frozen_stages=1"):
+        make_config("tiny", frozen_stages=1, init="none")
+    with pytest.raises(DnadetError, match=r"frozen_stages: expected 0 to 4 .* received 5"):
+        make_config("tiny", frozen_stages=5, init="some/run")
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

@@ -1,0 +1,63 @@
+"""Makes the photo folder of the faces -> scenes zoo: training content faces, cross-dataset content scenes.
+
+    python benchmarks/faces_scenes_photos.py --out DIR [--shared ../shared/data] [--faces 60] [--scenes 40]
+        [--finetune 30] [--seed 0]
+    dnadet-tf zoo build --photos DIR --out ZOO
+
+Writes DIR/a (faces: the training domain A), DIR/b (scenes: the cross-dataset domain B) and DIR/c (other
+faces: the fine-tuning domain C) as symbolic links to the shared photos, so that nothing is copied. Which
+photos are taken is fixed: candidates are ordered by the SHA-256 of "<seed>:<file name>" and the first ones
+are kept (faces for a, the next faces for c), so the same arguments always make the same folder and the zoo
+built from it the same fingerprint. The shared photos are for local benchmarks only; the folder must never be
+committed or shipped (see ../shared/data/README.md).
+"""
+import argparse
+import hashlib
+import json
+import os
+import sys
+
+
+def ranked(folder, seed):
+    """The photo file names of `folder`, ordered by SHA-256 of '<seed>:<name>'."""
+    names = [n for n in os.listdir(folder) if not n.startswith(".") and os.path.isfile(os.path.join(folder, n))]
+    return sorted(names, key=lambda n: hashlib.sha256(f"{seed}:{n}".encode()).hexdigest())
+
+
+def link_all(source, names, target):
+    os.makedirs(target)
+    for name in names:
+        os.symlink(os.path.abspath(os.path.join(source, name)), os.path.join(target, name))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="folder to create (must not exist)")
+    parser.add_argument("--shared", default=os.path.join("..", "shared", "data"), help="the shared data folder")
+    parser.add_argument("--faces", type=int, default=60, help="face photos in a/ (training domain)")
+    parser.add_argument("--scenes", type=int, default=40, help="scene photos in b/ (cross-dataset domain)")
+    parser.add_argument("--finetune", type=int, default=30, help="other face photos in c/ (fine-tuning domain)")
+    parser.add_argument("--seed", type=int, default=0, help="selection seed")
+    args = parser.parse_args(argv)
+    if os.path.exists(args.out):
+        parser.error(f"--out {args.out} exists; choose a new folder")
+    faces_dir = os.path.join(args.shared, "photos", "faces")
+    scenes_dir = os.path.join(args.shared, "photos", "scenes")
+    for folder in (faces_dir, scenes_dir):
+        if not os.path.isdir(folder):
+            parser.error(f"--shared {args.shared}: expected a folder {folder}, which does not exist")
+    faces = ranked(faces_dir, args.seed)
+    scenes = ranked(scenes_dir, args.seed)
+    if args.faces + args.finetune > len(faces) or args.scenes > len(scenes):
+        parser.error(f"asked for {args.faces}+{args.finetune} faces and {args.scenes} scenes; "
+                     f"{faces_dir} has {len(faces)}, {scenes_dir} has {len(scenes)}")
+    link_all(faces_dir, faces[: args.faces], os.path.join(args.out, "a"))
+    link_all(scenes_dir, scenes[: args.scenes], os.path.join(args.out, "b"))
+    link_all(faces_dir, faces[args.faces : args.faces + args.finetune], os.path.join(args.out, "c"))
+    json.dump({"a": args.faces, "b": args.scenes, "c": args.finetune, "seed": args.seed},
+              sys.stdout)
+    print()
+
+
+if __name__ == "__main__":
+    main()
