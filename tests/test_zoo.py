@@ -326,11 +326,13 @@ def test_ablate_takes_the_shipped_step1_and_keeps_base_pcl_from_scratch(tiny_zoo
     monkeypatch.setattr(pretrained, "FOLDER", str(tmp_path / "pretrained"))
     zoo, _ = tiny_zoo
     out = str(tmp_path / "ablate")
-    document = ablate(zoo, out, preset="tiny", steps=4, seeds=(0,), variants=["base_pcl", "dnadet"])
+    document = ablate(zoo, out, preset="tiny", steps=4, seeds=(0,), variants=["base_pcl", "dnadet"],
+                      fit_overrides={"frozen_stages": 1})
     assert document["pretrained"] == "packaged" and not os.path.exists(os.path.join(out, "pretrain"))
     assert [entry["variant"] for entry in document["variants"]] == ["Base+PCL", "DNA-Det"]
-    assert RunDir(os.path.join(out, "base_pcl", "seed0")).config.init == ""
-    assert RunDir(os.path.join(out, "dnadet", "seed0")).config.init == "packaged"
+    base_pcl, dnadet = (RunDir(os.path.join(out, v, "seed0")).config for v in ("base_pcl", "dnadet"))
+    assert base_pcl.init == "" and base_pcl.optimizer.frozen_stages == 0  # nothing loaded, nothing to keep
+    assert dnadet.init == "packaged" and dnadet.optimizer.frozen_stages == 1
 
 
 def test_ablate_passes_the_learning_rate_and_augmentation_to_every_run(monkeypatch, tmp_path):
@@ -343,7 +345,7 @@ def test_ablate_passes_the_learning_rate_and_augmentation_to_every_run(monkeypat
     received = {}
     monkeypatch.setattr(ablation, "ablate", lambda zoo, out, **kwargs: received.update(kwargs))
     assert main(["ablate", "--zoo", str(tmp_path), "--out", str(tmp_path / "a"), "--variants", "dnadet",
-                 "--lr", "3e-4", "--augment", "jpeg,noise"]) == 0
-    assert received["fit_overrides"] == {"learning_rate": 3e-4, "augment": ("jpeg", "noise")}
+                 "--lr", "3e-4", "--augment", "jpeg,noise", "--frozen-stages", "2"]) == 0
+    assert received["fit_overrides"] == {"learning_rate": 3e-4, "augment": ("jpeg", "noise"), "frozen_stages": 2}
     assert main(["ablate", "--zoo", str(tmp_path), "--out", str(tmp_path / "a"), "--variants", "dnadet"]) == 0
     assert received["fit_overrides"] == {}
