@@ -103,7 +103,8 @@ def overrides_from(args):
         images_per_class=args.images_per_class, val_every=args.val_every, metric=args.metric, seed=args.seed,
         patience=args.patience, select=args.select, average_last=args.average_last,
         keep_validated=args.keep_validated,
-        ce_input=args.ce_input, frozen_stages=args.frozen_stages, lr_decay_every=args.lr_decay_every, lr_decay=args.lr_decay, width=args.width,
+        ce_input=args.ce_input, frozen_stages=args.frozen_stages, lr_decay_every=args.lr_decay_every,
+        lr_decay=args.lr_decay, width=args.width,
         crop_size=args.crop_size, crop_square=args.crop_square, resize1=args.resize1, resize2=args.resize2,
         init_partial=args.init_partial, ood_score=args.ood_score,
     )

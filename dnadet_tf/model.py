@@ -47,13 +47,12 @@ def freeze_stages(classifier, count):
 
     Their kernels are then left out of `trainable_variables`, and their BatchNorm normalises with
     its moving statistics also in training mode, so those stages compute exactly what the loaded
-    weights (step 1, `--init`) computed. Returns the names of the layers frozen.
+    weights (step 1, `--init`) computed. `count` 0 leaves every layer as it is.
     """
     prefixes = tuple(f"stage{s}_" for s in range(1, count + 1))
-    frozen = [layer for layer in classifier.layers if prefixes and layer.name.startswith(prefixes)]
-    for layer in frozen:
-        layer.trainable = False
-    return [layer.name for layer in frozen]
+    for layer in classifier.layers:
+        if layer.name.startswith(prefixes):  # False for every name when prefixes is empty
+            layer.trainable = False
 
 
 def probabilities(model, pixels):

@@ -2,9 +2,10 @@ import numpy as np
 import keras
 import pytest
 
+from dnadet_tf.config import ENCODER_STAGES
 from dnadet_tf.model import (
-    DEFAULT_GRADCAM_LAYER, Backbone, Classifier, build_projection_head, load_classifier, probabilities,
-    stage_widths, transfer_matching_weights,
+    DEFAULT_GRADCAM_LAYER, STAGE_WIDTHS, Backbone, Classifier, build_projection_head, load_classifier,
+    probabilities, stage_widths, transfer_matching_weights,
 )
 from dnadet_tf.preprocess import PreprocessConfig, preprocess_image
 
@@ -22,6 +23,8 @@ def test_full_width_encoder_matches_the_paper():
     assert all(c.padding == "same" for c in convs)
     assert 5.8e6 < model.count_params() < 6.0e6
     assert model.backbone.feature_dim == 512
+    # config validates --frozen-stages against its own count of stages (it does not import the model)
+    assert len(STAGE_WIDTHS) == ENCODER_STAGES
 
 
 def reference_encoder(model, size):
