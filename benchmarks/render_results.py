@@ -32,8 +32,9 @@ def render(path):
         document = json.load(f)
     overrides = ", ".join(f"{k}={v}" for k, v in sorted(document.get("fit_overrides", {}).items())) or "preset defaults"
     steps = f"{document['steps']} steps" if document.get("steps") else "the preset's steps"
+    zoo = f", zoo SHA-256 {document['zoo_sha256'][:16]}" if document.get("zoo_sha256") else ""
     lines = [f"### {os.path.basename(path)}", "",
-             f"preset `{document['preset']}`, {steps}, seeds {document['seeds']}, {overrides}", "",
+             f"preset `{document['preset']}`, {steps}, seeds {document['seeds']}, {overrides}{zoo}", "",
              format_ablation(document), ""]
     for entry in document["variants"]:
         seconds = [r["seconds"] for r in entry["seeds"] if r.get("seconds")]

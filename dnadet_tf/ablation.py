@@ -24,6 +24,7 @@ import numpy as np
 
 from dnadet_tf import runs
 from dnadet_tf.config import paper_name
+from dnadet_tf.data import benchmark_digest
 from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES, evaluate
 from dnadet_tf.predictor import KerasPredictor
 from dnadet_tf.pretrained import NO_INIT, PACKAGED, packaged_run
@@ -211,7 +212,7 @@ def ablate(zoo, out, preset="cpu", pretrained=None, photos=None, steps=None, pre
             print(f"no pre-trained run given: pre-training into {pretrained}", file=output, flush=True)
             pretrain(photos or default_photos(), pretrained, preset=preset, overwrite=True,
                      steps=pretrain_steps, seed=0, output=output)
-    document = {"zoo": os.path.abspath(zoo), "preset": preset, "steps": steps, "pretrained": pretrained,
+    document = {"zoo": os.path.abspath(zoo), "zoo_sha256": benchmark_digest(zoo), "preset": preset, "steps": steps, "pretrained": pretrained,
                 "seeds": list(seeds),
                 "fit_overrides": dict(fit_overrides or {}), "compare_select": compare_select, "variants": []}
     for folder, mode, uses_pt in variants:

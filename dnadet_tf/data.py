@@ -6,6 +6,7 @@ cannot be used is skipped with one warning line naming it and counted.
 """
 import concurrent.futures
 import dataclasses
+import hashlib
 import os
 import sys
 
@@ -61,6 +62,31 @@ def is_benchmark_dir(path):
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, "classes.txt")) and any(
         os.path.isfile(os.path.join(path, f"{split}.txt")) for split in SPLITS
     )
+
+
+def benchmark_digest(path):
+    """SHA-256 (hex) of a benchmark's contents: classes.txt, every split list and every image they list.
+
+    Two folders with the same digest hold the same images under the same labels, wherever they
+    were built, so results measured on them can be compared (a zoo built on another kind of CPU
+    may hold other pixels). Images are hashed by content in the order of their sorted paths
+    relative to the folder, each once.
+    """
+    digest = hashlib.sha256()
+    names = ["classes.txt"] + [f"{split}.txt" for split in SPLITS]
+    listed = set()
+    for name in names:
+        list_path = os.path.join(path, name)
+        if not os.path.isfile(list_path):
+            continue
+        with open(list_path, "rb") as f:
+            digest.update(name.encode() + b"\0" + f.read() + b"\0")
+        if name != "classes.txt":
+            listed.update(read_annotation_list(list_path, warn=lambda message: None).paths)
+    for image_path in sorted(os.path.relpath(p, path) for p in listed):
+        with open(os.path.join(path, image_path), "rb") as f:
+            digest.update(image_path.encode() + b"\0" + hashlib.sha256(f.read()).digest())
+    return digest.hexdigest()
 
 
 def benchmark_split(path, split):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dnadet_tf.data import check_files, read_dataset, remap_to
+from dnadet_tf.data import benchmark_digest, check_files, read_dataset, remap_to
 from dnadet_tf.errors import DataError
 from dnadet_tf.images import ImageError, load_rgb
 from dnadet_tf.preprocess import PreprocessConfig, preprocess_image
@@ -42,6 +42,23 @@ def test_annotation_list_relative_and_absolute_paths(tmp_path):
     assert all(os.path.isfile(p) for p in files.paths)
     # A benchmark folder picks its split list.
     assert read_dataset(str(tmp_path), "train").labels.tolist() == [1, 0]
+
+
+def test_benchmark_digest_follows_pixels_labels_and_lists_not_the_folder(tmp_path):
+    def benchmark(root, pixels_seed=0, label=1):
+        save(str(root / "img" / "a.png"), rgb(seed=pixels_seed))
+        save(str(root / "img" / "b.png"), rgb(seed=5))
+        (root / "classes.txt").write_text("real\ngan\n")
+        (root / "train.txt").write_text(f"img/a.png\t{label}\n")
+        (root / "test.txt").write_text("img/b.png\t0\nimg/a.png\t1\n")
+        return benchmark_digest(str(root))
+
+    reference = benchmark(tmp_path / "one")
+    assert len(reference) == 64 and reference == benchmark(tmp_path / "two")  # another folder, same contents
+    assert benchmark(tmp_path / "pixels", pixels_seed=1) != reference
+    assert benchmark(tmp_path / "label", label=0) != reference
+    (tmp_path / "one" / "val.txt").write_text("img/b.png\t0\n")  # a new split list counts too
+    assert benchmark_digest(str(tmp_path / "one")) != reference
 
 
 @pytest.mark.parametrize(

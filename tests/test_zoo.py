@@ -282,6 +282,7 @@ def test_ablation_over_seeds_reports_mean_std_and_every_selection_rule(tiny_zoo,
 
     from dnadet_tf.ablation import ablate, format_ablation
     from dnadet_tf.config import TrainConfig
+    from dnadet_tf.data import benchmark_digest
     from dnadet_tf.selection import SELECTION_RULES
 
     zoo, _ = tiny_zoo
@@ -306,6 +307,7 @@ def test_ablation_over_seeds_reports_mean_std_and_every_selection_rule(tiny_zoo,
     with open(os.path.join(out, "ablation.json"), encoding="utf-8") as f:
         saved = json_module.load(f)
     assert saved["seeds"] == [0, 1] and saved["steps"] == 30
+    assert saved["zoo_sha256"] == benchmark_digest(zoo)  # which zoo the figures come from, wherever it lies
     table = open(os.path.join(out, "ablation.md"), encoding="utf-8").read()
     assert "mean ± std over 2 training seed(s)" in table and "| Base+PCL | nll |" in table
     # The JSON (keys sorted on disk) renders as the same tables: splits and rules in the paper's order.
