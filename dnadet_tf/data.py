@@ -65,7 +65,8 @@ def is_benchmark_dir(path):
 
 
 def benchmark_digest(path):
-    """SHA-256 (hex) of a benchmark's contents: classes.txt, every split list and every image they list.
+    """SHA-256 (hex) of a benchmark's contents: classes.txt, every split list (open_set.txt included) and
+    every image they list.
 
     Two folders with the same digest hold the same images under the same labels, wherever they
     were built, so results measured on them can be compared (a zoo built on another kind of CPU
@@ -73,7 +74,7 @@ def benchmark_digest(path):
     relative to the folder, each once.
     """
     digest = hashlib.sha256()
-    names = ["classes.txt"] + [f"{split}.txt" for split in SPLITS]
+    names = ["classes.txt"] + [f"{split}.txt" for split in SPLITS + (OPEN_SET_SPLIT,)]
     listed = set()
     for name in names:
         list_path = os.path.join(path, name)
@@ -81,7 +82,9 @@ def benchmark_digest(path):
             continue
         with open(list_path, "rb") as f:
             digest.update(name.encode() + b"\0" + f.read() + b"\0")
-        if name != "classes.txt":
+        if name == f"{OPEN_SET_SPLIT}.txt":
+            listed.update(read_unknown(list_path)[0])
+        elif name != "classes.txt":
             listed.update(read_annotation_list(list_path, warn=lambda message: None).paths)
     for image_path in sorted(os.path.relpath(p, path) for p in listed):
         with open(os.path.join(path, image_path), "rb") as f:

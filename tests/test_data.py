@@ -58,7 +58,14 @@ def test_benchmark_digest_follows_pixels_labels_and_lists_not_the_folder(tmp_pat
     assert benchmark(tmp_path / "pixels", pixels_seed=1) != reference
     assert benchmark(tmp_path / "label", label=0) != reference
     (tmp_path / "one" / "val.txt").write_text("img/b.png\t0\n")  # a new split list counts too
-    assert benchmark_digest(str(tmp_path / "one")) != reference
+    with_val = benchmark_digest(str(tmp_path / "one"))
+    assert with_val != reference
+    save(str(tmp_path / "one" / "unknown" / "c.png"), rgb(seed=7))
+    (tmp_path / "one" / "open_set.txt").write_text("unknown/c.png\tnewgan\n")
+    with_open_set = benchmark_digest(str(tmp_path / "one"))
+    assert with_open_set != with_val
+    save(str(tmp_path / "one" / "unknown" / "c.png"), rgb(seed=8))  # so do the open-set images' pixels
+    assert benchmark_digest(str(tmp_path / "one")) != with_open_set
 
 
 @pytest.mark.parametrize(
