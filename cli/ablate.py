@@ -15,7 +15,8 @@ def register(subparsers):
             "Run the paper's ablations on a benchmark folder (e.g. a generator zoo): Base (whole images, "
             "cross-entropy), Base+PT (from a pre-trained encoder), Base+PCL (patches + contrastive loss) and "
             "Base+PT+PCL (DNA-Det), same data and preset, each with several training seeds; writes mean ± std "
-            "of every split per variant as Markdown and JSON in --out (the JSON keeps each seed's numbers) and "
+            "of every split per variant as Markdown and JSON in --out (the JSON keeps each seed's numbers and the "
+            "benchmark's SHA-256, zoo_sha256) and "
             "prints it. Runs already evaluated in --out are reused, so an interrupted ablation resumes."
         ),
         formatter_class=HelpFormatter,
