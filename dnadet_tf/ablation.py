@@ -4,10 +4,10 @@ Base, Base+PT, Base+PCL and Base+PT+PCL (DNA-Det) are trained with the same
 data and preset, once per training seed; every split is reported as mean and
 standard deviation over the seeds, and the JSON keeps each seed's numbers
 (DESIGN §9: one run is an anecdote) and the benchmark's SHA-256 (`zoo_sha256`,
-`data.benchmark_digest`), which tells whether two results share a benchmark. With `compare_select`, every run keeps its
-validated models and the cross-tests are also reported for the model each
-selection rule (`selection.py`) would have kept, so the rules are compared on
-the same runs.
+`data.benchmark_digest`), which tells whether two results share a benchmark.
+With `compare_select`, every run keeps its validated models and the cross-tests
+are also reported for the model each selection rule (`selection.py`) would have
+kept, so the rules are compared on the same runs.
 
 Layout of `out`:
     out/pretrain/                     step 1 (when no `pretrained` run is given)
@@ -213,8 +213,8 @@ def ablate(zoo, out, preset="cpu", pretrained=None, photos=None, steps=None, pre
             print(f"no pre-trained run given: pre-training into {pretrained}", file=output, flush=True)
             pretrain(photos or default_photos(), pretrained, preset=preset, overwrite=True,
                      steps=pretrain_steps, seed=0, output=output)
-    document = {"zoo": os.path.abspath(zoo), "zoo_sha256": benchmark_digest(zoo), "preset": preset, "steps": steps, "pretrained": pretrained,
-                "seeds": list(seeds),
+    document = {"zoo": os.path.abspath(zoo), "zoo_sha256": benchmark_digest(zoo), "preset": preset, "steps": steps,
+                "pretrained": pretrained, "seeds": list(seeds),
                 "fit_overrides": dict(fit_overrides or {}), "compare_select": compare_select, "variants": []}
     for folder, mode, uses_pt in variants:
         name = VARIANT_NAMES[folder]

@@ -74,17 +74,16 @@ def benchmark_digest(path):
     relative to the folder, each once.
     """
     digest = hashlib.sha256()
-    names = ["classes.txt"] + [f"{split}.txt" for split in SPLITS + (OPEN_SET_SPLIT,)]
     listed = set()
-    for name in names:
-        list_path = os.path.join(path, name)
+    for split in ("classes",) + SPLITS + (OPEN_SET_SPLIT,):
+        list_path = benchmark_split(path, split)
         if not os.path.isfile(list_path):
             continue
         with open(list_path, "rb") as f:
-            digest.update(name.encode() + b"\0" + f.read() + b"\0")
-        if name == f"{OPEN_SET_SPLIT}.txt":
+            digest.update(os.path.basename(list_path).encode() + b"\0" + f.read() + b"\0")
+        if split == OPEN_SET_SPLIT:
             listed.update(read_unknown(list_path)[0])
-        elif name != "classes.txt":
+        elif split != "classes":
             listed.update(read_annotation_list(list_path, warn=lambda message: None).paths)
     for image_path in sorted(os.path.relpath(p, path) for p in listed):
         with open(os.path.join(path, image_path), "rb") as f:
