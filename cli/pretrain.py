@@ -42,6 +42,9 @@ def register(subparsers):
     parser.add_argument("--patches-per-image", type=int,
                         help="training crops per image (default: the preset's, 8 in cpu); 128 px x 2 costs about "
                              "what 64 px x 8 does")
+    parser.add_argument("--resize2", type=int,
+                        help="second bicubic resize of the transformed 128 px crop, the network's input size in px, "
+                        "a multiple of 16 (default: the preset's, cpu 256, paper 512); fit --resize2 sets step 2's")
     parser.add_argument("--images-per-transformation", type=int,
                         help="photos per drawn transformation in a step; 1 = the release's sampling, every "
                         "image's transformation drawn independently (default 4)")
@@ -61,5 +64,5 @@ def run(args):
              learning_rate=args.lr, patience=args.patience, lr_decay_every=args.lr_decay_every, val_every=args.val_every,
              lr_decay=args.lr_decay, width=args.width, pretrain_batch_size=args.batch_size,
              pretrain_images_per_class=args.images_per_transformation, patch_size=args.patch_size,
-             patches_per_image=args.patches_per_image)
+             patches_per_image=args.patches_per_image, resize2=args.resize2)
     return 0

@@ -111,14 +111,15 @@ def test_release_style_sampling_draws_each_image_transformation_independently(ph
     assert len(set(first.tolist())) > 8  # not 4 groups of 4 as in the default composition
 
 
-def test_cli_patch_size_and_count_reach_step1_and_a_bad_size_names_its_flag(photos, tmp_path, capsys):
+def test_cli_patch_size_count_and_resize2_reach_step1_and_a_bad_size_names_its_flag(photos, tmp_path, capsys):
     from dnadet_tf.cli.main import main
 
     out = str(tmp_path / "pt")
     assert main(["pretrain", "--photos", photos, "--out", out, "--preset", "tiny", "--steps", "2",
-                 "--patch-size", "64", "--patches-per-image", "1"]) == 0
+                 "--patch-size", "64", "--patches-per-image", "1", "--resize2", "80"]) == 0
     config = RunDir(out).config
     assert (config.sampling.patch_size, config.sampling.patches_per_image) == (64, 1)
+    assert (config.preprocessing.resize1, config.preprocessing.resize2) == (128, 80)
     assert "12 images x 1 patches per step" in capsys.readouterr().out
     code = main(["pretrain", "--photos", photos, "--out", str(tmp_path / "bad"), "--preset", "tiny",
                  "--patch-size", "40"])
