@@ -85,7 +85,7 @@ def register(subparsers):
                         "squashing it to --resize1 (preset: cpu on; paper, as the release, and tiny off)")
     parser.add_argument("--resize1", type=int, help="first bicubic resize, in px (preset: 128)")
     parser.add_argument("--resize2", type=int, help="second bicubic resize, the network's input size in px, a "
-                        "multiple of 16 (preset: cpu 256, paper 512)")
+                        "multiple of 16 (preset: 512; tiny 64)")
     parser.add_argument("--patience", type=int,
                         help="stop early after this many validations without improvement (overrides the preset)")
     parser.add_argument("--seed", type=int, help="seed of data order, crops and initialisation")

@@ -44,7 +44,7 @@ def register(subparsers):
                              "what 64 px x 8 does")
     parser.add_argument("--resize2", type=int,
                         help="second bicubic resize of the transformed 128 px crop, the network's input size in px, "
-                        "a multiple of 16 (default: the preset's, cpu 256, paper 512); fit --resize2 sets step 2's")
+                        "a multiple of 16 (default: the preset's, 512; tiny 64); fit --resize2 sets step 2's")
     parser.add_argument("--images-per-transformation", type=int,
                         help="photos per drawn transformation in a step; 1 = the release's sampling, every "
                         "image's transformation drawn independently (default 4)")

@@ -157,7 +157,7 @@ def windows_pay_off(config, patch, count):
     """True when window crops are worth it: mode `tf`, and the crops cover less than the resize2 image.
 
     Measured per image (benchmarks/transform_throughput.py --compare, crops_<preset>; 2 shared
-    cores): `cpu` (8 crops of 64 px from 256) 1.7 ms against 3.4, `paper` (16 of 64 from 512) 2.3
+    cores): `cpu` as it was then (8 crops of 64 px from 256) 1.7 ms against 3.4, `paper` (16 of 64 from 512) 2.3
     against 8.7; `tiny` (4 of 32 from 64: as many crop pixels as image pixels) 0.70 against 0.63,
     slower, so it keeps resizing whole images.
     """
