@@ -1,6 +1,7 @@
 """Training recipes over one training function: `fit` (architecture classification, the
 paper's step 2) and, in `pretraining`, `pretrain` (step 1). Both read and check their data,
 start a `RunDir`, and call `train`."""
+import json
 import os
 import sys
 
@@ -11,8 +12,8 @@ from dnadet_tf.distribute import make_strategy
 from dnadet_tf.errors import RunDirError
 from dnadet_tf.model import Backbone, Classifier, encoder_mismatch, transfer_matching_weights
 from dnadet_tf.pipeline import inference_dataset, training_dataset
-from dnadet_tf.pretrained import PACKAGED, resolve_init
-from dnadet_tf.runs import METRICS_FILE, RunDir
+from dnadet_tf.pretrained import PACKAGED, PROVENANCE_FILE, resolve_init
+from dnadet_tf.runs import CONFIG_FILE, METRICS_FILE, RunDir
 from dnadet_tf.trainer import Trainer
 
 # What a resumed run may change; everything else is the run's config.json.
@@ -40,6 +41,13 @@ def load_init_weights(init_run, config, num_classes, partial=False, output=None)
         raise RunDirError(f"init {init_run}: no {os.path.basename(source_run.best_model_path)}; "
                           f"expected a finished run dir.")
     source = source_run.load_model()
+    trained_at = init_magnification(init_run)
+    if trained_at is not None and trained_at != config.preprocessing.resize2:
+        size = config.preprocessing.resize2
+        print(f"warning: --init {name}: it was trained on images resized to {trained_at} px, this run resizes "
+              f"them to {size} px (--resize2); a step 2 at another magnification than its step 1 lost 5-50 points "
+              f"on cross-tests (README, \"The second resize, and a step 1 made at it\"): pre-train one at {size} px "
+              f"('dnadet-tf pretrain ... --resize2 {size}') or train at {trained_at} px.", file=sys.stderr, flush=True)
     mismatch = encoder_mismatch(source, Classifier(Backbone(config.model.width), num_classes, config.model.dropout))
     if mismatch and not partial:
         weight, expected, received = mismatch
@@ -58,6 +66,19 @@ def load_init_weights(init_run, config, num_classes, partial=False, output=None)
               + (", ".join(skipped) if skipped else "none"), file=output or sys.stdout, flush=True)
 
     return apply
+
+
+def init_magnification(init_run):
+    """The second resize (px) that run dir `init_run` trained at: from its config.json, or from the
+    provenance.json of a shipped step 1 (`dnadet_tf.pretrained`); None when it has neither."""
+    run = RunDir(init_run)
+    if os.path.isfile(run.file(CONFIG_FILE)):
+        return run.config.preprocessing.resize2
+    provenance = os.path.join(init_run, PROVENANCE_FILE)
+    if os.path.isfile(provenance):
+        with open(provenance, encoding="utf-8") as f:
+            return json.load(f).get("config", {}).get("preprocessing", {}).get("resize2")
+    return None
 
 
 def resolve_config(run, resume, preset, overrides):

@@ -280,6 +280,20 @@ def test_init_with_another_class_count_reinitialises_the_head_only(trained):
     assert printed.getvalue().strip().endswith("re-initialised 2: logits/kernel, logits/bias")
 
 
+def test_init_from_another_magnification_warns_once_naming_both_sizes(trained):
+    def warnings_for(**overrides):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            load_init_weights(trained["run"], make_config("tiny", **overrides), num_classes=5, output=io.StringIO())
+        return err.getvalue().strip().splitlines()
+
+    assert warnings_for() == []  # the tiny run was trained at the tiny preset's 64 px
+    lines = warnings_for(resize2=80)
+    assert len(lines) == 1 and lines[0].startswith(f"warning: --init {trained['run']}: ")
+    assert "resized to 64 px, this run resizes them to 80 px (--resize2)" in lines[0]
+    assert "--resize2 80" in lines[0]
+
+
 def test_init_partial_flag_reaches_fit():
     from dnadet_tf.cli.fit import overrides_from
 
