@@ -11,7 +11,7 @@ def register(subparsers):
             "Fit temperature scaling (by validation NLL) and an open-set score on a run's best.keras, and store "
             "both in it: probabilities then mean what they say, and predict/evaluate/export answer 'unknown' for "
             "images unlike every known architecture. The class statistics come from the training images' pooled "
-            "features, the temperature and the threshold (95 %% of validation images kept as known) from the "
+            "features, the temperature and the threshold (95 % of validation images kept as known) from the "
             "validation images. Writes RUN/calibration.json."
         ),
         formatter_class=HelpFormatter,

@@ -374,6 +374,7 @@ def test_no_help_shows_default_none():
     for parser in parsers:
         text = parser.format_help()
         assert "default: None" not in text and "default: False" not in text, parser.prog
+        assert "%%" not in text, parser.prog  # descriptions are not %-formatted: a doubled % shows as is
     predict = next(p for p in parsers if p.prog == "dnadet-tf predict").format_help()
     assert "(default: 3)" in predict  # real defaults are still shown
 
