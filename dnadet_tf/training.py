@@ -1,18 +1,17 @@
 """Training recipes over one training function: `fit` (architecture classification, the
 paper's step 2) and, in `pretraining`, `pretrain` (step 1). Both read and check their data,
 start a `RunDir`, and call `train`."""
-import json
 import os
 import sys
 
 from dnadet_tf.attacks import attack_fn
-from dnadet_tf.config import make_config, paper_name
+from dnadet_tf.config import TrainConfig, make_config, paper_name
 from dnadet_tf.data import check_files, read_dataset, remap_to, require_several_classes, is_benchmark_dir
 from dnadet_tf.distribute import make_strategy
 from dnadet_tf.errors import RunDirError
 from dnadet_tf.model import Backbone, Classifier, encoder_mismatch, transfer_matching_weights
 from dnadet_tf.pipeline import inference_dataset, training_dataset
-from dnadet_tf.pretrained import PACKAGED, PROVENANCE_FILE, resolve_init
+from dnadet_tf.pretrained import PACKAGED, read_provenance, resolve_init
 from dnadet_tf.runs import CONFIG_FILE, METRICS_FILE, RunDir
 from dnadet_tf.trainer import Trainer
 
@@ -74,11 +73,10 @@ def init_magnification(init_run):
     run = RunDir(init_run)
     if os.path.isfile(run.file(CONFIG_FILE)):
         return run.config.preprocessing.resize2
-    provenance = os.path.join(init_run, PROVENANCE_FILE)
-    if os.path.isfile(provenance):
-        with open(provenance, encoding="utf-8") as f:
-            return json.load(f).get("config", {}).get("preprocessing", {}).get("resize2")
-    return None
+    document = read_provenance(init_run)
+    if document is None or "config" not in document:
+        return None
+    return TrainConfig.from_dict(document["config"]).preprocessing.resize2
 
 
 def resolve_config(run, resume, preset, overrides):

@@ -79,6 +79,9 @@ def test_the_cpu_preset_starts_from_the_step1_shipped_with_the_package():
     document = pretrained.provenance("cpu")
     assert document["command"].startswith("dnadet-tf pretrain --photos dnadet_tf/zoo/demo_photos ")
     assert document["config"]["model"]["width"] == config.model.width and document["preset"] == "cpu"
+    from dnadet_tf.training import init_magnification
+
+    assert init_magnification(path) == config.preprocessing.resize2  # made at the magnification step 2 uses
     with open(os.path.join(path, "best.keras"), "rb") as f:
         assert hashlib.sha256(f.read()).hexdigest() == document["best_keras_sha256"]
     source = RunDir(path).load_model()

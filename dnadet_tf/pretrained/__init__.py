@@ -26,9 +26,15 @@ def packaged_run(preset):
 def provenance(preset):
     """{"command", "commit", ...} of the shipped step-1 run of `preset`, or None."""
     path = packaged_run(preset)
-    if path is None or not os.path.isfile(os.path.join(path, PROVENANCE_FILE)):
+    return read_provenance(path) if path is not None else None
+
+
+def read_provenance(folder):
+    """The provenance.json in `folder` (a shipped step-1 run) as a dict, or None when it has none."""
+    path = os.path.join(folder, PROVENANCE_FILE)
+    if not os.path.isfile(path):
         return None
-    with open(os.path.join(path, PROVENANCE_FILE), encoding="utf-8") as f:
+    with open(path, encoding="utf-8") as f:
         return json.load(f)
 
 
