@@ -126,20 +126,20 @@ def compare_variants(make_dataset, paths, per_image, rounds, batches):
 def crop_costs(presets, rounds, images=100):
     """{"crops_<preset>": ms per image of the crops from whole resize2 images and from windows}.
 
-    One tf.function per way (`pipeline.crops_function`), on one thread of Python calls, a
+    One tf.function per way (`pipeline.TrainingCrops`, both parts on one image), on one thread of Python calls, a
     128 px (tiny: 32 px) uint8 image and a new seed per call; the ways alternate `rounds`
     times and the medians are kept. This is what `crops.windows_pay_off` decides on.
     """
     import tensorflow as tf
 
-    from dnadet_tf.pipeline import crops_function
+    from dnadet_tf.pipeline import TrainingCrops
 
     results = {}
     for preset in presets:
         config = make_config(preset)
         side = config.preprocessing.resize1
         image = tf.constant(np.random.default_rng(0).integers(0, 256, (side, side, 3)).astype(np.uint8))
-        ways = {name: tf.function(crops_function(config, window_crops=windows))
+        ways = {name: tf.function(TrainingCrops(config, window_crops=windows))
                 for name, windows in (("whole_image", False), ("windows", True))}
         times = {name: [] for name in ways}
         for round_ in range(rounds + 1):

@@ -15,7 +15,7 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from dnadet_tf.crops import WindowCrops, crop_offsets, windows_pay_off
+from dnadet_tf.crops import WindowCrops, crop_offsets, first_resize, windows_pay_off
 from dnadet_tf.image_cache import DecodedImageCache
 from dnadet_tf.images import load_rgb
 from dnadet_tf.preprocess import preprocess_image
@@ -44,21 +44,52 @@ def random_crops(image, size, count, seed):
     return tf.stack([image[offsets[i, 0] : offsets[i, 0] + size, offsets[i, 1] : offsets[i, 1] + size] for i in range(count)])
 
 
-def crops_function(config, window_crops=None):
-    """(image, seed) -> random crops of the preprocessed image, (P, p, p, 3) float32 in [-1, 1].
+class TrainingCrops:
+    """The random training crops of the preprocessed image, made in two parts.
 
-    Equal to `random_crops(preprocess_image(image, config.preprocess), p, P, seed)` (P =
-    patches_per_image, p = patch_size): that, or `crops.WindowCrops` (equal within 1e-6) when
-    `window_crops` is True, or, when it is None, where `crops.windows_pay_off` says it is faster.
+    `element(image, seed)` runs in the pipeline's per-image map and `batch(elements)` on the
+    batched dataset, so that what can run once per batch does: with window crops
+    (`crops.WindowCrops`, equal to the crops of `preprocess_image` within 1e-6) an element is
+    the first resize and the crop offsets, and the crops of the whole batch are one set of batched
+    matrix products; otherwise an element is already its crops,
+    `random_crops(preprocess_image(image), p, P, seed)`, and `batch` passes them on.
+
+    Args:
+      config: a `TrainConfig` (its preprocess and sampling parts).
+      window_crops: True for window crops, False for whole-image resizes, None for where
+        `crops.windows_pay_off` says window crops are faster.
     """
-    preprocess, patch, count = config.preprocess, config.sampling.patch_size, config.sampling.patches_per_image
-    if window_crops is None:
-        window_crops = windows_pay_off(preprocess, patch, count)
-    if window_crops:
-        if preprocess.mode != "tf":
-            raise ValueError(f"window crops need preprocessing mode 'tf', not {preprocess.mode!r}.")
-        return lambda image, seed, windows=WindowCrops(preprocess, patch): windows.random(image, count, seed)
-    return lambda image, seed: random_crops(preprocess_image(image, preprocess), patch, count, seed)
+
+    def __init__(self, config, window_crops=None):
+        self.preprocess = config.preprocess
+        self.patch, self.count = config.sampling.patch_size, config.sampling.patches_per_image
+        if window_crops is None:
+            window_crops = windows_pay_off(self.preprocess, self.patch, self.count)
+        if window_crops and self.preprocess.mode != "tf":
+            raise ValueError(f"window crops need preprocessing mode 'tf', not {self.preprocess.mode!r}.")
+        self.windows = WindowCrops(self.preprocess, self.patch) if window_crops else None
+
+    def element(self, image, seed):
+        """One decoded image (H, W, 3) in [0, 255] and its seed (2,) -> what its batch element carries:
+        (first resize (r1, r1, 3), offsets (P, 2)) with window crops, else the crops (P, p, p, 3)."""
+        if self.windows is None:
+            return random_crops(preprocess_image(image, self.preprocess), self.patch, self.count, seed)
+        offsets = crop_offsets(self.preprocess.resize2, self.patch, self.count, seed)
+        return first_resize(image, self.preprocess), offsets
+
+    def batch(self, elements):
+        """A batch of `element` outputs -> crops (B, P, p, p, 3) float32 in [-1, 1]."""
+        if self.windows is None:
+            return elements
+        image1, offsets = elements
+        return self.windows.scaled(self.windows(image1, offsets))
+
+    def __call__(self, image, seed):
+        """The crops of one image, (P, p, p, 3): both parts with a batch of one."""
+        element = self.element(image, seed)
+        if self.windows is None:
+            return element
+        return self.batch(tuple(tf.expand_dims(part, 0) for part in element))[0]
 
 
 def _elements_by_step(step_elements, start_step):
@@ -140,7 +171,7 @@ def training_dataset(files, config, start_step=0, augment_fn=None, image_cache=N
     Speed only (the batches are the same): `image_cache` keeps decoded files
     (`image_cache.DecodedImageCache`): None for a new one with the default bound, a
     number for a new one bounded by that many bytes (0: no cache), or a cache to share
-    (e.g. between datasets over the same files); `window_crops` is `crops_function`'s.
+    (e.g. between datasets over the same files); `window_crops` is `TrainingCrops`'.
     """
     num_classes = len(files.class_names)
     k = config.batch_images_per_class(num_classes)
@@ -156,7 +187,7 @@ def training_dataset(files, config, start_step=0, augment_fn=None, image_cache=N
     dataset = _elements_by_step(step_elements, start_step)
     cache = _image_cache(image_cache)
     cache_ref = weakref.ref(cache) if cache is not None else None
-    crops = crops_function(config, window_crops) if config.model.mode == "dnadet" else None
+    crops = TrainingCrops(config, window_crops) if config.model.mode == "dnadet" else None
 
     def load(path, label, index):
         seed = tf.stack([tf.constant(config.runtime.seed, tf.int64), index])
@@ -165,15 +196,18 @@ def training_dataset(files, config, start_step=0, augment_fn=None, image_cache=N
             image = augment_fn(image, tf.stack([seed[0] + 7919, seed[1]]))
         if crops is None:
             return preprocess_image(image, config.preprocess), label
-        return crops(image, seed), label
+        return crops.element(image, seed), label
 
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return _holding(_batched(dataset, per_batch), cache)
+    return _holding(_batched(dataset, per_batch, crops.batch if crops is not None else None), cache)
 
 
-def _batched(dataset, per_batch):
-    """Global batches, sharded by data (not by file) across workers, prefetched."""
+def _batched(dataset, per_batch, batch_fn=None):
+    """Global batches, sharded by data (not by file) across workers, prefetched; `batch_fn`, when
+    given, maps the batched elements (`TrainingCrops.batch`), the labels passing unchanged."""
     dataset = dataset.batch(per_batch, drop_remainder=True)
+    if batch_fn is not None:
+        dataset = dataset.map(lambda elements, labels: (batch_fn(elements), labels))
     # No tf.data threading options, measured on 2 cores with the runtime's one inter-op thread
     # (distribute.configure_runtime): the parallel map keeps both cores busy without them. A private
     # pool of 2 threads changed the pipeline's rate alone by +0 to +15 % (transform_throughput.py
@@ -230,15 +264,15 @@ def transformation_dataset(photo_paths, config, batch_size, start_step=0, images
     dataset = _elements_by_step(step_elements, start_step)
     cache = _image_cache(image_cache)
     cache_ref = weakref.ref(cache) if cache is not None else None
-    crops = crops_function(config, window_crops)
+    crops = TrainingCrops(config, window_crops)
 
     def load(path, label, index):
         seed = tf.stack([tf.constant(config.runtime.seed, tf.int64), index])
         crop = random_square_crop(decode_file(path, cache_ref), config.preprocess.crop_size, seed + 13)
-        return crops(apply_transform(crop, label, seed + 17), seed), label
+        return crops.element(apply_transform(crop, label, seed + 17), seed), label
 
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return _holding(_batched(dataset, batch_size), cache)
+    return _holding(_batched(dataset, batch_size, crops.batch), cache)
 
 
 def transformation_eval_dataset(photo_paths, config, count, batch_size, seed=12345):

@@ -6,7 +6,7 @@ import tensorflow as tf
 from dnadet_tf.config import make_config
 from dnadet_tf.crops import WindowCrops, crop_offsets, first_resize, windows_pay_off
 from dnadet_tf.data import read_dataset
-from dnadet_tf.pipeline import crops_function, random_crops, training_dataset, transformation_dataset
+from dnadet_tf.pipeline import TrainingCrops, random_crops, training_dataset, transformation_dataset
 from dnadet_tf.preprocess import preprocess_image
 
 TOLERANCE = 1e-5  # in [-1, 1] units
@@ -58,7 +58,7 @@ def test_random_window_crops_take_the_offsets_random_crops_draws(preset):
         seed = tf.constant([config.runtime.seed, index], tf.int64)
         expected = random_crops(whole, patch, count, seed).numpy()
         np.testing.assert_allclose(windows.random(image, count, seed).numpy(), expected, rtol=0, atol=TOLERANCE)
-        np.testing.assert_allclose(crops_function(config, window_crops=True)(image, seed).numpy(), expected,
+        np.testing.assert_allclose(TrainingCrops(config, window_crops=True)(image, seed).numpy(), expected,
                                    rtol=0, atol=TOLERANCE)
         offsets = crop_offsets(preprocess.resize2, patch, count, seed).numpy()
         assert offsets.min() >= 0 and offsets.max() <= preprocess.resize2 - patch
@@ -88,7 +88,7 @@ def test_window_crops_are_used_where_they_pay_off_and_only_in_mode_tf():
     assert not pays("tiny")  # 4 crops of 32 px cover as many pixels as the 64 px image
     assert not pays("paper", preprocess_mode="release")
     with pytest.raises(ValueError, match="mode 'tf'"):
-        crops_function(make_config("paper", preprocess_mode="release"), window_crops=True)
+        TrainingCrops(make_config("paper", preprocess_mode="release"), window_crops=True)
 
 
 def test_pipelines_give_the_same_batches_with_window_crops(upsampling_data, tmp_path):
@@ -115,3 +115,22 @@ def test_pipelines_give_the_same_batches_with_window_crops(upsampling_data, tmp_
     (a, labels_a), (b, labels_b) = pretraining(False), pretraining(True)
     np.testing.assert_allclose(a, b, rtol=0, atol=TOLERANCE)
     np.testing.assert_array_equal(labels_a, labels_b)
+
+
+@pytest.mark.parametrize("preset", ["cpu", "paper"])
+def test_crops_made_for_a_whole_batch_equal_each_image_s_own_to_the_bit(preset):
+    """The pipelines make window crops once per batch (`TrainingCrops.batch`, in tf.data's graph); the
+    batch size must not change a crop: the same products are summed in the same order for one image
+    or for nine. (Eager and graph execution may differ in the last bit: the graph's rewrites.)"""
+    config = make_config(preset)
+    crops = TrainingCrops(config, window_crops=True)
+    side = config.preprocess.resize1
+    images = [tf.constant(_image(side + 3 * (i % 2), side, seed=i)) for i in range(9)]
+    seeds = [tf.constant([config.runtime.seed, 100 + i], tf.int64) for i in range(9)]
+    elements = [crops.element(image, seed) for image, seed in zip(images, seeds)]
+    in_graph = tf.function(crops.batch)
+    one_by_one = np.concatenate([in_graph(tuple(part[None] for part in element)).numpy() for element in elements])
+    batched = in_graph(tuple(tf.stack(parts) for parts in zip(*elements))).numpy()
+    assert batched.shape == (9, config.sampling.patches_per_image, config.sampling.patch_size,
+                             config.sampling.patch_size, 3)
+    np.testing.assert_array_equal(batched, one_by_one)
