@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from dnadet_tf.crops import WindowCrops, crop_offsets, first_resize, windows_pay_off
-from dnadet_tf.image_cache import DecodedImageCache
+from dnadet_tf.image_cache import DecodedImageCache, HeldImages
 from dnadet_tf.images import load_rgb
 from dnadet_tf.preprocess import preprocess_image
 
@@ -119,9 +119,26 @@ def _image_cache(image_cache):
     return cache if cache.max_bytes > 0 else None
 
 
-def _holding(dataset, cache):
-    """`dataset`, keeping `cache` alive as long as it (and any iterator over it) lives."""
-    dataset._dnadet_image_cache = cache
+def _image_reader(paths, image_cache):
+    """(read, held) for a pipeline over `paths`: `read(path)` -> uint8 (H, W, 3) in its per-image map,
+    and what the dataset keeps alive.
+
+    With a cache (`image_cache` as `training_dataset` takes it) the files are decoded once, up front,
+    and read from one tensor (`image_cache.HeldImages`); files it cannot hold, and every file without
+    a cache, are decoded at every visit (`decode_file`). A cache made here is dropped once the images
+    are held, so they are in memory once.
+    """
+    cache = _image_cache(image_cache)
+    if cache is None:
+        return decode_file, None
+    cache_ref = weakref.ref(cache)
+    held = HeldImages(paths, cache, fallback=lambda path: decode_file(path, cache_ref))
+    return held.read, held
+
+
+def _holding(dataset, held):
+    """`dataset`, keeping `held` (its `HeldImages`) alive as long as it (and any iterator over it) lives."""
+    dataset._dnadet_held_images = held
     return dataset
 
 
@@ -185,13 +202,12 @@ def training_dataset(files, config, start_step=0, augment_fn=None, image_cache=N
         return paths[indices], labels[indices], step * per_batch + np.arange(per_batch, dtype=np.int64)
 
     dataset = _elements_by_step(step_elements, start_step)
-    cache = _image_cache(image_cache)
-    cache_ref = weakref.ref(cache) if cache is not None else None
+    read, held = _image_reader(paths, image_cache)
     crops = TrainingCrops(config, window_crops) if config.model.mode == "dnadet" else None
 
     def load(path, label, index):
         seed = tf.stack([tf.constant(config.runtime.seed, tf.int64), index])
-        image = decode_file(path, cache_ref)
+        image = read(path)
         if augment_fn is not None:
             image = augment_fn(image, tf.stack([seed[0] + 7919, seed[1]]))
         if crops is None:
@@ -199,7 +215,7 @@ def training_dataset(files, config, start_step=0, augment_fn=None, image_cache=N
         return crops.element(image, seed), label
 
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return _holding(_batched(dataset, per_batch, crops.batch if crops is not None else None), cache)
+    return _holding(_batched(dataset, per_batch, crops.batch if crops is not None else None), held)
 
 
 def _batched(dataset, per_batch, batch_fn=None):
@@ -262,17 +278,16 @@ def transformation_dataset(photo_paths, config, batch_size, start_step=0, images
         return paths[chosen], labels.astype(np.int32), step * batch_size + np.arange(batch_size, dtype=np.int64)
 
     dataset = _elements_by_step(step_elements, start_step)
-    cache = _image_cache(image_cache)
-    cache_ref = weakref.ref(cache) if cache is not None else None
+    read, held = _image_reader(paths, image_cache)
     crops = TrainingCrops(config, window_crops)
 
     def load(path, label, index):
         seed = tf.stack([tf.constant(config.runtime.seed, tf.int64), index])
-        crop = random_square_crop(decode_file(path, cache_ref), config.preprocess.crop_size, seed + 13)
+        crop = random_square_crop(read(path), config.preprocess.crop_size, seed + 13)
         return crops.element(apply_transform(crop, label, seed + 17), seed), label
 
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return _holding(_batched(dataset, batch_size, crops.batch), cache)
+    return _holding(_batched(dataset, batch_size, crops.batch), held)
 
 
 def transformation_eval_dataset(photo_paths, config, count, batch_size, seed=12345):

@@ -124,7 +124,8 @@ def test_pipelines_give_identical_batches_with_and_without_the_cache(upsampling_
     for _ in range(2):  # a cache shared by datasets over the same files
         for (a, _), (b, _) in zip(uncached, batches(shared)):
             np.testing.assert_array_equal(a, b)
-    assert len(shared) == len(files.paths) and shared.hits >= 8 * 12  # the second pass hits only
+    # Each file is decoded once, up front (HeldImages); the second dataset decodes none of them.
+    assert len(shared) == shared.misses == shared.hits == len(files.paths)
     photos = files.paths[:5]
     pretrain = make_config("tiny", crop_size=32, resize1=32)
     first, second = (next(transformation_dataset(photos, pretrain, 8, image_cache=b).as_numpy_iterator())
@@ -132,21 +133,31 @@ def test_pipelines_give_identical_batches_with_and_without_the_cache(upsampling_
     np.testing.assert_array_equal(first[0], second[0])
 
 
-def test_the_dataset_holds_its_cache_and_frees_it(upsampling_data):
+def test_the_dataset_holds_its_images_and_frees_them(upsampling_data):
     files = read_dataset(upsampling_data["train"])
     dataset = training_dataset(files, make_config("tiny"))
-    cache = dataset._dnadet_image_cache
+    held = dataset._dnadet_held_images
+    assert len(held) == len(files.paths) and held.bytes == len(files.paths) * 32 * 32 * 3
     iterator = iter(dataset)
     for _ in range(8):
         next(iterator)
-    assert cache.hits > 0 and cache.misses >= len(cache) == len(files.paths)  # two threads may both miss
-    assert cache.bytes == len(files.paths) * 32 * 32 * 3
-    alive = weakref.ref(cache)
-    del dataset, iterator, cache
+    alive = weakref.ref(held)
+    del dataset, iterator, held
     gc.collect()
-    # tf.numpy_function keeps the mapped Python function for the rest of the process; the
-    # cache, and the images in it, are not kept with it.
+    # tf.numpy_function keeps the mapped Python function (the fallback decoder) for the rest of the
+    # process; the held images are not kept with it.
     assert alive() is None
+
+
+def test_held_images_stop_at_the_bound_and_the_rest_is_decoded_at_every_visit(upsampling_data):
+    files = read_dataset(upsampling_data["train"])
+    dataset = training_dataset(files, make_config("tiny"), image_cache=10 * 32 * 32 * 3)
+    held = dataset._dnadet_held_images
+    assert len(held) == 10 and held.bytes == 10 * 32 * 32 * 3
+    uncached = training_dataset(files, make_config("tiny"), image_cache=0)
+    assert uncached._dnadet_held_images is None
+    for (a, _), (b, _) in zip(dataset.take(4).as_numpy_iterator(), uncached.take(4).as_numpy_iterator()):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_pipeline_errors_for_bad_files_are_unchanged(tmp_path):
