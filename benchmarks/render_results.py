@@ -55,6 +55,11 @@ def render_open_set(path):
     return f"### {os.path.basename(path)}\n\n{markdown(document)}\n"
 
 
+def _percent(fraction):
+    """A fraction as a whole percentage, or '-' for a figure an older run did not measure."""
+    return "-" if fraction is None else f"{100 * fraction:.0f} %"
+
+
 def render_speed(path):
     """The README's speed tables from a `train_throughput.py --json` file."""
     with open(path, encoding="utf-8") as f:
@@ -67,8 +72,8 @@ def render_speed(path):
              f"{ceiling['float32_gflops']:.0f} GFLOP/s float32, {ceiling['bfloat16_gflops']:.0f} GFLOP/s bfloat16.", "",
              "| preset | precision | patches per step | training step, patches/s | of the float32 ceiling "
              "| of its precision's ceiling | input pipeline alone | realized in `fit` | realized / step "
-             "| inference, images/s (side) | of the float32 ceiling |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| realized / median step | fed / alone | inference, images/s (side) | of the float32 ceiling |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     rows = [(preset, row) for preset, by in document["presets"].items() for row in by.values()]
     rows += [("pretrain (step 1, cpu)", row) for row in document.get("pretrain", {}).values()]
     for name, row in rows:
@@ -78,7 +83,9 @@ def render_speed(path):
         lines.append(f"| {name} | {row['precision']} | {row['patches_per_step']} | {row['step_patches_per_s']:.0f} | "
                      f"{100 * row['ceiling_fraction']:.0f} % | {100 * row['step_gflops'] / own:.0f} % | "
                      f"{row['pipeline_patches_per_s']:.0f} | "
-                     f"{row['realized_patches_per_s']:.0f} | {100 * row['realized_over_step']:.0f} % | {inference} |")
+                     f"{row['realized_patches_per_s']:.0f} | {100 * row['realized_over_step']:.0f} % | "
+                     f"{_percent(row.get('realized_over_median_step'))} | {_percent(row.get('fed_over_alone'))} | "
+                     f"{inference} |")
     reference = document.get("torch_release_feeding")
     if reference:
         paper = document["presets"].get("paper", {}).get("float32")

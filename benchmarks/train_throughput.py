@@ -9,12 +9,16 @@ Everything is measured in the same run, so the figures travel between machines a
                  crop position, BatchNorm statistics per position; cross-entropy only), where
                  dnadet-tf feeds all B x P crops in one batch (statistics over all of them);
       step       the Trainer's distributed step on one batch held in memory
-                 (`step_patches_per_s`; its GFLOP/s counts 3x the forward convolutions
-                 of a patch: forward, input gradient, kernel gradient) and
-                 `ceiling_fraction` = that / the float32 ceiling;
+                 (`step_patches_per_s`, the best of --steps, and `step_median_patches_per_s`;
+                 its GFLOP/s counts 3x the forward convolutions of a patch: forward, input
+                 gradient, kernel gradient) and `ceiling_fraction` = that / the float32 ceiling;
+      fed        the same step fed by the training pipeline, in 4 rounds that alternate
+                 --steps steps of each (`fed_over_alone`: the ratio of their total times, what
+                 the input costs the step on a machine whose speed drifts);
       pipeline   `pipeline.training_dataset` alone over generated 128 px PNGs, nothing consuming it;
       realized   the real `fit` loop reading those files (`realized_patches_per_s`: the median
-                 of its logged windows after the first), and its ratio to the step;
+                 of its logged windows after the first), and its ratio to the best step
+                 (`realized_over_step`) and to the median step (`realized_over_median_step`);
       inference  whole preprocessed images at the preset's resize2 (512 px for `paper`),
                  batch 4, images/s and the ceiling fraction;
   * pretrain (cpu preset): the same for step 1 (170 transformations of generated photos),
@@ -84,14 +88,7 @@ def generated_photos(folder, count=64):
 
 
 def _best_seconds(fn, repeats, warmup=2):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        began = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - began)
-    return min(times)
+    return min(_timed_seconds(fn, repeats, warmup))
 
 
 def convolution_ceiling(dtype, repeats=6):
@@ -131,15 +128,39 @@ def pipeline_rate(dataset, batches):
     return count / (time.perf_counter() - began)
 
 
-def step_rate(config, class_names, dataset_fn, steps, run_dir):
-    """(patches/s, patches per step) of the Trainer's distributed step on one batch held in memory."""
+def _timed_seconds(fn, repeats, warmup=2):
+    """Seconds of each of `repeats` calls of `fn`, after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - began)
+    return times
+
+
+def step_rate(config, class_names, dataset_fn, steps, run_dir, rounds=4):
+    """The Trainer's distributed step, as a dict: `step_patches_per_s` on one batch held in memory (best of
+    `steps`), `step_median_patches_per_s` (their median), `patches_per_step`, and `fed_over_alone`:
+    the step fed by the pipeline against the step on the batch in memory, `rounds` times `steps`
+    steps of each in turn (the ratio of their total times), so that both see the same state of a
+    shared machine: what the input costs the step, without the rest of the loop."""
     strategy = make_strategy(config.runtime.strategy)
     trainer = Trainer(config, class_names, run_dir, strategy, train_dataset=dataset_fn, output=open(os.devnull, "w"))
     batch = next(iter(dataset_fn(0)))
     distributed = next(iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))))
     patches = int(np.prod(batch[0].shape[:2]))
-    seconds = _best_seconds(lambda: [float(v) for v in trainer._step_fn(distributed)], steps)
-    return patches / seconds, patches
+    times = _timed_seconds(lambda: [float(v) for v in trainer._step_fn(distributed)], steps)
+    fed = iter(strategy.experimental_distribute_dataset(dataset_fn(0)))
+    for _ in range(2):
+        [float(v) for v in trainer._step_fn(next(fed))]
+    alone_seconds = fed_seconds = 0.0
+    for _ in range(rounds):
+        alone_seconds += sum(_timed_seconds(lambda: [float(v) for v in trainer._step_fn(distributed)], steps, 0))
+        fed_seconds += sum(_timed_seconds(lambda: [float(v) for v in trainer._step_fn(next(fed))], steps, 0))
+    return {"step_patches_per_s": patches / min(times), "step_median_patches_per_s": patches / float(np.median(times)),
+            "patches_per_step": patches, "fed_over_alone": alone_seconds / fed_seconds}
 
 
 def realized_rate(run_dir):
@@ -181,16 +202,22 @@ def per_position_rate(config, images, labels, steps, classes):
     return int(np.prod(images.shape[:2])) / seconds
 
 
-def training_row(config, precision, patches, step, pipe, run_dir, steps, fit_seconds, ceiling):
-    """The figures of a training step, its input pipeline and a finished real loop in `run_dir` (a dict)."""
+def training_row(config, precision, stepping, pipe, run_dir, steps, fit_seconds, ceiling):
+    """The figures of a training step (`step_rate`'s dict), its input pipeline and a finished real loop
+    in `run_dir` (a dict). `realized_over_step` compares the loop's median window with the best step,
+    `realized_over_median_step` with the median step (the same statistic on both sides)."""
     realized = realized_rate(run_dir)
     gflop = 3 * forward_gflop(config.model.width, config.sampling.patch_size)
+    step = stepping["step_patches_per_s"]
     return {
         "preset": config.preset, "precision": precision, "width": config.model.width,
-        "patches_per_step": patches, "train_gflop_per_patch": gflop,
+        "patches_per_step": stepping["patches_per_step"], "train_gflop_per_patch": gflop,
         "step_patches_per_s": step, "step_gflops": step * gflop, "ceiling_fraction": step * gflop / ceiling,
+        "step_median_patches_per_s": stepping["step_median_patches_per_s"],
+        "fed_over_alone": stepping["fed_over_alone"],
         "pipeline_patches_per_s": pipe, "pipeline_over_step": pipe / step,
         "realized_patches_per_s": realized, "realized_over_step": realized / step,
+        "realized_over_median_step": realized / stepping["step_median_patches_per_s"],
         "realized_steps": steps, "realized_fit_seconds": fit_seconds,
     }
 
@@ -204,8 +231,8 @@ def measure_preset(preset, precision, files, root, args, ceiling):
         overrides["images_per_class"] = 4  # 20 images x 16 crops: the release's batch
     config = make_config(preset, **overrides)
     dataset_fn = lambda start, config=config: training_dataset(files, config, start)  # noqa: E731
-    step, patches = step_rate(config, files.class_names, dataset_fn, args.steps,
-                              os.path.join(root, f"step-{preset}-{precision}"))
+    stepping = step_rate(config, files.class_names, dataset_fn, args.steps,
+                         os.path.join(root, f"step-{preset}-{precision}"))
     images, labels = next(iter(dataset_fn(0)))
     per_position = per_position_rate(config, images, labels, args.steps, len(files.class_names))
     pipe = pipeline_rate(dataset_fn(0), batches=max(4, args.steps))
@@ -214,7 +241,7 @@ def measure_preset(preset, precision, files, root, args, ceiling):
     began = time.perf_counter()
     fit(os.path.join(root, "data"), run_dir, preset=preset, output=open(os.devnull, "w"), steps=realized_steps,
         log_every=max(1, realized_steps // 10), val_every=realized_steps, checkpoint_every=realized_steps, **overrides)
-    row = training_row(config, precision, patches, step, pipe, run_dir, realized_steps,
+    row = training_row(config, precision, stepping, pipe, run_dir, realized_steps,
                        time.perf_counter() - began, ceiling)
     inference = inference_rate(config)
     inference_gflop = forward_gflop(config.model.width, config.preprocessing.resize2)
@@ -235,15 +262,15 @@ def measure_pretrain(precision, root, args, ceiling):
     config = make_config("cpu", precision=precision).replace(crop_size=PHOTO_SIZE, resize1=PHOTO_SIZE)
     batch = config.pretrain.batch_size
     dataset_fn = lambda start: transformation_dataset(photos, config, batch, start)  # noqa: E731
-    step, patches = step_rate(config, TRANSFORM_NAMES, dataset_fn, args.steps,
-                              os.path.join(root, f"step-pretrain-{precision}"))
+    stepping = step_rate(config, TRANSFORM_NAMES, dataset_fn, args.steps,
+                         os.path.join(root, f"step-pretrain-{precision}"))
     pipe = pipeline_rate(dataset_fn(0), batches=max(4, args.steps))
     run_dir = os.path.join(root, f"pretrain-{precision}")
     steps = args.realized_steps * 5
     began = time.perf_counter()
     pretrain(folder, run_dir, preset="cpu", output=open(os.devnull, "w"), steps=steps, precision=precision,
              log_every=max(1, steps // 10), val_every=steps, checkpoint_every=steps)
-    return training_row(config, precision, patches, step, pipe, run_dir, steps, time.perf_counter() - began, ceiling)
+    return training_row(config, precision, stepping, pipe, run_dir, steps, time.perf_counter() - began, ceiling)
 
 
 def torch_release_rate(steps, images=20, positions=16, classes=5):
@@ -275,7 +302,8 @@ def print_row(name, row):
     line = (f"[{name}] step {row['step_patches_per_s']:7.1f} patches/s ({row['step_gflops']:5.1f} GFLOP/s, "
             f"{100 * row['ceiling_fraction']:4.1f} % of the ceiling)  pipeline {row['pipeline_patches_per_s']:7.1f} "
             f"({row['pipeline_over_step']:.2f}x)  realized in fit {row['realized_patches_per_s']:7.1f} "
-            f"({100 * row['realized_over_step']:.0f} % of the step)")
+            f"({100 * row['realized_over_step']:.0f} % of the best step, "
+            f"{100 * row['realized_over_median_step']:.0f} % of the median)  fed / alone {100 * row['fed_over_alone']:.0f} %")
     if "inference_images_per_s" in row:
         line += (f"  inference {row['inference_side']} px {row['inference_images_per_s']:.2f} images/s "
                  f"({100 * row['inference_ceiling_fraction']:.1f} %)")
