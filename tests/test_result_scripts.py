@@ -113,3 +113,31 @@ def test_validation_trajectory_summarizes_each_model_over_the_runs(tmp_path):
     assert "| step 200 |" in _module("render_results").render_validation_trajectory(str(out))
     with pytest.raises(SystemExit):
         module.main([str(tmp_path), "--zoo", str(tmp_path)])  # no RUN/validated/: a usage error
+
+
+def test_speed_table_gives_realized_against_the_median_step_and_fed_over_alone(tmp_path):
+    """`train_throughput.py --json` rows -> the README's speed table; a run made before those two
+    figures existed shows '-' in their columns instead of failing."""
+    row = {"preset": "cpu", "precision": "mixed_bfloat16", "width": 0.25, "patches_per_step": 320,
+           "step_patches_per_s": 2000.0, "step_gflops": 200.0, "ceiling_fraction": 0.5,
+           "step_median_patches_per_s": 1600.0, "fed_over_alone": 0.875,
+           "pipeline_patches_per_s": 9000.0, "realized_patches_per_s": 1800.0, "realized_over_step": 0.9,
+           "realized_over_median_step": 1.125}
+    older = {key: value for key, value in row.items()
+             if key not in ("step_median_patches_per_s", "fed_over_alone", "realized_over_median_step")}
+    document = {"machine": {"cpu_count": 2, "cpu_model": "test", "tensorflow": "2"},
+                "ceiling": {"float32_gflops": 400.0, "bfloat16_gflops": 800.0, "batch": 320},
+                "presets": {"cpu": {"mixed_bfloat16": row}, "paper": {"mixed_bfloat16": dict(older, preset="paper")}},
+                "peak_resident_gib": 1.0, "seconds": 60.0}
+    path = tmp_path / "train-throughput-test.json"
+    path.write_text(json.dumps(document))
+    lines = _module("render_results").render_speed(str(path)).splitlines()
+    header = next(line for line in lines if line.startswith("| preset"))
+    columns = [cell.strip() for cell in header.strip("|").split("|")]
+    cells = {name: [cell.strip() for cell in line.strip("|").split("|")]
+             for name in ("cpu", "paper") for line in lines if line.startswith(f"| {name} |")}
+    assert cells["cpu"][columns.index("realized / step")] == "90 %"
+    assert cells["cpu"][columns.index("realized / median step")] == "112 %"
+    assert cells["cpu"][columns.index("fed / alone")] == "88 %"
+    assert cells["paper"][columns.index("realized / median step")] == "-"
+    assert cells["paper"][columns.index("fed / alone")] == "-"
