@@ -66,9 +66,10 @@ class DecodedImageCache:
     def __len__(self):
         return len(self._images)
 
-    def __contains__(self, path):
+    def held(self, path):
+        """The cached array of `path` itself (read-only, not a copy), or None when it is not held."""
         with self._lock:
-            return path in self._images
+            return self._images.get(path)
 
     def load(self, path):
         """uint8 (H, W, 3) of the file at `path` (a str): a copy of the cached array, or decoded now.
@@ -123,17 +124,19 @@ class HeldImages:
 
         def decoded(path):
             try:
-                return cache.load(path)
+                cache.load(path)  # the cache keeps its own copy while it fits; the one returned is dropped
+                return True
             except ImageError:
-                return None  # raised again, in the loader's words, when the pipeline reads it
+                return False  # raised again, in the loader's words, when the pipeline reads it
 
         held = []
         with concurrent.futures.ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
             for begin in range(0, len(unique), self.CHUNK):
                 chunk = unique[begin : begin + self.CHUNK]
-                images = list(pool.map(decoded, chunk))
-                held += [(path, image) for path, image in zip(chunk, images) if image is not None and path in cache]
-                if any(image is not None and path not in cache for path, image in zip(chunk, images)):
+                loaded = list(pool.map(decoded, chunk))
+                arrays = [cache.held(path) for path in chunk]
+                held += [(path, image) for path, image in zip(chunk, arrays) if image is not None]
+                if any(ok and image is None for ok, image in zip(loaded, arrays)):
                     break  # the cache is full: the other files are decoded at every visit
         sizes = np.array([image.size for _, image in held], np.int64)
         self.paths = [path for path, _ in held]
@@ -143,9 +146,9 @@ class HeldImages:
         self._starts = tf.constant(np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64))
         self._shapes = tf.constant(np.array([image.shape for _, image in held], np.int64).reshape(-1, 3))
         self._rows = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(tf.constant(self.paths or [""], tf.string),
-                                                tf.range(max(1, len(self.paths)), dtype=tf.int64)),
-            default_value=-1)
+            tf.lookup.KeyValueTensorInitializer(tf.constant(self.paths, tf.string),
+                                                tf.range(len(self.paths), dtype=tf.int64)),
+            default_value=-1) if self.paths else None
         self._fallback = fallback
 
     def __len__(self):
@@ -155,7 +158,7 @@ class HeldImages:
         """tf.string scalar path -> uint8 (H, W, 3): its held pixels, or `fallback(path)`."""
         import tensorflow as tf
 
-        row = self._rows.lookup(path) if self.paths else tf.constant(-1, tf.int64)
+        row = self._rows.lookup(path) if self._rows is not None else tf.constant(-1, tf.int64)
 
         def held():
             shape = tf.gather(self._shapes, row)
