@@ -87,6 +87,18 @@ def generated_photos(folder, count=64):
     return list_photos(folder)
 
 
+def _timed_seconds(fn, repeats, warmup=2):
+    """Seconds of each of `repeats` calls of `fn`, after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - began)
+    return times
+
+
 def _best_seconds(fn, repeats, warmup=2):
     return min(_timed_seconds(fn, repeats, warmup))
 
@@ -128,18 +140,6 @@ def pipeline_rate(dataset, batches):
     return count / (time.perf_counter() - began)
 
 
-def _timed_seconds(fn, repeats, warmup=2):
-    """Seconds of each of `repeats` calls of `fn`, after `warmup` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        began = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - began)
-    return times
-
-
 def step_rate(config, class_names, dataset_fn, steps, run_dir, rounds=4):
     """The Trainer's distributed step, as a dict: `step_patches_per_s` on one batch held in memory (best of
     `steps`), `step_median_patches_per_s` (their median), `patches_per_step`, and `fed_over_alone`:
@@ -151,14 +151,16 @@ def step_rate(config, class_names, dataset_fn, steps, run_dir, rounds=4):
     batch = next(iter(dataset_fn(0)))
     distributed = next(iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))))
     patches = int(np.prod(batch[0].shape[:2]))
-    times = _timed_seconds(lambda: [float(v) for v in trainer._step_fn(distributed)], steps)
-    fed = iter(strategy.experimental_distribute_dataset(dataset_fn(0)))
+    step_alone = lambda: [float(v) for v in trainer._step_fn(distributed)]  # noqa: E731
+    times = _timed_seconds(step_alone, steps)
+    fed = iter(strategy.experimental_distribute_dataset(dataset_fn(0)))  # its prefetching starts here
+    step_fed = lambda: [float(v) for v in trainer._step_fn(next(fed))]  # noqa: E731
     for _ in range(2):
-        [float(v) for v in trainer._step_fn(next(fed))]
+        step_fed()
     alone_seconds = fed_seconds = 0.0
     for _ in range(rounds):
-        alone_seconds += sum(_timed_seconds(lambda: [float(v) for v in trainer._step_fn(distributed)], steps, 0))
-        fed_seconds += sum(_timed_seconds(lambda: [float(v) for v in trainer._step_fn(next(fed))], steps, 0))
+        alone_seconds += sum(_timed_seconds(step_alone, steps, warmup=0))
+        fed_seconds += sum(_timed_seconds(step_fed, steps, warmup=0))
     return {"step_patches_per_s": patches / min(times), "step_median_patches_per_s": patches / float(np.median(times)),
             "patches_per_step": patches, "fed_over_alone": alone_seconds / fed_seconds}
 
