@@ -51,6 +51,10 @@ def register(subparsers):
                              "computes bfloat16 natively (AVX-512 BF16, AMX) and has no GPU, else float32; "
                              "paper and tiny default to float32")
     parser.add_argument("--jit", action="store_true", default=None, help="XLA-compile the training step (GPUs)")
+    parser.add_argument("--input-niceness", type=int, metavar="N",
+                        help="OS nice value (0-19) of the threads that read and prepare the training batches: "
+                             "the default 19 gives the training step every core it can use and the input the "
+                             "rest; 0 leaves them at the step's priority (Linux; elsewhere nothing changes)")
     parser.add_argument("--augment", help=f"robustness augmentation before the resize chain: {AUGMENT_NAMES_HELP}")
     parser.add_argument("--lr", type=float, help="learning rate (overrides the preset)")
     parser.add_argument("--images-per-class", type=int, help="K images of every class per step (0 = paper rule)")
@@ -99,7 +103,8 @@ def register(subparsers):
 def overrides_from(args):
     return dict(
         steps=args.steps, init=args.init, mode="base" if args.base else None, strategy=args.strategy,
-        precision=args.precision, jit=args.jit, augment=augment_from(args), learning_rate=args.lr,
+        precision=args.precision, jit=args.jit, input_niceness=args.input_niceness, augment=augment_from(args),
+        learning_rate=args.lr,
         images_per_class=args.images_per_class, val_every=args.val_every, metric=args.metric, seed=args.seed,
         patience=args.patience, select=args.select, average_last=args.average_last,
         keep_validated=args.keep_validated,

@@ -29,6 +29,10 @@ def register(subparsers):
                              "computes bfloat16 natively (AVX-512 BF16, AMX) and has no GPU, else float32; "
                              "paper and tiny default to float32")
     parser.add_argument("--jit", action="store_true", default=None, help="XLA-compile the training step (GPUs)")
+    parser.add_argument("--input-niceness", type=int, metavar="N",
+                        help="OS nice value (0-19) of the threads that read and prepare the training batches: "
+                             "the default 19 gives the training step every core it can use and the input the "
+                             "rest; 0 leaves them at the step's priority (Linux; elsewhere nothing changes)")
     parser.add_argument("--lr", type=float, help="learning rate (overrides the preset)")
     parser.add_argument("--lr-decay-every", type=int,
                         help="multiply the learning rate by --lr-decay every N steps (overrides the preset's "
@@ -61,6 +65,7 @@ def run(args):
 
     pretrain(args.photos, args.out, preset=args.preset, resume=args.resume, overwrite=args.overwrite,
              steps=args.steps, strategy=args.strategy, precision=args.precision, jit=args.jit, seed=args.seed,
+             input_niceness=args.input_niceness,
              learning_rate=args.lr, patience=args.patience, lr_decay_every=args.lr_decay_every, val_every=args.val_every,
              lr_decay=args.lr_decay, width=args.width, pretrain_batch_size=args.batch_size,
              pretrain_images_per_class=args.images_per_transformation, patch_size=args.patch_size,

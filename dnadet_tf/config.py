@@ -9,7 +9,8 @@ A `TrainConfig` holds one frozen section per concern:
                  temperature, base_temperature, ce_input, frozen_stages
   loop           steps, val_every, checkpoint_every, log_every, patience, metric, select,
                  average_last, keep_validated, eval_batch_size, ood_score (the open-set score fitted at the end)
-  runtime        seed, precision, jit, strategy
+  runtime        seed, precision, jit, strategy, input_niceness (the OS nice value of the training
+                 input's threads, `input_priority`; 0 leaves them at the step's)
   pretrain       batch_size, val_samples, steps, patience, images_per_class, lr_decay_every,
                  val_every (step 1's own values)
 
@@ -24,6 +25,7 @@ section; a flat config.json of an older run is converted on read.
 import dataclasses
 
 from dnadet_tf.errors import DnadetError
+from dnadet_tf.input_priority import DEFAULT_NICENESS
 from dnadet_tf.openset import DEFAULT_SCORE, SCORES
 from dnadet_tf.preprocess import PREPROCESS_MODES, PreprocessConfig
 from dnadet_tf.pretrained import NO_INIT
@@ -116,6 +118,7 @@ class RuntimeConfig:
     precision: str = "float32"
     jit: bool = False
     strategy: str = "auto"
+    input_niceness: int = DEFAULT_NICENESS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -363,6 +366,9 @@ def validate(config):
             raise DnadetError(f"{name}: expected a multiple of 16 (the encoder's total stride), received {value}.")
     _choice("precision", config.runtime.precision, PRECISIONS)
     _choice("strategy", config.runtime.strategy, STRATEGIES)
+    niceness = config.runtime.input_niceness
+    if not isinstance(niceness, int) or not 0 <= niceness <= 19:
+        raise DnadetError(f"input_niceness: expected an integer from 0 to 19, received {niceness!r}.")
     _choice("select", config.loop.select, SELECTION_RULES)
     _choice("ood_score", config.loop.ood_score, SCORES)
     _choice("ce_input", config.optimizer.ce_input, CE_INPUTS)

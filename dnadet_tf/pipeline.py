@@ -18,7 +18,11 @@ import tensorflow as tf
 from dnadet_tf.crops import WindowCrops, crop_offsets, first_resize, windows_pay_off
 from dnadet_tf.image_cache import DecodedImageCache, HeldImages
 from dnadet_tf.images import load_rgb
+from dnadet_tf.input_priority import at_niceness
 from dnadet_tf.preprocess import preprocess_image
+
+# The per-image maps lower their threads' priority during this many first elements (`input_priority`).
+LOWERING_ELEMENTS = 512
 
 
 def decode_file(path, cache=None):
@@ -214,16 +218,25 @@ def training_dataset(files, config, start_step=0, augment_fn=None, image_cache=N
             return preprocess_image(image, config.preprocess), label
         return crops.element(image, seed), label
 
+    niceness = config.runtime.input_niceness
+    load = at_niceness(load, niceness, _first_elements(start_step * per_batch))
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return _holding(_batched(dataset, per_batch, crops.batch if crops is not None else None), held)
+    return _holding(_batched(dataset, per_batch, crops.batch if crops is not None else None, niceness), held)
 
 
-def _batched(dataset, per_batch, batch_fn=None):
+def _first_elements(first_index, count=LOWERING_ELEMENTS):
+    """`lower_when` for `at_niceness` over (path, label, index) elements: the first `count` ones."""
+    return lambda path, label, index: index < first_index + count
+
+
+def _batched(dataset, per_batch, batch_fn=None, niceness=0):
     """Global batches, sharded by data (not by file) across workers, prefetched; `batch_fn`, when
-    given, maps the batched elements (`TrainingCrops.batch`), the labels passing unchanged."""
+    given, maps the batched elements (`TrainingCrops.batch`), the labels passing unchanged. The
+    thread that makes the batches runs at OS nice value `niceness` (`input_priority`), as the
+    per-image map's threads do."""
     dataset = dataset.batch(per_batch, drop_remainder=True)
-    if batch_fn is not None:
-        dataset = dataset.map(lambda elements, labels: (batch_fn(elements), labels))
+    batch_fn = batch_fn or (lambda elements: elements)
+    dataset = dataset.map(at_niceness(lambda elements, labels: (batch_fn(elements), labels), niceness))
     # No tf.data threading options, measured on 2 cores with the runtime's one inter-op thread
     # (distribute.configure_runtime): the parallel map keeps both cores busy without them. A private
     # pool of 2 threads changed the pipeline's rate alone by +0 to +15 % (transform_throughput.py
@@ -286,8 +299,10 @@ def transformation_dataset(photo_paths, config, batch_size, start_step=0, images
         crop = random_square_crop(read(path), config.preprocess.crop_size, seed + 13)
         return crops.element(apply_transform(crop, label, seed + 17), seed), label
 
+    niceness = config.runtime.input_niceness
+    load = at_niceness(load, niceness, _first_elements(start_step * batch_size))
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return _holding(_batched(dataset, batch_size, crops.batch), held)
+    return _holding(_batched(dataset, batch_size, crops.batch, niceness), held)
 
 
 def transformation_eval_dataset(photo_paths, config, count, batch_size, seed=12345):

@@ -25,9 +25,10 @@ def test_a_flat_config_json_of_an_older_run_is_converted(tmp_path):
     config = TrainConfig.load(str(path))
     # Fields added since take their defaults (ood_score: the open-set score fitted after training; the
     # preprocessing mode; step 1's own schedule and validation interval; crop_square: an older run keeps
-    # squashing large square images, as it was trained; frozen_stages: every layer was trained).
+    # squashing large square images, as it was trained; frozen_stages: every layer was trained;
+    # input_niceness: the input's threads below the step's, which changes the speed only).
     added = {"ood_score": "mahalanobis", "preprocess_mode": "tf", "pretrain_lr_decay_every": 500,
-             "pretrain_val_every": 500, "crop_square": False, "frozen_stages": 0}
+             "pretrain_val_every": 500, "crop_square": False, "frozen_stages": 0, "input_niceness": 19}
     assert config.flat() == {**FLAT_CONFIG, "augment": ("crop",), **added}
     assert config == make_config("tiny", augment=("crop",), data="/data/train", val="/data/val", select="first",
                                  pretrain_lr_decay_every=500, pretrain_val_every=500)
@@ -63,6 +64,12 @@ def test_errors_name_the_parameter(name, value):
         make_config("huge")
     with pytest.raises(DnadetError, match=r"^parameters: unknown names \['widht'\]"):
         make_config("tiny", widht=2)
+
+
+@pytest.mark.parametrize("value", [-1, 20, 2.5])
+def test_input_niceness_must_be_a_nice_value(value):
+    with pytest.raises(DnadetError, match=rf"^input_niceness: expected an integer from 0 to 19, received {value}\.$"):
+        make_config("tiny", input_niceness=value)
 
 
 @pytest.mark.parametrize("native, expected", [(True, "mixed_bfloat16"), (False, "float32")])

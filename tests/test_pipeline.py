@@ -1,5 +1,10 @@
-import numpy as np
+import os
+import threading
 
+import numpy as np
+import pytest
+
+from dnadet_tf import input_priority
 from dnadet_tf.config import make_config
 from dnadet_tf.data import read_dataset
 from dnadet_tf.pipeline import BalancedSchedule, training_dataset
@@ -40,3 +45,38 @@ def test_base_mode_gives_whole_images(upsampling_data):
     config = make_config("tiny", mode="base")
     images, labels = next(training_dataset(files, config).as_numpy_iterator())
     assert images.shape == (12, 64, 64, 3)
+
+
+def _threads_at(niceness):
+    """OS thread ids of this process whose nice value is `niceness` now."""
+    found = set()
+    for name in os.listdir("/proc/self/task"):
+        try:
+            if os.getpriority(os.PRIO_PROCESS, int(name)) == niceness:
+                found.add(int(name))
+        except OSError:  # the thread ended meanwhile
+            pass
+    return found
+
+
+@pytest.mark.skipif(not input_priority.supported() or os.getpriority(os.PRIO_PROCESS, 0) >= 10,
+                    reason="per-thread nice values are Linux's; the process must run below nice 10")
+def test_input_threads_run_at_the_configured_niceness_and_batches_do_not_change(upsampling_data):
+    files = read_dataset(upsampling_data["train"])
+    main_thread = threading.get_native_id()
+    main_niceness = os.getpriority(os.PRIO_PROCESS, main_thread)
+    before = _threads_at(10)
+
+    unchanged = iter(training_dataset(files, make_config("tiny", input_niceness=0)))
+    plain = [next(unchanged) for _ in range(3)]
+    assert _threads_at(10) - before == set()
+
+    lowered_iterator = iter(training_dataset(files, make_config("tiny", input_niceness=10)))
+    lowered = [next(lowered_iterator) for _ in range(3)]
+    niced = _threads_at(10) - before
+    assert niced, "no thread of the pipeline runs at nice 10"
+    assert main_thread not in niced
+    assert os.getpriority(os.PRIO_PROCESS, main_thread) == main_niceness
+    for (a, la), (b, lb) in zip(plain, lowered):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+        np.testing.assert_array_equal(la.numpy(), lb.numpy())
