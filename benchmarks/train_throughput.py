@@ -56,6 +56,7 @@ from PIL import Image  # noqa: E402
 from dnadet_tf.config import make_config  # noqa: E402
 from dnadet_tf.data import read_folder_tree  # noqa: E402
 from dnadet_tf.distribute import make_strategy  # noqa: E402
+from dnadet_tf.input_priority import DEFAULT_NICENESS  # noqa: E402
 from dnadet_tf.model import Backbone  # noqa: E402
 from dnadet_tf.pipeline import training_dataset  # noqa: E402
 from dnadet_tf.trainer import Trainer  # noqa: E402
@@ -228,7 +229,7 @@ def measure_preset(preset, precision, files, root, args, ceiling):
     """Every figure of one (preset, precision) for training on the generated data set."""
     from dnadet_tf.training import fit
 
-    overrides = {"precision": precision}
+    overrides = {"precision": precision, "input_niceness": args.input_niceness}
     if preset == "paper":
         overrides["images_per_class"] = 4  # 20 images x 16 crops: the release's batch
     config = make_config(preset, **overrides)
@@ -261,7 +262,8 @@ def measure_pretrain(precision, root, args, ceiling):
 
     folder = os.path.join(root, "photos")
     photos = generated_photos(folder)
-    config = make_config("cpu", precision=precision).replace(crop_size=PHOTO_SIZE, resize1=PHOTO_SIZE)
+    config = make_config("cpu", precision=precision, input_niceness=args.input_niceness).replace(
+        crop_size=PHOTO_SIZE, resize1=PHOTO_SIZE)
     batch = config.pretrain.batch_size
     dataset_fn = lambda start: transformation_dataset(photos, config, batch, start)  # noqa: E731
     stepping = step_rate(config, TRANSFORM_NAMES, dataset_fn, args.steps,
@@ -271,7 +273,7 @@ def measure_pretrain(precision, root, args, ceiling):
     steps = args.realized_steps * 5
     began = time.perf_counter()
     pretrain(folder, run_dir, preset="cpu", output=open(os.devnull, "w"), steps=steps, precision=precision,
-             log_every=max(1, steps // 10), val_every=steps, checkpoint_every=steps)
+             input_niceness=args.input_niceness, log_every=max(1, steps // 10), val_every=steps, checkpoint_every=steps)
     return training_row(config, precision, stepping, pipe, run_dir, steps, time.perf_counter() - began, ceiling)
 
 
@@ -321,6 +323,8 @@ def main(argv=None):
                         help="steps of the real fit loop for `paper` (5x that for `cpu` and step 1)")
     parser.add_argument("--no-pretrain", action="store_true", help="leave out step 1")
     parser.add_argument("--torch", action="store_true", help="also time the network in plain PyTorch (the release's feeding)")
+    parser.add_argument("--input-niceness", type=int, default=DEFAULT_NICENESS,
+                        help="OS nice value of the training input's threads (fit --input-niceness; default: fit's)")
     parser.add_argument("--json", help="write every figure to this file")
     args = parser.parse_args(argv)
     cpu_model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
@@ -335,6 +339,7 @@ def main(argv=None):
         "machine": {"cpu_count": os.cpu_count(), "cpu_model": cpu_model, "tensorflow": tf.__version__},
         "ceiling": {"float32_gflops": ceiling, "bfloat16_gflops": ceiling_bf16, "batch": CEILING_BATCH,
                     "float32_by_shape": ceiling_shapes, "bfloat16_by_shape": ceiling_shapes_bf16},
+        "input_niceness": args.input_niceness,
         "presets": {},
     }
     began = time.time()

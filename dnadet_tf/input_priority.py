@@ -5,8 +5,8 @@ read, transform and crop the next batches take their CPU from the step: fed by i
 `cpu` preset's step ran at 84-91 % of its speed on a batch held in memory, step 1's at 84 %
 (`benchmarks/train_throughput.py`, `fed_over_alone`). With the pipeline's threads at nice 19 the
 scheduler gives them what the step leaves idle (its serial stretches: the loss, the optimiser,
-the host syncs), and the prefetched batches absorb the rest. Values do not change, only who
-waits. Linux only: elsewhere an OS priority is a process's, not a thread's, and this does nothing.
+the host syncs), and the prefetched batches absorb the rest: 103 and 94 % in the same benchmark
+(README, "Training speed"). Values do not change, only who waits. Linux only: elsewhere an OS priority is a process's, not a thread's, and this does nothing.
 """
 import os
 import sys
@@ -51,8 +51,10 @@ def at_niceness(fn, niceness, lower_when=None):
     from inside the function (`tf.numpy_function`): it reaches whichever threads the iterator uses.
     The per-image maps lower only during their first elements, by which time the iterator's
     threads exist and are reused: every Python call takes the GIL, and a thread at nice 19 that
-    is preempted while holding it stalls the training loop (measured: the step fed by step 1's
-    pipeline at 87-93 % of its speed alone with a call per image, 95-100 % without).
+    is preempted while holding it stalls the training loop (step 1's step fed by its pipeline, in
+    bfloat16, ran at 87-93 % of its speed alone with a call per image, at 91-97 % with calls during
+    the first elements only, and at 81-87 % with the threads not lowered: ad-hoc runs of 4 rounds
+    of 30 steps each).
     """
     if not niceness or not supported():
         return fn
