@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 
+from dnadet_tf.errors import DnadetError
 from dnadet_tf.transforms import TRANSFORM_NAMES
 
 BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
@@ -141,3 +142,30 @@ def test_speed_table_gives_realized_against_the_median_step_and_fed_over_alone(t
     assert cells["cpu"][columns.index("fed / alone")] == "88 %"
     assert cells["paper"][columns.index("realized / median step")] == "-"
     assert cells["paper"][columns.index("fed / alone")] == "-"
+
+
+def _robustness_rows(none, combo):
+    return [{"name": "test", "data": "ZOO/test.txt", "num_images": 4, "skipped_files": 0,
+             "accuracy": {"none": none, "combo": combo}, "macro_f1": {"none": none, "combo": combo}}]
+
+
+def test_robustness_seeds_averages_runs_and_reuses_each_run_s_rows(tmp_path, capsys):
+    module = _module("robustness_seeds")
+    runs = []
+    for seed, (none, combo) in enumerate([(1.0, 0.5), (0.5, 0.25)]):
+        run = tmp_path / f"seed{seed}"
+        run.mkdir()
+        # Cached rows for exactly these data, attacks and seed: no model is loaded (there is none).
+        (run / module.CACHE_NAME).write_text(json.dumps(
+            {"key": {"data": ["ZOO/test.txt"], "attacks": ["combo"], "seed": 0}, "rows": _robustness_rows(none, combo)}))
+        runs.append(str(run))
+    out = tmp_path / "table.json"
+    assert module.main(["--data", "ZOO/test.txt", "--attacks", "combo", "--runs", "plain", *runs,
+                        "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| plain | test | 75.0 ± 25.0 | 37.5 ± 12.5 |" in printed
+    document = json.loads(out.read_text())
+    assert document["table"][0]["columns"]["combo"]["values"] == [0.5, 0.25]
+    # Another attack seed does not reuse the cache: the run dir has no model to score.
+    with pytest.raises(DnadetError, match="no best.keras"):
+        module.main(["--data", "ZOO/test.txt", "--attacks", "combo", "--seed", "1", "--runs", "plain", runs[0]])
