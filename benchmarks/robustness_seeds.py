@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-from dnadet_tf.robustness import COLUMN_TITLES, DEFAULT_ATTACKS, robustness
+from dnadet_tf.robustness import COLUMN_TITLES, DEFAULT_ATTACKS, NO_ATTACK, robustness
 from dnadet_tf.runs import write_json_atomic
 
 CACHE_NAME = "robustness-seeds.json"
@@ -41,13 +41,14 @@ def run_rows(run_dir, data, attacks, seed, output):
     return rows
 
 
-def summarize(configurations):
-    """{name: [rows of each run]} -> [{configuration, data, columns: {column: {mean, std, values}}}]."""
+def summarize(configurations, attacks):
+    """{name: [rows of each run]} -> [{configuration, data, columns: {column: {mean, std, values}}}], the
+    columns in the order no attack, then `attacks` (cached rows come back with their keys sorted)."""
     table = []
     for name, runs in configurations.items():
         for index, row in enumerate(runs[0]):
             columns = {}
-            for column in row["accuracy"]:
+            for column in [c for c in (NO_ATTACK, *attacks) if c in row["accuracy"]]:
                 values = [rows[index]["accuracy"][column] for rows in runs]
                 columns[column] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": values}
             table.append({"configuration": name, "data": row["name"], "num_images": row["num_images"],
@@ -81,7 +82,7 @@ def main(argv=None):
             parser.error(f"--runs: expected a name and at least one run dir, received {group!r}.")
         name, run_dirs = group[0], group[1:]
         configurations[name] = [run_rows(run, args.data, attacks, args.seed, sys.stderr) for run in run_dirs]
-    table = summarize(configurations)
+    table = summarize(configurations, attacks)
     print(markdown(table))
     if args.json:
         write_json_atomic(args.json, {"data": args.data, "attacks": list(attacks), "seed": args.seed,

@@ -146,7 +146,7 @@ def test_speed_table_gives_realized_against_the_median_step_and_fed_over_alone(t
 
 def _robustness_rows(none, combo):
     return [{"name": "test", "data": "ZOO/test.txt", "num_images": 4, "skipped_files": 0,
-             "accuracy": {"none": none, "combo": combo}, "macro_f1": {"none": none, "combo": combo}}]
+             "accuracy": {"combo": combo, "none": none}, "macro_f1": {"combo": combo, "none": none}}]
 
 
 def test_robustness_seeds_averages_runs_and_reuses_each_run_s_rows(tmp_path, capsys):
@@ -163,6 +163,7 @@ def test_robustness_seeds_averages_runs_and_reuses_each_run_s_rows(tmp_path, cap
     assert module.main(["--data", "ZOO/test.txt", "--attacks", "combo", "--runs", "plain", *runs,
                         "--json", str(out)]) == 0
     printed = capsys.readouterr().out
+    assert "| training | data | no attack | combination |" in printed  # no attack first, whatever the cache's order
     assert "| plain | test | 75.0 ± 25.0 | 37.5 ± 12.5 |" in printed
     document = json.loads(out.read_text())
     assert document["table"][0]["columns"]["combo"]["values"] == [0.5, 0.25]
