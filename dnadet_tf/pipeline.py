@@ -8,7 +8,9 @@ uninterrupted one and two runs with the same seed are identical.
 The two training pipelines decode each file once while the decoded images fit
 in memory (`image_cache`), and in preprocessing mode `tf` compute their random
 crops from windows of the first resize instead of resizing whole images
-(`crops`; equal within 1e-6, the same crop positions), where that is faster.
+(`crops`; equal within 1e-6, the same crop positions), where that is faster. Their threads run
+below the training step's OS priority (`input_priority`, `runtime.input_niceness`), which
+changes who gets a contended core, not the batches.
 """
 import weakref
 
