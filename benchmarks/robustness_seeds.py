@@ -16,8 +16,7 @@ import json
 import os
 import sys
 
-import numpy as np
-
+from dnadet_tf.ablation import mean_std
 from dnadet_tf.robustness import COLUMN_TITLES, DEFAULT_ATTACKS, NO_ATTACK, robustness
 from dnadet_tf.runs import write_json_atomic
 
@@ -50,7 +49,8 @@ def summarize(configurations, attacks):
             columns = {}
             for column in [c for c in (NO_ATTACK, *attacks) if c in row["accuracy"]]:
                 values = [rows[index]["accuracy"][column] for rows in runs]
-                columns[column] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": values}
+                mean, std = mean_std(values)
+                columns[column] = {"mean": mean, "std": std, "values": values}
             table.append({"configuration": name, "data": row["name"], "num_images": row["num_images"],
                           "columns": columns})
     return table

@@ -323,7 +323,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", default="cpu,paper")
     parser.add_argument("--precisions", default="float32,mixed_bfloat16")
-    parser.add_argument("--steps", type=int, default=5, help="timed training steps on a batch in memory (best of)")
+    parser.add_argument("--steps", type=int, default=5,
+                        help="timed training steps on a batch in memory, and per round of the fed / alone comparison")
     parser.add_argument("--realized-steps", type=int, default=20,
                         help="steps of the real fit loop for `paper` (10x that for `cpu` and step 1, whose windows "
                              "rose by about 15 %% over their first 50 steps)")

@@ -237,8 +237,9 @@ def _batched(dataset, per_batch, batch_fn=None, niceness=0):
     thread that makes the batches runs at OS nice value `niceness` (`input_priority`), as the
     per-image map's threads do."""
     dataset = dataset.batch(per_batch, drop_remainder=True)
-    batch_fn = batch_fn or (lambda elements: elements)
-    dataset = dataset.map(at_niceness(lambda elements, labels: (batch_fn(elements), labels), niceness))
+    if batch_fn is not None or niceness:
+        batch_fn = batch_fn or (lambda elements: elements)
+        dataset = dataset.map(at_niceness(lambda elements, labels: (batch_fn(elements), labels), niceness))
     # No tf.data threading options, measured on 2 cores with the runtime's one inter-op thread
     # (distribute.configure_runtime): the parallel map keeps both cores busy without them. A private
     # pool of 2 threads changed the pipeline's rate alone by +0 to +15 % (transform_throughput.py
