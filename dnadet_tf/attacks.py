@@ -17,6 +17,12 @@ parameter from a stateless seed:
            torchvision's ColorJitter(brightness=0.9) does).
 - combo:   relight, crop, blur, jpeg, noise, in that fixed order (the order
            DESIGN §3 lists them), each applied with probability 0.5.
+- channels: the colour channels in a random order, one of the 6
+           permutations of (R, G, B), each with probability 1/6 (the identity
+           included); every pixel value is kept, only which channel holds it
+           changes. Not one of the paper's attacks: a training augmentation
+           that keeps a model from tying a generator to the colours of the
+           content it was trained on.
 
 `apply_attacks` applies several named attacks in the order given. Each
 attack's randomness comes from `stateless_fold_in(seed, <its position in
@@ -29,7 +35,8 @@ import tensorflow as tf
 
 from dnadet_tf import imageops
 
-ATTACK_NAMES = ("crop", "blur", "jpeg", "noise", "relight", "combo")
+ATTACK_NAMES = ("crop", "blur", "jpeg", "noise", "relight", "combo", "channels")
+CHANNEL_ORDERS = ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
 COMBO_ORDER = ("relight", "crop", "blur", "jpeg", "noise")
 COMBO_PROBABILITY = 0.5
 
@@ -115,6 +122,12 @@ def _relight_parameters(seed):
     return {"factor": _uniform(seed, *RELIGHT_FACTOR_RANGE)}
 
 
+def _channels_parameters(seed):
+    """-> {"order": int32 (3,), one of CHANNEL_ORDERS, each with probability 1/6}."""
+    index = _uniform_int(seed, 0, len(CHANNEL_ORDERS) - 1)
+    return {"order": tf.gather(tf.constant(CHANNEL_ORDERS, tf.int32), index)}
+
+
 def crop(image, seed):
     """Random resized crop: (H, W, 3) -> float32 (H, W, 3), about 80-95 % of the area kept."""
     image = imageops.as_float_image(image)
@@ -155,12 +168,21 @@ def relight(image, seed):
     return imageops.quantize(imageops.as_float_image(image) * factor)
 
 
+def channels(image, seed):
+    """Channel permutation: (H, W, 3) -> float32 (H, W, 3) holding the input's channels in a random order."""
+    image = imageops.as_float_image(image)
+    out = tf.gather(image, _channels_parameters(seed)["order"], axis=-1)
+    out.set_shape(image.shape)
+    return out
+
+
 _PARAMETERS = {
     "crop": _crop_parameters,
     "blur": _blur_parameters,
     "jpeg": _jpeg_parameters,
     "noise": _noise_parameters,
     "relight": _relight_parameters,
+    "channels": _channels_parameters,
 }
 
 
@@ -175,7 +197,7 @@ def attack_parameters(name, seed):
     return _PARAMETERS[name](_seed_for(seed, ATTACK_NAMES.index(name)))
 
 
-_ATTACKS = {"crop": crop, "blur": blur, "jpeg": jpeg, "noise": noise, "relight": relight}
+_ATTACKS = {"crop": crop, "blur": blur, "jpeg": jpeg, "noise": noise, "relight": relight, "channels": channels}
 
 
 def _apply_one(image, name, seed):

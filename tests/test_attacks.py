@@ -1,4 +1,4 @@
-"""Tests of the robustness attacks (crop, blur, jpeg, noise, relight, combo)."""
+"""Tests of the robustness attacks (crop, blur, jpeg, noise, relight, combo) and the channels augmentation."""
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -23,7 +23,7 @@ def seed_where(name, key, predicate):
 
 
 def test_attack_names():
-    assert ATTACK_NAMES == ("crop", "blur", "jpeg", "noise", "relight", "combo")
+    assert ATTACK_NAMES == ("crop", "blur", "jpeg", "noise", "relight", "combo", "channels")
 
 
 def test_parse_attacks():
@@ -112,6 +112,18 @@ def test_relight_changes_mean_brightness_by_its_factor():
         assert mean == pytest.approx(round(100 * factor), abs=1e-4)
     seed = seed_where("relight", "factor", lambda f: abs(f - 1) > 0.2)
     assert abs(float(apply_attacks(random_image(), "relight", seed).numpy().mean()) - random_image().mean()) > 5
+
+
+def test_channels_permutes_the_channels_and_keeps_every_value():
+    image = random_image(20, 30, seed=3)
+    seen = set()
+    for seed in [(1, s) for s in range(40)]:
+        order = tuple(int(c) for c in attack_parameters("channels", seed)["order"].numpy())
+        assert sorted(order) == [0, 1, 2]
+        out = apply_attacks(image, "channels", seed).numpy()
+        assert np.array_equal(out, image[..., list(order)].astype(np.float32))
+        seen.add(order)
+    assert seen == set(attacks.CHANNEL_ORDERS)
 
 
 def test_combo_is_the_selected_attacks_in_fixed_order():
