@@ -60,7 +60,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 # The names `--augment` takes (dnadet_tf.attacks.ATTACK_NAMES), for the help of every command that has the flag.
-AUGMENT_NAMES_HELP = "a comma list of crop,blur,jpeg,noise,relight, or combo"
+AUGMENT_NAMES_HELP = ("a comma list of crop,blur,jpeg,noise,relight, or combo (the paper's attacks), and channels "
+                      "(the colour channels in a random order)")
 
 
 def augment_from(args):
