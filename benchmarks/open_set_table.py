@@ -27,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from dnadet_tf.ablation import VARIANT_NAMES, VARIANTS, ablate  # noqa: E402
+from dnadet_tf.ablation import VARIANT_NAMES, VARIANTS, ablate, mean_std_cell  # noqa: E402
 from dnadet_tf.calibrate import CALIBRATION_FILE, calibrate_run  # noqa: E402
 from dnadet_tf.config import PRECISION_CHOICES  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
@@ -91,8 +91,7 @@ def aggregate(per_seed):
     }
 
 
-def pm(figure, scale=100.0, digits=1):
-    return f"{scale * figure['mean']:.{digits}f} ± {scale * figure['std']:.{digits}f}"
+pm = mean_std_cell
 
 
 def markdown(document):

@@ -26,7 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def render(path):
-    from dnadet_tf.ablation import format_ablation
+    from dnadet_tf.ablation import format_ablation, mean_std_cell
 
     with open(path, encoding="utf-8") as f:
         document = json.load(f)
@@ -41,7 +41,7 @@ def render(path):
         real = entry["summary"].get("cross-dataset", {}).get("real_recall", {})
         if seconds:
             lines.append(f"- {entry['variant']}: training {np.mean(seconds):.0f} s per run (mean of {len(seconds)})"
-                         + (f"; cross-dataset real-class recall {100 * real['mean']:.1f} ± {100 * real['std']:.1f} %"
+                         + (f"; cross-dataset real-class recall {mean_std_cell(real)} %"
                             if real.get("mean") is not None else ""))
     return "\n".join(lines) + "\n"
 

@@ -16,7 +16,7 @@ import json
 import os
 import sys
 
-from dnadet_tf.ablation import mean_std
+from dnadet_tf.ablation import mean_std, mean_std_cell
 from dnadet_tf.robustness import COLUMN_TITLES, DEFAULT_ATTACKS, NO_ATTACK, robustness
 from dnadet_tf.runs import write_json_atomic
 
@@ -61,7 +61,7 @@ def markdown(table):
     lines = ["| training | data | " + " | ".join(COLUMN_TITLES.get(c, c) for c in columns) + " |",
              "|---|---|" + "---:|" * len(columns)]
     for row in table:
-        cells = [f"{100 * row['columns'][c]['mean']:.1f} ± {100 * row['columns'][c]['std']:.1f}" for c in columns]
+        cells = [mean_std_cell(row['columns'][c]) for c in columns]
         lines.append(f"| {row['configuration']} | {row['data']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -21,6 +21,7 @@ import sys
 
 import numpy as np
 
+from dnadet_tf.ablation import mean_std_cell
 from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES
 
 SPLITS = tuple(SPLIT_TITLES[split] for split in EVALUATION_SPLITS)  # as ablation.json names them
@@ -64,7 +65,7 @@ def combine(documents, labels, variant, select=None):
 
 def format_table(combined):
     """Markdown: one row per step-1 run, then pooled and between-runs rows (accuracy, %)."""
-    cell = lambda figure: f"{100 * figure['mean']:.1f} ± {100 * figure['std']:.1f}"  # noqa: E731
+    cell = mean_std_cell
     rule = combined.get("select", "best.keras")
     title = combined["variant"] + (f" (rule `{rule}`)" if rule != "best.keras" else "")
     lines = [f"| {title}, step 1 | " + " | ".join(SPLITS) + " |", "|---|" + "---:|" * len(SPLITS)]

@@ -19,7 +19,7 @@ import sys
 import numpy as np
 
 from dnadet_tf import runs
-from dnadet_tf.ablation import _split_figures, evaluate_validated, validation_records
+from dnadet_tf.ablation import _split_figures, evaluate_validated, mean_std_cell, validation_records
 from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES
 from dnadet_tf.selection import averaged_steps
 
@@ -79,8 +79,7 @@ def format_tables(document):
               "| model | " + " | ".join(SPLITS) + " | mean of the cross-tests |", "|---|" + "---:|" * (len(SPLITS) + 1)]
     for name in names:
         figures = document["summary"][name]
-        lines.append(f"| {name} | " + " | ".join(f"{100 * figures[s]['mean']:.1f} ± {100 * figures[s]['std']:.1f}"
-                                                 for s in SPLITS) + f" | {100 * figures['cross_mean']:.1f} |")
+        lines.append(f"| {name} | " + " | ".join(mean_std_cell(figures[s]) for s in SPLITS) + f" | {100 * figures['cross_mean']:.1f} |")
     return "\n".join(lines)
 
 

@@ -235,10 +235,11 @@ def ablate(zoo, out, preset="cpu", pretrained=None, photos=None, steps=None, pre
     return document
 
 
-def _cell(stats, scale=100.0):
+def mean_std_cell(stats, scale=100.0, digits=1):
+    """A table cell for a `mean_std` dict: "97.5 ± 2.7" (fractions shown as %), "-" when its mean is None."""
     if stats["mean"] is None:
         return "-"
-    return f"{scale * stats['mean']:.1f} ± {scale * stats['std']:.1f}"
+    return f"{scale * stats['mean']:.{digits}f} ± {scale * stats['std']:.{digits}f}"
 
 
 def _in_order(names, order):
@@ -259,7 +260,7 @@ def format_ablation(document, figure="accuracy"):
     lines = [f"{figure} (%), mean ± std over {seeds} training seed(s)", "",
              "| method | " + " | ".join(splits) + " |", "|---|" + "---:|" * len(splits)]
     for entry in variants:
-        lines.append(f"| {entry['variant']} | " + " | ".join(_cell(entry["summary"][s][figure]) for s in splits) + " |")
+        lines.append(f"| {entry['variant']} | " + " | ".join(mean_std_cell(entry["summary"][s][figure]) for s in splits) + " |")
     if document.get("compare_select"):
         lines += ["", f"{figure} (%) of the model each selection rule keeps, mean ± std over {seeds} seed(s)", "",
                   "| method | rule | " + " | ".join(splits) + " |", "|---|---|" + "---:|" * len(splits)]
@@ -267,5 +268,5 @@ def format_ablation(document, figure="accuracy"):
             for rule in _in_order(entry["select"], SELECTION_RULES):
                 table = entry["select"][rule]
                 lines.append(f"| {entry['variant']} | {rule} | "
-                             + " | ".join(_cell(table[s][figure]) for s in splits) + " |")
+                             + " | ".join(mean_std_cell(table[s][figure]) for s in splits) + " |")
     return "\n".join(lines)
