@@ -91,9 +91,6 @@ def aggregate(per_seed):
     }
 
 
-pm = mean_std_cell
-
-
 def markdown(document):
     summary = document["summary"]
     trained = f", {document['precision']}, rule {document['select']}" if "select" in document else ""
@@ -103,17 +100,19 @@ def markdown(document):
     for score in SCORES:
         figures = summary["open_set"]["by_score"][score]
         stored = " (stored)" if score == summary["open_set"]["stored_score"] else ""
-        lines.append(f"| {score}{stored} | {pm(figures['auroc'])} | {pm(figures['fpr_at_95_tpr'])} |")
+        lines.append(f"| {score}{stored} | {mean_std_cell(figures['auroc'])} "
+                     f"| {mean_std_cell(figures['fpr_at_95_tpr'])} |")
     o = summary["open_set"]
-    lines += ["", f"Open-set accuracy {pm(o['open_set_accuracy'])} %; unknown images flagged "
-                  f"{pm(o['unknown_flagged'])} %, known flagged {pm(o['known_flagged'])} %; AUROC per unknown family: "
-                  + ", ".join(f"{g} {pm(v)}" for g, v in o["auroc_by_group"].items()) + ".", "",
-              f"Calibration (temperature {pm(summary['temperature'], 1.0, 2)}): ECE %, 15 bins", "",
+    lines += ["", f"Open-set accuracy {mean_std_cell(o['open_set_accuracy'])} %; unknown images flagged "
+                  f"{mean_std_cell(o['unknown_flagged'])} %, known flagged {mean_std_cell(o['known_flagged'])} %; "
+                  "AUROC per unknown family: "
+                  + ", ".join(f"{g} {mean_std_cell(v)}" for g, v in o["auroc_by_group"].items()) + ".", "",
+              f"Calibration (temperature {mean_std_cell(summary['temperature'], 1.0, 2)}): ECE %, 15 bins", "",
               "| split | before | after |", "|---|---|---|"]
     order = ["closed-set", "cross-seed", "cross-loss", "cross-finetune", "cross-dataset"]
     for split in sorted(summary["ece"], key=lambda name: order.index(name) if name in order else len(order)):
         figures = summary["ece"][split]
-        lines.append(f"| {split} | {pm(figures['before'])} | {pm(figures['after'])} |")
+        lines.append(f"| {split} | {mean_std_cell(figures['before'])} | {mean_std_cell(figures['after'])} |")
     return "\n".join(lines)
 
 

@@ -65,17 +65,17 @@ def combine(documents, labels, variant, select=None):
 
 def format_table(combined):
     """Markdown: one row per step-1 run, then pooled and between-runs rows (accuracy, %)."""
-    cell = mean_std_cell
     rule = combined.get("select", "best.keras")
     title = combined["variant"] + (f" (rule `{rule}`)" if rule != "best.keras" else "")
     lines = [f"| {title}, step 1 | " + " | ".join(SPLITS) + " |", "|---|" + "---:|" * len(SPLITS)]
     for run in combined["runs"]:
         lines.append(f"| {run['label']} ({len(run['seeds'])} step-2 seeds) | "
-                     + " | ".join(cell(run["splits"][s]) for s in SPLITS) + " |")
+                     + " | ".join(mean_std_cell(run["splits"][s]) for s in SPLITS) + " |")
     count = combined["pooled"][SPLITS[0]]["count"]
-    lines.append(f"| pooled ({count} runs) | " + " | ".join(cell(combined["pooled"][s]) for s in SPLITS) + " |")
+    lines.append(f"| pooled ({count} runs) | "
+                 + " | ".join(mean_std_cell(combined["pooled"][s]) for s in SPLITS) + " |")
     lines.append(f"| between step-1 runs ({len(combined['runs'])} means) | "
-                 + " | ".join(cell(combined["between_step1"][s]) for s in SPLITS) + " |")
+                 + " | ".join(mean_std_cell(combined["between_step1"][s]) for s in SPLITS) + " |")
     return "\n".join(lines)
 
 

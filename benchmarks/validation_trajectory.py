@@ -79,7 +79,8 @@ def format_tables(document):
               "| model | " + " | ".join(SPLITS) + " | mean of the cross-tests |", "|---|" + "---:|" * (len(SPLITS) + 1)]
     for name in names:
         figures = document["summary"][name]
-        lines.append(f"| {name} | " + " | ".join(mean_std_cell(figures[s]) for s in SPLITS) + f" | {100 * figures['cross_mean']:.1f} |")
+        lines.append(f"| {name} | " + " | ".join(mean_std_cell(figures[s]) for s in SPLITS)
+                     + f" | {100 * figures['cross_mean']:.1f} |")
     return "\n".join(lines)
 
 

@@ -260,7 +260,8 @@ def format_ablation(document, figure="accuracy"):
     lines = [f"{figure} (%), mean ± std over {seeds} training seed(s)", "",
              "| method | " + " | ".join(splits) + " |", "|---|" + "---:|" * len(splits)]
     for entry in variants:
-        lines.append(f"| {entry['variant']} | " + " | ".join(mean_std_cell(entry["summary"][s][figure]) for s in splits) + " |")
+        lines.append(f"| {entry['variant']} | "
+                     + " | ".join(mean_std_cell(entry["summary"][s][figure]) for s in splits) + " |")
     if document.get("compare_select"):
         lines += ["", f"{figure} (%) of the model each selection rule keeps, mean ± std over {seeds} seed(s)", "",
                   "| method | rule | " + " | ".join(splits) + " |", "|---|---|" + "---:|" * len(splits)]
