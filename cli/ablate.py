@@ -49,6 +49,8 @@ def register(subparsers):
     parser.add_argument("--lr-decay-every", type=int, help="learning-rate decay interval of every run")
     parser.add_argument("--frozen-stages", type=int,
                         help="encoder stages kept as step 1 left them in Base+PT and DNA-Det runs (fit --frozen-stages)")
+    parser.add_argument("--zero-mean-stem", action=argparse.BooleanOptionalAction, default=None,
+                        help="high-pass first convolution in every run (fit --zero-mean-stem)")
     parser.add_argument("--augment",
                         help=f"robustness augmentation of every run (fit --augment): {AUGMENT_NAMES_HELP}")
     parser.add_argument("--precision", choices=PRECISION_CHOICES,
@@ -74,7 +76,7 @@ def run(args):
         raise UsageError(f"--seeds: expected a positive number of seeds, received {args.seeds}.")
     overrides = {k: v for k, v in dict(select=args.select, average_last=args.average_last, ce_input=args.ce_input,
                                        learning_rate=args.lr, lr_decay_every=args.lr_decay_every,
-                                       frozen_stages=args.frozen_stages,
+                                       frozen_stages=args.frozen_stages, zero_mean_stem=args.zero_mean_stem,
                                        augment=augment_from(args),
                                        precision=args.precision, crop_size=args.crop_size,
                                        crop_square=args.crop_square,

@@ -2,7 +2,7 @@
 
 A `TrainConfig` holds one frozen section per concern:
 
-  model          mode, width, dropout
+  model          mode, width, dropout, zero_mean_stem
   preprocessing  crop_size, resize1, resize2, preprocess_mode
   sampling       patch_size, patches_per_image, images_per_class, augment
   optimizer      learning_rate, lr_decay, lr_decay_every, loss_weight_learning_rate,
@@ -46,11 +46,13 @@ ENCODER_STAGES = 4  # model.STAGE_WIDTHS has one width per stage
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """`mode`: `dnadet` (patches, cross-entropy plus supervised contrastive loss with learned
-    weighting) or `base` (whole images, cross-entropy only: the paper's Base)."""
+    weighting) or `base` (whole images, cross-entropy only: the paper's Base). `zero_mean_stem`:
+    the encoder's first convolution is trained as high-pass filters (`model.ZeroMeanKernel`)."""
 
     mode: str = "dnadet"
     width: float = 1.0
     dropout: float = 0.2
+    zero_mean_stem: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

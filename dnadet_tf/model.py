@@ -193,14 +193,28 @@ class BatchNormalization(layers.BatchNormalization):
         return tf.cast(y, self.compute_dtype)
 
 
-def _conv_block(x, filters, kernel_size, strides, name, index, synchronized, dtype):
+@keras.saving.register_keras_serializable(package="dnadet_tf")
+class ZeroMeanKernel(keras.constraints.Constraint):
+    """Keeps a convolution kernel (kh, kw, in, out) at zero mean over its spatial taps, for every
+    pair of input and output channel: `w - mean(w, axis=(0, 1))`.
+
+    Such a filter answers to local differences of its input channel, not to its level: a high-pass
+    filter, as the constrained first layers of image forensics are (Bayar and Stamm), here with the
+    mean subtracted instead of a fixed centre tap. Keras applies it after every optimizer update.
+    """
+
+    def __call__(self, w):
+        return w - keras.ops.mean(w, axis=(0, 1), keepdims=True)
+
+
+def _conv_block(x, filters, kernel_size, strides, name, index, synchronized, dtype, kernel_constraint=None):
     # The authors pad one pixel on every side, then convolve without padding. For inputs whose
     # sides are multiples of 16 (every size the package feeds: `config` enforces it), every
     # stride-2 convolution sees an even side, and "same" pads exactly one pixel on every side
     # too, without a separate padding op and its copy of the activations (about 15 % of the
     # `paper` step on this CPU; weights unchanged, so the authors' weights still load).
     x = layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False,
-                      name=f"{name}_conv{index}", dtype=dtype)(x)
+                      name=f"{name}_conv{index}", dtype=dtype, kernel_constraint=kernel_constraint)(x)
     x = BatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=synchronized,
                            name=f"{name}_bn{index}", dtype=dtype)(x)
     return layers.LeakyReLU(negative_slope=0.2, name=f"{name}_act{index}", dtype=dtype)(x)
@@ -215,6 +229,9 @@ class Backbone(keras.Model):
       synchronized_bn: synchronise BatchNorm statistics across replicas under tf.distribute.
       input_size: fixed spatial size, or None for any size (the network is fully convolutional).
       dtype: dtype policy of every layer (e.g. "float32", "mixed_bfloat16"); None = Keras' global policy.
+      zero_mean_stem: train the first convolution (`stage1_conv1`) under `ZeroMeanKernel`, so that
+        every one of its filters is a high-pass filter of one colour channel; the weights stay plain
+        convolution weights (exports and the web app see no difference).
 
     >>> import numpy as np
     >>> from dnadet_tf.model import Backbone
@@ -222,12 +239,13 @@ class Backbone(keras.Model):
     (2, 32)
     """
 
-    def __init__(self, width=1.0, synchronized_bn=False, input_size=None, dtype=None, name="dnadet_backbone",
-                 **kwargs):
+    def __init__(self, width=1.0, synchronized_bn=False, input_size=None, dtype=None, zero_mean_stem=False,
+                 name="dnadet_backbone", **kwargs):
         inputs = keras.Input(shape=(input_size, input_size, 3), name="pixels")
         x = inputs
         for stage, filters in enumerate(stage_widths(width), start=1):
-            x = _conv_block(x, filters, 4, 2, f"stage{stage}", 1, synchronized_bn, dtype)
+            stem_constraint = ZeroMeanKernel() if zero_mean_stem and stage == 1 else None
+            x = _conv_block(x, filters, 4, 2, f"stage{stage}", 1, synchronized_bn, dtype, stem_constraint)
             x = _conv_block(x, filters, 3, 1, f"stage{stage}", 2, synchronized_bn, dtype)
         feature = layers.GlobalAveragePooling2D(name=FEATURE_LAYER, dtype=dtype)(x)
         super().__init__(inputs, feature, name=name, **kwargs)
@@ -235,6 +253,7 @@ class Backbone(keras.Model):
         self.layer_dtype = dtype if dtype is None or isinstance(dtype, str) else dtype.name
         self.synchronized_bn = bool(synchronized_bn)
         self.input_size = input_size
+        self.zero_mean_stem = bool(zero_mean_stem)
 
     @property
     def feature_dim(self):
@@ -243,7 +262,7 @@ class Backbone(keras.Model):
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable, "width": self.width,
                 "synchronized_bn": self.synchronized_bn, "input_size": self.input_size,
-                "dtype": self.layer_dtype}
+                "dtype": self.layer_dtype, "zero_mean_stem": self.zero_mean_stem}
 
     @classmethod
     def from_config(cls, config):

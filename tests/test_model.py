@@ -4,8 +4,8 @@ import pytest
 
 from dnadet_tf.config import ENCODER_STAGES
 from dnadet_tf.model import (
-    DEFAULT_GRADCAM_LAYER, STAGE_WIDTHS, Backbone, Classifier, build_projection_head, load_classifier,
-    probabilities, stage_widths, transfer_matching_weights,
+    DEFAULT_GRADCAM_LAYER, STAGE_WIDTHS, Backbone, Classifier, ZeroMeanKernel, build_projection_head,
+    load_classifier, probabilities, stage_widths, transfer_matching_weights,
 )
 from dnadet_tf.preprocess import PreprocessConfig, preprocess_image
 
@@ -133,6 +133,35 @@ def test_from_config_of_get_config_round_trips():
     clone = Classifier.from_config(model.get_config())
     assert clone.get_config() == model.get_config()
     assert [layer.name for layer in clone.layers] == [layer.name for layer in model.layers]
+
+
+def test_zero_mean_stem_trains_the_first_kernels_as_high_pass_filters(tmp_path):
+    kernel = np.random.default_rng(3).normal(size=(4, 4, 3, 8)).astype(np.float32)
+    projected = ZeroMeanKernel()(kernel).numpy()
+    np.testing.assert_allclose(projected.mean(axis=(0, 1)), 0.0, atol=1e-6)
+    np.testing.assert_allclose(projected - kernel, np.broadcast_to(-kernel.mean(axis=(0, 1)), kernel.shape), atol=1e-6)
+
+    model = Classifier(Backbone(0.0625, zero_mean_stem=True), 3)
+    rng = np.random.default_rng(4)
+    x, y = rng.uniform(-1, 1, (4, 64, 64, 3)).astype(np.float32), np.array([0, 1, 2, 0])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(True))
+    stem, other = model.backbone.get_layer("stage1_conv1"), model.backbone.get_layer("stage1_conv2")
+    assert abs(stem.kernel.numpy().mean(axis=(0, 1))).max() > 1e-3  # Keras applies constraints after updates
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    np.testing.assert_allclose(stem.kernel.numpy().mean(axis=(0, 1)), 0.0, atol=1e-6)
+    assert abs(other.kernel.numpy().mean(axis=(0, 1))).max() > 1e-3  # only the stem is constrained
+    # A constant image gives the stem no response: it sees differences, not levels.
+    stem_only = keras.Model(model.backbone.input, stem.output)
+    np.testing.assert_allclose(stem_only(np.full((1, 64, 64, 3), 0.3, np.float32))[0, 1:-1, 1:-1].numpy(), 0.0,
+                               atol=1e-5)
+
+    path = str(tmp_path / "zero_mean.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True, compile=False)
+    assert loaded.backbone.zero_mean_stem and loaded.backbone.get_config()["zero_mean_stem"] is True
+    assert isinstance(loaded.backbone.get_layer("stage1_conv1").kernel_constraint, ZeroMeanKernel)
+    assert loaded.backbone.get_layer("stage2_conv1").kernel_constraint is None
+    np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), atol=1e-6)
 
 
 def test_class_names_must_match_the_class_count():

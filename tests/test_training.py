@@ -157,6 +157,17 @@ def test_frozen_stages_keep_the_init_weights_and_the_rest_trains(tiny_run, upsam
     assert all(not np.allclose(after[p], before[p]) for p in trained if "kernel" in p)
 
 
+def test_zero_mean_stem_flag_reaches_the_trained_encoder(upsampling_data, tmp_path, capsys):
+    out = str(tmp_path / "zero-mean")
+    assert main(["fit", "--data", upsampling_data["train"], "--out", out, "--preset", "tiny", "--steps", "3",
+                 "--zero-mean-stem"]) == 0
+    assert RunDir(out).config.model.zero_mean_stem is True
+    backbone = RunDir(out).load_model().backbone
+    assert backbone.zero_mean_stem
+    np.testing.assert_allclose(backbone.get_layer("stage1_conv1").kernel.numpy().mean(axis=(0, 1)), 0.0, atol=1e-6)
+    assert abs(backbone.get_layer("stage2_conv1").kernel.numpy().mean(axis=(0, 1))).max() > 1e-4
+
+
 def test_frozen_stages_need_an_init_and_at_most_four_stages(upsampling_data, tmp_path):
     with pytest.raises(DnadetError, match=r"frozen_stages: expected an init run .* received frozen_stages=1"):
         make_config("tiny", frozen_stages=1, init="none")
