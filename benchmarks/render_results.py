@@ -12,7 +12,9 @@ step 1's transformation costs; each `pretrain-families-*.json` (`benchmarks/pret
 --json`) as a step-1 run's family recall; each `step1-seeds-*.json` (`benchmarks/step1_seeds.py --json`)
 as one method's cross-tests per step-1 run, pooled and between step-1 runs; each
 `validation-trajectory-*.json` (`benchmarks/validation_trajectory.py --json`) as every validated
-model's cross-tests and those of their averages.
+model's cross-tests and those of their averages; each `pretrain-demo-photos*.json` and
+`pretrain-shared-photos*.json` (a step-1 run's validation lines and its command) as its learning
+curve, the mean accuracy of the validations in each 1000 steps.
 Usage: python benchmarks/render_results.py [FILE ...]
 """
 import glob
@@ -127,6 +129,28 @@ def render_pretrain_families(path):
                       + " | ".join(f"{100 * v:.1f}" for v in recall.values()) + " |", ""])
 
 
+def render_pretrain_validations(path):
+    """A step-1 run's learning curve, from a `pretrain-*-photos*.json` (a run's validation lines with its
+    command): the mean 170-way and family accuracy (%) of the validations in each 1000 steps."""
+    with open(path, encoding="utf-8") as f:
+        document = json.load(f)
+    validations = document["validation"]
+    last = max(v["step"] for v in validations)
+    windows = [(end, [v for v in validations if end - 1000 < v["step"] <= end]) for end in range(1000, last + 1, 1000)]
+    windows = [(end, rows) for end, rows in windows if rows]
+
+    def row(name, key):
+        cells = [f"{100 * np.mean([v[key] for v in rows]):.1f}" if all(key in v for v in rows) else "-"
+                 for _, rows in windows]
+        return f"| {name} | " + " | ".join(cells) + " |"
+
+    return "\n".join([f"### {os.path.basename(path)}", "", f"`{document['command']}`; best.keras by "
+                      f"{document.get('selected_by', 'its rule')}", "",
+                      "| mean of the validations in steps | " + " | ".join(f"{end - 999}-{end}" for end, _ in windows)
+                      + " |", "|---|" + "---:|" * len(windows),
+                      row("170-way accuracy %", "accuracy"), row("family accuracy %", "family_accuracy"), ""])
+
+
 def render_step1_seeds(path):
     """One method's cross-tests per step-1 run, from `step1_seeds.py --json`."""
     sys.path.insert(0, HERE)
@@ -149,7 +173,8 @@ def render_validation_trajectory(path):
 
 RENDERERS = {"open-set": render_open_set, "train-throughput": render_speed, "transform-families": render_transform_costs,
              "pretrain-families": render_pretrain_families, "step1-seeds": render_step1_seeds,
-             "validation-trajectory": render_validation_trajectory, "ablation": render}
+             "validation-trajectory": render_validation_trajectory, "ablation": render,
+             "pretrain-demo-photos": render_pretrain_validations, "pretrain-shared-photos": render_pretrain_validations}
 
 
 def main(argv=None):
@@ -157,7 +182,12 @@ def main(argv=None):
                                              for path in glob.glob(os.path.join(HERE, "results", f"{prefix}*.json")))
     for path in paths:
         name = os.path.basename(path)
-        print(next(renderer for prefix, renderer in RENDERERS.items() if name.startswith(prefix))(path))
+        renderer = next((renderer for prefix, renderer in RENDERERS.items() if name.startswith(prefix)), None)
+        if renderer is None:
+            print(f"render_results: {path}: expected a file name starting with one of {', '.join(RENDERERS)}, "
+                  f"received {name!r}.", file=sys.stderr)
+            return 2
+        print(renderer(path))
     return 0
 
 
