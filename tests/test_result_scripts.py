@@ -170,3 +170,16 @@ def test_robustness_seeds_averages_runs_and_reuses_each_run_s_rows(tmp_path, cap
     # Another attack seed does not reuse the cache: the run dir has no model to score.
     with pytest.raises(DnadetError, match="no best.keras"):
         module.main(["--data", "ZOO/test.txt", "--attacks", "combo", "--seed", "1", "--runs", "plain", runs[0]])
+
+
+def test_step1_learning_curve_averages_the_validations_of_each_1000_steps(tmp_path):
+    validations = [{"step": step, "accuracy": step / 10000, "family_accuracy": 0.5} for step in range(100, 2100, 100)]
+    validations[-1] = {"step": 2000, "accuracy": 0.2}  # a run of an older version, without family accuracy
+    path = tmp_path / "pretrain-demo-photos-x.json"
+    path.write_text(json.dumps({"command": "dnadet-tf pretrain ...", "validation": validations}))
+    render = _module("render_results")
+    lines = render.render_pretrain_validations(str(path)).splitlines()
+    assert "| mean of the validations in steps | 1-1000 | 1001-2000 |" in lines
+    assert "| 170-way accuracy % | 5.5 | 15.5 |" in lines  # steps 100..1000 and 1100..2000, divided by 100
+    assert "| family accuracy % | 50.0 | - |" in lines
+    assert render.main([str(tmp_path / "unknown.json")]) == 2
