@@ -168,6 +168,16 @@ def test_zero_mean_stem_flag_reaches_the_trained_encoder(upsampling_data, tmp_pa
     assert abs(backbone.get_layer("stage2_conv1").kernel.numpy().mean(axis=(0, 1))).max() > 1e-4
 
 
+def test_an_init_trained_with_another_zero_mean_stem_setting_is_named_in_a_warning(tiny_run, upsampling_data,
+                                                                                   tmp_path, capsys):
+    fit(upsampling_data["train"], str(tmp_path / "zm"), preset="tiny", steps=2, init=tiny_run, zero_mean_stem=True)
+    warning = capsys.readouterr().err
+    assert "was trained without --zero-mean-stem, this run trains it with" in warning
+    assert "pass --no-zero-mean-stem to match it" in warning
+    fit(upsampling_data["train"], str(tmp_path / "plain"), preset="tiny", steps=2, init=tiny_run)
+    assert "zero-mean-stem" not in capsys.readouterr().err
+
+
 def test_frozen_stages_need_an_init_and_at_most_four_stages(upsampling_data, tmp_path):
     with pytest.raises(DnadetError, match=r"frozen_stages: expected an init run .* received frozen_stages=1"):
         make_config("tiny", frozen_stages=1, init="none")
