@@ -88,6 +88,18 @@ def test_cross_family_errors_list_only_errors_across_families_most_frequent_firs
     assert module.cross_family_errors(truth, predicted, top=1) == errors[:1]
 
 
+def test_most_probable_family_sums_each_familys_probabilities():
+    module = _module("pretrain_families")
+    probabilities = np.zeros((2, 170))
+    # sample 0: jpeg_q30 is the single most probable transformation (0.3), but the three double JPEGs
+    # together (0.6) outweigh the JPEG family (0.4)
+    probabilities[0, [0, 1]] = [0.3, 0.1]
+    probabilities[0, [24, 25, 26]] = 0.2
+    probabilities[1, 156] = 1.0  # noise, the sixth family
+    assert module.most_probable_family(probabilities).tolist() == [1, 5]
+    assert probabilities[0].argmax() == 0
+
+
 def _trajectory(label, cross_seed_by_model):
     """A run of validation_trajectory.py: model name -> its cross-seed accuracy, 1.0 on the other splits."""
     return {"label": label, "models": {name: {"steps": [], "accuracy": {s: (v if s == "cross-seed" else 1.0)
