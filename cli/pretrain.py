@@ -54,6 +54,10 @@ def register(subparsers):
     parser.add_argument("--resize2", type=int,
                         help="second bicubic resize of the transformed 128 px crop, the network's input size in px, "
                         "a multiple of 16 (default: the preset's, 512; tiny 64); fit --resize2 sets step 2's")
+    parser.add_argument("--crop-grid", type=int, metavar="N",
+                        help="put the training crops' corners on multiples of N px of the network's input (default "
+                        "1: anywhere); with --resize2 128 (no magnification) 8 keeps the JPEG blocks of the "
+                        "transformed crop in the same place in every crop (README, \"Pre-training\")")
     parser.add_argument("--images-per-transformation", type=int,
                         help="photos per drawn transformation in a step; 1 = the release's sampling, every "
                         "image's transformation drawn independently (default 4)")
@@ -75,5 +79,5 @@ def run(args):
              lr_decay=args.lr_decay, width=args.width, zero_mean_stem=args.zero_mean_stem,
              pretrain_batch_size=args.batch_size,
              pretrain_images_per_class=args.images_per_transformation, patch_size=args.patch_size,
-             patches_per_image=args.patches_per_image, resize2=args.resize2)
+             patches_per_image=args.patches_per_image, resize2=args.resize2, crop_grid=args.crop_grid)
     return 0

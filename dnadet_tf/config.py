@@ -4,7 +4,7 @@ A `TrainConfig` holds one frozen section per concern:
 
   model          mode, width, dropout, zero_mean_stem
   preprocessing  crop_size, resize1, resize2, preprocess_mode
-  sampling       patch_size, patches_per_image, images_per_class, augment
+  sampling       patch_size, patches_per_image, images_per_class, augment, crop_grid
   optimizer      learning_rate, lr_decay, lr_decay_every, loss_weight_learning_rate,
                  temperature, base_temperature, ce_input, frozen_stages
   loop           steps, val_every, checkpoint_every, log_every, patience, metric, select,
@@ -72,12 +72,15 @@ class PreprocessingConfig:
 
 @dataclasses.dataclass(frozen=True)
 class SamplingConfig:
-    """`images_per_class = 0` means the paper's rule: 32 images per class for up to 5 classes, 16 for more."""
+    """`images_per_class = 0` means the paper's rule: 32 images per class for up to 5 classes, 16 for more.
+    `crop_grid`: the training crops' corners are multiples of it, in pixels of the preprocessed image
+    (1: anywhere; 8 with no magnification keeps step 1's JPEG blocks in the same place in every crop)."""
 
     patch_size: int = 64
     patches_per_image: int = 16
     images_per_class: int = 0
     augment: tuple = ()
+    crop_grid: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -382,7 +385,7 @@ def validate(config):
         raise DnadetError(f"frozen_stages: expected an init run whose weights the frozen stages keep (--init), "
                           f"received frozen_stages={frozen} without one.")
     for name in ("steps", "val_every", "checkpoint_every", "log_every", "patches_per_image", "lr_decay_every",
-                 "pretrain_images_per_class", "crop_size", "resize1", "average_last"):
+                 "pretrain_images_per_class", "crop_size", "resize1", "average_last", "crop_grid"):
         section, field = PARAMETERS[name]
         value = getattr(getattr(config, section), field)
         if value < 1:

@@ -33,7 +33,7 @@ import tensorflow as tf
 from dnadet_tf.preprocess import assert_size_fits, center_crop_if_not_square
 
 
-def crop_offsets(size, patch, count, seed):
+def crop_offsets(size, patch, count, seed, grid=1):
     """Top-left corners of `count` stateless-random `patch` px crops of a (size, size) image.
 
     Args:
@@ -41,11 +41,15 @@ def crop_offsets(size, patch, count, seed):
       patch: int, the crop's side.
       count: int, the number of crops.
       seed: int64 tensor (2,), a stateless seed.
+      grid: int >= 1; the corners are multiples of it (8 keeps the JPEG blocks of an image
+        that was not resized in the same place in every crop). 1: any pixel.
 
     Returns:
-      int32 tensor (count, 2) of (top, left), each uniform in [0, size - patch].
+      int32 tensor (count, 2) of (top, left), each uniform over the multiples of `grid` in
+      [0, size - patch].
     """
-    return tf.random.stateless_uniform((count, 2), seed=seed, minval=0, maxval=size - patch + 1, dtype=tf.int32)
+    positions = (size - patch) // grid + 1
+    return grid * tf.random.stateless_uniform((count, 2), seed=seed, minval=0, maxval=positions, dtype=tf.int32)
 
 
 def first_resize(image, config):
@@ -153,7 +157,7 @@ class WindowCrops:
         """
         return self.scaled(self(first_resize(image, self.config)[None], tf.convert_to_tensor(offsets)[None]))[0]
 
-    def random(self, image, count, seed):
+    def random(self, image, count, seed, grid=1):
         """`pipeline.random_crops(preprocess_image(image, config), patch, count, seed)`, from windows.
 
         Args:
@@ -164,7 +168,7 @@ class WindowCrops:
         Returns:
           float32 tensor (count, patch, patch, 3) in [-1, 1].
         """
-        crops = self.at(image, crop_offsets(self.config.resize2, self.patch, count, seed))
+        crops = self.at(image, crop_offsets(self.config.resize2, self.patch, count, seed, grid))
         return tf.ensure_shape(crops, (count, self.patch, self.patch, 3))
 
 

@@ -44,9 +44,10 @@ def decode_file(path, cache=None):
     return tf.ensure_shape(image, (None, None, 3))
 
 
-def random_crops(image, size, count, seed):
-    """(S, S, C) -> (count, size, size, C): crops at stateless-random offsets (`crops.crop_offsets`)."""
-    offsets = crop_offsets(tf.shape(image)[0], size, count, seed)
+def random_crops(image, size, count, seed, grid=1):
+    """(S, S, C) -> (count, size, size, C): crops at stateless-random offsets (`crops.crop_offsets`,
+    multiples of `grid`)."""
+    offsets = crop_offsets(tf.shape(image)[0], size, count, seed, grid)
     return tf.stack([image[offsets[i, 0] : offsets[i, 0] + size, offsets[i, 1] : offsets[i, 1] + size] for i in range(count)])
 
 
@@ -69,6 +70,7 @@ class TrainingCrops:
     def __init__(self, config, window_crops=None):
         self.preprocess = config.preprocess
         self.patch, self.count = config.sampling.patch_size, config.sampling.patches_per_image
+        self.grid = config.sampling.crop_grid
         if window_crops is None:
             window_crops = windows_pay_off(self.preprocess, self.patch, self.count)
         if window_crops and self.preprocess.mode != "tf":
@@ -79,8 +81,8 @@ class TrainingCrops:
         """One decoded image (H, W, 3) in [0, 255] and its seed (2,) -> what its batch element carries:
         (first resize (r1, r1, 3), offsets (P, 2)) with window crops, else the crops (P, p, p, 3)."""
         if self.windows is None:
-            return random_crops(preprocess_image(image, self.preprocess), self.patch, self.count, seed)
-        offsets = crop_offsets(self.preprocess.resize2, self.patch, self.count, seed)
+            return random_crops(preprocess_image(image, self.preprocess), self.patch, self.count, seed, self.grid)
+        offsets = crop_offsets(self.preprocess.resize2, self.patch, self.count, seed, self.grid)
         return first_resize(image, self.preprocess), offsets
 
     def batch(self, elements):

@@ -116,9 +116,9 @@ def test_cli_patch_size_count_and_resize2_reach_step1_and_a_bad_size_names_its_f
 
     out = str(tmp_path / "pt")
     assert main(["pretrain", "--photos", photos, "--out", out, "--preset", "tiny", "--steps", "2",
-                 "--patch-size", "64", "--patches-per-image", "1", "--resize2", "80"]) == 0
+                 "--patch-size", "64", "--patches-per-image", "1", "--resize2", "80", "--crop-grid", "8"]) == 0
     config = RunDir(out).config
-    assert (config.sampling.patch_size, config.sampling.patches_per_image) == (64, 1)
+    assert (config.sampling.patch_size, config.sampling.patches_per_image, config.sampling.crop_grid) == (64, 1, 8)
     assert (config.preprocessing.resize1, config.preprocessing.resize2) == (128, 80)
     assert "12 images x 1 patches per step" in capsys.readouterr().out
     code = main(["pretrain", "--photos", photos, "--out", str(tmp_path / "bad"), "--preset", "tiny",
@@ -126,3 +126,7 @@ def test_cli_patch_size_count_and_resize2_reach_step1_and_a_bad_size_names_its_f
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert "--patch-size: expected a multiple of 16" in err and "received 40" in err
+    code = main(["pretrain", "--photos", photos, "--out", str(tmp_path / "bad-grid"), "--preset", "tiny",
+                 "--crop-grid", "0"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == "dnadet-tf pretrain: error: --crop-grid: expected a positive integer, received 0."

@@ -134,3 +134,29 @@ def test_crops_made_for_a_whole_batch_equal_each_image_s_own_to_the_bit(preset):
     assert batched.shape == (9, config.sampling.patches_per_image, config.sampling.patch_size,
                              config.sampling.patch_size, 3)
     np.testing.assert_array_equal(batched, one_by_one)
+
+
+def test_crop_offsets_on_a_grid_are_its_multiples_and_reach_every_one():
+    seeds = [tf.constant([0, i], tf.int64) for i in range(40)]
+    offsets = np.concatenate([crop_offsets(128, 64, 8, seed, grid=8).numpy() for seed in seeds])
+    assert set(np.unique(offsets)) == set(range(0, 65, 8))  # 0, 8, ..., 64: every position, none between
+    # A grid that does not divide the free room: the last position is the last multiple below it.
+    offsets = np.concatenate([crop_offsets(100, 64, 8, seed, grid=8).numpy() for seed in seeds])
+    assert set(np.unique(offsets)) == set(range(0, 33, 8))
+    # grid 1 is the plain draw, to the value.
+    np.testing.assert_array_equal(crop_offsets(128, 64, 8, seeds[0], grid=1).numpy(),
+                                  crop_offsets(128, 64, 8, seeds[0]).numpy())
+
+
+@pytest.mark.parametrize("window_crops", [False, True])
+def test_training_crops_on_a_grid_are_the_preprocessed_image_at_grid_offsets(window_crops):
+    config = make_config("cpu", resize2=128, crop_grid=8)
+    preprocess, patch, count = config.preprocess, config.sampling.patch_size, config.sampling.patches_per_image
+    image = _image(128, 128)
+    whole = preprocess_image(image, preprocess).numpy()
+    seed = tf.constant([0, 3], tf.int64)
+    offsets = crop_offsets(preprocess.resize2, patch, count, seed, grid=8).numpy()
+    assert np.all(offsets % 8 == 0) and len(np.unique(offsets)) > 1
+    expected = np.stack([whole[top : top + patch, left : left + patch] for top, left in offsets])
+    got = TrainingCrops(config, window_crops=window_crops)(image, seed).numpy()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE)
