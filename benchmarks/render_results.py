@@ -131,22 +131,25 @@ def render_pretrain_families(path):
 
 def render_pretrain_validations(path):
     """A step-1 run's learning curve, from a `pretrain-*-photos*.json` (a run's validation lines with its
-    command): the mean 170-way and family accuracy (%) of the validations in each 1000 steps."""
+    command): the mean 170-way and family accuracy (%) of the validations in each 1000 steps (the last
+    window ends at the last validation)."""
     with open(path, encoding="utf-8") as f:
         document = json.load(f)
     validations = document["validation"]
     last = max(v["step"] for v in validations)
-    windows = [(end, [v for v in validations if end - 1000 < v["step"] <= end]) for end in range(1000, last + 1, 1000)]
-    windows = [(end, rows) for end, rows in windows if rows]
+    # each 1000 steps; the last window ends at the last validation (a run that stopped early)
+    windows = [(start, min(start + 999, last), [v for v in validations if start <= v["step"] < start + 1000])
+               for start in range(1, last + 1, 1000)]
+    windows = [(start, end, rows) for start, end, rows in windows if rows]
 
     def row(name, key):
         cells = [f"{100 * np.mean([v[key] for v in rows]):.1f}" if all(key in v for v in rows) else "-"
-                 for _, rows in windows]
+                 for _, _, rows in windows]
         return f"| {name} | " + " | ".join(cells) + " |"
 
     return "\n".join([f"### {os.path.basename(path)}", "", f"`{document['command']}`; best.keras by "
                       f"{document.get('selected_by', 'its rule')}", "",
-                      "| mean of the validations in steps | " + " | ".join(f"{end - 999}-{end}" for end, _ in windows)
+                      "| mean of the validations in steps | " + " | ".join(f"{start}-{end}" for start, end, _ in windows)
                       + " |", "|---|" + "---:|" * len(windows),
                       row("170-way accuracy %", "accuracy"), row("family accuracy %", "family_accuracy"), ""])
 

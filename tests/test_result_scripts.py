@@ -195,3 +195,48 @@ def test_step1_learning_curve_averages_the_validations_of_each_1000_steps(tmp_pa
     assert "| 170-way accuracy % | 5.5 | 15.5 |" in lines  # steps 100..1000 and 1100..2000, divided by 100
     assert "| family accuracy % | 50.0 | - |" in lines
     assert render.main([str(tmp_path / "unknown.json")]) == 2
+
+
+def _events(path, stamps):
+    """A TensorBoard event file with one scalar per (step, wall time)."""
+    import tensorflow as tf
+
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for step, wall in stamps:
+            summary = tf.compat.v1.Summary(value=[tf.compat.v1.Summary.Value(tag="train/loss", simple_value=1.0)])
+            writer.write(tf.compat.v1.Event(wall_time=wall, step=step, summary=summary).SerializeToString())
+
+
+def test_step1_validations_writes_each_validation_with_training_seconds_across_sessions(tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "tensorboard").mkdir(parents=True)
+    config = {"data": "photos", "loop": {"select": "nll", "metric": "macro_f1", "average_last": 4},
+              "runtime": {"precision": "mixed_bfloat16", "seed": 0}}
+    (run / "config.json").write_text(json.dumps(config))
+    lines = [{"kind": "train", "step": 10, "loss": 5.0},
+             {"kind": "val", "step": 100, "accuracy": 0.1, "family_accuracy": 0.3, "macro_f1": 0.05, "nll": 4.0,
+              "num_images": 340},
+             {"kind": "val", "step": 200, "accuracy": 0.2, "family_accuracy": 0.4, "macro_f1": 0.1, "nll": 3.0},
+             {"kind": "val", "step": 300, "accuracy": 0.3, "family_accuracy": 0.5, "macro_f1": 0.2, "nll": 2.0}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    # session 1 from wall time 1000 to 1100 (steps 10-200), resumed at 5000: its 40 s follow the first 100
+    _events(run / "tensorboard" / "events.out.tfevents.1000.a.v2", [(10, 1000.0), (100, 1050.0), (200, 1100.0)])
+    _events(run / "tensorboard" / "events.out.tfevents.5000.a.v2", [(210, 5000.0), (300, 5040.0)])
+    out = tmp_path / "curve.json"
+    step1_validations = _module("step1_validations")
+    step1_validations.main([str(run), "--command", "dnadet-tf pretrain --photos P --out R", "--json", str(out)])
+    document = json.loads(out.read_text())
+    assert [(v["step"], v["seconds"]) for v in document["validation"]] == [(100, 50), (200, 100), (300, 140)]
+    assert document["validation"][0] == {"step": 100, "seconds": 50, "accuracy": 0.1, "family_accuracy": 0.3,
+                                         "macro_f1": 0.05, "nll": 4.0}
+    assert document["command"] == "dnadet-tf pretrain --photos P --out R" and document["config"] == config
+    assert document["selected_by"] == "rule nll: best validation macro_f1, ties by the lower validation cross-entropy"
+    assert "3 validations up to step 300 (140 s)" in capsys.readouterr().out
+    # the file renders as the README's learning curve
+    named = tmp_path / "pretrain-demo-photos-curve.json"
+    named.write_text(out.read_text())
+    rendered = _module("render_results").render_pretrain_validations(str(named)).splitlines()
+    assert "| mean of the validations in steps | 1-300 |" in rendered and "| 170-way accuracy % | 20.0 |" in rendered
+    (run / "metrics.jsonl").write_text(json.dumps(lines[0]) + "\n")
+    with pytest.raises(SystemExit, match="expected a run dir whose metrics.jsonl has validation lines"):
+        step1_validations.main([str(run), "--command", "c", "--json", str(out)])
