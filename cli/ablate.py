@@ -60,6 +60,8 @@ def register(subparsers):
                         help="crop or squash large square images in every run (fit --crop-square)")
     parser.add_argument("--resize1", type=int, help="first resize of every run (fit --resize1)")
     parser.add_argument("--resize2", type=int, help="second resize, the network's input, of every run (fit --resize2)")
+    parser.add_argument("--crop-grid", type=int, metavar="N",
+                        help="training patches' corners on multiples of N px in every run (fit --crop-grid)")
     parser.set_defaults(func=run)
 
 
@@ -80,7 +82,8 @@ def run(args):
                                        augment=augment_from(args),
                                        precision=args.precision, crop_size=args.crop_size,
                                        crop_square=args.crop_square,
-                                       resize1=args.resize1, resize2=args.resize2).items() if v is not None}
+                                       resize1=args.resize1, resize2=args.resize2,
+                                       crop_grid=args.crop_grid).items() if v is not None}
     ablate(args.zoo, args.out, preset=args.preset, pretrained=args.pretrained, photos=args.photos,
            steps=args.steps, pretrain_steps=args.pretrain_steps,
            seeds=range(args.first_seed, args.first_seed + args.seeds), variants=variants,

@@ -93,6 +93,9 @@ def register(subparsers):
     parser.add_argument("--resize1", type=int, help="first bicubic resize, in px (preset: 128)")
     parser.add_argument("--resize2", type=int, help="second bicubic resize, the network's input size in px, a "
                         "multiple of 16 (preset: 512; tiny 64)")
+    parser.add_argument("--crop-grid", type=int, metavar="N",
+                        help="put the training patches' corners on multiples of N px of the network's input "
+                        "(default 1: anywhere; pretrain --crop-grid does the same in step 1)")
     parser.add_argument("--patience", type=int,
                         help="stop early after this many validations without improvement (overrides the preset)")
     parser.add_argument("--seed", type=int, help="seed of data order, crops and initialisation")
@@ -114,7 +117,7 @@ def overrides_from(args):
         ce_input=args.ce_input, frozen_stages=args.frozen_stages, lr_decay_every=args.lr_decay_every,
         lr_decay=args.lr_decay, width=args.width, zero_mean_stem=args.zero_mean_stem,
         crop_size=args.crop_size, crop_square=args.crop_square, resize1=args.resize1, resize2=args.resize2,
-        init_partial=args.init_partial, ood_score=args.ood_score,
+        crop_grid=args.crop_grid, init_partial=args.init_partial, ood_score=args.ood_score,
     )
 
 

@@ -254,8 +254,9 @@ def test_augmented_training_and_perturbed_evaluation(tiny_run, upsampling_data, 
 def test_resize_chain_flags_reach_the_run_and_bad_sizes_name_the_flag(upsampling_data, tmp_path, capsys):
     out = str(tmp_path / "native")
     assert main(["fit", "--data", upsampling_data["train"], "--out", out, "--preset", "tiny", "--steps", "2",
-                 "--crop-size", "48", "--resize1", "48", "--resize2", "48", "--crop-square"]) == 0
+                 "--crop-size", "48", "--resize1", "48", "--resize2", "48", "--crop-square", "--crop-grid", "16"]) == 0
     preprocessing = RunDir(out).config.preprocessing
+    assert RunDir(out).config.sampling.crop_grid == 16
     assert (preprocessing.crop_size, preprocessing.resize1, preprocessing.resize2) == (48, 48, 48)
     assert preprocessing.crop_square is True
     predictor = KerasPredictor(out)
@@ -266,7 +267,8 @@ def test_resize_chain_flags_reach_the_run_and_bad_sizes_name_the_flag(upsampling
     capsys.readouterr()
     for flags, message in ((["--resize2", "40"], "--resize2: expected a multiple of 16 (the encoder's total stride), "
                                                  "received 40."),
-                           (["--resize1", "0"], "--resize1: expected a positive integer, received 0.")):
+                           (["--resize1", "0"], "--resize1: expected a positive integer, received 0."),
+                           (["--crop-grid", "0"], "--crop-grid: expected a positive integer, received 0.")):
         bad = tmp_path / f"bad{flags[1]}"
         code = main(["fit", "--data", upsampling_data["train"], "--out", str(bad), "--preset", "tiny"] + flags)
         err = capsys.readouterr().err.strip()
