@@ -74,8 +74,9 @@ def render_speed(path):
              f"{ceiling['float32_gflops']:.0f} GFLOP/s float32, {ceiling['bfloat16_gflops']:.0f} GFLOP/s bfloat16.", "",
              "| preset | precision | patches per step | training step, patches/s | of the float32 ceiling "
              "| of its precision's ceiling | input pipeline alone | realized in `fit` | realized / step "
-             "| realized / median step | fed / alone | inference, images/s (side) | of the float32 ceiling |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| realized / median step | realized / median step before and after | fed / alone "
+             "| inference, images/s (side) | of the float32 ceiling |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     rows = [(preset, row) for preset, by in document["presets"].items() for row in by.values()]
     rows += [("pretrain (step 1, cpu)", row) for row in document.get("pretrain", {}).values()]
     for name, row in rows:
@@ -86,7 +87,8 @@ def render_speed(path):
                      f"{100 * row['ceiling_fraction']:.0f} % | {100 * row['step_gflops'] / own:.0f} % | "
                      f"{row['pipeline_patches_per_s']:.0f} | "
                      f"{row['realized_patches_per_s']:.0f} | {100 * row['realized_over_step']:.0f} % | "
-                     f"{_percent(row.get('realized_over_median_step'))} | {_percent(row.get('fed_over_alone'))} | "
+                     f"{_percent(row.get('realized_over_median_step'))} | "
+                     f"{_percent(row.get('realized_over_median_step_around'))} | {_percent(row.get('fed_over_alone'))} | "
                      f"{inference} |")
     reference = document.get("torch_release_feeding")
     if reference:

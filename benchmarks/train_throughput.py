@@ -19,7 +19,9 @@ Everything is measured in the same run, so the figures travel between machines a
       pipeline   `pipeline.training_dataset` alone over generated 128 px PNGs, nothing consuming it;
       realized   the real `fit` loop reading those files (`realized_patches_per_s`: the median
                  of its logged windows after the first), and its ratio to the best step
-                 (`realized_over_step`) and to the median step (`realized_over_median_step`);
+                 (`realized_over_step`) and to the median step (`realized_over_median_step`),
+                 and to the mean of the median step before and again after the loop
+                 (`realized_over_median_step_around`: the machine's drift between them cancels);
       inference  whole preprocessed images at the preset's resize2 (512 px for `paper`),
                  batch 4, images/s and the ceiling fraction;
   * pretrain (cpu preset): the same for step 1 (170 transformations of generated photos),
@@ -168,7 +170,8 @@ def step_rate(config, class_names, dataset_fn, steps, run_dir, rounds=4):
         alone_seconds += sum(alone)
         fed_seconds += sum(_timed_seconds(step_fed, steps, warmup=0))
     return {"step_patches_per_s": patches / min(times), "step_median_patches_per_s": patches / float(np.median(times)),
-            "patches_per_step": patches, "fed_over_alone": alone_seconds / fed_seconds}
+            "patches_per_step": patches, "fed_over_alone": alone_seconds / fed_seconds,
+            "median_again": lambda: patches / float(np.median(_timed_seconds(step_alone, 4 * steps, warmup=1)))}
 
 
 def realized_rate(run_dir):
@@ -213,8 +216,13 @@ def per_position_rate(config, images, labels, steps, classes):
 def training_row(config, precision, stepping, pipe, run_dir, steps, fit_seconds, ceiling):
     """The figures of a training step (`step_rate`'s dict), its input pipeline and a finished real loop
     in `run_dir` (a dict). `realized_over_step` compares the loop's median window with the best step,
-    `realized_over_median_step` with the median step (the same statistic on both sides)."""
+    `realized_over_median_step` with the median step (the same statistic on both sides), and
+    `realized_over_median_step_around` with the mean of that median and the median step measured
+    again right after the loop (`step_median_after_patches_per_s`), so that a machine whose speed
+    drifts between the two measurements moves the ratio less."""
     realized = realized_rate(run_dir)
+    after = stepping["median_again"]()  # the step alone again, right after the loop: the machine's drift
+    around = (stepping["step_median_patches_per_s"] + after) / 2
     gflop = 3 * forward_gflop(config.model.width, config.sampling.patch_size)
     step = stepping["step_patches_per_s"]
     return {
@@ -226,6 +234,7 @@ def training_row(config, precision, stepping, pipe, run_dir, steps, fit_seconds,
         "pipeline_patches_per_s": pipe, "pipeline_over_step": pipe / step,
         "realized_patches_per_s": realized, "realized_over_step": realized / step,
         "realized_over_median_step": realized / stepping["step_median_patches_per_s"],
+        "step_median_after_patches_per_s": after, "realized_over_median_step_around": realized / around,
         "realized_steps": steps, "realized_fit_seconds": fit_seconds,
     }
 
@@ -312,7 +321,8 @@ def print_row(name, row):
             f"{100 * row['ceiling_fraction']:4.1f} % of the ceiling)  pipeline {row['pipeline_patches_per_s']:7.1f} "
             f"({row['pipeline_over_step']:.2f}x)  realized in fit {row['realized_patches_per_s']:7.1f} "
             f"({100 * row['realized_over_step']:.0f} % of the best step, "
-            f"{100 * row['realized_over_median_step']:.0f} % of the median)  fed / alone {100 * row['fed_over_alone']:.0f} %")
+            f"{100 * row['realized_over_median_step']:.0f} % of the median, "
+            f"{100 * row['realized_over_median_step_around']:.0f} % of the median before and after)  fed / alone {100 * row['fed_over_alone']:.0f} %")
     if "inference_images_per_s" in row:
         line += (f"  inference {row['inference_side']} px {row['inference_images_per_s']:.2f} images/s "
                  f"({100 * row['inference_ceiling_fraction']:.1f} %)")

@@ -135,9 +135,10 @@ def test_speed_table_gives_realized_against_the_median_step_and_fed_over_alone(t
            "step_patches_per_s": 2000.0, "step_gflops": 200.0, "ceiling_fraction": 0.5,
            "step_median_patches_per_s": 1600.0, "fed_over_alone": 0.875,
            "pipeline_patches_per_s": 9000.0, "realized_patches_per_s": 1800.0, "realized_over_step": 0.9,
-           "realized_over_median_step": 1.125}
+           "realized_over_median_step": 1.125, "realized_over_median_step_around": 0.95}
     older = {key: value for key, value in row.items()
-             if key not in ("step_median_patches_per_s", "fed_over_alone", "realized_over_median_step")}
+             if key not in ("step_median_patches_per_s", "fed_over_alone", "realized_over_median_step",
+                            "realized_over_median_step_around")}
     document = {"machine": {"cpu_count": 2, "cpu_model": "test", "tensorflow": "2"},
                 "ceiling": {"float32_gflops": 400.0, "bfloat16_gflops": 800.0, "batch": 320},
                 "presets": {"cpu": {"mixed_bfloat16": row}, "paper": {"mixed_bfloat16": dict(older, preset="paper")}},
@@ -152,6 +153,8 @@ def test_speed_table_gives_realized_against_the_median_step_and_fed_over_alone(t
     assert cells["cpu"][columns.index("realized / step")] == "90 %"
     assert cells["cpu"][columns.index("realized / median step")] == "112 %"
     assert cells["cpu"][columns.index("fed / alone")] == "88 %"
+    assert cells["cpu"][columns.index("realized / median step before and after")] == "95 %"
+    assert cells["paper"][columns.index("realized / median step before and after")] == "-"
     assert cells["paper"][columns.index("realized / median step")] == "-"
     assert cells["paper"][columns.index("fed / alone")] == "-"
 
