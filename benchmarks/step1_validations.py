@@ -17,6 +17,7 @@ import subprocess
 import sys
 
 from dnadet_tf import runs
+from dnadet_tf.ablation import validation_records
 
 FIGURES = ("accuracy", "family_accuracy", "macro_f1", "nll")
 RULES = {  # how each selection rule (dnadet_tf.selection) picks, for a reader of the JSON
@@ -54,15 +55,12 @@ def validations(run_dir):
     """The run's validation lines, figures only, with seconds where the event files give them."""
     times = session_times(os.path.join(run_dir, "tensorboard"))
     rows = []
-    with open(os.path.join(run_dir, runs.METRICS_FILE), encoding="utf-8") as f:
-        for record in map(json.loads, f):
-            if record.get("kind") != "val":
-                continue
-            row = {"step": record["step"]}
-            if record["step"] in times:
-                row["seconds"] = round(times[record["step"]])
-            row.update({key: record[key] for key in FIGURES if key in record})
-            rows.append(row)
+    for record in validation_records(run_dir):
+        row = {"step": record["step"]}
+        if record["step"] in times:
+            row["seconds"] = round(times[record["step"]])
+        row.update({key: record[key] for key in FIGURES if key in record})
+        rows.append(row)
     if not rows:
         raise SystemExit(f"RUN: expected a run dir whose {runs.METRICS_FILE} has validation lines, received {run_dir!r} "
                          "with none.")
@@ -89,7 +87,7 @@ def main(argv=None):
     parser.add_argument("--photos", help="how to name the photos (default: the run's data path)")
     parser.add_argument("--note", help="the machine, what shared it, anything a reader needs")
     args = parser.parse_args(argv)
-    if not os.path.isfile(os.path.join(args.run, "config.json")):
+    if not os.path.isfile(os.path.join(args.run, runs.CONFIG_FILE)):
         parser.error(f"RUN: expected a run dir with config.json, received {args.run!r}")
     result = document(args.run, args.command, args.photos, args.note)
     with open(args.json, "w", encoding="utf-8") as f:

@@ -158,12 +158,13 @@ class WindowCrops:
         return self.scaled(self(first_resize(image, self.config)[None], tf.convert_to_tensor(offsets)[None]))[0]
 
     def random(self, image, count, seed, grid=1):
-        """`pipeline.random_crops(preprocess_image(image, config), patch, count, seed)`, from windows.
+        """`pipeline.random_crops(preprocess_image(image, config), patch, count, seed, grid)`, from windows.
 
         Args:
           image: uint8 or float tensor (H, W, 3) in [0, 255].
           count: int, crops per image.
           seed: int64 tensor (2,), the seed `random_crops` would get (the same offsets follow).
+          grid: int >= 1, the corners' multiple (`crops.crop_offsets`).
 
         Returns:
           float32 tensor (count, patch, patch, 3) in [-1, 1].
