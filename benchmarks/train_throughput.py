@@ -151,7 +151,10 @@ def step_rate(config, class_names, dataset_fn, steps, run_dir, rounds=4):
     steps of each in turn (the ratio of their total times), so that both see the same state of a
     shared machine: what the input costs the step, without the rest of the loop. Best and median
     are over every step on the batch in memory, the first `steps` and those of the rounds: the
-    median of the first 5 alone was up to 15 % above the median of 60 taken over a minute."""
+    median of the first 5 alone was up to 15 % above the median of 60 taken over a minute.
+
+    Returns that dict and a function that times the step alone again (its median, patches/s), for
+    the caller to run right after the real loop."""
     strategy = make_strategy(config.runtime.strategy)
     trainer = Trainer(config, class_names, run_dir, strategy, train_dataset=dataset_fn, output=open(os.devnull, "w"))
     batch = next(iter(dataset_fn(0)))
@@ -169,9 +172,14 @@ def step_rate(config, class_names, dataset_fn, steps, run_dir, rounds=4):
         times += alone
         alone_seconds += sum(alone)
         fed_seconds += sum(_timed_seconds(step_fed, steps, warmup=0))
-    return {"step_patches_per_s": patches / min(times), "step_median_patches_per_s": patches / float(np.median(times)),
-            "patches_per_step": patches, "fed_over_alone": alone_seconds / fed_seconds,
-            "median_again": lambda: patches / float(np.median(_timed_seconds(step_alone, 4 * steps, warmup=1)))}
+    figures = {"step_patches_per_s": patches / min(times),
+               "step_median_patches_per_s": patches / float(np.median(times)),
+               "patches_per_step": patches, "fed_over_alone": alone_seconds / fed_seconds}
+
+    def median_step_again():
+        return patches / float(np.median(_timed_seconds(step_alone, 4 * steps, warmup=1)))
+
+    return figures, median_step_again
 
 
 def realized_rate(run_dir):
@@ -213,15 +221,14 @@ def per_position_rate(config, images, labels, steps, classes):
     return int(np.prod(images.shape[:2])) / seconds
 
 
-def training_row(config, precision, stepping, pipe, run_dir, steps, fit_seconds, ceiling):
+def training_row(config, precision, stepping, after, pipe, run_dir, steps, fit_seconds, ceiling):
     """The figures of a training step (`step_rate`'s dict), its input pipeline and a finished real loop
     in `run_dir` (a dict). `realized_over_step` compares the loop's median window with the best step,
     `realized_over_median_step` with the median step (the same statistic on both sides), and
     `realized_over_median_step_around` with the mean of that median and the median step measured
-    again right after the loop (`step_median_after_patches_per_s`), so that a machine whose speed
-    drifts between the two measurements moves the ratio less."""
+    again right after the loop (`after`, patches/s, kept as `step_median_after_patches_per_s`), so that
+    a machine whose speed drifts between the two measurements moves the ratio less."""
     realized = realized_rate(run_dir)
-    after = stepping["median_again"]()  # the step alone again, right after the loop: the machine's drift
     around = (stepping["step_median_patches_per_s"] + after) / 2
     gflop = 3 * forward_gflop(config.model.width, config.sampling.patch_size)
     step = stepping["step_patches_per_s"]
@@ -248,8 +255,8 @@ def measure_preset(preset, precision, files, root, args, ceiling):
         overrides["images_per_class"] = 4  # 20 images x 16 crops: the release's batch
     config = make_config(preset, **overrides)
     dataset_fn = lambda start, config=config: training_dataset(files, config, start)  # noqa: E731
-    stepping = step_rate(config, files.class_names, dataset_fn, args.steps,
-                         os.path.join(root, f"step-{preset}-{precision}"))
+    stepping, median_step_again = step_rate(config, files.class_names, dataset_fn, args.steps,
+                                            os.path.join(root, f"step-{preset}-{precision}"))
     images, labels = next(iter(dataset_fn(0)))
     per_position = per_position_rate(config, images, labels, args.steps, len(files.class_names))
     pipe = pipeline_rate(dataset_fn(0), batches=max(4, args.steps))
@@ -258,8 +265,9 @@ def measure_preset(preset, precision, files, root, args, ceiling):
     began = time.perf_counter()
     fit(os.path.join(root, "data"), run_dir, preset=preset, output=open(os.devnull, "w"), steps=realized_steps,
         log_every=max(1, realized_steps // 10), val_every=realized_steps, checkpoint_every=realized_steps, **overrides)
-    row = training_row(config, precision, stepping, pipe, run_dir, realized_steps,
-                       time.perf_counter() - began, ceiling)
+    fit_seconds = time.perf_counter() - began
+    row = training_row(config, precision, stepping, median_step_again(), pipe, run_dir, realized_steps,
+                       fit_seconds, ceiling)
     inference = inference_rate(config)
     inference_gflop = forward_gflop(config.model.width, config.preprocessing.resize2)
     return {**row, "per_position_patches_per_s": per_position,
@@ -280,15 +288,16 @@ def measure_pretrain(precision, root, args, ceiling):
         crop_size=PHOTO_SIZE, resize1=PHOTO_SIZE)
     batch = config.pretrain.batch_size
     dataset_fn = lambda start: transformation_dataset(photos, config, batch, start)  # noqa: E731
-    stepping = step_rate(config, TRANSFORM_NAMES, dataset_fn, args.steps,
-                         os.path.join(root, f"step-pretrain-{precision}"))
+    stepping, median_step_again = step_rate(config, TRANSFORM_NAMES, dataset_fn, args.steps,
+                                            os.path.join(root, f"step-pretrain-{precision}"))
     pipe = pipeline_rate(dataset_fn(0), batches=max(4, args.steps))
     run_dir = os.path.join(root, f"pretrain-{precision}")
     steps = args.realized_steps * 10
     began = time.perf_counter()
     pretrain(folder, run_dir, preset="cpu", output=open(os.devnull, "w"), steps=steps, precision=precision,
              input_niceness=args.input_niceness, log_every=max(1, steps // 10), val_every=steps, checkpoint_every=steps)
-    return training_row(config, precision, stepping, pipe, run_dir, steps, time.perf_counter() - began, ceiling)
+    fit_seconds = time.perf_counter() - began
+    return training_row(config, precision, stepping, median_step_again(), pipe, run_dir, steps, fit_seconds, ceiling)
 
 
 def torch_release_rate(steps, images=20, positions=16, classes=5):
