@@ -243,3 +243,38 @@ def test_step1_validations_writes_each_validation_with_training_seconds_across_s
     (run / "metrics.jsonl").write_text(json.dumps(lines[0]) + "\n")
     with pytest.raises(SystemExit, match="expected a run dir whose metrics.jsonl has validation lines"):
         step1_validations.main([str(run), "--command", "c", "--json", str(out)])
+
+
+def test_double_jpeg_alike_gives_the_distance_of_each_error_pair_and_of_neighbouring_qualities(tmp_path, capsys):
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 200, 140)[None, :, None]
+    for i in range(10):  # usable_photos wants at least 10 photos of >= 128 px
+        pixels = np.clip(ramp + rng.normal(0, 20, (140, 140, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(photos / f"p{i}.png")
+    families = tmp_path / "families.json"
+    families.write_text(json.dumps({"cross_family_errors": [
+        {"true": "jpeg_q36", "predicted": "double_jpeg_q36_q36", "count": 3, "of": 10},
+        {"true": "jpeg_q36", "predicted": "gaussian_blur_k3", "count": 1, "of": 10}]}))  # not JPEG: left out
+    out = tmp_path / "alike.json"
+    script = _module("double_jpeg_alike")
+    assert script.main(["--photos", str(photos), "--crops", "2", "--resize2", "128", "--errors", str(families),
+                        "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    assert figures["resize"] == "128 -> 128" and len(figures["rows"]) == 24 and len(figures["nearest_qualities"]) == 24
+    same_quality = next(row for row in figures["rows"] if row["transformation"] == "double_jpeg_q36_q36")
+    # compressing again at one quality: the same distance to "both" single JPEGs, and well below the
+    # distance between any two qualities
+    assert same_quality["rms_to_jpeg_first"] == same_quality["rms_to_jpeg_second"]
+    assert same_quality["rms_to_jpeg_first"] < min(row["rms"] for row in figures["nearest_qualities"])
+    q30 = next(row for row in figures["nearest_qualities"] if row["transformation"] == "jpeg_q30")
+    assert q30["nearest_other_quality"] != "jpeg_q30" and q30["rms"] > 0
+    assert [(e["true"], e["predicted"], e["count"]) for e in figures["errors"]] == [("jpeg_q36", "double_jpeg_q36_q36", 3)]
+    assert figures["errors"][0]["rms"] == pytest.approx(same_quality["rms_to_jpeg_first"])
+    assert "error jpeg_q36 -> double_jpeg_q36_q36 (3 of 10): RMS" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        script.main(["--photos", str(photos), "--crops", "0"])
+    assert "--crops: expected a positive number of crops, received 0." in capsys.readouterr().err
