@@ -21,6 +21,7 @@ Usage: python benchmarks/double_jpeg_alike.py --photos DIR [--crops 30] [--resiz
                                               [--json FILE]
 """
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -94,12 +95,14 @@ def compare(outputs):
 def nearest_qualities(outputs):
     """Per single-JPEG class: the nearest other JPEG quality and the mean RMS difference to it."""
     singles = range(JPEG_START, JPEG_START + len(JPEG_QUALITIES))
+    distance = {}
+    for a, b in itertools.combinations(singles, 2):  # the difference is symmetric: each pair once
+        distance[a, b] = distance[b, a] = mean_rms(outputs, a, b)
     rows = []
     for index in singles:
-        to_other = {other: mean_rms(outputs, index, other) for other in singles if other != index}
-        nearest = min(to_other, key=to_other.get)
+        nearest = min((other for other in singles if other != index), key=lambda other: distance[index, other])
         rows.append({"transformation": TRANSFORM_NAMES[index], "nearest_other_quality": TRANSFORM_NAMES[nearest],
-                     "rms": to_other[nearest]})
+                     "rms": distance[index, nearest]})
     return rows
 
 
