@@ -56,3 +56,13 @@ def make_upsampling_tree(root, images_per_class, seed=0, size=32, factor=4):
             pixels = np.clip(UPSAMPLERS[name](content, factor) + 0.5, 0, 255).astype(np.uint8)
             Image.fromarray(pixels).save(os.path.join(folder, f"{i:04d}.png"))
     return list(CLASSES)
+
+
+def make_photos(folder, count, size=(192, 160), seed=0):
+    """Smooth random 'photos': low-resolution noise upsampled bicubically, saved as high-quality JPEG."""
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        low = rng.uniform(0, 255, (size[1] // 8, size[0] // 8, 3)).astype(np.uint8)
+        Image.fromarray(low).resize(size, Image.BICUBIC).save(os.path.join(folder, f"p{i:02d}.jpg"), quality=95)
+    return folder

@@ -11,16 +11,7 @@ from dnadet_tf.pretraining import MIN_PHOTOS, pretrain, split_photos, usable_pho
 from dnadet_tf.runs import RunDir
 from dnadet_tf.training import fit
 from dnadet_tf.transforms import FAMILIES, TRANSFORM_NAMES, transform_family
-
-
-def make_photos(folder, count, size=(192, 160), seed=0):
-    """Smooth random 'photos': low-resolution noise upsampled bicubically, saved as high-quality JPEG."""
-    os.makedirs(folder, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for i in range(count):
-        low = rng.uniform(0, 255, (size[1] // 8, size[0] // 8, 3)).astype(np.uint8)
-        Image.fromarray(low).resize(size, Image.BICUBIC).save(os.path.join(folder, f"p{i:02d}.jpg"), quality=95)
-    return folder
+from synthetic import make_photos
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from dnadet_tf.errors import DnadetError
+from dnadet_tf.pretraining import MIN_PHOTOS
 from dnadet_tf.transforms import TRANSFORM_NAMES
+from synthetic import make_photos
 
 BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
 SPLITS = ("closed-set", "cross-seed", "cross-loss", "cross-finetune", "cross-dataset")
@@ -246,15 +248,7 @@ def test_step1_validations_writes_each_validation_with_training_seconds_across_s
 
 
 def test_double_jpeg_alike_gives_the_distance_of_each_error_pair_and_of_neighbouring_qualities(tmp_path, capsys):
-    from PIL import Image
-
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    rng = np.random.default_rng(0)
-    ramp = np.linspace(0, 200, 140)[None, :, None]
-    for i in range(10):  # usable_photos wants at least 10 photos of >= 128 px
-        pixels = np.clip(ramp + rng.normal(0, 20, (140, 140, 3)), 0, 255).astype(np.uint8)
-        Image.fromarray(pixels).save(photos / f"p{i}.png")
+    photos = make_photos(str(tmp_path / "photos"), MIN_PHOTOS)
     families = tmp_path / "families.json"
     families.write_text(json.dumps({"cross_family_errors": [
         {"true": "jpeg_q36", "predicted": "double_jpeg_q36_q36", "count": 3, "of": 10},
