@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from dnadet_tf.errors import DnadetError
 from dnadet_tf.pretraining import MIN_PHOTOS
@@ -273,3 +274,35 @@ def test_double_jpeg_alike_gives_the_distance_of_each_error_pair_and_of_neighbou
     with pytest.raises(SystemExit):
         script.main(["--photos", str(photos), "--crops", "0"])
     assert "--crops: expected a positive number of crops, received 0." in capsys.readouterr().err
+
+
+def test_jpeg_ghost_curve_dips_at_the_last_quality_and_the_family_figure_is_recomputed_by_hand():
+    script = _module("jpeg_ghost")
+    rng = np.random.default_rng(3)
+    photo = np.asarray(Image.fromarray(rng.uniform(0, 255, (16, 16, 3)).astype(np.uint8)).resize((128, 128)))
+    once = script.recompressed(photo, 60)
+    curve = script.ghost_curve(once)
+    # compressing a JPEG again at its own quality changes it least (the ghost of the last compression)
+    assert curve.shape == (24,) and int(np.argmin(curve)) == list(script.JPEG_QUALITIES).index(60)
+    # families: jpeg, double_jpeg, gaussian_blur, median_blur, resample, gaussian_noise (rows true, columns predicted)
+    confusion = np.diag([4, 6, 10, 10, 10, 10]).tolist()
+    confusion[0][1], confusion[1][0], confusion[0][4] = 5, 3, 1  # 18 JPEG-family answers inside the two families
+    families = {"confusion": confusion, "family_accuracy": 50 / 59}
+    # 40 right outside the JPEG families, plus 0.75 of the 18 inside them
+    assert script.family_accuracy_with(families, 0.75) == pytest.approx((40 + 13.5) / 59)
+
+
+def test_jpeg_ghost_scores_held_out_crops_of_every_jpeg_class(tmp_path, capsys):
+    photos = make_photos(str(tmp_path / "photos"), MIN_PHOTOS)
+    out = tmp_path / "ghost.json"
+    script = _module("jpeg_ghost")
+    assert script.main(["--photos", photos, "--train-per-class", "2", "--test-per-class", "1",
+                        "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    assert figures["train_samples"] == 96 and figures["test_samples"] == 48
+    assert list(figures["double_recall"]) == [name for name in TRANSFORM_NAMES if name.startswith("double_jpeg")]
+    assert 0.0 <= figures["single_double_accuracy"] <= 1.0 and 0.0 <= figures["accuracy_48"] <= 1.0
+    assert "48-way accuracy" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        script.main(["--photos", photos, "--test-per-class", "0"])
+    assert "--test-per-class: expected a positive number of crops, received 0." in capsys.readouterr().err
