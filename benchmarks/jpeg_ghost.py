@@ -99,7 +99,7 @@ def ghost_figures(photos, train_per_class, test_per_class, seed, families=None):
         "single_double_accuracy": single_double,
         "single_recall": float(np.mean(~is_double(predicted[~is_double(y_test)]))),
         "double_recall": {TRANSFORM_NAMES[c]: float(np.mean(is_double(predicted[y_test == c])))
-                          for c in JPEG_CLASSES if is_double([c])[0]},
+                          for c in JPEG_CLASSES[len(JPEG_QUALITIES):]},
     }
     if families is not None:
         figures["families_run"] = families.get("run")
