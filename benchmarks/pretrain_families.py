@@ -10,7 +10,12 @@ family accuracy of the most probable family (each family's probabilities summed,
 for one of another family (`--top`). `--json FILE` writes the figures, and
 the confusion matrix as a PNG next to it (FILE with .png).
 
-Usage: python benchmarks/pretrain_families.py RUN --photos DIR [--samples 1700] [--top 15] [--json FILE]
+With several runs (step 1 with other seeds: each is scored on the photos it held
+out) it prints each run's line, then the mean ± std over the runs (`across_runs`),
+and `--json` holds {"runs": [each run's figures], "summary": {figure: {"values",
+"mean", "std"}}}, its PNG the confusion matrix summed over the runs.
+
+Usage: python benchmarks/pretrain_families.py RUN [RUN ...] --photos DIR [--samples 1700] [--top 15] [--json FILE]
 """
 import argparse
 import json
@@ -71,20 +76,52 @@ def family_figures(run_dir, photos, samples, batch_size=34, top=15):
     }
 
 
+SUMMARIZED = ("accuracy", "family_accuracy", "family_accuracy_summed")
+
+
+def across_runs(runs):
+    """[figures of each run] -> {figure: {"values", "mean", "std"}} for the SUMMARIZED figures and each
+    family's recall ("recall_<family>"); std is the population std over the runs (numpy's default)."""
+    columns = {key: [run[key] for run in runs] for key in SUMMARIZED}
+    columns.update({f"recall_{name}": [run["family_recall"][name] for run in runs] for name in FAMILY_NAMES})
+    return {key: {"values": values, "mean": float(np.mean(values)), "std": float(np.std(values))}
+            for key, values in columns.items()}
+
+
+def summary_line(figures):
+    return (f"{figures['samples']} samples from {figures['held_out_photos']} held-out photos: "
+            f"170-way accuracy {100 * figures['accuracy']:.1f} %, "
+            f"family accuracy {100 * figures['family_accuracy']:.1f} % (family of the 170-way answer), "
+            f"{100 * figures['family_accuracy_summed']:.1f} % (most probable family)")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", help="a pretrain run dir")
+    parser.add_argument("runs", nargs="+", metavar="RUN", help="a pretrain run dir (several: step 1 with other seeds)")
     parser.add_argument("--photos", required=True, help="the photo folder the run was trained on")
     parser.add_argument("--samples", type=int, default=1700, help="held-out (photo, transformation) pairs")
     parser.add_argument("--top", type=int, default=15, help="how many cross-family confusions to list")
     parser.add_argument("--json", help="write the figures here, and the confusion matrix as a PNG next to it")
     args = parser.parse_args(argv)
     configure_runtime()
-    figures = family_figures(args.run, args.photos, args.samples, top=args.top)
-    print(f"{figures['samples']} samples from {figures['held_out_photos']} held-out photos: "
-          f"170-way accuracy {100 * figures['accuracy']:.1f} %, "
-          f"family accuracy {100 * figures['family_accuracy']:.1f} % (family of the 170-way answer), "
-          f"{100 * figures['family_accuracy_summed']:.1f} % (most probable family)")
+    runs = [family_figures(run, args.photos, args.samples, top=args.top) for run in args.runs]
+    if len(runs) > 1:
+        for run in runs:
+            print(f"{run['run']}: {summary_line(run)}")
+        summary = across_runs(runs)
+        print(f"mean ± std over {len(runs)} runs: " + ", ".join(
+            f"{key} {100 * summary[key]['mean']:.1f} ± {100 * summary[key]['std']:.1f} %" for key in SUMMARIZED))
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump({"runs": runs, "summary": summary}, f, indent=1)
+            confusion = np.sum([run["confusion"] for run in runs], axis=0).tolist()
+            plot_confusion_matrix(confusion, FAMILY_NAMES, os.path.splitext(args.json)[0] + ".png",
+                                  title=f"step 1 families, {len(runs)} runs, {sum(r['samples'] for r in runs)} "
+                                        "held-out samples")
+            print(f"wrote {args.json} and its .png")
+        return 0
+    figures = runs[0]
+    print(summary_line(figures))
     print("rows: true family; columns: predicted, in the same order")
     for name, row in zip(FAMILY_NAMES, figures["confusion"]):
         print(f"  {name:15s} " + " ".join(f"{count:5d}" for count in row)

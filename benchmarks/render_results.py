@@ -121,14 +121,30 @@ def render_transform_costs(path):
 
 
 def render_pretrain_families(path):
-    """170-way and family accuracy and each family's recall (%), from `pretrain_families.py --json`."""
+    """170-way and family accuracy and each family's recall (%), from `pretrain_families.py --json`: one row,
+    or with several runs a row per run and their mean ± std."""
     with open(path, encoding="utf-8") as f:
         figures = json.load(f)
-    recall = figures["family_recall"]
-    return "\n".join([f"### {os.path.basename(path)}", "", f"{figures['samples']} held-out samples", "",
-                      "| 170-way | family | " + " | ".join(recall) + " |", "|" + "---:|" * (len(recall) + 2),
-                      f"| {100 * figures['accuracy']:.1f} | {100 * figures['family_accuracy']:.1f} | "
-                      + " | ".join(f"{100 * v:.1f}" for v in recall.values()) + " |", ""])
+    runs = figures.get("runs", [figures])
+    families = list(runs[0]["family_recall"])
+
+    def row(name, run):
+        # runs measured before the most probable family was: "-"
+        cells = [run["accuracy"], run["family_accuracy"], run.get("family_accuracy_summed")]
+        cells += [run["family_recall"][family] for family in families]
+        return f"| {name} | " + " | ".join("-" if v is None else f"{100 * v:.1f}" for v in cells) + " |"
+
+    lines = [f"### {os.path.basename(path)}", "",
+             " + ".join(str(run["samples"]) for run in runs) + " held-out samples", "",
+             "| run | 170-way | family | most probable family | " + " | ".join(families) + " |",
+             "|---|" + "---:|" * (len(families) + 3)]
+    lines += [row(os.path.basename(os.path.normpath(run["run"])), run) for run in runs]
+    if "summary" in figures:
+        summary = figures["summary"]
+        keys = ["accuracy", "family_accuracy", "family_accuracy_summed"] + [f"recall_{f}" for f in families]
+        lines.append(f"| mean ± std of {len(runs)} | " + " | ".join(
+            f"{100 * summary[k]['mean']:.1f} ± {100 * summary[k]['std']:.1f}" for k in keys) + " |")
+    return "\n".join(lines + [""])
 
 
 def render_pretrain_validations(path):

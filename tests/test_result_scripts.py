@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from dnadet_tf.errors import DnadetError
-from dnadet_tf.pretraining import MIN_PHOTOS
+from dnadet_tf.pretraining import FAMILY_NAMES, MIN_PHOTOS
 from dnadet_tf.transforms import TRANSFORM_NAMES
 from synthetic import make_photos
 
@@ -101,6 +101,34 @@ def test_most_probable_family_sums_each_familys_probabilities():
     probabilities[1, 156] = 1.0  # noise, the sixth family
     assert module.most_probable_family(probabilities).tolist() == [1, 5]
     assert probabilities[0].argmax() == 0
+
+
+def _family_figures(run, accuracy, family_summed, jpeg_recall):
+    recall = {name: 1.0 for name in FAMILY_NAMES}
+    recall["jpeg"] = jpeg_recall
+    return {"run": run, "samples": 1700, "held_out_photos": 518, "accuracy": accuracy, "family_accuracy": 0.8,
+            "family_accuracy_summed": family_summed, "family_recall": recall, "confusion": [[0] * 6] * 6}
+
+
+def test_step1_families_over_several_runs_give_each_run_and_the_mean_and_std(tmp_path):
+    module = _module("pretrain_families")
+    runs = [_family_figures("runs/s0", 0.6, 0.9, 0.4), _family_figures("runs/s1/", 0.7, 0.92, 0.6)]
+    summary = module.across_runs(runs)
+    assert summary["accuracy"] == {"values": [0.6, 0.7], "mean": pytest.approx(0.65), "std": pytest.approx(0.05)}
+    assert summary["family_accuracy_summed"]["mean"] == pytest.approx(0.91)
+    assert summary["recall_jpeg"]["std"] == pytest.approx(0.1) and summary["recall_resample"]["std"] == 0.0
+    path = tmp_path / "pretrain-families-two.json"
+    path.write_text(json.dumps({"runs": runs, "summary": summary}))
+    lines = _module("render_results").render_pretrain_families(str(path)).splitlines()
+    assert "| s0 | 60.0 | 80.0 | 90.0 | 40.0 |" in "\n".join(lines)
+    assert any(line.startswith("| s1 | 70.0 | 80.0 | 92.0 | 60.0 |") for line in lines)
+    assert any(line.startswith("| mean ± std of 2 | 65.0 ± 5.0 | 80.0 ± 0.0 | 91.0 ± 1.0 | 50.0 ± 10.0 |")
+               for line in lines)
+    # a run measured before the most probable family was: its cell is "-"
+    older = dict(runs[0])
+    del older["family_accuracy_summed"]
+    path.write_text(json.dumps(older))
+    assert "| s0 | 60.0 | 80.0 | - | 40.0 |" in _module("render_results").render_pretrain_families(str(path))
 
 
 def _trajectory(label, cross_seed_by_model):
