@@ -26,6 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from dnadet_tf.ablation import mean_std  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
 from dnadet_tf.metrics import classification_metrics, plot_confusion_matrix  # noqa: E402
 from dnadet_tf.pipeline import transformation_eval_dataset  # noqa: E402
@@ -81,11 +82,14 @@ SUMMARIZED = ("accuracy", "family_accuracy", "family_accuracy_summed")
 
 def across_runs(runs):
     """[figures of each run] -> {figure: {"values", "mean", "std"}} for the SUMMARIZED figures and each
-    family's recall ("recall_<family>"); std is the population std over the runs (numpy's default)."""
+    family's recall ("recall_<family>"), in that order; std is the population std (`ablation.mean_std`)."""
     columns = {key: [run[key] for run in runs] for key in SUMMARIZED}
     columns.update({f"recall_{name}": [run["family_recall"][name] for run in runs] for name in FAMILY_NAMES})
-    return {key: {"values": values, "mean": float(np.mean(values)), "std": float(np.std(values))}
-            for key, values in columns.items()}
+    summary = {}
+    for key, values in columns.items():
+        mean, std = mean_std(values)
+        summary[key] = {"values": values, "mean": mean, "std": std}
+    return summary
 
 
 def summary_line(figures):
@@ -105,35 +109,31 @@ def main(argv=None):
     args = parser.parse_args(argv)
     configure_runtime()
     runs = [family_figures(run, args.photos, args.samples, top=args.top) for run in args.runs]
-    if len(runs) > 1:
+    if len(runs) == 1:
+        figures = runs[0]
+        print(summary_line(figures))
+        print("rows: true family; columns: predicted, in the same order")
+        for name, row in zip(FAMILY_NAMES, figures["confusion"]):
+            print(f"  {name:15s} " + " ".join(f"{count:5d}" for count in row)
+                  + f"   recall {100 * figures['family_recall'][name]:.1f} %")
+        print("most frequent cross-family errors (true -> predicted: count of samples of the true one)")
+        for error in figures["cross_family_errors"]:
+            print(f"  {error['true']:24s} -> {error['predicted']:24s} {error['count']:3d} of {error['of']}")
+        document, confusion = figures, figures["confusion"]
+        title = f"step 1 families, {figures['samples']} held-out samples"
+    else:
         for run in runs:
             print(f"{run['run']}: {summary_line(run)}")
         summary = across_runs(runs)
         print(f"mean ± std over {len(runs)} runs: " + ", ".join(
             f"{key} {100 * summary[key]['mean']:.1f} ± {100 * summary[key]['std']:.1f} %" for key in SUMMARIZED))
-        if args.json:
-            with open(args.json, "w", encoding="utf-8") as f:
-                json.dump({"runs": runs, "summary": summary}, f, indent=1)
-            confusion = np.sum([run["confusion"] for run in runs], axis=0).tolist()
-            plot_confusion_matrix(confusion, FAMILY_NAMES, os.path.splitext(args.json)[0] + ".png",
-                                  title=f"step 1 families, {len(runs)} runs, {sum(r['samples'] for r in runs)} "
-                                        "held-out samples")
-            print(f"wrote {args.json} and its .png")
-        return 0
-    figures = runs[0]
-    print(summary_line(figures))
-    print("rows: true family; columns: predicted, in the same order")
-    for name, row in zip(FAMILY_NAMES, figures["confusion"]):
-        print(f"  {name:15s} " + " ".join(f"{count:5d}" for count in row)
-              + f"   recall {100 * figures['family_recall'][name]:.1f} %")
-    print("most frequent cross-family errors (true -> predicted: count of samples of the true one)")
-    for error in figures["cross_family_errors"]:
-        print(f"  {error['true']:24s} -> {error['predicted']:24s} {error['count']:3d} of {error['of']}")
+        document = {"runs": runs, "summary": summary}
+        confusion = np.sum([run["confusion"] for run in runs], axis=0).tolist()
+        title = f"step 1 families, {len(runs)} runs, {sum(r['samples'] for r in runs)} held-out samples"
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(figures, f, indent=1)
-        plot_confusion_matrix(figures["confusion"], FAMILY_NAMES, os.path.splitext(args.json)[0] + ".png",
-                              title=f"step 1 families, {figures['samples']} held-out samples")
+            json.dump(document, f, indent=1)
+        plot_confusion_matrix(confusion, FAMILY_NAMES, os.path.splitext(args.json)[0] + ".png", title=title)
         print(f"wrote {args.json} and its .png")
     return 0
 

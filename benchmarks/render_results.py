@@ -139,11 +139,11 @@ def render_pretrain_families(path):
              "| run | 170-way | family | most probable family | " + " | ".join(families) + " |",
              "|---|" + "---:|" * (len(families) + 3)]
     lines += [row(os.path.basename(os.path.normpath(run["run"])), run) for run in runs]
-    if "summary" in figures:
-        summary = figures["summary"]
-        keys = ["accuracy", "family_accuracy", "family_accuracy_summed"] + [f"recall_{f}" for f in families]
-        lines.append(f"| mean ± std of {len(runs)} | " + " | ".join(
-            f"{100 * summary[k]['mean']:.1f} ± {100 * summary[k]['std']:.1f}" for k in keys) + " |")
+    if "summary" in figures:  # its figures in the columns' order (`pretrain_families.across_runs`)
+        from dnadet_tf.ablation import mean_std_cell
+
+        lines.append(f"| mean ± std of {len(runs)} | "
+                     + " | ".join(mean_std_cell(stats) for stats in figures["summary"].values()) + " |")
     return "\n".join(lines + [""])
 
 
