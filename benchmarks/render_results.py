@@ -14,7 +14,8 @@ as one method's cross-tests per step-1 run, pooled and between step-1 runs; each
 `validation-trajectory-*.json` (`benchmarks/validation_trajectory.py --json`) as every validated
 model's cross-tests and those of their averages; each `pretrain-demo-photos*.json` and
 `pretrain-shared-photos*.json` (a step-1 run's validation lines and its command) as its learning
-curve, the mean accuracy of the validations in each 1000 steps.
+curve, the mean accuracy of the validations in each 1000 steps; each `content-shift-probes-*.json`
+(`benchmarks/content_shift_probes.py --json`) as its accuracy and real-share tables.
 Usage: python benchmarks/render_results.py [FILE ...]
 """
 import glob
@@ -192,9 +193,20 @@ def render_validation_trajectory(path):
     return "\n".join([f"### {os.path.basename(path)}", "", format_tables(document), ""])
 
 
+def render_content_shift_probes(path):
+    """The probes' accuracy and real-share tables, from `content_shift_probes.py --json`."""
+    sys.path.insert(0, HERE)
+    from content_shift_probes import format_tables
+
+    with open(path, encoding="utf-8") as f:
+        document = json.load(f)
+    return "\n".join([f"### {os.path.basename(path)}", "", format_tables(document), ""])
+
+
 RENDERERS = {"open-set": render_open_set, "train-throughput": render_speed, "transform-families": render_transform_costs,
              "pretrain-families": render_pretrain_families, "step1-seeds": render_step1_seeds,
              "validation-trajectory": render_validation_trajectory, "ablation": render,
+             "content-shift-probes": render_content_shift_probes,
              "pretrain-demo-photos": render_pretrain_validations, "pretrain-shared-photos": render_pretrain_validations}
 
 

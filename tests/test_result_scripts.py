@@ -334,3 +334,57 @@ def test_jpeg_ghost_scores_held_out_crops_of_every_jpeg_class(tmp_path, capsys):
     with pytest.raises(SystemExit):
         script.main(["--photos", photos, "--test-per-class", "0"])
     assert "--test-per-class: expected a positive number of crops, received 0." in capsys.readouterr().err
+
+
+class _TileMeanPredictor:
+    """Answers class 1 for a tile whose mean pixel is positive, class 0 otherwise (probabilities 0.9 / 0.1)."""
+
+    def predict_pixels(self, pixels):
+        positive = np.asarray(pixels).mean(axis=(1, 2, 3)) > 0
+        return np.where(positive[:, None], [[0.1, 0.9]], [[0.9, 0.1]]).astype(np.float32)
+
+
+def test_content_shift_probes_tile_an_image_in_row_order_and_aggregate_the_tiles():
+    module = _module("content_shift_probes")
+    pixels = -np.ones((2, 128, 192, 3), np.float32)
+    pixels[0, :64, 64:128] = 1.0  # image 0: the second tile of the first row is class 1
+    pixels[1, 64:] = 1.0  # image 1: the whole second row
+    tiles = module.tile_probabilities(_TileMeanPredictor(), pixels, 64)
+    assert tiles.shape == (2, 6, 2)
+    assert tiles[0].argmax(-1).tolist() == [0, 1, 0, 0, 0, 0]
+    assert tiles[1].argmax(-1).tolist() == [0, 0, 0, 1, 1, 1]
+    # sample 0 (truth 1): tiles 0.6 / 0.4 twice, 0.0 / 1.0 once: mean 0.4 / 0.6 says 1 (right), the vote 0
+    # (wrong); sample 1 (truth 0): mean 0.57 / 0.43 and the vote (0, a tie taken as 0, 1) say 0 (right)
+    truth = np.array([1, 0])
+    per_tile = np.array([[[0.6, 0.4], [0.6, 0.4], [0.0, 1.0]], [[1.0, 0.0], [0.5, 0.5], [0.2, 0.8]]])
+    whole = np.array([[0.2, 0.8], [0.3, 0.7]])
+    figures = module.answer_figures(truth, whole, per_tile)
+    assert figures == {"whole": 0.5, "tile_mean": 1.0, "tile_vote": 0.5, "tile": pytest.approx(3 / 6)}
+
+
+def _probe_run(run, whole_cross_dataset, lossless_real):
+    splits = {split: {"whole": 1.0, "tile_mean": 1.0, "tile_vote": 1.0, "tile": 0.9, "partner": 0.5, "ensemble": 0.75}
+              for split in ("test", "cross_seed", "cross_dataset")}
+    splits["cross_dataset"]["whole"] = whole_cross_dataset
+    return {"run": run, "partner_run": None, "splits": splits,
+            "real_sources": {"lossless": {"folder": "x/lossless", "images": 168, "real_share": lossless_real,
+                                          "real_share_jpeg95": 0.9}},
+            "fakes_called_real": {"images": 320, "real_share": 0.5, "real_share_jpeg95": 1.0}}
+
+
+def test_content_shift_probes_summarize_the_runs_and_render_both_tables(tmp_path):
+    module = _module("content_shift_probes")
+    runs = [_probe_run("s0", 0.4, 0.9), _probe_run("s1", 0.6, 1.0)]
+    summary = module.across_runs(runs)
+    assert summary["cross_dataset/whole"] == {"values": [0.4, 0.6], "mean": pytest.approx(0.5), "std": pytest.approx(0.1)}
+    assert summary["real/lossless/real_share"]["mean"] == pytest.approx(0.95)
+    assert summary["fakes_called_real/real_share_jpeg95"] == {"values": [1.0, 1.0], "mean": 1.0, "std": 0.0}
+    path = tmp_path / "content-shift-probes-two.json"
+    path.write_text(json.dumps({"zoo": "Z", "tile": 64, "runs": runs, "summary": summary}))
+    text = _module("render_results").render_content_shift_probes(str(path))
+    assert ("| split | whole image | tiles, mean | tiles, vote | single tile | partner run | both runs' mean |"
+            in text)
+    assert "| cross-dataset | 50.0 ± 10.0 | 100.0 ± 0.0 | 100.0 ± 0.0 | 90.0 ± 0.0 | 50.0 ± 0.0 | 75.0 ± 0.0 |" in text
+    assert "| real photos, lossless (168) | 95.0 ± 5.0 | 90.0 ± 0.0 |" in text
+    assert "| fakes of cross-dataset (320) | 50.0 ± 0.0 | 100.0 ± 0.0 |" in text
+    assert text.index("| closed-set |") < text.index("| cross-seed |") < text.index("| cross-dataset |")
