@@ -62,6 +62,8 @@ def register(subparsers):
     parser.add_argument("--resize2", type=int, help="second resize, the network's input, of every run (fit --resize2)")
     parser.add_argument("--crop-grid", type=int, metavar="N",
                         help="training patches' corners on multiples of N px in every run (fit --crop-grid)")
+    parser.add_argument("--extra-real", metavar="packaged|none|DIR",
+                        help="crops of other real photos in the real class of every run (fit --extra-real; preset: cpu auto)")
     parser.set_defaults(func=run)
 
 
@@ -83,7 +85,8 @@ def run(args):
                                        precision=args.precision, crop_size=args.crop_size,
                                        crop_square=args.crop_square,
                                        resize1=args.resize1, resize2=args.resize2,
-                                       crop_grid=args.crop_grid).items() if v is not None}
+                                       crop_grid=args.crop_grid, extra_real=args.extra_real).items()
+                 if v is not None}
     ablate(args.zoo, args.out, preset=args.preset, pretrained=args.pretrained, photos=args.photos,
            steps=args.steps, pretrain_steps=args.pretrain_steps,
            seeds=range(args.first_seed, args.first_seed + args.seeds), variants=variants,

@@ -96,6 +96,11 @@ def register(subparsers):
     parser.add_argument("--crop-grid", type=int, metavar="N",
                         help="put the training patches' corners on multiples of N px of the network's input "
                         "(default 1: anywhere; pretrain --crop-grid does the same in step 1)")
+    parser.add_argument("--extra-real", metavar="packaged|none|DIR",
+                        help="add to the class named real as many 128 px crops of other photos as it has training "
+                        "images: 'packaged' (the 60 photos shipped with the package), a folder of photos, 'auto' "
+                        "(packaged when a class is named real, else nothing) or 'none' (preset: cpu auto, paper and "
+                        "tiny none; README, \"Real photos of other content in the real class\")")
     parser.add_argument("--patience", type=int,
                         help="stop early after this many validations without improvement (overrides the preset)")
     parser.add_argument("--seed", type=int, help="seed of data order, crops and initialisation")
@@ -117,7 +122,8 @@ def overrides_from(args):
         ce_input=args.ce_input, frozen_stages=args.frozen_stages, lr_decay_every=args.lr_decay_every,
         lr_decay=args.lr_decay, width=args.width, zero_mean_stem=args.zero_mean_stem,
         crop_size=args.crop_size, crop_square=args.crop_square, resize1=args.resize1, resize2=args.resize2,
-        crop_grid=args.crop_grid, init_partial=args.init_partial, ood_score=args.ood_score,
+        crop_grid=args.crop_grid, extra_real=args.extra_real, init_partial=args.init_partial,
+        ood_score=args.ood_score,
     )
 
 

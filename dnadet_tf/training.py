@@ -9,6 +9,7 @@ from dnadet_tf.config import TrainConfig, make_config, paper_name
 from dnadet_tf.data import check_files, read_dataset, remap_to, require_several_classes, is_benchmark_dir
 from dnadet_tf.distribute import make_strategy
 from dnadet_tf.errors import RunDirError
+from dnadet_tf.extra_real import add_extra_real
 from dnadet_tf.model import Backbone, Classifier, encoder_mismatch, transfer_matching_weights
 from dnadet_tf.pipeline import inference_dataset, training_dataset
 from dnadet_tf.pretrained import PACKAGED, read_provenance, resolve_init
@@ -154,7 +155,11 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
     else:
         config = config.replace(data=os.path.abspath(data), val=os.path.abspath(val) if val else "")
     print(f"checking {len(train_files)} training images from {train_files.source} ...", file=output, flush=True)
-    train_files = check_files(train_files, crop_size=config.preprocessing.crop_size, min_side=config.sampling.patch_size)
+    user_train_files = check_files(train_files, crop_size=config.preprocessing.crop_size,
+                                   min_side=config.sampling.patch_size)
+    # the open-set statistics are fitted on the user's images alone (below), as `dnadet-tf calibrate RUN` fits
+    # them later from the run's own data
+    train_files = add_extra_real(user_train_files, config.sampling.extra_real, output)
     if val_files is not None:
         val_files = check_files(val_files, crop_size=config.preprocessing.crop_size, min_side=config.sampling.patch_size,
                                 require_every_class=False)
@@ -194,7 +199,7 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
         from dnadet_tf.calibrate import calibrate_run
 
         summary["calibration"] = calibrate_run(out, config.loop.ood_score, batch_size=config.loop.eval_batch_size,
-                                               output=output, files=(train_files, val_files))
+                                               output=output, files=(user_train_files, val_files))
     else:
         print("no validation data: no temperature or open-set score fitted (dnadet-tf calibrate RUN --val DATA "
               "fits them later)", file=output, flush=True)

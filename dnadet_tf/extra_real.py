@@ -1,0 +1,108 @@
+"""Real photos of other content in the real class (`fit --extra-real`).
+
+A training set whose real images all show one kind of content (faces, say) lets the
+network learn "real" partly as that content, and real photos of other content then
+get called fakes. `--extra-real SOURCE` adds to the class named `real` as many
+natural 128 px crops (`zoo.photos.natural_crop`: shorter side resized to 128-192 px,
+a random window, mirrored half of the time) as that class has training images,
+cut from the photos of SOURCE: `packaged` (the 60 photos shipped with the package,
+`dnadet_tf/zoo/demo_photos`) or a folder (read recursively). Crop i is drawn with
+the key (0, "extra-real", i), so every run with the same photos and count adds the
+same crops. `auto` means `packaged` when the training set has a class named `real`, and
+nothing (one line says so) when it has none. They are written once as PNG files to a cache folder
+($DNADET_TF_CACHE or ~/.cache/dnadet-tf, `extra-real-<key>`), named by the photos'
+names and sizes and the count, and read by the training pipeline like any other file.
+"""
+import hashlib
+import os
+
+import numpy as np
+
+from dnadet_tf.data import LabeledFiles
+from dnadet_tf.errors import DataError
+
+REAL_CLASS = "real"
+PACKAGED = "packaged"
+NONE = "none"
+AUTO = "auto"
+
+
+def source_photos(source):
+    """The photo paths of an --extra-real source ("packaged" or a folder), in `images.find_images` order.
+
+    Raises DataError for a folder that does not exist or holds no image.
+    """
+    from dnadet_tf.images import find_images
+    from dnadet_tf.zoo.photos import PACKAGED_PHOTOS
+
+    folder = PACKAGED_PHOTOS if source == PACKAGED else source
+    if not os.path.isdir(folder):
+        raise DataError(f"--extra-real: expected '{AUTO}', '{PACKAGED}', '{NONE}' or a folder of photos, "
+                        f"received {source!r}, which is not a folder.")
+    paths = find_images(folder)
+    if not paths:
+        raise DataError(f"--extra-real {source}: expected photos in {folder}, found no image file.")
+    return paths
+
+
+def cache_folder(paths, count):
+    """The cache folder of `count` crops of `paths`: named by the photos' names and sizes and the count."""
+    key = hashlib.sha256()
+    for path in paths:
+        key.update(f"{os.path.basename(path)}:{os.path.getsize(path)}\n".encode())
+    key.update(f"count:{count}".encode())
+    base = os.environ.get("DNADET_TF_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "dnadet-tf")
+    return os.path.join(base, f"extra-real-{key.hexdigest()[:16]}")
+
+
+def extra_real_crops(source, count, output=None):
+    """Paths of `count` 128 px PNG crops of the photos of `source`, written to the cache folder if not there yet.
+
+    A photo that cannot be read, or whose shorter side is below 128 px, stops with one DataError line naming it.
+    """
+    from dnadet_tf.images import ImageError, load_rgb, save_png_atomic
+    from dnadet_tf.zoo.photos import CROP, crop_for
+
+    paths = source_photos(source)
+    for path in paths:
+        try:
+            load_rgb(path, min_side=CROP)
+        except ImageError as error:
+            raise DataError(f"--extra-real {source}: {error} (every photo needs a readable image of at least "
+                            f"{CROP} px on its shorter side).") from None
+    folder = cache_folder(paths, count)
+    os.makedirs(folder, exist_ok=True)
+    crops = [os.path.join(folder, f"extra-real_{i:05d}.png") for i in range(count)]
+    missing = [i for i, crop in enumerate(crops) if not os.path.isfile(crop)]
+    if missing and output is not None:
+        print(f"--extra-real {source}: cutting {len(missing)} crops of {len(paths)} photos into {folder}",
+              file=output, flush=True)
+    for i in missing:
+        save_png_atomic(crop_for(paths, 0, "extra-real", i), crops[i])
+    return crops
+
+
+def add_extra_real(files, source, output=None):
+    """`files` (LabeledFiles) with crops of `source` added to the class named `real`, as many as it has.
+
+    `source` "none" (or empty) returns `files` unchanged, "auto" is "packaged" when there is a class named
+    `real` and "none" otherwise; with any other source a training set without a class named `real` raises
+    DataError naming its classes.
+    """
+    if not source or source == NONE:
+        return files
+    if source == AUTO:
+        if REAL_CLASS not in files.class_names:
+            if output is not None:
+                print(f"--extra-real auto: no class named '{REAL_CLASS}' among {files.class_names}, no real photos "
+                      "added", file=output, flush=True)
+            return files
+        source = PACKAGED
+    if REAL_CLASS not in files.class_names:
+        raise DataError(f"--extra-real {source}: expected a class named '{REAL_CLASS}' to add real photos to, "
+                        f"received the classes {files.class_names}.")
+    real = files.class_names.index(REAL_CLASS)
+    count = int(np.sum(files.labels == real))
+    crops = extra_real_crops(source, count, output)
+    labels = np.concatenate([files.labels, np.full(count, real, files.labels.dtype)])
+    return LabeledFiles(list(files.paths) + crops, labels, files.class_names, files.source, list(files.skipped))
