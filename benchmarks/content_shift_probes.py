@@ -35,13 +35,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from dnadet_tf.ablation import mean_std  # noqa: E402
-from dnadet_tf.data import SPLITS, collect_image_paths, readable_images  # noqa: E402
+from dnadet_tf.data import REAL_CLASS, SPLITS, collect_image_paths, readable_images  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
 from dnadet_tf.evaluation import load_labeled  # noqa: E402
 from dnadet_tf.predictor import KerasPredictor, predict_files  # noqa: E402
 
 JPEG_QUALITY = 95
-REAL_CLASS = "real"
 PROBED_SPLITS = tuple(split for split in SPLITS if split not in ("train", "val"))
 
 

@@ -388,7 +388,8 @@ def validate(config):
     _choice("ce_input", config.optimizer.ce_input, CE_INPUTS)
     _choice("metric", config.loop.metric, METRICS)
     if not isinstance(config.sampling.extra_real, str):
-        raise DnadetError(f"extra_real: expected 'packaged', 'none' or a folder, received {config.sampling.extra_real!r}.")
+        raise DnadetError(f"extra_real: expected 'auto', 'packaged', 'none' or a folder, "
+                          f"received {config.sampling.extra_real!r}.")
     frozen = config.optimizer.frozen_stages
     if not 0 <= frozen <= ENCODER_STAGES:
         raise DnadetError(f"frozen_stages: expected 0 to {ENCODER_STAGES} (the encoder's stages), received {frozen}.")

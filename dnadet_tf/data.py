@@ -36,12 +36,15 @@ class LabeledFiles:
         return np.bincount(self.labels, minlength=len(self.class_names))
 
 
+REAL_CLASS = "real"
+
+
 def order_classes(names):
-    """Sorted class names, except that `real` is always first (label 0)."""
+    """Sorted class names, except that `real` (REAL_CLASS) is always first (label 0)."""
     names = sorted(names)
-    if "real" in names:
-        names.remove("real")
-        names.insert(0, "real")
+    if REAL_CLASS in names:
+        names.remove(REAL_CLASS)
+        names.insert(0, REAL_CLASS)
     return names
 
 

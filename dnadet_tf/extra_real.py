@@ -18,10 +18,9 @@ import os
 
 import numpy as np
 
-from dnadet_tf.data import LabeledFiles
+from dnadet_tf.data import REAL_CLASS, LabeledFiles
 from dnadet_tf.errors import DataError
 
-REAL_CLASS = "real"
 PACKAGED = "packaged"
 NONE = "none"
 AUTO = "auto"
@@ -47,34 +46,38 @@ def source_photos(source):
 
 def cache_folder(paths, count):
     """The cache folder of `count` crops of `paths`: named by the photos' names and sizes and the count."""
+    from dnadet_tf.zoo.photos import cache_root
+
     key = hashlib.sha256()
     for path in paths:
         key.update(f"{os.path.basename(path)}:{os.path.getsize(path)}\n".encode())
     key.update(f"count:{count}".encode())
-    base = os.environ.get("DNADET_TF_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "dnadet-tf")
-    return os.path.join(base, f"extra-real-{key.hexdigest()[:16]}")
+    return os.path.join(cache_root(), f"extra-real-{key.hexdigest()[:16]}")
 
 
 def extra_real_crops(source, count, output=None):
     """Paths of `count` 128 px PNG crops of the photos of `source`, written to the cache folder if not there yet.
 
-    A photo that cannot be read, or whose shorter side is below 128 px, stops with one DataError line naming it.
+    When crops must be cut, a photo that cannot be read, or whose shorter side is below 128 px, stops with one
+    DataError line naming it (cached crops were cut from photos that passed, under the same names and sizes).
     """
     from dnadet_tf.images import ImageError, load_rgb, save_png_atomic
     from dnadet_tf.zoo.photos import CROP, crop_for
 
     paths = source_photos(source)
+    folder = cache_folder(paths, count)
+    crops = [os.path.join(folder, f"extra-real_{i:05d}.png") for i in range(count)]
+    missing = [i for i, crop in enumerate(crops) if not os.path.isfile(crop)]
+    if not missing:
+        return crops
     for path in paths:
         try:
             load_rgb(path, min_side=CROP)
         except ImageError as error:
             raise DataError(f"--extra-real {source}: {error} (every photo needs a readable image of at least "
                             f"{CROP} px on its shorter side).") from None
-    folder = cache_folder(paths, count)
     os.makedirs(folder, exist_ok=True)
-    crops = [os.path.join(folder, f"extra-real_{i:05d}.png") for i in range(count)]
-    missing = [i for i, crop in enumerate(crops) if not os.path.isfile(crop)]
-    if missing and output is not None:
+    if output is not None:
         print(f"--extra-real {source}: cutting {len(missing)} crops of {len(paths)} photos into {folder}",
               file=output, flush=True)
     for i in missing:

@@ -47,7 +47,7 @@ from dnadet_tf.errors import DataError
 from dnadet_tf.images import save_png_atomic
 from dnadet_tf.runs import write_json_atomic, write_text_atomic
 from dnadet_tf.zoo.generators import PAPER_FAMILIES, WILD_FAMILIES
-from dnadet_tf.zoo.photos import content_groups, crop_for, find_photos, seed_key
+from dnadet_tf.zoo.photos import cache_root, content_groups, crop_for, find_photos, seed_key
 from dnadet_tf.zoo.sheets import contact_sheet
 from dnadet_tf.zoo.training import TrainConfig, generate, new_generator, train, weights_checksum
 
@@ -202,8 +202,7 @@ def classes_for(wild=False):
 
 def default_zoo_dir(size="demo", seed=0, wild=False):
     """The cache folder of a zoo: $DNADET_TF_CACHE (or ~/.cache/dnadet-tf)/zoo-<size>[-wild]-seed<seed>."""
-    base = os.environ.get("DNADET_TF_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "dnadet-tf")
-    return os.path.join(base, f"zoo-{size}{'-wild' if wild else ''}-seed{seed}")
+    return os.path.join(cache_root(), f"zoo-{size}{'-wild' if wild else ''}-seed{seed}")
 
 
 @contextlib.contextmanager

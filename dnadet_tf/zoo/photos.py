@@ -36,6 +36,12 @@ from dnadet_tf.errors import DataError
 from dnadet_tf.images import ImageError, find_images, load_rgb
 
 PACKAGED_PHOTOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo_photos")
+
+
+def cache_root():
+    """The folder of the files the package derives from photos (zoos, `extra_real` crops):
+    $DNADET_TF_CACHE, or ~/.cache/dnadet-tf."""
+    return os.environ.get("DNADET_TF_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "dnadet-tf")
 DOMAINS = ("A", "B", "C")
 CROP = 128
 MAX_CROP_SIDE = 192
