@@ -15,7 +15,8 @@ as one method's cross-tests per step-1 run, pooled and between step-1 runs; each
 model's cross-tests and those of their averages; each `pretrain-demo-photos*.json` and
 `pretrain-shared-photos*.json` (a step-1 run's validation lines and its command) as its learning
 curve, the mean accuracy of the validations in each 1000 steps; each `content-shift-probes-*.json`
-(`benchmarks/content_shift_probes.py --json`) as its accuracy and real-share tables.
+(`benchmarks/content_shift_probes.py --json`) as its accuracy and real-share tables; each
+`content-adaptation-*.json` (`benchmarks/content_adaptation.py --json`) as its table before and after adapting.
 Usage: python benchmarks/render_results.py [FILE ...]
 """
 import glob
@@ -203,10 +204,20 @@ def render_content_shift_probes(path):
     return "\n".join([f"### {os.path.basename(path)}", "", format_tables(document), ""])
 
 
+def render_content_adaptation(path):
+    """The accuracy table before and after adapting, from `content_adaptation.py --json`."""
+    sys.path.insert(0, HERE)
+    from content_adaptation import format_table
+
+    with open(path, encoding="utf-8") as f:
+        document = json.load(f)
+    return "\n".join([f"### {os.path.basename(path)}", "", format_table(document), ""])
+
+
 RENDERERS = {"open-set": render_open_set, "train-throughput": render_speed, "transform-families": render_transform_costs,
              "pretrain-families": render_pretrain_families, "step1-seeds": render_step1_seeds,
              "validation-trajectory": render_validation_trajectory, "ablation": render,
-             "content-shift-probes": render_content_shift_probes,
+             "content-shift-probes": render_content_shift_probes, "content-adaptation": render_content_adaptation,
              "pretrain-demo-photos": render_pretrain_validations, "pretrain-shared-photos": render_pretrain_validations}
 
 

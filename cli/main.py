@@ -17,8 +17,8 @@ import os
 import re
 import sys
 
-COMMAND_MODULES = ("fit", "evaluate", "predict", "calibrate", "pretrain", "ablate", "export", "explain", "robustness",
-                   "zoo", "import_torch")
+COMMAND_MODULES = ("fit", "evaluate", "predict", "calibrate", "adapt", "pretrain", "ablate", "export", "explain",
+                   "robustness", "zoo", "import_torch")
 VERBOSE_FLAG = "--verbose"
 TRAINING_COMMANDS = ("fit", "pretrain", "ablate")
 

@@ -388,3 +388,47 @@ def test_content_shift_probes_summarize_the_runs_and_render_both_tables(tmp_path
     assert "| real photos, lossless (168) | 95.0 ± 5.0 | 90.0 ± 0.0 |" in text
     assert "| fakes of cross-dataset (320) | 50.0 ± 0.0 | 100.0 ± 0.0 |" in text
     assert text.index("| closed-set |") < text.index("| cross-seed |") < text.index("| cross-dataset |")
+
+
+def test_content_adaptation_cuts_balanced_halves_and_draws_a_fixed_subset():
+    module = _module("content_adaptation")
+    assert module.halves(5) == ([0, 2, 4], [1, 3])
+    assert module.drawn([0, 2, 4, 6, 8], 3) == module.drawn([0, 2, 4, 6, 8], 3)
+    assert sorted(module.drawn([0, 2, 4], 20)) == [0, 2, 4]
+
+
+def test_content_adaptation_puts_the_runs_statistics_back(tiny_run, upsampling_data):
+    from dnadet_tf.data import find_images
+    from dnadet_tf.predictor import KerasPredictor, predict_files
+
+    module = _module("content_adaptation")
+    predictor = KerasPredictor(tiny_run)
+    paths = find_images(upsampling_data["test"])
+    before = predict_files(predictor, paths)
+    with module.AdaptedStatistics(predictor, paths[::2]) as adapted:
+        inside = predict_files(adapted, paths)
+    assert np.abs(inside - before).max() > 1e-3
+    np.testing.assert_array_equal(predict_files(predictor, paths), before)
+
+
+def _adaptation_run(run, cross_dataset, test_after):
+    splits = {"test": {"as_trained": 1.0, "adapted": 1.0},
+              "cross_dataset": {"as_trained": 0.5, "adapted": cross_dataset, "adapted_20": 0.9, "real_only": 0.7,
+                                "blend_0.5": 0.6}}
+    return {"run": run, "splits": splits,
+            "training_content": {"test_after_adapted": test_after, "test_after_blend_0.5": 1.0}}
+
+
+def test_content_adaptation_summarizes_the_runs_and_renders_its_table(tmp_path):
+    module = _module("content_adaptation")
+    runs = [_adaptation_run("s0", 0.9, 0.5), _adaptation_run("s1", 1.0, 0.6)]
+    summary = module.across_runs(runs)
+    assert summary["cross_dataset/adapted"] == {"values": [0.9, 1.0], "mean": pytest.approx(0.95),
+                                                "std": pytest.approx(0.05)}
+    assert summary["training_content/test_after_adapted"]["mean"] == pytest.approx(0.55)
+    path = tmp_path / "content-adaptation-two.json"
+    path.write_text(json.dumps({"zoo": "Z", "zoo_sha256": "ab", "runs": runs, "summary": summary}))
+    text = _module("render_results").render_content_adaptation(str(path))
+    assert "| closed-set | 100.0 ± 0.0 | 100.0 ± 0.0 | - | - | - |" in text
+    assert "| cross-dataset | 50.0 ± 0.0 | 95.0 ± 5.0 | 90.0 ± 0.0 | 70.0 ± 0.0 | 60.0 ± 0.0 |" in text
+    assert "adapted 55.0 ± 5.0, `--blend 0.5` 100.0 ± 0.0" in text

@@ -1,0 +1,41 @@
+"""`dnadet-tf adapt`: a run adapted to another kind of content (BatchNorm statistics of unlabeled images)."""
+from dnadet_tf.cli.main import HelpFormatter, UsageError
+
+
+def register(subparsers):
+    parser = subparsers.add_parser(
+        "adapt",
+        help="adapt a run to another kind of content from unlabeled images of it (writes a new run dir)",
+        description=(
+            "Re-estimate the BatchNorm statistics of a run's best.keras on unlabeled images of the content to "
+            "attribute (AdaBN: every weight kept) and write a new run dir that predict, evaluate, explain and "
+            "export take like any other. Give a mix of what is to be attributed, fakes and real photos alike, "
+            "20 images or more: statistics of real photos alone or of one generator are another mix's. The "
+            "adapted model is for that content (on the training content it is worse: README, 'Adapting to "
+            "other content'); --blend keeps part of the run's own statistics. The open-set calibration is "
+            "dropped: 'dnadet-tf calibrate OUT --data LABELED --val LABELED' refits it on labeled images."
+        ),
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("run", metavar="RUN", help="run dir written by 'dnadet-tf fit'")
+    parser.add_argument("--images", required=True, nargs="+", metavar="PATH",
+                        help="unlabeled images of the new content: files or folders (read recursively)")
+    parser.add_argument("--out", required=True, help="the adapted run dir to write (RUN itself is kept)")
+    parser.add_argument("--blend", type=float, default=1.0,
+                        help="share of the new images in the statistics, 0 to 1 (1: theirs alone; 0.5: "
+                             "half the run's own, for a mix of both contents)")
+    parser.add_argument("--batch-size", type=int, default=16, help="images per batch")
+    parser.add_argument("--overwrite", action="store_true", help="replace the files of an existing --out")
+    parser.set_defaults(func=run)
+
+
+def run(args):
+    from dnadet_tf.adaptation import adapt_run
+
+    if not 0.0 <= args.blend <= 1.0:
+        raise UsageError(f"--blend: expected a number from 0 to 1, received {args.blend}.")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size: expected a positive number, received {args.batch_size}.")
+    adapt_run(args.run, args.images, args.out, blend=args.blend, batch_size=args.batch_size,
+              overwrite=args.overwrite)
+    return 0

@@ -1,0 +1,149 @@
+"""Adapting a trained attributor to another kind of content: its BatchNorm statistics re-estimated on
+unlabeled images of that content (AdaBN, Li et al. 2016), every weight kept.
+
+    run dir (best.keras) + unlabeled images of the content to attribute
+      -> the encoder in training mode over them, batch by batch: each BatchNorm normalises with the
+         images' own statistics and accumulates them (image-weighted mean over the batches)
+      -> each BatchNorm's moving mean and variance = those statistics, mixed with the run's by `blend`
+      -> a new run dir: best.keras (without the open-set calibration, which described the old
+         content), config.json and labels.txt of the run, adaptation.json
+
+A model trained on one content keeps the generators' traces in its kernels but normalises them with
+that content's statistics; images of another content shift every layer's activations, and unseen
+fakes are read as real (or real photos as fakes). Re-estimated statistics undo that shift. The images
+should be a mix of what is to be attributed (fakes of several generators and real photos, unlabeled):
+statistics of real photos alone, or of one generator, are statistics of another mix
+(README, "Adapting to other content").
+"""
+import os
+import sys
+
+import numpy as np
+
+from dnadet_tf.data import collect_image_paths, readable_images
+from dnadet_tf.errors import DataError, RunDirError
+from dnadet_tf.model import BatchNormalization
+from dnadet_tf.runs import RunDir, save_model_atomic, write_json_atomic
+
+ADAPTATION_FILE = "adaptation.json"
+FEW_IMAGES = 20  # the fewest measured to work (README): fewer are allowed, with a warning line
+
+
+def batchnorm_layers(model):
+    """The BatchNormalization layers of a classifier's encoder, input to output."""
+    return [layer for layer in model.backbone._flatten_layers() if isinstance(layer, BatchNormalization)]
+
+
+def estimate_batchnorm_statistics(model, batches):
+    """Each encoder BatchNorm's statistics over `batches` of preprocessed pixels (N, S, S, 3).
+
+    Runs the encoder in training mode (each layer normalised by the batch's own statistics,
+    as they would be after adaptation) and averages the batches' means and biased variances,
+    weighted by their image counts. Returns [(mean (C,), variance (C,))] per layer, float32;
+    the model's own statistics are restored before returning.
+
+    Raises DataError when `batches` is empty.
+    """
+    layers = batchnorm_layers(model)
+    saved = [(layer.moving_mean.numpy(), layer.moving_variance.numpy(), layer.momentum) for layer in layers]
+    seen = 0
+    try:
+        for pixels in batches:
+            count = int(pixels.shape[0])
+            for layer in layers:
+                layer.momentum = seen / (seen + count)  # moving = (seen * moving + count * batch) / (seen + count)
+            model.backbone(pixels, training=True)
+            seen += count
+        statistics = [(layer.moving_mean.numpy().astype(np.float32), layer.moving_variance.numpy().astype(np.float32))
+                      for layer in layers]
+    finally:
+        for layer, (mean, variance, momentum) in zip(layers, saved):
+            layer.moving_mean.assign(mean)
+            layer.moving_variance.assign(variance)
+            layer.momentum = momentum
+    if seen == 0:
+        raise DataError("images: expected at least one image to estimate BatchNorm statistics on, received none.")
+    return statistics
+
+
+def blend_statistics(own, new, blend):
+    """Per layer, the statistics of a mixture: `blend` of the new images' and 1 - `blend` of the model's own
+    (mean = blend * new + (1 - blend) * own; variance the mixture's, between-means term included).
+    own, new: [(mean, variance)] -> [(mean, variance)]."""
+    mixed = []
+    for (own_mean, own_var), (new_mean, new_var) in zip(own, new):
+        mean = blend * new_mean + (1.0 - blend) * own_mean
+        variance = (blend * (new_var + (new_mean - mean) ** 2)
+                    + (1.0 - blend) * (own_var + (own_mean - mean) ** 2))
+        mixed.append((mean.astype(np.float32), variance.astype(np.float32)))
+    return mixed
+
+
+def adapt_batchnorm(model, batches, blend=1.0):
+    """Sets each encoder BatchNorm's moving statistics to those of `batches` (mixed with its own by
+    `blend` in [0, 1]: 1 = the new images' alone, 0 = unchanged). Returns the statistics set."""
+    if not 0.0 <= blend <= 1.0:
+        raise ValueError(f"blend: expected a number from 0 to 1, received {blend}.")
+    layers = batchnorm_layers(model)
+    own = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in layers]
+    statistics = blend_statistics(own, estimate_batchnorm_statistics(model, batches), blend)
+    for layer, (mean, variance) in zip(layers, statistics):
+        layer.moving_mean.assign(mean)
+        layer.moving_variance.assign(variance)
+    return statistics
+
+
+def without_calibration(model):
+    """The classifier with its `Calibration` (temperature and open-set statistics) removed."""
+    model.calibration = None
+    return model
+
+
+def adapt_run(run_dir, images, out, blend=1.0, batch_size=16, overwrite=False, output=None):
+    """Writes `out`, a run dir whose best.keras is `run_dir`'s adapted to `images` (files or folders,
+    unlabeled); returns the report written to out/adaptation.json.
+
+    Files that cannot be decoded or are too small are skipped with one warning line each; the open-set
+    calibration is dropped (`dnadet-tf calibrate OUT --data ... --val ...` refits it on labeled images
+    of the new content). Raises DataError when no image is usable, RunDirError when `out` is `run_dir`
+    or already holds files without `overwrite`; nothing is written then.
+    """
+    from dnadet_tf.pipeline import inference_dataset
+
+    output = output or sys.stdout
+    source = RunDir(run_dir)
+    if os.path.abspath(out) == os.path.abspath(run_dir):
+        raise RunDirError(f"out {out}: expected a new folder for the adapted run, received the run itself "
+                          f"(adaptation keeps {run_dir} as it is).")
+    target = RunDir(out).check(overwrite=overwrite)
+    config, class_names = source.config, source.class_names
+    model = source.load_model()
+    paths, skipped = readable_images(collect_image_paths(list(images)), model.preprocessing,
+                                     warn=lambda line: print(line, file=output, flush=True))
+    if len(paths) < FEW_IMAGES:
+        print(f"warning: {len(paths)} images to adapt on; statistics of fewer than {FEW_IMAGES} were not measured "
+              f"to help (README, 'Adapting to other content').", file=output, flush=True)
+    print(f"adapting {run_dir}: BatchNorm statistics of {len(paths)} images ...", file=output, flush=True)
+    own = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in batchnorm_layers(model)]
+    statistics = adapt_batchnorm(model, inference_dataset(paths, model.preprocessing, batch_size), blend)
+    had_calibration = model.calibration is not None
+    without_calibration(model)
+    target.start(config, class_names, overwrite=overwrite)
+    save_model_atomic(model, target.best_model_path)
+    report = {
+        "source_run": os.path.abspath(run_dir), "images": len(paths), "skipped": skipped,
+        "inputs": [os.path.abspath(item) for item in images], "blend": blend, "batch_size": batch_size,
+        "calibration_dropped": had_calibration,
+        # Per layer, how far the statistics moved: mean |new mean - old mean| in old standard deviations, and
+        # the mean ratio of new to old standard deviation (1 = unchanged).
+        "layers": [{"name": layer.name,
+                    "mean_shift_in_std": float(np.mean(np.abs(new[0] - old[0]) / np.sqrt(old[1] + layer.epsilon))),
+                    "std_ratio": float(np.mean(np.sqrt(new[1] + layer.epsilon) / np.sqrt(old[1] + layer.epsilon)))}
+                   for layer, old, new in zip(batchnorm_layers(model), own, statistics)],
+    }
+    write_json_atomic(target.file(ADAPTATION_FILE), report)
+    print(f"wrote {target.best_model_path} and {ADAPTATION_FILE}" + (
+        "; its open-set calibration was dropped (it described the training content): "
+        f"'dnadet-tf calibrate {out} --data LABELED --val LABELED' refits it on labeled images of this content"
+        if had_calibration else ""), file=output, flush=True)
+    return report

@@ -1,0 +1,134 @@
+"""`dnadet-tf adapt`: BatchNorm statistics re-estimated on unlabeled images of another content."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from clirun import run_cli as _cli
+from dnadet_tf.adaptation import (adapt_batchnorm, batchnorm_layers, blend_statistics,
+                                  estimate_batchnorm_statistics)
+from dnadet_tf.model import probabilities
+from dnadet_tf.predictor import KerasPredictor
+from dnadet_tf.runs import RunDir
+
+
+def _pixels(seed, count, size=32):
+    return np.random.default_rng(seed).uniform(-1, 1, (count, size, size, 3)).astype(np.float32)
+
+
+def _statistics(model):
+    return [(layer.moving_mean.numpy().copy(), layer.moving_variance.numpy().copy())
+            for layer in batchnorm_layers(model)]
+
+
+def test_estimated_statistics_are_those_of_the_images_and_leave_the_model_as_it_was(tiny_run):
+    model = RunDir(tiny_run).load_model()
+    before = _statistics(model)
+    first, second = _pixels(1, 3), _pixels(2, 1)
+    statistics = estimate_batchnorm_statistics(model, [first, second])
+    assert len(statistics) == 8  # one BatchNorm after each of the encoder's 8 convolutions
+    conv = model.backbone.get_layer("stage1_conv1")
+    outputs = [conv(batch).numpy().astype(np.float64) for batch in (first, second)]
+    # The mean: over every position of the 4 images (batches weighted by their image counts); the variance:
+    # the batches' biased variances, weighted the same way.
+    np.testing.assert_allclose(statistics[0][0], np.concatenate(outputs).mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-5)
+    expected_variance = (3 * outputs[0].var(axis=(0, 1, 2)) + 1 * outputs[1].var(axis=(0, 1, 2))) / 4
+    np.testing.assert_allclose(statistics[0][1], expected_variance, rtol=1e-4, atol=1e-6)
+    for (mean, variance), (old_mean, old_variance) in zip(_statistics(model), before):
+        np.testing.assert_array_equal(mean, old_mean)
+        np.testing.assert_array_equal(variance, old_variance)
+    assert [layer.momentum for layer in batchnorm_layers(model)] == [0.9] * 8
+
+
+def test_adapting_undoes_a_change_of_contrast_of_the_content(tiny_run):
+    """The encoder's convolutions have no bias and pad with zeros, so pixels scaled by 0.4 scale every
+    convolution's output by 0.4: statistics re-estimated on the scaled images undo it, and the adapted
+    model answers the scaled images as the model adapted to the originals answers the originals."""
+    images = _pixels(3, 8)
+    dimmed = 0.4 * images
+    original, scaled = RunDir(tiny_run).load_model(), RunDir(tiny_run).load_model()
+    unadapted = probabilities(scaled, dimmed).numpy()
+    adapt_batchnorm(original, [images])
+    adapt_batchnorm(scaled, [dimmed])
+    expected = probabilities(original, images).numpy()
+    np.testing.assert_allclose(probabilities(scaled, dimmed).numpy(), expected, atol=1e-4)
+    assert np.abs(unadapted - expected).max() > 0.1  # without adapting, the change of contrast shows
+
+
+def test_blend_mixes_the_statistics_as_a_mixture_of_the_two_contents():
+    own, new = [(np.array([0.0]), np.array([1.0]))], [(np.array([2.0]), np.array([3.0]))]
+    (mean, variance), = blend_statistics(own, new, 0.5)
+    # mixture of N(0, 1) and N(2, 3) in equal shares: mean 1, variance (1 + 1) / 2 + (3 + 1) / 2
+    assert mean[0] == pytest.approx(1.0) and variance[0] == pytest.approx(3.0)
+    assert blend_statistics(own, new, 0.0)[0][0][0] == 0.0 and blend_statistics(own, new, 1.0)[0][1][0] == 3.0
+    with pytest.raises(ValueError, match="blend: expected a number from 0 to 1, received 1.5"):
+        adapt_batchnorm(None, [], blend=1.5)
+
+
+def test_adapt_command_writes_a_run_that_predicts_and_keeps_the_source(tiny_run, upsampling_data, tmp_path):
+    out = str(tmp_path / "adapted")
+    source_model = os.path.join(tiny_run, "best.keras")
+    mtime = os.path.getmtime(source_model)
+    code, stdout, stderr = _cli(["adapt", tiny_run, "--images", upsampling_data["test"], "--out", out])
+    assert code == 0, stderr
+    assert "BatchNorm statistics of 36 images" in stdout and "open-set calibration was dropped" in stdout
+    with open(os.path.join(out, "adaptation.json"), encoding="utf-8") as f:
+        report = json.load(f)
+    assert report["images"] == 36 and report["blend"] == 1.0 and report["calibration_dropped"] is True
+    assert [layer["name"] for layer in report["layers"]][:2] == ["stage1_bn1", "stage1_bn2"]
+    assert os.path.getmtime(source_model) == mtime
+    adapted, source = KerasPredictor(out), KerasPredictor(tiny_run)
+    assert adapted.class_names == source.class_names and adapted.open_set is None
+    # every weight but the BatchNorm statistics is the run's; the moving statistics changed
+    source_weights = {weight.path: weight.numpy() for weight in source.model.weights}
+    moved = 0
+    for weight in adapted.model.weights:
+        if "moving" in weight.path:
+            moved += not np.array_equal(weight.numpy(), source_weights[weight.path])
+        else:
+            np.testing.assert_array_equal(weight.numpy(), source_weights[weight.path])
+    assert moved == 16
+    code, stdout, stderr = _cli(["predict", "--model", out, os.path.join(upsampling_data["test"], "real")])
+    assert code == 0, stderr
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--blend", "2"], "dnadet-tf adapt: error: --blend: expected a number from 0 to 1, received 2.0."),
+    (["--batch-size", "0"], "dnadet-tf adapt: error: --batch-size: expected a positive number, received 0."),
+])
+def test_adapt_flags_are_checked_in_one_line(tiny_run, upsampling_data, tmp_path, argv, message):
+    out = str(tmp_path / "adapted")
+    code, _, stderr = _cli(["adapt", tiny_run, "--images", upsampling_data["test"], "--out", out] + argv)
+    assert code == 2 and stderr.strip() == message
+    assert not os.path.exists(out)
+
+
+def test_adapt_refuses_the_run_itself_an_occupied_out_and_a_folder_without_images(tiny_run, upsampling_data, tmp_path):
+    code, _, stderr = _cli(["adapt", tiny_run, "--images", upsampling_data["test"], "--out", tiny_run])
+    assert code == 2 and "expected a new folder for the adapted run, received the run itself" in stderr
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "notes.txt").write_text("keep me")
+    code, _, stderr = _cli(["adapt", tiny_run, "--images", upsampling_data["test"], "--out", str(occupied)])
+    assert code == 2 and "--overwrite" in stderr and len(stderr.strip().splitlines()) == 1
+    assert (occupied / "notes.txt").read_text() == "keep me"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "adapted"
+    code, _, stderr = _cli(["adapt", tiny_run, "--images", str(empty), "--out", str(out)])
+    assert code == 2 and stderr.strip() == f"dnadet-tf adapt: error: {empty}: expected image files, found none."
+    assert not out.exists()
+
+
+def test_adapt_skips_a_broken_file_with_one_line_and_warns_about_few_images(tiny_run, upsampling_data, tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    real = os.path.join(upsampling_data["test"], "real")
+    for name in sorted(os.listdir(real))[:4]:
+        os.symlink(os.path.join(real, name), folder / name)
+    (folder / "broken.png").write_bytes(b"not a png")
+    code, stdout, stderr = _cli(["adapt", tiny_run, "--images", str(folder), "--out", str(tmp_path / "a")])
+    assert code == 0, stderr
+    assert "broken.png" in stdout + stderr
+    assert "warning: 4 images to adapt on" in stdout
