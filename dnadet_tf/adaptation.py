@@ -2,8 +2,8 @@
 unlabeled images of that content (AdaBN, Li et al. 2016), every weight kept.
 
     run dir (best.keras) + unlabeled images of the content to attribute
-      -> the encoder in training mode over them, batch by batch: each BatchNorm normalises with the
-         images' own statistics and accumulates them (image-weighted mean over the batches)
+      -> layer by layer, input to output: the statistics of each BatchNorm's input over every position
+         of every image, the earlier layers already adapted (inference mode; any batching, any order)
       -> each BatchNorm's moving mean and variance = those statistics, mixed with the run's by `blend`
       -> a new run dir: best.keras (without the open-set calibration, which described the old
          content), config.json and labels.txt of the run, adaptation.json
@@ -34,60 +34,82 @@ def batchnorm_layers(model):
     return [layer for layer in model.backbone._flatten_layers() if isinstance(layer, BatchNormalization)]
 
 
-def estimate_batchnorm_statistics(model, batches):
-    """Each encoder BatchNorm's statistics over `batches` of preprocessed pixels (N, S, S, 3).
+def _combined(count, mean, m2, batch_count, batch_mean, batch_var):
+    """Running (count, mean, sum of squared deviations) merged with one batch's (Chan et al.'s update)."""
+    total = count + batch_count
+    delta = batch_mean - mean
+    mean = mean + delta * (batch_count / total)
+    m2 = m2 + batch_var * batch_count + delta ** 2 * (count * batch_count / total)
+    return total, mean, m2
 
-    Runs the encoder in training mode (each layer normalised by the batch's own statistics,
-    as they would be after adaptation) and averages the batches' means and biased variances,
-    weighted by their image counts. Returns [(mean (C,), variance (C,))] per layer, float32;
-    the model's own statistics are restored before returning.
 
-    Raises DataError when `batches` is empty.
+def estimate_batchnorm_statistics(model, batches, blend=1.0, progress=None):
+    """The statistics each encoder BatchNorm's input has over `batches` of preprocessed pixels (N, S, S, 3).
+
+    Layer by layer, input to output: the encoder up to a BatchNorm runs in inference mode, every
+    earlier BatchNorm already normalising with its new statistics (as the adapted model will), and
+    the layer's input is summarised over every position of every image (mean and biased variance,
+    float64). So the result depends on the images, not on how they are batched or ordered. `blend`
+    in [0, 1] mixes each layer's result with its own statistics (1: the images' alone) before the next
+    layer is estimated. `batches` is iterated once per layer (a tf.data.Dataset or a list);
+    `progress(index, count, name)`, when given, is called as each layer starts.
+
+    Returns [(mean (C,), variance (C,))] per layer, float32; the model's own statistics are restored
+    before returning. Raises DataError when `batches` is empty.
     """
+    import keras
+    import tensorflow as tf
+
+    if not 0.0 <= blend <= 1.0:
+        raise ValueError(f"blend: expected a number from 0 to 1, received {blend}.")
     layers = batchnorm_layers(model)
-    saved = [(layer.moving_mean.numpy(), layer.moving_variance.numpy(), layer.momentum) for layer in layers]
-    seen = 0
+    saved = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in layers]
+    statistics = []
     try:
-        for pixels in batches:
-            count = int(pixels.shape[0])
-            for layer in layers:
-                layer.momentum = seen / (seen + count)  # moving = (seen * moving + count * batch) / (seen + count)
-            model.backbone(pixels, training=True)
-            seen += count
-        statistics = [(layer.moving_mean.numpy().astype(np.float32), layer.moving_variance.numpy().astype(np.float32))
-                      for layer in layers]
-    finally:
-        for layer, (mean, variance, momentum) in zip(layers, saved):
+        for index, (layer, (own_mean, own_var)) in enumerate(zip(layers, saved), start=1):
+            if progress is not None:
+                progress(index, len(layers), layer.name)
+            prefix = keras.Model(model.backbone.input, layer.input)
+            moments = tf.function(lambda pixels: tf.nn.moments(tf.cast(prefix(pixels, training=False), tf.float32),
+                                                               axes=[0, 1, 2]), reduce_retracing=True)
+            count, mean, m2 = 0, 0.0, 0.0
+            for pixels in batches:
+                batch_mean, batch_var = moments(pixels)
+                positions = int(np.prod(pixels.shape[:3]))
+                count, mean, m2 = _combined(count, mean, m2, positions, batch_mean.numpy().astype(np.float64),
+                                            batch_var.numpy().astype(np.float64))
+            if count == 0:
+                raise DataError("images: expected at least one image to estimate BatchNorm statistics on, "
+                                "received none.")
+            (mean, variance), = blend_statistics([(own_mean, own_var)], [(mean, m2 / count)], blend)
+            statistics.append((mean, variance))
             layer.moving_mean.assign(mean)
             layer.moving_variance.assign(variance)
-            layer.momentum = momentum
-    if seen == 0:
-        raise DataError("images: expected at least one image to estimate BatchNorm statistics on, received none.")
+    finally:
+        for layer, (mean, variance) in zip(layers, saved):
+            layer.moving_mean.assign(mean)
+            layer.moving_variance.assign(variance)
     return statistics
 
 
 def blend_statistics(own, new, blend):
     """Per layer, the statistics of a mixture: `blend` of the new images' and 1 - `blend` of the model's own
     (mean = blend * new + (1 - blend) * own; variance the mixture's, between-means term included).
-    own, new: [(mean, variance)] -> [(mean, variance)]."""
+    own, new: [(mean, variance)] -> [(mean, variance)], float32."""
     mixed = []
     for (own_mean, own_var), (new_mean, new_var) in zip(own, new):
         mean = blend * new_mean + (1.0 - blend) * own_mean
         variance = (blend * (new_var + (new_mean - mean) ** 2)
                     + (1.0 - blend) * (own_var + (own_mean - mean) ** 2))
-        mixed.append((mean.astype(np.float32), variance.astype(np.float32)))
+        mixed.append((np.asarray(mean, np.float32), np.asarray(variance, np.float32)))
     return mixed
 
 
-def adapt_batchnorm(model, batches, blend=1.0):
-    """Sets each encoder BatchNorm's moving statistics to those of `batches` (mixed with its own by
-    `blend` in [0, 1]: 1 = the new images' alone, 0 = unchanged). Returns the statistics set."""
-    if not 0.0 <= blend <= 1.0:
-        raise ValueError(f"blend: expected a number from 0 to 1, received {blend}.")
-    layers = batchnorm_layers(model)
-    own = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in layers]
-    statistics = blend_statistics(own, estimate_batchnorm_statistics(model, batches), blend)
-    for layer, (mean, variance) in zip(layers, statistics):
+def adapt_batchnorm(model, batches, blend=1.0, progress=None):
+    """Sets each encoder BatchNorm's moving statistics to `estimate_batchnorm_statistics(model, batches,
+    blend, progress)` (1 = the new images' alone, 0 = unchanged). Returns the statistics set."""
+    statistics = estimate_batchnorm_statistics(model, batches, blend, progress)
+    for layer, (mean, variance) in zip(batchnorm_layers(model), statistics):
         layer.moving_mean.assign(mean)
         layer.moving_variance.assign(variance)
     return statistics
@@ -123,9 +145,12 @@ def adapt_run(run_dir, images, out, blend=1.0, batch_size=16, overwrite=False, o
     if len(paths) < FEW_IMAGES:
         print(f"warning: {len(paths)} images to adapt on; statistics of fewer than {FEW_IMAGES} were not measured "
               f"to help (README, 'Adapting to other content').", file=output, flush=True)
-    print(f"adapting {run_dir}: BatchNorm statistics of {len(paths)} images ...", file=output, flush=True)
+    print(f"adapting {run_dir}: BatchNorm statistics of {len(paths)} images, one pass per layer ...", file=output,
+          flush=True)
     own = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in batchnorm_layers(model)]
-    statistics = adapt_batchnorm(model, inference_dataset(paths, model.preprocessing, batch_size), blend)
+    statistics = adapt_batchnorm(
+        model, inference_dataset(paths, model.preprocessing, batch_size), blend,
+        progress=lambda index, count, name: print(f"  layer {index}/{count} ({name})", file=output, flush=True))
     had_calibration = model.calibration is not None
     without_calibration(model)
     target.start(config, class_names, overwrite=overwrite)
