@@ -27,6 +27,7 @@ from dnadet_tf.runs import RunDir, save_model_atomic, write_json_atomic
 
 ADAPTATION_FILE = "adaptation.json"
 FEW_IMAGES = 20  # the fewest measured to work (README): fewer are allowed, with a warning line
+ONE_CLASS_SHARE = 0.6  # above this share of one answer before adapting, a warning: one class's statistics fail
 
 
 def batchnorm_layers(model):
@@ -115,6 +116,16 @@ def adapt_batchnorm(model, batches, blend=1.0, progress=None):
     return statistics
 
 
+def answer_counts(model, batches):
+    """How many of the images in `batches` the model attributes to each class: (C,) int64, inference mode."""
+    from dnadet_tf.model import probabilities
+
+    counts = np.zeros(model.num_classes, np.int64)
+    for pixels in batches:
+        counts += np.bincount(probabilities(model, pixels).numpy().argmax(-1), minlength=model.num_classes)
+    return counts
+
+
 def without_calibration(model):
     """The classifier with its `Calibration` (temperature and open-set statistics) removed."""
     model.calibration = None
@@ -145,6 +156,13 @@ def adapt_run(run_dir, images, out, blend=1.0, batch_size=16, overwrite=False, o
     if len(paths) < FEW_IMAGES:
         print(f"warning: {len(paths)} images to adapt on; statistics of fewer than {FEW_IMAGES} were not measured "
               f"to help (README, 'Adapting to other content').", file=output, flush=True)
+    answers = answer_counts(model, inference_dataset(paths, model.preprocessing, batch_size))
+    top = int(np.argmax(answers))
+    if answers[top] > ONE_CLASS_SHARE * len(paths):
+        print(f"warning: {run_dir} attributes {answers[top]} of the {len(paths)} images to {class_names[top]!r}; "
+              f"statistics of one class are not the content's (adapted to one generator's images, the model "
+              f"fails on them: README, 'Adapting to other content'); give a mix of fakes and real photos.",
+              file=output, flush=True)
     print(f"adapting {run_dir}: BatchNorm statistics of {len(paths)} images, one pass per layer ...", file=output,
           flush=True)
     own = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in batchnorm_layers(model)]
@@ -159,6 +177,7 @@ def adapt_run(run_dir, images, out, blend=1.0, batch_size=16, overwrite=False, o
         "source_run": os.path.abspath(run_dir), "images": len(paths), "skipped": skipped,
         "inputs": [os.path.abspath(item) for item in images], "blend": blend, "batch_size": batch_size,
         "calibration_dropped": had_calibration,
+        "answers_before": dict(zip(class_names, (int(count) for count in answers))),
         # Per layer, how far the statistics moved: mean |new mean - old mean| in old standard deviations, and
         # the mean ratio of new to old standard deviation (1 = unchanged).
         "layers": [{"name": layer.name,

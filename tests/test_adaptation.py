@@ -76,10 +76,14 @@ def test_adapt_command_writes_a_run_that_predicts_and_keeps_the_source(tiny_run,
     mtime = os.path.getmtime(source_model)
     code, stdout, stderr = _cli(["adapt", tiny_run, "--images", upsampling_data["test"], "--out", out])
     assert code == 0, stderr
-    assert "BatchNorm statistics of 36 images" in stdout and "layer 8/8 (stage4_bn2)" in stdout and "open-set calibration was dropped" in stdout
+    assert "BatchNorm statistics of 36 images" in stdout and "layer 8/8 (stage4_bn2)" in stdout
+    assert "open-set calibration was dropped" in stdout
     with open(os.path.join(out, "adaptation.json"), encoding="utf-8") as f:
         report = json.load(f)
     assert report["images"] == 36 and report["blend"] == 1.0 and report["calibration_dropped"] is True
+    assert sum(report["answers_before"].values()) == 36
+    assert sorted(report["answers_before"]) == sorted(RunDir(tiny_run).class_names)
+    assert ("warning:" in stdout) == (max(report["answers_before"].values()) > 0.6 * 36)
     assert [layer["name"] for layer in report["layers"]][:2] == ["stage1_bn1", "stage1_bn2"]
     assert os.path.getmtime(source_model) == mtime
     adapted, source = KerasPredictor(out), KerasPredictor(tiny_run)
@@ -136,3 +140,13 @@ def test_adapt_skips_a_broken_file_with_one_line_and_warns_about_few_images(tiny
     assert code == 0, stderr
     assert "broken.png" in stdout + stderr
     assert "warning: 4 images to adapt on" in stdout
+
+
+def test_adapt_warns_when_the_run_sees_one_class_in_the_images(tiny_run, upsampling_data, tmp_path, monkeypatch):
+    import dnadet_tf.adaptation as adaptation
+
+    monkeypatch.setattr(adaptation, "answer_counts", lambda model, batches: np.array([0, 12, 0]))
+    code, stdout, stderr = _cli(["adapt", tiny_run, "--images", os.path.join(upsampling_data["test"], "nearest"),
+                                 "--out", str(tmp_path / "a")])
+    assert code == 0, stderr
+    assert "attributes 12 of the 12 images to 'nearest'; statistics of one class are not the content's" in stdout
