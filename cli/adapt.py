@@ -10,10 +10,12 @@ def register(subparsers):
             "Re-estimate the BatchNorm statistics of a run's best.keras on unlabeled images of the content to "
             "attribute (AdaBN: every weight kept) and write a new run dir that predict, evaluate, explain and "
             "export take like any other. Give a mix of what is to be attributed, fakes and real photos alike, "
-            "20 images or more: statistics of real photos alone or of one generator are another mix's. The "
-            "adapted model is for that content (on the training content it is worse: README, 'Adapting to "
-            "other content'); --blend keeps part of the run's own statistics. The open-set calibration is "
-            "dropped: 'dnadet-tf calibrate OUT --data LABELED --val LABELED' refits it on labeled images."
+            "20 images or more (a warning says when there are fewer, or when the run attributes most of them to "
+            "one class): statistics of real photos alone or of one generator are another mix's. The adapted "
+            "model is for that content (across a content shift it is worse on the training content: README, "
+            "'Adapting to other content'); --blend keeps part of the run's own statistics. The open-set "
+            "calibration is dropped: 'dnadet-tf calibrate OUT --data LABELED --val LABELED' refits it on labeled "
+            "images."
         ),
         formatter_class=HelpFormatter,
     )
