@@ -1,11 +1,13 @@
 """Makes the photo folder of the faces -> scenes zoo: training content faces, cross-dataset content scenes.
 
     python benchmarks/faces_scenes_photos.py --out DIR [--shared ../shared/data] [--faces 60] [--scenes 40]
-        [--finetune 30] [--seed 0]
+        [--finetune 30] [--seed 0] [--swap]
     dnadet-tf zoo build --photos DIR --out ZOO
 
 Writes DIR/a (faces: the training domain A), DIR/b (scenes: the cross-dataset domain B) and DIR/c (other
-faces: the fine-tuning domain C) as symbolic links to the shared photos, so that nothing is copied. Which
+faces: the fine-tuning domain C) as symbolic links to the shared photos, so that nothing is copied; `--swap`
+makes the scenes -> faces zoo instead (scenes in a/ and c/, faces in b/; the counts keep their folders:
+--faces photos in a/, --scenes in b/, --finetune in c/). Which
 photos are taken is fixed: candidates are ordered by the SHA-256 of "<seed>:<file name>" and the first ones
 are kept (faces for a, the next faces for c), so the same arguments always make the same folder and the zoo
 built from it the same fingerprint. The shared photos are for local benchmarks only; the folder must never be
@@ -38,6 +40,8 @@ def main(argv=None):
     parser.add_argument("--scenes", type=int, default=40, help="scene photos in b/ (cross-dataset domain)")
     parser.add_argument("--finetune", type=int, default=30, help="other face photos in c/ (fine-tuning domain)")
     parser.add_argument("--seed", type=int, default=0, help="selection seed")
+    parser.add_argument("--swap", action="store_true",
+                        help="scenes -> faces: scenes in a/ and c/, faces in b/ (counts keep their folders)")
     args = parser.parse_args(argv)
     if os.path.exists(args.out):
         parser.error(f"--out {args.out} exists; choose a new folder")
@@ -46,15 +50,17 @@ def main(argv=None):
     for folder in (faces_dir, scenes_dir):
         if not os.path.isdir(folder):
             parser.error(f"--shared {args.shared}: expected a folder {folder}, which does not exist")
+    if args.swap:
+        faces_dir, scenes_dir = scenes_dir, faces_dir  # the training content's folder, then the other's
     faces = ranked(faces_dir, args.seed)
     scenes = ranked(scenes_dir, args.seed)
     if args.faces + args.finetune > len(faces) or args.scenes > len(scenes):
-        parser.error(f"asked for {args.faces}+{args.finetune} faces and {args.scenes} scenes; "
-                     f"{faces_dir} has {len(faces)}, {scenes_dir} has {len(scenes)}")
+        parser.error(f"asked for {args.faces}+{args.finetune} photos of {faces_dir} and {args.scenes} of "
+                     f"{scenes_dir}; they have {len(faces)} and {len(scenes)}")
     link_all(faces_dir, faces[: args.faces], os.path.join(args.out, "a"))
     link_all(scenes_dir, scenes[: args.scenes], os.path.join(args.out, "b"))
     link_all(faces_dir, faces[args.faces : args.faces + args.finetune], os.path.join(args.out, "c"))
-    json.dump({"a": args.faces, "b": args.scenes, "c": args.finetune, "seed": args.seed},
+    json.dump({"a": args.faces, "b": args.scenes, "c": args.finetune, "seed": args.seed, "swap": args.swap},
               sys.stdout)
     print()
 

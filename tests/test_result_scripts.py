@@ -432,3 +432,22 @@ def test_content_adaptation_summarizes_the_runs_and_renders_its_table(tmp_path):
     assert "| closed-set | 100.0 ± 0.0 | 100.0 ± 0.0 | - | - | - |" in text
     assert "| cross-dataset | 50.0 ± 0.0 | 95.0 ± 5.0 | 90.0 ± 0.0 | 70.0 ± 0.0 | 60.0 ± 0.0 |" in text
     assert "adapted 55.0 ± 5.0, `--blend 0.5` 100.0 ± 0.0" in text
+
+
+def test_faces_scenes_photos_links_a_fixed_selection_and_swaps_the_contents(tmp_path, capsys):
+    module = _module("faces_scenes_photos")
+    for content in ("faces", "scenes"):
+        folder = tmp_path / "shared" / "photos" / content
+        folder.mkdir(parents=True)
+        for i in range(6):
+            (folder / f"{content}{i}.jpg").write_bytes(b"x")
+    common = ["--shared", str(tmp_path / "shared"), "--faces", "2", "--scenes", "3", "--finetune", "1"]
+    module.main(["--out", str(tmp_path / "fs")] + common)
+    module.main(["--out", str(tmp_path / "sf"), "--swap"] + common)
+    listing = {name: {part: sorted(os.listdir(tmp_path / name / part)) for part in "abc"} for name in ("fs", "sf")}
+    assert [len(listing["fs"][part]) for part in "abc"] == [2, 3, 1]
+    assert all(n.startswith("faces") for n in listing["fs"]["a"] + listing["fs"]["c"])
+    assert all(n.startswith("scenes") for n in listing["sf"]["a"] + listing["sf"]["c"])
+    assert all(n.startswith("faces") for n in listing["sf"]["b"]) and len(listing["sf"]["b"]) == 3
+    assert not set(listing["sf"]["a"]) & set(listing["sf"]["c"])
+    assert '"swap": true' in capsys.readouterr().out
