@@ -31,6 +31,9 @@ def register(subparsers):
     parser.add_argument("--eval", help="images for the parity report (default: the run's validation data, "
                         "else its training data); a benchmark folder means its val.txt")
     parser.add_argument("--max-eval", type=int, default=1000, help="at most this many parity images (0: all)")
+    parser.add_argument("--no-equalize", dest="equalize", action="store_false",
+                        help="convert the int8 model from the weights as trained (default: from a copy whose "
+                        "channels span equal ranges, the same function in float, fewer int8 disagreements)")
     parser.add_argument("--int8-io", action="store_true",
                         help="int8 model takes int8 input and gives int8 output (default float32 I/O)")
     parser.add_argument("--threads", type=int, help="LiteRT interpreter threads for the parity run (default: all CPUs)")
@@ -62,7 +65,7 @@ def run(args):
         args.model, args.out, name=args.name, version=args.version, formats=parse_formats(args.formats),
         calibration=args.calibration, calibration_images=args.calibration_images, eval_data=args.eval,
         max_eval=args.max_eval, int8_io=args.int8_io, overwrite=args.overwrite, num_threads=args.threads,
-        web_model=args.web_model, web_runtime=args.web_runtime,
+        web_model=args.web_model, web_runtime=args.web_runtime, equalize=args.equalize,
         warn=lambda message: print(f"warning: {message}", file=sys.stderr),
     )
     print(f"exported {report['name']} version {report['version']} to {report['out']}")

@@ -125,7 +125,7 @@ def _folder_size(path):
 
 def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMATS, calibration=None,
                calibration_images=200, eval_data=None, max_eval=1000, int8_io=False, overwrite=False,
-               num_threads=None, web_model="int8", web_runtime=None, progress=print, warn=None):
+               num_threads=None, web_model="int8", web_runtime=None, equalize=True, progress=print, warn=None):
     """Exports a run dir; returns the report dict (also written to DIR/NAME/report.json).
 
     `calibration` defaults to the run's training data, `eval_data` to its
@@ -133,10 +133,12 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
     (0: all), `calibration_images` the int8 calibration images. Format `web`
     also exports the TFLite format `web_model` (int8 or float32) that the site
     runs; `web_runtime` is the node_modules folder holding LiteRT.js (see
-    exports/web.py).
+    exports/web.py). `equalize` converts the int8 model from a float-identical
+    copy whose channels span equal ranges (exports/equalize.py).
     """
     import tensorflow as tf
 
+    from dnadet_tf.exports.equalize import equalized_copy
     from dnadet_tf.exports.parity import parity_rows
     from dnadet_tf.exports.predictors import SavedModelPredictor, TFLitePredictor
     from dnadet_tf.exports.savedmodel import write_savedmodel
@@ -213,16 +215,25 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
                 for batch in inference_dataset(calibration_paths, preprocess, 1):
                     yield [batch.numpy()]
 
+            int8_source, equalization = pixels_model, None
+            if "int8" in tflite_formats and equalize:
+                progress(f"equalising channel ranges on {len(calibration_paths)} calibration images ...")
+                equalized, equalization = equalized_copy(model, inference_dataset(calibration_paths, preprocess, 8))
+                int8_source = save_pixels_savedmodel(equalized, preprocess.resize2,
+                                                     os.path.join(tmp, "pixels-savedmodel-equalized"))
             for fmt in tflite_formats:
                 progress(f"converting {tflite_filename(name, fmt)} ...")
-                content = convert(pixels_model, fmt, representative if fmt == "int8" else None, int8_io)
+                content = convert(int8_source if fmt == "int8" else pixels_model, fmt,
+                                  representative if fmt == "int8" else None, int8_io)
                 path = os.path.join(staged_tflite, tflite_filename(name, fmt))
-                extra = {"calibration": {"data": calibration_spec, "images": len(calibration_paths)}} \
-                    if fmt == "int8" else None
+                extra = {"calibration": {"data": calibration_spec, "images": len(calibration_paths)},
+                         "equalization": equalization} if fmt == "int8" else None
                 write_tflite(content, path, fmt, common, preprocess, extra, open_set=reference.open_set)
                 candidates.append((fmt, TFLitePredictor(path, num_threads=num_threads), len(content)))
                 paths[fmt] = os.path.join(TFLITE_DIR, tflite_filename(name, fmt))
             shutil.rmtree(pixels_model)
+            if int8_source != pixels_model:
+                shutil.rmtree(int8_source)
         staged_web = os.path.join(tmp, web.WEB_DIR)
         web_summary = None
         if "web" in formats:
