@@ -179,6 +179,7 @@ def test_tflite_files_match_keras(exported, keras_predictor, test_pixels):
             assert agreement >= 0.95, (fmt, agreement)
     int8 = load_exported_predictor(os.path.join(exported["base"], "tflite", "dnadet-int8.tflite"))
     assert int8.sidecar["input"]["dtype"] == "float32" and int8.sidecar["calibration"]["images"] > 0
+    assert set(int8.sidecar["equalization"]["blocks"]) >= {"stage1_bn1", "stage4_bn1"}  # converted equalised
     interpreter = make_interpreter(model_path=int8.source)
     assert any(np.dtype(d["dtype"]) == np.int8 for d in interpreter.get_tensor_details())  # full integer inside
 
