@@ -2,8 +2,9 @@
 
 Full-integer TFLite gives each activation tensor one scale for all its channels. When one channel of
 a block spans +-14 and another carries its signal in +-0.5, the second keeps a few int8 steps and
-the attribution, which lives in small differences between images, can flip (a faces -> scenes run
-agreed with its float model on 90 of 100 faces before this step, 98 after).
+the attribution, which lives in small differences between images, can flip (the faces -> scenes
+default's int8 files agreed with their float models on 78.9 % of their test faces before this step,
+96.6 % after, mean of 3 seeds; README, "TFLite for mobile apps").
 
 Every encoder block is conv -> BatchNorm -> LeakyReLU, and LeakyReLU(s * x) = s * LeakyReLU(x) for
 s > 0. So channel c of a block's output can be multiplied by s_c (BatchNorm's gamma and beta) and
@@ -33,8 +34,10 @@ def batchnorm_output_ranges(model, batches):
     """
     import keras
 
+    from dnadet_tf.adaptation import batchnorm_layers
+
     backbone = model.backbone
-    names = [layer.name for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    names = [layer.name for layer in batchnorm_layers(model)]
     outputs = keras.Model(backbone.input, [backbone.get_layer(name).output for name in names])
     ranges = {name: None for name in names}
     for pixels in batches:
@@ -56,15 +59,16 @@ def channel_scales(ranges):
     return np.where(alive, peak / np.where(alive, ranges, 1.0), 1.0)
 
 
-def _blocks(backbone):
-    """[(BatchNorm layer, the Conv2D that reads its block's output or None for the last block)]."""
+def _blocks(model):
+    """[(BatchNorm layer, the Conv2D that reads its block's output or None for the last block)] of the encoder."""
     import keras
 
-    layers_in_order = backbone.layers
-    norms = [layer for layer in layers_in_order if isinstance(layer, keras.layers.BatchNormalization)]
-    convs = [layer for layer in layers_in_order if isinstance(layer, keras.layers.Conv2D)]
+    from dnadet_tf.adaptation import batchnorm_layers
+
+    norms = batchnorm_layers(model)
+    convs = [layer for layer in model.backbone.layers if isinstance(layer, keras.layers.Conv2D)]
     if len(norms) != len(convs):
-        raise ValueError(f"expected one BatchNormalization per Conv2D in {backbone.name}, received "
+        raise ValueError(f"expected one BatchNormalization per Conv2D in {model.backbone.name}, received "
                          f"{len(norms)} and {len(convs)}.")
     return list(zip(norms, convs[1:] + [None]))
 
@@ -77,9 +81,9 @@ def equalized_copy(model, batches):
       batches: iterable of (N, S, S, 3) float32 preprocessed calibration pixels.
 
     Returns:
-      (copy, summary): the copy, and a JSON-ready dict with, per block, the largest scale applied
-      ("largest_scale") and the ratio of the block's largest to its smallest channel range before
-      ("range_ratio_before"); "last_block" says whether the last block was equalised.
+      (copy, summary): the copy, and a JSON-ready dict with, per block, the ratio of its largest to its
+      smallest live channel range before ("range_ratio_before", also the largest scale applied);
+      "last_block" says whether the last block was equalised.
     """
     from dnadet_tf.model import LOGITS_LAYER, Classifier
 
@@ -89,7 +93,7 @@ def equalized_copy(model, batches):
     calibration = copy.calibration
     last_block = calibration is None or calibration.score != "cosine"
     summary = {"method": "channel range equalisation (exact in float)", "blocks": {}, "last_block": last_block}
-    for norm, next_conv in _blocks(copy.backbone):
+    for norm, next_conv in _blocks(copy):
         if next_conv is None and not last_block:
             continue
         block_ranges = ranges[norm.name]
@@ -107,7 +111,6 @@ def equalized_copy(model, batches):
             if calibration is not None and calibration.score == "mahalanobis":
                 calibration.class_means.assign((calibration.class_means.numpy() * scales[None, :]).astype("float32"))
                 calibration.whitening.assign((calibration.whitening.numpy() / scales[:, None]).astype("float32"))
-        alive = block_ranges[block_ranges > MIN_RELATIVE_RANGE * block_ranges.max()]
-        summary["blocks"][norm.name] = {"largest_scale": round(float(scales.max()), 3),
-                                        "range_ratio_before": round(float(alive.max() / alive.min()), 3)}
+        # The largest scale is the block's largest range over its smallest live one.
+        summary["blocks"][norm.name] = {"range_ratio_before": round(float(scales.max()), 3)}
     return copy, summary
