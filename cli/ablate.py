@@ -3,7 +3,7 @@ import argparse
 
 from dnadet_tf.cli.main import AUGMENT_NAMES_HELP, HelpFormatter
 from dnadet_tf.ablation import VARIANTS
-from dnadet_tf.config import CE_INPUTS, NORMALIZATIONS, PRECISION_CHOICES, PRESETS
+from dnadet_tf.config import CE_INPUTS, PRECISION_CHOICES, PRESETS
 from dnadet_tf.selection import SELECTION_RULES
 
 
@@ -51,10 +51,6 @@ def register(subparsers):
                         help="encoder stages kept as step 1 left them in Base+PT and DNA-Det runs (fit --frozen-stages)")
     parser.add_argument("--zero-mean-stem", action=argparse.BooleanOptionalAction, default=None,
                         help="high-pass first convolution in every run (fit --zero-mean-stem)")
-    parser.add_argument("--normalization", choices=NORMALIZATIONS,
-                        help="the encoder's normalisation: batch (the paper's BatchNorm) or group (GroupNorm of each "
-                        "image alone, no statistics of the training content; README, \"Normalising each image "
-                        "alone\") (default: batch)")
     parser.add_argument("--augment",
                         help=f"robustness augmentation of every run (fit --augment): {AUGMENT_NAMES_HELP}")
     parser.add_argument("--precision", choices=PRECISION_CHOICES,
@@ -84,7 +80,7 @@ def run(args):
         raise UsageError(f"--seeds: expected a positive number of seeds, received {args.seeds}.")
     overrides = {k: v for k, v in dict(select=args.select, average_last=args.average_last, ce_input=args.ce_input,
                                        learning_rate=args.lr, lr_decay_every=args.lr_decay_every,
-                                       frozen_stages=args.frozen_stages, zero_mean_stem=args.zero_mean_stem, normalization=args.normalization,
+                                       frozen_stages=args.frozen_stages, zero_mean_stem=args.zero_mean_stem,
                                        augment=augment_from(args),
                                        precision=args.precision, crop_size=args.crop_size,
                                        crop_square=args.crop_square,

@@ -4,7 +4,7 @@ import argparse
 import os
 
 from dnadet_tf.cli.main import AUGMENT_NAMES_HELP, HelpFormatter, augment_from
-from dnadet_tf.config import CE_INPUTS, METRICS, NORMALIZATIONS, PRECISION_CHOICES, PRESETS, STRATEGIES, LoopConfig, OptimizerConfig
+from dnadet_tf.config import CE_INPUTS, METRICS, PRECISION_CHOICES, PRESETS, STRATEGIES, LoopConfig, OptimizerConfig
 from dnadet_tf.openset import DEFAULT_SCORE, SCORES
 from dnadet_tf.selection import SELECTION_RULES
 
@@ -84,10 +84,6 @@ def register(subparsers):
     parser.add_argument("--zero-mean-stem", action=argparse.BooleanOptionalAction, default=None,
                         help="train the encoder's first convolution as high-pass filters (every kernel kept at zero "
                         "spatial mean; README, \"A high-pass first layer\") (default: off)")
-    parser.add_argument("--normalization", choices=NORMALIZATIONS,
-                        help="the encoder's normalisation: batch (the paper's BatchNorm) or group (GroupNorm of each "
-                        "image alone, no statistics of the training content; README, \"Normalising each image "
-                        "alone\") (default: batch)")
     parser.add_argument("--crop-size", type=int,
                         help="a non-square image (with --crop-square also a larger square one) is first "
                         "center-cropped to this many native pixels (preset: 128)")
@@ -124,7 +120,7 @@ def overrides_from(args):
         patience=args.patience, select=args.select, average_last=args.average_last,
         keep_validated=args.keep_validated,
         ce_input=args.ce_input, frozen_stages=args.frozen_stages, lr_decay_every=args.lr_decay_every,
-        lr_decay=args.lr_decay, width=args.width, zero_mean_stem=args.zero_mean_stem, normalization=args.normalization,
+        lr_decay=args.lr_decay, width=args.width, zero_mean_stem=args.zero_mean_stem,
         crop_size=args.crop_size, crop_square=args.crop_square, resize1=args.resize1, resize2=args.resize2,
         crop_grid=args.crop_grid, extra_real=args.extra_real, init_partial=args.init_partial,
         ood_score=args.ood_score,

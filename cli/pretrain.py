@@ -3,7 +3,7 @@ import argparse
 
 from dnadet_tf.cli.main import HelpFormatter
 
-from dnadet_tf.config import NORMALIZATIONS, PRECISION_CHOICES, PRESETS, STRATEGIES
+from dnadet_tf.config import PRECISION_CHOICES, PRESETS, STRATEGIES
 
 
 def register(subparsers):
@@ -44,10 +44,6 @@ def register(subparsers):
     parser.add_argument("--zero-mean-stem", action=argparse.BooleanOptionalAction, default=None,
                         help="train the encoder's first convolution as high-pass filters (every kernel kept at zero "
                         "spatial mean; README, \"A high-pass first layer\") (default: off; fit --zero-mean-stem for step 2)")
-    parser.add_argument("--normalization", choices=NORMALIZATIONS,
-                        help="the encoder's normalisation: batch (the paper's BatchNorm) or group (GroupNorm of each "
-                        "image alone, no statistics of the training content; README, \"Normalising each image "
-                        "alone\") (default: batch)")
     parser.add_argument("--batch-size", type=int, help="images per step (overrides the preset's pretrain_batch_size)")
     parser.add_argument("--patch-size", type=int,
                         help="side of the training crops in px, a multiple of 16 up to the second resize (default: "
@@ -80,7 +76,7 @@ def run(args):
              steps=args.steps, strategy=args.strategy, precision=args.precision, jit=args.jit, seed=args.seed,
              input_niceness=args.input_niceness,
              learning_rate=args.lr, patience=args.patience, lr_decay_every=args.lr_decay_every, val_every=args.val_every,
-             lr_decay=args.lr_decay, width=args.width, zero_mean_stem=args.zero_mean_stem, normalization=args.normalization,
+             lr_decay=args.lr_decay, width=args.width, zero_mean_stem=args.zero_mean_stem,
              pretrain_batch_size=args.batch_size,
              pretrain_images_per_class=args.images_per_transformation, patch_size=args.patch_size,
              patches_per_image=args.patches_per_image, resize2=args.resize2, crop_grid=args.crop_grid)

@@ -2,7 +2,7 @@
 
 A `TrainConfig` holds one frozen section per concern:
 
-  model          mode, width, dropout, zero_mean_stem, normalization
+  model          mode, width, dropout, zero_mean_stem
   preprocessing  crop_size, resize1, resize2, preprocess_mode
   sampling       patch_size, patches_per_image, images_per_class, augment, crop_grid, extra_real
   optimizer      learning_rate, lr_decay, lr_decay_every, loss_weight_learning_rate,
@@ -40,7 +40,6 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 PRECISION_CHOICES = PRECISIONS + ("auto",)
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 METRICS = ("accuracy", "macro_f1")
-NORMALIZATIONS = ("batch", "group")  # model.Backbone's normalization
 ENCODER_STAGES = 4  # model.STAGE_WIDTHS has one width per stage
 
 
@@ -48,14 +47,12 @@ ENCODER_STAGES = 4  # model.STAGE_WIDTHS has one width per stage
 class ModelConfig:
     """`mode`: `dnadet` (patches, cross-entropy plus supervised contrastive loss with learned
     weighting) or `base` (whole images, cross-entropy only: the paper's Base). `zero_mean_stem`:
-    the encoder's first convolution is trained as high-pass filters (`model.ZeroMeanKernel`).
-    `normalization`: `batch` (the paper's) or `group` (`model.Backbone`)."""
+    the encoder's first convolution is trained as high-pass filters (`model.ZeroMeanKernel`)."""
 
     mode: str = "dnadet"
     width: float = 1.0
     dropout: float = 0.2
     zero_mean_stem: bool = False
-    normalization: str = "batch"
 
 
 @dataclasses.dataclass(frozen=True)

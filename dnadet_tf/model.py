@@ -29,7 +29,6 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from dnadet_tf.config import NORMALIZATIONS
 from dnadet_tf.preprocess import PreprocessConfig, preprocess_image
 
 STAGE_WIDTHS = (64, 128, 256, 512)
@@ -208,11 +207,7 @@ class ZeroMeanKernel(keras.constraints.Constraint):
         return w - keras.ops.mean(w, axis=(0, 1), keepdims=True)
 
 
-GROUP_SIZE = 4  # channels per group of `normalization="group"`
-
-
-def _conv_block(x, filters, kernel_size, strides, name, index, synchronized, dtype, kernel_constraint=None,
-                normalization="batch"):
+def _conv_block(x, filters, kernel_size, strides, name, index, synchronized, dtype, kernel_constraint=None):
     # The authors pad one pixel on every side, then convolve without padding. For inputs whose
     # sides are multiples of 16 (every size the package feeds: `config` enforces it), every
     # stride-2 convolution sees an even side, and "same" pads exactly one pixel on every side
@@ -220,14 +215,8 @@ def _conv_block(x, filters, kernel_size, strides, name, index, synchronized, dty
     # `paper` step on this CPU; weights unchanged, so the authors' weights still load).
     x = layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False,
                       name=f"{name}_conv{index}", dtype=dtype, kernel_constraint=kernel_constraint)(x)
-    if normalization == "group":
-        # Statistics of each image alone, in training and inference alike: no moving statistics
-        # learnt on the training content.
-        x = layers.GroupNormalization(groups=filters // GROUP_SIZE, epsilon=1e-5, name=f"{name}_gn{index}",
-                                      dtype=dtype)(x)
-    else:
-        x = BatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=synchronized,
-                               name=f"{name}_bn{index}", dtype=dtype)(x)
+    x = BatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=synchronized,
+                           name=f"{name}_bn{index}", dtype=dtype)(x)
     return layers.LeakyReLU(negative_slope=0.2, name=f"{name}_act{index}", dtype=dtype)(x)
 
 
@@ -243,9 +232,6 @@ class Backbone(keras.Model):
       zero_mean_stem: train the first convolution (`stage1_conv1`) under `ZeroMeanKernel`, so that
         every one of its filters is a high-pass filter of one colour channel; the weights stay plain
         convolution weights (exports and the web app see no difference).
-      normalization: `batch` (the paper's BatchNorm) or `group` (GroupNorm over groups of
-        `GROUP_SIZE` channels of each image alone: the same computation in training and inference,
-        no statistics of the training content).
 
     >>> import numpy as np
     >>> from dnadet_tf.model import Backbone
@@ -254,16 +240,13 @@ class Backbone(keras.Model):
     """
 
     def __init__(self, width=1.0, synchronized_bn=False, input_size=None, dtype=None, zero_mean_stem=False,
-                 normalization="batch", name="dnadet_backbone", **kwargs):
-        if normalization not in NORMALIZATIONS:
-            raise ValueError(f"normalization: expected one of {', '.join(NORMALIZATIONS)}, received {normalization!r}.")
+                 name="dnadet_backbone", **kwargs):
         inputs = keras.Input(shape=(input_size, input_size, 3), name="pixels")
         x = inputs
         for stage, filters in enumerate(stage_widths(width), start=1):
             stem_constraint = ZeroMeanKernel() if zero_mean_stem and stage == 1 else None
-            x = _conv_block(x, filters, 4, 2, f"stage{stage}", 1, synchronized_bn, dtype, stem_constraint,
-                            normalization)
-            x = _conv_block(x, filters, 3, 1, f"stage{stage}", 2, synchronized_bn, dtype, None, normalization)
+            x = _conv_block(x, filters, 4, 2, f"stage{stage}", 1, synchronized_bn, dtype, stem_constraint)
+            x = _conv_block(x, filters, 3, 1, f"stage{stage}", 2, synchronized_bn, dtype)
         feature = layers.GlobalAveragePooling2D(name=FEATURE_LAYER, dtype=dtype)(x)
         super().__init__(inputs, feature, name=name, **kwargs)
         self.width = float(width)
@@ -271,7 +254,6 @@ class Backbone(keras.Model):
         self.synchronized_bn = bool(synchronized_bn)
         self.input_size = input_size
         self.zero_mean_stem = bool(zero_mean_stem)
-        self.normalization = normalization
 
     @property
     def feature_dim(self):
@@ -280,8 +262,7 @@ class Backbone(keras.Model):
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable, "width": self.width,
                 "synchronized_bn": self.synchronized_bn, "input_size": self.input_size,
-                "dtype": self.layer_dtype, "zero_mean_stem": self.zero_mean_stem,
-                "normalization": self.normalization}
+                "dtype": self.layer_dtype, "zero_mean_stem": self.zero_mean_stem}
 
     @classmethod
     def from_config(cls, config):

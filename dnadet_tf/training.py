@@ -54,7 +54,7 @@ def load_init_weights(init_run, config, num_classes, partial=False, output=None)
               f"--zero-mean-stem, this run trains it {'without' if init_stem else 'with'}; step 1 and step 2 were "
               f"measured with the same setting only (README, \"A high-pass first layer\"): pass "
               f"{'--zero-mean-stem' if init_stem else '--no-zero-mean-stem'} to match it.", file=sys.stderr, flush=True)
-    mismatch = encoder_mismatch(source, Classifier(Backbone(config.model.width, normalization=config.model.normalization), num_classes, config.model.dropout))
+    mismatch = encoder_mismatch(source, Classifier(Backbone(config.model.width), num_classes, config.model.dropout))
     if mismatch and not partial:
         weight, expected, received = mismatch
         remedy = ("pass --init none to train from random initialisation (Base+PCL, or Base), or --init RUN with a "
