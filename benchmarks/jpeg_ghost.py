@@ -18,7 +18,6 @@ Usage: python benchmarks/jpeg_ghost.py --photos DIR [--train-per-class 100] [--t
                                        [--seed 0] [--families FILE] [--json FILE]
 """
 import argparse
-import io
 import json
 import os
 import sys
@@ -27,8 +26,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from PIL import Image  # noqa: E402
 
+from dnadet_tf.imageops import jpeg_round_trip  # noqa: E402
 from dnadet_tf.images import load_rgb  # noqa: E402
 from dnadet_tf.pipeline import random_square_crop  # noqa: E402
 from dnadet_tf.pretraining import FAMILY_NAMES, split_photos, usable_photos  # noqa: E402
@@ -39,10 +38,9 @@ CROP = 128
 
 
 def recompressed(pixels, quality):
-    """(H, W, 3) uint8 -> the same compressed once more at `quality` by Pillow (4:2:0, standard tables), uint8."""
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "JPEG", quality=int(quality))
-    return np.asarray(Image.open(buffer).convert("RGB"))
+    """(H, W, 3) uint8 -> the same compressed once more at `quality` (`imageops.jpeg_round_trip`: 4:2:0, standard
+    tables, pixel for pixel what Pillow gives), float32 on the uint8 grid."""
+    return np.asarray(jpeg_round_trip(pixels, int(quality)))
 
 
 def ghost_curve(pixels):
