@@ -9,7 +9,9 @@ def register(subparsers):
         description=(
             "Exports a run's best.keras: DIR/NAME/VERSION/ is a SavedModel in TF Serving's layout (serving_default "
             "takes encoded image bytes, predict_pixels preprocessed pixels); DIR/NAME/tflite/ holds NAME-<format>"
-            ".tflite files with a NAME-<format>.json sidecar each (labels, preprocessing, quantization); "
+            ".tflite files with a NAME-<format>.json sidecar each (labels, preprocessing, quantization, and for a "
+            "calibrated run the open-set threshold: the int8 file's refitted on its own scores of the run's "
+            "validation images); "
             "DIR/NAME/report.json compares every format with the Keras model (agreement, probability differences, "
             "accuracy, size, latency). Format web writes DIR/NAME/web/, a static site that runs the int8 (or "
             "--web-model) TFLite file in the browser, offline after the first visit (needs LiteRT.js: "

@@ -28,8 +28,11 @@ def median_latency_ms(predictor, images, runs=20, warmup=3):
     return 1000.0 * float(np.median(times))
 
 
-def compare_scores(reference, scores, threshold):
-    """Open-set figures of (N,) `scores` against (N,) `reference` scores and their threshold."""
+def compare_scores(reference, scores, threshold, own_threshold=None):
+    """Open-set figures of (N,) `scores` against (N,) `reference` scores and their threshold.
+
+    `own_threshold`: the threshold the exported file flags its own scores with (an int8 file's refitted
+    one), default `threshold`; the unknown flags compared are each model's own."""
     reference = np.asarray(reference, np.float64)
     scores = np.asarray(scores, np.float64)
     difference = np.abs(scores - reference)
@@ -37,7 +40,8 @@ def compare_scores(reference, scores, threshold):
     return {
         "ood_score_max_abs_diff": float(difference.max()) if difference.size else 0.0,
         "ood_score_max_rel_diff": float(difference.max() / scale) if difference.size else 0.0,
-        "unknown_agreement": float(np.mean((scores > threshold) == (reference > threshold))) if difference.size else 1.0,
+        "unknown_agreement": (float(np.mean((scores > (threshold if own_threshold is None else own_threshold))
+                                            == (reference > threshold))) if difference.size else 1.0),
     }
 
 
@@ -90,8 +94,9 @@ def parity_rows(reference, candidates, batches, labels=None, reference_size=None
         row = {"format": fmt, "size_bytes": size}
         row.update(compare(reference_probabilities, joined[fmt].get("probabilities", reference_probabilities), labels))
         if reference.open_set and "ood_score" in joined[fmt]:
+            own = getattr(predictor, "open_set", None) or reference.open_set
             row.update(compare_scores(joined["keras"]["ood_score"], joined[fmt]["ood_score"],
-                                      reference.open_set["threshold"]))
+                                      reference.open_set["threshold"], own["threshold"]))
         row["latency_ms"] = median_latency_ms(predictor, pool, runs=latency_runs, warmup=warmup)
         rows.append(row)
     return rows

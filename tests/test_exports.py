@@ -13,13 +13,16 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from dnadet_tf.exports.export import threshold_files
 from dnadet_tf.exports.predictors import load_exported_predictor
 from dnadet_tf.exports.tflite import app_preprocessing_steps, make_interpreter
 from dnadet_tf.images import load_rgb
+from dnadet_tf.openset import KNOWN_RATE, threshold_at_known_rate
 from dnadet_tf.pipeline import inference_dataset
 from dnadet_tf.api import load as load_predictor
 from dnadet_tf.predictor import KerasPredictor
 from dnadet_tf.preprocess import preprocess_image
+from dnadet_tf.runs import RunDir
 from clirun import run_cli as _cli
 
 FORMATS = ("float32", "float16", "dynamic", "int8")
@@ -39,7 +42,8 @@ def exported(tiny_run, upsampling_data, tmp_path_factory):
     base = os.path.join(out, "dnadet")
     with open(os.path.join(base, "report.json"), encoding="utf-8") as f:
         report = json.load(f)
-    return {"out": out, "base": base, "version_dir": os.path.join(base, "1"), "report": report, "stdout": stdout}
+    return {"out": out, "base": base, "version_dir": os.path.join(base, "1"), "report": report, "stdout": stdout,
+            "run": tiny_run}
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +110,21 @@ def test_open_set_outputs_agree_with_keras(exported, keras_predictor, test_pixel
         outputs = predictor.attribute_pixels(test_pixels)
         assert np.abs(outputs["ood_score"] - expected["ood_score"]).max() <= 1e-2 * max(1.0, abs(threshold)), name
         assert np.mean(outputs["unknown"] == expected["unknown"]) >= 0.97, name
-    sidecar = load_predictor(os.path.join(exported["base"], "tflite", "dnadet-int8.tflite")).sidecar
-    assert sidecar["open_set"]["threshold"] == pytest.approx(threshold)
+    int8 = load_predictor(os.path.join(exported["base"], "tflite", "dnadet-int8.tflite"))
+    sidecar = int8.sidecar
+    # The int8 file's threshold is refitted on its own scores of the run's validation images, keeping
+    # openset.KNOWN_RATE of them as known, as fit fits the float one; the float threshold stays beside it.
+    config = RunDir(exported["run"]).config
+    spec, paths = threshold_files(config, keras_predictor.preprocess, warn=print)
+    assert spec == config.val and len(paths) == sidecar["open_set"]["threshold_fitted_on"]["images"] > 0
+    scores = int8.attribute_pixels(np.concatenate(list(inference_dataset(paths, keras_predictor.preprocess, 16)
+                                                        .as_numpy_iterator())))["ood_score"]
+    assert sidecar["open_set"]["threshold"] == pytest.approx(threshold_at_known_rate(scores), rel=1e-6)
+    assert sidecar["open_set"]["float_threshold"] == pytest.approx(threshold)
+    assert np.mean(scores <= sidecar["open_set"]["threshold"]) >= KNOWN_RATE
+    int8_row = next(row for row in exported["report"]["rows"] if row["format"] == "int8")
+    expected_flags = int8.attribute_pixels(test_pixels)["ood_score"] > sidecar["open_set"]["threshold"]
+    assert int8_row["unknown_agreement"] == pytest.approx(np.mean(expected_flags == expected["unknown"]))
     assert sidecar["open_set"]["temperature"] == pytest.approx(keras_predictor.open_set["temperature"])
     assert set(sidecar["outputs"]) == {"probabilities", "ood_score"}
 
