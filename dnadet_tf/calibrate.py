@@ -38,10 +38,18 @@ def features_and_logits(model, paths, batch_size=32, perturb_fn=None, seed=0):
     return np.concatenate(features), np.concatenate(logits)
 
 
-def _labeled(spec, split, class_names, preprocessing):
+def labeled_files(spec, split, class_names, preprocessing):
+    """The usable images of `split` of data `spec`, labelled in the order of `class_names`."""
     files = remap_to(read_dataset(spec, split), class_names)
     return check_files(files, crop_size=preprocessing.crop_size, min_side=preprocessing.min_side,
                        require_every_class=False)
+
+
+def validation_spec(config, data=None):
+    """The known images a run's temperature and open-set threshold are fitted on: config.json `val`, else
+    the benchmark's val.txt of `data` (default the run's training data); None when there are none."""
+    data = data or config.data
+    return config.val or (data if data and is_benchmark_dir(data) else None)
 
 
 def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=32, output=None, files=None):
@@ -63,7 +71,7 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
     config = run.config
     model = run.load_model()
     data = data or config.data
-    val = val or config.val or (data if data and is_benchmark_dir(data) else None)
+    val = val or validation_spec(config, data)
     if not data:
         raise DataError(f"{run_dir}: config.json names no training data; pass --data DATA.")
     if not val:
@@ -71,8 +79,8 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
     if files is not None:
         train_files, val_files = files
     else:
-        train_files = _labeled(data, "train", model.class_names, model.preprocessing)
-        val_files = _labeled(val, "val", model.class_names, model.preprocessing)
+        train_files = labeled_files(data, "train", model.class_names, model.preprocessing)
+        val_files = labeled_files(val, "val", model.class_names, model.preprocessing)
     if len(val_files) == 0:
         raise DataError(f"--val {val}: no usable images; expected known images of the run's classes.")
     print(f"calibrating {run_dir}: features of {len(train_files)} training and {len(val_files)} validation images "

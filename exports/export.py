@@ -119,22 +119,22 @@ def calibration_files(spec, preprocess, count, warn):
     return files.paths
 
 
-def threshold_files(config, preprocess, warn):
-    """(spec, paths) of the known images an int8 file's open-set threshold is refitted on: the run's
-    validation data (as `fit` and `calibrate` fit the float threshold on), or (None, []) when it has none."""
-    spec = config.val or (config.data if config.data and is_benchmark_dir(config.data) else None)
+def threshold_files(config, class_names, preprocess):
+    """(spec, paths) of the known images an int8 file's open-set threshold is refitted on: the images
+    `calibrate` fits the float threshold on (`calibrate.validation_spec`), or (None, []) when the run has none."""
+    from dnadet_tf.calibrate import labeled_files, validation_spec
+
+    spec = validation_spec(config)
     if not spec:
         return None, []
-    files = check_files(_read(spec, "val", "the run's validation data"), crop_size=preprocess.crop_size,
-                        min_side=preprocess.min_side, require_every_class=False, warn=warn)
-    return spec, files.paths
+    return spec, labeled_files(spec, "val", class_names, preprocess).paths
 
 
 def int8_open_set(predictor, open_set, spec, paths, preprocess):
     """The open-set entry of an int8 file's sidecar: `open_set` with the threshold refitted on the int8 scores.
 
-    Int8 activations shift the Mahalanobis score (on the faces -> scenes default it grew about 2.3x, and
-    at the float threshold the int8 file flagged 43 % of known images): the threshold that keeps
+    Int8 activations can inflate the Mahalanobis score (the faces -> scenes default's 3 runs: refitted
+    thresholds 3.3-5.9 times the float ones, README "TFLite for mobile apps"): the threshold that keeps
     `openset.KNOWN_RATE` of the validation images is fitted again on the int8 file's own scores of
     `paths`; the float model's threshold stays beside it as `float_threshold`.
     """
@@ -211,7 +211,7 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
     if "int8" in formats:
         calibration_paths = calibration_files(calibration_spec, preprocess, calibration_images, warn)
         if reference.open_set is not None:
-            threshold_spec, threshold_paths = threshold_files(config, preprocess, warn)
+            threshold_spec, threshold_paths = threshold_files(config, class_names, preprocess)
 
     common = {
         "created_by": "dnadet-tf export", "name": name, "version": version, "class_names": list(class_names),

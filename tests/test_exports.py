@@ -115,7 +115,7 @@ def test_open_set_outputs_agree_with_keras(exported, keras_predictor, test_pixel
     # The int8 file's threshold is refitted on its own scores of the run's validation images, keeping
     # openset.KNOWN_RATE of them as known, as fit fits the float one; the float threshold stays beside it.
     config = RunDir(exported["run"]).config
-    spec, paths = threshold_files(config, keras_predictor.preprocess, warn=print)
+    spec, paths = threshold_files(config, keras_predictor.class_names, keras_predictor.preprocess)
     assert spec == config.val and len(paths) == sidecar["open_set"]["threshold_fitted_on"]["images"] > 0
     scores = int8.attribute_pixels(np.concatenate(list(inference_dataset(paths, keras_predictor.preprocess, 16)
                                                         .as_numpy_iterator())))["ood_score"]
