@@ -16,7 +16,8 @@ model's cross-tests and those of their averages; each `pretrain-demo-photos*.jso
 `pretrain-shared-photos*.json` (a step-1 run's validation lines and its command) as its learning
 curve, the mean accuracy of the validations in each 1000 steps; each `content-shift-probes-*.json`
 (`benchmarks/content_shift_probes.py --json`) as its accuracy and real-share tables; each
-`content-adaptation-*.json` (`benchmarks/content_adaptation.py --json`) as its table before and after adapting.
+`content-adaptation-*.json` (`benchmarks/content_adaptation.py --json`) as its table before and after adapting;
+each `export-seeds-*.json` (`benchmarks/export_seeds.py --json`) as its export parity and unknown-architecture tables.
 Usage: python benchmarks/render_results.py [FILE ...]
 """
 import glob
@@ -214,10 +215,21 @@ def render_content_adaptation(path):
     return "\n".join([f"### {os.path.basename(path)}", "", format_table(document), ""])
 
 
+def render_export_seeds(path):
+    """The parity and unknown-architecture tables of exported files, from `export_seeds.py --json`."""
+    sys.path.insert(0, HERE)
+    from export_seeds import format_table
+
+    with open(path, encoding="utf-8") as f:
+        document = json.load(f)
+    return "\n".join([f"### {os.path.basename(path)}", "", format_table(document), ""])
+
+
 RENDERERS = {"open-set": render_open_set, "train-throughput": render_speed, "transform-families": render_transform_costs,
              "pretrain-families": render_pretrain_families, "step1-seeds": render_step1_seeds,
              "validation-trajectory": render_validation_trajectory, "ablation": render,
              "content-shift-probes": render_content_shift_probes, "content-adaptation": render_content_adaptation,
+             "export-seeds": render_export_seeds,
              "pretrain-demo-photos": render_pretrain_validations, "pretrain-shared-photos": render_pretrain_validations}
 
 

@@ -451,3 +451,59 @@ def test_faces_scenes_photos_links_a_fixed_selection_and_swaps_the_contents(tmp_
     assert all(n.startswith("faces") for n in listing["sf"]["b"]) and len(listing["sf"]["b"]) == 3
     assert not set(listing["sf"]["a"]) & set(listing["sf"]["c"])
     assert '"swap": true' in capsys.readouterr().out
+
+
+def _benchmark_of(test_root, zoo):
+    """A benchmark folder `zoo` whose test.txt lists `test_root`'s images and whose open_set.txt lists
+    unknown images (other pictures named as an architecture that is not a class)."""
+    from dnadet_tf.data import find_images
+
+    os.makedirs(zoo)
+    classes = ["real", "nearest", "transposed"]
+    lines = [f"{path}\t{classes.index(os.path.basename(os.path.dirname(path)))}" for path in find_images(test_root)]
+    with open(os.path.join(zoo, "test.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(os.path.join(zoo, "classes.txt"), "w") as f:
+        f.write("\n".join(classes) + "\n")
+    unknown = os.path.join(zoo, "unknown")
+    os.makedirs(unknown)
+    rng = np.random.default_rng(8)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(os.path.join(unknown, f"{i}.png"))
+    with open(os.path.join(zoo, "open_set.txt"), "w") as f:
+        f.write("".join(f"unknown/{i}.png\tnoisegan\n" for i in range(6)))
+
+
+def test_export_seeds_measures_each_exported_file_against_its_run_and_reuses_the_exports(
+        tiny_run, upsampling_data, tmp_path, capsys):
+    from dnadet_tf.api import load
+    from dnadet_tf.evaluation import OPEN_SET_ROW, evaluate
+
+    module = _module("export_seeds")
+    zoo = str(tmp_path / "zoo")
+    _benchmark_of(upsampling_data["test"], zoo)
+    out, path = str(tmp_path / "exports"), str(tmp_path / "export-seeds-tiny.json")
+    module.main(["--zoo", zoo, "--runs", tiny_run, tiny_run, "--out", out, "--formats", "float16", "int8",
+                 "--json", path])
+    document = json.loads(open(path).read())
+    run = document["runs"][0]
+    assert set(run["parity"]) == {"keras", "float16", "int8"} and set(run["open_set"]) == {"keras", "float16", "int8"}
+    assert run["eval_images"] == 36 and run["parity"]["keras"]["top1_agreement"] == 1.0
+    assert run["parity"]["float16"]["top1_agreement"] >= 0.97
+    # The run's figures are what `evaluate` gives with open_set.txt as the unknown images.
+    rows = evaluate(load(tiny_run, precision="float32"), [os.path.join(zoo, "test.txt")], progress=lambda m: None,
+                    unknown_specs=[os.path.join(zoo, "open_set.txt")])
+    metrics = next(row["metrics"] for row in rows if row.get("kind") == OPEN_SET_ROW)
+    assert run["open_set"]["keras"]["auroc"] == pytest.approx(metrics["auroc"])
+    assert run["open_set"]["keras"]["unknown_flagged"] == pytest.approx(metrics["unknown_flagged"])
+    # The int8 file is judged at its own (refitted) threshold, read from its sidecar.
+    sidecar = json.loads(open(os.path.join(out, "tiny", "dnadet", "tflite", "dnadet-int8.json")).read())
+    assert run["open_set"]["int8"]["threshold"] == pytest.approx(sidecar["open_set"]["threshold"])
+    # Two runs of the same model: std 0, and the second reused the first's export.
+    summary = document["summary"]["open_set/int8/known_flagged"]
+    assert summary["std"] == 0.0 and summary["values"][0] == summary["values"][1]
+    assert document["runs"][1]["export"] == document["runs"][0]["export"]
+    text = _module("render_results").render_export_seeds(path)
+    assert "| float16 | 0.79" not in text  # tiny sizes, not the README's
+    assert "| int8 |" in text and "| the run (float32) |" in text and "| int8 TFLite |" in text
+    assert "mean ± std over 2 runs" in text
