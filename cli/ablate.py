@@ -49,11 +49,6 @@ def register(subparsers):
     parser.add_argument("--lr-decay-every", type=int, help="learning-rate decay interval of every run")
     parser.add_argument("--frozen-stages", type=int,
                         help="encoder stages kept as step 1 left them in Base+PT and DNA-Det runs (fit --frozen-stages)")
-    parser.add_argument("--statistics-jitter", type=float, metavar="P",
-                        help="in training, with probability P per step, move every sample's per-channel feature mean "
-                        "and deviation at random after encoder stages 1-3 (DSU, Li et al. 2022): robustness to the "
-                        "BatchNorm statistics of another content (README, \"Adapting to other content\") "
-                        "(default: 0, off)")
     parser.add_argument("--zero-mean-stem", action=argparse.BooleanOptionalAction, default=None,
                         help="high-pass first convolution in every run (fit --zero-mean-stem)")
     parser.add_argument("--augment",
@@ -85,7 +80,7 @@ def run(args):
         raise UsageError(f"--seeds: expected a positive number of seeds, received {args.seeds}.")
     overrides = {k: v for k, v in dict(select=args.select, average_last=args.average_last, ce_input=args.ce_input,
                                        learning_rate=args.lr, lr_decay_every=args.lr_decay_every,
-                                       frozen_stages=args.frozen_stages, zero_mean_stem=args.zero_mean_stem, statistics_jitter=args.statistics_jitter,
+                                       frozen_stages=args.frozen_stages, zero_mean_stem=args.zero_mean_stem,
                                        augment=augment_from(args),
                                        precision=args.precision, crop_size=args.crop_size,
                                        crop_square=args.crop_square,

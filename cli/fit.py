@@ -81,11 +81,6 @@ def register(subparsers):
                         help="multiply the learning rate by --lr-decay every N steps (overrides the preset)")
     parser.add_argument("--lr-decay", type=float, help="learning-rate decay factor (default 0.9)")
     parser.add_argument("--width", type=float, help="width multiplier of the encoder (overrides the preset)")
-    parser.add_argument("--statistics-jitter", type=float, metavar="P",
-                        help="in training, with probability P per step, move every sample's per-channel feature mean "
-                        "and deviation at random after encoder stages 1-3 (DSU, Li et al. 2022): robustness to the "
-                        "BatchNorm statistics of another content (README, \"Adapting to other content\") "
-                        "(default: 0, off)")
     parser.add_argument("--zero-mean-stem", action=argparse.BooleanOptionalAction, default=None,
                         help="train the encoder's first convolution as high-pass filters (every kernel kept at zero "
                         "spatial mean; README, \"A high-pass first layer\") (default: off)")
@@ -125,7 +120,7 @@ def overrides_from(args):
         patience=args.patience, select=args.select, average_last=args.average_last,
         keep_validated=args.keep_validated,
         ce_input=args.ce_input, frozen_stages=args.frozen_stages, lr_decay_every=args.lr_decay_every,
-        lr_decay=args.lr_decay, width=args.width, zero_mean_stem=args.zero_mean_stem, statistics_jitter=args.statistics_jitter,
+        lr_decay=args.lr_decay, width=args.width, zero_mean_stem=args.zero_mean_stem,
         crop_size=args.crop_size, crop_square=args.crop_square, resize1=args.resize1, resize2=args.resize2,
         crop_grid=args.crop_grid, extra_real=args.extra_real, init_partial=args.init_partial,
         ood_score=args.ood_score,

@@ -41,11 +41,6 @@ def register(subparsers):
                              "pretrain_lr_decay_every)")
     parser.add_argument("--lr-decay", type=float, help="learning-rate decay factor (default 0.9)")
     parser.add_argument("--width", type=float, help="width multiplier of the encoder (overrides the preset)")
-    parser.add_argument("--statistics-jitter", type=float, metavar="P",
-                        help="in training, with probability P per step, move every sample's per-channel feature mean "
-                        "and deviation at random after encoder stages 1-3 (DSU, Li et al. 2022): robustness to the "
-                        "BatchNorm statistics of another content (README, \"Adapting to other content\") "
-                        "(default: 0, off)")
     parser.add_argument("--zero-mean-stem", action=argparse.BooleanOptionalAction, default=None,
                         help="train the encoder's first convolution as high-pass filters (every kernel kept at zero "
                         "spatial mean; README, \"A high-pass first layer\") (default: off; fit --zero-mean-stem for step 2)")
@@ -81,7 +76,7 @@ def run(args):
              steps=args.steps, strategy=args.strategy, precision=args.precision, jit=args.jit, seed=args.seed,
              input_niceness=args.input_niceness,
              learning_rate=args.lr, patience=args.patience, lr_decay_every=args.lr_decay_every, val_every=args.val_every,
-             lr_decay=args.lr_decay, width=args.width, zero_mean_stem=args.zero_mean_stem, statistics_jitter=args.statistics_jitter,
+             lr_decay=args.lr_decay, width=args.width, zero_mean_stem=args.zero_mean_stem,
              pretrain_batch_size=args.batch_size,
              pretrain_images_per_class=args.images_per_transformation, patch_size=args.patch_size,
              patches_per_image=args.patches_per_image, resize2=args.resize2, crop_grid=args.crop_grid)

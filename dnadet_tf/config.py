@@ -2,7 +2,7 @@
 
 A `TrainConfig` holds one frozen section per concern:
 
-  model          mode, width, dropout, zero_mean_stem, statistics_jitter
+  model          mode, width, dropout, zero_mean_stem
   preprocessing  crop_size, resize1, resize2, preprocess_mode
   sampling       patch_size, patches_per_image, images_per_class, augment, crop_grid, extra_real
   optimizer      learning_rate, lr_decay, lr_decay_every, loss_weight_learning_rate,
@@ -47,14 +47,12 @@ ENCODER_STAGES = 4  # model.STAGE_WIDTHS has one width per stage
 class ModelConfig:
     """`mode`: `dnadet` (patches, cross-entropy plus supervised contrastive loss with learned
     weighting) or `base` (whole images, cross-entropy only: the paper's Base). `zero_mean_stem`:
-    the encoder's first convolution is trained as high-pass filters (`model.ZeroMeanKernel`).
-    `statistics_jitter`: probability of a training step's `model.StatisticsJitter` (0: none)."""
+    the encoder's first convolution is trained as high-pass filters (`model.ZeroMeanKernel`)."""
 
     mode: str = "dnadet"
     width: float = 1.0
     dropout: float = 0.2
     zero_mean_stem: bool = False
-    statistics_jitter: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -392,9 +390,6 @@ def validate(config):
     if not isinstance(config.sampling.extra_real, str):
         raise DnadetError(f"extra_real: expected 'auto', 'packaged', 'none' or a folder, "
                           f"received {config.sampling.extra_real!r}.")
-    jitter = config.model.statistics_jitter
-    if not 0.0 <= jitter <= 1.0:
-        raise DnadetError(f"statistics_jitter: expected a probability from 0 to 1, received {jitter}.")
     frozen = config.optimizer.frozen_stages
     if not 0 <= frozen <= ENCODER_STAGES:
         raise DnadetError(f"frozen_stages: expected 0 to {ENCODER_STAGES} (the encoder's stages), received {frozen}.")

@@ -207,53 +207,6 @@ class ZeroMeanKernel(keras.constraints.Constraint):
         return w - keras.ops.mean(w, axis=(0, 1), keepdims=True)
 
 
-@keras.saving.register_keras_serializable(package="dnadet_tf")
-class StatisticsJitter(layers.Layer):
-    """Training only: moves each sample's per-channel mean and standard deviation at random.
-
-    `call(x, training)`: (N, H, W, C) -> (N, H, W, C). At inference, and in a training step left
-    unperturbed (probability 1 - `rate`), the identity. Otherwise each sample's channel statistics
-    (mu, sigma over H, W) are replaced by mu + e1 * s_mu and sigma + e2 * s_sigma, e1, e2 ~ N(0, 1)
-    per sample and channel, s_mu and s_sigma the batch's standard deviations of mu and sigma (the
-    feature-statistics uncertainty of Li et al., ICLR 2022, "DSU"): the network learns to answer
-    when a channel's level and contrast move as much as they vary between images, as they do when
-    BatchNorm's statistics, learnt on one content, normalise another.
-
-    Args:
-      rate: probability that a training step is perturbed.
-      seed: seed of the layer's `SeedGenerator` (None: drawn from Keras' global seed, as Dropout).
-    """
-
-    def __init__(self, rate=0.5, seed=None, **kwargs):
-        super().__init__(**kwargs)
-        if not 0.0 <= float(rate) <= 1.0:
-            raise ValueError(f"rate: expected a probability in [0, 1], received {rate!r}.")
-        self.rate, self.seed = float(rate), seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-        self.supports_masking = True
-
-    def call(self, inputs, training=False):
-        if not training or self.rate == 0.0:
-            return inputs
-        x = tf.cast(inputs, tf.float32)
-        mean, variance = tf.nn.moments(x, axes=[1, 2], keepdims=True)  # (N, 1, 1, C)
-        std = tf.sqrt(variance + 1e-6)
-        spread_mean = tf.sqrt(tf.math.reduce_variance(mean, axis=0, keepdims=True) + 1e-6)
-        spread_std = tf.sqrt(tf.math.reduce_variance(std, axis=0, keepdims=True) + 1e-6)
-        shape = tf.shape(mean)
-        noise_mean = keras.random.normal(shape, seed=self.seed_generator)
-        noise_std = keras.random.normal(shape, seed=self.seed_generator)
-        perturbed = (x - mean) / std * (std + noise_std * spread_std) + (mean + noise_mean * spread_mean)
-        apply = keras.random.uniform((), seed=self.seed_generator) < self.rate
-        return tf.cast(tf.where(apply, perturbed, x), inputs.dtype)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
-
-
 def _conv_block(x, filters, kernel_size, strides, name, index, synchronized, dtype, kernel_constraint=None):
     # The authors pad one pixel on every side, then convolve without padding. For inputs whose
     # sides are multiples of 16 (every size the package feeds: `config` enforces it), every
@@ -279,8 +232,6 @@ class Backbone(keras.Model):
       zero_mean_stem: train the first convolution (`stage1_conv1`) under `ZeroMeanKernel`, so that
         every one of its filters is a high-pass filter of one colour channel; the weights stay plain
         convolution weights (exports and the web app see no difference).
-      statistics_jitter: in training, the probability of a `StatisticsJitter` step after each of
-        stages 1-3 (`stage{s}_jitter`); 0 adds no such layer. The identity at inference.
 
     >>> import numpy as np
     >>> from dnadet_tf.model import Backbone
@@ -289,15 +240,13 @@ class Backbone(keras.Model):
     """
 
     def __init__(self, width=1.0, synchronized_bn=False, input_size=None, dtype=None, zero_mean_stem=False,
-                 statistics_jitter=0.0, name="dnadet_backbone", **kwargs):
+                 name="dnadet_backbone", **kwargs):
         inputs = keras.Input(shape=(input_size, input_size, 3), name="pixels")
         x = inputs
         for stage, filters in enumerate(stage_widths(width), start=1):
             stem_constraint = ZeroMeanKernel() if zero_mean_stem and stage == 1 else None
             x = _conv_block(x, filters, 4, 2, f"stage{stage}", 1, synchronized_bn, dtype, stem_constraint)
             x = _conv_block(x, filters, 3, 1, f"stage{stage}", 2, synchronized_bn, dtype)
-            if statistics_jitter and stage < len(STAGE_WIDTHS):
-                x = StatisticsJitter(statistics_jitter, name=f"stage{stage}_jitter", dtype=dtype)(x)
         feature = layers.GlobalAveragePooling2D(name=FEATURE_LAYER, dtype=dtype)(x)
         super().__init__(inputs, feature, name=name, **kwargs)
         self.width = float(width)
@@ -305,7 +254,6 @@ class Backbone(keras.Model):
         self.synchronized_bn = bool(synchronized_bn)
         self.input_size = input_size
         self.zero_mean_stem = bool(zero_mean_stem)
-        self.statistics_jitter = float(statistics_jitter)
 
     @property
     def feature_dim(self):
@@ -314,8 +262,7 @@ class Backbone(keras.Model):
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable, "width": self.width,
                 "synchronized_bn": self.synchronized_bn, "input_size": self.input_size,
-                "dtype": self.layer_dtype, "zero_mean_stem": self.zero_mean_stem,
-                "statistics_jitter": self.statistics_jitter}
+                "dtype": self.layer_dtype, "zero_mean_stem": self.zero_mean_stem}
 
     @classmethod
     def from_config(cls, config):

@@ -58,8 +58,7 @@ class Trainer:
         replicas = strategy.num_replicas_in_sync
         with strategy.scope():
             backbone = Backbone(config.model.width, synchronized_bn=replicas > 1, dtype=config.runtime.precision,
-                                zero_mean_stem=config.model.zero_mean_stem,
-                                statistics_jitter=config.model.statistics_jitter)
+                                zero_mean_stem=config.model.zero_mean_stem)
             self.classifier = Classifier(backbone, len(class_names), config.model.dropout, self.class_names,
                                          config.preprocess)
             freeze_stages(self.classifier, config.optimizer.frozen_stages)

@@ -31,7 +31,7 @@ def test_a_flat_config_json_of_an_older_run_is_converted(tmp_path):
     # photos were added).
     added = {"ood_score": "mahalanobis", "preprocess_mode": "tf", "pretrain_lr_decay_every": 500,
              "pretrain_val_every": 500, "crop_square": False, "frozen_stages": 0, "input_niceness": 19,
-             "zero_mean_stem": False, "crop_grid": 1, "extra_real": "", "statistics_jitter": 0.0}
+             "zero_mean_stem": False, "crop_grid": 1, "extra_real": ""}
     assert config.flat() == {**FLAT_CONFIG, "augment": ("crop",), **added}
     assert config == make_config("tiny", augment=("crop",), data="/data/train", val="/data/val", select="first",
                                  pretrain_lr_decay_every=500, pretrain_val_every=500)

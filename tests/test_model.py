@@ -4,7 +4,7 @@ import pytest
 
 from dnadet_tf.config import ENCODER_STAGES
 from dnadet_tf.model import (
-    DEFAULT_GRADCAM_LAYER, STAGE_WIDTHS, Backbone, Classifier, StatisticsJitter, ZeroMeanKernel, build_projection_head,
+    DEFAULT_GRADCAM_LAYER, STAGE_WIDTHS, Backbone, Classifier, ZeroMeanKernel, build_projection_head,
     load_classifier, probabilities, stage_widths, transfer_matching_weights,
 )
 from dnadet_tf.preprocess import PreprocessConfig, preprocess_image
@@ -220,46 +220,3 @@ def test_bfloat16_copy_computes_in_bfloat16_with_the_same_weights():
     p32, p16 = probabilities(model, x).numpy(), probabilities(copy, x).numpy()
     assert p16.dtype == np.float32 and np.abs(p16 - p32).max() < 0.05  # bfloat16 keeps 8 bits of mantissa
     assert precision_copy(copy, "float32").get_layer("stage1_conv1").compute_dtype == "float32"
-
-
-def test_statistics_jitter_moves_each_samples_channel_statistics_by_the_batch_spread_in_training_only(tmp_path):
-    rng = np.random.default_rng(5)
-    # 256 samples, 6 channels, per-sample channel means spread with std 2 and deviations around 3.
-    x = (rng.normal(0, 2, (256, 1, 1, 6)) + rng.normal(0, 3, (256, 8, 8, 6))).astype(np.float32)
-    np.testing.assert_array_equal(StatisticsJitter(1.0, seed=1)(x, training=False).numpy(), x)
-    np.testing.assert_array_equal(StatisticsJitter(0.0, seed=1)(x, training=True).numpy(), x)
-
-    y = StatisticsJitter(1.0, seed=1)(x, training=True).numpy()
-    mean, std = x.mean(axis=(1, 2)), x.std(axis=(1, 2))
-    # The normalised map of every sample and channel is kept; only its level and contrast move.
-    np.testing.assert_allclose((y - y.mean(axis=(1, 2), keepdims=True)) / y.std(axis=(1, 2), keepdims=True),
-                               (x - mean[:, None, None]) / std[:, None, None], atol=1e-3)
-    # Each moves by N(0, 1) times the batch's spread of that statistic (per channel).
-    shift = (y.mean(axis=(1, 2)) - mean) / mean.std(axis=0)
-    scale = (y.std(axis=(1, 2)) - std) / std.std(axis=0)
-    for z in (shift, scale):
-        assert abs(z.mean()) < 0.1 and 0.9 < z.std() < 1.1
-    assert abs(np.corrcoef(shift.ravel(), scale.ravel())[0, 1]) < 0.1
-    # The same seed draws the same perturbation.
-    np.testing.assert_array_equal(StatisticsJitter(1.0, seed=1)(x, training=True).numpy(), y)
-    with pytest.raises(ValueError, match=r"rate: expected a probability in \[0, 1\], received 1.5"):
-        StatisticsJitter(1.5)
-
-
-def test_statistics_jitter_layers_follow_stages_1_to_3_and_save_with_the_model(tmp_path):
-    model = Classifier(Backbone(0.0625, statistics_jitter=0.5), 3)
-    names = [layer.name for layer in model.layers]
-    jitters = [name for name in names if isinstance(model.get_layer(name), StatisticsJitter)]
-    assert jitters == ["stage1_jitter", "stage2_jitter", "stage3_jitter"]
-    assert [names[names.index(name) - 1] for name in jitters] == ["stage1_act2", "stage2_act2", "stage3_act2"]
-    assert not any(isinstance(layer, StatisticsJitter) for layer in tiny_classifier().layers)
-    x = np.random.default_rng(6).uniform(-1, 1, (4, 64, 64, 3)).astype(np.float32)
-    plain = Classifier(Backbone(0.0625), 3)
-    transfer_matching_weights(model, plain)
-    np.testing.assert_array_equal(model(x).numpy(), plain(x).numpy())  # the identity at inference
-    path = str(tmp_path / "jitter.keras")
-    model.save(path)
-    loaded = keras.saving.load_model(path, safe_mode=True, compile=False)
-    assert loaded.backbone.get_config()["statistics_jitter"] == 0.5
-    assert loaded.get_layer("stage2_jitter").rate == 0.5
-    np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())
