@@ -7,6 +7,7 @@ class in the same shares). The second half is scored (accuracy, as a fraction):
 
 - `as_trained`: the run as it is;
 - `adapted`: after `adaptation.adapt_batchnorm` over the first half, unlabeled (what `adapt` does);
+- `adapted_stage3`: the same with only the BatchNorms of stages 3 and 4 re-estimated (`adapt --first-stage 3`);
 
 and on the cross-dataset split (the other content) also
 
@@ -15,7 +16,7 @@ and on the cross-dataset split (the other content) also
 - `blend_0.5`: over the first half, mixed half and half with the run's own statistics (`--blend 0.5`);
 
 and what adapting to the cross-dataset content costs on the training content (the closed set's second
-half): `test_after_adapted`, `test_after_blend_0.5`.
+half): `test_after_adapted`, `test_after_adapted_stage3`, `test_after_blend_0.5`.
 
 Prints each run's figures and the mean ± std over the runs (population std, as `ablation.mean_std`);
 `--json FILE` writes {"zoo", "zoo_sha256", "runs", "summary"}.
@@ -65,14 +66,15 @@ class AdaptedStatistics:
     """`with AdaptedStatistics(predictor, paths, blend):` the predictor's model adapted to `paths`; its own
     BatchNorm statistics are put back on leaving."""
 
-    def __init__(self, predictor, paths, blend=1.0):
-        self.predictor, self.paths, self.blend = predictor, paths, blend
+    def __init__(self, predictor, paths, blend=1.0, first_stage=1):
+        self.predictor, self.paths, self.blend, self.first_stage = predictor, paths, blend, first_stage
 
     def __enter__(self):
         model = self.predictor.model
         self.layers = batchnorm_layers(model)
         self.saved = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in self.layers]
-        adapt_batchnorm(model, inference_dataset(self.paths, model.preprocessing, BATCH_SIZE), self.blend)
+        adapt_batchnorm(model, inference_dataset(self.paths, model.preprocessing, BATCH_SIZE), self.blend,
+                        first_stage=self.first_stage)
         return self.predictor
 
     def __exit__(self, *exc):
@@ -101,6 +103,11 @@ def run_figures(zoo, run):
             if split == "cross_dataset" and "test" in files:
                 training_content["test_after_adapted"] = accuracy(predictor, files["test"],
                                                                   halves(len(files["test"].paths))[1])
+        with AdaptedStatistics(predictor, adapt_paths, first_stage=3):
+            row["adapted_stage3"] = accuracy(predictor, split_files, scored)
+            if split == "cross_dataset" and "test" in files:
+                training_content["test_after_adapted_stage3"] = accuracy(predictor, files["test"],
+                                                                         halves(len(files["test"].paths))[1])
         if split == "cross_dataset":
             with AdaptedStatistics(predictor, [split_files.paths[i] for i in drawn(adapt_on, FEW)]):
                 row["adapted_20"] = accuracy(predictor, split_files, scored)
@@ -138,7 +145,8 @@ def across_runs(runs):
 
 SPLIT_TITLES = {"test": "closed-set", "cross_seed": "cross-seed", "cross_loss": "cross-loss",
                 "cross_finetune": "cross-finetune", "cross_dataset": "cross-dataset"}
-VARIANT_TITLES = {"as_trained": "as trained", "adapted": "adapted (first half)", "adapted_20": "adapted (20 images)",
+VARIANT_TITLES = {"as_trained": "as trained", "adapted": "adapted (first half)",
+                  "adapted_stage3": "adapted, stages 3-4 (first half)", "adapted_20": "adapted (20 images)",
                   "real_only": "adapted (real photos only)", "blend_0.5": "`--blend 0.5`"}
 
 
@@ -153,7 +161,8 @@ def format_table(document):
                  for key in VARIANT_TITLES]
         lines.append(f"| {SPLIT_TITLES[split]} | " + " | ".join(cells) + " |")
     costs = [(title, f"training_content/{key}") for key, title in
-             (("test_after_adapted", "adapted"), ("test_after_blend_0.5", "`--blend 0.5`"))]
+             (("test_after_adapted", "adapted"), ("test_after_adapted_stage3", "stages 3-4"),
+              ("test_after_blend_0.5", "`--blend 0.5`"))]
     costs = [(title, key) for title, key in costs if key in summary]
     if costs:
         lines += ["", "closed set (training content) after adapting to cross-dataset: "

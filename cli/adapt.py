@@ -26,6 +26,10 @@ def register(subparsers):
     parser.add_argument("--blend", type=float, default=1.0,
                         help="share of the new images in the statistics, 0 to 1 (1: theirs alone; 0.5: "
                              "half the run's own, for a mix of both contents)")
+    parser.add_argument("--first-stage", type=int, default=1, metavar="S",
+                        help="re-estimate the BatchNorms of this encoder stage and the later ones, keep the "
+                             "earlier ones (README, 'Adapting to other content': the content shift sits in the "
+                             "later stages)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per batch")
     parser.add_argument("--overwrite", action="store_true", help="replace the files of an existing --out")
     parser.set_defaults(func=run)
@@ -36,8 +40,10 @@ def run(args):
 
     if not 0.0 <= args.blend <= 1.0:
         raise UsageError(f"--blend: expected a number from 0 to 1, received {args.blend}.")
+    if args.first_stage not in (1, 2, 3, 4):
+        raise UsageError(f"--first-stage: expected an encoder stage from 1 to 4, received {args.first_stage}.")
     if args.batch_size < 1:
         raise UsageError(f"--batch-size: expected a positive number, received {args.batch_size}.")
     adapt_run(args.run, args.images, args.out, blend=args.blend, batch_size=args.batch_size,
-              overwrite=args.overwrite)
+              overwrite=args.overwrite, first_stage=args.first_stage)
     return 0

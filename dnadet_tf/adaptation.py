@@ -35,6 +35,11 @@ def batchnorm_layers(model):
     return [layer for layer in model.backbone._flatten_layers() if isinstance(layer, BatchNormalization)]
 
 
+def layer_stage(layer):
+    """The encoder stage (1-4) of a layer named `stage{s}_...`."""
+    return int(layer.name.split("_", 1)[0][len("stage"):])
+
+
 def _combined(count, mean, m2, batch_count, batch_mean, batch_var):
     """Running (count, mean, sum of squared deviations) merged with one batch's (Chan et al.'s update)."""
     total = count + batch_count
@@ -44,7 +49,7 @@ def _combined(count, mean, m2, batch_count, batch_mean, batch_var):
     return total, mean, m2
 
 
-def estimate_batchnorm_statistics(model, batches, blend=1.0, progress=None):
+def estimate_batchnorm_statistics(model, batches, blend=1.0, progress=None, first_stage=1):
     """The statistics each encoder BatchNorm's input has over `batches` of preprocessed pixels (N, S, S, 3).
 
     Layer by layer, input to output: the encoder up to a BatchNorm runs in inference mode, every
@@ -52,8 +57,9 @@ def estimate_batchnorm_statistics(model, batches, blend=1.0, progress=None):
     the layer's input is summarised over every position of every image (mean and biased variance,
     float64). So the result depends on the images, not on how they are batched or ordered. `blend`
     in [0, 1] mixes each layer's result with its own statistics (1: the images' alone) before the next
-    layer is estimated. `batches` is iterated once per layer (a tf.data.Dataset or a list);
-    `progress(index, count, name)`, when given, is called as each layer starts.
+    layer is estimated. The BatchNorms of stages before `first_stage` keep their own statistics (and
+    are not estimated). `batches` is iterated once per estimated layer (a tf.data.Dataset or a list);
+    `progress(index, count, name)`, when given, is called as each estimated layer starts.
 
     Returns [(mean (C,), variance (C,))] per layer, float32; the model's own statistics are restored
     before returning. Raises DataError when `batches` is empty.
@@ -64,12 +70,19 @@ def estimate_batchnorm_statistics(model, batches, blend=1.0, progress=None):
     if not 0.0 <= blend <= 1.0:
         raise ValueError(f"blend: expected a number from 0 to 1, received {blend}.")
     layers = batchnorm_layers(model)
+    stages = sorted({layer_stage(layer) for layer in layers})
+    if first_stage not in stages:
+        raise ValueError(f"first_stage: expected one of the encoder's stages {stages}, received {first_stage!r}.")
     saved = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in layers]
+    estimated = [layer for layer in layers if layer_stage(layer) >= first_stage]
     statistics = []
     try:
-        for index, (layer, (own_mean, own_var)) in enumerate(zip(layers, saved), start=1):
+        for layer, (own_mean, own_var) in zip(layers, saved):
+            if layer_stage(layer) < first_stage:
+                statistics.append((own_mean, own_var))
+                continue
             if progress is not None:
-                progress(index, len(layers), layer.name)
+                progress(estimated.index(layer) + 1, len(estimated), layer.name)
             prefix = keras.Model(model.backbone.input, layer.input)
             moments = tf.function(lambda pixels: tf.nn.moments(tf.cast(prefix(pixels, training=False), tf.float32),
                                                                axes=[0, 1, 2]), reduce_retracing=True)
@@ -106,10 +119,10 @@ def blend_statistics(own, new, blend):
     return mixed
 
 
-def adapt_batchnorm(model, batches, blend=1.0, progress=None):
+def adapt_batchnorm(model, batches, blend=1.0, progress=None, first_stage=1):
     """Sets each encoder BatchNorm's moving statistics to `estimate_batchnorm_statistics(model, batches,
-    blend, progress)` (1 = the new images' alone, 0 = unchanged). Returns the statistics set."""
-    statistics = estimate_batchnorm_statistics(model, batches, blend, progress)
+    blend, progress, first_stage)` (1 = the new images' alone, 0 = unchanged). Returns the statistics set."""
+    statistics = estimate_batchnorm_statistics(model, batches, blend, progress, first_stage)
     for layer, (mean, variance) in zip(batchnorm_layers(model), statistics):
         layer.moving_mean.assign(mean)
         layer.moving_variance.assign(variance)
@@ -132,7 +145,7 @@ def without_calibration(model):
     return model
 
 
-def adapt_run(run_dir, images, out, blend=1.0, batch_size=16, overwrite=False, output=None):
+def adapt_run(run_dir, images, out, blend=1.0, batch_size=16, overwrite=False, output=None, first_stage=1):
     """Writes `out`, a run dir whose best.keras is `run_dir`'s adapted to `images` (files or folders,
     unlabeled); returns the report written to out/adaptation.json.
 
@@ -163,19 +176,22 @@ def adapt_run(run_dir, images, out, blend=1.0, batch_size=16, overwrite=False, o
               f"statistics of one class are not the content's (adapted to one generator's images, the model "
               f"fails on them: README, 'Adapting to other content'); give a mix of fakes and real photos.",
               file=output, flush=True)
-    print(f"adapting {run_dir}: BatchNorm statistics of {len(paths)} images, one pass per layer ...", file=output,
+    print(f"adapting {run_dir}: BatchNorm statistics of {len(paths)} images"
+          + (f" in stages {first_stage}-4" if first_stage > 1 else "") + ", one pass per layer ...", file=output,
           flush=True)
     own = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in batchnorm_layers(model)]
     statistics = adapt_batchnorm(
         model, inference_dataset(paths, model.preprocessing, batch_size), blend,
-        progress=lambda index, count, name: print(f"  layer {index}/{count} ({name})", file=output, flush=True))
+        progress=lambda index, count, name: print(f"  layer {index}/{count} ({name})", file=output, flush=True),
+        first_stage=first_stage)
     had_calibration = model.calibration is not None
     without_calibration(model)
     target.start(config, class_names, overwrite=overwrite)
     save_model_atomic(model, target.best_model_path)
     report = {
         "source_run": os.path.abspath(run_dir), "images": len(paths), "skipped": skipped,
-        "inputs": [os.path.abspath(item) for item in images], "blend": blend, "batch_size": batch_size,
+        "inputs": [os.path.abspath(item) for item in images], "blend": blend, "first_stage": first_stage,
+        "batch_size": batch_size,
         "calibration_dropped": had_calibration,
         "answers_before": dict(zip(class_names, (int(count) for count in answers))),
         # Per layer, how far the statistics moved: mean |new mean - old mean| in old standard deviations, and

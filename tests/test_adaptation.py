@@ -2,6 +2,7 @@
 import json
 import os
 
+import keras
 import numpy as np
 import pytest
 
@@ -43,6 +44,35 @@ def test_estimated_statistics_are_those_of_the_images_and_leave_the_model_as_it_
     for (mean, variance), (old_mean, old_variance) in zip(_statistics(model), before):
         np.testing.assert_array_equal(mean, old_mean)
         np.testing.assert_array_equal(variance, old_variance)
+
+
+def test_first_stage_keeps_the_earlier_stages_and_estimates_the_later_ones_as_in_a_full_pass(tiny_run):
+    model = RunDir(tiny_run).load_model()
+    before = _statistics(model)
+    images = [_pixels(4, 4)]
+    full = estimate_batchnorm_statistics(model, images)
+    names = [layer.name for layer in batchnorm_layers(model)]
+    started = []
+    later = estimate_batchnorm_statistics(model, images, first_stage=3,
+                                          progress=lambda index, count, name: started.append((index, count, name)))
+    assert started == [(1, 4, "stage3_bn1"), (2, 4, "stage3_bn2"), (3, 4, "stage4_bn1"), (4, 4, "stage4_bn2")]
+    for name, (mean, variance), own, whole in zip(names, later, before, full):
+        if name.startswith(("stage1_", "stage2_")):  # kept as trained
+            np.testing.assert_array_equal(mean, own[0])
+            np.testing.assert_array_equal(variance, own[1])
+        else:
+            # Estimated with stages 1-2 at their own statistics, so not those of a full pass ...
+            assert np.abs(mean - whole[0]).max() > 1e-4
+    # ... but those of the images' inputs to stage 3 through the stages 1-2 as trained:
+    stage3 = batchnorm_layers(model)[4]
+    inputs = keras.Model(model.backbone.input, stage3.input)(images[0], training=False).numpy().astype(np.float64)
+    np.testing.assert_allclose(later[4][0], inputs.mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(later[4][1], inputs.var(axis=(0, 1, 2)), rtol=1e-4, atol=1e-7)
+    for (mean, variance), (old_mean, old_variance) in zip(_statistics(model), before):  # the model is left as it was
+        np.testing.assert_array_equal(mean, old_mean)
+        np.testing.assert_array_equal(variance, old_variance)
+    with pytest.raises(ValueError, match=r"first_stage: expected one of the encoder's stages \[1, 2, 3, 4\], received 5"):
+        estimate_batchnorm_statistics(model, images, first_stage=5)
 
 
 def test_adapting_undoes_a_change_of_contrast_of_the_content(tiny_run):
@@ -104,12 +134,28 @@ def test_adapt_command_writes_a_run_that_predicts_and_keeps_the_source(tiny_run,
 @pytest.mark.parametrize("argv, message", [
     (["--blend", "2"], "dnadet-tf adapt: error: --blend: expected a number from 0 to 1, received 2.0."),
     (["--batch-size", "0"], "dnadet-tf adapt: error: --batch-size: expected a positive number, received 0."),
+    (["--first-stage", "5"], "dnadet-tf adapt: error: --first-stage: expected an encoder stage from 1 to 4, received 5."),
 ])
 def test_adapt_flags_are_checked_in_one_line(tiny_run, upsampling_data, tmp_path, argv, message):
     out = str(tmp_path / "adapted")
     code, _, stderr = _cli(["adapt", tiny_run, "--images", upsampling_data["test"], "--out", out] + argv)
     assert code == 2 and stderr.strip() == message
     assert not os.path.exists(out)
+
+
+def test_adapt_first_stage_moves_only_the_later_stages_statistics(tiny_run, upsampling_data, tmp_path):
+    out = str(tmp_path / "adapted")
+    code, stdout, stderr = _cli(["adapt", tiny_run, "--images", upsampling_data["test"], "--out", out,
+                                 "--first-stage", "3"])
+    assert code == 0, stderr
+    assert "BatchNorm statistics of 36 images in stages 3-4" in stdout and "layer 4/4 (stage4_bn2)" in stdout
+    with open(os.path.join(out, "adaptation.json"), encoding="utf-8") as f:
+        report = json.load(f)
+    assert report["first_stage"] == 3
+    moves = {layer["name"]: layer for layer in report["layers"]}
+    assert all(moves[name]["mean_shift_in_std"] == 0.0 and moves[name]["std_ratio"] == pytest.approx(1.0)
+               for name in moves if name.startswith(("stage1_", "stage2_")))
+    assert all(moves[name]["mean_shift_in_std"] > 0.0 for name in moves if name.startswith(("stage3_", "stage4_")))
 
 
 def test_adapt_refuses_the_run_itself_an_occupied_out_and_a_folder_without_images(tiny_run, upsampling_data, tmp_path):

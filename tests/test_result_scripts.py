@@ -412,11 +412,12 @@ def test_content_adaptation_puts_the_runs_statistics_back(tiny_run, upsampling_d
 
 
 def _adaptation_run(run, cross_dataset, test_after):
-    splits = {"test": {"as_trained": 1.0, "adapted": 1.0},
-              "cross_dataset": {"as_trained": 0.5, "adapted": cross_dataset, "adapted_20": 0.9, "real_only": 0.7,
-                                "blend_0.5": 0.6}}
+    splits = {"test": {"as_trained": 1.0, "adapted": 1.0, "adapted_stage3": 1.0},
+              "cross_dataset": {"as_trained": 0.5, "adapted": cross_dataset, "adapted_stage3": 0.8, "adapted_20": 0.9,
+                                "real_only": 0.7, "blend_0.5": 0.6}}
     return {"run": run, "splits": splits,
-            "training_content": {"test_after_adapted": test_after, "test_after_blend_0.5": 1.0}}
+            "training_content": {"test_after_adapted": test_after, "test_after_adapted_stage3": 0.9,
+                                 "test_after_blend_0.5": 1.0}}
 
 
 def test_content_adaptation_summarizes_the_runs_and_renders_its_table(tmp_path):
@@ -429,9 +430,9 @@ def test_content_adaptation_summarizes_the_runs_and_renders_its_table(tmp_path):
     path = tmp_path / "content-adaptation-two.json"
     path.write_text(json.dumps({"zoo": "Z", "zoo_sha256": "ab", "runs": runs, "summary": summary}))
     text = _module("render_results").render_content_adaptation(str(path))
-    assert "| closed-set | 100.0 ± 0.0 | 100.0 ± 0.0 | - | - | - |" in text
-    assert "| cross-dataset | 50.0 ± 0.0 | 95.0 ± 5.0 | 90.0 ± 0.0 | 70.0 ± 0.0 | 60.0 ± 0.0 |" in text
-    assert "adapted 55.0 ± 5.0, `--blend 0.5` 100.0 ± 0.0" in text
+    assert "| closed-set | 100.0 ± 0.0 | 100.0 ± 0.0 | 100.0 ± 0.0 | - | - | - |" in text
+    assert "| cross-dataset | 50.0 ± 0.0 | 95.0 ± 5.0 | 80.0 ± 0.0 | 90.0 ± 0.0 | 70.0 ± 0.0 | 60.0 ± 0.0 |" in text
+    assert "adapted 55.0 ± 5.0, stages 3-4 90.0 ± 0.0, `--blend 0.5` 100.0 ± 0.0" in text
 
 
 def test_faces_scenes_photos_links_a_fixed_selection_and_swaps_the_contents(tmp_path, capsys):
