@@ -6,8 +6,8 @@ Every split list of the benchmark (closed set and cross-tests) is cut in two hal
 class in the same shares). The second half is scored (accuracy, as a fraction):
 
 - `as_trained`: the run as it is;
-- `adapted`: after `adaptation.adapt_batchnorm` over the first half, unlabeled (what `adapt` does);
-- `adapted_stage3`: the same with only the BatchNorms of stages 3 and 4 re-estimated (`adapt --first-stage 3`);
+- `adapted`: after `adaptation.adapt_batchnorm` over the first half, unlabeled, every stage (`adapt --first-stage 1`);
+- `adapted_stage3`: the same with only the BatchNorms of stages 3 and 4 re-estimated (`adapt`, its default);
 
 and on the cross-dataset split (the other content) also
 

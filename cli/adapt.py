@@ -1,4 +1,5 @@
 """`dnadet-tf adapt`: a run adapted to another kind of content (BatchNorm statistics of unlabeled images)."""
+from dnadet_tf.config import ADAPT_FIRST_STAGE
 from dnadet_tf.cli.main import HelpFormatter, UsageError
 
 
@@ -8,7 +9,8 @@ def register(subparsers):
         help="adapt a run to another kind of content from unlabeled images of it (writes a new run dir)",
         description=(
             "Re-estimate the BatchNorm statistics of a run's best.keras on unlabeled images of the content to "
-            "attribute (AdaBN: every weight kept) and write a new run dir that predict, evaluate, explain and "
+            "attribute (AdaBN: every weight kept; by default those of encoder stages 3-4, where the content shift "
+            "sits) and write a new run dir that predict, evaluate, explain and "
             "export take like any other. Give a mix of what is to be attributed, fakes and real photos alike, "
             "20 images or more (a warning says when there are fewer, or when the run attributes most of them to "
             "one class): statistics of real photos alone or of one generator are another mix's. The adapted "
@@ -26,10 +28,10 @@ def register(subparsers):
     parser.add_argument("--blend", type=float, default=1.0,
                         help="share of the new images in the statistics, 0 to 1 (1: theirs alone; 0.5: "
                              "half the run's own, for a mix of both contents)")
-    parser.add_argument("--first-stage", type=int, default=1, metavar="S",
+    parser.add_argument("--first-stage", type=int, default=ADAPT_FIRST_STAGE, metavar="S",
                         help="re-estimate the BatchNorms of this encoder stage and the later ones, keep the "
-                             "earlier ones (README, 'Adapting to other content': the content shift sits in the "
-                             "later stages)")
+                             "earlier ones (3: stages 3-4, where the content shift sits, README 'Adapting to "
+                             "other content'; 1: every stage)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per batch")
     parser.add_argument("--overwrite", action="store_true", help="replace the files of an existing --out")
     parser.set_defaults(func=run)

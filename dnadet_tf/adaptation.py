@@ -2,8 +2,10 @@
 unlabeled images of that content (AdaBN, Li et al. 2016), every weight kept.
 
     run dir (best.keras) + unlabeled images of the content to attribute
-      -> layer by layer, input to output: the statistics of each BatchNorm's input over every position
-         of every image, the earlier layers already adapted (inference mode; any batching, any order)
+      -> layer by layer, input to output, from encoder stage `first_stage` on (`adapt` re-estimates
+         stages 3-4 by default, where the content shift sits): the statistics of each BatchNorm's input
+         over every position of every image, the earlier layers already adapted (inference mode; any
+         batching, any order)
       -> each BatchNorm's moving mean and variance = those statistics, mixed with the run's by `blend`
       -> a new run dir: best.keras (without the open-set calibration, which described the old
          content), config.json and labels.txt of the run, adaptation.json
@@ -20,6 +22,7 @@ import sys
 
 import numpy as np
 
+from dnadet_tf.config import ADAPT_FIRST_STAGE
 from dnadet_tf.data import collect_image_paths, readable_images
 from dnadet_tf.errors import DataError, RunDirError
 from dnadet_tf.model import BatchNormalization
@@ -145,7 +148,8 @@ def without_calibration(model):
     return model
 
 
-def adapt_run(run_dir, images, out, blend=1.0, batch_size=16, overwrite=False, output=None, first_stage=1):
+def adapt_run(run_dir, images, out, blend=1.0, batch_size=16, overwrite=False, output=None,
+              first_stage=ADAPT_FIRST_STAGE):
     """Writes `out`, a run dir whose best.keras is `run_dir`'s adapted to `images` (files or folders,
     unlabeled); returns the report written to out/adaptation.json.
 

@@ -106,7 +106,7 @@ def test_adapt_command_writes_a_run_that_predicts_and_keeps_the_source(tiny_run,
     mtime = os.path.getmtime(source_model)
     code, stdout, stderr = _cli(["adapt", tiny_run, "--images", upsampling_data["test"], "--out", out])
     assert code == 0, stderr
-    assert "BatchNorm statistics of 36 images" in stdout and "layer 8/8 (stage4_bn2)" in stdout
+    assert "BatchNorm statistics of 36 images in stages 3-4" in stdout and "layer 4/4 (stage4_bn2)" in stdout
     assert "open-set calibration was dropped" in stdout
     with open(os.path.join(out, "adaptation.json"), encoding="utf-8") as f:
         report = json.load(f)
@@ -126,7 +126,7 @@ def test_adapt_command_writes_a_run_that_predicts_and_keeps_the_source(tiny_run,
             moved += not np.array_equal(weight.numpy(), source_weights[weight.path])
         else:
             np.testing.assert_array_equal(weight.numpy(), source_weights[weight.path])
-    assert moved == 16
+    assert moved == 8  # stages 3-4 by default: 4 BatchNorms, each its mean and variance
     code, stdout, stderr = _cli(["predict", "--model", out, os.path.join(upsampling_data["test"], "real")])
     assert code == 0, stderr
 
@@ -146,9 +146,14 @@ def test_adapt_flags_are_checked_in_one_line(tiny_run, upsampling_data, tmp_path
 def test_adapt_first_stage_moves_only_the_later_stages_statistics(tiny_run, upsampling_data, tmp_path):
     out = str(tmp_path / "adapted")
     code, stdout, stderr = _cli(["adapt", tiny_run, "--images", upsampling_data["test"], "--out", out,
-                                 "--first-stage", "3"])
+                                 "--first-stage", "1", "--overwrite"])
     assert code == 0, stderr
-    assert "BatchNorm statistics of 36 images in stages 3-4" in stdout and "layer 4/4 (stage4_bn2)" in stdout
+    assert "BatchNorm statistics of 36 images, one pass" in stdout and "layer 8/8 (stage4_bn2)" in stdout
+    with open(os.path.join(out, "adaptation.json"), encoding="utf-8") as f:
+        assert all(layer["mean_shift_in_std"] > 0.0 for layer in json.load(f)["layers"])  # every stage moved
+    code, stdout, stderr = _cli(["adapt", tiny_run, "--images", upsampling_data["test"], "--out", out,
+                                 "--overwrite"])
+    assert code == 0, stderr
     with open(os.path.join(out, "adaptation.json"), encoding="utf-8") as f:
         report = json.load(f)
     assert report["first_stage"] == 3
