@@ -64,13 +64,11 @@ def run_figures(zoo, run, out, formats):
 
     folder = os.path.join(out, os.path.basename(os.path.normpath(run)))
     report = export_report(run, folder, formats, zoo)
-    parity = {}
+    parity, models = {}, {RUN_MODEL: load(run, precision="float32")}
     for row in report["rows"]:
         parity[row["format"]] = {"size_mb": row["size_bytes"] / 1e6, "top1_agreement": row["top1_agreement"],
                                  "accuracy": row["accuracy"], "latency_ms": row["latency_ms"],
                                  "unknown_agreement": row.get("unknown_agreement")}
-    models = {RUN_MODEL: load(run, precision="float32")}
-    for row in report["rows"]:
         if row["path"].endswith(".tflite"):
             models[row["format"]] = load(os.path.join(folder, "dnadet", row["path"]))
     open_set = {name: open_set_figures(predictor, zoo) for name, predictor in models.items()}
@@ -111,7 +109,7 @@ def _cell(entry, key):
 def format_table(document):
     """The two Markdown tables (mean ± std over the runs) of a --json document."""
     summary, runs = document["summary"], len(document["runs"])
-    names = [RUN_MODEL] + [fmt for fmt in document["formats"]]
+    names = [RUN_MODEL] + list(document["formats"])
     lines = [f"parity on the {document['runs'][0]['eval_images']} known test images, "
              f"mean ± std over {runs} runs (each format against its run in float32; flags at each file's own "
              "threshold)", "", "| format | " + " | ".join(PARITY.values()) + " |", "|---|" + "---:|" * len(PARITY)]

@@ -1,5 +1,5 @@
 """`dnadet-tf adapt`: a run adapted to another kind of content (BatchNorm statistics of unlabeled images)."""
-from dnadet_tf.config import ADAPT_FIRST_STAGE
+from dnadet_tf.config import ADAPT_FIRST_STAGE, ENCODER_STAGES
 from dnadet_tf.cli.main import HelpFormatter, UsageError
 
 
@@ -42,8 +42,9 @@ def run(args):
 
     if not 0.0 <= args.blend <= 1.0:
         raise UsageError(f"--blend: expected a number from 0 to 1, received {args.blend}.")
-    if args.first_stage not in (1, 2, 3, 4):
-        raise UsageError(f"--first-stage: expected an encoder stage from 1 to 4, received {args.first_stage}.")
+    if not 1 <= args.first_stage <= ENCODER_STAGES:
+        raise UsageError(f"--first-stage: expected an encoder stage from 1 to {ENCODER_STAGES}, "
+                         f"received {args.first_stage}.")
     if args.batch_size < 1:
         raise UsageError(f"--batch-size: expected a positive number, received {args.batch_size}.")
     adapt_run(args.run, args.images, args.out, blend=args.blend, batch_size=args.batch_size,

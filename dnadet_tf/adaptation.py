@@ -22,7 +22,7 @@ import sys
 
 import numpy as np
 
-from dnadet_tf.config import ADAPT_FIRST_STAGE
+from dnadet_tf.config import ADAPT_FIRST_STAGE, ENCODER_STAGES
 from dnadet_tf.data import collect_image_paths, readable_images
 from dnadet_tf.errors import DataError, RunDirError
 from dnadet_tf.model import BatchNormalization
@@ -77,15 +77,12 @@ def estimate_batchnorm_statistics(model, batches, blend=1.0, progress=None, firs
     if first_stage not in stages:
         raise ValueError(f"first_stage: expected one of the encoder's stages {stages}, received {first_stage!r}.")
     saved = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in layers]
-    estimated = [layer for layer in layers if layer_stage(layer) >= first_stage]
-    statistics = []
+    kept = sum(layer_stage(layer) < first_stage for layer in layers)  # the layers run input to output
+    statistics = saved[:kept]
     try:
-        for layer, (own_mean, own_var) in zip(layers, saved):
-            if layer_stage(layer) < first_stage:
-                statistics.append((own_mean, own_var))
-                continue
+        for index, (layer, (own_mean, own_var)) in enumerate(zip(layers[kept:], saved[kept:]), start=1):
             if progress is not None:
-                progress(estimated.index(layer) + 1, len(estimated), layer.name)
+                progress(index, len(layers) - kept, layer.name)
             prefix = keras.Model(model.backbone.input, layer.input)
             moments = tf.function(lambda pixels: tf.nn.moments(tf.cast(prefix(pixels, training=False), tf.float32),
                                                                axes=[0, 1, 2]), reduce_retracing=True)
@@ -181,7 +178,7 @@ def adapt_run(run_dir, images, out, blend=1.0, batch_size=16, overwrite=False, o
               f"fails on them: README, 'Adapting to other content'); give a mix of fakes and real photos.",
               file=output, flush=True)
     print(f"adapting {run_dir}: BatchNorm statistics of {len(paths)} images"
-          + (f" in stages {first_stage}-4" if first_stage > 1 else "") + ", one pass per layer ...", file=output,
+          + (f" in stages {first_stage}-{ENCODER_STAGES}" if first_stage > 1 else "") + ", one pass per layer ...", file=output,
           flush=True)
     own = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in batchnorm_layers(model)]
     statistics = adapt_batchnorm(
