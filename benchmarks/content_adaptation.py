@@ -15,11 +15,14 @@ and on the cross-dataset split (the other content) also
 - `real_only`: over the first half's real photos alone (a user who has only real photos of the content);
 - `blend_0.5`: over the first half, mixed half and half with the run's own statistics (`--blend 0.5`);
 
-and what adapting to the cross-dataset content costs on the training content (the closed set's second
-half): `test_after_adapted`, `test_after_adapted_stage3`, `test_after_blend_0.5`.
+each of them every stage, and with `_stage3` appended stages 3-4 alone (`adapted_20_stage3`, ...); and what
+adapting to the cross-dataset content costs on the training content (the closed set's second half):
+`test_after_adapted`, `test_after_adapted_stage3`, `test_after_blend_0.5`, `test_after_blend_0.5_stage3`.
 
 Prints each run's figures and the mean ± std over the runs (population std, as `ablation.mean_std`);
-`--json FILE` writes {"zoo", "zoo_sha256", "runs", "summary"}.
+`--json FILE` writes {"zoo", "zoo_sha256", "runs", "summary"}. When FILE exists (of the same zoo), its figures
+of the given runs are kept and only the missing ones measured, so an interrupted or extended measurement goes on
+where it stopped; delete FILE to measure everything anew.
 
 Usage: python benchmarks/content_adaptation.py --zoo ZOO --runs RUN [RUN ...] [--json FILE]
 """
@@ -84,8 +87,42 @@ class AdaptedStatistics:
         return False
 
 
-def run_figures(zoo, run):
-    """{"run", "splits": {split: {variant: accuracy}}, "training_content": {figure: accuracy}} of one run."""
+# variant: (images adapted to, blend, first stage, the one split it is measured on or None for every split).
+# Images: "half" the split's first half, "few" FEW of it drawn with a fixed seed, "real" its real photos alone.
+VARIANTS = {
+    "adapted": ("half", 1.0, 1, None),
+    "adapted_stage3": ("half", 1.0, 3, None),
+    "adapted_20": ("few", 1.0, 1, "cross_dataset"),
+    "adapted_20_stage3": ("few", 1.0, 3, "cross_dataset"),
+    "real_only": ("real", 1.0, 1, "cross_dataset"),
+    "real_only_stage3": ("real", 1.0, 3, "cross_dataset"),
+    "blend_0.5": ("half", 0.5, 1, "cross_dataset"),
+    "blend_0.5_stage3": ("half", 0.5, 3, "cross_dataset"),
+}
+# Variants whose cost on the training content is measured: the closed set's second half after adapting to
+# cross-dataset, as "test_after_<variant>".
+COSTED = ("adapted", "adapted_stage3", "blend_0.5", "blend_0.5_stage3")
+
+
+def adaptation_paths(images, split_files, adapt_on, class_names):
+    """The paths a variant adapts to (see VARIANTS), or None when the split has none of them."""
+    if images == "few":
+        adapt_on = drawn(adapt_on, FEW)
+    elif images == "real":
+        if REAL_CLASS not in class_names:
+            return None
+        real = class_names.index(REAL_CLASS)
+        adapt_on = [i for i in adapt_on if split_files.labels[i] == real]
+    return [split_files.paths[i] for i in adapt_on] or None
+
+
+def run_figures(zoo, run, previous=None):
+    """{"run", "splits": {split: {variant: accuracy}}, "training_content": {figure: accuracy}} of one run.
+
+    `previous`: this run's figures from an earlier document; the figures it holds are kept, not measured again."""
+    previous = previous or {}
+    splits = {split: dict(row) for split, row in previous.get("splits", {}).items()}
+    training_content = dict(previous.get("training_content", {}))
     predictor = KerasPredictor(run)
     preprocess = predictor.preprocess
     files = {}
@@ -93,35 +130,25 @@ def run_figures(zoo, run):
         path = os.path.join(zoo, f"{split}.txt")
         if os.path.exists(path):
             files[split] = load_labeled(path, predictor.class_names, preprocess.crop_size, preprocess.min_side)
-    splits, training_content = {}, {}
     for split, split_files in files.items():
         adapt_on, scored = halves(len(split_files.paths))
-        adapt_paths = [split_files.paths[i] for i in adapt_on]
-        row = {"as_trained": accuracy(predictor, split_files, scored)}
-        with AdaptedStatistics(predictor, adapt_paths):
-            row["adapted"] = accuracy(predictor, split_files, scored)
-            if split == "cross_dataset" and "test" in files:
-                training_content["test_after_adapted"] = accuracy(predictor, files["test"],
-                                                                  halves(len(files["test"].paths))[1])
-        with AdaptedStatistics(predictor, adapt_paths, first_stage=3):
-            row["adapted_stage3"] = accuracy(predictor, split_files, scored)
-            if split == "cross_dataset" and "test" in files:
-                training_content["test_after_adapted_stage3"] = accuracy(predictor, files["test"],
-                                                                         halves(len(files["test"].paths))[1])
-        if split == "cross_dataset":
-            with AdaptedStatistics(predictor, [split_files.paths[i] for i in drawn(adapt_on, FEW)]):
-                row["adapted_20"] = accuracy(predictor, split_files, scored)
-            if REAL_CLASS in predictor.class_names:
-                real = predictor.class_names.index(REAL_CLASS)
-                real_paths = [split_files.paths[i] for i in adapt_on if split_files.labels[i] == real]
-                with AdaptedStatistics(predictor, real_paths):
-                    row["real_only"] = accuracy(predictor, split_files, scored)
-            with AdaptedStatistics(predictor, adapt_paths, blend=0.5):
-                row["blend_0.5"] = accuracy(predictor, split_files, scored)
-                if "test" in files:
-                    training_content["test_after_blend_0.5"] = accuracy(predictor, files["test"],
-                                                                        halves(len(files["test"].paths))[1])
-        splits[split] = row
+        row = splits.setdefault(split, {})
+        if "as_trained" not in row:
+            row["as_trained"] = accuracy(predictor, split_files, scored)
+        for variant, (images, blend, first_stage, only_split) in VARIANTS.items():
+            if only_split not in (None, split):
+                continue
+            cost = (f"test_after_{variant}" if variant in COSTED and split == "cross_dataset" and "test" in files
+                    else None)
+            if variant in row and (cost is None or cost in training_content):
+                continue
+            paths = adaptation_paths(images, split_files, adapt_on, predictor.class_names)
+            if paths is None:
+                continue
+            with AdaptedStatistics(predictor, paths, blend, first_stage):
+                row[variant] = accuracy(predictor, split_files, scored)
+                if cost:
+                    training_content[cost] = accuracy(predictor, files["test"], halves(len(files["test"].paths))[1])
         print(f"{run} {split} ({len(scored)} scored, {len(adapt_on)} to adapt on): "
               + ", ".join(f"{key} {100 * value:.1f}" for key, value in row.items()), flush=True)
     if training_content:
@@ -136,7 +163,7 @@ def across_runs(runs):
               **{f"training_content/{key}": value for key, value in run["training_content"].items()}}
              for run in runs]
     summary = {}
-    for key in flats[0]:
+    for key in dict.fromkeys(key for flat in flats for key in flat):
         values = [flat.get(key) for flat in flats]
         mean, std = mean_std(values)
         summary[key] = {"values": values, "mean": mean, "std": std}
@@ -145,9 +172,13 @@ def across_runs(runs):
 
 SPLIT_TITLES = {"test": "closed-set", "cross_seed": "cross-seed", "cross_loss": "cross-loss",
                 "cross_finetune": "cross-finetune", "cross_dataset": "cross-dataset"}
-VARIANT_TITLES = {"as_trained": "as trained", "adapted": "adapted (first half)",
-                  "adapted_stage3": "adapted, stages 3-4 (first half)", "adapted_20": "adapted (20 images)",
-                  "real_only": "adapted (real photos only)", "blend_0.5": "`--blend 0.5`"}
+VARIANT_TITLES = {"as_trained": "as trained", "adapted_stage3": "adapted, stages 3-4 (first half)",
+                  "adapted_20_stage3": "stages 3-4, 20 images", "real_only_stage3": "stages 3-4, real photos only",
+                  "blend_0.5_stage3": "stages 3-4, `--blend 0.5`", "adapted": "adapted, all stages (first half)",
+                  "adapted_20": "all stages, 20 images", "real_only": "all stages, real photos only",
+                  "blend_0.5": "all stages, `--blend 0.5`"}
+COST_TITLES = {"test_after_adapted_stage3": "stages 3-4", "test_after_blend_0.5_stage3": "stages 3-4 `--blend 0.5`",
+               "test_after_adapted": "all stages", "test_after_blend_0.5": "all stages `--blend 0.5`"}
 
 
 def format_table(document):
@@ -160,10 +191,8 @@ def format_table(document):
         cells = [mean_std_cell(summary[f"{split}/{key}"]) if f"{split}/{key}" in summary else "-"
                  for key in VARIANT_TITLES]
         lines.append(f"| {SPLIT_TITLES[split]} | " + " | ".join(cells) + " |")
-    costs = [(title, f"training_content/{key}") for key, title in
-             (("test_after_adapted", "adapted"), ("test_after_adapted_stage3", "stages 3-4"),
-              ("test_after_blend_0.5", "`--blend 0.5`"))]
-    costs = [(title, key) for title, key in costs if key in summary]
+    costs = [(title, f"training_content/{key}") for key, title in COST_TITLES.items()
+             if f"training_content/{key}" in summary]
     if costs:
         lines += ["", "closed set (training content) after adapting to cross-dataset: "
                   + ", ".join(f"{title} {mean_std_cell(summary[key])}" for title, key in costs)]
@@ -176,16 +205,38 @@ def main(argv=None):
     parser.add_argument("--runs", nargs="+", required=True, metavar="RUN", help="step-2 run dirs (other seeds)")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
+    digest = benchmark_digest(args.zoo)
+    previous = {}
+    if args.json and os.path.exists(args.json):
+        with open(args.json, encoding="utf-8") as f:
+            earlier = json.load(f)
+        if earlier.get("zoo_sha256") != digest:
+            parser.error(f"--json {args.json} holds figures of zoo {str(earlier.get('zoo_sha256'))[:16]}, not of "
+                         f"--zoo {args.zoo} ({digest[:16]}); give another file, or delete it to measure anew")
+        previous = {run["run"]: run for run in earlier["runs"]}
+        kept = sum(len(row) for run in args.runs for row in previous.get(run, {}).get("splits", {}).values())
+        print(f"--json {args.json} exists: keeping its {kept} figures of these runs, measuring the missing ones",
+              flush=True)
     configure_runtime()
-    runs = [run_figures(args.zoo, run) for run in args.runs]
-    document = {"zoo": os.path.abspath(args.zoo), "zoo_sha256": benchmark_digest(args.zoo), "runs": runs,
-                "summary": across_runs(runs)}
+    runs = []
+    for run in args.runs:
+        runs.append(run_figures(args.zoo, run, previous.get(run)))
+        if args.json:  # after every run, so that an interruption loses one run's work at most
+            done = {figures["run"] for figures in runs}
+            so_far = runs + [previous[other] for other in args.runs if other not in done and other in previous]
+            write_document(args.json, args.zoo, digest, so_far)
+    document = {"zoo": os.path.abspath(args.zoo), "zoo_sha256": digest, "runs": runs, "summary": across_runs(runs)}
     print(format_table(document))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(document, f, indent=1)
         print(f"wrote {args.json}")
     return 0
+
+
+def write_document(path, zoo, digest, runs):
+    """Writes the --json document of `runs` to `path`."""
+    document = {"zoo": os.path.abspath(zoo), "zoo_sha256": digest, "runs": runs, "summary": across_runs(runs)}
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(document, f, indent=1)
 
 
 if __name__ == "__main__":

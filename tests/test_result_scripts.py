@@ -2,6 +2,7 @@
 import importlib.util
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -430,9 +431,44 @@ def test_content_adaptation_summarizes_the_runs_and_renders_its_table(tmp_path):
     path = tmp_path / "content-adaptation-two.json"
     path.write_text(json.dumps({"zoo": "Z", "zoo_sha256": "ab", "runs": runs, "summary": summary}))
     text = _module("render_results").render_content_adaptation(str(path))
-    assert "| closed-set | 100.0 ± 0.0 | 100.0 ± 0.0 | 100.0 ± 0.0 | - | - | - |" in text
-    assert "| cross-dataset | 50.0 ± 0.0 | 95.0 ± 5.0 | 80.0 ± 0.0 | 90.0 ± 0.0 | 70.0 ± 0.0 | 60.0 ± 0.0 |" in text
-    assert "adapted 55.0 ± 5.0, stages 3-4 90.0 ± 0.0, `--blend 0.5` 100.0 ± 0.0" in text
+    # Columns: as trained, then stages 3-4 (adapt's default: half, 20, real only, blend), then all stages.
+    assert "| closed-set | 100.0 ± 0.0 | 100.0 ± 0.0 | - | - | - | 100.0 ± 0.0 | - | - | - |" in text
+    assert ("| cross-dataset | 50.0 ± 0.0 | 80.0 ± 0.0 | - | - | - | 95.0 ± 5.0 | 90.0 ± 0.0 | 70.0 ± 0.0 | "
+            "60.0 ± 0.0 |") in text
+    assert "stages 3-4 90.0 ± 0.0, all stages 55.0 ± 5.0, all stages `--blend 0.5` 100.0 ± 0.0" in text
+
+
+def test_content_adaptation_measures_every_variant_and_resumes_from_its_json(tiny_run, upsampling_data, tmp_path,
+                                                                            capsys):
+    module = _module("content_adaptation")
+    zoo = str(tmp_path / "zoo")
+    _benchmark_of(upsampling_data["test"], zoo)
+    shutil.copy(os.path.join(zoo, "test.txt"), os.path.join(zoo, "cross_dataset.txt"))
+    path = str(tmp_path / "content-adaptation-tiny.json")
+    module.main(["--zoo", zoo, "--runs", tiny_run, "--json", path])
+    first = json.loads(open(path).read())["runs"][0]
+    assert set(first["splits"]["test"]) == {"as_trained", "adapted", "adapted_stage3"}
+    assert set(first["splits"]["cross_dataset"]) == {"as_trained", *module.VARIANTS}
+    assert set(first["training_content"]) == {f"test_after_{variant}" for variant in module.COSTED}
+    # An interrupted measurement: one figure missing, one kept from before (a value no measurement gives).
+    edited = json.loads(open(path).read())
+    del edited["runs"][0]["splits"]["cross_dataset"]["blend_0.5_stage3"]
+    del edited["runs"][0]["training_content"]["test_after_blend_0.5_stage3"]
+    edited["runs"][0]["splits"]["cross_dataset"]["adapted_20_stage3"] = 0.123
+    open(path, "w").write(json.dumps(edited))
+    module.main(["--zoo", zoo, "--runs", tiny_run, "--json", path])
+    assert "keeping its 11 figures of these runs" in capsys.readouterr().out
+    resumed = json.loads(open(path).read())["runs"][0]
+    assert resumed["splits"]["cross_dataset"]["adapted_20_stage3"] == 0.123
+    assert resumed["splits"]["cross_dataset"]["blend_0.5_stage3"] == first["splits"]["cross_dataset"]["blend_0.5_stage3"]
+    assert resumed["training_content"] == first["training_content"]
+    # Another zoo's file is refused in one line, and left as it was.
+    other = str(tmp_path / "other")
+    _benchmark_of(upsampling_data["train"], other)
+    with pytest.raises(SystemExit):
+        module.main(["--zoo", other, "--runs", tiny_run, "--json", path])
+    assert "holds figures of zoo" in capsys.readouterr().err
+    assert json.loads(open(path).read())["runs"][0] == resumed
 
 
 def test_faces_scenes_photos_links_a_fixed_selection_and_swaps_the_contents(tmp_path, capsys):
