@@ -101,6 +101,10 @@ def register(subparsers):
                         "images: 'packaged' (the 60 photos shipped with the package), a folder of photos, 'auto' "
                         "(packaged when a class is named real, else nothing) or 'none' (preset: cpu auto, paper and "
                         "tiny none; README, \"Real photos of other content in the real class\")")
+    parser.add_argument("--transplant", type=float, metavar="P",
+                        help="with probability P, train a fake image as its high-frequency residual laid over one of the "
+                        "--extra-real photos of other content, label kept: the traces on content the user has no "
+                        "fakes of (README, \"Fakes of other content\") (default: 0, off)")
     parser.add_argument("--patience", type=int,
                         help="stop early after this many validations without improvement (overrides the preset)")
     parser.add_argument("--seed", type=int, help="seed of data order, crops and initialisation")
@@ -122,7 +126,8 @@ def overrides_from(args):
         ce_input=args.ce_input, frozen_stages=args.frozen_stages, lr_decay_every=args.lr_decay_every,
         lr_decay=args.lr_decay, width=args.width, zero_mean_stem=args.zero_mean_stem,
         crop_size=args.crop_size, crop_square=args.crop_square, resize1=args.resize1, resize2=args.resize2,
-        crop_grid=args.crop_grid, extra_real=args.extra_real, init_partial=args.init_partial,
+        crop_grid=args.crop_grid, extra_real=args.extra_real, transplant=args.transplant,
+        init_partial=args.init_partial,
         ood_score=args.ood_score,
     )
 

@@ -4,7 +4,7 @@ A `TrainConfig` holds one frozen section per concern:
 
   model          mode, width, dropout, zero_mean_stem
   preprocessing  crop_size, resize1, resize2, preprocess_mode
-  sampling       patch_size, patches_per_image, images_per_class, augment, crop_grid, extra_real
+  sampling       patch_size, patches_per_image, images_per_class, augment, crop_grid, extra_real, transplant
   optimizer      learning_rate, lr_decay, lr_decay_every, loss_weight_learning_rate,
                  temperature, base_temperature, ce_input, frozen_stages
   loop           steps, val_every, checkpoint_every, log_every, patience, metric, select,
@@ -80,7 +80,9 @@ class SamplingConfig:
     `crop_grid`: the training crops' corners are multiples of it, in pixels of the preprocessed image
     (1: anywhere; 8 with no magnification keeps step 1's JPEG blocks in the same place in every crop).
     `extra_real`: "" or "none" (off), "packaged" or a folder: crops of those photos added to the class
-    named `real`; "auto": "packaged" when there is such a class (`extra_real.add_extra_real`)."""
+    named `real`; "auto": "packaged" when there is such a class (`extra_real.add_extra_real`).
+    `transplant`: probability that a fake training image is moved onto one of those photos
+    (`transplant.ResidualTransplant`); 0: never."""
 
     patch_size: int = 64
     patches_per_image: int = 16
@@ -88,6 +90,7 @@ class SamplingConfig:
     augment: tuple = ()
     crop_grid: int = 1
     extra_real: str = ""
+    transplant: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -394,6 +397,9 @@ def validate(config):
     if not isinstance(config.sampling.extra_real, str):
         raise DnadetError(f"extra_real: expected 'auto', 'packaged', 'none' or a folder, "
                           f"received {config.sampling.extra_real!r}.")
+    transplant = config.sampling.transplant
+    if not 0.0 <= transplant <= 1.0:
+        raise DnadetError(f"transplant: expected a probability from 0 to 1, received {transplant}.")
     frozen = config.optimizer.frozen_stages
     if not 0 <= frozen <= ENCODER_STAGES:
         raise DnadetError(f"frozen_stages: expected 0 to {ENCODER_STAGES} (the encoder's stages), received {frozen}.")

@@ -22,6 +22,7 @@ from dnadet_tf.image_cache import DecodedImageCache, HeldImages
 from dnadet_tf.images import load_rgb
 from dnadet_tf.input_priority import at_niceness
 from dnadet_tf.preprocess import preprocess_image
+from dnadet_tf.transplant import SEED_OFFSET as TRANSPLANT_SEED_OFFSET
 
 # The per-image maps lower their threads' priority during this many first elements (`input_priority`).
 LOWERING_ELEMENTS = 512
@@ -183,7 +184,8 @@ class BalancedSchedule:
         return np.asarray(out, np.int64)
 
 
-def training_dataset(files, config, start_step=0, augment_fn=None, image_cache=None, window_crops=None):
+def training_dataset(files, config, start_step=0, augment_fn=None, image_cache=None, window_crops=None,
+                     transplant=None):
     """Endless class-balanced batches starting at `start_step`.
 
     Yields (images, labels):
@@ -192,7 +194,8 @@ def training_dataset(files, config, start_step=0, augment_fn=None, image_cache=N
     and labels (B,) int32, with B = K * num_classes.
 
     `augment_fn(image, seed)`, when given, perturbs the decoded image (uint8 or
-    float in [0, 255]) before the preprocessing chain.
+    float in [0, 255]) before the preprocessing chain; `transplant(image, label, seed)`
+    (`transplant.ResidualTransplant`), when given, moves fakes onto other content before that.
     Speed only (the batches are the same): `image_cache` keeps decoded files
     (`image_cache.DecodedImageCache`): None for a new one with the default bound, a
     number for a new one bounded by that many bytes (0: no cache), or a cache to share
@@ -216,6 +219,8 @@ def training_dataset(files, config, start_step=0, augment_fn=None, image_cache=N
     def load(path, label, index):
         seed = tf.stack([tf.constant(config.runtime.seed, tf.int64), index])
         image = read(path)
+        if transplant is not None:
+            image = transplant(image, label, tf.stack([seed[0] + TRANSPLANT_SEED_OFFSET, seed[1]]))
         if augment_fn is not None:
             image = augment_fn(image, tf.stack([seed[0] + 7919, seed[1]]))
         if crops is None:

@@ -15,6 +15,7 @@ from dnadet_tf.pipeline import inference_dataset, training_dataset
 from dnadet_tf.pretrained import PACKAGED, read_provenance, resolve_init
 from dnadet_tf.runs import CONFIG_FILE, METRICS_FILE, RunDir
 from dnadet_tf.trainer import Trainer
+from dnadet_tf.transplant import training_transplant
 
 # What a resumed run may change; everything else is the run's config.json.
 RESUMABLE_OVERRIDES = ("steps", "val_every", "checkpoint_every", "log_every", "strategy", "jit")
@@ -160,6 +161,7 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
     # the open-set statistics are fitted on the user's images alone (below), as `dnadet-tf calibrate RUN` fits
     # them later from the run's own data
     train_files = add_extra_real(user_train_files, config.sampling.extra_real, output)
+    transplant = training_transplant(config, user_train_files, train_files)
     if val_files is not None:
         val_files = check_files(val_files, crop_size=config.preprocessing.crop_size, min_side=config.sampling.patch_size,
                                 require_every_class=False)
@@ -184,7 +186,8 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
             val_files.paths, config.preprocess, config.loop.eval_batch_size, labels=val_files.labels
         )
     summary = train(run, config, train_files.class_names,
-                    train_dataset=lambda start: training_dataset(train_files, config, start, augment_fn),
+                    train_dataset=lambda start: training_dataset(train_files, config, start, augment_fn,
+                                                                 transplant=transplant),
                     val_dataset=val_dataset, resume=resume, init_weights=init_weights, banner=banner, output=output)
     summary.update(skipped_files=skipped, run_dir=out)
     averaged = summary.get("averaged_steps")
