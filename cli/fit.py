@@ -103,8 +103,9 @@ def register(subparsers):
                         "tiny none; README, \"Real photos of other content in the real class\")")
     parser.add_argument("--transplant", type=float, metavar="P",
                         help="with probability P, train a fake image as its high-frequency residual laid over one of the "
-                        "--extra-real photos of other content, label kept: the traces on content the user has no "
-                        "fakes of (README, \"Fakes of other content\") (default: 0, off)")
+                        "--extra-real photos, label kept: fakes of the photos' content; it helped where the photos "
+                        "resembled the content to attribute and cost elsewhere (README, \"Fakes of other content\") "
+                        "(default: 0, off)")
     parser.add_argument("--patience", type=int,
                         help="stop early after this many validations without improvement (overrides the preset)")
     parser.add_argument("--seed", type=int, help="seed of data order, crops and initialisation")

@@ -13,6 +13,11 @@ high-frequency residual, where upsampling and other architecture traces live, la
 fake's label. Real images are never changed, and the real class keeps those photos as they are, so "real" and
 "fake" differ by the residual on the same contents. The draw of each image is stateless, from the training
 element's seed: the same run gives the same images.
+
+Measured (README, "Fakes of other content", 3 seeds each): faces -> scenes cross-dataset 72.8 against 54.4, but
+scenes -> faces 78.8 against 88.8 and the demo zoo 80.5 against 96.7: the model learns fakes of the photos'
+content (the packaged photos are scene-like), not content-free traces, and mixes up ProGAN and SNGAN, which
+differ partly in the frequencies the transplant replaces. Off by default.
 """
 import numpy as np
 import tensorflow as tf
