@@ -224,17 +224,20 @@ def main(argv=None):
         if args.json:  # after every run, so that an interruption loses one run's work at most
             done = {figures["run"] for figures in runs}
             so_far = runs + [previous[other] for other in args.runs if other not in done and other in previous]
-            write_document(args.json, args.zoo, digest, so_far)
-    document = {"zoo": os.path.abspath(args.zoo), "zoo_sha256": digest, "runs": runs, "summary": across_runs(runs)}
-    print(format_table(document))
+            write_document(args.json, document_of(args.zoo, digest, so_far))
+    print(format_table(document_of(args.zoo, digest, runs)))
     if args.json:
         print(f"wrote {args.json}")
     return 0
 
 
-def write_document(path, zoo, digest, runs):
-    """Writes the --json document of `runs` to `path`."""
-    document = {"zoo": os.path.abspath(zoo), "zoo_sha256": digest, "runs": runs, "summary": across_runs(runs)}
+def document_of(zoo, digest, runs):
+    """The --json document: the zoo, its digest, each run's figures and their summary over the runs."""
+    return {"zoo": os.path.abspath(zoo), "zoo_sha256": digest, "runs": runs, "summary": across_runs(runs)}
+
+
+def write_document(path, document):
+    """Writes a --json document to `path`."""
     with open(path, "w", encoding="utf-8") as f:
         json.dump(document, f, indent=1)
 

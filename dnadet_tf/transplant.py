@@ -63,19 +63,19 @@ class ResidualTransplant:
     def __call__(self, image, label, seed):
         x = tf.cast(image, tf.float32)
         draw = tf.random.stateless_uniform((), seed=seed)
-        index = tf.random.stateless_uniform((), seed=seed + 1, maxval=tf.shape(self.photos)[0], dtype=tf.int32)
-        photo = tf.image.resize(tf.cast(self.photos[index], tf.float32), tf.shape(x)[:2])
-        moved = tf.clip_by_value(photo + high_frequency_residual(x, self.kernel), 0.0, 255.0)
-        return tf.cond(tf.logical_and(label != self.real_label, draw < self.share), lambda: moved, lambda: x)
+
+        def moved():  # built inside the branch, so images that stay pay for no resize and no blur
+            index = tf.random.stateless_uniform((), seed=seed + 1, maxval=tf.shape(self.photos)[0], dtype=tf.int32)
+            photo = tf.image.resize(tf.cast(self.photos[index], tf.float32), tf.shape(x)[:2])
+            return tf.clip_by_value(photo + high_frequency_residual(x, self.kernel), 0.0, 255.0)
+
+        return tf.cond(tf.logical_and(label != self.real_label, draw < self.share), moved, lambda: x)
 
 
 def residual_transplant(share, photo_paths, real_label):
-    """The `ResidualTransplant` of `share` over the photos at `photo_paths` (decoded once, all one size), or None
-    when `share` is 0."""
+    """The `ResidualTransplant` of `share` over the photos at `photo_paths` (decoded once, all one size)."""
     from dnadet_tf.images import load_rgb
 
-    if not share:
-        return None
     photos = [load_rgb(path) for path in photo_paths]
     sizes = {photo.shape for photo in photos}
     if len(sizes) != 1:
