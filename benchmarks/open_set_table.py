@@ -13,9 +13,14 @@ Runs are trained as `dnadet-tf fit` trains them (the `cpu` preset's precision an
 unless --precision or --select say otherwise; the README's older table used `--precision float32
 --select nll`.
 
+`--known-rate Q` calibrates the runs with `dnadet-tf calibrate --known-rate Q` (again, where a run was
+calibrated with another share): the threshold then keeps Q of the validation images as known. The share of
+images flagged unknown is reported for every split, so the cost of a lower Q on known architectures under a
+shift (cross-seed, -loss, -finetune, -dataset) stands next to what it gains on unknown ones.
+
 Usage: python benchmarks/open_set_table.py [--out runs/zoo-table] [--zoo DIR] [--seeds 3]
        [--variant base_pcl] [--pretrained RUN] [--precision P] [--select RULE] [--recalibrate]
-       [--json FILE]
+       [--known-rate Q] [--json FILE]
 """
 import argparse
 import json
@@ -32,7 +37,7 @@ from dnadet_tf.calibrate import CALIBRATION_FILE, calibrate_run  # noqa: E402
 from dnadet_tf.config import PRECISION_CHOICES  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
 from dnadet_tf.evaluation import OPEN_SET_ROW, evaluate  # noqa: E402
-from dnadet_tf.openset import DEFAULT_SCORE, SCORES  # noqa: E402
+from dnadet_tf.openset import DEFAULT_SCORE, KNOWN_RATE, SCORES  # noqa: E402
 from dnadet_tf.predictor import KerasPredictor  # noqa: E402
 from dnadet_tf.runs import RunDir, write_json_atomic  # noqa: E402
 from dnadet_tf.selection import SELECTION_RULES  # noqa: E402
@@ -41,10 +46,20 @@ from dnadet_tf.zoo import ensure_zoo  # noqa: E402
 DEFAULT_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "open-set-demo.json")
 
 
-def seed_figures(run_dir, zoo, recalibrate):
-    """One run's figures: calibration report, per-split ECE before/after, open-set metrics."""
-    if recalibrate or not os.path.isfile(os.path.join(run_dir, CALIBRATION_FILE)):
-        calibrate_run(run_dir, DEFAULT_SCORE)
+def stored_known_rate(run_dir):
+    """The known rate of the run's calibration.json, or None when the run is not calibrated."""
+    path = os.path.join(run_dir, CALIBRATION_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f).get("known_rate", KNOWN_RATE)
+
+
+def seed_figures(run_dir, zoo, recalibrate, known_rate=KNOWN_RATE):
+    """One run's figures: calibration report, per-split ECE before/after and share flagged unknown, open-set
+    metrics."""
+    if recalibrate or stored_known_rate(run_dir) != known_rate:
+        calibrate_run(run_dir, DEFAULT_SCORE, known_rate=known_rate)
     with open(os.path.join(run_dir, CALIBRATION_FILE), encoding="utf-8") as f:
         calibration = json.load(f)
     rows = evaluate(KerasPredictor(run_dir), [zoo], progress=lambda m: print(m, flush=True))
@@ -56,6 +71,7 @@ def seed_figures(run_dir, zoo, recalibrate):
         "calibration": calibration,
         "ece": {name: {"before": m["ece_uncalibrated"], "after": m["ece"], "accuracy": m["accuracy"]}
                 for name, m in known.items()},
+        "flagged_unknown": {name: m["flagged_unknown"] for name, m in known.items()},
         "open_set": open_set,
     }
 
@@ -88,6 +104,9 @@ def aggregate(per_seed):
                                for group in per_seed[0]["open_set"]["auroc_by_group"]},
         },
         "temperature": mean_std([s["calibration"]["temperature"] for s in per_seed]),
+        "known_rate": per_seed[0]["calibration"]["known_rate"],
+        "flagged_unknown": {split: mean_std([s["flagged_unknown"][split] for s in per_seed]) for split in splits
+                            if all(s.get("flagged_unknown", {}).get(split) is not None for s in per_seed)},
     }
 
 
@@ -103,13 +122,21 @@ def markdown(document):
         lines.append(f"| {score}{stored} | {mean_std_cell(figures['auroc'])} "
                      f"| {mean_std_cell(figures['fpr_at_95_tpr'])} |")
     o = summary["open_set"]
+    order = ["closed-set", "cross-seed", "cross-loss", "cross-finetune", "cross-dataset"]
+    flagged = summary.get("flagged_unknown", {})
+    if flagged:
+        known_rate = summary.get("known_rate", KNOWN_RATE)
+        shown = sorted(flagged, key=lambda name: order.index(name) if name in order else len(order))
+        lines += ["", f"Share flagged unknown at the stored threshold (known rate {known_rate:g}), %:", "",
+                  "| unknown architectures | " + " | ".join(shown) + " |", "|---" * (len(shown) + 1) + "|",
+                  f"| {mean_std_cell(o['unknown_flagged'])} | "
+                  + " | ".join(mean_std_cell(flagged[name]) for name in shown) + " |"]
     lines += ["", f"Open-set accuracy {mean_std_cell(o['open_set_accuracy'])} %; unknown images flagged "
                   f"{mean_std_cell(o['unknown_flagged'])} %, known flagged {mean_std_cell(o['known_flagged'])} %; "
                   "AUROC per unknown family: "
                   + ", ".join(f"{g} {mean_std_cell(v)}" for g, v in o["auroc_by_group"].items()) + ".", "",
               f"Calibration (temperature {mean_std_cell(summary['temperature'], 1.0, 2)}): ECE %, 15 bins", "",
               "| split | before | after |", "|---|---|---|"]
-    order = ["closed-set", "cross-seed", "cross-loss", "cross-finetune", "cross-dataset"]
     for split in sorted(summary["ece"], key=lambda name: order.index(name) if name in order else len(order)):
         figures = summary["ece"][split]
         lines.append(f"| {split} | {mean_std_cell(figures['before'])} | {mean_std_cell(figures['after'])} |")
@@ -125,6 +152,8 @@ def main(argv=None):
     parser.add_argument("--pretrained", help="step-1 run dir (or 'packaged') for the +PT variants (default: "
                         "ablate's: the step 1 shipped for the preset)")
     parser.add_argument("--recalibrate", action="store_true", help="refit runs that are already calibrated")
+    parser.add_argument("--known-rate", type=float, default=KNOWN_RATE, metavar="Q",
+                        help="share of validation images the threshold keeps as known (calibrate --known-rate)")
     parser.add_argument("--json", default=DEFAULT_JSON)
     parser.add_argument("--precision", choices=PRECISION_CHOICES,
                         help="precision of the runs it trains (default: the cpu preset's, as fit trains them)")
@@ -136,8 +165,8 @@ def main(argv=None):
     zoo = args.zoo or ensure_zoo("demo")
     trained = ablate(zoo, args.out, preset="cpu", pretrained=args.pretrained, seeds=range(args.seeds),
                      variants=[args.variant], fit_overrides={"precision": args.precision, "select": args.select})
-    per_seed = [seed_figures(os.path.join(args.out, args.variant, f"seed{seed}"), zoo, args.recalibrate)
-                for seed in range(args.seeds)]
+    per_seed = [seed_figures(os.path.join(args.out, args.variant, f"seed{seed}"), zoo, args.recalibrate,
+                             args.known_rate) for seed in range(args.seeds)]
     uses_pt = {folder: pt for folder, _, pt in VARIANTS}[args.variant]
     document = {"zoo": os.path.abspath(zoo), "method": VARIANT_NAMES[args.variant], "preset": "cpu",
                 "pretrained": trained["pretrained"] if uses_pt else None, "seeds": list(range(args.seeds)),

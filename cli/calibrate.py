@@ -1,6 +1,6 @@
 """`dnadet-tf calibrate`: fit (or refit) a run's temperature and open-set score."""
 from dnadet_tf.cli.main import HelpFormatter
-from dnadet_tf.openset import DEFAULT_SCORE, SCORES
+from dnadet_tf.openset import DEFAULT_SCORE, KNOWN_RATE, SCORES
 
 
 def register(subparsers):
@@ -11,8 +11,8 @@ def register(subparsers):
             "Fit temperature scaling (by validation NLL) and an open-set score on a run's best.keras, and store "
             "both in it: probabilities then mean what they say, and predict/evaluate/export answer 'unknown' for "
             "images unlike every known architecture. The class statistics come from the training images' pooled "
-            "features, the temperature and the threshold (95 % of validation images kept as known) from the "
-            "validation images. Writes RUN/calibration.json."
+            "features, the temperature and the threshold (--known-rate of the validation images kept as known) from "
+            "the validation images. Writes RUN/calibration.json."
         ),
         formatter_class=HelpFormatter,
     )
@@ -20,12 +20,21 @@ def register(subparsers):
     parser.add_argument("--score", choices=SCORES, default=DEFAULT_SCORE, help="open-set score to store")
     parser.add_argument("--data", help="training images for the class statistics (default: the run's own)")
     parser.add_argument("--val", help="known validation images (default: the run's own)")
+    parser.add_argument("--known-rate", type=float, default=KNOWN_RATE, metavar="Q",
+                        help="share of the validation images the open-set threshold keeps as known, above 0 and at "
+                             "most 1; lower flags more unknown architectures and more known ones under a shift "
+                             "(other seeds, losses, data)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per inference batch")
     parser.set_defaults(func=run)
 
 
 def run(args):
     from dnadet_tf.calibrate import calibrate_run
+    from dnadet_tf.errors import DnadetError
 
-    calibrate_run(args.run, score=args.score, data=args.data, val=args.val, batch_size=args.batch_size)
+    if not 0.0 < args.known_rate <= 1.0:
+        raise DnadetError(f"--known-rate: expected the share of validation images kept as known, above 0 and at "
+                          f"most 1, received {args.known_rate:g}.")
+    calibrate_run(args.run, score=args.score, data=args.data, val=args.val, batch_size=args.batch_size,
+                  known_rate=args.known_rate)
     return 0

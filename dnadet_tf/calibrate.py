@@ -16,7 +16,7 @@ import tensorflow as tf
 from dnadet_tf.data import check_files, is_benchmark_dir, read_dataset, remap_to
 from dnadet_tf.errors import DataError
 from dnadet_tf.model import feature_and_logits as model_feature_and_logits
-from dnadet_tf.openset import DEFAULT_SCORE, fit_statistics
+from dnadet_tf.openset import DEFAULT_SCORE, KNOWN_RATE, check_known_rate, fit_statistics
 from dnadet_tf.pipeline import inference_dataset
 from dnadet_tf.runs import RunDir, write_json_atomic
 
@@ -52,7 +52,8 @@ def validation_spec(config, data=None):
     return config.val or (data if data and is_benchmark_dir(data) else None)
 
 
-def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=32, output=None, files=None):
+def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=32, output=None, files=None,
+                  known_rate=KNOWN_RATE):
     """Fits and stores the run's calibration; returns the report (also written to calibration.json).
 
     Args:
@@ -61,12 +62,16 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
       data: training images for the class statistics; default the run's own (config.json `data`).
       val: known images for the temperature and the threshold; default the run's validation data
         (config.json `val`, or the benchmark's val.txt).
+      known_rate: the share of the validation images the open-set threshold keeps as known (0 to 1; default
+        0.95): lower flags more unknown architectures, and more known ones under a shift (README, "Unknown
+        architectures").
       files: (training, validation) LabeledFiles already read and checked in the run's label order
         (`fit` passes its own), in place of reading `data` and `val` again.
 
     Raises DataError when there are no validation images.
     """
     output = output or sys.stdout
+    known_rate = check_known_rate(known_rate)  # before any slow work
     run = RunDir(run_dir)
     config = run.config
     model = run.load_model()
@@ -88,7 +93,7 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
     train_features, _ = features_and_logits(model, train_files.paths, batch_size)
     val_features, val_logits = features_and_logits(model, val_files.paths, batch_size)
     statistics, report = fit_statistics(score, train_features, train_files.labels, model.num_classes,
-                                        val_features, val_logits, val_files.labels)
+                                        val_features, val_logits, val_files.labels, known_rate)
     model.calibrate(statistics)
     run.save_best(model)
     report.update(data=os.path.abspath(data) if os.path.exists(data) else data,

@@ -186,25 +186,35 @@ def open_set_accuracy(known_labels, known_predictions, known_scores, unknown_sco
     return float((known_right.sum() + unknown_right.sum()) / total) if total else float("nan")
 
 
-def fit_statistics(score, train_features, train_labels, num_classes, val_features, val_logits, val_labels):
+def check_known_rate(rate):
+    """`rate` as a float if it is a share in (0, 1], else ValueError."""
+    if not 0.0 < float(rate) <= 1.0:
+        raise ValueError(f"known_rate: expected the share of validation images kept as known, above 0 and at most "
+                         f"1, received {rate}.")
+    return float(rate)
+
+
+def fit_statistics(score, train_features, train_labels, num_classes, val_features, val_logits, val_labels,
+                   known_rate=KNOWN_RATE):
     """Everything a `Calibration` layer stores, fitted on known images only.
 
     The temperature minimises the validation NLL; class means and the shared
-    covariance come from the training features; the threshold keeps 95 % of the
-    validation images as known. Returns (OpenSetStatistics, report dict).
+    covariance come from the training features; the threshold keeps `known_rate`
+    (default 95 %) of the validation images as known. Returns (OpenSetStatistics, report dict).
     """
     if score not in SCORES:
         raise ValueError(f"score: expected one of {', '.join(SCORES)}, received {score!r}.")
+    known_rate = check_known_rate(known_rate)
     temperature = fit_temperature(val_logits, val_labels)
     means, whitening = class_statistics(train_features, train_labels, num_classes)
     statistics = OpenSetStatistics(score, means, whitening, temperature)
     val_scores = scores(score, val_features, val_logits, statistics)
-    statistics.threshold = threshold_at_known_rate(val_scores)
+    statistics.threshold = threshold_at_known_rate(val_scores, known_rate)
     report = {
         "score": score,
         "temperature": temperature,
         "threshold": statistics.threshold,
-        "known_rate": KNOWN_RATE,
+        "known_rate": known_rate,
         "val_images": int(len(val_labels)),
         "train_images": int(len(train_labels)),
         "val_nll_before": nll(val_logits, val_labels),

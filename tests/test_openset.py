@@ -36,6 +36,15 @@ def test_mahalanobis_and_cosine_separate_unknown_clusters():
     statistics.score = "mahalanobis"
     # The threshold keeps 95 % of the validation images as known.
     assert abs(np.mean(openset.scores("mahalanobis", val, logits(val), statistics) <= report["threshold"]) - 0.95) < 0.05
+    # Another known rate: the threshold is that quantile of the same validation scores, and the report says so.
+    val_scores = openset.scores("mahalanobis", val, logits(val), statistics)
+    lower, lower_report = openset.fit_statistics("mahalanobis", train, train_labels, 3, val, logits(val), val_labels,
+                                                 known_rate=0.5)
+    assert lower.threshold == pytest.approx(np.median(val_scores)) and lower_report["known_rate"] == 0.5
+    assert lower.threshold < statistics.threshold
+    for bad in (0.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match=r"known_rate: expected the share of validation images kept as known"):
+            openset.fit_statistics("mahalanobis", train, train_labels, 3, val, logits(val), val_labels, known_rate=bad)
 
 
 def test_auroc_and_fpr95_against_hand_and_sklearn():
@@ -127,6 +136,21 @@ def test_a_run_without_a_score_still_predicts_and_says_how_to_fit_one(tiny_run, 
     code, out, err = _cli(["calibrate", old, "--score", "cosine"])
     assert code == 0, err
     assert load_classifier(os.path.join(old, "best.keras")).calibration.score == "cosine"
+    with open(os.path.join(old, "calibration.json"), encoding="utf-8") as f:
+        default = json.load(f)
+    assert default["known_rate"] == openset.KNOWN_RATE
+    # --known-rate moves the threshold to that share of the validation images, and calibration.json records it.
+    code, out, err = _cli(["calibrate", old, "--score", "cosine", "--known-rate", "0.5"])
+    assert code == 0, err
+    with open(os.path.join(old, "calibration.json"), encoding="utf-8") as f:
+        half = json.load(f)
+    assert half["known_rate"] == 0.5 and half["threshold"] <= default["threshold"]
+    assert float(load_classifier(os.path.join(old, "best.keras")).calibration.threshold.numpy()) == pytest.approx(
+        half["threshold"], rel=1e-6)
+    assert "keeps 50 % of validation images as known" in out
+    code, out, err = _cli(["calibrate", old, "--known-rate", "1.5"])
+    assert code != 0 and err.strip().splitlines()[-1].endswith(
+        "--known-rate: expected the share of validation images kept as known, above 0 and at most 1, received 1.5.")
 
 
 def test_evaluate_unknown_reports_open_set_figures(tiny_run, upsampling_data, tmp_path):

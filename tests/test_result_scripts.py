@@ -544,3 +544,28 @@ def test_export_seeds_measures_each_exported_file_against_its_run_and_reuses_the
     assert "| float16 | 0.79" not in text  # tiny sizes, not the README's
     assert "| int8 |" in text and "| the run (float32) |" in text and "| int8 TFLite |" in text
     assert "mean ± std over 2 runs" in text
+
+
+def test_open_set_table_reports_the_share_flagged_on_every_split_at_the_known_rate():
+    table = _module("open_set_table")
+    scores = {score: {"auroc": 0.9, "fpr_at_95_tpr": 0.2} for score in table.SCORES}
+
+    def seed(unknown, cross_seed):
+        return {"calibration": {"temperature": 1.0, "known_rate": 0.8},
+                "ece": {"closed-set": {"before": 0.0, "after": 0.0}, "cross-seed": {"before": 0.1, "after": 0.1}},
+                "flagged_unknown": {"closed-set": 0.1, "cross-seed": cross_seed},
+                "open_set": {"score": "mahalanobis", "open_set_accuracy": 0.5, "unknown_flagged": unknown,
+                             "known_flagged": 0.1, "by_score": scores, "auroc_by_group": {"dcgan": 0.9}}}
+
+    summary = table.aggregate([seed(0.6, 0.2), seed(1.0, 0.4)])
+    assert summary["known_rate"] == 0.8
+    assert summary["flagged_unknown"]["cross-seed"]["mean"] == pytest.approx(0.3)
+    assert summary["flagged_unknown"]["cross-seed"]["std"] == pytest.approx(0.1)  # population std
+    text = table.markdown({"method": "DNA-Det", "preset": "cpu", "seeds": [0, 1], "summary": summary})
+    assert "Share flagged unknown at the stored threshold (known rate 0.8), %:" in text
+    assert "| unknown architectures | closed-set | cross-seed |" in text
+    assert "| 80.0 ± 20.0 | 10.0 ± 0.0 | 30.0 ± 10.0 |" in text
+    # a document written before the per-split shares existed still renders, without that table
+    del summary["flagged_unknown"]
+    assert "Share flagged" not in table.markdown({"method": "DNA-Det", "preset": "cpu", "seeds": [0, 1],
+                                                  "summary": summary})
