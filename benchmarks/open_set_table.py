@@ -33,7 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from dnadet_tf.ablation import VARIANT_NAMES, VARIANTS, ablate, mean_std_cell  # noqa: E402
-from dnadet_tf.calibrate import CALIBRATION_FILE, calibrate_run  # noqa: E402
+from dnadet_tf.calibrate import CALIBRATION_FILE, calibrate_run, calibrated_known_rate  # noqa: E402
 from dnadet_tf.config import PRECISION_CHOICES  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
 from dnadet_tf.evaluation import OPEN_SET_ROW, evaluate  # noqa: E402
@@ -46,19 +46,10 @@ from dnadet_tf.zoo import ensure_zoo  # noqa: E402
 DEFAULT_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "open-set-demo.json")
 
 
-def stored_known_rate(run_dir):
-    """The known rate of the run's calibration.json, or None when the run is not calibrated."""
-    path = os.path.join(run_dir, CALIBRATION_FILE)
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f).get("known_rate", KNOWN_RATE)
-
-
 def seed_figures(run_dir, zoo, recalibrate, known_rate=KNOWN_RATE):
     """One run's figures: calibration report, per-split ECE before/after and share flagged unknown, open-set
     metrics."""
-    if recalibrate or stored_known_rate(run_dir) != known_rate:
+    if recalibrate or calibrated_known_rate(run_dir, default=None) != known_rate:
         calibrate_run(run_dir, DEFAULT_SCORE, known_rate=known_rate)
     with open(os.path.join(run_dir, CALIBRATION_FILE), encoding="utf-8") as f:
         calibration = json.load(f)
@@ -110,6 +101,14 @@ def aggregate(per_seed):
     }
 
 
+SPLIT_ORDER = ["closed-set", "cross-seed", "cross-loss", "cross-finetune", "cross-dataset"]
+
+
+def in_order(splits):
+    """Split names in the paper's order, any others after them."""
+    return sorted(splits, key=lambda name: SPLIT_ORDER.index(name) if name in SPLIT_ORDER else len(SPLIT_ORDER))
+
+
 def markdown(document):
     summary = document["summary"]
     trained = f", {document['precision']}, rule {document['select']}" if "select" in document else ""
@@ -122,11 +121,10 @@ def markdown(document):
         lines.append(f"| {score}{stored} | {mean_std_cell(figures['auroc'])} "
                      f"| {mean_std_cell(figures['fpr_at_95_tpr'])} |")
     o = summary["open_set"]
-    order = ["closed-set", "cross-seed", "cross-loss", "cross-finetune", "cross-dataset"]
     flagged = summary.get("flagged_unknown", {})
     if flagged:
         known_rate = summary.get("known_rate", KNOWN_RATE)
-        shown = sorted(flagged, key=lambda name: order.index(name) if name in order else len(order))
+        shown = in_order(flagged)
         lines += ["", f"Share flagged unknown at the stored threshold (known rate {known_rate:g}), %:", "",
                   "| unknown architectures | " + " | ".join(shown) + " |", "|---" * (len(shown) + 1) + "|",
                   f"| {mean_std_cell(o['unknown_flagged'])} | "
@@ -137,7 +135,7 @@ def markdown(document):
                   + ", ".join(f"{g} {mean_std_cell(v)}" for g, v in o["auroc_by_group"].items()) + ".", "",
               f"Calibration (temperature {mean_std_cell(summary['temperature'], 1.0, 2)}): ECE %, 15 bins", "",
               "| split | before | after |", "|---|---|---|"]
-    for split in sorted(summary["ece"], key=lambda name: order.index(name) if name in order else len(order)):
+    for split in in_order(summary["ece"]):
         figures = summary["ece"][split]
         lines.append(f"| {split} | {mean_std_cell(figures['before'])} | {mean_std_cell(figures['after'])} |")
     return "\n".join(lines)

@@ -30,11 +30,7 @@ def register(subparsers):
 
 def run(args):
     from dnadet_tf.calibrate import calibrate_run
-    from dnadet_tf.errors import DnadetError
 
-    if not 0.0 < args.known_rate <= 1.0:
-        raise DnadetError(f"--known-rate: expected the share of validation images kept as known, above 0 and at "
-                          f"most 1, received {args.known_rate:g}.")
     calibrate_run(args.run, score=args.score, data=args.data, val=args.val, batch_size=args.batch_size,
                   known_rate=args.known_rate)
     return 0

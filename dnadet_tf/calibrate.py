@@ -7,6 +7,7 @@
 `fit` calls `calibrate_run` at its end; `dnadet-tf calibrate RUN` refits an existing run
 (another score, other validation images, or a run made before calibration existed).
 """
+import json
 import os
 import sys
 
@@ -14,13 +15,24 @@ import numpy as np
 import tensorflow as tf
 
 from dnadet_tf.data import check_files, is_benchmark_dir, read_dataset, remap_to
-from dnadet_tf.errors import DataError
+from dnadet_tf.errors import DataError, DnadetError
 from dnadet_tf.model import feature_and_logits as model_feature_and_logits
 from dnadet_tf.openset import DEFAULT_SCORE, KNOWN_RATE, check_known_rate, fit_statistics
 from dnadet_tf.pipeline import inference_dataset
 from dnadet_tf.runs import RunDir, write_json_atomic
 
 CALIBRATION_FILE = "calibration.json"
+
+
+def calibrated_known_rate(run_dir, default=KNOWN_RATE):
+    """The share of validation images the run's open-set threshold keeps as known, as its calibration.json
+    records it (`calibrate --known-rate`; KNOWN_RATE in a file written before the field existed), or `default`
+    when the run has no calibration.json."""
+    path = os.path.join(run_dir, CALIBRATION_FILE)
+    if not os.path.isfile(path):
+        return default
+    with open(path, encoding="utf-8") as f:
+        return float(json.load(f).get("known_rate", KNOWN_RATE))
 
 
 def features_and_logits(model, paths, batch_size=32, perturb_fn=None, seed=0):
@@ -71,7 +83,10 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
     Raises DataError when there are no validation images.
     """
     output = output or sys.stdout
-    known_rate = check_known_rate(known_rate)  # before any slow work
+    try:  # before any slow work; the CLI names the flag (--known-rate)
+        known_rate = check_known_rate(known_rate)
+    except ValueError as error:
+        raise DnadetError(str(error)) from None
     run = RunDir(run_dir)
     config = run.config
     model = run.load_model()

@@ -130,26 +130,14 @@ def threshold_files(config, class_names, preprocess):
     return spec, labeled_files(spec, "val", class_names, preprocess).paths
 
 
-def run_known_rate(run_dir):
-    """The share of validation images the run's open-set threshold keeps as known: calibration.json's
-    `known_rate` (`calibrate --known-rate`), else `openset.KNOWN_RATE`."""
-    from dnadet_tf.calibrate import CALIBRATION_FILE
-    from dnadet_tf.openset import KNOWN_RATE
-
-    path = os.path.join(run_dir, CALIBRATION_FILE)
-    if not os.path.isfile(path):
-        return KNOWN_RATE
-    with open(path, encoding="utf-8") as f:
-        return float(json.load(f).get("known_rate", KNOWN_RATE))
-
-
 def int8_open_set(predictor, open_set, spec, paths, preprocess, known_rate):
     """The open-set entry of an int8 file's sidecar: `open_set` with the threshold refitted on the int8 scores.
 
     Int8 activations can inflate the Mahalanobis score (the faces -> scenes default's 3 runs: refitted
     thresholds 3.3-5.9 times the float ones, README "TFLite for mobile apps"): the threshold that keeps
-    `known_rate` of the validation images (the float threshold's, `run_known_rate`) is fitted again on the
-    int8 file's own scores of `paths`; the float model's threshold stays beside it as `float_threshold`.
+    `known_rate` of the validation images (the float threshold's, `calibrate.calibrated_known_rate`) is fitted
+    again on the int8 file's own scores of `paths`; the float model's threshold stays beside it as
+    `float_threshold`.
     """
     from dnadet_tf.openset import threshold_at_known_rate
     from dnadet_tf.pipeline import inference_dataset
@@ -181,6 +169,7 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
     """
     import tensorflow as tf
 
+    from dnadet_tf.calibrate import calibrated_known_rate
     from dnadet_tf.exports.equalize import equalized_copy
     from dnadet_tf.exports.parity import parity_rows
     from dnadet_tf.exports.predictors import SavedModelPredictor, TFLitePredictor
@@ -279,7 +268,8 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
                     progress(f"refitting the int8 open-set threshold on {len(threshold_paths)} images of "
                              f"{threshold_spec} ...")
                     open_set = int8_open_set(TFLitePredictor(path, num_threads=num_threads), reference.open_set,
-                                             threshold_spec, threshold_paths, preprocess, run_known_rate(run_dir))
+                                             threshold_spec, threshold_paths, preprocess,
+                                             calibrated_known_rate(run_dir))
                     write_tflite(content, path, fmt, common, preprocess, extra, open_set=open_set)
                 elif fmt == "int8" and reference.open_set is not None:
                     warn(f"{run_dir}: no validation images recorded; the int8 file keeps the float model's open-set "

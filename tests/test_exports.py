@@ -13,7 +13,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from dnadet_tf.exports.export import run_known_rate, threshold_files
+from dnadet_tf.calibrate import calibrated_known_rate
+from dnadet_tf.exports.export import threshold_files
 from dnadet_tf.exports.predictors import load_exported_predictor
 from dnadet_tf.exports.tflite import app_preprocessing_steps, make_interpreter
 from dnadet_tf.images import load_rgb
@@ -120,7 +121,8 @@ def test_open_set_outputs_agree_with_keras(exported, keras_predictor, test_pixel
     scores = int8.attribute_pixels(np.concatenate(list(inference_dataset(paths, keras_predictor.preprocess, 16)
                                                         .as_numpy_iterator())))["ood_score"]
     assert sidecar["open_set"]["threshold"] == pytest.approx(threshold_at_known_rate(scores), rel=1e-6)
-    assert sidecar["open_set"]["threshold_fitted_on"]["known_rate"] == KNOWN_RATE == run_known_rate(exported["run"])
+    assert (sidecar["open_set"]["threshold_fitted_on"]["known_rate"] == KNOWN_RATE
+            == calibrated_known_rate(exported["run"]))
     assert sidecar["open_set"]["float_threshold"] == pytest.approx(threshold)
     assert np.mean(scores <= sidecar["open_set"]["threshold"]) >= KNOWN_RATE
     int8_row = next(row for row in exported["report"]["rows"] if row["format"] == "int8")
@@ -369,6 +371,6 @@ def test_a_crop_square_run_crops_large_square_images_inside_the_savedmodel(upsam
 
 def test_the_int8_threshold_keeps_the_share_the_run_was_calibrated_with(tmp_path):
     # `calibrate --known-rate Q` records Q in calibration.json; export refits the int8 threshold at the same Q.
-    assert run_known_rate(str(tmp_path)) == KNOWN_RATE  # no calibration.json: the default
+    assert calibrated_known_rate(str(tmp_path)) == KNOWN_RATE  # no calibration.json: the default
     (tmp_path / "calibration.json").write_text(json.dumps({"known_rate": 0.8, "threshold": 3.0}), encoding="utf-8")
-    assert run_known_rate(str(tmp_path)) == 0.8
+    assert calibrated_known_rate(str(tmp_path)) == 0.8
