@@ -193,11 +193,9 @@ def adapt_run(run_dir, images, out, blend=1.0, batch_size=16, overwrite=False, o
                                      warn=lambda line: print(line, file=output, flush=True))
     reference_paths, reference_skipped = [], 0
     if reference is not None:
-        reference_paths, reference_skipped = readable_images(collect_image_paths(list(reference)), model.preprocessing,
-                                                             warn=lambda line: print(line, file=output, flush=True))
-        if not reference_paths:
-            raise DataError(f"reference {' '.join(reference)}: expected images of the training content to measure "
-                            f"the shift from, received none that could be read.")
+        reference_paths, reference_skipped = readable_images(
+            collect_image_paths(list(reference)), model.preprocessing,
+            warn=lambda line: print(line, file=output, flush=True), source=f"reference {' '.join(reference)}")
     if len(paths) < FEW_IMAGES:
         print(f"warning: {len(paths)} images to adapt on; statistics of fewer than {FEW_IMAGES} were not measured "
               f"to help (README, 'Adapting to other content').", file=output, flush=True)

@@ -248,3 +248,9 @@ def test_adapt_with_a_reference_reports_it_and_keeps_every_variance(tiny_run, up
                             "--reference", str(empty)])
     assert code == 2 and stderr.strip() == f"dnadet-tf adapt: error: {empty}: expected image files, found none."
     assert not (tmp_path / "b").exists()
+    (empty / "broken.png").write_bytes(b"not a png")
+    code, _, stderr = _cli(["adapt", tiny_run, "--images", upsampling_data["test"], "--out", str(tmp_path / "b"),
+                            "--reference", str(empty)])
+    assert code == 2 and stderr.strip().splitlines()[-1] == (
+        f"dnadet-tf adapt: error: --reference {empty}: none of its 1 files is a usable image.")
+    assert not (tmp_path / "b").exists()
