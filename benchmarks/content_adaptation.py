@@ -14,14 +14,10 @@ and on the cross-dataset split (the other content) also
 - `adapted_20`: over 20 images of the first half drawn with a fixed seed;
 - `real_only`: over the first half's real photos alone (a user who has only real photos of the content);
 - `blend_0.5`: over the first half, mixed half and half with the run's own statistics (`--blend 0.5`);
-- `real_shift_stage3`: the first half's real photos with the real photos of the training split as the reference
-  (`adapt --reference`: each mean moved by the difference between the two, variances kept; stages 3-4 only), and
-  `real_shift_20_stage3` with 20 of those real photos drawn with a fixed seed;
 
 each of them every stage, and with `_stage3` appended stages 3-4 alone (`adapted_20_stage3`, ...); and what
 adapting to the cross-dataset content costs on the training content (the closed set's second half):
-`test_after_adapted`, `test_after_adapted_stage3`, `test_after_blend_0.5`, `test_after_blend_0.5_stage3`,
-`test_after_real_shift_stage3`.
+`test_after_adapted`, `test_after_adapted_stage3`, `test_after_blend_0.5`, `test_after_blend_0.5_stage3`.
 
 Prints each run's figures and the mean ± std over the runs (population std, as `ablation.mean_std`);
 `--json FILE` writes {"zoo", "zoo_sha256", "runs", "summary"}. When FILE exists (of the same zoo), its figures
@@ -73,18 +69,15 @@ class AdaptedStatistics:
     """`with AdaptedStatistics(predictor, paths, blend):` the predictor's model adapted to `paths`; its own
     BatchNorm statistics are put back on leaving."""
 
-    def __init__(self, predictor, paths, blend=1.0, first_stage=1, reference=None):
+    def __init__(self, predictor, paths, blend=1.0, first_stage=1):
         self.predictor, self.paths, self.blend, self.first_stage = predictor, paths, blend, first_stage
-        self.reference = reference
 
     def __enter__(self):
         model = self.predictor.model
         self.layers = batchnorm_layers(model)
         self.saved = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in self.layers]
-        reference = (None if self.reference is None
-                     else inference_dataset(self.reference, model.preprocessing, BATCH_SIZE))
         adapt_batchnorm(model, inference_dataset(self.paths, model.preprocessing, BATCH_SIZE), self.blend,
-                        first_stage=self.first_stage, reference=reference)
+                        first_stage=self.first_stage)
         return self.predictor
 
     def __exit__(self, *exc):
@@ -94,44 +87,33 @@ class AdaptedStatistics:
         return False
 
 
-# variant: (images adapted to, blend, first stage, the one split it is measured on or None for every split,
-# reference). Images: "half" the split's first half, "few" FEW of it drawn with a fixed seed, "real" its real
-# photos alone, "few_real" FEW of those drawn with a fixed seed. Reference: None (the statistics are replaced) or
-# "train_real" (the training split's real photos: the means move by the difference, `adapt --reference`).
+# variant: (images adapted to, blend, first stage, the one split it is measured on or None for every split).
+# Images: "half" the split's first half, "few" FEW of it drawn with a fixed seed, "real" its real photos alone.
 VARIANTS = {
-    "adapted": ("half", 1.0, 1, None, None),
-    "adapted_stage3": ("half", 1.0, 3, None, None),
-    "adapted_20": ("few", 1.0, 1, "cross_dataset", None),
-    "adapted_20_stage3": ("few", 1.0, 3, "cross_dataset", None),
-    "real_only": ("real", 1.0, 1, "cross_dataset", None),
-    "real_only_stage3": ("real", 1.0, 3, "cross_dataset", None),
-    "blend_0.5": ("half", 0.5, 1, "cross_dataset", None),
-    "blend_0.5_stage3": ("half", 0.5, 3, "cross_dataset", None),
-    "real_shift_stage3": ("real", 1.0, 3, "cross_dataset", "train_real"),
-    "real_shift_20_stage3": ("few_real", 1.0, 3, "cross_dataset", "train_real"),
+    "adapted": ("half", 1.0, 1, None),
+    "adapted_stage3": ("half", 1.0, 3, None),
+    "adapted_20": ("few", 1.0, 1, "cross_dataset"),
+    "adapted_20_stage3": ("few", 1.0, 3, "cross_dataset"),
+    "real_only": ("real", 1.0, 1, "cross_dataset"),
+    "real_only_stage3": ("real", 1.0, 3, "cross_dataset"),
+    "blend_0.5": ("half", 0.5, 1, "cross_dataset"),
+    "blend_0.5_stage3": ("half", 0.5, 3, "cross_dataset"),
 }
 # Variants whose cost on the training content is measured: the closed set's second half after adapting to
 # cross-dataset, as "test_after_<variant>".
-COSTED = ("adapted", "adapted_stage3", "blend_0.5", "blend_0.5_stage3", "real_shift_stage3")
+COSTED = ("adapted", "adapted_stage3", "blend_0.5", "blend_0.5_stage3")
 
 
 def adaptation_paths(images, split_files, adapt_on, class_names):
     """The paths a variant adapts to (see VARIANTS), or None when the split has none of them."""
     if images == "few":
         adapt_on = drawn(adapt_on, FEW)
-    elif images in ("real", "few_real"):
+    elif images == "real":
         if REAL_CLASS not in class_names:
             return None
-        adapt_on = real_indices(split_files, adapt_on, class_names)
-        if images == "few_real":
-            adapt_on = drawn(adapt_on, FEW)
+        real = class_names.index(REAL_CLASS)
+        adapt_on = [i for i in adapt_on if split_files.labels[i] == real]
     return [split_files.paths[i] for i in adapt_on] or None
-
-
-def real_indices(files, indices, class_names):
-    """The indices among `indices` whose label is the class named `real`."""
-    real = class_names.index(REAL_CLASS)
-    return [i for i in indices if files.labels[i] == real]
 
 
 def run_figures(zoo, run, previous=None):
@@ -148,17 +130,12 @@ def run_figures(zoo, run, previous=None):
         path = os.path.join(zoo, f"{split}.txt")
         if os.path.exists(path):
             files[split] = load_labeled(path, predictor.class_names, preprocess.crop_size, preprocess.min_side)
-    training_reals = []  # the reference of the "train_real" variants
-    if REAL_CLASS in predictor.class_names and os.path.exists(os.path.join(zoo, "train.txt")):
-        train = load_labeled(os.path.join(zoo, "train.txt"), predictor.class_names, preprocess.crop_size,
-                             preprocess.min_side)
-        training_reals = [train.paths[i] for i in real_indices(train, range(len(train.paths)), predictor.class_names)]
     for split, split_files in files.items():
         adapt_on, scored = halves(len(split_files.paths))
         row = splits.setdefault(split, {})
         if "as_trained" not in row:
             row["as_trained"] = accuracy(predictor, split_files, scored)
-        for variant, (images, blend, first_stage, only_split, reference) in VARIANTS.items():
+        for variant, (images, blend, first_stage, only_split) in VARIANTS.items():
             if only_split not in (None, split):
                 continue
             cost = (f"test_after_{variant}" if variant in COSTED and split == "cross_dataset" and "test" in files
@@ -166,9 +143,9 @@ def run_figures(zoo, run, previous=None):
             if variant in row and (cost is None or cost in training_content):
                 continue
             paths = adaptation_paths(images, split_files, adapt_on, predictor.class_names)
-            if paths is None or (reference and not training_reals):
+            if paths is None:
                 continue
-            with AdaptedStatistics(predictor, paths, blend, first_stage, training_reals if reference else None):
+            with AdaptedStatistics(predictor, paths, blend, first_stage):
                 row[variant] = accuracy(predictor, split_files, scored)
                 if cost:
                     training_content[cost] = accuracy(predictor, files["test"], halves(len(files["test"].paths))[1])
@@ -197,14 +174,10 @@ SPLIT_TITLES = {"test": "closed-set", "cross_seed": "cross-seed", "cross_loss": 
                 "cross_finetune": "cross-finetune", "cross_dataset": "cross-dataset"}
 VARIANT_TITLES = {"as_trained": "as trained", "adapted_stage3": "adapted, stages 3-4 (first half)",
                   "adapted_20_stage3": "stages 3-4, 20 images", "real_only_stage3": "stages 3-4, real photos only",
-                  "blend_0.5_stage3": "stages 3-4, `--blend 0.5`",
-                  "real_shift_stage3": "stages 3-4, real photos, `--reference` the training real photos",
-                  "real_shift_20_stage3": "the same, 20 real photos",
-                  "adapted": "adapted, all stages (first half)",
+                  "blend_0.5_stage3": "stages 3-4, `--blend 0.5`", "adapted": "adapted, all stages (first half)",
                   "adapted_20": "all stages, 20 images", "real_only": "all stages, real photos only",
                   "blend_0.5": "all stages, `--blend 0.5`"}
 COST_TITLES = {"test_after_adapted_stage3": "stages 3-4", "test_after_blend_0.5_stage3": "stages 3-4 `--blend 0.5`",
-               "test_after_real_shift_stage3": "stages 3-4 real photos `--reference`",
                "test_after_adapted": "all stages", "test_after_blend_0.5": "all stages `--blend 0.5`"}
 
 

@@ -13,9 +13,7 @@ def register(subparsers):
             "sits) and write a new run dir that predict, evaluate, explain and "
             "export take like any other. Give a mix of what is to be attributed, fakes and real photos alike, "
             "20 images or more (a warning says when there are fewer, or when the run attributes most of them to "
-            "one class): statistics of real photos alone or of one generator are another mix's. With only real "
-            "photos of the new content, give real photos of the training content as --reference: the means then "
-            "move by the difference between the two and the variances stay. The adapted "
+            "one class): statistics of real photos alone or of one generator are another mix's. The adapted "
             "model is for that content (across a content shift it is worse on the training content: README, "
             "'Adapting to other content'); --blend keeps part of the run's own statistics. The open-set "
             "calibration is dropped: 'dnadet-tf calibrate OUT --data LABELED --val LABELED' refits it on labeled "
@@ -26,10 +24,6 @@ def register(subparsers):
     parser.add_argument("run", metavar="RUN", help="run dir written by 'dnadet-tf fit'")
     parser.add_argument("--images", required=True, nargs="+", metavar="PATH",
                         help="unlabeled images of the new content: files or folders (read recursively)")
-    parser.add_argument("--reference", nargs="+", metavar="PATH",
-                        help="images of the training content of the same kind as --images (real photos of each "
-                             "content, say): each statistic's mean moves by the difference between the two, the "
-                             "variance is kept (README 'Adapting to other content')")
     parser.add_argument("--out", required=True, help="the adapted run dir to write (RUN itself is kept)")
     parser.add_argument("--blend", type=float, default=1.0,
                         help="share of the new images in the statistics, 0 to 1 (1: theirs alone; 0.5: "
@@ -54,6 +48,5 @@ def run(args):
     if args.batch_size < 1:
         raise UsageError(f"--batch-size: expected a positive number, received {args.batch_size}.")
     adapt_run(args.run, args.images, args.out, blend=args.blend, batch_size=args.batch_size,
-              overwrite=args.overwrite, first_stage=args.first_stage,
-              reference=args.reference)
+              overwrite=args.overwrite, first_stage=args.first_stage)
     return 0

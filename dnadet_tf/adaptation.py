@@ -7,8 +7,6 @@ unlabeled images of that content (AdaBN, Li et al. 2016), every weight kept.
          over every position of every image, the earlier layers already adapted (inference mode; any
          batching, any order)
       -> each BatchNorm's moving mean and variance = those statistics, mixed with the run's by `blend`
-         (with reference images of the training content: the run's mean moved by the difference
-         between the images' mean and the reference's, the variance kept)
       -> a new run dir: best.keras (without the open-set calibration, which described the old
          content), config.json and labels.txt of the run, adaptation.json
 
@@ -17,8 +15,7 @@ that content's statistics; images of another content shift every layer's activat
 fakes are read as real (or real photos as fakes). Re-estimated statistics undo that shift. The images
 should be a mix of what is to be attributed (fakes of several generators and real photos, unlabeled):
 statistics of real photos alone, or of one generator, are statistics of another mix
-(README, "Adapting to other content"). Where only one kind is at hand (real photos of the new content),
-the same kind of images of the training content as a reference measures the shift instead.
+(README, "Adapting to other content").
 """
 import os
 import sys
@@ -55,28 +52,7 @@ def _combined(count, mean, m2, batch_count, batch_mean, batch_var):
     return total, mean, m2
 
 
-def _input_moments(model, layer, batches):
-    """Mean and biased variance (C,), float64, of a BatchNorm's input over every position of every image in
-    `batches` (preprocessed pixels (N, S, S, 3)), the encoder before it in inference mode with the statistics it
-    holds now. Raises DataError when `batches` is empty."""
-    import keras
-    import tensorflow as tf
-
-    prefix = keras.Model(model.backbone.input, layer.input)
-    moments = tf.function(lambda pixels: tf.nn.moments(tf.cast(prefix(pixels, training=False), tf.float32),
-                                                       axes=[0, 1, 2]), reduce_retracing=True)
-    count, mean, m2 = 0, 0.0, 0.0
-    for pixels in batches:
-        batch_mean, batch_var = moments(pixels)
-        positions = int(np.prod(pixels.shape[:3]))
-        count, mean, m2 = _combined(count, mean, m2, positions, batch_mean.numpy().astype(np.float64),
-                                    batch_var.numpy().astype(np.float64))
-    if count == 0:
-        raise DataError("images: expected at least one image to estimate BatchNorm statistics on, received none.")
-    return mean, m2 / count
-
-
-def estimate_batchnorm_statistics(model, batches, blend=1.0, progress=None, first_stage=1, reference=None):
+def estimate_batchnorm_statistics(model, batches, blend=1.0, progress=None, first_stage=1):
     """The statistics each encoder BatchNorm's input has over `batches` of preprocessed pixels (N, S, S, 3).
 
     Layer by layer, input to output: the encoder up to a BatchNorm runs in inference mode, every
@@ -88,15 +64,12 @@ def estimate_batchnorm_statistics(model, batches, blend=1.0, progress=None, firs
     are not estimated). `batches` is iterated once per estimated layer (a tf.data.Dataset or a list);
     `progress(index, count, name)`, when given, is called as each estimated layer starts.
 
-    `reference`: batches of images of the training content of the same kind as `batches` (real photos
-    of each content, say). With it, each estimated layer's statistics are the layer's own with the mean
-    moved by the difference between the images' mean and the reference's (the reference through the
-    model as trained) and the variance kept: the shift between the two contents, where statistics of
-    one kind of image alone would describe another mix than the one the model was trained on.
-
     Returns [(mean (C,), variance (C,))] per layer, float32; the model's own statistics are restored
-    before returning. Raises DataError when `batches` (or `reference`) is empty.
+    before returning. Raises DataError when `batches` is empty.
     """
+    import keras
+    import tensorflow as tf
+
     if not 0.0 <= blend <= 1.0:
         raise ValueError(f"blend: expected a number from 0 to 1, received {blend}.")
     layers = batchnorm_layers(model)
@@ -105,16 +78,24 @@ def estimate_batchnorm_statistics(model, batches, blend=1.0, progress=None, firs
         raise ValueError(f"first_stage: expected one of the encoder's stages {stages}, received {first_stage!r}.")
     saved = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in layers]
     kept = sum(layer_stage(layer) < first_stage for layer in layers)  # the layers run input to output
-    references = None if reference is None else [_input_moments(model, layer, reference) for layer in layers[kept:]]
     statistics = saved[:kept]
     try:
         for index, (layer, (own_mean, own_var)) in enumerate(zip(layers[kept:], saved[kept:]), start=1):
             if progress is not None:
                 progress(index, len(layers) - kept, layer.name)
-            mean, variance = _input_moments(model, layer, batches)
-            if references is not None:
-                mean, variance = own_mean + (mean - references[index - 1][0]), own_var
-            (mean, variance), = blend_statistics([(own_mean, own_var)], [(mean, variance)], blend)
+            prefix = keras.Model(model.backbone.input, layer.input)
+            moments = tf.function(lambda pixels: tf.nn.moments(tf.cast(prefix(pixels, training=False), tf.float32),
+                                                               axes=[0, 1, 2]), reduce_retracing=True)
+            count, mean, m2 = 0, 0.0, 0.0
+            for pixels in batches:
+                batch_mean, batch_var = moments(pixels)
+                positions = int(np.prod(pixels.shape[:3]))
+                count, mean, m2 = _combined(count, mean, m2, positions, batch_mean.numpy().astype(np.float64),
+                                            batch_var.numpy().astype(np.float64))
+            if count == 0:
+                raise DataError("images: expected at least one image to estimate BatchNorm statistics on, "
+                                "received none.")
+            (mean, variance), = blend_statistics([(own_mean, own_var)], [(mean, m2 / count)], blend)
             statistics.append((mean, variance))
             layer.moving_mean.assign(mean)
             layer.moving_variance.assign(variance)
@@ -138,11 +119,10 @@ def blend_statistics(own, new, blend):
     return mixed
 
 
-def adapt_batchnorm(model, batches, blend=1.0, progress=None, first_stage=1, reference=None):
+def adapt_batchnorm(model, batches, blend=1.0, progress=None, first_stage=1):
     """Sets each encoder BatchNorm's moving statistics to `estimate_batchnorm_statistics(model, batches,
-    blend, progress, first_stage, reference)` (1 = the new images' alone, 0 = unchanged). Returns the
-    statistics set."""
-    statistics = estimate_batchnorm_statistics(model, batches, blend, progress, first_stage, reference)
+    blend, progress, first_stage)` (1 = the new images' alone, 0 = unchanged). Returns the statistics set."""
+    statistics = estimate_batchnorm_statistics(model, batches, blend, progress, first_stage)
     for layer, (mean, variance) in zip(batchnorm_layers(model), statistics):
         layer.moving_mean.assign(mean)
         layer.moving_variance.assign(variance)
@@ -166,13 +146,9 @@ def without_calibration(model):
 
 
 def adapt_run(run_dir, images, out, blend=1.0, batch_size=16, overwrite=False, output=None,
-              first_stage=ADAPT_FIRST_STAGE, reference=None):
+              first_stage=ADAPT_FIRST_STAGE):
     """Writes `out`, a run dir whose best.keras is `run_dir`'s adapted to `images` (files or folders,
     unlabeled); returns the report written to out/adaptation.json.
-
-    `reference` (files or folders): images of the training content of the same kind as `images`; the
-    statistics then move by the difference between the two (`estimate_batchnorm_statistics`), for a
-    user who has one kind of image of the new content, such as real photos.
 
     Files that cannot be decoded or are too small are skipped with one warning line each; the open-set
     calibration is dropped (`dnadet-tf calibrate OUT --data ... --val ...` refits it on labeled images
@@ -191,31 +167,24 @@ def adapt_run(run_dir, images, out, blend=1.0, batch_size=16, overwrite=False, o
     model = source.load_model()
     paths, skipped = readable_images(collect_image_paths(list(images)), model.preprocessing,
                                      warn=lambda line: print(line, file=output, flush=True))
-    reference_paths, reference_skipped = [], 0
-    if reference is not None:
-        reference_paths, reference_skipped = readable_images(
-            collect_image_paths(list(reference)), model.preprocessing,
-            warn=lambda line: print(line, file=output, flush=True), source=f"reference {' '.join(reference)}")
     if len(paths) < FEW_IMAGES:
         print(f"warning: {len(paths)} images to adapt on; statistics of fewer than {FEW_IMAGES} were not measured "
               f"to help (README, 'Adapting to other content').", file=output, flush=True)
     answers = answer_counts(model, inference_dataset(paths, model.preprocessing, batch_size))
     top = int(np.argmax(answers))
-    if reference is None and answers[top] > ONE_CLASS_SHARE * len(paths):
+    if answers[top] > ONE_CLASS_SHARE * len(paths):
         print(f"warning: {run_dir} attributes {answers[top]} of the {len(paths)} images to {class_names[top]!r}; "
               f"statistics of one class are not the content's (adapted to one generator's images, the model "
               f"fails on them: README, 'Adapting to other content'); give a mix of fakes and real photos.",
               file=output, flush=True)
     print(f"adapting {run_dir}: BatchNorm statistics of {len(paths)} images"
-          + (f" in stages {first_stage}-{ENCODER_STAGES}" if first_stage > 1 else "")
-          + (f", means moved by their difference from {len(reference_paths)} reference images" if reference else "")
-          + ", one pass per layer ...", file=output, flush=True)
+          + (f" in stages {first_stage}-{ENCODER_STAGES}" if first_stage > 1 else "") + ", one pass per layer ...", file=output,
+          flush=True)
     own = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in batchnorm_layers(model)]
     statistics = adapt_batchnorm(
         model, inference_dataset(paths, model.preprocessing, batch_size), blend,
         progress=lambda index, count, name: print(f"  layer {index}/{count} ({name})", file=output, flush=True),
-        first_stage=first_stage,
-        reference=inference_dataset(reference_paths, model.preprocessing, batch_size) if reference else None)
+        first_stage=first_stage)
     had_calibration = model.calibration is not None
     without_calibration(model)
     target.start(config, class_names, overwrite=overwrite)
@@ -224,9 +193,6 @@ def adapt_run(run_dir, images, out, blend=1.0, batch_size=16, overwrite=False, o
         "source_run": os.path.abspath(run_dir), "images": len(paths), "skipped": skipped,
         "inputs": [os.path.abspath(item) for item in images], "blend": blend, "first_stage": first_stage,
         "batch_size": batch_size,
-        "reference": None if reference is None else {
-            "images": len(reference_paths), "skipped": reference_skipped,
-            "inputs": [os.path.abspath(item) for item in reference]},
         "calibration_dropped": had_calibration,
         "answers_before": dict(zip(class_names, (int(count) for count in answers))),
         # Per layer, how far the statistics moved: mean |new mean - old mean| in old standard deviations, and

@@ -315,13 +315,13 @@ def collect_image_paths(inputs):
     return paths
 
 
-def readable_images(paths, preprocess, warn=None, source="the given images"):
+def readable_images(paths, preprocess, warn=None):
     """(usable paths, number skipped): files that cannot be decoded, or are too small for
     `preprocess` (a PreprocessConfig), are skipped with one warning line each.
 
-    Raises DataError, naming `source`, when none is usable.
+    Raises DataError when none is usable.
     """
-    files = LabeledFiles(list(paths), np.zeros(len(paths), np.int64), ["image"], source)
+    files = LabeledFiles(list(paths), np.zeros(len(paths), np.int64), ["image"], "the given images")
     kept = check_files(files, crop_size=preprocess.crop_size, min_side=preprocess.min_side,
                        require_every_class=False, warn=warn)
     return kept.paths, len(kept.skipped)

@@ -75,29 +75,6 @@ def test_first_stage_keeps_the_earlier_stages_and_estimates_the_later_ones_as_in
         estimate_batchnorm_statistics(model, images, first_stage=5)
 
 
-def test_a_reference_moves_each_mean_by_the_difference_of_the_two_sets_and_keeps_the_variance(tiny_run):
-    model = RunDir(tiny_run).load_model()
-    before = _statistics(model)
-    images, reference = [_pixels(5, 3)], [_pixels(6, 2), _pixels(7, 2)]
-    shifted = estimate_batchnorm_statistics(model, images, first_stage=3, reference=reference)
-    layers = batchnorm_layers(model)
-    # The first estimated layer (stage 3's first BatchNorm): its own mean plus the images' mean minus the
-    # reference's, both through stages 1-2 as trained; its own variance.
-    prefix = keras.Model(model.backbone.input, layers[4].input)
-    inputs_of = lambda batches: np.concatenate([prefix(b, training=False).numpy() for b in batches]).astype(np.float64)
-    expected = before[4][0] + inputs_of(images).mean(axis=(0, 1, 2)) - inputs_of(reference).mean(axis=(0, 1, 2))
-    np.testing.assert_allclose(shifted[4][0], expected, rtol=1e-4, atol=1e-5)
-    for (mean, variance), own in zip(shifted, before):
-        np.testing.assert_array_equal(variance, own[1])
-    assert np.abs(shifted[4][0] - before[4][0]).max() > 1e-3
-    # The same images as their own reference: no shift at any layer, the later ones included.
-    for (mean, _), own in zip(estimate_batchnorm_statistics(model, images, first_stage=3, reference=images), before):
-        np.testing.assert_allclose(mean, own[0], rtol=1e-4, atol=1e-5)
-    for (mean, variance), (old_mean, old_variance) in zip(_statistics(model), before):  # the model is left as it was
-        np.testing.assert_array_equal(mean, old_mean)
-        np.testing.assert_array_equal(variance, old_variance)
-
-
 def test_adapting_undoes_a_change_of_contrast_of_the_content(tiny_run):
     """The encoder's convolutions have no bias and pad with zeros, so pixels scaled by 0.4 scale every
     convolution's output by 0.4: statistics re-estimated on the scaled images undo it, and the adapted
@@ -224,33 +201,3 @@ def test_adapt_warns_when_the_run_sees_one_class_in_the_images(tiny_run, upsampl
                                  "--out", str(tmp_path / "a")])
     assert code == 0, stderr
     assert "attributes 12 of the 12 images to 'nearest'; statistics of one class are not the content's" in stdout
-
-
-def test_adapt_with_a_reference_reports_it_and_keeps_every_variance(tiny_run, upsampling_data, tmp_path, monkeypatch):
-    import dnadet_tf.adaptation as adaptation
-
-    # Real photos of the new content, most of them answered real: expected with a reference, no warning.
-    monkeypatch.setattr(adaptation, "answer_counts", lambda model, batches: np.array([0, 0, 12]))
-    out = str(tmp_path / "adapted")
-    code, stdout, stderr = _cli(["adapt", tiny_run, "--images", upsampling_data["test"], "--out", out,
-                                 "--reference", upsampling_data["train"]])
-    assert code == 0, stderr
-    assert "means moved by their difference from" in stdout and "warning:" not in stdout
-    with open(os.path.join(out, "adaptation.json"), encoding="utf-8") as f:
-        report = json.load(f)
-    assert report["reference"]["images"] > 0 and report["reference"]["inputs"] == [upsampling_data["train"]]
-    moves = {layer["name"]: layer for layer in report["layers"]}
-    assert all(moves[name]["std_ratio"] == pytest.approx(1.0) for name in moves)
-    assert all(moves[name]["mean_shift_in_std"] > 0.0 for name in moves if name.startswith(("stage3_", "stage4_")))
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    code, _, stderr = _cli(["adapt", tiny_run, "--images", upsampling_data["test"], "--out", str(tmp_path / "b"),
-                            "--reference", str(empty)])
-    assert code == 2 and stderr.strip() == f"dnadet-tf adapt: error: {empty}: expected image files, found none."
-    assert not (tmp_path / "b").exists()
-    (empty / "broken.png").write_bytes(b"not a png")
-    code, _, stderr = _cli(["adapt", tiny_run, "--images", upsampling_data["test"], "--out", str(tmp_path / "b"),
-                            "--reference", str(empty)])
-    assert code == 2 and stderr.strip().splitlines()[-1] == (
-        f"dnadet-tf adapt: error: --reference {empty}: none of its 1 files is a usable image.")
-    assert not (tmp_path / "b").exists()
