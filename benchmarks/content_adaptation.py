@@ -39,7 +39,7 @@ from dnadet_tf.ablation import mean_std, mean_std_cell  # noqa: E402
 from dnadet_tf.adaptation import adapt_batchnorm, batchnorm_layers  # noqa: E402
 from dnadet_tf.data import REAL_CLASS, SPLITS, benchmark_digest  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
-from dnadet_tf.evaluation import load_labeled  # noqa: E402
+from dnadet_tf.evaluation import SPLIT_TITLES, load_labeled  # noqa: E402
 from dnadet_tf.pipeline import inference_dataset  # noqa: E402
 from dnadet_tf.predictor import KerasPredictor, predict_files  # noqa: E402
 
@@ -170,8 +170,6 @@ def across_runs(runs):
     return summary
 
 
-SPLIT_TITLES = {"test": "closed-set", "cross_seed": "cross-seed", "cross_loss": "cross-loss",
-                "cross_finetune": "cross-finetune", "cross_dataset": "cross-dataset"}
 VARIANT_TITLES = {"as_trained": "as trained", "adapted_stage3": "adapted, stages 3-4 (first half)",
                   "adapted_20_stage3": "stages 3-4, 20 images", "real_only_stage3": "stages 3-4, real photos only",
                   "blend_0.5_stage3": "stages 3-4, `--blend 0.5`", "adapted": "adapted, all stages (first half)",

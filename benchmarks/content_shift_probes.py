@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 from dnadet_tf.ablation import mean_std  # noqa: E402
 from dnadet_tf.data import REAL_CLASS, SPLITS, collect_image_paths, readable_images  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
-from dnadet_tf.evaluation import load_labeled  # noqa: E402
+from dnadet_tf.evaluation import SPLIT_TITLES, load_labeled  # noqa: E402
 from dnadet_tf.predictor import KerasPredictor, predict_files  # noqa: E402
 
 JPEG_QUALITY = 95
@@ -163,8 +163,6 @@ def across_runs(runs):
     return summary
 
 
-SPLIT_TITLES = {"test": "closed-set", "cross_seed": "cross-seed", "cross_loss": "cross-loss",
-                "cross_finetune": "cross-finetune", "cross_dataset": "cross-dataset"}
 FIGURE_TITLES = {"whole": "whole image", "tile_mean": "tiles, mean", "tile_vote": "tiles, vote", "tile": "single tile",
                  "partner": "partner run", "ensemble": "both runs' mean"}
 

@@ -36,7 +36,7 @@ from dnadet_tf.ablation import VARIANT_NAMES, VARIANTS, ablate, mean_std_cell  #
 from dnadet_tf.calibrate import CALIBRATION_FILE, calibrate_run, calibrated_known_rate  # noqa: E402
 from dnadet_tf.config import PRECISION_CHOICES  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
-from dnadet_tf.evaluation import OPEN_SET_ROW, evaluate  # noqa: E402
+from dnadet_tf.evaluation import EVALUATION_SPLITS, OPEN_SET_ROW, SPLIT_TITLES, evaluate  # noqa: E402
 from dnadet_tf.openset import DEFAULT_SCORE, KNOWN_RATE, SCORES  # noqa: E402
 from dnadet_tf.predictor import KerasPredictor  # noqa: E402
 from dnadet_tf.runs import RunDir, write_json_atomic  # noqa: E402
@@ -101,7 +101,7 @@ def aggregate(per_seed):
     }
 
 
-SPLIT_ORDER = ["closed-set", "cross-seed", "cross-loss", "cross-finetune", "cross-dataset"]
+SPLIT_ORDER = [SPLIT_TITLES[split] for split in EVALUATION_SPLITS]  # as evaluate names its rows
 
 
 def in_order(splits):

@@ -369,8 +369,9 @@ def test_a_crop_square_run_crops_large_square_images_inside_the_savedmodel(upsam
     assert np.abs(squashed - expected).max() > 1e-4  # the crop is what made them equal
 
 
-def test_the_int8_threshold_keeps_the_share_the_run_was_calibrated_with(tmp_path):
-    # `calibrate --known-rate Q` records Q in calibration.json; export refits the int8 threshold at the same Q.
+def test_calibrated_known_rate_is_the_share_calibration_json_records_or_the_default(tmp_path):
+    # `calibrate --known-rate Q` records Q in calibration.json; export refits the int8 threshold at the same Q
+    # (the sidecar's `threshold_fitted_on.known_rate`, test_open_set_outputs_agree_with_keras).
     assert calibrated_known_rate(str(tmp_path)) == KNOWN_RATE  # no calibration.json: the default
     (tmp_path / "calibration.json").write_text(json.dumps({"known_rate": 0.8, "threshold": 3.0}), encoding="utf-8")
     assert calibrated_known_rate(str(tmp_path)) == 0.8
