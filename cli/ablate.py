@@ -55,6 +55,9 @@ def register(subparsers):
                         help=f"robustness augmentation of every run (fit --augment): {AUGMENT_NAMES_HELP}")
     parser.add_argument("--precision", choices=PRECISION_CHOICES,
                         help="Keras dtype policy of every run (default: the preset's; cpu: auto)")
+    parser.add_argument("--width", type=float,
+                        help="width multiplier of every run's encoder (fit --width; default: the preset's); Base+PT "
+                        "and DNA-Det need a step 1 of that width: --pretrained RUN, or pre-trained first when omitted")
     parser.add_argument("--crop-size", type=int, help="center crop of every run (fit --crop-size)")
     parser.add_argument("--crop-square", action=argparse.BooleanOptionalAction, default=None,
                         help="crop or squash large square images in every run (fit --crop-square)")
@@ -82,7 +85,8 @@ def run(args):
         raise UsageError(f"--seeds: expected a positive number of seeds, received {args.seeds}.")
     overrides = {k: v for k, v in dict(select=args.select, average_last=args.average_last, ce_input=args.ce_input,
                                        learning_rate=args.lr, lr_decay_every=args.lr_decay_every,
-                                       frozen_stages=args.frozen_stages, zero_mean_stem=args.zero_mean_stem,
+                                       frozen_stages=args.frozen_stages, width=args.width,
+                                       zero_mean_stem=args.zero_mean_stem,
                                        augment=augment_from(args),
                                        precision=args.precision, crop_size=args.crop_size,
                                        crop_square=args.crop_square,

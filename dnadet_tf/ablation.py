@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 from dnadet_tf import runs
-from dnadet_tf.config import paper_name
+from dnadet_tf.config import make_config, paper_name
 from dnadet_tf.data import benchmark_digest
 from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES, evaluate
 from dnadet_tf.predictor import KerasPredictor
@@ -188,9 +188,10 @@ def ablate(zoo, out, preset="cpu", pretrained=None, photos=None, steps=None, pre
       out: folder for the runs and the tables.
       preset: preset of every run.
       pretrained: a `pretrain` run dir (or `packaged`) for the +PT variants; None takes the
-        step 1 shipped for the preset (`dnadet_tf.pretrained`) when there is one and neither
-        `photos` nor `pretrain_steps` is given, else pre-trains once (seed 0) into
-        out/pretrain. The same encoder serves every seed.
+        step 1 shipped for the preset (`dnadet_tf.pretrained`) when there is one, neither
+        `photos` nor `pretrain_steps` is given and `fit_overrides` keep the preset's width,
+        else pre-trains once (seed 0, at that width) into out/pretrain. The same encoder
+        serves every seed.
       seeds: training seeds of step 2.
       variants: folders of VARIANTS to run (default: all four).
       compare_select: keep validated models and report every selection rule.
@@ -203,8 +204,12 @@ def ablate(zoo, out, preset="cpu", pretrained=None, photos=None, steps=None, pre
     output = output or sys.stdout
     variants = [v for v in VARIANTS if variants is None or v[0] in variants]
     os.makedirs(out, exist_ok=True)
+    # A width other than the preset's needs a step 1 of that width: the shipped one cannot serve it.
+    step1_overrides = {k: v for k, v in (fit_overrides or {}).items() if k == "width"}
+    preset_width = make_config(preset).model.width
     if (any(uses_pt for _, _, uses_pt in variants) and pretrained is None and photos is None
-            and pretrain_steps is None and packaged_run(preset)):
+            and pretrain_steps is None and packaged_run(preset)
+            and step1_overrides.get("width", preset_width) == preset_width):
         # The shipped step 1 is what the pre-training below would make (its provenance.json names the command).
         pretrained = PACKAGED
     if any(uses_pt for _, _, uses_pt in variants) and pretrained is None:
@@ -212,7 +217,7 @@ def ablate(zoo, out, preset="cpu", pretrained=None, photos=None, steps=None, pre
         if not os.path.isfile(os.path.join(pretrained, runs.BEST_MODEL)):
             print(f"no pre-trained run given: pre-training into {pretrained}", file=output, flush=True)
             pretrain(photos or default_photos(), pretrained, preset=preset, overwrite=True,
-                     steps=pretrain_steps, seed=0, output=output)
+                     steps=pretrain_steps, seed=0, output=output, **step1_overrides)
     document = {"zoo": os.path.abspath(zoo), "zoo_sha256": benchmark_digest(zoo), "preset": preset, "steps": steps,
                 "pretrained": pretrained, "seeds": list(seeds),
                 "fit_overrides": dict(fit_overrides or {}), "compare_select": compare_select, "variants": []}

@@ -337,6 +337,30 @@ def test_ablate_takes_the_shipped_step1_and_keeps_base_pcl_from_scratch(tiny_zoo
     assert dnadet.init == "packaged" and dnadet.optimizer.frozen_stages == 1
 
 
+def test_ablate_pretrains_at_another_width_instead_of_taking_the_shipped_step1(tiny_zoo, tiny_run, tmp_path,
+                                                                                monkeypatch):
+    from dnadet_tf import ablation, pretrained
+
+    pretrained.ship(tiny_run, "a step-2 run stands in for step 1 here", "0123abc", str(tmp_path / "pretrained"))
+    monkeypatch.setattr(pretrained, "FOLDER", str(tmp_path / "pretrained"))
+    step1_calls, fit_calls = [], []
+    monkeypatch.setattr(ablation, "pretrain", lambda photos, out, **kwargs: step1_calls.append(kwargs))
+    monkeypatch.setattr(ablation, "run_one", lambda zoo, run_dir, mode, init, *args: fit_calls.append(init) or {})
+    monkeypatch.setattr(ablation, "aggregate", lambda *args: {})
+    monkeypatch.setattr(ablation, "format_ablation", lambda document: "")
+    zoo, _ = tiny_zoo
+    tiny_width = ablation.make_config("tiny").model.width
+    for width, expected in ((tiny_width, "packaged"), (tiny_width * 2, str(tmp_path / "w" / "pretrain"))):
+        step1_calls.clear(), fit_calls.clear()
+        document = ablation.ablate(zoo, str(tmp_path / "w"), preset="tiny", seeds=(0,), variants=["dnadet"],
+                                   fit_overrides={"width": width})
+        assert document["pretrained"] == expected and fit_calls == [expected]
+        # the shipped step 1 serves the preset's width; another width pre-trains a step 1 of its own width
+        assert step1_calls == ([] if expected == "packaged" else [dict(preset="tiny", overwrite=True, steps=None,
+                                                                       seed=0, output=step1_calls[0]["output"],
+                                                                       width=tiny_width * 2)])
+
+
 def test_ablate_passes_the_learning_rate_and_augmentation_to_every_run(monkeypatch, tmp_path):
     from dnadet_tf import ablation
     from dnadet_tf.attacks import ATTACK_NAMES
@@ -347,8 +371,9 @@ def test_ablate_passes_the_learning_rate_and_augmentation_to_every_run(monkeypat
     received = {}
     monkeypatch.setattr(ablation, "ablate", lambda zoo, out, **kwargs: received.update(kwargs))
     assert main(["ablate", "--zoo", str(tmp_path), "--out", str(tmp_path / "a"), "--variants", "dnadet",
-                 "--lr", "3e-4", "--augment", "jpeg,noise", "--frozen-stages", "2", "--crop-grid", "32"]) == 0
+                 "--lr", "3e-4", "--augment", "jpeg,noise", "--frozen-stages", "2", "--crop-grid", "32",
+                 "--width", "0.5"]) == 0
     assert received["fit_overrides"] == {"learning_rate": 3e-4, "augment": ("jpeg", "noise"), "frozen_stages": 2,
-                                         "crop_grid": 32}
+                                         "crop_grid": 32, "width": 0.5}
     assert main(["ablate", "--zoo", str(tmp_path), "--out", str(tmp_path / "a"), "--variants", "dnadet"]) == 0
     assert received["fit_overrides"] == {}
