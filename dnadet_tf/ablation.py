@@ -24,11 +24,11 @@ import time
 import numpy as np
 
 from dnadet_tf import runs
-from dnadet_tf.config import make_config, paper_name
+from dnadet_tf.config import paper_name
 from dnadet_tf.data import benchmark_digest
 from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES, evaluate
 from dnadet_tf.predictor import KerasPredictor
-from dnadet_tf.pretrained import NO_INIT, PACKAGED, packaged_run
+from dnadet_tf.pretrained import NO_INIT, PACKAGED, packaged_run, provenance
 from dnadet_tf.pretraining import pretrain
 from dnadet_tf.selection import SELECTION_RULES, average_weights, averaged_steps, pick
 from dnadet_tf.training import fit
@@ -189,7 +189,7 @@ def ablate(zoo, out, preset="cpu", pretrained=None, photos=None, steps=None, pre
       preset: preset of every run.
       pretrained: a `pretrain` run dir (or `packaged`) for the +PT variants; None takes the
         step 1 shipped for the preset (`dnadet_tf.pretrained`) when there is one, neither
-        `photos` nor `pretrain_steps` is given and `fit_overrides` keep the preset's width,
+        `photos` nor `pretrain_steps` is given and `fit_overrides` name no width but its own,
         else pre-trains once (seed 0, at that width) into out/pretrain. The same encoder
         serves every seed.
       seeds: training seeds of step 2.
@@ -204,20 +204,19 @@ def ablate(zoo, out, preset="cpu", pretrained=None, photos=None, steps=None, pre
     output = output or sys.stdout
     variants = [v for v in VARIANTS if variants is None or v[0] in variants]
     os.makedirs(out, exist_ok=True)
-    # A width other than the preset's needs a step 1 of that width: the shipped one cannot serve it.
-    step1_overrides = {k: v for k, v in (fit_overrides or {}).items() if k == "width"}
-    preset_width = make_config(preset).model.width
+    width = (fit_overrides or {}).get("width")  # None: the preset's
     if (any(uses_pt for _, _, uses_pt in variants) and pretrained is None and photos is None
             and pretrain_steps is None and packaged_run(preset)
-            and step1_overrides.get("width", preset_width) == preset_width):
-        # The shipped step 1 is what the pre-training below would make (its provenance.json names the command).
+            and width in (None, provenance(preset)["config"]["model"]["width"])):
+        # The shipped step 1 is what the pre-training below would make (its provenance.json names the command);
+        # a run of another width needs a step 1 of that width.
         pretrained = PACKAGED
     if any(uses_pt for _, _, uses_pt in variants) and pretrained is None:
         pretrained = os.path.join(out, "pretrain")
         if not os.path.isfile(os.path.join(pretrained, runs.BEST_MODEL)):
             print(f"no pre-trained run given: pre-training into {pretrained}", file=output, flush=True)
             pretrain(photos or default_photos(), pretrained, preset=preset, overwrite=True,
-                     steps=pretrain_steps, seed=0, output=output, **step1_overrides)
+                     steps=pretrain_steps, seed=0, output=output, width=width)
     document = {"zoo": os.path.abspath(zoo), "zoo_sha256": benchmark_digest(zoo), "preset": preset, "steps": steps,
                 "pretrained": pretrained, "seeds": list(seeds),
                 "fit_overrides": dict(fit_overrides or {}), "compare_select": compare_select, "variants": []}

@@ -340,6 +340,7 @@ def test_ablate_takes_the_shipped_step1_and_keeps_base_pcl_from_scratch(tiny_zoo
 def test_ablate_pretrains_at_another_width_instead_of_taking_the_shipped_step1(tiny_zoo, tiny_run, tmp_path,
                                                                                 monkeypatch):
     from dnadet_tf import ablation, pretrained
+    from dnadet_tf.config import make_config
 
     pretrained.ship(tiny_run, "a step-2 run stands in for step 1 here", "0123abc", str(tmp_path / "pretrained"))
     monkeypatch.setattr(pretrained, "FOLDER", str(tmp_path / "pretrained"))
@@ -349,7 +350,7 @@ def test_ablate_pretrains_at_another_width_instead_of_taking_the_shipped_step1(t
     monkeypatch.setattr(ablation, "aggregate", lambda *args: {})
     monkeypatch.setattr(ablation, "format_ablation", lambda document: "")
     zoo, _ = tiny_zoo
-    tiny_width = ablation.make_config("tiny").model.width
+    tiny_width = make_config("tiny").model.width  # the shipped (tiny) run's, as its provenance.json records
     for width, expected in ((tiny_width, "packaged"), (tiny_width * 2, str(tmp_path / "w" / "pretrain"))):
         step1_calls.clear(), fit_calls.clear()
         document = ablation.ablate(zoo, str(tmp_path / "w"), preset="tiny", seeds=(0,), variants=["dnadet"],
