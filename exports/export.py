@@ -174,7 +174,8 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
     from dnadet_tf.exports.parity import parity_rows
     from dnadet_tf.exports.predictors import SavedModelPredictor, TFLitePredictor
     from dnadet_tf.exports.savedmodel import write_savedmodel
-    from dnadet_tf.exports.tflite import convert, save_pixels_savedmodel, tflite_filename, write_tflite
+    from dnadet_tf.exports.tflite import (convert, save_pixels_savedmodel, tflite_filename, write_sidecar,
+                                          write_tflite)
     from dnadet_tf.pipeline import inference_dataset
     from dnadet_tf.predictor import KerasPredictor
 
@@ -270,7 +271,7 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
                     open_set = int8_open_set(TFLitePredictor(path, num_threads=num_threads), reference.open_set,
                                              threshold_spec, threshold_paths, preprocess,
                                              calibrated_known_rate(run_dir))
-                    write_tflite(content, path, fmt, common, preprocess, extra, open_set=open_set)
+                    write_sidecar(content, path, fmt, common, preprocess, extra, open_set=open_set)
                 elif fmt == "int8" and reference.open_set is not None:
                     warn(f"{run_dir}: no validation images recorded; the int8 file keeps the float model's open-set "
                          f"threshold, which int8 scores can exceed on known images.")

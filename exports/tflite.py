@@ -199,6 +199,12 @@ def write_tflite(content, path, fmt, common_metadata, preprocess, extra=None, op
     """
     with open(path, "wb") as f:
         f.write(content)
+    return write_sidecar(content, path, fmt, common_metadata, preprocess, extra, open_set)
+
+
+def write_sidecar(content, path, fmt, common_metadata, preprocess, extra=None, open_set=None):
+    """Writes (or rewrites) the sidecar JSON of the .tflite file at `path`, whose bytes are `content`;
+    returns the sidecar dict. The file itself is not written."""
     interpreter = make_interpreter(model_content=content, num_threads=1)
     input_description = tensor_description(interpreter.get_input_details()[0])
     outputs = {name: tensor_description(details) for name, details in output_tensors(interpreter).items()}
