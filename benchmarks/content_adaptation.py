@@ -42,6 +42,7 @@ from dnadet_tf.distribute import configure_runtime  # noqa: E402
 from dnadet_tf.evaluation import SPLIT_TITLES, load_labeled  # noqa: E402
 from dnadet_tf.pipeline import inference_dataset  # noqa: E402
 from dnadet_tf.predictor import KerasPredictor, predict_files  # noqa: E402
+from dnadet_tf.runs import RunDir  # noqa: E402
 
 SCORED_SPLITS = tuple(split for split in SPLITS if split not in ("train", "val"))
 FEW = 20
@@ -123,18 +124,26 @@ def run_figures(zoo, run, previous=None):
     previous = previous or {}
     splits = {split: dict(row) for split, row in previous.get("splits", {}).items()}
     training_content = dict(previous.get("training_content", {}))
-    predictor = KerasPredictor(run)
-    preprocess = predictor.preprocess
+    run_dir = RunDir(run)
+    class_names, preprocess = run_dir.class_names, run_dir.config.preprocess
+    loaded = []
+
+    def predictor():
+        """The run's model, loaded when a figure is first missing (never when every figure is kept)."""
+        if not loaded:
+            loaded.append(KerasPredictor(run))
+        return loaded[0]
+
     files = {}
     for split in SCORED_SPLITS:
         path = os.path.join(zoo, f"{split}.txt")
         if os.path.exists(path):
-            files[split] = load_labeled(path, predictor.class_names, preprocess.crop_size, preprocess.min_side)
+            files[split] = load_labeled(path, class_names, preprocess.crop_size, preprocess.min_side)
     for split, split_files in files.items():
         adapt_on, scored = halves(len(split_files.paths))
         row = splits.setdefault(split, {})
         if "as_trained" not in row:
-            row["as_trained"] = accuracy(predictor, split_files, scored)
+            row["as_trained"] = accuracy(predictor(), split_files, scored)
         for variant, (images, blend, first_stage, only_split) in VARIANTS.items():
             if only_split not in (None, split):
                 continue
@@ -142,13 +151,13 @@ def run_figures(zoo, run, previous=None):
                     else None)
             if variant in row and (cost is None or cost in training_content):
                 continue
-            paths = adaptation_paths(images, split_files, adapt_on, predictor.class_names)
+            paths = adaptation_paths(images, split_files, adapt_on, class_names)
             if paths is None:
                 continue
-            with AdaptedStatistics(predictor, paths, blend, first_stage):
-                row[variant] = accuracy(predictor, split_files, scored)
+            with AdaptedStatistics(predictor(), paths, blend, first_stage) as adapted:
+                row[variant] = accuracy(adapted, split_files, scored)
                 if cost:
-                    training_content[cost] = accuracy(predictor, files["test"], halves(len(files["test"].paths))[1])
+                    training_content[cost] = accuracy(adapted, files["test"], halves(len(files["test"].paths))[1])
         print(f"{run} {split} ({len(scored)} scored, {len(adapt_on)} to adapt on): "
               + ", ".join(f"{key} {100 * value:.1f}" for key, value in row.items()), flush=True)
     if training_content:

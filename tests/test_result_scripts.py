@@ -439,7 +439,7 @@ def test_content_adaptation_summarizes_the_runs_and_renders_its_table(tmp_path):
 
 
 def test_content_adaptation_measures_every_variant_and_resumes_from_its_json(tiny_run, upsampling_data, tmp_path,
-                                                                            capsys):
+                                                                            capsys, monkeypatch):
     module = _module("content_adaptation")
     zoo = str(tmp_path / "zoo")
     _benchmark_of(upsampling_data["test"], zoo)
@@ -462,6 +462,13 @@ def test_content_adaptation_measures_every_variant_and_resumes_from_its_json(tin
     assert resumed["splits"]["cross_dataset"]["adapted_20_stage3"] == 0.123
     assert resumed["splits"]["cross_dataset"]["blend_0.5_stage3"] == first["splits"]["cross_dataset"]["blend_0.5_stage3"]
     assert resumed["training_content"] == first["training_content"]
+    # With every figure kept, the run's model is never loaded.
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded although every figure was kept")
+
+    monkeypatch.setattr(module, "KerasPredictor", no_model)
+    module.main(["--zoo", zoo, "--runs", tiny_run, "--json", path])
+    assert json.loads(open(path).read())["runs"][0] == resumed
     # Another zoo's file is refused in one line, and left as it was.
     other = str(tmp_path / "other")
     _benchmark_of(upsampling_data["train"], other)
