@@ -17,7 +17,9 @@ model's cross-tests and those of their averages; each `pretrain-demo-photos*.jso
 curve, the mean accuracy of the validations in each 1000 steps; each `content-shift-probes-*.json`
 (`benchmarks/content_shift_probes.py --json`) as its accuracy and real-share tables; each
 `content-adaptation-*.json` (`benchmarks/content_adaptation.py --json`) as its table before and after adapting;
-each `export-seeds-*.json` (`benchmarks/export_seeds.py --json`) as its export parity and unknown-architecture tables.
+each `export-seeds-*.json` (`benchmarks/export_seeds.py --json`) as its export parity and unknown-architecture tables;
+each `cross-content-*.json` (`benchmarks/cross_content.py --json`) as its table of the same generators and retrained
+ones on other content.
 Usage: python benchmarks/render_results.py [FILE ...]
 """
 import glob
@@ -225,11 +227,21 @@ def render_export_seeds(path):
     return "\n".join([f"### {os.path.basename(path)}", "", format_table(document), ""])
 
 
+def render_cross_content(path):
+    """Same generators against retrained ones, on other content, from `cross_content.py --json`."""
+    sys.path.insert(0, HERE)
+    from cross_content import format_table
+
+    with open(path, encoding="utf-8") as f:
+        document = json.load(f)
+    return "\n".join([f"### {os.path.basename(path)}", "", format_table(document), ""])
+
+
 RENDERERS = {"open-set": render_open_set, "train-throughput": render_speed, "transform-families": render_transform_costs,
              "pretrain-families": render_pretrain_families, "step1-seeds": render_step1_seeds,
              "validation-trajectory": render_validation_trajectory, "ablation": render,
              "content-shift-probes": render_content_shift_probes, "content-adaptation": render_content_adaptation,
-             "export-seeds": render_export_seeds,
+             "export-seeds": render_export_seeds, "cross-content": render_cross_content,
              "pretrain-demo-photos": render_pretrain_validations, "pretrain-shared-photos": render_pretrain_validations}
 
 

@@ -1,4 +1,5 @@
-"""`dnadet-tf zoo build`: train the generator zoo and write it as a benchmark folder."""
+"""`dnadet-tf zoo build`: train the generator zoo and write it as a benchmark folder; `zoo cross-content`:
+its class generators run on the cross-dataset photos."""
 import sys
 
 from dnadet_tf.cli.main import HelpFormatter, UsageError
@@ -54,6 +55,25 @@ def register(subparsers):
                        help="also train DCGAN-, StyleGAN- and CycleGAN-like families (classes dcgan, "
                             "stylegan, cyclegan after the four paper families), for an in-the-wild style set")
     build.set_defaults(func=run)
+    cross_content = actions.add_parser(
+        "cross-content",
+        help="the zoo's class generators run on the cross-dataset photos: the same weights, other content",
+        description=(
+            "Write a zoo's cross-content split into a folder of its own (the zoo is not changed): every "
+            "class's base model (seed 0, its own losses, trained on domain A: the generator of the "
+            "train/val/test images) turns each real image of the cross_dataset split (domain B) into a "
+            "fake, as a released image-to-image model is run on photos of another kind; those real "
+            "images are the real class. Where cross_dataset changes both the content and the weights "
+            "(each family retrained on B), this split changes only the content. Evaluate it with "
+            "'dnadet-tf evaluate --model RUN --data DIR/cross_content.txt'."
+        ),
+        formatter_class=HelpFormatter,
+    )
+    cross_content.add_argument("--zoo", required=True, metavar="ZOO", help="a complete zoo folder")
+    cross_content.add_argument("--out", required=True, metavar="DIR",
+                               help="folder to write classes.txt, cross_content.txt, cross_content.json and "
+                                    "images/ into (created if missing; an earlier split there is replaced)")
+    cross_content.set_defaults(func=run_cross_content)
     zoo.set_defaults(func=lambda args: _missing_action(zoo))
 
 
@@ -69,4 +89,11 @@ def run(args):
 
     build_zoo(args.out, size=args.size, photos=args.photos, seed=args.seed, wild=args.wild,
               progress=lambda line: print(line, flush=True))
+    return 0
+
+
+def run_cross_content(args):
+    from dnadet_tf.zoo.cross_content import write_cross_content
+
+    write_cross_content(args.zoo, args.out, progress=lambda line: print(line, flush=True))
     return 0

@@ -277,6 +277,70 @@ def test_cli_registers_zoo_build(tmp_path, capsys):
         assert flag in text
 
 
+def test_cross_content_runs_the_class_generators_on_the_cross_dataset_reals(tiny_zoo, tmp_path):
+    from dnadet_tf.zoo.build import GENERATE_BATCH, SCALE
+    from dnadet_tf.zoo.cross_content import load_base_generator, write_cross_content
+    from dnadet_tf.zoo.photos import seed_key
+    from dnadet_tf.zoo.training import generate
+
+    zoo, _ = tiny_zoo
+    out = str(tmp_path / "cc")
+    lines = []
+    list_path = write_cross_content(zoo, out, progress=lines.append)
+    with open(os.path.join(zoo, "zoo.json"), encoding="utf-8") as handle:
+        record = json.load(handle)
+    assert open(os.path.join(out, "classes.txt")).read() == open(os.path.join(zoo, "classes.txt")).read()
+    reals = sorted(r for r, label in _read_list(os.path.join(zoo, "cross_dataset.txt")) if label == 0)
+    entries = _read_list(list_path)
+    counts = {label: sum(1 for _, l in entries if l == label) for label in range(len(PAPER_CLASSES))}
+    assert counts == {label: len(reals) for label in range(len(PAPER_CLASSES))}
+    # The real class is the zoo's cross-dataset real crops, pixel for pixel, in sorted order.
+    real_paths = sorted(p for p, l in entries if l == 0)
+    for mine, theirs in zip(real_paths, reals):
+        assert np.array_equal(load_rgb(os.path.join(out, mine)), load_rgb(os.path.join(zoo, theirs)))
+    # Class k's image i is the A-trained base model of k run on real image i (paired), not a cross_dataset model.
+    progan = next(m for m in record["models"] if m["name"] == "progan-A-seed0-nonsaturating-l1")
+    fakes = sorted(p for p, l in entries if l == PAPER_CLASSES.index("progan"))
+    assert all(os.path.basename(p).startswith(progan["name"] + "_") for p in fakes)
+    inputs = np.stack([load_rgb(os.path.join(zoo, r)) for r in reals[:GENERATE_BATCH]])
+    key = seed_key(record["seed"], "noise", progan["name"], "cross_content") % (2**31 - 1)
+    expected = generate(load_base_generator(zoo, progan), inputs, [(key, i) for i in range(len(inputs))], SCALE)
+    written = np.stack([load_rgb(os.path.join(out, p)) for p in fakes[:len(inputs)]])
+    assert written.shape == (len(inputs), 128, 128, 3)
+    assert np.abs(written.astype(int) - expected.astype(int)).max() <= 1
+    assert not np.array_equal(written, inputs)
+    described = json.load(open(os.path.join(out, "cross_content.json")))
+    assert [m["name"] for m in described["models"]] == [
+        f"{f}-A-seed0-{a}-{r}" for f, (a, r) in
+        [("progan", ("nonsaturating", "l1")), ("mmdgan", ("hinge", "l1")), ("sngan", ("hinge", "l1")),
+         ("infomaxgan", ("hinge", "l1"))]]
+    assert len(lines) == 5 and "4 generators and the real class" in lines[-1]
+    # The same zoo gives the same bytes; an earlier split is replaced, the zoo's own folder refused.
+    def checksums(folder):
+        return {os.path.relpath(p, folder): open(p, "rb").read()
+                for p in glob.glob(os.path.join(folder, "images", "*", "*.png"))}
+    first = checksums(out)
+    write_cross_content(zoo, out, progress=lambda line: None)
+    assert checksums(out) == first
+    before = sorted(os.listdir(zoo))
+    with pytest.raises(DataError, match="expected an empty folder or one this command wrote"):
+        write_cross_content(zoo, zoo, progress=lambda line: None)
+    assert sorted(os.listdir(zoo)) == before
+    with pytest.raises(DataError, match="zoo.json: not found"):
+        write_cross_content(str(tmp_path / "nothing"), str(tmp_path / "cc2"), progress=lambda line: None)
+
+
+def test_cli_registers_zoo_cross_content(tiny_zoo, tmp_path, capsys):
+    from dnadet_tf.cli import zoo as zoo_cli
+
+    parser = argparse.ArgumentParser(prog="dnadet-tf")
+    zoo_cli.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["zoo", "cross-content", "--zoo", tiny_zoo[0], "--out", str(tmp_path / "cc")])
+    assert args.func(args) == 0
+    assert os.path.isfile(tmp_path / "cc" / "cross_content.txt")
+    assert "cross_content: " in capsys.readouterr().out
+
+
 def test_ablation_over_seeds_reports_mean_std_and_every_selection_rule(tiny_zoo, tmp_path, capsys):
     import json as json_module
 
