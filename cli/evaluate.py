@@ -1,5 +1,6 @@
 """`dnadet-tf evaluate`: whole-image metrics of a trained model on datasets."""
 import os
+import re
 
 from dnadet_tf.cli.main import HelpFormatter
 
@@ -25,7 +26,10 @@ def register(subparsers):
                              "path<TAB>name, or benchmark folders' open_set.txt): AUROC, FPR at 95 %% TPR and "
                              "open-set accuracy against the closed-set images; a benchmark folder in --data adds "
                              "its open_set.txt by itself (needs a calibrated model)")
-    parser.add_argument("--json", metavar="FILE", help="write the rows as JSON here (confusion PNGs beside it)")
+    parser.add_argument("--json", metavar="FILE",
+                        help="write the rows as JSON here (confusion PNGs beside it); default: "
+                             "evaluation.json in RUN/evaluations/<DATA names>/ (a run dir; MODEL-evaluations/... "
+                             "beside an export), never the evaluation/ folder that fit and ablate write")
     parser.add_argument("--batch-size", type=int, default=16, help="images per inference batch")
     parser.add_argument("--precision", choices=("float32", "mixed_bfloat16"),
                         help="compute a run dir's encoder in this precision (default: as trained; "
@@ -36,6 +40,23 @@ def register(subparsers):
                         help="also write DIR/report.html: a self-contained HTML report (metrics, confusion "
                              "matrices, t-SNE of the pooled features, Grad-CAM examples, configuration)")
     parser.set_defaults(func=run)
+
+
+def default_output_dir(model, data, perturb=None, seed=0):
+    """Where `evaluate` writes without --json: a folder named after what it evaluated, inside a run dir
+    (MODEL/evaluations/NAME) or beside an export (MODEL-evaluations/NAME); never the run's evaluation/
+    folder, which holds the figures fit and ablate measured (ablate resumes from them).
+
+    >>> default_output_dir("runs/a", ["zoo/", "extra/cross_content.txt"], "jpeg,blur", 1)
+    'runs/a/evaluations/zoo+cross_content-perturb-jpeg-blur-seed1'
+    """
+    names = [os.path.splitext(os.path.basename(os.path.normpath(spec)))[0] for spec in data]
+    name = re.sub(r"[^A-Za-z0-9._+-]+", "_", "+".join(names))[:100] or "data"
+    if perturb:
+        name += f"-perturb-{re.sub(r'[^A-Za-z0-9]+', '-', perturb)}-seed{seed}"
+    if os.path.isfile(model) or os.path.isfile(os.path.join(model, "saved_model.pb")):
+        return os.path.join(f"{os.path.normpath(model)}-evaluations", name)
+    return os.path.join(model, "evaluations", name)
 
 
 def run(args):
@@ -54,7 +75,8 @@ def run(args):
 
         perturb_fn = attack_fn(parse_attack_flag("--perturb", args.perturb))
     predictor = load_predictor(args.model, precision=args.precision)
-    out_dir = os.path.dirname(os.path.abspath(args.json)) if args.json else os.path.join(args.model, "evaluation")
+    out_dir = (os.path.dirname(os.path.abspath(args.json)) if args.json
+               else default_output_dir(args.model, args.data, args.perturb, args.seed))
     rows = evaluate(predictor, args.data, out_dir=out_dir, batch_size=args.batch_size,
                     perturb_fn=perturb_fn, seed=args.seed, unknown_specs=args.unknown)
     print(format_table(rows, predictor.class_names))

@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -274,3 +275,23 @@ def test_resize_chain_flags_reach_the_run_and_bad_sizes_name_the_flag(upsampling
         err = capsys.readouterr().err.strip()
         assert code == 2 and err == f"dnadet-tf fit: error: {message}"
         assert not bad.exists()
+
+
+def test_evaluate_without_json_keeps_what_fit_and_ablate_wrote(tiny_run, upsampling_data, tmp_path, capsys):
+    from dnadet_tf.cli.evaluate import default_output_dir
+
+    run = str(tmp_path / "run")
+    shutil.copytree(tiny_run, run)
+    fitted = os.path.join(run, "evaluation", "evaluation.json")  # where fit and ablate keep their figures
+    os.makedirs(os.path.dirname(fitted), exist_ok=True)
+    with open(fitted, "w", encoding="utf-8") as f:
+        f.write('[{"name": "closed-set"}]')
+    assert main(["evaluate", "--model", run, "--data", upsampling_data["test"]]) == 0
+    assert open(fitted, encoding="utf-8").read() == '[{"name": "closed-set"}]'
+    written = os.path.join(run, "evaluations", "test", "evaluation.json")
+    assert [r["name"] for r in json.load(open(written))] == ["test"]
+    assert os.path.isfile(os.path.join(run, "evaluations", "test", "confusion_test.png"))
+    assert f"wrote {written}" in capsys.readouterr().out
+    tflite = tmp_path / "model.tflite"
+    tflite.write_bytes(b"")
+    assert default_output_dir(str(tflite), ["a/b.txt"], "jpeg", 2) == f"{tflite}-evaluations/b-perturb-jpeg-seed2"
