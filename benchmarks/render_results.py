@@ -18,8 +18,8 @@ curve, the mean accuracy of the validations in each 1000 steps; each `content-sh
 (`benchmarks/content_shift_probes.py --json`) as its accuracy and real-share tables; each
 `content-adaptation-*.json` (`benchmarks/content_adaptation.py --json`) as its table before and after adapting;
 each `export-seeds-*.json` (`benchmarks/export_seeds.py --json`) as its export parity and unknown-architecture tables;
-each `cross-content-*.json` (`benchmarks/cross_content.py --json`) as its table of the same generators and retrained
-ones on other content.
+each `swap-content-*.json` (`benchmarks/swap_content.py --json`) as its table of the training and the retrained
+generators on the training and the other photos.
 Usage: python benchmarks/render_results.py [FILE ...]
 """
 import glob
@@ -227,10 +227,10 @@ def render_export_seeds(path):
     return "\n".join([f"### {os.path.basename(path)}", "", format_table(document), ""])
 
 
-def render_cross_content(path):
-    """Same generators against retrained ones, on other content, from `cross_content.py --json`."""
+def render_swap_content(path):
+    """The training and the retrained generators on the training and the other photos, from `swap_content.py --json`."""
     sys.path.insert(0, HERE)
-    from cross_content import format_table
+    from swap_content import format_table
 
     with open(path, encoding="utf-8") as f:
         document = json.load(f)
@@ -241,7 +241,7 @@ RENDERERS = {"open-set": render_open_set, "train-throughput": render_speed, "tra
              "pretrain-families": render_pretrain_families, "step1-seeds": render_step1_seeds,
              "validation-trajectory": render_validation_trajectory, "ablation": render,
              "content-shift-probes": render_content_shift_probes, "content-adaptation": render_content_adaptation,
-             "export-seeds": render_export_seeds, "cross-content": render_cross_content,
+             "export-seeds": render_export_seeds, "swap-content": render_swap_content,
              "pretrain-demo-photos": render_pretrain_validations, "pretrain-shared-photos": render_pretrain_validations}
 
 

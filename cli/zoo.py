@@ -1,5 +1,5 @@
-"""`dnadet-tf zoo build`: train the generator zoo and write it as a benchmark folder; `zoo cross-content`:
-its class generators run on the cross-dataset photos."""
+"""`dnadet-tf zoo build`: train the generator zoo and write it as a benchmark folder; `zoo swap-content`:
+each set of its generators run on the other set's photos."""
 import sys
 
 from dnadet_tf.cli.main import HelpFormatter, UsageError
@@ -55,25 +55,27 @@ def register(subparsers):
                        help="also train DCGAN-, StyleGAN- and CycleGAN-like families (classes dcgan, "
                             "stylegan, cyclegan after the four paper families), for an in-the-wild style set")
     build.set_defaults(func=run)
-    cross_content = actions.add_parser(
-        "cross-content",
-        help="the zoo's class generators run on the cross-dataset photos: the same weights, other content",
+    swap = actions.add_parser(
+        "swap-content",
+        help="run the zoo's training generators on the cross-dataset photos and the cross-dataset generators "
+             "on the training photos: content and weights, one at a time",
         description=(
-            "Write a zoo's cross-content split into a folder of its own (the zoo is not changed): every "
-            "class's base model (seed 0, its own losses, trained on domain A: the generator of the "
-            "train/val/test images) turns each real image of the cross_dataset split (domain B) into a "
-            "fake, as a released image-to-image model is run on photos of another kind; those real "
-            "images are the real class. Where cross_dataset changes both the content and the weights "
-            "(each family retrained on B), this split changes only the content. Evaluate it with "
-            "'dnadet-tf evaluate --model RUN --data DIR/cross_content.txt'."
+            "A zoo's cross_dataset split changes the photos' content and the generators' weights at once "
+            "(every family trained anew on domain B). This writes two splits that change one each, into a "
+            "folder of its own (the zoo is not changed): cross_content, the generators of the training images "
+            "(trained on domain A) run on the cross_dataset real crops, as a released image-to-image model is "
+            "run on photos of another kind; cross_weights, the cross_dataset generators (trained on B) run on "
+            "the test split's real crops. Each split's real class is the crops its fakes were made from. "
+            "Evaluate them with 'dnadet-tf evaluate --model RUN --data DIR/cross_content.txt "
+            "DIR/cross_weights.txt'."
         ),
         formatter_class=HelpFormatter,
     )
-    cross_content.add_argument("--zoo", required=True, metavar="ZOO", help="a complete zoo folder")
-    cross_content.add_argument("--out", required=True, metavar="DIR",
-                               help="folder to write classes.txt, cross_content.txt, cross_content.json and "
-                                    "images/ into (created if missing; an earlier split there is replaced)")
-    cross_content.set_defaults(func=run_cross_content)
+    swap.add_argument("--zoo", required=True, metavar="ZOO", help="a complete zoo folder")
+    swap.add_argument("--out", required=True, metavar="DIR",
+                      help="folder to write classes.txt, cross_content.txt, cross_weights.txt, swap_content.json "
+                           "and images/ into (created if missing; earlier splits written there are replaced)")
+    swap.set_defaults(func=run_swap_content)
     zoo.set_defaults(func=lambda args: _missing_action(zoo))
 
 
@@ -92,8 +94,8 @@ def run(args):
     return 0
 
 
-def run_cross_content(args):
-    from dnadet_tf.zoo.cross_content import write_cross_content
+def run_swap_content(args):
+    from dnadet_tf.zoo.swap_content import write_swapped_splits
 
-    write_cross_content(args.zoo, args.out, progress=lambda line: print(line, flush=True))
+    write_swapped_splits(args.zoo, args.out, progress=lambda line: print(line, flush=True))
     return 0

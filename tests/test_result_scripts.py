@@ -578,8 +578,8 @@ def test_open_set_table_reports_the_share_flagged_on_every_split_at_the_known_ra
                                                   "summary": summary})
 
 
-def test_cross_content_figures_summary_table_and_resume(tmp_path, monkeypatch):
-    module = _module("cross_content")
+def test_swap_content_figures_summary_table_and_resume(tmp_path, monkeypatch):
+    module = _module("swap_content")
     classes = ["real", "a", "b"]
     metrics = {"accuracy": 0.6, "per_class_recall": {"real": 1.0, "a": 0.5, "b": 0.3},
                "confusion_matrix": [[10, 0, 0], [4, 5, 1], [2, 5, 3]], "flagged_unknown": 0.25}
@@ -595,15 +595,19 @@ def test_cross_content_figures_summary_table_and_resume(tmp_path, monkeypatch):
     Image.new("RGB", (16, 16)).save(zoo / "r.png")
     (zoo / "cross_dataset.txt").write_text("r.png\t0\n")
     (split / "cross_content.txt").write_text("")
+    (split / "cross_weights.txt").write_text("")
+    (split / "swap_content.json").write_text("{}")
     measured = []
 
     def fake_run_figures(run, lists):
         measured.append(run)
         assert lists == {"cross_content": str(split / "cross_content.txt"),
+                         "cross_weights": str(split / "cross_weights.txt"),
                          "cross_dataset": os.path.join(str(zoo), "cross_dataset.txt")}
         accuracy = {"r0": 1.0, "r1": 0.8, "r2": 0.5}[os.path.basename(run)]
         row = {**figures, "accuracy": accuracy}
-        return {"run": os.path.abspath(run), "splits": {"cross_content": row, "cross_dataset": {**row, "accuracy": 0.2}}}
+        return {"run": os.path.abspath(run), "splits": {"cross_content": row, "cross_weights": {**row, "accuracy": 0.3},
+                                                        "cross_dataset": {**row, "accuracy": 0.2}}}
 
     monkeypatch.setattr(module, "run_figures", fake_run_figures)
     runs = {"DNA-Det": [str(tmp_path / "r0"), str(tmp_path / "r1")], "Base": [str(tmp_path / "r2")]}
@@ -611,14 +615,16 @@ def test_cross_content_figures_summary_table_and_resume(tmp_path, monkeypatch):
     stats = document["variants"]["DNA-Det"]["summary"]["cross_content"]["accuracy"]
     assert (stats["mean"], stats["std"], stats["values"]) == (pytest.approx(0.9), pytest.approx(0.1), [1.0, 0.8])
     table = module.format_table(document)
-    assert "| DNA-Det | cross_content (same generators, other content) | 2 | 90.0 ± 10.0 | 100.0 ± 0.0 | 30.0 ± 0.0 | 25.0 ± 0.0 |" in table
-    assert "| Base | cross_dataset (retrained generators, other content) | 1 | 20.0 ± 0.0 |" in table
+    assert ("| DNA-Det | cross_content (training generators, other photos) | 2 | 90.0 ± 10.0 | 100.0 ± 0.0 | "
+            "30.0 ± 0.0 | 25.0 ± 0.0 |") in table
+    assert "| DNA-Det | cross_weights (retrained generators, training photos) | 2 | 30.0 ± 0.0 |" in table
+    assert "| Base | cross_dataset (retrained generators, other photos) | 1 | 20.0 ± 0.0 |" in table
     # A run already in the document is kept; only a new one is measured.
     measured.clear()
     runs["Base"].append(str(tmp_path / "r0"))
     again = module.measure(str(zoo), runs, str(split), previous=document, progress=lambda line: None)
     assert measured == []
     assert again["variants"]["Base"]["summary"]["cross_content"]["accuracy"]["values"] == [0.5, 1.0]
-    path = tmp_path / "cross-content-test.json"
+    path = tmp_path / "swap-content-test.json"
     path.write_text(json.dumps(again))
-    assert "| Base | cross_content" in _module("render_results").render_cross_content(str(path))
+    assert "| Base | cross_content" in _module("render_results").render_swap_content(str(path))

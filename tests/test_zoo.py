@@ -277,68 +277,75 @@ def test_cli_registers_zoo_build(tmp_path, capsys):
         assert flag in text
 
 
-def test_cross_content_runs_the_class_generators_on_the_cross_dataset_reals(tiny_zoo, tmp_path):
+def test_swapped_splits_run_each_generator_set_on_the_other_sets_reals(tiny_zoo, tmp_path):
     from dnadet_tf.zoo.build import GENERATE_BATCH, SCALE
-    from dnadet_tf.zoo.cross_content import load_base_generator, write_cross_content
     from dnadet_tf.zoo.photos import seed_key
+    from dnadet_tf.zoo.swap_content import load_generator, write_swapped_splits
     from dnadet_tf.zoo.training import generate
 
     zoo, _ = tiny_zoo
-    out = str(tmp_path / "cc")
+    out = str(tmp_path / "swap")
     lines = []
-    list_path = write_cross_content(zoo, out, progress=lines.append)
+    paths = write_swapped_splits(zoo, out, progress=lines.append)
     with open(os.path.join(zoo, "zoo.json"), encoding="utf-8") as handle:
         record = json.load(handle)
+    models = {m["name"]: m for m in record["models"]}
     assert open(os.path.join(out, "classes.txt")).read() == open(os.path.join(zoo, "classes.txt")).read()
-    reals = sorted(r for r, label in _read_list(os.path.join(zoo, "cross_dataset.txt")) if label == 0)
-    entries = _read_list(list_path)
-    counts = {label: sum(1 for _, l in entries if l == label) for label in range(len(PAPER_CLASSES))}
-    assert counts == {label: len(reals) for label in range(len(PAPER_CLASSES))}
-    # The real class is the zoo's cross-dataset real crops, pixel for pixel, in sorted order.
-    real_paths = sorted(p for p, l in entries if l == 0)
-    for mine, theirs in zip(real_paths, reals):
-        assert np.array_equal(load_rgb(os.path.join(out, mine)), load_rgb(os.path.join(zoo, theirs)))
-    # Class k's image i is the A-trained base model of k run on real image i (paired), not a cross_dataset model.
-    progan = next(m for m in record["models"] if m["name"] == "progan-A-seed0-nonsaturating-l1")
-    fakes = sorted(p for p, l in entries if l == PAPER_CLASSES.index("progan"))
-    assert all(os.path.basename(p).startswith(progan["name"] + "_") for p in fakes)
-    inputs = np.stack([load_rgb(os.path.join(zoo, r)) for r in reals[:GENERATE_BATCH]])
-    key = seed_key(record["seed"], "noise", progan["name"], "cross_content") % (2**31 - 1)
-    expected = generate(load_base_generator(zoo, progan), inputs, [(key, i) for i in range(len(inputs))], SCALE)
-    written = np.stack([load_rgb(os.path.join(out, p)) for p in fakes[:len(inputs)]])
-    assert written.shape == (len(inputs), 128, 128, 3)
-    assert np.abs(written.astype(int) - expected.astype(int)).max() <= 1
-    assert not np.array_equal(written, inputs)
-    described = json.load(open(os.path.join(out, "cross_content.json")))
-    assert [m["name"] for m in described["models"]] == [
-        f"{f}-A-seed0-{a}-{r}" for f, (a, r) in
-        [("progan", ("nonsaturating", "l1")), ("mmdgan", ("hinge", "l1")), ("sngan", ("hinge", "l1")),
-         ("infomaxgan", ("hinge", "l1"))]]
-    assert len(lines) == 5 and "4 generators and the real class" in lines[-1]
-    # The same zoo gives the same bytes; an earlier split is replaced, the zoo's own folder refused.
+    # cross_content: the four A-trained base models on the cross_dataset reals; cross_weights: the zoo's
+    # B-trained models (sngan alone at size tiny) on the test split's reals.
+    expected_models = {
+        "cross_content": ("cross_dataset", ["progan-A-seed0-nonsaturating-l1", "mmdgan-A-seed0-hinge-l1",
+                                            "sngan-A-seed0-hinge-l1", "infomaxgan-A-seed0-hinge-l1"]),
+        "cross_weights": ("test", ["sngan-B-seed0-hinge-l1"]),
+    }
+    described = json.load(open(os.path.join(out, "swap_content.json")))
+    for split, (source, names) in expected_models.items():
+        assert [m["name"] for m in described["splits"][split]["models"]] == names
+        reals = sorted(r for r, label in _read_list(os.path.join(zoo, f"{source}.txt")) if label == 0)
+        entries = _read_list(paths[split])
+        labels = [0] + [PAPER_CLASSES.index(models[n]["family"]) for n in names]
+        assert sorted({l for _, l in entries}) == labels
+        assert all(sum(1 for _, l in entries if l == label) == len(reals) for label in labels)
+        # The real class is the source split's real crops, pixel for pixel, in sorted order.
+        for mine, theirs in zip(sorted(p for p, l in entries if l == 0), reals):
+            assert np.array_equal(load_rgb(os.path.join(out, mine)), load_rgb(os.path.join(zoo, theirs)))
+        # Class k's image i is that model run on real image i (paired).
+        name = names[-1]
+        fakes = sorted(p for p, l in entries if l == PAPER_CLASSES.index(models[name]["family"]))
+        assert all(os.path.basename(p).startswith(name + "_") for p in fakes)
+        inputs = np.stack([load_rgb(os.path.join(zoo, r)) for r in reals[:GENERATE_BATCH]])
+        key = seed_key(record["seed"], "noise", name, split) % (2**31 - 1)
+        expected = generate(load_generator(zoo, models[name]), inputs, [(key, i) for i in range(len(inputs))], SCALE)
+        written = np.stack([load_rgb(os.path.join(out, p)) for p in fakes[:len(inputs)]])
+        assert written.shape == (len(inputs), 128, 128, 3)
+        assert np.array_equal(written, expected) and not np.array_equal(written, inputs)
+    assert [line.split(": ", 1)[1].split(" in ")[0] for line in lines if "the real class" in line] == [
+        "40 images (4 generators and the real class)", "16 images (1 generator and the real class)"]
+    # The same zoo gives the same bytes; earlier splits are replaced, the zoo's own folder refused.
     def checksums(folder):
         return {os.path.relpath(p, folder): open(p, "rb").read()
-                for p in glob.glob(os.path.join(folder, "images", "*", "*.png"))}
+                for p in glob.glob(os.path.join(folder, "images", "*", "*", "*.png"))}
     first = checksums(out)
-    write_cross_content(zoo, out, progress=lambda line: None)
-    assert checksums(out) == first
+    write_swapped_splits(zoo, out, progress=lambda line: None)
+    assert checksums(out) == first and len(first) == 5 * 8 + 2 * 8
     before = sorted(os.listdir(zoo))
     with pytest.raises(DataError, match="expected an empty folder or one this command wrote"):
-        write_cross_content(zoo, zoo, progress=lambda line: None)
+        write_swapped_splits(zoo, zoo, progress=lambda line: None)
     assert sorted(os.listdir(zoo)) == before
     with pytest.raises(DataError, match="zoo.json: not found"):
-        write_cross_content(str(tmp_path / "nothing"), str(tmp_path / "cc2"), progress=lambda line: None)
+        write_swapped_splits(str(tmp_path / "nothing"), str(tmp_path / "swap2"), progress=lambda line: None)
 
 
-def test_cli_registers_zoo_cross_content(tiny_zoo, tmp_path, capsys):
+def test_cli_registers_zoo_swap_content(tiny_zoo, tmp_path, capsys):
     from dnadet_tf.cli import zoo as zoo_cli
 
     parser = argparse.ArgumentParser(prog="dnadet-tf")
     zoo_cli.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["zoo", "cross-content", "--zoo", tiny_zoo[0], "--out", str(tmp_path / "cc")])
+    args = parser.parse_args(["zoo", "swap-content", "--zoo", tiny_zoo[0], "--out", str(tmp_path / "swap")])
     assert args.func(args) == 0
-    assert os.path.isfile(tmp_path / "cc" / "cross_content.txt")
-    assert "cross_content: " in capsys.readouterr().out
+    assert os.path.isfile(tmp_path / "swap" / "cross_content.txt")
+    assert os.path.isfile(tmp_path / "swap" / "cross_weights.txt")
+    assert "cross_weights: " in capsys.readouterr().out
 
 
 def test_ablation_over_seeds_reports_mean_std_and_every_selection_rule(tiny_zoo, tmp_path, capsys):

@@ -1,17 +1,18 @@
-"""Same generators, other content: trained runs on a zoo's cross-content split next to its cross-dataset split.
+"""Content or weights: trained runs on a zoo's cross_dataset split and on the two splits `zoo swap-content` makes.
 
 The zoo's cross_dataset split changes the content (domain B photos) and the generators' weights (every family
-retrained on B); `dnadet-tf zoo cross-content` changes only the content (the class generators of the training
-images run on the cross_dataset real crops). Scoring the same runs on both tells which of the two shifts the
-attributor fails on. Per run and split: accuracy, real-class recall, the share of fakes called real and the
+retrained on B) at once; `dnadet-tf zoo swap-content` writes cross_content (the training generators run on the
+cross_dataset real crops: only the content changes) and cross_weights (the cross_dataset generators run on the
+test split's real crops: only the weights change). Scoring the same runs on the three tells which of the two
+shifts the attributor fails on. Per run and split: accuracy, real-class recall, the share of fakes called real and the
 share the run's open-set threshold flags as unknown (when the run is calibrated); per variant the mean ± std
 over its runs (population std, as `ablation.mean_std`).
 
-The split is written into --split-dir (default: ZOO-cross-content beside the zoo) when that folder holds none
+The splits are written into --split-dir (default: ZOO-swap-content beside the zoo) when that folder holds none
 yet. `--json FILE` writes {"zoo", "zoo_sha256", "split", "variants": {label: {"runs": [...], "summary"}}};
 when FILE exists (of the same zoo), the figures of runs already in it are kept and only missing runs measured.
 
-Usage: python benchmarks/cross_content.py --zoo ZOO --variant LABEL RUN [RUN ...] [--variant ...]
+Usage: python benchmarks/swap_content.py --zoo ZOO --variant LABEL RUN [RUN ...] [--variant ...]
            [--split-dir DIR] [--json FILE]
 """
 import argparse
@@ -27,9 +28,10 @@ from dnadet_tf.ablation import mean_std  # noqa: E402
 from dnadet_tf.data import REAL_CLASS, benchmark_digest  # noqa: E402
 from dnadet_tf.runs import write_json_atomic  # noqa: E402
 
-SPLITS = ("cross_content", "cross_dataset")
+SPLITS = ("cross_content", "cross_weights", "cross_dataset")
 FIGURES = ("accuracy", "real_recall", "fakes_called_real", "flagged_unknown")
-TITLES = {"cross_content": "same generators, other content", "cross_dataset": "retrained generators, other content"}
+TITLES = {"cross_content": "training generators, other photos", "cross_weights": "retrained generators, training photos",
+          "cross_dataset": "retrained generators, other photos"}
 
 
 def figures_of(metrics, class_names):
@@ -47,7 +49,7 @@ def figures_of(metrics, class_names):
 
 
 def run_figures(run, lists):
-    """{"run", "splits": {split: figures}} of one run dir on the lists {split: path}."""
+    """{"run", "splits": {split: figures}} of one run dir on the lists {split: path} (in SPLITS order)."""
     import dnadet_tf
 
     predictor = dnadet_tf.load(run)
@@ -86,16 +88,17 @@ def format_table(document):
 
 def measure(zoo, variants, split_dir, previous=None, progress=print):
     """The document for {label: [run dirs]} (see the module docstring); `previous` an earlier one whose runs are kept."""
-    from dnadet_tf.zoo.cross_content import SPLIT, write_cross_content
+    from dnadet_tf.zoo.swap_content import RECORD, SWAPPED_SPLITS, write_swapped_splits
 
-    list_path = os.path.join(split_dir, f"{SPLIT}.txt")
-    if not os.path.isfile(list_path):
-        write_cross_content(zoo, split_dir, progress=progress)
-    lists = {"cross_content": list_path, "cross_dataset": os.path.join(zoo, "cross_dataset.txt")}
+    lists = {split: os.path.join(split_dir, f"{split}.txt") for split in SWAPPED_SPLITS}
+    if not os.path.isfile(os.path.join(split_dir, RECORD)) or not all(map(os.path.isfile, lists.values())):
+        write_swapped_splits(zoo, split_dir, progress=progress)
+    lists["cross_dataset"] = os.path.join(zoo, "cross_dataset.txt")
     digest = benchmark_digest(zoo)
     kept = {}
     if previous and previous.get("zoo_sha256") == digest:
-        kept = {r["run"]: r for entry in previous["variants"].values() for r in entry["runs"]}
+        kept = {r["run"]: r for entry in previous["variants"].values() for r in entry["runs"]
+                if set(SPLITS) <= set(r["splits"])}
     document = {"zoo": os.path.abspath(zoo), "zoo_sha256": digest, "split": os.path.abspath(split_dir),
                 "variants": {}}
     for label, runs in variants.items():
@@ -116,8 +119,8 @@ def main(argv=None):
     parser.add_argument("--zoo", required=True, help="the zoo the runs were trained on")
     parser.add_argument("--variant", nargs="+", action="append", required=True, metavar=("LABEL", "RUN"),
                         help="a label and its run dirs (repeat for each method)")
-    parser.add_argument("--split-dir", help="where the cross-content split is (written when missing); "
-                                            "default: ZOO-cross-content beside the zoo")
+    parser.add_argument("--split-dir", help="where the swapped splits are (written when missing); "
+                                            "default: ZOO-swap-content beside the zoo")
     parser.add_argument("--json", help="write (and resume from) this JSON file")
     args = parser.parse_args(argv)
     variants = {}
@@ -125,7 +128,7 @@ def main(argv=None):
         if len(entry) < 2:
             parser.error(f"--variant: expected a label and at least one run dir, received {entry!r}")
         variants[entry[0]] = entry[1:]
-    split_dir = args.split_dir or os.path.normpath(args.zoo) + "-cross-content"
+    split_dir = args.split_dir or os.path.normpath(args.zoo) + "-swap-content"
     previous = None
     if args.json and os.path.isfile(args.json):
         with open(args.json, encoding="utf-8") as f:
