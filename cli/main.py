@@ -60,8 +60,9 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 # The names `--augment` takes (dnadet_tf.attacks.ATTACK_NAMES), for the help of every command that has the flag.
-AUGMENT_NAMES_HELP = ("a comma list of crop,blur,jpeg,noise,relight, or combo (the paper's attacks), and channels "
-                      "(the colour channels in a random order)")
+AUGMENT_NAMES_HELP = ("a comma list of crop,blur,jpeg,noise,relight, or combo (the paper's attacks), channels "
+                      "(the colour channels in a random order) and detail (the high-frequency residual times a "
+                      "gain from 1/4 to 4)")
 
 
 def augment_from(args):

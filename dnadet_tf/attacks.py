@@ -23,6 +23,13 @@ parameter from a stateless seed:
            changes. Not one of the paper's attacks: a training augmentation
            that keeps a model from tying a generator to the colours of the
            content it was trained on.
+- detail:  the high-frequency residual r = x - blur5(x) (5 x 5 Gaussian, OpenCV's
+           sigma rule) scaled by a gain g, log-uniform in [1/4, 4]: blur5(x) + g r,
+           clipped and rounded. Not one of the paper's attacks: a training
+           augmentation for generators of one architecture whose traces are
+           weaker or stronger than the training generator's (README, "Content or
+           weights": the zoo's generators trained on other photos leave 2-4 times
+           the high-frequency energy of the training ones).
 
 `apply_attacks` applies several named attacks in the order given. Each
 attack's randomness comes from `stateless_fold_in(seed, <its position in
@@ -31,11 +38,12 @@ runs alone, in a list, or inside combo. Same seed -> same output, bit for bit.
 In `tf.data`, give every element its own seed, e.g. from
 `dataset.enumerate()`: `seed = tf.stack([base_seed, index])`.
 """
+import numpy as np
 import tensorflow as tf
 
 from dnadet_tf import imageops
 
-ATTACK_NAMES = ("crop", "blur", "jpeg", "noise", "relight", "combo", "channels")
+ATTACK_NAMES = ("crop", "blur", "jpeg", "noise", "relight", "combo", "channels", "detail")
 CHANNEL_ORDERS = ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
 COMBO_ORDER = ("relight", "crop", "blur", "jpeg", "noise")
 COMBO_PROBABILITY = 0.5
@@ -45,6 +53,8 @@ BLUR_KERNELS = (1, 3, 5, 7, 9)
 JPEG_QUALITY_RANGE = (10, 75)  # inclusive
 NOISE_VARIANCE_RANGE = (5.0, 20.0)
 RELIGHT_FACTOR_RANGE = (0.1, 1.9)  # 1 +- 0.9
+DETAIL_GAIN_RANGE = (0.25, 4.0)  # log-uniform
+DETAIL_BLUR_KERNEL = 5
 
 _COIN_SALT = 100  # combo's coin for attack i uses salt 100 + i
 
@@ -128,6 +138,12 @@ def _channels_parameters(seed):
     return {"order": tf.gather(tf.constant(CHANNEL_ORDERS, tf.int32), index)}
 
 
+def _detail_parameters(seed):
+    """-> {"gain": float32 scalar in [0.25, 4), log-uniform}."""
+    low, high = DETAIL_GAIN_RANGE
+    return {"gain": tf.exp(_uniform(seed, float(np.log(low)), float(np.log(high))))}
+
+
 def crop(image, seed):
     """Random resized crop: (H, W, 3) -> float32 (H, W, 3), about 80-95 % of the area kept."""
     image = imageops.as_float_image(image)
@@ -176,6 +192,15 @@ def channels(image, seed):
     return out
 
 
+def detail(image, seed):
+    """High-frequency residual times a gain g in [1/4, 4]: (H, W, 3) -> float32 (H, W, 3); H, W >= 3."""
+    image = imageops.as_float_image(image)
+    low = imageops.gaussian_blur(image, DETAIL_BLUR_KERNEL)
+    out = imageops.quantize(low + _detail_parameters(seed)["gain"] * (image - low))
+    out.set_shape(image.shape)
+    return out
+
+
 _PARAMETERS = {
     "crop": _crop_parameters,
     "blur": _blur_parameters,
@@ -183,6 +208,7 @@ _PARAMETERS = {
     "noise": _noise_parameters,
     "relight": _relight_parameters,
     "channels": _channels_parameters,
+    "detail": _detail_parameters,
 }
 
 
@@ -197,7 +223,8 @@ def attack_parameters(name, seed):
     return _PARAMETERS[name](_seed_for(seed, ATTACK_NAMES.index(name)))
 
 
-_ATTACKS = {"crop": crop, "blur": blur, "jpeg": jpeg, "noise": noise, "relight": relight, "channels": channels}
+_ATTACKS = {"crop": crop, "blur": blur, "jpeg": jpeg, "noise": noise, "relight": relight, "channels": channels,
+            "detail": detail}
 
 
 def _apply_one(image, name, seed):

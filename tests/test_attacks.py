@@ -23,7 +23,7 @@ def seed_where(name, key, predicate):
 
 
 def test_attack_names():
-    assert ATTACK_NAMES == ("crop", "blur", "jpeg", "noise", "relight", "combo", "channels")
+    assert ATTACK_NAMES == ("crop", "blur", "jpeg", "noise", "relight", "combo", "channels", "detail")
 
 
 def test_parse_attacks():
@@ -157,3 +157,21 @@ def test_no_attack_returns_the_image_as_float():
     image = random_image(10, 12)
     out = apply_attacks(image, "", [0, 0])
     assert out.dtype == tf.float32 and np.array_equal(out.numpy(), image.astype(np.float32))
+
+
+def test_detail_scales_the_high_frequency_residual_by_a_log_uniform_gain():
+    from dnadet_tf import imageops
+
+    gains = np.array([float(attack_parameters("detail", seed)["gain"]) for seed in [[0, i] for i in range(400)]])
+    assert gains.min() >= 0.25 and gains.max() < 4.0
+    assert abs(np.mean(gains < 1.0) - 0.5) < 0.1  # log-uniform: as many gains below 1 as above
+    image = random_image(40, 40, seed=3).astype(np.float32) * 0.5 + 64  # room for the residual to grow unclipped
+    low = imageops.gaussian_blur(image, 5).numpy()
+    for seed in ([0, 1], [0, 2]):
+        gain = float(attack_parameters("detail", seed)["gain"])
+        out = apply_attacks(image, "detail", seed).numpy()
+        expected = np.clip(np.round(low + gain * (image - low)), 0, 255)
+        assert np.abs(out - expected).max() <= 1.0
+    # The low-pass part stays: blurring the output gives back (nearly) the blurred input.
+    out = apply_attacks(image, "detail", [0, 1]).numpy()
+    assert np.abs(imageops.gaussian_blur(out, 5).numpy() - low).mean() < 3.0
