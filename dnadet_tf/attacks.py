@@ -27,9 +27,9 @@ parameter from a stateless seed:
            sigma rule) scaled by a gain g, log-uniform in [1/4, 4]: blur5(x) + g r,
            clipped and rounded. Not one of the paper's attacks: a training
            augmentation for generators of one architecture whose traces are
-           weaker or stronger than the training generator's (README, "Content or
-           weights": the zoo's generators trained on other photos leave 2-4 times
-           the high-frequency energy of the training ones).
+           weaker or stronger than the training generator's; measured on the
+           seven-family faces -> scenes zoo, it did not help (README, "Content or
+           weights").
 
 `apply_attacks` applies several named attacks in the order given. Each
 attack's randomness comes from `stateless_fold_in(seed, <its position in
