@@ -65,7 +65,8 @@ def register(subparsers):
                         "best metric; last = the release's (ties go to the later step); nll = best metric, ties "
                         "broken by lower validation cross-entropy; final = the last validated model; average = the "
                         "mean of the weights of the last --average-last validated models "
-                        f"(default: the preset's; cpu: average, paper: {LoopConfig.select})")
+                        f"(default: the preset's; cpu: average, and nll for Base+PCL, --init none without --base; "
+                        f"paper: {LoopConfig.select})")
     parser.add_argument("--average-last", type=int,
                         help=f"how many of the last validated models --select average averages "
                         f"(default: {LoopConfig.average_last})")

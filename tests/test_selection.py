@@ -103,6 +103,13 @@ def test_presets_rules_and_a_bad_average_count_names_the_flag(upsampling_data, t
     from dnadet_tf.config import make_config
 
     assert (make_config("cpu").loop.select, make_config("cpu").loop.average_last) == ("average", 4)
+    # From random weights the patch method (Base+PCL) keeps rule nll: the mean of its last models can be a broken
+    # one. Base from random weights, any run from a step 1, and an explicit --select keep theirs.
+    assert make_config("cpu", init="none").loop.select == "nll"
+    assert make_config("cpu", init="none", mode="base").loop.select == "average"
+    assert make_config("cpu", init="runs/step1").loop.select == "average"
+    assert make_config("cpu", init="none", select="average").loop.select == "average"
+    assert make_config("cpu", init="none", select="final").loop.select == "final"
     assert make_config("paper").loop.select == make_config("tiny").loop.select == "nll"
     bad = tmp_path / "bad"
     code = main(["fit", "--data", upsampling_data["train"], "--out", str(bad), "--preset", "tiny",
