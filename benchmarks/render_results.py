@@ -23,6 +23,7 @@ generators on the training and the other photos.
 Usage: python benchmarks/render_results.py [FILE ...]
 """
 import glob
+import importlib
 import json
 import os
 import sys
@@ -187,54 +188,38 @@ def render_step1_seeds(path):
     return "\n".join([f"### {os.path.basename(path)}", "", "accuracy (%), mean ± std", "", format_table(combined), ""])
 
 
-def render_validation_trajectory(path):
-    """Every validated model's cross-tests and their averages, from `validation_trajectory.py --json`."""
+def _rendered_by(script, function, path):
+    """`### FILE` and the tables that `function` of the script `script` (beside this one) makes of the JSON at `path`."""
     sys.path.insert(0, HERE)
-    from validation_trajectory import format_tables
-
+    tables = getattr(importlib.import_module(script), function)
     with open(path, encoding="utf-8") as f:
         document = json.load(f)
-    return "\n".join([f"### {os.path.basename(path)}", "", format_tables(document), ""])
+    return "\n".join([f"### {os.path.basename(path)}", "", tables(document), ""])
+
+
+def render_validation_trajectory(path):
+    """Every validated model's cross-tests and their averages, from `validation_trajectory.py --json`."""
+    return _rendered_by("validation_trajectory", "format_tables", path)
 
 
 def render_content_shift_probes(path):
     """The probes' accuracy and real-share tables, from `content_shift_probes.py --json`."""
-    sys.path.insert(0, HERE)
-    from content_shift_probes import format_tables
-
-    with open(path, encoding="utf-8") as f:
-        document = json.load(f)
-    return "\n".join([f"### {os.path.basename(path)}", "", format_tables(document), ""])
+    return _rendered_by("content_shift_probes", "format_tables", path)
 
 
 def render_content_adaptation(path):
     """The accuracy table before and after adapting, from `content_adaptation.py --json`."""
-    sys.path.insert(0, HERE)
-    from content_adaptation import format_table
-
-    with open(path, encoding="utf-8") as f:
-        document = json.load(f)
-    return "\n".join([f"### {os.path.basename(path)}", "", format_table(document), ""])
+    return _rendered_by("content_adaptation", "format_table", path)
 
 
 def render_export_seeds(path):
     """The parity and unknown-architecture tables of exported files, from `export_seeds.py --json`."""
-    sys.path.insert(0, HERE)
-    from export_seeds import format_table
-
-    with open(path, encoding="utf-8") as f:
-        document = json.load(f)
-    return "\n".join([f"### {os.path.basename(path)}", "", format_table(document), ""])
+    return _rendered_by("export_seeds", "format_table", path)
 
 
 def render_swap_content(path):
     """The training and the retrained generators on the training and the other photos, from `swap_content.py --json`."""
-    sys.path.insert(0, HERE)
-    from swap_content import format_table
-
-    with open(path, encoding="utf-8") as f:
-        document = json.load(f)
-    return "\n".join([f"### {os.path.basename(path)}", "", format_table(document), ""])
+    return _rendered_by("swap_content", "format_table", path)
 
 
 RENDERERS = {"open-set": render_open_set, "train-throughput": render_speed, "transform-families": render_transform_costs,

@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from dnadet_tf.ablation import mean_std  # noqa: E402
+from dnadet_tf.ablation import mean_std, mean_std_cell  # noqa: E402
 from dnadet_tf.data import REAL_CLASS, benchmark_digest  # noqa: E402
 from dnadet_tf.runs import write_json_atomic  # noqa: E402
 
@@ -70,10 +70,6 @@ def summarize(runs):
     return summary
 
 
-def _cell(stats):
-    return "-" if stats["mean"] is None else f"{100 * stats['mean']:.1f} ± {100 * stats['std']:.1f}"
-
-
 def format_table(document):
     """Markdown: one row per variant and split, mean ± std (%) over its runs."""
     lines = ["| method | split | runs | accuracy | real recall | fakes called real | flagged unknown |",
@@ -82,7 +78,7 @@ def format_table(document):
         for split in SPLITS:
             stats = entry["summary"][split]
             lines.append(f"| {label} | {split} ({TITLES[split]}) | {len(entry['runs'])} | "
-                         + " | ".join(_cell(stats[figure]) for figure in FIGURES) + " |")
+                         + " | ".join(mean_std_cell(stats[figure]) for figure in FIGURES) + " |")
     return "\n".join(lines)
 
 
