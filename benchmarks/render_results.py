@@ -19,7 +19,8 @@ curve, the mean accuracy of the validations in each 1000 steps; each `content-sh
 `content-adaptation-*.json` (`benchmarks/content_adaptation.py --json`) as its table before and after adapting;
 each `export-seeds-*.json` (`benchmarks/export_seeds.py --json`) as its export parity and unknown-architecture tables;
 each `swap-content-*.json` (`benchmarks/swap_content.py --json`) as its table of the training and the retrained
-generators on the training and the other photos.
+generators on the training and the other photos; each `released-samples-*.json`
+(`benchmarks/released_samples.py --json`) as its table of reals and fakes of sources no zoo holds.
 Usage: python benchmarks/render_results.py [FILE ...]
 """
 import glob
@@ -222,11 +223,17 @@ def render_swap_content(path):
     return _rendered_by("swap_content", "format_table", path)
 
 
+def render_released_samples(path):
+    """Reals and fakes of sources no zoo holds, answered real or flagged, from `released_samples.py --json`."""
+    return _rendered_by("released_samples", "format_table", path)
+
+
 RENDERERS = {"open-set": render_open_set, "train-throughput": render_speed, "transform-families": render_transform_costs,
              "pretrain-families": render_pretrain_families, "step1-seeds": render_step1_seeds,
              "validation-trajectory": render_validation_trajectory, "ablation": render,
              "content-shift-probes": render_content_shift_probes, "content-adaptation": render_content_adaptation,
              "export-seeds": render_export_seeds, "swap-content": render_swap_content,
+             "released-samples": render_released_samples,
              "pretrain-demo-photos": render_pretrain_validations, "pretrain-shared-photos": render_pretrain_validations}
 
 

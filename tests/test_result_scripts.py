@@ -628,3 +628,90 @@ def test_swap_content_figures_summary_table_and_resume(tmp_path, monkeypatch):
     path = tmp_path / "swap-content-test.json"
     path.write_text(json.dumps(again))
     assert "| Base | cross_content" in _module("render_results").render_swap_content(str(path))
+
+
+def test_released_samples_groups_a_manifest_by_source_and_rejects_a_bad_row_or_crop(tmp_path):
+    module = _module("released_samples")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("path,generator,real_or_fake\nb/2.png,x,fake\na/1.png,x,real\nb/1.png,x,fake\n")
+    groups = module.read_manifest(str(manifest))
+    assert list(groups) == ["a", "b"]
+    assert groups["b"] == {"real": [], "fake": [str(tmp_path / "b" / "1.png"), str(tmp_path / "b" / "2.png")]}
+    manifest.write_text("path,real_or_fake\na/1.png,unknown\n")
+    with pytest.raises(SystemExit, match=r"manifest.csv:2: expected a path and real_or_fake 'real' or 'fake'"):
+        module.read_manifest(str(manifest))
+    assert module.parse_crop("cnn_=50,50,306,306") == ("cnn_", (50, 50, 306, 306))
+    for bad in ("cnn_=50,50,306", "=1,1,2,2", "x=5,5,5,9"):
+        with pytest.raises(module.argparse.ArgumentTypeError, match="expected"):
+            module.parse_crop(bad)
+    crops = [("cnn_", (1, 2, 3, 4))]
+    assert module.crop_for(str(tmp_path / "cnn_a" / "1.png"), str(tmp_path), crops) == (1, 2, 3, 4)
+    assert module.crop_for(str(tmp_path / "a" / "cnn_1.png"), str(tmp_path), crops) is None
+
+
+def test_released_samples_answers_equal_the_runs_predictions_on_the_cropped_images(tiny_run, upsampling_data,
+                                                                                  tmp_path):
+    from dnadet_tf.predictor import KerasPredictor, predict_files
+
+    module = _module("released_samples")
+    test = upsampling_data["test"]
+    rows, unframed = ["path,real_or_fake"], []
+    for name in sorted(os.listdir(test)):
+        for index, file in enumerate(sorted(os.listdir(os.path.join(test, name)))[:4]):
+            source = os.path.join(test, name, file)
+            framed = Image.new("RGB", (52, 52), (200, 30, 30))
+            framed.paste(Image.open(source).convert("RGB"), (10, 10))
+            os.makedirs(tmp_path / f"framed_{name}", exist_ok=True)
+            framed.save(tmp_path / f"framed_{name}" / f"{index}.png")
+            rows.append(f"framed_{name}/{index}.png,{'real' if name == 'real' else 'fake'}")
+            unframed.append(source)
+    (tmp_path / "manifest.csv").write_text("\n".join(rows) + "\n")
+    groups = module.read_manifest(str(tmp_path / "manifest.csv"))
+    figures = module.run_figures(tiny_run, groups, str(tmp_path), [("framed_", (10, 10, 42, 42))])
+
+    predictor = KerasPredictor(tiny_run)
+    real = predictor.class_names.index("real")
+    answers = predict_files(predictor, unframed).argmax(-1).reshape(-1, 4)  # the classes in sorted order, 4 each
+    for name, row in zip(sorted(os.listdir(test)), answers):
+        kind = "real" if name == "real" else "fake"
+        assert figures["groups"][f"framed_{name}/{kind}"]["answered_real"] == pytest.approx(np.mean(row == real))
+    fakes = answers[[i for i, name in enumerate(sorted(os.listdir(test))) if name != "real"]]
+    assert figures["all"]["fake"]["answered_real"] == pytest.approx(np.mean(fakes == real))
+    assert figures["all"]["fake"]["images"] == fakes.size
+
+
+def test_released_samples_summary_table_and_resume(tmp_path, monkeypatch):
+    module = _module("released_samples")
+    answers, unknown = np.array([0, 0, 1, 2]), np.array([True, False, False, False])
+    assert module.group_figures(answers, unknown, 0) == {"images": 4, "answered_real": 0.5, "flagged_unknown": 0.25,
+                                                         "real_and_known": 0.25}
+    assert module.group_figures(answers, None, 0)["real_and_known"] is None
+
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("path,real_or_fake\ns/1.png,fake\ns/2.png,real\n")
+    measured = []
+
+    def fake_run_figures(run, groups, manifest_dir, crops):
+        measured.append(run)
+        assert (list(groups), manifest_dir) == (["s"], str(tmp_path)) and crops[0][0] == "s"
+        share = {"r0": 1.0, "r1": 0.5}[os.path.basename(run)]
+        row = {"images": 1, "answered_real": share, "flagged_unknown": 0.0, "real_and_known": share}
+        return {"run": os.path.abspath(run), "groups": {"s/fake": row, "s/real": row}, "all": {"fake": row, "real": row}}
+
+    monkeypatch.setattr(module, "run_figures", fake_run_figures)
+    runs = {"DNA-Det": [str(tmp_path / "r0"), str(tmp_path / "r1")]}
+    document = module.measure(str(manifest), runs, [("s", (0, 0, 4, 4))], progress=lambda line: None)
+    stats = document["variants"]["DNA-Det"]["summary"]["all/fake"]["answered_real"]
+    assert (stats["mean"], stats["std"], stats["values"]) == (pytest.approx(0.75), pytest.approx(0.25), [1.0, 0.5])
+    table = module.format_table(document)
+    assert "| DNA-Det | all fakes (1) | 2 | 75.0 ± 25.0 | 0.0 ± 0.0 | 75.0 ± 25.0 |" in table
+    assert "| DNA-Det | s reals (1) | 2 |" in table
+
+    path = tmp_path / "released-samples-test.json"
+    path.write_text(json.dumps(document))
+    measured.clear()
+    again = module.measure(str(manifest), runs, [("s", (0, 0, 4, 4))], previous=document, progress=lambda line: None)
+    assert measured == [] and again == document
+    module.measure(str(manifest), runs, [("s", (0, 0, 5, 5))], previous=document, progress=lambda line: None)
+    assert len(measured) == 2  # other crops: measured again
+    assert "| DNA-Det | all fakes (1) |" in _module("render_results").render_released_samples(str(path))
