@@ -715,3 +715,68 @@ def test_released_samples_summary_table_and_resume(tmp_path, monkeypatch):
     module.measure(str(manifest), runs, [("s", (0, 0, 5, 5))], previous=document, progress=lambda line: None)
     assert len(measured) == 2  # other crops: measured again
     assert "| DNA-Det | all fakes (1) |" in _module("render_results").render_released_samples(str(path))
+
+
+def _tiny_zoo(root):
+    rng = np.random.default_rng(0)
+    (root / "classes.txt").write_text("real\nprogan\n")
+    lists = {"train": [], "cross_dataset": []}
+    for split in lists:
+        for label, name in enumerate(("real", "progan")):
+            folder = root / "images" / split / name
+            folder.mkdir(parents=True)
+            for i in range(2):
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), np.uint8)).save(folder / f"{name}_{i}.png")
+                lists[split].append(f"images/{split}/{name}/{name}_{i}.png\t{label}")
+        (root / f"{split}.txt").write_text("\n".join(lists[split]) + "\n")
+    (root / "images" / "open_set").mkdir()
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), np.uint8)).save(root / "images" / "open_set" / "u.png")
+    (root / "open_set.txt").write_text("images/open_set/u.png\tcyclegan\n")
+
+
+def test_processed_reals_processes_only_the_real_images_of_the_chosen_content(tmp_path):
+    module = _module("processed_reals")
+    zoo, out = tmp_path / "zoo", tmp_path / "out"
+    zoo.mkdir()
+    _tiny_zoo(zoo)
+    module.main(["--zoo", str(zoo), "--out", str(out), "--process", "upsample:16", "--cross-process", "jpeg:75"])
+    train = [line.split("\t") for line in (out / "train.txt").read_text().splitlines()]
+    assert [label for _, label in train] == ["0", "0", "1", "1"]
+    for path, label in train:
+        if label == "1":  # fakes: the zoo's own file, by absolute path
+            assert os.path.isabs(path) and path.startswith(str(zoo) + os.sep) and os.path.isfile(path)
+            continue
+        assert path.endswith("-up16.png") and not os.path.isabs(path)
+        source = Image.open(zoo / "images" / "train" / "real" / os.path.basename(path).replace("-up16", ""))
+        expected = source.resize((16, 16), Image.BICUBIC).resize((32, 32), Image.BICUBIC)
+        np.testing.assert_array_equal(np.asarray(Image.open(out / path)), np.asarray(expected))
+    cross = [line.split("\t") for line in (out / "cross_dataset.txt").read_text().splitlines()]
+    reals = [path for path, label in cross if label == "0"]
+    assert all(p.endswith("-q75.jpg") for p in reals)
+    buffer = out / "expected.jpg"
+    Image.open(zoo / "images" / "cross_dataset" / "real" / "real_0.png").convert("RGB").save(buffer, quality=75)
+    assert (out / reals[0]).read_bytes() == buffer.read_bytes()
+    assert (out / "open_set.txt").read_text() == f"{zoo / 'images' / 'open_set' / 'u.png'}\tcyclegan\n"
+    assert (out / "classes.txt").read_text() == "real\nprogan\n"
+    # the lists read back as a benchmark, and the zoo is untouched
+    from dnadet_tf.data import read_annotation_list
+    assert len(read_annotation_list(str(out / "cross_dataset.txt")).paths) == 4
+    assert sorted(os.listdir(zoo)) == ["classes.txt", "cross_dataset.txt", "images", "open_set.txt", "train.txt"]
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--process", "gzip:3", "expected 'jpeg:QUALITY', 'upsample:SIDE' or 'none'; received 'gzip:3'"),
+    ("--process", "jpeg:101", "JPEG quality must be in 1..100; received 101"),
+    ("--process", "none", "--process: expected 'jpeg:QUALITY' or 'upsample:SIDE'; received 'none'"),
+    ("--cross-process", "upsample:4", "at least 8 px; received 4"),
+])
+def test_processed_reals_names_a_bad_processing_flag(tmp_path, flag, value, message):
+    module = _module("processed_reals")
+    (tmp_path / "zoo").mkdir()
+    _tiny_zoo(tmp_path / "zoo")
+    args = {"--process": "jpeg:75", "--cross-process": "none", flag: value}
+    with pytest.raises(SystemExit) as raised:
+        module.main(["--zoo", str(tmp_path / "zoo"), "--out", str(tmp_path / "out"),
+                     "--process", args["--process"], "--cross-process", args["--cross-process"]])
+    assert message in str(raised.value) and flag in str(raised.value)
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,117 @@
+"""A copy of a zoo's lists whose real images carry a processing that differs by content.
+
+Every real image of a zoo is made by one crop pipeline, so the real photos of the training content and those of
+cross_dataset share their low-level statistics. Released data sets differ there: one kind of content comes as
+JPEG, another lossless; one enlarged to a generator's input size, another not. This writes a benchmark where they
+differ, to see whether an attributor learns "real" as the training content's processing:
+
+- `--process`: applied to the real images of every split but cross_dataset and open_set (the training content);
+- `--cross-process`: applied to the real images of cross_dataset (the other content); `none` keeps them.
+
+A processing is `jpeg:Q` (a JPEG round trip at quality Q, saved as .jpg) or `upsample:S` (bicubic to S x S and
+back, the look of a photo resized to a generator's input size, saved as .png). Fakes, and every image left as it
+was, are listed by absolute path to the zoo's file; processed images are written under DIR/images/ with the
+processing in the name. The zoo itself is never changed. The same zoo and flags give the same bytes.
+
+Usage: python benchmarks/processed_reals.py --zoo ZOO --out DIR --process upsample:100 [--cross-process none]
+"""
+import argparse
+import os
+import shutil
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from PIL import Image  # noqa: E402
+
+from dnadet_tf.data import REAL_CLASS, read_annotation_list  # noqa: E402
+from dnadet_tf.errors import DataError  # noqa: E402
+
+KINDS = ("jpeg", "upsample")
+
+
+def parse_processing(text, flag):
+    """'jpeg:Q' | 'upsample:S' | 'none' -> (kind, value) or None; one clear error line otherwise."""
+    if text == "none":
+        return None
+    kind, _, value = text.partition(":")
+    if kind not in KINDS or not value.isdigit():
+        raise DataError(f"{flag}: expected 'jpeg:QUALITY', 'upsample:SIDE' or 'none'; received '{text}'.")
+    value = int(value)
+    if kind == "jpeg" and not 1 <= value <= 100:
+        raise DataError(f"{flag}: JPEG quality must be in 1..100; received {value}.")
+    if kind == "upsample" and value < 8:
+        raise DataError(f"{flag}: the side to resample through must be at least 8 px; received {value}.")
+    return kind, value
+
+
+def processed_copy(src, dst_stem, processing):
+    """Writes `src` processed to DST_STEM + suffix and returns that path."""
+    kind, value = processing
+    image = Image.open(src).convert("RGB")
+    if kind == "jpeg":
+        dst = f"{dst_stem}-q{value}.jpg"
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        image.save(dst, quality=value)
+    else:
+        dst = f"{dst_stem}-up{value}.png"
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        image.resize((value, value), Image.BICUBIC).resize(image.size, Image.BICUBIC).save(dst)
+    return dst
+
+
+def write_processed_reals(zoo, out, process, cross_process):
+    """Writes DIR/classes.txt and one list per zoo list (see the module docstring); returns the list names."""
+    classes_path = os.path.join(zoo, "classes.txt")
+    if not os.path.isfile(classes_path):
+        raise DataError(f"{classes_path}: not found; expected a zoo folder ('dnadet-tf zoo build' writes it).")
+    if os.path.abspath(out) == os.path.abspath(zoo):
+        raise DataError(f"--out: must be another folder than the zoo; received {out}.")
+    os.makedirs(out, exist_ok=True)
+    shutil.copy(classes_path, out)
+    names = sorted(n for n in os.listdir(zoo) if n.endswith(".txt") and n != "classes.txt")
+    for name in names:
+        lines = []
+        if name == "open_set.txt":  # unknown architectures, named not numbered: listed as they are
+            with open(os.path.join(zoo, name), encoding="utf-8") as handle:
+                for line in handle:
+                    path, label = line.rstrip("\n").rsplit("\t", 1)
+                    lines.append(f"{os.path.abspath(os.path.join(zoo, path))}\t{label}")
+            with open(os.path.join(out, name), "w", encoding="utf-8") as handle:
+                handle.write("\n".join(lines) + "\n")
+            continue
+        files = read_annotation_list(os.path.join(zoo, name))
+        real = files.class_names.index(REAL_CLASS)
+        processing = cross_process if name == "cross_dataset.txt" else process
+        for path, label in zip(files.paths, files.labels):
+            if label == real and processing is not None:
+                rel = os.path.relpath(path, zoo)
+                dst = processed_copy(path, os.path.join(out, os.path.splitext(rel)[0]), processing)
+                lines.append(f"{os.path.relpath(dst, out)}\t{label}")
+            else:
+                lines.append(f"{os.path.abspath(path)}\t{label}")
+        with open(os.path.join(out, name), "w", encoding="utf-8") as handle:
+            handle.write("\n".join(lines) + "\n")
+    return names
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--zoo", required=True, help="a zoo folder (classes.txt and its lists)")
+    parser.add_argument("--out", required=True, help="the folder to write the lists and processed images into")
+    parser.add_argument("--process", required=True, help="jpeg:Q | upsample:S, for the training content's reals")
+    parser.add_argument("--cross-process", default="none", help="jpeg:Q | upsample:S | none, for cross_dataset's reals")
+    args = parser.parse_args(argv)
+    try:
+        process = parse_processing(args.process, "--process")
+        cross = parse_processing(args.cross_process, "--cross-process")
+        if process is None:
+            raise DataError("--process: expected 'jpeg:QUALITY' or 'upsample:SIDE'; received 'none'.")
+        names = write_processed_reals(args.zoo, args.out, process, cross)
+    except DataError as error:
+        sys.exit(f"error: {error}")
+    print(f"wrote {len(names)} lists to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
