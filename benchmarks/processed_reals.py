@@ -26,6 +26,7 @@ from PIL import Image  # noqa: E402
 
 from dnadet_tf.data import REAL_CLASS, read_annotation_list  # noqa: E402
 from dnadet_tf.errors import DataError  # noqa: E402
+from dnadet_tf.runs import write_text_atomic  # noqa: E402
 
 KINDS = ("jpeg", "upsample")
 
@@ -49,13 +50,12 @@ def processed_copy(src, dst_stem, processing):
     """Writes `src` processed to DST_STEM + suffix and returns that path."""
     kind, value = processing
     image = Image.open(src).convert("RGB")
+    os.makedirs(os.path.dirname(dst_stem), exist_ok=True)
     if kind == "jpeg":
         dst = f"{dst_stem}-q{value}.jpg"
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
         image.save(dst, quality=value)
     else:
         dst = f"{dst_stem}-up{value}.png"
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
         image.resize((value, value), Image.BICUBIC).resize(image.size, Image.BICUBIC).save(dst)
     return dst
 
@@ -71,28 +71,31 @@ def write_processed_reals(zoo, out, process, cross_process):
     shutil.copy(classes_path, out)
     names = sorted(n for n in os.listdir(zoo) if n.endswith(".txt") and n != "classes.txt")
     for name in names:
-        lines = []
-        if name == "open_set.txt":  # unknown architectures, named not numbered: listed as they are
-            with open(os.path.join(zoo, name), encoding="utf-8") as handle:
-                for line in handle:
-                    path, label = line.rstrip("\n").rsplit("\t", 1)
-                    lines.append(f"{os.path.abspath(os.path.join(zoo, path))}\t{label}")
-            with open(os.path.join(out, name), "w", encoding="utf-8") as handle:
-                handle.write("\n".join(lines) + "\n")
-            continue
-        files = read_annotation_list(os.path.join(zoo, name))
-        real = files.class_names.index(REAL_CLASS)
-        processing = cross_process if name == "cross_dataset.txt" else process
-        for path, label in zip(files.paths, files.labels):
-            if label == real and processing is not None:
-                rel = os.path.relpath(path, zoo)
-                dst = processed_copy(path, os.path.join(out, os.path.splitext(rel)[0]), processing)
-                lines.append(f"{os.path.relpath(dst, out)}\t{label}")
-            else:
-                lines.append(f"{os.path.abspath(path)}\t{label}")
-        with open(os.path.join(out, name), "w", encoding="utf-8") as handle:
-            handle.write("\n".join(lines) + "\n")
+        lines = (_open_set_lines(zoo, name) if name == "open_set.txt"
+                 else _split_lines(zoo, out, name, cross_process if name == "cross_dataset.txt" else process))
+        write_text_atomic(os.path.join(out, name), "\n".join(lines) + "\n")
     return names
+
+
+def _open_set_lines(zoo, name):
+    """The open_set list's lines by absolute path: unknown architectures, labelled by name, none of them real."""
+    with open(os.path.join(zoo, name), encoding="utf-8") as handle:
+        return [f"{os.path.abspath(os.path.join(zoo, path))}\t{label}"
+                for path, label in (line.rstrip("\n").rsplit("\t", 1) for line in handle)]
+
+
+def _split_lines(zoo, out, name, processing):
+    """One split's lines: its real images processed into OUT (relative paths), every other image by absolute path."""
+    files = read_annotation_list(os.path.join(zoo, name))
+    real = files.class_names.index(REAL_CLASS)
+    lines = []
+    for path, label in zip(files.paths, files.labels):
+        if label == real and processing is not None:
+            stem = os.path.join(out, os.path.splitext(os.path.relpath(path, zoo))[0])
+            lines.append(f"{os.path.relpath(processed_copy(path, stem, processing), out)}\t{label}")
+        else:
+            lines.append(f"{os.path.abspath(path)}\t{label}")
+    return lines
 
 
 def main(argv=None):
