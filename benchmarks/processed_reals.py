@@ -8,8 +8,7 @@ differ, to see whether an attributor learns "real" as the training content's pro
 - `--process`: applied to the real images of every split but cross_dataset and open_set (the training content);
 - `--cross-process`: applied to the real images of cross_dataset (the other content); `none` keeps them.
 
-A processing is `jpeg:Q` (a JPEG round trip at quality Q, saved as .jpg) or `upsample:S` (bicubic to S x S and
-back, the look of a photo resized to a generator's input size, saved as .png). Fakes, and every image left as it
+A processing is `jpeg:Q` or `upsample:S` (`dnadet_tf/photo_processing.py`). Fakes, and every image left as it
 was, are listed by absolute path to the zoo's file; processed images are written under DIR/images/ with the
 processing in the name. The zoo itself is never changed. The same zoo and flags give the same bytes.
 
@@ -25,39 +24,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from PIL import Image  # noqa: E402
 
 from dnadet_tf.data import REAL_CLASS, read_annotation_list  # noqa: E402
-from dnadet_tf.errors import DataError  # noqa: E402
+from dnadet_tf.errors import DataError, DnadetError  # noqa: E402
+from dnadet_tf.photo_processing import parse_processing, save_processed  # noqa: E402
 from dnadet_tf.runs import write_text_atomic  # noqa: E402
-
-KINDS = ("jpeg", "upsample")
-
-
-def parse_processing(text, flag):
-    """'jpeg:Q' | 'upsample:S' | 'none' -> (kind, value) or None; one clear error line otherwise."""
-    if text == "none":
-        return None
-    kind, _, value = text.partition(":")
-    if kind not in KINDS or not value.isdigit():
-        raise DataError(f"{flag}: expected 'jpeg:QUALITY', 'upsample:SIDE' or 'none'; received '{text}'.")
-    value = int(value)
-    if kind == "jpeg" and not 1 <= value <= 100:
-        raise DataError(f"{flag}: JPEG quality must be in 1..100; received {value}.")
-    if kind == "upsample" and value < 8:
-        raise DataError(f"{flag}: the side to resample through must be at least 8 px; received {value}.")
-    return kind, value
 
 
 def processed_copy(src, dst_stem, processing):
-    """Writes `src` processed to DST_STEM + suffix and returns that path."""
-    kind, value = processing
-    image = Image.open(src).convert("RGB")
+    """Writes `src` processed (`photo_processing.save_processed`) to DST_STEM + suffix and returns that path."""
     os.makedirs(os.path.dirname(dst_stem), exist_ok=True)
-    if kind == "jpeg":
-        dst = f"{dst_stem}-q{value}.jpg"
-        image.save(dst, quality=value)
-    else:
-        dst = f"{dst_stem}-up{value}.png"
-        image.resize((value, value), Image.BICUBIC).resize(image.size, Image.BICUBIC).save(dst)
-    return dst
+    return save_processed(Image.open(src).convert("RGB"), dst_stem, processing)
 
 
 def write_processed_reals(zoo, out, process, cross_process):
@@ -111,7 +86,7 @@ def main(argv=None):
         if process is None:
             raise DataError("--process: expected 'jpeg:QUALITY' or 'upsample:SIDE'; received 'none'.")
         names = write_processed_reals(args.zoo, args.out, process, cross)
-    except DataError as error:
+    except DnadetError as error:
         sys.exit(f"error: {error}")
     print(f"wrote {len(names)} lists to {args.out}")
 

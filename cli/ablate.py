@@ -67,6 +67,8 @@ def register(subparsers):
                         help="training patches' corners on multiples of N px in every run (fit --crop-grid)")
     parser.add_argument("--extra-real", metavar="packaged|none|DIR",
                         help="crops of other real photos in the real class of every run (fit --extra-real; preset: cpu auto)")
+    parser.add_argument("--extra-real-process", metavar="jpeg:Q|upsample:S|none",
+                        help="the processing of the --extra-real crops in every run (fit --extra-real-process)")
     parser.add_argument("--transplant", type=float, metavar="P",
                         help="fakes moved onto the --extra-real photos with probability P in every run (fit --transplant)")
     parser.set_defaults(func=run)
@@ -92,6 +94,7 @@ def run(args):
                                        crop_square=args.crop_square,
                                        resize1=args.resize1, resize2=args.resize2,
                                        crop_grid=args.crop_grid, extra_real=args.extra_real,
+                                       extra_real_process=args.extra_real_process,
                                        transplant=args.transplant).items()
                  if v is not None}
     ablate(args.zoo, args.out, preset=args.preset, pretrained=args.pretrained, photos=args.photos,

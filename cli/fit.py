@@ -102,6 +102,11 @@ def register(subparsers):
                         "images: 'packaged' (the 60 photos shipped with the package), a folder of photos, 'auto' "
                         "(packaged when a class is named real, else nothing) or 'none' (preset: cpu auto, paper and "
                         "tiny none; README, \"Real photos of other content in the real class\")")
+    parser.add_argument("--extra-real-process", metavar="jpeg:Q|upsample:S|none",
+                        help="give the --extra-real crops the processing of your real photos: a JPEG round trip at "
+                        "quality Q, or bicubic through S x S px and back (the crops are 128 px); plain crops next to "
+                        "processed real photos teach 'real' as the processing (default: none; README, \"When the real "
+                        "photos of each content were processed differently\")")
     parser.add_argument("--transplant", type=float, metavar="P",
                         help="with probability P, train a fake image as its high-frequency residual laid over one of the "
                         "--extra-real photos, label kept: fakes of the photos' content; it helped where the photos "
@@ -128,7 +133,8 @@ def overrides_from(args):
         ce_input=args.ce_input, frozen_stages=args.frozen_stages, lr_decay_every=args.lr_decay_every,
         lr_decay=args.lr_decay, width=args.width, zero_mean_stem=args.zero_mean_stem,
         crop_size=args.crop_size, crop_square=args.crop_square, resize1=args.resize1, resize2=args.resize2,
-        crop_grid=args.crop_grid, extra_real=args.extra_real, transplant=args.transplant,
+        crop_grid=args.crop_grid, extra_real=args.extra_real, extra_real_process=args.extra_real_process,
+        transplant=args.transplant,
         init_partial=args.init_partial,
         ood_score=args.ood_score,
     )

@@ -4,7 +4,8 @@ A `TrainConfig` holds one frozen section per concern:
 
   model          mode, width, dropout, zero_mean_stem
   preprocessing  crop_size, resize1, resize2, preprocess_mode
-  sampling       patch_size, patches_per_image, images_per_class, augment, crop_grid, extra_real, transplant
+  sampling       patch_size, patches_per_image, images_per_class, augment, crop_grid, extra_real,
+                 extra_real_process, transplant
   optimizer      learning_rate, lr_decay, lr_decay_every, loss_weight_learning_rate,
                  temperature, base_temperature, ce_input, frozen_stages
   loop           steps, val_every, checkpoint_every, log_every, patience, metric, select,
@@ -27,6 +28,7 @@ import dataclasses
 from dnadet_tf.errors import DnadetError
 from dnadet_tf.input_priority import DEFAULT_NICENESS
 from dnadet_tf.openset import DEFAULT_SCORE, SCORES
+from dnadet_tf.photo_processing import parse_processing
 from dnadet_tf.preprocess import PREPROCESS_MODES, PreprocessConfig
 from dnadet_tf.pretrained import NO_INIT
 from dnadet_tf.selection import SELECTION_RULES
@@ -81,6 +83,8 @@ class SamplingConfig:
     (1: anywhere; 8 with no magnification keeps step 1's JPEG blocks in the same place in every crop).
     `extra_real`: "" or "none" (off), "packaged" or a folder: crops of those photos added to the class
     named `real`; "auto": "packaged" when there is such a class (`extra_real.add_extra_real`).
+    `extra_real_process`: the processing those crops get, "none", "jpeg:Q" or "upsample:S"
+    (`photo_processing`), to look like the user's real photos.
     `transplant`: probability that a fake training image is moved onto one of those photos
     (`transplant.ResidualTransplant`); 0: never."""
 
@@ -90,6 +94,7 @@ class SamplingConfig:
     augment: tuple = ()
     crop_grid: int = 1
     extra_real: str = ""
+    extra_real_process: str = "none"
     transplant: float = 0.0
 
 
@@ -404,6 +409,11 @@ def validate(config):
     if not isinstance(config.sampling.extra_real, str):
         raise DnadetError(f"extra_real: expected 'auto', 'packaged', 'none' or a folder, "
                           f"received {config.sampling.extra_real!r}.")
+    if (parse_processing(config.sampling.extra_real_process, "extra_real_process")
+            and config.sampling.extra_real in ("", "none")):
+        raise DnadetError(f"extra_real_process: expected crops to process (extra_real 'auto', 'packaged' or a "
+                          f"folder), received extra_real_process {config.sampling.extra_real_process!r} with "
+                          f"extra_real {config.sampling.extra_real or 'none'!r}.")
     transplant = config.sampling.transplant
     if not 0.0 <= transplant <= 1.0:
         raise DnadetError(f"transplant: expected a probability from 0 to 1, received {transplant}.")

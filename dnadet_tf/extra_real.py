@@ -11,7 +11,13 @@ the key (0, "extra-real", i), so every run with the same photos and count adds t
 same crops. `auto` means `packaged` when the training set has a class named `real`, and
 nothing (one line says so) when it has none. They are written once as PNG files to a cache folder
 ($DNADET_TF_CACHE or ~/.cache/dnadet-tf, `extra-real-<key>`), named by the photos'
-names and sizes and the count, and read by the training pipeline like any other file.
+names and sizes, the count and the processing, and read by the training pipeline like any other file.
+
+`--extra-real-process jpeg:Q|upsample:S` gives every crop the processing of the user's real photos
+(`photo_processing`): a JPEG file at quality Q, or a bicubic round trip through S x S px. Crops that
+differ from the user's reals in how they were processed teach "real" as that processing; on a benchmark
+whose training reals were upsampled, plain crops made the model call fakes of other content real, and crops
+upsampled the same way did not (README, "When the real photos of each content were processed differently").
 """
 import hashlib
 import os
@@ -20,6 +26,7 @@ import numpy as np
 
 from dnadet_tf.data import REAL_CLASS, LabeledFiles
 from dnadet_tf.errors import DataError
+from dnadet_tf.photo_processing import parse_processing
 
 PACKAGED = "packaged"
 NONE = "none"
@@ -44,29 +51,37 @@ def source_photos(source):
     return paths
 
 
-def cache_folder(paths, count):
-    """The cache folder of `count` crops of `paths`: named by the photos' names and sizes and the count."""
+def cache_folder(paths, count, processing=None):
+    """The cache folder of `count` crops of `paths`: named by the photos' names and sizes, the count and the
+    processing ((kind, value) or None)."""
     from dnadet_tf.zoo.photos import cache_root
 
     key = hashlib.sha256()
     for path in paths:
         key.update(f"{os.path.basename(path)}:{os.path.getsize(path)}\n".encode())
     key.update(f"count:{count}".encode())
+    if processing is not None:
+        key.update(f"\nprocess:{processing[0]}:{processing[1]}".encode())
     return os.path.join(cache_root(), f"extra-real-{key.hexdigest()[:16]}")
 
 
-def extra_real_crops(source, count, output=None):
-    """Paths of `count` 128 px PNG crops of the photos of `source`, written to the cache folder if not there yet.
+def extra_real_crops(source, count, output=None, processing=None):
+    """Paths of `count` 128 px crops of the photos of `source`, written to the cache folder if not there yet:
+    PNG, or processed by `processing` ((kind, value) of `photo_processing.parse_processing`, or None).
 
     When crops must be cut, a photo that cannot be read, or whose shorter side is below 128 px, stops with one
     DataError line naming it (cached crops were cut from photos that passed, under the same names and sizes).
     """
+    from PIL import Image
+
     from dnadet_tf.images import ImageError, load_rgb, save_png_atomic
+    from dnadet_tf.photo_processing import save_processed, suffix
     from dnadet_tf.zoo.photos import CROP, crop_for
 
     paths = source_photos(source)
-    folder = cache_folder(paths, count)
-    crops = [os.path.join(folder, f"extra-real_{i:05d}.png") for i in range(count)]
+    folder = cache_folder(paths, count, processing)
+    ending = suffix(processing) if processing is not None else ".png"
+    crops = [os.path.join(folder, f"extra-real_{i:05d}{ending}") for i in range(count)]
     missing = [i for i, crop in enumerate(crops) if not os.path.isfile(crop)]
     if not missing:
         return crops
@@ -78,15 +93,21 @@ def extra_real_crops(source, count, output=None):
                             f"{CROP} px on its shorter side).") from None
     os.makedirs(folder, exist_ok=True)
     if output is not None:
-        print(f"--extra-real {source}: cutting {len(missing)} crops of {len(paths)} photos into {folder}",
+        process = f" ({processing[0]}:{processing[1]})" if processing is not None else ""
+        print(f"--extra-real {source}: cutting {len(missing)} crops{process} of {len(paths)} photos into {folder}",
               file=output, flush=True)
     for i in missing:
-        save_png_atomic(crop_for(paths, 0, "extra-real", i), crops[i])
+        crop = crop_for(paths, 0, "extra-real", i)
+        if processing is None:
+            save_png_atomic(crop, crops[i])
+        else:
+            save_processed(Image.fromarray(crop), crops[i][:-len(ending)], processing)
     return crops
 
 
-def add_extra_real(files, source, output=None):
-    """`files` (LabeledFiles) with crops of `source` added to the class named `real`, as many as it has.
+def add_extra_real(files, source, output=None, process="none"):
+    """`files` (LabeledFiles) with crops of `source` added to the class named `real`, as many as it has,
+    each processed by `process` ("none", "jpeg:Q" or "upsample:S").
 
     `source` "none" (or empty) returns `files` unchanged, "auto" is "packaged" when there is a class named
     `real` and "none" otherwise; with any other source a training set without a class named `real` raises
@@ -106,6 +127,7 @@ def add_extra_real(files, source, output=None):
                         f"received the classes {files.class_names}.")
     real = files.class_names.index(REAL_CLASS)
     count = int(np.sum(files.labels == real))
-    crops = extra_real_crops(source, count, output)
+    processing = parse_processing(process, "--extra-real-process")
+    crops = extra_real_crops(source, count, output, processing)
     labels = np.concatenate([files.labels, np.full(count, real, files.labels.dtype)])
     return LabeledFiles(list(files.paths) + crops, labels, files.class_names, files.source, list(files.skipped))

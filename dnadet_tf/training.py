@@ -160,7 +160,8 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
                                    min_side=config.sampling.patch_size)
     # the open-set statistics are fitted on the user's images alone (below), as `dnadet-tf calibrate RUN` fits
     # them later from the run's own data
-    train_files = add_extra_real(user_train_files, config.sampling.extra_real, output)
+    train_files = add_extra_real(user_train_files, config.sampling.extra_real, output,
+                                 config.sampling.extra_real_process)
     transplant = training_transplant(config, user_train_files, train_files)
     if val_files is not None:
         val_files = check_files(val_files, crop_size=config.preprocessing.crop_size, min_side=config.sampling.patch_size,

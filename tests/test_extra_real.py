@@ -73,3 +73,48 @@ def test_fit_flag_reaches_the_run_and_doubles_the_real_pool(upsampling_data, tmp
     assert RunDir(out).config.sampling.extra_real == "packaged"
     real = int(np.sum(read_dataset(upsampling_data["train"], "train").labels == 0))
     assert f"on {2 * real} real, {real} nearest" in capsys.readouterr().out
+
+
+def test_processed_crops_are_the_plain_crops_processed_and_cached_apart(tmp_path):
+    photos = make_photos(str(tmp_path / "photos"), 3, size=(200, 150))
+    files = _files([0, 1, 0])
+    plain = add_extra_real(files, photos).paths[3:]
+    upsampled = add_extra_real(files, photos, process="upsample:100").paths[3:]
+    jpeg = add_extra_real(files, photos, process="jpeg:75").paths[3:]
+    assert len({os.path.dirname(p[0]) for p in (plain, upsampled, jpeg)}) == 3  # one cache folder per processing
+    assert all(p.endswith("-up100.png") for p in upsampled) and all(p.endswith("-q75.jpg") for p in jpeg)
+    for plain_path, up_path, jpeg_path in zip(plain, upsampled, jpeg):
+        crop = Image.open(plain_path).convert("RGB")
+        expected = crop.resize((100, 100), Image.BICUBIC).resize((128, 128), Image.BICUBIC)
+        np.testing.assert_array_equal(np.asarray(Image.open(up_path)), np.asarray(expected))
+        crop.save(tmp_path / "expected.jpg", format="JPEG", quality=75)
+        assert open(jpeg_path, "rb").read() == (tmp_path / "expected.jpg").read_bytes()
+    # the plain crops' folder and files are those of a run without the flag
+    assert add_extra_real(files, photos, process="none").paths[3:] == plain
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--extra-real", "packaged", "--extra-real-process", "gzip:3"],
+     "--extra-real-process: expected 'jpeg:QUALITY', 'upsample:SIDE' or 'none'; received 'gzip:3'"),
+    (["--extra-real", "packaged", "--extra-real-process", "jpeg:0"],
+     "--extra-real-process: JPEG quality must be in 1..100; received 0"),
+    (["--extra-real", "none", "--extra-real-process", "upsample:100"],
+     "--extra-real-process: expected crops to process (extra_real 'auto', 'packaged' or a folder), received "
+     "extra_real_process 'upsample:100' with extra_real 'none'"),
+])
+def test_a_bad_processing_is_one_line_and_writes_no_run(upsampling_data, tmp_path, capsys, args, message):
+    out = tmp_path / "run"
+    assert main(["fit", "--data", upsampling_data["train"], "--out", str(out), "--preset", "tiny", "--steps", "2",
+                 *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not out.exists()
+
+
+def test_fit_flag_trains_on_the_processed_crops(upsampling_data, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(["fit", "--data", upsampling_data["train"], "--out", out, "--preset", "tiny", "--steps", "2",
+                 "--extra-real", "packaged", "--extra-real-process", "jpeg:90"]) == 0
+    assert RunDir(out).config.sampling.extra_real_process == "jpeg:90"
+    printed = capsys.readouterr().out
+    assert "--extra-real packaged: cutting" in printed and "crops (jpeg:90) of 60 photos" in printed
