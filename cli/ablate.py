@@ -67,7 +67,7 @@ def register(subparsers):
                         help="training patches' corners on multiples of N px in every run (fit --crop-grid)")
     parser.add_argument("--extra-real", metavar="packaged|none|DIR",
                         help="crops of other real photos in the real class of every run (fit --extra-real; preset: cpu auto)")
-    parser.add_argument("--extra-real-process", metavar="jpeg:Q|upsample:S|none",
+    parser.add_argument("--extra-real-process", metavar="jpeg:Q|upsample:S|auto|none",
                         help="the processing of the --extra-real crops in every run (fit --extra-real-process)")
     parser.add_argument("--transplant", type=float, metavar="P",
                         help="fakes moved onto the --extra-real photos with probability P in every run (fit --transplant)")

@@ -102,11 +102,12 @@ def register(subparsers):
                         "images: 'packaged' (the 60 photos shipped with the package), a folder of photos, 'auto' "
                         "(packaged when a class is named real, else nothing) or 'none' (preset: cpu auto, paper and "
                         "tiny none; README, \"Real photos of other content in the real class\")")
-    parser.add_argument("--extra-real-process", metavar="jpeg:Q|upsample:S|none",
+    parser.add_argument("--extra-real-process", metavar="jpeg:Q|upsample:S|auto|none",
                         help="give the --extra-real crops the processing of your real photos: a JPEG round trip at "
-                        "quality Q, or bicubic through S x S px and back (the crops are 128 px); plain crops next to "
-                        "processed real photos teach 'real' as the processing (default: none; README, \"When the real "
-                        "photos of each content were processed differently\")")
+                        "quality Q, or bicubic through S x S px and back (the crops are 128 px); 'auto': jpeg:Q when "
+                        "every real training image is a JPEG file (Q estimated from their quantization tables), else "
+                        "none; plain crops next to processed real photos teach 'real' as the processing (default: "
+                        "none; README, \"When the real photos of each content were processed differently\")")
     parser.add_argument("--transplant", type=float, metavar="P",
                         help="with probability P, train a fake image as its high-frequency residual laid over one of the "
                         "--extra-real photos, label kept: fakes of the photos' content; it helped where the photos "

@@ -28,6 +28,7 @@ import dataclasses
 from dnadet_tf.errors import DnadetError
 from dnadet_tf.input_priority import DEFAULT_NICENESS
 from dnadet_tf.openset import DEFAULT_SCORE, SCORES
+from dnadet_tf.photo_processing import AUTO as PROCESS_AUTO
 from dnadet_tf.photo_processing import parse_processing
 from dnadet_tf.preprocess import PREPROCESS_MODES, PreprocessConfig
 from dnadet_tf.pretrained import NO_INIT
@@ -83,7 +84,7 @@ class SamplingConfig:
     (1: anywhere; 8 with no magnification keeps step 1's JPEG blocks in the same place in every crop).
     `extra_real`: "" or "none" (off), "packaged" or a folder: crops of those photos added to the class
     named `real`; "auto": "packaged" when there is such a class (`extra_real.add_extra_real`).
-    `extra_real_process`: the processing those crops get, "none", "jpeg:Q" or "upsample:S"
+    `extra_real_process`: the processing those crops get, "none", "jpeg:Q", "upsample:S" or "auto"
     (`photo_processing`), to look like the user's real photos.
     `transplant`: probability that a fake training image is moved onto one of those photos
     (`transplant.ResidualTransplant`); 0: never."""
@@ -409,7 +410,8 @@ def validate(config):
     if not isinstance(config.sampling.extra_real, str):
         raise DnadetError(f"extra_real: expected 'auto', 'packaged', 'none' or a folder, "
                           f"received {config.sampling.extra_real!r}.")
-    if (parse_processing(config.sampling.extra_real_process, "extra_real_process")
+    process = config.sampling.extra_real_process
+    if (process != PROCESS_AUTO and parse_processing(process, "extra_real_process")
             and config.sampling.extra_real in ("", "none")):
         raise DnadetError(f"extra_real_process: expected crops to process (extra_real 'auto', 'packaged' or a "
                           f"folder), received extra_real_process {config.sampling.extra_real_process!r} with "

@@ -14,7 +14,9 @@ nothing (one line says so) when it has none. They are written once as PNG files 
 names and sizes, the count and the processing, and read by the training pipeline like any other file.
 
 `--extra-real-process jpeg:Q|upsample:S` gives every crop the processing of the user's real photos
-(`photo_processing`): a JPEG file at quality Q, or a bicubic round trip through S x S px. Crops that
+(`photo_processing`): a JPEG file at quality Q, or a bicubic round trip through S x S px; `auto` is
+`jpeg:Q` when every real training image is a JPEG file (Q: the median quality estimated from their
+quantization tables) and `none` otherwise. Crops that
 differ from the user's reals in how they were processed teach "real" as that processing; on a benchmark
 whose training reals were upsampled, plain crops made the model call fakes of other content real, and crops
 upsampled the same way did not (README, "When the real photos of each content were processed differently").
@@ -26,7 +28,8 @@ import numpy as np
 
 from dnadet_tf.data import REAL_CLASS, LabeledFiles
 from dnadet_tf.errors import DataError
-from dnadet_tf.photo_processing import parse_processing
+from dnadet_tf.photo_processing import AUTO as AUTO_PROCESS
+from dnadet_tf.photo_processing import matching_processing, parse_processing
 
 PACKAGED = "packaged"
 NONE = "none"
@@ -107,7 +110,8 @@ def extra_real_crops(source, count, output=None, processing=None):
 
 def add_extra_real(files, source, output=None, process="none"):
     """`files` (LabeledFiles) with crops of `source` added to the class named `real`, as many as it has,
-    each processed by `process` ("none", "jpeg:Q" or "upsample:S").
+    each processed by `process` ("none", "jpeg:Q", "upsample:S" or "auto": `photo_processing.matching_processing`
+    of the class's own files).
 
     `source` "none" (or empty) returns `files` unchanged, "auto" is "packaged" when there is a class named
     `real` and "none" otherwise; with any other source a training set without a class named `real` raises
@@ -127,7 +131,12 @@ def add_extra_real(files, source, output=None, process="none"):
                         f"received the classes {files.class_names}.")
     real = files.class_names.index(REAL_CLASS)
     count = int(np.sum(files.labels == real))
-    processing = parse_processing(process, "--extra-real-process")
+    if process == AUTO_PROCESS:
+        processing, why = matching_processing([p for p, label in zip(files.paths, files.labels) if label == real])
+        if output is not None:
+            print(f"--extra-real-process auto: {why}", file=output, flush=True)
+    else:
+        processing = parse_processing(process, "--extra-real-process")
     crops = extra_real_crops(source, count, output, processing)
     labels = np.concatenate([files.labels, np.full(count, real, files.labels.dtype)])
     return LabeledFiles(list(files.paths) + crops, labels, files.class_names, files.source, list(files.skipped))

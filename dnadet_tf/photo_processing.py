@@ -8,17 +8,25 @@ lossless; one is resized to a generator's input side, another is not. A processi
   generator's input side), kept as PNG;
 - `none`: the image as it is.
 
+Of these, JPEG can be read back from a file: `jpeg_quality` estimates the quality a JPEG file was saved at
+from its luminance quantization table, and `matching_processing` names the processing of a set of files when
+every one is a JPEG (`fit --extra-real-process auto`). A resampling leaves no such record: name it yourself.
+
 `fit --extra-real-process` gives the extra real crops the processing of the user's real photos;
 `benchmarks/processed_reals.py` writes benchmarks whose real photos differ in it by content.
 """
+import functools
+import io
 import os
 
+import numpy as np
 from PIL import Image
 
 from dnadet_tf.errors import DnadetError
 
 KINDS = ("jpeg", "upsample")
 NONE = "none"
+AUTO = "auto"
 MIN_SIDE = 8
 
 
@@ -60,3 +68,47 @@ def save_processed(image, dst_stem, processing):
         image.resize((value, value), Image.BICUBIC).resize(image.size, Image.BICUBIC).save(tmp, format="PNG")
     os.replace(tmp, dst)
     return dst
+
+
+@functools.lru_cache(maxsize=1)
+def _libjpeg_luminance_tables():
+    """(100, 64) int: the luminance quantization table Pillow's libjpeg writes at qualities 1..100."""
+    tables = []
+    for quality in range(1, 101):
+        buffer = io.BytesIO()
+        Image.new("RGB", (8, 8)).save(buffer, format="JPEG", quality=quality)
+        buffer.seek(0)
+        tables.append(list(Image.open(buffer).quantization[0]))
+    return np.asarray(tables, dtype=np.int64)
+
+
+def jpeg_quality(path):
+    """The quality (1..100) at which the JPEG file `path` was saved, or None when it is not a JPEG file.
+
+    The quality whose libjpeg luminance table is nearest (sum of absolute differences) to the file's: exact
+    for files that libjpeg wrote at an integer quality, the closest such quality for other encoders.
+    """
+    with Image.open(path) as image:
+        if image.format != "JPEG" or not getattr(image, "quantization", None):
+            return None
+        table = np.asarray(list(image.quantization[0]), dtype=np.int64)
+    tables = _libjpeg_luminance_tables()
+    if table.shape != tables.shape[1:]:
+        return None
+    return int(np.argmin(np.abs(tables - table).sum(axis=1))) + 1
+
+
+def matching_processing(paths):
+    """The processing shared by the image files `paths`: ((kind, value) or None, a line saying why).
+
+    ("jpeg", Q) when every file is a JPEG, Q the median of their estimated qualities (`jpeg_quality`);
+    None otherwise (files that are not JPEG carry no record of how they were processed).
+    """
+    qualities = [jpeg_quality(path) for path in paths]
+    jpegs = [q for q in qualities if q is not None]
+    if not paths or len(jpegs) < len(paths):
+        return None, (f"{len(jpegs)} of {len(paths)} real training images are JPEG files, crops left as they are "
+                      "(name a processing to match, e.g. upsample:S, if you know it)")
+    quality = int(np.median(jpegs))
+    return ("jpeg", quality), (f"all {len(paths)} real training images are JPEG files, estimated quality "
+                               f"{min(jpegs)}..{max(jpegs)}, median {quality}: crops saved as jpeg:{quality}")

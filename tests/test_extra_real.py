@@ -118,3 +118,46 @@ def test_fit_flag_trains_on_the_processed_crops(upsampling_data, tmp_path, capsy
     assert RunDir(out).config.sampling.extra_real_process == "jpeg:90"
     printed = capsys.readouterr().out
     assert "--extra-real packaged: cutting" in printed and "crops (jpeg:90) of 60 photos" in printed
+
+
+def test_jpeg_quality_is_read_back_from_the_file_and_auto_matches_only_all_jpeg_reals(tmp_path):
+    from dnadet_tf.photo_processing import jpeg_quality, matching_processing
+
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 48, 3), np.uint8))
+    paths = []
+    for quality in (60, 75, 90, 100):
+        paths.append(str(tmp_path / f"q{quality}.jpg"))
+        image.save(paths[-1], format="JPEG", quality=quality)
+        assert jpeg_quality(paths[-1]) == quality
+    image.save(tmp_path / "lossless.png")
+    assert jpeg_quality(str(tmp_path / "lossless.png")) is None
+    assert matching_processing(paths[:3])[0] == ("jpeg", 75)  # the median
+    processing, why = matching_processing(paths + [str(tmp_path / "lossless.png")])
+    assert processing is None and "4 of 5 real training images are JPEG files" in why
+
+
+def test_auto_processes_the_crops_as_the_real_class_files_are(tmp_path, capsys):
+    photos = make_photos(str(tmp_path / "photos"), 3, size=(200, 150))
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), np.uint8))
+    reals = []
+    for i in range(2):
+        reals.append(str(tmp_path / f"real{i}.jpg"))
+        image.save(reals[-1], format="JPEG", quality=80)
+    image.save(tmp_path / "fake.png")
+    files = LabeledFiles(reals + [str(tmp_path / "fake.png")], np.asarray([0, 0, 1]), ["real", "a"], "X")
+    added = add_extra_real(files, photos, sys.stdout, process="auto")
+    assert added.paths[3:] == add_extra_real(files, photos, process="jpeg:80").paths[3:]
+    assert "--extra-real-process auto: all 2 real training images are JPEG files" in capsys.readouterr().out
+    image.save(reals[0].replace(".jpg", ".png"))
+    mixed = LabeledFiles([reals[0].replace(".jpg", ".png")] + reals[1:] + files.paths[2:], files.labels,
+                         files.class_names, "X")
+    assert add_extra_real(mixed, photos, process="auto").paths[3:] == add_extra_real(files, photos).paths[3:]
+
+
+def test_auto_needs_no_crops_but_a_named_processing_does():
+    from dnadet_tf.config import make_config
+    from dnadet_tf.errors import DnadetError
+
+    assert make_config("tiny", extra_real="none", extra_real_process="auto").sampling.extra_real_process == "auto"
+    with pytest.raises(DnadetError, match="received extra_real_process 'jpeg:75' with extra_real 'none'"):
+        make_config("tiny", extra_real="none", extra_real_process="jpeg:75")
