@@ -9,17 +9,17 @@ cut from the photos of SOURCE: `packaged` (the 60 photos shipped with the packag
 `dnadet_tf/zoo/demo_photos`) or a folder (read recursively). Crop i is drawn with
 the key (0, "extra-real", i), so every run with the same photos and count adds the
 same crops. `auto` means `packaged` when the training set has a class named `real`, and
-nothing (one line says so) when it has none. They are written once as PNG files to a cache folder
+nothing (one line says so) when it has none. They are written once as image files to a cache folder
 ($DNADET_TF_CACHE or ~/.cache/dnadet-tf, `extra-real-<key>`), named by the photos'
 names and sizes, the count and the processing, and read by the training pipeline like any other file.
 
 `--extra-real-process jpeg:Q|upsample:S` gives every crop the processing of the user's real photos
-(`photo_processing`): a JPEG file at quality Q, or a bicubic round trip through S x S px; `auto` is
-`jpeg:Q` when every real training image is a JPEG file (Q: the median quality estimated from their
-quantization tables) and `none` otherwise. Crops that
-differ from the user's reals in how they were processed teach "real" as that processing; on a benchmark
-whose training reals were upsampled, plain crops made the model call fakes of other content real, and crops
-upsampled the same way did not (README, "When the real photos of each content were processed differently").
+(`photo_processing`): saved as a JPEG file at quality Q, or bicubic through S x S px and back (PNG);
+`auto` is `jpeg:Q` when every real training image is a JPEG file (Q: the median of the qualities
+estimated from their quantization tables) and `none` (PNG as cut) otherwise. Crops processed unlike
+the user's reals teach "real" partly as a processing: next to upsampled training reals, plain crops
+made the model call fakes of other content real, and crops upsampled the same way did not (README,
+"Crops processed like the training reals").
 """
 import hashlib
 import os
