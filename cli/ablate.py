@@ -68,7 +68,7 @@ def register(subparsers):
     parser.add_argument("--extra-real", metavar="packaged|none|DIR",
                         help="crops of other real photos in the real class of every run (fit --extra-real; preset: cpu auto)")
     parser.add_argument("--extra-real-process", metavar="jpeg:Q|upsample:S|auto|none",
-                        help="the processing of the --extra-real crops in every run (fit --extra-real-process)")
+                        help="the processing of the --extra-real crops in every run (fit --extra-real-process; preset: cpu auto)")
     parser.add_argument("--transplant", type=float, metavar="P",
                         help="fakes moved onto the --extra-real photos with probability P in every run (fit --transplant)")
     parser.set_defaults(func=run)

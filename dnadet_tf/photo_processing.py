@@ -107,8 +107,8 @@ def matching_processing(paths):
     qualities = [jpeg_quality(path) for path in paths]
     jpegs = [q for q in qualities if q is not None]
     if not paths or len(jpegs) < len(paths):
-        return None, (f"{len(jpegs)} of {len(paths)} real training images are JPEG files, crops left as they are "
-                      "(name a processing to match, e.g. upsample:S, if you know it)")
+        return None, (f"{len(jpegs)} of {len(paths)} real training images are JPEG files, crops kept as cut "
+                      "(--extra-real-process upsample:S names a resampling)")
     quality = int(np.median(jpegs))
     return ("jpeg", quality), (f"all {len(paths)} real training images are JPEG files, estimated quality "
                                f"{min(jpegs)}..{max(jpegs)}, median {quality}: crops saved as jpeg:{quality}")

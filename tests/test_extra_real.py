@@ -133,7 +133,7 @@ def test_jpeg_quality_is_read_back_from_the_file_and_auto_matches_only_all_jpeg_
     assert jpeg_quality(str(tmp_path / "lossless.png")) is None
     assert matching_processing(paths[:3])[0] == ("jpeg", 75)  # the median
     processing, why = matching_processing(paths + [str(tmp_path / "lossless.png")])
-    assert processing is None and "4 of 5 real training images are JPEG files" in why
+    assert processing is None and "4 of 5 real training images are JPEG files, crops kept as cut" in why
 
 
 def test_auto_processes_the_crops_as_the_real_class_files_are(tmp_path, capsys):
@@ -159,5 +159,8 @@ def test_auto_needs_no_crops_but_a_named_processing_does():
     from dnadet_tf.errors import DnadetError
 
     assert make_config("tiny", extra_real="none", extra_real_process="auto").sampling.extra_real_process == "auto"
+    # the cpu preset matches JPEG reals; with PNG reals (every zoo) its crops are the plain ones
+    assert make_config("cpu").sampling.extra_real_process == "auto"
+    assert make_config("tiny").sampling.extra_real_process == "none"
     with pytest.raises(DnadetError, match="received extra_real_process 'jpeg:75' with extra_real 'none'"):
         make_config("tiny", extra_real="none", extra_real_process="jpeg:75")
