@@ -140,7 +140,8 @@ def scores(kind, features, logits, statistics):
 
 
 def threshold_at_known_rate(known_scores, rate=KNOWN_RATE):
-    """The score under which `rate` of the known images fall (their `rate` quantile)."""
+    """The score under which `rate` of the known images fall: their `rate` quantile, interpolated linearly
+    between neighbouring scores, so on n images at least `rate` - 1/n of them are at or under it."""
     if len(known_scores) == 0:
         return float("inf")
     return float(np.quantile(np.asarray(known_scores, np.float64), rate))

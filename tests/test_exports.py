@@ -124,7 +124,8 @@ def test_open_set_outputs_agree_with_keras(exported, keras_predictor, test_pixel
     assert (sidecar["open_set"]["threshold_fitted_on"]["known_rate"] == KNOWN_RATE
             == calibrated_known_rate(exported["run"]))
     assert sidecar["open_set"]["float_threshold"] == pytest.approx(threshold)
-    assert np.mean(scores <= sidecar["open_set"]["threshold"]) >= KNOWN_RATE
+    # a linearly interpolated quantile: within one image of KNOWN_RATE (36 images: 34 may be at or under it)
+    assert np.mean(scores <= sidecar["open_set"]["threshold"]) >= KNOWN_RATE - 1 / len(scores)
     int8_row = next(row for row in exported["report"]["rows"] if row["format"] == "int8")
     expected_flags = int8.attribute_pixels(test_pixels)["ood_score"] > sidecar["open_set"]["threshold"]
     assert int8_row["unknown_agreement"] == pytest.approx(np.mean(expected_flags == expected["unknown"]))

@@ -175,3 +175,11 @@ def test_evaluate_unknown_reports_open_set_figures(tiny_run, upsampling_data, tm
     assert 0 <= m["auroc"] <= 1 and 0 <= m["fpr_at_95_tpr"] <= 1 and 0 <= m["open_set_accuracy"] <= 1
     assert set(m["by_score"]) == set(openset.SCORES) and list(m["auroc_by_group"]) == ["noise"]
     assert "open set (8 unknown" in out
+
+
+def test_the_threshold_keeps_the_known_rate_within_one_image():
+    rng = np.random.default_rng(3)
+    for n in range(1, 60):
+        scores = np.round(rng.normal(0, 1, n), 1)  # ties, as an int8 model's few score levels give
+        threshold = openset.threshold_at_known_rate(scores)
+        assert np.mean(scores <= threshold) >= openset.KNOWN_RATE - 1 / n, n
