@@ -419,7 +419,7 @@ def validate(config):
     if (process != PROCESS_AUTO and parse_processing(process, "extra_real_process")
             and config.sampling.extra_real in ("", "none")):
         raise DnadetError(f"extra_real_process: expected crops to process (extra_real 'auto', 'packaged' or a "
-                          f"folder), received extra_real_process {config.sampling.extra_real_process!r} with "
+                          f"folder), received extra_real_process {process!r} with "
                           f"extra_real {config.sampling.extra_real or 'none'!r}.")
     transplant = config.sampling.transplant
     if not 0.0 <= transplant <= 1.0:

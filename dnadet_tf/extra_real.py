@@ -29,7 +29,7 @@ import numpy as np
 from dnadet_tf.data import REAL_CLASS, LabeledFiles
 from dnadet_tf.errors import DataError
 from dnadet_tf.photo_processing import AUTO as AUTO_PROCESS
-from dnadet_tf.photo_processing import matching_processing, parse_processing
+from dnadet_tf.photo_processing import matching_processing, parse_processing, processing_name
 
 PACKAGED = "packaged"
 NONE = "none"
@@ -64,7 +64,7 @@ def cache_folder(paths, count, processing=None):
         key.update(f"{os.path.basename(path)}:{os.path.getsize(path)}\n".encode())
     key.update(f"count:{count}".encode())
     if processing is not None:
-        key.update(f"\nprocess:{processing[0]}:{processing[1]}".encode())
+        key.update(f"\nprocess:{processing_name(processing)}".encode())
     return os.path.join(cache_root(), f"extra-real-{key.hexdigest()[:16]}")
 
 
@@ -77,14 +77,14 @@ def extra_real_crops(source, count, output=None, processing=None):
     """
     from PIL import Image
 
-    from dnadet_tf.images import ImageError, load_rgb, save_png_atomic
+    from dnadet_tf.images import ImageError, load_rgb
     from dnadet_tf.photo_processing import save_processed, suffix
     from dnadet_tf.zoo.photos import CROP, crop_for
 
     paths = source_photos(source)
     folder = cache_folder(paths, count, processing)
-    ending = suffix(processing) if processing is not None else ".png"
-    crops = [os.path.join(folder, f"extra-real_{i:05d}{ending}") for i in range(count)]
+    stems = [os.path.join(folder, f"extra-real_{i:05d}") for i in range(count)]
+    crops = [stem + suffix(processing) for stem in stems]
     missing = [i for i, crop in enumerate(crops) if not os.path.isfile(crop)]
     if not missing:
         return crops
@@ -96,15 +96,11 @@ def extra_real_crops(source, count, output=None, processing=None):
                             f"{CROP} px on its shorter side).") from None
     os.makedirs(folder, exist_ok=True)
     if output is not None:
-        process = f" ({processing[0]}:{processing[1]})" if processing is not None else ""
+        process = f" ({processing_name(processing)})" if processing is not None else ""
         print(f"--extra-real {source}: cutting {len(missing)} crops{process} of {len(paths)} photos into {folder}",
               file=output, flush=True)
     for i in missing:
-        crop = crop_for(paths, 0, "extra-real", i)
-        if processing is None:
-            save_png_atomic(crop, crops[i])
-        else:
-            save_processed(Image.fromarray(crop), crops[i][:-len(ending)], processing)
+        save_processed(Image.fromarray(crop_for(paths, 0, "extra-real", i)), stems[i], processing)
     return crops
 
 

@@ -113,11 +113,17 @@ def _one_line(error):
     return " ".join(str(error).split()) or type(error).__name__
 
 
+def save_image_atomic(image, path, format, **params):
+    """Writes the PIL `image` to `path` in `format` (Pillow's name, e.g. "PNG", "JPEG"; `params` are Pillow's
+    save options) via a temporary file and a rename, so the file appears whole or not at all."""
+    tmp = f"{path}.tmp-{os.getpid()}{os.path.splitext(path)[1]}"
+    image.save(tmp, format=format, **params)
+    os.replace(tmp, path)
+
+
 def save_png_atomic(array, path):
     """Writes a uint8 (H, W, 3) array as PNG via a temporary file and a rename."""
-    tmp = f"{path}.tmp-{os.getpid()}.png"
-    Image.fromarray(np.asarray(array, dtype=np.uint8)).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    save_image_atomic(Image.fromarray(np.asarray(array, dtype=np.uint8)), path, "PNG")
 
 
 def save_figure_atomic(figure, path, dpi=100):

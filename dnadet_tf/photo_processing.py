@@ -48,25 +48,33 @@ def parse_processing(text, flag):
     return kind, value
 
 
+def processing_name(processing):
+    """The text of a parsed processing: None -> 'none', ("jpeg", 75) -> 'jpeg:75'."""
+    return NONE if processing is None else f"{processing[0]}:{processing[1]}"
+
+
 def suffix(processing):
-    """The file name ending of a processed image: '-q75.jpg', '-up100.png'."""
+    """The file name ending of an image saved by `save_processed`: '.png' (None), '-q75.jpg', '-up100.png'."""
+    if processing is None:
+        return ".png"
     kind, value = processing
     return f"-q{value}.jpg" if kind == "jpeg" else f"-up{value}.png"
 
 
 def save_processed(image, dst_stem, processing):
-    """Writes the PIL RGB `image` processed to DST_STEM + `suffix(processing)` and returns that path.
-
-    The file appears whole or not at all (written to a temporary name, then renamed).
+    """Writes the PIL RGB `image` processed (None: as it is, PNG) to DST_STEM + `suffix(processing)` and returns
+    that path; the file appears whole or not at all (`images.save_image_atomic`).
     """
-    kind, value = processing
+    from dnadet_tf.images import save_image_atomic
+
     dst = dst_stem + suffix(processing)
-    tmp = f"{dst}.tmp-{os.getpid()}"
-    if kind == "jpeg":
-        image.save(tmp, format="JPEG", quality=value)
+    if processing is None:
+        save_image_atomic(image, dst, "PNG")
+    elif processing[0] == "jpeg":
+        save_image_atomic(image, dst, "JPEG", quality=processing[1])
     else:
-        image.resize((value, value), Image.BICUBIC).resize(image.size, Image.BICUBIC).save(tmp, format="PNG")
-    os.replace(tmp, dst)
+        side = processing[1]
+        save_image_atomic(image.resize((side, side), Image.BICUBIC).resize(image.size, Image.BICUBIC), dst, "PNG")
     return dst
 
 
@@ -111,4 +119,5 @@ def matching_processing(paths):
                       "(--extra-real-process upsample:S names a resampling)")
     quality = int(np.median(jpegs))
     return ("jpeg", quality), (f"all {len(paths)} real training images are JPEG files, estimated quality "
-                               f"{min(jpegs)}..{max(jpegs)}, median {quality}: crops saved as jpeg:{quality}")
+                               f"{min(jpegs)}..{max(jpegs)}, median {quality}: crops saved as "
+                               f"{processing_name(('jpeg', quality))}")
