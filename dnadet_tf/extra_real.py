@@ -16,7 +16,9 @@ names and sizes, the count and the processing, and read by the training pipeline
 `--extra-real-process jpeg:Q|upsample:S` gives every crop the processing of the user's real photos
 (`photo_processing`): saved as a JPEG file at quality Q, or bicubic through S x S px and back (PNG);
 `auto` is `jpeg:Q` when every real training image is a JPEG file (Q: the median of the qualities
-estimated from their quantization tables) and `none` (PNG as cut) otherwise. Crops processed unlike
+estimated from their quantization tables), `upsample:S` when none is and they were enlarged by a factor
+r between 1 and 2, read from the period interpolation leaves in them (`resampling`; S = 128 / r), and
+`none` (PNG as cut) otherwise. Crops processed unlike
 the user's reals teach "real" partly as a processing: next to upsampled training reals, plain crops
 made the model call fakes of other content real, and crops upsampled the same way did not (README,
 "Crops processed like the training reals").
@@ -128,9 +130,15 @@ def add_extra_real(files, source, output=None, process="none"):
     real = files.class_names.index(REAL_CLASS)
     count = int(np.sum(files.labels == real))
     if process == AUTO_PROCESS:
-        processing, why = matching_processing([p for p, label in zip(files.paths, files.labels) if label == real])
+        from dnadet_tf.zoo.photos import CROP
+
+        processing, finding = matching_processing([p for p, label in zip(files.paths, files.labels) if label == real],
+                                                  CROP)
         if output is not None:
-            print(f"--extra-real-process auto: {why}", file=output, flush=True)
+            outcome = ("crops kept as cut (--extra-real-process jpeg:Q or upsample:S names a processing)"
+                       if processing is None else f"crops saved as {processing_name(processing)}")
+            print(f"--extra-real-process auto: real training images: {finding}: {outcome}", file=output,
+                  flush=True)
     else:
         processing = parse_processing(process, "--extra-real-process")
     crops = extra_real_crops(source, count, output, processing)

@@ -8,9 +8,11 @@ lossless; one is resized to a generator's input side, another is not. A processi
   generator's input side), kept as PNG;
 - `none`: the image as it is.
 
-Of these, JPEG can be read back from a file: `jpeg_quality` estimates the quality a JPEG file was saved at
-from its luminance quantization table, and `matching_processing` names the processing of a set of files when
-every one is a JPEG (`fit --extra-real-process auto`). A resampling leaves no such record: name it yourself.
+Both can be read back from a set of files (`matching_processing`, what `fit --extra-real-process auto` uses):
+`jpeg_quality` estimates the quality a JPEG file was saved at from its luminance quantization table, and for
+lossless files `resampling.read_enlargement` reads an enlargement (by 1x to 2x) from the period that
+interpolation leaves in them. A downsampling, a mix of processings, or JPEG and other files mixed, are not
+named: name them yourself.
 
 `fit --extra-real-process` gives the extra real crops the processing of the user's real photos;
 `benchmarks/processed_reals.py` writes benchmarks whose real photos differ in it by content.
@@ -106,18 +108,27 @@ def jpeg_quality(path):
     return int(np.argmin(np.abs(tables - table).sum(axis=1))) + 1
 
 
-def matching_processing(paths):
-    """The processing shared by the image files `paths`: ((kind, value) or None, a line saying why).
+def matching_processing(paths, side):
+    """The processing shared by the image files `paths`, for crops of `side` px: ((kind, value) or None, a line
+    saying what was found in the files).
 
     ("jpeg", Q) when every file is a JPEG, Q the median of their estimated qualities (`jpeg_quality`);
-    None otherwise (files that are not JPEG carry no record of how they were processed).
+    ("upsample", S) when none is and `resampling.read_enlargement` finds them enlarged by a factor r, S =
+    round(side / r) (a `side` px crop through S px and back is enlarged by the same factor); None otherwise
+    (JPEG and other files mixed, or lossless files with no enlargement found).
     """
+    from dnadet_tf.resampling import read_enlargement
+
     qualities = [jpeg_quality(path) for path in paths]
     jpegs = [q for q in qualities if q is not None]
-    if not paths or len(jpegs) < len(paths):
-        return None, (f"{len(jpegs)} of {len(paths)} real training images are JPEG files, crops kept as cut "
-                      "(--extra-real-process upsample:S names a resampling)")
-    quality = int(np.median(jpegs))
-    return ("jpeg", quality), (f"all {len(paths)} real training images are JPEG files, estimated quality "
-                               f"{min(jpegs)}..{max(jpegs)}, median {quality}: crops saved as "
-                               f"{processing_name(('jpeg', quality))}")
+    if paths and len(jpegs) == len(paths):
+        quality = int(np.median(jpegs))
+        return ("jpeg", quality), (f"all {len(paths)} images are JPEG files, estimated quality "
+                                   f"{min(jpegs)}..{max(jpegs)}, median {quality}")
+    if jpegs or not paths:
+        return None, f"{len(jpegs)} of {len(paths)} images are JPEG files, no one processing"
+    factor, finding = read_enlargement(paths)
+    if factor is None:
+        return None, f"none of {len(paths)} images is a JPEG file; {finding}"
+    processing = ("upsample", max(MIN_SIDE, min(side, int(round(side / factor)))))
+    return processing, f"none of {len(paths)} images is a JPEG file; {finding}"

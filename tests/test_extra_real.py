@@ -131,9 +131,9 @@ def test_jpeg_quality_is_read_back_from_the_file_and_auto_matches_only_all_jpeg_
         assert jpeg_quality(paths[-1]) == quality
     image.save(tmp_path / "lossless.png")
     assert jpeg_quality(str(tmp_path / "lossless.png")) is None
-    assert matching_processing(paths[:3])[0] == ("jpeg", 75)  # the median
-    processing, why = matching_processing(paths + [str(tmp_path / "lossless.png")])
-    assert processing is None and "4 of 5 real training images are JPEG files, crops kept as cut" in why
+    assert matching_processing(paths[:3], 128)[0] == ("jpeg", 75)  # the median
+    processing, why = matching_processing(paths + [str(tmp_path / "lossless.png")], 128)
+    assert processing is None and why == "4 of 5 images are JPEG files, no one processing"
 
 
 def test_auto_processes_the_crops_as_the_real_class_files_are(tmp_path, capsys):
@@ -147,7 +147,8 @@ def test_auto_processes_the_crops_as_the_real_class_files_are(tmp_path, capsys):
     files = LabeledFiles(reals + [str(tmp_path / "fake.png")], np.asarray([0, 0, 1]), ["real", "a"], "X")
     added = add_extra_real(files, photos, sys.stdout, process="auto")
     assert added.paths[3:] == add_extra_real(files, photos, process="jpeg:80").paths[3:]
-    assert "--extra-real-process auto: all 2 real training images are JPEG files" in capsys.readouterr().out
+    assert ("--extra-real-process auto: real training images: all 2 images are JPEG files, estimated quality "
+            "80..80, median 80: crops saved as jpeg:80") in capsys.readouterr().out
     image.save(reals[0].replace(".jpg", ".png"))
     mixed = LabeledFiles([reals[0].replace(".jpg", ".png")] + reals[1:] + files.paths[2:], files.labels,
                          files.class_names, "X")
