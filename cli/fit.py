@@ -105,10 +105,10 @@ def register(subparsers):
     parser.add_argument("--extra-real-process", metavar="jpeg:Q|upsample:S|auto|none",
                         help="give the --extra-real crops the processing of your real photos: a JPEG round trip at "
                         "quality Q, or bicubic through S x S px and back (the crops are 128 px); 'auto': jpeg:Q when "
-                        "every real training image is a JPEG file (Q estimated from their quantization tables), upsample:S "
-                        "when none is and they were enlarged by 1x to 2x (read from the period interpolation leaves; "
-                        "S = 128 / the factor), else none; plain crops next to processed real photos teach 'real' as the processing (preset: cpu "
-                        "auto, paper and tiny none; README, \"Crops processed like the training reals\")")
+                        "every real training image is a JPEG file (Q estimated from their quantization tables), else "
+                        "none (lossless reals enlarged by 1x to 2x are reported with the upsample:S that matches, "
+                        "not applied); plain crops next to processed real photos teach 'real' as the processing "
+                        "(preset: cpu auto, paper and tiny none; README, \"Crops processed like the training reals\")")
     parser.add_argument("--transplant", type=float, metavar="P",
                         help="with probability P, train a fake image as its high-frequency residual laid over one of the "
                         "--extra-real photos, label kept: fakes of the photos' content; it helped where the photos "

@@ -16,10 +16,10 @@ names and sizes, the count and the processing, and read by the training pipeline
 `--extra-real-process jpeg:Q|upsample:S` gives every crop the processing of the user's real photos
 (`photo_processing`): saved as a JPEG file at quality Q, or bicubic through S x S px and back (PNG);
 `auto` is `jpeg:Q` when every real training image is a JPEG file (Q: the median of the qualities
-estimated from their quantization tables), `upsample:S` when none is and they were enlarged by a factor
-r between 1 and 2, read from the period interpolation leaves in them (`resampling`; S = 128 / r), and
-`none` (PNG as cut) otherwise. Crops processed unlike
-the user's reals teach "real" partly as a processing: next to upsampled training reals, plain crops
+estimated from their quantization tables) and `none` (PNG as cut) otherwise; when none is a JPEG file
+and they were enlarged by a factor r between 1 and 2 (read from the period interpolation leaves in them,
+`resampling`), it says so and names `upsample:S` (S = 128 / r) without applying it (`AUTO_KINDS`).
+Crops processed unlike the user's reals teach "real" partly as a processing: next to upsampled training reals, plain crops
 made the model call fakes of other content real, and crops upsampled the same way did not (README,
 "Crops processed like the training reals").
 """
@@ -36,6 +36,10 @@ from dnadet_tf.photo_processing import matching_processing, parse_processing, pr
 PACKAGED = "packaged"
 NONE = "none"
 AUTO = "auto"
+# The processings `--extra-real-process auto` gives the crops when the real class's files share one. An
+# enlargement is read and reported, not applied: crops enlarged like the reals named the other content's fakes
+# better at x1.28 and worse at x1.5, where they made the model call the other content's real photos fakes.
+AUTO_KINDS = ("jpeg",)
 
 
 def source_photos(source):
@@ -132,11 +136,17 @@ def add_extra_real(files, source, output=None, process="none"):
     if process == AUTO_PROCESS:
         from dnadet_tf.zoo.photos import CROP
 
-        processing, finding = matching_processing([p for p, label in zip(files.paths, files.labels) if label == real],
-                                                  CROP)
+        found, finding = matching_processing([p for p, label in zip(files.paths, files.labels) if label == real],
+                                             CROP)
+        processing = found if found is not None and found[0] in AUTO_KINDS else None
         if output is not None:
-            outcome = ("crops kept as cut (--extra-real-process jpeg:Q or upsample:S names a processing)"
-                       if processing is None else f"crops saved as {processing_name(processing)}")
+            if processing is not None:
+                outcome = f"crops saved as {processing_name(processing)}"
+            elif found is not None:
+                outcome = (f"crops kept as cut (--extra-real-process {processing_name(found)} would enlarge them "
+                           "the same way: better or worse by the factor, README \"Enlarged real photos read back\")")
+            else:
+                outcome = "crops kept as cut (--extra-real-process jpeg:Q or upsample:S names a processing)"
             print(f"--extra-real-process auto: real training images: {finding}: {outcome}", file=output,
                   flush=True)
     else:

@@ -11,8 +11,8 @@ lossless; one is resized to a generator's input side, another is not. A processi
 Both can be read back from a set of files (`matching_processing`, what `fit --extra-real-process auto` uses):
 `jpeg_quality` estimates the quality a JPEG file was saved at from its luminance quantization table, and for
 lossless files `resampling.read_enlargement` reads an enlargement (by 1x to 2x) from the period that
-interpolation leaves in them. A downsampling, a mix of processings, or JPEG and other files mixed, are not
-named: name them yourself.
+interpolation leaves in them (`auto` applies the JPEG quality and reports the enlargement: `extra_real.AUTO_KINDS`).
+A downsampling, a mix of processings, or JPEG and other files mixed, are not named: name them yourself.
 
 `fit --extra-real-process` gives the extra real crops the processing of the user's real photos;
 `benchmarks/processed_reals.py` writes benchmarks whose real photos differ in it by content.

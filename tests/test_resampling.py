@@ -1,6 +1,7 @@
 """Reading an enlargement back from a set of images (`resampling.read_enlargement`), and `--extra-real-process
 auto` choosing `upsample:S` from it."""
 import io
+import os
 import sys
 
 import numpy as np
@@ -77,18 +78,20 @@ def test_too_few_images_and_mixed_files_name_no_processing(crops, tmp_path):
     paths = _save(crops[:MIN_IMAGES - 1], tmp_path / "few", "few", _through(100))
     factor, finding = read_enlargement(paths)
     assert factor is None
-    assert finding == f"{MIN_IMAGES - 1} images of at least 32 px, too few to read a resampling from ({MIN_IMAGES} needed)"
+    assert finding == (f"{MIN_IMAGES - 1} images of at least 32 px, too few to read a resampling from "
+                       f"({MIN_IMAGES} needed)")
     crops[0].save(tmp_path / "one.jpg", quality=90)
     processing, line = matching_processing(paths + [str(tmp_path / "one.jpg")], 128)
     assert processing is None and line == f"1 of {MIN_IMAGES} images are JPEG files, no one processing"
 
 
-def test_auto_gives_the_crops_the_enlargement_of_the_real_class(crops, tmp_path, capsys):
+def test_auto_reports_an_enlargement_of_the_real_class_and_keeps_the_crops_as_cut(crops, tmp_path, capsys):
     reals = _save(crops, tmp_path / "reals", "real", _through(100))
     files = LabeledFiles(reals + [reals[0]], np.asarray([0] * COUNT + [1]), ["real", "a"], "X")
     added = add_extra_real(files, "packaged", sys.stdout, process="auto")
-    printed = capsys.readouterr().out
-    assert "--extra-real-process auto: real training images: none of 24 images is a JPEG file; enlarged about 1.2" in printed
-    assert printed.splitlines()[0].endswith("crops saved as upsample:100")
-    assert added.paths[COUNT + 1:] == add_extra_real(files, "packaged", process="upsample:100").paths[COUNT + 1:]
-    assert all(path.endswith("-up100.png") for path in added.paths[COUNT + 1:])
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.startswith("--extra-real-process auto: real training images: none of 24 images is a JPEG file; "
+                           "enlarged about 1.2")
+    assert "crops kept as cut (--extra-real-process upsample:100 would enlarge them the same way" in line
+    assert added.paths[COUNT + 1:] == add_extra_real(files, "packaged", process="none").paths[COUNT + 1:]
+    assert all(path.endswith(".png") and "-up" not in os.path.basename(path) for path in added.paths[COUNT + 1:])

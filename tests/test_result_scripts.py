@@ -780,3 +780,23 @@ def test_processed_reals_names_a_bad_processing_flag(tmp_path, flag, value, mess
                      "--process", args["--process"], "--cross-process", args["--cross-process"]])
     assert message in str(raised.value) and flag in str(raised.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_resampling_detection_reads_each_known_processing_and_each_folder(tmp_path, capsys):
+    detection = _module("resampling_detection")
+    folder = tmp_path / "enlarged"
+    folder.mkdir()
+    for i, crop in enumerate(detection.packaged_crops(24)):
+        detection.PROCESSINGS["bicubic through 100 px (x1.28)"](crop).save(folder / f"{i}.png")
+    out = str(tmp_path / "detection.json")
+    assert detection.main(["--json", out, "--count", "24", "--folder", f"mine={folder}"]) == 0
+    sets = json.load(open(out))["sets"]
+    assert list(sets) == [f"packaged crops, {name}" for name in detection.PROCESSINGS] + ["mine"]
+    assert sets["packaged crops, none (the crops as cut)"]["factor"] is None
+    assert 1.26 < sets["packaged crops, bicubic through 100 px (x1.28)"]["factor"] < 1.30
+    assert sets["mine"]["factor"] == sets["packaged crops, bicubic through 100 px (x1.28)"]["factor"]
+    subsets = sets["mine"]["subsets"]
+    assert list(subsets) == ["20"] and len(subsets["20"]["factors"]) == detection.DRAWS  # 40 > 24 images: none
+    table = capsys.readouterr().out
+    assert "| mine (24) | x1.28 |" in table
+    assert "| packaged crops, none (the crops as cut) (24) | no resampling found |" in table
