@@ -19,9 +19,10 @@ names and sizes, the count and the processing, and read by the training pipeline
 estimated from their quantization tables) and `none` (PNG as cut) otherwise; when none is a JPEG file
 and they were enlarged by a factor r between 1 and 2 (read from the period interpolation leaves in them,
 `resampling`), it says so and names `upsample:S` (S = 128 / r) without applying it (`AUTO_KINDS`).
-Crops processed unlike the user's reals teach "real" partly as a processing: next to upsampled training reals, plain crops
-made the model call fakes of other content real, and crops upsampled the same way did not (README,
-"Crops processed like the training reals").
+Crops processed unlike the user's reals teach "real" partly as a processing: next to training reals
+enlarged x1.28, plain crops made the model call fakes of other content real, and crops enlarged the same
+way did less so (README, "Crops processed like the training reals"); at x1.5 those crops made it call the
+other content's real photos fakes ("Enlarged real photos read back").
 """
 import hashlib
 import os
