@@ -111,10 +111,30 @@ def extra_real_crops(source, count, output=None, processing=None):
     return crops
 
 
+def auto_processing(real_paths, output=None):
+    """The processing `--extra-real-process auto` gives the crops for the real training images `real_paths`:
+    what `photo_processing.matching_processing` finds in them when its kind is in AUTO_KINDS, else None; one
+    line to `output` says what was found and done."""
+    from dnadet_tf.zoo.photos import CROP
+
+    found, finding = matching_processing(real_paths, CROP)
+    processing = found if found is not None and found[0] in AUTO_KINDS else None
+    if output is not None:
+        if processing is not None:
+            outcome = f"crops saved as {processing_name(processing)}"
+        elif found is not None:
+            outcome = (f"crops kept as cut (--extra-real-process {processing_name(found)} would enlarge them the "
+                       "same way: better or worse by the factor, README \"Enlarged real photos read back\")")
+        else:
+            outcome = "crops kept as cut (--extra-real-process jpeg:Q or upsample:S names a processing)"
+        print(f"--extra-real-process auto: real training images: {finding}: {outcome}", file=output, flush=True)
+    return processing
+
+
 def add_extra_real(files, source, output=None, process="none"):
     """`files` (LabeledFiles) with crops of `source` added to the class named `real`, as many as it has,
-    each processed by `process` ("none", "jpeg:Q", "upsample:S" or "auto": `photo_processing.matching_processing`
-    of the class's own files).
+    each processed by `process` ("none", "jpeg:Q", "upsample:S" or "auto": `auto_processing` of the class's
+    own files).
 
     `source` "none" (or empty) returns `files` unchanged, "auto" is "packaged" when there is a class named
     `real` and "none" otherwise; with any other source a training set without a class named `real` raises
@@ -135,21 +155,7 @@ def add_extra_real(files, source, output=None, process="none"):
     real = files.class_names.index(REAL_CLASS)
     count = int(np.sum(files.labels == real))
     if process == AUTO_PROCESS:
-        from dnadet_tf.zoo.photos import CROP
-
-        found, finding = matching_processing([p for p, label in zip(files.paths, files.labels) if label == real],
-                                             CROP)
-        processing = found if found is not None and found[0] in AUTO_KINDS else None
-        if output is not None:
-            if processing is not None:
-                outcome = f"crops saved as {processing_name(processing)}"
-            elif found is not None:
-                outcome = (f"crops kept as cut (--extra-real-process {processing_name(found)} would enlarge them "
-                           "the same way: better or worse by the factor, README \"Enlarged real photos read back\")")
-            else:
-                outcome = "crops kept as cut (--extra-real-process jpeg:Q or upsample:S names a processing)"
-            print(f"--extra-real-process auto: real training images: {finding}: {outcome}", file=output,
-                  flush=True)
+        processing = auto_processing([p for p, label in zip(files.paths, files.labels) if label == real], output)
     else:
         processing = parse_processing(process, "--extra-real-process")
     crops = extra_real_crops(source, count, output, processing)
