@@ -7,6 +7,7 @@ differ, to see whether an attributor learns "real" as the training content's pro
 
 - `--process`: applied to the real images of every split but cross_dataset and open_set (the training content);
 - `--cross-process`: applied to the real images of cross_dataset (the other content); `none` keeps them.
+One of the two may be `none`, not both.
 
 A processing is `jpeg:Q` or `upsample:S` (`dnadet_tf/photo_processing.py`). Fakes, and every image left as it
 was, are listed by absolute path to the zoo's file; processed images are written under DIR/images/ with the
@@ -77,14 +78,16 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--zoo", required=True, help="a zoo folder (classes.txt and its lists)")
     parser.add_argument("--out", required=True, help="the folder to write the lists and processed images into")
-    parser.add_argument("--process", required=True, help="jpeg:Q | upsample:S, for the training content's reals")
+    parser.add_argument("--process", required=True,
+                        help="jpeg:Q | upsample:S | none (with a --cross-process), for the training content's reals")
     parser.add_argument("--cross-process", default="none", help="jpeg:Q | upsample:S | none, for cross_dataset's reals")
     args = parser.parse_args(argv)
     try:
         process = parse_processing(args.process, "--process")
         cross = parse_processing(args.cross_process, "--cross-process")
-        if process is None:
-            raise DataError("--process: expected 'jpeg:QUALITY' or 'upsample:SIDE'; received 'none'.")
+        if process is None and cross is None:
+            raise DataError("--process: expected 'jpeg:QUALITY' or 'upsample:SIDE' when --cross-process is none; "
+                            "received 'none'.")
         names = write_processed_reals(args.zoo, args.out, process, cross)
     except DnadetError as error:
         sys.exit(f"error: {error}")
