@@ -767,7 +767,8 @@ def test_processed_reals_processes_only_the_real_images_of_the_chosen_content(tm
 @pytest.mark.parametrize("flag, value, message", [
     ("--process", "gzip:3", "expected 'jpeg:QUALITY', 'upsample:SIDE' or 'none'; received 'gzip:3'"),
     ("--process", "jpeg:101", "JPEG quality must be in 1..100; received 101"),
-    ("--process", "none", "--process: expected 'jpeg:QUALITY' or 'upsample:SIDE'; received 'none'"),
+    ("--process", "none", "--process: expected 'jpeg:QUALITY' or 'upsample:SIDE' when --cross-process is none; "
+                          "received 'none'"),
     ("--cross-process", "upsample:4", "at least 8 px; received 4"),
 ])
 def test_processed_reals_names_a_bad_processing_flag(tmp_path, flag, value, message):
