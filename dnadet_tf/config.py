@@ -85,7 +85,8 @@ class SamplingConfig:
     `extra_real`: "" or "none" (off), "packaged" or a folder: crops of those photos added to the class
     named `real`; "auto": "packaged" when there is such a class (`extra_real.add_extra_real`).
     `extra_real_process`: the processing those crops get, "none", "jpeg:Q", "upsample:S" or "auto"
-    (`photo_processing`), to look like the user's real photos.
+    (`photo_processing`), to look like the user's real photos; "auto" (`extra_real.auto_processing`) applies
+    the JPEG quality of all-JPEG reals and reports an enlargement of lossless ones without applying it.
     `transplant`: probability that a fake training image is moved onto one of those photos
     (`transplant.ResidualTransplant`); 0: never."""
 
