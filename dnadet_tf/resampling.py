@@ -73,10 +73,9 @@ def prominence(spectra):
     The median, not the mean: a peak counts when at least half the images have it, so one image with a
     strong period of its own (the windows of a facade) cannot make one for the set.
     """
-    from scipy.ndimage import median_filter
-
     consensus = np.median(spectra, axis=0)
-    baseline = median_filter(consensus, size=BASELINE_BINS, mode="nearest")
+    padded = np.pad(consensus, BASELINE_BINS // 2, mode="edge")
+    baseline = np.median(np.lib.stride_tricks.sliding_window_view(padded, BASELINE_BINS), axis=1)
     return np.where(baseline > 0, consensus / np.where(baseline > 0, baseline, 1.0), 0.0)
 
 
