@@ -23,8 +23,7 @@ import tempfile
 import numpy as np
 from PIL import Image
 
-from dnadet_tf.resampling import (MIN_FREQUENCY, PROMINENCE, enlargement, frequencies, interpolation_spectrum,
-                                  prominence, read_enlargement)
+from dnadet_tf.resampling import PROMINENCE, enlargement, highest_peak, image_spectra
 
 COUNT = 240
 SUBSETS = (20, 40)
@@ -67,22 +66,18 @@ def packaged_crops(count):
 
 def measure(paths, rng):
     """The set's finding, and what random subsets of it are read as."""
-    from dnadet_tf.resampling import grey_center
-
-    factor, finding = read_enlargement(paths)
-    spectra = np.stack([interpolation_spectrum(grey_center(path)) for path in paths])
-    grid = frequencies()
-    whole = prominence(spectra)
-    index = int(np.argmax(np.where(grid >= MIN_FREQUENCY, whole, 0.0)))
-    row = {"images": len(paths), "factor": factor, "finding": finding, "peak_frequency": float(grid[index]),
-           "peak_prominence": float(whole[index]), "subsets": {}}
+    spectra = image_spectra(paths)
+    factor, finding = enlargement(spectra)
+    frequency, height, _ = highest_peak(spectra)
+    row = {"images": len(paths), "factor": factor, "finding": finding, "peak_frequency": frequency,
+           "peak_prominence": height, "subsets": {}}
     for size in SUBSETS:
-        if size >= len(paths):
+        if size >= len(spectra):
             continue
         heights, factors = [], []
         for _ in range(DRAWS):
-            picked = spectra[rng.choice(len(paths), size, replace=False)]
-            heights.append(float(np.max(np.where(grid >= MIN_FREQUENCY, prominence(picked), 0.0))))
+            picked = spectra[rng.choice(len(spectra), size, replace=False)]
+            heights.append(highest_peak(picked)[1])
             factors.append(enlargement(picked)[0])
         row["subsets"][str(size)] = {"min": min(heights), "max": max(heights), "factors": factors}
     return row

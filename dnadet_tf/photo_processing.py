@@ -19,7 +19,6 @@ A downsampling, a mix of processings, or JPEG and other files mixed, are not nam
 """
 import functools
 import io
-import os
 
 import numpy as np
 from PIL import Image

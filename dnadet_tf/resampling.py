@@ -104,30 +104,43 @@ def grey_center(path):
     return rgb[top:top + MAX_SIDE, left:left + MAX_SIDE].astype(np.float64) @ _LUMA
 
 
-def read_enlargement(paths):
-    """The factor by which the images at `paths` were enlarged, read from their interpolation period.
-
-    Returns (r or None, a line saying what was found). r is 1 / (1 - f), 1 < r < 2, when the images'
-    consensus spectrum has a peak at f of prominence >= PROMINENCE that is not a JPEG block grid; None
-    otherwise. At most MAX_IMAGES images are read, evenly spaced through `paths`.
-    """
+def image_spectra(paths):
+    """(N, BINS + 1) `interpolation_spectrum`s of the images at `paths` with both sides >= MIN_IMAGE_SIDE; at
+    most MAX_IMAGES of them are read, evenly spaced through `paths`."""
     picked = list(paths)
     if len(picked) > MAX_IMAGES:
         picked = [picked[i] for i in np.linspace(0, len(picked) - 1, MAX_IMAGES).round().astype(int)]
     spectra = [interpolation_spectrum(gray) for gray in map(grey_center, picked) if gray is not None]
-    if len(spectra) < MIN_IMAGES:
-        return None, (f"{len(spectra)} images of at least {MIN_IMAGE_SIDE} px, too few to read a resampling "
-                      f"from ({MIN_IMAGES} needed)")
-    return enlargement(np.stack(spectra))
+    return np.stack(spectra) if spectra else np.zeros((0, BINS + 1))
 
 
-def enlargement(spectra):
-    """(N, BINS + 1) images' `interpolation_spectrum`s -> (r or None, a line saying what was found), as
-    `read_enlargement` decides."""
+def highest_peak(spectra):
+    """(N, BINS + 1) spectra -> (frequency, prominence) of the most prominent peak above MIN_FREQUENCY, and the
+    (BINS + 1,) prominence it was read from."""
     peaks = prominence(spectra)
     grid = frequencies()
     index = int(np.argmax(np.where(grid >= MIN_FREQUENCY, peaks, 0.0)))
-    frequency, height = float(grid[index]), float(peaks[index])
+    return float(grid[index]), float(peaks[index]), peaks
+
+
+def read_enlargement(paths):
+    """The factor by which the images at `paths` were enlarged, read from their interpolation period.
+
+    Returns (r or None, a line saying what was found): `enlargement` of their `image_spectra`.
+    """
+    return enlargement(image_spectra(paths))
+
+
+def enlargement(spectra):
+    """(N, BINS + 1) images' `interpolation_spectrum`s -> (r or None, a line saying what was found).
+
+    r is 1 / (1 - f), 1 < r < 2, when the images' consensus spectrum has a peak at f of prominence >=
+    PROMINENCE that is not a JPEG block grid; None otherwise, and for fewer than MIN_IMAGES images.
+    """
+    if len(spectra) < MIN_IMAGES:
+        return None, (f"{len(spectra)} images of at least {MIN_IMAGE_SIDE} px, too few to read a resampling "
+                      f"from ({MIN_IMAGES} needed)")
+    frequency, height, peaks = highest_peak(spectra)
     found = f"highest interpolation peak {height:.1f} at {frequency:.3f} cycles/px over {len(spectra)} images"
     if height < PROMINENCE:
         return None, f"no resampling found ({found}, {PROMINENCE} needed)"
