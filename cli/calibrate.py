@@ -1,6 +1,6 @@
 """`dnadet-tf calibrate`: fit (or refit) a run's temperature and open-set score."""
 from dnadet_tf.cli.main import HelpFormatter
-from dnadet_tf.openset import DEFAULT_SCORE, KNOWN_RATE, SCORES
+from dnadet_tf.openset import DEFAULT_RADII, DEFAULT_SCORE, KNOWN_RATE, RADII, SCORES
 
 
 def register(subparsers):
@@ -11,8 +11,8 @@ def register(subparsers):
             "Fit temperature scaling (by validation NLL) and an open-set score on a run's best.keras, and store "
             "both in it: probabilities then mean what they say, and predict/evaluate/export answer 'unknown' for "
             "images unlike every known architecture. The class statistics come from the training images' pooled "
-            "features, the temperature and the threshold (--known-rate of the validation images kept as known) from "
-            "the validation images. Writes RUN/calibration.json."
+            "features, the temperature, each class's radius (--radii) and the threshold (--known-rate of the "
+            "validation images kept as known) from the validation images. Writes RUN/calibration.json."
         ),
         formatter_class=HelpFormatter,
     )
@@ -24,6 +24,11 @@ def register(subparsers):
                         help="share of the validation images the open-set threshold keeps as known, above 0 and at "
                              "most 1; lower flags more unknown architectures and more known ones under a shift "
                              "(other seeds, losses, data)")
+    parser.add_argument("--radii", choices=RADII, default=DEFAULT_RADII,
+                        help="scale of the distance scores (mahalanobis, cosine): 'per-class' measures each class's "
+                             "distance in units of its own radius, the distance that keeps --known-rate of that "
+                             "class's validation images, so a class whose images spread far does not set the "
+                             "threshold for all; 'shared': one scale for every class")
     parser.add_argument("--batch-size", type=int, default=32, help="images per inference batch")
     parser.set_defaults(func=run)
 
@@ -32,5 +37,5 @@ def run(args):
     from dnadet_tf.calibrate import calibrate_run
 
     calibrate_run(args.run, score=args.score, data=args.data, val=args.val, batch_size=args.batch_size,
-                  known_rate=args.known_rate)
+                  known_rate=args.known_rate, radii=args.radii)
     return 0

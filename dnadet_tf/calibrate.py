@@ -17,7 +17,7 @@ import tensorflow as tf
 from dnadet_tf.data import check_files, is_benchmark_dir, read_dataset, remap_to
 from dnadet_tf.errors import DataError, DnadetError
 from dnadet_tf.model import feature_and_logits as model_feature_and_logits
-from dnadet_tf.openset import DEFAULT_SCORE, KNOWN_RATE, check_known_rate, fit_statistics
+from dnadet_tf.openset import DEFAULT_RADII, DEFAULT_SCORE, KNOWN_RATE, RADIUS_SCORES, check_known_rate, check_radii, fit_statistics
 from dnadet_tf.pipeline import inference_dataset
 from dnadet_tf.runs import RunDir, write_json_atomic
 
@@ -33,6 +33,18 @@ def calibrated_known_rate(run_dir, default=KNOWN_RATE):
         return default
     with open(path, encoding="utf-8") as f:
         return float(json.load(f).get("known_rate", KNOWN_RATE))
+
+
+def calibrated_radii(run_dir):
+    """The radii of a run's stored calibration as its calibration.json records them: "per-class", "shared"
+    ("shared" in a file written before radii existed), None for a score without radii or a run with no
+    calibration.json."""
+    path = os.path.join(run_dir, CALIBRATION_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        report = json.load(f)
+    return report.get("radii", "shared" if report.get("score") in RADIUS_SCORES else None)
 
 
 def features_and_logits(model, paths, batch_size=32, perturb_fn=None, seed=0):
@@ -65,7 +77,7 @@ def validation_spec(config, data=None):
 
 
 def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=32, output=None, files=None,
-                  known_rate=KNOWN_RATE):
+                  known_rate=KNOWN_RATE, radii=DEFAULT_RADII):
     """Fits and stores the run's calibration; returns the report (also written to calibration.json).
 
     Args:
@@ -77,14 +89,18 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
       known_rate: the share of the validation images the open-set threshold keeps as known (0 to 1; default
         0.95): lower flags more unknown architectures, and more known ones under a shift (README, "Unknown
         architectures").
+      radii: "shared" (default): one scale for every class; "per-class": the distance scores measure each
+        class's distance in units of its own radius, the distance that keeps `known_rate` of that class's
+        validation images.
       files: (training, validation) LabeledFiles already read and checked in the run's label order
         (`fit` passes its own), in place of reading `data` and `val` again.
 
     Raises DataError when there are no validation images.
     """
     output = output or sys.stdout
-    try:  # before any slow work; the CLI names the flag (--known-rate)
+    try:  # before any slow work; the CLI names the flags (--known-rate, --radii)
         known_rate = check_known_rate(known_rate)
+        check_radii(radii)
     except ValueError as error:
         raise DnadetError(str(error)) from None
     run = RunDir(run_dir)
@@ -108,7 +124,7 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
     train_features, _ = features_and_logits(model, train_files.paths, batch_size)
     val_features, val_logits = features_and_logits(model, val_files.paths, batch_size)
     statistics, report = fit_statistics(score, train_features, train_files.labels, model.num_classes,
-                                        val_features, val_logits, val_files.labels, known_rate)
+                                        val_features, val_logits, val_files.labels, known_rate, radii)
     model.calibrate(statistics)
     run.save_best(model)
     report.update(data=os.path.abspath(data) if os.path.exists(data) else data,
@@ -117,6 +133,7 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
     print(f"calibration: temperature {report['temperature']:.3f} (validation NLL {report['val_nll_before']:.4f} -> "
           f"{report['val_nll_after']:.4f}, ECE {100 * report['val_ece_before']:.2f} -> "
           f"{100 * report['val_ece_after']:.2f} %); open-set score '{score}', threshold "
-          f"{report['threshold']:.4g} (keeps {100 * report['known_rate']:.0f} % of validation images as known); "
+          f"{report['threshold']:.4g} (keeps {100 * report['known_rate']:.0f} % of validation images as known"
+          f"{'; distances in units of each class radius' if report['class_radii'] else ''}); "
           f"stored in {run.best_model_path}", file=output, flush=True)
     return report

@@ -99,14 +99,17 @@ class Calibration(keras.layers.Layer):
     its statistics are non-trainable weights, so they travel in `.keras` files and exports:
     temperature (), threshold (), class_means (C, D), whitening (D, D): W with W W' = the precision
     matrix, so the Mahalanobis distance is ||(f - m) W||^2, a difference before any product (no
-    cancellation, which keeps it usable in quantized exports).
+    cancellation, which keeps it usable in quantized exports); with `class_radii`, also radii (C,):
+    the distance scores divide each class's distance by its radius before taking the smallest.
 
     Args:
       num_classes, feature_dim: C and D.
       score: "mahalanobis", "cosine", "energy" or "max_softmax".
+      class_radii: whether the layer holds per-class radii (`openset.class_radii`); False in files
+        written before radii existed, which then load and score as they did.
     """
 
-    def __init__(self, num_classes, feature_dim, score="mahalanobis", **kwargs):
+    def __init__(self, num_classes, feature_dim, score="mahalanobis", class_radii=False, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         from dnadet_tf.openset import SCORES
@@ -120,6 +123,8 @@ class Calibration(keras.layers.Layer):
         self.threshold = constant((), "zeros")
         self.class_means = constant((self.num_classes, self.feature_dim))
         self.whitening = constant((self.feature_dim, self.feature_dim))
+        self.class_radii = bool(class_radii)
+        self.radii = constant((self.num_classes,), "ones") if self.class_radii else None
         self.built = True
 
     def set_statistics(self, statistics):
@@ -130,6 +135,11 @@ class Calibration(keras.layers.Layer):
         self.threshold.assign(float(statistics.threshold))
         self.class_means.assign(statistics.class_means)
         self.whitening.assign(statistics.whitening)
+        if (statistics.class_radii is not None) != self.class_radii:
+            raise ValueError(f"class_radii: expected {'radii' if self.class_radii else 'none'} (C,), received "
+                             f"{'none' if statistics.class_radii is None else 'radii'}.")
+        if self.class_radii:
+            self.radii.assign(np.asarray(statistics.class_radii, np.float32))
 
     def ood_scores(self, feature, logits):
         """(N, D), (N, C) -> (N,) float32, as `openset.scores` computes them."""
@@ -140,11 +150,14 @@ class Calibration(keras.layers.Layer):
             return -t * tf.reduce_logsumexp(logits / t, axis=-1)
         means = self.class_means
         if self.score == "cosine":
-            similarity = tf.matmul(tf.math.l2_normalize(feature, axis=-1), tf.math.l2_normalize(means, axis=-1),
-                                   transpose_b=True)
-            return 1.0 - tf.reduce_max(similarity, axis=-1)
-        whitened = tf.matmul(feature, self.whitening)[:, None, :] - tf.matmul(means, self.whitening)[None, :, :]
-        return tf.reduce_min(tf.reduce_sum(tf.square(whitened), axis=-1), axis=-1)
+            distances = 1.0 - tf.matmul(tf.math.l2_normalize(feature, axis=-1), tf.math.l2_normalize(means, axis=-1),
+                                        transpose_b=True)
+        else:
+            whitened = tf.matmul(feature, self.whitening)[:, None, :] - tf.matmul(means, self.whitening)[None, :, :]
+            distances = tf.reduce_sum(tf.square(whitened), axis=-1)
+        if self.class_radii:
+            distances = distances / self.radii[None, :]
+        return tf.reduce_min(distances, axis=-1)
 
     def call(self, feature, logits):
         score = self.ood_scores(feature, logits)
@@ -153,7 +166,7 @@ class Calibration(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes, "feature_dim": self.feature_dim,
-                "score": self.score}
+                "score": self.score, "class_radii": self.class_radii}
 
 
 @keras.saving.register_keras_serializable(package="dnadet_tf")
@@ -315,7 +328,8 @@ class Classifier(keras.Model):
 
     def calibrate(self, statistics):
         """Attaches (or replaces) a `Calibration` holding `statistics` (an `openset.OpenSetStatistics`)."""
-        calibration = Calibration(self.num_classes, self.backbone.feature_dim, statistics.score, name="calibration")
+        calibration = Calibration(self.num_classes, self.backbone.feature_dim, statistics.score,
+                                  class_radii=statistics.class_radii is not None, name="calibration")
         calibration.set_statistics(statistics)
         self.calibration = calibration
         return calibration

@@ -10,6 +10,11 @@ Scores (higher = less like any known architecture):
   mahalanobis   the smallest squared Mahalanobis distance of the pooled feature to a class mean,
                 with one covariance shared by the classes (Lee et al. 2018), shrunk towards
                 its diagonal so that it stays invertible with few images per class
+
+The two distance scores may measure each class's distance in units of that class's own radius
+(`RADII`: "per-class"; default "shared", one scale for all): the distance that keeps the known rate
+of the class's own validation images, so that one class whose validation images spread far does not
+set the one threshold for all.
 """
 import dataclasses
 
@@ -18,6 +23,10 @@ import numpy as np
 SCORES = ("mahalanobis", "cosine", "energy", "max_softmax")
 DEFAULT_SCORE = "mahalanobis"
 KNOWN_RATE = 0.95  # the threshold keeps this fraction of known validation images
+RADII = ("per-class", "shared")  # the distance scores' scale: each class's own radius, or one for all
+DEFAULT_RADII = "shared"
+RADIUS_SCORES = ("mahalanobis", "cosine")  # the scores that measure a distance to each class
+MIN_RADIUS_IMAGES = 10  # a class with fewer validation images gets the radius of all of them
 ECE_BINS = 15
 
 
@@ -87,13 +96,15 @@ class OpenSetStatistics:
 
     class_means: (C, D) mean pooled feature per class; whitening: (D, D) W with W W' = the inverse
     of the shared covariance, so ||(f - m) W||^2 is the squared Mahalanobis distance; temperature: the calibration temperature;
-    threshold: scores above it are "unknown"."""
+    threshold: scores above it are "unknown"; class_radii: (C,) each class's distance radius, by which
+    a distance score (RADIUS_SCORES) divides that class's distances, or None (one shared scale)."""
 
     score: str
     class_means: np.ndarray
     whitening: np.ndarray
     temperature: float = 1.0
     threshold: float = np.inf
+    class_radii: np.ndarray = None
 
 
 def class_statistics(features, labels, num_classes, shrinkage=0.1):
@@ -117,26 +128,54 @@ def class_statistics(features, labels, num_classes, shrinkage=0.1):
     return means.astype(np.float32), np.linalg.cholesky(np.linalg.inv(covariance)).astype(np.float32)
 
 
+def class_distances(kind, features, statistics):
+    """(N, C) distances of features (N, D) to every class mean, for a distance score (RADIUS_SCORES):
+    1 - cosine similarity, or the squared Mahalanobis distance; not yet divided by any radius."""
+    features = np.asarray(features, np.float64)
+    means = np.asarray(statistics.class_means, np.float64)
+    if kind == "cosine":
+        f = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+        m = means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+        return 1.0 - f @ m.T
+    if kind == "mahalanobis":
+        whitening = np.asarray(statistics.whitening, np.float64)
+        # ||f - m||_P^2 = ||(f - m) W||^2, for every class at once, as the exports compute it.
+        whitened = (features @ whitening)[:, None, :] - (means @ whitening)[None, :, :]
+        return np.square(whitened).sum(axis=2)
+    raise ValueError(f"score: expected one of {', '.join(RADIUS_SCORES)}, received {kind!r}.")
+
+
 def scores(kind, features, logits, statistics):
-    """(N,) open-set scores of one kind (SCORES) for features (N, D) and logits (N, C)."""
+    """(N,) open-set scores of one kind (SCORES) for features (N, D) and logits (N, C).
+
+    A distance score is the smallest distance to a class mean, each class's distance divided by its
+    radius when the statistics hold radii (`class_radii`) for that score (theirs, `statistics.score`)."""
     if kind == "max_softmax":
         return 1.0 - softmax(logits, statistics.temperature).max(axis=1)
     if kind == "energy":
         z = np.asarray(logits, np.float64) / statistics.temperature
         top = z.max(axis=1)
         return -statistics.temperature * (top + np.log(np.exp(z - top[:, None]).sum(axis=1)))
-    features = np.asarray(features, np.float64)
-    means = np.asarray(statistics.class_means, np.float64)
-    if kind == "cosine":
-        f = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-        m = means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
-        return 1.0 - (f @ m.T).max(axis=1)
-    if kind == "mahalanobis":
-        whitening = np.asarray(statistics.whitening, np.float64)
-        # ||f - m||_P^2 = ||(f - m) W||^2, for every class at once, as the exports compute it.
-        whitened = (features @ whitening)[:, None, :] - (means @ whitening)[None, :, :]
-        return np.square(whitened).sum(axis=2).min(axis=1)
-    raise ValueError(f"score: expected one of {', '.join(SCORES)}, received {kind!r}.")
+    if kind not in RADIUS_SCORES:
+        raise ValueError(f"score: expected one of {', '.join(SCORES)}, received {kind!r}.")
+    distances = class_distances(kind, features, statistics)
+    if statistics.class_radii is not None and kind == statistics.score:
+        distances = distances / np.asarray(statistics.class_radii, np.float64)[None, :]
+    return distances.min(axis=1)
+
+
+def class_radii(distances, labels, rate=KNOWN_RATE, min_images=MIN_RADIUS_IMAGES):
+    """(C,) radii from known images' distances (N, C) to every class and their labels (N,): class c's
+    radius is the `rate` quantile of its own images' distances to its own mean, so it keeps `rate` of
+    them; a class with fewer than `min_images` images gets that quantile over every image's distance
+    to its own class. Never below a millionth of the largest radius, so that no class divides by 0."""
+    distances = np.asarray(distances, np.float64)
+    labels = np.asarray(labels, np.int64)
+    own = distances[np.arange(len(labels)), labels]
+    shared = float(np.quantile(own, rate)) if len(own) else 1.0
+    radii = np.array([float(np.quantile(own[labels == c], rate)) if np.sum(labels == c) >= min_images else shared
+                      for c in range(distances.shape[1])])
+    return np.maximum(radii, 1e-6 * max(float(radii.max()), 1e-12))
 
 
 def threshold_at_known_rate(known_scores, rate=KNOWN_RATE):
@@ -195,20 +234,33 @@ def check_known_rate(rate):
     return float(rate)
 
 
+def check_radii(radii):
+    """`radii` if it is one of RADII, else ValueError."""
+    if radii not in RADII:
+        raise ValueError(f"radii: expected one of {', '.join(RADII)}, received {radii!r}.")
+    return radii
+
+
 def fit_statistics(score, train_features, train_labels, num_classes, val_features, val_logits, val_labels,
-                   known_rate=KNOWN_RATE):
+                   known_rate=KNOWN_RATE, radii=DEFAULT_RADII):
     """Everything a `Calibration` layer stores, fitted on known images only.
 
     The temperature minimises the validation NLL; class means and the shared
-    covariance come from the training features; the threshold keeps `known_rate`
-    (default 95 %) of the validation images as known. Returns (OpenSetStatistics, report dict).
+    covariance come from the training features; with `radii` "per-class" (default "shared") a distance score's
+    class radii keep `known_rate` of each class's validation images (`class_radii`); the threshold
+    keeps `known_rate` (default 95 %) of the validation images as known. Returns (OpenSetStatistics,
+    report dict); the report names the radii (None for the scores that have none).
     """
     if score not in SCORES:
         raise ValueError(f"score: expected one of {', '.join(SCORES)}, received {score!r}.")
     known_rate = check_known_rate(known_rate)
+    check_radii(radii)
     temperature = fit_temperature(val_logits, val_labels)
     means, whitening = class_statistics(train_features, train_labels, num_classes)
     statistics = OpenSetStatistics(score, means, whitening, temperature)
+    if score in RADIUS_SCORES and radii == "per-class":
+        statistics.class_radii = class_radii(class_distances(score, val_features, statistics), val_labels,
+                                             known_rate).astype(np.float32)
     val_scores = scores(score, val_features, val_logits, statistics)
     statistics.threshold = threshold_at_known_rate(val_scores, known_rate)
     report = {
@@ -216,6 +268,8 @@ def fit_statistics(score, train_features, train_labels, num_classes, val_feature
         "temperature": temperature,
         "threshold": statistics.threshold,
         "known_rate": known_rate,
+        "radii": radii if score in RADIUS_SCORES else None,
+        "class_radii": None if statistics.class_radii is None else [float(r) for r in statistics.class_radii],
         "val_images": int(len(val_labels)),
         "train_images": int(len(train_labels)),
         "val_nll_before": nll(val_logits, val_labels),

@@ -85,8 +85,53 @@ def test_temperature_scaling_lowers_held_out_nll():
     assert ece_after < ece_before
 
 
-@pytest.mark.parametrize("score", openset.SCORES)
-def test_calibration_layer_matches_numpy_and_survives_saving(score, tmp_path):
+def test_class_radii_by_hand():
+    # Distances of 14 known images to 3 classes; each class's radius is its own images' quantile of their
+    # distance to their own class; class 2, with fewer than MIN_RADIUS_IMAGES images, gets the quantile of all.
+    labels = np.array([0] * 10 + [2] * 4)
+    own = np.concatenate([np.arange(1.0, 11.0), [50.0, 60.0, 70.0, 80.0]])
+    distances = np.full((len(labels), 3), 999.0)
+    distances[np.arange(len(labels)), labels] = own
+    radii = openset.class_radii(distances, labels, rate=0.5, min_images=10)
+    assert radii[0] == pytest.approx(5.5)  # median of 1..10
+    assert radii[1] == radii[2] == pytest.approx(np.median(own))  # no image of class 1, too few of class 2
+    assert openset.class_radii(np.zeros((10, 2)), np.zeros(10, int)).min() > 0  # never a division by 0
+
+
+def test_per_class_radii_keep_each_classs_rate_and_flag_what_passes_a_shared_scale():
+    # Class 0 is tight, class 1 spreads 4 times as far; an unknown cluster beside class 0 is closer to it
+    # than class 1's own images are to class 1, so one shared scale lets it pass and per-class radii do not.
+    rng = np.random.default_rng(5)
+    centres = np.zeros((2, 8))
+    centres[1, 0] = 40.0
+    train = np.concatenate([centres[0] + rng.standard_normal((200, 8)), centres[1] + 4 * rng.standard_normal((200, 8))])
+    val = np.concatenate([centres[0] + rng.standard_normal((100, 8)), centres[1] + 4 * rng.standard_normal((100, 8))])
+    train_labels, val_labels = np.repeat([0, 1], 200), np.repeat([0, 1], 100)
+    unknown = centres[0] + np.r_[6.0, np.zeros(7)] + rng.standard_normal((50, 8))
+    logits = lambda f: np.stack([-np.abs(f - c).sum(1) for c in centres], 1)  # noqa: E731
+    flagged = {}
+    for radii in openset.RADII:
+        statistics, report = openset.fit_statistics("mahalanobis", train, train_labels, 2, val, logits(val),
+                                                    val_labels, radii=radii)
+        assert report["radii"] == radii
+        val_scores = openset.scores("mahalanobis", val, logits(val), statistics)
+        assert np.mean(val_scores <= statistics.threshold) >= 0.95 - 1 / len(val)
+        flagged[radii] = np.mean(openset.scores("mahalanobis", unknown, logits(unknown), statistics) > statistics.threshold)
+        if radii == "per-class":
+            assert report["class_radii"][1] > 4 * report["class_radii"][0]
+            own = openset.class_distances("mahalanobis", val, statistics)[np.arange(len(val)), val_labels]
+            for c in (0, 1):  # each radius keeps 95 % of its own class's validation images
+                assert np.mean(own[val_labels == c] <= statistics.class_radii[c] * (1 + 1e-6)) >= 0.95 - 1e-9
+        else:
+            assert statistics.class_radii is None and report["class_radii"] is None
+    assert flagged["shared"] < 0.2 and flagged["per-class"] > 0.9, flagged
+    with pytest.raises(ValueError, match=r"radii: expected one of per-class, shared, received 'each'"):
+        openset.fit_statistics("mahalanobis", train, train_labels, 2, val, logits(val), val_labels, radii="each")
+
+
+@pytest.mark.parametrize("score,radii", [(score, "shared") for score in openset.SCORES]
+                         + [(score, "per-class") for score in openset.RADIUS_SCORES])
+def test_calibration_layer_matches_numpy_and_survives_saving(score, radii, tmp_path):
     rng = np.random.default_rng(3)
     model = Classifier(Backbone(width=0.0625), 3, class_names=["real", "a", "b"])
     pixels = rng.uniform(-1, 1, (5, 64, 64, 3)).astype("float32")
@@ -94,7 +139,9 @@ def test_calibration_layer_matches_numpy_and_survives_saving(score, tmp_path):
     logits = model(pixels).numpy()
     train = features + 0.1 * rng.standard_normal(features.shape).astype("float32")
     statistics, _ = openset.fit_statistics(score, np.concatenate([train, features]), np.array([0, 1, 2, 0, 1] * 2),
-                                           3, features, logits, np.array([0, 1, 2, 0, 1]))
+                                           3, features, logits, np.array([0, 1, 2, 0, 1]), radii=radii)
+    if radii == "per-class":  # 5 images are too few for a radius per class: give the classes different ones
+        statistics.class_radii = statistics.class_radii * np.array([1.0, 3.0, 0.5], np.float32)
     model.calibrate(statistics)
     expected = openset.scores(score, features, logits, statistics)
     outputs = {k: v.numpy() for k, v in attribute(model, pixels).items()}
@@ -105,6 +152,7 @@ def test_calibration_layer_matches_numpy_and_survives_saving(score, tmp_path):
     model.save(tmp_path / "m.keras")
     loaded = load_classifier(str(tmp_path / "m.keras"))
     assert isinstance(loaded.calibration, Calibration) and loaded.calibration.score == score
+    assert loaded.calibration.class_radii == (radii == "per-class")
     np.testing.assert_allclose(attribute(loaded, pixels)["ood_score"].numpy(), outputs["ood_score"], rtol=1e-6)
 
 
