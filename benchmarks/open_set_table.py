@@ -10,7 +10,7 @@ before and after temperature scaling, per split. Writes --json (default
 benchmarks/results/open-set-demo.json) and prints the Markdown tables.
 
 Runs are trained as `dnadet-tf fit` trains them (the `cpu` preset's precision and selection rule)
-unless --precision or --select say otherwise; the README's older table used `--precision float32
+unless --precision or --select say otherwise; the older table in docs/results.md used `--precision float32
 --select nll`.
 
 `--known-rate Q` calibrates the runs with `dnadet-tf calibrate --known-rate Q` (again, where a run was
@@ -77,7 +77,7 @@ def trained_with(run_dir):
 
 def mean_std(values):
     values = np.asarray(values, np.float64)
-    return {"mean": float(values.mean()), "std": float(values.std()),  # population std, as the README tables
+    return {"mean": float(values.mean()), "std": float(values.std()),  # population std, as the result tables
             "values": values.tolist()}
 
 
@@ -98,6 +98,7 @@ def aggregate(per_seed):
         },
         "temperature": mean_std([s["calibration"]["temperature"] for s in per_seed]),
         "known_rate": per_seed[0]["calibration"]["known_rate"],
+        "radii": per_seed[0]["calibration"].get("radii") or "shared",
         "flagged_unknown": {split: mean_std([s["flagged_unknown"][split] for s in per_seed]) for split in splits
                             if all(s.get("flagged_unknown", {}).get(split) is not None for s in per_seed)},
     }
@@ -127,7 +128,8 @@ def markdown(document):
     if flagged:
         known_rate = summary.get("known_rate", KNOWN_RATE)
         shown = in_order(flagged)
-        lines += ["", f"Share flagged unknown at the stored threshold (known rate {known_rate:g}), %:", "",
+        radii = ", per-class radii" if summary.get("radii") == "per-class" else ""
+        lines += ["", f"Share flagged unknown at the stored threshold (known rate {known_rate:g}{radii}), %:", "",
                   "| unknown architectures | " + " | ".join(shown) + " |", "|---" * (len(shown) + 1) + "|",
                   f"| {mean_std_cell(o['unknown_flagged'])} | "
                   + " | ".join(mean_std_cell(flagged[name]) for name in shown) + " |"]

@@ -28,7 +28,9 @@ def register(subparsers):
                         help="scale of the distance scores (mahalanobis, cosine): 'per-class' measures each class's "
                              "distance in units of its own radius, the distance that keeps --known-rate of that "
                              "class's validation images, so a class whose images spread far does not set the "
-                             "threshold for all; 'shared': one scale for every class")
+                             "threshold for all: it flags more new architectures, and more images of known ones whose "
+                             "seed, loss or data changed (docs/results.md, 'One radius per class'); 'shared': one scale for "
+                             "every class")
     parser.add_argument("--batch-size", type=int, default=32, help="images per inference batch")
     parser.set_defaults(func=run)
 

@@ -376,3 +376,30 @@ def test_calibrated_known_rate_is_the_share_calibration_json_records_or_the_defa
     assert calibrated_known_rate(str(tmp_path)) == KNOWN_RATE  # no calibration.json: the default
     (tmp_path / "calibration.json").write_text(json.dumps({"known_rate": 0.8, "threshold": 3.0}), encoding="utf-8")
     assert calibrated_known_rate(str(tmp_path)) == 0.8
+
+
+def test_a_run_calibrated_with_per_class_radii_exports_its_score(tiny_run, upsampling_data, keras_predictor,
+                                                                  test_pixels, tmp_path):
+    # `calibrate --radii per-class` stores one radius per class in the Calibration layer; the exported graph
+    # divides by them as the Keras model does, and the int8 file's threshold is refitted on those scores.
+    run = str(tmp_path / "run")
+    shutil.copytree(tiny_run, run)
+    code, stdout, stderr = _cli(["calibrate", run, "--radii", "per-class"])
+    assert code == 0, stderr
+    with open(os.path.join(run, "calibration.json"), encoding="utf-8") as f:
+        report = json.load(f)
+    assert report["radii"] == "per-class" and len(report["class_radii"]) == len(keras_predictor.class_names)
+    assert "distances in units of each class radius" in stdout
+    keras_run = KerasPredictor(run)
+    assert keras_run.model.calibration.class_radii
+    expected = keras_run.attribute_pixels(test_pixels)
+    out = str(tmp_path / "out")
+    code, _, stderr = _cli(["export", "--model", run, "--out", out, "--formats", "savedmodel,float32,int8",
+                            "--eval", upsampling_data["test"], "--max-eval", "8"])
+    assert code == 0, stderr
+    threshold = keras_run.open_set["threshold"]
+    for name in ("1", os.path.join("tflite", "dnadet-float32.tflite")):
+        outputs = load_predictor(os.path.join(out, "dnadet", name)).attribute_pixels(test_pixels)
+        assert np.abs(outputs["ood_score"] - expected["ood_score"]).max() <= 1e-2 * max(1.0, abs(threshold)), name
+    int8 = load_predictor(os.path.join(out, "dnadet", "tflite", "dnadet-int8.tflite"))
+    assert int8.sidecar["open_set"]["float_threshold"] == pytest.approx(threshold)

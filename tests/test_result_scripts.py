@@ -161,7 +161,7 @@ def test_validation_trajectory_summarizes_each_model_over_the_runs(tmp_path):
 
 
 def test_speed_table_gives_realized_against_the_median_step_and_fed_over_alone(tmp_path):
-    """`train_throughput.py --json` rows -> the README's speed table; a run made before those two
+    """`train_throughput.py --json` rows -> the speed table of docs/results.md; a run made before those two
     figures existed shows '-' in their columns instead of failing."""
     row = {"preset": "cpu", "precision": "mixed_bfloat16", "width": 0.25, "patches_per_step": 320,
            "step_patches_per_s": 2000.0, "step_gflops": 200.0, "ceiling_fraction": 0.5,
@@ -267,7 +267,7 @@ def test_step1_validations_writes_each_validation_with_training_seconds_across_s
     assert document["command"] == "dnadet-tf pretrain --photos P --out R" and document["config"] == config
     assert document["selected_by"] == "rule nll: best validation macro_f1, ties by the lower validation cross-entropy"
     assert "3 validations up to step 300 (140 s)" in capsys.readouterr().out
-    # the file renders as the README's learning curve
+    # the file renders as the learning curve in docs/results.md
     named = tmp_path / "pretrain-demo-photos-curve.json"
     named.write_text(out.read_text())
     rendered = _module("render_results").render_pretrain_validations(str(named)).splitlines()
@@ -548,7 +548,7 @@ def test_export_seeds_measures_each_exported_file_against_its_run_and_reuses_the
     assert summary["std"] == 0.0 and summary["values"][0] == summary["values"][1]
     assert document["runs"][1]["export"] == document["runs"][0]["export"]
     text = _module("render_results").render_export_seeds(path)
-    assert "| float16 | 0.79" not in text  # tiny sizes, not the README's
+    assert "| float16 | 0.79" not in text  # tiny sizes, not those of docs/results.md
     assert "| int8 |" in text and "| the run (float32) |" in text and "| int8 TFLite |" in text
     assert "mean ± std over 2 runs" in text
 
@@ -572,6 +572,11 @@ def test_open_set_table_reports_the_share_flagged_on_every_split_at_the_known_ra
     assert "Share flagged unknown at the stored threshold (known rate 0.8), %:" in text
     assert "| unknown architectures | closed-set | cross-seed |" in text
     assert "| 80.0 ± 20.0 | 10.0 ± 0.0 | 30.0 ± 10.0 |" in text
+    assert summary["radii"] == "shared"  # calibration reports written before radii existed
+    per_class = table.aggregate([{**s, "calibration": {**s["calibration"], "radii": "per-class"}}
+                                 for s in (seed(0.6, 0.2), seed(1.0, 0.4))])
+    assert "(known rate 0.8, per-class radii), %:" in table.markdown(
+        {"method": "DNA-Det", "preset": "cpu", "seeds": [0, 1], "summary": per_class})
     # a document written before the per-split shares existed still renders, without that table
     del summary["flagged_unknown"]
     assert "Share flagged" not in table.markdown({"method": "DNA-Det", "preset": "cpu", "seeds": [0, 1],
