@@ -1,8 +1,8 @@
-"""Prints the README's result tables from the JSON files in benchmarks/results/.
+"""Prints the result tables of docs/results.md from the JSON files in benchmarks/results/.
 
 Each `ablation-*.json` there is the `ablation.json` of a `dnadet-tf ablate` or
 `benchmarks/zoo_table.py` run (copied with `--save NAME` or by hand); this
-script renders every one as the Markdown the README shows (mean ± std over the
+script renders every one as the Markdown docs/results.md shows (mean ± std over the
 training seeds, then the selection rules when they were compared), with the
 training time per run. Each `open-set-*.json` (written by
 `benchmarks/open_set_table.py`) renders as its open-set and calibration tables;
@@ -70,7 +70,7 @@ def _percent(fraction):
 
 
 def render_speed(path):
-    """The README's speed tables from a `train_throughput.py --json` file."""
+    """The speed tables of docs/results.md from a `train_throughput.py --json` file."""
     with open(path, encoding="utf-8") as f:
         document = json.load(f)
     ceiling = document["ceiling"]

@@ -9,7 +9,7 @@ run, one per step-1 run (for example step 1 with seeds 0, 1, 2). For the
 std is the population std, as `ablate` computes it. `--select RULE` takes the model that
 selection rule keeps (from runs made with `--compare-select`) instead of each run's
 best.keras. `--json OUT` writes all of it; `render_results.py` renders that file as the
-README's table.
+table in docs/results.md.
 
 Usage: python benchmarks/step1_seeds.py FILE [FILE ...] [--variant DNA-Det] [--select RULE] [--label NAME ...]
        [--json OUT]

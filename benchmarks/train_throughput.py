@@ -31,7 +31,7 @@ Everything is measured in the same run, so the figures travel between machines a
     step, explicit padding, cross-entropy, Adam), as the reference the `paper` step is compared to.
 The `paper` preset is measured at the release's batch (20 images x 16 crops = 320 patches).
 Prints a table per preset; `--json FILE` writes every figure under keys that say what they are
-(`python benchmarks/render_results.py FILE` renders the README's tables from it).
+(`python benchmarks/render_results.py FILE` renders the tables of docs/results.md from it).
 
 Usage: python benchmarks/train_throughput.py [--presets cpu,paper] [--precisions float32,mixed_bfloat16]
        [--steps N] [--realized-steps N] [--no-pretrain] [--torch] [--json FILE]

@@ -15,7 +15,7 @@ measures, in Debian's chromium driven by Playwright:
 and, on the same .tflite files and photos, LiteRT in Python: the model alone with 1 thread
 (what the browser's non-threaded build uses) and with all CPUs, and load_rgb +
 preprocess_image + model. The two formats and the two runtimes are measured in turn, photo
-by photo, so that load from other jobs on a shared machine falls on all of them alike. Writes JSON and prints the README's Markdown table; `--render`
+by photo, so that load from other jobs on a shared machine falls on all of them alike. Writes JSON and prints docs/results.md's Markdown table; `--render`
 prints the table from JSON files. `--screenshot` saves the page at a phone viewport
 (390x844 CSS px, device scale 2) after attributing `--screenshot-image`.
 Needs: pip install playwright, apt-get install chromium, npm ci --prefix web.
@@ -196,7 +196,7 @@ def take_screenshot(browser, url, image, path):
 
 
 def render(document):
-    """The README's Markdown table for one benchmark JSON."""
+    """The Markdown table of docs/results.md for one benchmark JSON."""
     threads = sorted(document["rows"][0]["python"]["model_ms"], key=int)
     load = document["machine"].get("load_average_1min")
     lines = [f"{document['preset_label']}, input {document['input_size']} px; {document['photos']} photos "

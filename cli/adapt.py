@@ -14,7 +14,7 @@ def register(subparsers):
             "export take like any other. Give a mix of what is to be attributed, fakes and real photos alike, "
             "20 images or more (a warning says when there are fewer, or when the run attributes most of them to "
             "one class): statistics of real photos alone or of one generator are another mix's. The adapted "
-            "model is for that content (across a content shift it is worse on the training content: README, "
+            "model is for that content (across a content shift it is worse on the training content: docs/results.md, "
             "'Adapting to other content'); --blend keeps part of the run's own statistics. The open-set "
             "calibration is dropped: 'dnadet-tf calibrate OUT --data LABELED --val LABELED' refits it on labeled "
             "images."
@@ -30,7 +30,7 @@ def register(subparsers):
                              "half the run's own, for a mix of both contents)")
     parser.add_argument("--first-stage", type=int, default=ADAPT_FIRST_STAGE, metavar="S",
                         help="re-estimate the BatchNorms of this encoder stage and the later ones, keep the "
-                             "earlier ones (3: stages 3-4, where the content shift sits, README 'Adapting to "
+                             "earlier ones (3: stages 3-4, where the content shift sits, docs/results.md 'Adapting to "
                              "other content'; 1: every stage)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per batch")
     parser.add_argument("--overwrite", action="store_true", help="replace the files of an existing --out")

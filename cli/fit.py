@@ -84,7 +84,7 @@ def register(subparsers):
     parser.add_argument("--width", type=float, help="width multiplier of the encoder (overrides the preset)")
     parser.add_argument("--zero-mean-stem", action=argparse.BooleanOptionalAction, default=None,
                         help="train the encoder's first convolution as high-pass filters (every kernel kept at zero "
-                        "spatial mean; README, \"A high-pass first layer\") (default: off)")
+                        "spatial mean; docs/results.md, \"A high-pass first layer\") (default: off)")
     parser.add_argument("--crop-size", type=int,
                         help="a non-square image (with --crop-square also a larger square one) is first "
                         "center-cropped to this many native pixels (preset: 128)")
@@ -101,18 +101,18 @@ def register(subparsers):
                         help="add to the class named real as many 128 px crops of other photos as it has training "
                         "images: 'packaged' (the 60 photos shipped with the package), a folder of photos, 'auto' "
                         "(packaged when a class is named real, else nothing) or 'none' (preset: cpu auto, paper and "
-                        "tiny none; README, \"Real photos of other content in the real class\")")
+                        "tiny none; docs/results.md, \"Real photos of other content in the real class\")")
     parser.add_argument("--extra-real-process", metavar="jpeg:Q|upsample:S|auto|none",
                         help="give the --extra-real crops the processing of your real photos: a JPEG round trip at "
                         "quality Q, or bicubic through S x S px and back (the crops are 128 px); 'auto': jpeg:Q when "
                         "every real training image is a JPEG file (Q estimated from their quantization tables), else "
                         "none (lossless reals enlarged by 1x to 2x are reported with the upsample:S that matches, "
                         "not applied); plain crops next to processed real photos teach 'real' as the processing "
-                        "(preset: cpu auto, paper and tiny none; README, \"Crops processed like the training reals\")")
+                        "(preset: cpu auto, paper and tiny none; docs/results.md, \"Crops processed like the training reals\")")
     parser.add_argument("--transplant", type=float, metavar="P",
                         help="with probability P, train a fake image as its high-frequency residual laid over one of the "
                         "--extra-real photos, label kept: fakes of the photos' content; it helped where the photos "
-                        "resembled the content to attribute and cost elsewhere (README, \"Fakes of other content\") "
+                        "resembled the content to attribute and cost elsewhere (docs/results.md, \"Fakes of other content\") "
                         "(default: 0, off)")
     parser.add_argument("--patience", type=int,
                         help="stop early after this many validations without improvement (overrides the preset)")

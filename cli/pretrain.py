@@ -43,7 +43,7 @@ def register(subparsers):
     parser.add_argument("--width", type=float, help="width multiplier of the encoder (overrides the preset)")
     parser.add_argument("--zero-mean-stem", action=argparse.BooleanOptionalAction, default=None,
                         help="train the encoder's first convolution as high-pass filters (every kernel kept at zero "
-                        "spatial mean; README, \"A high-pass first layer\") (default: off; fit --zero-mean-stem for step 2)")
+                        "spatial mean; docs/results.md, \"A high-pass first layer\") (default: off; fit --zero-mean-stem for step 2)")
     parser.add_argument("--batch-size", type=int, help="images per step (overrides the preset's pretrain_batch_size)")
     parser.add_argument("--patch-size", type=int,
                         help="side of the training crops in px, a multiple of 16 up to the second resize (default: "
@@ -57,7 +57,7 @@ def register(subparsers):
     parser.add_argument("--crop-grid", type=int, metavar="N",
                         help="put the training crops' corners on multiples of N px of the network's input (default "
                         "1: anywhere); with --resize2 128 (no magnification) 8 keeps the JPEG blocks of the "
-                        "transformed crop in the same place in every crop (README, \"Pre-training\")")
+                        "transformed crop in the same place in every crop (docs/results.md, \"Pre-training\")")
     parser.add_argument("--images-per-transformation", type=int,
                         help="photos per drawn transformation in a step; 1 = the release's sampling, every "
                         "image's transformation drawn independently (default 4)")

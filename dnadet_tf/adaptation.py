@@ -15,7 +15,7 @@ that content's statistics; images of another content shift every layer's activat
 fakes are read as real (or real photos as fakes). Re-estimated statistics undo that shift. The images
 should be a mix of what is to be attributed (fakes of several generators and real photos, unlabeled):
 statistics of real photos alone, or of one generator, are statistics of another mix
-(README, "Adapting to other content").
+(docs/results.md, "Adapting to other content").
 """
 import os
 import sys
@@ -29,7 +29,7 @@ from dnadet_tf.model import BatchNormalization
 from dnadet_tf.runs import RunDir, save_model_atomic, write_json_atomic
 
 ADAPTATION_FILE = "adaptation.json"
-FEW_IMAGES = 20  # the fewest measured to work (README): fewer are allowed, with a warning line
+FEW_IMAGES = 20  # the fewest measured to work (docs/results.md): fewer are allowed, with a warning line
 ONE_CLASS_SHARE = 0.6  # above this share of one answer before adapting, a warning: one class's statistics fail
 
 
@@ -169,13 +169,13 @@ def adapt_run(run_dir, images, out, blend=1.0, batch_size=16, overwrite=False, o
                                      warn=lambda line: print(line, file=output, flush=True))
     if len(paths) < FEW_IMAGES:
         print(f"warning: {len(paths)} images to adapt on; statistics of fewer than {FEW_IMAGES} were not measured "
-              f"to help (README, 'Adapting to other content').", file=output, flush=True)
+              f"to help (docs/results.md, 'Adapting to other content').", file=output, flush=True)
     answers = answer_counts(model, inference_dataset(paths, model.preprocessing, batch_size))
     top = int(np.argmax(answers))
     if answers[top] > ONE_CLASS_SHARE * len(paths):
         print(f"warning: {run_dir} attributes {answers[top]} of the {len(paths)} images to {class_names[top]!r}; "
               f"statistics of one class are not the content's (adapted to one generator's images, the model "
-              f"fails on them: README, 'Adapting to other content'); give a mix of fakes and real photos.",
+              f"fails on them: docs/results.md, 'Adapting to other content'); give a mix of fakes and real photos.",
               file=output, flush=True)
     print(f"adapting {run_dir}: BatchNorm statistics of {len(paths)} images"
           + (f" in stages {first_stage}-{ENCODER_STAGES}" if first_stage > 1 else "") + ", one pass per layer ...", file=output,

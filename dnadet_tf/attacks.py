@@ -28,7 +28,7 @@ parameter from a stateless seed:
            clipped and rounded. Not one of the paper's attacks: a training
            augmentation for generators of one architecture whose traces are
            weaker or stronger than the training generator's; measured on the
-           seven-family faces -> scenes zoo, it did not help (README, "Content or
+           seven-family faces -> scenes zoo, it did not help (docs/results.md, "Content or
            weights").
 
 `apply_attacks` applies several named attacks in the order given. Each

@@ -87,7 +87,7 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
       val: known images for the temperature and the threshold; default the run's validation data
         (config.json `val`, or the benchmark's val.txt).
       known_rate: the share of the validation images the open-set threshold keeps as known (0 to 1; default
-        0.95): lower flags more unknown architectures, and more known ones under a shift (README, "Unknown
+        0.95): lower flags more unknown architectures, and more known ones under a shift (docs/results.md, "Unknown
         architectures").
       radii: "shared" (default): one scale for every class; "per-class": the distance scores measure each
         class's distance in units of its own radius, the distance that keeps `known_rate` of that class's

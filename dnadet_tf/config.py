@@ -45,7 +45,7 @@ STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 METRICS = ("accuracy", "macro_f1")
 ENCODER_STAGES = 4  # model.STAGE_WIDTHS has one width per stage
 # `adapt` re-estimates the BatchNorms of this stage and the later ones: stages 3-4 named held-out images of the new
-# content better than all 8 layers in 6 of 6 runs (faces <-> scenes) and as well without a shift (README,
+# content better than all 8 layers in 6 of 6 runs (faces <-> scenes) and as well without a shift (docs/results.md,
 # "Adapting to other content").
 ADAPT_FIRST_STAGE = 3
 
@@ -263,13 +263,13 @@ PRESETS = {
     "cpu": dict(
         width=0.25,
         # Squashing a generator's output to half its resolution cost Base+PCL 11-32 points on every
-        # cross-test of the demo zoo; cropping it to native pixels instead kept them (README, "Resolution").
+        # cross-test of the demo zoo; cropping it to native pixels instead kept them (docs/results.md, "Resolution").
         crop_square=True,
         precision="auto",
         # The paper's magnification (128 -> 512), with a step 1 trained at it too: over 3 seeds, demo
         # cross-dataset 98.8 +- 1.4 against 90.1 +- 2.8 at 256, and faces -> scenes 51.9 +- 6.9 against
         # 45.8 +- 6.5 with real recall 94 % against 92 %; 512 in step 2 from a step 1 made at 256 had
-        # called 70 % of the real scenes fake (README, "The second resize ...").
+        # called 70 % of the real scenes fake (docs/results.md, "The second resize ...").
         resize2=512,
         patches_per_image=8,
         images_per_class=8,
@@ -283,22 +283,22 @@ PRESETS = {
         # Single validated models of one run swing by tens of points on the cross-tests while the
         # closed-set validation stays at 100 %; the mean of the last 4 lifted DNA-Det over 9 runs
         # from 95.2 (rule nll) to 97.9 on the mean of the cross-tests, cross-seed from 92.9 +- 15.0
-        # to 99.9 +- 0.4 (README, "Model selection"). Step 1 keeps rule nll (pretraining.pretrain).
+        # to 99.9 +- 0.4 (docs/results.md, "Model selection"). Step 1 keeps rule nll (pretraining.pretrain).
         select="average",
         # Step 2 starts from the step 1 shipped with the package (dnadet_tf/pretrained/step1-cpu, made from the
         # 60 packaged photos), so `fit` trains DNA-Det: over 3 seeds, 96.0 on the mean of the demo zoo's
-        # cross-tests against Base+PCL's 78.3, and 78.8 against 59.7 across content, faces -> scenes (README,
+        # cross-tests against Base+PCL's 78.3, and 78.8 against 59.7 across content, faces -> scenes (docs/results.md,
         # "The default: DNA-Det from the step 1 shipped with the package"). `--init none` trains Base+PCL.
         init="packaged",
         # A class named real gets as many crops of the 60 packaged photos as it has training images: on faces ->
         # scenes, over 3 seeds, real photos of other sources called real 99.2 +- 0.6 % against 86.3 +- 11.9
         # (one seed 69.6, the private set's error: real photos of unseen content called fakes), cross-dataset
         # 54.4 +- 4.1 against 49.8 +- 5.9; demo zoo cross-dataset 96.7 +- 3.4 against 98.8 +- 0.8, the other
-        # cross-tests 100 (README, "Real photos of other content in the real class").
+        # cross-tests 100 (docs/results.md, "Real photos of other content in the real class").
         extra_real="auto",
         # When every real training image is a JPEG file the crops are saved as JPEG at their median quality:
         # faces q75 / scenes q95, over 3 seeds on one machine, cross-dataset 60.0 +- 0.9 against 48.9 +- 6.4 with
-        # plain crops, better in every seed (README, "Crops processed like the training reals"); PNG reals
+        # plain crops, better in every seed (docs/results.md, "Crops processed like the training reals"); PNG reals
         # (every zoo) leave the crops as cut.
         extra_real_process="auto",
         eval_batch_size=32,
@@ -306,7 +306,7 @@ PRESETS = {
         pretrain_val_samples=340,
         # Step 1 at x0.9 every 700 steps (39-43 min here) made DNA-Det meet every cross-test target
         # over 3 step-2 seeds from one step-1 seed, and all but cross-seed over 3 step-1 seeds, where
-        # 4000 steps at x0.9 every 200 did not (README, "Pre-training" and "Results").
+        # 4000 steps at x0.9 every 200 did not (docs/results.md, "Pre-training" and "Results").
         pretrain_steps=14000,
         pretrain_lr_decay_every=700,
         pretrain_val_every=100,
@@ -357,7 +357,7 @@ def native_bfloat16_cpu():
 def auto_precision():
     """What precision `auto` means on this machine: mixed_bfloat16 on a CPU that computes bfloat16 natively
     and has no GPU (measured on the `cpu` preset: 1.3-1.9x the patches/s of float32, accuracy within the
-    seed-to-seed spread over 3 seeds; README "Training speed"), float32 otherwise (a CPU that emulates
+    seed-to-seed spread over 3 seeds; docs/results.md "Training speed"), float32 otherwise (a CPU that emulates
     bfloat16 is slower with it; GPUs keep float32 unless asked)."""
     import tensorflow as tf
 
@@ -380,7 +380,7 @@ def make_config(preset="paper", **overrides):
         # Base+PCL from random weights still moves between the last validations, and the mean of those models can
         # be another, broken one: on faces -> scenes rule average called the real test faces InfoMaxGAN in 2 of 3
         # runs (closed set 71.7 +- 12.8 against 98.2 +- 1.5 by rule nll, cross-dataset 44.8 against 56.8), and
-        # nll was level or ahead on the other three zoos (README, "Model selection"). From a step 1, average stays.
+        # nll was level or ahead on the other three zoos (docs/results.md, "Model selection"). From a step 1, average stays.
         values["select"] = "nll"
     if values.get("precision") == "auto":
         values["precision"] = auto_precision()

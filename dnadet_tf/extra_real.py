@@ -21,7 +21,7 @@ and they were enlarged by a factor r between 1 and 2 (read from the period inter
 `resampling`), it says so and names `upsample:S` (S = 128 / r) without applying it (`AUTO_KINDS`).
 Crops processed unlike the user's reals teach "real" partly as a processing: next to training reals
 enlarged x1.28, plain crops made the model call fakes of other content real, and crops enlarged the same
-way did less so (README, "Crops processed like the training reals"); at x1.5 those crops made it call the
+way did less so (docs/results.md, "Crops processed like the training reals"); at x1.5 those crops made it call the
 other content's real photos fakes ("Enlarged real photos read back").
 """
 import hashlib
@@ -124,7 +124,7 @@ def auto_processing(real_paths, output=None):
             outcome = f"crops saved as {processing_name(processing)}"
         elif found is not None:
             outcome = (f"crops kept as cut (--extra-real-process {processing_name(found)} would enlarge them the "
-                       "same way: better or worse by the factor, README \"Enlarged real photos read back\")")
+                       "same way: better or worse by the factor, docs/results.md \"Enlarged real photos read back\")")
         else:
             outcome = "crops kept as cut (--extra-real-process jpeg:Q or upsample:S names a processing)"
         print(f"--extra-real-process auto: real training images: {finding}: {outcome}", file=output, flush=True)

@@ -6,7 +6,7 @@ read, transform and crop the next batches take their CPU from the step: fed by i
 (`benchmarks/train_throughput.py`, `fed_over_alone`). With the pipeline's threads at nice 19 the
 scheduler gives them what the step leaves idle (its serial stretches: the loss, the optimiser,
 the host syncs), and the prefetched batches absorb the rest: 103 and 94 % in the same benchmark
-(README, "Training speed"). Values do not change, only who waits. Linux only: elsewhere an OS
+(docs/results.md, "Training speed"). Values do not change, only who waits. Linux only: elsewhere an OS
 priority is a process's, not a thread's, and this does nothing.
 
 A caveat: the input's threads get less of a core that other processes also want, so on a

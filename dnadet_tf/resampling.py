@@ -24,7 +24,7 @@ JPEG compression (lossless files converted from JPEG files carry it). Factors of
 2 puts the period at the spectrum's edge, where Pillow's half-pixel sampling leaves no variation in
 magnitude, and r > 2 aliases to the same f as r / (r - 1) < 2, which is the one reported.
 
-Measured by `benchmarks/resampling_detection.py` (README, "Enlarged real photos read back"): 240 crops of the
+Measured by `benchmarks/resampling_detection.py` (docs/results.md, "Enlarged real photos read back"): 240 crops of the
 packaged photos enlarged bicubic x1.28, x1.33, x1.5 or bilinear x1.25 give prominence 13.9-19.0 at their f, and
 every one of 50 random subsets of 20 is read right (9.3 or more); the crops as cut, the zoos' real training
 images and 168 lossless photos 1.1-1.3 (subsets of 20: 2.7 at most). Missed: a Lanczos x1.1 (1.6) and bicubic

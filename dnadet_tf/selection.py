@@ -20,7 +20,7 @@ Why `average`: on the demo zoo, single validated models of one run swing by tens
 of points on the cross-tests from one validation to the next (cross-seed 100, 0,
 100, 52 % at steps 300-600 of one run) while the closed-set validation stays at
 100 %, so no rule that picks one of them can be reliable; the mean of the last
-four is stable (README, "Model selection").
+four is stable (docs/results.md, "Model selection").
 """
 import math
 

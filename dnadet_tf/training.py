@@ -47,13 +47,13 @@ def load_init_weights(init_run, config, num_classes, partial=False, output=None)
         size = config.preprocessing.resize2
         print(f"warning: --init {name}: it was trained on images resized to {trained_at} px, this run resizes "
               f"them to {size} px (--resize2); a step 2 at another magnification than its step 1 lost 5-50 points "
-              f"on cross-tests (README, \"The second resize, and a step 1 made at it\"): pre-train one at {size} px "
+              f"on cross-tests (docs/results.md, \"The second resize, and a step 1 made at it\"): pre-train one at {size} px "
               f"('dnadet-tf pretrain ... --resize2 {size}') or train at {trained_at} px.", file=sys.stderr, flush=True)
     init_stem = source.backbone.zero_mean_stem
     if init_stem != config.model.zero_mean_stem:
         print(f"warning: --init {name}: its first convolution was trained {'with' if init_stem else 'without'} "
               f"--zero-mean-stem, this run trains it {'without' if init_stem else 'with'}; step 1 and step 2 were "
-              f"measured with the same setting only (README, \"A high-pass first layer\"): pass "
+              f"measured with the same setting only (docs/results.md, \"A high-pass first layer\"): pass "
               f"{'--zero-mean-stem' if init_stem else '--no-zero-mean-stem'} to match it.", file=sys.stderr, flush=True)
     mismatch = encoder_mismatch(source, Classifier(Backbone(config.model.width), num_classes, config.model.dropout))
     if mismatch and not partial:

@@ -1,7 +1,7 @@
 """Fakes of other content for training (`fit --transplant P`): a fake's high-frequency residual on a real photo.
 
 Trained on one kind of content (faces, say), the network reads a generator's traces against that content's
-statistics and misreads them on another (README, "Adapting to other content": the shift sits in the BatchNorm
+statistics and misreads them on another (docs/results.md, "Adapting to other content": the shift sits in the BatchNorm
 statistics of the later stages). The user has fakes of one content only; what can vary is the content under the
 traces. With probability P a fake training image x (any class but `real`) becomes
 
@@ -14,7 +14,7 @@ fake's label. Real images are never changed, and the real class keeps those phot
 "fake" differ by the residual on the same contents. The draw of each image is stateless, from the training
 element's seed: the same run gives the same images.
 
-Measured (README, "Fakes of other content", 3 seeds each): faces -> scenes cross-dataset 72.8 against 54.4, but
+Measured (docs/results.md, "Fakes of other content", 3 seeds each): faces -> scenes cross-dataset 72.8 against 54.4, but
 scenes -> faces 78.8 against 88.8 and the demo zoo 80.5 against 96.7: the model learns fakes of the photos'
 content (the packaged photos are scene-like), not content-free traces, and mixes up ProGAN and SNGAN, which
 differ partly in the frequencies the transplant replaces. Off by default.
