@@ -98,9 +98,10 @@ def register(subparsers):
                         help="put the training patches' corners on multiples of N px of the network's input "
                         "(default 1: anywhere; pretrain --crop-grid does the same in step 1)")
     parser.add_argument("--extra-real", metavar="packaged|none|DIR",
-                        help="add to the class named real as many 128 px crops of other photos as it has training "
+                        help="add to the real class (named real, else the one class with 'real' as a word of its name, "
+                        "such as Real or 0_real) as many 128 px crops of other photos as it has training "
                         "images: 'packaged' (the 60 photos shipped with the package), a folder of photos, 'auto' "
-                        "(packaged when a class is named real, else nothing) or 'none' (preset: cpu auto, paper and "
+                        "(packaged when there is a real class, else nothing) or 'none' (preset: cpu auto, paper and "
                         "tiny none; docs/results.md, \"Real photos of other content in the real class\")")
     parser.add_argument("--extra-real-process", metavar="jpeg:Q|upsample:S|auto|none",
                         help="give the --extra-real crops the processing of your real photos: a JPEG round trip at "

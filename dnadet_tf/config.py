@@ -82,8 +82,9 @@ class SamplingConfig:
     """`images_per_class = 0` means the paper's rule: 32 images per class for up to 5 classes, 16 for more.
     `crop_grid`: the training crops' corners are multiples of it, in pixels of the preprocessed image
     (1: anywhere; 8 with no magnification keeps step 1's JPEG blocks in the same place in every crop).
-    `extra_real`: "" or "none" (off), "packaged" or a folder: crops of those photos added to the class
-    named `real`; "auto": "packaged" when there is such a class (`extra_real.add_extra_real`).
+    `extra_real`: "" or "none" (off), "packaged" or a folder: crops of those photos added to the real class
+    (`real`, else the one class with "real" as a word of its name); "auto": "packaged" when there is one
+    (`extra_real.add_extra_real`).
     `extra_real_process`: the processing those crops get, "none", "jpeg:Q", "upsample:S" or "auto"
     (`photo_processing`), to look like the user's real photos; "auto" (`extra_real.auto_processing`) applies
     the JPEG quality of all-JPEG reals and reports an enlargement of lossless ones without applying it.

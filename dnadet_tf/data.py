@@ -8,6 +8,7 @@ import concurrent.futures
 import dataclasses
 import hashlib
 import os
+import re
 import sys
 
 import numpy as np
@@ -37,6 +38,19 @@ class LabeledFiles:
 
 
 REAL_CLASS = "real"
+
+
+REAL_WORDS = ("real", "reals")
+
+
+def real_class_candidates(class_names):
+    """The class names that may hold the real photos: `real` (REAL_CLASS) alone when it is one of them,
+    else every name one of whose words (lower case, split at each character that is neither a letter nor
+    a digit) is "real" or "reals": "Real", "0_real", "real-photos", not "unreal". A list, in the given order."""
+    if REAL_CLASS in class_names:
+        return [REAL_CLASS]
+    return [name for name in class_names
+            if any(word in REAL_WORDS for word in re.split(r"[^0-9a-z]+", str(name).lower()))]
 
 
 def order_classes(names):

@@ -2,14 +2,15 @@
 
 A training set whose real images all show one kind of content (faces, say) lets the
 network learn "real" partly as that content, and real photos of other content then
-get called fakes. `--extra-real SOURCE` adds to the class named `real` as many
+get called fakes. `--extra-real SOURCE` adds to the real class as many
 natural 128 px crops (`zoo.photos.natural_crop`: shorter side resized to 128-192 px,
 a random window, mirrored half of the time) as that class has training images,
 cut from the photos of SOURCE: `packaged` (the 60 photos shipped with the package,
 `dnadet_tf/zoo/demo_photos`) or a folder (read recursively). Crop i is drawn with
 the key (0, "extra-real", i), so every run with the same photos and count adds the
-same crops. `auto` means `packaged` when the training set has a class named `real`, and
-nothing (one line says so) when it has none. They are written once as image files to a cache folder
+same crops. `auto` means `packaged` when the training set has a real class (`real`, else the one
+class with "real" as a word of its name, such as `Real` or `0_real`), and nothing (one line says so)
+when it has none. They are written once as image files to a cache folder
 ($DNADET_TF_CACHE or ~/.cache/dnadet-tf, `extra-real-<key>`), named by the photos'
 names and sizes, the count and the processing, and read by the training pipeline like any other file.
 
@@ -29,7 +30,7 @@ import os
 
 import numpy as np
 
-from dnadet_tf.data import REAL_CLASS, LabeledFiles
+from dnadet_tf.data import REAL_CLASS, LabeledFiles, real_class_candidates
 from dnadet_tf.errors import DataError
 from dnadet_tf.photo_processing import AUTO as AUTO_PROCESS
 from dnadet_tf.photo_processing import matching_processing, parse_processing, processing_name
@@ -132,27 +133,35 @@ def auto_processing(real_paths, output=None):
 
 
 def add_extra_real(files, source, output=None, process="none"):
-    """`files` (LabeledFiles) with crops of `source` added to the class named `real`, as many as it has,
-    each processed by `process` ("none", "jpeg:Q", "upsample:S" or "auto": `auto_processing` of the class's
-    own files).
+    """`files` (LabeledFiles) with crops of `source` added to the real class, as many as it has, each
+    processed by `process` ("none", "jpeg:Q", "upsample:S" or "auto": `auto_processing` of the class's own
+    files). The real class is the one `data.real_class_candidates` names: `real`, else the one class with
+    "real" as a word of its name ("Real", "0_real"; a line says which was taken).
 
-    `source` "none" (or empty) returns `files` unchanged, "auto" is "packaged" when there is a class named
-    `real` and "none" otherwise; with any other source a training set without a class named `real` raises
-    DataError naming its classes.
+    `source` "none" (or empty) returns `files` unchanged, "auto" is "packaged" when there is a real class
+    and "none" otherwise (one line says why); with any other source a training set without one real class
+    raises DataError naming its classes.
     """
     if not source or source == NONE:
         return files
-    if source == AUTO:
-        if REAL_CLASS not in files.class_names:
+    candidates = real_class_candidates(files.class_names)
+    if len(candidates) != 1:
+        why = (f"no class named '{REAL_CLASS}' or with 'real' as a word of its name" if not candidates else
+               f"{len(candidates)} classes may be the real one ({', '.join(candidates)}); name it '{REAL_CLASS}'")
+        if source == AUTO:
             if output is not None:
-                print(f"--extra-real auto: no class named '{REAL_CLASS}' among {files.class_names}, no real photos "
-                      "added", file=output, flush=True)
+                print(f"--extra-real auto: {why} among {files.class_names}, no real photos added", file=output,
+                      flush=True)
             return files
+        raise DataError(f"--extra-real {source}: expected one class of real photos to add crops to ('{REAL_CLASS}', "
+                        f"or a name with 'real' as a word), received the classes {files.class_names}: {why}.")
+    if source == AUTO:
         source = PACKAGED
-    if REAL_CLASS not in files.class_names:
-        raise DataError(f"--extra-real {source}: expected a class named '{REAL_CLASS}' to add real photos to, "
-                        f"received the classes {files.class_names}.")
-    real = files.class_names.index(REAL_CLASS)
+    name = candidates[0]
+    if name != REAL_CLASS and output is not None:
+        print(f"--extra-real: class '{name}' taken as the real photos (its name has 'real' as a word)", file=output,
+              flush=True)
+    real = files.class_names.index(name)
     count = int(np.sum(files.labels == real))
     if process == AUTO_PROCESS:
         processing = auto_processing([p for p, label in zip(files.paths, files.labels) if label == real], output)

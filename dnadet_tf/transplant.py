@@ -49,7 +49,7 @@ class ResidualTransplant:
     Args:
       photos: (N, h, w, 3) uint8 real photos of other content (the `--extra-real` crops).
       share: probability P that a fake image is transplanted, 0 to 1.
-      real_label: the label of the class named `real` (never transplanted).
+      real_label: the label of the real class (never transplanted).
 
     `__call__`: image (H, W, 3) uint8 or float in [0, 255], label () int32, seed (2,) int64 ->
     (H, W, 3) float32 in [0, 255].
@@ -85,7 +85,7 @@ def residual_transplant(share, photo_paths, real_label):
 
 def training_transplant(config, user_files, train_files):
     """The `ResidualTransplant` of `fit`: `config.sampling.transplant` over the photos `add_extra_real` added
-    (`train_files` is `user_files` plus those, labelled `real`); None when the share is 0.
+    (`train_files` is `user_files` plus those, labelled as the real class); None when the share is 0.
 
     Raises DataError when the share is above 0 and no photos were added.
     """
@@ -98,6 +98,7 @@ def training_transplant(config, user_files, train_files):
     photos = list(train_files.paths[len(user_files.paths):])
     if not photos:
         raise DataError(f"--transplant {share:g}: expected real photos of other content to move fakes onto "
-                        f"(--extra-real packaged or a folder, and a class named '{REAL_CLASS}'), received none "
+                        f"(--extra-real packaged or a folder, and a class named '{REAL_CLASS}' or with 'real' as a "
+                        f"word of its name), received none "
                         f"(--extra-real {config.sampling.extra_real or 'none'!r}, classes {train_files.class_names}).")
-    return residual_transplant(share, photos, train_files.class_names.index(REAL_CLASS))
+    return residual_transplant(share, photos, int(train_files.labels[len(user_files.paths)]))  # the crops' class

@@ -50,11 +50,34 @@ def test_the_packaged_photos_are_a_source_none_changes_nothing_and_auto_needs_a_
     assert add_extra_real(files, "auto").paths == added.paths
     no_real = _files([0, 1], ("a", "b"))
     assert add_extra_real(no_real, "auto", sys.stdout) is no_real
-    assert "--extra-real auto: no class named 'real' among ['a', 'b'], no real photos added" in capsys.readouterr().out
+    assert ("--extra-real auto: no class named 'real' or with 'real' as a word of its name among ['a', 'b'], no real "
+            "photos added") in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("names,real", [(("Real", "a", "b"), "Real"), (("0_real", "1_progan"), "0_real"),
+                                        (("a", "real-photos"), "real-photos"), (("real", "real_faces"), "real"),
+                                        (("unreal", "a"), None), (("real_a", "real_b"), None)])
+def test_the_real_class_is_real_else_the_one_name_with_real_as_a_word(names, real, capsys):
+    from dnadet_tf.data import real_class_candidates
+
+    files = _files([0, 1, 0], names)
+    added = add_extra_real(files, "auto", sys.stdout)
+    out = capsys.readouterr().out
+    if real is None:
+        assert added is files and "no real photos added" in out
+        if names[0] == "real_a":
+            assert "2 classes may be the real one (real_a, real_b); name it 'real'" in out
+        return
+    assert real_class_candidates(list(names)) == [real]
+    label = names.index(real)
+    assert added.labels.tolist()[3:] == [label] * int(np.sum(files.labels == label))
+    assert (f"class '{real}' taken as the real photos" in out) == (real != "real")
 
 
 def test_errors_name_the_flag_and_what_was_expected(tmp_path):
-    with pytest.raises(DataError, match=r"--extra-real packaged: expected a class named 'real' .* \['a', 'b'\]"):
+    with pytest.raises(DataError, match=r"--extra-real packaged: expected one class of real photos to add crops to "
+                                        r"\('real', or a name with 'real' as a word\), received the classes "
+                                        r"\['a', 'b'\]: no class named 'real'"):
         add_extra_real(_files([0, 1], ("a", "b")), "packaged")
     with pytest.raises(DataError, match=r"--extra-real: expected 'auto', 'packaged', 'none' or a folder of photos, "
                                         r"received '.*nowhere', which is not a folder"):

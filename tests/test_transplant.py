@@ -1,6 +1,7 @@
 """`fit --transplant`: fakes' high-frequency residuals moved onto real photos of other content."""
 import numpy as np
 import pytest
+from PIL import Image
 import tensorflow as tf
 
 from dnadet_tf.cli.main import main
@@ -61,7 +62,7 @@ def test_fakes_are_moved_onto_a_photo_and_real_images_never():
     assert 70 < sum(flags) < 130
 
 
-def test_the_photos_are_the_extra_real_ones_and_none_is_an_error_naming_the_flag():
+def test_the_photos_are_the_extra_real_ones_and_none_is_an_error_naming_the_flag(tmp_path):
     config = make_config("tiny", transplant=0.5)
     user = LabeledFiles(["a.png", "b.png"], np.asarray([0, 1]), ["real", "gan"], "X")
     with pytest.raises(DataError, match=r"--transplant 0.5: expected real photos of other content .* received "
@@ -70,6 +71,12 @@ def test_the_photos_are_the_extra_real_ones_and_none_is_an_error_naming_the_flag
     assert training_transplant(make_config("tiny"), user, user) is None
     with pytest.raises(DnadetError, match=r"transplant: expected a probability from 0 to 1, received 1.5"):
         make_config("tiny", transplant=1.5)
+    # the real class need not be named exactly `real`: the photos' own label is the one never transplanted
+    named = LabeledFiles(["a.png", "b.png"], np.asarray([0, 1]), ["gan", "Real"], "X")
+    photo = str(tmp_path / "p.png")
+    Image.fromarray(np.full((128, 128, 3), 99, np.uint8)).save(photo)
+    with_photos = LabeledFiles(named.paths + [photo], np.asarray([0, 1, 1]), named.class_names, "X")
+    assert training_transplant(config, named, with_photos).real_label == 1
 
 
 def test_the_training_batches_change_only_where_fakes_are_moved(upsampling_data):
