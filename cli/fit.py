@@ -64,8 +64,9 @@ def register(subparsers):
                         help="rule that picks best.keras among validated models: first = first step reaching the "
                         "best metric; last = the release's (ties go to the later step); nll = best metric, ties "
                         "broken by lower validation cross-entropy; final = the last validated model; average = the "
-                        "mean of the weights of the last --average-last validated models "
-                        f"(default: the preset's; cpu: average, and nll for Base+PCL, --init none without --base; "
+                        "mean of the weights of the last --average-last validated models (without validation data, "
+                        "of the models of the steps a validation would have come at; the other rules then keep the "
+                        f"last step's model) (default: the preset's; cpu: average, and nll for Base+PCL, --init none without --base; "
                         f"paper: {LoopConfig.select})")
     parser.add_argument("--average-last", type=int,
                         help=f"how many of the last validated models --select average averages "

@@ -60,12 +60,14 @@ def _scalar(name, value, dtype):
 class BestModel(Callback):
     """Keeps best.keras when `selection.is_better(select, ...)` prefers the validated model
     (and every validated model in RUN/validated/ with `keep_validated`); without validation
-    data, the last step's model. Sets logs["kept"].
+    data, the last step's model, except under rule `average`. Sets logs["kept"].
 
     Rule `average` keeps the weights of the last `average_last` validated models in a ring
     of slots (part of the checkpoint, so a resumed run averages the same models) and writes
     their mean as best.keras at every validation; at the end it validates that mean once,
-    so the summary's best_metric is the averaged model's own figure.
+    so the summary's best_metric is the averaged model's own figure. It reads no validation
+    figure, so without validation data it averages the models of the steps a validation
+    would have come at (every `val_every` steps and the last): the same best.keras.
     """
 
     def __init__(self, select, metric, keep_validated=False, average_last=4):
@@ -113,14 +115,7 @@ class BestModel(Callback):
         logs["kept"] = is_better(self.select, value, nll, float(self.best_metric.numpy()),
                                  float(self.best_nll.numpy()))
         if self.slots is not None:
-            own = trainer.classifier.get_weights()
-            slot = int(np.argmin(self.slot_steps.numpy()))
-            for variable, array in zip(self.slots[slot], own):
-                variable.assign(array)
-            self.slot_steps[slot].assign(step)
-            logs["averaged"] = len(self.averaged_steps())
-            if trainer.chief:
-                self._with_average(trainer, lambda: trainer.run.save_best(trainer.classifier), own)
+            logs["averaged"] = self._add_to_average(trainer, step)
             return
         if logs["kept"]:
             self.best_metric.assign(value)
@@ -128,14 +123,34 @@ class BestModel(Callback):
             if trainer.chief:
                 trainer.run.save_best(trainer.classifier)
 
+    def _add_to_average(self, trainer, step):
+        """Puts the classifier's weights of `step` in the next slot and writes the new mean as best.keras;
+        returns how many models the mean holds."""
+        own = trainer.classifier.get_weights()
+        slot = int(np.argmin(self.slot_steps.numpy()))
+        for variable, array in zip(self.slots[slot], own):
+            variable.assign(array)
+        self.slot_steps[slot].assign(step)
+        if trainer.chief:
+            self._with_average(trainer, lambda: trainer.run.save_best(trainer.classifier), own)
+        return len(self.averaged_steps())
+
+    def on_step_end(self, trainer, step, logs):
+        # Rule `average` without validation data: the models of the steps a validation would have come at.
+        if self.slots is None or trainer.val_dataset is not None:
+            return
+        if step % trainer.config.loop.val_every == 0 or step == trainer.target:
+            logs["averaged"] = self._add_to_average(trainer, step)
+
     def on_train_end(self, trainer, summary):
-        if trainer.val_dataset is None and trainer.chief:
-            trainer.run.save_best(trainer.classifier)
-        if self.slots is not None and self.averaged_steps() and trainer.val_dataset is not None:
-            metrics = self._with_average(trainer, trainer.validate, trainer.classifier.get_weights())
-            self.best_metric.assign(metrics[self.metric])
-            self.best_nll.assign(metrics["nll"])
+        if self.slots is not None and self.averaged_steps():
             summary["averaged_steps"] = self.averaged_steps()
+            if trainer.val_dataset is not None:
+                metrics = self._with_average(trainer, trainer.validate, trainer.classifier.get_weights())
+                self.best_metric.assign(metrics[self.metric])
+                self.best_nll.assign(metrics["nll"])
+        elif trainer.val_dataset is None and trainer.chief:
+            trainer.run.save_best(trainer.classifier)
         summary["best_metric"] = float(self.best_metric.numpy())
 
 

@@ -194,9 +194,12 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
     averaged = summary.get("averaged_steps")
     rule = (f"rule 'average' (mean of the models of steps {', '.join(map(str, averaged))})" if averaged
             else f"rule '{config.loop.select}'")
-    kept = (f"best.keras by {rule}: validation {config.loop.metric} {summary['best_metric']:.4f}"
-            if val_files is not None
-            else "no validation data, best.keras is the last step's model")
+    if val_files is not None:
+        kept = f"best.keras by {rule}: validation {config.loop.metric} {summary['best_metric']:.4f}"
+    elif averaged:
+        kept = f"no validation data, best.keras by {rule}, which needs none"
+    else:
+        kept = "no validation data, best.keras is the last step's model"
     print(f"done: step {summary['end_step']}, {kept}, {skipped} file(s) skipped, {summary['seconds']} s; "
           f"run dir {out}", file=output, flush=True)
     if val_files is not None and os.path.isfile(run.best_model_path):

@@ -88,6 +88,16 @@ def test_rule_average_writes_the_mean_of_the_last_validated_models_and_resumes_e
         validations = [json.loads(line) for line in f if '"val"' in line]
     assert [v["step"] for v in validations] == [10, 20, 30, 40]
 
+    # Without validation data the rule reads nothing it lacks: the same steps' models, the same best.keras.
+    capsys.readouterr()
+    blind = str(tmp_path / "blind")
+    assert fit(data, blind, steps=40, **{**options, "val": None})["averaged_steps"] == [20, 30, 40]
+    assert ("no validation data, best.keras by rule 'average' (mean of the models of steps 20, 30, 40), which needs "
+            "none") in capsys.readouterr().out
+    blind_best = _weights(RunDir(blind), RunDir(blind).best_model_path)
+    for name in members[0]:
+        np.testing.assert_array_equal(blind_best[name], best[name], err_msg=name)
+
     split = str(tmp_path / "split")
     fit(data, split, steps=20, **options)  # the step-20 model is in the average only through the checkpoint
     resumed = fit(data, split, steps=40, resume=True, val=val)
