@@ -71,6 +71,10 @@ def register(subparsers):
                         help="the processing of the --extra-real crops in every run (fit --extra-real-process; preset: cpu auto)")
     parser.add_argument("--transplant", type=float, metavar="P",
                         help="fakes moved onto the --extra-real photos with probability P in every run (fit --transplant)")
+    parser.add_argument("--no-validation", dest="validation", action="store_false",
+                        help="train every run on the zoo's train.txt alone, without its val.txt, as fit trains a "
+                             "folder tree without --val (no early stopping, no calibration; best.keras by --select "
+                             "average, which needs no validation figure, else the last step's model)")
     parser.set_defaults(func=run)
 
 
@@ -83,6 +87,9 @@ def run(args):
     unknown = [v for v in variants if v not in known]
     if unknown or not variants:
         raise UsageError(f"--variants: expected a comma list of {', '.join(known)}, received {args.variants!r}.")
+    if args.compare_select and not args.validation:
+        raise UsageError("--no-validation: expected without --compare-select, which compares the selection rules on "
+                         "the validation images, received both.")
     if args.seeds < 1:
         raise UsageError(f"--seeds: expected a positive number of seeds, received {args.seeds}.")
     overrides = {k: v for k, v in dict(select=args.select, average_last=args.average_last, ce_input=args.ce_input,
@@ -100,5 +107,5 @@ def run(args):
     ablate(args.zoo, args.out, preset=args.preset, pretrained=args.pretrained, photos=args.photos,
            steps=args.steps, pretrain_steps=args.pretrain_steps,
            seeds=range(args.first_seed, args.first_seed + args.seeds), variants=variants,
-           compare_select=args.compare_select, fit_overrides=overrides)
+           compare_select=args.compare_select, fit_overrides=overrides, validation=args.validation)
     return 0

@@ -26,6 +26,7 @@ import numpy as np
 from dnadet_tf import runs
 from dnadet_tf.config import paper_name
 from dnadet_tf.data import benchmark_digest
+from dnadet_tf.errors import DnadetError
 from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES, evaluate
 from dnadet_tf.predictor import KerasPredictor
 from dnadet_tf.pretrained import NO_INIT, PACKAGED, packaged_run, provenance
@@ -88,8 +89,10 @@ def validation_records(run_dir):
         return [record for record in map(json.loads, f) if record.get("kind") == "val"]
 
 
-def run_one(zoo, run_dir, mode, pretrained, seed, preset, steps, compare_select, fit_overrides, output):
-    """Trains (unless already evaluated) and evaluates one variant for one seed.
+def run_one(zoo, run_dir, mode, pretrained, seed, preset, steps, compare_select, fit_overrides, output,
+            validation=True):
+    """Trains (unless already evaluated) and evaluates one variant for one seed; without `validation`, on the
+    zoo's train.txt alone (no val.txt: what `fit` does with a folder tree and no --val).
 
     Returns {"seed", "seconds", "splits", "select": {rule: {"step", "splits"}}}.
     """
@@ -102,7 +105,8 @@ def run_one(zoo, run_dir, mode, pretrained, seed, preset, steps, compare_select,
         if compare_select:
             overrides.update(keep_validated=True, patience=NO_EARLY_STOP)
         began = time.time()
-        summary = fit(zoo, run_dir, preset=preset, overwrite=True, steps=steps, mode=mode, seed=seed,
+        data = zoo if validation else os.path.join(zoo, "train.txt")  # a list, not a benchmark: no val.txt
+        summary = fit(data, run_dir, preset=preset, overwrite=True, steps=steps, mode=mode, seed=seed,
                       init=pretrained or NO_INIT, output=output, **overrides)
         summary["train_seconds"] = round(time.time() - began, 1)
         os.makedirs(os.path.dirname(summary_path), exist_ok=True)
@@ -180,7 +184,7 @@ def aggregate(seed_results, key="splits"):
 
 
 def ablate(zoo, out, preset="cpu", pretrained=None, photos=None, steps=None, pretrain_steps=None,
-           seeds=(0,), variants=None, compare_select=False, fit_overrides=None, output=None):
+           seeds=(0,), variants=None, compare_select=False, fit_overrides=None, output=None, validation=True):
     """Runs the variants on benchmark `zoo` for every training seed into `out`.
 
     Args:
@@ -196,12 +200,18 @@ def ablate(zoo, out, preset="cpu", pretrained=None, photos=None, steps=None, pre
       variants: folders of VARIANTS to run (default: all four).
       compare_select: keep validated models and report every selection rule.
       fit_overrides: further TrainConfig values for every run (e.g. ce_input).
+      validation: False trains every run on the zoo's train.txt alone, without its validation images
+        (no early stopping, no calibration; best.keras by a rule that needs no validation figure, else the
+        last step's model).
 
     A run whose evaluation is already written is reused, so an interrupted
     ablation resumes. Writes out/ablation.json and out/ablation.md; returns the
     JSON document.
     """
     output = output or sys.stdout
+    if compare_select and not validation:
+        raise DnadetError("compare_select: expected validation images to compare the selection rules on, received "
+                          "validation=False (--no-validation).")
     variants = [v for v in VARIANTS if variants is None or v[0] in variants]
     os.makedirs(out, exist_ok=True)
     width = (fit_overrides or {}).get("width")  # None: the preset's
@@ -219,7 +229,8 @@ def ablate(zoo, out, preset="cpu", pretrained=None, photos=None, steps=None, pre
                      steps=pretrain_steps, seed=0, output=output, width=width)
     document = {"zoo": os.path.abspath(zoo), "zoo_sha256": benchmark_digest(zoo), "preset": preset, "steps": steps,
                 "pretrained": pretrained, "seeds": list(seeds),
-                "fit_overrides": dict(fit_overrides or {}), "compare_select": compare_select, "variants": []}
+                "fit_overrides": dict(fit_overrides or {}), "compare_select": compare_select,
+                "validation": validation, "variants": []}
     for folder, mode, uses_pt in variants:
         name = VARIANT_NAMES[folder]
         seed_results = []
@@ -227,7 +238,7 @@ def ablate(zoo, out, preset="cpu", pretrained=None, photos=None, steps=None, pre
             run_dir = os.path.join(out, folder, f"seed{seed}")
             print(f"== {name}, seed {seed}: {run_dir}", file=output, flush=True)
             seed_results.append(run_one(zoo, run_dir, mode, pretrained if uses_pt else None, seed, preset,
-                                        steps, compare_select, fit_overrides, output))
+                                        steps, compare_select, fit_overrides, output, validation))
         entry = {"variant": name, "folder": folder, "seeds": seed_results, "summary": aggregate(seed_results)}
         if compare_select:
             entry["select"] = {rule: aggregate(seed_results, rule) for rule in SELECTION_RULES}

@@ -449,3 +449,26 @@ def test_ablate_passes_the_learning_rate_and_augmentation_to_every_run(monkeypat
                                          "crop_grid": 32, "width": 0.5}
     assert main(["ablate", "--zoo", str(tmp_path), "--out", str(tmp_path / "a"), "--variants", "dnadet"]) == 0
     assert received["fit_overrides"] == {}
+
+
+def test_ablate_without_validation_trains_on_train_txt_alone_and_averages_without_it(tiny_zoo, tmp_path, capsys):
+    from dnadet_tf.ablation import ablate
+    from dnadet_tf.cli.main import main
+    from dnadet_tf.runs import RunDir
+
+    zoo, _ = tiny_zoo
+    out = str(tmp_path / "blind")
+    document = ablate(zoo, out, preset="tiny", steps=20, seeds=(0,), variants=["base_pcl"], validation=False,
+                      fit_overrides={"val_every": 10, "select": "average"})
+    assert document["validation"] is False
+    run_dir = os.path.join(out, "base_pcl", "seed0")
+    config = RunDir(run_dir).config
+    assert config.val == "" and config.data == os.path.abspath(os.path.join(zoo, "train.txt"))
+    assert not os.path.isfile(os.path.join(run_dir, "calibration.json"))
+    with open(os.path.join(run_dir, "evaluation", "training.json"), encoding="utf-8") as f:
+        assert json.load(f)["averaged_steps"] == [10, 20]
+    assert "no validation data, best.keras by rule 'average' (mean of the models of steps 10, 20)" in capsys.readouterr().out
+    assert main(["ablate", "--zoo", zoo, "--out", str(tmp_path / "x"), "--no-validation", "--compare-select"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "dnadet-tf ablate: error: --no-validation: expected without --compare-select, which compares the selection "
+        "rules on the validation images, received both.")
