@@ -17,33 +17,38 @@ import tensorflow as tf
 from dnadet_tf.data import check_files, is_benchmark_dir, read_dataset, remap_to
 from dnadet_tf.errors import DataError, DnadetError
 from dnadet_tf.model import feature_and_logits as model_feature_and_logits
-from dnadet_tf.openset import DEFAULT_RADII, DEFAULT_SCORE, KNOWN_RATE, RADIUS_SCORES, check_known_rate, check_radii, fit_statistics
+from dnadet_tf.openset import (DEFAULT_RADII, DEFAULT_SCORE, KNOWN_RATE, RADIUS_SCORES, check_known_rate, check_radii,
+                               fit_statistics)
 from dnadet_tf.pipeline import inference_dataset
 from dnadet_tf.runs import RunDir, write_json_atomic
 
 CALIBRATION_FILE = "calibration.json"
 
 
+def _calibration_report(run_dir):
+    """The run's calibration.json as a dict, or None when the run has none."""
+    path = os.path.join(run_dir, CALIBRATION_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
 def calibrated_known_rate(run_dir, default=KNOWN_RATE):
     """The share of validation images the run's open-set threshold keeps as known, as its calibration.json
     records it (`calibrate --known-rate`; KNOWN_RATE in a file written before the field existed), or `default`
     when the run has no calibration.json."""
-    path = os.path.join(run_dir, CALIBRATION_FILE)
-    if not os.path.isfile(path):
-        return default
-    with open(path, encoding="utf-8") as f:
-        return float(json.load(f).get("known_rate", KNOWN_RATE))
+    report = _calibration_report(run_dir)
+    return default if report is None else float(report.get("known_rate", KNOWN_RATE))
 
 
 def calibrated_radii(run_dir):
     """The radii of a run's stored calibration as its calibration.json records them: "per-class", "shared"
     ("shared" in a file written before radii existed), None for a score without radii or a run with no
     calibration.json."""
-    path = os.path.join(run_dir, CALIBRATION_FILE)
-    if not os.path.isfile(path):
+    report = _calibration_report(run_dir)
+    if report is None:
         return None
-    with open(path, encoding="utf-8") as f:
-        report = json.load(f)
     return report.get("radii", "shared" if report.get("score") in RADIUS_SCORES else None)
 
 

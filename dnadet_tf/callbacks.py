@@ -139,7 +139,7 @@ class BestModel(Callback):
         # Rule `average` without validation data: the models of the steps a validation would have come at.
         if self.slots is None or trainer.val_dataset is not None:
             return
-        if step % trainer.config.loop.val_every == 0 or step == trainer.target:
+        if trainer.validation_due(step):
             logs["averaged"] = self._add_to_average(trainer, step)
 
     def on_train_end(self, trainer, summary):

@@ -164,6 +164,10 @@ class Trainer:
         return [self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None) for value in results]
 
     # -------------------------------------------------------------- validate
+    def validation_due(self, step):
+        """Whether the loop validates after `step`: every `val_every` steps, and after the last one."""
+        return step % self.config.loop.val_every == 0 or step == self.target
+
     def validate(self):
         """Whole-image metrics on the validation data (dict), or None without it.
 
@@ -218,7 +222,7 @@ class Trainer:
                         callback.on_log(self, step, record)
                     window[:] = 0
                     window_steps, window_start = 0, time.time()
-                if step % config.loop.val_every == 0 or step == self.target:
+                if self.validation_due(step):
                     metrics = self.validate()
                     if metrics is not None:
                         logs["metrics"] = metrics
