@@ -54,11 +54,13 @@ def real_class_candidates(class_names):
 
 
 def order_classes(names):
-    """Sorted class names, except that `real` (REAL_CLASS) is always first (label 0)."""
+    """Sorted class names, except that the real class is first (label 0): `real` (REAL_CLASS), else the one
+    name `real_class_candidates` finds ("Real", "0_real"); with several candidates, sorted order alone."""
     names = sorted(names)
-    if REAL_CLASS in names:
-        names.remove(REAL_CLASS)
-        names.insert(0, REAL_CLASS)
+    candidates = real_class_candidates(names)
+    if len(candidates) == 1:
+        names.remove(candidates[0])
+        names.insert(0, candidates[0])
     return names
 
 

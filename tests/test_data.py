@@ -31,6 +31,15 @@ def test_folder_tree_real_first_recursive_and_extensions(tmp_path):
     assert files.labels.tolist() == [0, 1, 2]
 
 
+@pytest.mark.parametrize("names,expected", [(("ProGAN", "Real", "SNGAN"), ["Real", "ProGAN", "SNGAN"]),
+                                            (("1_fake", "0_real"), ["0_real", "1_fake"]),
+                                            (("b", "real_a", "real_b"), ["b", "real_a", "real_b"])])
+def test_a_real_class_named_otherwise_is_label_0_when_it_is_the_only_candidate(names, expected):
+    from dnadet_tf.data import order_classes
+
+    assert order_classes(list(names)) == expected
+
+
 def test_annotation_list_relative_and_absolute_paths(tmp_path):
     save(str(tmp_path / "img" / "a.png"), rgb())
     save(str(tmp_path / "b.png"), rgb())
