@@ -19,7 +19,8 @@ def register(subparsers):
     parser.add_argument("run", metavar="RUN", help="run dir written by 'dnadet-tf fit'")
     parser.add_argument("--score", choices=SCORES, default=DEFAULT_SCORE, help="open-set score to store")
     parser.add_argument("--data", help="training images for the class statistics (default: the run's own)")
-    parser.add_argument("--val", help="known validation images (default: the run's own)")
+    parser.add_argument("--val", help="known validation images (default: the run's own, or the images 'fit --val-split' "
+                        "held out of its training data)")
     parser.add_argument("--known-rate", type=float, default=KNOWN_RATE, metavar="Q",
                         help="share of the validation images the open-set threshold keeps as known, above 0 and at "
                              "most 1; lower flags more unknown architectures and more known ones under a shift "

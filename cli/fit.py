@@ -28,6 +28,12 @@ def register(subparsers):
                         "(path<TAB>label lines with classes.txt beside it), or a benchmark folder (its train.txt). "
                         "Omitted: the demo zoo.")
     parser.add_argument("--val", help="validation data in the same forms; default: a benchmark's val.txt")
+    parser.add_argument("--val-split", type=float, metavar="F",
+                        help="hold out this share of each class of --data (0 to below 1, e.g. 0.1) as the validation "
+                        "images, in place of --val: for a folder tree without validation data, so that best.keras "
+                        "is validated and the temperature and open-set threshold are fitted; the same images for "
+                        "the same files (chosen by a hash of their paths), again on --resume and by 'dnadet-tf "
+                        "calibrate RUN'")
     parser.add_argument("--out", help="run dir to write (default with no --data: runs/demo)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="hyper-parameters: paper (DESIGN §3), cpu (narrow, laptop minutes), tiny (tests); "
@@ -138,7 +144,7 @@ def overrides_from(args):
         lr_decay=args.lr_decay, width=args.width, zero_mean_stem=args.zero_mean_stem,
         crop_size=args.crop_size, crop_square=args.crop_square, resize1=args.resize1, resize2=args.resize2,
         crop_grid=args.crop_grid, extra_real=args.extra_real, extra_real_process=args.extra_real_process,
-        transplant=args.transplant,
+        transplant=args.transplant, val_split=args.val_split,
         init_partial=args.init_partial,
         ood_score=args.ood_score,
     )
@@ -154,6 +160,11 @@ def run(args):
         from dnadet_tf.cli.main import UsageError
 
         raise UsageError("--out: expected a run dir to write, received nothing (it is required with --data).")
+    if args.val_split and args.val:
+        from dnadet_tf.cli.main import UsageError
+
+        raise UsageError(f"--val-split: expected no --val beside it (the share is held out of --data), received "
+                         f"--val-split {args.val_split} and --val {args.val}.")
     fit(args.data, args.out, val=args.val, preset=args.preset or "cpu", resume=args.resume,
         overwrite=args.overwrite, **overrides)
     return 0

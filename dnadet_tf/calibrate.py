@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from dnadet_tf.data import check_files, is_benchmark_dir, read_dataset, remap_to
+from dnadet_tf.data import check_files, hold_out, is_benchmark_dir, read_dataset, remap_to
 from dnadet_tf.errors import DataError, DnadetError
 from dnadet_tf.model import feature_and_logits as model_feature_and_logits
 from dnadet_tf.openset import (DEFAULT_RADII, DEFAULT_SCORE, KNOWN_RATE, RADIUS_SCORES, check_known_rate, check_radii,
@@ -23,6 +23,8 @@ from dnadet_tf.pipeline import inference_dataset
 from dnadet_tf.runs import RunDir, write_json_atomic
 
 CALIBRATION_FILE = "calibration.json"
+# calibration.json's `val` for a run that held out its validation images from its training data (`val_split`)
+HELD_OUT = "the share val_split of the training data, held out"
 
 
 def _calibration_report(run_dir):
@@ -76,9 +78,19 @@ def labeled_files(spec, split, class_names, preprocessing):
 
 def validation_spec(config, data=None):
     """The known images a run's temperature and open-set threshold are fitted on: config.json `val`, else
-    the benchmark's val.txt of `data` (default the run's training data); None when there are none."""
+    the benchmark's val.txt of `data` (default the run's training data); None when there are none, or when
+    the run held out its validation images from `data` (`val_split`; `held_out_validation` says which)."""
     data = data or config.data
+    if held_out_validation(config, data):
+        return None
     return config.val or (data if data and is_benchmark_dir(data) else None)
+
+
+def held_out_validation(config, data=None):
+    """Whether a run's validation images are the share `val_split` of its own training data `data` (default the
+    run's), held out as `fit` held them out (`data.hold_out`)."""
+    data = data or config.data
+    return bool(config.val_split and not config.val and data and os.path.abspath(data) == config.data)
 
 
 def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=32, output=None, files=None,
@@ -90,7 +102,7 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
       score: the open-set score to store (`openset.SCORES`).
       data: training images for the class statistics; default the run's own (config.json `data`).
       val: known images for the temperature and the threshold; default the run's validation data
-        (config.json `val`, or the benchmark's val.txt).
+        (config.json `val`, the images `fit` held out of `data` by `val_split`, or the benchmark's val.txt).
       known_rate: the share of the validation images the open-set threshold keeps as known (0 to 1; default
         0.95): lower flags more unknown architectures, and more known ones under a shift (docs/results.md, "Unknown
         architectures").
@@ -112,13 +124,16 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
     config = run.config
     model = run.load_model()
     data = data or config.data
-    val = val or validation_spec(config, data)
+    val = val or validation_spec(config, data) or (HELD_OUT if held_out_validation(config, data) else None)
     if not data:
         raise DataError(f"{run_dir}: config.json names no training data; pass --data DATA.")
     if not val:
         raise DataError(f"{run_dir}: no validation images to calibrate on (the run had none); pass --val DATA.")
     if files is not None:
         train_files, val_files = files
+    elif val == HELD_OUT:
+        train_files, val_files = hold_out(labeled_files(data, "train", model.class_names, model.preprocessing),
+                                          config.val_split)
     else:
         train_files = labeled_files(data, "train", model.class_names, model.preprocessing)
         val_files = labeled_files(val, "val", model.class_names, model.preprocessing)

@@ -15,7 +15,8 @@ A `TrainConfig` holds one frozen section per concern:
   pretrain       batch_size, val_samples, steps, patience, images_per_class, lr_decay_every,
                  val_every (step 1's own values)
 
-plus `preset`, `init`, `data` and `val`. It is validated on construction and changed only
+plus `preset`, `init`, `data`, `val` and `val_split` (the share of each class of `data` held out as validation
+images when there is no `val`; `data.hold_out`). It is validated on construction and changed only
 by copying (`replace`). Parameters are named flat, as `fit` and `make_config` take them
 (`width`, `learning_rate`, `pretrain_batch_size`, ...): `PARAMETERS` maps each to its
 section. `paper` holds every hyper-parameter of the paper (DESIGN §3); `cpu` is narrower
@@ -162,7 +163,7 @@ SECTIONS = {
     "model": ModelConfig, "preprocessing": PreprocessingConfig, "sampling": SamplingConfig,
     "optimizer": OptimizerConfig, "loop": LoopConfig, "runtime": RuntimeConfig, "pretrain": PretrainConfig,
 }
-TOP_LEVEL = ("preset", "init", "data", "val")
+TOP_LEVEL = ("preset", "init", "data", "val", "val_split")
 # Flat parameter name -> (section, field); the pretrain section's fields are prefixed `pretrain_`.
 PARAMETERS = {
     (f"pretrain_{f.name}" if section == "pretrain" else f.name): (section, f.name)
@@ -185,6 +186,7 @@ class TrainConfig:
     init: str = ""
     data: str = ""
     val: str = ""
+    val_split: float = 0.0
 
     def __post_init__(self):
         validate(self)
@@ -423,6 +425,12 @@ def validate(config):
         raise DnadetError(f"extra_real_process: expected crops to process (extra_real 'auto', 'packaged' or a "
                           f"folder), received extra_real_process {process!r} with "
                           f"extra_real {config.sampling.extra_real or 'none'!r}.")
+    if not (isinstance(config.val_split, (int, float)) and 0.0 <= config.val_split < 1.0):
+        raise DnadetError(f"val_split: expected a share of the training images from 0 to below 1, "
+                          f"received {config.val_split!r}.")
+    if config.val_split and config.val:
+        raise DnadetError(f"val_split: expected no validation data beside it (the share is held out of the training "
+                          f"data), received val_split={config.val_split} and val={config.val!r}.")
     transplant = config.sampling.transplant
     if not 0.0 <= transplant <= 1.0:
         raise DnadetError(f"transplant: expected a probability from 0 to 1, received {transplant}.")

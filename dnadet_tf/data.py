@@ -271,6 +271,42 @@ def remap_to(files, class_names):
     return dataclasses.replace(files, labels=mapping[files.labels], class_names=list(class_names))
 
 
+def hold_out(files, fraction):
+    """(kept, held) LabeledFiles: `fraction` of each class's images held out (for validation), the rest kept.
+
+    Per class, round(fraction * n) images are held out, at least 1 and at most n - 1 when the class has 2 or
+    more (a class of 1 keeps it). Which ones depends on the images alone, not on their order or on where the
+    folder lies: the class's images ordered by the SHA-256 of their path relative to the common folder of all
+    the files, the first held out. So a resumed run, or `calibrate` later, holds out the same images.
+    The files' `skipped` list stays with the kept ones.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction: expected a number between 0 and 1, received {fraction!r}.")
+    root = os.path.commonpath([os.path.abspath(p) for p in files.paths]) if files.paths else ""
+    if files.paths and os.path.isfile(root):
+        root = os.path.dirname(root)
+
+    def key(i):
+        return hashlib.sha256(os.path.relpath(os.path.abspath(files.paths[i]), root).encode()).hexdigest()
+
+    held = []
+    for label in range(len(files.class_names)):
+        members = sorted(np.flatnonzero(files.labels == label).tolist(), key=key)
+        if len(members) >= 2:
+            held += members[:min(len(members) - 1, max(1, int(round(fraction * len(members)))))]
+    held_set = set(held)
+    kept = [i for i in range(len(files)) if i not in held_set]
+    held = sorted(held)
+
+    def subset(indices, name, skipped):
+        return dataclasses.replace(files, paths=[files.paths[i] for i in indices],
+                                   labels=files.labels[np.asarray(indices, dtype=int)],
+                                   source=f"{files.source} ({name})", skipped=skipped)
+
+    return (subset(kept, f"{1 - fraction:.0%} kept", files.skipped),
+            subset(held, f"{fraction:.0%} held out", []))
+
+
 def check_files(files, crop_size=1, min_side=8, require_every_class=True, workers=8, warn=None):
     """Decodes every file once; drops unusable ones with one warning line each.
 

@@ -6,7 +6,8 @@ import sys
 
 from dnadet_tf.attacks import attack_fn
 from dnadet_tf.config import TrainConfig, make_config, paper_name
-from dnadet_tf.data import check_files, read_dataset, remap_to, require_several_classes, is_benchmark_dir
+from dnadet_tf.data import (check_files, hold_out, is_benchmark_dir, read_dataset, remap_to,
+                            require_several_classes)
 from dnadet_tf.distribute import make_strategy
 from dnadet_tf.errors import RunDirError
 from dnadet_tf.extra_real import add_extra_real
@@ -129,12 +130,13 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
     Args:
       data: folder tree, annotation list, or benchmark folder (its train.txt).
       out: run dir.
-      val: validation data; defaults to a benchmark's val.txt when `data` is one.
+      val: validation data; defaults to a benchmark's val.txt when `data` is one (and `val_split` is 0).
       preset: `paper`, `cpu` or `tiny`.
       resume: continue the run in `out` from its latest checkpoint.
       overwrite: replace an existing run dir.
       init_partial: with `init`, allow an encoder that only partly matches.
-      **overrides: TrainConfig fields (None = keep the preset's).
+      **overrides: TrainConfig fields (None = keep the preset's); `val_split=F` holds out the share F of each
+        class of `data` as validation images in place of `val` (`data.hold_out`).
 
     Returns the training summary dict.
     """
@@ -144,26 +146,33 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
         raise RunDirError("resume and overwrite: expected at most one of them, received both.")
     train_files = read_dataset(data, "train")
     require_several_classes(train_files)
-    if val is None and is_benchmark_dir(data) and os.path.isfile(os.path.join(data, "val.txt")):
-        val = data
-    val_files = read_dataset(val, "val") if val else None
-    if val_files is not None:
-        val_files = remap_to(val_files, train_files.class_names)
     run.check(overwrite=overwrite, resume=resume)  # fail before any slow work
     config = resolve_config(run, resume, preset, overrides)
+    if (val is None and not config.val_split and is_benchmark_dir(data)
+            and os.path.isfile(os.path.join(data, "val.txt"))):
+        val = data
     if resume:
         run.require_classes(train_files.class_names)
     else:
         config = config.replace(data=os.path.abspath(data), val=os.path.abspath(val) if val else "")
+    val_files = read_dataset(val, "val") if val else None
+    if val_files is not None:
+        val_files = remap_to(val_files, train_files.class_names)
     print(f"checking {len(train_files)} training images from {train_files.source} ...", file=output, flush=True)
     user_train_files = check_files(train_files, crop_size=config.preprocessing.crop_size,
                                    min_side=config.sampling.patch_size)
+    if config.val_split:
+        user_train_files, val_files = hold_out(user_train_files, config.val_split)
+        print(f"val_split {config.val_split}: {len(val_files)} of the {len(val_files) + len(user_train_files)} "
+              f"training images held out as validation images "
+              f"({', '.join(f'{n} {c}' for n, c in zip(val_files.class_counts(), val_files.class_names))})",
+              file=output, flush=True)
     # the open-set statistics are fitted on the user's images alone (below), as `dnadet-tf calibrate RUN` fits
     # them later from the run's own data
     train_files = add_extra_real(user_train_files, config.sampling.extra_real, output,
                                  config.sampling.extra_real_process)
     transplant = training_transplant(config, user_train_files, train_files)
-    if val_files is not None:
+    if val_files is not None and not config.val_split:  # held-out images were checked with the training images
         val_files = check_files(val_files, crop_size=config.preprocessing.crop_size, min_side=config.sampling.patch_size,
                                 require_every_class=False)
     skipped = len(train_files.skipped) + (len(val_files.skipped) if val_files else 0)

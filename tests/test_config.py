@@ -28,11 +28,12 @@ def test_a_flat_config_json_of_an_older_run_is_converted(tmp_path):
     # squashing large square images, as it was trained; frozen_stages: every layer was trained;
     # input_niceness: the input's threads below the step's, which changes the speed only; zero_mean_stem:
     # the first convolution was trained unconstrained; crop_grid: crops at any pixel; extra_real: no real
-    # photos were added, so none was processed; transplant: no fake was moved onto them).
+    # photos were added, so none was processed; transplant: no fake was moved onto them; val_split: nothing
+    # was held out).
     added = {"ood_score": "mahalanobis", "preprocess_mode": "tf", "pretrain_lr_decay_every": 500,
              "pretrain_val_every": 500, "crop_square": False, "frozen_stages": 0, "input_niceness": 19,
              "zero_mean_stem": False, "crop_grid": 1, "extra_real": "", "extra_real_process": "none",
-             "transplant": 0.0}
+             "transplant": 0.0, "val_split": 0.0}
     assert config.flat() == {**FLAT_CONFIG, "augment": ("crop",), **added}
     assert config == make_config("tiny", augment=("crop",), data="/data/train", val="/data/val", select="first",
                                  pretrain_lr_decay_every=500, pretrain_val_every=500)
@@ -42,7 +43,7 @@ def test_a_flat_config_json_of_an_older_run_is_converted(tmp_path):
 def test_sections_round_trip_through_json():
     config = make_config("cpu", mode="base", augment=("jpeg",), keep_validated=True, pretrain_steps=7)
     document = json.loads(json.dumps(config.to_dict()))
-    assert set(document) == {"preset", "init", "data", "val", "model", "preprocessing", "sampling", "optimizer",
+    assert set(document) == {"preset", "init", "data", "val", "val_split", "model", "preprocessing", "sampling", "optimizer",
                              "loop", "runtime", "pretrain"}
     assert TrainConfig.from_dict(document) == config
 

@@ -208,3 +208,22 @@ def test_crop_square_crops_large_square_images_in_native_pixels_instead_of_squas
     assert PreprocessConfig.from_dict(crop.to_dict()) == crop
     older = {k: v for k, v in crop.to_dict().items() if k != "crop_square"}  # written before the field existed
     assert PreprocessConfig.from_dict(older).crop_square is False
+
+
+def test_hold_out_is_stratified_and_depends_on_the_files_not_their_order_or_folder(tmp_path):
+    from dnadet_tf.data import LabeledFiles, hold_out
+
+    def files(root, order):
+        paths = [f"{root}/{c}/{i:03d}.png" for c in ("real", "a") for i in range(20)] + [f"{root}/b/000.png"]
+        labels = [0] * 20 + [1] * 20 + [2]
+        return LabeledFiles(paths=[paths[i] for i in order], labels=np.asarray([labels[i] for i in order]),
+                            class_names=["real", "a", "b"], source=root)
+
+    kept, held = hold_out(files("/x/data", range(41)), 0.1)
+    assert held.class_counts().tolist() == [2, 2, 0] and kept.class_counts().tolist() == [18, 18, 1]
+    assert sorted(kept.paths + held.paths) == sorted(files("/x/data", range(41)).paths)
+    reversed_elsewhere = hold_out(files("/y/moved", range(40, -1, -1)), 0.1)[1]
+    assert sorted(p.replace("/y/moved", "/x/data") for p in reversed_elsewhere.paths) == sorted(held.paths)
+    assert hold_out(files("/x/data", range(41)), 0.01)[1].class_counts().tolist() == [1, 1, 0]  # at least one
+    with pytest.raises(ValueError, match="fraction: expected a number between 0 and 1, received 1.0"):
+        hold_out(files("/x/data", range(41)), 1.0)

@@ -295,3 +295,41 @@ def test_evaluate_without_json_keeps_what_fit_and_ablate_wrote(tiny_run, upsampl
     tflite = tmp_path / "model.tflite"
     tflite.write_bytes(b"")
     assert default_output_dir(str(tflite), ["a/b.txt"], "jpeg", 2) == f"{tflite}-evaluations/b-perturb-jpeg-seed2"
+
+
+def test_val_split_holds_out_the_same_images_for_validation_resume_and_calibrate(upsampling_data, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    common = ["fit", "--data", upsampling_data["train"], "--out", out, "--preset", "tiny", "--val-every", "5"]
+    assert main(common + ["--steps", "5", "--val-split", "0.25"]) == 0
+    printed = capsys.readouterr().out
+    # 24 images per class: 6 of each held out, the other 18 trained on.
+    assert "val_split 0.25: 18 of the 72 training images held out as validation images (6 real, 6 nearest, " \
+           "6 transposed)" in printed
+    assert "on 18 real, 18 nearest, 18 transposed" in printed
+    assert "validation at step 5: " in printed and "no validation data" not in printed
+    with open(os.path.join(out, "calibration.json"), encoding="utf-8") as f:
+        fitted = json.load(f)
+    assert fitted["val"] == "the share val_split of the training data, held out"
+    assert RunDir(out).config.val_split == 0.25 and RunDir(out).config.val == ""
+    # Resuming validates on the same held-out images: the first validation figures again at the same step.
+    with open(os.path.join(out, "metrics.jsonl"), encoding="utf-8") as f:
+        first = [json.loads(line) for line in f if '"val"' in line]
+    assert main(common + ["--steps", "10", "--resume"]) == 0
+    assert "val_split 0.25: 18 of the 72" in capsys.readouterr().out
+    # `calibrate RUN` later holds out the same images again.
+    assert main(["calibrate", out]) == 0
+    with open(os.path.join(out, "calibration.json"), encoding="utf-8") as f:
+        later = json.load(f)
+    assert later["val"] == fitted["val"] and later["val_images"] == fitted["val_images"] == 18
+    assert later["train_images"] == fitted["train_images"] == 54
+    with open(os.path.join(out, "metrics.jsonl"), encoding="utf-8") as f:
+        records = [json.loads(line) for line in f if '"val"' in line]
+    assert [r["step"] for r in records] == [5, 10] and records[0] == first[0]
+    # --val and --val-split at once: one line naming both.
+    capsys.readouterr()
+    assert main(common + ["--val-split", "0.1", "--val", upsampling_data["val"], "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--val-split: expected no --val beside it" in err
+    assert main(common + ["--val-split", "1.5", "--overwrite"]) == 2
+    assert "--val-split: expected a share of the training images from 0 to below 1, received 1.5" in \
+        capsys.readouterr().err
