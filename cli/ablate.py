@@ -75,6 +75,9 @@ def register(subparsers):
                         help="train every run on the zoo's train.txt alone, without its val.txt, as fit trains a "
                              "folder tree without --val (no early stopping, no calibration; best.keras by --select "
                              "average, which needs no validation figure, else the last step's model)")
+    parser.add_argument("--val-split", type=float, metavar="F",
+                        help="hold out the share F of each class of the zoo's train.txt as the validation images of "
+                             "every run, in place of its val.txt (fit --val-split)")
     parser.set_defaults(func=run)
 
 
@@ -90,6 +93,9 @@ def run(args):
     if args.compare_select and not args.validation:
         raise UsageError("--no-validation: expected without --compare-select, which compares the selection rules on "
                          "the validation images, received both.")
+    if args.val_split is not None and not args.validation:
+        raise UsageError(f"--val-split: expected without --no-validation (it holds out validation images), received "
+                         f"--val-split {args.val_split} and --no-validation.")
     if args.seeds < 1:
         raise UsageError(f"--seeds: expected a positive number of seeds, received {args.seeds}.")
     overrides = {k: v for k, v in dict(select=args.select, average_last=args.average_last, ce_input=args.ce_input,
@@ -102,7 +108,7 @@ def run(args):
                                        resize1=args.resize1, resize2=args.resize2,
                                        crop_grid=args.crop_grid, extra_real=args.extra_real,
                                        extra_real_process=args.extra_real_process,
-                                       transplant=args.transplant).items()
+                                       transplant=args.transplant, val_split=args.val_split).items()
                  if v is not None}
     ablate(args.zoo, args.out, preset=args.preset, pretrained=args.pretrained, photos=args.photos,
            steps=args.steps, pretrain_steps=args.pretrain_steps,

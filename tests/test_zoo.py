@@ -472,3 +472,14 @@ def test_ablate_without_validation_trains_on_train_txt_alone_and_averages_withou
     assert capsys.readouterr().err.strip() == (
         "dnadet-tf ablate: error: --no-validation: expected without --compare-select, which compares the selection "
         "rules on the validation images, received both.")
+    assert main(["ablate", "--zoo", zoo, "--out", str(tmp_path / "x"), "--no-validation", "--val-split", "0.2"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "dnadet-tf ablate: error: --val-split: expected without --no-validation (it holds out validation images), "
+        "received --val-split 0.2 and --no-validation.")
+    # --val-split holds out a share of train.txt as the validation images, in place of val.txt.
+    held = ablate(zoo, str(tmp_path / "held"), preset="tiny", steps=20, seeds=(0,), variants=["base_pcl"],
+                  fit_overrides={"val_every": 10, "val_split": 0.25})
+    config = RunDir(os.path.join(str(tmp_path / "held"), "base_pcl", "seed0")).config
+    assert held["fit_overrides"]["val_split"] == 0.25 and config.val_split == 0.25 and config.val == ""
+    assert os.path.isfile(os.path.join(str(tmp_path / "held"), "base_pcl", "seed0", "calibration.json"))
+    assert "training images held out as validation images" in capsys.readouterr().out
