@@ -77,20 +77,13 @@ def labeled_files(spec, split, class_names, preprocessing):
 
 
 def validation_spec(config, data=None):
-    """The known images a run's temperature and open-set threshold are fitted on: config.json `val`, else
-    the benchmark's val.txt of `data` (default the run's training data); None when there are none, or when
-    the run held out its validation images from `data` (`val_split`; `held_out_validation` says which)."""
+    """The known images a run's temperature and open-set threshold are fitted on: HELD_OUT when the run held
+    them out of its own training data `data` (`val_split`, as `fit` did: `data.hold_out`), else config.json
+    `val`, else the benchmark's val.txt of `data` (default the run's training data); None when there are none."""
     data = data or config.data
-    if held_out_validation(config, data):
-        return None
+    if config.val_split and data and os.path.abspath(data) == config.data:  # config forbids val beside val_split
+        return HELD_OUT
     return config.val or (data if data and is_benchmark_dir(data) else None)
-
-
-def held_out_validation(config, data=None):
-    """Whether a run's validation images are the share `val_split` of its own training data `data` (default the
-    run's), held out as `fit` held them out (`data.hold_out`)."""
-    data = data or config.data
-    return bool(config.val_split and not config.val and data and os.path.abspath(data) == config.data)
 
 
 def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=32, output=None, files=None,
@@ -124,7 +117,7 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
     config = run.config
     model = run.load_model()
     data = data or config.data
-    val = val or validation_spec(config, data) or (HELD_OUT if held_out_validation(config, data) else None)
+    val = val or validation_spec(config, data)
     if not data:
         raise DataError(f"{run_dir}: config.json names no training data; pass --data DATA.")
     if not val:

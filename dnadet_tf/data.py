@@ -36,6 +36,10 @@ class LabeledFiles:
     def class_counts(self):
         return np.bincount(self.labels, minlength=len(self.class_names))
 
+    def counts_text(self):
+        """"12 real, 10 progan, ...": the images of each class, in label order."""
+        return ", ".join(f"{n} {c}" for n, c in zip(self.class_counts(), self.class_names))
+
 
 REAL_CLASS = "real"
 

@@ -164,9 +164,7 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
     if config.val_split:
         user_train_files, val_files = hold_out(user_train_files, config.val_split)
         print(f"val_split {config.val_split}: {len(val_files)} of the {len(val_files) + len(user_train_files)} "
-              f"training images held out as validation images "
-              f"({', '.join(f'{n} {c}' for n, c in zip(val_files.class_counts(), val_files.class_names))})",
-              file=output, flush=True)
+              f"training images held out as validation images ({val_files.counts_text()})", file=output, flush=True)
     # the open-set statistics are fitted on the user's images alone (below), as `dnadet-tf calibrate RUN` fits
     # them later from the run's own data
     train_files = add_extra_real(user_train_files, config.sampling.extra_real, output,
@@ -180,7 +178,7 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
                     if config.init and not resume else None)
     run.start(config, train_files.class_names, overwrite=overwrite, resume=resume)
 
-    counts = ", ".join(f"{n} {c}" for n, c in zip(train_files.class_counts(), train_files.class_names))
+    counts = train_files.counts_text()
     k = config.batch_images_per_class(len(train_files.class_names))
     banner = lambda replicas: (  # noqa: E731
         f"training {paper_name(config.model.mode, bool(config.init))} "
