@@ -71,6 +71,8 @@ def register(subparsers):
                         help="the processing of the --extra-real crops in every run (fit --extra-real-process; preset: cpu auto)")
     parser.add_argument("--transplant", type=float, metavar="P",
                         help="fakes moved onto the --extra-real photos with probability P in every run (fit --transplant)")
+    parser.add_argument("--content-align", type=float, metavar="W",
+                        help="weight of the content-alignment loss in every run (fit --content-align; preset: 0, off)")
     parser.add_argument("--no-validation", dest="validation", action="store_false",
                         help="train every run on the zoo's train.txt alone, without its val.txt, as fit trains a "
                              "folder tree without --val (no early stopping, no calibration; best.keras by --select "
@@ -108,7 +110,8 @@ def run(args):
                                        resize1=args.resize1, resize2=args.resize2,
                                        crop_grid=args.crop_grid, extra_real=args.extra_real,
                                        extra_real_process=args.extra_real_process,
-                                       transplant=args.transplant, val_split=args.val_split).items()
+                                       transplant=args.transplant, content_align=args.content_align,
+                                       val_split=args.val_split).items()
                  if v is not None}
     ablate(args.zoo, args.out, preset=args.preset, pretrained=args.pretrained, photos=args.photos,
            steps=args.steps, pretrain_steps=args.pretrain_steps,

@@ -124,6 +124,11 @@ def register(subparsers):
                         "--extra-real photos, label kept: fakes of the photos' content; it helped where the photos "
                         "resembled the content to attribute and cost elsewhere (docs/results.md, \"Fakes of other content\") "
                         "(default: 0, off)")
+    parser.add_argument("--content-align", type=float, metavar="W",
+                        help="weight W of the content-alignment loss: in encoder stages 3-4, the statistics of each "
+                        "channel over the real training images are drawn to those over the --extra-real crops "
+                        "(photos of other content), so that the traces are read the same way whatever the content "
+                        "(docs/results.md, \"Aligning the real class across content\") (preset: 0, off)")
     parser.add_argument("--patience", type=int,
                         help="stop early after this many validations without improvement (overrides the preset)")
     parser.add_argument("--seed", type=int, help="seed of data order, crops and initialisation")
@@ -146,7 +151,7 @@ def overrides_from(args):
         lr_decay=args.lr_decay, width=args.width, zero_mean_stem=args.zero_mean_stem,
         crop_size=args.crop_size, crop_square=args.crop_square, resize1=args.resize1, resize2=args.resize2,
         crop_grid=args.crop_grid, extra_real=args.extra_real, extra_real_process=args.extra_real_process,
-        transplant=args.transplant, val_split=args.val_split,
+        transplant=args.transplant, content_align=args.content_align, val_split=args.val_split,
         init_partial=args.init_partial,
         ood_score=args.ood_score,
     )

@@ -207,7 +207,8 @@ def validation_record(step, logs):
 class TensorBoard(Callback):
     """Scalars train/* per log line and val/* per validation in RUN/tensorboard (chief only)."""
 
-    TRAIN_KEYS = ("loss", "cross_entropy", "contrastive", "accuracy", "learning_rate", "patches_per_s")
+    TRAIN_KEYS = ("loss", "cross_entropy", "contrastive", "content_alignment", "accuracy", "learning_rate",
+                  "patches_per_s")
 
     def __init__(self):
         self.writer = None
@@ -222,7 +223,8 @@ class TensorBoard(Callback):
         if writer:
             with writer.as_default(step=step):
                 for key in self.TRAIN_KEYS:
-                    tf.summary.scalar(f"train/{key}", record[key])
+                    if key in record:
+                        tf.summary.scalar(f"train/{key}", record[key])
 
     def on_validation(self, trainer, step, logs):
         writer = self._writer(trainer)
@@ -252,6 +254,7 @@ class ProgressLine(Callback):
             f"[{bar:<20}] step {step}/{trainer.target}  eta {int(eta) // 60}m{int(eta) % 60:02d}s  "
             f"loss {record['loss']:.4f}  ce {record['cross_entropy']:.4f}"
             + (f"  con {record['contrastive']:.4f}" if trainer.use_patches else "")
+            + (f"  align {record['content_alignment']:.4f}" if "content_alignment" in record else "")
             + f"  acc {record['accuracy']:.3f}  lr {record['learning_rate']:.2e}  {record['patches_per_s']:.0f} {unit}"
         )
 

@@ -7,7 +7,7 @@ A `TrainConfig` holds one frozen section per concern:
   sampling       patch_size, patches_per_image, images_per_class, augment, crop_grid, extra_real,
                  extra_real_process, transplant
   optimizer      learning_rate, lr_decay, lr_decay_every, loss_weight_learning_rate,
-                 temperature, base_temperature, ce_input, frozen_stages
+                 temperature, base_temperature, ce_input, frozen_stages, content_align
   loop           steps, val_every, checkpoint_every, log_every, patience, metric, select,
                  average_last, keep_validated, eval_batch_size, ood_score (the open-set score fitted at the end)
   runtime        seed, precision, jit, strategy, input_niceness (the OS nice value of the training
@@ -49,6 +49,9 @@ ENCODER_STAGES = 4  # model.STAGE_WIDTHS has one width per stage
 # content better than all 8 layers in 6 of 6 runs (faces <-> scenes) and as well without a shift (docs/results.md,
 # "Adapting to other content").
 ADAPT_FIRST_STAGE = 3
+# `content_align` draws together the statistics of the convolutions' outputs (the BatchNorms' inputs) of this
+# stage and the later ones: the stages whose statistics `adapt` re-estimates.
+ALIGN_FIRST_STAGE = ADAPT_FIRST_STAGE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,7 +109,9 @@ class SamplingConfig:
 class OptimizerConfig:
     """`ce_input`: what the cross-entropy reads (CE_INPUTS). `frozen_stages`: how many encoder
     stages, from the input, keep the weights `init` loaded (not trained; their BatchNorm uses
-    the loaded statistics); 0 trains every layer."""
+    the loaded statistics); 0 trains every layer. `content_align`: the weight of the content-alignment
+    loss (`losses.content_alignment_loss`: the real training images' activation statistics in encoder
+    stages ALIGN_FIRST_STAGE-4 drawn to those of the extra real crops, photos of other content); 0: none."""
 
     learning_rate: float = 1e-4
     lr_decay: float = 0.9
@@ -116,6 +121,7 @@ class OptimizerConfig:
     base_temperature: float = 0.07
     ce_input: str = "logits"
     frozen_stages: int = 0
+    content_align: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -434,6 +440,13 @@ def validate(config):
     transplant = config.sampling.transplant
     if not 0.0 <= transplant <= 1.0:
         raise DnadetError(f"transplant: expected a probability from 0 to 1, received {transplant}.")
+    align = config.optimizer.content_align
+    if not (isinstance(align, (int, float)) and align >= 0.0):
+        raise DnadetError(f"content_align: expected a loss weight of 0 or more, received {align!r}.")
+    if align and config.sampling.extra_real in ("", "none"):
+        raise DnadetError(f"content_align: expected extra real crops to align the real images with (extra_real "
+                          f"'auto', 'packaged' or a folder), received content_align={align} with extra_real "
+                          f"{config.sampling.extra_real or 'none'!r}.")
     frozen = config.optimizer.frozen_stages
     if not 0 <= frozen <= ENCODER_STAGES:
         raise DnadetError(f"frozen_stages: expected 0 to {ENCODER_STAGES} (the encoder's stages), received {frozen}.")

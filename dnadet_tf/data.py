@@ -22,16 +22,24 @@ SPLITS = ("train", "val", "test", "cross_seed", "cross_loss", "cross_finetune", 
 
 @dataclasses.dataclass
 class LabeledFiles:
-    """Image paths with integer labels into `class_names`."""
+    """Image paths with integer labels into `class_names`; `other_content` (N,) bool marks the images
+    added from photos of other content (`extra_real`), None when there are none."""
 
     paths: list
     labels: np.ndarray
     class_names: list
     source: str
     skipped: list = dataclasses.field(default_factory=list)
+    other_content: np.ndarray = None
 
     def __len__(self):
         return len(self.paths)
+
+    def other_content_mask(self):
+        """(N,) bool: which images are of other content (all False when `other_content` is None)."""
+        if self.other_content is None:
+            return np.zeros(len(self.paths), bool)
+        return np.asarray(self.other_content, bool)
 
     def class_counts(self):
         return np.bincount(self.labels, minlength=len(self.class_names))

@@ -133,7 +133,8 @@ def auto_processing(real_paths, output=None):
 
 
 def add_extra_real(files, source, output=None, process="none"):
-    """`files` (LabeledFiles) with crops of `source` added to the real class, as many as it has, each
+    """`files` (LabeledFiles) with crops of `source` added to the real class, as many as it has (marked in
+    `other_content`), each
     processed by `process` ("none", "jpeg:Q", "upsample:S" or "auto": `auto_processing` of the class's own
     files). The real class is the one `data.real_class_candidates` names: `real`, else the one class with
     "real" as a word of its name ("Real", "0_real"; a line says which was taken).
@@ -169,4 +170,6 @@ def add_extra_real(files, source, output=None, process="none"):
         processing = parse_processing(process, "--extra-real-process")
     crops = extra_real_crops(source, count, output, processing)
     labels = np.concatenate([files.labels, np.full(count, real, files.labels.dtype)])
-    return LabeledFiles(list(files.paths) + crops, labels, files.class_names, files.source, list(files.skipped))
+    other_content = np.concatenate([files.other_content_mask(), np.ones(count, bool)])
+    return LabeledFiles(list(files.paths) + crops, labels, files.class_names, files.source, list(files.skipped),
+                        other_content)

@@ -1,5 +1,6 @@
 """DNA-Det's losses: patch-wise supervised contrastive loss and the learned
-weighting of the contrastive and cross-entropy losses."""
+weighting of the contrastive and cross-entropy losses; and the content-alignment
+loss (`content_align`, not the paper's)."""
 import keras
 import tensorflow as tf
 
@@ -54,6 +55,45 @@ def supervised_contrastive_loss(features, labels, temperature=0.07, base_tempera
     num_positives = tf.reduce_sum(positives, axis=1)
     mean_log_prob_pos = tf.math.divide_no_nan(tf.reduce_sum(positives * log_prob, axis=1), num_positives)
     return -(temperature / base_temperature) * mean_log_prob_pos
+
+
+def content_alignment_loss(activations, in_content, other_content, epsilon=1e-5):
+    """How far the activation statistics of two groups of images lie apart: the real training images
+    (`in_content`) and real photos of other content (`other_content`, the extra real crops).
+
+    For every channel of every layer, each group's mean and standard deviation over all its images'
+    positions; the squared gaps of both, divided by the channel's variance over the whole batch (held
+    constant: the loss measures the gap in the batch's own units and cannot shrink by scaling the
+    activations), averaged over channels and then over layers. A model trained to keep it small
+    normalises the traces it reads with statistics that do not move with the content.
+
+    Args:
+      activations: list of (N, H, W, C) activations, one per layer (any float dtype).
+      in_content, other_content: (N,) bool masks of the two groups.
+
+    Returns:
+      scalar float32; 0 when either group is empty.
+    """
+    first = tf.cast(in_content, tf.float32)
+    second = tf.cast(other_content, tf.float32)
+    both_present = tf.cast((tf.reduce_sum(first) > 0) & (tf.reduce_sum(second) > 0), tf.float32)
+
+    def moments(values, mean_square, weights):
+        weights = weights[:, None] / tf.maximum(tf.reduce_sum(weights), 1.0)
+        mean = tf.reduce_sum(weights * values, axis=0)
+        variance = tf.nn.relu(tf.reduce_sum(weights * mean_square, axis=0) - tf.square(mean))
+        return mean, tf.sqrt(variance + epsilon)
+
+    gaps = []
+    for layer in activations:
+        layer = tf.cast(layer, tf.float32)
+        means = tf.reduce_mean(layer, axis=[1, 2])  # (N, C): each image's mean over its positions
+        mean_squares = tf.reduce_mean(tf.square(layer), axis=[1, 2])
+        mean_a, std_a = moments(means, mean_squares, first)
+        mean_b, std_b = moments(means, mean_squares, second)
+        scale = tf.stop_gradient(tf.math.reduce_variance(layer, axis=[0, 1, 2])) + epsilon
+        gaps.append(tf.reduce_mean((tf.square(mean_a - mean_b) + tf.square(std_a - std_b)) / scale))
+    return both_present * tf.add_n(gaps) / len(gaps)
 
 
 @keras.saving.register_keras_serializable(package="dnadet_tf")

@@ -101,13 +101,13 @@ class TrainingCrops:
         return self.batch(tuple(tf.expand_dims(part, 0) for part in element))[0]
 
 
-def _elements_by_step(step_elements, start_step):
-    """Endless (path, label, index) elements, made one training step at a time.
+def _elements_by_step(step_elements, start_step, with_other_content=False):
+    """Endless (path, label, index[, other_content]) elements, made one training step at a time.
 
-    `step_elements(step)` -> (paths (B,) str, labels (B,) int32, indices (B,) int64), the
-    elements of batch `step` in order; steps run from `start_step` on. Python runs once per
-    step instead of once per element: 0.03 instead of 0.30 ms of CPU per image at the `cpu`
-    preset (the elements and their order are the same).
+    `step_elements(step)` -> (paths (B,) str, labels (B,) int32, indices (B,) int64[, other_content
+    (B,) bool when `with_other_content`]), the elements of batch `step` in order; steps run from
+    `start_step` on. Python runs once per step instead of once per element: 0.03 instead of 0.30 ms
+    of CPU per image at the `cpu` preset (the elements and their order are the same).
     """
 
     def steps():
@@ -117,6 +117,7 @@ def _elements_by_step(step_elements, start_step):
             step += 1
 
     spec = (tf.TensorSpec((None,), tf.string), tf.TensorSpec((None,), tf.int32), tf.TensorSpec((None,), tf.int64))
+    spec += (tf.TensorSpec((None,), tf.bool),) if with_other_content else ()
     return tf.data.Dataset.from_generator(steps, output_signature=spec).unbatch()
 
 
@@ -188,10 +189,12 @@ def training_dataset(files, config, start_step=0, augment_fn=None, image_cache=N
                      transplant=None):
     """Endless class-balanced batches starting at `start_step`.
 
-    Yields (images, labels):
+    Yields (images, labels), and (images, labels, other_content) when the run trains with the
+    content-alignment loss (`content_align` > 0):
       mode `dnadet`: images (B, P, p, p, 3) float32 in [-1, 1], P = patches_per_image
       mode `base`: images (B, S, S, 3), S = resize2 (whole images, no patches)
-    and labels (B,) int32, with B = K * num_classes.
+    labels (B,) int32, with B = K * num_classes; other_content (B,) bool, the images of other
+    content (`files.other_content`: the extra real crops).
 
     `augment_fn(image, seed)`, when given, perturbs the decoded image (uint8 or
     float in [0, 255]) before the preprocessing chain; `transplant(image, label, seed)`
@@ -207,16 +210,19 @@ def training_dataset(files, config, start_step=0, augment_fn=None, image_cache=N
     paths = np.asarray(files.paths)
     labels = files.labels.astype(np.int32)
     per_batch = k * num_classes
+    with_other_content = config.optimizer.content_align > 0
+    other_content = files.other_content_mask() if with_other_content else None
 
     def step_elements(step):
         indices = schedule.batch(step)
-        return paths[indices], labels[indices], step * per_batch + np.arange(per_batch, dtype=np.int64)
+        elements = paths[indices], labels[indices], step * per_batch + np.arange(per_batch, dtype=np.int64)
+        return elements + ((other_content[indices],) if with_other_content else ())
 
-    dataset = _elements_by_step(step_elements, start_step)
+    dataset = _elements_by_step(step_elements, start_step, with_other_content)
     read, held = _image_reader(paths, image_cache)
     crops = TrainingCrops(config, window_crops) if config.model.mode == "dnadet" else None
 
-    def load(path, label, index):
+    def load(path, label, index, *other):
         seed = tf.stack([tf.constant(config.runtime.seed, tf.int64), index])
         image = read(path)
         if transplant is not None:
@@ -224,8 +230,8 @@ def training_dataset(files, config, start_step=0, augment_fn=None, image_cache=N
         if augment_fn is not None:
             image = augment_fn(image, tf.stack([seed[0] + 7919, seed[1]]))
         if crops is None:
-            return preprocess_image(image, config.preprocess), label
-        return crops.element(image, seed), label
+            return (preprocess_image(image, config.preprocess), label, *other)
+        return (crops.element(image, seed), label, *other)
 
     niceness = config.runtime.input_niceness
     load = at_niceness(load, niceness, _first_elements(start_step * per_batch))
@@ -234,19 +240,19 @@ def training_dataset(files, config, start_step=0, augment_fn=None, image_cache=N
 
 
 def _first_elements(first_index, count=LOWERING_ELEMENTS):
-    """`lower_when` for `at_niceness` over (path, label, index) elements: the first `count` ones."""
-    return lambda path, label, index: index < first_index + count
+    """`lower_when` for `at_niceness` over (path, label, index, ...) elements: the first `count` ones."""
+    return lambda path, label, index, *other: index < first_index + count
 
 
 def _batched(dataset, per_batch, batch_fn=None, niceness=0):
     """Global batches, sharded by data (not by file) across workers, prefetched; `batch_fn`, when
-    given, maps the batched elements (`TrainingCrops.batch`), the labels passing unchanged. The
+    given, maps the batched elements (`TrainingCrops.batch`), the labels (and what follows) passing unchanged. The
     thread that makes the batches runs at OS nice value `niceness` (`input_priority`), as the
     per-image map's threads do."""
     dataset = dataset.batch(per_batch, drop_remainder=True)
     if batch_fn is not None or niceness:
         batch_fn = batch_fn or (lambda elements: elements)
-        dataset = dataset.map(at_niceness(lambda elements, labels: (batch_fn(elements), labels), niceness))
+        dataset = dataset.map(at_niceness(lambda elements, *labels: (batch_fn(elements), *labels), niceness))
     # No tf.data threading options, measured on 2 cores with the runtime's one inter-op thread
     # (distribute.configure_runtime): the parallel map keeps both cores busy without them. A private
     # pool of 2 threads changed the pipeline's rate alone by +0 to +15 % (transform_throughput.py

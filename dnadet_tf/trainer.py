@@ -17,7 +17,10 @@ import tensorflow as tf
 
 from dnadet_tf.callbacks import default_callbacks
 from dnadet_tf.distribute import is_chief
-from dnadet_tf.losses import AutomaticWeightedLoss, classification_cross_entropy, supervised_contrastive_loss
+from dnadet_tf.config import ALIGN_FIRST_STAGE, ENCODER_STAGES
+from dnadet_tf.data import real_class_candidates
+from dnadet_tf.losses import (AutomaticWeightedLoss, classification_cross_entropy, content_alignment_loss,
+                              supervised_contrastive_loss)
 from dnadet_tf.metrics import classification_metrics
 from dnadet_tf.model import (Backbone, Classifier, build_projection_head, freeze_stages,
                              probabilities as classifier_probabilities)
@@ -62,7 +65,13 @@ class Trainer:
             self.classifier = Classifier(backbone, len(class_names), config.model.dropout, self.class_names,
                                          config.preprocess)
             freeze_stages(self.classifier, config.optimizer.frozen_stages)
-            self.train_model = keras.Model(self.classifier.input, [backbone.output, self.classifier.output])
+            outputs = [backbone.output, self.classifier.output]
+            self.align_weight = float(config.optimizer.content_align)
+            if self.align_weight:  # the convolutions' outputs, as the BatchNorms that follow them see them
+                outputs += [self.classifier.get_layer(f"stage{stage}_conv{index}").output
+                            for stage in range(ALIGN_FIRST_STAGE, ENCODER_STAGES + 1) for index in (1, 2)]
+                self.real_class = self.class_names.index(real_class_candidates(self.class_names)[0])
+            self.train_model = keras.Model(self.classifier.input, outputs)
             model_variables = list(self.classifier.trainable_variables)
             self.projector = None
             self.loss_weights = None
@@ -115,7 +124,7 @@ class Trainer:
         return path
 
     # ------------------------------------------------------------------ step
-    def _replica_step(self, images, labels):
+    def _replica_step(self, images, labels, other_content=None):
         context = tf.distribute.get_replica_context()
         replicas = context.num_replicas_in_sync
         if self.use_patches:
@@ -123,10 +132,12 @@ class Trainer:
             count = self.config.sampling.patches_per_image
             images = tf.reshape(images, (-1, patch, patch, 3))
             labels = tf.repeat(labels, count)
+            if other_content is not None:
+                other_content = tf.repeat(other_content, count)
         labels = tf.cast(labels, tf.int32)
         global_count = tf.cast(tf.shape(labels)[0] * replicas, tf.float32)
         with tf.GradientTape() as tape:
-            feature, logits = self.train_model(images, training=True)
+            feature, logits, *activations = self.train_model(images, training=True)
             logits = tf.cast(logits, tf.float32)
             cross_entropy = tf.reduce_sum(
                 classification_cross_entropy(labels, logits, self.config.optimizer.ce_input)
@@ -144,6 +155,11 @@ class Trainer:
             else:
                 contrastive = tf.constant(0.0)
                 total = cross_entropy
+            alignment = tf.constant(0.0)
+            if self.align_weight:  # each replica aligns its own images; the mean over replicas is summed back
+                in_content = tf.equal(labels, self.real_class) & tf.logical_not(other_content)
+                alignment = content_alignment_loss(activations, in_content, other_content) / replicas
+                total = total + self.align_weight * alignment
             scaled = self.optimizer.scale_loss(total) if hasattr(self.optimizer, "scale_loss") else total
         variables = self.model_variables + (self.loss_weights.trainable_variables if self.loss_weights else [])
         gradients = tape.gradient(scaled, variables)
@@ -156,11 +172,12 @@ class Trainer:
                 weight_gradients = [g / scale for g in weight_gradients]
             self.weight_optimizer.apply_gradients(zip(weight_gradients, self.loss_weights.trainable_variables))
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels), tf.float32))
-        return total, cross_entropy, contrastive, correct, tf.cast(tf.shape(labels)[0], tf.float32)
+        return total, cross_entropy, contrastive, alignment, correct, tf.cast(tf.shape(labels)[0], tf.float32)
 
     def _distributed_step(self, batch):
-        images, labels = batch
-        results = self.strategy.run(self._replica_step, args=(images, labels))
+        """One step on a batch (images, labels[, other_content]) -> the summed (total, cross-entropy,
+        contrastive, alignment, correct, count) of every replica."""
+        results = self.strategy.run(self._replica_step, args=tuple(batch))
         return [self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None) for value in results]
 
     # -------------------------------------------------------------- validate
@@ -210,7 +227,7 @@ class Trainer:
             self.print(f"already at step {self.start_step} of {self.target}; nothing to train.")
         else:
             iterator = iter(self.strategy.experimental_distribute_dataset(self.train_dataset(self.start_step)))
-            window = np.zeros(5)  # sums of loss, cross-entropy, contrastive, correct, count
+            window = np.zeros(6)  # sums of loss, cross-entropy, contrastive, alignment, correct, count
             window_steps, window_start = 0, time.time()
             for step in range(self.start_step + 1, self.target + 1):
                 window += np.array([float(v) for v in self._step_fn(next(iterator))])
@@ -241,13 +258,14 @@ class Trainer:
 
     def _log_record(self, step, totals, steps_in_window, seconds):
         """The metrics.jsonl record of a log window: mean losses, accuracy, learning rate, throughput."""
-        loss, ce, con, correct, count = totals
+        loss, ce, con, alignment, correct, count = totals
         steps_in_window = max(steps_in_window, 1)
         record = {
             "step": step,
             "loss": loss / steps_in_window,
             "cross_entropy": ce / steps_in_window,
             "contrastive": con / steps_in_window,
+            **({"content_alignment": alignment / steps_in_window} if self.align_weight else {}),
             "accuracy": correct / max(count, 1),
             "learning_rate": float(keras.ops.convert_to_numpy(self.optimizer.learning_rate)),
             "patches_per_s": count / seconds,
