@@ -1,11 +1,13 @@
 """Makes the photo folder of the faces -> scenes zoo: training content faces, cross-dataset content scenes.
 
     python benchmarks/faces_scenes_photos.py --out DIR [--shared ../shared/data] [--faces 60] [--scenes 40]
-        [--finetune 30] [--seed 0] [--swap]
+        [--finetune 30] [--other 0] [--seed 0] [--swap]
     dnadet-tf zoo build --photos DIR --out ZOO
 
 Writes DIR/a (faces: the training domain A), DIR/b (scenes: the cross-dataset domain B) and DIR/c (other
-faces: the fine-tuning domain C) as symbolic links to the shared photos, so that nothing is copied; `--swap`
+faces: the fine-tuning domain C) as symbolic links to the shared photos, so that nothing is copied; `--other N`
+adds DIR/other, the next N photos of the cross-dataset content (none of them in b/): real photos of the content
+to attribute that the zoo never saw, for `fit --extra-real DIR/other`; `--swap`
 makes the scenes -> faces zoo instead (scenes in a/ and c/, faces in b/; the counts keep their folders:
 --faces photos in a/, --scenes in b/, --finetune in c/). Which
 photos are taken is fixed: candidates are ordered by the SHA-256 of "<seed>:<file name>" and the first ones
@@ -39,6 +41,8 @@ def main(argv=None):
     parser.add_argument("--faces", type=int, default=60, help="face photos in a/ (training domain)")
     parser.add_argument("--scenes", type=int, default=40, help="scene photos in b/ (cross-dataset domain)")
     parser.add_argument("--finetune", type=int, default=30, help="other face photos in c/ (fine-tuning domain)")
+    parser.add_argument("--other", type=int, default=0,
+                        help="photos of the cross-dataset content after those of b/ in other/ (default 0: no folder)")
     parser.add_argument("--seed", type=int, default=0, help="selection seed")
     parser.add_argument("--swap", action="store_true",
                         help="scenes -> faces: scenes in a/ and c/, faces in b/ (counts keep their folders)")
@@ -54,14 +58,16 @@ def main(argv=None):
         faces_dir, scenes_dir = scenes_dir, faces_dir  # the training content's folder, then the other's
     faces = ranked(faces_dir, args.seed)
     scenes = ranked(scenes_dir, args.seed)
-    if args.faces + args.finetune > len(faces) or args.scenes > len(scenes):
-        parser.error(f"asked for {args.faces}+{args.finetune} photos of {faces_dir} and {args.scenes} of "
+    if args.faces + args.finetune > len(faces) or args.scenes + args.other > len(scenes):
+        parser.error(f"asked for {args.faces}+{args.finetune} photos of {faces_dir} and {args.scenes}+{args.other} of "
                      f"{scenes_dir}; they have {len(faces)} and {len(scenes)}")
     link_all(faces_dir, faces[: args.faces], os.path.join(args.out, "a"))
     link_all(scenes_dir, scenes[: args.scenes], os.path.join(args.out, "b"))
     link_all(faces_dir, faces[args.faces : args.faces + args.finetune], os.path.join(args.out, "c"))
-    json.dump({"a": args.faces, "b": args.scenes, "c": args.finetune, "seed": args.seed, "swap": args.swap},
-              sys.stdout)
+    if args.other:
+        link_all(scenes_dir, scenes[args.scenes : args.scenes + args.other], os.path.join(args.out, "other"))
+    json.dump({"a": args.faces, "b": args.scenes, "c": args.finetune, "other": args.other, "seed": args.seed,
+               "swap": args.swap}, sys.stdout)
     print()
 
 
