@@ -173,3 +173,15 @@ def add_extra_real(files, source, output=None, process="none"):
     other_content = np.concatenate([files.other_content_mask(), np.ones(count, bool)])
     return LabeledFiles(list(files.paths) + crops, labels, files.class_names, files.source, list(files.skipped),
                         other_content)
+
+
+def added_crops(files, flag, purpose, source):
+    """(paths, label) of the crops `add_extra_real` added to `files` (its `other_content`), for the training
+    option `flag` (e.g. "--transplant 0.5") that needs them `purpose` ("to move fakes onto"); `source` is the
+    run's --extra-real. Raises one DataError line naming the flag when there are none."""
+    added = np.flatnonzero(files.other_content_mask())
+    if not len(added):
+        raise DataError(f"{flag}: expected real photos of other content {purpose} (--extra-real auto, packaged or a "
+                        f"folder, and a class named '{REAL_CLASS}' or with 'real' as a word of its name), received "
+                        f"none (--extra-real {source or NONE!r}, classes {files.class_names}).")
+    return [files.paths[i] for i in added], int(files.labels[added[0]])

@@ -6,11 +6,11 @@ import sys
 
 from dnadet_tf.attacks import attack_fn
 from dnadet_tf.config import ALIGN_FIRST_STAGE, ENCODER_STAGES, TrainConfig, make_config, paper_name
-from dnadet_tf.data import (REAL_CLASS, check_files, hold_out, is_benchmark_dir, read_dataset, remap_to,
+from dnadet_tf.data import (check_files, hold_out, is_benchmark_dir, read_dataset, remap_to,
                             require_several_classes)
 from dnadet_tf.distribute import make_strategy
-from dnadet_tf.errors import DataError, RunDirError
-from dnadet_tf.extra_real import add_extra_real
+from dnadet_tf.errors import RunDirError
+from dnadet_tf.extra_real import add_extra_real, added_crops
 from dnadet_tf.model import Backbone, Classifier, encoder_mismatch, transfer_matching_weights
 from dnadet_tf.pipeline import inference_dataset, training_dataset
 from dnadet_tf.pretrained import PACKAGED, read_provenance, resolve_init
@@ -169,12 +169,10 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
     # them later from the run's own data
     train_files = add_extra_real(user_train_files, config.sampling.extra_real, output,
                                  config.sampling.extra_real_process)
-    transplant = training_transplant(config, user_train_files, train_files)
-    if config.optimizer.content_align and not train_files.other_content_mask().any():
-        raise DataError(f"--content-align {config.optimizer.content_align:g}: expected real photos of other content "
-                        f"to align the real class with (--extra-real auto, packaged or a folder, and a class named "
-                        f"'{REAL_CLASS}' or with 'real' as a word of its name), received none "
-                        f"(--extra-real {config.sampling.extra_real or 'none'!r}, classes {train_files.class_names}).")
+    transplant = training_transplant(config, train_files)
+    if config.optimizer.content_align:
+        added_crops(train_files, f"--content-align {config.optimizer.content_align:g}", "to align the real class with",
+                    config.sampling.extra_real)
     if val_files is not None and not config.val_split:  # held-out images were checked with the training images
         val_files = check_files(val_files, crop_size=config.preprocessing.crop_size, min_side=config.sampling.patch_size,
                                 require_every_class=False)

@@ -83,22 +83,17 @@ def residual_transplant(share, photo_paths, real_label):
     return ResidualTransplant(np.stack(photos), share, real_label)
 
 
-def training_transplant(config, user_files, train_files):
+def training_transplant(config, train_files):
     """The `ResidualTransplant` of `fit`: `config.sampling.transplant` over the photos `add_extra_real` added
-    (`train_files` is `user_files` plus those, labelled as the real class); None when the share is 0.
+    to `train_files` (labelled as the real class, marked in `other_content`); None when the share is 0.
 
     Raises DataError when the share is above 0 and no photos were added.
     """
-    from dnadet_tf.data import REAL_CLASS
-    from dnadet_tf.errors import DataError
+    from dnadet_tf.extra_real import added_crops
 
     share = config.sampling.transplant
     if not share:
         return None
-    photos = list(train_files.paths[len(user_files.paths):])
-    if not photos:
-        raise DataError(f"--transplant {share:g}: expected real photos of other content to move fakes onto "
-                        f"(--extra-real packaged or a folder, and a class named '{REAL_CLASS}' or with 'real' as a "
-                        f"word of its name), received none "
-                        f"(--extra-real {config.sampling.extra_real or 'none'!r}, classes {train_files.class_names}).")
-    return residual_transplant(share, photos, int(train_files.labels[len(user_files.paths)]))  # the crops' class
+    photos, real_label = added_crops(train_files, f"--transplant {share:g}", "to move fakes onto",
+                                     config.sampling.extra_real)
+    return residual_transplant(share, photos, real_label)

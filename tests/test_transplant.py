@@ -67,16 +67,17 @@ def test_the_photos_are_the_extra_real_ones_and_none_is_an_error_naming_the_flag
     user = LabeledFiles(["a.png", "b.png"], np.asarray([0, 1]), ["real", "gan"], "X")
     with pytest.raises(DataError, match=r"--transplant 0.5: expected real photos of other content .* received "
                                         r"none \(--extra-real 'none'"):
-        training_transplant(config, user, user)
-    assert training_transplant(make_config("tiny"), user, user) is None
+        training_transplant(config, user)
+    assert training_transplant(make_config("tiny"), user) is None
     with pytest.raises(DnadetError, match=r"transplant: expected a probability from 0 to 1, received 1.5"):
         make_config("tiny", transplant=1.5)
     # the real class need not be named exactly `real`: the photos' own label is the one never transplanted
     named = LabeledFiles(["a.png", "b.png"], np.asarray([0, 1]), ["gan", "Real"], "X")
     photo = str(tmp_path / "p.png")
     Image.fromarray(np.full((128, 128, 3), 99, np.uint8)).save(photo)
-    with_photos = LabeledFiles(named.paths + [photo], np.asarray([0, 1, 1]), named.class_names, "X")
-    assert training_transplant(config, named, with_photos).real_label == 1
+    with_photos = LabeledFiles(named.paths + [photo], np.asarray([0, 1, 1]), named.class_names, "X",
+                               other_content=np.asarray([False, False, True]))
+    assert training_transplant(config, with_photos).real_label == 1
 
 
 def test_the_training_batches_change_only_where_fakes_are_moved(upsampling_data):
@@ -87,7 +88,7 @@ def test_the_training_batches_change_only_where_fakes_are_moved(upsampling_data)
     user = read_dataset(upsampling_data["train"], "train")
     files = add_extra_real(user, "packaged")
     plain = next(iter(training_dataset(files, config)))
-    transplant = training_transplant(config.replace(transplant=1.0), user, files)
+    transplant = training_transplant(config.replace(transplant=1.0), files)
     moved = next(iter(training_dataset(files, config, transplant=transplant)))
     images, labels = (np.asarray(t) for t in plain)
     moved_images, moved_labels = (np.asarray(t) for t in moved)
