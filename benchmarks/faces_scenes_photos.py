@@ -1,7 +1,7 @@
 """Makes the photo folder of the faces -> scenes zoo: training content faces, cross-dataset content scenes.
 
     python benchmarks/faces_scenes_photos.py --out DIR [--shared ../shared/data] [--faces 60] [--scenes 40]
-        [--finetune 30] [--other 0] [--seed 0] [--swap]
+        [--finetune 30] [--other 0] [--seed 0] [--swap] [--cross-content scenes|lossless]
     dnadet-tf zoo build --photos DIR --out ZOO
 
 Writes DIR/a (faces: the training domain A), DIR/b (scenes: the cross-dataset domain B) and DIR/c (other
@@ -9,7 +9,8 @@ faces: the fine-tuning domain C) as symbolic links to the shared photos, so that
 adds DIR/other, the next N photos of the cross-dataset content (none of them in b/): real photos of the content
 to attribute that the zoo never saw, for `fit --extra-real DIR/other`; `--swap`
 makes the scenes -> faces zoo instead (scenes in a/ and c/, faces in b/; the counts keep their folders:
---faces photos in a/, --scenes in b/, --finetune in c/). Which
+--faces photos in a/, --scenes in b/, --finetune in c/); `--cross-content lossless` takes the lossless
+photos (CBSD68, CSet14, CUrban100: PNG, never JPEG-compressed) where scenes would be, for a third content pair. Which
 photos are taken is fixed: candidates are ordered by the SHA-256 of "<seed>:<file name>" and the first ones
 are kept (faces for a, the next faces for c), so the same arguments always make the same folder and the zoo
 built from it the same fingerprint. The shared photos are for local benchmarks only; the folder must never be
@@ -23,15 +24,22 @@ import sys
 
 
 def ranked(folder, seed):
-    """The photo file names of `folder`, ordered by SHA-256 of '<seed>:<name>'."""
-    names = [n for n in os.listdir(folder) if not n.startswith(".") and os.path.isfile(os.path.join(folder, n))]
-    return sorted(names, key=lambda n: hashlib.sha256(f"{seed}:{n}".encode()).hexdigest())
+    """The photos under `folder` (its subfolders too) as (name, path) pairs, ordered by SHA-256 of
+    '<seed>:<name>'; a photo in a subfolder is named '<subfolder>_<file name>'."""
+    photos = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        prefix = os.path.relpath(root, folder).replace(os.sep, "_")
+        for n in files:
+            if not n.startswith("."):
+                photos.append((n if prefix == "." else f"{prefix}_{n}", os.path.join(root, n)))
+    return sorted(photos, key=lambda photo: hashlib.sha256(f"{seed}:{photo[0]}".encode()).hexdigest())
 
 
-def link_all(source, names, target):
+def link_all(photos, target):
     os.makedirs(target)
-    for name in names:
-        os.symlink(os.path.abspath(os.path.join(source, name)), os.path.join(target, name))
+    for name, path in photos:
+        os.symlink(os.path.abspath(path), os.path.join(target, name))
 
 
 def main(argv=None):
@@ -46,11 +54,14 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="selection seed")
     parser.add_argument("--swap", action="store_true",
                         help="scenes -> faces: scenes in a/ and c/, faces in b/ (counts keep their folders)")
+    parser.add_argument("--cross-content", choices=("scenes", "lossless"), default="scenes",
+                        help="the shared photo folder in place of scenes: 'lossless' is 168 PNG photos (city, "
+                             "nature, objects; never JPEG-compressed, where faces and scenes are JPEG)")
     args = parser.parse_args(argv)
     if os.path.exists(args.out):
         parser.error(f"--out {args.out} exists; choose a new folder")
     faces_dir = os.path.join(args.shared, "photos", "faces")
-    scenes_dir = os.path.join(args.shared, "photos", "scenes")
+    scenes_dir = os.path.join(args.shared, "photos", args.cross_content)
     for folder in (faces_dir, scenes_dir):
         if not os.path.isdir(folder):
             parser.error(f"--shared {args.shared}: expected a folder {folder}, which does not exist")
@@ -61,13 +72,13 @@ def main(argv=None):
     if args.faces + args.finetune > len(faces) or args.scenes + args.other > len(scenes):
         parser.error(f"asked for {args.faces}+{args.finetune} photos of {faces_dir} and {args.scenes}+{args.other} of "
                      f"{scenes_dir}; they have {len(faces)} and {len(scenes)}")
-    link_all(faces_dir, faces[: args.faces], os.path.join(args.out, "a"))
-    link_all(scenes_dir, scenes[: args.scenes], os.path.join(args.out, "b"))
-    link_all(faces_dir, faces[args.faces : args.faces + args.finetune], os.path.join(args.out, "c"))
+    link_all(faces[: args.faces], os.path.join(args.out, "a"))
+    link_all(scenes[: args.scenes], os.path.join(args.out, "b"))
+    link_all(faces[args.faces : args.faces + args.finetune], os.path.join(args.out, "c"))
     if args.other:
-        link_all(scenes_dir, scenes[args.scenes : args.scenes + args.other], os.path.join(args.out, "other"))
+        link_all(scenes[args.scenes : args.scenes + args.other], os.path.join(args.out, "other"))
     json.dump({"a": args.faces, "b": args.scenes, "c": args.finetune, "other": args.other, "seed": args.seed,
-               "swap": args.swap}, sys.stdout)
+               "swap": args.swap, "cross_content": args.cross_content}, sys.stdout)
     print()
 
 

@@ -495,6 +495,19 @@ def test_faces_scenes_photos_links_a_fixed_selection_and_swaps_the_contents(tmp_
     assert all(n.startswith("faces") for n in listing["sf"]["b"]) and len(listing["sf"]["b"]) == 3
     assert not set(listing["sf"]["a"]) & set(listing["sf"]["c"])
     assert '"swap": true' in capsys.readouterr().out
+    # --cross-content lossless reads the lossless folder's subfolders and names each link after both.
+    for sub in ("CBSD68", "CUrban100"):
+        folder = tmp_path / "shared" / "photos" / "lossless" / sub
+        folder.mkdir(parents=True)
+        for i in range(2):
+            (folder / f"{i}.png").write_bytes(sub.encode())
+    module.main(["--out", str(tmp_path / "fl"), "--cross-content", "lossless", "--other", "1"] + common)
+    crossing = sorted(os.listdir(tmp_path / "fl" / "b")) + os.listdir(tmp_path / "fl" / "other")
+    assert sorted(crossing) == ["CBSD68_0.png", "CBSD68_1.png", "CUrban100_0.png", "CUrban100_1.png"]
+    assert all((tmp_path / "fl" / "b" / name).read_bytes() == name.split("_")[0].encode()
+               for name in os.listdir(tmp_path / "fl" / "b"))
+    assert sorted(os.listdir(tmp_path / "fl" / "a")) == listing["fs"]["a"]
+    assert '"cross_content": "lossless"' in capsys.readouterr().out
 
 
 def _benchmark_of(test_root, zoo):
