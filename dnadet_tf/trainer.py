@@ -18,7 +18,6 @@ import tensorflow as tf
 from dnadet_tf.callbacks import default_callbacks
 from dnadet_tf.distribute import is_chief
 from dnadet_tf.config import ALIGN_FIRST_STAGE, ENCODER_STAGES
-from dnadet_tf.data import real_class_candidates
 from dnadet_tf.losses import (AutomaticWeightedLoss, classification_cross_entropy, content_alignment_loss,
                               supervised_contrastive_loss)
 from dnadet_tf.metrics import classification_metrics
@@ -70,7 +69,6 @@ class Trainer:
             if self.align_weight:  # the convolutions' outputs, as the BatchNorms that follow them see them
                 outputs += [self.classifier.get_layer(f"stage{stage}_conv{index}").output
                             for stage in range(ALIGN_FIRST_STAGE, ENCODER_STAGES + 1) for index in (1, 2)]
-                self.real_class = self.class_names.index(real_class_candidates(self.class_names)[0])
             self.train_model = keras.Model(self.classifier.input, outputs)
             model_variables = list(self.classifier.trainable_variables)
             self.projector = None
@@ -157,7 +155,10 @@ class Trainer:
                 total = cross_entropy
             alignment = tf.constant(0.0)
             if self.align_weight:  # each replica aligns its own images; the mean over replicas is summed back
-                in_content = tf.equal(labels, self.real_class) & tf.logical_not(other_content)
+                # the crops carry the real class's label (add_extra_real chose it): its other images are the
+                # training content's (none when the batch holds no crop, and then the loss is 0 anyway)
+                crop_label = tf.reduce_max(tf.where(other_content, labels, -1))
+                in_content = tf.equal(labels, crop_label) & tf.logical_not(other_content)
                 alignment = content_alignment_loss(activations, in_content, other_content) / replicas
                 total = total + self.align_weight * alignment
             scaled = self.optimizer.scale_loss(total) if hasattr(self.optimizer, "scale_loss") else total
