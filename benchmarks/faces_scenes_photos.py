@@ -60,23 +60,23 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if os.path.exists(args.out):
         parser.error(f"--out {args.out} exists; choose a new folder")
-    faces_dir = os.path.join(args.shared, "photos", "faces")
-    scenes_dir = os.path.join(args.shared, "photos", args.cross_content)
-    for folder in (faces_dir, scenes_dir):
+    training_dir = os.path.join(args.shared, "photos", "faces")
+    cross_dir = os.path.join(args.shared, "photos", args.cross_content)
+    for folder in (training_dir, cross_dir):
         if not os.path.isdir(folder):
             parser.error(f"--shared {args.shared}: expected a folder {folder}, which does not exist")
     if args.swap:
-        faces_dir, scenes_dir = scenes_dir, faces_dir  # the training content's folder, then the other's
-    faces = ranked(faces_dir, args.seed)
-    scenes = ranked(scenes_dir, args.seed)
-    if args.faces + args.finetune > len(faces) or args.scenes + args.other > len(scenes):
-        parser.error(f"asked for {args.faces}+{args.finetune} photos of {faces_dir} and {args.scenes}+{args.other} of "
-                     f"{scenes_dir}; they have {len(faces)} and {len(scenes)}")
-    link_all(faces[: args.faces], os.path.join(args.out, "a"))
-    link_all(scenes[: args.scenes], os.path.join(args.out, "b"))
-    link_all(faces[args.faces : args.faces + args.finetune], os.path.join(args.out, "c"))
+        training_dir, cross_dir = cross_dir, training_dir
+    training = ranked(training_dir, args.seed)  # a/ and c/: the training and fine-tuning content
+    cross = ranked(cross_dir, args.seed)  # b/ and other/: the cross-dataset content
+    if args.faces + args.finetune > len(training) or args.scenes + args.other > len(cross):
+        parser.error(f"asked for {args.faces}+{args.finetune} photos of {training_dir} and {args.scenes}+{args.other} "
+                     f"of {cross_dir}; they have {len(training)} and {len(cross)}")
+    link_all(training[: args.faces], os.path.join(args.out, "a"))
+    link_all(cross[: args.scenes], os.path.join(args.out, "b"))
+    link_all(training[args.faces : args.faces + args.finetune], os.path.join(args.out, "c"))
     if args.other:
-        link_all(scenes[args.scenes : args.scenes + args.other], os.path.join(args.out, "other"))
+        link_all(cross[args.scenes : args.scenes + args.other], os.path.join(args.out, "other"))
     json.dump({"a": args.faces, "b": args.scenes, "c": args.finetune, "other": args.other, "seed": args.seed,
                "swap": args.swap, "cross_content": args.cross_content}, sys.stdout)
     print()
