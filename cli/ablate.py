@@ -51,6 +51,8 @@ def register(subparsers):
                         help="encoder stages kept as step 1 left them in Base+PT and DNA-Det runs (fit --frozen-stages)")
     parser.add_argument("--zero-mean-stem", action=argparse.BooleanOptionalAction, default=None,
                         help="high-pass first convolution in every run (fit --zero-mean-stem)")
+    parser.add_argument("--statistics-shift", type=float, metavar="S",
+                        help="random BatchNorm statistics shift in every run's training (fit --statistics-shift)")
     parser.add_argument("--augment",
                         help=f"robustness augmentation of every run (fit --augment): {AUGMENT_NAMES_HELP}")
     parser.add_argument("--precision", choices=PRECISION_CHOICES,
@@ -104,6 +106,7 @@ def run(args):
                                        learning_rate=args.lr, lr_decay_every=args.lr_decay_every,
                                        frozen_stages=args.frozen_stages, width=args.width,
                                        zero_mean_stem=args.zero_mean_stem,
+                                       statistics_shift=args.statistics_shift,
                                        augment=augment_from(args),
                                        precision=args.precision, crop_size=args.crop_size,
                                        crop_square=args.crop_square,

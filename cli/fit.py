@@ -94,6 +94,11 @@ def register(subparsers):
     parser.add_argument("--zero-mean-stem", action=argparse.BooleanOptionalAction, default=None,
                         help="train the encoder's first convolution as high-pass filters (every kernel kept at zero "
                         "spatial mean; docs/results.md, \"A high-pass first layer\") (default: off)")
+    parser.add_argument("--statistics-shift", type=float, metavar="S",
+                        help="in half of the training steps, move the BatchNorm outputs of encoder stages 3-4 by a "
+                        "random per-channel scale exp(a) and offset b, a, b ~ N(0, S^2), one draw per batch: the "
+                        "mismatch running statistics cause on another content, so that the later layers learn to "
+                        "answer through it (docs/results.md, \"Shifting the BatchNorm statistics in training\") (preset: 0, off)")
     parser.add_argument("--crop-size", type=int,
                         help="a non-square image (with --crop-square also a larger square one) is first "
                         "center-cropped to this many native pixels (preset: 128)")
@@ -151,6 +156,7 @@ def overrides_from(args):
         keep_validated=args.keep_validated,
         ce_input=args.ce_input, frozen_stages=args.frozen_stages, lr_decay_every=args.lr_decay_every,
         lr_decay=args.lr_decay, width=args.width, zero_mean_stem=args.zero_mean_stem,
+        statistics_shift=args.statistics_shift,
         crop_size=args.crop_size, crop_square=args.crop_square, resize1=args.resize1, resize2=args.resize2,
         crop_grid=args.crop_grid, extra_real=args.extra_real, extra_real_process=args.extra_real_process,
         transplant=args.transplant, content_align=args.content_align, val_split=args.val_split,

@@ -2,7 +2,7 @@
 
 A `TrainConfig` holds one frozen section per concern:
 
-  model          mode, width, dropout, zero_mean_stem
+  model          mode, width, dropout, zero_mean_stem, statistics_shift
   preprocessing  crop_size, resize1, resize2, preprocess_mode
   sampling       patch_size, patches_per_image, images_per_class, augment, crop_grid, extra_real,
                  extra_real_process, transplant
@@ -58,12 +58,15 @@ ALIGN_FIRST_STAGE = ADAPT_FIRST_STAGE
 class ModelConfig:
     """`mode`: `dnadet` (patches, cross-entropy plus supervised contrastive loss with learned
     weighting) or `base` (whole images, cross-entropy only: the paper's Base). `zero_mean_stem`:
-    the encoder's first convolution is trained as high-pass filters (`model.ZeroMeanKernel`)."""
+    the encoder's first convolution is trained as high-pass filters (`model.ZeroMeanKernel`).
+    `statistics_shift`: in training, the BatchNorm outputs of encoder stages 3-4 are moved by a random
+    per-channel scale and offset of this standard deviation, one draw per batch (`model.BatchNormalization`)."""
 
     mode: str = "dnadet"
     width: float = 1.0
     dropout: float = 0.2
     zero_mean_stem: bool = False
+    statistics_shift: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -440,6 +443,9 @@ def validate(config):
     transplant = config.sampling.transplant
     if not 0.0 <= transplant <= 1.0:
         raise DnadetError(f"transplant: expected a probability from 0 to 1, received {transplant}.")
+    shift = config.model.statistics_shift
+    if not (isinstance(shift, (int, float)) and 0.0 <= shift <= 2.0):
+        raise DnadetError(f"statistics_shift: expected a standard deviation from 0 to 2, received {shift!r}.")
     align = config.optimizer.content_align
     if not (isinstance(align, (int, float)) and align >= 0.0):
         raise DnadetError(f"content_align: expected a loss weight of 0 or more, received {align!r}.")

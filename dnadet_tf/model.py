@@ -169,6 +169,13 @@ class Calibration(keras.layers.Layer):
                 "score": self.score, "class_radii": self.class_radii}
 
 
+# `statistics_shift` acts on the BatchNorms of this encoder stage and the later ones (stages 3-4), where a new
+# content moves the statistics (`config.ADAPT_FIRST_STAGE`, docs/results.md "Adapting to other content").
+SHIFT_FIRST_STAGE = 3
+# The share of training steps whose BatchNorm outputs `statistics_shift` moves (the measured setting).
+SHIFT_PROBABILITY = 0.5
+
+
 @keras.saving.register_keras_serializable(package="dnadet_tf")
 class BatchNormalization(layers.BatchNormalization):
     """Keras' BatchNormalization; in training, one fused TensorFlow kernel (`FusedBatchNormV3`).
@@ -180,9 +187,23 @@ class BatchNormalization(layers.BatchNormalization):
     weights, same moving statistics (biased batch variance, as Keras). Synchronised,
     renormalised, masked or non-4D uses, and inference, are Keras' own code.
 
+    `statistics_shift` S > 0 (training only; inference is unchanged): in a share `SHIFT_PROBABILITY`
+    of the training steps, the normalised activations z of every channel become z * exp(a) + b, with
+    a, b ~ N(0, S^2) drawn per channel, once for the whole batch, before the layer's scale and
+    offset. That is what running statistics do to a batch whose own statistics they miss, as
+    those of one content miss another's; the layers after it learn to answer through it.
+
     The class keeps Keras' name on purpose: `.keras` files address weights by snake-cased
     class names (`batch_normalization_3`), so files written before this class existed load.
     """
+
+    def __init__(self, *args, statistics_shift=0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not statistics_shift >= 0:
+            raise ValueError(f"statistics_shift: expected a standard deviation of 0 or more, received "
+                             f"{statistics_shift!r}.")
+        self.statistics_shift = float(statistics_shift)
+        self.shift_seed = keras.random.SeedGenerator() if self.statistics_shift else None
 
     def _fused(self, inputs, training, mask):
         return (training and self.trainable and mask is None and not self.synchronized and not self.renorm
@@ -191,7 +212,14 @@ class BatchNormalization(layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         """(N, H, W, C) -> (N, H, W, C) in the layer's compute dtype."""
         if not self._fused(inputs, training, mask):
-            return super().call(inputs, training=training, mask=mask)
+            outputs = super().call(inputs, training=training, mask=mask)
+        else:
+            outputs = self._fused_call(inputs)
+        if training and self.trainable and self.statistics_shift:
+            outputs = self._shifted(outputs)
+        return outputs
+
+    def _fused_call(self, inputs):
         x = inputs if inputs.dtype in (tf.float32, tf.bfloat16, tf.float16) else tf.cast(inputs, tf.float32)
         empty = tf.constant([], tf.float32)
         y, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
@@ -204,6 +232,20 @@ class BatchNormalization(layers.BatchNormalization):
         self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
         self.moving_variance.assign(self.moving_variance * momentum + variance * (1.0 - momentum))
         return tf.cast(y, self.compute_dtype)
+
+    def _shifted(self, outputs):
+        """gamma * (z * exp(a) + b) + beta for outputs gamma * z + beta, in SHIFT_PROBABILITY of the calls."""
+        channels = outputs.shape[-1]
+        on = tf.cast(keras.random.uniform((), seed=self.shift_seed) < SHIFT_PROBABILITY, tf.float32)
+        log_scale = keras.random.normal((channels,), stddev=self.statistics_shift, seed=self.shift_seed) * on
+        offset = keras.random.normal((channels,), stddev=self.statistics_shift, seed=self.shift_seed) * on
+        gamma = tf.cast(self.gamma, tf.float32)
+        beta = tf.cast(self.beta, tf.float32)
+        y = tf.cast(outputs, tf.float32)
+        return tf.cast(tf.exp(log_scale) * (y - beta) + gamma * offset + beta, self.compute_dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "statistics_shift": self.statistics_shift}
 
 
 @keras.saving.register_keras_serializable(package="dnadet_tf")
@@ -220,7 +262,8 @@ class ZeroMeanKernel(keras.constraints.Constraint):
         return w - keras.ops.mean(w, axis=(0, 1), keepdims=True)
 
 
-def _conv_block(x, filters, kernel_size, strides, name, index, synchronized, dtype, kernel_constraint=None):
+def _conv_block(x, filters, kernel_size, strides, name, index, synchronized, dtype, kernel_constraint=None,
+                statistics_shift=0.0):
     # The authors pad one pixel on every side, then convolve without padding. For inputs whose
     # sides are multiples of 16 (every size the package feeds: `config` enforces it), every
     # stride-2 convolution sees an even side, and "same" pads exactly one pixel on every side
@@ -228,7 +271,7 @@ def _conv_block(x, filters, kernel_size, strides, name, index, synchronized, dty
     # `paper` step on this CPU; weights unchanged, so the authors' weights still load).
     x = layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False,
                       name=f"{name}_conv{index}", dtype=dtype, kernel_constraint=kernel_constraint)(x)
-    x = BatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=synchronized,
+    x = BatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=synchronized, statistics_shift=statistics_shift,
                            name=f"{name}_bn{index}", dtype=dtype)(x)
     return layers.LeakyReLU(negative_slope=0.2, name=f"{name}_act{index}", dtype=dtype)(x)
 
@@ -245,6 +288,8 @@ class Backbone(keras.Model):
       zero_mean_stem: train the first convolution (`stage1_conv1`) under `ZeroMeanKernel`, so that
         every one of its filters is a high-pass filter of one colour channel; the weights stay plain
         convolution weights (exports and the web app see no difference).
+      statistics_shift: standard deviation of the random per-channel scale and offset that training
+        puts on the BatchNorm outputs of stages `SHIFT_FIRST_STAGE`-4 (`BatchNormalization`); 0: none.
 
     >>> import numpy as np
     >>> from dnadet_tf.model import Backbone
@@ -253,13 +298,14 @@ class Backbone(keras.Model):
     """
 
     def __init__(self, width=1.0, synchronized_bn=False, input_size=None, dtype=None, zero_mean_stem=False,
-                 name="dnadet_backbone", **kwargs):
+                 statistics_shift=0.0, name="dnadet_backbone", **kwargs):
         inputs = keras.Input(shape=(input_size, input_size, 3), name="pixels")
         x = inputs
         for stage, filters in enumerate(stage_widths(width), start=1):
             stem_constraint = ZeroMeanKernel() if zero_mean_stem and stage == 1 else None
-            x = _conv_block(x, filters, 4, 2, f"stage{stage}", 1, synchronized_bn, dtype, stem_constraint)
-            x = _conv_block(x, filters, 3, 1, f"stage{stage}", 2, synchronized_bn, dtype)
+            shift = statistics_shift if stage >= SHIFT_FIRST_STAGE else 0.0
+            x = _conv_block(x, filters, 4, 2, f"stage{stage}", 1, synchronized_bn, dtype, stem_constraint, shift)
+            x = _conv_block(x, filters, 3, 1, f"stage{stage}", 2, synchronized_bn, dtype, statistics_shift=shift)
         feature = layers.GlobalAveragePooling2D(name=FEATURE_LAYER, dtype=dtype)(x)
         super().__init__(inputs, feature, name=name, **kwargs)
         self.width = float(width)
@@ -267,6 +313,7 @@ class Backbone(keras.Model):
         self.synchronized_bn = bool(synchronized_bn)
         self.input_size = input_size
         self.zero_mean_stem = bool(zero_mean_stem)
+        self.statistics_shift = float(statistics_shift)
 
     @property
     def feature_dim(self):
@@ -275,7 +322,8 @@ class Backbone(keras.Model):
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable, "width": self.width,
                 "synchronized_bn": self.synchronized_bn, "input_size": self.input_size,
-                "dtype": self.layer_dtype, "zero_mean_stem": self.zero_mean_stem}
+                "dtype": self.layer_dtype, "zero_mean_stem": self.zero_mean_stem,
+                "statistics_shift": self.statistics_shift}
 
     @classmethod
     def from_config(cls, config):

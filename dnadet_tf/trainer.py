@@ -60,7 +60,8 @@ class Trainer:
         replicas = strategy.num_replicas_in_sync
         with strategy.scope():
             backbone = Backbone(config.model.width, synchronized_bn=replicas > 1, dtype=config.runtime.precision,
-                                zero_mean_stem=config.model.zero_mean_stem)
+                                zero_mean_stem=config.model.zero_mean_stem,
+                                statistics_shift=config.model.statistics_shift)
             self.classifier = Classifier(backbone, len(class_names), config.model.dropout, self.class_names,
                                          config.preprocess)
             freeze_stages(self.classifier, config.optimizer.frozen_stages)

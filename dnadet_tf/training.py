@@ -11,7 +11,7 @@ from dnadet_tf.data import (check_files, hold_out, is_benchmark_dir, read_datase
 from dnadet_tf.distribute import make_strategy
 from dnadet_tf.errors import RunDirError
 from dnadet_tf.extra_real import add_extra_real, added_crops
-from dnadet_tf.model import Backbone, Classifier, encoder_mismatch, transfer_matching_weights
+from dnadet_tf.model import SHIFT_FIRST_STAGE, Backbone, Classifier, encoder_mismatch, transfer_matching_weights
 from dnadet_tf.pipeline import inference_dataset, training_dataset
 from dnadet_tf.pretrained import PACKAGED, read_provenance, resolve_init
 from dnadet_tf.runs import CONFIG_FILE, METRICS_FILE, RunDir
@@ -190,6 +190,8 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
         + (f" x {config.sampling.patches_per_image} patches of {config.sampling.patch_size} px" if config.model.mode == "dnadet" else "")
         + (f"; content alignment x {config.optimizer.content_align:g} (stages {ALIGN_FIRST_STAGE}-{ENCODER_STAGES})"
            if config.optimizer.content_align else "")
+        + (f"; BatchNorm statistics shift {config.model.statistics_shift:g} (stages {SHIFT_FIRST_STAGE}-{ENCODER_STAGES})"
+           if config.model.statistics_shift else "")
         + f"; {replicas} replica(s); run dir {out}"
     )
     augment_fn = attack_fn(config.sampling.augment)

@@ -77,6 +77,65 @@ def test_fused_batchnorm_trains_as_keras_batchnorm():
     assert keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(fused)).__class__ is BatchNormalization
 
 
+def test_statistics_shift_moves_every_channel_by_one_affine_map_per_batch_in_training_only():
+    from dnadet_tf.model import SHIFT_PROBABILITY, BatchNormalization
+
+    keras.utils.set_random_seed(5)
+    rng = np.random.default_rng(3)
+    x = rng.normal(2.0, 3.0, (6, 5, 5, 8)).astype(np.float32)
+    weights = [np.linspace(0.5, 1.5, 8, dtype=np.float32), np.linspace(-1, 1, 8, dtype=np.float32),
+               np.zeros(8, np.float32), np.ones(8, np.float32)]
+    shifted, plain = BatchNormalization(statistics_shift=0.3), BatchNormalization()
+    for layer in (shifted, plain):
+        layer.build(x.shape)
+        layer.set_weights(weights)
+    np.testing.assert_allclose(shifted(x, training=False).numpy(), plain(x, training=False).numpy(), atol=1e-6)
+    gamma, beta = weights[0], weights[1]
+    z = (plain(x, training=True).numpy() - beta) / gamma  # the normalised activations
+    log_scales, offsets, moved = [], [], 0
+    for _ in range(200):
+        y = shifted(x, training=True).numpy()
+        np.testing.assert_allclose(shifted.moving_mean.numpy(), plain.moving_mean.numpy(), rtol=1e-5, atol=1e-6)
+        plain(x, training=True)  # keeps the two layers' moving statistics in step
+        u = (y - beta) / gamma
+        # One affine map per channel for every sample and position: u = z * exp(a) + b.
+        flat_z, flat_u = z.reshape(-1, 8), u.reshape(-1, 8)
+        scale = ((flat_u - flat_u.mean(0)) * (flat_z - flat_z.mean(0))).sum(0) / ((flat_z - flat_z.mean(0)) ** 2).sum(0)
+        offset = flat_u.mean(0) - scale * flat_z.mean(0)
+        np.testing.assert_allclose(flat_u, flat_z * scale + offset, atol=1e-4)
+        if np.allclose(scale, 1.0, atol=1e-6) and np.allclose(offset, 0.0, atol=1e-6):
+            continue
+        moved += 1
+        log_scales.append(np.log(scale))
+        offsets.append(offset)
+    assert abs(moved / 200 - SHIFT_PROBABILITY) < 0.12
+    assert 0.25 < np.std(log_scales) < 0.35 and 0.25 < np.std(offsets) < 0.35
+    assert abs(np.mean(log_scales)) < 0.05 and abs(np.mean(offsets)) < 0.05
+    config = keras.saving.serialize_keras_object(shifted)
+    assert keras.saving.deserialize_keras_object(config).statistics_shift == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="statistics_shift: expected a standard deviation of 0 or more"):
+        BatchNormalization(statistics_shift=-0.1)
+
+
+def test_statistics_shift_acts_on_stages_3_and_4_and_saves(tmp_path):
+    from dnadet_tf.model import SHIFT_FIRST_STAGE
+
+    model = Classifier(Backbone(0.0625, statistics_shift=0.25), 3)
+    shifts = {layer.name: layer.statistics_shift for layer in model.backbone.layers if "_bn" in layer.name}
+    assert len(shifts) == 2 * ENCODER_STAGES
+    assert all(shift == (0.25 if int(name[5]) >= SHIFT_FIRST_STAGE else 0.0) for name, shift in shifts.items())
+    x = np.random.default_rng(4).uniform(-1, 1, (4, 64, 64, 3)).astype(np.float32)
+    path = str(tmp_path / "shift.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True, compile=False)
+    assert loaded.backbone.get_config()["statistics_shift"] == 0.25
+    assert loaded.backbone.get_layer("stage4_bn2").statistics_shift == 0.25
+    np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), atol=1e-6)
+    plain = Classifier(Backbone(0.0625), 3)
+    transfer_matching_weights(model, plain)  # the same weights: inference does not see the shift
+    np.testing.assert_allclose(plain(x).numpy(), model(x).numpy(), atol=1e-6)
+
+
 def test_shapes_and_stride_16():
     model = tiny_classifier()
     assert stage_widths(0.0625) == (4, 8, 16, 32)
