@@ -238,6 +238,9 @@ RENDERERS = {"open-set": render_open_set, "train-throughput": render_speed, "tra
 
 
 def main(argv=None):
+    from dnadet_tf.cli.main import quiet_tensorflow
+
+    quiet_tensorflow()  # the renderers import dnadet_tf, which imports TensorFlow: no start-up lines
     paths = (argv or sys.argv[1:]) or sorted(path for prefix in RENDERERS
                                              for path in glob.glob(os.path.join(HERE, "results", f"{prefix}*.json")))
     for path in paths:
