@@ -819,3 +819,26 @@ def test_resampling_detection_reads_each_known_processing_and_each_folder(tmp_pa
     table = capsys.readouterr().out
     assert "| mine (24) | x1.28 |" in table
     assert "| packaged crops, none (the crops as cut) (24) | no resampling found |" in table
+
+
+def test_batchnorm_shift_reports_the_moved_statistics_in_units_of_the_runs_own(tmp_path, capsys):
+    from dnadet_tf.model import Backbone, Classifier
+
+    model = Classifier(Backbone(0.0625), 3)
+    own, adapted = tmp_path / "own", tmp_path / "adapted"
+    for folder in (own, adapted):
+        folder.mkdir()
+    model.save(str(own / "best.keras"))
+    layer = model.backbone.get_layer("stage3_bn1")
+    mean, variance = layer.moving_mean.numpy(), layer.moving_variance.numpy()
+    channels = mean.shape[0]
+    moves = np.where(np.arange(channels) % 2 == 0, 0.5, -0.1).astype(np.float32)  # mean 0.2, std 0.3
+    layer.moving_mean.assign(mean + moves * np.sqrt(variance + 1e-5))
+    layer.moving_variance.assign((variance + 1e-5) * np.exp(2 * 0.25) - 1e-5)  # every std x exp(0.25)
+    model.save(str(adapted / "best.keras"))
+    assert _module("batchnorm_shift").main([str(own), str(adapted)]) == 0
+    rows = {line.split()[0]: [float(v) for v in line.replace("|", "").split()[1:]]
+            for line in capsys.readouterr().out.splitlines()[1:]}
+    assert len(rows) == 8
+    np.testing.assert_allclose(rows["stage3_bn1"], [0.2, 0.3, 0.25, 0.0], atol=2e-3)
+    np.testing.assert_allclose(rows["stage2_bn2"], [0.0, 0.0, 0.0, 0.0], atol=1e-3)
