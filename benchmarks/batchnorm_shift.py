@@ -14,9 +14,11 @@ import numpy as np
 
 
 def batchnorm_statistics(model):
-    """{layer name: (moving mean, moving variance)} of the encoder's BatchNorms."""
+    """{layer name: (moving mean, moving variance)} of the encoder's BatchNorms (`adaptation.batchnorm_layers`)."""
+    from dnadet_tf.adaptation import batchnorm_layers
+
     return {layer.name: (np.asarray(layer.moving_mean, np.float64), np.asarray(layer.moving_variance, np.float64))
-            for layer in model.backbone.layers if hasattr(layer, "moving_mean")}
+            for layer in batchnorm_layers(model)}
 
 
 def main(argv=None):

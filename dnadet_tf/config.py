@@ -52,6 +52,8 @@ ADAPT_FIRST_STAGE = 3
 # `content_align` draws together the statistics of the convolutions' outputs (the BatchNorms' inputs) of this
 # stage and the later ones: the stages whose statistics `adapt` re-estimates.
 ALIGN_FIRST_STAGE = ADAPT_FIRST_STAGE
+# `statistics_shift` moves the BatchNorm outputs of this stage and the later ones: the same stages again.
+SHIFT_FIRST_STAGE = ADAPT_FIRST_STAGE
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from dnadet_tf.config import SHIFT_FIRST_STAGE
 from dnadet_tf.preprocess import PreprocessConfig, preprocess_image
 
 STAGE_WIDTHS = (64, 128, 256, 512)
@@ -169,9 +170,6 @@ class Calibration(keras.layers.Layer):
                 "score": self.score, "class_radii": self.class_radii}
 
 
-# `statistics_shift` acts on the BatchNorms of this encoder stage and the later ones (stages 3-4), where a new
-# content moves the statistics (`config.ADAPT_FIRST_STAGE`, docs/results.md "Adapting to other content").
-SHIFT_FIRST_STAGE = 3
 # The share of training steps whose BatchNorm outputs `statistics_shift` moves (the measured setting).
 SHIFT_PROBABILITY = 0.5
 
@@ -304,7 +302,8 @@ class Backbone(keras.Model):
         for stage, filters in enumerate(stage_widths(width), start=1):
             stem_constraint = ZeroMeanKernel() if zero_mean_stem and stage == 1 else None
             shift = statistics_shift if stage >= SHIFT_FIRST_STAGE else 0.0
-            x = _conv_block(x, filters, 4, 2, f"stage{stage}", 1, synchronized_bn, dtype, stem_constraint, shift)
+            x = _conv_block(x, filters, 4, 2, f"stage{stage}", 1, synchronized_bn, dtype, stem_constraint,
+                            statistics_shift=shift)
             x = _conv_block(x, filters, 3, 1, f"stage{stage}", 2, synchronized_bn, dtype, statistics_shift=shift)
         feature = layers.GlobalAveragePooling2D(name=FEATURE_LAYER, dtype=dtype)(x)
         super().__init__(inputs, feature, name=name, **kwargs)

@@ -5,13 +5,14 @@ import os
 import sys
 
 from dnadet_tf.attacks import attack_fn
-from dnadet_tf.config import ALIGN_FIRST_STAGE, ENCODER_STAGES, TrainConfig, make_config, paper_name
+from dnadet_tf.config import (ALIGN_FIRST_STAGE, ENCODER_STAGES, SHIFT_FIRST_STAGE, TrainConfig, make_config,
+                              paper_name)
 from dnadet_tf.data import (check_files, hold_out, is_benchmark_dir, read_dataset, remap_to,
                             require_several_classes)
 from dnadet_tf.distribute import make_strategy
 from dnadet_tf.errors import RunDirError
 from dnadet_tf.extra_real import add_extra_real, added_crops
-from dnadet_tf.model import SHIFT_FIRST_STAGE, Backbone, Classifier, encoder_mismatch, transfer_matching_weights
+from dnadet_tf.model import Backbone, Classifier, encoder_mismatch, transfer_matching_weights
 from dnadet_tf.pipeline import inference_dataset, training_dataset
 from dnadet_tf.pretrained import PACKAGED, read_provenance, resolve_init
 from dnadet_tf.runs import CONFIG_FILE, METRICS_FILE, RunDir

@@ -118,7 +118,7 @@ def test_statistics_shift_moves_every_channel_by_one_affine_map_per_batch_in_tra
 
 
 def test_statistics_shift_acts_on_stages_3_and_4_and_saves(tmp_path):
-    from dnadet_tf.model import SHIFT_FIRST_STAGE
+    from dnadet_tf.config import SHIFT_FIRST_STAGE
 
     model = Classifier(Backbone(0.0625, statistics_shift=0.25), 3)
     shifts = {layer.name: layer.statistics_shift for layer in model.backbone.layers if "_bn" in layer.name}
