@@ -228,12 +228,17 @@ def render_released_samples(path):
     return _rendered_by("released_samples", "format_table", path)
 
 
+def render_seed_ensemble(path):
+    """One run against the mean probabilities of several, from `seed_ensemble.py --json`."""
+    return _rendered_by("seed_ensemble", "format_table", path)
+
+
 RENDERERS = {"open-set": render_open_set, "train-throughput": render_speed, "transform-families": render_transform_costs,
              "pretrain-families": render_pretrain_families, "step1-seeds": render_step1_seeds,
              "validation-trajectory": render_validation_trajectory, "ablation": render,
              "content-shift-probes": render_content_shift_probes, "content-adaptation": render_content_adaptation,
              "export-seeds": render_export_seeds, "swap-content": render_swap_content,
-             "released-samples": render_released_samples,
+             "released-samples": render_released_samples, "seed-ensemble": render_seed_ensemble,
              "pretrain-demo-photos": render_pretrain_validations, "pretrain-shared-photos": render_pretrain_validations}
 
 

@@ -842,3 +842,39 @@ def test_batchnorm_shift_reports_the_moved_statistics_in_units_of_the_runs_own(t
     assert len(rows) == 8
     np.testing.assert_allclose(rows["stage3_bn1"], [0.2, 0.3, 0.25, 0.0], atol=2e-3)
     np.testing.assert_allclose(rows["stage2_bn2"], [0.0, 0.0, 0.0, 0.0], atol=1e-3)
+
+
+def test_seed_ensemble_scores_the_mean_probabilities_of_each_combination():
+    ensemble = _module("seed_ensemble")
+    labels = [0, 1, 1]
+    # Every run is right on image 0; run a also on image 1, run b also on image 2, run c on neither.
+    a = [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]
+    b = [[0.9, 0.1], [0.6, 0.4], [0.3, 0.7]]
+    c = [[0.9, 0.1], [0.6, 0.4], [0.8, 0.2]]
+    single, combinations, together = ensemble.ensemble_accuracies([a, b, c], labels, 2)
+    assert single == pytest.approx([2 / 3, 2 / 3, 1 / 3])
+    # a+b: image 1 (0.4, 0.6) and image 2 (0.45, 0.55) right; a+c: image 1 (0.4, 0.6) right, image 2 (0.7, 0.3)
+    # wrong; b+c: image 1 (0.6, 0.4) and image 2 (0.55, 0.45) wrong. All three: image 1 (1.4 / 3, 1.6 / 3) right,
+    # image 2 (1.7 / 3, 1.3 / 3) wrong.
+    assert combinations == pytest.approx([1.0, 2 / 3, 1 / 3])
+    assert together == pytest.approx(2 / 3)
+
+
+def test_seed_ensemble_measures_runs_and_renders_its_table(tiny_run, upsampling_data, tmp_path, capsys):
+    ensemble = _module("seed_ensemble")
+    zoo = str(tmp_path / "zoo")
+    _benchmark_of(upsampling_data["test"], zoo)
+    shutil.copy(os.path.join(zoo, "test.txt"), os.path.join(zoo, "cross_dataset.txt"))
+    path = str(tmp_path / "seed-ensemble-tiny.json")
+    assert ensemble.main(["--zoo", zoo, "--runs", tiny_run, tiny_run, "--size", "2", "--json", path]) == 0
+    document = json.loads(open(path).read())
+    assert list(document["splits"]) == ["test", "cross_dataset"] and document["size"] == 2
+    for row in document["splits"].values():  # one run twice: the ensemble is that run
+        assert row["single"][0] == row["single"][1] == row["combinations"][0] == row["all"]
+    capsys.readouterr()
+    text = _module("render_results").render_seed_ensemble(path)
+    accuracy = 100 * document["splits"]["cross_dataset"]["all"]
+    assert f"| cross-dataset | {accuracy:.1f} ± 0.0 | {accuracy:.1f} ± 0.0 [{accuracy:.1f}, {accuracy:.1f}] | {accuracy:.1f} |" in text
+    with pytest.raises(SystemExit):
+        ensemble.main(["--zoo", zoo, "--runs", tiny_run, tiny_run, "--size", "3"])
+    assert "--size: expected 2 to the number of --runs (2), received 3" in capsys.readouterr().err

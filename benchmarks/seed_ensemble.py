@@ -1,0 +1,128 @@
+"""Ensembles of runs trained with other seeds: does the mean of their probabilities name the cross-tests better
+than one run does?
+
+The step-2 runs of one configuration (`ablate --seeds N` writes them as OUT/VARIANT/seedK) differ by 10-30 points
+on a cross-test. If each run's errors were its own, the mean of several runs' probabilities (what a user
+would get by training and shipping three seeds) would beat the mean run. For every split of the benchmark
+(closed set and cross-tests; accuracy, as a fraction):
+
+- `single`: each run's accuracy, in the order given (its mean ± std is the protocol's figure);
+- `combinations`: the accuracy of the mean probabilities of every combination of `--size` runs (default 3, what
+  the protocol's 3 seeds would give), in `itertools.combinations` order;
+- `all`: the accuracy of the mean probabilities of every run given.
+
+The probabilities are those `predict` answers (the runs' calibrated softmax). Every run must name the same
+classes in the same order.
+
+Prints the table; `--json FILE` writes {"zoo", "zoo_sha256", "runs", "size", "splits": {split: {"single",
+"combinations", "all"}}}.
+
+Usage: python benchmarks/seed_ensemble.py --zoo ZOO --runs RUN RUN [RUN ...] [--size K] [--json FILE]
+"""
+import argparse
+import itertools
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from dnadet_tf.ablation import mean_std, mean_std_cell  # noqa: E402
+from dnadet_tf.data import SPLITS, benchmark_digest  # noqa: E402
+from dnadet_tf.distribute import configure_runtime  # noqa: E402
+from dnadet_tf.evaluation import SPLIT_TITLES, load_labeled  # noqa: E402
+from dnadet_tf.predictor import KerasPredictor, predict_files  # noqa: E402
+
+SCORED_SPLITS = tuple(split for split in SPLITS if split not in ("train", "val"))
+DEFAULT_SIZE = 3
+
+
+def ensemble_accuracies(probabilities, labels, size):
+    """(single, combinations, all) for probabilities (R, N, C) of R runs on N images with true `labels` (N,):
+    each run's accuracy, that of the mean probabilities of every `size` of the runs, and that of all R."""
+    probabilities = np.asarray(probabilities, np.float64)
+    labels = np.asarray(labels)
+
+    def accuracy(mean_probabilities):
+        return float(np.mean(np.argmax(mean_probabilities, axis=-1) == labels))
+
+    single = [accuracy(run) for run in probabilities]
+    combinations = [accuracy(probabilities[list(members)].mean(axis=0))
+                    for members in itertools.combinations(range(len(probabilities)), size)]
+    return single, combinations, accuracy(probabilities.mean(axis=0))
+
+
+def split_figures(zoo, runs, size):
+    """{split: {"single", "combinations", "all"}} of the runs on every scored split `zoo` lists."""
+    predictors = [KerasPredictor(run) for run in runs]
+    class_names = predictors[0].class_names
+    for run, predictor in zip(runs, predictors):
+        if list(predictor.class_names) != list(class_names):
+            raise SystemExit(f"seed_ensemble: --runs {run}: expected the classes of {runs[0]} "
+                             f"({', '.join(class_names)}), received {', '.join(predictor.class_names)}.")
+    preprocess = predictors[0].preprocess
+    figures = {}
+    for split in SCORED_SPLITS:
+        path = os.path.join(zoo, f"{split}.txt")
+        if not os.path.exists(path):
+            continue
+        files = load_labeled(path, class_names, preprocess.crop_size, preprocess.min_side)
+        probabilities = [predict_files(predictor, files.paths) for predictor in predictors]
+        single, combinations, together = ensemble_accuracies(probabilities, files.labels, size)
+        figures[split] = {"single": single, "combinations": combinations, "all": together}
+        print(f"{SPLIT_TITLES[split]} ({len(files.paths)} images): runs "
+              + " ".join(f"{100 * value:.1f}" for value in single)
+              + f"; ensembles of {size} {mean_std_cell(_stats(combinations))}; all {len(runs)} {100 * together:.1f}",
+              flush=True)
+    return figures
+
+
+def _stats(values):
+    mean, std = mean_std(values)
+    return {"mean": mean, "std": std}
+
+
+def format_table(document):
+    """The Markdown table (accuracy %) of a --json document."""
+    count, size = len(document["runs"]), document["size"]
+    combinations = len(next(iter(document["splits"].values()))["combinations"]) if document["splits"] else 0
+    lines = [f"accuracy (%): one run (mean ± std over {count}), the mean probabilities of {size} runs (mean ± std "
+             f"over all {combinations} combinations, [lowest, highest]), of all {count}", "",
+             f"| split | one run | ensembles of {size} | all {count} |", "|---|---:|---:|---:|"]
+    for split in SCORED_SPLITS:
+        if split not in document["splits"]:
+            continue
+        row = document["splits"][split]
+        spread = f"[{100 * min(row['combinations']):.1f}, {100 * max(row['combinations']):.1f}]"
+        lines.append(f"| {SPLIT_TITLES[split]} | {mean_std_cell(_stats(row['single']))} | "
+                     f"{mean_std_cell(_stats(row['combinations']))} {spread} | {100 * row['all']:.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--zoo", required=True, help="the benchmark folder the runs were trained on")
+    parser.add_argument("--runs", nargs="+", required=True, metavar="RUN",
+                        help="step-2 run dirs of one configuration, other seeds")
+    parser.add_argument("--size", type=int, default=DEFAULT_SIZE,
+                        help=f"runs per ensemble (default: {DEFAULT_SIZE})")
+    parser.add_argument("--json", help="write the figures here")
+    args = parser.parse_args(argv)
+    if not 2 <= args.size <= len(args.runs):
+        parser.error(f"--size: expected 2 to the number of --runs ({len(args.runs)}), received {args.size}")
+    digest = benchmark_digest(args.zoo)
+    configure_runtime()
+    document = {"zoo": os.path.abspath(args.zoo), "zoo_sha256": digest, "runs": args.runs, "size": args.size,
+                "splits": split_figures(args.zoo, args.runs, args.size)}
+    print(format_table(document))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(document, f, indent=1)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
