@@ -85,12 +85,14 @@ def pretrain(photos, out, preset="cpu", resume=False, overwrite=False, output=No
         # Transformations act on a 128 px crop; it is then resized to resize2 as in step 2.
         own = {name: getattr(config.pretrain, name) for name in ("steps", "patience", "lr_decay_every", "val_every")
                if overrides.get(name) is None}
-        # Step 1 starts from random weights, whatever a preset's step 2 starts from, and has no classes of
-        # real photos to align (`content_align`).
+        # Step 1 starts from random weights, whatever a preset's step 2 starts from, has no classes of real
+        # photos to align (`content_align`), and trains as the step 1 shipped with the package was trained, without
+        # the BatchNorm statistics shift of the preset's DNA-Det (`statistics_shift`).
         config = config.replace(
             **own,
             crop_size=PHOTO_SIZE, resize1=PHOTO_SIZE, mode="dnadet", data=os.path.abspath(photos), init="",
-            content_align=0.0)
+            content_align=0.0,
+            statistics_shift=0.0)
     print(f"checking photos in {photos} ...", file=output, flush=True)
     files = usable_photos(photos)
     train_photos, val_photos = split_photos(files.paths, config.runtime.seed)

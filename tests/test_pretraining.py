@@ -121,3 +121,9 @@ def test_cli_patch_size_count_and_resize2_reach_step1_and_a_bad_size_names_its_f
                  "--crop-grid", "0"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err == "dnadet-tf pretrain: error: --crop-grid: expected a positive integer, received 0."
+
+
+def test_step_1_never_trains_through_the_statistics_shift_of_step_2(photos, tmp_path):
+    run_dir = str(tmp_path / "pretrain")
+    pretrain(photos, run_dir, preset="tiny", steps=2, val_every=2, statistics_shift=0.5)
+    assert RunDir(run_dir).config.model.statistics_shift == 0.0

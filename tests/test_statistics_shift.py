@@ -47,3 +47,15 @@ def test_fit_trains_with_the_shift_reproducibly_and_keeps_it_in_the_config_and_t
         np.testing.assert_array_equal(x, y)
     # The shifts changed what was learnt (the same seed without them trains other weights).
     assert any(not np.array_equal(x, y) for x, y in zip(a.get_weights(), plain.get_weights()))
+
+
+def test_the_cpu_preset_shifts_dna_det_alone_and_a_flag_wins():
+    assert make_config("cpu").model.statistics_shift == 0.15  # DNA-Det from the packaged step 1
+    assert make_config("cpu", init="/runs/step1").model.statistics_shift == 0.15
+    # Base+PT, Base and Base+PCL were measured without it, and train so.
+    assert make_config("cpu", mode="base").model.statistics_shift == 0.0
+    assert make_config("cpu", mode="base", init="none").model.statistics_shift == 0.0
+    assert make_config("cpu", init="none").model.statistics_shift == 0.0
+    assert make_config("cpu", statistics_shift=0.0).model.statistics_shift == 0.0
+    assert make_config("cpu", init="none", statistics_shift=0.3).model.statistics_shift == 0.3
+    assert make_config("tiny").model.statistics_shift == 0.0 and make_config("paper").model.statistics_shift == 0.0
