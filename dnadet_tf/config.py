@@ -317,7 +317,7 @@ PRESETS = {
         extra_real_process="auto",
         # DNA-Det trains through random shifts of its stage 3-4 BatchNorm statistics (`model.BatchNormalization`),
         # the mismatch another content's images cause: over 6 seeds on each of four content shifts, cross-dataset
-        # faces -> scenes 53.7 against 46.7, faces -> lossless photos 48.0 against 42.8, scenes -> faces 84.7
+        # faces -> scenes 53.7 against 46.7, faces -> lossless photos 48.1 against 42.8, scenes -> faces 84.7
         # against 81.0, lossless photos -> faces 86.6 against 85.9 (19 of 24 seeds up), demo zoo 98.9 +- 0.6 against
         # 95.0 +- 6.0 over 3 (docs/results.md, "Shifting the BatchNorm statistics in training"). DNA-Det only (make_config).
         statistics_shift=0.15,
