@@ -346,6 +346,23 @@ def test_a_bfloat16_run_exports_float32_and_is_compared_in_float32(upsampling_da
     assert rows["float32"]["max_abs_diff"] < 1e-5 and rows["keras"]["max_abs_diff"] == 0.0
 
 
+def test_a_run_trained_through_the_statistics_shift_exports_plain_batchnorms(upsampling_data, tmp_path):
+    """The `cpu` preset's DNA-Det trains with `statistics_shift`; its exports compute what the Keras model does at
+    inference (the shift, and its random state, act in training only)."""
+    from dnadet_tf.training import fit
+
+    run_dir = str(tmp_path / "shift")
+    fit(upsampling_data["train"], run_dir, preset="tiny", steps=4, statistics_shift=0.5)
+    assert KerasPredictor(run_dir).model.backbone.get_layer("stage3_bn1").statistics_shift == 0.5
+    code, _, stderr = _cli(["export", "--model", run_dir, "--out", str(tmp_path / "out"), "--formats",
+                            "savedmodel,float32,int8", "--eval", upsampling_data["test"], "--max-eval", "8"])
+    assert code == 0, stderr
+    with open(tmp_path / "out" / "dnadet" / "report.json", encoding="utf-8") as f:
+        rows = {row["format"]: row for row in json.load(f)["rows"]}
+    assert rows["savedmodel"]["max_abs_diff"] < 1e-5 and rows["float32"]["max_abs_diff"] < 1e-5
+    assert rows["int8"]["top1_agreement"] >= 0.75
+
+
 def test_a_crop_square_run_crops_large_square_images_inside_the_savedmodel(upsampling_data, tmp_path):
     """The exported graph takes the run's preprocessing, crop_square included, from the one function."""
     from dnadet_tf.training import fit
