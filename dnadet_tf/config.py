@@ -395,14 +395,14 @@ def make_config(preset="paper", **overrides):
     values.update({k: v for k, v in overrides.items() if v is not None})
     if values.get("init") == NO_INIT:  # `--init none`: random initialisation, also where the preset has one
         values["init"] = ""
-    if (overrides.get("select") is None and values.get("select") == "average" and not values.get("init")
-            and values.get("mode", "dnadet") == "dnadet"):
+    variant = paper_name(values.get("mode", "dnadet"), bool(values.get("init")))
+    if overrides.get("select") is None and values.get("select") == "average" and variant == "Base+PCL":
         # Base+PCL from random weights still moves between the last validations, and the mean of those models can
         # be another, broken one: on faces -> scenes rule average called the real test faces InfoMaxGAN in 2 of 3
         # runs (closed set 71.7 +- 12.8 against 98.2 +- 1.5 by rule nll, cross-dataset 44.8 against 56.8), and
         # nll was level or ahead on the other three zoos (docs/results.md, "Model selection"). From a step 1, average stays.
         values["select"] = "nll"
-    if overrides.get("statistics_shift") is None and (not values.get("init") or values.get("mode") == "base"):
+    if overrides.get("statistics_shift") is None and variant != "DNA-Det":
         # The preset's shift was measured for DNA-Det (patches from a step 1) alone: Base, Base+PT and Base+PCL
         # train as they were measured, without it, unless it is asked for.
         values["statistics_shift"] = 0.0
