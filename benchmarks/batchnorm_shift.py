@@ -7,7 +7,6 @@ the standard deviations, each summarised over the channels by its mean and stand
 "Shifting the BatchNorm statistics in training": the size of the mismatch `fit --statistics-shift` imitates).
 """
 import argparse
-import os
 import sys
 
 import numpy as np
@@ -29,12 +28,9 @@ def main(argv=None):
     from dnadet_tf.cli.main import quiet_tensorflow
 
     quiet_tensorflow()
-    import keras
+    from dnadet_tf.runs import RunDir
 
-    import dnadet_tf.model  # noqa: F401  (registers the layers)
-
-    own, new = (batchnorm_statistics(keras.saving.load_model(os.path.join(run, "best.keras"), compile=False))
-                for run in (args.run, args.adapted))
+    own, new = (batchnorm_statistics(RunDir(run).load_model()) for run in (args.run, args.adapted))
     print("layer        mean shift: mean    std   |  log std ratio: mean    std")
     for name, (mean, variance) in own.items():
         new_mean, new_variance = new[name]

@@ -37,14 +37,13 @@ import numpy as np  # noqa: E402
 
 from dnadet_tf.ablation import mean_std, mean_std_cell  # noqa: E402
 from dnadet_tf.adaptation import adapt_batchnorm, batchnorm_layers  # noqa: E402
-from dnadet_tf.data import REAL_CLASS, SPLITS, benchmark_digest  # noqa: E402
+from dnadet_tf.data import REAL_CLASS, benchmark_digest, benchmark_split  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
-from dnadet_tf.evaluation import SPLIT_TITLES, load_labeled  # noqa: E402
+from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES, load_labeled  # noqa: E402
 from dnadet_tf.pipeline import inference_dataset  # noqa: E402
 from dnadet_tf.predictor import KerasPredictor, predict_files  # noqa: E402
 from dnadet_tf.runs import RunDir  # noqa: E402
 
-SCORED_SPLITS = tuple(split for split in SPLITS if split not in ("train", "val"))
 FEW = 20
 BATCH_SIZE = 16
 
@@ -135,8 +134,8 @@ def run_figures(zoo, run, previous=None):
         return loaded[0]
 
     files = {}
-    for split in SCORED_SPLITS:
-        path = os.path.join(zoo, f"{split}.txt")
+    for split in EVALUATION_SPLITS:
+        path = benchmark_split(zoo, split)
         if os.path.exists(path):
             files[split] = load_labeled(path, class_names, preprocess.crop_size, preprocess.min_side)
     for split, split_files in files.items():
@@ -191,7 +190,7 @@ COST_TITLES = {"test_after_adapted_stage3": "stages 3-4", "test_after_blend_0.5_
 def format_table(document):
     """The Markdown table (accuracy % on each split's second half, mean ± std over the runs) of a --json document."""
     summary = document["summary"]
-    splits = [split for split in SCORED_SPLITS if f"{split}/as_trained" in summary]
+    splits = [split for split in EVALUATION_SPLITS if f"{split}/as_trained" in summary]
     lines = [f"accuracy (%) on each split's second half, mean ± std over {len(document['runs'])} runs", "",
              "| split | " + " | ".join(VARIANT_TITLES.values()) + " |", "|---|" + "---:|" * len(VARIANT_TITLES)]
     for split in splits:

@@ -30,12 +30,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from dnadet_tf.ablation import mean_std, mean_std_cell  # noqa: E402
-from dnadet_tf.data import SPLITS, benchmark_digest  # noqa: E402
+from dnadet_tf.data import benchmark_digest, benchmark_split  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
-from dnadet_tf.evaluation import SPLIT_TITLES, load_labeled  # noqa: E402
+from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES, load_labeled  # noqa: E402
 from dnadet_tf.predictor import KerasPredictor, predict_files  # noqa: E402
 
-SCORED_SPLITS = tuple(split for split in SPLITS if split not in ("train", "val"))
 DEFAULT_SIZE = 3
 
 
@@ -64,8 +63,8 @@ def split_figures(zoo, runs, size):
                              f"({', '.join(class_names)}), received {', '.join(predictor.class_names)}.")
     preprocess = predictors[0].preprocess
     figures = {}
-    for split in SCORED_SPLITS:
-        path = os.path.join(zoo, f"{split}.txt")
+    for split in EVALUATION_SPLITS:
+        path = benchmark_split(zoo, split)
         if not os.path.exists(path):
             continue
         files = load_labeled(path, class_names, preprocess.crop_size, preprocess.min_side)
@@ -91,7 +90,7 @@ def format_table(document):
     lines = [f"accuracy (%): one run (mean ± std over {count}), the mean probabilities of {size} runs (mean ± std "
              f"over all {combinations} combinations, [lowest, highest]), of all {count}", "",
              f"| split | one run | ensembles of {size} | all {count} |", "|---|---:|---:|---:|"]
-    for split in SCORED_SPLITS:
+    for split in EVALUATION_SPLITS:
         if split not in document["splits"]:
             continue
         row = document["splits"][split]
