@@ -368,12 +368,14 @@ def _all_parsers(parser):
                 yield from _all_parsers(child)
 
 
-def test_no_help_shows_default_none():
+def test_no_help_shows_default_none_or_an_off_flags_value():
     parsers = list(_all_parsers(build_parser()))
     assert {p.prog for p in parsers} >= {"dnadet-tf fit", "dnadet-tf predict", "dnadet-tf zoo build"}
     for parser in parsers:
         text = parser.format_help()
         assert "default: None" not in text and "default: False" not in text, parser.prog
+        # an on/off flag such as ablate's --no-validation (store_false) is True when absent: not a default to show
+        assert "default: True" not in text, parser.prog
         assert "%%" not in text, parser.prog  # descriptions are not %-formatted: a doubled % shows as is
     predict = next(p for p in parsers if p.prog == "dnadet-tf predict").format_help()
     assert "(default: 3)" in predict  # real defaults are still shown
