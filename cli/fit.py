@@ -33,7 +33,7 @@ def register(subparsers):
                         "images, in place of --val: for a folder tree without validation data, so that best.keras "
                         "is validated and the temperature and open-set threshold are fitted; the same images for "
                         "the same files (chosen by a hash of their paths), again on --resume and by 'dnadet-tf "
-                        "calibrate RUN'; images so like the training ones set a tight open-set threshold (13-19 %% of "
+                        "calibrate RUN'; images so like the training ones set a tight open-set threshold (11-21 %% of "
                         "known test images flagged on the zoos, README), so calibrate on other images when you have "
                         "them")
     parser.add_argument("--out", help="run dir to write (default with no --data: runs/demo)")
