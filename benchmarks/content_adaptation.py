@@ -35,7 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from dnadet_tf.ablation import mean_std, mean_std_cell  # noqa: E402
+from dnadet_tf.ablation import mean_std_figures, mean_std_cell  # noqa: E402
 from dnadet_tf.adaptation import adapt_batchnorm, batchnorm_layers  # noqa: E402
 from dnadet_tf.data import REAL_CLASS, benchmark_digest, benchmark_split  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
@@ -173,8 +173,7 @@ def across_runs(runs):
     summary = {}
     for key in dict.fromkeys(key for flat in flats for key in flat):
         values = [flat.get(key) for flat in flats]
-        mean, std = mean_std(values)
-        summary[key] = {"values": values, "mean": mean, "std": std}
+        summary[key] = mean_std_figures(values)
     return summary
 
 

@@ -34,7 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from dnadet_tf.ablation import mean_std  # noqa: E402
+from dnadet_tf.ablation import mean_std_figures  # noqa: E402
 from dnadet_tf.data import REAL_CLASS, SPLITS, collect_image_paths, readable_images  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
 from dnadet_tf.evaluation import SPLIT_TITLES, load_labeled  # noqa: E402
@@ -158,8 +158,7 @@ def across_runs(runs):
     summary = {}
     for key in flats[0]:
         values = [flat.get(key) for flat in flats]
-        mean, std = mean_std(values)
-        summary[key] = {"values": values, "mean": mean, "std": std}
+        summary[key] = mean_std_figures(values)
     return summary
 
 

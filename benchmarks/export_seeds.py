@@ -24,7 +24,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from dnadet_tf.ablation import mean_std, mean_std_cell  # noqa: E402
+from dnadet_tf.ablation import mean_std_figures, mean_std_cell  # noqa: E402
 from dnadet_tf.data import OPEN_SET_SPLIT, benchmark_digest, benchmark_split  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
 from dnadet_tf.evaluation import OPEN_SET_ROW, evaluate  # noqa: E402
@@ -95,8 +95,7 @@ def across_runs(runs):
                 if key == "threshold":
                     continue
                 values = [run[table][name][key] for run in runs]
-                mean, std = mean_std(values)
-                summary[f"{table}/{name}/{key}"] = {"values": values, "mean": mean, "std": std}
+                summary[f"{table}/{name}/{key}"] = mean_std_figures(values)
     return summary
 
 

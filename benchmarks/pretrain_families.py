@@ -26,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from dnadet_tf.ablation import mean_std  # noqa: E402
+from dnadet_tf.ablation import mean_std_figures  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
 from dnadet_tf.metrics import classification_metrics, plot_confusion_matrix  # noqa: E402
 from dnadet_tf.pipeline import transformation_eval_dataset  # noqa: E402
@@ -87,8 +87,7 @@ def across_runs(runs):
     columns.update({f"recall_{name}": [run["family_recall"][name] for run in runs] for name in FAMILY_NAMES})
     summary = {}
     for key, values in columns.items():
-        mean, std = mean_std(values)
-        summary[key] = {"values": values, "mean": mean, "std": std}
+        summary[key] = mean_std_figures(values)
     return summary
 
 

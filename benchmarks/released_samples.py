@@ -32,7 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from dnadet_tf.ablation import mean_std, mean_std_cell  # noqa: E402
+from dnadet_tf.ablation import mean_std_figures, mean_std_cell  # noqa: E402
 from dnadet_tf.data import REAL_CLASS  # noqa: E402
 from dnadet_tf.runs import write_json_atomic  # noqa: E402
 
@@ -147,8 +147,7 @@ def summarize(runs):
             if any(v is None for v in values):
                 summary[key][figure] = None
                 continue
-            mean, std = mean_std(values)
-            summary[key][figure] = {"mean": mean, "std": std, "values": values}
+            summary[key][figure] = mean_std_figures(values)
     return summary
 
 

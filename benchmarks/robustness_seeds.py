@@ -16,7 +16,7 @@ import json
 import os
 import sys
 
-from dnadet_tf.ablation import mean_std, mean_std_cell
+from dnadet_tf.ablation import mean_std_figures, mean_std_cell
 from dnadet_tf.robustness import COLUMN_TITLES, DEFAULT_ATTACKS, NO_ATTACK, robustness
 from dnadet_tf.runs import write_json_atomic
 
@@ -49,8 +49,7 @@ def summarize(configurations, attacks):
             columns = {}
             for column in [c for c in (NO_ATTACK, *attacks) if c in row["accuracy"]]:
                 values = [rows[index]["accuracy"][column] for rows in runs]
-                mean, std = mean_std(values)
-                columns[column] = {"mean": mean, "std": std, "values": values}
+                columns[column] = mean_std_figures(values)
             table.append({"configuration": name, "data": row["name"], "num_images": row["num_images"],
                           "columns": columns})
     return table

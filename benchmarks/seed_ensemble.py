@@ -29,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from dnadet_tf.ablation import mean_std, mean_std_cell  # noqa: E402
+from dnadet_tf.ablation import mean_std_figures, mean_std_cell  # noqa: E402
 from dnadet_tf.data import benchmark_digest, benchmark_split  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
 from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES, load_labeled  # noqa: E402
@@ -73,14 +73,9 @@ def split_figures(zoo, runs, size):
         figures[split] = {"single": single, "combinations": combinations, "all": together}
         print(f"{SPLIT_TITLES[split]} ({len(files.paths)} images): runs "
               + " ".join(f"{100 * value:.1f}" for value in single)
-              + f"; ensembles of {size} {mean_std_cell(_stats(combinations))}; all {len(runs)} {100 * together:.1f}",
+              + f"; ensembles of {size} {mean_std_cell(mean_std_figures(combinations))}; all {len(runs)} {100 * together:.1f}",
               flush=True)
     return figures
-
-
-def _stats(values):
-    mean, std = mean_std(values)
-    return {"mean": mean, "std": std}
 
 
 def format_table(document):
@@ -95,8 +90,8 @@ def format_table(document):
             continue
         row = document["splits"][split]
         spread = f"[{100 * min(row['combinations']):.1f}, {100 * max(row['combinations']):.1f}]"
-        lines.append(f"| {SPLIT_TITLES[split]} | {mean_std_cell(_stats(row['single']))} | "
-                     f"{mean_std_cell(_stats(row['combinations']))} {spread} | {100 * row['all']:.1f} |")
+        lines.append(f"| {SPLIT_TITLES[split]} | {mean_std_cell(mean_std_figures(row['single']))} | "
+                     f"{mean_std_cell(mean_std_figures(row['combinations']))} {spread} | {100 * row['all']:.1f} |")
     return "\n".join(lines)
 
 

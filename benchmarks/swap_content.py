@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from dnadet_tf.ablation import mean_std, mean_std_cell  # noqa: E402
+from dnadet_tf.ablation import mean_std_figures, mean_std_cell  # noqa: E402
 from dnadet_tf.data import REAL_CLASS, benchmark_digest  # noqa: E402
 from dnadet_tf.runs import write_json_atomic  # noqa: E402
 
@@ -65,8 +65,7 @@ def summarize(runs):
         summary[split] = {}
         for figure in FIGURES:
             values = [r["splits"][split][figure] for r in runs]
-            mean, std = mean_std(values)
-            summary[split][figure] = {"mean": mean, "std": std, "values": values}
+            summary[split][figure] = mean_std_figures(values)
     return summary
 
 

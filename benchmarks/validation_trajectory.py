@@ -19,7 +19,7 @@ import sys
 import numpy as np
 
 from dnadet_tf import runs
-from dnadet_tf.ablation import _split_figures, evaluate_validated, mean_std_cell, validation_records
+from dnadet_tf.ablation import _split_figures, evaluate_validated, mean_std_cell, mean_std_figures, validation_records
 from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES
 from dnadet_tf.selection import averaged_steps
 
@@ -54,8 +54,7 @@ def summarize(trajectories):
     for name in names:
         values = {split: [t["models"][name]["accuracy"][split] for t in trajectories if name in t["models"]]
                   for split in SPLITS}
-        summary[name] = {split: {"mean": float(np.mean(v)), "std": float(np.std(v)), "values": v}
-                         for split, v in values.items()}
+        summary[name] = {split: mean_std_figures(v) for split, v in values.items()}
         summary[name]["cross_mean"] = float(np.mean([summary[name][split]["mean"] for split in CROSS]))
     return summary
 

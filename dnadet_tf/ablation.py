@@ -169,6 +169,13 @@ def mean_std(values):
     return float(values.mean()), float(values.std())
 
 
+def mean_std_figures(values):
+    """{"mean", "std", "values"} of a list of numbers (`mean_std`, the values kept): the summary entry of the
+    result JSON files, which `mean_std_cell` reads."""
+    mean, std = mean_std(values)
+    return {"mean": mean, "std": std, "values": values}
+
+
 def aggregate(seed_results, key="splits"):
     """{split: {figure: {"mean", "std", "values"}}} over the seeds' figures: those of best.keras
     (`key="splits"`) or those of the model a selection rule kept (`key` = the rule)."""
@@ -178,8 +185,7 @@ def aggregate(seed_results, key="splits"):
         table[split] = {}
         for figure in figures:
             values = [splits[split][figure] for splits in per_seed]
-            mean, std = mean_std(values)
-            table[split][figure] = {"mean": mean, "std": std, "values": values}
+            table[split][figure] = mean_std_figures(values)
     return table
 
 
