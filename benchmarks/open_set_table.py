@@ -31,9 +31,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-
-from dnadet_tf.ablation import VARIANT_NAMES, VARIANTS, ablate, mean_std_cell  # noqa: E402
+from dnadet_tf.ablation import VARIANT_NAMES, VARIANTS, ablate, mean_std_cell, mean_std_figures  # noqa: E402
 from dnadet_tf.calibrate import CALIBRATION_FILE, calibrate_run, calibrated_known_rate, calibrated_radii  # noqa: E402
 from dnadet_tf.config import PRECISION_CHOICES  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
@@ -75,31 +73,25 @@ def trained_with(run_dir):
     return {"precision": config.runtime.precision, "select": config.loop.select}
 
 
-def mean_std(values):
-    values = np.asarray(values, np.float64)
-    return {"mean": float(values.mean()), "std": float(values.std()),  # population std, as the result tables
-            "values": values.tolist()}
-
-
 def aggregate(per_seed):
     splits = list(per_seed[0]["ece"])
     return {
-        "ece": {split: {key: mean_std([s["ece"][split][key] for s in per_seed]) for key in ("before", "after")}
+        "ece": {split: {key: mean_std_figures([s["ece"][split][key] for s in per_seed]) for key in ("before", "after")}
                 for split in splits},
         "open_set": {
             "stored_score": per_seed[0]["open_set"]["score"],
-            "open_set_accuracy": mean_std([s["open_set"]["open_set_accuracy"] for s in per_seed]),
-            "unknown_flagged": mean_std([s["open_set"]["unknown_flagged"] for s in per_seed]),
-            "known_flagged": mean_std([s["open_set"]["known_flagged"] for s in per_seed]),
-            "by_score": {score: {key: mean_std([s["open_set"]["by_score"][score][key] for s in per_seed])
+            "open_set_accuracy": mean_std_figures([s["open_set"]["open_set_accuracy"] for s in per_seed]),
+            "unknown_flagged": mean_std_figures([s["open_set"]["unknown_flagged"] for s in per_seed]),
+            "known_flagged": mean_std_figures([s["open_set"]["known_flagged"] for s in per_seed]),
+            "by_score": {score: {key: mean_std_figures([s["open_set"]["by_score"][score][key] for s in per_seed])
                                  for key in ("auroc", "fpr_at_95_tpr")} for score in SCORES},
-            "auroc_by_group": {group: mean_std([s["open_set"]["auroc_by_group"][group] for s in per_seed])
+            "auroc_by_group": {group: mean_std_figures([s["open_set"]["auroc_by_group"][group] for s in per_seed])
                                for group in per_seed[0]["open_set"]["auroc_by_group"]},
         },
-        "temperature": mean_std([s["calibration"]["temperature"] for s in per_seed]),
+        "temperature": mean_std_figures([s["calibration"]["temperature"] for s in per_seed]),
         "known_rate": per_seed[0]["calibration"]["known_rate"],
         "radii": per_seed[0]["calibration"].get("radii") or "shared",
-        "flagged_unknown": {split: mean_std([s["flagged_unknown"][split] for s in per_seed]) for split in splits
+        "flagged_unknown": {split: mean_std_figures([s["flagged_unknown"][split] for s in per_seed]) for split in splits
                             if all(s.get("flagged_unknown", {}).get(split) is not None for s in per_seed)},
     }
 
