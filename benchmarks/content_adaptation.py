@@ -42,7 +42,7 @@ from dnadet_tf.distribute import configure_runtime  # noqa: E402
 from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES, load_labeled  # noqa: E402
 from dnadet_tf.pipeline import inference_dataset  # noqa: E402
 from dnadet_tf.predictor import KerasPredictor, predict_files  # noqa: E402
-from dnadet_tf.runs import RunDir  # noqa: E402
+from dnadet_tf.runs import RunDir, write_json_atomic  # noqa: E402
 
 FEW = 20
 BATCH_SIZE = 16
@@ -243,8 +243,7 @@ def document_of(zoo, digest, runs):
 
 def write_document(path, document):
     """Writes a --json document to `path`."""
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(document, f, indent=1)
+    write_json_atomic(path, document, indent=1, sort_keys=False)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ Usage: python benchmarks/content_shift_probes.py --zoo ZOO --runs RUN [RUN ...]
            [--partner-runs RUN [RUN ...]] [--real DIR [DIR ...]] [--tile 64] [--json FILE]
 """
 import argparse
-import json
 import os
 import sys
 
@@ -39,6 +38,7 @@ from dnadet_tf.data import REAL_CLASS, SPLITS, collect_image_paths, readable_ima
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
 from dnadet_tf.evaluation import SPLIT_TITLES, load_labeled  # noqa: E402
 from dnadet_tf.predictor import KerasPredictor, predict_files  # noqa: E402
+from dnadet_tf.runs import write_json_atomic  # noqa: E402
 
 JPEG_QUALITY = 95
 PROBED_SPLITS = tuple(split for split in SPLITS if split not in ("train", "val"))
@@ -211,8 +211,7 @@ def main(argv=None):
     document = {"zoo": args.zoo, "tile": args.tile, "runs": runs, "summary": summary}
     print(format_tables(document))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(document, f, indent=1)
+        write_json_atomic(args.json, document, indent=1, sort_keys=False)
         print(f"wrote {args.json}")
     return 0
 

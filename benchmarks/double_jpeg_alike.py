@@ -35,6 +35,7 @@ from dnadet_tf.images import load_rgb  # noqa: E402
 from dnadet_tf.pipeline import random_square_crop  # noqa: E402
 from dnadet_tf.preprocess import PreprocessConfig, preprocess_image  # noqa: E402
 from dnadet_tf.pretraining import usable_photos  # noqa: E402
+from dnadet_tf.runs import write_json_atomic  # noqa: E402
 from dnadet_tf.transforms import (  # noqa: E402
     DOUBLE_JPEG_SECOND_QUALITIES, FAMILY_STARTS, JPEG_QUALITIES, TRANSFORM_NAMES, apply_transform)
 
@@ -146,9 +147,9 @@ def main(argv=None):
         print(f"error {error['true']} -> {error['predicted']} ({error['count']} of {error['of']}): "
               f"RMS {error['rms']:.2f}")
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"photos": args.photos, "crops": len(crops), "resize": f"128 -> {args.resize2}", "rows": rows,
-                       "nearest_qualities": qualities, "errors": errors}, f, indent=1)
+        document = {"photos": args.photos, "crops": len(crops), "resize": f"128 -> {args.resize2}", "rows": rows,
+                    "nearest_qualities": qualities, "errors": errors}
+        write_json_atomic(args.json, document, indent=1, sort_keys=False)
         print(f"wrote {args.json}")
     return 0
 

@@ -28,6 +28,7 @@ from dnadet_tf.ablation import mean_std_figures, mean_std_cell  # noqa: E402
 from dnadet_tf.data import OPEN_SET_SPLIT, benchmark_digest, benchmark_split  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
 from dnadet_tf.evaluation import OPEN_SET_ROW, evaluate  # noqa: E402
+from dnadet_tf.runs import write_json_atomic  # noqa: E402
 
 RUN_MODEL = "keras"  # the run itself, float32: the export report's first row
 FORMATS = ("savedmodel", "float32", "float16", "dynamic", "int8")
@@ -141,8 +142,7 @@ def main(argv=None):
                 "formats": list(args.formats), "runs": runs, "summary": across_runs(runs)}
     print(format_table(document))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(document, f, indent=1)
+        write_json_atomic(args.json, document, indent=1, sort_keys=False)
         print(f"wrote {args.json}")
 
 

@@ -28,7 +28,6 @@ Usage: python benchmarks/fuzz_decoders.py [--count 10000] [--seed 0] [--json PAT
 import argparse
 import contextlib
 import io
-import json
 import os
 import platform
 import sys
@@ -44,6 +43,7 @@ import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from dnadet_tf.errors import DataError  # noqa: E402
+from dnadet_tf.runs import write_json_atomic  # noqa: E402
 
 KINDS = ("mutated", "truncated", "random")
 MUTATIONS = ("bitflip", "bytes", "boundary", "insert", "delete", "duplicate", "splice")
@@ -318,9 +318,7 @@ def main(argv=None):
         print(f"  answered: #{case['index']} {case['kind']} {case['operation']} of {case['seed']} -> "
               f"{case['decoded_size']} (serving {case['serving']}, predict {case['predict']})")
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=2, sort_keys=True)
-        f.write("\n")
+    write_json_atomic(args.json, result)
     print(f"wrote {args.json}")
     crashed = [o for row in ("serving_default", "predict") for o in result[row]["outcomes"] if o.startswith("crash")]
     return 1 if crashed else 0

@@ -31,6 +31,7 @@ from dnadet_tf.imageops import jpeg_round_trip  # noqa: E402
 from dnadet_tf.images import load_rgb  # noqa: E402
 from dnadet_tf.pipeline import random_square_crop  # noqa: E402
 from dnadet_tf.pretraining import FAMILY_NAMES, split_photos, usable_photos  # noqa: E402
+from dnadet_tf.runs import write_json_atomic  # noqa: E402
 from dnadet_tf.transforms import FAMILY_STARTS, JPEG_QUALITIES, TRANSFORM_NAMES, apply_transform  # noqa: E402
 
 JPEG_CLASSES = tuple(range(FAMILY_STARTS[0], FAMILY_STARTS[1] + len(JPEG_QUALITIES)))  # 48: single, then double
@@ -133,8 +134,7 @@ def main(argv=None):
         print(f"family accuracy of {figures['families_run']}: {100 * figures['family_accuracy_run']:.1f} %, "
               f"{100 * figures['family_accuracy_with_ghost_jpeg']:.1f} % with these JPEG decisions")
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(figures, f, indent=1)
+        write_json_atomic(args.json, figures, indent=1, sort_keys=False)
         print(f"wrote {args.json}")
     return 0
 

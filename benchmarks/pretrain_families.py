@@ -18,7 +18,6 @@ and `--json` holds {"runs": [each run's figures], "summary": {figure: {"values",
 Usage: python benchmarks/pretrain_families.py RUN [RUN ...] --photos DIR [--samples 1700] [--top 15] [--json FILE]
 """
 import argparse
-import json
 import os
 import sys
 
@@ -32,7 +31,7 @@ from dnadet_tf.metrics import classification_metrics, plot_confusion_matrix  # n
 from dnadet_tf.pipeline import transformation_eval_dataset  # noqa: E402
 from dnadet_tf.predictor import KerasPredictor  # noqa: E402
 from dnadet_tf.pretraining import FAMILY_NAMES, FAMILY_OF_CLASS, split_photos, usable_photos  # noqa: E402
-from dnadet_tf.runs import RunDir  # noqa: E402
+from dnadet_tf.runs import RunDir, write_json_atomic  # noqa: E402
 from dnadet_tf.transforms import TRANSFORM_NAMES  # noqa: E402
 
 
@@ -130,8 +129,7 @@ def main(argv=None):
         confusion = np.sum([run["confusion"] for run in runs], axis=0).tolist()
         title = f"step 1 families, {len(runs)} runs, {sum(r['samples'] for r in runs)} held-out samples"
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(document, f, indent=1)
+        write_json_atomic(args.json, document, indent=1, sort_keys=False)
         plot_confusion_matrix(confusion, FAMILY_NAMES, os.path.splitext(args.json)[0] + ".png", title=title)
         print(f"wrote {args.json} and its .png")
     return 0

@@ -15,7 +15,6 @@ prominence over the whole set, and the lowest and highest prominence over the su
 """
 import argparse
 import io
-import json
 import os
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from dnadet_tf.resampling import PROMINENCE, enlargement, highest_peak, image_spectra
+from dnadet_tf.runs import write_json_atomic
 
 COUNT = 240
 SUBSETS = (20, 40)
@@ -107,8 +107,7 @@ def main(argv=None):
     for spec in args.folder:
         name, _, folder = spec.partition("=")
         rows[name] = measure(find_images(folder), rng)
-    with open(args.json, "w") as handle:
-        json.dump({"threshold": PROMINENCE, "sets": rows}, handle, indent=1)
+    write_json_atomic(args.json, {"threshold": PROMINENCE, "sets": rows}, indent=1, sort_keys=False)
     sizes = " / ".join(map(str, SUBSETS))
     print(f"| images | read as | peak (cycles/px) | prominence | subsets of {sizes}: prominence | "
           f"subsets of {sizes} read as enlarged |\n|---|---|---:|---:|---|---|")

@@ -21,7 +21,6 @@ Usage: python benchmarks/seed_ensemble.py --zoo ZOO --runs RUN RUN [RUN ...] [--
 """
 import argparse
 import itertools
-import json
 import os
 import sys
 
@@ -34,6 +33,7 @@ from dnadet_tf.data import benchmark_digest, benchmark_split  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
 from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES, load_labeled  # noqa: E402
 from dnadet_tf.predictor import KerasPredictor, predict_files  # noqa: E402
+from dnadet_tf.runs import write_json_atomic  # noqa: E402
 
 DEFAULT_SIZE = 3
 
@@ -112,8 +112,7 @@ def main(argv=None):
                 "splits": split_figures(args.zoo, args.runs, args.size)}
     print(format_table(document))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(document, f, indent=1)
+        write_json_atomic(args.json, document, indent=1, sort_keys=False)
         print(f"wrote {args.json}")
     return 0
 

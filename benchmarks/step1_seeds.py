@@ -23,6 +23,7 @@ import numpy as np
 
 from dnadet_tf.ablation import mean_std_cell
 from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES
+from dnadet_tf.runs import write_json_atomic
 
 SPLITS = tuple(SPLIT_TITLES[split] for split in EVALUATION_SPLITS)  # as ablation.json names them
 
@@ -97,8 +98,7 @@ def main(argv=None):
     combined = combine(documents, labels, args.variant, args.select)
     print(format_table(combined))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(combined, f, indent=1)
+        write_json_atomic(args.json, combined, indent=1, sort_keys=False)
         print(f"wrote {args.json}")
     return 0
 

@@ -90,8 +90,7 @@ def main(argv=None):
     if not os.path.isfile(os.path.join(args.run, runs.CONFIG_FILE)):
         parser.error(f"RUN: expected a run dir with config.json, received {args.run!r}")
     result = document(args.run, args.command, args.photos, args.note)
-    with open(args.json, "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=1)
+    runs.write_json_atomic(args.json, result, indent=1, sort_keys=False)
     last = result["validation"][-1]
     print(f"{len(result['validation'])} validations up to step {last['step']}"
           + (f" ({last['seconds']} s)" if "seconds" in last else "") + f"; wrote {args.json}")

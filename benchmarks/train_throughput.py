@@ -62,6 +62,7 @@ from dnadet_tf.distribute import make_strategy  # noqa: E402
 from dnadet_tf.input_priority import DEFAULT_NICENESS  # noqa: E402
 from dnadet_tf.model import Backbone  # noqa: E402
 from dnadet_tf.pipeline import training_dataset  # noqa: E402
+from dnadet_tf.runs import write_json_atomic  # noqa: E402
 from dnadet_tf.trainer import Trainer  # noqa: E402
 
 CLASSES = ("real", "a", "b", "c", "d")
@@ -391,8 +392,7 @@ def main(argv=None):
     document["seconds"] = time.time() - began
     print(f"peak resident memory of this process: {document['peak_resident_gib']:.2f} GiB", flush=True)
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(document, f, indent=1)
+        write_json_atomic(args.json, document, indent=1, sort_keys=False)
         print(f"wrote {args.json}", flush=True)
     return 0
 

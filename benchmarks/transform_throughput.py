@@ -29,7 +29,6 @@ Usage: python benchmarks/transform_throughput.py [--photos DIR] [--presets cpu,p
 Without --photos: /work/shared/data/photos/scenes when it exists, else generated photos.
 """
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -47,6 +46,7 @@ from dnadet_tf.distribute import configure_runtime  # noqa: E402
 from dnadet_tf.image_cache import DecodedImageCache  # noqa: E402
 from dnadet_tf.pipeline import training_dataset, transformation_dataset  # noqa: E402
 from dnadet_tf.pretraining import PHOTO_SIZE, list_photos  # noqa: E402
+from dnadet_tf.runs import write_json_atomic  # noqa: E402
 from dnadet_tf.transforms import TRANSFORM_NAMES  # noqa: E402
 
 DEFAULT_PHOTOS = "/work/shared/data/photos/scenes"
@@ -256,8 +256,7 @@ def main(argv=None):
             print(f"[{preset}] training step consumes:  {step / per_image:7.1f} images/s ({step:7.1f} patches/s); "
                   f"pipeline / step = {pipe / step:.1f}x", flush=True)
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(results, handle, indent=1)
+        write_json_atomic(args.json, results, indent=1, sort_keys=False)
     return 0
 
 

@@ -23,7 +23,6 @@ Needs: pip install playwright, apt-get install chromium, npm ci --prefix web.
 import argparse
 import contextlib
 import io
-import json
 import os
 import platform
 import shutil
@@ -284,9 +283,8 @@ def main(argv=None):
     }
     path = args.json or os.path.join(HERE, "results", f"web_latency-{args.preset if not args.model else 'run'}.json")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(document, f, indent=2, sort_keys=True)
-        f.write("\n")
+    from dnadet_tf.runs import write_json_atomic
+    write_json_atomic(path, document)
     print(render(document))
     print(f"wrote {path}" + (f" and {args.screenshot}" if args.screenshot else ""))
     return 0

@@ -32,8 +32,9 @@ def write_text_atomic(path, text):
     os.replace(tmp, path)
 
 
-def write_json_atomic(path, value):
-    write_text_atomic(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+def write_json_atomic(path, value, indent=2, sort_keys=True):
+    """`value` as JSON in `path`, written whole or not at all (a temporary file beside it, then rename)."""
+    write_text_atomic(path, json.dumps(value, indent=indent, sort_keys=sort_keys) + "\n")
 
 
 def save_model_atomic(model, path):
