@@ -49,14 +49,15 @@ class UsageError(Exception):
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Adds "(default: X)" to a flag's help only when X is a real value: not None,
-    False or SUPPRESS, not the value an on/off flag (store_true, store_false) sets when
-    absent, and not when the help already states its default."""
+    False or SUPPRESS, not the value a flag that takes no argument (store_true,
+    store_false, store_const) holds when absent, and not when the help already states
+    its default."""
 
     def _get_help_string(self, action):
         text = action.help or ""
         default = action.default
         if (default is None or default is False or default is argparse.SUPPRESS or "default" in text.lower()
-                or isinstance(action, argparse._StoreConstAction)):
+                or (action.nargs == 0 and not isinstance(action, argparse.BooleanOptionalAction))):
             return text
         return super()._get_help_string(action)
 
