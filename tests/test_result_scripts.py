@@ -478,6 +478,63 @@ def test_content_adaptation_measures_every_variant_and_resumes_from_its_json(tin
     assert json.loads(open(path).read())["runs"][0] == resumed
 
 
+def test_adaptation_images_summary_averages_each_runs_draws_and_keeps_the_extremes(tmp_path):
+    module = _module("adaptation_images")
+    runs = [{"run": "s0", "as_trained": 0.5, "whole_half": 0.9, "counts": {"1": [0.4, 0.6], "10": [0.8, 1.0]}},
+            {"run": "s1", "as_trained": 0.7, "whole_half": 0.9, "counts": {"1": [0.7, 0.7], "10": [0.9, 0.9]}}]
+    summary = module.across_runs(runs)
+    # Per run the mean of its draws (0.5 and 0.7 for one image), then mean and population std over the runs.
+    assert summary["1"]["values"] == [pytest.approx(0.5), pytest.approx(0.7)]
+    assert summary["1"]["mean"] == pytest.approx(0.6) and summary["1"]["std"] == pytest.approx(0.1)
+    assert (summary["1"]["lowest"], summary["1"]["highest"]) == (0.4, 0.7)
+    assert summary["as_trained"]["mean"] == pytest.approx(0.6) and summary["whole_half"]["std"] == 0
+    path = tmp_path / "adaptation-images-two.json"
+    path.write_text(json.dumps({"zoo": "Z", "zoo_sha256": "ab", "draws": 2, "runs": runs, "summary": summary}))
+    text = _module("render_results").render_adaptation_images(str(path))
+    assert "| none (as trained) | 60.0 ± 10.0 | | |" in text
+    assert "| 1 | 60.0 ± 10.0 | 40.0 | 70.0 |" in text
+    assert text.index("| 1 |") < text.index("| 10 | 90.0 ± 0.0 | 80.0 | 100.0 |") < text.index("whole first half")
+
+
+def test_adaptation_images_measures_each_count_resumes_and_refuses_other_draws(tiny_run, upsampling_data,
+                                                                               tmp_path, capsys, monkeypatch):
+    module = _module("adaptation_images")
+    adaptation = _module("content_adaptation")
+    zoo = str(tmp_path / "zoo")
+    _benchmark_of(upsampling_data["test"], zoo)
+    shutil.copy(os.path.join(zoo, "test.txt"), os.path.join(zoo, "cross_dataset.txt"))
+    path = str(tmp_path / "adaptation-images-tiny.json")
+    assert module.main(["--zoo", zoo, "--runs", tiny_run, "--counts", "2,1", "--draws", "2", "--json", path]) == 0
+    first = json.loads(open(path).read())["runs"][0]
+    assert sorted(first["counts"]) == ["1", "2"] and all(len(draws) == 2 for draws in first["counts"].values())
+    # The bracketing figures are content_adaptation's: as trained, and stages 3-4 adapted to the whole first half.
+    adaptation.main(["--zoo", zoo, "--runs", tiny_run, "--json", str(tmp_path / "content-adaptation-tiny.json")])
+    row = json.loads((tmp_path / "content-adaptation-tiny.json").read_text())["runs"][0]["splits"]["cross_dataset"]
+    assert first["as_trained"] == row["as_trained"] and first["whole_half"] == row["adapted_stage3"]
+    # The same draw of the same count adapts to the same images: the figures repeat.
+    edited = json.loads(open(path).read())
+    del edited["runs"][0]["counts"]["2"]
+    edited["runs"][0]["counts"]["1"] = [0.123, 0.456]  # kept, though no measurement gives it
+    open(path, "w").write(json.dumps(edited))
+    module.main(["--zoo", zoo, "--runs", tiny_run, "--counts", "1,2", "--draws", "2", "--json", path])
+    resumed = json.loads(open(path).read())["runs"][0]
+    assert resumed["counts"] == {"1": [0.123, 0.456], "2": first["counts"]["2"]}
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded although every figure was kept")
+
+    monkeypatch.setattr(module, "KerasPredictor", no_model)
+    module.main(["--zoo", zoo, "--runs", tiny_run, "--counts", "1,2", "--draws", "2", "--json", path])
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        module.main(["--zoo", zoo, "--runs", tiny_run, "--draws", "3", "--json", path])
+    assert "with 2 draws, not of --zoo" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        module.main(["--zoo", zoo, "--runs", tiny_run, "--counts", "0,2"])
+    assert "--counts: expected a comma list of image counts of 1 or more" in capsys.readouterr().err
+    assert json.loads(open(path).read())["runs"][0] == resumed
+
+
 def test_faces_scenes_photos_links_a_fixed_selection_and_swaps_the_contents(tmp_path, capsys):
     module = _module("faces_scenes_photos")
     for content in ("faces", "scenes"):
