@@ -29,7 +29,7 @@ from dnadet_tf.model import BatchNormalization
 from dnadet_tf.runs import RunDir, save_model_atomic, write_json_atomic
 
 ADAPTATION_FILE = "adaptation.json"
-FEW_IMAGES = 20  # the fewest measured to work (docs/results.md): fewer are allowed, with a warning line
+FEW_IMAGES = 20  # from 20 the draw of images mattered little (docs/results.md): fewer are allowed, with a warning
 ONE_CLASS_SHARE = 0.6  # above this share of one answer before adapting, a warning: one class's statistics fail
 
 
@@ -168,8 +168,9 @@ def adapt_run(run_dir, images, out, blend=1.0, batch_size=16, overwrite=False, o
     paths, skipped = readable_images(collect_image_paths(list(images)), model.preprocessing,
                                      warn=lambda line: print(line, file=output, flush=True))
     if len(paths) < FEW_IMAGES:
-        print(f"warning: {len(paths)} images to adapt on; statistics of fewer than {FEW_IMAGES} were not measured "
-              f"to help (docs/results.md, 'Adapting to other content').", file=output, flush=True)
+        print(f"warning: {len(paths)} images to adapt on; below {FEW_IMAGES} which images they are decides (5: up to "
+              f"35 points short of 200 images; 1-2: below the run as trained where it was right; docs/results.md, "
+              f"'How many images adapt needs').", file=output, flush=True)
     answers = answer_counts(model, inference_dataset(paths, model.preprocessing, batch_size))
     top = int(np.argmax(answers))
     if answers[top] > ONE_CLASS_SHARE * len(paths):
