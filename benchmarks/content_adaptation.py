@@ -11,7 +11,8 @@ class in the same shares). The second half is scored (accuracy, as a fraction):
 
 and on the cross-dataset split (the other content) also
 
-- `adapted_20`: over 20 images of the first half drawn with a fixed seed;
+- `adapted_20`: over 20 images of the first half drawn with a fixed seed (one draw: `adaptation_images.py`
+  measures how much the draw and the number of images matter);
 - `real_only`: over the first half's real photos alone (a user who has only real photos of the content);
 - `blend_0.5`: over the first half, mixed half and half with the run's own statistics (`--blend 0.5`);
 
