@@ -4,17 +4,19 @@ The protocol of `content_adaptation.py`: the cross-dataset split is cut in two h
 are drawn from the first half (`--draws` draws per K, each with its own fixed seed), the BatchNorm statistics
 of encoder stages 3-4 (adapt's default) are re-estimated on them, unlabeled, and the second half is scored
 (accuracy, as a fraction); the run's own statistics are put back after each draw. Two figures bracket the
-curve: the run as trained (no image) and adapted to the whole first half.
+curve: the run as trained (no image) and adapted to the whole first half. `--blend B` mixes the images'
+statistics with the run's own as `adapt --blend B` does (1, the default: the images' alone; 0: the run as
+trained).
 
 A run's figure for K is the mean over its draws (each draw is kept); the summary gives, per K, the mean ±
 std over the runs of those figures (population std, as `ablation.mean_std`) and the lowest and the highest
 single draw of any run: what a user who collects K images may get.
 
-`--json FILE` writes {"zoo", "zoo_sha256", "draws", "runs", "summary"}; when FILE exists (same zoo and
-draws), the figures it holds for the given runs are kept and only the missing ones measured.
+`--json FILE` writes {"zoo", "zoo_sha256", "draws", "blend", "runs", "summary"}; when FILE exists (same zoo,
+draws and blend), the figures it holds for the given runs are kept and only the missing ones measured.
 
 Usage: python benchmarks/adaptation_images.py --zoo ZOO --runs RUN [RUN ...] [--counts 1,2,5,10,20,50]
-    [--draws 5] [--json FILE]
+    [--draws 5] [--blend 1] [--json FILE]
 """
 import argparse
 import json
@@ -43,7 +45,7 @@ def draw_seed(count, draw):
     return 1000 * count + draw
 
 
-def run_figures(zoo, run, counts, draws, previous=None):
+def run_figures(zoo, run, counts, draws, previous=None, blend=1.0):
     """{"run", "as_trained", "whole_half", "counts": {str(K): [accuracy of each draw]}} of one run.
 
     `previous`: this run's figures from an earlier document; those it holds are kept, not measured again."""
@@ -60,7 +62,7 @@ def run_figures(zoo, run, counts, draws, previous=None):
     if "as_trained" not in figures:
         figures["as_trained"] = accuracy(predictor, files, scored)
     if "whole_half" not in figures:
-        with AdaptedStatistics(predictor, [files.paths[i] for i in adapt_on], first_stage=FIRST_STAGE) as adapted:
+        with AdaptedStatistics(predictor, [files.paths[i] for i in adapt_on], blend, FIRST_STAGE) as adapted:
             figures["whole_half"] = accuracy(adapted, files, scored)
     for count in missing:
         if count > len(adapt_on):
@@ -69,7 +71,7 @@ def run_figures(zoo, run, counts, draws, previous=None):
         results = []
         for draw in range(draws):
             paths = [files.paths[i] for i in drawn(adapt_on, count, seed=draw_seed(count, draw))]
-            with AdaptedStatistics(predictor, paths, first_stage=FIRST_STAGE) as adapted:
+            with AdaptedStatistics(predictor, paths, blend, FIRST_STAGE) as adapted:
                 results.append(accuracy(adapted, files, scored))
         figures["counts"][str(count)] = results
         print(f"{run}: {count} image(s), {draws} draws: " + " / ".join(f"{100 * r:.1f}" for r in results), flush=True)
@@ -93,7 +95,9 @@ def across_runs(runs):
 def format_table(document):
     """The Markdown table: accuracy % on the second half of cross-dataset per number of images adapted to."""
     summary, draws = document["summary"], document["draws"]
-    lines = [f"accuracy (%) on the second half of cross-dataset after `adapt` (stages 3-4) to K images of its first "
+    blend = document.get("blend", 1.0)
+    how = "(stages 3-4" + (f", --blend {blend:g})" if blend != 1.0 else ")")
+    lines = [f"accuracy (%) on the second half of cross-dataset after `adapt` {how} to K images of its first "
              f"half, mean ± std over {len(document['runs'])} runs of each run's mean over {draws} draws; lowest and "
              f"highest single draw", "", "| images adapted to | accuracy | lowest draw | highest draw |",
              "|---|---:|---:|---:|", f"| none (as trained) | {mean_std_cell(summary['as_trained'])} | | |"]
@@ -124,38 +128,45 @@ def main(argv=None):
     parser.add_argument("--counts", type=counts_flag, default=list(DEFAULT_COUNTS),
                         help="numbers of images to adapt to (default: 1,2,5,10,20,50)")
     parser.add_argument("--draws", type=int, default=5, help="draws of images per count and run (default: 5)")
+    parser.add_argument("--blend", type=float, default=1.0,
+                        help="share of the images' statistics, as adapt --blend (default: 1, theirs alone)")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
     if args.draws < 1:
         parser.error(f"--draws: expected 1 or more, received {args.draws}")
+    if not 0.0 <= args.blend <= 1.0:
+        parser.error(f"--blend: expected a number from 0 to 1, received {args.blend:g}")
     digest = benchmark_digest(args.zoo)
     previous = {}
     if args.json and os.path.exists(args.json):
         with open(args.json, encoding="utf-8") as f:
             earlier = json.load(f)
-        if earlier.get("zoo_sha256") != digest or earlier.get("draws") != args.draws:
-            parser.error(f"--json {args.json} holds figures of zoo {str(earlier.get('zoo_sha256'))[:16]} with "
-                         f"{earlier.get('draws')} draws, not of --zoo {args.zoo} ({digest[:16]}) with --draws "
-                         f"{args.draws}; give another file, or delete it to measure anew")
+        settings = (earlier.get("zoo_sha256"), earlier.get("draws"), earlier.get("blend", 1.0))
+        if settings != (digest, args.draws, args.blend):
+            parser.error(f"--json {args.json} holds figures of zoo {str(settings[0])[:16]} with {settings[1]} draws "
+                         f"and blend {settings[2]:g}, not of --zoo {args.zoo} ({digest[:16]}) with --draws "
+                         f"{args.draws} and --blend {args.blend:g}; give another file, or delete it to measure anew")
         previous = {run["run"]: run for run in earlier["runs"]}
         print(f"--json {args.json} exists: keeping its figures of these runs, measuring the missing ones", flush=True)
     configure_runtime()
     runs = []
     for run in args.runs:
-        runs.append(run_figures(args.zoo, run, args.counts, args.draws, previous.get(run)))
+        runs.append(run_figures(args.zoo, run, args.counts, args.draws, previous.get(run), args.blend))
         if args.json:  # after every run, so that an interruption loses one run's work at most
             done = {figures["run"] for figures in runs}
             so_far = runs + [previous[other] for other in args.runs if other not in done and other in previous]
-            write_json_atomic(args.json, document_of(args.zoo, digest, args.draws, so_far), indent=1, sort_keys=False)
-    print(format_table(document_of(args.zoo, digest, args.draws, runs)))
+            write_json_atomic(args.json, document_of(args.zoo, digest, args.draws, args.blend, so_far), indent=1,
+                              sort_keys=False)
+    print(format_table(document_of(args.zoo, digest, args.draws, args.blend, runs)))
     if args.json:
         print(f"wrote {args.json}")
     return 0
 
 
-def document_of(zoo, digest, draws, runs):
-    """The --json document: the zoo, its digest, the draws per count, each run's figures and their summary."""
-    return {"zoo": os.path.abspath(zoo), "zoo_sha256": digest, "draws": draws, "runs": runs,
+def document_of(zoo, digest, draws, blend, runs):
+    """The --json document: the zoo, its digest, the draws per count, the blend, each run's figures and their
+    summary."""
+    return {"zoo": os.path.abspath(zoo), "zoo_sha256": digest, "draws": draws, "blend": blend, "runs": runs,
             "summary": across_runs(runs)}
 
 

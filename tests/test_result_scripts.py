@@ -528,11 +528,23 @@ def test_adaptation_images_measures_each_count_resumes_and_refuses_other_draws(t
     capsys.readouterr()
     with pytest.raises(SystemExit):
         module.main(["--zoo", zoo, "--runs", tiny_run, "--draws", "3", "--json", path])
-    assert "with 2 draws, not of --zoo" in capsys.readouterr().err
+    assert "with 2 draws and blend 1, not of --zoo" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        module.main(["--zoo", zoo, "--runs", tiny_run, "--draws", "2", "--blend", "0.5", "--json", path])
+    assert "and --blend 0.5; give another file" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         module.main(["--zoo", zoo, "--runs", tiny_run, "--counts", "0,2"])
     assert "--counts: expected a comma list of image counts of 1 or more" in capsys.readouterr().err
     assert json.loads(open(path).read())["runs"][0] == resumed
+    # --blend 0 keeps the run's own statistics whatever the images: every draw scores as the run as trained.
+    monkeypatch.undo()
+    kept = str(tmp_path / "adaptation-images-tiny-blend-0.json")
+    module.main(["--zoo", zoo, "--runs", tiny_run, "--counts", "1,2", "--draws", "2", "--blend", "0", "--json", kept])
+    unmoved = json.loads(open(kept).read())
+    assert unmoved["blend"] == 0.0
+    assert unmoved["runs"][0]["whole_half"] == unmoved["runs"][0]["as_trained"] == first["as_trained"]
+    assert all(value == first["as_trained"] for draws in unmoved["runs"][0]["counts"].values() for value in draws)
+    assert "(stages 3-4, --blend 0)" in capsys.readouterr().out
 
 
 def test_faces_scenes_photos_links_a_fixed_selection_and_swaps_the_contents(tmp_path, capsys):
