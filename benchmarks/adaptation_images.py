@@ -26,17 +26,17 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from content_adaptation import AdaptedStatistics, accuracy, drawn, halves  # noqa: E402
+from content_adaptation import AdaptedStatistics, accuracy, drawn, halves, runs_so_far, write_document  # noqa: E402
 
 from dnadet_tf.ablation import mean_std_cell, mean_std_figures  # noqa: E402
+from dnadet_tf.config import ADAPT_FIRST_STAGE, ENCODER_STAGES  # noqa: E402
 from dnadet_tf.data import benchmark_digest, benchmark_split  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
 from dnadet_tf.evaluation import load_labeled  # noqa: E402
 from dnadet_tf.predictor import KerasPredictor  # noqa: E402
-from dnadet_tf.runs import RunDir, write_json_atomic  # noqa: E402
+from dnadet_tf.runs import RunDir  # noqa: E402
 
 SPLIT = "cross_dataset"
-FIRST_STAGE = 3  # adapt's default: the BatchNorms of stages 3-4
 DEFAULT_COUNTS = (1, 2, 5, 10, 20, 50)
 
 
@@ -62,7 +62,7 @@ def run_figures(zoo, run, counts, draws, previous=None, blend=1.0):
     if "as_trained" not in figures:
         figures["as_trained"] = accuracy(predictor, files, scored)
     if "whole_half" not in figures:
-        with AdaptedStatistics(predictor, [files.paths[i] for i in adapt_on], blend, FIRST_STAGE) as adapted:
+        with AdaptedStatistics(predictor, [files.paths[i] for i in adapt_on], blend, ADAPT_FIRST_STAGE) as adapted:
             figures["whole_half"] = accuracy(adapted, files, scored)
     for count in missing:
         if count > len(adapt_on):
@@ -71,7 +71,7 @@ def run_figures(zoo, run, counts, draws, previous=None, blend=1.0):
         results = []
         for draw in range(draws):
             paths = [files.paths[i] for i in drawn(adapt_on, count, seed=draw_seed(count, draw))]
-            with AdaptedStatistics(predictor, paths, blend, FIRST_STAGE) as adapted:
+            with AdaptedStatistics(predictor, paths, blend, ADAPT_FIRST_STAGE) as adapted:
                 results.append(accuracy(adapted, files, scored))
         figures["counts"][str(count)] = results
         print(f"{run}: {count} image(s), {draws} draws: " + " / ".join(f"{100 * r:.1f}" for r in results), flush=True)
@@ -96,7 +96,7 @@ def format_table(document):
     """The Markdown table: accuracy % on the second half of cross-dataset per number of images adapted to."""
     summary, draws = document["summary"], document["draws"]
     blend = document.get("blend", 1.0)
-    how = "(stages 3-4" + (f", --blend {blend:g})" if blend != 1.0 else ")")
+    how = f"(stages {ADAPT_FIRST_STAGE}-{ENCODER_STAGES}" + (f", --blend {blend:g})" if blend != 1.0 else ")")
     lines = [f"accuracy (%) on the second half of cross-dataset after `adapt` {how} to K images of its first "
              f"half, mean ± std over {len(document['runs'])} runs of each run's mean over {draws} draws; lowest and "
              f"highest single draw", "", "| images adapted to | accuracy | lowest draw | highest draw |",
@@ -153,10 +153,8 @@ def main(argv=None):
     for run in args.runs:
         runs.append(run_figures(args.zoo, run, args.counts, args.draws, previous.get(run), args.blend))
         if args.json:  # after every run, so that an interruption loses one run's work at most
-            done = {figures["run"] for figures in runs}
-            so_far = runs + [previous[other] for other in args.runs if other not in done and other in previous]
-            write_json_atomic(args.json, document_of(args.zoo, digest, args.draws, args.blend, so_far), indent=1,
-                              sort_keys=False)
+            write_document(args.json, document_of(args.zoo, digest, args.draws, args.blend,
+                                                  runs_so_far(runs, previous, args.runs)))
     print(format_table(document_of(args.zoo, digest, args.draws, args.blend, runs)))
     if args.json:
         print(f"wrote {args.json}")

@@ -228,13 +228,18 @@ def main(argv=None):
     for run in args.runs:
         runs.append(run_figures(args.zoo, run, previous.get(run)))
         if args.json:  # after every run, so that an interruption loses one run's work at most
-            done = {figures["run"] for figures in runs}
-            so_far = runs + [previous[other] for other in args.runs if other not in done and other in previous]
-            write_document(args.json, document_of(args.zoo, digest, so_far))
+            write_document(args.json, document_of(args.zoo, digest, runs_so_far(runs, previous, args.runs)))
     print(format_table(document_of(args.zoo, digest, runs)))
     if args.json:
         print(f"wrote {args.json}")
     return 0
+
+
+def runs_so_far(measured, previous, order):
+    """The figures of the runs measured so far, then those an earlier document holds of the runs in `order`
+    not measured yet: what a --json file written mid-way keeps."""
+    done = {figures["run"] for figures in measured}
+    return measured + [previous[run] for run in order if run not in done and run in previous]
 
 
 def document_of(zoo, digest, runs):
