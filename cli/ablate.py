@@ -68,6 +68,10 @@ def register(subparsers):
     parser.add_argument("--resize2", type=int, help="second resize, the network's input, of every run (fit --resize2)")
     parser.add_argument("--crop-grid", type=int, metavar="N",
                         help="training patches' corners on multiples of N px in every run (fit --crop-grid)")
+    parser.add_argument("--patch-size", type=int,
+                        help="side of the training patches of every DNA-Det and Base+PCL run (fit --patch-size)")
+    parser.add_argument("--patches-per-image", type=int,
+                        help="training patches per image of every DNA-Det and Base+PCL run (fit --patches-per-image)")
     parser.add_argument("--extra-real", metavar="packaged|none|DIR",
                         help="crops of other real photos in the real class of every run (fit --extra-real; preset: cpu auto)")
     parser.add_argument("--extra-real-process", metavar="jpeg:Q|upsample:S|auto|none",
@@ -112,7 +116,8 @@ def run(args):
                                        precision=args.precision, crop_size=args.crop_size,
                                        crop_square=args.crop_square,
                                        resize1=args.resize1, resize2=args.resize2,
-                                       crop_grid=args.crop_grid, extra_real=args.extra_real,
+                                       crop_grid=args.crop_grid, patch_size=args.patch_size,
+                                       patches_per_image=args.patches_per_image, extra_real=args.extra_real,
                                        extra_real_process=args.extra_real_process,
                                        transplant=args.transplant, content_align=args.content_align,
                                        val_split=args.val_split).items()

@@ -111,6 +111,13 @@ def register(subparsers):
     parser.add_argument("--resize1", type=int, help="first bicubic resize, in px (preset: 128)")
     parser.add_argument("--resize2", type=int, help="second bicubic resize, the network's input size in px, a "
                         "multiple of 16 (preset: 512; tiny 64)")
+    parser.add_argument("--patch-size", type=int,
+                        help="side of the training patches in px of the network's input, a multiple of 16 up to "
+                        "--resize2 (preset: 64, the paper's; tiny 32), and the smallest side of a square image "
+                        "accepted; evaluation always sees whole images; Base trains whole images")
+    parser.add_argument("--patches-per-image", type=int,
+                        help="training patches per image and step (preset: cpu 8, paper 16, tiny 4); 32 px x 32 and "
+                        "128 px x 2 cost about what 64 px x 8 does")
     parser.add_argument("--crop-grid", type=int, metavar="N",
                         help="put the training patches' corners on multiples of N px of the network's input "
                         "(default 1: anywhere; pretrain --crop-grid does the same in step 1)")
@@ -161,7 +168,8 @@ def overrides_from(args):
         lr_decay=args.lr_decay, width=args.width, zero_mean_stem=args.zero_mean_stem,
         statistics_shift=args.statistics_shift,
         crop_size=args.crop_size, crop_square=args.crop_square, resize1=args.resize1, resize2=args.resize2,
-        crop_grid=args.crop_grid, extra_real=args.extra_real, extra_real_process=args.extra_real_process,
+        crop_grid=args.crop_grid, patch_size=args.patch_size, patches_per_image=args.patches_per_image,
+        extra_real=args.extra_real, extra_real_process=args.extra_real_process,
         transplant=args.transplant, content_align=args.content_align, val_split=args.val_split,
         init_partial=args.init_partial,
         ood_score=args.ood_score,

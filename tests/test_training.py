@@ -255,9 +255,11 @@ def test_augmented_training_and_perturbed_evaluation(tiny_run, upsampling_data, 
 def test_resize_chain_flags_reach_the_run_and_bad_sizes_name_the_flag(upsampling_data, tmp_path, capsys):
     out = str(tmp_path / "native")
     assert main(["fit", "--data", upsampling_data["train"], "--out", out, "--preset", "tiny", "--steps", "2",
-                 "--crop-size", "48", "--resize1", "48", "--resize2", "48", "--crop-square", "--crop-grid", "16"]) == 0
+                 "--crop-size", "48", "--resize1", "48", "--resize2", "48", "--crop-square", "--crop-grid", "16",
+                 "--patch-size", "16", "--patches-per-image", "2"]) == 0
     preprocessing = RunDir(out).config.preprocessing
-    assert RunDir(out).config.sampling.crop_grid == 16
+    sampling = RunDir(out).config.sampling
+    assert (sampling.crop_grid, sampling.patch_size, sampling.patches_per_image) == (16, 16, 2)
     assert (preprocessing.crop_size, preprocessing.resize1, preprocessing.resize2) == (48, 48, 48)
     assert preprocessing.crop_square is True
     predictor = KerasPredictor(out)
@@ -269,7 +271,12 @@ def test_resize_chain_flags_reach_the_run_and_bad_sizes_name_the_flag(upsampling
     for flags, message in ((["--resize2", "40"], "--resize2: expected a multiple of 16 (the encoder's total stride), "
                                                  "received 40."),
                            (["--resize1", "0"], "--resize1: expected a positive integer, received 0."),
-                           (["--crop-grid", "0"], "--crop-grid: expected a positive integer, received 0.")):
+                           (["--crop-grid", "0"], "--crop-grid: expected a positive integer, received 0."),
+                           (["--patch-size", "40"], "--patch-size: expected a multiple of 16 (the encoder's total "
+                                                    "stride), received 40."),
+                           (["--patch-size", "80"], "--patch-size: expected at most resize2=64, received 80."),
+                           (["--patches-per-image", "0"], "--patches-per-image: expected a positive integer, "
+                                                          "received 0.")):
         bad = tmp_path / f"bad{flags[1]}"
         code = main(["fit", "--data", upsampling_data["train"], "--out", str(bad), "--preset", "tiny"] + flags)
         err = capsys.readouterr().err.strip()
