@@ -30,7 +30,7 @@ from content_adaptation import AdaptedStatistics, accuracy, drawn, halves, runs_
 
 from dnadet_tf.ablation import mean_std_cell, mean_std_figures  # noqa: E402
 from dnadet_tf.config import ADAPT_FIRST_STAGE, ENCODER_STAGES  # noqa: E402
-from dnadet_tf.data import benchmark_digest, benchmark_split  # noqa: E402
+from dnadet_tf.data import benchmark_digest, benchmark_split, read_annotation_list  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
 from dnadet_tf.evaluation import load_labeled  # noqa: E402
 from dnadet_tf.predictor import KerasPredictor  # noqa: E402
@@ -148,6 +148,11 @@ def main(argv=None):
                          f"{args.draws} and --blend {args.blend:g}; give another file, or delete it to measure anew")
         previous = {run["run"]: run for run in earlier["runs"]}
         print(f"--json {args.json} exists: keeping its figures of these runs, measuring the missing ones", flush=True)
+    listed = read_annotation_list(benchmark_split(args.zoo, SPLIT)).paths
+    first_half = len(halves(len(listed))[0])  # an upper bound: unreadable or too small files leave it smaller
+    if args.counts[-1] > first_half:
+        parser.error(f"--counts: expected counts up to the {first_half} images of the first half of {SPLIT} in "
+                     f"{args.zoo}, received {args.counts[-1]}")
     configure_runtime()
     runs = []
     for run in args.runs:

@@ -535,6 +535,11 @@ def test_adaptation_images_measures_each_count_resumes_and_refuses_other_draws(t
     with pytest.raises(SystemExit):
         module.main(["--zoo", zoo, "--runs", tiny_run, "--counts", "0,2"])
     assert "--counts: expected a comma list of image counts of 1 or more" in capsys.readouterr().err
+    listed = len(open(os.path.join(zoo, "cross_dataset.txt")).read().splitlines())
+    with pytest.raises(SystemExit):  # refused before any run is measured, not when the first run reaches it
+        module.main(["--zoo", zoo, "--runs", tiny_run, "--counts", f"1,{listed}", "--draws", "2", "--json", path])
+    assert (f"--counts: expected counts up to the {(listed + 1) // 2} images of the first half of cross_dataset in "
+            f"{zoo}, received {listed}") in capsys.readouterr().err
     assert json.loads(open(path).read())["runs"][0] == resumed
     # --blend 0 keeps the run's own statistics whatever the images: every draw scores as the run as trained.
     monkeypatch.undo()
