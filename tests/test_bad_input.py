@@ -21,7 +21,7 @@ import tensorflow as tf
 from PIL import Image
 
 from dnadet_tf import runs
-from dnadet_tf.cli.main import build_parser, main
+from dnadet_tf.cli.main import build_parser
 from dnadet_tf.config import make_config
 from dnadet_tf.data import check_files, read_dataset
 from dnadet_tf.errors import DataError, RunDirError

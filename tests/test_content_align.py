@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from dnadet_tf.cli.main import main
 from dnadet_tf.config import make_config
-from dnadet_tf.data import LabeledFiles, read_dataset
+from dnadet_tf.data import read_dataset
 from dnadet_tf.errors import DnadetError
 from dnadet_tf.extra_real import add_extra_real
 from dnadet_tf.losses import content_alignment_loss

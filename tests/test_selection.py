@@ -1,7 +1,6 @@
 """Model-selection rules: which validated model becomes best.keras."""
 import json
 import math
-import os
 
 import numpy as np
 import pytest
