@@ -68,6 +68,8 @@ def register(subparsers):
     parser.add_argument("--resize2", type=int, help="second resize, the network's input, of every run (fit --resize2)")
     parser.add_argument("--crop-grid", type=int, metavar="N",
                         help="training patches' corners on multiples of N px in every run (fit --crop-grid)")
+    parser.add_argument("--images-per-class", type=int, metavar="K",
+                        help="images of every class per step in every run (fit --images-per-class; cpu preset: 8)")
     parser.add_argument("--patch-size", type=int,
                         help="side of the training patches of every DNA-Det and Base+PCL run (fit --patch-size)")
     parser.add_argument("--patches-per-image", type=int,
@@ -116,7 +118,8 @@ def run(args):
                                        precision=args.precision, crop_size=args.crop_size,
                                        crop_square=args.crop_square,
                                        resize1=args.resize1, resize2=args.resize2,
-                                       crop_grid=args.crop_grid, patch_size=args.patch_size,
+                                       crop_grid=args.crop_grid, images_per_class=args.images_per_class,
+                                       patch_size=args.patch_size,
                                        patches_per_image=args.patches_per_image, extra_real=args.extra_real,
                                        extra_real_process=args.extra_real_process,
                                        transplant=args.transplant, content_align=args.content_align,

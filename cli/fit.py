@@ -65,7 +65,8 @@ def register(subparsers):
                              "rest; 0 leaves them at the step's priority (Linux; elsewhere nothing changes)")
     parser.add_argument("--augment", help=f"robustness augmentation before the resize chain: {AUGMENT_NAMES_HELP}")
     parser.add_argument("--lr", type=float, help="learning rate (overrides the preset)")
-    parser.add_argument("--images-per-class", type=int, help="K images of every class per step (0 = paper rule)")
+    parser.add_argument("--images-per-class", type=int, help="K images of every class per step (preset: cpu 8, tiny 4; paper 0, the "
+                        "paper's rule: 32 per class for up to 5 classes, 16 for more)")
     parser.add_argument("--val-every", type=int, help="validate on whole images every N steps")
     parser.add_argument("--metric", choices=METRICS, help="validation metric that picks best.keras")
     parser.add_argument("--select", choices=SELECTION_RULES,
