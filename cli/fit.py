@@ -118,7 +118,8 @@ def register(subparsers):
                         "accepted; evaluation always sees whole images; Base trains whole images")
     parser.add_argument("--patches-per-image", type=int,
                         help="training patches per image and step (preset: cpu 8, paper 16, tiny 4); 32 px x 32 and "
-                        "128 px x 2 cost about what 64 px x 8 does")
+                        "128 px x 2 hold about the pixels of 64 px x 8; measured against it: docs/results.md, "
+                        "\"The patches of step 2\"")
     parser.add_argument("--crop-grid", type=int, metavar="N",
                         help="put the training patches' corners on multiples of N px of the network's input "
                         "(default 1: anywhere; pretrain --crop-grid does the same in step 1)")
