@@ -79,14 +79,16 @@ def estimate_batchnorm_statistics(model, batches, blend=1.0, progress=None, firs
     saved = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in layers]
     kept = sum(layer_stage(layer) < first_stage for layer in layers)  # the layers run input to output
     statistics = saved[:kept]
-    # One graph for every estimated layer's input (traced once per call, not once per layer): the pass
-    # for layer k reads output k, the earlier layers normalising with the statistics already assigned.
-    inputs = keras.Model(model.backbone.input, [layer.input for layer in layers[kept:]])
+    # One function for every estimated layer (traced once per call, not once per layer); the pass for
+    # layer k runs only the encoder up to that layer's input, the earlier layers normalising with the
+    # statistics already assigned.
+    prefixes = [keras.Model(model.backbone.input, layer.input) for layer in layers[kept:]]
 
     @tf.function(reduce_retracing=True)
-    def moments(pixels):
-        return [tf.nn.moments(tf.cast(features, tf.float32), axes=[0, 1, 2])
-                for features in inputs(pixels, training=False)]
+    def moments(pixels, position):
+        return tf.switch_case(position, [
+            lambda prefix=prefix: tf.nn.moments(tf.cast(prefix(pixels, training=False), tf.float32), axes=[0, 1, 2])
+            for prefix in prefixes])
 
     try:
         for index, (layer, (own_mean, own_var)) in enumerate(zip(layers[kept:], saved[kept:]), start=1):
@@ -94,7 +96,7 @@ def estimate_batchnorm_statistics(model, batches, blend=1.0, progress=None, firs
                 progress(index, len(layers) - kept, layer.name)
             count, mean, m2 = 0, 0.0, 0.0
             for pixels in batches:
-                batch_mean, batch_var = moments(pixels)[index - 1]
+                batch_mean, batch_var = moments(pixels, tf.constant(index - 1))
                 positions = int(np.prod(pixels.shape[:3]))
                 count, mean, m2 = _combined(count, mean, m2, positions, batch_mean.numpy().astype(np.float64),
                                             batch_var.numpy().astype(np.float64))
