@@ -74,9 +74,6 @@ def register(subparsers):
                         help="side of the training patches of every DNA-Det and Base+PCL run (fit --patch-size)")
     parser.add_argument("--patches-per-image", type=int,
                         help="training patches per image of every DNA-Det and Base+PCL run (fit --patches-per-image)")
-    parser.add_argument("--split-patches-every", type=int, metavar="N",
-                        help="every N-th step on the patches' quadrants in every DNA-Det and Base+PCL run "
-                        "(fit --split-patches-every)")
     parser.add_argument("--extra-real", metavar="packaged|none|DIR",
                         help="crops of other real photos in the real class of every run (fit --extra-real; preset: cpu auto)")
     parser.add_argument("--extra-real-process", metavar="jpeg:Q|upsample:S|auto|none",
@@ -123,8 +120,7 @@ def run(args):
                                        resize1=args.resize1, resize2=args.resize2,
                                        crop_grid=args.crop_grid, images_per_class=args.images_per_class,
                                        patch_size=args.patch_size,
-                                       patches_per_image=args.patches_per_image,
-                                       split_patches_every=args.split_patches_every, extra_real=args.extra_real,
+                                       patches_per_image=args.patches_per_image, extra_real=args.extra_real,
                                        extra_real_process=args.extra_real_process,
                                        transplant=args.transplant, content_align=args.content_align,
                                        val_split=args.val_split).items()

@@ -120,10 +120,6 @@ def register(subparsers):
                         help="training patches per image and step (preset: cpu 8, paper 16, tiny 4); 32 px x 32 and "
                         "128 px x 2 hold about the pixels of 64 px x 8; measured against it: docs/results.md, "
                         "\"The patches of step 2\"")
-    parser.add_argument("--split-patches-every", type=int, metavar="N",
-                        help="every N-th step (2: every other) trains on the four quadrants of each patch instead, "
-                        "4 x as many patches of half the side (32 px from 64), the same pixels; 0: never (the "
-                        "presets); measured: docs/results.md, \"The patches of step 2\"")
     parser.add_argument("--crop-grid", type=int, metavar="N",
                         help="put the training patches' corners on multiples of N px of the network's input "
                         "(default 1: anywhere; pretrain --crop-grid does the same in step 1)")
@@ -175,7 +171,7 @@ def overrides_from(args):
         statistics_shift=args.statistics_shift,
         crop_size=args.crop_size, crop_square=args.crop_square, resize1=args.resize1, resize2=args.resize2,
         crop_grid=args.crop_grid, patch_size=args.patch_size, patches_per_image=args.patches_per_image,
-        split_patches_every=args.split_patches_every, extra_real=args.extra_real, extra_real_process=args.extra_real_process,
+        extra_real=args.extra_real, extra_real_process=args.extra_real_process,
         transplant=args.transplant, content_align=args.content_align, val_split=args.val_split,
         init_partial=args.init_partial,
         ood_score=args.ood_score,

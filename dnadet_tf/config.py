@@ -98,14 +98,10 @@ class SamplingConfig:
     (`photo_processing`), to look like the user's real photos; "auto" (`extra_real.auto_processing`) applies
     the JPEG quality of all-JPEG reals and reports an enlargement of lossless ones without applying it.
     `transplant`: probability that a fake training image is moved onto one of those photos
-    (`transplant.ResidualTransplant`); 0: never.
-    `split_patches_every`: every that many steps (step 2, 4, ... for 2) each training patch is cut into its
-    four quadrants, so that step trains on patches of half the side, four times as many, the same pixels
-    (`pipeline.split_into_quadrants`); 0: never."""
+    (`transplant.ResidualTransplant`); 0: never."""
 
     patch_size: int = 64
     patches_per_image: int = 16
-    split_patches_every: int = 0
     images_per_class: int = 0
     augment: tuple = ()
     crop_grid: int = 1
@@ -432,12 +428,6 @@ def validate(config):
         value = getattr(getattr(config, section), field)
         if value % 16:
             raise DnadetError(f"{name}: expected a multiple of 16 (the encoder's total stride), received {value}.")
-    split = config.sampling.split_patches_every
-    if not (isinstance(split, int) and split >= 0):
-        raise DnadetError(f"split_patches_every: expected a number of steps, 0 or more, received {split!r}.")
-    if split and config.sampling.patch_size % 32:
-        raise DnadetError(f"split_patches_every: expected patch_size a multiple of 32 (its quadrants a multiple of 16, "
-                          f"the encoder's total stride), received patch_size={config.sampling.patch_size}.")
     _choice("precision", config.runtime.precision, PRECISIONS)
     _choice("strategy", config.runtime.strategy, STRATEGIES)
     niceness = config.runtime.input_niceness

@@ -45,19 +45,6 @@ def decode_file(path, cache=None):
     return tf.ensure_shape(image, (None, None, 3))
 
 
-def split_into_quadrants(crops):
-    """Crops (B, P, p, p, C) -> their quadrants (B, 4P, p/2, p/2, C): each crop's top left, top right,
-    bottom left and bottom right quarter in turn, so the pixels of the batch stay the same. `p` even."""
-    size = crops.shape[2]
-    if size is None or size % 2:
-        raise ValueError(f"split_into_quadrants: expected crops of a known even side, received shape {crops.shape}.")
-    half = size // 2
-    batch, count, channels = tf.shape(crops)[0], crops.shape[1] or tf.shape(crops)[1], crops.shape[-1]
-    quarters = tf.reshape(crops, (batch, count, 2, half, 2, half, channels))
-    quarters = tf.transpose(quarters, (0, 1, 2, 4, 3, 5, 6))
-    return tf.reshape(quarters, (batch, count * 4, half, half, channels))
-
-
 def random_crops(image, size, count, seed, grid=1):
     """(S, S, C) -> (count, size, size, C): crops at stateless-random offsets (`crops.crop_offsets`,
     multiples of `grid`)."""

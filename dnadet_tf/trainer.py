@@ -23,7 +23,6 @@ from dnadet_tf.losses import (AutomaticWeightedLoss, classification_cross_entrop
 from dnadet_tf.metrics import classification_metrics
 from dnadet_tf.model import (Backbone, Classifier, build_projection_head, freeze_stages,
                              probabilities as classifier_probabilities)
-from dnadet_tf.pipeline import split_into_quadrants
 from dnadet_tf.runs import RunDir
 
 
@@ -108,10 +107,6 @@ class Trainer:
         self.checkpoint = tf.train.Checkpoint(**tracked)
         self.manager = self.run.checkpoint_manager(self.checkpoint, chief=self.chief)
         self._step_fn = tf.function(self._distributed_step, jit_compile=config.runtime.jit or None)
-        self.split_every = config.sampling.split_patches_every if self.use_patches else 0
-        if self.split_every:  # a second trace, for the steps whose patches are cut into quadrants
-            self._split_step_fn = tf.function(lambda batch: self._distributed_step(batch, split=True),
-                                              jit_compile=config.runtime.jit or None)
         self._predict_fn = tf.function(lambda x: classifier_probabilities(self.classifier, x))
 
     # ----------------------------------------------------------------- state
@@ -128,14 +123,12 @@ class Trainer:
         return path
 
     # ------------------------------------------------------------------ step
-    def _replica_step(self, images, labels, other_content=None, split=False):
+    def _replica_step(self, images, labels, other_content=None):
         context = tf.distribute.get_replica_context()
         replicas = context.num_replicas_in_sync
         if self.use_patches:
             patch = self.config.sampling.patch_size
             count = self.config.sampling.patches_per_image
-            if split:
-                images, patch, count = split_into_quadrants(images), patch // 2, count * 4
             images = tf.reshape(images, (-1, patch, patch, 3))
             labels = tf.repeat(labels, count)
             if other_content is not None:
@@ -183,10 +176,10 @@ class Trainer:
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels), tf.float32))
         return total, cross_entropy, contrastive, alignment, correct, tf.cast(tf.shape(labels)[0], tf.float32)
 
-    def _distributed_step(self, batch, split=False):
+    def _distributed_step(self, batch):
         """One step on a batch (images, labels[, other_content]) -> the summed (total, cross-entropy,
-        contrastive, alignment, correct, count) of every replica; `split`: on the quadrants of its patches."""
-        results = self.strategy.run(self._replica_step, args=tuple(batch), kwargs=dict(split=split))
+        contrastive, alignment, correct, count) of every replica."""
+        results = self.strategy.run(self._replica_step, args=tuple(batch))
         return [self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None) for value in results]
 
     # -------------------------------------------------------------- validate
@@ -239,8 +232,7 @@ class Trainer:
             window = np.zeros(6)  # sums of loss, cross-entropy, contrastive, alignment, correct, count
             window_steps, window_start = 0, time.time()
             for step in range(self.start_step + 1, self.target + 1):
-                step_fn = self._split_step_fn if self.split_every and step % self.split_every == 0 else self._step_fn
-                window += np.array([float(v) for v in step_fn(next(iterator))])
+                window += np.array([float(v) for v in self._step_fn(next(iterator))])
                 window_steps += 1
                 logs = {}
                 if step % config.loop.log_every == 0 or step == self.target:

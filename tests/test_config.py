@@ -29,13 +29,11 @@ def test_a_flat_config_json_of_an_older_run_is_converted(tmp_path):
     # input_niceness: the input's threads below the step's, which changes the speed only; zero_mean_stem:
     # the first convolution was trained unconstrained; crop_grid: crops at any pixel; extra_real: no real
     # photos were added, so none was processed; transplant: no fake was moved onto them; val_split: nothing
-    # was held out; content_align: no alignment loss; statistics_shift: BatchNorm outputs left as they were;
-    # split_patches_every: no step trained on quadrants).
+    # was held out; content_align: no alignment loss; statistics_shift: BatchNorm outputs left as they were).
     added = {"ood_score": "mahalanobis", "preprocess_mode": "tf", "pretrain_lr_decay_every": 500,
              "pretrain_val_every": 500, "crop_square": False, "frozen_stages": 0, "input_niceness": 19,
              "zero_mean_stem": False, "crop_grid": 1, "extra_real": "", "extra_real_process": "none",
-             "transplant": 0.0, "val_split": 0.0, "content_align": 0.0, "statistics_shift": 0.0,
-             "split_patches_every": 0}
+             "transplant": 0.0, "val_split": 0.0, "content_align": 0.0, "statistics_shift": 0.0}
     assert config.flat() == {**FLAT_CONFIG, "augment": ("crop",), **added}
     assert config == make_config("tiny", augment=("crop",), data="/data/train", val="/data/val", select="first",
                                  pretrain_lr_decay_every=500, pretrain_val_every=500)

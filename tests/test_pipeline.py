@@ -7,7 +7,7 @@ import pytest
 from dnadet_tf import input_priority
 from dnadet_tf.config import make_config
 from dnadet_tf.data import read_dataset
-from dnadet_tf.pipeline import BalancedSchedule, split_into_quadrants, training_dataset
+from dnadet_tf.pipeline import BalancedSchedule, training_dataset
 
 
 def test_schedule_is_balanced_and_covers_every_file():
@@ -23,20 +23,6 @@ def test_schedule_is_balanced_and_covers_every_file():
     assert again.batch(7).tolist() == schedule.batch(7).tolist()
     assert BalancedSchedule(labels, 3, 2, seed=1).batch(0).tolist() != schedule.batch(0).tolist() or \
         BalancedSchedule(labels, 3, 2, seed=1).batch(1).tolist() != schedule.batch(1).tolist()
-
-
-def test_split_into_quadrants_gives_each_crops_four_quarters_in_order():
-    crops = np.arange(2 * 3 * 4 * 4 * 2, dtype=np.float32).reshape(2, 3, 4, 4, 2)
-    quarters = split_into_quadrants(crops).numpy()
-    assert quarters.shape == (2, 12, 2, 2, 2)
-    for b in range(2):
-        for p in range(3):
-            crop = crops[b, p]
-            expected = [crop[:2, :2], crop[:2, 2:], crop[2:, :2], crop[2:, 2:]]
-            for q in range(4):
-                np.testing.assert_array_equal(quarters[b, 4 * p + q], expected[q])
-    with pytest.raises(ValueError, match="known even side"):
-        split_into_quadrants(np.zeros((1, 1, 3, 3, 3), np.float32))
 
 
 def test_training_batches_shapes_reproducible_and_resumable(upsampling_data):

@@ -105,41 +105,6 @@ def test_resume_carries_on_step_optimizer_and_weights(upsampling_data, tmp_path)
     np.testing.assert_allclose(resumed.loss_weights.params.numpy(), reference.loss_weights.params.numpy(), atol=1e-4)
 
 
-def test_split_patches_every_trains_those_steps_on_the_quadrants(upsampling_data, tmp_path, capsys):
-    files = read_dataset(upsampling_data["train"])
-    config = make_config("tiny", split_patches_every=2, steps=4, val_every=4, log_every=1)
-    (tmp_path / "run").mkdir()
-    trainer = Trainer(config, files.class_names, str(tmp_path / "run"), make_strategy("default"),
-                      train_dataset=lambda start: training_dataset(files, config, start), output=open(os.devnull, "w"))
-    seen, model = [], trainer.train_model
-
-    def recording(images, training):
-        seen.append(tuple(images.shape))
-        return model(images, training=training)
-
-    trainer.train_model = recording  # read when each step function is traced: once per kind of step
-    trainer.fit()
-    assert seen == [(12 * 4, 32, 32, 3), (12 * 4 * 4, 16, 16, 3)]
-    records = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
-    assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3, 4]
-    assert all(np.isfinite(r["loss"]) for r in records if r["kind"] == "train")
-    out = str(tmp_path / "cli")
-    assert main(["fit", "--data", upsampling_data["train"], "--out", out, "--preset", "tiny", "--steps", "2",
-                 "--split-patches-every", "2"]) == 0
-    assert RunDir(out).config.sampling.split_patches_every == 2
-    capsys.readouterr()
-    for flags, message in ((["--split-patches-every", "-1"], "--split-patches-every: expected a number of steps, 0 or "
-                                                             "more, received -1."),
-                           (["--patch-size", "48", "--split-patches-every", "2"],
-                            "--split-patches-every: expected patch_size a multiple of 32 (its quadrants a multiple of "
-                            "16, the encoder's total stride), received patch_size=48.")):
-        bad = tmp_path / f"bad{len(flags)}"
-        code = main(["fit", "--data", upsampling_data["train"], "--out", str(bad), "--preset", "tiny"] + flags)
-        err = capsys.readouterr().err.strip()
-        assert code == 2 and err == f"dnadet-tf fit: error: {message}"
-        assert not bad.exists()
-
-
 def test_existing_run_dir_is_not_overwritten(upsampling_data, tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()

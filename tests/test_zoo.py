@@ -444,11 +444,10 @@ def test_ablate_passes_the_learning_rate_and_augmentation_to_every_run(monkeypat
     monkeypatch.setattr(ablation, "ablate", lambda zoo, out, **kwargs: received.update(kwargs))
     assert main(["ablate", "--zoo", str(tmp_path), "--out", str(tmp_path / "a"), "--variants", "dnadet",
                  "--lr", "3e-4", "--augment", "jpeg,noise", "--frozen-stages", "2", "--crop-grid", "32",
-                 "--width", "0.5", "--patch-size", "32", "--patches-per-image", "32", "--images-per-class", "16",
-                 "--split-patches-every", "2"]) == 0
+                 "--width", "0.5", "--patch-size", "32", "--patches-per-image", "32", "--images-per-class", "16"]) == 0
     assert received["fit_overrides"] == {"learning_rate": 3e-4, "augment": ("jpeg", "noise"), "frozen_stages": 2,
                                          "crop_grid": 32, "width": 0.5, "patch_size": 32, "patches_per_image": 32,
-                                         "images_per_class": 16, "split_patches_every": 2}
+                                         "images_per_class": 16}
     assert main(["ablate", "--zoo", str(tmp_path), "--out", str(tmp_path / "a"), "--variants", "dnadet"]) == 0
     assert received["fit_overrides"] == {}
 
