@@ -19,6 +19,8 @@ curve, the mean accuracy of the validations in each 1000 steps; each `content-sh
 `content-adaptation-*.json` (`benchmarks/content_adaptation.py --json`) as its table before and after adapting;
 each `adaptation-images-*.json` (`benchmarks/adaptation_images.py --json`) as its accuracy per number of images
 adapted to;
+each `transplant-adaptation-*.json` (`benchmarks/transplant_adaptation.py --json`) as its accuracy after adapting to
+real photos of the other content and fakes made of them (`adapt --photos`) and the mixes tried next to it;
 each `export-seeds-*.json` (`benchmarks/export_seeds.py --json`) as its export parity and unknown-architecture tables;
 each `swap-content-*.json` (`benchmarks/swap_content.py --json`) as its table of the training and the retrained
 generators on the training and the other photos; each `released-samples-*.json`
@@ -235,6 +237,11 @@ def render_adaptation_images(path):
     return _rendered_by("adaptation_images", "format_table", path)
 
 
+def render_transplant_adaptation(path):
+    """Accuracy after adapting to real photos and fakes made of them, from `transplant_adaptation.py --json`."""
+    return _rendered_by("transplant_adaptation", "format_table", path)
+
+
 def render_seed_ensemble(path):
     """One run against the mean probabilities of several, from `seed_ensemble.py --json`."""
     return _rendered_by("seed_ensemble", "format_table", path)
@@ -246,7 +253,7 @@ RENDERERS = {"open-set": render_open_set, "train-throughput": render_speed, "tra
              "content-shift-probes": render_content_shift_probes, "content-adaptation": render_content_adaptation,
              "export-seeds": render_export_seeds, "swap-content": render_swap_content,
              "released-samples": render_released_samples, "seed-ensemble": render_seed_ensemble,
-             "adaptation-images": render_adaptation_images,
+             "adaptation-images": render_adaptation_images, "transplant-adaptation": render_transplant_adaptation,
              "pretrain-demo-photos": render_pretrain_validations, "pretrain-shared-photos": render_pretrain_validations}
 
 

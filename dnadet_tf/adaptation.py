@@ -16,9 +16,15 @@ fakes are read as real (or real photos as fakes). Re-estimated statistics undo t
 should be a mix of what is to be attributed (fakes of several generators and real photos, unlabeled):
 statistics of real photos alone, or of one generator, are statistics of another mix
 (docs/results.md, "Adapting to other content").
+
+With real photos of the new content and no fakes of it (`adapt --photos`), the mix is made (`photo_mix`):
+PHOTO_REAL crops of the photos as the real images, and per fake class PHOTO_FAKES_PER_CLASS of the run's training
+fakes' high-frequency residuals laid over further crops (`transplant.transplanted_fakes`), each residual scaled
+down by the ratio of the photos' fine texture to the training reals' when the photos have less (`photo_scale`).
 """
 import os
 import sys
+import tempfile
 
 import numpy as np
 
@@ -31,6 +37,12 @@ from dnadet_tf.runs import RunDir, save_model_atomic, write_json_atomic
 ADAPTATION_FILE = "adaptation.json"
 FEW_IMAGES = 20  # from 20 the draw of images mattered little (docs/results.md): fewer are allowed, with a warning
 ONE_CLASS_SHARE = 0.6  # above this share of one answer before adapting, a warning: one class's statistics fail
+# `adapt --photos`: the made mix holds the classes in a benchmark cross-test's shares (40 images of each class).
+PHOTO_REAL = 40
+PHOTO_FAKES_PER_CLASS = 40
+PHOTO_TEXTURE_SAMPLE = 240  # training reals whose texture `photo_scale` measures (drawn with seed 0 when more)
+PHOTO_SHEET = "adaptation_images.png"
+SHEET_COLUMNS = 8
 
 
 def batchnorm_layers(model):
@@ -153,35 +165,125 @@ def without_calibration(model):
     return model
 
 
+def training_images(spec, class_names):
+    """{class name: image paths} of the dataset spec `spec` (a run's training data), in the run's class order."""
+    from dnadet_tf.data import read_dataset, remap_to
+
+    files = remap_to(read_dataset(spec, "train"), class_names)
+    return {name: [path for path, label in zip(files.paths, files.labels) if label == index]
+            for index, name in enumerate(class_names)}
+
+
+def photo_scale(crops, real_paths):
+    """The factor of the training fakes' residuals laid over `crops`: the ratio of the crops' residual RMS to that
+    of the training reals (`PHOTO_TEXTURE_SAMPLE` of `real_paths` drawn with seed 0), at most 1.
+
+    Fakes of a textured training content (scenes) carry its texture in their residual; over smoother photos
+    (faces) it turns them into the training content again: at scale 1 the adapted runs lost 4.2 and 6.6 points
+    towards faces, scaled down they were level with the runs as trained (docs/results.md, "Adapting from real photos
+    alone", 6 seeds). Scaled up over more textured photos, the residuals lost 18.7 and 6.8 of what scale 1 gained."""
+    from dnadet_tf.transplant import residual_rms
+
+    sample = real_paths
+    if len(real_paths) > PHOTO_TEXTURE_SAMPLE:
+        chosen = np.random.default_rng(0).permutation(len(real_paths))[:PHOTO_TEXTURE_SAMPLE]
+        sample = [real_paths[i] for i in sorted(chosen)]
+    training = residual_rms(sample)
+    return min(1.0, residual_rms(crops) / training) if training > 0 else 1.0
+
+
+def photo_mix(run_dir, photos, folder, fakes=None, output=None):
+    """(real crops, {fake class: made fakes}, report) of `adapt --photos`: PHOTO_REAL 128 px crops of the photos
+    in the folder `photos` (cut and cached as `fit --extra-real`'s), and per fake class of the run
+    PHOTO_FAKES_PER_CLASS of its training fakes (drawn with seed 0) laid over further crops, scaled by
+    `photo_scale`, written to `folder`. `fakes`: the dataset spec of the training fakes (default: the run's
+    training data); a line to `output` warns when there are fewer than FEW_IMAGES photos. Raises DataError when
+    the run has no real class or `fakes` no fake or no real image of its classes."""
+    from dnadet_tf.data import real_class_candidates
+    from dnadet_tf.extra_real import extra_real_crops, source_photos
+    from dnadet_tf.transplant import transplanted_fakes
+
+    source = RunDir(run_dir)
+    class_names = source.class_names
+    candidates = real_class_candidates(class_names)
+    if len(candidates) != 1:
+        raise DataError(f"--photos: expected a run with one class of real photos, received the classes "
+                        f"{class_names}; give a mix of images of the new content with --images instead.")
+    real_class = candidates[0]
+    fakes = fakes or source.config.data
+    training = training_images(fakes, class_names)
+    groups = {name: paths for name, paths in training.items() if name != real_class and paths}
+    if not groups or not training[real_class]:
+        lacking = "fakes of the run's classes" if not groups else f"real images (class '{real_class}')"
+        raise DataError(f"--fakes {fakes}: expected the run's training images, fakes and real photos; found no "
+                        f"{lacking} to lay over the photos and measure their texture against.")
+    count = len(source_photos(photos, "--photos"))
+    if count < FEW_IMAGES and output is not None:
+        print(f"warning: {count} photos in --photos {photos}; the crops of the mix repeat them (measured with 60 "
+              f"photos: docs/results.md, 'Adapting from real photos alone').", file=output, flush=True)
+    crops = extra_real_crops(photos, PHOTO_REAL + PHOTO_FAKES_PER_CLASS * len(groups), output, flag="--photos")
+    scale = photo_scale(crops[:PHOTO_REAL], training[real_class])
+    rng = np.random.default_rng(0)
+    made = {}
+    for k, (name, paths) in enumerate(groups.items()):
+        chosen = [paths[i] for i in rng.permutation(len(paths))[:PHOTO_FAKES_PER_CLASS]]
+        start = PHOTO_REAL + k * PHOTO_FAKES_PER_CLASS
+        made[name] = transplanted_fakes(chosen, crops[start:start + len(chosen)], os.path.join(folder, name), scale)
+    report = {"photos": os.path.abspath(photos), "fakes_from": os.path.abspath(fakes),
+              "real_crops": PHOTO_REAL, "fakes_per_class": {name: len(paths) for name, paths in made.items()},
+              "residual_scale": scale}
+    return crops[:PHOTO_REAL], made, report
+
+
 def adapt_run(run_dir, images, out, blend=1.0, batch_size=16, overwrite=False, output=None,
-              first_stage=ADAPT_FIRST_STAGE):
+              first_stage=ADAPT_FIRST_STAGE, photos=None, fakes=None):
     """Writes `out`, a run dir whose best.keras is `run_dir`'s adapted to `images` (files or folders,
-    unlabeled); returns the report written to out/adaptation.json.
+    unlabeled), or, with `photos` (a folder of real photos of the new content) in place of `images`, to the mix
+    `photo_mix` makes of them and the training fakes (`fakes`: their dataset spec, default the run's training
+    data; a contact sheet of the mix goes to out/adaptation_images.png); returns the report written to
+    out/adaptation.json.
 
     Files that cannot be decoded or are too small are skipped with one warning line each; the open-set
     calibration is dropped (`dnadet-tf calibrate OUT --data ... --val ...` refits it on labeled images
     of the new content). Raises DataError when no image is usable, RunDirError when `out` is `run_dir`
     or already holds files without `overwrite`; nothing is written then.
     """
-    from dnadet_tf.pipeline import inference_dataset
-
     output = output or sys.stdout
     source = RunDir(run_dir)
     if os.path.abspath(out) == os.path.abspath(run_dir):
         raise RunDirError(f"out {out}: expected a new folder for the adapted run, received the run itself "
                           f"(adaptation keeps {run_dir} as it is).")
     target = RunDir(out).check(overwrite=overwrite)
+    if photos is None:
+        return _adapt(source, images, target, blend, batch_size, overwrite, output, first_stage)
+    with tempfile.TemporaryDirectory(prefix="dnadet-tf-adapt-") as folder:
+        crops, made, made_report = photo_mix(run_dir, photos, folder, fakes, output)
+        print(f"--photos {photos}: {len(crops)} crops as the real images, "
+              + ", ".join(f"{len(paths)} {name}" for name, paths in made.items())
+              + f" made of the training fakes' residuals over further crops (scaled by "
+              f"{made_report['residual_scale']:.3f})", file=output, flush=True)
+        report = _adapt(source, crops + [path for paths in made.values() for path in paths], target, blend,
+                        batch_size, overwrite, output, first_stage, made=(crops, made, made_report))
+    return report
+
+
+def _adapt(source, images, target, blend, batch_size, overwrite, output, first_stage, made=None):
+    """`adapt_run` from the run dir `source` to `images` into the checked run dir `target`; `made`: the
+    (crops, {class: fakes}, report) of `photo_mix` when the images are its mix."""
+    from dnadet_tf.pipeline import inference_dataset
+
+    run_dir, out = source.path, target.path
     config, class_names = source.config, source.class_names
     model = source.load_model()
     paths, skipped = readable_images(collect_image_paths(list(images)), model.preprocessing,
                                      warn=lambda line: print(line, file=output, flush=True))
-    if len(paths) < FEW_IMAGES:
+    if made is None and len(paths) < FEW_IMAGES:
         print(f"warning: {len(paths)} images to adapt on; below {FEW_IMAGES} which images they are decides (5: up to "
               f"35 points short of 200 images; 1-2: below the run as trained where it was right; docs/results.md, "
               f"'How many images adapt needs').", file=output, flush=True)
     answers = answer_counts(model, inference_dataset(paths, model.preprocessing, batch_size))
     top = int(np.argmax(answers))
-    if answers[top] > ONE_CLASS_SHARE * len(paths):
+    if made is None and answers[top] > ONE_CLASS_SHARE * len(paths):
         print(f"warning: {run_dir} attributes {answers[top]} of the {len(paths)} images to {class_names[top]!r}; "
               f"statistics of one class are not the content's (adapted to one generator's images, the model "
               f"fails on them: docs/results.md, 'Adapting to other content'); give a mix of fakes and real photos.",
@@ -200,8 +302,8 @@ def adapt_run(run_dir, images, out, blend=1.0, batch_size=16, overwrite=False, o
     save_model_atomic(model, target.best_model_path)
     report = {
         "source_run": os.path.abspath(run_dir), "images": len(paths), "skipped": skipped,
-        "inputs": [os.path.abspath(item) for item in images], "blend": blend, "first_stage": first_stage,
-        "batch_size": batch_size,
+        "inputs": [] if made else [os.path.abspath(item) for item in images], "blend": blend,
+        "first_stage": first_stage, "batch_size": batch_size,
         "calibration_dropped": had_calibration,
         "answers_before": dict(zip(class_names, (int(count) for count in answers))),
         # Per layer, how far the statistics moved: mean |new mean - old mean| in old standard deviations, and
@@ -211,8 +313,15 @@ def adapt_run(run_dir, images, out, blend=1.0, batch_size=16, overwrite=False, o
                     "std_ratio": float(np.mean(np.sqrt(new[1] + layer.epsilon) / np.sqrt(old[1] + layer.epsilon)))}
                    for layer, old, new in zip(batchnorm_layers(model), own, statistics)],
     }
+    if made:
+        from dnadet_tf.zoo.sheets import contact_sheet
+
+        crops, fakes, report["made_from_photos"] = made
+        contact_sheet([("real (crops)", crops[:SHEET_COLUMNS])]
+                      + [(name, paths[:SHEET_COLUMNS]) for name, paths in fakes.items()], target.file(PHOTO_SHEET))
     write_json_atomic(target.file(ADAPTATION_FILE), report)
-    print(f"wrote {target.best_model_path} and {ADAPTATION_FILE}" + (
+    print(f"wrote {target.best_model_path} and {ADAPTATION_FILE}" + (f" and {PHOTO_SHEET} (the mix adapted to)"
+                                                                     if made else "") + (
         "; its open-set calibration was dropped (it described the training content): "
         f"'dnadet-tf calibrate {out} --data LABELED --val LABELED' refits it on labeled images of this content"
         if had_calibration else ""), file=output, flush=True)

@@ -44,21 +44,22 @@ AUTO = "auto"
 AUTO_KINDS = ("jpeg",)
 
 
-def source_photos(source):
+def source_photos(source, flag="--extra-real"):
     """The photo paths of an --extra-real source ("packaged" or a folder), in `images.find_images` order.
 
-    Raises DataError for a folder that does not exist or holds no image.
+    Raises DataError for a folder that does not exist or holds no image, naming `flag` (the option that gave it).
     """
     from dnadet_tf.images import find_images
     from dnadet_tf.zoo.photos import PACKAGED_PHOTOS
 
-    folder = PACKAGED_PHOTOS if source == PACKAGED else source
+    folder = PACKAGED_PHOTOS if source == PACKAGED and flag == "--extra-real" else source
     if not os.path.isdir(folder):
-        raise DataError(f"--extra-real: expected '{AUTO}', '{PACKAGED}', '{NONE}' or a folder of photos, "
-                        f"received {source!r}, which is not a folder.")
+        expected = (f"'{AUTO}', '{PACKAGED}', '{NONE}' or a folder of photos" if flag == "--extra-real"
+                    else "a folder of photos")
+        raise DataError(f"{flag}: expected {expected}, received {source!r}, which is not a folder.")
     paths = find_images(folder)
     if not paths:
-        raise DataError(f"--extra-real {source}: expected photos in {folder}, found no image file.")
+        raise DataError(f"{flag} {source}: expected photos in {folder}, found no image file.")
     return paths
 
 
@@ -76,12 +77,12 @@ def cache_folder(paths, count, processing=None):
     return os.path.join(cache_root(), f"extra-real-{key.hexdigest()[:16]}")
 
 
-def extra_real_crops(source, count, output=None, processing=None):
+def extra_real_crops(source, count, output=None, processing=None, flag="--extra-real"):
     """Paths of `count` 128 px crops of the photos of `source`, written to the cache folder if not there yet:
     PNG, or processed by `processing` ((kind, value) of `photo_processing.parse_processing`, or None).
 
     When crops must be cut, a photo that cannot be read, or whose shorter side is below 128 px, stops with one
-    DataError line naming it (cached crops were cut from photos that passed, under the same names and sizes).
+    DataError line naming it and `flag` (the option that gave the photos) (cached crops were cut from photos that passed, under the same names and sizes).
     """
     from PIL import Image
 
@@ -89,7 +90,7 @@ def extra_real_crops(source, count, output=None, processing=None):
     from dnadet_tf.photo_processing import save_processed, suffix
     from dnadet_tf.zoo.photos import CROP, crop_for
 
-    paths = source_photos(source)
+    paths = source_photos(source, flag)
     folder = cache_folder(paths, count, processing)
     stems = [os.path.join(folder, f"extra-real_{i:05d}") for i in range(count)]
     crops = [stem + suffix(processing) for stem in stems]
@@ -100,12 +101,12 @@ def extra_real_crops(source, count, output=None, processing=None):
         try:
             load_rgb(path, min_side=CROP)
         except ImageError as error:
-            raise DataError(f"--extra-real {source}: {error} (every photo needs a readable image of at least "
+            raise DataError(f"{flag} {source}: {error} (every photo needs a readable image of at least "
                             f"{CROP} px on its shorter side).") from None
     os.makedirs(folder, exist_ok=True)
     if output is not None:
         process = f" ({processing_name(processing)})" if processing is not None else ""
-        print(f"--extra-real {source}: cutting {len(missing)} crops{process} of {len(paths)} photos into {folder}",
+        print(f"{flag} {source}: cutting {len(missing)} crops{process} of {len(paths)} photos into {folder}",
               file=output, flush=True)
     for i in missing:
         save_processed(Image.fromarray(crop_for(paths, 0, "extra-real", i)), stems[i], processing)

@@ -18,7 +18,13 @@ Measured (docs/results.md, "Fakes of other content", 3 seeds each): faces -> sce
 scenes -> faces 78.8 against 88.8 and the demo zoo 80.5 against 96.7: the model learns fakes of the photos'
 content (the packaged photos are scene-like), not content-free traces, and mixes up ProGAN and SNGAN, which
 differ partly in the frequencies the transplant replaces. Off by default.
+
+The same construction makes fakes of a new content for `dnadet-tf adapt --photos` (`transplanted_fakes`): a user
+with real photos of the content to attribute and no fakes of it adapts to those photos and the training fakes'
+residuals laid over them (docs/results.md, "Adapting from real photos alone").
 """
+import os
+
 import numpy as np
 import tensorflow as tf
 
@@ -97,3 +103,35 @@ def training_transplant(config, train_files):
     photos, real_label = added_crops(train_files, f"--transplant {share:g}", "to move fakes onto",
                                      config.sampling.extra_real)
     return residual_transplant(share, photos, real_label)
+
+
+def residual_rms(paths, kernel=None):
+    """Root mean square (pixel units, 0-255 scale) of the high-frequency residuals of the images at `paths`: how
+    much fine texture their content has."""
+    from dnadet_tf.images import load_rgb
+
+    kernel = tf.constant(gaussian_kernel()) if kernel is None else kernel
+    squares = [np.mean(high_frequency_residual(tf.constant(load_rgb(path), tf.float32), kernel).numpy() ** 2)
+               for path in paths]
+    return float(np.sqrt(np.mean(squares)))
+
+
+def transplanted_fakes(fakes, photos, folder, scale=1.0):
+    """Writes one fake of new content per pair of `fakes` and `photos` (image paths, same length) to `folder` as PNG:
+    the photo resized to the fake's size plus `scale` times the fake's high-frequency residual, clipped to
+    [0, 255] and rounded. Returns the written paths, in order (`fake_<i>.png`)."""
+    from dnadet_tf.images import load_rgb, save_png_atomic
+
+    if len(fakes) != len(photos):
+        raise ValueError(f"fakes and photos: expected lists of one length, received {len(fakes)} and {len(photos)}.")
+    kernel = tf.constant(gaussian_kernel())
+    os.makedirs(folder, exist_ok=True)
+    written = []
+    for i, (fake_path, photo_path) in enumerate(zip(fakes, photos)):
+        fake = tf.constant(load_rgb(fake_path), tf.float32)
+        photo = tf.image.resize(tf.constant(load_rgb(photo_path), tf.float32), tf.shape(fake)[:2])
+        moved = tf.clip_by_value(photo + scale * high_frequency_residual(fake, kernel), 0.0, 255.0)
+        path = os.path.join(folder, f"fake_{i:05d}.png")
+        save_png_atomic(np.round(moved.numpy()).astype(np.uint8), path)
+        written.append(path)
+    return written

@@ -201,3 +201,69 @@ def test_adapt_warns_when_the_run_sees_one_class_in_the_images(tiny_run, upsampl
                                  "--out", str(tmp_path / "a")])
     assert code == 0, stderr
     assert "attributes 12 of the 12 images to 'nearest'; statistics of one class are not the content's" in stdout
+
+
+def test_adapt_photos_makes_a_mix_of_crops_and_transplanted_training_fakes_and_adapts_to_it(
+        tiny_run, upsampling_data, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from dnadet_tf.adaptation import PHOTO_REAL, photo_mix
+    from dnadet_tf.images import load_rgb
+    from synthetic import make_photos
+
+    monkeypatch.setenv("DNADET_TF_CACHE", str(tmp_path / "cache"))
+    photos = make_photos(str(tmp_path / "photos"), 5, size=(200, 150))
+    out = str(tmp_path / "adapted")
+    code, stdout, stderr = _cli(["adapt", tiny_run, "--photos", photos, "--out", out])
+    assert code == 0, stderr
+    # 24 training fakes of each of the two fake classes, fewer than 40: every one of them is laid over a crop.
+    assert f"--photos {photos}: {PHOTO_REAL} crops as the real images, 24 nearest, 24 transposed made" in stdout
+    assert f"BatchNorm statistics of {PHOTO_REAL + 48} images in stages 3-4" in stdout
+    assert f"warning: 5 photos in --photos {photos}; the crops of the mix repeat them" in stdout
+    with open(os.path.join(out, "adaptation.json"), encoding="utf-8") as f:
+        report = json.load(f)
+    made = report["made_from_photos"]
+    assert made["real_crops"] == PHOTO_REAL and made["fakes_per_class"] == {"nearest": 24, "transposed": 24}
+    assert made["fakes_from"] == os.path.abspath(RunDir(tiny_run).config.data)
+    # Smooth photos have less fine texture than the training reals: the residuals are scaled down.
+    assert 0.0 < made["residual_scale"] < 1.0
+    sheet = load_rgb(os.path.join(out, "adaptation_images.png"))
+    assert sheet.shape[0] == 3 * (128 + 4) + 4  # a row for the real crops and one per fake class
+    # What was adapted to is the mix `photo_mix` makes: adapting to it given as images is the same model.
+    folder = tmp_path / "mix"
+    crops, fakes, _ = photo_mix(tiny_run, photos, str(folder))
+    for i, crop in enumerate(crops):
+        Image.open(crop).save(folder / f"real_{i:03d}.png")
+    again = str(tmp_path / "again")
+    code, _, stderr = _cli(["adapt", tiny_run, "--images", str(folder), "--out", again])
+    assert code == 0, stderr
+    for one, other in zip(KerasPredictor(out).model.weights, KerasPredictor(again).model.weights):
+        np.testing.assert_allclose(one.numpy(), other.numpy(), rtol=1e-5, atol=1e-6)
+    source = {weight.path: weight.numpy() for weight in KerasPredictor(tiny_run).model.weights}
+    moved = [weight.path for weight in KerasPredictor(out).model.weights
+             if not np.array_equal(weight.numpy(), source[weight.path])]
+    assert len(moved) == 8 and all("stage3" in path or "stage4" in path for path in moved)
+
+
+def test_adapt_photos_errors_name_the_flag_and_write_nothing(tiny_run, upsampling_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("DNADET_TF_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "adapted"
+    missing = str(tmp_path / "missing")
+    code, _, stderr = _cli(["adapt", tiny_run, "--photos", missing, "--out", str(out)])
+    assert code == 2 and stderr.strip() == (f"dnadet-tf adapt: error: --photos: expected a folder of photos, "
+                                            f"received {missing!r}, which is not a folder.")
+    code, _, stderr = _cli(["adapt", tiny_run, "--images", upsampling_data["test"], "--fakes",
+                            upsampling_data["train"], "--out", str(out)])
+    assert code == 2 and stderr.strip() == ("dnadet-tf adapt: error: --fakes: expected with --photos (the fakes to "
+                                            "lay over them), received with --images.")
+    small = tmp_path / "small"
+    small.mkdir()
+    real = os.path.join(upsampling_data["test"], "real")
+    os.symlink(os.path.join(real, sorted(os.listdir(real))[0]), small / "tiny.png")  # 32 px, below the 128 px crops
+    code, _, stderr = _cli(["adapt", tiny_run, "--photos", str(small), "--out", str(out)])
+    assert code == 2 and len(stderr.strip().splitlines()) == 1
+    assert stderr.startswith(f"dnadet-tf adapt: error: --photos {small}: ") and "tiny.png" in stderr
+    code, _, stderr = _cli(["adapt", tiny_run, "--photos", str(small), "--fakes", str(tmp_path / "nothing"),
+                            "--out", str(out)])
+    assert code == 2 and "nothing: no such file or folder" in stderr
+    assert not out.exists()

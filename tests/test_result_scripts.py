@@ -552,6 +552,56 @@ def test_adaptation_images_measures_each_count_resumes_and_refuses_other_draws(t
     assert "(stages 3-4, --blend 0)" in capsys.readouterr().out
 
 
+def test_transplant_adaptation_measures_adapt_photos_and_the_tried_mixes_and_resumes(tiny_run, upsampling_data,
+                                                                                      tmp_path, capsys, monkeypatch):
+    from dnadet_tf.data import find_images
+
+    monkeypatch.setenv("DNADET_TF_CACHE", str(tmp_path / "cache"))
+    module = _module("transplant_adaptation")
+    zoo = str(tmp_path / "zoo")
+    _benchmark_of(upsampling_data["test"], zoo)
+    shutil.copy(os.path.join(zoo, "test.txt"), os.path.join(zoo, "cross_dataset.txt"))
+    classes = ["real", "nearest", "transposed"]
+    with open(os.path.join(zoo, "train.txt"), "w") as f:
+        f.writelines(f"{path}\t{classes.index(os.path.basename(os.path.dirname(path)))}\n"
+                     for path in find_images(upsampling_data["train"]))
+    photos = make_photos(str(tmp_path / "photos"), 5, size=(200, 150))
+    path = str(tmp_path / "transplant-adaptation-tiny.json")
+    assert module.main(["--zoo", zoo, "--photos", photos, "--runs", tiny_run, "--json", path]) == 0
+    first = json.loads(open(path).read())["runs"][0]
+    assert set(first["cross_dataset"]) == set(module.VARIANTS)
+    assert set(first["training_content"]) == {f"test_after_{variant}" for variant in module.COSTED}
+    # Photos of the training content: the closed set before and after adapting to them, added to the same file.
+    same = make_photos(str(tmp_path / "same"), 4, size=(200, 150), seed=1)
+    module.main(["--zoo", zoo, "--photos", photos, "--runs", tiny_run, "--json", path, "--training-photos", same])
+    document = json.loads(open(path).read())
+    assert document["training_photos"] == same and document["runs"][0]["cross_dataset"] == first["cross_dataset"]
+    assert set(document["runs"][0]["training_content"]) == set(first["training_content"]) | set(module.SAME_CONTENT)
+    first = document["runs"][0]
+    # Smooth photos: the RMS ratio is below 1, where `adapt --photos` and the uncapped ratio lay the same fakes.
+    assert first["cross_dataset"]["made_stage3"] == first["cross_dataset"]["scaled_stage3"]
+    edited = json.loads(open(path).read())
+    del edited["runs"][0]["cross_dataset"]["fingerprint_stage3"]
+    edited["runs"][0]["cross_dataset"]["photos_stage3"] = 0.123  # kept, though no measurement gives it
+    open(path, "w").write(json.dumps(edited))
+    module.main(["--zoo", zoo, "--photos", photos, "--runs", tiny_run, "--json", path])
+    resumed = json.loads(open(path).read())["runs"][0]["cross_dataset"]
+    assert resumed == {**first["cross_dataset"], "photos_stage3": 0.123}
+    assert json.loads(open(path).read())["training_photos"] == same
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded although every figure was kept")
+
+    monkeypatch.setattr(module, "KerasPredictor", no_model)
+    module.main(["--zoo", zoo, "--photos", photos, "--runs", tiny_run, "--json", path])
+    text = _module("render_results").render_transplant_adaptation(path)
+    assert "| `adapt --photos` | " in text and "| the photos' crops alone | 12.3 ± 0.0 |" in text
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        module.main(["--zoo", zoo, "--photos", str(tmp_path / "none"), "--runs", tiny_run])
+    assert "--photos " + str(tmp_path / "none") + ": expected a folder of photos" in capsys.readouterr().err
+
+
 def test_faces_scenes_photos_links_a_fixed_selection_and_swaps_the_contents(tmp_path, capsys):
     module = _module("faces_scenes_photos")
     for content in ("faces", "scenes"):

@@ -105,3 +105,28 @@ def test_fit_flag_reaches_the_run_config(upsampling_data, tmp_path):
     assert RunDir(out).config.sampling.transplant == 0.5
     assert main(["fit", "--data", upsampling_data["train"], "--out", str(tmp_path / "none"), "--preset", "tiny",
                  "--steps", "2", "--transplant", "0.5"]) != 0
+
+
+def test_transplanted_fakes_are_the_photo_plus_the_scaled_residual_rounded(tmp_path):
+    from dnadet_tf.images import load_rgb
+    from dnadet_tf.transplant import residual_rms, transplanted_fakes
+
+    rng = np.random.default_rng(3)
+    fake = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    photo = rng.integers(60, 200, (32, 32, 3), dtype=np.uint8)  # resized (bilinear) to the fake's 16 px
+    Image.fromarray(fake).save(tmp_path / "fake.png")
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    flat = np.full((16, 16, 3), 90, np.uint8)
+    Image.fromarray(flat).save(tmp_path / "flat.png")
+    for scale in (1.0, 0.25):
+        [path] = transplanted_fakes([str(tmp_path / "fake.png")], [str(tmp_path / "photo.png")],
+                                    str(tmp_path / f"made{scale}"), scale)
+        resized = tf.image.resize(photo.astype(np.float32), (16, 16)).numpy()
+        residual = fake - _blurred_by_hand(fake.astype(np.float64))
+        expected = np.round(np.clip(resized + scale * residual, 0, 255))
+        assert np.abs(load_rgb(path).astype(np.float64) - expected).max() <= 1
+    # The residual RMS is that of image - blur: 0 on a flat image, the hand figure on the fake.
+    assert residual_rms([str(tmp_path / "flat.png")]) == pytest.approx(0.0, abs=1e-4)
+    assert residual_rms([str(tmp_path / "fake.png")]) == pytest.approx(np.sqrt(np.mean(residual ** 2)), rel=1e-4)
+    with pytest.raises(ValueError, match="expected lists of one length, received 1 and 0"):
+        transplanted_fakes([str(tmp_path / "fake.png")], [], str(tmp_path / "none"))

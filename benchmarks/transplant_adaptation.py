@@ -1,0 +1,215 @@
+"""Adapting to a content from its real photos alone (`dnadet-tf adapt --photos`), and the mixes tried before it.
+
+`dnadet-tf adapt --images` needs a mix of fakes and real photos of the new content (docs/results.md, "Adapting to
+other content": real photos alone are another mix and fail). A user often has real photos of the content to
+attribute and no fakes of it. `adapt --photos` makes the fakes (`adaptation.photo_mix`): 128 px crops of the photos
+(`fit --extra-real`'s, cached the same way), PHOTO_REAL of them as the real images, and per fake class
+PHOTO_FAKES_PER_CLASS training fakes (drawn with seed 0) whose high-frequency residual
+(`transplant.high_frequency_residual`, the construction of `fit --transplant`) is laid over further crops, scaled
+by the ratio of the crops' residual RMS to the training reals', at most 1. The mix holds the classes in the
+cross-dataset split's first half's shares. Stages 3-4 re-estimated (`adapt`'s default) on each mix, scored as in
+`content_adaptation.py` on the second half of each run's cross-dataset split (the other content):
+
+- `as_trained`: the run as it is;
+- `adapted_stage3`: adapted to the split's first half (real fakes and real photos of the new content, unlabeled):
+  what `adapt --images` gets from images as they come;
+- `photos_stage3`: adapted to the PHOTO_REAL crops alone (the photos without fakes);
+- `made_stage3`: `adapt --photos` (the crops and the made fakes, `photo_mix` itself);
+- `transplanted_stage3`: the same fakes with every residual at scale 1;
+- `scaled_stage3`: at the ratio of the residual RMS, not capped at 1 (above 1 over photos of finer texture);
+- `fingerprint_stage3`: each class's mean residual over all of its training fakes (its fixed pattern) in place of
+  one fake's, at scale 1;
+
+and the closed set's second half after `made_stage3` and `transplanted_stage3` (`test_after_<variant>`); with
+--training-photos DIR (real photos of the training content the zoo never used), the closed set's second half as
+trained and after `adapt --photos DIR` (`test_as_trained`, `test_after_same_content_photos`): the cost of adapting
+where the content did not change.
+
+--photos must be real photos of the cross-dataset content that the zoo never used (`faces_scenes_photos.py
+--other 60` writes them to OUT/other). The made fakes go to --work (default: a temporary folder). Resumable like
+`content_adaptation.py`: with --json FILE present, only the figures it lacks are measured.
+
+Usage: python benchmarks/transplant_adaptation.py --zoo ZOO --photos DIR --runs RUN [RUN ...] [--json FILE]
+    [--training-photos DIR]
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from content_adaptation import (AdaptedStatistics, accuracy, halves, runs_so_far,  # noqa: E402
+                                write_document)
+
+from dnadet_tf.ablation import mean_std_cell, mean_std_figures  # noqa: E402
+from dnadet_tf.adaptation import PHOTO_FAKES_PER_CLASS, PHOTO_REAL, photo_mix, training_images  # noqa: E402
+from dnadet_tf.config import ADAPT_FIRST_STAGE  # noqa: E402
+from dnadet_tf.data import REAL_CLASS, benchmark_digest, benchmark_split  # noqa: E402
+from dnadet_tf.distribute import configure_runtime  # noqa: E402
+from dnadet_tf.evaluation import load_labeled  # noqa: E402
+from dnadet_tf.extra_real import extra_real_crops  # noqa: E402
+from dnadet_tf.images import load_rgb, save_png_atomic  # noqa: E402
+from dnadet_tf.predictor import KerasPredictor  # noqa: E402
+from dnadet_tf.runs import RunDir  # noqa: E402
+from dnadet_tf.transplant import residual_rms, transplanted_fakes  # noqa: E402
+
+VARIANTS = ("as_trained", "adapted_stage3", "photos_stage3", "made_stage3", "transplanted_stage3",
+            "scaled_stage3", "fingerprint_stage3")
+COSTED = ("made_stage3", "transplanted_stage3")  # their cost on the training content is measured too
+SAME_CONTENT = ("test_as_trained", "test_after_same_content_photos")  # with --training-photos
+TITLES = {"as_trained": "as trained", "adapted_stage3": "adapted to the first half (`--images`)",
+          "photos_stage3": "the photos' crops alone", "made_stage3": "`adapt --photos`",
+          "transplanted_stage3": "residuals at scale 1", "scaled_stage3": "residuals at the RMS ratio, uncapped",
+          "fingerprint_stage3": "class fingerprints",
+          "test_after_made_stage3": "closed set after `adapt --photos`",
+          "test_after_transplanted_stage3": "closed set after residuals at scale 1",
+          "test_as_trained": "closed set as trained",
+          "test_after_same_content_photos": "closed set after `adapt --photos` with photos of the training content"}
+
+
+def tried_mix(zoo, photos, class_names, work, kind):
+    """The made fakes of the mixes tried next to `adapt --photos` (`kind`: "transplanted", "scaled" or
+    "fingerprint"), drawn as `photo_mix` draws them: per fake class, in class order, PHOTO_FAKES_PER_CLASS of the
+    zoo's training fakes (seed 0) over the crops after the first PHOTO_REAL."""
+    import tensorflow as tf
+
+    from dnadet_tf.transplant import gaussian_kernel, high_frequency_residual
+
+    training = training_images(benchmark_split(zoo, "train"), class_names)
+    groups = {name: paths for name, paths in training.items() if name != REAL_CLASS and paths}
+    crops = extra_real_crops(photos, PHOTO_REAL + PHOTO_FAKES_PER_CLASS * len(groups), flag="--photos")
+    scale = 1.0
+    if kind == "scaled":
+        scale = residual_rms(crops[:PHOTO_REAL]) / residual_rms(training[REAL_CLASS])
+    rng = np.random.default_rng(0)
+    kernel = tf.constant(gaussian_kernel())
+    made = []
+    for k, (name, paths) in enumerate(groups.items()):
+        chosen = [paths[i] for i in rng.permutation(len(paths))[:PHOTO_FAKES_PER_CLASS]]
+        under = crops[PHOTO_REAL + k * PHOTO_FAKES_PER_CLASS:][:len(chosen)]
+        folder = os.path.join(work, kind, name)
+        if kind != "fingerprint":
+            made += transplanted_fakes(chosen, under, folder, scale)
+            continue
+        pattern = np.mean([high_frequency_residual(tf.constant(load_rgb(path), tf.float32), kernel).numpy()
+                           for path in paths], axis=0)
+        os.makedirs(folder, exist_ok=True)
+        for j, crop in enumerate(under):
+            photo = tf.image.resize(tf.constant(load_rgb(crop), tf.float32), pattern.shape[:2]).numpy()
+            made.append(os.path.join(folder, f"fake_{j:05d}.png"))
+            save_png_atomic(np.round(np.clip(photo + pattern, 0, 255)).astype(np.uint8), made[-1])
+    return crops[:PHOTO_REAL], made
+
+
+def run_figures(zoo, photos, run, work, previous=None, training_photos=None):
+    """{"run", "cross_dataset": {variant: accuracy}, "training_content": {...}} of one run (figures in
+    `previous` kept). With `training_photos` (real photos of the training content the zoo never used), also the
+    closed set's second half as trained and after `adapt --photos` with them (`test_as_trained`,
+    `test_after_same_content_photos`): what adapting costs where the content did not change."""
+    previous = previous or {}
+    row = dict(previous.get("cross_dataset", {}))
+    training_content = dict(previous.get("training_content", {}))
+    wanted = ["test_after_" + key for key in COSTED] + (list(SAME_CONTENT) if training_photos else [])
+    if all(key in row for key in VARIANTS) and all(key in training_content for key in wanted):
+        return {"run": run, "cross_dataset": row, "training_content": training_content}
+    run_dir = RunDir(run)
+    class_names, preprocess = run_dir.class_names, run_dir.config.preprocess
+    predictor = KerasPredictor(run)
+    cross = load_labeled(benchmark_split(zoo, "cross_dataset"), class_names, preprocess.crop_size,
+                         preprocess.min_side)
+    test = load_labeled(benchmark_split(zoo, "test"), class_names, preprocess.crop_size, preprocess.min_side)
+    adapt_on, scored = halves(len(cross.paths))
+    test_scored = halves(len(test.paths))[1]
+    real_crops, made, _ = photo_mix(run, photos, os.path.join(work, "made"), fakes=benchmark_split(zoo, "train"))
+    mixes = {"adapted_stage3": lambda: [cross.paths[i] for i in adapt_on], "photos_stage3": lambda: real_crops,
+             "made_stage3": lambda: real_crops + [path for paths in made.values() for path in paths]}
+    for kind in ("transplanted", "scaled", "fingerprint"):
+        mixes[f"{kind}_stage3"] = lambda kind=kind: real_crops + tried_mix(zoo, photos, class_names, work, kind)[1]
+    if "as_trained" not in row:
+        row["as_trained"] = accuracy(predictor, cross, scored)
+    for variant, paths in mixes.items():
+        costed = variant in COSTED
+        if variant in row and (not costed or "test_after_" + variant in training_content):
+            continue
+        with AdaptedStatistics(predictor, paths(), 1.0, ADAPT_FIRST_STAGE) as adapted:
+            row[variant] = accuracy(adapted, cross, scored)
+            if costed:
+                training_content["test_after_" + variant] = accuracy(adapted, test, test_scored)
+    if training_photos and "test_as_trained" not in training_content:
+        training_content["test_as_trained"] = accuracy(predictor, test, test_scored)
+    if training_photos and "test_after_same_content_photos" not in training_content:
+        same_crops, same_made, _ = photo_mix(run, training_photos, os.path.join(work, "same"),
+                                             fakes=benchmark_split(zoo, "train"))
+        with AdaptedStatistics(predictor, same_crops + [path for paths in same_made.values() for path in paths],
+                               1.0, ADAPT_FIRST_STAGE) as adapted:
+            training_content["test_after_same_content_photos"] = accuracy(adapted, test, test_scored)
+    print(f"{run} cross-dataset ({len(scored)} scored): "
+          + ", ".join(f"{key} {100 * value:.1f}" for key, value in {**row, **training_content}.items()), flush=True)
+    return {"run": run, "cross_dataset": row, "training_content": training_content}
+
+
+def document_of(zoo, digest, photos, runs, training_photos=None):
+    """The --json document: zoo, digest, photos, each run's figures and their mean ± std over the runs."""
+    keys = ([("cross_dataset", key) for key in VARIANTS] + [("training_content", "test_after_" + key) for key in COSTED]
+            + [("training_content", key) for key in SAME_CONTENT])
+    summary = {f"{part}/{key}": mean_std_figures([run[part].get(key) for run in runs]) for part, key in keys
+               if all(key in run[part] for run in runs)}
+    return {"zoo": os.path.abspath(zoo), "zoo_sha256": digest, "photos": os.path.abspath(photos),
+            "training_photos": os.path.abspath(training_photos) if training_photos else None, "real": PHOTO_REAL, "fakes_per_class": PHOTO_FAKES_PER_CLASS, "first_stage": ADAPT_FIRST_STAGE, "runs": runs,
+            "summary": summary}
+
+
+def format_table(document):
+    """One Markdown row per figure: accuracy %, mean ± std over the runs."""
+    lines = [f"accuracy (%) on the cross-dataset split's second half, mean ± std over {len(document['runs'])} runs",
+             "", "| figure | accuracy |", "|---|---:|"]
+    for key, stats in document["summary"].items():
+        lines.append(f"| {TITLES[key.split('/', 1)[1]]} | {mean_std_cell(stats)} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--zoo", required=True, help="the benchmark folder the runs were trained on")
+    parser.add_argument("--photos", required=True, help="real photos of the cross-dataset content the zoo never used")
+    parser.add_argument("--runs", nargs="+", required=True, metavar="RUN", help="step-2 run dirs (other seeds)")
+    parser.add_argument("--json", help="write the figures here (kept figures are not measured again)")
+    parser.add_argument("--work", help="folder for the synthetic fakes (default: a temporary folder)")
+    parser.add_argument("--training-photos", metavar="DIR",
+                        help="real photos of the training content the zoo never used: also measure the closed set "
+                             "after `adapt --photos` with them (no content shift)")
+    args = parser.parse_args(argv)
+    for flag, folder in (("--photos", args.photos), ("--training-photos", args.training_photos)):
+        if folder is not None and not os.path.isdir(folder):
+            parser.error(f"{flag} {folder}: expected a folder of photos, which does not exist")
+    digest = benchmark_digest(args.zoo)
+    previous, recorded = {}, None
+    if args.json and os.path.exists(args.json):
+        with open(args.json, encoding="utf-8") as f:
+            earlier = json.load(f)
+        if earlier.get("zoo_sha256") != digest:
+            parser.error(f"--json {args.json} holds figures of zoo {str(earlier.get('zoo_sha256'))[:16]}, not of "
+                         f"--zoo {args.zoo} ({digest[:16]}); give another file, or delete it to measure anew")
+        previous = {run["run"]: run for run in earlier["runs"]}
+        recorded = earlier.get("training_photos")
+    configure_runtime()
+    named = args.training_photos or recorded  # the file keeps naming the photos its figures were measured with
+    runs = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for run in args.runs:
+            runs.append(run_figures(args.zoo, args.photos, run, args.work or scratch, previous.get(run),
+                                    args.training_photos))
+            if args.json:
+                write_document(args.json, document_of(args.zoo, digest, args.photos,
+                                                      runs_so_far(runs, previous, args.runs), named))
+    print(format_table(document_of(args.zoo, digest, args.photos, runs, named)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
