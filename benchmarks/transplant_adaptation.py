@@ -15,15 +15,17 @@ cross-dataset split's first half's shares. Stages 3-4 re-estimated (`adapt`'s de
   what `adapt --images` gets from images as they come;
 - `photos_stage3`: adapted to the PHOTO_REAL crops alone (the photos without fakes);
 - `made_stage3`: `adapt --photos` (the crops and the made fakes, `photo_mix` itself);
+- `made_blend_0.5_stage3`: `adapt --photos --blend 0.5` (half the run's own statistics kept);
 - `transplanted_stage3`: the same fakes with every residual at scale 1;
 - `scaled_stage3`: at the ratio of the residual RMS, not capped at 1 (above 1 over photos of finer texture);
 - `fingerprint_stage3`: each class's mean residual over all of its training fakes (its fixed pattern) in place of
   one fake's, at scale 1;
 
-and the closed set's second half after `made_stage3` and `transplanted_stage3` (`test_after_<variant>`); with
+and the closed set's second half after `made_stage3`, `made_blend_0.5_stage3` and `transplanted_stage3`
+(`test_after_<variant>`); with
 --training-photos DIR (real photos of the training content the zoo never used), the closed set's second half as
-trained and after `adapt --photos DIR` (`test_as_trained`, `test_after_same_content_photos`): the cost of adapting
-where the content did not change.
+trained and after `adapt --photos DIR` (`test_as_trained`, `test_after_same_content_photos`, and with `--blend 0.5`
+`test_after_same_content_photos_blend_0.5`): the cost of adapting where the content did not change.
 
 --photos must be real photos of the cross-dataset content that the zoo never used (`faces_scenes_photos.py
 --other 60` writes them to OUT/other). The made fakes go to --work (default: a temporary folder). Resumable like
@@ -58,18 +60,22 @@ from dnadet_tf.predictor import KerasPredictor  # noqa: E402
 from dnadet_tf.runs import RunDir  # noqa: E402
 from dnadet_tf.transplant import residual_rms, transplanted_fakes  # noqa: E402
 
-VARIANTS = ("as_trained", "adapted_stage3", "photos_stage3", "made_stage3", "transplanted_stage3",
-            "scaled_stage3", "fingerprint_stage3")
-COSTED = ("made_stage3", "transplanted_stage3")  # their cost on the training content is measured too
-SAME_CONTENT = ("test_as_trained", "test_after_same_content_photos")  # with --training-photos
+VARIANTS = ("as_trained", "adapted_stage3", "photos_stage3", "made_stage3", "made_blend_0.5_stage3",
+            "transplanted_stage3", "scaled_stage3", "fingerprint_stage3")
+COSTED = ("made_stage3", "made_blend_0.5_stage3", "transplanted_stage3")  # their cost on the training content too
+SAME_CONTENT = ("test_as_trained", "test_after_same_content_photos",  # with --training-photos
+                "test_after_same_content_photos_blend_0.5")
 TITLES = {"as_trained": "as trained", "adapted_stage3": "adapted to the first half (`--images`)",
           "photos_stage3": "the photos' crops alone", "made_stage3": "`adapt --photos`",
+          "made_blend_0.5_stage3": "`adapt --photos --blend 0.5`",
           "transplanted_stage3": "residuals at scale 1", "scaled_stage3": "residuals at the RMS ratio, uncapped",
           "fingerprint_stage3": "class fingerprints",
           "test_after_made_stage3": "closed set after `adapt --photos`",
+          "test_after_made_blend_0.5_stage3": "closed set after `adapt --photos --blend 0.5`",
           "test_after_transplanted_stage3": "closed set after residuals at scale 1",
           "test_as_trained": "closed set as trained",
-          "test_after_same_content_photos": "closed set after `adapt --photos` with photos of the training content"}
+          "test_after_same_content_photos": "closed set after `adapt --photos` with photos of the training content",
+          "test_after_same_content_photos_blend_0.5": "the same with `--blend 0.5`"}
 
 
 def tried_mix(zoo, photos, class_names, work, kind):
@@ -126,28 +132,33 @@ def run_figures(zoo, photos, run, work, previous=None, training_photos=None):
     adapt_on, scored = halves(len(cross.paths))
     test_scored = halves(len(test.paths))[1]
     real_crops, made, _ = photo_mix(run, photos, os.path.join(work, "made"), fakes=benchmark_split(zoo, "train"))
-    mixes = {"adapted_stage3": lambda: [cross.paths[i] for i in adapt_on], "photos_stage3": lambda: real_crops,
-             "made_stage3": lambda: real_crops + [path for paths in made.values() for path in paths]}
+    made_mix = real_crops + [path for paths in made.values() for path in paths]
+    mixes = {"adapted_stage3": (lambda: [cross.paths[i] for i in adapt_on], 1.0),
+             "photos_stage3": (lambda: real_crops, 1.0), "made_stage3": (lambda: made_mix, 1.0),
+             "made_blend_0.5_stage3": (lambda: made_mix, 0.5)}
     for kind in ("transplanted", "scaled", "fingerprint"):
-        mixes[f"{kind}_stage3"] = lambda kind=kind: real_crops + tried_mix(zoo, photos, class_names, work, kind)[1]
+        mixes[f"{kind}_stage3"] = (lambda kind=kind: real_crops + tried_mix(zoo, photos, class_names, work, kind)[1],
+                                   1.0)
     if "as_trained" not in row:
         row["as_trained"] = accuracy(predictor, cross, scored)
-    for variant, paths in mixes.items():
+    for variant, (paths, blend) in mixes.items():
         costed = variant in COSTED
         if variant in row and (not costed or "test_after_" + variant in training_content):
             continue
-        with AdaptedStatistics(predictor, paths(), 1.0, ADAPT_FIRST_STAGE) as adapted:
+        with AdaptedStatistics(predictor, paths(), blend, ADAPT_FIRST_STAGE) as adapted:
             row[variant] = accuracy(adapted, cross, scored)
             if costed:
                 training_content["test_after_" + variant] = accuracy(adapted, test, test_scored)
     if training_photos and "test_as_trained" not in training_content:
         training_content["test_as_trained"] = accuracy(predictor, test, test_scored)
-    if training_photos and "test_after_same_content_photos" not in training_content:
+    for key, blend in (("test_after_same_content_photos", 1.0), ("test_after_same_content_photos_blend_0.5", 0.5)):
+        if not training_photos or key in training_content:
+            continue
         same_crops, same_made, _ = photo_mix(run, training_photos, os.path.join(work, "same"),
                                              fakes=benchmark_split(zoo, "train"))
         with AdaptedStatistics(predictor, same_crops + [path for paths in same_made.values() for path in paths],
-                               1.0, ADAPT_FIRST_STAGE) as adapted:
-            training_content["test_after_same_content_photos"] = accuracy(adapted, test, test_scored)
+                               blend, ADAPT_FIRST_STAGE) as adapted:
+            training_content[key] = accuracy(adapted, test, test_scored)
     print(f"{run} cross-dataset ({len(scored)} scored): "
           + ", ".join(f"{key} {100 * value:.1f}" for key, value in {**row, **training_content}.items()), flush=True)
     return {"run": run, "cross_dataset": row, "training_content": training_content}

@@ -20,7 +20,8 @@ statistics of real photos alone, or of one generator, are statistics of another 
 With real photos of the new content and no fakes of it (`adapt --photos`), the mix is made (`photo_mix`):
 PHOTO_REAL crops of the photos as the real images, and per fake class PHOTO_FAKES_PER_CLASS of the run's training
 fakes' high-frequency residuals laid over further crops (`transplant.transplanted_fakes`), each residual scaled
-down by the ratio of the photos' fine texture to the training reals' when the photos have less (`photo_scale`).
+down by the ratio of the photos' fine texture to the training reals' when the photos have less (`photo_scale`),
+and half the run's own statistics kept by default (PHOTO_BLEND).
 """
 import os
 import sys
@@ -42,6 +43,9 @@ PHOTO_REAL = 40
 PHOTO_FAKES_PER_CLASS = 40
 PHOTO_TEXTURE_SAMPLE = 240  # training reals whose texture `photo_scale` measures (drawn with seed 0 when more)
 PHOTO_SHEET = "adaptation_images.png"
+# The mix made of photos is not the generators' fakes: keeping half the run's statistics gained on every content shift
+# measured and cost far less where the content had not changed (docs/results.md, "Adapting from real photos alone").
+PHOTO_BLEND = 0.5
 SHEET_COLUMNS = 8
 
 
@@ -180,8 +184,8 @@ def photo_scale(crops, real_paths):
 
     Fakes of a textured training content (scenes) carry its texture in their residual; over smoother photos
     (faces) it turns them into the training content again: at scale 1 the adapted runs lost 4.2 and 6.6 points
-    towards faces, scaled down they were level with the runs as trained (docs/results.md, "Adapting from real photos
-    alone", 6 seeds). Scaled up over more textured photos, the residuals lost 18.7 and 6.8 of what scale 1 gained."""
+    towards faces, scaled down they were level with the runs as trained (at `--blend 1`; docs/results.md, "Adapting
+    from real photos alone", 6 seeds). Scaled up over more textured photos, the residuals lost 18.7 and 6.8 of what scale 1 gained."""
     from dnadet_tf.transplant import residual_rms
 
     sample = real_paths
@@ -235,13 +239,14 @@ def photo_mix(run_dir, photos, folder, fakes=None, output=None):
     return crops[:PHOTO_REAL], made, report
 
 
-def adapt_run(run_dir, images, out, blend=1.0, batch_size=16, overwrite=False, output=None,
+def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, output=None,
               first_stage=ADAPT_FIRST_STAGE, photos=None, fakes=None):
     """Writes `out`, a run dir whose best.keras is `run_dir`'s adapted to `images` (files or folders,
     unlabeled), or, with `photos` (a folder of real photos of the new content) in place of `images`, to the mix
     `photo_mix` makes of them and the training fakes (`fakes`: their dataset spec, default the run's training
     data; a contact sheet of the mix goes to out/adaptation_images.png); returns the report written to
-    out/adaptation.json.
+    out/adaptation.json. `blend` (None: 1 with `images`, PHOTO_BLEND with `photos`) mixes the new statistics with
+    the run's own (`adapt_batchnorm`).
 
     Files that cannot be decoded or are too small are skipped with one warning line each; the open-set
     calibration is dropped (`dnadet-tf calibrate OUT --data ... --val ...` refits it on labeled images
@@ -254,6 +259,8 @@ def adapt_run(run_dir, images, out, blend=1.0, batch_size=16, overwrite=False, o
         raise RunDirError(f"out {out}: expected a new folder for the adapted run, received the run itself "
                           f"(adaptation keeps {run_dir} as it is).")
     target = RunDir(out).check(overwrite=overwrite)
+    if blend is None:
+        blend = 1.0 if photos is None else PHOTO_BLEND
     if photos is None:
         return _adapt(source, images, target, blend, batch_size, overwrite, output, first_stage)
     with tempfile.TemporaryDirectory(prefix="dnadet-tf-adapt-") as folder:

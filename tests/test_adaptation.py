@@ -222,6 +222,7 @@ def test_adapt_photos_makes_a_mix_of_crops_and_transplanted_training_fakes_and_a
     assert f"warning: 5 photos in --photos {photos}; the crops of the mix repeat them" in stdout
     with open(os.path.join(out, "adaptation.json"), encoding="utf-8") as f:
         report = json.load(f)
+    assert report["blend"] == 0.5  # the default with --photos (1 with --images)
     made = report["made_from_photos"]
     assert made["real_crops"] == PHOTO_REAL and made["fakes_per_class"] == {"nearest": 24, "transposed": 24}
     assert made["fakes_from"] == os.path.abspath(RunDir(tiny_run).config.data)
@@ -235,7 +236,7 @@ def test_adapt_photos_makes_a_mix_of_crops_and_transplanted_training_fakes_and_a
     for i, crop in enumerate(crops):
         Image.open(crop).save(folder / f"real_{i:03d}.png")
     again = str(tmp_path / "again")
-    code, _, stderr = _cli(["adapt", tiny_run, "--images", str(folder), "--out", again])
+    code, _, stderr = _cli(["adapt", tiny_run, "--images", str(folder), "--out", again, "--blend", "0.5"])
     assert code == 0, stderr
     for one, other in zip(KerasPredictor(out).model.weights, KerasPredictor(again).model.weights):
         np.testing.assert_allclose(one.numpy(), other.numpy(), rtol=1e-5, atol=1e-6)
