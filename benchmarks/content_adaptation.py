@@ -213,12 +213,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     digest = benchmark_digest(args.zoo)
     previous = {}
-    if args.json and os.path.exists(args.json):
-        with open(args.json, encoding="utf-8") as f:
-            earlier = json.load(f)
-        if earlier.get("zoo_sha256") != digest:
-            parser.error(f"--json {args.json} holds figures of zoo {str(earlier.get('zoo_sha256'))[:16]}, not of "
-                         f"--zoo {args.zoo} ({digest[:16]}); give another file, or delete it to measure anew")
+    earlier = earlier_document(parser, args.json, args.zoo, digest)
+    if earlier:
         previous = {run["run"]: run for run in earlier["runs"]}
         kept = sum(len(row) for run in args.runs for row in previous.get(run, {}).get("splits", {}).values())
         print(f"--json {args.json} exists: keeping its {kept} figures of these runs, measuring the missing ones",
@@ -233,6 +229,19 @@ def main(argv=None):
     if args.json:
         print(f"wrote {args.json}")
     return 0
+
+
+def earlier_document(parser, path, zoo, digest):
+    """The --json document already at `path` (None when there is none); one parser error line when it holds
+    figures of another zoo than `zoo` (SHA-256 `digest`)."""
+    if not path or not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        earlier = json.load(f)
+    if earlier.get("zoo_sha256") != digest:
+        parser.error(f"--json {path} holds figures of zoo {str(earlier.get('zoo_sha256'))[:16]}, not of "
+                     f"--zoo {zoo} ({digest[:16]}); give another file, or delete it to measure anew")
+    return earlier
 
 
 def runs_so_far(measured, previous, order):

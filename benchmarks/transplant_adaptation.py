@@ -35,7 +35,6 @@ Usage: python benchmarks/transplant_adaptation.py --zoo ZOO --photos DIR --runs 
     [--training-photos DIR]
 """
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -45,8 +44,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from content_adaptation import (AdaptedStatistics, accuracy, halves, runs_so_far,  # noqa: E402
-                                write_document)
+from content_adaptation import (AdaptedStatistics, accuracy, earlier_document, halves,  # noqa: E402
+                                runs_so_far, write_document)
 
 from dnadet_tf.ablation import mean_std_cell, mean_std_figures  # noqa: E402
 from dnadet_tf.adaptation import PHOTO_FAKES_PER_CLASS, PHOTO_REAL, photo_mix, training_images  # noqa: E402
@@ -200,12 +199,8 @@ def main(argv=None):
             parser.error(f"{flag} {folder}: expected a folder of photos, which does not exist")
     digest = benchmark_digest(args.zoo)
     previous, recorded = {}, None
-    if args.json and os.path.exists(args.json):
-        with open(args.json, encoding="utf-8") as f:
-            earlier = json.load(f)
-        if earlier.get("zoo_sha256") != digest:
-            parser.error(f"--json {args.json} holds figures of zoo {str(earlier.get('zoo_sha256'))[:16]}, not of "
-                         f"--zoo {args.zoo} ({digest[:16]}); give another file, or delete it to measure anew")
+    earlier = earlier_document(parser, args.json, args.zoo, digest)
+    if earlier:
         previous = {run["run"]: run for run in earlier["runs"]}
         recorded = earlier.get("training_photos")
     configure_runtime()
