@@ -309,7 +309,7 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
     save_model_atomic(model, target.best_model_path)
     report = {
         "source_run": os.path.abspath(run_dir), "images": len(paths), "skipped": skipped,
-        "inputs": [] if made else [os.path.abspath(item) for item in images], "blend": blend,
+        "inputs": [made[2]["photos"]] if made else [os.path.abspath(item) for item in images], "blend": blend,
         "first_stage": first_stage, "batch_size": batch_size,
         "calibration_dropped": had_calibration,
         "answers_before": dict(zip(class_names, (int(count) for count in answers))),

@@ -223,6 +223,7 @@ def test_adapt_photos_makes_a_mix_of_crops_and_transplanted_training_fakes_and_a
     with open(os.path.join(out, "adaptation.json"), encoding="utf-8") as f:
         report = json.load(f)
     assert report["blend"] == 0.5  # the default with --photos (1 with --images)
+    assert report["inputs"] == [os.path.abspath(photos)]
     made = report["made_from_photos"]
     assert made["real_crops"] == PHOTO_REAL and made["fakes_per_class"] == {"nearest": 24, "transposed": 24}
     assert made["fakes_from"] == os.path.abspath(RunDir(tiny_run).config.data)
