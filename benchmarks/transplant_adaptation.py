@@ -32,7 +32,7 @@ trained and after `adapt --photos DIR` (`test_as_trained`, `test_after_same_cont
 `content_adaptation.py`: with --json FILE present, only the figures it lacks are measured.
 
 Usage: python benchmarks/transplant_adaptation.py --zoo ZOO --photos DIR --runs RUN [RUN ...] [--json FILE]
-    [--training-photos DIR]
+    [--training-photos DIR] [--variants A,B,...]
 """
 import argparse
 import os
@@ -111,16 +111,19 @@ def tried_mix(zoo, photos, class_names, work, kind):
     return crops[:PHOTO_REAL], made
 
 
-def run_figures(zoo, photos, run, work, previous=None, training_photos=None):
+def run_figures(zoo, photos, run, work, previous=None, training_photos=None, variants=VARIANTS):
     """{"run", "cross_dataset": {variant: accuracy}, "training_content": {...}} of one run (figures in
     `previous` kept). With `training_photos` (real photos of the training content the zoo never used), also the
     closed set's second half as trained and after `adapt --photos` with them (`test_as_trained`,
-    `test_after_same_content_photos`): what adapting costs where the content did not change."""
+    `test_after_same_content_photos`): what adapting costs where the content did not change. `variants`: the ones
+    of VARIANTS to measure (`as_trained` always)."""
     previous = previous or {}
+    variants = ("as_trained",) + tuple(variant for variant in variants if variant != "as_trained")
     row = dict(previous.get("cross_dataset", {}))
     training_content = dict(previous.get("training_content", {}))
-    wanted = ["test_after_" + key for key in COSTED] + (list(SAME_CONTENT) if training_photos else [])
-    if all(key in row for key in VARIANTS) and all(key in training_content for key in wanted):
+    wanted = (["test_after_" + key for key in COSTED if key in variants]
+              + (list(SAME_CONTENT) if training_photos else []))
+    if all(key in row for key in variants) and all(key in training_content for key in wanted):
         return {"run": run, "cross_dataset": row, "training_content": training_content}
     run_dir = RunDir(run)
     class_names, preprocess = run_dir.class_names, run_dir.config.preprocess
@@ -142,7 +145,7 @@ def run_figures(zoo, photos, run, work, previous=None, training_photos=None):
         row["as_trained"] = accuracy(predictor, cross, scored)
     for variant, (paths, blend) in mixes.items():
         costed = variant in COSTED
-        if variant in row and (not costed or "test_after_" + variant in training_content):
+        if variant not in variants or variant in row and (not costed or "test_after_" + variant in training_content):
             continue
         with AdaptedStatistics(predictor, paths(), blend, ADAPT_FIRST_STAGE) as adapted:
             row[variant] = accuracy(adapted, cross, scored)
@@ -190,10 +193,16 @@ def main(argv=None):
     parser.add_argument("--runs", nargs="+", required=True, metavar="RUN", help="step-2 run dirs (other seeds)")
     parser.add_argument("--json", help="write the figures here (kept figures are not measured again)")
     parser.add_argument("--work", help="folder for the synthetic fakes (default: a temporary folder)")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="comma list of the figures to measure (default: all of them)")
     parser.add_argument("--training-photos", metavar="DIR",
                         help="real photos of the training content the zoo never used: also measure the closed set "
                              "after `adapt --photos` with them (no content shift)")
     args = parser.parse_args(argv)
+    variants = tuple(name for name in args.variants.split(",") if name)
+    unknown = [name for name in variants if name not in VARIANTS]
+    if unknown or not variants:
+        parser.error(f"--variants: expected a comma list of {', '.join(VARIANTS)}, received {args.variants!r}")
     for flag, folder in (("--photos", args.photos), ("--training-photos", args.training_photos)):
         if folder is not None and not os.path.isdir(folder):
             parser.error(f"{flag} {folder}: expected a folder of photos, which does not exist")
@@ -209,7 +218,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as scratch:
         for run in args.runs:
             runs.append(run_figures(args.zoo, args.photos, run, args.work or scratch, previous.get(run),
-                                    args.training_photos))
+                                    args.training_photos, variants))
             if args.json:
                 write_document(args.json, document_of(args.zoo, digest, args.photos,
                                                       runs_so_far(runs, previous, args.runs), named))

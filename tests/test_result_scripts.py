@@ -596,7 +596,18 @@ def test_transplant_adaptation_measures_adapt_photos_and_the_tried_mixes_and_res
     module.main(["--zoo", zoo, "--photos", photos, "--runs", tiny_run, "--json", path])
     text = _module("render_results").render_transplant_adaptation(path)
     assert "| `adapt --photos` | " in text and "| the photos' crops alone | 12.3 ± 0.0 |" in text
+    # --variants: only those figures (and the run as trained) are measured.
+    few = str(tmp_path / "transplant-adaptation-tiny-few.json")
+    monkeypatch.undo()
+    monkeypatch.setenv("DNADET_TF_CACHE", str(tmp_path / "cache"))
+    module.main(["--zoo", zoo, "--photos", photos, "--runs", tiny_run, "--json", few, "--variants", "made_stage3"])
+    only = json.loads(open(few).read())["runs"][0]
+    assert only["cross_dataset"] == {key: first["cross_dataset"][key] for key in ("as_trained", "made_stage3")}
+    assert only["training_content"] == {"test_after_made_stage3": first["training_content"]["test_after_made_stage3"]}
     capsys.readouterr()
+    with pytest.raises(SystemExit):
+        module.main(["--zoo", zoo, "--photos", photos, "--runs", tiny_run, "--variants", "made,photos_stage3"])
+    assert "--variants: expected a comma list of as_trained, adapted_stage3" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         module.main(["--zoo", zoo, "--photos", str(tmp_path / "none"), "--runs", tiny_run])
     assert "--photos " + str(tmp_path / "none") + ": expected a folder of photos" in capsys.readouterr().err
