@@ -57,7 +57,7 @@ from dnadet_tf.extra_real import extra_real_crops  # noqa: E402
 from dnadet_tf.images import load_rgb, save_png_atomic  # noqa: E402
 from dnadet_tf.predictor import KerasPredictor  # noqa: E402
 from dnadet_tf.runs import RunDir  # noqa: E402
-from dnadet_tf.transplant import residual_rms, transplanted_fakes  # noqa: E402
+from dnadet_tf.transplant import residual_rms  # noqa: E402
 
 VARIANTS = ("as_trained", "adapted_stage3", "photos_stage3", "made_stage3", "made_blend_0.5_stage3",
             "transplanted_stage3", "scaled_stage3", "fingerprint_stage3")
@@ -77,38 +77,44 @@ TITLES = {"as_trained": "as trained", "adapted_stage3": "adapted to the first ha
           "test_after_same_content_photos_blend_0.5": "the same with `--blend 0.5`"}
 
 
-def tried_mix(zoo, photos, class_names, work, kind):
-    """The made fakes of the mixes tried next to `adapt --photos` (`kind`: "transplanted", "scaled" or
-    "fingerprint"), drawn as `photo_mix` draws them: per fake class, in class order, PHOTO_FAKES_PER_CLASS of the
-    zoo's training fakes (seed 0) over the crops after the first PHOTO_REAL."""
+def tried_mix(run, zoo, photos, work, kind, real_crops):
+    """The made fakes of a mix tried next to `adapt --photos` (`kind`), drawn as `photo_mix` draws them
+    (`real_crops`: its real crops): "transplanted" every residual at scale 1, "scaled" at the ratio of the residual
+    RMS uncapped (`photo_mix` at those scales), "fingerprint" each fake class's mean residual over all of its
+    training fakes at scale 1, laid over the crops `photo_mix` lays that class's fakes over."""
     import tensorflow as tf
 
     from dnadet_tf.transplant import gaussian_kernel, high_frequency_residual
 
-    training = training_images(benchmark_split(zoo, "train"), class_names)
-    groups = {name: paths for name, paths in training.items() if name != REAL_CLASS and paths}
-    crops = extra_real_crops(photos, PHOTO_REAL + PHOTO_FAKES_PER_CLASS * len(groups), flag="--photos")
-    scale = 1.0
+    train = benchmark_split(zoo, "train")
+    folder = os.path.join(work, kind)
+    if kind == "transplanted":
+        return photo_mix(run, photos, folder, fakes=train, scale=1.0)[1]
+    training = training_images(train, RunDir(run).class_names)
     if kind == "scaled":
-        scale = residual_rms(crops[:PHOTO_REAL]) / residual_rms(training[REAL_CLASS])
-    rng = np.random.default_rng(0)
+        ratio = residual_rms(real_crops) / residual_rms(training[REAL_CLASS])
+        return photo_mix(run, photos, folder, fakes=train, scale=ratio)[1]
+    groups = [name for name, paths in training.items() if name != REAL_CLASS and paths]
+    crops = extra_real_crops(photos, PHOTO_REAL + PHOTO_FAKES_PER_CLASS * len(groups), flag="--photos")
     kernel = tf.constant(gaussian_kernel())
-    made = []
-    for k, (name, paths) in enumerate(groups.items()):
-        chosen = [paths[i] for i in rng.permutation(len(paths))[:PHOTO_FAKES_PER_CLASS]]
-        under = crops[PHOTO_REAL + k * PHOTO_FAKES_PER_CLASS:][:len(chosen)]
-        folder = os.path.join(work, kind, name)
-        if kind != "fingerprint":
-            made += transplanted_fakes(chosen, under, folder, scale)
-            continue
+    made = {}
+    for k, name in enumerate(groups):
+        paths = training[name]
+        under = crops[PHOTO_REAL + k * PHOTO_FAKES_PER_CLASS:][:min(len(paths), PHOTO_FAKES_PER_CLASS)]
         pattern = np.mean([high_frequency_residual(tf.constant(load_rgb(path), tf.float32), kernel).numpy()
                            for path in paths], axis=0)
-        os.makedirs(folder, exist_ok=True)
+        os.makedirs(os.path.join(folder, name), exist_ok=True)
+        made[name] = []
         for j, crop in enumerate(under):
             photo = tf.image.resize(tf.constant(load_rgb(crop), tf.float32), pattern.shape[:2]).numpy()
-            made.append(os.path.join(folder, f"fake_{j:05d}.png"))
-            save_png_atomic(np.round(np.clip(photo + pattern, 0, 255)).astype(np.uint8), made[-1])
-    return crops[:PHOTO_REAL], made
+            made[name].append(os.path.join(folder, name, f"fake_{j:05d}.png"))
+            save_png_atomic(np.round(np.clip(photo + pattern, 0, 255)).astype(np.uint8), made[name][-1])
+    return made
+
+
+def flattened(made):
+    """The made fakes of every class ({class: paths}), in class order."""
+    return [path for paths in made.values() for path in paths]
 
 
 def run_figures(zoo, photos, run, work, previous=None, training_photos=None, variants=VARIANTS):
@@ -134,13 +140,13 @@ def run_figures(zoo, photos, run, work, previous=None, training_photos=None, var
     adapt_on, scored = halves(len(cross.paths))
     test_scored = halves(len(test.paths))[1]
     real_crops, made, _ = photo_mix(run, photos, os.path.join(work, "made"), fakes=benchmark_split(zoo, "train"))
-    made_mix = real_crops + [path for paths in made.values() for path in paths]
+    made_mix = real_crops + flattened(made)
     mixes = {"adapted_stage3": (lambda: [cross.paths[i] for i in adapt_on], 1.0),
              "photos_stage3": (lambda: real_crops, 1.0), "made_stage3": (lambda: made_mix, 1.0),
              "made_blend_0.5_stage3": (lambda: made_mix, 0.5)}
     for kind in ("transplanted", "scaled", "fingerprint"):
-        mixes[f"{kind}_stage3"] = (lambda kind=kind: real_crops + tried_mix(zoo, photos, class_names, work, kind)[1],
-                                   1.0)
+        mixes[f"{kind}_stage3"] = (lambda kind=kind: real_crops + flattened(
+            tried_mix(run, zoo, photos, work, kind, real_crops)), 1.0)
     if "as_trained" not in row:
         row["as_trained"] = accuracy(predictor, cross, scored)
     for variant, (paths, blend) in mixes.items():
@@ -158,8 +164,7 @@ def run_figures(zoo, photos, run, work, previous=None, training_photos=None, var
             continue
         same_crops, same_made, _ = photo_mix(run, training_photos, os.path.join(work, "same"),
                                              fakes=benchmark_split(zoo, "train"))
-        with AdaptedStatistics(predictor, same_crops + [path for paths in same_made.values() for path in paths],
-                               blend, ADAPT_FIRST_STAGE) as adapted:
+        with AdaptedStatistics(predictor, same_crops + flattened(same_made), blend, ADAPT_FIRST_STAGE) as adapted:
             training_content[key] = accuracy(adapted, test, test_scored)
     print(f"{run} cross-dataset ({len(scored)} scored): "
           + ", ".join(f"{key} {100 * value:.1f}" for key, value in {**row, **training_content}.items()), flush=True)
@@ -173,7 +178,8 @@ def document_of(zoo, digest, photos, runs, training_photos=None):
     summary = {f"{part}/{key}": mean_std_figures([run[part].get(key) for run in runs]) for part, key in keys
                if all(key in run[part] for run in runs)}
     return {"zoo": os.path.abspath(zoo), "zoo_sha256": digest, "photos": os.path.abspath(photos),
-            "training_photos": os.path.abspath(training_photos) if training_photos else None, "real": PHOTO_REAL, "fakes_per_class": PHOTO_FAKES_PER_CLASS, "first_stage": ADAPT_FIRST_STAGE, "runs": runs,
+            "training_photos": os.path.abspath(training_photos) if training_photos else None, "real": PHOTO_REAL,
+            "fakes_per_class": PHOTO_FAKES_PER_CLASS, "first_stage": ADAPT_FIRST_STAGE, "runs": runs,
             "summary": summary}
 
 

@@ -185,7 +185,8 @@ def photo_scale(crops, real_paths):
     Fakes of a textured training content (scenes) carry its texture in their residual; over smoother photos
     (faces) it turns them into the training content again: at scale 1 the adapted runs lost 4.2 and 6.6 points
     towards faces, scaled down they were level with the runs as trained (at `--blend 1`; docs/results.md, "Adapting
-    from real photos alone", 6 seeds). Scaled up over more textured photos, the residuals lost 18.7 and 6.8 of what scale 1 gained."""
+    from real photos alone", 6 seeds). Scaled up over more textured photos, the residuals lost 18.7 and 6.8 of what
+    scale 1 gained."""
     from dnadet_tf.transplant import residual_rms
 
     sample = real_paths
@@ -196,12 +197,12 @@ def photo_scale(crops, real_paths):
     return min(1.0, residual_rms(crops) / training) if training > 0 else 1.0
 
 
-def photo_mix(run_dir, photos, folder, fakes=None, output=None):
+def photo_mix(run_dir, photos, folder, fakes=None, output=None, scale=None):
     """(real crops, {fake class: made fakes}, report) of `adapt --photos`: PHOTO_REAL 128 px crops of the photos
     in the folder `photos` (cut and cached as `fit --extra-real`'s), and per fake class of the run
     PHOTO_FAKES_PER_CLASS of its training fakes (drawn with seed 0) laid over further crops, scaled by
-    `photo_scale`, written to `folder`. `fakes`: the dataset spec of the training fakes (default: the run's
-    training data); a line to `output` warns when there are fewer than FEW_IMAGES photos. Raises DataError when
+    `photo_scale` (or by `scale`, when given), written to `folder`. `fakes`: the dataset spec of the training fakes
+    (default: the run's training data); a line to `output` warns when there are fewer than FEW_IMAGES photos. Raises DataError when
     the run has no real class or `fakes` no fake or no real image of its classes."""
     from dnadet_tf.data import real_class_candidates
     from dnadet_tf.extra_real import extra_real_crops, source_photos
@@ -226,7 +227,8 @@ def photo_mix(run_dir, photos, folder, fakes=None, output=None):
         print(f"warning: {count} photos in --photos {photos}; the crops of the mix repeat them (20 and 60 did "
               f"as well: docs/results.md, 'Adapting from real photos alone').", file=output, flush=True)
     crops = extra_real_crops(photos, PHOTO_REAL + PHOTO_FAKES_PER_CLASS * len(groups), output, flag="--photos")
-    scale = photo_scale(crops[:PHOTO_REAL], training[real_class])
+    if scale is None:
+        scale = photo_scale(crops[:PHOTO_REAL], training[real_class])
     rng = np.random.default_rng(0)
     made = {}
     for k, (name, paths) in enumerate(groups.items()):

@@ -82,7 +82,8 @@ def extra_real_crops(source, count, output=None, processing=None, flag="--extra-
     PNG, or processed by `processing` ((kind, value) of `photo_processing.parse_processing`, or None).
 
     When crops must be cut, a photo that cannot be read, or whose shorter side is below 128 px, stops with one
-    DataError line naming it and `flag` (the option that gave the photos) (cached crops were cut from photos that passed, under the same names and sizes).
+    DataError line naming it and `flag`, the option that gave the photos (cached crops were cut from photos that
+    passed, under the same names and sizes).
     """
     from PIL import Image
 
