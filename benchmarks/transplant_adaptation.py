@@ -14,18 +14,20 @@ cross-dataset split's first half's shares. Stages 3-4 re-estimated (`adapt`'s de
 - `adapted_stage3`: adapted to the split's first half (real fakes and real photos of the new content, unlabeled):
   what `adapt --images` gets from images as they come;
 - `photos_stage3`: adapted to the PHOTO_REAL crops alone (the photos without fakes);
-- `made_stage3`: `adapt --photos` (the crops and the made fakes, `photo_mix` itself);
-- `made_blend_0.5_stage3`: `adapt --photos --blend 0.5` (half the run's own statistics kept);
+- `made_stage3`: `adapt --photos --blend 1` (the crops and the made fakes, `photo_mix` itself, the run's own
+  statistics replaced);
+- `made_blend_0.5_stage3`: `adapt --photos` (`--blend 0.5`, its default: half the run's own statistics kept),
+  and `made_blend_{0.25,0.75}_stage3` at the blends either side of it;
 - `transplanted_stage3`: the same fakes with every residual at scale 1;
 - `scaled_stage3`: at the ratio of the residual RMS, not capped at 1 (above 1 over photos of finer texture);
 - `fingerprint_stage3`: each class's mean residual over all of its training fakes (its fixed pattern) in place of
   one fake's, at scale 1;
 
-and the closed set's second half after `made_stage3`, `made_blend_0.5_stage3` and `transplanted_stage3`
-(`test_after_<variant>`); with
---training-photos DIR (real photos of the training content the zoo never used), the closed set's second half as
-trained and after `adapt --photos DIR` (`test_as_trained`, `test_after_same_content_photos`, and with `--blend 0.5`
-`test_after_same_content_photos_blend_0.5`): the cost of adapting where the content did not change.
+and the closed set's second half after each `made_*` variant and `transplanted_stage3` (`test_after_<variant>`);
+with --training-photos DIR (real photos of the training content the zoo never used), the closed set's second half
+as trained and after `adapt --photos DIR` (`test_as_trained`, `test_after_same_content_photos` at `--blend 1`,
+`test_after_same_content_photos_blend_<b>` at the other blends): the cost of adapting where the content did not
+change.
 
 --photos must be real photos of the cross-dataset content that the zoo never used (`faces_scenes_photos.py
 --other 60` writes them to OUT/other). The made fakes go to --work (default: a temporary folder). Resumable like
@@ -59,22 +61,27 @@ from dnadet_tf.predictor import KerasPredictor  # noqa: E402
 from dnadet_tf.runs import RunDir  # noqa: E402
 from dnadet_tf.transplant import residual_rms  # noqa: E402
 
-VARIANTS = ("as_trained", "adapted_stage3", "photos_stage3", "made_stage3", "made_blend_0.5_stage3",
-            "transplanted_stage3", "scaled_stage3", "fingerprint_stage3")
-COSTED = ("made_stage3", "made_blend_0.5_stage3", "transplanted_stage3")  # their cost on the training content too
-SAME_CONTENT = ("test_as_trained", "test_after_same_content_photos",  # with --training-photos
-                "test_after_same_content_photos_blend_0.5")
+BLENDS = (0.25, 0.5, 0.75)  # `adapt --photos --blend` below 1 (0.5, PHOTO_BLEND, its default)
+MADE = ("made_stage3",) + tuple(f"made_blend_{blend}_stage3" for blend in BLENDS)  # blend 1, then BLENDS
+VARIANTS = ("as_trained", "adapted_stage3", "photos_stage3") + MADE + ("transplanted_stage3", "scaled_stage3",
+                                                                       "fingerprint_stage3")
+COSTED = MADE + ("transplanted_stage3",)  # their cost on the training content too
+SAME_BLENDS = {"test_after_same_content_photos": 1.0,  # with --training-photos: key -> blend
+               **{f"test_after_same_content_photos_blend_{blend}": blend for blend in BLENDS}}
+SAME_CONTENT = ("test_as_trained",) + tuple(SAME_BLENDS)
 TITLES = {"as_trained": "as trained", "adapted_stage3": "adapted to the first half (`--images`)",
-          "photos_stage3": "the photos' crops alone", "made_stage3": "`adapt --photos`",
-          "made_blend_0.5_stage3": "`adapt --photos --blend 0.5`",
+          "photos_stage3": "the photos' crops alone", "made_stage3": "`adapt --photos --blend 1`",
+          **{f"made_blend_{blend}_stage3": f"`adapt --photos --blend {blend}`" for blend in BLENDS},
           "transplanted_stage3": "residuals at scale 1", "scaled_stage3": "residuals at the RMS ratio, uncapped",
           "fingerprint_stage3": "class fingerprints",
-          "test_after_made_stage3": "closed set after `adapt --photos`",
-          "test_after_made_blend_0.5_stage3": "closed set after `adapt --photos --blend 0.5`",
+          "test_after_made_stage3": "closed set after `adapt --photos --blend 1`",
+          **{f"test_after_made_blend_{blend}_stage3": f"closed set after `adapt --photos --blend {blend}`"
+             for blend in BLENDS},
           "test_after_transplanted_stage3": "closed set after residuals at scale 1",
           "test_as_trained": "closed set as trained",
-          "test_after_same_content_photos": "closed set after `adapt --photos` with photos of the training content",
-          "test_after_same_content_photos_blend_0.5": "the same with `--blend 0.5`"}
+          "test_after_same_content_photos": "closed set after `adapt --photos --blend 1` with photos of the training "
+                                            "content",
+          **{f"test_after_same_content_photos_blend_{blend}": f"the same with `--blend {blend}`" for blend in BLENDS}}
 
 
 def tried_mix(run, zoo, photos, work, kind, real_crops):
@@ -143,7 +150,7 @@ def run_figures(zoo, photos, run, work, previous=None, training_photos=None, var
     made_mix = real_crops + flattened(made)
     mixes = {"adapted_stage3": (lambda: [cross.paths[i] for i in adapt_on], 1.0),
              "photos_stage3": (lambda: real_crops, 1.0), "made_stage3": (lambda: made_mix, 1.0),
-             "made_blend_0.5_stage3": (lambda: made_mix, 0.5)}
+             **{f"made_blend_{blend}_stage3": (lambda: made_mix, blend) for blend in BLENDS}}
     for kind in ("transplanted", "scaled", "fingerprint"):
         mixes[f"{kind}_stage3"] = (lambda kind=kind: real_crops + flattened(
             tried_mix(run, zoo, photos, work, kind, real_crops)), 1.0)
@@ -159,12 +166,15 @@ def run_figures(zoo, photos, run, work, previous=None, training_photos=None, var
                 training_content["test_after_" + variant] = accuracy(adapted, test, test_scored)
     if training_photos and "test_as_trained" not in training_content:
         training_content["test_as_trained"] = accuracy(predictor, test, test_scored)
-    for key, blend in (("test_after_same_content_photos", 1.0), ("test_after_same_content_photos_blend_0.5", 0.5)):
+    same_mix = None
+    for key, blend in SAME_BLENDS.items():
         if not training_photos or key in training_content:
             continue
-        same_crops, same_made, _ = photo_mix(run, training_photos, os.path.join(work, "same"),
-                                             fakes=benchmark_split(zoo, "train"))
-        with AdaptedStatistics(predictor, same_crops + flattened(same_made), blend, ADAPT_FIRST_STAGE) as adapted:
+        if same_mix is None:
+            same_crops, same_made, _ = photo_mix(run, training_photos, os.path.join(work, "same"),
+                                                 fakes=benchmark_split(zoo, "train"))
+            same_mix = same_crops + flattened(same_made)
+        with AdaptedStatistics(predictor, same_mix, blend, ADAPT_FIRST_STAGE) as adapted:
             training_content[key] = accuracy(adapted, test, test_scored)
     print(f"{run} cross-dataset ({len(scored)} scored): "
           + ", ".join(f"{key} {100 * value:.1f}" for key, value in {**row, **training_content}.items()), flush=True)
