@@ -102,7 +102,8 @@ def tried_mix(run, zoo, photos, work, kind, real_crops):
         ratio = residual_rms(real_crops) / residual_rms(training[REAL_CLASS])
         return photo_mix(run, photos, folder, fakes=train, scale=ratio)[1]
     groups = [name for name, paths in training.items() if name != REAL_CLASS and paths]
-    crops = extra_real_crops(photos, PHOTO_REAL + PHOTO_FAKES_PER_CLASS * len(groups), flag="--photos")
+    crops = extra_real_crops(photos, PHOTO_REAL + PHOTO_FAKES_PER_CLASS * len(groups), flag="--photos",
+                             packaged=False)
     kernel = tf.constant(gaussian_kernel())
     made = {}
     for k, name in enumerate(groups):

@@ -222,11 +222,12 @@ def photo_mix(run_dir, photos, folder, fakes=None, output=None, scale=None):
         lacking = "fakes of the run's classes" if not groups else f"real images (class '{real_class}')"
         raise DataError(f"--fakes {fakes}: expected the run's training images, fakes and real photos; found no "
                         f"{lacking} to lay over the photos and measure their texture against.")
-    count = len(source_photos(photos, "--photos"))
+    count = len(source_photos(photos, "--photos", packaged=False))
     if count < FEW_IMAGES and output is not None:
         print(f"warning: {count} photos in --photos {photos}; the crops of the mix repeat them (20 and 60 did "
               f"as well: docs/results.md, 'Adapting from real photos alone').", file=output, flush=True)
-    crops = extra_real_crops(photos, PHOTO_REAL + PHOTO_FAKES_PER_CLASS * len(groups), output, flag="--photos")
+    crops = extra_real_crops(photos, PHOTO_REAL + PHOTO_FAKES_PER_CLASS * len(groups), output, flag="--photos",
+                             packaged=False)
     if scale is None:
         scale = photo_scale(crops[:PHOTO_REAL], training[real_class])
     rng = np.random.default_rng(0)

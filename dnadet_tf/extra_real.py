@@ -44,18 +44,18 @@ AUTO = "auto"
 AUTO_KINDS = ("jpeg",)
 
 
-def source_photos(source, flag="--extra-real"):
-    """The photo paths of an --extra-real source ("packaged" or a folder), in `images.find_images` order.
+def source_photos(source, flag="--extra-real", packaged=True):
+    """The photo paths of a source of photos, in `images.find_images` order: a folder, or with `packaged`
+    (an --extra-real source) also "packaged", the photos shipped with the package.
 
     Raises DataError for a folder that does not exist or holds no image, naming `flag` (the option that gave it).
     """
     from dnadet_tf.images import find_images
     from dnadet_tf.zoo.photos import PACKAGED_PHOTOS
 
-    folder = PACKAGED_PHOTOS if source == PACKAGED and flag == "--extra-real" else source
+    folder = PACKAGED_PHOTOS if packaged and source == PACKAGED else source
     if not os.path.isdir(folder):
-        expected = (f"'{AUTO}', '{PACKAGED}', '{NONE}' or a folder of photos" if flag == "--extra-real"
-                    else "a folder of photos")
+        expected = f"'{AUTO}', '{PACKAGED}', '{NONE}' or a folder of photos" if packaged else "a folder of photos"
         raise DataError(f"{flag}: expected {expected}, received {source!r}, which is not a folder.")
     paths = find_images(folder)
     if not paths:
@@ -77,9 +77,9 @@ def cache_folder(paths, count, processing=None):
     return os.path.join(cache_root(), f"extra-real-{key.hexdigest()[:16]}")
 
 
-def extra_real_crops(source, count, output=None, processing=None, flag="--extra-real"):
-    """Paths of `count` 128 px crops of the photos of `source`, written to the cache folder if not there yet:
-    PNG, or processed by `processing` ((kind, value) of `photo_processing.parse_processing`, or None).
+def extra_real_crops(source, count, output=None, processing=None, flag="--extra-real", packaged=True):
+    """Paths of `count` 128 px crops of the photos of `source` (`source_photos`'), written to the cache folder if
+    not there yet: PNG, or processed by `processing` ((kind, value) of `photo_processing.parse_processing`, or None).
 
     When crops must be cut, a photo that cannot be read, or whose shorter side is below 128 px, stops with one
     DataError line naming it and `flag`, the option that gave the photos (cached crops were cut from photos that
@@ -91,7 +91,7 @@ def extra_real_crops(source, count, output=None, processing=None, flag="--extra-
     from dnadet_tf.photo_processing import save_processed, suffix
     from dnadet_tf.zoo.photos import CROP, crop_for
 
-    paths = source_photos(source, flag)
+    paths = source_photos(source, flag, packaged)
     folder = cache_folder(paths, count, processing)
     stems = [os.path.join(folder, f"extra-real_{i:05d}") for i in range(count)]
     crops = [stem + suffix(processing) for stem in stems]

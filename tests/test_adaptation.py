@@ -254,6 +254,10 @@ def test_adapt_photos_errors_name_the_flag_and_write_nothing(tiny_run, upsamplin
     code, _, stderr = _cli(["adapt", tiny_run, "--photos", missing, "--out", str(out)])
     assert code == 2 and stderr.strip() == (f"dnadet-tf adapt: error: --photos: expected a folder of photos, "
                                             f"received {missing!r}, which is not a folder.")
+    monkeypatch.chdir(tmp_path)  # `--extra-real packaged` names the shipped photos; `--photos packaged` a folder only
+    code, _, stderr = _cli(["adapt", tiny_run, "--photos", "packaged", "--out", str(out)])
+    assert code == 2 and stderr.strip() == ("dnadet-tf adapt: error: --photos: expected a folder of photos, "
+                                            "received 'packaged', which is not a folder.")
     code, _, stderr = _cli(["adapt", tiny_run, "--images", upsampling_data["test"], "--fakes",
                             upsampling_data["train"], "--out", str(out)])
     assert code == 2 and stderr.strip() == ("dnadet-tf adapt: error: --fakes: expected with --photos (the fakes to "
