@@ -46,7 +46,8 @@ def register(subparsers):
     parser.add_argument("--out", required=True, help="the adapted run dir to write (RUN itself is kept)")
     parser.add_argument("--blend", type=float, default=None,
                         help="share of the new images in the statistics, 0 to 1 (1: theirs alone; 0.5: half the "
-                             "run's own, for a mix of both contents) (default: 1 with --images, 0.5 with --photos)")
+                             "run's own, for a mix of both contents; with --photos, 0.25 keeps the training content "
+                             "and gives up a little of the new one) (default: 1 with --images, 0.5 with --photos)")
     parser.add_argument("--first-stage", type=int, default=ADAPT_FIRST_STAGE, metavar="S",
                         help="re-estimate the BatchNorms of this encoder stage and the later ones, keep the "
                              "earlier ones (3: stages 3-4, where the content shift sits, docs/results.md 'Adapting to "
