@@ -2,6 +2,7 @@
 
     python benchmarks/faces_scenes_photos.py --out DIR [--shared ../shared/data] [--faces 60] [--scenes 40]
         [--finetune 30] [--other 0] [--seed 0] [--swap] [--cross-content scenes|lossless]
+        [--training-content faces|scenes]
     dnadet-tf zoo build --photos DIR --out ZOO
 
 Writes DIR/a (faces: the training domain A), DIR/b (scenes: the cross-dataset domain B) and DIR/c (other
@@ -10,7 +11,9 @@ adds DIR/other, the next N photos of the cross-dataset content (none of them in 
 to attribute that the zoo never saw, for `fit --extra-real DIR/other`; `--swap`
 makes the scenes -> faces zoo instead (scenes in a/ and c/, faces in b/; the counts keep their folders:
 --faces photos in a/, --scenes in b/, --finetune in c/); `--cross-content lossless` takes the lossless
-photos (CBSD68, CSet14, CUrban100: PNG, never JPEG-compressed) where scenes would be, for a third content pair. Which
+photos (CBSD68, CSet14, CUrban100: PNG, never JPEG-compressed) where scenes would be, for a third content pair;
+`--training-content scenes` takes scenes where faces would be (with `--cross-content lossless`: scenes -> lossless
+photos, and with `--swap` lossless photos -> scenes, two textured contents). Which
 photos are taken is fixed: candidates are ordered by the SHA-256 of "<seed>:<file name>" and the first ones
 are kept (faces for a, the next faces for c), so the same arguments always make the same folder and the zoo
 built from it the same fingerprint. The shared photos are for local benchmarks only; the folder must never be
@@ -57,10 +60,16 @@ def main(argv=None):
     parser.add_argument("--cross-content", choices=("scenes", "lossless"), default="scenes",
                         help="the shared photo folder in place of scenes: 'lossless' is 168 PNG photos (city, "
                              "nature, objects; never JPEG-compressed, where faces and scenes are JPEG)")
+    parser.add_argument("--training-content", choices=("faces", "scenes"), default="faces",
+                        help="the shared photo folder of a/ and c/ (b/ and other/ with --swap); 'scenes' needs "
+                             "--cross-content lossless")
     args = parser.parse_args(argv)
+    if args.training_content == args.cross_content:
+        parser.error(f"--training-content {args.training_content}: expected a content other than --cross-content "
+                     f"{args.cross_content}, received the same")
     if os.path.exists(args.out):
         parser.error(f"--out {args.out} exists; choose a new folder")
-    training_dir = os.path.join(args.shared, "photos", "faces")
+    training_dir = os.path.join(args.shared, "photos", args.training_content)
     cross_dir = os.path.join(args.shared, "photos", args.cross_content)
     for folder in (training_dir, cross_dir):
         if not os.path.isdir(folder):
@@ -78,7 +87,8 @@ def main(argv=None):
     if args.other:
         link_all(cross[args.scenes : args.scenes + args.other], os.path.join(args.out, "other"))
     json.dump({"a": args.faces, "b": args.scenes, "c": args.finetune, "other": args.other, "seed": args.seed,
-               "swap": args.swap, "cross_content": args.cross_content}, sys.stdout)
+               "swap": args.swap, "cross_content": args.cross_content, "training_content": args.training_content},
+              sys.stdout)
     print()
 
 
