@@ -644,6 +644,15 @@ def test_faces_scenes_photos_links_a_fixed_selection_and_swaps_the_contents(tmp_
                for name in os.listdir(tmp_path / "fl" / "b"))
     assert sorted(os.listdir(tmp_path / "fl" / "a")) == listing["fs"]["a"]
     assert '"cross_content": "lossless"' in capsys.readouterr().out
+    # --training-content scenes: scenes where faces were (the same ranking as scenes in the scenes -> faces zoo).
+    module.main(["--out", str(tmp_path / "sl"), "--training-content", "scenes", "--cross-content", "lossless"] + common)
+    assert sorted(os.listdir(tmp_path / "sl" / "a")) == listing["sf"]["a"]
+    assert sorted(os.listdir(tmp_path / "sl" / "b")) == sorted(os.listdir(tmp_path / "fl" / "b"))
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        module.main(["--out", str(tmp_path / "ss"), "--training-content", "scenes"] + common)
+    assert "--training-content scenes: expected a content other than --cross-content scenes" in capsys.readouterr().err
+    assert not (tmp_path / "ss").exists()
 
 
 def _benchmark_of(test_root, zoo):
