@@ -16,8 +16,8 @@ cross-dataset split's first half's shares. Stages 3-4 re-estimated (`adapt`'s de
 - `photos_stage3`: adapted to the PHOTO_REAL crops alone (the photos without fakes);
 - `made_stage3`: `adapt --photos --blend 1` (the crops and the made fakes, `photo_mix` itself, the run's own
   statistics replaced);
-- `made_blend_0.5_stage3`: `adapt --photos` (`--blend 0.5`, its default: half the run's own statistics kept),
-  and `made_blend_{0.1,0.25,0.75}_stage3` at the blends either side of it;
+- `made_blend_<b>_stage3`: `adapt --photos --blend b` for b in BLENDS (0.25 its default: three quarters of the
+  run's own statistics kept; 0.5 the default before the blends were compared);
 - `transplanted_stage3`: the same fakes with every residual at scale 1;
 - `scaled_stage3`: at the ratio of the residual RMS, not capped at 1 (above 1 over photos of finer texture);
 - `fingerprint_stage3`: each class's mean residual over all of its training fakes (its fixed pattern) in place of
@@ -61,7 +61,7 @@ from dnadet_tf.predictor import KerasPredictor  # noqa: E402
 from dnadet_tf.runs import RunDir  # noqa: E402
 from dnadet_tf.transplant import residual_rms  # noqa: E402
 
-BLENDS = (0.1, 0.25, 0.5, 0.75)  # `adapt --photos --blend` below 1 (0.5, PHOTO_BLEND, its default)
+BLENDS = (0.1, 0.25, 0.5, 0.75)  # `adapt --photos --blend` below 1 (0.25, PHOTO_BLEND, its default)
 MADE = ("made_stage3",) + tuple(f"made_blend_{blend}_stage3" for blend in BLENDS)  # blend 1, then BLENDS
 VARIANTS = ("as_trained", "adapted_stage3", "photos_stage3") + MADE + ("transplanted_stage3", "scaled_stage3",
                                                                        "fingerprint_stage3")

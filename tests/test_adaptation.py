@@ -207,7 +207,7 @@ def test_adapt_photos_makes_a_mix_of_crops_and_transplanted_training_fakes_and_a
         tiny_run, upsampling_data, tmp_path, monkeypatch):
     from PIL import Image
 
-    from dnadet_tf.adaptation import PHOTO_REAL, photo_mix
+    from dnadet_tf.adaptation import PHOTO_BLEND, PHOTO_REAL, photo_mix
     from dnadet_tf.images import load_rgb
     from synthetic import make_photos
 
@@ -222,7 +222,7 @@ def test_adapt_photos_makes_a_mix_of_crops_and_transplanted_training_fakes_and_a
     assert f"warning: 5 photos in --photos {photos}; the crops of the mix repeat them" in stdout
     with open(os.path.join(out, "adaptation.json"), encoding="utf-8") as f:
         report = json.load(f)
-    assert report["blend"] == 0.5  # the default with --photos (1 with --images)
+    assert report["blend"] == PHOTO_BLEND == 0.25  # the default with --photos (1 with --images)
     assert report["inputs"] == [os.path.abspath(photos)]
     made = report["made_from_photos"]
     assert made["real_crops"] == PHOTO_REAL and made["fakes_per_class"] == {"nearest": 24, "transposed": 24}
@@ -237,7 +237,7 @@ def test_adapt_photos_makes_a_mix_of_crops_and_transplanted_training_fakes_and_a
     for i, crop in enumerate(crops):
         Image.open(crop).save(folder / f"real_{i:03d}.png")
     again = str(tmp_path / "again")
-    code, _, stderr = _cli(["adapt", tiny_run, "--images", str(folder), "--out", again, "--blend", "0.5"])
+    code, _, stderr = _cli(["adapt", tiny_run, "--images", str(folder), "--out", again, "--blend", str(PHOTO_BLEND)])
     assert code == 0, stderr
     for one, other in zip(KerasPredictor(out).model.weights, KerasPredictor(again).model.weights):
         np.testing.assert_allclose(one.numpy(), other.numpy(), rtol=1e-5, atol=1e-6)
