@@ -56,7 +56,7 @@ from dnadet_tf.data import REAL_CLASS, benchmark_digest, benchmark_split  # noqa
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
 from dnadet_tf.evaluation import load_labeled  # noqa: E402
 from dnadet_tf.extra_real import extra_real_crops  # noqa: E402
-from dnadet_tf.images import load_rgb, save_png_atomic  # noqa: E402
+from dnadet_tf.images import load_rgb  # noqa: E402
 from dnadet_tf.predictor import KerasPredictor  # noqa: E402
 from dnadet_tf.runs import RunDir  # noqa: E402
 from dnadet_tf.transplant import residual_rms  # noqa: E402
@@ -91,7 +91,7 @@ def tried_mix(run, zoo, photos, work, kind, real_crops):
     training fakes at scale 1, laid over the crops `photo_mix` lays that class's fakes over."""
     import tensorflow as tf
 
-    from dnadet_tf.transplant import gaussian_kernel, high_frequency_residual
+    from dnadet_tf.transplant import gaussian_kernel, high_frequency_residual, laid_over
 
     train = benchmark_split(zoo, "train")
     folder = os.path.join(work, kind)
@@ -112,11 +112,9 @@ def tried_mix(run, zoo, photos, work, kind, real_crops):
         pattern = np.mean([high_frequency_residual(tf.constant(load_rgb(path), tf.float32), kernel).numpy()
                            for path in paths], axis=0)
         os.makedirs(os.path.join(folder, name), exist_ok=True)
-        made[name] = []
-        for j, crop in enumerate(under):
-            photo = tf.image.resize(tf.constant(load_rgb(crop), tf.float32), pattern.shape[:2]).numpy()
-            made[name].append(os.path.join(folder, name, f"fake_{j:05d}.png"))
-            save_png_atomic(np.round(np.clip(photo + pattern, 0, 255)).astype(np.uint8), made[name][-1])
+        made[name] = [os.path.join(folder, name, f"fake_{j:05d}.png") for j in range(len(under))]
+        for crop, path in zip(under, made[name]):
+            laid_over(crop, pattern, path)
     return made
 
 

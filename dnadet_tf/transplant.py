@@ -116,11 +116,20 @@ def residual_rms(paths, kernel=None):
     return float(np.sqrt(np.mean(squares)))
 
 
+def laid_over(photo_path, residual, path):
+    """Writes the photo at `photo_path` resized to the size of `residual` ((H, W, 3) float32, pixel units) plus
+    `residual`, clipped to [0, 255] and rounded, as a PNG at `path`."""
+    from dnadet_tf.images import load_rgb, save_png_atomic
+
+    photo = tf.image.resize(tf.constant(load_rgb(photo_path), tf.float32), residual.shape[:2]).numpy()
+    save_png_atomic(np.round(np.clip(photo + residual, 0.0, 255.0)).astype(np.uint8), path)
+
+
 def transplanted_fakes(fakes, photos, folder, scale=1.0):
     """Writes one fake of new content per pair of `fakes` and `photos` (image paths, same length) to `folder` as PNG:
-    the photo resized to the fake's size plus `scale` times the fake's high-frequency residual, clipped to
-    [0, 255] and rounded. Returns the written paths, in order (`fake_<i>.png`)."""
-    from dnadet_tf.images import load_rgb, save_png_atomic
+    the photo resized to the fake's size plus `scale` times the fake's high-frequency residual (`laid_over`).
+    Returns the written paths, in order (`fake_<i>.png`)."""
+    from dnadet_tf.images import load_rgb
 
     if len(fakes) != len(photos):
         raise ValueError(f"fakes and photos: expected lists of one length, received {len(fakes)} and {len(photos)}.")
@@ -128,10 +137,7 @@ def transplanted_fakes(fakes, photos, folder, scale=1.0):
     os.makedirs(folder, exist_ok=True)
     written = []
     for i, (fake_path, photo_path) in enumerate(zip(fakes, photos)):
-        fake = tf.constant(load_rgb(fake_path), tf.float32)
-        photo = tf.image.resize(tf.constant(load_rgb(photo_path), tf.float32), tf.shape(fake)[:2])
-        moved = tf.clip_by_value(photo + scale * high_frequency_residual(fake, kernel), 0.0, 255.0)
-        path = os.path.join(folder, f"fake_{i:05d}.png")
-        save_png_atomic(np.round(moved.numpy()).astype(np.uint8), path)
-        written.append(path)
+        residual = scale * high_frequency_residual(tf.constant(load_rgb(fake_path), tf.float32), kernel)
+        written.append(os.path.join(folder, f"fake_{i:05d}.png"))
+        laid_over(photo_path, residual.numpy(), written[-1])
     return written
