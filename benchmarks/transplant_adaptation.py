@@ -18,6 +18,8 @@ cross-dataset split's first half's shares. Stages 3-4 re-estimated (`adapt`'s de
   statistics replaced);
 - `made_blend_<b>_stage3`: `adapt --photos --blend b` for b in BLENDS (0.25 its default: three quarters of the
   run's own statistics kept; 0.5 the default before the blends were compared);
+- `made_blend_0.25_stage<s>`: the default blend with `--first-stage s` for s in FIRST_STAGES (stages s-4
+  re-estimated, 3 the default);
 - `transplanted_stage3`: the same fakes with every residual at scale 1;
 - `scaled_stage3`: at the ratio of the residual RMS, not capped at 1 (above 1 over photos of finer texture);
 - `fingerprint_stage3`: each class's mean residual over all of its training fakes (its fixed pattern) in place of
@@ -50,7 +52,8 @@ from content_adaptation import (AdaptedStatistics, accuracy, earlier_document, h
                                 runs_so_far, write_document)
 
 from dnadet_tf.ablation import mean_std_cell, mean_std_figures  # noqa: E402
-from dnadet_tf.adaptation import PHOTO_FAKES_PER_CLASS, PHOTO_REAL, photo_mix, training_images  # noqa: E402
+from dnadet_tf.adaptation import (PHOTO_BLEND, PHOTO_FAKES_PER_CLASS, PHOTO_REAL, photo_mix,  # noqa: E402
+                                  training_images)
 from dnadet_tf.config import ADAPT_FIRST_STAGE  # noqa: E402
 from dnadet_tf.data import REAL_CLASS, benchmark_digest, benchmark_split  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
@@ -62,7 +65,9 @@ from dnadet_tf.runs import RunDir  # noqa: E402
 from dnadet_tf.transplant import residual_rms  # noqa: E402
 
 BLENDS = (0.1, 0.25, 0.5, 0.75)  # `adapt --photos --blend` below 1 (0.25, PHOTO_BLEND, its default)
-MADE = ("made_stage3",) + tuple(f"made_blend_{blend}_stage3" for blend in BLENDS)  # blend 1, then BLENDS
+FIRST_STAGES = (1, 2, 4)  # `adapt --photos --first-stage` other than its default 3, at its default blend
+MADE = (("made_stage3",) + tuple(f"made_blend_{blend}_stage3" for blend in BLENDS)  # blend 1, then BLENDS
+        + tuple(f"made_blend_{PHOTO_BLEND}_stage{stage}" for stage in FIRST_STAGES))
 VARIANTS = ("as_trained", "adapted_stage3", "photos_stage3") + MADE + ("transplanted_stage3", "scaled_stage3",
                                                                        "fingerprint_stage3")
 COSTED = MADE + ("transplanted_stage3",)  # their cost on the training content too
@@ -72,11 +77,15 @@ SAME_CONTENT = ("test_as_trained",) + tuple(SAME_BLENDS)
 TITLES = {"as_trained": "as trained", "adapted_stage3": "adapted to the first half (`--images`)",
           "photos_stage3": "the photos' crops alone", "made_stage3": "`adapt --photos --blend 1`",
           **{f"made_blend_{blend}_stage3": f"`adapt --photos --blend {blend}`" for blend in BLENDS},
+          **{f"made_blend_{PHOTO_BLEND}_stage{stage}": f"`adapt --photos --first-stage {stage}`"
+             for stage in FIRST_STAGES},
           "transplanted_stage3": "residuals at scale 1", "scaled_stage3": "residuals at the RMS ratio, uncapped",
           "fingerprint_stage3": "class fingerprints",
           "test_after_made_stage3": "closed set after `adapt --photos --blend 1`",
           **{f"test_after_made_blend_{blend}_stage3": f"closed set after `adapt --photos --blend {blend}`"
              for blend in BLENDS},
+          **{f"test_after_made_blend_{PHOTO_BLEND}_stage{stage}":
+             f"closed set after `adapt --photos --first-stage {stage}`" for stage in FIRST_STAGES},
           "test_after_transplanted_stage3": "closed set after residuals at scale 1",
           "test_as_trained": "closed set as trained",
           "test_after_same_content_photos": "closed set after `adapt --photos --blend 1` with photos of the training "
@@ -147,19 +156,22 @@ def run_figures(zoo, photos, run, work, previous=None, training_photos=None, var
     test_scored = halves(len(test.paths))[1]
     real_crops, made, _ = photo_mix(run, photos, os.path.join(work, "made"), fakes=benchmark_split(zoo, "train"))
     made_mix = real_crops + flattened(made)
-    mixes = {"adapted_stage3": (lambda: [cross.paths[i] for i in adapt_on], 1.0),
-             "photos_stage3": (lambda: real_crops, 1.0), "made_stage3": (lambda: made_mix, 1.0),
-             **{f"made_blend_{blend}_stage3": (lambda: made_mix, blend) for blend in BLENDS}}
+    stage = ADAPT_FIRST_STAGE
+    mixes = {"adapted_stage3": (lambda: [cross.paths[i] for i in adapt_on], 1.0, stage),
+             "photos_stage3": (lambda: real_crops, 1.0, stage), "made_stage3": (lambda: made_mix, 1.0, stage),
+             **{f"made_blend_{blend}_stage3": (lambda: made_mix, blend, stage) for blend in BLENDS},
+             **{f"made_blend_{PHOTO_BLEND}_stage{first}": (lambda: made_mix, PHOTO_BLEND, first)
+                for first in FIRST_STAGES}}
     for kind in ("transplanted", "scaled", "fingerprint"):
         mixes[f"{kind}_stage3"] = (lambda kind=kind: real_crops + flattened(
-            tried_mix(run, zoo, photos, work, kind, real_crops)), 1.0)
+            tried_mix(run, zoo, photos, work, kind, real_crops)), 1.0, stage)
     if "as_trained" not in row:
         row["as_trained"] = accuracy(predictor, cross, scored)
-    for variant, (paths, blend) in mixes.items():
+    for variant, (paths, blend, first_stage) in mixes.items():
         costed = variant in COSTED
         if variant not in variants or variant in row and (not costed or "test_after_" + variant in training_content):
             continue
-        with AdaptedStatistics(predictor, paths(), blend, ADAPT_FIRST_STAGE) as adapted:
+        with AdaptedStatistics(predictor, paths(), blend, first_stage) as adapted:
             row[variant] = accuracy(adapted, cross, scored)
             if costed:
                 training_content["test_after_" + variant] = accuracy(adapted, test, test_scored)
