@@ -28,8 +28,8 @@ cross-dataset split's first half's shares. Stages 3-4 re-estimated (`adapt`'s de
 and the closed set's second half after each `made_*` variant and `transplanted_stage3` (`test_after_<variant>`);
 with --training-photos DIR (real photos of the training content the zoo never used), the closed set's second half
 as trained and after `adapt --photos DIR` (`test_as_trained`, `test_after_same_content_photos` at `--blend 1`,
-`test_after_same_content_photos_blend_<b>` at the other blends): the cost of adapting where the content did not
-change.
+`test_after_same_content_photos_blend_<b>` at the other blends, `test_after_same_content_photos_first_stage_<s>`
+at the default blend from stage s): the cost of adapting where the content did not change.
 
 --photos must be real photos of the cross-dataset content that the zoo never used (`faces_scenes_photos.py
 --other 60` writes them to OUT/other). The made fakes go to --work (default: a temporary folder). Resumable like
@@ -71,9 +71,11 @@ MADE = (("made_stage3",) + tuple(f"made_blend_{blend}_stage3" for blend in BLEND
 VARIANTS = ("as_trained", "adapted_stage3", "photos_stage3") + MADE + ("transplanted_stage3", "scaled_stage3",
                                                                        "fingerprint_stage3")
 COSTED = MADE + ("transplanted_stage3",)  # their cost on the training content too
-SAME_BLENDS = {"test_after_same_content_photos": 1.0,  # with --training-photos: key -> blend
-               **{f"test_after_same_content_photos_blend_{blend}": blend for blend in BLENDS}}
-SAME_CONTENT = ("test_as_trained",) + tuple(SAME_BLENDS)
+SAME_ADAPTS = {"test_after_same_content_photos": (1.0, ADAPT_FIRST_STAGE),  # --training-photos: key -> (blend, stage)
+               **{f"test_after_same_content_photos_blend_{blend}": (blend, ADAPT_FIRST_STAGE) for blend in BLENDS},
+               **{f"test_after_same_content_photos_first_stage_{stage}": (PHOTO_BLEND, stage)
+                  for stage in FIRST_STAGES}}
+SAME_CONTENT = ("test_as_trained",) + tuple(SAME_ADAPTS)
 TITLES = {"as_trained": "as trained", "adapted_stage3": "adapted to the first half (`--images`)",
           "photos_stage3": "the photos' crops alone", "made_stage3": "`adapt --photos --blend 1`",
           **{f"made_blend_{blend}_stage3": f"`adapt --photos --blend {blend}`" for blend in BLENDS},
@@ -90,7 +92,9 @@ TITLES = {"as_trained": "as trained", "adapted_stage3": "adapted to the first ha
           "test_as_trained": "closed set as trained",
           "test_after_same_content_photos": "closed set after `adapt --photos --blend 1` with photos of the training "
                                             "content",
-          **{f"test_after_same_content_photos_blend_{blend}": f"the same with `--blend {blend}`" for blend in BLENDS}}
+          **{f"test_after_same_content_photos_blend_{blend}": f"the same with `--blend {blend}`" for blend in BLENDS},
+          **{f"test_after_same_content_photos_first_stage_{stage}": f"the same with `--first-stage {stage}`"
+             for stage in FIRST_STAGES}}
 
 
 def tried_mix(run, zoo, photos, work, kind, real_crops):
@@ -178,14 +182,14 @@ def run_figures(zoo, photos, run, work, previous=None, training_photos=None, var
     if training_photos and "test_as_trained" not in training_content:
         training_content["test_as_trained"] = accuracy(predictor, test, test_scored)
     same_mix = None
-    for key, blend in SAME_BLENDS.items():
+    for key, (blend, first_stage) in SAME_ADAPTS.items():
         if not training_photos or key in training_content:
             continue
         if same_mix is None:
             same_crops, same_made, _ = photo_mix(run, training_photos, os.path.join(work, "same"),
                                                  fakes=benchmark_split(zoo, "train"))
             same_mix = same_crops + flattened(same_made)
-        with AdaptedStatistics(predictor, same_mix, blend, ADAPT_FIRST_STAGE) as adapted:
+        with AdaptedStatistics(predictor, same_mix, blend, first_stage) as adapted:
             training_content[key] = accuracy(adapted, test, test_scored)
     print(f"{run} cross-dataset ({len(scored)} scored): "
           + ", ".join(f"{key} {100 * value:.1f}" for key, value in {**row, **training_content}.items()), flush=True)
