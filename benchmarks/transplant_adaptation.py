@@ -18,8 +18,8 @@ cross-dataset split's first half's shares. Stages 3-4 re-estimated (`adapt`'s de
   statistics replaced);
 - `made_blend_<b>_stage3`: `adapt --photos --blend b` for b in BLENDS (0.25 its default: three quarters of the
   run's own statistics kept; 0.5 the default before the blends were compared);
-- `made_blend_0.25_stage<s>`: the default blend with `--first-stage s` for s in FIRST_STAGES (stages s-4
-  re-estimated, 3 the default);
+- `made_blend_<b>_stage<s>`: `adapt --photos --blend b --first-stage s` for (b, s) in STAGED (stages s-4
+  re-estimated where the variants above re-estimate 3-4);
 - `transplanted_stage3`: the same fakes with every residual at scale 1;
 - `scaled_stage3`: at the ratio of the residual RMS, not capped at 1 (above 1 over photos of finer texture);
 - `fingerprint_stage3`: each class's mean residual over all of its training fakes (its fixed pattern) in place of
@@ -28,8 +28,8 @@ cross-dataset split's first half's shares. Stages 3-4 re-estimated (`adapt`'s de
 and the closed set's second half after each `made_*` variant and `transplanted_stage3` (`test_after_<variant>`);
 with --training-photos DIR (real photos of the training content the zoo never used), the closed set's second half
 as trained and after `adapt --photos DIR` (`test_as_trained`, `test_after_same_content_photos` at `--blend 1`,
-`test_after_same_content_photos_blend_<b>` at the other blends, `test_after_same_content_photos_first_stage_<s>`
-at the default blend from stage s): the cost of adapting where the content did not change.
+`test_after_same_content_photos_blend_<b>` at the other blends, `..._blend_<b>_first_stage_<s>` for STAGED): the
+cost of adapting where the content did not change.
 
 --photos must be real photos of the cross-dataset content that the zoo never used (`faces_scenes_photos.py
 --other 60` writes them to OUT/other). The made fakes go to --work (default: a temporary folder). Resumable like
@@ -52,8 +52,7 @@ from content_adaptation import (AdaptedStatistics, accuracy, earlier_document, h
                                 runs_so_far, write_document)
 
 from dnadet_tf.ablation import mean_std_cell, mean_std_figures  # noqa: E402
-from dnadet_tf.adaptation import (PHOTO_BLEND, PHOTO_FAKES_PER_CLASS, PHOTO_REAL, photo_mix,  # noqa: E402
-                                  training_images)
+from dnadet_tf.adaptation import PHOTO_FAKES_PER_CLASS, PHOTO_REAL, photo_mix, training_images  # noqa: E402
 from dnadet_tf.config import ADAPT_FIRST_STAGE  # noqa: E402
 from dnadet_tf.data import REAL_CLASS, benchmark_digest, benchmark_split  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
@@ -64,37 +63,35 @@ from dnadet_tf.predictor import KerasPredictor  # noqa: E402
 from dnadet_tf.runs import RunDir  # noqa: E402
 from dnadet_tf.transplant import residual_rms  # noqa: E402
 
-BLENDS = (0.1, 0.25, 0.5, 0.75)  # `adapt --photos --blend` below 1 (0.25, PHOTO_BLEND, its default)
-FIRST_STAGES = (1, 2, 4)  # `adapt --photos --first-stage` other than its default 3, at its default blend
+BLENDS = (0.1, 0.25, 0.5, 0.75)  # `adapt --photos --blend` below 1, from stage 3
+STAGED = ((0.25, 1), (0.25, 2), (0.25, 4), (0.1, 1), (0.5, 1))  # (blend, first stage) pairs from other stages
 MADE = (("made_stage3",) + tuple(f"made_blend_{blend}_stage3" for blend in BLENDS)  # blend 1, then BLENDS
-        + tuple(f"made_blend_{PHOTO_BLEND}_stage{stage}" for stage in FIRST_STAGES))
+        + tuple(f"made_blend_{blend}_stage{stage}" for blend, stage in STAGED))
 VARIANTS = ("as_trained", "adapted_stage3", "photos_stage3") + MADE + ("transplanted_stage3", "scaled_stage3",
                                                                        "fingerprint_stage3")
 COSTED = MADE + ("transplanted_stage3",)  # their cost on the training content too
-SAME_ADAPTS = {"test_after_same_content_photos": (1.0, ADAPT_FIRST_STAGE),  # --training-photos: key -> (blend, stage)
-               **{f"test_after_same_content_photos_blend_{blend}": (blend, ADAPT_FIRST_STAGE) for blend in BLENDS},
-               **{f"test_after_same_content_photos_first_stage_{stage}": (PHOTO_BLEND, stage)
-                  for stage in FIRST_STAGES}}
+SAME_ADAPTS = {"test_after_same_content_photos": (1.0, 3),  # with --training-photos: key -> (blend, first stage)
+               **{f"test_after_same_content_photos_blend_{blend}": (blend, 3) for blend in BLENDS},
+               **{f"test_after_same_content_photos_blend_{blend}_first_stage_{stage}": (blend, stage)
+                  for blend, stage in STAGED}}
 SAME_CONTENT = ("test_as_trained",) + tuple(SAME_ADAPTS)
+
+
+def _made_title(blend, stage):
+    return f"`adapt --photos --blend {blend:g} --first-stage {stage}`"
+
+
 TITLES = {"as_trained": "as trained", "adapted_stage3": "adapted to the first half (`--images`)",
-          "photos_stage3": "the photos' crops alone", "made_stage3": "`adapt --photos --blend 1`",
-          **{f"made_blend_{blend}_stage3": f"`adapt --photos --blend {blend}`" for blend in BLENDS},
-          **{f"made_blend_{PHOTO_BLEND}_stage{stage}": f"`adapt --photos --first-stage {stage}`"
-             for stage in FIRST_STAGES},
+          "photos_stage3": "the photos' crops alone", "made_stage3": _made_title(1, 3),
+          **{f"made_blend_{blend}_stage{stage}": _made_title(blend, stage)
+             for blend, stage in [(blend, 3) for blend in BLENDS] + list(STAGED)},
           "transplanted_stage3": "residuals at scale 1", "scaled_stage3": "residuals at the RMS ratio, uncapped",
           "fingerprint_stage3": "class fingerprints",
-          "test_after_made_stage3": "closed set after `adapt --photos --blend 1`",
-          **{f"test_after_made_blend_{blend}_stage3": f"closed set after `adapt --photos --blend {blend}`"
-             for blend in BLENDS},
-          **{f"test_after_made_blend_{PHOTO_BLEND}_stage{stage}":
-             f"closed set after `adapt --photos --first-stage {stage}`" for stage in FIRST_STAGES},
           "test_after_transplanted_stage3": "closed set after residuals at scale 1",
           "test_as_trained": "closed set as trained",
-          "test_after_same_content_photos": "closed set after `adapt --photos --blend 1` with photos of the training "
-                                            "content",
-          **{f"test_after_same_content_photos_blend_{blend}": f"the same with `--blend {blend}`" for blend in BLENDS},
-          **{f"test_after_same_content_photos_first_stage_{stage}": f"the same with `--first-stage {stage}`"
-             for stage in FIRST_STAGES}}
+          **{key: f"closed set after {_made_title(blend, stage)} with photos of the training content"
+             for key, (blend, stage) in SAME_ADAPTS.items()}}
+TITLES.update({f"test_after_{variant}": f"closed set after {TITLES[variant]}" for variant in MADE})
 
 
 def tried_mix(run, zoo, photos, work, kind, real_crops):
@@ -160,12 +157,11 @@ def run_figures(zoo, photos, run, work, previous=None, training_photos=None, var
     test_scored = halves(len(test.paths))[1]
     real_crops, made, _ = photo_mix(run, photos, os.path.join(work, "made"), fakes=benchmark_split(zoo, "train"))
     made_mix = real_crops + flattened(made)
-    stage = ADAPT_FIRST_STAGE
+    stage = 3  # the "_stage3" variants: stages 3-4, as `--images` adapts by default
     mixes = {"adapted_stage3": (lambda: [cross.paths[i] for i in adapt_on], 1.0, stage),
              "photos_stage3": (lambda: real_crops, 1.0, stage), "made_stage3": (lambda: made_mix, 1.0, stage),
              **{f"made_blend_{blend}_stage3": (lambda: made_mix, blend, stage) for blend in BLENDS},
-             **{f"made_blend_{PHOTO_BLEND}_stage{first}": (lambda: made_mix, PHOTO_BLEND, first)
-                for first in FIRST_STAGES}}
+             **{f"made_blend_{blend}_stage{first}": (lambda: made_mix, blend, first) for blend, first in STAGED}}
     for kind in ("transplanted", "scaled", "fingerprint"):
         mixes[f"{kind}_stage3"] = (lambda kind=kind: real_crops + flattened(
             tried_mix(run, zoo, photos, work, kind, real_crops)), 1.0, stage)

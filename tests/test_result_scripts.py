@@ -595,8 +595,9 @@ def test_transplant_adaptation_measures_adapt_photos_and_the_tried_mixes_and_res
     monkeypatch.setattr(module, "KerasPredictor", no_model)
     module.main(["--zoo", zoo, "--photos", photos, "--runs", tiny_run, "--json", path])
     text = _module("render_results").render_transplant_adaptation(path)
-    assert "| `adapt --photos --blend 1` | " in text and "| `adapt --photos --blend 0.25` | " in text
-    assert "| `adapt --photos --first-stage 1` | " in text and "| closed set after `adapt --photos --first-stage 4` | " in text
+    assert "| `adapt --photos --blend 1 --first-stage 3` | " in text
+    assert "| `adapt --photos --blend 0.25 --first-stage 1` | " in text
+    assert "| closed set after `adapt --photos --blend 0.5 --first-stage 1` | " in text
     assert "| the photos' crops alone | 12.3 ± 0.0 |" in text
     # --variants: only those figures (and the run as trained) are measured.
     few = str(tmp_path / "transplant-adaptation-tiny-few.json")
