@@ -29,7 +29,7 @@ import tempfile
 
 import numpy as np
 
-from dnadet_tf.config import ADAPT_FIRST_STAGE, ENCODER_STAGES
+from dnadet_tf.config import ADAPT_FIRST_STAGE, ENCODER_STAGES, PHOTO_FIRST_STAGE
 from dnadet_tf.data import collect_image_paths, readable_images
 from dnadet_tf.errors import DataError, RunDirError
 from dnadet_tf.model import BatchNormalization
@@ -245,13 +245,14 @@ def photo_mix(run_dir, photos, folder, fakes=None, output=None, scale=None):
 
 
 def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, output=None,
-              first_stage=ADAPT_FIRST_STAGE, photos=None, fakes=None):
+              first_stage=None, photos=None, fakes=None):
     """Writes `out`, a run dir whose best.keras is `run_dir`'s adapted to `images` (files or folders,
     unlabeled), or, with `photos` (a folder of real photos of the new content) in place of `images`, to the mix
     `photo_mix` makes of them and the training fakes (`fakes`: their dataset spec, default the run's training
     data; a contact sheet of the mix goes to out/adaptation_images.png); returns the report written to
     out/adaptation.json. `blend` (None: 1 with `images`, PHOTO_BLEND with `photos`) mixes the new statistics with
-    the run's own (`adapt_batchnorm`).
+    the run's own (`adapt_batchnorm`) in the encoder stages from `first_stage` on (None: ADAPT_FIRST_STAGE with
+    `images`, PHOTO_FIRST_STAGE with `photos`).
 
     Files that cannot be decoded or are too small are skipped with one warning line each; the open-set
     calibration is dropped (`dnadet-tf calibrate OUT --data ... --val ...` refits it on labeled images
@@ -266,6 +267,8 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
     target = RunDir(out).check(overwrite=overwrite)
     if blend is None:
         blend = 1.0 if photos is None else PHOTO_BLEND
+    if first_stage is None:
+        first_stage = ADAPT_FIRST_STAGE if photos is None else PHOTO_FIRST_STAGE
     if photos is None:
         return _adapt(source, images, target, blend, batch_size, overwrite, output, first_stage)
     with tempfile.TemporaryDirectory(prefix="dnadet-tf-adapt-") as folder:

@@ -207,7 +207,7 @@ def test_adapt_photos_makes_a_mix_of_crops_and_transplanted_training_fakes_and_a
         tiny_run, upsampling_data, tmp_path, monkeypatch):
     from PIL import Image
 
-    from dnadet_tf.adaptation import PHOTO_BLEND, PHOTO_REAL, photo_mix
+    from dnadet_tf.adaptation import PHOTO_BLEND, PHOTO_FIRST_STAGE, PHOTO_REAL, photo_mix
     from dnadet_tf.images import load_rgb
     from synthetic import make_photos
 
@@ -218,11 +218,12 @@ def test_adapt_photos_makes_a_mix_of_crops_and_transplanted_training_fakes_and_a
     assert code == 0, stderr
     # 24 training fakes of each of the two fake classes, fewer than 40: every one of them is laid over a crop.
     assert f"--photos {photos}: {PHOTO_REAL} crops as the real images, 24 nearest, 24 transposed made" in stdout
-    assert f"BatchNorm statistics of {PHOTO_REAL + 48} images in stages 3-4" in stdout
+    assert f"BatchNorm statistics of {PHOTO_REAL + 48} images, one pass per layer" in stdout  # every stage
     assert f"warning: 5 photos in --photos {photos}; the crops of the mix repeat them" in stdout
     with open(os.path.join(out, "adaptation.json"), encoding="utf-8") as f:
         report = json.load(f)
     assert report["blend"] == PHOTO_BLEND == 0.25  # the default with --photos (1 with --images)
+    assert report["first_stage"] == PHOTO_FIRST_STAGE == 1  # the default with --photos (3 with --images)
     assert report["inputs"] == [os.path.abspath(photos)]
     made = report["made_from_photos"]
     assert made["real_crops"] == PHOTO_REAL and made["fakes_per_class"] == {"nearest": 24, "transposed": 24}
@@ -237,12 +238,20 @@ def test_adapt_photos_makes_a_mix_of_crops_and_transplanted_training_fakes_and_a
     for i, crop in enumerate(crops):
         Image.open(crop).save(folder / f"real_{i:03d}.png")
     again = str(tmp_path / "again")
-    code, _, stderr = _cli(["adapt", tiny_run, "--images", str(folder), "--out", again, "--blend", str(PHOTO_BLEND)])
+    code, _, stderr = _cli(["adapt", tiny_run, "--images", str(folder), "--out", again, "--blend", str(PHOTO_BLEND),
+                            "--first-stage", str(PHOTO_FIRST_STAGE)])
     assert code == 0, stderr
     for one, other in zip(KerasPredictor(out).model.weights, KerasPredictor(again).model.weights):
         np.testing.assert_allclose(one.numpy(), other.numpy(), rtol=1e-5, atol=1e-6)
     source = {weight.path: weight.numpy() for weight in KerasPredictor(tiny_run).model.weights}
     moved = [weight.path for weight in KerasPredictor(out).model.weights
+             if not np.array_equal(weight.numpy(), source[weight.path])]
+    assert len(moved) == 16  # the moving mean and variance of all 8 BatchNorms
+    # --first-stage still chooses: from stage 3 only the later stages' statistics move.
+    later = str(tmp_path / "later")
+    code, _, stderr = _cli(["adapt", tiny_run, "--photos", photos, "--out", later, "--first-stage", "3"])
+    assert code == 0, stderr
+    moved = [weight.path for weight in KerasPredictor(later).model.weights
              if not np.array_equal(weight.numpy(), source[weight.path])]
     assert len(moved) == 8 and all("stage3" in path or "stage4" in path for path in moved)
 
