@@ -7,19 +7,20 @@ attribute and no fakes of it. `adapt --photos` makes the fakes (`adaptation.phot
 PHOTO_FAKES_PER_CLASS training fakes (drawn with seed 0) whose high-frequency residual
 (`transplant.high_frequency_residual`, the construction of `fit --transplant`) is laid over further crops, scaled
 by the ratio of the crops' residual RMS to the training reals', at most 1. The mix holds the classes in the
-cross-dataset split's first half's shares. Stages 3-4 re-estimated (`adapt`'s default) on each mix, scored as in
+cross-dataset split's first half's shares. Stages 3-4 re-estimated (`adapt --images`' default) on each mix unless
+a variant names another first stage, scored as in
 `content_adaptation.py` on the second half of each run's cross-dataset split (the other content):
 
 - `as_trained`: the run as it is;
 - `adapted_stage3`: adapted to the split's first half (real fakes and real photos of the new content, unlabeled):
   what `adapt --images` gets from images as they come;
 - `photos_stage3`: adapted to the PHOTO_REAL crops alone (the photos without fakes);
-- `made_stage3`: `adapt --photos --blend 1` (the crops and the made fakes, `photo_mix` itself, the run's own
+- `made_stage3`: `adapt --photos --blend 1 --first-stage 3` (the crops and the made fakes, `photo_mix` itself, the run's own
   statistics replaced);
-- `made_blend_<b>_stage3`: `adapt --photos --blend b` for b in BLENDS (0.25 its default: three quarters of the
-  run's own statistics kept; 0.5 the default before the blends were compared);
+- `made_blend_<b>_stage3`: `adapt --photos --blend b --first-stage 3` for b in BLENDS (0.25 its default blend:
+  three quarters of the run's own statistics kept; 0.5 the default before the blends were compared);
 - `made_blend_<b>_stage<s>`: `adapt --photos --blend b --first-stage s` for (b, s) in STAGED (stages s-4
-  re-estimated where the variants above re-estimate 3-4);
+  re-estimated where the variants above re-estimate 3-4; 0.25 from stage 1 the default since they were compared);
 - `transplanted_stage3`: the same fakes with every residual at scale 1;
 - `scaled_stage3`: at the ratio of the residual RMS, not capped at 1 (above 1 over photos of finer texture);
 - `fingerprint_stage3`: each class's mean residual over all of its training fakes (its fixed pattern) in place of
