@@ -66,8 +66,10 @@ from dnadet_tf.transplant import residual_rms  # noqa: E402
 
 BLENDS = (0.1, 0.25, 0.5, 0.75)  # `adapt --photos --blend` below 1, from stage 3
 STAGED = ((0.25, 1), (0.25, 2), (0.25, 4), (0.1, 1), (0.5, 1))  # (blend, first stage) pairs from other stages
-MADE = (("made_stage3",) + tuple(f"made_blend_{blend}_stage3" for blend in BLENDS)  # blend 1, then BLENDS
-        + tuple(f"made_blend_{blend}_stage{stage}" for blend, stage in STAGED))
+MADE_ADAPTS = {"made_stage3": (1.0, 3),  # `adapt --photos` on the made mix: variant -> (blend, first stage)
+               **{f"made_blend_{blend}_stage{stage}": (blend, stage)
+                  for blend, stage in [(blend, 3) for blend in BLENDS] + list(STAGED)}}
+MADE = tuple(MADE_ADAPTS)
 VARIANTS = ("as_trained", "adapted_stage3", "photos_stage3") + MADE + ("transplanted_stage3", "scaled_stage3",
                                                                        "fingerprint_stage3")
 COSTED = MADE + ("transplanted_stage3",)  # their cost on the training content too
@@ -83,9 +85,8 @@ def _made_title(blend, stage):
 
 
 TITLES = {"as_trained": "as trained", "adapted_stage3": "adapted to the first half (`--images`)",
-          "photos_stage3": "the photos' crops alone", "made_stage3": _made_title(1, 3),
-          **{f"made_blend_{blend}_stage{stage}": _made_title(blend, stage)
-             for blend, stage in [(blend, 3) for blend in BLENDS] + list(STAGED)},
+          "photos_stage3": "the photos' crops alone",
+          **{variant: _made_title(blend, stage) for variant, (blend, stage) in MADE_ADAPTS.items()},
           "transplanted_stage3": "residuals at scale 1", "scaled_stage3": "residuals at the RMS ratio, uncapped",
           "fingerprint_stage3": "class fingerprints",
           "test_after_transplanted_stage3": "closed set after residuals at scale 1",
@@ -160,9 +161,8 @@ def run_figures(zoo, photos, run, work, previous=None, training_photos=None, var
     made_mix = real_crops + flattened(made)
     stage = 3  # the "_stage3" variants: stages 3-4, as `--images` adapts by default
     mixes = {"adapted_stage3": (lambda: [cross.paths[i] for i in adapt_on], 1.0, stage),
-             "photos_stage3": (lambda: real_crops, 1.0, stage), "made_stage3": (lambda: made_mix, 1.0, stage),
-             **{f"made_blend_{blend}_stage3": (lambda: made_mix, blend, stage) for blend in BLENDS},
-             **{f"made_blend_{blend}_stage{first}": (lambda: made_mix, blend, first) for blend, first in STAGED}}
+             "photos_stage3": (lambda: real_crops, 1.0, stage),
+             **{variant: (lambda: made_mix, blend, first) for variant, (blend, first) in MADE_ADAPTS.items()}}
     for kind in ("transplanted", "scaled", "fingerprint"):
         mixes[f"{kind}_stage3"] = (lambda kind=kind: real_crops + flattened(
             tried_mix(run, zoo, photos, work, kind, real_crops)), 1.0, stage)

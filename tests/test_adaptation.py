@@ -244,15 +244,17 @@ def test_adapt_photos_makes_a_mix_of_crops_and_transplanted_training_fakes_and_a
     for one, other in zip(KerasPredictor(out).model.weights, KerasPredictor(again).model.weights):
         np.testing.assert_allclose(one.numpy(), other.numpy(), rtol=1e-5, atol=1e-6)
     source = {weight.path: weight.numpy() for weight in KerasPredictor(tiny_run).model.weights}
-    moved = [weight.path for weight in KerasPredictor(out).model.weights
-             if not np.array_equal(weight.numpy(), source[weight.path])]
-    assert len(moved) == 16  # the moving mean and variance of all 8 BatchNorms
+
+    def moved_in(run):
+        return [weight.path for weight in KerasPredictor(run).model.weights
+                if not np.array_equal(weight.numpy(), source[weight.path])]
+
+    assert len(moved_in(out)) == 16  # the moving mean and variance of all 8 BatchNorms
     # --first-stage still chooses: from stage 3 only the later stages' statistics move.
     later = str(tmp_path / "later")
     code, _, stderr = _cli(["adapt", tiny_run, "--photos", photos, "--out", later, "--first-stage", "3"])
     assert code == 0, stderr
-    moved = [weight.path for weight in KerasPredictor(later).model.weights
-             if not np.array_equal(weight.numpy(), source[weight.path])]
+    moved = moved_in(later)
     assert len(moved) == 8 and all("stage3" in path or "stage4" in path for path in moved)
 
 
