@@ -1,12 +1,12 @@
 """`dnadet-tf adapt`: a run adapted to another kind of content (BatchNorm statistics of unlabeled images)."""
-from dnadet_tf.config import ADAPT_FIRST_STAGE, ENCODER_STAGES, PHOTO_FIRST_STAGE
+from dnadet_tf.config import ADAPT_FIRST_STAGE, ENCODER_STAGES, LABELED_FIRST_STAGE, PHOTO_FIRST_STAGE
 from dnadet_tf.cli.main import HelpFormatter, UsageError
 
 
 def register(subparsers):
     parser = subparsers.add_parser(
         "adapt",
-        help="adapt a run to another kind of content from unlabeled images of it (writes a new run dir)",
+        help="adapt a run to another kind of content from unlabeled images of it, or a few labeled ones (writes a new run dir)",
         description=(
             "Re-estimate the BatchNorm statistics of a run's best.keras on unlabeled images of the content to "
             "attribute (AdaBN: every weight kept; by default those of encoder stages 3-4, where the content shift "
@@ -28,7 +28,10 @@ def register(subparsers):
             "photos to faces, and stayed level between scenes and lossless photos (both ways): 91.7 on the mean "
             "against 75.4 as trained, 87.6 from stage 3 and 93.8 adapting to the images themselves; with photos of "
             "the training content it cost at most 1.8 points: docs/results.md, 'Adapting from "
-            "real photos alone'. The open-set "
+            "real photos alone'. With a few labeled images of the new content, one or more of every class of the "
+            "run (--labeled DATA: a folder per class or an annotation list), the statistics are re-estimated on "
+            "them in every stage and the head becomes the nearest of their class means; a class the run does not "
+            "have is added (a generator named from a few images, no training). LABELED_SUMMARY The open-set "
             "calibration is dropped: 'dnadet-tf calibrate OUT --data LABELED --val LABELED' refits it on labeled "
             "images."
         ),
@@ -41,6 +44,10 @@ def register(subparsers):
     given.add_argument("--photos", metavar="DIR",
                        help="real photos of the new content, no fakes (read recursively; 128 px or more on the "
                             "shorter side): the mix is made of them and the run's training fakes")
+    given.add_argument("--labeled", metavar="DATA",
+                       help="a few labeled images of the new content (a folder per class, or an annotation list), at "
+                            "least one of every class of RUN; classes RUN does not have are added: the head becomes "
+                            "the nearest of their class means")
     parser.add_argument("--fakes", metavar="DATA",
                         help="with --photos: the training data whose fakes are laid over the photos (default: the "
                              "run's, as its config.json names it)")
@@ -48,12 +55,13 @@ def register(subparsers):
     parser.add_argument("--blend", type=float, default=None,
                         help="share of the new images in the statistics, 0 to 1 (1: theirs alone; 0.5: half the "
                              "run's own, for a mix of both contents; 0.25 with --photos keeps the training content) "
-                             "(default: 1 with --images, 0.25 with --photos)")
+                             "(default: 1 with --images and --labeled, 0.25 with --photos)")
     parser.add_argument("--first-stage", type=int, default=None, metavar="S",
                         help="re-estimate the BatchNorms of this encoder stage and the later ones, keep the "
                              "earlier ones (3: stages 3-4, where the content shift sits, docs/results.md 'Adapting to "
                              "other content'; 1: every stage, which the made mix of --photos needs) (default: "
-                             f"{ADAPT_FIRST_STAGE} with --images, {PHOTO_FIRST_STAGE} with --photos)")
+                             f"{ADAPT_FIRST_STAGE} with --images, {PHOTO_FIRST_STAGE} with --photos, "
+                             f"{LABELED_FIRST_STAGE} with --labeled)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per batch")
     parser.add_argument("--overwrite", action="store_true", help="replace the files of an existing --out")
     parser.set_defaults(func=run)
@@ -70,7 +78,9 @@ def run(args):
     if args.batch_size < 1:
         raise UsageError(f"--batch-size: expected a positive number, received {args.batch_size}.")
     if args.fakes and not args.photos:
-        raise UsageError("--fakes: expected with --photos (the fakes to lay over them), received with --images.")
+        raise UsageError("--fakes: expected with --photos (the fakes to lay over them), received with "
+                         + ("--images." if args.images else "--labeled."))
     adapt_run(args.run, args.images, args.out, blend=args.blend, batch_size=args.batch_size,
-              overwrite=args.overwrite, first_stage=args.first_stage, photos=args.photos, fakes=args.fakes)
+              overwrite=args.overwrite, first_stage=args.first_stage, photos=args.photos, fakes=args.fakes,
+              labeled=args.labeled)
     return 0

@@ -29,7 +29,7 @@ import tempfile
 
 import numpy as np
 
-from dnadet_tf.config import ADAPT_FIRST_STAGE, ENCODER_STAGES, PHOTO_FIRST_STAGE
+from dnadet_tf.config import ADAPT_FIRST_STAGE, ENCODER_STAGES, LABELED_FIRST_STAGE, PHOTO_FIRST_STAGE
 from dnadet_tf.data import collect_image_paths, readable_images
 from dnadet_tf.errors import DataError, RunDirError
 from dnadet_tf.model import BatchNormalization
@@ -245,7 +245,7 @@ def photo_mix(run_dir, photos, folder, fakes=None, output=None, scale=None):
 
 
 def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, output=None,
-              first_stage=None, photos=None, fakes=None):
+              first_stage=None, photos=None, fakes=None, labeled=None):
     """Writes `out`, a run dir whose best.keras is `run_dir`'s adapted to `images` (files or folders,
     unlabeled), or, with `photos` (a folder of real photos of the new content) in place of `images`, to the mix
     `photo_mix` makes of them and the training fakes (`fakes`: their dataset spec, default the run's training
@@ -253,6 +253,11 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
     out/adaptation.json. `blend` (None: 1 with `images`, PHOTO_BLEND with `photos`) mixes the new statistics with
     the run's own (`adapt_batchnorm`) in the encoder stages from `first_stage` on (None: ADAPT_FIRST_STAGE with
     `images`, PHOTO_FIRST_STAGE with `photos`).
+
+    With `labeled` (a dataset spec: a folder per class or an annotation list of a few labeled images of the new
+    content, every class of the run among them) in place of `images`, the statistics are re-estimated on those
+    images (from LABELED_FIRST_STAGE by default) and the logits layer becomes the nearest mean of their features
+    per class (`labeled_head`); classes the run does not have are added after its own (`prototypes`).
 
     Files that cannot be decoded or are too small are skipped with one warning line each; the open-set
     calibration is dropped (`dnadet-tf calibrate OUT --data ... --val ...` refits it on labeled images
@@ -268,7 +273,11 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
     if blend is None:
         blend = 1.0 if photos is None else PHOTO_BLEND
     if first_stage is None:
-        first_stage = ADAPT_FIRST_STAGE if photos is None else PHOTO_FIRST_STAGE
+        first_stage = PHOTO_FIRST_STAGE if photos is not None else LABELED_FIRST_STAGE if labeled else ADAPT_FIRST_STAGE
+    if labeled is not None:
+        files = labeled_files(labeled, source.class_names, source.config.preprocess,
+                              warn=lambda line: print(line, file=output, flush=True))
+        return _adapt(source, files.paths, target, blend, batch_size, overwrite, output, first_stage, labeled=files)
     if photos is None:
         return _adapt(source, images, target, blend, batch_size, overwrite, output, first_stage)
     with tempfile.TemporaryDirectory(prefix="dnadet-tf-adapt-") as folder:
@@ -282,23 +291,27 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
     return report
 
 
-def _adapt(source, images, target, blend, batch_size, overwrite, output, first_stage, made=None):
+def _adapt(source, images, target, blend, batch_size, overwrite, output, first_stage, made=None, labeled=None):
     """`adapt_run` from the run dir `source` to `images` into the checked run dir `target`; `made`: the
-    (crops, {class: fakes}, report) of `photo_mix` when the images are its mix."""
+    (crops, {class: fakes}, report) of `photo_mix` when the images are its mix; `labeled`: the checked
+    `LabeledFiles` when the images are labeled ones (their paths)."""
     from dnadet_tf.pipeline import inference_dataset
 
     run_dir, out = source.path, target.path
     config, class_names = source.config, source.class_names
     model = source.load_model()
-    paths, skipped = readable_images(collect_image_paths(list(images)), model.preprocessing,
-                                     warn=lambda line: print(line, file=output, flush=True))
-    if made is None and len(paths) < FEW_IMAGES:
+    if labeled is None:
+        paths, skipped = readable_images(collect_image_paths(list(images)), model.preprocessing,
+                                         warn=lambda line: print(line, file=output, flush=True))
+    else:
+        paths, skipped = list(labeled.paths), [list(item) for item in labeled.skipped]
+    if made is None and labeled is None and len(paths) < FEW_IMAGES:
         print(f"warning: {len(paths)} images to adapt on; below {FEW_IMAGES} which images they are decides (5: up to "
               f"35 points short of 200 images; 1-2: below the run as trained where it was right; docs/results.md, "
               f"'How many images adapt needs').", file=output, flush=True)
     answers = answer_counts(model, inference_dataset(paths, model.preprocessing, batch_size))
     top = int(np.argmax(answers))
-    if made is None and answers[top] > ONE_CLASS_SHARE * len(paths):
+    if made is None and labeled is None and answers[top] > ONE_CLASS_SHARE * len(paths):
         print(f"warning: {run_dir} attributes {answers[top]} of the {len(paths)} images to {class_names[top]!r}; "
               f"statistics of one class are not the content's (adapted to one generator's images, the model "
               f"fails on them: docs/results.md, 'Adapting to other content'); give a mix of fakes and real photos.",
@@ -311,6 +324,15 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
         model, inference_dataset(paths, model.preprocessing, batch_size), blend,
         progress=lambda index, count, name: print(f"  layer {index}/{count} ({name})", file=output, flush=True),
         first_stage=first_stage)
+    head = None
+    if labeled is not None:
+        model, head = labeled_head(model, labeled, batch_size)
+        class_names = model.class_names
+        print(f"logits: the nearest of the class means of {len(paths)} labeled images ("
+              + ", ".join(f"{count} {name}" for name, count in head["images_per_class"].items()) + ")"
+              + (f"; classes added: {', '.join(head['classes_added'])}" if head["classes_added"] else "")
+              + (f"; leave-one-out accuracy over them {100 * head['leave_one_out_accuracy']:.1f} %"
+                 if head["leave_one_out_accuracy"] is not None else ""), file=output, flush=True)
     had_calibration = model.calibration is not None
     without_calibration(model)
     target.start(config, class_names, overwrite=overwrite)
@@ -328,6 +350,8 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
                     "std_ratio": float(np.mean(np.sqrt(new[1] + layer.epsilon) / np.sqrt(old[1] + layer.epsilon)))}
                    for layer, old, new in zip(batchnorm_layers(model), own, statistics)],
     }
+    if head is not None:
+        report["labeled"] = {"data": os.path.abspath(labeled.source), **head}
     if made:
         from dnadet_tf.zoo.sheets import contact_sheet
 
@@ -341,3 +365,46 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
         f"'dnadet-tf calibrate {out} --data LABELED --val LABELED' refits it on labeled images of this content"
         if had_calibration else ""), file=output, flush=True)
     return report
+
+
+def labeled_files(spec, class_names, preprocess, warn=None):
+    """The usable images of the dataset spec `spec` (a folder per class, an annotation list, or a benchmark
+    folder's train.txt) as `LabeledFiles` in the classes `class_names` followed by the classes of `spec` that
+    are not among them (sorted). Raises DataError when a class of `class_names` has no usable image: every class
+    the adapted run names needs a mean."""
+    from dnadet_tf.data import check_files, read_dataset, remap_to
+
+    files = read_dataset(spec, "train")
+    added = sorted(set(files.class_names[label] for label in set(files.labels.tolist())) - set(class_names))
+    files = check_files(remap_to(files, list(class_names) + added), crop_size=preprocess.crop_size,
+                        min_side=preprocess.min_side, require_every_class=False, warn=warn)
+    counts = np.bincount(files.labels, minlength=len(files.class_names))
+    lacking = [name for name, count in zip(files.class_names, counts) if count == 0]
+    if lacking:
+        raise DataError(f"--labeled {spec}: expected at least one image of every class of the run "
+                        f"({', '.join(class_names)}), received none of {', '.join(map(repr, lacking))}.")
+    return files
+
+
+def labeled_head(model, files, batch_size=16):
+    """(classifier, report): `model` whose logits layer is the nearest class mean of the features of `files`
+    (`LabeledFiles` in the model's classes, then any new ones; `prototypes`), inference mode with the model's
+    current statistics. With new classes the classifier is rebuilt around the same encoder (`Classifier` with the
+    longer class list). Report: images per class, the temperature, the classes added, and the leave-one-out
+    accuracy of the nearest mean over the labeled images (None when no class has two)."""
+    from dnadet_tf.calibrate import features_and_logits
+    from dnadet_tf.model import LOGITS_LAYER, Classifier
+    from dnadet_tf.prototypes import class_means, leave_one_out_accuracy, nearest_mean_weights, spread
+
+    features = features_and_logits(model, files.paths, batch_size)[0].astype(np.float64)
+    names, known = list(files.class_names), list(model.class_names)
+    means = class_means(features, files.labels, len(names))
+    temperature = spread(features, files.labels, means)
+    if names != known:
+        model = Classifier(model.backbone, len(names), model.dropout_rate, names, model.preprocessing,
+                           name=model.name)
+    model.get_layer(LOGITS_LAYER).set_weights(list(nearest_mean_weights(means, temperature)))
+    counts = np.bincount(files.labels, minlength=len(names))
+    return model, {"images_per_class": {name: int(count) for name, count in zip(names, counts)},
+                   "temperature": temperature, "classes_added": names[len(known):],
+                   "leave_one_out_accuracy": leave_one_out_accuracy(features, files.labels, len(names))}

@@ -284,3 +284,98 @@ def test_adapt_photos_errors_name_the_flag_and_write_nothing(tiny_run, upsamplin
                             "--out", str(out)])
     assert code == 2 and "nothing: no such file or folder" in stderr
     assert not out.exists()
+
+
+def _labeled_tree(source, folder, per_class, classes=("real", "nearest", "transposed")):
+    """FOLDER/<class>/ holding links to the first `per_class` images of each class of the tree `source`."""
+    for name in classes:
+        os.makedirs(folder / name)
+        for image in sorted(os.listdir(os.path.join(source, name)))[:per_class]:
+            os.symlink(os.path.join(source, name, image), folder / name / image)
+    return folder
+
+
+def _nearest_mean_answers(run, labeled_paths, labeled_labels, paths):
+    """What the nearest of the class means of the labeled images' features (the run's encoder as it is) answers
+    for `paths`, computed apart from the model's head."""
+    from dnadet_tf.calibrate import features_and_logits
+
+    model = RunDir(run).load_model()
+    features = features_and_logits(model, labeled_paths)[0].astype(np.float64)
+    labels = np.asarray(labeled_labels)
+    means = np.stack([features[labels == k].mean(0) for k in range(labels.max() + 1)])
+    queries = features_and_logits(model, paths)[0].astype(np.float64)
+    return ((queries[:, None, :] - means[None]) ** 2).sum(-1).argmin(-1)
+
+
+def test_adapt_labeled_makes_the_head_the_nearest_class_mean_of_the_labeled_images(tiny_run, upsampling_data,
+                                                                                    tmp_path):
+    labeled = _labeled_tree(upsampling_data["val"], tmp_path / "labeled", 3)
+    out = str(tmp_path / "adapted")
+    code, stdout, stderr = _cli(["adapt", tiny_run, "--labeled", str(labeled), "--out", out])
+    assert code == 0, stderr
+    assert ("logits: the nearest of the class means of 9 labeled images (3 real, 3 nearest, 3 transposed); "
+            "leave-one-out accuracy over them") in stdout
+    assert "BatchNorm statistics of 9 images, one pass per layer" in stdout  # every stage by default
+    with open(os.path.join(out, "adaptation.json"), encoding="utf-8") as f:
+        report = json.load(f)
+    head = report["labeled"]
+    assert head["images_per_class"] == {"real": 3, "nearest": 3, "transposed": 3} and head["classes_added"] == []
+    assert report["first_stage"] == 1 and report["blend"] == 1.0 and head["temperature"] > 0
+    assert 0.0 <= head["leave_one_out_accuracy"] <= 1.0
+    source, adapted = KerasPredictor(tiny_run), KerasPredictor(out)
+    assert adapted.class_names == source.class_names
+    source_weights = {weight.path: weight.numpy() for weight in source.model.weights}
+    moved = 0
+    for weight in adapted.model.weights:
+        if "moving" in weight.path:
+            moved += not np.array_equal(weight.numpy(), source_weights[weight.path])
+        elif "logits" not in weight.path:
+            np.testing.assert_array_equal(weight.numpy(), source_weights[weight.path])
+    assert moved == 16  # every stage: 8 BatchNorms, each its mean and variance
+    # the adapted model answers, for held-out images, the class whose labeled images' mean feature is nearest
+    files = RunDir(out).class_names
+    labeled_paths = [str(labeled / name / image) for name in files for image in sorted(os.listdir(labeled / name))]
+    labeled_labels = [k for k, name in enumerate(files) for _ in os.listdir(labeled / name)]
+    tests = [os.path.join(upsampling_data["test"], name, image) for name in files
+             for image in sorted(os.listdir(os.path.join(upsampling_data["test"], name)))]
+    from dnadet_tf.predictor import predict_files
+
+    np.testing.assert_array_equal(predict_files(adapted, tests).argmax(-1),
+                                  _nearest_mean_answers(out, labeled_paths, labeled_labels, tests))
+
+
+def test_adapt_labeled_adds_a_class_the_run_does_not_have(tiny_run, upsampling_data, tmp_path):
+    from PIL import Image
+
+    labeled = _labeled_tree(upsampling_data["val"], tmp_path / "labeled", 2)
+    (labeled / "blocks").mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(3):  # a fourth kind of image: 16 px noise enlarged twice by pixel repetition
+        low = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+        Image.fromarray(low.repeat(2, 0).repeat(2, 1)).save(labeled / "blocks" / f"{i}.png")
+    out = str(tmp_path / "enrolled")
+    code, stdout, stderr = _cli(["adapt", tiny_run, "--labeled", str(labeled), "--out", out])
+    assert code == 0, stderr
+    assert "(2 real, 2 nearest, 2 transposed, 3 blocks); classes added: blocks" in stdout
+    assert RunDir(out).class_names == ["real", "nearest", "transposed", "blocks"]
+    adapted = KerasPredictor(out)
+    assert adapted.class_names == ["real", "nearest", "transposed", "blocks"] and adapted.model.num_classes == 4
+    code, stdout, stderr = _cli(["predict", "--model", out, "--json", "--top-k", "4", str(labeled / "blocks")])
+    assert code == 0, stderr
+    answers = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    assert len(answers) == 3
+    assert all(sorted(entry["class"] for entry in answer["top_k"]) == sorted(adapted.class_names) for answer in answers)
+
+
+def test_adapt_labeled_without_a_class_of_the_run_names_it_and_writes_nothing(tiny_run, upsampling_data, tmp_path):
+    labeled = _labeled_tree(upsampling_data["val"], tmp_path / "labeled", 2, classes=("real", "nearest"))
+    out = tmp_path / "adapted"
+    code, _, stderr = _cli(["adapt", tiny_run, "--labeled", str(labeled), "--out", str(out)])
+    assert code == 2 and stderr.strip() == (
+        f"dnadet-tf adapt: error: --labeled {labeled}: expected at least one image of every class of the run "
+        "(real, nearest, transposed), received none of 'transposed'.")
+    assert not out.exists()
+    code, _, stderr = _cli(["adapt", tiny_run, "--labeled", str(labeled), "--fakes", str(labeled), "--out", str(out)])
+    assert code == 2 and stderr.strip() == ("dnadet-tf adapt: error: --fakes: expected with --photos (the fakes to lay "
+                                            "over them), received with --labeled.")
