@@ -31,7 +31,8 @@ def register(subparsers):
             "real photos alone'. With a few labeled images of the new content, one or more of every class of the "
             "run (--labeled DATA: a folder per class or an annotation list), the statistics are re-estimated on "
             "them in every stage and the head becomes the nearest of their class means; a class the run does not "
-            "have is added (a generator named from a few images, no training). LABELED_SUMMARY The open-set "
+            "have is added (a generator named from a few images, no training): docs/results.md, 'A few labeled "
+            "images of the new content'. The open-set "
             "calibration is dropped: 'dnadet-tf calibrate OUT --data LABELED --val LABELED' refits it on labeled "
             "images."
         ),

@@ -22,6 +22,11 @@ PHOTO_REAL crops of the photos as the real images, and per fake class PHOTO_FAKE
 fakes' high-frequency residuals laid over further crops (`transplant.transplanted_fakes`), each residual scaled
 down by the ratio of the photos' fine texture to the training reals' when the photos have less (`photo_scale`),
 and three quarters of the run's own statistics kept by default (PHOTO_BLEND).
+
+With a few labeled images of the new content (`adapt --labeled`), the statistics are re-estimated on them (every
+stage by default) and the logits layer becomes the nearest of their class means (`labeled_head`, `prototypes`):
+the encoder keeps generators apart across content where its trained head names them wrongly. Classes the run does
+not have are added after its own.
 """
 import os
 import sys

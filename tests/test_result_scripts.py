@@ -412,6 +412,40 @@ def test_content_adaptation_puts_the_runs_statistics_back(tiny_run, upsampling_d
     np.testing.assert_array_equal(predict_files(predictor, paths), before)
 
 
+def test_labeled_adaptation_draws_the_same_shots_of_every_class_and_puts_the_model_back(tiny_run, upsampling_data):
+    from dnadet_tf.data import read_dataset, remap_to
+    from dnadet_tf.predictor import predict_files
+    from dnadet_tf.runs import RunDir
+
+    module = _module("labeled_adaptation")
+    labels = np.array([0, 1, 0, 1, 2, 0, 1, 2])
+    shots = module.drawn_shots(labels, [0, 1, 2, 3, 4, 5, 6], 2, draw=0, classes=[0, 1, 2])
+    assert shots == module.drawn_shots(labels, [0, 1, 2, 3, 4, 5, 6], 2, draw=0, classes=[0, 1, 2])
+    assert [int(labels[i]) for i in shots] == [0, 0, 1, 1, 2]  # class 2 has one image among the indices
+    run = RunDir(tiny_run)
+    model = run.load_model()
+    files = remap_to(read_dataset(upsampling_data["val"]), run.class_names)
+    paths = files.paths
+    before = predict_files(KerasPredictorOf(model), paths)
+    with module.Restored(model):
+        head = module.adapted(model, files, first_stage=1)
+        assert np.abs(predict_files(KerasPredictorOf(head), paths) - before).max() > 1e-3
+    np.testing.assert_array_equal(predict_files(KerasPredictorOf(model), paths), before)
+
+
+class KerasPredictorOf:
+    """The part of a predictor `predict_files` uses, around an in-memory classifier."""
+
+    def __init__(self, model):
+        from dnadet_tf.model import probabilities
+
+        self.model, self.preprocess = model, model.preprocessing
+        self._probabilities = probabilities
+
+    def predict_pixels(self, pixels):
+        return self._probabilities(self.model, pixels).numpy()
+
+
 def _adaptation_run(run, cross_dataset, test_after):
     splits = {"test": {"as_trained": 1.0, "adapted": 1.0, "adapted_stage3": 1.0},
               "cross_dataset": {"as_trained": 0.5, "adapted": cross_dataset, "adapted_stage3": 0.8, "adapted_20": 0.9,

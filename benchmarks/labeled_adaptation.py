@@ -1,0 +1,230 @@
+"""A few labeled images of the new content (`dnadet-tf adapt --labeled`): the head made the nearest of their class
+means, and generators the run never saw added as classes.
+
+For each run and each number of labeled images per class in --shots, DRAWS draws (seed = draw) of that many images
+of every class from the first half of the zoo's cross-dataset split (positions 0, 2, 4, ...; the other content),
+scored on its second half as `content_adaptation.py` scores:
+
+- `as_trained`: the run as it is;
+- `means_kept_<k>`: the head = the class means of the k labeled images per class, the run's statistics kept
+  (`adapt --labeled --blend 0`);
+- `labeled_<k>`: `adapt --labeled` as it is by default: the statistics of every stage re-estimated on the labeled
+  images, then their class means;
+- `labeled_stage3_<k>`: the same from stage 3 (`--first-stage 3`);
+
+and the closed set's second half after `labeled_<k>` (`test_after_labeled_<k>`: the cost on the training content),
+and after `adapt --labeled` with k images per class of the training content (the closed set's first half;
+`same_content_labeled_<k>`: no content shift). With an `open_set.txt` in the zoo (architectures the run never saw),
+`--enroll` measures adding them as classes within the training content: k images of every known class (closed
+set's first half) and of every unseen architecture (open set's first half), scored on both second halves
+(`enroll_<k>`: all classes; `enroll_new_<k>`: the unseen architectures' images alone; `enroll_known_<k>`: the closed
+set's; `enroll_kept_*`: the same with the run's statistics kept).
+
+Usage: python benchmarks/labeled_adaptation.py --zoo ZOO --runs RUN [RUN ...] [--shots 1,2,5] [--draws 3]
+    [--enroll] [--json FILE]
+Resumable like `content_adaptation.py`: with --json FILE present, only the runs it lacks are measured.
+"""
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from content_adaptation import earlier_document, halves, runs_so_far, write_document  # noqa: E402
+
+from dnadet_tf.ablation import mean_std_cell, mean_std_figures  # noqa: E402
+from dnadet_tf.adaptation import adapt_batchnorm, labeled_head  # noqa: E402
+from dnadet_tf.config import LABELED_FIRST_STAGE  # noqa: E402
+from dnadet_tf.data import LabeledFiles, benchmark_digest, benchmark_split, read_unknown  # noqa: E402
+from dnadet_tf.distribute import configure_runtime  # noqa: E402
+from dnadet_tf.evaluation import load_labeled  # noqa: E402
+from dnadet_tf.model import probabilities  # noqa: E402
+from dnadet_tf.pipeline import inference_dataset  # noqa: E402
+from dnadet_tf.runs import RunDir  # noqa: E402
+
+DRAWS = 3
+BATCH = 16
+
+
+def pixels_of(paths, preprocessing):
+    """(N, S, S, 3) preprocessed pixels of image files, in order."""
+    return np.concatenate([batch.numpy() for batch in inference_dataset(paths, preprocessing, BATCH)])
+
+
+def answers(model, pixels):
+    """Top class of each image: (N,) ints."""
+    return np.concatenate([probabilities(model, pixels[i:i + 32]).numpy().argmax(-1)
+                           for i in range(0, len(pixels), 32)])
+
+
+def drawn_shots(labels, indices, count, draw, classes):
+    """`count` of `indices` of each class in `classes` (labels[indices] == class), drawn with seed `draw`."""
+    rng = np.random.default_rng(draw)
+    chosen = []
+    for label in classes:
+        members = [i for i in indices if labels[i] == label]
+        chosen += [members[j] for j in rng.permutation(len(members))[:count]]
+    return chosen
+
+
+class Restored:
+    """`with Restored(model):` every weight of the model (statistics and head included) put back on leaving."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __enter__(self):
+        self.saved = self.model.get_weights()
+        return self.model
+
+    def __exit__(self, *exc):
+        self.model.set_weights(self.saved)
+        return False
+
+
+def adapted(model, files, first_stage, blend=1.0):
+    """`adapt --labeled` in memory: statistics re-estimated on `files` (LabeledFiles) from `first_stage` at
+    `blend` (0: kept), then the head of their class means. Returns the classifier (a new one with new classes)."""
+    if blend > 0:
+        adapt_batchnorm(model, inference_dataset(files.paths, model.preprocessing, BATCH), blend,
+                        first_stage=first_stage)
+    return labeled_head(model, files, BATCH)[0]
+
+
+def run_figures(zoo, run, shots, draws, enroll):
+    """{"run", "cross_dataset": {...}, "training_content": {...}, "enroll": {...}} of one run, each figure the
+    mean accuracy over `draws` draws."""
+    run_dir = RunDir(run)
+    class_names, preprocess = run_dir.class_names, run_dir.config.preprocess
+    model = run_dir.load_model()
+    cross = load_labeled(benchmark_split(zoo, "cross_dataset"), class_names, preprocess.crop_size, preprocess.min_side)
+    test = load_labeled(benchmark_split(zoo, "test"), class_names, preprocess.crop_size, preprocess.min_side)
+    cross_on, cross_scored = halves(len(cross.paths))
+    test_on, test_scored = halves(len(test.paths))
+    cross_pixels = pixels_of([cross.paths[i] for i in cross_scored], model.preprocessing)
+    test_pixels = pixels_of([test.paths[i] for i in test_scored], model.preprocessing)
+    cross_truth, test_truth = cross.labels[cross_scored], test.labels[test_scored]
+    classes = sorted(set(cross.labels.tolist()))
+    row = {"as_trained": float(np.mean(answers(model, cross_pixels) == cross_truth))}
+    training_content = {}
+
+    def shots_of(files, indices, count, draw, wanted=None):
+        chosen = drawn_shots(files.labels, indices, count, draw, wanted or sorted(set(files.labels.tolist())))
+        return LabeledFiles([files.paths[i] for i in chosen], files.labels[chosen], files.class_names, files.source)
+
+    for count in shots:
+        figures = {}
+        for draw in range(draws):
+            labeled = shots_of(cross, cross_on, count, draw, classes)
+            for name, first_stage, blend in ((f"means_kept_{count}", 1, 0.0),
+                                             (f"labeled_{count}", LABELED_FIRST_STAGE, 1.0),
+                                             (f"labeled_stage3_{count}", 3, 1.0)):
+                with Restored(model):
+                    head = adapted(model, labeled, first_stage, blend)
+                    figures.setdefault(name, []).append(float(np.mean(answers(head, cross_pixels) == cross_truth)))
+                    if name == f"labeled_{count}":
+                        figures.setdefault(f"test_after_labeled_{count}", []).append(
+                            float(np.mean(answers(head, test_pixels) == test_truth)))
+            with Restored(model):
+                head = adapted(model, shots_of(test, test_on, count, draw), LABELED_FIRST_STAGE)
+                figures.setdefault(f"same_content_labeled_{count}", []).append(
+                    float(np.mean(answers(head, test_pixels) == test_truth)))
+        for name, values in figures.items():
+            (training_content if name.startswith(("test_after", "same_content")) else row)[name] = float(np.mean(values))
+    figures = {"run": run, "cross_dataset": row, "training_content": training_content}
+    open_set = benchmark_split(zoo, "open_set")
+    if enroll and os.path.isfile(open_set):
+        figures["enroll"] = enroll_figures(model, test, test_on, test_scored, test_pixels, open_set, shots, draws)
+    print(f"{run}: " + ", ".join(f"{key} {100 * value:.1f}" for part in ("cross_dataset", "training_content", "enroll")
+                                 for key, value in figures.get(part, {}).items()), flush=True)
+    return figures
+
+
+def enroll_figures(model, test, test_on, test_scored, test_pixels, open_set, shots, draws):
+    """Unseen architectures added as classes within the training content (see the module docstring)."""
+    unseen_paths, groups = read_unknown(open_set)
+    names = list(test.class_names) + sorted(set(groups))
+    new_labels = np.asarray([names.index(group) for group in groups])
+    new_on, new_scored = halves(len(unseen_paths))
+    new_pixels = pixels_of([unseen_paths[i] for i in new_scored], model.preprocessing)
+    known_truth, new_truth = test.labels[test_scored], new_labels[new_scored]
+    result = {}
+    for count in shots:
+        for kept in (False, True):
+            scores = {"all": [], "new": [], "known": []}
+            for draw in range(draws):
+                known = drawn_shots(test.labels, test_on, count, draw, sorted(set(test.labels.tolist())))
+                new = drawn_shots(new_labels, new_on, count, draw, sorted(set(new_labels.tolist())))
+                files = LabeledFiles([test.paths[i] for i in known] + [unseen_paths[i] for i in new],
+                                     np.concatenate([test.labels[known], new_labels[new]]), names, open_set)
+                with Restored(model):
+                    head = adapted(model, files, LABELED_FIRST_STAGE, 0.0 if kept else 1.0)
+                    right_known = answers(head, test_pixels) == known_truth
+                    right_new = answers(head, new_pixels) == new_truth
+                scores["known"].append(float(np.mean(right_known)))
+                scores["new"].append(float(np.mean(right_new)))
+                scores["all"].append(float(np.mean(np.concatenate([right_known, right_new]))))
+            prefix = "enroll_kept" if kept else "enroll"
+            result[f"{prefix}_{count}"] = float(np.mean(scores["all"]))
+            result[f"{prefix}_new_{count}"] = float(np.mean(scores["new"]))
+            result[f"{prefix}_known_{count}"] = float(np.mean(scores["known"]))
+    return result
+
+
+def document_of(zoo, digest, runs, shots, draws):
+    """The --json document: the zoo, its digest, the settings, each run's figures and their mean ± std."""
+    summary = {}
+    for part in ("cross_dataset", "training_content", "enroll"):
+        keys = [key for key in (runs[0].get(part, {}) if runs else {}) if all(key in run.get(part, {}) for run in runs)]
+        for key in keys:
+            summary[f"{part}/{key}"] = mean_std_figures([run[part][key] for run in runs])
+    return {"zoo": os.path.abspath(zoo), "zoo_sha256": digest, "shots": list(shots), "draws": draws,
+            "first_stage": LABELED_FIRST_STAGE, "runs": runs, "summary": summary}
+
+
+def format_table(document):
+    """One Markdown row per figure: accuracy %, mean ± std over the runs."""
+    lines = [f"accuracy (%), mean ± std over {len(document['runs'])} runs, each the mean of {document['draws']} draws",
+             "", "| figure | accuracy |", "|---|---:|"]
+    lines += [f"| {key} | {mean_std_cell(stats)} |" for key, stats in document["summary"].items()]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--zoo", required=True, help="the benchmark folder the runs were trained on")
+    parser.add_argument("--runs", nargs="+", required=True, metavar="RUN", help="step-2 run dirs (other seeds)")
+    parser.add_argument("--shots", default="1,2,5", help="labeled images per class, comma list (default: 1,2,5)")
+    parser.add_argument("--draws", type=int, default=DRAWS, help=f"draws of the labeled images (default: {DRAWS})")
+    parser.add_argument("--enroll", action="store_true",
+                        help="also add the zoo's open-set architectures as classes (needs its open_set.txt)")
+    parser.add_argument("--json", help="write the figures here (runs already in it are not measured again)")
+    args = parser.parse_args(argv)
+    try:
+        shots = tuple(int(value) for value in args.shots.split(","))
+    except ValueError:
+        parser.error(f"--shots: expected a comma list of positive integers, received {args.shots!r}")
+    if not shots or min(shots) < 1 or args.draws < 1:
+        parser.error(f"--shots, --draws: expected positive integers, received {args.shots!r}, {args.draws}")
+    digest = benchmark_digest(args.zoo)
+    earlier = earlier_document(parser, args.json, args.zoo, digest)
+    previous = {run["run"]: run for run in earlier["runs"]} if earlier else {}
+    configure_runtime()
+    runs = []
+    for run in args.runs:
+        if run in previous and (not args.enroll or "enroll" in previous[run]):
+            runs.append(previous[run])
+            continue
+        runs.append(run_figures(args.zoo, run, shots, args.draws, args.enroll))
+        if args.json:
+            write_document(args.json, document_of(args.zoo, digest, runs_so_far(runs, previous, args.runs), shots,
+                                                  args.draws))
+    print(format_table(document_of(args.zoo, digest, runs, shots, args.draws)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""A classifier head of class means: each class is the mean encoder feature of a few labeled images of it
+(nearest class mean, Mensink et al. 2013; the prototypes of Snell et al. 2017), written into the logits layer.
+
+    labeled images (a few per class) -> encoder features (N, D) -> class means (C, D)
+      -> logits_c = -||f - mean_c||^2 / T + const = (2 f . mean_c - ||mean_c||^2) / T
+      -> the Dense logits layer's kernel (D, C) = 2 means^T / T and bias (C,) = -||means||^2 / T
+
+The head stays one Dense layer, so the model saves, exports (SavedModel, TFLite) and explains as before. A run
+trained on one content names a few labeled images' generators of another content far better by their class means
+than by its trained head: the encoder keeps the generators apart (its features cluster by generator) where the head
+maps them to the wrong architectures (docs/results.md, "A few labeled images of the new content").
+"""
+import numpy as np
+
+
+def class_means(features, labels, num_classes):
+    """(C, D) float64 mean feature of each class. features: (N, D); labels: (N,) ints in [0, num_classes).
+    Raises ValueError naming a class with no feature."""
+    features = np.asarray(features, np.float64)
+    labels = np.asarray(labels)
+    counts = np.bincount(labels, minlength=num_classes)
+    if (counts == 0).any():
+        raise ValueError(f"labels: expected at least one feature of every class 0-{num_classes - 1}, received none "
+                         f"of class {int(np.flatnonzero(counts == 0)[0])}.")
+    means = np.zeros((num_classes, features.shape[1]), np.float64)
+    np.add.at(means, labels, features)
+    return means / counts[:, None]
+
+
+def spread(features, labels, means):
+    """The temperature T of the head: the mean squared distance of a feature to its class mean, over the classes
+    with two or more features (unbiased: n / (n - 1)); with one feature per class, a quarter of the mean squared
+    distance from each class mean to its nearest other one (as if each class reached halfway to its neighbour).
+    Logits are then minus the squared distance in units of a class's spread. Returns a float > 0."""
+    features = np.asarray(features, np.float64)
+    labels = np.asarray(labels)
+    squared, pairs = 0.0, 0
+    for label in np.unique(labels):
+        members = features[labels == label]
+        if len(members) > 1:
+            squared += np.sum((members - means[label]) ** 2) * len(members) / (len(members) - 1)
+            pairs += len(members)
+    if pairs:
+        value = squared / pairs
+    else:
+        between = np.sum((means[:, None, :] - means[None, :, :]) ** 2, axis=-1)
+        np.fill_diagonal(between, np.inf)
+        value = float(np.mean(between.min(axis=1))) / 4.0 if len(means) > 1 else 1.0
+    return float(value) if value > 0 else 1.0
+
+
+def nearest_mean_weights(means, temperature):
+    """(kernel (D, C), bias (C,)) float32 of the Dense layer whose logits are -||f - mean_c||^2 / T up to a
+    constant per image (the argmax is the nearest class mean)."""
+    means = np.asarray(means, np.float64)
+    kernel = 2.0 * means.T / temperature
+    bias = -np.sum(means ** 2, axis=1) / temperature
+    return kernel.astype(np.float32), bias.astype(np.float32)
+
+
+def leave_one_out_accuracy(features, labels, num_classes):
+    """Share of the features whose nearest class mean, that class's mean taken without them, is their own class;
+    over the features of classes with two or more (a class of one has no mean without it). None when there are
+    none. A quality estimate of the head from the labeled images alone."""
+    features = np.asarray(features, np.float64)
+    labels = np.asarray(labels)
+    counts = np.bincount(labels, minlength=num_classes)
+    sums = np.zeros((num_classes, features.shape[1]), np.float64)
+    np.add.at(sums, labels, features)
+    right, scored = 0, 0
+    for feature, label in zip(features, labels):
+        if counts[label] < 2:
+            continue
+        means = sums / np.maximum(counts, 1)[:, None]
+        means[label] = (sums[label] - feature) / (counts[label] - 1)
+        usable = counts > 0
+        distances = np.where(usable, np.sum((means - feature) ** 2, axis=1), np.inf)
+        right += int(np.argmin(distances) == label)
+        scored += 1
+    return right / scored if scored else None

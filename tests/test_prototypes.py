@@ -1,0 +1,47 @@
+"""The head of class means (`dnadet_tf.prototypes`): its weights, temperature and leave-one-out estimate, against a
+hand computation."""
+import numpy as np
+import pytest
+
+from dnadet_tf.prototypes import class_means, leave_one_out_accuracy, nearest_mean_weights, spread
+
+
+def test_class_means_are_each_class_average_and_a_class_without_features_is_named():
+    features = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0], [1.0, 1.0]])
+    means = class_means(features, [0, 0, 1, 2], 3)
+    np.testing.assert_allclose(means, [[1.0, 0.0], [0.0, 4.0], [1.0, 1.0]])
+    with pytest.raises(ValueError, match="received none of class 1"):
+        class_means(features[:2], [0, 0], 2)
+
+
+def test_the_dense_weights_give_minus_the_squared_distance_over_the_temperature_up_to_a_constant():
+    rng = np.random.default_rng(0)
+    means, features = rng.normal(size=(4, 6)), rng.normal(size=(50, 6))
+    kernel, bias = nearest_mean_weights(means, 2.5)
+    assert kernel.shape == (6, 4) and bias.shape == (4,) and kernel.dtype == np.float32
+    logits = features @ kernel + bias
+    distances = ((features[:, None, :] - means[None]) ** 2).sum(-1)
+    expected = -distances / 2.5
+    # the same up to a constant per image: equal softmax, equal argmax (the nearest class mean)
+    np.testing.assert_allclose(logits - logits[:, :1], expected - expected[:, :1], rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(logits.argmax(-1), distances.argmin(-1))
+
+
+def test_spread_is_the_unbiased_within_class_squared_distance_or_a_quarter_of_the_nearest_other_mean():
+    features = np.array([[0.0, 0.0], [2.0, 0.0], [10.0, 0.0], [10.0, 2.0], [30.0, 0.0]])
+    labels = np.array([0, 0, 1, 1, 2])
+    means = class_means(features, labels, 3)
+    # classes 0 and 1: squared distances 1, 1 and 1, 1, each times 2 / 1; the class of one counts nothing
+    assert spread(features, labels, means) == pytest.approx(2.0)
+    one_each = np.array([[0.0, 0.0], [4.0, 0.0], [0.0, 6.0]])
+    # nearest other mean: 16, 16, 36 -> mean 68 / 3, a quarter of it
+    assert spread(one_each, [0, 1, 2], one_each) == pytest.approx(68.0 / 3.0 / 4.0)
+    assert spread(np.zeros((2, 2)), [0, 1], np.zeros((2, 2))) == 1.0  # nothing to measure: 1
+
+
+def test_leave_one_out_counts_an_image_right_when_its_own_class_mean_without_it_is_nearest():
+    features = np.array([[0.0], [1.0], [10.0], [11.0], [5.8]])
+    labels = np.array([0, 0, 1, 1, 0])
+    # class 0 = {0, 1, 5.8}: 5.8 left out -> mean 0.5 (5.3 away) against 10.5 (4.7 away): wrong; the others right
+    assert leave_one_out_accuracy(features, labels, 2) == pytest.approx(4 / 5)
+    assert leave_one_out_accuracy(features[[0, 2]], [0, 1], 2) is None  # one image per class: nothing to leave out
