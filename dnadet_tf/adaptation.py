@@ -321,14 +321,18 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
               f"statistics of one class are not the content's (adapted to one generator's images, the model "
               f"fails on them: docs/results.md, 'Adapting to other content'); give a mix of fakes and real photos.",
               file=output, flush=True)
-    print(f"adapting {run_dir}: BatchNorm statistics of {len(paths)} images"
-          + (f" in stages {first_stage}-{ENCODER_STAGES}" if first_stage > 1 else "") + ", one pass per layer ...", file=output,
-          flush=True)
     own = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in batchnorm_layers(model)]
-    statistics = adapt_batchnorm(
-        model, inference_dataset(paths, model.preprocessing, batch_size), blend,
-        progress=lambda index, count, name: print(f"  layer {index}/{count} ({name})", file=output, flush=True),
-        first_stage=first_stage)
+    if blend == 0:  # the run's own statistics, exactly what a blend of 0 gives: nothing to estimate
+        print(f"adapting {run_dir}: BatchNorm statistics kept (--blend 0)", file=output, flush=True)
+        statistics = own
+    else:
+        print(f"adapting {run_dir}: BatchNorm statistics of {len(paths)} images"
+              + (f" in stages {first_stage}-{ENCODER_STAGES}" if first_stage > 1 else "") + ", one pass per layer ...",
+              file=output, flush=True)
+        statistics = adapt_batchnorm(
+            model, inference_dataset(paths, model.preprocessing, batch_size), blend,
+            progress=lambda index, count, name: print(f"  layer {index}/{count} ({name})", file=output, flush=True),
+            first_stage=first_stage)
     head = None
     if labeled is not None:
         model, head = labeled_head(model, labeled, batch_size)

@@ -379,3 +379,16 @@ def test_adapt_labeled_without_a_class_of_the_run_names_it_and_writes_nothing(ti
     code, _, stderr = _cli(["adapt", tiny_run, "--labeled", str(labeled), "--fakes", str(labeled), "--out", str(out)])
     assert code == 2 and stderr.strip() == ("dnadet-tf adapt: error: --fakes: expected with --photos (the fakes to lay "
                                             "over them), received with --labeled.")
+
+
+def test_adapt_labeled_with_blend_0_keeps_every_statistic_and_changes_the_head_alone(tiny_run, upsampling_data,
+                                                                                      tmp_path):
+    labeled = _labeled_tree(upsampling_data["val"], tmp_path / "labeled", 2)
+    out = str(tmp_path / "kept")
+    code, stdout, stderr = _cli(["adapt", tiny_run, "--labeled", str(labeled), "--blend", "0", "--out", out])
+    assert code == 0, stderr
+    assert "BatchNorm statistics kept (--blend 0)" in stdout and "layer 1/" not in stdout
+    source = {weight.path: weight.numpy() for weight in KerasPredictor(tiny_run).model.weights}
+    changed = [weight.path for weight in KerasPredictor(out).model.weights
+               if not np.array_equal(weight.numpy(), source[weight.path])]
+    assert changed and all("logits" in path for path in changed)
