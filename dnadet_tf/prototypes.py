@@ -67,13 +67,14 @@ def leave_one_out_accuracy(features, labels, num_classes):
     counts = np.bincount(labels, minlength=num_classes)
     sums = np.zeros((num_classes, features.shape[1]), np.float64)
     np.add.at(sums, labels, features)
+    all_means = sums / np.maximum(counts, 1)[:, None]
+    usable = counts > 0
     right, scored = 0, 0
     for feature, label in zip(features, labels):
         if counts[label] < 2:
             continue
-        means = sums / np.maximum(counts, 1)[:, None]
+        means = all_means.copy()
         means[label] = (sums[label] - feature) / (counts[label] - 1)
-        usable = counts > 0
         distances = np.where(usable, np.sum((means - feature) ** 2, axis=1), np.inf)
         right += int(np.argmin(distances) == label)
         scored += 1

@@ -414,7 +414,7 @@ def test_content_adaptation_puts_the_runs_statistics_back(tiny_run, upsampling_d
 
 def test_labeled_adaptation_draws_the_same_shots_of_every_class_and_puts_the_model_back(tiny_run, upsampling_data):
     from dnadet_tf.data import read_dataset, remap_to
-    from dnadet_tf.predictor import predict_files
+    from dnadet_tf.model import probabilities
     from dnadet_tf.runs import RunDir
 
     module = _module("labeled_adaptation")
@@ -425,39 +425,12 @@ def test_labeled_adaptation_draws_the_same_shots_of_every_class_and_puts_the_mod
     run = RunDir(tiny_run)
     model = run.load_model()
     files = remap_to(read_dataset(upsampling_data["val"]), run.class_names)
-    paths = files.paths
-    before = predict_files(KerasPredictorOf(model), paths)
+    pixels = module.pixels_of(files.paths, model.preprocessing)
+    before = probabilities(model, pixels).numpy()
     with module.Restored(model):
         head = module.adapted(model, files, first_stage=1)
-        assert np.abs(predict_files(KerasPredictorOf(head), paths) - before).max() > 1e-3
-    np.testing.assert_array_equal(predict_files(KerasPredictorOf(model), paths), before)
-
-
-class KerasPredictorOf:
-    """The part of a predictor `predict_files` uses, around an in-memory classifier."""
-
-    def __init__(self, model):
-        from dnadet_tf.model import probabilities
-
-        self.model, self.preprocess = model, model.preprocessing
-        self._probabilities = probabilities
-
-    def predict_pixels(self, pixels):
-        return self._probabilities(self.model, pixels).numpy()
-
-
-def test_feature_clusters_find_pure_clusters_that_a_swapped_head_names_wrongly():
-    module = _module("feature_clusters")
-    assert module.purity(np.array([0, 0, 1, 1, 1]), np.array([0, 0, 0, 1, 1])) == pytest.approx(4 / 5)
-    rng = np.random.default_rng(0)
-    truth = np.repeat([0, 1, 2], 20)
-    centres = np.eye(3) * 10
-    features = centres[truth] + rng.normal(scale=0.1, size=(60, 3))
-    logits = np.eye(3)[(truth + 1) % 3] * 5  # the head names every class as the next one
-    figures = module.cluster_figures(features, logits, truth, [0, 1, 2])
-    assert figures["purity"] == 1.0 and figures["nmi"] == pytest.approx(1.0)
-    assert figures["accuracy"] == 0.0 and figures["cluster_vote"] == 0.0 and figures["cluster_assigned"] == 0.0
-    assert figures["nmi_of_answers"] == pytest.approx(1.0)  # a relabelling: as informative, all wrong
+        assert np.abs(probabilities(head, pixels).numpy() - before).max() > 1e-3
+    np.testing.assert_array_equal(probabilities(model, pixels).numpy(), before)
 
 
 def _adaptation_run(run, cross_dataset, test_after):
