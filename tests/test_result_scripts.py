@@ -433,6 +433,20 @@ def test_labeled_adaptation_draws_the_same_shots_of_every_class_and_puts_the_mod
     np.testing.assert_array_equal(probabilities(model, pixels).numpy(), before)
 
 
+def test_feature_clusters_find_pure_clusters_that_a_swapped_head_names_wrongly():
+    module = _module("feature_clusters")
+    assert module.purity(np.array([0, 0, 1, 1, 1]), np.array([0, 0, 0, 1, 1])) == pytest.approx(4 / 5)
+    rng = np.random.default_rng(0)
+    truth = np.repeat([0, 1, 2], 20)
+    centres = np.eye(3) * 10
+    features = centres[truth] + rng.normal(scale=0.1, size=(60, 3))
+    logits = np.eye(3)[(truth + 1) % 3] * 5  # the head names every class as the next one
+    figures = module.cluster_figures(features, logits, truth, [0, 1, 2])
+    assert figures["purity"] == 1.0 and figures["nmi"] == pytest.approx(1.0)
+    assert figures["accuracy"] == 0.0 and figures["cluster_vote"] == 0.0 and figures["cluster_assigned"] == 0.0
+    assert figures["nmi_of_answers"] == pytest.approx(1.0)  # a relabelling: as informative, all wrong
+
+
 def _adaptation_run(run, cross_dataset, test_after):
     splits = {"test": {"as_trained": 1.0, "adapted": 1.0, "adapted_stage3": 1.0},
               "cross_dataset": {"as_trained": 0.5, "adapted": cross_dataset, "adapted_stage3": 0.8, "adapted_20": 0.9,
