@@ -14,14 +14,22 @@ scored on its second half as `content_adaptation.py` scores:
 
 and the closed set's second half after `labeled_<k>` (`test_after_labeled_<k>`: the cost on the training content),
 and after `adapt --labeled` with k images per class of the training content (the closed set's first half;
-`same_content_labeled_<k>`: no content shift). With an `open_set.txt` in the zoo (architectures the run never saw),
+`same_content_labeled_<k>`: no content shift). How far the probabilities can be trusted (`calibration`): the
+expected calibration error (`ece_*`, 15 bins), the mean top probability (`confidence_*`) and the negative
+log-likelihood (`nll_*`) of `as_trained` and of `labeled_<k>` on cross-dataset's second half.
+`--with-images` adds `labeled_images_<k>`: the statistics re-estimated on the whole first half of cross-dataset
+(unlabeled, as `adapt --images` would take them, every stage), the head then the class means of the k labeled
+images. `--mixed` adds labeled images of both contents (k per class from each first half), scored on both second
+halves: `mixed_<k>` one mean per class over both contents (`adapt --labeled DATA` with both in DATA),
+`mixed_contents_<k>` a mean per content and class (`adapt --labeled NEW TRAINING`); `test_after_*` on the closed
+set. With an `open_set.txt` in the zoo (architectures the run never saw),
 `--enroll` measures adding them as classes within the training content: k images of every known class (closed
 set's first half) and of every unseen architecture (open set's first half), scored on both second halves
 (`enroll_<k>`: all classes; `enroll_new_<k>`: the unseen architectures' images alone; `enroll_known_<k>`: the closed
 set's; `enroll_kept_*`: the same with the run's statistics kept).
 
 Usage: python benchmarks/labeled_adaptation.py --zoo ZOO --runs RUN [RUN ...] [--shots 1,2,5] [--draws 3]
-    [--enroll] [--json FILE]
+    [--enroll] [--with-images] [--mixed] [--json FILE]
 Resumable like `content_adaptation.py`: with --json FILE present, only the runs it lacks are measured.
 """
 import argparse
@@ -42,11 +50,13 @@ from dnadet_tf.data import LabeledFiles, benchmark_digest, benchmark_split, read
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
 from dnadet_tf.evaluation import load_labeled  # noqa: E402
 from dnadet_tf.model import probabilities  # noqa: E402
+from dnadet_tf.openset import expected_calibration_error  # noqa: E402
 from dnadet_tf.pipeline import inference_dataset  # noqa: E402
 from dnadet_tf.runs import RunDir  # noqa: E402
 
 DRAWS = 3
 BATCH = 16
+PARTS = ("cross_dataset", "training_content", "calibration", "enroll")
 
 
 def pixels_of(paths, preprocessing):
@@ -54,10 +64,23 @@ def pixels_of(paths, preprocessing):
     return np.concatenate([batch.numpy() for batch in inference_dataset(paths, preprocessing, BATCH)])
 
 
+def probability_rows(model, pixels):
+    """(N, C) float64 probabilities of the model for each image, inference mode."""
+    return np.concatenate([probabilities(model, pixels[i:i + 32]).numpy().astype(np.float64)
+                           for i in range(0, len(pixels), 32)])
+
+
 def answers(model, pixels):
     """Top class of each image: (N,) ints."""
-    return np.concatenate([probabilities(model, pixels[i:i + 32]).numpy().argmax(-1)
-                           for i in range(0, len(pixels), 32)])
+    return probability_rows(model, pixels).argmax(-1)
+
+
+def calibration_figures(rows, truth):
+    """{"ece", "confidence", "nll"} of (N, C) probabilities against (N,) true classes (the NLL's probabilities
+    floored at 1e-12)."""
+    chosen = np.maximum(rows[np.arange(len(truth)), truth], 1e-12)
+    return {"ece": expected_calibration_error(rows, truth), "confidence": float(rows.max(axis=1).mean()),
+            "nll": float(-np.mean(np.log(chosen)))}
 
 
 def drawn_shots(labels, indices, count, draw, classes):
@@ -85,18 +108,26 @@ class Restored:
         return False
 
 
-def adapted(model, files, first_stage, blend=1.0):
+def statistics_of(model, paths, first_stage):
+    """The model's weights after its statistics are re-estimated on `paths` from `first_stage` (the model is left
+    so): what `labeled_images_<k>` starts each draw from."""
+    adapt_batchnorm(model, inference_dataset(paths, model.preprocessing, BATCH), 1.0, first_stage=first_stage)
+    return model.get_weights()
+
+
+def adapted(model, files, first_stage, blend=1.0, groups=None):
     """`adapt --labeled` in memory: statistics re-estimated on `files` (LabeledFiles) from `first_stage` at
-    `blend` (0: kept), then the head of their class means. Returns the classifier (a new one with new classes)."""
+    `blend` (0: kept), then the head of their class means (with `groups`: a mean per group and class, as `adapt
+    --labeled` with several DATA). Returns the classifier (a new one with new classes or groups)."""
     if blend > 0:
         adapt_batchnorm(model, inference_dataset(files.paths, model.preprocessing, BATCH), blend,
                         first_stage=first_stage)
-    return labeled_head(model, files, BATCH)[0]
+    return labeled_head(model, files, BATCH, groups)[0]
 
 
-def run_figures(zoo, run, shots, draws, enroll):
-    """{"run", "cross_dataset": {...}, "training_content": {...}, "enroll": {...}} of one run, each figure the
-    mean accuracy over `draws` draws."""
+def run_figures(zoo, run, shots, draws, enroll, with_images=False, mixed=False):
+    """{"run", "cross_dataset": {...}, "training_content": {...}, "calibration": {...}, "enroll": {...}} of one
+    run, each figure the mean over `draws` draws."""
     run_dir = RunDir(run)
     class_names, preprocess = run_dir.class_names, run_dir.config.preprocess
     model = run_dir.load_model()
@@ -108,8 +139,13 @@ def run_figures(zoo, run, shots, draws, enroll):
     test_pixels = pixels_of([test.paths[i] for i in test_scored], model.preprocessing)
     cross_truth, test_truth = cross.labels[cross_scored], test.labels[test_scored]
     classes = sorted(set(cross.labels.tolist()))
-    row = {"as_trained": float(np.mean(answers(model, cross_pixels) == cross_truth))}
+    rows = probability_rows(model, cross_pixels)
+    row = {"as_trained": float(np.mean(rows.argmax(-1) == cross_truth))}
+    calibration = {f"{key}_as_trained": value for key, value in calibration_figures(rows, cross_truth).items()}
     training_content = {}
+    if with_images:
+        with Restored(model):
+            unlabeled_statistics = statistics_of(model, [cross.paths[i] for i in cross_on], LABELED_FIRST_STAGE)
 
     def shots_of(files, indices, count, draw, wanted=None):
         chosen = drawn_shots(files.labels, indices, count, draw, wanted or sorted(set(files.labels.tolist())))
@@ -124,21 +160,43 @@ def run_figures(zoo, run, shots, draws, enroll):
                                              (f"labeled_stage3_{count}", 3, 1.0)):
                 with Restored(model):
                     head = adapted(model, labeled, first_stage, blend)
-                    figures.setdefault(name, []).append(float(np.mean(answers(head, cross_pixels) == cross_truth)))
+                    head_rows = probability_rows(head, cross_pixels)
+                    figures.setdefault(name, []).append(float(np.mean(head_rows.argmax(-1) == cross_truth)))
                     if name == f"labeled_{count}":
+                        for key, value in calibration_figures(head_rows, cross_truth).items():
+                            figures.setdefault(f"{key}_{name}", []).append(value)
                         figures.setdefault(f"test_after_labeled_{count}", []).append(
+                            float(np.mean(answers(head, test_pixels) == test_truth)))
+            if with_images:
+                with Restored(model):
+                    model.set_weights(unlabeled_statistics)
+                    head = labeled_head(model, labeled, BATCH)[0]
+                    figures.setdefault(f"labeled_images_{count}", []).append(
+                        float(np.mean(answers(head, cross_pixels) == cross_truth)))
+            if mixed:
+                training = shots_of(test, test_on, count, draw)
+                both = LabeledFiles(list(labeled.paths) + list(training.paths),
+                                    np.concatenate([labeled.labels, training.labels]), cross.class_names, cross.source)
+                contents = np.repeat([0, 1], [len(labeled.paths), len(training.paths)])
+                for name, groups in ((f"mixed_{count}", None), (f"mixed_contents_{count}", contents)):
+                    with Restored(model):
+                        head = adapted(model, both, LABELED_FIRST_STAGE, groups=groups)
+                        figures.setdefault(name, []).append(float(np.mean(answers(head, cross_pixels) == cross_truth)))
+                        figures.setdefault(f"test_after_{name}", []).append(
                             float(np.mean(answers(head, test_pixels) == test_truth)))
             with Restored(model):
                 head = adapted(model, shots_of(test, test_on, count, draw), LABELED_FIRST_STAGE)
                 figures.setdefault(f"same_content_labeled_{count}", []).append(
                     float(np.mean(answers(head, test_pixels) == test_truth)))
         for name, values in figures.items():
-            (training_content if name.startswith(("test_after", "same_content")) else row)[name] = float(np.mean(values))
-    figures = {"run": run, "cross_dataset": row, "training_content": training_content}
+            part = (training_content if name.startswith(("test_after", "same_content"))
+                    else calibration if name.startswith(("ece_", "confidence_", "nll_")) else row)
+            part[name] = float(np.mean(values))
+    figures = {"run": run, "cross_dataset": row, "training_content": training_content, "calibration": calibration}
     open_set = benchmark_split(zoo, "open_set")
     if enroll and os.path.isfile(open_set):
         figures["enroll"] = enroll_figures(model, test, test_on, test_scored, test_pixels, open_set, shots, draws)
-    print(f"{run}: " + ", ".join(f"{key} {100 * value:.1f}" for part in ("cross_dataset", "training_content", "enroll")
+    print(f"{run}: " + ", ".join(f"{key} {100 * value:.1f}" for part in PARTS
                                  for key, value in figures.get(part, {}).items()), flush=True)
     return figures
 
@@ -177,7 +235,7 @@ def enroll_figures(model, test, test_on, test_scored, test_pixels, open_set, sho
 def document_of(zoo, digest, runs, shots, draws):
     """The --json document: the zoo, its digest, the settings, each run's figures and their mean ± std."""
     summary = {}
-    for part in ("cross_dataset", "training_content", "enroll"):
+    for part in PARTS:
         keys = [key for key in (runs[0].get(part, {}) if runs else {}) if all(key in run.get(part, {}) for run in runs)]
         for key in keys:
             summary[f"{part}/{key}"] = mean_std_figures([run[part][key] for run in runs])
@@ -186,10 +244,11 @@ def document_of(zoo, digest, runs, shots, draws):
 
 
 def format_table(document):
-    """One Markdown row per figure: accuracy %, mean ± std over the runs."""
-    lines = [f"accuracy (%), mean ± std over {len(document['runs'])} runs, each the mean of {document['draws']} draws",
-             "", "| figure | accuracy |", "|---|---:|"]
-    lines += [f"| {key} | {mean_std_cell(stats)} |" for key, stats in document["summary"].items()]
+    """One Markdown row per figure, mean ± std over the runs: accuracy, ECE and confidence in %, NLL in nats."""
+    lines = [f"mean ± std over {len(document['runs'])} runs, each the mean of {document['draws']} draws "
+             "(accuracy, ECE, confidence: %; NLL: nats)", "", "| figure | value |", "|---|---:|"]
+    lines += [f"| {key} | " + (mean_std_cell(stats, scale=1.0, digits=3) if key.startswith("calibration/nll_")
+                                else mean_std_cell(stats)) + " |" for key, stats in document["summary"].items()]
     return "\n".join(lines)
 
 
@@ -201,6 +260,11 @@ def main(argv=None):
     parser.add_argument("--draws", type=int, default=DRAWS, help=f"draws of the labeled images (default: {DRAWS})")
     parser.add_argument("--enroll", action="store_true",
                         help="also add the zoo's open-set architectures as classes (needs its open_set.txt)")
+    parser.add_argument("--with-images", action="store_true",
+                        help="also re-estimate the statistics on the whole first half of cross-dataset (unlabeled) "
+                             "before the class means of the labeled images (labeled_images_<k>)")
+    parser.add_argument("--mixed", action="store_true",
+                        help="also take labeled images of both contents, k per class of each (mixed_<k>)")
     parser.add_argument("--json", help="write the figures here (runs already in it are not measured again)")
     args = parser.parse_args(argv)
     try:
@@ -215,10 +279,13 @@ def main(argv=None):
     configure_runtime()
     runs = []
     for run in args.runs:
-        if run in previous and (not args.enroll or "enroll" in previous[run]):
+        wanted = [f"{name}_{shots[0]}" for name, on in (("labeled_images", args.with_images),
+                                                          ("mixed_contents", args.mixed)) if on]
+        if run in previous and (not args.enroll or "enroll" in previous[run]) and all(
+                key in previous[run]["cross_dataset"] for key in wanted):
             runs.append(previous[run])
             continue
-        runs.append(run_figures(args.zoo, run, shots, args.draws, args.enroll))
+        runs.append(run_figures(args.zoo, run, shots, args.draws, args.enroll, args.with_images, args.mixed))
         if args.json:
             write_document(args.json, document_of(args.zoo, digest, runs_so_far(runs, previous, args.runs), shots,
                                                   args.draws))

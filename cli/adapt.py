@@ -45,10 +45,12 @@ def register(subparsers):
     given.add_argument("--photos", metavar="DIR",
                        help="real photos of the new content, no fakes (read recursively; 128 px or more on the "
                             "shorter side): the mix is made of them and the run's training fakes")
-    given.add_argument("--labeled", metavar="DATA",
+    given.add_argument("--labeled", nargs="+", metavar="DATA",
                        help="a few labeled images of the new content (a folder per class, or an annotation list), at "
                             "least one of every class of RUN; classes RUN does not have are added: the head becomes "
-                            "the nearest of their class means")
+                            "the nearest of their class means. Several DATA, one per content (say the new content's "
+                            "and the training content's): a mean per class in each, a class answered by the nearest "
+                            "of its means, one run for every content given")
     parser.add_argument("--fakes", metavar="DATA",
                         help="with --photos: the training data whose fakes are laid over the photos (default: the "
                              "run's, as its config.json names it)")

@@ -280,9 +280,11 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
     if first_stage is None:
         first_stage = PHOTO_FIRST_STAGE if photos is not None else LABELED_FIRST_STAGE if labeled else ADAPT_FIRST_STAGE
     if labeled is not None:
-        files = labeled_files(labeled, source.class_names, source.config.preprocess,
-                              warn=lambda line: print(line, file=output, flush=True))
-        return _adapt(source, files.paths, target, blend, batch_size, overwrite, output, first_stage, labeled=files)
+        files, groups = labeled_files(labeled, source.class_names, source.config.preprocess,
+                                      warn=lambda line: print(line, file=output, flush=True))
+        specs = [labeled] if isinstance(labeled, (str, os.PathLike)) else list(labeled)
+        return _adapt(source, files.paths, target, blend, batch_size, overwrite, output, first_stage,
+                      labeled=(files, groups, specs))
     if photos is None:
         return _adapt(source, images, target, blend, batch_size, overwrite, output, first_stage)
     with tempfile.TemporaryDirectory(prefix="dnadet-tf-adapt-") as folder:
@@ -299,7 +301,7 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
 def _adapt(source, images, target, blend, batch_size, overwrite, output, first_stage, made=None, labeled=None):
     """`adapt_run` from the run dir `source` to `images` into the checked run dir `target`; `made`: the
     (crops, {class: fakes}, report) of `photo_mix` when the images are its mix; `labeled`: the checked
-    `LabeledFiles` when the images are labeled ones (their paths)."""
+    (`LabeledFiles`, groups, specs) of `labeled_files` and its specs when the images are labeled ones."""
     from dnadet_tf.pipeline import inference_dataset
 
     run_dir, out = source.path, target.path
@@ -309,6 +311,7 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
         paths, skipped = readable_images(collect_image_paths(list(images)), model.preprocessing,
                                          warn=lambda line: print(line, file=output, flush=True))
     else:
+        labeled, groups, specs = labeled
         paths, skipped = list(labeled.paths), [list(item) for item in labeled.skipped]
     if made is None and labeled is None and len(paths) < FEW_IMAGES:
         print(f"warning: {len(paths)} images to adapt on; below {FEW_IMAGES} which images they are decides (5: up to "
@@ -335,9 +338,10 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
             first_stage=first_stage)
     head = None
     if labeled is not None:
-        model, head = labeled_head(model, labeled, batch_size)
+        model, head = labeled_head(model, labeled, batch_size, groups)
         class_names = model.class_names
-        print(f"logits: the nearest of the class means of {len(paths)} labeled images ("
+        print(f"logits: the nearest of the class means of {len(paths)} labeled images"
+              + (f" in {head['groups']} groups (a mean per group and class)" if head["groups"] > 1 else "") + " ("
               + ", ".join(f"{count} {name}" for name, count in head["images_per_class"].items()) + ")"
               + (f"; classes added: {', '.join(head['classes_added'])}" if head["classes_added"] else "")
               + (f"; leave-one-out accuracy over them {100 * head['leave_one_out_accuracy']:.1f} %"
@@ -360,7 +364,7 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
                    for layer, old, new in zip(batchnorm_layers(model), own, statistics)],
     }
     if head is not None:
-        report["labeled"] = {"data": os.path.abspath(labeled.source), **head}
+        report["labeled"] = {"data": [os.path.abspath(str(spec)) for spec in specs], **head}
     if made:
         from dnadet_tf.zoo.sheets import contact_sheet
 
@@ -376,44 +380,61 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
     return report
 
 
-def labeled_files(spec, class_names, preprocess, warn=None):
-    """The usable images of the dataset spec `spec` (a folder per class, an annotation list, or a benchmark
-    folder's train.txt) as `LabeledFiles` in the classes `class_names` followed by the classes of `spec` that
-    are not among them (sorted). Raises DataError when a class of `class_names` has no usable image: every class
-    the adapted run names needs a mean."""
-    from dnadet_tf.data import check_files, read_dataset, remap_to
+def labeled_files(specs, class_names, preprocess, warn=None):
+    """(files, groups): the usable images of the dataset specs `specs` (one spec or a list; each a folder per
+    class, an annotation list, or a benchmark folder's train.txt; each a group, such as one content) as one
+    `LabeledFiles` in the classes `class_names` followed by the classes of the specs that are not among them
+    (sorted), and groups (N,) int: the index of each image's spec. Raises DataError when a class of
+    `class_names` has no usable image in any of them: every class the adapted run names needs a mean."""
+    from dnadet_tf.data import LabeledFiles, check_files, read_dataset, remap_to
 
-    files = read_dataset(spec, "train")
-    added = sorted(set(files.class_names[label] for label in set(files.labels.tolist())) - set(class_names))
-    files = check_files(remap_to(files, list(class_names) + added), crop_size=preprocess.crop_size,
-                        min_side=preprocess.min_side, require_every_class=False, warn=warn)
-    counts = np.bincount(files.labels, minlength=len(files.class_names))
-    lacking = [name for name, count in zip(files.class_names, counts) if count == 0]
+    specs = [specs] if isinstance(specs, (str, os.PathLike)) else list(specs)
+    read = [read_dataset(spec, "train") for spec in specs]
+    added = sorted({files.class_names[label] for files in read for label in set(files.labels.tolist())}
+                   - set(class_names))
+    names = list(class_names) + added
+    checked = [check_files(remap_to(files, names), crop_size=preprocess.crop_size, min_side=preprocess.min_side,
+                           require_every_class=False, warn=warn) for files in read]
+    files = LabeledFiles([path for part in checked for path in part.paths],
+                         np.concatenate([part.labels for part in checked]).astype(np.int64), names,
+                         ", ".join(str(spec) for spec in specs),
+                         skipped=[item for part in checked for item in part.skipped])
+    groups = np.concatenate([np.full(len(part.paths), index, np.int64) for index, part in enumerate(checked)])
+    counts = np.bincount(files.labels, minlength=len(names))
+    lacking = [name for name, count in zip(names, counts) if count == 0]
     if lacking:
-        raise DataError(f"--labeled {spec}: expected at least one image of every class of the run "
+        given = " ".join(str(spec) for spec in specs)
+        raise DataError(f"--labeled {given}: expected at least one image of every class of the run "
                         f"({', '.join(class_names)}), received none of {', '.join(map(repr, lacking))}.")
-    return files
+    return files, groups
 
 
-def labeled_head(model, files, batch_size=16):
+def labeled_head(model, files, batch_size=16, groups=None):
     """(classifier, report): `model` whose logits layer is the nearest class mean of the features of `files`
     (`LabeledFiles` in the model's classes, then any new ones; `prototypes`), inference mode with the model's
-    current statistics. With new classes the classifier is rebuilt around the same encoder (`Classifier` with the
-    longer class list). Report: images per class, the temperature, the classes added, and the leave-one-out
-    accuracy of the nearest mean over the labeled images (None when no class has two)."""
+    current statistics. With `groups` ((N,) ints, more than one value) each group gets its own mean per class and
+    a class's logit is the largest of its means (`Classifier(prototypes_per_class=G)`). With new classes or
+    groups the classifier is rebuilt around the same encoder. Report: images per class, the groups, the
+    temperature, the classes added, and the leave-one-out accuracy of the nearest mean over the labeled images
+    (None when no class has two in a group)."""
     from dnadet_tf.calibrate import features_and_logits
     from dnadet_tf.model import LOGITS_LAYER, Classifier
-    from dnadet_tf.prototypes import class_means, leave_one_out_accuracy, nearest_mean_weights, spread
+    from dnadet_tf.prototypes import group_means, leave_one_out_accuracy, nearest_mean_weights, spread
 
     features = features_and_logits(model, files.paths, batch_size)[0].astype(np.float64)
     names, known = list(files.class_names), list(model.class_names)
-    means = class_means(features, files.labels, len(names))
-    temperature = spread(features, files.labels, means)
-    if names != known:
+    groups = np.zeros(len(files.labels), np.int64) if groups is None else np.asarray(groups, np.int64)
+    count = int(groups.max()) + 1 if len(groups) else 1
+    means = group_means(features, files.labels, groups, len(names))
+    rows = groups * len(names) + files.labels
+    temperature = spread(features, rows, means, mean_classes=np.tile(np.arange(len(names)), count))
+    if names != known or count != getattr(model, "prototypes_per_class", 1):
         model = Classifier(model.backbone, len(names), model.dropout_rate, names, model.preprocessing,
-                           name=model.name)
+                           prototypes_per_class=count, name=model.name)
     model.get_layer(LOGITS_LAYER).set_weights(list(nearest_mean_weights(means, temperature)))
     counts = np.bincount(files.labels, minlength=len(names))
-    return model, {"images_per_class": {name: int(count) for name, count in zip(names, counts)},
-                   "temperature": temperature, "classes_added": names[len(known):],
-                   "leave_one_out_accuracy": leave_one_out_accuracy(features, files.labels, len(names))}
+    report = {"images_per_class": {name: int(number) for name, number in zip(names, counts)},
+              "temperature": temperature, "classes_added": names[len(known):], "groups": count,
+              "leave_one_out_accuracy": leave_one_out_accuracy(features, files.labels, len(names),
+                                                               groups if count > 1 else None)}
+    return model, report

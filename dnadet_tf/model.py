@@ -36,6 +36,7 @@ STAGE_WIDTHS = (64, 128, 256, 512)
 DEFAULT_GRADCAM_LAYER = "stage2_act2"
 FEATURE_LAYER = "feature"
 LOGITS_LAYER = "logits"
+CLASS_MAXIMUM_LAYER = "class_maximum"
 
 
 def stage_widths(width):
@@ -87,7 +88,7 @@ def attribute(model, pixels):
 def feature_and_logits(model, pixels):
     """(N, S, S, 3) pixels -> pooled features (N, D) and logits (N, C), float32, inference mode, one encoder pass."""
     feature = model.backbone(pixels, training=False)
-    logits = model.get_layer(LOGITS_LAYER)(feature)  # dropout is the identity at inference
+    logits = model.head_logits(feature)  # dropout is the identity at inference
     return tf.cast(feature, tf.float32), tf.cast(logits, tf.float32)
 
 
@@ -337,6 +338,10 @@ class Classifier(keras.Model):
     `model.predict(images)`: (N, H, W, 3) decoded images in [0, 255] (any size the
     preprocessing accepts) -> (N, C) probabilities, the preprocessing applied in the step.
 
+    With `prototypes_per_class` G > 1 the Dense layer has G * C units (unit g * C + c: the c-th class's g-th
+    logit) and a class's logit is the largest of its G (Reshape (G, C) -> max over G): what `adapt --labeled`
+    writes when its labeled images come in several groups (contents), one class mean per group.
+
     Args:
       backbone: a `Backbone`; its graph is continued, so its layers are the classifier's first layers.
       num_classes: number of output logits.
@@ -344,6 +349,7 @@ class Classifier(keras.Model):
       class_names: names of the classes in label order (default "0", "1", ...).
       preprocessing: a `PreprocessConfig` (or its dict) that turns decoded images into pixels.
       calibration: the config of an attached `Calibration` (its weights load with the model), or None.
+      prototypes_per_class: G, the logits each class takes the largest of (default 1: the plain Dense head).
 
     >>> import numpy as np
     >>> from dnadet_tf.model import Backbone, Classifier
@@ -352,12 +358,21 @@ class Classifier(keras.Model):
     (2, 3)
     >>> model.predict(np.zeros((1, 200, 300, 3), "uint8"), verbose=0).shape  # 128 px crop, 512 px resize
     (1, 3)
+    >>> tuple(Classifier(Backbone(width=0.0625), 3, prototypes_per_class=2)(np.zeros((2, 64, 64, 3))).shape)
+    (2, 3)
     """
 
     def __init__(self, backbone, num_classes, dropout=0.2, class_names=None, preprocessing=None, calibration=None,
-                 name="dnadet", **kwargs):
+                 prototypes_per_class=1, name="dnadet", **kwargs):
+        prototypes_per_class = int(prototypes_per_class)
+        if prototypes_per_class < 1:
+            raise ValueError(f"prototypes_per_class: expected an integer >= 1, received {prototypes_per_class}.")
         x = layers.Dropout(dropout, name="dropout", dtype=backbone.layer_dtype)(backbone.output)
-        logits = layers.Dense(num_classes, dtype="float32", name=LOGITS_LAYER)(x)
+        logits = layers.Dense(num_classes * prototypes_per_class, dtype="float32", name=LOGITS_LAYER)(x)
+        if prototypes_per_class > 1:
+            logits = layers.Reshape((prototypes_per_class, num_classes), dtype="float32",
+                                    name="prototype_logits")(logits)
+            logits = layers.GlobalMaxPooling1D(dtype="float32", name=CLASS_MAXIMUM_LAYER)(logits)
         super().__init__(backbone.input, logits, name=name, **kwargs)
         class_names = [str(c) for c in class_names] if class_names is not None else [str(i) for i in range(num_classes)]
         if len(class_names) != num_classes:
@@ -366,12 +381,22 @@ class Classifier(keras.Model):
             preprocessing = PreprocessConfig.from_dict(preprocessing)
         self.backbone = backbone
         self.num_classes = int(num_classes)
+        self.prototypes_per_class = prototypes_per_class
         self.dropout_rate = float(dropout)
         self.class_names = class_names
         self.preprocessing = preprocessing or PreprocessConfig()
         self.calibration = None
         if calibration:
             self.calibration = Calibration.from_config(calibration)
+
+    def head_logits(self, feature):
+        """Pooled features (N, D) -> (N, C) logits through the head alone (dropout, the identity at inference,
+        left out)."""
+        logits = self.get_layer(LOGITS_LAYER)(feature)
+        if self.prototypes_per_class > 1:
+            logits = tf.reshape(logits, (-1, self.prototypes_per_class, self.num_classes))
+            logits = tf.reduce_max(logits, axis=1)
+        return logits
 
     def calibrate(self, statistics):
         """Attaches (or replaces) a `Calibration` holding `statistics` (an `openset.OpenSetStatistics`)."""
@@ -385,6 +410,7 @@ class Classifier(keras.Model):
         return {"name": self.name, "trainable": self.trainable,
                 "backbone": keras.saving.serialize_keras_object(self.backbone),
                 "num_classes": self.num_classes, "dropout": self.dropout_rate,
+                "prototypes_per_class": self.prototypes_per_class,
                 "class_names": list(self.class_names), "preprocessing": self.preprocessing.to_dict(),
                 "calibration": self.calibration.get_config() if self.calibration is not None else None}
 

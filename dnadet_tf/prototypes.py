@@ -5,7 +5,10 @@
       -> logits_c = -||f - mean_c||^2 / T + const = (2 f . mean_c - ||mean_c||^2) / T
       -> the Dense logits layer's kernel (D, C) = 2 means^T / T and bias (C,) = -||means||^2 / T
 
-The head stays one Dense layer, so the model saves, exports (SavedModel, TFLite) and explains as before. A run
+The head stays one Dense layer, so the model saves, exports (SavedModel, TFLite) and explains as before. Labeled
+images in several groups (contents) give one mean per group and class (`group_means`): the Dense layer then has a
+logit per mean and a class takes the largest of its own (`Classifier(prototypes_per_class=G)`), so one run names
+the generators of every content it has means of. A run
 trained on one content names a few labeled images' generators of another content far better by their class means
 than by its trained head: the encoder keeps the generators apart (its features cluster by generator) where the head
 maps them to the wrong architectures (docs/results.md, "A few labeled images of the new content").
@@ -27,11 +30,34 @@ def class_means(features, labels, num_classes):
     return means / counts[:, None]
 
 
-def spread(features, labels, means):
+def group_means(features, labels, groups, num_classes):
+    """(G * C, D) float64: row g * C + c the mean feature of class c among the features of group g (groups: (N,)
+    ints in [0, G)); a class with no feature in a group takes its mean over all groups there (a copy of a
+    prototype it has, which leaves the largest logit of the class unchanged). Raises ValueError naming a class
+    with no feature in any group."""
+    features, labels, groups = np.asarray(features, np.float64), np.asarray(labels), np.asarray(groups)
+    overall = class_means(features, labels, num_classes)
+    rows = []
+    for group in range(int(groups.max()) + 1 if len(groups) else 1):
+        members = groups == group
+        counts = np.bincount(labels[members], minlength=num_classes)
+        means = overall.copy()
+        present = counts > 0
+        if present.any():
+            sums = np.zeros_like(overall)
+            np.add.at(sums, labels[members], features[members])
+            means[present] = sums[present] / counts[present][:, None]
+        rows.append(means)
+    return np.concatenate(rows)
+
+
+def spread(features, labels, means, mean_classes=None):
     """The temperature T of the head: the mean squared distance of a feature to its class mean, over the classes
     with two or more features (unbiased: n / (n - 1)); with one feature per class, a quarter of the mean squared
-    distance from each class mean to its nearest other one (as if each class reached halfway to its neighbour).
-    Logits are then minus the squared distance in units of a class's spread. Returns a float > 0."""
+    distance from each class mean to its nearest mean of another class (as if each class reached halfway to its
+    neighbour). `labels` index the rows of `means`; `mean_classes` ((M,) ints, default each row its own class)
+    names the class of each row when a class has several (`group_means`). Logits are then minus the squared
+    distance in units of a class's spread. Returns a float > 0."""
     features = np.asarray(features, np.float64)
     labels = np.asarray(labels)
     squared, pairs = 0.0, 0
@@ -43,9 +69,11 @@ def spread(features, labels, means):
     if pairs:
         value = squared / pairs
     else:
+        mean_classes = np.arange(len(means)) if mean_classes is None else np.asarray(mean_classes)
         between = np.sum((means[:, None, :] - means[None, :, :]) ** 2, axis=-1)
-        np.fill_diagonal(between, np.inf)
-        value = float(np.mean(between.min(axis=1))) / 4.0 if len(means) > 1 else 1.0
+        between[mean_classes[:, None] == mean_classes[None, :]] = np.inf
+        nearest = between.min(axis=1)
+        value = float(np.mean(nearest[np.isfinite(nearest)])) / 4.0 if np.isfinite(nearest).any() else 1.0
     return float(value) if value > 0 else 1.0
 
 
@@ -58,12 +86,24 @@ def nearest_mean_weights(means, temperature):
     return kernel.astype(np.float32), bias.astype(np.float32)
 
 
-def leave_one_out_accuracy(features, labels, num_classes):
+def leave_one_out_accuracy(features, labels, num_classes, groups=None):
     """Share of the features whose nearest class mean, that class's mean taken without them, is their own class;
     over the features of classes with two or more (a class of one has no mean without it). None when there are
-    none. A quality estimate of the head from the labeled images alone."""
+    none. A quality estimate of the head from the labeled images alone. With `groups` ((N,) ints), the means are
+    those of each group and class, and the nearest must be one of the feature's class."""
     features = np.asarray(features, np.float64)
     labels = np.asarray(labels)
+    if groups is not None:  # (group, class) pairs as the classes; right when the pair's class is the feature's
+        groups = np.asarray(groups)
+        pairs = groups * num_classes + labels
+        present, pairs = np.unique(pairs, return_inverse=True)
+        classes = present % num_classes
+        return _leave_one_out(features, pairs, len(present), lambda nearest, pair: classes[nearest] == classes[pair])
+    return _leave_one_out(features, labels, num_classes, lambda nearest, label: nearest == label)
+
+
+def _leave_one_out(features, labels, num_classes, right_answer):
+    """`leave_one_out_accuracy` over the classes `labels` (N,), an answer judged by right_answer(nearest, label)."""
     counts = np.bincount(labels, minlength=num_classes)
     sums = np.zeros((num_classes, features.shape[1]), np.float64)
     np.add.at(sums, labels, features)
@@ -76,6 +116,6 @@ def leave_one_out_accuracy(features, labels, num_classes):
         means = all_means.copy()
         means[label] = (sums[label] - feature) / (counts[label] - 1)
         distances = np.where(usable, np.sum((means - feature) ** 2, axis=1), np.inf)
-        right += int(np.argmin(distances) == label)
+        right += int(right_answer(int(np.argmin(distances)), label))
         scored += 1
     return right / scored if scored else None

@@ -345,6 +345,52 @@ def test_adapt_labeled_makes_the_head_the_nearest_class_mean_of_the_labeled_imag
                                   _nearest_mean_answers(out, labeled_paths, labeled_labels, tests))
 
 
+def test_adapt_labeled_with_two_contents_keeps_a_mean_per_content_and_class_and_exports(tiny_run, upsampling_data,
+                                                                                        tmp_path):
+    from PIL import Image
+
+    from dnadet_tf.calibrate import features_and_logits
+    from dnadet_tf.predictor import predict_files
+
+    first = _labeled_tree(upsampling_data["val"], tmp_path / "first", 2)
+    second = tmp_path / "second"  # another "content": the test images, colours inverted
+    for name in ("real", "nearest", "transposed"):
+        os.makedirs(second / name)
+        for image in sorted(os.listdir(os.path.join(upsampling_data["test"], name)))[:2]:
+            pixels = np.asarray(Image.open(os.path.join(upsampling_data["test"], name, image)).convert("RGB"))
+            Image.fromarray(255 - pixels).save(second / name / image)
+    out = str(tmp_path / "both")
+    code, stdout, stderr = _cli(["adapt", tiny_run, "--labeled", str(first), str(second), "--out", out])
+    assert code == 0, stderr
+    assert ("logits: the nearest of the class means of 12 labeled images in 2 groups (a mean per group and class) "
+            "(4 real, 4 nearest, 4 transposed)") in stdout
+    with open(os.path.join(out, "adaptation.json"), encoding="utf-8") as f:
+        head = json.load(f)["labeled"]
+    assert head["groups"] == 2 and head["data"] == [str(first), str(second)]
+    adapted = KerasPredictor(out)
+    assert adapted.model.prototypes_per_class == 2 and adapted.class_names == ["real", "nearest", "transposed"]
+    # the answer is the class of the nearest of the six (content, class) means, computed apart from the head
+    names = adapted.class_names
+    paths = [str(root / name / image) for root in (first, second) for name in names
+             for image in sorted(os.listdir(root / name))]
+    labels = np.array([k for _ in range(2) for k in range(3) for _ in range(2)])
+    groups = np.repeat([0, 1], 6)
+    features = features_and_logits(adapted.model, paths)[0].astype(np.float64)
+    means = np.stack([features[(groups == g) & (labels == k)].mean(0) for g in range(2) for k in range(3)])
+    queries = [os.path.join(upsampling_data["test"], name, image) for name in names
+               for image in sorted(os.listdir(os.path.join(upsampling_data["test"], name)))]
+    query_features = features_and_logits(adapted.model, queries)[0].astype(np.float64)
+    nearest = ((query_features[:, None, :] - means[None]) ** 2).sum(-1).argmin(-1) % 3
+    np.testing.assert_array_equal(predict_files(adapted, queries).argmax(-1), nearest)
+    code, _, stderr = _cli(["export", "--model", out, "--out", str(tmp_path / "exports"), "--formats",
+                            "savedmodel,float32,int8", "--eval", upsampling_data["test"], "--max-eval", "8"])
+    assert code == 0, stderr
+    with open(tmp_path / "exports" / "dnadet" / "report.json", encoding="utf-8") as f:
+        rows = {row["format"]: row for row in json.load(f)["rows"]}
+    assert rows["savedmodel"]["max_abs_diff"] < 1e-5 and rows["float32"]["max_abs_diff"] < 1e-5
+    assert rows["int8"]["top1_agreement"] >= 0.75
+
+
 def test_adapt_labeled_adds_a_class_the_run_does_not_have(tiny_run, upsampling_data, tmp_path):
     from PIL import Image
 

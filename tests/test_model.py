@@ -184,6 +184,29 @@ def test_predict_maps_decoded_images_to_probabilities():
     np.testing.assert_allclose(predicted.sum(axis=1), 1.0, rtol=1e-5)
 
 
+def test_prototypes_per_class_answer_the_largest_logit_of_each_class_and_save(tmp_path):
+    from dnadet_tf.model import LOGITS_LAYER, feature_and_logits
+
+    model = tiny_classifier(3, prototypes_per_class=2)
+    dense = model.get_layer(LOGITS_LAYER)
+    assert dense.units == 6 and model.num_classes == 3
+    rng = np.random.default_rng(3)
+    dense.set_weights([rng.normal(size=dense.kernel.shape).astype(np.float32), rng.normal(size=(6,)).astype(np.float32)])
+    x = rng.uniform(-1, 1, (4, 64, 64, 3)).astype(np.float32)
+    feature = model.backbone(x, training=False).numpy()
+    units = feature @ dense.kernel.numpy() + dense.bias.numpy()  # unit g * 3 + c: class c's g-th logit
+    expected = np.maximum(units[:, :3], units[:, 3:])
+    np.testing.assert_allclose(model(x).numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(feature_and_logits(model, x)[1].numpy(), expected, atol=1e-5)
+    path = str(tmp_path / "g.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True, compile=False)
+    assert loaded.prototypes_per_class == 2 and loaded.get_config() == model.get_config()
+    np.testing.assert_allclose(loaded(x).numpy(), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="prototypes_per_class: expected an integer >= 1, received 0"):
+        tiny_classifier(3, prototypes_per_class=0)
+
+
 def test_from_config_of_get_config_round_trips():
     backbone = Backbone(width=0.125, synchronized_bn=True, input_size=64, dtype="mixed_bfloat16")
     assert Backbone.from_config(backbone.get_config()).get_config() == backbone.get_config()

@@ -3,7 +3,7 @@ hand computation."""
 import numpy as np
 import pytest
 
-from dnadet_tf.prototypes import class_means, leave_one_out_accuracy, nearest_mean_weights, spread
+from dnadet_tf.prototypes import class_means, group_means, leave_one_out_accuracy, nearest_mean_weights, spread
 
 
 def test_class_means_are_each_class_average_and_a_class_without_features_is_named():
@@ -45,3 +45,35 @@ def test_leave_one_out_counts_an_image_right_when_its_own_class_mean_without_it_
     # class 0 = {0, 1, 5.8}: 5.8 left out -> mean 0.5 (5.3 away) against 10.5 (4.7 away): wrong; the others right
     assert leave_one_out_accuracy(features, labels, 2) == pytest.approx(4 / 5)
     assert leave_one_out_accuracy(features[[0, 2]], [0, 1], 2) is None  # one image per class: nothing to leave out
+
+
+def test_group_means_keep_a_mean_per_group_and_class_and_fill_a_missing_one_with_the_class_mean():
+    features = np.array([[0.0, 0.0], [2.0, 0.0], [10.0, 10.0], [20.0, 0.0], [30.0, 30.0]])
+    labels = np.array([0, 0, 1, 0, 1])
+    groups = np.array([0, 0, 0, 1, 1])
+    means = group_means(features, labels, groups, 2)
+    # rows: group 0 class 0, group 0 class 1, group 1 class 0, group 1 class 1
+    np.testing.assert_allclose(means, [[1.0, 0.0], [10.0, 10.0], [20.0, 0.0], [30.0, 30.0]])
+    filled = group_means(features[:4], labels[:4], groups[:4], 2)  # group 1 has no class 1: its mean over all
+    np.testing.assert_allclose(filled[3], [10.0, 10.0])
+    with pytest.raises(ValueError, match="received none of class 1"):
+        group_means(features[:2], labels[:2], groups[:2], 2)
+
+
+def test_leave_one_out_with_groups_is_right_when_the_nearest_mean_left_is_of_the_feature_class():
+    # class 0 in two far groups (around 0 and around 100), class 1 near 50: per group every feature is nearest a
+    # mean of its own class; one mean of class 0 over both groups sits at 50.5 and nothing is right (0 left out:
+    # 67.3 against 50 away; 49 left out: its class mean 51 is 2 away, class 0's 0.5 nearer)
+    features = np.array([[0.0], [1.0], [100.0], [101.0], [49.0], [51.0]])
+    labels = np.array([0, 0, 0, 0, 1, 1])
+    groups = np.array([0, 0, 1, 1, 0, 0])
+    assert leave_one_out_accuracy(features, labels, 2, groups) == pytest.approx(1.0)
+    assert leave_one_out_accuracy(features, labels, 2) == 0.0
+
+
+def test_spread_with_one_feature_per_mean_measures_to_the_nearest_mean_of_another_class():
+    means = np.array([[0.0, 0.0], [4.0, 0.0], [1.0, 0.0], [0.0, 6.0]])  # rows 0, 2 of class 0; 1, 3 of class 1
+    mean_classes = np.array([0, 1, 0, 1])
+    # nearest mean of another class: row 0 -> row 1 (16), row 1 -> row 2 (9), row 2 -> row 1 (9), row 3 -> row 0
+    # (36); the distance 1 between rows 0 and 2, both of class 0, is left out
+    assert spread(means, [0, 1, 2, 3], means, mean_classes) == pytest.approx((16 + 9 + 9 + 36) / 4 / 4)

@@ -431,6 +431,20 @@ def test_labeled_adaptation_draws_the_same_shots_of_every_class_and_puts_the_mod
         head = module.adapted(model, files, first_stage=1)
         assert np.abs(probabilities(head, pixels).numpy() - before).max() > 1e-3
     np.testing.assert_array_equal(probabilities(model, pixels).numpy(), before)
+    with module.Restored(model):  # two groups (contents): a classifier with two means per class
+        head = module.adapted(model, files, first_stage=1, groups=np.arange(len(files.paths)) % 2)
+        assert head.prototypes_per_class == 2 and head.num_classes == model.num_classes
+    np.testing.assert_array_equal(probabilities(model, pixels).numpy(), before)
+
+
+def test_labeled_adaptation_calibration_figures_match_a_hand_computation():
+    module = _module("labeled_adaptation")
+    rows = np.array([[0.8, 0.2], [0.4, 0.6]])
+    figures = module.calibration_figures(rows, np.array([0, 0]))
+    # One right answer at 0.8 and one wrong at 0.6, each in its own bin: (|1 - 0.8| + |0 - 0.6|) / 2.
+    assert figures["ece"] == pytest.approx(0.4)
+    assert figures["confidence"] == pytest.approx(0.7)
+    assert figures["nll"] == pytest.approx(-(np.log(0.8) + np.log(0.4)) / 2)
 
 
 def test_feature_clusters_find_pure_clusters_that_a_swapped_head_names_wrongly():
