@@ -16,7 +16,8 @@ and the closed set's second half after `labeled_<k>` (`test_after_labeled_<k>`: 
 and after `adapt --labeled` with k images per class of the training content (the closed set's first half;
 `same_content_labeled_<k>`: no content shift). How far the probabilities can be trusted (`calibration`): the
 expected calibration error (`ece_*`, 15 bins), the mean top probability (`confidence_*`) and the negative
-log-likelihood (`nll_*`) of `as_trained` and of `labeled_<k>` on cross-dataset's second half.
+log-likelihood (`nll_*`) of `as_trained`, of `labeled_<k>` and of `mixed_contents_<k>` on cross-dataset's second
+half.
 `--with-images` adds `labeled_images_<k>`: the statistics re-estimated on the whole first half of cross-dataset
 (unlabeled, as `adapt --images` would take them, every stage), the head then the class means of the k labeled
 images. `--mixed` adds labeled images of both contents (k per class from each first half), scored on both second
@@ -181,7 +182,11 @@ def run_figures(zoo, run, shots, draws, enroll, with_images=False, mixed=False):
                 for name, groups in ((f"mixed_{count}", None), (f"mixed_contents_{count}", contents)):
                     with Restored(model):
                         head = adapted(model, both, LABELED_FIRST_STAGE, groups=groups)
-                        figures.setdefault(name, []).append(float(np.mean(answers(head, cross_pixels) == cross_truth)))
+                        head_rows = probability_rows(head, cross_pixels)
+                        figures.setdefault(name, []).append(float(np.mean(head_rows.argmax(-1) == cross_truth)))
+                        if groups is not None:
+                            for key, value in calibration_figures(head_rows, cross_truth).items():
+                                figures.setdefault(f"{key}_{name}", []).append(value)
                         figures.setdefault(f"test_after_{name}", []).append(
                             float(np.mean(answers(head, test_pixels) == test_truth)))
             with Restored(model):

@@ -26,7 +26,9 @@ and three quarters of the run's own statistics kept by default (PHOTO_BLEND).
 With a few labeled images of the new content (`adapt --labeled`), the statistics are re-estimated on them (every
 stage by default) and the logits layer becomes the nearest of their class means (`labeled_head`, `prototypes`):
 the encoder keeps generators apart across content where its trained head names them wrongly. Classes the run does
-not have are added after its own.
+not have are added after its own. Labeled images of several contents (several specs) get a mean per content and
+class, a class answered by the nearest of its means: one run for every content given, where one mean per class
+over two contents names neither's generators well (docs/results.md).
 """
 import os
 import sys
@@ -259,10 +261,11 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
     the run's own (`adapt_batchnorm`) in the encoder stages from `first_stage` on (None: ADAPT_FIRST_STAGE with
     `images`, PHOTO_FIRST_STAGE with `photos`).
 
-    With `labeled` (a dataset spec: a folder per class or an annotation list of a few labeled images of the new
-    content, every class of the run among them) in place of `images`, the statistics are re-estimated on those
-    images (from LABELED_FIRST_STAGE by default) and the logits layer becomes the nearest mean of their features
-    per class (`labeled_head`); classes the run does not have are added after its own (`prototypes`).
+    With `labeled` (a dataset spec, or a list of them, one per content: a folder per class or an annotation list of
+    a few labeled images, every class of the run among them all) in place of `images`, the statistics are
+    re-estimated on those images (from LABELED_FIRST_STAGE by default) and the logits layer becomes the nearest
+    mean of their features per class, or per spec and class (`labeled_head`); classes the run does not have are
+    added after its own (`prototypes`).
 
     Files that cannot be decoded or are too small are skipped with one warning line each; the open-set
     calibration is dropped (`dnadet-tf calibrate OUT --data ... --val ...` refits it on labeled images
