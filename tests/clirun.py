@@ -11,3 +11,16 @@ def run_cli(argv):
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(argv)
     return code, out.getvalue(), err.getvalue()
+
+
+def export_rows(model, out, eval_data, formats="savedmodel,float32,int8", max_eval=8):
+    """`dnadet-tf export --model MODEL --out OUT --formats FORMATS --eval EVAL_DATA`: {format: its parity row of
+    OUT/dnadet/report.json}; the command must succeed."""
+    import json
+    import os
+
+    code, _, stderr = run_cli(["export", "--model", str(model), "--out", str(out), "--formats", formats,
+                               "--eval", str(eval_data), "--max-eval", str(max_eval)])
+    assert code == 0, stderr
+    with open(os.path.join(str(out), "dnadet", "report.json"), encoding="utf-8") as f:
+        return {row["format"]: row for row in json.load(f)["rows"]}

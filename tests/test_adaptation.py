@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from clirun import run_cli as _cli
+from clirun import export_rows, run_cli as _cli
 from dnadet_tf.adaptation import (adapt_batchnorm, batchnorm_layers, blend_statistics,
                                   estimate_batchnorm_statistics)
 from dnadet_tf.model import probabilities
@@ -382,11 +382,7 @@ def test_adapt_labeled_with_two_contents_keeps_a_mean_per_content_and_class_and_
     query_features = features_and_logits(adapted.model, queries)[0].astype(np.float64)
     nearest = ((query_features[:, None, :] - means[None]) ** 2).sum(-1).argmin(-1) % 3
     np.testing.assert_array_equal(predict_files(adapted, queries).argmax(-1), nearest)
-    code, _, stderr = _cli(["export", "--model", out, "--out", str(tmp_path / "exports"), "--formats",
-                            "savedmodel,float32,int8", "--eval", upsampling_data["test"], "--max-eval", "8"])
-    assert code == 0, stderr
-    with open(tmp_path / "exports" / "dnadet" / "report.json", encoding="utf-8") as f:
-        rows = {row["format"]: row for row in json.load(f)["rows"]}
+    rows = export_rows(out, tmp_path / "exports", upsampling_data["test"])
     assert rows["savedmodel"]["max_abs_diff"] < 1e-5 and rows["float32"]["max_abs_diff"] < 1e-5
     assert rows["int8"]["top1_agreement"] >= 0.75
 

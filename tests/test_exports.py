@@ -24,7 +24,7 @@ from dnadet_tf.api import load as load_predictor
 from dnadet_tf.predictor import KerasPredictor
 from dnadet_tf.preprocess import preprocess_image
 from dnadet_tf.runs import RunDir
-from clirun import run_cli as _cli
+from clirun import export_rows, run_cli as _cli
 
 FORMATS = ("float32", "float16", "dynamic", "int8")
 
@@ -354,11 +354,7 @@ def test_a_run_trained_through_the_statistics_shift_exports_plain_batchnorms(ups
     run_dir = str(tmp_path / "shift")
     fit(upsampling_data["train"], run_dir, preset="tiny", steps=4, statistics_shift=0.5)
     assert KerasPredictor(run_dir).model.backbone.get_layer("stage3_bn1").statistics_shift == 0.5
-    code, _, stderr = _cli(["export", "--model", run_dir, "--out", str(tmp_path / "out"), "--formats",
-                            "savedmodel,float32,int8", "--eval", upsampling_data["test"], "--max-eval", "8"])
-    assert code == 0, stderr
-    with open(tmp_path / "out" / "dnadet" / "report.json", encoding="utf-8") as f:
-        rows = {row["format"]: row for row in json.load(f)["rows"]}
+    rows = export_rows(run_dir, tmp_path / "out", upsampling_data["test"])
     assert rows["savedmodel"]["max_abs_diff"] < 1e-5 and rows["float32"]["max_abs_diff"] < 1e-5
     assert rows["int8"]["top1_agreement"] >= 0.75
 
