@@ -92,6 +92,16 @@ def document_of(zoo, digest, runs):
                         for state in STATES for key in keys}}
 
 
+def format_table(document):
+    """One Markdown row per figure, a column per state: %, mean ± std over the runs."""
+    keys = list(dict.fromkeys(key.split("/", 1)[1] for key in document["summary"]))
+    lines = [f"%, mean ± std over {len(document['runs'])} runs", "",
+             "| figure | " + " | ".join(STATES) + " |", "|---|" + "---:|" * len(STATES)]
+    lines += [f"| {key} | " + " | ".join(mean_std_cell(document["summary"][f"{state}/{key}"]) for state in STATES)
+              + " |" for key in keys]
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--zoo", required=True, help="the benchmark folder the runs were trained on")
@@ -104,10 +114,7 @@ def main(argv=None):
     document = document_of(args.zoo, digest, runs)
     if args.json:
         write_document(args.json, document)
-    print("| figure | " + " | ".join(STATES) + " |\n|---|" + "---:|" * len(STATES))
-    for key in runs[0][STATES[0]]:
-        print(f"| {key} | " + " | ".join(mean_std_cell(document["summary"][f"{state}/{key}"]) for state in STATES)
-              + " |")
+    print(format_table(document))
     return 0
 
 

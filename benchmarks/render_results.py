@@ -24,7 +24,9 @@ real photos of the other content and fakes made of them (`adapt --photos`) and t
 each `export-seeds-*.json` (`benchmarks/export_seeds.py --json`) as its export parity and unknown-architecture tables;
 each `swap-content-*.json` (`benchmarks/swap_content.py --json`) as its table of the training and the retrained
 generators on the training and the other photos; each `released-samples-*.json`
-(`benchmarks/released_samples.py --json`) as its table of reals and fakes of sources no zoo holds.
+(`benchmarks/released_samples.py --json`) as its table of reals and fakes of sources no zoo holds; each
+`labeled-adaptation-*.json` (`benchmarks/labeled_adaptation.py --json`) as its figures after `adapt --labeled`; each
+`feature-clusters-*.json` (`benchmarks/feature_clusters.py --json`) as its cluster purity against the head's accuracy.
 Usage: python benchmarks/render_results.py [FILE ...]
 """
 import glob
@@ -242,6 +244,16 @@ def render_transplant_adaptation(path):
     return _rendered_by("transplant_adaptation", "format_table", path)
 
 
+def render_labeled_adaptation(path):
+    """Accuracy after `adapt --labeled` and the calibration of its head, from `labeled_adaptation.py --json`."""
+    return _rendered_by("labeled_adaptation", "format_table", path)
+
+
+def render_feature_clusters(path):
+    """Cluster purity of the features against the head's accuracy, from `feature_clusters.py --json`."""
+    return _rendered_by("feature_clusters", "format_table", path)
+
+
 def render_seed_ensemble(path):
     """One run against the mean probabilities of several, from `seed_ensemble.py --json`."""
     return _rendered_by("seed_ensemble", "format_table", path)
@@ -254,6 +266,7 @@ RENDERERS = {"open-set": render_open_set, "train-throughput": render_speed, "tra
              "export-seeds": render_export_seeds, "swap-content": render_swap_content,
              "released-samples": render_released_samples, "seed-ensemble": render_seed_ensemble,
              "adaptation-images": render_adaptation_images, "transplant-adaptation": render_transplant_adaptation,
+             "labeled-adaptation": render_labeled_adaptation, "feature-clusters": render_feature_clusters,
              "pretrain-demo-photos": render_pretrain_validations, "pretrain-shared-photos": render_pretrain_validations}
 
 

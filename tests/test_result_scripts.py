@@ -447,6 +447,27 @@ def test_labeled_adaptation_calibration_figures_match_a_hand_computation():
     assert figures["nll"] == pytest.approx(-(np.log(0.8) + np.log(0.4)) / 2)
 
 
+def test_labeled_adaptation_and_feature_clusters_render_their_tables(tmp_path):
+    labeled = _module("labeled_adaptation")
+    runs = [{"run": "s0", "cross_dataset": {"labeled_1": 0.9}, "training_content": {},
+             "calibration": {"nll_labeled_1": 0.25, "ece_labeled_1": 0.05}},
+            {"run": "s1", "cross_dataset": {"labeled_1": 1.0}, "training_content": {},
+             "calibration": {"nll_labeled_1": 0.35, "ece_labeled_1": 0.07}}]
+    path = tmp_path / "labeled-adaptation-two.json"
+    path.write_text(json.dumps(labeled.document_of("Z", "ab", runs, (1,), 3)))
+    text = _module("render_results").render_labeled_adaptation(str(path))
+    assert "| cross_dataset/labeled_1 | 95.0 ± 5.0 |" in text
+    assert "| calibration/nll_labeled_1 | 0.300 ± 0.050 |" in text  # nats, not %
+    assert "| calibration/ece_labeled_1 | 6.0 ± 1.0 |" in text
+    clusters = _module("feature_clusters")
+    figures = {"accuracy": 0.5, "purity": 0.9}
+    document = clusters.document_of("Z", "ab", [{"run": "s0", **{state: figures for state in clusters.STATES}}])
+    path = tmp_path / "feature-clusters-one.json"
+    path.write_text(json.dumps(document))
+    text = _module("render_results").render_feature_clusters(str(path))
+    assert "| purity | " + " | ".join(["90.0 ± 0.0"] * len(clusters.STATES)) + " |" in text
+
+
 def test_feature_clusters_find_pure_clusters_that_a_swapped_head_names_wrongly():
     module = _module("feature_clusters")
     assert module.purity(np.array([0, 0, 1, 1, 1]), np.array([0, 0, 0, 1, 1])) == pytest.approx(4 / 5)
