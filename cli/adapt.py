@@ -32,7 +32,10 @@ def register(subparsers):
             "run (--labeled DATA: a folder per class or an annotation list), the statistics are re-estimated on "
             "them in every stage and the head becomes the nearest of their class means; a class the run does not "
             "have is added (a generator named from a few images, no training): docs/results.md, 'A few labeled "
-            "images of the new content'. The open-set "
+            "images of the new content'. The run adapted so is for that content; for a stream of several, give "
+            "labeled images of each as its own DATA (--labeled NEW TRAINING): a mean per content and class, a class "
+            "answered by the nearest of its means (with 5 images per class and content both kept 93-99 %, where "
+            "one mean over both lost the new content: docs/results.md, 'Several contents in one run'). The open-set "
             "calibration is dropped: 'dnadet-tf calibrate OUT --data LABELED --val LABELED' refits it on labeled "
             "images."
         ),
