@@ -34,7 +34,7 @@ def register(subparsers):
             "have is added (a generator named from a few images, no training): docs/results.md, 'A few labeled "
             "images of the new content'. The run adapted so is for that content; for a stream of several, give "
             "labeled images of each as its own DATA (--labeled NEW TRAINING): a mean per content and class, a class "
-            "answered by the nearest of its means (with 5 images per class and content both kept 93-99 %, where "
+            "answered by the nearest of its means (with 5 images per class and content both kept 93-100 %, where "
             "one mean over both lost the new content: docs/results.md, 'Several contents in one run'). The open-set "
             "calibration is dropped: 'dnadet-tf calibrate OUT --data LABELED --val LABELED' refits it on labeled "
             "images."
