@@ -283,9 +283,9 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
     if first_stage is None:
         first_stage = PHOTO_FIRST_STAGE if photos is not None else LABELED_FIRST_STAGE if labeled else ADAPT_FIRST_STAGE
     if labeled is not None:
-        files, groups = labeled_files(labeled, source.class_names, source.config.preprocess,
-                                      warn=lambda line: print(line, file=output, flush=True))
         specs = [labeled] if isinstance(labeled, (str, os.PathLike)) else list(labeled)
+        files, groups = labeled_files(specs, source.class_names, source.config.preprocess,
+                                      warn=lambda line: print(line, file=output, flush=True))
         return _adapt(source, files.paths, target, blend, batch_size, overwrite, output, first_stage,
                       labeled=(files, groups, specs))
     if photos is None:
@@ -384,14 +384,13 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
 
 
 def labeled_files(specs, class_names, preprocess, warn=None):
-    """(files, groups): the usable images of the dataset specs `specs` (one spec or a list; each a folder per
-    class, an annotation list, or a benchmark folder's train.txt; each a group, such as one content) as one
+    """(files, groups): the usable images of the dataset specs `specs` (a list; each a folder per class, an
+    annotation list, or a benchmark folder's train.txt; each a group, such as one content) as one
     `LabeledFiles` in the classes `class_names` followed by the classes of the specs that are not among them
     (sorted), and groups (N,) int: the index of each image's spec. Raises DataError when a class of
     `class_names` has no usable image in any of them: every class the adapted run names needs a mean."""
     from dnadet_tf.data import LabeledFiles, check_files, read_dataset, remap_to
 
-    specs = [specs] if isinstance(specs, (str, os.PathLike)) else list(specs)
     read = [read_dataset(spec, "train") for spec in specs]
     added = sorted({files.class_names[label] for files in read for label in set(files.labels.tolist())}
                    - set(class_names))
@@ -403,8 +402,7 @@ def labeled_files(specs, class_names, preprocess, warn=None):
                          ", ".join(str(spec) for spec in specs),
                          skipped=[item for part in checked for item in part.skipped])
     groups = np.concatenate([np.full(len(part.paths), index, np.int64) for index, part in enumerate(checked)])
-    counts = np.bincount(files.labels, minlength=len(names))
-    lacking = [name for name, count in zip(names, counts) if count == 0]
+    lacking = [name for name, count in zip(names, files.class_counts()) if count == 0]
     if lacking:
         given = " ".join(str(spec) for spec in specs)
         raise DataError(f"--labeled {given}: expected at least one image of every class of the run "
@@ -435,8 +433,7 @@ def labeled_head(model, files, batch_size=16, groups=None):
         model = Classifier(model.backbone, len(names), model.dropout_rate, names, model.preprocessing,
                            prototypes_per_class=count, name=model.name)
     model.get_layer(LOGITS_LAYER).set_weights(list(nearest_mean_weights(means, temperature)))
-    counts = np.bincount(files.labels, minlength=len(names))
-    report = {"images_per_class": {name: int(number) for name, number in zip(names, counts)},
+    report = {"images_per_class": {name: int(number) for name, number in zip(names, files.class_counts())},
               "temperature": temperature, "classes_added": names[len(known):], "groups": count,
               "leave_one_out_accuracy": leave_one_out_accuracy(features, files.labels, len(names),
                                                                groups if count > 1 else None)}

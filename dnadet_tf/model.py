@@ -36,6 +36,7 @@ STAGE_WIDTHS = (64, 128, 256, 512)
 DEFAULT_GRADCAM_LAYER = "stage2_act2"
 FEATURE_LAYER = "feature"
 LOGITS_LAYER = "logits"
+PROTOTYPE_LOGITS_LAYER = "prototype_logits"
 CLASS_MAXIMUM_LAYER = "class_maximum"
 
 
@@ -371,7 +372,7 @@ class Classifier(keras.Model):
         logits = layers.Dense(num_classes * prototypes_per_class, dtype="float32", name=LOGITS_LAYER)(x)
         if prototypes_per_class > 1:
             logits = layers.Reshape((prototypes_per_class, num_classes), dtype="float32",
-                                    name="prototype_logits")(logits)
+                                    name=PROTOTYPE_LOGITS_LAYER)(logits)
             logits = layers.GlobalMaxPooling1D(dtype="float32", name=CLASS_MAXIMUM_LAYER)(logits)
         super().__init__(backbone.input, logits, name=name, **kwargs)
         class_names = [str(c) for c in class_names] if class_names is not None else [str(i) for i in range(num_classes)]
@@ -390,12 +391,12 @@ class Classifier(keras.Model):
             self.calibration = Calibration.from_config(calibration)
 
     def head_logits(self, feature):
-        """Pooled features (N, D) -> (N, C) logits through the head alone (dropout, the identity at inference,
-        left out)."""
+        """Pooled features (N, D) -> (N, C) logits through the head's own layers (dropout, the identity at
+        inference, left out): the logits Dense layer, then with several prototypes per class its Reshape and
+        maximum."""
         logits = self.get_layer(LOGITS_LAYER)(feature)
         if self.prototypes_per_class > 1:
-            logits = tf.reshape(logits, (-1, self.prototypes_per_class, self.num_classes))
-            logits = tf.reduce_max(logits, axis=1)
+            logits = self.get_layer(CLASS_MAXIMUM_LAYER)(self.get_layer(PROTOTYPE_LOGITS_LAYER)(logits))
         return logits
 
     def calibrate(self, statistics):

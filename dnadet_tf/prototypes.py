@@ -41,12 +41,9 @@ def group_means(features, labels, groups, num_classes):
     for group in range(int(groups.max()) + 1 if len(groups) else 1):
         members = groups == group
         counts = np.bincount(labels[members], minlength=num_classes)
-        means = overall.copy()
-        present = counts > 0
-        if present.any():
-            sums = np.zeros_like(overall)
-            np.add.at(sums, labels[members], features[members])
-            means[present] = sums[present] / counts[present][:, None]
+        means, sums, present = overall.copy(), np.zeros_like(overall), counts > 0
+        np.add.at(sums, labels[members], features[members])
+        means[present] = sums[present] / counts[present][:, None]
         rows.append(means)
     return np.concatenate(rows)
 
@@ -93,29 +90,20 @@ def leave_one_out_accuracy(features, labels, num_classes, groups=None):
     those of each group and class, and the nearest must be one of the feature's class."""
     features = np.asarray(features, np.float64)
     labels = np.asarray(labels)
-    if groups is not None:  # (group, class) pairs as the classes; right when the pair's class is the feature's
-        groups = np.asarray(groups)
-        pairs = groups * num_classes + labels
-        present, pairs = np.unique(pairs, return_inverse=True)
-        classes = present % num_classes
-        return _leave_one_out(features, pairs, len(present), lambda nearest, pair: classes[nearest] == classes[pair])
-    return _leave_one_out(features, labels, num_classes, lambda nearest, label: nearest == label)
-
-
-def _leave_one_out(features, labels, num_classes, right_answer):
-    """`leave_one_out_accuracy` over the classes `labels` (N,), an answer judged by right_answer(nearest, label)."""
-    counts = np.bincount(labels, minlength=num_classes)
-    sums = np.zeros((num_classes, features.shape[1]), np.float64)
-    np.add.at(sums, labels, features)
-    all_means = sums / np.maximum(counts, 1)[:, None]
-    usable = counts > 0
+    groups = np.zeros(len(labels), np.int64) if groups is None else np.asarray(groups)
+    # the (group, class) pairs present are the means; an answer is right when its pair's class is the feature's
+    present, pairs = np.unique(groups * num_classes + labels, return_inverse=True)
+    classes = present % num_classes
+    counts = np.bincount(pairs, minlength=len(present))
+    sums = np.zeros((len(present), features.shape[1]), np.float64)
+    np.add.at(sums, pairs, features)
+    all_means = sums / counts[:, None]
     right, scored = 0, 0
-    for feature, label in zip(features, labels):
-        if counts[label] < 2:
+    for feature, pair in zip(features, pairs):
+        if counts[pair] < 2:
             continue
         means = all_means.copy()
-        means[label] = (sums[label] - feature) / (counts[label] - 1)
-        distances = np.where(usable, np.sum((means - feature) ** 2, axis=1), np.inf)
-        right += int(right_answer(int(np.argmin(distances)), label))
+        means[pair] = (sums[pair] - feature) / (counts[pair] - 1)
+        right += int(classes[np.argmin(np.sum((means - feature) ** 2, axis=1))] == classes[pair])
         scored += 1
     return right / scored if scored else None
