@@ -26,7 +26,8 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from content_adaptation import AdaptedStatistics, accuracy, drawn, halves, runs_so_far, write_document  # noqa: E402
+from content_adaptation import (AdaptedStatistics, accuracy, drawn, halves, runs_parser, runs_so_far,  # noqa: E402
+                                 write_document)
 
 from dnadet_tf.ablation import mean_std_cell, mean_std_figures  # noqa: E402
 from dnadet_tf.config import ADAPT_FIRST_STAGE, ENCODER_STAGES  # noqa: E402
@@ -122,9 +123,7 @@ def counts_flag(text):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--zoo", required=True, help="the benchmark folder the runs were trained on")
-    parser.add_argument("--runs", nargs="+", required=True, metavar="RUN", help="step-2 run dirs (other seeds)")
+    parser = runs_parser(__doc__.splitlines()[0])
     parser.add_argument("--counts", type=counts_flag, default=list(DEFAULT_COUNTS),
                         help="numbers of images to adapt to (default: 1,2,5,10,20,50)")
     parser.add_argument("--draws", type=int, default=5, help="draws of images per count and run (default: 5)")

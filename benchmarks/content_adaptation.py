@@ -205,10 +205,16 @@ def format_table(document):
     return "\n".join(lines)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def runs_parser(description):
+    """The argument parser of a benchmark over step-2 runs of one zoo: --zoo and --runs; the script adds its own."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--zoo", required=True, help="the benchmark folder the runs were trained on")
     parser.add_argument("--runs", nargs="+", required=True, metavar="RUN", help="step-2 run dirs (other seeds)")
+    return parser
+
+
+def main(argv=None):
+    parser = runs_parser(__doc__.splitlines()[0])
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
     digest = benchmark_digest(args.zoo)

@@ -12,7 +12,6 @@ architecture each is (docs/results.md, "A few labeled images of the new content"
 
 Usage: python benchmarks/feature_clusters.py --zoo ZOO --runs RUN [RUN ...] [--json FILE]
 """
-import argparse
 import os
 import sys
 
@@ -21,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from content_adaptation import halves, write_document  # noqa: E402
+from content_adaptation import halves, runs_parser, write_document  # noqa: E402
 
 from dnadet_tf.ablation import mean_std_cell, mean_std_figures  # noqa: E402
 from dnadet_tf.adaptation import adapt_batchnorm  # noqa: E402
@@ -103,9 +102,7 @@ def format_table(document):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--zoo", required=True, help="the benchmark folder the runs were trained on")
-    parser.add_argument("--runs", nargs="+", required=True, metavar="RUN", help="step-2 run dirs (other seeds)")
+    parser = runs_parser(__doc__.splitlines()[0])
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
     digest = benchmark_digest(args.zoo)

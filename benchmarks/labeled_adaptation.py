@@ -33,7 +33,6 @@ Usage: python benchmarks/labeled_adaptation.py --zoo ZOO --runs RUN [RUN ...] [-
     [--enroll] [--with-images] [--mixed] [--json FILE]
 Resumable like `content_adaptation.py`: with --json FILE present, only the runs it lacks are measured.
 """
-import argparse
 import os
 import sys
 
@@ -42,7 +41,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from content_adaptation import earlier_document, halves, runs_so_far, write_document  # noqa: E402
+from content_adaptation import earlier_document, halves, runs_parser, runs_so_far, write_document  # noqa: E402
 
 from dnadet_tf.ablation import mean_std_cell, mean_std_figures  # noqa: E402
 from dnadet_tf.adaptation import adapt_batchnorm, labeled_head  # noqa: E402
@@ -152,6 +151,14 @@ def run_figures(zoo, run, shots, draws, enroll, with_images=False, mixed=False):
         chosen = drawn_shots(files.labels, indices, count, draw, wanted or sorted(set(files.labels.tolist())))
         return LabeledFiles([files.paths[i] for i in chosen], files.labels[chosen], files.class_names, files.source)
 
+    def scored(figures, name, head, calibrated=False):
+        """Appends the head's cross-dataset accuracy under `name` (and its calibration figures with `calibrated`)."""
+        head_rows = probability_rows(head, cross_pixels)
+        figures.setdefault(name, []).append(float(np.mean(head_rows.argmax(-1) == cross_truth)))
+        if calibrated:
+            for key, value in calibration_figures(head_rows, cross_truth).items():
+                figures.setdefault(f"{key}_{name}", []).append(value)
+
     for count in shots:
         figures = {}
         for draw in range(draws):
@@ -161,19 +168,14 @@ def run_figures(zoo, run, shots, draws, enroll, with_images=False, mixed=False):
                                              (f"labeled_stage3_{count}", 3, 1.0)):
                 with Restored(model):
                     head = adapted(model, labeled, first_stage, blend)
-                    head_rows = probability_rows(head, cross_pixels)
-                    figures.setdefault(name, []).append(float(np.mean(head_rows.argmax(-1) == cross_truth)))
+                    scored(figures, name, head, calibrated=name == f"labeled_{count}")
                     if name == f"labeled_{count}":
-                        for key, value in calibration_figures(head_rows, cross_truth).items():
-                            figures.setdefault(f"{key}_{name}", []).append(value)
                         figures.setdefault(f"test_after_labeled_{count}", []).append(
                             float(np.mean(answers(head, test_pixels) == test_truth)))
             if with_images:
                 with Restored(model):
                     model.set_weights(unlabeled_statistics)
-                    head = labeled_head(model, labeled, BATCH)[0]
-                    figures.setdefault(f"labeled_images_{count}", []).append(
-                        float(np.mean(answers(head, cross_pixels) == cross_truth)))
+                    scored(figures, f"labeled_images_{count}", labeled_head(model, labeled, BATCH)[0])
             if mixed:
                 training = shots_of(test, test_on, count, draw)
                 both = LabeledFiles(list(labeled.paths) + list(training.paths),
@@ -182,11 +184,7 @@ def run_figures(zoo, run, shots, draws, enroll, with_images=False, mixed=False):
                 for name, groups in ((f"mixed_{count}", None), (f"mixed_contents_{count}", contents)):
                     with Restored(model):
                         head = adapted(model, both, LABELED_FIRST_STAGE, groups=groups)
-                        head_rows = probability_rows(head, cross_pixels)
-                        figures.setdefault(name, []).append(float(np.mean(head_rows.argmax(-1) == cross_truth)))
-                        if groups is not None:
-                            for key, value in calibration_figures(head_rows, cross_truth).items():
-                                figures.setdefault(f"{key}_{name}", []).append(value)
+                        scored(figures, name, head, calibrated=groups is not None)
                         figures.setdefault(f"test_after_{name}", []).append(
                             float(np.mean(answers(head, test_pixels) == test_truth)))
             with Restored(model):
@@ -258,9 +256,7 @@ def format_table(document):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--zoo", required=True, help="the benchmark folder the runs were trained on")
-    parser.add_argument("--runs", nargs="+", required=True, metavar="RUN", help="step-2 run dirs (other seeds)")
+    parser = runs_parser(__doc__.splitlines()[0])
     parser.add_argument("--shots", default="1,2,5", help="labeled images per class, comma list (default: 1,2,5)")
     parser.add_argument("--draws", type=int, default=DRAWS, help=f"draws of the labeled images (default: {DRAWS})")
     parser.add_argument("--enroll", action="store_true",
