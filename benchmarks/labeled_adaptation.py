@@ -16,18 +16,20 @@ and the closed set's second half after `labeled_<k>` (`test_after_labeled_<k>`: 
 and after `adapt --labeled` with k images per class of the training content (the closed set's first half;
 `same_content_labeled_<k>`: no content shift). How far the probabilities can be trusted (`calibration`): the
 expected calibration error (`ece_*`, 15 bins), the mean top probability (`confidence_*`) and the negative
-log-likelihood (`nll_*`) of `as_trained`, of `labeled_<k>` and of `mixed_contents_<k>` on cross-dataset's second
-half.
+log-likelihood (`nll_*`) of `as_trained`, of `labeled_<k>`, of `mixed_contents_<k>` and of
+`mixed_clustered_<k>` on cross-dataset's second half.
 `--with-images` adds `labeled_images_<k>`: the statistics re-estimated on the whole first half of cross-dataset
 (unlabeled, as `adapt --images` would take them, every stage), the head then the class means of the k labeled
 images. `--mixed` adds labeled images of both contents (k per class from each first half), scored on both second
 halves: `mixed_<k>` one mean per class over both contents (`adapt --labeled DATA` with both in DATA),
-`mixed_contents_<k>` a mean per content and class (`adapt --labeled NEW TRAINING`); `test_after_*` on the closed
-set. With an `open_set.txt` in the zoo (architectures the run never saw),
-`--enroll` measures adding them as classes within the training content: k images of every known class (closed
-set's first half) and of every unseen architecture (open set's first half), scored on both second halves
-(`enroll_<k>`: all classes; `enroll_new_<k>`: the unseen architectures' images alone; `enroll_known_<k>`: the closed
-set's; `enroll_kept_*`: the same with the run's statistics kept).
+`mixed_contents_<k>` a mean per content and class (`adapt --labeled NEW TRAINING`), `mixed_clustered_<k>` two
+means per class found by k-means in both contents' images given as one (`adapt --labeled DATA --means-per-class
+2`); `test_after_*` on the closed set; and `labeled_clustered_<k>`, the k-means head on the new content's images
+alone (what two means per class cost where there is one content). With an `open_set.txt` in the zoo
+(architectures the run never saw), `--enroll` measures adding them as classes within the training content: k
+images of every known class (closed set's first half) and of every unseen architecture (open set's first half),
+scored on both second halves (`enroll_<k>`: all classes; `enroll_new_<k>`: the unseen architectures' images alone;
+`enroll_known_<k>`: the closed set's; `enroll_kept_*`: the same with the run's statistics kept).
 
 Usage: python benchmarks/labeled_adaptation.py --zoo ZOO --runs RUN [RUN ...] [--shots 1,2,5] [--draws 3]
     [--enroll] [--with-images] [--mixed] [--json FILE]
@@ -56,6 +58,7 @@ from dnadet_tf.runs import RunDir  # noqa: E402
 
 DRAWS = 3
 BATCH = 16
+MIXED_MEANS = 2  # --mixed: means per class k-means finds in the labeled images of both contents, one DATA
 PARTS = ("cross_dataset", "training_content", "calibration", "enroll")
 
 
@@ -115,14 +118,15 @@ def statistics_of(model, paths, first_stage):
     return model.get_weights()
 
 
-def adapted(model, files, first_stage, blend=1.0, groups=None):
+def adapted(model, files, first_stage, blend=1.0, groups=None, means_per_class=1):
     """`adapt --labeled` in memory: statistics re-estimated on `files` (LabeledFiles) from `first_stage` at
     `blend` (0: kept), then the head of their class means (with `groups`: a mean per group and class, as `adapt
-    --labeled` with several DATA). Returns the classifier (a new one with new classes or groups)."""
+    --labeled` with several DATA; with `means_per_class` G: G k-means clusters per class, as `adapt --labeled DATA
+    --means-per-class G`). Returns the classifier (a new one with new classes or groups)."""
     if blend > 0:
         adapt_batchnorm(model, inference_dataset(files.paths, model.preprocessing, BATCH), blend,
                         first_stage=first_stage)
-    return labeled_head(model, files, BATCH, groups)[0]
+    return labeled_head(model, files, BATCH, groups, means_per_class)[0]
 
 
 def run_figures(zoo, run, shots, draws, enroll, with_images=False, mixed=False):
@@ -172,6 +176,10 @@ def run_figures(zoo, run, shots, draws, enroll, with_images=False, mixed=False):
                     if name == f"labeled_{count}":
                         figures.setdefault(f"test_after_labeled_{count}", []).append(
                             float(np.mean(answers(head, test_pixels) == test_truth)))
+            if mixed:  # the k-means head where there is one content: what it costs when not needed
+                with Restored(model):
+                    scored(figures, f"labeled_clustered_{count}",
+                           adapted(model, labeled, LABELED_FIRST_STAGE, means_per_class=MIXED_MEANS))
             if with_images:
                 with Restored(model):
                     model.set_weights(unlabeled_statistics)
@@ -181,10 +189,11 @@ def run_figures(zoo, run, shots, draws, enroll, with_images=False, mixed=False):
                 both = LabeledFiles(list(labeled.paths) + list(training.paths),
                                     np.concatenate([labeled.labels, training.labels]), cross.class_names, cross.source)
                 contents = np.repeat([0, 1], [len(labeled.paths), len(training.paths)])
-                for name, groups in ((f"mixed_{count}", None), (f"mixed_contents_{count}", contents)):
+                for name, groups, means in ((f"mixed_{count}", None, 1), (f"mixed_contents_{count}", contents, 1),
+                                            (f"mixed_clustered_{count}", None, MIXED_MEANS)):
                     with Restored(model):
-                        head = adapted(model, both, LABELED_FIRST_STAGE, groups=groups)
-                        scored(figures, name, head, calibrated=groups is not None)
+                        head = adapted(model, both, LABELED_FIRST_STAGE, groups=groups, means_per_class=means)
+                        scored(figures, name, head, calibrated=groups is not None or means > 1)
                         figures.setdefault(f"test_after_{name}", []).append(
                             float(np.mean(answers(head, test_pixels) == test_truth)))
             with Restored(model):
@@ -281,7 +290,7 @@ def main(argv=None):
     runs = []
     for run in args.runs:
         wanted = [f"{name}_{shots[0]}" for name, on in (("labeled_images", args.with_images),
-                                                          ("mixed_contents", args.mixed)) if on]
+                                                          ("mixed_clustered", args.mixed)) if on]
         if run in previous and (not args.enroll or "enroll" in previous[run]) and all(
                 key in previous[run]["cross_dataset"] for key in wanted):
             runs.append(previous[run])

@@ -1,4 +1,6 @@
 """`dnadet-tf adapt`: a run adapted to another kind of content (BatchNorm statistics of unlabeled images)."""
+import os
+
 from dnadet_tf.config import ADAPT_FIRST_STAGE, ENCODER_STAGES, LABELED_FIRST_STAGE, PHOTO_FIRST_STAGE
 from dnadet_tf.cli.main import HelpFormatter, UsageError
 
@@ -6,6 +8,10 @@ from dnadet_tf.cli.main import HelpFormatter, UsageError
 def register(subparsers):
     parser = subparsers.add_parser(
         "adapt",
+        # RUN first and required, as the command needs it (argparse takes it as optional: see the argument)
+        usage=("dnadet-tf adapt [-h] RUN (--images PATH [PATH ...] | --photos DIR | --labeled DATA [DATA ...])\n"
+               + " " * 23 + "--out OUT [--means-per-class G] [--fakes DATA] [--blend BLEND] [--first-stage S]\n"
+               + " " * 23 + "[--batch-size BATCH_SIZE] [--overwrite] [--verbose]"),
         help="adapt a run to another kind of content from unlabeled images of it, or a few labeled ones (writes a new run dir)",
         description=(
             "Re-estimate the BatchNorm statistics of a run's best.keras on unlabeled images of the content to "
@@ -41,7 +47,9 @@ def register(subparsers):
         ),
         formatter_class=HelpFormatter,
     )
-    parser.add_argument("run", metavar="RUN", help="run dir written by 'dnadet-tf fit'")
+    # RUN is optional to argparse only, so that a RUN given after --images or --labeled's paths (which take every
+    # path that follows) is answered by a line naming it rather than by argparse's bare "RUN is required".
+    parser.add_argument("run", metavar="RUN", nargs="?", help="run dir written by 'dnadet-tf fit'")
     given = parser.add_mutually_exclusive_group(required=True)
     given.add_argument("--images", nargs="+", metavar="PATH",
                        help="unlabeled images of the new content: files or folders (read recursively)")
@@ -54,6 +62,11 @@ def register(subparsers):
                             "the nearest of their class means. Several DATA, one per content (say the new content's "
                             "and the training content's): a mean per class in each, a class answered by the nearest "
                             "of its means, one run for every content given")
+    parser.add_argument("--means-per-class", type=int, default=1, metavar="G",
+                        help="with --labeled and one DATA holding images of several contents (not given apart): G "
+                             "means per class, of the clusters k-means finds in each class's features, a class "
+                             "answered by the nearest of its means (2 for two contents: as the contents given apart, "
+                             "docs/results.md 'Several contents in one run')")
     parser.add_argument("--fakes", metavar="DATA",
                         help="with --photos: the training data whose fakes are laid over the photos (default: the "
                              "run's, as its config.json names it)")
@@ -75,7 +88,25 @@ def register(subparsers):
 
 def run(args):
     from dnadet_tf.adaptation import adapt_run
+    from dnadet_tf.runs import RunDir
 
+    if args.run is None:
+        given = args.labeled or args.images or []
+        last = given[-1] if given else None
+        hint = ""
+        if last and os.path.isfile(RunDir(last).best_model_path):
+            flag = "--labeled" if args.labeled else "--images"
+            hint = (f"; {last!r}, the last path of {flag}, is a run dir: give RUN before {flag}, whose paths take "
+                    f"every path after it (dnadet-tf adapt {last} {flag} {' '.join(given[:-1])} --out ...)")
+        raise UsageError("RUN: expected the run dir to adapt (written by 'dnadet-tf fit'), received none" + hint + ".")
+    if args.means_per_class < 1:
+        raise UsageError(f"--means-per-class: expected a positive number, received {args.means_per_class}.")
+    if args.means_per_class > 1 and not args.labeled:
+        raise UsageError(f"--means-per-class: expected with --labeled, received {args.means_per_class} with "
+                         + ("--images." if args.images else "--photos."))
+    if args.means_per_class > 1 and len(args.labeled) > 1:
+        raise UsageError(f"--means-per-class: expected 1 with several --labeled DATA (each DATA is already its own "
+                         f"group of means), received {args.means_per_class} with {len(args.labeled)} DATA.")
     if args.blend is not None and not 0.0 <= args.blend <= 1.0:
         raise UsageError(f"--blend: expected a number from 0 to 1, received {args.blend}.")
     if args.first_stage is not None and not 1 <= args.first_stage <= ENCODER_STAGES:
@@ -88,5 +119,5 @@ def run(args):
                          + ("--images." if args.images else "--labeled."))
     adapt_run(args.run, args.images, args.out, blend=args.blend, batch_size=args.batch_size,
               overwrite=args.overwrite, first_stage=args.first_stage, photos=args.photos, fakes=args.fakes,
-              labeled=args.labeled)
+              labeled=args.labeled, means_per_class=args.means_per_class)
     return 0

@@ -252,7 +252,7 @@ def photo_mix(run_dir, photos, folder, fakes=None, output=None, scale=None):
 
 
 def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, output=None,
-              first_stage=None, photos=None, fakes=None, labeled=None):
+              first_stage=None, photos=None, fakes=None, labeled=None, means_per_class=1):
     """Writes `out`, a run dir whose best.keras is `run_dir`'s adapted to `images` (files or folders,
     unlabeled), or, with `photos` (a folder of real photos of the new content) in place of `images`, to the mix
     `photo_mix` makes of them and the training fakes (`fakes`: their dataset spec, default the run's training
@@ -265,7 +265,8 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
     a few labeled images, every class of the run among them all) in place of `images`, the statistics are
     re-estimated on those images (from LABELED_FIRST_STAGE by default) and the logits layer becomes the nearest
     mean of their features per class, or per spec and class (`labeled_head`); classes the run does not have are
-    added after its own (`prototypes`).
+    added after its own (`prototypes`). `means_per_class` G > 1 (one spec): G means per class, of the clusters
+    k-means finds in each class's features (labeled images of several contents in one folder).
 
     Files that cannot be decoded or are too small are skipped with one warning line each; the open-set
     calibration is dropped (`dnadet-tf calibrate OUT --data ... --val ...` refits it on labeled images
@@ -282,12 +283,17 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
         blend = 1.0 if photos is None else PHOTO_BLEND
     if first_stage is None:
         first_stage = PHOTO_FIRST_STAGE if photos is not None else LABELED_FIRST_STAGE if labeled else ADAPT_FIRST_STAGE
+    if means_per_class != 1 and labeled is None:
+        raise ValueError(f"means_per_class: expected with labeled images, received {means_per_class} without.")
     if labeled is not None:
         specs = [labeled] if isinstance(labeled, (str, os.PathLike)) else list(labeled)
+        if means_per_class < 1 or (means_per_class > 1 and len(specs) > 1):
+            raise ValueError(f"means_per_class: expected a positive number, and 1 with several labeled DATA (each "
+                             f"already its own group), received {means_per_class} with {len(specs)}.")
         files, groups = labeled_files(specs, source.class_names, source.config.preprocess,
                                       warn=lambda line: print(line, file=output, flush=True))
         return _adapt(source, files.paths, target, blend, batch_size, overwrite, output, first_stage,
-                      labeled=(files, groups, specs))
+                      labeled=(files, None if means_per_class > 1 else groups, specs), means_per_class=means_per_class)
     if photos is None:
         return _adapt(source, images, target, blend, batch_size, overwrite, output, first_stage)
     with tempfile.TemporaryDirectory(prefix="dnadet-tf-adapt-") as folder:
@@ -301,10 +307,12 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
     return report
 
 
-def _adapt(source, images, target, blend, batch_size, overwrite, output, first_stage, made=None, labeled=None):
+def _adapt(source, images, target, blend, batch_size, overwrite, output, first_stage, made=None, labeled=None,
+           means_per_class=1):
     """`adapt_run` from the run dir `source` to `images` into the checked run dir `target`; `made`: the
     (crops, {class: fakes}, report) of `photo_mix` when the images are its mix; `labeled`: the checked
-    (`LabeledFiles`, groups, specs) of `labeled_files` and its specs when the images are labeled ones."""
+    (`LabeledFiles`, groups, specs) of `labeled_files` and its specs when the images are labeled ones, with
+    `means_per_class` for `labeled_head`."""
     from dnadet_tf.pipeline import inference_dataset
 
     run_dir, out = source.path, target.path
@@ -339,17 +347,17 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
             model, inference_dataset(paths, model.preprocessing, batch_size), blend,
             progress=lambda index, count, name: print(f"  layer {index}/{count} ({name})", file=output, flush=True),
             first_stage=first_stage)
-    head = None
+    head, had_calibration = None, model.calibration is not None  # before a new head's classifier, which has none
     if labeled is not None:
-        model, head = labeled_head(model, labeled, batch_size, groups)
+        model, head = labeled_head(model, labeled, batch_size, groups, means_per_class)
         class_names = model.class_names
         print(f"logits: the nearest of the class means of {len(paths)} labeled images"
-              + (f" in {head['groups']} groups (a mean per group and class)" if head["groups"] > 1 else "") + " ("
+              + (f" in {head['groups']} clusters per class (k-means)" if means_per_class > 1 else
+                 f" in {head['groups']} groups (a mean per group and class)" if head["groups"] > 1 else "") + " ("
               + ", ".join(f"{count} {name}" for name, count in head["images_per_class"].items()) + ")"
               + (f"; classes added: {', '.join(head['classes_added'])}" if head["classes_added"] else "")
               + (f"; leave-one-out accuracy over them {100 * head['leave_one_out_accuracy']:.1f} %"
                  if head["leave_one_out_accuracy"] is not None else ""), file=output, flush=True)
-    had_calibration = model.calibration is not None
     without_calibration(model)
     target.start(config, class_names, overwrite=overwrite)
     save_model_atomic(model, target.best_model_path)
@@ -410,20 +418,27 @@ def labeled_files(specs, class_names, preprocess, warn=None):
     return files, groups
 
 
-def labeled_head(model, files, batch_size=16, groups=None):
+def labeled_head(model, files, batch_size=16, groups=None, means_per_class=1):
     """(classifier, report): `model` whose logits layer is the nearest class mean of the features of `files`
     (`LabeledFiles` in the model's classes, then any new ones; `prototypes`), inference mode with the model's
     current statistics. With `groups` ((N,) ints, more than one value) each group gets its own mean per class and
-    a class's logit is the largest of its means (`Classifier(prototypes_per_class=G)`). With new classes or
-    groups the classifier is rebuilt around the same encoder. Report: images per class, the groups, the
-    temperature, the classes added, and the leave-one-out accuracy of the nearest mean over the labeled images
-    (None when no class has two in a group)."""
+    a class's logit is the largest of its means (`Classifier(prototypes_per_class=G)`); with `means_per_class`
+    G > 1 in their place, the groups are G clusters of each class's features (`cluster_groups`: for labeled
+    images of several contents not given apart). With new classes or groups the classifier is rebuilt around
+    the same encoder. Report: images per class, the groups, the temperature, the classes added, and the
+    leave-one-out accuracy of the nearest mean over the labeled images (None when no class has two in a group).
+    Raises ValueError when both `groups` and `means_per_class` > 1 are given."""
     from dnadet_tf.calibrate import features_and_logits
     from dnadet_tf.model import LOGITS_LAYER, Classifier
-    from dnadet_tf.prototypes import group_means, leave_one_out_accuracy, nearest_mean_weights, spread
+    from dnadet_tf.prototypes import cluster_groups, group_means, leave_one_out_accuracy, nearest_mean_weights, spread
 
     features = features_and_logits(model, files.paths, batch_size)[0].astype(np.float64)
     names, known = list(files.class_names), list(model.class_names)
+    if means_per_class > 1:
+        if groups is not None and len(set(np.asarray(groups).tolist())) > 1:
+            raise ValueError(f"means_per_class: expected 1 with groups given, received {means_per_class} "
+                             "(the groups are either given or found by k-means).")
+        groups = cluster_groups(features, files.labels, means_per_class)
     groups = np.zeros(len(files.labels), np.int64) if groups is None else np.asarray(groups, np.int64)
     count = int(groups.max()) + 1 if len(groups) else 1
     means = group_means(features, files.labels, groups, len(names))
@@ -435,6 +450,7 @@ def labeled_head(model, files, batch_size=16, groups=None):
     model.get_layer(LOGITS_LAYER).set_weights(list(nearest_mean_weights(means, temperature)))
     report = {"images_per_class": {name: int(number) for name, number in zip(names, files.class_counts())},
               "temperature": temperature, "classes_added": names[len(known):], "groups": count,
+              "means_per_class": int(means_per_class),
               "leave_one_out_accuracy": leave_one_out_accuracy(features, files.labels, len(names),
                                                                groups if count > 1 else None)}
     return model, report

@@ -8,7 +8,8 @@
 The head stays one Dense layer, so the model saves, exports (SavedModel, TFLite) and explains as before. Labeled
 images in several groups (contents) give one mean per group and class (`group_means`): the Dense layer then has a
 logit per mean and a class takes the largest of its own (`Classifier(prototypes_per_class=G)`), so one run names
-the generators of every content it has means of. A run
+the generators of every content it has means of; labeled images of several contents in one folder get their groups
+from k-means within each class (`cluster_groups`). A run
 trained on one content names a few labeled images' generators of another content far better by their class means
 than by its trained head: the encoder keeps the generators apart (its features cluster by generator) where the head
 maps them to the wrong architectures (docs/results.md, "A few labeled images of the new content").
@@ -46,6 +47,37 @@ def group_means(features, labels, groups, num_classes):
         means[present] = sums[present] / counts[present][:, None]
         rows.append(means)
     return np.concatenate(rows)
+
+
+def cluster_groups(features, labels, count, seed=0):
+    """(N,) int64 groups in [0, count): each class's features split into `count` clusters by k-means (k-means++
+    starts, 10 of them, seeded with `seed`; the clustering of least inertia), for `group_means` when the groups
+    (such as the contents) of labeled images are not given. A class of `count` features or fewer gets one group per
+    feature. Within a class the groups are numbered in the order of their first feature, so the same features give
+    the same groups. features: (N, D); labels: (N,) ints."""
+    import warnings
+
+    from sklearn.cluster import KMeans
+    from sklearn.exceptions import ConvergenceWarning
+
+    features, labels = np.asarray(features, np.float64), np.asarray(labels)
+    if count < 1:
+        raise ValueError(f"count: expected a positive number of groups per class, received {count}.")
+    groups = np.zeros(len(labels), np.int64)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        if count == 1 or len(members) < 2:
+            continue
+        if len(members) <= count:
+            clusters = np.arange(len(members))
+        else:
+            with warnings.catch_warnings():  # identical features: fewer distinct clusters, which is fine here
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                clusters = KMeans(count, n_init=10, random_state=seed).fit_predict(features[members])
+        _, first = np.unique(clusters, return_index=True)
+        order = np.argsort(np.argsort(first))  # cluster numbers by first appearance
+        groups[members] = order[np.searchsorted(np.unique(clusters), clusters)]
+    return groups
 
 
 def spread(features, labels, means, mean_classes=None):

@@ -387,6 +387,89 @@ def test_adapt_labeled_with_two_contents_keeps_a_mean_per_content_and_class_and_
     assert rows["int8"]["top1_agreement"] >= 0.75
 
 
+def test_adapt_labeled_means_per_class_finds_the_groups_by_k_means_in_one_folder(tiny_run, upsampling_data, tmp_path):
+    from PIL import Image
+    from sklearn.cluster import KMeans
+
+    from dnadet_tf.calibrate import features_and_logits
+    from dnadet_tf.predictor import predict_files
+
+    mixed = _labeled_tree(upsampling_data["val"], tmp_path / "mixed", 3)  # one folder, two "contents"
+    for name in ("real", "nearest", "transposed"):
+        for image in sorted(os.listdir(os.path.join(upsampling_data["test"], name)))[:3]:
+            pixels = np.asarray(Image.open(os.path.join(upsampling_data["test"], name, image)).convert("RGB"))
+            Image.fromarray(255 - pixels).save(mixed / name / f"inverted-{image}")
+    out = str(tmp_path / "clustered")
+    code, stdout, stderr = _cli(["adapt", tiny_run, "--labeled", str(mixed), "--means-per-class", "2", "--out", out])
+    assert code == 0, stderr
+    assert ("logits: the nearest of the class means of 18 labeled images in 2 clusters per class (k-means) "
+            "(6 real, 6 nearest, 6 transposed)") in stdout
+    with open(os.path.join(out, "adaptation.json"), encoding="utf-8") as f:
+        head = json.load(f)["labeled"]
+    assert head["groups"] == 2 and head["means_per_class"] == 2
+    adapted = KerasPredictor(out)
+    assert adapted.model.prototypes_per_class == 2
+    # the answer is the class of the nearest of the six cluster means, k-means run here apart from the package
+    names = adapted.class_names
+    paths = [str(mixed / name / image) for name in names for image in sorted(os.listdir(mixed / name))]
+    labels = np.repeat(np.arange(3), 6)
+    features = features_and_logits(adapted.model, paths)[0].astype(np.float64)
+    means, mean_classes = [], []
+    for k in range(3):
+        members = features[labels == k]
+        clusters = KMeans(2, n_init=10, random_state=0).fit_predict(members)
+        means += [members[clusters == c].mean(0) for c in range(2)]
+        mean_classes += [k, k]
+    queries = [os.path.join(upsampling_data["test"], name, image) for name in names
+               for image in sorted(os.listdir(os.path.join(upsampling_data["test"], name)))]
+    query_features = features_and_logits(adapted.model, queries)[0].astype(np.float64)
+    nearest = np.asarray(mean_classes)[((query_features[:, None, :] - np.stack(means)[None]) ** 2).sum(-1).argmin(-1)]
+    np.testing.assert_array_equal(predict_files(adapted, queries).argmax(-1), nearest)
+
+
+def test_a_grouped_adapted_run_takes_calibrate_back_and_predicts_the_open_set_fields(tiny_run, upsampling_data,
+                                                                                      tmp_path):
+    # `adapt` drops the open-set calibration; `calibrate` on labeled images of the content refits it, also for a head
+    # of two means per class, and predict and the exports answer with it.
+    first = _labeled_tree(upsampling_data["val"], tmp_path / "first", 2)
+    second = _labeled_tree(upsampling_data["test"], tmp_path / "second", 2)
+    out = str(tmp_path / "grouped")
+    code, stdout, stderr = _cli(["adapt", tiny_run, "--labeled", str(first), str(second), "--out", out])
+    assert code == 0, stderr
+    assert "its open-set calibration was dropped" in stdout and KerasPredictor(out).model.calibration is None
+    code, stdout, stderr = _cli(["calibrate", out, "--data", str(first), "--val", str(second)])
+    assert code == 0, stderr
+    with open(os.path.join(out, "calibration.json"), encoding="utf-8") as f:
+        report = json.load(f)
+    assert report["temperature"] > 0 and np.isfinite(report["threshold"])
+    calibrated = KerasPredictor(out)
+    assert calibrated.model.prototypes_per_class == 2 and calibrated.model.calibration is not None
+    code, stdout, stderr = _cli(["predict", "--model", out, "--json", os.path.join(upsampling_data["test"], "real")])
+    assert code == 0 and "no open-set score" not in stderr
+    records = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    assert records and all(isinstance(r["unknown"], bool) for r in records)
+    assert all(r["ood_threshold"] == pytest.approx(report["threshold"], rel=1e-5) for r in records)
+    rows = export_rows(out, tmp_path / "exports", upsampling_data["test"])
+    assert rows["savedmodel"]["max_abs_diff"] < 1e-5 and rows["float32"]["max_abs_diff"] < 1e-5
+
+
+def test_adapt_flags_out_of_place_name_the_flag_and_write_nothing(tiny_run, tmp_path):
+    out = tmp_path / "adapted"
+    code, _, stderr = _cli(["adapt", "--labeled", "a", "b", tiny_run, "--out", str(out)])
+    assert code == 2 and stderr.strip() == (
+        "dnadet-tf adapt: error: RUN: expected the run dir to adapt (written by 'dnadet-tf fit'), received none; "
+        f"{tiny_run!r}, the last path of --labeled, is a run dir: give RUN before --labeled, whose paths take every "
+        f"path after it (dnadet-tf adapt {tiny_run} --labeled a b --out ...).")
+    code, _, stderr = _cli(["adapt", tiny_run, "--labeled", "a", "b", "--means-per-class", "2", "--out", str(out)])
+    assert code == 2 and stderr.strip() == (
+        "dnadet-tf adapt: error: --means-per-class: expected 1 with several --labeled DATA (each DATA is already its "
+        "own group of means), received 2 with 2 DATA.")
+    code, _, stderr = _cli(["adapt", tiny_run, "--images", "a", "--means-per-class", "2", "--out", str(out)])
+    assert code == 2 and stderr.strip() == ("dnadet-tf adapt: error: --means-per-class: expected with --labeled, "
+                                            "received 2 with --images.")
+    assert not out.exists()
+
+
 def test_adapt_labeled_adds_a_class_the_run_does_not_have(tiny_run, upsampling_data, tmp_path):
     from PIL import Image
 

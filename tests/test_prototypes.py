@@ -3,7 +3,8 @@ hand computation."""
 import numpy as np
 import pytest
 
-from dnadet_tf.prototypes import class_means, group_means, leave_one_out_accuracy, nearest_mean_weights, spread
+from dnadet_tf.prototypes import (class_means, cluster_groups, group_means, leave_one_out_accuracy,
+                                  nearest_mean_weights, spread)
 
 
 def test_class_means_are_each_class_average_and_a_class_without_features_is_named():
@@ -77,3 +78,19 @@ def test_spread_with_one_feature_per_mean_measures_to_the_nearest_mean_of_anothe
     # nearest mean of another class: row 0 -> row 1 (16), row 1 -> row 2 (9), row 2 -> row 1 (9), row 3 -> row 0
     # (36); the distance 1 between rows 0 and 2, both of class 0, is left out
     assert spread(means, [0, 1, 2, 3], means, mean_classes) == pytest.approx((16 + 9 + 9 + 36) / 4 / 4)
+
+
+def test_cluster_groups_split_each_class_into_its_clusters_numbered_by_first_appearance():
+    # class 0: two far clumps (around 100 first, then around 0); class 1: two features; class 2: one
+    features = np.array([[100.0, 0.0], [0.0, 0.0], [101.0, 0.0], [1.0, 0.0], [0.0, 1.0], [50.0, 50.0], [60.0, 50.0],
+                         [5.0, 5.0]])
+    labels = np.array([0, 0, 0, 0, 0, 1, 1, 2])
+    groups = cluster_groups(features, labels, 2)
+    # class 0: the clump of its first feature is group 0; class 1 (two features, two groups): one each; class 2: 0
+    np.testing.assert_array_equal(groups, [0, 1, 0, 1, 1, 0, 1, 0])
+    np.testing.assert_array_equal(cluster_groups(features, labels, 2), groups)  # the same features, the same groups
+    np.testing.assert_array_equal(cluster_groups(features, labels, 1), np.zeros(8))
+    three = cluster_groups(features, labels, 3)
+    assert set(three[labels == 0].tolist()) == {0, 1, 2} and three[0] == 0 and three[2] == 0  # 100 and 101 together
+    with pytest.raises(ValueError, match="received 0"):
+        cluster_groups(features, labels, 0)

@@ -435,6 +435,10 @@ def test_labeled_adaptation_draws_the_same_shots_of_every_class_and_puts_the_mod
         head = module.adapted(model, files, first_stage=1, groups=np.arange(len(files.paths)) % 2)
         assert head.prototypes_per_class == 2 and head.num_classes == model.num_classes
     np.testing.assert_array_equal(probabilities(model, pixels).numpy(), before)
+    with module.Restored(model):  # two k-means clusters per class, as `adapt --labeled DATA --means-per-class 2`
+        head = module.adapted(model, files, first_stage=1, means_per_class=2)
+        assert head.prototypes_per_class == 2
+    np.testing.assert_array_equal(probabilities(model, pixels).numpy(), before)
 
 
 def test_labeled_adaptation_calibration_figures_match_a_hand_computation():
