@@ -41,11 +41,10 @@ def register(subparsers):
             "images of the new content'. The run adapted so is for that content; for a stream of several, give "
             "labeled images of each as its own DATA (--labeled NEW TRAINING): a mean per content and class, a class "
             "answered by the nearest of its means (with 5 images per class and content both kept 93-100 %, where "
-            "one mean over both lost the new content: docs/results.md, 'Several contents in one run'); given in one DATA, "
-            "--means-per-class 2 finds two means per class by k-means (5 images per class and content: 93.1-100 % on "
-            "the new content as with the contents given apart, 97.4-100 on the training content: docs/results.md, "
-            "'Contents not given apart'). The open-set "
-            "calibration is dropped: 'dnadet-tf calibrate OUT --data LABELED --val LABELED' refits it on labeled "
+            "one mean over both lost the new content: docs/results.md, 'Several contents in one run'); given in "
+            "one DATA, --means-per-class 2 finds two means per class by k-means (5 images per class and content: "
+            "93.1-100 % on the new content as with the contents given apart, 97.4-100 on the training content: "
+            "docs/results.md, 'Contents not given apart'). The open-set calibration is dropped: 'dnadet-tf calibrate OUT --data LABELED --val LABELED' refits it on labeled "
             "images."
         ),
         formatter_class=HelpFormatter,
