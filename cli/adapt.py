@@ -67,8 +67,8 @@ def register(subparsers):
     parser.add_argument("--means-per-class", type=int, default=1, metavar="G",
                         help="with --labeled and one DATA holding images of several contents (not given apart): G "
                              "means per class, of the clusters k-means finds in each class's features, a class "
-                             "answered by the nearest of its means (2 for two contents: as the contents given apart, "
-                             "docs/results.md 'Contents not given apart')")
+                             "answered by the nearest of its means (2 for two contents: as the contents given apart; "
+                             "as many as there are contents or more, docs/results.md 'Contents not given apart')")
     parser.add_argument("--fakes", metavar="DATA",
                         help="with --photos: the training data whose fakes are laid over the photos (default: the "
                              "run's, as its config.json names it)")
