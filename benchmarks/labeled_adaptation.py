@@ -176,15 +176,14 @@ def run_figures(zoo, run, shots, draws, enroll, with_images=False, mixed=False):
                     if name == f"labeled_{count}":
                         figures.setdefault(f"test_after_labeled_{count}", []).append(
                             float(np.mean(answers(head, test_pixels) == test_truth)))
-            if mixed:  # the k-means head where there is one content: what it costs when not needed
-                with Restored(model):
-                    scored(figures, f"labeled_clustered_{count}",
-                           adapted(model, labeled, LABELED_FIRST_STAGE, means_per_class=MIXED_MEANS))
             if with_images:
                 with Restored(model):
                     model.set_weights(unlabeled_statistics)
                     scored(figures, f"labeled_images_{count}", labeled_head(model, labeled, BATCH)[0])
             if mixed:
+                with Restored(model):  # the k-means head where there is one content: what it costs when not needed
+                    scored(figures, f"labeled_clustered_{count}",
+                           adapted(model, labeled, LABELED_FIRST_STAGE, means_per_class=MIXED_MEANS))
                 training = shots_of(test, test_on, count, draw)
                 both = LabeledFiles(list(labeled.paths) + list(training.paths),
                                     np.concatenate([labeled.labels, training.labels]), cross.class_names, cross.source)

@@ -293,7 +293,7 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
         files, groups = labeled_files(specs, source.class_names, source.config.preprocess,
                                       warn=lambda line: print(line, file=output, flush=True))
         return _adapt(source, files.paths, target, blend, batch_size, overwrite, output, first_stage,
-                      labeled=(files, None if means_per_class > 1 else groups, specs), means_per_class=means_per_class)
+                      labeled=(files, groups, specs), means_per_class=means_per_class)
     if photos is None:
         return _adapt(source, images, target, blend, batch_size, overwrite, output, first_stage)
     with tempfile.TemporaryDirectory(prefix="dnadet-tf-adapt-") as folder:
@@ -451,6 +451,5 @@ def labeled_head(model, files, batch_size=16, groups=None, means_per_class=1):
     report = {"images_per_class": {name: int(number) for name, number in zip(names, files.class_counts())},
               "temperature": temperature, "classes_added": names[len(known):], "groups": count,
               "means_per_class": int(means_per_class),
-              "leave_one_out_accuracy": leave_one_out_accuracy(features, files.labels, len(names),
-                                                               groups if count > 1 else None)}
+              "leave_one_out_accuracy": leave_one_out_accuracy(features, files.labels, len(names), groups)}
     return model, report

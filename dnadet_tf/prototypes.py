@@ -74,9 +74,8 @@ def cluster_groups(features, labels, count, seed=0):
             with warnings.catch_warnings():  # identical features: fewer distinct clusters, which is fine here
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 clusters = KMeans(count, n_init=10, random_state=seed).fit_predict(features[members])
-        _, first = np.unique(clusters, return_index=True)
-        order = np.argsort(np.argsort(first))  # cluster numbers by first appearance
-        groups[members] = order[np.searchsorted(np.unique(clusters), clusters)]
+        _, first, cluster = np.unique(clusters, return_index=True, return_inverse=True)
+        groups[members] = np.argsort(np.argsort(first))[cluster]  # cluster numbers by first appearance
     return groups
 
 

@@ -295,6 +295,19 @@ def _labeled_tree(source, folder, per_class, classes=("real", "nearest", "transp
     return folder
 
 
+def _inverted_copies(source, folder, per_class, prefix=""):
+    """Another "content": the first `per_class` images of each class of the tree `source`, colours inverted, saved
+    as FOLDER/<class>/<prefix><name> (the class folders made when missing)."""
+    from PIL import Image
+
+    for name in ("real", "nearest", "transposed"):
+        os.makedirs(folder / name, exist_ok=True)
+        for image in sorted(os.listdir(os.path.join(source, name)))[:per_class]:
+            pixels = np.asarray(Image.open(os.path.join(source, name, image)).convert("RGB"))
+            Image.fromarray(255 - pixels).save(folder / name / f"{prefix}{image}")
+    return folder
+
+
 def _nearest_mean_answers(run, labeled_paths, labeled_labels, paths):
     """What the nearest of the class means of the labeled images' features (the run's encoder as it is) answers
     for `paths`, computed apart from the model's head."""
@@ -347,18 +360,11 @@ def test_adapt_labeled_makes_the_head_the_nearest_class_mean_of_the_labeled_imag
 
 def test_adapt_labeled_with_two_contents_keeps_a_mean_per_content_and_class_and_exports(tiny_run, upsampling_data,
                                                                                         tmp_path):
-    from PIL import Image
-
     from dnadet_tf.calibrate import features_and_logits
     from dnadet_tf.predictor import predict_files
 
     first = _labeled_tree(upsampling_data["val"], tmp_path / "first", 2)
-    second = tmp_path / "second"  # another "content": the test images, colours inverted
-    for name in ("real", "nearest", "transposed"):
-        os.makedirs(second / name)
-        for image in sorted(os.listdir(os.path.join(upsampling_data["test"], name)))[:2]:
-            pixels = np.asarray(Image.open(os.path.join(upsampling_data["test"], name, image)).convert("RGB"))
-            Image.fromarray(255 - pixels).save(second / name / image)
+    second = _inverted_copies(upsampling_data["test"], tmp_path / "second", 2)
     out = str(tmp_path / "both")
     code, stdout, stderr = _cli(["adapt", tiny_run, "--labeled", str(first), str(second), "--out", out])
     assert code == 0, stderr
@@ -388,17 +394,13 @@ def test_adapt_labeled_with_two_contents_keeps_a_mean_per_content_and_class_and_
 
 
 def test_adapt_labeled_means_per_class_finds_the_groups_by_k_means_in_one_folder(tiny_run, upsampling_data, tmp_path):
-    from PIL import Image
     from sklearn.cluster import KMeans
 
     from dnadet_tf.calibrate import features_and_logits
     from dnadet_tf.predictor import predict_files
 
     mixed = _labeled_tree(upsampling_data["val"], tmp_path / "mixed", 3)  # one folder, two "contents"
-    for name in ("real", "nearest", "transposed"):
-        for image in sorted(os.listdir(os.path.join(upsampling_data["test"], name)))[:3]:
-            pixels = np.asarray(Image.open(os.path.join(upsampling_data["test"], name, image)).convert("RGB"))
-            Image.fromarray(255 - pixels).save(mixed / name / f"inverted-{image}")
+    _inverted_copies(upsampling_data["test"], mixed, 3, prefix="inverted-")
     out = str(tmp_path / "clustered")
     code, stdout, stderr = _cli(["adapt", tiny_run, "--labeled", str(mixed), "--means-per-class", "2", "--out", out])
     assert code == 0, stderr
