@@ -8,28 +8,33 @@ scored on its second half as `content_adaptation.py` scores:
 - `as_trained`: the run as it is;
 - `means_kept_<k>`: the head = the class means of the k labeled images per class, the run's statistics kept
   (`adapt --labeled --blend 0`);
-- `labeled_<k>`: `adapt --labeled` as it is by default: the statistics of every stage re-estimated on the labeled
-  images, then their class means;
+- `labeled_<k>`: `adapt --labeled --means-per-class 1`: the statistics of every stage re-estimated on the labeled
+  images, then their class means (the default before `all`);
+- `labeled_each_<k>`: the same statistics, every labeled image its own mean (`--means-per-class all`: the nearest
+  labeled image answers), with its calibration;
 - `labeled_stage3_<k>`: the same from stage 3 (`--first-stage 3`);
 
 and the closed set's second half after `labeled_<k>` (`test_after_labeled_<k>`: the cost on the training content),
 and after `adapt --labeled` with k images per class of the training content (the closed set's first half;
-`same_content_labeled_<k>`: no content shift). How far the probabilities can be trusted (`calibration`): the
-expected calibration error (`ece_*`, 15 bins), the mean top probability (`confidence_*`) and the negative
-log-likelihood (`nll_*`) of `as_trained`, of `labeled_<k>`, of `mixed_contents_<k>` and of
-`mixed_clustered_<k>` on cross-dataset's second half.
+`same_content_labeled_<k>`: no content shift; `same_content_each_<k>` with every image its own mean). How far the
+probabilities can be trusted (`calibration`): the expected calibration error (`ece_*`, 15 bins), the mean top
+probability (`confidence_*`) and the negative log-likelihood (`nll_*`) of `as_trained`, of `labeled_<k>`, of
+`labeled_each_<k>`, of `mixed_contents_<k>`, of `mixed_clustered_<k>` and of `mixed_each_<k>` on cross-dataset's
+second half.
 `--with-images` adds `labeled_images_<k>`: the statistics re-estimated on the whole first half of cross-dataset
 (unlabeled, as `adapt --images` would take them, every stage), the head then the class means of the k labeled
 images. `--mixed` adds labeled images of both contents (k per class from each first half), scored on both second
-halves: `mixed_<k>` one mean per class over both contents (`adapt --labeled DATA` with both in DATA),
-`mixed_contents_<k>` a mean per content and class (`adapt --labeled NEW TRAINING`), `mixed_clustered_<k>` two
-means per class found by k-means in both contents' images given as one (`adapt --labeled DATA --means-per-class
-2`); `test_after_*` on the closed set; and `labeled_clustered_<k>`, the k-means head on the new content's images
-alone (what two means per class cost where there is one content). With an `open_set.txt` in the zoo
+halves: `mixed_<k>` one mean per class over both contents (`adapt --labeled DATA --means-per-class 1` with both in
+DATA), `mixed_contents_<k>` a mean per content and class (`adapt --labeled NEW TRAINING --means-per-class 1`),
+`mixed_clustered_<k>` two means per class found by k-means in both contents' images given as one (`adapt --labeled
+DATA --means-per-class 2`), `mixed_each_<k>` every image of both its own mean (`--means-per-class all`);
+`test_after_*` on the closed set; and `labeled_clustered_<k>`, the k-means head on the new content's images alone
+(what two means per class cost where there is one content). With an `open_set.txt` in the zoo
 (architectures the run never saw), `--enroll` measures adding them as classes within the training content: k
 images of every known class (closed set's first half) and of every unseen architecture (open set's first half),
 scored on both second halves (`enroll_<k>`: all classes; `enroll_new_<k>`: the unseen architectures' images alone;
-`enroll_known_<k>`: the closed set's; `enroll_kept_*`: the same with the run's statistics kept).
+`enroll_known_<k>`: the closed set's; `enroll_kept_*`: the same with the run's statistics kept; `enroll_each*`: the
+same with every labeled image its own mean).
 
 Usage: python benchmarks/labeled_adaptation.py --zoo ZOO --runs RUN [RUN ...] [--shots 1,2,5] [--draws 3]
     [--enroll] [--with-images] [--mixed] [--json FILE]
@@ -46,7 +51,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from content_adaptation import earlier_document, halves, runs_parser, runs_so_far, write_document  # noqa: E402
 
 from dnadet_tf.ablation import mean_std_cell, mean_std_figures  # noqa: E402
-from dnadet_tf.adaptation import adapt_batchnorm, labeled_head  # noqa: E402
+from dnadet_tf.adaptation import ALL_IMAGES, adapt_batchnorm, labeled_head  # noqa: E402
 from dnadet_tf.config import LABELED_FIRST_STAGE  # noqa: E402
 from dnadet_tf.data import LabeledFiles, benchmark_digest, benchmark_split, read_unknown  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
@@ -176,10 +181,14 @@ def run_figures(zoo, run, shots, draws, enroll, with_images=False, mixed=False):
                     if name == f"labeled_{count}":
                         figures.setdefault(f"test_after_labeled_{count}", []).append(
                             float(np.mean(answers(head, test_pixels) == test_truth)))
+            with Restored(model):  # every labeled image its own mean, the statistics as `labeled_<k>`
+                scored(figures, f"labeled_each_{count}",
+                       adapted(model, labeled, LABELED_FIRST_STAGE, means_per_class=ALL_IMAGES), calibrated=True)
             if with_images:
                 with Restored(model):
                     model.set_weights(unlabeled_statistics)
-                    scored(figures, f"labeled_images_{count}", labeled_head(model, labeled, BATCH)[0])
+                    scored(figures, f"labeled_images_{count}",
+                           labeled_head(model, labeled, BATCH, means_per_class=1)[0])
             if mixed:
                 with Restored(model):  # the k-means head where there is one content: what it costs when not needed
                     scored(figures, f"labeled_clustered_{count}",
@@ -189,16 +198,18 @@ def run_figures(zoo, run, shots, draws, enroll, with_images=False, mixed=False):
                                     np.concatenate([labeled.labels, training.labels]), cross.class_names, cross.source)
                 contents = np.repeat([0, 1], [len(labeled.paths), len(training.paths)])
                 for name, groups, means in ((f"mixed_{count}", None, 1), (f"mixed_contents_{count}", contents, 1),
-                                            (f"mixed_clustered_{count}", None, MIXED_MEANS)):
+                                            (f"mixed_clustered_{count}", None, MIXED_MEANS),
+                                            (f"mixed_each_{count}", None, ALL_IMAGES)):
                     with Restored(model):
                         head = adapted(model, both, LABELED_FIRST_STAGE, groups=groups, means_per_class=means)
-                        scored(figures, name, head, calibrated=groups is not None or means > 1)
+                        scored(figures, name, head, calibrated=groups is not None or means != 1)
                         figures.setdefault(f"test_after_{name}", []).append(
                             float(np.mean(answers(head, test_pixels) == test_truth)))
-            with Restored(model):
-                head = adapted(model, shots_of(test, test_on, count, draw), LABELED_FIRST_STAGE)
-                figures.setdefault(f"same_content_labeled_{count}", []).append(
-                    float(np.mean(answers(head, test_pixels) == test_truth)))
+            for name, means in ((f"same_content_labeled_{count}", 1), (f"same_content_each_{count}", ALL_IMAGES)):
+                with Restored(model):
+                    head = adapted(model, shots_of(test, test_on, count, draw), LABELED_FIRST_STAGE,
+                                   means_per_class=means)
+                    figures.setdefault(name, []).append(float(np.mean(answers(head, test_pixels) == test_truth)))
         for name, values in figures.items():
             part = (training_content if name.startswith(("test_after", "same_content"))
                     else calibration if name.startswith(("ece_", "confidence_", "nll_")) else row)
@@ -222,7 +233,7 @@ def enroll_figures(model, test, test_on, test_scored, test_pixels, open_set, sho
     known_truth, new_truth = test.labels[test_scored], new_labels[new_scored]
     result = {}
     for count in shots:
-        for kept in (False, True):
+        for kept, means in ((False, 1), (True, 1), (False, ALL_IMAGES), (True, ALL_IMAGES)):
             scores = {"all": [], "new": [], "known": []}
             for draw in range(draws):
                 known = drawn_shots(test.labels, test_on, count, draw, sorted(set(test.labels.tolist())))
@@ -230,13 +241,13 @@ def enroll_figures(model, test, test_on, test_scored, test_pixels, open_set, sho
                 files = LabeledFiles([test.paths[i] for i in known] + [unseen_paths[i] for i in new],
                                      np.concatenate([test.labels[known], new_labels[new]]), names, open_set)
                 with Restored(model):
-                    head = adapted(model, files, LABELED_FIRST_STAGE, 0.0 if kept else 1.0)
+                    head = adapted(model, files, LABELED_FIRST_STAGE, 0.0 if kept else 1.0, means_per_class=means)
                     right_known = answers(head, test_pixels) == known_truth
                     right_new = answers(head, new_pixels) == new_truth
                 scores["known"].append(float(np.mean(right_known)))
                 scores["new"].append(float(np.mean(right_new)))
                 scores["all"].append(float(np.mean(np.concatenate([right_known, right_new]))))
-            prefix = "enroll_kept" if kept else "enroll"
+            prefix = ("enroll_each" if means == ALL_IMAGES else "enroll") + ("_kept" if kept else "")
             result[f"{prefix}_{count}"] = float(np.mean(scores["all"]))
             result[f"{prefix}_new_{count}"] = float(np.mean(scores["new"]))
             result[f"{prefix}_known_{count}"] = float(np.mean(scores["known"]))
@@ -288,10 +299,10 @@ def main(argv=None):
     configure_runtime()
     runs = []
     for run in args.runs:
-        wanted = [f"{name}_{shots[0]}" for name, on in (("labeled_images", args.with_images),
-                                                          ("mixed_clustered", args.mixed)) if on]
-        if run in previous and (not args.enroll or "enroll" in previous[run]) and all(
-                key in previous[run]["cross_dataset"] for key in wanted):
+        wanted = [f"{name}_{shots[0]}" for name, on in (("labeled_each", True), ("labeled_images", args.with_images),
+                                                          ("mixed_each", args.mixed)) if on]
+        enrolled = not args.enroll or f"enroll_each_{shots[0]}" in previous.get(run, {}).get("enroll", {})
+        if run in previous and enrolled and all(key in previous[run]["cross_dataset"] for key in wanted):
             runs.append(previous[run])
             continue
         runs.append(run_figures(args.zoo, run, shots, args.draws, args.enroll, args.with_images, args.mixed))

@@ -1,4 +1,5 @@
 """`dnadet-tf adapt`: a run adapted to another kind of content (BatchNorm statistics of unlabeled images)."""
+import argparse
 import os
 
 from dnadet_tf.config import ADAPT_FIRST_STAGE, ENCODER_STAGES, LABELED_FIRST_STAGE, PHOTO_FIRST_STAGE
@@ -64,7 +65,7 @@ def register(subparsers):
                             "the nearest of their class means. Several DATA, one per content (say the new content's "
                             "and the training content's): a mean per class in each, a class answered by the nearest "
                             "of its means, one run for every content given")
-    parser.add_argument("--means-per-class", type=int, default=1, metavar="G",
+    parser.add_argument("--means-per-class", type=means_count, default=1, metavar="G",
                         help="with --labeled and one DATA holding images of several contents (not given apart): G "
                              "means per class, of the clusters k-means finds in each class's features, a class "
                              "answered by the nearest of its means (2 for two contents: as the contents given apart; "
@@ -88,8 +89,23 @@ def register(subparsers):
     parser.set_defaults(func=run)
 
 
+def means_count(text):
+    """--means-per-class: a positive int, or ALL_IMAGES ("all": every labeled image its own mean)."""
+    from dnadet_tf.adaptation import ALL_IMAGES
+
+    if text == ALL_IMAGES:
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number or {ALL_IMAGES!r}, received {text!r}")
+    return value
+
+
 def run(args):
-    from dnadet_tf.adaptation import adapt_run
+    from dnadet_tf.adaptation import ALL_IMAGES, adapt_run
     from dnadet_tf.runs import RunDir
 
     if args.run is None:
@@ -101,14 +117,13 @@ def run(args):
             hint = (f"; {last!r}, the last path of {flag}, is a run dir: give RUN before {flag}, whose paths take "
                     f"every path after it (dnadet-tf adapt {last} {flag} {' '.join(given[:-1])} --out ...)")
         raise UsageError("RUN: expected the run dir to adapt (written by 'dnadet-tf fit'), received none" + hint + ".")
-    if args.means_per_class < 1:
-        raise UsageError(f"--means-per-class: expected a positive number, received {args.means_per_class}.")
-    if args.means_per_class > 1 and not args.labeled:
+    if args.means_per_class != 1 and not args.labeled:
         raise UsageError(f"--means-per-class: expected with --labeled, received {args.means_per_class} with "
                          + ("--images." if args.images else "--photos."))
-    if args.means_per_class > 1 and len(args.labeled) > 1:
-        raise UsageError(f"--means-per-class: expected 1 with several --labeled DATA (each DATA is already its own "
-                         f"group of means), received {args.means_per_class} with {len(args.labeled)} DATA.")
+    if args.means_per_class not in (1, ALL_IMAGES) and len(args.labeled) > 1:
+        raise UsageError(f"--means-per-class: expected 1 or {ALL_IMAGES} with several --labeled DATA (each DATA is "
+                         f"already its own group of means), received {args.means_per_class} with "
+                         f"{len(args.labeled)} DATA.")
     if args.blend is not None and not 0.0 <= args.blend <= 1.0:
         raise UsageError(f"--blend: expected a number from 0 to 1, received {args.blend}.")
     if args.first_stage is not None and not 1 <= args.first_stage <= ENCODER_STAGES:

@@ -55,6 +55,7 @@ PHOTO_SHEET = "adaptation_images.png"
 # six content shifts (87.6 against 87.1 with 0.5) and keeps the training content (99.3-100 after adapting to photos of
 # it; docs/results.md, "Adapting from real photos alone").
 PHOTO_BLEND = 0.25
+ALL_IMAGES = "all"  # means_per_class: every labeled image its own mean (the nearest labeled image answers)
 SHEET_COLUMNS = 8
 
 
@@ -266,7 +267,8 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
     re-estimated on those images (from LABELED_FIRST_STAGE by default) and the logits layer becomes the nearest
     mean of their features per class, or per spec and class (`labeled_head`); classes the run does not have are
     added after its own (`prototypes`). `means_per_class` G > 1 (one spec): G means per class, of the clusters
-    k-means finds in each class's features (labeled images of several contents in one folder).
+    k-means finds in each class's features (labeled images of several contents in one folder); "all": every
+    labeled image its own mean (the head answers the class of the nearest labeled image; with several specs too).
 
     Files that cannot be decoded or are too small are skipped with one warning line each; the open-set
     calibration is dropped (`dnadet-tf calibrate OUT --data ... --val ...` refits it on labeled images
@@ -287,9 +289,7 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
         raise ValueError(f"means_per_class: expected with labeled images, received {means_per_class} without.")
     if labeled is not None:
         specs = [labeled] if isinstance(labeled, (str, os.PathLike)) else list(labeled)
-        if means_per_class < 1 or (means_per_class > 1 and len(specs) > 1):
-            raise ValueError(f"means_per_class: expected a positive number, and 1 with several labeled DATA (each "
-                             f"already its own group), received {means_per_class} with {len(specs)}.")
+        check_means_per_class(means_per_class, len(specs))
         files, groups = labeled_files(specs, source.class_names, source.config.preprocess,
                                       warn=lambda line: print(line, file=output, flush=True))
         return _adapt(source, files.paths, target, blend, batch_size, overwrite, output, first_stage,
@@ -352,7 +352,8 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
         model, head = labeled_head(model, labeled, batch_size, groups, means_per_class)
         class_names = model.class_names
         print(f"logits: the nearest of the class means of {len(paths)} labeled images"
-              + (f" in {head['groups']} clusters per class (k-means)" if means_per_class > 1 else
+              + (" (each its own mean: the nearest labeled image answers)" if means_per_class == ALL_IMAGES else
+                 f" in {head['groups']} clusters per class (k-means)" if means_per_class > 1 else
                  f" in {head['groups']} groups (a mean per group and class)" if head["groups"] > 1 else "") + " ("
               + ", ".join(f"{count} {name}" for name, count in head["images_per_class"].items()) + ")"
               + (f"; classes added: {', '.join(head['classes_added'])}" if head["classes_added"] else "")
@@ -418,23 +419,42 @@ def labeled_files(specs, class_names, preprocess, warn=None):
     return files, groups
 
 
+def check_means_per_class(means_per_class, specs=1):
+    """Raises ValueError unless `means_per_class` is a positive int, 1 or ALL_IMAGES with several (`specs`)
+    labeled DATA (each its own group already)."""
+    if means_per_class == ALL_IMAGES:
+        return
+    if isinstance(means_per_class, bool) or not isinstance(means_per_class, (int, np.integer)) or means_per_class < 1:
+        raise ValueError(f"means_per_class: expected a positive number or {ALL_IMAGES!r}, received "
+                         f"{means_per_class!r}.")
+    if means_per_class > 1 and specs > 1:
+        raise ValueError(f"means_per_class: expected 1 or {ALL_IMAGES!r} with several labeled DATA (each already "
+                         f"its own group), received {means_per_class} with {specs}.")
+
+
 def labeled_head(model, files, batch_size=16, groups=None, means_per_class=1):
     """(classifier, report): `model` whose logits layer is the nearest class mean of the features of `files`
     (`LabeledFiles` in the model's classes, then any new ones; `prototypes`), inference mode with the model's
     current statistics. With `groups` ((N,) ints, more than one value) each group gets its own mean per class and
     a class's logit is the largest of its means (`Classifier(prototypes_per_class=G)`); with `means_per_class`
     G > 1 in their place, the groups are G clusters of each class's features (`cluster_groups`: for labeled
-    images of several contents not given apart). With new classes or groups the classifier is rebuilt around
+    images of several contents not given apart); with ALL_IMAGES ("all"), every image is its own group
+    (`image_groups`: the nearest labeled image answers; `groups` then change nothing). With new classes or
+    groups the classifier is rebuilt around
     the same encoder. Report: images per class, the groups, the temperature, the classes added, and the
     leave-one-out accuracy of the nearest mean over the labeled images (None when no class has two in a group).
     Raises ValueError when both `groups` and `means_per_class` > 1 are given."""
     from dnadet_tf.calibrate import features_and_logits
     from dnadet_tf.model import LOGITS_LAYER, Classifier
-    from dnadet_tf.prototypes import cluster_groups, group_means, leave_one_out_accuracy, nearest_mean_weights, spread
+    from dnadet_tf.prototypes import (cluster_groups, group_means, image_groups, leave_one_out_accuracy,
+                                      nearest_mean_weights, neighbour_spread, spread)
 
+    check_means_per_class(means_per_class)
     features = features_and_logits(model, files.paths, batch_size)[0].astype(np.float64)
     names, known = list(files.class_names), list(model.class_names)
-    if means_per_class > 1:
+    if means_per_class == ALL_IMAGES:
+        groups = image_groups(files.labels)
+    elif means_per_class > 1:
         if groups is not None and len(set(np.asarray(groups).tolist())) > 1:
             raise ValueError(f"means_per_class: expected 1 with groups given, received {means_per_class} "
                              "(the groups are either given or found by k-means).")
@@ -444,12 +464,16 @@ def labeled_head(model, files, batch_size=16, groups=None, means_per_class=1):
     means = group_means(features, files.labels, groups, len(names))
     rows = groups * len(names) + files.labels
     temperature = spread(features, rows, means, mean_classes=np.tile(np.arange(len(names)), count))
+    if means_per_class == ALL_IMAGES and neighbour_spread(features, files.labels) is not None:
+        # the sharper of the two: a neighbour of another content is far, where the rule of `spread` holds (ECE
+        # 3-8 % with 5 images per class and content, against 18-24 from `spread` alone; docs/results.md)
+        temperature = min(temperature, neighbour_spread(features, files.labels))
     if names != known or count != getattr(model, "prototypes_per_class", 1):
         model = Classifier(model.backbone, len(names), model.dropout_rate, names, model.preprocessing,
                            prototypes_per_class=count, name=model.name)
     model.get_layer(LOGITS_LAYER).set_weights(list(nearest_mean_weights(means, temperature)))
     report = {"images_per_class": {name: int(number) for name, number in zip(names, files.class_counts())},
               "temperature": temperature, "classes_added": names[len(known):], "groups": count,
-              "means_per_class": int(means_per_class),
+              "means_per_class": means_per_class if means_per_class == ALL_IMAGES else int(means_per_class),
               "leave_one_out_accuracy": leave_one_out_accuracy(features, files.labels, len(names), groups)}
     return model, report

@@ -9,7 +9,8 @@ The head stays one Dense layer, so the model saves, exports (SavedModel, TFLite)
 images in several groups (contents) give one mean per group and class (`group_means`): the Dense layer then has a
 logit per mean and a class takes the largest of its own (`Classifier(prototypes_per_class=G)`), so one run names
 the generators of every content it has means of; labeled images of several contents in one folder get their groups
-from k-means within each class (`cluster_groups`). A run
+from k-means within each class (`cluster_groups`), or every labeled image is its own mean (`image_groups`: the
+nearest labeled image). A run
 trained on one content names a few labeled images' generators of another content far better by their class means
 than by its trained head: the encoder keeps the generators apart (its features cluster by generator) where the head
 maps them to the wrong architectures (docs/results.md, "A few labeled images of the new content").
@@ -33,20 +34,34 @@ def class_means(features, labels, num_classes):
 
 def group_means(features, labels, groups, num_classes):
     """(G * C, D) float64: row g * C + c the mean feature of class c among the features of group g (groups: (N,)
-    ints in [0, G)); a class with no feature in a group takes its mean over all groups there (a copy of a
-    prototype it has, which leaves the largest logit of the class unchanged). Raises ValueError naming a class
-    with no feature in any group."""
+    ints in [0, G)); a class with no feature in a group takes there a copy of its mean in the first group it has
+    features in (a prototype it has already, which leaves the largest logit of the class unchanged). Raises
+    ValueError naming a class with no feature in any group."""
     features, labels, groups = np.asarray(features, np.float64), np.asarray(labels), np.asarray(groups)
-    overall = class_means(features, labels, num_classes)
-    rows = []
-    for group in range(int(groups.max()) + 1 if len(groups) else 1):
-        members = groups == group
-        counts = np.bincount(labels[members], minlength=num_classes)
-        means, sums, present = overall.copy(), np.zeros_like(overall), counts > 0
-        np.add.at(sums, labels[members], features[members])
-        means[present] = sums[present] / counts[present][:, None]
-        rows.append(means)
-    return np.concatenate(rows)
+    class_means(features, labels, num_classes)  # every class has a feature, or the error naming it
+    count = int(groups.max()) + 1 if len(groups) else 1
+    sums = np.zeros((count * num_classes, features.shape[1]), np.float64)
+    rows = groups * num_classes + labels
+    np.add.at(sums, rows, features)
+    counts = np.bincount(rows, minlength=count * num_classes)
+    means = sums / np.maximum(counts, 1)[:, None]
+    present = (counts > 0).reshape(count, num_classes)
+    first = np.argmax(present, axis=0)  # per class, the first group holding one of its features
+    for group, label in zip(*np.nonzero(~present)):
+        means[group * num_classes + label] = means[first[label] * num_classes + label]
+    return means
+
+
+def image_groups(labels):
+    """(N,) int64: every feature its own group within its class (its place among the features of its class), so
+    that `group_means` gives every labeled image its own mean and the head answers the class of the nearest
+    labeled image (the nearest neighbour, where one mean per class answers the nearest class mean)."""
+    labels = np.asarray(labels)
+    groups = np.zeros(len(labels), np.int64)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        groups[members] = np.arange(len(members))
+    return groups
 
 
 def cluster_groups(features, labels, count, seed=0):
@@ -105,6 +120,20 @@ def spread(features, labels, means, mean_classes=None):
     return float(value) if value > 0 else 1.0
 
 
+def neighbour_spread(features, labels):
+    """The temperature of a head whose every labeled feature is its own mean (`image_groups`): the mean squared
+    distance of a feature to the nearest other feature of its class, over the classes with two or more features
+    (what `spread` is to class means, for the nearest labeled image). None when every class has one feature."""
+    features = np.asarray(features, np.float64)
+    labels = np.asarray(labels)
+    distances = np.sum((features[:, None, :] - features[None, :, :]) ** 2, axis=-1)
+    distances[labels[:, None] != labels[None, :]] = np.inf
+    np.fill_diagonal(distances, np.inf)
+    nearest = distances.min(axis=1)
+    nearest = nearest[np.isfinite(nearest)]
+    return float(np.mean(nearest)) if len(nearest) and np.mean(nearest) > 0 else None
+
+
 def nearest_mean_weights(means, temperature):
     """(kernel (D, C), bias (C,)) float32 of the Dense layer whose logits are -||f - mean_c||^2 / T up to a
     constant per image (the argmax is the nearest class mean)."""
@@ -115,10 +144,11 @@ def nearest_mean_weights(means, temperature):
 
 
 def leave_one_out_accuracy(features, labels, num_classes, groups=None):
-    """Share of the features whose nearest class mean, that class's mean taken without them, is their own class;
-    over the features of classes with two or more (a class of one has no mean without it). None when there are
-    none. A quality estimate of the head from the labeled images alone. With `groups` ((N,) ints), the means are
-    those of each group and class, and the nearest must be one of the feature's class."""
+    """Share of the features whose nearest mean, their own mean taken without them, is one of their own class;
+    over the features whose class has a mean left without them (a class of one image has none). A feature alone
+    in its group (`image_groups`) leaves its class's other means. None when no feature is scored. A quality
+    estimate of the head from the labeled images alone. With `groups` ((N,) ints), the means are those of each
+    group and class, and the nearest must be one of the feature's class."""
     features = np.asarray(features, np.float64)
     labels = np.asarray(labels)
     groups = np.zeros(len(labels), np.int64) if groups is None else np.asarray(groups)
@@ -126,15 +156,20 @@ def leave_one_out_accuracy(features, labels, num_classes, groups=None):
     present, pairs = np.unique(groups * num_classes + labels, return_inverse=True)
     classes = present % num_classes
     counts = np.bincount(pairs, minlength=len(present))
+    class_counts = np.bincount(labels, minlength=num_classes)
     sums = np.zeros((len(present), features.shape[1]), np.float64)
     np.add.at(sums, pairs, features)
     all_means = sums / counts[:, None]
     right, scored = 0, 0
     for feature, pair in zip(features, pairs):
-        if counts[pair] < 2:
+        if class_counts[classes[pair]] < 2:
             continue
-        means = all_means.copy()
-        means[pair] = (sums[pair] - feature) / (counts[pair] - 1)
-        right += int(classes[np.argmin(np.sum((means - feature) ** 2, axis=1))] == classes[pair])
+        means, kept = all_means.copy(), np.ones(len(present), bool)
+        if counts[pair] > 1:
+            means[pair] = (sums[pair] - feature) / (counts[pair] - 1)
+        else:
+            kept[pair] = False
+        nearest = np.flatnonzero(kept)[np.argmin(np.sum((means[kept] - feature) ** 2, axis=1))]
+        right += int(classes[nearest] == classes[pair])
         scored += 1
     return right / scored if scored else None

@@ -1,4 +1,5 @@
 """`dnadet-tf adapt`: BatchNorm statistics re-estimated on unlabeled images of another content."""
+import argparse
 import json
 import os
 
@@ -429,6 +430,45 @@ def test_adapt_labeled_means_per_class_finds_the_groups_by_k_means_in_one_folder
     np.testing.assert_array_equal(predict_files(adapted, queries).argmax(-1), nearest)
 
 
+def test_adapt_labeled_means_per_class_all_answers_the_class_of_the_nearest_labeled_image(tiny_run, upsampling_data,
+                                                                                         tmp_path):
+    from dnadet_tf.calibrate import features_and_logits
+    from dnadet_tf.predictor import predict_files
+
+    first = _labeled_tree(upsampling_data["val"], tmp_path / "first", 3)
+    second = _labeled_tree(upsampling_data["test"], tmp_path / "second", 2)
+    out = str(tmp_path / "nearest")
+    code, stdout, stderr = _cli(["adapt", tiny_run, "--labeled", str(first), str(second), "--means-per-class", "all",
+                                 "--out", out])
+    assert code == 0, stderr
+    assert ("logits: the nearest of the class means of 15 labeled images (each its own mean: the nearest labeled "
+            "image answers) (5 real, 5 nearest, 5 transposed)") in stdout
+    with open(os.path.join(out, "adaptation.json"), encoding="utf-8") as f:
+        head = json.load(f)["labeled"]
+    assert head["means_per_class"] == "all" and head["groups"] == 5
+    adapted = KerasPredictor(out)
+    names = adapted.class_names
+    paths = [str(root / name / image) for root in (first, second) for name in names
+             for image in sorted(os.listdir(root / name))]
+    labels = np.array([k for count in (3, 2) for k in range(3) for _ in range(count)])
+    features = features_and_logits(adapted.model, paths)[0].astype(np.float64)
+    queries = [os.path.join(upsampling_data["train"], name, image) for name in names
+               for image in sorted(os.listdir(os.path.join(upsampling_data["train"], name)))[:4]]
+    query_features = features_and_logits(adapted.model, queries)[0].astype(np.float64)
+    nearest = labels[((query_features[:, None, :] - features[None]) ** 2).sum(-1).argmin(-1)]
+    np.testing.assert_array_equal(predict_files(adapted, queries).argmax(-1), nearest)
+    # leave-one-out: each labeled image named by the nearest of the others
+    distances = ((features[:, None, :] - features[None]) ** 2).sum(-1)
+    np.fill_diagonal(distances, np.inf)
+    assert head["leave_one_out_accuracy"] == pytest.approx(np.mean(labels[distances.argmin(-1)] == labels))
+    # temperature: the smaller of a quarter of the mean squared distance to the nearest image of another class and
+    # the mean squared distance to the nearest other image of the same class
+    same = labels[:, None] == labels[None]
+    other_class = np.where(same, np.inf, distances).min(-1).mean() / 4
+    same_class = np.where(same, distances, np.inf).min(-1).mean()
+    assert head["temperature"] == pytest.approx(min(other_class, same_class), rel=1e-6)
+
+
 def test_a_grouped_adapted_run_takes_calibrate_back_and_predicts_the_open_set_fields(tiny_run, upsampling_data,
                                                                                       tmp_path):
     # `adapt` drops the open-set calibration; `calibrate` on labeled images of the content refits it, also for a head
@@ -464,8 +504,14 @@ def test_adapt_flags_out_of_place_name_the_flag_and_write_nothing(tiny_run, tmp_
         f"path after it (dnadet-tf adapt {tiny_run} --labeled a b --out ...).")
     code, _, stderr = _cli(["adapt", tiny_run, "--labeled", "a", "b", "--means-per-class", "2", "--out", str(out)])
     assert code == 2 and stderr.strip() == (
-        "dnadet-tf adapt: error: --means-per-class: expected 1 with several --labeled DATA (each DATA is already its "
-        "own group of means), received 2 with 2 DATA.")
+        "dnadet-tf adapt: error: --means-per-class: expected 1 or all with several --labeled DATA (each DATA is "
+        "already its own group of means), received 2 with 2 DATA.")
+    from dnadet_tf.cli.adapt import means_count  # argparse answers "argument --means-per-class: " and its message
+
+    assert means_count("all") == "all" and means_count("3") == 3
+    for text in ("two", "0", "-1"):
+        with pytest.raises(argparse.ArgumentTypeError, match=f"expected a positive number or 'all', received '{text}'"):
+            means_count(text)
     code, _, stderr = _cli(["adapt", tiny_run, "--images", "a", "--means-per-class", "2", "--out", str(out)])
     assert code == 2 and stderr.strip() == ("dnadet-tf adapt: error: --means-per-class: expected with --labeled, "
                                             "received 2 with --images.")

@@ -3,8 +3,8 @@ hand computation."""
 import numpy as np
 import pytest
 
-from dnadet_tf.prototypes import (class_means, cluster_groups, group_means, leave_one_out_accuracy,
-                                  nearest_mean_weights, spread)
+from dnadet_tf.prototypes import (class_means, cluster_groups, group_means, image_groups, leave_one_out_accuracy,
+                                  nearest_mean_weights, neighbour_spread, spread)
 
 
 def test_class_means_are_each_class_average_and_a_class_without_features_is_named():
@@ -94,3 +94,31 @@ def test_cluster_groups_split_each_class_into_its_clusters_numbered_by_first_app
     assert set(three[labels == 0].tolist()) == {0, 1, 2} and three[0] == 0 and three[2] == 0  # 100 and 101 together
     with pytest.raises(ValueError, match="received 0"):
         cluster_groups(features, labels, 0)
+
+
+def test_image_groups_give_every_feature_its_own_mean_and_a_missing_group_a_copy_of_the_first():
+    labels = np.array([1, 0, 1, 1, 0])
+    groups = image_groups(labels)
+    np.testing.assert_array_equal(groups, [0, 0, 1, 2, 1])  # each feature's place among its class's features
+    features = np.array([[1.0, 0.0], [0.0, 5.0], [3.0, 0.0], [5.0, 0.0], [0.0, 7.0]])
+    means = group_means(features, labels, groups, 2)
+    # rows g * 2 + c: every feature itself; class 0 has no third feature: its first feature's mean again
+    np.testing.assert_array_equal(means, [[0.0, 5.0], [1.0, 0.0], [0.0, 7.0], [3.0, 0.0], [0.0, 5.0], [5.0, 0.0]])
+
+
+def test_leave_one_out_of_image_groups_is_the_class_of_the_nearest_other_feature():
+    # 1-D: class 0 at 0, 1, 10; class 1 at 4, 11. Without itself each feature's nearest other feature:
+    # 0 -> 1 (class 0, right), 1 -> 0 (right), 10 -> 11 (class 1, wrong), 4 -> 1 (class 0, wrong), 11 -> 10 (wrong)
+    features = np.array([[0.0], [1.0], [10.0], [4.0], [11.0]])
+    labels = np.array([0, 0, 0, 1, 1])
+    assert leave_one_out_accuracy(features, labels, 2, image_groups(labels)) == pytest.approx(2 / 5)
+    # a class of one image has no mean left without it: only class 0's three are scored
+    assert leave_one_out_accuracy(features[:4], labels[:4], 2, image_groups(labels[:4])) == pytest.approx(2 / 3)
+
+
+def test_neighbour_spread_is_the_mean_squared_distance_to_the_nearest_other_feature_of_the_class():
+    # class 0 at 0, 1, 3 (nearest others: 1, 1, 4 squared); class 1 at 10, 12 (4, 4); class 2 alone at 50 (unscored)
+    features = np.array([[0.0], [1.0], [3.0], [10.0], [12.0], [50.0]])
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    assert neighbour_spread(features, labels) == pytest.approx((1 + 1 + 4 + 4 + 4) / 5)
+    assert neighbour_spread(features[[0, 3, 5]], labels[[0, 3, 5]]) is None  # one feature per class
