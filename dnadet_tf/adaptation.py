@@ -351,14 +351,7 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
     if labeled is not None:
         model, head = labeled_head(model, labeled, batch_size, groups, means_per_class)
         class_names = model.class_names
-        print(f"logits: the nearest of the class means of {len(paths)} labeled images"
-              + (" (each its own mean: the nearest labeled image answers)" if means_per_class == ALL_IMAGES else
-                 f" in {head['groups']} clusters per class (k-means)" if means_per_class > 1 else
-                 f" in {head['groups']} groups (a mean per group and class)" if head["groups"] > 1 else "") + " ("
-              + ", ".join(f"{count} {name}" for name, count in head["images_per_class"].items()) + ")"
-              + (f"; classes added: {', '.join(head['classes_added'])}" if head["classes_added"] else "")
-              + (f"; leave-one-out accuracy over them {100 * head['leave_one_out_accuracy']:.1f} %"
-                 if head["leave_one_out_accuracy"] is not None else ""), file=output, flush=True)
+        print(head_line(head, len(paths)), file=output, flush=True)
     without_calibration(model)
     target.start(config, class_names, overwrite=overwrite)
     save_model_atomic(model, target.best_model_path)
@@ -390,6 +383,22 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
         f"'dnadet-tf calibrate {out} --data LABELED --val LABELED' refits it on labeled images of this content"
         if had_calibration else ""), file=output, flush=True)
     return report
+
+
+def head_line(head, images):
+    """The line `adapt --labeled` prints of the head `labeled_head` reported, from `images` labeled images."""
+    if head["means_per_class"] == ALL_IMAGES:
+        line = f"logits: the class of the nearest of {images} labeled images (each its own mean)"
+    else:
+        line = f"logits: the nearest of the class means of {images} labeled images" + (
+            f" in {head['groups']} clusters per class (k-means)" if head["means_per_class"] > 1 else
+            f" in {head['groups']} groups (a mean per group and class)" if head["groups"] > 1 else "")
+    line += " (" + ", ".join(f"{count} {name}" for name, count in head["images_per_class"].items()) + ")"
+    if head["classes_added"]:
+        line += f"; classes added: {', '.join(head['classes_added'])}"
+    if head["leave_one_out_accuracy"] is not None:
+        line += f"; leave-one-out accuracy over them {100 * head['leave_one_out_accuracy']:.1f} %"
+    return line
 
 
 def labeled_files(specs, class_names, preprocess, warn=None):

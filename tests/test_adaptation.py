@@ -441,8 +441,8 @@ def test_adapt_labeled_means_per_class_all_answers_the_class_of_the_nearest_labe
     code, stdout, stderr = _cli(["adapt", tiny_run, "--labeled", str(first), str(second), "--means-per-class", "all",
                                  "--out", out])
     assert code == 0, stderr
-    assert ("logits: the nearest of the class means of 15 labeled images (each its own mean: the nearest labeled "
-            "image answers) (5 real, 5 nearest, 5 transposed)") in stdout
+    assert ("logits: the class of the nearest of 15 labeled images (each its own mean) (5 real, 5 nearest, "
+            "5 transposed)") in stdout
     with open(os.path.join(out, "adaptation.json"), encoding="utf-8") as f:
         head = json.load(f)["labeled"]
     assert head["means_per_class"] == "all" and head["groups"] == 5
