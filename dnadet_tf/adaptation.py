@@ -473,10 +473,11 @@ def labeled_head(model, files, batch_size=16, groups=None, means_per_class=1):
     means = group_means(features, files.labels, groups, len(names))
     rows = groups * len(names) + files.labels
     temperature = spread(features, rows, means, mean_classes=np.tile(np.arange(len(names)), count))
-    if means_per_class == ALL_IMAGES and neighbour_spread(features, files.labels) is not None:
-        # the sharper of the two: a neighbour of another content is far, where the rule of `spread` holds (ECE
-        # 3-8 % with 5 images per class and content, against 18-24 from `spread` alone; docs/results.md)
-        temperature = min(temperature, neighbour_spread(features, files.labels))
+    neighbours = neighbour_spread(features, files.labels) if means_per_class == ALL_IMAGES else None
+    if neighbours is not None:
+        # the sharper of the two: where a class's nearest other image is of another content, the rule of `spread`
+        # (docs/results.md, "Every labeled image its own mean")
+        temperature = min(temperature, neighbours)
     if names != known or count != getattr(model, "prototypes_per_class", 1):
         model = Classifier(model.backbone, len(names), model.dropout_rate, names, model.preprocessing,
                            prototypes_per_class=count, name=model.name)

@@ -113,7 +113,7 @@ def spread(features, labels, means, mean_classes=None):
         value = squared / pairs
     else:
         mean_classes = np.arange(len(means)) if mean_classes is None else np.asarray(mean_classes)
-        between = np.sum((means[:, None, :] - means[None, :, :]) ** 2, axis=-1)
+        between = np.stack([np.sum((means - row) ** 2, axis=-1) for row in means])  # row by row: (M, M) in memory
         between[mean_classes[:, None] == mean_classes[None, :]] = np.inf
         nearest = between.min(axis=1)
         value = float(np.mean(nearest[np.isfinite(nearest)])) / 4.0 if np.isfinite(nearest).any() else 1.0
@@ -126,12 +126,12 @@ def neighbour_spread(features, labels):
     (what `spread` is to class means, for the nearest labeled image). None when every class has one feature."""
     features = np.asarray(features, np.float64)
     labels = np.asarray(labels)
-    distances = np.sum((features[:, None, :] - features[None, :, :]) ** 2, axis=-1)
-    distances[labels[:, None] != labels[None, :]] = np.inf
-    np.fill_diagonal(distances, np.inf)
-    nearest = distances.min(axis=1)
-    nearest = nearest[np.isfinite(nearest)]
-    return float(np.mean(nearest)) if len(nearest) and np.mean(nearest) > 0 else None
+    nearest = []
+    for index, feature in enumerate(features):  # row by row: memory of one class's features at a time
+        others = np.flatnonzero((labels == labels[index]) & (np.arange(len(labels)) != index))
+        if len(others):
+            nearest.append(np.min(np.sum((features[others] - feature) ** 2, axis=-1)))
+    return float(np.mean(nearest)) if nearest and np.mean(nearest) > 0 else None
 
 
 def nearest_mean_weights(means, temperature):
