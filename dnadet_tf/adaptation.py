@@ -253,7 +253,7 @@ def photo_mix(run_dir, photos, folder, fakes=None, output=None, scale=None):
 
 
 def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, output=None,
-              first_stage=None, photos=None, fakes=None, labeled=None, means_per_class=1):
+              first_stage=None, photos=None, fakes=None, labeled=None, means_per_class=None):
     """Writes `out`, a run dir whose best.keras is `run_dir`'s adapted to `images` (files or folders,
     unlabeled), or, with `photos` (a folder of real photos of the new content) in place of `images`, to the mix
     `photo_mix` makes of them and the training fakes (`fakes`: their dataset spec, default the run's training
@@ -264,11 +264,11 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
 
     With `labeled` (a dataset spec, or a list of them, one per content: a folder per class or an annotation list of
     a few labeled images, every class of the run among them all) in place of `images`, the statistics are
-    re-estimated on those images (from LABELED_FIRST_STAGE by default) and the logits layer becomes the nearest
-    mean of their features per class, or per spec and class (`labeled_head`); classes the run does not have are
-    added after its own (`prototypes`). `means_per_class` G > 1 (one spec): G means per class, of the clusters
-    k-means finds in each class's features (labeled images of several contents in one folder); "all": every
-    labeled image its own mean (the head answers the class of the nearest labeled image; with several specs too).
+    re-estimated on those images (from LABELED_FIRST_STAGE by default) and the logits layer answers the class of
+    the nearest labeled image (`means_per_class` None or ALL_IMAGES, "all": every image its own mean), or with 1
+    the nearest mean of their features per class, or per spec and class (`labeled_head`); classes the run does
+    not have are added after its own (`prototypes`). `means_per_class` G > 1 (one spec): G means per class, of the
+    clusters k-means finds in each class's features (labeled images of several contents in one folder).
 
     Files that cannot be decoded or are too small are skipped with one warning line each; the open-set
     calibration is dropped (`dnadet-tf calibrate OUT --data ... --val ...` refits it on labeled images
@@ -285,10 +285,11 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
         blend = 1.0 if photos is None else PHOTO_BLEND
     if first_stage is None:
         first_stage = PHOTO_FIRST_STAGE if photos is not None else LABELED_FIRST_STAGE if labeled else ADAPT_FIRST_STAGE
-    if means_per_class != 1 and labeled is None:
+    if means_per_class is not None and labeled is None:
         raise ValueError(f"means_per_class: expected with labeled images, received {means_per_class} without.")
     if labeled is not None:
         specs = [labeled] if isinstance(labeled, (str, os.PathLike)) else list(labeled)
+        means_per_class = ALL_IMAGES if means_per_class is None else means_per_class
         check_means_per_class(means_per_class, len(specs))
         files, groups = labeled_files(specs, source.class_names, source.config.preprocess,
                                       warn=lambda line: print(line, file=output, flush=True))
@@ -308,7 +309,7 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
 
 
 def _adapt(source, images, target, blend, batch_size, overwrite, output, first_stage, made=None, labeled=None,
-           means_per_class=1):
+           means_per_class=ALL_IMAGES):
     """`adapt_run` from the run dir `source` to `images` into the checked run dir `target`; `made`: the
     (crops, {class: fakes}, report) of `photo_mix` when the images are its mix; `labeled`: the checked
     (`LabeledFiles`, groups, specs) of `labeled_files` and its specs when the images are labeled ones, with
@@ -441,7 +442,7 @@ def check_means_per_class(means_per_class, specs=1):
                          f"its own group), received {means_per_class} with {specs}.")
 
 
-def labeled_head(model, files, batch_size=16, groups=None, means_per_class=1):
+def labeled_head(model, files, batch_size=16, groups=None, means_per_class=ALL_IMAGES):
     """(classifier, report): `model` whose logits layer is the nearest class mean of the features of `files`
     (`LabeledFiles` in the model's classes, then any new ones; `prototypes`), inference mode with the model's
     current statistics. With `groups` ((N,) ints, more than one value) each group gets its own mean per class and

@@ -326,7 +326,8 @@ def test_adapt_labeled_makes_the_head_the_nearest_class_mean_of_the_labeled_imag
                                                                                     tmp_path):
     labeled = _labeled_tree(upsampling_data["val"], tmp_path / "labeled", 3)
     out = str(tmp_path / "adapted")
-    code, stdout, stderr = _cli(["adapt", tiny_run, "--labeled", str(labeled), "--out", out])
+    code, stdout, stderr = _cli(["adapt", tiny_run, "--labeled", str(labeled), "--means-per-class", "1", "--out",
+                                 out])
     assert code == 0, stderr
     assert ("logits: the nearest of the class means of 9 labeled images (3 real, 3 nearest, 3 transposed); "
             "leave-one-out accuracy over them") in stdout
@@ -367,7 +368,8 @@ def test_adapt_labeled_with_two_contents_keeps_a_mean_per_content_and_class_and_
     first = _labeled_tree(upsampling_data["val"], tmp_path / "first", 2)
     second = _inverted_copies(upsampling_data["test"], tmp_path / "second", 2)
     out = str(tmp_path / "both")
-    code, stdout, stderr = _cli(["adapt", tiny_run, "--labeled", str(first), str(second), "--out", out])
+    code, stdout, stderr = _cli(["adapt", tiny_run, "--labeled", str(first), str(second), "--means-per-class", "1",
+                                 "--out", out])
     assert code == 0, stderr
     assert ("logits: the nearest of the class means of 12 labeled images in 2 groups (a mean per group and class) "
             "(4 real, 4 nearest, 4 transposed)") in stdout
@@ -430,16 +432,16 @@ def test_adapt_labeled_means_per_class_finds_the_groups_by_k_means_in_one_folder
     np.testing.assert_array_equal(predict_files(adapted, queries).argmax(-1), nearest)
 
 
-def test_adapt_labeled_means_per_class_all_answers_the_class_of_the_nearest_labeled_image(tiny_run, upsampling_data,
-                                                                                         tmp_path):
+def test_adapt_labeled_answers_the_class_of_the_nearest_labeled_image_by_default(tiny_run, upsampling_data,
+                                                                                  tmp_path):
     from dnadet_tf.calibrate import features_and_logits
     from dnadet_tf.predictor import predict_files
 
     first = _labeled_tree(upsampling_data["val"], tmp_path / "first", 3)
     second = _labeled_tree(upsampling_data["test"], tmp_path / "second", 2)
     out = str(tmp_path / "nearest")
-    code, stdout, stderr = _cli(["adapt", tiny_run, "--labeled", str(first), str(second), "--means-per-class", "all",
-                                 "--out", out])
+    # the default (--means-per-class all), with two DATA: their groups change nothing
+    code, stdout, stderr = _cli(["adapt", tiny_run, "--labeled", str(first), str(second), "--out", out])
     assert code == 0, stderr
     assert ("logits: the class of the nearest of 15 labeled images (each its own mean) (5 real, 5 nearest, "
             "5 transposed)") in stdout
@@ -476,7 +478,8 @@ def test_a_grouped_adapted_run_takes_calibrate_back_and_predicts_the_open_set_fi
     first = _labeled_tree(upsampling_data["val"], tmp_path / "first", 2)
     second = _labeled_tree(upsampling_data["test"], tmp_path / "second", 2)
     out = str(tmp_path / "grouped")
-    code, stdout, stderr = _cli(["adapt", tiny_run, "--labeled", str(first), str(second), "--out", out])
+    code, stdout, stderr = _cli(["adapt", tiny_run, "--labeled", str(first), str(second), "--means-per-class", "1",
+                                 "--out", out])
     assert code == 0, stderr
     assert "its open-set calibration was dropped" in stdout and KerasPredictor(out).model.calibration is None
     code, stdout, stderr = _cli(["calibrate", out, "--data", str(first), "--val", str(second)])
