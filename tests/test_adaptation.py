@@ -473,13 +473,12 @@ def test_adapt_labeled_answers_the_class_of_the_nearest_labeled_image_by_default
 
 def test_a_grouped_adapted_run_takes_calibrate_back_and_predicts_the_open_set_fields(tiny_run, upsampling_data,
                                                                                       tmp_path):
-    # `adapt` drops the open-set calibration; `calibrate` on labeled images of the content refits it, also for a head
-    # of two means per class, and predict and the exports answer with it.
+    # `adapt` drops the open-set calibration; `calibrate` on labeled images of the content refits it, also for the
+    # default head of every labeled image its own mean (4 per class here), and predict and the exports answer with it.
     first = _labeled_tree(upsampling_data["val"], tmp_path / "first", 2)
     second = _labeled_tree(upsampling_data["test"], tmp_path / "second", 2)
     out = str(tmp_path / "grouped")
-    code, stdout, stderr = _cli(["adapt", tiny_run, "--labeled", str(first), str(second), "--means-per-class", "1",
-                                 "--out", out])
+    code, stdout, stderr = _cli(["adapt", tiny_run, "--labeled", str(first), str(second), "--out", out])
     assert code == 0, stderr
     assert "its open-set calibration was dropped" in stdout and KerasPredictor(out).model.calibration is None
     code, stdout, stderr = _cli(["calibrate", out, "--data", str(first), "--val", str(second)])
@@ -488,7 +487,7 @@ def test_a_grouped_adapted_run_takes_calibrate_back_and_predicts_the_open_set_fi
         report = json.load(f)
     assert report["temperature"] > 0 and np.isfinite(report["threshold"])
     calibrated = KerasPredictor(out)
-    assert calibrated.model.prototypes_per_class == 2 and calibrated.model.calibration is not None
+    assert calibrated.model.prototypes_per_class == 4 and calibrated.model.calibration is not None
     code, stdout, stderr = _cli(["predict", "--model", out, "--json", os.path.join(upsampling_data["test"], "real")])
     assert code == 0 and "no open-set score" not in stderr
     records = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
