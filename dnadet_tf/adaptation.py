@@ -24,11 +24,12 @@ down by the ratio of the photos' fine texture to the training reals' when the ph
 and three quarters of the run's own statistics kept by default (PHOTO_BLEND).
 
 With a few labeled images of the new content (`adapt --labeled`), the statistics are re-estimated on them (every
-stage by default) and the logits layer becomes the nearest of their class means (`labeled_head`, `prototypes`):
-the encoder keeps generators apart across content where its trained head names them wrongly. Classes the run does
-not have are added after its own. Labeled images of several contents (several specs) get a mean per content and
-class, a class answered by the nearest of its means: one run for every content given, where one mean per class
-over two contents names neither's generators well (docs/results.md).
+stage by default) and the logits layer answers the class of the nearest of them (every image its own mean,
+ALL_IMAGES; `labeled_head`, `prototypes`): the encoder keeps generators apart across content where its trained
+head names them wrongly. Classes the run does not have are added after its own. Labeled images of several contents
+keep one run right on each, where one mean per class over two contents names neither's generators well; with
+`means_per_class=1` the head is the nearest class mean (a mean per spec and class with several specs), with G > 1
+the nearest of G k-means means per class (docs/results.md, "Every labeled image its own mean").
 """
 import os
 import sys

@@ -54,8 +54,8 @@ ADAPT_FIRST_STAGE = 3
 # from stage 3 on the mean of six content shifts (91.7 against 87.6; 22 of 36 runs up, 3 down) and still kept the
 # training content after adapting to photos of it (docs/results.md, "Adapting from real photos alone").
 PHOTO_FIRST_STAGE = 1
-# `adapt --labeled` (a few labeled images of the new content) re-estimates every stage on them before their class means
-# become the head: ahead of stages 3-4 with 1, 2 and 5 images per class on the seven-family zoo (docs/results.md,
+# `adapt --labeled` (a few labeled images of the new content) re-estimates every stage on them before they become the
+# head: ahead of stages 3-4 with 1, 2 and 5 images per class on the seven-family zoo (docs/results.md,
 # "A few labeled images of the new content").
 LABELED_FIRST_STAGE = 1
 # `content_align` draws together the statistics of the convolutions' outputs (the BatchNorms' inputs) of this

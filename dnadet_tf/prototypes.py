@@ -10,7 +10,7 @@ images in several groups (contents) give one mean per group and class (`group_me
 logit per mean and a class takes the largest of its own (`Classifier(prototypes_per_class=G)`), so one run names
 the generators of every content it has means of; labeled images of several contents in one folder get their groups
 from k-means within each class (`cluster_groups`), or every labeled image is its own mean (`image_groups`: the
-nearest labeled image). A run
+nearest labeled image answers, `adapt --labeled`'s default, with `neighbour_spread` for its temperature). A run
 trained on one content names a few labeled images' generators of another content far better by their class means
 than by its trained head: the encoder keeps the generators apart (its features cluster by generator) where the head
 maps them to the wrong architectures (docs/results.md, "A few labeled images of the new content").
