@@ -444,16 +444,16 @@ def check_means_per_class(means_per_class, specs=1):
 
 
 def labeled_head(model, files, batch_size=16, groups=None, means_per_class=ALL_IMAGES):
-    """(classifier, report): `model` whose logits layer is the nearest class mean of the features of `files`
-    (`LabeledFiles` in the model's classes, then any new ones; `prototypes`), inference mode with the model's
-    current statistics. With `groups` ((N,) ints, more than one value) each group gets its own mean per class and
-    a class's logit is the largest of its means (`Classifier(prototypes_per_class=G)`); with `means_per_class`
-    G > 1 in their place, the groups are G clusters of each class's features (`cluster_groups`: for labeled
-    images of several contents not given apart); with ALL_IMAGES ("all"), every image is its own group
-    (`image_groups`: the nearest labeled image answers; `groups` then change nothing). With new classes or
-    groups the classifier is rebuilt around
-    the same encoder. Report: images per class, the groups, the temperature, the classes added, and the
-    leave-one-out accuracy of the nearest mean over the labeled images (None when no class has two in a group).
+    """(classifier, report): `model` whose logits layer answers the class of the nearest of the features of
+    `files` (`LabeledFiles` in the model's classes, then any new ones; `prototypes`), inference mode with the
+    model's current statistics. By default (ALL_IMAGES, "all") every image is its own group and mean
+    (`image_groups`: the nearest labeled image answers; `groups` then change nothing). With `means_per_class` 1
+    the head is the nearest class mean, or with `groups` ((N,) ints, more than one value) each group gets its own
+    mean per class and a class's logit is the largest of its means (`Classifier(prototypes_per_class=G)`); with
+    `means_per_class` G > 1 in their place, the groups are G clusters of each class's features (`cluster_groups`:
+    for labeled images of several contents not given apart). With new classes or groups the classifier is rebuilt
+    around the same encoder. Report: images per class, the groups, the temperature, the classes added, and the
+    leave-one-out accuracy of the head over the labeled images (None when no class has two images).
     Raises ValueError when both `groups` and `means_per_class` > 1 are given."""
     from dnadet_tf.calibrate import features_and_logits
     from dnadet_tf.model import LOGITS_LAYER, Classifier
