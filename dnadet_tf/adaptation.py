@@ -37,10 +37,12 @@ import tempfile
 
 import numpy as np
 
+from dnadet_tf.calibrate import CALIBRATION_FILE
 from dnadet_tf.config import ADAPT_FIRST_STAGE, ENCODER_STAGES, LABELED_FIRST_STAGE, PHOTO_FIRST_STAGE
 from dnadet_tf.data import collect_image_paths, readable_images
 from dnadet_tf.errors import DataError, RunDirError
 from dnadet_tf.model import BatchNormalization
+from dnadet_tf.openset import DEFAULT_SCORE
 from dnadet_tf.runs import RunDir, save_model_atomic, write_json_atomic
 
 ADAPTATION_FILE = "adaptation.json"
@@ -56,6 +58,10 @@ PHOTO_SHEET = "adaptation_images.png"
 # six content shifts (87.6 against 87.1 with 0.5) and keeps the training content (99.3-100 after adapting to photos of
 # it; docs/results.md, "Adapting from real photos alone").
 PHOTO_BLEND = 0.25
+# `adapt --labeled` refits the open-set calibration on its labeled images when every class has this many, each
+# scored with the statistics of the others (with 5 per class on the new content the threshold kept 94-97 % of
+# it as known, where scored in-sample it kept 3 %; docs/results.md, "The open set after `adapt --labeled`")
+MIN_CALIBRATION_IMAGES = 2
 ALL_IMAGES = "all"  # means_per_class: every labeled image its own mean (the nearest labeled image answers)
 SHEET_COLUMNS = 8
 
@@ -271,9 +277,12 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
     not have are added after its own (`prototypes`). `means_per_class` G > 1 (one spec): G means per class, of the
     clusters k-means finds in each class's features (labeled images of several contents in one folder).
 
-    Files that cannot be decoded or are too small are skipped with one warning line each; the open-set
-    calibration is dropped (`dnadet-tf calibrate OUT --data ... --val ...` refits it on labeled images
-    of the new content). Raises DataError when no image is usable, RunDirError when `out` is `run_dir`
+    Files that cannot be decoded or are too small are skipped with one warning line each. The open-set
+    calibration described the training content: with `labeled` images, MIN_CALIBRATION_IMAGES or more of every
+    class, it is refitted on them, each scored with the class statistics of the others (`labeled_calibration`;
+    the run's known rate and radii, its score when a distance score), and written to out/calibration.json;
+    otherwise it is dropped (`dnadet-tf calibrate OUT --data ... --val ...` refits it on labeled images of the
+    new content). Raises DataError when no image is usable, RunDirError when `out` is `run_dir`
     or already holds files without `overwrite`; nothing is written then.
     """
     output = output or sys.stdout
@@ -349,19 +358,23 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
             model, inference_dataset(paths, model.preprocessing, batch_size), blend,
             progress=lambda index, count, name: print(f"  layer {index}/{count} ({name})", file=output, flush=True),
             first_stage=first_stage)
-    head, had_calibration = None, model.calibration is not None  # before a new head's classifier, which has none
+    # before a new head's classifier, which has none
+    head, had_calibration, calibration = None, model.calibration is not None, None
+    score = model.calibration.score if had_calibration else DEFAULT_SCORE
     if labeled is not None:
         model, head = labeled_head(model, labeled, batch_size, groups, means_per_class)
         class_names = model.class_names
         print(head_line(head, len(paths)), file=output, flush=True)
     without_calibration(model)
+    if head is not None and min(labeled.class_counts()) >= MIN_CALIBRATION_IMAGES:
+        calibration = _labeled_calibration(model, labeled, run_dir, score, batch_size, output)
     target.start(config, class_names, overwrite=overwrite)
     save_model_atomic(model, target.best_model_path)
     report = {
         "source_run": os.path.abspath(run_dir), "images": len(paths), "skipped": skipped,
         "inputs": [made[2]["photos"]] if made else [os.path.abspath(item) for item in images], "blend": blend,
         "first_stage": first_stage, "batch_size": batch_size,
-        "calibration_dropped": had_calibration,
+        "calibration_dropped": had_calibration and calibration is None,
         "answers_before": dict(zip(class_names, (int(count) for count in answers))),
         # Per layer, how far the statistics moved: mean |new mean - old mean| in old standard deviations, and
         # the mean ratio of new to old standard deviation (1 = unchanged).
@@ -372,6 +385,10 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
     }
     if head is not None:
         report["labeled"] = {"data": [os.path.abspath(str(spec)) for spec in specs], **head}
+    if calibration is not None:
+        report["calibration"] = "refitted on the labeled images, each left out in turn"
+        write_json_atomic(target.file(CALIBRATION_FILE), {**calibration, "data": report["labeled"]["data"],
+                                                          "val": report["labeled"]["data"]})
     if made:
         from dnadet_tf.zoo.sheets import contact_sheet
 
@@ -381,9 +398,28 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
     write_json_atomic(target.file(ADAPTATION_FILE), report)
     print(f"wrote {target.best_model_path} and {ADAPTATION_FILE}" + (f" and {PHOTO_SHEET} (the mix adapted to)"
                                                                      if made else "") + (
+        f" and {CALIBRATION_FILE}" if calibration is not None else "") + (
         "; its open-set calibration was dropped (it described the training content): "
-        f"'dnadet-tf calibrate {out} --data LABELED --val LABELED' refits it on labeled images of this content"
-        if had_calibration else ""), file=output, flush=True)
+        f"'dnadet-tf calibrate {out} --data LABELED --val LABELED' refits it on labeled images of this content, "
+        f"{MIN_CALIBRATION_IMAGES} or more of every class" if report["calibration_dropped"] else ""),
+        file=output, flush=True)
+    return report
+
+
+def _labeled_calibration(model, labeled, run_dir, score, batch_size, output):
+    """Attaches to `model` the open-set calibration of `labeled_calibration` on the labeled images, with the
+    known rate and radii of `run_dir`'s own (its score when a distance score, else DEFAULT_SCORE); returns the
+    report."""
+    from dnadet_tf.calibrate import calibrated_known_rate, calibrated_radii, labeled_calibration
+    from dnadet_tf.openset import DEFAULT_RADII, RADIUS_SCORES
+
+    score = score if score in RADIUS_SCORES else DEFAULT_SCORE
+    statistics, report = labeled_calibration(model, labeled, score, calibrated_known_rate(run_dir),
+                                             calibrated_radii(run_dir) or DEFAULT_RADII, batch_size)
+    model.calibrate(statistics)
+    print(f"open-set calibration refitted on the {len(labeled)} labeled images, each scored with the class "
+          f"statistics of the others: score '{score}', threshold {report['threshold']:.4g} (keeps "
+          f"{100 * report['known_rate']:.0f} % of them as known)", file=output, flush=True)
     return report
 
 

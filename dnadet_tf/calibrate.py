@@ -86,6 +86,26 @@ def validation_spec(config, data=None):
     return config.val or (data if data and is_benchmark_dir(data) else None)
 
 
+def labeled_calibration(model, files, score=DEFAULT_SCORE, known_rate=KNOWN_RATE, radii=DEFAULT_RADII,
+                        batch_size=32):
+    """(OpenSetStatistics, report) of `fit_statistics` with the labeled images `files` (`LabeledFiles` in the
+    model's classes) as both the training and the validation images, each scored leave-one-out: the calibration
+    `adapt --labeled` fits on its labeled images. `score` must be a distance score (RADIUS_SCORES), the kind a
+    left-out image can be scored by."""
+    if score not in RADIUS_SCORES:
+        raise ValueError(f"score: expected one of {', '.join(RADIUS_SCORES)} (a distance score, which can leave "
+                         f"an image out), received {score!r}.")
+    features, logits = features_and_logits(model, files.paths, batch_size)
+    return fit_statistics(score, features, files.labels, model.num_classes, features, logits, files.labels,
+                          known_rate, radii, val_in_train=np.arange(len(files.labels)))
+
+
+def rows_among(paths, others):
+    """(len(paths),) ints: each path's index in `others` (the same file, by real path), -1 where it is not there."""
+    where = {os.path.realpath(path): index for index, path in enumerate(others)}
+    return np.array([where.get(os.path.realpath(path), -1) for path in paths], np.int64)
+
+
 def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=32, output=None, files=None,
                   known_rate=KNOWN_RATE, radii=DEFAULT_RADII):
     """Fits and stores the run's calibration; returns the report (also written to calibration.json).
@@ -136,8 +156,16 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
           f"...", file=output, flush=True)
     train_features, _ = features_and_logits(model, train_files.paths, batch_size)
     val_features, val_logits = features_and_logits(model, val_files.paths, batch_size)
+    val_in_train = rows_among(val_files.paths, train_files.paths)
+    shared = int(np.sum(val_in_train >= 0))
+    if shared:
+        print(f"--val: {shared} of the {len(val_files)} validation images are training images too"
+              + (f"; each is scored with the class statistics fitted without it (leave-one-out)"
+                 if score in RADIUS_SCORES else
+                 f"; the '{score}' score cannot leave them out, so the threshold keeps fewer new images than "
+                 f"{100 * known_rate:.0f} %"), file=output, flush=True)
     statistics, report = fit_statistics(score, train_features, train_files.labels, model.num_classes,
-                                        val_features, val_logits, val_files.labels, known_rate, radii)
+                                        val_features, val_logits, val_files.labels, known_rate, radii, val_in_train)
     model.calibrate(statistics)
     run.save_best(model)
     report.update(data=os.path.abspath(data) if os.path.exists(data) else data,

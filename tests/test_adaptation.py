@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from clirun import export_rows, run_cli as _cli
+from dnadet_tf import openset
 from dnadet_tf.adaptation import (adapt_batchnorm, batchnorm_layers, blend_statistics,
                                   estimate_batchnorm_statistics)
 from dnadet_tf.model import probabilities
@@ -345,7 +346,7 @@ def test_adapt_labeled_makes_the_head_the_nearest_class_mean_of_the_labeled_imag
     for weight in adapted.model.weights:
         if "moving" in weight.path:
             moved += not np.array_equal(weight.numpy(), source_weights[weight.path])
-        elif "logits" not in weight.path:
+        elif "logits" not in weight.path and "calibration" not in weight.path:  # the calibration is refitted
             np.testing.assert_array_equal(weight.numpy(), source_weights[weight.path])
     assert moved == 16  # every stage: 8 BatchNorms, each its mean and variance
     # the adapted model answers, for held-out images, the class whose labeled images' mean feature is nearest
@@ -473,14 +474,31 @@ def test_adapt_labeled_answers_the_class_of_the_nearest_labeled_image_by_default
 
 def test_a_grouped_adapted_run_takes_calibrate_back_and_predicts_the_open_set_fields(tiny_run, upsampling_data,
                                                                                       tmp_path):
-    # `adapt` drops the open-set calibration; `calibrate` on labeled images of the content refits it, also for the
-    # default head of every labeled image its own mean (4 per class here), and predict and the exports answer with it.
+    # `adapt --labeled` refits the open-set calibration on its labeled images (4 per class here), each scored with
+    # the class statistics of the others; `calibrate` on labeled images of the content refits it again, also for the
+    # default head of every labeled image its own mean, and predict and the exports answer with it.
+    from dnadet_tf.calibrate import features_and_logits
+
     first = _labeled_tree(upsampling_data["val"], tmp_path / "first", 2)
     second = _labeled_tree(upsampling_data["test"], tmp_path / "second", 2)
     out = str(tmp_path / "grouped")
     code, stdout, stderr = _cli(["adapt", tiny_run, "--labeled", str(first), str(second), "--out", out])
     assert code == 0, stderr
-    assert "its open-set calibration was dropped" in stdout and KerasPredictor(out).model.calibration is None
+    assert "open-set calibration refitted on the 12 labeled images, each scored with the class statistics of the " \
+           "others: score 'mahalanobis'" in stdout and "dropped" not in stdout
+    adapted = KerasPredictor(out).model
+    with open(os.path.join(out, "calibration.json"), encoding="utf-8") as f:
+        refitted = json.load(f)
+    with open(os.path.join(out, "adaptation.json"), encoding="utf-8") as f:
+        assert json.load(f)["calibration_dropped"] is False
+    assert refitted["val_left_out"] == refitted["train_images"] == 12 and refitted["data"] == refitted["val"]
+    labeled = [(os.path.join(folder, name, image), adapted.class_names.index(name)) for folder in (first, second)
+               for name in ("real", "nearest", "transposed") for image in sorted(os.listdir(os.path.join(folder, name)))]
+    paths, labels = [path for path, _ in labeled], np.array([label for _, label in labeled])
+    features, _ = features_and_logits(adapted, paths)
+    left_out = openset.leave_one_out_distances("mahalanobis", features, labels, 3, range(12)).min(axis=1)
+    assert float(adapted.calibration.threshold.numpy()) == pytest.approx(
+        np.quantile(left_out, openset.KNOWN_RATE), rel=1e-4)
     code, stdout, stderr = _cli(["calibrate", out, "--data", str(first), "--val", str(second)])
     assert code == 0, stderr
     with open(os.path.join(out, "calibration.json"), encoding="utf-8") as f:
@@ -495,6 +513,18 @@ def test_a_grouped_adapted_run_takes_calibrate_back_and_predicts_the_open_set_fi
     assert all(r["ood_threshold"] == pytest.approx(report["threshold"], rel=1e-5) for r in records)
     rows = export_rows(out, tmp_path / "exports", upsampling_data["test"])
     assert rows["savedmodel"]["max_abs_diff"] < 1e-5 and rows["float32"]["max_abs_diff"] < 1e-5
+
+
+def test_one_labeled_image_per_class_cannot_leave_one_out_so_the_calibration_is_dropped(tiny_run, upsampling_data,
+                                                                                          tmp_path):
+    labeled = _labeled_tree(upsampling_data["val"], tmp_path / "one", 1)
+    out = str(tmp_path / "one-each")
+    code, stdout, stderr = _cli(["adapt", tiny_run, "--labeled", str(labeled), "--out", out])
+    assert code == 0, stderr
+    assert ("its open-set calibration was dropped (it described the training content): 'dnadet-tf calibrate "
+            f"{out} --data LABELED --val LABELED' refits it on labeled images of this content, 2 or more of every "
+            "class") in stdout
+    assert KerasPredictor(out).model.calibration is None and not os.path.exists(os.path.join(out, "calibration.json"))
 
 
 def test_adapt_flags_out_of_place_name_the_flag_and_write_nothing(tiny_run, tmp_path):
@@ -564,6 +594,6 @@ def test_adapt_labeled_with_blend_0_keeps_every_statistic_and_changes_the_head_a
     assert code == 0, stderr
     assert "BatchNorm statistics kept (--blend 0)" in stdout and "layer 1/" not in stdout
     source = {weight.path: weight.numpy() for weight in KerasPredictor(tiny_run).model.weights}
-    changed = [weight.path for weight in KerasPredictor(out).model.weights
-               if not np.array_equal(weight.numpy(), source[weight.path])]
+    changed = [weight.path for weight in KerasPredictor(out).model.weights if "calibration" not in weight.path
+               and not np.array_equal(weight.numpy(), source[weight.path])]  # the calibration is refitted
     assert changed and all("logits" in path for path in changed)

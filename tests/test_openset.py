@@ -231,3 +231,56 @@ def test_the_threshold_keeps_the_known_rate_within_one_image():
         scores = np.round(rng.normal(0, 1, n), 1)  # ties, as an int8 model's few score levels give
         threshold = openset.threshold_at_known_rate(scores)
         assert np.mean(scores <= threshold) >= openset.KNOWN_RATE - 1 / n, n
+
+
+def test_validation_images_among_the_training_ones_are_scored_leave_one_out():
+    rng = np.random.default_rng(5)
+    centres = 3.0 * rng.standard_normal((3, 12))
+    train, labels = _clusters(rng, centres, 6, 1.0)  # few images per class, as `adapt --labeled` gives
+    logits = -((train[:, None, :] - centres[None]) ** 2).sum(-1)
+    # By hand: row 4's distances with the statistics of the other 17 images.
+    others = np.arange(len(labels)) != 4
+    alone = openset.OpenSetStatistics("mahalanobis", *openset.class_statistics(train[others], labels[others], 3))
+    loo = openset.leave_one_out_distances("mahalanobis", train, labels, 3, [4, 9])
+    assert loo.shape == (2, 3)
+    np.testing.assert_allclose(loo[0], openset.class_distances("mahalanobis", train[4:5], alone)[0], rtol=1e-6)
+    for score in openset.RADIUS_SCORES:
+        inside, inside_report = openset.fit_statistics(score, train, labels, 3, train, logits, labels)
+        left, left_report = openset.fit_statistics(score, train, labels, 3, train, logits, labels,
+                                                   val_in_train=np.arange(len(labels)))
+        # The same class statistics; the threshold is the known-rate quantile of the left-out scores, above the
+        # in-sample one (an image's own feature pulls its class mean to it).
+        np.testing.assert_array_equal(inside.class_means, left.class_means)
+        every = openset.leave_one_out_distances(score, train, labels, 3, range(len(labels)))
+        assert left.threshold == pytest.approx(np.quantile(every.min(axis=1), openset.KNOWN_RATE))
+        assert left.threshold > inside.threshold
+        assert (inside_report["val_left_out"], left_report["val_left_out"]) == (0, len(labels))
+        # Per-class radii come from the left-out distances too.
+        radii, _ = openset.fit_statistics(score, train, labels, 3, train, logits, labels, radii="per-class",
+                                          val_in_train=np.arange(len(labels)))
+        np.testing.assert_allclose(radii.class_radii, openset.class_radii(every, labels), rtol=1e-5)
+    # Only the validation images that are training images are left out; a logits score leaves none.
+    rows = np.where(np.arange(len(labels)) % 2 == 0, np.arange(len(labels)), -1)
+    _, half = openset.fit_statistics("mahalanobis", train, labels, 3, train, logits, labels, val_in_train=rows)
+    assert (half["val_in_train"], half["val_left_out"]) == (9, 9)
+    _, energy = openset.fit_statistics("energy", train, labels, 3, train, logits, labels, val_in_train=rows)
+    assert (energy["val_in_train"], energy["val_left_out"]) == (9, 0)
+
+
+def test_calibrate_on_its_own_training_images_says_it_leaves_each_out(tiny_run, upsampling_data, tmp_path):
+    run = str(tmp_path / "run")
+    shutil.copytree(tiny_run, run)
+    code, out, err = _cli(["calibrate", run, "--data", upsampling_data["val"], "--val", upsampling_data["val"]])
+    assert code == 0, err
+    with open(os.path.join(run, "calibration.json"), encoding="utf-8") as f:
+        report = json.load(f)
+    assert report["val_in_train"] == report["val_images"] == report["val_left_out"] == report["train_images"] > 0
+    assert (f"--val: {report['val_images']} of the {report['val_images']} validation images are training images too; "
+            "each is scored with the class statistics fitted without it (leave-one-out)") in out
+    code, out, err = _cli(["calibrate", run, "--score", "energy", "--data", upsampling_data["val"],
+                           "--val", upsampling_data["val"]])
+    assert code == 0, err
+    assert "the 'energy' score cannot leave them out" in out
+    # Apart, as fit calibrates, nothing is left out and no line is printed.
+    code, out, err = _cli(["calibrate", run])
+    assert code == 0 and "training images too" not in out
