@@ -160,7 +160,7 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
     shared = int(np.sum(val_in_train >= 0))
     if shared:
         print(f"--val: {shared} of the {len(val_files)} validation images are training images too"
-              + (f"; each is scored with the class statistics fitted without it (leave-one-out)"
+              + ("; each is scored with the class statistics fitted without it (leave-one-out)"
                  if score in RADIUS_SCORES else
                  f"; the '{score}' score cannot leave them out, so the threshold keeps fewer new images than "
                  f"{100 * known_rate:.0f} %"), file=output, flush=True)
