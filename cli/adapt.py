@@ -43,8 +43,10 @@ def register(subparsers):
             "adapted so is for the contents of its labeled images: for a stream of several, give labeled images of "
             "each, in one DATA or one DATA per content (5 images per class and content, faces -> scenes with seven "
             "families: 96.0 % on scenes and 99.9 on faces, where one mean per class over both named 45.3 % of the "
-            "scenes: docs/results.md, 'Every labeled image its own mean'). The open-set calibration is dropped: "
-            "'dnadet-tf calibrate OUT --data LABELED --val LABELED' refits it on labeled images."
+            "scenes: docs/results.md, 'Every labeled image its own mean'). The open-set calibration described the "
+            "training content: with --labeled, 2 or more images of every class, it is refitted on them, each scored "
+            "with the class statistics of the others (docs/results.md, 'The open set after adapt --labeled'); "
+            "otherwise it is dropped, and 'dnadet-tf calibrate OUT --data LABELED --val LABELED' refits it."
         ),
         formatter_class=HelpFormatter,
     )

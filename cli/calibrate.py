@@ -12,7 +12,10 @@ def register(subparsers):
             "both in it: probabilities then mean what they say, and predict/evaluate/export answer 'unknown' for "
             "images unlike every known architecture. The class statistics come from the training images' pooled "
             "features, the temperature, each class's radius (--radii) and the threshold (--known-rate of the "
-            "validation images kept as known) from the validation images. Writes RUN/calibration.json."
+            "validation images kept as known) from the validation images; a validation image that is also a "
+            "training image (--data LABELED --val LABELED, a few labeled images of a new content) is scored by the "
+            "distance scores with the class statistics of the others, as images never seen would be "
+            "(leave-one-out). Writes RUN/calibration.json."
         ),
         formatter_class=HelpFormatter,
     )

@@ -499,6 +499,23 @@ def test_a_grouped_adapted_run_takes_calibrate_back_and_predicts_the_open_set_fi
     left_out = openset.leave_one_out_distances("mahalanobis", features, labels, 3, range(12)).min(axis=1)
     assert float(adapted.calibration.threshold.numpy()) == pytest.approx(
         np.quantile(left_out, openset.KNOWN_RATE), rel=1e-4)
+    # The exports answer with it; an int8 file cannot leave an image out, so its threshold is the float one times
+    # the int8 file's quantile of the labeled images' scores over the float model's.
+    from dnadet_tf.exports.predictors import load_exported_predictor
+    from dnadet_tf.pipeline import inference_dataset
+
+    rows = export_rows(out, tmp_path / "exports", upsampling_data["test"])
+    assert rows["savedmodel"]["max_abs_diff"] < 1e-5 and rows["float32"]["max_abs_diff"] < 1e-5
+    int8 = load_exported_predictor(str(tmp_path / "exports" / "dnadet" / "tflite" / "dnadet-int8.tflite"))
+    fitted = int8.sidecar["open_set"]
+    assert fitted["threshold_fitted_on"]["images"] == 12 and "left out" in fitted["threshold_fitted_on"]["scores"]
+    assert fitted["threshold_fitted_on"]["data"] == refitted["val"]
+    pixels = np.concatenate(list(inference_dataset(paths, adapted.preprocessing, 16).as_numpy_iterator()))
+    float_scores = KerasPredictor(out, precision="float32").attribute_pixels(pixels)["ood_score"]
+    expected = refitted["threshold"] * openset.threshold_at_known_rate(int8.attribute_pixels(pixels)["ood_score"]) \
+        / openset.threshold_at_known_rate(float_scores)
+    assert fitted["threshold"] == pytest.approx(expected, rel=1e-4)
+    assert fitted["float_threshold"] == pytest.approx(refitted["threshold"], rel=1e-6)
     code, stdout, stderr = _cli(["calibrate", out, "--data", str(first), "--val", str(second)])
     assert code == 0, stderr
     with open(os.path.join(out, "calibration.json"), encoding="utf-8") as f:
@@ -511,8 +528,6 @@ def test_a_grouped_adapted_run_takes_calibrate_back_and_predicts_the_open_set_fi
     records = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
     assert records and all(isinstance(r["unknown"], bool) for r in records)
     assert all(r["ood_threshold"] == pytest.approx(report["threshold"], rel=1e-5) for r in records)
-    rows = export_rows(out, tmp_path / "exports", upsampling_data["test"])
-    assert rows["savedmodel"]["max_abs_diff"] < 1e-5 and rows["float32"]["max_abs_diff"] < 1e-5
 
 
 def test_one_labeled_image_per_class_cannot_leave_one_out_so_the_calibration_is_dropped(tiny_run, upsampling_data,

@@ -1,0 +1,181 @@
+"""The open set after `dnadet-tf adapt RUN --labeled DATA`: can the adapted run still answer "unknown
+architecture" on the new content, and how its threshold should be fitted on a few labeled images.
+
+The cross-dataset split of ZOO (the other content) is cut in halves as `content_adaptation.py` cuts it. In each of
+`--draws` draws, k images per class of the first half (`labeled_adaptation.drawn_shots`) are the labeled images:
+the run is adapted to them in memory as `adapt --labeled` does by default (statistics of every stage, every image
+its own mean), and its open-set score (Mahalanobis, class statistics of the labeled images' features) is given a
+threshold that keeps 95 % of known images, fitted three ways:
+
+- `in_sample_<k>`: on the labeled images as they are (`calibrate OUT --data LABELED --val LABELED` before it
+  left them out);
+- `left_out_<k>`: on the labeled images, each scored with the class statistics of the others
+  (`calibrate.labeled_calibration`, what `adapt --labeled` now stores);
+- `unlabeled_<k>`: on the rest of the first half, unlabeled (a user with more images of the content, no labels).
+
+Scored: the known images of the new content (cross-dataset's second half: `*_known_flagged_<k>`, the share called
+unknown) and the images of `--unknown` (architectures the run never saw, of the new content: a benchmark folder
+whose open_set.txt holds them, or a list or folder as `evaluate --unknown` takes; `*_unknown_flagged_<k>`), with
+`auroc_<k>` (the same statistics for all three) and `accuracy_<k>` of the adapted head. `as_trained_*`: the run's
+own calibration, fitted on its training content. A run's figure is the mean of its draws; the summary the mean
+± std over the runs (population std).
+
+Usage: python benchmarks/labeled_open_set.py --zoo ZOO --unknown UNKNOWN --runs RUN [RUN ...] [--shots 5,20]
+    [--draws 3] [--json FILE]
+Resumable: with --json FILE present (of the same zoo), the runs it holds are kept and the others measured.
+"""
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from content_adaptation import earlier_document, halves, runs_parser, runs_so_far, write_document  # noqa: E402
+from labeled_adaptation import Restored, adapted, drawn_shots, pixels_of  # noqa: E402
+
+from dnadet_tf import openset  # noqa: E402
+from dnadet_tf.ablation import mean_std_cell, mean_std_figures  # noqa: E402
+from dnadet_tf.adaptation import ALL_IMAGES  # noqa: E402
+from dnadet_tf.calibrate import labeled_calibration  # noqa: E402
+from dnadet_tf.config import LABELED_FIRST_STAGE  # noqa: E402
+from dnadet_tf.data import LabeledFiles, benchmark_digest, benchmark_split, read_unknown  # noqa: E402
+from dnadet_tf.distribute import configure_runtime  # noqa: E402
+from dnadet_tf.evaluation import load_labeled  # noqa: E402
+from dnadet_tf.model import attribute, feature_and_logits  # noqa: E402
+from dnadet_tf.runs import RunDir  # noqa: E402
+
+DRAWS = 3
+SCORE = openset.DEFAULT_SCORE
+
+
+def features_of(model, pixels):
+    """(features (N, D), logits (N, C)) float64 of preprocessed pixels (N, S, S, 3), inference mode."""
+    pairs = [feature_and_logits(model, pixels[i:i + 32]) for i in range(0, len(pixels), 32)]
+    return (np.concatenate([f.numpy() for f, _ in pairs]).astype(np.float64),
+            np.concatenate([z.numpy() for _, z in pairs]).astype(np.float64))
+
+
+def flagged(statistics, features, threshold):
+    """Share of `features` whose score under `statistics` is above `threshold`, and their scores."""
+    scores = openset.scores(SCORE, features, None, statistics)
+    return float(np.mean(scores > threshold)), scores
+
+
+def as_trained(model, known_pixels, unknown_pixels):
+    """{auroc, known_flagged, unknown_flagged} of the run's own calibration (None when it has none)."""
+    if model.calibration is None:
+        return None
+
+    def scored(pixels):
+        rows = [attribute(model, pixels[i:i + 32]) for i in range(0, len(pixels), 32)]
+        return (np.concatenate([row["ood_score"].numpy() for row in rows]),
+                np.concatenate([row["unknown"].numpy() for row in rows]))
+
+    known_scores, known_flags = scored(known_pixels)
+    unknown_scores, unknown_flags = scored(unknown_pixels)
+    return {"auroc": openset.auroc(known_scores, unknown_scores), "known_flagged": float(known_flags.mean()),
+            "unknown_flagged": float(unknown_flags.mean())}
+
+
+def run_figures(zoo, unknown, run, shots, draws):
+    """{"run", "figures": {...}} of one run, each figure the mean over `draws` draws."""
+    run_dir = RunDir(run)
+    class_names, preprocess = run_dir.class_names, run_dir.config.preprocess
+    model = run_dir.load_model()
+    cross = load_labeled(benchmark_split(zoo, "cross_dataset"), class_names, preprocess.crop_size, preprocess.min_side)
+    on, scored = halves(len(cross.paths))
+    known_pixels = pixels_of([cross.paths[i] for i in scored], model.preprocessing)
+    unknown_paths, _ = read_unknown(unknown)
+    unknown_pixels = pixels_of(unknown_paths, model.preprocessing)
+    truth = cross.labels[scored]
+    figures = {}
+    trained = as_trained(model, known_pixels, unknown_pixels)
+    if trained:
+        figures.update({f"as_trained_{key}": value for key, value in trained.items()})
+    classes = sorted(set(cross.labels.tolist()))
+    for count in shots:
+        per_draw = {}
+        for draw in range(draws):
+            chosen = drawn_shots(cross.labels, on, count, draw, classes)
+            labeled = LabeledFiles([cross.paths[i] for i in chosen], cross.labels[chosen], cross.class_names,
+                                   cross.source)
+            rest = [i for i in on if i not in set(chosen)]
+            with Restored(model):
+                head = adapted(model, labeled, LABELED_FIRST_STAGE, means_per_class=ALL_IMAGES)
+                labeled_features, labeled_logits = features_of(head, pixels_of(list(labeled.paths), head.preprocessing))
+                known_features, known_logits = features_of(head, known_pixels)
+                unknown_features, _ = features_of(head, unknown_pixels)
+                rest_features, _ = features_of(head, pixels_of([cross.paths[i] for i in rest], head.preprocessing))
+                left_out, _ = labeled_calibration(head, labeled, SCORE)
+            in_sample, _ = openset.fit_statistics(SCORE, labeled_features, labeled.labels, head.num_classes,
+                                                  labeled_features, labeled_logits, labeled.labels)
+            thresholds = {"in_sample": in_sample.threshold, "left_out": left_out.threshold,
+                          "unlabeled": openset.threshold_at_known_rate(
+                              openset.scores(SCORE, rest_features, None, in_sample))}
+            for name, threshold in thresholds.items():
+                known_share, known_scores = flagged(in_sample, known_features, threshold)
+                unknown_share, unknown_scores = flagged(in_sample, unknown_features, threshold)
+                per_draw.setdefault(f"{name}_known_flagged_{count}", []).append(known_share)
+                per_draw.setdefault(f"{name}_unknown_flagged_{count}", []).append(unknown_share)
+            per_draw.setdefault(f"auroc_{count}", []).append(openset.auroc(known_scores, unknown_scores))
+            per_draw.setdefault(f"accuracy_{count}", []).append(float(np.mean(known_logits.argmax(-1) == truth)))
+        figures.update({key: float(np.mean(values)) for key, values in per_draw.items()})
+        print(f"{run}: k = {count}: " + ", ".join(f"{key} {100 * np.mean(values):.1f}"
+                                                   for key, values in per_draw.items()), flush=True)
+    return {"run": run, "unknown_images": len(unknown_paths), "figures": figures}
+
+
+def document_of(zoo, digest, unknown, runs, shots, draws):
+    """The --json document: the zoo, its digest, the unknown images, the settings, each run's figures, mean ± std."""
+    keys = [key for key in (runs[0]["figures"] if runs else {}) if all(key in run["figures"] for run in runs)]
+    summary = {key: mean_std_figures([run["figures"][key] for run in runs]) for key in keys}
+    return {"zoo": os.path.abspath(zoo), "zoo_sha256": digest, "unknown": os.path.abspath(unknown),
+            "shots": list(shots), "draws": draws, "score": SCORE, "known_rate": openset.KNOWN_RATE,
+            "runs": runs, "summary": summary}
+
+
+def format_table(document):
+    """One Markdown row per figure, mean ± std over the runs, in %."""
+    lines = [f"mean ± std over {len(document['runs'])} runs, each the mean of {document['draws']} draws (%)", "",
+             "| figure | value |", "|---|---:|"]
+    lines += [f"| {key} | {mean_std_cell(stats)} |" for key, stats in document["summary"].items()]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = runs_parser(__doc__.splitlines()[0])
+    parser.add_argument("--unknown", required=True,
+                        help="images of architectures the runs never saw, of the new content (a benchmark folder's "
+                             "open_set.txt, a list or a folder)")
+    parser.add_argument("--shots", default="5,20", help="labeled images per class, comma list (default: 5,20)")
+    parser.add_argument("--draws", type=int, default=DRAWS, help=f"draws of the labeled images (default: {DRAWS})")
+    parser.add_argument("--json", help="write the figures here (runs already in it are not measured again)")
+    args = parser.parse_args(argv)
+    try:
+        shots = tuple(int(value) for value in args.shots.split(","))
+    except ValueError:
+        parser.error(f"--shots: expected a comma list of integers of 2 or more, received {args.shots!r}")
+    if not shots or min(shots) < 2 or args.draws < 1:
+        parser.error(f"--shots, --draws: expected integers of 2 or more (one image left out of each class needs "
+                     f"another) and 1 or more, received {args.shots!r}, {args.draws}")
+    digest = benchmark_digest(args.zoo)
+    earlier = earlier_document(parser, args.json, args.zoo, digest)
+    previous = {run["run"]: run for run in earlier["runs"]} if earlier else {}
+    configure_runtime()
+    runs = []
+    for run in args.runs:
+        if run in previous and all(f"auroc_{count}" in previous[run]["figures"] for count in shots):
+            runs.append(previous[run])
+            continue
+        runs.append(run_figures(args.zoo, args.unknown, run, shots, args.draws))
+        if args.json:
+            write_document(args.json, document_of(args.zoo, digest, args.unknown,
+                                                  runs_so_far(runs, previous, args.runs), shots, args.draws))
+    print(format_table(document_of(args.zoo, digest, args.unknown, runs, shots, args.draws)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
