@@ -14,8 +14,10 @@ threshold that keeps 95 % of known images, fitted three ways:
 - `unlabeled_<k>`: on the rest of the first half, unlabeled (a user with more images of the content, no labels).
 
 Scored: the known images of the new content (cross-dataset's second half: `*_known_flagged_<k>`, the share called
-unknown) and the images of `--unknown` (architectures the run never saw, of the new content: a benchmark folder
-whose open_set.txt holds them, or a list or folder as `evaluate --unknown` takes; `*_unknown_flagged_<k>`), with
+unknown), those of the training content (the closed set's second half: `*_training_flagged_<k>`; the labeled
+images are of the new content alone) and the images of `--unknown` (architectures the run never saw, of the new
+content: a benchmark folder whose open_set.txt holds them, or a list or folder as `evaluate --unknown` takes;
+`*_unknown_flagged_<k>`), with
 `auroc_<k>` (the same statistics for all three) and `accuracy_<k>` of the adapted head. `as_trained_*`: the run's
 own calibration, fitted on its training content. A run's figure is the mean of its draws; the summary the mean
 ± std over the runs (population std).
@@ -63,8 +65,9 @@ def flagged(statistics, features, threshold):
     return float(np.mean(scores > threshold)), scores
 
 
-def as_trained(model, known_pixels, unknown_pixels):
-    """{auroc, known_flagged, unknown_flagged} of the run's own calibration (None when it has none)."""
+def as_trained(model, known_pixels, unknown_pixels, training_pixels):
+    """{auroc, known_flagged, unknown_flagged, training_flagged} of the run's own calibration (None when it has
+    none)."""
     if model.calibration is None:
         return None
 
@@ -76,7 +79,8 @@ def as_trained(model, known_pixels, unknown_pixels):
     known_scores, known_flags = scored(known_pixels)
     unknown_scores, unknown_flags = scored(unknown_pixels)
     return {"auroc": openset.auroc(known_scores, unknown_scores), "known_flagged": float(known_flags.mean()),
-            "unknown_flagged": float(unknown_flags.mean())}
+            "unknown_flagged": float(unknown_flags.mean()),
+            "training_flagged": float(scored(training_pixels)[1].mean())}
 
 
 def run_figures(zoo, unknown, run, shots, draws):
@@ -85,13 +89,15 @@ def run_figures(zoo, unknown, run, shots, draws):
     class_names, preprocess = run_dir.class_names, run_dir.config.preprocess
     model = run_dir.load_model()
     cross = load_labeled(benchmark_split(zoo, "cross_dataset"), class_names, preprocess.crop_size, preprocess.min_side)
+    test = load_labeled(benchmark_split(zoo, "test"), class_names, preprocess.crop_size, preprocess.min_side)
     on, scored = halves(len(cross.paths))
     known_pixels = pixels_of([cross.paths[i] for i in scored], model.preprocessing)
+    training_pixels = pixels_of([test.paths[i] for i in halves(len(test.paths))[1]], model.preprocessing)
     unknown_paths, _ = read_unknown(unknown)
     unknown_pixels = pixels_of(unknown_paths, model.preprocessing)
     truth = cross.labels[scored]
     figures = {}
-    trained = as_trained(model, known_pixels, unknown_pixels)
+    trained = as_trained(model, known_pixels, unknown_pixels, training_pixels)
     if trained:
         figures.update({f"as_trained_{key}": value for key, value in trained.items()})
     classes = sorted(set(cross.labels.tolist()))
@@ -107,6 +113,7 @@ def run_figures(zoo, unknown, run, shots, draws):
                 labeled_features, labeled_logits = features_of(head, pixels_of(list(labeled.paths), head.preprocessing))
                 known_features, known_logits = features_of(head, known_pixels)
                 unknown_features, _ = features_of(head, unknown_pixels)
+                training_features, _ = features_of(head, training_pixels)
                 rest_features, _ = features_of(head, pixels_of([cross.paths[i] for i in rest], head.preprocessing))
                 left_out, _ = labeled_calibration(head, labeled, SCORE)
             in_sample, _ = openset.fit_statistics(SCORE, labeled_features, labeled.labels, head.num_classes,
@@ -119,6 +126,8 @@ def run_figures(zoo, unknown, run, shots, draws):
                 unknown_share, unknown_scores = flagged(in_sample, unknown_features, threshold)
                 per_draw.setdefault(f"{name}_known_flagged_{count}", []).append(known_share)
                 per_draw.setdefault(f"{name}_unknown_flagged_{count}", []).append(unknown_share)
+                per_draw.setdefault(f"{name}_training_flagged_{count}", []).append(
+                    flagged(in_sample, training_features, threshold)[0])
             per_draw.setdefault(f"auroc_{count}", []).append(openset.auroc(known_scores, unknown_scores))
             per_draw.setdefault(f"accuracy_{count}", []).append(float(np.mean(known_logits.argmax(-1) == truth)))
         figures.update({key: float(np.mean(values)) for key, values in per_draw.items()})

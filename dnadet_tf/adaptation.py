@@ -417,7 +417,7 @@ def _labeled_calibration(model, labeled, run_dir, score, batch_size, output):
     statistics, report = labeled_calibration(model, labeled, score, calibrated_known_rate(run_dir),
                                              calibrated_radii(run_dir) or DEFAULT_RADII, batch_size)
     model.calibrate(statistics)
-    print(f"open-set calibration refitted on the {len(labeled)} labeled images, each scored with the class "
+    print(f"open-set calibration fitted on the {len(labeled)} labeled images, each scored with the class "
           f"statistics of the others: score '{score}', threshold {report['threshold']:.4g} (keeps "
           f"{100 * report['known_rate']:.0f} % of them as known)", file=output, flush=True)
     return report

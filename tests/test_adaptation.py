@@ -484,7 +484,7 @@ def test_a_grouped_adapted_run_takes_calibrate_back_and_predicts_the_open_set_fi
     out = str(tmp_path / "grouped")
     code, stdout, stderr = _cli(["adapt", tiny_run, "--labeled", str(first), str(second), "--out", out])
     assert code == 0, stderr
-    assert "open-set calibration refitted on the 12 labeled images, each scored with the class statistics of the " \
+    assert "open-set calibration fitted on the 12 labeled images, each scored with the class statistics of the " \
            "others: score 'mahalanobis'" in stdout and "dropped" not in stdout
     adapted = KerasPredictor(out).model
     with open(os.path.join(out, "calibration.json"), encoding="utf-8") as f:

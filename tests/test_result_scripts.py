@@ -1099,3 +1099,48 @@ def test_seed_ensemble_measures_runs_and_renders_its_table(tiny_run, upsampling_
     with pytest.raises(SystemExit):
         ensemble.main(["--zoo", zoo, "--runs", tiny_run, tiny_run, "--size", "3"])
     assert "--size: expected 2 to the number of --runs (2), received 3" in capsys.readouterr().err
+
+
+def test_labeled_open_set_fits_three_thresholds_on_an_adapted_run_and_resumes(tiny_run, upsampling_data, tmp_path,
+                                                                               capsys, monkeypatch):
+    from dnadet_tf import openset
+
+    module = _module("labeled_open_set")
+    zoo = str(tmp_path / "zoo")
+    _benchmark_of(upsampling_data["test"], zoo)
+    shutil.copy(os.path.join(zoo, "test.txt"), os.path.join(zoo, "cross_dataset.txt"))
+    path = str(tmp_path / "labeled-open-set-tiny.json")
+    # Every labeled image scored left out: the threshold the library fits (`labeled_calibration`), by hand here.
+    calls = []
+    real_calibration = module.labeled_calibration
+
+    def recorded(model, files, score):
+        statistics, report = real_calibration(model, files, score)
+        features = module.features_of(model, module.pixels_of(list(files.paths), model.preprocessing))[0]
+        left_out = openset.leave_one_out_distances(score, features, files.labels, model.num_classes,
+                                                   range(len(files.labels))).min(axis=1)
+        calls.append((statistics.threshold, float(np.quantile(left_out, openset.KNOWN_RATE)), report["val_left_out"]))
+        return statistics, report
+
+    monkeypatch.setattr(module, "labeled_calibration", recorded)
+    module.main(["--zoo", zoo, "--unknown", zoo, "--runs", tiny_run, "--shots", "2", "--draws", "2", "--json", path])
+    assert len(calls) == 2 and all(fitted == pytest.approx(hand, rel=1e-5) and count == 6
+                                   for fitted, hand, count in calls)
+    document = json.loads(open(path).read())
+    figures = document["runs"][0]["figures"]
+    assert document["runs"][0]["unknown_images"] == 6 and document["score"] == "mahalanobis"
+    expected = {f"{name}_{part}_flagged_2" for name in ("in_sample", "left_out", "unlabeled")
+                for part in ("known", "unknown", "training")} | {"auroc_2", "accuracy_2"}
+    assert expected <= set(figures) and all(0.0 <= figures[key] <= 1.0 for key in expected)
+    assert {f"as_trained_{key}" for key in ("auroc", "known_flagged", "unknown_flagged", "training_flagged")} \
+        <= set(figures)
+    # Scored in-sample, each image's own feature pulls its class mean to it: more known images flagged.
+    assert figures["in_sample_known_flagged_2"] >= figures["left_out_known_flagged_2"]
+    assert "| auroc_2 |" in capsys.readouterr().out
+    # A second call keeps the run (its model is never loaded), and a single shot is refused in one line.
+    monkeypatch.setattr(module, "RunDir", lambda *args: (_ for _ in ()).throw(AssertionError("loaded")))
+    module.main(["--zoo", zoo, "--unknown", zoo, "--runs", tiny_run, "--shots", "2", "--draws", "2", "--json", path])
+    assert json.loads(open(path).read())["runs"][0]["figures"] == figures
+    with pytest.raises(SystemExit):
+        module.main(["--zoo", zoo, "--unknown", zoo, "--runs", tiny_run, "--shots", "1", "--json", path])
+    assert "expected integers of 2 or more" in capsys.readouterr().err
