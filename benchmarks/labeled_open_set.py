@@ -19,11 +19,14 @@ images are of the new content alone) and the images of `--unknown` (architecture
 content: a benchmark folder whose open_set.txt holds them, or a list or folder as `evaluate --unknown` takes;
 `*_unknown_flagged_<k>`), with
 `auroc_<k>` (the same statistics for all three) and `accuracy_<k>` of the adapted head. `as_trained_*`: the run's
-own calibration, fitted on its training content. A run's figure is the mean of its draws; the summary the mean
-± std over the runs (population std).
+own calibration, fitted on its training content. `--mixed` adds `mixed_*`: k labeled images per class of each
+content in one set (both first halves), the head and the left-out calibration of `adapt --labeled` on them,
+scored on both second halves (`known`, `training`: flagged and accuracy), on `--unknown` and on ZOO's
+open_set.txt (the training content's unseen architectures: `training_unknown`), with an AUROC for each content.
+A run's figure is the mean of its draws; the summary the mean ± std over the runs (population std).
 
 Usage: python benchmarks/labeled_open_set.py --zoo ZOO --unknown UNKNOWN --runs RUN [RUN ...] [--shots 5,20]
-    [--draws 3] [--json FILE]
+    [--draws 3] [--mixed] [--json FILE]
 Resumable: with --json FILE present (of the same zoo), the runs it holds are kept and the others measured.
 """
 import os
@@ -83,8 +86,39 @@ def as_trained(model, known_pixels, unknown_pixels, training_pixels):
             "training_flagged": float(scored(training_pixels)[1].mean())}
 
 
-def run_figures(zoo, unknown, run, shots, draws):
-    """{"run", "figures": {...}} of one run, each figure the mean over `draws` draws."""
+def mixed_figures(model, cross, cross_on, test, test_on, pixels, count, draws):
+    """The `mixed_*_<count>` figures: k labeled images per class of both contents in one set (the new content's
+    first half and the closed set's), the head and the left-out calibration of `adapt --labeled` on them.
+    `pixels`: {"known", "training", "unknown", "training_unknown"} preprocessed images, the first two those
+    of the second halves (truth: `cross` and `test` labels of their second halves)."""
+    classes = sorted(set(cross.labels.tolist()))
+    truth = {"known": cross.labels[halves(len(cross.paths))[1]], "training": test.labels[halves(len(test.paths))[1]]}
+    per_draw = {}
+    for draw in range(draws):
+        new = drawn_shots(cross.labels, cross_on, count, draw, classes)
+        old = drawn_shots(test.labels, test_on, count, draw, classes)
+        labeled = LabeledFiles([cross.paths[i] for i in new] + [test.paths[i] for i in old],
+                               np.concatenate([cross.labels[new], test.labels[old]]), cross.class_names, cross.source)
+        with Restored(model):
+            head = adapted(model, labeled, LABELED_FIRST_STAGE, means_per_class=ALL_IMAGES)
+            left_out, _ = labeled_calibration(head, labeled, SCORE)
+            outputs = {name: features_of(head, images) for name, images in pixels.items()}
+        scores = {name: openset.scores(SCORE, features, None, left_out) for name, (features, _) in outputs.items()}
+        for name in pixels:
+            per_draw.setdefault(f"mixed_{name}_flagged_{count}", []).append(
+                float(np.mean(scores[name] > left_out.threshold)))
+        for name in truth:
+            per_draw.setdefault(f"mixed_{name}_accuracy_{count}", []).append(
+                float(np.mean(outputs[name][1].argmax(-1) == truth[name])))
+        per_draw.setdefault(f"mixed_auroc_{count}", []).append(openset.auroc(scores["known"], scores["unknown"]))
+        per_draw.setdefault(f"mixed_training_auroc_{count}", []).append(
+            openset.auroc(scores["training"], scores["training_unknown"]))
+    return {key: float(np.mean(values)) for key, values in per_draw.items()}
+
+
+def run_figures(zoo, unknown, run, shots, draws, mixed=False, previous=None):
+    """{"run", "figures": {...}} of one run, each figure the mean over `draws` draws; the figures of `previous`
+    (this run's entry of an earlier document) are kept, and the parts they hold not measured again."""
     run_dir = RunDir(run)
     class_names, preprocess = run_dir.class_names, run_dir.config.preprocess
     model = run_dir.load_model()
@@ -96,12 +130,25 @@ def run_figures(zoo, unknown, run, shots, draws):
     unknown_paths, _ = read_unknown(unknown)
     unknown_pixels = pixels_of(unknown_paths, model.preprocessing)
     truth = cross.labels[scored]
-    figures = {}
-    trained = as_trained(model, known_pixels, unknown_pixels, training_pixels)
+    figures = dict(previous["figures"]) if previous else {}
+    trained = None if "as_trained_auroc" in figures else as_trained(model, known_pixels, unknown_pixels,
+                                                                      training_pixels)
     if trained:
         figures.update({f"as_trained_{key}": value for key, value in trained.items()})
     classes = sorted(set(cross.labels.tolist()))
+    if mixed:
+        pixels = {"known": known_pixels, "training": training_pixels, "unknown": unknown_pixels,
+                  "training_unknown": pixels_of(read_unknown(zoo)[0], model.preprocessing)}
+        for count in shots:
+            if f"mixed_auroc_{count}" not in figures:
+                figures.update(mixed_figures(model, cross, on, test, halves(len(test.paths))[0], pixels, count,
+                                             draws))
+                print(f"{run}: k = {count}, both contents: " + ", ".join(
+                    f"{key} {100 * value:.1f}" for key, value in figures.items() if key.startswith("mixed_")
+                    and key.endswith(f"_{count}")), flush=True)
     for count in shots:
+        if f"auroc_{count}" in figures:
+            continue
         per_draw = {}
         for draw in range(draws):
             chosen = drawn_shots(cross.labels, on, count, draw, classes)
@@ -160,6 +207,9 @@ def main(argv=None):
                              "open_set.txt, a list or a folder)")
     parser.add_argument("--shots", default="5,20", help="labeled images per class, comma list (default: 5,20)")
     parser.add_argument("--draws", type=int, default=DRAWS, help=f"draws of the labeled images (default: {DRAWS})")
+    parser.add_argument("--mixed", action="store_true",
+                        help="also label k images per class of both contents in one set (mixed_*: the training "
+                             "content's unknown architectures are ZOO's open_set.txt)")
     parser.add_argument("--json", help="write the figures here (runs already in it are not measured again)")
     args = parser.parse_args(argv)
     try:
@@ -175,10 +225,11 @@ def main(argv=None):
     configure_runtime()
     runs = []
     for run in args.runs:
-        if run in previous and all(f"auroc_{count}" in previous[run]["figures"] for count in shots):
+        wanted = [f"auroc_{count}" for count in shots] + [f"mixed_auroc_{count}" for count in shots if args.mixed]
+        if run in previous and all(key in previous[run]["figures"] for key in wanted):
             runs.append(previous[run])
             continue
-        runs.append(run_figures(args.zoo, args.unknown, run, shots, args.draws))
+        runs.append(run_figures(args.zoo, args.unknown, run, shots, args.draws, args.mixed, previous.get(run)))
         if args.json:
             write_document(args.json, document_of(args.zoo, digest, args.unknown,
                                                   runs_so_far(runs, previous, args.runs), shots, args.draws))

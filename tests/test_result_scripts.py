@@ -1137,10 +1137,19 @@ def test_labeled_open_set_fits_three_thresholds_on_an_adapted_run_and_resumes(ti
     # Scored in-sample, each image's own feature pulls its class mean to it: more known images flagged.
     assert figures["in_sample_known_flagged_2"] >= figures["left_out_known_flagged_2"]
     assert "| auroc_2 |" in capsys.readouterr().out
+    # --mixed adds both contents' labeled images in one set, keeping the figures already there.
+    module.main(["--zoo", zoo, "--unknown", zoo, "--runs", tiny_run, "--shots", "2", "--draws", "2", "--mixed",
+                 "--json", path])
+    both = json.loads(open(path).read())["runs"][0]["figures"]
+    assert {key: both[key] for key in figures} == figures and len(calls) == 4
+    mixed = {f"mixed_{name}_flagged_2" for name in ("known", "training", "unknown", "training_unknown")} | {
+        "mixed_known_accuracy_2", "mixed_training_accuracy_2", "mixed_auroc_2", "mixed_training_auroc_2"}
+    assert set(both) - set(figures) == mixed and all(0.0 <= both[key] <= 1.0 for key in mixed)
     # A second call keeps the run (its model is never loaded), and a single shot is refused in one line.
     monkeypatch.setattr(module, "RunDir", lambda *args: (_ for _ in ()).throw(AssertionError("loaded")))
-    module.main(["--zoo", zoo, "--unknown", zoo, "--runs", tiny_run, "--shots", "2", "--draws", "2", "--json", path])
-    assert json.loads(open(path).read())["runs"][0]["figures"] == figures
+    module.main(["--zoo", zoo, "--unknown", zoo, "--runs", tiny_run, "--shots", "2", "--draws", "2", "--mixed",
+                 "--json", path])
+    assert json.loads(open(path).read())["runs"][0]["figures"] == both
     with pytest.raises(SystemExit):
         module.main(["--zoo", zoo, "--unknown", zoo, "--runs", tiny_run, "--shots", "1", "--json", path])
     assert "expected integers of 2 or more" in capsys.readouterr().err
