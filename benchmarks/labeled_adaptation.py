@@ -134,14 +134,20 @@ def adapted(model, files, first_stage, blend=1.0, groups=None, means_per_class=1
     return labeled_head(model, files, BATCH, groups, means_per_class)[0]
 
 
+def model_and_splits(zoo, run):
+    """(best.keras of the run dir `run`, its cross-dataset `LabeledFiles` of `zoo`, its closed set's), the images
+    in the run's classes."""
+    run_dir = RunDir(run)
+    class_names, preprocess = run_dir.class_names, run_dir.config.preprocess
+    cross = load_labeled(benchmark_split(zoo, "cross_dataset"), class_names, preprocess.crop_size, preprocess.min_side)
+    test = load_labeled(benchmark_split(zoo, "test"), class_names, preprocess.crop_size, preprocess.min_side)
+    return run_dir.load_model(), cross, test
+
+
 def run_figures(zoo, run, shots, draws, enroll, with_images=False, mixed=False):
     """{"run", "cross_dataset": {...}, "training_content": {...}, "calibration": {...}, "enroll": {...}} of one
     run, each figure the mean over `draws` draws."""
-    run_dir = RunDir(run)
-    class_names, preprocess = run_dir.class_names, run_dir.config.preprocess
-    model = run_dir.load_model()
-    cross = load_labeled(benchmark_split(zoo, "cross_dataset"), class_names, preprocess.crop_size, preprocess.min_side)
-    test = load_labeled(benchmark_split(zoo, "test"), class_names, preprocess.crop_size, preprocess.min_side)
+    model, cross, test = model_and_splits(zoo, run)
     cross_on, cross_scored = halves(len(cross.paths))
     test_on, test_scored = halves(len(test.paths))
     cross_pixels = pixels_of([cross.paths[i] for i in cross_scored], model.preprocessing)
@@ -274,6 +280,26 @@ def format_table(document):
     return "\n".join(lines)
 
 
+def parsed_shots(parser, text, draws, least=1):
+    """--shots `text` as a tuple of ints, each `least` or more, with --draws `draws` 1 or more; else one parser error
+    line."""
+    wanted = "positive integers" if least == 1 else f"integers of {least} or more"
+    try:
+        shots = tuple(int(value) for value in text.split(","))
+    except ValueError:
+        parser.error(f"--shots: expected a comma list of {wanted}, received {text!r}")
+    if not shots or min(shots) < least or draws < 1:
+        parser.error(f"--shots, --draws: expected {wanted} and 1 or more, received {text!r}, {draws}")
+    return shots
+
+
+def earlier_runs(parser, path, zoo, digest):
+    """{run: its entry} of the --json document at `path` of `zoo` (SHA-256 `digest`; empty when there is none;
+    `earlier_document`)."""
+    earlier = earlier_document(parser, path, zoo, digest)
+    return {run["run"]: run for run in earlier["runs"]} if earlier else {}
+
+
 def main(argv=None):
     parser = runs_parser(__doc__.splitlines()[0])
     parser.add_argument("--shots", default="1,2,5", help="labeled images per class, comma list (default: 1,2,5)")
@@ -287,15 +313,9 @@ def main(argv=None):
                         help="also take labeled images of both contents, k per class of each (mixed_<k>)")
     parser.add_argument("--json", help="write the figures here (runs already in it are not measured again)")
     args = parser.parse_args(argv)
-    try:
-        shots = tuple(int(value) for value in args.shots.split(","))
-    except ValueError:
-        parser.error(f"--shots: expected a comma list of positive integers, received {args.shots!r}")
-    if not shots or min(shots) < 1 or args.draws < 1:
-        parser.error(f"--shots, --draws: expected positive integers, received {args.shots!r}, {args.draws}")
+    shots = parsed_shots(parser, args.shots, args.draws)
     digest = benchmark_digest(args.zoo)
-    earlier = earlier_document(parser, args.json, args.zoo, digest)
-    previous = {run["run"]: run for run in earlier["runs"]} if earlier else {}
+    previous = earlier_runs(parser, args.json, args.zoo, digest)
     configure_runtime()
     runs = []
     for run in args.runs:

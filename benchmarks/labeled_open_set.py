@@ -37,19 +37,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from content_adaptation import earlier_document, halves, runs_parser, runs_so_far, write_document  # noqa: E402
-from labeled_adaptation import Restored, adapted, drawn_shots, pixels_of  # noqa: E402
+from content_adaptation import halves, runs_parser, runs_so_far, write_document  # noqa: E402
+from labeled_adaptation import (Restored, adapted, drawn_shots, earlier_runs, model_and_splits,  # noqa: E402
+                                parsed_shots, pixels_of)
 
 from dnadet_tf import openset  # noqa: E402
 from dnadet_tf.ablation import mean_std_cell, mean_std_figures  # noqa: E402
 from dnadet_tf.adaptation import ALL_IMAGES  # noqa: E402
 from dnadet_tf.calibrate import labeled_calibration  # noqa: E402
 from dnadet_tf.config import LABELED_FIRST_STAGE  # noqa: E402
-from dnadet_tf.data import LabeledFiles, benchmark_digest, benchmark_split, read_unknown  # noqa: E402
+from dnadet_tf.data import LabeledFiles, benchmark_digest, read_unknown  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
-from dnadet_tf.evaluation import load_labeled  # noqa: E402
 from dnadet_tf.model import attribute, feature_and_logits  # noqa: E402
-from dnadet_tf.runs import RunDir  # noqa: E402
 
 DRAWS = 3
 SCORE = openset.DEFAULT_SCORE
@@ -119,11 +118,7 @@ def mixed_figures(model, cross, cross_on, test, test_on, pixels, count, draws):
 def run_figures(zoo, unknown, run, shots, draws, mixed=False, previous=None):
     """{"run", "figures": {...}} of one run, each figure the mean over `draws` draws; the figures of `previous`
     (this run's entry of an earlier document) are kept, and the parts they hold not measured again."""
-    run_dir = RunDir(run)
-    class_names, preprocess = run_dir.class_names, run_dir.config.preprocess
-    model = run_dir.load_model()
-    cross = load_labeled(benchmark_split(zoo, "cross_dataset"), class_names, preprocess.crop_size, preprocess.min_side)
-    test = load_labeled(benchmark_split(zoo, "test"), class_names, preprocess.crop_size, preprocess.min_side)
+    model, cross, test = model_and_splits(zoo, run)
     on, scored = halves(len(cross.paths))
     known_pixels = pixels_of([cross.paths[i] for i in scored], model.preprocessing)
     training_pixels = pixels_of([test.paths[i] for i in halves(len(test.paths))[1]], model.preprocessing)
@@ -212,16 +207,9 @@ def main(argv=None):
                              "content's unknown architectures are ZOO's open_set.txt)")
     parser.add_argument("--json", help="write the figures here (runs already in it are not measured again)")
     args = parser.parse_args(argv)
-    try:
-        shots = tuple(int(value) for value in args.shots.split(","))
-    except ValueError:
-        parser.error(f"--shots: expected a comma list of integers of 2 or more, received {args.shots!r}")
-    if not shots or min(shots) < 2 or args.draws < 1:
-        parser.error(f"--shots, --draws: expected integers of 2 or more (one image left out of each class needs "
-                     f"another) and 1 or more, received {args.shots!r}, {args.draws}")
+    shots = parsed_shots(parser, args.shots, args.draws, least=2)  # a left-out image needs another of its class
     digest = benchmark_digest(args.zoo)
-    earlier = earlier_document(parser, args.json, args.zoo, digest)
-    previous = {run["run"]: run for run in earlier["runs"]} if earlier else {}
+    previous = earlier_runs(parser, args.json, args.zoo, digest)
     configure_runtime()
     runs = []
     for run in args.runs:

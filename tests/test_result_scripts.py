@@ -1146,7 +1146,7 @@ def test_labeled_open_set_fits_three_thresholds_on_an_adapted_run_and_resumes(ti
         "mixed_known_accuracy_2", "mixed_training_accuracy_2", "mixed_auroc_2", "mixed_training_auroc_2"}
     assert set(both) - set(figures) == mixed and all(0.0 <= both[key] <= 1.0 for key in mixed)
     # A second call keeps the run (its model is never loaded), and a single shot is refused in one line.
-    monkeypatch.setattr(module, "RunDir", lambda *args: (_ for _ in ()).throw(AssertionError("loaded")))
+    monkeypatch.setattr(module, "model_and_splits", lambda *args: (_ for _ in ()).throw(AssertionError("loaded")))
     module.main(["--zoo", zoo, "--unknown", zoo, "--runs", tiny_run, "--shots", "2", "--draws", "2", "--mixed",
                  "--json", path])
     assert json.loads(open(path).read())["runs"][0]["figures"] == both
