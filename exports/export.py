@@ -130,50 +130,50 @@ def threshold_files(config, class_names, preprocess):
     return spec, labeled_files(spec, "val", class_names, preprocess).paths
 
 
-def left_out_files(run_dir, class_names, preprocess):
-    """(spec, paths) of the validation images of a run whose float open-set threshold was fitted with them left
-    out of the class statistics (calibration.json `val_left_out`: `adapt --labeled`, or `calibrate` with --val
-    among --data; `val` a spec or a list of them), or (None, []) for any other run."""
-    from dnadet_tf.calibrate import CALIBRATION_FILE, labeled_files
+def left_out_spec(run_dir):
+    """calibration.json's `val` (a spec or a list of them) of a run whose float open-set threshold was fitted with
+    its validation images left out of the class statistics (`val_left_out`: `adapt --labeled`, or `calibrate` with
+    --val among --data), or None for any other run."""
+    from dnadet_tf.calibrate import CALIBRATION_FILE
 
     path = os.path.join(run_dir, CALIBRATION_FILE)
     if not os.path.isfile(path):
-        return None, []
+        return None
     with open(path, encoding="utf-8") as f:
         report = json.load(f)
-    if not report.get("val_left_out"):
-        return None, []
-    specs = report["val"] if isinstance(report["val"], list) else [report["val"]]
-    return report["val"], [image for spec in specs
-                           for image in labeled_files(spec, "val", class_names, preprocess).paths]
+    return report["val"] if report.get("val_left_out") else None
 
 
-def int8_open_set(predictor, open_set, spec, paths, preprocess, known_rate, float_predictor=None):
+def int8_open_set(predictor, open_set, spec, paths, preprocess, known_rate):
     """The open-set entry of an int8 file's sidecar: `open_set` with the threshold refitted on the int8 scores.
 
     Int8 activations can inflate the Mahalanobis score (the faces -> scenes default's 3 runs: refitted
     thresholds 3.3-5.9 times the float ones, README "TFLite for mobile apps"): the threshold that keeps
     `known_rate` of the validation images (the float threshold's, `calibrate.calibrated_known_rate`) is fitted
     again on the int8 file's own scores of `paths`; the float model's threshold stays beside it as
-    `float_threshold`. With `float_predictor` (the run's float model), for a float threshold fitted with the
-    validation images left out of the class statistics (`left_out_files`), which an int8 file cannot leave out:
-    the float threshold times the ratio of the two models' `known_rate` quantiles of their scores of `paths`.
+    `float_threshold`.
     """
     from dnadet_tf.openset import threshold_at_known_rate
     from dnadet_tf.pipeline import inference_dataset
 
-    def quantile(model):
-        return float(threshold_at_known_rate(np.concatenate([
-            model.attribute_pixels(batch)["ood_score"]
-            for batch in inference_dataset(paths, preprocess, 16).as_numpy_iterator()]), known_rate))
+    scores = np.concatenate([predictor.attribute_pixels(batch)["ood_score"]
+                             for batch in inference_dataset(paths, preprocess, 16).as_numpy_iterator()])
+    return {**open_set, "threshold": float(threshold_at_known_rate(scores, known_rate)),
+            "float_threshold": open_set["threshold"],
+            "threshold_fitted_on": {"data": spec, "images": len(paths), "scores": "this int8 file's",
+                                    "known_rate": known_rate}}
 
-    threshold, how = quantile(predictor), "this int8 file's"
-    if float_predictor is not None:
-        threshold = open_set["threshold"] * threshold / quantile(float_predictor)
-        how = ("the float threshold (images left out) times this int8 file's quantile of their scores over the "
-               "float model's")
-    return {**open_set, "threshold": float(threshold), "float_threshold": open_set["threshold"],
-            "threshold_fitted_on": {"data": spec, "images": len(paths), "scores": how, "known_rate": known_rate}}
+
+def left_out_open_set(open_set, spec):
+    """The open-set entry of an int8 file's sidecar for a float threshold fitted with its validation images left
+    out of the class statistics (`left_out_spec`): the float threshold, kept. An int8 file cannot leave an image
+    out, and its scores of those images are no guide (an adapted faces -> scenes run, 5 labeled images per class:
+    the int8 file scored most of them 0; scaling the float threshold by the two quantiles flagged no image, the
+    float threshold kept 2.5 % of the new content's known images and 47.5 % of unseen architectures where the
+    float file flagged 6.0 and 58.8; docs/results.md, "The open set after `adapt --labeled`")."""
+    return {**open_set, "float_threshold": open_set["threshold"],
+            "threshold_fitted_on": {"data": spec, "scores": "the float model's, with the images left out (kept: an "
+                                                            "int8 file cannot leave them out)"}}
 
 
 def _folder_size(path):
@@ -242,8 +242,8 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
     if "int8" in formats:
         calibration_paths = calibration_files(calibration_spec, preprocess, calibration_images, warn)
         if reference.open_set is not None:
-            threshold_spec, threshold_paths = left_out_files(run_dir, class_names, preprocess)
-            left_out = bool(threshold_paths)
+            threshold_spec = left_out_spec(run_dir)
+            left_out = threshold_spec is not None
             if not left_out:
                 threshold_spec, threshold_paths = threshold_files(config, class_names, preprocess)
 
@@ -294,12 +294,17 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
                 extra = {"calibration": {"data": calibration_spec, "images": len(calibration_paths)},
                          "equalization": equalization} if fmt == "int8" else None
                 write_tflite(content, path, fmt, common, preprocess, extra, open_set=reference.open_set)
-                if fmt == "int8" and threshold_paths:
+                if fmt == "int8" and left_out:
+                    warn(f"{run_dir}: its open-set threshold was fitted with each validation image left out of the "
+                         f"class statistics, which an int8 file cannot do; the int8 file keeps the float threshold.")
+                    write_sidecar(content, path, fmt, common, preprocess, extra,
+                                  open_set=left_out_open_set(reference.open_set, threshold_spec))
+                elif fmt == "int8" and threshold_paths:
                     progress(f"refitting the int8 open-set threshold on {len(threshold_paths)} images of "
                              f"{threshold_spec} ...")
                     open_set = int8_open_set(TFLitePredictor(path, num_threads=num_threads), reference.open_set,
                                              threshold_spec, threshold_paths, preprocess,
-                                             calibrated_known_rate(run_dir), reference if left_out else None)
+                                             calibrated_known_rate(run_dir))
                     write_sidecar(content, path, fmt, common, preprocess, extra, open_set=open_set)
                 elif fmt == "int8" and reference.open_set is not None:
                     warn(f"{run_dir}: no validation images recorded; the int8 file keeps the float model's open-set "
