@@ -42,7 +42,6 @@ from dnadet_tf.config import ADAPT_FIRST_STAGE, ENCODER_STAGES, LABELED_FIRST_ST
 from dnadet_tf.data import collect_image_paths, readable_images
 from dnadet_tf.errors import DataError, RunDirError
 from dnadet_tf.model import BatchNormalization
-from dnadet_tf.openset import DEFAULT_SCORE
 from dnadet_tf.runs import RunDir, save_model_atomic, write_json_atomic
 
 ADAPTATION_FILE = "adaptation.json"
@@ -360,7 +359,7 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
             first_stage=first_stage)
     # before a new head's classifier, which has none
     head, had_calibration, calibration = None, model.calibration is not None, None
-    score = model.calibration.score if had_calibration else DEFAULT_SCORE
+    score = model.calibration.score if had_calibration else None
     if labeled is not None:
         model, head = labeled_head(model, labeled, batch_size, groups, means_per_class)
         class_names = model.class_names
@@ -408,10 +407,10 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
 
 def _labeled_calibration(model, labeled, run_dir, score, batch_size, output):
     """Attaches to `model` the open-set calibration of `labeled_calibration` on the labeled images, with the
-    known rate and radii of `run_dir`'s own (its score when a distance score, else DEFAULT_SCORE); returns the
-    report."""
+    known rate and radii of `run_dir`'s own (its `score` when a distance score, else DEFAULT_SCORE; None when it
+    had none); returns the report."""
     from dnadet_tf.calibrate import calibrated_known_rate, calibrated_radii, labeled_calibration
-    from dnadet_tf.openset import DEFAULT_RADII, RADIUS_SCORES
+    from dnadet_tf.openset import DEFAULT_RADII, DEFAULT_SCORE, RADIUS_SCORES
 
     score = score if score in RADIUS_SCORES else DEFAULT_SCORE
     statistics, report = labeled_calibration(model, labeled, score, calibrated_known_rate(run_dir),

@@ -54,6 +54,14 @@ def calibrated_radii(run_dir):
     return report.get("radii", "shared" if report.get("score") in RADIUS_SCORES else None)
 
 
+def calibrated_left_out(run_dir):
+    """calibration.json's `val` (a spec or a list of them) of a run whose threshold was fitted with its validation
+    images left out of the class statistics (`val_left_out`: `adapt --labeled`, or `calibrate` with --val among
+    --data), else None (any other run, or none calibrated)."""
+    report = _calibration_report(run_dir)
+    return report["val"] if report is not None and report.get("val_left_out") else None
+
+
 def features_and_logits(model, paths, batch_size=32, perturb_fn=None, seed=0):
     """Pooled features (N, D) and logits (N, C), float32, of image files in order (inference mode)."""
 

@@ -130,20 +130,6 @@ def threshold_files(config, class_names, preprocess):
     return spec, labeled_files(spec, "val", class_names, preprocess).paths
 
 
-def left_out_spec(run_dir):
-    """calibration.json's `val` (a spec or a list of them) of a run whose float open-set threshold was fitted with
-    its validation images left out of the class statistics (`val_left_out`: `adapt --labeled`, or `calibrate` with
-    --val among --data), or None for any other run."""
-    from dnadet_tf.calibrate import CALIBRATION_FILE
-
-    path = os.path.join(run_dir, CALIBRATION_FILE)
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        report = json.load(f)
-    return report["val"] if report.get("val_left_out") else None
-
-
 def int8_open_set(predictor, open_set, spec, paths, preprocess, known_rate):
     """The open-set entry of an int8 file's sidecar: `open_set` with the threshold refitted on the int8 scores.
 
@@ -166,7 +152,7 @@ def int8_open_set(predictor, open_set, spec, paths, preprocess, known_rate):
 
 def left_out_open_set(open_set, spec):
     """The open-set entry of an int8 file's sidecar for a float threshold fitted with its validation images left
-    out of the class statistics (`left_out_spec`): the float threshold, kept. An int8 file cannot leave an image
+    out of the class statistics (`calibrate.calibrated_left_out`): the float threshold, kept. An int8 file cannot leave an image
     out, and its scores of those images are no guide (an adapted faces -> scenes run, 5 labeled images per class:
     the int8 file scored most of them 0; scaling the float threshold by the two quantiles flagged no image, the
     float threshold kept 2.5 % of the new content's known images and 47.5 % of unseen architectures where the
@@ -195,7 +181,7 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
     """
     import tensorflow as tf
 
-    from dnadet_tf.calibrate import calibrated_known_rate
+    from dnadet_tf.calibrate import calibrated_known_rate, calibrated_left_out
     from dnadet_tf.exports.equalize import equalized_copy
     from dnadet_tf.exports.parity import parity_rows
     from dnadet_tf.exports.predictors import SavedModelPredictor, TFLitePredictor
@@ -242,7 +228,7 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
     if "int8" in formats:
         calibration_paths = calibration_files(calibration_spec, preprocess, calibration_images, warn)
         if reference.open_set is not None:
-            threshold_spec = left_out_spec(run_dir)
+            threshold_spec = calibrated_left_out(run_dir)
             left_out = threshold_spec is not None
             if not left_out:
                 threshold_spec, threshold_paths = threshold_files(config, class_names, preprocess)

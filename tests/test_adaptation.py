@@ -297,6 +297,14 @@ def _labeled_tree(source, folder, per_class, classes=("real", "nearest", "transp
     return folder
 
 
+def _labeled_images(folders, class_names):
+    """(paths, labels (N,) ints) of the images `_labeled_tree` linked into `folders`, folder by folder, each
+    folder's classes in the order of `class_names` (labels: their indices there)."""
+    pairs = [(str(folder / name / image), label) for folder in folders for label, name in enumerate(class_names)
+             for image in sorted(os.listdir(folder / name))]
+    return [path for path, _ in pairs], np.array([label for _, label in pairs])
+
+
 def _inverted_copies(source, folder, per_class, prefix=""):
     """Another "content": the first `per_class` images of each class of the tree `source`, colours inverted, saved
     as FOLDER/<class>/<prefix><name> (the class folders made when missing)."""
@@ -451,9 +459,7 @@ def test_adapt_labeled_answers_the_class_of_the_nearest_labeled_image_by_default
     assert head["means_per_class"] == "all" and head["groups"] == 5
     adapted = KerasPredictor(out)
     names = adapted.class_names
-    paths = [str(root / name / image) for root in (first, second) for name in names
-             for image in sorted(os.listdir(root / name))]
-    labels = np.array([k for count in (3, 2) for k in range(3) for _ in range(count)])
+    paths, labels = _labeled_images((first, second), names)
     features = features_and_logits(adapted.model, paths)[0].astype(np.float64)
     queries = [os.path.join(upsampling_data["train"], name, image) for name in names
                for image in sorted(os.listdir(os.path.join(upsampling_data["train"], name)))[:4]]
@@ -492,9 +498,7 @@ def test_a_grouped_adapted_run_takes_calibrate_back_and_predicts_the_open_set_fi
     with open(os.path.join(out, "adaptation.json"), encoding="utf-8") as f:
         assert json.load(f)["calibration_dropped"] is False
     assert refitted["val_left_out"] == refitted["train_images"] == 12 and refitted["data"] == refitted["val"]
-    labeled = [(os.path.join(folder, name, image), adapted.class_names.index(name)) for folder in (first, second)
-               for name in ("real", "nearest", "transposed") for image in sorted(os.listdir(os.path.join(folder, name)))]
-    paths, labels = [path for path, _ in labeled], np.array([label for _, label in labeled])
+    paths, labels = _labeled_images((first, second), adapted.class_names)
     features, _ = features_and_logits(adapted, paths)
     left_out = openset.leave_one_out_distances("mahalanobis", features, labels, 3, range(12)).min(axis=1)
     assert float(adapted.calibration.threshold.numpy()) == pytest.approx(

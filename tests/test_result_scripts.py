@@ -2,7 +2,6 @@
 import importlib.util
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -516,8 +515,7 @@ def test_content_adaptation_measures_every_variant_and_resumes_from_its_json(tin
                                                                             capsys, monkeypatch):
     module = _module("content_adaptation")
     zoo = str(tmp_path / "zoo")
-    _benchmark_of(upsampling_data["test"], zoo)
-    shutil.copy(os.path.join(zoo, "test.txt"), os.path.join(zoo, "cross_dataset.txt"))
+    _benchmark_of(upsampling_data["test"], zoo, cross_dataset=True)
     path = str(tmp_path / "content-adaptation-tiny.json")
     module.main(["--zoo", zoo, "--runs", tiny_run, "--json", path])
     first = json.loads(open(path).read())["runs"][0]
@@ -575,8 +573,7 @@ def test_adaptation_images_measures_each_count_resumes_and_refuses_other_draws(t
     module = _module("adaptation_images")
     adaptation = _module("content_adaptation")
     zoo = str(tmp_path / "zoo")
-    _benchmark_of(upsampling_data["test"], zoo)
-    shutil.copy(os.path.join(zoo, "test.txt"), os.path.join(zoo, "cross_dataset.txt"))
+    _benchmark_of(upsampling_data["test"], zoo, cross_dataset=True)
     path = str(tmp_path / "adaptation-images-tiny.json")
     assert module.main(["--zoo", zoo, "--runs", tiny_run, "--counts", "2,1", "--draws", "2", "--json", path]) == 0
     first = json.loads(open(path).read())["runs"][0]
@@ -633,8 +630,7 @@ def test_transplant_adaptation_measures_adapt_photos_and_the_tried_mixes_and_res
     monkeypatch.setenv("DNADET_TF_CACHE", str(tmp_path / "cache"))
     module = _module("transplant_adaptation")
     zoo = str(tmp_path / "zoo")
-    _benchmark_of(upsampling_data["test"], zoo)
-    shutil.copy(os.path.join(zoo, "test.txt"), os.path.join(zoo, "cross_dataset.txt"))
+    _benchmark_of(upsampling_data["test"], zoo, cross_dataset=True)
     classes = ["real", "nearest", "transposed"]
     with open(os.path.join(zoo, "train.txt"), "w") as f:
         f.writelines(f"{path}\t{classes.index(os.path.basename(os.path.dirname(path)))}\n"
@@ -731,16 +727,18 @@ def test_faces_scenes_photos_links_a_fixed_selection_and_swaps_the_contents(tmp_
     assert not (tmp_path / "ss").exists()
 
 
-def _benchmark_of(test_root, zoo):
-    """A benchmark folder `zoo` whose test.txt lists `test_root`'s images and whose open_set.txt lists
-    unknown images (other pictures named as an architecture that is not a class)."""
+def _benchmark_of(test_root, zoo, cross_dataset=False):
+    """A benchmark folder `zoo` whose test.txt (and with `cross_dataset` its cross_dataset.txt too) lists
+    `test_root`'s images and whose open_set.txt lists unknown images (other pictures named as an architecture that
+    is not a class)."""
     from dnadet_tf.data import find_images
 
     os.makedirs(zoo)
     classes = ["real", "nearest", "transposed"]
     lines = [f"{path}\t{classes.index(os.path.basename(os.path.dirname(path)))}" for path in find_images(test_root)]
-    with open(os.path.join(zoo, "test.txt"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    for split in ("test", "cross_dataset") if cross_dataset else ("test",):
+        with open(os.path.join(zoo, f"{split}.txt"), "w") as f:
+            f.write("\n".join(lines) + "\n")
     with open(os.path.join(zoo, "classes.txt"), "w") as f:
         f.write("\n".join(classes) + "\n")
     unknown = os.path.join(zoo, "unknown")
@@ -1084,8 +1082,7 @@ def test_seed_ensemble_scores_the_mean_probabilities_of_each_combination():
 def test_seed_ensemble_measures_runs_and_renders_its_table(tiny_run, upsampling_data, tmp_path, capsys):
     ensemble = _module("seed_ensemble")
     zoo = str(tmp_path / "zoo")
-    _benchmark_of(upsampling_data["test"], zoo)
-    shutil.copy(os.path.join(zoo, "test.txt"), os.path.join(zoo, "cross_dataset.txt"))
+    _benchmark_of(upsampling_data["test"], zoo, cross_dataset=True)
     path = str(tmp_path / "seed-ensemble-tiny.json")
     assert ensemble.main(["--zoo", zoo, "--runs", tiny_run, tiny_run, "--size", "2", "--json", path]) == 0
     document = json.loads(open(path).read())
@@ -1107,8 +1104,7 @@ def test_labeled_open_set_fits_three_thresholds_on_an_adapted_run_and_resumes(ti
 
     module = _module("labeled_open_set")
     zoo = str(tmp_path / "zoo")
-    _benchmark_of(upsampling_data["test"], zoo)
-    shutil.copy(os.path.join(zoo, "test.txt"), os.path.join(zoo, "cross_dataset.txt"))
+    _benchmark_of(upsampling_data["test"], zoo, cross_dataset=True)
     path = str(tmp_path / "labeled-open-set-tiny.json")
     # Every labeled image scored left out: the threshold the library fits (`labeled_calibration`), by hand here.
     calls = []
