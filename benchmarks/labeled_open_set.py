@@ -13,6 +13,10 @@ threshold that keeps 95 % of known images, fitted three ways:
   (`calibrate.labeled_calibration`, what `adapt --labeled` now stores);
 - `unlabeled_<k>`: on the rest of the first half, unlabeled (a user with more images of the content, no labels).
 
+`image_*_<k>`: the same left out, with every labeled image its own mean (`openset.MEANS` "image": a class's
+distance is that to its nearest labeled image, the one the head answers; `image_unlabeled_*` its threshold fitted
+on the unlabeled rest, `image_auroc_<k>` its AUROC).
+
 Scored: the known images of the new content (cross-dataset's second half: `*_known_flagged_<k>`, the share called
 unknown), those of the training content (the closed set's second half: `*_training_flagged_<k>`; the labeled
 images are of the new content alone) and the images of `--unknown` (architectures the run never saw, of the new
@@ -22,7 +26,8 @@ content: a benchmark folder whose open_set.txt holds them, or a list or folder a
 own calibration, fitted on its training content. `--mixed` adds `mixed_*`: k labeled images per class of each
 content in one set (both first halves), the head and the left-out calibration of `adapt --labeled` on them,
 scored on both second halves (`known`, `training`: flagged and accuracy), on `--unknown` and on ZOO's
-open_set.txt (the training content's unseen architectures: `training_unknown`), with an AUROC for each content.
+open_set.txt (the training content's unseen architectures: `training_unknown`), with an AUROC for each content;
+`mixed_image_*` the same with every labeled image its own mean.
 A run's figure is the mean of its draws; the summary the mean ± std over the runs (population std).
 
 Usage: python benchmarks/labeled_open_set.py --zoo ZOO --unknown UNKNOWN --runs RUN [RUN ...] [--shots 5,20]
@@ -59,6 +64,9 @@ def features_of(model, pixels):
     pairs = [feature_and_logits(model, pixels[i:i + 32]) for i in range(0, len(pixels), 32)]
     return (np.concatenate([f.numpy() for f, _ in pairs]).astype(np.float64),
             np.concatenate([z.numpy() for _, z in pairs]).astype(np.float64))
+
+
+MEANS = {"": "class", "image_": "image"}  # key prefix -> `openset.MEANS` of the left-out calibration
 
 
 def flagged(statistics, features, threshold):
@@ -100,18 +108,22 @@ def mixed_figures(model, cross, cross_on, test, test_on, pixels, count, draws):
                                np.concatenate([cross.labels[new], test.labels[old]]), cross.class_names, cross.source)
         with Restored(model):
             head = adapted(model, labeled, LABELED_FIRST_STAGE, means_per_class=ALL_IMAGES)
-            left_out, _ = labeled_calibration(head, labeled, SCORE)
+            left_out = {prefix: labeled_calibration(head, labeled, SCORE, means=means)[0]
+                        for prefix, means in MEANS.items()}
             outputs = {name: features_of(head, images) for name, images in pixels.items()}
-        scores = {name: openset.scores(SCORE, features, None, left_out) for name, (features, _) in outputs.items()}
-        for name in pixels:
-            per_draw.setdefault(f"mixed_{name}_flagged_{count}", []).append(
-                float(np.mean(scores[name] > left_out.threshold)))
         for name in truth:
             per_draw.setdefault(f"mixed_{name}_accuracy_{count}", []).append(
                 float(np.mean(outputs[name][1].argmax(-1) == truth[name])))
-        per_draw.setdefault(f"mixed_auroc_{count}", []).append(openset.auroc(scores["known"], scores["unknown"]))
-        per_draw.setdefault(f"mixed_training_auroc_{count}", []).append(
-            openset.auroc(scores["training"], scores["training_unknown"]))
+        for prefix, statistics in left_out.items():
+            scores = {name: openset.scores(SCORE, features, None, statistics)
+                      for name, (features, _) in outputs.items()}
+            for name in pixels:
+                per_draw.setdefault(f"mixed_{prefix}{name}_flagged_{count}", []).append(
+                    float(np.mean(scores[name] > statistics.threshold)))
+            per_draw.setdefault(f"mixed_{prefix}auroc_{count}", []).append(
+                openset.auroc(scores["known"], scores["unknown"]))
+            per_draw.setdefault(f"mixed_{prefix}training_auroc_{count}", []).append(
+                openset.auroc(scores["training"], scores["training_unknown"]))
     return {key: float(np.mean(values)) for key, values in per_draw.items()}
 
 
@@ -135,14 +147,14 @@ def run_figures(zoo, unknown, run, shots, draws, mixed=False, previous=None):
         pixels = {"known": known_pixels, "training": training_pixels, "unknown": unknown_pixels,
                   "training_unknown": pixels_of(read_unknown(zoo)[0], model.preprocessing)}
         for count in shots:
-            if f"mixed_auroc_{count}" not in figures:
+            if f"mixed_auroc_{count}" not in figures or f"mixed_image_auroc_{count}" not in figures:
                 figures.update(mixed_figures(model, cross, on, test, halves(len(test.paths))[0], pixels, count,
                                              draws))
                 print(f"{run}: k = {count}, both contents: " + ", ".join(
                     f"{key} {100 * value:.1f}" for key, value in figures.items() if key.startswith("mixed_")
                     and key.endswith(f"_{count}")), flush=True)
     for count in shots:
-        if f"auroc_{count}" in figures:
+        if f"auroc_{count}" in figures and f"image_auroc_{count}" in figures:
             continue
         per_draw = {}
         for draw in range(draws):
@@ -158,8 +170,20 @@ def run_figures(zoo, unknown, run, shots, draws, mixed=False, previous=None):
                 training_features, _ = features_of(head, training_pixels)
                 rest_features, _ = features_of(head, pixels_of([cross.paths[i] for i in rest], head.preprocessing))
                 left_out, _ = labeled_calibration(head, labeled, SCORE)
+                each_image, _ = labeled_calibration(head, labeled, SCORE, means="image")
             in_sample, _ = openset.fit_statistics(SCORE, labeled_features, labeled.labels, head.num_classes,
                                                   labeled_features, labeled_logits, labeled.labels)
+            # every labeled image its own mean: its own statistics, so its own scores and thresholds
+            image_thresholds = {"image_left_out": each_image.threshold,
+                                "image_unlabeled": openset.threshold_at_known_rate(
+                                    openset.scores(SCORE, rest_features, None, each_image))}
+            for name, threshold in image_thresholds.items():
+                for part, features in (("known", known_features), ("unknown", unknown_features),
+                                       ("training", training_features)):
+                    per_draw.setdefault(f"{name}_{part}_flagged_{count}", []).append(
+                        flagged(each_image, features, threshold)[0])
+            per_draw.setdefault(f"image_auroc_{count}", []).append(openset.auroc(
+                flagged(each_image, known_features, 0.0)[1], flagged(each_image, unknown_features, 0.0)[1]))
             thresholds = {"in_sample": in_sample.threshold, "left_out": left_out.threshold,
                           "unlabeled": openset.threshold_at_known_rate(
                               openset.scores(SCORE, rest_features, None, in_sample))}
@@ -184,6 +208,7 @@ def document_of(zoo, digest, unknown, runs, shots, draws):
     summary = {key: mean_std_figures([run["figures"][key] for run in runs]) for key in keys}
     return {"zoo": os.path.abspath(zoo), "zoo_sha256": digest, "unknown": os.path.abspath(unknown),
             "shots": list(shots), "draws": draws, "score": SCORE, "known_rate": openset.KNOWN_RATE,
+            "means": MEANS,
             "runs": runs, "summary": summary}
 
 
@@ -213,7 +238,8 @@ def main(argv=None):
     configure_runtime()
     runs = []
     for run in args.runs:
-        wanted = [f"auroc_{count}" for count in shots] + [f"mixed_auroc_{count}" for count in shots if args.mixed]
+        wanted = [f"{prefix}auroc_{count}" for count in shots for prefix in MEANS] + [
+            f"mixed_{prefix}auroc_{count}" for count in shots for prefix in MEANS if args.mixed]
         if run in previous and all(key in previous[run]["figures"] for key in wanted):
             runs.append(previous[run])
             continue

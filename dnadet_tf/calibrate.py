@@ -17,8 +17,8 @@ import tensorflow as tf
 from dnadet_tf.data import check_files, hold_out, is_benchmark_dir, read_dataset, remap_to
 from dnadet_tf.errors import DataError, DnadetError
 from dnadet_tf.model import feature_and_logits as model_feature_and_logits
-from dnadet_tf.openset import (DEFAULT_RADII, DEFAULT_SCORE, KNOWN_RATE, RADIUS_SCORES, check_known_rate, check_radii,
-                               fit_statistics)
+from dnadet_tf.openset import (DEFAULT_MEANS, DEFAULT_RADII, DEFAULT_SCORE, KNOWN_RATE, RADIUS_SCORES, check_known_rate,
+                               check_means, check_radii, fit_statistics)
 from dnadet_tf.pipeline import inference_dataset
 from dnadet_tf.runs import RunDir, write_json_atomic
 
@@ -95,17 +95,17 @@ def validation_spec(config, data=None):
 
 
 def labeled_calibration(model, files, score=DEFAULT_SCORE, known_rate=KNOWN_RATE, radii=DEFAULT_RADII,
-                        batch_size=32):
+                        batch_size=32, means=DEFAULT_MEANS):
     """(OpenSetStatistics, report) of `fit_statistics` with the labeled images `files` (`LabeledFiles` in the
     model's classes) as both the training and the validation images, each scored leave-one-out: the calibration
     `adapt --labeled` fits on its labeled images. `score` must be a distance score (RADIUS_SCORES), the kind a
-    left-out image can be scored by."""
+    left-out image can be scored by; `means` "class" or "image" (`openset.MEANS`)."""
     if score not in RADIUS_SCORES:
         raise ValueError(f"score: expected one of {', '.join(RADIUS_SCORES)} (a distance score, which can leave "
                          f"an image out), received {score!r}.")
     features, logits = features_and_logits(model, files.paths, batch_size)
     return fit_statistics(score, features, files.labels, model.num_classes, features, logits, files.labels,
-                          known_rate, radii, val_in_train=np.arange(len(files.labels)))
+                          known_rate, radii, val_in_train=np.arange(len(files.labels)), means=means)
 
 
 def rows_among(paths, others):
@@ -115,7 +115,7 @@ def rows_among(paths, others):
 
 
 def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=32, output=None, files=None,
-                  known_rate=KNOWN_RATE, radii=DEFAULT_RADII):
+                  known_rate=KNOWN_RATE, radii=DEFAULT_RADII, means=DEFAULT_MEANS):
     """Fits and stores the run's calibration; returns the report (also written to calibration.json).
 
     Args:
@@ -130,15 +130,19 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
       radii: "shared" (default): one scale for every class; "per-class": the distance scores measure each
         class's distance in units of its own radius, the distance that keeps `known_rate` of that class's
         validation images.
+      means: "class" (default): a distance score measures to each class's mean of the training images;
+        "image": to the nearest training image of each class (every image its own mean; the calibration stores
+        every training image's feature).
       files: (training, validation) LabeledFiles already read and checked in the run's label order
         (`fit` passes its own), in place of reading `data` and `val` again.
 
     Raises DataError when there are no validation images.
     """
     output = output or sys.stdout
-    try:  # before any slow work; the CLI names the flags (--known-rate, --radii)
+    try:  # before any slow work; the CLI names the flags (--known-rate, --radii, --means)
         known_rate = check_known_rate(known_rate)
         check_radii(radii)
+        check_means(means)
     except ValueError as error:
         raise DnadetError(str(error)) from None
     run = RunDir(run_dir)
@@ -173,7 +177,8 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
                  f"; the '{score}' score cannot leave them out, so the threshold keeps fewer new images than "
                  f"{100 * known_rate:.0f} %"), file=output, flush=True)
     statistics, report = fit_statistics(score, train_features, train_files.labels, model.num_classes,
-                                        val_features, val_logits, val_files.labels, known_rate, radii, val_in_train)
+                                        val_features, val_logits, val_files.labels, known_rate, radii, val_in_train,
+                                        means)
     model.calibrate(statistics)
     run.save_best(model)
     report.update(data=os.path.abspath(data) if os.path.exists(data) else data,
@@ -183,6 +188,7 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
           f"{report['val_nll_after']:.4f}, ECE {100 * report['val_ece_before']:.2f} -> "
           f"{100 * report['val_ece_after']:.2f} %); open-set score '{score}', threshold "
           f"{report['threshold']:.4g} (keeps {100 * report['known_rate']:.0f} % of validation images as known"
-          f"{'; distances in units of each class radius' if report['class_radii'] else ''}); "
+          f"{'; distances in units of each class radius' if report['class_radii'] else ''}"
+          f"{'; distances to the nearest training image of each class' if report['means'] == 'image' else ''}); "
           f"stored in {run.best_model_path}", file=output, flush=True)
     return report

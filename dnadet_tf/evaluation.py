@@ -99,7 +99,7 @@ def _every_score(predictor, known_paths, unknown_paths, batch_size):
     c = model.calibration
     statistics = openset.OpenSetStatistics(c.score, c.class_means.numpy(), c.whitening.numpy(),
                                            float(c.temperature.numpy()), float(c.threshold.numpy()),
-                                           c.radii.numpy() if c.class_radii else None)
+                                           c.radii.numpy() if c.class_radii else None, c.means_per_class)
     known = features_and_logits(model, known_paths, batch_size)
     unknown = features_and_logits(model, unknown_paths, batch_size)
     return {name: (openset.scores(name, *known, statistics), openset.scores(name, *unknown, statistics))

@@ -103,16 +103,20 @@ class Calibration(keras.layers.Layer):
     temperature (), threshold (), class_means (C, D), whitening (D, D): W with W W' = the precision
     matrix, so the Mahalanobis distance is ||(f - m) W||^2, a difference before any product (no
     cancellation, which keeps it usable in quantized exports); with `class_radii`, also radii (C,):
-    the distance scores divide each class's distance by its radius before taking the smallest.
+    the distance scores divide each class's distance by its radius before taking the smallest. With
+    `means_per_class` G > 1, class_means is (G * C, D), row g * C + c the c-th class's g-th mean (every
+    labeled image its own, `openset.MEANS` "image"), and a class's distance is that to the nearest of its own.
 
     Args:
       num_classes, feature_dim: C and D.
       score: "mahalanobis", "cosine", "energy" or "max_softmax".
       class_radii: whether the layer holds per-class radii (`openset.class_radii`); False in files
         written before radii existed, which then load and score as they did.
+      means_per_class: G, the means of each class (default 1).
     """
 
-    def __init__(self, num_classes, feature_dim, score="mahalanobis", class_radii=False, **kwargs):
+    def __init__(self, num_classes, feature_dim, score="mahalanobis", class_radii=False, means_per_class=1,
+                 **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         from dnadet_tf.openset import SCORES
@@ -120,11 +124,14 @@ class Calibration(keras.layers.Layer):
         if score not in SCORES:
             raise ValueError(f"score: expected one of {', '.join(SCORES)}, received {score!r}.")
         self.num_classes, self.feature_dim, self.score = int(num_classes), int(feature_dim), score
+        self.means_per_class = int(means_per_class)
+        if self.means_per_class < 1:
+            raise ValueError(f"means_per_class: expected an integer >= 1, received {means_per_class}.")
         constant = lambda shape, value="zeros": self.add_weight(  # noqa: E731
             shape=shape, initializer=value, trainable=False, dtype="float32")
         self.temperature = constant((), "ones")
         self.threshold = constant((), "zeros")
-        self.class_means = constant((self.num_classes, self.feature_dim))
+        self.class_means = constant((self.means_per_class * self.num_classes, self.feature_dim))
         self.whitening = constant((self.feature_dim, self.feature_dim))
         self.class_radii = bool(class_radii)
         self.radii = constant((self.num_classes,), "ones") if self.class_radii else None
@@ -134,6 +141,9 @@ class Calibration(keras.layers.Layer):
         """Assigns an `openset.OpenSetStatistics` (its score must be this layer's)."""
         if statistics.score != self.score:
             raise ValueError(f"score: expected {self.score!r}, received {statistics.score!r}.")
+        if statistics.means_per_class != self.means_per_class:
+            raise ValueError(f"means_per_class: expected {self.means_per_class}, received "
+                             f"{statistics.means_per_class}.")
         self.temperature.assign(float(statistics.temperature))
         self.threshold.assign(float(statistics.threshold))
         self.class_means.assign(statistics.class_means)
@@ -158,6 +168,8 @@ class Calibration(keras.layers.Layer):
         else:
             whitened = tf.matmul(feature, self.whitening)[:, None, :] - tf.matmul(means, self.whitening)[None, :, :]
             distances = tf.reduce_sum(tf.square(whitened), axis=-1)
+        if self.means_per_class > 1:  # (N, G * C) -> (N, C): the nearest of each class's means
+            distances = tf.reduce_min(tf.reshape(distances, (-1, self.means_per_class, self.num_classes)), axis=1)
         if self.class_radii:
             distances = distances / self.radii[None, :]
         return tf.reduce_min(distances, axis=-1)
@@ -169,7 +181,7 @@ class Calibration(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes, "feature_dim": self.feature_dim,
-                "score": self.score, "class_radii": self.class_radii}
+                "score": self.score, "class_radii": self.class_radii, "means_per_class": self.means_per_class}
 
 
 # The share of training steps whose BatchNorm outputs `statistics_shift` moves (the measured setting).
@@ -402,7 +414,8 @@ class Classifier(keras.Model):
     def calibrate(self, statistics):
         """Attaches (or replaces) a `Calibration` holding `statistics` (an `openset.OpenSetStatistics`)."""
         calibration = Calibration(self.num_classes, self.backbone.feature_dim, statistics.score,
-                                  class_radii=statistics.class_radii is not None, name="calibration")
+                                  class_radii=statistics.class_radii is not None,
+                                  means_per_class=statistics.means_per_class, name="calibration")
         calibration.set_statistics(statistics)
         self.calibration = calibration
         return calibration

@@ -16,6 +16,11 @@ The two distance scores may measure each class's distance in units of that class
 of the class's own validation images, so that one class whose validation images spread far does not
 set the one threshold for all. Measured (docs/results.md, "One radius per class"): it flags more new
 architectures, and more images of known ones whose seed, loss or data changed, so "shared" stays.
+
+The distance scores measure to the class means (`MEANS`: "class") or to every known image of the class
+("image": each image its own mean, the nearest known image of a class sets its distance; the covariance stays
+the one around the class means): the open set of a head that answers the nearest labeled image
+(`adapt --labeled`), where one class's images lie in several clusters (contents, generators).
 """
 import dataclasses
 
@@ -29,6 +34,8 @@ DEFAULT_RADII = "shared"
 RADIUS_SCORES = ("mahalanobis", "cosine")  # the scores that measure a distance to each class
 MIN_RADIUS_IMAGES = 10  # a class with fewer validation images gets the radius of all of them
 ECE_BINS = 15
+MEANS = ("class", "image")  # the distance scores' points: one mean per class, or every known image
+DEFAULT_MEANS = "class"
 
 
 def softmax(logits, temperature=1.0):
@@ -98,7 +105,9 @@ class OpenSetStatistics:
     class_means: (C, D) mean pooled feature per class; whitening: (D, D) W with W W' = the inverse
     of the shared covariance, so ||(f - m) W||^2 is the squared Mahalanobis distance; temperature: the calibration temperature;
     threshold: scores above it are "unknown"; class_radii: (C,) each class's distance radius, by which
-    a distance score (RADIUS_SCORES) divides that class's distances, or None (one shared scale)."""
+    a distance score (RADIUS_SCORES) divides that class's distances, or None (one shared scale);
+    means_per_class: G, with class_means then (G * C, D), row g * C + c the c-th class's g-th mean (the layout of
+    `prototypes.group_means` and of the head's prototypes): a class's distance is that to the nearest of its own."""
 
     score: str
     class_means: np.ndarray
@@ -106,57 +115,87 @@ class OpenSetStatistics:
     temperature: float = 1.0
     threshold: float = np.inf
     class_radii: np.ndarray = None
+    means_per_class: int = 1
 
 
-def class_statistics(features, labels, num_classes, shrinkage=0.1):
+def check_means(means):
+    """`means` if it is one of MEANS, else ValueError."""
+    if means not in MEANS:
+        raise ValueError(f"means: expected one of {', '.join(MEANS)}, received {means!r}.")
+    return means
+
+
+def class_statistics(features, labels, num_classes, shrinkage=0.1, means="class"):
     """(class means (C, D), whitening (D, D)) of known features (N, D) with labels (N,): W W' = the
     inverse of the shared covariance (its Cholesky factor).
 
     The shared covariance is the within-class scatter / N, shrunk as (1 - s) * S + s * diag(S)
     and given a floor of 1e-6 times its mean variance, so it inverts with N < D.
-    A class without images gets the mean of all features.
+    A class without images gets the mean of all features. With `means` "image" the first array is every
+    feature ((G * C, D), G the most features of a class, row g * C + c the c-th class's g-th feature, a class of
+    fewer repeating its first; `prototypes.group_means` of `prototypes.image_groups`); the covariance is the same.
     """
+    check_means(means)
     features = np.asarray(features, np.float64)
     labels = np.asarray(labels, np.int64)
     overall = features.mean(axis=0)
-    means = np.stack([features[labels == c].mean(axis=0) if np.any(labels == c) else overall
-                      for c in range(num_classes)])
-    centred = features - means[labels]
+    present = np.array([np.any(labels == c) for c in range(num_classes)])
+    centres = np.stack([features[labels == c].mean(axis=0) if present[c] else overall for c in range(num_classes)])
+    centred = features - centres[labels]
     covariance = centred.T @ centred / max(1, len(features))
     covariance = (1.0 - shrinkage) * covariance + shrinkage * np.diag(np.diag(covariance))
     floor = 1e-6 * max(float(np.mean(np.diag(covariance))), 1e-12)
     covariance += floor * np.eye(len(covariance))
-    return means.astype(np.float32), np.linalg.cholesky(np.linalg.inv(covariance)).astype(np.float32)
+    whitening = np.linalg.cholesky(np.linalg.inv(covariance)).astype(np.float32)
+    if means == "class":
+        return centres.astype(np.float32), whitening
+    from dnadet_tf.prototypes import group_means, image_groups
+
+    # a class without features gets the mean of all of them, as one image of its own
+    stand_ins = np.flatnonzero(~present)
+    all_features = np.concatenate([features, np.repeat(overall[None], len(stand_ins), axis=0)])
+    all_labels = np.concatenate([labels, stand_ins])
+    return group_means(all_features, all_labels, image_groups(all_labels), num_classes).astype(np.float32), whitening
+
+
+def statistics_of(kind, features, labels, num_classes, means="class"):
+    """An `OpenSetStatistics` of score `kind` holding `class_statistics` of the features (N, D) and labels (N,)."""
+    centres, whitening = class_statistics(features, labels, num_classes, means=means)
+    return OpenSetStatistics(kind, centres, whitening, means_per_class=len(centres) // num_classes)
 
 
 def class_distances(kind, features, statistics):
-    """(N, C) distances of features (N, D) to every class mean, for a distance score (RADIUS_SCORES):
-    1 - cosine similarity, or the squared Mahalanobis distance; not yet divided by any radius."""
+    """(N, C) distances of features (N, D) to every class, for a distance score (RADIUS_SCORES): 1 - cosine
+    similarity, or the squared Mahalanobis distance, to the class mean (to the nearest of the class's means when
+    the statistics hold several, `means_per_class`); not yet divided by any radius."""
     features = np.asarray(features, np.float64)
     means = np.asarray(statistics.class_means, np.float64)
     if kind == "cosine":
         f = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
         m = means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
-        return 1.0 - f @ m.T
-    if kind == "mahalanobis":
+        distances = 1.0 - f @ m.T
+    elif kind == "mahalanobis":
         whitening = np.asarray(statistics.whitening, np.float64)
-        # ||f - m||_P^2 = ||(f - m) W||^2, for every class at once, as the exports compute it.
+        # ||f - m||_P^2 = ||(f - m) W||^2, for every mean at once, as the exports compute it.
         whitened = (features @ whitening)[:, None, :] - (means @ whitening)[None, :, :]
-        return np.square(whitened).sum(axis=2)
-    raise ValueError(f"score: expected one of {', '.join(RADIUS_SCORES)}, received {kind!r}.")
+        distances = np.square(whitened).sum(axis=2)
+    else:
+        raise ValueError(f"score: expected one of {', '.join(RADIUS_SCORES)}, received {kind!r}.")
+    per_class = statistics.means_per_class
+    return distances.reshape(len(features), per_class, len(means) // per_class).min(axis=1)
 
 
-def leave_one_out_distances(kind, features, labels, num_classes, rows):
-    """(len(rows), C) distances (`class_distances`) of the known features (N, D) at `rows` to every class mean,
-    each with the class statistics fitted on the other N - 1 features (`class_statistics`): how far images the
-    statistics never saw lie, when the validation images are among the training ones. An image alone in its
-    class leaves that class the mean of all the others."""
+def leave_one_out_distances(kind, features, labels, num_classes, rows, means="class"):
+    """(len(rows), C) distances (`class_distances`) of the known features (N, D) at `rows` to every class,
+    each with the class statistics (`means` of each class and covariance) fitted on the other N - 1 features
+    (`class_statistics`): how far images the statistics never saw lie, when the validation images are among the
+    training ones. An image alone in its class leaves that class the mean of all the others."""
     features = np.asarray(features, np.float64)
     labels = np.asarray(labels, np.int64)
     distances = []
     for row in rows:
         others = np.arange(len(labels)) != row
-        statistics = OpenSetStatistics(kind, *class_statistics(features[others], labels[others], num_classes))
+        statistics = statistics_of(kind, features[others], labels[others], num_classes, means)
         distances.append(class_distances(kind, features[row:row + 1], statistics)[0])
     return np.asarray(distances, np.float64).reshape(len(distances), num_classes)
 
@@ -260,7 +299,7 @@ def check_radii(radii):
 
 
 def fit_statistics(score, train_features, train_labels, num_classes, val_features, val_logits, val_labels,
-                   known_rate=KNOWN_RATE, radii=DEFAULT_RADII, val_in_train=None):
+                   known_rate=KNOWN_RATE, radii=DEFAULT_RADII, val_in_train=None, means=DEFAULT_MEANS):
     """Everything a `Calibration` layer stores, fitted on known images only.
 
     The temperature minimises the validation NLL; class means and the shared
@@ -271,16 +310,19 @@ def fit_statistics(score, train_features, train_labels, num_classes, val_feature
     measures such an image with the statistics fitted without it (`leave_one_out_distances`), since its own
     feature pulls its class mean to it (5 labeled images per class of a new content, scored in-sample: 96.7-99.1 %
     of its known images flagged, left out 3.7-5.4 %; docs/results.md, "The open set after `adapt --labeled`").
-    Returns (OpenSetStatistics, report dict); the report names the radii (None for the scores that have none)
-    and counts the validation images scored leave-one-out.
+    `means` ("class", default, or "image"): a distance score's distance to a class is that to its mean of the
+    training features, or to the nearest training feature of the class (`class_statistics`).
+    Returns (OpenSetStatistics, report dict); the report names the radii and means (None for the scores that have
+    none) and counts the validation images scored leave-one-out.
     """
     if score not in SCORES:
         raise ValueError(f"score: expected one of {', '.join(SCORES)}, received {score!r}.")
     known_rate = check_known_rate(known_rate)
     check_radii(radii)
-    temperature = fit_temperature(val_logits, val_labels)
-    means, whitening = class_statistics(train_features, train_labels, num_classes)
-    statistics = OpenSetStatistics(score, means, whitening, temperature)
+    check_means(means)
+    means = means if score in RADIUS_SCORES else DEFAULT_MEANS
+    statistics = statistics_of(score, train_features, train_labels, num_classes, means)
+    statistics.temperature = temperature = fit_temperature(val_logits, val_labels)
     rows = np.full(len(val_labels), -1) if val_in_train is None else np.asarray(val_in_train, np.int64)
     held_in = np.flatnonzero(rows >= 0) if score in RADIUS_SCORES else np.zeros(0, np.int64)
     distances = None
@@ -288,7 +330,7 @@ def fit_statistics(score, train_features, train_labels, num_classes, val_feature
         distances = class_distances(score, val_features, statistics)
         if len(held_in):
             distances[held_in] = leave_one_out_distances(score, train_features, train_labels, num_classes,
-                                                         rows[held_in])
+                                                         rows[held_in], means)
     if score in RADIUS_SCORES and radii == "per-class":
         statistics.class_radii = class_radii(distances, val_labels, known_rate).astype(np.float32)
     val_scores = scores(score, val_features, val_logits, statistics, distances)
@@ -299,6 +341,7 @@ def fit_statistics(score, train_features, train_labels, num_classes, val_feature
         "threshold": statistics.threshold,
         "known_rate": known_rate,
         "radii": radii if score in RADIUS_SCORES else None,
+        "means": means if score in RADIUS_SCORES else None,
         "class_radii": None if statistics.class_radii is None else [float(r) for r in statistics.class_radii],
         "val_images": int(len(val_labels)),
         "val_in_train": int(np.sum(rows >= 0)),

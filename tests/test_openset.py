@@ -129,17 +129,23 @@ def test_per_class_radii_keep_each_classs_rate_and_flag_what_passes_a_shared_sca
         openset.fit_statistics("mahalanobis", train, train_labels, 2, val, logits(val), val_labels, radii="each")
 
 
-@pytest.mark.parametrize("score,radii", [(score, "shared") for score in openset.SCORES]
-                         + [(score, "per-class") for score in openset.RADIUS_SCORES])
-def test_calibration_layer_matches_numpy_and_survives_saving(score, radii, tmp_path):
+@pytest.mark.parametrize("score,radii,means", [(score, "shared", "class") for score in openset.SCORES]
+                         + [(score, "per-class", "class") for score in openset.RADIUS_SCORES]
+                         + [(score, radii, "image") for score in openset.RADIUS_SCORES
+                            for radii in ("shared", "per-class")])
+def test_calibration_layer_matches_numpy_and_survives_saving(score, radii, means, tmp_path):
     rng = np.random.default_rng(3)
     model = Classifier(Backbone(width=0.0625), 3, class_names=["real", "a", "b"])
     pixels = rng.uniform(-1, 1, (5, 64, 64, 3)).astype("float32")
     features = model.backbone(pixels).numpy()
     logits = model(pixels).numpy()
     train = features + 0.1 * rng.standard_normal(features.shape).astype("float32")
-    statistics, _ = openset.fit_statistics(score, np.concatenate([train, features]), np.array([0, 1, 2, 0, 1] * 2),
-                                           3, features, logits, np.array([0, 1, 2, 0, 1]), radii=radii)
+    # with every image its own mean, a validation image among the training ones would lie at distance 0
+    second = features if means == "class" else features + 0.2 * rng.standard_normal(features.shape).astype("float32")
+    statistics, _ = openset.fit_statistics(score, np.concatenate([train, second]), np.array([0, 1, 2, 0, 1] * 2),
+                                           3, features, logits, np.array([0, 1, 2, 0, 1]), radii=radii,
+                                           means=means)
+    assert statistics.means_per_class == (4 if means == "image" and score in openset.RADIUS_SCORES else 1)
     if radii == "per-class":  # 5 images are too few for a radius per class: give the classes different ones
         statistics.class_radii = statistics.class_radii * np.array([1.0, 3.0, 0.5], np.float32)
     model.calibrate(statistics)
@@ -153,6 +159,7 @@ def test_calibration_layer_matches_numpy_and_survives_saving(score, radii, tmp_p
     loaded = load_classifier(str(tmp_path / "m.keras"))
     assert isinstance(loaded.calibration, Calibration) and loaded.calibration.score == score
     assert loaded.calibration.class_radii == (radii == "per-class")
+    assert loaded.calibration.means_per_class == statistics.means_per_class
     np.testing.assert_allclose(attribute(loaded, pixels)["ood_score"].numpy(), outputs["ood_score"], rtol=1e-6)
 
 
@@ -265,6 +272,44 @@ def test_validation_images_among_the_training_ones_are_scored_leave_one_out():
     assert (half["val_in_train"], half["val_left_out"]) == (9, 9)
     _, energy = openset.fit_statistics("energy", train, labels, 3, train, logits, labels, val_in_train=rows)
     assert (energy["val_in_train"], energy["val_left_out"]) == (9, 0)
+
+
+def test_every_image_its_own_mean_by_hand():
+    rng = np.random.default_rng(8)
+    centres = 3.0 * rng.standard_normal((3, 6))
+    features, labels = _clusters(rng, centres, 4, 1.0)
+    features, labels = features[:-1], labels[:-1]  # class 2 has 3 images, the others 4
+    means, whitening = openset.class_statistics(features, labels, 3, means="image")
+    class_centres, class_whitening = openset.class_statistics(features, labels, 3)
+    np.testing.assert_array_equal(whitening, class_whitening)  # the covariance is the one around the class means
+    assert means.shape == (4 * 3, 6)
+    for c in range(3):  # row g * C + c: the c-th class's g-th image; class 2's fourth repeats its first
+        own = features[labels == c]
+        np.testing.assert_allclose(means[np.arange(4) * 3 + c], np.concatenate([own, own[:1]])[:4], rtol=1e-6)
+    statistics = openset.statistics_of("mahalanobis", features, labels, 3, "image")
+    queries = rng.standard_normal((5, 6)).astype(np.float32)
+    precision = whitening.astype(np.float64) @ whitening.T.astype(np.float64)
+    by_hand = np.array([[min((q - f) @ precision @ (q - f) for f in features[labels == c]) for c in range(3)]
+                        for q in queries])
+    np.testing.assert_allclose(openset.class_distances("mahalanobis", queries, statistics), by_hand, rtol=1e-4)
+    # Left out: an image's distance to its own class is that to the nearest other image of it, the covariance
+    # refitted without it.
+    others = np.arange(len(labels)) != 1
+    _, alone = openset.class_statistics(features[others], labels[others], 3)
+    precision = alone.astype(np.float64) @ alone.T.astype(np.float64)
+    loo = openset.leave_one_out_distances("mahalanobis", features, labels, 3, [1], means="image")[0]
+    expected = [min((features[1] - f) @ precision @ (features[1] - f) for f in features[others][labels[others] == c])
+                for c in range(3)]
+    np.testing.assert_allclose(loo, expected, rtol=1e-4)
+    # A class with no image gets the mean of all of them, as with class means; energy has no means.
+    empty = openset.statistics_of("mahalanobis", features[labels < 2], labels[labels < 2], 3, "image")
+    np.testing.assert_allclose(empty.class_means[2::3], np.repeat(features[labels < 2].mean(0)[None], 4, 0),
+                               rtol=1e-5)
+    _, report = openset.fit_statistics("energy", features, labels, 3, features, features[:, :3], labels,
+                                       means="image")
+    assert report["means"] is None
+    with pytest.raises(ValueError, match=r"means: expected one of class, image, received 'each'"):
+        openset.class_statistics(features, labels, 3, means="each")
 
 
 def test_calibrate_on_its_own_training_images_says_it_leaves_each_out(tiny_run, upsampling_data, tmp_path):

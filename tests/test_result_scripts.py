@@ -1110,23 +1110,26 @@ def test_labeled_open_set_fits_three_thresholds_on_an_adapted_run_and_resumes(ti
     calls = []
     real_calibration = module.labeled_calibration
 
-    def recorded(model, files, score):
-        statistics, report = real_calibration(model, files, score)
+    def recorded(model, files, score, means="class"):
+        statistics, report = real_calibration(model, files, score, means=means)
         features = module.features_of(model, module.pixels_of(list(files.paths), model.preprocessing))[0]
         left_out = openset.leave_one_out_distances(score, features, files.labels, model.num_classes,
-                                                   range(len(files.labels))).min(axis=1)
-        calls.append((statistics.threshold, float(np.quantile(left_out, openset.KNOWN_RATE)), report["val_left_out"]))
+                                                   range(len(files.labels)), means).min(axis=1)
+        calls.append((statistics.threshold, float(np.quantile(left_out, openset.KNOWN_RATE)), report["val_left_out"],
+                      means, statistics.means_per_class))
         return statistics, report
 
     monkeypatch.setattr(module, "labeled_calibration", recorded)
     module.main(["--zoo", zoo, "--unknown", zoo, "--runs", tiny_run, "--shots", "2", "--draws", "2", "--json", path])
-    assert len(calls) == 2 and all(fitted == pytest.approx(hand, rel=1e-5) and count == 6
-                                   for fitted, hand, count in calls)
+    # per draw, class means and every image its own (2 labeled images per class: 2 means each)
+    assert [(means, per_class) for *_, means, per_class in calls] == [("class", 1), ("image", 2)] * 2
+    assert all(fitted == pytest.approx(hand, rel=1e-5) and count == 6 for fitted, hand, count, *_ in calls)
     document = json.loads(open(path).read())
     figures = document["runs"][0]["figures"]
     assert document["runs"][0]["unknown_images"] == 6 and document["score"] == "mahalanobis"
-    expected = {f"{name}_{part}_flagged_2" for name in ("in_sample", "left_out", "unlabeled")
-                for part in ("known", "unknown", "training")} | {"auroc_2", "accuracy_2"}
+    expected = {f"{name}_{part}_flagged_2" for name in ("in_sample", "left_out", "unlabeled", "image_left_out",
+                                                         "image_unlabeled")
+                for part in ("known", "unknown", "training")} | {"auroc_2", "image_auroc_2", "accuracy_2"}
     assert expected <= set(figures) and all(0.0 <= figures[key] <= 1.0 for key in expected)
     assert {f"as_trained_{key}" for key in ("auroc", "known_flagged", "unknown_flagged", "training_flagged")} \
         <= set(figures)
@@ -1137,9 +1140,10 @@ def test_labeled_open_set_fits_three_thresholds_on_an_adapted_run_and_resumes(ti
     module.main(["--zoo", zoo, "--unknown", zoo, "--runs", tiny_run, "--shots", "2", "--draws", "2", "--mixed",
                  "--json", path])
     both = json.loads(open(path).read())["runs"][0]["figures"]
-    assert {key: both[key] for key in figures} == figures and len(calls) == 4
-    mixed = {f"mixed_{name}_flagged_2" for name in ("known", "training", "unknown", "training_unknown")} | {
-        "mixed_known_accuracy_2", "mixed_training_accuracy_2", "mixed_auroc_2", "mixed_training_auroc_2"}
+    assert {key: both[key] for key in figures} == figures and len(calls) == 8
+    mixed = {f"mixed_{prefix}{name}_flagged_2" for name in ("known", "training", "unknown", "training_unknown")
+             for prefix in ("", "image_")} | {"mixed_known_accuracy_2", "mixed_training_accuracy_2"} | {
+        f"mixed_{prefix}{name}auroc_2" for prefix in ("", "image_") for name in ("", "training_")}
     assert set(both) - set(figures) == mixed and all(0.0 <= both[key] <= 1.0 for key in mixed)
     # A second call keeps the run (its model is never loaded), and a single shot is refused in one line.
     monkeypatch.setattr(module, "model_and_splits", lambda *args: (_ for _ in ()).throw(AssertionError("loaded")))
