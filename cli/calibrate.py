@@ -1,6 +1,6 @@
 """`dnadet-tf calibrate`: fit (or refit) a run's temperature and open-set score."""
 from dnadet_tf.cli.main import HelpFormatter
-from dnadet_tf.openset import DEFAULT_RADII, DEFAULT_SCORE, KNOWN_RATE, RADII, SCORES
+from dnadet_tf.openset import DEFAULT_MEANS, DEFAULT_RADII, DEFAULT_SCORE, KNOWN_RATE, MEANS, RADII, SCORES
 
 
 def register(subparsers):
@@ -35,6 +35,11 @@ def register(subparsers):
                              "threshold for all: it flags more new architectures, and more images of known ones whose "
                              "seed, loss or data changed (docs/results.md, 'One radius per class'); 'shared': one scale for "
                              "every class")
+    parser.add_argument("--means", choices=MEANS, default=DEFAULT_MEANS,
+                        help="what the distance scores measure to: 'class', each class's mean of the training "
+                             "images; 'image', the nearest training image of each class (every image its own mean, "
+                             "as the head of 'adapt --labeled' answers; the run then stores every training image's "
+                             "feature)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per inference batch")
     parser.set_defaults(func=run)
 
@@ -43,5 +48,5 @@ def run(args):
     from dnadet_tf.calibrate import calibrate_run
 
     calibrate_run(args.run, score=args.score, data=args.data, val=args.val, batch_size=args.batch_size,
-                  known_rate=args.known_rate, radii=args.radii)
+                  known_rate=args.known_rate, radii=args.radii, means=args.means)
     return 0

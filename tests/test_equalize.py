@@ -7,7 +7,7 @@ from dnadet_tf.model import Backbone, Classifier, attribute
 from dnadet_tf.openset import OpenSetStatistics
 
 
-def _classifier(score):
+def _classifier(score, means_per_class=1):
     """A tiny classifier whose BatchNorms give channels ranges spread over two orders of magnitude."""
     rng = np.random.default_rng(0)
     model = Classifier(Backbone(width=0.0625, dtype="float32"), 3, class_names=["real", "a", "b"])
@@ -19,8 +19,8 @@ def _classifier(score):
             layer.set_weights([gamma * spread, rng.normal(0, 0.3, beta.shape).astype("float32"), mean, variance])
     dim = model.backbone.feature_dim
     whitening = rng.normal(0, 1, (dim, dim)).astype("float32")
-    model.calibrate(OpenSetStatistics(score, rng.normal(0, 1, (3, dim)).astype("float32"), whitening,
-                                      temperature=1.5, threshold=10.0))
+    model.calibrate(OpenSetStatistics(score, rng.normal(0, 1, (3 * means_per_class, dim)).astype("float32"), whitening,
+                                      temperature=1.5, threshold=10.0, means_per_class=means_per_class))
     return model
 
 
@@ -29,9 +29,9 @@ def _batches(seed, count=3):
     return [rng.uniform(-1, 1, (4, 32, 32, 3)).astype("float32") for _ in range(count)]
 
 
-@pytest.mark.parametrize("score", ["mahalanobis", "cosine"])
-def test_the_copy_answers_as_the_model_does(score):
-    model = _classifier(score)
+@pytest.mark.parametrize("score,means_per_class", [("mahalanobis", 1), ("cosine", 1), ("mahalanobis", 3)])
+def test_the_copy_answers_as_the_model_does(score, means_per_class):
+    model = _classifier(score, means_per_class)
     copy, summary = equalized_copy(model, _batches(1))
     pixels = _batches(2, 1)[0]
     expected, received = attribute(model, pixels), attribute(copy, pixels)

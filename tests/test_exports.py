@@ -391,20 +391,29 @@ def test_calibrated_known_rate_is_the_share_calibration_json_records_or_the_defa
     assert calibrated_known_rate(str(tmp_path)) == 0.8
 
 
-def test_a_run_calibrated_with_per_class_radii_exports_its_score(tiny_run, upsampling_data, keras_predictor,
-                                                                  test_pixels, tmp_path):
-    # `calibrate --radii per-class` stores one radius per class in the Calibration layer; the exported graph
-    # divides by them as the Keras model does, and the int8 file's threshold is refitted on those scores.
+@pytest.mark.parametrize("flags", [["--radii", "per-class"], ["--means", "image"]])
+def test_a_run_calibrated_with_per_class_radii_or_every_image_exports_its_score(flags, tiny_run, upsampling_data,
+                                                                                 keras_predictor, test_pixels,
+                                                                                 tmp_path):
+    # `calibrate --radii per-class` stores one radius per class in the Calibration layer, `--means image` every
+    # training image's feature; the exported graph divides by the radii, or takes each class's nearest image, as
+    # the Keras model does, and the int8 file's threshold is refitted on those scores.
     run = str(tmp_path / "run")
     shutil.copytree(tiny_run, run)
-    code, stdout, stderr = _cli(["calibrate", run, "--radii", "per-class"])
+    code, stdout, stderr = _cli(["calibrate", run, *flags])
     assert code == 0, stderr
     with open(os.path.join(run, "calibration.json"), encoding="utf-8") as f:
         report = json.load(f)
-    assert report["radii"] == "per-class" and len(report["class_radii"]) == len(keras_predictor.class_names)
-    assert "distances in units of each class radius" in stdout
     keras_run = KerasPredictor(run)
-    assert keras_run.model.calibration.class_radii
+    if flags[0] == "--radii":
+        assert report["radii"] == "per-class" and len(report["class_radii"]) == len(keras_predictor.class_names)
+        assert "distances in units of each class radius" in stdout
+        assert keras_run.model.calibration.class_radii
+    else:
+        per_class = keras_run.model.calibration.means_per_class
+        assert report["means"] == "image" and per_class > 1 and report["class_radii"] is None
+        assert keras_run.model.calibration.class_means.shape[0] == per_class * len(keras_predictor.class_names)
+        assert "distances to the nearest training image of each class" in stdout
     expected = keras_run.attribute_pixels(test_pixels)
     out = str(tmp_path / "out")
     code, _, stderr = _cli(["export", "--model", run, "--out", out, "--formats", "savedmodel,float32,int8",
