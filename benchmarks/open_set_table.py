@@ -17,11 +17,12 @@ unless --precision or --select say otherwise; the older table in docs/results.md
 calibrated with another share): the threshold then keeps Q of the validation images as known. The share of
 images flagged unknown is reported for every split, so the cost of a lower Q on known architectures under a
 shift (cross-seed, -loss, -finetune, -dataset) stands next to what it gains on unknown ones. `--radii`
-(calibrate --radii) likewise calibrates the runs whose stored score has other radii.
+(calibrate --radii) likewise calibrates the runs whose stored score has other radii, and `--means`
+(calibrate --means) those whose score measures to other points (class means, or every training image).
 
 Usage: python benchmarks/open_set_table.py [--out runs/zoo-table] [--zoo DIR] [--seeds 3]
        [--variant base_pcl] [--pretrained RUN] [--precision P] [--select RULE] [--recalibrate]
-       [--known-rate Q] [--radii per-class|shared] [--json FILE]
+       [--known-rate Q] [--radii per-class|shared] [--means class|image] [--json FILE]
 """
 import argparse
 import json
@@ -32,11 +33,12 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from dnadet_tf.ablation import VARIANT_NAMES, VARIANTS, ablate, mean_std_cell, mean_std_figures  # noqa: E402
-from dnadet_tf.calibrate import CALIBRATION_FILE, calibrate_run, calibrated_known_rate, calibrated_radii  # noqa: E402
+from dnadet_tf.calibrate import (CALIBRATION_FILE, calibrate_run, calibrated_known_rate, calibrated_means,  # noqa: E402
+                                 calibrated_radii)
 from dnadet_tf.config import PRECISION_CHOICES  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
 from dnadet_tf.evaluation import EVALUATION_SPLITS, OPEN_SET_ROW, SPLIT_TITLES, evaluate  # noqa: E402
-from dnadet_tf.openset import DEFAULT_RADII, DEFAULT_SCORE, KNOWN_RATE, RADII, SCORES  # noqa: E402
+from dnadet_tf.openset import DEFAULT_MEANS, DEFAULT_RADII, DEFAULT_SCORE, KNOWN_RATE, MEANS, RADII, SCORES  # noqa: E402
 from dnadet_tf.predictor import KerasPredictor  # noqa: E402
 from dnadet_tf.runs import RunDir, write_json_atomic  # noqa: E402
 from dnadet_tf.selection import SELECTION_RULES  # noqa: E402
@@ -45,12 +47,12 @@ from dnadet_tf.zoo import ensure_zoo  # noqa: E402
 DEFAULT_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "open-set-demo.json")
 
 
-def seed_figures(run_dir, zoo, recalibrate, known_rate=KNOWN_RATE, radii=DEFAULT_RADII):
+def seed_figures(run_dir, zoo, recalibrate, known_rate=KNOWN_RATE, radii=DEFAULT_RADII, means=DEFAULT_MEANS):
     """One run's figures: calibration report, per-split ECE before/after and share flagged unknown, open-set
     metrics."""
     if (recalibrate or calibrated_known_rate(run_dir, default=None) != known_rate
-            or calibrated_radii(run_dir) != radii):
-        calibrate_run(run_dir, DEFAULT_SCORE, known_rate=known_rate, radii=radii)
+            or calibrated_radii(run_dir) != radii or calibrated_means(run_dir) != means):
+        calibrate_run(run_dir, DEFAULT_SCORE, known_rate=known_rate, radii=radii, means=means)
     with open(os.path.join(run_dir, CALIBRATION_FILE), encoding="utf-8") as f:
         calibration = json.load(f)
     rows = evaluate(KerasPredictor(run_dir), [zoo], progress=lambda m: print(m, flush=True))
@@ -91,6 +93,7 @@ def aggregate(per_seed):
         "temperature": mean_std_figures([s["calibration"]["temperature"] for s in per_seed]),
         "known_rate": per_seed[0]["calibration"]["known_rate"],
         "radii": per_seed[0]["calibration"].get("radii") or "shared",
+        "means": per_seed[0]["calibration"].get("means") or DEFAULT_MEANS,
         "flagged_unknown": {split: mean_std_figures([s["flagged_unknown"][split] for s in per_seed]) for split in splits
                             if all(s.get("flagged_unknown", {}).get(split) is not None for s in per_seed)},
     }
@@ -120,7 +123,8 @@ def markdown(document):
     if flagged:
         known_rate = summary.get("known_rate", KNOWN_RATE)
         shown = in_order(flagged)
-        radii = ", per-class radii" if summary.get("radii") == "per-class" else ""
+        radii = (", per-class radii" if summary.get("radii") == "per-class" else "") + (
+            ", distances to the nearest training image" if summary.get("means") == "image" else "")
         lines += ["", f"Share flagged unknown at the stored threshold (known rate {known_rate:g}{radii}), %:", "",
                   "| unknown architectures | " + " | ".join(shown) + " |", "|---" * (len(shown) + 1) + "|",
                   f"| {mean_std_cell(o['unknown_flagged'])} | "
@@ -151,6 +155,9 @@ def main(argv=None):
     parser.add_argument("--radii", choices=RADII, default=DEFAULT_RADII,
                         help="scale of the stored distance score (calibrate --radii); runs calibrated otherwise "
                              "are calibrated again")
+    parser.add_argument("--means", choices=MEANS, default=DEFAULT_MEANS,
+                        help="what the stored distance score measures to (calibrate --means); runs calibrated "
+                             "otherwise are calibrated again")
     parser.add_argument("--json", default=DEFAULT_JSON)
     parser.add_argument("--precision", choices=PRECISION_CHOICES,
                         help="precision of the runs it trains (default: the cpu preset's, as fit trains them)")
@@ -163,7 +170,7 @@ def main(argv=None):
     trained = ablate(zoo, args.out, preset="cpu", pretrained=args.pretrained, seeds=range(args.seeds),
                      variants=[args.variant], fit_overrides={"precision": args.precision, "select": args.select})
     per_seed = [seed_figures(os.path.join(args.out, args.variant, f"seed{seed}"), zoo, args.recalibrate,
-                             args.known_rate, args.radii) for seed in range(args.seeds)]
+                             args.known_rate, args.radii, args.means) for seed in range(args.seeds)]
     uses_pt = {folder: pt for folder, _, pt in VARIANTS}[args.variant]
     document = {"zoo": os.path.abspath(zoo), "method": VARIANT_NAMES[args.variant], "preset": "cpu",
                 "pretrained": trained["pretrained"] if uses_pt else None, "seeds": list(range(args.seeds)),

@@ -54,6 +54,16 @@ def calibrated_radii(run_dir):
     return report.get("radii", "shared" if report.get("score") in RADIUS_SCORES else None)
 
 
+def calibrated_means(run_dir):
+    """What the distance score of a run's stored calibration measures to, as its calibration.json records it:
+    "class" or "image" ("class" in a file written before `means` existed), None for a score without distances or
+    a run with no calibration.json."""
+    report = _calibration_report(run_dir)
+    if report is None or report.get("score") not in RADIUS_SCORES:
+        return None
+    return report.get("means") or DEFAULT_MEANS
+
+
 def calibrated_left_out(run_dir):
     """calibration.json's `val` (a spec or a list of them) of a run whose threshold was fitted with its validation
     images left out of the class statistics (`val_left_out`: `adapt --labeled`, or `calibrate` with --val among

@@ -329,3 +329,15 @@ def test_calibrate_on_its_own_training_images_says_it_leaves_each_out(tiny_run, 
     # Apart, as fit calibrates, nothing is left out and no line is printed.
     code, out, err = _cli(["calibrate", run])
     assert code == 0 and "training images too" not in out
+
+
+def test_calibrated_means_is_what_calibration_json_records(tmp_path):
+    from dnadet_tf.calibrate import calibrated_means
+
+    assert calibrated_means(str(tmp_path)) is None  # no calibration.json
+    path = tmp_path / "calibration.json"
+    for report, expected in (({"score": "mahalanobis"}, "class"),  # written before means existed
+                             ({"score": "cosine", "means": "image"}, "image"),
+                             ({"score": "energy", "means": None}, None)):
+        path.write_text(json.dumps(report), encoding="utf-8")
+        assert calibrated_means(str(tmp_path)) == expected, report

@@ -809,6 +809,11 @@ def test_open_set_table_reports_the_share_flagged_on_every_split_at_the_known_ra
                                  for s in (seed(0.6, 0.2), seed(1.0, 0.4))])
     assert "(known rate 0.8, per-class radii), %:" in table.markdown(
         {"method": "DNA-Det", "preset": "cpu", "seeds": [0, 1], "summary": per_class})
+    assert summary["means"] == "class"  # calibration reports written before means existed
+    each = table.aggregate([{**s, "calibration": {**s["calibration"], "means": "image"}}
+                            for s in (seed(0.6, 0.2), seed(1.0, 0.4))])
+    assert "(known rate 0.8, distances to the nearest training image), %:" in table.markdown(
+        {"method": "DNA-Det", "preset": "cpu", "seeds": [0, 1], "summary": each})
     # a document written before the per-split shares existed still renders, without that table
     del summary["flagged_unknown"]
     assert "Share flagged" not in table.markdown({"method": "DNA-Det", "preset": "cpu", "seeds": [0, 1],
