@@ -45,7 +45,9 @@ def register(subparsers):
             "families: 96.0 % on scenes and 99.9 on faces, where one mean per class over both named 45.3 % of the "
             "scenes: docs/results.md, 'Every labeled image its own mean'). The open-set calibration described the "
             "training content: with --labeled, 2 or more images of every class, it is refitted on them, each scored "
-            "with the class statistics of the others (docs/results.md, 'The open set after adapt --labeled'); "
+            "by its distance to the nearest of the others of each class (the points the head answers by; with "
+            "--means-per-class 1, by the class statistics of the others): docs/results.md, 'The open set after "
+            "adapt --labeled'; "
             "otherwise it is dropped, and 'dnadet-tf calibrate OUT --data LABELED --val LABELED' refits it."
         ),
         formatter_class=HelpFormatter,

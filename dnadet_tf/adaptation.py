@@ -58,7 +58,7 @@ PHOTO_SHEET = "adaptation_images.png"
 # it; docs/results.md, "Adapting from real photos alone").
 PHOTO_BLEND = 0.25
 # `adapt --labeled` refits the open-set calibration on its labeled images when every class has this many, each
-# scored with the class statistics of the others (5 per class, six content shifts: 3.7-5.4 % of the new content's
+# scored with the statistics of the others (class means, 5 per class, six content shifts: 3.7-5.4 % of the new content's
 # known images flagged, where scored in-sample 96.7-99.1 %; docs/results.md, "The open set after `adapt --labeled`")
 MIN_CALIBRATION_IMAGES = 2
 ALL_IMAGES = "all"  # means_per_class: every labeled image its own mean (the nearest labeled image answers)
@@ -278,8 +278,10 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
 
     Files that cannot be decoded or are too small are skipped with one warning line each. The open-set
     calibration described the training content: with `labeled` images, MIN_CALIBRATION_IMAGES or more of every
-    class, it is refitted on them, each scored with the class statistics of the others (`labeled_calibration`;
-    the run's known rate and radii, its score when a distance score), and written to out/calibration.json;
+    class, it is refitted on them, each scored with the statistics of the others (`labeled_calibration`: its
+    distance to the nearest other labeled image of each class for the default head, which answers by those
+    images, else to the class means of the others; the run's known rate and radii, its score when a distance
+    score), and written to out/calibration.json;
     otherwise it is dropped (`dnadet-tf calibrate OUT --data ... --val ...` refits it on labeled images of the
     new content). Raises DataError when no image is usable, RunDirError when `out` is `run_dir`
     or already holds files without `overwrite`; nothing is written then.
@@ -366,7 +368,8 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
         print(head_line(head, len(paths)), file=output, flush=True)
     without_calibration(model)
     if head is not None and min(labeled.class_counts()) >= MIN_CALIBRATION_IMAGES:
-        calibration = _labeled_calibration(model, labeled, run_dir, score, batch_size, output)
+        calibration = _labeled_calibration(model, labeled, run_dir, score, batch_size, output,
+                                           "image" if head["means_per_class"] == ALL_IMAGES else "class")
     target.start(config, class_names, overwrite=overwrite)
     save_model_atomic(model, target.best_model_path)
     report = {
@@ -405,20 +408,23 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
     return report
 
 
-def _labeled_calibration(model, labeled, run_dir, score, batch_size, output):
+def _labeled_calibration(model, labeled, run_dir, score, batch_size, output, means):
     """Attaches to `model` the open-set calibration of `labeled_calibration` on the labeled images, with the
     known rate and radii of `run_dir`'s own (its `score` when a distance score, else DEFAULT_SCORE; None when it
-    had none); returns the report."""
+    had none) and `means` ("image" for a head that answers the nearest labeled image: the score measures to the
+    same points); returns the report."""
     from dnadet_tf.calibrate import calibrated_known_rate, calibrated_radii, labeled_calibration
     from dnadet_tf.openset import DEFAULT_RADII, DEFAULT_SCORE, RADIUS_SCORES
 
     score = score if score in RADIUS_SCORES else DEFAULT_SCORE
     statistics, report = labeled_calibration(model, labeled, score, calibrated_known_rate(run_dir),
-                                             calibrated_radii(run_dir) or DEFAULT_RADII, batch_size)
+                                             calibrated_radii(run_dir) or DEFAULT_RADII, batch_size, means)
     model.calibrate(statistics)
-    print(f"open-set calibration fitted on the {len(labeled)} labeled images, each scored with the class "
-          f"statistics of the others: score '{score}', threshold {report['threshold']:.4g} (keeps "
-          f"{100 * report['known_rate']:.0f} % of them as known)", file=output, flush=True)
+    scored = ("by its distance to the nearest of the others of each class" if means == "image" else
+              "with the class statistics of the others")
+    print(f"open-set calibration fitted on the {len(labeled)} labeled images, each scored {scored}: score "
+          f"'{score}', threshold {report['threshold']:.4g} (keeps {100 * report['known_rate']:.0f} % of them as "
+          f"known)", file=output, flush=True)
     return report
 
 

@@ -341,6 +341,11 @@ def test_adapt_labeled_makes_the_head_the_nearest_class_mean_of_the_labeled_imag
     assert ("logits: the nearest of the class means of 9 labeled images (3 real, 3 nearest, 3 transposed); "
             "leave-one-out accuracy over them") in stdout
     assert "BatchNorm statistics of 9 images, one pass per layer" in stdout  # every stage by default
+    # a head of class means gets an open-set score of class means
+    assert "open-set calibration fitted on the 9 labeled images, each scored with the class statistics of the " \
+           "others" in stdout
+    with open(os.path.join(out, "calibration.json"), encoding="utf-8") as f:
+        assert json.load(f)["means"] == "class"
     with open(os.path.join(out, "adaptation.json"), encoding="utf-8") as f:
         report = json.load(f)
     head = report["labeled"]
@@ -480,9 +485,9 @@ def test_adapt_labeled_answers_the_class_of_the_nearest_labeled_image_by_default
 
 def test_a_grouped_adapted_run_takes_calibrate_back_and_predicts_the_open_set_fields(tiny_run, upsampling_data,
                                                                                       tmp_path):
-    # `adapt --labeled` refits the open-set calibration on its labeled images (4 per class here), each scored with
-    # the class statistics of the others; `calibrate` on labeled images of the content refits it again, also for the
-    # default head of every labeled image its own mean, and predict and the exports answer with it.
+    # `adapt --labeled` refits the open-set calibration on its labeled images (4 per class here), each scored by
+    # its distance to the nearest other labeled image of each class (the points the default head answers by);
+    # `calibrate` on labeled images of the content refits it again, and predict and the exports answer with it.
     from dnadet_tf.calibrate import features_and_logits
 
     first = _labeled_tree(upsampling_data["val"], tmp_path / "first", 2)
@@ -490,17 +495,18 @@ def test_a_grouped_adapted_run_takes_calibrate_back_and_predicts_the_open_set_fi
     out = str(tmp_path / "grouped")
     code, stdout, stderr = _cli(["adapt", tiny_run, "--labeled", str(first), str(second), "--out", out])
     assert code == 0, stderr
-    assert "open-set calibration fitted on the 12 labeled images, each scored with the class statistics of the " \
-           "others: score 'mahalanobis'" in stdout and "dropped" not in stdout
+    assert "open-set calibration fitted on the 12 labeled images, each scored by its distance to the nearest of the " \
+           "others of each class: score 'mahalanobis'" in stdout and "dropped" not in stdout
     adapted = KerasPredictor(out).model
     with open(os.path.join(out, "calibration.json"), encoding="utf-8") as f:
         refitted = json.load(f)
     with open(os.path.join(out, "adaptation.json"), encoding="utf-8") as f:
         assert json.load(f)["calibration_dropped"] is False
     assert refitted["val_left_out"] == refitted["train_images"] == 12 and refitted["data"] == refitted["val"]
+    assert refitted["means"] == "image" and adapted.calibration.means_per_class == 4
     paths, labels = _labeled_images((first, second), adapted.class_names)
     features, _ = features_and_logits(adapted, paths)
-    left_out = openset.leave_one_out_distances("mahalanobis", features, labels, 3, range(12)).min(axis=1)
+    left_out = openset.leave_one_out_distances("mahalanobis", features, labels, 3, range(12), "image").min(axis=1)
     assert float(adapted.calibration.threshold.numpy()) == pytest.approx(
         np.quantile(left_out, openset.KNOWN_RATE), rel=1e-4)
     # The exports answer with it; an int8 file cannot leave an image out, so it keeps the float threshold and says so.
