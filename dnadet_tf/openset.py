@@ -176,9 +176,12 @@ def class_distances(kind, features, statistics):
         distances = 1.0 - f @ m.T
     elif kind == "mahalanobis":
         whitening = np.asarray(statistics.whitening, np.float64)
-        # ||f - m||_P^2 = ||(f - m) W||^2, for every mean at once, as the exports compute it.
-        whitened = (features @ whitening)[:, None, :] - (means @ whitening)[None, :, :]
-        distances = np.square(whitened).sum(axis=2)
+        # ||f - m||_P^2 = ||(f - m) W||^2, for every mean at once, as the exports compute it; in blocks of images
+        # whose differences (block, M, D) stay near 2^24 floats (M: every training image with means "image")
+        queries, points = features @ whitening, means @ whitening
+        block = max(1, 2 ** 24 // max(1, points.size))
+        distances = np.concatenate([np.square(queries[i:i + block, None, :] - points[None]).sum(axis=2)
+                                    for i in range(0, len(queries), block)] or [np.zeros((0, len(points)))])
     else:
         raise ValueError(f"score: expected one of {', '.join(RADIUS_SCORES)}, received {kind!r}.")
     per_class = statistics.means_per_class
