@@ -69,10 +69,18 @@ def features_of(model, pixels):
 MEANS = {"": "class", "image_": "image"}  # key prefix -> `openset.MEANS` of the left-out calibration
 
 
-def flagged(statistics, features, threshold):
-    """Share of `features` whose score under `statistics` is above `threshold`, and their scores."""
-    scores = openset.scores(SCORE, features, None, statistics)
-    return float(np.mean(scores > threshold)), scores
+def threshold_figures(statistics, thresholds, parts, rest_features, count, prefix, per_draw):
+    """Appends to `per_draw` the figures of one score (that of `statistics`): for each of `thresholds` ({name:
+    value}) and `unlabeled` (the threshold fitted on the unlabeled `rest_features`), the share of each of `parts`
+    ({"known", "unknown", "training": features}) above it, `<prefix><name>_<part>_flagged_<count>`, and the AUROC
+    of known against unknown, `<prefix>auroc_<count>`."""
+    scores = {part: openset.scores(SCORE, features, None, statistics) for part, features in parts.items()}
+    thresholds = {**thresholds, "unlabeled": openset.threshold_at_known_rate(
+        openset.scores(SCORE, rest_features, None, statistics))}
+    for name, threshold in thresholds.items():
+        for part, values in scores.items():
+            per_draw.setdefault(f"{prefix}{name}_{part}_flagged_{count}", []).append(float(np.mean(values > threshold)))
+    per_draw.setdefault(f"{prefix}auroc_{count}", []).append(openset.auroc(scores["known"], scores["unknown"]))
 
 
 def as_trained(model, known_pixels, unknown_pixels, training_pixels):
@@ -173,28 +181,13 @@ def run_figures(zoo, unknown, run, shots, draws, mixed=False, previous=None):
                 each_image, _ = labeled_calibration(head, labeled, SCORE, means="image")
             in_sample, _ = openset.fit_statistics(SCORE, labeled_features, labeled.labels, head.num_classes,
                                                   labeled_features, labeled_logits, labeled.labels)
+            parts = {"known": known_features, "unknown": unknown_features, "training": training_features}
+            # the class means' in-sample and left-out statistics share their means and covariance, so one score
+            threshold_figures(in_sample, {"in_sample": in_sample.threshold, "left_out": left_out.threshold}, parts,
+                              rest_features, count, "", per_draw)
             # every labeled image its own mean: its own statistics, so its own scores and thresholds
-            image_thresholds = {"image_left_out": each_image.threshold,
-                                "image_unlabeled": openset.threshold_at_known_rate(
-                                    openset.scores(SCORE, rest_features, None, each_image))}
-            for name, threshold in image_thresholds.items():
-                for part, features in (("known", known_features), ("unknown", unknown_features),
-                                       ("training", training_features)):
-                    per_draw.setdefault(f"{name}_{part}_flagged_{count}", []).append(
-                        flagged(each_image, features, threshold)[0])
-            per_draw.setdefault(f"image_auroc_{count}", []).append(openset.auroc(
-                flagged(each_image, known_features, 0.0)[1], flagged(each_image, unknown_features, 0.0)[1]))
-            thresholds = {"in_sample": in_sample.threshold, "left_out": left_out.threshold,
-                          "unlabeled": openset.threshold_at_known_rate(
-                              openset.scores(SCORE, rest_features, None, in_sample))}
-            for name, threshold in thresholds.items():
-                known_share, known_scores = flagged(in_sample, known_features, threshold)
-                unknown_share, unknown_scores = flagged(in_sample, unknown_features, threshold)
-                per_draw.setdefault(f"{name}_known_flagged_{count}", []).append(known_share)
-                per_draw.setdefault(f"{name}_unknown_flagged_{count}", []).append(unknown_share)
-                per_draw.setdefault(f"{name}_training_flagged_{count}", []).append(
-                    flagged(in_sample, training_features, threshold)[0])
-            per_draw.setdefault(f"auroc_{count}", []).append(openset.auroc(known_scores, unknown_scores))
+            threshold_figures(each_image, {"left_out": each_image.threshold}, parts, rest_features, count, "image_",
+                              per_draw)
             per_draw.setdefault(f"accuracy_{count}", []).append(float(np.mean(known_logits.argmax(-1) == truth)))
         figures.update({key: float(np.mean(values)) for key, values in per_draw.items()})
         print(f"{run}: k = {count}: " + ", ".join(f"{key} {100 * np.mean(values):.1f}"
