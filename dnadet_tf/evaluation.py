@@ -96,10 +96,7 @@ def _every_score(predictor, known_paths, unknown_paths, batch_size):
         return None
     from dnadet_tf.calibrate import features_and_logits
 
-    c = model.calibration
-    statistics = openset.OpenSetStatistics(c.score, c.class_means.numpy(), c.whitening.numpy(),
-                                           float(c.temperature.numpy()), float(c.threshold.numpy()),
-                                           c.radii.numpy() if c.class_radii else None, c.means_per_class)
+    statistics = model.calibration.statistics()
     known = features_and_logits(model, known_paths, batch_size)
     unknown = features_and_logits(model, unknown_paths, batch_size)
     return {name: (openset.scores(name, *known, statistics), openset.scores(name, *unknown, statistics))

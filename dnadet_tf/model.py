@@ -154,6 +154,14 @@ class Calibration(keras.layers.Layer):
         if self.class_radii:
             self.radii.assign(np.asarray(statistics.class_radii, np.float32))
 
+    def statistics(self):
+        """The `openset.OpenSetStatistics` this layer holds (what `set_statistics` assigned)."""
+        from dnadet_tf.openset import OpenSetStatistics
+
+        return OpenSetStatistics(self.score, self.class_means.numpy(), self.whitening.numpy(),
+                                 float(self.temperature.numpy()), float(self.threshold.numpy()),
+                                 self.radii.numpy() if self.class_radii else None, self.means_per_class)
+
     def ood_scores(self, feature, logits):
         """(N, D), (N, C) -> (N,) float32, as `openset.scores` computes them."""
         t = self.temperature

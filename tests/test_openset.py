@@ -160,6 +160,10 @@ def test_calibration_layer_matches_numpy_and_survives_saving(score, radii, means
     assert isinstance(loaded.calibration, Calibration) and loaded.calibration.score == score
     assert loaded.calibration.class_radii == (radii == "per-class")
     assert loaded.calibration.means_per_class == statistics.means_per_class
+    held = loaded.calibration.statistics()  # what evaluate scores every score with
+    np.testing.assert_array_equal(held.class_means, statistics.class_means)
+    assert (held.means_per_class, held.class_radii is None) == (statistics.means_per_class,
+                                                                statistics.class_radii is None)
     np.testing.assert_allclose(attribute(loaded, pixels)["ood_score"].numpy(), outputs["ood_score"], rtol=1e-6)
 
 
