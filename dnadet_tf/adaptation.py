@@ -37,7 +37,7 @@ import tempfile
 
 import numpy as np
 
-from dnadet_tf.calibrate import CALIBRATION_FILE
+from dnadet_tf.calibrate import CALIBRATION_FILE, features_and_logits
 from dnadet_tf.config import ADAPT_FIRST_STAGE, ENCODER_STAGES, LABELED_FIRST_STAGE, PHOTO_FIRST_STAGE
 from dnadet_tf.data import collect_image_paths, readable_images
 from dnadet_tf.errors import DataError, RunDirError
@@ -363,13 +363,15 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
     head, had_calibration, calibration = None, model.calibration is not None, None
     score = model.calibration.score if had_calibration else None
     if labeled is not None:
-        model, head = labeled_head(model, labeled, batch_size, groups, means_per_class)
+        # one pass over the labeled images: the head's means and the open-set calibration use the same features
+        features = features_and_logits(model, labeled.paths, batch_size)[0]
+        model, head = labeled_head(model, labeled, batch_size, groups, means_per_class, features)
         class_names = model.class_names
         print(head_line(head, len(paths)), file=output, flush=True)
     without_calibration(model)
     if head is not None and min(labeled.class_counts()) >= MIN_CALIBRATION_IMAGES:
         calibration = _labeled_calibration(model, labeled, run_dir, score, batch_size, output,
-                                           "image" if head["means_per_class"] == ALL_IMAGES else "class")
+                                           "image" if head["means_per_class"] == ALL_IMAGES else "class", features)
     target.start(config, class_names, overwrite=overwrite)
     save_model_atomic(model, target.best_model_path)
     report = {
@@ -408,17 +410,18 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
     return report
 
 
-def _labeled_calibration(model, labeled, run_dir, score, batch_size, output, means):
+def _labeled_calibration(model, labeled, run_dir, score, batch_size, output, means, features=None):
     """Attaches to `model` the open-set calibration of `labeled_calibration` on the labeled images, with the
     known rate and radii of `run_dir`'s own (its `score` when a distance score, else DEFAULT_SCORE; None when it
     had none) and `means` ("image" for a head that answers the nearest labeled image: the score measures to the
-    same points); returns the report."""
+    same points), from the labeled images' pooled `features` when given; returns the report."""
     from dnadet_tf.calibrate import calibrated_known_rate, calibrated_radii, labeled_calibration
     from dnadet_tf.openset import DEFAULT_RADII, DEFAULT_SCORE, RADIUS_SCORES
 
     score = score if score in RADIUS_SCORES else DEFAULT_SCORE
     statistics, report = labeled_calibration(model, labeled, score, calibrated_known_rate(run_dir),
-                                             calibrated_radii(run_dir) or DEFAULT_RADII, batch_size, means)
+                                             calibrated_radii(run_dir) or DEFAULT_RADII, batch_size, means,
+                                             features)
     model.calibrate(statistics)
     scored = ("by its distance to the nearest of the others of each class" if means == "image" else
               "with the class statistics of the others")
@@ -484,7 +487,7 @@ def check_means_per_class(means_per_class, specs=1):
                          f"its own group), received {means_per_class} with {specs}.")
 
 
-def labeled_head(model, files, batch_size=16, groups=None, means_per_class=ALL_IMAGES):
+def labeled_head(model, files, batch_size=16, groups=None, means_per_class=ALL_IMAGES, features=None):
     """(classifier, report): `model` whose logits layer answers the class of the nearest of the features of
     `files` (`LabeledFiles` in the model's classes, then any new ones; `prototypes`), inference mode with the
     model's current statistics. By default (ALL_IMAGES, "all") every image is its own group and mean
@@ -495,14 +498,17 @@ def labeled_head(model, files, batch_size=16, groups=None, means_per_class=ALL_I
     for labeled images of several contents not given apart). With new classes or groups the classifier is rebuilt
     around the same encoder. Report: images per class, the groups, the temperature, the classes added, and the
     leave-one-out accuracy of the head over the labeled images (None when no class has two images).
-    Raises ValueError when both `groups` and `means_per_class` > 1 are given."""
-    from dnadet_tf.calibrate import features_and_logits
+    `features`: (N, D) pooled features of `files` under `model` (`calibrate.features_and_logits`) when the caller
+    has them, in place of a pass over the images. Raises ValueError when both `groups` and `means_per_class` > 1
+    are given."""
     from dnadet_tf.model import LOGITS_LAYER, Classifier
     from dnadet_tf.prototypes import (cluster_groups, group_means, image_groups, leave_one_out_accuracy,
                                       nearest_mean_weights, neighbour_spread, spread)
 
     check_means_per_class(means_per_class)
-    features = features_and_logits(model, files.paths, batch_size)[0].astype(np.float64)
+    if features is None:
+        features = features_and_logits(model, files.paths, batch_size)[0]
+    features = np.asarray(features, np.float64)
     names, known = list(files.class_names), list(model.class_names)
     if means_per_class == ALL_IMAGES:
         groups = image_groups(files.labels)

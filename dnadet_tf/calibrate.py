@@ -105,15 +105,24 @@ def validation_spec(config, data=None):
 
 
 def labeled_calibration(model, files, score=DEFAULT_SCORE, known_rate=KNOWN_RATE, radii=DEFAULT_RADII,
-                        batch_size=32, means=DEFAULT_MEANS):
+                        batch_size=32, means=DEFAULT_MEANS, features=None):
     """(OpenSetStatistics, report) of `fit_statistics` with the labeled images `files` (`LabeledFiles` in the
     model's classes) as both the training and the validation images, each scored leave-one-out: the calibration
     `adapt --labeled` fits on its labeled images. `score` must be a distance score (RADIUS_SCORES), the kind a
-    left-out image can be scored by; `means` "class" or "image" (`openset.MEANS`)."""
+    left-out image can be scored by; `means` "class" or "image" (`openset.MEANS`). `features`: (N, D) pooled
+    features of `files` under `model`'s encoder when the caller has them (`labeled_head` read them already);
+    the logits then come from the model's head alone, without a second pass over the images."""
     if score not in RADIUS_SCORES:
         raise ValueError(f"score: expected one of {', '.join(RADIUS_SCORES)} (a distance score, which can leave "
                          f"an image out), received {score!r}.")
-    features, logits = features_and_logits(model, files.paths, batch_size)
+    if features is None:
+        features, logits = features_and_logits(model, files.paths, batch_size)
+    else:
+        features = np.asarray(features, np.float32)
+        if features.shape != (len(files.labels), model.backbone.feature_dim):
+            raise ValueError(f"features: expected shape ({len(files.labels)}, {model.backbone.feature_dim}) "
+                             f"(one pooled feature per labeled image), received {features.shape}.")
+        logits = np.asarray(model.head_logits(tf.constant(features)), np.float32)
     return fit_statistics(score, features, files.labels, model.num_classes, features, logits, files.labels,
                           known_rate, radii, val_in_train=np.arange(len(files.labels)), means=means)
 

@@ -538,6 +538,43 @@ def test_a_grouped_adapted_run_takes_calibrate_back_and_predicts_the_open_set_fi
     assert all(r["ood_threshold"] == pytest.approx(report["threshold"], rel=1e-5) for r in records)
 
 
+def test_adapt_labeled_reads_the_labeled_images_once_for_the_head_and_the_calibration(tiny_run, upsampling_data,
+                                                                                       tmp_path, monkeypatch):
+    # The head's means and the open-set calibration come from one pass of the encoder over the labeled images;
+    # the calibration is the one `labeled_calibration` fits when it reads the images itself.
+    import dnadet_tf.adaptation as adaptation_module
+    import dnadet_tf.calibrate as calibrate_module
+    from dnadet_tf.data import LabeledFiles
+
+    encoded = []
+    read = calibrate_module.features_and_logits
+
+    def counted(model, paths, *args, **kwargs):
+        encoded.append(list(paths))
+        return read(model, paths, *args, **kwargs)
+
+    monkeypatch.setattr(adaptation_module, "features_and_logits", counted)
+    monkeypatch.setattr(calibrate_module, "features_and_logits", counted)
+    first = _labeled_tree(upsampling_data["val"], tmp_path / "first", 3)
+    out = str(tmp_path / "once")
+    code, stdout, stderr = _cli(["adapt", tiny_run, "--labeled", str(first), "--out", out])
+    assert code == 0, stderr
+    assert [len(paths) for paths in encoded] == [9]
+    with open(os.path.join(out, "calibration.json"), encoding="utf-8") as f:
+        written = json.load(f)
+    adapted = KerasPredictor(out).model
+    paths, labels = _labeled_images((first,), adapted.class_names)
+    assert sorted(encoded[0]) == sorted(paths)
+    statistics, report = calibrate_module.labeled_calibration(
+        adapted, LabeledFiles(paths, labels, adapted.class_names, str(first)), means="image")
+    assert len(encoded) == 2  # this time it read them itself
+    assert written["threshold"] == pytest.approx(report["threshold"], rel=1e-6)
+    assert written["temperature"] == pytest.approx(report["temperature"], rel=1e-4)
+    with pytest.raises(ValueError, match=r"features: expected shape \(9, "):
+        calibrate_module.labeled_calibration(adapted, LabeledFiles(paths, labels, adapted.class_names, str(first)),
+                                             features=np.zeros((8, adapted.backbone.feature_dim)))
+
+
 def test_one_labeled_image_per_class_cannot_leave_one_out_so_the_calibration_is_dropped(tiny_run, upsampling_data,
                                                                                           tmp_path):
     labeled = _labeled_tree(upsampling_data["val"], tmp_path / "one", 1)
