@@ -1,7 +1,8 @@
 """Predictors: anything that maps preprocessed pixels to class probabilities.
 
 Every predictor has `class_names`, `preprocess`, `kind`, `source`, `open_set`
-(None, or {"score", "threshold", "temperature"} of a calibrated run), and
+(None, or {"score", "threshold", "temperature"} of a calibrated run, with "radii" and
+"means_per_class" for a distance score: `open_set_entry`), and
   predict_pixels(pixels (N, S, S, 3) float32)   -> (N, C) probabilities
   attribute_pixels(pixels)                      -> {"probabilities": (N, C)} plus, with
                                                    `open_set`, "ood_score" (N,) and "unknown" (N,) bool
@@ -42,15 +43,29 @@ class KerasPredictor:
         self._fn = tf.function(lambda x: probabilities(model, x))
         self._attribute_fn = tf.function(lambda x: attribute(model, x))
         calibration = model.calibration
-        self.open_set = None if calibration is None else {
-            "score": calibration.score, "threshold": float(calibration.threshold.numpy()),
-            "temperature": float(calibration.temperature.numpy())}
+        self.open_set = None if calibration is None else open_set_entry(calibration)
 
     def predict_pixels(self, pixels):
         return self._fn(tf.convert_to_tensor(pixels, tf.float32)).numpy()
 
     def attribute_pixels(self, pixels):
         return {k: v.numpy() for k, v in self._attribute_fn(tf.convert_to_tensor(pixels, tf.float32)).items()}
+
+
+def open_set_entry(calibration):
+    """What a `Calibration` layer's score is, for a predictor's `open_set` and an export's sidecar: {"score",
+    "threshold", "temperature"}, and for the distance scores (`openset.RADIUS_SCORES`) "radii" ("shared" or
+    "per-class": each class's distance divided by its own radius) and "means_per_class" (the points each class is
+    measured to, the nearest of them counting: 1, its mean; more, group means or, after `adapt --labeled` and
+    `calibrate --means image`, every known image of the class, the first repeated where a class has fewer)."""
+    from dnadet_tf.openset import RADIUS_SCORES
+
+    entry = {"score": calibration.score, "threshold": float(calibration.threshold.numpy()),
+             "temperature": float(calibration.temperature.numpy())}
+    if calibration.score in RADIUS_SCORES:
+        entry.update(radii="per-class" if calibration.class_radii else "shared",
+                     means_per_class=calibration.means_per_class)
+    return entry
 
 
 def predict_images(predictor, paths, batch_size=16, warn=None):

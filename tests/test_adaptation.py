@@ -523,6 +523,7 @@ def test_a_grouped_adapted_run_takes_calibrate_back_and_predicts_the_open_set_fi
     fitted = load_exported_predictor(str(tmp_path / "exports" / "dnadet" / "tflite" / "dnadet-int8.tflite")).sidecar
     assert fitted["open_set"]["threshold"] == pytest.approx(refitted["threshold"], rel=1e-6)
     assert fitted["open_set"]["float_threshold"] == fitted["open_set"]["threshold"]
+    assert fitted["open_set"]["means_per_class"] == 4 and fitted["open_set"]["radii"] == "shared"
     assert fitted["open_set"]["threshold_fitted_on"]["data"] == refitted["val"]
     code, stdout, stderr = _cli(["calibrate", out, "--data", str(first), "--val", str(second)])
     assert code == 0, stderr

@@ -130,6 +130,10 @@ def test_open_set_outputs_agree_with_keras(exported, keras_predictor, test_pixel
     expected_flags = int8.attribute_pixels(test_pixels)["ood_score"] > sidecar["open_set"]["threshold"]
     assert int8_row["unknown_agreement"] == pytest.approx(np.mean(expected_flags == expected["unknown"]))
     assert sidecar["open_set"]["temperature"] == pytest.approx(keras_predictor.open_set["temperature"])
+    # what the score measures to: fit's calibration, one mean per class and a shared radius
+    assert sidecar["open_set"]["score"] == "mahalanobis"
+    assert sidecar["open_set"]["radii"] == keras_predictor.open_set["radii"] == "shared"
+    assert sidecar["open_set"]["means_per_class"] == keras_predictor.open_set["means_per_class"] == 1
     assert set(sidecar["outputs"]) == {"probabilities", "ood_score"}
 
 
