@@ -18,11 +18,12 @@ calibrated with another share): the threshold then keeps Q of the validation ima
 images flagged unknown is reported for every split, so the cost of a lower Q on known architectures under a
 shift (cross-seed, -loss, -finetune, -dataset) stands next to what it gains on unknown ones. `--radii`
 (calibrate --radii) likewise calibrates the runs whose stored score has other radii, and `--means`
-(calibrate --means) those whose score measures to other points (class means, or every training image).
+(calibrate --means) those whose score measures to other points (class means, every training image, or K k-means
+centres per class).
 
 Usage: python benchmarks/open_set_table.py [--out runs/zoo-table] [--zoo DIR] [--seeds 3]
        [--variant base_pcl] [--pretrained RUN] [--precision P] [--select RULE] [--recalibrate]
-       [--known-rate Q] [--radii per-class|shared] [--means class|image] [--json FILE]
+       [--known-rate Q] [--radii per-class|shared] [--means class|image|K] [--json FILE]
 """
 import argparse
 import json
@@ -38,7 +39,7 @@ from dnadet_tf.calibrate import (CALIBRATION_FILE, calibrate_run, calibrated_kno
 from dnadet_tf.config import PRECISION_CHOICES  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
 from dnadet_tf.evaluation import EVALUATION_SPLITS, OPEN_SET_ROW, SPLIT_TITLES, evaluate  # noqa: E402
-from dnadet_tf.openset import DEFAULT_MEANS, DEFAULT_RADII, DEFAULT_SCORE, KNOWN_RATE, MEANS, RADII, SCORES  # noqa: E402
+from dnadet_tf.openset import DEFAULT_MEANS, DEFAULT_RADII, DEFAULT_SCORE, KNOWN_RATE, RADII, SCORES, parse_means  # noqa: E402
 from dnadet_tf.predictor import KerasPredictor  # noqa: E402
 from dnadet_tf.runs import RunDir, write_json_atomic  # noqa: E402
 from dnadet_tf.selection import SELECTION_RULES  # noqa: E402
@@ -124,7 +125,9 @@ def markdown(document):
         known_rate = summary.get("known_rate", KNOWN_RATE)
         shown = in_order(flagged)
         radii = (", per-class radii" if summary.get("radii") == "per-class" else "") + (
-            ", distances to the nearest training image" if summary.get("means") == "image" else "")
+            ", distances to the nearest training image" if summary.get("means") == "image" else
+            f", distances to the nearest of {summary['means']} k-means centres" if isinstance(summary.get("means"), int)
+            else "")
         lines += ["", f"Share flagged unknown at the stored threshold (known rate {known_rate:g}{radii}), %:", "",
                   "| unknown architectures | " + " | ".join(shown) + " |", "|---" * (len(shown) + 1) + "|",
                   f"| {mean_std_cell(o['unknown_flagged'])} | "
@@ -155,7 +158,7 @@ def main(argv=None):
     parser.add_argument("--radii", choices=RADII, default=DEFAULT_RADII,
                         help="scale of the stored distance score (calibrate --radii); runs calibrated otherwise "
                              "are calibrated again")
-    parser.add_argument("--means", choices=MEANS, default=DEFAULT_MEANS,
+    parser.add_argument("--means", type=parse_means, default=DEFAULT_MEANS,
                         help="what the stored distance score measures to (calibrate --means); runs calibrated "
                              "otherwise are calibrated again")
     parser.add_argument("--json", default=DEFAULT_JSON)

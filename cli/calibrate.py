@@ -1,6 +1,8 @@
 """`dnadet-tf calibrate`: fit (or refit) a run's temperature and open-set score."""
+import argparse
+
 from dnadet_tf.cli.main import HelpFormatter
-from dnadet_tf.openset import DEFAULT_MEANS, DEFAULT_RADII, DEFAULT_SCORE, KNOWN_RATE, MEANS, RADII, SCORES
+from dnadet_tf.openset import DEFAULT_MEANS, DEFAULT_RADII, DEFAULT_SCORE, KNOWN_RATE, RADII, SCORES, parse_means
 
 
 def register(subparsers):
@@ -35,13 +37,23 @@ def register(subparsers):
                              "threshold for all: it flags more new architectures, and more images of known ones whose "
                              "seed, loss or data changed (docs/results.md, 'One radius per class'); 'shared': one scale for "
                              "every class")
-    parser.add_argument("--means", choices=MEANS, default=DEFAULT_MEANS,
+    parser.add_argument("--means", type=means_choice, default=DEFAULT_MEANS, metavar="{class,image,K}",
                         help="what the distance scores measure to: 'class', each class's mean of the training "
                              "images; 'image', the nearest training image of each class (every image its own mean, "
                              "as the head of 'adapt --labeled' answers; the run then stores every training image's "
-                             "feature)")
+                             "feature); a number K, the nearest of K k-means centres of each class's training "
+                             "images (at most K points per class: 64 flagged within a point of 'image' at a quarter "
+                             "of its points, docs/results.md, 'Fewer points than images')")
     parser.add_argument("--batch-size", type=int, default=32, help="images per inference batch")
     parser.set_defaults(func=run)
+
+
+def means_choice(text):
+    """--means: "class", "image" or a positive number of k-means centres per class."""
+    try:
+        return parse_means(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def run(args):

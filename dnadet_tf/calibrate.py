@@ -56,8 +56,8 @@ def calibrated_radii(run_dir):
 
 def calibrated_means(run_dir):
     """What the distance score of a run's stored calibration measures to, as its calibration.json records it:
-    "class" or "image" ("class" in a file written before `means` existed), None for a score without distances or
-    a run with no calibration.json."""
+    "class", "image" or a number of k-means centres per class ("class" in a file written before `means` existed),
+    None for a score without distances or a run with no calibration.json."""
     report = _calibration_report(run_dir)
     if report is None or report.get("score") not in RADIUS_SCORES:
         return None
@@ -109,7 +109,7 @@ def labeled_calibration(model, files, score=DEFAULT_SCORE, known_rate=KNOWN_RATE
     """(OpenSetStatistics, report) of `fit_statistics` with the labeled images `files` (`LabeledFiles` in the
     model's classes) as both the training and the validation images, each scored leave-one-out: the calibration
     `adapt --labeled` fits on its labeled images. `score` must be a distance score (RADIUS_SCORES), the kind a
-    left-out image can be scored by; `means` "class" or "image" (`openset.MEANS`). `features`: (N, D) pooled
+    left-out image can be scored by; `means` "class", "image" or K (`openset.check_means`). `features`: (N, D) pooled
     features of `files` under `model`'s encoder when the caller has them (`labeled_head` read them already);
     the logits then come from the model's head alone, without a second pass over the images."""
     if score not in RADIUS_SCORES:
@@ -151,7 +151,8 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
         validation images.
       means: "class" (default): a distance score measures to each class's mean of the training images;
         "image": to the nearest training image of each class (every image its own mean; the calibration stores
-        every training image's feature).
+        every training image's feature); a number K: to the nearest of K k-means centres of each class's
+        training images (at most K points per class, whatever the number of images).
       files: (training, validation) LabeledFiles already read and checked in the run's label order
         (`fit` passes its own), in place of reading `data` and `val` again.
 
@@ -161,7 +162,7 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
     try:  # before any slow work; the CLI names the flags (--known-rate, --radii, --means)
         known_rate = check_known_rate(known_rate)
         check_radii(radii)
-        check_means(means)
+        means = check_means(means)
     except ValueError as error:
         raise DnadetError(str(error)) from None
     run = RunDir(run_dir)
@@ -203,11 +204,14 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
     report.update(data=os.path.abspath(data) if os.path.exists(data) else data,
                   val=os.path.abspath(val) if os.path.exists(val) else val)
     write_json_atomic(run.file(CALIBRATION_FILE), report)
+    points = ("; distances to the nearest training image of each class" if report["means"] == "image" else
+              f"; distances to the nearest of {report['means']} k-means centres of each class"
+              if isinstance(report["means"], int) else "")
     print(f"calibration: temperature {report['temperature']:.3f} (validation NLL {report['val_nll_before']:.4f} -> "
           f"{report['val_nll_after']:.4f}, ECE {100 * report['val_ece_before']:.2f} -> "
           f"{100 * report['val_ece_after']:.2f} %); open-set score '{score}', threshold "
           f"{report['threshold']:.4g} (keeps {100 * report['known_rate']:.0f} % of validation images as known"
           f"{'; distances in units of each class radius' if report['class_radii'] else ''}"
-          f"{'; distances to the nearest training image of each class' if report['means'] == 'image' else ''}); "
+          f"{points}); "
           f"stored in {run.best_model_path}", file=output, flush=True)
     return report

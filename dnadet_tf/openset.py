@@ -20,7 +20,9 @@ architectures, and more images of known ones whose seed, loss or data changed, s
 The distance scores measure to the class means (`MEANS`: "class") or to every known image of the class
 ("image": each image its own mean, the nearest known image of a class sets its distance; the covariance stays
 the one around the class means): the open set of a head that answers the nearest labeled image
-(`adapt --labeled`), where one class's images lie in several clusters (contents, generators).
+(`adapt --labeled`), where one class's images lie in several clusters (contents, generators). A number K in
+their place measures to K k-means centres of each class's images (`prototypes.cluster_groups`): the nearest of
+a few points, where every image of a large training set would make the calibration as large as the images.
 """
 import dataclasses
 
@@ -119,10 +121,24 @@ class OpenSetStatistics:
 
 
 def check_means(means):
-    """`means` if it is one of MEANS, else ValueError."""
-    if means not in MEANS:
-        raise ValueError(f"means: expected one of {', '.join(MEANS)}, received {means!r}.")
-    return means
+    """`means` if it is one of MEANS or a number of k-means centres per class (an int >= 2; 1 is "class", the one
+    mean of a class), else ValueError."""
+    if isinstance(means, (int, np.integer)) and not isinstance(means, bool):
+        if means >= 1:
+            return "class" if means == 1 else int(means)
+    elif means in MEANS:
+        return means
+    raise ValueError(f"means: expected one of {', '.join(MEANS)} or a positive number of centres per class, "
+                     f"received {means!r}.")
+
+
+def parse_means(text):
+    """The `means` a command-line value names: "class", "image" or a number K (k-means centres per class)."""
+    try:
+        return check_means(int(text) if str(text).strip().isdigit() else text)
+    except ValueError:
+        raise ValueError(f"expected one of {', '.join(MEANS)} or a positive number of centres per class, "
+                         f"received {text!r}") from None
 
 
 def class_statistics(features, labels, num_classes, shrinkage=0.1, means="class"):
@@ -133,9 +149,11 @@ def class_statistics(features, labels, num_classes, shrinkage=0.1, means="class"
     and given a floor of 1e-6 times its mean variance, so it inverts with N < D.
     A class without images gets the mean of all features. With `means` "image" the first array is every
     feature ((G * C, D), G the most features of a class, row g * C + c the c-th class's g-th feature, a class of
-    fewer repeating its first; `prototypes.group_means` of `prototypes.image_groups`); the covariance is the same.
+    fewer repeating its first; `prototypes.group_means` of `prototypes.image_groups`); with a number K, the K
+    k-means centres of each class's features in that layout (`prototypes.cluster_groups`, seeded: the same
+    features give the same centres; a class of K features or fewer keeps each). The covariance is the same.
     """
-    check_means(means)
+    means = check_means(means)
     features = np.asarray(features, np.float64)
     labels = np.asarray(labels, np.int64)
     overall = features.mean(axis=0)
@@ -149,13 +167,14 @@ def class_statistics(features, labels, num_classes, shrinkage=0.1, means="class"
     whitening = np.linalg.cholesky(np.linalg.inv(covariance)).astype(np.float32)
     if means == "class":
         return centres.astype(np.float32), whitening
-    from dnadet_tf.prototypes import group_means, image_groups
+    from dnadet_tf.prototypes import cluster_groups, group_means, image_groups
 
     # a class without features gets the mean of all of them, as one image of its own
     stand_ins = np.flatnonzero(~present)
     all_features = np.concatenate([features, np.repeat(overall[None], len(stand_ins), axis=0)])
     all_labels = np.concatenate([labels, stand_ins])
-    return group_means(all_features, all_labels, image_groups(all_labels), num_classes).astype(np.float32), whitening
+    groups = (image_groups(all_labels) if means == "image" else cluster_groups(all_features, all_labels, means))
+    return group_means(all_features, all_labels, groups, num_classes).astype(np.float32), whitening
 
 
 def statistics_of(kind, features, labels, num_classes, means="class"):
@@ -322,7 +341,7 @@ def fit_statistics(score, train_features, train_labels, num_classes, val_feature
         raise ValueError(f"score: expected one of {', '.join(SCORES)}, received {score!r}.")
     known_rate = check_known_rate(known_rate)
     check_radii(radii)
-    check_means(means)
+    means = check_means(means)
     means = means if score in RADIUS_SCORES else DEFAULT_MEANS
     statistics = statistics_of(score, train_features, train_labels, num_classes, means)
     statistics.temperature = temperature = fit_temperature(val_logits, val_labels)

@@ -395,7 +395,7 @@ def test_calibrated_known_rate_is_the_share_calibration_json_records_or_the_defa
     assert calibrated_known_rate(str(tmp_path)) == 0.8
 
 
-@pytest.mark.parametrize("flags", [["--radii", "per-class"], ["--means", "image"]])
+@pytest.mark.parametrize("flags", [["--radii", "per-class"], ["--means", "image"], ["--means", "2"]])
 def test_a_run_calibrated_with_per_class_radii_or_every_image_exports_its_score(flags, tiny_run, upsampling_data,
                                                                                  keras_predictor, test_pixels,
                                                                                  tmp_path):
@@ -413,11 +413,16 @@ def test_a_run_calibrated_with_per_class_radii_or_every_image_exports_its_score(
         assert report["radii"] == "per-class" and len(report["class_radii"]) == len(keras_predictor.class_names)
         assert "distances in units of each class radius" in stdout
         assert keras_run.model.calibration.class_radii
-    else:
+    elif flags[1] == "image":
         per_class = keras_run.model.calibration.means_per_class
-        assert report["means"] == "image" and per_class > 1 and report["class_radii"] is None
+        assert report["means"] == "image" and per_class > 2 and report["class_radii"] is None
         assert keras_run.model.calibration.class_means.shape[0] == per_class * len(keras_predictor.class_names)
         assert "distances to the nearest training image of each class" in stdout
+    else:  # two k-means centres of each class's training images
+        assert report["means"] == 2 and keras_run.model.calibration.means_per_class == 2
+        assert keras_run.model.calibration.class_means.shape[0] == 2 * len(keras_predictor.class_names)
+        assert "distances to the nearest of 2 k-means centres of each class" in stdout
+        assert keras_run.open_set["means_per_class"] == 2
     expected = keras_run.attribute_pixels(test_pixels)
     out = str(tmp_path / "out")
     code, _, stderr = _cli(["export", "--model", run, "--out", out, "--formats", "savedmodel,float32,int8",

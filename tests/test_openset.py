@@ -132,7 +132,7 @@ def test_per_class_radii_keep_each_classs_rate_and_flag_what_passes_a_shared_sca
 @pytest.mark.parametrize("score,radii,means", [(score, "shared", "class") for score in openset.SCORES]
                          + [(score, "per-class", "class") for score in openset.RADIUS_SCORES]
                          + [(score, radii, "image") for score in openset.RADIUS_SCORES
-                            for radii in ("shared", "per-class")])
+                            for radii in ("shared", "per-class")] + [("mahalanobis", "shared", 2)])
 def test_calibration_layer_matches_numpy_and_survives_saving(score, radii, means, tmp_path):
     rng = np.random.default_rng(3)
     model = Classifier(Backbone(width=0.0625), 3, class_names=["real", "a", "b"])
@@ -145,7 +145,7 @@ def test_calibration_layer_matches_numpy_and_survives_saving(score, radii, means
     statistics, _ = openset.fit_statistics(score, np.concatenate([train, second]), np.array([0, 1, 2, 0, 1] * 2),
                                            3, features, logits, np.array([0, 1, 2, 0, 1]), radii=radii,
                                            means=means)
-    assert statistics.means_per_class == (4 if means == "image" and score in openset.RADIUS_SCORES else 1)
+    assert statistics.means_per_class == ({"image": 4, 2: 2}.get(means, 1) if score in openset.RADIUS_SCORES else 1)
     if radii == "per-class":  # 5 images are too few for a radius per class: give the classes different ones
         statistics.class_radii = statistics.class_radii * np.array([1.0, 3.0, 0.5], np.float32)
     model.calibrate(statistics)
@@ -312,8 +312,46 @@ def test_every_image_its_own_mean_by_hand():
     _, report = openset.fit_statistics("energy", features, labels, 3, features, features[:, :3], labels,
                                        means="image")
     assert report["means"] is None
-    with pytest.raises(ValueError, match=r"means: expected one of class, image, received 'each'"):
+    with pytest.raises(ValueError, match=r"means: expected one of class, image or a positive number of centres per "
+                                         r"class, received 'each'"):
         openset.class_statistics(features, labels, 3, means="each")
+
+
+def test_k_means_centres_per_class_by_hand():
+    # Each class is two tight clumps far apart: its 2 k-means centres are the clumps' means, numbered in the order
+    # of their first image, and its distance is that to the nearer clump.
+    rng = np.random.default_rng(11)
+    clumps = 6.0 * rng.standard_normal((3, 2, 5))
+    order = np.array([0, 1, 1, 0, 1, 0])  # which clump each of a class's 6 images is in
+    features = np.concatenate([clumps[c][order] + 0.01 * rng.standard_normal((6, 5)) for c in range(3)])
+    labels = np.repeat(np.arange(3), 6)
+    centres, whitening = openset.class_statistics(features, labels, 3, means=2)
+    assert centres.shape == (2 * 3, 5)
+    for c in range(3):
+        own = features[labels == c]
+        np.testing.assert_allclose(centres[0 * 3 + c], own[order == 0].mean(0), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(centres[1 * 3 + c], own[order == 1].mean(0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(whitening, openset.class_statistics(features, labels, 3)[1])
+    statistics = openset.statistics_of("mahalanobis", features, labels, 3, 2)
+    assert statistics.means_per_class == 2
+    queries = rng.standard_normal((4, 5))
+    precision = whitening.astype(np.float64) @ whitening.T.astype(np.float64)
+    by_hand = np.array([[min((q - m) @ precision @ (q - m) for m in centres[[c, 3 + c]]) for c in range(3)]
+                        for q in queries])
+    np.testing.assert_allclose(openset.class_distances("mahalanobis", queries, statistics), by_hand, rtol=1e-4)
+    # As many centres as a class has images or more: every image its own, as "image" gives them; 1 is the class mean.
+    np.testing.assert_array_equal(openset.class_statistics(features, labels, 3, means=6)[0],
+                                  openset.class_statistics(features, labels, 3, means="image")[0])
+    np.testing.assert_array_equal(openset.class_statistics(features, labels, 3, means=1)[0],
+                                  openset.class_statistics(features, labels, 3)[0])
+    _, report = openset.fit_statistics("mahalanobis", features, labels, 3, features, features[:, :3], labels,
+                                       means=2)
+    assert report["means"] == 2
+    assert (openset.check_means(1), openset.check_means(np.int64(3)), openset.parse_means("8"),
+            openset.parse_means("image")) == ("class", 3, 8, "image")
+    for wrong in (0, -2, True, 2.5, "0"):
+        with pytest.raises(ValueError, match="expected one of class, image or a positive number of centres"):
+            openset.parse_means(wrong) if isinstance(wrong, str) else openset.check_means(wrong)
 
 
 def test_calibrate_on_its_own_training_images_says_it_leaves_each_out(tiny_run, upsampling_data, tmp_path):
@@ -342,6 +380,7 @@ def test_calibrated_means_is_what_calibration_json_records(tmp_path):
     path = tmp_path / "calibration.json"
     for report, expected in (({"score": "mahalanobis"}, "class"),  # written before means existed
                              ({"score": "cosine", "means": "image"}, "image"),
+                             ({"score": "mahalanobis", "means": 64}, 64),
                              ({"score": "energy", "means": None}, None)):
         path.write_text(json.dumps(report), encoding="utf-8")
         assert calibrated_means(str(tmp_path)) == expected, report
