@@ -1158,3 +1158,53 @@ def test_labeled_open_set_fits_three_thresholds_on_an_adapted_run_and_resumes(ti
     with pytest.raises(SystemExit):
         module.main(["--zoo", zoo, "--unknown", zoo, "--runs", tiny_run, "--shots", "1", "--json", path])
     assert "expected integers of 2 or more" in capsys.readouterr().err
+
+
+def test_open_set_points_fits_each_setting_as_calibrate_does_and_resumes(tiny_run, upsampling_data, tmp_path,
+                                                                          capsys, monkeypatch):
+    import shutil
+
+    from dnadet_tf.data import find_images
+    from clirun import run_cli
+    from dnadet_tf.predictor import KerasPredictor, attribute_images
+
+    module = _module("open_set_points")
+    zoo = str(tmp_path / "zoo")
+    _benchmark_of(upsampling_data["test"], zoo)
+    classes = ["real", "nearest", "transposed"]
+    for split in ("train", "val"):
+        with open(os.path.join(zoo, f"{split}.txt"), "w") as f:
+            f.write("".join(f"{path}\t{classes.index(os.path.basename(os.path.dirname(path)))}\n"
+                            for path in find_images(upsampling_data[split])))
+    path = str(tmp_path / "points.json")
+    module.main(["--zoo", zoo, "--runs", tiny_run, "--points", "2", "--json", path])
+    document = json.loads(open(path).read())
+    assert document["settings"] == ["class", "2", "image"]
+    figures = document["runs"][0]["figures"]
+    per_class = max(np.bincount([classes.index(os.path.basename(os.path.dirname(p)))
+                                 for p in find_images(upsampling_data["train"])]))
+    assert [figures[setting]["points"] for setting in document["settings"]] == [3, 6, 3 * per_class]
+    # Each setting flags what the run calibrated so flags: `calibrate --means M` on the same images, then predict.
+    for setting in document["settings"]:
+        run = str(tmp_path / f"run-{setting}")
+        shutil.copytree(tiny_run, run)
+        code, _, stderr = run_cli(["calibrate", run, "--data", zoo, "--val", os.path.join(zoo, "val.txt"),
+                                   "--means", setting])
+        assert code == 0, stderr
+        predictor = KerasPredictor(run)
+        for split, listed in (("test", os.path.join(zoo, "test.txt")), ("open_set", os.path.join(zoo, "open_set.txt"))):
+            paths = [os.path.join(zoo, line.split("\t")[0]) for line in open(listed).read().splitlines()]
+            flagged = attribute_images(predictor, paths)[1]["unknown"]
+            assert figures[setting][split] == pytest.approx(np.mean(flagged), abs=1e-9), (setting, split)
+        assert 0.0 <= figures[setting]["auroc"] <= 1.0
+    assert "| image | " in capsys.readouterr().out
+    # A second call keeps the run (no model loaded); other settings in the same file are refused in one line.
+    monkeypatch.setattr(module, "run_features", lambda *args: (_ for _ in ()).throw(AssertionError("loaded")))
+    module.main(["--zoo", zoo, "--runs", tiny_run, "--points", "2", "--json", path])
+    assert json.loads(open(path).read())["runs"] == document["runs"]
+    with pytest.raises(SystemExit):
+        module.main(["--zoo", zoo, "--runs", tiny_run, "--points", "4", "--json", path])
+    assert "expected figures of this zoo and these settings" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        module.main(["--zoo", zoo, "--runs", tiny_run, "--points", "image"])
+    assert "--points: expected numbers of centres per class of 2 or more" in capsys.readouterr().err
