@@ -42,8 +42,10 @@ def register(subparsers):
                              "images; 'image', the nearest training image of each class (every image its own mean, "
                              "as the head of 'adapt --labeled' answers; the run then stores every training image's "
                              "feature); a number K, the nearest of K k-means centres of each class's training "
-                             "images (at most K points per class: 64 flagged within a point of 'image' at a quarter "
-                             "of its points, docs/results.md, 'Fewer points than images')")
+                             "images, at most K points per class whatever the number of images (64 centres flagged "
+                             "94.6 / 75.4 %% of unseen architectures where 'image' flagged 95.0 / 76.9 and 'class' "
+                             "90.4 / 70.3, faces -> scenes / demo zoo, with a quarter of 'image''s points; 2-16 "
+                             "flag as 'class' does: docs/results.md, 'Fewer points than images')")
     parser.add_argument("--batch-size", type=int, default=32, help="images per inference batch")
     parser.set_defaults(func=run)
 
