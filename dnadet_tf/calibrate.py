@@ -10,6 +10,7 @@
 import json
 import os
 import sys
+import weakref
 
 import numpy as np
 import tensorflow as tf
@@ -72,10 +73,17 @@ def calibrated_left_out(run_dir):
     return report["val"] if report is not None and report.get("val_left_out") else None
 
 
-def features_and_logits(model, paths, batch_size=32, perturb_fn=None, seed=0):
-    """Pooled features (N, D) and logits (N, C), float32, of image files in order (inference mode)."""
+_COMPILED = weakref.WeakKeyDictionary()  # model -> its traced feature_and_logits, traced once per model
 
-    run = tf.function(lambda pixels: model_feature_and_logits(model, pixels), reduce_retracing=True)
+
+def features_and_logits(model, paths, batch_size=32, perturb_fn=None, seed=0):
+    """Pooled features (N, D) and logits (N, C), float32, of image files in order (inference mode). The traced
+    function is kept per model, so calls on several lists (train, val, every split) trace it once."""
+    run = _COMPILED.get(model)
+    if run is None:
+        held = weakref.ref(model)  # the function must not keep its key, the model, alive
+        run = _COMPILED[model] = tf.function(lambda pixels: model_feature_and_logits(held(), pixels),
+                                             reduce_retracing=True)
 
     features, logits = [], []
     for pixels in inference_dataset(paths, model.preprocessing, batch_size, perturb_fn=perturb_fn, seed=seed):
