@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 
-from content_adaptation import runs_parser, runs_so_far, write_document  # noqa: E402
+from content_adaptation import earlier_document, runs_parser, runs_so_far, write_document  # noqa: E402
 from dnadet_tf import openset  # noqa: E402
 from dnadet_tf.ablation import mean_std_cell, mean_std_figures  # noqa: E402
 from dnadet_tf.calibrate import features_and_logits  # noqa: E402
@@ -75,11 +75,6 @@ def setting_figures(splits, num_classes, means):
     return figures
 
 
-def key_of(means):
-    """The JSON key of a setting: "class", "image" or the number as text."""
-    return str(means)
-
-
 def format_table(document):
     """Markdown: a row per setting, mean ± std over the runs of the AUROC and the shares flagged, %."""
     summary = document["summary"]
@@ -102,33 +97,29 @@ def main(argv=None):
     parser.add_argument("--json", help="write the figures here (runs already in it are not measured again)")
     args = parser.parse_args(argv)
     try:
-        settings = [key_of(means) for means in settings_of(args.points)]
+        settings = [str(means) for means in settings_of(args.points)]  # JSON keys: "class", "2", ..., "image"
     except ValueError as error:
         parser.error(str(error))
     configure_runtime()
     digest = benchmark_digest(args.zoo)
-    previous = {}
-    if args.json and os.path.exists(args.json):
-        import json
-
-        with open(args.json, encoding="utf-8") as f:
-            earlier = json.load(f)
-        if earlier["zoo_sha256"] != digest or earlier["settings"] != settings:
-            parser.error(f"--json {args.json}: expected figures of this zoo and these settings, received those of "
-                         f"zoo {earlier['zoo_sha256'][:16]} and settings {earlier['settings']}; give another file.")
-        previous = {run["run"]: run for run in earlier["runs"]}
+    earlier = earlier_document(parser, args.json, args.zoo, digest)
+    if earlier and earlier["settings"] != settings:
+        parser.error(f"--json {args.json}: expected figures of this zoo and these settings, received those of "
+                     f"settings {earlier['settings']}; give another file.")
+    previous = {run["run"]: run for run in earlier["runs"]} if earlier else {}
+    order = [os.path.abspath(run) for run in args.runs]
     measured = []
-    for run in args.runs:
-        if os.path.abspath(run) in previous:
-            measured.append(previous[os.path.abspath(run)])
+    for given, run in zip(args.runs, order):
+        if run in previous:
+            measured.append(previous[run])
             continue
-        print(f"{run}:", flush=True)
-        splits, num_classes = run_features(run, args.zoo)
-        measured.append({"run": os.path.abspath(run),
+        print(f"{given}:", flush=True)
+        splits, num_classes = run_features(given, args.zoo)
+        measured.append({"run": run,
                          "figures": {setting: setting_figures(splits, num_classes, openset.parse_means(setting))
                                      for setting in settings}})
-        if args.json:
-            write_document(args.json, _document(args.zoo, digest, settings, runs_so_far(measured, previous, [])))
+        if args.json:  # after every run, keeping the earlier file's runs not reached yet
+            write_document(args.json, _document(args.zoo, digest, settings, runs_so_far(measured, previous, order)))
     document = _document(args.zoo, digest, settings, measured)
     if args.json:
         write_document(args.json, document)
