@@ -141,7 +141,7 @@ def parse_means(text):
                          f"received {text!r}") from None
 
 
-def class_statistics(features, labels, num_classes, shrinkage=0.1, means="class"):
+def class_statistics(features, labels, num_classes, shrinkage=0.1, means="class", groups=None):
     """(class means (C, D), whitening (D, D)) of known features (N, D) with labels (N,): W W' = the
     inverse of the shared covariance (its Cholesky factor).
 
@@ -152,6 +152,8 @@ def class_statistics(features, labels, num_classes, shrinkage=0.1, means="class"
     fewer repeating its first; `prototypes.group_means` of `prototypes.image_groups`); with a number K, the K
     k-means centres of each class's features in that layout (`prototypes.cluster_groups`, seeded: the same
     features give the same centres; a class of K features or fewer keeps each). The covariance is the same.
+    `groups` ((N,) ints, with a number K only): the features' `cluster_groups` when the caller has them already
+    (k-means fits each class apart, so a class whose features did not change keeps its groups).
     """
     means = check_means(means)
     features = np.asarray(features, np.float64)
@@ -173,13 +175,19 @@ def class_statistics(features, labels, num_classes, shrinkage=0.1, means="class"
     stand_ins = np.flatnonzero(~present)
     all_features = np.concatenate([features, np.repeat(overall[None], len(stand_ins), axis=0)])
     all_labels = np.concatenate([labels, stand_ins])
-    groups = (image_groups(all_labels) if means == "image" else cluster_groups(all_features, all_labels, means))
+    if means == "image":
+        groups = image_groups(all_labels)
+    elif groups is None:
+        groups = cluster_groups(all_features, all_labels, means)
+    else:  # a stand-in is its class's one feature: group 0
+        groups = np.concatenate([np.asarray(groups, np.int64), np.zeros(len(stand_ins), np.int64)])
     return group_means(all_features, all_labels, groups, num_classes).astype(np.float32), whitening
 
 
-def statistics_of(kind, features, labels, num_classes, means="class"):
-    """An `OpenSetStatistics` of score `kind` holding `class_statistics` of the features (N, D) and labels (N,)."""
-    centres, whitening = class_statistics(features, labels, num_classes, means=means)
+def statistics_of(kind, features, labels, num_classes, means="class", groups=None):
+    """An `OpenSetStatistics` of score `kind` holding `class_statistics` of the features (N, D) and labels (N,)
+    (`groups`: their k-means groups when known, with `means` a number)."""
+    centres, whitening = class_statistics(features, labels, num_classes, means=means, groups=groups)
     return OpenSetStatistics(kind, centres, whitening, means_per_class=len(centres) // num_classes)
 
 
@@ -211,13 +219,26 @@ def leave_one_out_distances(kind, features, labels, num_classes, rows, means="cl
     """(len(rows), C) distances (`class_distances`) of the known features (N, D) at `rows` to every class,
     each with the class statistics (`means` of each class and covariance) fitted on the other N - 1 features
     (`class_statistics`): how far images the statistics never saw lie, when the validation images are among the
-    training ones. An image alone in its class leaves that class the mean of all the others."""
+    training ones. An image alone in its class leaves that class the mean of all the others. With `means` K the
+    other classes keep their k-means groups (each class is clustered apart, so only the left-out image's class is
+    clustered again: the same centres as clustering every class again)."""
     features = np.asarray(features, np.float64)
     labels = np.asarray(labels, np.int64)
+    means = check_means(means)
+    clustered = isinstance(means, int) and means > 1
+    if clustered:
+        from dnadet_tf.prototypes import cluster_groups
+
+        groups = cluster_groups(features, labels, means)
     distances = []
     for row in rows:
         others = np.arange(len(labels)) != row
-        statistics = statistics_of(kind, features[others], labels[others], num_classes, means)
+        kept = None
+        if clustered:
+            kept = groups[others]
+            same = labels[others] == labels[row]
+            kept[same] = cluster_groups(features[others][same], labels[others][same], means)
+        statistics = statistics_of(kind, features[others], labels[others], num_classes, means, kept)
         distances.append(class_distances(kind, features[row:row + 1], statistics)[0])
     return np.asarray(distances, np.float64).reshape(len(distances), num_classes)
 
@@ -332,8 +353,9 @@ def fit_statistics(score, train_features, train_labels, num_classes, val_feature
     measures such an image with the statistics fitted without it (`leave_one_out_distances`), since its own
     feature pulls its class mean to it (5 labeled images per class of a new content, scored in-sample: 96.7-99.1 %
     of its known images flagged, left out 3.7-5.4 %; docs/results.md, "The open set after `adapt --labeled`").
-    `means` ("class", default, or "image"): a distance score's distance to a class is that to its mean of the
-    training features, or to the nearest training feature of the class (`class_statistics`).
+    `means` ("class", default, "image" or K): a distance score's distance to a class is that to its mean of the
+    training features, to the nearest training feature of the class, or to the nearest of K k-means centres of
+    the class's training features (`class_statistics`).
     Returns (OpenSetStatistics, report dict); the report names the radii and means (None for the scores that have
     none) and counts the validation images scored leave-one-out.
     """

@@ -354,6 +354,36 @@ def test_k_means_centres_per_class_by_hand():
             openset.parse_means(wrong) if isinstance(wrong, str) else openset.check_means(wrong)
 
 
+def test_leave_one_out_with_k_means_clusters_only_the_left_out_class_again(monkeypatch):
+    # The other classes keep their groups; the distances are those of clustering every class of the other N - 1
+    # features again (statistics_of without groups), to the bit, a class of one image left empty included.
+    rng = np.random.default_rng(12)
+    centres = 4.0 * rng.standard_normal((4, 6))
+    features, labels = _clusters(rng, centres, 7, 1.0)
+    features, labels = np.concatenate([features[labels < 3], features[labels == 3][:1]]), np.concatenate(
+        [labels[labels < 3], [3]])  # class 3: one image
+    rows = [0, 8, 15, len(labels) - 1]
+    for score in openset.RADIUS_SCORES:
+        fast = openset.leave_one_out_distances(score, features, labels, 4, rows, means=3)
+        for i, row in enumerate(rows):
+            others = np.arange(len(labels)) != row
+            again = openset.statistics_of(score, features[others], labels[others], 4, 3)
+            np.testing.assert_array_equal(fast[i], openset.class_distances(score, features[row:row + 1], again)[0])
+    # k-means runs once over every class, then once per left-out image on its class alone.
+    from dnadet_tf import prototypes
+
+    sizes = []
+    clustering = prototypes.cluster_groups
+
+    def counted(features, labels, count, seed=0):
+        sizes.append(len(np.unique(labels)))
+        return clustering(features, labels, count, seed)
+
+    monkeypatch.setattr(prototypes, "cluster_groups", counted)
+    openset.leave_one_out_distances("mahalanobis", features, labels, 4, rows, means=3)
+    assert sizes == [4, 1, 1, 1, 0]  # the last row's class is left empty
+
+
 def test_calibrate_on_its_own_training_images_says_it_leaves_each_out(tiny_run, upsampling_data, tmp_path):
     run = str(tmp_path / "run")
     shutil.copytree(tiny_run, run)
