@@ -27,7 +27,9 @@ own calibration, fitted on its training content. `--mixed` adds `mixed_*`: k lab
 content in one set (both first halves), the head and the left-out calibration of `adapt --labeled` on them,
 scored on both second halves (`known`, `training`: flagged and accuracy), on `--unknown` and on ZOO's
 open_set.txt (the training content's unseen architectures: `training_unknown`), with an AUROC for each content;
-`mixed_image_*` the same with every labeled image its own mean.
+`mixed_image_*` the same with every labeled image its own mean; `mixed_clustered_*` with the head of
+`adapt --labeled DATA --means-per-class 2` (two k-means centres per class) and its threshold fitted with the class
+means, `mixed_clustered_centres_*` with the distance to the nearer of the head's own two centres (`--means 2`).
 A run's figure is the mean of its draws; the summary the mean ± std over the runs (population std).
 
 Usage: python benchmarks/labeled_open_set.py --zoo ZOO --unknown UNKNOWN --runs RUN [RUN ...] [--shots 5,20]
@@ -67,6 +69,10 @@ def features_of(model, pixels):
 
 
 MEANS = {"": "class", "image_": "image"}  # key prefix -> `openset.MEANS` of the left-out calibration
+CLUSTERS = 2  # --mixed: the k-means head of `adapt --labeled DATA --means-per-class 2`
+CLUSTERED_MEANS = {"clustered_": "class", "clustered_centres_": CLUSTERS}  # its calibrations, as MEANS
+MIXED_HEADS = {ALL_IMAGES: MEANS, CLUSTERS: CLUSTERED_MEANS}  # means_per_class -> its calibrations
+MIXED_PREFIXES = [*MEANS, *CLUSTERED_MEANS]
 
 
 def threshold_figures(statistics, thresholds, parts, rest_features, count, prefix, per_draw):
@@ -114,24 +120,26 @@ def mixed_figures(model, cross, cross_on, test, test_on, pixels, count, draws):
         old = drawn_shots(test.labels, test_on, count, draw, classes)
         labeled = LabeledFiles([cross.paths[i] for i in new] + [test.paths[i] for i in old],
                                np.concatenate([cross.labels[new], test.labels[old]]), cross.class_names, cross.source)
-        with Restored(model):
-            head = adapted(model, labeled, LABELED_FIRST_STAGE, means_per_class=ALL_IMAGES)
-            left_out = {prefix: labeled_calibration(head, labeled, SCORE, means=means)[0]
-                        for prefix, means in MEANS.items()}
-            outputs = {name: features_of(head, images) for name, images in pixels.items()}
-        for name in truth:
-            per_draw.setdefault(f"mixed_{name}_accuracy_{count}", []).append(
-                float(np.mean(outputs[name][1].argmax(-1) == truth[name])))
-        for prefix, statistics in left_out.items():
-            scores = {name: openset.scores(SCORE, features, None, statistics)
-                      for name, (features, _) in outputs.items()}
-            for name in pixels:
-                per_draw.setdefault(f"mixed_{prefix}{name}_flagged_{count}", []).append(
-                    float(np.mean(scores[name] > statistics.threshold)))
-            per_draw.setdefault(f"mixed_{prefix}auroc_{count}", []).append(
-                openset.auroc(scores["known"], scores["unknown"]))
-            per_draw.setdefault(f"mixed_{prefix}training_auroc_{count}", []).append(
-                openset.auroc(scores["training"], scores["training_unknown"]))
+        for means_per_class, calibrations in MIXED_HEADS.items():
+            with Restored(model):
+                head = adapted(model, labeled, LABELED_FIRST_STAGE, means_per_class=means_per_class)
+                left_out = {prefix: labeled_calibration(head, labeled, SCORE, means=means)[0]
+                            for prefix, means in calibrations.items()}
+                outputs = {name: features_of(head, images) for name, images in pixels.items()}
+            head_prefix = "" if means_per_class == ALL_IMAGES else "clustered_"
+            for name in truth:
+                per_draw.setdefault(f"mixed_{head_prefix}{name}_accuracy_{count}", []).append(
+                    float(np.mean(outputs[name][1].argmax(-1) == truth[name])))
+            for prefix, statistics in left_out.items():
+                scores = {name: openset.scores(SCORE, features, None, statistics)
+                          for name, (features, _) in outputs.items()}
+                for name in pixels:
+                    per_draw.setdefault(f"mixed_{prefix}{name}_flagged_{count}", []).append(
+                        float(np.mean(scores[name] > statistics.threshold)))
+                per_draw.setdefault(f"mixed_{prefix}auroc_{count}", []).append(
+                    openset.auroc(scores["known"], scores["unknown"]))
+                per_draw.setdefault(f"mixed_{prefix}training_auroc_{count}", []).append(
+                    openset.auroc(scores["training"], scores["training_unknown"]))
     return {key: float(np.mean(values)) for key, values in per_draw.items()}
 
 
@@ -155,7 +163,7 @@ def run_figures(zoo, unknown, run, shots, draws, mixed=False, previous=None):
         pixels = {"known": known_pixels, "training": training_pixels, "unknown": unknown_pixels,
                   "training_unknown": pixels_of(read_unknown(zoo)[0], model.preprocessing)}
         for count in shots:
-            if f"mixed_auroc_{count}" not in figures or f"mixed_image_auroc_{count}" not in figures:
+            if any(f"mixed_{prefix}auroc_{count}" not in figures for prefix in MIXED_PREFIXES):
                 figures.update(mixed_figures(model, cross, on, test, halves(len(test.paths))[0], pixels, count,
                                              draws))
                 print(f"{run}: k = {count}, both contents: " + ", ".join(
@@ -201,7 +209,7 @@ def document_of(zoo, digest, unknown, runs, shots, draws):
     summary = {key: mean_std_figures([run["figures"][key] for run in runs]) for key in keys}
     return {"zoo": os.path.abspath(zoo), "zoo_sha256": digest, "unknown": os.path.abspath(unknown),
             "shots": list(shots), "draws": draws, "score": SCORE, "known_rate": openset.KNOWN_RATE,
-            "means": MEANS,
+            "means": MEANS, "clustered_means": CLUSTERED_MEANS,
             "runs": runs, "summary": summary}
 
 
@@ -232,7 +240,7 @@ def main(argv=None):
     runs = []
     for run in args.runs:
         wanted = [f"{prefix}auroc_{count}" for count in shots for prefix in MEANS] + [
-            f"mixed_{prefix}auroc_{count}" for count in shots for prefix in MEANS if args.mixed]
+            f"mixed_{prefix}auroc_{count}" for count in shots for prefix in MIXED_PREFIXES if args.mixed]
         if run in previous and all(key in previous[run]["figures"] for key in wanted):
             runs.append(previous[run])
             continue

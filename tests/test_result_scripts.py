@@ -1145,10 +1145,16 @@ def test_labeled_open_set_fits_three_thresholds_on_an_adapted_run_and_resumes(ti
     module.main(["--zoo", zoo, "--unknown", zoo, "--runs", tiny_run, "--shots", "2", "--draws", "2", "--mixed",
                  "--json", path])
     both = json.loads(open(path).read())["runs"][0]["figures"]
-    assert {key: both[key] for key in figures} == figures and len(calls) == 8
+    assert {key: both[key] for key in figures} == figures and len(calls) == 12
+    # per draw: the default head's two calibrations, then the k-means head's (2 centres per class) with class means
+    # and with its own centres
+    assert [(means, per_class) for *_, means, per_class in calls[4:]] == [
+        ("class", 1), ("image", 4), ("class", 1), (2, 2)] * 2
+    prefixes = ("", "image_", "clustered_", "clustered_centres_")
     mixed = {f"mixed_{prefix}{name}_flagged_2" for name in ("known", "training", "unknown", "training_unknown")
-             for prefix in ("", "image_")} | {"mixed_known_accuracy_2", "mixed_training_accuracy_2"} | {
-        f"mixed_{prefix}{name}auroc_2" for prefix in ("", "image_") for name in ("", "training_")}
+             for prefix in prefixes} | {f"mixed_{head}{name}_accuracy_2" for head in ("", "clustered_")
+                                        for name in ("known", "training")} | {
+        f"mixed_{prefix}{name}auroc_2" for prefix in prefixes for name in ("", "training_")}
     assert set(both) - set(figures) == mixed and all(0.0 <= both[key] <= 1.0 for key in mixed)
     # A second call keeps the run (its model is never loaded), and a single shot is refused in one line.
     monkeypatch.setattr(module, "model_and_splits", lambda *args: (_ for _ in ()).throw(AssertionError("loaded")))
@@ -1158,6 +1164,46 @@ def test_labeled_open_set_fits_three_thresholds_on_an_adapted_run_and_resumes(ti
     with pytest.raises(SystemExit):
         module.main(["--zoo", zoo, "--unknown", zoo, "--runs", tiny_run, "--shots", "1", "--json", path])
     assert "expected integers of 2 or more" in capsys.readouterr().err
+
+
+def test_unlabeled_open_set_fits_the_threshold_on_the_answers_as_adapt_does_and_resumes(
+        tiny_run, upsampling_data, tmp_path, capsys, monkeypatch):
+    from dnadet_tf.runs import RunDir
+
+    module = _module("unlabeled_open_set")
+    zoo = str(tmp_path / "zoo")
+    _benchmark_of(upsampling_data["test"], zoo, cross_dataset=True)
+    path = str(tmp_path / "unlabeled-open-set-tiny.json")
+    calls = []
+    real_calibration = module.answered_calibration
+
+    def recorded(model, paths, *args, **kwargs):
+        statistics, report = real_calibration(model, paths, *args, **kwargs)
+        calls.append((len(paths), report["val_left_out"], report["pseudo_labels"], kwargs["temperature"]))
+        return statistics, report
+
+    monkeypatch.setattr(module, "answered_calibration", recorded)
+    module.main(["--zoo", zoo, "--unknown", zoo, "--runs", tiny_run, "--json", path])
+    # the first half of cross-dataset (18 of 36), with 2 unknown images (a tenth of 18, rounded), with the 3
+    # even-numbered ones of 6, then the closed set's first half; every image left out, the run's temperature kept
+    temperature = float(RunDir(tiny_run).load_model().calibration.temperature.numpy())
+    assert [(count, left) for count, left, *_ in calls] == [(18, 18), (20, 20), (21, 21), (18, 18)]
+    assert all(pseudo is True and t == pytest.approx(temperature) for *_, pseudo, t in calls)
+    document = json.loads(open(path).read())
+    figures = document["runs"][0]["figures"]
+    parts = ("known", "unknown", "training")
+    expected = {"accuracy", "answer_accuracy", "answered_unknown_odd_flagged"} | {
+        f"{name}_{part}_flagged" for name in ("as_trained", "answered", "labeled", "contaminated_10", "contaminated")
+        for part in parts} | {f"{name}_auroc" for name in ("as_trained", "answered", "labeled", "contaminated_10",
+                                                          "contaminated", "same_content", "same_content_as_trained")} | {
+        f"same_content{name}_{part}_flagged" for name in ("", "_as_trained") for part in ("known", "unknown")}
+    assert set(figures) == expected and all(0.0 <= value <= 1.0 for value in figures.values())
+    assert document["runs"][0]["unknown_images"] == 6 and document["first_stage"] == 3
+    assert "| answered_auroc |" in capsys.readouterr().out
+    # A second call keeps the run (its model is never loaded).
+    monkeypatch.setattr(module, "model_and_splits", lambda *args: (_ for _ in ()).throw(AssertionError("loaded")))
+    module.main(["--zoo", zoo, "--unknown", zoo, "--runs", tiny_run, "--json", path])
+    assert json.loads(open(path).read())["runs"][0]["figures"] == figures
 
 
 def test_open_set_points_fits_each_setting_as_calibrate_does_and_resumes(tiny_run, upsampling_data, tmp_path,
