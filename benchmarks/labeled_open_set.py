@@ -58,6 +58,8 @@ from dnadet_tf.distribute import configure_runtime  # noqa: E402
 from dnadet_tf.model import attribute, feature_and_logits  # noqa: E402
 
 DRAWS = 3
+UNKNOWN_HELP = ("images of architectures the runs never saw, of the new content (a benchmark folder's open_set.txt, "
+                "a list or a folder)")
 SCORE = openset.DEFAULT_SCORE
 
 
@@ -213,19 +215,22 @@ def document_of(zoo, digest, unknown, runs, shots, draws):
             "runs": runs, "summary": summary}
 
 
+def figure_table(caption, summary):
+    """`caption`, then one Markdown row per figure of `summary` ({key: mean_std_figures}), in %."""
+    lines = [caption, "", "| figure | value |", "|---|---:|"]
+    lines += [f"| {key} | {mean_std_cell(stats)} |" for key, stats in summary.items()]
+    return "\n".join(lines)
+
+
 def format_table(document):
     """One Markdown row per figure, mean ± std over the runs, in %."""
-    lines = [f"mean ± std over {len(document['runs'])} runs, each the mean of {document['draws']} draws (%)", "",
-             "| figure | value |", "|---|---:|"]
-    lines += [f"| {key} | {mean_std_cell(stats)} |" for key, stats in document["summary"].items()]
-    return "\n".join(lines)
+    return figure_table(f"mean ± std over {len(document['runs'])} runs, each the mean of {document['draws']} draws "
+                        "(%)", document["summary"])
 
 
 def main(argv=None):
     parser = runs_parser(__doc__.splitlines()[0])
-    parser.add_argument("--unknown", required=True,
-                        help="images of architectures the runs never saw, of the new content (a benchmark folder's "
-                             "open_set.txt, a list or a folder)")
+    parser.add_argument("--unknown", required=True, help=UNKNOWN_HELP)
     parser.add_argument("--shots", default="5,20", help="labeled images per class, comma list (default: 5,20)")
     parser.add_argument("--draws", type=int, default=DRAWS, help=f"draws of the labeled images (default: {DRAWS})")
     parser.add_argument("--mixed", action="store_true",

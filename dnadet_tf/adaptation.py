@@ -281,8 +281,9 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
     class, it is refitted on them, each scored with the statistics of the others (`labeled_calibration`: its
     distance to the nearest other labeled image of each class for the default head, which answers by those
     images, else to the class means of the others; the run's known rate and radii, its score when a distance
-    score), and written to out/calibration.json;
-    otherwise it is dropped (`dnadet-tf calibrate OUT --data ... --val ...` refits it on labeled images of the
+    score), and written to out/calibration.json; with `images`, on those images, each labeled by the adapted run's
+    answer (`answered_calibration`; MIN_CALIBRATION_IMAGES or more answers of every class; the run's temperature
+    kept); otherwise it is dropped (`dnadet-tf calibrate OUT --data ... --val ...` refits it on labeled images of the
     new content). Raises DataError when no image is usable, RunDirError when `out` is `run_dir`
     or already holds files without `overwrite`; nothing is written then.
     """
@@ -362,6 +363,7 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
     # before a new head's classifier, which has none
     head, had_calibration, calibration = None, model.calibration is not None, None
     score = model.calibration.score if had_calibration else None
+    temperature = float(model.calibration.temperature) if had_calibration else 1.0
     if labeled is not None:
         # one pass over the labeled images: the head's means and the open-set calibration use the same features
         features = features_and_logits(model, labeled.paths, batch_size)[0]
@@ -371,7 +373,9 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
     without_calibration(model)
     if head is not None and min(labeled.class_counts()) >= MIN_CALIBRATION_IMAGES:
         calibration = _labeled_calibration(model, labeled, run_dir, score, batch_size, output,
-                                           "image" if head["means_per_class"] == ALL_IMAGES else "class", features)
+                                           head_points(head), features)
+    elif had_calibration and head is None and made is None:
+        calibration = _answered_calibration(model, paths, run_dir, score, temperature, batch_size, output)
     target.start(config, class_names, overwrite=overwrite)
     save_model_atomic(model, target.best_model_path)
     report = {
@@ -390,9 +394,11 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
     if head is not None:
         report["labeled"] = {"data": [os.path.abspath(str(spec)) for spec in specs], **head}
     if calibration is not None:
-        report["calibration"] = "refitted on the labeled images, each left out in turn"
-        write_json_atomic(target.file(CALIBRATION_FILE), {**calibration, "data": report["labeled"]["data"],
-                                                          "val": report["labeled"]["data"]})
+        report["calibration"] = ("refitted on the labeled images, each left out in turn" if head is not None else
+                                 "refitted on the images adapted to, each labeled by the adapted run's answer and "
+                                 "left out in turn")
+        inputs = report["labeled"]["data"] if head is not None else report["inputs"]
+        write_json_atomic(target.file(CALIBRATION_FILE), {**calibration, "data": inputs, "val": inputs})
     if made:
         from dnadet_tf.zoo.sheets import contact_sheet
 
@@ -413,8 +419,8 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
 def _labeled_calibration(model, labeled, run_dir, score, batch_size, output, means, features=None):
     """Attaches to `model` the open-set calibration of `labeled_calibration` on the labeled images, with the
     known rate and radii of `run_dir`'s own (its `score` when a distance score, else DEFAULT_SCORE; None when it
-    had none) and `means` ("image" for a head that answers the nearest labeled image: the score measures to the
-    same points), from the labeled images' pooled `features` when given; returns the report."""
+    had none) and `means` (`head_points`: the score measures to the points the head answers by), from the labeled
+    images' pooled `features` when given; returns the report."""
     from dnadet_tf.calibrate import calibrated_known_rate, calibrated_radii, labeled_calibration
     from dnadet_tf.openset import DEFAULT_RADII, DEFAULT_SCORE, RADIUS_SCORES
 
@@ -424,10 +430,46 @@ def _labeled_calibration(model, labeled, run_dir, score, batch_size, output, mea
                                              features)
     model.calibrate(statistics)
     scored = ("by its distance to the nearest of the others of each class" if means == "image" else
-              "with the class statistics of the others")
+              f"by its distance to the nearest of {means} k-means centres of the others of each class"
+              if isinstance(means, int) else "with the class statistics of the others")
     print(f"open-set calibration fitted on the {len(labeled)} labeled images, each scored {scored}: score "
           f"'{score}', threshold {report['threshold']:.4g} (keeps {100 * report['known_rate']:.0f} % of them as "
           f"known)", file=output, flush=True)
+    return report
+
+
+def head_points(head):
+    """The `openset.MEANS` a head of `labeled_head` (its report `head`) answers by, for the open-set score to
+    measure to the same points: "image" for every labeled image its own mean, G for G k-means centres per class
+    (the same seeded clusters of the same features), else "class" (a mean per class, or per DATA and class, which
+    the score measures as the class means)."""
+    if head["means_per_class"] == ALL_IMAGES:
+        return "image"
+    return head["means_per_class"] if head["means_per_class"] > 1 else "class"
+
+
+def _answered_calibration(model, paths, run_dir, score, temperature, batch_size, output):
+    """Attaches to `model` the open-set calibration of `answered_calibration` on the unlabeled images it was
+    adapted to (`paths`), each labeled by the model's answer, with the known rate, radii and `temperature` of
+    `run_dir`'s own (its `score` when a distance score, else DEFAULT_SCORE); returns the report, or None (a line
+    says why) when a class is the answer for fewer than MIN_CALIBRATION_IMAGES of them."""
+    from dnadet_tf.calibrate import answered_calibration, calibrated_known_rate, calibrated_radii
+    from dnadet_tf.openset import DEFAULT_RADII, DEFAULT_SCORE, RADIUS_SCORES
+
+    score = score if score in RADIUS_SCORES else DEFAULT_SCORE
+    try:
+        statistics, report = answered_calibration(model, paths, score, calibrated_known_rate(run_dir),
+                                                  calibrated_radii(run_dir) or DEFAULT_RADII, batch_size,
+                                                  temperature=temperature, min_images=MIN_CALIBRATION_IMAGES)
+    except ValueError as error:
+        print(f"open-set calibration not refitted on the images: {error}", file=output, flush=True)
+        return None
+    model.calibrate(statistics)
+    print(f"open-set calibration fitted on the {len(paths)} images, each labeled by the adapted run's answer ("
+          + ", ".join(f"{count} {name}" for name, count in report["answers"].items())
+          + f") and scored with the class statistics of the others: score '{score}', threshold "
+          f"{report['threshold']:.4g} (keeps {100 * report['known_rate']:.0f} % of them as known); images of "
+          f"architectures the run never saw among them count as known", file=output, flush=True)
     return report
 
 

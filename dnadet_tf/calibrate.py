@@ -135,6 +135,35 @@ def labeled_calibration(model, files, score=DEFAULT_SCORE, known_rate=KNOWN_RATE
                           known_rate, radii, val_in_train=np.arange(len(files.labels)), means=means)
 
 
+def answered_calibration(model, paths, score=DEFAULT_SCORE, known_rate=KNOWN_RATE, radii=DEFAULT_RADII,
+                         batch_size=32, means=DEFAULT_MEANS, temperature=1.0, min_images=2):
+    """(OpenSetStatistics, report) of `fit_statistics` on unlabeled images, each labeled by the model's own answer
+    (a pseudo-label) and scored leave-one-out, as `labeled_calibration` scores labeled ones: the calibration `adapt
+    --images` fits on the images it adapted to. paths: N image files; `score` a distance score. The temperature is
+    not fitted (an answer is always the most probable class, so its NLL would fall with the temperature to 0):
+    `temperature` is kept (the run's own). The report adds `answers` ({class name: images answered so}) and
+    `pseudo_labels` True. Raises ValueError naming the classes answered for fewer than `min_images` images
+    (their statistics would be those of others)."""
+    if score not in RADIUS_SCORES:
+        raise ValueError(f"score: expected one of {', '.join(RADIUS_SCORES)} (a distance score, which can leave "
+                         f"an image out), received {score!r}.")
+    features, logits = features_and_logits(model, paths, batch_size)
+    labels = logits.argmax(axis=-1).astype(np.int64)
+    counts = np.bincount(labels, minlength=model.num_classes)
+    few = [f"{name} ({count})" for name, count in zip(model.class_names, counts) if count < min_images]
+    if few:
+        raise ValueError(f"expected {min_images} or more images answered as each class to fit the open set on, "
+                         f"received fewer for {', '.join(few)} of {len(labels)} images.")
+    statistics, report = fit_statistics(score, features, labels, model.num_classes, features, logits, labels,
+                                        known_rate, radii, val_in_train=np.arange(len(labels)), means=means)
+    statistics.temperature = float(temperature)
+    for key in ("val_nll_before", "val_nll_after", "val_ece_before", "val_ece_after"):
+        report.pop(key)  # measured against the answers themselves: no measure of calibration
+    report.update(temperature=float(temperature), pseudo_labels=True,
+                  answers={name: int(count) for name, count in zip(model.class_names, counts)})
+    return statistics, report
+
+
 def rows_among(paths, others):
     """(len(paths),) ints: each path's index in `others` (the same file, by real path), -1 where it is not there."""
     where = {os.path.realpath(path): index for index, path in enumerate(others)}

@@ -109,21 +109,23 @@ def test_adapt_command_writes_a_run_that_predicts_and_keeps_the_source(tiny_run,
     code, stdout, stderr = _cli(["adapt", tiny_run, "--images", upsampling_data["test"], "--out", out])
     assert code == 0, stderr
     assert "BatchNorm statistics of 36 images in stages 3-4" in stdout and "layer 4/4 (stage4_bn2)" in stdout
-    assert "open-set calibration was dropped" in stdout
+    assert "open-set calibration fitted on the 36 images, each labeled by the adapted run's answer (" in stdout
     with open(os.path.join(out, "adaptation.json"), encoding="utf-8") as f:
         report = json.load(f)
-    assert report["images"] == 36 and report["blend"] == 1.0 and report["calibration_dropped"] is True
+    assert report["images"] == 36 and report["blend"] == 1.0 and report["calibration_dropped"] is False
     assert sum(report["answers_before"].values()) == 36
     assert sorted(report["answers_before"]) == sorted(RunDir(tiny_run).class_names)
     assert ("warning:" in stdout) == (max(report["answers_before"].values()) > 0.6 * 36)
     assert [layer["name"] for layer in report["layers"]][:2] == ["stage1_bn1", "stage1_bn2"]
     assert os.path.getmtime(source_model) == mtime
     adapted, source = KerasPredictor(out), KerasPredictor(tiny_run)
-    assert adapted.class_names == source.class_names and adapted.open_set is None
-    # every weight but the BatchNorm statistics is the run's; the moving statistics changed
+    assert adapted.class_names == source.class_names
+    # every weight but the BatchNorm statistics and the open-set calibration is the run's; the statistics changed
     source_weights = {weight.path: weight.numpy() for weight in source.model.weights}
     moved = 0
     for weight in adapted.model.weights:
+        if weight.path.startswith("calibration"):
+            continue
         if "moving" in weight.path:
             moved += not np.array_equal(weight.numpy(), source_weights[weight.path])
         else:
@@ -131,6 +133,46 @@ def test_adapt_command_writes_a_run_that_predicts_and_keeps_the_source(tiny_run,
     assert moved == 8  # stages 3-4 by default: 4 BatchNorms, each its mean and variance
     code, stdout, stderr = _cli(["predict", "--model", out, os.path.join(upsampling_data["test"], "real")])
     assert code == 0, stderr
+
+
+def test_adapt_images_refits_the_open_set_on_the_images_labeled_by_its_answers(tiny_run, upsampling_data,
+                                                                                  tmp_path):
+    from dnadet_tf.calibrate import features_and_logits
+    from dnadet_tf.data import find_images
+
+    out = str(tmp_path / "adapted")
+    code, stdout, stderr = _cli(["adapt", tiny_run, "--images", upsampling_data["test"], "--out", out])
+    assert code == 0, stderr
+    adapted, source = KerasPredictor(out), KerasPredictor(tiny_run)
+    with open(os.path.join(out, "calibration.json"), encoding="utf-8") as f:
+        calibration = json.load(f)
+    assert calibration["pseudo_labels"] is True and calibration["val_left_out"] == calibration["val_images"] == 36
+    assert calibration["data"] == calibration["val"] == [os.path.abspath(upsampling_data["test"])]
+    assert "val_nll_after" not in calibration  # measured against the answers themselves, it says nothing
+    # The temperature is the run's own; the class statistics are those of the answers under the adapted statistics,
+    # each image scored with the statistics of the other 35 (by hand here).
+    assert float(adapted.model.calibration.temperature.numpy()) == pytest.approx(
+        float(source.model.calibration.temperature.numpy()))
+    paths = sorted(find_images(upsampling_data["test"]))
+    features, logits = features_and_logits(adapted.model, paths)
+    answers = logits.argmax(-1)
+    assert {name: int(np.sum(answers == c)) for c, name in enumerate(adapted.class_names)} == calibration["answers"]
+    counts = ", ".join(f"{calibration['answers'][name]} {name}" for name in adapted.class_names)
+    assert f"({counts})" in stdout
+    left_out = openset.leave_one_out_distances("mahalanobis", features, answers, 3, range(36)).min(axis=1)
+    assert calibration["threshold"] == pytest.approx(np.quantile(left_out, openset.KNOWN_RATE), rel=1e-5)
+    assert "images of architectures the run never saw among them count as known" in stdout
+    # Three images cannot give each of three classes two: the calibration is dropped, and a line says why.
+    few = tmp_path / "few"
+    few.mkdir()
+    for path in paths[:3]:
+        os.symlink(path, few / os.path.basename(path))
+    out = str(tmp_path / "few-adapted")
+    code, stdout, stderr = _cli(["adapt", tiny_run, "--images", str(few), "--out", out])
+    assert code == 0, stderr
+    assert ("open-set calibration not refitted on the images: expected 2 or more images answered as each class to "
+            "fit the open set on, received fewer for ") in stdout and "of 3 images." in stdout
+    assert "its open-set calibration was dropped" in stdout and KerasPredictor(out).open_set is None
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -444,6 +486,16 @@ def test_adapt_labeled_means_per_class_finds_the_groups_by_k_means_in_one_folder
     query_features = features_and_logits(adapted.model, queries)[0].astype(np.float64)
     nearest = np.asarray(mean_classes)[((query_features[:, None, :] - np.stack(means)[None]) ** 2).sum(-1).argmin(-1)]
     np.testing.assert_array_equal(predict_files(adapted, queries).argmax(-1), nearest)
+    # The open-set score measures to the same two centres per class (row g * 3 + c), each labeled image left out.
+    assert ("each scored by its distance to the nearest of 2 k-means centres of the others of each class: score "
+            "'mahalanobis'") in stdout
+    with open(os.path.join(out, "calibration.json"), encoding="utf-8") as f:
+        assert json.load(f)["means"] == 2
+    centres = adapted.model.calibration.class_means.numpy().astype(np.float64)
+    assert centres.shape == (6, features.shape[1])
+    for k in range(3):
+        found = sorted(centres[[k, 3 + k]].tolist())
+        np.testing.assert_allclose(found, sorted(np.stack(means[2 * k:2 * k + 2]).tolist()), rtol=1e-4, atol=1e-5)
 
 
 def test_adapt_labeled_answers_the_class_of_the_nearest_labeled_image_by_default(tiny_run, upsampling_data,
