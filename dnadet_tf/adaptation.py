@@ -421,13 +421,10 @@ def _labeled_calibration(model, labeled, run_dir, score, batch_size, output, mea
     known rate and radii of `run_dir`'s own (its `score` when a distance score, else DEFAULT_SCORE; None when it
     had none) and `means` (`head_points`: the score measures to the points the head answers by), from the labeled
     images' pooled `features` when given; returns the report."""
-    from dnadet_tf.calibrate import calibrated_known_rate, calibrated_radii, labeled_calibration
-    from dnadet_tf.openset import DEFAULT_RADII, DEFAULT_SCORE, RADIUS_SCORES
+    from dnadet_tf.calibrate import labeled_calibration
 
-    score = score if score in RADIUS_SCORES else DEFAULT_SCORE
-    statistics, report = labeled_calibration(model, labeled, score, calibrated_known_rate(run_dir),
-                                             calibrated_radii(run_dir) or DEFAULT_RADII, batch_size, means,
-                                             features)
+    score, known_rate, radii = _refit_settings(run_dir, score)
+    statistics, report = labeled_calibration(model, labeled, score, known_rate, radii, batch_size, means, features)
     model.calibrate(statistics)
     scored = ("by its distance to the nearest of the others of each class" if means == "image" else
               f"by its distance to the nearest of {means} k-means centres of the others of each class"
@@ -436,6 +433,16 @@ def _labeled_calibration(model, labeled, run_dir, score, batch_size, output, mea
           f"'{score}', threshold {report['threshold']:.4g} (keeps {100 * report['known_rate']:.0f} % of them as "
           f"known)", file=output, flush=True)
     return report
+
+
+def _refit_settings(run_dir, score):
+    """(score, known rate, radii) an adapted run's refitted calibration keeps of `run_dir`'s own: its `score` when
+    a distance score (else DEFAULT_SCORE: a left-out image needs distances), its known rate and radii."""
+    from dnadet_tf.calibrate import calibrated_known_rate, calibrated_radii
+    from dnadet_tf.openset import DEFAULT_RADII, DEFAULT_SCORE, RADIUS_SCORES
+
+    return (score if score in RADIUS_SCORES else DEFAULT_SCORE, calibrated_known_rate(run_dir),
+            calibrated_radii(run_dir) or DEFAULT_RADII)
 
 
 def head_points(head):
@@ -453,13 +460,11 @@ def _answered_calibration(model, paths, run_dir, score, temperature, batch_size,
     adapted to (`paths`), each labeled by the model's answer, with the known rate, radii and `temperature` of
     `run_dir`'s own (its `score` when a distance score, else DEFAULT_SCORE); returns the report, or None (a line
     says why) when a class is the answer for fewer than MIN_CALIBRATION_IMAGES of them."""
-    from dnadet_tf.calibrate import answered_calibration, calibrated_known_rate, calibrated_radii
-    from dnadet_tf.openset import DEFAULT_RADII, DEFAULT_SCORE, RADIUS_SCORES
+    from dnadet_tf.calibrate import answered_calibration
 
-    score = score if score in RADIUS_SCORES else DEFAULT_SCORE
+    score, known_rate, radii = _refit_settings(run_dir, score)
     try:
-        statistics, report = answered_calibration(model, paths, score, calibrated_known_rate(run_dir),
-                                                  calibrated_radii(run_dir) or DEFAULT_RADII, batch_size,
+        statistics, report = answered_calibration(model, paths, score, known_rate, radii, batch_size,
                                                   temperature=temperature, min_images=MIN_CALIBRATION_IMAGES)
     except ValueError as error:
         print(f"open-set calibration not refitted on the images: {error}", file=output, flush=True)

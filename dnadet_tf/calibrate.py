@@ -120,9 +120,7 @@ def labeled_calibration(model, files, score=DEFAULT_SCORE, known_rate=KNOWN_RATE
     left-out image can be scored by; `means` "class", "image" or K (`openset.check_means`). `features`: (N, D) pooled
     features of `files` under `model`'s encoder when the caller has them (`labeled_head` read them already);
     the logits then come from the model's head alone, without a second pass over the images."""
-    if score not in RADIUS_SCORES:
-        raise ValueError(f"score: expected one of {', '.join(RADIUS_SCORES)} (a distance score, which can leave "
-                         f"an image out), received {score!r}.")
+    check_left_out_score(score)
     if features is None:
         features, logits = features_and_logits(model, files.paths, batch_size)
     else:
@@ -131,8 +129,22 @@ def labeled_calibration(model, files, score=DEFAULT_SCORE, known_rate=KNOWN_RATE
             raise ValueError(f"features: expected shape ({len(files.labels)}, {model.backbone.feature_dim}) "
                              f"(one pooled feature per labeled image), received {features.shape}.")
         logits = np.asarray(model.head_logits(tf.constant(features)), np.float32)
-    return fit_statistics(score, features, files.labels, model.num_classes, features, logits, files.labels,
-                          known_rate, radii, val_in_train=np.arange(len(files.labels)), means=means)
+    return left_out_statistics(score, features, logits, files.labels, model.num_classes, known_rate, radii, means)
+
+
+def check_left_out_score(score):
+    """Raises ValueError unless `score` is a distance score (RADIUS_SCORES), the kind a left-out image can be
+    scored by."""
+    if score not in RADIUS_SCORES:
+        raise ValueError(f"score: expected one of {', '.join(RADIUS_SCORES)} (a distance score, which can leave "
+                         f"an image out), received {score!r}.")
+
+
+def left_out_statistics(score, features, logits, labels, num_classes, known_rate, radii, means):
+    """`fit_statistics` with the same images (features (N, D), logits (N, C), labels (N,)) as training and
+    validation images, each scored with the statistics of the others."""
+    return fit_statistics(score, features, labels, num_classes, features, logits, labels, known_rate, radii,
+                          val_in_train=np.arange(len(labels)), means=means)
 
 
 def answered_calibration(model, paths, score=DEFAULT_SCORE, known_rate=KNOWN_RATE, radii=DEFAULT_RADII,
@@ -144,9 +156,7 @@ def answered_calibration(model, paths, score=DEFAULT_SCORE, known_rate=KNOWN_RAT
     `temperature` is kept (the run's own). The report adds `answers` ({class name: images answered so}) and
     `pseudo_labels` True. Raises ValueError naming the classes answered for fewer than `min_images` images
     (their statistics would be those of others)."""
-    if score not in RADIUS_SCORES:
-        raise ValueError(f"score: expected one of {', '.join(RADIUS_SCORES)} (a distance score, which can leave "
-                         f"an image out), received {score!r}.")
+    check_left_out_score(score)
     features, logits = features_and_logits(model, paths, batch_size)
     labels = logits.argmax(axis=-1).astype(np.int64)
     counts = np.bincount(labels, minlength=model.num_classes)
@@ -154,8 +164,8 @@ def answered_calibration(model, paths, score=DEFAULT_SCORE, known_rate=KNOWN_RAT
     if few:
         raise ValueError(f"expected {min_images} or more images answered as each class to fit the open set on, "
                          f"received fewer for {', '.join(few)} of {len(labels)} images.")
-    statistics, report = fit_statistics(score, features, labels, model.num_classes, features, logits, labels,
-                                        known_rate, radii, val_in_train=np.arange(len(labels)), means=means)
+    statistics, report = left_out_statistics(score, features, logits, labels, model.num_classes, known_rate, radii,
+                                             means)
     statistics.temperature = float(temperature)
     for key in ("val_nll_before", "val_nll_after", "val_ece_before", "val_ece_after"):
         report.pop(key)  # measured against the answers themselves: no measure of calibration

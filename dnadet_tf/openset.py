@@ -225,7 +225,7 @@ def leave_one_out_distances(kind, features, labels, num_classes, rows, means="cl
     features = np.asarray(features, np.float64)
     labels = np.asarray(labels, np.int64)
     means = check_means(means)
-    clustered = isinstance(means, int) and means > 1
+    clustered = isinstance(means, int)  # a number of k-means centres (check_means makes 1 "class")
     if clustered:
         from dnadet_tf.prototypes import cluster_groups
 
