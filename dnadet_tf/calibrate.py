@@ -180,6 +180,20 @@ def rows_among(paths, others):
     return np.array([where.get(os.path.realpath(path), -1) for path in paths], np.int64)
 
 
+def validation_outputs(model, paths, in_train, train_features, train_logits, batch_size=32):
+    """(features (N, D), logits (N, C)) of the validation images `paths`: those of a training image (`in_train`,
+    `rows_among`: its row, else -1) copied from the training images' (`train_features`, `train_logits`), only the
+    others read and encoded (`--val` equal to `--data` reads every image once)."""
+    new = np.flatnonzero(in_train < 0)
+    features = np.zeros((len(paths), train_features.shape[1]), train_features.dtype)
+    logits = np.zeros((len(paths), train_logits.shape[1]), train_logits.dtype)
+    features[in_train >= 0] = train_features[in_train[in_train >= 0]]
+    logits[in_train >= 0] = train_logits[in_train[in_train >= 0]]
+    if len(new):
+        features[new], logits[new] = features_and_logits(model, [paths[i] for i in new], batch_size)
+    return features, logits
+
+
 def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=32, output=None, files=None,
                   known_rate=KNOWN_RATE, radii=DEFAULT_RADII, means=DEFAULT_MEANS):
     """Fits and stores the run's calibration; returns the report (also written to calibration.json).
@@ -233,9 +247,10 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
         raise DataError(f"--val {val}: no usable images; expected known images of the run's classes.")
     print(f"calibrating {run_dir}: features of {len(train_files)} training and {len(val_files)} validation images "
           f"...", file=output, flush=True)
-    train_features, _ = features_and_logits(model, train_files.paths, batch_size)
-    val_features, val_logits = features_and_logits(model, val_files.paths, batch_size)
+    train_features, train_logits = features_and_logits(model, train_files.paths, batch_size)
     val_in_train = rows_among(val_files.paths, train_files.paths)
+    val_features, val_logits = validation_outputs(model, val_files.paths, val_in_train, train_features,
+                                                  train_logits, batch_size)
     shared = int(np.sum(val_in_train >= 0))
     if shared:
         print(f"--val: {shared} of the {len(val_files)} validation images are training images too"

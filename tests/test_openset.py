@@ -403,6 +403,35 @@ def test_calibrate_on_its_own_training_images_says_it_leaves_each_out(tiny_run, 
     assert code == 0 and "training images too" not in out
 
 
+def test_calibrate_reads_a_validation_image_that_is_a_training_image_once(tiny_run, upsampling_data, monkeypatch):
+    from dnadet_tf import calibrate
+    from dnadet_tf.data import find_images
+    from dnadet_tf.runs import RunDir
+
+    model = RunDir(tiny_run).load_model()
+    train = find_images(upsampling_data["val"])[:8]
+    val = train[2:6] + find_images(upsampling_data["test"])[:3]  # 4 shared, 3 new
+    train_features, train_logits = calibrate.features_and_logits(model, train)
+    read = []
+    encode = calibrate.features_and_logits
+
+    def counted(model, paths, *args, **kwargs):
+        read.append(list(paths))
+        return encode(model, paths, *args, **kwargs)
+
+    monkeypatch.setattr(calibrate, "features_and_logits", counted)
+    in_train = calibrate.rows_among(val, train)
+    features, logits = calibrate.validation_outputs(model, val, in_train, train_features, train_logits)
+    assert read == [val[4:]]  # only the images that are not training images
+    every_features, every_logits = encode(model, val)
+    np.testing.assert_allclose(features, every_features, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(logits, every_logits, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(features[:4], train_features[2:6])
+    read.clear()
+    calibrate.validation_outputs(model, train, calibrate.rows_among(train, train), train_features, train_logits)
+    assert read == []  # --val equal to --data: every image read once, for the training statistics
+
+
 def test_calibrated_means_is_what_calibration_json_records(tmp_path):
     from dnadet_tf.calibrate import calibrated_means
 
