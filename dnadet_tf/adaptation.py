@@ -409,7 +409,9 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
     print(f"wrote {target.best_model_path} and {ADAPTATION_FILE}" + (f" and {PHOTO_SHEET} (the mix adapted to)"
                                                                      if made else "") + (
         f" and {CALIBRATION_FILE}" if calibration is not None else "") + (
-        "; its open-set calibration was dropped (it described the training content): "
+        "; its open-set calibration was dropped (it described the training content"
+        + ("; one fitted on the mix made of the photos flags most of the new content's fakes: docs/results.md, 'The "
+           "open set after adapt --photos'" if made else "") + "): "
         f"'dnadet-tf calibrate {out} --data LABELED --val LABELED' refits it on labeled images of this content, "
         f"{MIN_CALIBRATION_IMAGES} or more of every class" if report["calibration_dropped"] else ""),
         file=output, flush=True)

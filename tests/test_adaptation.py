@@ -264,6 +264,11 @@ def test_adapt_photos_makes_a_mix_of_crops_and_transplanted_training_fakes_and_a
     assert f"--photos {photos}: {PHOTO_REAL} crops as the real images, 24 nearest, 24 transposed made" in stdout
     assert f"BatchNorm statistics of {PHOTO_REAL + 48} images, one pass per layer" in stdout  # every stage
     assert f"warning: 5 photos in --photos {photos}; the crops of the mix repeat them" in stdout
+    # Neither the run's calibration nor one fitted on the made mix describes the new content: dropped, and why.
+    assert ("its open-set calibration was dropped (it described the training content; one fitted on the mix made of "
+            "the photos flags most of the new content's fakes: docs/results.md, 'The open set after adapt --photos'): "
+            f"'dnadet-tf calibrate {out} --data LABELED --val LABELED'") in stdout
+    assert KerasPredictor(out).open_set is None
     with open(os.path.join(out, "adaptation.json"), encoding="utf-8") as f:
         report = json.load(f)
     assert report["blend"] == PHOTO_BLEND == 0.25  # the default with --photos (1 with --images)

@@ -1206,6 +1206,61 @@ def test_unlabeled_open_set_fits_the_threshold_on_the_answers_as_adapt_does_and_
     assert json.loads(open(path).read())["runs"][0]["figures"] == figures
 
 
+def test_photo_open_set_fits_thresholds_on_the_mix_adapt_photos_makes_and_resumes(
+        tiny_run, upsampling_data, tmp_path, capsys, monkeypatch):
+    from dnadet_tf.adaptation import PHOTO_FAKES_PER_CLASS, PHOTO_REAL
+    from dnadet_tf.data import find_images
+
+    monkeypatch.setenv("DNADET_TF_CACHE", str(tmp_path / "cache"))
+    module = _module("photo_open_set")
+    zoo = str(tmp_path / "zoo")
+    _benchmark_of(upsampling_data["test"], zoo, cross_dataset=True)
+    classes = ["real", "nearest", "transposed"]
+    with open(os.path.join(zoo, "train.txt"), "w") as f:
+        f.writelines(f"{path}\t{classes.index(os.path.basename(os.path.dirname(path)))}\n"
+                     for path in find_images(upsampling_data["train"]))
+    photos = make_photos(str(tmp_path / "photos"), 5, size=(200, 150))
+    calls = []
+    real_calibration = module.labeled_calibration
+
+    def recorded(model, files, *args):
+        calls.append((len(files), np.bincount(files.labels, minlength=3).tolist(), files.source))
+        return real_calibration(model, files, *args)
+
+    monkeypatch.setattr(module, "labeled_calibration", recorded)
+    path = str(tmp_path / "photo-open-set-tiny.json")
+    assert module.main(["--zoo", zoo, "--photos", photos, "--unknown", zoo, "--runs", tiny_run, "--json", path]) == 0
+    # the mix labeled by how it was made (its crops real, each fake class's fakes theirs: as many as it has training
+    # fakes, up to PHOTO_FAKES_PER_CLASS), then the first half of cross-dataset (18 of 36) with its true labels
+    fakes = min(PHOTO_FAKES_PER_CLASS, len(find_images(os.path.join(upsampling_data["train"], "nearest"))))
+    made = [PHOTO_REAL, fakes, fakes]
+    assert calls[0] == (sum(made), made, "adapt --photos mix") and calls[1][0] == 18
+    document = json.loads(open(path).read())
+    figures = document["runs"][0]["figures"]
+    names = ["as_trained", "made", "labeled"] + ([] if "made_answered_failed" in document["runs"][0]
+                                                  else ["made_answered"])
+    expected = {"accuracy", "made_answer_accuracy"} | {f"{name}_{part}_flagged" for name in names
+                                                       for part in ("known", "unknown", "training")} | {
+        f"{name}_auroc" for name in names}
+    assert set(figures) == expected and all(0.0 <= value <= 1.0 for value in figures.values())
+    assert document["blend"] == 0.25 and document["first_stage"] == 1 and document["photos"] == photos
+    assert "| made_auroc |" in capsys.readouterr().out
+    # A class the adapted run answers for fewer than 2 images of the mix: no answered threshold, the reason kept.
+    def refused(*args, **kwargs):
+        raise ValueError("expected 2 or more images answered as each class")
+
+    monkeypatch.setattr(module, "answered_calibration", refused)
+    other = str(tmp_path / "photo-open-set-refused.json")
+    module.main(["--zoo", zoo, "--photos", photos, "--unknown", zoo, "--runs", tiny_run, "--json", other])
+    run = json.loads(open(other).read())["runs"][0]
+    assert run["made_answered_failed"] == "expected 2 or more images answered as each class"
+    assert not any(key.startswith("made_answered_") for key in run["figures"])
+    # A second call keeps the run (its model is never loaded).
+    monkeypatch.setattr(module, "model_and_splits", lambda *args: (_ for _ in ()).throw(AssertionError("loaded")))
+    module.main(["--zoo", zoo, "--photos", photos, "--unknown", zoo, "--runs", tiny_run, "--json", path])
+    assert json.loads(open(path).read())["runs"][0]["figures"] == figures
+
+
 def test_open_set_points_fits_each_setting_as_calibrate_does_and_resumes(tiny_run, upsampling_data, tmp_path,
                                                                           capsys, monkeypatch):
     import shutil
