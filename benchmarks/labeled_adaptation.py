@@ -51,7 +51,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from content_adaptation import earlier_document, halves, runs_parser, runs_so_far, write_document  # noqa: E402
 
 from dnadet_tf.ablation import mean_std_cell, mean_std_figures  # noqa: E402
-from dnadet_tf.adaptation import ALL_IMAGES, adapt_batchnorm, labeled_head  # noqa: E402
+from dnadet_tf.adaptation import adapt_batchnorm  # noqa: E402
+from dnadet_tf.labeled_head import ALL_IMAGES, labeled_head  # noqa: E402
 from dnadet_tf.config import LABELED_FIRST_STAGE  # noqa: E402
 from dnadet_tf.data import LabeledFiles, benchmark_digest, benchmark_split, read_unknown  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402

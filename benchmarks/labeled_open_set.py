@@ -50,7 +50,7 @@ from labeled_adaptation import (Restored, adapted, drawn_shots, earlier_runs, mo
 
 from dnadet_tf import openset  # noqa: E402
 from dnadet_tf.ablation import mean_std_cell, mean_std_figures  # noqa: E402
-from dnadet_tf.adaptation import ALL_IMAGES  # noqa: E402
+from dnadet_tf.labeled_head import ALL_IMAGES  # noqa: E402
 from dnadet_tf.calibrate import labeled_calibration  # noqa: E402
 from dnadet_tf.config import LABELED_FIRST_STAGE  # noqa: E402
 from dnadet_tf.data import LabeledFiles, benchmark_digest, read_unknown  # noqa: E402

@@ -1,7 +1,7 @@
 """The open set after `dnadet-tf adapt RUN --photos DIR` (real photos of the new content, no fakes): the run's own
 calibration, fitted on its training content, against ones refitted on the mix `adapt --photos` makes and adapts to.
 
-The run is adapted as `adapt --photos` adapts it by default (`adaptation.photo_mix` of --photos and the zoo's
+The run is adapted as `adapt --photos` adapts it by default (`photo_mix.photo_mix` of --photos and the zoo's
 training fakes; every stage re-estimated, a quarter of the mix's statistics blended with three quarters of the
 run's) and scored on the second half of the zoo's cross-dataset split (cut as `content_adaptation.py` cuts it).
 Calibrations of the adapted run, each a threshold that keeps the run's known rate (95 %), each image of the set it
@@ -42,7 +42,8 @@ from unlabeled_open_set import SCORE, flagged  # noqa: E402
 
 from dnadet_tf import openset  # noqa: E402
 from dnadet_tf.ablation import mean_std_figures  # noqa: E402
-from dnadet_tf.adaptation import PHOTO_BLEND, adapt_batchnorm, photo_mix  # noqa: E402
+from dnadet_tf.adaptation import adapt_batchnorm  # noqa: E402
+from dnadet_tf.photo_mix import PHOTO_BLEND, photo_mix  # noqa: E402
 from dnadet_tf.calibrate import (answered_calibration, calibrated_known_rate, calibrated_radii,  # noqa: E402
                                  labeled_calibration)
 from dnadet_tf.config import PHOTO_FIRST_STAGE  # noqa: E402

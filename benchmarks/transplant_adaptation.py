@@ -2,7 +2,7 @@
 
 `dnadet-tf adapt --images` needs a mix of fakes and real photos of the new content (docs/results.md, "Adapting to
 other content": real photos alone are another mix and fail). A user often has real photos of the content to
-attribute and no fakes of it. `adapt --photos` makes the fakes (`adaptation.photo_mix`): 128 px crops of the photos
+attribute and no fakes of it. `adapt --photos` makes the fakes (`photo_mix.photo_mix`): 128 px crops of the photos
 (`fit --extra-real`'s, cached the same way), PHOTO_REAL of them as the real images, and per fake class
 PHOTO_FAKES_PER_CLASS training fakes (drawn with seed 0) whose high-frequency residual
 (`transplant.high_frequency_residual`, the construction of `fit --transplant`) is laid over further crops, scaled
@@ -53,7 +53,7 @@ from content_adaptation import (AdaptedStatistics, accuracy, earlier_document, h
                                 runs_so_far, write_document)
 
 from dnadet_tf.ablation import mean_std_cell, mean_std_figures  # noqa: E402
-from dnadet_tf.adaptation import PHOTO_FAKES_PER_CLASS, PHOTO_REAL, photo_mix, training_images  # noqa: E402
+from dnadet_tf.photo_mix import PHOTO_FAKES_PER_CLASS, PHOTO_REAL, photo_mix, training_images  # noqa: E402
 from dnadet_tf.config import ADAPT_FIRST_STAGE  # noqa: E402
 from dnadet_tf.data import REAL_CLASS, benchmark_digest, benchmark_split  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402

@@ -103,7 +103,7 @@ def register(subparsers):
 
 def means_count(text):
     """--means-per-class: a positive int, or ALL_IMAGES ("all": every labeled image its own mean)."""
-    from dnadet_tf.adaptation import ALL_IMAGES
+    from dnadet_tf.labeled_head import ALL_IMAGES
 
     if text == ALL_IMAGES:
         return text
@@ -117,7 +117,8 @@ def means_count(text):
 
 
 def run(args):
-    from dnadet_tf.adaptation import ALL_IMAGES, adapt_run
+    from dnadet_tf.adaptation import adapt_run
+    from dnadet_tf.labeled_head import ALL_IMAGES
     from dnadet_tf.runs import RunDir
 
     if args.run is None:

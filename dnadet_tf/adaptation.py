@@ -17,19 +17,15 @@ should be a mix of what is to be attributed (fakes of several generators and rea
 statistics of real photos alone, or of one generator, are statistics of another mix
 (docs/results.md, "Adapting to other content").
 
-With real photos of the new content and no fakes of it (`adapt --photos`), the mix is made (`photo_mix`):
-PHOTO_REAL crops of the photos as the real images, and per fake class PHOTO_FAKES_PER_CLASS of the run's training
-fakes' high-frequency residuals laid over further crops (`transplant.transplanted_fakes`), each residual scaled
-down by the ratio of the photos' fine texture to the training reals' when the photos have less (`photo_scale`),
-and three quarters of the run's own statistics kept by default (PHOTO_BLEND).
+With real photos of the new content and no fakes of it (`adapt --photos`), the mix is made (`photo_mix.photo_mix`:
+crops of the photos and the run's training fakes' residuals laid over further crops) and three quarters of the
+run's own statistics kept by default (PHOTO_BLEND).
 
 With a few labeled images of the new content (`adapt --labeled`), the statistics are re-estimated on them (every
-stage by default) and the logits layer answers the class of the nearest of them (every image its own mean,
-ALL_IMAGES; `labeled_head`, `prototypes`): the encoder keeps generators apart across content where its trained
-head names them wrongly. Classes the run does not have are added after its own. Labeled images of several contents
-keep one run right on each, where one mean per class over two contents names neither's generators well; with
-`means_per_class=1` the head is the nearest class mean (a mean per spec and class with several specs), with G > 1
-the nearest of G k-means means per class (docs/results.md, "Every labeled image its own mean").
+stage by default) and the logits layer answers the class of the nearest of them (`labeled_head.labeled_head`).
+
+The open-set calibration described the training content: `adapt --labeled` refits it on the labeled images,
+`adapt --images` on the images, each labeled by the adapted run's answer; `adapt --photos` drops it.
 """
 import os
 import sys
@@ -41,27 +37,20 @@ from dnadet_tf.calibrate import CALIBRATION_FILE, features_and_logits
 from dnadet_tf.config import ADAPT_FIRST_STAGE, ENCODER_STAGES, LABELED_FIRST_STAGE, PHOTO_FIRST_STAGE
 from dnadet_tf.data import collect_image_paths, readable_images
 from dnadet_tf.errors import DataError, RunDirError
+from dnadet_tf.labeled_head import (ALL_IMAGES, check_means_per_class, head_line, head_points, labeled_files,
+                                   labeled_head)
 from dnadet_tf.model import BatchNormalization
+from dnadet_tf.photo_mix import PHOTO_BLEND, photo_mix
 from dnadet_tf.runs import RunDir, save_model_atomic, write_json_atomic
 
 ADAPTATION_FILE = "adaptation.json"
 FEW_IMAGES = 20  # from 20 the draw of images mattered little (docs/results.md): fewer are allowed, with a warning
 ONE_CLASS_SHARE = 0.6  # above this share of one answer before adapting, a warning: one class's statistics fail
-# `adapt --photos`: the made mix holds the classes in a benchmark cross-test's shares (40 images of each class).
-PHOTO_REAL = 40
-PHOTO_FAKES_PER_CLASS = 40
-PHOTO_TEXTURE_SAMPLE = 240  # training reals whose texture `photo_scale` measures (drawn with seed 0 when more)
 PHOTO_SHEET = "adaptation_images.png"
-# The mix made of photos is not the generators' fakes: keeping the run's own statistics in part gained on every content
-# shift measured and cost far less where the content had not changed. Of the blends 0.1-1, 0.25 is best on the mean of
-# six content shifts (87.6 against 87.1 with 0.5) and keeps the training content (99.3-100 after adapting to photos of
-# it; docs/results.md, "Adapting from real photos alone").
-PHOTO_BLEND = 0.25
 # `adapt --labeled` refits the open-set calibration on its labeled images when every class has this many, each
 # scored with the statistics of the others (class means, 5 per class, six content shifts: 3.7-5.4 % of the new content's
 # known images flagged, where scored in-sample 96.7-99.1 %; docs/results.md, "The open set after `adapt --labeled`")
 MIN_CALIBRATION_IMAGES = 2
-ALL_IMAGES = "all"  # means_per_class: every labeled image its own mean (the nearest labeled image answers)
 SHEET_COLUMNS = 8
 
 
@@ -183,79 +172,6 @@ def without_calibration(model):
     """The classifier with its `Calibration` (temperature and open-set statistics) removed."""
     model.calibration = None
     return model
-
-
-def training_images(spec, class_names):
-    """{class name: image paths} of the dataset spec `spec` (a run's training data), in the run's class order."""
-    from dnadet_tf.data import read_dataset, remap_to
-
-    files = remap_to(read_dataset(spec, "train"), class_names)
-    return {name: [path for path, label in zip(files.paths, files.labels) if label == index]
-            for index, name in enumerate(class_names)}
-
-
-def photo_scale(crops, real_paths):
-    """The factor of the training fakes' residuals laid over `crops`: the ratio of the crops' residual RMS to that
-    of the training reals (`PHOTO_TEXTURE_SAMPLE` of `real_paths` drawn with seed 0), at most 1.
-
-    Fakes of a textured training content (scenes) carry its texture in their residual; over smoother photos
-    (faces) it turns them into the training content again: at scale 1 the adapted runs lost 4.2 and 6.6 points
-    towards faces, scaled down they were level with the runs as trained (at `--blend 1`; docs/results.md, "Adapting
-    from real photos alone", 6 seeds). Scaled up over more textured photos, the residuals lost 18.7 and 6.8 of what
-    scale 1 gained."""
-    from dnadet_tf.transplant import residual_rms
-
-    sample = real_paths
-    if len(real_paths) > PHOTO_TEXTURE_SAMPLE:
-        chosen = np.random.default_rng(0).permutation(len(real_paths))[:PHOTO_TEXTURE_SAMPLE]
-        sample = [real_paths[i] for i in sorted(chosen)]
-    training = residual_rms(sample)
-    return min(1.0, residual_rms(crops) / training) if training > 0 else 1.0
-
-
-def photo_mix(run_dir, photos, folder, fakes=None, output=None, scale=None):
-    """(real crops, {fake class: made fakes}, report) of `adapt --photos`: PHOTO_REAL 128 px crops of the photos
-    in the folder `photos` (cut and cached as `fit --extra-real`'s), and per fake class of the run
-    PHOTO_FAKES_PER_CLASS of its training fakes (drawn with seed 0) laid over further crops, scaled by
-    `photo_scale` (or by `scale`, when given), written to `folder`. `fakes`: the dataset spec of the training fakes
-    (default: the run's training data); a line to `output` warns when there are fewer than FEW_IMAGES photos. Raises DataError when
-    the run has no real class or `fakes` no fake or no real image of its classes."""
-    from dnadet_tf.data import real_class_candidates
-    from dnadet_tf.extra_real import extra_real_crops, source_photos
-    from dnadet_tf.transplant import transplanted_fakes
-
-    source = RunDir(run_dir)
-    class_names = source.class_names
-    candidates = real_class_candidates(class_names)
-    if len(candidates) != 1:
-        raise DataError(f"--photos: expected a run with one class of real photos, received the classes "
-                        f"{class_names}; give a mix of images of the new content with --images instead.")
-    real_class = candidates[0]
-    fakes = fakes or source.config.data
-    training = training_images(fakes, class_names)
-    groups = {name: paths for name, paths in training.items() if name != real_class and paths}
-    if not groups or not training[real_class]:
-        lacking = "fakes of the run's classes" if not groups else f"real images (class '{real_class}')"
-        raise DataError(f"--fakes {fakes}: expected the run's training images, fakes and real photos; found no "
-                        f"{lacking} to lay over the photos and measure their texture against.")
-    count = len(source_photos(photos, "--photos", packaged=False))
-    if count < FEW_IMAGES and output is not None:
-        print(f"warning: {count} photos in --photos {photos}; the crops of the mix repeat them (20 and 60 did "
-              f"as well: docs/results.md, 'Adapting from real photos alone').", file=output, flush=True)
-    crops = extra_real_crops(photos, PHOTO_REAL + PHOTO_FAKES_PER_CLASS * len(groups), output, flag="--photos",
-                             packaged=False)
-    if scale is None:
-        scale = photo_scale(crops[:PHOTO_REAL], training[real_class])
-    rng = np.random.default_rng(0)
-    made = {}
-    for k, (name, paths) in enumerate(groups.items()):
-        chosen = [paths[i] for i in rng.permutation(len(paths))[:PHOTO_FAKES_PER_CLASS]]
-        start = PHOTO_REAL + k * PHOTO_FAKES_PER_CLASS
-        made[name] = transplanted_fakes(chosen, crops[start:start + len(chosen)], os.path.join(folder, name), scale)
-    report = {"photos": os.path.abspath(photos), "fakes_from": os.path.abspath(fakes),
-              "real_crops": PHOTO_REAL, "fakes_per_class": {name: len(paths) for name, paths in made.items()},
-              "residual_scale": scale}
-    return crops[:PHOTO_REAL], made, report
 
 
 def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, output=None,
@@ -447,16 +363,6 @@ def _refit_settings(run_dir, score):
             calibrated_radii(run_dir) or DEFAULT_RADII)
 
 
-def head_points(head):
-    """The `openset.MEANS` a head of `labeled_head` (its report `head`) answers by, for the open-set score to
-    measure to the same points: "image" for every labeled image its own mean, G for G k-means centres per class
-    (the same seeded clusters of the same features), else "class" (a mean per class, or per DATA and class, which
-    the score measures as the class means)."""
-    if head["means_per_class"] == ALL_IMAGES:
-        return "image"
-    return head["means_per_class"] if head["means_per_class"] > 1 else "class"
-
-
 def _answered_calibration(model, paths, run_dir, score, temperature, batch_size, output):
     """Attaches to `model` the open-set calibration of `answered_calibration` on the unlabeled images it was
     adapted to (`paths`), each labeled by the model's answer, with the known rate, radii and `temperature` of
@@ -479,109 +385,3 @@ def _answered_calibration(model, paths, run_dir, score, temperature, batch_size,
           f"architectures the run never saw among them count as known", file=output, flush=True)
     return report
 
-
-def head_line(head, images):
-    """The line `adapt --labeled` prints of the head `labeled_head` reported, from `images` labeled images."""
-    if head["means_per_class"] == ALL_IMAGES:
-        line = f"logits: the class of the nearest of {images} labeled images (each its own mean)"
-    else:
-        line = f"logits: the nearest of the class means of {images} labeled images" + (
-            f" in {head['groups']} clusters per class (k-means)" if head["means_per_class"] > 1 else
-            f" in {head['groups']} groups (a mean per group and class)" if head["groups"] > 1 else "")
-    line += " (" + ", ".join(f"{count} {name}" for name, count in head["images_per_class"].items()) + ")"
-    if head["classes_added"]:
-        line += f"; classes added: {', '.join(head['classes_added'])}"
-    if head["leave_one_out_accuracy"] is not None:
-        line += f"; leave-one-out accuracy over them {100 * head['leave_one_out_accuracy']:.1f} %"
-    return line
-
-
-def labeled_files(specs, class_names, preprocess, warn=None):
-    """(files, groups): the usable images of the dataset specs `specs` (a list; each a folder per class, an
-    annotation list, or a benchmark folder's train.txt; each a group, such as one content) as one
-    `LabeledFiles` in the classes `class_names` followed by the classes of the specs that are not among them
-    (sorted), and groups (N,) int: the index of each image's spec. Raises DataError when a class of
-    `class_names` has no usable image in any of them: every class the adapted run names needs a mean."""
-    from dnadet_tf.data import LabeledFiles, check_files, read_dataset, remap_to
-
-    read = [read_dataset(spec, "train") for spec in specs]
-    added = sorted({files.class_names[label] for files in read for label in set(files.labels.tolist())}
-                   - set(class_names))
-    names = list(class_names) + added
-    checked = [check_files(remap_to(files, names), crop_size=preprocess.crop_size, min_side=preprocess.min_side,
-                           require_every_class=False, warn=warn) for files in read]
-    files = LabeledFiles([path for part in checked for path in part.paths],
-                         np.concatenate([part.labels for part in checked]).astype(np.int64), names,
-                         ", ".join(str(spec) for spec in specs),
-                         skipped=[item for part in checked for item in part.skipped])
-    groups = np.concatenate([np.full(len(part.paths), index, np.int64) for index, part in enumerate(checked)])
-    lacking = [name for name, count in zip(names, files.class_counts()) if count == 0]
-    if lacking:
-        given = " ".join(str(spec) for spec in specs)
-        raise DataError(f"--labeled {given}: expected at least one image of every class of the run "
-                        f"({', '.join(class_names)}), received none of {', '.join(map(repr, lacking))}.")
-    return files, groups
-
-
-def check_means_per_class(means_per_class, specs=1):
-    """Raises ValueError unless `means_per_class` is a positive int, 1 or ALL_IMAGES with several (`specs`)
-    labeled DATA (each its own group already)."""
-    if means_per_class == ALL_IMAGES:
-        return
-    if isinstance(means_per_class, bool) or not isinstance(means_per_class, (int, np.integer)) or means_per_class < 1:
-        raise ValueError(f"means_per_class: expected a positive number or {ALL_IMAGES!r}, received "
-                         f"{means_per_class!r}.")
-    if means_per_class > 1 and specs > 1:
-        raise ValueError(f"means_per_class: expected 1 or {ALL_IMAGES!r} with several labeled DATA (each already "
-                         f"its own group), received {means_per_class} with {specs}.")
-
-
-def labeled_head(model, files, batch_size=16, groups=None, means_per_class=ALL_IMAGES, features=None):
-    """(classifier, report): `model` whose logits layer answers the class of the nearest of the features of
-    `files` (`LabeledFiles` in the model's classes, then any new ones; `prototypes`), inference mode with the
-    model's current statistics. By default (ALL_IMAGES, "all") every image is its own group and mean
-    (`image_groups`: the nearest labeled image answers; `groups` then change nothing). With `means_per_class` 1
-    the head is the nearest class mean, or with `groups` ((N,) ints, more than one value) each group gets its own
-    mean per class and a class's logit is the largest of its means (`Classifier(prototypes_per_class=G)`); with
-    `means_per_class` G > 1 in their place, the groups are G clusters of each class's features (`cluster_groups`:
-    for labeled images of several contents not given apart). With new classes or groups the classifier is rebuilt
-    around the same encoder. Report: images per class, the groups, the temperature, the classes added, and the
-    leave-one-out accuracy of the head over the labeled images (None when no class has two images).
-    `features`: (N, D) pooled features of `files` under `model` (`calibrate.features_and_logits`) when the caller
-    has them, in place of a pass over the images. Raises ValueError when both `groups` and `means_per_class` > 1
-    are given."""
-    from dnadet_tf.model import LOGITS_LAYER, Classifier
-    from dnadet_tf.prototypes import (cluster_groups, group_means, image_groups, leave_one_out_accuracy,
-                                      nearest_mean_weights, neighbour_spread, spread)
-
-    check_means_per_class(means_per_class)
-    if features is None:
-        features = features_and_logits(model, files.paths, batch_size)[0]
-    features = np.asarray(features, np.float64)
-    names, known = list(files.class_names), list(model.class_names)
-    if means_per_class == ALL_IMAGES:
-        groups = image_groups(files.labels)
-    elif means_per_class > 1:
-        if groups is not None and len(set(np.asarray(groups).tolist())) > 1:
-            raise ValueError(f"means_per_class: expected 1 with groups given, received {means_per_class} "
-                             "(the groups are either given or found by k-means).")
-        groups = cluster_groups(features, files.labels, means_per_class)
-    groups = np.zeros(len(files.labels), np.int64) if groups is None else np.asarray(groups, np.int64)
-    count = int(groups.max()) + 1 if len(groups) else 1
-    means = group_means(features, files.labels, groups, len(names))
-    rows = groups * len(names) + files.labels
-    temperature = spread(features, rows, means, mean_classes=np.tile(np.arange(len(names)), count))
-    neighbours = neighbour_spread(features, files.labels) if means_per_class == ALL_IMAGES else None
-    if neighbours is not None:
-        # the sharper of the two: where a class's nearest other image is of another content, the rule of `spread`
-        # (docs/results.md, "Every labeled image its own mean")
-        temperature = min(temperature, neighbours)
-    if names != known or count != getattr(model, "prototypes_per_class", 1):
-        model = Classifier(model.backbone, len(names), model.dropout_rate, names, model.preprocessing,
-                           prototypes_per_class=count, name=model.name)
-    model.get_layer(LOGITS_LAYER).set_weights(list(nearest_mean_weights(means, temperature)))
-    report = {"images_per_class": {name: int(number) for name, number in zip(names, files.class_counts())},
-              "temperature": temperature, "classes_added": names[len(known):], "groups": count,
-              "means_per_class": means_per_class if means_per_class == ALL_IMAGES else int(means_per_class),
-              "leave_one_out_accuracy": leave_one_out_accuracy(features, files.labels, len(names), groups)}
-    return model, report

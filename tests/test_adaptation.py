@@ -251,7 +251,8 @@ def test_adapt_photos_makes_a_mix_of_crops_and_transplanted_training_fakes_and_a
         tiny_run, upsampling_data, tmp_path, monkeypatch):
     from PIL import Image
 
-    from dnadet_tf.adaptation import PHOTO_BLEND, PHOTO_FIRST_STAGE, PHOTO_REAL, photo_mix
+    from dnadet_tf.config import PHOTO_FIRST_STAGE
+    from dnadet_tf.photo_mix import PHOTO_BLEND, PHOTO_REAL, photo_mix
     from dnadet_tf.images import load_rgb
     from synthetic import make_photos
 
@@ -602,6 +603,7 @@ def test_adapt_labeled_reads_the_labeled_images_once_for_the_head_and_the_calibr
     # the calibration is the one `labeled_calibration` fits when it reads the images itself.
     import dnadet_tf.adaptation as adaptation_module
     import dnadet_tf.calibrate as calibrate_module
+    import dnadet_tf.labeled_head as labeled_head_module
     from dnadet_tf.data import LabeledFiles
 
     encoded = []
@@ -611,8 +613,8 @@ def test_adapt_labeled_reads_the_labeled_images_once_for_the_head_and_the_calibr
         encoded.append(list(paths))
         return read(model, paths, *args, **kwargs)
 
-    monkeypatch.setattr(adaptation_module, "features_and_logits", counted)
-    monkeypatch.setattr(calibrate_module, "features_and_logits", counted)
+    for module in (adaptation_module, calibrate_module, labeled_head_module):
+        monkeypatch.setattr(module, "features_and_logits", counted)
     first = _labeled_tree(upsampling_data["val"], tmp_path / "first", 3)
     out = str(tmp_path / "once")
     code, stdout, stderr = _cli(["adapt", tiny_run, "--labeled", str(first), "--out", out])

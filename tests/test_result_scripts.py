@@ -1208,7 +1208,7 @@ def test_unlabeled_open_set_fits_the_threshold_on_the_answers_as_adapt_does_and_
 
 def test_photo_open_set_fits_thresholds_on_the_mix_adapt_photos_makes_and_resumes(
         tiny_run, upsampling_data, tmp_path, capsys, monkeypatch):
-    from dnadet_tf.adaptation import PHOTO_FAKES_PER_CLASS, PHOTO_REAL
+    from dnadet_tf.photo_mix import PHOTO_FAKES_PER_CLASS, PHOTO_REAL
     from dnadet_tf.data import find_images
 
     monkeypatch.setenv("DNADET_TF_CACHE", str(tmp_path / "cache"))

@@ -1,0 +1,136 @@
+"""The head `dnadet-tf adapt --labeled` gives a run: its logits layer answers the class of the nearest of a few
+labeled images of the new content (or of their means), classes the run lacks added.
+
+    a few labeled images (one DATA, or one per content) + the adapted run's encoder
+      -> `labeled_files`: one `LabeledFiles` in the run's classes, then any new ones, and each image's DATA
+      -> pooled features of the labeled images (inference mode, the adapted statistics)
+      -> `labeled_head`: every image its own mean (ALL_IMAGES, the default), the class means (a mean per DATA and
+         class with several), or G k-means means per class; a Dense layer of nearest-mean weights (`prototypes`)
+
+The encoder keeps generators apart across content where its trained head names them wrongly; labeled images of
+several contents keep one run right on each (docs/results.md, "Every labeled image its own mean").
+`head_points` names the points the head answers by, for the open-set score to measure to the same ones.
+"""
+import numpy as np
+
+from dnadet_tf.calibrate import features_and_logits
+from dnadet_tf.errors import DataError
+
+ALL_IMAGES = "all"  # means_per_class: every labeled image its own mean (the nearest labeled image answers)
+
+
+def head_line(head, images):
+    """The line `adapt --labeled` prints of the head `labeled_head` reported, from `images` labeled images."""
+    if head["means_per_class"] == ALL_IMAGES:
+        line = f"logits: the class of the nearest of {images} labeled images (each its own mean)"
+    else:
+        line = f"logits: the nearest of the class means of {images} labeled images" + (
+            f" in {head['groups']} clusters per class (k-means)" if head["means_per_class"] > 1 else
+            f" in {head['groups']} groups (a mean per group and class)" if head["groups"] > 1 else "")
+    line += " (" + ", ".join(f"{count} {name}" for name, count in head["images_per_class"].items()) + ")"
+    if head["classes_added"]:
+        line += f"; classes added: {', '.join(head['classes_added'])}"
+    if head["leave_one_out_accuracy"] is not None:
+        line += f"; leave-one-out accuracy over them {100 * head['leave_one_out_accuracy']:.1f} %"
+    return line
+
+
+def labeled_files(specs, class_names, preprocess, warn=None):
+    """(files, groups): the usable images of the dataset specs `specs` (a list; each a folder per class, an
+    annotation list, or a benchmark folder's train.txt; each a group, such as one content) as one
+    `LabeledFiles` in the classes `class_names` followed by the classes of the specs that are not among them
+    (sorted), and groups (N,) int: the index of each image's spec. Raises DataError when a class of
+    `class_names` has no usable image in any of them: every class the adapted run names needs a mean."""
+    from dnadet_tf.data import LabeledFiles, check_files, read_dataset, remap_to
+
+    read = [read_dataset(spec, "train") for spec in specs]
+    added = sorted({files.class_names[label] for files in read for label in set(files.labels.tolist())}
+                   - set(class_names))
+    names = list(class_names) + added
+    checked = [check_files(remap_to(files, names), crop_size=preprocess.crop_size, min_side=preprocess.min_side,
+                           require_every_class=False, warn=warn) for files in read]
+    files = LabeledFiles([path for part in checked for path in part.paths],
+                         np.concatenate([part.labels for part in checked]).astype(np.int64), names,
+                         ", ".join(str(spec) for spec in specs),
+                         skipped=[item for part in checked for item in part.skipped])
+    groups = np.concatenate([np.full(len(part.paths), index, np.int64) for index, part in enumerate(checked)])
+    lacking = [name for name, count in zip(names, files.class_counts()) if count == 0]
+    if lacking:
+        given = " ".join(str(spec) for spec in specs)
+        raise DataError(f"--labeled {given}: expected at least one image of every class of the run "
+                        f"({', '.join(class_names)}), received none of {', '.join(map(repr, lacking))}.")
+    return files, groups
+
+
+def check_means_per_class(means_per_class, specs=1):
+    """Raises ValueError unless `means_per_class` is a positive int, 1 or ALL_IMAGES with several (`specs`)
+    labeled DATA (each its own group already)."""
+    if means_per_class == ALL_IMAGES:
+        return
+    if isinstance(means_per_class, bool) or not isinstance(means_per_class, (int, np.integer)) or means_per_class < 1:
+        raise ValueError(f"means_per_class: expected a positive number or {ALL_IMAGES!r}, received "
+                         f"{means_per_class!r}.")
+    if means_per_class > 1 and specs > 1:
+        raise ValueError(f"means_per_class: expected 1 or {ALL_IMAGES!r} with several labeled DATA (each already "
+                         f"its own group), received {means_per_class} with {specs}.")
+
+
+def labeled_head(model, files, batch_size=16, groups=None, means_per_class=ALL_IMAGES, features=None):
+    """(classifier, report): `model` whose logits layer answers the class of the nearest of the features of
+    `files` (`LabeledFiles` in the model's classes, then any new ones; `prototypes`), inference mode with the
+    model's current statistics. By default (ALL_IMAGES, "all") every image is its own group and mean
+    (`image_groups`: the nearest labeled image answers; `groups` then change nothing). With `means_per_class` 1
+    the head is the nearest class mean, or with `groups` ((N,) ints, more than one value) each group gets its own
+    mean per class and a class's logit is the largest of its means (`Classifier(prototypes_per_class=G)`); with
+    `means_per_class` G > 1 in their place, the groups are G clusters of each class's features (`cluster_groups`:
+    for labeled images of several contents not given apart). With new classes or groups the classifier is rebuilt
+    around the same encoder. Report: images per class, the groups, the temperature, the classes added, and the
+    leave-one-out accuracy of the head over the labeled images (None when no class has two images).
+    `features`: (N, D) pooled features of `files` under `model` (`calibrate.features_and_logits`) when the caller
+    has them, in place of a pass over the images. Raises ValueError when both `groups` and `means_per_class` > 1
+    are given."""
+    from dnadet_tf.model import LOGITS_LAYER, Classifier
+    from dnadet_tf.prototypes import (cluster_groups, group_means, image_groups, leave_one_out_accuracy,
+                                      nearest_mean_weights, neighbour_spread, spread)
+
+    check_means_per_class(means_per_class)
+    if features is None:
+        features = features_and_logits(model, files.paths, batch_size)[0]
+    features = np.asarray(features, np.float64)
+    names, known = list(files.class_names), list(model.class_names)
+    if means_per_class == ALL_IMAGES:
+        groups = image_groups(files.labels)
+    elif means_per_class > 1:
+        if groups is not None and len(set(np.asarray(groups).tolist())) > 1:
+            raise ValueError(f"means_per_class: expected 1 with groups given, received {means_per_class} "
+                             "(the groups are either given or found by k-means).")
+        groups = cluster_groups(features, files.labels, means_per_class)
+    groups = np.zeros(len(files.labels), np.int64) if groups is None else np.asarray(groups, np.int64)
+    count = int(groups.max()) + 1 if len(groups) else 1
+    means = group_means(features, files.labels, groups, len(names))
+    rows = groups * len(names) + files.labels
+    temperature = spread(features, rows, means, mean_classes=np.tile(np.arange(len(names)), count))
+    neighbours = neighbour_spread(features, files.labels) if means_per_class == ALL_IMAGES else None
+    if neighbours is not None:
+        # the sharper of the two: where a class's nearest other image is of another content, the rule of `spread`
+        # (docs/results.md, "Every labeled image its own mean")
+        temperature = min(temperature, neighbours)
+    if names != known or count != getattr(model, "prototypes_per_class", 1):
+        model = Classifier(model.backbone, len(names), model.dropout_rate, names, model.preprocessing,
+                           prototypes_per_class=count, name=model.name)
+    model.get_layer(LOGITS_LAYER).set_weights(list(nearest_mean_weights(means, temperature)))
+    report = {"images_per_class": {name: int(number) for name, number in zip(names, files.class_counts())},
+              "temperature": temperature, "classes_added": names[len(known):], "groups": count,
+              "means_per_class": means_per_class if means_per_class == ALL_IMAGES else int(means_per_class),
+              "leave_one_out_accuracy": leave_one_out_accuracy(features, files.labels, len(names), groups)}
+    return model, report
+
+
+def head_points(head):
+    """The `openset.MEANS` a head of `labeled_head` (its report `head`) answers by, for the open-set score to
+    measure to the same points: "image" for every labeled image its own mean, G for G k-means centres per class
+    (the same seeded clusters of the same features), else "class" (a mean per class, or per DATA and class, which
+    the score measures as the class means)."""
+    if head["means_per_class"] == ALL_IMAGES:
+        return "image"
+    return head["means_per_class"] if head["means_per_class"] > 1 else "class"
