@@ -35,13 +35,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from content_adaptation import halves, runs_parser, runs_so_far, write_document  # noqa: E402
+from content_adaptation import halves, runs_parser, write_document  # noqa: E402
 from labeled_adaptation import Restored, earlier_runs, model_and_splits, pixels_of  # noqa: E402
-from labeled_open_set import UNKNOWN_HELP, as_trained, features_of, figure_table  # noqa: E402
-from unlabeled_open_set import SCORE, flagged  # noqa: E402
+from labeled_open_set import UNKNOWN_HELP, as_trained, features_of  # noqa: E402
+from unlabeled_open_set import SCORE, figure_summary, flagged, format_table, measured_runs  # noqa: E402
 
 from dnadet_tf import openset  # noqa: E402
-from dnadet_tf.ablation import mean_std_figures  # noqa: E402
 from dnadet_tf.adaptation import adapt_batchnorm  # noqa: E402
 from dnadet_tf.photo_mix import PHOTO_BLEND, photo_mix  # noqa: E402
 from dnadet_tf.calibrate import (answered_calibration, calibrated_known_rate, calibrated_radii,  # noqa: E402
@@ -108,16 +107,15 @@ def run_figures(zoo, photos, unknown, run, work):
 
 def document_of(zoo, digest, photos, unknown, runs):
     """The --json document: the zoo, its digest, the photos, the unknown images, each run's figures, mean ± std."""
-    keys = [key for key in (runs[0]["figures"] if runs else {}) if all(key in run["figures"] for run in runs)]
     return {"zoo": os.path.abspath(zoo), "zoo_sha256": digest, "photos": os.path.abspath(photos),
             "unknown": os.path.abspath(unknown), "score": SCORE, "blend": PHOTO_BLEND,
-            "first_stage": PHOTO_FIRST_STAGE, "runs": runs,
-            "summary": {key: mean_std_figures([run["figures"][key] for run in runs]) for key in keys}}
+            "first_stage": PHOTO_FIRST_STAGE, "runs": runs, "summary": figure_summary(runs)}
 
 
-def format_table(document):
-    """One Markdown row per figure, mean ± std over the runs, in %."""
-    return figure_table(f"mean ± std over {len(document['runs'])} runs (%)", document["summary"])
+def measured(zoo, photos, unknown, run):
+    """`run_figures` of one run, its mix made in a temporary folder."""
+    with tempfile.TemporaryDirectory(prefix="photo-open-set-") as work:
+        return run_figures(zoo, photos, unknown, run, work)
 
 
 def main(argv=None):
@@ -130,16 +128,12 @@ def main(argv=None):
     digest = benchmark_digest(args.zoo)
     previous = earlier_runs(parser, args.json, args.zoo, digest)
     configure_runtime()
-    runs = []
-    for run in args.runs:
-        if run in previous:
-            runs.append(previous[run])
-            continue
-        with tempfile.TemporaryDirectory(prefix="photo-open-set-") as work:
-            runs.append(run_figures(args.zoo, args.photos, args.unknown, run, work))
+
+    def save(runs):
         if args.json:
-            write_document(args.json, document_of(args.zoo, digest, args.photos, args.unknown,
-                                                  runs_so_far(runs, previous, args.runs)))
+            write_document(args.json, document_of(args.zoo, digest, args.photos, args.unknown, runs))
+
+    runs = measured_runs(args.runs, previous, lambda run: measured(args.zoo, args.photos, args.unknown, run), save)
     print(format_table(document_of(args.zoo, digest, args.photos, args.unknown, runs)))
     return 0
 

@@ -127,12 +127,16 @@ def run_figures(zoo, unknown, run):
     return {"run": run, "unknown_images": len(unknown_paths), "figures": figures}
 
 
+def figure_summary(runs):
+    """{figure: mean ± std over `runs`} of every figure that each run holds."""
+    keys = [key for key in (runs[0]["figures"] if runs else {}) if all(key in run["figures"] for run in runs)]
+    return {key: mean_std_figures([run["figures"][key] for run in runs]) for key in keys}
+
+
 def document_of(zoo, digest, unknown, runs):
     """The --json document: the zoo, its digest, the unknown images, each run's figures, mean ± std."""
-    keys = [key for key in (runs[0]["figures"] if runs else {}) if all(key in run["figures"] for run in runs)]
     return {"zoo": os.path.abspath(zoo), "zoo_sha256": digest, "unknown": os.path.abspath(unknown), "score": SCORE,
-            "first_stage": ADAPT_FIRST_STAGE, "runs": runs,
-            "summary": {key: mean_std_figures([run["figures"][key] for run in runs]) for key in keys}}
+            "first_stage": ADAPT_FIRST_STAGE, "runs": runs, "summary": figure_summary(runs)}
 
 
 def format_table(document):
@@ -148,17 +152,27 @@ def main(argv=None):
     digest = benchmark_digest(args.zoo)
     previous = earlier_runs(parser, args.json, args.zoo, digest)
     configure_runtime()
+
+    def save(runs):
+        if args.json:
+            write_document(args.json, document_of(args.zoo, digest, args.unknown, runs))
+
+    runs = measured_runs(args.runs, previous, lambda run: run_figures(args.zoo, args.unknown, run), save)
+    print(format_table(document_of(args.zoo, digest, args.unknown, runs)))
+    return 0
+
+
+def measured_runs(run_dirs, previous, measure, save):
+    """Each run dir's entry: kept from `previous` ({run dir: entry}) or `measure(run_dir)`; after each measured
+    one, `save(entries so far, the kept ones included)`."""
     runs = []
-    for run in args.runs:
+    for run in run_dirs:
         if run in previous:
             runs.append(previous[run])
             continue
-        runs.append(run_figures(args.zoo, args.unknown, run))
-        if args.json:
-            write_document(args.json, document_of(args.zoo, digest, args.unknown,
-                                                  runs_so_far(runs, previous, args.runs)))
-    print(format_table(document_of(args.zoo, digest, args.unknown, runs)))
-    return 0
+        runs.append(measure(run))
+        save(runs_so_far(runs, previous, run_dirs))
+    return runs
 
 
 if __name__ == "__main__":

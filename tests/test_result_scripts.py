@@ -623,19 +623,25 @@ def test_adaptation_images_measures_each_count_resumes_and_refuses_other_draws(t
     assert "(stages 3-4, --blend 0)" in capsys.readouterr().out
 
 
-def test_transplant_adaptation_measures_adapt_photos_and_the_tried_mixes_and_resumes(tiny_run, upsampling_data,
-                                                                                      tmp_path, capsys, monkeypatch):
+def _photo_zoo(upsampling_data, tmp_path, monkeypatch):
+    """(zoo, photos) for the `adapt --photos` benchmarks: a benchmark of the test images with a cross-dataset split
+    and a train.txt of the training images, 5 smooth photos, and the crop cache in tmp_path."""
     from dnadet_tf.data import find_images
 
     monkeypatch.setenv("DNADET_TF_CACHE", str(tmp_path / "cache"))
-    module = _module("transplant_adaptation")
     zoo = str(tmp_path / "zoo")
     _benchmark_of(upsampling_data["test"], zoo, cross_dataset=True)
     classes = ["real", "nearest", "transposed"]
     with open(os.path.join(zoo, "train.txt"), "w") as f:
         f.writelines(f"{path}\t{classes.index(os.path.basename(os.path.dirname(path)))}\n"
                      for path in find_images(upsampling_data["train"]))
-    photos = make_photos(str(tmp_path / "photos"), 5, size=(200, 150))
+    return zoo, make_photos(str(tmp_path / "photos"), 5, size=(200, 150))
+
+
+def test_transplant_adaptation_measures_adapt_photos_and_the_tried_mixes_and_resumes(tiny_run, upsampling_data,
+                                                                                      tmp_path, capsys, monkeypatch):
+    module = _module("transplant_adaptation")
+    zoo, photos = _photo_zoo(upsampling_data, tmp_path, monkeypatch)
     path = str(tmp_path / "transplant-adaptation-tiny.json")
     assert module.main(["--zoo", zoo, "--photos", photos, "--runs", tiny_run, "--json", path]) == 0
     first = json.loads(open(path).read())["runs"][0]
@@ -1211,15 +1217,8 @@ def test_photo_open_set_fits_thresholds_on_the_mix_adapt_photos_makes_and_resume
     from dnadet_tf.photo_mix import PHOTO_FAKES_PER_CLASS, PHOTO_REAL
     from dnadet_tf.data import find_images
 
-    monkeypatch.setenv("DNADET_TF_CACHE", str(tmp_path / "cache"))
     module = _module("photo_open_set")
-    zoo = str(tmp_path / "zoo")
-    _benchmark_of(upsampling_data["test"], zoo, cross_dataset=True)
-    classes = ["real", "nearest", "transposed"]
-    with open(os.path.join(zoo, "train.txt"), "w") as f:
-        f.writelines(f"{path}\t{classes.index(os.path.basename(os.path.dirname(path)))}\n"
-                     for path in find_images(upsampling_data["train"]))
-    photos = make_photos(str(tmp_path / "photos"), 5, size=(200, 150))
+    zoo, photos = _photo_zoo(upsampling_data, tmp_path, monkeypatch)
     calls = []
     real_calibration = module.labeled_calibration
 
