@@ -35,20 +35,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from content_adaptation import halves, runs_parser, write_document  # noqa: E402
-from labeled_adaptation import Restored, earlier_runs, model_and_splits, pixels_of  # noqa: E402
-from labeled_open_set import UNKNOWN_HELP, as_trained, features_of  # noqa: E402
-from unlabeled_open_set import SCORE, figure_summary, flagged, format_table, measured_runs  # noqa: E402
+from content_adaptation import halves, runs_parser  # noqa: E402
+from labeled_adaptation import Restored, model_and_splits, pixels_of  # noqa: E402
+from labeled_open_set import as_trained, features_of  # noqa: E402
+from unlabeled_open_set import SCORE, figure_summary, flagged, measured_main  # noqa: E402
 
 from dnadet_tf import openset  # noqa: E402
 from dnadet_tf.adaptation import adapt_batchnorm  # noqa: E402
-from dnadet_tf.photo_mix import PHOTO_BLEND, photo_mix  # noqa: E402
 from dnadet_tf.calibrate import (answered_calibration, calibrated_known_rate, calibrated_radii,  # noqa: E402
                                  labeled_calibration)
 from dnadet_tf.config import PHOTO_FIRST_STAGE  # noqa: E402
-from dnadet_tf.data import (LabeledFiles, benchmark_digest, benchmark_split, read_unknown,  # noqa: E402
-                            real_class_candidates)
-from dnadet_tf.distribute import configure_runtime  # noqa: E402
+from dnadet_tf.data import LabeledFiles, benchmark_split, read_unknown, real_class_candidates  # noqa: E402
+from dnadet_tf.photo_mix import PHOTO_BLEND, photo_mix  # noqa: E402
 from dnadet_tf.pipeline import inference_dataset  # noqa: E402
 
 BATCH = 16  # adapt's default batch
@@ -122,20 +120,8 @@ def main(argv=None):
     parser = runs_parser(__doc__.splitlines()[0])
     parser.add_argument("--photos", required=True,
                         help="real photos of the cross-dataset content that the zoo never used (a folder)")
-    parser.add_argument("--unknown", required=True, help=UNKNOWN_HELP)
-    parser.add_argument("--json", help="write the figures here (runs already in it are not measured again)")
-    args = parser.parse_args(argv)
-    digest = benchmark_digest(args.zoo)
-    previous = earlier_runs(parser, args.json, args.zoo, digest)
-    configure_runtime()
-
-    def save(runs):
-        if args.json:
-            write_document(args.json, document_of(args.zoo, digest, args.photos, args.unknown, runs))
-
-    runs = measured_runs(args.runs, previous, lambda run: measured(args.zoo, args.photos, args.unknown, run), save)
-    print(format_table(document_of(args.zoo, digest, args.photos, args.unknown, runs)))
-    return 0
+    return measured_main(parser, argv, lambda args, run: measured(args.zoo, args.photos, args.unknown, run),
+                         lambda args, digest, runs: document_of(args.zoo, digest, args.photos, args.unknown, runs))
 
 
 if __name__ == "__main__":

@@ -145,34 +145,31 @@ def format_table(document):
 
 
 def main(argv=None):
-    parser = runs_parser(__doc__.splitlines()[0])
+    return measured_main(runs_parser(__doc__.splitlines()[0]), argv,
+                         lambda args, run: run_figures(args.zoo, args.unknown, run),
+                         lambda args, digest, runs: document_of(args.zoo, digest, args.unknown, runs))
+
+
+def measured_main(parser, argv, measure, document):
+    """The main of an open-set script: `parser` (its own arguments added) gains --unknown and --json; each --runs
+    run dir is kept from an earlier --json of the same zoo or measured (`measure(args, run)`: its entry), the
+    document (`document(args, digest, runs)`) written after each measured run, and its table printed."""
     parser.add_argument("--unknown", required=True, help=UNKNOWN_HELP)
     parser.add_argument("--json", help="write the figures here (runs already in it are not measured again)")
     args = parser.parse_args(argv)
     digest = benchmark_digest(args.zoo)
     previous = earlier_runs(parser, args.json, args.zoo, digest)
     configure_runtime()
-
-    def save(runs):
-        if args.json:
-            write_document(args.json, document_of(args.zoo, digest, args.unknown, runs))
-
-    runs = measured_runs(args.runs, previous, lambda run: run_figures(args.zoo, args.unknown, run), save)
-    print(format_table(document_of(args.zoo, digest, args.unknown, runs)))
-    return 0
-
-
-def measured_runs(run_dirs, previous, measure, save):
-    """Each run dir's entry: kept from `previous` ({run dir: entry}) or `measure(run_dir)`; after each measured
-    one, `save(entries so far, the kept ones included)`."""
     runs = []
-    for run in run_dirs:
+    for run in args.runs:
         if run in previous:
             runs.append(previous[run])
             continue
-        runs.append(measure(run))
-        save(runs_so_far(runs, previous, run_dirs))
-    return runs
+        runs.append(measure(args, run))
+        if args.json:
+            write_document(args.json, document(args, digest, runs_so_far(runs, previous, args.runs)))
+    print(format_table(document(args, digest, runs)))
+    return 0
 
 
 if __name__ == "__main__":

@@ -184,11 +184,12 @@ def validation_outputs(model, paths, in_train, train_features, train_logits, bat
     """(features (N, D), logits (N, C)) of the validation images `paths`: those of a training image (`in_train`,
     `rows_among`: its row, else -1) copied from the training images' (`train_features`, `train_logits`), only the
     others read and encoded (`--val` equal to `--data` reads every image once)."""
-    new = np.flatnonzero(in_train < 0)
+    shared = in_train >= 0
+    new = np.flatnonzero(~shared)
     features = np.zeros((len(paths), train_features.shape[1]), train_features.dtype)
     logits = np.zeros((len(paths), train_logits.shape[1]), train_logits.dtype)
-    features[in_train >= 0] = train_features[in_train[in_train >= 0]]
-    logits[in_train >= 0] = train_logits[in_train[in_train >= 0]]
+    features[shared] = train_features[in_train[shared]]
+    logits[shared] = train_logits[in_train[shared]]
     if len(new):
         features[new], logits[new] = features_and_logits(model, [paths[i] for i in new], batch_size)
     return features, logits
