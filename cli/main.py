@@ -64,8 +64,9 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 # The names `--augment` takes (dnadet_tf.attacks.ATTACK_NAMES), for the help of every command that has the flag.
 AUGMENT_NAMES_HELP = ("a comma list of crop,blur,jpeg,noise,relight, or combo (the paper's attacks), channels "
-                      "(the colour channels in a random order) and detail (the high-frequency residual times a "
-                      "gain from 1/4 to 4)")
+                      "(the colour channels in a random order), detail (the high-frequency residual times a "
+                      "gain from 1/4 to 4) and filter (a random 3 x 3 filter near the identity that mixes the colour "
+                      "channels in the fine detail)")
 
 
 def augment_from(args):

@@ -30,6 +30,15 @@ parameter from a stateless seed:
            weaker or stronger than the training generator's; measured on the
            seven-family faces -> scenes zoo, it did not help (docs/results.md, "Content or
            weights").
+- filter:  a random 3 x 3 filter that mixes the colour channels: the identity
+           plus a perturbation P (3, 3, 3, 3) of Gaussian taps with a standard
+           deviation s ~ U[0, 0.1], each (input, output) channel pair's 9 taps
+           made zero-mean, so that flat areas and colours keep their values and
+           only the fine detail changes (reflect borders); clipped and rounded.
+           Not one of the paper's attacks: a training augmentation for
+           generators of one architecture whose last layers were trained on
+           other images (the same upsampling, so the same frequencies, with
+           other weights, so other strengths and colour mixtures there).
 
 `apply_attacks` applies several named attacks in the order given. Each
 attack's randomness comes from `stateless_fold_in(seed, <its position in
@@ -43,7 +52,7 @@ import tensorflow as tf
 
 from dnadet_tf import imageops
 
-ATTACK_NAMES = ("crop", "blur", "jpeg", "noise", "relight", "combo", "channels", "detail")
+ATTACK_NAMES = ("crop", "blur", "jpeg", "noise", "relight", "combo", "channels", "detail", "filter")
 CHANNEL_ORDERS = ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
 COMBO_ORDER = ("relight", "crop", "blur", "jpeg", "noise")
 COMBO_PROBABILITY = 0.5
@@ -55,6 +64,8 @@ NOISE_VARIANCE_RANGE = (5.0, 20.0)
 RELIGHT_FACTOR_RANGE = (0.1, 1.9)  # 1 +- 0.9
 DETAIL_GAIN_RANGE = (0.25, 4.0)  # log-uniform
 DETAIL_BLUR_KERNEL = 5
+FILTER_STD_RANGE = (0.0, 0.1)  # the perturbation's tap standard deviation
+FILTER_SIZE = 3
 
 _COIN_SALT = 100  # combo's coin for attack i uses salt 100 + i
 
@@ -144,6 +155,17 @@ def _detail_parameters(seed):
     return {"gain": tf.exp(_uniform(seed, float(np.log(low)), float(np.log(high))))}
 
 
+def _filter_parameters(seed):
+    """-> {"std": float32 scalar in [0, 0.1), "kernel": float32 (3, 3, 3, 3)}: the identity plus the
+    zero-mean perturbation, indexed (row, column, input channel, output channel)."""
+    std = _uniform(tf.random.experimental.stateless_fold_in(seed, 0), *FILTER_STD_RANGE)
+    taps = tf.random.stateless_normal((FILTER_SIZE, FILTER_SIZE, 3, 3), tf.random.experimental.stateless_fold_in(seed, 1))
+    taps = taps - tf.reduce_mean(taps, axis=(0, 1), keepdims=True)
+    centre = np.zeros((FILTER_SIZE, FILTER_SIZE, 3, 3), np.float32)
+    centre[FILTER_SIZE // 2, FILTER_SIZE // 2] = np.eye(3, dtype=np.float32)
+    return {"std": std, "kernel": tf.constant(centre) + std * taps}
+
+
 def crop(image, seed):
     """Random resized crop: (H, W, 3) -> float32 (H, W, 3), about 80-95 % of the area kept."""
     image = imageops.as_float_image(image)
@@ -201,6 +223,18 @@ def detail(image, seed):
     return out
 
 
+def filter(image, seed):  # noqa: A001 (the attack's name, as the flag spells it)
+    """A random 3 x 3 colour-mixing filter near the identity: (H, W, 3) -> float32 (H, W, 3); H, W >= 2."""
+    image = imageops.as_float_image(image)
+    radius = FILTER_SIZE // 2
+    padded = tf.pad(image, [[radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
+    kernel = _filter_parameters(seed)["kernel"]
+    out = tf.nn.conv2d(padded[None], kernel, strides=1, padding="VALID")[0]
+    out = imageops.quantize(out)
+    out.set_shape(image.shape)
+    return out
+
+
 _PARAMETERS = {
     "crop": _crop_parameters,
     "blur": _blur_parameters,
@@ -209,6 +243,7 @@ _PARAMETERS = {
     "relight": _relight_parameters,
     "channels": _channels_parameters,
     "detail": _detail_parameters,
+    "filter": _filter_parameters,
 }
 
 
@@ -224,7 +259,7 @@ def attack_parameters(name, seed):
 
 
 _ATTACKS = {"crop": crop, "blur": blur, "jpeg": jpeg, "noise": noise, "relight": relight, "channels": channels,
-            "detail": detail}
+            "detail": detail, "filter": filter}
 
 
 def _apply_one(image, name, seed):

@@ -1,4 +1,5 @@
-"""Tests of the robustness attacks (crop, blur, jpeg, noise, relight, combo) and the channels augmentation."""
+"""Tests of the robustness attacks (crop, blur, jpeg, noise, relight, combo) and the training augmentations
+(channels, detail, filter)."""
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -23,7 +24,7 @@ def seed_where(name, key, predicate):
 
 
 def test_attack_names():
-    assert ATTACK_NAMES == ("crop", "blur", "jpeg", "noise", "relight", "combo", "channels", "detail")
+    assert ATTACK_NAMES == ("crop", "blur", "jpeg", "noise", "relight", "combo", "channels", "detail", "filter")
 
 
 def test_parse_attacks():
@@ -175,3 +176,25 @@ def test_detail_scales_the_high_frequency_residual_by_a_log_uniform_gain():
     # The low-pass part stays: blurring the output gives back (nearly) the blurred input.
     out = apply_attacks(image, "detail", [0, 1]).numpy()
     assert np.abs(imageops.gaussian_blur(out, 5).numpy() - low).mean() < 3.0
+
+
+def test_filter_is_the_identity_plus_a_zero_mean_colour_mixing_perturbation():
+    stds = np.array([float(attack_parameters("filter", [0, i])["std"]) for i in range(200)])
+    assert stds.min() >= 0.0 and stds.max() < 0.1 and abs(stds.mean() - 0.05) < 0.01
+    kernel = attack_parameters("filter", [0, 1])["kernel"].numpy()
+    perturbation = kernel.copy()
+    perturbation[1, 1] -= np.eye(3)
+    assert kernel.shape == (3, 3, 3, 3)
+    assert np.abs(perturbation.sum(axis=(0, 1))).max() < 1e-5  # each channel pair's taps: mean 0
+    assert np.abs(perturbation[:, :, 0, 1]).max() > 0  # the channels are mixed
+    # By hand, away from the borders: out[y, x, o] = sum of kernel[i, j, c, o] * image[y + i - 1, x + j - 1, c].
+    image = random_image(20, 24, seed=4).astype(np.float32) * 0.5 + 64  # no clipping
+    out = apply_attacks(image, "filter", [0, 1]).numpy()
+    y, x = 7, 11
+    window = image[y - 1 : y + 2, x - 1 : x + 2]
+    expected = np.einsum("ijc,ijco->o", window, kernel)
+    assert np.abs(out[y, x] - np.round(expected)).max() <= 1.0
+    # Flat colours keep their values; only the detail moves.
+    flat = np.full((16, 16, 3), [10, 100, 200], np.uint8)
+    assert np.array_equal(apply_attacks(flat, "filter", [0, 1]).numpy(), flat.astype(np.float32))
+    assert np.abs(out - image).mean() > 0.5
