@@ -125,7 +125,9 @@ def mixed_figures(model, cross, cross_on, test, test_on, pixels, count, draws):
         for means_per_class, calibrations in MIXED_HEADS.items():
             with Restored(model):
                 head = adapted(model, labeled, LABELED_FIRST_STAGE, means_per_class=means_per_class)
-                left_out = {prefix: labeled_calibration(head, labeled, SCORE, means=means)[0]
+                labeled_features = features_of(head, pixels_of(list(labeled.paths), head.preprocessing))[0]
+                left_out = {prefix: labeled_calibration(head, labeled, SCORE, means=means,
+                                                        features=labeled_features)[0]
                             for prefix, means in calibrations.items()}
                 outputs = {name: features_of(head, images) for name, images in pixels.items()}
             head_prefix = "" if means_per_class == ALL_IMAGES else "clustered_"
@@ -187,8 +189,9 @@ def run_figures(zoo, unknown, run, shots, draws, mixed=False, previous=None):
                 unknown_features, _ = features_of(head, unknown_pixels)
                 training_features, _ = features_of(head, training_pixels)
                 rest_features, _ = features_of(head, pixels_of([cross.paths[i] for i in rest], head.preprocessing))
-                left_out, _ = labeled_calibration(head, labeled, SCORE)
-                each_image, _ = labeled_calibration(head, labeled, SCORE, means="image")
+                # the labeled images' features, read once (features_of gives features_and_logits' values)
+                left_out, _ = labeled_calibration(head, labeled, SCORE, features=labeled_features)
+                each_image, _ = labeled_calibration(head, labeled, SCORE, means="image", features=labeled_features)
             in_sample, _ = openset.fit_statistics(SCORE, labeled_features, labeled.labels, head.num_classes,
                                                   labeled_features, labeled_logits, labeled.labels)
             parts = {"known": known_features, "unknown": unknown_features, "training": training_features}

@@ -1121,9 +1121,10 @@ def test_labeled_open_set_fits_three_thresholds_on_an_adapted_run_and_resumes(ti
     calls = []
     real_calibration = module.labeled_calibration
 
-    def recorded(model, files, score, means="class"):
-        statistics, report = real_calibration(model, files, score, means=means)
-        features = module.features_of(model, module.pixels_of(list(files.paths), model.preprocessing))[0]
+    def recorded(model, files, score, means="class", features=None):
+        statistics, report = real_calibration(model, files, score, means=means, features=features)
+        read = module.features_of(model, module.pixels_of(list(files.paths), model.preprocessing))[0]
+        assert np.array_equal(features, read)  # the script hands over the labeled images' features it read once
         left_out = openset.leave_one_out_distances(score, features, files.labels, model.num_classes,
                                                    range(len(files.labels)), means).min(axis=1)
         calls.append((statistics.threshold, float(np.quantile(left_out, openset.KNOWN_RATE)), report["val_left_out"],
