@@ -3,7 +3,7 @@ import argparse
 import os
 
 from dnadet_tf.config import ADAPT_FIRST_STAGE, ENCODER_STAGES, LABELED_FIRST_STAGE, PHOTO_FIRST_STAGE
-from dnadet_tf.cli.main import HelpFormatter, UsageError
+from dnadet_tf.cli.main import HelpFormatter, UsageError, check_positive
 
 
 def register(subparsers):
@@ -139,11 +139,10 @@ def run(args):
                          f"{len(args.labeled)} DATA.")
     if args.blend is not None and not 0.0 <= args.blend <= 1.0:
         raise UsageError(f"--blend: expected a number from 0 to 1, received {args.blend}.")
+    check_positive("--batch-size", args.batch_size)
     if args.first_stage is not None and not 1 <= args.first_stage <= ENCODER_STAGES:
         raise UsageError(f"--first-stage: expected an encoder stage from 1 to {ENCODER_STAGES}, "
                          f"received {args.first_stage}.")
-    if args.batch_size < 1:
-        raise UsageError(f"--batch-size: expected a positive number, received {args.batch_size}.")
     if args.fakes and not args.photos:
         raise UsageError("--fakes: expected with --photos (the fakes to lay over them), received with "
                          + ("--images." if args.images else "--labeled."))

@@ -1,5 +1,5 @@
 """`dnadet-tf explain`: Grad-CAM heatmaps of a run's predictions."""
-from dnadet_tf.cli.main import HelpFormatter
+from dnadet_tf.cli.main import HelpFormatter, check_positive
 
 
 def register(subparsers):
@@ -33,10 +33,9 @@ def run(args):
     from dnadet_tf.explain import check_layer, check_method, explain_files
     from dnadet_tf.runs import RunDir, write_json_atomic
 
-    if args.batch_size < 1:
-        raise UsageError(f"--batch-size: expected a positive integer, received {args.batch_size}.")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UsageError(f"--out {args.out}: exists and is not a folder.")
+    check_positive("--batch-size", args.batch_size)
     check_method(args.method)
     model = RunDir(args.model).load_model()
     check_layer(model, args.layer)

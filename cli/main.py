@@ -47,6 +47,12 @@ class UsageError(Exception):
     """A wrong flag or argument value; printed as one line, exit code 2."""
 
 
+def check_positive(flag, value):
+    """Raises a UsageError naming `flag` unless `value` (a count such as --batch-size) is 1 or more."""
+    if value < 1:
+        raise UsageError(f"{flag}: expected a positive integer, received {value}.")
+
+
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Adds "(default: X)" to a flag's help only when X is a real value: not None,
     False or SUPPRESS, not the value a flag that takes no argument (store_true,

@@ -208,7 +208,7 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
     if os.path.abspath(out) == os.path.abspath(run_dir):
         raise RunDirError(f"out {out}: expected a new folder for the adapted run, received the run itself "
                           f"(adaptation keeps {run_dir} as it is).")
-    target = RunDir(out).check(overwrite=overwrite)
+    target = RunDir(out).check(overwrite=overwrite, resumable=False)
     if blend is None:
         blend = 1.0 if photos is None else PHOTO_BLEND
     if first_stage is None:
@@ -292,7 +292,7 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
                                            head_points(head), features)
     elif had_calibration and head is None and made is None:
         calibration = _answered_calibration(model, paths, run_dir, score, temperature, batch_size, output)
-    target.start(config, class_names, overwrite=overwrite)
+    target.start(config, class_names, overwrite=overwrite, resumable=False)
     save_model_atomic(model, target.best_model_path)
     report = {
         "source_run": os.path.abspath(run_dir), "images": len(paths), "skipped": skipped,

@@ -480,8 +480,24 @@ def validate(config):
     if frozen and not config.init:
         raise DnadetError(f"frozen_stages: expected an init run whose weights the frozen stages keep (--init), "
                           f"received frozen_stages={frozen} without one.")
+    # real-valued parameters: (name, whether a value is allowed, what is expected)
+    for name, allowed, expected in (
+            ("width", lambda v: 0.0 < v <= 16.0, "a width multiplier above 0 and at most 16"),
+            ("learning_rate", lambda v: 0.0 < v <= 10.0, "a learning rate above 0 and at most 10"),
+            ("loss_weight_learning_rate", lambda v: 0.0 <= v <= 10.0, "a learning rate from 0 to 10"),
+            ("lr_decay", lambda v: 0.0 < v <= 1.0, "a decay factor above 0 and at most 1"),
+            ("dropout", lambda v: 0.0 <= v < 1.0, "a dropout rate from 0 to below 1")):
+        section, field = PARAMETERS[name]
+        value = getattr(getattr(config, section), field)
+        if not (isinstance(value, (int, float)) and allowed(value)):
+            raise DnadetError(f"{name}: expected {expected}, received {value!r}.")
+    seed = config.runtime.seed
+    if not (isinstance(seed, int) and 0 <= seed < 2 ** 31):
+        raise DnadetError(f"seed: expected an integer from 0 to {2 ** 31 - 1}, received {seed!r}.")
     for name in ("steps", "val_every", "checkpoint_every", "log_every", "patches_per_image", "lr_decay_every",
-                 "pretrain_images_per_class", "crop_size", "resize1", "average_last", "crop_grid"):
+                 "pretrain_images_per_class", "crop_size", "resize1", "average_last", "crop_grid",
+                 "pretrain_batch_size", "eval_batch_size", "pretrain_steps", "pretrain_val_every",
+                 "pretrain_val_samples", "pretrain_lr_decay_every"):
         section, field = PARAMETERS[name]
         value = getattr(getattr(config, section), field)
         if value < 1:

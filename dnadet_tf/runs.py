@@ -70,9 +70,10 @@ class RunDir:
         return self.file(METRICS_FILE)
 
     # ------------------------------------------------------------ lifecycle
-    def check(self, overwrite=False, resume=False):
+    def check(self, overwrite=False, resume=False, resumable=True):
         """Raises RunDirError unless the folder may be used: an existing non-empty folder needs
-        `overwrite` or `resume` (then it must hold a run). Touches nothing."""
+        `overwrite` or `resume` (then it must hold a run). Touches nothing. `resumable`: whether the
+        caller can continue a run (fit, pretrain); the error mentions `resume` only then."""
         if resume and overwrite:
             raise RunDirError("resume and overwrite: expected at most one of them, received both.")
         if os.path.exists(self.path) and not os.path.isdir(self.path):
@@ -82,8 +83,8 @@ class RunDir:
                 raise RunDirError(f"resume: {self.path} holds no run to resume (no {CONFIG_FILE}).")
         elif os.path.isdir(self.path) and os.listdir(self.path) and not overwrite:
             raise RunDirError(
-                f"out {self.path}: the folder already holds files; pass overwrite=True to replace them "
-                f"or resume=True to continue that run."
+                f"out {self.path}: the folder already holds files; pass overwrite=True to replace them"
+                + (" or resume=True to continue that run." if resumable else ".")
             )
         return self
 
@@ -93,11 +94,11 @@ class RunDir:
             raise DataError(f"resume: the data's classes {class_names} differ from the run's "
                             f"{self.class_names}.")
 
-    def start(self, config, class_names, overwrite=False, resume=False):
+    def start(self, config, class_names, overwrite=False, resume=False, resumable=True):
         """Makes the folder ready to train in. A new run: creates it (wiping it first with
         `overwrite`) and writes config.json and labels.txt. `resume`: checks that `class_names`
-        are the run's and keeps everything."""
-        self.check(overwrite, resume)
+        are the run's and keeps everything. `resumable`: as `check`'s."""
+        self.check(overwrite, resume, resumable)
         if resume:
             self.require_classes(class_names)
             return self

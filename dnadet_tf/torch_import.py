@@ -259,7 +259,7 @@ def import_torch(checkpoint, out, class_names=None, setting=None, crop_size=None
     run = RunDir(out)
     if os.path.isdir(run.path) and os.listdir(run.path) and not overwrite:
         raise DnadetError(f"out {run.path}: the folder already holds files; pass overwrite=True to replace them.")
-    run.check(overwrite=overwrite)
+    run.check(overwrite=overwrite, resumable=False)
 
     checkpoint = os.fspath(checkpoint)
     tensors = state_dict_of(read_torch_file(checkpoint), checkpoint)
@@ -284,7 +284,7 @@ def import_torch(checkpoint, out, class_names=None, setting=None, crop_size=None
         "tensors_mapped": len(expected_tensors(nf, num_classes, projection)), "conv_biases_folded_into_moving_mean": NUM_CONVS,
         "tensors_ignored": ignored, "projection_head": PROJECTION_FILE if projection else None,
     }
-    run.start(config, class_names, overwrite=overwrite)
+    run.start(config, class_names, overwrite=overwrite, resumable=False)
     run.save_best(classifier)
     if projection:
         from dnadet_tf.runs import save_model_atomic

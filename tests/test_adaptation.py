@@ -177,7 +177,7 @@ def test_adapt_images_refits_the_open_set_on_the_images_labeled_by_its_answers(t
 
 @pytest.mark.parametrize("argv, message", [
     (["--blend", "2"], "dnadet-tf adapt: error: --blend: expected a number from 0 to 1, received 2.0."),
-    (["--batch-size", "0"], "dnadet-tf adapt: error: --batch-size: expected a positive number, received 0."),
+    (["--batch-size", "0"], "dnadet-tf adapt: error: --batch-size: expected a positive integer, received 0."),
     (["--first-stage", "5"], "dnadet-tf adapt: error: --first-stage: expected an encoder stage from 1 to 4, received 5."),
 ])
 def test_adapt_flags_are_checked_in_one_line(tiny_run, upsampling_data, tmp_path, argv, message):
@@ -215,6 +215,7 @@ def test_adapt_refuses_the_run_itself_an_occupied_out_and_a_folder_without_image
     (occupied / "notes.txt").write_text("keep me")
     code, _, stderr = _cli(["adapt", tiny_run, "--images", upsampling_data["test"], "--out", str(occupied)])
     assert code == 2 and "--overwrite" in stderr and len(stderr.strip().splitlines()) == 1
+    assert "resume" not in stderr  # adapt has no --resume to offer
     assert (occupied / "notes.txt").read_text() == "keep me"
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -397,3 +397,16 @@ def test_predict_prints_no_tensorflow_start_up_lines(untrained_run, tmp_path):
     # Only our own note (this run was never calibrated), no TensorFlow start-up line.
     assert [line for line in done.stderr.splitlines() if not line.startswith("note: ")] == []
     assert len(done.stdout.splitlines()) == 1 and done.stdout.startswith(image)
+
+
+@pytest.mark.parametrize("command", [["predict", "--model", "RUN", "IMAGE"], ["calibrate", "RUN"],
+                                     ["explain", "--model", "RUN", "IMAGE", "--out", "OUT"]])
+def test_a_batch_size_below_one_is_refused_in_one_line(untrained_run, tmp_path, command):
+    from clirun import run_cli
+
+    image = _write(tmp_path / "good.png", _png(48, 48))
+    names = {"RUN": untrained_run, "IMAGE": image, "OUT": str(tmp_path / "explained")}
+    argv = [names.get(part, part) for part in command] + ["--batch-size", "0"]
+    code, _, stderr = run_cli(argv)
+    assert code == 2 and stderr.strip() == f"dnadet-tf {command[0]}: error: --batch-size: expected a positive integer, received 0."
+    assert not os.path.exists(names["OUT"])

@@ -117,6 +117,19 @@ def test_existing_run_dir_is_not_overwritten(upsampling_data, tmp_path, capsys):
     assert err.startswith(f"dnadet-tf fit: error: --out {out}: ") and "pass --overwrite to replace them or --resume" in err
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--width", "0"], "--width: expected a width multiplier above 0 and at most 16, received 0.0."),
+    (["--lr", "-1"], "--lr: expected a learning rate above 0 and at most 10, received -1.0."),
+    (["--lr-decay", "0"], "--lr-decay: expected a decay factor above 0 and at most 1, received 0.0."),
+    (["--seed", "-5"], "--seed: expected an integer from 0 to 2147483647, received -5."),
+])
+def test_fit_refuses_out_of_range_values_before_the_run_dir_exists(upsampling_data, tmp_path, capsys, argv, message):
+    out = tmp_path / "run"
+    assert main(["fit", "--data", upsampling_data["train"], "--out", str(out), "--preset", "tiny"] + argv) == 2
+    assert capsys.readouterr().err.strip() == f"dnadet-tf fit: error: {message}"
+    assert not out.exists()
+
+
 def test_library_parameters_become_the_commands_flags():
     from dnadet_tf.cli.main import build_parser, in_flag_words
 
@@ -302,6 +315,75 @@ def test_evaluate_without_json_keeps_what_fit_and_ablate_wrote(tiny_run, upsampl
     tflite = tmp_path / "model.tflite"
     tflite.write_bytes(b"")
     assert default_output_dir(str(tflite), ["a/b.txt"], "jpeg", 2) == f"{tflite}-evaluations/b-perturb-jpeg-seed2"
+
+
+def _folder_state(folder):
+    """{file name: (bytes, mtime_ns)} of the files in `folder`."""
+    state = {}
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        with open(path, "rb") as f:
+            state[name] = (f.read(), os.stat(path).st_mtime_ns)
+    return state
+
+
+def test_evaluate_keeps_each_data_in_its_own_folder(tiny_run, upsampling_data, tmp_path, capsys):
+    run = str(tmp_path / "run")
+    shutil.copytree(tiny_run, run)
+    other = str(tmp_path / "other" / "test")  # another benchmark's data with the same base name
+    shutil.copytree(upsampling_data["val"], other)
+    evaluations = os.path.join(run, "evaluations")
+    first, second = os.path.join(evaluations, "test"), os.path.join(evaluations, "test-2")
+    assert main(["evaluate", "--model", run, "--data", upsampling_data["test"]]) == 0
+    first_rows = json.load(open(os.path.join(first, "evaluation.json")))
+    capsys.readouterr()
+    assert main(["evaluate", "--model", run, "--data", other]) == 0
+    printed = capsys.readouterr().out
+    assert json.load(open(os.path.join(first, "evaluation.json"))) == first_rows
+    assert f"wrote {os.path.join(second, 'evaluation.json')}" in printed and f"{first} holds the evaluation of" in printed
+    assert [row["data"] for row in json.load(open(os.path.join(second, "evaluation.json")))] == [other]
+    assert json.load(open(os.path.join(first, "evaluated.json"))) == {
+        "data": [os.path.abspath(upsampling_data["test"])], "unknown": []}
+    # The same data again replaces its own folder.
+    assert main(["evaluate", "--model", run, "--data", upsampling_data["test"]]) == 0
+    assert f"wrote {os.path.join(first, 'evaluation.json')}" in capsys.readouterr().out
+    assert sorted(os.listdir(evaluations)) == ["test", "test-2"]
+
+
+def test_evaluate_refuses_bad_data_before_inference_and_leaves_earlier_results(tiny_run, upsampling_data, tmp_path,
+                                                                                capsys):
+    run = str(tmp_path / "run")
+    shutil.copytree(tiny_run, run)
+    evaluations = os.path.join(run, "evaluations")
+    assert main(["evaluate", "--model", run, "--data", upsampling_data["test"]]) == 0
+    before = _folder_state(os.path.join(evaluations, "test"))
+    # A bad --unknown or second DATA: one line naming it, before any inference, and nothing written or replaced.
+    for flags, named in ((["--unknown", str(tmp_path / "bad" / "nope")], "--unknown"),
+                         ([str(tmp_path / "missing")], "missing")):
+        capsys.readouterr()
+        code = main(["evaluate", "--model", run, "--data", upsampling_data["test"]] + flags)
+        captured = capsys.readouterr()
+        err = captured.err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and named in err, err
+        assert "evaluating" not in captured.out  # no inference ran
+        assert os.listdir(evaluations) == ["test"]
+        assert _folder_state(os.path.join(evaluations, "test")) == before
+
+
+def test_evaluate_json_must_be_a_file_path_checked_before_any_work(tiny_run, upsampling_data, tmp_path, capsys,
+                                                                   monkeypatch):
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    (tmp_path / "file").write_text("x")
+    for path, expected in ((str(tmp_path), "expected a file path, received a folder."),
+                           (str(tmp_path / "file" / "evaluation.json"),
+                            f"expected a file path under a folder, but {tmp_path / 'file'} is a file.")):
+        code = main(["evaluate", "--model", tiny_run, "--data", upsampling_data["test"], "--json", path])
+        captured = capsys.readouterr()
+        assert code == 2 and captured.err.strip() == f"dnadet-tf evaluate: error: --json {path}: {expected}"
+        assert "evaluating" not in captured.out
+        assert os.listdir(cwd) == [] and sorted(os.listdir(tmp_path)) == ["cwd", "file"]
 
 
 def test_val_split_holds_out_the_same_images_for_validation_resume_and_calibrate(upsampling_data, tmp_path, capsys):
