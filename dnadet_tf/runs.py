@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 
 from dnadet_tf.config import TrainConfig
 from dnadet_tf.errors import DataError, RunDirError
@@ -23,6 +24,26 @@ CHECKPOINTS = "checkpoints"
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD = "tensorboard"
 VALIDATED = "validated"
+
+
+def describe_path(path):
+    """What `path` is, for an error that received it: "no such file or folder", "a SavedModel folder", "a
+    benchmark folder", "a .keras file (its run dir: DIR)", ..."""
+    if os.path.isfile(path):
+        if path.endswith(".keras"):
+            return f"a .keras file (its run dir: {os.path.dirname(path) or '.'})"
+        return "a file"
+    if not os.path.isdir(path):
+        return "no such file or folder"
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return "a SavedModel folder"
+    versions = sorted(name for name in os.listdir(path) if name.isdigit()
+                      and os.path.isfile(os.path.join(path, name, "saved_model.pb")))
+    if versions:
+        return f"a folder of SavedModel versions (one of them: {os.path.join(path, versions[-1])})"
+    if os.path.isfile(os.path.join(path, "classes.txt")) and os.path.isfile(os.path.join(path, "train.txt")):
+        return "a benchmark folder (images and split lists, no trained model)"
+    return f"a folder without {CONFIG_FILE} or {BEST_MODEL}"
 
 
 def write_text_atomic(path, text):
@@ -115,7 +136,8 @@ class RunDir:
         """The run's TrainConfig (config.json)."""
         path = self.file(CONFIG_FILE)
         if not os.path.isfile(path):
-            raise RunDirError(f"{self.path}: no {CONFIG_FILE}; expected a run dir written by 'dnadet-tf fit'.")
+            raise RunDirError(f"{self.path}: expected a run dir written by 'dnadet-tf fit' (with {CONFIG_FILE}), "
+                              f"received {describe_path(self.path)}.")
         return TrainConfig.load(path)
 
     @property
@@ -135,12 +157,22 @@ class RunDir:
         """
         from dnadet_tf.model import load_classifier
 
-        if not os.path.isdir(self.path):
-            raise RunDirError(f"model {self.path}: no such folder; expected a run dir written by 'dnadet-tf fit'.")
+        if not os.path.isdir(self.path) or not (os.path.isfile(self.file(CONFIG_FILE))
+                                                or os.path.isfile(self.best_model_path)):
+            raise RunDirError(f"model {self.path}: expected a run dir written by 'dnadet-tf fit', "
+                              f"received {describe_path(self.path)}.")
         path = model_file or self.best_model_path
         if not os.path.isfile(path):
             raise RunDirError(f"{self.path}: no {os.path.basename(path)} yet; the run has not validated once.")
-        return load_classifier(path, *self.legacy_model_info())
+        if not zipfile.is_zipfile(path):
+            raise RunDirError(f"{path}: expected a Keras model file (a zip archive), received a file that is not one "
+                              f"(truncated or overwritten?).")
+        try:
+            return load_classifier(path, *self.legacy_model_info())
+        except (ValueError, KeyError, OSError, zipfile.BadZipFile) as error:
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise RunDirError(f"{path}: expected a Keras model file written by 'dnadet-tf fit', which could not be "
+                              f"read: {reason}") from error
 
     def legacy_model_info(self):
         """(class names, PreprocessConfig) from labels.txt and config.json, for a best.keras written

@@ -410,3 +410,32 @@ def test_a_batch_size_below_one_is_refused_in_one_line(untrained_run, tmp_path, 
     code, _, stderr = run_cli(argv)
     assert code == 2 and stderr.strip() == f"dnadet-tf {command[0]}: error: --batch-size: expected a positive integer, received 0."
     assert not os.path.exists(names["OUT"])
+
+
+def test_a_model_path_that_is_no_run_says_what_it_is(untrained_run, tmp_path):
+    from clirun import run_cli
+
+    image = _write(tmp_path / "good.png", _png(48, 48))
+    benchmark = tmp_path / "zoo"
+    benchmark.mkdir()
+    (benchmark / "classes.txt").write_text("real\n")
+    (benchmark / "train.txt").write_text("")
+    truncated = tmp_path / "truncated"
+    shutil.copytree(untrained_run, truncated)
+    whole = (truncated / runs.BEST_MODEL).read_bytes()
+    (truncated / runs.BEST_MODEL).write_bytes(whole[:len(whole) // 2])
+    accepted = "expected a run dir written by 'dnadet-tf fit', a SavedModel folder or a .tflite file, received"
+    best = os.path.join(untrained_run, runs.BEST_MODEL)
+    for model, received in [(str(benchmark), "a benchmark folder (images and split lists, no trained model)"),
+                            (best, f"a .keras file (its run dir: {untrained_run})"),
+                            (str(tmp_path / "nope"), "no such file or folder")]:
+        code, _, stderr = run_cli(["predict", "--model", model, image])
+        assert code == 2 and stderr.strip() == f"dnadet-tf predict: error: --model {model}: {accepted} {received}."
+    code, _, stderr = run_cli(["predict", "--model", str(truncated), image])
+    assert code == 2 and stderr.strip() == (
+        f"dnadet-tf predict: error: {truncated / runs.BEST_MODEL}: expected a Keras model file (a zip archive), "
+        "received a file that is not one (truncated or overwritten?).")
+    code, _, stderr = run_cli(["calibrate", str(benchmark)])
+    assert code == 2 and stderr.strip() == (
+        f"dnadet-tf calibrate: error: {benchmark}: expected a run dir written by 'dnadet-tf fit' (with config.json), "
+        "received a benchmark folder (images and split lists, no trained model).")
