@@ -13,7 +13,10 @@ def register(subparsers):
             "calibrated run the open-set threshold: the int8 file's refitted on its own scores of the run's "
             "validation images); "
             "DIR/NAME/report.json compares every format with the Keras model (agreement, probability differences, "
-            "accuracy, size, latency). Format web writes DIR/NAME/web/, a static site that runs the int8 (or "
+            "accuracy, size, latency); it describes this export, and keeps in its 'earlier' list the reports of "
+            "earlier ones, each with the rows of its files still there. An export adds files: it stops before any "
+            "work if a file it would write exists (unless --overwrite), and never removes the files of formats "
+            "not in --formats. Format web writes DIR/NAME/web/, a static site that runs the int8 (or "
             "--web-model) TFLite file in the browser, offline after the first visit (needs LiteRT.js: "
             "'npm ci --prefix web' once in the repository)."
         ),
@@ -44,7 +47,9 @@ def register(subparsers):
     parser.add_argument("--web-runtime", metavar="NODE_MODULES",
                         help="node_modules folder holding @litertjs/core 2.5.x for the web app (default: "
                         "$DNADET_TF_WEB_RUNTIME, else the repository's web/node_modules)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing version")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --version, and this export's files already in DIR/NAME (the "
+                        "TFLite files of --formats, their JSON, web/); the files of other formats are kept")
     parser.set_defaults(func=run)
 
 

@@ -5,7 +5,10 @@ Layout under `--out DIR`:
   DIR/NAME/tflite/         NAME-{float32,float16,dynamic,int8}.tflite, each with a NAME-<format>.json sidecar
   DIR/NAME/report.json     parity report
   DIR/NAME/web/            with format `web`: the static web app running one TFLite file (exports/web.py)
-`tflite/`, `web/` and `report.json` belong to the latest export (their JSON names its version).
+An export adds files: one that it would write and that exists already (its TFLite files and their
+JSON, `web/`) stops it before any work unless `overwrite`, and the files of formats it was not asked
+for are never removed. `report.json` describes the latest export; the reports of earlier ones stay
+in its `earlier` list, each with the rows of its files still in the folder (`_earlier_reports`).
 Everything is built in a hidden `DIR/NAME/.export-tmp-*` folder (TF Serving ignores
 non-numeric folders) and renamed into place only once complete; an existing
 version is replaced only with `overwrite`.
@@ -21,7 +24,7 @@ import numpy as np
 
 from dnadet_tf.data import check_files, is_benchmark_dir, read_dataset, remap_to
 from dnadet_tf.errors import DataError, DnadetError
-from dnadet_tf.exports.tflite import TFLITE_FORMATS
+from dnadet_tf.exports.tflite import TFLITE_FORMATS, sidecar_path, tflite_filename
 from dnadet_tf.exports import web
 from dnadet_tf.runs import write_json_atomic
 
@@ -44,23 +47,22 @@ def parse_formats(text):
     return tuple(fmt for fmt in ALL_FORMATS if fmt in names)
 
 
-def _report_version(base):
+def _report_versions(base):
     try:
         with open(os.path.join(base, REPORT_FILE), encoding="utf-8") as f:
-            return int(json.load(f)["version"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+            report = json.load(f)
+        return {int(entry["version"]) for entry in [report, *report.get("earlier", [])]}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return set()
 
 
 def existing_versions(base):
-    """Versions present under a model base folder: numeric subfolders, and the report's version."""
+    """Versions present under a model base folder: numeric subfolders, and the versions of the reports
+    (the latest export's and its `earlier` ones)."""
     versions = set()
     if os.path.isdir(base):
         versions.update(int(d) for d in os.listdir(base) if d.isdigit() and os.path.isdir(os.path.join(base, d)))
-    reported = _report_version(base)
-    if reported is not None:
-        versions.add(reported)
-    return versions
+    return versions | _report_versions(base)
 
 
 def next_version(base):
@@ -162,6 +164,59 @@ def left_out_open_set(open_set, spec):
                                                             "int8 file cannot leave them out)"}}
 
 
+def export_outputs(name, version, formats):
+    """Paths, relative to DIR/NAME, that an export of `formats` writes besides report.json: the version
+    folder (with savedmodel), each TFLite file and its sidecar JSON, and `web/`."""
+    outputs = [str(version)] if "savedmodel" in formats else []
+    for fmt in formats:
+        if fmt in TFLITE_FORMATS:
+            path = os.path.join(TFLITE_DIR, tflite_filename(name, fmt))
+            outputs += [path, sidecar_path(path)]
+    return outputs + ([web.WEB_DIR] if "web" in formats else [])
+
+
+def _refuse_existing(base, outputs, what):
+    """Raises DnadetError naming the first of `outputs` (paths relative to `base`) that exists."""
+    for rel in outputs:
+        path = os.path.join(base, rel)
+        if os.path.lexists(path):
+            raise DnadetError(f"{path}: {what}; pass --overwrite to replace it, or another --out or --name.")
+
+
+def _earlier_reports(base, outputs, overwrite):
+    """The reports of earlier exports that report.json keeps in its `earlier` list: the current report.json and
+    its own `earlier` ones, each with only the rows (and web app) of its files still in `base` and not among
+    `outputs` (what this export writes); one left with none is dropped. A report.json that is not an export's
+    report stops the export unless `overwrite` (then it is replaced)."""
+    path = os.path.join(base, REPORT_FILE)
+    if not os.path.lexists(path):
+        return []
+    try:
+        with open(path, encoding="utf-8") as f:
+            latest = json.load(f)
+        reports = [latest, *latest.pop("earlier", [])]
+        if not all(isinstance(row, dict) for report in reports for row in report["rows"]):
+            raise ValueError("a row that is not an object")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        if overwrite:
+            return []
+        raise DnadetError(f"{path}: expected the JSON report of an earlier export, received a file that is not "
+                          f"one; pass --overwrite to replace it, or another --out or --name.") from None
+
+    def kept(rel):
+        return isinstance(rel, str) and rel not in outputs and os.path.exists(os.path.join(base, rel))
+
+    earlier = []
+    for report in reports:
+        rows = [row for row in report["rows"] if row.get("format") == "keras" or kept(row.get("path"))]
+        web_app = report.get("web") if isinstance(report.get("web"), dict) and kept(report["web"].get("path")) \
+            else None
+        if web_app or any(row.get("format") != "keras" for row in rows):
+            earlier.append({**{k: v for k, v in report.items() if k != "web"}, "rows": rows,
+                            **({"web": web_app} if web_app else {})})
+    return earlier
+
+
 def _folder_size(path):
     return sum(os.path.getsize(os.path.join(folder, f)) for folder, _, names in os.walk(path) for f in names)
 
@@ -186,8 +241,7 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
     from dnadet_tf.exports.parity import parity_rows
     from dnadet_tf.exports.predictors import SavedModelPredictor, TFLitePredictor
     from dnadet_tf.exports.savedmodel import write_savedmodel
-    from dnadet_tf.exports.tflite import (convert, save_pixels_savedmodel, tflite_filename, write_sidecar,
-                                          write_tflite)
+    from dnadet_tf.exports.tflite import convert, save_pixels_savedmodel, write_sidecar, write_tflite
     from dnadet_tf.pipeline import inference_dataset
     from dnadet_tf.predictor import KerasPredictor
 
@@ -220,6 +274,10 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
         raise DnadetError(f"{os.path.join(base, str(version))}: version {version} exists; pass --overwrite to "
                           f"replace it or another --version.")
     version = int(version)
+    outputs = export_outputs(name, version, formats)
+    if not overwrite:
+        _refuse_existing(base, outputs, "exists, written by an earlier export")
+    earlier = _earlier_reports(base, outputs, overwrite)
 
     eval_spec = eval_data or config.val or config.data
     eval_paths, eval_labels = evaluation_files(eval_spec, class_names, preprocess, max_eval, warn)
@@ -329,34 +387,27 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
         }
         if web_summary:
             report["web"] = web_summary
+        if earlier:
+            report["earlier"] = earlier
         write_json_atomic(os.path.join(tmp, REPORT_FILE), report)
-        _install(tmp, base, version, staged_version if "savedmodel" in formats else None,
-                 staged_tflite if tflite_formats else None, overwrite, staged_web if web_summary else None)
+        _install(tmp, base, outputs, overwrite)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     report["out"] = base
     return report
 
 
-def _install(tmp, base, version, staged_version, staged_tflite, overwrite, staged_web=None):
-    """Renames the staged pieces into place; replaced ones go to `tmp` (deleted by the caller)."""
-    target_version = os.path.join(base, str(version))
-    if staged_version and os.path.exists(target_version) and not overwrite:
-        raise DnadetError(f"{target_version}: appeared during the export; pass --overwrite to replace it.")
+def _install(tmp, base, outputs, overwrite):
+    """Renames the staged `outputs` (paths relative to `tmp` and `base`) into place, then report.json; the
+    files they replace go to `tmp` (deleted by the caller)."""
+    if not overwrite:
+        _refuse_existing(base, outputs, "appeared during the export")
     replaced = os.path.join(tmp, "replaced")
     os.makedirs(replaced)
-    if staged_tflite:
-        target = os.path.join(base, TFLITE_DIR)
-        if os.path.exists(target):
-            os.rename(target, os.path.join(replaced, TFLITE_DIR))
-        os.rename(staged_tflite, target)
-    if staged_web:
-        target = os.path.join(base, web.WEB_DIR)
-        if os.path.exists(target):
-            os.rename(target, os.path.join(replaced, web.WEB_DIR))
-        os.rename(staged_web, target)
+    for i, rel in enumerate(outputs):
+        target = os.path.join(base, rel)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if os.path.lexists(target):
+            os.rename(target, os.path.join(replaced, str(i)))
+        os.rename(os.path.join(tmp, rel), target)
     os.replace(os.path.join(tmp, REPORT_FILE), os.path.join(base, REPORT_FILE))
-    if staged_version:
-        if os.path.exists(target_version):
-            os.rename(target_version, os.path.join(replaced, str(version)))
-        os.rename(staged_version, target_version)

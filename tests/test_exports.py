@@ -266,12 +266,106 @@ def test_next_version_and_overwrite(tiny_run, upsampling_data, tmp_path):
     assert _cli(common)[0] == 0  # no --version: the next free one
     base = os.path.join(str(tmp_path), "dnadet")
     assert sorted(os.listdir(base)) == ["1", "2", "report.json"]
+    report = _report(base)  # the second export's, the first's kept in `earlier`
+    assert report["version"] == 2 and [entry["version"] for entry in report["earlier"]] == [1]
+    assert [row["path"] for row in report["earlier"][0]["rows"] if row["format"] == "savedmodel"] == ["1"]
     code, _, stderr = _cli(common + ["--version", "1", "--overwrite"])
     assert code == 0, stderr
     assert sorted(os.listdir(base)) == ["1", "2", "report.json"]
     assert load_predictor(os.path.join(base, "1")).kind == "savedmodel"
+    report = _report(base)
+    # version 1 replaced: the first export's report, left with no file of its own, is dropped
+    assert report["version"] == 1 and [entry["version"] for entry in report["earlier"]] == [2]
+
+
+def _report(base):
     with open(os.path.join(base, "report.json"), encoding="utf-8") as f:
-        assert json.load(f)["version"] == 1
+        return json.load(f)
+
+
+def _snapshot(folder):
+    """{path relative to `folder`: (bytes, mtime in ns)} of every file below it."""
+    snapshot = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                snapshot[os.path.relpath(path, folder)] = (f.read(), os.stat(path).st_mtime_ns)
+    return snapshot
+
+
+def test_a_second_export_replaces_nothing_without_overwrite_and_keeps_other_formats(exported, tiny_run,
+                                                                                    upsampling_data, tmp_path):
+    """The audit's case: a folder holding version 1 and every TFLite file, then another run exported there with
+    another --formats. Without --overwrite: one line, before any conversion, nothing on disk touched. With it:
+    only this export's files are replaced, the other formats' stay, and report.json says which is which."""
+    from dnadet_tf.exports.export import existing_versions
+
+    out = str(tmp_path / "out")
+    base = os.path.join(out, "dnadet")
+    shutil.copytree(exported["base"], base)  # copy2: bytes and mtimes as the first export left them
+    other = str(tmp_path / "other-run")
+    shutil.copytree(tiny_run, other)
+    before = _snapshot(base)
+    command = ["export", "--model", other, "--out", out, "--formats", "float32",
+               "--eval", upsampling_data["test"], "--max-eval", "3"]
+    code, stdout, stderr = _cli(command)
+    assert code == 2 and "converting" not in stdout
+    lines = stderr.strip().splitlines()
+    float32 = os.path.join(base, "tflite", "dnadet-float32.tflite")
+    assert len(lines) == 1 and f"{float32}: exists" in lines[0] and "--overwrite" in lines[0], lines
+    assert _snapshot(base) == before and sorted(os.listdir(base)) == ["1", "report.json", "tflite"]
+
+    code, _, stderr = _cli(command + ["--overwrite"])
+    assert code == 0, stderr
+    after = _snapshot(base)
+    assert set(after) == set(before)  # nothing removed: int8, float16, dynamic and version 1 stay
+    changed = {rel for rel in after if after[rel] != before[rel]}
+    assert changed == {os.path.join("tflite", "dnadet-float32.tflite"), os.path.join("tflite", "dnadet-float32.json"),
+                       "report.json"}
+    with open(os.path.join(base, "tflite", "dnadet-float32.json"), encoding="utf-8") as f:
+        assert json.load(f)["source_run"] == os.path.abspath(other)
+    report, first = _report(base), exported["report"]
+    assert report["source_run"] == os.path.abspath(other) and report["version"] == 2
+    assert [row["format"] for row in report["rows"]] == ["keras", "float32"]
+    # the first export's report, less the row of the file this one replaced
+    assert report["earlier"] == [{**first, "rows": [row for row in first["rows"] if row["format"] != "float32"]}]
+    assert existing_versions(base) == {1, 2}
+
+
+def test_a_report_json_that_is_not_an_export_report_is_kept_without_overwrite(tiny_run, tmp_path):
+    from dnadet_tf.exports.export import export_outputs
+
+    assert export_outputs("m", 3, ("savedmodel", "int8", "web")) == [
+        "3", os.path.join("tflite", "m-int8.tflite"), os.path.join("tflite", "m-int8.json"), "web"]
+    base = tmp_path / "dnadet"
+    base.mkdir()
+    (base / "report.json").write_text("my notes", encoding="utf-8")
+    code, stdout, stderr = _cli(["export", "--model", tiny_run, "--out", str(tmp_path), "--formats", "float32"])
+    lines = stderr.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "converting" not in stdout
+    assert f"{base / 'report.json'}: expected the JSON report of an earlier export" in lines[0]
+    assert "--overwrite" in lines[0]
+    assert os.listdir(base) == ["report.json"] and (base / "report.json").read_text(encoding="utf-8") == "my notes"
+
+
+def test_an_existing_web_folder_stops_a_web_export_without_overwrite(tiny_run, tmp_path):
+    from dnadet_tf.exports import web
+
+    runtime = tmp_path / "node_modules"  # stand-in LiteRT.js files: the export stops before copying them
+    for rel in web.RUNTIME_FILES.values():
+        (runtime / rel).parent.mkdir(parents=True, exist_ok=True)
+        (runtime / rel).write_text("", encoding="utf-8")
+    (runtime / web.RUNTIME_PACKAGE / "package.json").write_text('{"version": "2.5.3"}', encoding="utf-8")
+    site = tmp_path / "out" / "dnadet" / "web"
+    site.mkdir(parents=True)
+    (site / "index.html").write_text("my own page", encoding="utf-8")
+    code, stdout, stderr = _cli(["export", "--model", tiny_run, "--out", str(tmp_path / "out"), "--formats", "web",
+                                 "--web-model", "float32", "--web-runtime", str(runtime)])
+    lines = stderr.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "converting" not in stdout
+    assert f"{site}: exists" in lines[0] and "--overwrite" in lines[0]
+    assert sorted(os.listdir(site.parent)) == ["web"] and os.listdir(site) == ["index.html"]
 
 
 def test_unknown_format_is_a_one_line_error(tiny_run, tmp_path):
