@@ -21,8 +21,11 @@ def register(subparsers):
     parser.add_argument("--data", required=True, nargs="+", metavar="DATA",
                         help="folder trees, annotation lists or benchmark folders")
     parser.add_argument("--json", metavar="FILE",
-                        help="write the rows here (a Markdown table beside it, .md); default: "
-                             "robustness.json in the run dir, or beside a model file")
+                        help="write the rows here (a Markdown table beside it, .md; missing folders are "
+                             "created); default: robustness.json in RUN/robustness/<DATA names>/ (a run dir; "
+                             "MODEL-robustness/... beside an export: a SavedModel version folder or a .tflite "
+                             "file). Its \"data\" records the absolute paths of DATA: the same data again replaces "
+                             "that folder, other data whose names are the same goes to <DATA names>-2, -3, ...")
     parser.add_argument("--attacks", default="crop,blur,jpeg,noise,relight,combo",
                         help="comma list of attack columns (no attack is always measured)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per inference batch")
@@ -30,13 +33,17 @@ def register(subparsers):
     parser.set_defaults(func=run)
 
 
-def default_json_path(model):
-    if os.path.isdir(model):
-        return os.path.join(model, "robustness.json")
-    return os.path.splitext(os.path.abspath(model))[0] + ".robustness.json"
+ROBUSTNESS_FILE = "robustness.json"
+
+
+def markdown_path(json_path):
+    """The Markdown table's path beside the JSON file `json_path`: its extension replaced by .md."""
+    path = os.path.splitext(json_path)[0] + ".md"
+    return json_path + ".md" if os.path.abspath(path) == os.path.abspath(json_path) else path
 
 
 def run(args):
+    from dnadet_tf.cli.evaluate import check_output_file, data_record, default_output_dir, output_folder
     from dnadet_tf.cli.main import UsageError, parse_attack_flag
     from dnadet_tf.api import load as load_predictor
     from dnadet_tf.robustness import format_robustness_table, robustness, robustness_markdown
@@ -45,17 +52,24 @@ def run(args):
     if args.batch_size < 1:
         raise UsageError(f"--batch-size: expected a positive integer, received {args.batch_size}.")
     attacks = parse_attack_flag("--attacks", args.attacks)
+    if args.json:
+        check_output_file("--json", args.json)
+        check_output_file("--json (its Markdown table)", markdown_path(args.json))
     predictor = load_predictor(args.model)
     rows = robustness(predictor, args.data, attacks=attacks, batch_size=args.batch_size, seed=args.seed)
     print(format_robustness_table(rows))
-    json_path = args.json or default_json_path(args.model)
-    folder = os.path.dirname(os.path.abspath(json_path))
-    os.makedirs(folder, exist_ok=True)
-    write_json_atomic(json_path, {"model": args.model, "seed": args.seed, "attacks": list(attacks),
+    record = {"data": data_record(args.data)["data"]}
+    if args.json:
+        json_path = args.json
+    else:
+        preferred = default_output_dir(args.model, args.data, folder="robustness")
+        folder = output_folder(preferred, ROBUSTNESS_FILE, record)
+        if folder != preferred:
+            print(f"{preferred} holds the robustness of other data (see its {ROBUSTNESS_FILE}); writing to {folder}")
+        json_path = os.path.join(folder, ROBUSTNESS_FILE)
+    os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
+    write_json_atomic(json_path, {"model": args.model, "seed": args.seed, "attacks": list(attacks), **record,
                                   "rows": rows})
-    markdown_path = os.path.splitext(json_path)[0] + ".md"
-    if os.path.abspath(markdown_path) == os.path.abspath(json_path):
-        markdown_path = json_path + ".md"
-    write_text_atomic(markdown_path, robustness_markdown(rows))
-    print(f"wrote {json_path} and {markdown_path}")
+    write_text_atomic(markdown_path(json_path), robustness_markdown(rows))
+    print(f"wrote {json_path} and {markdown_path(json_path)}")
     return 0

@@ -112,62 +112,91 @@ def load_labeled(spec, class_names, crop_size, min_side=8):
 
 def evaluate(predictor, specs, out_dir=None, batch_size=16, perturb_fn=None, seed=0, progress=print,
              unknown_specs=()):
-    """Evaluates on every dataset in `specs`; writes a confusion-matrix PNG per
-    row into `out_dir` when given. Returns a list of {name, data, metrics} rows.
+    """Evaluates on every dataset in `specs`. Returns a list of {name, data, metrics} rows.
+
+    Every dataset of `specs` and `unknown_specs` is read and checked before any inference, so a
+    bad path or an unusable dataset raises DataError before the first image is attributed. With
+    `out_dir`, a confusion-matrix PNG per row is written there once every row is measured (see
+    `write_confusion_pngs`); nothing is written when a dataset fails.
 
     Open set: the images of `unknown_specs`, and the open_set.txt of every benchmark folder
     in `specs`, are scored against the known images (the closed-set rows when there are
     some, else every row) in one more row, named "open-set" with `kind` OPEN_SET_ROW
     (needs a calibrated model; without one it is left out with a note through `progress`).
     """
+    datasets = [(name, spec, load_labeled(spec, predictor.class_names, predictor.preprocess.crop_size,
+                                          predictor.preprocess.min_side))
+                for name, spec in expand_data_specs(specs)]
+    unknown_specs = list(unknown_specs) + [spec for spec in specs if is_benchmark_dir(spec)
+                                           and os.path.isfile(benchmark_split(spec, OPEN_SET_SPLIT))]
+    unknown = load_unknown(predictor, unknown_specs) if unknown_specs and predictor.open_set else None
+    for spec in unknown_specs if unknown is None else ():
+        read_unknown(spec)  # a bad --unknown is an error even when the model cannot score it
     rows, known = [], []
-    for name, spec in expand_data_specs(specs):
-        files = load_labeled(spec, predictor.class_names, predictor.preprocess.crop_size, predictor.preprocess.min_side)
+    for name, spec, files in datasets:
         progress(f"evaluating {name}: {len(files)} images from {spec}")
         outputs = attribute_files(predictor, files.paths, batch_size, perturb_fn=perturb_fn, seed=seed)
         metrics = evaluate_files(predictor, files, batch_size, perturb_fn, seed, outputs=outputs)
         known.append((name, files, outputs))
-        row = {"name": name, "data": spec, "metrics": metrics}
-        if out_dir:
-            os.makedirs(out_dir, exist_ok=True)
-            png = os.path.join(out_dir, f"confusion_{_slug(name)}.png")
-            plot_confusion_matrix(metrics["confusion_matrix"], predictor.class_names, png,
-                                  title=f"{name}: accuracy {100 * metrics['accuracy']:.2f} %")
-            row["confusion_png"] = png
-        rows.append(row)
-    unknown_specs = list(unknown_specs) + [spec for spec in specs if is_benchmark_dir(spec)
-                                           and os.path.isfile(benchmark_split(spec, OPEN_SET_SPLIT))]
+        rows.append({"name": name, "data": spec, "metrics": metrics})
     if unknown_specs:
         if not predictor.open_set:
             progress("open set: the model stores no open-set score; the unknown images are not scored "
                      "(dnadet-tf calibrate RUN fits one)")
         else:
-            rows.append(_open_set_row(predictor, known, unknown_specs, batch_size, perturb_fn, seed, progress))
+            rows.append(_open_set_row(predictor, known, unknown_specs, *unknown, batch_size, perturb_fn, seed,
+                                      progress))
+    if out_dir:
+        write_confusion_pngs(rows, predictor.class_names, out_dir)
     return rows
 
 
-def _open_set_row(predictor, known, unknown_specs, batch_size, perturb_fn, seed, progress):
+def write_confusion_pngs(rows, class_names, out_dir):
+    """Writes `out_dir/confusion_NAME.png` for every row but the open-set one (creating `out_dir`)
+    and stores its path in the row's `confusion_png`. Returns the list of PNG paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    written = []
+    for row in rows:
+        if row.get("kind") == OPEN_SET_ROW:
+            continue
+        metrics = row["metrics"]
+        png = os.path.join(out_dir, f"confusion_{_slug(row['name'])}.png")
+        plot_confusion_matrix(metrics["confusion_matrix"], class_names, png,
+                              title=f"{row['name']}: accuracy {100 * metrics['accuracy']:.2f} %")
+        row["confusion_png"] = png
+        written.append(png)
+    return written
+
+
+def load_unknown(predictor, unknown_specs):
+    """(paths, groups) of the usable images of unknown architectures in `unknown_specs` (see
+    `data.read_unknown`; images too small for the predictor are dropped with a warning). Raises
+    DataError for a missing spec or one left with no usable image."""
+    paths, groups = [], []
+    for spec in unknown_specs:
+        found, found_groups = read_unknown(spec)
+        paths += found
+        groups += found_groups
+    usable = LabeledFiles(paths, np.zeros(len(paths), np.int64), ["unknown"], "unknown")
+    usable = check_files(usable, crop_size=predictor.preprocess.crop_size, min_side=predictor.preprocess.min_side,
+                         require_every_class=False)
+    group_of = dict(zip(paths, groups))
+    return usable.paths, [group_of[p] for p in usable.paths]
+
+
+def _open_set_row(predictor, known, unknown_specs, unknown_paths, unknown_groups, batch_size, perturb_fn, seed,
+                  progress):
     closed = [k for k in known if k[0] == SPLIT_TITLES["test"]] or known
     paths = [p for _, files, _ in closed for p in files.paths]
     labels = np.concatenate([files.labels for _, files, _ in closed])
     known_files = LabeledFiles(paths, labels, predictor.class_names, "known")
     known_outputs = {key: np.concatenate([o[key] for _, _, o in closed]) for key in closed[0][2]}
-    unknown_paths, unknown_groups = [], []
-    for spec in unknown_specs:
-        found, groups = read_unknown(spec)
-        unknown_paths += found
-        unknown_groups += groups
-    usable = LabeledFiles(unknown_paths, np.zeros(len(unknown_paths), np.int64), ["unknown"], "unknown")
-    usable = check_files(usable, crop_size=predictor.preprocess.crop_size, min_side=predictor.preprocess.min_side,
-                         require_every_class=False)
-    keep = {p: g for p, g in zip(unknown_paths, unknown_groups)}
-    unknown_groups = [keep[p] for p in usable.paths]
-    progress(f"open set: {len(usable.paths)} images of unknown architectures "
+    progress(f"open set: {len(unknown_paths)} images of unknown architectures "
              f"({', '.join(sorted(set(unknown_groups)))}) against {len(paths)} known images "
              f"({', '.join(name for name, _, _ in closed)})")
-    unknown_outputs = attribute_files(predictor, usable.paths, batch_size, perturb_fn=perturb_fn, seed=seed)
-    table = _every_score(predictor, paths, usable.paths, batch_size) if perturb_fn is None else None
-    metrics = open_set_metrics(predictor, known_files, known_outputs, usable.paths, unknown_groups, unknown_outputs,
+    unknown_outputs = attribute_files(predictor, unknown_paths, batch_size, perturb_fn=perturb_fn, seed=seed)
+    table = _every_score(predictor, paths, unknown_paths, batch_size) if perturb_fn is None else None
+    metrics = open_set_metrics(predictor, known_files, known_outputs, unknown_paths, unknown_groups, unknown_outputs,
                                table)
     return {"name": "open-set", "kind": OPEN_SET_ROW, "data": list(unknown_specs), "known": [name for name, _, _ in closed],
             "metrics": metrics}

@@ -32,6 +32,8 @@ def robustness(predictor, specs, attacks=DEFAULT_ATTACKS, batch_size=16, seed=0,
         naming an unknown one).
       seed: base seed of the perturbations.
 
+    Every dataset is read and checked first: a bad one raises DataError before any inference.
+
     Returns:
       A list of rows {name, data, num_images, skipped_files, accuracy: {column: value},
       macro_f1: {column: value}} whose columns are "none" then `attacks`, values in [0, 1].
@@ -39,9 +41,11 @@ def robustness(predictor, specs, attacks=DEFAULT_ATTACKS, batch_size=16, seed=0,
     from dnadet_tf.attacks import parse_attacks
 
     columns = (NO_ATTACK,) + parse_attacks([a for a in attacks if a != NO_ATTACK])
+    datasets = [(name, spec, load_labeled(spec, predictor.class_names, predictor.preprocess.crop_size,
+                                          predictor.preprocess.min_side))
+                for name, spec in expand_data_specs(specs)]  # every dataset checked before any inference
     rows = []
-    for name, spec in expand_data_specs(specs):
-        files = load_labeled(spec, predictor.class_names, predictor.preprocess.crop_size, predictor.preprocess.min_side)
+    for name, spec, files in datasets:
         progress(f"robustness {name}: {len(files)} images from {spec}, {len(columns)} settings")
         row = {"name": name, "data": spec, "num_images": len(files), "skipped_files": len(files.skipped),
                "accuracy": {}, "macro_f1": {}}

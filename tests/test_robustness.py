@@ -66,3 +66,38 @@ def test_cli_prints_and_writes_json_and_markdown(tiny_run, upsampling_data, tmp_
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "fog" in err[0] and "relight" in err[0]
+
+
+def test_cli_default_output_is_per_data_and_beside_an_export(tiny_run, upsampling_data, tmp_path, capsys):
+    import os
+    import shutil
+
+    from dnadet_tf.cli.evaluate import default_output_dir
+    from dnadet_tf.cli.main import main
+
+    run = str(tmp_path / "run")
+    shutil.copytree(tiny_run, run)
+    other = str(tmp_path / "other" / "test")  # another benchmark's data with the same base name
+    shutil.copytree(upsampling_data["val"], other)
+    folders = os.path.join(run, "robustness")
+    for data in (upsampling_data["test"], other, upsampling_data["test"]):
+        assert main(["robustness", "--model", run, "--data", data, "--attacks", "jpeg"]) == 0
+    assert sorted(os.listdir(folders)) == ["test", "test-2"]
+    for name, data in (("test", upsampling_data["test"]), ("test-2", other)):
+        result = json.load(open(os.path.join(folders, name, "robustness.json")))
+        assert result["data"] == [os.path.abspath(data)] and [row["data"] for row in result["rows"]] == [data]
+        assert os.path.isfile(os.path.join(folders, name, "robustness.md"))
+    assert not os.path.exists(os.path.join(run, "robustness.json"))
+    # Beside a SavedModel version folder or a model file, as evaluate writes, never inside the SavedModel.
+    savedmodel = tmp_path / "export" / "savedmodel" / "1"
+    savedmodel.mkdir(parents=True)
+    (savedmodel / "saved_model.pb").write_bytes(b"")
+    assert default_output_dir(str(savedmodel), [other], folder="robustness") == f"{savedmodel}-robustness/test"
+    tflite = tmp_path / "model.tflite"
+    tflite.write_bytes(b"")
+    assert default_output_dir(str(tflite), [other], folder="robustness") == f"{tflite}-robustness/test"
+    # --json must be a file path: checked before the model is loaded.
+    capsys.readouterr()
+    code = main(["robustness", "--model", run, "--data", other, "--json", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == f"dnadet-tf robustness: error: --json {tmp_path}: expected a file path, received a folder."
