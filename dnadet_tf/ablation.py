@@ -25,7 +25,7 @@ import numpy as np
 
 from dnadet_tf import runs
 from dnadet_tf.config import paper_name
-from dnadet_tf.data import benchmark_digest
+from dnadet_tf.data import benchmark_digest, is_benchmark_dir
 from dnadet_tf.errors import DnadetError
 from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES, evaluate
 from dnadet_tf.predictor import KerasPredictor
@@ -215,6 +215,9 @@ def ablate(zoo, out, preset="cpu", pretrained=None, photos=None, steps=None, pre
     JSON document.
     """
     output = output or sys.stdout
+    if not (is_benchmark_dir(zoo) and os.path.isfile(os.path.join(zoo, "train.txt"))):  # before any step 1
+        raise DnadetError(f"zoo {zoo}: expected a benchmark folder (classes.txt, train.txt and the cross-test lists, "
+                          f"as 'dnadet-tf zoo build' writes), received {runs.describe_path(zoo)}.")
     if compare_select and not validation:
         raise DnadetError("compare_select: expected validation images to compare the selection rules on, received "
                           "validation=False (--no-validation).")

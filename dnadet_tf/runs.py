@@ -43,7 +43,9 @@ def describe_path(path):
         return f"a folder of SavedModel versions (one of them: {os.path.join(path, versions[-1])})"
     if os.path.isfile(os.path.join(path, "classes.txt")) and os.path.isfile(os.path.join(path, "train.txt")):
         return "a benchmark folder (images and split lists, no trained model)"
-    return f"a folder without {CONFIG_FILE} or {BEST_MODEL}"
+    if os.path.isfile(os.path.join(path, CONFIG_FILE)):
+        return "a run dir"
+    return "a folder that is neither a run dir nor a benchmark folder"
 
 
 def write_text_atomic(path, text):

@@ -433,6 +433,23 @@ def test_ablate_pretrains_at_another_width_instead_of_taking_the_shipped_step1(t
                                                                        width=tiny_width * 2)])
 
 
+def test_ablate_refuses_a_folder_that_is_no_benchmark_before_any_step_1(tmp_path, monkeypatch, capsys):
+    from dnadet_tf import ablation
+    from dnadet_tf.cli.main import main
+
+    monkeypatch.setattr(ablation, "pretrain", lambda *args, **kwargs: (_ for _ in ()).throw(AssertionError("step 1")))
+    tree = tmp_path / "tree"
+    (tree / "real").mkdir(parents=True)  # a folder of class folders: no split lists
+    out = tmp_path / "ablation"
+    for zoo, received in ((tree, "a folder that is neither a run dir nor a benchmark folder"),
+                          (tmp_path / "nope", "no such file or folder")):
+        assert main(["ablate", "--zoo", str(zoo), "--out", str(out), "--preset", "tiny", "--photos", str(tree)]) == 2
+        assert capsys.readouterr().err.strip() == (
+            f"dnadet-tf ablate: error: --zoo {zoo}: expected a benchmark folder (classes.txt, train.txt and the "
+            f"cross-test lists, as 'dnadet-tf zoo build' writes), received {received}.")
+    assert not out.exists()
+
+
 def test_ablate_passes_the_learning_rate_and_augmentation_to_every_run(monkeypatch, tmp_path):
     from dnadet_tf import ablation
     from dnadet_tf.attacks import ATTACK_NAMES
