@@ -49,7 +49,9 @@ def register(subparsers):
                         "the encoders differ (e.g. another --width)")
     parser.add_argument("--base", action="store_true",
                         help="train the paper's Base: whole images, cross-entropy only, no patches, no contrastive loss")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint, with its own settings (config.json): "
+                        "only --steps, --val-every, --strategy and --jit may change; another --preset or any other "
+                        "changed flag is refused")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run dir")
     parser.add_argument("--strategy", choices=STRATEGIES,
                         help="tf.distribute strategy: auto = MirroredStrategy over visible GPUs, else default; "
@@ -123,7 +125,7 @@ def register(subparsers):
     parser.add_argument("--crop-grid", type=int, metavar="N",
                         help="put the training patches' corners on multiples of N px of the network's input "
                         "(default 1: anywhere; pretrain --crop-grid does the same in step 1)")
-    parser.add_argument("--extra-real", metavar="packaged|none|DIR",
+    parser.add_argument("--extra-real", metavar="auto|packaged|none|DIR",
                         help="add to the real class (named real, else the one class with 'real' as a word of its name, "
                         "such as Real or 0_real) as many 128 px crops of other photos as it has training "
                         "images: 'packaged' (the 60 photos shipped with the package), a folder of photos, 'auto' "
@@ -193,7 +195,7 @@ def run(args):
 
         raise UsageError(f"--val-split: expected no --val beside it (the share is held out of --data), received "
                          f"--val-split {args.val_split} and --val {args.val}.")
-    fit(args.data, args.out, val=args.val, preset=args.preset or "cpu", resume=args.resume,
+    fit(args.data, args.out, val=args.val, preset=args.preset, resume=args.resume,
         overwrite=args.overwrite, **overrides)
     return 0
 
@@ -215,7 +217,7 @@ def run_demo(args, overrides):
     zoo = ensure_zoo("demo", zoo_dir=args.zoo)
     print(f"zoo ready at {zoo} ({time.time() - began:.0f} s)", flush=True)
     resume = args.resume
-    fit(zoo, out, preset=args.preset or "cpu", resume=resume, overwrite=args.overwrite, **overrides)
+    fit(zoo, out, preset=args.preset, resume=resume, overwrite=args.overwrite, **overrides)
     predictor = KerasPredictor(out)
     rows = evaluate(predictor, [zoo], out_dir=os.path.join(out, "evaluation"))
     write_json_atomic(os.path.join(out, "evaluation", "evaluation.json"), rows)

@@ -9,11 +9,12 @@ import os
 from dnadet_tf.errors import DnadetError
 
 
-def fit(data, out, val=None, preset="cpu", **options):
+def fit(data, out, val=None, preset=None, **options):
     """Trains an attributor on `data` into run dir `out`; returns the training summary (a dict).
 
     `data` and `val`: a folder tree `ROOT/<class>/...`, an annotation list, or a benchmark
-    folder. `options`: `resume`, `overwrite`, `init_partial`, `output` (a stream for the
+    folder. `preset`: `cpu` (None: `cpu` for a new run, the run's own with `resume`), `paper` or `tiny`.
+    `options`: `resume`, `overwrite`, `init_partial`, `output` (a stream for the
     progress lines) and any flat configuration parameter (`steps`, `width`, `mode`, ...).
     The `cpu` preset starts from the step 1 shipped with the package (`init="packaged"`), so it
     trains the full method, DNA-Det; `init="none"` trains from random initialisation (the paper's

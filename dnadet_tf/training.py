@@ -10,7 +10,7 @@ from dnadet_tf.config import (ALIGN_FIRST_STAGE, ENCODER_STAGES, SHIFT_FIRST_STA
 from dnadet_tf.data import (check_files, hold_out, is_benchmark_dir, read_dataset, remap_to,
                             require_several_classes)
 from dnadet_tf.distribute import make_strategy
-from dnadet_tf.errors import RunDirError
+from dnadet_tf.errors import DnadetError, RunDirError
 from dnadet_tf.extra_real import add_extra_real, added_crops
 from dnadet_tf.model import Backbone, Classifier, encoder_mismatch, transfer_matching_weights
 from dnadet_tf.pipeline import inference_dataset, training_dataset
@@ -91,10 +91,21 @@ def init_magnification(init_run):
 
 def resolve_config(run, resume, preset, overrides):
     """The run's configuration: its config.json when resuming (only RESUMABLE_OVERRIDES may
-    change), else the preset with the overrides."""
+    change; another `preset` or any other override that differs from the run's is a DnadetError, `preset`
+    None meaning the run's), else the preset with the overrides."""
     if resume:
-        return run.config.replace(**{key: overrides.get(key) for key in RESUMABLE_OVERRIDES})
-    return make_config(preset, **overrides)
+        stored = run.config
+        if preset is not None and preset != stored.preset:
+            raise DnadetError(f"preset: expected the resumed run's own ({stored.preset}) or none, received {preset}.")
+        kept = stored.flat()
+        for key, value in overrides.items():
+            if value is None or key in RESUMABLE_OVERRIDES:
+                continue
+            if kept.get(key, value) != value:
+                raise DnadetError(f"{key}: expected no change on resume (the run's config.json holds it; only "
+                                  f"{', '.join(RESUMABLE_OVERRIDES)} may change), received {value!r}.")
+        return stored.replace(**{key: overrides.get(key) for key in RESUMABLE_OVERRIDES})
+    return make_config(preset or "cpu", **overrides)
 
 
 def train(run, config, class_names, train_dataset, val_dataset=None, resume=False, init_weights=None,
@@ -124,7 +135,7 @@ def train(run, config, class_names, train_dataset, val_dataset=None, resume=Fals
     return trainer.fit()
 
 
-def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output=None, init_partial=False,
+def fit(data, out, val=None, preset=None, resume=False, overwrite=False, output=None, init_partial=False,
         **overrides):
     """Trains DNA-Det (or Base with mode='base') on `data` into run dir `out`.
 
@@ -132,7 +143,8 @@ def fit(data, out, val=None, preset="cpu", resume=False, overwrite=False, output
       data: folder tree, annotation list, or benchmark folder (its train.txt).
       out: run dir.
       val: validation data; defaults to a benchmark's val.txt when `data` is one (and `val_split` is 0).
-      preset: `paper`, `cpu` or `tiny`.
+      preset: `paper`, `cpu` or `tiny`; None: `cpu` for a new run, the run's own when resuming (another one is
+        refused then, as is any other change but those of RESUMABLE_OVERRIDES).
       resume: continue the run in `out` from its latest checkpoint.
       overwrite: replace an existing run dir.
       init_partial: with `init`, allow an encoder that only partly matches.

@@ -420,3 +420,15 @@ def test_val_split_holds_out_the_same_images_for_validation_resume_and_calibrate
     assert main(common + ["--val-split", "1.5", "--overwrite"]) == 2
     assert "--val-split: expected a share of the training images from 0 to below 1, received 1.5" in \
         capsys.readouterr().err
+
+
+def test_resume_refuses_another_preset_or_a_changed_setting(tiny_run, upsampling_data, capsys):
+    before = sorted(os.listdir(tiny_run))
+    common = ["fit", "--data", upsampling_data["train"], "--out", tiny_run, "--resume"]
+    assert main(common + ["--preset", "cpu"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "dnadet-tf fit: error: --preset: expected the resumed run's own (tiny) or none, received cpu.")
+    assert main(common + ["--lr", "0.5"]) == 2
+    assert capsys.readouterr().err.strip().startswith(
+        "dnadet-tf fit: error: --lr: expected no change on resume (the run's config.json holds it; only steps, ")
+    assert sorted(os.listdir(tiny_run)) == before
