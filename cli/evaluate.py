@@ -3,7 +3,7 @@ import json
 import os
 import re
 
-from dnadet_tf.cli.main import HelpFormatter
+from dnadet_tf.cli.main import AUGMENT_NAMES_HELP, HelpFormatter
 
 
 def register(subparsers):
@@ -19,7 +19,9 @@ def register(subparsers):
         ),
         formatter_class=HelpFormatter,
     )
-    parser.add_argument("--model", required=True, help="run dir written by 'dnadet-tf fit'")
+    parser.add_argument("--model", required=True,
+                        help="a run dir written by 'dnadet-tf fit', an exported SavedModel version folder, or a "
+                             ".tflite file")
     parser.add_argument("--data", required=True, nargs="+", metavar="DATA",
                         help="folder trees, annotation lists or benchmark folders")
     parser.add_argument("--unknown", nargs="+", metavar="DATA", default=[],
@@ -38,7 +40,7 @@ def register(subparsers):
     parser.add_argument("--precision", choices=("float32", "mixed_bfloat16"),
                         help="compute a run dir's encoder in this precision (default: as trained; "
                              "mixed_bfloat16 is faster on CPUs with AVX-512 BF16)")
-    parser.add_argument("--perturb", help="perturb test images first: comma list of crop,blur,jpeg,noise,relight, or combo")
+    parser.add_argument("--perturb", help=f"perturb test images first: {AUGMENT_NAMES_HELP}")
     parser.add_argument("--seed", type=int, default=0, help="seed of the perturbations")
     parser.add_argument("--report", metavar="DIR",
                         help="also write DIR/report.html: a self-contained HTML report (metrics, confusion "

@@ -12,7 +12,8 @@ def register(subparsers):
             "One line (or one JSON object with --json) per image: top class, its probability, the top-k. With a "
             "calibrated model (fit calibrates when it has validation data; 'dnadet-tf calibrate' refits), an image "
             "whose open-set score passes the threshold is answered 'unknown' with the nearest known architecture "
-            "and the score; --json then adds 'unknown' and 'ood_score'."),
+            "and the score; --json then adds 'unknown', 'ood_score' and 'ood_threshold' (its 'class' stays the nearest "
+            "known architecture, the answer 'unknown' is the 'unknown' flag)."),
         formatter_class=HelpFormatter,
     )
     parser.add_argument("--model", required=True,

@@ -1,7 +1,7 @@
 """`dnadet-tf robustness`: accuracy under each test-time attack (the paper's Table 5)."""
 import os
 
-from dnadet_tf.cli.main import HelpFormatter
+from dnadet_tf.cli.main import AUGMENT_NAMES_HELP, HelpFormatter
 
 
 def register(subparsers):
@@ -27,7 +27,7 @@ def register(subparsers):
                              "file). Its \"data\" records the absolute paths of DATA: the same data again replaces "
                              "that folder, other data whose names are the same goes to <DATA names>-2, -3, ...")
     parser.add_argument("--attacks", default="crop,blur,jpeg,noise,relight,combo",
-                        help="comma list of attack columns (no attack is always measured)")
+                        help=f"attack columns (no attack is always measured): {AUGMENT_NAMES_HELP}")
     parser.add_argument("--batch-size", type=int, default=16, help="images per inference batch")
     parser.add_argument("--seed", type=int, default=0, help="seed of the perturbations")
     parser.set_defaults(func=run)

@@ -6,7 +6,7 @@ from dnadet_tf.cli.main import HelpFormatter, UsageError
 
 SIZE_HELP = (
     "how big a zoo: 'tiny' (a smoke test, under a minute: a few training steps, 8 images per class and split), "
-    "'demo' (about 5 minutes on a 2-core CPU: 16 models, 240 train / 40 val / 80 test images per class "
+    "'demo' (6-11 minutes on a 2-core CPU: 19 models, 240 train / 40 val / 80 test images per class "
     "and 80 per class in each cross split; the default), or 'full' (hours: wider models trained longer, "
     "thousands of images per class; resumable)"
 )
