@@ -214,7 +214,7 @@ def test_robustness_seeds_averages_runs_and_reuses_each_run_s_rows(tmp_path, cap
     document = json.loads(out.read_text())
     assert document["table"][0]["columns"]["combo"]["values"] == [0.5, 0.25]
     # Another attack seed does not reuse the cache: the run dir has no model to score.
-    with pytest.raises(DnadetError, match="no best.keras"):
+    with pytest.raises(DnadetError, match="expected a run dir written by .dnadet-tf fit., a SavedModel folder"):
         module.main(["--data", "ZOO/test.txt", "--attacks", "combo", "--seed", "1", "--runs", "plain", runs[0]])
 
 
