@@ -49,10 +49,17 @@ def describe_path(path):
 
 
 def write_text_atomic(path, text):
+    """`text` in `path`, written whole or not at all (a temporary file beside it, then rename; the temporary
+    file is removed if either step fails)."""
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def write_json_atomic(path, value, indent=2, sort_keys=True):
@@ -63,8 +70,13 @@ def write_json_atomic(path, value, indent=2, sort_keys=True):
 def save_model_atomic(model, path):
     """`model.save` to a temporary `.keras` file beside `path`, then rename."""
     tmp = f"{path[:-len('.keras')]}.tmp-{os.getpid()}.keras"
-    model.save(tmp)
-    os.replace(tmp, path)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.remove(tmp)
+        raise
 
 
 class RunDir:

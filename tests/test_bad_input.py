@@ -439,3 +439,11 @@ def test_a_model_path_that_is_no_run_says_what_it_is(untrained_run, tmp_path):
     assert code == 2 and stderr.strip() == (
         f"dnadet-tf calibrate: error: {benchmark}: expected a run dir written by 'dnadet-tf fit' (with config.json), "
         "received a benchmark folder (images and split lists, no trained model).")
+
+
+def test_an_atomic_write_that_fails_leaves_no_temporary_file(tmp_path):
+    folder = tmp_path / "taken"
+    folder.mkdir()
+    with pytest.raises(OSError):
+        runs.write_json_atomic(str(folder), {"a": 1})  # a folder is where the file would go
+    assert sorted(os.listdir(tmp_path)) == ["taken"]
