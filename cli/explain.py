@@ -22,7 +22,25 @@ def register(subparsers):
                         help="target layer (a conv or activation layer of the model)")
     parser.add_argument("--method", choices=("gradcam", "gradcam++"), default="gradcam", help="CAM method")
     parser.add_argument("--batch-size", type=int, default=16, help="images per Grad-CAM pass")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into an --out that holds files: the PNGs of an earlier explain that its "
+                             "explain.json lists and this one does not write are removed, other files are kept")
     parser.set_defaults(func=run)
+
+
+def earlier_pngs(listing):
+    """The PNG paths an earlier explain.json lists that still exist in its folder ([] without a readable one)."""
+    import json
+    import os
+
+    try:
+        with open(listing, encoding="utf-8") as f:
+            rows = json.load(f)
+        folder = os.path.dirname(os.path.abspath(listing))
+        return [row["png"] for row in rows if os.path.isfile(row["png"]) and row["png"].endswith(".png")
+                and os.path.dirname(os.path.abspath(row["png"])) == folder]
+    except (OSError, ValueError, TypeError, KeyError):
+        return []
 
 
 def run(args):
@@ -35,6 +53,9 @@ def run(args):
 
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UsageError(f"--out {args.out}: exists and is not a folder.")
+    if os.path.isdir(args.out) and os.listdir(args.out) and not args.overwrite:
+        raise UsageError(f"--out {args.out}: the folder already holds files; pass --overwrite to write into it "
+                         f"(an earlier explain's PNGs are replaced) or give another folder.")
     check_positive("--batch-size", args.batch_size)
     check_method(args.method)
     model = RunDir(args.model).load_model()
@@ -44,7 +65,12 @@ def run(args):
                             layer=args.layer, method=args.method, batch_size=args.batch_size)
     for row in results:
         print(f"{row['path']}\t{row['class']}\t{row['probability']:.4f}\t{row['png']}")
-    write_json_atomic(os.path.join(args.out, "explain.json"), results)
+    listing = os.path.join(args.out, "explain.json")
+    written = {os.path.realpath(row["png"]) for row in results}
+    for png in earlier_pngs(listing):
+        if os.path.realpath(png) not in written:
+            os.remove(png)  # an earlier explain's, which the new explain.json would no longer list
+    write_json_atomic(listing, results)
     print(f"wrote {len(results)} PNG(s) and explain.json in {args.out}"
           + (f"; {skipped} file(s) skipped" if skipped else ""))
     return 0 if results else 1

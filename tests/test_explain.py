@@ -127,7 +127,21 @@ def test_explain_cli_writes_pngs_and_json(region_run, tmp_path, capsys):
             assert image.size[0] > SIZE and image.mode in ("RGB", "RGBA")
     assert "marked" in capsys.readouterr().out
 
-    code = main(["explain", "--model", region_run["run"], marked, "--out", str(out), "--layer", "nope"])
+    code = main(["explain", "--model", region_run["run"], marked, "--out", str(tmp_path / "other"), "--layer", "nope"])
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "stage2_act2" in err[0] and "stage1_conv1" in err[0]
+
+    # A second explain into the same folder: refused without --overwrite, nothing changed; with it, explain.json
+    # lists the new PNGs and the earlier ones it no longer lists are gone, other files kept.
+    (out / "notes.txt").write_text("keep me")
+    before = sorted(os.listdir(out))
+    assert main(["explain", "--model", region_run["run"], marked, "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"dnadet-tf explain: error: --out {out}: the folder already holds files; pass --overwrite to write into it "
+        "(an earlier explain's PNGs are replaced) or give another folder.")
+    assert sorted(os.listdir(out)) == before
+    assert main(["explain", "--model", region_run["run"], marked, "--out", str(out), "--overwrite"]) == 0
+    again = json.loads((out / "explain.json").read_text())
+    assert len(again) == 1 and sorted(os.listdir(out)) == sorted(
+        ["explain.json", "notes.txt", os.path.basename(again[0]["png"])])
