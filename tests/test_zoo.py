@@ -243,6 +243,23 @@ def test_folder_built_with_other_settings_is_refused(tiny_zoo, tmp_path):
         build_zoo(out, size="tiny", seed=1)
 
 
+def test_a_folder_of_other_files_or_a_file_is_refused_as_out(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    with pytest.raises(DataError, match=r"expected an empty folder or a zoo this command built \(build.json in it\), "
+                                        r"received a run dir\.$"):
+        build_zoo(str(run), size="tiny")
+    assert sorted(os.listdir(run)) == ["config.json"]  # nothing written beside it
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.jpg").write_bytes(b"jpeg")
+    with pytest.raises(DataError, match=r"received a folder of other files\.$"):
+        build_zoo(str(photos), size="tiny")
+    with pytest.raises(DataError, match=r"expected a folder for the zoo, received a file\.$"):
+        build_zoo(str(photos / "a.jpg"), size="tiny")
+
+
 def test_a_folder_is_built_by_one_process_at_a_time(tiny_zoo, tmp_path):
     out = str(tmp_path / "zoo")
     shutil.copytree(tiny_zoo[0], out)

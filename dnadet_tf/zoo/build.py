@@ -450,12 +450,29 @@ def build_zoo(out_dir, size="demo", photos=None, seed=0, wild=False, progress=pr
     preset = SIZES[size]
     photo_set = find_photos(photos, preset.min_photos)
     out_dir = os.fspath(out_dir)
+    _check_out_dir(out_dir)
     os.makedirs(os.path.join(out_dir, "models"), exist_ok=True)
     with _build_lock(out_dir):
         _check_settings(out_dir, _build_settings(size, seed, wild, photo_set))
         _remove_leftovers(out_dir)
         _build(out_dir, size, photo_set, seed, wild, progress)
     return out_dir
+
+
+# what shows a folder is a zoo, or one whose build was interrupted (`build_zoo` makes models/ and build.lock first)
+ZOO_MARKERS = ("build.json", "zoo.json", "classes.txt", "build.lock", "models")
+
+
+def _check_out_dir(out_dir):
+    """Refuses an `out_dir` that is a file, or a folder holding files of something other than a zoo (a run dir,
+    photos, ...): a build writes its images and lists beside whatever is there."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise DataError(f"--out {out_dir}: expected a folder for the zoo, received a file.")
+    if (os.path.isdir(out_dir) and os.listdir(out_dir)
+            and not any(os.path.exists(os.path.join(out_dir, name)) for name in ZOO_MARKERS)):
+        kind = "a run dir" if os.path.isfile(os.path.join(out_dir, "config.json")) else "a folder of other files"
+        raise DataError(f"--out {out_dir}: expected an empty folder or a zoo this command built ({ZOO_MARKERS[0]} "
+                        f"in it), received {kind}.")
 
 
 def _check_settings(out_dir, settings):
