@@ -246,6 +246,10 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
         val_files = labeled_files(val, "val", model.class_names, model.preprocessing)
     if len(val_files) == 0:
         raise DataError(f"--val {val}: no usable images; expected known images of the run's classes.")
+    missing = [name for label, name in enumerate(model.class_names) if not np.any(train_files.labels == label)]
+    if missing:
+        raise DataError(f"--data {data}: expected training images of every class of the run, received none of "
+                        f"{', '.join(missing)} (a class's statistics need its own images).")
     print(f"calibrating {run_dir}: features of {len(train_files)} training and {len(val_files)} validation images "
           f"...", file=output, flush=True)
     train_features, train_logits = features_and_logits(model, train_files.paths, batch_size)

@@ -403,6 +403,20 @@ def test_calibrate_on_its_own_training_images_says_it_leaves_each_out(tiny_run, 
     assert code == 0 and "training images too" not in out
 
 
+def test_calibrate_refuses_training_images_that_miss_a_class(tiny_run, upsampling_data, tmp_path):
+    run = str(tmp_path / "run")
+    shutil.copytree(tiny_run, run)
+    before = open(os.path.join(run, "best.keras"), "rb").read()
+    partial = tmp_path / "partial"
+    shutil.copytree(os.path.join(upsampling_data["val"], "real"), partial / "real")
+    shutil.copytree(os.path.join(upsampling_data["val"], "nearest"), partial / "nearest")
+    code, _, err = _cli(["calibrate", run, "--data", str(partial), "--val", upsampling_data["val"]])
+    assert code == 2 and err.strip() == (
+        f"dnadet-tf calibrate: error: --data {partial}: expected training images of every class of the run, received "
+        "none of transposed (a class's statistics need its own images).")
+    assert open(os.path.join(run, "best.keras"), "rb").read() == before
+
+
 def test_calibrate_reads_a_validation_image_that_is_a_training_image_once(tiny_run, upsampling_data, monkeypatch):
     from dnadet_tf import calibrate
     from dnadet_tf.data import find_images
