@@ -17,9 +17,11 @@ Conversion goes through a SavedModel of the pixels -> probabilities function wit
 a fixed input shape (`tf.lite.TFLiteConverter.from_saved_model`), so the
 classifier's variables are frozen into constants.
 """
+import contextlib
 import hashlib
 import json
 import os
+import sys
 
 import numpy as np
 import tensorflow as tf
@@ -87,7 +89,29 @@ def convert(savedmodel_path, fmt, representative_dataset=None, int8_io=False):
         if int8_io:
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
-    return converter.convert()
+    with native_logs_hidden():
+        return converter.convert()
+
+
+@contextlib.contextmanager
+def native_logs_hidden():
+    """Hides what LiteRT's and the converter's C++ code print on file descriptor 2 (the XNNPACK delegate's
+    "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.", the quantizer's settings) while TensorFlow's
+    own log lines are hidden (TF_CPP_MIN_LOG_LEVEL 3: the CLI without --verbose); a failure still reaches the
+    user as the exception raised. A no-op otherwise."""
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "3":
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def make_interpreter(model_path=None, model_content=None, num_threads=None):
@@ -99,8 +123,9 @@ def make_interpreter(model_path=None, model_content=None, num_threads=None):
     from ai_edge_litert.interpreter import Interpreter
 
     threads = num_threads or os.cpu_count() or 1
-    interpreter = Interpreter(model_path=model_path, model_content=model_content, num_threads=threads)
-    interpreter.allocate_tensors()
+    with native_logs_hidden():
+        interpreter = Interpreter(model_path=model_path, model_content=model_content, num_threads=threads)
+        interpreter.allocate_tensors()
     return interpreter
 
 

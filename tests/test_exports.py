@@ -240,6 +240,20 @@ def test_predict_command_on_exports_gives_the_keras_top_class(exported, tiny_run
     assert top_classes(os.path.join(exported["base"], "tflite", "dnadet-float32.tflite")) == expected
 
 
+def test_predict_on_a_tflite_file_prints_no_litert_log_lines(exported, upsampling_data):
+    image = _test_paths(upsampling_data)[0]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPP")}
+    tflite = os.path.join(exported["base"], "tflite", "dnadet-float32.tflite")
+    done = subprocess.run([sys.executable, "-m", "dnadet_tf.cli.main", "predict", "--model", tflite, image],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    # no "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." (only our own notes may appear)
+    assert [line for line in done.stderr.splitlines() if not line.startswith("note: ")] == []
+    verbose = subprocess.run([sys.executable, "-m", "dnadet_tf.cli.main", "predict", "--verbose", "--model", tflite,
+                              image], capture_output=True, text=True, env=env, timeout=300)
+    assert verbose.returncode == 0 and "XNNPACK" in verbose.stderr  # --verbose shows them
+
+
 def _digest(folder):
     digest = hashlib.sha256()
     for root, dirs, files in sorted(os.walk(folder)):
