@@ -8,6 +8,7 @@
     RUN/metrics.jsonl    one JSON object per log line and per validation
     RUN/tensorboard/     TensorBoard scalars
 """
+import contextlib
 import json
 import os
 import shutil
@@ -52,10 +53,17 @@ def write_text_atomic(path, text):
     """`text` in `path`, written whole or not at all (a temporary file beside it, then rename; the temporary
     file is removed if either step fails)."""
     tmp = f"{path}.tmp-{os.getpid()}"
-    try:
+    with _removed_on_failure(tmp):
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _removed_on_failure(tmp):
+    """Removes the temporary file `tmp` if the block raises (it was not renamed into place), then re-raises."""
+    try:
+        yield
     except BaseException:
         if os.path.lexists(tmp):
             os.remove(tmp)
@@ -70,13 +78,9 @@ def write_json_atomic(path, value, indent=2, sort_keys=True):
 def save_model_atomic(model, path):
     """`model.save` to a temporary `.keras` file beside `path`, then rename."""
     tmp = f"{path[:-len('.keras')]}.tmp-{os.getpid()}.keras"
-    try:
+    with _removed_on_failure(tmp):
         model.save(tmp)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.lexists(tmp):
-            os.remove(tmp)
-        raise
 
 
 class RunDir:

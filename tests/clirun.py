@@ -24,3 +24,14 @@ def export_rows(model, out, eval_data, formats="savedmodel,float32,int8", max_ev
     assert code == 0, stderr
     with open(os.path.join(str(out), "dnadet", "report.json"), encoding="utf-8") as f:
         return {row["format"]: row for row in json.load(f)["rows"]}
+
+
+def run_and_namesake_data(run, data, tmp_path):
+    """(a copy of run dir `run` in tmp_path/run, a copy of `data` in tmp_path/other/test): another benchmark's
+    data with the base name of a zoo's test split, for the output folders named after the data."""
+    import shutil
+
+    copy, other = str(tmp_path / "run"), str(tmp_path / "other" / "test")
+    shutil.copytree(run, copy)
+    shutil.copytree(data, other)
+    return copy, other

@@ -70,15 +70,12 @@ def test_cli_prints_and_writes_json_and_markdown(tiny_run, upsampling_data, tmp_
 
 def test_cli_default_output_is_per_data_and_beside_an_export(tiny_run, upsampling_data, tmp_path, capsys):
     import os
-    import shutil
 
+    from clirun import run_and_namesake_data
     from dnadet_tf.cli.evaluate import default_output_dir
     from dnadet_tf.cli.main import main
 
-    run = str(tmp_path / "run")
-    shutil.copytree(tiny_run, run)
-    other = str(tmp_path / "other" / "test")  # another benchmark's data with the same base name
-    shutil.copytree(upsampling_data["val"], other)
+    run, other = run_and_namesake_data(tiny_run, upsampling_data["val"], tmp_path)
     folders = os.path.join(run, "robustness")
     for data in (upsampling_data["test"], other, upsampling_data["test"]):
         assert main(["robustness", "--model", run, "--data", data, "--attacks", "jpeg"]) == 0

@@ -328,10 +328,9 @@ def _folder_state(folder):
 
 
 def test_evaluate_keeps_each_data_in_its_own_folder(tiny_run, upsampling_data, tmp_path, capsys):
-    run = str(tmp_path / "run")
-    shutil.copytree(tiny_run, run)
-    other = str(tmp_path / "other" / "test")  # another benchmark's data with the same base name
-    shutil.copytree(upsampling_data["val"], other)
+    from clirun import run_and_namesake_data
+
+    run, other = run_and_namesake_data(tiny_run, upsampling_data["val"], tmp_path)
     evaluations = os.path.join(run, "evaluations")
     first, second = os.path.join(evaluations, "test"), os.path.join(evaluations, "test-2")
     assert main(["evaluate", "--model", run, "--data", upsampling_data["test"]]) == 0
