@@ -24,8 +24,9 @@ def register(subparsers):
                         help="write the rows here (a Markdown table beside it, .md; missing folders are "
                              "created); default: robustness.json in RUN/robustness/<DATA names>/ (a run dir; "
                              "MODEL-robustness/... beside an export: a SavedModel version folder or a .tflite "
-                             "file). Its \"data\" records the absolute paths of DATA: the same data again replaces "
-                             "that folder, other data whose names are the same goes to <DATA names>-2, -3, ...")
+                             "file). Its \"data\", \"attacks\" and \"seed\" record what it measured (DATA as absolute "
+                             "paths): the same measurement again replaces that folder, other data whose names are "
+                             "the same, other attacks or another seed go to <DATA names>-2, -3, ...")
     parser.add_argument("--attacks", default="crop,blur,jpeg,noise,relight,combo",
                         help=f"attack columns (no attack is always measured): {AUGMENT_NAMES_HELP}")
     parser.add_argument("--batch-size", type=int, default=16, help="images per inference batch")
@@ -44,13 +45,12 @@ def markdown_path(json_path):
 
 def run(args):
     from dnadet_tf.cli.evaluate import check_output_file, data_record, default_output_dir, output_folder
-    from dnadet_tf.cli.main import UsageError, parse_attack_flag
+    from dnadet_tf.cli.main import check_positive, parse_attack_flag
     from dnadet_tf.api import load as load_predictor
     from dnadet_tf.robustness import format_robustness_table, robustness, robustness_markdown
     from dnadet_tf.runs import write_json_atomic, write_text_atomic
 
-    if args.batch_size < 1:
-        raise UsageError(f"--batch-size: expected a positive integer, received {args.batch_size}.")
+    check_positive("--batch-size", args.batch_size)
     attacks = parse_attack_flag("--attacks", args.attacks)
     if args.json:
         check_output_file("--json", args.json)
@@ -58,18 +58,19 @@ def run(args):
     predictor = load_predictor(args.model)
     rows = robustness(predictor, args.data, attacks=attacks, batch_size=args.batch_size, seed=args.seed)
     print(format_robustness_table(rows))
-    record = {"data": data_record(args.data)["data"]}
+    # what tells one measurement from another in an output folder: the same again replaces its own folder
+    record = {"data": data_record(args.data)["data"], "attacks": list(attacks), "seed": args.seed}
     if args.json:
         json_path = args.json
     else:
         preferred = default_output_dir(args.model, args.data, folder="robustness")
         folder = output_folder(preferred, ROBUSTNESS_FILE, record)
         if folder != preferred:
-            print(f"{preferred} holds the robustness of other data (see its {ROBUSTNESS_FILE}); writing to {folder}")
+            print(f"{preferred} holds the robustness of other data, attacks or seed (see its {ROBUSTNESS_FILE}); "
+                  f"writing to {folder}")
         json_path = os.path.join(folder, ROBUSTNESS_FILE)
     os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
-    write_json_atomic(json_path, {"model": args.model, "seed": args.seed, "attacks": list(attacks), **record,
-                                  "rows": rows})
+    write_json_atomic(json_path, {"model": args.model, **record, "rows": rows})
     write_text_atomic(markdown_path(json_path), robustness_markdown(rows))
     print(f"wrote {json_path} and {markdown_path(json_path)}")
     return 0

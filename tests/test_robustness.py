@@ -80,9 +80,13 @@ def test_cli_default_output_is_per_data_and_beside_an_export(tiny_run, upsamplin
     for data in (upsampling_data["test"], other, upsampling_data["test"]):
         assert main(["robustness", "--model", run, "--data", data, "--attacks", "jpeg"]) == 0
     assert sorted(os.listdir(folders)) == ["test", "test-2"]
-    for name, data in (("test", upsampling_data["test"]), ("test-2", other)):
+    # another attack seed is another measurement: a folder of its own, the first ones kept
+    assert main(["robustness", "--model", run, "--data", other, "--attacks", "jpeg", "--seed", "1"]) == 0
+    assert sorted(os.listdir(folders)) == ["test", "test-2", "test-3"]
+    for name, data, seed in (("test", upsampling_data["test"], 0), ("test-2", other, 0), ("test-3", other, 1)):
         result = json.load(open(os.path.join(folders, name, "robustness.json")))
         assert result["data"] == [os.path.abspath(data)] and [row["data"] for row in result["rows"]] == [data]
+        assert result["attacks"] == ["jpeg"] and result["seed"] == seed
         assert os.path.isfile(os.path.join(folders, name, "robustness.md"))
     assert not os.path.exists(os.path.join(run, "robustness.json"))
     # Beside a SavedModel version folder or a model file, as evaluate writes, never inside the SavedModel.
