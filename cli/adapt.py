@@ -3,7 +3,7 @@ import argparse
 import os
 
 from dnadet_tf.config import ADAPT_FIRST_STAGE, ENCODER_STAGES, LABELED_FIRST_STAGE, PHOTO_FIRST_STAGE
-from dnadet_tf.cli.main import HelpFormatter, UsageError, check_positive
+from dnadet_tf.cli.main import HelpFormatter, UsageError
 
 
 def register(subparsers):
@@ -139,7 +139,6 @@ def run(args):
                          f"{len(args.labeled)} DATA.")
     if args.blend is not None and not 0.0 <= args.blend <= 1.0:
         raise UsageError(f"--blend: expected a number from 0 to 1, received {args.blend}.")
-    check_positive("--batch-size", args.batch_size)
     if args.first_stage is not None and not 1 <= args.first_stage <= ENCODER_STAGES:
         raise UsageError(f"--first-stage: expected an encoder stage from 1 to {ENCODER_STAGES}, "
                          f"received {args.first_stage}.")

@@ -1,7 +1,7 @@
 """`dnadet-tf calibrate`: fit (or refit) a run's temperature and open-set score."""
 import argparse
 
-from dnadet_tf.cli.main import HelpFormatter, check_positive
+from dnadet_tf.cli.main import HelpFormatter
 from dnadet_tf.openset import DEFAULT_MEANS, DEFAULT_RADII, DEFAULT_SCORE, KNOWN_RATE, RADII, SCORES, parse_means
 
 
@@ -61,7 +61,6 @@ def means_choice(text):
 def run(args):
     from dnadet_tf.calibrate import calibrate_run
 
-    check_positive("--batch-size", args.batch_size)
     calibrate_run(args.run, score=args.score, data=args.data, val=args.val, batch_size=args.batch_size,
                   known_rate=args.known_rate, radii=args.radii, means=args.means)
     return 0

@@ -1,5 +1,5 @@
 """`dnadet-tf explain`: Grad-CAM heatmaps of a run's predictions."""
-from dnadet_tf.cli.main import HelpFormatter, check_positive
+from dnadet_tf.cli.main import HelpFormatter
 
 
 def register(subparsers):
@@ -56,7 +56,6 @@ def run(args):
     if os.path.isdir(args.out) and os.listdir(args.out) and not args.overwrite:
         raise UsageError(f"--out {args.out}: the folder already holds files; pass --overwrite to write into it "
                          f"(an earlier explain's PNGs are replaced) or give another folder.")
-    check_positive("--batch-size", args.batch_size)
     check_method(args.method)
     model = RunDir(args.model).load_model()
     check_layer(model, args.layer)

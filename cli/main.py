@@ -47,10 +47,12 @@ class UsageError(Exception):
     """A wrong flag or argument value; printed as one line, exit code 2."""
 
 
-def check_positive(flag, value):
-    """Raises a UsageError naming `flag` unless `value` (a count such as --batch-size) is 1 or more."""
-    if value < 1:
-        raise UsageError(f"{flag}: expected a positive integer, received {value}.")
+def check_batch_size(args):
+    """Raises a UsageError unless the command's --batch-size, when it has one and it is given, is 1 or more:
+    one check for every command (`main` calls it before the command runs)."""
+    value = getattr(args, "batch_size", None)
+    if value is not None and value < 1:
+        raise UsageError(f"--batch-size: expected a positive integer, received {value}.")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -156,6 +158,7 @@ def main(argv=None):
         # Before any TF op (a zoo build runs some before training): makes training runs repeat exactly.
         configure_runtime(getattr(args, "strategy", None) or "auto")
     try:
+        check_batch_size(args)
         return int(args.func(args) or 0)
     except UsageError as error:
         print(f"dnadet-tf {args.command}: error: {error}", file=sys.stderr)

@@ -1,7 +1,7 @@
 """`dnadet-tf predict`: the most likely generator architecture of each image."""
 import json
 
-from dnadet_tf.cli.main import HelpFormatter, check_positive
+from dnadet_tf.cli.main import HelpFormatter
 
 
 def register(subparsers):
@@ -38,7 +38,6 @@ def run(args):
     from dnadet_tf.api import load as load_predictor
     from dnadet_tf.predictor import attribute_images
 
-    check_positive("--batch-size", args.batch_size)
     if args.top_k < 1:
         raise UsageError(f"--top-k: expected a positive integer, received {args.top_k}.")
     predictor = load_predictor(args.model, precision=args.precision)

@@ -400,7 +400,9 @@ def test_predict_prints_no_tensorflow_start_up_lines(untrained_run, tmp_path):
 
 
 @pytest.mark.parametrize("command", [["predict", "--model", "RUN", "IMAGE"], ["calibrate", "RUN"],
-                                     ["explain", "--model", "RUN", "IMAGE", "--out", "OUT"]])
+                                     ["explain", "--model", "RUN", "IMAGE", "--out", "OUT"],
+                                     ["evaluate", "--model", "RUN", "--data", "IMAGE"],
+                                     ["robustness", "--model", "RUN", "--data", "IMAGE"]])
 def test_a_batch_size_below_one_is_refused_in_one_line(untrained_run, tmp_path, command):
     from clirun import run_cli
 
