@@ -101,17 +101,11 @@ def quiet_tensorflow():
     """
     if "tensorflow" in sys.modules:
         return
+    from dnadet_tf.native_logs import stderr_fd_hidden
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
+    with stderr_fd_hidden():
         import tensorflow as tf
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
     tf.get_logger().setLevel("ERROR")
     from absl import logging as absl_logging
 

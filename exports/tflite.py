@@ -21,12 +21,12 @@ import contextlib
 import hashlib
 import json
 import os
-import sys
 
 import numpy as np
 import tensorflow as tf
 
 from dnadet_tf.exports.graph import ClassifierModule
+from dnadet_tf.native_logs import stderr_fd_hidden
 from dnadet_tf.runs import write_json_atomic
 
 TFLITE_FORMATS = ("float32", "float16", "dynamic", "int8")
@@ -93,25 +93,13 @@ def convert(savedmodel_path, fmt, representative_dataset=None, int8_io=False):
         return converter.convert()
 
 
-@contextlib.contextmanager
 def native_logs_hidden():
-    """Hides what LiteRT's and the converter's C++ code print on file descriptor 2 (the XNNPACK delegate's
-    "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.", the quantizer's settings) while TensorFlow's
-    own log lines are hidden (TF_CPP_MIN_LOG_LEVEL 3: the CLI without --verbose); a failure still reaches the
-    user as the exception raised. A no-op otherwise."""
-    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "3":
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+    """A context that hides what LiteRT's and the converter's C++ code print on file descriptor 2 (the XNNPACK
+    delegate's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.", the quantizer's settings) while
+    TensorFlow's own log lines are hidden (TF_CPP_MIN_LOG_LEVEL 3: the CLI without --verbose); a failure still
+    reaches the user as the exception raised. A no-op context otherwise."""
+    quiet = os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "3"
+    return stderr_fd_hidden() if quiet else contextlib.nullcontext()
 
 
 def make_interpreter(model_path=None, model_content=None, num_threads=None):
