@@ -46,7 +46,7 @@ def load(path, precision=None):
     (['real', 'nearest', 'transposed'], 0.0625)
     """
     from dnadet_tf.predictor import KerasPredictor
-    from dnadet_tf.runs import BEST_MODEL, CONFIG_FILE, describe_path
+    from dnadet_tf.runs import RunDir, describe_path
 
     path = os.fspath(path)
     if (os.path.isfile(path) and path.endswith(".tflite")) or (
@@ -56,7 +56,7 @@ def load(path, precision=None):
         if precision is not None:
             raise DnadetError(f"precision: applies to a run dir's best.keras, not to the export {path}.")
         return load_exported_predictor(path)
-    if not any(os.path.isfile(os.path.join(path, name)) for name in (CONFIG_FILE, BEST_MODEL)):
+    if not RunDir(path).holds_run:
         raise DnadetError(f"model {path}: expected a run dir written by 'dnadet-tf fit', a SavedModel folder or a "
                           f".tflite file, received {describe_path(path)}.")
     return KerasPredictor(path, precision=precision)

@@ -105,6 +105,11 @@ class RunDir:
         return self.file(BEST_MODEL)
 
     @property
+    def holds_run(self):
+        """Whether the folder is a run dir: it holds config.json or best.keras."""
+        return os.path.isfile(self.file(CONFIG_FILE)) or os.path.isfile(self.best_model_path)
+
+    @property
     def metrics_path(self):
         return self.file(METRICS_FILE)
 
@@ -175,8 +180,7 @@ class RunDir:
         """
         from dnadet_tf.model import load_classifier
 
-        if not os.path.isdir(self.path) or not (os.path.isfile(self.file(CONFIG_FILE))
-                                                or os.path.isfile(self.best_model_path)):
+        if not self.holds_run:
             raise RunDirError(f"model {self.path}: expected a run dir written by 'dnadet-tf fit', "
                               f"received {describe_path(self.path)}.")
         path = model_file or self.best_model_path
