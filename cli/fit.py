@@ -49,7 +49,8 @@ def register(subparsers):
                         "the encoders differ (e.g. another --width)")
     parser.add_argument("--base", action="store_true",
                         help="train the paper's Base: whole images, cross-entropy only, no patches, no contrastive loss")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint, with its own settings (config.json): "
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its last checkpoint, with its own settings (config.json): "
                         "only --steps, --val-every, --strategy and --jit may change; another --preset or any other "
                         "changed flag is refused")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run dir")

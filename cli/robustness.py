@@ -68,8 +68,9 @@ def run(args):
             print(f"{preferred} holds the robustness of other data, attacks or seed (see its {ROBUSTNESS_FILE}); "
                   f"writing to {folder}")
         json_path = os.path.join(folder, ROBUSTNESS_FILE)
+    table_path = markdown_path(json_path)
     os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
     write_json_atomic(json_path, {"model": args.model, **record, "rows": rows})
-    write_text_atomic(markdown_path(json_path), robustness_markdown(rows))
-    print(f"wrote {json_path} and {markdown_path(json_path)}")
+    write_text_atomic(table_path, robustness_markdown(rows))
+    print(f"wrote {json_path} and {table_path}")
     return 0

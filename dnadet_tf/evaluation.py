@@ -129,9 +129,12 @@ def evaluate(predictor, specs, out_dir=None, batch_size=16, perturb_fn=None, see
                 for name, spec in expand_data_specs(specs)]
     unknown_specs = list(unknown_specs) + [spec for spec in specs if is_benchmark_dir(spec)
                                            and os.path.isfile(benchmark_split(spec, OPEN_SET_SPLIT))]
-    unknown = load_unknown(predictor, unknown_specs) if unknown_specs and predictor.open_set else None
-    for spec in unknown_specs if unknown is None else ():
-        read_unknown(spec)  # a bad --unknown is an error even when the model cannot score it
+    unknown = None
+    if unknown_specs and predictor.open_set:
+        unknown = load_unknown(predictor, unknown_specs)
+    else:
+        for spec in unknown_specs:
+            read_unknown(spec)  # a bad --unknown is an error even when the model cannot score it
     rows, known = [], []
     for name, spec, files in datasets:
         progress(f"evaluating {name}: {len(files)} images from {spec}")
