@@ -143,7 +143,7 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help()
+        parser.print_help(sys.stderr)  # an exit status of 2 is an error: its text goes where errors go
         return 2
     from dnadet_tf.distribute import configure_runtime
     from dnadet_tf.errors import DnadetError

@@ -355,9 +355,11 @@ def test_fuzzed_bytes_are_refused_by_serving_default_and_predict(tmp_path):
 
 
 # ---------------------------------------------------------------- 9. the command line
-def test_no_command_prints_usage_and_exits_2():
+def test_no_command_prints_usage_on_stderr_and_exits_2():
     code, stdout, stderr = _cli([])
-    assert code == 2 and stdout.startswith("usage: dnadet-tf") and "fit" in stdout and stderr == ""
+    assert code == 2 and stderr.startswith("usage: dnadet-tf") and "fit" in stderr and stdout == ""
+    code, stdout, stderr = _cli(["zoo"])
+    assert code == 2 and stderr.startswith("usage: dnadet-tf zoo") and "build" in stderr and stdout == ""
 
 
 def _all_parsers(parser):
