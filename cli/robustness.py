@@ -44,7 +44,7 @@ def markdown_path(json_path):
 
 
 def run(args):
-    from dnadet_tf.cli.evaluate import check_output_file, data_record, default_output_dir, output_folder
+    from dnadet_tf.cli.output_paths import check_output_file, data_record, default_output_dir, output_folder
     from dnadet_tf.cli.main import parse_attack_flag
     from dnadet_tf.api import load as load_predictor
     from dnadet_tf.robustness import format_robustness_table, robustness, robustness_markdown

@@ -72,7 +72,7 @@ def test_cli_default_output_is_per_data_and_beside_an_export(tiny_run, upsamplin
     import os
 
     from clirun import run_and_namesake_data
-    from dnadet_tf.cli.evaluate import default_output_dir
+    from dnadet_tf.cli.output_paths import default_output_dir
     from dnadet_tf.cli.main import main
 
     run, other = run_and_namesake_data(tiny_run, upsampling_data["val"], tmp_path)

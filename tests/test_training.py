@@ -298,7 +298,7 @@ def test_resize_chain_flags_reach_the_run_and_bad_sizes_name_the_flag(upsampling
 
 
 def test_evaluate_without_json_keeps_what_fit_and_ablate_wrote(tiny_run, upsampling_data, tmp_path, capsys):
-    from dnadet_tf.cli.evaluate import default_output_dir
+    from dnadet_tf.cli.output_paths import default_output_dir
 
     run = str(tmp_path / "run")
     shutil.copytree(tiny_run, run)

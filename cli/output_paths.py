@@ -1,0 +1,74 @@
+"""Where `evaluate` and `robustness` write their results: a folder per evaluated data beside the model,
+which never receives another data's results, and checks of an output file given on the command line."""
+import json
+import os
+import re
+
+
+RECORD_FILE = "evaluated.json"  # in an evaluation folder: the absolute paths of what it evaluated
+
+
+def default_output_dir(model, data, perturb=None, seed=0, folder="evaluations"):
+    """Where `evaluate` writes without --json: a folder named after what it evaluated, inside a run dir
+    (MODEL/evaluations/NAME) or beside an export (MODEL-evaluations/NAME); never the run's evaluation/
+    folder, which holds the figures fit and ablate measured (ablate resumes from them). `folder`: the
+    parent's name (`robustness` uses "robustness"). Returns the path; `output_folder` picks NAME-2, ...
+    when it holds the results of other data.
+
+    >>> default_output_dir("runs/a", ["zoo/", "extra/cross_content.txt"], "jpeg,blur", 1)
+    'runs/a/evaluations/zoo+cross_content-perturb-jpeg-blur-seed1'
+    """
+    names = [os.path.splitext(os.path.basename(os.path.normpath(spec)))[0] for spec in data]
+    name = re.sub(r"[^A-Za-z0-9._+-]+", "_", "+".join(names))[:100] or "data"
+    if perturb:
+        name += f"-perturb-{re.sub(r'[^A-Za-z0-9]+', '-', perturb)}-seed{seed}"
+    if os.path.isfile(model) or os.path.isfile(os.path.join(model, "saved_model.pb")):
+        return os.path.join(f"{os.path.normpath(model)}-{folder}", name)
+    return os.path.join(model, folder, name)
+
+
+def data_record(data, unknown=()):
+    """{"data": [...], "unknown": [...]}: the absolute paths of the evaluated DATA and --unknown
+    arguments, which tell the results of one data from those of another in an output folder."""
+    return {"data": [os.path.abspath(spec) for spec in data], "unknown": [os.path.abspath(spec) for spec in unknown]}
+
+
+def output_folder(folder, record_file, record):
+    """Returns `folder` when it may receive these results: it does not exist, is empty, or its
+    `record_file` (JSON) holds every key of `record` with the same value (the same data evaluated
+    again replaces its own results). Otherwise the first of `folder`-2, `folder`-3, ... that may."""
+    candidate, number = folder, 1
+    while not _holds_same_data(candidate, record_file, record):
+        number += 1
+        candidate = f"{folder}-{number}"
+    return candidate
+
+
+def _holds_same_data(folder, record_file, record):
+    if not os.path.exists(folder):
+        return True
+    if not os.path.isdir(folder):
+        return False
+    if not os.listdir(folder):
+        return True
+    try:
+        with open(os.path.join(folder, record_file), encoding="utf-8") as f:
+            recorded = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(recorded, dict) and all(recorded.get(key) == value for key, value in record.items())
+
+
+def check_output_file(flag, path):
+    """Raises UsageError unless a file can be written at `path` (the value of `flag`): not an existing
+    folder, not ending in a separator, and under a folder (missing folders are created later, but the
+    nearest existing one must be a folder). Returns None."""
+    from dnadet_tf.cli.main import UsageError
+
+    if os.path.isdir(path) or path.endswith(("/", os.sep)):
+        raise UsageError(f"{flag} {path}: expected a file path, received a folder.")
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise UsageError(f"{flag} {path}: expected a file path under a folder, but {parent} is a file.")
