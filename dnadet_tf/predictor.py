@@ -46,10 +46,11 @@ class KerasPredictor:
         self.open_set = None if calibration is None else open_set_entry(calibration)
 
     def predict_pixels(self, pixels):
-        return self._fn(tf.convert_to_tensor(pixels, tf.float32)).numpy()
+        return self._fn(tf.constant(self.preprocess.checked_pixels(pixels, self.source))).numpy()
 
     def attribute_pixels(self, pixels):
-        return {k: v.numpy() for k, v in self._attribute_fn(tf.convert_to_tensor(pixels, tf.float32)).items()}
+        pixels = tf.constant(self.preprocess.checked_pixels(pixels, self.source))
+        return {k: v.numpy() for k, v in self._attribute_fn(pixels).items()}
 
 
 def open_set_entry(calibration):

@@ -50,6 +50,16 @@ class PreprocessConfig:
             raise DnadetError(f"preprocess_mode: expected one of {', '.join(PREPROCESS_MODES)}, "
                               f"received {self.mode!r}.")
 
+    def checked_pixels(self, pixels, source):
+        """`pixels` as float32 (N, S, S, 3), S = resize2: what every predictor's `predict_pixels` takes.
+        Raises DnadetError naming `source` (the model) and both shapes for another shape."""
+        pixels = np.asarray(pixels, np.float32)
+        size = int(self.resize2)
+        if pixels.ndim != 4 or pixels.shape[1:] != (size, size, 3):
+            raise DnadetError(f"{source}: expected pixels of shape (N, {size}, {size}, 3), received "
+                              f"{tuple(int(n) for n in pixels.shape)}.")
+        return pixels
+
     def size_problem(self, height, width):
         """None when a height x width image may be preprocessed, else why not (one line)."""
         return size_problem(height, width, self.crop_size, self.min_side)

@@ -39,11 +39,11 @@ class SavedModelPredictor:
                 self.open_set = json.load(f).get("open_set")
 
     def predict_pixels(self, pixels):
-        tensor = self._tf.convert_to_tensor(np.asarray(pixels, np.float32))
+        tensor = self._tf.constant(self.preprocess.checked_pixels(pixels, self.source))
         return self._pixels_fn(pixels=tensor)["probabilities"].numpy()
 
     def attribute_pixels(self, pixels):
-        outputs = self._pixels_fn(pixels=self._tf.convert_to_tensor(np.asarray(pixels, np.float32)))
+        outputs = self._pixels_fn(pixels=self._tf.constant(self.preprocess.checked_pixels(pixels, self.source)))
         keys = ("probabilities", "ood_score", "unknown") if self.open_set else ("probabilities",)
         return {key: outputs[key].numpy() for key in keys}
 
@@ -90,9 +90,6 @@ class TFLitePredictor:
         from dnadet_tf.exports.tflite import dequantize, quantize
 
         x = np.asarray(image, np.float32)[None]
-        expected = tuple(self._input["shape"][1:])
-        if x.shape[1:] != expected:
-            raise DnadetError(f"{self.source}: expected pixels of shape {expected}, received {x.shape[1:]}.")
         if self._input_quantization:
             x = quantize(x, self._input_quantization)
         self._interpreter.set_tensor(self._input["index"], x)
@@ -109,16 +106,16 @@ class TFLitePredictor:
 
     def predict_one(self, image):
         """(S, S, 3) float32 pixels -> (C,) probabilities."""
-        return self._run(image)[0]
+        return self._run(self.preprocess.checked_pixels(np.asarray(image)[None], self.source)[0])[0]
 
     def predict_pixels(self, pixels):
-        pixels = np.asarray(pixels, np.float32)
+        pixels = self.preprocess.checked_pixels(pixels, self.source)
         if len(pixels) == 0:
             return np.zeros((0, len(self.class_names)), np.float32)
         return np.stack([self.predict_one(image) for image in pixels])
 
     def attribute_pixels(self, pixels):
-        pixels = np.asarray(pixels, np.float32)
+        pixels = self.preprocess.checked_pixels(pixels, self.source)
         results = [self._run(image) for image in pixels]
         out = {"probabilities": np.stack([p for p, _ in results]) if results
                else np.zeros((0, len(self.class_names)), np.float32)}

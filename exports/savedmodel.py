@@ -11,8 +11,10 @@ and, when the run holds an open-set score (`dnadet-tf calibrate`),
   ood_score:     float32 [None]      higher = less like any known architecture
   unknown:       bool    [None]      ood_score > the calibrated threshold
 
-`serving_default` decodes with `tf.io.decode_image(channels=3, expand_animations=False)`
-and runs `dnadet_tf.preprocess.preprocess_image` in-graph; bytes that are not an
+`serving_default` decodes a JPEG with `tf.io.decode_jpeg(dct_method="INTEGER_ACCURATE")`, the
+slow integer IDCT that Pillow (the decoder of `fit`, `evaluate` and `predict`) uses, so that it
+answers the same pixels (TF's default fast IDCT differs by up to 7 grey levels on most pixels),
+and any other format with `tf.io.decode_image(channels=3, expand_animations=False)`; it runs `dnadet_tf.preprocess.preprocess_image` in-graph; bytes that are not an
 image, and images too small for the preprocessing (`PreprocessConfig.size_problem`:
 square below `min_side`, non-square below `crop_size`), raise InvalidArgument.
 Class names and the preprocessing parameters travel inside: the variables
@@ -58,8 +60,7 @@ class AttributorModule(ClassifierModule):
         )
 
     def _decode_and_preprocess(self, encoded):
-        image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8, expand_animations=False)
-        return preprocess_image(image, self._preprocess)
+        return preprocess_image(decode_as_pillow(encoded), self._preprocess)
 
     def _outputs(self, pixels):
         # An empty batch answers empty outputs (the convolutions reject a zero batch on CPU).
@@ -78,7 +79,22 @@ class AttributorModule(ClassifierModule):
         return self._outputs(pixels)
 
     def _serve_pixels(self, pixels):
+        # A signature call does not check the declared shape: a tensor of another rank would abort
+        # the process in the first convolution, one of another size would be answered.
+        size = self._preprocess.resize2
+        tf.debugging.assert_rank(pixels, 4, message=f"pixels: expected shape [N, {size}, {size}, 3]")
+        pixels = tf.ensure_shape(pixels, [None, size, size, 3])
         return self._outputs(pixels)
+
+
+def decode_as_pillow(encoded):
+    """Encoded image bytes (a string scalar) -> uint8 (H, W, 3), the pixels Pillow decodes: a JPEG
+    with the accurate integer IDCT, other formats (PNG, BMP, GIF's first frame) by `decode_image`."""
+    return tf.cond(
+        tf.io.is_jpeg(encoded),
+        lambda: tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_ACCURATE"),
+        lambda: tf.io.decode_image(encoded, channels=3, dtype=tf.uint8, expand_animations=False),
+    )
 
 
 def write_savedmodel(model, class_names, preprocess, path, metadata):

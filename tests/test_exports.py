@@ -14,6 +14,7 @@ import tensorflow as tf
 from PIL import Image
 
 from dnadet_tf.calibrate import calibrated_known_rate
+from dnadet_tf.errors import DnadetError
 from dnadet_tf.exports.export import threshold_files
 from dnadet_tf.exports.predictors import load_exported_predictor
 from dnadet_tf.exports.tflite import app_preprocessing_steps, make_interpreter
@@ -167,13 +168,65 @@ def test_serving_default_matches_keras_on_jpeg_and_png(exported, keras_predictor
     for encoded in (pngs, jpegs):
         outputs = serve(images=tf.constant(encoded))
         probabilities = outputs["probabilities"].numpy()
-        decoded = [tf.io.decode_image(b, channels=3, expand_animations=False) for b in encoded]
+        decoded = [np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in encoded]  # as `predict` reads
         expected = keras_predictor.predict_pixels(np.stack([preprocess_image(d, config) for d in decoded]))
         assert np.abs(probabilities - expected).max() < 1e-4
         assert outputs["class_id"].numpy().tolist() == probabilities.argmax(1).tolist()
         assert [n.decode() for n in outputs["class_name"].numpy()] == [names[i] for i in probabilities.argmax(1)]
     from_files = keras_predictor.predict_pixels(np.stack([preprocess_image(load_rgb(p), config) for p in paths]))
     assert np.abs(serve(images=tf.constant(pngs))["probabilities"].numpy() - from_files).max() < 1e-4
+
+
+def test_serving_default_decodes_a_jpeg_as_pillow_does(exported, keras_predictor, tmp_path):
+    """`predict` reads files with Pillow; TF's default (fast) IDCT moves most JPEG pixels by a few levels."""
+    from dnadet_tf.exports.savedmodel import decode_as_pillow
+
+    pixels = np.random.default_rng(1).integers(0, 256, (72, 72, 3), dtype=np.uint8)
+    pixels = np.asarray(Image.fromarray(pixels).resize((144, 144), Image.BICUBIC))  # some smooth detail
+    for quality, subsampling in ((95, 0), (75, 2)):
+        path = str(tmp_path / f"q{quality}.jpg")
+        Image.fromarray(pixels).save(path, quality=quality, subsampling=subsampling)
+        encoded = open(path, "rb").read()
+        pillow = load_rgb(path)
+        assert np.array_equal(decode_as_pillow(tf.constant(encoded)).numpy(), pillow)
+        assert not np.array_equal(tf.io.decode_image(encoded, channels=3).numpy(), pillow)  # what it replaced
+        served = tf.saved_model.load(exported["version_dir"]).signatures["serving_default"](
+            images=tf.constant([encoded]))["probabilities"].numpy()
+        expected = keras_predictor.predict_pixels(preprocess_image(pillow, keras_predictor.preprocess)[None])
+        assert np.abs(served - expected).max() < 1e-4
+
+
+PIXELS_SIGNATURE_CALL = """
+import sys
+import numpy as np
+import tensorflow as tf
+fn = tf.saved_model.load(sys.argv[1]).signatures["predict_pixels"]
+for shape in ({good}, (1, 16, 16, 3), ({size}, {size}, 3)):
+    try:
+        fn(pixels=tf.zeros(shape))
+        print(shape, "answered")
+    except tf.errors.InvalidArgumentError:
+        print(shape, "refused")
+"""
+
+
+def test_pixels_of_another_shape_are_refused_by_every_predictor(exported, keras_predictor):
+    size = keras_predictor.preprocess.resize2
+    # In a child process: a tensor of another rank aborted the process in the first convolution.
+    script = PIXELS_SIGNATURE_CALL.format(good=(2, size, size, 3), size=size)
+    result = subprocess.run([sys.executable, "-c", script, exported["version_dir"]], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split("\n")[:3] == [f"{(2, size, size, 3)} answered", "(1, 16, 16, 3) refused",
+                                             f"{(size, size, 3)} refused"], result.stdout
+    predictors = [keras_predictor, load_predictor(exported["version_dir"]),
+                  load_predictor(os.path.join(exported["base"], "tflite", f"dnadet-{FORMATS[0]}.tflite"))]
+    for predictor in predictors:
+        for shape in ((size, size, 3), (1, 2 * size, 2 * size, 3), (1, size, size, 1)):
+            with pytest.raises(DnadetError, match=re.escape(f"expected pixels of shape (N, {size}, {size}, 3), "
+                                                            f"received {shape}")):
+                predictor.predict_pixels(np.zeros(shape, np.float32))
+        assert predictor.predict_pixels(np.zeros((1, size, size, 3), np.float32)).shape == (1, len(
+            predictor.class_names))
 
 
 def test_bytes_that_are_not_an_image_raise_invalid_argument(exported, upsampling_data):
