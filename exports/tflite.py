@@ -188,15 +188,22 @@ def app_preprocessing_steps(preprocess, input_description):
     return steps
 
 
-def output_steps(output_description, open_set=None):
+def output_steps(output_description, open_set=None, score_description=None):
+    """The app's steps after inference, for the sidecar's `app_postprocessing`: dequantize what an int8-io
+    file answers (the probabilities, and the open-set score, `score_description`, when it is int8), take
+    the top class, compare the score with the threshold."""
     quantization = output_description.get("quantization")
     steps = []
     if quantization:
         steps.append(f"Dequantize: probability = (q - {quantization['zero_point']}) * {quantization['scale']!r}.")
     steps.append("Top class = argmax; class_names[i] names output i.")
     if open_set:
-        steps.append(f"Read the output '{SCORE_NAME}' (by name, from the signature 'serving_default'): when it is "
-                     f"above {open_set['threshold']!r}, answer 'unknown architecture' (nearest known: the top class).")
+        score_quantization = (score_description or {}).get("quantization")
+        dequantized = (f", dequantized: score = (q - {score_quantization['zero_point']}) * "
+                       f"{score_quantization['scale']!r}," if score_quantization else "")
+        steps.append(f"Read the output '{SCORE_NAME}' (by name, from the signature 'serving_default'){dequantized} "
+                     f"and when the score is above {open_set['threshold']!r}, answer 'unknown architecture' "
+                     f"(nearest known: the top class).")
     return steps
 
 
@@ -232,7 +239,7 @@ def write_sidecar(content, path, fmt, common_metadata, preprocess, extra=None, o
         "outputs": outputs,
         "open_set": dict(open_set, output=SCORE_NAME) if open_set else None,
         "app_preprocessing": app_preprocessing_steps(preprocess, input_description),
-        "app_postprocessing": output_steps(output_description, open_set),
+        "app_postprocessing": output_steps(output_description, open_set, outputs.get(SCORE_NAME)),
         **(extra or {}),
     }
     write_json_atomic(sidecar_path(path), sidecar)
