@@ -15,7 +15,9 @@ import argparse
 import importlib
 import os
 import re
+import signal
 import sys
+import threading
 
 COMMAND_MODULES = ("fit", "evaluate", "predict", "calibrate", "adapt", "pretrain", "ablate", "export", "explain",
                    "robustness", "zoo", "import_torch")
@@ -25,12 +27,14 @@ TRAINING_COMMANDS = ("fit", "pretrain", "ablate")
 
 # Library parameters whose flag is not `--` + the name with dashes.
 FLAG_OF_PARAMETER = {"learning_rate": "--lr", "pretrain_batch_size": "--batch-size",
-                     "pretrain_images_per_class": "--images-per-transformation"}
+                     "pretrain_images_per_class": "--images-per-transformation", "out_dir": "--out",
+                     "eval_data": "--eval", "run_dir": "--model"}
 
 
 def in_flag_words(message, parser):
     """A library error in the words of `parser`'s command: a leading parameter name (or two, joined by
-    "and") and every `name=True` become that command's flags; names without a flag stay."""
+    "and"), every `name=True` and every name in backquotes become that command's flags; names without a
+    flag stay."""
     options = {option for action in parser._actions for option in action.option_strings}
 
     def flag(name):
@@ -39,6 +43,8 @@ def in_flag_words(message, parser):
 
     message = re.sub(r"^(\w+) and (\w+):", lambda m: f"{flag(m.group(1))} and {flag(m.group(2))}:", message)
     message = re.sub(r"^(\w+)(?=[: ])", lambda m: flag(m.group(1)), message)
+    message = re.sub(r"`(\w+)`", lambda m: flag(m.group(1)) if flag(m.group(1)) != m.group(1) else m.group(0),
+                     message)
     return re.sub(r"\b(\w+)=True\b", lambda m: flag(m.group(1)) if flag(m.group(1)) != m.group(1) else m.group(0),
                   message)
 
@@ -134,7 +140,24 @@ def build_parser():
     return parser
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None):
+    """`dnadet-tf ARGV` (default: sys.argv[1:]); returns the exit code. While it runs, `kill` (SIGTERM) stops
+    the command as Ctrl-C does, so that its cleanup runs: temporary files and staging folders are removed,
+    what was already written stays."""
+    if threading.current_thread() is not threading.main_thread():
+        return _main(argv)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _main(argv):
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)  # progress lines show up at once, also in logs
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -163,6 +186,19 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"dnadet-tf {args.command}: interrupted; checkpoints already written are kept.", file=sys.stderr)
         return 130
+    except Exception as error:
+        if not _is_file_system_error(error) or getattr(args, "verbose", False):
+            raise
+        # A read-only folder or a full disk: one line; what was already written stays (atomic writes).
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        print(f"dnadet-tf {args.command}: error: {reason} (--verbose shows where)", file=sys.stderr)
+        return 1
+
+
+def _is_file_system_error(error):
+    """Whether `error` is the file system refusing a read or write (Python's, or TensorFlow's own file I/O)."""
+    tf = sys.modules.get("tensorflow")
+    return isinstance(error, OSError) or (tf is not None and isinstance(error, tf.errors.PermissionDeniedError))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ import os
 
 from dnadet_tf.errors import DnadetError
 
+PRECISIONS = ("float32", "mixed_bfloat16")  # what `load(precision=...)` computes a run dir's encoder in
+
 
 def fit(data, out, val=None, preset=None, **options):
     """Trains an attributor on `data` into run dir `out`; returns the training summary (a dict).
@@ -56,6 +58,9 @@ def load(path, precision=None):
         if precision is not None:
             raise DnadetError(f"precision: applies to a run dir's best.keras, not to the export {path}.")
         return load_exported_predictor(path)
+    if precision not in (None, *PRECISIONS):
+        raise DnadetError(f"precision: expected None (as trained) or one of {', '.join(PRECISIONS)}, "
+                          f"received {precision!r}.")
     if not RunDir(path).holds_run:
         raise DnadetError(f"model {path}: expected a run dir written by 'dnadet-tf fit', a SavedModel folder or a "
                           f".tflite file, received {describe_path(path)}.")
@@ -77,6 +82,8 @@ def predict(model, inputs, batch_size=16):
 
     if isinstance(model, (str, os.PathLike)):
         model = load(model)
+    if isinstance(inputs, (str, os.PathLike)):  # one file or folder
+        inputs = [inputs]
     usable, probabilities, _ = predict_images(model, collect_image_paths(inputs), batch_size)
     return usable, probabilities
 

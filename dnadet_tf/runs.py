@@ -49,6 +49,17 @@ def describe_path(path):
     return "a folder that is neither a run dir nor a benchmark folder"
 
 
+def process_alive(pid):
+    """Whether a process with this id runs on this machine (one of another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def write_text_atomic(path, text):
     """`text` in `path`, written whole or not at all (a temporary file beside it, then rename; the temporary
     file is removed if either step fails)."""
@@ -153,7 +164,19 @@ class RunDir:
         write_text_atomic(self.file(LABELS_FILE), "".join(f"{name}\n" for name in class_names))
         return self
 
+    def update_config(self, config):
+        """Rewrites config.json with `config` when it differs (a resumed run's new steps or validation interval)."""
+        if config.to_dict() != self.config.to_dict():
+            write_json_atomic(self.file(CONFIG_FILE), config.to_dict())
+
     # ------------------------------------------------------------- contents
+    @property
+    def has_checkpoint(self):
+        """Whether RUN/checkpoints holds a checkpoint to resume from."""
+        import tensorflow as tf
+
+        return tf.train.latest_checkpoint(os.path.join(self.path, CHECKPOINTS)) is not None
+
     @property
     def config(self):
         """The run's TrainConfig (config.json)."""

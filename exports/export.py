@@ -26,7 +26,7 @@ from dnadet_tf.data import check_files, is_benchmark_dir, read_dataset, remap_to
 from dnadet_tf.errors import DataError, DnadetError
 from dnadet_tf.exports.tflite import TFLITE_FORMATS, sidecar_path, tflite_filename
 from dnadet_tf.exports import web
-from dnadet_tf.runs import write_json_atomic
+from dnadet_tf.runs import process_alive, write_json_atomic
 
 ALL_FORMATS = ("savedmodel",) + TFLITE_FORMATS + ("web",)
 TFLITE_DIR = "tflite"
@@ -35,6 +35,7 @@ METADATA_NOTE = (
     "sidecar JSON beside each .tflite file: tflite-support (the TFLite metadata writer) requires protobuf < 4, "
     "which conflicts with the protobuf that TensorFlow 2.21 needs"
 )
+STAGING_PREFIX = ".export-tmp-"  # + pid + "-": where an export writes its files before moving them into place
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -43,7 +44,7 @@ def parse_formats(text):
     names = [part.strip() for part in str(text).split(",") if part.strip()]
     unknown = [name for name in names if name not in ALL_FORMATS]
     if unknown or not names:
-        raise DnadetError(f"--formats: expected a comma list of {','.join(ALL_FORMATS)}, received {text!r}.")
+        raise DnadetError(f"formats: expected a comma list of {','.join(ALL_FORMATS)}, received {text!r}.")
     return tuple(fmt for fmt in ALL_FORMATS if fmt in names)
 
 
@@ -101,7 +102,7 @@ def _read(spec, split, flag):
 
 def evaluation_files(spec, class_names, preprocess, limit, warn):
     """(paths, labels or None) of the parity images; labels are None when the classes differ from the model's."""
-    files = _read(spec, "val", "--eval")
+    files = _read(spec, "val", "eval_data")
     try:
         files = remap_to(files, class_names)
         labelled = True
@@ -115,7 +116,7 @@ def evaluation_files(spec, class_names, preprocess, limit, warn):
 
 def calibration_files(spec, preprocess, count, warn):
     """Paths of about `count` training images, balanced over classes, for int8 calibration."""
-    files = _read(spec, "train", "--calibration")
+    files = _read(spec, "train", "calibration")
     files = check_files(_subset(files, balanced_subset(files.labels, count)), crop_size=preprocess.crop_size,
                         min_side=preprocess.min_side, require_every_class=False, warn=warn)
     return files.paths
@@ -180,7 +181,7 @@ def _refuse_existing(base, outputs, what):
     for rel in outputs:
         path = os.path.join(base, rel)
         if os.path.lexists(path):
-            raise DnadetError(f"{path}: {what}; pass --overwrite to replace it, or another --out or --name.")
+            raise DnadetError(f"{path}: {what}; pass overwrite=True to replace it, or another `out_dir` or `name`.")
 
 
 def _earlier_reports(base, outputs, overwrite):
@@ -201,7 +202,7 @@ def _earlier_reports(base, outputs, overwrite):
         if overwrite:
             return []
         raise DnadetError(f"{path}: expected the JSON report of an earlier export, received a file that is not "
-                          f"one; pass --overwrite to replace it, or another --out or --name.") from None
+                          f"one; pass overwrite=True to replace it, or another `out_dir` or `name`.") from None
 
     def kept(rel):
         return isinstance(rel, str) and rel not in outputs and os.path.exists(os.path.join(base, rel))
@@ -219,6 +220,29 @@ def _earlier_reports(base, outputs, overwrite):
 
 def _folder_size(path):
     return sum(os.path.getsize(os.path.join(folder, f)) for folder, _, names in os.walk(path) for f in names)
+
+
+def _check_out(out_dir, name):
+    """Raises DnadetError unless DIR/NAME can be a folder: neither DIR, NAME in it nor a folder above
+    DIR is a file."""
+    base = os.path.join(out_dir, name)
+    if os.path.exists(base) and not os.path.isdir(base):
+        raise DnadetError(f"out_dir {out_dir}: {base} exists and is not a folder; pass another `out_dir` or `name`.")
+    parent = os.path.abspath(out_dir)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise DnadetError(f"out_dir {out_dir}: expected a folder, but {parent} is a file.")
+
+
+def _remove_abandoned_staging(base, warn):
+    """Removes the staging folders of exports into `base` whose process is gone (killed before its
+    cleanup ran); those of running exports stay."""
+    for entry in sorted(os.listdir(base)):
+        pid = entry[len(STAGING_PREFIX):].split("-")[0]
+        if entry.startswith(STAGING_PREFIX) and pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(os.path.join(base, entry), ignore_errors=True)
+            warn(f"removed {os.path.join(base, entry)}, left by an export that was stopped")
 
 
 def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMATS, calibration=None,
@@ -248,18 +272,24 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
     warn = warn or progress
     formats = parse_formats(",".join(formats)) if not isinstance(formats, str) else parse_formats(formats)
     if not _NAME.match(name) or name.isdigit():
-        raise DnadetError(f"--name: expected letters, digits, '.', '_' or '-' (not only digits), received {name!r}.")
+        raise DnadetError(f"name: expected letters, digits, '.', '_' or '-' (not only digits), received {name!r}.")
     if version is not None and int(version) < 1:
-        raise DnadetError(f"--version: expected a positive integer, received {version}.")
+        raise DnadetError(f"version: expected a positive integer, received {version}.")
+    _check_out(out_dir, name)
     runtime = None
     if "web" in formats:
         if web_model not in web.WEB_MODELS:
-            raise DnadetError(f"--web-model: expected one of {', '.join(web.WEB_MODELS)}, received {web_model!r}.")
+            raise DnadetError(f"web_model: expected one of {', '.join(web.WEB_MODELS)}, received {web_model!r}.")
         if int8_io and web_model == "int8":
-            raise DnadetError("--int8-io: the web app runs the int8 model with float32 input and output (LiteRT.js "
-                              "has no int8 tensors); export 'web' without --int8-io, or with --web-model float32.")
+            raise DnadetError("int8_io: the web app runs the int8 model with float32 input and output (LiteRT.js "
+                              "has no int8 tensors); export 'web' without `int8_io`, or with `web_model` float32.")
         runtime = web.find_runtime(web_runtime)
         formats = parse_formats(",".join(formats + (web_model,)))
+    if "int8" not in formats:
+        for given, flag in ((calibration, "--calibration"), (int8_io, "--int8-io")):
+            if given:
+                warn(f"{flag} applies to the int8 file only, which --formats {','.join(formats)} does not "
+                     f"write; ignored.")
     # Exports compute in float32; so does the reference they are compared with, also for a run trained in
     # bfloat16 (the same weights: its own bfloat16 outputs would differ from any float32 export by ~1e-2).
     reference = KerasPredictor(run_dir, precision="float32")
@@ -271,17 +301,17 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
     if version is None:
         version = next_version(base)
     elif int(version) in existing_versions(base) and not overwrite:
-        raise DnadetError(f"{os.path.join(base, str(version))}: version {version} exists; pass --overwrite to "
-                          f"replace it or another --version.")
+        raise DnadetError(f"{os.path.join(base, str(version))}: version {version} exists; pass overwrite=True to "
+                          f"replace it or another `version`.")
     version = int(version)
     outputs = export_outputs(name, version, formats)
     if not overwrite:
         _refuse_existing(base, outputs, "exists, written by an earlier export")
     earlier = _earlier_reports(base, outputs, overwrite)
 
-    eval_spec = eval_data or config.val or config.data
+    eval_spec = os.path.abspath(eval_data) if eval_data else config.val or config.data  # reports name absolute paths
     eval_paths, eval_labels = evaluation_files(eval_spec, class_names, preprocess, max_eval, warn)
-    calibration_spec, calibration_paths = calibration or config.data, []
+    calibration_spec, calibration_paths = os.path.abspath(calibration) if calibration else config.data, []
     threshold_spec, threshold_paths, left_out = None, [], False
     if "int8" in formats:
         calibration_paths = calibration_files(calibration_spec, preprocess, calibration_images, warn)
@@ -301,7 +331,8 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
              f"(dnadet-tf calibrate {run_dir} fits them).")
     model = reference.model
     os.makedirs(base, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".export-tmp-", dir=base)
+    _remove_abandoned_staging(base, warn)
+    tmp = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=base)
     try:
         candidates, paths = [], {}
         staged_version = os.path.join(tmp, str(version))

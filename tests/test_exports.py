@@ -423,6 +423,67 @@ def test_a_report_json_that_is_not_an_export_report_is_kept_without_overwrite(ti
     assert os.listdir(base) == ["report.json"] and (base / "report.json").read_text(encoding="utf-8") == "my notes"
 
 
+def test_an_out_that_is_a_file_is_refused_in_one_line_before_any_work(tiny_run, tmp_path):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine", encoding="utf-8")
+    for out, name, culprit in ((a_file, "dnadet", a_file), (a_file / "sub", "dnadet", a_file),
+                               (tmp_path, "notes.txt", a_file)):
+        code, stdout, stderr = _cli(["export", "--model", tiny_run, "--out", str(out), "--name", name,
+                                     "--formats", "float32"])
+        lines = stderr.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and lines[0].startswith(f"dnadet-tf export: error: --out {out}: "), stderr
+        assert str(culprit) in lines[0] and "Traceback" not in stderr and "converting" not in stdout
+    assert a_file.read_text(encoding="utf-8") == "mine" and sorted(os.listdir(tmp_path)) == ["notes.txt"]
+
+
+def test_a_killed_export_removes_its_staging_folder_and_writes_nothing(tiny_run, tmp_path):
+    import signal
+
+    command = [sys.executable, "-m", "dnadet_tf.cli.main", "export", "--model", tiny_run, "--out", str(tmp_path),
+               "--formats", "savedmodel,float32,float16,dynamic,int8"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in process.stdout:  # stop it while it writes into its staging folder
+        if line.startswith("writing SavedModel version"):
+            break
+    assert [e for e in os.listdir(tmp_path / "dnadet") if e.startswith(".export-tmp-")]
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "interrupted" in stderr.strip().splitlines()[-1]
+    assert os.listdir(tmp_path / "dnadet") == []  # no staging folder, no half export
+
+
+def test_library_errors_name_parameters_and_the_command_its_flags(tiny_run, upsampling_data, tmp_path):
+    import dnadet_tf
+    from dnadet_tf.exports.export import STAGING_PREFIX
+
+    with pytest.raises(DnadetError, match=r"^formats: expected a comma list"):
+        dnadet_tf.export(tiny_run, str(tmp_path), formats="int9")
+    code, _, stderr = _cli(["export", "--model", tiny_run, "--out", str(tmp_path), "--formats", "int9"])
+    assert code == 2 and "error: --formats: expected a comma list" in stderr
+    # an export stopped before its cleanup (SIGKILL) left its staging folder: the next export removes it
+    abandoned = tmp_path / "dnadet" / f"{STAGING_PREFIX}999999999-x1"  # no such process
+    abandoned.mkdir(parents=True)
+    (abandoned / "half.tflite").write_bytes(b"half")
+    warnings = []
+    dnadet_tf.export(tiny_run, str(tmp_path), formats="float32", calibration=str(tmp_path), int8_io=True,
+                     progress=lambda message: None, warn=warnings.append)
+    assert [w for w in warnings if "applies to the int8 file only" in w and "ignored" in w] == [
+        "--calibration applies to the int8 file only, which --formats float32 does not write; ignored.",
+        "--int8-io applies to the int8 file only, which --formats float32 does not write; ignored."]
+    assert not abandoned.exists() and not [e for e in os.listdir(tmp_path / "dnadet") if e.startswith(STAGING_PREFIX)]
+    with pytest.raises(DnadetError, match=r"pass overwrite=True to replace it, or another `out_dir` or `name`"):
+        dnadet_tf.export(tiny_run, str(tmp_path), formats="float32", progress=lambda message: None)
+    code, _, stderr = _cli(["export", "--model", tiny_run, "--out", str(tmp_path), "--formats", "float32"])
+    assert code == 2 and "pass --overwrite to replace it, or another --out or --name." in stderr
+    with pytest.raises(DnadetError, match=r"^precision: expected None \(as trained\) or one of float32, "
+                                          r"mixed_bfloat16, received 'float64'"):
+        dnadet_tf.load(tiny_run, precision="float64")
+    image = _test_paths(upsampling_data)[0]
+    paths, probabilities = dnadet_tf.predict(tiny_run, image)  # one path, not a list of its characters
+    assert paths == [image] and probabilities.shape[0] == 1
+
+
 def test_an_existing_web_folder_stops_a_web_export_without_overwrite(tiny_run, tmp_path):
     from dnadet_tf.exports import web
 

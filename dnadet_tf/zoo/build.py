@@ -45,7 +45,7 @@ import tensorflow as tf
 from dnadet_tf.data import OPEN_SET_SPLIT, SPLITS
 from dnadet_tf.errors import DataError
 from dnadet_tf.images import save_png_atomic
-from dnadet_tf.runs import write_json_atomic, write_text_atomic
+from dnadet_tf.runs import process_alive, write_json_atomic, write_text_atomic
 from dnadet_tf.zoo.generators import PAPER_FAMILIES, WILD_FAMILIES
 from dnadet_tf.zoo.photos import cache_root, content_groups, crop_for, find_photos, seed_key
 from dnadet_tf.zoo.sheets import contact_sheet
@@ -492,16 +492,6 @@ def _check_settings(out_dir, settings):
         )
 
 
-def _process_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @contextlib.contextmanager
 def _build_lock(out_dir):
     """One build at a time per folder: `build.lock` holds the builder's process id (stale locks are taken over)."""
@@ -514,7 +504,7 @@ def _build_lock(out_dir):
                 pid = int(handle.read().strip() or 0)
         except (OSError, ValueError):
             pid = 0
-        if pid and pid != os.getpid() and _process_alive(pid):
+        if pid and pid != os.getpid() and process_alive(pid):
             raise DataError(
                 f"{out_dir}: another build (process {pid}) is writing this zoo; wait for it to finish "
                 f"(or delete {path} if no build is running)."
