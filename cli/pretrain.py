@@ -20,7 +20,8 @@ def register(subparsers):
     parser.add_argument("--photos", required=True, help="folder of natural photos (read recursively; "
                         "photos smaller than 128 px are skipped with a warning)")
     parser.add_argument("--out", required=True, help="run dir to write")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="hyper-parameters")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help="hyper-parameters (default: cpu; with --resume the run's own, another is refused)")
     parser.add_argument("--steps", type=int, help="train until this step (total, also when resuming)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run dir")

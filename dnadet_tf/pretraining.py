@@ -10,7 +10,7 @@ from dnadet_tf.errors import DataError, RunDirError
 from dnadet_tf.images import find_images
 from dnadet_tf.pipeline import transformation_dataset, transformation_eval_dataset
 from dnadet_tf.runs import RunDir
-from dnadet_tf.training import resolve_config, train
+from dnadet_tf.training import require_resumed_data, resolve_config, train
 from dnadet_tf.transforms import NUM_TRANSFORMS, TRANSFORM_NAMES, transform_family
 
 PHOTO_SIZE = 128  # transformations are defined on 128 px crops
@@ -61,7 +61,7 @@ def split_photos(paths, seed, val_fraction=0.1):
     return [paths[i] for i in order[n_val:]], [paths[i] for i in order[:n_val]]
 
 
-def pretrain(photos, out, preset="cpu", resume=False, overwrite=False, output=None, **overrides):
+def pretrain(photos, out, preset=None, resume=False, overwrite=False, output=None, **overrides):
     """Trains the encoder to tell the 170 transformations apart; returns the summary.
 
     The run dir has the same layout as `fit`'s, with the transformation names
@@ -78,7 +78,9 @@ def pretrain(photos, out, preset="cpu", resume=False, overwrite=False, output=No
     if overrides.get("select") is None:
         overrides["select"] = "nll"
     config = resolve_config(run, resume, preset, overrides)
-    if not resume:
+    if resume:
+        require_resumed_data("photos", photos, config.data)
+    else:
         # Step 1 has a long plateau (measured: about 1000 `cpu` steps at chance before it learns), so it
         # has its own step budget, patience, learning-rate schedule and validation interval unless the
         # flags say otherwise.

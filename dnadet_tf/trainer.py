@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from dnadet_tf.callbacks import default_callbacks
 from dnadet_tf.distribute import is_chief
+from dnadet_tf.errors import DnadetError
 from dnadet_tf.config import ALIGN_FIRST_STAGE, ENCODER_STAGES
 from dnadet_tf.losses import (AutomaticWeightedLoss, classification_cross_entropy, content_alignment_loss,
                               supervised_contrastive_loss)
@@ -116,11 +117,30 @@ class Trainer:
         return int(self.optimizer.iterations.numpy())
 
     def restore_latest(self):
-        """Restores the latest checkpoint; returns its path or None."""
-        path = self.manager.latest_checkpoint
-        if path:
-            self.checkpoint.restore(path).expect_partial()
-        return path
+        """Restores the newest checkpoint that can be read; returns its path, or None when there is none.
+
+        One that cannot be read (a file cut short by a full disk or a kill while copying) is named in a
+        warning line and the one before it is restored: training repeats the same steps from there, to the
+        same weights. Raises DnadetError when none can be read."""
+        unreadable = []
+        paths = list(self.manager.checkpoints)  # oldest first; a state file without timestamps lists none
+        if self.manager.latest_checkpoint and self.manager.latest_checkpoint not in paths:
+            paths.append(self.manager.latest_checkpoint)
+        for path in reversed(paths):
+            try:
+                self.checkpoint.restore(path).expect_partial()
+            except (tf.errors.OpError, ValueError, IndexError, OSError) as error:
+                reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                unreadable.append(path)
+                print(f"warning: checkpoint {path} cannot be read ({reason}); trying the one before it",
+                      file=self.output, flush=True)
+                continue
+            return path
+        if unreadable:
+            raise DnadetError(f"checkpoints {', '.join(unreadable)}: expected a checkpoint that can be read, received "
+                              f"none; remove the run dir's checkpoints/ folder to train from step 0, or pass "
+                              f"overwrite=True.")
+        return None
 
     # ------------------------------------------------------------------ step
     def _replica_step(self, images, labels, other_content=None):

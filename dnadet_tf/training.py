@@ -108,6 +108,21 @@ def resolve_config(run, resume, preset, overrides):
     return make_config(preset or "cpu", **overrides)
 
 
+def same_path(a, b):
+    """Whether two spellings of a path (relative, absolute, with a trailing separator, through a link) name one
+    file or folder."""
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def require_resumed_data(name, given, stored):
+    """Raises DnadetError unless `given` (the data `name` of a resumed run, None when omitted) is the run's own
+    `stored` path (config.json); an empty `stored` takes none."""
+    if given is None:
+        return
+    if not stored or not same_path(given, stored):
+        raise DnadetError(f"{name}: expected the resumed run's own ({stored or 'none'}), received {given}.")
+
+
 def train(run, config, class_names, train_dataset, val_dataset=None, resume=False, init_weights=None,
           val_extras=None, banner=None, output=None):
     """The one training function of `fit` and `pretrain`: builds the strategy and the Trainer,
@@ -127,6 +142,10 @@ def train(run, config, class_names, train_dataset, val_dataset=None, resume=Fals
                       init_weights=init_weights, output=output, val_extras=val_extras)
     if resume:
         path = trainer.restore_latest()
+        if trainer.step > config.loop.steps:
+            raise DnadetError(f"steps: expected at least the resumed run's step ({trainer.step}), received "
+                              f"{config.loop.steps}.")
+        run.update_config(config)  # a new --steps, --val-every, ... is the run's from now on
         # Records of steps after the checkpoint would appear twice once those steps are redone.
         dropped = run.truncate_log(trainer.step) if trainer.chief else 0
         print(f"resumed from {path or 'no checkpoint (starting at step 0)'} at step {trainer.step}"
@@ -161,7 +180,12 @@ def fit(data, out, val=None, preset=None, resume=False, overwrite=False, output=
     require_several_classes(train_files)
     run.check(overwrite=overwrite, resume=resume)  # fail before any slow work
     config = resolve_config(run, resume, preset, overrides)
-    if (val is None and not config.val_split and is_benchmark_dir(data)
+    if resume:
+        # The run's own data: another data would train the same steps on other images.
+        require_resumed_data("data", data, config.data)
+        require_resumed_data("val", val, config.val)
+        val = val or config.val or None
+    elif (val is None and not config.val_split and is_benchmark_dir(data)
             and os.path.isfile(os.path.join(data, "val.txt"))):
         val = data
     if resume:
@@ -190,8 +214,9 @@ def fit(data, out, val=None, preset=None, resume=False, overwrite=False, output=
         val_files = check_files(val_files, crop_size=config.preprocessing.crop_size, min_side=config.sampling.patch_size,
                                 require_every_class=False)
     skipped = len(train_files.skipped) + (len(val_files.skipped) if val_files else 0)
+    # A resumed run stopped before its first checkpoint starts again from its --init weights.
     init_weights = (load_init_weights(config.init, config, len(train_files.class_names), init_partial, output)
-                    if config.init and not resume else None)
+                    if config.init and not (resume and run.has_checkpoint) else None)
     run.start(config, train_files.class_names, overwrite=overwrite, resume=resume)
 
     counts = train_files.counts_text()

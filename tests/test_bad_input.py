@@ -332,6 +332,41 @@ def test_resume_after_a_kill_logs_every_step_once(trained, tmp_path):
     assert [r["step"] for r in records if r["kind"] == "val"] == [2, 4]
 
 
+def test_a_truncated_checkpoint_is_named_and_the_one_before_it_resumed(trained, tmp_path):
+    run_dir = str(tmp_path / "run")
+    shutil.copytree(trained["run"], run_dir)
+    checkpoints = os.path.join(run_dir, runs.CHECKPOINTS)
+    [data_file] = [n for n in os.listdir(checkpoints) if n.startswith("ckpt-4.data")]
+    path = os.path.join(checkpoints, data_file)
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+    printed = io.StringIO()
+    with contextlib.redirect_stderr(io.StringIO()):
+        summary = fit(trained["data"], run_dir, preset="tiny", resume=True, output=printed)
+    lines = printed.getvalue().splitlines()
+    assert any(line.startswith(f"warning: checkpoint {os.path.join(checkpoints, 'ckpt-4')} cannot be read (")
+               for line in lines), lines
+    assert any(f"resumed from {os.path.join(checkpoints, 'ckpt-2')} at step 2" in line for line in lines)
+    assert summary["end_step"] == 4
+    for name in os.listdir(checkpoints):  # every checkpoint unreadable: one line naming them
+        if name.startswith("ckpt-"):
+            with open(os.path.join(checkpoints, name), "r+b") as f:
+                f.truncate(3)
+    code, _, stderr = _cli(["fit", "--data", trained["data"], "--out", run_dir, "--resume", "--steps", "6"])
+    errors = [line for line in stderr.splitlines() if not line.startswith("warning: skipped")]  # its small images
+    assert code == 2 and len(errors) == 1 and "expected a checkpoint that can be read" in errors[0], stderr
+
+
+def test_an_out_under_a_file_is_one_line_and_exit_code_1(trained, tmp_path):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine", encoding="utf-8")
+    code, _, stderr = _cli(["fit", "--data", trained["data"], "--out", str(a_file / "run"), "--preset", "tiny",
+                            "--steps", "2"])
+    lines = [line for line in stderr.splitlines() if not line.startswith("warning: skipped")]  # its small images
+    assert code == 1 and len(lines) == 1 and lines[0].startswith("dnadet-tf fit: error: ") and "notes.txt" in lines[0]
+    assert "Traceback" not in stderr and a_file.read_text(encoding="utf-8") == "mine"
+
+
 # ---------------------------------------------------------------- 8. fuzzed decoder input
 def _fuzz_module():
     spec = importlib.util.spec_from_file_location("fuzz_decoders", os.path.join(BENCHMARKS, "fuzz_decoders.py"))

@@ -127,3 +127,19 @@ def test_step_1_never_trains_through_the_statistics_shift_of_step_2(photos, tmp_
     run_dir = str(tmp_path / "pretrain")
     pretrain(photos, run_dir, preset="tiny", steps=2, val_every=2, statistics_shift=0.5)
     assert RunDir(run_dir).config.model.statistics_shift == 0.0
+
+
+def test_resume_takes_the_runs_own_preset_and_refuses_other_photos(photos, tmp_path, capsys):
+    from dnadet_tf.cli.main import main
+
+    run_dir = str(tmp_path / "pretrain")
+    assert main(["pretrain", "--photos", photos, "--out", run_dir, "--preset", "tiny", "--steps", "2",
+                 "--val-every", "2"]) == 0
+    other = make_photos(str(tmp_path / "other"), 12)
+    capsys.readouterr()
+    assert main(["pretrain", "--photos", other, "--out", run_dir, "--resume", "--steps", "4"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"dnadet-tf pretrain: error: --photos: expected the resumed run's own ({os.path.abspath(photos)}), "
+        f"received {other}.")
+    assert main(["pretrain", "--photos", photos, "--out", run_dir, "--resume", "--steps", "4"]) == 0  # no --preset
+    assert "at step 2" in capsys.readouterr().out and RunDir(run_dir).config.loop.steps == 4

@@ -1,3 +1,4 @@
+import io
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ from dnadet_tf.errors import DnadetError, RunDirError
 from dnadet_tf.evaluation import evaluate
 from dnadet_tf.pipeline import training_dataset
 from dnadet_tf.predictor import KerasPredictor
+from dnadet_tf import runs
 from dnadet_tf.runs import RunDir
 from dnadet_tf.trainer import Trainer
 from dnadet_tf.training import fit
@@ -419,6 +421,39 @@ def test_val_split_holds_out_the_same_images_for_validation_resume_and_calibrate
     assert main(common + ["--val-split", "1.5", "--overwrite"]) == 2
     assert "--val-split: expected a share of the training images from 0 to below 1, received 1.5" in \
         capsys.readouterr().err
+
+
+def test_a_run_stopped_before_its_first_checkpoint_resumes_from_its_init_weights(tiny_run, upsampling_data,
+                                                                                  tmp_path):
+    data = upsampling_data["train"]
+    straight, stopped = str(tmp_path / "straight"), str(tmp_path / "stopped")
+    fit(data, straight, preset="tiny", steps=6, seed=3, init=tiny_run)
+    fit(data, stopped, preset="tiny", steps=6, seed=3, init=tiny_run)
+    for name in (runs.CHECKPOINTS, "best.keras", runs.METRICS_FILE):  # as if killed at its first steps
+        path = os.path.join(stopped, name)
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    printed = io.StringIO()
+    fit(data, stopped, resume=True, output=printed)
+    assert f"--init {tiny_run}" in printed.getvalue() and "resumed from no checkpoint" in printed.getvalue()
+    for a, b in zip(RunDir(stopped).load_model().weights, RunDir(straight).load_model().weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5, err_msg=a.path)
+
+
+def test_resume_keeps_the_runs_own_data_and_records_a_new_step_budget(tiny_run, upsampling_data, tmp_path):
+    run_dir = str(tmp_path / "run")
+    shutil.copytree(tiny_run, run_dir)
+    train, val = upsampling_data["train"], upsampling_data["val"]
+    with pytest.raises(DnadetError, match=r"^data: expected the resumed run's own \(.*\), received "):
+        fit(val, run_dir, resume=True, steps=50)
+    with pytest.raises(DnadetError, match=r"^val: expected the resumed run's own \(.*\), received "):
+        fit(train, run_dir, val=train, resume=True, steps=50)
+    with pytest.raises(DnadetError, match=r"^steps: expected at least the resumed run's step \(40\), received 20\."):
+        fit(train, run_dir, resume=True, steps=20)
+    assert RunDir(run_dir).config.loop.steps == 40
+    printed = io.StringIO()
+    fit(train + os.sep, run_dir, resume=True, steps=50, output=printed)  # another spelling of the same folder
+    assert "validation at step 50" in printed.getvalue()  # its --val, taken from config.json
+    assert RunDir(run_dir).config.loop.steps == 50
 
 
 def test_resume_refuses_another_preset_or_a_changed_setting(tiny_run, upsampling_data, capsys):
