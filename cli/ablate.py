@@ -17,7 +17,9 @@ def register(subparsers):
             "Base+PT+PCL (DNA-Det), same data and preset, each with several training seeds; writes mean ± std "
             "of every split per variant as Markdown and JSON in --out (the JSON keeps each seed's numbers and the "
             "benchmark's SHA-256, zoo_sha256) and "
-            "prints it. Runs already evaluated in --out are reused, so an interrupted ablation resumes."
+            "prints it. An interrupted ablation resumes: runs already trained in --out are reused (one trained "
+            "with other settings is refused, but for the selection rule), a run or step 1 stopped in training "
+            "continues from its checkpoint."
         ),
         formatter_class=HelpFormatter,
     )

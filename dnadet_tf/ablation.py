@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 from dnadet_tf import runs
-from dnadet_tf.config import paper_name
+from dnadet_tf.config import as_stored, paper_name
 from dnadet_tf.data import benchmark_digest, is_benchmark_dir
 from dnadet_tf.errors import DnadetError
 from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES, evaluate
@@ -44,6 +44,7 @@ VARIANTS = (
 VARIANT_NAMES = {folder: paper_name(mode, pt) for folder, mode, pt in VARIANTS}
 # With compare_select, training runs to its step budget so that every rule sees every validation.
 NO_EARLY_STOP = 10**6
+PRETRAINED_FILE = "pretrained.json"  # in ablate's own step 1 (OUT/pretrain): its summary, written once it finished
 
 
 def default_photos():
@@ -89,6 +90,27 @@ def validation_records(run_dir):
         return [record for record in map(json.loads, f) if record.get("kind") == "val"]
 
 
+# Settings a finished run may differ in from an ablation that reuses it: which validated models are kept and
+# which one is best.keras (every rule's figures are measured from the kept models, `--compare-select`).
+SELECTION_SETTINGS = ("select", "average_last", "keep_validated", "patience")
+
+
+def _require_trained_as(run_dir, preset, wanted):
+    """Raises DnadetError when the finished run in `run_dir` was trained with another preset or another value of
+    a setting in `wanted` ({parameter: value}, None: the preset's) than this ablation trains."""
+    config = runs.RunDir(run_dir).config
+    kept = config.flat()
+    asked = {key: value for key, value in wanted.items()
+             if value is not None and key in kept and key not in SELECTION_SETTINGS}
+    differences = [("preset", config.preset, preset)] if preset and config.preset != preset else []
+    intended = {key: as_stored(config, key, value) for key, value in asked.items()}
+    differences += [(key, kept[key], intended[key]) for key in sorted(asked) if intended[key] != kept[key]]
+    if differences:
+        key, stored, value = differences[0]
+        raise DnadetError(f"{run_dir}: trained with {key} {stored!r}, where this ablation trains {value!r}; pass "
+                          f"another `out`, or remove {run_dir} to train it again.")
+
+
 def run_one(zoo, run_dir, mode, pretrained, seed, preset, steps, compare_select, fit_overrides, output,
             validation=True):
     """Trains (unless already evaluated) and evaluates one variant for one seed; without `validation`, on the
@@ -98,19 +120,24 @@ def run_one(zoo, run_dir, mode, pretrained, seed, preset, steps, compare_select,
     """
     result_path = os.path.join(run_dir, "evaluation", "evaluation.json")
     summary_path = os.path.join(run_dir, "evaluation", "training.json")
-    if not os.path.isfile(result_path):
-        overrides = dict(fit_overrides or {})
-        if not pretrained:  # frozen stages keep a step 1's weights; variants without one train every layer
-            overrides.pop("frozen_stages", None)
-        if compare_select:
-            overrides.update(keep_validated=True, patience=NO_EARLY_STOP)
+    overrides = dict(fit_overrides or {})
+    if not pretrained:  # frozen stages keep a step 1's weights; variants without one train every layer
+        overrides.pop("frozen_stages", None)
+    if compare_select:
+        overrides.update(keep_validated=True, patience=NO_EARLY_STOP)
+    if os.path.isfile(summary_path) or os.path.isfile(result_path):  # trained: with the settings asked?
+        _require_trained_as(run_dir, preset, dict(overrides, steps=steps, mode=mode, seed=seed))
+    else:
         began = time.time()
         data = zoo if validation else os.path.join(zoo, "train.txt")  # a list, not a benchmark: no val.txt
-        summary = fit(data, run_dir, preset=preset, overwrite=True, steps=steps, mode=mode, seed=seed,
-                      init=pretrained or NO_INIT, output=output, **overrides)
+        # A run stopped in training continues from its checkpoint (the same weights as in one go).
+        resume = runs.RunDir(run_dir).holds_run and runs.RunDir(run_dir).has_checkpoint
+        summary = fit(data, run_dir, preset=preset, overwrite=not resume, resume=resume, steps=steps, mode=mode,
+                      seed=seed, init=pretrained or NO_INIT, output=output, **overrides)
         summary["train_seconds"] = round(time.time() - began, 1)
         os.makedirs(os.path.dirname(summary_path), exist_ok=True)
         runs.write_json_atomic(summary_path, summary)
+    if not os.path.isfile(result_path):
         _evaluate_model(run_dir, zoo, result_path, output=output)
     summary = _read_json(summary_path) if os.path.isfile(summary_path) else {}
     result = {"seed": seed, "run_dir": run_dir, "seconds": summary.get("train_seconds"),
@@ -232,10 +259,15 @@ def ablate(zoo, out, preset="cpu", pretrained=None, photos=None, steps=None, pre
         pretrained = PACKAGED
     if any(uses_pt for _, _, uses_pt in variants) and pretrained is None:
         pretrained = os.path.join(out, "pretrain")
-        if not os.path.isfile(os.path.join(pretrained, runs.BEST_MODEL)):
-            print(f"no pre-trained run given: pre-training into {pretrained}", file=output, flush=True)
-            pretrain(photos or default_photos(), pretrained, preset=preset, overwrite=True,
-                     steps=pretrain_steps, seed=0, output=output, width=width)
+        finished = os.path.join(pretrained, PRETRAINED_FILE)
+        if not os.path.isfile(finished):
+            # A step 1 stopped part-way continues from its checkpoint; its best.keras is not the finished one's.
+            resume = runs.RunDir(pretrained).holds_run and runs.RunDir(pretrained).has_checkpoint
+            print(f"no pre-trained run given: pre-training into {pretrained}"
+                  + (" (continuing the stopped one)" if resume else ""), file=output, flush=True)
+            summary = pretrain(photos or default_photos(), pretrained, preset=preset, overwrite=not resume,
+                               resume=resume, steps=pretrain_steps, seed=0, output=output, width=width)
+            runs.write_json_atomic(finished, summary)
     document = {"zoo": os.path.abspath(zoo), "zoo_sha256": benchmark_digest(zoo), "preset": preset, "steps": steps,
                 "pretrained": pretrained, "seeds": list(seeds),
                 "fit_overrides": dict(fit_overrides or {}), "compare_select": compare_select,

@@ -395,6 +395,16 @@ def auto_precision():
     return "mixed_bfloat16"
 
 
+def as_stored(config, key, value):
+    """The value flat parameter `key` would hold in `config` (as config.json holds it) when set to `value`:
+    `--init none` is "", precision `auto` this machine's choice, others as `replace` validates them."""
+    if key == "init" and value == NO_INIT:
+        return ""
+    if key == "precision" and value == "auto":
+        return auto_precision()
+    return config.replace(**{key: value}).flat()[key]
+
+
 def make_config(preset="paper", **overrides):
     """The preset's configuration with `overrides` (flat parameters; None values ignored) applied;
     precision `auto` is resolved here (`auto_precision`)."""

@@ -5,8 +5,8 @@ import os
 import sys
 
 from dnadet_tf.attacks import attack_fn
-from dnadet_tf.config import (ALIGN_FIRST_STAGE, ENCODER_STAGES, SHIFT_FIRST_STAGE, TrainConfig, make_config,
-                              paper_name)
+from dnadet_tf.config import (ALIGN_FIRST_STAGE, ENCODER_STAGES, SHIFT_FIRST_STAGE, TrainConfig, as_stored,
+                              make_config, paper_name)
 from dnadet_tf.data import (check_files, hold_out, is_benchmark_dir, read_dataset, remap_to,
                             require_several_classes)
 from dnadet_tf.distribute import make_strategy
@@ -101,7 +101,7 @@ def resolve_config(run, resume, preset, overrides):
         for key, value in overrides.items():
             if value is None or key in RESUMABLE_OVERRIDES:
                 continue
-            if kept.get(key, value) != value:
+            if key in kept and as_stored(stored, key, value) != kept[key]:
                 raise DnadetError(f"{key}: expected no change on resume (the run's config.json holds it; only "
                                   f"{', '.join(RESUMABLE_OVERRIDES)} may change), received {value!r}.")
         return stored.replace(**{key: overrides.get(key) for key in RESUMABLE_OVERRIDES})

@@ -433,7 +433,8 @@ def test_ablate_pretrains_at_another_width_instead_of_taking_the_shipped_step1(t
     pretrained.ship(tiny_run, "a step-2 run stands in for step 1 here", "0123abc", str(tmp_path / "pretrained"))
     monkeypatch.setattr(pretrained, "FOLDER", str(tmp_path / "pretrained"))
     step1_calls, fit_calls = [], []
-    monkeypatch.setattr(ablation, "pretrain", lambda photos, out, **kwargs: step1_calls.append(kwargs))
+    monkeypatch.setattr(ablation, "pretrain",
+                        lambda photos, out, **kwargs: step1_calls.append(kwargs) or os.makedirs(out, exist_ok=True))
     monkeypatch.setattr(ablation, "run_one", lambda zoo, run_dir, mode, init, *args: fit_calls.append(init) or {})
     monkeypatch.setattr(ablation, "aggregate", lambda *args: {})
     monkeypatch.setattr(ablation, "format_ablation", lambda document: "")
@@ -445,9 +446,50 @@ def test_ablate_pretrains_at_another_width_instead_of_taking_the_shipped_step1(t
                                    fit_overrides={"width": width})
         assert document["pretrained"] == expected and fit_calls == [expected]
         # the shipped step 1 serves the preset's width; another width pre-trains a step 1 of its own width
-        assert step1_calls == ([] if expected == "packaged" else [dict(preset="tiny", overwrite=True, steps=None,
-                                                                       seed=0, output=step1_calls[0]["output"],
+        assert step1_calls == ([] if expected == "packaged" else [dict(preset="tiny", overwrite=True, resume=False,
+                                                                       steps=None, seed=0,
+                                                                       output=step1_calls[0]["output"],
                                                                        width=tiny_width * 2)])
+    # a finished step 1 (its pretrained.json) is reused; one stopped part-way (a run dir with a checkpoint and no
+    # pretrained.json, whatever its best.keras) continues from its checkpoint
+    step1_calls.clear()
+    ablation.ablate(zoo, str(tmp_path / "w"), preset="tiny", seeds=(0,), variants=["dnadet"],
+                    fit_overrides={"width": tiny_width * 2})
+    assert step1_calls == []
+    os.remove(tmp_path / "w" / "pretrain" / ablation.PRETRAINED_FILE)
+    monkeypatch.setattr(ablation.runs.RunDir, "holds_run", property(lambda self: True))
+    monkeypatch.setattr(ablation.runs.RunDir, "has_checkpoint", property(lambda self: True))
+    ablation.ablate(zoo, str(tmp_path / "w"), preset="tiny", seeds=(0,), variants=["dnadet"],
+                    fit_overrides={"width": tiny_width * 2})
+    assert [(call["resume"], call["overwrite"]) for call in step1_calls] == [(True, False)]
+
+
+def test_ablate_continues_a_stopped_run_and_refuses_one_trained_otherwise(tiny_zoo, tmp_path, capsys):
+    import shutil
+
+    from dnadet_tf.ablation import ablate
+    from dnadet_tf.errors import DnadetError
+    from dnadet_tf.runs import CHECKPOINTS
+
+    zoo, _ = tiny_zoo
+    out = str(tmp_path / "ablate")
+    settings = dict(preset="tiny", steps=4, seeds=(0,), variants=["base_pcl"],
+                    fit_overrides={"val_every": 2, "checkpoint_every": 2})
+    straight = ablate(zoo, out, **settings)
+    run_dir = os.path.join(out, "base_pcl", "seed0")
+    shutil.rmtree(os.path.join(run_dir, "evaluation"))  # as if stopped after its step-2 checkpoint
+    checkpoints = os.path.join(run_dir, CHECKPOINTS)
+    for name in os.listdir(checkpoints):
+        if name.startswith("ckpt-4"):
+            os.remove(os.path.join(checkpoints, name))
+    with open(os.path.join(checkpoints, "checkpoint"), "w", encoding="utf-8") as f:
+        f.write('model_checkpoint_path: "ckpt-2"\nall_model_checkpoint_paths: "ckpt-2"\n')
+    capsys.readouterr()
+    again = ablate(zoo, out, **settings)
+    assert f"resumed from {os.path.join(checkpoints, 'ckpt-2')} at step 2" in capsys.readouterr().out
+    assert again["variants"][0]["summary"] == straight["variants"][0]["summary"]  # the same figures
+    with pytest.raises(DnadetError, match=r"trained with learning_rate 0\.002, where this ablation trains 0\.5; "):
+        ablate(zoo, out, **dict(settings, fit_overrides=dict(settings["fit_overrides"], learning_rate=0.5)))
 
 
 def test_ablate_refuses_a_folder_that_is_no_benchmark_before_any_step_1(tmp_path, monkeypatch, capsys):
