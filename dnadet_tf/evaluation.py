@@ -138,7 +138,8 @@ def evaluate(predictor, specs, out_dir=None, batch_size=16, perturb_fn=None, see
     rows, known = [], []
     for name, spec, files in datasets:
         progress(f"evaluating {name}: {len(files)} images from {spec}")
-        outputs = attribute_files(predictor, files.paths, batch_size, perturb_fn=perturb_fn, seed=seed)
+        outputs = attribute_files(predictor, files.paths, batch_size, perturb_fn=perturb_fn, seed=seed,
+                                  progress=progress)
         metrics = evaluate_files(predictor, files, batch_size, perturb_fn, seed, outputs=outputs)
         known.append((name, files, outputs))
         rows.append({"name": name, "data": spec, "metrics": metrics})
@@ -197,7 +198,8 @@ def _open_set_row(predictor, known, unknown_specs, unknown_paths, unknown_groups
     progress(f"open set: {len(unknown_paths)} images of unknown architectures "
              f"({', '.join(sorted(set(unknown_groups)))}) against {len(paths)} known images "
              f"({', '.join(name for name, _, _ in closed)})")
-    unknown_outputs = attribute_files(predictor, unknown_paths, batch_size, perturb_fn=perturb_fn, seed=seed)
+    unknown_outputs = attribute_files(predictor, unknown_paths, batch_size, perturb_fn=perturb_fn, seed=seed,
+                                      progress=progress)
     table = _every_score(predictor, paths, unknown_paths, batch_size) if perturb_fn is None else None
     metrics = open_set_metrics(predictor, known_files, known_outputs, unknown_paths, unknown_groups, unknown_outputs,
                                table)

@@ -12,6 +12,8 @@ serves SavedModels and .tflite files with the same interface, and `dnadet_tf.loa
 picks one for a path. All of them use the same file decoding and the same
 preprocessing function.
 """
+import time
+
 import numpy as np
 import tensorflow as tf
 
@@ -19,6 +21,9 @@ from dnadet_tf.data import readable_images
 from dnadet_tf.model import attribute, precision_copy, probabilities
 from dnadet_tf.pipeline import inference_dataset
 from dnadet_tf.runs import RunDir
+
+
+PROGRESS_EVERY_S = 15.0  # seconds between the progress lines of a long inference
 
 
 class KerasPredictor:
@@ -96,13 +101,16 @@ def predict_files(predictor, paths, batch_size=16, perturb_fn=None, seed=0):
     return np.concatenate(batches)
 
 
-def attribute_files(predictor, paths, batch_size=16, perturb_fn=None, seed=0):
+def attribute_files(predictor, paths, batch_size=16, perturb_fn=None, seed=0, progress=None, every_s=PROGRESS_EVERY_S):
     """`predictor.attribute_pixels` for image files, in order: {"probabilities": (N, C)[, "ood_score": (N,),
-    "unknown": (N,)]}."""
-    batches = [
-        predictor.attribute_pixels(pixels)
-        for pixels in inference_dataset(paths, predictor.preprocess, batch_size, perturb_fn=perturb_fn, seed=seed)
-    ]
+    "unknown": (N,)]}. `progress`, when given, receives a line ("  N/TOTAL images") every `every_s` seconds."""
+    batches, done, last = [], 0, time.time()
+    for pixels in inference_dataset(paths, predictor.preprocess, batch_size, perturb_fn=perturb_fn, seed=seed):
+        batches.append(predictor.attribute_pixels(pixels))
+        done += len(pixels)
+        if progress is not None and time.time() - last >= every_s and done < len(paths):
+            progress(f"  {done}/{len(paths)} images")
+            last = time.time()
     if not batches:
         empty = {"probabilities": np.zeros((0, len(predictor.class_names)), np.float32)}
         if predictor.open_set:

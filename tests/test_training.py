@@ -13,7 +13,7 @@ from dnadet_tf.distribute import make_strategy
 from dnadet_tf.errors import DnadetError, RunDirError
 from dnadet_tf.evaluation import evaluate
 from dnadet_tf.pipeline import training_dataset
-from dnadet_tf.predictor import KerasPredictor
+from dnadet_tf.predictor import KerasPredictor, attribute_files
 from dnadet_tf import runs
 from dnadet_tf.runs import RunDir
 from dnadet_tf.trainer import Trainer
@@ -466,3 +466,14 @@ def test_resume_refuses_another_preset_or_a_changed_setting(tiny_run, upsampling
     assert capsys.readouterr().err.strip().startswith(
         "dnadet-tf fit: error: --lr: expected no change on resume (the run's config.json holds it; only steps, ")
     assert sorted(os.listdir(tiny_run)) == before
+
+
+def test_evaluate_reports_progress_on_many_images(tiny_run, upsampling_data):
+    lines = []
+    predictor = KerasPredictor(tiny_run)
+    files = read_dataset(upsampling_data["val"], "val")
+    outputs = attribute_files(predictor, files.paths, batch_size=4, progress=lines.append, every_s=0.0)
+    assert len(outputs["probabilities"]) == len(files.paths)
+    counts = [int(line.split("/")[0]) for line in lines]
+    assert lines and all(line.endswith(f"/{len(files.paths)} images") for line in lines)
+    assert counts == sorted(counts) and counts[0] == 4 and counts[-1] < len(files.paths)
