@@ -51,8 +51,8 @@ def register(subparsers):
                         help="train the paper's Base: whole images, cross-entropy only, no patches, no contrastive loss")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its last checkpoint, with its own settings (config.json): "
-                        "only --steps, --val-every, --strategy and --jit may change; another --preset or any other "
-                        "changed flag is refused")
+                        "only --steps, --val-every, --strategy and --jit may change; another --preset, --data, --val "
+                        "(omitted: the run's own) or any other changed flag is refused")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run dir")
     parser.add_argument("--strategy", choices=STRATEGIES,
                         help="tf.distribute strategy: auto = MirroredStrategy over visible GPUs, else default; "

@@ -23,7 +23,9 @@ def register(subparsers):
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="hyper-parameters (default: cpu; with --resume the run's own, another is refused)")
     parser.add_argument("--steps", type=int, help="train until this step (total, also when resuming)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its last checkpoint, with its own settings and --photos "
+                        "(only --steps, --val-every, --strategy and --jit may change)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run dir")
     parser.add_argument("--strategy", choices=STRATEGIES,
                         help="tf.distribute strategy (default auto)")
