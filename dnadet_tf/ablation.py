@@ -95,6 +95,12 @@ def validation_records(run_dir):
 SELECTION_SETTINGS = ("select", "average_last", "keep_validated", "patience")
 
 
+def _stopped_in_training(run_dir):
+    """Whether `run_dir` holds a run with a checkpoint, which `fit` or `pretrain` can continue (`resume`)."""
+    run = runs.RunDir(run_dir)
+    return run.holds_run and run.has_checkpoint
+
+
 def _require_trained_as(run_dir, preset, wanted):
     """Raises DnadetError when the finished run in `run_dir` was trained with another preset or another value of
     a setting in `wanted` ({parameter: value}, None: the preset's) than this ablation trains."""
@@ -130,8 +136,7 @@ def run_one(zoo, run_dir, mode, pretrained, seed, preset, steps, compare_select,
     else:
         began = time.time()
         data = zoo if validation else os.path.join(zoo, "train.txt")  # a list, not a benchmark: no val.txt
-        # A run stopped in training continues from its checkpoint (the same weights as in one go).
-        resume = runs.RunDir(run_dir).holds_run and runs.RunDir(run_dir).has_checkpoint
+        resume = _stopped_in_training(run_dir)  # it continues from its checkpoint: the same weights as in one go
         summary = fit(data, run_dir, preset=preset, overwrite=not resume, resume=resume, steps=steps, mode=mode,
                       seed=seed, init=pretrained or NO_INIT, output=output, **overrides)
         summary["train_seconds"] = round(time.time() - began, 1)
@@ -262,7 +267,7 @@ def ablate(zoo, out, preset="cpu", pretrained=None, photos=None, steps=None, pre
         finished = os.path.join(pretrained, PRETRAINED_FILE)
         if not os.path.isfile(finished):
             # A step 1 stopped part-way continues from its checkpoint; its best.keras is not the finished one's.
-            resume = runs.RunDir(pretrained).holds_run and runs.RunDir(pretrained).has_checkpoint
+            resume = _stopped_in_training(pretrained)
             print(f"no pre-trained run given: pre-training into {pretrained}"
                   + (" (continuing the stopped one)" if resume else ""), file=output, flush=True)
             summary = pretrain(photos or default_photos(), pretrained, preset=preset, overwrite=not resume,
