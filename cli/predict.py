@@ -46,7 +46,8 @@ def run(args):
                else "calibrate the run ('dnadet-tf calibrate RUN') and export it again")
         print(f"note: {args.model} stores no open-set score, so every image is attributed to a known "
               f"architecture ({how}).", file=sys.stderr)
-    usable, outputs, skipped = attribute_images(predictor, collect_image_paths(args.inputs), args.batch_size)
+    paths = collect_image_paths(args.inputs, warn=lambda message: print(f"warning: {message}", file=sys.stderr))
+    usable, outputs, skipped = attribute_images(predictor, paths, args.batch_size)
     names = predictor.class_names
     k = min(args.top_k, len(names))
     for i, (path, row) in enumerate(zip(usable, outputs["probabilities"])):

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 
 from dnadet_tf.errors import DataError
-from dnadet_tf.images import ImageError, find_images, load_rgb
+from dnadet_tf.images import IMAGE_EXTENSIONS, ImageError, find_images, load_rgb
 from dnadet_tf.preprocess import size_problem
 
 SPLITS = ("train", "val", "test", "cross_seed", "cross_loss", "cross_finetune", "cross_dataset")
@@ -361,15 +361,20 @@ def _warn(message):
     print(f"warning: {message}", file=sys.stderr)
 
 
-def collect_image_paths(inputs):
-    """Image paths from files and folders (folders read recursively, sorted).
+def collect_image_paths(inputs, warn=None):
+    """Image paths from files and folders (folders read recursively, sorted). `warn`, when given, receives
+    one line per folder that holds files without an image extension, which are not read.
 
     Raises DataError for a path that does not exist or when no image is found.
     """
     paths = []
     for item in inputs:
         if os.path.isdir(item):
-            paths.extend(find_images(item))
+            others = []
+            paths.extend(find_images(item, others))
+            if others and warn is not None:
+                warn(f"{item}: {len(others)} file(s) without an image extension ({' '.join(IMAGE_EXTENSIONS)}) "
+                     f"not read, e.g. {others[0]}")
         elif os.path.isfile(item):
             paths.append(item)
         else:

@@ -25,13 +25,17 @@ def is_image_file(path):
     return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def find_images(folder):
+def find_images(folder, others=None):
     """Image files under `folder`, recursively, in walk order: a folder's files (sorted) before its
-    subfolders (sorted); hidden files and folders skipped."""
+    subfolders (sorted); hidden files and folders skipped. `others`, a list, receives the paths of the
+    files not read (not hidden, without an image extension)."""
     found = []
     for root, subdirs, files in os.walk(folder):
         subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
         found.extend(os.path.join(root, f) for f in sorted(files) if is_image_file(f))
+        if others is not None:
+            others.extend(os.path.join(root, f) for f in sorted(files)
+                          if not f.startswith(".") and not is_image_file(f))
     return found
 
 

@@ -160,6 +160,20 @@ def test_predict_refuses_small_images_with_one_line_each(untrained_run, tmp_path
     assert code == 2 and stdout == "" and stderr.strip().splitlines()[-1].startswith("dnadet-tf predict: error:")
 
 
+def test_predict_on_a_folder_names_the_files_it_does_not_read(untrained_run, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    good = _write(folder / "good.png", _png(48, 48))
+    _write(folder / "notes.txt", b"mine")
+    _write(folder / "README", b"mine")
+    _write(folder / ".hidden", b"mine")
+    code, stdout, stderr = _cli(["predict", "--model", untrained_run, str(folder)])
+    assert code == 0 and [line.split("\t")[0] for line in stdout.splitlines()] == [good]
+    [warning] = [line for line in stderr.splitlines() if line.startswith("warning:")]
+    assert warning.startswith(f"warning: {folder}: 2 file(s) without an image extension (.png .jpg ")
+    assert warning.endswith(f"not read, e.g. {folder / 'README'}")
+
+
 def test_savedmodel_refuses_small_and_broken_images(serving_default):
     for encoded in (_png(8, 8), _png(16, 2000), _png(31, 31)):
         with pytest.raises(tf.errors.InvalidArgumentError, match="image too small"):
