@@ -12,6 +12,7 @@ Library errors name parameters (`out`, `learning_rate`, `overwrite=True`); `in_f
 turns them into the command's flags (`--out`, `--lr`, `--overwrite`).
 """
 import argparse
+import contextlib
 import importlib
 import os
 import re
@@ -144,20 +145,22 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def main(argv=None):
-    """`dnadet-tf ARGV` (default: sys.argv[1:]); returns the exit code. While it runs, `kill` (SIGTERM) stops
-    the command as Ctrl-C does, so that its cleanup runs: temporary files and staging folders are removed,
-    what was already written stays."""
-    if threading.current_thread() is not threading.main_thread():
-        return _main(argv)
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """While the block runs, `kill` (SIGTERM) stops it as Ctrl-C does, so that its cleanup runs (temporary
+    files and staging folders removed, what was already written kept); the earlier handler comes back after."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        return _main(argv)
+        yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
-def _main(argv):
+def main(argv=None):
+    """`dnadet-tf ARGV` (default: sys.argv[1:]); returns the exit code."""
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)  # progress lines show up at once, also in logs
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -176,7 +179,8 @@ def _main(argv):
         configure_runtime(getattr(args, "strategy", None) or "auto")
     try:
         check_batch_size(args)
-        return int(args.func(args) or 0)
+        with sigterm_as_interrupt():
+            return int(args.func(args) or 0)
     except UsageError as error:
         print(f"dnadet-tf {args.command}: error: {error}", file=sys.stderr)
         return 2
@@ -184,7 +188,8 @@ def _main(argv):
         print(f"dnadet-tf {args.command}: error: {in_flag_words(str(error), args.command_parser)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"dnadet-tf {args.command}: interrupted; checkpoints already written are kept.", file=sys.stderr)
+        kept = "checkpoints" if args.command in TRAINING_COMMANDS else "files"
+        print(f"dnadet-tf {args.command}: interrupted; {kept} already written are kept.", file=sys.stderr)
         return 130
     except Exception as error:
         if not _is_file_system_error(error) or getattr(args, "verbose", False):

@@ -45,12 +45,14 @@ def markdown_path(json_path):
 
 def run(args):
     from dnadet_tf.cli.output_paths import check_output_file, data_record, default_output_dir, output_folder
-    from dnadet_tf.cli.main import parse_attack_flag
+    from dnadet_tf.cli.main import UsageError, parse_attack_flag
     from dnadet_tf.api import load as load_predictor
     from dnadet_tf.robustness import format_robustness_table, robustness, robustness_markdown
     from dnadet_tf.runs import write_json_atomic, write_text_atomic
 
     attacks = parse_attack_flag("--attacks", args.attacks)
+    if not attacks:
+        raise UsageError(f"--attacks: expected one or more attack names, received {args.attacks!r}.")
     if args.json:
         check_output_file("--json", args.json)
         check_output_file("--json (its Markdown table)", markdown_path(args.json))

@@ -1,5 +1,6 @@
 """`dnadet-tf zoo build`: train the generator zoo and write it as a benchmark folder; `zoo swap-content`:
 each set of its generators run on the other set's photos."""
+import os
 import sys
 
 from dnadet_tf.cli.main import HelpFormatter, UsageError
@@ -97,5 +98,7 @@ def run(args):
 def run_swap_content(args):
     from dnadet_tf.zoo.swap_content import write_swapped_splits
 
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UsageError(f"--out {args.out}: exists and is not a folder.")
     write_swapped_splits(args.zoo, args.out, progress=lambda line: print(line, flush=True))
     return 0

@@ -141,6 +141,10 @@ class RunDir:
                 f"out {self.path}: the folder already holds files; pass overwrite=True to replace them"
                 + (" or resume=True to continue that run." if resumable else ".")
             )
+        elif overwrite and os.path.isdir(self.path) and os.listdir(self.path) and not self.holds_run:
+            # overwrite=True empties the folder: only ever a run dir, never a folder of the user's other files
+            raise RunDirError(f"out {self.path}: expected a run dir to replace (with {CONFIG_FILE} or "
+                              f"{BEST_MODEL}), received a folder of other files; pass a new or empty folder.")
         return self
 
     def require_classes(self, class_names):

@@ -174,6 +174,26 @@ def test_predict_on_a_folder_names_the_files_it_does_not_read(untrained_run, tmp
     assert warning.endswith(f"not read, e.g. {folder / 'README'}")
 
 
+def test_overwrite_never_empties_a_folder_that_is_no_run_dir(untrained_run, trained, tmp_path):
+    folder = tmp_path / "mine"
+    (folder / "sub").mkdir(parents=True)
+    _write(folder / "important.txt", b"mine")
+    for argv in (["fit", "--data", trained["data"], "--out", str(folder), "--preset", "tiny", "--steps", "2",
+                  "--overwrite"],
+                 ["adapt", untrained_run, "--images", trained["val"], "--out", str(folder), "--overwrite"]):
+        code, _, stderr = _cli(argv)
+        assert code == 2 and f"--out {folder}: expected a run dir to replace" in stderr.strip().splitlines()[-1]
+        assert sorted(os.listdir(folder)) == ["important.txt", "sub"]
+
+
+def test_empty_attacks_and_an_out_that_is_a_file_are_refused(untrained_run, trained, tmp_path):
+    code, _, stderr = _cli(["robustness", "--model", untrained_run, "--data", trained["val"], "--attacks", ""])
+    assert code == 2 and "--attacks: expected one or more attack names, received ''." in stderr
+    a_file = _write(tmp_path / "notes.txt", b"mine")
+    code, _, stderr = _cli(["zoo", "swap-content", "--zoo", str(tmp_path), "--out", a_file])
+    assert code == 2 and stderr.strip() == f"dnadet-tf zoo: error: --out {a_file}: exists and is not a folder."
+
+
 def test_savedmodel_refuses_small_and_broken_images(serving_default):
     for encoded in (_png(8, 8), _png(16, 2000), _png(31, 31)):
         with pytest.raises(tf.errors.InvalidArgumentError, match="image too small"):
