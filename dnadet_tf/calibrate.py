@@ -24,6 +24,7 @@ from dnadet_tf.pipeline import inference_dataset
 from dnadet_tf.runs import RunDir, write_json_atomic
 
 CALIBRATION_FILE = "calibration.json"
+FEW_VALIDATION_IMAGES = 20  # below this, calibrate says that its threshold rests on one or two images
 # calibration.json's `val` for a run that held out its validation images from its training data (`val_split`)
 HELD_OUT = "the share val_split of the training data, held out"
 
@@ -250,6 +251,9 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
     if missing:
         raise DataError(f"--data {data}: expected training images of every class of the run, received none of "
                         f"{', '.join(missing)} (a class's statistics need its own images).")
+    if len(val_files) < FEW_VALIDATION_IMAGES:
+        print(f"warning: {len(val_files)} validation images; the temperature and the open-set threshold (a quantile "
+              f"of their scores) rest on them alone, so one or two images set the threshold.", file=output, flush=True)
     print(f"calibrating {run_dir}: features of {len(train_files)} training and {len(val_files)} validation images "
           f"...", file=output, flush=True)
     train_features, train_logits = features_and_logits(model, train_files.paths, batch_size)

@@ -98,6 +98,11 @@ def photo_mix(run_dir, photos, folder, fakes=None, output=None, scale=None):
         chosen = [paths[i] for i in rng.permutation(len(paths))[:PHOTO_FAKES_PER_CLASS]]
         start = PHOTO_REAL + k * PHOTO_FAKES_PER_CLASS
         made[name] = transplanted_fakes(chosen, crops[start:start + len(chosen)], os.path.join(folder, name), scale)
+    short = [f"{name} ({len(paths)})" for name, paths in made.items() if len(paths) < PHOTO_FAKES_PER_CLASS]
+    if short and output is not None:
+        print(f"warning: the training data holds fewer than {PHOTO_FAKES_PER_CLASS} fakes of {', '.join(short)}; the "
+              f"mix has that many of each beside {PHOTO_REAL} real crops, so it leans to the real class.",
+              file=output, flush=True)
     report = {"photos": os.path.abspath(photos), "fakes_from": os.path.abspath(fakes),
               "real_crops": PHOTO_REAL, "fakes_per_class": {name: len(paths) for name, paths in made.items()},
               "residual_scale": scale}

@@ -417,6 +417,21 @@ def test_calibrate_refuses_training_images_that_miss_a_class(tiny_run, upsamplin
     assert open(os.path.join(run, "best.keras"), "rb").read() == before
 
 
+def test_calibrate_on_few_validation_images_says_so(tiny_run, upsampling_data, tmp_path):
+    run = str(tmp_path / "run")
+    shutil.copytree(tiny_run, run)
+    few = tmp_path / "few" / "real"
+    few.mkdir(parents=True)
+    source = os.path.join(upsampling_data["val"], "real")
+    for name in sorted(os.listdir(source))[:3]:
+        shutil.copy(os.path.join(source, name), few / name)
+    code, out, err = _cli(["calibrate", run, "--val", str(tmp_path / "few")])
+    assert code == 0, err
+    assert "warning: 3 validation images; the temperature and the open-set threshold" in out
+    code, out, _ = _cli(["calibrate", run])  # its own 36 validation images
+    assert code == 0 and "validation images; the temperature" not in out
+
+
 def test_calibrate_reads_a_validation_image_that_is_a_training_image_once(tiny_run, upsampling_data, monkeypatch):
     from dnadet_tf import calibrate
     from dnadet_tf.data import find_images
