@@ -172,7 +172,7 @@ def main(argv=None):
         parser.print_help(sys.stderr)  # an exit status of 2 is an error: its text goes where errors go
         return 2
     from dnadet_tf.distribute import configure_runtime
-    from dnadet_tf.errors import DnadetError
+    from dnadet_tf.errors import DnadetError, first_line
 
     if args.command in TRAINING_COMMANDS:
         # Before any TF op (a zoo build runs some before training): makes training runs repeat exactly.
@@ -195,8 +195,7 @@ def main(argv=None):
         if not _is_file_system_error(error) or getattr(args, "verbose", False):
             raise
         # A read-only folder or a full disk: one line; what was already written stays (atomic writes).
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        print(f"dnadet-tf {args.command}: error: {reason} (--verbose shows where)", file=sys.stderr)
+        print(f"dnadet-tf {args.command}: error: {first_line(error)} (--verbose shows where)", file=sys.stderr)
         return 1
 
 

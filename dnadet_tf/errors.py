@@ -1,6 +1,12 @@
 """Errors a person can act on: the message is one line naming what was expected and what was received."""
 
 
+def first_line(error):
+    """The first line of an exception's message (its type's name when the message is empty): the "what went
+    wrong" that a one-line error quotes from a library's longer one."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 class DnadetError(Exception):
     """Base class of errors that the CLI prints as one line and exits 2."""
 

@@ -16,7 +16,7 @@ import tempfile
 import zipfile
 
 from dnadet_tf.config import TrainConfig
-from dnadet_tf.errors import DataError, RunDirError
+from dnadet_tf.errors import DataError, RunDirError, first_line
 
 CONFIG_FILE = "config.json"
 LABELS_FILE = "labels.txt"
@@ -219,9 +219,8 @@ class RunDir:
         try:
             return load_classifier(path, *self.legacy_model_info())
         except (ValueError, KeyError, OSError, zipfile.BadZipFile) as error:
-            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise RunDirError(f"{path}: expected a Keras model file written by 'dnadet-tf fit', which could not be "
-                              f"read: {reason}") from error
+                              f"read: {first_line(error)}") from error
 
     def legacy_model_info(self):
         """(class names, PreprocessConfig) from labels.txt and config.json, for a best.keras written

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from dnadet_tf.callbacks import default_callbacks
 from dnadet_tf.distribute import is_chief
-from dnadet_tf.errors import DnadetError
+from dnadet_tf.errors import DnadetError, first_line
 from dnadet_tf.config import ALIGN_FIRST_STAGE, ENCODER_STAGES
 from dnadet_tf.losses import (AutomaticWeightedLoss, classification_cross_entropy, content_alignment_loss,
                               supervised_contrastive_loss)
@@ -130,9 +130,8 @@ class Trainer:
             try:
                 self.checkpoint.restore(path).expect_partial()
             except (tf.errors.OpError, ValueError, IndexError, OSError) as error:
-                reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
                 unreadable.append(path)
-                print(f"warning: checkpoint {path} cannot be read ({reason}); trying the one before it",
+                print(f"warning: checkpoint {path} cannot be read ({first_line(error)}); trying the one before it",
                       file=self.output, flush=True)
                 continue
             return path

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from dnadet_tf.errors import DnadetError
+from dnadet_tf.errors import DnadetError, first_line
 from dnadet_tf.preprocess import PreprocessConfig
 
 
@@ -28,8 +28,8 @@ class SavedModelPredictor:
             self._pixels_fn = self._loaded.signatures[PIXELS_SIGNATURE]
             self._images_fn = self._loaded.signatures[SERVING_SIGNATURE]
         except (OSError, KeyError, AttributeError, ValueError, tf.errors.OpError) as error:
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise DnadetError(f"{path}: not a SavedModel written by 'dnadet-tf export' ({first_line}).") from None
+            raise DnadetError(f"{path}: not a SavedModel written by 'dnadet-tf export' "
+                              f"({first_line(error)}).") from None
         self.source = path
         self._tf = tf
         self.open_set = None
