@@ -2,7 +2,8 @@
 import os
 
 from dnadet_tf.cli.main import AUGMENT_NAMES_HELP, HelpFormatter
-from dnadet_tf.cli.output_paths import RECORD_FILE, check_output_file, data_record, default_output_dir, output_folder
+from dnadet_tf.cli.output_paths import (RECORD_FILE, check_output_file, check_output_folder, data_record,
+                                        default_output_dir, output_folder)
 
 
 def register(subparsers):
@@ -54,10 +55,8 @@ def run(args):
 
     if args.json:
         check_output_file("--json", args.json)
-    if args.report and os.path.exists(args.report) and not os.path.isdir(args.report):
-        from dnadet_tf.cli.main import UsageError
-
-        raise UsageError(f"--report {args.report}: exists and is not a folder.")
+    if args.report:
+        check_output_folder("--report", args.report)
     perturb_fn = None
     if args.perturb:
         from dnadet_tf.attacks import attack_fn

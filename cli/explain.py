@@ -47,12 +47,12 @@ def run(args):
     import os
 
     from dnadet_tf.cli.main import UsageError
+    from dnadet_tf.cli.output_paths import check_output_folder
     from dnadet_tf.data import collect_image_paths, readable_images
     from dnadet_tf.explain import check_layer, check_method, explain_files
     from dnadet_tf.runs import RunDir, write_json_atomic
 
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise UsageError(f"--out {args.out}: exists and is not a folder.")
+    check_output_folder("--out", args.out)
     if os.path.isdir(args.out) and os.listdir(args.out) and not args.overwrite:
         raise UsageError(f"--out {args.out}: the folder already holds files; pass --overwrite to write into it "
                          f"(an earlier explain's PNGs are replaced) or give another folder.")

@@ -59,6 +59,14 @@ def _holds_same_data(folder, record_file, record):
     return isinstance(recorded, dict) and all(recorded.get(key) == value for key, value in record.items())
 
 
+def check_output_folder(flag, path):
+    """Raises UsageError when `path` (the value of `flag`) exists and is not a folder. Returns None."""
+    from dnadet_tf.cli.main import UsageError
+
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError(f"{flag} {path}: exists and is not a folder.")
+
+
 def check_output_file(flag, path):
     """Raises UsageError unless a file can be written at `path` (the value of `flag`): not an existing
     folder, not ending in a separator, and under a folder (missing folders are created later, but the

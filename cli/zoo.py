@@ -1,6 +1,5 @@
 """`dnadet-tf zoo build`: train the generator zoo and write it as a benchmark folder; `zoo swap-content`:
 each set of its generators run on the other set's photos."""
-import os
 import sys
 
 from dnadet_tf.cli.main import HelpFormatter, UsageError
@@ -96,9 +95,9 @@ def run(args):
 
 
 def run_swap_content(args):
+    from dnadet_tf.cli.output_paths import check_output_folder
     from dnadet_tf.zoo.swap_content import write_swapped_splits
 
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise UsageError(f"--out {args.out}: exists and is not a folder.")
+    check_output_folder("--out", args.out)
     write_swapped_splits(args.zoo, args.out, progress=lambda line: print(line, flush=True))
     return 0
