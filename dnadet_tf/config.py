@@ -395,25 +395,30 @@ def auto_precision():
     return "mixed_bfloat16"
 
 
-def as_stored(config, key, value):
-    """The value flat parameter `key` would hold in `config` (as config.json holds it) when set to `value`:
-    `--init none` is "", precision `auto` this machine's choice, others as `replace` validates them."""
+def _resolved(key, value):
+    """A flat parameter's value as a config holds it: `--init none` is "" (random initialisation, also where the
+    preset has an init), precision `auto` this machine's choice (`auto_precision`); others unchanged."""
     if key == "init" and value == NO_INIT:
         return ""
     if key == "precision" and value == "auto":
         return auto_precision()
-    return config.replace(**{key: value}).flat()[key]
+    return value
+
+
+def as_stored(config, key, value):
+    """The value flat parameter `key` would hold in `config` (as config.json holds it) when set to `value`:
+    resolved as `make_config` resolves it, then validated by `replace`."""
+    return config.replace(**{key: _resolved(key, value)}).flat()[key]
 
 
 def make_config(preset="paper", **overrides):
     """The preset's configuration with `overrides` (flat parameters; None values ignored) applied;
-    precision `auto` is resolved here (`auto_precision`)."""
+    `--init none` and precision `auto` are resolved here (`_resolved`)."""
     if preset not in PRESETS:
         raise DnadetError(f"preset: expected one of {sorted(PRESETS)}, received {preset!r}.")
     values = {"preset": preset, **PRESETS[preset]}
     values.update({k: v for k, v in overrides.items() if v is not None})
-    if values.get("init") == NO_INIT:  # `--init none`: random initialisation, also where the preset has one
-        values["init"] = ""
+    values = {key: _resolved(key, value) for key, value in values.items()}
     variant = paper_name(values.get("mode", "dnadet"), bool(values.get("init")))
     if overrides.get("select") is None and values.get("select") == "average" and variant == "Base+PCL":
         # Base+PCL from random weights still moves between the last validations, and the mean of those models can
@@ -425,8 +430,6 @@ def make_config(preset="paper", **overrides):
         # The preset's shift was measured for DNA-Det (patches from a step 1) alone: Base, Base+PT and Base+PCL
         # train as they were measured, without it, unless it is asked for.
         values["statistics_shift"] = 0.0
-    if values.get("precision") == "auto":
-        values["precision"] = auto_precision()
     return TrainConfig.from_flat(values)
 
 
