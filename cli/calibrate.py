@@ -2,7 +2,7 @@
 import argparse
 
 from dnadet_tf.cli.main import HelpFormatter
-from dnadet_tf.openset import DEFAULT_MEANS, DEFAULT_RADII, DEFAULT_SCORE, KNOWN_RATE, RADII, SCORES, parse_means
+from dnadet_tf.openset import DEFAULT_RADII, DEFAULT_SCORE, KNOWN_RATE, RADII, SCORES, parse_means
 
 
 def register(subparsers):
@@ -23,7 +23,10 @@ def register(subparsers):
     )
     parser.add_argument("run", metavar="RUN", help="run dir written by 'dnadet-tf fit'")
     parser.add_argument("--score", choices=SCORES, default=DEFAULT_SCORE, help="open-set score to store")
-    parser.add_argument("--data", help="training images for the class statistics (default: the run's own)")
+    parser.add_argument("--data", help="training images for the class statistics (default: the run's own; for a run "
+                        "of 'adapt --labeled', the labeled images it was adapted to, each also a validation image "
+                        "scored leave-one-out, as adapt calibrated it; a run adapted to unlabeled images "
+                        "(--images, --photos) needs --data and --val)")
     parser.add_argument("--val", help="known validation images (default: the run's own, or the images 'fit --val-split' "
                         "held out of its training data)")
     parser.add_argument("--known-rate", type=float, default=KNOWN_RATE, metavar="Q",
@@ -37,8 +40,9 @@ def register(subparsers):
                              "threshold for all: it flags more new architectures, and more images of known ones whose "
                              "seed, loss or data changed (docs/results.md, 'One radius per class'); 'shared': one scale for "
                              "every class")
-    parser.add_argument("--means", type=means_choice, default=DEFAULT_MEANS, metavar="{class,image,K}",
-                        help="what the distance scores measure to: 'class', each class's mean of the training "
+    parser.add_argument("--means", type=means_choice, default=None, metavar="{class,image,K}",
+                        help="what the distance scores measure to: 'class' (the default, but for a run of 'adapt "
+                             "--labeled': the points its head answers by), each class's mean of the training "
                              "images; 'image', the nearest training image of each class (every image its own mean, "
                              "as the head of 'adapt --labeled' answers; the run then stores every training image's "
                              "feature); a number K, the nearest of K k-means centres of each class's training "

@@ -18,8 +18,8 @@ import tensorflow as tf
 from dnadet_tf.data import check_files, hold_out, is_benchmark_dir, read_dataset, remap_to
 from dnadet_tf.errors import DataError, DnadetError
 from dnadet_tf.model import feature_and_logits as model_feature_and_logits
-from dnadet_tf.openset import (DEFAULT_MEANS, DEFAULT_RADII, DEFAULT_SCORE, KNOWN_RATE, RADIUS_SCORES, check_known_rate,
-                               check_means, check_radii, fit_statistics)
+from dnadet_tf.openset import (DEFAULT_MEANS, DEFAULT_RADII, DEFAULT_SCORE, KNOWN_RATE, MIN_RADIUS_IMAGES,
+                               RADIUS_SCORES, check_known_rate, check_means, check_radii, fit_statistics)
 from dnadet_tf.pipeline import inference_dataset
 from dnadet_tf.runs import RunDir, write_json_atomic
 
@@ -196,23 +196,54 @@ def validation_outputs(model, paths, in_train, train_features, train_logits, bat
     return features, logits
 
 
+def _spec_record(spec):
+    """A data spec (or a list of them) as calibration.json records it: a path made absolute when it exists."""
+    if isinstance(spec, (list, tuple)):
+        return [_spec_record(item) for item in spec]
+    return os.path.abspath(spec) if os.path.exists(spec) else spec
+
+
+def adapted_labeled(run, data=None):
+    """What a run written by `dnadet-tf adapt` is calibrated on by default: {"data": the labeled DATA (a list),
+    "points": the `openset.MEANS` its head answers by} for `adapt --labeled`, None for a run not adapted or when
+    `data` is given. Raises DataError for a run adapted to unlabeled images (`--images`, `--photos`) when `data`
+    is None: config.json's training data is the content before adaptation, the one the run no longer describes."""
+    from dnadet_tf.adaptation import ADAPTATION_FILE
+    from dnadet_tf.labeled_head import head_points
+
+    path = run.file(ADAPTATION_FILE)
+    if data or not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        adaptation = json.load(f)
+    if "labeled" not in adaptation:
+        raise DataError(f"{run.path}: adapted by 'dnadet-tf adapt' to images of other content ({ADAPTATION_FILE}), "
+                        f"where config.json's training data {run.config.data} is the content before it; expected "
+                        f"--data and --val with labeled images of the content it was adapted to.")
+    return {"data": list(adaptation["labeled"]["data"]), "points": head_points(adaptation["labeled"])}
+
+
 def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=32, output=None, files=None,
-                  known_rate=KNOWN_RATE, radii=DEFAULT_RADII, means=DEFAULT_MEANS):
+                  known_rate=KNOWN_RATE, radii=DEFAULT_RADII, means=None):
     """Fits and stores the run's calibration; returns the report (also written to calibration.json).
 
     Args:
       run_dir: a run dir with best.keras.
       score: the open-set score to store (`openset.SCORES`).
-      data: training images for the class statistics; default the run's own (config.json `data`).
+      data: training images for the class statistics; default the run's own (config.json `data`), or for a run
+        of `adapt --labeled` the labeled images it was adapted to (`adapted_labeled`; a run adapted to unlabeled
+        images needs `data`).
       val: known images for the temperature and the threshold; default the run's validation data
-        (config.json `val`, the images `fit` held out of `data` by `val_split`, or the benchmark's val.txt).
+        (config.json `val`, the images `fit` held out of `data` by `val_split`, or the benchmark's val.txt), or
+        for a run of `adapt --labeled` without `data` its labeled images, each scored leave-one-out.
       known_rate: the share of the validation images the open-set threshold keeps as known (0 to 1; default
         0.95): lower flags more unknown architectures, and more known ones under a shift (docs/results.md, "Unknown
         architectures").
       radii: "shared" (default): one scale for every class; "per-class": the distance scores measure each
         class's distance in units of its own radius, the distance that keeps `known_rate` of that class's
         validation images.
-      means: "class" (default): a distance score measures to each class's mean of the training images;
+      means: "class" (None, the default, for a run not adapted by `adapt --labeled`, where it is the points its
+        head answers by): a distance score measures to each class's mean of the training images;
         "image": to the nearest training image of each class (every image its own mean; the calibration stores
         every training image's feature); a number K: to the nearest of K k-means centres of each class's
         training images (at most K points per class, whatever the number of images).
@@ -222,15 +253,27 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
     Raises DataError when there are no validation images.
     """
     output = output or sys.stdout
+    run = RunDir(run_dir)
+    labeled = adapted_labeled(run, data)
+    if means is None:  # the points the run's head answers by after `adapt --labeled`, else each class's mean
+        means = labeled["points"] if labeled else DEFAULT_MEANS
     try:  # before any slow work; the CLI names the flags (--known-rate, --radii, --means)
         known_rate = check_known_rate(known_rate)
         check_radii(radii)
         means = check_means(means)
     except ValueError as error:
         raise DnadetError(str(error)) from None
-    run = RunDir(run_dir)
     config = run.config
     model = run.load_model()
+    if labeled and files is None:  # the labeled images it was adapted to, as `adapt --labeled` calibrated on them
+        from dnadet_tf.labeled_head import labeled_files as labeled_sets
+
+        train_files = labeled_sets(labeled["data"], model.class_names, model.preprocessing)[0]
+        files = (train_files, labeled_files(val, "val", model.class_names, model.preprocessing) if val else
+                 train_files)
+        data, val = labeled["data"], val or labeled["data"]
+        print(f"{run_dir}: adapted to the labeled images {' '.join(data)} ('adapt --labeled'); calibrating on them"
+              + ("" if val is data else f" and --val {val}"), file=output, flush=True)
     data = data or config.data
     val = val or validation_spec(config, data)
     if not data:
@@ -272,12 +315,19 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
                                         means)
     model.calibrate(statistics)
     run.save_best(model)
-    report.update(data=os.path.abspath(data) if os.path.exists(data) else data,
-                  val=os.path.abspath(val) if os.path.exists(val) else val)
+    report.update(data=_spec_record(data), val=_spec_record(val))
     write_json_atomic(run.file(CALIBRATION_FILE), report)
+    fewer = [f"{name} {count}" for name, count in zip(model.class_names, report["points_per_class"] or [])
+             if isinstance(report["means"], int) and count < report["means"]]
     points = ("; distances to the nearest training image of each class" if report["means"] == "image" else
               f"; distances to the nearest of {report['means']} k-means centres of each class"
+              + (f" (as many as its training images where fewer: {', '.join(fewer)})" if fewer else "")
               if isinstance(report["means"], int) else "")
+    if report["shared_radius_classes"]:
+        names = ", ".join(model.class_names[c] for c in report["shared_radius_classes"])
+        print(f"warning: --radii per-class: fewer than {MIN_RADIUS_IMAGES} validation images of {names}; "
+              f"{'its' if len(report['shared_radius_classes']) == 1 else 'their'} radius is the one of every "
+              f"validation image (shared)", file=output, flush=True)
     print(f"calibration: temperature {report['temperature']:.3f} (validation NLL {report['val_nll_before']:.4f} -> "
           f"{report['val_nll_after']:.4f}, ECE {100 * report['val_ece_before']:.2f} -> "
           f"{100 * report['val_ece_after']:.2f} %); open-set score '{score}', threshold "

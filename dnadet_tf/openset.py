@@ -184,6 +184,17 @@ def class_statistics(features, labels, num_classes, shrinkage=0.1, means="class"
     return group_means(all_features, all_labels, groups, num_classes).astype(np.float32), whitening
 
 
+def points_per_class(labels, num_classes, means):
+    """(C,) list of ints: how many points `class_statistics` keeps of each class of training labels (N,): 1 with
+    `means` "class", the class's images with "image", at most K (its images, when fewer) with a number K; a class
+    without images has one, the mean of all."""
+    means = check_means(means)
+    counts = np.maximum(np.bincount(np.asarray(labels, np.int64), minlength=num_classes), 1)
+    if means == "class":
+        return [1] * num_classes
+    return [int(n) for n in (counts if means == "image" else np.minimum(counts, means))]
+
+
 def statistics_of(kind, features, labels, num_classes, means="class", groups=None):
     """An `OpenSetStatistics` of score `kind` holding `class_statistics` of the features (N, D) and labels (N,)
     (`groups`: their k-means groups when known, with `means` a number)."""
@@ -387,6 +398,10 @@ def fit_statistics(score, train_features, train_labels, num_classes, val_feature
         "radii": radii if score in RADIUS_SCORES else None,
         "means": means if score in RADIUS_SCORES else None,
         "class_radii": None if statistics.class_radii is None else [float(r) for r in statistics.class_radii],
+        # the classes whose radius is the shared one: fewer than MIN_RADIUS_IMAGES validation images of their own
+        "shared_radius_classes": [] if statistics.class_radii is None else
+        [c for c in range(num_classes) if np.sum(np.asarray(val_labels) == c) < MIN_RADIUS_IMAGES],
+        "points_per_class": points_per_class(train_labels, num_classes, means) if score in RADIUS_SCORES else None,
         "val_images": int(len(val_labels)),
         "val_in_train": int(np.sum(rows >= 0)),
         "val_left_out": int(len(held_in)),

@@ -162,6 +162,14 @@ def test_adapt_images_refits_the_open_set_on_the_images_labeled_by_its_answers(t
     left_out = openset.leave_one_out_distances("mahalanobis", features, answers, 3, range(36)).min(axis=1)
     assert calibration["threshold"] == pytest.approx(np.quantile(left_out, openset.KNOWN_RATE), rel=1e-5)
     assert "images of architectures the run never saw among them count as known" in stdout
+    # `calibrate` of it without --data would fit on the content before adaptation: refused, its calibration kept.
+    before = open(os.path.join(out, "calibration.json"), "rb").read()
+    code, _, stderr = _cli(["calibrate", out])
+    assert code == 2 and stderr.strip() == (
+        f"dnadet-tf calibrate: error: {out}: adapted by 'dnadet-tf adapt' to images of other content "
+        f"(adaptation.json), where config.json's training data {os.path.abspath(upsampling_data['train'])} is the "
+        "content before it; expected --data and --val with labeled images of the content it was adapted to.")
+    assert open(os.path.join(out, "calibration.json"), "rb").read() == before
     # Three images cannot give each of three classes two: the calibration is dropped, and a line says why.
     few = tmp_path / "few"
     few.mkdir()
@@ -585,6 +593,16 @@ def test_a_grouped_adapted_run_takes_calibrate_back_and_predicts_the_open_set_fi
     assert fitted["open_set"]["float_threshold"] == fitted["open_set"]["threshold"]
     assert fitted["open_set"]["means_per_class"] == 4 and fitted["open_set"]["radii"] == "shared"
     assert fitted["open_set"]["threshold_fitted_on"]["data"] == refitted["val"]
+    # `calibrate` of the adapted run without --data fits what adapt fitted: its labeled images, each left out, to the
+    # points its head answers by.
+    code, stdout, stderr = _cli(["calibrate", out])
+    assert code == 0, stderr
+    assert f"{out}: adapted to the labeled images {first} {second} ('adapt --labeled'); calibrating on them" in stdout
+    with open(os.path.join(out, "calibration.json"), encoding="utf-8") as f:
+        again = json.load(f)
+    assert again["means"] == "image" and again["val_left_out"] == again["train_images"] == 12
+    assert again["data"] == again["val"] == refitted["data"]
+    assert again["threshold"] == pytest.approx(refitted["threshold"], rel=1e-5)
     code, stdout, stderr = _cli(["calibrate", out, "--data", str(first), "--val", str(second)])
     assert code == 0, stderr
     with open(os.path.join(out, "calibration.json"), encoding="utf-8") as f:

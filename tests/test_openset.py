@@ -346,7 +346,11 @@ def test_k_means_centres_per_class_by_hand():
                                   openset.class_statistics(features, labels, 3)[0])
     _, report = openset.fit_statistics("mahalanobis", features, labels, 3, features, features[:, :3], labels,
                                        means=2)
-    assert report["means"] == 2
+    assert report["means"] == 2 and report["points_per_class"] == [2, 2, 2]
+    # A class with fewer images than K keeps each of them; one with none, the mean of all.
+    assert openset.points_per_class([0, 0, 0, 1], 3, 2) == [2, 1, 1]
+    assert openset.points_per_class([0, 0, 0, 1], 3, "image") == [3, 1, 1]
+    assert openset.points_per_class([0, 0, 0, 1], 3, "class") == [1, 1, 1]
     assert (openset.check_means(1), openset.check_means(np.int64(3)), openset.parse_means("8"),
             openset.parse_means("image")) == ("class", 3, 8, "image")
     for wrong in (0, -2, True, 2.5, "0"):
@@ -430,6 +434,31 @@ def test_calibrate_on_few_validation_images_says_so(tiny_run, upsampling_data, t
     assert "warning: 3 validation images; the temperature and the open-set threshold" in out
     code, out, _ = _cli(["calibrate", run])  # its own 36 validation images
     assert code == 0 and "validation images; the temperature" not in out
+    # Per-class radii need 10 validation images of a class: the classes with fewer take the shared one, and say so.
+    code, out, err = _cli(["calibrate", run, "--val", str(tmp_path / "few"), "--radii", "per-class"])
+    assert code == 0, err
+    assert ("warning: --radii per-class: fewer than 10 validation images of real, nearest, transposed; their radius "
+            "is the one of every validation image (shared)") in out
+    with open(os.path.join(run, "calibration.json"), encoding="utf-8") as f:
+        assert json.load(f)["shared_radius_classes"] == [0, 1, 2]
+    code, out, _ = _cli(["calibrate", run, "--radii", "per-class"])  # 12 of each class
+    assert code == 0 and "warning: --radii per-class" not in out
+
+
+def test_calibrate_says_how_many_centres_a_class_with_fewer_images_keeps(tiny_run, tmp_path):
+    # --means K keeps at most a class's training images as its centres: 24 per class here, so K = 30 keeps 24.
+    run = str(tmp_path / "run")
+    shutil.copytree(tiny_run, run)
+    code, out, err = _cli(["calibrate", run, "--means", "30"])
+    assert code == 0, err
+    assert ("distances to the nearest of 30 k-means centres of each class (as many as its training images where "
+            "fewer: real 24, nearest 24, transposed 24)") in out
+    with open(os.path.join(run, "calibration.json"), encoding="utf-8") as f:
+        assert json.load(f)["points_per_class"] == [24, 24, 24]
+    code, out, err = _cli(["calibrate", run, "--means", "8"])
+    assert code == 0 and "of 8 k-means centres of each class);" in out
+    with open(os.path.join(run, "calibration.json"), encoding="utf-8") as f:
+        assert json.load(f)["points_per_class"] == [8, 8, 8]
 
 
 def test_calibrate_reads_a_validation_image_that_is_a_training_image_once(tiny_run, upsampling_data, monkeypatch):
