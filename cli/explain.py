@@ -10,7 +10,9 @@ def register(subparsers):
         help="Grad-CAM / Grad-CAM++ heatmaps for image files",
         description=(
             "For each image, a PNG with the preprocessed image, the Grad-CAM map of the predicted class "
-            "laid over it, the predicted class and its probability; and explain.json listing them. "
+            "laid over it, the predicted class and its probability (for a calibrated run, 'unknown' with the "
+            "open-set score where it passes the threshold, as predict answers; the map is then of the nearest known "
+            "class); and explain.json listing them. "
             "The map is computed at --layer and upsampled to the preprocessed input size."
         ),
         formatter_class=HelpFormatter,
@@ -63,7 +65,9 @@ def run(args):
     results = explain_files(model, model.class_names, model.preprocessing, usable, args.out,
                             layer=args.layer, method=args.method, batch_size=args.batch_size)
     for row in results:
-        print(f"{row['path']}\t{row['class']}\t{row['probability']:.4f}\t{row['png']}")
+        verdict = (f"\tunknown (open-set score {row['ood_score']:.4g} > threshold {row['ood_threshold']:.4g}; the map "
+                   f"is of the nearest known class)" if row.get("unknown") else "")
+        print(f"{row['path']}\t{row['class']}\t{row['probability']:.4f}\t{row['png']}{verdict}")
     listing = os.path.join(args.out, "explain.json")
     written = {os.path.realpath(row["png"]) for row in results}
     for png in earlier_pngs(listing):

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from dnadet_tf.errors import DnadetError
 from dnadet_tf.images import load_rgb, save_figure_atomic
-from dnadet_tf.model import DEFAULT_GRADCAM_LAYER, probabilities as classifier_probabilities
+from dnadet_tf.model import DEFAULT_GRADCAM_LAYER, attribute, probabilities as classifier_probabilities
 from dnadet_tf.preprocess import preprocess_image
 
 METHODS = ("gradcam", "gradcam++")
@@ -193,6 +193,16 @@ def _output_names(paths, method):
     return names
 
 
+def open_set_verdicts(model, pixels):
+    """{"unknown" (N,) bool, "ood_score" (N,), "threshold" float} of a calibrated model for preprocessed pixels
+    (N, S, S, 3), as `predict` answers them (`model.attribute`); None for a model without a calibration."""
+    if getattr(model, "calibration", None) is None:
+        return None
+    outputs = attribute(model, tf.constant(pixels))
+    return {"unknown": outputs["unknown"].numpy(), "ood_score": outputs["ood_score"].numpy(),
+            "threshold": float(model.calibration.threshold.numpy())}
+
+
 def explain_files(model, class_names, preprocess, paths, out_dir, layer=DEFAULT_GRADCAM_LAYER,
                   method=DEFAULT_METHOD, labels=None, batch_size=16):
     """Grad-CAM PNG per image file into `out_dir`.
@@ -204,7 +214,9 @@ def explain_files(model, class_names, preprocess, paths, out_dir, layer=DEFAULT_
 
     Returns:
       One dict per file: path, png, class, class_index, probability, layer, method
-      (and true_class when labels are given).
+      (and true_class when labels are given). A model with an open-set calibration adds unknown, ood_score and
+      ood_threshold, as `predict --json` does (class stays the nearest known architecture, the one explained), and
+      the PNG's title says "unknown" for an image whose score passes the threshold.
     """
     check_method(method)
     check_layer(model, layer)
@@ -216,6 +228,7 @@ def explain_files(model, class_names, preprocess, paths, out_dir, layer=DEFAULT_
         chunk = list(paths[start : start + batch_size])
         pixels = load_pixels(chunk, preprocess)
         maps, probabilities, targets = gradcam_maps(model, pixels, layer=layer, method=method, batch_size=batch_size)
+        open_set = open_set_verdicts(model, pixels)
         for offset, path in enumerate(chunk):
             i = start + offset
             target = int(targets[offset])
@@ -223,6 +236,13 @@ def explain_files(model, class_names, preprocess, paths, out_dir, layer=DEFAULT_
             title = f"{class_names[target]}  p = {probability:.3f}"
             row = {"path": path, "class": class_names[target], "class_index": target,
                    "probability": round(probability, 6), "layer": layer, "method": method}
+            if open_set is not None:
+                row.update(unknown=bool(open_set["unknown"][offset]),
+                           ood_score=round(float(open_set["ood_score"][offset]), 6),
+                           ood_threshold=round(open_set["threshold"], 6))
+                if row["unknown"]:
+                    title = (f"unknown (open-set score {row['ood_score']:.4g} > {row['ood_threshold']:.4g}); "
+                             f"nearest known {title}")
             if labels is not None:
                 row["true_class"] = class_names[int(labels[i])]
                 title = f"true {row['true_class']}, predicted {title}"

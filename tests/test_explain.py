@@ -3,6 +3,7 @@ import glob
 import io
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -145,3 +146,31 @@ def test_explain_cli_writes_pngs_and_json(region_run, tmp_path, capsys):
     again = json.loads((out / "explain.json").read_text())
     assert len(again) == 1 and sorted(os.listdir(out)) == sorted(
         ["explain.json", "notes.txt", os.path.basename(again[0]["png"])])
+
+
+def test_explain_of_a_calibrated_run_says_unknown_as_predict_does(region_run, tmp_path, capsys):
+    # A calibrated run's explain gives each image the open-set verdict predict gives it; the map stays that of
+    # the nearest known class. A threshold keeping half the validation images flags about half of them.
+    from dnadet_tf.cli.main import main
+
+    run = str(tmp_path / "run")
+    shutil.copytree(region_run["run"], run)
+    train = os.path.join(os.path.dirname(region_run["test"]), "train")
+    assert main(["calibrate", run, "--data", train, "--val", region_run["test"], "--known-rate", "0.5"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "explain"
+    assert main(["explain", "--model", run, region_run["test"], "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    rows = {row["path"]: row for row in json.loads((out / "explain.json").read_text())}
+    assert main(["predict", "--model", run, "--json", region_run["test"]]) == 0
+    predicted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert len(predicted) == len(rows) == 12
+    for record in predicted:
+        row = rows[record["path"]]
+        assert row["unknown"] == record["unknown"] and row["class"] == record["class"]
+        assert row["ood_score"] == pytest.approx(record["ood_score"], rel=1e-4, abs=1e-5)
+        assert row["ood_threshold"] == pytest.approx(record["ood_threshold"], rel=1e-6)
+    flagged = [row for row in rows.values() if row["unknown"]]
+    assert 0 < len(flagged) < len(rows)
+    assert printed.count("unknown (open-set score ") == len(flagged)
+    assert f"\tunknown (open-set score {flagged[0]['ood_score']:.4g} > threshold" in printed
