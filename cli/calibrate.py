@@ -42,7 +42,7 @@ def register(subparsers):
                              "every class")
     parser.add_argument("--means", type=means_choice, default=None, metavar="{class,image,K}",
                         help="what the distance scores measure to: 'class' (the default, but for a run of 'adapt "
-                             "--labeled': the points its head answers by), each class's mean of the training "
+                             "--labeled': the points its head answers by, whatever --data), each class's mean of the training "
                              "images; 'image', the nearest training image of each class (every image its own mean, "
                              "as the head of 'adapt --labeled' answers; the run then stores every training image's "
                              "feature); a number K, the nearest of K k-means centres of each class's training "

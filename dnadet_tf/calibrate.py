@@ -204,19 +204,22 @@ def _spec_record(spec):
 
 
 def adapted_labeled(run, data=None):
-    """What a run written by `dnadet-tf adapt` is calibrated on by default: {"data": the labeled DATA (a list),
-    "points": the `openset.MEANS` its head answers by} for `adapt --labeled`, None for a run not adapted or when
-    `data` is given. Raises DataError for a run adapted to unlabeled images (`--images`, `--photos`) when `data`
-    is None: config.json's training data is the content before adaptation, the one the run no longer describes."""
+    """What a run written by `dnadet-tf adapt --labeled` is calibrated on by default: {"data": the labeled DATA (a
+    list; the training and validation images when `data` is None), "points": the `openset.MEANS` its head answers
+    by (the default `means`)}; None for a run not adapted, or adapted to unlabeled images with `data` given.
+    Raises DataError for a run adapted to unlabeled images (`--images`, `--photos`) when `data` is None: config.json's
+    training data is the content before adaptation, the one the run no longer describes."""
     from dnadet_tf.adaptation import ADAPTATION_FILE
     from dnadet_tf.labeled_head import head_points
 
     path = run.file(ADAPTATION_FILE)
-    if data or not os.path.isfile(path):
+    if not os.path.isfile(path):
         return None
     with open(path, encoding="utf-8") as f:
         adaptation = json.load(f)
     if "labeled" not in adaptation:
+        if data:
+            return None
         raise DataError(f"{run.path}: adapted by 'dnadet-tf adapt' to images of other content ({ADAPTATION_FILE}), "
                         f"where config.json's training data {run.config.data} is the content before it; expected "
                         f"--data and --val with labeled images of the content it was adapted to.")
@@ -265,15 +268,15 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
         raise DnadetError(str(error)) from None
     config = run.config
     model = run.load_model()
-    if labeled and files is None:  # the labeled images it was adapted to, as `adapt --labeled` calibrated on them
+    if labeled and not data and files is None:  # its labeled images, as `adapt --labeled` calibrated on them
         from dnadet_tf.labeled_head import labeled_files as labeled_sets
 
         train_files = labeled_sets(labeled["data"], model.class_names, model.preprocessing)[0]
         files = (train_files, labeled_files(val, "val", model.class_names, model.preprocessing) if val else
                  train_files)
+        print(f"{run_dir}: adapted to the labeled images {' '.join(labeled['data'])} ('adapt --labeled'); "
+              f"calibrating on them" + (f" and --val {val}" if val else ""), file=output, flush=True)
         data, val = labeled["data"], val or labeled["data"]
-        print(f"{run_dir}: adapted to the labeled images {' '.join(data)} ('adapt --labeled'); calibrating on them"
-              + ("" if val is data else f" and --val {val}"), file=output, flush=True)
     data = data or config.data
     val = val or validation_spec(config, data)
     if not data:

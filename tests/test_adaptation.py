@@ -608,6 +608,7 @@ def test_a_grouped_adapted_run_takes_calibrate_back_and_predicts_the_open_set_fi
     with open(os.path.join(out, "calibration.json"), encoding="utf-8") as f:
         report = json.load(f)
     assert report["temperature"] > 0 and np.isfinite(report["threshold"])
+    assert report["means"] == "image"  # --data given: still the points its head answers by
     calibrated = KerasPredictor(out)
     assert calibrated.model.prototypes_per_class == 4 and calibrated.model.calibration is not None
     code, stdout, stderr = _cli(["predict", "--model", out, "--json", os.path.join(upsampling_data["test"], "real")])
