@@ -82,7 +82,9 @@ def run(args):
         json_path = os.path.join(out_dir, "evaluation.json")
     write_confusion_pngs(rows, predictor.class_names, out_dir)
     write_json_atomic(json_path, rows)
-    print(f"wrote {json_path} and confusion-matrix PNGs in {out_dir}")
+    skipped = sum(row.get("metrics", {}).get("skipped_files", 0) for row in rows)
+    print(f"wrote {json_path} and confusion-matrix PNGs in {out_dir}"
+          + (f"; {skipped} file(s) skipped (the warnings above name them)" if skipped else ""))
     if args.report:
         from dnadet_tf.report import write_report
 

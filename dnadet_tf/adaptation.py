@@ -220,7 +220,7 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
         means_per_class = ALL_IMAGES if means_per_class is None else means_per_class
         check_means_per_class(means_per_class, len(specs))
         files, groups = labeled_files(specs, source.class_names, source.config.preprocess,
-                                      warn=lambda line: print(line, file=output, flush=True))
+                                      warn=lambda line: print(f"warning: {line}", file=output, flush=True))
         return _adapt(source, files.paths, target, blend, batch_size, overwrite, output, first_stage,
                       labeled=(files, groups, specs), means_per_class=means_per_class)
     if photos is None:
@@ -249,7 +249,7 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
     model = source.load_model()
     if labeled is None:
         paths, skipped = readable_images(collect_image_paths(list(images)), model.preprocessing,
-                                         warn=lambda line: print(line, file=output, flush=True))
+                                         warn=lambda line: print(f"warning: {line}", file=output, flush=True))
     else:
         labeled, groups, specs = labeled
         paths, skipped = list(labeled.paths), [list(item) for item in labeled.skipped]

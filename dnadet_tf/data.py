@@ -14,7 +14,7 @@ import sys
 import numpy as np
 
 from dnadet_tf.errors import DataError
-from dnadet_tf.images import IMAGE_EXTENSIONS, ImageError, find_images, load_rgb
+from dnadet_tf.images import IMAGE_EXTENSIONS, ImageError, find_images, is_image_file, load_rgb
 from dnadet_tf.preprocess import size_problem
 
 SPLITS = ("train", "val", "test", "cross_seed", "cross_loss", "cross_finetune", "cross_dataset")
@@ -80,7 +80,7 @@ def read_classes_file(path):
     """Class names, one per line, from a `classes.txt`."""
     if not os.path.isfile(path):
         raise DataError(f"{path}: classes.txt not found; an annotation list needs one beside it.")
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:  # -sig: a byte order mark (Windows editors) is not in a name
         names = [line.strip() for line in f if line.strip()]
     if not names:
         raise DataError(f"{path}: expected one class name per line, received an empty file.")
@@ -140,7 +140,7 @@ def read_annotation_list(path, warn=None):
     folder = os.path.dirname(os.path.abspath(path))
     class_names = read_classes_file(os.path.join(folder, "classes.txt"))
     paths, labels, first_seen = [], [], {}
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:
         for number, line in enumerate(f, start=1):
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
@@ -160,7 +160,7 @@ def read_annotation_list(path, warn=None):
             if not os.path.isfile(full_path):
                 raise DataError(f"{path}:{number}: expected an image file, received {file_path!r}, "
                                 f"which does not exist ({full_path}).")
-            key = os.path.normpath(os.path.abspath(full_path))
+            key = os.path.realpath(full_path)  # a link and its file are one file
             if key in first_seen:
                 first_number, first_label = first_seen[key]
                 if first_label != label:
@@ -179,21 +179,44 @@ def read_annotation_list(path, warn=None):
     return LabeledFiles(paths, np.asarray(labels, np.int64), class_names, path)
 
 
-def read_folder_tree(root):
-    """Reads `ROOT/<class>/**/<image>`; classes sorted with `real` first."""
-    class_dirs = [
-        d for d in os.listdir(root) if not d.startswith(".") and os.path.isdir(os.path.join(root, d))
-    ]
+def read_folder_tree(root, warn=None):
+    """Reads `ROOT/<class>/**/<image>`; classes sorted with `real` first.
+
+    `warn` (default: a line on stderr) receives one line for image files directly in ROOT (in no class) and one
+    for files without an image extension in the class folders, neither of which is read, and one per file found
+    twice in a class (through a link; read once). Raises DataError for a class without image files and for a file
+    in two classes (one of them through a link): a file has one source.
+    """
+    warn = warn or _warn
+    entries = [d for d in os.listdir(root) if not d.startswith(".")]
+    class_dirs = [d for d in entries if os.path.isdir(os.path.join(root, d))]
     if not class_dirs:
         raise DataError(f"{root}: expected one subfolder per class, found none.")
+    loose = sorted(d for d in entries if is_image_file(d) and os.path.isfile(os.path.join(root, d)))
+    if loose:
+        warn(f"{root}: {len(loose)} image file(s) outside the class folders not read (an image's class is the "
+             f"folder it is in), e.g. {os.path.join(root, loose[0])}")
     class_names = order_classes(class_dirs)
-    paths, labels = [], []
+    paths, labels, others, owner = [], [], [], {}
     for label, name in enumerate(class_names):
-        found = find_images(os.path.join(root, name))
+        found = find_images(os.path.join(root, name), others)
         if not found:
             raise DataError(f"{os.path.join(root, name)}: class {name!r} has no image files.")
-        paths.extend(found)
-        labels.extend([label] * len(found))
+        for path in found:
+            real = os.path.realpath(path)
+            if real in owner:
+                first_path, first_label = owner[real]
+                if first_label != label:
+                    raise DataError(f"{path}: the same file as {first_path}, in class {class_names[first_label]!r} "
+                                    f"and class {name!r}; expected each file in one class.")
+                warn(f"{path}: the same file as {first_path}; read once.")
+                continue
+            owner[real] = (path, label)
+            paths.append(path)
+            labels.append(label)
+    if others:
+        warn(f"{root}: {len(others)} file(s) without an image extension ({' '.join(IMAGE_EXTENSIONS)}) in the class "
+             f"folders not read, e.g. {others[0]}")
     return LabeledFiles(paths, np.asarray(labels, np.int64), class_names, root)
 
 
@@ -209,7 +232,7 @@ def read_dataset(spec, split="train", warn=None):
         if not os.path.isfile(list_path):
             raise DataError(f"{spec}: benchmark folder has no {split}.txt.")
         return read_annotation_list(list_path, warn)
-    return read_folder_tree(spec)
+    return read_folder_tree(spec, warn)
 
 
 OPEN_SET_SPLIT = "open_set"
@@ -235,7 +258,7 @@ def read_unknown(spec):
     elif os.path.isfile(spec):
         folder = os.path.dirname(os.path.abspath(spec))
         paths, groups = [], []
-        with open(spec, encoding="utf-8") as f:
+        with open(spec, encoding="utf-8-sig") as f:
             for number, line in enumerate(f, start=1):
                 if not line.strip() or line.lstrip().startswith("#"):
                     continue
@@ -265,10 +288,11 @@ def require_several_classes(files):
         )
 
 
-def remap_to(files, class_names):
+def remap_to(files, class_names, flag=None, of="the model's classes"):
     """Re-expresses labels in another class list (e.g. a model's labels.txt).
 
-    Raises DataError when a class of `files` with images is not in `class_names`.
+    Raises DataError when a class of `files` with images is not in `class_names`, naming `flag` (the option that
+    gave the files) when given and `of`, what `class_names` are.
     """
     if list(files.class_names) == list(class_names):
         return files
@@ -277,7 +301,7 @@ def remap_to(files, class_names):
     missing = [files.class_names[i] for i in present if files.class_names[i] not in index]
     if missing:
         raise DataError(
-            f"{files.source}: classes {missing} are not among the model's classes {list(class_names)}."
+            f"{flag + ' ' if flag else ''}{files.source}: classes {missing} are not among {of} {list(class_names)}."
         )
     mapping = np.asarray([index.get(name, -1) for name in files.class_names])
     return dataclasses.replace(files, labels=mapping[files.labels], class_names=list(class_names))

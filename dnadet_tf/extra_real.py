@@ -27,6 +27,7 @@ other content's real photos fakes ("Enlarged real photos read back").
 """
 import hashlib
 import os
+import sys
 
 import numpy as np
 
@@ -81,9 +82,9 @@ def extra_real_crops(source, count, output=None, processing=None, flag="--extra-
     """Paths of `count` 128 px crops of the photos of `source` (`source_photos`'), written to the cache folder if
     not there yet: PNG, or processed by `processing` ((kind, value) of `photo_processing.parse_processing`, or None).
 
-    When crops must be cut, a photo that cannot be read, or whose shorter side is below 128 px, stops with one
-    DataError line naming it and `flag`, the option that gave the photos (cached crops were cut from photos that
-    passed, under the same names and sizes).
+    When crops must be cut, a photo that cannot be read, or whose shorter side is below 128 px, is skipped with one
+    warning line on stderr naming it and `flag`, the option that gave the photos; none usable is a DataError
+    (cached crops were cut from the usable photos of the same names and sizes).
     """
     from PIL import Image
 
@@ -98,19 +99,23 @@ def extra_real_crops(source, count, output=None, processing=None, flag="--extra-
     missing = [i for i, crop in enumerate(crops) if not os.path.isfile(crop)]
     if not missing:
         return crops
+    usable = []
     for path in paths:
         try:
             load_rgb(path, min_side=CROP)
+            usable.append(path)
         except ImageError as error:
-            raise DataError(f"{flag} {source}: {error} (every photo needs a readable image of at least "
-                            f"{CROP} px on its shorter side).") from None
+            print(f"warning: {flag} {source}: skipped {error}", file=sys.stderr, flush=True)
+    if not usable:
+        raise DataError(f"{flag} {source}: none of its {len(paths)} photos is usable; expected readable images of "
+                        f"at least {CROP} px on the shorter side.")
     os.makedirs(folder, exist_ok=True)
     if output is not None:
         process = f" ({processing_name(processing)})" if processing is not None else ""
-        print(f"{flag} {source}: cutting {len(missing)} crops{process} of {len(paths)} photos into {folder}",
+        print(f"{flag} {source}: cutting {len(missing)} crops{process} of {len(usable)} photos into {folder}",
               file=output, flush=True)
     for i in missing:
-        save_processed(Image.fromarray(crop_for(paths, 0, "extra-real", i)), stems[i], processing)
+        save_processed(Image.fromarray(crop_for(usable, 0, "extra-real", i)), stems[i], processing)
     return crops
 
 

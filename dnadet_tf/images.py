@@ -27,10 +27,15 @@ def is_image_file(path):
 
 def find_images(folder, others=None):
     """Image files under `folder`, recursively, in walk order: a folder's files (sorted) before its
-    subfolders (sorted); hidden files and folders skipped. `others`, a list, receives the paths of the
+    subfolders (sorted); hidden files and folders skipped, linked folders followed (each real folder read once). `others`, a list, receives the paths of the
     files not read (not hidden, without an image extension)."""
-    found = []
-    for root, subdirs, files in os.walk(folder):
+    found, visited = [], set()
+    for root, subdirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in visited:  # a link back to a folder already read: read once, and no endless loop
+            subdirs[:] = []
+            continue
+        visited.add(real)
         subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
         found.extend(os.path.join(root, f) for f in sorted(files) if is_image_file(f))
         if others is not None:
@@ -41,8 +46,10 @@ def find_images(folder, others=None):
 
 def _to_rgb(image):
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit samples (a 16-bit PNG) scale by their bit depth, as TF's decoders do, whatever the content; a
+        # 32-bit integer image ("I") has no depth to go by: values up to 255 are taken as 8-bit ones.
         array = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if array.max() > 255 else 255.0
+        top = 65535.0 if image.mode != "I" or array.max() > 255 else 255.0
         image = Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
     elif image.mode == "F":
         array = np.asarray(image, dtype=np.float64)
@@ -66,6 +73,12 @@ def load_rgb(path, min_side=1):
     an image, or has a side below `min_side`.
     """
     path = os.fspath(path)
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:  # bytes of another encoding, kept by Python as surrogates: TF's paths cannot hold them
+        shown = path.encode("utf-8", "backslashreplace").decode("utf-8")
+        raise ImageError(f"{shown}: the file name is not valid UTF-8 (the data pipeline reads UTF-8 names); rename "
+                         f"the file.") from None
     try:
         size = os.path.getsize(path)
     except OSError as error:

@@ -194,7 +194,11 @@ def fit(data, out, val=None, preset=None, resume=False, overwrite=False, output=
         config = config.replace(data=os.path.abspath(data), val=os.path.abspath(val) if val else "")
     val_files = read_dataset(val, "val") if val else None
     if val_files is not None:
-        val_files = remap_to(val_files, train_files.class_names)
+        val_files = remap_to(val_files, train_files.class_names, "--val", "the training data's classes")
+        unchecked = [name for name, count in zip(val_files.class_names, val_files.class_counts()) if count == 0]
+        if unchecked:
+            print(f"warning: --val {val}: no validation images of {', '.join(unchecked)}; validation cannot tell "
+                  f"how well the run attributes {'it' if len(unchecked) == 1 else 'them'}", file=sys.stderr, flush=True)
     print(f"checking {len(train_files)} training images from {train_files.source} ...", file=output, flush=True)
     user_train_files = check_files(train_files, crop_size=config.preprocessing.crop_size,
                                    min_side=config.sampling.patch_size)

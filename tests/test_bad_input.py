@@ -520,3 +520,116 @@ def test_an_atomic_write_that_fails_leaves_no_temporary_file(tmp_path):
     with pytest.raises(OSError):
         runs.write_json_atomic(str(folder), {"a": 1})  # a folder is where the file would go
     assert sorted(os.listdir(tmp_path)) == ["taken"]
+
+
+# ---------------------------------------------------------------- user folders (an audit of odd but real data)
+def test_a_file_name_that_is_not_utf8_is_skipped_with_one_line(untrained_run, tmp_path):
+    # Zips made on other systems carry names in other encodings; TF's string paths hold UTF-8 only, so such a
+    # file is skipped by the check every command makes, before any pipeline sees it.
+    make_upsampling_tree(str(tmp_path / "data"), 2, seed=5)
+    bad = os.path.join(os.fsencode(str(tmp_path / "data" / "real")), b"bad\xffname.png")
+    with open(bad, "wb") as f:
+        f.write(_png(40, 40))
+    with pytest.raises(ImageError, match=r"bad\\udcffname.png: the file name is not valid UTF-8"):
+        load_rgb(os.fsdecode(bad))
+    code, out, err = _cli(["predict", "--model", untrained_run, str(tmp_path / "data")])
+    assert code == 0, err
+    assert "the file name is not valid UTF-8 (the data pipeline reads UTF-8 names); rename the file." in err
+    assert len([line for line in out.splitlines() if line.endswith(".png") or "\t" in line]) >= 6
+
+
+def test_a_byte_order_mark_is_not_part_of_a_class_name(tmp_path):
+    _write(tmp_path / "a.png", _png(40, 40))
+    _write(tmp_path / "b.png", _png(40, 40, seed=1))
+    (tmp_path / "classes.txt").write_bytes(b"\xef\xbb\xbfreal\r\ngan\r\n")  # as Windows Notepad saves it
+    (tmp_path / "train.txt").write_bytes(b"\xef\xbb\xbfa.png\t0\r\nb.png\t1\r\n")
+    files = read_dataset(str(tmp_path / "train.txt"))
+    assert files.class_names == ["real", "gan"] and files.paths[0] == str(tmp_path / "a.png")
+
+
+def test_16_bit_images_scale_by_their_bit_depth_whatever_their_content(tmp_path):
+    # A 16-bit PNG whose samples all lie below 256 is a very dark image, as TF's decoder reads it.
+    dark = np.full((40, 40), 200, np.uint16)
+    Image.fromarray(dark).save(tmp_path / "dark16.png")
+    with Image.open(tmp_path / "dark16.png") as image:
+        assert image.mode.startswith("I;16")
+    decoded = tf.io.decode_png((tmp_path / "dark16.png").read_bytes(), channels=3).numpy()
+    assert np.abs(load_rgb(str(tmp_path / "dark16.png")).astype(int) - decoded.astype(int)).max() <= 1
+    assert load_rgb(str(tmp_path / "dark16.png")).max() == 1
+
+
+def test_folder_trees_follow_linked_folders_and_say_what_they_do_not_read(tmp_path):
+    root = tmp_path / "data"
+    make_upsampling_tree(str(root), 2, seed=5)
+    elsewhere = tmp_path / "elsewhere"
+    _write(elsewhere / "one.png", _png(40, 40))
+    _write(elsewhere / "two.png", _png(40, 40, seed=1))
+    os.symlink(elsewhere, root / "nearest" / "linked")
+    os.symlink(root / "nearest", root / "nearest" / "loop")  # a link back up: read once, no endless walk
+    _write(root / "loose.png", _png(40, 40))  # in no class
+    (root / "real" / "notes.txt").write_text("not an image")
+    warnings = []
+    files = read_dataset(str(root), warn=warnings.append)
+    assert files.class_counts().tolist() == [2, 4, 2]  # real, nearest (2 + 2 linked), transposed
+    assert any(f"{root}: 1 image file(s) outside the class folders not read" in line for line in warnings)
+    assert any(f"{root}: 1 file(s) without an image extension" in line and "notes.txt" in line for line in warnings)
+    # One file in two classes (a linked class folder) has no one source: refused, naming both classes.
+    os.symlink(root / "real", root / "transposed" / "also-real")
+    with pytest.raises(DataError, match=r"the same file as .*real.*, in class 'real' and class 'transposed'; "
+                                        r"expected each file in one class\."):
+        read_dataset(str(root), warn=warnings.append)
+
+
+def test_a_link_in_an_annotation_list_is_the_file_it_links_to(tmp_path):
+    _write(tmp_path / "a.png", _png(40, 40))
+    os.symlink(tmp_path / "a.png", tmp_path / "link.png")
+    (tmp_path / "classes.txt").write_text("real\ngan\n")
+    (tmp_path / "clash.txt").write_text("a.png\t0\nlink.png\t1\n")
+    with pytest.raises(DataError, match=r"clash.txt:2: 'link.png' is labelled 1 \(gan\), but line 1 labels the "
+                                        r"same file 0 \(real\)"):
+        read_dataset(str(tmp_path / "clash.txt"))
+
+
+def test_extra_real_photos_skip_a_broken_one_and_stop_only_with_none(tmp_path, monkeypatch, capsys):
+    from dnadet_tf.extra_real import extra_real_crops
+
+    monkeypatch.setenv("DNADET_TF_CACHE", str(tmp_path / "cache"))
+    photos = tmp_path / "photos"
+    for i in range(2):
+        _write(photos / f"p{i}.png", _png(140, 150, seed=i))
+    _write(photos / "broken.jpg", b"not a jpeg")
+    crops = extra_real_crops(str(photos), 3, flag="--photos", packaged=False)
+    assert len(crops) == 3 and all(os.path.isfile(path) for path in crops)
+    err = capsys.readouterr().err
+    assert f"warning: --photos {photos}: skipped {photos / 'broken.jpg'}: not an image file" in err
+    for name in ("p0.png", "p1.png"):
+        os.remove(photos / name)
+    with pytest.raises(DataError, match=r"--photos .*: none of its 1 photos is usable; expected readable images of "
+                                        r"at least 128 px"):
+        extra_real_crops(str(photos), 3, flag="--photos", packaged=False)
+
+
+def test_fit_names_val_and_its_classes_and_warns_of_a_class_it_cannot_check(tmp_path):
+    make_upsampling_tree(str(tmp_path / "data"), 4, seed=5)
+    make_upsampling_tree(str(tmp_path / "val"), 2, seed=6)
+    shutil.rmtree(tmp_path / "val" / "transposed")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        fit(str(tmp_path / "data"), str(tmp_path / "run"), val=str(tmp_path / "val"), preset="tiny", steps=1,
+            output=io.StringIO())
+    assert (f"warning: --val {tmp_path / 'val'}: no validation images of transposed; validation cannot tell how "
+            "well the run attributes it") in err.getvalue()
+    os.rename(tmp_path / "val" / "nearest", tmp_path / "val" / "stylegan")
+    with pytest.raises(DataError, match=r"^--val .*val: classes \['stylegan'\] are not among the training data's "
+                                        r"classes \['real', 'nearest', 'transposed'\]\.$"):
+        fit(str(tmp_path / "data"), str(tmp_path / "run2"), val=str(tmp_path / "val"), preset="tiny", steps=1,
+            output=io.StringIO())
+
+
+def test_evaluate_says_how_many_files_it_skipped(untrained_run, tmp_path):
+    make_upsampling_tree(str(tmp_path / "data"), 2, seed=5)
+    _write(tmp_path / "data" / "real" / "small.png", _png(20, 20))
+    code, out, err = _cli(["evaluate", "--model", untrained_run, "--data", str(tmp_path / "data"), "--json",
+                           str(tmp_path / "evaluation.json")])
+    assert code == 0, err
+    assert "; 1 file(s) skipped (the warnings above name them)" in out
