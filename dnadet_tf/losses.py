@@ -74,6 +74,22 @@ def content_alignment_loss(activations, in_content, other_content, epsilon=1e-5)
     Returns:
       scalar float32; 0 when either group is empty.
     """
+    return alignment_of_statistics(image_statistics(activations), in_content, other_content, epsilon)
+
+
+def image_statistics(activations):
+    """Per layer, each image's (mean (N, C), mean square (N, C)) of its channels over its positions, float32:
+    all `content_alignment_loss` needs of (N, H, W, C) activations, small enough to gather across replicas."""
+    statistics = []
+    for layer in activations:
+        layer = tf.cast(layer, tf.float32)
+        statistics.append((tf.reduce_mean(layer, axis=[1, 2]), tf.reduce_mean(tf.square(layer), axis=[1, 2])))
+    return statistics
+
+
+def alignment_of_statistics(statistics, in_content, other_content, epsilon=1e-5):
+    """`content_alignment_loss` from `image_statistics` of its activations (per layer (means, mean squares),
+    each (N, C)) and the two (N,) masks; the batch's variance of a channel is that of all N images' positions."""
     first = tf.cast(in_content, tf.float32)
     second = tf.cast(other_content, tf.float32)
     both_present = tf.cast((tf.reduce_sum(first) > 0) & (tf.reduce_sum(second) > 0), tf.float32)
@@ -85,13 +101,12 @@ def content_alignment_loss(activations, in_content, other_content, epsilon=1e-5)
         return mean, tf.sqrt(variance + epsilon)
 
     gaps = []
-    for layer in activations:
-        layer = tf.cast(layer, tf.float32)
-        means = tf.reduce_mean(layer, axis=[1, 2])  # (N, C): each image's mean over its positions
-        mean_squares = tf.reduce_mean(tf.square(layer), axis=[1, 2])
+    for means, mean_squares in statistics:
         mean_a, std_a = moments(means, mean_squares, first)
         mean_b, std_b = moments(means, mean_squares, second)
-        scale = tf.stop_gradient(tf.math.reduce_variance(layer, axis=[0, 1, 2])) + epsilon
+        # every position of every image (all of one size): E[x^2] - E[x]^2 over the batch
+        batch_variance = tf.nn.relu(tf.reduce_mean(mean_squares, axis=0) - tf.square(tf.reduce_mean(means, axis=0)))
+        scale = tf.stop_gradient(batch_variance) + epsilon
         gaps.append(tf.reduce_mean((tf.square(mean_a - mean_b) + tf.square(std_a - std_b)) / scale))
     return both_present * tf.add_n(gaps) / len(gaps)
 

@@ -352,6 +352,25 @@ class Backbone(keras.Model):
 
 
 @keras.saving.register_keras_serializable(package="dnadet_tf")
+class ReplicaDropout(layers.Dropout):
+    """Dropout whose masks differ from replica to replica of a distributed step, as one device's masks differ
+    from image to image: (N, ...) -> (N, ...).
+
+    Keras' Dropout draws from one seed generator, which every replica of a `tf.distribute` strategy shares, so
+    each replica drew the same mask for its share of the batch. Here a replica beyond the first folds its id
+    into the seed (stateless dropout); with one replica, or at inference, it is Keras' Dropout exactly.
+    """
+
+    def call(self, inputs, training=False):
+        context = tf.distribute.get_replica_context()
+        if not training or self.rate <= 0 or context is None or context.num_replicas_in_sync == 1:
+            return super().call(inputs, training=training)
+        seed = tf.cast(self.seed_generator.next(), tf.int64)
+        seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(context.replica_id_in_sync_group, tf.int64))
+        return tf.nn.experimental.stateless_dropout(inputs, self.rate, seed, noise_shape=self.noise_shape)
+
+
+@keras.saving.register_keras_serializable(package="dnadet_tf")
 class Classifier(keras.Model):
     """The attribution task: a `Backbone` continued by Dropout -> Dense(num_classes).
 
@@ -388,7 +407,7 @@ class Classifier(keras.Model):
         prototypes_per_class = int(prototypes_per_class)
         if prototypes_per_class < 1:
             raise ValueError(f"prototypes_per_class: expected an integer >= 1, received {prototypes_per_class}.")
-        x = layers.Dropout(dropout, name="dropout", dtype=backbone.layer_dtype)(backbone.output)
+        x = ReplicaDropout(dropout, name="dropout", dtype=backbone.layer_dtype)(backbone.output)
         logits = layers.Dense(num_classes * prototypes_per_class, dtype="float32", name=LOGITS_LAYER)(x)
         if prototypes_per_class > 1:
             logits = layers.Reshape((prototypes_per_class, num_classes), dtype="float32",

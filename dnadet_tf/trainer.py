@@ -19,7 +19,7 @@ from dnadet_tf.callbacks import default_callbacks
 from dnadet_tf.distribute import is_chief
 from dnadet_tf.errors import DnadetError, first_line
 from dnadet_tf.config import ALIGN_FIRST_STAGE, ENCODER_STAGES
-from dnadet_tf.losses import (AutomaticWeightedLoss, classification_cross_entropy, content_alignment_loss,
+from dnadet_tf.losses import (AutomaticWeightedLoss, alignment_of_statistics, classification_cross_entropy, image_statistics,
                               supervised_contrastive_loss)
 from dnadet_tf.metrics import classification_metrics
 from dnadet_tf.model import (Backbone, Classifier, build_projection_head, freeze_stages,
@@ -86,6 +86,9 @@ class Trainer:
             if config.runtime.precision == "mixed_float16":
                 self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
             self.optimizer.build(model_variables)
+            # The loop's steps: the optimizer's iterations skip a step the loss scaler of mixed_float16 drops
+            self.steps_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="steps_done",
+                                          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
             self.weight_optimizer = keras.optimizers.Adam(config.optimizer.loss_weight_learning_rate)
             if self.loss_weights is not None:
                 self.weight_optimizer.build(self.loss_weights.trainable_variables)
@@ -93,7 +96,7 @@ class Trainer:
         self.callbacks = default_callbacks(config) if callbacks is None else list(callbacks)
         if init_weights is not None:
             init_weights(self.classifier)
-        tracked = dict(classifier=self.classifier, optimizer=self.optimizer)
+        tracked = dict(classifier=self.classifier, optimizer=self.optimizer, steps_done=self.steps_done)
         for callback in self.callbacks:
             callback.build(self)
             tracked.update(callback.state)
@@ -113,8 +116,9 @@ class Trainer:
     # ----------------------------------------------------------------- state
     @property
     def step(self):
-        """Training steps done so far (the optimizer's iteration counter)."""
-        return int(self.optimizer.iterations.numpy())
+        """Training steps done so far (the loop's own counter, checkpointed: the optimizer's iterations leave out
+        the steps mixed_float16's loss scaler skipped)."""
+        return int(self.steps_done.numpy())
 
     def restore_latest(self):
         """Restores the newest checkpoint that can be read; returns its path, or None when there is none.
@@ -134,6 +138,8 @@ class Trainer:
                 print(f"warning: checkpoint {path} cannot be read ({first_line(error)}); trying the one before it",
                       file=self.output, flush=True)
                 continue
+            if int(self.steps_done.numpy()) == 0:  # a checkpoint written before the loop counted its own steps
+                self.steps_done.assign(tf.cast(self.optimizer.iterations, tf.int64))
             return path
         if unreadable:
             raise DnadetError(f"checkpoints {', '.join(unreadable)}: expected a checkpoint that can be read, received "
@@ -153,7 +159,8 @@ class Trainer:
             if other_content is not None:
                 other_content = tf.repeat(other_content, count)
         labels = tf.cast(labels, tf.int32)
-        global_count = tf.cast(tf.shape(labels)[0] * replicas, tf.float32)
+        # every replica's images together (a global batch need not split evenly)
+        global_count = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.cast(tf.shape(labels)[0], tf.float32))
         with tf.GradientTape() as tape:
             feature, logits, *activations = self.train_model(images, training=True)
             logits = tf.cast(logits, tf.float32)
@@ -174,24 +181,39 @@ class Trainer:
                 contrastive = tf.constant(0.0)
                 total = cross_entropy
             alignment = tf.constant(0.0)
-            if self.align_weight:  # each replica aligns its own images; the mean over replicas is summed back
+            if self.align_weight:  # over every replica's images: each replica's statistics gathered, as one batch
+                statistics, all_labels, all_content = image_statistics(activations), labels, other_content
+                if replicas > 1:
+                    statistics = [tuple(context.all_gather(value, axis=0) for value in pair) for pair in statistics]
+                    all_labels = context.all_gather(labels, axis=0)
+                    all_content = tf.cast(context.all_gather(tf.cast(other_content, tf.int32), axis=0), tf.bool)
                 # the crops carry the real class's label (add_extra_real chose it): its other images are the
                 # training content's (none when the batch holds no crop, and then the loss is 0 anyway)
-                crop_label = tf.reduce_max(tf.where(other_content, labels, -1))
-                in_content = tf.equal(labels, crop_label) & tf.logical_not(other_content)
-                alignment = content_alignment_loss(activations, in_content, other_content) / replicas
+                crop_label = tf.reduce_max(tf.where(all_content, all_labels, -1))
+                in_content = tf.equal(all_labels, crop_label) & tf.logical_not(all_content)
+                alignment = alignment_of_statistics(statistics, in_content, all_content) / replicas
                 total = total + self.align_weight * alignment
             scaled = self.optimizer.scale_loss(total) if hasattr(self.optimizer, "scale_loss") else total
         variables = self.model_variables + (self.loss_weights.trainable_variables if self.loss_weights else [])
         gradients = tape.gradient(scaled, variables)
         n_model = len(self.model_variables)
+        loss_scaled = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
+        if loss_scaled:  # read before the step, which may double or halve the scale
+            scale = tf.cast(self.optimizer.dynamic_scale, tf.float32)
+            finite = self.optimizer.check_finite(gradients)
         self.optimizer.apply_gradients(zip(gradients[:n_model], self.model_variables))
         if self.loss_weights is not None:
             weight_gradients = gradients[n_model:]
-            if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-                scale = tf.cast(self.optimizer.dynamic_scale, tf.float32)
+            if loss_scaled:
                 weight_gradients = [g / scale for g in weight_gradients]
-            self.weight_optimizer.apply_gradients(zip(weight_gradients, self.loss_weights.trainable_variables))
+
+            def apply_weights():
+                self.weight_optimizer.apply_gradients(zip(weight_gradients, self.loss_weights.trainable_variables))
+
+            if loss_scaled:  # a step the scaler skips (gradients not finite) moves no loss weight either
+                tf.cond(finite, apply_weights, lambda: None)
+            else:
+                apply_weights()
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels), tf.float32))
         return total, cross_entropy, contrastive, alignment, correct, tf.cast(tf.shape(labels)[0], tf.float32)
 
@@ -199,6 +221,7 @@ class Trainer:
         """One step on a batch (images, labels[, other_content]) -> the summed (total, cross-entropy,
         contrastive, alignment, correct, count) of every replica."""
         results = self.strategy.run(self._replica_step, args=tuple(batch))
+        self.steps_done.assign_add(1)
         return [self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None) for value in results]
 
     # -------------------------------------------------------------- validate

@@ -477,3 +477,30 @@ def test_evaluate_reports_progress_on_many_images(tiny_run, upsampling_data):
     counts = [int(line.split("/")[0]) for line in lines]
     assert lines and all(line.endswith(f"/{len(files.paths)} images") for line in lines)
     assert counts == sorted(counts) and counts[0] == 4 and counts[-1] < len(files.paths)
+
+
+def test_steps_the_loss_scaler_skips_are_counted_and_move_no_loss_weight(upsampling_data, tmp_path, monkeypatch):
+    # mixed_float16 (the GPU precision): a loss scale so large that every gradient overflows, so the scaler skips
+    # every update. The loop still counts 4 steps and checkpoints them as steps 4, and the loss weights, whose
+    # gradients overflow too, stay where they started (they moved while the model stood still).
+    import keras
+    import tensorflow as tf
+
+    built = keras.optimizers.LossScaleOptimizer.__init__
+
+    def huge_scale(self, inner_optimizer, initial_scale=2.0 ** 15, *args, **kwargs):
+        built(self, inner_optimizer, 2.0 ** 60, *args, **kwargs)
+
+    monkeypatch.setattr(keras.optimizers.LossScaleOptimizer, "__init__", huge_scale)
+    out = str(tmp_path / "f16")
+    summary = fit(upsampling_data["train"], out, preset="tiny", precision="mixed_float16", steps=4,
+                  checkpoint_every=2, val_every=100, output=io.StringIO())
+    assert summary["end_step"] == 4
+    reader = tf.train.load_checkpoint(os.path.join(out, "checkpoints", "ckpt-4"))
+    assert reader.get_tensor("steps_done/.ATTRIBUTES/VARIABLE_VALUE") == 4
+    assert reader.get_tensor("optimizer/inner_optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 0  # all skipped
+    np.testing.assert_array_equal(reader.get_tensor("loss_weights/params/.ATTRIBUTES/VARIABLE_VALUE"), [1.0, 1.0])
+    printed = io.StringIO()
+    fit(upsampling_data["train"], out, preset="tiny", precision="mixed_float16", steps=6, checkpoint_every=2,
+        val_every=100, resume=True, output=printed)
+    assert "at step 4" in printed.getvalue()
