@@ -60,6 +60,10 @@ def make_strategy(name):
         return tf.distribute.get_strategy()
     if name == "mirrored":
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        if len(devices) == 1:
+            print("warning: --strategy mirrored: one device (no GPU and one logical CPU), so one replica; split the "
+                  "CPU from Python before TensorFlow starts: tf.config.set_logical_device_configuration(cpu, "
+                  "[tf.config.LogicalDeviceConfiguration()] * N) (README, 'Scaling out')", file=sys.stderr, flush=True)
         return tf.distribute.MirroredStrategy(devices=devices)
     raise DnadetError(f"strategy: expected auto, default, mirrored or multiworker, received {name!r}.")
 

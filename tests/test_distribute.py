@@ -75,3 +75,16 @@ def test_multiworker_two_processes_on_localhost(upsampling_data, tmp_path):
     assert "2 replica(s)" in chief_out and "done: step 4" in chief_out
     assert os.path.isfile(tmp_path / "worker0" / "best.keras")
     assert os.path.isdir(tmp_path / "worker0" / "checkpoints")
+
+
+def test_mirrored_on_one_device_says_how_to_split_the_cpu(capsys):
+    import tensorflow as tf
+
+    from dnadet_tf.distribute import make_strategy
+
+    if len(tf.config.list_logical_devices("CPU")) > 1 or tf.config.list_physical_devices("GPU"):
+        return  # this process has more than one device: nothing to warn of
+    strategy = make_strategy("mirrored")
+    assert strategy.num_replicas_in_sync == 1
+    assert ("warning: --strategy mirrored: one device (no GPU and one logical CPU), so one replica; split the CPU "
+            "from Python before TensorFlow starts") in capsys.readouterr().err
