@@ -3,7 +3,7 @@ import os
 
 from dnadet_tf.cli.main import AUGMENT_NAMES_HELP, HelpFormatter
 from dnadet_tf.cli.output_paths import (RECORD_FILE, check_output_file, check_output_folder, data_record,
-                                        default_output_dir, output_folder)
+                                        default_output_dir, earlier_pngs, output_folder, remove_unlisted)
 
 
 def register(subparsers):
@@ -69,19 +69,22 @@ def run(args):
                     unknown_specs=args.unknown)
     print(format_table(rows, predictor.class_names))
     if args.json:
-        json_path = args.json
-        out_dir = os.path.dirname(os.path.abspath(json_path))
+        json_path = os.path.abspath(args.json)
+        out_dir = os.path.dirname(json_path)
     else:
         record = data_record(args.data, args.unknown)
-        preferred = default_output_dir(args.model, args.data, args.perturb, args.seed)
+        preferred = os.path.abspath(default_output_dir(args.model, args.data, args.perturb, args.seed,
+                                                       precision=args.precision))
         out_dir = output_folder(preferred, RECORD_FILE, record)
         if out_dir != preferred:
             print(f"{preferred} holds the evaluation of other data (see its {RECORD_FILE}); writing to {out_dir}")
         os.makedirs(out_dir, exist_ok=True)
         write_json_atomic(os.path.join(out_dir, RECORD_FILE), record)
         json_path = os.path.join(out_dir, "evaluation.json")
+    earlier = earlier_pngs(json_path, "confusion_png")
     write_confusion_pngs(rows, predictor.class_names, out_dir)
     write_json_atomic(json_path, rows)
+    remove_unlisted(earlier, [row["confusion_png"] for row in rows if "confusion_png" in row])
     skipped = sum(row.get("metrics", {}).get("skipped_files", 0) for row in rows)
     print(f"wrote {json_path} and confusion-matrix PNGs in {out_dir}"
           + (f"; {skipped} file(s) skipped (the warnings above name them)" if skipped else ""))

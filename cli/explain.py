@@ -30,26 +30,11 @@ def register(subparsers):
     parser.set_defaults(func=run)
 
 
-def earlier_pngs(listing):
-    """The PNG paths an earlier explain.json lists that still exist in its folder ([] without a readable one)."""
-    import json
-    import os
-
-    try:
-        with open(listing, encoding="utf-8") as f:
-            rows = json.load(f)
-        folder = os.path.dirname(os.path.abspath(listing))
-        return [row["png"] for row in rows if os.path.isfile(row["png"]) and row["png"].endswith(".png")
-                and os.path.dirname(os.path.abspath(row["png"])) == folder]
-    except (OSError, ValueError, TypeError, KeyError):
-        return []
-
-
 def run(args):
     import os
 
     from dnadet_tf.cli.main import UsageError
-    from dnadet_tf.cli.output_paths import check_output_folder
+    from dnadet_tf.cli.output_paths import check_output_folder, earlier_pngs, remove_unlisted
     from dnadet_tf.data import collect_image_paths, readable_images
     from dnadet_tf.explain import check_layer, check_method, explain_files
     from dnadet_tf.runs import RunDir, write_json_atomic
@@ -69,10 +54,7 @@ def run(args):
                    f"is of the nearest known class)" if row.get("unknown") else "")
         print(f"{row['path']}\t{row['class']}\t{row['probability']:.4f}\t{row['png']}{verdict}")
     listing = os.path.join(args.out, "explain.json")
-    written = {os.path.realpath(row["png"]) for row in results}
-    for png in earlier_pngs(listing):
-        if os.path.realpath(png) not in written:
-            os.remove(png)  # an earlier explain's, which the new explain.json would no longer list
+    remove_unlisted(earlier_pngs(listing, "png"), [row["png"] for row in results])  # an earlier explain's
     write_json_atomic(listing, results)
     print(f"wrote {len(results)} PNG(s) and explain.json in {args.out}"
           + (f"; {skipped} file(s) skipped" if skipped else ""))

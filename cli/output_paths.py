@@ -8,20 +8,24 @@ import re
 RECORD_FILE = "evaluated.json"  # in an evaluation folder: the absolute paths of what it evaluated
 
 
-def default_output_dir(model, data, perturb=None, seed=0, folder="evaluations"):
+def default_output_dir(model, data, perturb=None, seed=0, folder="evaluations", precision=None):
     """Where `evaluate` writes without --json: a folder named after what it evaluated, inside a run dir
     (MODEL/evaluations/NAME) or beside an export (MODEL-evaluations/NAME); never the run's evaluation/
     folder, which holds the figures fit and ablate measured (ablate resumes from them). `folder`: the
-    parent's name (`robustness` uses "robustness"). Returns the path; `output_folder` picks NAME-2, ...
-    when it holds the results of other data.
+    parent's name (`robustness` uses "robustness"); `precision` (evaluate --precision), when given, ends NAME.
+    Returns the path; `output_folder` picks NAME-2, ... when it holds the results of other data.
 
     >>> default_output_dir("runs/a", ["zoo/", "extra/cross_content.txt"], "jpeg,blur", 1)
     'runs/a/evaluations/zoo+cross_content-perturb-jpeg-blur-seed1'
+    >>> default_output_dir("runs/a", ["zoo"], precision="mixed_bfloat16")
+    'runs/a/evaluations/zoo-mixed_bfloat16'
     """
     names = [os.path.splitext(os.path.basename(os.path.normpath(spec)))[0] for spec in data]
     name = re.sub(r"[^A-Za-z0-9._+-]+", "_", "+".join(names))[:100] or "data"
     if perturb:
         name += f"-perturb-{re.sub(r'[^A-Za-z0-9]+', '-', perturb)}-seed{seed}"
+    if precision:
+        name += f"-{precision}"
     if os.path.isfile(model) or os.path.isfile(os.path.join(model, "saved_model.pb")):
         return os.path.join(f"{os.path.normpath(model)}-{folder}", name)
     return os.path.join(model, folder, name)
@@ -80,3 +84,26 @@ def check_output_file(flag, path):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
         raise UsageError(f"{flag} {path}: expected a file path under a folder, but {parent} is a file.")
+
+
+def earlier_pngs(listing, key):
+    """The PNG files an earlier run's JSON `listing` (a list of rows) names under `key` that still exist in the
+    listing's own folder ([] without a readable listing): what a new run into that folder replaces."""
+    try:
+        with open(listing, encoding="utf-8") as f:
+            rows = json.load(f)
+        folder = os.path.dirname(os.path.abspath(listing))
+        return [row[key] for row in rows if isinstance(row, dict) and isinstance(row.get(key), str)
+                and row[key].endswith(".png") and os.path.isfile(row[key])
+                and os.path.dirname(os.path.abspath(row[key])) == folder]
+    except (OSError, ValueError, TypeError):
+        return []
+
+
+def remove_unlisted(earlier, written):
+    """Removes the files of `earlier` (paths) that are not among `written`: an earlier run's outputs that the
+    new listing no longer names."""
+    kept = {os.path.realpath(path) for path in written}
+    for path in earlier:
+        if os.path.realpath(path) not in kept:
+            os.remove(path)

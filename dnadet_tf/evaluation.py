@@ -19,7 +19,8 @@ EVALUATION_SPLITS = ("test", "cross_seed", "cross_loss", "cross_finetune", "cros
 
 
 def expand_data_specs(specs):
-    """(name, path) rows: a benchmark folder expands to its closed-set and cross-test lists."""
+    """(name, path) rows: a benchmark folder expands to its closed-set and cross-test lists. A name already taken
+    (two folders named `test`, two benchmark folders) gets -2, -3, ...: each row its own line and files."""
     rows = []
     for spec in specs:
         if is_benchmark_dir(spec):
@@ -30,7 +31,20 @@ def expand_data_specs(specs):
             base = os.path.basename(os.path.normpath(spec))
             stem = os.path.splitext(base)[0]
             rows.append((SPLIT_TITLES.get(stem, stem) if os.path.isfile(spec) else base, spec))
-    return rows
+    return unique_names(rows)
+
+
+def unique_names(rows):
+    """(name, value) rows with each repeated name made unique by -2, -3, ... in order of appearance."""
+    taken, unique = set(), []
+    for name, value in rows:
+        candidate, number = name, 1
+        while candidate in taken:
+            number += 1
+            candidate = f"{name}-{number}"
+        taken.add(candidate)
+        unique.append((candidate, value))
+    return unique
 
 
 def uncalibrated(probabilities, temperature):
@@ -142,7 +156,8 @@ def evaluate(predictor, specs, out_dir=None, batch_size=16, perturb_fn=None, see
                                   progress=progress)
         metrics = evaluate_files(predictor, files, batch_size, perturb_fn, seed, outputs=outputs)
         known.append((name, files, outputs))
-        rows.append({"name": name, "data": spec, "metrics": metrics})
+        # the order of the confusion matrix's rows and columns (per_class_recall is a dict by name)
+        rows.append({"name": name, "data": spec, "class_names": list(predictor.class_names), "metrics": metrics})
     if unknown_specs:
         if not predictor.open_set:
             progress("open set: the model stores no open-set score; the unknown images are not scored "

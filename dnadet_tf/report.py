@@ -263,7 +263,11 @@ def write_report(predictor, rows, out_dir, settings=None, gradcam_per_class=2, t
                                      for c in np.unique(subset.labels)])
             paths = [subset.paths[i] for i in chosen]
             progress(f"report: Grad-CAM of {len(paths)} images of {rows[0]['name']}")
-            results = explain_files(model, class_names, preprocess, paths, os.path.join(out_dir, "gradcam"),
+            gradcam_dir = os.path.join(out_dir, "gradcam")
+            for name in os.listdir(gradcam_dir) if os.path.isdir(gradcam_dir) else []:
+                if name.endswith((".gradcam.png", ".gradcampp.png")):  # an earlier report's, of other images
+                    os.remove(os.path.join(gradcam_dir, name))
+            results = explain_files(model, class_names, preprocess, paths, gradcam_dir,
                                     layer=layer, method=method, labels=subset.labels[chosen], batch_size=batch_size)
             for result in results:
                 figures.append(_figure(result["png"], result["path"],

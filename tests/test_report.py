@@ -84,3 +84,19 @@ def test_report_renders_in_chromium(report, tmp_path):
     broken.write_text('<html><body><img src="missing.png"><img src="https://example.invalid/a.png"></body></html>')
     result = screenshot.check_report(str(broken), str(tmp_path / "broken.png"), chromium)
     assert not result["ok"] and sum("did not load" in p for p in result["problems"]) == 2
+
+
+def test_a_report_into_its_own_folder_again_keeps_only_its_own_gradcam(tiny_run, upsampling_data, tmp_path):
+    from dnadet_tf.cli.main import main
+
+    folder = tmp_path / "report"
+    args = ["evaluate", "--model", tiny_run, "--json", str(tmp_path / "e" / "evaluation.json"), "--report",
+            str(folder)]
+    assert main(args[:3] + ["--data", upsampling_data["test"]] + args[3:]) == 0
+    first = set(os.listdir(folder / "gradcam"))
+    # a map of an image the next report does not explain, as an earlier report of other data leaves it
+    (folder / "gradcam" / "elsewhere.gradcam.png").write_bytes((folder / "gradcam" / sorted(first)[0]).read_bytes())
+    (folder / "gradcam" / "notes.txt").write_text("keep me")
+    assert main(args[:3] + ["--data", upsampling_data["val"]] + args[3:]) == 0
+    second = set(os.listdir(folder / "gradcam"))
+    assert "elsewhere.gradcam.png" not in second and "notes.txt" in second and len(second) == len(first) + 1

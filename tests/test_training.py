@@ -504,3 +504,26 @@ def test_steps_the_loss_scaler_skips_are_counted_and_move_no_loss_weight(upsampl
     fit(upsampling_data["train"], out, preset="tiny", precision="mixed_float16", steps=6, checkpoint_every=2,
         val_every=100, resume=True, output=printed)
     assert "at step 4" in printed.getvalue()
+
+
+def test_evaluate_names_two_datas_of_one_name_apart_and_replaces_its_own_pngs(tiny_run, upsampling_data, tmp_path,
+                                                                                capsys):
+    from clirun import run_and_namesake_data
+
+    run, other = run_and_namesake_data(tiny_run, upsampling_data["val"], tmp_path)  # `other` is named test too
+    out = tmp_path / "out" / "evaluation.json"
+    assert main(["evaluate", "--model", run, "--data", upsampling_data["test"], other, "--json", str(out)]) == 0
+    rows = json.load(open(out))
+    assert [row["name"] for row in rows] == ["test", "test-2"]
+    assert [os.path.basename(row["confusion_png"]) for row in rows] == ["confusion_test.png", "confusion_test-2.png"]
+    assert all(os.path.isabs(row["confusion_png"]) and row["class_names"] == ["real", "nearest", "transposed"]
+               for row in rows)
+    # Another evaluation into the same JSON: the PNGs it no longer lists are gone, other files kept.
+    (tmp_path / "out" / "notes.txt").write_text("keep me")
+    assert main(["evaluate", "--model", run, "--data", upsampling_data["val"], "--json", str(out)]) == 0
+    assert sorted(os.listdir(tmp_path / "out")) == ["confusion_val.png", "evaluation.json", "notes.txt"]
+    # Another precision writes beside the model's own figures, not over them.
+    capsys.readouterr()
+    assert main(["evaluate", "--model", run, "--data", upsampling_data["test"], "--precision",
+                 "mixed_bfloat16"]) == 0
+    assert os.path.isfile(os.path.join(run, "evaluations", "test-mixed_bfloat16", "evaluation.json"))
