@@ -2,13 +2,38 @@
 
 Every image, whatever its mode (palette, grey, RGBA, CMYK, 16-bit) or EXIF
 orientation, becomes an 8-bit RGB array the same way here. Pillow's
-decompression-bomb guard stays on.
+decompression-bomb guard stays on: an image of more than `PIL.Image.MAX_IMAGE_PIXELS`
+pixels (89.5 M by default) is refused, here and in the exported graph; the environment
+variable DNADET_TF_MAX_PIXELS sets another limit (a 200 MP phone photo needs 2e8).
 """
 import os
+import sys
 import warnings
 
 import numpy as np
 from PIL import Image, ImageOps
+
+MAX_PIXELS_VARIABLE = "DNADET_TF_MAX_PIXELS"
+
+
+def _apply_max_pixels():
+    """Sets Pillow's decompression-bomb limit from DNADET_TF_MAX_PIXELS, when set (a positive number; anything else
+    is said in a warning line and changes nothing)."""
+    text = os.environ.get(MAX_PIXELS_VARIABLE, "").strip()
+    if not text:
+        return
+    try:
+        limit = int(float(text))
+    except ValueError:
+        limit = 0
+    if limit <= 0:
+        print(f"warning: {MAX_PIXELS_VARIABLE}: expected a positive number of pixels, received {text!r}; the limit "
+              f"stays {Image.MAX_IMAGE_PIXELS}.", file=sys.stderr, flush=True)
+        return
+    Image.MAX_IMAGE_PIXELS = limit
+
+
+_apply_max_pixels()
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 # Formats whose checksums Pillow checks only in `verify` (not in `load`).
@@ -101,7 +126,8 @@ def load_rgb(path, min_side=1):
                 rgb = _to_rgb(image)
             array = np.asarray(rgb, dtype=np.uint8)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageError(f"{path}: refused as a possible decompression bomb ({error}).") from None
+        raise ImageError(f"{path}: refused as a possible decompression bomb ({error}); set {MAX_PIXELS_VARIABLE} "
+                         f"to a larger number of pixels to read it.") from None
     except Image.UnidentifiedImageError:
         raise ImageError(f"{path}: not an image file Pillow can read.") from None
     except Exception as error:  # noqa: BLE001  Pillow's decoders raise many types on malformed data

@@ -175,8 +175,18 @@ def test_exif_rotation_is_applied(tmp_path):
 def test_decompression_bomb_guard_is_on(tmp_path, monkeypatch):
     save(str(tmp_path / "big.png"), np.zeros((64, 64, 3), np.uint8))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
-    with pytest.raises(ImageError, match="decompression bomb"):
+    with pytest.raises(ImageError, match="decompression bomb .*; set DNADET_TF_MAX_PIXELS to a larger number of "
+                                         "pixels to read it"):
         load_rgb(str(tmp_path / "big.png"))
+    # The variable sets the limit (a 200 MP phone photo is no bomb); a value that is no number changes nothing.
+    from dnadet_tf import images
+
+    monkeypatch.setenv("DNADET_TF_MAX_PIXELS", "5000")
+    images._apply_max_pixels()
+    assert Image.MAX_IMAGE_PIXELS == 5000 and load_rgb(str(tmp_path / "big.png")).shape == (64, 64, 3)
+    monkeypatch.setenv("DNADET_TF_MAX_PIXELS", "lots")
+    images._apply_max_pixels()
+    assert Image.MAX_IMAGE_PIXELS == 5000
 
 
 def test_preprocess_crops_non_square_then_resizes_and_scales():
