@@ -527,3 +527,20 @@ def test_evaluate_names_two_datas_of_one_name_apart_and_replaces_its_own_pngs(ti
     assert main(["evaluate", "--model", run, "--data", upsampling_data["test"], "--precision",
                  "mixed_bfloat16"]) == 0
     assert os.path.isfile(os.path.join(run, "evaluations", "test-mixed_bfloat16", "evaluation.json"))
+
+
+def test_a_checkpoint_written_before_the_loop_counted_its_steps_resumes_at_its_step(upsampling_data, tmp_path):
+    # Checkpoints of earlier versions hold no `steps_done`: the optimizer's iterations were the step count.
+    import tensorflow as tf
+
+    data = upsampling_data["train"]
+    run = str(tmp_path / "old")
+    fit(data, run, preset="tiny", steps=4, checkpoint_every=2, val_every=100, output=io.StringIO())
+    config, files = RunDir(run).config, read_dataset(data)
+    trainer = _trainer_state(run, config, files)
+    shutil.rmtree(os.path.join(run, "checkpoints"))
+    legacy = tf.train.Checkpoint(classifier=trainer.classifier, optimizer=trainer.optimizer,
+                                 projector=trainer.projector, loss_weights=trainer.loss_weights,
+                                 weight_optimizer=trainer.weight_optimizer)
+    tf.train.CheckpointManager(legacy, os.path.join(run, "checkpoints"), max_to_keep=2).save(checkpoint_number=4)
+    assert _trainer_state(run, config, files).step == 4
