@@ -187,6 +187,11 @@ def main(argv=None):
     except DnadetError as error:
         print(f"dnadet-tf {args.command}: error: {in_flag_words(str(error), args.command_parser)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader went away (`dnadet-tf predict ... | head`): as a shell command ends on SIGPIPE, quietly;
+        # standard output is pointed at /dev/null so that Python's final flush does not complain again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         kept = "checkpoints" if args.command in TRAINING_COMMANDS else "files"
         print(f"dnadet-tf {args.command}: interrupted; {kept} already written are kept.", file=sys.stderr)

@@ -1,5 +1,6 @@
 """`dnadet-tf predict`: the most likely generator architecture of each image."""
 import json
+import math
 
 from dnadet_tf.cli.main import HelpFormatter
 
@@ -13,7 +14,11 @@ def register(subparsers):
             "calibrated model (fit calibrates when it has validation data; 'dnadet-tf calibrate' refits), an image "
             "whose open-set score passes the threshold is answered 'unknown' with the nearest known architecture "
             "and the score; --json then adds 'unknown', 'ood_score' and 'ood_threshold' (its 'class' stays the nearest "
-            "known architecture, the answer 'unknown' is the 'unknown' flag)."),
+            "known architecture, the answer 'unknown' is the 'unknown' flag). Lines are printed a batch at a time, "
+            "after every file is checked; a file that cannot be read or is too small is named in a warning line on "
+            "stderr and counted at the end, and the exit status stays 0 while any image was answered. In the text "
+            "lines a tab, newline or backslash in a path is written \\t, \\n, \\\\ (--json keeps the path as it "
+            "is; a number JSON has no word for, NaN from a broken model, is null)."),
         formatter_class=HelpFormatter,
     )
     parser.add_argument("--model", required=True,
@@ -36,7 +41,8 @@ def run(args):
     from dnadet_tf.cli.main import UsageError
     from dnadet_tf.data import collect_image_paths
     from dnadet_tf.api import load as load_predictor
-    from dnadet_tf.predictor import attribute_images
+    from dnadet_tf.data import readable_images
+    from dnadet_tf.predictor import attribute_batches
 
     if args.top_k < 1:
         raise UsageError(f"--top-k: expected a positive integer, received {args.top_k}.")
@@ -47,27 +53,38 @@ def run(args):
         print(f"note: {args.model} stores no open-set score, so every image is attributed to a known "
               f"architecture ({how}).", file=sys.stderr)
     paths = collect_image_paths(args.inputs, warn=lambda message: print(f"warning: {message}", file=sys.stderr))
-    usable, outputs, skipped = attribute_images(predictor, paths, args.batch_size)
+    usable, skipped = readable_images(paths, predictor.preprocess)
     names = predictor.class_names
     k = min(args.top_k, len(names))
-    for i, (path, row) in enumerate(zip(usable, outputs["probabilities"])):
-        order = np.argsort(-row)[:k]
-        top = [{"class": names[j], "probability": round(float(row[j]), 6)} for j in order]
-        unknown = bool(outputs["unknown"][i]) if "unknown" in outputs else None
-        if args.json:
-            record = {"path": path, "class": top[0]["class"], "probability": top[0]["probability"], "top_k": top}
-            if unknown is not None:
-                record.update(unknown=unknown, ood_score=round(float(outputs["ood_score"][i]), 6),
-                              ood_threshold=round(float(predictor.open_set["threshold"]), 6))
-            print(json.dumps(record))
-        else:
-            rest = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in top)
+    for batch, outputs in attribute_batches(predictor, usable, args.batch_size):  # printed as each batch is done
+        for i, (path, row) in enumerate(zip(batch, outputs["probabilities"])):
+            order = np.argsort(-row)[:k]
+            top = [{"class": names[j], "probability": json_number(row[j])} for j in order]
+            unknown = bool(outputs["unknown"][i]) if "unknown" in outputs else None
+            if args.json:
+                record = {"path": path, "class": top[0]["class"], "probability": top[0]["probability"],
+                          "top_k": top}
+                if unknown is not None:
+                    record.update(unknown=unknown, ood_score=json_number(outputs["ood_score"][i]),
+                                  ood_threshold=json_number(predictor.open_set["threshold"]))
+                print(json.dumps(record, allow_nan=False))
+                continue
+            shown = path.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+            first = float(row[order[0]])
             if unknown:
-                print(f"{path}\tunknown\t-\t[nearest known {top[0]['class']} {top[0]['probability']:.3f}; "
+                print(f"{shown}\tunknown\t-\t[nearest known {names[order[0]]} {first:.3f}; "
                       f"open-set score {float(outputs['ood_score'][i]):.4g} > threshold "
                       f"{predictor.open_set['threshold']:.4g}]")
             else:
-                print(f"{path}\t{top[0]['class']}\t{top[0]['probability']:.4f}\t[{rest}]")
+                rest = ", ".join(f"{names[j]} {float(row[j]):.3f}" for j in order)
+                print(f"{shown}\t{names[order[0]]}\t{first:.4f}\t[{rest}]")
     if skipped:
         print(f"{skipped} file(s) skipped", file=sys.stderr)
     return 0
+
+
+def json_number(value):
+    """A float for JSON, rounded to 6 places; None (null) for NaN or infinity, which JSON has no number for (a
+    model with non-finite weights answers NaN)."""
+    value = float(value)
+    return round(value, 6) if math.isfinite(value) else None

@@ -22,6 +22,9 @@ def fit(data, out, val=None, preset=None, **options):
     trains the full method, DNA-Det; `init="none"` trains from random initialisation (the paper's
     Base+PCL, the `paper` and `tiny` presets' default); `init=PRETRAIN_RUN` starts from your own step 1.
     With validation data, the run is then calibrated (`calibration.json`: temperature and open-set score).
+    For runs that repeat exactly, training sets process-wide state: Python's, NumPy's and Keras' random seeds
+    (the run's `seed`) and, on a machine without GPUs, TensorFlow's inter-op pool to one thread (which must happen
+    before TensorFlow starts; after, a warning line says the run may differ in the last digits).
 
     >>> import io, os, dnadet_tf
     >>> run = os.path.join(TMP, "run")
@@ -67,10 +70,42 @@ def load(path, precision=None):
     return KerasPredictor(path, precision=precision)
 
 
+def _predictor(model):
+    """`model` as a predictor: a path (str or os.PathLike) is loaded, a predictor `load` returned is kept; anything
+    else raises DnadetError naming `model`."""
+    if isinstance(model, (str, os.PathLike)):
+        return load(model)
+    if not all(hasattr(model, name) for name in ("predict_pixels", "attribute_pixels", "preprocess", "class_names")):
+        raise DnadetError(f"model: expected a path (a run dir, a SavedModel folder or a .tflite file) or a predictor "
+                          f"returned by dnadet_tf.load, received {type(model).__name__}.")
+    return model
+
+
+def _paths(name, values, what):
+    """`values` (one path, or several) as a list of str; DnadetError naming `name` for none, or for an item that is
+    not a path (str or os.PathLike): `what` says what the paths should be."""
+    values = [values] if isinstance(values, (str, os.PathLike)) else values
+    try:
+        values = list(values)
+    except TypeError:
+        values = [values]
+    wrong = [value for value in values if not isinstance(value, (str, os.PathLike))]
+    if wrong or not values:
+        received = f"a {type(wrong[0]).__name__}" if wrong else "none"
+        raise DnadetError(f"{name}: expected {what} (str or pathlib.Path), received {received}.")
+    return [os.fspath(value) for value in values]
+
+
+def _batch_size(batch_size):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise DnadetError(f"batch_size: expected a positive integer, received {batch_size!r}.")
+    return batch_size
+
+
 def predict(model, inputs, batch_size=16):
-    """(paths, probabilities): the image files found in `inputs` (files and folders, read
-    recursively) that can be decoded and are large enough, and their (N, C) class
-    probabilities. `model`: a path for `load`, or a predictor it returned.
+    """(paths, probabilities): the image files found in `inputs` (a path or a list of them: files and folders,
+    read recursively) that can be decoded and are large enough, and their (N, C) class probabilities; a file
+    skipped gets one warning line on stderr. `model`: a path for `load`, or a predictor it returned.
 
     >>> import os, dnadet_tf
     >>> paths, p = dnadet_tf.predict(os.path.join(TMP, "run"), [os.path.join(DATA, "val", "nearest")])
@@ -80,10 +115,9 @@ def predict(model, inputs, batch_size=16):
     from dnadet_tf.data import collect_image_paths
     from dnadet_tf.predictor import predict_images
 
-    if isinstance(model, (str, os.PathLike)):
-        model = load(model)
-    if isinstance(inputs, (str, os.PathLike)):  # one file or folder
-        inputs = [inputs]
+    inputs = _paths("inputs", inputs, "paths of image files or folders")
+    batch_size = _batch_size(batch_size)
+    model = _predictor(model)
     usable, probabilities, _ = predict_images(model, collect_image_paths(inputs), batch_size)
     return usable, probabilities
 
@@ -91,7 +125,8 @@ def predict(model, inputs, batch_size=16):
 def evaluate(model, data, batch_size=16, out_dir=None):
     """Rows {name, data, metrics} of accuracy, macro-F1, macro recall, per-class recall and the
     confusion matrix, one per dataset in `data` (a path or a list of paths; a benchmark folder
-    expands to its closed-set and cross-test splits). `model`: a path for `load` or a predictor.
+    expands to its closed-set and cross-test splits). `model`: a path for `load` or a predictor. `out_dir`:
+    a folder for a confusion-matrix PNG per row (None: none written).
 
     >>> import os, dnadet_tf
     >>> rows = dnadet_tf.evaluate(os.path.join(TMP, "run"), os.path.join(DATA, "val"))
@@ -100,11 +135,10 @@ def evaluate(model, data, batch_size=16, out_dir=None):
     """
     from dnadet_tf.evaluation import evaluate as evaluate_predictor
 
-    if isinstance(model, (str, os.PathLike)):
-        model = load(model)
-    specs = [data] if isinstance(data, (str, os.PathLike)) else list(data)
-    return evaluate_predictor(model, [os.fspath(spec) for spec in specs], out_dir=out_dir, batch_size=batch_size,
-                              progress=lambda message: None)
+    specs = _paths("data", data, "labeled data: folder trees, annotation lists or benchmark folders")
+    batch_size = _batch_size(batch_size)
+    model = _predictor(model)
+    return evaluate_predictor(model, specs, out_dir=out_dir, batch_size=batch_size, progress=lambda message: None)
 
 
 def export(run_dir, out_dir, formats="savedmodel,float32,float16,dynamic,int8", **options):
@@ -119,6 +153,19 @@ def export(run_dir, out_dir, formats="savedmodel,float32,float16,dynamic,int8", 
     >>> [row["format"] for row in report["rows"]], report["rows"][1]["top1_agreement"]
     (['keras', 'float32'], 1.0)
     """
+    import inspect
+
     from dnadet_tf.exports.export import export_run
 
+    from dnadet_tf.runs import RunDir, describe_path
+
+    if not isinstance(run_dir, (str, os.PathLike)) or not RunDir(os.fspath(run_dir)).holds_run:
+        received = describe_path(os.fspath(run_dir)) if isinstance(run_dir, (str, os.PathLike)) else \
+            type(run_dir).__name__
+        raise DnadetError(f"run_dir {run_dir}: expected a run dir written by 'dnadet-tf fit' (exports are made from "
+                          f"runs), received {received}.")
+    known = set(inspect.signature(export_run).parameters) - {"run_dir", "out_dir", "formats"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise DnadetError(f"{unknown[0]}: not an option of export; expected one of {', '.join(sorted(known))}.")
     return export_run(os.fspath(run_dir), os.fspath(out_dir), formats=formats, **options)

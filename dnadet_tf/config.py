@@ -25,6 +25,7 @@ for tests. The resolved configuration is saved as `config.json` in the run dir, 
 section; a flat config.json of an older run is converted on read.
 """
 import dataclasses
+import numbers
 
 from dnadet_tf.errors import DnadetError
 from dnadet_tf.input_priority import DEFAULT_NICENESS
@@ -438,8 +439,25 @@ def _choice(name, value, choices):
         raise DnadetError(f"{name}: expected one of {', '.join(choices)}, received {value!r}.")
 
 
+def _check_types(config):
+    """Raises DnadetError naming the first parameter whose value is not of its field's type (an integer, a number,
+    a string or True/False): `fit(steps="3")` failed deep inside with a TypeError."""
+    words = {int: "an integer", float: "a number", str: "a string", bool: "True or False"}
+    for name, (section, field) in PARAMETERS.items():
+        if name == "input_niceness":  # its own check names its range too
+            continue
+        kind = next(f.type for f in dataclasses.fields(SECTIONS[section]) if f.name == field)
+        value = getattr(getattr(config, section), field)
+        fits = {int: isinstance(value, numbers.Integral) and not isinstance(value, bool),
+                float: isinstance(value, numbers.Real) and not isinstance(value, bool),
+                str: isinstance(value, str), bool: isinstance(value, bool)}.get(kind, True)
+        if not fits:
+            raise DnadetError(f"{name}: expected {words[kind]}, received {value!r}.")
+
+
 def validate(config):
     """Raises DnadetError naming the first inconsistent parameter."""
+    _check_types(config)
     _choice("mode", config.model.mode, MODES)
     _choice("preprocess_mode", config.preprocessing.preprocess_mode, PREPROCESS_MODES)
     if config.sampling.patch_size > config.preprocessing.resize2:

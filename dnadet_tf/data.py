@@ -404,7 +404,7 @@ def collect_image_paths(inputs, warn=None):
         else:
             raise DataError(f"{item}: no such file or folder.")
     if not paths:
-        raise DataError(f"{' '.join(inputs)}: expected image files, found none.")
+        raise DataError(f"{' '.join(map(os.fspath, inputs)) or 'inputs'}: expected image files, found none.")
     return paths
 
 

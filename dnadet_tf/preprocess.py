@@ -51,13 +51,24 @@ class PreprocessConfig:
                               f"received {self.mode!r}.")
 
     def checked_pixels(self, pixels, source):
-        """`pixels` as float32 (N, S, S, 3), S = resize2: what every predictor's `predict_pixels` takes.
-        Raises DnadetError naming `source` (the model) and both shapes for another shape."""
-        pixels = np.asarray(pixels, np.float32)
+        """`pixels` as float32 (N, S, S, 3), S = resize2, in [-1, 1]: what every predictor's `predict_pixels`
+        takes. Raises DnadetError naming `source` (the model) and both shapes for another shape, and for integer
+        pixels or values beyond [-1, 1] (decoded images, which `dnadet_tf.predict` or `preprocess_image` take)."""
+        given = np.asarray(pixels)
         size = int(self.resize2)
-        if pixels.ndim != 4 or pixels.shape[1:] != (size, size, 3):
+        if given.ndim != 4 or given.shape[1:] != (size, size, 3):
             raise DnadetError(f"{source}: expected pixels of shape (N, {size}, {size}, 3), received "
-                              f"{tuple(int(n) for n in pixels.shape)}.")
+                              f"{tuple(int(n) for n in given.shape)}.")
+        if not np.issubdtype(given.dtype, np.floating):
+            raise DnadetError(f"{source}: expected preprocessed float pixels in [-1, 1], received {given.dtype} "
+                              f"pixels (decoded images: dnadet_tf.predict reads files, preprocess_image preprocesses "
+                              f"an image).")
+        pixels = given.astype(np.float32, copy=False)
+        largest = float(np.nanmax(np.abs(pixels))) if pixels.size else 0.0
+        if largest > 1.0 + 1e-3:
+            raise DnadetError(f"{source}: expected preprocessed pixels in [-1, 1], received values up to {largest:g} "
+                              f"(decoded images: dnadet_tf.predict reads files, preprocess_image preprocesses an "
+                              f"image).")
         return pixels
 
     def size_problem(self, height, width):

@@ -158,12 +158,25 @@ def read_torch_file(path):
     tuples, numbers and strings.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path}: a folder; expected the checkpoint file written by torch.save (a .pth file).")
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such file; expected a checkpoint written by torch.save.")
     if not zipfile.is_zipfile(path):
-        raise CheckpointError(
-            f"{path}: not a zip-format torch.save file (PyTorch >= 1.6 writes one); a file from an older PyTorch "
-            f"can be re-saved with torch.save(torch.load(OLD), NEW).")
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if not head:
+            raise CheckpointError(f"{path}: the file is empty (0 bytes); expected a checkpoint written by torch.save "
+                                  f"(an interrupted download?).")
+        if head.startswith(b"PK"):
+            raise CheckpointError(f"{path}: a damaged or cut-off zip archive; expected a whole torch.save file (an "
+                                  f"interrupted download? compare its size with the source's).")
+        if head[:1] == b"\x80":  # a pickle: the format torch.save wrote before PyTorch 1.6
+            raise CheckpointError(
+                f"{path}: not a zip-format torch.save file (PyTorch >= 1.6 writes one); a file from an older PyTorch "
+                f"can be re-saved with torch.save(torch.load(OLD), NEW).")
+        raise CheckpointError(f"{path}: not a torch.save file (it starts with the bytes {head!r}); expected a "
+                              f"checkpoint written by torch.save.")
     try:
         with zipfile.ZipFile(path) as archive:
             record = _pickle_record(archive, path)

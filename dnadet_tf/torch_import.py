@@ -125,7 +125,8 @@ def check_release_tensors(tensors, path):
     """(nf, num_classes, projection) of a release state dict, after checking every tensor.
 
     Raises CheckpointError naming the first missing tensor (in the network's order), then the
-    first tensor of another shape (naming both shapes), then the first unexpected tensor.
+    first tensor of another shape (naming both shapes), then the first unexpected tensor, then the first that is
+    not floating point or holds a value that is not finite.
     """
     first = f"{_conv(0)}.weight"
 
@@ -163,6 +164,10 @@ def check_release_tensors(tensors, path):
     for name, _ in expected:
         if not np.issubdtype(tensors[name].dtype, np.floating):
             raise CheckpointError(f"{path}: tensor {name!r} is {tensors[name].dtype}; expected floating point.")
+        bad = int(np.size(tensors[name]) - np.count_nonzero(np.isfinite(tensors[name])))
+        if bad:  # a diverged training's weights: every answer would be NaN
+            raise CheckpointError(f"{path}: tensor {name!r} holds {bad} NaN or infinite values; expected finite "
+                                  f"weights.")
     return nf, classes_in_file, projection
 
 

@@ -5,6 +5,7 @@ and `attribute_pixels(pixels) -> {"probabilities"[, "ood_score", "unknown"]}`.
 """
 import json
 import os
+import threading
 
 import numpy as np
 
@@ -84,24 +85,27 @@ class TFLitePredictor:
         self._input_quantization = sidecar["input"].get("quantization")
         self._output_quantization = sidecar["output"].get("quantization")
         self._score_quantization = tensor_description(self._score)["quantization"] if self._score else None
+        self._lock = threading.Lock()
 
     def _run(self, image):
-        """(S, S, 3) float32 pixels -> (probabilities (C,), ood_score or None)."""
+        """(S, S, 3) float32 pixels -> (probabilities (C,), ood_score or None). One interpreter holds one
+        input at a time: threads sharing the predictor take turns (LiteRT raised on concurrent calls)."""
         from dnadet_tf.exports.tflite import dequantize, quantize
 
         x = np.asarray(image, np.float32)[None]
         if self._input_quantization:
             x = quantize(x, self._input_quantization)
-        self._interpreter.set_tensor(self._input["index"], x)
-        self._interpreter.invoke()
-        y = self._interpreter.get_tensor(self._output["index"])[0]
+        with self._lock:
+            self._interpreter.set_tensor(self._input["index"], x)
+            self._interpreter.invoke()
+            y = np.array(self._interpreter.get_tensor(self._output["index"])[0])
+            score = None
+            if self._score is not None:
+                score = np.array(self._interpreter.get_tensor(self._score["index"])).reshape(-1)[0]
         if self._output_quantization:
             y = dequantize(y, self._output_quantization)
-        score = None
-        if self._score is not None:
-            score = self._interpreter.get_tensor(self._score["index"]).reshape(-1)[0]
-            if self._score_quantization:
-                score = dequantize(score, self._score_quantization)
+        if score is not None and self._score_quantization:
+            score = dequantize(score, self._score_quantization)
         return np.asarray(y, np.float32), score
 
     def predict_one(self, image):
@@ -126,20 +130,12 @@ class TFLitePredictor:
 
 
 def load_exported_predictor(path, num_threads=None):
-    """A predictor for a .tflite file or a SavedModel version folder (holding saved_model.pb).
-
-    A model base folder (`DIR/NAME`, whose numeric subfolders are versions) loads its highest version.
-    """
+    """A predictor for a .tflite file or a SavedModel version folder (holding saved_model.pb)."""
     path = os.fspath(path)
     if os.path.isfile(path) and path.endswith(".tflite"):
         return TFLitePredictor(path, num_threads=num_threads)
-    if os.path.isdir(path):
-        if os.path.isfile(os.path.join(path, "saved_model.pb")):
-            return SavedModelPredictor(path)
-        versions = [d for d in os.listdir(path)
-                    if d.isdigit() and os.path.isfile(os.path.join(path, d, "saved_model.pb"))]
-        if versions:
-            return SavedModelPredictor(os.path.join(path, max(versions, key=int)))
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return SavedModelPredictor(path)
     raise DnadetError(
         f"{path}: expected a .tflite file or a SavedModel version folder written by 'dnadet-tf export'."
     )

@@ -633,3 +633,27 @@ def test_evaluate_says_how_many_files_it_skipped(untrained_run, tmp_path):
                            str(tmp_path / "evaluation.json")])
     assert code == 0, err
     assert "; 1 file(s) skipped (the warnings above name them)" in out
+
+
+def test_predict_into_a_closed_pipe_ends_quietly_and_escapes_odd_names(untrained_run, tmp_path):
+    make_upsampling_tree(str(tmp_path / "data"), 4, seed=5)
+    odd = _write(tmp_path / "data" / "real" / "new\nline\tname.png", _png(40, 40))
+    # A reader that left before the first line (`| head -1` after its line does the same on a long output): no
+    # error line, no traceback, the exit status of a command ended by SIGPIPE
+    done = subprocess.run(f"{sys.executable} -m dnadet_tf.cli.main predict --model {untrained_run} "
+                          f"{tmp_path / 'data'} | true; echo \"rc=${{PIPESTATUS[0]}}\"", shell=True,
+                          executable="/bin/bash", capture_output=True, text=True, timeout=300)
+    assert done.stdout == "rc=141\n", done.stdout
+    assert "Broken pipe" not in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
+    # A name with a newline or tab stays on its own line, escaped; --json keeps it as it is.
+    code, out, err = _cli(["predict", "--model", untrained_run, odd])
+    assert code == 0 and out.count("\n") == 1 and out.startswith(odd.replace("\n", "\\n").replace("\t", "\\t") + "\t")
+    code, out, err = _cli(["predict", "--model", untrained_run, "--json", odd])
+    assert json.loads(out)["path"] == odd
+
+
+def test_predict_json_writes_null_for_a_number_json_has_not():
+    from dnadet_tf.cli.predict import json_number
+
+    assert json_number(np.float32(0.1234567)) == 0.123457
+    assert json_number(float("nan")) is None and json_number(np.inf) is None

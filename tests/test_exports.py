@@ -229,6 +229,34 @@ def test_pixels_of_another_shape_are_refused_by_every_predictor(exported, keras_
             predictor.class_names))
 
 
+def test_predictors_take_preprocessed_pixels_only_any_batch_size_and_threads(exported, keras_predictor,
+                                                                              test_pixels):
+    # Decoded images handed to predict_pixels were answered with confident nonsense; each batch size retraced the
+    # run dir's function (and warned after five); an empty batch failed on a run dir alone; threads sharing a
+    # .tflite predictor crashed LiteRT.
+    import concurrent.futures
+
+    size = keras_predictor.preprocess.resize2
+    tflite = load_predictor(os.path.join(exported["base"], "tflite", f"dnadet-{FORMATS[0]}.tflite"))
+    for predictor in (keras_predictor, load_predictor(exported["version_dir"]), tflite):
+        with pytest.raises(DnadetError, match=r"expected preprocessed float pixels in \[-1, 1\], received uint8"):
+            predictor.predict_pixels(np.zeros((1, size, size, 3), np.uint8))
+        with pytest.raises(DnadetError, match=r"expected preprocessed pixels in \[-1, 1\], received values up to 255"):
+            predictor.predict_pixels(np.full((1, size, size, 3), 255.0, np.float32))
+        assert predictor.predict_pixels(np.zeros((0, size, size, 3), np.float32)).shape == (0, 3)
+        assert predictor.attribute_pixels(np.zeros((0, size, size, 3), np.float32))["probabilities"].shape == (0, 3)
+    fresh = KerasPredictor(keras_predictor.source)
+    for count in range(1, 6):
+        fresh.predict_pixels(test_pixels[:count])
+    assert fresh._fn.experimental_get_tracing_count() == 1
+    batches = [test_pixels[i : i + 3] for i in range(0, 24, 3)]
+    alone = [tflite.predict_pixels(batch) for batch in batches]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(tflite.predict_pixels, batches))
+    for a, b in zip(alone, together):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_bytes_that_are_not_an_image_raise_invalid_argument(exported, upsampling_data):
     serve = tf.saved_model.load(exported["version_dir"]).signatures["serving_default"]
     png = open(_test_paths(upsampling_data)[0], "rb").read()
@@ -482,6 +510,26 @@ def test_library_errors_name_parameters_and_the_command_its_flags(tiny_run, upsa
     image = _test_paths(upsampling_data)[0]
     paths, probabilities = dnadet_tf.predict(tiny_run, image)  # one path, not a list of its characters
     assert paths == [image] and probabilities.shape[0] == 1
+    # What is not a path, a batch size or an option of the call is named as the parameter it was given for.
+    for call, message in [
+        (lambda: dnadet_tf.predict(tiny_run, np.zeros((2, 32, 32, 3))), r"^inputs: expected paths of image files "
+                                                                          r"or folders \(str or pathlib\.Path\), "
+                                                                          r"received a ndarray\.$"),
+        (lambda: dnadet_tf.predict(tiny_run, []), r"^inputs: expected paths .*, received none\.$"),
+        (lambda: dnadet_tf.predict(None, image), r"^model: expected a path .* received NoneType\.$"),
+        (lambda: dnadet_tf.predict(tiny_run, image, batch_size=0), r"^batch_size: expected a positive integer, "
+                                                                     r"received 0\.$"),
+        (lambda: dnadet_tf.evaluate(tiny_run, []), r"^data: expected labeled data: .*received none\.$"),
+        (lambda: dnadet_tf.export(tiny_run, str(tmp_path), verison=2), r"^verison: not an option of export; "
+                                                                        r"expected one of .*version"),
+        (lambda: dnadet_tf.export(str(tmp_path / "nope"), str(tmp_path)), r"^run_dir .*nope: expected a run dir "
+                                                                            r"written by 'dnadet-tf fit'"),
+        (lambda: dnadet_tf.fit(upsampling_data["train"], str(tmp_path / "r"), preset="tiny", steps="3"),
+         r"^steps: expected an integer, received '3'\.$"),
+    ]:
+        with pytest.raises(DnadetError, match=message):
+            call()
+    assert not os.path.exists(tmp_path / "r")
 
 
 def test_an_existing_web_folder_stops_a_web_export_without_overwrite(tiny_run, tmp_path):

@@ -300,6 +300,8 @@ def _corrupt(checkpoints, tmp_path, change):
     (lambda s: s.__setitem__("main.2.main.0.weight", torch.zeros(128, 64, 3, 3)),
      r"tensor 'main\.2\.main\.0\.weight' has shape \(128, 64, 3, 3\); expected \(128, 64, 4, 4\)"),
     (lambda s: s.__setitem__("extra.weight", torch.zeros(3)), r"unexpected tensor 'extra\.weight' \(3,\)"),
+    (lambda s: s["main.0.main.0.weight"].view(-1)[:2].fill_(float("nan")),
+     r"tensor 'main\.0\.main\.0\.weight' holds 2 NaN or infinite values; expected finite weights"),
 ])
 def test_a_checkpoint_that_does_not_fit_stops_with_one_line(change, message, checkpoints, tmp_path):
     path = _corrupt(checkpoints, tmp_path, change)
@@ -349,3 +351,18 @@ def test_tensors_read_without_torch_equal_torchs(tmp_path):
     np.testing.assert_array_equal(read["param"], base.numpy())
     np.testing.assert_array_equal(read["nested"][0], base[0].numpy())
     assert read["n"] == 3
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", r"the file is empty \(0 bytes\)"),
+    (b"PK\x03\x04cut off", r"a damaged or cut-off zip archive"),
+    (b"\x80\x02legacy", r"not a zip-format torch\.save file \(PyTorch >= 1\.6 writes one\)"),
+    (b"\x89PNG\r\n", r"not a torch\.save file \(it starts with the bytes"),
+])
+def test_a_file_that_is_no_whole_checkpoint_says_what_it_is(content, message, tmp_path):
+    path = tmp_path / "model.pth"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message):
+        read_torch_file(path)
+    with pytest.raises(CheckpointError, match=r"a folder; expected the checkpoint file"):
+        read_torch_file(tmp_path)
