@@ -9,6 +9,7 @@ import glob
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -258,6 +259,19 @@ def test_a_folder_of_other_files_or_a_file_is_refused_as_out(tmp_path):
         build_zoo(str(photos), size="tiny")
     with pytest.raises(DataError, match=r"expected a folder for the zoo, received a file\.$"):
         build_zoo(str(photos / "a.jpg"), size="tiny")
+    # A folder-tree data set holds a classes.txt, a project a models/ folder: neither is a zoo to write into.
+    data = tmp_path / "data"
+    (data / "real").mkdir(parents=True)
+    (data / "classes.txt").write_text("real\ngan\n")
+    project = tmp_path / "project"
+    (project / "models").mkdir(parents=True)
+    (project / "README.txt").write_text("x")
+    for folder in (data, project):
+        before = sorted(os.listdir(folder))
+        with pytest.raises(DataError, match=r"received a folder of other files\.$"):
+            build_zoo(str(folder), size="tiny")
+        assert sorted(os.listdir(folder)) == before
+    assert (data / "classes.txt").read_text() == "real\ngan\n"
 
 
 def test_a_folder_is_built_by_one_process_at_a_time(tiny_zoo, tmp_path):
@@ -560,3 +574,44 @@ def test_ablate_without_validation_trains_on_train_txt_alone_and_averages_withou
     assert held["fit_overrides"]["val_split"] == 0.25 and config.val_split == 0.25 and config.val == ""
     assert os.path.isfile(os.path.join(str(tmp_path / "held"), "base_pcl", "seed0", "calibration.json"))
     assert "training images held out as validation images" in capsys.readouterr().out
+
+
+def test_a_weights_file_the_build_did_not_write_is_refused(tiny_zoo, tmp_path):
+    # The zoo's records hold each model's weights_sha256: a swapped weights file (another model's) is named, where
+    # it made other images under the recorded digests.
+    from dnadet_tf.zoo.swap_content import write_swapped_splits
+
+    zoo = str(tmp_path / "zoo")
+    shutil.copytree(tiny_zoo[0], zoo)
+    target = os.path.join(zoo, "models", "sngan-B-seed0-hinge-l1.weights.h5")
+    shutil.copy(os.path.join(zoo, "models", "sngan-A-seed0-hinge-l1.weights.h5"), target)
+    with pytest.raises(DataError, match=rf"^{re.escape(target)}: other weights than the zoo's build wrote"):
+        write_swapped_splits(zoo, str(tmp_path / "swap"))
+    shutil.rmtree(os.path.join(zoo, "images", "cross_dataset"))  # a resumed build makes them again from the file
+    with pytest.raises(DataError, match=r"other weights than the zoo's build wrote"):
+        build_zoo(zoo, size="tiny")
+
+
+def test_photos_edited_in_place_are_other_photos_to_a_resumed_build(tmp_path):
+    # A photo re-saved with the same byte count kept the recorded fingerprint (paths and sizes): the photos' bytes
+    # are recorded too, and a build.json written before that is read as before.
+    photos = _photo_dirs(str(tmp_path / "photos"), {"a": 5, "b": 3, "c": 3})
+    first = find_photos(photos)
+    recorded = first.content_digest  # read now, before the edit
+    path = first.domains["A"][0]
+    data = bytearray(open(path, "rb").read())
+    data[-3] ^= 0xFF  # same size, other bytes
+    open(path, "wb").write(bytes(data))
+    second = find_photos(photos)
+    assert second.fingerprint == first.fingerprint and second.content_digest != recorded
+    from dnadet_tf.zoo.build import _build_settings, _check_settings
+
+    out = tmp_path / "zoo"
+    out.mkdir()
+    _check_settings(str(out), _build_settings("tiny", 0, False, first))
+    with pytest.raises(DataError, match=r"other settings \(photo_content: "):
+        _check_settings(str(out), _build_settings("tiny", 0, False, second))
+    older = {k: v for k, v in _build_settings("tiny", 0, False, second).items() if k != "photo_content"}
+    (out / "build.json").write_text(json.dumps(older))
+    _check_settings(str(out), _build_settings("tiny", 0, False, second))  # as before: nothing to compare
+    assert json.loads((out / "build.json").read_text())["photo_content"] == second.content_digest

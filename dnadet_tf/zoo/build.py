@@ -49,7 +49,8 @@ from dnadet_tf.runs import process_alive, write_json_atomic, write_text_atomic
 from dnadet_tf.zoo.generators import PAPER_FAMILIES, WILD_FAMILIES
 from dnadet_tf.zoo.photos import cache_root, content_groups, crop_for, find_photos, seed_key
 from dnadet_tf.zoo.sheets import contact_sheet
-from dnadet_tf.zoo.training import TrainConfig, generate, new_generator, train, weights_checksum
+from dnadet_tf.zoo.training import (TrainConfig, generate, load_checked_weights, new_generator, train,
+                                    weights_checksum)
 
 SIZES_ORDER = ("tiny", "demo", "full")
 ZOO_FORMAT = 1
@@ -299,10 +300,17 @@ class _Builder:
     def weights_path(self, spec):
         return self.path(f"models/{spec.name}.weights.h5")
 
+    def recorded_checksum(self, name):
+        """The weights_sha256 of model `name`'s record (models/NAME.json), None without one."""
+        path = self.path(f"models/{name}.json")
+        if not os.path.isfile(path):
+            return None
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle).get("weights_sha256")
+
     def load_generator(self, spec):
         generator = new_generator(spec.family, self.config(spec), self.model_seed(spec))
-        generator.load_weights(self.weights_path(spec))
-        return generator
+        return load_checked_weights(generator, self.weights_path(spec), self.recorded_checksum(spec.name))
 
     def train_model(self, index, spec):
         label = f"[{index}/{len(self.specs)}] {spec.describe()}"
@@ -311,7 +319,8 @@ class _Builder:
         started = time.monotonic()
         generator = new_generator(spec.family, cfg, seed)
         if spec.finetuned_from:
-            generator.load_weights(self.path(f"models/{spec.finetuned_from}.weights.h5"))
+            load_checked_weights(generator, self.path(f"models/{spec.finetuned_from}.weights.h5"),
+                                 self.recorded_checksum(spec.finetuned_from))
         losses = train(generator, self.pool(spec.train_group), cfg, seed, self.progress, f"{spec.name}: ")
         seconds = time.monotonic() - started
         weights = self.weights_path(spec)
@@ -419,7 +428,8 @@ class _Builder:
 
 
 def _build_settings(size, seed, wild, photo_set):
-    return {"format": ZOO_FORMAT, "size": size, "seed": seed, "wild": wild, "photos": photo_set.fingerprint}
+    return {"format": ZOO_FORMAT, "size": size, "seed": seed, "wild": wild, "photos": photo_set.fingerprint,
+            "photo_content": photo_set.content_digest}
 
 
 def build_zoo(out_dir, size="demo", photos=None, seed=0, wild=False, progress=print):
@@ -460,7 +470,9 @@ def build_zoo(out_dir, size="demo", photos=None, seed=0, wild=False, progress=pr
 
 
 # what shows a folder is a zoo, or one whose build was interrupted (`build_zoo` makes models/ and build.lock first)
-ZOO_MARKERS = ("build.json", "zoo.json", "classes.txt", "build.lock", "models")
+# Files only a zoo build writes: a folder holding one of them is a zoo (being) built here. A `classes.txt` or a
+# `models/` folder alone is not one: folder-tree data sets and projects hold them too.
+ZOO_MARKERS = ("build.json", "zoo.json", "build.lock")
 
 
 def _check_out_dir(out_dir):
@@ -468,7 +480,8 @@ def _check_out_dir(out_dir):
     photos, ...): a build writes its images and lists beside whatever is there."""
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise DataError(f"--out {out_dir}: expected a folder for the zoo, received a file.")
-    if (os.path.isdir(out_dir) and os.listdir(out_dir)
+    entries = os.listdir(out_dir) if os.path.isdir(out_dir) else []
+    if (entries and entries != ["models"]
             and not any(os.path.exists(os.path.join(out_dir, name)) for name in ZOO_MARKERS)):
         kind = "a run dir" if os.path.isfile(os.path.join(out_dir, "config.json")) else "a folder of other files"
         raise DataError(f"--out {out_dir}: expected an empty folder or a zoo this command built ({ZOO_MARKERS[0]} "
@@ -483,6 +496,10 @@ def _check_settings(out_dir, settings):
         return
     with open(settings_path, encoding="utf-8") as handle:
         previous = json.load(handle)
+    if "photo_content" not in previous:  # written before the photos' bytes were recorded: their sizes must do
+        previous = {**previous, "photo_content": settings["photo_content"]}
+        if all(previous.get(k) == v for k, v in settings.items()):
+            write_json_atomic(settings_path, previous)
     if previous != settings:
         differ = ", ".join(
             f"{k}: {previous.get(k)!r} there, {v!r} now" for k, v in settings.items() if previous.get(k) != v

@@ -86,6 +86,7 @@ class PhotoSet:
       domains: {'A': [paths], 'B': [...], 'C': [...]}, each sorted.
       folders: {'A': [dirs], ...}, the folders each domain came from (empty lists for a flat folder).
       fingerprint: SHA-256 over the relative paths and byte sizes of the photos used.
+      content_digest: SHA-256 over their bytes too (a photo edited in place keeps its size; read on first use).
     """
 
     def __init__(self, source, packaged, domains, folders):
@@ -98,6 +99,20 @@ class PhotoSet:
             for path in domains[domain]:
                 digest.update(f"{domain}:{os.path.relpath(path, source)}:{os.path.getsize(path)}\n".encode())
         self.fingerprint = digest.hexdigest()
+        self._content_digest = None
+
+    @property
+    def content_digest(self):
+        if self._content_digest is None:
+            digest = hashlib.sha256()
+            for domain in DOMAINS:
+                for path in self.domains[domain]:
+                    digest.update(f"{domain}:{os.path.relpath(path, self.source)}\n".encode())
+                    with open(path, "rb") as handle:
+                        for block in iter(lambda: handle.read(1 << 20), b""):
+                            digest.update(block)
+            self._content_digest = digest.hexdigest()
+        return self._content_digest
 
     def describe(self):
         return {

@@ -35,7 +35,7 @@ from dnadet_tf.images import load_rgb, save_png_atomic
 from dnadet_tf.runs import write_json_atomic, write_text_atomic
 from dnadet_tf.zoo.build import DEFAULT_LOSSES, GENERATE_BATCH, SCALE, _graph_settings
 from dnadet_tf.zoo.photos import seed_key
-from dnadet_tf.zoo.training import TrainConfig, generate, new_generator
+from dnadet_tf.zoo.training import TrainConfig, generate, load_checked_weights, new_generator
 
 # split: (the domain its generators were trained on, the zoo split whose real images they generate from)
 SWAPPED_SPLITS = {"cross_content": ("A", "cross_dataset"), "cross_weights": ("B", "test")}
@@ -78,8 +78,7 @@ def real_inputs(zoo_dir, split, classes):
 def load_generator(zoo_dir, record):
     """A generator of the zoo, rebuilt from its record and loaded from its weights file."""
     generator = new_generator(record["family"], TrainConfig(**record["train_config"]), record["rng_seed"])
-    generator.load_weights(os.path.join(zoo_dir, record["weights"]))
-    return generator
+    return load_checked_weights(generator, os.path.join(zoo_dir, record["weights"]), record.get("weights_sha256"))
 
 
 def _check_out_dir(out_dir):

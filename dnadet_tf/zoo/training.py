@@ -97,6 +97,20 @@ def weights_checksum(model):
     return digest.hexdigest()
 
 
+def load_checked_weights(model, path, expected):
+    """Loads the weights file `path` into `model` and checks them against `expected`, the `weights_sha256` the
+    zoo recorded when it wrote the file (None: nothing to check). Raises DataError naming the file for other
+    weights: a zoo's images and digests describe the generators its build trained."""
+    from dnadet_tf.errors import DataError
+
+    model.load_weights(path)
+    if expected and weights_checksum(model) != expected:
+        raise DataError(f"{path}: other weights than the zoo's build wrote (its record's weights_sha256 is "
+                        f"{expected[:16]}...); expected that file: delete the model's files and run 'dnadet-tf zoo "
+                        f"build' again to retrain it.")
+    return model
+
+
 def new_generator(family, config, seed):
     """The generator of `family` with initial weights drawn from `seed` alone."""
     keras.utils.set_random_seed(seed)
