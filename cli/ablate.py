@@ -111,6 +111,8 @@ def run(args):
                          f"--val-split {args.val_split} and --no-validation.")
     if args.seeds < 1:
         raise UsageError(f"--seeds: expected a positive number of seeds, received {args.seeds}.")
+    if args.first_seed < 0:
+        raise UsageError(f"--first-seed: expected 0 or a positive integer, received {args.first_seed}.")
     overrides = {k: v for k, v in dict(select=args.select, average_last=args.average_last, ce_input=args.ce_input,
                                        learning_rate=args.lr, lr_decay_every=args.lr_decay_every,
                                        frozen_stages=args.frozen_stages, width=args.width,

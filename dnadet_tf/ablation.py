@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 from dnadet_tf import runs
-from dnadet_tf.config import as_stored, paper_name
+from dnadet_tf.config import as_stored, make_config, paper_name
 from dnadet_tf.data import benchmark_digest, is_benchmark_dir
 from dnadet_tf.errors import DnadetError
 from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES, evaluate
@@ -101,10 +101,14 @@ def _stopped_in_training(run_dir):
     return run.holds_run and run.has_checkpoint
 
 
-def _require_trained_as(run_dir, preset, wanted):
-    """Raises DnadetError when the finished run in `run_dir` was trained with another preset or another value of
-    a setting in `wanted` ({parameter: value}, None: the preset's) than this ablation trains."""
+def _require_trained_as(run_dir, preset, wanted, data):
+    """Raises DnadetError when the finished run in `run_dir` was trained on other data than `data` (this ablation's
+    zoo or its train.txt), with another preset or with another value of a setting in `wanted` ({parameter: value},
+    None: the preset's) than this ablation trains."""
     config = runs.RunDir(run_dir).config
+    if config.data and config.data != os.path.abspath(data):
+        raise DnadetError(f"{run_dir}: trained on {config.data}, where this ablation trains on "
+                          f"{os.path.abspath(data)}; pass another `out`, or remove {run_dir} to train it again.")
     kept = config.flat()
     asked = {key: value for key, value in wanted.items()
              if value is not None and key in kept and key not in SELECTION_SETTINGS}
@@ -131,11 +135,11 @@ def run_one(zoo, run_dir, mode, pretrained, seed, preset, steps, compare_select,
         overrides.pop("frozen_stages", None)
     if compare_select:
         overrides.update(keep_validated=True, patience=NO_EARLY_STOP)
-    if os.path.isfile(summary_path) or os.path.isfile(result_path):  # trained: with the settings asked?
-        _require_trained_as(run_dir, preset, dict(overrides, steps=steps, mode=mode, seed=seed))
+    data = zoo if validation else os.path.join(zoo, "train.txt")  # a list, not a benchmark: no val.txt
+    if os.path.isfile(summary_path) or os.path.isfile(result_path):  # trained: on this zoo, with the settings asked?
+        _require_trained_as(run_dir, preset, dict(overrides, steps=steps, mode=mode, seed=seed), data)
     else:
         began = time.time()
-        data = zoo if validation else os.path.join(zoo, "train.txt")  # a list, not a benchmark: no val.txt
         resume = _stopped_in_training(run_dir)  # it continues from its checkpoint: the same weights as in one go
         summary = fit(data, run_dir, preset=preset, overwrite=not resume, resume=resume, steps=steps, mode=mode,
                       seed=seed, init=pretrained or NO_INIT, output=output, **overrides)
@@ -146,6 +150,8 @@ def run_one(zoo, run_dir, mode, pretrained, seed, preset, steps, compare_select,
         _evaluate_model(run_dir, zoo, result_path, output=output)
     summary = _read_json(summary_path) if os.path.isfile(summary_path) else {}
     result = {"seed": seed, "run_dir": run_dir, "seconds": summary.get("train_seconds"),
+              # the rule that picked best.keras, whose figures "splits" are (config.json's loop.select)
+              "best_keras_rule": runs.RunDir(run_dir).config.loop.select,
               "splits": _split_figures(_read_json(result_path))}
     if compare_select:
         config = runs.RunDir(run_dir).config
@@ -254,6 +260,10 @@ def ablate(zoo, out, preset="cpu", pretrained=None, photos=None, steps=None, pre
         raise DnadetError("compare_select: expected validation images to compare the selection rules on, received "
                           "validation=False (--no-validation).")
     variants = [v for v in VARIANTS if variants is None or v[0] in variants]
+    for _, mode, _ in variants:  # the settings every run takes, checked before any step 1 (frozen stages need its
+        # init, which is not there yet)
+        make_config(preset, **{**{k: v for k, v in (fit_overrides or {}).items() if k != "frozen_stages"},
+                               "steps": steps, "mode": mode})
     os.makedirs(out, exist_ok=True)
     width = (fit_overrides or {}).get("width")  # None: the preset's
     if (any(uses_pt for _, _, uses_pt in variants) and pretrained is None and photos is None
@@ -276,7 +286,8 @@ def ablate(zoo, out, preset="cpu", pretrained=None, photos=None, steps=None, pre
     document = {"zoo": os.path.abspath(zoo), "zoo_sha256": benchmark_digest(zoo), "preset": preset, "steps": steps,
                 "pretrained": pretrained, "seeds": list(seeds),
                 "fit_overrides": dict(fit_overrides or {}), "compare_select": compare_select,
-                "validation": validation, "variants": []}
+                "validation": validation, "variants": [], "complete": False,
+                "planned": [VARIANT_NAMES[folder] for folder, _, _ in variants]}
     for folder, mode, uses_pt in variants:
         name = VARIANT_NAMES[folder]
         seed_results = []
@@ -289,9 +300,11 @@ def ablate(zoo, out, preset="cpu", pretrained=None, photos=None, steps=None, pre
         if compare_select:
             entry["select"] = {rule: aggregate(seed_results, rule) for rule in SELECTION_RULES}
         document["variants"].append(entry)
-        runs.write_json_atomic(os.path.join(out, "ablation.json"), document)  # partial results survive
+        document["complete"] = len(document["variants"]) == len(variants)
+        # partial results survive, said so in both files
+        runs.write_json_atomic(os.path.join(out, "ablation.json"), document)
+        runs.write_text_atomic(os.path.join(out, "ablation.md"), format_ablation(document) + "\n")
     table = format_ablation(document)
-    runs.write_text_atomic(os.path.join(out, "ablation.md"), table + "\n")
     print(table, file=output, flush=True)
     return document
 
@@ -323,6 +336,14 @@ def format_ablation(document, figure="accuracy"):
     for entry in variants:
         lines.append(f"| {entry['variant']} | "
                      + " | ".join(mean_std_cell(entry["summary"][s][figure]) for s in splits) + " |")
+    rules = {entry["variant"]: sorted({seed["best_keras_rule"] for seed in entry["seeds"] if "best_keras_rule" in seed})
+             for entry in variants}
+    if any(rules.values()):  # files written before the rule was recorded name none
+        lines += ["", "best.keras by rule " + ", ".join(f"{' / '.join(rule)} ({name})" for name, rule in rules.items()
+                                                        if rule)]
+    if document.get("complete") is False:
+        lines += ["", f"partial: {len(variants)} of the {len(document.get('planned', []))} variants finished (the "
+                      f"ablation stopped, or runs still)"]
     if document.get("compare_select"):
         lines += ["", f"{figure} (%) of the model each selection rule keeps, mean ± std over {seeds} seed(s)", "",
                   "| method | rule | " + " | ".join(splits) + " |", "|---|---|" + "---:|" * len(splits)]

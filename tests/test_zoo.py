@@ -18,7 +18,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from dnadet_tf.errors import DataError
+from dnadet_tf.errors import DataError, DnadetError
 from dnadet_tf.images import load_rgb, save_png_atomic
 from dnadet_tf.zoo import SPLITS, build_zoo, plan
 from dnadet_tf.zoo.photos import PACKAGED_PHOTOS, find_photos
@@ -120,6 +120,9 @@ def test_zoo_json_describes_every_model(tiny_zoo):
         zoo = json.load(handle)
     assert zoo["size"] == "tiny" and zoo["seed"] == 0 and zoo["classes"] == PAPER_CLASSES
     assert "packaged" in zoo["photos"]["source"]
+    from dnadet_tf.data import benchmark_digest
+
+    assert zoo["zoo_sha256"] == benchmark_digest(out) and lines[-1].endswith(f"; zoo_sha256 {zoo['zoo_sha256']}")
     specs = plan("tiny")
     assert [m["name"] for m in zoo["models"]] == [s.name for s in specs]
     for model in zoo["models"]:
@@ -235,6 +238,13 @@ def test_flat_folder_and_subfolder_rules(tmp_path):
     two = _photo_dirs(str(tmp_path / "two"), {"x1": 4, "x2": 2})
     with pytest.raises(DataError, match="found 2"):
         find_photos(two)
+    # Photos beside the domain subfolders are in no domain: said, not used.
+    shutil.copy(photo_set.domains["A"][0], os.path.join(named, "loose.jpg"))
+    warnings = []
+    photo_set = find_photos(named, warn=warnings.append)
+    assert [len(photo_set.domains[d]) for d in "ABC"] == [4, 2, 2]
+    assert warnings == [f"--photos {named}: 1 photo(s) beside the domain subfolders not used (each domain is a "
+                        f"subfolder), e.g. {os.path.join(named, 'loose.jpg')}"]
 
 
 def test_folder_built_with_other_settings_is_refused(tiny_zoo, tmp_path):
@@ -415,10 +425,27 @@ def test_ablation_over_seeds_reports_mean_std_and_every_selection_rule(tiny_zoo,
     # The JSON (keys sorted on disk) renders as the same tables: splits and rules in the paper's order.
     assert format_ablation(saved) == table.strip()
     assert table.index("| closed-set | cross-seed | cross-loss | cross-finetune | cross-dataset |") > 0
+    # The rule that picked each best.keras is recorded and said under the table; the document says it is whole.
+    assert all(result["best_keras_rule"] == "nll" for entry in saved["variants"] for result in entry["seeds"])
+    assert "best.keras by rule nll (Base), nll (Base+PCL)" in table and saved["complete"] is True
+    assert "partial" not in table
     capsys.readouterr()
     ablate(zoo, out, preset="tiny", steps=30, seeds=(0, 1), variants=["base", "base_pcl"],
            compare_select=True, fit_overrides={"val_every": 10})
     assert "training Base" not in capsys.readouterr().out  # every run reused
+    # A partial document says so; runs trained on another zoo are not reported as this one's.
+    partial = dict(saved, variants=saved["variants"][:1], complete=False)
+    assert "partial: 1 of the 2 variants finished" in format_ablation(partial)
+    other_zoo = str(tmp_path / "other-zoo")
+    shutil.copytree(zoo, other_zoo)
+    with pytest.raises(DnadetError, match=rf"base[/\\]seed0: trained on {re.escape(os.path.abspath(zoo))}, where "
+                                          rf"this ablation trains on {re.escape(other_zoo)}"):
+        ablate(other_zoo, out, preset="tiny", steps=30, seeds=(0, 1), variants=["base", "base_pcl"],
+               compare_select=True, fit_overrides={"val_every": 10})
+    # Settings every run takes are checked before any work (a step 1 would have come first).
+    with pytest.raises(DnadetError, match=r"^steps: expected"):
+        ablate(zoo, str(tmp_path / "never"), preset="tiny", steps=-1, seeds=(0,), variants=["dnadet"])
+    assert not os.path.exists(tmp_path / "never")
 
 
 def test_ablate_takes_the_shipped_step1_and_keeps_base_pcl_from_scratch(tiny_zoo, tiny_run, tmp_path, monkeypatch):

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
-from dnadet_tf.data import OPEN_SET_SPLIT, SPLITS
+from dnadet_tf.data import OPEN_SET_SPLIT, SPLITS, benchmark_digest
 from dnadet_tf.errors import DataError
 from dnadet_tf.images import save_png_atomic
 from dnadet_tf.runs import process_alive, write_json_atomic, write_text_atomic
@@ -562,11 +562,13 @@ def _build(out_dir, size, photo_set, seed, wild, progress):
         "classes": list(builder.classes),
         "splits": builder.split_summary(),
         "models": records,
+        # what ablate, swap-content and the benchmarks record of the zoo they measured (README, "The generator zoo")
+        "zoo_sha256": benchmark_digest(out_dir),
     }
     write_json_atomic(os.path.join(out_dir, "zoo.json"), zoo)
     total = sum(len(v) for v in builder.entries.values()) + len(builder.open_set)
     progress(f"zoo written to {out_dir}: {total} images in {len(SPLITS)} splits, "
-             f"{time.monotonic() - started:.1f} s")
+             f"{time.monotonic() - started:.1f} s; zoo_sha256 {zoo['zoo_sha256']}")
 
 
 def _is_complete(out_dir):

@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 
 from dnadet_tf.errors import DataError
-from dnadet_tf.images import ImageError, find_images, load_rgb
+from dnadet_tf.images import ImageError, find_images, is_image_file, load_rgb
 
 PACKAGED_PHOTOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo_photos")
 
@@ -184,6 +184,11 @@ def find_photos(photos=None, min_per_domain=(4, 2, 2), warn=_stderr):
         folders = {d: [] for d in DOMAINS}
         where = {d: f"{source} (flat folder, every {'2nd' if d == 'A' else '4th'} photo)" for d in DOMAINS}
     else:
+        loose = [name for name in sorted(os.listdir(source))
+                 if is_image_file(name) and os.path.isfile(os.path.join(source, name))]
+        if loose:  # the subfolders are the domains: photos beside them are in none
+            warn(f"--photos {source}: {len(loose)} photo(s) beside the domain subfolders not used (each domain is "
+                 f"a subfolder), e.g. {os.path.join(source, loose[0])}")
         domains = {}
         for d in DOMAINS:
             domains[d] = []
