@@ -26,7 +26,11 @@ each `swap-content-*.json` (`benchmarks/swap_content.py --json`) as its table of
 generators on the training and the other photos; each `released-samples-*.json`
 (`benchmarks/released_samples.py --json`) as its table of reals and fakes of sources no zoo holds; each
 `labeled-adaptation-*.json` (`benchmarks/labeled_adaptation.py --json`) as its figures after `adapt --labeled`; each
-`feature-clusters-*.json` (`benchmarks/feature_clusters.py --json`) as its cluster purity against the head's accuracy.
+`feature-clusters-*.json` (`benchmarks/feature_clusters.py --json`) as its cluster purity against the head's accuracy;
+each `robustness-*.json` (`benchmarks/robustness_seeds.py --json`) as its accuracy under every attack; each
+`open-set-points-*.json`, `labeled-open-set-*.json` and `unlabeled-open-set-*.json` (`benchmarks/open_set_points.py`,
+`labeled_open_set.py`, `unlabeled_open_set.py`, `--json`) as their open-set tables. The other files (timings,
+decoder fuzzing, single evaluations) hold figures docs/results.md quotes beside their commands: they have no table.
 Usage: python benchmarks/render_results.py [FILE ...]
 """
 import glob
@@ -254,12 +258,44 @@ def render_feature_clusters(path):
     return _rendered_by("feature_clusters", "format_table", path)
 
 
+def render_robustness(path):
+    """Accuracy under each attack, mean ± std over the runs, from `robustness_seeds.py --json`, in the script's
+    column order (no attack, then the file's `attacks`; its keys are sorted on disk)."""
+    sys.path.insert(0, HERE)
+    from robustness_seeds import NO_ATTACK, markdown
+
+    with open(path, encoding="utf-8") as f:
+        document = json.load(f)
+    order = [NO_ATTACK, *document["attacks"]]
+    table = [dict(row, columns={c: row["columns"][c] for c in order if c in row["columns"]})
+             for row in document["table"]]
+    return "\n".join([f"### {os.path.basename(path)}", "", markdown(table), ""])
+
+
+def render_open_set_points(path):
+    """The open set measured to K points per class, from `open_set_points.py --json`."""
+    return _rendered_by("open_set_points", "format_table", path)
+
+
+def render_labeled_open_set(path):
+    """The open set after `adapt --labeled`, from `labeled_open_set.py --json`."""
+    return _rendered_by("labeled_open_set", "format_table", path)
+
+
+def render_unlabeled_open_set(path):
+    """The open set after `adapt --images`, from `unlabeled_open_set.py --json`."""
+    return _rendered_by("unlabeled_open_set", "format_table", path)
+
+
 def render_seed_ensemble(path):
     """One run against the mean probabilities of several, from `seed_ensemble.py --json`."""
     return _rendered_by("seed_ensemble", "format_table", path)
 
 
-RENDERERS = {"open-set": render_open_set, "train-throughput": render_speed, "transform-families": render_transform_costs,
+# Longer prefixes first: a file is rendered by the first prefix its name starts with.
+RENDERERS = {"open-set-points": render_open_set_points, "labeled-open-set": render_labeled_open_set,
+             "unlabeled-open-set": render_unlabeled_open_set, "robustness": render_robustness,
+             "open-set": render_open_set, "train-throughput": render_speed, "transform-families": render_transform_costs,
              "pretrain-families": render_pretrain_families, "step1-seeds": render_step1_seeds,
              "validation-trajectory": render_validation_trajectory, "ablation": render,
              "content-shift-probes": render_content_shift_probes, "content-adaptation": render_content_adaptation,
@@ -276,15 +312,18 @@ def main(argv=None):
     quiet_tensorflow()  # the renderers import dnadet_tf, which imports TensorFlow: no start-up lines
     paths = (argv or sys.argv[1:]) or sorted(path for prefix in RENDERERS
                                              for path in glob.glob(os.path.join(HERE, "results", f"{prefix}*.json")))
+    status = 0
     for path in paths:
         name = os.path.basename(path)
         renderer = next((renderer for prefix, renderer in RENDERERS.items() if name.startswith(prefix)), None)
-        if renderer is None:
-            print(f"render_results: {path}: expected a file name starting with one of {', '.join(RENDERERS)}, "
-                  f"received {name!r}.", file=sys.stderr)
-            return 2
+        if renderer is None:  # said, and the other files still rendered
+            print(f"render_results: {path}: no table for it (its figures are quoted in docs/results.md beside the "
+                  f"command that wrote it); expected a file name starting with one of {', '.join(RENDERERS)}.",
+                  file=sys.stderr)
+            status = 2
+            continue
         print(renderer(path))
-    return 0
+    return status
 
 
 if __name__ == "__main__":
