@@ -373,8 +373,14 @@ def test_swapped_splits_run_each_generator_set_on_the_other_sets_reals(tiny_zoo,
     with pytest.raises(DataError, match="expected an empty folder or one this command wrote"):
         write_swapped_splits(zoo, zoo, progress=lambda line: None)
     assert sorted(os.listdir(zoo)) == before
-    with pytest.raises(DataError, match="zoo.json: not found"):
+    with pytest.raises(DataError, match=r"^--zoo .*nothing: expected a complete zoo folder .*received no such "
+                                        r"folder\.$"):
         write_swapped_splits(str(tmp_path / "nothing"), str(tmp_path / "swap2"), progress=lambda line: None)
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "build.json").write_text("{}")
+    with pytest.raises(DataError, match=r"received an unfinished zoo build: run 'dnadet-tf zoo build' on it again"):
+        write_swapped_splits(str(unfinished), str(tmp_path / "swap3"), progress=lambda line: None)
 
 
 def test_cli_registers_zoo_swap_content(tiny_zoo, tmp_path, capsys):

@@ -45,8 +45,11 @@ RECORD = "swap_content.json"
 def _read_zoo(zoo_dir):
     path = os.path.join(zoo_dir, "zoo.json")
     if not os.path.isfile(path):
-        raise DataError(f"{path}: not found; expected a complete zoo folder ('dnadet-tf zoo build' writes "
-                        f"zoo.json last).")
+        what = ("an unfinished zoo build: run 'dnadet-tf zoo build' on it again to finish it" if
+                os.path.isfile(os.path.join(zoo_dir, "build.json")) else "no zoo.json in it" if
+                os.path.isdir(zoo_dir) else "a file" if os.path.exists(zoo_dir) else "no such folder")
+        raise DataError(f"--zoo {zoo_dir}: expected a complete zoo folder ('dnadet-tf zoo build' writes zoo.json "
+                        f"last), received {what}.")
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)
 
