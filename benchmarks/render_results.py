@@ -33,6 +33,7 @@ each `robustness-*.json` (`benchmarks/robustness_seeds.py --json`) as its accura
 decoder fuzzing, single evaluations) hold figures docs/results.md quotes beside their commands: they have no table.
 Usage: python benchmarks/render_results.py [FILE ...]
 """
+import functools
 import glob
 import importlib
 import json
@@ -208,56 +209,6 @@ def _rendered_by(script, function, path):
     return "\n".join([f"### {os.path.basename(path)}", "", tables(document), ""])
 
 
-def render_validation_trajectory(path):
-    """Every validated model's cross-tests and their averages, from `validation_trajectory.py --json`."""
-    return _rendered_by("validation_trajectory", "format_tables", path)
-
-
-def render_content_shift_probes(path):
-    """The probes' accuracy and real-share tables, from `content_shift_probes.py --json`."""
-    return _rendered_by("content_shift_probes", "format_tables", path)
-
-
-def render_content_adaptation(path):
-    """The accuracy table before and after adapting, from `content_adaptation.py --json`."""
-    return _rendered_by("content_adaptation", "format_table", path)
-
-
-def render_export_seeds(path):
-    """The parity and unknown-architecture tables of exported files, from `export_seeds.py --json`."""
-    return _rendered_by("export_seeds", "format_table", path)
-
-
-def render_swap_content(path):
-    """The training and the retrained generators on the training and the other photos, from `swap_content.py --json`."""
-    return _rendered_by("swap_content", "format_table", path)
-
-
-def render_released_samples(path):
-    """Reals and fakes of sources no zoo holds, answered real or flagged, from `released_samples.py --json`."""
-    return _rendered_by("released_samples", "format_table", path)
-
-
-def render_adaptation_images(path):
-    """Accuracy after adapting to K images of the other content, from `adaptation_images.py --json`."""
-    return _rendered_by("adaptation_images", "format_table", path)
-
-
-def render_transplant_adaptation(path):
-    """Accuracy after adapting to real photos and fakes made of them, from `transplant_adaptation.py --json`."""
-    return _rendered_by("transplant_adaptation", "format_table", path)
-
-
-def render_labeled_adaptation(path):
-    """Accuracy after `adapt --labeled` and the calibration of its head, from `labeled_adaptation.py --json`."""
-    return _rendered_by("labeled_adaptation", "format_table", path)
-
-
-def render_feature_clusters(path):
-    """Cluster purity of the features against the head's accuracy, from `feature_clusters.py --json`."""
-    return _rendered_by("feature_clusters", "format_table", path)
-
-
 def render_robustness(path):
     """Accuracy under each attack, mean ± std over the runs, from `robustness_seeds.py --json`, in the script's
     column order (no attack, then the file's `attacks`; its keys are sorted on disk)."""
@@ -272,38 +223,33 @@ def render_robustness(path):
     return "\n".join([f"### {os.path.basename(path)}", "", markdown(table), ""])
 
 
-def render_open_set_points(path):
-    """The open set measured to K points per class, from `open_set_points.py --json`."""
-    return _rendered_by("open_set_points", "format_table", path)
-
-
-def render_labeled_open_set(path):
-    """The open set after `adapt --labeled`, from `labeled_open_set.py --json`."""
-    return _rendered_by("labeled_open_set", "format_table", path)
-
-
-def render_unlabeled_open_set(path):
-    """The open set after `adapt --images`, from `unlabeled_open_set.py --json`."""
-    return _rendered_by("unlabeled_open_set", "format_table", path)
-
-
-def render_seed_ensemble(path):
-    """One run against the mean probabilities of several, from `seed_ensemble.py --json`."""
-    return _rendered_by("seed_ensemble", "format_table", path)
-
-
+# Files whose tables a benchmark script's own function makes: prefix -> (script beside this one, function).
+RENDERED_BY = {"open-set-points": ("open_set_points", "format_table"),
+               "labeled-open-set": ("labeled_open_set", "format_table"),
+               "unlabeled-open-set": ("unlabeled_open_set", "format_table"),
+               "validation-trajectory": ("validation_trajectory", "format_tables"),
+               "content-shift-probes": ("content_shift_probes", "format_tables"),
+               "content-adaptation": ("content_adaptation", "format_table"),
+               "export-seeds": ("export_seeds", "format_table"), "swap-content": ("swap_content", "format_table"),
+               "released-samples": ("released_samples", "format_table"),
+               "seed-ensemble": ("seed_ensemble", "format_table"),
+               "adaptation-images": ("adaptation_images", "format_table"),
+               "transplant-adaptation": ("transplant_adaptation", "format_table"),
+               "labeled-adaptation": ("labeled_adaptation", "format_table"),
+               "feature-clusters": ("feature_clusters", "format_table")}
 # Longer prefixes first: a file is rendered by the first prefix its name starts with.
-RENDERERS = {"open-set-points": render_open_set_points, "labeled-open-set": render_labeled_open_set,
-             "unlabeled-open-set": render_unlabeled_open_set, "robustness": render_robustness,
-             "open-set": render_open_set, "train-throughput": render_speed, "transform-families": render_transform_costs,
-             "pretrain-families": render_pretrain_families, "step1-seeds": render_step1_seeds,
-             "validation-trajectory": render_validation_trajectory, "ablation": render,
-             "content-shift-probes": render_content_shift_probes, "content-adaptation": render_content_adaptation,
-             "export-seeds": render_export_seeds, "swap-content": render_swap_content,
-             "released-samples": render_released_samples, "seed-ensemble": render_seed_ensemble,
-             "adaptation-images": render_adaptation_images, "transplant-adaptation": render_transplant_adaptation,
-             "labeled-adaptation": render_labeled_adaptation, "feature-clusters": render_feature_clusters,
+RENDERERS = {**{prefix: functools.partial(_rendered_by, *by) for prefix, by in RENDERED_BY.items()},
+             "robustness": render_robustness, "open-set": render_open_set, "train-throughput": render_speed,
+             "transform-families": render_transform_costs, "pretrain-families": render_pretrain_families,
+             "step1-seeds": render_step1_seeds, "ablation": render,
              "pretrain-demo-photos": render_pretrain_validations, "pretrain-shared-photos": render_pretrain_validations}
+
+
+def render_file(path):
+    """The tables of the result file at `path`, by the renderer of its name's prefix; None when it has none."""
+    name = os.path.basename(path)
+    renderer = next((renderer for prefix, renderer in RENDERERS.items() if name.startswith(prefix)), None)
+    return None if renderer is None else renderer(path)
 
 
 def main(argv=None):
@@ -314,15 +260,14 @@ def main(argv=None):
                                              for path in glob.glob(os.path.join(HERE, "results", f"{prefix}*.json")))
     status = 0
     for path in paths:
-        name = os.path.basename(path)
-        renderer = next((renderer for prefix, renderer in RENDERERS.items() if name.startswith(prefix)), None)
-        if renderer is None:  # said, and the other files still rendered
+        tables = render_file(path)
+        if tables is None:  # said, and the other files still rendered
             print(f"render_results: {path}: no table for it (its figures are quoted in docs/results.md beside the "
                   f"command that wrote it); expected a file name starting with one of {', '.join(RENDERERS)}.",
                   file=sys.stderr)
             status = 2
             continue
-        print(renderer(path))
+        print(tables)
     return status
 
 

@@ -155,7 +155,7 @@ def test_validation_trajectory_summarizes_each_model_over_the_runs(tmp_path):
     assert "| average of last 2 | 100.0 ± 0.0 | 80.0 ± 5.0 | 100.0 ± 0.0 |" in tables
     out = tmp_path / "validation-trajectory-test.json"
     out.write_text(json.dumps({"runs": runs, "summary": summary}))
-    assert "| step 200 |" in _module("render_results").render_validation_trajectory(str(out))
+    assert "| step 200 |" in _module("render_results").render_file(str(out))
     with pytest.raises(SystemExit):
         module.main([str(tmp_path), "--zoo", str(tmp_path)])  # no RUN/validated/: a usage error
 
@@ -382,7 +382,7 @@ def test_content_shift_probes_summarize_the_runs_and_render_both_tables(tmp_path
     assert summary["fakes_called_real/real_share_jpeg95"] == {"values": [1.0, 1.0], "mean": 1.0, "std": 0.0}
     path = tmp_path / "content-shift-probes-two.json"
     path.write_text(json.dumps({"zoo": "Z", "tile": 64, "runs": runs, "summary": summary}))
-    text = _module("render_results").render_content_shift_probes(str(path))
+    text = _module("render_results").render_file(str(path))
     assert ("| split | whole image | tiles, mean | tiles, vote | single tile | partner run | both runs' mean |"
             in text)
     assert "| cross-dataset | 50.0 ± 10.0 | 100.0 ± 0.0 | 100.0 ± 0.0 | 90.0 ± 0.0 | 50.0 ± 0.0 | 75.0 ± 0.0 |" in text
@@ -459,7 +459,7 @@ def test_labeled_adaptation_and_feature_clusters_render_their_tables(tmp_path):
              "calibration": {"nll_labeled_1": 0.35, "ece_labeled_1": 0.07}}]
     path = tmp_path / "labeled-adaptation-two.json"
     path.write_text(json.dumps(labeled.document_of("Z", "ab", runs, (1,), 3)))
-    text = _module("render_results").render_labeled_adaptation(str(path))
+    text = _module("render_results").render_file(str(path))
     assert "| cross_dataset/labeled_1 | 95.0 ± 5.0 |" in text
     assert "| calibration/nll_labeled_1 | 0.300 ± 0.050 |" in text  # nats, not %
     assert "| calibration/ece_labeled_1 | 6.0 ± 1.0 |" in text
@@ -468,7 +468,7 @@ def test_labeled_adaptation_and_feature_clusters_render_their_tables(tmp_path):
     document = clusters.document_of("Z", "ab", [{"run": "s0", **{state: figures for state in clusters.STATES}}])
     path = tmp_path / "feature-clusters-one.json"
     path.write_text(json.dumps(document))
-    text = _module("render_results").render_feature_clusters(str(path))
+    text = _module("render_results").render_file(str(path))
     assert "| purity | " + " | ".join(["90.0 ± 0.0"] * len(clusters.STATES)) + " |" in text
 
 
@@ -504,7 +504,7 @@ def test_content_adaptation_summarizes_the_runs_and_renders_its_table(tmp_path):
     assert summary["training_content/test_after_adapted"]["mean"] == pytest.approx(0.55)
     path = tmp_path / "content-adaptation-two.json"
     path.write_text(json.dumps({"zoo": "Z", "zoo_sha256": "ab", "runs": runs, "summary": summary}))
-    text = _module("render_results").render_content_adaptation(str(path))
+    text = _module("render_results").render_file(str(path))
     # Columns: as trained, then stages 3-4 (adapt's default: half, 20, real only, blend), then all stages.
     assert "| closed-set | 100.0 ± 0.0 | 100.0 ± 0.0 | - | - | - | 100.0 ± 0.0 | - | - | - |" in text
     assert ("| cross-dataset | 50.0 ± 0.0 | 80.0 ± 0.0 | - | - | - | 95.0 ± 5.0 | 90.0 ± 0.0 | 70.0 ± 0.0 | "
@@ -563,7 +563,7 @@ def test_adaptation_images_summary_averages_each_runs_draws_and_keeps_the_extrem
     assert summary["as_trained"]["mean"] == pytest.approx(0.6) and summary["whole_half"]["std"] == 0
     path = tmp_path / "adaptation-images-two.json"
     path.write_text(json.dumps({"zoo": "Z", "zoo_sha256": "ab", "draws": 2, "runs": runs, "summary": summary}))
-    text = _module("render_results").render_adaptation_images(str(path))
+    text = _module("render_results").render_file(str(path))
     assert "| none (as trained) | 60.0 ± 10.0 | | |" in text
     assert "| 1 | 60.0 ± 10.0 | 40.0 | 70.0 |" in text
     assert text.index("| 1 |") < text.index("| 10 | 90.0 ± 0.0 | 80.0 | 100.0 |") < text.index("whole first half")
@@ -671,7 +671,7 @@ def test_transplant_adaptation_measures_adapt_photos_and_the_tried_mixes_and_res
 
     monkeypatch.setattr(module, "KerasPredictor", no_model)
     module.main(["--zoo", zoo, "--photos", photos, "--runs", tiny_run, "--json", path])
-    text = _module("render_results").render_transplant_adaptation(path)
+    text = _module("render_results").render_file(path)
     assert "| `adapt --photos --blend 1 --first-stage 3` | " in text
     assert "| `adapt --photos --blend 0.25 --first-stage 1` | " in text
     assert "| closed set after `adapt --photos --blend 0.5 --first-stage 1` | " in text
@@ -786,7 +786,7 @@ def test_export_seeds_measures_each_exported_file_against_its_run_and_reuses_the
     summary = document["summary"]["open_set/int8/known_flagged"]
     assert summary["std"] == 0.0 and summary["values"][0] == summary["values"][1]
     assert document["runs"][1]["export"] == document["runs"][0]["export"]
-    text = _module("render_results").render_export_seeds(path)
+    text = _module("render_results").render_file(path)
     assert "| float16 | 0.79" not in text  # tiny sizes, not those of docs/results.md
     assert "| int8 |" in text and "| the run (float32) |" in text and "| int8 TFLite |" in text
     assert "mean ± std over 2 runs" in text
@@ -876,7 +876,7 @@ def test_swap_content_figures_summary_table_and_resume(tmp_path, monkeypatch):
     assert again["variants"]["Base"]["summary"]["cross_content"]["accuracy"]["values"] == [0.5, 1.0]
     path = tmp_path / "swap-content-test.json"
     path.write_text(json.dumps(again))
-    assert "| Base | cross_content" in _module("render_results").render_swap_content(str(path))
+    assert "| Base | cross_content" in _module("render_results").render_file(str(path))
 
 
 def test_released_samples_groups_a_manifest_by_source_and_rejects_a_bad_row_or_crop(tmp_path):
@@ -963,7 +963,7 @@ def test_released_samples_summary_table_and_resume(tmp_path, monkeypatch):
     assert measured == [] and again == document
     module.measure(str(manifest), runs, [("s", (0, 0, 5, 5))], previous=document, progress=lambda line: None)
     assert len(measured) == 2  # other crops: measured again
-    assert "| DNA-Det | all fakes (1) |" in _module("render_results").render_released_samples(str(path))
+    assert "| DNA-Det | all fakes (1) |" in _module("render_results").render_file(str(path))
 
 
 def _tiny_zoo(root):
@@ -1102,7 +1102,7 @@ def test_seed_ensemble_measures_runs_and_renders_its_table(tiny_run, upsampling_
     for row in document["splits"].values():  # one run twice: the ensemble is that run
         assert row["single"][0] == row["single"][1] == row["combinations"][0] == row["all"]
     capsys.readouterr()
-    text = _module("render_results").render_seed_ensemble(path)
+    text = _module("render_results").render_file(path)
     accuracy = 100 * document["splits"]["cross_dataset"]["all"]
     assert f"| cross-dataset | {accuracy:.1f} ± 0.0 | {accuracy:.1f} ± 0.0 [{accuracy:.1f}, {accuracy:.1f}] | {accuracy:.1f} |" in text
     with pytest.raises(SystemExit):
