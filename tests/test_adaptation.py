@@ -338,8 +338,10 @@ def test_adapt_photos_errors_name_the_flag_and_write_nothing(tiny_run, upsamplin
     real = os.path.join(upsampling_data["test"], "real")
     os.symlink(os.path.join(real, sorted(os.listdir(real))[0]), small / "tiny.png")  # 32 px, below the 128 px crops
     code, _, stderr = _cli(["adapt", tiny_run, "--photos", str(small), "--out", str(out)])
-    assert code == 2 and len(stderr.strip().splitlines()) == 1
-    assert stderr.startswith(f"dnadet-tf adapt: error: --photos {small}: ") and "tiny.png" in stderr
+    lines = stderr.strip().splitlines()  # the photo skipped, named; then the error: none usable
+    assert code == 2 and len(lines) == 2
+    assert lines[0].startswith(f"warning: --photos {small}: skipped ") and "tiny.png" in lines[0]
+    assert lines[1].startswith(f"dnadet-tf adapt: error: --photos {small}: none of its 1 photos is usable")
     code, _, stderr = _cli(["adapt", tiny_run, "--photos", str(small), "--fakes", str(tmp_path / "nothing"),
                             "--out", str(out)])
     assert code == 2 and "nothing: no such file or folder" in stderr
