@@ -42,8 +42,8 @@ def register(subparsers):
                              "every class")
     parser.add_argument("--means", type=means_choice, default=None, metavar="{class,image,K}",
                         help="what the distance scores measure to: 'class' (the default, but for a run of 'adapt "
-                             "--labeled': the points its head answers by, whatever --data), each class's mean of the training "
-                             "images; 'image', the nearest training image of each class (every image its own mean, "
+                             "--labeled': the points its head answers by, whatever --data), each class's mean of the "
+                             "training images; 'image', the nearest training image of each class (every image its own mean, "
                              "as the head of 'adapt --labeled' answers; the run then stores every training image's "
                              "feature); a number K, the nearest of K k-means centres of each class's training "
                              "images, at most K points per class whatever the number of images (64 centres flagged "

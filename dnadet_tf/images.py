@@ -52,8 +52,8 @@ def is_image_file(path):
 
 def find_images(folder, others=None):
     """Image files under `folder`, recursively, in walk order: a folder's files (sorted) before its
-    subfolders (sorted); hidden files and folders skipped, linked folders followed (each real folder read once). `others`, a list, receives the paths of the
-    files not read (not hidden, without an image extension)."""
+    subfolders (sorted); hidden files and folders skipped, linked folders followed (each real folder read once).
+    `others`, a list, receives the paths of the files not read (not hidden, without an image extension)."""
     found, visited = [], set()
     for root, subdirs, files in os.walk(folder, followlinks=True):
         real = os.path.realpath(root)

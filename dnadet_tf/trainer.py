@@ -19,8 +19,8 @@ from dnadet_tf.callbacks import default_callbacks
 from dnadet_tf.distribute import is_chief
 from dnadet_tf.errors import DnadetError, first_line
 from dnadet_tf.config import ALIGN_FIRST_STAGE, ENCODER_STAGES
-from dnadet_tf.losses import (AutomaticWeightedLoss, alignment_of_statistics, classification_cross_entropy, image_statistics,
-                              supervised_contrastive_loss)
+from dnadet_tf.losses import (AutomaticWeightedLoss, alignment_of_statistics, classification_cross_entropy,
+                              image_statistics, supervised_contrastive_loss)
 from dnadet_tf.metrics import classification_metrics
 from dnadet_tf.model import (Backbone, Classifier, build_projection_head, freeze_stages,
                              probabilities as classifier_probabilities)
