@@ -61,10 +61,7 @@ class KerasPredictor:
     def attribute_pixels(self, pixels):
         pixels = self.preprocess.checked_pixels(pixels, self.source)
         if len(pixels) == 0:
-            empty = {"probabilities": np.zeros((0, len(self.class_names)), np.float32)}
-            if self.open_set:
-                empty.update(ood_score=np.zeros((0,), np.float32), unknown=np.zeros((0,), bool))
-            return empty
+            return no_outputs(self)
         return {k: v.numpy() for k, v in self._attribute_fn(tf.constant(pixels)).items()}
 
 
@@ -94,12 +91,6 @@ def predict_images(predictor, paths, batch_size=16, warn=None):
     return usable, predict_files(predictor, usable, batch_size), skipped
 
 
-def attribute_images(predictor, paths, batch_size=16, warn=None):
-    """As `predict_images`, with `attribute_files`' dict in place of the probabilities."""
-    usable, skipped = readable_images(paths, predictor.preprocess, warn)
-    return usable, attribute_files(predictor, usable, batch_size), skipped
-
-
 def predict_files(predictor, paths, batch_size=16, perturb_fn=None, seed=0):
     """Probabilities (N, C) for image files, in order."""
     batches = [
@@ -111,11 +102,19 @@ def predict_files(predictor, paths, batch_size=16, perturb_fn=None, seed=0):
     return np.concatenate(batches)
 
 
-def attribute_batches(predictor, paths, batch_size=16):
+def no_outputs(predictor):
+    """`attribute_pixels`' dict for no image: (0, C) probabilities, and with an open set (0,) scores and flags."""
+    empty = {"probabilities": np.zeros((0, len(predictor.class_names)), np.float32)}
+    if predictor.open_set:
+        empty.update(ood_score=np.zeros((0,), np.float32), unknown=np.zeros((0,), bool))
+    return empty
+
+
+def attribute_batches(predictor, paths, batch_size=16, perturb_fn=None, seed=0):
     """Yields (the batch's paths, `predictor.attribute_pixels` of them) for image files in order, a batch at a
-    time: what `predict` prints as it goes."""
+    time (what `predict` prints as it goes); `perturb_fn` and `seed` as `inference_dataset` takes them."""
     start = 0
-    for pixels in inference_dataset(paths, predictor.preprocess, batch_size):
+    for pixels in inference_dataset(paths, predictor.preprocess, batch_size, perturb_fn=perturb_fn, seed=seed):
         yield list(paths[start : start + len(pixels)]), predictor.attribute_pixels(pixels)
         start += len(pixels)
 
@@ -124,15 +123,12 @@ def attribute_files(predictor, paths, batch_size=16, perturb_fn=None, seed=0, pr
     """`predictor.attribute_pixels` for image files, in order: {"probabilities": (N, C)[, "ood_score": (N,),
     "unknown": (N,)]}. `progress`, when given, receives a line ("  N/TOTAL images") every `every_s` seconds."""
     batches, done, last = [], 0, time.time()
-    for pixels in inference_dataset(paths, predictor.preprocess, batch_size, perturb_fn=perturb_fn, seed=seed):
-        batches.append(predictor.attribute_pixels(pixels))
-        done += len(pixels)
+    for batch, outputs in attribute_batches(predictor, paths, batch_size, perturb_fn, seed):
+        batches.append(outputs)
+        done += len(batch)
         if progress is not None and time.time() - last >= every_s and done < len(paths):
             progress(f"  {done}/{len(paths)} images")
             last = time.time()
     if not batches:
-        empty = {"probabilities": np.zeros((0, len(predictor.class_names)), np.float32)}
-        if predictor.open_set:
-            empty.update(ood_score=np.zeros((0,), np.float32), unknown=np.zeros((0,), bool))
-        return empty
+        return no_outputs(predictor)
     return {key: np.concatenate([batch[key] for batch in batches]) for key in batches[0]}

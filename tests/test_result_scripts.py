@@ -1268,7 +1268,7 @@ def test_open_set_points_fits_each_setting_as_calibrate_does_and_resumes(tiny_ru
 
     from dnadet_tf.data import find_images
     from clirun import run_cli
-    from dnadet_tf.predictor import KerasPredictor, attribute_images
+    from dnadet_tf.predictor import KerasPredictor, attribute_files
 
     module = _module("open_set_points")
     zoo = str(tmp_path / "zoo")
@@ -1296,7 +1296,7 @@ def test_open_set_points_fits_each_setting_as_calibrate_does_and_resumes(tiny_ru
         predictor = KerasPredictor(run)
         for split, listed in (("test", os.path.join(zoo, "test.txt")), ("open_set", os.path.join(zoo, "open_set.txt"))):
             paths = [os.path.join(zoo, line.split("\t")[0]) for line in open(listed).read().splitlines()]
-            flagged = attribute_images(predictor, paths)[1]["unknown"]
+            flagged = attribute_files(predictor, paths)["unknown"]
             assert figures[setting][split] == pytest.approx(np.mean(flagged), abs=1e-9), (setting, split)
         assert 0.0 <= figures[setting]["auroc"] <= 1.0
     assert "| image | " in capsys.readouterr().out
