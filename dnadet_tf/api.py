@@ -91,7 +91,7 @@ def _paths(name, values, what):
         values = [values]
     wrong = [value for value in values if not isinstance(value, (str, os.PathLike))]
     if wrong or not values:
-        received = f"a {type(wrong[0]).__name__}" if wrong else "none"
+        received = f"{type(wrong[0]).__name__} {wrong[0]!r}" if wrong else "none"
         raise DnadetError(f"{name}: expected {what} (str or pathlib.Path), received {received}.")
     return [os.fspath(value) for value in values]
 
@@ -122,23 +122,35 @@ def predict(model, inputs, batch_size=16):
     return usable, probabilities
 
 
-def evaluate(model, data, batch_size=16, out_dir=None):
+def evaluate(model, data, batch_size=16, out_dir=None, unknown=None):
     """Rows {name, data, metrics} of accuracy, macro-F1, macro recall, per-class recall and the
     confusion matrix, one per dataset in `data` (a path or a list of paths; a benchmark folder
     expands to its closed-set and cross-test splits). `model`: a path for `load` or a predictor. `out_dir`:
-    a folder for a confusion-matrix PNG per row (None: none written).
+    a folder for a confusion-matrix PNG per row (None: none written). `unknown`: images of architectures
+    the model was not trained on (a path or a list: folders, `path<TAB>group` lists or benchmark folders);
+    with a calibrated model they, and a benchmark folder's open_set.txt, add one last row (`kind`
+    "open_set": AUROC, FPR at 95 % TPR, open-set accuracy); an uncalibrated model leaves it out with a
+    warning line on stderr (`dnadet-tf calibrate RUN` fits a score).
 
     >>> import os, dnadet_tf
     >>> rows = dnadet_tf.evaluate(os.path.join(TMP, "run"), os.path.join(DATA, "val"))
     >>> rows[0]["name"], rows[0]["metrics"]["num_images"]
     ('val', 36)
     """
+    import sys
+
     from dnadet_tf.evaluation import evaluate as evaluate_predictor
 
     specs = _paths("data", data, "labeled data: folder trees, annotation lists or benchmark folders")
+    unknown_specs = [] if unknown is None else _paths(
+        "unknown", unknown, "paths of images of unknown architectures (folders, lists or benchmark folders)")
     batch_size = _batch_size(batch_size)
     model = _predictor(model)
-    return evaluate_predictor(model, specs, out_dir=out_dir, batch_size=batch_size, progress=lambda message: None)
+    if unknown_specs and not model.open_set:
+        print("warning: unknown: the model stores no open-set score, so the unknown images are not scored "
+              "(dnadet-tf calibrate RUN fits one).", file=sys.stderr)
+    return evaluate_predictor(model, specs, out_dir=out_dir, batch_size=batch_size, progress=lambda message: None,
+                              unknown_specs=unknown_specs)
 
 
 def export(run_dir, out_dir, formats="savedmodel,float32,float16,dynamic,int8", **options):

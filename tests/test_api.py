@@ -5,8 +5,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 import dnadet_tf
 from dnadet_tf import api
+from dnadet_tf.errors import DnadetError
 
 ORDER = ("fit", "load", "predict", "evaluate", "export")  # later examples use the run `fit` writes
 
@@ -38,3 +41,23 @@ def test_the_package_imports_without_tensorflow_and_resolves_names_on_use():
             "assert dnadet_tf.Classifier.__name__ == 'Classifier' and callable(dnadet_tf.fit); print('ok')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_evaluate_scores_unknown_images_as_the_command_does_and_warns_when_it_cannot(
+        tiny_run, upsampling_data, tmp_path, capsys):
+    from synthetic import make_photos
+
+    unknown = make_photos(str(tmp_path / "photos"), 5, size=(64, 48))
+    rows = dnadet_tf.evaluate(tiny_run, upsampling_data["val"], unknown=unknown)
+    assert [row.get("kind") for row in rows] == [None, "open_set"]
+    assert rows[-1]["metrics"]["unknown_images"] == 5 and 0.0 <= rows[-1]["metrics"]["auroc"] <= 1.0
+
+    uncalibrated = dnadet_tf.load(tiny_run)
+    uncalibrated.open_set = None  # as a run fitted without validation data
+    capsys.readouterr()
+    rows = dnadet_tf.evaluate(uncalibrated, upsampling_data["val"], unknown=[unknown])
+    assert [row.get("kind") for row in rows] == [None]
+    assert "warning: unknown: the model stores no open-set score" in capsys.readouterr().err
+    with pytest.raises(DnadetError, match=r"^unknown: expected paths of images of unknown architectures .* "
+                                          r"received int 3\.$"):
+        dnadet_tf.evaluate(tiny_run, upsampling_data["val"], unknown=3)
