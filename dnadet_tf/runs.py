@@ -46,6 +46,9 @@ def describe_path(path):
         return "a benchmark folder (images and split lists, no trained model)"
     if os.path.isfile(os.path.join(path, CONFIG_FILE)):
         return "a run dir"
+    if any(os.path.isfile(os.path.join(path, name)) for name in ("build.json", "build.lock")):
+        return ("a zoo whose build has not finished (no split lists yet; 'dnadet-tf zoo build --out "
+                f"{path}' with its first settings finishes it)")
     return "a folder that is neither a run dir nor a benchmark folder"
 
 

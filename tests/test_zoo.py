@@ -546,9 +546,14 @@ def test_ablate_refuses_a_folder_that_is_no_benchmark_before_any_step_1(tmp_path
     monkeypatch.setattr(ablation, "pretrain", lambda *args, **kwargs: (_ for _ in ()).throw(AssertionError("step 1")))
     tree = tmp_path / "tree"
     (tree / "real").mkdir(parents=True)  # a folder of class folders: no split lists
+    half_built = tmp_path / "half-built"
+    (half_built / "models").mkdir(parents=True)  # a build stopped before it wrote its split lists
+    (half_built / "build.json").write_text("{}")
     out = tmp_path / "ablation"
     for zoo, received in ((tree, "a folder that is neither a run dir nor a benchmark folder"),
-                          (tmp_path / "nope", "no such file or folder")):
+                          (tmp_path / "nope", "no such file or folder"),
+                          (half_built, "a zoo whose build has not finished (no split lists yet; 'dnadet-tf zoo build "
+                                       f"--out {half_built}' with its first settings finishes it)")):
         assert main(["ablate", "--zoo", str(zoo), "--out", str(out), "--preset", "tiny", "--photos", str(tree)]) == 2
         assert capsys.readouterr().err.strip() == (
             f"dnadet-tf ablate: error: --zoo {zoo}: expected a benchmark folder (classes.txt, train.txt and the "
