@@ -11,6 +11,7 @@
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import zipfile
@@ -274,6 +275,16 @@ class RunDir:
         if dropped:
             write_text_atomic(self.metrics_path, "".join(kept))
         return dropped
+
+    def latest_checkpoint_step(self):
+        """The step of the newest checkpoint the run's checkpoint state file names (`ckpt-STEP`), or None
+        when there is none; read without TensorFlow, before any slow work."""
+        try:
+            with open(os.path.join(self.file(CHECKPOINTS), "checkpoint"), encoding="utf-8") as handle:
+                found = re.search(r'^model_checkpoint_path: "(?:.*[/\\])?ckpt-(\d+)"', handle.read(), re.M)
+        except (OSError, UnicodeDecodeError):
+            return None
+        return int(found.group(1)) if found else None
 
     def checkpoint_manager(self, checkpoint, chief=True, max_to_keep=3):
         """A tf.train.CheckpointManager of `checkpoint` in RUN/checkpoints (a worker that is not the

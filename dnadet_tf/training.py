@@ -104,7 +104,12 @@ def resolve_config(run, resume, preset, overrides):
             if key in kept and as_stored(stored, key, value) != kept[key]:
                 raise DnadetError(f"{key}: expected no change on resume (the run's config.json holds it; only "
                                   f"{', '.join(RESUMABLE_OVERRIDES)} may change), received {value!r}.")
-        return stored.replace(**{key: overrides.get(key) for key in RESUMABLE_OVERRIDES})
+        config = stored.replace(**{key: overrides.get(key) for key in RESUMABLE_OVERRIDES})
+        saved = run.latest_checkpoint_step()
+        if saved is not None and saved > config.loop.steps:  # said before the data are read (`train` checks again)
+            raise DnadetError(f"steps: expected at least the resumed run's step ({saved}), received "
+                              f"{config.loop.steps}.")
+        return config
     return make_config(preset or "cpu", **overrides)
 
 

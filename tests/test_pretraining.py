@@ -143,3 +143,9 @@ def test_resume_takes_the_runs_own_preset_and_refuses_other_photos(photos, tmp_p
         f"received {other}.")
     assert main(["pretrain", "--photos", photos, "--out", run_dir, "--resume", "--steps", "4"]) == 0  # no --preset
     assert "at step 2" in capsys.readouterr().out and RunDir(run_dir).config.loop.steps == 4
+    capsys.readouterr()
+    assert main(["pretrain", "--photos", photos, "--out", run_dir, "--resume", "--steps", "1"]) == 2
+    said = capsys.readouterr()
+    assert said.err.strip() == ("dnadet-tf pretrain: error: --steps: expected at least the resumed run's step (4), "
+                                "received 1.")
+    assert "checking photos" not in said.out  # refused before the photos are read
