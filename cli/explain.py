@@ -57,5 +57,5 @@ def run(args):
     remove_unlisted(earlier_pngs(listing, "png"), [row["png"] for row in results])  # an earlier explain's
     write_json_atomic(listing, results)
     print(f"wrote {len(results)} PNG(s) and explain.json in {args.out}"
-          + (f"; {skipped} file(s) skipped" if skipped else ""))
+          + (f"; {len(skipped)} file(s) skipped" if skipped else ""))
     return 0 if results else 1

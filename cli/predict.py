@@ -16,7 +16,8 @@ def register(subparsers):
             "and the score; --json then adds 'unknown', 'ood_score' and 'ood_threshold' (its 'class' stays the nearest "
             "known architecture, the answer 'unknown' is the 'unknown' flag). Lines are printed a batch at a time, "
             "after every file is checked; a file that cannot be read or is too small is named in a warning line on "
-            "stderr and counted at the end, and the exit status stays 0 while any image was answered. In the text "
+            "stderr and counted at the end (with --json also in an object {'path', 'skipped': the reason} after the "
+            "answers), and the exit status stays 0 while any image was answered. In the text "
             "lines a tab, newline or backslash in a path is written \\t, \\n, \\\\ (--json keeps the path as it "
             "is; a number JSON has no word for, NaN from a broken model, is null)."),
         formatter_class=HelpFormatter,
@@ -78,8 +79,12 @@ def run(args):
             else:
                 rest = ", ".join(f"{names[j]} {float(row[j]):.3f}" for j in order)
                 print(f"{shown}\t{names[order[0]]}\t{first:.4f}\t[{rest}]")
+    if args.json:  # a program reading the records learns of every file it gave, not only of those answered
+        for path, reason in skipped:
+            reason = reason[len(path) + 2:] if reason.startswith(f"{path}: ") else reason
+            print(json.dumps({"path": path, "skipped": reason}))
     if skipped:
-        print(f"{skipped} file(s) skipped", file=sys.stderr)
+        print(f"{len(skipped)} file(s) skipped", file=sys.stderr)
     return 0
 
 

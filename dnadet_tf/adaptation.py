@@ -250,6 +250,7 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
     if labeled is None:
         paths, skipped = readable_images(collect_image_paths(list(images)), model.preprocessing,
                                          warn=lambda line: print(f"warning: {line}", file=output, flush=True))
+        skipped = [list(item) for item in skipped]
     else:
         labeled, groups, specs = labeled
         paths, skipped = list(labeled.paths), [list(item) for item in labeled.skipped]

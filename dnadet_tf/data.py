@@ -409,7 +409,7 @@ def collect_image_paths(inputs, warn=None):
 
 
 def readable_images(paths, preprocess, warn=None):
-    """(usable paths, number skipped): files that cannot be decoded, or are too small for
+    """(usable paths, skipped [(path, reason)]): files that cannot be decoded, or are too small for
     `preprocess` (a PreprocessConfig), are skipped with one warning line each.
 
     Raises DataError when none is usable.
@@ -417,4 +417,4 @@ def readable_images(paths, preprocess, warn=None):
     files = LabeledFiles(list(paths), np.zeros(len(paths), np.int64), ["image"], "the given images")
     kept = check_files(files, crop_size=preprocess.crop_size, min_side=preprocess.min_side,
                        require_every_class=False, warn=warn)
-    return kept.paths, len(kept.skipped)
+    return kept.paths, list(kept.skipped)

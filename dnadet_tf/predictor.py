@@ -88,7 +88,7 @@ def predict_images(predictor, paths, batch_size=16, warn=None):
     preprocessing, is skipped with one warning line; DataError when none is usable.
     """
     usable, skipped = readable_images(paths, predictor.preprocess, warn)
-    return usable, predict_files(predictor, usable, batch_size), skipped
+    return usable, predict_files(predictor, usable, batch_size), len(skipped)
 
 
 def predict_files(predictor, paths, batch_size=16, perturb_fn=None, seed=0):

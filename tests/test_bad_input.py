@@ -156,6 +156,14 @@ def test_predict_refuses_small_images_with_one_line_each(untrained_run, tmp_path
     assert len(warnings) == 3 and warnings[-1] == "2 file(s) skipped"
     assert "tiny.png" in warnings[0] and ">= 32 px" in warnings[0] and "8x8 px" in warnings[0]
     assert "wide.png" in warnings[1] and "2000x16 px" in warnings[1]
+    # --json: a program reading the records hears of every file it gave, the skipped ones after the answers
+    code, stdout, stderr = _cli(["predict", "--model", untrained_run, "--json", tiny, wide, good])
+    records = [json.loads(line) for line in stdout.splitlines()]
+    assert code == 0 and [record["path"] for record in records] == [good, tiny, wide]
+    assert "class" in records[0] and "skipped" not in records[0]
+    assert [sorted(record) for record in records[1:]] == [["path", "skipped"]] * 2
+    assert ">= 32 px" in records[1]["skipped"] and "8x8 px" in records[1]["skipped"]
+    assert not records[1]["skipped"].startswith(tiny)  # the reason alone: the path has its own key
     code, stdout, stderr = _cli(["predict", "--model", untrained_run, tiny])
     assert code == 2 and stdout == "" and stderr.strip().splitlines()[-1].startswith("dnadet-tf predict: error:")
 
