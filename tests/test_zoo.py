@@ -17,6 +17,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from dnadet_tf.errors import DataError, DnadetError
 from dnadet_tf.images import load_rgb, save_png_atomic
@@ -220,6 +221,13 @@ def test_small_photo_is_a_data_error_and_unreadable_photos_are_skipped(tmp_path)
     photo_set = find_photos(photos, warn=warnings.append)
     assert len(photo_set.domains["A"]) == 5
     assert len(warnings) == 1 and "broken.jpg" in warnings[0]
+    transparent = Image.new("RGBA", (200, 160), (40, 90, 200, 0))  # composited onto one colour
+    transparent.save(os.path.join(photos, "b", "transparent.png"))
+    Image.new("RGB", (200, 160), (255, 255, 255)).save(os.path.join(photos, "b", "blank.jpg"), quality=90)
+    photo_set = find_photos(photos, warn=warnings.append)
+    assert len(photo_set.domains["B"]) == 3 and len(warnings) == 4
+    assert all(f"{name}: expected content, received an image of one colour" in line
+               for name, line in zip(("blank.jpg", "transparent.png"), warnings[2:]))
     save_png_atomic(np.zeros((100, 300, 3), np.uint8), os.path.join(photos, "c", "small.png"))
     with pytest.raises(DataError, match=r"too small .*small\.png \(300x100 px\)"):
         find_photos(photos, warn=warnings.append)

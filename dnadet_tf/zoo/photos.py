@@ -128,8 +128,11 @@ class PhotoSet:
         }
 
 
+FLAT_STD = 2.0  # photos whose pixels vary less (in 0-255 levels) hold no content; real photos: tens of levels
+
+
 def _check_photos(paths, min_side, warn):
-    """Decodes every photo: unreadable ones are skipped with a warning, small ones are fatal."""
+    """Decodes every photo: unreadable and flat ones are skipped with a warning, small ones are fatal."""
     usable, small = [], []
     for path in paths:
         try:
@@ -138,8 +141,12 @@ def _check_photos(paths, min_side, warn):
             warn(f"warning: skipping a photo that cannot be used: {error}")
             continue
         height, width = array.shape[:2]
+        spread = float(array.std())
         if min(height, width) < min_side:
             small.append(f"{path} ({width}x{height} px)")
+        elif spread < FLAT_STD:  # a blank scan or a fully transparent PNG: the generators would learn no content
+            warn(f"warning: skipping a photo that cannot be used: {path}: expected content, received an image of "
+                 f"one colour (pixel standard deviation {spread:.2f} levels, below {FLAT_STD}).")
         else:
             usable.append(path)
     if small:
