@@ -331,7 +331,7 @@ def format_ablation(document, figure="accuracy"):
     # The paper's split order and the rules' order, also after a JSON round trip (written with sorted keys).
     splits = _in_order(variants[0]["summary"], [SPLIT_TITLES[s] for s in EVALUATION_SPLITS])
     seeds = len(document["seeds"])
-    lines = [f"{figure} (%), mean ± std over {seeds} training seed(s)", "",
+    lines = [f"{figure} (%), mean ± std (population) over {seeds} training seed(s)", "",
              "| method | " + " | ".join(splits) + " |", "|---|" + "---:|" * len(splits)]
     for entry in variants:
         lines.append(f"| {entry['variant']} | "
@@ -345,7 +345,8 @@ def format_ablation(document, figure="accuracy"):
         lines += ["", f"partial: {len(variants)} of the {len(document.get('planned', []))} variants finished (the "
                       f"ablation stopped, or runs still)"]
     if document.get("compare_select"):
-        lines += ["", f"{figure} (%) of the model each selection rule keeps, mean ± std over {seeds} seed(s)", "",
+        lines += ["", f"{figure} (%) of the model each selection rule keeps, mean ± std (population) over "
+                      f"{seeds} seed(s)", "",
                   "| method | rule | " + " | ".join(splits) + " |", "|---|---|" + "---:|" * len(splits)]
         for entry in variants:
             for rule in _in_order(entry["select"], SELECTION_RULES):

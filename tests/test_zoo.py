@@ -435,7 +435,7 @@ def test_ablation_over_seeds_reports_mean_std_and_every_selection_rule(tiny_zoo,
     assert saved["seeds"] == [0, 1] and saved["steps"] == 30
     assert saved["zoo_sha256"] == benchmark_digest(zoo)  # which zoo the figures come from, wherever it lies
     table = open(os.path.join(out, "ablation.md"), encoding="utf-8").read()
-    assert "mean ± std over 2 training seed(s)" in table and "| Base+PCL | nll |" in table
+    assert "mean ± std (population) over 2 training seed(s)" in table and "| Base+PCL | nll |" in table
     # The JSON (keys sorted on disk) renders as the same tables: splits and rules in the paper's order.
     assert format_ablation(saved) == table.strip()
     assert table.index("| closed-set | cross-seed | cross-loss | cross-finetune | cross-dataset |") > 0
