@@ -1,7 +1,7 @@
 """`dnadet-tf ablate`: the paper's Table 2 ablations on one benchmark."""
 import argparse
 
-from dnadet_tf.cli.main import AUGMENT_NAMES_HELP, HelpFormatter
+from dnadet_tf.cli.common import AUGMENT_NAMES_HELP, HelpFormatter
 from dnadet_tf.ablation import VARIANTS
 from dnadet_tf.config import CE_INPUTS, PRECISION_CHOICES, PRESETS
 from dnadet_tf.selection import SELECTION_RULES
@@ -96,7 +96,7 @@ def register(subparsers):
 
 def run(args):
     from dnadet_tf.ablation import ablate
-    from dnadet_tf.cli.main import UsageError, augment_from
+    from dnadet_tf.cli.common import UsageError, augment_from
 
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     known = [folder for folder, _, _ in VARIANTS]

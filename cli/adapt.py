@@ -3,7 +3,7 @@ import argparse
 import os
 
 from dnadet_tf.config import ADAPT_FIRST_STAGE, ENCODER_STAGES, LABELED_FIRST_STAGE, PHOTO_FIRST_STAGE
-from dnadet_tf.cli.main import HelpFormatter, UsageError
+from dnadet_tf.cli.common import HelpFormatter, UsageError
 
 
 def register(subparsers):

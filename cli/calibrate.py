@@ -1,7 +1,7 @@
 """`dnadet-tf calibrate`: fit (or refit) a run's temperature and open-set score."""
 import argparse
 
-from dnadet_tf.cli.main import HelpFormatter
+from dnadet_tf.cli.common import HelpFormatter
 from dnadet_tf.openset import DEFAULT_RADII, DEFAULT_SCORE, KNOWN_RATE, RADII, SCORES, parse_means
 
 

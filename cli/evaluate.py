@@ -1,7 +1,7 @@
 """`dnadet-tf evaluate`: whole-image metrics of a trained model on datasets."""
 import os
 
-from dnadet_tf.cli.main import AUGMENT_NAMES_HELP, HelpFormatter
+from dnadet_tf.cli.common import AUGMENT_NAMES_HELP, HelpFormatter
 from dnadet_tf.cli.output_paths import (RECORD_FILE, check_output_file, check_output_folder, data_record,
                                         default_output_dir, earlier_pngs, output_folder, remove_unlisted)
 
@@ -60,7 +60,7 @@ def run(args):
     perturb_fn = None
     if args.perturb:
         from dnadet_tf.attacks import attack_fn
-        from dnadet_tf.cli.main import parse_attack_flag
+        from dnadet_tf.cli.common import parse_attack_flag
 
         perturb_fn = attack_fn(parse_attack_flag("--perturb", args.perturb))
     predictor = load_predictor(args.model, precision=args.precision)

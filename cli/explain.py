@@ -1,5 +1,5 @@
 """`dnadet-tf explain`: Grad-CAM heatmaps of a run's predictions."""
-from dnadet_tf.cli.main import HelpFormatter
+from dnadet_tf.cli.common import HelpFormatter
 
 
 def register(subparsers):
@@ -33,7 +33,7 @@ def register(subparsers):
 def run(args):
     import os
 
-    from dnadet_tf.cli.main import UsageError
+    from dnadet_tf.cli.common import UsageError
     from dnadet_tf.cli.output_paths import check_output_folder, earlier_pngs, remove_unlisted
     from dnadet_tf.data import collect_image_paths, readable_images
     from dnadet_tf.explain import check_layer, check_method, explain_files

@@ -1,5 +1,5 @@
 """`dnadet-tf export`: a run dir -> TF Serving SavedModel + TFLite attributors + parity report."""
-from dnadet_tf.cli.main import HelpFormatter
+from dnadet_tf.cli.common import HelpFormatter
 
 
 def register(subparsers):
@@ -56,7 +56,7 @@ def register(subparsers):
 def run(args):
     import sys
 
-    from dnadet_tf.cli.main import UsageError
+    from dnadet_tf.cli.common import UsageError
     from dnadet_tf.exports.export import export_run, parse_formats
     from dnadet_tf.exports.parity import format_parity_table
 

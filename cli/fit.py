@@ -3,7 +3,7 @@ labelled images."""
 import argparse
 import os
 
-from dnadet_tf.cli.main import AUGMENT_NAMES_HELP, HelpFormatter, augment_from
+from dnadet_tf.cli.common import AUGMENT_NAMES_HELP, HelpFormatter, augment_from
 from dnadet_tf.config import CE_INPUTS, METRICS, PRECISION_CHOICES, PRESETS, STRATEGIES, LoopConfig, OptimizerConfig
 from dnadet_tf.openset import DEFAULT_SCORE, SCORES
 from dnadet_tf.selection import SELECTION_RULES
@@ -188,11 +188,11 @@ def run(args):
     if args.data is None:
         return run_demo(args, overrides)
     if not args.out:
-        from dnadet_tf.cli.main import UsageError
+        from dnadet_tf.cli.common import UsageError
 
         raise UsageError("--out: expected a run dir to write, received nothing (it is required with --data).")
     if args.val_split and args.val:
-        from dnadet_tf.cli.main import UsageError
+        from dnadet_tf.cli.common import UsageError
 
         raise UsageError(f"--val-split: expected no --val beside it (the share is held out of --data), received "
                          f"--val-split {args.val_split} and --val {args.val}.")

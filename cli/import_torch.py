@@ -1,5 +1,5 @@
 """`dnadet-tf import-torch`: a checkpoint of the authors' PyTorch release -> a run dir."""
-from dnadet_tf.cli.main import HelpFormatter
+from dnadet_tf.cli.common import HelpFormatter
 
 
 def register(subparsers):
@@ -34,7 +34,7 @@ def register(subparsers):
 
 
 def run(args):
-    from dnadet_tf.cli.main import UsageError
+    from dnadet_tf.cli.common import UsageError
     from dnadet_tf.torch_import import import_torch
 
     classes = None

@@ -20,6 +20,8 @@ import signal
 import sys
 import threading
 
+from dnadet_tf.cli.common import HelpFormatter, UsageError, check_batch_size
+
 COMMAND_MODULES = ("fit", "evaluate", "predict", "calibrate", "adapt", "pretrain", "ablate", "export", "explain",
                    "robustness", "zoo", "import_torch")
 VERBOSE_FLAG = "--verbose"
@@ -48,55 +50,6 @@ def in_flag_words(message, parser):
                      message)
     return re.sub(r"\b(\w+)=True\b", lambda m: flag(m.group(1)) if flag(m.group(1)) != m.group(1) else m.group(0),
                   message)
-
-
-class UsageError(Exception):
-    """A wrong flag or argument value; printed as one line, exit code 2."""
-
-
-def check_batch_size(args):
-    """Raises a UsageError unless the command's --batch-size, when it has one and it is given, is 1 or more:
-    one check for every command (`main` calls it before the command runs)."""
-    value = getattr(args, "batch_size", None)
-    if value is not None and value < 1:
-        raise UsageError(f"--batch-size: expected a positive integer, received {value}.")
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Adds "(default: X)" to a flag's help only when X is a real value: not None,
-    False or SUPPRESS, not the value a flag that takes no argument (store_true,
-    store_false, store_const) holds when absent, and not when the help already states
-    its default."""
-
-    def _get_help_string(self, action):
-        text = action.help or ""
-        default = action.default
-        if (default is None or default is False or default is argparse.SUPPRESS or "default" in text.lower()
-                or (action.nargs == 0 and not isinstance(action, argparse.BooleanOptionalAction))):
-            return text
-        return super()._get_help_string(action)
-
-
-# The names `--augment` takes (dnadet_tf.attacks.ATTACK_NAMES), for the help of every command that has the flag.
-AUGMENT_NAMES_HELP = ("a comma list of crop,blur,jpeg,noise,relight, or combo (the paper's attacks), channels "
-                      "(the colour channels in a random order), detail (the high-frequency residual times a "
-                      "gain from 1/4 to 4) and filter (a random 3 x 3 filter near the identity that mixes the colour "
-                      "channels in the fine detail)")
-
-
-def augment_from(args):
-    """The attack names of `--augment`, or None when it is absent or empty (no augmentation)."""
-    return parse_attack_flag("--augment", args.augment) if args.augment else None
-
-
-def parse_attack_flag(flag, text):
-    """The attack names of a flag like --augment; a bad name is a UsageError naming the flag."""
-    from dnadet_tf.attacks import parse_attacks
-
-    try:
-        return parse_attacks(text)
-    except ValueError as error:
-        raise UsageError(f"{flag}: {error}") from None
 
 
 def quiet_tensorflow():

@@ -65,7 +65,7 @@ def _holds_same_data(folder, record_file, record):
 
 def check_output_folder(flag, path):
     """Raises UsageError when `path` (the value of `flag`) exists and is not a folder. Returns None."""
-    from dnadet_tf.cli.main import UsageError
+    from dnadet_tf.cli.common import UsageError
 
     if os.path.exists(path) and not os.path.isdir(path):
         raise UsageError(f"{flag} {path}: exists and is not a folder.")
@@ -75,7 +75,7 @@ def check_output_file(flag, path):
     """Raises UsageError unless a file can be written at `path` (the value of `flag`): not an existing
     folder, not ending in a separator, and under a folder (missing folders are created later, but the
     nearest existing one must be a folder). Returns None."""
-    from dnadet_tf.cli.main import UsageError
+    from dnadet_tf.cli.common import UsageError
 
     if os.path.isdir(path) or path.endswith(("/", os.sep)):
         raise UsageError(f"{flag} {path}: expected a file path, received a folder.")

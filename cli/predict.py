@@ -2,7 +2,7 @@
 import json
 import math
 
-from dnadet_tf.cli.main import HelpFormatter
+from dnadet_tf.cli.common import HelpFormatter
 
 
 def register(subparsers):
@@ -39,7 +39,7 @@ def run(args):
 
     import numpy as np
 
-    from dnadet_tf.cli.main import UsageError
+    from dnadet_tf.cli.common import UsageError
     from dnadet_tf.data import collect_image_paths
     from dnadet_tf.api import load as load_predictor
     from dnadet_tf.data import readable_images

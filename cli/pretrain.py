@@ -1,7 +1,7 @@
 """`dnadet-tf pretrain`: step 1 of DNA-Det, 170 image transformations."""
 import argparse
 
-from dnadet_tf.cli.main import HelpFormatter
+from dnadet_tf.cli.common import HelpFormatter
 
 from dnadet_tf.config import PRECISION_CHOICES, PRESETS, STRATEGIES
 

@@ -1,7 +1,7 @@
 """`dnadet-tf robustness`: accuracy under each test-time attack (the paper's Table 5)."""
 import os
 
-from dnadet_tf.cli.main import AUGMENT_NAMES_HELP, HelpFormatter
+from dnadet_tf.cli.common import AUGMENT_NAMES_HELP, HelpFormatter
 
 
 def register(subparsers):
@@ -45,7 +45,7 @@ def markdown_path(json_path):
 
 def run(args):
     from dnadet_tf.cli.output_paths import check_output_file, data_record, default_output_dir, output_folder
-    from dnadet_tf.cli.main import UsageError, parse_attack_flag
+    from dnadet_tf.cli.common import UsageError, parse_attack_flag
     from dnadet_tf.api import load as load_predictor
     from dnadet_tf.robustness import format_robustness_table, robustness, robustness_markdown
     from dnadet_tf.runs import write_json_atomic, write_text_atomic

@@ -2,7 +2,7 @@
 each set of its generators run on the other set's photos."""
 import sys
 
-from dnadet_tf.cli.main import HelpFormatter, UsageError
+from dnadet_tf.cli.common import HelpFormatter, UsageError
 
 SIZE_HELP = (
     "how big a zoo: 'tiny' (a smoke test, under a minute: a few training steps, 8 images per class and split), "

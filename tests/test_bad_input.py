@@ -478,6 +478,15 @@ def test_predict_prints_no_tensorflow_start_up_lines(untrained_run, tmp_path):
     assert len(done.stdout.splitlines()) == 1 and done.stdout.startswith(image)
 
 
+def test_a_wrong_flag_is_one_line_also_when_the_command_runs_as_a_module(untrained_run):
+    # `python -m dnadet_tf.cli.main` runs main.py as __main__ beside the dnadet_tf.cli.main the commands import:
+    # a UsageError defined in main.py was two classes, and the handler caught neither's twin (a traceback).
+    done = subprocess.run([sys.executable, "-m", "dnadet_tf.cli.main", "predict", "--model", untrained_run,
+                           "x.png", "--top-k", "0"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip() == "dnadet-tf predict: error: --top-k: expected a positive integer, received 0."
+
+
 @pytest.mark.parametrize("command", [["predict", "--model", "RUN", "IMAGE"], ["calibrate", "RUN"],
                                      ["explain", "--model", "RUN", "IMAGE", "--out", "OUT"],
                                      ["evaluate", "--model", "RUN", "--data", "IMAGE"],

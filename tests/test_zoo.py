@@ -572,7 +572,8 @@ def test_ablate_refuses_a_folder_that_is_no_benchmark_before_any_step_1(tmp_path
 def test_ablate_passes_the_learning_rate_and_augmentation_to_every_run(monkeypatch, tmp_path):
     from dnadet_tf import ablation
     from dnadet_tf.attacks import ATTACK_NAMES
-    from dnadet_tf.cli.main import AUGMENT_NAMES_HELP, main
+    from dnadet_tf.cli.common import AUGMENT_NAMES_HELP
+    from dnadet_tf.cli.main import main
 
     assert all(name in AUGMENT_NAMES_HELP for name in ATTACK_NAMES)  # the help of fit and ablate lists every name
 
