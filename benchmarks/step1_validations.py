@@ -17,7 +17,6 @@ import subprocess
 import sys
 
 from dnadet_tf import runs
-from dnadet_tf.ablation import validation_records
 
 FIGURES = ("accuracy", "family_accuracy", "macro_f1", "nll")
 RULES = {  # how each selection rule (dnadet_tf.selection) picks, for a reader of the JSON
@@ -55,7 +54,7 @@ def validations(run_dir):
     """The run's validation lines, figures only, with seconds where the event files give them."""
     times = session_times(os.path.join(run_dir, "tensorboard"))
     rows = []
-    for record in validation_records(run_dir):
+    for record in runs.RunDir(run_dir).validation_records():
         row = {"step": record["step"]}
         if record["step"] in times:
             row["seconds"] = round(times[record["step"]])

@@ -19,7 +19,7 @@ import sys
 import numpy as np
 
 from dnadet_tf import runs
-from dnadet_tf.ablation import _split_figures, evaluate_validated, mean_std_cell, mean_std_figures, validation_records
+from dnadet_tf.ablation import _split_figures, evaluate_validated, mean_std_cell, mean_std_figures
 from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES
 from dnadet_tf.selection import averaged_steps
 
@@ -29,7 +29,7 @@ CROSS = SPLITS[1:]
 
 def run_trajectory(run_dir, zoo, averages, output):
     """{"run_dir", "models": {name: {"steps": [...], "accuracy": {split: a}}}} for one run."""
-    steps = sorted(record["step"] for record in validation_records(run_dir))
+    steps = sorted(record["step"] for record in runs.RunDir(run_dir).validation_records())
     models = {}
     for step in steps:
         rows = evaluate_validated(run_dir, zoo, [step], output=output)

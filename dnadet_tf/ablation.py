@@ -83,13 +83,6 @@ def _evaluate_model(run_dir, zoo, result_path, model_file=None, output=None):
     return rows
 
 
-def validation_records(run_dir):
-    """The `kind == "val"` lines of a run's metrics.jsonl."""
-    path = os.path.join(run_dir, runs.METRICS_FILE)
-    with open(path, encoding="utf-8") as f:
-        return [record for record in map(json.loads, f) if record.get("kind") == "val"]
-
-
 # Settings a finished run may differ in from an ablation that reuses it: which validated models are kept and
 # which one is best.keras (every rule's figures are measured from the kept models, `--compare-select`).
 SELECTION_SETTINGS = ("select", "average_last", "keep_validated", "patience")
@@ -155,7 +148,7 @@ def run_one(zoo, run_dir, mode, pretrained, seed, preset, steps, compare_select,
               "splits": _split_figures(_read_json(result_path))}
     if compare_select:
         config = runs.RunDir(run_dir).config
-        records = validation_records(run_dir)
+        records = runs.RunDir(run_dir).validation_records()
         result["select"] = {}
         for rule in SELECTION_RULES:
             average = rule == "average"

@@ -251,6 +251,11 @@ class RunDir:
         with open(self.metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record, sort_keys=True) + "\n")
 
+    def validation_records(self):
+        """The `kind == "val"` records of metrics.jsonl, in the order they were logged."""
+        with open(self.metrics_path, encoding="utf-8") as f:
+            return [record for record in map(json.loads, f) if record.get("kind") == "val"]
+
     def truncate_log(self, step):
         """Drops the records of metrics.jsonl logged after `step` (a resumed run redoes
         those steps), rewriting the file atomically. Returns how many were dropped.

@@ -27,7 +27,7 @@ class SavedModelPredictor:
             self._loaded = tf.saved_model.load(path)
             self.class_names, self.preprocess = read_labels_and_preprocess(self._loaded)
             self._pixels_fn = self._loaded.signatures[PIXELS_SIGNATURE]
-            self._images_fn = self._loaded.signatures[SERVING_SIGNATURE]
+            self._loaded.signatures[SERVING_SIGNATURE]  # noqa: B018 (an export has both; TF Serving answers by it)
         except (OSError, KeyError, AttributeError, ValueError, tf.errors.OpError) as error:
             raise DnadetError(f"{path}: not a SavedModel written by 'dnadet-tf export' "
                               f"({first_line(error)}).") from None
@@ -47,11 +47,6 @@ class SavedModelPredictor:
         outputs = self._pixels_fn(pixels=self._tf.constant(self.preprocess.checked_pixels(pixels, self.source)))
         keys = ("probabilities", "ood_score", "unknown") if self.open_set else ("probabilities",)
         return {key: outputs[key].numpy() for key in keys}
-
-    def predict_encoded(self, encoded_images):
-        """Runs `serving_default` on a list of encoded image bytes: (N, C) probabilities."""
-        tensor = self._tf.constant(list(encoded_images), dtype=self._tf.string)
-        return self._images_fn(images=tensor)["probabilities"].numpy()
 
 
 class TFLitePredictor:

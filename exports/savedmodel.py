@@ -35,7 +35,6 @@ SERVING_SIGNATURE = "serving_default"
 PIXELS_SIGNATURE = "predict_pixels"
 IMAGES_INPUT = "images"
 PIXELS_INPUT = "pixels"
-OUTPUTS = ("probabilities", "class_id", "class_name")
 METADATA_ASSET = "dnadet.json"
 
 

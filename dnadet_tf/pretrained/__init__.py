@@ -68,13 +68,12 @@ def ship(run_dir, command, commit, folder=None):
     import hashlib
     import shutil
 
-    from dnadet_tf.ablation import validation_records
     from dnadet_tf.runs import RunDir, write_json_atomic
     from dnadet_tf.selection import pick
 
     run = RunDir(run_dir)
     config = run.config
-    records = validation_records(run_dir)
+    records = run.validation_records()
     kept = pick(records, config.loop.select, config.loop.metric)
     target = os.path.join(folder or FOLDER, f"step1-{config.preset}")
     os.makedirs(target, exist_ok=True)
