@@ -30,7 +30,7 @@ linear, so it has no window form.
 import numpy as np
 import tensorflow as tf
 
-from dnadet_tf.preprocess import assert_size_fits, center_crop_if_not_square
+from dnadet_tf.preprocess import assert_size_fits, tf_crop, tf_resize, to_unit_range
 
 
 def crop_offsets(size, patch, count, seed, grid=1):
@@ -62,17 +62,14 @@ def first_resize(image, config):
     Returns:
       float32 tensor (resize1, resize1, 3) in [0, 255]: the size check, the center crop of a
       non-square image (and of a large square one with `crop_square`), the bicubic antialiased
-      resize to resize1 and its clip, as `preprocess._tf_chain` does them. An image that is
-      resize1 px already skips the resize (0.6 ms of 2 per image at the cpu preset): TF's resize to the same size is exactly the
-      identity (Keys cubic weights 0, 1, 0, 0 at whole-pixel distances, summing to 1).
+      resize to resize1 and its clip: `preprocess.tf_crop` and `tf_resize`, the steps of `preprocess._tf_chain`.
+      An image that is resize1 px already skips the resize (0.6 ms of 2 per image at the cpu preset): TF's resize
+      to the same size is exactly the identity (Keys cubic weights 0, 1, 0, 0 at whole-pixel distances, summing
+      to 1).
     """
-    image = assert_size_fits(tf.convert_to_tensor(image), config)
-    image = tf.cast(center_crop_if_not_square(image, config.crop_size, crop_square=config.crop_square), tf.float32)
-    size = (config.resize1, config.resize1)
-    same_size = tf.reduce_all(tf.equal(tf.shape(image)[:2], size))
-    image = tf.cond(same_size, lambda: image,
-                    lambda: tf.image.resize(image, size, method="bicubic", antialias=True))
-    return tf.clip_by_value(image, 0.0, 255.0)
+    image = tf_crop(assert_size_fits(tf.convert_to_tensor(image), config), config)
+    same_size = tf.reduce_all(tf.equal(tf.shape(image)[:2], (config.resize1, config.resize1)))
+    return tf.cond(same_size, lambda: image, lambda: tf_resize(image, config.resize1))
 
 
 def resize_matrix(in_size, out_size):
@@ -143,7 +140,7 @@ class WindowCrops:
     @staticmethod
     def scaled(crops):
         """Crops of the resize2 image -> the preprocessed crops: clipped to [0, 255], then in [-1, 1]."""
-        return tf.clip_by_value(crops, 0.0, 255.0) / 127.5 - 1.0
+        return to_unit_range(tf.clip_by_value(crops, 0.0, 255.0))
 
     def at(self, image, offsets):
         """Crops of `preprocess_image(image, config)` at `offsets`, from windows.

@@ -20,7 +20,7 @@ import tensorflow as tf
 from dnadet_tf.errors import DnadetError
 from dnadet_tf.images import load_rgb, save_figure_atomic
 from dnadet_tf.model import DEFAULT_GRADCAM_LAYER, attribute, probabilities as classifier_probabilities
-from dnadet_tf.preprocess import preprocess_image
+from dnadet_tf.preprocess import from_unit_range, preprocess_image
 
 METHODS = ("gradcam", "gradcam++")
 DEFAULT_METHOD = "gradcam"
@@ -143,7 +143,7 @@ def gradcam_maps(model, pixels, class_indices=None, layer=DEFAULT_GRADCAM_LAYER,
 
 def to_uint8_image(pixels):
     """(S, S, 3) float in [-1, 1] -> uint8 (S, S, 3) in [0, 255]."""
-    return np.clip(np.round((np.asarray(pixels, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    return np.clip(np.round(from_unit_range(np.asarray(pixels, np.float32))), 0, 255).astype(np.uint8)
 
 
 def overlay(image, cam, alpha=OVERLAY_ALPHA, colormap="jet"):

@@ -254,13 +254,34 @@ def _release_chain(image, config):
     return tf.gather(tf.constant(_RELEASE_LEVELS), tf.cast(image, tf.int32))
 
 
+# The steps of the `tf` chain, also used by the training crops of `crops` (windows of the second resize), so that
+# training sees what evaluation and the exports compute.
+def tf_crop(image, config):
+    """(H, W, 3) uint8 or float in [0, 255] -> float32 (h, w, 3): the centre crop of a non-square image (and of a
+    large square one with `crop_square`); the size check (`assert_size_fits`) is the caller's."""
+    return tf.cast(center_crop_if_not_square(image, config.crop_size, crop_square=config.crop_square), tf.float32)
+
+
+def tf_resize(image, size):
+    """float32 (h, w, 3) in [0, 255] -> (size, size, 3): TF's bicubic antialiased resize, clipped to [0, 255]."""
+    return tf.clip_by_value(tf.image.resize(image, (size, size), method="bicubic", antialias=True), 0.0, 255.0)
+
+
+def to_unit_range(pixels):
+    """Pixels in [0, 255] -> the network's input range [-1, 1] (`from_unit_range` inverts it)."""
+    return pixels / 127.5 - 1.0
+
+
+def from_unit_range(pixels):
+    """The network's input in [-1, 1] -> pixels in [0, 255] (float; NumPy or TF)."""
+    return (pixels + 1.0) * 127.5
+
+
 def _tf_chain(image, config):
-    image = center_crop_if_not_square(image, config.crop_size, crop_square=config.crop_square)
-    image = tf.cast(image, tf.float32)
+    image = tf_crop(image, config)
     for size in (config.resize1, config.resize2):
-        image = tf.image.resize(image, (size, size), method="bicubic", antialias=True)
-        image = tf.clip_by_value(image, 0.0, 255.0)
-    return image / 127.5 - 1.0
+        image = tf_resize(image, size)
+    return to_unit_range(image)
 
 
 def preprocess_image(image, config=PreprocessConfig()):
