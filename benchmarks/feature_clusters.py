@@ -24,7 +24,7 @@ from content_adaptation import halves, runs_parser, write_document  # noqa: E402
 
 from dnadet_tf.ablation import mean_std_cell, mean_std_figures  # noqa: E402
 from dnadet_tf.adaptation import adapt_batchnorm  # noqa: E402
-from dnadet_tf.calibrate import features_and_logits  # noqa: E402
+from dnadet_tf.predictor import features_and_logits  # noqa: E402
 from dnadet_tf.config import ADAPT_FIRST_STAGE  # noqa: E402
 from dnadet_tf.data import benchmark_digest, benchmark_split  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402

@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 from content_adaptation import earlier_document, runs_parser, runs_so_far, write_document  # noqa: E402
 from dnadet_tf import openset  # noqa: E402
 from dnadet_tf.ablation import mean_std_cell, mean_std_figures  # noqa: E402
-from dnadet_tf.calibrate import features_and_logits  # noqa: E402
+from dnadet_tf.predictor import features_and_logits  # noqa: E402
 from dnadet_tf.data import benchmark_digest, read_dataset, read_unknown, remap_to  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
 from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES  # noqa: E402

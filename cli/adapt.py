@@ -2,7 +2,7 @@
 import argparse
 import os
 
-from dnadet_tf.config import ADAPT_FIRST_STAGE, ENCODER_STAGES, LABELED_FIRST_STAGE, PHOTO_FIRST_STAGE
+from dnadet_tf.config import ADAPT_FIRST_STAGE, LABELED_FIRST_STAGE, PHOTO_FIRST_STAGE
 from dnadet_tf.cli.common import HelpFormatter, UsageError
 
 
@@ -118,7 +118,6 @@ def means_count(text):
 
 def run(args):
     from dnadet_tf.adaptation import adapt_run
-    from dnadet_tf.labeled_head import ALL_IMAGES
     from dnadet_tf.runs import RunDir
 
     if args.run is None:
@@ -130,21 +129,7 @@ def run(args):
             hint = (f"; {last!r}, the last path of {flag}, is a run dir: give RUN before {flag}, whose paths take "
                     f"every path after it (dnadet-tf adapt {last} {flag} {' '.join(given[:-1])} --out ...)")
         raise UsageError("RUN: expected the run dir to adapt (written by 'dnadet-tf fit'), received none" + hint + ".")
-    if args.means_per_class is not None and not args.labeled:
-        raise UsageError(f"--means-per-class: expected with --labeled, received {args.means_per_class} with "
-                         + ("--images." if args.images else "--photos."))
-    if args.means_per_class not in (None, 1, ALL_IMAGES) and len(args.labeled) > 1:
-        raise UsageError(f"--means-per-class: expected 1 or {ALL_IMAGES} with several --labeled DATA (each DATA is "
-                         f"already its own group of means), received {args.means_per_class} with "
-                         f"{len(args.labeled)} DATA.")
-    if args.blend is not None and not 0.0 <= args.blend <= 1.0:
-        raise UsageError(f"--blend: expected a number from 0 to 1, received {args.blend}.")
-    if args.first_stage is not None and not 1 <= args.first_stage <= ENCODER_STAGES:
-        raise UsageError(f"--first-stage: expected an encoder stage from 1 to {ENCODER_STAGES}, "
-                         f"received {args.first_stage}.")
-    if args.fakes and not args.photos:
-        raise UsageError("--fakes: expected with --photos (the fakes to lay over them), received with "
-                         + ("--images." if args.images else "--labeled."))
+    # --blend, --first-stage, --means-per-class and --fakes are checked by adapt_run before any work
     adapt_run(args.run, args.images, args.out, blend=args.blend, batch_size=args.batch_size,
               overwrite=args.overwrite, first_stage=args.first_stage, photos=args.photos, fakes=args.fakes,
               labeled=args.labeled, means_per_class=args.means_per_class)

@@ -33,17 +33,17 @@ import tempfile
 
 import numpy as np
 
-from dnadet_tf.calibrate import CALIBRATION_FILE, features_and_logits
+from dnadet_tf.calibrate import CALIBRATION_FILE
 from dnadet_tf.config import ADAPT_FIRST_STAGE, ENCODER_STAGES, LABELED_FIRST_STAGE, PHOTO_FIRST_STAGE
 from dnadet_tf.data import collect_image_paths, readable_images
-from dnadet_tf.errors import DataError, RunDirError
-from dnadet_tf.labeled_head import (ALL_IMAGES, check_means_per_class, head_line, head_points, labeled_files,
-                                   labeled_head)
+from dnadet_tf.errors import DataError, DnadetError, RunDirError
+from dnadet_tf.labeled_head import check_means_per_class, head_line, labeled_files, labeled_head
 from dnadet_tf.model import BatchNormalization
 from dnadet_tf.photo_mix import PHOTO_BLEND, photo_mix
-from dnadet_tf.runs import RunDir, save_model_atomic, write_json_atomic
+from dnadet_tf.predictor import features_and_logits
+from dnadet_tf.prototypes import ALL_IMAGES, head_points
+from dnadet_tf.runs import ADAPTATION_FILE, RunDir, save_model_atomic, write_json_atomic
 
-ADAPTATION_FILE = "adaptation.json"
 FEW_IMAGES = 20  # from 20 the draw of images mattered little (docs/results.md): fewer are allowed, with a warning
 ONE_CLASS_SHARE = 0.6  # above this share of one answer before adapting, a warning: one class's statistics fail
 PHOTO_SHEET = "adaptation_images.png"
@@ -204,6 +204,7 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
     or already holds files without `overwrite`; nothing is written then.
     """
     output = output or sys.stdout
+    _check_settings(images, photos, labeled, fakes, blend, first_stage, means_per_class)
     source = RunDir(run_dir)
     if os.path.abspath(out) == os.path.abspath(run_dir):
         raise RunDirError(f"out {out}: expected a new folder for the adapted run, received the run itself "
@@ -213,12 +214,9 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
         blend = 1.0 if photos is None else PHOTO_BLEND
     if first_stage is None:
         first_stage = PHOTO_FIRST_STAGE if photos is not None else LABELED_FIRST_STAGE if labeled else ADAPT_FIRST_STAGE
-    if means_per_class is not None and labeled is None:
-        raise ValueError(f"means_per_class: expected with labeled images, received {means_per_class} without.")
     if labeled is not None:
         specs = [labeled] if isinstance(labeled, (str, os.PathLike)) else list(labeled)
         means_per_class = ALL_IMAGES if means_per_class is None else means_per_class
-        check_means_per_class(means_per_class, len(specs))
         files, groups = labeled_files(specs, source.class_names, source.config.preprocess,
                                       warn=lambda line: print(f"warning: {line}", file=output, flush=True))
         return _adapt(source, files.paths, target, blend, batch_size, overwrite, output, first_stage,
@@ -234,6 +232,30 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
         report = _adapt(source, crops + [path for paths in made.values() for path in paths], target, blend,
                         batch_size, overwrite, output, first_stage, made=(crops, made, made_report))
     return report
+
+
+def _check_settings(images, photos, labeled, fakes, blend, first_stage, means_per_class):
+    """Raises DnadetError, before any slow work, for settings `adapt_run` cannot use: not exactly one of `images`,
+    `photos` and `labeled`; `fakes` without `photos`; `blend` outside [0, 1]; `first_stage` not an encoder stage;
+    `means_per_class` without `labeled`, or not a count `check_means_per_class` accepts."""
+    given = [name for name, value in (("images", images), ("photos", photos), ("labeled", labeled)) if value]
+    if len(given) != 1:
+        raise DnadetError(f"images, photos and labeled: expected exactly one of them, received "
+                          f"{' and '.join(given) or 'none'}.")
+    if fakes is not None and photos is None:
+        raise DnadetError(f"fakes: expected with `photos` (the fakes to lay over them), received with `{given[0]}`.")
+    if blend is not None and (isinstance(blend, bool) or not isinstance(blend, (int, float)) or
+                              not 0.0 <= blend <= 1.0):
+        raise DnadetError(f"blend: expected a number from 0 to 1, received {blend}.")
+    if first_stage is not None and (isinstance(first_stage, bool) or not isinstance(first_stage, int)
+                                    or not 1 <= first_stage <= ENCODER_STAGES):
+        raise DnadetError(f"first_stage: expected an encoder stage from 1 to {ENCODER_STAGES}, received {first_stage}.")
+    if means_per_class is not None:
+        if labeled is None:
+            raise DnadetError(f"means_per_class: expected with `labeled`, received {means_per_class} with "
+                              f"`{given[0]}`.")
+        specs = 1 if isinstance(labeled, (str, os.PathLike)) else len(list(labeled))
+        check_means_per_class(means_per_class, specs)
 
 
 def _adapt(source, images, target, blend, batch_size, overwrite, output, first_stage, made=None, labeled=None,

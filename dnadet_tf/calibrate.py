@@ -10,18 +10,17 @@
 import json
 import os
 import sys
-import weakref
 
 import numpy as np
 import tensorflow as tf
 
 from dnadet_tf.data import check_files, hold_out, is_benchmark_dir, read_dataset, remap_to
 from dnadet_tf.errors import DataError, DnadetError
-from dnadet_tf.model import feature_and_logits as model_feature_and_logits
 from dnadet_tf.openset import (DEFAULT_MEANS, DEFAULT_RADII, DEFAULT_SCORE, KNOWN_RATE, MIN_RADIUS_IMAGES,
                                RADIUS_SCORES, check_known_rate, check_means, check_radii, fit_statistics)
-from dnadet_tf.pipeline import inference_dataset
-from dnadet_tf.runs import RunDir, write_json_atomic
+from dnadet_tf.predictor import features_and_logits
+from dnadet_tf.prototypes import head_points
+from dnadet_tf.runs import ADAPTATION_FILE, RunDir, write_json_atomic
 
 CALIBRATION_FILE = "calibration.json"
 FEW_VALIDATION_IMAGES = 20  # below this, calibrate says that its threshold rests on one or two images
@@ -72,28 +71,6 @@ def calibrated_left_out(run_dir):
     --data), else None (any other run, or none calibrated)."""
     report = _calibration_report(run_dir)
     return report["val"] if report is not None and report.get("val_left_out") else None
-
-
-_COMPILED = weakref.WeakKeyDictionary()  # model -> its traced feature_and_logits, traced once per model
-
-
-def features_and_logits(model, paths, batch_size=32, perturb_fn=None, seed=0):
-    """Pooled features (N, D) and logits (N, C), float32, of image files in order (inference mode). The traced
-    function is kept per model, so calls on several lists (train, val, every split) trace it once."""
-    run = _COMPILED.get(model)
-    if run is None:
-        held = weakref.ref(model)  # the function must not keep its key, the model, alive
-        run = _COMPILED[model] = tf.function(lambda pixels: model_feature_and_logits(held(), pixels),
-                                             reduce_retracing=True)
-
-    features, logits = [], []
-    for pixels in inference_dataset(paths, model.preprocessing, batch_size, perturb_fn=perturb_fn, seed=seed):
-        f, z = run(pixels)
-        features.append(f.numpy())
-        logits.append(z.numpy())
-    if not features:
-        return (np.zeros((0, model.backbone.feature_dim), np.float32), np.zeros((0, model.num_classes), np.float32))
-    return np.concatenate(features), np.concatenate(logits)
 
 
 def labeled_files(spec, split, class_names, preprocessing):
@@ -209,9 +186,6 @@ def adapted_labeled(run, data=None):
     by (the default `means`)}; None for a run not adapted, or adapted to unlabeled images with `data` given.
     Raises DataError for a run adapted to unlabeled images (`--images`, `--photos`) when `data` is None: config.json's
     training data is the content before adaptation, the one the run no longer describes."""
-    from dnadet_tf.adaptation import ADAPTATION_FILE
-    from dnadet_tf.labeled_head import head_points
-
     path = run.file(ADAPTATION_FILE)
     if not os.path.isfile(path):
         return None

@@ -108,7 +108,7 @@ def _every_score(predictor, known_paths, unknown_paths, batch_size):
     model = getattr(predictor, "model", None)
     if model is None or model.calibration is None:
         return None
-    from dnadet_tf.calibrate import features_and_logits
+    from dnadet_tf.predictor import features_and_logits
 
     statistics = model.calibration.statistics()
     known = features_and_logits(model, known_paths, batch_size)

@@ -13,10 +13,9 @@ several contents keep one run right on each (docs/results.md, "Every labeled ima
 """
 import numpy as np
 
-from dnadet_tf.calibrate import features_and_logits
-from dnadet_tf.errors import DataError
-
-ALL_IMAGES = "all"  # means_per_class: every labeled image its own mean (the nearest labeled image answers)
+from dnadet_tf.errors import DataError, DnadetError
+from dnadet_tf.predictor import features_and_logits
+from dnadet_tf.prototypes import ALL_IMAGES
 
 
 def head_line(head, images):
@@ -63,16 +62,16 @@ def labeled_files(specs, class_names, preprocess, warn=None):
 
 
 def check_means_per_class(means_per_class, specs=1):
-    """Raises ValueError unless `means_per_class` is a positive int, 1 or ALL_IMAGES with several (`specs`)
+    """Raises DnadetError unless `means_per_class` is a positive int, 1 or ALL_IMAGES with several (`specs`)
     labeled DATA (each its own group already)."""
     if means_per_class == ALL_IMAGES:
         return
     if isinstance(means_per_class, bool) or not isinstance(means_per_class, (int, np.integer)) or means_per_class < 1:
-        raise ValueError(f"means_per_class: expected a positive number or {ALL_IMAGES!r}, received "
-                         f"{means_per_class!r}.")
+        raise DnadetError(f"means_per_class: expected a positive number or {ALL_IMAGES!r}, received "
+                          f"{means_per_class!r}.")
     if means_per_class > 1 and specs > 1:
-        raise ValueError(f"means_per_class: expected 1 or {ALL_IMAGES!r} with several labeled DATA (each already "
-                         f"its own group), received {means_per_class} with {specs}.")
+        raise DnadetError(f"means_per_class: expected 1 or {ALL_IMAGES} with several `labeled` DATA (each DATA is "
+                          f"already its own group of means), received {means_per_class} with {specs} DATA.")
 
 
 def labeled_head(model, files, batch_size=16, groups=None, means_per_class=ALL_IMAGES, features=None):
@@ -86,7 +85,7 @@ def labeled_head(model, files, batch_size=16, groups=None, means_per_class=ALL_I
     for labeled images of several contents not given apart). With new classes or groups the classifier is rebuilt
     around the same encoder. Report: images per class, the groups, the temperature, the classes added, and the
     leave-one-out accuracy of the head over the labeled images (None when no class has two images).
-    `features`: (N, D) pooled features of `files` under `model` (`calibrate.features_and_logits`) when the caller
+    `features`: (N, D) pooled features of `files` under `model` (`predictor.features_and_logits`) when the caller
     has them, in place of a pass over the images. Raises ValueError when both `groups` and `means_per_class` > 1
     are given."""
     from dnadet_tf.model import LOGITS_LAYER, Classifier
@@ -124,13 +123,3 @@ def labeled_head(model, files, batch_size=16, groups=None, means_per_class=ALL_I
               "means_per_class": means_per_class if means_per_class == ALL_IMAGES else int(means_per_class),
               "leave_one_out_accuracy": leave_one_out_accuracy(features, files.labels, len(names), groups)}
     return model, report
-
-
-def head_points(head):
-    """The `openset.MEANS` a head of `labeled_head` (its report `head`) answers by, for the open-set score to
-    measure to the same points: "image" for every labeled image its own mean, G for G k-means centres per class
-    (the same seeded clusters of the same features), else "class" (a mean per class, or per DATA and class, which
-    the score measures as the class means)."""
-    if head["means_per_class"] == ALL_IMAGES:
-        return "image"
-    return head["means_per_class"] if head["means_per_class"] > 1 else "class"

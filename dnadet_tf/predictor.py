@@ -13,12 +13,13 @@ picks one for a path. All of them use the same file decoding and the same
 preprocessing function.
 """
 import time
+import weakref
 
 import numpy as np
 import tensorflow as tf
 
 from dnadet_tf.data import readable_images
-from dnadet_tf.model import attribute, precision_copy, probabilities
+from dnadet_tf.model import attribute, feature_and_logits, precision_copy, probabilities
 from dnadet_tf.pipeline import inference_dataset
 from dnadet_tf.runs import RunDir
 
@@ -132,3 +133,25 @@ def attribute_files(predictor, paths, batch_size=16, perturb_fn=None, seed=0, pr
     if not batches:
         return no_outputs(predictor)
     return {key: np.concatenate([batch[key] for batch in batches]) for key in batches[0]}
+
+
+_COMPILED = weakref.WeakKeyDictionary()  # model -> its traced feature_and_logits, traced once per model
+
+
+def features_and_logits(model, paths, batch_size=32, perturb_fn=None, seed=0):
+    """Pooled features (N, D) and logits (N, C), float32, of image files in order (inference mode). The traced
+    function is kept per model, so calls on several lists (train, val, every split) trace it once."""
+    run = _COMPILED.get(model)
+    if run is None:
+        held = weakref.ref(model)  # the function must not keep its key, the model, alive
+        run = _COMPILED[model] = tf.function(lambda pixels: feature_and_logits(held(), pixels),
+                                             reduce_retracing=True)
+
+    features, logits = [], []
+    for pixels in inference_dataset(paths, model.preprocessing, batch_size, perturb_fn=perturb_fn, seed=seed):
+        f, z = run(pixels)
+        features.append(f.numpy())
+        logits.append(z.numpy())
+    if not features:
+        return (np.zeros((0, model.backbone.feature_dim), np.float32), np.zeros((0, model.num_classes), np.float32))
+    return np.concatenate(features), np.concatenate(logits)

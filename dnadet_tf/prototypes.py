@@ -17,6 +17,8 @@ maps them to the wrong architectures (docs/results.md, "A few labeled images of 
 """
 import numpy as np
 
+ALL_IMAGES = "all"  # means_per_class: every labeled image its own mean (the nearest labeled image answers)
+
 
 def class_means(features, labels, num_classes):
     """(C, D) float64 mean feature of each class. features: (N, D); labels: (N,) ints in [0, num_classes).
@@ -173,3 +175,13 @@ def leave_one_out_accuracy(features, labels, num_classes, groups=None):
         right += int(classes[nearest] == classes[pair])
         scored += 1
     return right / scored if scored else None
+
+
+def head_points(head):
+    """The `openset.MEANS` a head of `labeled_head` (its report `head`) answers by, for the open-set score to
+    measure to the same points: "image" for every labeled image its own mean, G for G k-means centres per class
+    (the same seeded clusters of the same features), else "class" (a mean per class, or per DATA and class, which
+    the score measures as the class means)."""
+    if head["means_per_class"] == ALL_IMAGES:
+        return "image"
+    return head["means_per_class"] if head["means_per_class"] > 1 else "class"

@@ -20,9 +20,10 @@ import numpy as np
 
 from dnadet_tf.data import LabeledFiles, check_files, read_dataset, remap_to
 from dnadet_tf.errors import DataError
+from dnadet_tf.evaluation import write_confusion_pngs
 from dnadet_tf.images import save_figure_atomic
-from dnadet_tf.metrics import plot_confusion_matrix
 from dnadet_tf.model import DEFAULT_GRADCAM_LAYER
+from dnadet_tf.predictor import features_and_logits
 from dnadet_tf.runs import write_text_atomic
 
 REPORT_FILE = "report.html"
@@ -106,16 +107,6 @@ def plot_tsne(points, labels, class_names, path, groups=None, group_names=None, 
     return save_figure_atomic(figure, path)
 
 
-def pooled_features(model, paths, preprocess, batch_size=16):
-    """(N, D) pooled encoder features of image files (same decoding and preprocessing as inference)."""
-    from dnadet_tf.pipeline import inference_dataset
-
-    encoder = model.backbone
-    batches = [np.asarray(encoder(pixels, training=False))
-               for pixels in inference_dataset(paths, preprocess, batch_size)]
-    return np.concatenate(batches) if batches else np.zeros((0, int(encoder.output.shape[-1])), np.float32)
-
-
 def _sample_per_class(labels, per_class, rng):
     """Up to `per_class` random indices of every class present, sorted."""
     chosen = []
@@ -173,10 +164,6 @@ def _config_table(values):
     return "\n".join(out)
 
 
-def _slug(name):
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
-
-
 def write_report(predictor, rows, out_dir, settings=None, gradcam_per_class=2, tsne_max_images=500,
                  layer=DEFAULT_GRADCAM_LAYER, method="gradcam", seed=0, batch_size=16, progress=print):
     """Writes `out_dir/report.html` for evaluation `rows` (from `evaluation.evaluate`).
@@ -211,10 +198,8 @@ def write_report(predictor, rows, out_dir, settings=None, gradcam_per_class=2, t
         if row.get("kind") == "open_set":
             continue
         png = row.get("confusion_png")
-        if not png or not os.path.isfile(png):
-            png = os.path.join(out_dir, f"confusion_{_slug(row['name'])}.png")
-            plot_confusion_matrix(row["metrics"]["confusion_matrix"], class_names, png,
-                                  title=f"{row['name']}: accuracy {100 * row['metrics']['accuracy']:.2f} %")
+        if not png or not os.path.isfile(png):  # drawn as `evaluate --out` draws it, without changing the row
+            (png,) = write_confusion_pngs([dict(row)], class_names, out_dir)
         figures.append(_figure(png, f"{row['name']} ({row['metrics']['num_images']} images)",
                                f"confusion matrix {row['name']}"))
     sections.append(("confusion", "Confusion matrices", '<div class="grid">' + "".join(figures) + "</div>"))
@@ -237,7 +222,7 @@ def write_report(predictor, rows, out_dir, settings=None, gradcam_per_class=2, t
             body = f'<p class="note">Not enough images for t-SNE ({len(paths)}).</p>'
         else:
             progress(f"report: t-SNE of the pooled features of {len(paths)} images")
-            features = pooled_features(model, paths, preprocess, batch_size)
+            features = features_and_logits(model, paths, batch_size)[0]
             points = tsne_embedding(features, seed=seed)
             perplexity = min(TSNE_PERPLEXITY, len(paths) - 1.0)
             tsne_png = plot_tsne(points, labels, class_names, os.path.join(out_dir, "tsne.png"),

@@ -26,6 +26,7 @@ CHECKPOINTS = "checkpoints"
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD = "tensorboard"
 VALIDATED = "validated"
+ADAPTATION_FILE = "adaptation.json"  # written by `dnadet-tf adapt` into the run it makes
 
 
 def describe_path(path):

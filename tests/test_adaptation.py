@@ -137,7 +137,7 @@ def test_adapt_command_writes_a_run_that_predicts_and_keeps_the_source(tiny_run,
 
 def test_adapt_images_refits_the_open_set_on_the_images_labeled_by_its_answers(tiny_run, upsampling_data,
                                                                                   tmp_path):
-    from dnadet_tf.calibrate import features_and_logits
+    from dnadet_tf.predictor import features_and_logits
     from dnadet_tf.data import find_images
 
     out = str(tmp_path / "adapted")
@@ -181,6 +181,30 @@ def test_adapt_images_refits_the_open_set_on_the_images_labeled_by_its_answers(t
     assert ("open-set calibration not refitted on the images: expected 2 or more images answered as each class to "
             "fit the open set on, received fewer for ") in stdout and "of 3 images." in stdout
     assert "its open-set calibration was dropped" in stdout and KerasPredictor(out).open_set is None
+
+
+def test_adapt_run_refuses_settings_it_cannot_use_before_any_work(tiny_run, tmp_path, monkeypatch):
+    from dnadet_tf import adaptation
+    from dnadet_tf.errors import DnadetError
+
+    monkeypatch.setattr(adaptation, "RunDir", lambda *args: (_ for _ in ()).throw(AssertionError("read the run")))
+    out = str(tmp_path / "adapted")
+    for settings, message in (
+            ({"images": ["a"], "blend": 1.5}, "blend: expected a number from 0 to 1, received 1.5."),
+            ({"images": ["a"], "first_stage": 0}, "first_stage: expected an encoder stage from 1 to 4, received 0."),
+            ({"photos": "p", "means_per_class": 2}, "means_per_class: expected with `labeled`, received 2 with "
+                                                    "`photos`."),
+            ({"labeled": ["a", "b"], "means_per_class": 3}, "means_per_class: expected 1 or all with several "
+             "`labeled` DATA (each DATA is already its own group of means), received 3 with 2 DATA."),
+            ({"images": ["a"], "fakes": "f"}, "fakes: expected with `photos` (the fakes to lay over them), received "
+                                              "with `images`."),
+            ({"images": ["a"], "photos": "p"}, "images, photos and labeled: expected exactly one of them, received "
+                                               "images and photos.")):
+        settings = {"images": None, **settings}
+        with pytest.raises(DnadetError) as error:
+            adaptation.adapt_run(tiny_run, out=out, **settings)
+        assert str(error.value) == message
+    assert not os.path.exists(out)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -381,7 +405,7 @@ def _inverted_copies(source, folder, per_class, prefix=""):
 def _nearest_mean_answers(run, labeled_paths, labeled_labels, paths):
     """What the nearest of the class means of the labeled images' features (the run's encoder as it is) answers
     for `paths`, computed apart from the model's head."""
-    from dnadet_tf.calibrate import features_and_logits
+    from dnadet_tf.predictor import features_and_logits
 
     model = RunDir(run).load_model()
     features = features_and_logits(model, labeled_paths)[0].astype(np.float64)
@@ -436,7 +460,7 @@ def test_adapt_labeled_makes_the_head_the_nearest_class_mean_of_the_labeled_imag
 
 def test_adapt_labeled_with_two_contents_keeps_a_mean_per_content_and_class_and_exports(tiny_run, upsampling_data,
                                                                                         tmp_path):
-    from dnadet_tf.calibrate import features_and_logits
+    from dnadet_tf.predictor import features_and_logits
     from dnadet_tf.predictor import predict_files
 
     first = _labeled_tree(upsampling_data["val"], tmp_path / "first", 2)
@@ -473,7 +497,7 @@ def test_adapt_labeled_with_two_contents_keeps_a_mean_per_content_and_class_and_
 def test_adapt_labeled_means_per_class_finds_the_groups_by_k_means_in_one_folder(tiny_run, upsampling_data, tmp_path):
     from sklearn.cluster import KMeans
 
-    from dnadet_tf.calibrate import features_and_logits
+    from dnadet_tf.predictor import features_and_logits
     from dnadet_tf.predictor import predict_files
 
     mixed = _labeled_tree(upsampling_data["val"], tmp_path / "mixed", 3)  # one folder, two "contents"
@@ -518,7 +542,7 @@ def test_adapt_labeled_means_per_class_finds_the_groups_by_k_means_in_one_folder
 
 def test_adapt_labeled_answers_the_class_of_the_nearest_labeled_image_by_default(tiny_run, upsampling_data,
                                                                                   tmp_path):
-    from dnadet_tf.calibrate import features_and_logits
+    from dnadet_tf.predictor import features_and_logits
     from dnadet_tf.predictor import predict_files
 
     first = _labeled_tree(upsampling_data["val"], tmp_path / "first", 3)
@@ -558,7 +582,7 @@ def test_a_grouped_adapted_run_takes_calibrate_back_and_predicts_the_open_set_fi
     # `adapt --labeled` refits the open-set calibration on its labeled images (4 per class here), each scored by
     # its distance to the nearest other labeled image of each class (the points the default head answers by);
     # `calibrate` on labeled images of the content refits it again, and predict and the exports answer with it.
-    from dnadet_tf.calibrate import features_and_logits
+    from dnadet_tf.predictor import features_and_logits
 
     first = _labeled_tree(upsampling_data["val"], tmp_path / "first", 2)
     second = _labeled_tree(upsampling_data["test"], tmp_path / "second", 2)

@@ -462,16 +462,16 @@ def test_calibrate_says_how_many_centres_a_class_with_fewer_images_keeps(tiny_ru
 
 
 def test_calibrate_reads_a_validation_image_that_is_a_training_image_once(tiny_run, upsampling_data, monkeypatch):
-    from dnadet_tf import calibrate
+    from dnadet_tf import calibrate, predictor
     from dnadet_tf.data import find_images
     from dnadet_tf.runs import RunDir
 
     model = RunDir(tiny_run).load_model()
     train = find_images(upsampling_data["val"])[:8]
     val = train[2:6] + find_images(upsampling_data["test"])[:3]  # 4 shared, 3 new
-    train_features, train_logits = calibrate.features_and_logits(model, train)
+    train_features, train_logits = predictor.features_and_logits(model, train)
     read = []
-    encode = calibrate.features_and_logits
+    encode = predictor.features_and_logits
 
     def counted(model, paths, *args, **kwargs):
         read.append(list(paths))
