@@ -31,9 +31,8 @@ from content_adaptation import (AdaptedStatistics, accuracy, drawn, halves, runs
 
 from dnadet_tf.ablation import mean_std_cell, mean_std_figures  # noqa: E402
 from dnadet_tf.config import ADAPT_FIRST_STAGE, ENCODER_STAGES  # noqa: E402
-from dnadet_tf.data import benchmark_digest, benchmark_split, read_annotation_list  # noqa: E402
+from dnadet_tf.data import benchmark_digest, benchmark_split, read_annotation_list, read_usable  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
-from dnadet_tf.evaluation import load_labeled  # noqa: E402
 from dnadet_tf.predictor import KerasPredictor  # noqa: E402
 from dnadet_tf.runs import RunDir  # noqa: E402
 
@@ -57,7 +56,7 @@ def run_figures(zoo, run, counts, draws, previous=None, blend=1.0):
         return figures
     run_dir = RunDir(run)
     preprocess = run_dir.config.preprocess
-    files = load_labeled(benchmark_split(zoo, SPLIT), run_dir.class_names, preprocess.crop_size, preprocess.min_side)
+    files = read_usable(benchmark_split(zoo, SPLIT), "test", run_dir.class_names, preprocess)
     adapt_on, scored = halves(len(files.paths))
     predictor = KerasPredictor(run)
     if "as_trained" not in figures:

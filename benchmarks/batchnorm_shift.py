@@ -14,7 +14,7 @@ import numpy as np
 
 def batchnorm_statistics(model):
     """{layer name: (moving mean, moving variance)} of the encoder's BatchNorms (`adaptation.batchnorm_layers`)."""
-    from dnadet_tf.adaptation import batchnorm_layers
+    from dnadet_tf.model import batchnorm_layers
 
     return {layer.name: (np.asarray(layer.moving_mean, np.float64), np.asarray(layer.moving_variance, np.float64))
             for layer in batchnorm_layers(model)}

@@ -37,10 +37,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from dnadet_tf.ablation import mean_std_figures, mean_std_cell  # noqa: E402
-from dnadet_tf.adaptation import adapt_batchnorm, batchnorm_layers  # noqa: E402
-from dnadet_tf.data import REAL_CLASS, benchmark_digest, benchmark_split  # noqa: E402
+from dnadet_tf.adaptation import adapt_batchnorm  # noqa: E402
+from dnadet_tf.model import batchnorm_layers  # noqa: E402
+from dnadet_tf.data import REAL_CLASS, benchmark_digest, benchmark_split, read_usable  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
-from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES, load_labeled  # noqa: E402
+from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES  # noqa: E402
 from dnadet_tf.pipeline import inference_dataset  # noqa: E402
 from dnadet_tf.predictor import KerasPredictor, predict_files  # noqa: E402
 from dnadet_tf.runs import RunDir, write_json_atomic  # noqa: E402
@@ -138,7 +139,7 @@ def run_figures(zoo, run, previous=None):
     for split in EVALUATION_SPLITS:
         path = benchmark_split(zoo, split)
         if os.path.exists(path):
-            files[split] = load_labeled(path, class_names, preprocess.crop_size, preprocess.min_side)
+            files[split] = read_usable(path, "test", class_names, preprocess)
     for split, split_files in files.items():
         adapt_on, scored = halves(len(split_files.paths))
         row = splits.setdefault(split, {})

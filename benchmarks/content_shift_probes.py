@@ -34,9 +34,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from dnadet_tf.ablation import mean_std_figures  # noqa: E402
-from dnadet_tf.data import REAL_CLASS, SPLITS, collect_image_paths, readable_images  # noqa: E402
+from dnadet_tf.data import REAL_CLASS, SPLITS, collect_image_paths, read_usable, readable_images  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
-from dnadet_tf.evaluation import SPLIT_TITLES, load_labeled  # noqa: E402
+from dnadet_tf.evaluation import SPLIT_TITLES  # noqa: E402
 from dnadet_tf.predictor import KerasPredictor, predict_files  # noqa: E402
 from dnadet_tf.runs import write_json_atomic  # noqa: E402
 
@@ -116,7 +116,7 @@ def run_figures(zoo, run, partner_run, real_dirs, tile):
         path = os.path.join(zoo, f"{split}.txt")
         if not os.path.exists(path):
             continue
-        files = load_labeled(path, predictor.class_names, preprocess.crop_size, preprocess.min_side)
+        files = read_usable(path, "test", predictor.class_names, preprocess)
         splits[split] = split_figures(predictor, partner, files, tile)
         print(f"{run} {split}: " + ", ".join(f"{k} {100 * v:.1f}" for k, v in splits[split].items()), flush=True)
         if split == "cross_dataset":

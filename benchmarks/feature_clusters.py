@@ -26,9 +26,8 @@ from dnadet_tf.ablation import mean_std_cell, mean_std_figures  # noqa: E402
 from dnadet_tf.adaptation import adapt_batchnorm  # noqa: E402
 from dnadet_tf.predictor import features_and_logits  # noqa: E402
 from dnadet_tf.config import ADAPT_FIRST_STAGE  # noqa: E402
-from dnadet_tf.data import benchmark_digest, benchmark_split  # noqa: E402
+from dnadet_tf.data import benchmark_digest, benchmark_split, read_usable  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
-from dnadet_tf.evaluation import load_labeled  # noqa: E402
 from dnadet_tf.pipeline import inference_dataset  # noqa: E402
 from dnadet_tf.runs import RunDir  # noqa: E402
 
@@ -67,8 +66,7 @@ def run_figures(zoo, run):
     run_dir = RunDir(run)
     model = run_dir.load_model()
     preprocess = run_dir.config.preprocess
-    cross = load_labeled(benchmark_split(zoo, "cross_dataset"), run_dir.class_names, preprocess.crop_size,
-                         preprocess.min_side)
+    cross = read_usable(benchmark_split(zoo, "cross_dataset"), "test", run_dir.class_names, preprocess)
     adapt_on, scored = halves(len(cross.paths))
     truth = cross.labels[scored]
     classes = sorted(set(truth.tolist()))

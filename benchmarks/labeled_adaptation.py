@@ -54,9 +54,8 @@ from dnadet_tf.ablation import mean_std_cell, mean_std_figures  # noqa: E402
 from dnadet_tf.adaptation import adapt_batchnorm  # noqa: E402
 from dnadet_tf.labeled_head import ALL_IMAGES, labeled_head  # noqa: E402
 from dnadet_tf.config import LABELED_FIRST_STAGE  # noqa: E402
-from dnadet_tf.data import LabeledFiles, benchmark_digest, benchmark_split, read_unknown  # noqa: E402
+from dnadet_tf.data import LabeledFiles, benchmark_digest, benchmark_split, read_unknown, read_usable  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
-from dnadet_tf.evaluation import load_labeled  # noqa: E402
 from dnadet_tf.model import probabilities  # noqa: E402
 from dnadet_tf.openset import expected_calibration_error  # noqa: E402
 from dnadet_tf.pipeline import inference_dataset  # noqa: E402
@@ -140,8 +139,8 @@ def model_and_splits(zoo, run):
     in the run's classes."""
     run_dir = RunDir(run)
     class_names, preprocess = run_dir.class_names, run_dir.config.preprocess
-    cross = load_labeled(benchmark_split(zoo, "cross_dataset"), class_names, preprocess.crop_size, preprocess.min_side)
-    test = load_labeled(benchmark_split(zoo, "test"), class_names, preprocess.crop_size, preprocess.min_side)
+    cross = read_usable(benchmark_split(zoo, "cross_dataset"), "test", class_names, preprocess)
+    test = read_usable(benchmark_split(zoo, "test"), "test", class_names, preprocess)
     return run_dir.load_model(), cross, test
 
 

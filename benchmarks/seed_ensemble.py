@@ -29,9 +29,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from dnadet_tf.ablation import mean_std_figures, mean_std_cell  # noqa: E402
-from dnadet_tf.data import benchmark_digest, benchmark_split  # noqa: E402
+from dnadet_tf.data import benchmark_digest, benchmark_split, read_usable  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
-from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES, load_labeled  # noqa: E402
+from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES  # noqa: E402
 from dnadet_tf.predictor import KerasPredictor, predict_files  # noqa: E402
 from dnadet_tf.runs import write_json_atomic  # noqa: E402
 
@@ -67,7 +67,7 @@ def split_figures(zoo, runs, size):
         path = benchmark_split(zoo, split)
         if not os.path.exists(path):
             continue
-        files = load_labeled(path, class_names, preprocess.crop_size, preprocess.min_side)
+        files = read_usable(path, "test", class_names, preprocess)
         probabilities = [predict_files(predictor, files.paths) for predictor in predictors]
         single, combinations, together = ensemble_accuracies(probabilities, files.labels, size)
         figures[split] = {"single": single, "combinations": combinations, "all": together}

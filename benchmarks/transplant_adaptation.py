@@ -55,9 +55,8 @@ from content_adaptation import (AdaptedStatistics, accuracy, earlier_document, h
 from dnadet_tf.ablation import mean_std_cell, mean_std_figures  # noqa: E402
 from dnadet_tf.photo_mix import PHOTO_FAKES_PER_CLASS, PHOTO_REAL, photo_mix, training_images  # noqa: E402
 from dnadet_tf.config import ADAPT_FIRST_STAGE  # noqa: E402
-from dnadet_tf.data import REAL_CLASS, benchmark_digest, benchmark_split  # noqa: E402
+from dnadet_tf.data import REAL_CLASS, benchmark_digest, benchmark_split, read_usable  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
-from dnadet_tf.evaluation import load_labeled  # noqa: E402
 from dnadet_tf.extra_real import extra_real_crops  # noqa: E402
 from dnadet_tf.images import load_rgb  # noqa: E402
 from dnadet_tf.predictor import KerasPredictor  # noqa: E402
@@ -152,9 +151,8 @@ def run_figures(zoo, photos, run, work, previous=None, training_photos=None, var
     run_dir = RunDir(run)
     class_names, preprocess = run_dir.class_names, run_dir.config.preprocess
     predictor = KerasPredictor(run)
-    cross = load_labeled(benchmark_split(zoo, "cross_dataset"), class_names, preprocess.crop_size,
-                         preprocess.min_side)
-    test = load_labeled(benchmark_split(zoo, "test"), class_names, preprocess.crop_size, preprocess.min_side)
+    cross = read_usable(benchmark_split(zoo, "cross_dataset"), "test", class_names, preprocess)
+    test = read_usable(benchmark_split(zoo, "test"), "test", class_names, preprocess)
     adapt_on, scored = halves(len(cross.paths))
     test_scored = halves(len(test.paths))[1]
     real_crops, made, _ = photo_mix(run, photos, os.path.join(work, "made"), fakes=benchmark_split(zoo, "train"))

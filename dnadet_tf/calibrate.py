@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from dnadet_tf.data import check_files, hold_out, is_benchmark_dir, read_dataset, remap_to
+from dnadet_tf.data import hold_out, is_benchmark_dir, read_usable
 from dnadet_tf.errors import DataError, DnadetError
 from dnadet_tf.openset import (DEFAULT_MEANS, DEFAULT_RADII, DEFAULT_SCORE, KNOWN_RATE, MIN_RADIUS_IMAGES,
                                RADIUS_SCORES, check_known_rate, check_means, check_radii, fit_statistics)
@@ -71,13 +71,6 @@ def calibrated_left_out(run_dir):
     --data), else None (any other run, or none calibrated)."""
     report = _calibration_report(run_dir)
     return report["val"] if report is not None and report.get("val_left_out") else None
-
-
-def labeled_files(spec, split, class_names, preprocessing):
-    """The usable images of `split` of data `spec`, labelled in the order of `class_names`."""
-    files = remap_to(read_dataset(spec, split), class_names)
-    return check_files(files, crop_size=preprocessing.crop_size, min_side=preprocessing.min_side,
-                       require_every_class=False)
 
 
 def validation_spec(config, data=None):
@@ -246,7 +239,7 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
         from dnadet_tf.labeled_head import labeled_files as labeled_sets
 
         train_files = labeled_sets(labeled["data"], model.class_names, model.preprocessing)[0]
-        files = (train_files, labeled_files(val, "val", model.class_names, model.preprocessing) if val else
+        files = (train_files, read_usable(val, "val", model.class_names, model.preprocessing) if val else
                  train_files)
         print(f"{run_dir}: adapted to the labeled images {' '.join(labeled['data'])} ('adapt --labeled'); "
               f"calibrating on them" + (f" and --val {val}" if val else ""), file=output, flush=True)
@@ -260,11 +253,11 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
     if files is not None:
         train_files, val_files = files
     elif val == HELD_OUT:
-        train_files, val_files = hold_out(labeled_files(data, "train", model.class_names, model.preprocessing),
+        train_files, val_files = hold_out(read_usable(data, "train", model.class_names, model.preprocessing),
                                           config.val_split)
     else:
-        train_files = labeled_files(data, "train", model.class_names, model.preprocessing)
-        val_files = labeled_files(val, "val", model.class_names, model.preprocessing)
+        train_files = read_usable(data, "train", model.class_names, model.preprocessing)
+        val_files = read_usable(val, "val", model.class_names, model.preprocessing)
     if len(val_files) == 0:
         raise DataError(f"--val {val}: no usable images; expected known images of the run's classes.")
     missing = [name for label, name in enumerate(model.class_names) if not np.any(train_files.labels == label)]

@@ -408,6 +408,20 @@ def collect_image_paths(inputs, warn=None):
     return paths
 
 
+def usable_files(files, preprocess, warn=None, require_every_class=False):
+    """`files` (LabeledFiles) without those `preprocess` (a PreprocessConfig) cannot take: undecodable, or below its
+    `crop_size` / `min_side` (`check_files`: one warning line each, DataError when none is left; with
+    `require_every_class` also when a class is left without). The one rule of which file a model can read."""
+    return check_files(files, crop_size=preprocess.crop_size, min_side=preprocess.min_side,
+                       require_every_class=require_every_class, warn=warn)
+
+
+def read_usable(spec, split, class_names, preprocess, warn=None):
+    """The usable images (`usable_files`) of `split` of dataset `spec`, labelled in the order of `class_names`
+    (`remap_to`)."""
+    return usable_files(remap_to(read_dataset(spec, split), class_names), preprocess, warn)
+
+
 def readable_images(paths, preprocess, warn=None):
     """(usable paths, skipped [(path, reason)]): files that cannot be decoded, or are too small for
     `preprocess` (a PreprocessConfig), are skipped with one warning line each.
@@ -415,6 +429,5 @@ def readable_images(paths, preprocess, warn=None):
     Raises DataError when none is usable.
     """
     files = LabeledFiles(list(paths), np.zeros(len(paths), np.int64), ["image"], "the given images")
-    kept = check_files(files, crop_size=preprocess.crop_size, min_side=preprocess.min_side,
-                       require_every_class=False, warn=warn)
+    kept = usable_files(files, preprocess, warn)
     return kept.paths, list(kept.skipped)

@@ -5,8 +5,8 @@ import os
 import numpy as np
 
 from dnadet_tf import openset
-from dnadet_tf.data import (OPEN_SET_SPLIT, SPLITS, LabeledFiles, benchmark_split, check_files, is_benchmark_dir,
-                            read_dataset, read_unknown, remap_to)
+from dnadet_tf.data import (OPEN_SET_SPLIT, SPLITS, LabeledFiles, benchmark_split, is_benchmark_dir, read_unknown,
+                            read_usable, usable_files)
 from dnadet_tf.metrics import classification_metrics, plot_confusion_matrix
 from dnadet_tf.predictor import attribute_files
 
@@ -117,13 +117,6 @@ def _every_score(predictor, known_paths, unknown_paths, batch_size):
             for name in openset.SCORES}
 
 
-def load_labeled(spec, class_names, crop_size, min_side=8):
-    """Reads, remaps to `class_names` and checks the files of one dataset spec (too small:
-    a square image below `min_side`, a non-square one below `crop_size`)."""
-    files = remap_to(read_dataset(spec, "test"), class_names)
-    return check_files(files, crop_size=crop_size, min_side=min_side, require_every_class=False)
-
-
 def evaluate(predictor, specs, out_dir=None, batch_size=16, perturb_fn=None, seed=0, progress=print,
              unknown_specs=()):
     """Evaluates on every dataset in `specs`. Returns a list of {name, data, metrics} rows.
@@ -138,8 +131,7 @@ def evaluate(predictor, specs, out_dir=None, batch_size=16, perturb_fn=None, see
     some, else every row) in one more row, named "open-set" with `kind` OPEN_SET_ROW
     (needs a calibrated model; without one it is left out with a note through `progress`).
     """
-    datasets = [(name, spec, load_labeled(spec, predictor.class_names, predictor.preprocess.crop_size,
-                                          predictor.preprocess.min_side))
+    datasets = [(name, spec, read_usable(spec, "test", predictor.class_names, predictor.preprocess))
                 for name, spec in expand_data_specs(specs)]
     unknown_specs = list(unknown_specs) + [spec for spec in specs if is_benchmark_dir(spec)
                                            and os.path.isfile(benchmark_split(spec, OPEN_SET_SPLIT))]
@@ -197,8 +189,7 @@ def load_unknown(predictor, unknown_specs):
         paths += found
         groups += found_groups
     usable = LabeledFiles(paths, np.zeros(len(paths), np.int64), ["unknown"], "unknown")
-    usable = check_files(usable, crop_size=predictor.preprocess.crop_size, min_side=predictor.preprocess.min_side,
-                         require_every_class=False)
+    usable = usable_files(usable, predictor.preprocess)
     group_of = dict(zip(paths, groups))
     return usable.paths, [group_of[p] for p in usable.paths]
 

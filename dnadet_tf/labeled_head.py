@@ -40,14 +40,13 @@ def labeled_files(specs, class_names, preprocess, warn=None):
     `LabeledFiles` in the classes `class_names` followed by the classes of the specs that are not among them
     (sorted), and groups (N,) int: the index of each image's spec. Raises DataError when a class of
     `class_names` has no usable image in any of them: every class the adapted run names needs a mean."""
-    from dnadet_tf.data import LabeledFiles, check_files, read_dataset, remap_to
+    from dnadet_tf.data import LabeledFiles, read_dataset, remap_to, usable_files
 
     read = [read_dataset(spec, "train") for spec in specs]
     added = sorted({files.class_names[label] for files in read for label in set(files.labels.tolist())}
                    - set(class_names))
     names = list(class_names) + added
-    checked = [check_files(remap_to(files, names), crop_size=preprocess.crop_size, min_side=preprocess.min_side,
-                           require_every_class=False, warn=warn) for files in read]
+    checked = [usable_files(remap_to(files, names), preprocess, warn) for files in read]
     files = LabeledFiles([path for part in checked for path in part.paths],
                          np.concatenate([part.labels for part in checked]).astype(np.int64), names,
                          ", ".join(str(spec) for spec in specs),

@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from dnadet_tf.data import LabeledFiles, check_files, read_dataset, remap_to
+from dnadet_tf.data import LabeledFiles, read_dataset, remap_to, usable_files
 from dnadet_tf.errors import DataError
 from dnadet_tf.evaluation import write_confusion_pngs
 from dnadet_tf.images import save_figure_atomic
@@ -125,8 +125,7 @@ def _sample_files(spec, class_names, preprocess, per_class, seed):
     keep = _sample_per_class(files.labels, per_class, np.random.default_rng(seed))
     subset = LabeledFiles([files.paths[i] for i in keep], files.labels[keep], files.class_names, files.source)
     try:
-        return check_files(subset, crop_size=preprocess.crop_size, min_side=preprocess.min_side,
-                           require_every_class=False, warn=lambda message: None)
+        return usable_files(subset, preprocess, warn=lambda message: None)
     except DataError:
         return None
 

@@ -7,7 +7,8 @@ attack alone (crop, blur, jpeg, noise, relight) and with their combination
 stateless seed (seed, i), the same for every attack column, so a run is
 deterministic for a seed and the columns differ only by the attack.
 """
-from dnadet_tf.evaluation import evaluate_files, expand_data_specs, load_labeled, render_table
+from dnadet_tf.data import read_usable
+from dnadet_tf.evaluation import evaluate_files, expand_data_specs, render_table
 
 NO_ATTACK = "none"
 DEFAULT_ATTACKS = ("crop", "blur", "jpeg", "noise", "relight", "combo")
@@ -41,8 +42,7 @@ def robustness(predictor, specs, attacks=DEFAULT_ATTACKS, batch_size=16, seed=0,
     from dnadet_tf.attacks import parse_attacks
 
     columns = (NO_ATTACK,) + parse_attacks([a for a in attacks if a != NO_ATTACK])
-    datasets = [(name, spec, load_labeled(spec, predictor.class_names, predictor.preprocess.crop_size,
-                                          predictor.preprocess.min_side))
+    datasets = [(name, spec, read_usable(spec, "test", predictor.class_names, predictor.preprocess))
                 for name, spec in expand_data_specs(specs)]  # every dataset checked before any inference
     rows = []
     for name, spec, files in datasets:

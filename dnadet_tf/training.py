@@ -7,8 +7,7 @@ import sys
 from dnadet_tf.attacks import attack_fn
 from dnadet_tf.config import (ALIGN_FIRST_STAGE, ENCODER_STAGES, SHIFT_FIRST_STAGE, TrainConfig, as_stored,
                               make_config, paper_name)
-from dnadet_tf.data import (check_files, hold_out, is_benchmark_dir, read_dataset, remap_to,
-                            require_several_classes)
+from dnadet_tf.data import hold_out, is_benchmark_dir, read_dataset, remap_to, require_several_classes, usable_files
 from dnadet_tf.distribute import make_strategy
 from dnadet_tf.errors import DnadetError, RunDirError
 from dnadet_tf.extra_real import add_extra_real, added_crops
@@ -205,8 +204,7 @@ def fit(data, out, val=None, preset=None, resume=False, overwrite=False, output=
             print(f"warning: --val {val}: no validation images of {', '.join(unchecked)}; validation cannot tell "
                   f"how well the run attributes {'it' if len(unchecked) == 1 else 'them'}", file=sys.stderr, flush=True)
     print(f"checking {len(train_files)} training images from {train_files.source} ...", file=output, flush=True)
-    user_train_files = check_files(train_files, crop_size=config.preprocessing.crop_size,
-                                   min_side=config.sampling.patch_size)
+    user_train_files = usable_files(train_files, config.preprocess, require_every_class=True)
     if config.val_split:
         user_train_files, val_files = hold_out(user_train_files, config.val_split)
         print(f"val_split {config.val_split}: {len(val_files)} of the {len(val_files) + len(user_train_files)} "
@@ -220,8 +218,7 @@ def fit(data, out, val=None, preset=None, resume=False, overwrite=False, output=
         added_crops(train_files, f"--content-align {config.optimizer.content_align:g}", "to align the real class with",
                     config.sampling.extra_real)
     if val_files is not None and not config.val_split:  # held-out images were checked with the training images
-        val_files = check_files(val_files, crop_size=config.preprocessing.crop_size, min_side=config.sampling.patch_size,
-                                require_every_class=False)
+        val_files = usable_files(val_files, config.preprocess)
     skipped = len(train_files.skipped) + (len(val_files.skipped) if val_files else 0)
     # A resumed run stopped before its first checkpoint starts again from its --init weights.
     init_weights = (load_init_weights(config.init, config, len(train_files.class_names), init_partial, output)

@@ -22,7 +22,7 @@ import tempfile
 
 import numpy as np
 
-from dnadet_tf.data import check_files, is_benchmark_dir, read_dataset, remap_to
+from dnadet_tf.data import is_benchmark_dir, read_dataset, remap_to, usable_files
 from dnadet_tf.errors import DataError, DnadetError
 from dnadet_tf.exports.tflite import TFLITE_FORMATS, sidecar_path, tflite_filename
 from dnadet_tf.exports import web
@@ -109,28 +109,26 @@ def evaluation_files(spec, class_names, preprocess, limit, warn):
     except DataError as error:
         warn(f"--eval: {error} Accuracy is not reported.")
         labelled = False
-    files = check_files(_subset(files, balanced_subset(files.labels, limit)), crop_size=preprocess.crop_size,
-                        min_side=preprocess.min_side, require_every_class=False, warn=warn)
+    files = usable_files(_subset(files, balanced_subset(files.labels, limit)), preprocess, warn)
     return files.paths, (files.labels if labelled else None)
 
 
 def calibration_files(spec, preprocess, count, warn):
     """Paths of about `count` training images, balanced over classes, for int8 calibration."""
     files = _read(spec, "train", "calibration")
-    files = check_files(_subset(files, balanced_subset(files.labels, count)), crop_size=preprocess.crop_size,
-                        min_side=preprocess.min_side, require_every_class=False, warn=warn)
-    return files.paths
+    return usable_files(_subset(files, balanced_subset(files.labels, count)), preprocess, warn).paths
 
 
 def threshold_files(config, class_names, preprocess):
     """(spec, paths) of the known images an int8 file's open-set threshold is refitted on: the images
     `calibrate` fits the float threshold on (`calibrate.validation_spec`), or (None, []) when the run has none."""
-    from dnadet_tf.calibrate import labeled_files, validation_spec
+    from dnadet_tf.calibrate import validation_spec
+    from dnadet_tf.data import read_usable
 
     spec = validation_spec(config)
     if not spec:
         return None, []
-    return spec, labeled_files(spec, "val", class_names, preprocess).paths
+    return spec, read_usable(spec, "val", class_names, preprocess).paths
 
 
 def int8_open_set(predictor, open_set, spec, paths, preprocess, known_rate):
