@@ -38,7 +38,7 @@ from dnadet_tf.config import ADAPT_FIRST_STAGE, ENCODER_STAGES, LABELED_FIRST_ST
 from dnadet_tf.data import collect_image_paths, readable_images
 from dnadet_tf.errors import DataError, DnadetError, RunDirError
 from dnadet_tf.labeled_head import check_means_per_class, head_line, labeled_files, labeled_head
-from dnadet_tf.model import BatchNormalization
+from dnadet_tf.model import batchnorm_layers, layer_stage
 from dnadet_tf.photo_mix import PHOTO_BLEND, photo_mix
 from dnadet_tf.predictor import features_and_logits
 from dnadet_tf.prototypes import ALL_IMAGES, head_points
@@ -52,16 +52,6 @@ PHOTO_SHEET = "adaptation_images.png"
 # known images flagged, where scored in-sample 96.7-99.1 %; docs/results.md, "The open set after `adapt --labeled`")
 MIN_CALIBRATION_IMAGES = 2
 SHEET_COLUMNS = 8
-
-
-def batchnorm_layers(model):
-    """The BatchNormalization layers of a classifier's encoder, input to output."""
-    return [layer for layer in model.backbone._flatten_layers() if isinstance(layer, BatchNormalization)]
-
-
-def layer_stage(layer):
-    """The encoder stage (1-4) of a layer named `stage{s}_...`."""
-    return int(layer.name.split("_", 1)[0][len("stage"):])
 
 
 def _combined(count, mean, m2, batch_count, batch_mean, batch_var):

@@ -58,6 +58,16 @@ def freeze_stages(classifier, count):
             layer.trainable = False
 
 
+def batchnorm_layers(model):
+    """The BatchNormalization layers of a classifier's encoder, input to output."""
+    return [layer for layer in model.backbone._flatten_layers() if isinstance(layer, BatchNormalization)]
+
+
+def layer_stage(layer):
+    """The encoder stage (1-4) of a layer named `stage{s}_...`."""
+    return int(layer.name.split("_", 1)[0][len("stage"):])
+
+
 def probabilities(model, pixels):
     """The one softmax of a classifier's logits: (N, S, S, 3) pixels -> (N, C) float32, inference mode.
 

@@ -34,7 +34,7 @@ def batchnorm_output_ranges(model, batches):
     """
     import keras
 
-    from dnadet_tf.adaptation import batchnorm_layers
+    from dnadet_tf.model import batchnorm_layers
 
     backbone = model.backbone
     names = [layer.name for layer in batchnorm_layers(model)]
@@ -63,7 +63,7 @@ def _blocks(model):
     """[(BatchNorm layer, the Conv2D that reads its block's output or None for the last block)] of the encoder."""
     import keras
 
-    from dnadet_tf.adaptation import batchnorm_layers
+    from dnadet_tf.model import batchnorm_layers
 
     norms = batchnorm_layers(model)
     convs = [layer for layer in model.backbone.layers if isinstance(layer, keras.layers.Conv2D)]

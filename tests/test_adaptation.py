@@ -9,9 +9,8 @@ import pytest
 
 from clirun import export_rows, run_cli as _cli
 from dnadet_tf import openset
-from dnadet_tf.adaptation import (adapt_batchnorm, batchnorm_layers, blend_statistics,
-                                  estimate_batchnorm_statistics)
-from dnadet_tf.model import probabilities
+from dnadet_tf.adaptation import adapt_batchnorm, blend_statistics, estimate_batchnorm_statistics
+from dnadet_tf.model import batchnorm_layers, probabilities
 from dnadet_tf.predictor import KerasPredictor
 from dnadet_tf.runs import RunDir
 
