@@ -91,7 +91,9 @@ def _paths(name, values, what):
         values = [values]
     wrong = [value for value in values if not isinstance(value, (str, os.PathLike))]
     if wrong or not values:
-        received = f"{type(wrong[0]).__name__} {wrong[0]!r}" if wrong else "none"
+        shown = repr(wrong[0]) if wrong else ""
+        received = ("none" if not wrong else f"{type(wrong[0]).__name__} {shown}" if len(shown) <= 40 else
+                    f"a {type(wrong[0]).__name__}")
         raise DnadetError(f"{name}: expected {what} (str or pathlib.Path), received {received}.")
     return [os.fspath(value) for value in values]
 

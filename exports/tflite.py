@@ -268,11 +268,13 @@ def read_sidecar(tflite_path):
 
 
 def quantize(values, quantization):
-    """float -> int8 as TFLite's QUANTIZE op does (round half away from zero)."""
+    """float values (any shape) -> int8 of the same shape as TFLite's QUANTIZE op does (round half away from
+    zero), with a tensor's `quantization` {"scale", "zero_point"}."""
     scaled = np.asarray(values, np.float32) / quantization["scale"]
     rounded = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)
     return np.clip(rounded + quantization["zero_point"], -128, 127).astype(np.int8)
 
 
 def dequantize(values, quantization):
+    """int8 values (any shape) -> float32 of the same shape: (q - zero_point) * scale, `quantize`'s inverse."""
     return (np.asarray(values, np.float32) - quantization["zero_point"]) * quantization["scale"]

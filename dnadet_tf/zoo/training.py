@@ -60,6 +60,8 @@ def lowres_view(images, scale):
 
 
 def discriminator_loss(kind, real_logits, fake_logits):
+    """The discriminator's loss `kind` (ADVERSARIAL_LOSSES), a scalar: real_logits and fake_logits, any shape (the
+    discriminator's scores of real and generated images, or of patches of them), are each averaged."""
     if kind == "hinge":
         return tf.reduce_mean(tf.nn.relu(1.0 - real_logits)) + tf.reduce_mean(tf.nn.relu(1.0 + fake_logits))
     if kind == "nonsaturating":
@@ -70,6 +72,8 @@ def discriminator_loss(kind, real_logits, fake_logits):
 
 
 def generator_adversarial_loss(kind, fake_logits):
+    """The generator's side of adversarial loss `kind`, a scalar: the mean over fake_logits (any shape), the
+    discriminator's scores of the generated images."""
     if kind == "hinge":
         return -tf.reduce_mean(fake_logits)
     if kind == "nonsaturating":
@@ -80,6 +84,7 @@ def generator_adversarial_loss(kind, fake_logits):
 
 
 def reconstruction_loss(kind, fake, real):
+    """Mean absolute ("l1") or squared ("l2") difference, a scalar, of generated and target images (N, H, W, 3)."""
     if kind == "l1":
         return tf.reduce_mean(tf.abs(fake - real))
     if kind == "l2":
