@@ -69,7 +69,30 @@ def find_images(folder, others=None):
     return found
 
 
-def _to_rgb(image):
+def _transparent_colour(image):
+    """The colour a tRNS chunk declares fully transparent (an RGB or grey PNG's transparency; a palette's is
+    handled by mode "P"), in the sample values Pillow decodes, or None. Pillow keeps it in info["transparency"]
+    in the file's bit depth while it decodes a 2- or 4-bit grey image to 0-255 and a 16-bit RGB one to its high
+    bytes, so it is scaled the same way (read before `load`: the decoder's raw mode is in the tile)."""
+    colour = image.info.get("transparency")
+    if image.mode not in ("1", "L", "RGB", "I;16", "I;16B", "I;16L", "I") or not isinstance(colour, (int, tuple)):
+        return None
+    raw = image.tile[0][3] if image.tile else None
+    if raw in ("L;2", "L;4"):
+        colour = colour * 255 // ((1 << int(raw[2])) - 1)
+    elif raw == "RGB;16B" and isinstance(colour, tuple):
+        colour = tuple(value >> 8 for value in colour)
+    return colour
+
+
+def _to_rgb(image, transparent=None):
+    """`image` as 8-bit RGB; `transparent`: the colour from `_transparent_colour`, which becomes white (a fully
+    transparent pixel composited over white, as the web app and a browser show it)."""
+    mask = None
+    if transparent is not None:
+        # Before the 16-bit scaling: the colour is compared with the samples as stored.
+        samples = np.asarray(image.convert("L") if image.mode == "1" else image)
+        mask = np.all(samples == transparent, axis=-1) if samples.ndim == 3 else samples == transparent
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16-bit samples (a 16-bit PNG) scale by their bit depth, as TF's decoders do, whatever the content; a
         # 32-bit integer image ("I") has no depth to go by: values up to 255 are taken as 8-bit ones.
@@ -86,14 +109,20 @@ def _to_rgb(image):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
-    return image.convert("RGB")
+    rgb = image.convert("RGB")
+    if mask is not None and mask.any():
+        array = np.array(rgb)
+        array[mask] = 255
+        rgb = Image.fromarray(array, "RGB")
+    return rgb
 
 
 def load_rgb(path, min_side=1):
     """Reads an image file into a uint8 array of shape (H, W, 3).
 
     Applies EXIF orientation, takes the first frame of animations, and turns
-    any mode into 8-bit RGB. Raises `ImageError` naming the file when it is
+    any mode into 8-bit RGB, transparency (an alpha channel, a palette's or a
+    PNG's transparent colour) composited over white. Raises `ImageError` naming the file when it is
     empty, unreadable, truncated, corrupt (a PNG chunk checksum included), not
     an image, or has a side below `min_side`.
     """
@@ -121,9 +150,10 @@ def load_rgb(path, min_side=1):
             with Image.open(path) as image:
                 image.seek(0)
                 _check_first_frame_fills(image)
+                transparent = _transparent_colour(image)
                 image.load()
                 image = ImageOps.exif_transpose(image)
-                rgb = _to_rgb(image)
+                rgb = _to_rgb(image, transparent)
             array = np.asarray(rgb, dtype=np.uint8)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageError(f"{path}: refused as a possible decompression bomb ({error}); set {MAX_PIXELS_VARIABLE} "
