@@ -1,10 +1,12 @@
 """The web verification app: `DIR/NAME/web/`, a static site that runs one TFLite attributor in the browser.
 
 Layout of the site (every path relative to it, every request same-origin):
-  index.html, style.css, *.js       the app (sources: the repository's web/app/, installed as dnadet_tf.webapp)
+  index.html, style.css, *.js       the app (sources: the repository's web/app/, installed as dnadet_tf.webapp);
+                                    boot.js, a classic script, says what to do when the page is opened from disk
   manifest.webmanifest, icon-*.png  installable web app
   sw.js                             service worker: caches every file below on the first visit (offline use)
-  site.json                         what the page loads: model, sidecar, runtime folder, pixel limit
+  site.json                         what the page loads: model, sidecar, runtime folder, pixel limit, and the
+                                    build id (the hash of the site's files, also in sw.js's cache name)
   model/NAME-<fmt>.tflite, .json    the attributor and its sidecar (labels, preprocessing, quantization)
   vendor/litertjs/                  LiteRT.js (@litertjs/core, pinned in web/package-lock.json) and its
                                     non-threaded WASM builds (relaxed SIMD and compat), plus its licence
@@ -38,9 +40,9 @@ RUNTIME_FILES = {
 }
 IMPORT_MAP = {"imports": {"@litertjs/core": "./vendor/litertjs/core/index.js",
                           "@litertjs/wasm-utils": "./vendor/litertjs/wasm-utils/index.js"}}
-APP_FILES = ("index.html", "style.css", "main.js", "ui.js", "attributor.js", "decode.js", "exif.js", "preprocess.js",
-             "resize.js", "openset.js", "manifest.webmanifest", "icon.svg", "icon-192.png", "icon-512.png",
-             "THIRD_PARTY_LICENSES.txt")
+APP_FILES = ("index.html", "style.css", "boot.js", "main.js", "ui.js", "attributor.js", "decode.js", "exif.js",
+             "preprocess.js", "resize.js", "openset.js", "manifest.webmanifest", "icon.svg", "icon-192.png",
+             "icon-512.png", "THIRD_PARTY_LICENSES.txt")
 SERVICE_WORKER = "sw.js"
 # The preprocessing fields the JavaScript implements (the default chain of preprocess_image).
 SUPPORTED_PREPROCESS = ("crop_size", "resize1", "resize2", "min_side", "crop_square")
@@ -159,6 +161,8 @@ def write_site(folder, tflite_path, runtime, max_pixels, site_info):
         with open(os.path.join(folder, rel), "rb") as f:
             digest.update(hashlib.sha256(f.read()).digest())
     build = digest.hexdigest()[:16]
+    # The page shows which export it runs; the hash covers site.json as it was before it held the build.
+    write_json_atomic(os.path.join(folder, "site.json"), {**site, "build": build})
     with open(os.path.join(source, SERVICE_WORKER), encoding="utf-8") as f:
         worker = f.read()
     worker = worker.replace("__BUILD__", build).replace("__FILES__", json.dumps(files))

@@ -12,11 +12,13 @@ sizes (128 -> 128 -> 512) that the browser test (tiny preset: 32 -> 32 -> 64) do
 Needs the pip package playwright, Debian's chromium, node and `npm ci --prefix web`;
 without them the tests skip, except under CI (CI=true), where they fail.
 """
+import io
 import json
 import os
 import re
 import shutil
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -279,6 +281,13 @@ def test_page_matches_litert_in_python(sites, images, browser):
             assert answer["class_name"] == max(answer["probabilities"], key=answer["probabilities"].get)
             assert answer["seconds"] > 0
         assert {a["image"]["exif_orientation"] for a in result["answers"]} == set(range(1, 9))
+        # Orientation 6 where Pillow finds it too: a LONG, an eXIf chunk after the image data, XMP only.
+        by_name = {os.path.basename(p): a for p, a in zip(images, result["answers"])}
+        for name in ("exif6_long.jpg", "exif6_after_idat.png", "xmp_orient6.jpg"):
+            assert by_name[name]["image"]["exif_orientation"] == 6, (name, by_name[name]["image"])
+        # A PNG's transparent colour (tRNS on RGB or grey) is white to both, as the alpha of other files is.
+        for name in ("rgb_trns.png", "grey_trns.png"):
+            assert (pixels[name] > 1 - 1e-5).all(axis=-1).any(), name
 
         # The runtime's build for browsers without relaxed SIMD gives the same answers.
         compat = harness.AppPage(browser, server.url)
@@ -330,6 +339,14 @@ def _bad_files(folder):
     empty = os.path.join(folder, "empty.jpg")
     open(empty, "wb").close()
     files["empty.jpg"] = empty
+    buffer = io.BytesIO()
+    Image.open(good).save(buffer, "JPEG", quality=90)
+    jpeg = buffer.getvalue()
+    files["truncated.jpg"] = harness.write_bytes(folder, "truncated.jpg", jpeg[: len(jpeg) // 2])
+    files["scan.tif"] = os.path.join(folder, "scan.tif")
+    Image.open(good).save(files["scan.tif"])
+    # The start of an iPhone photo: an ISO-BMFF "ftyp" box of brand heic, then no decodable image.
+    files["photo.heic"] = harness.write_bytes(folder, "photo.heic", b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + bytes(64))
     return files
 
 
@@ -346,8 +363,13 @@ def test_bad_input_is_refused_with_one_clear_message(sites, browser, tmp_path):
             assert answer["error_name"] == "ImageInputError" and "\n" not in answer["error"]
         assert answers["small_square.png"]["error"] == size_problem(20, 20, config.crop_size, config.min_side)
         assert answers["small_wide.png"]["error"] == size_problem(20, 40, config.crop_size, config.min_side)
-        for name in ("notes.png", "truncated.png"):
-            assert answers[name]["error"].startswith("not an image this browser can decode"), answers[name]
+        assert answers["notes.png"]["error"].startswith("not an image this browser can decode"), answers
+        # A known format that fails is a damaged file; TIFF (which predict reads) and HEIC are refused by name.
+        assert answers["truncated.png"]["error"].startswith("a damaged PNG file (truncated or corrupt)"), answers
+        assert answers["truncated.jpg"]["error"].startswith("a damaged JPEG file (truncated or corrupt)"), answers
+        for name, kind in (("scan.tif", "TIFF"), ("photo.heic", "HEIC/HEIF")):
+            assert answers[name]["error"] == (f"a {kind} file, which this browser cannot decode; convert it to JPEG "
+                                              f"or PNG."), answers[name]
         assert answers["empty.jpg"]["error"] == "the file is empty (0 bytes)."
         missing = page.page.evaluate("(u) => window.dnadet.attribute(u).then(() => 'answered', (e) => e.message)",
                                      server.url + "missing.png")
@@ -372,6 +394,11 @@ def test_phone_layout_keyboard_and_screenshot(sites, images, browser, tmp_path):
         # Keyboard only: Tab reaches "Choose image", Enter opens the file chooser.
         p.keyboard.press("Tab")
         assert p.evaluate("() => document.activeElement.id") == "choose"
+        # The focus ring stands out (WCAG 1.4.11, 3:1) from the page and from the drop zone it sits on.
+        ring = p.evaluate("() => getComputedStyle(document.activeElement).outlineColor")
+        zone = p.evaluate("() => getComputedStyle(document.querySelector('#drop')).backgroundColor")
+        assert p.evaluate("() => getComputedStyle(document.activeElement).outlineStyle") == "solid"
+        assert _contrast(ring, "rgb(255, 255, 255)") >= 3 and _contrast(ring, zone) >= 3, (ring, zone)
         with p.expect_file_chooser() as chooser:
             p.keyboard.press("Enter")
         chooser.value.set_files(photo)
@@ -397,6 +424,17 @@ def test_phone_layout_keyboard_and_screenshot(sites, images, browser, tmp_path):
         assert stats["size"][0] == 2 * harness.PHONE_VIEWPORT["width"] and stats["colourful"] > 0.01
         assert page.foreign_requests() == [] and page.console_errors == []
         page.close()
+
+
+def _contrast(first, second):
+    """WCAG contrast ratio of two CSS colours 'rgb(r, g, b)'."""
+    def luminance(css):
+        channels = [int(v) / 255 for v in re.findall(r"\d+", css)[:3]]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    high, low = sorted((luminance(first), luminance(second)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
 
 
 def test_works_offline_after_the_first_visit(sites, images, browser):
@@ -475,4 +513,173 @@ def test_open_set_fields_are_shown(sites, browser, tmp_path):
         page.page.set_input_files("#file-input", grey)
         page.page.wait_for_function("() => document.querySelector('#verdict').textContent !== 'Unknown architecture'")
         assert "a known architecture" in page.page.inner_text("#unknown")
+        # A known architecture is the ordinary answer: muted text, not the error's colour and weight.
+        style = page.page.evaluate("""() => [document.querySelector('#unknown'), document.querySelector('#timing')]
+          .map((node) => [getComputedStyle(node).color, getComputedStyle(node).fontWeight])""")
+        assert style[0] == style[1], style
+        page.close()
+
+
+def _eventually(page, script, timeout_s=30):
+    """Polls `script` in the page until it returns something true (the page may reload meanwhile)."""
+    from playwright.sync_api import Error
+
+    deadline = time.monotonic() + timeout_s
+    value = None
+    while time.monotonic() < deadline:
+        try:
+            value = page.evaluate(script)
+        except Error:  # the page was reloading
+            value = None
+        if value:
+            return value
+        time.sleep(0.2)
+    return value
+
+
+def test_two_sites_on_one_origin_keep_their_offline_caches(sites, browser, tmp_path):
+    """Two exports under one host (…/int8/ and …/float32/): visiting one must not delete the other's cache."""
+    root = tmp_path / "origin"
+    for name in ("int8", "float32"):
+        shutil.copytree(sites[name], root / name)
+    with harness.SiteServer(str(root)) as server:
+        page = harness.AppPage(browser, server.url)
+        for name in ("int8", "float32"):
+            page.page.goto(f"{server.url}{name}/")
+            assert page.page.evaluate(harness.READY_JS)["format"] == name
+            page.page.evaluate("() => navigator.serviceWorker.ready")
+            _eventually(page.page, "() => navigator.serviceWorker.controller !== null")
+        caches = page.page.evaluate("() => caches.keys()")
+        assert len(caches) == 2, caches
+    page.context.set_offline(True)
+    for name in ("int8", "float32"):
+        page.page.goto(f"{server.url}{name}/")
+        info = page.page.evaluate(harness.READY_JS)
+        assert info.get("format") == name, (name, info)
+    page.close()
+
+
+SLOW_FIRST_ATTRIBUTION_JS = """() => {
+  // The first file waits for window.releaseFirst(), as a large photo on a phone keeps the page busy.
+  const attribute = window.dnadet.attribute;
+  window.attributed = [];
+  let first = true;
+  window.dnadet.attribute = (input) => {
+    window.attributed.push(input.name);
+    if (!first) return attribute(input);
+    first = false;
+    return new Promise((resolve) => { window.releaseFirst = resolve; }).then(() => attribute(input));
+  };
+}"""
+
+
+def test_a_file_picked_while_another_is_attributed_is_attributed_next(sites, browser, tmp_path):
+    paths = {}
+    for name, value in (("first.png", 60), ("second.png", 120), ("third.png", 200)):
+        paths[name] = str(tmp_path / name)
+        Image.fromarray(np.full((64, 64, 3), value, np.uint8)).save(paths[name])
+    with harness.SiteServer(sites["int8"]) as server:
+        page = harness.AppPage(browser, server.url)
+        p = page.page
+        page.open("?sw=0")
+        p.evaluate(SLOW_FIRST_ATTRIBUTION_JS)
+        p.set_input_files("#file-input", paths["first.png"])
+        p.wait_for_function("() => window.releaseFirst !== undefined")
+        # Two more picks while the first is attributed: the latest is next, and the status line says so.
+        p.set_input_files("#file-input", paths["second.png"])
+        p.set_input_files("#file-input", paths["third.png"])
+        assert p.inner_text("#status") == "Attributing first.png; third.png is next."
+        p.evaluate("() => window.releaseFirst()")
+        p.wait_for_function("() => document.querySelector('#image-line').textContent.startsWith('third.png')")
+        p.wait_for_function("() => document.querySelector('#status').textContent.startsWith('Done')")
+        assert p.evaluate("() => window.attributed") == ["first.png", "third.png"]
+        assert p.is_hidden("#error") and page.console_errors == []
+        page.close()
+
+
+def test_a_reexport_reaches_a_returning_visitor(sites, browser, tmp_path):
+    """The folder a visitor's page came from is exported again (here the int8 site replaced by the float32 one):
+    the next visit runs the new model and shows its build id; a page showing a result when the new export's
+    worker takes over says so instead of reloading."""
+    folder = tmp_path / "web"
+    shutil.copytree(sites["int8"], folder)
+    builds = {name: harness.read_json(os.path.join(sites[name], "site.json"))["build"] for name in ("int8", "float32")}
+    assert builds["int8"] != builds["float32"] and all(re.fullmatch(r"[0-9a-f]{16}", b) for b in builds.values())
+    with harness.SiteServer(str(folder)) as server:
+        page = harness.AppPage(browser, server.url)
+        p = page.page
+        info, _ = page.open()
+        assert info["site_build"] == builds["int8"] and f"Build {builds['int8']}." in p.inner_text("#model-line")
+        p.evaluate("() => navigator.serviceWorker.ready")
+        _eventually(p, "() => navigator.serviceWorker.controller !== null")
+
+        shutil.rmtree(folder)
+        shutil.copytree(sites["float32"], folder, copy_function=shutil.copy)
+        navigations = []
+        p.on("framenavigated", lambda frame: navigations.append(frame.url) if frame == p.main_frame else None)
+        p.reload()
+        # Nothing on screen yet: when the new export's worker takes over, the page reloads by itself.
+        deadline = time.monotonic() + 30
+        while len(navigations) < 2 and time.monotonic() < deadline:
+            p.wait_for_timeout(200)
+        assert len(navigations) == 2, navigations
+        script = f"""() => window.dnadet.ready.then((info) => info.site_build === "{builds['float32']}" &&
+          navigator.serviceWorker.controller !== null &&
+          caches.keys().then((names) => names.length === 1 && names[0].endsWith("{builds['float32']}")))"""
+        assert _eventually(p, script), p.evaluate("() => caches.keys()")
+        line = p.inner_text("#model-line")
+        assert "(float32)" in line and f"Build {builds['float32']}." in line, line
+
+        # A result on screen: the browser's next update check installs the next export; the page keeps the
+        # result and says to reload.
+        photo = str(tmp_path / "photo.png")
+        Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(photo)
+        p.set_input_files("#file-input", photo)
+        p.wait_for_selector("#result:not([hidden])")
+        p.evaluate("() => { window.stillHere = true; }")
+        shutil.rmtree(folder)
+        # Written anew, as an export writes them: a copy keeping the old times is "304 Not Modified" to the
+        # browser's check (If-Modified-Since the float32 files' time).
+        shutil.copytree(sites["int8"], folder, copy_function=shutil.copy)
+        p.evaluate("() => navigator.serviceWorker.getRegistration().then((registration) => registration.update())")
+        p.wait_for_selector("#update:not([hidden])", timeout=30000)
+        assert "new model was installed" in p.inner_text("#update") and "reload" in p.inner_text("#update")
+        assert p.evaluate("() => window.stillHere === true") and p.is_visible("#result")
+        assert page.console_errors == []
+        page.close()
+
+
+def test_opened_from_disk_says_how_to_serve_it(sites, browser):
+    """index.html opened as a file: the app's ES modules are refused there; a classic script says what to do."""
+    context = browser.new_context()
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto("file://" + os.path.join(sites["int8"], "index.html"))
+    page.wait_for_selector("#error:not([hidden])", timeout=10000)
+    message = page.inner_text("#error")
+    assert f"python -m http.server -d {sites['int8']} 8000" in message and "http://localhost:8000/" in message
+    assert page.inner_text("#status") == "" and errors == []
+    context.close()
+    html = open(os.path.join(sites["int8"], "index.html"), encoding="utf-8").read()
+    assert "<noscript>" in html and '<script src="boot.js"' in html
+
+
+def test_gif_whose_first_frame_does_not_fill_its_screen_is_refused_as_predict_does(sites, browser, tmp_path):
+    from dnadet_tf.images import ImageError, load_rgb
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)).quantize(64).save(
+        buffer, "GIF")
+    data = bytearray(buffer.getvalue())
+    data[6:10] = (120).to_bytes(2, "little") + (80).to_bytes(2, "little")  # a 120x80 screen, the frame 96x64
+    path = harness.write_bytes(str(tmp_path), "small_frame.gif", bytes(data))
+    with pytest.raises(ImageError) as refused:
+        load_rgb(path)
+    expected = str(refused.value)[len(path) + 2:]
+    assert "does not fill its 120x80 px screen" in expected
+    with harness.SiteServer(sites["int8"]) as server:
+        page = harness.AppPage(browser, server.url)
+        page.open("?sw=0")
+        assert page.attribute(path) == {"error": expected, "error_name": "ImageInputError"}
         page.close()

@@ -195,15 +195,61 @@ def demo_photos():
     return find_images(os.path.join(ROOT, "dnadet_tf", "zoo", "demo_photos"))
 
 
+def tiff_orientation(value, kind=3, little=True):
+    """A TIFF block (EXIF data) whose IFD0 holds only the orientation, as a SHORT (kind 3) or a LONG (4)."""
+    import struct
+
+    order = "<" if little else ">"
+    entry = struct.pack(order + "HHI", 0x0112, kind, 1)
+    entry += struct.pack(order + "H", value) + b"\0\0" if kind == 3 else struct.pack(order + "I", value)
+    return (b"II" if little else b"MM") + struct.pack(order + "HI", 42, 8) + struct.pack(order + "H", 1) + entry + \
+        struct.pack(order + "I", 0)
+
+
+def png_chunk(kind, data):
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def png_with_chunk_before_iend(png, kind, data):
+    """The PNG file `png` with one more chunk just before IEND (after the image data)."""
+    iend = png.rindex(b"IEND") - 4
+    return png[:iend] + png_chunk(kind, data) + png[iend:]
+
+
+def jpeg_with_xmp(jpeg, orientation):
+    """The JPEG file `jpeg` with an XMP packet saying tiff:Orientation (an APP1 after SOI), and no EXIF."""
+    import struct
+
+    packet = (b'<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+              b'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
+              b'xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="%d"/></rdf:RDF></x:xmpmeta>'
+              b'<?xpacket end="w"?>' % orientation)
+    body = b"http://ns.adobe.com/xap/1.0/\0" + packet
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body + jpeg[2:]
+
+
+def write_bytes(folder, name, data):
+    path = os.path.join(folder, name)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
 def make_test_images(folder, model_images=(), photos=None):
     """Writes the files the page and Python are compared on; returns their paths.
 
     From the package's demo photos: non-square JPEGs as they are; square crops at several sizes
     (PNG and JPEG; downscaled with antialiasing, or not resized); a JPEG for each EXIF orientation
-    2-8; PNGs with transparency (RGBA with an alpha gradient, grey + alpha, palette + tRNS); grey
-    JPEG, progressive JPEG, 4:4:4 JPEG, lossy and lossless WebP, GIF and BMP. `model_images` (files
-    of the model's own training distribution) are copied as they are.
+    2-8, and orientation 6 where Pillow also finds it (stored as a LONG, in a PNG eXIf chunk after
+    the image data, only in XMP); PNGs with transparency (RGBA with an alpha gradient, grey + alpha,
+    palette + tRNS, RGB + tRNS, grey + tRNS); grey JPEG, progressive JPEG, 4:4:4 JPEG, lossy and
+    lossless WebP, GIF and BMP. `model_images` (files of the model's own training distribution) are
+    copied as they are.
     """
+    import io
     import shutil
 
     from PIL import Image
@@ -242,6 +288,23 @@ def make_test_images(folder, model_images=(), photos=None):
     save(Image.fromarray(np.dstack([grey, grey[::-1]]), "LA"), "grey_alpha.png")
     palette = square.quantize(32)
     save(palette, "palette_trns.png", transparency=5)
+    # One transparent colour (what PNG optimisers make of on/off alpha), in stripes that cross the centre crop.
+    stripes = (np.arange(max(height, width)) // 8) % 2 == 0
+    cutout = np.asarray(wide).copy()
+    cutout[:, stripes[:width]] = (10, 20, 30)
+    save(Image.fromarray(cutout), "rgb_trns.png", transparency=(10, 20, 30))
+    cutout = np.asarray(wide.convert("L")).copy()
+    cutout[stripes[:height]] = 7
+    save(Image.fromarray(cutout, "L"), "grey_trns.png", transparency=7)
+    long_exif = b"Exif\0\0" + tiff_orientation(6, kind=4)
+    save(wide, "exif6_long.jpg", quality=88, exif=long_exif)
+    buffer = io.BytesIO()
+    wide.save(buffer, "PNG")
+    after_idat = png_with_chunk_before_iend(buffer.getvalue(), b"eXIf", tiff_orientation(6))
+    paths.append(write_bytes(folder, "exif6_after_idat.png", after_idat))
+    buffer = io.BytesIO()
+    wide.save(buffer, "JPEG", quality=88)
+    paths.append(write_bytes(folder, "xmp_orient6.jpg", jpeg_with_xmp(buffer.getvalue(), 6)))
     save(wide.convert("L"), "grey.jpg", quality=85)
     save(wide, "progressive.jpg", quality=80, progressive=True)
     save(wide, "subsampling444.jpg", quality=92, subsampling=0)

@@ -110,7 +110,7 @@ export class Attributor {
     this.info = {
       name: site.name, version: site.version, format: site.format, class_names: [...this.classNames],
       input_size: this.size, runtime: `${site.runtime.package} ${site.runtime.version}`, build,
-      load_seconds: loadSeconds,
+      site_build: site.build, load_seconds: loadSeconds,
     };
   }
 

@@ -9,9 +9,11 @@
  * browser's source-over onto opaque white rounds as Pillow's alpha_composite
  * does): the centre crop of a non-square image, the whole of a square one.
  * Measured equal to Pillow for 8-bit PNG (RGB, RGBA, grey, grey+alpha, palette,
- * palette+tRNS), baseline/progressive/grey JPEG (4:2:0, 4:2:2, 4:4:4), WebP
- * (lossy, lossless, alpha), GIF and BMP in Chromium; a 16-bit PNG may differ by
- * one level (the browser and Pillow round 16 -> 8 bits differently).
+ * palette+tRNS, RGB+tRNS, grey+tRNS), baseline/progressive/grey JPEG (4:2:0,
+ * 4:2:2, 4:4:4), WebP (lossy, lossless, alpha), GIF and BMP in Chromium; a 16-bit
+ * PNG may differ by one level (the browser and Pillow round 16 -> 8 bits
+ * differently). A GIF whose first frame does not fill its screen is refused, as
+ * predict refuses it; a file the browser cannot decode is named by its first bytes.
  */
 import {orientedToStored, swapsAxes, takeOrientation} from "./exif.js";
 import {cropBox, sizeProblem} from "./preprocess.js";
@@ -32,13 +34,56 @@ function makeCanvas(width, height) {
   return canvas;
 }
 
+/** The format named by the file's first bytes, or null. */
+function sniff(b) {
+  const ascii = (from, to) => String.fromCharCode(...b.subarray(from, to));
+  if (b[0] === 0xff && b[1] === 0xd8) return "JPEG";
+  if (b[0] === 0x89 && ascii(1, 4) === "PNG") return "PNG";
+  if (ascii(0, 4) === "GIF8") return "GIF";
+  if (ascii(0, 4) === "RIFF" && ascii(8, 12) === "WEBP") return "WebP";
+  if (ascii(0, 2) === "BM") return "BMP";
+  if (ascii(0, 4) === "II*\0" || ascii(0, 4) === "MM\0*") return "TIFF";
+  if (ascii(4, 8) === "ftyp" && /^(heic|heix|hevc|hevx|heim|heis|mif1|msf1)$/.test(ascii(8, 12))) return "HEIC/HEIF";
+  return null;
+}
+
 async function decodeBitmap(bytes, type) {
   const blob = new Blob([bytes], type ? {type} : {});
   try {
     return await createImageBitmap(blob, {premultiplyAlpha: "none", colorSpaceConversion: "none"});
   } catch (error) {
+    // The browser says only that it failed: the first bytes tell a damaged file from a format it lacks.
+    const kind = sniff(bytes);
+    if (kind === "TIFF" || kind === "HEIC/HEIF") {
+      throw new ImageInputError(`a ${kind} file, which this browser cannot decode; convert it to JPEG or PNG.`);
+    }
+    if (kind) throw new ImageInputError(`a damaged ${kind} file (truncated or corrupt): it cannot be decoded.`);
     throw new ImageInputError("not an image this browser can decode (expected a PNG, JPEG, WebP, GIF or BMP file).");
   }
+}
+
+/**
+ * For a GIF whose first frame does not cover its logical screen, predict's words (images.py
+ * _check_first_frame_fills: the SavedModel's decoder would see the frame alone); else null.
+ * Reads the screen size (bytes 6-9) and the first image descriptor, past the extensions.
+ */
+function gifFrameProblem(b) {
+  if (b.length < 13 || String.fromCharCode(...b.subarray(0, 4)) !== "GIF8") return null;
+  const u16 = (o) => b[o] | (b[o + 1] << 8);
+  let i = 13 + (b[10] & 0x80 ? 3 << ((b[10] & 7) + 1) : 0);
+  while (i < b.length && b[i] === 0x21) {
+    i += 2;
+    while (i < b.length && b[i]) i += b[i] + 1;
+    i += 1;
+  }
+  if (b[i] !== 0x2c || i + 9 >= b.length) return null;
+  const [x0, y0, width, height] = [u16(i + 1), u16(i + 3), u16(i + 5), u16(i + 7)];
+  // Pillow widens the screen to a first frame that overflows it.
+  const screenWidth = Math.max(u16(6), x0 + width);
+  const screenHeight = Math.max(u16(8), y0 + height);
+  if (x0 === 0 && y0 === 0 && width === screenWidth && height === screenHeight) return null;
+  return `cannot be decoded (its first frame (${width}x${height} px at ${x0},${y0}) does not fill its ` +
+    `${screenWidth}x${screenHeight} px screen).`;
 }
 
 /**
@@ -54,6 +99,8 @@ async function decodeBitmap(bytes, type) {
  */
 export async function decodeRegion(bytes, type, config, maxPixels) {
   if (!bytes.length) throw new ImageInputError("the file is empty (0 bytes).");
+  const gifProblem = gifFrameProblem(bytes);
+  if (gifProblem) throw new ImageInputError(gifProblem);
   const {orientation, bytes: stored} = takeOrientation(bytes);
   const bitmap = await decodeBitmap(stored, type);
   try {

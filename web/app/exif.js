@@ -4,18 +4,31 @@
  *
  * The browser would rotate an image by its EXIF orientation on its own, and
  * browsers differ in whether and where they read it. So the page reads the
- * orientation tag itself (JPEG APP1 "Exif", PNG eXIf chunk, WebP EXIF chunk),
- * hands the browser a copy of the file whose tag says 1 (as stored), and
- * applies the transposition to the decoded pixels (`orientedToStored`).
+ * orientation tag itself (JPEG APP1 "Exif", PNG eXIf chunk anywhere before IEND,
+ * WebP EXIF chunk; a SHORT or a LONG), hands the browser a copy of the file whose
+ * tag says 1 (as stored), and applies the transposition to the decoded pixels
+ * (`orientedToStored`). When the EXIF data has no orientation tag, Pillow's
+ * `getexif` takes XMP's tiff:Orientation (JPEG APP1, PNG iTXt, WebP "XMP "
+ * chunk), and so does the page; browsers ignore XMP, so those bytes stay as they are.
  */
 
 const ORIENTATION_TAG = 0x0112;
+const XMP_JPEG = "http://ns.adobe.com/xap/1.0/\0";
+const XMP_PNG = "XML:com.adobe.xmp\0";
+// Pillow's pattern (Image.getexif): one digit, as an attribute or an element.
+const XMP_ORIENTATION = /tiff:Orientation(="|>)([0-9])/;
 
-/** Finds the TIFF block of the EXIF data: {start, end} byte offsets, or null. */
-function findTiff(bytes) {
+const ascii = (bytes, from, to) => String.fromCharCode(...bytes.subarray(from, Math.min(to, bytes.length)));
+
+/**
+ * Finds the metadata blocks: {tiff: {start, end} byte offsets of the EXIF data's TIFF block, or null,
+ * xmp: {start, end} of the XMP packet, or null}.
+ */
+function findMetadata(bytes) {
   const n = bytes.length;
+  const found = {tiff: null, xmp: null};
   if (n > 4 && bytes[0] === 0xff && bytes[1] === 0xd8) {
-    // JPEG: segments until the first scan; the first APP1 starting "Exif\0\0".
+    // JPEG: segments until the first scan; the first APP1 starting "Exif\0\0", the last XMP one (as Pillow).
     let i = 2;
     while (i + 4 <= n && bytes[i] === 0xff) {
       const marker = bytes[i + 1];
@@ -24,85 +37,113 @@ function findTiff(bytes) {
       const length = (bytes[i + 2] << 8) | bytes[i + 3];
       if (length < 2) break;
       const body = i + 4;
-      if (marker === 0xe1 && length >= 8 && bytes[body] === 0x45 && bytes[body + 1] === 0x78 &&
-          bytes[body + 2] === 0x69 && bytes[body + 3] === 0x66 && bytes[body + 4] === 0 && bytes[body + 5] === 0) {
-        return {start: body + 6, end: Math.min(i + 2 + length, n)};
+      const end = Math.min(i + 2 + length, n);
+      if (marker === 0xe1 && !found.tiff && length >= 8 && ascii(bytes, body, body + 6) === "Exif\0\0") {
+        found.tiff = {start: body + 6, end};
+      } else if (marker === 0xe1 && ascii(bytes, body, body + XMP_JPEG.length) === XMP_JPEG) {
+        found.xmp = {start: body + XMP_JPEG.length, end};
       }
       i += 2 + length;
     }
-    return null;
-  }
-  if (n > 8 && bytes[0] === 0x89 && bytes[1] === 0x50 && bytes[2] === 0x4e && bytes[3] === 0x47) {
-    // PNG: an eXIf chunk before the image data.
+  } else if (n > 8 && bytes[0] === 0x89 && ascii(bytes, 1, 4) === "PNG") {
+    // PNG: every chunk to IEND (the spec allows eXIf after the image data, and Pillow reads it there).
     let i = 8;
     while (i + 8 <= n) {
       const length = ((bytes[i] << 24) | (bytes[i + 1] << 16) | (bytes[i + 2] << 8) | bytes[i + 3]) >>> 0;
-      const type = String.fromCharCode(bytes[i + 4], bytes[i + 5], bytes[i + 6], bytes[i + 7]);
-      if (type === "eXIf") return {start: i + 8, end: Math.min(i + 8 + length, n)};
-      if (type === "IDAT" || type === "IEND") break;
+      const type = ascii(bytes, i + 4, i + 8);
+      const end = Math.min(i + 8 + length, n);
+      if (type === "eXIf" && !found.tiff) found.tiff = {start: i + 8, end};
+      // iTXt: keyword, compression flag, method, language\0, translated keyword\0, text. A compressed one
+      // would need an asynchronous inflate; Adobe's writers do not compress XMP.
+      if (type === "iTXt" && !found.xmp && ascii(bytes, i + 8, i + 8 + XMP_PNG.length) === XMP_PNG &&
+          bytes[i + 8 + XMP_PNG.length] === 0) {
+        let text = i + 8 + XMP_PNG.length + 2;
+        for (let nul = 0; nul < 2 && text < end; text++) if (bytes[text] === 0) nul++;
+        found.xmp = {start: text, end};
+      }
+      if (type === "IEND") break;
       i += 12 + length;
     }
-    return null;
-  }
-  if (n > 12 && String.fromCharCode(...bytes.subarray(0, 4)) === "RIFF" &&
-      String.fromCharCode(...bytes.subarray(8, 12)) === "WEBP") {
-    // WebP: an EXIF chunk (some writers keep the "Exif\0\0" prefix).
+  } else if (n > 12 && ascii(bytes, 0, 4) === "RIFF" && ascii(bytes, 8, 12) === "WEBP") {
+    // WebP: the EXIF chunk (some writers keep the "Exif\0\0" prefix) and the "XMP " chunk.
     let i = 12;
     while (i + 8 <= n) {
-      const type = String.fromCharCode(...bytes.subarray(i, i + 4));
+      const type = ascii(bytes, i, i + 4);
       const length = (bytes[i + 4] | (bytes[i + 5] << 8) | (bytes[i + 6] << 16) | (bytes[i + 7] << 24)) >>> 0;
-      if (type === "EXIF") {
+      const end = Math.min(i + 8 + length, n);
+      if (type === "EXIF" && !found.tiff) {
         let start = i + 8;
         if (bytes[start] === 0x45 && bytes[start + 1] === 0x78 && bytes[start + 4] === 0) start += 6;
-        return {start, end: Math.min(i + 8 + length, n)};
+        found.tiff = {start, end};
       }
+      if (type === "XMP " && !found.xmp) found.xmp = {start: i + 8, end};
       i += 8 + length + (length & 1);
+    }
+  }
+  return found;
+}
+
+/**
+ * The orientation entry of IFD0: {offset: byte offset of its (first) value, size: 2 (SHORT) or 4 (LONG), little},
+ * {offset: -1} when the entry is there but unusable (Pillow then applies nothing either), or null when
+ * there is none.
+ */
+function orientationEntry(bytes, tiff) {
+  const {start, end} = tiff;
+  if (end - start < 8) return null;
+  const little = bytes[start] === 0x49 && bytes[start + 1] === 0x49;
+  const big = bytes[start] === 0x4d && bytes[start + 1] === 0x4d;
+  if (!little && !big) return null;
+  const u16 = (o) => (little ? bytes[o] | (bytes[o + 1] << 8) : (bytes[o] << 8) | bytes[o + 1]);
+  const u32 = (o) => (little
+    ? (bytes[o] | (bytes[o + 1] << 8) | (bytes[o + 2] << 16) | (bytes[o + 3] << 24)) >>> 0
+    : ((bytes[o] << 24) | (bytes[o + 1] << 16) | (bytes[o + 2] << 8) | bytes[o + 3]) >>> 0);
+  if (u16(start + 2) !== 42) return null;
+  const ifd = start + u32(start + 4);
+  if (ifd + 2 > end) return null;
+  const count = u16(ifd);
+  for (let k = 0; k < count; k++) {
+    const entry = ifd + 2 + 12 * k;
+    if (entry + 12 > end) return null;
+    if (u16(entry) === ORIENTATION_TAG) {
+      const size = {3: 2, 4: 4}[u16(entry + 2)];
+      const values = u32(entry + 4);
+      if (!values) return null;  // Pillow keeps no value, as if there were no entry
+      if (!size) return {offset: -1};
+      // Pillow takes the first value: in the entry when all fit in 4 bytes, else where the entry points.
+      const offset = size * values <= 4 ? entry + 8 : start + u32(entry + 8);
+      return offset + size <= end ? {offset, size, little} : {offset: -1};
     }
   }
   return null;
 }
 
-/** Byte offset of the orientation value (a SHORT in IFD0), or -1. */
-function orientationOffset(bytes, tiff) {
-  const {start, end} = tiff;
-  if (end - start < 8) return -1;
-  const little = bytes[start] === 0x49 && bytes[start + 1] === 0x49;
-  const big = bytes[start] === 0x4d && bytes[start + 1] === 0x4d;
-  if (!little && !big) return -1;
-  const u16 = (o) => (little ? bytes[o] | (bytes[o + 1] << 8) : (bytes[o] << 8) | bytes[o + 1]);
-  const u32 = (o) => (little
-    ? (bytes[o] | (bytes[o + 1] << 8) | (bytes[o + 2] << 16) | (bytes[o + 3] << 24)) >>> 0
-    : ((bytes[o] << 24) | (bytes[o + 1] << 16) | (bytes[o + 2] << 8) | bytes[o + 3]) >>> 0);
-  if (u16(start + 2) !== 42) return -1;
-  const ifd = start + u32(start + 4);
-  if (ifd + 2 > end) return -1;
-  const count = u16(ifd);
-  for (let k = 0; k < count; k++) {
-    const entry = ifd + 2 + 12 * k;
-    if (entry + 12 > end) return -1;
-    if (u16(entry) === ORIENTATION_TAG) {
-      return u16(entry + 2) === 3 && u32(entry + 4) >= 1 ? entry + 8 : -1;
-    }
-  }
-  return -1;
+/** The value of XMP's tiff:Orientation (0-9), or null. */
+function xmpOrientation(bytes, xmp) {
+  const match = XMP_ORIENTATION.exec(new TextDecoder("latin1").decode(bytes.subarray(xmp.start, xmp.end)));
+  return match ? Number(match[2]) : null;
 }
 
+const valid = (value) => (value >= 2 && value <= 8 ? value : 1);
+
 /**
- * Reads the EXIF orientation and neutralises it.
+ * Reads the EXIF orientation (else XMP's) and neutralises the EXIF one.
  * @param {Uint8Array} bytes the encoded file
  * @returns {{orientation: number, bytes: Uint8Array}} orientation 1-8 (1 when absent
- *   or invalid) and the bytes to decode: a copy whose tag says 1 when it said 2-8.
+ *   or invalid) and the bytes to decode: a copy whose EXIF tag says 1 when it said 2-8.
  */
 export function takeOrientation(bytes) {
-  const tiff = findTiff(bytes);
-  const offset = tiff ? orientationOffset(bytes, tiff) : -1;
+  const {tiff, xmp} = findMetadata(bytes);
+  const entry = tiff ? orientationEntry(bytes, tiff) : null;
+  if (!entry) return {orientation: xmp ? valid(xmpOrientation(bytes, xmp)) : 1, bytes};
+  const {offset, size, little} = entry;
   if (offset < 0) return {orientation: 1, bytes};
-  const little = bytes[tiff.start] === 0x49;
-  const value = little ? bytes[offset] | (bytes[offset + 1] << 8) : (bytes[offset] << 8) | bytes[offset + 1];
+  let value = 0;
+  for (let k = 0; k < size; k++) value = value * 256 + bytes[little ? offset + size - 1 - k : offset + k];
   if (value < 2 || value > 8) return {orientation: 1, bytes};
   const copy = bytes.slice();
-  copy[offset] = little ? 1 : 0;
-  copy[offset + 1] = little ? 0 : 1;
+  copy.fill(0, offset, offset + size);
+  copy[little ? offset : offset + size - 1] = 1;
   return {orientation: value, bytes: copy};
 }
 

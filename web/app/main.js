@@ -3,7 +3,8 @@
  * registers the service worker (offline use and installation).
  *
  * window.dnadet.ready      Promise<info>: resolves once the model is loaded ({name, version,
- *                          format, class_names, input_size, runtime, build, load_seconds});
+ *                          format, class_names, input_size, runtime, build, site_build,
+ *                          load_seconds}; build: the WASM build, site_build: the export's id);
  *                          rejects with a one-line message when the page cannot run
  * window.dnadet.attribute  (urlOrBlob) => Promise<{probabilities: {class: p}, class_name,
  *                          class_id, probability, seconds, timings, image, [ood_score, unknown]}>;
@@ -14,6 +15,10 @@
  *
  * `?build=compat` forces LiteRT.js's build without relaxed SIMD (what a browser
  * without it gets); `?sw=0` skips the service worker.
+ *
+ * A returning visitor's page runs from the worker's cache; the page asks for a new worker
+ * at once (`update`, not at the browser's leisure), and when one of a new export takes over
+ * the page, the page says so, or reloads when it shows no result yet.
  */
 import {Attributor} from "./attributor.js";
 import {startUi} from "./ui.js";
@@ -28,10 +33,18 @@ window.dnadet = {
   preprocess: async (input) => (await loading).preprocessInput(input),
 };
 
-startUi(document, window.dnadet);
+const ui = startUi(document, window.dnadet);
 
 if ("serviceWorker" in navigator && params.get("sw") !== "0") {
-  navigator.serviceWorker.register(new URL("sw.js", base), {scope: base.pathname}).catch((error) => {
+  // A first visit's worker also takes over the page (clients.claim): that is no new export.
+  const returning = navigator.serviceWorker.controller !== null;
+  navigator.serviceWorker.addEventListener("controllerchange", () => {
+    if (returning) ui.newExportInstalled();
+  });
+  navigator.serviceWorker.register(new URL("sw.js", base), {scope: base.pathname}).then((registration) => {
+    // Offline the check fails, and the cached site goes on working.
+    if (returning) registration.update().catch(() => {});
+  }, (error) => {
     console.warn(`service worker not registered (${error.message}): the app will not work offline.`);
   });
 }

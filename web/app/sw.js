@@ -2,15 +2,19 @@
  * Service worker: the app works offline after its first visit.
  *
  * On install it stores every file of the site (FILES, written by `dnadet-tf export`)
- * in a cache named after BUILD, a hash of their contents; it then answers requests for
- * those files from that cache and lets every other request go to the network. A new
- * export changes BUILD, so the browser installs the new worker, which caches the new
- * files and deletes the caches of older builds.
+ * in a cache named after its scope and BUILD, a hash of their contents; it then answers
+ * requests for those files from that cache and lets every other request go to the
+ * network. A new export changes BUILD, so the browser installs the new worker, which
+ * caches the new files and deletes the caches of older builds of the same site.
+ * site.json goes to the network first (the cache when offline), so that a page opened
+ * after a re-export names the new export's files at once.
  */
 const BUILD = "__BUILD__";
 const FILES = __FILES__;
-const CACHE = `dnadet-web-${BUILD}`;
-const PREFIX = "dnadet-web-";
+// One cache family per site (scope): two exported sites on one origin must not delete each other's cache.
+const PREFIX = `dnadet-web-${new URL(self.registration.scope).pathname}-`;
+const CACHE = `${PREFIX}${BUILD}`;
+const NETWORK_FIRST = ["site.json"];
 
 self.addEventListener("install", (event) => {
   event.waitUntil(
@@ -28,6 +32,10 @@ self.addEventListener("activate", (event) => {
   );
 });
 
+function fromCache(key) {
+  return caches.open(CACHE).then((cache) => cache.match(key));
+}
+
 self.addEventListener("fetch", (event) => {
   const request = event.request;
   if (request.method !== "GET") return;
@@ -36,9 +44,13 @@ self.addEventListener("fetch", (event) => {
   const scope = new URL(self.registration.scope);
   // The site's root is its index page.
   const key = url.pathname === scope.pathname ? new URL("index.html", scope).href : url.origin + url.pathname;
-  event.respondWith(
-    caches.open(CACHE)
-      .then((cache) => cache.match(key))
-      .then((cached) => cached || fetch(request)),
-  );
+  if (NETWORK_FIRST.some((file) => key === new URL(file, scope).href)) {
+    event.respondWith(
+      fetch(key, {cache: "no-cache"})
+        .then((response) => (response.ok ? response : fromCache(key).then((cached) => cached || response)))
+        .catch((error) => fromCache(key).then((cached) => cached || Promise.reject(error))),
+    );
+    return;
+  }
+  event.respondWith(fromCache(key).then((cached) => cached || fetch(request)));
 });

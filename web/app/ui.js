@@ -2,7 +2,8 @@
  * The page: pick, drop, paste or photograph an image; show it, the top architecture
  * with its probability, a bar chart of every class, the time taken, and "unknown
  * architecture" when the export has open-set scoring. Everything goes through the
- * same `api.attribute` that `window.dnadet` exposes.
+ * same `api.attribute` that `window.dnadet` exposes. One image at a time: a file picked
+ * while another is being attributed waits its turn (of several, the latest).
  */
 
 const percent = (p) => `${(100 * p).toFixed(1)} %`;
@@ -17,6 +18,7 @@ function element(tag, className, text) {
 /**
  * @param {Document} doc
  * @param {{ready: Promise<object>, attribute: (input: Blob) => Promise<object>}} api
+ * @returns {{newExportInstalled: () => void}} what main.js calls when a new export's service worker took over
  */
 export function startUi(doc, api) {
   const $ = (id) => doc.getElementById(id);
@@ -26,7 +28,9 @@ export function startUi(doc, api) {
   const drop = $("drop");
   const buttons = [$("choose"), $("camera")];
   let previewUrl = null;
-  let busy = false;
+  let busy = null;  // the file being attributed
+  let next = null;  // the latest file picked meanwhile
+  const fileName = (file) => file.name || "the pasted image";
 
   function showError(message) {
     error.textContent = message;
@@ -72,8 +76,14 @@ export function startUi(doc, api) {
   }
 
   async function attributeFile(file) {
-    if (!file || busy) return;
-    busy = true;
+    if (!file) return;
+    if (busy) {
+      // Dropped, it would look as if the pick was taken; a file already waiting gives way to the latest.
+      next = file;
+      status.textContent = `Attributing ${fileName(busy)}; ${fileName(file)} is next.`;
+      return;
+    }
+    busy = file;
     error.hidden = true;
     status.textContent = `Attributing ${file.name || "the image"}…`;
     try {
@@ -87,7 +97,12 @@ export function startUi(doc, api) {
       status.textContent = "";
       showError(`${file.name || "This image"}: ${failure.message}`);
     } finally {
-      busy = false;
+      busy = null;
+    }
+    if (next) {
+      const waiting = next;
+      next = null;
+      await attributeFile(waiting);
     }
   }
 
@@ -119,8 +134,10 @@ export function startUi(doc, api) {
   });
 
   api.ready.then((info) => {
+    // The build id tells a re-export (a retrained model of the same name and version) from the old one.
     $("model-line").textContent = `Model ${info.name} v${info.version} (${info.format}), ` +
-      `${info.class_names.length} classes: ${info.class_names.join(", ")}.`;
+      `${info.class_names.length} classes: ${info.class_names.join(", ")}.` +
+      (info.site_build ? ` Build ${info.site_build}.` : "");
     $("runtime-line").textContent = `Runtime ${info.runtime}, WebAssembly ${info.build} build; ` +
       `model loaded in ${info.load_seconds.toFixed(2)} s.`;
     for (const button of buttons) button.disabled = false;
@@ -130,4 +147,17 @@ export function startUi(doc, api) {
     $("model-line").textContent = "The attributor could not start.";
     showError(failure.message);
   });
+
+  return {
+    newExportInstalled() {
+      // The page still runs the model it loaded; with nothing on screen to lose, it loads the new one.
+      if (result.hidden && error.hidden && !busy) {
+        location.reload();
+        return;
+      }
+      const notice = $("update");
+      notice.textContent = "A new model was installed for this site: reload the page to use it.";
+      notice.hidden = false;
+    },
+  };
 }
