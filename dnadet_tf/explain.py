@@ -18,9 +18,10 @@ import numpy as np
 import tensorflow as tf
 
 from dnadet_tf.errors import DnadetError
-from dnadet_tf.images import load_rgb, save_figure_atomic
+from dnadet_tf.images import save_figure_atomic
 from dnadet_tf.model import DEFAULT_GRADCAM_LAYER, attribute, probabilities as classifier_probabilities
-from dnadet_tf.preprocess import from_unit_range, preprocess_image
+from dnadet_tf.pipeline import inference_dataset
+from dnadet_tf.preprocess import from_unit_range
 
 METHODS = ("gradcam", "gradcam++")
 DEFAULT_METHOD = "gradcam"
@@ -175,8 +176,11 @@ def render_explanation(image, cam, title, path, subtitle=""):
 
 
 def load_pixels(paths, preprocess):
-    """Image files -> (N, S, S, 3) float32 preprocessed pixels (load_rgb + preprocess_image)."""
-    return np.stack([preprocess_image(load_rgb(path), preprocess).numpy() for path in paths]) if paths else None
+    """Image files -> (N, S, S, 3) float32 preprocessed pixels, through the inference pipeline `predict` reads
+    them with (`pipeline.inference_dataset`); None for no file."""
+    if not paths:
+        return None
+    return np.concatenate([batch.numpy() for batch in inference_dataset(list(paths), preprocess, len(paths))])
 
 
 def _output_names(paths, method):
