@@ -34,7 +34,7 @@ Prints a table per preset; `--json FILE` writes every figure under keys that say
 (`python benchmarks/render_results.py FILE` renders the tables of docs/results.md from it).
 
 Usage: python benchmarks/train_throughput.py [--presets cpu,paper] [--precisions float32,mixed_bfloat16]
-       [--steps N] [--realized-steps N] [--no-pretrain] [--torch] [--json FILE]
+       [--steps N] [--realized-steps N] [--no-pretrain] [--torch] [--default-inter-op] [--json FILE]
 """
 import argparse
 import json
@@ -49,7 +49,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
 
-configure_runtime()  # as the CLI: one inter-op thread on a CPU-only machine, before any op
+# As the CLI: one inter-op thread on a CPU-only machine (what makes runs repeat exactly), before any op;
+# --default-inter-op keeps TF's own pool, to measure what that setting costs.
+DEFAULT_INTER_OP_FLAG = "--default-inter-op"
+if DEFAULT_INTER_OP_FLAG not in sys.argv[1:]:
+    configure_runtime()
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -353,6 +357,9 @@ def main(argv=None):
     parser.add_argument("--input-niceness", type=int, default=DEFAULT_NICENESS,
                         help="OS nice value of the training input's threads (fit --input-niceness; default: fit's)")
     parser.add_argument("--json", help="write every figure to this file")
+    parser.add_argument(DEFAULT_INTER_OP_FLAG, action="store_true",
+                        help="keep TensorFlow's default inter-op thread pool (the CLI gives it one thread so that runs "
+                             "repeat exactly): compare with a run without the flag to see what that costs")
     args = parser.parse_args(argv)
     cpu_model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                      platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
@@ -367,6 +374,8 @@ def main(argv=None):
         "ceiling": {"float32_gflops": ceiling, "bfloat16_gflops": ceiling_bf16, "batch": CEILING_BATCH,
                     "float32_by_shape": ceiling_shapes, "bfloat16_by_shape": ceiling_shapes_bf16},
         "input_niceness": args.input_niceness,
+        # 1: the CLI's setting (runs repeat exactly); 0: TensorFlow's default pool (--default-inter-op)
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
         "presets": {},
     }
     began = time.time()
