@@ -39,7 +39,6 @@ Usage: python benchmarks/train_throughput.py [--presets cpu,paper] [--precisions
 import argparse
 import json
 import os
-import platform
 import resource
 import sys
 import tempfile
@@ -48,6 +47,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
+from dnadet_tf.machine import describe_machine  # noqa: E402
 
 # As the CLI: one inter-op thread on a CPU-only machine (what makes runs repeat exactly), before any op;
 # --default-inter-op keeps TF's own pool, to measure what that setting costs.
@@ -361,8 +361,8 @@ def main(argv=None):
                         help="keep TensorFlow's default inter-op thread pool (the CLI gives it one thread so that runs "
                              "repeat exactly): compare with a run without the flag to see what that costs")
     args = parser.parse_args(argv)
-    cpu_model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-                     platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
+    machine = describe_machine()
+    cpu_model = machine["cpu_model"]
     print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU cores ({cpu_model}), devices: "
           f"{[d.device_type for d in tf.config.list_logical_devices()]}", flush=True)
     ceiling, ceiling_shapes = convolution_ceiling(tf.float32)
@@ -370,7 +370,8 @@ def main(argv=None):
     print(f"ceiling: lone 3x3 convolution, best of the encoder's shapes at {CEILING_BATCH} patches: "
           f"{ceiling:.1f} GFLOP/s float32, {ceiling_bf16:.1f} GFLOP/s bfloat16", flush=True)
     document = {
-        "machine": {"cpu_count": os.cpu_count(), "cpu_model": cpu_model, "tensorflow": tf.__version__},
+        "machine": {"cpu_count": os.cpu_count(), "cpu_model": cpu_model, "tensorflow": tf.__version__,
+                    "cpu_features": machine["cpu_features"], "load_average_1min": machine["load_average_1min"]},
         "ceiling": {"float32_gflops": ceiling, "bfloat16_gflops": ceiling_bf16, "batch": CEILING_BATCH,
                     "float32_by_shape": ceiling_shapes, "bfloat16_by_shape": ceiling_shapes_bf16},
         "input_niceness": args.input_niceness,

@@ -28,6 +28,7 @@ from dnadet_tf.config import as_stored, make_config, paper_name
 from dnadet_tf.data import benchmark_digest, is_benchmark_dir
 from dnadet_tf.errors import DnadetError
 from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES, evaluate
+from dnadet_tf.machine import describe_machine
 from dnadet_tf.predictor import KerasPredictor
 from dnadet_tf.pretrained import NO_INIT, PACKAGED, packaged_run, provenance
 from dnadet_tf.pretraining import pretrain
@@ -280,7 +281,9 @@ def ablate(zoo, out, preset="cpu", pretrained=None, photos=None, steps=None, pre
                 "pretrained": pretrained, "seeds": list(seeds),
                 "fit_overrides": dict(fit_overrides or {}), "compare_select": compare_select,
                 "validation": validation, "variants": [], "complete": False,
-                "planned": [VARIANT_NAMES[folder] for folder, _, _ in variants]}
+                "planned": [VARIANT_NAMES[folder] for folder, _, _ in variants],
+                # which machine kind, and whether other work shared its cores when this ablation (re)started
+                "machine": describe_machine()}
     for folder, mode, uses_pt in variants:
         name = VARIANT_NAMES[folder]
         seed_results = []

@@ -376,12 +376,9 @@ def paper_name(mode, pretrained):
 def native_bfloat16_cpu():
     """True when this machine's CPU computes bfloat16 natively (x86 AVX-512 BF16 or AMX-BF16, as Linux's
     /proc/cpuinfo lists them); False when it cannot tell."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return False
-    return bool({"avx512_bf16", "amx_bf16"} & set(flags))
+    from dnadet_tf.machine import cpu_flags
+
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
 def auto_precision():

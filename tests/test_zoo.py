@@ -434,6 +434,9 @@ def test_ablation_over_seeds_reports_mean_std_and_every_selection_rule(tiny_zoo,
         saved = json_module.load(f)
     assert saved["seeds"] == [0, 1] and saved["steps"] == 30
     assert saved["zoo_sha256"] == benchmark_digest(zoo)  # which zoo the figures come from, wherever it lies
+    # which machine kind, and whether other work shared it: the CPU's speed features and the load
+    assert saved["machine"]["cpus"] == os.cpu_count() and isinstance(saved["machine"]["cpu_features"], list)
+    assert "load_average_1min" in saved["machine"]
     table = open(os.path.join(out, "ablation.md"), encoding="utf-8").read()
     assert "mean ± std (population) over 2 training seed(s)" in table and "| Base+PCL | nll |" in table
     # The JSON (keys sorted on disk) renders as the same tables: splits and rules in the paper's order.
