@@ -40,9 +40,8 @@ def run(args):
     import numpy as np
 
     from dnadet_tf.cli.common import UsageError
-    from dnadet_tf.data import collect_image_paths
     from dnadet_tf.api import load as load_predictor
-    from dnadet_tf.data import readable_images
+    from dnadet_tf.data import collect_image_paths, readable_images
     from dnadet_tf.predictor import attribute_batches
 
     if args.top_k < 1:

@@ -143,13 +143,14 @@ def run_one(zoo, run_dir, mode, pretrained, seed, preset, steps, compare_select,
     if not os.path.isfile(result_path):
         _evaluate_model(run_dir, zoo, result_path, output=output)
     summary = _read_json(summary_path) if os.path.isfile(summary_path) else {}
+    run = runs.RunDir(run_dir)
+    config = run.config
     result = {"seed": seed, "run_dir": run_dir, "seconds": summary.get("train_seconds"),
               # the rule that picked best.keras, whose figures "splits" are (config.json's loop.select)
-              "best_keras_rule": runs.RunDir(run_dir).config.loop.select,
+              "best_keras_rule": config.loop.select,
               "splits": _split_figures(_read_json(result_path))}
     if compare_select:
-        config = runs.RunDir(run_dir).config
-        records = runs.RunDir(run_dir).validation_records()
+        records = run.validation_records()
         result["select"] = {}
         for rule in SELECTION_RULES:
             average = rule == "average"

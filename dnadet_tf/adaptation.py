@@ -194,7 +194,8 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
     or already holds files without `overwrite`; nothing is written then.
     """
     output = output or sys.stdout
-    _check_settings(images, photos, labeled, fakes, blend, first_stage, means_per_class)
+    specs = None if labeled is None else [labeled] if isinstance(labeled, (str, os.PathLike)) else list(labeled)
+    _check_settings(images, photos, specs, fakes, blend, first_stage, means_per_class)
     source = RunDir(run_dir)
     if os.path.abspath(out) == os.path.abspath(run_dir):
         raise RunDirError(f"out {out}: expected a new folder for the adapted run, received the run itself "
@@ -204,8 +205,7 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
         blend = 1.0 if photos is None else PHOTO_BLEND
     if first_stage is None:
         first_stage = PHOTO_FIRST_STAGE if photos is not None else LABELED_FIRST_STAGE if labeled else ADAPT_FIRST_STAGE
-    if labeled is not None:
-        specs = [labeled] if isinstance(labeled, (str, os.PathLike)) else list(labeled)
+    if specs is not None:
         means_per_class = ALL_IMAGES if means_per_class is None else means_per_class
         files, groups = labeled_files(specs, source.class_names, source.config.preprocess,
                                       warn=lambda line: print(f"warning: {line}", file=output, flush=True))
@@ -226,8 +226,9 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
 
 def _check_settings(images, photos, labeled, fakes, blend, first_stage, means_per_class):
     """Raises DnadetError, before any slow work, for settings `adapt_run` cannot use: not exactly one of `images`,
-    `photos` and `labeled`; `fakes` without `photos`; `blend` outside [0, 1]; `first_stage` not an encoder stage;
-    `means_per_class` without `labeled`, or not a count `check_means_per_class` accepts."""
+    `photos` and `labeled` (a list of dataset specs or None); `fakes` without `photos`; `blend` outside [0, 1];
+    `first_stage` not an encoder stage; `means_per_class` without `labeled`, or not a count `check_means_per_class`
+    accepts."""
     given = [name for name, value in (("images", images), ("photos", photos), ("labeled", labeled)) if value]
     if len(given) != 1:
         raise DnadetError(f"images, photos and labeled: expected exactly one of them, received "
@@ -244,8 +245,7 @@ def _check_settings(images, photos, labeled, fakes, blend, first_stage, means_pe
         if labeled is None:
             raise DnadetError(f"means_per_class: expected with `labeled`, received {means_per_class} with "
                               f"`{given[0]}`.")
-        specs = 1 if isinstance(labeled, (str, os.PathLike)) else len(list(labeled))
-        check_means_per_class(means_per_class, specs)
+        check_means_per_class(means_per_class, len(labeled))
 
 
 def _adapt(source, images, target, blend, batch_size, overwrite, output, first_stage, made=None, labeled=None,

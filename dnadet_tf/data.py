@@ -95,6 +95,17 @@ def is_benchmark_dir(path):
     )
 
 
+# Files only `dnadet-tf zoo build` writes (build.json and build.lock first, zoo.json last): a folder holding one of
+# them is a zoo built or being built. A `classes.txt` or a `models/` folder alone is not one: folder-tree data sets
+# and projects hold them too.
+ZOO_MARKERS = ("build.json", "zoo.json", "build.lock")
+
+
+def is_zoo_dir(path):
+    """Whether `path` holds one of ZOO_MARKERS: a zoo, finished or not."""
+    return any(os.path.exists(os.path.join(path, name)) for name in ZOO_MARKERS)
+
+
 def benchmark_digest(path):
     """SHA-256 (hex) of a benchmark's contents: classes.txt, every split list (open_set.txt included) and
     every image they list.

@@ -8,7 +8,7 @@ from dnadet_tf import openset
 from dnadet_tf.data import (OPEN_SET_SPLIT, SPLITS, LabeledFiles, benchmark_split, is_benchmark_dir, read_unknown,
                             read_usable, usable_files)
 from dnadet_tf.metrics import classification_metrics, plot_confusion_matrix
-from dnadet_tf.predictor import attribute_files
+from dnadet_tf.predictor import attribute_files, features_and_logits
 
 SPLIT_TITLES = {
     "test": "closed-set", "val": "val", "train": "train", "cross_seed": "cross-seed", "cross_loss": "cross-loss",
@@ -108,8 +108,6 @@ def _every_score(predictor, known_paths, unknown_paths, batch_size):
     model = getattr(predictor, "model", None)
     if model is None or model.calibration is None:
         return None
-    from dnadet_tf.predictor import features_and_logits
-
     statistics = model.calibration.statistics()
     known = features_and_logits(model, known_paths, batch_size)
     unknown = features_and_logits(model, unknown_paths, batch_size)

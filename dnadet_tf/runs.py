@@ -17,6 +17,7 @@ import tempfile
 import zipfile
 
 from dnadet_tf.config import TrainConfig
+from dnadet_tf.data import is_zoo_dir
 from dnadet_tf.errors import DataError, RunDirError, first_line
 
 CONFIG_FILE = "config.json"
@@ -48,7 +49,7 @@ def describe_path(path):
         return "a benchmark folder (images and split lists, no trained model)"
     if os.path.isfile(os.path.join(path, CONFIG_FILE)):
         return "a run dir"
-    if any(os.path.isfile(os.path.join(path, name)) for name in ("build.json", "build.lock")):
+    if is_zoo_dir(path):
         return ("a zoo whose build has not finished (no split lists yet; 'dnadet-tf zoo build --out "
                 f"{path}' with its first settings finishes it)")
     return "a folder that is neither a run dir nor a benchmark folder"

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
-from dnadet_tf.data import OPEN_SET_SPLIT, SPLITS, benchmark_digest
+from dnadet_tf.data import OPEN_SET_SPLIT, SPLITS, ZOO_MARKERS, benchmark_digest, is_zoo_dir
 from dnadet_tf.errors import DataError
 from dnadet_tf.images import save_png_atomic
 from dnadet_tf.runs import process_alive, write_json_atomic, write_text_atomic
@@ -469,20 +469,13 @@ def build_zoo(out_dir, size="demo", photos=None, seed=0, wild=False, progress=pr
     return out_dir
 
 
-# what shows a folder is a zoo, or one whose build was interrupted (`build_zoo` makes models/ and build.lock first)
-# Files only a zoo build writes: a folder holding one of them is a zoo (being) built here. A `classes.txt` or a
-# `models/` folder alone is not one: folder-tree data sets and projects hold them too.
-ZOO_MARKERS = ("build.json", "zoo.json", "build.lock")
-
-
 def _check_out_dir(out_dir):
     """Refuses an `out_dir` that is a file, or a folder holding files of something other than a zoo (a run dir,
     photos, ...): a build writes its images and lists beside whatever is there."""
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise DataError(f"--out {out_dir}: expected a folder for the zoo, received a file.")
     entries = os.listdir(out_dir) if os.path.isdir(out_dir) else []
-    if (entries and entries != ["models"]
-            and not any(os.path.exists(os.path.join(out_dir, name)) for name in ZOO_MARKERS)):
+    if entries and entries != ["models"] and not is_zoo_dir(out_dir):
         kind = "a run dir" if os.path.isfile(os.path.join(out_dir, "config.json")) else "a folder of other files"
         raise DataError(f"--out {out_dir}: expected an empty folder or a zoo this command built ({ZOO_MARKERS[0]} "
                         f"in it), received {kind}.")
