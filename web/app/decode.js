@@ -15,7 +15,7 @@
  * differently). A GIF whose first frame does not fill its screen is refused, as
  * predict refuses it; a file the browser cannot decode is named by its first bytes.
  */
-import {orientedToStored, swapsAxes, takeOrientation} from "./exif.js";
+import {ascii, orientedToStored, swapsAxes, takeOrientation} from "./exif.js";
 import {cropBox, sizeProblem} from "./preprocess.js";
 
 /** A file the page refuses: not decodable, too small, too large. The message is for the user. */
@@ -36,14 +36,13 @@ function makeCanvas(width, height) {
 
 /** The format named by the file's first bytes, or null. */
 function sniff(b) {
-  const ascii = (from, to) => String.fromCharCode(...b.subarray(from, to));
   if (b[0] === 0xff && b[1] === 0xd8) return "JPEG";
-  if (b[0] === 0x89 && ascii(1, 4) === "PNG") return "PNG";
-  if (ascii(0, 4) === "GIF8") return "GIF";
-  if (ascii(0, 4) === "RIFF" && ascii(8, 12) === "WEBP") return "WebP";
-  if (ascii(0, 2) === "BM") return "BMP";
-  if (ascii(0, 4) === "II*\0" || ascii(0, 4) === "MM\0*") return "TIFF";
-  if (ascii(4, 8) === "ftyp" && /^(heic|heix|hevc|hevx|heim|heis|mif1|msf1)$/.test(ascii(8, 12))) return "HEIC/HEIF";
+  if (b[0] === 0x89 && ascii(b, 1, 4) === "PNG") return "PNG";
+  if (ascii(b, 0, 4) === "GIF8") return "GIF";
+  if (ascii(b, 0, 4) === "RIFF" && ascii(b, 8, 12) === "WEBP") return "WebP";
+  if (ascii(b, 0, 2) === "BM") return "BMP";
+  if (ascii(b, 0, 4) === "II*\0" || ascii(b, 0, 4) === "MM\0*") return "TIFF";
+  if (ascii(b, 4, 8) === "ftyp" && /^(heic|heix|hevc|hevx|heim|heis|mif1|msf1)$/.test(ascii(b, 8, 12))) return "HEIC/HEIF";
   return null;
 }
 
@@ -68,7 +67,7 @@ async function decodeBitmap(bytes, type) {
  * Reads the screen size (bytes 6-9) and the first image descriptor, past the extensions.
  */
 function gifFrameProblem(b) {
-  if (b.length < 13 || String.fromCharCode(...b.subarray(0, 4)) !== "GIF8") return null;
+  if (b.length < 13 || ascii(b, 0, 4) !== "GIF8") return null;
   const u16 = (o) => b[o] | (b[o + 1] << 8);
   let i = 13 + (b[10] & 0x80 ? 3 << ((b[10] & 7) + 1) : 0);
   while (i < b.length && b[i] === 0x21) {

@@ -18,7 +18,8 @@ const XMP_PNG = "XML:com.adobe.xmp\0";
 // Pillow's pattern (Image.getexif): one digit, as an attribute or an element.
 const XMP_ORIENTATION = /tiff:Orientation(="|>)([0-9])/;
 
-const ascii = (bytes, from, to) => String.fromCharCode(...bytes.subarray(from, Math.min(to, bytes.length)));
+/** The bytes [from, to) as a string of one character per byte (a file's signature, a chunk's type). */
+export const ascii = (bytes, from, to) => String.fromCharCode(...bytes.subarray(from, Math.min(to, bytes.length)));
 
 /**
  * Finds the metadata blocks: {tiff: {start, end} byte offsets of the EXIF data's TIFF block, or null,
