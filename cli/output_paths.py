@@ -26,7 +26,9 @@ def default_output_dir(model, data, perturb=None, seed=0, folder="evaluations", 
         name += f"-perturb-{re.sub(r'[^A-Za-z0-9]+', '-', perturb)}-seed{seed}"
     if precision:
         name += f"-{precision}"
-    if os.path.isfile(model) or os.path.isfile(os.path.join(model, "saved_model.pb")):
+    from dnadet_tf.runs import is_exported_model
+
+    if is_exported_model(model):
         return os.path.join(f"{os.path.normpath(model)}-{folder}", name)
     return os.path.join(model, folder, name)
 

@@ -51,11 +51,10 @@ def load(path, precision=None):
     (['real', 'nearest', 'transposed'], 0.0625)
     """
     from dnadet_tf.predictor import KerasPredictor
-    from dnadet_tf.runs import RunDir, describe_path
+    from dnadet_tf.runs import RunDir, describe_path, is_exported_model
 
     path = os.fspath(path)
-    if (os.path.isfile(path) and path.endswith(".tflite")) or (
-            os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb"))):
+    if is_exported_model(path):
         from dnadet_tf.exports.predictors import load_exported_predictor
 
         if precision is not None:

@@ -30,6 +30,14 @@ VALIDATED = "validated"
 ADAPTATION_FILE = "adaptation.json"  # written by `dnadet-tf adapt` into the run it makes
 
 
+def is_exported_model(path):
+    """Whether `path` is what `dnadet-tf export` writes for a predictor: a .tflite file or a SavedModel version
+    folder (holding saved_model.pb)."""
+    path = os.fspath(path)
+    return ((os.path.isfile(path) and path.endswith(".tflite"))
+            or (os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb"))))
+
+
 def describe_path(path):
     """What `path` is, for an error that received it: "no such file or folder", "a SavedModel folder", "a
     benchmark folder", "a .keras file (its run dir: DIR)", ..."""
