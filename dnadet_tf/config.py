@@ -83,7 +83,10 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class PreprocessingConfig:
-    """`preprocess_mode`: `tf` (TensorFlow's bicubic, the default) or `release` (the authors'
+    """The preprocessing section of a TrainConfig, what config.json and the flags set; `TrainConfig.preprocess` makes
+    of it the `preprocess.PreprocessConfig` that models, predictors and exports carry (with `min_side`, the run's
+    patch size, added, and `preprocess_mode` named `mode`: flat parameter names are unique across sections, and
+    `mode` is the model's). `preprocess_mode`: `tf` (TensorFlow's bicubic, the default) or `release` (the authors'
     PyTorch release numerically: Pillow's 8-bit bicubic, torchvision's crop offset), see
     `dnadet_tf.preprocess`. Imported release checkpoints (`import-torch`) use `release`.
     `crop_square`: a square image larger than `crop_size` is center-cropped to it in native pixels
