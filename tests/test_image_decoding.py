@@ -7,41 +7,14 @@ The SavedModel's in-graph decoder (tf.io.decode_image, channels=3) drops it too,
 docs/deployment.md lists that among its differences from predict, and the last test keeps that sentence true.
 """
 import os
-import struct
-import zlib
 
 import numpy as np
 from PIL import Image
 
 from dnadet_tf.images import load_rgb
+from web_harness import raw_png
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _chunk(kind, data):
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
-def _raw_png(path, samples, bit_depth, colour_type, transparent):
-    """A PNG written by hand (Pillow cannot write these depths with tRNS): `samples` (H, W) or (H, W, 3)
-    integers, already in the file's bit depth; `transparent` the tRNS values (one for grey, three for RGB)."""
-    height, width = samples.shape[:2]
-    if bit_depth == 16:
-        rows = [b"\0" + samples[y].astype(">u2").tobytes() for y in range(height)]
-    else:  # packed grey samples, most significant bits first
-        per_byte = 8 // bit_depth
-        rows = []
-        for y in range(height):
-            row = np.zeros(-(-width // per_byte), np.uint8)
-            for x in range(width):
-                row[x // per_byte] |= samples[y, x] << (8 - bit_depth * (x % per_byte + 1))
-            rows.append(b"\0" + row.tobytes())
-    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
-    trns = struct.pack(f">{len(transparent)}H", *transparent)
-    chunks = [(b"IHDR", header), (b"tRNS", trns), (b"IDAT", zlib.compress(b"".join(rows))), (b"IEND", b"")]
-    with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + b"".join(_chunk(kind, data) for kind, data in chunks))
-    return str(path)
 
 
 def _image(rng, shape):
@@ -72,20 +45,21 @@ def test_transparent_colour_is_compared_in_the_file_s_bit_depth(tmp_path):
     """16-bit grey: the colour matches the stored 16-bit sample only (1000, not 1001, which scales to the same
     8-bit level), then scaling to 8 bits as for any 16-bit PNG. 2-bit grey: Pillow decodes samples to 0-255
     but keeps the colour as stored (1 is 85). 16-bit RGB: Pillow keeps only each sample's high byte, so the
-    colour's high bytes are what is compared."""
+    colour's high bytes are what is compared (a sample whose low byte differs matches too)."""
     grey16 = np.full((32, 40), 1001, np.uint16)
     grey16[:, :10] = 1000
-    rgb = load_rgb(_raw_png(tmp_path / "grey16.png", grey16, 16, 0, [1000]))
+    rgb = load_rgb(raw_png(tmp_path / "grey16.png", grey16, 16, 0, [1000]))
     assert (rgb[:, :10] == 255).all() and (rgb[:, 10:] == round(1001 / 65535 * 255)).all()
 
     grey2 = np.tile(np.array([0, 1, 2, 3]), (32, 10))
-    rgb = load_rgb(_raw_png(tmp_path / "grey2.png", grey2, 2, 0, [1]))
+    rgb = load_rgb(raw_png(tmp_path / "grey2.png", grey2, 2, 0, [1]))
     assert np.array_equal(rgb[..., 0], np.where(grey2 == 1, 255, grey2 * 85))
 
     rgb16 = np.zeros((32, 40, 3), np.uint16)
     rgb16[:] = (12800, 25600, 38400)
     rgb16[:, :10] = (256 * 10, 256 * 20, 256 * 30)
-    rgb = load_rgb(_raw_png(tmp_path / "rgb16.png", rgb16, 16, 2, [256 * 10, 256 * 20, 256 * 30]))
+    rgb16[:, 5:10] += np.array([200, 1, 77], np.uint16)
+    rgb = load_rgb(raw_png(tmp_path / "rgb16.png", rgb16, 16, 2, [256 * 10, 256 * 20, 256 * 30]))
     assert (rgb[:, :10] == 255).all() and (rgb[:, 10:] == (50, 100, 150)).all()
 
 

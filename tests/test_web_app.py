@@ -683,3 +683,80 @@ def test_gif_whose_first_frame_does_not_fill_its_screen_is_refused_as_predict_do
         page.open("?sw=0")
         assert page.attribute(path) == {"error": expected, "error_name": "ImageInputError"}
         page.close()
+
+
+def _page_and_predict(sites, browser, paths):
+    """For each file: (the page's answer, its model input, predict's: preprocess_image(load_rgb(path)))."""
+    from dnadet_tf.images import load_rgb
+
+    sidecar = harness.read_json(os.path.join(sites["int8"], "model", "dnadet-int8.json"))
+    config = PreprocessConfig(**sidecar["preprocess"])
+    with harness.SiteServer(sites["int8"]) as server:
+        page = harness.AppPage(browser, server.url)
+        page.open("?sw=0")
+        results = [(page.attribute(path), page.preprocess(path), preprocess_image(load_rgb(path), config).numpy())
+                   for path in paths]
+        assert page.console_errors == []
+        page.close()
+    return results
+
+
+def _noise(seed, shape):
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def test_apng_is_read_as_its_default_image_as_predict_does(sites, browser, tmp_path):
+    """Pillow reads an APNG's default image (the IDAT), also when that image is not part of the animation
+    (the browser would show the first fcTL frame)."""
+    from dnadet_tf.images import load_rgb
+
+    default, frames = _noise(0, (64, 64, 3)), [Image.fromarray(_noise(seed, (64, 64, 3))) for seed in (1, 2)]
+    paths = [str(tmp_path / "apng_default_apart.png"), str(tmp_path / "apng_default_first.png")]
+    Image.fromarray(default).save(paths[0], save_all=True, append_images=frames, default_image=True)
+    Image.fromarray(default).save(paths[1], save_all=True, append_images=frames)
+    for path in paths:
+        with open(path, "rb") as f:
+            assert b"acTL" in f.read()
+        assert np.array_equal(load_rgb(path), default), path
+    for path, (_, page, predict) in zip(paths, _page_and_predict(sites, browser, paths)):
+        difference = float(np.abs(page - predict).max())
+        assert difference <= 1e-6, (os.path.basename(path), difference)
+
+
+def test_compressed_xmp_orientation_in_a_png_is_applied_as_predict_does(sites, browser, tmp_path):
+    """XMP's tiff:Orientation in a PNG iTXt chunk, zlib-compressed or not, before or after the image data."""
+    from dnadet_tf.images import load_rgb
+
+    pixels = _noise(3, (48, 80, 3))
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    png = buffer.getvalue()
+    files = {"xmp_zlib_before_idat.png": harness.png_with_chunk_after_ihdr(png, b"iTXt", harness.png_xmp_itxt(6, True)),
+             "xmp_zlib_after_idat.png": harness.png_with_chunk_before_iend(png, b"iTXt", harness.png_xmp_itxt(6, True)),
+             "xmp_plain.png": harness.png_with_chunk_after_ihdr(png, b"iTXt", harness.png_xmp_itxt(6, False))}
+    paths = [harness.write_bytes(str(tmp_path), name, data) for name, data in files.items()]
+    for path in paths:
+        assert np.array_equal(load_rgb(path), np.rot90(pixels, -1)), path  # orientation 6: ROTATE_270
+    for path, (answer, page, predict) in zip(paths, _page_and_predict(sites, browser, paths)):
+        name = os.path.basename(path)
+        assert answer["image"] == {"width": 48, "height": 80, "exif_orientation": 6}, (name, answer["image"])
+        difference = float(np.abs(page - predict).max())
+        assert difference <= 1e-6, (name, difference)
+
+
+def test_16_bit_rgb_png_transparent_colour_is_compared_as_predict_does(sites, browser, tmp_path):
+    """load_rgb compares a 16-bit RGB PNG's transparent colour by each sample's high byte: a pixel whose low
+    bytes differ from the colour's is white too; one whose high bytes differ is not."""
+    from dnadet_tf.images import load_rgb
+
+    colour = np.array([10 * 256 + 3, 20 * 256 + 4, 30 * 256 + 5], np.uint16)
+    samples = np.random.default_rng(4).integers(0, 65536, (64, 64, 3)).astype(np.uint16)
+    samples[:, :16] = colour
+    samples[:, 16:32] = colour - [3, 4, 5] + [200, 0, 77]  # the same high bytes
+    samples[:, 32:40] = colour + [0, 0, 256]  # one high byte differs
+    path = harness.raw_png(tmp_path / "rgb16_trns.png", samples, 16, 2, colour.tolist())
+    rgb = load_rgb(path)
+    assert (rgb[:, :32] == 255).all() and np.array_equal(rgb[:, 32:], (samples[:, 32:] >> 8).astype(np.uint8))
+    [(_, page, predict)] = _page_and_predict(sites, browser, [path])
+    difference = float(np.abs(page - predict).max())
+    assert difference <= 1e-6, difference

@@ -213,21 +213,65 @@ def png_chunk(kind, data):
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
+def raw_png(path, samples, bit_depth, colour_type, transparent):
+    """A PNG written by hand (Pillow cannot write these depths with tRNS): `samples` (H, W) or (H, W, 3)
+    integers, already in the file's bit depth; `transparent` the tRNS values (one for grey, three for RGB)."""
+    import struct
+    import zlib
+
+    height, width = samples.shape[:2]
+    if bit_depth == 16:
+        rows = [b"\0" + samples[y].astype(">u2").tobytes() for y in range(height)]
+    else:  # packed grey samples, most significant bits first
+        per_byte = 8 // bit_depth
+        rows = []
+        for y in range(height):
+            row = np.zeros(-(-width // per_byte), np.uint8)
+            for x in range(width):
+                row[x // per_byte] |= samples[y, x] << (8 - bit_depth * (x % per_byte + 1))
+            rows.append(b"\0" + row.tobytes())
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    trns = struct.pack(f">{len(transparent)}H", *transparent)
+    chunks = [(b"IHDR", header), (b"tRNS", trns), (b"IDAT", zlib.compress(b"".join(rows))), (b"IEND", b"")]
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + b"".join(png_chunk(kind, data) for kind, data in chunks))
+    return str(path)
+
+
 def png_with_chunk_before_iend(png, kind, data):
     """The PNG file `png` with one more chunk just before IEND (after the image data)."""
     iend = png.rindex(b"IEND") - 4
     return png[:iend] + png_chunk(kind, data) + png[iend:]
 
 
+def png_with_chunk_after_ihdr(png, kind, data):
+    """The PNG file `png` with one more chunk just after IHDR (before the image data)."""
+    ihdr_end = 8 + 12 + 13
+    return png[:ihdr_end] + png_chunk(kind, data) + png[ihdr_end:]
+
+
+def xmp_packet(orientation):
+    """An XMP packet saying tiff:Orientation."""
+    return (b'<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+            b'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
+            b'xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="%d"/></rdf:RDF></x:xmpmeta>'
+            b'<?xpacket end="w"?>' % orientation)
+
+
+def png_xmp_itxt(orientation, compressed):
+    """The data of a PNG iTXt chunk holding `xmp_packet(orientation)`, zlib-compressed or not."""
+    import zlib
+
+    packet = xmp_packet(orientation)
+    return b"XML:com.adobe.xmp\0" + bytes([int(compressed), 0]) + b"\0\0" + (
+        zlib.compress(packet) if compressed else packet)
+
+
 def jpeg_with_xmp(jpeg, orientation):
     """The JPEG file `jpeg` with an XMP packet saying tiff:Orientation (an APP1 after SOI), and no EXIF."""
     import struct
 
-    packet = (b'<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
-              b'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
-              b'xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="%d"/></rdf:RDF></x:xmpmeta>'
-              b'<?xpacket end="w"?>' % orientation)
-    body = b"http://ns.adobe.com/xap/1.0/\0" + packet
+    body = b"http://ns.adobe.com/xap/1.0/\0" + xmp_packet(orientation)
     return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body + jpeg[2:]
 
 

@@ -12,10 +12,12 @@
  * palette+tRNS, RGB+tRNS, grey+tRNS), baseline/progressive/grey JPEG (4:2:0,
  * 4:2:2, 4:4:4), WebP (lossy, lossless, alpha), GIF and BMP in Chromium; a 16-bit
  * PNG may differ by one level (the browser and Pillow round 16 -> 8 bits
- * differently). A GIF whose first frame does not fill its screen is refused, as
- * predict refuses it; a file the browser cannot decode is named by its first bytes.
+ * differently). As Pillow reads a PNG: an APNG's default image (the IDAT), and a
+ * 16-bit RGB PNG's transparent colour compared by each sample's high byte.
+ * A GIF whose first frame does not fill its screen is refused, as predict refuses
+ * it; a file the browser cannot decode is named by its first bytes.
  */
-import {ascii, orientedToStored, swapsAxes, takeOrientation} from "./exif.js";
+import {ascii, orientedToStored, pngChunks, swapsAxes, takeOrientation} from "./exif.js";
 import {cropBox, sizeProblem} from "./preprocess.js";
 
 /** A file the page refuses: not decodable, too small, too large. The message is for the user. */
@@ -85,6 +87,54 @@ function gifFrameProblem(b) {
     `${screenWidth}x${screenHeight} px screen).`;
 }
 
+// APNG's chunks: without them the browser decodes the IDAT, the image Pillow reads as frame 0 also when
+// it is not part of the animation (the browser would show the first fcTL frame).
+const ANIMATION_CHUNKS = ["acTL", "fcTL", "fdAT"];
+
+/** The bytes without the PNG chunks of the given types (the bytes themselves when there is none). */
+function withoutChunks(bytes, types) {
+  const dropped = [...pngChunks(bytes)].filter((chunk) => types.includes(chunk.type));
+  if (!dropped.length) return bytes;
+  const kept = [];
+  let from = 0;
+  for (const chunk of dropped) {
+    kept.push(bytes.subarray(from, chunk.start));
+    from = chunk.end;
+  }
+  kept.push(bytes.subarray(from));
+  const out = new Uint8Array(kept.reduce((size, part) => size + part.length, 0));
+  let at = 0;
+  for (const part of kept) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
+/**
+ * The transparent colour (tRNS before the image data) of a 16-bit RGB PNG, as load_rgb compares it:
+ * [r, g, b], each sample's high byte (Pillow decodes such a file to its high bytes); else null.
+ */
+function highByteTransparency(bytes) {
+  const chunks = [...pngChunks(bytes)];
+  const header = chunks.length && chunks[0].type === "IHDR" ? chunks[0].data : null;
+  if (!header || header.end - header.start < 13 || bytes[header.start + 8] !== 16 || bytes[header.start + 9] !== 2) {
+    return null;
+  }
+  for (const {type, data} of chunks) {
+    if (type === "IDAT") return null;
+    if (type === "tRNS" && data.end - data.start >= 6) return [0, 2, 4].map((k) => bytes[data.start + k]);
+  }
+  return null;
+}
+
+/** Makes the pixels (RGBA) whose RGB is `colour` opaque white. */
+function whiten(rgba, colour) {
+  for (let i = 0; i < rgba.length; i += 4) {
+    if (rgba[i] === colour[0] && rgba[i + 1] === colour[1] && rgba[i + 2] === colour[2]) rgba.fill(255, i, i + 4);
+  }
+}
+
 /**
  * Decodes an image and returns the region preprocessing reads.
  * @param {Uint8Array} bytes the encoded file
@@ -100,8 +150,12 @@ export async function decodeRegion(bytes, type, config, maxPixels) {
   if (!bytes.length) throw new ImageInputError("the file is empty (0 bytes).");
   const gifProblem = gifFrameProblem(bytes);
   if (gifProblem) throw new ImageInputError(gifProblem);
-  const {orientation, bytes: stored} = takeOrientation(bytes);
-  const bitmap = await decodeBitmap(stored, type);
+  const {orientation, bytes: stored} = await takeOrientation(bytes);
+  // A 16-bit RGB PNG's colour is compared here, not by the browser (all 16 bits): Chromium decodes each
+  // sample to its high byte, as Pillow does.
+  const transparent = highByteTransparency(stored);
+  const dropped = transparent ? [...ANIMATION_CHUNKS, "tRNS"] : ANIMATION_CHUNKS;
+  const bitmap = await decodeBitmap(withoutChunks(stored, dropped), type);
   try {
     const storedHeight = bitmap.height;
     const storedWidth = bitmap.width;
@@ -134,6 +188,7 @@ export async function decodeRegion(bytes, type, config, maxPixels) {
       throw new ImageInputError(`too large for this browser's canvas (${sw}x${sh} px to read); ` +
         "try a smaller image.");
     }
+    if (transparent) whiten(storedRgba, transparent);
     if (orientation === 1) {
       return {height, width, orientation, region: {...box, rgba: storedRgba}};
     }

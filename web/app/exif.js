@@ -8,8 +8,8 @@
  * WebP EXIF chunk; a SHORT or a LONG), hands the browser a copy of the file whose
  * tag says 1 (as stored), and applies the transposition to the decoded pixels
  * (`orientedToStored`). When the EXIF data has no orientation tag, Pillow's
- * `getexif` takes XMP's tiff:Orientation (JPEG APP1, PNG iTXt, WebP "XMP "
- * chunk), and so does the page; browsers ignore XMP, so those bytes stay as they are.
+ * `getexif` takes XMP's tiff:Orientation (JPEG APP1, PNG iTXt, compressed or not,
+ * WebP "XMP " chunk), and so does the page; browsers ignore XMP, so those bytes stay as they are.
  */
 
 const ORIENTATION_TAG = 0x0112;
@@ -17,13 +17,32 @@ const XMP_JPEG = "http://ns.adobe.com/xap/1.0/\0";
 const XMP_PNG = "XML:com.adobe.xmp\0";
 // Pillow's pattern (Image.getexif): one digit, as an attribute or an element.
 const XMP_ORIENTATION = /tiff:Orientation(="|>)([0-9])/;
+// Pillow's limit on an inflated text chunk (PngImagePlugin.MAX_TEXT_CHUNK).
+const MAX_TEXT_CHUNK = 1 << 20;
 
 /** The bytes [from, to) as a string of one character per byte (a file's signature, a chunk's type). */
 export const ascii = (bytes, from, to) => String.fromCharCode(...bytes.subarray(from, Math.min(to, bytes.length)));
 
 /**
+ * The chunks of a PNG file up to IEND, in order: {type, start, end (the whole chunk, length to CRC),
+ * data: {start, end}}; none when the bytes are not a PNG. Offsets are clipped to the file.
+ */
+export function* pngChunks(bytes) {
+  const n = bytes.length;
+  if (n <= 8 || bytes[0] !== 0x89 || ascii(bytes, 1, 4) !== "PNG") return;
+  let i = 8;
+  while (i + 8 <= n) {
+    const length = ((bytes[i] << 24) | (bytes[i + 1] << 16) | (bytes[i + 2] << 8) | bytes[i + 3]) >>> 0;
+    const type = ascii(bytes, i + 4, i + 8);
+    yield {type, start: i, end: Math.min(i + 12 + length, n), data: {start: i + 8, end: Math.min(i + 8 + length, n)}};
+    if (type === "IEND") return;
+    i += 12 + length;
+  }
+}
+
+/**
  * Finds the metadata blocks: {tiff: {start, end} byte offsets of the EXIF data's TIFF block, or null,
- * xmp: {start, end} of the XMP packet, or null}.
+ * xmp: {start, end, compressed} of the XMP packet (compressed: zlib data, in a PNG), or null}.
  */
 function findMetadata(bytes) {
   const n = bytes.length;
@@ -48,22 +67,9 @@ function findMetadata(bytes) {
     }
   } else if (n > 8 && bytes[0] === 0x89 && ascii(bytes, 1, 4) === "PNG") {
     // PNG: every chunk to IEND (the spec allows eXIf after the image data, and Pillow reads it there).
-    let i = 8;
-    while (i + 8 <= n) {
-      const length = ((bytes[i] << 24) | (bytes[i + 1] << 16) | (bytes[i + 2] << 8) | bytes[i + 3]) >>> 0;
-      const type = ascii(bytes, i + 4, i + 8);
-      const end = Math.min(i + 8 + length, n);
-      if (type === "eXIf" && !found.tiff) found.tiff = {start: i + 8, end};
-      // iTXt: keyword, compression flag, method, language\0, translated keyword\0, text. A compressed one
-      // would need an asynchronous inflate; Adobe's writers do not compress XMP.
-      if (type === "iTXt" && !found.xmp && ascii(bytes, i + 8, i + 8 + XMP_PNG.length) === XMP_PNG &&
-          bytes[i + 8 + XMP_PNG.length] === 0) {
-        let text = i + 8 + XMP_PNG.length + 2;
-        for (let nul = 0; nul < 2 && text < end; text++) if (bytes[text] === 0) nul++;
-        found.xmp = {start: text, end};
-      }
-      if (type === "IEND") break;
-      i += 12 + length;
+    for (const {type, data} of pngChunks(bytes)) {
+      if (type === "eXIf" && !found.tiff) found.tiff = data;
+      if (type === "iTXt" && !found.xmp) found.xmp = pngXmp(bytes, data);
     }
   } else if (n > 12 && ascii(bytes, 0, 4) === "RIFF" && ascii(bytes, 8, 12) === "WEBP") {
     // WebP: the EXIF chunk (some writers keep the "Exif\0\0" prefix) and the "XMP " chunk.
@@ -82,6 +88,21 @@ function findMetadata(bytes) {
     }
   }
   return found;
+}
+
+/**
+ * The XMP packet of an iTXt chunk's data: {start, end, compressed}, or null when the chunk holds other text
+ * or is compressed by a method other than zlib (Pillow skips it). iTXt: keyword\0, compression flag,
+ * method, language\0, translated keyword\0, text.
+ */
+function pngXmp(bytes, data) {
+  const flag = data.start + XMP_PNG.length;
+  if (ascii(bytes, data.start, flag) !== XMP_PNG || flag + 2 > data.end) return null;
+  const compressed = bytes[flag] !== 0;
+  if (compressed && bytes[flag + 1] !== 0) return null;
+  let text = flag + 2;
+  for (let nul = 0; nul < 2 && text < data.end; text++) if (bytes[text] === 0) nul++;
+  return {start: text, end: data.end, compressed};
 }
 
 /**
@@ -119,9 +140,33 @@ function orientationEntry(bytes, tiff) {
   return null;
 }
 
+/**
+ * zlib data inflated, as a string of one character per byte; null when the browser finds it invalid
+ * (corrupt, truncated, or followed by other bytes) or it inflates to more than MAX_TEXT_CHUNK bytes.
+ */
+async function inflatedText(data) {
+  const reader = new Blob([data]).stream().pipeThrough(new DecompressionStream("deflate")).getReader();
+  const decoder = new TextDecoder("latin1");
+  let text = "";
+  try {
+    for (let part = await reader.read(); !part.done; part = await reader.read()) {
+      text += decoder.decode(part.value, {stream: true});
+      if (text.length > MAX_TEXT_CHUNK) {
+        await reader.cancel();
+        return null;
+      }
+    }
+  } catch (error) {
+    return null;
+  }
+  return text;
+}
+
 /** The value of XMP's tiff:Orientation (0-9), or null. */
-function xmpOrientation(bytes, xmp) {
-  const match = XMP_ORIENTATION.exec(new TextDecoder("latin1").decode(bytes.subarray(xmp.start, xmp.end)));
+async function xmpOrientation(bytes, xmp) {
+  const packet = bytes.subarray(xmp.start, xmp.end);
+  const text = xmp.compressed ? await inflatedText(packet) : new TextDecoder("latin1").decode(packet);
+  const match = text === null ? null : XMP_ORIENTATION.exec(text);
   return match ? Number(match[2]) : null;
 }
 
@@ -130,13 +175,13 @@ const valid = (value) => (value >= 2 && value <= 8 ? value : 1);
 /**
  * Reads the EXIF orientation (else XMP's) and neutralises the EXIF one.
  * @param {Uint8Array} bytes the encoded file
- * @returns {{orientation: number, bytes: Uint8Array}} orientation 1-8 (1 when absent
+ * @returns {Promise<{orientation: number, bytes: Uint8Array}>} orientation 1-8 (1 when absent
  *   or invalid) and the bytes to decode: a copy whose EXIF tag says 1 when it said 2-8.
  */
-export function takeOrientation(bytes) {
+export async function takeOrientation(bytes) {
   const {tiff, xmp} = findMetadata(bytes);
   const entry = tiff ? orientationEntry(bytes, tiff) : null;
-  if (!entry) return {orientation: xmp ? valid(xmpOrientation(bytes, xmp)) : 1, bytes};
+  if (!entry) return {orientation: xmp ? valid(await xmpOrientation(bytes, xmp)) : 1, bytes};
   const {offset, size, little} = entry;
   if (offset < 0) return {orientation: 1, bytes};
   let value = 0;
