@@ -76,7 +76,7 @@ def register(subparsers):
                         help="side of the training patches of every DNA-Det and Base+PCL run (fit --patch-size)")
     parser.add_argument("--patches-per-image", type=int,
                         help="training patches per image of every DNA-Det and Base+PCL run (fit --patches-per-image)")
-    parser.add_argument("--extra-real", metavar="packaged|none|DIR",
+    parser.add_argument("--extra-real", metavar="auto|packaged|none|DIR",
                         help="crops of other real photos in the real class of every run (fit --extra-real; preset: cpu auto)")
     parser.add_argument("--extra-real-process", metavar="jpeg:Q|upsample:S|auto|none",
                         help="the processing of the --extra-real crops in every run (fit --extra-real-process; preset: cpu auto)")

@@ -17,7 +17,7 @@ def register(subparsers):
         description=(
             "Re-estimate the BatchNorm statistics of a run's best.keras on unlabeled images of the content to "
             "attribute (AdaBN: every weight kept; by default those of encoder stages 3-4, where the content shift "
-            "sits, and of every stage with --photos) and write a new run dir that predict, evaluate, explain and "
+            "sits, and of every stage with --photos and --labeled) and write a new run dir that predict, evaluate, explain and "
             "export take like any other. Give a mix of what is to be attributed, fakes and real photos alike, "
             "20 images or more, and as many as there are (a warning says when there are fewer, or when the run "
             "attributes most of them to one class; over five draws on each of five zoos, 20 came within 2 points of "
@@ -61,7 +61,8 @@ def register(subparsers):
     )
     # RUN is optional to argparse only, so that a RUN given after --images or --labeled's paths (which take every
     # path that follows) is answered by a line naming it rather than by argparse's bare "RUN is required".
-    parser.add_argument("run", metavar="RUN", nargs="?", help="run dir written by 'dnadet-tf fit'")
+    parser.add_argument("run", metavar="RUN", nargs="?", help="run dir written by 'dnadet-tf fit' (or by adapt or "
+                        "import-torch)")
     given = parser.add_mutually_exclusive_group(required=True)
     given.add_argument("--images", nargs="+", metavar="PATH",
                        help="unlabeled images of the new content: files or folders (read recursively)")

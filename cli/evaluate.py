@@ -11,7 +11,7 @@ def register(subparsers):
         "evaluate",
         help="accuracy, macro-F1, recall and confusion matrices on one or more datasets",
         description=(
-            "Whole-image inference with a run's best.keras. One row per DATA (a benchmark folder expands to "
+            "Whole-image inference with a run's best.keras (or an exported SavedModel or .tflite file). One row per DATA (a benchmark folder expands to "
             "closed-set, cross-seed, cross-loss, cross-finetune and cross-dataset): accuracy, macro-F1, "
             "macro recall, per-class recall, expected calibration error; a table on the terminal, JSON, and a "
             "confusion-matrix PNG per DATA. With --unknown (or a benchmark's open_set.txt) and a calibrated "

@@ -17,7 +17,8 @@ def register(subparsers):
         ),
         formatter_class=HelpFormatter,
     )
-    parser.add_argument("--model", required=True, help="run dir written by 'dnadet-tf fit'")
+    parser.add_argument("--model", required=True,
+                        help="run dir written by 'dnadet-tf fit' (or by adapt or import-torch); not an export")
     parser.add_argument("inputs", nargs="+", metavar="IMAGES", help="image files or folders (read recursively)")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs and explain.json")
     parser.add_argument("--layer", default=DEFAULT_GRADCAM_LAYER,

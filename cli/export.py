@@ -22,7 +22,8 @@ def register(subparsers):
         ),
         formatter_class=HelpFormatter,
     )
-    parser.add_argument("--model", required=True, help="run dir written by 'dnadet-tf fit'")
+    parser.add_argument("--model", required=True,
+                        help="run dir written by 'dnadet-tf fit' (or by adapt or import-torch)")
     parser.add_argument("--out", required=True, help="export folder DIR; the model goes to DIR/NAME")
     parser.add_argument("--name", default="dnadet", help="model name (TF Serving's MODEL_NAME, TFLite file prefix)")
     parser.add_argument("--version", type=int,

@@ -36,14 +36,16 @@ def register(subparsers):
                         "calibrate RUN'; images so like the training ones set a tight open-set threshold (11-21 %% of "
                         "known test images flagged on the zoos, README), so calibrate on other images when you have "
                         "them")
-    parser.add_argument("--out", help="run dir to write (default with no --data: runs/demo)")
+    parser.add_argument("--out", help="run dir to write (default with no --data: runs/demo, or runs/demo-1, ... "
+                        "when that exists; with --resume or --overwrite, the newest of them)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                        help="hyper-parameters: paper (DESIGN §3), cpu (narrow, laptop minutes), tiny (tests); "
-                        "default cpu")
+                        help="hyper-parameters: paper (the paper's; README, \"Method and presets\"), cpu (narrow, laptop "
+                        "minutes), tiny (tests); default cpu")
     parser.add_argument("--steps", type=int, help="train until this step (total, also when resuming)")
     parser.add_argument("--init", help="start from the weights of a run dir (e.g. a 'dnadet-tf pretrain' run), "
                         "'packaged' (the step 1 shipped with the package for the preset) or 'none' (random "
-                        "initialisation); weights whose shapes differ (the head) are re-initialised")
+                        "initialisation); weights whose shapes differ (the head) are re-initialised (default: the "
+                        "preset's: cpu packaged, paper and tiny none)")
     parser.add_argument("--init-partial", action="store_true",
                         help="with --init, load only the encoder weights that match instead of stopping when "
                         "the encoders differ (e.g. another --width)")
@@ -71,7 +73,8 @@ def register(subparsers):
     parser.add_argument("--images-per-class", type=int, help="K images of every class per step (preset: cpu 8, tiny 4; paper 0, the "
                         "paper's rule: 32 per class for up to 5 classes, 16 for more)")
     parser.add_argument("--val-every", type=int, help="validate on whole images every N steps")
-    parser.add_argument("--metric", choices=METRICS, help="validation metric that picks best.keras")
+    parser.add_argument("--metric", choices=METRICS,
+                        help=f"validation metric that picks best.keras (default: {LoopConfig.metric})")
     parser.add_argument("--select", choices=SELECTION_RULES,
                         help="rule that picks best.keras among validated models: first = first step reaching the "
                         "best metric; last = the release's (ties go to the later step); nll = best metric, ties "
@@ -79,7 +82,7 @@ def register(subparsers):
                         "mean of the weights of the last --average-last validated models (without validation data, "
                         "of the models of the steps a validation would have come at; the other rules then keep the "
                         f"last step's model) (default: the preset's; cpu: average, and nll for Base+PCL, --init none without --base; "
-                        f"paper: {LoopConfig.select})")
+                        f"paper and tiny: {LoopConfig.select})")
     parser.add_argument("--average-last", type=int,
                         help=f"how many of the last validated models --select average averages "
                         f"(default: {LoopConfig.average_last})")
@@ -108,11 +111,11 @@ def register(subparsers):
                         "paper and tiny 0)")
     parser.add_argument("--crop-size", type=int,
                         help="a non-square image (with --crop-square also a larger square one) is first "
-                        "center-cropped to this many native pixels (preset: 128)")
+                        "center-cropped to this many native pixels (preset: 128; tiny 32)")
     parser.add_argument("--crop-square", action=argparse.BooleanOptionalAction, default=None,
                         help="center-crop a square image larger than --crop-size to it in native pixels instead of "
                         "squashing it to --resize1 (preset: cpu on; paper, as the release, and tiny off)")
-    parser.add_argument("--resize1", type=int, help="first bicubic resize, in px (preset: 128)")
+    parser.add_argument("--resize1", type=int, help="first bicubic resize, in px (preset: 128; tiny 32)")
     parser.add_argument("--resize2", type=int, help="second bicubic resize, the network's input size in px, a "
                         "multiple of 16 (preset: 512; tiny 64)")
     parser.add_argument("--patch-size", type=int,
@@ -153,7 +156,7 @@ def register(subparsers):
                         "content\", \"A third content pair\") (preset: 0, off)")
     parser.add_argument("--patience", type=int,
                         help="stop early after this many validations without improvement (overrides the preset)")
-    parser.add_argument("--seed", type=int, help="seed of data order, crops and initialisation")
+    parser.add_argument("--seed", type=int, help="seed of data order, crops and initialisation (default: 0)")
     parser.add_argument("--zoo", help="with no --data: the zoo folder to build or reuse (default: the cache)")
     parser.add_argument("--ood-score", choices=SCORES,
                         help=f"open-set score fitted at the end with the temperature, on the validation images "
@@ -212,9 +215,9 @@ def run_demo(args, overrides):
     from dnadet_tf.zoo import ensure_zoo
 
     began = time.time()
-    out = args.out or _fresh_dir(os.path.join("runs", "demo"))
-    print("dnadet-tf fit with no --data: building or reusing the demo generator zoo, then training the "
-          "cpu preset on it and evaluating every split.", flush=True)
+    out = args.out or _demo_run_dir(os.path.join("runs", "demo"), args)
+    print(f"dnadet-tf fit with no --data: building or reusing the demo generator zoo, then training the "
+          f"{args.preset or 'cpu'} preset on it and evaluating every split.", flush=True)
     zoo = ensure_zoo("demo", zoo_dir=args.zoo)
     print(f"zoo ready at {zoo} ({time.time() - began:.0f} s)", flush=True)
     resume = args.resume
@@ -226,6 +229,23 @@ def run_demo(args, overrides):
     print(f"run dir: {os.path.abspath(out)} (best.keras, metrics.jsonl, evaluation/*.png); "
           f"total {time.time() - began:.0f} s", flush=True)
     return 0
+
+
+def _demo_run_dir(base, args):
+    """Where `fit` with no --data and no --out writes: a new folder (`_fresh_dir`), or with --resume or
+    --overwrite the newest that exists, the one the last such `fit` wrote (refused before the zoo is built when
+    there is none)."""
+    if not (args.resume or args.overwrite):
+        return _fresh_dir(base)
+    existing = _fresh_dir(base)
+    if existing == base:
+        from dnadet_tf.cli.common import UsageError
+
+        flag = "--resume" if args.resume else "--overwrite"
+        raise UsageError(f"{flag}: expected a run of fit with no --data in {base} (or {base}-1, ...), found none; "
+                         f"name the run with --out.")
+    number = int(existing.rsplit("-", 1)[1]) - 1
+    return base if number == 0 else f"{base}-{number}"
 
 
 def _fresh_dir(base):

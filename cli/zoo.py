@@ -22,12 +22,14 @@ PHOTOS_HELP = (
 def register(subparsers):
     zoo = subparsers.add_parser(
         "zoo",
-        help="build the generator zoo: an offline benchmark with real architecture traces",
+        help="build the generator zoo, an offline benchmark with real architecture traces, or swap its content",
         description=(
             "The generator zoo: small generators of distinct architectures (ProGAN-, MMDGAN-, SNGAN-, "
             "InfoMaxGAN-like; DCGAN-, StyleGAN-, CycleGAN-like with --wild) trained on real photos, and "
             "the images they generate, written as a benchmark folder with the splits of the DNA-Det "
-            "paper's Table 1 (train, val, test, cross_seed, cross_loss, cross_finetune, cross_dataset)."
+            "paper's Table 1 (train, val, test, cross_seed, cross_loss, cross_finetune, cross_dataset): 'zoo build'. "
+            "'zoo swap-content' writes two more splits of a zoo, each changing only the content or only the "
+            "weights."
         ),
         formatter_class=HelpFormatter,
     )

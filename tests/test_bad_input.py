@@ -674,3 +674,25 @@ def test_predict_json_writes_null_for_a_number_json_has_not():
 
     assert json_number(np.float32(0.1234567)) == 0.123457
     assert json_number(float("nan")) is None and json_number(np.inf) is None
+
+
+def test_fit_without_data_resumes_the_newest_demo_run_and_refuses_before_building_when_there_is_none(
+        tmp_path, monkeypatch):
+    from dnadet_tf.cli.fit import _demo_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DNADET_TF_CACHE", str(tmp_path / "cache"))
+    for flag in ("--resume", "--overwrite"):
+        code, stdout, stderr = _cli(["fit", flag])
+        assert code == 2 and stderr.strip().splitlines() == [
+            f"dnadet-tf fit: error: {flag}: expected a run of fit with no --data in runs/demo (or runs/demo-1, ...), "
+            f"found none; name the run with --out."]
+    assert not os.path.exists(tmp_path / "cache")  # refused before the zoo is built
+    base = os.path.join("runs", "demo")
+    os.makedirs(base)
+    os.makedirs(base + "-1")
+    new, again = argparse.Namespace(resume=False, overwrite=False), argparse.Namespace(resume=True, overwrite=False)
+    assert _demo_run_dir(base, new) == base + "-2"
+    assert _demo_run_dir(base, again) == base + "-1"
+    shutil.rmtree(base + "-1")
+    assert _demo_run_dir(base, argparse.Namespace(resume=False, overwrite=True)) == base
