@@ -3,7 +3,7 @@
 Base, Base+PT, Base+PCL and Base+PT+PCL (DNA-Det) are trained with the same
 data and preset, once per training seed; every split is reported as mean and
 standard deviation over the seeds, and the JSON keeps each seed's numbers
-(DESIGN §9: one run is an anecdote) and the benchmark's SHA-256 (`zoo_sha256`,
+(one run is an anecdote) and the benchmark's SHA-256 (`zoo_sha256`,
 `data.benchmark_digest`), which tells whether two results share a benchmark.
 With `compare_select`, every run keeps its validated models and the cross-tests
 are also reported for the model each selection rule (`selection.py`) would have

@@ -1,4 +1,4 @@
-"""Robustness attacks (DESIGN §3): train-time augmentation and test-time perturbation.
+"""Robustness attacks (the paper's Table 5): train-time augmentation and test-time perturbation.
 
 Each attack takes one (H, W, 3) image of any size (uint8 or float in
 [0, 255]) and returns float32 (H, W, 3) on the uint8 grid, drawing its
@@ -16,7 +16,7 @@ parameter from a stateless seed:
            every pixel is multiplied by b, then clipped to 255 (as
            torchvision's ColorJitter(brightness=0.9) does).
 - combo:   relight, crop, blur, jpeg, noise, in that fixed order (the order
-           DESIGN §3 lists them), each applied with probability 0.5.
+           the paper lists them), each applied with probability 0.5.
 - channels: the colour channels in a random order, one of the 6
            permutations of (R, G, B), each with probability 1/6 (the identity
            included); every pixel value is kept, only which channel holds it

@@ -19,7 +19,7 @@ plus `preset`, `init`, `data`, `val` and `val_split` (the share of each class of
 images when there is no `val`; `data.hold_out`). It is validated on construction and changed only
 by copying (`replace`). Parameters are named flat, as `fit` and `make_config` take them
 (`width`, `learning_rate`, `pretrain_batch_size`, ...): `PARAMETERS` maps each to its
-section. `paper` holds every hyper-parameter of the paper (DESIGN §3); `cpu` is narrower
+section. `paper` holds every hyper-parameter of the paper; `cpu` is narrower
 with a smaller second resize and fewer crops, so a laptop trains it in minutes; `tiny` is
 for tests. The resolved configuration is saved as `config.json` in the run dir, by
 section; a flat config.json of an older run is converted on read.

@@ -1,4 +1,4 @@
-"""The 170 image transformations of step 1 (pre-training), DESIGN §3.
+"""The 170 image transformations of step 1 (pre-training), as the paper and its release define them.
 
 Each class is one operation with one parameter, applied to a 128 px crop of a
 natural photo. Class indices, in this fixed order:
@@ -16,7 +16,7 @@ natural photo. Class indices, in this fixed order:
 Four double JPEG pairs of the listed order use the same quality twice
 (q36/q36, q60/q60, q75/q75, q99/q99); recompressing at the same quality
 changes few or no pixels, so these classes nearly coincide with the single
-JPEG class of that quality. They are kept as DESIGN §3 lists them.
+JPEG class of that quality. They are kept as the release lists them.
 
 The operations themselves live in `dnadet_tf.imageops`; every result is
 float32 on the uint8 grid, as a saved 8-bit image would be.

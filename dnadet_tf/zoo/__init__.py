@@ -1,7 +1,7 @@
-"""The generator zoo: an offline benchmark with real architecture traces (DESIGN §5).
+"""The generator zoo: an offline benchmark with real architecture traces. The README's "The generator zoo" says what it holds.
 
 `build_zoo(out_dir, size="demo", photos=None, seed=0, wild=False, progress=print)` trains small
-generators of distinct architectures on photos and writes a benchmark folder (DESIGN §4);
+generators of distinct architectures on photos and writes a benchmark folder (`data` reads it);
 `ensure_zoo(size="demo", seed=0, progress=print)` builds or reuses one in the cache folder
 `default_zoo_dir(size, seed)`.
 """

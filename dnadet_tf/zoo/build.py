@@ -1,4 +1,4 @@
-"""Building the zoo benchmark folder (DESIGN §4-5): plan the models, train them, write images and lists.
+"""Building the zoo benchmark folder: plan the models, train them, write images and lists.
 
 Layout of a zoo folder:
 
