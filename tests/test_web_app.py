@@ -723,6 +723,30 @@ def test_apng_is_read_as_its_default_image_as_predict_does(sites, browser, tmp_p
         assert difference <= 1e-6, (os.path.basename(path), difference)
 
 
+def test_apng_metadata_after_its_first_frame_control_is_ignored_as_predict_ignores_it(sites, browser, tmp_path):
+    """Pillow stops reading an APNG's chunks at the frame control after the image data: an EXIF orientation
+    placed after it is not applied (one before the image data is); a plain PNG's after IDAT is."""
+    from dnadet_tf.images import load_rgb
+
+    pixels = _noise(5, (32, 64, 3))
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG", save_all=True, append_images=[Image.fromarray(_noise(6, (32, 64, 3)))])
+    apng = buffer.getvalue()
+    assert b"acTL" in apng
+    exif = harness.tiff_orientation(6)
+    files = {"apng_exif_late.png": (harness.png_with_chunk_before_iend(apng, b"eXIf", exif), pixels, 1),
+             "apng_exif_early.png": (harness.png_with_chunk_after_ihdr(apng, b"eXIf", exif), np.rot90(pixels, -1), 6)}
+    paths = [harness.write_bytes(str(tmp_path), name, data) for name, (data, _, _) in files.items()]
+    for path, (_, expected, _) in zip(paths, files.values()):
+        assert np.array_equal(load_rgb(path), expected), path
+    for path, (answer, page, predict), (_, expected, orientation) in zip(
+            paths, _page_and_predict(sites, browser, paths), files.values()):
+        name = os.path.basename(path)
+        assert answer["image"]["exif_orientation"] == orientation, (name, answer["image"])
+        difference = float(np.abs(page - predict).max())
+        assert difference <= 1e-6, (name, difference)
+
+
 def test_compressed_xmp_orientation_in_a_png_is_applied_as_predict_does(sites, browser, tmp_path):
     """XMP's tiff:Orientation in a PNG iTXt chunk, zlib-compressed or not, before or after the image data."""
     from dnadet_tf.images import load_rgb

@@ -66,8 +66,12 @@ function findMetadata(bytes) {
       i += 2 + length;
     }
   } else if (n > 8 && bytes[0] === 0x89 && ascii(bytes, 1, 4) === "PNG") {
-    // PNG: every chunk to IEND (the spec allows eXIf after the image data, and Pillow reads it there).
+    // PNG: every chunk to IEND (the spec allows eXIf after the image data, and Pillow reads it there), but
+    // for an APNG, whose chunks Pillow reads only up to the frame control after the image data.
+    let imageRead = false;
     for (const {type, data} of pngChunks(bytes)) {
+      if (type === "IDAT") imageRead = true;
+      if (type === "fcTL" && imageRead) break;
       if (type === "eXIf" && !found.tiff) found.tiff = data;
       if (type === "iTXt" && !found.xmp) found.xmp = pngXmp(bytes, data);
     }
