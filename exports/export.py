@@ -13,6 +13,7 @@ Everything is built in a hidden `DIR/NAME/.export-tmp-*` folder (TF Serving igno
 non-numeric folders) and renamed into place only once complete; an existing
 version is replaced only with `overwrite`.
 """
+import dataclasses
 import datetime
 import json
 import os
@@ -169,9 +170,16 @@ def export_outputs(name, version, formats):
     outputs = [str(version)] if "savedmodel" in formats else []
     for fmt in formats:
         if fmt in TFLITE_FORMATS:
-            path = os.path.join(TFLITE_DIR, tflite_filename(name, fmt))
-            outputs += [path, sidecar_path(path)]
+            outputs += [_output_path(name, version, fmt), sidecar_path(_output_path(name, version, fmt))]
     return outputs + ([web.WEB_DIR] if "web" in formats else [])
+
+
+def _output_path(name, version, fmt):
+    """The path, relative to DIR/NAME, of the file (or SavedModel folder) of format `fmt`; None for `keras`
+    and `web` (the web app is a folder of files, `web.WEB_DIR`)."""
+    if fmt == "savedmodel":
+        return str(version)
+    return os.path.join(TFLITE_DIR, tflite_filename(name, fmt)) if fmt in TFLITE_FORMATS else None
 
 
 def _refuse_existing(base, outputs, what):
@@ -243,6 +251,49 @@ def _remove_abandoned_staging(base, warn):
             warn(f"removed {os.path.join(base, entry)}, left by an export that was stopped")
 
 
+@dataclasses.dataclass(frozen=True)
+class ExportImages:
+    """The images an export reads from the run's data, all before any slow work.
+
+    eval_spec, eval_paths (N paths), eval_labels ((N,) int, or None when unlabelled): the parity images.
+    calibration_spec, calibration_paths (about `calibration_images` paths, [] without int8): int8 calibration.
+    threshold_spec, threshold_paths, left_out: the int8 file's open-set threshold (`int8_threshold_images`).
+    """
+    eval_spec: str
+    eval_paths: list
+    eval_labels: object
+    calibration_spec: str
+    calibration_paths: list
+    threshold_spec: object = None
+    threshold_paths: list = dataclasses.field(default_factory=list)
+    left_out: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportJob:
+    """One export, settled before any slow work; each step of `export_run` reads what it needs from it.
+
+    run_dir: as given (messages name it so); name, version (int), formats (canonical order, the web app's TFLite
+    format included); reference: the run's float32 KerasPredictor (model, class_names, preprocess, open_set);
+    images: ExportImages; common: the metadata every artefact carries (`_common_metadata`); int8_io, equalize,
+    num_threads, web_model, runtime ((node_modules, version) or None): as `export_run` takes them.
+    """
+    run_dir: str
+    name: str
+    version: int
+    formats: tuple
+    reference: object
+    images: ExportImages
+    common: dict
+    int8_io: bool
+    equalize: bool
+    num_threads: object
+    web_model: str
+    runtime: object
+    progress: object
+    warn: object
+
+
 def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMATS, calibration=None,
                calibration_images=200, eval_data=None, max_eval=1000, int8_io=False, overwrite=False,
                num_threads=None, web_model="int8", web_runtime=None, equalize=True, progress=print, warn=None):
@@ -256,173 +307,290 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
     exports/web.py). `equalize` converts the int8 model from a float-identical
     copy whose channels span equal ranges (exports/equalize.py).
     """
-    import tensorflow as tf
-
-    from dnadet_tf.calibrate import calibrated_known_rate, calibrated_left_out
-    from dnadet_tf.exports.equalize import equalized_copy
-    from dnadet_tf.exports.parity import parity_rows
-    from dnadet_tf.exports.predictors import SavedModelPredictor, TFLitePredictor
-    from dnadet_tf.exports.savedmodel import write_savedmodel
-    from dnadet_tf.exports.tflite import convert, save_pixels_savedmodel, write_sidecar, write_tflite
-    from dnadet_tf.pipeline import inference_dataset
     from dnadet_tf.predictor import KerasPredictor
 
     warn = warn or progress
+    formats, runtime = _checked_request(formats, name, version, out_dir, int8_io, web_model, web_runtime)
+    _warn_ignored_int8_flags(formats, calibration, int8_io, warn)
+    # Exports compute in float32; so does the reference they are compared with, also for a run trained in
+    # bfloat16 (the same weights: its own bfloat16 outputs would differ from any float32 export by ~1e-2).
+    reference = KerasPredictor(run_dir, precision="float32")
+    if "web" in formats:
+        web.check_preprocess(reference.preprocess)
+    base = os.path.join(out_dir, name)
+    version, outputs, earlier = _planned_outputs(base, name, version, formats, overwrite)
+    images = read_images(run_dir, reference, formats, eval_data, max_eval, calibration, calibration_images, warn)
+    common = _common_metadata(run_dir, name, version, reference)
+    job = ExportJob(run_dir, name, version, formats, reference, images, common, int8_io, equalize, num_threads,
+                    web_model, runtime, progress, warn)
+    if reference.open_set is None:
+        warn(f"{run_dir}: no open-set score or temperature stored; the exports answer probabilities only "
+             f"(dnadet-tf calibrate {run_dir} fits them).")
+    tmp = _staging_folder(base, warn)
+    try:
+        candidates = [_write_savedmodel(job, tmp)] if "savedmodel" in formats else []
+        candidates += _write_tflite_files(job, tmp)
+        web_summary = _write_web_app(job, tmp) if "web" in formats else None
+        report = _report(job, _parity_rows(job, candidates), web_summary, earlier)
+        write_json_atomic(os.path.join(tmp, REPORT_FILE), report)
+        _install(tmp, base, outputs, overwrite)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    report["out"] = base
+    return report
+
+
+def _checked_request(formats, name, version, out_dir, int8_io, web_model, web_runtime):
+    """Refuses bad arguments before the run is loaded; returns (formats in canonical order, with the TFLite
+    format the web app runs added, the web runtime (node_modules, version) from `web.find_runtime` or None)."""
     formats = parse_formats(",".join(formats)) if not isinstance(formats, str) else parse_formats(formats)
     if not _NAME.match(name) or name.isdigit():
         raise DnadetError(f"name: expected letters, digits, '.', '_' or '-' (not only digits), received {name!r}.")
     if version is not None and int(version) < 1:
         raise DnadetError(f"version: expected a positive integer, received {version}.")
     _check_out(out_dir, name)
-    runtime = None
-    if "web" in formats:
-        if web_model not in web.WEB_MODELS:
-            raise DnadetError(f"web_model: expected one of {', '.join(web.WEB_MODELS)}, received {web_model!r}.")
-        if int8_io and web_model == "int8":
-            raise DnadetError("int8_io: the web app runs the int8 model with float32 input and output (LiteRT.js "
-                              "has no int8 tensors); export 'web' without `int8_io`, or with `web_model` float32.")
-        runtime = web.find_runtime(web_runtime)
-        formats = parse_formats(",".join(formats + (web_model,)))
-    if "int8" not in formats:
-        for given, flag in ((calibration, "--calibration"), (int8_io, "--int8-io")):
-            if given:
-                warn(f"{flag} applies to the int8 file only, which --formats {','.join(formats)} does not "
-                     f"write; ignored.")
-    # Exports compute in float32; so does the reference they are compared with, also for a run trained in
-    # bfloat16 (the same weights: its own bfloat16 outputs would differ from any float32 export by ~1e-2).
-    reference = KerasPredictor(run_dir, precision="float32")
-    run, class_names, preprocess = reference.run, reference.class_names, reference.preprocess
-    if "web" in formats:
-        web.check_preprocess(preprocess)
-    config = run.config
-    base = os.path.join(out_dir, name)
+    if "web" not in formats:
+        return formats, None
+    web.check_model(web_model, int8_io)
+    runtime = web.find_runtime(web_runtime)
+    return parse_formats(",".join(formats + (web_model,))), runtime
+
+
+def _warn_ignored_int8_flags(formats, calibration, int8_io, warn):
+    """Warns about `calibration` and `int8_io` when `formats` (a tuple) has no int8 file to apply them to."""
+    if "int8" in formats:
+        return
+    for given, flag in ((calibration, "--calibration"), (int8_io, "--int8-io")):
+        if given:
+            warn(f"{flag} applies to the int8 file only, which --formats {','.join(formats)} does not "
+                 f"write; ignored.")
+
+
+def _planned_outputs(base, name, version, formats, overwrite):
+    """(version, outputs, earlier): the version written (int; the next free one when `version` is None), the paths
+    the export writes relative to `base` (`export_outputs`) and the earlier reports report.json keeps
+    (`_earlier_reports`). Unless `overwrite`, raises DnadetError when the version or one of the outputs exists."""
     if version is None:
         version = next_version(base)
     elif int(version) in existing_versions(base) and not overwrite:
         raise DnadetError(f"{os.path.join(base, str(version))}: version {version} exists; pass overwrite=True to "
                           f"replace it or another `version`.")
-    version = int(version)
-    outputs = export_outputs(name, version, formats)
+    outputs = export_outputs(name, int(version), formats)
     if not overwrite:
         _refuse_existing(base, outputs, "exists, written by an earlier export")
-    earlier = _earlier_reports(base, outputs, overwrite)
+    return int(version), outputs, _earlier_reports(base, outputs, overwrite)
 
+
+def read_images(run_dir, reference, formats, eval_data, max_eval, calibration, calibration_images, warn):
+    """The ExportImages of an export of `formats`: `eval_data` (absolute; default the run's validation data, else
+    its training data), `calibration` (absolute; default the run's training data) and, for int8, the open-set
+    threshold's images (`int8_threshold_images`)."""
+    config = reference.run.config
     eval_spec = os.path.abspath(eval_data) if eval_data else config.val or config.data  # reports name absolute paths
-    eval_paths, eval_labels = evaluation_files(eval_spec, class_names, preprocess, max_eval, warn)
-    calibration_spec, calibration_paths = os.path.abspath(calibration) if calibration else config.data, []
-    threshold_spec, threshold_paths, left_out = None, [], False
-    if "int8" in formats:
-        calibration_paths = calibration_files(calibration_spec, preprocess, calibration_images, warn)
-        if reference.open_set is not None:
-            threshold_spec = calibrated_left_out(run_dir)
-            left_out = threshold_spec is not None
-            if not left_out:
-                threshold_spec, threshold_paths = threshold_files(config, class_names, preprocess)
+    eval_paths, eval_labels = evaluation_files(eval_spec, reference.class_names, reference.preprocess, max_eval, warn)
+    calibration_spec = os.path.abspath(calibration) if calibration else config.data
+    if "int8" not in formats:
+        return ExportImages(eval_spec, eval_paths, eval_labels, calibration_spec, [])
+    calibration_paths = calibration_files(calibration_spec, reference.preprocess, calibration_images, warn)
+    return ExportImages(eval_spec, eval_paths, eval_labels, calibration_spec, calibration_paths,
+                        *int8_threshold_images(run_dir, reference))
 
-    common = {
-        "created_by": "dnadet-tf export", "name": name, "version": version, "class_names": list(class_names),
-        "preprocess": preprocess.to_dict(), "source_run": os.path.abspath(run_dir), "tensorflow": tf.__version__,
-        "open_set": reference.open_set,
-    }
+
+def int8_threshold_images(run_dir, reference):
+    """(spec, paths, left_out) of the int8 file's open-set threshold: (None, [], False) for a run with no open set;
+    (calibration.json's `val`, [], True) for a threshold fitted with its images left out (`left_out_open_set`);
+    else the images to refit it on (`threshold_files`, `int8_open_set`) and False."""
+    from dnadet_tf.calibrate import calibrated_left_out
+
     if reference.open_set is None:
-        warn(f"{run_dir}: no open-set score or temperature stored; the exports answer probabilities only "
-             f"(dnadet-tf calibrate {run_dir} fits them).")
-    model = reference.model
+        return None, [], False
+    spec = calibrated_left_out(run_dir)
+    if spec is not None:
+        return spec, [], True
+    return (*threshold_files(reference.run.config, reference.class_names, reference.preprocess), False)
+
+
+def _common_metadata(run_dir, name, version, reference):
+    """The metadata the SavedModel's asset and every sidecar carry (and report.json, but `created_by`)."""
+    import tensorflow as tf
+
+    return {
+        "created_by": "dnadet-tf export", "name": name, "version": version, "class_names": list(reference.class_names),
+        "preprocess": reference.preprocess.to_dict(), "source_run": os.path.abspath(run_dir),
+        "tensorflow": tf.__version__, "open_set": reference.open_set,
+    }
+
+
+def _staging_folder(base, warn):
+    """A new hidden staging folder `base`/.export-tmp-PID-*, after removing those of stopped exports."""
     os.makedirs(base, exist_ok=True)
     _remove_abandoned_staging(base, warn)
-    tmp = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=base)
-    try:
-        candidates, paths = [], {}
-        staged_version = os.path.join(tmp, str(version))
-        if "savedmodel" in formats:
-            progress(f"writing SavedModel version {version} ...")
-            signatures = {"serving_default": "images: string [None] (encoded image bytes)",
-                          "predict_pixels": f"pixels: float32 [None, {preprocess.resize2}, {preprocess.resize2}, 3]",
-                          "outputs": "probabilities float32 [None, C], class_id int32 [None], class_name string [None]"
-                          + (", ood_score float32 [None], unknown bool [None]" if reference.open_set else "")}
-            write_savedmodel(model, class_names, preprocess, staged_version, {**common, "signatures": signatures})
-            candidates.append(("savedmodel", SavedModelPredictor(staged_version), _folder_size(staged_version)))
-            paths["savedmodel"] = str(version)
-        tflite_formats = [fmt for fmt in formats if fmt in TFLITE_FORMATS]
-        staged_tflite = os.path.join(tmp, TFLITE_DIR)
-        if tflite_formats:
-            os.makedirs(staged_tflite)
-            pixels_model = save_pixels_savedmodel(model, preprocess.resize2, os.path.join(tmp, "pixels-savedmodel"))
+    return tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=base)
 
-            def representative():
-                for batch in inference_dataset(calibration_paths, preprocess, 1):
-                    yield [batch.numpy()]
 
-            int8_source, equalization = pixels_model, None
-            if "int8" in tflite_formats and equalize:
-                progress(f"equalising channel ranges on {len(calibration_paths)} calibration images ...")
-                equalized, equalization = equalized_copy(model, inference_dataset(calibration_paths, preprocess, 8))
-                int8_source = save_pixels_savedmodel(equalized, preprocess.resize2,
-                                                     os.path.join(tmp, "pixels-savedmodel-equalized"))
-            for fmt in tflite_formats:
-                progress(f"converting {tflite_filename(name, fmt)} ...")
-                content = convert(int8_source if fmt == "int8" else pixels_model, fmt,
-                                  representative if fmt == "int8" else None, int8_io)
-                path = os.path.join(staged_tflite, tflite_filename(name, fmt))
-                extra = {"calibration": {"data": calibration_spec, "images": len(calibration_paths)},
-                         "equalization": equalization} if fmt == "int8" else None
-                write_tflite(content, path, fmt, common, preprocess, extra, open_set=reference.open_set)
-                if fmt == "int8" and left_out:
-                    warn(f"{run_dir}: its open-set threshold was fitted with each validation image left out of the "
-                         f"class statistics, which an int8 file cannot do; the int8 file keeps the float threshold.")
-                    write_sidecar(content, path, fmt, common, preprocess, extra,
-                                  open_set=left_out_open_set(reference.open_set, threshold_spec))
-                elif fmt == "int8" and threshold_paths:
-                    progress(f"refitting the int8 open-set threshold on {len(threshold_paths)} images of "
-                             f"{threshold_spec} ...")
-                    open_set = int8_open_set(TFLitePredictor(path, num_threads=num_threads), reference.open_set,
-                                             threshold_spec, threshold_paths, preprocess,
-                                             calibrated_known_rate(run_dir))
-                    write_sidecar(content, path, fmt, common, preprocess, extra, open_set=open_set)
-                elif fmt == "int8" and reference.open_set is not None:
-                    warn(f"{run_dir}: no validation images recorded; the int8 file keeps the float model's open-set "
-                         f"threshold, which int8 scores can exceed on known images.")
-                candidates.append((fmt, TFLitePredictor(path, num_threads=num_threads), len(content)))
-                paths[fmt] = os.path.join(TFLITE_DIR, tflite_filename(name, fmt))
-            shutil.rmtree(pixels_model)
-            if int8_source != pixels_model:
-                shutil.rmtree(int8_source)
-        staged_web = os.path.join(tmp, web.WEB_DIR)
-        web_summary = None
-        if "web" in formats:
-            from PIL import Image
+def _write_savedmodel(job, tmp):
+    """Writes the SavedModel into tmp/VERSION; returns its parity candidate ("savedmodel", predictor, size_bytes)."""
+    from dnadet_tf.exports.predictors import SavedModelPredictor
+    from dnadet_tf.exports.savedmodel import signature_summary, write_savedmodel
 
-            progress(f"writing the web app ({web_model} model) ...")
-            web_summary = web.write_site(staged_web, os.path.join(staged_tflite, tflite_filename(name, web_model)),
-                                         runtime, Image.MAX_IMAGE_PIXELS,
-                                         {"name": name, "version": version, "format": web_model})
+    reference, folder = job.reference, os.path.join(tmp, str(job.version))
+    job.progress(f"writing SavedModel version {job.version} ...")
+    metadata = {**job.common, "signatures": signature_summary(reference.preprocess.resize2, reference.open_set)}
+    write_savedmodel(reference.model, reference.class_names, reference.preprocess, folder, metadata)
+    return "savedmodel", SavedModelPredictor(folder), _folder_size(folder)
 
-        progress(f"parity on {len(eval_paths)} images of {eval_spec} ...")
-        rows = parity_rows(reference, candidates, inference_dataset(eval_paths, preprocess, 16).as_numpy_iterator(),
-                           eval_labels, reference_size=os.path.getsize(reference.model_path))
-        for row in rows:
-            row["path"] = paths.get(row["format"], os.path.abspath(reference.model_path))
-        report = {
-            **{k: common[k] for k in ("name", "version", "class_names", "preprocess", "source_run", "tensorflow",
+
+def _write_tflite_files(job, tmp):
+    """Writes tmp/tflite/NAME-<format>.tflite and its sidecar for each TFLite format of the job; returns their
+    parity candidates [(format, TFLitePredictor, size_bytes)] in canonical order ([] when there are none)."""
+    from dnadet_tf.exports.predictors import TFLitePredictor
+
+    tflite_formats = [fmt for fmt in job.formats if fmt in TFLITE_FORMATS]
+    if not tflite_formats:
+        return []
+    os.makedirs(os.path.join(tmp, TFLITE_DIR))
+    pixels_model, int8_source, equalization = _converter_sources(job, tmp, "int8" in tflite_formats and job.equalize)
+    candidates = []
+    for fmt in tflite_formats:
+        path = os.path.join(tmp, _output_path(job.name, job.version, fmt))
+        size = _write_int8_file(job, int8_source, equalization, path) if fmt == "int8" else \
+            _write_float_file(job, pixels_model, fmt, path)
+        candidates.append((fmt, TFLitePredictor(path, num_threads=job.num_threads), size))
+    shutil.rmtree(pixels_model)
+    if int8_source != pixels_model:
+        shutil.rmtree(int8_source)
+    return candidates
+
+
+def _converter_sources(job, tmp, equalize):
+    """(pixels SavedModel, the int8 file's SavedModel, equalization summary or None): folders in `tmp` of the
+    fixed-shape pixels [1, S, S, 3] -> probabilities function the converter reads; with `equalize` the int8 one
+    is that of an equalized copy (exports/equalize.py, fitted on the calibration images), else the first one."""
+    from dnadet_tf.exports.equalize import equalized_copy
+    from dnadet_tf.exports.tflite import save_pixels_savedmodel
+    from dnadet_tf.pipeline import inference_dataset
+
+    model, preprocess, paths = job.reference.model, job.reference.preprocess, job.images.calibration_paths
+    pixels_model = save_pixels_savedmodel(model, preprocess.resize2, os.path.join(tmp, "pixels-savedmodel"))
+    if not equalize:
+        return pixels_model, pixels_model, None
+    job.progress(f"equalising channel ranges on {len(paths)} calibration images ...")
+    equalized, equalization = equalized_copy(model, inference_dataset(paths, preprocess, 8))
+    equalized_model = os.path.join(tmp, "pixels-savedmodel-equalized")
+    return pixels_model, save_pixels_savedmodel(equalized, preprocess.resize2, equalized_model), equalization
+
+
+def _write_float_file(job, source, fmt, path):
+    """Converts the SavedModel `source` to TFLite format `fmt` (float32, float16 or dynamic) and writes it at `path`
+    with its sidecar; returns its size in bytes."""
+    from dnadet_tf.exports.tflite import convert, write_tflite
+
+    job.progress(f"converting {os.path.basename(path)} ...")
+    content = convert(source, fmt, None, job.int8_io)
+    write_tflite(content, path, fmt, job.common, job.reference.preprocess, None, open_set=job.reference.open_set)
+    return len(content)
+
+
+def _write_int8_file(job, source, equalization, path):
+    """Converts the SavedModel `source` to the int8 TFLite file at `path`, calibrated on the calibration images, and
+    writes its sidecar with the int8 open-set entry (`_int8_sidecar_open_set`); returns its size in bytes."""
+    from dnadet_tf.exports.tflite import convert, write_sidecar, write_tflite
+
+    images, preprocess = job.images, job.reference.preprocess
+    job.progress(f"converting {os.path.basename(path)} ...")
+    content = convert(source, "int8", _representative_dataset(images.calibration_paths, preprocess), job.int8_io)
+    extra = {"calibration": {"data": images.calibration_spec, "images": len(images.calibration_paths)},
+             "equalization": equalization}
+    write_tflite(content, path, "int8", job.common, preprocess, extra, open_set=job.reference.open_set)
+    open_set = _int8_sidecar_open_set(job, path)
+    if open_set is not None:
+        write_sidecar(content, path, "int8", job.common, preprocess, extra, open_set=open_set)
+    return len(content)
+
+
+def _representative_dataset(paths, preprocess):
+    """The converter's representative dataset: a callable yielding [pixels float32 (1, S, S, 3)] per image."""
+    from dnadet_tf.pipeline import inference_dataset
+
+    def representative():
+        for batch in inference_dataset(paths, preprocess, 1):
+            yield [batch.numpy()]
+
+    return representative
+
+
+def _int8_sidecar_open_set(job, path):
+    """The open-set entry that replaces the float model's in the sidecar of the int8 file at `path`: the float
+    threshold kept for a left-out fit (`left_out_open_set`), else the threshold refitted on the file's own scores
+    (`int8_open_set`); None (with a warning for a calibrated run) when there are no images to refit on."""
+    from dnadet_tf.calibrate import calibrated_known_rate
+    from dnadet_tf.exports.predictors import TFLitePredictor
+
+    images, open_set, run_dir = job.images, job.reference.open_set, job.run_dir
+    if images.left_out:
+        job.warn(f"{run_dir}: its open-set threshold was fitted with each validation image left out of the "
+                 f"class statistics, which an int8 file cannot do; the int8 file keeps the float threshold.")
+        return left_out_open_set(open_set, images.threshold_spec)
+    if images.threshold_paths:
+        job.progress(f"refitting the int8 open-set threshold on {len(images.threshold_paths)} images of "
+                     f"{images.threshold_spec} ...")
+        return int8_open_set(TFLitePredictor(path, num_threads=job.num_threads), open_set, images.threshold_spec,
+                             images.threshold_paths, job.reference.preprocess, calibrated_known_rate(run_dir))
+    if open_set is not None:
+        job.warn(f"{run_dir}: no validation images recorded; the int8 file keeps the float model's open-set "
+                 f"threshold, which int8 scores can exceed on known images.")
+    return None
+
+
+def _write_web_app(job, tmp):
+    """Writes the web app into tmp/web/, running the staged TFLite file of format `web_model`; returns its
+    summary for the report (`web.write_site`)."""
+    from PIL import Image
+
+    job.progress(f"writing the web app ({job.web_model} model) ...")
+    return web.write_site(os.path.join(tmp, web.WEB_DIR), os.path.join(tmp, _output_path(job.name, job.version,
+                          job.web_model)), job.runtime, Image.MAX_IMAGE_PIXELS,
+                          {"name": job.name, "version": job.version, "format": job.web_model})
+
+
+def _parity_rows(job, candidates):
+    """The parity rows (`parity.parity_rows`: keras first, then `candidates` [(format, predictor, size_bytes)])
+    on the evaluation images, each with the `path` of its file (relative to DIR/NAME; the Keras model's absolute)."""
+    from dnadet_tf.exports.parity import parity_rows
+    from dnadet_tf.pipeline import inference_dataset
+
+    images, reference = job.images, job.reference
+    job.progress(f"parity on {len(images.eval_paths)} images of {images.eval_spec} ...")
+    rows = parity_rows(reference, candidates,
+                       inference_dataset(images.eval_paths, reference.preprocess, 16).as_numpy_iterator(),
+                       images.eval_labels, reference_size=os.path.getsize(reference.model_path))
+    for row in rows:
+        row["path"] = _output_path(job.name, job.version, row["format"]) or os.path.abspath(reference.model_path)
+    return rows
+
+
+def _report(job, rows, web_summary, earlier):
+    """The report.json dict of the job: its settings, evaluation and calibration images, parity `rows`, the web
+    app's `web_summary` (or None) and the `earlier` reports kept."""
+    images = job.images
+    report = {
+        **{k: job.common[k] for k in ("name", "version", "class_names", "preprocess", "source_run", "tensorflow",
                                       "open_set")},
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "formats": list(formats), "int8_io": bool(int8_io),
-            "eval": {"data": eval_spec, "images": len(eval_paths), "labelled": eval_labels is not None},
-            "calibration": {"data": calibration_spec, "images": len(calibration_paths)} if "int8" in formats else None,
-            "tflite_metadata": METADATA_NOTE,
-            "latency": {"batch": 1, "warmup": 3, "runs": 20, "litert_num_threads": num_threads or os.cpu_count(),
-                        "litert_delegate": "XNNPACK (LiteRT default)", "savedmodel_signature": "predict_pixels"},
-            "rows": rows,
-        }
-        if web_summary:
-            report["web"] = web_summary
-        if earlier:
-            report["earlier"] = earlier
-        write_json_atomic(os.path.join(tmp, REPORT_FILE), report)
-        _install(tmp, base, outputs, overwrite)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    report["out"] = base
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "formats": list(job.formats), "int8_io": bool(job.int8_io),
+        "eval": {"data": images.eval_spec, "images": len(images.eval_paths),
+                 "labelled": images.eval_labels is not None},
+        "calibration": {"data": images.calibration_spec, "images": len(images.calibration_paths)}
+        if "int8" in job.formats else None,
+        "tflite_metadata": METADATA_NOTE,
+        "latency": {"batch": 1, "warmup": 3, "runs": 20, "litert_num_threads": job.num_threads or os.cpu_count(),
+                    "litert_delegate": "XNNPACK (LiteRT default)", "savedmodel_signature": "predict_pixels"},
+        "rows": rows,
+    }
+    if web_summary:
+        report["web"] = web_summary
+    if earlier:
+        report["earlier"] = earlier
     return report
 
 

@@ -96,6 +96,15 @@ def decode_as_pillow(encoded):
     )
 
 
+def signature_summary(size, open_set):
+    """The signatures as text for the metadata asset: inputs of `serving_default` and `predict_pixels`
+    (pixels [None, size, size, 3]) and their outputs, with the open-set ones when `open_set` is set."""
+    return {"serving_default": "images: string [None] (encoded image bytes)",
+            "predict_pixels": f"pixels: float32 [None, {size}, {size}, 3]",
+            "outputs": "probabilities float32 [None, C], class_id int32 [None], class_name string [None]"
+            + (", ood_score float32 [None], unknown bool [None]" if open_set else "")}
+
+
 def write_savedmodel(model, class_names, preprocess, path, metadata):
     """Saves the attributor as a SavedModel at `path` (a version folder, which must not exist).
 

@@ -89,6 +89,16 @@ def find_runtime(node_modules=None):
     return folder, version
 
 
+def check_model(web_model, int8_io):
+    """Raises DnadetError unless the site can run TFLite format `web_model` (one of WEB_MODELS) as exported:
+    LiteRT.js has no int8 tensors, so the int8 model needs float32 input and output (no `int8_io`)."""
+    if web_model not in WEB_MODELS:
+        raise DnadetError(f"web_model: expected one of {', '.join(WEB_MODELS)}, received {web_model!r}.")
+    if int8_io and web_model == "int8":
+        raise DnadetError("int8_io: the web app runs the int8 model with float32 input and output (LiteRT.js "
+                          "has no int8 tensors); export 'web' without `int8_io`, or with `web_model` float32.")
+
+
 def check_preprocess(preprocess):
     """Raises DnadetError unless `preprocess` (a PreprocessConfig) is the chain the JavaScript implements.
 
