@@ -94,14 +94,19 @@ def build_parser():
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C's KeyboardInterrupt would be so that the same cleanup runs."""
+
+
 def _interrupt(signum, frame):
-    raise KeyboardInterrupt
+    raise Terminated
 
 
 @contextlib.contextmanager
 def sigterm_as_interrupt():
     """While the block runs, `kill` (SIGTERM) stops it as Ctrl-C does, so that its cleanup runs (temporary
-    files and staging folders removed, what was already written kept); the earlier handler comes back after."""
+    files and staging folders removed, what was already written kept; the exit status is 143 rather than 130);
+    the earlier handler comes back after."""
     if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
         yield
         return
@@ -145,10 +150,11 @@ def main(argv=None):
         # standard output is pointed at /dev/null so that Python's final flush does not complain again
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         kept = "checkpoints" if args.command in TRAINING_COMMANDS else "files"
-        print(f"dnadet-tf {args.command}: interrupted; {kept} already written are kept.", file=sys.stderr)
-        return 130
+        how = "terminated" if isinstance(stop, Terminated) else "interrupted"
+        print(f"dnadet-tf {args.command}: {how}; {kept} already written are kept.", file=sys.stderr)
+        return 128 + (signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)  # as a shell reports them
     except Exception as error:
         if not _is_file_system_error(error) or getattr(args, "verbose", False):
             raise

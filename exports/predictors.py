@@ -126,11 +126,11 @@ class TFLitePredictor:
 
 def load_exported_predictor(path, num_threads=None):
     """A predictor for a .tflite file or a SavedModel version folder (holding saved_model.pb)."""
+    from dnadet_tf.runs import is_exported_model
+
     path = os.fspath(path)
-    if os.path.isfile(path) and path.endswith(".tflite"):
-        return TFLitePredictor(path, num_threads=num_threads)
-    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb")):
-        return SavedModelPredictor(path)
+    if is_exported_model(path):
+        return TFLitePredictor(path, num_threads=num_threads) if path.endswith(".tflite") else SavedModelPredictor(path)
     raise DnadetError(
         f"{path}: expected a .tflite file or a SavedModel version folder written by 'dnadet-tf export'."
     )
