@@ -6,7 +6,7 @@ Every split list of the benchmark (closed set and cross-tests) is cut in two hal
 class in the same shares). The second half is scored (accuracy, as a fraction):
 
 - `as_trained`: the run as it is;
-- `adapted`: after `adaptation.adapt_batchnorm` over the first half, unlabeled, every stage (`adapt --first-stage 1`);
+- `adapted`: after `adaptation.adapt_model` over the first half, unlabeled, every stage (`adapt --first-stage 1`);
 - `adapted_stage3`: the same with only the BatchNorms of stages 3 and 4 re-estimated (`adapt`, its default);
 
 and on the cross-dataset split (the other content) also
@@ -37,12 +37,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from dnadet_tf.ablation import mean_std_figures, mean_std_cell  # noqa: E402
-from dnadet_tf.adaptation import adapt_batchnorm  # noqa: E402
+from dnadet_tf.adaptation import adapt_model  # noqa: E402
 from dnadet_tf.model import batchnorm_layers  # noqa: E402
 from dnadet_tf.data import REAL_CLASS, benchmark_digest, benchmark_split, read_usable  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
 from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES  # noqa: E402
-from dnadet_tf.pipeline import inference_dataset  # noqa: E402
 from dnadet_tf.predictor import KerasPredictor, predict_files  # noqa: E402
 from dnadet_tf.runs import RunDir, write_json_atomic  # noqa: E402
 
@@ -68,8 +67,9 @@ def accuracy(predictor, files, indices):
 
 
 class AdaptedStatistics:
-    """`with AdaptedStatistics(predictor, paths, blend):` the predictor's model adapted to `paths`; its own
-    BatchNorm statistics are put back on leaving."""
+    """`with AdaptedStatistics(predictor, paths, blend):` the predictor's model adapted to `paths` as `adapt` adapts
+    (`adapt_model`; its open-set calibration kept: the figures are accuracies); its own BatchNorm statistics are put
+    back on leaving."""
 
     def __init__(self, predictor, paths, blend=1.0, first_stage=1):
         self.predictor, self.paths, self.blend, self.first_stage = predictor, paths, blend, first_stage
@@ -78,8 +78,7 @@ class AdaptedStatistics:
         model = self.predictor.model
         self.layers = batchnorm_layers(model)
         self.saved = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in self.layers]
-        adapt_batchnorm(model, inference_dataset(self.paths, model.preprocessing, BATCH_SIZE), self.blend,
-                        first_stage=self.first_stage)
+        adapt_model(model, self.paths, self.blend, self.first_stage, BATCH_SIZE)
         return self.predictor
 
     def __exit__(self, *exc):

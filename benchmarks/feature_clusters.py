@@ -23,12 +23,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from content_adaptation import halves, runs_parser, write_document  # noqa: E402
 
 from dnadet_tf.ablation import mean_std_cell, mean_std_figures  # noqa: E402
-from dnadet_tf.adaptation import adapt_batchnorm  # noqa: E402
+from dnadet_tf.adaptation import adapt_model  # noqa: E402
 from dnadet_tf.predictor import features_and_logits  # noqa: E402
 from dnadet_tf.config import ADAPT_FIRST_STAGE  # noqa: E402
 from dnadet_tf.data import benchmark_digest, benchmark_split, read_usable  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
-from dnadet_tf.pipeline import inference_dataset  # noqa: E402
 from dnadet_tf.runs import RunDir  # noqa: E402
 
 STATES = ("as_trained", "adapted_stage3")
@@ -73,8 +72,7 @@ def run_figures(zoo, run):
     figures = {"run": run}
     for state in STATES:
         if state == "adapted_stage3":
-            adapt_batchnorm(model, inference_dataset([cross.paths[i] for i in adapt_on], model.preprocessing, 16),
-                            first_stage=ADAPT_FIRST_STAGE)
+            adapt_model(model, [cross.paths[i] for i in adapt_on], 1.0, ADAPT_FIRST_STAGE, 16)
         features, logits = features_and_logits(model, [cross.paths[i] for i in scored])
         figures[state] = cluster_figures(features.astype(np.float64), logits.astype(np.float64), truth, classes)
     print(f"{run}: " + "; ".join(f"{state} " + ", ".join(f"{k} {v:.3f}" for k, v in figures[state].items())

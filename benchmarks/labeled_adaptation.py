@@ -51,7 +51,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from content_adaptation import earlier_document, halves, runs_parser, runs_so_far, write_document  # noqa: E402
 
 from dnadet_tf.ablation import mean_std_cell, mean_std_figures  # noqa: E402
-from dnadet_tf.adaptation import adapt_batchnorm  # noqa: E402
+from dnadet_tf.adaptation import adapt_model  # noqa: E402
 from dnadet_tf.labeled_head import ALL_IMAGES, labeled_head  # noqa: E402
 from dnadet_tf.config import LABELED_FIRST_STAGE  # noqa: E402
 from dnadet_tf.data import LabeledFiles, benchmark_digest, benchmark_split, read_unknown, read_usable  # noqa: E402
@@ -118,8 +118,8 @@ class Restored:
 
 def statistics_of(model, paths, first_stage):
     """The model's weights after its statistics are re-estimated on `paths` from `first_stage` (the model is left
-    so): what `labeled_images_<k>` starts each draw from."""
-    adapt_batchnorm(model, inference_dataset(paths, model.preprocessing, BATCH), 1.0, first_stage=first_stage)
+    so): what `labeled_images_<k>` starts each draw from (`adapt --images` with `--first-stage`)."""
+    adapt_model(model, paths, 1.0, first_stage, BATCH)
     return model.get_weights()
 
 
@@ -127,11 +127,10 @@ def adapted(model, files, first_stage, blend=1.0, groups=None, means_per_class=1
     """`adapt --labeled` in memory: statistics re-estimated on `files` (LabeledFiles) from `first_stage` at
     `blend` (0: kept), then the head of their class means (with `groups`: a mean per group and class, as `adapt
     --labeled` with several DATA; with `means_per_class` G: G k-means clusters per class, as `adapt --labeled DATA
-    --means-per-class G`). Returns the classifier (a new one with new classes or groups)."""
-    if blend > 0:
-        adapt_batchnorm(model, inference_dataset(files.paths, model.preprocessing, BATCH), blend,
-                        first_stage=first_stage)
-    return labeled_head(model, files, BATCH, groups, means_per_class)[0]
+    --means-per-class G`). Returns the classifier (a new one with new classes or groups), its open-set calibration
+    not refitted (what `labeled_open_set.py` studies)."""
+    return adapt_model(model, files.paths, blend, first_stage, BATCH, labeled=files, groups=groups,
+                       means_per_class=means_per_class)[0]
 
 
 def model_and_splits(zoo, run):
@@ -191,7 +190,7 @@ def run_figures(zoo, run, shots, draws, enroll, with_images=False, mixed=False):
                 scored(figures, f"labeled_each_{count}",
                        adapted(model, labeled, LABELED_FIRST_STAGE, means_per_class=ALL_IMAGES), calibrated=True)
             if with_images:
-                with Restored(model):
+                with Restored(model):  # statistics of unlabeled images, a head of labeled ones: not what adapt does
                     model.set_weights(unlabeled_statistics)
                     scored(figures, f"labeled_images_{count}",
                            labeled_head(model, labeled, BATCH, means_per_class=1)[0])

@@ -123,7 +123,7 @@ def mixed_figures(model, cross, cross_on, test, test_on, pixels, count, draws):
         labeled = LabeledFiles([cross.paths[i] for i in new] + [test.paths[i] for i in old],
                                np.concatenate([cross.labels[new], test.labels[old]]), cross.class_names, cross.source)
         for means_per_class, calibrations in MIXED_HEADS.items():
-            with Restored(model):
+            with Restored(model):  # the calibrations compared fitted with `labeled_calibration` itself, as above
                 head = adapted(model, labeled, LABELED_FIRST_STAGE, means_per_class=means_per_class)
                 labeled_features = features_of(head, pixels_of(list(labeled.paths), head.preprocessing))[0]
                 left_out = {prefix: labeled_calibration(head, labeled, SCORE, means=means,
@@ -189,7 +189,9 @@ def run_figures(zoo, unknown, run, shots, draws, mixed=False, previous=None):
                 unknown_features, _ = features_of(head, unknown_pixels)
                 training_features, _ = features_of(head, training_pixels)
                 rest_features, _ = features_of(head, pixels_of([cross.paths[i] for i in rest], head.preprocessing))
-                # the labeled images' features, read once (features_of gives features_and_logits' values)
+                # the labeled images' features, read once (features_of gives features_and_logits' values); the
+                # calibrations compared are fitted with `labeled_calibration` itself (both kinds of means, the
+                # default known rate and radii), not the one `adapt --labeled` refits
                 left_out, _ = labeled_calibration(head, labeled, SCORE, features=labeled_features)
                 each_image, _ = labeled_calibration(head, labeled, SCORE, means="image", features=labeled_features)
             in_sample, _ = openset.fit_statistics(SCORE, labeled_features, labeled.labels, head.num_classes,

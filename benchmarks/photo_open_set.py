@@ -41,13 +41,12 @@ from labeled_open_set import as_trained, features_of  # noqa: E402
 from unlabeled_open_set import SCORE, figure_summary, flagged, measured_main  # noqa: E402
 
 from dnadet_tf import openset  # noqa: E402
-from dnadet_tf.adaptation import adapt_batchnorm  # noqa: E402
+from dnadet_tf.adaptation import adapt_model  # noqa: E402
 from dnadet_tf.calibrate import (answered_calibration, calibrated_known_rate, calibrated_radii,  # noqa: E402
                                  labeled_calibration)
 from dnadet_tf.config import PHOTO_FIRST_STAGE  # noqa: E402
 from dnadet_tf.data import LabeledFiles, benchmark_split, read_unknown, real_class_candidates  # noqa: E402
 from dnadet_tf.photo_mix import PHOTO_BLEND, photo_mix  # noqa: E402
-from dnadet_tf.pipeline import inference_dataset  # noqa: E402
 
 BATCH = 16  # adapt's default batch
 
@@ -75,8 +74,9 @@ def run_figures(zoo, photos, unknown, run, work):
     mix = made_files(crops, made, cross.class_names, real_class_candidates(cross.class_names)[0])
     figures, unanswered = {}, None
     with Restored(model):
-        adapt_batchnorm(model, inference_dataset(mix.paths, model.preprocessing, BATCH), PHOTO_BLEND,
-                        first_stage=PHOTO_FIRST_STAGE)
+        # `adapt --photos` on the mix, the run's calibration kept: the calibrations compared are fitted below with
+        # the primitives of `calibrate` (adapt drops it)
+        adapt_model(model, mix.paths, PHOTO_BLEND, PHOTO_FIRST_STAGE, BATCH, made=True)
         outputs = {part: features_of(model, values) for part, values in pixels.items()}
         figures["accuracy"] = float(np.mean(outputs["known"][1].argmax(-1) == cross.labels[scored]))
         figures.update({f"as_trained_{key}": value for key, value in

@@ -41,13 +41,12 @@ from labeled_open_set import UNKNOWN_HELP, as_trained, features_of, figure_table
 
 from dnadet_tf import openset  # noqa: E402
 from dnadet_tf.ablation import mean_std_figures  # noqa: E402
-from dnadet_tf.adaptation import adapt_batchnorm  # noqa: E402
+from dnadet_tf.adaptation import adapt_model  # noqa: E402
 from dnadet_tf.calibrate import (answered_calibration, calibrated_known_rate, calibrated_radii,  # noqa: E402
                                  labeled_calibration)
 from dnadet_tf.config import ADAPT_FIRST_STAGE  # noqa: E402
 from dnadet_tf.data import LabeledFiles, benchmark_digest, read_unknown  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
-from dnadet_tf.pipeline import inference_dataset  # noqa: E402
 
 SCORE = openset.DEFAULT_SCORE
 BATCH = 16  # adapt's default batch
@@ -55,8 +54,10 @@ FEW_UNKNOWN = 0.1  # contaminated_10: unknown images added, as a share of the fi
 
 
 def adapted_to(model, paths):
-    """Re-estimates the model's statistics on `paths` as `adapt --images` does by default (in place)."""
-    adapt_batchnorm(model, inference_dataset(paths, model.preprocessing, BATCH), 1.0, first_stage=ADAPT_FIRST_STAGE)
+    """Re-estimates the model's statistics on `paths` as `adapt --images` does by default (in place), its open-set
+    calibration kept: the calibrations compared are fitted here, with the primitives of `calibrate` (other
+    images, true labels, and the run's own calibration as trained)."""
+    adapt_model(model, paths, 1.0, ADAPT_FIRST_STAGE, BATCH)
 
 
 def flagged(statistics, outputs, prefix):

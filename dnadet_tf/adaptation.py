@@ -26,6 +26,10 @@ stage by default) and the logits layer answers the class of the nearest of them 
 
 The open-set calibration described the training content: `adapt --labeled` refits it on the labeled images,
 `adapt --images` on the images, each labeled by the adapted run's answer; `adapt --photos` drops it.
+
+`adapt_model` does all of it in memory (a model and image paths -> the adapted classifier and a report; what the
+benchmarks measure); `adapt_run` reads the run dir and the images, calls it, and writes the new run dir
+(`write_adapted_run`).
 """
 import os
 import sys
@@ -254,65 +258,86 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
     (crops, {class: fakes}, report) of `photo_mix` when the images are its mix; `labeled`: the checked
     (`LabeledFiles`, groups, specs) of `labeled_files` and its specs when the images are labeled ones, with
     `means_per_class` for `labeled_head`."""
-    from dnadet_tf.pipeline import inference_dataset
-
-    run_dir, out = source.path, target.path
-    config, class_names = source.config, source.class_names
     model = source.load_model()
     if labeled is None:
         paths, skipped = readable_images(collect_image_paths(list(images)), model.preprocessing,
                                          warn=lambda line: print(f"warning: {line}", file=output, flush=True))
-        skipped = [list(item) for item in skipped]
+        files = groups = specs = None
     else:
-        labeled, groups, specs = labeled
-        paths, skipped = list(labeled.paths), [list(item) for item in labeled.skipped]
-    if made is None and labeled is None and len(paths) < FEW_IMAGES:
-        print(f"warning: {len(paths)} images to adapt on; below {FEW_IMAGES} which images they are decides (5: up to "
-              f"35 points short of 200 images; 1-2: below the run as trained where it was right; docs/results.md, "
-              f"'How many images adapt needs').", file=output, flush=True)
+        files, groups, specs = labeled
+        paths, skipped = list(files.paths), files.skipped
+    model, adapted = adapt_model(model, paths, blend, first_stage, batch_size, labeled=files, groups=groups,
+                                 means_per_class=means_per_class, refit=refit_settings(source.path),
+                                 made=made is not None, name=source.path, output=output)
+    class_names = source.class_names if files is None else model.class_names  # the head's, classes added
+    inputs = [made[2]["photos"]] if made else [os.path.abspath(item) for item in images]
+    report = run_report(adapted, source.path, [list(item) for item in skipped], inputs, specs,
+                        made[2] if made else None)
+    write_adapted_run(target, source.config, class_names, model, report, adapted.get("calibration"), made,
+                      overwrite, output)
+    return report
+
+
+def adapt_model(model, paths, blend=1.0, first_stage=ADAPT_FIRST_STAGE, batch_size=16, labeled=None, groups=None,
+                means_per_class=ALL_IMAGES, refit=None, made=False, name="the model", output=None):
+    """(classifier, report): what `adapt` does to a run's model, in memory (nothing is written).
+
+    `model`'s encoder BatchNorm statistics are re-estimated on the images `paths` (N usable image files; with
+    `labeled`, its paths) from encoder stage `first_stage` on and mixed with its own by `blend`
+    (`adapt_batchnorm`; 0: kept, nothing estimated), in place, inference mode, `batch_size` images a batch. With
+    `labeled` (`LabeledFiles` in the model's classes, then any new ones) the logits layer then answers the class of
+    the nearest of their features (`labeled_head` with `groups` and `means_per_class`; a new classifier around the
+    same encoder when classes or groups are added).
+
+    `refit`: None leaves the open-set calibration as it is (benchmarks that study calibrations fit their own);
+    (known rate, radii) of the run's calibration (`refit_settings`) drops it, as `adapt` does, and refits it: on
+    the labeled images when every class has MIN_CALIBRATION_IMAGES (`_labeled_calibration`), else, when the model
+    had one, on the images each labeled by the adapted model's answer (`_answered_calibration`), unless `made`.
+    `made`: the images are a mix `photo_mix` made (no warnings about their number or their mix; no refit on them).
+    Lines (warnings, progress, the head, the calibration) go to `output` (None: none), naming the model `name`.
+
+    Report: images, blend, first_stage, batch_size, calibration_dropped, answers_before ({class: images} before
+    adapting), layers ([{name, mean_shift_in_std, std_ratio}] per BatchNorm), and with `labeled` "labeled" (the
+    head's report), with a refitted calibration "calibration" (the fit's report). Raises DataError when `paths` is
+    empty.
+    """
+    from dnadet_tf.pipeline import inference_dataset
+
+    say = _printer(output)
+    checked = labeled is None and not made  # images a user gave: warn when too few, or seen as one class
+    if checked and len(paths) < FEW_IMAGES:
+        say(f"warning: {len(paths)} images to adapt on; below {FEW_IMAGES} which images they are decides (5: up to "
+            f"35 points short of 200 images; 1-2: below the run as trained where it was right; docs/results.md, "
+            f"'How many images adapt needs').")
     answers = answer_counts(model, inference_dataset(paths, model.preprocessing, batch_size))
     top = int(np.argmax(answers))
-    if made is None and labeled is None and answers[top] > ONE_CLASS_SHARE * len(paths):
-        print(f"warning: {run_dir} attributes {answers[top]} of the {len(paths)} images to {class_names[top]!r}; "
-              f"statistics of one class are not the content's (adapted to one generator's images, the model "
-              f"fails on them: docs/results.md, 'Adapting to other content'); give a mix of fakes and real photos.",
-              file=output, flush=True)
+    if checked and answers[top] > ONE_CLASS_SHARE * len(paths):
+        say(f"warning: {name} attributes {answers[top]} of the {len(paths)} images to {model.class_names[top]!r}; "
+            f"statistics of one class are not the content's (adapted to one generator's images, the model "
+            f"fails on them: docs/results.md, 'Adapting to other content'); give a mix of fakes and real photos.")
+    answers_before = dict(zip(model.class_names, (int(count) for count in answers)))
     own = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in batchnorm_layers(model)]
-    if blend == 0:  # the run's own statistics, exactly what a blend of 0 gives: nothing to estimate
-        print(f"adapting {run_dir}: BatchNorm statistics kept (--blend 0)", file=output, flush=True)
-        statistics = own
-    else:
-        print(f"adapting {run_dir}: BatchNorm statistics of {len(paths)} images"
-              + (f" in stages {first_stage}-{ENCODER_STAGES}" if first_stage > 1 else "") + ", one pass per layer ...",
-              file=output, flush=True)
-        statistics = adapt_batchnorm(
-            model, inference_dataset(paths, model.preprocessing, batch_size), blend,
-            progress=lambda index, count, name: print(f"  layer {index}/{count} ({name})", file=output, flush=True),
-            first_stage=first_stage)
+    statistics = _adapted_statistics(model, paths, blend, first_stage, batch_size, name, say)
     # before a new head's classifier, which has none
-    head, had_calibration, calibration = None, model.calibration is not None, None
+    had_calibration = model.calibration is not None
     score = model.calibration.score if had_calibration else None
     temperature = float(model.calibration.temperature) if had_calibration else 1.0
+    head = calibration = None
     if labeled is not None:
         # one pass over the labeled images: the head's means and the open-set calibration use the same features
         features = features_and_logits(model, labeled.paths, batch_size)[0]
         model, head = labeled_head(model, labeled, batch_size, groups, means_per_class, features)
-        class_names = model.class_names
-        print(head_line(head, len(paths)), file=output, flush=True)
-    without_calibration(model)
-    if head is not None and min(labeled.class_counts()) >= MIN_CALIBRATION_IMAGES:
-        calibration = _labeled_calibration(model, labeled, run_dir, score, batch_size, output,
-                                           head_points(head), features)
-    elif had_calibration and head is None and made is None:
-        calibration = _answered_calibration(model, paths, run_dir, score, temperature, batch_size, output)
-    target.start(config, class_names, overwrite=overwrite, resumable=False)
-    save_model_atomic(model, target.best_model_path)
+        say(head_line(head, len(paths)))
+    if refit is not None:
+        without_calibration(model)
+        if head is not None and min(labeled.class_counts()) >= MIN_CALIBRATION_IMAGES:
+            calibration = _labeled_calibration(model, labeled, score, refit, batch_size, say, head_points(head),
+                                               features)
+        elif had_calibration and head is None and not made:
+            calibration = _answered_calibration(model, paths, score, refit, temperature, batch_size, say)
     report = {
-        "source_run": os.path.abspath(run_dir), "images": len(paths), "skipped": skipped,
-        "inputs": [made[2]["photos"]] if made else [os.path.abspath(item) for item in images], "blend": blend,
-        "first_stage": first_stage, "batch_size": batch_size,
-        "calibration_dropped": had_calibration and calibration is None,
-        "answers_before": dict(zip(class_names, (int(count) for count in answers))),
+        "images": len(paths), "blend": blend, "first_stage": first_stage, "batch_size": batch_size,
+        "calibration_dropped": had_calibration and model.calibration is None, "answers_before": answers_before,
         # Per layer, how far the statistics moved: mean |new mean - old mean| in old standard deviations, and
         # the mean ratio of new to old standard deviation (1 = unchanged).
         "layers": [{"name": layer.name,
@@ -321,17 +346,70 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
                    for layer, old, new in zip(batchnorm_layers(model), own, statistics)],
     }
     if head is not None:
-        report["labeled"] = {"data": [os.path.abspath(str(spec)) for spec in specs], **head}
+        report["labeled"] = head
     if calibration is not None:
-        report["calibration"] = ("refitted on the labeled images, each left out in turn" if head is not None else
+        report["calibration"] = calibration
+    return model, report
+
+
+def _printer(output):
+    """A function printing one line to `output` (flushed), or doing nothing when `output` is None."""
+    if output is None:
+        return lambda line: None
+    return lambda line: print(line, file=output, flush=True)
+
+
+def _adapted_statistics(model, paths, blend, first_stage, batch_size, name, say):
+    """The model's encoder BatchNorm statistics [(mean (C,), variance (C,))] after `adapt_batchnorm` on the images
+    `paths` (set in place; with `blend` 0 its own, kept, nothing estimated); `say` prints its lines."""
+    from dnadet_tf.pipeline import inference_dataset
+
+    if blend == 0:  # the run's own statistics, exactly what a blend of 0 gives: nothing to estimate
+        say(f"adapting {name}: BatchNorm statistics kept (--blend 0)")
+        return [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in batchnorm_layers(model)]
+    say(f"adapting {name}: BatchNorm statistics of {len(paths)} images"
+        + (f" in stages {first_stage}-{ENCODER_STAGES}" if first_stage > 1 else "") + ", one pass per layer ...")
+    return adapt_batchnorm(model, inference_dataset(paths, model.preprocessing, batch_size), blend,
+                           progress=lambda index, count, layer: say(f"  layer {index}/{count} ({layer})"),
+                           first_stage=first_stage)
+
+
+def run_report(adapted, run_dir, skipped, inputs, specs=None, made=None):
+    """The report `adapt_run` writes to adaptation.json: `adapt_model`'s report `adapted` with the run dir adapted
+    (`run_dir`), the files skipped ([[path, why]]), the `inputs` (the files and folders given, or the photos
+    folder), the labeled dataset `specs` and the `photo_mix` report `made`, when any; "calibration" says how it
+    was refitted."""
+    report = {"source_run": os.path.abspath(run_dir), "images": adapted["images"], "skipped": skipped,
+              "inputs": inputs}
+    report.update((key, adapted[key]) for key in ("blend", "first_stage", "batch_size", "calibration_dropped",
+                                                  "answers_before", "layers"))
+    if "labeled" in adapted:
+        report["labeled"] = {"data": [os.path.abspath(str(spec)) for spec in specs], **adapted["labeled"]}
+    if "calibration" in adapted:
+        report["calibration"] = ("refitted on the labeled images, each left out in turn" if "labeled" in adapted else
                                  "refitted on the images adapted to, each labeled by the adapted run's answer and "
                                  "left out in turn")
-        inputs = report["labeled"]["data"] if head is not None else report["inputs"]
+    if made is not None:
+        report["made_from_photos"] = made
+    return report
+
+
+def write_adapted_run(target, config, class_names, model, report, calibration=None, made=None, overwrite=False,
+                      output=None):
+    """Writes the adapted run dir `target` (a checked `RunDir`): config.json (`config`) and labels.txt
+    (`class_names`), best.keras (`model`), adaptation.json (`report`, `run_report`), calibration.json (the refitted
+    calibration's report `calibration`, with the images it was fitted on) when refitted, and with `made` (the
+    crops, {class: fakes} and report of `photo_mix`) the contact sheet of the mix; prints the line that says so."""
+    output = output or sys.stdout
+    target.start(config, class_names, overwrite=overwrite, resumable=False)
+    save_model_atomic(model, target.best_model_path)
+    if calibration is not None:
+        inputs = report["labeled"]["data"] if "labeled" in report else report["inputs"]
         write_json_atomic(target.file(CALIBRATION_FILE), {**calibration, "data": inputs, "val": inputs})
     if made:
         from dnadet_tf.zoo.sheets import contact_sheet
 
-        crops, fakes, report["made_from_photos"] = made
+        crops, fakes = made[0], made[1]
         contact_sheet([("real (crops)", crops[:SHEET_COLUMNS])]
                       + [(name, paths[:SHEET_COLUMNS]) for name, paths in fakes.items()], target.file(PHOTO_SHEET))
     write_json_atomic(target.file(ADAPTATION_FILE), report)
@@ -341,60 +419,65 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
         "; its open-set calibration was dropped (it described the training content"
         + ("; one fitted on the mix made of the photos flags most of the new content's fakes: docs/results.md, 'The "
            "open set after adapt --photos'" if made else "") + "): "
-        f"'dnadet-tf calibrate {out} --data LABELED --val LABELED' refits it on labeled images of this content, "
-        f"{MIN_CALIBRATION_IMAGES} or more of every class" if report["calibration_dropped"] else ""),
+        f"'dnadet-tf calibrate {target.path} --data LABELED --val LABELED' refits it on labeled images of this "
+        f"content, {MIN_CALIBRATION_IMAGES} or more of every class" if report["calibration_dropped"] else ""),
         file=output, flush=True)
-    return report
 
 
-def _labeled_calibration(model, labeled, run_dir, score, batch_size, output, means, features=None):
+def refit_settings(run_dir):
+    """(known rate, radii) of `run_dir`'s open-set calibration, as calibration.json records them (the defaults
+    when it has none): what an adapted run's refitted calibration keeps (`adapt_model`'s `refit`)."""
+    from dnadet_tf.calibrate import calibrated_known_rate, calibrated_radii
+    from dnadet_tf.openset import DEFAULT_RADII
+
+    return calibrated_known_rate(run_dir), calibrated_radii(run_dir) or DEFAULT_RADII
+
+
+def _refit_score(score):
+    """The score a refitted calibration uses: the run's `score` when a distance score, else DEFAULT_SCORE (a
+    left-out image needs distances)."""
+    from dnadet_tf.openset import DEFAULT_SCORE, RADIUS_SCORES
+
+    return score if score in RADIUS_SCORES else DEFAULT_SCORE
+
+
+def _labeled_calibration(model, labeled, score, refit, batch_size, say, means, features=None):
     """Attaches to `model` the open-set calibration of `labeled_calibration` on the labeled images, with the
-    known rate and radii of `run_dir`'s own (its `score` when a distance score, else DEFAULT_SCORE; None when it
-    had none) and `means` (`head_points`: the score measures to the points the head answers by), from the labeled
-    images' pooled `features` when given; returns the report."""
+    (known rate, radii) `refit` of the run's own and its `score` when a distance score, else DEFAULT_SCORE (None
+    when it had none), and `means` (`head_points`: the score measures to the points the head answers by), from the
+    labeled images' pooled `features` when given; returns the report. `say` prints its line."""
     from dnadet_tf.calibrate import labeled_calibration
 
-    score, known_rate, radii = _refit_settings(run_dir, score)
+    score, (known_rate, radii) = _refit_score(score), refit
     statistics, report = labeled_calibration(model, labeled, score, known_rate, radii, batch_size, means, features)
     model.calibrate(statistics)
     scored = ("by its distance to the nearest of the others of each class" if means == "image" else
               f"by its distance to the nearest of {means} k-means centres of the others of each class"
               if isinstance(means, int) else "with the class statistics of the others")
-    print(f"open-set calibration fitted on the {len(labeled)} labeled images, each scored {scored}: score "
-          f"'{score}', threshold {report['threshold']:.4g} (keeps {100 * report['known_rate']:.0f} % of them as "
-          f"known)", file=output, flush=True)
+    say(f"open-set calibration fitted on the {len(labeled)} labeled images, each scored {scored}: score "
+        f"'{score}', threshold {report['threshold']:.4g} (keeps {100 * report['known_rate']:.0f} % of them as "
+        f"known)")
     return report
 
 
-def _refit_settings(run_dir, score):
-    """(score, known rate, radii) an adapted run's refitted calibration keeps of `run_dir`'s own: its `score` when
-    a distance score (else DEFAULT_SCORE: a left-out image needs distances), its known rate and radii."""
-    from dnadet_tf.calibrate import calibrated_known_rate, calibrated_radii
-    from dnadet_tf.openset import DEFAULT_RADII, DEFAULT_SCORE, RADIUS_SCORES
-
-    return (score if score in RADIUS_SCORES else DEFAULT_SCORE, calibrated_known_rate(run_dir),
-            calibrated_radii(run_dir) or DEFAULT_RADII)
-
-
-def _answered_calibration(model, paths, run_dir, score, temperature, batch_size, output):
+def _answered_calibration(model, paths, score, refit, temperature, batch_size, say):
     """Attaches to `model` the open-set calibration of `answered_calibration` on the unlabeled images it was
-    adapted to (`paths`), each labeled by the model's answer, with the known rate, radii and `temperature` of
-    `run_dir`'s own (its `score` when a distance score, else DEFAULT_SCORE); returns the report, or None (a line
-    says why) when a class is the answer for fewer than MIN_CALIBRATION_IMAGES of them."""
+    adapted to (`paths`), each labeled by the model's answer, with the (known rate, radii) `refit` and `temperature`
+    of the run's own (its `score` when a distance score, else DEFAULT_SCORE); returns the report, or None (a line
+    says why) when a class is the answer for fewer than MIN_CALIBRATION_IMAGES of them. `say` prints its lines."""
     from dnadet_tf.calibrate import answered_calibration
 
-    score, known_rate, radii = _refit_settings(run_dir, score)
+    score, (known_rate, radii) = _refit_score(score), refit
     try:
         statistics, report = answered_calibration(model, paths, score, known_rate, radii, batch_size,
                                                   temperature=temperature, min_images=MIN_CALIBRATION_IMAGES)
     except ValueError as error:
-        print(f"open-set calibration not refitted on the images: {error}", file=output, flush=True)
+        say(f"open-set calibration not refitted on the images: {error}")
         return None
     model.calibrate(statistics)
-    print(f"open-set calibration fitted on the {len(paths)} images, each labeled by the adapted run's answer ("
-          + ", ".join(f"{count} {name}" for name, count in report["answers"].items())
-          + f") and scored with the class statistics of the others: score '{score}', threshold "
-          f"{report['threshold']:.4g} (keeps {100 * report['known_rate']:.0f} % of them as known); images of "
-          f"architectures the run never saw among them count as known", file=output, flush=True)
+    say(f"open-set calibration fitted on the {len(paths)} images, each labeled by the adapted run's answer ("
+        + ", ".join(f"{count} {name}" for name, count in report["answers"].items())
+        + f") and scored with the class statistics of the others: score '{score}', threshold "
+        f"{report['threshold']:.4g} (keeps {100 * report['known_rate']:.0f} % of them as known); images of "
+        f"architectures the run never saw among them count as known")
     return report
-
