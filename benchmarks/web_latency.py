@@ -37,6 +37,8 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 import web_harness as harness  # noqa: E402
 
+from dnadet_tf.machine import describe_machine  # noqa: E402
+
 FIRST_RESULT_JS = """async ([b64, type]) => {
   const info = await window.dnadet.ready;
   const ready = performance.now();
@@ -276,7 +278,8 @@ def main(argv=None):
         "benchmark": "web_latency", "created": time.strftime("%Y-%m-%d %H:%M:%S"), "model": run,
         "preset_label": label, "input_size": preprocess["resize2"], "preprocess": preprocess,
         "photos": len(photos), "photo_size": photo_size, "runs": args.runs, "runtime": report["web"]["runtime"],
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "chromium": version,
+        # dnadet_tf.machine's description (CPU model, speed features), with the load at the start and at the end
+        "machine": {**describe_machine(), "platform": platform.platform(), "chromium": version,
                     "python": platform.python_version(),
                     "load_average_1min": {"start": load_before[0], "end": os.getloadavg()[0]}},
         "rows": rows,
