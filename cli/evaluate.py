@@ -3,7 +3,7 @@ import os
 
 from dnadet_tf.cli.common import AUGMENT_NAMES_HELP, HelpFormatter
 from dnadet_tf.cli.output_paths import (RECORD_FILE, check_output_file, check_output_folder, data_record,
-                                        default_output_dir, earlier_pngs, output_folder, remove_unlisted)
+                                        default_output_dir, output_folder)
 
 
 def register(subparsers):
@@ -51,7 +51,7 @@ def register(subparsers):
 def run(args):
     from dnadet_tf.evaluation import evaluate, format_table, write_confusion_pngs
     from dnadet_tf.api import load as load_predictor
-    from dnadet_tf.runs import write_json_atomic
+    from dnadet_tf.runs import earlier_pngs, remove_unlisted, write_json_atomic
 
     if args.json:
         check_output_file("--json", args.json)

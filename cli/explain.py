@@ -35,7 +35,8 @@ def run(args):
     import os
 
     from dnadet_tf.cli.common import UsageError
-    from dnadet_tf.cli.output_paths import check_output_folder, earlier_pngs, remove_unlisted
+    from dnadet_tf.cli.output_paths import check_output_folder
+    from dnadet_tf.runs import earlier_pngs, remove_unlisted
     from dnadet_tf.data import collect_image_paths, readable_images
     from dnadet_tf.explain import check_layer, check_method, explain_files
     from dnadet_tf.runs import RunDir, write_json_atomic

@@ -86,26 +86,3 @@ def check_output_file(flag, path):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
         raise UsageError(f"{flag} {path}: expected a file path under a folder, but {parent} is a file.")
-
-
-def earlier_pngs(listing, key):
-    """The PNG files an earlier run's JSON `listing` (a list of rows) names under `key` that still exist in the
-    listing's own folder ([] without a readable listing): what a new run into that folder replaces."""
-    try:
-        with open(listing, encoding="utf-8") as f:
-            rows = json.load(f)
-        folder = os.path.dirname(os.path.abspath(listing))
-        return [row[key] for row in rows if isinstance(row, dict) and isinstance(row.get(key), str)
-                and row[key].endswith(".png") and os.path.isfile(row[key])
-                and os.path.dirname(os.path.abspath(row[key])) == folder]
-    except (OSError, ValueError, TypeError):
-        return []
-
-
-def remove_unlisted(earlier, written):
-    """Removes the files of `earlier` (paths) that are not among `written`: an earlier run's outputs that the
-    new listing no longer names."""
-    kept = {os.path.realpath(path) for path in written}
-    for path in earlier:
-        if os.path.realpath(path) not in kept:
-            os.remove(path)

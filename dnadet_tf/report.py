@@ -5,7 +5,8 @@ base64 `data:` URI (no network resources, nothing beside it needed): the
 metrics table per dataset, the confusion matrices, a t-SNE of the pooled
 features coloured by class, a few Grad-CAM examples per class, and the run's
 configuration. The PNGs it embeds are also left in DIR (`tsne.png`,
-`gradcam/`).
+`gradcam/`). `gradcam/gradcam.json` lists the Grad-CAM PNGs: a report into
+the same DIR again removes those it does not write again, and no other file.
 
 t-SNE and Grad-CAM need the Keras model of a run dir; for an exported model
 (SavedModel, .tflite) those sections say so instead. Both use the images
@@ -20,13 +21,15 @@ import numpy as np
 
 from dnadet_tf.data import LabeledFiles, read_dataset, remap_to, usable_files
 from dnadet_tf.errors import DataError
-from dnadet_tf.evaluation import write_confusion_pngs
+from dnadet_tf.evaluation import OPEN_SET_ROW, write_confusion_pngs
 from dnadet_tf.images import save_figure_atomic
 from dnadet_tf.model import DEFAULT_GRADCAM_LAYER
 from dnadet_tf.predictor import features_and_logits
-from dnadet_tf.runs import write_text_atomic
+from dnadet_tf.runs import earlier_pngs, remove_unlisted, write_json_atomic, write_text_atomic
 
 REPORT_FILE = "report.html"
+GRADCAM_DIR = "gradcam"
+GRADCAM_LISTING = "gradcam.json"  # in GRADCAM_DIR: the rows (with `png`) of the Grad-CAM maps the report wrote
 TSNE_PERPLEXITY = 15.0
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
@@ -130,12 +133,16 @@ def _sample_files(spec, class_names, preprocess, per_class, seed):
         return None
 
 
+def _evaluation_rows(rows):
+    """The rows of `rows` that hold whole-image metrics of one dataset: all but the open-set row."""
+    return [row for row in rows if row.get("kind") != OPEN_SET_ROW]
+
+
 def _metrics_table(rows, class_names):
+    """An HTML table: one line per evaluation row, accuracy, macro-F1, macro recall and recall per class (%)."""
     header = ["data", "images", "accuracy %", "macro-F1 %", "macro recall %"] + [f"recall {c} %" for c in class_names]
     out = ["<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr></thead><tbody>"]
-    for row in rows:
-        if row.get("kind") == "open_set":
-            continue
+    for row in _evaluation_rows(rows):
         m = row["metrics"]
         recall = m.get("per_class_recall", {})
         cells = [row["name"], str(m["num_images"]), f"{100 * m['accuracy']:.2f}", f"{100 * m['macro_f1']:.2f}",
@@ -148,11 +155,18 @@ def _metrics_table(rows, class_names):
 
 
 def _figure(path, caption, alt):
+    """An HTML <figure> embedding the PNG at `path`, with its caption and alt text."""
     return (f'<figure><img src="{embed_png(path)}" alt="{html.escape(alt, quote=True)}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
+def _note(text):
+    """An HTML paragraph of class "note" holding `text` (HTML, not escaped)."""
+    return f'<p class="note">{text}</p>'
+
+
 def _config_table(values):
+    """An HTML table of `values` ({key: value}), keys sorted; lists shown comma-separated."""
     out = ['<table class="config"><tbody>']
     for key in sorted(values):
         value = values[key]
@@ -161,6 +175,163 @@ def _config_table(values):
         out.append(f"<tr><th>{html.escape(str(key))}</th><td>{html.escape(str(value))}</td></tr>")
     out.append("</tbody></table>")
     return "\n".join(out)
+
+
+# Sections: each returns (key, heading, body HTML).
+
+def _metrics_section(rows, class_names):
+    """The metrics table of the evaluation rows."""
+    return ("metrics", "Metrics", _metrics_table(rows, class_names)
+            + _note("Accuracy, macro averages over the classes present in the true or the predicted labels, "
+                    "per-class recall; hover a row for its data path."))
+
+
+def _confusion_png(row, class_names, out_dir):
+    """The confusion-matrix PNG of an evaluation row: its `confusion_png`, or one drawn into `out_dir` as
+    `evaluate --out` draws it (the row itself is not changed)."""
+    png = row.get("confusion_png")
+    if png and os.path.isfile(png):
+        return png
+    (png,) = write_confusion_pngs([dict(row)], class_names, out_dir)
+    return png
+
+
+def _confusion_section(rows, class_names, out_dir):
+    """A figure per evaluation row: its confusion matrix."""
+    figures = [_figure(_confusion_png(row, class_names, out_dir),
+                       f"{row['name']} ({row['metrics']['num_images']} images)", f"confusion matrix {row['name']}")
+               for row in _evaluation_rows(rows)]
+    return ("confusion", "Confusion matrices", '<div class="grid">' + "".join(figures) + "</div>")
+
+
+def _tsne_sample(rows, class_names, preprocess, max_images, seed):
+    """Usable test files of every row, spread over rows and classes (about `max_images` in all).
+
+    Returns (paths [N], labels [N] class indices, groups [N] indices into names, names [G] of the rows
+    that gave files)."""
+    paths, labels, groups, names = [], [], [], []
+    rows = _evaluation_rows(rows)  # the open-set row's data are images of unknown classes
+    per_class = max(1, max_images // max(1, len(rows) * len(class_names)))
+    for g, row in enumerate(rows):
+        subset = _sample_files(row["data"], class_names, preprocess, per_class, seed + g)
+        if subset is None:
+            continue
+        paths += subset.paths
+        labels += subset.labels.tolist()
+        groups += [len(names)] * len(subset)
+        names.append(row["name"])
+    return paths, labels, groups, names
+
+
+def _tsne_figure(model, sample, class_names, out_dir, seed, batch_size, progress):
+    """Writes `out_dir/tsne.png`, the t-SNE of the pooled features (N, D) of `sample` (from `_tsne_sample`,
+    N >= 3), and returns its HTML figure."""
+    paths, labels, groups, names = sample
+    progress(f"report: t-SNE of the pooled features of {len(paths)} images")
+    features = features_and_logits(model, paths, batch_size)[0]
+    points = tsne_embedding(features, seed=seed)
+    perplexity = min(TSNE_PERPLEXITY, len(paths) - 1.0)
+    png = plot_tsne(points, labels, class_names, os.path.join(out_dir, "tsne.png"), groups=groups,
+                    group_names=names, title=f"t-SNE of the pooled features (perplexity {perplexity:g})")
+    return _figure(png, f"{len(paths)} images, {features.shape[1]}-d features; colour = true class"
+                   + ("; marker = dataset" if len(names) > 1 else ""), "t-SNE of the pooled features")
+
+
+def _tsne_section(model, rows, class_names, preprocess, out_dir, max_images, seed, batch_size, progress):
+    """The t-SNE figure, or a note saying why there is none (no Keras model, fewer than 3 images)."""
+    heading = "t-SNE of the pooled features"
+    if model is None:
+        return ("tsne", heading, _note("Not available: t-SNE needs the Keras model of a run dir."))
+    sample = _tsne_sample(rows, class_names, preprocess, max_images, seed)
+    if len(sample[0]) < 3:
+        return ("tsne", heading, _note(f"Not enough images for t-SNE ({len(sample[0])})."))
+    return ("tsne", heading, _tsne_figure(model, sample, class_names, out_dir, seed, batch_size, progress))
+
+
+def _gradcam_sample(spec, class_names, preprocess, per_class, seed):
+    """Up to `per_class` usable test files of every class of dataset `spec`: (paths [N], labels [N]), or None.
+    A few spare files per class are sampled, in case some are unusable."""
+    subset = _sample_files(spec, class_names, preprocess, per_class + 2, seed)
+    if subset is None:
+        return None
+    chosen = np.concatenate([np.flatnonzero(subset.labels == c)[:per_class] for c in np.unique(subset.labels)])
+    return [subset.paths[i] for i in chosen], subset.labels[chosen]
+
+
+def _explain_into(model, class_names, preprocess, sample, gradcam_dir, layer, method, batch_size):
+    """Writes a Grad-CAM PNG per file of `sample` (paths [N], labels [N]) into `gradcam_dir` and lists them in
+    its GRADCAM_LISTING; the PNGs an earlier report listed there and this one does not write are removed,
+    other files are kept. Returns the rows of `explain.explain_files` (N)."""
+    from dnadet_tf.explain import explain_files
+
+    gradcam_dir = os.path.abspath(gradcam_dir)  # the listing names PNGs whatever the working folder
+    listing = os.path.join(gradcam_dir, GRADCAM_LISTING)
+    earlier = earlier_pngs(listing, "png")
+    paths, labels = sample
+    results = explain_files(model, class_names, preprocess, paths, gradcam_dir, layer=layer, method=method,
+                            labels=labels, batch_size=batch_size)
+    write_json_atomic(listing, results)
+    remove_unlisted(earlier, [result["png"] for result in results])
+    return results
+
+
+def _gradcam_body(results, layer, method, data_name):
+    """The Grad-CAM section's HTML: what the maps are, then a figure per row of `results` (or a note)."""
+    figures = [_figure(result["png"], result["path"], f"Grad-CAM of {os.path.basename(result['path'])}")
+               for result in results]
+    return (_note(f'{"Grad-CAM++" if method == "gradcam++" else "Grad-CAM"} at layer '
+                  f"<code>{html.escape(layer)}</code> for the predicted class, on {html.escape(data_name)}; "
+                  "the map is upsampled to the preprocessed input and laid over it.")
+            + ('<div class="grid small">' + "".join(figures) + "</div>" if figures else _note("No usable image.")))
+
+
+def _gradcam_section(model, rows, class_names, preprocess, out_dir, per_class, layer, method, seed, batch_size,
+                     progress):
+    """Grad-CAM examples of the first row's dataset, written into `out_dir/gradcam`, or a note saying why
+    there are none (no Keras model, no rows)."""
+    heading = "Grad-CAM examples"
+    if model is None:
+        return ("gradcam", heading, _note("Not available: Grad-CAM needs the Keras model of a run dir."))
+    if not rows:
+        return ("gradcam", heading, _note("No data."))
+    sample = _gradcam_sample(rows[0]["data"], class_names, preprocess, per_class, seed)
+    results = []
+    if sample is not None:
+        progress(f"report: Grad-CAM of {len(sample[0])} images of {rows[0]['name']}")
+        results = _explain_into(model, class_names, preprocess, sample, os.path.join(out_dir, GRADCAM_DIR), layer,
+                                method, batch_size)
+    return ("gradcam", heading, _gradcam_body(results, layer, method, rows[0]["name"]))
+
+
+def _config_section(predictor, settings):
+    """The model, its classes and preprocessing, `settings`, and a run dir's training configuration."""
+    config = {"model": getattr(predictor, "source", ""), "kind": getattr(predictor, "kind", ""),
+              "classes": list(predictor.class_names),
+              "preprocess": ", ".join(f"{k}={v}" for k, v in predictor.preprocess.to_dict().items())}
+    body = _config_table({**config, **(settings or {})})
+    run = getattr(predictor, "run", None)
+    if run is not None:
+        body += "<h3>Training configuration (config.json)</h3>" + _config_table(run.config.flat())
+    return ("config", "Configuration", body)
+
+
+def _page(source, num_classes, sections):
+    """The whole HTML document: title, meta line, navigation, then every (key, heading, body) section."""
+    title = f"dnadet-tf evaluation report: {os.path.basename(os.path.normpath(source)) or source}"
+    generated = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    nav = " · ".join(f'<a href="#{key}">{html.escape(heading)}</a>' for key, heading, _ in sections)
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{html.escape(title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f'<p class="meta">Model {html.escape(source)} · {num_classes} classes · generated {generated}</p>',
+        f"<nav>{nav}</nav>",
+    ]
+    for key, heading, body in sections:
+        parts.append(f'<section id="{key}"><h2>{html.escape(heading)}</h2>\n{body}\n</section>')
+    parts += ["</body>", "</html>", ""]
+    return "\n".join(parts)
 
 
 def write_report(predictor, rows, out_dir, settings=None, gradcam_per_class=2, tsne_max_images=500,
@@ -176,115 +347,22 @@ def write_report(predictor, rows, out_dir, settings=None, gradcam_per_class=2, t
       layer, method: Grad-CAM target layer and "gradcam" / "gradcam++".
       seed: picks the sampled images and seeds t-SNE.
 
-    Returns the path of the HTML file.
+    Beside the HTML: `tsne.png`, confusion PNGs of rows without one, and `gradcam/` with its PNGs and their
+    listing (`gradcam.json`); the Grad-CAM PNGs an earlier report listed there and this one does not write again
+    are removed. Returns the path of the HTML file.
     """
     os.makedirs(out_dir, exist_ok=True)
     class_names = list(predictor.class_names)
-    preprocess = predictor.preprocess
-    run = getattr(predictor, "run", None)
     model = getattr(predictor, "model", None)
-    source = getattr(predictor, "source", "")
-    sections = []
-
-    # Metrics.
-    sections.append(("metrics", "Metrics", _metrics_table(rows, class_names)
-                     + '<p class="note">Accuracy, macro averages over the classes present in the true or the predicted labels, per-class recall; '
-                       "hover a row for its data path.</p>"))
-
-    # Confusion matrices.
-    figures = []
-    for row in rows:
-        if row.get("kind") == "open_set":
-            continue
-        png = row.get("confusion_png")
-        if not png or not os.path.isfile(png):  # drawn as `evaluate --out` draws it, without changing the row
-            (png,) = write_confusion_pngs([dict(row)], class_names, out_dir)
-        figures.append(_figure(png, f"{row['name']} ({row['metrics']['num_images']} images)",
-                               f"confusion matrix {row['name']}"))
-    sections.append(("confusion", "Confusion matrices", '<div class="grid">' + "".join(figures) + "</div>"))
-
-    # t-SNE of the pooled features.
-    if model is None:
-        body = '<p class="note">Not available: t-SNE needs the Keras model of a run dir.</p>'
-    else:
-        paths, labels, groups, names = [], [], [], []
-        per_class = max(1, tsne_max_images // max(1, len(rows) * len(class_names)))
-        for g, row in enumerate(rows):
-            subset = _sample_files(row["data"], class_names, preprocess, per_class, seed + g)
-            if subset is None:
-                continue
-            paths += subset.paths
-            labels += subset.labels.tolist()
-            groups += [len(names)] * len(subset)
-            names.append(row["name"])
-        if len(paths) < 3:
-            body = f'<p class="note">Not enough images for t-SNE ({len(paths)}).</p>'
-        else:
-            progress(f"report: t-SNE of the pooled features of {len(paths)} images")
-            features = features_and_logits(model, paths, batch_size)[0]
-            points = tsne_embedding(features, seed=seed)
-            perplexity = min(TSNE_PERPLEXITY, len(paths) - 1.0)
-            tsne_png = plot_tsne(points, labels, class_names, os.path.join(out_dir, "tsne.png"),
-                                 groups=groups, group_names=names,
-                                 title=f"t-SNE of the pooled features (perplexity {perplexity:g})")
-            body = (_figure(tsne_png, f"{len(paths)} images, {features.shape[1]}-d features; colour = true class"
-                            + ("; marker = dataset" if len(names) > 1 else ""), "t-SNE of the pooled features"))
-    sections.append(("tsne", "t-SNE of the pooled features", body))
-
-    # Grad-CAM examples.
-    if model is None:
-        body = '<p class="note">Not available: Grad-CAM needs the Keras model of a run dir.</p>'
-    elif not rows:
-        body = '<p class="note">No data.</p>'
-    else:
-        from dnadet_tf.explain import explain_files
-
-        # A few spare files per class, in case some are unusable.
-        subset = _sample_files(rows[0]["data"], class_names, preprocess, gradcam_per_class + 2, seed)
-        figures = []
-        if subset is not None:
-            chosen = np.concatenate([np.flatnonzero(subset.labels == c)[:gradcam_per_class]
-                                     for c in np.unique(subset.labels)])
-            paths = [subset.paths[i] for i in chosen]
-            progress(f"report: Grad-CAM of {len(paths)} images of {rows[0]['name']}")
-            gradcam_dir = os.path.join(out_dir, "gradcam")
-            for name in os.listdir(gradcam_dir) if os.path.isdir(gradcam_dir) else []:
-                if name.endswith((".gradcam.png", ".gradcampp.png")):  # an earlier report's, of other images
-                    os.remove(os.path.join(gradcam_dir, name))
-            results = explain_files(model, class_names, preprocess, paths, gradcam_dir,
-                                    layer=layer, method=method, labels=subset.labels[chosen], batch_size=batch_size)
-            for result in results:
-                figures.append(_figure(result["png"], result["path"],
-                                       f"Grad-CAM of {os.path.basename(result['path'])}"))
-        body = (f'<p class="note">{"Grad-CAM++" if method == "gradcam++" else "Grad-CAM"} at layer '
-                f"<code>{html.escape(layer)}</code> for the predicted class, on {html.escape(rows[0]['name'])}; "
-                "the map is upsampled to the preprocessed input and laid over it.</p>"
-                + ('<div class="grid small">' + "".join(figures) + "</div>" if figures else
-                   '<p class="note">No usable image.</p>'))
-    sections.append(("gradcam", "Grad-CAM examples", body))
-
-    # Configuration.
-    config = {"model": source, "kind": getattr(predictor, "kind", ""), "classes": class_names,
-              "preprocess": ", ".join(f"{k}={v}" for k, v in preprocess.to_dict().items())}
-    body = _config_table({**config, **(settings or {})})
-    if run is not None:
-        body += "<h3>Training configuration (config.json)</h3>" + _config_table(run.config.flat())
-    sections.append(("config", "Configuration", body))
-
-    title = f"dnadet-tf evaluation report: {os.path.basename(os.path.normpath(source)) or source}"
-    generated = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    nav = " · ".join(f'<a href="#{key}">{html.escape(heading)}</a>' for key, heading, _ in sections)
-    parts = [
-        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{html.escape(title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>",
-        f"<h1>{html.escape(title)}</h1>",
-        f'<p class="meta">Model {html.escape(source)} · {len(class_names)} classes · generated {generated}</p>',
-        f"<nav>{nav}</nav>",
+    sections = [
+        _metrics_section(rows, class_names),
+        _confusion_section(rows, class_names, out_dir),
+        _tsne_section(model, rows, class_names, predictor.preprocess, out_dir, tsne_max_images, seed, batch_size,
+                      progress),
+        _gradcam_section(model, rows, class_names, predictor.preprocess, out_dir, gradcam_per_class, layer, method,
+                         seed, batch_size, progress),
+        _config_section(predictor, settings),
     ]
-    for key, heading, content in sections:
-        parts.append(f'<section id="{key}"><h2>{html.escape(heading)}</h2>\n{content}\n</section>')
-    parts += ["</body>", "</html>", ""]
     path = os.path.join(out_dir, REPORT_FILE)
-    write_text_atomic(path, "\n".join(parts))
+    write_text_atomic(path, _page(getattr(predictor, "source", ""), len(class_names), sections))
     return path

@@ -1,6 +1,7 @@
 """The HTML report of `dnadet-tf evaluate --report`: self-contained, all sections, renders in Chromium."""
 import base64
 import io
+import json
 import os
 import re
 
@@ -86,17 +87,39 @@ def test_report_renders_in_chromium(report, tmp_path):
     assert not result["ok"] and sum("did not load" in p for p in result["problems"]) == 2
 
 
-def test_a_report_into_its_own_folder_again_keeps_only_its_own_gradcam(tiny_run, upsampling_data, tmp_path):
+def test_a_report_into_its_own_folder_again_removes_only_the_gradcam_it_listed(tiny_run, upsampling_data, tmp_path):
+    """The Grad-CAM PNGs an earlier report listed and this one does not write are removed; a user's own files in
+    gradcam/ stay, even one named like a Grad-CAM PNG."""
     from dnadet_tf.cli.main import main
 
     folder = tmp_path / "report"
-    args = ["evaluate", "--model", tiny_run, "--json", str(tmp_path / "e" / "evaluation.json"), "--report",
-            str(folder)]
-    assert main(args[:3] + ["--data", upsampling_data["test"]] + args[3:]) == 0
-    first = set(os.listdir(folder / "gradcam"))
-    # a map of an image the next report does not explain, as an earlier report of other data leaves it
-    (folder / "gradcam" / "elsewhere.gradcam.png").write_bytes((folder / "gradcam" / sorted(first)[0]).read_bytes())
-    (folder / "gradcam" / "notes.txt").write_text("keep me")
-    assert main(args[:3] + ["--data", upsampling_data["val"]] + args[3:]) == 0
-    second = set(os.listdir(folder / "gradcam"))
-    assert "elsewhere.gradcam.png" not in second and "notes.txt" in second and len(second) == len(first) + 1
+    gradcam = folder / "gradcam"
+
+    def report(seed):  # another seed: Grad-CAM of other images
+        assert main(["evaluate", "--model", tiny_run, "--data", upsampling_data["test"], "--seed", str(seed),
+                     "--json", str(tmp_path / "e" / "evaluation.json"), "--report", str(folder)]) == 0
+        return set(os.listdir(gradcam))
+
+    first = {name for name in report(0) if name.endswith(".png")}
+    (gradcam / "mine.gradcam.png").write_bytes((gradcam / sorted(first)[0]).read_bytes())
+    (gradcam / "notes.txt").write_text("keep me")
+    after = report(1)
+    assert {"mine.gradcam.png", "notes.txt"} <= after
+    listed = {os.path.basename(row["png"]) for row in json.loads((gradcam / "gradcam.json").read_text())}
+    assert first - listed, "the second report should explain other images"
+    assert after == listed | {"gradcam.json", "mine.gradcam.png", "notes.txt"}
+
+
+def test_a_report_with_an_open_set_row_samples_its_figures_from_the_known_images(tiny_run, upsampling_data, tmp_path):
+    """`--unknown` (or a benchmark's open_set.txt) adds an open-set row, whose data are a list of unknown images: the
+    t-SNE and Grad-CAM samples come from the closed-set rows (the open-set row stopped the report with a TypeError)."""
+    from dnadet_tf.cli.main import main
+
+    folder = tmp_path / "report"
+    unknown = os.path.join(upsampling_data["val"], "transposed")
+    assert main(["evaluate", "--model", tiny_run, "--data", upsampling_data["test"], "--unknown", unknown,
+                 "--json", str(tmp_path / "evaluation.json"), "--report", str(folder)]) == 0
+    rows = json.load(open(tmp_path / "evaluation.json", encoding="utf-8"))
+    assert [row.get("kind") for row in rows][-1] == "open_set"
+    text = (folder / "report.html").read_text(encoding="utf-8")
+    assert 'id="tsne"' in text and os.path.isfile(folder / "tsne.png")
