@@ -225,39 +225,73 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
     output = output or sys.stdout
     run = RunDir(run_dir)
     labeled = adapted_labeled(run, data)
-    if means is None:  # the points the run's head answers by after `adapt --labeled`, else each class's mean
+    known_rate, means = checked_settings(known_rate, radii, means, labeled)  # before any slow work
+    config = run.config
+    model = run.load_model()
+    if labeled and not data and files is None:  # its labeled images, as `adapt --labeled` calibrated on them
+        data, val, files = adapted_labeled_files(run_dir, labeled, model, val, output)
+    data, val = calibration_specs(run_dir, config, data, val)
+    train_files, val_files = files if files is not None else read_calibration_files(model, config, data, val)
+    check_calibration_files(model, train_files, val_files, data, val, output)
+    statistics, report = fit_calibration(run_dir, model, train_files, val_files, score, known_rate, radii, means,
+                                         batch_size, output)
+    store_calibration(run, model, statistics, report, data, val)
+    say_calibration(run, model, report, score, output)
+    return report
+
+
+def checked_settings(known_rate, radii, means, labeled):
+    """(known_rate, means) checked (`openset.check_known_rate`, `check_radii`, `check_means`), `means` None being
+    the points the head of a run of `adapt --labeled` answers by (`labeled`, `adapted_labeled`), else each class's
+    mean; raises DnadetError with the reason (the CLI names the flags: --known-rate, --radii, --means)."""
+    if means is None:
         means = labeled["points"] if labeled else DEFAULT_MEANS
-    try:  # before any slow work; the CLI names the flags (--known-rate, --radii, --means)
+    try:
         known_rate = check_known_rate(known_rate)
         check_radii(radii)
         means = check_means(means)
     except ValueError as error:
         raise DnadetError(str(error)) from None
-    config = run.config
-    model = run.load_model()
-    if labeled and not data and files is None:  # its labeled images, as `adapt --labeled` calibrated on them
-        from dnadet_tf.labeled_head import labeled_files as labeled_sets
+    return known_rate, means
 
-        train_files = labeled_sets(labeled["data"], model.class_names, model.preprocessing)[0]
-        files = (train_files, read_usable(val, "val", model.class_names, model.preprocessing) if val else
-                 train_files)
-        print(f"{run_dir}: adapted to the labeled images {' '.join(labeled['data'])} ('adapt --labeled'); "
-              f"calibrating on them" + (f" and --val {val}" if val else ""), file=output, flush=True)
-        data, val = labeled["data"], val or labeled["data"]
+
+def adapted_labeled_files(run_dir, labeled, model, val, output):
+    """(data, val, files) of a run of `adapt --labeled` calibrated on the labeled images it was adapted to
+    (`labeled`, `adapted_labeled`): those images as the training images, and as the validation images unless
+    `val` is given; files: (training, validation) LabeledFiles in the model's classes."""
+    from dnadet_tf.labeled_head import labeled_files as labeled_sets
+
+    train_files = labeled_sets(labeled["data"], model.class_names, model.preprocessing)[0]
+    files = (train_files, read_usable(val, "val", model.class_names, model.preprocessing) if val else train_files)
+    print(f"{run_dir}: adapted to the labeled images {' '.join(labeled['data'])} ('adapt --labeled'); "
+          f"calibrating on them" + (f" and --val {val}" if val else ""), file=output, flush=True)
+    return labeled["data"], val or labeled["data"], files
+
+
+def calibration_specs(run_dir, config, data, val):
+    """(data, val): the training and validation data to calibrate on, the run's own (`validation_spec`) where not
+    given; raises DataError when either is missing."""
     data = data or config.data
     val = val or validation_spec(config, data)
     if not data:
         raise DataError(f"{run_dir}: config.json names no training data; pass --data DATA.")
     if not val:
         raise DataError(f"{run_dir}: no validation images to calibrate on (the run had none); pass --val DATA.")
-    if files is not None:
-        train_files, val_files = files
-    elif val == HELD_OUT:
-        train_files, val_files = hold_out(read_usable(data, "train", model.class_names, model.preprocessing),
-                                          config.val_split)
-    else:
-        train_files = read_usable(data, "train", model.class_names, model.preprocessing)
-        val_files = read_usable(val, "val", model.class_names, model.preprocessing)
+    return data, val
+
+
+def read_calibration_files(model, config, data, val):
+    """(training, validation) LabeledFiles of the usable images of `data` and `val` in the model's classes; `val`
+    HELD_OUT: the share `val_split` of `data` held out, as `fit` held it out."""
+    train_files = read_usable(data, "train", model.class_names, model.preprocessing)
+    if val == HELD_OUT:
+        return hold_out(train_files, config.val_split)
+    return train_files, read_usable(val, "val", model.class_names, model.preprocessing)
+
+
+def check_calibration_files(model, train_files, val_files, data, val, output):
+    """Raises DataError unless there are validation images and training images of every class of the model; warns
+    when there are fewer than FEW_VALIDATION_IMAGES validation images."""
     if len(val_files) == 0:
         raise DataError(f"--val {val}: no usable images; expected known images of the run's classes.")
     missing = [name for label, name in enumerate(model.class_names) if not np.any(train_files.labels == label)]
@@ -267,6 +301,12 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
     if len(val_files) < FEW_VALIDATION_IMAGES:
         print(f"warning: {len(val_files)} validation images; the temperature and the open-set threshold (a quantile "
               f"of their scores) rest on them alone, so one or two images set the threshold.", file=output, flush=True)
+
+
+def fit_calibration(run_dir, model, train_files, val_files, score, known_rate, radii, means, batch_size, output):
+    """(OpenSetStatistics, report) of `fit_statistics` on the pooled features and logits of the training and
+    validation images (one pass of the encoder per image: a validation image that is a training image too is
+    read once, and scored leave-one-out by a distance score)."""
     print(f"calibrating {run_dir}: features of {len(train_files)} training and {len(val_files)} validation images "
           f"...", file=output, flush=True)
     train_features, train_logits = features_and_logits(model, train_files.paths, batch_size)
@@ -275,24 +315,33 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
                                                   train_logits, batch_size)
     shared = int(np.sum(val_in_train >= 0))
     if shared:
-        print(f"--val: {shared} of the {len(val_files)} validation images are training images too"
-              + ("; each is scored with the class statistics fitted without it (leave-one-out)"
-                 if score in RADIUS_SCORES else
-                 f"; the '{score}' score cannot leave them out, so the threshold keeps fewer new images than "
-                 f"{100 * known_rate:.0f} %"), file=output, flush=True)
-    statistics, report = fit_statistics(score, train_features, train_files.labels, model.num_classes,
-                                        val_features, val_logits, val_files.labels, known_rate, radii, val_in_train,
-                                        means)
+        print(shared_validation_note(shared, len(val_files), score, known_rate), file=output, flush=True)
+    return fit_statistics(score, train_features, train_files.labels, model.num_classes, val_features, val_logits,
+                          val_files.labels, known_rate, radii, val_in_train, means)
+
+
+def shared_validation_note(shared, count, score, known_rate):
+    """The line saying that `shared` of the `count` validation images are training images too, and what `score`
+    does with them."""
+    return (f"--val: {shared} of the {count} validation images are training images too"
+            + ("; each is scored with the class statistics fitted without it (leave-one-out)"
+               if score in RADIUS_SCORES else
+               f"; the '{score}' score cannot leave them out, so the threshold keeps fewer new images than "
+               f"{100 * known_rate:.0f} %"))
+
+
+def store_calibration(run, model, statistics, report, data, val):
+    """Stores `statistics` in the model and the run's best.keras, records the data specs in `report`, and writes
+    it to the run's calibration.json."""
     model.calibrate(statistics)
     run.save_best(model)
     report.update(data=_spec_record(data), val=_spec_record(val))
     write_json_atomic(run.file(CALIBRATION_FILE), report)
-    fewer = [f"{name} {count}" for name, count in zip(model.class_names, report["points_per_class"] or [])
-             if isinstance(report["means"], int) and count < report["means"]]
-    points = ("; distances to the nearest training image of each class" if report["means"] == "image" else
-              f"; distances to the nearest of {report['means']} k-means centres of each class"
-              + (f" (as many as its training images where fewer: {', '.join(fewer)})" if fewer else "")
-              if isinstance(report["means"], int) else "")
+
+
+def say_calibration(run, model, report, score, output):
+    """Prints what was fitted: a warning for classes of --radii per-class too few to have their own radius, then
+    the temperature, the open-set score and its threshold."""
     if report["shared_radius_classes"]:
         names = ", ".join(model.class_names[c] for c in report["shared_radius_classes"])
         print(f"warning: --radii per-class: fewer than {MIN_RADIUS_IMAGES} validation images of {names}; "
@@ -303,6 +352,19 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
           f"{100 * report['val_ece_after']:.2f} %); open-set score '{score}', threshold "
           f"{report['threshold']:.4g} (keeps {100 * report['known_rate']:.0f} % of validation images as known"
           f"{'; distances in units of each class radius' if report['class_radii'] else ''}"
-          f"{points}); "
+          f"{points_text(report, model.class_names)}); "
           f"stored in {run.best_model_path}", file=output, flush=True)
-    return report
+
+
+def points_text(report, class_names):
+    """What the distance score measures to, as the calibration line says it after the threshold: "" for each
+    class's mean; the nearest training image, or the nearest of K k-means centres (naming the classes with fewer
+    training images than K)."""
+    if report["means"] == "image":
+        return "; distances to the nearest training image of each class"
+    if not isinstance(report["means"], int):
+        return ""
+    fewer = [f"{name} {count}" for name, count in zip(class_names, report["points_per_class"] or [])
+             if count < report["means"]]
+    return (f"; distances to the nearest of {report['means']} k-means centres of each class"
+            + (f" (as many as its training images where fewer: {', '.join(fewer)})" if fewer else ""))

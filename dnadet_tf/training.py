@@ -180,54 +180,137 @@ def fit(data, out, val=None, preset=None, resume=False, overwrite=False, output=
     run = RunDir(out)
     if resume and overwrite:
         raise RunDirError("resume and overwrite: expected at most one of them, received both.")
+    train_files = read_training_files(data)
+    run.check(overwrite=overwrite, resume=resume)  # fail before any slow work
+    config, val = settle_config(run, resume, preset, overrides, data, val, train_files.class_names)
+    val_files = read_validation_files(val, train_files.class_names)
+    user_train_files, val_files = usable_training_files(train_files, val_files, config, output)
+    val_files = usable_validation_files(val_files, config)  # before the extra inputs, which take time to prepare
+    # the open-set statistics are fitted on the user's images alone (`calibrate_at_end`), as `dnadet-tf calibrate
+    # RUN` fits them later from the run's own data
+    train_files, transplant = add_extra_inputs(user_train_files, config, output)
+    skipped = len(train_files.skipped) + (len(val_files.skipped) if val_files else 0)
+    init_weights = resolve_init_weights(run, config, resume, len(train_files.class_names), init_partial, output)
+    run.start(config, train_files.class_names, overwrite=overwrite, resume=resume)
+    summary = run_training(run, config, train_files, val_files, transplant, resume, init_weights, out, output)
+    summary.update(skipped_files=skipped, run_dir=out)
+    print(done_line(summary, config, val_files is not None, skipped, out), file=output, flush=True)
+    calibration = calibrate_at_end(run, out, config, user_train_files, val_files, output)
+    if calibration is not None:
+        summary["calibration"] = calibration
+    return summary
+
+
+def read_training_files(data):
+    """The LabeledFiles of `data` (its train.txt for a benchmark folder), read but not yet decoded; raises unless
+    they hold at least two classes."""
     train_files = read_dataset(data, "train")
     require_several_classes(train_files)
-    run.check(overwrite=overwrite, resume=resume)  # fail before any slow work
+    return train_files
+
+
+def settle_config(run, resume, preset, overrides, data, val, class_names):
+    """(config, val) of a `fit`: the config from `preset` and `overrides` (`resolve_config`) with the data paths
+    recorded, and the validation data to read (None when there is none).
+
+    Resuming, the run's own data only (another data would train the same steps on other images), in the run's
+    classes (`class_names`: the training data's), and `val` defaults to the run's; else `val` defaults to the
+    benchmark's val.txt when `data` is a benchmark (`default_val`)."""
     config = resolve_config(run, resume, preset, overrides)
     if resume:
-        # The run's own data: another data would train the same steps on other images.
         require_resumed_data("data", data, config.data)
         require_resumed_data("val", val, config.val)
-        val = val or config.val or None
-    elif (val is None and not config.val_split and is_benchmark_dir(data)
+        run.require_classes(class_names)
+        return config, val or config.val or None
+    val = default_val(data, val, config.val_split)
+    return config.replace(data=os.path.abspath(data), val=os.path.abspath(val) if val else ""), val
+
+
+def default_val(data, val, val_split):
+    """`val`, or when it is None and no `val_split` holds images out, `data` itself when it is a benchmark folder
+    with a val.txt (read as its val split)."""
+    if (val is None and not val_split and is_benchmark_dir(data)
             and os.path.isfile(os.path.join(data, "val.txt"))):
-        val = data
-    if resume:
-        run.require_classes(train_files.class_names)
-    else:
-        config = config.replace(data=os.path.abspath(data), val=os.path.abspath(val) if val else "")
-    val_files = read_dataset(val, "val") if val else None
-    if val_files is not None:
-        val_files = remap_to(val_files, train_files.class_names, "--val", "the training data's classes")
-        unchecked = [name for name, count in zip(val_files.class_names, val_files.class_counts()) if count == 0]
-        if unchecked:
-            print(f"warning: --val {val}: no validation images of {', '.join(unchecked)}; validation cannot tell "
-                  f"how well the run attributes {'it' if len(unchecked) == 1 else 'them'}", file=sys.stderr, flush=True)
+        return data
+    return val
+
+
+def read_validation_files(val, class_names):
+    """The LabeledFiles of `val` (its val.txt for a benchmark folder) labeled in the training data's
+    `class_names`, or None without `val`; warns (stderr) of the classes it holds no image of."""
+    if not val:
+        return None
+    val_files = remap_to(read_dataset(val, "val"), class_names, "--val", "the training data's classes")
+    unchecked = [name for name, count in zip(val_files.class_names, val_files.class_counts()) if count == 0]
+    if unchecked:
+        print(f"warning: --val {val}: no validation images of {', '.join(unchecked)}; validation cannot tell "
+              f"how well the run attributes {'it' if len(unchecked) == 1 else 'them'}", file=sys.stderr, flush=True)
+    return val_files
+
+
+def usable_training_files(train_files, val_files, config, output):
+    """(training files, validation files): the training images that decode (every class must keep some), and,
+    with `val_split`, the share of them held out as the validation images (`val_files` otherwise unchanged)."""
     print(f"checking {len(train_files)} training images from {train_files.source} ...", file=output, flush=True)
-    user_train_files = usable_files(train_files, config.preprocess, require_every_class=True)
+    train_files = usable_files(train_files, config.preprocess, require_every_class=True)
     if config.val_split:
-        user_train_files, val_files = hold_out(user_train_files, config.val_split)
-        print(f"val_split {config.val_split}: {len(val_files)} of the {len(val_files) + len(user_train_files)} "
+        train_files, val_files = hold_out(train_files, config.val_split)
+        print(f"val_split {config.val_split}: {len(val_files)} of the {len(val_files) + len(train_files)} "
               f"training images held out as validation images ({val_files.counts_text()})", file=output, flush=True)
-    # the open-set statistics are fitted on the user's images alone (below), as `dnadet-tf calibrate RUN` fits
-    # them later from the run's own data
+    return train_files, val_files
+
+
+def add_extra_inputs(user_train_files, config, output):
+    """(training files, transplant): the user's training images with the extra real images added
+    (`sampling.extra_real`), and the content transplant the training pipeline applies (None when off); with
+    `content_align`, checks that there are added crops to align the real class with."""
     train_files = add_extra_real(user_train_files, config.sampling.extra_real, output,
                                  config.sampling.extra_real_process)
     transplant = training_transplant(config, train_files)
     if config.optimizer.content_align:
         added_crops(train_files, f"--content-align {config.optimizer.content_align:g}", "to align the real class with",
                     config.sampling.extra_real)
-    if val_files is not None and not config.val_split:  # held-out images were checked with the training images
-        val_files = usable_files(val_files, config.preprocess)
-    skipped = len(train_files.skipped) + (len(val_files.skipped) if val_files else 0)
-    # A resumed run stopped before its first checkpoint starts again from its --init weights.
-    init_weights = (load_init_weights(config.init, config, len(train_files.class_names), init_partial, output)
-                    if config.init and not (resume and run.has_checkpoint) else None)
-    run.start(config, train_files.class_names, overwrite=overwrite, resume=resume)
+    return train_files, transplant
 
+
+def usable_validation_files(val_files, config):
+    """The validation images that decode, or None without validation images; images held out by `val_split`
+    were checked with the training images and are returned as they are."""
+    if val_files is not None and not config.val_split:
+        return usable_files(val_files, config.preprocess)
+    return val_files
+
+
+def resolve_init_weights(run, config, resume, num_classes, init_partial, output):
+    """`load_init_weights` of `config.init`, or None without one, and when resuming a run that has a checkpoint
+    (a resumed run stopped before its first checkpoint starts again from its --init weights)."""
+    if config.init and not (resume and run.has_checkpoint):
+        return load_init_weights(config.init, config, num_classes, init_partial, output)
+    return None
+
+
+def run_training(run, config, train_files, val_files, transplant, resume, init_weights, out, output):
+    """`train` on the checked files: training batches from `train_files` (augmented and transplanted as the config
+    says), whole validation images from `val_files` (None: no validation); returns its summary."""
+    banner = training_banner(config, train_files, out)
+    augment_fn = attack_fn(config.sampling.augment)
+    val_dataset = None
+    if val_files is not None:
+        val_dataset = lambda: inference_dataset(  # noqa: E731
+            val_files.paths, config.preprocess, config.loop.eval_batch_size, labels=val_files.labels
+        )
+    return train(run, config, train_files.class_names,
+                 train_dataset=lambda start: training_dataset(train_files, config, start, augment_fn,
+                                                              transplant=transplant),
+                 val_dataset=val_dataset, resume=resume, init_weights=init_weights, banner=banner, output=output)
+
+
+def training_banner(config, train_files, out):
+    """A function (number of replicas) -> the line `train` prints before training: what is trained, on which
+    images, with how many per step, into run dir `out`."""
     counts = train_files.counts_text()
     k = config.batch_images_per_class(len(train_files.class_names))
-    banner = lambda replicas: (  # noqa: E731
+    return lambda replicas: (
         f"training {paper_name(config.model.mode, bool(config.init))} "
         f"({config.preset} preset, width {config.model.width}, {config.runtime.precision}) "
         f"on {counts}; {k} images per class per step"
@@ -238,34 +321,32 @@ def fit(data, out, val=None, preset=None, resume=False, overwrite=False, output=
            if config.model.statistics_shift else "")
         + f"; {replicas} replica(s); run dir {out}"
     )
-    augment_fn = attack_fn(config.sampling.augment)
-    val_dataset = None
-    if val_files is not None:
-        val_dataset = lambda: inference_dataset(  # noqa: E731
-            val_files.paths, config.preprocess, config.loop.eval_batch_size, labels=val_files.labels
-        )
-    summary = train(run, config, train_files.class_names,
-                    train_dataset=lambda start: training_dataset(train_files, config, start, augment_fn,
-                                                                 transplant=transplant),
-                    val_dataset=val_dataset, resume=resume, init_weights=init_weights, banner=banner, output=output)
-    summary.update(skipped_files=skipped, run_dir=out)
+
+
+def done_line(summary, config, validated, skipped, out):
+    """The line `fit` prints after training: the last step, how best.keras was chosen (`validated`: whether there
+    were validation images), the files skipped and the time taken."""
     averaged = summary.get("averaged_steps")
     rule = (f"rule 'average' (mean of the models of steps {', '.join(map(str, averaged))})" if averaged
             else f"rule '{config.loop.select}'")
-    if val_files is not None:
+    if validated:
         kept = f"best.keras by {rule}: validation {config.loop.metric} {summary['best_metric']:.4f}"
     elif averaged:
         kept = f"no validation data, best.keras by {rule}, which needs none"
     else:
         kept = "no validation data, best.keras is the last step's model"
-    print(f"done: step {summary['end_step']}, {kept}, {skipped} file(s) skipped, {summary['seconds']} s; "
-          f"run dir {out}", file=output, flush=True)
+    return (f"done: step {summary['end_step']}, {kept}, {skipped} file(s) skipped, {summary['seconds']} s; "
+            f"run dir {out}")
+
+
+def calibrate_at_end(run, out, config, user_train_files, val_files, output):
+    """The report of `calibrate_run` on the run just trained (temperature and open-set score fitted on the user's
+    training images and `val_files`), or None, said so, when there are no validation images (or no best.keras)."""
     if val_files is not None and os.path.isfile(run.best_model_path):
         from dnadet_tf.calibrate import calibrate_run
 
-        summary["calibration"] = calibrate_run(out, config.loop.ood_score, batch_size=config.loop.eval_batch_size,
-                                               output=output, files=(user_train_files, val_files))
-    else:
-        print("no validation data: no temperature or open-set score fitted (dnadet-tf calibrate RUN --val DATA "
-              "fits them later)", file=output, flush=True)
-    return summary
+        return calibrate_run(out, config.loop.ood_score, batch_size=config.loop.eval_batch_size, output=output,
+                             files=(user_train_files, val_files))
+    print("no validation data: no temperature or open-set score fitted (dnadet-tf calibrate RUN --val DATA "
+          "fits them later)", file=output, flush=True)
+    return None

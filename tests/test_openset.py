@@ -501,3 +501,16 @@ def test_calibrated_means_is_what_calibration_json_records(tmp_path):
                              ({"score": "energy", "means": None}, None)):
         path.write_text(json.dumps(report), encoding="utf-8")
         assert calibrated_means(str(tmp_path)) == expected, report
+
+
+def test_calibration_line_names_what_distances_measure_to():
+    from dnadet_tf.calibrate import points_text
+
+    names = ["real", "progan"]
+    assert points_text({"means": "class", "points_per_class": [1, 1]}, names) == ""
+    assert points_text({"means": None, "points_per_class": None}, names) == ""
+    assert points_text({"means": "image", "points_per_class": [5, 3]}, names) == (
+        "; distances to the nearest training image of each class")
+    assert points_text({"means": 4, "points_per_class": [4, 3]}, names) == (
+        "; distances to the nearest of 4 k-means centres of each class (as many as its training images where "
+        "fewer: progan 3)")
