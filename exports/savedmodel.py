@@ -105,6 +105,15 @@ def signature_summary(size, open_set):
             + (", ood_score float32 [None], unknown bool [None]" if open_set else "")}
 
 
+def _zero_seed_states(model):
+    """Sets the state of every seed generator of `model` (Dropout's, which only training reads) to zeros: Keras
+    draws it anew in each process that loads a model, and a SavedModel stores every variable, so two exports of
+    one run differed in those bytes."""
+    for variable in model.variables:
+        if variable.path.endswith("seed_generator_state"):
+            variable.assign(tf.zeros(variable.shape, variable.dtype))
+
+
 def write_savedmodel(model, class_names, preprocess, path, metadata):
     """Saves the attributor as a SavedModel at `path` (a version folder, which must not exist).
 
@@ -116,6 +125,7 @@ def write_savedmodel(model, class_names, preprocess, path, metadata):
     try:
         staged = os.path.join(staging, METADATA_ASSET)
         write_json_atomic(staged, metadata)
+        _zero_seed_states(model)
         module = AttributorModule(model, class_names, preprocess, staged)
         tf.saved_model.save(
             module, path, signatures={SERVING_SIGNATURE: module.serve_images, PIXELS_SIGNATURE: module.serve_pixels}

@@ -368,6 +368,15 @@ def test_next_version_and_overwrite(tiny_run, upsampling_data, tmp_path):
     assert _cli(common)[0] == 0  # no --version: the next free one
     base = os.path.join(str(tmp_path), "dnadet")
     assert sorted(os.listdir(base)) == ["1", "2", "report.json"]
+    # the same run exports the same variable values (a seed generator's state, drawn anew at each load, differed;
+    # within one process the saved object graph's names differ, and each fingerprint holds a uuid)
+    first, second = (tf.train.load_checkpoint(os.path.join(base, version, "variables", "variables"))
+                     for version in ("1", "2"))
+    names = first.get_variable_to_shape_map()
+    assert set(names) == set(second.get_variable_to_shape_map())
+    differ = [name for name in names if not isinstance(first.get_tensor(name), bytes)
+              and not np.array_equal(first.get_tensor(name), second.get_tensor(name))]
+    assert differ == []
     report = _report(base)  # the second export's, the first's kept in `earlier`
     assert report["version"] == 2 and [entry["version"] for entry in report["earlier"]] == [1]
     assert [row["path"] for row in report["earlier"][0]["rows"] if row["format"] == "savedmodel"] == ["1"]
