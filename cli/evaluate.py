@@ -3,7 +3,7 @@ import os
 
 from dnadet_tf.cli.common import AUGMENT_NAMES_HELP, HelpFormatter
 from dnadet_tf.cli.output_paths import (RECORD_FILE, check_output_file, check_output_folder, data_record,
-                                        default_output_dir, output_folder)
+                                        default_output_dir, is_evaluation_json, output_folder)
 
 
 def register(subparsers):
@@ -54,7 +54,7 @@ def run(args):
     from dnadet_tf.runs import earlier_pngs, remove_unlisted, write_json_atomic
 
     if args.json:
-        check_output_file("--json", args.json)
+        check_output_file("--json", args.json, is_evaluation_json, "an earlier evaluation JSON")
     if args.report:
         check_output_folder("--report", args.report)
     perturb_fn = None

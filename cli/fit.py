@@ -44,7 +44,8 @@ def register(subparsers):
     parser.add_argument("--steps", type=int, help="train until this step (total, also when resuming)")
     parser.add_argument("--init", help="start from the weights of a run dir (e.g. a 'dnadet-tf pretrain' run), "
                         "'packaged' (the step 1 shipped with the package for the preset) or 'none' (random "
-                        "initialisation); weights whose shapes differ (the head) are re-initialised (default: the "
+                        "initialisation); weights whose shapes differ (the head) are re-initialised, a head of the same classes in "
+                        "another order is put in this run's order, one of other classes re-initialised (default: the "
                         "preset's: cpu packaged, paper and tiny none)")
     parser.add_argument("--init-partial", action="store_true",
                         help="with --init, load only the encoder weights that match instead of stopping when "

@@ -73,16 +73,50 @@ def check_output_folder(flag, path):
         raise UsageError(f"{flag} {path}: exists and is not a folder.")
 
 
-def check_output_file(flag, path):
+def check_output_file(flag, path, earlier=None, what="an earlier result of this command"):
     """Raises UsageError unless a file can be written at `path` (the value of `flag`): not an existing
     folder, not ending in a separator, and under a folder (missing folders are created later, but the
-    nearest existing one must be a folder). Returns None."""
+    nearest existing one must be a folder). With `earlier` (path -> bool), an existing file is replaced only
+    when `earlier` says it is `what` (a run's best.keras or config.json given by mistake is kept). Returns None."""
     from dnadet_tf.cli.common import UsageError
 
     if os.path.isdir(path) or path.endswith(("/", os.sep)):
         raise UsageError(f"{flag} {path}: expected a file path, received a folder.")
+    if earlier is not None and os.path.isfile(path) and not earlier(path):
+        raise UsageError(f"{flag} {path}: expected a new file or {what} to replace, received an existing file that "
+                         f"is not one (it is kept; name another file).")
     parent = os.path.dirname(os.path.abspath(path))
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
         raise UsageError(f"{flag} {path}: expected a file path under a folder, but {parent} is a file.")
+
+
+def _json_of(path):
+    """The JSON value in the file at `path`, or None when it holds no JSON."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def is_evaluation_json(path):
+    """Whether the file at `path` is an evaluation JSON `evaluate` writes: a list of rows with a name."""
+    rows = _json_of(path)
+    return isinstance(rows, list) and all(isinstance(row, dict) and "name" in row for row in rows)
+
+
+def is_robustness_json(path):
+    """Whether the file at `path` is a robustness JSON `robustness` writes: an object with its rows and attacks."""
+    document = _json_of(path)
+    return isinstance(document, dict) and {"rows", "attacks"} <= set(document)
+
+
+def is_markdown_table(path):
+    """Whether the file at `path` starts as the Markdown tables this package writes do (a `### ` title)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read(4) == "### "
+    except OSError:
+        return False

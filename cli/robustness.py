@@ -44,7 +44,8 @@ def markdown_path(json_path):
 
 
 def run(args):
-    from dnadet_tf.cli.output_paths import check_output_file, data_record, default_output_dir, output_folder
+    from dnadet_tf.cli.output_paths import (check_output_file, data_record, default_output_dir, is_markdown_table,
+                                            is_robustness_json, output_folder)
     from dnadet_tf.cli.common import UsageError, parse_attack_flag
     from dnadet_tf.api import load as load_predictor
     from dnadet_tf.robustness import format_robustness_table, robustness, robustness_markdown
@@ -54,8 +55,11 @@ def run(args):
     if not attacks:
         raise UsageError(f"--attacks: expected one or more attack names, received {args.attacks!r}.")
     if args.json:
-        check_output_file("--json", args.json)
-        check_output_file("--json (its Markdown table)", markdown_path(args.json))
+        check_output_file("--json", args.json, is_robustness_json, "an earlier robustness JSON")
+        # the table beside an earlier robustness JSON is that measurement's own
+        table_is_earlier = lambda path: is_robustness_json(args.json) and is_markdown_table(path)  # noqa: E731
+        check_output_file("--json (its Markdown table)", markdown_path(args.json), table_is_earlier,
+                          "the table of an earlier robustness JSON")
     predictor = load_predictor(args.model)
     rows = robustness(predictor, args.data, attacks=attacks, batch_size=args.batch_size, seed=args.seed)
     print(format_robustness_table(rows))

@@ -146,6 +146,8 @@ def evaluate(model, data, batch_size=16, out_dir=None, unknown=None):
     unknown_specs = [] if unknown is None else _paths(
         "unknown", unknown, "paths of images of unknown architectures (folders, lists or benchmark folders)")
     batch_size = _batch_size(batch_size)
+    if out_dir is not None and os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise DnadetError(f"out_dir {out_dir}: expected a folder for the confusion-matrix PNGs, received a file.")
     model = _predictor(model)
     if unknown_specs and not model.open_set:
         print("warning: unknown: the model stores no open-set score, so the unknown images are not scored "

@@ -280,6 +280,14 @@ def calibration_specs(run_dir, config, data, val):
     return data, val
 
 
+def validation_files(val, config, class_names, preprocess):
+    """LabeledFiles of the usable images of `val` (a spec, or `validation_spec`'s HELD_OUT: the share val_split of
+    the run's training data held out, as `fit` held it out) in `class_names`."""
+    if val == HELD_OUT:
+        return hold_out(read_usable(config.data, "train", class_names, preprocess), config.val_split)[1]
+    return read_usable(val, "val", class_names, preprocess)
+
+
 def read_calibration_files(model, config, data, val):
     """(training, validation) LabeledFiles of the usable images of `data` and `val` in the model's classes; `val`
     HELD_OUT: the share `val_split` of `data` held out, as `fit` held it out."""

@@ -99,6 +99,7 @@ def is_benchmark_dir(path):
 # them is a zoo built or being built. A `classes.txt` or a `models/` folder alone is not one: folder-tree data sets
 # and projects hold them too.
 ZOO_MARKERS = ("build.json", "zoo.json", "build.lock")
+SWAP_CONTENT_RECORD = "swap_content.json"  # in the folder `zoo swap-content` writes (its splits' lists beside it)
 
 
 def is_zoo_dir(path):
@@ -299,6 +300,15 @@ def require_several_classes(files):
         )
 
 
+def _annotation_lists_beside(source):
+    """The .txt files in folder `source` (read as a folder tree), sorted: annotation lists the user may have meant
+    (a `zoo swap-content` folder holds its splits so); [] for a file or a folder without any."""
+    if not isinstance(source, str) or not os.path.isdir(source):
+        return []
+    return sorted(name for name in os.listdir(source) if name.endswith(".txt")
+                  and os.path.isfile(os.path.join(source, name)))
+
+
 def remap_to(files, class_names, flag=None, of="the model's classes"):
     """Re-expresses labels in another class list (e.g. a model's labels.txt).
 
@@ -311,8 +321,10 @@ def remap_to(files, class_names, flag=None, of="the model's classes"):
     present = sorted(set(files.labels.tolist()))
     missing = [files.class_names[i] for i in present if files.class_names[i] not in index]
     if missing:
+        lists = _annotation_lists_beside(files.source)
         raise DataError(
-            f"{flag + ' ' if flag else ''}{files.source}: classes {missing} are not among {of} {list(class_names)}."
+            f"{flag + ' ' if flag else ''}{files.source}: classes {missing} are not among {of} {list(class_names)}"
+            + (f"; the folder also holds the annotation lists {', '.join(lists)}: pass one of them." if lists else ".")
         )
     mapping = np.asarray([index.get(name, -1) for name in files.class_names])
     return dataclasses.replace(files, labels=mapping[files.labels], class_names=list(class_names))

@@ -558,8 +558,9 @@ def encoder_mismatch(source, target):
     return None
 
 
-def transfer_matching_weights(source, target):
-    """Copies every weight of `source` whose layer name and shape match into `target`.
+def transfer_matching_weights(source, target, skip_layers=()):
+    """Copies every weight of `source` whose layer name and shape match into `target`, but those of the layers
+    named in `skip_layers`.
 
     Returns (loaded, skipped): lists of weight paths ("layer/weight").
     """
@@ -567,7 +568,7 @@ def transfer_matching_weights(source, target):
     loaded, skipped = [], []
     for key, weight in _named_weights(target).items():
         match = source_weights.get(key)
-        if match is not None and tuple(match.shape) == tuple(weight.shape):
+        if match is not None and tuple(match.shape) == tuple(weight.shape) and key.split("/")[0] not in skip_layers:
             weight.assign(match)
             loaded.append(key)
         else:

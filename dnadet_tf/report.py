@@ -30,6 +30,7 @@ from dnadet_tf.runs import earlier_pngs, remove_unlisted, write_json_atomic, wri
 REPORT_FILE = "report.html"
 GRADCAM_DIR = "gradcam"
 GRADCAM_LISTING = "gradcam.json"  # in GRADCAM_DIR: the rows (with `png`) of the Grad-CAM maps the report wrote
+TSNE_PNG = "tsne.png"  # in the report folder: the t-SNE figure
 TSNE_PERPLEXITY = 15.0
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
@@ -231,21 +232,31 @@ def _tsne_figure(model, sample, class_names, out_dir, seed, batch_size, progress
     features = features_and_logits(model, paths, batch_size)[0]
     points = tsne_embedding(features, seed=seed)
     perplexity = min(TSNE_PERPLEXITY, len(paths) - 1.0)
-    png = plot_tsne(points, labels, class_names, os.path.join(out_dir, "tsne.png"), groups=groups,
+    png = plot_tsne(points, labels, class_names, os.path.join(out_dir, TSNE_PNG), groups=groups,
                     group_names=names, title=f"t-SNE of the pooled features (perplexity {perplexity:g})")
     return _figure(png, f"{len(paths)} images, {features.shape[1]}-d features; colour = true class"
                    + ("; marker = dataset" if len(names) > 1 else ""), "t-SNE of the pooled features")
 
 
 def _tsne_section(model, rows, class_names, preprocess, out_dir, max_images, seed, batch_size, progress):
-    """The t-SNE figure, or a note saying why there is none (no Keras model, fewer than 3 images)."""
+    """The t-SNE figure, or a note saying why there is none (no Keras model, fewer than 3 images); then an earlier
+    report's figure in `out_dir` is removed."""
     heading = "t-SNE of the pooled features"
+    earlier = os.path.join(out_dir, TSNE_PNG)
     if model is None:
+        _remove_if_there(earlier)
         return ("tsne", heading, _note("Not available: t-SNE needs the Keras model of a run dir."))
     sample = _tsne_sample(rows, class_names, preprocess, max_images, seed)
     if len(sample[0]) < 3:
+        _remove_if_there(earlier)
         return ("tsne", heading, _note(f"Not enough images for t-SNE ({len(sample[0])})."))
     return ("tsne", heading, _tsne_figure(model, sample, class_names, out_dir, seed, batch_size, progress))
+
+
+def _remove_if_there(path):
+    """Removes the file at `path` when there is one."""
+    if os.path.isfile(path):
+        os.remove(path)
 
 
 def _gradcam_sample(spec, class_names, preprocess, per_class, seed):
@@ -290,6 +301,10 @@ def _gradcam_section(model, rows, class_names, preprocess, out_dir, per_class, l
     """Grad-CAM examples of the first row's dataset, written into `out_dir/gradcam`, or a note saying why
     there are none (no Keras model, no rows)."""
     heading = "Grad-CAM examples"
+    gradcam_dir = os.path.join(out_dir, GRADCAM_DIR)
+    if model is None or not rows:  # an earlier report's maps, which this one does not show, go
+        remove_unlisted(earlier_pngs(os.path.join(gradcam_dir, GRADCAM_LISTING), "png"), [])
+        _remove_if_there(os.path.join(gradcam_dir, GRADCAM_LISTING))
     if model is None:
         return ("gradcam", heading, _note("Not available: Grad-CAM needs the Keras model of a run dir."))
     if not rows:
@@ -298,8 +313,7 @@ def _gradcam_section(model, rows, class_names, preprocess, out_dir, per_class, l
     results = []
     if sample is not None:
         progress(f"report: Grad-CAM of {len(sample[0])} images of {rows[0]['name']}")
-        results = _explain_into(model, class_names, preprocess, sample, os.path.join(out_dir, GRADCAM_DIR), layer,
-                                method, batch_size)
+        results = _explain_into(model, class_names, preprocess, sample, gradcam_dir, layer, method, batch_size)
     return ("gradcam", heading, _gradcam_body(results, layer, method, rows[0]["name"]))
 
 

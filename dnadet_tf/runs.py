@@ -17,7 +17,7 @@ import tempfile
 import zipfile
 
 from dnadet_tf.config import TrainConfig
-from dnadet_tf.data import is_zoo_dir
+from dnadet_tf.data import SWAP_CONTENT_RECORD, is_zoo_dir
 from dnadet_tf.errors import DataError, RunDirError, first_line
 
 CONFIG_FILE = "config.json"
@@ -28,6 +28,7 @@ METRICS_FILE = "metrics.jsonl"
 TENSORBOARD = "tensorboard"
 VALIDATED = "validated"
 ADAPTATION_FILE = "adaptation.json"  # written by `dnadet-tf adapt` into the run it makes
+IMPORT_FILE = "import.json"  # written by `dnadet-tf import-torch` into the run it makes
 
 
 def is_exported_model(path):
@@ -60,6 +61,14 @@ def describe_path(path):
     if is_zoo_dir(path):
         return ("a zoo whose build has not finished (no split lists yet; 'dnadet-tf zoo build --out "
                 f"{path}' with its first settings finishes it)")
+    if os.path.isfile(os.path.join(path, "site.json")) and os.path.isfile(os.path.join(path, "index.html")):
+        return ("the web app of an export (its models: the SavedModel version folders and the .tflite files beside "
+                "it)")
+    lists = sorted(name for name in os.listdir(path) if name.endswith(".txt"))
+    if os.path.isfile(os.path.join(path, SWAP_CONTENT_RECORD)):
+        return f"the splits of 'dnadet-tf zoo swap-content' (its annotation lists: {', '.join(lists)})"
+    if any(os.path.isdir(os.path.join(path, name)) for name in os.listdir(path)):
+        return "a folder of subfolders, neither a run dir nor a benchmark folder (a folder tree of classes?)"
     return "a folder that is neither a run dir nor a benchmark folder"
 
 
@@ -173,6 +182,12 @@ class RunDir:
         if resume:
             if not os.path.isfile(self.file(CONFIG_FILE)):
                 raise RunDirError(f"resume: {self.path} holds no run to resume (no {CONFIG_FILE}).")
+            made_by = [command for command, marker in (("adapt", ADAPTATION_FILE), ("import-torch", IMPORT_FILE))
+                       if os.path.isfile(self.file(marker))]
+            if made_by and self.latest_checkpoint_step() is None:
+                raise RunDirError(f"resume: {self.path} holds a {BEST_MODEL} but no checkpoint to continue from (made "
+                                  f"by 'dnadet-tf {made_by[0]}'); resuming would train from step 0 and replace it. "
+                                  f"Train into a new folder (with --init {self.path} to start from its weights).")
         elif os.path.isdir(self.path) and os.listdir(self.path) and not overwrite:
             raise RunDirError(
                 f"out {self.path}: the folder already holds files; pass overwrite=True to replace them"

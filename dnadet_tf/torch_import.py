@@ -28,6 +28,7 @@ import os
 import numpy as np
 
 from dnadet_tf.errors import CheckpointError, DnadetError
+from dnadet_tf.runs import IMPORT_FILE
 from dnadet_tf.torch_files import read_torch_file
 
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
@@ -35,7 +36,6 @@ NUM_CONVS = 8
 HEAD_WEIGHT = "classification_head.1.weight"
 HEAD_BIAS = "classification_head.1.bias"
 IGNORED_SUFFIX = "num_batches_tracked"
-IMPORT_FILE = "import.json"
 PROJECTION_FILE = "projection_head.keras"
 
 _GANS = ("progan", "mmdgan", "sngan", "infomaxgan")

@@ -11,7 +11,7 @@ from dnadet_tf.data import hold_out, is_benchmark_dir, read_dataset, remap_to, r
 from dnadet_tf.distribute import make_strategy
 from dnadet_tf.errors import DnadetError, RunDirError
 from dnadet_tf.extra_real import add_extra_real, added_crops
-from dnadet_tf.model import Backbone, Classifier, encoder_mismatch, transfer_matching_weights
+from dnadet_tf.model import LOGITS_LAYER, Backbone, Classifier, encoder_mismatch, transfer_matching_weights
 from dnadet_tf.pipeline import inference_dataset, training_dataset
 from dnadet_tf.pretrained import PACKAGED, read_provenance, resolve_init
 from dnadet_tf.runs import CONFIG_FILE, METRICS_FILE, RunDir
@@ -22,7 +22,7 @@ from dnadet_tf.transplant import training_transplant
 RESUMABLE_OVERRIDES = ("steps", "val_every", "checkpoint_every", "log_every", "strategy", "jit")
 
 
-def load_init_weights(init_run, config, num_classes, partial=False, output=None):
+def load_init_weights(init_run, config, num_classes, partial=False, output=None, class_names=None):
     """A function that copies the matching weights of run `init_run`'s best.keras
     into a classifier and prints what it loaded and what it re-initialised.
 
@@ -33,6 +33,10 @@ def load_init_weights(init_run, config, num_classes, partial=False, output=None)
     matches the one `config` builds (a head of another class count is expected
     and re-initialised); raises RunDirError naming the first mismatching weight
     unless `partial` (`--init-partial`) allows loading only what matches.
+    With `class_names` (the new run's), the head follows the classes by name: loaded as it is for the
+    same names in the same order, with its rows put in this run's order for the same names in
+    another order, re-initialised for other names (a head of the same shape would otherwise answer
+    the init run's classes under this run's names).
     """
     name = init_run
     if init_run == PACKAGED:
@@ -68,12 +72,44 @@ def load_init_weights(init_run, config, num_classes, partial=False, output=None)
             + f"; {remedy}."
         )
 
+    order = head_order(list(source.class_names), class_names)
+
     def apply(classifier):
-        loaded, skipped = transfer_matching_weights(source, classifier)
+        loaded, skipped = transfer_matching_weights(source, classifier, skip_layers=() if order is None else
+                                                    (LOGITS_LAYER,))
+        head = [key for key in skipped if key.startswith(f"{LOGITS_LAYER}/")]
+        note = ""
+        if order and _same_head_shapes(source, classifier):  # the same classes in another order: columns follow
+            kernel, bias = source.get_layer(LOGITS_LAYER).get_weights()
+            classifier.get_layer(LOGITS_LAYER).set_weights([kernel[:, order], bias[order]])
+            loaded, skipped = loaded + head, [key for key in skipped if key not in head]
+            note = f"; the head's classes put in this run's order (the init run's: {', '.join(source.class_names)})"
+        elif order is not None and _same_head_shapes(source, classifier):
+            note = f" (the init run's classes are {', '.join(source.class_names)}, not this run's)"
         print(f"--init {name}: loaded {len(loaded)} weights; re-initialised {len(skipped)}: "
-              + (", ".join(skipped) if skipped else "none"), file=output or sys.stdout, flush=True)
+              + (", ".join(skipped) if skipped else "none") + note, file=output or sys.stdout, flush=True)
 
     return apply
+
+
+def _same_head_shapes(source, target):
+    """Whether classifiers `source` and `target` both have a LOGITS_LAYER, with weights of the same shapes."""
+    try:
+        shapes = [[tuple(w.shape) for w in model.get_layer(LOGITS_LAYER).weights] for model in (source, target)]
+    except ValueError:
+        return False
+    return shapes[0] == shapes[1]
+
+
+def head_order(init_names, names):
+    """How a head trained on classes `init_names` serves classes `names`: None when it serves them as it is (the
+    same names in the same order, or `names` None: not known), the index into `init_names` of each of `names`
+    when they are the same names in another order, [] when the names differ (the head is re-initialised)."""
+    if names is None or list(names) == list(init_names):
+        return None
+    if sorted(names) == sorted(init_names):
+        return [list(init_names).index(name) for name in names]
+    return []
 
 
 def init_magnification(init_run):
@@ -190,7 +226,7 @@ def fit(data, out, val=None, preset=None, resume=False, overwrite=False, output=
     # RUN` fits them later from the run's own data
     train_files, transplant = add_extra_inputs(user_train_files, config, output)
     skipped = len(train_files.skipped) + (len(val_files.skipped) if val_files else 0)
-    init_weights = resolve_init_weights(run, config, resume, len(train_files.class_names), init_partial, output)
+    init_weights = resolve_init_weights(run, config, resume, train_files.class_names, init_partial, output)
     run.start(config, train_files.class_names, overwrite=overwrite, resume=resume)
     summary = run_training(run, config, train_files, val_files, transplant, resume, init_weights, out, output)
     summary.update(skipped_files=skipped, run_dir=out)
@@ -281,11 +317,12 @@ def usable_validation_files(val_files, config):
     return val_files
 
 
-def resolve_init_weights(run, config, resume, num_classes, init_partial, output):
-    """`load_init_weights` of `config.init`, or None without one, and when resuming a run that has a checkpoint
-    (a resumed run stopped before its first checkpoint starts again from its --init weights)."""
+def resolve_init_weights(run, config, resume, class_names, init_partial, output):
+    """`load_init_weights` of `config.init` for a head of `class_names`, or None without one, and when resuming a
+    run that has a checkpoint (a resumed run stopped before its first checkpoint starts again from its --init
+    weights)."""
     if config.init and not (resume and run.has_checkpoint):
-        return load_init_weights(config.init, config, num_classes, init_partial, output)
+        return load_init_weights(config.init, config, len(class_names), init_partial, output, class_names)
     return None
 
 
@@ -341,12 +378,19 @@ def done_line(summary, config, validated, skipped, out):
 
 def calibrate_at_end(run, out, config, user_train_files, val_files, output):
     """The report of `calibrate_run` on the run just trained (temperature and open-set score fitted on the user's
-    training images and `val_files`), or None, said so, when there are no validation images (or no best.keras)."""
+    training images and `val_files`), or None, said so, when there are no validation images (or no best.keras);
+    then an earlier calibration.json (a resumed run calibrated later by `calibrate`) is removed, and that said."""
     if val_files is not None and os.path.isfile(run.best_model_path):
         from dnadet_tf.calibrate import calibrate_run
 
         return calibrate_run(out, config.loop.ood_score, batch_size=config.loop.eval_batch_size, output=output,
                              files=(user_train_files, val_files))
+    from dnadet_tf.calibrate import CALIBRATION_FILE
+
     print("no validation data: no temperature or open-set score fitted (dnadet-tf calibrate RUN --val DATA "
           "fits them later)", file=output, flush=True)
+    if os.path.isfile(run.file(CALIBRATION_FILE)):  # a resumed run's: it described the best.keras just replaced
+        os.remove(run.file(CALIBRATION_FILE))
+        print(f"removed {run.file(CALIBRATION_FILE)}: it described the calibration of the best.keras this run "
+              f"replaced, which the new one does not hold", file=output, flush=True)
     return None

@@ -101,9 +101,10 @@ def _read(spec, split, flag):
         raise DataError(f"{flag}: {error}") from None
 
 
-def evaluation_files(spec, class_names, preprocess, limit, warn):
-    """(paths, labels or None) of the parity images; labels are None when the classes differ from the model's."""
-    files = _read(spec, "val", "eval_data")
+def evaluation_files(spec, class_names, preprocess, limit, warn, files=None):
+    """(paths, labels or None) of the parity images (`files`, LabeledFiles, else read from `spec`); labels are None
+    when the classes differ from the model's."""
+    files = _read(spec, "val", "eval_data") if files is None else files
     try:
         files = remap_to(files, class_names)
         labelled = True
@@ -123,13 +124,12 @@ def calibration_files(spec, preprocess, count, warn):
 def threshold_files(config, class_names, preprocess):
     """(spec, paths) of the known images an int8 file's open-set threshold is refitted on: the images
     `calibrate` fits the float threshold on (`calibrate.validation_spec`), or (None, []) when the run has none."""
-    from dnadet_tf.calibrate import validation_spec
-    from dnadet_tf.data import read_usable
+    from dnadet_tf.calibrate import validation_files, validation_spec
 
     spec = validation_spec(config)
     if not spec:
         return None, []
-    return spec, read_usable(spec, "val", class_names, preprocess).paths
+    return spec, validation_files(spec, config, class_names, preprocess).paths
 
 
 def int8_open_set(predictor, open_set, spec, paths, preprocess, known_rate):
@@ -382,12 +382,19 @@ def _planned_outputs(base, name, version, formats, overwrite):
 
 
 def read_images(run_dir, reference, formats, eval_data, max_eval, calibration, calibration_images, warn):
-    """The ExportImages of an export of `formats`: `eval_data` (absolute; default the run's validation data, else
-    its training data), `calibration` (absolute; default the run's training data) and, for int8, the open-set
+    """The ExportImages of an export of `formats`: `eval_data` (absolute; default the run's validation data, the
+    share of its training data it held out with val_split, else its training data), `calibration` (absolute; default the run's training data) and, for int8, the open-set
     threshold's images (`int8_threshold_images`)."""
+    from dnadet_tf.calibrate import HELD_OUT, validation_files
+
     config = reference.run.config
     eval_spec = os.path.abspath(eval_data) if eval_data else config.val or config.data  # reports name absolute paths
-    eval_paths, eval_labels = evaluation_files(eval_spec, reference.class_names, reference.preprocess, max_eval, warn)
+    held_out = None
+    if not eval_data and config.val_split:  # the run's validation images: the share fit held out of its data
+        eval_spec = HELD_OUT
+        held_out = validation_files(HELD_OUT, config, reference.class_names, reference.preprocess)
+    eval_paths, eval_labels = evaluation_files(eval_spec, reference.class_names, reference.preprocess, max_eval, warn,
+                                               held_out)
     calibration_spec = os.path.abspath(calibration) if calibration else config.data
     if "int8" not in formats:
         return ExportImages(eval_spec, eval_paths, eval_labels, calibration_spec, [])

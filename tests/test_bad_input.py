@@ -24,7 +24,7 @@ from dnadet_tf import runs
 from dnadet_tf.cli.main import build_parser
 from dnadet_tf.config import make_config
 from dnadet_tf.data import check_files, read_dataset
-from dnadet_tf.errors import DataError, RunDirError
+from dnadet_tf.errors import DataError, DnadetError, RunDirError
 from dnadet_tf.evaluation import evaluate
 from dnadet_tf.images import ImageError, load_rgb
 from dnadet_tf.model import Backbone, Classifier, encoder_mismatch
@@ -322,6 +322,30 @@ def test_init_with_another_class_count_reinitialises_the_head_only(trained):
     assert printed.getvalue().strip().endswith("re-initialised 2: logits/kernel, logits/bias")
 
 
+def test_init_head_follows_the_classes_by_name(trained):
+    """A head of the same shape is loaded as it is for the init run's classes in its order, with its columns in
+    this run's order for the same classes in another order, and re-initialised for other classes."""
+    source = runs.RunDir(trained["run"]).load_model()
+    names = list(source.class_names)
+    kernel, bias = source.get_layer("logits").get_weights()
+    for class_names, expected in ((names, [0, 1, 2]), (names[::-1], [2, 1, 0]), (["a", "b", "c"], None)):
+        printed = io.StringIO()
+        apply = load_init_weights(trained["run"], make_config("tiny"), num_classes=3, output=printed,
+                                  class_names=class_names)
+        target = Classifier(Backbone(0.0625), 3, class_names=class_names)
+        apply(target)
+        loaded_kernel, loaded_bias = target.get_layer("logits").get_weights()
+        line = printed.getvalue().strip()
+        if expected is None:
+            assert not np.allclose(loaded_kernel, kernel)
+            assert line.endswith(f"re-initialised 2: logits/kernel, logits/bias (the init run's classes are "
+                                 f"{', '.join(names)}, not this run's)"), line
+        else:
+            assert np.array_equal(loaded_kernel, kernel[:, expected]) and np.array_equal(loaded_bias, bias[expected])
+            assert "re-initialised 0: none" in line, line
+            assert ("put in this run's order" in line) == (expected != [0, 1, 2]), line
+
+
 def test_init_from_another_magnification_warns_once_naming_both_sizes(trained):
     def warnings_for(**overrides):
         err = io.StringIO()
@@ -516,8 +540,20 @@ def test_a_model_path_that_is_no_run_says_what_it_is(untrained_run, tmp_path):
     (truncated / runs.BEST_MODEL).write_bytes(whole[:len(whole) // 2])
     accepted = "expected a run dir written by 'dnadet-tf fit', a SavedModel folder or a .tflite file, received"
     best = os.path.join(untrained_run, runs.BEST_MODEL)
+    web = tmp_path / "export" / "dnadet" / "web"
+    web.mkdir(parents=True)
+    (web / "site.json").write_text("{}")
+    (web / "index.html").write_text("")
+    swapped = tmp_path / "swap"
+    (swapped / "images").mkdir(parents=True)
+    for name in ("swap_content.json", "cross_content.txt", "cross_weights.txt"):
+        (swapped / name).write_text("")
     for model, received in [(str(benchmark), "a benchmark folder (images and split lists, no trained model)"),
                             (best, f"a .keras file (its run dir: {untrained_run})"),
+                            (str(web), "the web app of an export (its models: the SavedModel version folders and "
+                                       "the .tflite files beside it)"),
+                            (str(swapped), "the splits of 'dnadet-tf zoo swap-content' (its annotation lists: "
+                                           "cross_content.txt, cross_weights.txt)"),
                             (str(tmp_path / "nope"), "no such file or folder")]:
         code, _, stderr = run_cli(["predict", "--model", model, image])
         assert code == 2 and stderr.strip() == f"dnadet-tf predict: error: --model {model}: {accepted} {received}."
@@ -696,3 +732,67 @@ def test_fit_without_data_resumes_the_newest_demo_run_and_refuses_before_buildin
     assert _demo_run_dir(base, again) == base + "-1"
     shutil.rmtree(base + "-1")
     assert _demo_run_dir(base, argparse.Namespace(resume=False, overwrite=True)) == base
+
+
+def test_json_of_evaluate_and_robustness_replaces_only_an_earlier_result(untrained_run, upsampling_data, tmp_path):
+    """`--json` naming an existing file that is not an earlier result of the command (a run's config.json,
+    best.keras) is refused before any inference, and the file kept; an earlier result is replaced."""
+    run = str(tmp_path / "run")
+    shutil.copytree(untrained_run, run)
+    kept = {name: open(os.path.join(run, name), "rb").read() for name in ("config.json", runs.BEST_MODEL)}
+    for command in (["evaluate"], ["robustness", "--attacks", "crop"]):
+        for name in kept:
+            target = os.path.join(run, name)
+            code, _, stderr = _cli(command + ["--model", run, "--data", upsampling_data["test"], "--json", target])
+            what = "an earlier evaluation JSON" if command == ["evaluate"] else "an earlier robustness JSON"
+            assert code == 2 and stderr.strip().splitlines() == [
+                f"dnadet-tf {command[0]}: error: --json {target}: expected a new file or {what} to replace, received "
+                f"an existing file that is not one (it is kept; name another file)."]
+    assert kept == {name: open(os.path.join(run, name), "rb").read() for name in kept}
+    notes = tmp_path / "notes.md"
+    notes.write_text("my notes")
+    code, _, stderr = _cli(["robustness", "--model", run, "--data", upsampling_data["test"], "--attacks", "crop",
+                            "--json", str(tmp_path / "notes.json")])
+    assert code == 2 and "--json (its Markdown table)" in stderr and notes.read_text() == "my notes"
+    for command in (["evaluate"], ["robustness", "--attacks", "crop"]):
+        json_path = str(tmp_path / f"{command[0]}.json")
+        for _ in range(2):  # the second replaces the first
+            code, _, stderr = _cli(command + ["--model", run, "--data", upsampling_data["test"], "--json", json_path])
+            assert code == 0, stderr
+
+
+def test_resume_is_refused_for_a_run_with_a_model_but_no_checkpoint(untrained_run, upsampling_data, tmp_path):
+    """An adapted run (or an imported one) has no training to continue: resuming it would train from step 0 and
+    replace its best.keras."""
+    run = str(tmp_path / "adapted")
+    shutil.copytree(untrained_run, run)
+    with open(os.path.join(run, runs.ADAPTATION_FILE), "w", encoding="utf-8") as f:
+        f.write("{}")
+    model = open(os.path.join(run, runs.BEST_MODEL), "rb").read()
+    with pytest.raises(RunDirError, match=r"no checkpoint to continue from \(made by 'dnadet-tf adapt'\)"):
+        fit(upsampling_data["train"], run, resume=True, steps=2, preset="tiny")
+    assert open(os.path.join(run, runs.BEST_MODEL), "rb").read() == model
+
+
+def test_a_folder_read_as_classes_names_the_annotation_lists_it_holds(tmp_path):
+    """A `zoo swap-content` folder given as DATA reads as one class, `images`: the error names its lists."""
+    from dnadet_tf.data import remap_to
+
+    folder = tmp_path / "swap"
+    _write(folder / "images" / "a.png", _png(48, 48))
+    (folder / "cross_content.txt").write_text("images/a.png\treal\n")
+    with pytest.raises(DataError) as caught:
+        remap_to(read_dataset(str(folder)), ["real", "progan"])
+    assert str(caught.value) == (f"{folder}: classes ['images'] are not among the model's classes ['real', 'progan']; "
+                                 f"the folder also holds the annotation lists cross_content.txt: pass one of them.")
+
+
+def test_api_evaluate_refuses_an_out_dir_that_is_a_file(untrained_run, upsampling_data, tmp_path):
+    import dnadet_tf
+
+    taken = tmp_path / "taken.png"
+    taken.write_bytes(b"mine")
+    with pytest.raises(DnadetError, match="out_dir .*: expected a folder for the confusion-matrix PNGs, "
+                                          "received a file."):
+        dnadet_tf.evaluate(untrained_run, upsampling_data["test"], out_dir=str(taken))
+    assert taken.read_bytes() == b"mine"

@@ -732,3 +732,19 @@ def test_a_run_calibrated_with_per_class_radii_or_every_image_exports_its_score(
         assert np.abs(outputs["ood_score"] - expected["ood_score"]).max() <= 1e-2 * max(1.0, abs(threshold)), name
     int8 = load_predictor(os.path.join(out, "dnadet", "tflite", "dnadet-int8.tflite"))
     assert int8.sidecar["open_set"]["float_threshold"] == pytest.approx(threshold)
+
+
+def test_a_run_validated_on_a_share_of_its_data_exports_int8_with_that_share(upsampling_data, tmp_path):
+    """`fit --val-split` validates on a share of its training data: export compares and refits the int8 file's
+    open-set threshold on that share (it stopped with 'the share val_split ...: no such file or folder')."""
+    from dnadet_tf.calibrate import HELD_OUT
+    from dnadet_tf.training import fit
+
+    run_dir = str(tmp_path / "run")
+    fit(upsampling_data["train"], run_dir, preset="tiny", steps=2, val_split=0.25, output=io.StringIO())
+    code, stdout, stderr = _cli(["export", "--model", run_dir, "--out", str(tmp_path / "out"), "--formats", "int8"])
+    assert code == 0, stderr
+    report = _report(str(tmp_path / "out" / "dnadet"))
+    assert report["eval"]["data"] == HELD_OUT and report["eval"]["images"] == 18  # a quarter of 3 x 24 images
+    sidecar = json.load(open(tmp_path / "out" / "dnadet" / "tflite" / "dnadet-int8.json", encoding="utf-8"))
+    assert sidecar["open_set"]["threshold"] > 0 and "float_threshold" in sidecar["open_set"]

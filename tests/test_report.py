@@ -108,6 +108,14 @@ def test_a_report_into_its_own_folder_again_removes_only_the_gradcam_it_listed(t
     listed = {os.path.basename(row["png"]) for row in json.loads((gradcam / "gradcam.json").read_text())}
     assert first - listed, "the second report should explain other images"
     assert after == listed | {"gradcam.json", "mine.gradcam.png", "notes.txt"}
+    # a model with no Keras graph (an export) has no t-SNE or Grad-CAM: the earlier report's go, the user's stay
+    assert main(["export", "--model", tiny_run, "--out", str(tmp_path / "export"), "--formats", "float32",
+                 "--max-eval", "3"]) == 0
+    tflite = str(tmp_path / "export" / "dnadet" / "tflite" / "dnadet-float32.tflite")
+    assert main(["evaluate", "--model", tflite, "--data", upsampling_data["test"],
+                 "--json", str(tmp_path / "e" / "evaluation.json"), "--report", str(folder)]) == 0
+    assert not (folder / "tsne.png").exists()
+    assert set(os.listdir(gradcam)) == {"mine.gradcam.png", "notes.txt"}
 
 
 def test_a_report_with_an_open_set_row_samples_its_figures_from_the_known_images(tiny_run, upsampling_data, tmp_path):

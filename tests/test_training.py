@@ -544,3 +544,18 @@ def test_a_checkpoint_written_before_the_loop_counted_its_steps_resumes_at_its_s
                                  weight_optimizer=trainer.weight_optimizer)
     tf.train.CheckpointManager(legacy, os.path.join(run, "checkpoints"), max_to_keep=2).save(checkpoint_number=4)
     assert _trainer_state(run, config, files).step == 4
+
+
+def test_a_resumed_run_without_validation_drops_the_calibration_json_of_the_model_it_replaced(upsampling_data, tmp_path):
+    """`calibrate RUN --val DATA` calibrated the run; resumed without validation data, its new best.keras holds no
+    calibration, so the calibration.json that described the old one goes, and the run says so."""
+    from dnadet_tf.calibrate import calibrate_run
+
+    out = str(tmp_path / "run")
+    fit(upsampling_data["train"], out, preset="tiny", steps=2, output=io.StringIO())
+    calibrate_run(out, "mahalanobis", data=upsampling_data["train"], val=upsampling_data["val"], output=io.StringIO())
+    assert os.path.isfile(os.path.join(out, "calibration.json"))
+    printed = io.StringIO()
+    fit(upsampling_data["train"], out, preset="tiny", steps=4, resume=True, output=printed)
+    assert not os.path.isfile(os.path.join(out, "calibration.json"))
+    assert f"removed {os.path.join(out, 'calibration.json')}: it described the calibration" in printed.getvalue()

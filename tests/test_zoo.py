@@ -561,7 +561,8 @@ def test_ablate_refuses_a_folder_that_is_no_benchmark_before_any_step_1(tmp_path
     (half_built / "models").mkdir(parents=True)  # a build stopped before it wrote its split lists
     (half_built / "build.json").write_text("{}")
     out = tmp_path / "ablation"
-    for zoo, received in ((tree, "a folder that is neither a run dir nor a benchmark folder"),
+    for zoo, received in ((tree, "a folder of subfolders, neither a run dir nor a benchmark folder (a folder tree of "
+                                 "classes?)"),
                           (tmp_path / "nope", "no such file or folder"),
                           (half_built, "a zoo whose build has not finished (no split lists yet; 'dnadet-tf zoo build "
                                        f"--out {half_built}' with its first settings finishes it)")):

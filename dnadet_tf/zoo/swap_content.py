@@ -29,7 +29,7 @@ import shutil
 
 import numpy as np
 
-from dnadet_tf.data import REAL_CLASS, benchmark_digest, read_annotation_list
+from dnadet_tf.data import REAL_CLASS, SWAP_CONTENT_RECORD, benchmark_digest, read_annotation_list
 from dnadet_tf.errors import DataError
 from dnadet_tf.images import load_rgb, save_png_atomic
 from dnadet_tf.runs import write_json_atomic, write_text_atomic
@@ -39,7 +39,7 @@ from dnadet_tf.zoo.training import TrainConfig, generate, load_checked_weights, 
 
 # split: (the domain its generators were trained on, the zoo split whose real images they generate from)
 SWAPPED_SPLITS = {"cross_content": ("A", "cross_dataset"), "cross_weights": ("B", "test")}
-RECORD = "swap_content.json"
+RECORD = SWAP_CONTENT_RECORD
 
 
 def _read_zoo(zoo_dir):
