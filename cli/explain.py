@@ -49,14 +49,15 @@ def run(args):
     model = RunDir(args.model).load_model()
     check_layer(model, args.layer)
     usable, skipped = readable_images(collect_image_paths(args.inputs), model.preprocessing)
+    listing = os.path.join(args.out, "explain.json")
+    earlier = earlier_pngs(listing, "png")  # an earlier explain's, which may be replaced; other files are kept
     results = explain_files(model, model.class_names, model.preprocessing, usable, args.out,
-                            layer=args.layer, method=args.method, batch_size=args.batch_size)
+                            layer=args.layer, method=args.method, batch_size=args.batch_size, replaceable=earlier)
     for row in results:
         verdict = (f"\tunknown (open-set score {row['ood_score']:.4g} > threshold {row['ood_threshold']:.4g}; the map "
                    f"is of the nearest known class)" if row.get("unknown") else "")
         print(f"{row['path']}\t{row['class']}\t{row['probability']:.4f}\t{row['png']}{verdict}")
-    listing = os.path.join(args.out, "explain.json")
-    remove_unlisted(earlier_pngs(listing, "png"), [row["png"] for row in results])  # an earlier explain's
+    remove_unlisted(earlier, [row["png"] for row in results])
     write_json_atomic(listing, results)
     print(f"wrote {len(results)} PNG(s) and explain.json in {args.out}"
           + (f"; {len(skipped)} file(s) skipped" if skipped else ""))

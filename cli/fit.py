@@ -129,7 +129,7 @@ def register(subparsers):
                         "\"The patches of step 2\"")
     parser.add_argument("--crop-grid", type=int, metavar="N",
                         help="put the training patches' corners on multiples of N px of the network's input "
-                        "(default 1: anywhere; pretrain --crop-grid does the same in step 1)")
+                        "(default 1: anywhere; at most --resize2 minus --patch-size; pretrain --crop-grid does the same in step 1)")
     parser.add_argument("--extra-real", metavar="auto|packaged|none|DIR",
                         help="add to the real class (named real, else the one class with 'real' as a word of its name, "
                         "such as Real or 0_real) as many 128 px crops of other photos as it has training "

@@ -63,7 +63,7 @@ def register(subparsers):
                         "transformed crop in the same place in every crop (docs/results.md, \"Pre-training\")")
     parser.add_argument("--images-per-transformation", type=int,
                         help="photos per drawn transformation in a step; 1 = the release's sampling, every "
-                        "image's transformation drawn independently (default 4)")
+                        "image's transformation drawn independently; must divide --batch-size (default 4)")
     parser.add_argument("--patience", type=int,
                         help="stop early after this many validations without improvement (overrides the preset)")
     parser.add_argument("--val-every", type=int,

@@ -145,9 +145,11 @@ def run_one(zoo, run_dir, mode, pretrained, seed, preset, steps, compare_select,
     summary = _read_json(summary_path) if os.path.isfile(summary_path) else {}
     run = runs.RunDir(run_dir)
     config = run.config
+    # the rule that picked best.keras, whose figures "splits" are: config.json's loop.select, but for a run without
+    # validation data under a rule that needs it, `final` (the last step's model, as fit said)
+    validated = bool(run.validation_records()) or config.loop.select == "average"
     result = {"seed": seed, "run_dir": run_dir, "seconds": summary.get("train_seconds"),
-              # the rule that picked best.keras, whose figures "splits" are (config.json's loop.select)
-              "best_keras_rule": config.loop.select,
+              "best_keras_rule": config.loop.select if validated else "final",
               "splits": _split_figures(_read_json(result_path))}
     if compare_select:
         records = run.validation_records()

@@ -298,14 +298,22 @@ def read_calibration_files(model, config, data, val):
 
 
 def check_calibration_files(model, train_files, val_files, data, val, output):
-    """Raises DataError unless there are validation images and training images of every class of the model; warns
-    when there are fewer than FEW_VALIDATION_IMAGES validation images."""
+    """Raises DataError unless there are validation images and training images of every class of the model, two or
+    more of a class whose validation images are among them (left out in turn, one would leave none); warns when
+    there are fewer than FEW_VALIDATION_IMAGES validation images."""
     if len(val_files) == 0:
         raise DataError(f"--val {val}: no usable images; expected known images of the run's classes.")
     missing = [name for label, name in enumerate(model.class_names) if not np.any(train_files.labels == label)]
     if missing:
         raise DataError(f"--data {data}: expected training images of every class of the run, received none of "
                         f"{', '.join(missing)} (a class's statistics need its own images).")
+    shared = rows_among(val_files.paths, train_files.paths) >= 0  # scored with themselves left out
+    alone = [name for label, name in enumerate(model.class_names)
+             if np.any(shared & (val_files.labels == label)) and np.sum(train_files.labels == label) < 2]
+    if alone:
+        raise DataError(f"--data {data}: expected 2 or more training images of every class whose validation images are "
+                        f"training images too (each is scored with itself left out), received one of "
+                        f"{', '.join(alone)}; add labeled images of it or pass --val with other images.")
     if len(val_files) < FEW_VALIDATION_IMAGES:
         print(f"warning: {len(val_files)} validation images; the temperature and the open-set threshold (a quantile "
               f"of their scores) rest on them alone, so one or two images set the threshold.", file=output, flush=True)

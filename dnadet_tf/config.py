@@ -533,3 +533,12 @@ def validate(config):
         value = getattr(getattr(config, section), field)
         if value < 1:
             raise DnadetError(f"{name}: expected a positive integer, received {value}.")
+    per, batch = config.pretrain.images_per_class, config.pretrain.batch_size
+    if batch % per:  # each step of step 1 draws batch / per transformations, `per` images each
+        raise DnadetError(f"pretrain_images_per_class: expected a divisor of pretrain_batch_size={batch} (each step "
+                          f"draws pretrain_batch_size / it transformations), received {per}.")
+    room = config.preprocessing.resize2 - config.sampling.patch_size
+    if config.sampling.crop_grid > max(1, room):
+        raise DnadetError(f"crop_grid: expected at most resize2 - patch_size = {room} (the crops' corners are its "
+                          f"multiples: a larger one puts every crop at the same corner), received "
+                          f"{config.sampling.crop_grid}.")

@@ -183,13 +183,22 @@ def load_pixels(paths, preprocess):
     return np.concatenate([batch.numpy() for batch in inference_dataset(list(paths), preprocess, len(paths))])
 
 
-def _output_names(paths, method):
+def _output_names(paths, method, out_dir, replaceable=()):
+    """The PNG file name of each of `paths` in `out_dir`: `stem.gradcam.png` (`gradcampp` for Grad-CAM++), with
+    -2, -3, ... for a name already given to another path or held in `out_dir` by a file not in `replaceable` (the
+    PNGs an earlier explain listed): a user's own file is never written over."""
     suffix = "gradcam" if method == "gradcam" else "gradcampp"
+    replaceable = {os.path.realpath(path) for path in replaceable}
+
+    def taken(name):
+        path = os.path.join(out_dir, name)
+        return name in used or (os.path.lexists(path) and os.path.realpath(path) not in replaceable)
+
     names, used = [], set()
     for path in paths:
         stem = os.path.splitext(os.path.basename(path))[0] or "image"
         name, n = f"{stem}.{suffix}.png", 1
-        while name in used:
+        while taken(name):
             n += 1
             name = f"{stem}-{n}.{suffix}.png"
         used.add(name)
@@ -208,13 +217,15 @@ def open_set_verdicts(model, pixels):
 
 
 def explain_files(model, class_names, preprocess, paths, out_dir, layer=DEFAULT_GRADCAM_LAYER,
-                  method=DEFAULT_METHOD, labels=None, batch_size=16):
+                  method=DEFAULT_METHOD, labels=None, batch_size=16, replaceable=()):
     """Grad-CAM PNG per image file into `out_dir`.
 
     Args:
       model: Keras classifier; class_names: its labels; preprocess: PreprocessConfig.
       paths: image files (each readable by `load_rgb`).
       labels: optional true class index per file, shown in the title.
+      replaceable: the files in `out_dir` a PNG may be written over (an earlier explain's); any other file there
+        keeps its name, and the PNG takes the next free one (`_output_names`).
 
     Returns:
       One dict per file: path, png, class, class_index, probability, layer, method
@@ -226,7 +237,7 @@ def explain_files(model, class_names, preprocess, paths, out_dir, layer=DEFAULT_
     check_layer(model, layer)
     os.makedirs(out_dir, exist_ok=True)
     results = []
-    names = _output_names(paths, method)
+    names = _output_names(paths, method, out_dir, replaceable)
     label = "Grad-CAM++" if method == "gradcam++" else "Grad-CAM"
     for start in range(0, len(paths), batch_size):
         chunk = list(paths[start : start + batch_size])

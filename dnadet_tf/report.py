@@ -280,7 +280,7 @@ def _explain_into(model, class_names, preprocess, sample, gradcam_dir, layer, me
     earlier = earlier_pngs(listing, "png")
     paths, labels = sample
     results = explain_files(model, class_names, preprocess, paths, gradcam_dir, layer=layer, method=method,
-                            labels=labels, batch_size=batch_size)
+                            labels=labels, batch_size=batch_size, replaceable=earlier)
     write_json_atomic(listing, results)
     remove_unlisted(earlier, [result["png"] for result in results])
     return results

@@ -71,6 +71,17 @@ def test_errors_name_the_parameter(name, value):
         make_config("tiny", widht=2)
 
 
+def test_step_1_groups_and_the_crop_grid_must_fit_the_batch_and_the_image():
+    """A group size that does not divide step 1's batch gave steps of another size than config.json said (100
+    images for a batch of 5); a crop grid beyond resize2 - patch_size put every crop at the same corner."""
+    make_config("tiny", pretrain_images_per_class=6, crop_grid=32)  # 12 = 2 x 6; 64 - 32 = 32
+    with pytest.raises(DnadetError, match=r"^pretrain_images_per_class: expected a divisor of pretrain_batch_size=12 "
+                                          r".*received 5\.$"):
+        make_config("tiny", pretrain_images_per_class=5)
+    with pytest.raises(DnadetError, match=r"^crop_grid: expected at most resize2 - patch_size = 32 .*received 33\.$"):
+        make_config("tiny", crop_grid=33)
+
+
 @pytest.mark.parametrize("value", [-1, 20, 2.5])
 def test_input_niceness_must_be_a_nice_value(value):
     with pytest.raises(DnadetError, match=rf"^input_niceness: expected an integer from 0 to 19, received {value}\.$"):

@@ -146,6 +146,15 @@ def test_explain_cli_writes_pngs_and_json(region_run, tmp_path, capsys):
     again = json.loads((out / "explain.json").read_text())
     assert len(again) == 1 and sorted(os.listdir(out)) == sorted(
         ["explain.json", "notes.txt", os.path.basename(again[0]["png"])])
+    # a user's file under the name a PNG would take is not written over (it was): the PNG takes the next name
+    mine = out / os.path.basename(plain_png := sorted(glob.glob(os.path.join(plain_dir, "*.png")))[0]).replace(
+        ".png", ".gradcampp.png")
+    mine.write_bytes(b"my own")
+    assert main(["explain", "--model", region_run["run"], plain_png, "--out", str(out), "--overwrite",
+                 "--method", "gradcam++"]) == 0
+    third = json.loads((out / "explain.json").read_text())
+    assert mine.read_bytes() == b"my own" and os.path.basename(third[0]["png"]) == mine.name.replace(
+        ".gradcampp.png", "-2.gradcampp.png")
 
 
 def test_explain_of_a_calibrated_run_says_unknown_as_predict_does(region_run, tmp_path, capsys):

@@ -514,3 +514,22 @@ def test_calibration_line_names_what_distances_measure_to():
     assert points_text({"means": 4, "points_per_class": [4, 3]}, names) == (
         "; distances to the nearest of 4 k-means centres of each class (as many as its training images where "
         "fewer: progan 3)")
+
+
+def test_a_class_with_one_image_that_is_also_its_validation_image_is_refused():
+    """Scored with itself left out, a class's only training image leaves the class no statistics (calibrate of an
+    `adapt --labeled` run with one image of a class fitted a threshold of 1.6e19, so nothing was ever unknown)."""
+    import io
+    import types
+
+    from dnadet_tf.calibrate import check_calibration_files
+    from dnadet_tf.data import LabeledFiles
+    from dnadet_tf.errors import DataError
+
+    model = types.SimpleNamespace(class_names=["real", "gan"])
+    labeled = LabeledFiles(["r1.png", "r2.png", "g1.png"], np.array([0, 0, 1]), ["real", "gan"], "labeled")
+    with pytest.raises(DataError, match=r"^--data labeled: expected 2 or more training images of every class whose "
+                                        r"validation images are training images too .* received one of gan;"):
+        check_calibration_files(model, labeled, labeled, "labeled", "labeled", io.StringIO())
+    other = LabeledFiles(["g2.png"], np.array([1]), ["real", "gan"], "other")
+    check_calibration_files(model, labeled, other, "labeled", "other", io.StringIO())  # other images: fine

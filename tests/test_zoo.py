@@ -610,6 +610,12 @@ def test_ablate_without_validation_trains_on_train_txt_alone_and_averages_withou
     with open(os.path.join(run_dir, "evaluation", "training.json"), encoding="utf-8") as f:
         assert json.load(f)["averaged_steps"] == [10, 20]
     assert "no validation data, best.keras by rule 'average' (mean of the models of steps 10, 20)" in capsys.readouterr().out
+    assert document["variants"][0]["seeds"][0]["best_keras_rule"] == "average"
+    # a rule that needs validation figures kept the last step's model: recorded as `final`, as fit said (it said nll)
+    last = ablate(zoo, str(tmp_path / "blind-nll"), preset="tiny", steps=10, seeds=(0,), variants=["base_pcl"],
+                  validation=False)
+    assert last["variants"][0]["seeds"][0]["best_keras_rule"] == "final"
+    assert "no validation data, best.keras is the last step's model" in capsys.readouterr().out
     assert main(["ablate", "--zoo", zoo, "--out", str(tmp_path / "x"), "--no-validation", "--compare-select"]) == 2
     assert capsys.readouterr().err.strip() == (
         "dnadet-tf ablate: error: --no-validation: expected without --compare-select, which compares the selection "
