@@ -225,7 +225,7 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
     output = output or sys.stdout
     run = RunDir(run_dir)
     labeled = adapted_labeled(run, data)
-    known_rate, means = checked_settings(known_rate, radii, means, labeled)  # before any slow work
+    known_rate, means = checked_settings(known_rate, radii, means, labeled, score)  # before any slow work
     config = run.config
     model = run.load_model()
     if labeled and not data and files is None:  # its labeled images, as `adapt --labeled` calibrated on them
@@ -240,10 +240,18 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
     return report
 
 
-def checked_settings(known_rate, radii, means, labeled):
+def checked_settings(known_rate, radii, means, labeled, score=None):
     """(known_rate, means) checked (`openset.check_known_rate`, `check_radii`, `check_means`), `means` None being
     the points the head of a run of `adapt --labeled` answers by (`labeled`, `adapted_labeled`), else each class's
-    mean; raises DnadetError with the reason (the CLI names the flags: --known-rate, --radii, --means)."""
+    mean; raises DnadetError with the reason (the CLI names the flags: --known-rate, --radii, --means), also for
+    per-class radii or given means with a `score` that measures no distance (they were dropped without a word)."""
+    if score is not None and score not in RADIUS_SCORES:
+        given = [f"{name}={value!r}" for name, value, default in (("radii", radii, DEFAULT_RADII),
+                                                                   ("means", means, None))
+                 if value is not None and value != default]
+        if given:
+            raise DnadetError(f"{given[0].split('=')[0]}: expected with a distance score ({', '.join(RADIUS_SCORES)}), "
+                              f"received {' and '.join(given)} with score {score!r}, which reads the logits.")
     if means is None:
         means = labeled["points"] if labeled else DEFAULT_MEANS
     try:

@@ -533,3 +533,13 @@ def test_a_class_with_one_image_that_is_also_its_validation_image_is_refused():
         check_calibration_files(model, labeled, labeled, "labeled", "labeled", io.StringIO())
     other = LabeledFiles(["g2.png"], np.array([1]), ["real", "gan"], "other")
     check_calibration_files(model, labeled, other, "labeled", "other", io.StringIO())  # other images: fine
+
+
+def test_radii_and_means_with_a_score_that_reads_the_logits_are_refused(tiny_run):
+    """`--radii per-class` or `--means` only change a distance score; with energy or max_softmax they were dropped
+    without a word (calibration.json said radii None)."""
+    for flags, named in ((["--radii", "per-class"], "--radii"), (["--means", "3"], "--means")):
+        code, _, stderr = _cli(["calibrate", tiny_run, "--score", "energy"] + flags)
+        assert code == 2 and len(stderr.strip().splitlines()) == 1, stderr
+        assert stderr.startswith(f"dnadet-tf calibrate: error: {named}: expected with a distance score (mahalanobis, "
+                                 f"cosine), received ") and "with score 'energy', which reads the logits." in stderr
