@@ -300,7 +300,7 @@ def require_several_classes(files):
         )
 
 
-def _annotation_lists_beside(source):
+def annotation_lists_in(source):
     """The .txt files in folder `source` (read as a folder tree), sorted: annotation lists the user may have meant
     (a `zoo swap-content` folder holds its splits so); [] for a file or a folder without any."""
     if not isinstance(source, str) or not os.path.isdir(source):
@@ -321,7 +321,7 @@ def remap_to(files, class_names, flag=None, of="the model's classes"):
     present = sorted(set(files.labels.tolist()))
     missing = [files.class_names[i] for i in present if files.class_names[i] not in index]
     if missing:
-        lists = _annotation_lists_beside(files.source)
+        lists = annotation_lists_in(files.source)
         raise DataError(
             f"{flag + ' ' if flag else ''}{files.source}: classes {missing} are not among {of} {list(class_names)}"
             + (f"; the folder also holds the annotation lists {', '.join(lists)}: pass one of them." if lists else ".")

@@ -242,15 +242,12 @@ def _tsne_section(model, rows, class_names, preprocess, out_dir, max_images, see
     """The t-SNE figure, or a note saying why there is none (no Keras model, fewer than 3 images); then an earlier
     report's figure in `out_dir` is removed."""
     heading = "t-SNE of the pooled features"
-    earlier = os.path.join(out_dir, TSNE_PNG)
-    if model is None:
-        _remove_if_there(earlier)
-        return ("tsne", heading, _note("Not available: t-SNE needs the Keras model of a run dir."))
-    sample = _tsne_sample(rows, class_names, preprocess, max_images, seed)
-    if len(sample[0]) < 3:
-        _remove_if_there(earlier)
-        return ("tsne", heading, _note(f"Not enough images for t-SNE ({len(sample[0])})."))
-    return ("tsne", heading, _tsne_figure(model, sample, class_names, out_dir, seed, batch_size, progress))
+    sample = None if model is None else _tsne_sample(rows, class_names, preprocess, max_images, seed)
+    if sample is not None and len(sample[0]) >= 3:
+        return ("tsne", heading, _tsne_figure(model, sample, class_names, out_dir, seed, batch_size, progress))
+    _remove_if_there(os.path.join(out_dir, TSNE_PNG))
+    return ("tsne", heading, _note("Not available: t-SNE needs the Keras model of a run dir." if sample is None
+                                   else f"Not enough images for t-SNE ({len(sample[0])})."))
 
 
 def _remove_if_there(path):
@@ -299,17 +296,19 @@ def _gradcam_body(results, layer, method, data_name):
 def _gradcam_section(model, rows, class_names, preprocess, out_dir, per_class, layer, method, seed, batch_size,
                      progress):
     """Grad-CAM examples of the first row's dataset, written into `out_dir/gradcam`, or a note saying why
-    there are none (no Keras model, no rows)."""
+    there are none (no Keras model, no rows, no usable image); without maps, an earlier report's go."""
     heading = "Grad-CAM examples"
     gradcam_dir = os.path.join(out_dir, GRADCAM_DIR)
-    if model is None or not rows:  # an earlier report's maps, which this one does not show, go
-        remove_unlisted(earlier_pngs(os.path.join(gradcam_dir, GRADCAM_LISTING), "png"), [])
-        _remove_if_there(os.path.join(gradcam_dir, GRADCAM_LISTING))
+    sample = None if model is None or not rows else _gradcam_sample(rows[0]["data"], class_names, preprocess,
+                                                                    per_class, seed)
+    if sample is None:
+        listing = os.path.join(gradcam_dir, GRADCAM_LISTING)
+        remove_unlisted(earlier_pngs(listing, "png"), [])
+        _remove_if_there(listing)
     if model is None:
         return ("gradcam", heading, _note("Not available: Grad-CAM needs the Keras model of a run dir."))
     if not rows:
         return ("gradcam", heading, _note("No data."))
-    sample = _gradcam_sample(rows[0]["data"], class_names, preprocess, per_class, seed)
     results = []
     if sample is not None:
         progress(f"report: Grad-CAM of {len(sample[0])} images of {rows[0]['name']}")

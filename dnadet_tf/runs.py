@@ -17,7 +17,7 @@ import tempfile
 import zipfile
 
 from dnadet_tf.config import TrainConfig
-from dnadet_tf.data import SWAP_CONTENT_RECORD, is_zoo_dir
+from dnadet_tf.data import SWAP_CONTENT_RECORD, annotation_lists_in, is_zoo_dir
 from dnadet_tf.errors import DataError, RunDirError, first_line
 
 CONFIG_FILE = "config.json"
@@ -64,9 +64,9 @@ def describe_path(path):
     if os.path.isfile(os.path.join(path, "site.json")) and os.path.isfile(os.path.join(path, "index.html")):
         return ("the web app of an export (its models: the SavedModel version folders and the .tflite files beside "
                 "it)")
-    lists = sorted(name for name in os.listdir(path) if name.endswith(".txt"))
     if os.path.isfile(os.path.join(path, SWAP_CONTENT_RECORD)):
-        return f"the splits of 'dnadet-tf zoo swap-content' (its annotation lists: {', '.join(lists)})"
+        lists = ", ".join(annotation_lists_in(path))
+        return f"the splits of 'dnadet-tf zoo swap-content' (its annotation lists: {lists})"
     if any(os.path.isdir(os.path.join(path, name)) for name in os.listdir(path)):
         return "a folder of subfolders, neither a run dir nor a benchmark folder (a folder tree of classes?)"
     return "a folder that is neither a run dir nor a benchmark folder"

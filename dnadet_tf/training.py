@@ -77,15 +77,17 @@ def load_init_weights(init_run, config, num_classes, partial=False, output=None,
     def apply(classifier):
         loaded, skipped = transfer_matching_weights(source, classifier, skip_layers=() if order is None else
                                                     (LOGITS_LAYER,))
-        head = [key for key in skipped if key.startswith(f"{LOGITS_LAYER}/")]
         note = ""
-        if order and _same_head_shapes(source, classifier):  # the same classes in another order: columns follow
-            kernel, bias = source.get_layer(LOGITS_LAYER).get_weights()
-            classifier.get_layer(LOGITS_LAYER).set_weights([kernel[:, order], bias[order]])
-            loaded, skipped = loaded + head, [key for key in skipped if key not in head]
-            note = f"; the head's classes put in this run's order (the init run's: {', '.join(source.class_names)})"
-        elif order is not None and _same_head_shapes(source, classifier):
-            note = f" (the init run's classes are {', '.join(source.class_names)}, not this run's)"
+        if order is not None and _same_head_shapes(source, classifier):
+            if order:  # the same classes in another order: the head's columns follow them
+                kernel, bias = source.get_layer(LOGITS_LAYER).get_weights()
+                classifier.get_layer(LOGITS_LAYER).set_weights([kernel[:, order], bias[order]])
+                head = [key for key in skipped if key.startswith(f"{LOGITS_LAYER}/")]
+                loaded, skipped = loaded + head, [key for key in skipped if key not in head]
+                note = (f"; the head's classes put in this run's order (the init run's: "
+                        f"{', '.join(source.class_names)})")
+            else:
+                note = f" (the init run's classes are {', '.join(source.class_names)}, not this run's)"
         print(f"--init {name}: loaded {len(loaded)} weights; re-initialised {len(skipped)}: "
               + (", ".join(skipped) if skipped else "none") + note, file=output or sys.stdout, flush=True)
 

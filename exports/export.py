@@ -383,16 +383,19 @@ def _planned_outputs(base, name, version, formats, overwrite):
 
 def read_images(run_dir, reference, formats, eval_data, max_eval, calibration, calibration_images, warn):
     """The ExportImages of an export of `formats`: `eval_data` (absolute; default the run's validation data, the
-    share of its training data it held out with val_split, else its training data), `calibration` (absolute; default the run's training data) and, for int8, the open-set
-    threshold's images (`int8_threshold_images`)."""
+    share of its training data it held out with val_split, else its training data), `calibration` (absolute; default
+    the run's training data) and, for int8, the open-set threshold's images (`int8_threshold_images`)."""
     from dnadet_tf.calibrate import HELD_OUT, validation_files
 
     config = reference.run.config
-    eval_spec = os.path.abspath(eval_data) if eval_data else config.val or config.data  # reports name absolute paths
     held_out = None
-    if not eval_data and config.val_split:  # the run's validation images: the share fit held out of its data
+    if eval_data:
+        eval_spec = os.path.abspath(eval_data)  # reports name absolute paths
+    elif config.val_split:  # the run's validation images: the share fit held out of its data
         eval_spec = HELD_OUT
         held_out = validation_files(HELD_OUT, config, reference.class_names, reference.preprocess)
+    else:
+        eval_spec = config.val or config.data
     eval_paths, eval_labels = evaluation_files(eval_spec, reference.class_names, reference.preprocess, max_eval, warn,
                                                held_out)
     calibration_spec = os.path.abspath(calibration) if calibration else config.data
