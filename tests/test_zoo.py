@@ -233,6 +233,14 @@ def test_small_photo_is_a_data_error_and_unreadable_photos_are_skipped(tmp_path)
         find_photos(photos, warn=warnings.append)
 
 
+def test_small_photos_of_every_domain_are_named_in_one_message(tmp_path):
+    photos = _photo_dirs(str(tmp_path / "photos"), {"a": 5, "b": 3, "c": 3})
+    save_png_atomic(np.zeros((100, 300, 3), np.uint8), os.path.join(photos, "a", "small-a.png"))
+    save_png_atomic(np.zeros((90, 90, 3), np.uint8), os.path.join(photos, "c", "small-c.png"))
+    with pytest.raises(DataError, match=r"^2 photo\(s\) too small .*small-a\.png \(300x100 px\), .*small-c\.png"):
+        find_photos(photos, warn=lambda line: None)
+
+
 def test_flat_folder_and_subfolder_rules(tmp_path):
     flat = str(tmp_path / "flat")
     os.makedirs(flat)

@@ -132,7 +132,12 @@ FLAT_STD = 2.0  # photos whose pixels vary less (in 0-255 levels) hold no conten
 
 
 def _check_photos(paths, min_side, warn):
-    """Decodes every photo: unreadable and flat ones are skipped with a warning, small ones are fatal."""
+    """Decodes every photo: unreadable and flat ones are skipped with a warning.
+
+    Returns:
+      (usable paths, small): `small` lists "path (WxH px)" for each photo whose shorter
+      side is below `min_side`; the caller refuses them, all domains at once.
+    """
     usable, small = [], []
     for path in paths:
         try:
@@ -149,13 +154,17 @@ def _check_photos(paths, min_side, warn):
                  f"one colour (pixel standard deviation {spread:.2f} levels, below {FLAT_STD}).")
         else:
             usable.append(path)
+    return usable, small
+
+
+def _refuse_small(small, min_side):
+    """Raises one DataError naming the count of too-small photos over every domain and the first three."""
     if small:
         more = f" and {len(small) - 3} more" if len(small) > 3 else ""
         raise DataError(
             f"{len(small)} photo(s) too small for the generators, which need a shorter side of at least "
             f"{min_side} px: {', '.join(small[:3])}{more}; remove or enlarge them."
         )
-    return usable
 
 
 def _stderr(message):
@@ -208,8 +217,12 @@ def find_photos(photos=None, min_per_domain=(4, 2, 2), warn=_stderr):
                     )
                 domains[d].extend(listed)
         where = {d: ", ".join(folders[d]) for d in DOMAINS}
+    small = []
+    for d in DOMAINS:
+        domains[d], small_here = _check_photos(domains[d], CROP, warn)
+        small.extend(small_here)
+    _refuse_small(small, CROP)
     for d, needed in zip(DOMAINS, min_per_domain):
-        domains[d] = _check_photos(domains[d], CROP, warn)
         if len(domains[d]) < needed:
             raise DataError(
                 f"too few usable photos for content domain {d} ({where[d]}): found {len(domains[d])}, "
