@@ -74,16 +74,25 @@ def describe_path(path):
 
 def earlier_pngs(listing, key):
     """The PNG files an earlier run's JSON `listing` (a list of rows) names under `key` that still exist in the
-    listing's own folder ([] without a readable listing): what a new run into that folder replaces."""
+    listing's own folder ([] without a readable listing): what a new run into that folder replaces. A relative
+    name is read in the listing's folder, so that a run started from another working folder finds them too."""
     try:
         with open(listing, encoding="utf-8") as f:
             rows = json.load(f)
-        folder = os.path.dirname(os.path.abspath(listing))
-        return [row[key] for row in rows if isinstance(row, dict) and isinstance(row.get(key), str)
-                and row[key].endswith(".png") and os.path.isfile(row[key])
-                and os.path.dirname(os.path.abspath(row[key])) == folder]
-    except (OSError, ValueError, TypeError):
+    except (OSError, ValueError):
         return []
+    if not isinstance(rows, list):
+        return []
+    folder = os.path.dirname(os.path.abspath(listing))
+    found = []
+    for row in rows:
+        name = row.get(key) if isinstance(row, dict) else None
+        if not isinstance(name, str) or not name.endswith(".png"):
+            continue
+        path = name if os.path.isabs(name) else os.path.join(folder, os.path.basename(name))
+        if os.path.isfile(path) and os.path.dirname(os.path.abspath(path)) == folder:
+            found.append(path)
+    return found
 
 
 def remove_unlisted(earlier, written):

@@ -496,7 +496,7 @@ def _write_float_file(job, source, fmt, path):
     from dnadet_tf.exports.tflite import convert, write_tflite
 
     job.progress(f"converting {os.path.basename(path)} ...")
-    content = convert(source, fmt, None, job.int8_io)
+    content = convert(source, fmt)  # int8_io applies to the int8 file only
     write_tflite(content, path, fmt, job.common, job.reference.preprocess, None, open_set=job.reference.open_set)
     return len(content)
 

@@ -157,6 +157,26 @@ def test_explain_cli_writes_pngs_and_json(region_run, tmp_path, capsys):
         ".gradcampp.png", "-2.gradcampp.png")
 
 
+def test_explain_rerun_with_a_relative_out_from_another_folder_replaces_its_pngs(region_run, tmp_path,
+                                                                                 monkeypatch, capsys):
+    # explain.json names its PNGs as --out gave them; a rerun from another working folder into the same folder
+    # (another relative --out) replaced nothing: the PNG took a -2 name and the earlier ones stayed
+    from dnadet_tf.cli.main import main
+
+    marked = sorted(glob.glob(os.path.join(region_run["test"], "marked", "*.png")))
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert main(["explain", "--model", region_run["run"], *marked[:2], "--out", "explain"]) == 0
+    first = json.loads((tmp_path / "explain" / "explain.json").read_text())
+    assert [os.path.isabs(row["png"]) for row in first] == [False, False]
+    monkeypatch.chdir(tmp_path / "sub")
+    assert main(["explain", "--model", region_run["run"], marked[0], "--out", "../explain", "--overwrite"]) == 0
+    capsys.readouterr()
+    again = json.loads((tmp_path / "explain" / "explain.json").read_text())
+    assert os.path.basename(again[0]["png"]) == os.path.basename(first[0]["png"])
+    assert sorted(os.listdir(tmp_path / "explain")) == sorted(["explain.json", os.path.basename(first[0]["png"])])
+
+
 def test_explain_of_a_calibrated_run_says_unknown_as_predict_does(region_run, tmp_path, capsys):
     # A calibrated run's explain gives each image the open-set verdict predict gives it; the map stays that of
     # the nearest known class. A threshold keeping half the validation images flags about half of them.
