@@ -33,6 +33,7 @@ each `robustness-*.json` (`benchmarks/robustness_seeds.py --json`) as its accura
 decoder fuzzing, single evaluations) hold figures docs/results.md quotes beside their commands: they have no table.
 Usage: python benchmarks/render_results.py [FILE ...]
 """
+import argparse
 import functools
 import glob
 import importlib
@@ -256,8 +257,14 @@ def main(argv=None):
     from dnadet_tf.cli.main import quiet_tensorflow
 
     quiet_tensorflow()  # the renderers import dnadet_tf, which imports TensorFlow: no start-up lines
-    paths = (argv or sys.argv[1:]) or sorted(path for prefix in RENDERERS
-                                             for path in glob.glob(os.path.join(HERE, "results", f"{prefix}*.json")))
+    parser = argparse.ArgumentParser(
+        prog="render_results", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__.split("\n\n")[0],
+        epilog=f"Files are rendered by the start of their name: {', '.join(RENDERERS)}.")
+    parser.add_argument("files", nargs="*", metavar="JSON",
+                        help="result files to render (default: every file of benchmarks/results/ with a table)")
+    paths = parser.parse_args(sys.argv[1:] if argv is None else argv).files or sorted(
+        path for prefix in RENDERERS for path in glob.glob(os.path.join(HERE, "results", f"{prefix}*.json")))
     status = 0
     for path in paths:
         tables = render_file(path)

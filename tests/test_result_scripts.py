@@ -1325,3 +1325,15 @@ def test_every_result_file_renders_or_says_it_has_no_table(capsys):
     # The robustness table in the script's column order, as docs/results.md shows it.
     assert ("| plain | closed-set | 100.0 ± 0.0 | 78.3 ± 0.8 | 39.3 ± 1.3 | 20.1 ± 0.1 | 34.5 ± 0.4 | 95.8 ± 0.9 | "
             "33.1 ± 0.4 |") in out
+
+
+def test_render_results_help_is_help_and_an_unknown_file_is_refused(tmp_path, capsys):
+    # --help was read as a result file: "no table for it", exit 2
+    render = _module("render_results")
+    with pytest.raises(SystemExit) as stopped:
+        render.main(["--help"])
+    assert stopped.value.code == 0 and "usage: render_results" in capsys.readouterr().out
+    other = tmp_path / "notes.json"
+    other.write_text("[]")
+    assert render.main([str(other)]) == 2
+    assert f"render_results: {other}: no table for it" in capsys.readouterr().err
