@@ -4,11 +4,17 @@
 `dnadet_tf.exports` and `dnadet_tf.cli`, so nothing named plain `cli` lands in
 site-packages. `web/app/` (the web app's static files) installs as `dnadet_tf.webapp`.
 """
+import re
+
 from setuptools import setup
+
+# one version, dnadet_tf.__version__ (read as text: importing the package here would need its dependencies)
+with open("dnadet_tf/__init__.py", encoding="utf-8") as init:
+    VERSION = re.search(r'^__version__ = "([^"]+)"', init.read(), re.M).group(1)
 
 setup(
     name="dnadet-tf",
-    version="0.1.0",
+    version=VERSION,
     description="DNA-Det deepfake network architecture attribution in Keras 3 / TensorFlow",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",

@@ -72,6 +72,26 @@ def quiet_tensorflow():
     absl_logging.set_verbosity(absl_logging.ERROR)
 
 
+def version_line():
+    """"dnadet-tf X (TensorFlow Y, Keras Z, Python W)", read from the installed distributions' metadata, so that
+    neither TensorFlow nor Keras is imported; a library that is not installed reads "not installed"."""
+    from importlib import metadata
+
+    from dnadet_tf import __version__
+
+    def installed(*names):
+        for name in names:
+            try:
+                return metadata.version(name)
+            except metadata.PackageNotFoundError:
+                continue
+        return "not installed"
+
+    python = ".".join(str(part) for part in sys.version_info[:3])
+    return (f"dnadet-tf {__version__} (TensorFlow {installed('tensorflow-cpu', 'tensorflow')}, "
+            f"Keras {installed('keras')}, Python {python})")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="dnadet-tf",
@@ -84,6 +104,8 @@ def build_parser():
     )
     verbose_help = "show TensorFlow's start-up and runtime log lines (hidden by default)"
     parser.add_argument(VERBOSE_FLAG, action="store_true", help=verbose_help)
+    parser.add_argument("--version", action="version", version=version_line(),
+                        help="print the versions of dnadet-tf, TensorFlow, Keras and Python, and exit")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"dnadet_tf.cli.{name}").register(subparsers)

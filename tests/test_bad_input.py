@@ -491,6 +491,19 @@ def test_verbose_flag_before_or_after_the_command():
     assert parser.parse_args(["predict", "--model", "m", "x.png"]).verbose is False
 
 
+def test_version_flag_names_the_package_and_its_libraries(capsys):
+    import keras
+
+    import dnadet_tf
+
+    with pytest.raises(SystemExit) as stopped:
+        build_parser().parse_args(["--version"])
+    assert stopped.value.code == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"dnadet-tf {dnadet_tf.__version__} (TensorFlow 2.21")
+    assert f"Keras {keras.__version__}," in line
+
+
 def test_predict_prints_no_tensorflow_start_up_lines(untrained_run, tmp_path):
     image = _write(tmp_path / "good.png", _png(48, 48))
     env = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPP")}
