@@ -52,3 +52,22 @@ def parse_attack_flag(flag, text):
         return parse_attacks(text)
     except ValueError as error:
         raise UsageError(f"{flag}: {error}") from None
+
+
+def add_training_runtime_flags(parser):
+    """Adds the flags of how a training runs, not what it learns (`fit`, `pretrain`): --strategy, --precision,
+    --jit and --input-niceness."""
+    from dnadet_tf.config import PRECISION_CHOICES, STRATEGIES
+
+    parser.add_argument("--strategy", choices=STRATEGIES,
+                        help="tf.distribute strategy: auto = MirroredStrategy over visible GPUs, else default; "
+                        "multiworker reads TF_CONFIG (default auto)")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES,
+                        help="Keras dtype policy; auto (the cpu preset's default) means mixed_bfloat16 on a CPU that "
+                             "computes bfloat16 natively (AVX-512 BF16, AMX) and has no GPU, else float32; "
+                             "paper and tiny default to float32")
+    parser.add_argument("--jit", action="store_true", default=None, help="XLA-compile the training step (GPUs)")
+    parser.add_argument("--input-niceness", type=int, metavar="N",
+                        help="OS nice value (0-19) of the threads that read and prepare the training batches: "
+                             "the default 19 gives the training step every core it can use and the input the "
+                             "rest; 0 leaves them at the step's priority (Linux; elsewhere nothing changes)")

@@ -3,8 +3,8 @@ labelled images."""
 import argparse
 import os
 
-from dnadet_tf.cli.common import AUGMENT_NAMES_HELP, HelpFormatter, augment_from
-from dnadet_tf.config import CE_INPUTS, METRICS, PRECISION_CHOICES, PRESETS, STRATEGIES, LoopConfig, OptimizerConfig
+from dnadet_tf.cli.common import AUGMENT_NAMES_HELP, HelpFormatter, add_training_runtime_flags, augment_from
+from dnadet_tf.config import CE_INPUTS, METRICS, PRESETS, LoopConfig, OptimizerConfig
 from dnadet_tf.openset import DEFAULT_SCORE, SCORES
 from dnadet_tf.selection import SELECTION_RULES
 
@@ -57,18 +57,7 @@ def register(subparsers):
                         "only --steps, --val-every, --strategy and --jit may change; another --preset, --data, --val "
                         "(omitted: the run's own) or any other changed flag is refused")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run dir")
-    parser.add_argument("--strategy", choices=STRATEGIES,
-                        help="tf.distribute strategy: auto = MirroredStrategy over visible GPUs, else default; "
-                        "multiworker reads TF_CONFIG (default auto)")
-    parser.add_argument("--precision", choices=PRECISION_CHOICES,
-                        help="Keras dtype policy; auto (the cpu preset's default) means mixed_bfloat16 on a CPU that "
-                             "computes bfloat16 natively (AVX-512 BF16, AMX) and has no GPU, else float32; "
-                             "paper and tiny default to float32")
-    parser.add_argument("--jit", action="store_true", default=None, help="XLA-compile the training step (GPUs)")
-    parser.add_argument("--input-niceness", type=int, metavar="N",
-                        help="OS nice value (0-19) of the threads that read and prepare the training batches: "
-                             "the default 19 gives the training step every core it can use and the input the "
-                             "rest; 0 leaves them at the step's priority (Linux; elsewhere nothing changes)")
+    add_training_runtime_flags(parser)
     parser.add_argument("--augment", help=f"robustness augmentation before the resize chain: {AUGMENT_NAMES_HELP}")
     parser.add_argument("--lr", type=float, help="learning rate (overrides the preset)")
     parser.add_argument("--images-per-class", type=int, help="K images of every class per step (preset: cpu 8, tiny 4; paper 0, the "

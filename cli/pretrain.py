@@ -1,9 +1,9 @@
 """`dnadet-tf pretrain`: step 1 of DNA-Det, 170 image transformations."""
 import argparse
 
-from dnadet_tf.cli.common import HelpFormatter
+from dnadet_tf.cli.common import HelpFormatter, add_training_runtime_flags
 
-from dnadet_tf.config import PRECISION_CHOICES, PRESETS, STRATEGIES
+from dnadet_tf.config import PRESETS
 
 
 def register(subparsers):
@@ -27,17 +27,7 @@ def register(subparsers):
                         help="continue the run in --out from its last checkpoint, with its own settings and --photos "
                         "(only --steps, --val-every, --strategy and --jit may change)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run dir")
-    parser.add_argument("--strategy", choices=STRATEGIES,
-                        help="tf.distribute strategy (default auto)")
-    parser.add_argument("--precision", choices=PRECISION_CHOICES,
-                        help="Keras dtype policy; auto (the cpu preset's default) means mixed_bfloat16 on a CPU that "
-                             "computes bfloat16 natively (AVX-512 BF16, AMX) and has no GPU, else float32; "
-                             "paper and tiny default to float32")
-    parser.add_argument("--jit", action="store_true", default=None, help="XLA-compile the training step (GPUs)")
-    parser.add_argument("--input-niceness", type=int, metavar="N",
-                        help="OS nice value (0-19) of the threads that read and prepare the training batches: "
-                             "the default 19 gives the training step every core it can use and the input the "
-                             "rest; 0 leaves them at the step's priority (Linux; elsewhere nothing changes)")
+    add_training_runtime_flags(parser)
     parser.add_argument("--lr", type=float, help="learning rate (overrides the preset)")
     parser.add_argument("--lr-decay-every", type=int,
                         help="multiply the learning rate by --lr-decay every N steps (overrides the preset's "
