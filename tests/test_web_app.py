@@ -768,6 +768,32 @@ def test_compressed_xmp_orientation_in_a_png_is_applied_as_predict_does(sites, b
         assert difference <= 1e-6, (name, difference)
 
 
+def test_several_xmp_chunks_in_a_png_the_last_readable_one_counts_as_predict_reads_it(sites, browser, tmp_path):
+    """Pillow keeps the last XMP iTXt chunk it can read (a compressed one that does not inflate is skipped); the page
+    took the first: orientation 6 where predict applied 3."""
+    from dnadet_tf.images import load_rgb
+
+    pixels = _noise(5, (48, 80, 3))
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    png = harness.png_with_chunk_after_ihdr(buffer.getvalue(), b"iTXt", harness.png_xmp_itxt(6, True))
+    corrupt = harness.png_xmp_itxt(3, True)
+    corrupt = corrupt[:22] + bytes(len(corrupt) - 22)  # the zlib data zeroed: it does not inflate
+    files = {"xmp_6_then_3.png": (harness.png_with_chunk_before_iend(png, b"iTXt", harness.png_xmp_itxt(3, False)),
+                                  3, np.rot90(pixels, 2)),
+             "xmp_6_then_corrupt.png": (harness.png_with_chunk_before_iend(png, b"iTXt", corrupt), 6,
+                                        np.rot90(pixels, -1))}
+    paths = [harness.write_bytes(str(tmp_path), name, data) for name, (data, _, _) in files.items()]
+    for path, (_, _, expected) in zip(paths, files.values()):
+        assert np.array_equal(load_rgb(path), expected), path
+    for path, (answer, page, predict), (_, orientation, _) in zip(
+            paths, _page_and_predict(sites, browser, paths), files.values()):
+        name = os.path.basename(path)
+        assert answer["image"]["exif_orientation"] == orientation, (name, answer["image"])
+        difference = float(np.abs(page - predict).max())
+        assert difference <= 1e-6, (name, difference)
+
+
 def test_16_bit_rgb_png_transparent_colour_is_compared_as_predict_does(sites, browser, tmp_path):
     """load_rgb compares a 16-bit RGB PNG's transparent colour by each sample's high byte: a pixel whose low
     bytes differ from the colour's is white too; one whose high bytes differ is not."""

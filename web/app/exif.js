@@ -42,11 +42,12 @@ export function* pngChunks(bytes) {
 
 /**
  * Finds the metadata blocks: {tiff: {start, end} byte offsets of the EXIF data's TIFF block, or null,
- * xmp: {start, end, compressed} of the XMP packet (compressed: zlib data, in a PNG), or null}.
+ * xmps: the XMP packets as {start, end, compressed} (compressed: zlib data, in a PNG), the one Pillow reads last:
+ * JPEG's last, WebP's first, every PNG iTXt XMP chunk in file order (Pillow keeps the last it can read)}.
  */
 function findMetadata(bytes) {
   const n = bytes.length;
-  const found = {tiff: null, xmp: null};
+  const found = {tiff: null, xmps: []};
   if (n > 4 && bytes[0] === 0xff && bytes[1] === 0xd8) {
     // JPEG: segments until the first scan; the first APP1 starting "Exif\0\0", the last XMP one (as Pillow).
     let i = 2;
@@ -61,7 +62,7 @@ function findMetadata(bytes) {
       if (marker === 0xe1 && !found.tiff && length >= 8 && ascii(bytes, body, body + 6) === "Exif\0\0") {
         found.tiff = {start: body + 6, end};
       } else if (marker === 0xe1 && ascii(bytes, body, body + XMP_JPEG.length) === XMP_JPEG) {
-        found.xmp = {start: body + XMP_JPEG.length, end};
+        found.xmps = [{start: body + XMP_JPEG.length, end}];
       }
       i += 2 + length;
     }
@@ -73,7 +74,8 @@ function findMetadata(bytes) {
       if (type === "IDAT") imageRead = true;
       if (type === "fcTL" && imageRead) break;
       if (type === "eXIf" && !found.tiff) found.tiff = data;
-      if (type === "iTXt" && !found.xmp) found.xmp = pngXmp(bytes, data);
+      const xmp = type === "iTXt" ? pngXmp(bytes, data) : null;
+      if (xmp) found.xmps.push(xmp);
     }
   } else if (n > 12 && ascii(bytes, 0, 4) === "RIFF" && ascii(bytes, 8, 12) === "WEBP") {
     // WebP: the EXIF chunk (some writers keep the "Exif\0\0" prefix) and the "XMP " chunk.
@@ -87,7 +89,7 @@ function findMetadata(bytes) {
         if (bytes[start] === 0x45 && bytes[start + 1] === 0x78 && bytes[start + 4] === 0) start += 6;
         found.tiff = {start, end};
       }
-      if (type === "XMP " && !found.xmp) found.xmp = {start: i + 8, end};
+      if (type === "XMP " && !found.xmps.length) found.xmps.push({start: i + 8, end});
       i += 8 + length + (length & 1);
     }
   }
@@ -166,12 +168,19 @@ async function inflatedText(data) {
   return text;
 }
 
-/** The value of XMP's tiff:Orientation (0-9), or null. */
-async function xmpOrientation(bytes, xmp) {
-  const packet = bytes.subarray(xmp.start, xmp.end);
-  const text = xmp.compressed ? await inflatedText(packet) : new TextDecoder("latin1").decode(packet);
-  const match = text === null ? null : XMP_ORIENTATION.exec(text);
-  return match ? Number(match[2]) : null;
+/**
+ * The value of tiff:Orientation (0-9) in the last of the XMP packets `xmps` that can be read (a compressed one
+ * that does not inflate is skipped, as Pillow skips it), or null.
+ */
+async function xmpOrientation(bytes, xmps) {
+  for (const xmp of [...xmps].reverse()) {
+    const packet = bytes.subarray(xmp.start, xmp.end);
+    const text = xmp.compressed ? await inflatedText(packet) : new TextDecoder("latin1").decode(packet);
+    if (text === null) continue;
+    const match = XMP_ORIENTATION.exec(text);
+    return match ? Number(match[2]) : null;
+  }
+  return null;
 }
 
 const valid = (value) => (value >= 2 && value <= 8 ? value : 1);
@@ -183,9 +192,9 @@ const valid = (value) => (value >= 2 && value <= 8 ? value : 1);
  *   or invalid) and the bytes to decode: a copy whose EXIF tag says 1 when it said 2-8.
  */
 export async function takeOrientation(bytes) {
-  const {tiff, xmp} = findMetadata(bytes);
+  const {tiff, xmps} = findMetadata(bytes);
   const entry = tiff ? orientationEntry(bytes, tiff) : null;
-  if (!entry) return {orientation: xmp ? valid(await xmpOrientation(bytes, xmp)) : 1, bytes};
+  if (!entry) return {orientation: valid(await xmpOrientation(bytes, xmps)), bytes};
   const {offset, size, little} = entry;
   if (offset < 0) return {orientation: 1, bytes};
   let value = 0;
