@@ -17,9 +17,10 @@ def register(subparsers):
             "Base+PT+PCL (DNA-Det), same data and preset, each with several training seeds; writes mean ± std "
             "of every split per variant as Markdown and JSON in --out (the JSON keeps each seed's numbers and the "
             "benchmark's SHA-256, zoo_sha256) and "
-            "prints it. An interrupted ablation resumes: runs already trained in --out are reused (one trained "
-            "with other settings is refused, but for the selection rule), a run or step 1 stopped in training "
-            "continues from its checkpoint."
+            "prints it. An interrupted ablation resumes: runs already trained in --out, and its own step 1, are "
+            "reused (one trained with other settings, other validation or from another step 1, or a step 1 "
+            "pre-trained on other --photos, --pretrain-steps or --width, is refused before any training, but "
+            "for the selection rule), a run or step 1 stopped in training continues from its checkpoint."
         ),
         formatter_class=HelpFormatter,
     )

@@ -33,7 +33,7 @@ from dnadet_tf.predictor import KerasPredictor
 from dnadet_tf.pretrained import NO_INIT, PACKAGED, packaged_run, provenance
 from dnadet_tf.pretraining import pretrain
 from dnadet_tf.selection import SELECTION_RULES, average_weights, averaged_steps, pick
-from dnadet_tf.training import fit
+from dnadet_tf.training import fit, same_path
 
 # (folder, mode, uses pre-training); the paper's name follows from mode and pre-training.
 VARIANTS = (
@@ -95,48 +95,143 @@ def _stopped_in_training(run_dir):
     return run.holds_run and run.has_checkpoint
 
 
-def _require_trained_as(run_dir, preset, wanted, data):
-    """Raises DnadetError when the finished run in `run_dir` was trained on other data than `data` (this ablation's
-    zoo or its train.txt), with another preset or with another value of a setting in `wanted` ({parameter: value},
-    None: the preset's) than this ablation trains."""
-    config = runs.RunDir(run_dir).config
+def _finished(run_dir):
+    """Whether `run_dir` holds a run this ablation finished training (its training.json or evaluation.json)."""
+    return any(os.path.isfile(os.path.join(run_dir, "evaluation", name))
+               for name in ("training.json", "evaluation.json"))
+
+
+def _training_data(zoo, validation):
+    """What `fit` trains on: the benchmark `zoo` (its train.txt, validated on its val.txt or a held-out share), or
+    without `validation` its train.txt alone (a list, not a benchmark: no val.txt)."""
+    return zoo if validation else os.path.join(zoo, "train.txt")
+
+
+def _fit_settings(mode, pretrained, seed, steps, compare_select, fit_overrides):
+    """The settings `fit` trains one run with: `fit_overrides` (but `frozen_stages` without a step 1: a variant
+    without one trains every layer), with `compare_select` every validated model kept and no early stop, and the
+    run's `steps`, `mode`, `seed` and `init` (`pretrained`, else random weights)."""
+    settings = dict(fit_overrides or {})
+    if not pretrained:
+        settings.pop("frozen_stages", None)
+    if compare_select:
+        settings.update(keep_validated=True, patience=NO_EARLY_STOP)
+    return dict(settings, steps=steps, mode=mode, seed=seed, init=pretrained or NO_INIT)
+
+
+def _validation_words(val_split, validated):
+    """How a run is validated, in the words of ablate's flags: a held-out share, the zoo's val.txt, or none."""
+    if val_split:
+        return f"`val_split` {val_split}"
+    if validated:
+        return "the zoo's val.txt as validation images (no `val_split`)"
+    return "no validation images (validation=False, --no-validation)"
+
+
+def _validation_difference(config, val_split, validation):
+    """(how run `config` was validated, how this ablation validates) when they differ, else None."""
+    existing = _validation_words(config.val_split, bool(config.val))
+    asked = _validation_words(val_split, validation)
+    return None if existing == asked else (f"trained with {existing}", f"trains with {asked}")
+
+
+def _data_difference(config, data):
+    """(the data run `config` was trained on, `data`) when they differ, else None."""
     if config.data and config.data != os.path.abspath(data):
-        raise DnadetError(f"{run_dir}: trained on {config.data}, where this ablation trains on "
-                          f"{os.path.abspath(data)}; pass another `out`, or remove {run_dir} to train it again.")
+        return f"trained on {config.data}", f"trains on {os.path.abspath(data)}"
+    return None
+
+
+def _kept_models_difference(config, compare_select):
+    """The difference when `compare_select` needs the validated models that run `config` did not keep, else None."""
+    if compare_select and not config.loop.keep_validated:
+        return ("trained without `compare_select` (no validated models kept to compare the selection rules on)",
+                "asks for it")
+    return None
+
+
+def _init_difference(config, init):
+    """(the step 1 run `config` started from, `init`: this ablation's, NO_INIT for random weights) when they
+    differ, else None; two spellings of one folder are the same step 1."""
+    asked = "" if init == NO_INIT else init  # as config.json holds random weights
+    if config.init == asked or (config.init and asked and same_path(config.init, asked)):
+        return None
+    return (f"trained from step 1 {config.init!r}",
+            f"trains from {asked!r} (chosen by `pretrained`, else by `photos`, `pretrain_steps` and `width`)")
+
+
+def _settings_difference(config, preset, settings):
+    """(the first setting of run `config` with another value than `preset` or `settings` ({parameter: value},
+    None: the preset's) give it, this ablation's value) in words, or None; the selection settings may differ, and
+    `val_split` and `init` are compared apart (`_validation_difference`, `_init_difference`)."""
     kept = config.flat()
-    asked = {key: value for key, value in wanted.items()
-             if value is not None and key in kept and key not in SELECTION_SETTINGS}
+    asked = {key: value for key, value in settings.items()
+             if value is not None and key in kept and key not in SELECTION_SETTINGS + ("val_split", "init")}
     differences = [("preset", config.preset, preset)] if preset and config.preset != preset else []
     intended = {key: as_stored(config, key, value) for key, value in asked.items()}
     differences += [(key, kept[key], intended[key]) for key in sorted(asked) if intended[key] != kept[key]]
     if differences:
         key, stored, value = differences[0]
-        raise DnadetError(f"{run_dir}: trained with {key} {stored!r}, where this ablation trains {value!r}; pass "
-                          f"another `out`, or remove {run_dir} to train it again.")
+        return f"trained with {key} {stored!r}", f"trains {value!r}"
+    return None
+
+
+def _refuse_first(folder, differences, again):
+    """Raises DnadetError with the first (what `folder` holds, what this ablation asks) of `differences` (None
+    items: no difference), one line that says to pass another `out` or to remove `folder` to `again`."""
+    for difference in differences:
+        if difference:
+            existing, asked = difference
+            raise DnadetError(f"{folder}: {existing}, where this ablation {asked}; pass another `out`, or remove "
+                              f"{folder} to {again}.")
+
+
+def _require_trained_as(run_dir, preset, settings, zoo, validation, compare_select, finished=True):
+    """Raises DnadetError when the run in `run_dir` was validated otherwise (`validation`, the val_split of
+    `settings`) or trained on another zoo than this ablation's `zoo`; a `finished` one also when `compare_select`
+    needs validated models it did not keep, or when it was trained from another step 1, with another preset or
+    with another value of a setting in `settings` (`_fit_settings`; the selection settings may differ). A run
+    stopped in training is continued by `fit`, whose resume refuses its other changed settings."""
+    config = runs.RunDir(run_dir).config
+    differences = [_validation_difference(config, settings.get("val_split"), validation),
+                   _data_difference(config, _training_data(zoo, validation))]
+    if finished:
+        differences += [_kept_models_difference(config, compare_select), _init_difference(config, settings["init"]),
+                        _settings_difference(config, preset, settings)]
+    _refuse_first(run_dir, differences, "train it again")
+
+
+def _require_reusable_runs(zoo, out, variants, seeds, pretrained, preset, steps, compare_select, fit_overrides,
+                           validation):
+    """`_require_trained_as` for every run of this ablation already in `out` (finished, or stopped in training
+    with its config.json): called before any training, so that a refusal comes before a step 1 is pre-trained and
+    ablation.json rewritten."""
+    for folder, mode, uses_pt in variants:
+        for seed in seeds:
+            run_dir = os.path.join(out, folder, f"seed{seed}")
+            finished = _finished(run_dir)
+            stopped = os.path.isfile(os.path.join(run_dir, runs.CONFIG_FILE)) and _stopped_in_training(run_dir)
+            if finished or stopped:
+                settings = _fit_settings(mode, pretrained if uses_pt else None, seed, steps, compare_select,
+                                         fit_overrides)
+                _require_trained_as(run_dir, preset, settings, zoo, validation, compare_select, finished)
 
 
 def run_one(zoo, run_dir, mode, pretrained, seed, preset, steps, compare_select, fit_overrides, output,
             validation=True):
-    """Trains (unless already evaluated) and evaluates one variant for one seed; without `validation`, on the
-    zoo's train.txt alone (no val.txt: what `fit` does with a folder tree and no --val).
+    """Trains (unless already trained: `ablate` checked such a run's settings first, `_require_reusable_runs`)
+    and evaluates one variant for one seed; without `validation`, on the zoo's train.txt alone (no val.txt: what
+    `fit` does with a folder tree and no --val).
 
     Returns {"seed", "seconds", "splits", "select": {rule: {"step", "splits"}}}.
     """
     result_path = os.path.join(run_dir, "evaluation", "evaluation.json")
     summary_path = os.path.join(run_dir, "evaluation", "training.json")
-    overrides = dict(fit_overrides or {})
-    if not pretrained:  # frozen stages keep a step 1's weights; variants without one train every layer
-        overrides.pop("frozen_stages", None)
-    if compare_select:
-        overrides.update(keep_validated=True, patience=NO_EARLY_STOP)
-    data = zoo if validation else os.path.join(zoo, "train.txt")  # a list, not a benchmark: no val.txt
-    if os.path.isfile(summary_path) or os.path.isfile(result_path):  # trained: on this zoo, with the settings asked?
-        _require_trained_as(run_dir, preset, dict(overrides, steps=steps, mode=mode, seed=seed), data)
-    else:
+    if not _finished(run_dir):
         began = time.time()
         resume = _stopped_in_training(run_dir)  # it continues from its checkpoint: the same weights as in one go
-        summary = fit(data, run_dir, preset=preset, overwrite=not resume, resume=resume, steps=steps, mode=mode,
-                      seed=seed, init=pretrained or NO_INIT, output=output, **overrides)
+        summary = fit(_training_data(zoo, validation), run_dir, preset=preset, overwrite=not resume, resume=resume,
+                      output=output, **_fit_settings(mode, pretrained, seed, steps, compare_select, fit_overrides))
         summary["train_seconds"] = round(time.time() - began, 1)
         os.makedirs(os.path.dirname(summary_path), exist_ok=True)
         runs.write_json_atomic(summary_path, summary)
@@ -224,6 +319,51 @@ def aggregate(seed_results, key="splits"):
     return table
 
 
+def _step1_of(out, preset, pretrained, photos, pretrain_steps, width, variants):
+    """The step 1 the +PT variants among `variants` start from: `pretrained` when given (or when no variant uses
+    one); else the step 1 shipped for the preset when there is one, neither `photos` nor `pretrain_steps` is given
+    and `width` is None or its width (it is what the pre-training would make: its provenance.json names the
+    command); else the ablation's own, `out`/pretrain."""
+    if pretrained is not None or not any(uses_pt for _, _, uses_pt in variants):
+        return pretrained
+    if (photos is None and pretrain_steps is None and packaged_run(preset)
+            and width in (None, provenance(preset)["config"]["model"]["width"])):
+        return PACKAGED
+    return os.path.join(out, "pretrain")
+
+
+def _require_pretrained_as(step1, preset, photos, steps, width):
+    """Raises DnadetError when the ablation's own finished step 1 in `step1` was pre-trained with another preset, on
+    other `photos`, for other `steps` or at another `width` (None: the packaged photos, the preset's) than this
+    ablation pre-trains. One stopped in training is continued by `pretrain`, whose resume refuses other photos or
+    another width; one without config.json has no settings to compare."""
+    if not all(os.path.isfile(os.path.join(step1, name)) for name in (PRETRAINED_FILE, runs.CONFIG_FILE)):
+        return
+    config = runs.RunDir(step1).config
+    asked = make_config(preset, width=width)
+    differences = [("preset", config.preset, preset),
+                   ("photos", config.data, os.path.abspath(photos or default_photos())),
+                   ("pretrain_steps", config.loop.steps, asked.pretrain.steps if steps is None else steps),
+                   ("width", config.model.width, asked.model.width)]
+    _refuse_first(step1, [(f"pre-trained with `{key}` {stored!r}", f"pre-trains with {value!r}")
+                          for key, stored, value in differences if stored != value], "pre-train it again")
+
+
+def _pretrain_own(step1, preset, photos, steps, width, output):
+    """Pre-trains the ablation's own step 1 into `step1` (seed 0) unless it finished (its PRETRAINED_FILE, the
+    summary, written last); one stopped part-way continues from its checkpoint (its best.keras is not the
+    finished one's)."""
+    finished = os.path.join(step1, PRETRAINED_FILE)
+    if os.path.isfile(finished):
+        return
+    resume = _stopped_in_training(step1)
+    print(f"no pre-trained run given: pre-training into {step1}" + (" (continuing the stopped one)" if resume else ""),
+          file=output, flush=True)
+    summary = pretrain(photos or default_photos(), step1, preset=preset, overwrite=not resume, resume=resume,
+                       steps=steps, seed=0, output=output, width=width)
+    runs.write_json_atomic(finished, summary)
+
+
 def ablate(zoo, out, preset="cpu", pretrained=None, photos=None, steps=None, pretrain_steps=None,
            seeds=(0,), variants=None, compare_select=False, fit_overrides=None, output=None, validation=True):
     """Runs the variants on benchmark `zoo` for every training seed into `out`.
@@ -246,7 +386,9 @@ def ablate(zoo, out, preset="cpu", pretrained=None, photos=None, steps=None, pre
         last step's model).
 
     A run whose evaluation is already written is reused, so an interrupted
-    ablation resumes. Writes out/ablation.json and out/ablation.md; returns the
+    ablation resumes; one validated, trained or started otherwise (the selection
+    settings aside), or an own step 1 pre-trained otherwise, is refused before
+    any training. Writes out/ablation.json and out/ablation.md; returns the
     JSON document.
     """
     output = output or sys.stdout
@@ -263,23 +405,14 @@ def ablate(zoo, out, preset="cpu", pretrained=None, photos=None, steps=None, pre
                                "steps": steps, "mode": mode})
     os.makedirs(out, exist_ok=True)
     width = (fit_overrides or {}).get("width")  # None: the preset's
-    if (any(uses_pt for _, _, uses_pt in variants) and pretrained is None and photos is None
-            and pretrain_steps is None and packaged_run(preset)
-            and width in (None, provenance(preset)["config"]["model"]["width"])):
-        # The shipped step 1 is what the pre-training below would make (its provenance.json names the command);
-        # a run of another width needs a step 1 of that width.
-        pretrained = PACKAGED
-    if any(uses_pt for _, _, uses_pt in variants) and pretrained is None:
-        pretrained = os.path.join(out, "pretrain")
-        finished = os.path.join(pretrained, PRETRAINED_FILE)
-        if not os.path.isfile(finished):
-            # A step 1 stopped part-way continues from its checkpoint; its best.keras is not the finished one's.
-            resume = _stopped_in_training(pretrained)
-            print(f"no pre-trained run given: pre-training into {pretrained}"
-                  + (" (continuing the stopped one)" if resume else ""), file=output, flush=True)
-            summary = pretrain(photos or default_photos(), pretrained, preset=preset, overwrite=not resume,
-                               resume=resume, steps=pretrain_steps, seed=0, output=output, width=width)
-            runs.write_json_atomic(finished, summary)
+    step1 = _step1_of(out, preset, pretrained, photos, pretrain_steps, width, variants)
+    own_step1 = step1 if pretrained is None and step1 not in (None, PACKAGED) else None  # pre-trained here
+    if own_step1:
+        _require_pretrained_as(own_step1, preset, photos, pretrain_steps, width)
+    _require_reusable_runs(zoo, out, variants, seeds, step1, preset, steps, compare_select, fit_overrides, validation)
+    if own_step1:
+        _pretrain_own(own_step1, preset, photos, pretrain_steps, width, output)
+    pretrained = step1
     document = {"zoo": os.path.abspath(zoo), "zoo_sha256": benchmark_digest(zoo), "preset": preset, "steps": steps,
                 "pretrained": pretrained, "seeds": list(seeds),
                 "fit_overrides": dict(fit_overrides or {}), "compare_select": compare_select,
