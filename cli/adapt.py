@@ -54,7 +54,8 @@ def register(subparsers):
             "of unseen architectures among those adapted to count as known (a tenth of them: 26.4 % of those "
             "architectures flagged): docs/results.md, 'The open set after adapt --images'; "
             "with --photos it is dropped (one fitted on the made mix flagged 81.5-82 % of the new content's known "
-            "images: docs/results.md, 'The open set after adapt --photos'), and 'dnadet-tf calibrate OUT --data "
+            "images: docs/results.md, 'The open set after adapt --photos'; kept as it was, calibration.json "
+            "copied, with --blend 0, which leaves the run's model as it was), and 'dnadet-tf calibrate OUT --data "
             "LABELED --val LABELED' refits it."
         ),
         formatter_class=HelpFormatter,

@@ -17,7 +17,8 @@ def register(subparsers):
             "validation images kept as known) from the validation images; a validation image that is also a "
             "training image (--data LABELED --val LABELED, a few labeled images of a new content) is scored by the "
             "distance scores with the class statistics of the others, as images never seen would be "
-            "(leave-one-out). Writes RUN/calibration.json."
+            "(leave-one-out), and for a run of 'adapt --labeled' an image its head answers by gets, for the "
+            "temperature, its probabilities under the head made of the others. Writes RUN/calibration.json."
         ),
         formatter_class=HelpFormatter,
     )

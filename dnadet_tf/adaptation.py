@@ -25,12 +25,14 @@ With a few labeled images of the new content (`adapt --labeled`), the statistics
 stage by default) and the logits layer answers the class of the nearest of them (`labeled_head.labeled_head`).
 
 The open-set calibration described the training content: `adapt --labeled` refits it on the labeled images,
-`adapt --images` on the images, each labeled by the adapted run's answer; `adapt --photos` drops it.
+`adapt --images` on the images, each labeled by the adapted run's answer; `adapt --photos` drops it, but keeps it
+(calibration.json copied) with blend 0, which leaves the model the run's own.
 
 `adapt_model` does all of it in memory (a model and image paths -> the adapted classifier and a report; what the
 benchmarks measure); `adapt_run` reads the run dir and the images, calls it, and writes the new run dir
 (`write_adapted_run`).
 """
+import json
 import os
 import sys
 import tempfile
@@ -51,6 +53,8 @@ from dnadet_tf.runs import ADAPTATION_FILE, RunDir, save_model_atomic, write_jso
 FEW_IMAGES = 20  # from 20 the draw of images mattered little (docs/results.md): fewer are allowed, with a warning
 ONE_CLASS_SHARE = 0.6  # above this share of one answer before adapting, a warning: one class's statistics fail
 PHOTO_SHEET = "adaptation_images.png"
+# adaptation.json's "calibration" of a run whose model is the source run's (`adapt --photos --blend 0`)
+KEPT_CALIBRATION = "the run's own, kept: --blend 0 left its model unchanged"
 # `adapt --labeled` refits the open-set calibration on its labeled images when every class has this many, each
 # scored with the statistics of the others (class means, 5 per class, six content shifts: 3.7-5.4 % of the new content's
 # known images flagged, where scored in-sample 96.7-99.1 %; docs/results.md, "The open set after `adapt --labeled`")
@@ -194,7 +198,9 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
     score), and written to out/calibration.json; with `images`, on those images, each labeled by the adapted run's
     answer (`answered_calibration`; MIN_CALIBRATION_IMAGES or more answers of every class; the run's temperature
     kept); otherwise it is dropped (`dnadet-tf calibrate OUT --data ... --val ...` refits it on labeled images of the
-    new content). Raises DataError when no image is usable, RunDirError when `out` is `run_dir`
+    new content), but with `photos` and `blend` 0, which leave the model the run's own, kept as it was (the run's
+    calibration.json copied). With `photos`, a line warns when fewer than FEW_PHOTOS of them are usable and some are
+    not (`_few_usable_photos_line`). Raises DataError when no image is usable, RunDirError when `out` is `run_dir`
     or already holds files without `overwrite`; nothing is written then.
     """
     output = output or sys.stdout
@@ -223,9 +229,39 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
               + ", ".join(f"{len(paths)} {name}" for name, paths in made.items())
               + f" made of the training fakes' residuals over further crops (scaled by "
               f"{made_report['residual_scale']:.3f})", file=output, flush=True)
+        few = _few_usable_photos_line(photos)
+        if few:
+            print(few, file=output, flush=True)
         report = _adapt(source, crops + [path for paths in made.values() for path in paths], target, blend,
                         batch_size, overwrite, output, first_stage, made=(crops, made, made_report))
     return report
+
+
+def _few_usable_photos_line(photos):
+    """The warning line of `adapt --photos` when fewer than FEW_PHOTOS of the photos in the folder `photos` are usable
+    (readable, CROP px or more on the shorter side: those the mix's crops are cut from) and some of them are not,
+    else None (`photo_mix` warns when the folder holds fewer than FEW_PHOTOS photos, all counted)."""
+    from dnadet_tf.extra_real import source_photos
+    from dnadet_tf.images import ImageError, load_rgb
+    from dnadet_tf.photo_mix import FEW_PHOTOS
+    from dnadet_tf.zoo.photos import CROP
+
+    paths = source_photos(photos, "--photos", packaged=False)
+    usable = 0
+    for path in paths:
+        try:
+            load_rgb(path, min_side=CROP)
+        except ImageError:
+            continue
+        usable += 1
+        if usable >= FEW_PHOTOS:
+            return None
+    if usable == len(paths):
+        return None
+    return (f"warning: --photos {photos}: {usable} of its {len(paths)} photos usable (readable, {CROP} px or more on "
+            f"the shorter side), fewer than {FEW_PHOTOS}, the fewest measured (20 did as well as 60: docs/results.md, "
+            f"'Adapting from real photos alone'): every crop of the mix is cut from "
+            + ("that one." if usable == 1 else f"those {usable}."))
 
 
 def _check_settings(images, photos, labeled, fakes, blend, first_stage, means_per_class):
@@ -274,7 +310,7 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
     report = run_report(adapted, source.path, [list(item) for item in skipped], inputs, specs,
                         made[2] if made else None)
     write_adapted_run(target, source.config, class_names, model, report, adapted.get("calibration"), made,
-                      overwrite, output)
+                      overwrite, output, kept_from=source.path if adapted["calibration_kept"] else None)
     return report
 
 
@@ -293,10 +329,12 @@ def adapt_model(model, paths, blend=1.0, first_stage=ADAPT_FIRST_STAGE, batch_si
     (known rate, radii) of the run's calibration (`refit_settings`) drops it, as `adapt` does, and refits it: on
     the labeled images when every class has MIN_CALIBRATION_IMAGES (`_labeled_calibration`), else, when the model
     had one, on the images each labeled by the adapted model's answer (`_answered_calibration`), unless `made`.
-    `made`: the images are a mix `photo_mix` made (no warnings about their number or their mix; no refit on them).
+    `made`: the images are a mix `photo_mix` made (no warnings about their number or their mix; no refit on them;
+    with `blend` 0 the model is the run's own, so its calibration, which still describes it, is kept).
     Lines (warnings, progress, the head, the calibration) go to `output` (None: none), naming the model `name`.
 
-    Report: images, blend, first_stage, batch_size, calibration_dropped, answers_before ({class: images} before
+    Report: images, blend, first_stage, batch_size, calibration_dropped, calibration_kept (the model's own
+    calibration kept as it was), answers_before ({class: images} before
     adapting), layers ([{name, mean_shift_in_std, std_ratio}] per BatchNorm), and with `labeled` "labeled" (the
     head's report), with a refitted calibration "calibration" (the fit's report). Raises DataError when `paths` is
     empty.
@@ -328,16 +366,19 @@ def adapt_model(model, paths, blend=1.0, first_stage=ADAPT_FIRST_STAGE, batch_si
         features = features_and_logits(model, labeled.paths, batch_size)[0]
         model, head = labeled_head(model, labeled, batch_size, groups, means_per_class, features)
         say(head_line(head, len(paths)))
-    if refit is not None:
+    # the mix made of photos gives no calibration; with blend 0 the model is the run's own, and so is its calibration
+    kept = made and blend == 0
+    if refit is not None and not kept:
         without_calibration(model)
         if head is not None and min(labeled.class_counts()) >= MIN_CALIBRATION_IMAGES:
-            calibration = _labeled_calibration(model, labeled, score, refit, batch_size, say, head_points(head),
-                                               features)
+            calibration = _labeled_calibration(model, labeled, score, refit, batch_size, say, head, groups, features)
         elif had_calibration and head is None and not made:
             calibration = _answered_calibration(model, paths, score, refit, temperature, batch_size, say)
     report = {
         "images": len(paths), "blend": blend, "first_stage": first_stage, "batch_size": batch_size,
-        "calibration_dropped": had_calibration and model.calibration is None, "answers_before": answers_before,
+        "calibration_dropped": had_calibration and model.calibration is None,
+        "calibration_kept": had_calibration and calibration is None and model.calibration is not None,
+        "answers_before": answers_before,
         # Per layer, how far the statistics moved: mean |new mean - old mean| in old standard deviations, and
         # the mean ratio of new to old standard deviation (1 = unchanged).
         "layers": [{"name": layer.name,
@@ -378,7 +419,7 @@ def run_report(adapted, run_dir, skipped, inputs, specs=None, made=None):
     """The report `adapt_run` writes to adaptation.json: `adapt_model`'s report `adapted` with the run dir adapted
     (`run_dir`), the files skipped ([[path, why]]), the `inputs` (the files and folders given, or the photos
     folder), the labeled dataset `specs` and the `photo_mix` report `made`, when any; "calibration" says how it
-    was refitted."""
+    was refitted, or that it was kept."""
     report = {"source_run": os.path.abspath(run_dir), "images": adapted["images"], "skipped": skipped,
               "inputs": inputs}
     report.update((key, adapted[key]) for key in ("blend", "first_stage", "batch_size", "calibration_dropped",
@@ -389,23 +430,30 @@ def run_report(adapted, run_dir, skipped, inputs, specs=None, made=None):
         report["calibration"] = ("refitted on the labeled images, each left out in turn" if "labeled" in adapted else
                                  "refitted on the images adapted to, each labeled by the adapted run's answer and "
                                  "left out in turn")
+    elif adapted["calibration_kept"]:
+        report["calibration"] = KEPT_CALIBRATION
     if made is not None:
         report["made_from_photos"] = made
     return report
 
 
 def write_adapted_run(target, config, class_names, model, report, calibration=None, made=None, overwrite=False,
-                      output=None):
+                      output=None, kept_from=None):
     """Writes the adapted run dir `target` (a checked `RunDir`): config.json (`config`) and labels.txt
     (`class_names`), best.keras (`model`), adaptation.json (`report`, `run_report`), calibration.json (the refitted
-    calibration's report `calibration`, with the images it was fitted on) when refitted, and with `made` (the
-    crops, {class: fakes} and report of `photo_mix`) the contact sheet of the mix; prints the line that says so."""
+    calibration's report `calibration`, with the images it was fitted on) when refitted, or a copy of the run dir
+    `kept_from`'s when the model kept that run's calibration as it was, and with `made` (the crops, {class: fakes}
+    and report of `photo_mix`) the contact sheet of the mix; prints the line that says so."""
     output = output or sys.stdout
     target.start(config, class_names, overwrite=overwrite, resumable=False)
     save_model_atomic(model, target.best_model_path)
     if calibration is not None:
         inputs = report["labeled"]["data"] if "labeled" in report else report["inputs"]
         write_json_atomic(target.file(CALIBRATION_FILE), {**calibration, "data": inputs, "val": inputs})
+    kept = kept_from is not None and os.path.isfile(os.path.join(kept_from, CALIBRATION_FILE))
+    if kept:
+        with open(os.path.join(kept_from, CALIBRATION_FILE), encoding="utf-8") as f:
+            write_json_atomic(target.file(CALIBRATION_FILE), json.load(f))
     if made:
         from dnadet_tf.zoo.sheets import contact_sheet
 
@@ -415,7 +463,8 @@ def write_adapted_run(target, config, class_names, model, report, calibration=No
     write_json_atomic(target.file(ADAPTATION_FILE), report)
     print(f"wrote {target.best_model_path} and {ADAPTATION_FILE}" + (f" and {PHOTO_SHEET} (the mix adapted to)"
                                                                      if made else "") + (
-        f" and {CALIBRATION_FILE}" if calibration is not None else "") + (
+        f" and {CALIBRATION_FILE}" if calibration is not None else
+        f" and {CALIBRATION_FILE} ({KEPT_CALIBRATION})" if kept else "") + (
         "; its open-set calibration was dropped (it described the training content"
         + ("; one fitted on the mix made of the photos flags most of the new content's fakes: docs/results.md, 'The "
            "open set after adapt --photos'" if made else "") + "): "
@@ -441,15 +490,18 @@ def _refit_score(score):
     return score if score in RADIUS_SCORES else DEFAULT_SCORE
 
 
-def _labeled_calibration(model, labeled, score, refit, batch_size, say, means, features=None):
+def _labeled_calibration(model, labeled, score, refit, batch_size, say, head, groups=None, features=None):
     """Attaches to `model` the open-set calibration of `labeled_calibration` on the labeled images, with the
     (known rate, radii) `refit` of the run's own and its `score` when a distance score, else DEFAULT_SCORE (None
-    when it had none), and `means` (`head_points`: the score measures to the points the head answers by), from the
-    labeled images' pooled `features` when given; returns the report. `say` prints its line."""
+    when it had none), measured to the points the head answers by (`head_points` of `head`, the report of the
+    `labeled_head` made of them with `groups`, each image's DATA; the temperature fitted on each image's logits
+    under the head made of the others), from the labeled images' pooled `features` when given; returns the report.
+    `say` prints its line."""
     from dnadet_tf.calibrate import labeled_calibration
 
-    score, (known_rate, radii) = _refit_score(score), refit
-    statistics, report = labeled_calibration(model, labeled, score, known_rate, radii, batch_size, means, features)
+    score, (known_rate, radii), means = _refit_score(score), refit, head_points(head)
+    statistics, report = labeled_calibration(model, labeled, score, known_rate, radii, batch_size, means, features,
+                                             head, groups)
     model.calibrate(statistics)
     scored = ("by its distance to the nearest of the others of each class" if means == "image" else
               f"by its distance to the nearest of {means} k-means centres of the others of each class"

@@ -84,13 +84,16 @@ def validation_spec(config, data=None):
 
 
 def labeled_calibration(model, files, score=DEFAULT_SCORE, known_rate=KNOWN_RATE, radii=DEFAULT_RADII,
-                        batch_size=32, means=DEFAULT_MEANS, features=None):
+                        batch_size=32, means=DEFAULT_MEANS, features=None, head=None, groups=None):
     """(OpenSetStatistics, report) of `fit_statistics` with the labeled images `files` (`LabeledFiles` in the
     model's classes) as both the training and the validation images, each scored leave-one-out: the calibration
     `adapt --labeled` fits on its labeled images. `score` must be a distance score (RADIUS_SCORES), the kind a
     left-out image can be scored by; `means` "class", "image" or K (`openset.check_means`). `features`: (N, D) pooled
     features of `files` under `model`'s encoder when the caller has them (`labeled_head` read them already);
-    the logits then come from the model's head alone, without a second pass over the images."""
+    the logits then come from the model's head alone, without a second pass over the images. `head`: the report of
+    the `labeled_head` the model's logits layer was made of `files` (with `groups`, each image's DATA), when it was:
+    the temperature is then fitted on each image's logits under the head made of the others
+    (`labeled_head.left_out_logits`), as the threshold scores it with the class statistics of the others."""
     check_left_out_score(score)
     if features is None:
         features, logits = features_and_logits(model, files.paths, batch_size)
@@ -100,7 +103,13 @@ def labeled_calibration(model, files, score=DEFAULT_SCORE, known_rate=KNOWN_RATE
             raise ValueError(f"features: expected shape ({len(files.labels)}, {model.backbone.feature_dim}) "
                              f"(one pooled feature per labeled image), received {features.shape}.")
         logits = np.asarray(model.head_logits(tf.constant(features)), np.float32)
-    return left_out_statistics(score, features, logits, files.labels, model.num_classes, known_rate, radii, means)
+    left_out = None
+    if head is not None:
+        from dnadet_tf.labeled_head import left_out_logits
+
+        left_out = left_out_logits(features, files.labels, logits, head, groups)
+    return left_out_statistics(score, features, logits, files.labels, model.num_classes, known_rate, radii, means,
+                               left_out)
 
 
 def check_left_out_score(score):
@@ -111,11 +120,12 @@ def check_left_out_score(score):
                          f"an image out), received {score!r}.")
 
 
-def left_out_statistics(score, features, logits, labels, num_classes, known_rate, radii, means):
+def left_out_statistics(score, features, logits, labels, num_classes, known_rate, radii, means,
+                        temperature_logits=None):
     """`fit_statistics` with the same images (features (N, D), logits (N, C), labels (N,)) as training and
-    validation images, each scored with the statistics of the others."""
+    validation images, each scored with the statistics of the others (`temperature_logits`: `fit_statistics`')."""
     return fit_statistics(score, features, labels, num_classes, features, logits, labels, known_rate, radii,
-                          val_in_train=np.arange(len(labels)), means=means)
+                          val_in_train=np.arange(len(labels)), means=means, temperature_logits=temperature_logits)
 
 
 def answered_calibration(model, paths, score=DEFAULT_SCORE, known_rate=KNOWN_RATE, radii=DEFAULT_RADII,
@@ -176,7 +186,8 @@ def _spec_record(spec):
 def adapted_labeled(run, data=None):
     """What a run written by `dnadet-tf adapt --labeled` is calibrated on by default: {"data": the labeled DATA (a
     list; the training and validation images when `data` is None), "points": the `openset.MEANS` its head answers
-    by (the default `means`)}; None for a run not adapted, or adapted to unlabeled images with `data` given.
+    by (the default `means`), "head": adaptation.json's report of its head (`labeled_head`)}; None for a run not
+    adapted, or adapted to unlabeled images with `data` given.
     Raises DataError for a run adapted to unlabeled images (`--images`, `--photos`) when `data` is None: config.json's
     training data is the content before adaptation, the one the run no longer describes."""
     path = run.file(ADAPTATION_FILE)
@@ -190,7 +201,8 @@ def adapted_labeled(run, data=None):
         raise DataError(f"{run.path}: adapted by 'dnadet-tf adapt' to images of other content ({ADAPTATION_FILE}), "
                         f"where config.json's training data {run.config.data} is the content before it; expected "
                         f"--data and --val with labeled images of the content it was adapted to.")
-    return {"data": list(adaptation["labeled"]["data"]), "points": head_points(adaptation["labeled"])}
+    return {"data": list(adaptation["labeled"]["data"]), "points": head_points(adaptation["labeled"]),
+            "head": adaptation["labeled"]}
 
 
 def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=32, output=None, files=None,
@@ -234,7 +246,7 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
     train_files, val_files = files if files is not None else read_calibration_files(model, config, data, val)
     check_calibration_files(model, train_files, val_files, data, val, output)
     statistics, report = fit_calibration(run_dir, model, train_files, val_files, score, known_rate, radii, means,
-                                         batch_size, output)
+                                         batch_size, output, labeled)
     store_calibration(run, model, statistics, report, data, val)
     say_calibration(run, model, report, score, output)
     return report
@@ -327,10 +339,13 @@ def check_calibration_files(model, train_files, val_files, data, val, output):
               f"of their scores) rest on them alone, so one or two images set the threshold.", file=output, flush=True)
 
 
-def fit_calibration(run_dir, model, train_files, val_files, score, known_rate, radii, means, batch_size, output):
+def fit_calibration(run_dir, model, train_files, val_files, score, known_rate, radii, means, batch_size, output,
+                    labeled=None):
     """(OpenSetStatistics, report) of `fit_statistics` on the pooled features and logits of the training and
     validation images (one pass of the encoder per image: a validation image that is a training image too is
-    read once, and scored leave-one-out by a distance score)."""
+    read once, and scored leave-one-out by a distance score); for a run of `adapt --labeled` (`labeled`,
+    `adapted_labeled`'s) the temperature is fitted with each validation image that is one of its head's labeled
+    images left out of the head (`left_out_head_logits`)."""
     print(f"calibrating {run_dir}: features of {len(train_files)} training and {len(val_files)} validation images "
           f"...", file=output, flush=True)
     train_features, train_logits = features_and_logits(model, train_files.paths, batch_size)
@@ -340,8 +355,34 @@ def fit_calibration(run_dir, model, train_files, val_files, score, known_rate, r
     shared = int(np.sum(val_in_train >= 0))
     if shared:
         print(shared_validation_note(shared, len(val_files), score, known_rate), file=output, flush=True)
+    temperature_logits = left_out_head_logits(model, labeled, val_files.paths, val_logits,
+                                              (train_files.paths, train_features, train_logits), batch_size)
     return fit_statistics(score, train_features, train_files.labels, model.num_classes, val_features, val_logits,
-                          val_files.labels, known_rate, radii, val_in_train, means)
+                          val_files.labels, known_rate, radii, val_in_train, means, temperature_logits)
+
+
+def left_out_head_logits(model, labeled, val_paths, val_logits, known, batch_size=32):
+    """`val_logits` (N_val, C) of the validation images `val_paths` of a run of `adapt --labeled` (`labeled`,
+    `adapted_labeled`'s) with the row of each that is one of its head's labeled images replaced by its logits under
+    the head made of the others (`labeled_head.left_out_logits`), as the distance scores leave it out of the class
+    statistics; None when none is (or `labeled` is None). known: (paths, features, logits) of images encoded
+    already, taken rather than read again."""
+    if labeled is None:
+        return None
+    from dnadet_tf.labeled_head import labeled_files, left_out_logits
+
+    try:  # read and checked before (`adapted_labeled_files`), or where --data is other images, maybe gone since
+        files, groups = labeled_files(labeled["data"], model.class_names, model.preprocessing, warn=lambda line: None)
+    except DataError:
+        return None
+    rows = rows_among(val_paths, files.paths)
+    if not np.any(rows >= 0):
+        return None
+    features, logits = validation_outputs(model, files.paths, rows_among(files.paths, known[0]), known[1], known[2],
+                                          batch_size)
+    result = np.array(val_logits, np.float64)
+    result[rows >= 0] = left_out_logits(features, files.labels, logits, labeled["head"], groups)[rows[rows >= 0]]
+    return result
 
 
 def shared_validation_note(shared, count, score, known_rate):

@@ -88,22 +88,14 @@ def labeled_head(model, files, batch_size=16, groups=None, means_per_class=ALL_I
     has them, in place of a pass over the images. Raises ValueError when both `groups` and `means_per_class` > 1
     are given."""
     from dnadet_tf.model import LOGITS_LAYER, Classifier
-    from dnadet_tf.prototypes import (cluster_groups, group_means, image_groups, leave_one_out_accuracy,
-                                      nearest_mean_weights, neighbour_spread, spread)
+    from dnadet_tf.prototypes import group_means, leave_one_out_accuracy, nearest_mean_weights, neighbour_spread, spread
 
     check_means_per_class(means_per_class)
     if features is None:
         features = features_and_logits(model, files.paths, batch_size)[0]
     features = np.asarray(features, np.float64)
     names, known = list(files.class_names), list(model.class_names)
-    if means_per_class == ALL_IMAGES:
-        groups = image_groups(files.labels)
-    elif means_per_class > 1:
-        if groups is not None and len(set(np.asarray(groups).tolist())) > 1:
-            raise ValueError(f"means_per_class: expected 1 with groups given, received {means_per_class} "
-                             "(the groups are either given or found by k-means).")
-        groups = cluster_groups(features, files.labels, means_per_class)
-    groups = np.zeros(len(files.labels), np.int64) if groups is None else np.asarray(groups, np.int64)
+    groups = head_groups(features, files.labels, groups, means_per_class)
     count = int(groups.max()) + 1 if len(groups) else 1
     means = group_means(features, files.labels, groups, len(names))
     rows = groups * len(names) + files.labels
@@ -122,3 +114,40 @@ def labeled_head(model, files, batch_size=16, groups=None, means_per_class=ALL_I
               "means_per_class": means_per_class if means_per_class == ALL_IMAGES else int(means_per_class),
               "leave_one_out_accuracy": leave_one_out_accuracy(features, files.labels, len(names), groups)}
     return model, report
+
+
+def head_groups(features, labels, groups=None, means_per_class=ALL_IMAGES):
+    """(N,) int64: the group of each labeled image (features (N, D), labels (N,)) in the head `labeled_head` makes,
+    a mean per group and class (`prototypes.group_means`): every image its own with ALL_IMAGES (`image_groups`), G
+    k-means clusters of each class's features with `means_per_class` G > 1 (`cluster_groups`, seeded: the same
+    features give the same groups), else `groups` (each image's DATA) or one group. Raises ValueError when both
+    `groups` (more than one value) and G > 1 are given."""
+    from dnadet_tf.prototypes import cluster_groups, image_groups
+
+    if means_per_class == ALL_IMAGES:
+        return image_groups(labels)
+    if means_per_class > 1:
+        if groups is not None and len(set(np.asarray(groups).tolist())) > 1:
+            raise ValueError(f"means_per_class: expected 1 with groups given, received {means_per_class} "
+                             "(the groups are either given or found by k-means).")
+        return cluster_groups(features, labels, means_per_class)
+    return np.zeros(len(labels), np.int64) if groups is None else np.asarray(groups, np.int64)
+
+
+def left_out_logits(features, labels, logits, head, groups=None):
+    """(N, C) logits of the N labeled images a head of `labeled_head` was made of (features (N, D) under the model,
+    labels (N,), their `logits` (N, C) under the head; `head`: its report, with "means_per_class", "temperature" and
+    "images_per_class"; `groups`: each image's DATA, as `labeled_files` gives them), each under the head made of
+    the others (`prototypes.leave_one_out_logits`: its own point, or its group's mean, taken without it; k-means
+    groups kept), as the open-set calibration scores each with the class statistics of the others: what a
+    temperature is fitted on, where the head's logits for an image it holds are those of an image already known.
+    An image alone in its class keeps its row of `logits` (left out, its class would have no point)."""
+    from dnadet_tf.prototypes import leave_one_out_logits
+
+    labels = np.asarray(labels, np.int64)
+    num_classes = len(head["images_per_class"])
+    groups = head_groups(features, labels, groups, head["means_per_class"])
+    left_out = leave_one_out_logits(features, labels, num_classes, groups, head["temperature"])
+    alone = np.bincount(labels, minlength=num_classes)[labels] < 2
+    left_out[alone] = np.asarray(logits, np.float64)[alone]
+    return left_out

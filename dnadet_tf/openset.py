@@ -353,11 +353,15 @@ def check_radii(radii):
 
 
 def fit_statistics(score, train_features, train_labels, num_classes, val_features, val_logits, val_labels,
-                   known_rate=KNOWN_RATE, radii=DEFAULT_RADII, val_in_train=None, means=DEFAULT_MEANS):
+                   known_rate=KNOWN_RATE, radii=DEFAULT_RADII, val_in_train=None, means=DEFAULT_MEANS,
+                   temperature_logits=None):
     """Everything a `Calibration` layer stores, fitted on known images only.
 
-    The temperature minimises the validation NLL; class means and the shared
-    covariance come from the training features; with `radii` "per-class" (default "shared") a distance score's
+    The temperature minimises the validation NLL (of `temperature_logits`, (N_val, C), when given: the validation
+    images' logits, each under a head made without it where the head is made of them, as `adapt --labeled`'s is, so
+    that an image the head holds counts as one never seen; the report's NLL and ECE are then theirs; the scores
+    that read logits, energy and max_softmax, keep `val_logits`); class means and the shared covariance come from
+    the training features; with `radii` "per-class" (default "shared") a distance score's
     class radii keep `known_rate` of each class's validation images (`class_radii`); the threshold
     keeps `known_rate` (default 95 %) of the validation images as known. `val_in_train` ((N_val,) ints, -1 for
     none): each validation image's row among the training features when it is one of them; a distance score
@@ -377,7 +381,8 @@ def fit_statistics(score, train_features, train_labels, num_classes, val_feature
     means = check_means(means)
     means = means if score in RADIUS_SCORES else DEFAULT_MEANS
     statistics = statistics_of(score, train_features, train_labels, num_classes, means)
-    statistics.temperature = temperature = fit_temperature(val_logits, val_labels)
+    fitted_logits = val_logits if temperature_logits is None else temperature_logits
+    statistics.temperature = temperature = fit_temperature(fitted_logits, val_labels)
     rows = np.full(len(val_labels), -1) if val_in_train is None else np.asarray(val_in_train, np.int64)
     held_in = np.flatnonzero(rows >= 0) if score in RADIUS_SCORES else np.zeros(0, np.int64)
     distances = None
@@ -406,9 +411,9 @@ def fit_statistics(score, train_features, train_labels, num_classes, val_feature
         "val_in_train": int(np.sum(rows >= 0)),
         "val_left_out": int(len(held_in)),
         "train_images": int(len(train_labels)),
-        "val_nll_before": nll(val_logits, val_labels),
-        "val_nll_after": nll(val_logits, val_labels, temperature),
-        "val_ece_before": expected_calibration_error(softmax(val_logits), val_labels),
-        "val_ece_after": expected_calibration_error(softmax(val_logits, temperature), val_labels),
+        "val_nll_before": nll(fitted_logits, val_labels),
+        "val_nll_after": nll(fitted_logits, val_labels, temperature),
+        "val_ece_before": expected_calibration_error(softmax(fitted_logits), val_labels),
+        "val_ece_after": expected_calibration_error(softmax(fitted_logits, temperature), val_labels),
     }
     return statistics, report

@@ -145,36 +145,46 @@ def nearest_mean_weights(means, temperature):
     return kernel.astype(np.float32), bias.astype(np.float32)
 
 
-def leave_one_out_accuracy(features, labels, num_classes, groups=None):
-    """Share of the features whose nearest mean, their own mean taken without them, is one of their own class;
-    over the features whose class has a mean left without them (a class of one image has none). A feature alone
-    in its group (`image_groups`) leaves its class's other means. None when no feature is scored. A quality
-    estimate of the head from the labeled images alone. With `groups` ((N,) ints), the means are those of each
-    group and class, and the nearest must be one of the feature's class."""
+def leave_one_out_logits(features, labels, num_classes, groups=None, temperature=1.0):
+    """(N, C) float64: each feature's logits under the nearest-mean head of the others, the head `labeled_head`
+    makes of the features (N, D) with labels (N,) and `groups` ((N,) ints, default one group): the means of each
+    group and class, the feature's own mean taken without it (a feature alone in its group, such as every one of
+    `image_groups`, leaves its class's other means); a class's logit is minus the squared distance to the nearest of
+    its means over `temperature` (the head's logits, `nearest_mean_weights`, up to a constant per feature, which the
+    softmax ignores), -inf for a class left without a mean (a class of one feature, for that feature)."""
     features = np.asarray(features, np.float64)
     labels = np.asarray(labels)
     groups = np.zeros(len(labels), np.int64) if groups is None else np.asarray(groups)
-    # the (group, class) pairs present are the means; an answer is right when its pair's class is the feature's
+    # the (group, class) pairs present are the means
     present, pairs = np.unique(groups * num_classes + labels, return_inverse=True)
     classes = present % num_classes
     counts = np.bincount(pairs, minlength=len(present))
-    class_counts = np.bincount(labels, minlength=num_classes)
     sums = np.zeros((len(present), features.shape[1]), np.float64)
     np.add.at(sums, pairs, features)
     all_means = sums / counts[:, None]
-    right, scored = 0, 0
-    for feature, pair in zip(features, pairs):
-        if class_counts[classes[pair]] < 2:
-            continue
+    logits = np.full((len(labels), num_classes), -np.inf)
+    for row, (feature, pair) in enumerate(zip(features, pairs)):
         means, kept = all_means.copy(), np.ones(len(present), bool)
         if counts[pair] > 1:
             means[pair] = (sums[pair] - feature) / (counts[pair] - 1)
         else:
             kept[pair] = False
-        nearest = np.flatnonzero(kept)[np.argmin(np.sum((means[kept] - feature) ** 2, axis=1))]
-        right += int(classes[nearest] == classes[pair])
-        scored += 1
-    return right / scored if scored else None
+        np.maximum.at(logits[row], classes[kept], -np.sum((means[kept] - feature) ** 2, axis=1) / temperature)
+    return logits
+
+
+def leave_one_out_accuracy(features, labels, num_classes, groups=None):
+    """Share of the features whose nearest mean, their own mean taken without them, is one of their own class
+    (`leave_one_out_logits`); over the features whose class has a mean left without them (a class of one image has
+    none). A feature alone in its group (`image_groups`) leaves its class's other means. None when no feature is
+    scored. A quality estimate of the head from the labeled images alone. With `groups` ((N,) ints), the means are
+    those of each group and class, and the nearest must be one of the feature's class."""
+    labels = np.asarray(labels)
+    scored = np.bincount(labels, minlength=num_classes)[labels] >= 2
+    if not scored.any():
+        return None
+    logits = leave_one_out_logits(features, labels, num_classes, groups)
+    return float(np.mean(logits[scored].argmax(axis=1) == labels[scored]))
 
 
 def head_points(head):

@@ -671,8 +671,10 @@ def test_adapt_labeled_reads_the_labeled_images_once_for_the_head_and_the_calibr
     adapted = KerasPredictor(out).model
     paths, labels = _labeled_images((first,), adapted.class_names)
     assert sorted(encoded[0]) == sorted(paths)
+    with open(os.path.join(out, "adaptation.json"), encoding="utf-8") as f:
+        head = json.load(f)["labeled"]  # the temperature is fitted with each image left out of the head
     statistics, report = calibrate_module.labeled_calibration(
-        adapted, LabeledFiles(paths, labels, adapted.class_names, str(first)), means="image")
+        adapted, LabeledFiles(paths, labels, adapted.class_names, str(first)), means="image", head=head)
     assert len(encoded) == 2  # this time it read them itself
     assert written["threshold"] == pytest.approx(report["threshold"], rel=1e-6)
     assert written["temperature"] == pytest.approx(report["temperature"], rel=1e-4)
