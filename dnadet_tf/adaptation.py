@@ -199,8 +199,8 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
     answer (`answered_calibration`; MIN_CALIBRATION_IMAGES or more answers of every class; the run's temperature
     kept); otherwise it is dropped (`dnadet-tf calibrate OUT --data ... --val ...` refits it on labeled images of the
     new content), but with `photos` and `blend` 0, which leave the model the run's own, kept as it was (the run's
-    calibration.json copied). With `photos`, a line warns when fewer than FEW_PHOTOS of them are usable and some are
-    not (`_few_usable_photos_line`). Raises DataError when no image is usable, RunDirError when `out` is `run_dir`
+    calibration.json copied). With `photos`, a line warns when fewer than FEW_PHOTOS of them are usable
+    (`photo_mix.few_photos_line`). Raises DataError when no image is usable, RunDirError when `out` is `run_dir`
     or already holds files without `overwrite`; nothing is written then.
     """
     output = output or sys.stdout
@@ -229,39 +229,9 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
               + ", ".join(f"{len(paths)} {name}" for name, paths in made.items())
               + f" made of the training fakes' residuals over further crops (scaled by "
               f"{made_report['residual_scale']:.3f})", file=output, flush=True)
-        few = _few_usable_photos_line(photos)
-        if few:
-            print(few, file=output, flush=True)
         report = _adapt(source, crops + [path for paths in made.values() for path in paths], target, blend,
                         batch_size, overwrite, output, first_stage, made=(crops, made, made_report))
     return report
-
-
-def _few_usable_photos_line(photos):
-    """The warning line of `adapt --photos` when fewer than FEW_PHOTOS of the photos in the folder `photos` are usable
-    (readable, CROP px or more on the shorter side: those the mix's crops are cut from) and some of them are not,
-    else None (`photo_mix` warns when the folder holds fewer than FEW_PHOTOS photos, all counted)."""
-    from dnadet_tf.extra_real import source_photos
-    from dnadet_tf.images import ImageError, load_rgb
-    from dnadet_tf.photo_mix import FEW_PHOTOS
-    from dnadet_tf.zoo.photos import CROP
-
-    paths = source_photos(photos, "--photos", packaged=False)
-    usable = 0
-    for path in paths:
-        try:
-            load_rgb(path, min_side=CROP)
-        except ImageError:
-            continue
-        usable += 1
-        if usable >= FEW_PHOTOS:
-            return None
-    if usable == len(paths):
-        return None
-    return (f"warning: --photos {photos}: {usable} of its {len(paths)} photos usable (readable, {CROP} px or more on "
-            f"the shorter side), fewer than {FEW_PHOTOS}, the fewest measured (20 did as well as 60: docs/results.md, "
-            f"'Adapting from real photos alone'): every crop of the mix is cut from "
-            + ("that one." if usable == 1 else f"those {usable}."))
 
 
 def _check_settings(images, photos, labeled, fakes, blend, first_stage, means_per_class):

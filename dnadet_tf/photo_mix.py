@@ -59,15 +59,40 @@ def photo_scale(crops, real_paths):
     return min(1.0, residual_rms(crops) / training) if training > 0 else 1.0
 
 
+def few_photos_line(photos):
+    """The warning line when fewer than FEW_PHOTOS of the photos in the folder `photos` are usable (readable, CROP px
+    or more on the shorter side: those the crops are cut from), else None; it counts the folder's other photos too."""
+    from dnadet_tf.extra_real import source_photos
+    from dnadet_tf.images import ImageError, load_rgb
+    from dnadet_tf.zoo.photos import CROP
+
+    paths = source_photos(photos, "--photos", packaged=False)
+    usable = 0
+    for path in paths:
+        try:
+            load_rgb(path, min_side=CROP)
+        except ImageError:
+            continue
+        usable += 1
+        if usable >= FEW_PHOTOS:
+            return None
+    found = (f"{usable} photo(s)" if usable == len(paths) else
+             f"{usable} of its {len(paths)} photos usable (readable, {CROP} px or more on the shorter side)")
+    return (f"warning: --photos {photos}: {found}, fewer than {FEW_PHOTOS}: the crops of the mix repeat "
+            f"{'that one' if usable == 1 else 'them'} (20 did as well as 60: docs/results.md, 'Adapting from real "
+            f"photos alone').")
+
+
 def photo_mix(run_dir, photos, folder, fakes=None, output=None, scale=None):
     """(real crops, {fake class: made fakes}, report) of `adapt --photos`: PHOTO_REAL 128 px crops of the photos
     in the folder `photos` (cut and cached as `fit --extra-real`'s), and per fake class of the run
     PHOTO_FAKES_PER_CLASS of its training fakes (drawn with seed 0) laid over further crops, scaled by
     `photo_scale` (or by `scale`, when given), written to `folder`. `fakes`: the dataset spec of the training fakes
-    (default: the run's training data); a line to `output` warns when there are fewer than FEW_PHOTOS photos. Raises DataError when
+    (default: the run's training data); a line to `output` warns when fewer than FEW_PHOTOS photos are usable
+    (`few_photos_line`). Raises DataError when
     the run has no real class or `fakes` no fake or no real image of its classes."""
     from dnadet_tf.data import real_class_candidates
-    from dnadet_tf.extra_real import extra_real_crops, source_photos
+    from dnadet_tf.extra_real import extra_real_crops
     from dnadet_tf.transplant import transplanted_fakes
 
     source = RunDir(run_dir)
@@ -84,10 +109,9 @@ def photo_mix(run_dir, photos, folder, fakes=None, output=None, scale=None):
         lacking = "fakes of the run's classes" if not groups else f"real images (class '{real_class}')"
         raise DataError(f"--fakes {fakes}: expected the run's training images, fakes and real photos; found no "
                         f"{lacking} to lay over the photos and measure their texture against.")
-    count = len(source_photos(photos, "--photos", packaged=False))
-    if count < FEW_PHOTOS and output is not None:
-        print(f"warning: {count} photos in --photos {photos}; the crops of the mix repeat them (20 and 60 did "
-              f"as well: docs/results.md, 'Adapting from real photos alone').", file=output, flush=True)
+    few = few_photos_line(photos)
+    if few and output is not None:
+        print(few, file=output, flush=True)
     crops = extra_real_crops(photos, PHOTO_REAL + PHOTO_FAKES_PER_CLASS * len(groups), output, flag="--photos",
                              packaged=False)
     if scale is None:

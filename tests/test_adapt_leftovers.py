@@ -37,8 +37,9 @@ def test_adapt_photos_blend_0_keeps_the_runs_calibration_and_copies_its_file(tin
     assert report["calibration_dropped"] is False and report["calibration"].startswith("the run's own, kept")
     assert "and calibration.json (the run's own, kept: --blend 0 left its model unchanged)" in stdout
     assert "calibration was dropped" not in stdout
-    # all 5 photos usable: the folder's own warning (photo_mix) and no other
-    assert f"warning: 5 photos in --photos {photos}" in stdout and "usable (readable" not in stdout
+    # all 5 photos usable: one warning, without the count of unusable ones
+    assert stdout.count("fewer than 20") == 1 and (
+        f"warning: --photos {photos}: 5 photo(s), fewer than 20: the crops of the mix repeat them" in stdout)
 
 
 def test_adapt_photos_with_one_usable_photo_warns_in_one_line(tiny_run, tmp_path, monkeypatch):
@@ -47,8 +48,8 @@ def test_adapt_photos_with_one_usable_photo_warns_in_one_line(tiny_run, tmp_path
     for i in range(20):  # below the 128 px the crops need: skipped
         Image.new("RGB", (32 + i, 32)).save(os.path.join(photos, f"small{i:02d}.png"))
     line = (f"warning: --photos {photos}: 1 of its 21 photos usable (readable, 128 px or more on the shorter side), "
-            "fewer than 20, the fewest measured (20 did as well as 60: docs/results.md, 'Adapting from real photos "
-            "alone'): every crop of the mix is cut from that one.")
+            "fewer than 20: the crops of the mix repeat that one (20 did as well as 60: docs/results.md, 'Adapting "
+            "from real photos alone').")
     out = str(tmp_path / "adapted")
     for again in (False, True):  # the second time the crops are cached: no line names a skipped photo, this one stays
         code, stdout, stderr = run_cli(["adapt", tiny_run, "--photos", photos, "--blend", "0", "--out", out]
@@ -56,13 +57,13 @@ def test_adapt_photos_with_one_usable_photo_warns_in_one_line(tiny_run, tmp_path
         assert code == 0, stderr
         assert stdout.splitlines().count(line) == 1
         assert ("skipped" in stderr) != again
-    from dnadet_tf.adaptation import _few_usable_photos_line
+    from dnadet_tf.photo_mix import few_photos_line
 
     os.remove(os.path.join(photos, "small00.png"))
     make_photos(str(tmp_path / "more"), 1, seed=1)
     os.rename(os.path.join(tmp_path, "more", "p00.jpg"), os.path.join(photos, "p01.jpg"))
-    line = _few_usable_photos_line(photos)
-    assert f"--photos {photos}: 2 of its 21 photos usable" in line and line.endswith("cut from those 2.")
+    line = few_photos_line(photos)
+    assert f"--photos {photos}: 2 of its 21 photos usable" in line and "the crops of the mix repeat them" in line
 
 
 def test_leave_one_out_logits_are_those_of_the_head_made_of_the_others():

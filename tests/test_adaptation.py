@@ -296,7 +296,7 @@ def test_adapt_photos_makes_a_mix_of_crops_and_transplanted_training_fakes_and_a
     # 24 training fakes of each of the two fake classes, fewer than 40: every one of them is laid over a crop.
     assert f"--photos {photos}: {PHOTO_REAL} crops as the real images, 24 nearest, 24 transposed made" in stdout
     assert f"BatchNorm statistics of {PHOTO_REAL + 48} images, one pass per layer" in stdout  # every stage
-    assert f"warning: 5 photos in --photos {photos}; the crops of the mix repeat them" in stdout
+    assert f"warning: --photos {photos}: 5 photo(s), fewer than 20: the crops of the mix repeat them" in stdout
     assert "warning: the training data holds fewer than 40 fakes of nearest (24), transposed (24); the mix" in stdout
     # Neither the run's calibration nor one fitted on the made mix describes the new content: dropped, and why.
     assert ("its open-set calibration was dropped (it described the training content; one fitted on the mix made of "
