@@ -31,11 +31,13 @@ def register(subparsers):
     parser.add_argument("--formats", default="savedmodel,float32,float16,dynamic,int8",
                         help="comma list of savedmodel, float32, float16, dynamic, int8, web")
     parser.add_argument("--calibration",
-                        help="int8 calibration images: DATA as for fit (default: the run's training data)")
+                        help="int8 calibration images: DATA as for fit, or a folder of images without class "
+                        "subfolders (default: the run's training data)")
     parser.add_argument("--calibration-images", type=int, default=200,
                         help="how many calibration images, balanced over classes")
     parser.add_argument("--eval", help="images for the parity report (default: the run's validation data, "
-                        "else its training data); a benchmark folder means its val.txt")
+                        "else its training data); a benchmark folder means its val.txt; a folder of images without "
+                        "class subfolders is compared without labels (no accuracy)")
     parser.add_argument("--max-eval", type=int, default=1000, help="at most this many parity images (0: all)")
     parser.add_argument("--no-equalize", dest="equalize", action="store_false",
                         help="convert the int8 model from the weights as trained (default: from a copy whose "

@@ -23,8 +23,9 @@ import tempfile
 
 import numpy as np
 
-from dnadet_tf.data import is_benchmark_dir, read_dataset, remap_to, usable_files
+from dnadet_tf.data import LabeledFiles, is_benchmark_dir, read_dataset, remap_to, usable_files
 from dnadet_tf.errors import DataError, DnadetError
+from dnadet_tf.images import find_images, is_image_file
 from dnadet_tf.exports.tflite import TFLITE_FORMATS, sidecar_path, tflite_filename
 from dnadet_tf.exports import web
 from dnadet_tf.runs import process_alive, write_json_atomic
@@ -90,9 +91,27 @@ def _subset(files, indices):
     return type(files)([files.paths[i] for i in indices], files.labels[indices], files.class_names, files.source)
 
 
+UNLABELED = "unlabeled"  # the one class of a folder of images without class subfolders (`_read`)
+
+
+def _is_unlabeled_folder(spec):
+    """Whether `spec` is a folder of images without subfolders: images to compare, with no classes to score."""
+    if not os.path.isdir(spec) or is_benchmark_dir(spec):
+        return False
+    entries = [name for name in os.listdir(spec) if not name.startswith(".")]
+    return (not any(os.path.isdir(os.path.join(spec, name)) for name in entries)
+            and any(is_image_file(name) for name in entries))
+
+
 def _read(spec, split, flag):
+    """The images of DATA `spec` for the parameter `flag` (LabeledFiles; the split `split` of a benchmark, else its
+    test split): a dataset, or a folder of images without class subfolders, read as one class UNLABELED (parity and
+    int8 calibration need no labels). Raises DnadetError without `spec`, DataError for a bad one."""
     if not spec:
-        raise DnadetError(f"{flag}: the run records no such data; pass {flag} DATA.")
+        raise DnadetError(f"{flag}: the run records no such data; pass `{flag}` DATA.")
+    if _is_unlabeled_folder(spec):
+        paths = find_images(spec)
+        return LabeledFiles(paths, np.zeros(len(paths), np.int64), [UNLABELED], spec)
     if is_benchmark_dir(spec) and not os.path.isfile(os.path.join(spec, f"{split}.txt")):
         split = "test"
     try:
@@ -105,9 +124,9 @@ def evaluation_files(spec, class_names, preprocess, limit, warn, files=None):
     """(paths, labels or None) of the parity images (`files`, LabeledFiles, else read from `spec`); labels are None
     when the classes differ from the model's."""
     files = _read(spec, "val", "eval_data") if files is None else files
+    labelled = list(files.class_names) != [UNLABELED]
     try:
-        files = remap_to(files, class_names)
-        labelled = True
+        files = remap_to(files, class_names) if labelled else files
     except DataError as error:
         warn(f"--eval: {error} Accuracy is not reported.")
         labelled = False

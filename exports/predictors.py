@@ -36,8 +36,13 @@ class SavedModelPredictor:
         self.open_set = None
         if "ood_score" in self._pixels_fn.structured_outputs:
             metadata_path = os.path.join(path, "assets", "dnadet.json")
-            with open(metadata_path, encoding="utf-8") as f:
-                self.open_set = json.load(f).get("open_set")
+            try:
+                with open(metadata_path, encoding="utf-8") as f:
+                    self.open_set = json.load(f)["open_set"]
+            except (OSError, ValueError, KeyError, TypeError) as error:
+                raise DnadetError(f"{metadata_path}: expected the export's metadata with the open-set threshold of "
+                                  f"this calibrated SavedModel ({first_line(error)}); copy the whole version folder, "
+                                  f"assets/ included.") from None
 
     def predict_pixels(self, pixels):
         tensor = self._tf.constant(self.preprocess.checked_pixels(pixels, self.source))

@@ -264,6 +264,13 @@ def read_sidecar(tflite_path):
     missing = [key for key in ("class_names", "preprocess", "input", "output") if key not in sidecar]
     if missing:
         raise DnadetError(f"{path}: not a dnadet-tf sidecar (missing {', '.join(missing)}).")
+    if "sha256" in sidecar:  # a sidecar copied beside another file would give it another threshold or quantization
+        with open(tflite_path, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        if digest != sidecar["sha256"]:
+            raise DnadetError(f"{path}: the sidecar of another file (sha256 {sidecar['sha256'][:12]}..., file "
+                              f"{sidecar.get('file')!r}), where {tflite_path} has sha256 {digest[:12]}...; expected "
+                              f"the JSON 'dnadet-tf export' wrote beside this very file.")
     return sidecar
 
 

@@ -748,3 +748,50 @@ def test_a_run_validated_on_a_share_of_its_data_exports_int8_with_that_share(ups
     assert report["eval"]["data"] == HELD_OUT and report["eval"]["images"] == 18  # a quarter of 3 x 24 images
     sidecar = json.load(open(tmp_path / "out" / "dnadet" / "tflite" / "dnadet-int8.json", encoding="utf-8"))
     assert sidecar["open_set"]["threshold"] > 0 and "float_threshold" in sidecar["open_set"]
+
+
+def test_a_sidecar_beside_another_tflite_file_is_refused(exported, upsampling_data, tmp_path):
+    # The float32 file's sidecar beside the int8 file gave it the float32 threshold (and, for --int8-io, the
+    # wrong quantization) without a word: every sidecar names its file's sha256.
+    tflite = os.path.join(exported["base"], "tflite")
+    shutil.copy(os.path.join(tflite, "dnadet-int8.tflite"), tmp_path / "renamed.tflite")
+    shutil.copy(os.path.join(tflite, "dnadet-float32.json"), tmp_path / "renamed.json")
+    image = _test_paths(upsampling_data)[0]
+    code, stdout, stderr = _cli(["predict", "--model", str(tmp_path / "renamed.tflite"), image])
+    assert code == 2 and stdout == ""
+    assert stderr.strip().startswith(f"dnadet-tf predict: error: {tmp_path / 'renamed.json'}: the sidecar of another "
+                                     f"file (sha256 ") and "file 'dnadet-float32.tflite'" in stderr
+    shutil.copy(os.path.join(tflite, "dnadet-int8.json"), tmp_path / "renamed.json")  # its own: answered
+    assert _cli(["predict", "--model", str(tmp_path / "renamed.tflite"), image])[0] == 0
+
+
+def test_a_calibrated_savedmodel_without_its_metadata_file_is_one_line(exported, upsampling_data, tmp_path):
+    copy = str(tmp_path / "1")
+    shutil.copytree(exported["version_dir"], copy)
+    os.remove(os.path.join(copy, "assets", "dnadet.json"))
+    code, stdout, stderr = _cli(["predict", "--model", copy, _test_paths(upsampling_data)[0]])
+    assert code == 2 and len(stderr.strip().splitlines()) == 1, stderr
+    assert f"{os.path.join(copy, 'assets', 'dnadet.json')}: expected the export's metadata" in stderr
+
+
+def test_parity_images_may_be_a_folder_without_classes_and_missing_data_names_the_flag(tiny_run, upsampling_data,
+                                                                                       tmp_path):
+    # A run that records no data (import-torch) had to be given a class-folder tree for a parity check that needs
+    # no labels, and the message named `eval_data` as the flag to pass.
+    from dnadet_tf.cli.main import build_parser, in_flag_words
+    from dnadet_tf.exports.export import _read
+
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for k, path in enumerate(_test_paths(upsampling_data)[:6]):
+        shutil.copy(path, flat / f"{k}.png")
+    out = str(tmp_path / "exported")
+    rows = export_rows(tiny_run, out, flat, formats="float32")
+    assert rows["float32"]["images"] == 6 and rows["float32"].get("accuracy") is None
+    with open(os.path.join(out, "dnadet", "report.json"), encoding="utf-8") as f:
+        assert json.load(f)["eval"] == {"data": str(flat), "images": 6, "labelled": False}
+    with pytest.raises(DnadetError) as raised:
+        _read(None, "val", "eval_data")
+    export_parser = build_parser()._subparsers._group_actions[0].choices["export"]
+    assert in_flag_words(str(raised.value), export_parser) == (
+        "--eval: the run records no such data; pass --eval DATA.")
