@@ -25,7 +25,7 @@ def register(subparsers):
     parser.add_argument("--data", required=True, nargs="+", metavar="DATA",
                         help="folder trees, annotation lists or benchmark folders")
     parser.add_argument("--unknown", nargs="+", metavar="DATA", default=[],
-                        help="images of architectures the model was not trained on (folders, lists of "
+                        help="images of architectures the model was not trained on (folders, image files, lists of "
                              "path<TAB>name, or benchmark folders' open_set.txt): AUROC, FPR at 95 %% TPR and "
                              "open-set accuracy against the closed-set images; a benchmark folder in --data adds "
                              "its open_set.txt by itself (needs a calibrated model)")

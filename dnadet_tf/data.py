@@ -4,6 +4,7 @@ and benchmark folders (a `classes.txt` plus one list per split).
 Files are checked once here (decoded with `images.load_rgb`); a file that
 cannot be used is skipped with one warning line naming it and counted.
 """
+import codecs
 import concurrent.futures
 import dataclasses
 import hashlib
@@ -76,12 +77,32 @@ def order_classes(names):
     return names
 
 
+def read_text_lines(path, what):
+    """The lines of text file `path` (without their line ends), which must be UTF-8: a UTF-8 byte order mark
+    (Windows editors) is dropped. Raises DataError naming the file, `what` it was read as and what it holds
+    instead (UTF-16, a binary file such as an image, another encoding such as Latin-1)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        received = "UTF-16 text (save it as UTF-8)"
+    elif b"\0" in data:
+        received = "a binary file (it holds NUL bytes)"
+    else:
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as error:
+            received = (f"a file that is not UTF-8 (byte 0x{data[error.start]:02x} at offset {error.start}: another "
+                        f"encoding such as Latin-1, or a binary file)")
+        else:
+            return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")  # the line ends open() reads
+    raise DataError(f"{path}: expected {what} in UTF-8 text, received {received}.")
+
+
 def read_classes_file(path):
     """Class names, one per line, from a `classes.txt`."""
     if not os.path.isfile(path):
         raise DataError(f"{path}: classes.txt not found; an annotation list needs one beside it.")
-    with open(path, encoding="utf-8-sig") as f:  # -sig: a byte order mark (Windows editors) is not in a name
-        names = [line.strip() for line in f if line.strip()]
+    names = [line.strip() for line in read_text_lines(path, "class names, one per line,") if line.strip()]
     if not names:
         raise DataError(f"{path}: expected one class name per line, received an empty file.")
     if len(set(names)) != len(names):
@@ -139,6 +160,24 @@ def benchmark_split(path, split):
     return os.path.join(path, f"{split}.txt")
 
 
+def _split_list_line(line):
+    """An annotation list's line (without its line end) as [path, label]: split at the last tab, else at the last
+    run of spaces; one part for a line with neither."""
+    return line.rsplit("\t", 1) if "\t" in line else line.strip().rsplit(None, 1)
+
+
+def looks_like_annotation_list(path):
+    """Whether text file `path` reads as an annotation list: its first line that is neither empty nor a comment
+    splits into a path with an image extension and a label (a notes.txt or a classes.txt does not)."""
+    try:
+        lines = read_text_lines(path, "an annotation list")
+    except DataError:
+        return False
+    entries = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    parts = _split_list_line(entries[0]) if entries else []
+    return len(parts) == 2 and is_image_file(parts[0].strip())
+
+
 def read_annotation_list(path, warn=None):
     """Reads `path<TAB>label` lines; paths relative to the list's folder.
 
@@ -152,40 +191,39 @@ def read_annotation_list(path, warn=None):
     folder = os.path.dirname(os.path.abspath(path))
     class_names = read_classes_file(os.path.join(folder, "classes.txt"))
     paths, labels, first_seen = [], [], {}
-    with open(path, encoding="utf-8-sig") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            parts = line.rstrip("\n").rsplit("\t", 1) if "\t" in line else line.strip().rsplit(None, 1)
-            if len(parts) != 2 or not parts[1].strip().lstrip("-").isdigit():
+    for number, line in enumerate(read_text_lines(path, "an annotation list (path<TAB>label lines)"), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        parts = _split_list_line(line)
+        if len(parts) != 2 or not parts[1].strip().lstrip("-").isdigit():
+            raise DataError(
+                f"{path}:{number}: expected 'path<TAB>integer label', received {line.strip()!r}."
+            )
+        label = int(parts[1])
+        if not 0 <= label < len(class_names):
+            raise DataError(
+                f"{path}:{number}: label {label} is not in classes.txt "
+                f"(expected 0..{len(class_names) - 1} for {class_names})."
+            )
+        file_path = parts[0].strip()
+        full_path = file_path if os.path.isabs(file_path) else os.path.join(folder, file_path)
+        if not os.path.isfile(full_path):
+            raise DataError(f"{path}:{number}: expected an image file, received {file_path!r}, "
+                            f"which does not exist ({full_path}).")
+        key = os.path.realpath(full_path)  # a link and its file are one file
+        if key in first_seen:
+            first_number, first_label = first_seen[key]
+            if first_label != label:
                 raise DataError(
-                    f"{path}:{number}: expected 'path<TAB>integer label', received {line.strip()!r}."
+                    f"{path}:{number}: {file_path!r} is labelled {label} ({class_names[label]}), but line "
+                    f"{first_number} labels the same file {first_label} ({class_names[first_label]}); "
+                    f"expected one label per file."
                 )
-            label = int(parts[1])
-            if not 0 <= label < len(class_names):
-                raise DataError(
-                    f"{path}:{number}: label {label} is not in classes.txt "
-                    f"(expected 0..{len(class_names) - 1} for {class_names})."
-                )
-            file_path = parts[0].strip()
-            full_path = file_path if os.path.isabs(file_path) else os.path.join(folder, file_path)
-            if not os.path.isfile(full_path):
-                raise DataError(f"{path}:{number}: expected an image file, received {file_path!r}, "
-                                f"which does not exist ({full_path}).")
-            key = os.path.realpath(full_path)  # a link and its file are one file
-            if key in first_seen:
-                first_number, first_label = first_seen[key]
-                if first_label != label:
-                    raise DataError(
-                        f"{path}:{number}: {file_path!r} is labelled {label} ({class_names[label]}), but line "
-                        f"{first_number} labels the same file {first_label} ({class_names[first_label]}); "
-                        f"expected one label per file."
-                    )
-                warn(f"{path}:{number}: {file_path!r} repeats line {first_number}; counted once.")
-                continue
-            first_seen[key] = (number, label)
-            paths.append(full_path)
-            labels.append(label)
+            warn(f"{path}:{number}: {file_path!r} repeats line {first_number}; counted once.")
+            continue
+        first_seen[key] = (number, label)
+        paths.append(full_path)
+        labels.append(label)
     if not paths:
         raise DataError(f"{path}: the list holds no image lines.")
     return LabeledFiles(paths, np.asarray(labels, np.int64), class_names, path)
@@ -237,6 +275,9 @@ def read_dataset(spec, split="train", warn=None):
     folder (then `split` picks its list). Raises DataError when `spec` does not exist."""
     if not os.path.exists(spec):
         raise DataError(f"{spec}: no such file or folder; expected a folder tree, an annotation list or a benchmark folder.")
+    if os.path.isfile(spec) and is_image_file(spec):
+        raise DataError(f"{spec}: expected a folder tree, an annotation list or a benchmark folder, received an "
+                        f"image file.")
     if os.path.isfile(spec):
         return read_annotation_list(spec, warn)
     if is_benchmark_dir(spec):
@@ -254,9 +295,10 @@ def read_unknown(spec):
     """Images of architectures a model was not trained on, for open-set evaluation: (paths, groups).
 
     `spec`: a benchmark folder (its open_set.txt), a list of `path<TAB>group` lines (paths
-    relative to the list; group = the unknown architecture's name, optional), or a folder of
-    images (read recursively; group = the first subfolder's name, else the folder's).
-    Raises DataError when it does not exist or holds no image.
+    relative to the list; group = the unknown architecture's name, optional), a folder of
+    images (read recursively; group = the first subfolder's name, else the folder's) or an
+    image file (group = the name of its folder, as for an image directly in a folder given).
+    Raises DataError when it does not exist, holds no image, or is a list that is not UTF-8 text.
     """
     if is_benchmark_dir(spec):
         spec = benchmark_split(spec, OPEN_SET_SPLIT)
@@ -267,24 +309,26 @@ def read_unknown(spec):
         relative = [os.path.relpath(p, spec) for p in paths]
         folder_name = os.path.basename(os.path.abspath(spec))
         groups = [r.split(os.sep)[0] if os.sep in r else folder_name for r in relative]
+    elif os.path.isfile(spec) and is_image_file(spec):
+        paths, groups = [spec], [os.path.basename(os.path.dirname(os.path.abspath(spec)))]
     elif os.path.isfile(spec):
         folder = os.path.dirname(os.path.abspath(spec))
         paths, groups = [], []
-        with open(spec, encoding="utf-8-sig") as f:
-            for number, line in enumerate(f, start=1):
-                if not line.strip() or line.lstrip().startswith("#"):
-                    continue
-                parts = line.rstrip("\n").split("\t")
-                path = parts[0].strip()
-                full = path if os.path.isabs(path) else os.path.join(folder, path)
-                if not os.path.isfile(full):
-                    raise DataError(f"{spec}:{number}: expected an image file, received {path!r}, which does not "
-                                    f"exist ({full}).")
-                paths.append(full)
-                groups.append(parts[1].strip() if len(parts) > 1 and parts[1].strip() else "unknown")
+        lines = read_text_lines(spec, "a list of images of unknown architectures (path<TAB>name lines)")
+        for number, line in enumerate(lines, start=1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            parts = line.split("\t")
+            path = parts[0].strip()
+            full = path if os.path.isabs(path) else os.path.join(folder, path)
+            if not os.path.isfile(full):
+                raise DataError(f"{spec}:{number}: expected an image file, received {path!r}, which does not "
+                                f"exist ({full}).")
+            paths.append(full)
+            groups.append(parts[1].strip() if len(parts) > 1 and parts[1].strip() else "unknown")
     else:
-        raise DataError(f"--unknown {spec}: no such file or folder; expected a folder of images, a list or a "
-                        f"benchmark folder with {OPEN_SET_SPLIT}.txt.")
+        raise DataError(f"--unknown {spec}: no such file or folder; expected a folder of images, an image, a list "
+                        f"or a benchmark folder with {OPEN_SET_SPLIT}.txt.")
     if not paths:
         raise DataError(f"--unknown {spec}: expected images of unknown architectures, found none.")
     return paths, groups
@@ -302,7 +346,8 @@ def require_several_classes(files):
 
 def annotation_lists_in(source):
     """The .txt files in folder `source` (read as a folder tree), sorted: annotation lists the user may have meant
-    (a `zoo swap-content` folder holds its splits so); [] for a file or a folder without any."""
+    (a `zoo swap-content` folder holds its splits so; `looks_like_annotation_list` tells them from notes); [] for a
+    file or a folder without any."""
     if not isinstance(source, str) or not os.path.isdir(source):
         return []
     return sorted(name for name in os.listdir(source) if name.endswith(".txt")
@@ -321,7 +366,8 @@ def remap_to(files, class_names, flag=None, of="the model's classes"):
     present = sorted(set(files.labels.tolist()))
     missing = [files.class_names[i] for i in present if files.class_names[i] not in index]
     if missing:
-        lists = annotation_lists_in(files.source)
+        lists = [name for name in annotation_lists_in(files.source)
+                 if looks_like_annotation_list(os.path.join(files.source, name))]
         raise DataError(
             f"{flag + ' ' if flag else ''}{files.source}: classes {missing} are not among {of} {list(class_names)}"
             + (f"; the folder also holds the annotation lists {', '.join(lists)}: pass one of them." if lists else ".")
