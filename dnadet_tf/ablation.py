@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 from dnadet_tf import runs
-from dnadet_tf.config import as_stored, make_config, paper_name
+from dnadet_tf.config import make_config, paper_name
 from dnadet_tf.data import benchmark_digest, is_benchmark_dir
 from dnadet_tf.errors import DnadetError
 from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES, evaluate
@@ -160,16 +160,37 @@ def _init_difference(config, init):
             f"trains from {asked!r} (chosen by `pretrained`, else by `photos`, `pretrain_steps` and `width`)")
 
 
+# Settings of a run's config.json compared apart (`_validation_difference`, `_data_difference`, `_init_difference`,
+# the preset first) or that a reused run may differ in (SELECTION_SETTINGS).
+COMPARED_APART = SELECTION_SETTINGS + ("preset", "val_split", "val", "data", "init")
+NO_EXTRA_REAL = ("", "none")  # two spellings of `extra_real` off
+EXTRA_REAL_WORDS = NO_EXTRA_REAL + ("auto", "packaged")  # the values of `extra_real` that name no folder
+
+
+def _same_setting(key, stored, asked):
+    """Whether flat parameter `key` holds one setting as `stored` (a run's config.json) and as `asked` (this
+    ablation's config): equal values (config.json's lists and numbers read back as `make_config` makes them), or
+    two spellings of `extra_real` off or of one `extra_real` folder."""
+    if stored == asked:
+        return True
+    if key != "extra_real":
+        return False
+    if stored in NO_EXTRA_REAL and asked in NO_EXTRA_REAL:
+        return True
+    return stored not in EXTRA_REAL_WORDS and asked not in EXTRA_REAL_WORDS and same_path(stored, asked)
+
+
 def _settings_difference(config, preset, settings):
-    """(the first setting of run `config` with another value than `preset` or `settings` ({parameter: value},
-    None: the preset's) give it, this ablation's value) in words, or None; the selection settings may differ, and
-    `val_split` and `init` are compared apart (`_validation_difference`, `_init_difference`)."""
-    kept = config.flat()
-    asked = {key: value for key, value in settings.items()
-             if value is not None and key in kept and key not in SELECTION_SETTINGS + ("val_split", "init")}
-    differences = [("preset", config.preset, preset)] if preset and config.preset != preset else []
-    intended = {key: as_stored(config, key, value) for key, value in asked.items()}
-    differences += [(key, kept[key], intended[key]) for key in sorted(asked) if intended[key] != kept[key]]
+    """(the first setting of run `config` with another value than this ablation trains, this ablation's value) in
+    words, or None. This ablation's values are those of the config `fit` makes of `preset` and `settings`
+    (`_fit_settings`; `make_config`): omitted ones at the preset's, precision `auto` as this machine resolves it
+    (the run's config.json holds it resolved). The preset is compared first; the selection settings may differ, and
+    `val_split`, the data and `init` are compared apart (`_validation_difference`, `_data_difference`,
+    `_init_difference`)."""
+    kept, intended = config.flat(), make_config(preset, **settings).flat()
+    differences = [("preset", config.preset, preset)] if config.preset != preset else []
+    differences += [(key, kept[key], intended[key]) for key in sorted(kept)
+                    if key not in COMPARED_APART and not _same_setting(key, kept[key], intended[key])]
     if differences:
         key, stored, value = differences[0]
         return f"trained with {key} {stored!r}", f"trains {value!r}"
@@ -190,8 +211,9 @@ def _require_trained_as(run_dir, preset, settings, zoo, validation, compare_sele
     """Raises DnadetError when the run in `run_dir` was validated otherwise (`validation`, the val_split of
     `settings`) or trained on another zoo than this ablation's `zoo`; a `finished` one also when `compare_select`
     needs validated models it did not keep, or when it was trained from another step 1, with another preset or
-    with another value of a setting in `settings` (`_fit_settings`; the selection settings may differ). A run
-    stopped in training is continued by `fit`, whose resume refuses its other changed settings."""
+    with another value of any training setting than `fit` would train with `settings` now (`_fit_settings`, those
+    omitted at the preset's: `_settings_difference`; the selection settings may differ). A run stopped in training
+    is continued by `fit`, whose resume refuses other values given for its settings (omitted ones keep the run's)."""
     config = runs.RunDir(run_dir).config
     differences = [_validation_difference(config, settings.get("val_split"), validation),
                    _data_difference(config, _training_data(zoo, validation))]
