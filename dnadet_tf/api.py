@@ -50,10 +50,11 @@ def load(path, precision=None):
     >>> model.class_names, model.model.backbone.width
     (['real', 'nearest', 'transposed'], 0.0625)
     """
+    from dnadet_tf.config import path_parameter
     from dnadet_tf.predictor import KerasPredictor
     from dnadet_tf.runs import RunDir, describe_path, is_exported_model
 
-    path = os.fspath(path)
+    path = path_parameter("path", path, "a run dir, a SavedModel folder or a .tflite file")
     if is_exported_model(path):
         from dnadet_tf.exports.predictors import load_exported_predictor
 
@@ -80,27 +81,32 @@ def _predictor(model):
     return model
 
 
-def _paths(name, values, what):
-    """`values` (one path, or several) as a list of str; DnadetError naming `name` for none, or for an item that is
-    not a path (str or os.PathLike): `what` says what the paths should be."""
-    values = [values] if isinstance(values, (str, os.PathLike)) else values
+def _paths(name, values, what, required=True):
+    """`values` (one path, or several) as a list of str; DnadetError naming `name` for an item that is not a path
+    (str or os.PathLike; bytes are one wrong item, not a sequence of them), or for none unless not `required` (then
+    None or an empty list is []): `what` says what the paths should be."""
+    from dnadet_tf.config import path_parameter
+
+    if values is None and not required:
+        return []
+    values = [values] if isinstance(values, (str, os.PathLike, bytes, bytearray)) else values
     try:
         values = list(values)
     except TypeError:
         values = [values]
-    wrong = [value for value in values if not isinstance(value, (str, os.PathLike))]
-    if wrong or not values:
-        shown = repr(wrong[0]) if wrong else ""
-        received = ("none" if not wrong else f"{type(wrong[0]).__name__} {shown}" if len(shown) <= 40 else
-                    f"a {type(wrong[0]).__name__}")
-        raise DnadetError(f"{name}: expected {what} (str or pathlib.Path), received {received}.")
-    return [os.fspath(value) for value in values]
+    if not values and required:
+        raise DnadetError(f"{name}: expected {what} (str or pathlib.Path), received none.")
+    return [path_parameter(name, value, what) for value in values]
 
 
 def _batch_size(batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    """`batch_size` as an int (a NumPy integer too); DnadetError unless it is a positive integer."""
+    from dnadet_tf.config import plain
+
+    value = plain(batch_size)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise DnadetError(f"batch_size: expected a positive integer, received {batch_size!r}.")
-    return batch_size
+    return value
 
 
 def predict(model, inputs, batch_size=16):
@@ -128,7 +134,8 @@ def evaluate(model, data, batch_size=16, out_dir=None, unknown=None):
     confusion matrix, one per dataset in `data` (a path or a list of paths; a benchmark folder
     expands to its closed-set and cross-test splits). `model`: a path for `load` or a predictor. `out_dir`:
     a folder for a confusion-matrix PNG per row (None: none written). `unknown`: images of architectures
-    the model was not trained on (a path or a list: folders, `path<TAB>group` lists or benchmark folders);
+    the model was not trained on (a path or a list: folders, image files, `path<TAB>group` lists or benchmark
+    folders; None or an empty list: none);
     with a calibrated model they, and a benchmark folder's open_set.txt, add one last row (`kind`
     "open_set": AUROC, FPR at 95 % TPR, open-set accuracy); an uncalibrated model leaves it out with a
     warning line on stderr (`dnadet-tf calibrate RUN` fits a score).
@@ -140,12 +147,14 @@ def evaluate(model, data, batch_size=16, out_dir=None, unknown=None):
     """
     import sys
 
+    from dnadet_tf.config import path_parameter
     from dnadet_tf.evaluation import evaluate as evaluate_predictor
 
     specs = _paths("data", data, "labeled data: folder trees, annotation lists or benchmark folders")
-    unknown_specs = [] if unknown is None else _paths(
-        "unknown", unknown, "paths of images of unknown architectures (folders, lists or benchmark folders)")
+    unknown_specs = _paths("unknown", unknown, "paths of images of unknown architectures (folders, image files, "
+                           "lists or benchmark folders)", required=False)
     batch_size = _batch_size(batch_size)
+    out_dir = None if out_dir is None else path_parameter("out_dir", out_dir, "a folder for the confusion-matrix PNGs")
     if out_dir is not None and os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise DnadetError(f"out_dir {out_dir}: expected a folder for the confusion-matrix PNGs, received a file.")
     model = _predictor(model)
@@ -170,17 +179,19 @@ def export(run_dir, out_dir, formats="savedmodel,float32,float16,dynamic,int8", 
     """
     import inspect
 
+    from dnadet_tf.config import path_parameter, plain
     from dnadet_tf.exports.export import export_run
-
     from dnadet_tf.runs import RunDir, describe_path
 
-    if not isinstance(run_dir, (str, os.PathLike)) or not RunDir(os.fspath(run_dir)).holds_run:
-        received = describe_path(os.fspath(run_dir)) if isinstance(run_dir, (str, os.PathLike)) else \
-            type(run_dir).__name__
-        raise DnadetError(f"run_dir {run_dir}: expected a run dir written by 'dnadet-tf fit' (exports are made from "
-                          f"runs), received {received}.")
+    expected = "a run dir written by 'dnadet-tf fit' (exports are made from runs)"
+    run_dir = path_parameter("run_dir", run_dir, expected)
+    out_dir = path_parameter("out_dir", out_dir, "a folder to write the exports into")
+    if not RunDir(run_dir).holds_run:
+        raise DnadetError(f"run_dir {run_dir}: expected {expected}, received {describe_path(run_dir)}.")
     known = set(inspect.signature(export_run).parameters) - {"run_dir", "out_dir", "formats"}
     unknown = sorted(set(options) - known)
     if unknown:
         raise DnadetError(f"{unknown[0]}: not an option of export; expected one of {', '.join(sorted(known))}.")
-    return export_run(os.fspath(run_dir), os.fspath(out_dir), formats=formats, **options)
+    # paths (calibration, eval_data, web_runtime) as str, numbers (version, max_eval, ...) as int or float
+    options = {key: plain(value) for key, value in options.items()}
+    return export_run(run_dir, out_dir, formats=formats, **options)

@@ -26,6 +26,7 @@ section; a flat config.json of an older run is converted on read.
 """
 import dataclasses
 import numbers
+import os
 
 from dnadet_tf.errors import DnadetError
 from dnadet_tf.input_priority import DEFAULT_NICENESS
@@ -222,11 +223,12 @@ class TrainConfig:
         if unknown:
             raise DnadetError(f"parameters: unknown names {unknown}; expected a subset of "
                               f"{sorted(set(PARAMETERS) | set(TOP_LEVEL))}.")
+        values = {name: _stored(name, value) for name, value in values.items()}
         sections = {section: {} for section in SECTIONS}
         for name, value in values.items():
             if name in PARAMETERS:
                 section, field = PARAMETERS[name]
-                sections[section][field] = tuple(value) if field == "augment" else value
+                sections[section][field] = value
         return cls(**{k: values[k] for k in TOP_LEVEL if k in values},
                    **{section: SECTIONS[section](**fields) for section, fields in sections.items()})
 
@@ -434,20 +436,70 @@ def make_config(preset="paper", **overrides):
     return TrainConfig.from_flat(values)
 
 
+def plain(value):
+    """`value` as config.json holds it: an os.PathLike as a str (os.fspath), a number of another type (NumPy's
+    scalars: numbers.Integral, numbers.Real; never bool) as an int or a float; anything else unchanged."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return value
+    return int(value) if isinstance(value, numbers.Integral) else float(value)
+
+
+def received(value):
+    """What an error says it received: `None`, `int 3`, `bytes b'a.png'`, `bytes of length 2048`, `a ndarray`."""
+    if value is None:
+        return "None"
+    shown = repr(value)
+    if len(shown) <= 40:
+        return f"{type(value).__name__} {shown}"
+    if isinstance(value, (bytes, bytearray)):
+        return f"{type(value).__name__} of length {len(value)}"
+    return f"a {type(value).__name__}"
+
+
+def path_parameter(name, value, expected):
+    """Path parameter `name` as a str (os.fspath); DnadetError naming `name`, what is `expected` and what it received
+    unless `value` is a str or an os.PathLike."""
+    if isinstance(value, (str, os.PathLike)):
+        return os.fspath(value)
+    raise DnadetError(f"{name}: expected {expected} (str or pathlib.Path), received {received(value)}.")
+
+
+def _stored(name, value):
+    """Flat parameter `name`'s value as a TrainConfig holds it: `plain`, and `augment` as a tuple of attack names
+    (`attacks.parse_attacks`: a list or a comma-separated string)."""
+    if name != "augment":
+        return plain(value)
+    from dnadet_tf.attacks import parse_attacks
+
+    try:
+        return parse_attacks(value)
+    except ValueError as error:
+        raise DnadetError(f"augment: {error}") from None
+    except TypeError:
+        raise DnadetError(f"augment: expected attack names (a list or a comma-separated string), "
+                          f"received {received(value)}.") from None
+
+
 def _choice(name, value, choices):
     if value not in choices:
         raise DnadetError(f"{name}: expected one of {', '.join(choices)}, received {value!r}.")
 
 
 def _check_types(config):
-    """Raises DnadetError naming the first parameter whose value is not of its field's type (an integer, a number,
-    a string or True/False): `fit(steps="3")` failed deep inside with a TypeError."""
+    """Raises DnadetError naming the first parameter (TOP_LEVEL ones included) whose value is not of its field's type
+    (an integer, a number, a string or True/False): `fit(steps="3")` failed deep inside with a TypeError, `fit(init=3)`
+    while writing config.json."""
     words = {int: "an integer", float: "a number", str: "a string", bool: "True or False"}
+    kinds = {f.name: f.type for f in dataclasses.fields(TrainConfig) if f.name in TOP_LEVEL}
     for name, (section, field) in PARAMETERS.items():
-        if name == "input_niceness":  # its own check names its range too
+        kinds[name] = next(f.type for f in dataclasses.fields(SECTIONS[section]) if f.name == field)
+    values = config.flat()
+    for name, kind in kinds.items():
+        if name in ("input_niceness", "val_split"):  # their own checks name their ranges too
             continue
-        kind = next(f.type for f in dataclasses.fields(SECTIONS[section]) if f.name == field)
-        value = getattr(getattr(config, section), field)
+        value = values[name]
         fits = {int: isinstance(value, numbers.Integral) and not isinstance(value, bool),
                 float: isinstance(value, numbers.Real) and not isinstance(value, bool),
                 str: isinstance(value, str), bool: isinstance(value, bool)}.get(kind, True)

@@ -6,7 +6,7 @@ import sys
 
 from dnadet_tf.attacks import attack_fn
 from dnadet_tf.config import (ALIGN_FIRST_STAGE, ENCODER_STAGES, SHIFT_FIRST_STAGE, TrainConfig, as_stored,
-                              make_config, paper_name)
+                              make_config, paper_name, path_parameter)
 from dnadet_tf.data import hold_out, is_benchmark_dir, read_dataset, remap_to, require_several_classes, usable_files
 from dnadet_tf.distribute import make_strategy
 from dnadet_tf.errors import DnadetError, RunDirError
@@ -212,8 +212,11 @@ def fit(data, out, val=None, preset=None, resume=False, overwrite=False, output=
       **overrides: TrainConfig fields (None = keep the preset's); `val_split=F` holds out the share F of each
         class of `data` as validation images in place of `val` (`data.hold_out`).
 
-    Returns the training summary dict.
+    Returns the training summary dict. Parameters are checked before `out` is created.
     """
+    data_path = "one path: a folder tree, an annotation list or a benchmark folder"
+    data, out = path_parameter("data", data, data_path), path_parameter("out", out, "the run dir to train into")
+    val = None if val is None else path_parameter("val", val, data_path)
     output = output or sys.stdout
     run = RunDir(out)
     if resume and overwrite:
