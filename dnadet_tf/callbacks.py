@@ -14,6 +14,9 @@ A small equivalent of Keras's callback API for the step-indexed loop of `trainer
                                      later ones
   on_step_end(trainer, step, logs)   after every step; `logs["stop"]` ends training
   on_train_end(trainer, summary)     once, after the loop; may add to the summary dict
+  stopped()                          before the loop: True when the state restored from a
+                                     checkpoint had ended training (a run resumed after it stopped
+                                     early trains no further)
 
 The loop's position is on the trainer: `trainer.start_step`, `trainer.target`, `trainer.began`.
 
@@ -51,6 +54,9 @@ class Callback:
 
     def on_train_end(self, trainer, summary):
         pass
+
+    def stopped(self):
+        return False
 
 
 def _scalar(name, value, dtype):
@@ -173,7 +179,11 @@ class EarlyStopping(Callback):
         self.top_metric.assign(max(value, top))
         self.low_nll.assign(min(nll, low))
         self.evals_since_best.assign(0 if progressed else self.evals_since_best + 1)
-        logs["stop"] = int(self.evals_since_best.numpy()) >= self.patience
+        logs["stop"] = self.stopped()
+
+    def stopped(self):
+        """Whether `patience` validations in a row have not improved: the loop stopped (or, restored, had)."""
+        return int(self.evals_since_best.numpy()) >= self.patience
 
 
 class Checkpoints(Callback):

@@ -269,6 +269,9 @@ class Trainer:
         summary = {"start_step": self.start_step, "target_steps": self.target, "stopped_early": False}
         if self.start_step >= self.target:
             self.print(f"already at step {self.start_step} of {self.target}; nothing to train.")
+        elif any(callback.stopped() for callback in self.callbacks):  # a resumed run that had stopped early
+            self.print(f"stopped early at step {self.start_step} before this resume; nothing to train.")
+            summary["stopped_early"] = True
         else:
             iterator = iter(self.strategy.experimental_distribute_dataset(self.train_dataset(self.start_step)))
             window = np.zeros(6)  # sums of loss, cross-entropy, contrastive, alignment, correct, count

@@ -126,3 +126,37 @@ def test_presets_rules_and_a_bad_average_count_names_the_flag(upsampling_data, t
     err = capsys.readouterr().err.strip()
     assert code == 2 and err == "dnadet-tf fit: error: --average-last: expected a positive integer, received 0."
     assert not bad.exists()
+
+
+def test_a_run_that_stopped_early_resumed_trains_no_further(upsampling_data, tmp_path, capsys):
+    # Interrupted after its early stop (say in the calibration at its end), a run resumed trained on past the stop
+    # and replaced best.keras: the restored early-stopping state says it had stopped.
+    from dnadet_tf.runs import RunDir
+    from dnadet_tf.training import fit
+
+    data, val = upsampling_data["train"], upsampling_data["val"]
+    options = dict(preset="tiny", val=val, seed=1, select="average", average_last=3, val_every=10, patience=1,
+                   learning_rate=0.02)
+    run_dir = str(tmp_path / "stopped")
+    first = fit(data, run_dir, steps=200, **options)
+    assert first["stopped_early"] and first["end_step"] < 200
+    run = RunDir(run_dir)
+    before = _weights(run, run.best_model_path)
+    with open(run.file("metrics.jsonl"), encoding="utf-8") as f:
+        records = f.read()
+    with open(run.file("calibration.json"), encoding="utf-8") as f:
+        calibration = json.load(f)
+    capsys.readouterr()
+    again = fit(data, run_dir, steps=200, resume=True, val=val)
+    assert f"stopped early at step {first['end_step']} before this resume; nothing to train." in capsys.readouterr().out
+    assert again["stopped_early"] and again["end_step"] == first["end_step"]
+    assert again["averaged_steps"] == first["averaged_steps"]
+    with open(run.file("metrics.jsonl"), encoding="utf-8") as f:
+        assert f.read() == records
+    after = _weights(run, run.best_model_path)
+    model_weights = [name for name in before if not name.startswith("calibration/")]  # numbered per process
+    assert model_weights and set(model_weights) <= set(after)
+    for name in model_weights:
+        np.testing.assert_array_equal(after[name], before[name], err_msg=name)
+    with open(run.file("calibration.json"), encoding="utf-8") as f:
+        assert json.load(f) == calibration
