@@ -144,19 +144,24 @@ def main(argv=None):
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)  # progress lines show up at once, also in logs
     argv = sys.argv[1:] if argv is None else list(argv)
-    if VERBOSE_FLAG not in argv:
-        quiet_tensorflow()
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help(sys.stderr)  # an exit status of 2 is an error: its text goes where errors go
-        return 2
-    from dnadet_tf.distribute import configure_runtime
+    try:  # the seconds of start-up (TensorFlow's import, every command's parser) before any work
+        if VERBOSE_FLAG not in argv:
+            quiet_tensorflow()
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help(sys.stderr)  # an exit status of 2 is an error: its text goes where errors go
+            return 2
+        from dnadet_tf.distribute import configure_runtime
+
+        if args.command in TRAINING_COMMANDS:
+            # Before any TF op (a zoo build runs some before training): makes training runs repeat exactly.
+            configure_runtime(getattr(args, "strategy", None) or "auto")
+    except KeyboardInterrupt:
+        print("dnadet-tf: interrupted while starting; nothing was written.", file=sys.stderr)
+        return 128 + signal.SIGINT
     from dnadet_tf.errors import DnadetError, first_line
 
-    if args.command in TRAINING_COMMANDS:
-        # Before any TF op (a zoo build runs some before training): makes training runs repeat exactly.
-        configure_runtime(getattr(args, "strategy", None) or "auto")
     try:
         check_batch_size(args)
         with sigterm_as_interrupt():
@@ -181,14 +186,19 @@ def main(argv=None):
         if not _is_file_system_error(error) or getattr(args, "verbose", False):
             raise
         # A read-only folder or a full disk: one line; what was already written stays (atomic writes).
-        print(f"dnadet-tf {args.command}: error: {first_line(error)} (--verbose shows where)", file=sys.stderr)
+        text = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", first_line(error))  # TF's op wrapper, no help
+        print(f"dnadet-tf {args.command}: error: {text} (--verbose shows where)", file=sys.stderr)
         return 1
 
 
 def _is_file_system_error(error):
-    """Whether `error` is the file system refusing a read or write (Python's, or TensorFlow's own file I/O)."""
+    """Whether `error` is the file system refusing a read or write: Python's, or TensorFlow's own file I/O (a
+    checkpoint, a SavedModel), which reports a full disk as ResourceExhaustedError."""
     tf = sys.modules.get("tensorflow")
-    return isinstance(error, OSError) or (tf is not None and isinstance(error, tf.errors.PermissionDeniedError))
+    if isinstance(error, OSError):
+        return True
+    return tf is not None and (isinstance(error, tf.errors.PermissionDeniedError) or (
+        isinstance(error, tf.errors.ResourceExhaustedError) and "No space left on device" in str(error)))
 
 
 if __name__ == "__main__":

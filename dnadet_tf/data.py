@@ -272,7 +272,8 @@ def read_folder_tree(root, warn=None):
 
 def read_dataset(spec, split="train", warn=None):
     """Reads a dataset given as a folder tree, an annotation list, or a benchmark
-    folder (then `split` picks its list). Raises DataError when `spec` does not exist."""
+    folder (then `split` picks its list). Raises DataError when `spec` does not exist, is an image file or is
+    a zoo still being built."""
     if not os.path.exists(spec):
         raise DataError(f"{spec}: no such file or folder; expected a folder tree, an annotation list or a benchmark folder.")
     if os.path.isfile(spec) and is_image_file(spec):
@@ -285,6 +286,9 @@ def read_dataset(spec, split="train", warn=None):
         if not os.path.isfile(list_path):
             raise DataError(f"{spec}: benchmark folder has no {split}.txt.")
         return read_annotation_list(list_path, warn)
+    if is_zoo_dir(spec):  # its images/ and models/ folders would read as classes
+        raise DataError(f"{spec}: a zoo whose build has not finished (no classes.txt and split lists yet); run the "
+                        f"same 'dnadet-tf zoo build --out {spec}' command again to finish it.")
     return read_folder_tree(spec, warn)
 
 

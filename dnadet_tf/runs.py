@@ -13,7 +13,9 @@ import json
 import os
 import re
 import shutil
+import signal
 import tempfile
+import threading
 import zipfile
 
 from dnadet_tf.config import TrainConfig
@@ -141,6 +143,48 @@ def write_json_atomic(path, value, indent=2, sort_keys=True):
     write_text_atomic(path, json.dumps(value, indent=indent, sort_keys=sort_keys) + "\n")
 
 
+@contextlib.contextmanager
+def interrupts_deferred():
+    """Ctrl-C (SIGINT) and SIGTERM received while the block runs take effect when it ends, as their handlers would
+    have made them then (KeyboardInterrupt, the CLI's Terminated, or the default action): for a few renames that
+    must all happen or none. Only the main thread can hold signals; elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = {number: signal.signal(number, lambda got, frame: received.append((got, frame)))
+                for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if received:
+            number, frame = received[0]
+            handler = previous[number]
+            if callable(handler):
+                handler(number, frame)
+            elif handler != signal.SIG_IGN:
+                signal.raise_signal(number)
+
+
+# The temporary names of the atomic writes above: NAME.tmp-PID and NAME.tmp-PID.keras
+TEMPORARY_NAME = re.compile(r"\.tmp-(\d+)(\.keras)?$")
+
+
+def remove_stale_temporaries(folder):
+    """Removes the temporary files of atomic writes in `folder` (not its subfolders) left by a process that no longer
+    runs (killed with SIGKILL between its write and its rename); returns their names."""
+    removed = []
+    for name in sorted(os.listdir(folder)):
+        match = TEMPORARY_NAME.search(name)
+        path = os.path.join(folder, name)
+        if match and os.path.isfile(path) and not process_alive(int(match.group(1))):
+            os.remove(path)
+            removed.append(name)
+    return removed
+
+
 def save_model_atomic(model, path):
     """`model.save` to a temporary `.keras` file beside `path`, then rename."""
     tmp = f"{path[:-len('.keras')]}.tmp-{os.getpid()}.keras"
@@ -221,6 +265,7 @@ class RunDir:
         self.check(overwrite, resume, resumable)
         if resume:
             self.require_classes(class_names)
+            remove_stale_temporaries(self.path)
             return self
         if os.path.isdir(self.path) and os.listdir(self.path):
             shutil.rmtree(self.path)

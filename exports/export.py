@@ -28,7 +28,7 @@ from dnadet_tf.errors import DataError, DnadetError
 from dnadet_tf.images import find_images, is_image_file
 from dnadet_tf.exports.tflite import TFLITE_FORMATS, sidecar_path, tflite_filename
 from dnadet_tf.exports import web
-from dnadet_tf.runs import process_alive, write_json_atomic
+from dnadet_tf.runs import interrupts_deferred, process_alive, write_json_atomic
 
 ALL_FORMATS = ("savedmodel",) + TFLITE_FORMATS + ("web",)
 TFLITE_DIR = "tflite"
@@ -624,16 +624,17 @@ def _report(job, rows, web_summary, earlier):
 
 
 def _install(tmp, base, outputs, overwrite):
-    """Renames the staged `outputs` (paths relative to `tmp` and `base`) into place, then report.json; the
-    files they replace go to `tmp` (deleted by the caller)."""
+    """Renames the staged `outputs` (paths relative to `tmp` and `base`) into place, then report.json, all of them
+    before a Ctrl-C or SIGTERM takes effect; the files they replace go to `tmp` (deleted by the caller)."""
     if not overwrite:
         _refuse_existing(base, outputs, "appeared during the export")
     replaced = os.path.join(tmp, "replaced")
     os.makedirs(replaced)
-    for i, rel in enumerate(outputs):
-        target = os.path.join(base, rel)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        if os.path.lexists(target):
-            os.rename(target, os.path.join(replaced, str(i)))
-        os.rename(os.path.join(tmp, rel), target)
-    os.replace(os.path.join(tmp, REPORT_FILE), os.path.join(base, REPORT_FILE))
+    with interrupts_deferred():  # Ctrl-C between a file's two renames would lose the file it replaces
+        for i, rel in enumerate(outputs):
+            target = os.path.join(base, rel)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            if os.path.lexists(target):
+                os.rename(target, os.path.join(replaced, str(i)))
+            os.rename(os.path.join(tmp, rel), target)
+        os.replace(os.path.join(tmp, REPORT_FILE), os.path.join(base, REPORT_FILE))

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -388,10 +389,19 @@ def test_resume_after_a_kill_logs_every_step_once(trained, tmp_path):
             os.remove(os.path.join(checkpoints, name))
     with open(os.path.join(checkpoints, "checkpoint"), "w", encoding="utf-8") as f:
         f.write('model_checkpoint_path: "ckpt-2"\nall_model_checkpoint_paths: "ckpt-2"\n')
+    # and killed while writing best.keras and config.json (their temporary files stayed: never removed)
+    dead = next(pid for pid in range(4_000_000, 4_100_000) if not runs.process_alive(pid))
+    stale = [f"best.tmp-{dead}.keras", f"config.json.tmp-{dead}"]
+    kept = [f"metrics.jsonl.tmp-{os.getppid()}", "notes.tmp-1x"]  # a live process's, and no temporary name
+    for name in stale + kept:
+        with open(os.path.join(run_dir, name), "w", encoding="utf-8") as f:
+            f.write("partial")
     printed = io.StringIO()
     with contextlib.redirect_stderr(io.StringIO()):
         fit(trained["data"], run_dir, val=trained["val"], preset="tiny", resume=True, output=printed)
     assert "at step 2; dropped 3 metrics.jsonl record(s) of later steps" in printed.getvalue()
+    assert not any(os.path.exists(os.path.join(run_dir, name)) for name in stale)
+    assert all(os.path.exists(os.path.join(run_dir, name)) for name in kept)
     with open(os.path.join(run_dir, runs.METRICS_FILE), encoding="utf-8") as f:
         records = [json.loads(line) for line in f]
     assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3, 4]
@@ -809,3 +819,59 @@ def test_api_evaluate_refuses_an_out_dir_that_is_a_file(untrained_run, upsamplin
                                           "received a file."):
         dnadet_tf.evaluate(untrained_run, upsampling_data["test"], out_dir=str(taken))
     assert taken.read_bytes() == b"mine"
+
+
+def _parser_whose_command_raises(error):
+    """A `dnadet-tf` parser with one command, `go`, whose run raises `error`."""
+    parser = argparse.ArgumentParser(prog="dnadet-tf")
+    commands = parser.add_subparsers(dest="command")
+    go = commands.add_parser("go")
+
+    def run(args):
+        raise error
+
+    go.set_defaults(func=run, command_parser=go)
+    return parser
+
+
+def test_a_full_disk_in_tensorflows_own_writes_is_one_line(monkeypatch, capsys):
+    # A checkpoint or a SavedModel written into a full disk raised ResourceExhaustedError: a 60-line traceback
+    from dnadet_tf.cli import main as cli_main
+
+    full = tf.errors.ResourceExhaustedError(
+        None, None, "{{function_node __wrapped__SaveV2_dtypes_40_device_/job:localhost}} run/checkpoints/ckpt-60_temp/"
+        "part-00000-of-00001.data-00000-of-00001.tempstate123; No space left on device [Op:SaveV2]")
+    monkeypatch.setattr(cli_main, "build_parser", lambda: _parser_whose_command_raises(full))
+    assert cli_main.main(["go"]) == 1
+    assert capsys.readouterr().err == (
+        "dnadet-tf go: error: run/checkpoints/ckpt-60_temp/part-00000-of-00001.data-00000-of-00001.tempstate123; No "
+        "space left on device [Op:SaveV2] (--verbose shows where)\n")
+    memory = tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[64,512,512,32]")
+    monkeypatch.setattr(cli_main, "build_parser", lambda: _parser_whose_command_raises(memory))
+    with pytest.raises(tf.errors.ResourceExhaustedError):  # out of memory is no file-system error: shown whole
+        cli_main.main(["go"])
+
+
+def test_ctrl_c_while_starting_is_one_line(monkeypatch, capsys):
+    # In the seconds before a command runs (TensorFlow's import, the parsers) Ctrl-C gave a traceback
+    from dnadet_tf.cli import main as cli_main
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_main, "build_parser", interrupted)
+    assert cli_main.main(["predict"]) == 130
+    assert capsys.readouterr().err == "dnadet-tf: interrupted while starting; nothing was written.\n"
+
+
+def test_interrupts_during_an_exports_renames_take_effect_after_them():
+    # export's install renames each replaced file away, then the new one in: a Ctrl-C between the two lost a file
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with runs.interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            done.append("renamed")  # the block runs to its end
+    assert done == ["renamed"]
+    with runs.interrupts_deferred():  # nothing received: nothing raised, the handlers as they were
+        pass
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -64,6 +64,18 @@ def test_an_image_file_as_data_is_refused(tmp_path):
         f"{image}: expected a folder tree, an annotation list or a benchmark folder, received an image file.")
 
 
+def test_a_zoo_whose_build_stopped_is_named_as_one(tmp_path):
+    # A zoo build stopped after its first models holds build.json, images/ and models/: read as a folder tree,
+    # "class 'models' has no image files".
+    zoo = tmp_path / "zoo"
+    (zoo / "models").mkdir(parents=True)
+    _image(zoo / "images" / "progan" / "0.png")
+    (zoo / "build.json").write_text("{}")
+    assert _refused(read_dataset, str(zoo)) == (
+        f"{zoo}: a zoo whose build has not finished (no classes.txt and split lists yet); run the same 'dnadet-tf zoo "
+        f"build --out {zoo}' command again to finish it.")
+
+
 def test_a_latin1_annotation_list_is_refused(tmp_path):
     (tmp_path / "classes.txt").write_text("real\nfake\n")
     _image(tmp_path / "caf\u00e9.png")
