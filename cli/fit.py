@@ -178,6 +178,8 @@ def run(args):
     from dnadet_tf.training import fit
 
     overrides = overrides_from(args)
+    if args.data is None and args.resume and args.out:
+        args.data = _resumed_data(args.out, args.zoo)
     if args.data is None:
         return run_demo(args, overrides)
     if not args.out:
@@ -192,6 +194,21 @@ def run(args):
     fit(args.data, args.out, val=args.val, preset=args.preset, resume=args.resume,
         overwrite=args.overwrite, **overrides)
     return 0
+
+
+def _resumed_data(run_dir, zoo=None):
+    """The data `fit --resume --out RUN` with no --data continues on: the run's own (its config.json's), or None for
+    a run trained on the demo zoo (`zoo`, else the cached one), which `run_demo` resumes and evaluates. Raises
+    RunDirError, before any zoo is built, when RUN holds no run to resume."""
+    from dnadet_tf.runs import RunDir
+    from dnadet_tf.training import same_path
+    from dnadet_tf.zoo import default_zoo_dir
+
+    run = RunDir(run_dir).check(resume=True)
+    recorded = run.config.data
+    if not recorded or same_path(recorded, zoo or default_zoo_dir("demo")):
+        return None
+    return recorded
 
 
 def run_demo(args, overrides):

@@ -580,7 +580,7 @@ def validate(config):
     for name in ("steps", "val_every", "checkpoint_every", "log_every", "patches_per_image", "lr_decay_every",
                  "pretrain_images_per_class", "crop_size", "resize1", "average_last", "crop_grid",
                  "pretrain_batch_size", "eval_batch_size", "pretrain_steps", "pretrain_val_every",
-                 "pretrain_val_samples", "pretrain_lr_decay_every"):
+                 "pretrain_val_samples", "pretrain_lr_decay_every", "patience", "pretrain_patience"):
         section, field = PARAMETERS[name]
         value = getattr(getattr(config, section), field)
         if value < 1:

@@ -43,6 +43,10 @@ def load_init_weights(init_run, config, num_classes, partial=False, output=None,
         init_run = resolve_init(init_run, config.preset)
         name = f"{PACKAGED} (the step 1 shipped for the {config.preset} preset, {init_run})"
     source_run = RunDir(init_run)
+    if not os.path.isdir(init_run):
+        found = ("a file: give the run dir that holds it" if os.path.isfile(init_run) else "no such folder")
+        raise RunDirError(f"init {init_run}: expected a finished run dir (a folder with a best.keras), received "
+                          f"{found}.")
     if not os.path.isfile(source_run.best_model_path):
         raise RunDirError(f"init {init_run}: no {os.path.basename(source_run.best_model_path)}; "
                           f"expected a finished run dir.")
@@ -90,6 +94,9 @@ def load_init_weights(init_run, config, num_classes, partial=False, output=None,
                 note = f" (the init run's classes are {', '.join(source.class_names)}, not this run's)"
         print(f"--init {name}: loaded {len(loaded)} weights; re-initialised {len(skipped)}: "
               + (", ".join(skipped) if skipped else "none") + note, file=output or sys.stdout, flush=True)
+        if not any(key.startswith("backbone/") for key in loaded):
+            print(f"warning: --init {name}: no encoder weight matched (--init-partial): this run trains from random "
+                  f"weights, as --init none would (Base+PCL or Base, not DNA-Det).", file=sys.stderr, flush=True)
 
     return apply
 
@@ -251,8 +258,8 @@ def read_training_files(data):
 
 
 def settle_config(run, resume, preset, overrides, data, val, class_names):
-    """(config, val) of a `fit`: the config from `preset` and `overrides` (`resolve_config`) with the data paths
-    recorded, and the validation data to read (None when there is none).
+    """(config, val) of a `fit`: the config from `preset` and `overrides` (`resolve_config`) with the data paths and
+    the `init` run recorded as absolute paths, and the validation data to read (None when there is none).
 
     Resuming, the run's own data only (another data would train the same steps on other images), in the run's
     classes (`class_names`: the training data's), and `val` defaults to the run's; else `val` defaults to the
@@ -264,7 +271,8 @@ def settle_config(run, resume, preset, overrides, data, val, class_names):
         run.require_classes(class_names)
         return config, val or config.val or None
     val = default_val(data, val, config.val_split)
-    return config.replace(data=os.path.abspath(data), val=os.path.abspath(val) if val else ""), val
+    init = config.init if config.init in ("", PACKAGED) else os.path.abspath(config.init)  # resumable from anywhere
+    return config.replace(data=os.path.abspath(data), val=os.path.abspath(val) if val else "", init=init), val
 
 
 def default_val(data, val, val_split):

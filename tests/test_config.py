@@ -113,3 +113,10 @@ def test_native_bfloat16_is_read_from_the_cpu_flags(monkeypatch, tmp_path):
     assert config_module.native_bfloat16_cpu()
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f\n")
     assert not config_module.native_bfloat16_cpu()
+
+
+@pytest.mark.parametrize("name,value", [("patience", 0), ("patience", -1), ("pretrain_patience", 0)])
+def test_a_patience_below_one_is_refused(name, value):
+    # --patience 0 trained nothing, wrote no best.keras and exited 0 ("stopped early at step 0")
+    with pytest.raises(DnadetError, match=rf"^{name}: expected a positive integer, received {value}\.$"):
+        make_config("tiny", **{name: value})

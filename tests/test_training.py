@@ -456,6 +456,52 @@ def test_resume_keeps_the_runs_own_data_and_records_a_new_step_budget(tiny_run, 
     assert RunDir(run_dir).config.loop.steps == 50
 
 
+def test_fit_resume_with_an_out_and_no_data_continues_on_the_runs_own_data(tiny_run, tmp_path, monkeypatch,
+                                                                         capsys):
+    # `fit --resume --out RUN` without --data built the demo zoo (15 minutes and more), then refused it as not
+    # the run's data; a run dir that holds no run is refused before any zoo
+    import dnadet_tf.zoo as zoo_module
+
+    def no_zoo(*args, **kwargs):
+        raise AssertionError("the demo zoo was built")
+
+    monkeypatch.setattr(zoo_module, "ensure_zoo", no_zoo)
+    run_dir = str(tmp_path / "run")
+    shutil.copytree(tiny_run, run_dir)
+    assert main(["fit", "--resume", "--out", run_dir, "--steps", "50"]) == 0
+    assert "validation at step 50" in capsys.readouterr().out
+    assert RunDir(run_dir).config.loop.steps == 50
+    assert main(["fit", "--resume", "--out", str(tmp_path / "none")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"dnadet-tf fit: error: --resume: {tmp_path / 'none'} holds no run to resume (no config.json).")
+
+
+def test_init_is_recorded_as_an_absolute_path(tiny_run, upsampling_data, tmp_path, monkeypatch):
+    # config.json held --init as typed: a run stopped before its first checkpoint, resumed from another folder,
+    # looked for its init weights there
+    monkeypatch.chdir(os.path.dirname(tiny_run))
+    run_dir = str(tmp_path / "run")
+    fit(upsampling_data["train"], run_dir, preset="tiny", steps=2, init=os.path.basename(tiny_run),
+        output=io.StringIO())
+    assert RunDir(run_dir).config.init == os.path.abspath(tiny_run)
+
+
+def test_init_names_a_file_or_a_missing_folder_and_warns_when_nothing_of_the_encoder_loads(tiny_run, upsampling_data,
+                                                                                              tmp_path, capsys):
+    train = upsampling_data["train"]
+    best = os.path.join(tiny_run, "best.keras")
+    for given, found in ((best, "a file: give the run dir that holds it"), (str(tmp_path / "nowhere"), "no such folder")):
+        assert main(["fit", "--data", train, "--out", str(tmp_path / "run"), "--preset", "tiny", "--init", given]) == 2
+        assert capsys.readouterr().err.strip() == (
+            f"dnadet-tf fit: error: --init {given}: expected a finished run dir (a folder with a best.keras), "
+            f"received {found}.")
+    # another width with --init-partial loads no encoder weight: it said "training DNA-Det" and nothing else
+    assert main(["fit", "--data", train, "--out", str(tmp_path / "wide"), "--preset", "tiny", "--steps", "2",
+                 "--init", tiny_run, "--init-partial", "--width", "0.125"]) == 0
+    assert (f"warning: --init {os.path.abspath(tiny_run)}: no encoder weight matched (--init-partial): this run trains "
+            "from random weights") in capsys.readouterr().err
+
+
 def test_resume_refuses_another_preset_or_a_changed_setting(tiny_run, upsampling_data, capsys):
     before = sorted(os.listdir(tiny_run))
     common = ["fit", "--data", upsampling_data["train"], "--out", tiny_run, "--resume"]

@@ -233,6 +233,15 @@ def test_small_photo_is_a_data_error_and_unreadable_photos_are_skipped(tmp_path)
         find_photos(photos, warn=warnings.append)
 
 
+def test_a_zoo_inside_its_photo_folder_is_refused_before_any_work(tmp_path):
+    # the first build passed; its rerun (or a resumed build) read the zoo folder as a domain and was refused
+    photos = _photo_dirs(str(tmp_path / "photos"), {"a": 5, "b": 3, "c": 3})
+    out = os.path.join(photos, "zoo")
+    with pytest.raises(DataError, match=rf"^--out {re.escape(out)}: expected a folder outside --photos "):
+        build_zoo(out, size="tiny", photos=photos)
+    assert not os.path.exists(out)
+
+
 def test_small_photos_of_every_domain_are_named_in_one_message(tmp_path):
     photos = _photo_dirs(str(tmp_path / "photos"), {"a": 5, "b": 3, "c": 3})
     save_png_atomic(np.zeros((100, 300, 3), np.uint8), os.path.join(photos, "a", "small-a.png"))

@@ -432,6 +432,12 @@ def _build_settings(size, seed, wild, photo_set):
             "photo_content": photo_set.content_digest}
 
 
+def _is_inside(path, folder):
+    """Whether `path` is `folder` or lies under it (links resolved)."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([path, folder]) == folder
+
+
 def build_zoo(out_dir, size="demo", photos=None, seed=0, wild=False, progress=print):
     """Builds (or resumes building) a zoo benchmark folder.
 
@@ -458,8 +464,12 @@ def build_zoo(out_dir, size="demo", photos=None, seed=0, wild=False, progress=pr
     if seed < 0:
         raise DataError(f"--seed must be a non-negative integer, received {seed}.")
     preset = SIZES[size]
-    photo_set = find_photos(photos, preset.min_photos)
     out_dir = os.fspath(out_dir)
+    if photos is not None and _is_inside(out_dir, os.fspath(photos)):
+        raise DataError(f"--out {out_dir}: expected a folder outside --photos {os.fspath(photos)}, received one "
+                        f"inside it (its images would be read as photos the next time, and a rerun or a resumed "
+                        f"build refused).")
+    photo_set = find_photos(photos, preset.min_photos)
     _check_out_dir(out_dir)
     os.makedirs(os.path.join(out_dir, "models"), exist_ok=True)
     with _build_lock(out_dir):
