@@ -1,5 +1,6 @@
 """`pretrain`: step 1 of DNA-Det, classifying 170 image transformations of
 natural photos, with the same loop, losses and run dir as `fit`."""
+import json
 import os
 import sys
 
@@ -9,12 +10,13 @@ from dnadet_tf.data import LabeledFiles, check_files
 from dnadet_tf.errors import DataError, RunDirError
 from dnadet_tf.images import find_images
 from dnadet_tf.pipeline import transformation_dataset, transformation_eval_dataset
-from dnadet_tf.runs import RunDir
+from dnadet_tf.runs import RunDir, write_json_atomic
 from dnadet_tf.training import require_resumed_data, resolve_config, train
 from dnadet_tf.transforms import NUM_TRANSFORMS, TRANSFORM_NAMES, transform_family
 
 PHOTO_SIZE = 128  # transformations are defined on 128 px crops
 MIN_PHOTOS = 10
+PHOTOS_FILE = "photos.json"  # the usable photos a run started with, relative to --photos, sorted
 
 
 FAMILY_NAMES = tuple(dict.fromkeys(transform_family(i)[0] for i in range(NUM_TRANSFORMS)))
@@ -45,13 +47,36 @@ def usable_photos(folder, output=None):
     warning. Raises DataError when fewer than MIN_PHOTOS remain."""
     paths = list_photos(folder)
     files = LabeledFiles(paths, np.zeros(len(paths), np.int64), ["photo"], folder)
-    kept = check_files(files, min_side=PHOTO_SIZE, require_every_class=False) if paths else files
+    kept = (check_files(files, crop_size=PHOTO_SIZE, min_side=PHOTO_SIZE, require_every_class=False)
+            if paths else files)
     if len(kept) < MIN_PHOTOS:
         raise DataError(
             f"photos {folder}: found {len(kept)} usable photos (both sides >= {PHOTO_SIZE} px) "
             f"of {len(paths)} image files; pre-training needs at least {MIN_PHOTOS}."
         )
     return kept
+
+
+def photo_names(folder, paths):
+    """The photos `paths` as sorted paths relative to `folder`, with "/" separators: what PHOTOS_FILE records."""
+    return sorted(os.path.relpath(path, folder).replace(os.sep, "/") for path in paths)
+
+
+def require_same_photos(run, folder, paths):
+    """Raises DataError unless the usable photos `paths` in `folder` are those the resumed `run` started with
+    (PHOTOS_FILE), so that its training and held-out photos stay the same; a run made before the file was
+    written is not checked."""
+    path = run.file(PHOTOS_FILE)
+    if not os.path.isfile(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        recorded = set(json.load(f)["photos"])
+    now = set(photo_names(folder, paths))
+    if now != recorded:
+        raise DataError(
+            f"photos: expected the {len(recorded)} usable photos the resumed run started with, received "
+            f"{len(now)} in {folder} ({len(now - recorded)} added, {len(recorded - now)} removed); restore them "
+            f"or train into a new `out`.")
 
 
 def split_photos(paths, seed, val_fraction=0.1):
@@ -98,7 +123,11 @@ def pretrain(photos, out, preset=None, resume=False, overwrite=False, output=Non
     print(f"checking photos in {photos} ...", file=output, flush=True)
     files = usable_photos(photos)
     train_photos, val_photos = split_photos(files.paths, config.runtime.seed)
+    if resume:
+        require_same_photos(run, photos, files.paths)
     run.start(config, TRANSFORM_NAMES, overwrite=overwrite, resume=resume)
+    if not resume:
+        write_json_atomic(run.file(PHOTOS_FILE), {"photos": photo_names(photos, files.paths)})
     banner = lambda replicas: (  # noqa: E731
         f"pre-training ({config.preset} preset, width {config.model.width}, {config.runtime.precision}) on "
         f"{len(TRANSFORM_NAMES)} transformations of {len(train_photos)} photos "
