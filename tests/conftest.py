@@ -27,3 +27,21 @@ def tiny_run(upsampling_data, tmp_path_factory):
     run_dir = str(tmp_path_factory.mktemp("runs") / "tiny")
     fit(upsampling_data["train"], run_dir, val=upsampling_data["val"], preset="tiny", steps=40)
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def untrained_run(tmp_path_factory):
+    """A run dir of the `tiny` preset (crop 32, patch 32) holding an untrained classifier (no open-set score):
+    enough to predict, evaluate and export (the weights play no part in what is refused)."""
+    from dnadet_tf import runs
+    from dnadet_tf.config import make_config
+    from dnadet_tf.model import Backbone, Classifier
+    from synthetic import CLASSES
+
+    run_dir = str(tmp_path_factory.mktemp("untrained") / "run")
+    os.makedirs(run_dir)
+    config = make_config("tiny")
+    runs.RunDir(run_dir).start(config, CLASSES)
+    Classifier(Backbone(config.model.width), len(CLASSES), config.model.dropout, CLASSES, config.preprocess).save(
+        os.path.join(run_dir, runs.BEST_MODEL))
+    return run_dir

@@ -32,7 +32,7 @@ from dnadet_tf.model import Backbone, Classifier, encoder_mismatch
 from dnadet_tf.predictor import KerasPredictor
 from dnadet_tf.preprocess import PreprocessConfig, preprocess_image
 from dnadet_tf.training import fit, load_init_weights
-from synthetic import CLASSES, make_upsampling_tree
+from synthetic import make_upsampling_tree
 from clirun import run_cli as _cli
 
 BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
@@ -60,19 +60,6 @@ def _broken_idat_checksum(png):
     crc = at + 4 + length
     data[crc:crc + 4] = bytes(b ^ 0xFF for b in data[crc:crc + 4])
     return bytes(data)
-
-
-@pytest.fixture(scope="module")
-def untrained_run(tmp_path_factory):
-    """A run dir of the `tiny` preset (crop 32, patch 32) holding an untrained classifier: enough to
-    predict, evaluate and export (the weights play no part in what is refused)."""
-    run_dir = str(tmp_path_factory.mktemp("untrained") / "run")
-    os.makedirs(run_dir)
-    config = make_config("tiny")
-    runs.RunDir(run_dir).start(config, CLASSES)
-    Classifier(Backbone(config.model.width), len(CLASSES), config.model.dropout, CLASSES, config.preprocess).save(
-        os.path.join(run_dir, runs.BEST_MODEL))
-    return run_dir
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,9 @@ import pytest
 from PIL import Image
 
 from clirun import run_cli
-from dnadet_tf import runs
 from dnadet_tf.data import read_dataset, read_unknown, remap_to
 from dnadet_tf.errors import DataError
-from synthetic import CLASSES, make_upsampling_tree
+from synthetic import make_upsampling_tree
 
 
 def _image(path, size=32):
@@ -27,21 +26,6 @@ def _refused(read, *args):
     message = str(caught.value)
     assert "\n" not in message
     return message
-
-
-@pytest.fixture(scope="module")
-def untrained_run(tmp_path_factory):
-    """A run dir of the `tiny` preset holding an untrained classifier (no open-set score): enough to evaluate."""
-    from dnadet_tf.config import make_config
-    from dnadet_tf.model import Backbone, Classifier
-
-    run_dir = str(tmp_path_factory.mktemp("untrained") / "run")
-    os.makedirs(run_dir)
-    config = make_config("tiny")
-    runs.RunDir(run_dir).start(config, CLASSES)
-    Classifier(Backbone(config.model.width), len(CLASSES), config.model.dropout, CLASSES, config.preprocess).save(
-        os.path.join(run_dir, runs.BEST_MODEL))
-    return run_dir
 
 
 def test_an_image_file_is_an_unknown_architectures_image(tmp_path):
