@@ -545,6 +545,12 @@ def _named_weights(model):
     return {f"{layer.name}/{weight.name}": weight for layer in model.layers for weight in layer.weights}
 
 
+def encoder_weight_names(classifier):
+    """The "layer/weight" names of `classifier`'s encoder (backbone) weights, as `transfer_matching_weights` names
+    the weights it loads."""
+    return set(_named_weights(classifier.backbone))
+
+
 def encoder_mismatch(source, target):
     """The first backbone weight of classifier `target` that `source` lacks or holds in another shape:
     (name, expected shape, received shape or None), or None when the encoders match.

@@ -11,7 +11,8 @@ from dnadet_tf.data import hold_out, is_benchmark_dir, read_dataset, remap_to, r
 from dnadet_tf.distribute import make_strategy
 from dnadet_tf.errors import DnadetError, RunDirError
 from dnadet_tf.extra_real import add_extra_real, added_crops
-from dnadet_tf.model import LOGITS_LAYER, Backbone, Classifier, encoder_mismatch, transfer_matching_weights
+from dnadet_tf.model import (LOGITS_LAYER, Backbone, Classifier, encoder_mismatch, encoder_weight_names,
+                             transfer_matching_weights)
 from dnadet_tf.pipeline import inference_dataset, training_dataset
 from dnadet_tf.pretrained import PACKAGED, read_provenance, resolve_init
 from dnadet_tf.runs import CONFIG_FILE, METRICS_FILE, RunDir
@@ -94,7 +95,7 @@ def load_init_weights(init_run, config, num_classes, partial=False, output=None,
                 note = f" (the init run's classes are {', '.join(source.class_names)}, not this run's)"
         print(f"--init {name}: loaded {len(loaded)} weights; re-initialised {len(skipped)}: "
               + (", ".join(skipped) if skipped else "none") + note, file=output or sys.stdout, flush=True)
-        if not any(key.startswith("backbone/") for key in loaded):
+        if not set(loaded) & encoder_weight_names(classifier):
             print(f"warning: --init {name}: no encoder weight matched (--init-partial): this run trains from random "
                   f"weights, as --init none would (Base+PCL or Base, not DNA-Det).", file=sys.stderr, flush=True)
 

@@ -476,7 +476,7 @@ def test_fit_resume_with_an_out_and_no_data_continues_on_the_runs_own_data(tiny_
         f"dnadet-tf fit: error: --resume: {tmp_path / 'none'} holds no run to resume (no config.json).")
 
 
-def test_init_is_recorded_as_an_absolute_path(tiny_run, upsampling_data, tmp_path, monkeypatch):
+def test_init_is_recorded_as_an_absolute_path(tiny_run, upsampling_data, tmp_path, monkeypatch, capsys):
     # config.json held --init as typed: a run stopped before its first checkpoint, resumed from another folder,
     # looked for its init weights there
     monkeypatch.chdir(os.path.dirname(tiny_run))
@@ -484,6 +484,7 @@ def test_init_is_recorded_as_an_absolute_path(tiny_run, upsampling_data, tmp_pat
     fit(upsampling_data["train"], run_dir, preset="tiny", steps=2, init=os.path.basename(tiny_run),
         output=io.StringIO())
     assert RunDir(run_dir).config.init == os.path.abspath(tiny_run)
+    assert "no encoder weight matched" not in capsys.readouterr().err  # every encoder weight loaded
 
 
 def test_init_names_a_file_or_a_missing_folder_and_warns_when_nothing_of_the_encoder_loads(tiny_run, upsampling_data,
