@@ -81,8 +81,10 @@ def run(args):
         os.makedirs(out_dir, exist_ok=True)
         write_json_atomic(os.path.join(out_dir, RECORD_FILE), record)
         json_path = os.path.join(out_dir, "evaluation.json")
+    # Only the PNGs of the JSON being replaced are written over: another evaluation's in this folder (a shared
+    # --json folder) or a file of the user's keeps its name, and the PNG takes the next free one.
     earlier = earlier_pngs(json_path, "confusion_png")
-    write_confusion_pngs(rows, predictor.class_names, out_dir)
+    write_confusion_pngs(rows, predictor.class_names, out_dir, replaceable=earlier)
     write_json_atomic(json_path, rows)
     remove_unlisted(earlier, [row["confusion_png"] for row in rows if "confusion_png" in row])
     skipped = sum(row.get("metrics", {}).get("skipped_files", 0) for row in rows)

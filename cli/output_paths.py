@@ -20,7 +20,8 @@ def default_output_dir(model, data, perturb=None, seed=0, folder="evaluations", 
     >>> default_output_dir("runs/a", ["zoo"], precision="mixed_bfloat16")
     'runs/a/evaluations/zoo-mixed_bfloat16'
     """
-    names = [os.path.splitext(os.path.basename(os.path.normpath(spec)))[0] for spec in data]
+    # the absolute path's name: `.` and `..` are named after the folders they are
+    names = [os.path.splitext(os.path.basename(os.path.abspath(spec)))[0] for spec in data]
     name = re.sub(r"[^A-Za-z0-9._+-]+", "_", "+".join(names))[:100] or "data"
     if perturb:
         name += f"-perturb-{re.sub(r'[^A-Za-z0-9]+', '-', perturb)}-seed{seed}"
@@ -66,11 +67,18 @@ def _holds_same_data(folder, record_file, record):
 
 
 def check_output_folder(flag, path):
-    """Raises UsageError when `path` (the value of `flag`) exists and is not a folder. Returns None."""
+    """Raises UsageError unless a folder can be made at `path` (the value of `flag`): an existing folder, or a
+    missing one whose nearest existing ancestor is a folder, not a file (missing folders are created later, so
+    this is checked before any work). Returns None."""
     from dnadet_tf.cli.common import UsageError
 
     if os.path.exists(path) and not os.path.isdir(path):
         raise UsageError(f"{flag} {path}: exists and is not a folder.")
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise UsageError(f"{flag} {path}: expected a folder path, but {parent} is a file.")
 
 
 def check_output_file(flag, path, earlier=None, what="an earlier result of this command"):

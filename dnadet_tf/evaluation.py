@@ -21,6 +21,13 @@ EVALUATION_SPLITS = ("test", "cross_seed", "cross_loss", "cross_finetune", "cros
 def expand_data_specs(specs):
     """(name, path) rows: a benchmark folder expands to its closed-set and cross-test lists. A name already taken
     (two folders named `test`, two benchmark folders) gets -2, -3, ...: each row its own line and files."""
+    return [(name, path) for name, path, _ in expand_data_rows(specs)]
+
+
+def expand_data_rows(specs):
+    """(name, path, closed_set) rows, as `expand_data_specs` names them; `closed_set` is True for a closed-set
+    list (a benchmark's test.txt, or a list named test.txt), also when its name became `closed-set-2`, ... A
+    folder's or list's name is that of its absolute path, so `.` and `..` are named after the folders they are."""
     rows = []
     for spec in specs:
         if is_benchmark_dir(spec):
@@ -28,10 +35,11 @@ def expand_data_specs(specs):
                 if os.path.isfile(benchmark_split(spec, split)):
                     rows.append((SPLIT_TITLES[split], benchmark_split(spec, split)))
         else:
-            base = os.path.basename(os.path.normpath(spec))
+            base = os.path.basename(os.path.abspath(spec)) or "data"
             stem = os.path.splitext(base)[0]
             rows.append((SPLIT_TITLES.get(stem, stem) if os.path.isfile(spec) else base, spec))
-    return unique_names(rows)
+    closed = [name == SPLIT_TITLES["test"] for name, _ in rows]
+    return [(name, path, is_closed) for (name, path), is_closed in zip(unique_names(rows), closed)]
 
 
 def unique_names(rows):
@@ -125,14 +133,17 @@ def evaluate(predictor, specs, out_dir=None, batch_size=16, perturb_fn=None, see
     `write_confusion_pngs`); nothing is written when a dataset fails.
 
     Open set: the images of `unknown_specs`, and the open_set.txt of every benchmark folder
-    in `specs`, are scored against the known images (the closed-set rows when there are
-    some, else every row) in one more row, named "open-set" with `kind` OPEN_SET_ROW
-    (needs a calibrated model; without one it is left out with a note through `progress`).
+    in `specs`, are scored against the known images (those of every closed-set row when there are
+    some, else of every row; an image in two rows, or in two unknown lists, counts once) in one more
+    row, named "open-set" with `kind` OPEN_SET_ROW (needs a calibrated model; without one it is left
+    out with a note through `progress`).
     """
-    datasets = [(name, spec, read_usable(spec, "test", predictor.class_names, predictor.preprocess))
-                for name, spec in expand_data_specs(specs)]
+    datasets = [(name, spec, closed_set, read_usable(spec, "test", predictor.class_names, predictor.preprocess))
+                for name, spec, closed_set in expand_data_rows(specs)]
     unknown_specs = list(unknown_specs) + [spec for spec in specs if is_benchmark_dir(spec)
                                            and os.path.isfile(benchmark_split(spec, OPEN_SET_SPLIT))]
+    unknown_specs = [spec for i, spec in enumerate(unknown_specs)  # a benchmark given twice: its open set once
+                     if os.path.abspath(spec) not in {os.path.abspath(s) for s in unknown_specs[:i]}]
     unknown = None
     if unknown_specs and predictor.open_set:
         unknown = load_unknown(predictor, unknown_specs)
@@ -140,12 +151,12 @@ def evaluate(predictor, specs, out_dir=None, batch_size=16, perturb_fn=None, see
         for spec in unknown_specs:
             read_unknown(spec)  # a bad --unknown is an error even when the model cannot score it
     rows, known = [], []
-    for name, spec, files in datasets:
+    for name, spec, closed_set, files in datasets:
         progress(f"evaluating {name}: {len(files)} images from {spec}")
         outputs = attribute_files(predictor, files.paths, batch_size, perturb_fn=perturb_fn, seed=seed,
                                   progress=progress)
         metrics = evaluate_files(predictor, files, batch_size, perturb_fn, seed, outputs=outputs)
-        known.append((name, files, outputs))
+        known.append((name, files, outputs, closed_set))
         # the order of the confusion matrix's rows and columns (per_class_recall is a dict by name)
         rows.append({"name": name, "data": spec, "class_names": list(predictor.class_names), "metrics": metrics})
     if unknown_specs:
@@ -160,16 +171,35 @@ def evaluate(predictor, specs, out_dir=None, batch_size=16, perturb_fn=None, see
     return rows
 
 
-def write_confusion_pngs(rows, class_names, out_dir):
+def write_confusion_pngs(rows, class_names, out_dir, replaceable=None):
     """Writes `out_dir/confusion_NAME.png` for every row but the open-set one (creating `out_dir`)
-    and stores its path in the row's `confusion_png`. Returns the list of PNG paths."""
+    and stores its path in the row's `confusion_png`. Returns the list of PNG paths.
+
+    Every row gets a PNG of its own: a name that another row of this call took (two row names with one file
+    name, `a.b` and `a_b`) takes the next free one, `confusion_NAME-2.png`, .... `replaceable`: the files in
+    `out_dir` a PNG may be written over (those the evaluation JSON being replaced lists); any other file there
+    keeps its name and the PNG takes the next free one. None: any file may be written over."""
     os.makedirs(out_dir, exist_ok=True)
+    replaceable = None if replaceable is None else {os.path.realpath(path) for path in replaceable}
+    used = set()
+
+    def taken(name):
+        path = os.path.join(out_dir, name)
+        return name.casefold() in used or (replaceable is not None and os.path.lexists(path)
+                                           and os.path.realpath(path) not in replaceable)
+
     written = []
     for row in rows:
         if row.get("kind") == OPEN_SET_ROW:
             continue
         metrics = row["metrics"]
-        png = os.path.join(out_dir, f"confusion_{_slug(row['name'])}.png")
+        slug = _slug(row["name"])
+        name, number = f"confusion_{slug}.png", 1
+        while taken(name):
+            number += 1
+            name = f"confusion_{slug}-{number}.png"
+        used.add(name.casefold())
+        png = os.path.join(out_dir, name)
         plot_confusion_matrix(metrics["confusion_matrix"], class_names, png,
                               title=f"{row['name']}: accuracy {100 * metrics['accuracy']:.2f} %")
         row["confusion_png"] = png
@@ -180,34 +210,49 @@ def write_confusion_pngs(rows, class_names, out_dir):
 def load_unknown(predictor, unknown_specs):
     """(paths, groups) of the usable images of unknown architectures in `unknown_specs` (see
     `data.read_unknown`; images too small for the predictor are dropped with a warning). Raises
-    DataError for a missing spec or one left with no usable image."""
-    paths, groups = [], []
+    DataError for a missing spec or one left with no usable image. An image listed twice counts once."""
+    group_of = {}  # an image listed twice (one benchmark given twice) counts once, in its first group
     for spec in unknown_specs:
-        found, found_groups = read_unknown(spec)
-        paths += found
-        groups += found_groups
+        for path, group in zip(*read_unknown(spec)):
+            group_of.setdefault(_same_file_key(path), (path, group))
+    paths = [path for path, _ in group_of.values()]
     usable = LabeledFiles(paths, np.zeros(len(paths), np.int64), ["unknown"], "unknown")
     usable = usable_files(usable, predictor.preprocess)
-    group_of = dict(zip(paths, groups))
+    group_of = {path: group for path, group in group_of.values()}
     return usable.paths, [group_of[p] for p in usable.paths]
+
+
+def _same_file_key(path):
+    """What tells one image file from another: its absolute, link-resolved path."""
+    return os.path.realpath(path)
 
 
 def _open_set_row(predictor, known, unknown_specs, unknown_paths, unknown_groups, batch_size, perturb_fn, seed,
                   progress):
-    closed = [k for k in known if k[0] == SPLIT_TITLES["test"]] or known
-    paths = [p for _, files, _ in closed for p in files.paths]
-    labels = np.concatenate([files.labels for _, files, _ in closed])
-    known_files = LabeledFiles(paths, labels, predictor.class_names, "known")
-    known_outputs = {key: np.concatenate([o[key] for _, _, o in closed]) for key in closed[0][2]}
+    """The open-set row: the unknown images against the known images of every closed-set row of `known`
+    ((name, files, outputs, closed_set) per row; every row when none is closed-set), each image once."""
+    closed = [k for k in known if k[3]] or known
+    paths, labels, picks, seen = [], [], [], set()
+    for _, files, _, _ in closed:
+        picks.append([])
+        for i, path in enumerate(files.paths):
+            if _same_file_key(path) not in seen:
+                seen.add(_same_file_key(path))
+                paths.append(path)
+                labels.append(files.labels[i])
+                picks[-1].append(i)
+    known_files = LabeledFiles(paths, np.asarray(labels, np.int64), predictor.class_names, "known")
+    known_outputs = {key: np.concatenate([np.asarray(k[2][key])[np.asarray(pick, np.int64)]
+                                          for k, pick in zip(closed, picks)]) for key in closed[0][2]}
     progress(f"open set: {len(unknown_paths)} images of unknown architectures "
              f"({', '.join(sorted(set(unknown_groups)))}) against {len(paths)} known images "
-             f"({', '.join(name for name, _, _ in closed)})")
+             f"({', '.join(k[0] for k in closed)})")
     unknown_outputs = attribute_files(predictor, unknown_paths, batch_size, perturb_fn=perturb_fn, seed=seed,
                                       progress=progress)
     table = _every_score(predictor, paths, unknown_paths, batch_size) if perturb_fn is None else None
     metrics = open_set_metrics(predictor, known_files, known_outputs, unknown_paths, unknown_groups, unknown_outputs,
                                table)
-    return {"name": "open-set", "kind": OPEN_SET_ROW, "data": list(unknown_specs), "known": [name for name, _, _ in closed],
+    return {"name": "open-set", "kind": OPEN_SET_ROW, "data": list(unknown_specs), "known": [k[0] for k in closed],
             "metrics": metrics}
 
 
