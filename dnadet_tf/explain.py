@@ -157,7 +157,8 @@ def overlay(image, cam, alpha=OVERLAY_ALPHA, colormap="jet"):
 
 
 def render_explanation(image, cam, title, path, subtitle=""):
-    """Writes a PNG: the (preprocessed) image, and the map laid over it, under `title`."""
+    """Writes a PNG: the (preprocessed) image, and the map laid over it, under `title`. The titles are drawn as
+    given (they hold class names): a `$...$` pair in them is text, not matplotlib mathtext."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -167,10 +168,10 @@ def render_explanation(image, cam, title, path, subtitle=""):
     axes[0].imshow(image, interpolation="nearest")
     axes[0].set_title("input (preprocessed)", fontsize=9)
     axes[1].imshow(overlay(image, cam), interpolation="nearest")
-    axes[1].set_title(subtitle or "Grad-CAM", fontsize=9)
+    axes[1].set_title(subtitle or "Grad-CAM", fontsize=9, parse_math=False)
     for ax in axes:
         ax.set_axis_off()
-    figure.suptitle(title, fontsize=11)
+    figure.suptitle(title, fontsize=11, parse_math=False)
     figure.tight_layout()
     return save_figure_atomic(figure, path)
 

@@ -43,7 +43,8 @@ def classification_metrics(y_true, y_pred, class_names):
 
 
 def plot_confusion_matrix(matrix, class_names, path, title=""):
-    """Writes a confusion-matrix PNG with counts in the cells, rows normalised for colour."""
+    """Writes a confusion-matrix PNG with counts in the cells, rows normalised for colour. `class_names` and
+    `title` are drawn as given: a `$...$` pair in them is text, not matplotlib mathtext."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -55,12 +56,13 @@ def plot_confusion_matrix(matrix, class_names, path, title=""):
     size = 1.2 + 0.6 * len(class_names)
     figure, axes = plt.subplots(figsize=(size + 1.5, size))
     image = axes.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0)
-    axes.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
-    axes.set_yticks(range(len(class_names)), class_names)
+    # names come from folders and files: parse_math=False draws a `$` as itself (mathtext garbled or refused them)
+    axes.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right", parse_math=False)
+    axes.set_yticks(range(len(class_names)), class_names, parse_math=False)
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
     if title:
-        axes.set_title(title)
+        axes.set_title(title, parse_math=False)
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):
             if matrix[i, j]:

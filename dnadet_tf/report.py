@@ -6,7 +6,12 @@ metrics table per dataset, the confusion matrices, a t-SNE of the pooled
 features coloured by class, a few Grad-CAM examples per class, and the run's
 configuration. The PNGs it embeds are also left in DIR (`tsne.png`,
 `gradcam/`). `gradcam/gradcam.json` lists the Grad-CAM PNGs: a report into
-the same DIR again removes those it does not write again, and no other file.
+the same DIR again removes those it does not write again. A report into the
+same DIR replaces the report.html an earlier report wrote (its generator meta
+tag says so) and the tsne.png that report embeds, and removes that tsne.png
+when it draws none; it never replaces or removes a file of yours: with your
+own report.html or tsne.png in DIR it writes report-2.html or tsne-2.png
+(the next free name, as `explain` does) and says so.
 
 t-SNE and Grad-CAM need the Keras model of a run dir; for an exported model
 (SavedModel, .tflite) those sections say so instead. Both use the images
@@ -16,6 +21,7 @@ import base64
 import datetime
 import html
 import os
+import re
 
 import numpy as np
 
@@ -28,6 +34,9 @@ from dnadet_tf.predictor import features_and_logits
 from dnadet_tf.runs import earlier_pngs, remove_unlisted, write_json_atomic, write_text_atomic
 
 REPORT_FILE = "report.html"
+GENERATOR = "dnadet-tf evaluate --report"  # report.html's generator meta tag: what tells an earlier report
+# from a file of the user's (reports written before the tag are told by their title)
+REPORT_MARKERS = (f'<meta name="generator" content="{GENERATOR}">', "<title>dnadet-tf evaluation report: ")
 GRADCAM_DIR = "gradcam"
 GRADCAM_LISTING = "gradcam.json"  # in GRADCAM_DIR: the rows (with `png`) of the Grad-CAM maps the report wrote
 TSNE_PNG = "tsne.png"  # in the report folder: the t-SNE figure
@@ -78,7 +87,8 @@ def tsne_embedding(features, perplexity=TSNE_PERPLEXITY, seed=0):
 
 
 def plot_tsne(points, labels, class_names, path, groups=None, group_names=None, title=""):
-    """Writes a scatter PNG: colour = class, marker = group (e.g. the dataset)."""
+    """Writes a scatter PNG: colour = class, marker = group (e.g. the dataset); names drawn as given (no
+    mathtext)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -102,11 +112,13 @@ def plot_tsne(points, labels, class_names, path, groups=None, group_names=None, 
     if len(group_names) > 1:
         handles += [Line2D([], [], linestyle="", marker=MARKERS[g % len(MARKERS)], color="0.4", label=name)
                     for g, name in enumerate(group_names) if g in set(groups.tolist())]
-    axes.legend(handles=handles, fontsize=8, loc="best", framealpha=0.8)
+    legend = axes.legend(handles=handles, fontsize=8, loc="best", framealpha=0.8)
+    for text in legend.get_texts():  # class and data names: a `$...$` pair in one is text, not mathtext
+        text.set_parse_math(False)
     axes.set_xticks([])
     axes.set_yticks([])
     if title:
-        axes.set_title(title)
+        axes.set_title(title, parse_math=False)
     figure.tight_layout()
     return save_figure_atomic(figure, path)
 
@@ -139,15 +151,26 @@ def _evaluation_rows(rows):
     return [row for row in rows if row.get("kind") != OPEN_SET_ROW]
 
 
+# optional columns of the metrics table: (metrics key, header), shown when a row has the key
+OPTIONAL_COLUMNS = (("ece", "ECE %"), ("ece_uncalibrated", "ECE before temperature scaling %"),
+                    ("flagged_unknown", "flagged unknown %"))
+
+
 def _metrics_table(rows, class_names):
-    """An HTML table: one line per evaluation row, accuracy, macro-F1, macro recall and recall per class (%)."""
-    header = ["data", "images", "accuracy %", "macro-F1 %", "macro recall %"] + [f"recall {c} %" for c in class_names]
+    """An HTML table: one line per evaluation row, accuracy, macro-F1, macro recall, the OPTIONAL_COLUMNS some row
+    holds (ECE, ...) and recall per class (%)."""
+    evaluation_rows = _evaluation_rows(rows)
+    optional = [(key, title) for key, title in OPTIONAL_COLUMNS
+                if any(key in row["metrics"] for row in evaluation_rows)]
+    header = (["data", "images", "accuracy %", "macro-F1 %", "macro recall %"] + [title for _, title in optional]
+              + [f"recall {c} %" for c in class_names])
     out = ["<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr></thead><tbody>"]
-    for row in _evaluation_rows(rows):
+    for row in evaluation_rows:
         m = row["metrics"]
         recall = m.get("per_class_recall", {})
         cells = [row["name"], str(m["num_images"]), f"{100 * m['accuracy']:.2f}", f"{100 * m['macro_f1']:.2f}",
                  f"{100 * m['macro_recall']:.2f}"]
+        cells += [f"{100 * m[key]:.2f}" if key in m else "-" for key, _ in optional]
         cells += [f"{100 * recall[c]:.1f}" if c in recall else "-" for c in class_names]
         title = html.escape(str(row.get("data", "")), quote=True)
         out.append(f'<tr title="{title}">' + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
@@ -184,7 +207,41 @@ def _metrics_section(rows, class_names):
     """The metrics table of the evaluation rows."""
     return ("metrics", "Metrics", _metrics_table(rows, class_names)
             + _note("Accuracy, macro averages over the classes present in the true or the predicted labels, "
-                    "per-class recall; hover a row for its data path."))
+                    "expected calibration error (15 bins), the share of the images the open-set score flags "
+                    "unknown (a calibrated model), per-class recall; hover a row for its data path."))
+
+
+def _table(header, lines):
+    """An HTML table of `header` and `lines` (rows of strings), every cell escaped."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in line) + "</tr>" for line in lines)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _open_set_sections(rows):
+    """The open-set section, for an evaluation with an open-set row (`--unknown`, a benchmark's open_set.txt):
+    AUROC, FPR at 95 % TPR, open-set accuracy, the shares of unknown and known images flagged, and every score's
+    AUROC and FPR95 when measured; [] without one."""
+    open_set = [row for row in rows if row.get("kind") == OPEN_SET_ROW]
+    if not open_set:
+        return []
+    parts = []
+    for row in open_set:
+        m = row["metrics"]
+        parts.append(_table(
+            ["score", "threshold", "known images", "unknown images", "AUROC", "FPR at 95 % TPR %",
+             "open-set accuracy %", "unknown flagged %", "known flagged %"],
+            [[str(m["score"]), f"{m['threshold']:.4g}", str(m["known_images"]), str(m["unknown_images"]),
+              f"{m['auroc']:.4f}", f"{100 * m['fpr_at_95_tpr']:.2f}", f"{100 * m['open_set_accuracy']:.2f}",
+              f"{100 * m['unknown_flagged']:.1f}", f"{100 * m['known_flagged']:.1f}"]]))
+        parts.append(_note(f"{html.escape(', '.join(map(str, row.get('data', []))))} against the known images of "
+                           f"{html.escape(', '.join(map(str, row.get('known', []))))}; an image is flagged unknown "
+                           "where its score passes the threshold."))
+        if m.get("by_score"):
+            parts.append(_table(["score", "AUROC", "FPR at 95 % TPR %"],
+                                [[name, f"{f['auroc']:.4f}", f"{100 * f['fpr_at_95_tpr']:.2f}"]
+                                 for name, f in m["by_score"].items()]))
+    return [("openset", "Open set", "\n".join(parts))]
 
 
 def _confusion_png(row, class_names, out_dir):
@@ -224,28 +281,33 @@ def _tsne_sample(rows, class_names, preprocess, max_images, seed):
     return paths, labels, groups, names
 
 
-def _tsne_figure(model, sample, class_names, out_dir, seed, batch_size, progress):
-    """Writes `out_dir/tsne.png`, the t-SNE of the pooled features (N, D) of `sample` (from `_tsne_sample`,
-    N >= 3), and returns its HTML figure."""
+def _tsne_figure(model, sample, class_names, png, seed, batch_size, progress):
+    """Writes `png` (tsne.png, or the free name `_report_paths` chose), the t-SNE of the pooled features (N, D) of
+    `sample` (from `_tsne_sample`, N >= 3), and returns its HTML figure."""
     paths, labels, groups, names = sample
     progress(f"report: t-SNE of the pooled features of {len(paths)} images")
+    if os.path.basename(png) != TSNE_PNG:
+        progress(f"report: {os.path.join(os.path.dirname(png), TSNE_PNG)} is not an earlier report's t-SNE: kept; "
+                 f"writing {png}")
     features = features_and_logits(model, paths, batch_size)[0]
     points = tsne_embedding(features, seed=seed)
     perplexity = min(TSNE_PERPLEXITY, len(paths) - 1.0)
-    png = plot_tsne(points, labels, class_names, os.path.join(out_dir, TSNE_PNG), groups=groups,
+    png = plot_tsne(points, labels, class_names, png, groups=groups,
                     group_names=names, title=f"t-SNE of the pooled features (perplexity {perplexity:g})")
     return _figure(png, f"{len(paths)} images, {features.shape[1]}-d features; colour = true class"
                    + ("; marker = dataset" if len(names) > 1 else ""), "t-SNE of the pooled features")
 
 
-def _tsne_section(model, rows, class_names, preprocess, out_dir, max_images, seed, batch_size, progress):
-    """The t-SNE figure, or a note saying why there is none (no Keras model, fewer than 3 images); then an earlier
-    report's figure in `out_dir` is removed."""
+def _tsne_section(model, rows, class_names, preprocess, png, earlier, max_images, seed, batch_size, progress):
+    """The t-SNE figure, written to `png`, or a note saying why there is none (no Keras model, fewer than 3
+    images); the files of `earlier` (the t-SNE PNGs of the report replaced) that it does not write are removed."""
     heading = "t-SNE of the pooled features"
     sample = None if model is None else _tsne_sample(rows, class_names, preprocess, max_images, seed)
     if sample is not None and len(sample[0]) >= 3:
-        return ("tsne", heading, _tsne_figure(model, sample, class_names, out_dir, seed, batch_size, progress))
-    _remove_if_there(os.path.join(out_dir, TSNE_PNG))
+        figure = _tsne_figure(model, sample, class_names, png, seed, batch_size, progress)
+        remove_unlisted(earlier, [png])
+        return ("tsne", heading, figure)
+    remove_unlisted(earlier, [])
     return ("tsne", heading, _note("Not available: t-SNE needs the Keras model of a run dir." if sample is None
                                    else f"Not enough images for t-SNE ({len(sample[0])})."))
 
@@ -254,6 +316,67 @@ def _remove_if_there(path):
     """Removes the file at `path` when there is one."""
     if os.path.isfile(path):
         os.remove(path)
+
+
+def is_report(path):
+    """Whether the file at `path` is a report.html this module wrote (its generator meta tag; one written before
+    the tag had it by its title): what a report into the same folder may replace."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return any(marker in head for marker in REPORT_MARKERS)
+
+
+def _embedded_pngs(path, section):
+    """The base64 text of every PNG the report at `path` embeds in its section `section` ("tsne"; a set, empty when
+    it cannot be read). The t-SNE section's alone: a file of the user's may well be a copy of another figure."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return set()
+    found = re.search(rf'<section id="{re.escape(section)}">(.*?)</section>', text, re.S)
+    return set(re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', found.group(1))) if found else set()
+
+
+def _numbered(name, number):
+    """`name` for 1, else NAME-number.EXT (report-2.html)."""
+    stem, ext = os.path.splitext(name)
+    return name if number == 1 else f"{stem}-{number}{ext}"
+
+
+def _free_path(out_dir, name, replaceable):
+    """The path of `name` in `out_dir`, or of NAME-2.EXT, NAME-3.EXT, ...: the first that is absent or a file that
+    `replaceable` (path -> bool) says an earlier report wrote."""
+    number = 1
+    while True:
+        path = os.path.join(out_dir, _numbered(name, number))
+        if not os.path.lexists(path) or (os.path.isfile(path) and replaceable(path)):
+            return path
+        number += 1
+
+
+def _report_paths(out_dir):
+    """(report, tsne, earlier_tsne): where the report writes its HTML and its t-SNE PNG in `out_dir`, and the t-SNE
+    PNGs of the earlier report it replaces (which it replaces or removes).
+
+    The HTML goes to report.html, or to report-2.html, -3, ... when a file that is not a report (`is_report`) holds
+    the name; an earlier report there is replaced. Its t-SNE PNGs (tsne.png, tsne-2.png, ...) are those whose bytes
+    its t-SNE section embeds; the t-SNE goes to tsne.png, or the next name that is free or one of those. A file of
+    the user's is neither written over nor removed."""
+    report = _free_path(out_dir, REPORT_FILE, is_report)
+    embedded = _embedded_pngs(report, "tsne") if os.path.isfile(report) else set()
+    stem, ext = os.path.splitext(TSNE_PNG)
+    earlier = []
+    for name in sorted(os.listdir(out_dir)) if embedded else []:
+        path = os.path.join(out_dir, name)
+        if re.fullmatch(rf"{re.escape(stem)}(-[0-9]+)?{re.escape(ext)}", name) and os.path.isfile(path) \
+                and embed_png(path).split(",", 1)[1] in embedded:
+            earlier.append(path)
+    tsne = _free_path(out_dir, TSNE_PNG, lambda path: path in earlier)
+    return report, tsne, earlier
 
 
 def _gradcam_sample(spec, class_names, preprocess, per_class, seed):
@@ -334,7 +457,7 @@ def _page(source, num_classes, sections):
     generated = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     nav = " · ".join(f'<a href="#{key}">{html.escape(heading)}</a>' for key, heading, _ in sections)
     parts = [
-        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">', REPORT_MARKERS[0],
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{html.escape(title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>",
         f"<h1>{html.escape(title)}</h1>",
@@ -362,20 +485,25 @@ def write_report(predictor, rows, out_dir, settings=None, gradcam_per_class=2, t
 
     Beside the HTML: `tsne.png`, confusion PNGs of rows without one, and `gradcam/` with its PNGs and their
     listing (`gradcam.json`); the Grad-CAM PNGs an earlier report listed there and this one does not write again
-    are removed. Returns the path of the HTML file.
+    are removed. An earlier report's report.html and the tsne.png it embeds are replaced (that tsne.png removed
+    when there is no t-SNE); a file of the user's under either name is kept, and the report takes the next free
+    name (report-2.html, tsne-2.png; `_report_paths`), which `progress` names. Returns the path of the HTML file.
     """
     os.makedirs(out_dir, exist_ok=True)
     class_names = list(predictor.class_names)
     model = getattr(predictor, "model", None)
+    path, tsne_png, earlier_tsne = _report_paths(out_dir)
     sections = [
         _metrics_section(rows, class_names),
+        *_open_set_sections(rows),
         _confusion_section(rows, class_names, out_dir),
-        _tsne_section(model, rows, class_names, predictor.preprocess, out_dir, tsne_max_images, seed, batch_size,
-                      progress),
+        _tsne_section(model, rows, class_names, predictor.preprocess, tsne_png, earlier_tsne, tsne_max_images, seed,
+                      batch_size, progress),
         _gradcam_section(model, rows, class_names, predictor.preprocess, out_dir, gradcam_per_class, layer, method,
                          seed, batch_size, progress),
         _config_section(predictor, settings),
     ]
-    path = os.path.join(out_dir, REPORT_FILE)
+    if os.path.basename(path) != REPORT_FILE:
+        progress(f"report: {os.path.join(out_dir, REPORT_FILE)} is not an earlier report: kept; writing {path}")
     write_text_atomic(path, _page(getattr(predictor, "source", ""), len(class_names), sections))
     return path

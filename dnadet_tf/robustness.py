@@ -76,10 +76,16 @@ def format_robustness_table(rows):
     return render_table([header] + body)
 
 
+def markdown_cell(text):
+    """`text` as one cell of a Markdown table: `|` escaped (it ended the cell: a data name holding one shifted the
+    row's columns) and line breaks made spaces (one ended the row)."""
+    return " ".join(str(text).replace("|", "\\|").splitlines())
+
+
 def robustness_markdown(rows, title="Accuracy (%) under test-time attacks"):
-    """The same table as Markdown."""
+    """The same table as Markdown (each cell through `markdown_cell`)."""
     header, body = _cells(rows)
-    lines = [f"### {title}", "", "| " + " | ".join(header) + " |",
+    lines = [f"### {title}", "", "| " + " | ".join(map(markdown_cell, header)) + " |",
              "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
-    lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    lines += ["| " + " | ".join(map(markdown_cell, cells)) + " |" for cells in body]
     return "\n".join(lines) + "\n"
