@@ -43,8 +43,11 @@ def register(subparsers):
     parser.add_argument("--perturb", help=f"perturb test images first: {AUGMENT_NAMES_HELP}")
     parser.add_argument("--seed", type=int, default=0, help="seed of the perturbations")
     parser.add_argument("--report", metavar="DIR",
-                        help="also write DIR/report.html: a self-contained HTML report (metrics, confusion "
-                             "matrices, t-SNE of the pooled features, Grad-CAM examples, configuration)")
+                        help="also write DIR/report.html: a self-contained HTML report (metrics with ECE, confusion "
+                             "matrices, the open-set figures when there are some, t-SNE of the pooled features, "
+                             "Grad-CAM examples, configuration); an earlier report's report.html and tsne.png in DIR "
+                             "are replaced, a file of yours of that name is kept and the report takes the next free "
+                             "name (report-2.html, tsne-2.png)")
     parser.set_defaults(func=run)
 
 
