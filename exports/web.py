@@ -5,8 +5,9 @@ Layout of the site (every path relative to it, every request same-origin):
                                     boot.js, a classic script, says what to do when the page is opened from disk
   manifest.webmanifest, icon-*.png  installable web app
   sw.js                             service worker: caches every file below on the first visit (offline use)
-  site.json                         what the page loads: model, sidecar, runtime folder, pixel limit, and the
-                                    build id (the hash of the site's files, also in sw.js's cache name)
+  site.json                         what the page loads: model and sidecar (with their SHA-256, which the page
+                                    checks), runtime folder, pixel limit, and the build id (the hash of the
+                                    site's files, also in sw.js's cache name)
   model/NAME-<fmt>.tflite, .json    the attributor and its sidecar (labels, preprocessing, quantization)
   vendor/litertjs/                  LiteRT.js (@litertjs/core, pinned in web/package-lock.json) and its
                                     non-threaded WASM builds (relaxed SIMD and compat), plus its licence
@@ -119,6 +120,11 @@ def _sha256_base64(text):
     return base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
 
 
+def _file_sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
 def _copy(source, target):
     os.makedirs(os.path.dirname(target), exist_ok=True)
     shutil.copyfile(source, target)
@@ -158,6 +164,9 @@ def write_site(folder, tflite_path, runtime, max_pixels, site_info):
         f.write(html)
     site = {
         "created_by": "dnadet-tf export --formats web", **site_info, "model": model_rel, "sidecar": sidecar_rel,
+        # The page refuses a model or sidecar that is not this export's (a newer export's, fetched meanwhile).
+        "model_sha256": _file_sha256(os.path.join(folder, model_rel)),
+        "sidecar_sha256": _file_sha256(os.path.join(folder, sidecar_rel)),
         "runtime": {"package": RUNTIME_PACKAGE, "version": runtime_version, "wasm": "vendor/litertjs/wasm/"},
         "max_pixels": max_pixels,
     }

@@ -1,6 +1,7 @@
 /**
  * The attributor: loads the site's configuration, the sidecar JSON, the LiteRT.js
- * runtime and the .tflite model, and attributes one image at a time.
+ * runtime and the .tflite model (the sidecar and model checked against site.json's
+ * SHA-256, so that the build id shown is the model's), and attributes one image at a time.
  *
  * attribute(input) -> {probabilities: {class: p}, class_name, class_id, probability,
  *   seconds, timings: {decode_ms, preprocess_ms, inference_ms}, [ood_score, unknown, ood_threshold]}
@@ -22,7 +23,7 @@ export class StartupError extends Error {
   }
 }
 
-async function fetchJson(url) {
+async function fetchFile(url) {
   let response;
   try {
     response = await fetch(url);
@@ -30,7 +31,28 @@ async function fetchJson(url) {
     throw new StartupError(`${url}: cannot be fetched (${error.message}); serve the site over http(s).`);
   }
   if (!response.ok) throw new StartupError(`${url}: expected the file, received HTTP ${response.status}.`);
-  return response.json();
+  return response;
+}
+
+const hex = (buffer) => [...new Uint8Array(buffer)].map((b) => b.toString(16).padStart(2, "0")).join("");
+
+/**
+ * The bytes of a file that site.json names, checked against its SHA-256 there (when it has one: an export of an
+ * older version has none; and where the browser has no crypto.subtle, a page not served over https or from
+ * localhost, which has no service worker either). Another export's file (the site was exported again while
+ * the page loaded) is refused, never run under this build's id.
+ */
+async function fetchChecked(site, base, rel, sha256) {
+  const bytes = new Uint8Array(await (await fetchFile(new URL(rel, base))).arrayBuffer());
+  if (sha256 && globalThis.crypto?.subtle) {
+    const digest = hex(await crypto.subtle.digest("SHA-256", bytes));
+    if (digest !== sha256) {
+      throw new StartupError(`${rel}: not the file of this site's build ${site.build} (SHA-256 ` +
+        `${digest.slice(0, 12)}…, expected ${sha256.slice(0, 12)}…): the site was exported again while the page ` +
+        "loaded; reload the page.");
+    }
+  }
+  return bytes;
 }
 
 /** Reads one input (URL string, URL, Blob/File, ArrayBuffer or typed array) as {bytes, type}. */
@@ -67,8 +89,15 @@ export class Attributor {
       throw new StartupError("this browser cannot run the model: WebAssembly is not available.");
     }
     const started = performance.now();
-    const site = await fetchJson(new URL("site.json", base));
-    const sidecar = await fetchJson(new URL(site.sidecar, base));
+    const siteUrl = new URL("site.json", base);
+    const site = await (await fetchFile(siteUrl)).json();
+    let sidecar;
+    try {
+      sidecar = JSON.parse(new TextDecoder().decode(await fetchChecked(site, base, site.sidecar, site.sidecar_sha256)));
+    } catch (error) {
+      if (error instanceof StartupError) throw error;
+      throw new StartupError(`${site.sidecar}: not a JSON file (${error.message}).`);
+    }
     for (const [key, tensor] of [["input", sidecar.input], ["output", sidecar.output]]) {
       if (tensor?.dtype !== "float32") {
         throw new StartupError(`${site.sidecar}: expected a model with float32 ${key} (LiteRT.js has no int8 ` +
@@ -85,9 +114,10 @@ export class Attributor {
     } catch (error) {
       throw new StartupError(`this browser cannot run the model: LiteRT.js did not start (${error.message}).`);
     }
+    const modelBytes = await fetchChecked(site, base, site.model, site.model_sha256);
     let model;
     try {
-      model = await loadAndCompile(new URL(site.model, base).href, {accelerator: "wasm"});
+      model = await loadAndCompile(modelBytes, {accelerator: "wasm"});
     } catch (error) {
       throw new StartupError(`${site.model}: LiteRT.js cannot load it (${error.message}).`);
     }
@@ -160,10 +190,9 @@ export class Attributor {
     }
     let best = 0;
     for (let i = 1; i < probabilities.length; i++) if (probabilities[i] > probabilities[best]) best = i;
-    const byClass = {};
-    this.classNames.forEach((name, i) => { byClass[name] = probabilities[i]; });
     return {
-      probabilities: byClass,
+      // Own keys for every class, "__proto__" too (an assignment to {} would set the object's prototype).
+      probabilities: Object.fromEntries(this.classNames.map((name, i) => [name, probabilities[i]])),
       class_name: this.classNames[best],
       class_id: best,
       probability: probabilities[best],

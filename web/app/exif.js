@@ -5,8 +5,9 @@
  * The browser would rotate an image by its EXIF orientation on its own, and
  * browsers differ in whether and where they read it. So the page reads the
  * orientation tag itself (JPEG APP1 "Exif", PNG eXIf chunk anywhere before IEND,
- * WebP EXIF chunk; a SHORT or a LONG), hands the browser a copy of the file whose
- * tag says 1 (as stored), and applies the transposition to the decoded pixels
+ * WebP EXIF chunk; of any numeric TIFF type, applied when its value equals an integer 2-8 as
+ * Pillow applies it), hands the browser a copy of the file whose tag says 1 (as stored), and applies
+ * the transposition to the decoded pixels
  * (`orientedToStored`). When the EXIF data has no orientation tag, Pillow's
  * `getexif` takes XMP's tiff:Orientation (JPEG APP1, PNG iTXt, compressed or not,
  * WebP "XMP " chunk), and so does the page; browsers ignore XMP, so those bytes stay as they are.
@@ -111,39 +112,77 @@ function pngXmp(bytes, data) {
   return {start: text, end: data.end, compressed};
 }
 
+// TIFF field types as Pillow reads them (TiffImagePlugin's loaders): bytes per value, and the first value as a
+// number. BYTE, ASCII and UNDEFINED have no `read`: Pillow keeps bytes or text, which equal no orientation.
+// Pillow skips an entry of any other type as if it were not there.
+const ratio = (numerator, denominator) =>
+  // Pillow's IFDRational: NaN for a zero denominator, else the exact fraction (an integer only when it divides).
+  (denominator !== 0 && numerator % denominator === 0 ? numerator / denominator : NaN);
+const FIELD_TYPES = {
+  1: {size: 1}, 2: {size: 1}, 7: {size: 1},
+  3: {size: 2, read: (v, o, le) => v.getUint16(o, le)},  // SHORT
+  4: {size: 4, read: (v, o, le) => v.getUint32(o, le)},  // LONG
+  5: {size: 8, read: (v, o, le) => ratio(v.getUint32(o, le), v.getUint32(o + 4, le))},  // RATIONAL
+  6: {size: 1, read: (v, o) => v.getInt8(o)},  // SBYTE
+  8: {size: 2, read: (v, o, le) => v.getInt16(o, le)},  // SSHORT
+  9: {size: 4, read: (v, o, le) => v.getInt32(o, le)},  // SLONG
+  10: {size: 8, read: (v, o, le) => ratio(v.getInt32(o, le), v.getInt32(o + 4, le))},  // SRATIONAL
+  11: {size: 4, read: (v, o, le) => v.getFloat32(o, le)},  // FLOAT
+  12: {size: 8, read: (v, o, le) => v.getFloat64(o, le)},  // DOUBLE
+  13: {size: 4, read: (v, o, le) => v.getUint32(o, le)},  // IFD
+  16: {size: 8, read: (v, o, le) => Number(v.getBigUint64(o, le))},  // LONG8
+};
+
 /**
- * The orientation entry of IFD0: {offset: byte offset of its (first) value, size: 2 (SHORT) or 4 (LONG), little},
- * {offset: -1} when the entry is there but unusable (Pillow then applies nothing either), or null when
- * there is none.
+ * The orientation tags of IFD0, read as Pillow's ImageFileDirectory_v2.load reads them: {value, entries}.
+ * value: the first value of the first orientation entry that Pillow keeps, a number (NaN for bytes or text),
+ * or null when Pillow keeps none (it skips an entry of an unknown type or with no values as if it were not
+ * there, and since Pillow 13 one whose values would take its running total of values stored outside the entries
+ * past the data's size; it stops at values that lie outside the data; then it reads XMP). Pillow applies the
+ * value only when it equals an integer 2-8 (a SHORT 6, and as well an SSHORT 6, a FLOAT 6.0 or a RATIONAL 12/2).
+ * entries: the byte offsets of every orientation entry (`takeOrientation` neutralises them all).
+ * Null when there is no TIFF header or IFD0.
  */
-function orientationEntry(bytes, tiff) {
+function orientationTags(bytes, tiff) {
   const {start, end} = tiff;
   if (end - start < 8) return null;
   const little = bytes[start] === 0x49 && bytes[start + 1] === 0x49;
   const big = bytes[start] === 0x4d && bytes[start + 1] === 0x4d;
   if (!little && !big) return null;
-  const u16 = (o) => (little ? bytes[o] | (bytes[o + 1] << 8) : (bytes[o] << 8) | bytes[o + 1]);
-  const u32 = (o) => (little
-    ? (bytes[o] | (bytes[o + 1] << 8) | (bytes[o + 2] << 16) | (bytes[o + 3] << 24)) >>> 0
-    : ((bytes[o] << 24) | (bytes[o + 1] << 16) | (bytes[o + 2] << 8) | bytes[o + 3]) >>> 0);
-  if (u16(start + 2) !== 42) return null;
-  const ifd = start + u32(start + 4);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (view.getUint16(start + 2, little) !== 42) return null;
+  const ifd = start + view.getUint32(start + 4, little);
   if (ifd + 2 > end) return null;
-  const count = u16(ifd);
+  const found = {value: null, entries: []};
+  const kept = new Set();  // the tags Pillow read: it skips a later entry of the same tag
+  // Pillow's running total of the values stored outside the entries: past the data's size, an entry is skipped.
+  let outside = 0;
+  let stopped = false;  // Pillow read no further (the browser may: the entries are still collected)
+  const count = view.getUint16(ifd, little);
   for (let k = 0; k < count; k++) {
     const entry = ifd + 2 + 12 * k;
-    if (entry + 12 > end) return null;
-    if (u16(entry) === ORIENTATION_TAG) {
-      const size = {3: 2, 4: 4}[u16(entry + 2)];
-      const values = u32(entry + 4);
-      if (!values) return null;  // Pillow keeps no value, as if there were no entry
-      if (!size) return {offset: -1};
-      // Pillow takes the first value: in the entry when all fit in 4 bytes, else where the entry points.
-      const offset = size * values <= 4 ? entry + 8 : start + u32(entry + 8);
-      return offset + size <= end ? {offset, size, little} : {offset: -1};
+    if (entry + 12 > end) break;  // Pillow stops reading and keeps what it read
+    const tag = view.getUint16(entry, little);
+    if (tag === ORIENTATION_TAG) found.entries.push(entry);
+    if (stopped || kept.has(tag)) continue;
+    const type = FIELD_TYPES[view.getUint16(entry + 2, little)];
+    if (!type) continue;
+    const size = type.size * view.getUint32(entry + 4, little);
+    let offset = entry + 8;
+    if (size > 4) {
+      outside += size;
+      if (outside > end - start) continue;
+      offset = start + view.getUint32(entry + 8, little);
+      if (offset + size > end) {  // Pillow's read fails: it stops there, keeping what it read
+        stopped = true;
+        continue;
+      }
     }
+    if (size === 0) continue;
+    kept.add(tag);
+    if (tag === ORIENTATION_TAG) found.value = type.read ? type.read(view, offset, little) : NaN;
   }
-  return null;
+  return found;
 }
 
 /**
@@ -183,27 +222,30 @@ async function xmpOrientation(bytes, xmps) {
   return null;
 }
 
-const valid = (value) => (value >= 2 && value <= 8 ? value : 1);
+const valid = (value) => (Number.isInteger(value) && value >= 2 && value <= 8 ? value : 1);
 
 /**
  * Reads the EXIF orientation (else XMP's) and neutralises the EXIF one.
  * @param {Uint8Array} bytes the encoded file
- * @returns {Promise<{orientation: number, bytes: Uint8Array}>} orientation 1-8 (1 when absent
- *   or invalid) and the bytes to decode: a copy whose EXIF tag says 1 when it said 2-8.
+ * @returns {Promise<{orientation: number, bytes: Uint8Array}>} orientation 1-8 (1 when absent, or when Pillow
+ *   would not apply it) and the bytes to decode: a copy in which every orientation entry of IFD0 says SHORT 1,
+ *   so that the browser applies none.
  */
 export async function takeOrientation(bytes) {
   const {tiff, xmps} = findMetadata(bytes);
-  const entry = tiff ? orientationEntry(bytes, tiff) : null;
-  if (!entry) return {orientation: valid(await xmpOrientation(bytes, xmps)), bytes};
-  const {offset, size, little} = entry;
-  if (offset < 0) return {orientation: 1, bytes};
-  let value = 0;
-  for (let k = 0; k < size; k++) value = value * 256 + bytes[little ? offset + size - 1 - k : offset + k];
-  if (value < 2 || value > 8) return {orientation: 1, bytes};
+  const tags = tiff ? orientationTags(bytes, tiff) : null;
+  if (!tags?.entries.length) return {orientation: valid(await xmpOrientation(bytes, xmps)), bytes};
+  const orientation = valid(tags.value === null ? await xmpOrientation(bytes, xmps) : tags.value);
   const copy = bytes.slice();
-  copy.fill(0, offset, offset + size);
-  copy[little ? offset : offset + size - 1] = 1;
-  return {orientation: value, bytes: copy};
+  const view = new DataView(copy.buffer);
+  const little = copy[tiff.start] === 0x49;
+  for (const entry of tags.entries) {
+    view.setUint16(entry + 2, 3, little);  // SHORT
+    view.setUint32(entry + 4, 1, little);  // one value
+    view.setUint32(entry + 8, 0);
+    view.setUint16(entry + 8, 1, little);  // 1, in the entry
+  }
+  return {orientation, bytes: copy};
 }
 
 /** True when the orientation swaps width and height (5-8). */

@@ -16,9 +16,11 @@
  * `?build=compat` forces LiteRT.js's build without relaxed SIMD (what a browser
  * without it gets); `?sw=0` skips the service worker.
  *
- * A returning visitor's page runs from the worker's cache; the page asks for a new worker
- * at once (`update`, not at the browser's leisure), and when one of a new export takes over
- * the page, the page says so, or reloads when it shows no result yet.
+ * A returning visitor's page runs from the worker's cache (site.json, sidecar and model of the
+ * worker's build); the page asks for a new worker at once (`update`, not at the browser's
+ * leisure). Whenever a worker of another build than the page's takes over the page (also a page
+ * opened on the first visit, when another tab brings a later export's worker), the page says so,
+ * or reloads when it shows no result yet.
  */
 import {Attributor} from "./attributor.js";
 import {startUi} from "./ui.js";
@@ -36,10 +38,19 @@ window.dnadet = {
 const ui = startUi(document, window.dnadet);
 
 if ("serviceWorker" in navigator && params.get("sw") !== "0") {
-  // A first visit's worker also takes over the page (clients.claim): that is no new export.
   const returning = navigator.serviceWorker.controller !== null;
-  navigator.serviceWorker.addEventListener("controllerchange", () => {
-    if (returning) ui.newExportInstalled();
+  // A first visit's worker also takes over the page (clients.claim): that one is, as a rule, no new export.
+  let firstClaim = !returning;
+  navigator.serviceWorker.addEventListener("controllerchange", async () => {
+    const ownWorker = firstClaim;
+    firstClaim = false;
+    // The worker now in control serves its own build's site.json: another build than the page's is a new export.
+    const [running, installed] = await Promise.all([
+      loading.then((attributor) => attributor.site.build, () => undefined),
+      fetch(new URL("site.json", base)).then((response) => (response.ok ? response.json() : undefined))
+        .then((site) => site?.build, () => undefined),
+    ]);
+    if (running && installed ? running !== installed : !ownWorker) ui.newExportInstalled();
   });
   navigator.serviceWorker.register(new URL("sw.js", base), {scope: base.pathname}).then((registration) => {
     // Offline the check fails, and the cached site goes on working.

@@ -6,15 +6,16 @@
  * requests for those files from that cache and lets every other request go to the
  * network. A new export changes BUILD, so the browser installs the new worker, which
  * caches the new files and deletes the caches of older builds of the same site.
- * site.json goes to the network first (the cache when offline), so that a page opened
- * after a re-export names the new export's files at once.
+ * site.json comes from the cache too: a page this worker serves names the build whose
+ * model and sidecar it gets (the files of every export have the same names), never a
+ * newer export's build id with this one's model. A re-export reaches the page through
+ * the new worker (main.js: the page reloads, or says to reload).
  */
 const BUILD = "__BUILD__";
 const FILES = __FILES__;
 // One cache family per site (scope): two exported sites on one origin must not delete each other's cache.
 const PREFIX = `dnadet-web-${new URL(self.registration.scope).pathname}-`;
 const CACHE = `${PREFIX}${BUILD}`;
-const NETWORK_FIRST = ["site.json"];
 
 self.addEventListener("install", (event) => {
   event.waitUntil(
@@ -44,13 +45,5 @@ self.addEventListener("fetch", (event) => {
   const scope = new URL(self.registration.scope);
   // The site's root is its index page.
   const key = url.pathname === scope.pathname ? new URL("index.html", scope).href : url.origin + url.pathname;
-  if (NETWORK_FIRST.some((file) => key === new URL(file, scope).href)) {
-    event.respondWith(
-      fetch(key, {cache: "no-cache"})
-        .then((response) => (response.ok ? response : fromCache(key).then((cached) => cached || response)))
-        .catch((error) => fromCache(key).then((cached) => cached || Promise.reject(error))),
-    );
-    return;
-  }
   event.respondWith(fromCache(key).then((cached) => cached || fetch(request)));
 });

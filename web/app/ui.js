@@ -28,6 +28,7 @@ export function startUi(doc, api) {
   const drop = $("drop");
   const buttons = [$("choose"), $("camera")];
   let previewUrl = null;
+  let startFailed = false;  // the attributor could not start: nothing on screen to lose
   let busy = null;  // the file being attributed
   let next = null;  // the latest file picked meanwhile
   const fileName = (file) => file.name || "the pasted image";
@@ -143,6 +144,7 @@ export function startUi(doc, api) {
     for (const button of buttons) button.disabled = false;
     status.textContent = "Ready: choose, drop, paste or photograph an image.";
   }, (failure) => {
+    startFailed = true;
     status.textContent = "";
     $("model-line").textContent = "The attributor could not start.";
     showError(failure.message);
@@ -150,8 +152,9 @@ export function startUi(doc, api) {
 
   return {
     newExportInstalled() {
-      // The page still runs the model it loaded; with nothing on screen to lose, it loads the new one.
-      if (result.hidden && error.hidden && !busy) {
+      // The page still runs the model it loaded; with nothing on screen to lose, it loads the new one (also when
+      // it could not start: its files may have been half the old export's, half the new one's).
+      if (result.hidden && (error.hidden || startFailed) && !busy) {
         location.reload();
         return;
       }
