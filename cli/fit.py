@@ -51,7 +51,8 @@ def register(subparsers):
                         help="with --init, load only the encoder weights that match instead of stopping when "
                         "the encoders differ (e.g. another --width)")
     parser.add_argument("--base", action="store_true",
-                        help="train the paper's Base: whole images, cross-entropy only, no patches, no contrastive loss")
+                        help="train the paper's Base: whole images, cross-entropy only, no patches, no contrastive loss; "
+                        "Base+PT when it starts from a step 1 (--init, and the cpu preset's default --init packaged)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its last checkpoint, with its own settings (config.json): "
                         "only --steps, --val-every, --strategy and --jit may change; another --preset, --data, --val "
@@ -120,8 +121,8 @@ def register(subparsers):
                         help="put the training patches' corners on multiples of N px of the network's input "
                         "(default 1: anywhere; at most --resize2 minus --patch-size; pretrain --crop-grid does the same in step 1)")
     parser.add_argument("--extra-real", metavar="auto|packaged|none|DIR",
-                        help="add to the real class (named real, else the one class with 'real' as a word of its name, "
-                        "such as Real or 0_real) as many 128 px crops of other photos as it has training "
+                        help="add to the real class (named real, else the one class with 'real' or 'reals' as a word of "
+                        "its name, such as Real or 0_real) as many 128 px crops of other photos as it has training "
                         "images: 'packaged' (the 60 photos shipped with the package), a folder of photos, 'auto' "
                         "(packaged when there is a real class, else nothing) or 'none' (preset: cpu auto, paper and "
                         "tiny none; docs/results.md, \"Real photos of other content in the real class\")")

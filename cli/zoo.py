@@ -60,7 +60,7 @@ def register(subparsers):
     swap = actions.add_parser(
         "swap-content",
         help="run the zoo's training generators on the cross-dataset photos and the cross-dataset generators "
-             "on the training photos: content and weights, one at a time",
+             "on the test split's photos: content and weights, one at a time",
         description=(
             "A zoo's cross_dataset split changes the photos' content and the generators' weights at once "
             "(every family trained anew on domain B). This writes two splits that change one each, into a "
