@@ -49,14 +49,17 @@ def register(subparsers):
             "--means-per-class G, to the nearest of G k-means centres of the others; with --means-per-class 1, by "
             "the class statistics of the others): docs/results.md, 'The open set after "
             "adapt --labeled'; with --images it is refitted on those images, each labeled by the adapted run's "
-            "answer (2 or more answers of every class): from faces to scenes 2.7 % of the new content's known "
-            "images and 99.9 % of its unseen architectures flagged, where the run's own flagged every image; images "
+            "answer (2 or more answers of every class; the run's known rate, radii and means kept): from faces to "
+            "scenes 2.7 % of the new content's known images and 99.9 % of its unseen architectures flagged, where "
+            "the run's own flagged every image; images "
             "of unseen architectures among those adapted to count as known (a tenth of them: 26.4 % of those "
             "architectures flagged): docs/results.md, 'The open set after adapt --images'; "
             "with --photos it is dropped (one fitted on the made mix flagged 81.5-82 % of the new content's known "
-            "images: docs/results.md, 'The open set after adapt --photos'; kept as it was, calibration.json "
-            "copied, with --blend 0, which leaves the run's model as it was), and 'dnadet-tf calibrate OUT --data "
-            "LABELED --val LABELED' refits it."
+            "images: docs/results.md, 'The open set after adapt --photos'), and 'dnadet-tf calibrate OUT --data "
+            "LABELED --val LABELED' refits it; with --images or --photos and --blend 0, which leaves the run's "
+            "model as it was, it is kept as it was (calibration.json copied). A file given more than once (the "
+            "same file, by its real path) counts once, with a warning; with --labeled, one file in two classes is "
+            "refused."
         ),
         formatter_class=HelpFormatter,
     )
@@ -66,7 +69,8 @@ def register(subparsers):
                         "import-torch)")
     given = parser.add_mutually_exclusive_group(required=True)
     given.add_argument("--images", nargs="+", metavar="PATH",
-                       help="unlabeled images of the new content: files or folders (read recursively)")
+                       help="unlabeled images of the new content: files or folders (read recursively; a file "
+                            "given more than once counts once)")
     given.add_argument("--photos", metavar="DIR",
                        help="real photos of the new content, no fakes (read recursively; 128 px or more on the "
                             "shorter side): the mix is made of them and the run's training fakes")
@@ -87,7 +91,9 @@ def register(subparsers):
     parser.add_argument("--fakes", metavar="DATA",
                         help="with --photos: the training data whose fakes are laid over the photos (default: the "
                              "run's, as its config.json names it)")
-    parser.add_argument("--out", required=True, help="the adapted run dir to write (RUN itself is kept)")
+    parser.add_argument("--out", required=True, help="the adapted run dir to write (RUN itself is kept: RUN, a "
+                        "symbolic link to it or a folder holding it is refused; with --overwrite, so is a symbolic "
+                        "link to a folder of files)")
     parser.add_argument("--blend", type=float, default=None,
                         help="share of the new images in the statistics, 0 to 1 (1: theirs alone; 0.5: half the "
                              "run's own, for a mix of both contents; 0.25 with --photos keeps the training content) "

@@ -25,8 +25,8 @@ With a few labeled images of the new content (`adapt --labeled`), the statistics
 stage by default) and the logits layer answers the class of the nearest of them (`labeled_head.labeled_head`).
 
 The open-set calibration described the training content: `adapt --labeled` refits it on the labeled images,
-`adapt --images` on the images, each labeled by the adapted run's answer; `adapt --photos` drops it, but keeps it
-(calibration.json copied) with blend 0, which leaves the model the run's own.
+`adapt --images` on the images, each labeled by the adapted run's answer; `adapt --photos` drops it; `--images` and
+`--photos` keep it (calibration.json copied) with blend 0, which leaves the model the run's own.
 
 `adapt_model` does all of it in memory (a model and image paths -> the adapted classifier and a report; what the
 benchmarks measure); `adapt_run` reads the run dir and the images, calls it, and writes the new run dir
@@ -43,7 +43,8 @@ from dnadet_tf.calibrate import CALIBRATION_FILE
 from dnadet_tf.config import ADAPT_FIRST_STAGE, ENCODER_STAGES, LABELED_FIRST_STAGE, PHOTO_FIRST_STAGE
 from dnadet_tf.data import collect_image_paths, readable_images
 from dnadet_tf.errors import DataError, DnadetError, RunDirError
-from dnadet_tf.labeled_head import check_means_per_class, head_line, labeled_files, labeled_head
+from dnadet_tf.labeled_head import (check_means_per_class, head_line, labeled_files, labeled_head, repeats,
+                                    repeats_line)
 from dnadet_tf.model import batchnorm_layers, layer_stage
 from dnadet_tf.photo_mix import PHOTO_BLEND, photo_mix
 from dnadet_tf.predictor import features_and_logits
@@ -53,7 +54,7 @@ from dnadet_tf.runs import ADAPTATION_FILE, RunDir, save_model_atomic, write_jso
 FEW_IMAGES = 20  # from 20 the draw of images mattered little (docs/results.md): fewer are allowed, with a warning
 ONE_CLASS_SHARE = 0.6  # above this share of one answer before adapting, a warning: one class's statistics fail
 PHOTO_SHEET = "adaptation_images.png"
-# adaptation.json's "calibration" of a run whose model is the source run's (`adapt --photos --blend 0`)
+# adaptation.json's "calibration" of a run whose model is the source run's (`adapt --images/--photos --blend 0`)
 KEPT_CALIBRATION = "the run's own, kept: --blend 0 left its model unchanged"
 # `adapt --labeled` refits the open-set calibration on its labeled images when every class has this many, each
 # scored with the statistics of the others (class means, 5 per class, six content shifts: 3.7-5.4 % of the new content's
@@ -190,26 +191,28 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
     not have are added after its own (`prototypes`). `means_per_class` G > 1 (one spec): G means per class, of the
     clusters k-means finds in each class's features (labeled images of several contents in one folder).
 
-    Files that cannot be decoded or are too small are skipped with one warning line each. The open-set
+    Files that cannot be decoded or are too small are skipped with one warning line each; a file given more than
+    once (the same real path) counts once, where it first occurs, with one warning line saying how many repeats were
+    dropped (one labeled with two classes is refused: `labeled_head.without_repeats`). The open-set
     calibration described the training content: with `labeled` images, MIN_CALIBRATION_IMAGES or more of every
     class, it is refitted on them, each scored with the statistics of the others (`labeled_calibration`: its
     distance to the nearest other labeled image of each class for the default head, which answers by those
     images, else to the class means of the others; the run's known rate and radii, its score when a distance
     score), and written to out/calibration.json; with `images`, on those images, each labeled by the adapted run's
-    answer (`answered_calibration`; MIN_CALIBRATION_IMAGES or more answers of every class; the run's temperature
-    kept); otherwise it is dropped (`dnadet-tf calibrate OUT --data ... --val ...` refits it on labeled images of the
-    new content), but with `photos` and `blend` 0, which leave the model the run's own, kept as it was (the run's
-    calibration.json copied). With `photos`, a line warns when fewer than FEW_PHOTOS of them are usable
-    (`photo_mix.few_photos_line`). Raises DataError when no image is usable, RunDirError when `out` is `run_dir`
-    or already holds files without `overwrite`; nothing is written then.
+    answer (`answered_calibration`; MIN_CALIBRATION_IMAGES or more answers of every class; the run's temperature,
+    known rate, radii and means kept, `refit_settings`); otherwise it is dropped (`dnadet-tf calibrate OUT --data
+    ... --val ...` refits it on labeled images of the new content). With `images` or `photos` and `blend` 0, which
+    leave the model the run's own, it is kept as it was (the run's calibration.json copied). With `photos`, a line
+    warns when fewer than FEW_PHOTOS of them are usable (`photo_mix.few_photos_line`). Raises DataError when no
+    image is usable, RunDirError when `out` is `run_dir` (by real path: a symbolic link to it too) or a folder
+    holding it, or already holds files without `overwrite` (or is a symbolic link with it, `RunDir.check`); nothing
+    is written then.
     """
     output = output or sys.stdout
     specs = None if labeled is None else [labeled] if isinstance(labeled, (str, os.PathLike)) else list(labeled)
     _check_settings(images, photos, specs, fakes, blend, first_stage, means_per_class)
     source = RunDir(run_dir)
-    if os.path.abspath(out) == os.path.abspath(run_dir):
-        raise RunDirError(f"out {out}: expected a new folder for the adapted run, received the run itself "
-                          f"(adaptation keeps {run_dir} as it is).")
+    _check_out(run_dir, out)
     target = RunDir(out).check(overwrite=overwrite, resumable=False)
     if blend is None:
         blend = 1.0 if photos is None else PHOTO_BLEND
@@ -232,6 +235,20 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
         report = _adapt(source, crops + [path for paths in made.values() for path in paths], target, blend,
                         batch_size, overwrite, output, first_stage, made=(crops, made, made_report))
     return report
+
+
+def _check_out(run_dir, out):
+    """Raises RunDirError when `out` is the run `run_dir` itself or a folder that holds it (what `--overwrite`
+    would empty), compared by real path: a symbolic link to the run, or `out` reached through a linked folder,
+    is the run too."""
+    source, target = os.path.realpath(run_dir), os.path.realpath(out)
+    if target == source:
+        via = "" if os.path.abspath(out) == os.path.abspath(run_dir) else f", {source}, through a symbolic link"
+        raise RunDirError(f"out {out}: expected a new folder for the adapted run, received the run itself{via} "
+                          f"(adaptation keeps {run_dir} as it is).")
+    if source.startswith(target.rstrip(os.sep) + os.sep):
+        raise RunDirError(f"out {out}: expected a new folder for the adapted run, received a folder that holds the "
+                          f"run {run_dir} (adaptation keeps it as it is; replacing {out} would delete it).")
 
 
 def _check_settings(images, photos, labeled, fakes, blend, first_stage, means_per_class):
@@ -266,8 +283,15 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
     `means_per_class` for `labeled_head`."""
     model = source.load_model()
     if labeled is None:
-        paths, skipped = readable_images(collect_image_paths(list(images)), model.preprocessing,
-                                         warn=lambda line: print(f"warning: {line}", file=output, flush=True))
+        def warn(line):
+            print(f"warning: {line}", file=output, flush=True)
+
+        paths = collect_image_paths(list(images))
+        first, repeated = repeats(paths)
+        if repeated and made is None:  # a file given twice counts once: twice, its statistics and answer would
+            # weigh double, and in the open-set threshold it would be its own nearest neighbour
+            warn(repeats_line(f"--images {' '.join(map(str, images))}", len(repeated), paths[min(repeated)]))
+        paths, skipped = readable_images([paths[index] for index in first], model.preprocessing, warn=warn)
         files = groups = specs = None
     else:
         files, groups, specs = labeled
@@ -296,11 +320,12 @@ def adapt_model(model, paths, blend=1.0, first_stage=ADAPT_FIRST_STAGE, batch_si
     same encoder when classes or groups are added).
 
     `refit`: None leaves the open-set calibration as it is (benchmarks that study calibrations fit their own);
-    (known rate, radii) of the run's calibration (`refit_settings`) drops it, as `adapt` does, and refits it: on
-    the labeled images when every class has MIN_CALIBRATION_IMAGES (`_labeled_calibration`), else, when the model
-    had one, on the images each labeled by the adapted model's answer (`_answered_calibration`), unless `made`.
-    `made`: the images are a mix `photo_mix` made (no warnings about their number or their mix; no refit on them;
-    with `blend` 0 the model is the run's own, so its calibration, which still describes it, is kept).
+    (known rate, radii, means) of the run's calibration (`refit_settings`) drops it, as `adapt` does, and refits
+    it: on the labeled images when every class has MIN_CALIBRATION_IMAGES (`_labeled_calibration`), else, when the
+    model had one, on the images each labeled by the adapted model's answer (`_answered_calibration`), unless
+    `made`; but with `blend` 0 and no `labeled` head the model is the run's own, so its calibration, which still
+    describes it, is kept.
+    `made`: the images are a mix `photo_mix` made (no warnings about their number or their mix; no refit on them).
     Lines (warnings, progress, the head, the calibration) go to `output` (None: none), naming the model `name`.
 
     Report: images, blend, first_stage, batch_size, calibration_dropped, calibration_kept (the model's own
@@ -336,8 +361,11 @@ def adapt_model(model, paths, blend=1.0, first_stage=ADAPT_FIRST_STAGE, batch_si
         features = features_and_logits(model, labeled.paths, batch_size)[0]
         model, head = labeled_head(model, labeled, batch_size, groups, means_per_class, features)
         say(head_line(head, len(paths)))
-    # the mix made of photos gives no calibration; with blend 0 the model is the run's own, and so is its calibration
-    kept = made and blend == 0
+    # With blend 0 and no new head the model is the run's own: `_adapted_statistics` estimates and assigns nothing,
+    # so every BatchNorm statistic and weight is the run's, bit for bit, and so is its calibration (with `--images`
+    # as with `--photos`: refitted on the model's own answers, it would replace the run's for the same model).
+    # The mix made of photos gives no calibration otherwise.
+    kept = blend == 0 and labeled is None
     if refit is not None and not kept:
         without_calibration(model)
         if head is not None and min(labeled.class_counts()) >= MIN_CALIBRATION_IMAGES:
@@ -444,12 +472,25 @@ def write_adapted_run(target, config, class_names, model, report, calibration=No
 
 
 def refit_settings(run_dir):
-    """(known rate, radii) of `run_dir`'s open-set calibration, as calibration.json records them (the defaults
-    when it has none): what an adapted run's refitted calibration keeps (`adapt_model`'s `refit`)."""
-    from dnadet_tf.calibrate import calibrated_known_rate, calibrated_radii
-    from dnadet_tf.openset import DEFAULT_RADII
+    """(known rate, radii, means) of `run_dir`'s open-set calibration, as calibration.json records them (the
+    defaults when it has none, or for radii and means when its score measures no distance): what an adapted run's
+    refitted calibration keeps (`adapt_model`'s `refit`), every setting `calibrate` takes but the data (`--known-rate`,
+    `--radii`, `--means`; its `--score` is read from the model, `_refit_score`). `adapt --labeled` keeps the known rate
+    and radii but not the means: its score measures to the points its head answers by (`head_points`), whatever
+    the run measured to (`_labeled_calibration`)."""
+    from dnadet_tf.calibrate import calibrated_known_rate, calibrated_means, calibrated_radii
+    from dnadet_tf.openset import DEFAULT_MEANS, DEFAULT_RADII
 
-    return calibrated_known_rate(run_dir), calibrated_radii(run_dir) or DEFAULT_RADII
+    return (calibrated_known_rate(run_dir), calibrated_radii(run_dir) or DEFAULT_RADII,
+            calibrated_means(run_dir) or DEFAULT_MEANS)
+
+
+def _refit_means(refit):
+    """The means of a `refit` tuple (known rate, radii[, means]); DEFAULT_MEANS where it has none (a caller of the
+    two settings of before)."""
+    from dnadet_tf.openset import DEFAULT_MEANS
+
+    return refit[2] if len(refit) > 2 else DEFAULT_MEANS
 
 
 def _refit_score(score):
@@ -469,29 +510,35 @@ def _labeled_calibration(model, labeled, score, refit, batch_size, say, head, gr
     `say` prints its line."""
     from dnadet_tf.calibrate import labeled_calibration
 
-    score, (known_rate, radii), means = _refit_score(score), refit, head_points(head)
+    # the run's means (refit[2]) are not the points: the head answers by its own, which the score measures to
+    score, (known_rate, radii), means = _refit_score(score), refit[:2], head_points(head)
     statistics, report = labeled_calibration(model, labeled, score, known_rate, radii, batch_size, means, features,
                                              head, groups)
     model.calibrate(statistics)
-    scored = ("by its distance to the nearest of the others of each class" if means == "image" else
-              f"by its distance to the nearest of {means} k-means centres of the others of each class"
-              if isinstance(means, int) else "with the class statistics of the others")
-    say(f"open-set calibration fitted on the {len(labeled)} labeled images, each scored {scored}: score "
+    say(f"open-set calibration fitted on the {len(labeled)} labeled images, each scored {_scored(means)}: score "
         f"'{score}', threshold {report['threshold']:.4g} (keeps {100 * report['known_rate']:.0f} % of them as "
         f"known)")
     return report
 
 
+def _scored(means):
+    """How a left-out image is scored with `means` ("class", "image" or K), as the calibration lines say it."""
+    return ("by its distance to the nearest of the others of each class" if means == "image" else
+            f"by its distance to the nearest of {means} k-means centres of the others of each class"
+            if isinstance(means, int) else "with the class statistics of the others")
+
+
 def _answered_calibration(model, paths, score, refit, temperature, batch_size, say):
     """Attaches to `model` the open-set calibration of `answered_calibration` on the unlabeled images it was
-    adapted to (`paths`), each labeled by the model's answer, with the (known rate, radii) `refit` and `temperature`
-    of the run's own (its `score` when a distance score, else DEFAULT_SCORE); returns the report, or None (a line
-    says why) when a class is the answer for fewer than MIN_CALIBRATION_IMAGES of them. `say` prints its lines."""
+    adapted to (`paths`), each labeled by the model's answer, with the (known rate, radii, means) `refit` and
+    `temperature` of the run's own (its `score` when a distance score, else DEFAULT_SCORE); returns the report, or
+    None (a line says why) when a class is the answer for fewer than MIN_CALIBRATION_IMAGES of them. `say` prints its
+    lines."""
     from dnadet_tf.calibrate import answered_calibration
 
-    score, (known_rate, radii) = _refit_score(score), refit
+    score, (known_rate, radii), means = _refit_score(score), refit[:2], _refit_means(refit)
     try:
-        statistics, report = answered_calibration(model, paths, score, known_rate, radii, batch_size,
+        statistics, report = answered_calibration(model, paths, score, known_rate, radii, batch_size, means=means,
                                                   temperature=temperature, min_images=MIN_CALIBRATION_IMAGES)
     except ValueError as error:
         say(f"open-set calibration not refitted on the images: {error}")
@@ -499,7 +546,7 @@ def _answered_calibration(model, paths, score, refit, temperature, batch_size, s
     model.calibrate(statistics)
     say(f"open-set calibration fitted on the {len(paths)} images, each labeled by the adapted run's answer ("
         + ", ".join(f"{count} {name}" for name, count in report["answers"].items())
-        + f") and scored with the class statistics of the others: score '{score}', threshold "
+        + f") and scored {_scored(means)}: score '{score}', threshold "
         f"{report['threshold']:.4g} (keeps {100 * report['known_rate']:.0f} % of them as known); images of "
         f"architectures the run never saw among them count as known")
     return report

@@ -11,6 +11,10 @@ The encoder keeps generators apart across content where its trained head names t
 several contents keep one run right on each (docs/results.md, "Every labeled image its own mean").
 `head_points` names the points the head answers by, for the open-set score to measure to the same ones.
 """
+import dataclasses
+import os
+import sys
+
 import numpy as np
 
 from dnadet_tf.errors import DataError, DnadetError
@@ -38,15 +42,21 @@ def labeled_files(specs, class_names, preprocess, warn=None):
     """(files, groups): the usable images of the dataset specs `specs` (a list; each a folder per class, an
     annotation list, or a benchmark folder's train.txt; each a group, such as one content) as one
     `LabeledFiles` in the classes `class_names` followed by the classes of the specs that are not among them
-    (sorted), and groups (N,) int: the index of each image's spec. Raises DataError when a class of
-    `class_names` has no usable image in any of them: every class the adapted run names needs a mean."""
+    (sorted), and groups (N,) int: the index of each image's spec (among those left with images). A file given
+    more than once (the same real path, in one spec or several) counts once, where it first occurs (one warning
+    line to `warn` says how many were dropped, `without_repeats`). Raises DataError when a class of
+    `class_names` has no usable image in any of them (every class the adapted run names needs a mean), or when a
+    file is labeled with two classes."""
     from dnadet_tf.data import LabeledFiles, read_dataset, remap_to, usable_files
 
     read = [read_dataset(spec, "train") for spec in specs]
     added = sorted({files.class_names[label] for files in read for label in set(files.labels.tolist())}
                    - set(class_names))
     names = list(class_names) + added
-    checked = [usable_files(remap_to(files, names), preprocess, warn) for files in read]
+    given = " ".join(str(spec) for spec in specs)
+    parts = without_repeats([remap_to(files, names) for files in read], given, warn)
+    # a DATA all of whose files came before in another is no group, not refused as one without images
+    checked = [usable_files(part, preprocess, warn) for part in parts if len(part)]
     files = LabeledFiles([path for part in checked for path in part.paths],
                          np.concatenate([part.labels for part in checked]).astype(np.int64), names,
                          ", ".join(str(spec) for spec in specs),
@@ -54,10 +64,56 @@ def labeled_files(specs, class_names, preprocess, warn=None):
     groups = np.concatenate([np.full(len(part.paths), index, np.int64) for index, part in enumerate(checked)])
     lacking = [name for name, count in zip(names, files.class_counts()) if count == 0]
     if lacking:
-        given = " ".join(str(spec) for spec in specs)
         raise DataError(f"--labeled {given}: expected at least one image of every class of the run "
                         f"({', '.join(class_names)}), received none of {', '.join(map(repr, lacking))}.")
     return files, groups
+
+
+def repeats(paths):
+    """(first, dropped): the indices of `paths` whose file (its real path: a symbolic link, `.` or `..` in a path
+    name the file they lead to) did not occur earlier, in order, and {index: index of its first occurrence} of the
+    others, the repeats."""
+    seen, first, dropped = {}, [], {}
+    for index, path in enumerate(paths):
+        key = os.path.realpath(path)
+        if key in seen:
+            dropped[index] = seen[key]
+        else:
+            seen[key] = index
+            first.append(index)
+    return first, dropped
+
+
+def repeats_line(flag, count, path):
+    """The warning line (without "warning: ") that `count` repeated files of `flag` were dropped, `path` one."""
+    return (f"{flag}: {count} file(s) given more than once, each counted once (the first kept: a repeat would "
+            f"count twice in the statistics and be its own nearest neighbour in the open-set threshold), e.g. {path}")
+
+
+def without_repeats(parts, given, warn=None):
+    """`parts` (LabeledFiles, one per labeled DATA, in the same classes) without the files that occur earlier in
+    them (the same real path, `repeats`): one warning line to `warn` (default stderr) says how many were dropped.
+    (Within one DATA, `read_folder_tree` and `read_annotation_list` read a file once already; this is across DATA.)
+    Raises DataError naming the file and both classes when a file is labeled with two classes."""
+    paths = [path for part in parts for path in part.paths]
+    labels = np.concatenate([part.labels for part in parts]) if parts else np.zeros(0, np.int64)
+    first, dropped = repeats(paths)
+    if not dropped:
+        return parts
+    names = parts[0].class_names
+    for index, earlier in dropped.items():
+        if labels[index] != labels[earlier]:
+            raise DataError(f"--labeled {given}: {paths[index]}: the same file as {paths[earlier]}, in class "
+                            f"{names[labels[earlier]]!r} and class {names[labels[index]]!r}; expected each file in "
+                            f"one class.")
+    warn = warn or (lambda line: print(f"warning: {line}", file=sys.stderr))
+    warn(repeats_line(f"--labeled {given}", len(dropped), paths[min(dropped)]))
+    kept, start = [], 0
+    for part in parts:
+        rows = [index - start for index in range(start, start + len(part)) if index not in dropped]
+        kept.append(dataclasses.replace(part, paths=[part.paths[row] for row in rows], labels=part.labels[rows]))
+        start += len(part)
+    return kept
 
 
 def check_means_per_class(means_per_class, specs=1):

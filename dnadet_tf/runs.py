@@ -226,12 +226,21 @@ class RunDir:
     # ------------------------------------------------------------ lifecycle
     def check(self, overwrite=False, resume=False, resumable=True):
         """Raises RunDirError unless the folder may be used: an existing non-empty folder needs
-        `overwrite` or `resume` (then it must hold a run). Touches nothing. `resumable`: whether the
+        `overwrite` or `resume` (then it must hold a run). A symbolic link is refused with `overwrite` when the
+        folder it leads to holds files (`start` would empty that folder, perhaps the very run a command reads from;
+        the folder itself can be given), and when it leads nowhere. Touches nothing. `resumable`: whether the
         caller can continue a run (fit, pretrain); the error mentions `resume` only then."""
         if resume and overwrite:
             raise RunDirError("resume and overwrite: expected at most one of them, received both.")
         if os.path.exists(self.path) and not os.path.isdir(self.path):
             raise RunDirError(f"out {self.path}: exists and is not a folder.")
+        if os.path.islink(self.path) and not os.path.exists(self.path):
+            raise RunDirError(f"out {self.path}: a symbolic link to {os.readlink(self.path)}, which does not exist; "
+                              f"expected a folder, or a new name.")
+        if overwrite and not resume and os.path.islink(self.path) and os.listdir(self.path):
+            # `start` would empty the folder the link leads to, which may be another run (the one read from, say)
+            raise RunDirError(f"out {self.path}: a symbolic link to {os.path.realpath(self.path)}; overwrite=True "
+                              f"replaces a run dir's files but not through a link: pass the folder itself.")
         if resume:
             if not os.path.isfile(self.file(CONFIG_FILE)):
                 raise RunDirError(f"resume: {self.path} holds no run to resume (no {CONFIG_FILE}).")
