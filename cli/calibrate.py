@@ -27,9 +27,10 @@ def register(subparsers):
     parser.add_argument("--data", help="training images for the class statistics (default: the run's own; for a run "
                         "of 'adapt --labeled', the labeled images it was adapted to, each also a validation image "
                         "scored leave-one-out, as adapt calibrated it; a run adapted to unlabeled images "
-                        "(--images, --photos) needs --data and --val)")
+                        "(--images, --photos) needs --data and --val, and any adapted run given --data needs --val)")
     parser.add_argument("--val", help="known validation images (default: the run's own, or the images 'fit --val-split' "
-                        "held out of its training data)")
+                        "held out of its training data, also with other --data; none for a run of 'adapt' given "
+                        "--data: its own are the content before adaptation)")
     parser.add_argument("--known-rate", type=float, default=KNOWN_RATE, metavar="Q",
                         help="share of the validation images the open-set threshold keeps as known, above 0 and at "
                              "most 1; lower flags more unknown architectures and more known ones under a shift "

@@ -10,8 +10,8 @@ def register(subparsers):
             "Exports a run's best.keras: DIR/NAME/VERSION/ is a SavedModel in TF Serving's layout (serving_default "
             "takes encoded image bytes, predict_pixels preprocessed pixels); DIR/NAME/tflite/ holds NAME-<format>"
             ".tflite files with a NAME-<format>.json sidecar each (labels, preprocessing, quantization, and for a "
-            "calibrated run the open-set threshold: the int8 file's refitted on its own scores of the run's "
-            "validation images); "
+            "calibrated run the open-set threshold: the int8 file's refitted on its own scores of the validation "
+            "images the run's calibration.json records); "
             "DIR/NAME/report.json compares every format with the Keras model (agreement, probability differences, "
             "accuracy, size, latency); it describes this export, and keeps in its 'earlier' list the reports of "
             "earlier ones, each with the rows of its files still there. An export adds files: it stops before any "
@@ -32,12 +32,15 @@ def register(subparsers):
                         help="comma list of savedmodel, float32, float16, dynamic, int8, web")
     parser.add_argument("--calibration",
                         help="int8 calibration images: DATA as for fit, or a folder of images without class "
-                        "subfolders (default: the run's training data)")
+                        "subfolders (default: the run's training data; for a run of 'adapt', the training images "
+                        "its calibration.json records, else the images it was adapted to)")
     parser.add_argument("--calibration-images", type=int, default=200,
                         help="how many calibration images, balanced over classes")
-    parser.add_argument("--eval", help="images for the parity report (default: the run's validation data, "
-                        "else its training data); a benchmark folder means its val.txt; a folder of images without "
-                        "class subfolders is compared without labels (no accuracy)")
+    parser.add_argument("--eval", help="images for the parity report (default: the run's validation data, else "
+                        "the validation images its calibration.json records, else its training data; for a run of "
+                        "'adapt', the validation images its calibration.json records, else the images it was "
+                        "adapted to); a benchmark folder means its val.txt; a folder of images without class "
+                        "subfolders is compared without labels (no accuracy)")
     parser.add_argument("--max-eval", type=int, default=1000, help="at most this many parity images (0: all)")
     parser.add_argument("--no-equalize", dest="equalize", action="store_false",
                         help="convert the int8 model from the weights as trained (default: from a copy whose "
@@ -59,6 +62,7 @@ def register(subparsers):
 def run(args):
     import sys
 
+    from dnadet_tf.calibrate import spec_text
     from dnadet_tf.cli.common import UsageError
     from dnadet_tf.exports.export import export_run, parse_formats
     from dnadet_tf.exports.parity import format_parity_table
@@ -79,7 +83,8 @@ def run(args):
         warn=lambda message: print(f"warning: {message}", file=sys.stderr),
     )
     print(f"exported {report['name']} version {report['version']} to {report['out']}")
-    print(f"parity on {report['eval']['images']} images of {report['eval']['data']} (latency: batch 1, median):")
+    print(f"parity on {report['eval']['images']} images of {spec_text(report['eval']['data'])} (latency: batch 1, "
+          f"median):")
     print(format_parity_table(report["rows"]))
     if report.get("web"):
         web = report["web"]

@@ -34,22 +34,41 @@ FLAG_OF_PARAMETER = {"learning_rate": "--lr", "pretrain_batch_size": "--batch-si
                      "eval_data": "--eval", "run_dir": "--model"}
 
 
-def in_flag_words(message, parser):
+def in_flag_words(message, parser, given=None):
     """A library error in the words of `parser`'s command: a leading parameter name (or two, joined by
     "and"), every `name=True` and every name in backquotes become that command's flags; names without a
-    flag stay."""
+    flag stay. `given`: the parsed arguments
+    ({dest: value}); a leading word that is a value the user gave (a path: `dnadet-tf calibrate val`,
+    `dnadet-tf predict --model RUN json`) is that value, not a parameter name, and stays too."""
     options = {option for action in parser._actions for option in action.option_strings}
+    typed = values_given(given)
 
     def flag(name):
         candidate = FLAG_OF_PARAMETER.get(name, "--" + name.replace("_", "-"))
         return candidate if candidate in options else name
 
-    message = re.sub(r"^(\w+) and (\w+):", lambda m: f"{flag(m.group(1))} and {flag(m.group(2))}:", message)
-    message = re.sub(r"^(\w+)(?=[: ])", lambda m: flag(m.group(1)), message)
+    def leading(name):
+        return name if name in typed else flag(name)
+
+    message = re.sub(r"^(\w+) and (\w+):", lambda m: f"{leading(m.group(1))} and {leading(m.group(2))}:", message)
+    message = re.sub(r"^(\w+)(?=[: ])", lambda m: leading(m.group(1)), message)
     message = re.sub(r"`(\w+)`", lambda m: flag(m.group(1)) if flag(m.group(1)) != m.group(1) else m.group(0),
                      message)
     return re.sub(r"\b(\w+)=True\b", lambda m: flag(m.group(1)) if flag(m.group(1)) != m.group(1) else m.group(0),
                   message)
+
+
+def values_given(given):
+    """The str values, and the str items of list values, of the parsed arguments `given` ({dest: value}, or None)
+    but the command's name: what the user typed (and the defaults), paths among them."""
+    values = set()
+    for dest, value in (given or {}).items():
+        if dest == "command":  # the command's own name, not typed as a value
+            continue
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, str):
+                values.add(item)
+    return values
 
 
 def quiet_tensorflow():
@@ -170,7 +189,8 @@ def main(argv=None):
         print(f"dnadet-tf {args.command}: error: {error}", file=sys.stderr)
         return 2
     except DnadetError as error:
-        print(f"dnadet-tf {args.command}: error: {in_flag_words(str(error), args.command_parser)}", file=sys.stderr)
+        print(f"dnadet-tf {args.command}: error: {in_flag_words(str(error), args.command_parser, vars(args))}",
+              file=sys.stderr)
         return 2
     except BrokenPipeError:
         # the reader went away (`dnadet-tf predict ... | head`): as a shell command ends on SIGPIPE, quietly;

@@ -73,12 +73,59 @@ def calibrated_left_out(run_dir):
     return report["val"] if report is not None and report.get("val_left_out") else None
 
 
+def calibrated_val(run_dir):
+    """calibration.json's `val` (a spec, HELD_OUT, or a list of specs): the known images the run's stored
+    temperature and open-set threshold were fitted on, as `fit`, `calibrate` or `adapt` recorded them; None for a
+    run with no calibration.json (or one that records none)."""
+    report = _calibration_report(run_dir)
+    return None if report is None else report.get("val") or None
+
+
+def calibrated_data(run_dir):
+    """calibration.json's `data` (a spec or a list of them): the training images the run's stored class statistics
+    were fitted on; None for a run with no calibration.json (or one that records none)."""
+    report = _calibration_report(run_dir)
+    return None if report is None else report.get("data") or None
+
+
+def recorded_settings(run_dir):
+    """The settings of a run's stored calibration as its calibration.json records them, to fit it again alike:
+    {"score", "known_rate", "radii", "means", "data", "val"} (radii and means as `calibrate_run` takes them:
+    DEFAULT_RADII and None for a score without distances; data and val None where not recorded), or None for a run
+    with no calibration.json."""
+    report = _calibration_report(run_dir)
+    if report is None:
+        return None
+    score = report.get("score") or DEFAULT_SCORE
+    distances = score in RADIUS_SCORES
+    return {"score": score, "known_rate": calibrated_known_rate(run_dir),
+            "radii": (calibrated_radii(run_dir) or DEFAULT_RADII) if distances else DEFAULT_RADII,
+            "means": calibrated_means(run_dir) if distances else None,
+            "data": report.get("data") or None, "val": report.get("val") or None}
+
+
+def settings_text(settings):
+    """`recorded_settings` in words, as a line names them: "score 'cosine', known rate 0.9, radii per-class,
+    means class; --data D --val V"."""
+    words = [f"score '{settings['score']}'", f"known rate {settings['known_rate']:g}"]
+    if settings["score"] in RADIUS_SCORES:
+        words += [f"radii {settings['radii']}", f"means {settings['means']}"]
+    specs = [f"--{name} {spec_text(settings[name])}" for name in ("data", "val") if settings[name]]
+    return ", ".join(words) + (f"; {' '.join(specs)}" if specs else "")
+
+
+def spec_text(spec):
+    """A data spec, or a list of them (as `adapt` records several), in words: the paths joined by spaces."""
+    return " ".join(map(str, spec)) if isinstance(spec, (list, tuple)) else str(spec)
+
+
 def validation_spec(config, data=None):
     """The known images a run's temperature and open-set threshold are fitted on: HELD_OUT when the run held
-    them out of its own training data `data` (`val_split`, as `fit` did: `data.hold_out`), else config.json
-    `val`, else the benchmark's val.txt of `data` (default the run's training data); None when there are none."""
+    them out of its own training data (`val_split`, as `fit` did: `data.hold_out`; also when the class statistics
+    come from other `data`), else config.json `val`, else the benchmark's val.txt of `data` (default the run's
+    training data); None when there are none."""
     data = data or config.data
-    if config.val_split and data and os.path.abspath(data) == config.data:  # config forbids val beside val_split
+    if config.val_split and config.data:  # config forbids val beside val_split
         return HELD_OUT
     return config.val or (data if data and is_benchmark_dir(data) else None)
 
@@ -183,18 +230,25 @@ def _spec_record(spec):
     return os.path.abspath(spec) if os.path.exists(spec) else spec
 
 
-def adapted_labeled(run, data=None):
+def adapted_labeled(run, data=None, val=None):
     """What a run written by `dnadet-tf adapt --labeled` is calibrated on by default: {"data": the labeled DATA (a
     list; the training and validation images when `data` is None), "points": the `openset.MEANS` its head answers
     by (the default `means`), "head": adaptation.json's report of its head (`labeled_head`)}; None for a run not
-    adapted, or adapted to unlabeled images with `data` given.
-    Raises DataError for a run adapted to unlabeled images (`--images`, `--photos`) when `data` is None: config.json's
-    training data is the content before adaptation, the one the run no longer describes."""
+    adapted, or adapted to unlabeled images with `data` and `val` given.
+    Raises DataError for a run adapted to unlabeled images (`--images`, `--photos`) when `data` is None, and for any
+    adapted run given `data` without `val`: config.json's training and validation data are the content before
+    adaptation, the one the run no longer describes."""
     path = run.file(ADAPTATION_FILE)
     if not os.path.isfile(path):
         return None
     with open(path, encoding="utf-8") as f:
         adaptation = json.load(f)
+    if data and not val:
+        own = validation_spec(run.config, data)
+        raise DataError(f"val: expected along with `data` for {run.path}, a run adapted by 'dnadet-tf adapt' to "
+                        f"images of other content ({ADAPTATION_FILE}), whose own validation images "
+                        f"({'none' if own is None else own}) are the content before it; pass `val` with labeled "
+                        f"images of the content it was adapted to (the same as `data` scores each left out).")
     if "labeled" not in adaptation:
         if data:
             return None
@@ -216,8 +270,10 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
         of `adapt --labeled` the labeled images it was adapted to (`adapted_labeled`; a run adapted to unlabeled
         images needs `data`).
       val: known images for the temperature and the threshold; default the run's validation data
-        (config.json `val`, the images `fit` held out of `data` by `val_split`, or the benchmark's val.txt), or
-        for a run of `adapt --labeled` without `data` its labeled images, each scored leave-one-out.
+        (config.json `val`, the images `fit` held out of its data by `val_split`, also with other `data`, or the
+        benchmark's val.txt), or for a run of `adapt --labeled` without `data` its labeled images, each scored
+        leave-one-out; an adapted run given `data` needs `val` (its own validation data are the content before
+        adaptation).
       known_rate: the share of the validation images the open-set threshold keeps as known (0 to 1; default
         0.95): lower flags more unknown architectures, and more known ones under a shift (docs/results.md, "Unknown
         architectures").
@@ -236,7 +292,7 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
     """
     output = output or sys.stdout
     run = RunDir(run_dir)
-    labeled = adapted_labeled(run, data)
+    labeled = adapted_labeled(run, data, val)
     known_rate, means = checked_settings(known_rate, radii, means, labeled, score)  # before any slow work
     config = run.config
     model = run.load_model()
@@ -310,11 +366,21 @@ def validation_files(val, config, class_names, preprocess):
 
 def read_calibration_files(model, config, data, val):
     """(training, validation) LabeledFiles of the usable images of `data` and `val` in the model's classes; `val`
-    HELD_OUT: the share `val_split` of `data` held out, as `fit` held it out."""
+    HELD_OUT: the share `val_split` of the run's training data held out, as `fit` held it out (out of `data`, whose
+    rest are then the training images, when `data` is the run's own)."""
     train_files = read_usable(data, "train", model.class_names, model.preprocessing)
-    if val == HELD_OUT:
+    if val == HELD_OUT and isinstance(data, str) and os.path.abspath(data) == config.data:
         return hold_out(train_files, config.val_split)
-    return train_files, read_usable(val, "val", model.class_names, model.preprocessing)
+    return train_files, validation_files(val, config, model.class_names, model.preprocessing)
+
+
+def data_words(flag, spec):
+    """How a message names the data `spec` given for `flag` ("--data", "--val"): "--data SPEC", or for the list of
+    labeled DATA of a run of `adapt --labeled` (calibrated on them by default, no flag given) "the labeled images
+    the run was adapted to (A B)"."""
+    if isinstance(spec, (list, tuple)):
+        return f"the labeled images the run was adapted to ({spec_text(spec)})"
+    return f"{flag} {spec}"
 
 
 def check_calibration_files(model, train_files, val_files, data, val, output):
@@ -322,18 +388,19 @@ def check_calibration_files(model, train_files, val_files, data, val, output):
     more of a class whose validation images are among them (left out in turn, one would leave none); warns when
     there are fewer than FEW_VALIDATION_IMAGES validation images."""
     if len(val_files) == 0:
-        raise DataError(f"--val {val}: no usable images; expected known images of the run's classes.")
+        raise DataError(f"{data_words('--val', val)}: no usable images; expected known images of the run's classes.")
     missing = [name for label, name in enumerate(model.class_names) if not np.any(train_files.labels == label)]
     if missing:
-        raise DataError(f"--data {data}: expected training images of every class of the run, received none of "
-                        f"{', '.join(missing)} (a class's statistics need its own images).")
+        raise DataError(f"{data_words('--data', data)}: expected training images of every class of the run, received "
+                        f"none of {', '.join(missing)} (a class's statistics need its own images).")
     shared = rows_among(val_files.paths, train_files.paths) >= 0  # scored with themselves left out
     alone = [name for label, name in enumerate(model.class_names)
              if np.any(shared & (val_files.labels == label)) and np.sum(train_files.labels == label) < 2]
     if alone:
-        raise DataError(f"--data {data}: expected 2 or more training images of every class whose validation images are "
-                        f"training images too (each is scored with itself left out), received one of "
-                        f"{', '.join(alone)}; add labeled images of it or pass --val with other images.")
+        raise DataError(f"{data_words('--data', data)}: expected 2 or more training images of every class whose "
+                        f"validation images are training images too (each is scored with itself left out), "
+                        f"received one of {', '.join(alone)}; add labeled images of it or pass --val with other "
+                        f"images.")
     if len(val_files) < FEW_VALIDATION_IMAGES:
         print(f"warning: {len(val_files)} validation images; the temperature and the open-set threshold (a quantile "
               f"of their scores) rest on them alone, so one or two images set the threshold.", file=output, flush=True)

@@ -244,7 +244,7 @@ def fit(data, out, val=None, preset=None, resume=False, overwrite=False, output=
     summary = run_training(run, config, train_files, val_files, transplant, resume, init_weights, out, output)
     summary.update(skipped_files=skipped, run_dir=out)
     print(done_line(summary, config, val_files is not None, skipped, out), file=output, flush=True)
-    calibration = calibrate_at_end(run, out, config, user_train_files, val_files, output)
+    calibration = calibrate_at_end(run, out, config, user_train_files, val_files, output, resume)
     if calibration is not None:
         summary["calibration"] = calibration
     return summary
@@ -390,10 +390,21 @@ def done_line(summary, config, validated, skipped, out):
             f"run dir {out}")
 
 
-def calibrate_at_end(run, out, config, user_train_files, val_files, output):
+def calibrate_at_end(run, out, config, user_train_files, val_files, output, resume=False):
     """The report of `calibrate_run` on the run just trained (temperature and open-set score fitted on the user's
     training images and `val_files`), or None, said so, when there are no validation images (or no best.keras);
-    then an earlier calibration.json (a resumed run calibrated later by `calibrate`) is removed, and that said."""
+    then an earlier calibration.json (a resumed run calibrated later by `calibrate`) is removed, and that said.
+    A resumed run with a calibration.json is calibrated again as it records (`resumed_calibration`)."""
+    settings = resumed_calibration(run, config, output) if resume else None
+    if settings is not None and os.path.isfile(run.best_model_path):
+        from dnadet_tf.calibrate import calibrate_run, validation_spec
+
+        own = settings["data"] == config.data and settings["val"] == validation_spec(config)
+        files = (user_train_files, val_files) if own and val_files is not None else None
+        return calibrate_run(out, settings["score"], data=None if files else settings["data"],
+                             val=None if files else settings["val"], batch_size=config.loop.eval_batch_size,
+                             output=output, files=files, known_rate=settings["known_rate"],
+                             radii=settings["radii"], means=settings["means"])
     if val_files is not None and os.path.isfile(run.best_model_path):
         from dnadet_tf.calibrate import calibrate_run
 
@@ -408,3 +419,29 @@ def calibrate_at_end(run, out, config, user_train_files, val_files, output):
         print(f"removed {run.file(CALIBRATION_FILE)}: it described the calibration of the best.keras this run "
               f"replaced, which the new one does not hold", file=output, flush=True)
     return None
+
+
+def resumed_calibration(run, config, output):
+    """The settings a resumed run is calibrated with again (`calibrate.recorded_settings`): those its
+    calibration.json records (a later `calibrate`'s --score, --known-rate, --radii, --means, --data, --val, or
+    `fit`'s own), said in one line, a recorded data spec that is gone replaced by the run's own (said too); None
+    when the run has no calibration.json, or no validation images are left to calibrate on."""
+    from dnadet_tf.calibrate import HELD_OUT, recorded_settings, settings_text, spec_text, validation_spec
+
+    settings = recorded_settings(run.path)
+    if settings is None:
+        return None
+    own = {"data": config.data or None, "val": validation_spec(config)}
+    for name in ("data", "val"):
+        spec = settings[name]
+        specs = spec if isinstance(spec, list) else [spec]
+        if spec is None or not all(item == HELD_OUT or os.path.exists(item) for item in specs):
+            if spec is not None:
+                print(f"warning: --{name} {spec_text(spec)}, which the run's calibration.json records, is gone; "
+                      f"calibrating on the run's own ({own[name] or 'none'})", file=output, flush=True)
+            settings[name] = own[name]
+    if not settings["data"] or not settings["val"]:
+        return None
+    print(f"resumed run: calibrating again with the settings its calibration.json records ({settings_text(settings)})",
+          file=output, flush=True)
+    return settings

@@ -91,6 +91,13 @@ def _subset(files, indices):
     return type(files)([files.paths[i] for i in indices], files.labels[indices], files.class_names, files.source)
 
 
+def _spec_words(spec):
+    """A data spec, or a list of them, as a line names it (`calibrate.spec_text`)."""
+    from dnadet_tf.calibrate import spec_text
+
+    return spec_text(spec)
+
+
 UNLABELED = "unlabeled"  # the one class of a folder of images without class subfolders (`_read`)
 
 
@@ -106,9 +113,19 @@ def _is_unlabeled_folder(spec):
 def _read(spec, split, flag):
     """The images of DATA `spec` for the parameter `flag` (LabeledFiles; the split `split` of a benchmark, else its
     test split): a dataset, or a folder of images without class subfolders, read as one class UNLABELED (parity and
-    int8 calibration need no labels). Raises DnadetError without `spec`, DataError for a bad one."""
+    int8 calibration need no labels); a list of them (as calibration.json and adaptation.json record the images of
+    `adapt`, image files among them) is read as one class UNLABELED. Raises DnadetError without `spec`, DataError
+    for a bad one."""
     if not spec:
         raise DnadetError(f"{flag}: the run records no such data; pass `{flag}` DATA.")
+    if isinstance(spec, (list, tuple)):
+        def image_file(item):
+            return os.path.isfile(item) and is_image_file(item)
+
+        if len(spec) == 1 and not image_file(spec[0]):
+            return _read(spec[0], split, flag)  # one DATA, read with its classes
+        paths = [path for item in spec for path in ([item] if image_file(item) else _read(item, split, flag).paths)]
+        return LabeledFiles(paths, np.zeros(len(paths), np.int64), [UNLABELED], _spec_words(spec))
     if _is_unlabeled_folder(spec):
         paths = find_images(spec)
         return LabeledFiles(paths, np.zeros(len(paths), np.int64), [UNLABELED], spec)
@@ -140,14 +157,18 @@ def calibration_files(spec, preprocess, count, warn):
     return usable_files(_subset(files, balanced_subset(files.labels, count)), preprocess, warn).paths
 
 
-def threshold_files(config, class_names, preprocess):
-    """(spec, paths) of the known images an int8 file's open-set threshold is refitted on: the images
-    `calibrate` fits the float threshold on (`calibrate.validation_spec`), or (None, []) when the run has none."""
-    from dnadet_tf.calibrate import validation_files, validation_spec
+def threshold_files(config, class_names, preprocess, run_dir=None):
+    """(spec, paths) of the known images an int8 file's open-set threshold is refitted on: the images the float
+    threshold was fitted on, as the calibration.json of the run dir `run_dir` records them
+    (`calibrate.calibrated_val`: `fit`'s, `calibrate --val`'s, `adapt`'s), else the run's own validation images
+    (`calibrate.validation_spec` of its `config`), or (None, []) when the run has none."""
+    from dnadet_tf.calibrate import calibrated_val, validation_files, validation_spec
 
-    spec = validation_spec(config)
+    spec = (calibrated_val(run_dir) if run_dir else None) or validation_spec(config)
     if not spec:
         return None, []
+    if isinstance(spec, list):  # `adapt`'s images: datasets, folders or image files, their classes not needed here
+        return spec, usable_files(_read(spec, "val", "val"), preprocess).paths
     return spec, validation_files(spec, config, class_names, preprocess).paths
 
 
@@ -338,7 +359,8 @@ def export_run(run_dir, out_dir, name="dnadet", version=None, formats=ALL_FORMAT
         web.check_preprocess(reference.preprocess)
     base = os.path.join(out_dir, name)
     version, outputs, earlier = _planned_outputs(base, name, version, formats, overwrite)
-    images = read_images(run_dir, reference, formats, eval_data, max_eval, calibration, calibration_images, warn)
+    images = read_images(run_dir, reference, formats, eval_data, max_eval, calibration, calibration_images, warn,
+                         progress)
     common = _common_metadata(run_dir, name, version, reference)
     job = ExportJob(run_dir, name, version, formats, reference, images, common, int8_io, equalize, num_threads,
                     web_model, runtime, progress, warn)
@@ -400,24 +422,67 @@ def _planned_outputs(base, name, version, formats, overwrite):
     return int(version), outputs, _earlier_reports(base, outputs, overwrite)
 
 
-def read_images(run_dir, reference, formats, eval_data, max_eval, calibration, calibration_images, warn):
-    """The ExportImages of an export of `formats`: `eval_data` (absolute; default the run's validation data, the
-    share of its training data it held out with val_split, else its training data), `calibration` (absolute; default
-    the run's training data) and, for int8, the open-set threshold's images (`int8_threshold_images`)."""
+def default_images(run_dir, config):
+    """((parity spec, where from), (int8 calibration spec, where from)): the images an export takes without
+    `eval_data` and `calibration`, each with the words that say where it comes from (None for the run's own data).
+
+    A run's own: its validation data (the share of its training data it held out with val_split), else the
+    validation images its calibration.json records (a run calibrated later with `calibrate --val`), else its
+    training data; the training data for int8 calibration. A run of `adapt` (adaptation.json), whose config.json
+    data are the content before adaptation: the validation and training images its calibration.json records
+    (`calibrate`'s or `adapt`'s own), else the images it was adapted to (adaptation.json: the labeled DATA of
+    `--labeled`, the images of `--images`); a run of `adapt --photos` without a calibration.json, which records
+    real photos alone, takes the run's own data, said as the content before adaptation."""
+    from dnadet_tf.calibrate import HELD_OUT, calibrated_data, calibrated_val
+    from dnadet_tf.runs import ADAPTATION_FILE
+
+    own_val = HELD_OUT if config.val_split else config.val
+    adaptation_path = os.path.join(run_dir, ADAPTATION_FILE)
+    if not os.path.isfile(adaptation_path):
+        recorded = None if own_val else calibrated_val(run_dir)
+        if recorded:
+            return (recorded, "the validation images its calibration.json records (the run has none of its "
+                              "own)"), (config.data, None)
+        return (own_val or config.data, None), (config.data, None)
+    before = f"its config.json's data are the content before adaptation ({ADAPTATION_FILE})"
+    val, data = calibrated_val(run_dir), calibrated_data(run_dir)
+    if val and data:
+        return ((val, f"the validation images its calibration.json records; {before}"),
+                (data, f"the training images its calibration.json records; {before}"))
+    with open(adaptation_path, encoding="utf-8") as f:
+        adaptation = json.load(f)
+    adapted = (adaptation.get("labeled") or {}).get("data") or (
+        None if "made_from_photos" in adaptation else adaptation.get("inputs"))
+    if not adapted:
+        where = (f"the run's own, the content before adaptation ({ADAPTATION_FILE}: it records no images of every "
+                 f"class of the content it was adapted to)")
+        return (own_val or config.data, where), (config.data, where)
+    where = f"the images the run was adapted to; {before}"
+    return (adapted, where), (adapted, where)
+
+
+def read_images(run_dir, reference, formats, eval_data, max_eval, calibration, calibration_images, warn,
+                progress=None):
+    """The ExportImages of an export of `formats`: `eval_data` (absolute), `calibration` (absolute), their defaults
+    (`default_images`, a line given to `progress` for each taken from the run's records) and, for int8, the
+    open-set threshold's images (`int8_threshold_images`)."""
     from dnadet_tf.calibrate import HELD_OUT, validation_files
 
     config = reference.run.config
+    (default_eval, eval_from), (default_calibration, calibration_from) = default_images(run_dir, config)
+    progress = progress or (lambda line: None)
+    if eval_from and not eval_data:
+        progress(f"parity images (--eval): {_spec_words(default_eval)}, {eval_from}")
+    if calibration_from and not calibration and "int8" in formats:
+        progress(f"int8 calibration images (--calibration): {_spec_words(default_calibration)}, "
+                 f"{calibration_from}")
+    eval_spec = os.path.abspath(eval_data) if eval_data else default_eval  # reports name absolute paths
     held_out = None
-    if eval_data:
-        eval_spec = os.path.abspath(eval_data)  # reports name absolute paths
-    elif config.val_split:  # the run's validation images: the share fit held out of its data
-        eval_spec = HELD_OUT
+    if eval_spec == HELD_OUT:  # the run's validation images: the share fit held out of its data
         held_out = validation_files(HELD_OUT, config, reference.class_names, reference.preprocess)
-    else:
-        eval_spec = config.val or config.data
     eval_paths, eval_labels = evaluation_files(eval_spec, reference.class_names, reference.preprocess, max_eval, warn,
                                                held_out)
-    calibration_spec = os.path.abspath(calibration) if calibration else config.data
+    calibration_spec = os.path.abspath(calibration) if calibration else default_calibration
     if "int8" not in formats:
         return ExportImages(eval_spec, eval_paths, eval_labels, calibration_spec, [])
     calibration_paths = calibration_files(calibration_spec, reference.preprocess, calibration_images, warn)
@@ -436,7 +501,7 @@ def int8_threshold_images(run_dir, reference):
     spec = calibrated_left_out(run_dir)
     if spec is not None:
         return spec, [], True
-    return (*threshold_files(reference.run.config, reference.class_names, reference.preprocess), False)
+    return (*threshold_files(reference.run.config, reference.class_names, reference.preprocess, run_dir), False)
 
 
 def _common_metadata(run_dir, name, version, reference):
@@ -562,7 +627,7 @@ def _int8_sidecar_open_set(job, path):
         return left_out_open_set(open_set, images.threshold_spec)
     if images.threshold_paths:
         job.progress(f"refitting the int8 open-set threshold on {len(images.threshold_paths)} images of "
-                     f"{images.threshold_spec} ...")
+                     f"{_spec_words(images.threshold_spec)} ...")
         return int8_open_set(TFLitePredictor(path, num_threads=job.num_threads), open_set, images.threshold_spec,
                              images.threshold_paths, job.reference.preprocess, calibrated_known_rate(run_dir))
     if open_set is not None:
@@ -589,7 +654,7 @@ def _parity_rows(job, candidates):
     from dnadet_tf.pipeline import inference_dataset
 
     images, reference = job.images, job.reference
-    job.progress(f"parity on {len(images.eval_paths)} images of {images.eval_spec} ...")
+    job.progress(f"parity on {len(images.eval_paths)} images of {_spec_words(images.eval_spec)} ...")
     rows = parity_rows(reference, candidates,
                        inference_dataset(images.eval_paths, reference.preprocess, 16).as_numpy_iterator(),
                        images.eval_labels, reference_size=os.path.getsize(reference.model_path))

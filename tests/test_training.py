@@ -593,16 +593,29 @@ def test_a_checkpoint_written_before_the_loop_counted_its_steps_resumes_at_its_s
     assert _trainer_state(run, config, files).step == 4
 
 
-def test_a_resumed_run_without_validation_drops_the_calibration_json_of_the_model_it_replaced(upsampling_data, tmp_path):
-    """`calibrate RUN --val DATA` calibrated the run; resumed without validation data, its new best.keras holds no
-    calibration, so the calibration.json that described the old one goes, and the run says so."""
+def test_a_resumed_run_without_validation_is_calibrated_again_on_the_val_its_calibration_json_records(
+        upsampling_data, tmp_path):
+    """`calibrate RUN --val DATA` calibrated the run; resumed without validation data of its own, its new best.keras
+    is calibrated again on that DATA (calibration.json records it: the user's choice is kept), and the run says so.
+    When the recorded DATA is gone there is nothing to calibrate on: the calibration.json that described the old
+    best.keras goes, and the run says that."""
+    import json
+    import shutil
+
     from dnadet_tf.calibrate import calibrate_run
 
     out = str(tmp_path / "run")
+    val = str(tmp_path / "val")
+    shutil.copytree(upsampling_data["val"], val)
     fit(upsampling_data["train"], out, preset="tiny", steps=2, output=io.StringIO())
-    calibrate_run(out, "mahalanobis", data=upsampling_data["train"], val=upsampling_data["val"], output=io.StringIO())
-    assert os.path.isfile(os.path.join(out, "calibration.json"))
+    calibrate_run(out, "mahalanobis", data=upsampling_data["train"], val=val, output=io.StringIO())
     printed = io.StringIO()
     fit(upsampling_data["train"], out, preset="tiny", steps=4, resume=True, output=printed)
+    assert "resumed run: calibrating again with the settings its calibration.json records" in printed.getvalue()
+    with open(os.path.join(out, "calibration.json"), encoding="utf-8") as f:
+        assert os.path.abspath(json.load(f)["val"]) == os.path.abspath(val)
+    shutil.rmtree(val)
+    printed = io.StringIO()
+    fit(upsampling_data["train"], out, preset="tiny", steps=6, resume=True, output=printed)
     assert not os.path.isfile(os.path.join(out, "calibration.json"))
     assert f"removed {os.path.join(out, 'calibration.json')}: it described the calibration" in printed.getvalue()
