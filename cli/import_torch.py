@@ -28,8 +28,10 @@ def register(subparsers):
                              "in_the_wild: 128 crop -> 128 -> 512). Without it: 128 -> 128 -> 512")
     parser.add_argument("--crop-size", type=int, help="override the centre crop of non-square images")
     parser.add_argument("--resize1", type=int, help="override the first resize")
-    parser.add_argument("--resize2", type=int, help="override the second resize (the network's input size)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing run dir")
+    parser.add_argument("--resize2", type=int, help="override the second resize (the network's input size), a "
+                        "multiple of 16")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing run dir (not one that holds "
+                        "CHECKPOINT: it would be deleted before it is read)")
     parser.set_defaults(func=run)
 
 

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 
 from dnadet_tf.data import LabeledFiles, check_files
+from dnadet_tf.distribute import check_strategy, make_strategy
 from dnadet_tf.errors import DataError, RunDirError
 from dnadet_tf.images import find_images
 from dnadet_tf.pipeline import transformation_dataset, transformation_eval_dataset
@@ -120,11 +121,13 @@ def pretrain(photos, out, preset=None, resume=False, overwrite=False, output=Non
             crop_size=PHOTO_SIZE, resize1=PHOTO_SIZE, mode="dnadet", data=os.path.abspath(photos), init="",
             content_align=0.0,
             statistics_shift=0.0)
+    check_strategy(config.runtime.strategy)  # a bad TF_CONFIG stops here, before the slow work and any write
     print(f"checking photos in {photos} ...", file=output, flush=True)
     files = usable_photos(photos)
     train_photos, val_photos = split_photos(files.paths, config.runtime.seed)
     if resume:
         require_same_photos(run, photos, files.paths)
+    strategy = make_strategy(config.runtime.strategy)  # one that cannot be built leaves the run dir as it was
     run.start(config, TRANSFORM_NAMES, overwrite=overwrite, resume=resume)
     if not resume:
         write_json_atomic(run.file(PHOTOS_FILE), {"photos": photo_names(photos, files.paths)})
@@ -143,7 +146,7 @@ def pretrain(photos, out, preset=None, resume=False, overwrite=False, output=Non
             train_photos, config, config.pretrain.batch_size, start, config.pretrain.images_per_class),
         val_dataset=lambda: transformation_eval_dataset(
             val_photos, config, config.pretrain.val_samples, config.loop.eval_batch_size),
-        resume=resume, val_extras=family_metrics, banner=banner, output=output,
+        resume=resume, val_extras=family_metrics, banner=banner, output=output, strategy=strategy,
     )
     summary.update(skipped_files=len(files.skipped), run_dir=out)
     print(

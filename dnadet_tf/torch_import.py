@@ -225,6 +225,19 @@ def _sha256(path):
     return digest.hexdigest()
 
 
+def require_checkpoint_outside(checkpoint, out, overwrite):
+    """Raises DnadetError when `overwrite` would empty run dir `out` (an existing folder holding files) with the
+    checkpoint to import inside it (`import-torch RUN/model.pth --out RUN --overwrite` deleted the very file
+    it was about to read); real paths are compared, so that a link or another spelling is caught too."""
+    if not (overwrite and os.path.isdir(out) and os.listdir(out)):
+        return
+    folder, source = os.path.realpath(out), os.path.realpath(checkpoint)
+    if os.path.commonpath([folder, source]) == folder:
+        raise DnadetError(f"checkpoint {checkpoint}: expected a file outside `out` {out}, which overwrite=True "
+                          f"empties before the checkpoint is read, received one inside it; move the checkpoint "
+                          f"out of the folder first, or import into another one.")
+
+
 def import_torch(checkpoint, out, class_names=None, setting=None, crop_size=None, resize1=None, resize2=None,
                  overwrite=False):
     """Writes run dir `out` (best.keras, labels.txt, config.json, import.json) from a release checkpoint.
@@ -261,12 +274,18 @@ def import_torch(checkpoint, out, class_names=None, setting=None, crop_size=None
             if int(value) < 1:
                 raise DnadetError(f"{name}: expected a positive integer, received {value}.")
             sizes[name] = int(value)
+    if sizes["resize2"] % 16:  # said here: the patch size derived from it, min(64, resize2), has no parameter
+        below = sizes["resize2"] // 16 * 16
+        near = f"{below} or {below + 16}" if below else "16"
+        raise DnadetError(f"resize2: expected a multiple of 16 (the encoder's total stride), such as {near}, "
+                          f"received {sizes['resize2']}.")
+    checkpoint = os.fspath(checkpoint)
     run = RunDir(out)
     if os.path.isdir(run.path) and os.listdir(run.path) and not overwrite:
         raise DnadetError(f"out {run.path}: the folder already holds files; pass overwrite=True to replace them.")
+    require_checkpoint_outside(checkpoint, run.path, overwrite)
     run.check(overwrite=overwrite, resumable=False)
 
-    checkpoint = os.fspath(checkpoint)
     tensors = state_dict_of(read_torch_file(checkpoint), checkpoint)
     nf, num_classes, projection = check_release_tensors(tensors, checkpoint)
     if num_classes != len(class_names):

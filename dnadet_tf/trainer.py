@@ -55,7 +55,7 @@ class Trainer:
         self.val_dataset = val_dataset
         self.val_extras = val_extras
         self.output = output or sys.stdout
-        self.chief = is_chief()
+        self.chief = is_chief(strategy)  # a leftover TF_CONFIG counts under MultiWorkerMirroredStrategy only
         self.use_patches = config.model.mode == "dnadet"
         keras.utils.set_random_seed(config.runtime.seed)  # initial weights and dropout masks follow the run's seed
         replicas = strategy.num_replicas_in_sync

@@ -8,7 +8,7 @@ from dnadet_tf.attacks import attack_fn
 from dnadet_tf.config import (ALIGN_FIRST_STAGE, ENCODER_STAGES, SHIFT_FIRST_STAGE, TrainConfig, as_stored,
                               make_config, paper_name, path_parameter)
 from dnadet_tf.data import hold_out, is_benchmark_dir, read_dataset, remap_to, require_several_classes, usable_files
-from dnadet_tf.distribute import make_strategy
+from dnadet_tf.distribute import check_strategy, make_strategy
 from dnadet_tf.errors import DnadetError, RunDirError
 from dnadet_tf.extra_real import add_extra_real, added_crops
 from dnadet_tf.model import (LOGITS_LAYER, Backbone, Classifier, encoder_mismatch, encoder_weight_names,
@@ -174,8 +174,8 @@ def require_resumed_data(name, given, stored):
 
 
 def train(run, config, class_names, train_dataset, val_dataset=None, resume=False, init_weights=None,
-          val_extras=None, banner=None, output=None):
-    """The one training function of `fit` and `pretrain`: builds the strategy and the Trainer,
+          val_extras=None, banner=None, output=None, strategy=None):
+    """The one training function of `fit` and `pretrain`: builds the strategy (unless given) and the Trainer,
     restores the latest checkpoint when resuming (saying from where, and dropping metrics.jsonl
     records of steps to be redone), trains, and returns the Trainer's summary.
 
@@ -183,9 +183,13 @@ def train(run, config, class_names, train_dataset, val_dataset=None, resume=Fals
       run: a started `RunDir`.
       train_dataset, val_dataset, init_weights, val_extras: as for `Trainer`.
       banner: function (number of replicas) -> the line printed before training.
+      strategy: the tf.distribute strategy, built by the caller before it started `run` (so that a strategy
+        that cannot be built, a bad TF_CONFIG, stops before the run dir is touched); None builds
+        `config.runtime.strategy`'s here.
     """
     output = output or sys.stdout
-    strategy = make_strategy(config.runtime.strategy)
+    if strategy is None:
+        strategy = make_strategy(config.runtime.strategy)
     if banner is not None:
         print(banner(strategy.num_replicas_in_sync), file=output, flush=True)
     trainer = Trainer(config, class_names, run, strategy, train_dataset=train_dataset, val_dataset=val_dataset,
@@ -232,6 +236,7 @@ def fit(data, out, val=None, preset=None, resume=False, overwrite=False, output=
     train_files = read_training_files(data)
     run.check(overwrite=overwrite, resume=resume)  # fail before any slow work
     config, val = settle_config(run, resume, preset, overrides, data, val, train_files.class_names)
+    check_strategy(config.runtime.strategy)  # a bad TF_CONFIG stops here, before the slow work and any write
     val_files = read_validation_files(val, train_files.class_names)
     user_train_files, val_files = usable_training_files(train_files, val_files, config, output)
     val_files = usable_validation_files(val_files, config)  # before the extra inputs, which take time to prepare
@@ -240,8 +245,10 @@ def fit(data, out, val=None, preset=None, resume=False, overwrite=False, output=
     train_files, transplant = add_extra_inputs(user_train_files, config, output)
     skipped = len(train_files.skipped) + (len(val_files.skipped) if val_files else 0)
     init_weights = resolve_init_weights(run, config, resume, train_files.class_names, init_partial, output)
+    strategy = make_strategy(config.runtime.strategy)  # one that cannot be built leaves the run dir as it was
     run.start(config, train_files.class_names, overwrite=overwrite, resume=resume)
-    summary = run_training(run, config, train_files, val_files, transplant, resume, init_weights, out, output)
+    summary = run_training(run, config, train_files, val_files, transplant, resume, init_weights, out, output,
+                           strategy)
     summary.update(skipped_files=skipped, run_dir=out)
     print(done_line(summary, config, val_files is not None, skipped, out), file=output, flush=True)
     calibration = calibrate_at_end(run, out, config, user_train_files, val_files, output, resume)
@@ -340,9 +347,10 @@ def resolve_init_weights(run, config, resume, class_names, init_partial, output)
     return None
 
 
-def run_training(run, config, train_files, val_files, transplant, resume, init_weights, out, output):
+def run_training(run, config, train_files, val_files, transplant, resume, init_weights, out, output, strategy=None):
     """`train` on the checked files: training batches from `train_files` (augmented and transplanted as the config
-    says), whole validation images from `val_files` (None: no validation); returns its summary."""
+    says), whole validation images from `val_files` (None: no validation), under `strategy` (None: `train` builds
+    the config's); returns its summary."""
     banner = training_banner(config, train_files, out)
     augment_fn = attack_fn(config.sampling.augment)
     val_dataset = None
@@ -353,7 +361,8 @@ def run_training(run, config, train_files, val_files, transplant, resume, init_w
     return train(run, config, train_files.class_names,
                  train_dataset=lambda start: training_dataset(train_files, config, start, augment_fn,
                                                               transplant=transplant),
-                 val_dataset=val_dataset, resume=resume, init_weights=init_weights, banner=banner, output=output)
+                 val_dataset=val_dataset, resume=resume, init_weights=init_weights, banner=banner, output=output,
+                 strategy=strategy)
 
 
 def training_banner(config, train_files, out):
