@@ -31,6 +31,10 @@ each `robustness-*.json` (`benchmarks/robustness_seeds.py --json`) as its accura
 `open-set-points-*.json`, `labeled-open-set-*.json` and `unlabeled-open-set-*.json` (`benchmarks/open_set_points.py`,
 `labeled_open_set.py`, `unlabeled_open_set.py`, `--json`) as their open-set tables. The other files (timings,
 decoder fuzzing, single evaluations) hold figures docs/results.md quotes beside their commands: they have no table.
+A file is rendered once, by the longest prefix its name starts with (`open-set-points-*.json` as open-set points,
+not as an `open-set-*.json` table). A file that is missing, unreadable, no JSON or JSON of another shape than its
+name says is named in one line on stderr with what was wrong, and the others are still rendered; the exit status is
+then 2, as for a file with no table.
 Usage: python benchmarks/render_results.py [FILE ...]
 """
 import argparse
@@ -238,7 +242,8 @@ RENDERED_BY = {"open-set-points": ("open_set_points", "format_table"),
                "transplant-adaptation": ("transplant_adaptation", "format_table"),
                "labeled-adaptation": ("labeled_adaptation", "format_table"),
                "feature-clusters": ("feature_clusters", "format_table")}
-# Longer prefixes first: a file is rendered by the first prefix its name starts with.
+# A file is rendered by the longest prefix its name starts with (`renderer_of`): open-set-points-*.json by
+# RENDERED_BY's, not render_open_set.
 RENDERERS = {**{prefix: functools.partial(_rendered_by, *by) for prefix, by in RENDERED_BY.items()},
              "robustness": render_robustness, "open-set": render_open_set, "train-throughput": render_speed,
              "transform-families": render_transform_costs, "pretrain-families": render_pretrain_families,
@@ -246,11 +251,46 @@ RENDERERS = {**{prefix: functools.partial(_rendered_by, *by) for prefix, by in R
              "pretrain-demo-photos": render_pretrain_validations, "pretrain-shared-photos": render_pretrain_validations}
 
 
-def render_file(path):
-    """The tables of the result file at `path`, by the renderer of its name's prefix; None when it has none."""
+def prefix_of(path):
+    """The longest prefix of RENDERERS that the name of `path` starts with (the most specific), or None."""
     name = os.path.basename(path)
-    renderer = next((renderer for prefix, renderer in RENDERERS.items() if name.startswith(prefix)), None)
-    return None if renderer is None else renderer(path)
+    return max((prefix for prefix in RENDERERS if name.startswith(prefix)), key=len, default=None)
+
+
+def render_file(path):
+    """The tables of the result file at `path`, by the renderer of its name's longest prefix; None when it has
+    none."""
+    prefix = prefix_of(path)
+    return None if prefix is None else RENDERERS[prefix](path)
+
+
+def default_files():
+    """Every file of benchmarks/results/ with a table (a name starting with a prefix of RENDERERS), each once, sorted
+    by path."""
+    return sorted(path for path in glob.glob(os.path.join(HERE, "results", "*.json")) if prefix_of(path))
+
+
+# What a result file that cannot be rendered raised: unreadable (OSError), no JSON or not UTF-8 (ValueError), or
+# JSON of another shape than its renderer reads (a key or item missing, a value of another type).
+BAD_FILE_ERRORS = (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError)
+
+
+def what_was_wrong(path, error):
+    """One line's words for the `error` that rendering the result file at `path` raised (BAD_FILE_ERRORS)."""
+    if isinstance(error, FileNotFoundError):
+        return "no such file"
+    if isinstance(error, IsADirectoryError):
+        return "a folder, not a result file"
+    if isinstance(error, OSError):
+        return f"unreadable ({error.strerror or error})"
+    expected = f"expected the JSON that {prefix_of(path)}*.json files hold"
+    if isinstance(error, json.JSONDecodeError):
+        return f"not JSON ({error.msg}: line {error.lineno} column {error.colno}); {expected}"
+    if isinstance(error, UnicodeDecodeError):
+        return f"not UTF-8 text ({error.reason} at byte {error.start}); {expected}"
+    if isinstance(error, KeyError):
+        return f"JSON without the key {error.args[0]!r}; {expected}"
+    return f"JSON of another shape ({type(error).__name__}: {error}); {expected}"
 
 
 def main(argv=None):
@@ -263,12 +303,18 @@ def main(argv=None):
         epilog=f"Files are rendered by the start of their name: {', '.join(RENDERERS)}.")
     parser.add_argument("files", nargs="*", metavar="JSON",
                         help="result files to render (default: every file of benchmarks/results/ with a table)")
-    paths = parser.parse_args(sys.argv[1:] if argv is None else argv).files or sorted(
-        path for prefix in RENDERERS for path in glob.glob(os.path.join(HERE, "results", f"{prefix}*.json")))
+    paths = parser.parse_args(sys.argv[1:] if argv is None else argv).files or default_files()
     status = 0
-    for path in paths:
-        tables = render_file(path)
-        if tables is None:  # said, and the other files still rendered
+    for path in paths:  # a bad file is said in one line, and the other files still rendered
+        try:
+            if not os.path.exists(path):
+                raise FileNotFoundError(path)
+            tables = render_file(path)
+        except BAD_FILE_ERRORS as error:
+            print(f"render_results: {path}: {what_was_wrong(path, error)}.", file=sys.stderr)
+            status = 2
+            continue
+        if tables is None:
             print(f"render_results: {path}: no table for it (its figures are quoted in docs/results.md beside the "
                   f"command that wrote it); expected a file name starting with one of {', '.join(RENDERERS)}.",
                   file=sys.stderr)

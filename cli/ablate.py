@@ -20,7 +20,9 @@ def register(subparsers):
             "prints it. An interrupted ablation resumes: runs already trained in --out, and its own step 1, are "
             "reused (one trained with other settings, other validation or from another step 1, or a step 1 "
             "pre-trained on other --photos, --pretrain-steps or --width, is refused before any training, but "
-            "for the selection rule), a run or step 1 stopped in training continues from its checkpoint."
+            "for the selection rule), a run or step 1 stopped in training continues from its checkpoint. A rerun "
+            "with fewer --seeds or --variants keeps the earlier table's results of the others where it would "
+            "reuse them as they are, and names in one warning line those it leaves out."
         ),
         formatter_class=HelpFormatter,
     )
@@ -99,11 +101,6 @@ def run(args):
     from dnadet_tf.ablation import ablate
     from dnadet_tf.cli.common import UsageError, augment_from
 
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    known = [folder for folder, _, _ in VARIANTS]
-    unknown = [v for v in variants if v not in known]
-    if unknown or not variants:
-        raise UsageError(f"--variants: expected a comma list of {', '.join(known)}, received {args.variants!r}.")
     if args.compare_select and not args.validation:
         raise UsageError("--no-validation: expected without --compare-select, which compares the selection rules on "
                          "the validation images, received both.")
@@ -132,6 +129,7 @@ def run(args):
                  if v is not None}
     ablate(args.zoo, args.out, preset=args.preset, pretrained=args.pretrained, photos=args.photos,
            steps=args.steps, pretrain_steps=args.pretrain_steps,
-           seeds=range(args.first_seed, args.first_seed + args.seeds), variants=variants,
+           seeds=range(args.first_seed, args.first_seed + args.seeds),
+           variants=args.variants,  # a comma list, checked by ablate (ablation.checked_variants) before any work
            compare_select=args.compare_select, fit_overrides=overrides, validation=args.validation)
     return 0

@@ -16,6 +16,7 @@ Layout of `out`:
     out/<variant>/seed<N>/evaluation/step-NNNNNN.json     a validated model (compare_select)
     out/ablation.json, out/ablation.md
 """
+import hashlib
 import json
 import os
 import sys
@@ -28,6 +29,7 @@ from dnadet_tf.config import make_config, paper_name
 from dnadet_tf.data import benchmark_digest, is_benchmark_dir
 from dnadet_tf.errors import DnadetError
 from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES, evaluate
+from dnadet_tf.images import find_images
 from dnadet_tf.machine import describe_machine
 from dnadet_tf.predictor import KerasPredictor
 from dnadet_tf.pretrained import NO_INIT, PACKAGED, packaged_run, provenance
@@ -53,6 +55,48 @@ def default_photos():
     from dnadet_tf.zoo.photos import PACKAGED_PHOTOS
 
     return PACKAGED_PHOTOS
+
+
+def checked_variants(variants):
+    """The entries of VARIANTS that `variants` names (None: all four), in VARIANTS' order: `variants` is an iterable
+    of their folder names or a comma list of them (the command's `--variants`). Raises DnadetError naming the choices
+    for an unknown name or none."""
+    given = variants
+    if isinstance(variants, str):
+        variants = variants.split(",")
+    known = [folder for folder, _, _ in VARIANTS]
+    names = None if variants is None else [str(name).strip() for name in variants if str(name).strip()]
+    if names is not None and (not names or any(name not in known for name in names)):
+        raise DnadetError(f"variants: expected a comma list of {', '.join(known)} (one or more), received {given!r}.")
+    return [v for v in VARIANTS if names is None or v[0] in names]
+
+
+def checked_seeds(seeds):
+    """`seeds` as a list: one or more distinct training seeds, integers of 0 or above. Raises DnadetError naming what
+    was received otherwise (no seed, a negative one or one that is no integer, one twice: its run would count
+    twice)."""
+    iterable = hasattr(seeds, "__iter__") and not isinstance(seeds, (str, bytes))
+    received = list(seeds) if iterable else seeds
+    if not iterable or not received or any(
+            isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0 for seed in received
+    ) or len(set(received)) != len(received):
+        said = "none" if received == [] else repr(received)
+        raise DnadetError(f"seeds: expected one or more distinct training seeds (integers of 0 or above), "
+                          f"received {said}.")
+    return [int(seed) for seed in received]
+
+
+def photo_set_digest(folder):
+    """SHA-256 of the photos in `folder`: every image file's path relative to it and its bytes, whatever the folder's
+    own path; None when it is no folder. Tells the packaged photos from others wherever the package is installed."""
+    if not os.path.isdir(folder):
+        return None
+    digest = hashlib.sha256()
+    for name, path in sorted((os.path.relpath(path, folder).replace(os.sep, "/"), path)
+                             for path in find_images(folder)):
+        with open(path, "rb") as f:
+            digest.update(name.encode() + b"\0" + hashlib.sha256(f.read()).digest())
+    return digest.hexdigest()
 
 
 def _read_json(path):
@@ -214,13 +258,20 @@ def _require_trained_as(run_dir, preset, settings, zoo, validation, compare_sele
     with another value of any training setting than `fit` would train with `settings` now (`_fit_settings`, those
     omitted at the preset's: `_settings_difference`; the selection settings may differ). A run stopped in training
     is continued by `fit`, whose resume refuses other values given for its settings (omitted ones keep the run's)."""
+    _refuse_first(run_dir, _run_differences(run_dir, preset, settings, zoo, validation, compare_select, finished),
+                  "train it again")
+
+
+def _run_differences(run_dir, preset, settings, zoo, validation, compare_select, finished=True):
+    """The (what the run in `run_dir` was trained with, what this ablation asks) that `_require_trained_as` checks,
+    None for each that does not differ."""
     config = runs.RunDir(run_dir).config
     differences = [_validation_difference(config, settings.get("val_split"), validation),
                    _data_difference(config, _training_data(zoo, validation))]
     if finished:
         differences += [_kept_models_difference(config, compare_select), _init_difference(config, settings["init"]),
                         _settings_difference(config, preset, settings)]
-    _refuse_first(run_dir, differences, "train it again")
+    return differences
 
 
 def _require_reusable_runs(zoo, out, variants, seeds, pretrained, preset, steps, compare_select, fit_overrides,
@@ -354,17 +405,35 @@ def _step1_of(out, preset, pretrained, photos, pretrain_steps, width, variants):
     return os.path.join(out, "pretrain")
 
 
+def _packaged_photos(step1, folder):
+    """Whether the ablation's own step 1 in `step1`, pre-trained on the photos in `folder`, was pre-trained on the
+    photo set the package ships now (`photo_set_digest`), wherever the package was installed then: by the digest its
+    PRETRAINED_FILE records (`photos_sha256`), else (a step 1 of before the record) that of `folder` if it is
+    still there."""
+    try:
+        recorded = _read_json(os.path.join(step1, PRETRAINED_FILE)).get("photos_sha256")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    recorded = recorded or photo_set_digest(folder)
+    return recorded is not None and recorded == photo_set_digest(default_photos())
+
+
 def _require_pretrained_as(step1, preset, photos, steps, width):
     """Raises DnadetError when the ablation's own finished step 1 in `step1` was pre-trained with another preset, on
     other `photos`, for other `steps` or at another `width` (None: the packaged photos, the preset's) than this
-    ablation pre-trains. One stopped in training is continued by `pretrain`, whose resume refuses other photos or
-    another width; one without config.json has no settings to compare."""
+    ablation pre-trains. The packaged photos stay the same photos when the package moves (reinstalled from another
+    folder): their path differs, their photo set does not (`_packaged_photos`). One stopped in training is continued
+    by `pretrain`, whose resume refuses other photos or another width; one without config.json has no settings to
+    compare."""
     if not all(os.path.isfile(os.path.join(step1, name)) for name in (PRETRAINED_FILE, runs.CONFIG_FILE)):
         return
     config = runs.RunDir(step1).config
     asked = make_config(preset, width=width)
+    stored_photos = config.data
+    if photos is None and stored_photos != os.path.abspath(default_photos()) and _packaged_photos(step1, stored_photos):
+        stored_photos = os.path.abspath(default_photos())  # pre-trained on them where the package was then
     differences = [("preset", config.preset, preset),
-                   ("photos", config.data, os.path.abspath(photos or default_photos())),
+                   ("photos", stored_photos, os.path.abspath(photos or default_photos())),
                    ("pretrain_steps", config.loop.steps, asked.pretrain.steps if steps is None else steps),
                    ("width", config.model.width, asked.model.width)]
     _refuse_first(step1, [(f"pre-trained with `{key}` {stored!r}", f"pre-trains with {value!r}")
@@ -381,9 +450,114 @@ def _pretrain_own(step1, preset, photos, steps, width, output):
     resume = _stopped_in_training(step1)
     print(f"no pre-trained run given: pre-training into {step1}" + (" (continuing the stopped one)" if resume else ""),
           file=output, flush=True)
+    digest = photo_set_digest(photos or default_photos())  # the photo set it pre-trains on, recorded with the summary
     summary = pretrain(photos or default_photos(), step1, preset=preset, overwrite=not resume, resume=resume,
                        steps=steps, seed=0, output=output, width=width)
-    runs.write_json_atomic(finished, summary)
+    runs.write_json_atomic(finished, {**(summary or {}), "photos_sha256": digest})
+
+
+FOLDER_OF_NAME = {name: folder for folder, name in VARIANT_NAMES.items()}
+
+
+def _variant_rank(folder):
+    """The place of variant `folder` in VARIANTS (others after them)."""
+    order = [name for name, _, _ in VARIANTS]
+    return order.index(folder) if folder in order else len(order)
+
+
+def _variant_entry(folder, seed_results, compare_select):
+    """A variant's entry of ablation.json: its seeds' results and their mean ± std (`aggregate`)."""
+    entry = {"variant": VARIANT_NAMES[folder], "folder": folder, "seeds": seed_results,
+             "summary": aggregate(seed_results)}
+    if compare_select:
+        entry["select"] = {rule: aggregate(seed_results, rule) for rule in SELECTION_RULES}
+    return entry
+
+
+def _earlier_results(zoo, out, zoo_sha256, variants, seeds, step1, own_step1, preset, photos, pretrain_steps, steps,
+                     compare_select, fit_overrides, validation):
+    """({folder: [seed result]}, [(folder, seed, why)]): the seed results of `out`/ablation.json (an earlier ablation
+    into `out`) that this one does not rerun (a variant or seed not among `variants` and `seeds`) and would reuse as
+    they are had it been asked for them, and those it would not reuse (why, in words). Reused: measured on this
+    `zoo` (`zoo_sha256`), its run dir still a finished run trained as this ablation would train it
+    (`_run_differences`: the selection settings aside), for a +PT variant from `step1` (the step 1 this ablation's +PT
+    variants start from; `own_step1` when pre-trained in `out`: finished before this ablation and pre-trained as it
+    would pre-train it), with `compare_select` the figures of every selection rule measured. Called before any
+    training or pre-training."""
+    path = os.path.join(out, "ablation.json")
+    if not os.path.isfile(path):
+        return {}, []
+    try:
+        earlier = _read_json(path)
+        candidates = [(entry.get("folder") or FOLDER_OF_NAME[entry["variant"]], int(result["seed"]), result)
+                      for entry in earlier["variants"] for result in entry["seeds"]]
+        measured_on = earlier.get("zoo_sha256")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:  # not a table ablate wrote
+        return {}, [(None, None, f"unreadable ({type(error).__name__}: {error})")]
+    step1_why = None
+    if own_step1:
+        if not os.path.isfile(os.path.join(own_step1, PRETRAINED_FILE)):
+            step1_why = f"its step 1 {own_step1} not finished"
+        else:
+            try:
+                _require_pretrained_as(own_step1, preset, photos, pretrain_steps, (fit_overrides or {}).get("width"))
+            except DnadetError:
+                step1_why = f"its step 1 {own_step1} pre-trained otherwise"
+    modes = {folder: (mode, uses_pt) for folder, mode, uses_pt in VARIANTS}
+    seen = {(folder, seed) for folder, _, _ in variants for seed in seeds}  # rerun now
+    kept, dropped = {}, []
+    for folder, seed, result in candidates:
+        if (folder, seed) in seen:
+            continue
+        seen.add((folder, seed))
+        run_dir = os.path.join(out, folder, f"seed{seed}")
+        why = None
+        if folder not in modes:
+            why = "not a variant ablate trains"
+        elif measured_on and measured_on != zoo_sha256:
+            why = f"measured on zoo_sha256 {str(measured_on)[:16]}, not {zoo_sha256[:16]}"
+        elif not (_finished(run_dir) and os.path.isfile(os.path.join(run_dir, "evaluation", "evaluation.json"))):
+            why = f"no finished run in {run_dir}"
+        elif compare_select and not all(rule in result.get("select", {}) for rule in SELECTION_RULES):
+            why = "measured without `compare_select`"
+        elif result.get("splits") != _evaluated_splits(run_dir):
+            why = f"its figures are not those of {os.path.join(run_dir, 'evaluation', 'evaluation.json')}"
+        elif modes[folder][1] and step1_why:
+            why = step1_why
+        else:
+            mode, uses_pt = modes[folder]
+            settings = _fit_settings(mode, step1 if uses_pt else None, seed, steps, compare_select, fit_overrides)
+            try:
+                difference = next((d for d in _run_differences(run_dir, preset, settings, zoo, validation,
+                                                               compare_select) if d), None)
+            except DnadetError as error:  # no readable config.json
+                difference = (str(error).rstrip("."), None)
+            if difference:
+                why = difference[0] + (f", where this ablation {difference[1]}" if difference[1] else "")
+        if why:
+            dropped.append((folder, seed, why))
+        else:
+            kept.setdefault(folder, []).append(
+                result if compare_select else {key: value for key, value in result.items() if key != "select"})
+    return kept, dropped
+
+
+def _evaluated_splits(run_dir):
+    """The figures of best.keras of a finished run on every split, as `run_one` reads them (None if unreadable)."""
+    try:
+        return _split_figures(_read_json(os.path.join(run_dir, "evaluation", "evaluation.json")))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _seed_words(pairs):
+    """"Base seeds 1, 2; DNA-Det seed 0" for [(folder, seed)] (in VARIANTS order)."""
+    by_variant = {}
+    for folder, seed in pairs:
+        by_variant.setdefault(folder, []).append(seed)
+    return "; ".join(f"{VARIANT_NAMES.get(folder, folder)} seed{'s' if len(found) > 1 else ''} "
+                     + ", ".join(str(seed) for seed in sorted(found))
+                     for folder, found in sorted(by_variant.items(), key=lambda item: _variant_rank(item[0])))
 
 
 def ablate(zoo, out, preset="cpu", pretrained=None, photos=None, steps=None, pretrain_steps=None,
@@ -399,8 +573,9 @@ def ablate(zoo, out, preset="cpu", pretrained=None, photos=None, steps=None, pre
         `photos` nor `pretrain_steps` is given and `fit_overrides` name no width but its own,
         else pre-trains once (seed 0, at that width) into out/pretrain. The same encoder
         serves every seed.
-      seeds: training seeds of step 2.
-      variants: folders of VARIANTS to run (default: all four).
+      seeds: training seeds of step 2: one or more distinct integers of 0 or above (`checked_seeds`).
+      variants: folders of VARIANTS to run, or a comma list of them (default: all four); an unknown name or none
+        is refused (`checked_variants`), as are bad `seeds`, before any work.
       compare_select: keep validated models and report every selection rule.
       fit_overrides: further TrainConfig values for every run (e.g. ce_input).
       validation: False trains every run on the zoo's train.txt alone, without its validation images
@@ -411,16 +586,18 @@ def ablate(zoo, out, preset="cpu", pretrained=None, photos=None, steps=None, pre
     ablation resumes; one validated, trained or started otherwise (the selection
     settings aside), or an own step 1 pre-trained otherwise, is refused before
     any training. Writes out/ablation.json and out/ablation.md; returns the
-    JSON document.
+    JSON document. A rerun with fewer `seeds` or `variants` keeps the earlier
+    ablation.json's results of the others where it would reuse them as they are
+    (`_earlier_results`) and names those it leaves out in one warning line.
     """
     output = output or sys.stdout
+    variants, seeds = checked_variants(variants), checked_seeds(seeds)  # before any work
     if not (is_benchmark_dir(zoo) and os.path.isfile(os.path.join(zoo, "train.txt"))):  # before any step 1
         raise DnadetError(f"zoo {zoo}: expected a benchmark folder (classes.txt, train.txt and the cross-test lists, "
                           f"as 'dnadet-tf zoo build' writes), received {runs.describe_path(zoo)}.")
     if compare_select and not validation:
         raise DnadetError("compare_select: expected validation images to compare the selection rules on, received "
                           "validation=False (--no-validation).")
-    variants = [v for v in VARIANTS if variants is None or v[0] in variants]
     for _, mode, _ in variants:  # the settings every run takes, checked before any step 1 (frozen stages need its
         # init, which is not there yet)
         make_config(preset, **{**{k: v for k, v in (fit_overrides or {}).items() if k != "frozen_stages"},
@@ -432,31 +609,57 @@ def ablate(zoo, out, preset="cpu", pretrained=None, photos=None, steps=None, pre
     if own_step1:
         _require_pretrained_as(own_step1, preset, photos, pretrain_steps, width)
     _require_reusable_runs(zoo, out, variants, seeds, step1, preset, steps, compare_select, fit_overrides, validation)
+    zoo_sha256 = benchmark_digest(zoo)
+    # The earlier table's results of variants and seeds not rerun now stay in the new one when this ablation would
+    # reuse them as they are (an ablation rerun with fewer `seeds` or `variants` replaced the whole table with a
+    # smaller one); those it would not reuse are named in one line. Checked before any training or step 1.
+    step1_all = _step1_of(out, preset, pretrained, photos, pretrain_steps, width, VARIANTS)
+    own_all = step1_all if pretrained is None and step1_all not in (None, PACKAGED) else None
+    kept, dropped = _earlier_results(zoo, out, zoo_sha256, variants, seeds, step1_all, own_all, preset, photos,
+                                     pretrain_steps, steps, compare_select, fit_overrides, validation)
+    table_path = os.path.join(out, "ablation.json")
+    if kept:
+        print(f"{table_path}: its results of " + _seed_words((f, r["seed"]) for f, results in kept.items()
+                                                            for r in results)
+              + " stay in the new table (not rerun; their runs are reused as they are)", file=output, flush=True)
+    if dropped and dropped[0][0] is None:
+        print(f"warning: {table_path}: {dropped[0][2]}; the new table holds this ablation's results alone",
+              file=output, flush=True)
+    elif dropped:
+        print(f"warning: {table_path}: the new table leaves out its results of "
+              + "; ".join(f"{VARIANT_NAMES.get(folder, folder)} seed {seed} ({why})" for folder, seed, why in dropped)
+              + " (this ablation would not reuse them as they are; their run dirs are kept)", file=output, flush=True)
     if own_step1:
         _pretrain_own(own_step1, preset, photos, pretrain_steps, width, output)
-    pretrained = step1
-    document = {"zoo": os.path.abspath(zoo), "zoo_sha256": benchmark_digest(zoo), "preset": preset, "steps": steps,
-                "pretrained": pretrained, "seeds": list(seeds),
+    asked = [folder for folder, _, _ in variants]
+    planned = sorted(set(asked) | set(kept), key=_variant_rank)
+    uses_step1 = any(uses_pt for folder, _, uses_pt in VARIANTS if folder in planned)
+    pretrained = step1 if step1 is not None or not uses_step1 else step1_all
+    document = {"zoo": os.path.abspath(zoo), "zoo_sha256": zoo_sha256, "preset": preset, "steps": steps,
+                "pretrained": pretrained,
+                "seeds": sorted(set(seeds) | {r["seed"] for results in kept.values() for r in results}),
                 "fit_overrides": dict(fit_overrides or {}), "compare_select": compare_select,
                 "validation": validation, "variants": [], "complete": False,
-                "planned": [VARIANT_NAMES[folder] for folder, _, _ in variants],
+                "planned": [VARIANT_NAMES[folder] for folder in planned],
                 # which machine kind, and whether other work shared its cores when this ablation (re)started
                 "machine": describe_machine()}
+    entries = {folder: _variant_entry(folder, results, compare_select) for folder, results in kept.items()
+               if folder not in asked}
     for folder, mode, uses_pt in variants:
         name = VARIANT_NAMES[folder]
         seed_results = []
         for seed in seeds:
             run_dir = os.path.join(out, folder, f"seed{seed}")
             print(f"== {name}, seed {seed}: {run_dir}", file=output, flush=True)
-            seed_results.append(run_one(zoo, run_dir, mode, pretrained if uses_pt else None, seed, preset,
+            seed_results.append(run_one(zoo, run_dir, mode, step1 if uses_pt else None, seed, preset,
                                         steps, compare_select, fit_overrides, output, validation))
-        entry = {"variant": name, "folder": folder, "seeds": seed_results, "summary": aggregate(seed_results)}
-        if compare_select:
-            entry["select"] = {rule: aggregate(seed_results, rule) for rule in SELECTION_RULES}
-        document["variants"].append(entry)
-        document["complete"] = len(document["variants"]) == len(variants)
+        if kept.get(folder):  # the earlier table's results of other seeds, all in the order of their seeds
+            seed_results = sorted(seed_results + kept[folder], key=lambda result: result["seed"])
+        entries[folder] = _variant_entry(folder, seed_results, compare_select)
+        document["variants"] = [entries[done] for done in planned if done in entries]
+        document["complete"] = len(document["variants"]) == len(planned)
         # partial results survive, said so in both files
-        runs.write_json_atomic(os.path.join(out, "ablation.json"), document)
+        runs.write_json_atomic(table_path, document)
         runs.write_text_atomic(os.path.join(out, "ablation.md"), format_ablation(document) + "\n")
     table = format_ablation(document)
     print(table, file=output, flush=True)
@@ -464,7 +667,9 @@ def ablate(zoo, out, preset="cpu", pretrained=None, photos=None, steps=None, pre
 
 
 def mean_std_cell(stats, scale=100.0, digits=1):
-    """A table cell for a `mean_std` dict: "97.5 ± 2.7" (fractions shown as %), "-" when its mean is None."""
+    """A table cell for a `mean_std` dict: "97.5 ± 2.7" (fractions shown as %), "-" when its mean is None. Every
+    table of mean ± std (ablate's, benchmarks/render_results.py's) is made here. The binary value is rounded (a
+    std of 13.75 computed as 13.7499... shows 13.7): the figures quoted in README and docs/results.md are these."""
     if stats["mean"] is None:
         return "-"
     return f"{scale * stats['mean']:.{digits}f} ± {scale * stats['std']:.{digits}f}"
@@ -485,7 +690,12 @@ def format_ablation(document, figure="accuracy"):
     # The paper's split order and the rules' order, also after a JSON round trip (written with sorted keys).
     splits = _in_order(variants[0]["summary"], [SPLIT_TITLES[s] for s in EVALUATION_SPLITS])
     seeds = len(document["seeds"])
-    lines = [f"{figure} (%), mean ± std (population) over {seeds} training seed(s)", "",
+    # a variant over fewer seeds (an earlier table's results kept for others: `_earlier_results`) says which
+    fewer = ", ".join(f"{entry['variant']}: seed{'s' if len(entry['seeds']) > 1 else ''} "
+                      + ", ".join(str(seed["seed"]) for seed in entry["seeds"])
+                      for entry in variants if len(entry["seeds"]) != seeds)
+    fewer = f" ({fewer})" if fewer else ""
+    lines = [f"{figure} (%), mean ± std (population) over {seeds} training seed(s){fewer}", "",
              "| method | " + " | ".join(splits) + " |", "|---|" + "---:|" * len(splits)]
     for entry in variants:
         lines.append(f"| {entry['variant']} | "
@@ -500,7 +710,7 @@ def format_ablation(document, figure="accuracy"):
                       f"ablation stopped, or runs still)"]
     if document.get("compare_select"):
         lines += ["", f"{figure} (%) of the model each selection rule keeps, mean ± std (population) over "
-                      f"{seeds} seed(s)", "",
+                      f"{seeds} seed(s){fewer}", "",
                   "| method | rule | " + " | ".join(splits) + " |", "|---|---|" + "---:|" * len(splits)]
         for entry in variants:
             for rule in _in_order(entry["select"], SELECTION_RULES):
