@@ -35,42 +35,15 @@ APP = os.path.join(harness.ROOT, "web", "app")
 TOLERANCE = 1e-3
 
 
-def _missing(what, how):
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} is missing: CI must run the web app's tests ({how}; .ci/run does it)")
-    pytest.skip(f"{what} is missing ({how})")
-
-
-def _node():
-    node = shutil.which("node")
-    if node is None:
-        _missing("node", "apt-get install -y nodejs")
-    return node
-
-
-def _runtime():
-    try:
-        return web.find_runtime()
-    except DnadetError as error:
-        _missing("LiteRT.js", str(error))
-
-
 @pytest.fixture(scope="module")
 def chromium():
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        _missing("the pip package playwright", 'pip install -e ".[test]"')
-    path = harness.find_chromium()
-    if path is None:
-        _missing("chromium", "apt-get install -y chromium")
-    return path
+    return harness.require_chromium()
 
 
 @pytest.fixture(scope="module")
 def sites(tiny_run, upsampling_data, tmp_path_factory):
     """{'int8': site folder, 'float32': site folder, 'out': export DIR, 'stdout': export's output}."""
-    _runtime()
+    harness.require_runtime()
     out = str(tmp_path_factory.mktemp("web-export"))
     code, stdout, stderr = _cli(["export", "--model", tiny_run, "--out", out, "--formats", "float32,web",
                                  "--eval", upsampling_data["test"], "--max-eval", "12", "--threads", "1"])
@@ -133,7 +106,7 @@ def test_javascript_resize_and_preprocessing_equal_tensorflow(tmp_path):
     """resize.js equals tf.image.resize(bicubic, antialias=True) bit for bit (down, up, same size,
     non-square, float input), and preprocess.js equals preprocess_image at the default sizes, large square
     images squashed or (crop_square) center-cropped."""
-    node = _node()
+    node = harness.require_node()
     rng = np.random.default_rng(0)
     cases, expected = [], []
     for i, (height, width, out_height, out_width) in enumerate(

@@ -31,7 +31,6 @@ import pytest
 from PIL import Image
 
 import web_harness as harness
-from dnadet_tf.errors import DnadetError
 from dnadet_tf.exports import web
 from dnadet_tf.preprocess import PreprocessConfig, preprocess_image
 
@@ -44,36 +43,9 @@ WEIGHTS = {"A": 6.0 * np.eye(3), "B": -6.0 * np.eye(3)}
 MODEL = "dnadet-float32.tflite"
 
 
-def _missing(what, how):
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} is missing: CI must run the web app's tests ({how}; .ci/run does it)")
-    pytest.skip(f"{what} is missing ({how})")
-
-
-def _node():
-    node = shutil.which("node")
-    if node is None:
-        _missing("node", "apt-get install -y nodejs")
-    return node
-
-
-def _runtime():
-    try:
-        return web.find_runtime()
-    except DnadetError as error:
-        _missing("LiteRT.js", str(error))
-
-
 @pytest.fixture(scope="session")
 def chromium_path():
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        _missing("the pip package playwright", 'pip install -e ".[test]"')
-    path = harness.find_chromium()
-    if path is None:
-        _missing("chromium", "apt-get install -y chromium")
-    return path
+    return harness.require_chromium()
 
 
 @pytest.fixture(scope="session")
@@ -112,7 +84,7 @@ def sites(tmp_path_factory):
     named "__proto__"); {key + "_tflite": the .tflite file} too."""
     from dnadet_tf.exports.tflite import write_tflite
 
-    runtime = _runtime()
+    runtime = harness.require_runtime()
     root = tmp_path_factory.mktemp("web-updates")
     content = {key: _mean_colour_tflite(str(root / f"savedmodel-{key}"), weights) for key, weights in WEIGHTS.items()}
     content["proto"] = content["A"]
@@ -509,7 +481,7 @@ def test_exif_orientation_of_every_tiff_type_is_read_as_pillow_reads_it(orientat
         assert expected.get(name, 3) == 3, (name, expected[name])
     assert expected.get("past_the_limit_short", 6) == 6  # a value in the entry adds nothing to the running total
 
-    node = _node()
+    node = harness.require_node()
     os.makedirs(tmp_path / "app")
     shutil.copyfile(os.path.join(APP, "exif.js"), tmp_path / "app" / "exif.js")
     (tmp_path / "package.json").write_text('{"type": "module"}')

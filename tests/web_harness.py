@@ -59,6 +59,49 @@ def find_chromium():
     return report_screenshot_module().find_chromium()
 
 
+def missing(what, how):
+    """Fails the calling test under CI (which must run the browser tests: .ci/run installs what they need), else
+    skips it, naming `what` is missing and `how` to get it."""
+    import pytest
+
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is missing: CI must run the web app's tests ({how}; .ci/run does it)")
+    pytest.skip(f"{what} is missing ({how})")
+
+
+def require_node():
+    """Path of node, or `missing`."""
+    import shutil
+
+    node = shutil.which("node")
+    if node is None:
+        missing("node", "apt-get install -y nodejs")
+    return node
+
+
+def require_runtime():
+    """The LiteRT.js runtime folder (`exports.web.find_runtime`), or `missing`."""
+    from dnadet_tf.errors import DnadetError
+    from dnadet_tf.exports import web
+
+    try:
+        return web.find_runtime()
+    except DnadetError as error:
+        missing("LiteRT.js", str(error))
+
+
+def require_chromium():
+    """Path of chromium with pip's playwright importable, or `missing`."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing("the pip package playwright", 'pip install -e ".[test]"')
+    path = find_chromium()
+    if path is None:
+        missing("chromium", "apt-get install -y chromium")
+    return path
+
+
 def screenshot_stats(png_path):
     """{size, non_white, colourful, distinct_colours} of a screenshot (benchmarks/report_screenshot.py)."""
     return report_screenshot_module().screenshot_stats(png_path)
