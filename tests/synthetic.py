@@ -66,3 +66,23 @@ def make_photos(folder, count, size=(192, 160), seed=0):
         low = rng.uniform(0, 255, (size[1] // 8, size[0] // 8, 3)).astype(np.uint8)
         Image.fromarray(low).resize(size, Image.BICUBIC).save(os.path.join(folder, f"p{i:02d}.jpg"), quality=95)
     return folder
+
+
+def write_benchmark(data, folder):
+    """Writes a benchmark folder in `folder` over the trees of make_upsampling_tree {'train', 'val', 'test': ROOT}
+    (`data`): classes.txt, train.txt and val.txt of their images, and the test images in every test list. Returns
+    `folder` as a str."""
+    def listing(split):
+        lines = []
+        for label, name in enumerate(CLASSES):
+            root = os.path.join(data[split], name)
+            lines += [f"{os.path.join(root, file)}\t{label}\n" for file in sorted(os.listdir(root))]
+        return "".join(lines)
+
+    with open(os.path.join(folder, "classes.txt"), "w") as f:
+        f.write("".join(f"{name}\n" for name in CLASSES))
+    for split, source in (("train", "train"), ("val", "val"), ("test", "test"), ("cross_seed", "test"),
+                          ("cross_loss", "test"), ("cross_finetune", "test"), ("cross_dataset", "test")):
+        with open(os.path.join(folder, f"{split}.txt"), "w") as f:
+            f.write(listing(source))
+    return str(folder)

@@ -9,30 +9,15 @@ import pytest
 from clirun import run_cli
 from dnadet_tf.ablation import VARIANTS, ablate
 from dnadet_tf.errors import DnadetError
-from synthetic import CLASSES, make_photos
+from synthetic import make_photos, write_benchmark
 
 TINY = dict(preset="tiny", steps=4, seeds=(0,))  # the tiny runs every test trains, a few seconds each
-
-
-def _listing(root, split):
-    """An annotation list of every image of `root`/`split` (a folder per class), labels in CLASSES order."""
-    lines = []
-    for label, name in enumerate(CLASSES):
-        folder = os.path.join(root, split, name)
-        lines += [f"{os.path.join(folder, file)}\t{label}\n" for file in sorted(os.listdir(folder))]
-    return "".join(lines)
 
 
 @pytest.fixture(scope="module")
 def zoo(upsampling_data, tmp_path_factory):
     """A benchmark folder over `upsampling_data`: its train and val images, its test images in every test list."""
-    root = os.path.dirname(upsampling_data["train"])
-    folder = tmp_path_factory.mktemp("zoo")
-    (folder / "classes.txt").write_text("".join(f"{name}\n" for name in CLASSES))
-    for split, source in (("train", "train"), ("val", "val"), ("test", "test"), ("cross_seed", "test"),
-                          ("cross_loss", "test"), ("cross_finetune", "test"), ("cross_dataset", "test")):
-        (folder / f"{split}.txt").write_text(_listing(root, source))
-    return str(folder)
+    return write_benchmark(upsampling_data, tmp_path_factory.mktemp("zoo"))
 
 
 @pytest.fixture(scope="module")
