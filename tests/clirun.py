@@ -1,6 +1,7 @@
 """Running the `dnadet-tf` command in-process, for tests."""
 import contextlib
 import io
+import os
 
 from dnadet_tf.cli.main import main
 
@@ -35,3 +36,14 @@ def run_and_namesake_data(run, data, tmp_path):
     shutil.copytree(run, copy)
     shutil.copytree(data, other)
     return copy, other
+
+
+def files_under(folder):
+    """{path relative to `folder`: bytes} of every file under it: what a command left there, to compare."""
+    found = {}
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(parent, name)
+            with open(path, "rb") as f:
+                found[os.path.relpath(path, folder)] = f.read()
+    return found

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from clirun import run_cli
+from clirun import files_under, run_cli
 from dnadet_tf.ablation import VARIANTS, ablate
 from dnadet_tf.errors import DnadetError
 from synthetic import make_photos, write_benchmark
@@ -46,25 +46,14 @@ def own_step1(zoo, tmp_path_factory):
     return out, photos
 
 
-def _files(folder):
-    """{path relative to `folder`: bytes} of every file under it."""
-    found = {}
-    for parent, _, names in os.walk(folder):
-        for name in names:
-            path = os.path.join(parent, name)
-            with open(path, "rb") as f:
-                found[os.path.relpath(path, folder)] = f.read()
-    return found
-
-
 def _refused(out, message, **settings):
     """Runs `ablate` into `out` with `settings` over TINY, which must raise DnadetError whose message is
     `message` and leave every file in `out` as it was."""
-    before = _files(out)
+    before = files_under(out)
     with pytest.raises(DnadetError) as raised:
         ablate(**{**TINY, **settings, "out": out})
     assert str(raised.value) == message
-    assert _files(out) == before
+    assert files_under(out) == before
 
 
 def _again(folder, to="train it again"):
@@ -96,13 +85,13 @@ def test_a_run_validated_on_val_txt_is_not_reused_for_a_held_out_share_or_none(z
 
 def test_the_command_names_the_validation_flags_in_one_line(zoo, held_out):
     run_dir = os.path.join(held_out, "base", "seed0")
-    before = _files(held_out)
+    before = files_under(held_out)
     code, _, err = run_cli(["ablate", "--zoo", zoo, "--out", held_out, "--preset", "tiny", "--steps", "4",
                             "--seeds", "1", "--variants", "base", "--no-validation"])
     assert code == 2 and err.count("\n") == 1
     assert err.strip() == (f"dnadet-tf ablate: error: {run_dir}: trained with --val-split 0.25, where this ablation "
                            f"trains with {NO_VALIDATION}; pass another --out, or remove {run_dir} to train it again.")
-    assert _files(held_out) == before
+    assert files_under(held_out) == before
 
 
 def test_compare_select_on_runs_trained_without_it_names_the_flag(zoo, on_val_txt):
@@ -184,7 +173,7 @@ def every_variant(zoo, tmp_path_factory):
 def _state(folder):
     """{path relative to `folder`: (modification time, bytes)} of every file under it but the ablation's tables,
     which every rerun writes again."""
-    return {path: (os.stat(os.path.join(folder, path)).st_mtime_ns, data) for path, data in _files(folder).items()
+    return {path: (os.stat(os.path.join(folder, path)).st_mtime_ns, data) for path, data in files_under(folder).items()
             if path not in ("ablation.json", "ablation.md")}
 
 

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from clirun import run_cli
+from clirun import files_under, run_cli
 from dnadet_tf.errors import DataError, RunDirError
 from dnadet_tf.model import batchnorm_layers
 from dnadet_tf.predictor import KerasPredictor
@@ -29,16 +29,6 @@ def _tree(source, folder, per_class):
         for image in sorted(os.listdir(os.path.join(source, name)))[:per_class]:
             shutil.copy(os.path.join(source, name, image), folder / name / image)
     return str(folder)
-
-
-def _run_files(run):
-    """{name: bytes} of every file under the run dir `run`."""
-    found = {}
-    for root, _, names in os.walk(run):
-        for name in names:
-            with open(os.path.join(root, name), "rb") as f:
-                found[os.path.relpath(os.path.join(root, name), run)] = f.read()
-    return found
 
 
 def test_labeled_data_given_twice_counts_each_image_once(tiny_run, upsampling_data, tmp_path):
@@ -121,7 +111,7 @@ def test_adapt_refuses_an_out_that_reaches_the_run_through_a_link_before_any_wor
                                                                                   tmp_path):
     run = str(tmp_path / "run")
     shutil.copytree(tiny_run, run)
-    before = _run_files(run)
+    before = files_under(run)
     os.symlink(str(tmp_path), tmp_path / "linked")
     os.symlink(run, tmp_path / "run-link")
     for out in (os.path.join(tmp_path, "linked", "run"), str(tmp_path / "run-link")):
@@ -131,12 +121,12 @@ def test_adapt_refuses_an_out_that_reaches_the_run_through_a_link_before_any_wor
         assert stderr == (f"dnadet-tf adapt: error: --out {out}: expected a new folder for the adapted run, received "
                           f"the run itself, {os.path.realpath(run)}, through a symbolic link (adaptation keeps {run} "
                           "as it is).\n")
-        assert _run_files(run) == before
+        assert files_under(run) == before
     # a folder that holds the run would lose it too
     code, stdout, stderr = run_cli(["adapt", run, "--images", upsampling_data["test"], "--out", str(tmp_path),
                                     "--overwrite"])
     assert code == 2 and "received a folder that holds the run" in stderr and len(stderr.splitlines()) == 1
-    assert _run_files(run) == before
+    assert files_under(run) == before
 
 
 def test_overwrite_refuses_an_out_that_is_a_link_to_a_folder_of_files(tiny_run, upsampling_data, tmp_path):
@@ -144,7 +134,7 @@ def test_overwrite_refuses_an_out_that_is_a_link_to_a_folder_of_files(tiny_run, 
 
     other = str(tmp_path / "other")
     shutil.copytree(tiny_run, other)
-    before = _run_files(other)
+    before = files_under(other)
     link = str(tmp_path / "link")
     os.symlink(other, link)
     # before any work, in one line, for every command: adapt (another run than the one read), fit, ...
@@ -154,7 +144,7 @@ def test_overwrite_refuses_an_out_that_is_a_link_to_a_folder_of_files(tiny_run, 
         assert code == 2 and "adapting" not in stdout
         assert stderr == (f"dnadet-tf {argv[0]}: error: --out {link}: a symbolic link to {os.path.realpath(other)}; "
                           "--overwrite replaces a run dir's files but not through a link: pass the folder itself.\n")
-    assert _run_files(other) == before
+    assert files_under(other) == before
     # ... and pretrain and import-torch, which check the run dir the same way
     config = make_config("tiny")
     for call in (lambda: RunDir(link).check(overwrite=True),
@@ -162,7 +152,7 @@ def test_overwrite_refuses_an_out_that_is_a_link_to_a_folder_of_files(tiny_run, 
                  lambda: RunDir(link).start(config, CLASSES, overwrite=True)):
         with pytest.raises(RunDirError, match="a symbolic link to .*not through a link"):
             call()
-    assert _run_files(other) == before
+    assert files_under(other) == before
     RunDir(link).check(resume=True)  # a resume empties nothing
     # a link to an empty folder is used as the folder; a link that leads nowhere is named
     os.makedirs(tmp_path / "empty")

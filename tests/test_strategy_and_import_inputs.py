@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from clirun import run_cli
+from clirun import files_under, run_cli
 from dnadet_tf.config import make_config
 from dnadet_tf.errors import DnadetError
 from dnadet_tf.runs import BEST_MODEL, RunDir
@@ -45,16 +45,7 @@ def earlier_run(path, class_names=CLASSES):
     os.makedirs(os.path.join(path, "checkpoints"))
     with open(os.path.join(path, "checkpoints", "checkpoint"), "w", encoding="utf-8") as f:
         f.write('model_checkpoint_path: "ckpt-40"\n')
-    return files_of(path)
-
-
-def files_of(path):
-    found = {}
-    for folder, _, names in os.walk(path):
-        for name in names:
-            with open(os.path.join(folder, name), "rb") as f:
-                found[os.path.relpath(os.path.join(folder, name), path)] = f.read()
-    return found
+    return files_under(path)
 
 
 # ------------------------------------------------------------------------------------- 1. a bad TF_CONFIG
@@ -72,7 +63,7 @@ def test_fit_with_a_bad_tf_config_keeps_the_run_it_would_overwrite(tf_config, re
         fit(upsampling_data["train"], out, preset="tiny", steps=2, strategy="multiworker", overwrite=True,
             output=io.StringIO())
     assert str(raised.value).endswith(received) and "\n" not in str(raised.value)
-    assert files_of(out) == before
+    assert files_under(out) == before
 
 
 @pytest.mark.parametrize("tf_config, received", BAD_TF_CONFIGS, ids=IDS)
@@ -104,7 +95,7 @@ def test_pretrain_with_a_bad_tf_config_keeps_the_run_and_writes_nothing(tf_confi
     assert code == 2 and len(stderr.strip().splitlines()) == 1, stderr
     assert stderr.startswith("dnadet-tf pretrain: error: TF_CONFIG (read by --strategy multiworker): expected "), stderr
     assert stderr.strip().endswith(received), stderr
-    assert files_of(out) == before
+    assert files_under(out) == before
     new = str(tmp_path / "new")
     code, _, stderr = run_cli(["pretrain", "--photos", photos, "--out", new, "--preset", "tiny", "--steps", "2",
                                "--strategy", "multiworker"])
@@ -205,7 +196,7 @@ def test_import_torch_refuses_a_checkpoint_inside_the_out_it_would_empty(release
     inside = os.path.join(run, "model.pth")
     shutil.copy(release_checkpoint, inside)
     os.symlink(inside, tmp_path / "link.pth")
-    before = files_of(run)
+    before = files_under(run)
     for given in (inside, os.path.join(run, ".", "model.pth"), str(tmp_path / "link.pth")):
         code, _, stderr = run_cli(["import-torch", given, "--out", run, "--overwrite"] + IMPORT_FLAGS)
         assert code == 2, stderr
@@ -213,7 +204,7 @@ def test_import_torch_refuses_a_checkpoint_inside_the_out_it_would_empty(release
             f"dnadet-tf import-torch: error: checkpoint {given}: expected a file outside --out {run}, which "
             f"--overwrite empties before the checkpoint is read, received one inside it; move the checkpoint out "
             f"of the folder first, or import into another one."), stderr
-        assert files_of(run) == before
+        assert files_under(run) == before
     # from outside, --overwrite replaces the run as before
     code, _, stderr = run_cli(["import-torch", release_checkpoint, "--out", run, "--overwrite"] + IMPORT_FLAGS)
     assert code == 0, stderr
