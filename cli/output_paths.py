@@ -110,9 +110,10 @@ def _json_of(path):
 
 
 def is_evaluation_json(path):
-    """Whether the file at `path` is an evaluation JSON `evaluate` writes: a list of rows with a name."""
+    """Whether the file at `path` is an evaluation JSON `evaluate` writes: a non-empty list of rows with a name
+    (`[]`, which it never writes, is a file of the user's)."""
     rows = _json_of(path)
-    return isinstance(rows, list) and all(isinstance(row, dict) and "name" in row for row in rows)
+    return isinstance(rows, list) and bool(rows) and all(isinstance(row, dict) and "name" in row for row in rows)
 
 
 def is_robustness_json(path):

@@ -129,6 +129,19 @@ def predict(model, inputs, batch_size=16):
     return usable, probabilities
 
 
+def _check_folder_path(out_dir):
+    """Raises DnadetError, before any inference, unless a folder can be made at `out_dir`: an existing folder, or a
+    missing one whose nearest existing ancestor is a folder (`FILE/sub` failed after the whole evaluation)."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise DnadetError(f"out_dir {out_dir}: expected a folder for the confusion-matrix PNGs, received a file.")
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise DnadetError(f"out_dir {out_dir}: expected a folder path for the confusion-matrix PNGs, but {parent} "
+                          f"is a file.")
+
+
 def evaluate(model, data, batch_size=16, out_dir=None, unknown=None):
     """Rows {name, data, metrics} of accuracy, macro-F1, macro recall, per-class recall and the
     confusion matrix, one per dataset in `data` (a path or a list of paths; a benchmark folder
@@ -155,8 +168,8 @@ def evaluate(model, data, batch_size=16, out_dir=None, unknown=None):
                            "lists or benchmark folders)", required=False)
     batch_size = _batch_size(batch_size)
     out_dir = None if out_dir is None else path_parameter("out_dir", out_dir, "a folder for the confusion-matrix PNGs")
-    if out_dir is not None and os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise DnadetError(f"out_dir {out_dir}: expected a folder for the confusion-matrix PNGs, received a file.")
+    if out_dir is not None:
+        _check_folder_path(out_dir)
     model = _predictor(model)
     if unknown_specs and not model.open_set:
         print("warning: unknown: the model stores no open-set score, so the unknown images are not scored "
