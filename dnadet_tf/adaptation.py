@@ -49,7 +49,7 @@ from dnadet_tf.model import batchnorm_layers, layer_stage
 from dnadet_tf.photo_mix import PHOTO_BLEND, photo_mix
 from dnadet_tf.predictor import features_and_logits
 from dnadet_tf.prototypes import ALL_IMAGES, head_points
-from dnadet_tf.runs import ADAPTATION_FILE, RunDir, save_model_atomic, write_json_atomic
+from dnadet_tf.runs import ADAPTATION_FILE, CONFIG_FILE, RunDir, place_in, save_model_atomic, write_json_atomic
 
 FEW_IMAGES = 20  # from 20 the draw of images mattered little (docs/results.md): fewer are allowed, with a warning
 ONE_CLASS_SHARE = 0.6  # above this share of one answer before adapting, a warning: one class's statistics fail
@@ -205,8 +205,9 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
     leave the model the run's own, it is kept as it was (the run's calibration.json copied). With `photos`, a line
     warns when fewer than FEW_PHOTOS of them are usable (`photo_mix.few_photos_line`). Raises DataError when no
     image is usable, RunDirError when `out` is `run_dir` (by real path: a symbolic link to it too) or a folder
-    holding it, or already holds files without `overwrite` (or is a symbolic link with it, `RunDir.check`); nothing
-    is written then.
+    holding it, or already holds files without `overwrite` (or is a symbolic link with it, `RunDir.check`), or when
+    `overwrite` would empty it with `images`, `photos`, `fakes` or `labeled` inside it (`_inputs`,
+    `RunDir.require_inputs_outside`); nothing is written then.
     """
     output = output or sys.stdout
     specs = None if labeled is None else [labeled] if isinstance(labeled, (str, os.PathLike)) else list(labeled)
@@ -214,6 +215,8 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
     source = RunDir(run_dir)
     _check_out(run_dir, out)
     target = RunDir(out).check(overwrite=overwrite, resumable=False)
+    if target.will_empty(overwrite):  # images read inside the `out` that overwrite=True empties would be deleted
+        target.require_inputs_outside(_inputs(source, images, photos, fakes, specs), overwrite=overwrite)
     if blend is None:
         blend = 1.0 if photos is None else PHOTO_BLEND
     if first_stage is None:
@@ -239,16 +242,32 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
 
 def _check_out(run_dir, out):
     """Raises RunDirError when `out` is the run `run_dir` itself or a folder that holds it (what `--overwrite`
-    would empty), compared by real path: a symbolic link to the run, or `out` reached through a linked folder,
-    is the run too."""
-    source, target = os.path.realpath(run_dir), os.path.realpath(out)
-    if target == source:
+    would empty), with or without `overwrite`, compared by real path (`runs.place_in`): a symbolic link to the run,
+    or `out` reached through a linked folder, is the run too."""
+    place = place_in(run_dir, out)
+    if place == "itself":
+        source = os.path.realpath(run_dir)
         via = "" if os.path.abspath(out) == os.path.abspath(run_dir) else f", {source}, through a symbolic link"
         raise RunDirError(f"out {out}: expected a new folder for the adapted run, received the run itself{via} "
                           f"(adaptation keeps {run_dir} as it is).")
-    if source.startswith(target.rstrip(os.sep) + os.sep):
+    if place == "inside":
         raise RunDirError(f"out {out}: expected a new folder for the adapted run, received a folder that holds the "
                           f"run {run_dir} (adaptation keeps it as it is; replacing {out} would delete it).")
+
+
+def _inputs(source, images, photos, fakes, labeled):
+    """The paths `adapt_run` reads besides the run (`_check_out` guards it), for `RunDir.require_inputs_outside`:
+    the `images` (files or folders), the folder of `photos`, the `fakes` laid over them (given, else the run
+    `source`'s training data when it records one), the `labeled` specs."""
+    inputs = [("images", path, "images") for path in images or ()]
+    if photos is not None:
+        inputs.append(("photos", photos, "a folder of photos"))
+        if fakes is None and os.path.isfile(source.file(CONFIG_FILE)):
+            fakes = source.config.data or None
+        if fakes is not None:
+            inputs.append(("fakes", fakes, "the training fakes"))
+    inputs += [("labeled", spec, "labeled images") for spec in labeled or ()]
+    return inputs
 
 
 def _check_settings(images, photos, labeled, fakes, blend, first_stage, means_per_class):

@@ -98,6 +98,8 @@ def pretrain(photos, out, preset=None, resume=False, overwrite=False, output=Non
     if resume and overwrite:
         raise RunDirError("resume and overwrite: expected at most one of them, received both.")
     run.check(overwrite=overwrite, resume=resume)  # fail before any slow work
+    # photos inside the `out` that overwrite=True empties would be deleted before they are read
+    run.require_inputs_outside([("photos", photos, "a folder of photos")], overwrite=overwrite, resume=resume)
     overrides.setdefault("metric", "macro_f1")
     # Step 1 keeps one validated model (rule nll by macro-F1), as every step-1 figure was measured;
     # rule `average`, the cpu preset's for step 2, was measured on step 2 only.

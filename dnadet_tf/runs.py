@@ -106,6 +106,33 @@ def remove_unlisted(earlier, written):
             os.remove(path)
 
 
+def place_in(path, folder):
+    """Where `path` lies relative to `folder`, compared by real path (a symbolic link, a relative spelling, a trailing
+    separator or `..` name the place they lead to): "itself" when it is that folder, "inside" when it lies under it,
+    None otherwise."""
+    real, top = os.path.realpath(path), os.path.realpath(folder)
+    if real == top:
+        return "itself"
+    return "inside" if real.startswith(top.rstrip(os.sep) + os.sep) else None
+
+
+def _first_listed_inside(paths, folder):
+    """The first of `paths` (the files a dataset spec names) that lies inside `folder` by real path, or None. The
+    real path of each file's folder is worked out once (a list names thousands of files in a few folders)."""
+    top = os.path.realpath(folder).rstrip(os.sep) + os.sep
+    folders = {}
+    for path in paths:
+        path = os.fspath(path)
+        parent = os.path.dirname(os.path.abspath(path))
+        if parent not in folders:
+            folders[parent] = os.path.realpath(parent) + os.sep
+        real = (os.path.realpath(path) if os.path.islink(path)
+                else folders[parent] + os.path.basename(path))
+        if real.startswith(top):
+            return path
+    return None
+
+
 def process_alive(pid):
     """Whether a process with this id runs on this machine (one of another user's counts)."""
     try:
@@ -259,6 +286,46 @@ class RunDir:
             # overwrite=True empties the folder: only ever a run dir, never a folder of the user's other files
             raise RunDirError(f"out {self.path}: expected a run dir to replace (with {CONFIG_FILE} or "
                               f"{BEST_MODEL}), received a folder of other files; pass a new or empty folder.")
+        return self
+
+    def will_empty(self, overwrite=False, resume=False):
+        """Whether `start` with these settings empties the folder: `overwrite` (not `resume`) and an existing folder
+        that holds files."""
+        return bool(overwrite and not resume and os.path.isdir(self.path) and os.listdir(self.path))
+
+    def require_inputs_outside(self, inputs, overwrite=False, resume=False, subject="it", remedy=None):
+        """Raises RunDirError when `overwrite` (without `resume`) would empty this folder, an existing one holding
+        files, and one of the command's `inputs` is that folder or lies inside it: read and then deleted, or deleted
+        before it is read (`fit --init RUN --out RUN --overwrite` loaded RUN's weights, then wiped RUN). Touches
+        nothing; call it before any slow work.
+
+        `inputs`: (name, path, what) or (name, path, what, files) tuples; `name` the parameter (`init`, `data`, ...;
+        the CLI shows it as its flag), `path` as given (None or a path that does not exist is skipped), `what` what
+        was expected in words ("a run", "training data"), `files` the files the input names (an annotation list's
+        images), each checked too. Paths are compared by real path (`place_in`), so that a symbolic link or another
+        spelling is caught. `subject`: the input in the message ("which overwrite=True empties before it is read");
+        `remedy`: the advice that ends the message (default: move the input, or give another `out`)."""
+        if not self.will_empty(overwrite, resume):
+            return self
+        for name, path, what, *files in inputs:
+            if path is None or not os.path.lexists(path):
+                continue
+            path = os.fspath(path)
+            place = place_in(path, self.path)
+            listed = None if place else _first_listed_inside(files[0] if files else (), self.path)
+            if place is None and listed is None:
+                continue
+            if place == "itself":
+                real = os.path.realpath(path)
+                via = "" if os.path.abspath(path) == os.path.abspath(self.path) else f" ({real})"
+                received, advice = f"`out` itself{via}", "give another `out`"
+            elif place == "inside":
+                received, advice = "one inside it", "move it out of the folder first, or give another `out`"
+            else:
+                received = f"one that names a file inside it ({listed})"
+                advice = "move those files out of the folder first, or give another `out`"
+            raise RunDirError(f"{name} {path}: expected {what} outside `out` {self.path}, which overwrite=True "
+                              f"empties before {subject} is read, received {received}; {remedy or advice}.")
         return self
 
     def require_classes(self, class_names):

@@ -28,7 +28,7 @@ import os
 import numpy as np
 
 from dnadet_tf.errors import CheckpointError, DnadetError
-from dnadet_tf.runs import IMPORT_FILE
+from dnadet_tf.runs import IMPORT_FILE, RunDir
 from dnadet_tf.torch_files import read_torch_file
 
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
@@ -226,16 +226,13 @@ def _sha256(path):
 
 
 def require_checkpoint_outside(checkpoint, out, overwrite):
-    """Raises DnadetError when `overwrite` would empty run dir `out` (an existing folder holding files) with the
-    checkpoint to import inside it (`import-torch RUN/model.pth --out RUN --overwrite` deleted the very file
-    it was about to read); real paths are compared, so that a link or another spelling is caught too."""
-    if not (overwrite and os.path.isdir(out) and os.listdir(out)):
-        return
-    folder, source = os.path.realpath(out), os.path.realpath(checkpoint)
-    if os.path.commonpath([folder, source]) == folder:
-        raise DnadetError(f"checkpoint {checkpoint}: expected a file outside `out` {out}, which overwrite=True "
-                          f"empties before the checkpoint is read, received one inside it; move the checkpoint "
-                          f"out of the folder first, or import into another one.")
+    """Raises RunDirError (a DnadetError) when `overwrite` would empty run dir `out` (an existing folder holding
+    files) with the checkpoint to import inside it (`import-torch RUN/model.pth --out RUN --overwrite` deleted the
+    very file it was about to read): `RunDir.require_inputs_outside`, which compares real paths, so that a link or
+    another spelling is caught too."""
+    RunDir(out).require_inputs_outside(
+        [("checkpoint", checkpoint, "a file")], overwrite=overwrite, subject="the checkpoint",
+        remedy="move the checkpoint out of the folder first, or import into another one")
 
 
 def import_torch(checkpoint, out, class_names=None, setting=None, crop_size=None, resize1=None, resize2=None,
@@ -255,7 +252,7 @@ def import_torch(checkpoint, out, class_names=None, setting=None, crop_size=None
     """
     from dnadet_tf.config import make_config
     from dnadet_tf.model import Backbone, Classifier
-    from dnadet_tf.runs import RunDir, write_json_atomic
+    from dnadet_tf.runs import write_json_atomic
 
     if setting is not None and setting not in RELEASE_SETTINGS:
         raise DnadetError(f"setting: expected one of {', '.join(RELEASE_SETTINGS)}, received {setting!r}.")

@@ -219,7 +219,8 @@ def fit(data, out, val=None, preset=None, resume=False, overwrite=False, output=
       preset: `paper`, `cpu` or `tiny`; None: `cpu` for a new run, the run's own when resuming (another one is
         refused then, as is any other change but those of RESUMABLE_OVERRIDES).
       resume: continue the run in `out` from its latest checkpoint.
-      overwrite: replace an existing run dir.
+      overwrite: replace an existing run dir; refused when an input (`data`, `val`, the images a list names, `init`,
+        `extra_real`) lies inside it (`fit_inputs`, `RunDir.require_inputs_outside`).
       init_partial: with `init`, allow an encoder that only partly matches.
       **overrides: TrainConfig fields (None = keep the preset's); `val_split=F` holds out the share F of each
         class of `data` as validation images in place of `val` (`data.hold_out`).
@@ -238,6 +239,9 @@ def fit(data, out, val=None, preset=None, resume=False, overwrite=False, output=
     config, val = settle_config(run, resume, preset, overrides, data, val, train_files.class_names)
     check_strategy(config.runtime.strategy)  # a bad TF_CONFIG stops here, before the slow work and any write
     val_files = read_validation_files(val, train_files.class_names)
+    # before the slow work: an input inside the `out` that overwrite=True empties would be deleted
+    run.require_inputs_outside(fit_inputs(data, val, overrides.get("init"), config, train_files, val_files),
+                               overwrite=overwrite, resume=resume)
     user_train_files, val_files = usable_training_files(train_files, val_files, config, output)
     val_files = usable_validation_files(val_files, config)  # before the extra inputs, which take time to prepare
     # the open-set statistics are fitted on the user's images alone (`calibrate_at_end`), as `dnadet-tf calibrate
@@ -255,6 +259,22 @@ def fit(data, out, val=None, preset=None, resume=False, overwrite=False, output=
     if calibration is not None:
         summary["calibration"] = calibration
     return summary
+
+
+def fit_inputs(data, val, init, config, train_files, val_files):
+    """The paths `fit` reads, for `RunDir.require_inputs_outside`: `data` and `val` as given, with the images they
+    name (`train_files`, `val_files`: their LabeledFiles, None without), the `init` run as given (not `packaged` or
+    `none`), and the folder of photos of `extra_real` (not `auto`, `packaged` or `none`)."""
+    from dnadet_tf.extra_real import AUTO, NONE, PACKAGED as PACKAGED_PHOTOS
+
+    inputs = [("data", data, "training data", train_files.paths)]
+    if val:
+        inputs.append(("val", val, "validation data", val_files.paths if val_files is not None else ()))
+    if config.init and config.init != PACKAGED and init is not None:
+        inputs.append(("init", os.fspath(init), "a run"))
+    if config.sampling.extra_real not in ("", NONE, AUTO, PACKAGED_PHOTOS):
+        inputs.append(("extra_real", config.sampling.extra_real, "a folder of photos"))
+    return inputs
 
 
 def read_training_files(data):
