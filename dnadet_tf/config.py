@@ -25,6 +25,7 @@ for tests. The resolved configuration is saved as `config.json` in the run dir, 
 section; a flat config.json of an older run is converted on read.
 """
 import dataclasses
+import math
 import numbers
 import os
 
@@ -551,8 +552,8 @@ def validate(config):
     if not (isinstance(shift, (int, float)) and 0.0 <= shift <= 2.0):
         raise DnadetError(f"statistics_shift: expected a standard deviation from 0 to 2, received {shift!r}.")
     align = config.optimizer.content_align
-    if not (isinstance(align, (int, float)) and align >= 0.0):
-        raise DnadetError(f"content_align: expected a loss weight of 0 or more, received {align!r}.")
+    if not (isinstance(align, (int, float)) and math.isfinite(align) and align >= 0.0):
+        raise DnadetError(f"content_align: expected a finite loss weight of 0 or more, received {align!r}.")
     if align and config.sampling.extra_real in ("", "none"):
         raise DnadetError(f"content_align: expected extra real crops to align the real images with (extra_real "
                           f"'auto', 'packaged' or a folder), received content_align={align} with extra_real "
@@ -569,7 +570,10 @@ def validate(config):
             ("learning_rate", lambda v: 0.0 < v <= 10.0, "a learning rate above 0 and at most 10"),
             ("loss_weight_learning_rate", lambda v: 0.0 <= v <= 10.0, "a learning rate from 0 to 10"),
             ("lr_decay", lambda v: 0.0 < v <= 1.0, "a decay factor above 0 and at most 1"),
-            ("dropout", lambda v: 0.0 <= v < 1.0, "a dropout rate from 0 to below 1")):
+            ("dropout", lambda v: 0.0 <= v < 1.0, "a dropout rate from 0 to below 1"),
+            # the contrastive loss divides by both (and scales by their ratio): 0 gave inf, inf or nan gave nan
+            ("temperature", lambda v: math.isfinite(v) and v > 0.0, "a finite temperature above 0"),
+            ("base_temperature", lambda v: math.isfinite(v) and v > 0.0, "a finite temperature above 0")):
         section, field = PARAMETERS[name]
         value = getattr(getattr(config, section), field)
         if not (isinstance(value, (int, float)) and allowed(value)):

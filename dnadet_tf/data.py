@@ -166,6 +166,23 @@ def _split_list_line(line):
     return line.rsplit("\t", 1) if "\t" in line else line.strip().rsplit(None, 1)
 
 
+# An annotation list's label: ASCII digits, optionally negative (`str.isdigit` also takes "²", which int() refuses).
+LABEL_PATTERN = re.compile(r"-?[0-9]+")
+
+
+def file_identity(path):
+    """What makes two paths one file: (device, inode) of the file `path` leads to (`os.stat` follows symbolic
+    links, and a hard link shares its file's inode), else its real path (a path that cannot be stat'ed, such as
+    a dangling link, or a file system that reports no inode numbers)."""
+    try:
+        status = os.stat(path)
+    except (OSError, ValueError):
+        return os.path.realpath(path)
+    if not status.st_ino:
+        return os.path.realpath(path)
+    return (status.st_dev, status.st_ino)
+
+
 def looks_like_annotation_list(path):
     """Whether text file `path` reads as an annotation list: its first line that is neither empty nor a comment
     splits into a path with an image extension and a label (a notes.txt or a classes.txt does not)."""
@@ -195,7 +212,7 @@ def read_annotation_list(path, warn=None):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         parts = _split_list_line(line)
-        if len(parts) != 2 or not parts[1].strip().lstrip("-").isdigit():
+        if len(parts) != 2 or not LABEL_PATTERN.fullmatch(parts[1].strip()):
             raise DataError(
                 f"{path}:{number}: expected 'path<TAB>integer label', received {line.strip()!r}."
             )
@@ -210,7 +227,7 @@ def read_annotation_list(path, warn=None):
         if not os.path.isfile(full_path):
             raise DataError(f"{path}:{number}: expected an image file, received {file_path!r}, "
                             f"which does not exist ({full_path}).")
-        key = os.path.realpath(full_path)  # a link and its file are one file
+        key = file_identity(full_path)  # a link (symbolic or hard) and its file are one file
         if key in first_seen:
             first_number, first_label = first_seen[key]
             if first_label != label:
@@ -234,8 +251,8 @@ def read_folder_tree(root, warn=None):
 
     `warn` (default: a line on stderr) receives one line for image files directly in ROOT (in no class) and one
     for files without an image extension in the class folders, neither of which is read, and one per file found
-    twice in a class (through a link; read once). Raises DataError for a class without image files and for a file
-    in two classes (one of them through a link): a file has one source.
+    twice in a class (through a symbolic or hard link, `file_identity`; read once). Raises DataError for a class
+    without image files and for a file in two classes (one of them through a link): a file has one source.
     """
     warn = warn or _warn
     entries = [d for d in os.listdir(root) if not d.startswith(".")]
@@ -253,7 +270,7 @@ def read_folder_tree(root, warn=None):
         if not found:
             raise DataError(f"{os.path.join(root, name)}: class {name!r} has no image files.")
         for path in found:
-            real = os.path.realpath(path)
+            real = file_identity(path)
             if real in owner:
                 first_path, first_label = owner[real]
                 if first_label != label:

@@ -12,7 +12,8 @@ same crops. `auto` means `packaged` when the training set has a real class (`rea
 class with "real" as a word of its name, such as `Real` or `0_real`), and nothing (one line says so)
 when it has none. They are written once as image files to a cache folder
 ($DNADET_TF_CACHE or ~/.cache/dnadet-tf, `extra-real-<key>`), named by the photos'
-names and sizes, the count and the processing, and read by the training pipeline like any other file.
+contents (the SHA-256 of each one's bytes, in order), the count and the processing, and read by the training
+pipeline like any other file.
 
 `--extra-real-process jpeg:Q|upsample:S` gives every crop the processing of the user's real photos
 (`photo_processing`): saved as a JPEG file at quality Q, or bicubic through S x S px and back (PNG);
@@ -64,14 +65,28 @@ def source_photos(source, flag="--extra-real", packaged=True):
     return paths
 
 
+def photo_digest(path):
+    """The SHA-256 (hex) of the bytes of the file `path`, or "unreadable" for one that cannot be read (a dangling
+    link: the crops skip it, `extra_real_crops`)."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    except (OSError, ValueError):
+        return "unreadable"
+    return digest.hexdigest()
+
+
 def cache_folder(paths, count, processing=None):
-    """The cache folder of `count` crops of `paths`: named by the photos' names and sizes, the count and the
-    processing ((kind, value) or None)."""
+    """The cache folder of `count` crops of `paths`: named by the photos' contents in their order (the SHA-256 of
+    each one's bytes, `photo_digest`: photos of other folders with the same names and sizes, or a photo changed in
+    place, are cut anew), the count and the processing ((kind, value) or None)."""
     from dnadet_tf.zoo.photos import cache_root
 
     key = hashlib.sha256()
     for path in paths:
-        key.update(f"{os.path.basename(path)}:{os.path.getsize(path)}\n".encode())
+        key.update(f"{photo_digest(path)}\n".encode())
     key.update(f"count:{count}".encode())
     if processing is not None:
         key.update(f"\nprocess:{processing_name(processing)}".encode())
@@ -83,14 +98,14 @@ def extra_real_crops(source, count, output=None, processing=None, flag="--extra-
     not there yet: PNG, or processed by `processing` ((kind, value) of `photo_processing.parse_processing`, or None).
 
     When crops must be cut, a photo that cannot be read, or whose shorter side is below 128 px, is skipped with one
-    warning line on stderr naming it and `flag`, the option that gave the photos; none usable is a DataError
-    (cached crops were cut from the usable photos of the same names and sizes).
+    warning line on stderr naming it and `flag`, the option that gave the photos (a dangling link too); none usable
+    is a DataError (cached crops were cut from the usable photos of the same contents).
     """
     from PIL import Image
 
     from dnadet_tf.images import ImageError, load_rgb
     from dnadet_tf.photo_processing import save_processed, suffix
-    from dnadet_tf.zoo.photos import CROP, crop_for
+    from dnadet_tf.zoo.photos import CROP, crop_for, forget_decoded_photos
 
     paths = source_photos(source, flag, packaged)
     folder = cache_folder(paths, count, processing)
@@ -99,6 +114,7 @@ def extra_real_crops(source, count, output=None, processing=None, flag="--extra-
     missing = [i for i, crop in enumerate(crops) if not os.path.isfile(crop)]
     if not missing:
         return crops
+    forget_decoded_photos()  # a photo decoded earlier in this process may have changed in place since
     usable = []
     for path in paths:
         try:

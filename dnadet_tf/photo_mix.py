@@ -31,11 +31,13 @@ FEW_PHOTOS = 20  # fewer photos than this: a warning that the crops repeat them 
 PHOTO_BLEND = 0.25
 
 
-def training_images(spec, class_names):
-    """{class name: image paths} of the dataset spec `spec` (a run's training data), in the run's class order."""
-    from dnadet_tf.data import read_dataset, remap_to
+def training_images(spec, class_names, preprocess):
+    """{class name: image paths} of the dataset spec `spec` (a run's training data), in the run's class order: the
+    images `preprocess` (the run's PreprocessConfig) can take, as `fit` trained on them (`data.read_usable`: a file
+    that is empty, undecodable or too small is skipped with one warning line, as `fit` skipped it)."""
+    from dnadet_tf.data import read_usable
 
-    files = remap_to(read_dataset(spec, "train"), class_names)
+    files = read_usable(spec, "train", class_names, preprocess)
     return {name: [path for path, label in zip(files.paths, files.labels) if label == index]
             for index, name in enumerate(class_names)}
 
@@ -103,7 +105,7 @@ def photo_mix(run_dir, photos, folder, fakes=None, output=None, scale=None):
                         f"{class_names}; give a mix of images of the new content with --images instead.")
     real_class = candidates[0]
     fakes = fakes or source.config.data
-    training = training_images(fakes, class_names)
+    training = training_images(fakes, class_names, source.config.preprocess)
     groups = {name: paths for name, paths in training.items() if name != real_class and paths}
     if not groups or not training[real_class]:
         lacking = "fakes of the run's classes" if not groups else f"real images (class '{real_class}')"

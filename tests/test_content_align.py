@@ -102,7 +102,7 @@ def test_content_align_needs_extra_real_crops_and_a_weight_of_zero_or_more(upsam
     with pytest.raises(DnadetError, match=r"content_align: expected extra real crops .* received content_align=1.0 "
                                           r"with extra_real 'none'"):
         make_config("tiny", content_align=1.0)
-    with pytest.raises(DnadetError, match=r"content_align: expected a loss weight of 0 or more, received -1"):
+    with pytest.raises(DnadetError, match=r"content_align: expected a finite loss weight of 0 or more, received -1"):
         make_config("tiny", extra_real="packaged", content_align=-1.0)
     out = str(tmp_path / "none")
     assert main(["fit", "--data", upsampling_data["train"], "--out", out, "--preset", "tiny", "--steps", "2",

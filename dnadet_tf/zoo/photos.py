@@ -263,6 +263,12 @@ def _photo(path):
     return Image.fromarray(array)
 
 
+def forget_decoded_photos():
+    """Drops the photos decoded so far in this process (`_photo` keeps them by path), so that a photo changed in
+    place since is decoded anew (`extra_real.extra_real_crops` calls it before it cuts)."""
+    _photo.cache_clear()
+
+
 def natural_crop(path, rng, size=CROP):
     """A natural `size` px crop of a photo as uint8 (size, size, 3), drawn with `rng`.
 
