@@ -4,7 +4,8 @@ Every image, whatever its mode (palette, grey, RGBA, CMYK, 16-bit) or EXIF
 orientation, becomes an 8-bit RGB array the same way here. Pillow's
 decompression-bomb guard stays on: an image of more than `PIL.Image.MAX_IMAGE_PIXELS`
 pixels (89.5 M by default) is refused, here and in the exported graph; the environment
-variable DNADET_TF_MAX_PIXELS sets another limit (a 200 MP phone photo needs 2e8).
+variable DNADET_TF_MAX_PIXELS sets another limit (a 200 MP phone photo needs 2e8; a value beyond int64's range,
+`inf` included, is int64's largest, i.e. no practical limit).
 """
 import os
 import sys
@@ -14,17 +15,21 @@ import numpy as np
 from PIL import Image, ImageOps
 
 MAX_PIXELS_VARIABLE = "DNADET_TF_MAX_PIXELS"
+# The largest limit: the exported graph compares an int64 pixel count with it.
+LARGEST_MAX_PIXELS = int(np.iinfo(np.int64).max)
 
 
 def _apply_max_pixels():
-    """Sets Pillow's decompression-bomb limit from DNADET_TF_MAX_PIXELS, when set (a positive number; anything else
-    is said in a warning line and changes nothing)."""
+    """Sets Pillow's decompression-bomb limit from DNADET_TF_MAX_PIXELS, when set (a positive number, at most
+    `LARGEST_MAX_PIXELS`: a larger one, `inf` included, becomes it; anything else is said in a warning line and
+    changes nothing)."""
     text = os.environ.get(MAX_PIXELS_VARIABLE, "").strip()
     if not text:
         return
     try:
-        limit = int(float(text))
-    except ValueError:
+        number = float(text)
+        limit = LARGEST_MAX_PIXELS if number >= LARGEST_MAX_PIXELS else int(number)
+    except ValueError:  # not a number, or nan
         limit = 0
     if limit <= 0:
         print(f"warning: {MAX_PIXELS_VARIABLE}: expected a positive number of pixels, received {text!r}; the limit "
@@ -94,11 +99,13 @@ def _to_rgb(image, transparent=None):
         samples = np.asarray(image.convert("L") if image.mode == "1" else image)
         mask = np.all(samples == transparent, axis=-1) if samples.ndim == 3 else samples == transparent
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16-bit samples (a 16-bit PNG) scale by their bit depth, as TF's decoders do, whatever the content; a
-        # 32-bit integer image ("I") has no depth to go by: values up to 255 are taken as 8-bit ones.
-        array = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode != "I" or array.max() > 255 else 255.0
-        image = Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+        # 16-bit samples (a 16-bit grey PNG) keep their high byte (v >> 8), whatever the content: what TF's PNG
+        # decoder (the SavedModel's) does, and what Pillow does with a 16-bit RGB PNG. A 32-bit integer image
+        # ("I") has no depth to go by: values up to 255 are taken as 8-bit ones, others as 16-bit samples.
+        array = np.asarray(image, dtype=np.int64)
+        if image.mode != "I" or array.max() > 255:
+            array = np.clip(array, 0, 65535) >> 8
+        image = Image.fromarray(np.clip(array, 0, 255).astype(np.uint8), "L")
     elif image.mode == "F":
         array = np.asarray(image, dtype=np.float64)
         image = Image.fromarray(np.clip(array * (255.0 if array.max() <= 1.0 else 1.0) + 0.5, 0, 255).astype(np.uint8), "L")

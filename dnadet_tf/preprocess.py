@@ -32,6 +32,7 @@ from PIL import Image
 from dnadet_tf.errors import DnadetError
 
 PREPROCESS_MODES = ("tf", "release")
+_INT64_MAX = int(np.iinfo(np.int64).max)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +54,8 @@ class PreprocessConfig:
     def checked_pixels(self, pixels, source):
         """`pixels` as float32 (N, S, S, 3), S = resize2, in [-1, 1]: what every predictor's `predict_pixels`
         takes. Raises DnadetError naming `source` (the model) and both shapes for another shape, and for integer
-        pixels or values beyond [-1, 1] (decoded images, which `dnadet_tf.predict` or `preprocess_image` take)."""
+        pixels, values beyond [-1, 1] (decoded images, which `dnadet_tf.predict` or `preprocess_image` take) or
+        values that are not finite (the SavedModel's `predict_pixels` refuses the same in its graph)."""
         given = np.asarray(pixels)
         size = int(self.resize2)
         if given.ndim != 4 or given.shape[1:] != (size, size, 3):
@@ -64,7 +66,10 @@ class PreprocessConfig:
                               f"pixels (decoded images: dnadet_tf.predict reads files, preprocess_image preprocesses "
                               f"an image).")
         pixels = given.astype(np.float32, copy=False)
-        largest = float(np.nanmax(np.abs(pixels))) if pixels.size else 0.0
+        if not np.isfinite(pixels).all():
+            raise DnadetError(f"{source}: expected preprocessed pixels in [-1, 1], received values that are not "
+                              f"finite (NaN or infinite).")
+        largest = float(np.max(np.abs(pixels))) if pixels.size else 0.0
         if largest > 1.0 + 1e-3:
             raise DnadetError(f"{source}: expected preprocessed pixels in [-1, 1], received values up to {largest:g} "
                               f"(decoded images: dnadet_tf.predict reads files, preprocess_image preprocesses an "
@@ -104,12 +109,16 @@ def assert_size_fits(image, config):
     """(H, W, C) -> the same tensor, after an in-graph check that raises InvalidArgument
     (naming the sizes) when `config.size_problem` would refuse it, or when it has more
     pixels than Pillow's decompression-bomb limit (`PIL.Image.MAX_IMAGE_PIXELS`),
-    which `images.load_rgb` applies to files."""
+    which `images.load_rgb` applies to files; a limit beyond int64's range (`inf` included) is no limit."""
     shape = tf.shape(image)
     height, width = shape[0], shape[1]
     needed = tf.where(tf.equal(height, width), config.min_side, max(config.crop_size, config.min_side))
     pixels = tf.cast(height, tf.int64) * tf.cast(width, tf.int64)
     limit = Image.MAX_IMAGE_PIXELS
+    if limit and limit >= _INT64_MAX:  # an int64 count is never above it (and TF cannot hold a larger constant)
+        limit = None
+    elif limit:
+        limit = int(limit)
     checks = [
         tf.debugging.Assert(
             tf.minimum(height, width) >= needed,

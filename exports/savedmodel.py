@@ -1,8 +1,9 @@
 """SavedModel export in TF Serving's layout (`BASE/<name>/<version>/`).
 
 Signatures:
-  serving_default(images: string [None])      encoded JPEG / PNG / BMP / GIF (first frame) bytes
-  predict_pixels(pixels: float32 [None, S, S, 3])   preprocessed pixels in [-1, 1]
+  serving_default(images: string [None])      encoded JPEG / PNG / BMP / GIF (first frame) / still WebP bytes
+  predict_pixels(pixels: float32 [None, S, S, 3])   preprocessed pixels in [-1, 1] (others, NaN included,
+                                                    raise InvalidArgument, as another shape does)
 both returning
   probabilities: float32 [None, C]   calibrated (temperature-scaled) when the run is calibrated
   class_id:      int32   [None]      argmax of probabilities
@@ -17,6 +18,10 @@ answers the same pixels (TF's default fast IDCT differs by up to 7 grey levels o
 and any other format with `tf.io.decode_image(channels=3, expand_animations=False)`; it runs `dnadet_tf.preprocess.preprocess_image` in-graph; bytes that are not an
 image, and images too small for the preprocessing (`PreprocessConfig.size_problem`:
 square below `min_side`, non-square below `crop_size`), raise InvalidArgument.
+Where this decoder and Pillow's `load_rgb` differ (docs/deployment.md lists it): no EXIF orientation; alpha
+and a PNG's transparent colour dropped, a GIF's transparent index black (0); an animated WebP refused
+(InvalidArgument "WebP Animation must be 4 channel RGBA"; `channels=4` fails too, and `channels=0` corrupts
+TF's heap, so it is not an option); no TIFF. A 16-bit PNG's samples keep their high byte in both.
 Class names and the preprocessing parameters travel inside: the variables
 `class_names` (string [C]) and `preprocess_config` (JSON string) of the loaded
 object, and the asset `assets/dnadet.json`.
@@ -36,6 +41,8 @@ PIXELS_SIGNATURE = "predict_pixels"
 IMAGES_INPUT = "images"
 PIXELS_INPUT = "pixels"
 METADATA_ASSET = "dnadet.json"
+# predict_pixels refuses |values| above this (or not finite) with InvalidArgument, as checked_pixels does.
+PIXELS_LIMIT = 1.0 + 1e-3
 
 
 class AttributorModule(ClassifierModule):
@@ -83,6 +90,17 @@ class AttributorModule(ClassifierModule):
         size = self._preprocess.resize2
         tf.debugging.assert_rank(pixels, 4, message=f"pixels: expected shape [N, {size}, {size}, 3]")
         pixels = tf.ensure_shape(pixels, [None, size, size, 3])
+        # Decoded 0-255 pixels (a client that skipped x / 127.5 - 1) or NaN would be answered confidently; the
+        # package's predictors refuse them (PreprocessConfig.checked_pixels, same tolerance), so does the graph.
+        # NaN fails the comparison, so it is refused too; an empty batch passes.
+        magnitude = tf.abs(pixels)
+        in_range = tf.debugging.Assert(
+            tf.reduce_all(magnitude <= PIXELS_LIMIT),
+            ["pixels: expected finite values in [-1, 1] (preprocessed: x / 127.5 - 1); received values up to",
+             tf.reduce_max(magnitude)],
+        )
+        with tf.control_dependencies([in_range]):
+            pixels = tf.identity(pixels)
         return self._outputs(pixels)
 
 

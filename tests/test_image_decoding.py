@@ -42,14 +42,14 @@ def test_grey_png_with_a_transparent_colour_is_composited_over_white(tmp_path):
 
 
 def test_transparent_colour_is_compared_in_the_file_s_bit_depth(tmp_path):
-    """16-bit grey: the colour matches the stored 16-bit sample only (1000, not 1001, which scales to the same
-    8-bit level), then scaling to 8 bits as for any 16-bit PNG. 2-bit grey: Pillow decodes samples to 0-255
-    but keeps the colour as stored (1 is 85). 16-bit RGB: Pillow keeps only each sample's high byte, so the
+    """16-bit grey: the colour matches the stored 16-bit sample only (1000, not 1001, which has the same high
+    byte), then each sample keeps its high byte as for any 16-bit PNG (as TF's decoder does). 2-bit grey:
+    Pillow decodes samples to 0-255 but keeps the colour as stored (1 is 85). 16-bit RGB: Pillow keeps only each sample's high byte, so the
     colour's high bytes are what is compared (a sample whose low byte differs matches too)."""
     grey16 = np.full((32, 40), 1001, np.uint16)
     grey16[:, :10] = 1000
     rgb = load_rgb(raw_png(tmp_path / "grey16.png", grey16, 16, 0, [1000]))
-    assert (rgb[:, :10] == 255).all() and (rgb[:, 10:] == round(1001 / 65535 * 255)).all()
+    assert (rgb[:, :10] == 255).all() and (rgb[:, 10:] == 1001 >> 8).all()
 
     grey2 = np.tile(np.array([0, 1, 2, 3]), (32, 10))
     rgb = load_rgb(raw_png(tmp_path / "grey2.png", grey2, 2, 0, [1]))

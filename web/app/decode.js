@@ -11,8 +11,8 @@
  * Measured equal to Pillow for 8-bit PNG (RGB, RGBA, grey, grey+alpha, palette,
  * palette+tRNS, RGB+tRNS, grey+tRNS), baseline/progressive/grey JPEG (4:2:0,
  * 4:2:2, 4:4:4), WebP (lossy, lossless, alpha), GIF and BMP in Chromium; a 16-bit
- * PNG may differ by one level (the browser and Pillow round 16 -> 8 bits
- * differently). As Pillow reads a PNG: an APNG's default image (the IDAT), and a
+ * PNG keeps each sample's high byte here, in load_rgb and in the SavedModel
+ * (tests/test_web_app.py). As Pillow reads a PNG: an APNG's default image (the IDAT), and a
  * 16-bit RGB PNG's transparent colour compared by each sample's high byte.
  * A GIF whose first frame does not fill its screen is refused, as predict refuses
  * it; a file the browser cannot decode is named by its first bytes.
