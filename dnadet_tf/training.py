@@ -7,20 +7,27 @@ import sys
 from dnadet_tf.attacks import attack_fn
 from dnadet_tf.config import (ALIGN_FIRST_STAGE, ENCODER_STAGES, SHIFT_FIRST_STAGE, TrainConfig, as_stored,
                               make_config, paper_name, path_parameter)
-from dnadet_tf.data import hold_out, is_benchmark_dir, read_dataset, remap_to, require_several_classes, usable_files
+from dnadet_tf.data import (file_identity, hold_out, is_benchmark_dir, is_zoo_dir, read_dataset, real_class_candidates,
+                            remap_to, require_several_classes, usable_files)
 from dnadet_tf.distribute import check_strategy, make_strategy
-from dnadet_tf.errors import DnadetError, RunDirError
-from dnadet_tf.extra_real import add_extra_real, added_crops
+from dnadet_tf.errors import DataError, DnadetError, RunDirError
+from dnadet_tf.extra_real import AUTO as AUTO_PHOTOS
+from dnadet_tf.extra_real import NONE as NO_PHOTOS
+from dnadet_tf.extra_real import PACKAGED as PACKAGED_PHOTOS
+from dnadet_tf.extra_real import add_extra_real, added_crops, source_photos
 from dnadet_tf.model import (LOGITS_LAYER, Backbone, Classifier, encoder_mismatch, encoder_weight_names,
                              transfer_matching_weights)
 from dnadet_tf.pipeline import inference_dataset, training_dataset
-from dnadet_tf.pretrained import PACKAGED, read_provenance, resolve_init
-from dnadet_tf.runs import CONFIG_FILE, METRICS_FILE, RunDir
+from dnadet_tf.pretrained import NO_INIT, PACKAGED, read_provenance, resolve_init
+from dnadet_tf.runs import CONFIG_FILE, METRICS_FILE, RunDir, place_in
 from dnadet_tf.trainer import Trainer
 from dnadet_tf.transplant import training_transplant
 
 # What a resumed run may change; everything else is the run's config.json.
 RESUMABLE_OVERRIDES = ("steps", "val_every", "checkpoint_every", "log_every", "strategy", "jit")
+# Settings that name a folder, with the values of each that name none: config.json records the folder as an absolute
+# path (`settle_config`), and a resumed run takes it under any spelling (`same_folder_setting`).
+FOLDER_SETTINGS = {"init": ("", NO_INIT, PACKAGED), "extra_real": ("", NO_PHOTOS, AUTO_PHOTOS, PACKAGED_PHOTOS)}
 
 
 def load_init_weights(init_run, config, num_classes, partial=False, output=None, class_names=None):
@@ -137,7 +144,8 @@ def init_magnification(init_run):
 def resolve_config(run, resume, preset, overrides):
     """The run's configuration: its config.json when resuming (only RESUMABLE_OVERRIDES may
     change; another `preset` or any other override that differs from the run's is a DnadetError, `preset`
-    None meaning the run's), else the preset with the overrides."""
+    None meaning the run's, and a folder setting, `init` or `extra_real`, given as another spelling of the run's
+    folder being no change: `same_folder_setting`), else the preset with the overrides."""
     if resume:
         stored = run.config
         if preset is not None and preset != stored.preset:
@@ -146,7 +154,8 @@ def resolve_config(run, resume, preset, overrides):
         for key, value in overrides.items():
             if value is None or key in RESUMABLE_OVERRIDES:
                 continue
-            if key in kept and as_stored(stored, key, value) != kept[key]:
+            if key in kept and as_stored(stored, key, value) != kept[key] and not same_folder_setting(
+                    key, value, kept[key]):
                 raise DnadetError(f"{key}: expected no change on resume (the run's config.json holds it; only "
                                   f"{', '.join(RESUMABLE_OVERRIDES)} may change), received {value!r}.")
         config = stored.replace(**{key: overrides.get(key) for key in RESUMABLE_OVERRIDES})
@@ -162,6 +171,18 @@ def same_path(a, b):
     """Whether two spellings of a path (relative, absolute, with a trailing separator, through a link) name one
     file or folder."""
     return os.path.realpath(a) == os.path.realpath(b)
+
+
+def same_folder_setting(key, given, stored):
+    """Whether folder setting `key` (FOLDER_SETTINGS) `given` on resume names the folder the run's config.json holds
+    (`stored`) under another spelling (relative, absolute, through a link: `same_path`). A run's config.json holds
+    the folder as an absolute path (`settle_config`); that of a run made before it did holds the folder as typed,
+    relative perhaps, and that is read against the working folder as before, by this comparison as by the training."""
+    words = FOLDER_SETTINGS.get(key)
+    if words is None or not isinstance(given, (str, os.PathLike)) or not isinstance(stored, str):
+        return False
+    given = os.fspath(given)
+    return given not in words and stored not in words and same_path(given, stored)
 
 
 def require_resumed_data(name, given, stored):
@@ -221,6 +242,9 @@ def fit(data, out, val=None, preset=None, resume=False, overwrite=False, output=
       resume: continue the run in `out` from its latest checkpoint.
       overwrite: replace an existing run dir; refused when an input (`data`, `val`, the images a list names, `init`,
         `extra_real`) lies inside it (`fit_inputs`, `RunDir.require_inputs_outside`).
+      `out` inside a folder-tree `data` or `val` is refused, new or resumed (`require_out_outside_trees`); so are
+      photos of `extra_real` that are validation images or training images of a fake class
+      (`require_extra_real_apart`).
       init_partial: with `init`, allow an encoder that only partly matches.
       **overrides: TrainConfig fields (None = keep the preset's); `val_split=F` holds out the share F of each
         class of `data` as validation images in place of `val` (`data.hold_out`).
@@ -234,9 +258,11 @@ def fit(data, out, val=None, preset=None, resume=False, overwrite=False, output=
     run = RunDir(out)
     if resume and overwrite:
         raise RunDirError("resume and overwrite: expected at most one of them, received both.")
+    require_out_outside_trees(out, [("data", data), ("val", val)], resume)  # before they are read
     train_files = read_training_files(data)
     run.check(overwrite=overwrite, resume=resume)  # fail before any slow work
     config, val = settle_config(run, resume, preset, overrides, data, val, train_files.class_names)
+    require_out_outside_trees(out, [("val", val)], resume)  # a resumed run's own, from its config.json
     check_strategy(config.runtime.strategy)  # a bad TF_CONFIG stops here, before the slow work and any write
     val_files = read_validation_files(val, train_files.class_names)
     # before the slow work: an input inside the `out` that overwrite=True empties would be deleted
@@ -246,7 +272,7 @@ def fit(data, out, val=None, preset=None, resume=False, overwrite=False, output=
     val_files = usable_validation_files(val_files, config)  # before the extra inputs, which take time to prepare
     # the open-set statistics are fitted on the user's images alone (`calibrate_at_end`), as `dnadet-tf calibrate
     # RUN` fits them later from the run's own data
-    train_files, transplant = add_extra_inputs(user_train_files, config, output)
+    train_files, transplant = add_extra_inputs(user_train_files, config, output, val_files)
     skipped = len(train_files.skipped) + (len(val_files.skipped) if val_files else 0)
     init_weights = resolve_init_weights(run, config, resume, train_files.class_names, init_partial, output)
     strategy = make_strategy(config.runtime.strategy)  # one that cannot be built leaves the run dir as it was
@@ -261,18 +287,46 @@ def fit(data, out, val=None, preset=None, resume=False, overwrite=False, output=
     return summary
 
 
+def require_out_outside_trees(out, trees, resume=False):
+    """Raises RunDirError when run dir `out` is, or lies inside, one of the folder trees of `trees` ((name, path):
+    `data`, `val`; a path None, a list file or a benchmark folder, which name their images, and a zoo still being
+    built, which `data.read_dataset` refuses, are skipped),
+    compared by real path (`runs.place_in`): the first run would work (the data are read before `out` is made),
+    and every later read of the tree (`resume`, `dnadet-tf calibrate RUN`) would find the run dir as a class (or
+    its images, such as a report's PNG files, as images of a class). A folder under a hidden one is not read
+    (`images.find_images`, `data.read_folder_tree` skip them) and is accepted. `resume`: the message says to move
+    the run out, where it resumes on the same data (config.json holds them as absolute paths)."""
+    for name, tree in trees:
+        if not tree or not os.path.isdir(tree) or is_benchmark_dir(tree) or is_zoo_dir(tree):
+            continue
+        place = place_in(out, tree)
+        if place is None:
+            continue
+        parts = [] if place == "itself" else os.path.relpath(os.path.realpath(out), os.path.realpath(tree)).split(
+            os.sep)
+        if any(part.startswith(".") for part in parts):
+            continue
+        if place == "itself":
+            received = "the folder itself"
+        elif len(parts) == 1:
+            received = "one inside it, where it would be read as a class"
+        else:
+            received = f"one inside it, where its image files would be read as images of class {parts[0]!r}"
+        advice = f"move the run dir out of {tree} and resume it there" if resume else "write the run elsewhere"
+        raise RunDirError(f"out {out}: expected a folder outside the `{name}` folder tree {tree}, received "
+                          f"{received}; {advice}.")
+
+
 def fit_inputs(data, val, init, config, train_files, val_files):
     """The paths `fit` reads, for `RunDir.require_inputs_outside`: `data` and `val` as given, with the images they
     name (`train_files`, `val_files`: their LabeledFiles, None without), the `init` run as given (not `packaged` or
     `none`), and the folder of photos of `extra_real` (not `auto`, `packaged` or `none`)."""
-    from dnadet_tf.extra_real import AUTO, NONE, PACKAGED as PACKAGED_PHOTOS
-
     inputs = [("data", data, "training data", train_files.paths)]
     if val:
         inputs.append(("val", val, "validation data", val_files.paths if val_files is not None else ()))
     if config.init and config.init != PACKAGED and init is not None:
         inputs.append(("init", os.fspath(init), "a run"))
-    if config.sampling.extra_real not in ("", NONE, AUTO, PACKAGED_PHOTOS):
+    if config.sampling.extra_real not in FOLDER_SETTINGS["extra_real"]:
         inputs.append(("extra_real", config.sampling.extra_real, "a folder of photos"))
     return inputs
 
@@ -286,8 +340,9 @@ def read_training_files(data):
 
 
 def settle_config(run, resume, preset, overrides, data, val, class_names):
-    """(config, val) of a `fit`: the config from `preset` and `overrides` (`resolve_config`) with the data paths and
-    the `init` run recorded as absolute paths, and the validation data to read (None when there is none).
+    """(config, val) of a `fit`: the config from `preset` and `overrides` (`resolve_config`) with the data paths, the
+    `init` run and the `extra_real` folder recorded as absolute paths (`absolute_folder_setting`: a run resumed from
+    another working folder reads the same ones), and the validation data to read (None when there is none).
 
     Resuming, the run's own data only (another data would train the same steps on other images), in the run's
     classes (`class_names`: the training data's), and `val` defaults to the run's; else `val` defaults to the
@@ -299,8 +354,14 @@ def settle_config(run, resume, preset, overrides, data, val, class_names):
         run.require_classes(class_names)
         return config, val or config.val or None
     val = default_val(data, val, config.val_split)
-    init = config.init if config.init in ("", PACKAGED) else os.path.abspath(config.init)  # resumable from anywhere
-    return config.replace(data=os.path.abspath(data), val=os.path.abspath(val) if val else "", init=init), val
+    folders = {key: absolute_folder_setting(key, config.flat()[key]) for key in FOLDER_SETTINGS}
+    return config.replace(data=os.path.abspath(data), val=os.path.abspath(val) if val else "", **folders), val
+
+
+def absolute_folder_setting(key, value):
+    """Folder setting `key`'s `value` (FOLDER_SETTINGS) as a new run's config.json records it: a folder as an
+    absolute path, so that the run resumes from any working folder on the same one; a word naming none as it is."""
+    return value if value in FOLDER_SETTINGS[key] else os.path.abspath(value)
 
 
 def default_val(data, val, val_split):
@@ -337,10 +398,13 @@ def usable_training_files(train_files, val_files, config, output):
     return train_files, val_files
 
 
-def add_extra_inputs(user_train_files, config, output):
+def add_extra_inputs(user_train_files, config, output, val_files=None):
     """(training files, transplant): the user's training images with the extra real images added
     (`sampling.extra_real`), and the content transplant the training pipeline applies (None when off); with
-    `content_align`, checks that there are added crops to align the real class with."""
+    `content_align`, checks that there are added crops to align the real class with. Photos of `extra_real` that
+    are validation images (`val_files`, the held-out share of `val_split` too) or training images of a fake class
+    are refused before any crop is cut (`require_extra_real_apart`)."""
+    require_extra_real_apart(config.sampling.extra_real, user_train_files, val_files, bool(config.val_split))
     train_files = add_extra_real(user_train_files, config.sampling.extra_real, output,
                                  config.sampling.extra_real_process)
     transplant = training_transplant(config, train_files)
@@ -348,6 +412,58 @@ def add_extra_inputs(user_train_files, config, output):
         added_crops(train_files, f"--content-align {config.optimizer.content_align:g}", "to align the real class with",
                     config.sampling.extra_real)
     return train_files, transplant
+
+
+def require_extra_real_apart(source, train_files, val_files, held_out=False):
+    """Raises DataError, one line naming `extra_real`, for the first of its photos (source `source`: a folder, or the
+    packaged photos) that is one file (`data.file_identity`: through a symbolic or a hard link too) with a validation
+    image (`val_files`, or with `held_out` the share `val_split` held out of the training data: its crops would be
+    trained as real and the same image validated) or with a training image of a fake class (`train_files`: trained
+    as real and as its fake class at once). Call it before the crops are cut. Nothing is checked when `extra_real`
+    adds nothing (none, or `auto` without one real class) or when there is not one real class (`add_extra_real`
+    refuses that then).
+
+    Photos that are training images of the real class are allowed, with one warning line (stderr): their label is
+    the one they are trained with anyway, so nothing is trained as what it is not, but their crops add no real photo
+    of other content, what `extra_real` is for (README, `fit`), and `content_align` and `transplant` would align the
+    real class with, or lay fakes over, the training set's own content."""
+    candidates = real_class_candidates(train_files.class_names)
+    if source in ("", NO_PHOTOS) or len(candidates) != 1:
+        return
+    photos = source_photos(PACKAGED_PHOTOS if source == AUTO_PHOTOS else source)
+    identities = [file_identity(photo) for photo in photos]
+    wanted = set(identities)
+    real = train_files.class_names.index(candidates[0])
+    found = {}  # identity of a photo -> (the image's path, what it is, whether that is refused); validation first
+    if val_files is not None:
+        held = " (held out by val_split)" if held_out else ""
+        for path, label in zip(val_files.paths, val_files.labels):
+            identity = file_identity(path)
+            if identity in wanted:
+                found.setdefault(identity, (path, f"a validation image{held} of class "
+                                                  f"{val_files.class_names[label]!r}", True))
+    for path, label in zip(train_files.paths, train_files.labels):
+        identity = file_identity(path)
+        if identity in wanted:
+            role = "real" if label == real else "fake"
+            found.setdefault(identity, (path, f"a training image of the {role} class "
+                                              f"{train_files.class_names[label]!r}", label != real))
+    shared = []
+    for photo, identity in zip(photos, identities):
+        hit = found.get(identity)
+        if hit is None:
+            continue
+        path, what, refused = hit
+        if refused:
+            same = "" if os.path.abspath(photo) == os.path.abspath(path) else f" (the same file as {path})"
+            raise DataError(f"extra_real {source}: expected photos apart from the training images of the fake classes "
+                            f"and from the validation images, received {photo}{same}, {what}; give a folder of "
+                            f"other photos.")
+        shared.append(photo)
+    if shared:
+        print(f"warning: --extra-real {source}: {len(shared)} of its {len(photos)} photos are training images of the "
+              f"real class (e.g. {shared[0]}): their crops add no real photo of other content", file=sys.stderr,
+              flush=True)
 
 
 def usable_validation_files(val_files, config):
