@@ -10,7 +10,7 @@ def register(subparsers):
             "Exports a run's best.keras: DIR/NAME/VERSION/ is a SavedModel in TF Serving's layout (serving_default "
             "takes encoded image bytes, predict_pixels preprocessed pixels); DIR/NAME/tflite/ holds NAME-<format>"
             ".tflite files with a NAME-<format>.json sidecar each (labels, preprocessing, quantization, and for a "
-            "calibrated run the open-set threshold: the int8 file's refitted on its own scores of the validation "
+            "calibrated run the open-set threshold: the dynamic and int8 files' refitted on their own scores of the validation "
             "images the run's calibration.json records); "
             "DIR/NAME/report.json compares every format with the Keras model (agreement, probability differences, "
             "accuracy, size, latency); it describes this export, and keeps in its 'earlier' list the reports of "

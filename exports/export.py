@@ -37,6 +37,9 @@ METADATA_NOTE = (
     "sidecar JSON beside each .tflite file: tflite-support (the TFLite metadata writer) requires protobuf < 4, "
     "which conflicts with the protobuf that TensorFlow 2.21 needs"
 )
+# the TFLite formats with int8 weights: each file's open-set threshold is refitted on its own scores (`refitted_open_set`);
+# float32 and float16 keep the float model's (their scores are the Keras model's to within float16 rounding)
+REFITTED_FORMATS = ("dynamic", "int8")
 STAGING_PREFIX = ".export-tmp-"  # + pid + "-": where an export writes its files before moving them into place
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -158,7 +161,8 @@ def calibration_files(spec, preprocess, count, warn):
 
 
 def threshold_files(config, class_names, preprocess, run_dir=None):
-    """(spec, paths) of the known images an int8 file's open-set threshold is refitted on: the images the float
+    """(spec, paths) of the known images the open-set threshold of a file of int8 weights (REFITTED_FORMATS) is
+    refitted on: the images the float
     threshold was fitted on, as the calibration.json of the run dir `run_dir` records them
     (`calibrate.calibrated_val`: `fit`'s, `calibrate --val`'s, `adapt`'s), else the run's own validation images
     (`calibrate.validation_spec` of its `config`), or (None, []) when the run has none."""
@@ -172,14 +176,16 @@ def threshold_files(config, class_names, preprocess, run_dir=None):
     return spec, validation_files(spec, config, class_names, preprocess).paths
 
 
-def int8_open_set(predictor, open_set, spec, paths, preprocess, known_rate):
-    """The open-set entry of an int8 file's sidecar: `open_set` with the threshold refitted on the int8 scores.
+def refitted_open_set(predictor, open_set, spec, paths, preprocess, known_rate, fmt="int8"):
+    """The open-set entry of the sidecar of a file of format `fmt` with int8 weights (REFITTED_FORMATS): `open_set`
+    with the threshold refitted on that file's scores.
 
     Int8 activations can inflate the Mahalanobis score (the faces -> scenes default's 3 runs: refitted
-    thresholds 3.3-5.9 times the float ones, README "TFLite for mobile apps"): the threshold that keeps
-    `known_rate` of the validation images (the float threshold's, `calibrate.calibrated_known_rate`) is fitted
-    again on the int8 file's own scores of `paths`; the float model's threshold stays beside it as
-    `float_threshold`.
+    thresholds 3.3-5.9 times the float ones, README "TFLite for mobile apps"), and so can int8 weights alone (a
+    `dynamic` file of a tiny run scored its validation images above the float model and flagged about twice the
+    share at the float threshold): the threshold that keeps `known_rate` of the validation images (the float
+    threshold's, `calibrate.calibrated_known_rate`) is fitted again on the file's own scores of `paths`; the float
+    model's threshold stays beside it as `float_threshold`.
     """
     from dnadet_tf.openset import threshold_at_known_rate
     from dnadet_tf.pipeline import inference_dataset
@@ -188,20 +194,20 @@ def int8_open_set(predictor, open_set, spec, paths, preprocess, known_rate):
                              for batch in inference_dataset(paths, preprocess, 16).as_numpy_iterator()])
     return {**open_set, "threshold": float(threshold_at_known_rate(scores, known_rate)),
             "float_threshold": open_set["threshold"],
-            "threshold_fitted_on": {"data": spec, "images": len(paths), "scores": "this int8 file's",
+            "threshold_fitted_on": {"data": spec, "images": len(paths), "scores": f"this {fmt} file's",
                                     "known_rate": known_rate}}
 
 
 def left_out_open_set(open_set, spec):
-    """The open-set entry of an int8 file's sidecar for a float threshold fitted with its validation images left
-    out of the class statistics (`calibrate.calibrated_left_out`): the float threshold, kept. An int8 file cannot leave an image
-    out, and its scores of those images are no guide (an adapted faces -> scenes run, 5 labeled images per class:
+    """The open-set entry of the sidecar of a file of int8 weights (REFITTED_FORMATS) for a float threshold fitted
+    with its validation images left out of the class statistics (`calibrate.calibrated_left_out`): the float
+    threshold, kept. A TFLite file cannot leave an image out, and its scores of those images are no guide (an adapted faces -> scenes run, 5 labeled images per class:
     the int8 file scored most of them 0; scaling the float threshold by the two quantiles flagged no image, the
     float threshold kept 2.5 % of the new content's known images and 47.5 % of unseen architectures where the
     float file flagged 6.0 and 58.8; docs/results.md, "The open set after `adapt --labeled`")."""
     return {**open_set, "float_threshold": open_set["threshold"],
-            "threshold_fitted_on": {"data": spec, "scores": "the float model's, with the images left out (kept: an "
-                                                            "int8 file cannot leave them out)"}}
+            "threshold_fitted_on": {"data": spec, "scores": "the float model's, with the images left out (kept: a "
+                                                            "TFLite file cannot leave them out)"}}
 
 
 def export_outputs(name, version, formats):
@@ -297,7 +303,8 @@ class ExportImages:
 
     eval_spec, eval_paths (N paths), eval_labels ((N,) int, or None when unlabelled): the parity images.
     calibration_spec, calibration_paths (about `calibration_images` paths, [] without int8): int8 calibration.
-    threshold_spec, threshold_paths, left_out: the int8 file's open-set threshold (`int8_threshold_images`).
+    threshold_spec, threshold_paths, left_out: the open-set threshold of the files of int8 weights
+    (REFITTED_FORMATS, `threshold_images`).
     """
     eval_spec: str
     eval_paths: list
@@ -414,7 +421,12 @@ def _planned_outputs(base, name, version, formats, overwrite):
     if version is None:
         version = next_version(base)
     elif int(version) in existing_versions(base) and not overwrite:
-        raise DnadetError(f"{os.path.join(base, str(version))}: version {version} exists; pass overwrite=True to "
+        folder = os.path.join(base, str(version))
+        if not os.path.isdir(folder):  # only report.json lists it: an earlier export's TFLite files carry it
+            raise DnadetError(f"{folder}: version {version} is recorded in {os.path.join(base, REPORT_FILE)} (an "
+                              f"earlier export's files carry it, its folder is gone); pass overwrite=True to export "
+                              f"it again or another `version`.")
+        raise DnadetError(f"{folder}: version {version} exists; pass overwrite=True to "
                           f"replace it or another `version`.")
     outputs = export_outputs(name, int(version), formats)
     if not overwrite:
@@ -432,20 +444,33 @@ def default_images(run_dir, config):
     data are the content before adaptation: the validation and training images its calibration.json records
     (`calibrate`'s or `adapt`'s own), else the images it was adapted to (adaptation.json: the labeled DATA of
     `--labeled`, the images of `--images`); a run of `adapt --photos` without a calibration.json, which records
-    real photos alone, takes the run's own data, said as the content before adaptation."""
+    real photos alone, takes the run's own data, said as the content before adaptation.
+
+    The validation images calibration.json records are never the parity default when they are points of the
+    run's open-set class statistics (`stored_point_images`: `adapt --labeled`'s, each labeled image its own point,
+    which every format scores 0): the run's own validation data, else its training data, take their place (said
+    so), and with none the parity spec is None (`read_images` asks for `eval_data`)."""
     from dnadet_tf.calibrate import HELD_OUT, calibrated_data, calibrated_val
     from dnadet_tf.runs import ADAPTATION_FILE
 
     own_val = HELD_OUT if config.val_split else config.val
     adaptation_path = os.path.join(run_dir, ADAPTATION_FILE)
-    if not os.path.isfile(adaptation_path):
-        recorded = None if own_val else calibrated_val(run_dir)
+    adapted_run = os.path.isfile(adaptation_path)
+    before = f"its config.json's data are the content before adaptation ({ADAPTATION_FILE})"
+    val, data = calibrated_val(run_dir), calibrated_data(run_dir)
+    if val and (adapted_run and data or not own_val) and stored_point_images(run_dir) is not None:
+        where = (f"the run's own {'validation' if own_val else 'training'} images, not the validation images its "
+                 f"calibration.json records: those are points of its open-set class statistics, each its own, which "
+                 f"every format scores 0" + (f"; {before}" if adapted_run else ""))
+        calibration_from = (data, f"the training images its calibration.json records; {before}") if adapted_run \
+            else (config.data, None)
+        return (own_val or config.data, where), calibration_from
+    if not adapted_run:
+        recorded = None if own_val else val
         if recorded:
             return (recorded, "the validation images its calibration.json records (the run has none of its "
                               "own)"), (config.data, None)
         return (own_val or config.data, None), (config.data, None)
-    before = f"its config.json's data are the content before adaptation ({ADAPTATION_FILE})"
-    val, data = calibrated_val(run_dir), calibrated_data(run_dir)
     if val and data:
         return ((val, f"the validation images its calibration.json records; {before}"),
                 (data, f"the training images its calibration.json records; {before}"))
@@ -461,39 +486,93 @@ def default_images(run_dir, config):
     return (adapted, where), (adapted, where)
 
 
+def stored_point_images(run_dir):
+    """The real paths (a set) of the images a run's open-set class statistics hold each as its own point, when its
+    calibration.json records validation images among them (a left-out fit, `calibrate.calibrated_left_out`, whose
+    `points_per_class` add up to its `train_images`, or `means` "image": `adapt --labeled`'s default, `calibrate
+    --means image` with --val among --data); else None. Every format scores such an image 0 (and the head of
+    `adapt --labeled` names its own class), so a parity report on them certifies nothing. An empty
+    set when the images are gone."""
+    from dnadet_tf.calibrate import CALIBRATION_FILE, calibrated_left_out
+
+    if calibrated_left_out(run_dir) is None:
+        return None
+    with open(os.path.join(run_dir, CALIBRATION_FILE), encoding="utf-8") as f:
+        report = json.load(f)
+    points = report.get("points_per_class")
+    if report.get("means") != "image" and not (isinstance(points, list) and sum(points) == report.get("train_images")):
+        return None
+    try:
+        return {os.path.realpath(path) for path in _read(report.get("data"), "train", "calibration").paths}
+    except DnadetError:
+        return set()
+
+
+def _without_stored_points(run_dir, spec, files, stored, progress):
+    """The default parity images `files` (LabeledFiles of `spec`) without those among `stored` (real paths,
+    `stored_point_images`), a line to `progress` when some were left out; DnadetError when none is left."""
+    kept = [i for i, path in enumerate(files.paths) if os.path.realpath(path) not in stored]
+    if not kept:
+        raise DnadetError(_stored_points_message(run_dir, spec))
+    if len(kept) < len(files.paths):
+        progress(f"parity images: {len(files.paths) - len(kept)} of {_spec_words(spec)} left out, points of the "
+                 f"run's open-set class statistics, each its own, which every format scores 0")
+    return _subset(files, np.asarray(kept, int))
+
+
+def _stored_points_message(run_dir, spec):
+    words = f" (and {_spec_words(spec)} holds only such images)" if spec else ""
+    return (f"eval_data: {run_dir} records as validation images points of its open-set class statistics, each its "
+            f"own, which every format scores 0, and no other images{words}; pass `eval_data` DATA with other images "
+            f"of its content.")
+
+
 def read_images(run_dir, reference, formats, eval_data, max_eval, calibration, calibration_images, warn,
                 progress=None):
     """The ExportImages of an export of `formats`: `eval_data` (absolute), `calibration` (absolute), their defaults
-    (`default_images`, a line given to `progress` for each taken from the run's records) and, for int8, the
-    open-set threshold's images (`int8_threshold_images`)."""
+    (`default_images`, a line given to `progress` for each taken from the run's records; without the points of
+    the run's open-set class statistics, `stored_point_images`) and, for the formats of int8 weights
+    (REFITTED_FORMATS), the open-set threshold's images (`threshold_images`). Raises DnadetError naming both
+    `eval_data` and `calibration` when the run records neither and both are needed."""
     from dnadet_tf.calibrate import HELD_OUT, validation_files
 
     config = reference.run.config
     (default_eval, eval_from), (default_calibration, calibration_from) = default_images(run_dir, config)
     progress = progress or (lambda line: None)
+    eval_spec = os.path.abspath(eval_data) if eval_data else default_eval  # reports name absolute paths
+    calibration_spec = os.path.abspath(calibration) if calibration else default_calibration
+    if not eval_spec and not calibration_spec and "int8" in formats:
+        raise DnadetError("eval_data and calibration: the run records no such data; pass `eval_data` DATA and "
+                          "`calibration` DATA.")
+    stored = None if eval_data else stored_point_images(run_dir)
+    if stored is not None and not eval_spec:
+        raise DnadetError(_stored_points_message(run_dir, None))
     if eval_from and not eval_data:
         progress(f"parity images (--eval): {_spec_words(default_eval)}, {eval_from}")
     if calibration_from and not calibration and "int8" in formats:
         progress(f"int8 calibration images (--calibration): {_spec_words(default_calibration)}, "
                  f"{calibration_from}")
-    eval_spec = os.path.abspath(eval_data) if eval_data else default_eval  # reports name absolute paths
-    held_out = None
+    files = None
     if eval_spec == HELD_OUT:  # the run's validation images: the share fit held out of its data
-        held_out = validation_files(HELD_OUT, config, reference.class_names, reference.preprocess)
+        files = validation_files(HELD_OUT, config, reference.class_names, reference.preprocess)
+    if stored:
+        files = _without_stored_points(run_dir, eval_spec, files or _read(eval_spec, "val", "eval_data"), stored,
+                                       progress)
     eval_paths, eval_labels = evaluation_files(eval_spec, reference.class_names, reference.preprocess, max_eval, warn,
-                                               held_out)
-    calibration_spec = os.path.abspath(calibration) if calibration else default_calibration
+                                               files)
+    threshold = threshold_images(run_dir, reference) if any(fmt in REFITTED_FORMATS for fmt in formats) else ()
     if "int8" not in formats:
-        return ExportImages(eval_spec, eval_paths, eval_labels, calibration_spec, [])
+        return ExportImages(eval_spec, eval_paths, eval_labels, calibration_spec, [], *threshold)
     calibration_paths = calibration_files(calibration_spec, reference.preprocess, calibration_images, warn)
-    return ExportImages(eval_spec, eval_paths, eval_labels, calibration_spec, calibration_paths,
-                        *int8_threshold_images(run_dir, reference))
+    return ExportImages(eval_spec, eval_paths, eval_labels, calibration_spec, calibration_paths, *threshold)
 
 
-def int8_threshold_images(run_dir, reference):
-    """(spec, paths, left_out) of the int8 file's open-set threshold: (None, [], False) for a run with no open set;
-    (calibration.json's `val`, [], True) for a threshold fitted with its images left out (`left_out_open_set`);
-    else the images to refit it on (`threshold_files`, `int8_open_set`) and False."""
+def threshold_images(run_dir, reference):
+    """(spec, paths, left_out) of the open-set threshold of the files of int8 weights (REFITTED_FORMATS): (None, [],
+    False) for a run with no open set; (calibration.json's `val`, [], True) for a threshold fitted with its images
+    left out (`left_out_open_set`: never refitted on them, so never on the points of the class statistics that a
+    left-out fit's images can be, `stored_point_images`); else the images to refit it on (`threshold_files`,
+    `refitted_open_set`) and False."""
     from dnadet_tf.calibrate import calibrated_left_out
 
     if reference.open_set is None:
@@ -544,6 +623,7 @@ def _write_tflite_files(job, tmp):
         return []
     os.makedirs(os.path.join(tmp, TFLITE_DIR))
     pixels_model, int8_source, equalization = _converter_sources(job, tmp, "int8" in tflite_formats and job.equalize)
+    _warn_kept_thresholds(job, [fmt for fmt in tflite_formats if fmt in REFITTED_FORMATS])
     candidates = []
     for fmt in tflite_formats:
         path = os.path.join(tmp, _output_path(job.name, job.version, fmt))
@@ -576,18 +656,22 @@ def _converter_sources(job, tmp, equalize):
 
 def _write_float_file(job, source, fmt, path):
     """Converts the SavedModel `source` to TFLite format `fmt` (float32, float16 or dynamic) and writes it at `path`
-    with its sidecar; returns its size in bytes."""
-    from dnadet_tf.exports.tflite import convert, write_tflite
+    with its sidecar, the open-set threshold of the `dynamic` file (int8 weights) refitted on its own scores
+    (`_refitted_sidecar_open_set`); returns its size in bytes."""
+    from dnadet_tf.exports.tflite import convert, write_sidecar, write_tflite
 
     job.progress(f"converting {os.path.basename(path)} ...")
     content = convert(source, fmt)  # int8_io applies to the int8 file only
     write_tflite(content, path, fmt, job.common, job.reference.preprocess, None, open_set=job.reference.open_set)
+    open_set = _refitted_sidecar_open_set(job, path, fmt) if fmt in REFITTED_FORMATS else None
+    if open_set is not None:
+        write_sidecar(content, path, fmt, job.common, job.reference.preprocess, None, open_set=open_set)
     return len(content)
 
 
 def _write_int8_file(job, source, equalization, path):
     """Converts the SavedModel `source` to the int8 TFLite file at `path`, calibrated on the calibration images, and
-    writes its sidecar with the int8 open-set entry (`_int8_sidecar_open_set`); returns its size in bytes."""
+    writes its sidecar with the int8 open-set entry (`_refitted_sidecar_open_set`); returns its size in bytes."""
     from dnadet_tf.exports.tflite import convert, write_sidecar, write_tflite
 
     images, preprocess = job.images, job.reference.preprocess
@@ -596,7 +680,7 @@ def _write_int8_file(job, source, equalization, path):
     extra = {"calibration": {"data": images.calibration_spec, "images": len(images.calibration_paths)},
              "equalization": equalization}
     write_tflite(content, path, "int8", job.common, preprocess, extra, open_set=job.reference.open_set)
-    open_set = _int8_sidecar_open_set(job, path)
+    open_set = _refitted_sidecar_open_set(job, path, "int8")
     if open_set is not None:
         write_sidecar(content, path, "int8", job.common, preprocess, extra, open_set=open_set)
     return len(content)
@@ -613,26 +697,48 @@ def _representative_dataset(paths, preprocess):
     return representative
 
 
-def _int8_sidecar_open_set(job, path):
-    """The open-set entry that replaces the float model's in the sidecar of the int8 file at `path`: the float
-    threshold kept for a left-out fit (`left_out_open_set`), else the threshold refitted on the file's own scores
-    (`int8_open_set`); None (with a warning for a calibrated run) when there are no images to refit on."""
+def _files_words(formats):
+    """("the int8 file" / "the dynamic and int8 files", "keeps" / "keep") for a message."""
+    names = " and ".join(formats)
+    return (f"the {names} file", "keeps") if len(formats) == 1 else (f"the {names} files", "keep")
+
+
+def _warn_kept_thresholds(job, formats):
+    """One warning for the files of int8 weights `formats` (REFITTED_FORMATS among the job's) that keep the float
+    model's open-set threshold: for a left-out fit (`left_out_open_set`), or a calibrated run with no images to
+    refit on."""
+    images, run_dir = job.images, job.run_dir
+    if not formats or job.reference.open_set is None:
+        return
+    files, keep = _files_words(formats)
+    if images.left_out:
+        job.warn(f"{run_dir}: its open-set threshold was fitted with each validation image left out of the class "
+                 f"statistics, which {'an int8 file' if formats == ['int8'] else 'a TFLite file'} cannot do; "
+                 f"{files} {keep} the float threshold.")
+    elif not images.threshold_paths:
+        job.warn(f"{run_dir}: no validation images recorded; {files} {keep} the float model's open-set threshold, "
+                 f"which scores of int8 weights can exceed on known images.")
+
+
+def _refitted_sidecar_open_set(job, path, fmt):
+    """The open-set entry that replaces the float model's in the sidecar of the file of format `fmt` (int8 weights,
+    REFITTED_FORMATS) at `path`: the float threshold kept for a left-out fit (`left_out_open_set`), else the
+    threshold refitted on the file's own scores (`refitted_open_set`); None when there are no images to refit on
+    (`_warn_kept_thresholds` says so)."""
     from dnadet_tf.calibrate import calibrated_known_rate
     from dnadet_tf.exports.predictors import TFLitePredictor
 
     images, open_set, run_dir = job.images, job.reference.open_set, job.run_dir
+    if open_set is None:
+        return None
     if images.left_out:
-        job.warn(f"{run_dir}: its open-set threshold was fitted with each validation image left out of the "
-                 f"class statistics, which an int8 file cannot do; the int8 file keeps the float threshold.")
         return left_out_open_set(open_set, images.threshold_spec)
     if images.threshold_paths:
-        job.progress(f"refitting the int8 open-set threshold on {len(images.threshold_paths)} images of "
+        job.progress(f"refitting the {fmt} open-set threshold on {len(images.threshold_paths)} images of "
                      f"{_spec_words(images.threshold_spec)} ...")
-        return int8_open_set(TFLitePredictor(path, num_threads=job.num_threads), open_set, images.threshold_spec,
-                             images.threshold_paths, job.reference.preprocess, calibrated_known_rate(run_dir))
-    if open_set is not None:
-        job.warn(f"{run_dir}: no validation images recorded; the int8 file keeps the float model's open-set "
-                 f"threshold, which int8 scores can exceed on known images.")
+        return refitted_open_set(TFLitePredictor(path, num_threads=job.num_threads), open_set,
+                                 images.threshold_spec, images.threshold_paths, job.reference.preprocess,
+                                 calibrated_known_rate(run_dir), fmt)
     return None
 
 

@@ -3,8 +3,9 @@
 For each format: file size, top-1 agreement with the Keras model, max and mean
 absolute difference of the probabilities, accuracy when labels are known, and
 the median latency per image at batch 1 after warm-up. For a calibrated run
-also the open-set outputs: max |d ood_score| relative to the threshold's scale
-and the agreement of the unknown flags.
+also the open-set outputs: max |d ood_score| relative to the threshold's scale,
+the agreement of the unknown flags, and the threshold each file flags with (its
+own, refitted on its scores, or the Keras model's).
 """
 import time
 
@@ -74,7 +75,9 @@ def parity_rows(reference, candidates, batches, labels=None, reference_size=None
       latency_images: how many of the first images the latency runs cycle through.
 
     Returns a list of row dicts (keras first): format, size_bytes, images,
-    top1_agreement, max_abs_diff, mean_abs_diff, accuracy, latency_ms.
+    top1_agreement, max_abs_diff, mean_abs_diff, accuracy, latency_ms; for a calibrated run also
+    `compare_scores`'s figures, `threshold` (the one the file flags its own scores with) and `threshold_from`
+    (`threshold_source`).
     """
     everyone = [("keras", reference, reference_size)] + list(candidates)
     outputs = {fmt: [] for fmt, _, _ in everyone}
@@ -97,9 +100,16 @@ def parity_rows(reference, candidates, batches, labels=None, reference_size=None
             own = getattr(predictor, "open_set", None) or reference.open_set
             row.update(compare_scores(joined["keras"]["ood_score"], joined[fmt]["ood_score"],
                                       reference.open_set["threshold"], own["threshold"]))
+            row.update(threshold=float(own["threshold"]), threshold_from=threshold_source(own))
         row["latency_ms"] = median_latency_ms(predictor, pool, runs=latency_runs, warmup=warmup)
         rows.append(row)
     return rows
+
+
+def threshold_source(open_set):
+    """Which threshold the file of open-set entry `open_set` flags with: "own" (refitted on the file's own scores,
+    a `threshold_fitted_on` naming its images) or "keras" (the Keras model's, as fitted by calibrate)."""
+    return "own" if "images" in (open_set.get("threshold_fitted_on") or {}) else "keras"
 
 
 def _size(value):
@@ -113,7 +123,7 @@ def format_parity_table(rows):
     open_set = any("unknown_agreement" in row for row in rows)
     header = ["format", "size", "top-1 agree", "max |dp|", "mean |dp|", "accuracy", "latency ms"]
     if open_set:
-        header += ["max |d score|/thr", "unknown agree"]
+        header += ["max |d score|/thr", "unknown agree", "threshold"]
     lines = [header]
     for row in rows:
         accuracy = "-" if row["accuracy"] is None else f"{100 * row['accuracy']:.2f} %"
@@ -121,8 +131,9 @@ def format_parity_table(rows):
         line = [row["format"], _size(row["size_bytes"]), f"{100 * row['top1_agreement']:.2f} %",
                 f"{row['max_abs_diff']:.2e}", f"{row['mean_abs_diff']:.2e}", accuracy, latency]
         if open_set:
-            line += ([f"{row['ood_score_max_rel_diff']:.2e}", f"{100 * row['unknown_agreement']:.2f} %"]
-                     if "unknown_agreement" in row else ["-", "-"])
+            line += ([f"{row['ood_score_max_rel_diff']:.2e}", f"{100 * row['unknown_agreement']:.2f} %",
+                      f"{row['threshold']:.4g} ({row['threshold_from']})" if "threshold" in row else "-"]
+                     if "unknown_agreement" in row else ["-", "-", "-"])
         lines.append(line)
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     def render(line):
