@@ -69,8 +69,10 @@ def convert(savedmodel_path, fmt, representative_dataset=None, int8_io=False):
     fmt: float32 | float16 (float16 weights) | dynamic (int8 weights, float
     activations) | int8 (full integer, TFLITE_BUILTINS_INT8; needs
     `representative_dataset`, a callable returning an iterator of
-    [float32 (1, S, S, 3)] lists). `int8_io` makes the int8 model's input and
-    output int8 too; otherwise they stay float32 (quantize/dequantize inside).
+    [float32 (1, S, S, 3)] lists; a calibrated run's open-set score is computed
+    in float32 from the dequantized pooled feature, `_int8_with_float_score`).
+    `int8_io` makes the int8 model's input and outputs int8 too; otherwise they
+    stay float32 (quantize/dequantize inside).
     """
     if fmt not in TFLITE_FORMATS:
         raise ValueError(f"unknown TFLite format {fmt!r}; expected one of {TFLITE_FORMATS}")
@@ -89,8 +91,71 @@ def convert(savedmodel_path, fmt, representative_dataset=None, int8_io=False):
         if int8_io:
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
+        if SCORE_NAME in _signature_outputs(savedmodel_path):
+            with native_logs_hidden():
+                return _int8_with_float_score(converter, representative_dataset, int8_io)
     with native_logs_hidden():
         return converter.convert()
+
+
+def _signature_outputs(savedmodel_path):
+    """The output names of the `serving_default` signature of the SavedModel at `savedmodel_path`."""
+    from tensorflow.python.saved_model import loader_impl
+
+    meta_graph = loader_impl.parse_saved_model(savedmodel_path).meta_graphs[0]
+    return set(meta_graph.signature_def["serving_default"].outputs)
+
+
+def _int8_with_float_score(converter, representative_dataset, int8_io):
+    """Full-integer int8 bytes of a calibrated run's model whose open-set score is computed in float32.
+
+    Quantized, the Mahalanobis score came out on a grid of about 17 % of its threshold (the squared
+    differences and per-class sums take one int8 scale each, set by the farthest class in calibration, and
+    REDUCE_MIN keeps its input's scale): 72 images gave 10 distinct scores. The ops only the score needs
+    (`float_score_nodes`) are therefore left out of quantization, through the converter's selective
+    quantization (`tf.lite.experimental.QuantizationDebugger`, `denylisted_nodes`), with `TFLITE_BUILTINS`
+    beside `TFLITE_BUILTINS_INT8` for them: the backbone and the probabilities stay int8; the pooled feature
+    is dequantized once. With `int8_io`, the input and the outputs are int8 as before (`fully_quantize`):
+    the score is quantized only at the output, with the scale the quantizer gives it.
+    """
+    import warnings
+
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    with warnings.catch_warnings():  # the debugger's tf.lite.Interpreter warns that it is deprecated
+        warnings.simplefilter("ignore")
+        debugger = tf.lite.experimental.QuantizationDebugger(converter=converter,
+                                                             debug_dataset=representative_dataset)
+        debugger.options = tf.lite.experimental.QuantizationDebugOptions(
+            denylisted_nodes=float_score_nodes(debugger.calibrated_model), fully_quantize=int8_io)
+        return debugger.get_nondebug_quantized_model()
+
+
+def float_score_nodes(content):
+    """The output tensor names of the ops that the int8 file computes in float32, in the (float, calibrated)
+    .tflite bytes `content`: those the `ood_score` output needs and the `probabilities` output does not,
+    and the pooled feature (a MEAN) they start from, the backbone's last op."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=content)
+    outputs = {name: details["index"] for name, details in output_tensors(interpreter).items()}
+    ops = interpreter._get_ops_details()  # pylint: disable=protected-access
+    names = {details["index"]: details["name"] for details in interpreter.get_tensor_details()}
+    producer = {tensor: op for op in ops for tensor in op["outputs"]}
+
+    def needed(tensor):
+        seen, pending = set(), [tensor]
+        while pending:
+            op = producer.get(pending.pop())
+            if op is not None and op["index"] not in seen:
+                seen.add(op["index"])
+                pending.extend(op["inputs"])
+        return seen
+
+    score_only = needed(outputs[SCORE_NAME]) - needed(outputs[OUTPUT_NAME])
+    feature = {producer[tensor]["index"] for index in score_only for tensor in ops[index]["inputs"]
+               if tensor in producer and producer[tensor]["index"] not in score_only
+               and producer[tensor]["op_name"] == "MEAN"}
+    return [names[ops[index]["outputs"][0]] for index in sorted(score_only | feature)]
 
 
 def native_logs_hidden():
