@@ -46,7 +46,8 @@ def register(subparsers):
                         help="convert the int8 model from the weights as trained (default: from a copy whose "
                         "channels span equal ranges, the same function in float, fewer int8 disagreements)")
     parser.add_argument("--int8-io", action="store_true",
-                        help="int8 model takes int8 input and gives int8 output (default float32 I/O)")
+                        help="int8 model takes int8 input and gives int8 probabilities; the open-set score stays "
+                             "float32 (default float32 I/O)")
     parser.add_argument("--threads", type=int, help="LiteRT interpreter threads for the parity run (default: all CPUs)")
     parser.add_argument("--web-model", default="int8", choices=("int8", "float32"),
                         help="the TFLite file the web app runs (exported too when not in --formats)")

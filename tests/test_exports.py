@@ -306,13 +306,16 @@ def test_int8_io_quantizes_input_and_output(tiny_run, upsampling_data, keras_pre
     probabilities = predictor.predict_pixels(test_pixels)
     assert np.mean(probabilities.argmax(1) == expected.argmax(1)) >= 0.95
     assert not os.path.exists(os.path.join(str(tmp_path), "io", "1"))  # no SavedModel asked for
-    # The calibrated run's score is int8 too: the app's steps dequantize it before the threshold.
+    # Only the input and the probabilities are int8: the calibrated run's score, computed in float32 (on the
+    # CPU), stays a float32 output, which the app compares with the threshold as it is.
     score = predictor.sidecar["outputs"]["ood_score"]
-    assert score["dtype"] == "int8" and score["quantization"]["scale"] > 0
+    assert score["dtype"] == "float32" and score["quantization"] is None
+    assert predictor.sidecar["outputs"]["probabilities"]["dtype"] == "int8"
     [step] = [step for step in predictor.sidecar["app_postprocessing"] if "'ood_score'" in step]
-    q = score["quantization"]
-    assert f"score = (q - {q['zero_point']}) * {q['scale']!r}" in step, step
-    assert step.index("dequantized") < step.index(repr(predictor.sidecar["open_set"]["threshold"]))
+    assert "dequantized" not in step and repr(predictor.sidecar["open_set"]["threshold"]) in step, step
+    assert any(step.startswith("Dequantize: probability") for step in predictor.sidecar["app_postprocessing"])
+    scores = predictor.attribute_pixels(test_pixels)["ood_score"]
+    assert len(np.unique(scores)) > len(test_pixels) / 2
 
 
 def test_predict_command_on_exports_gives_the_keras_top_class(exported, tiny_run, upsampling_data):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from dnadet_tf.exports.equalize import equalized_copy
-from dnadet_tf.exports.tflite import (OUTPUT_NAME, SCORE_NAME, convert, make_interpreter, output_tensors,
-                                      save_pixels_savedmodel)
+from dnadet_tf.exports.tflite import (OUTPUT_NAME, SCORE_NAME, convert, dequantize, make_interpreter,
+                                      output_tensors, quantize, save_pixels_savedmodel, tensor_description)
 from dnadet_tf.pipeline import inference_dataset
 from dnadet_tf.predictor import KerasPredictor
 
@@ -19,9 +19,9 @@ def _paths(*roots):
 
 
 @pytest.fixture(scope="module")
-def int8_file(tiny_run, upsampling_data, tmp_path_factory):
-    """(Keras predictor, int8 .tflite bytes) of the tiny run, converted as `export` does: from an equalised copy,
-    calibrated on its training images."""
+def int8_source(tiny_run, upsampling_data, tmp_path_factory):
+    """(Keras predictor, SavedModel path, representative dataset) of the tiny run, as `export` converts it to
+    int8: from an equalised copy, calibrated on its training images."""
     keras = KerasPredictor(tiny_run)
     preprocess, calibration = keras.preprocess, _paths(upsampling_data["train"])
     equalized, _ = equalized_copy(keras.model, inference_dataset(calibration, preprocess, 8))
@@ -31,7 +31,19 @@ def int8_file(tiny_run, upsampling_data, tmp_path_factory):
         for batch in inference_dataset(calibration, preprocess, 1):
             yield [batch.numpy()]
 
+    return keras, source, representative
+
+
+@pytest.fixture(scope="module")
+def int8_file(int8_source):
+    """(Keras predictor, int8 .tflite bytes) of the tiny run, float input and outputs."""
+    keras, source, representative = int8_source
     return keras, convert(source, "int8", representative)
+
+
+def _pixels(keras, upsampling_data):
+    paths = _paths(upsampling_data["val"], upsampling_data["test"])
+    return np.concatenate(list(inference_dataset(paths, keras.preprocess, 16).as_numpy_iterator()))
 
 
 def _scores(content, pixels):
@@ -44,8 +56,7 @@ def _scores(content, pixels):
 
 def test_int8_open_set_score_resolves_the_threshold_region(int8_file, upsampling_data):
     keras, content = int8_file
-    paths = _paths(upsampling_data["val"], upsampling_data["test"])
-    pixels = np.concatenate(list(inference_dataset(paths, keras.preprocess, 16).as_numpy_iterator()))
+    pixels = _pixels(keras, upsampling_data)
     expected = keras.attribute_pixels(pixels)
     threshold = keras.open_set["threshold"]
     probabilities, scores = _scores(content, pixels)
@@ -75,3 +86,26 @@ def test_int8_file_keeps_an_int8_backbone_and_float_outputs(int8_file):
     assert {name: np.dtype(details["dtype"]).name for name, details in outputs.items()} == {
         OUTPUT_NAME: "float32", SCORE_NAME: "float32"}
     assert np.dtype(interpreter.get_input_details()[0]["dtype"]).name == "float32"
+
+
+def test_int8_io_file_has_int8_input_and_probabilities_and_a_float_score(int8_source, upsampling_data):
+    # --int8-io: the input and the probabilities are int8 (for accelerators); the score, computed in float32 on
+    # the CPU anyway, stays a float32 output (quantized at the output it took 10 distinct values for 72 images).
+    keras, source, representative = int8_source
+    interpreter = make_interpreter(model_content=convert(source, "int8", representative, int8_io=True),
+                                   num_threads=1)
+    input_description = tensor_description(interpreter.get_input_details()[0])
+    outputs = {name: tensor_description(details) for name, details in output_tensors(interpreter).items()}
+    assert input_description["dtype"] == "int8" and input_description["quantization"]["scale"] > 0
+    assert outputs[OUTPUT_NAME]["dtype"] == "int8" and outputs[OUTPUT_NAME]["quantization"]["scale"] > 0
+    assert outputs[SCORE_NAME]["dtype"] == "float32" and outputs[SCORE_NAME]["quantization"] is None
+    pixels = _pixels(keras, upsampling_data)
+    expected = keras.attribute_pixels(pixels)
+    runner = interpreter.get_signature_runner()
+    answers = [runner(pixels=quantize(image[None], input_description["quantization"])) for image in pixels]
+    probabilities = dequantize(np.array([a[OUTPUT_NAME][0] for a in answers]), outputs[OUTPUT_NAME]["quantization"])
+    scores = np.array([np.reshape(a[SCORE_NAME], -1)[0] for a in answers])
+    assert len(np.unique(scores)) > len(pixels) / 2
+    difference = np.abs(scores - expected["ood_score"]) / keras.open_set["threshold"]
+    assert difference.max() < 0.3 and difference.mean() < 0.08, (difference.max(), difference.mean())
+    assert np.mean(probabilities.argmax(-1) == expected["probabilities"].argmax(-1)) >= 0.9
