@@ -27,7 +27,8 @@ def register(subparsers):
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs and explain.json")
     parser.add_argument("--layer", default=DEFAULT_GRADCAM_LAYER,
                         help="target layer (a conv or activation layer of the model)")
-    parser.add_argument("--method", choices=("gradcam", "gradcam++"), default="gradcam", help="CAM method")
+    parser.add_argument("--method", choices=("gradcam", "gradcam++"), default="gradcam",
+                        help="CAM method (gradcam++: the published alphas, 0 where their denominator is <= 0)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per Grad-CAM pass")
     parser.add_argument("--overwrite", action="store_true",
                         help="write into an --out that holds files: the PNGs of an earlier explain that its "

@@ -1,16 +1,30 @@
-"""Grad-CAM and Grad-CAM++ maps of a trained classifier (tf-keras-vis).
+"""Grad-CAM and Grad-CAM++ maps of a trained classifier.
 
 The classifier outputs logits, which is what Grad-CAM wants (the score is the
 target class's pre-softmax value), so no model modifier is needed; a model
 whose last layer carries a non-linear activation gets tf-keras-vis's
-`ReplaceToLinear` on a clone.
+`ReplaceToLinear` on a clone. Gradients are taken in float32: a model that
+computes in another dtype (a mixed_bfloat16 run) is explained through its
+float32 copy with the same weights (`model.precision_copy`); the probabilities
+and predicted classes stay those of the model as given, as `predict` answers.
 
 The target layer defaults to `model.DEFAULT_GRADCAM_LAYER` (the activation
 after the second conv of stage 2, stride 4) and is used as named: an
 activation layer is not replaced by the conv before it. The target class is
-the predicted class unless given. Maps are computed on the preprocessed
-pixels (the one `preprocess_image`), upsampled to that size (bilinear, by
-tf-keras-vis), and min-max normalised to [0, 1] per image.
+the predicted class unless given.
+
+Grad-CAM: channel weights = spatial mean of d logit / dA (Selvaraju et al.).
+Grad-CAM++: channel weights = sum over positions of alpha * ReLU(d logit / dA),
+alpha = g^2 / (2 g^2 + sum(A) g^3) (Chattopadhay et al. 2018, eq. 19, with the
+exp(score) of eq. 17, which cancels in alpha); alpha is set to 0 where its
+denominator is <= 0, which happens on layers with negative activations (the
+LeakyReLU layers of this network), where the formula's A >= 0 assumption fails.
+Either map is ReLU(sum over channels of weight * A), computed on the
+preprocessed pixels (the one `preprocess_image`), upsampled to their size
+bilinearly with half-pixel centres (`tf.image.resize`: each cell's value sits
+at the centre of the input region it covers, at stride s the pixel
+s * k + (s - 1) / 2), and min-max normalised to [0, 1] per image (all zeros
+where the map is constant, e.g. where no location supports the class).
 """
 import os
 
@@ -19,7 +33,8 @@ import tensorflow as tf
 
 from dnadet_tf.errors import DnadetError
 from dnadet_tf.images import save_figure_atomic
-from dnadet_tf.model import DEFAULT_GRADCAM_LAYER, attribute, probabilities as classifier_probabilities
+from dnadet_tf.model import (DEFAULT_GRADCAM_LAYER, attribute, precision_copy,
+                             probabilities as classifier_probabilities)
 from dnadet_tf.pipeline import inference_dataset
 from dnadet_tf.preprocess import from_unit_range
 
@@ -67,30 +82,60 @@ def _has_nonlinear_output(model):
     return activation is not None and activation is not keras.activations.linear
 
 
-def _visualizer(model, method):
-    from tf_keras_vis.gradcam import Gradcam
-    from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
-    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+def _float32_model(model):
+    """`model`, or its float32 copy (same weights, `model.precision_copy`) when any of its layers computes in
+    another dtype (a mixed_bfloat16 run, or `evaluate --report --precision mixed_bfloat16`)."""
+    if all(getattr(layer.dtype_policy, "compute_dtype", "float32") == "float32" for layer in model.layers):
+        return model
+    if not hasattr(model, "backbone"):
+        raise ValueError("model: Grad-CAM needs a float32 model or a `model.Classifier`, received one computing in "
+                         "another dtype.")
+    return precision_copy(model, "float32")
 
-    cls = Gradcam if method == "gradcam" else GradcamPlusPlus
+
+def _cam_model(model, layer):
+    """pixels -> (the target layer's activation, the logits), float32, of `model` (`_float32_model`); the last
+    layer's non-linear activation, if any, replaced by the identity on a clone (tf-keras-vis `ReplaceToLinear`)."""
+    import keras
+
+    model = _float32_model(model)
     if _has_nonlinear_output(model):
-        return cls(model, model_modifier=ReplaceToLinear(), clone=True)
-    return cls(model, clone=False)
+        from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+
+        clone = keras.models.clone_model(model)
+        clone.set_weights(model.get_weights())
+        ReplaceToLinear()(clone)
+        model = clone
+    return keras.Model(model.inputs, [model.get_layer(layer).output, model.outputs[0]])
 
 
-def _class_score(class_indices):
-    """Score: the target class's logit, per image, shifted by its own (constant)
-    value. The gradient is the logit's; the value is 0, so Grad-CAM++'s
-    exp(score) cannot overflow on a confident model (the map is normalised, so
-    the constant factor exp(logit) it drops does not change it)."""
-    indices = tf.constant(np.asarray(class_indices, np.int32))
+def _low_res_cams(cam_model, pixels, class_indices, method):
+    """(N, h, w) float32 Grad-CAM / Grad-CAM++ maps at the target layer's resolution, not normalised (>= 0)."""
+    with tf.GradientTape() as tape:
+        activations, logits = cam_model(tf.constant(pixels), training=False)
+        score = tf.gather(tf.cast(logits, tf.float32), tf.constant(np.asarray(class_indices, np.int32)), axis=1,
+                          batch_dims=1)
+    gradients = tf.cast(tape.gradient(score, activations), tf.float32)
+    activations = tf.cast(activations, tf.float32)
+    if method == "gradcam":
+        weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
+    else:
+        squared = tf.square(gradients)
+        denominator = 2.0 * squared + tf.reduce_sum(activations, axis=(1, 2), keepdims=True) * squared * gradients
+        valid = (denominator > 0.0) & (squared > 0.0)
+        alphas = tf.where(valid, squared / tf.where(valid, denominator, 1.0), 0.0)
+        weights = tf.reduce_sum(alphas * tf.nn.relu(gradients), axis=(1, 2), keepdims=True)
+    return tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1)).numpy()
 
-    def score(output):
-        output = tf.cast(output, tf.float32)
-        chosen = tf.gather(output, indices, axis=1, batch_dims=1)
-        return chosen - tf.stop_gradient(chosen)
 
-    return score
+def _upsample_and_normalise(cams, size):
+    """(N, h, w) maps -> (N, H, W) float32 in [0, 1]: bilinear with half-pixel centres (`tf.image.resize`), then
+    min-max per image; a constant map (all zeros, say) gives all zeros, never NaN."""
+    maps = tf.image.resize(np.asarray(cams, np.float32)[..., None], size, method="bilinear").numpy()[..., 0]
+    low = maps.min(axis=(1, 2), keepdims=True)
+    span = maps.max(axis=(1, 2), keepdims=True) - low
+    maps = np.where(span > 0, (maps - low) / np.where(span > 0, span, 1.0), 0.0)
+    return np.nan_to_num(np.clip(maps, 0.0, 1.0), nan=0.0).astype(np.float32)
 
 
 def gradcam_maps(model, pixels, class_indices=None, layer=DEFAULT_GRADCAM_LAYER, method=DEFAULT_METHOD,
@@ -98,7 +143,7 @@ def gradcam_maps(model, pixels, class_indices=None, layer=DEFAULT_GRADCAM_LAYER,
     """Grad-CAM maps of preprocessed images.
 
     Args:
-      model: a `model.Classifier` (logits out).
+      model: a `model.Classifier` (logits out); one computing in bfloat16 is explained through its float32 copy.
       pixels: (N, S, S, 3) float32 in [-1, 1], from `preprocess_image`.
       class_indices: target class per image; None = the predicted class.
       layer: target layer name (see `gradcam_layer_names`).
@@ -108,7 +153,7 @@ def gradcam_maps(model, pixels, class_indices=None, layer=DEFAULT_GRADCAM_LAYER,
     Returns:
       (maps, probabilities, class_indices): maps float32 (N, S, S) in [0, 1]
       (all zeros where no location supports the class), probabilities (N, C)
-      and the int target classes (N,).
+      of `model` as given (what `predict` answers at its precision) and the int target classes (N,).
     """
     check_method(method)
     check_layer(model, layer)
@@ -124,22 +169,14 @@ def gradcam_maps(model, pixels, class_indices=None, layer=DEFAULT_GRADCAM_LAYER,
     class_indices = np.asarray(class_indices, np.int64).reshape(-1)
     if len(class_indices) != len(pixels):
         raise ValueError(f"class_indices: expected {len(pixels)} values, received {len(class_indices)}.")
-    visualizer = _visualizer(model, method)
-    maps = []
-    for start in range(0, len(pixels), batch_size):
-        batch = pixels[start : start + batch_size]
-        cam = visualizer(
-            _class_score(class_indices[start : start + batch_size]),
-            tf.constant(batch),
-            penultimate_layer=layer,
-            seek_penultimate_conv_layer=False,
-            expand_cam=True,
-            normalize_cam=True,
-        )
-        cam = np.asarray(cam, np.float32).reshape(len(batch), *batch.shape[1:3])
-        maps.append(np.nan_to_num(np.clip(cam, 0.0, 1.0), nan=0.0))
-    maps = np.concatenate(maps) if maps else np.zeros(pixels.shape[:3], np.float32)
-    return maps, probabilities, class_indices
+    if not len(pixels):
+        return np.zeros(pixels.shape[:3], np.float32), probabilities, class_indices
+    cam_model = _cam_model(model, layer)
+    maps = [_upsample_and_normalise(_low_res_cams(cam_model, pixels[start : start + batch_size],
+                                                  class_indices[start : start + batch_size], method),
+                                    pixels.shape[1:3])
+            for start in range(0, len(pixels), batch_size)]
+    return np.concatenate(maps), probabilities, class_indices
 
 
 def to_uint8_image(pixels):
