@@ -108,7 +108,8 @@ def tried_mix(run, zoo, photos, work, kind, real_crops):
     folder = os.path.join(work, kind)
     if kind == "transplanted":
         return photo_mix(run, photos, folder, fakes=train, scale=1.0)[1]
-    training = training_images(train, RunDir(run).class_names)
+    source = RunDir(run)
+    training = training_images(train, source.class_names, source.config.preprocess)  # the images fit trained on
     if kind == "scaled":
         ratio = residual_rms(real_crops) / residual_rms(training[REAL_CLASS])
         return photo_mix(run, photos, folder, fakes=train, scale=ratio)[1]
