@@ -4,31 +4,83 @@ The paper's Table 5 for several run dirs of one training configuration (for exam
 of a `dnadet-tf ablate` folder), and for several configurations side by side: each `--runs
 NAME RUN [RUN ...]` is one configuration. Every run is scored by `dnadet_tf.robustness` (the
 `dnadet-tf robustness` command) on the same data, with the same attack seeds, and its rows are
-cached as RUN/robustness-seeds.json (same data, attacks and seed: reused), so an interrupted
-table resumes. Prints a Markdown table (mean ± population std of accuracy %, one row per
-configuration and data list); `--json OUT` keeps every run's numbers.
+cached as RUN/robustness-seeds.json, reused when the data (real paths and contents: a benchmark's
+`benchmark_digest`, a list's bytes, a folder's image names, sizes and times), attacks, seed and the
+run's best.keras (size and modification time) are the same, so an interrupted table resumes. Prints a
+Markdown table (mean ± population std of accuracy %, one row per configuration and data list);
+`--json OUT` keeps every run's numbers, with absolute paths, the data's digests and the command,
+commit and machine; an existing OUT is replaced only when it is an earlier result of this script. A
+run dir given twice in one configuration, a data path given twice (real paths), a configuration name
+given twice, a run dir, data path or attack that cannot be used, are refused in one line (exit
+status 2).
 
 Usage: python benchmarks/robustness_seeds.py --data LIST [LIST ...] --runs NAME RUN [RUN ...]
            [--runs NAME RUN ...] [--attacks crop,blur,jpeg,noise,relight,combo] [--json OUT]
 """
 import argparse
+import hashlib
 import json
 import os
 import sys
 
-from dnadet_tf.ablation import mean_std_figures, mean_std_cell
-from dnadet_tf.robustness import COLUMN_TITLES, DEFAULT_ATTACKS, NO_ATTACK, robustness
-from dnadet_tf.runs import write_json_atomic
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+from dnadet_tf.ablation import mean_std_figures, mean_std_cell  # noqa: E402
+from dnadet_tf.attacks import parse_attacks  # noqa: E402
+from dnadet_tf.data import benchmark_digest, find_images, is_benchmark_dir  # noqa: E402
+from dnadet_tf.errors import DnadetError  # noqa: E402
+from dnadet_tf.robustness import COLUMN_TITLES, DEFAULT_ATTACKS, NO_ATTACK, robustness  # noqa: E402
+from dnadet_tf.runs import BEST_MODEL, RunDir, describe_path, is_exported_model, write_json_atomic  # noqa: E402
+from provenance import provenance  # noqa: E402
 
 CACHE_NAME = "robustness-seeds.json"
+SCRIPT = "robustness_seeds"
+# The keys every --json document of this script holds (those written before "script" was recorded too).
+DOCUMENT_KEYS = ("data", "attacks", "seed", "runs", "per_run", "table")
 
 
-def run_rows(run_dir, data, attacks, seed, output):
-    """`robustness` rows of one run dir, from its cache when data, attacks and seed match."""
+def data_digest(path):
+    """SHA-256 (hex) of a data path's contents: `benchmark_digest` of a benchmark folder, the bytes of a list, the
+    sorted relative names, sizes and modification times of a folder tree's images."""
+    if is_benchmark_dir(path):
+        return benchmark_digest(path)
+    digest = hashlib.sha256()
+    if os.path.isfile(path):
+        with open(path, "rb") as f:
+            digest.update(f.read())
+        return digest.hexdigest()
+    for image in sorted(os.path.relpath(p, path) for p in find_images(path)):
+        status = os.stat(os.path.join(path, image))
+        digest.update(f"{image}\0{status.st_size}\0{status.st_mtime_ns}\0".encode())
+    return digest.hexdigest()
+
+
+def model_identity(run_dir):
+    """{"file", "size", "mtime_ns"} of the run's best.keras (a retrained run has another), of a .tflite file or of a
+    SavedModel folder's saved_model.pb; None when there is none."""
+    path = os.path.join(run_dir, BEST_MODEL)
+    if os.path.isfile(run_dir):
+        path = run_dir
+    elif not os.path.isfile(path):
+        path = os.path.join(run_dir, "saved_model.pb")
+    if not os.path.isfile(path):
+        return None
+    status = os.stat(path)
+    return {"file": os.path.realpath(path), "size": status.st_size, "mtime_ns": status.st_mtime_ns}
+
+
+def run_rows(run_dir, data, attacks, seed, output, digests=None):
+    """`robustness` rows of one run dir, from its cache when data (real paths and `digests`, by default
+    `data_digest` of each), attacks, seed and the run's best.keras (`model_identity`) match."""
     from dnadet_tf.api import load
 
     cache = os.path.join(run_dir, CACHE_NAME)
-    key = {"data": list(data), "attacks": list(attacks), "seed": seed}
+    data = [os.path.abspath(path) for path in data]
+    key = {"data": [os.path.realpath(path) for path in data],
+           "data_sha256": list(digests) if digests is not None else [data_digest(path) for path in data],
+           "attacks": list(attacks), "seed": seed, "model": model_identity(run_dir)}
     if os.path.exists(cache):
         with open(cache, encoding="utf-8") as f:
             cached = json.load(f)
@@ -65,6 +117,62 @@ def markdown(table):
     return "\n".join(lines)
 
 
+def checked_arguments(parser, args):
+    """(attacks, {name: run dirs}) of the arguments; refuses in one line (exit status 2) an unknown attack, a data
+    path that is none or is given twice, a configuration name given twice, a run dir that is none or is given
+    twice in one configuration (real paths), and a --json that exists but is not an earlier result of this
+    script."""
+    try:
+        attacks = parse_attacks([a for a in args.attacks.split(",") if a.strip().lower() != NO_ATTACK])
+    except ValueError as error:
+        parser.error(f"--attacks: {error}")
+    seen = {}
+    for path in args.data:
+        if not os.path.exists(path):
+            parser.error(f"--data: {path}: expected an annotation list, a folder tree or a benchmark folder, "
+                         f"received {describe_path(path)}.")
+        real = os.path.realpath(path)
+        if real in seen:
+            parser.error(f"--data: {path} is {seen[real]} again (real path {real}); give each data path once.")
+        seen[real] = path
+    configurations = {}
+    for group in args.runs:
+        if len(group) < 2:
+            parser.error(f"--runs: expected a name and at least one run dir, received {group!r}.")
+        name, run_dirs = group[0], group[1:]
+        if name in configurations:
+            parser.error(f"--runs: the configuration name {name!r} is given twice; give each its own name.")
+        seen = {}
+        for run in run_dirs:
+            if not (RunDir(run).holds_run or is_exported_model(run)):
+                parser.error(f"--runs {name}: {run}: expected a run dir written by 'dnadet-tf fit', received "
+                             f"{describe_path(run)}.")
+            real = os.path.realpath(run)
+            if real in seen:
+                parser.error(f"--runs {name}: {run} is {seen[real]} again (real path {real}); give each run once.")
+            seen[real] = run
+        configurations[name] = run_dirs
+    if args.json and os.path.lexists(args.json) and not is_earlier_result(args.json):
+        parser.error(f"--json: {args.json} exists and is not an earlier result of {SCRIPT}.py; it is kept "
+                     f"(name another file).")
+    return attacks, configurations
+
+
+def is_earlier_result(path):
+    """Whether the file at `path` is a --json document this script wrote (its "script", or before that was
+    recorded, every key of DOCUMENT_KEYS)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            document = json.load(f)
+    except (OSError, ValueError):
+        return False
+    if not isinstance(document, dict):
+        return False
+    if "script" in document:
+        return document["script"] == SCRIPT
+    return all(key in document for key in DOCUMENT_KEYS)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", nargs="+", required=True, help="annotation lists, folder trees or benchmark folders")
@@ -72,21 +180,26 @@ def main(argv=None):
                         help="a configuration's name, then its run dirs (repeat for each configuration)")
     parser.add_argument("--attacks", default=",".join(DEFAULT_ATTACKS), help="comma list of attack columns")
     parser.add_argument("--seed", type=int, default=0, help="seed of the perturbations")
-    parser.add_argument("--json", help="write every figure here")
+    parser.add_argument("--json", help="write every figure here (an existing file only when an earlier result)")
     args = parser.parse_args(argv)
-    attacks = tuple(a for a in args.attacks.split(",") if a)
+    attacks, run_dirs = checked_arguments(parser, args)
+    data = [os.path.abspath(path) for path in args.data]
     configurations = {}
-    for group in args.runs:
-        if len(group) < 2:
-            parser.error(f"--runs: expected a name and at least one run dir, received {group!r}.")
-        name, run_dirs = group[0], group[1:]
-        configurations[name] = [run_rows(run, args.data, attacks, args.seed, sys.stderr) for run in run_dirs]
+    try:
+        digests = [data_digest(path) for path in data]
+        for name, runs in run_dirs.items():
+            configurations[name] = [run_rows(run, data, attacks, args.seed, sys.stderr, digests) for run in runs]
+    except (DnadetError, OSError) as error:
+        parser.error(str(error))
     table = summarize(configurations, attacks)
     print(markdown(table))
     if args.json:
-        write_json_atomic(args.json, {"data": args.data, "attacks": list(attacks), "seed": args.seed,
-                                      "runs": {group[0]: group[1:] for group in args.runs},
-                                      "per_run": configurations, "table": table})
+        write_json_atomic(args.json, {"script": SCRIPT, "data": data, "data_sha256": digests,
+                                      "attacks": list(attacks), "seed": args.seed,
+                                      "runs": {name: [os.path.abspath(run) for run in runs]
+                                               for name, runs in run_dirs.items()},
+                                      "per_run": configurations, "table": table,
+                                      **provenance(__file__, sys.argv[1:] if argv is None else argv)})
         print(f"wrote {args.json}")
     return 0
 
