@@ -21,9 +21,16 @@ adapting to the cross-dataset content costs on the training content (the closed 
 `test_after_adapted`, `test_after_adapted_stage3`, `test_after_blend_0.5`, `test_after_blend_0.5_stage3`.
 
 Prints each run's figures and the mean ± std over the runs (population std, as `ablation.mean_std`);
-`--json FILE` writes {"zoo", "zoo_sha256", "runs", "summary"}. When FILE exists (of the same zoo), its figures
-of the given runs are kept and only the missing ones measured, so an interrupted or extended measurement goes on
-where it stopped; delete FILE to measure everything anew.
+`--json FILE` writes {"script": "content_adaptation", "command", "commit", "machine" (`provenance`: what wrote the
+file last), "zoo", "zoo_sha256", "runs", "summary"}; each run's entry holds its absolute path and, when this script
+measured figures of it, the provenance of that command ("measured"). When FILE exists and this script wrote it
+(a file without "script" is recognised by the keys the script wrote before it recorded one) for the same zoo,
+its figures of the given runs are kept and only the missing ones measured, so an interrupted or extended
+measurement goes on where it stopped; its runs not given again are kept too (a rerun with fewer --runs does not
+delete finished figures), after the given ones, and the table and summary are over every run the file then holds
+(a line says which were kept). Delete FILE to measure everything anew. Any other existing file is refused in one
+line and left as it was; so are a run given twice (by real path), a folder that is not a run dir and a --zoo that
+is not a benchmark folder.
 
 Usage: python benchmarks/content_adaptation.py --zoo ZOO --runs RUN [RUN ...] [--json FILE]
 """
@@ -33,17 +40,22 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # provenance.py beside this file
 
 import numpy as np  # noqa: E402
 
 from dnadet_tf.ablation import mean_std_figures, mean_std_cell  # noqa: E402
 from dnadet_tf.adaptation import adapt_model  # noqa: E402
+from dnadet_tf.errors import DnadetError  # noqa: E402
 from dnadet_tf.model import batchnorm_layers  # noqa: E402
 from dnadet_tf.data import REAL_CLASS, benchmark_digest, benchmark_split, read_usable  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
 from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES  # noqa: E402
 from dnadet_tf.predictor import KerasPredictor, predict_files  # noqa: E402
-from dnadet_tf.runs import RunDir, write_json_atomic  # noqa: E402
+from dnadet_tf.runs import RunDir, describe_path, write_json_atomic  # noqa: E402
+from provenance import provenance  # noqa: E402
+
+SCRIPT = "content_adaptation"
 
 FEW = 20
 BATCH_SIZE = 16
@@ -215,35 +227,158 @@ def runs_parser(description):
 
 def main(argv=None):
     parser = runs_parser(__doc__.splitlines()[0])
-    parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--json", help="write the figures here (an earlier file of this script: its figures kept)")
     args = parser.parse_args(argv)
-    digest = benchmark_digest(args.zoo)
+    digest = zoo_digest(parser, args.zoo)
+    require_lists(parser, args.zoo)
+    given = checked_runs(parser, args.runs)
+    check_json_path(parser, args.json)
+    stamp = {"script": SCRIPT, **provenance(__file__, argv)}
     previous = {}
-    earlier = earlier_document(parser, args.json, args.zoo, digest)
+    earlier = earlier_document(parser, args.json, args.zoo, digest, SCRIPT, _legacy_content_adaptation)
     if earlier:
-        previous = {run["run"]: run for run in earlier["runs"]}
-        kept = sum(len(row) for run in args.runs for row in previous.get(run, {}).get("splits", {}).values())
+        previous = {os.path.realpath(run["run"]): run for run in earlier["runs"]}
+        kept = sum(len(row) for run in given for row in previous.get(os.path.realpath(run), {}).get("splits", {}).values())
         print(f"--json {args.json} exists: keeping its {kept} figures of these runs, measuring the missing ones",
               flush=True)
+        say_kept_runs(args.json, previous, given)
     configure_runtime()
     runs = []
-    for run in args.runs:
-        runs.append(run_figures(args.zoo, run, previous.get(run)))
-        if args.json:  # after every run, so that an interruption loses one run's work at most
-            write_document(args.json, document_of(args.zoo, digest, runs_so_far(runs, previous, args.runs)))
-    print(format_table(document_of(args.zoo, digest, runs)))
+    try:
+        for run in given:
+            before = previous.get(os.path.realpath(run))
+            figures = run_figures(args.zoo, run, before)
+            if before is None or _figures_of(figures) != _figures_of(before):
+                figures["measured"] = provenance(__file__, argv)
+            elif "measured" in before:
+                figures["measured"] = before["measured"]
+            runs.append(figures)
+            if args.json:  # after every run, so that an interruption loses one run's work at most
+                write_document(args.json, document_of(args.zoo, digest, kept_runs(runs, previous), stamp))
+    except (DnadetError, OSError, ValueError) as error:
+        parser.error(f"{error}")
+    document = document_of(args.zoo, digest, kept_runs(runs, previous), stamp)
+    print(format_table(document))
     if args.json:
         print(f"wrote {args.json}")
     return 0
 
 
-def earlier_document(parser, path, zoo, digest):
+def _figures_of(run):
+    """A run entry's figures alone (what `run_figures` measures)."""
+    return {"splits": run.get("splits", {}), "training_content": run.get("training_content", {})}
+
+
+def _legacy_content_adaptation(document):
+    """Whether a document without "script" is one this script wrote before it recorded its name: exactly the keys
+    zoo, zoo_sha256, runs and summary, each run with run, splits and training_content (feature_clusters.py
+    writes the same top keys with other run keys; labeled/transplant adaptation other keys)."""
+    return (set(document) == {"zoo", "zoo_sha256", "runs", "summary"} and isinstance(document["runs"], list)
+            and all(isinstance(run, dict) and set(run) == {"run", "splits", "training_content"}
+                    for run in document["runs"]))
+
+
+def written_by(document, script, legacy):
+    """Whether the JSON `document` is a result `script` (its name, "content_adaptation") wrote: its "script"
+    field, else the script its "command" ran (`provenance`), else, for a file written before either was
+    recorded, `legacy(document)`."""
+    if not isinstance(document, dict):
+        return False
+    if "script" in document:
+        return document["script"] == script
+    if "command" in document:
+        words = str(document["command"]).split()
+        return len(words) > 1 and os.path.splitext(os.path.basename(words[1]))[0] == script
+    return bool(legacy(document))
+
+
+def read_result(parser, path, script, legacy):
+    """The earlier result at --json `path` (None when there is none); one parser error line, the file kept, when
+    it cannot be read or is not a result `script` wrote (`written_by`)."""
+    if not path or not os.path.lexists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            document = json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        parser.error(f"--json {path}: expected a result file of {script}.py (or a new file), received one that cannot "
+                     f"be read as JSON ({str(error).splitlines()[0]}); give another file.")
+    if not written_by(document, script, legacy):
+        parser.error(f"--json {path}: expected a result file of {script}.py (or a new file), received another file; "
+                     f"it is left as it was: give another file.")
+    return document
+
+
+def check_json_path(parser, path):
+    """One parser error line when --json `path` cannot be written: a folder, or in a folder that does not exist."""
+    if not path:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path) or not os.path.isdir(folder):
+        parser.error(f"--json {path}: expected a file to write, received "
+                     + (describe_path(path) if os.path.isdir(path) else f"a path in {folder}: no such folder"))
+
+
+def require_lists(parser, zoo, needed=(), some=EVALUATION_SPLITS):
+    """One parser error line naming --zoo when it lacks a list of `needed` or holds none of `some` (split names)."""
+    missing = [f"{split}.txt" for split in needed if not os.path.isfile(benchmark_split(zoo, split))]
+    if some and not any(os.path.isfile(benchmark_split(zoo, split)) for split in some):
+        missing.append(" or ".join(f"{split}.txt" for split in some))
+    if missing:
+        parser.error(f"--zoo {zoo}: expected a benchmark folder with {', '.join(missing)}, received one without.")
+
+
+def zoo_digest(parser, zoo):
+    """`benchmark_digest(zoo)`, or one parser error line naming --zoo when it is not a benchmark folder."""
+    try:
+        return benchmark_digest(zoo)
+    except (DnadetError, OSError) as error:
+        parser.error(f"--zoo {zoo}: {error}")
+
+
+def checked_runs(parser, runs):
+    """The --runs as absolute paths, checked before any work: one parser error line for a run given twice (by
+    real path) or a folder that is not a run dir with best.keras."""
+    seen = {}
+    for run in runs:
+        real = os.path.realpath(run)
+        if real in seen:
+            parser.error(f"--runs {run}: the same run as {seen[real]}, given twice; each run counts once.")
+        seen[real] = run
+        run_dir = RunDir(run)
+        if not run_dir.holds_run or not os.path.isfile(run_dir.best_model_path):
+            parser.error(f"--runs {run}: expected a run dir written by 'dnadet-tf fit' with best.keras, received "
+                         f"{describe_path(run)}.")
+    return [os.path.abspath(run) for run in runs]
+
+
+def kept_runs(measured, previous):
+    """The runs measured (or kept) now, then every other run the earlier document holds (`previous`, {real path:
+    run}), in its order: a rerun with fewer --runs keeps the figures it does not touch."""
+    done = {os.path.realpath(run["run"]) for run in measured}
+    return measured + [run for real, run in previous.items() if real not in done]
+
+
+def say_kept_runs(path, previous, given):
+    """The line naming the earlier file's runs not given again, which stay in it and in the table."""
+    asked = {os.path.realpath(run) for run in given}
+    others = [run["run"] for real, run in previous.items() if real not in asked]
+    if others:
+        print(f"--json {path}: its figures of {len(others)} other run(s) ({', '.join(others)}) stay in it; the table "
+              f"and summary are over all {len(others) + len(given)} runs", flush=True)
+
+
+def earlier_document(parser, path, zoo, digest, script=None, legacy=None):
     """The --json document already at `path` (None when there is none); one parser error line when it holds
-    figures of another zoo than `zoo` (SHA-256 `digest`)."""
+    figures of another zoo than `zoo` (SHA-256 `digest`) or, with `script`, is not a result that script wrote
+    (`read_result`; `legacy` recognises its files written before it recorded its name)."""
     if not path or not os.path.exists(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        earlier = json.load(f)
+    if script is not None:
+        earlier = read_result(parser, path, script, legacy)
+    else:
+        with open(path, encoding="utf-8") as f:
+            earlier = json.load(f)
     if earlier.get("zoo_sha256") != digest:
         parser.error(f"--json {path} holds figures of zoo {str(earlier.get('zoo_sha256'))[:16]}, not of "
                      f"--zoo {zoo} ({digest[:16]}); give another file, or delete it to measure anew")
@@ -257,9 +392,11 @@ def runs_so_far(measured, previous, order):
     return measured + [previous[run] for run in order if run not in done and run in previous]
 
 
-def document_of(zoo, digest, runs):
-    """The --json document: the zoo, its digest, each run's figures and their summary over the runs."""
-    return {"zoo": os.path.abspath(zoo), "zoo_sha256": digest, "runs": runs, "summary": across_runs(runs)}
+def document_of(zoo, digest, runs, stamp=None):
+    """The --json document: `stamp` (the script and its provenance), the zoo, its digest, each run's figures and
+    their summary over the runs."""
+    return {**(stamp or {}), "zoo": os.path.abspath(zoo), "zoo_sha256": digest, "runs": runs,
+            "summary": across_runs(runs)}
 
 
 def write_document(path, document):

@@ -11,6 +11,16 @@ times the classes). The settings `class` and `image` give the figures of `benchm
 
 Usage: python benchmarks/open_set_points.py --zoo ZOO --runs RUN... [--points 2,4,8,16,32,64]
        [--json FILE]   (runs already in FILE are not measured again)
+
+`--json FILE` writes {"script": "open_set_points", "command", "commit", "machine" (`provenance`: what wrote the
+file last), "zoo", "zoo_sha256", "score", "known_rate", "settings", "runs", "summary"}; each run's entry holds its
+absolute path, its figures and, when measured by this script since it recorded it, that command's provenance
+("measured"). An existing FILE is reused only when this script wrote it (a file without "script" is recognised by
+the keys the script wrote before it recorded one) for the same zoo and settings: its runs given again are not
+measured again, and its runs not given again stay in it, after the given ones (a rerun with fewer --runs does not
+delete finished figures); the table and summary are over every run the file then holds, and a line says which
+were kept. Any other existing file is refused in one line and left as it was; so are a run given twice (by real
+path), a folder that is not a run dir and a --zoo without train.txt, val.txt, open_set.txt or test.txt.
 """
 import os
 import sys
@@ -20,11 +30,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 
-from content_adaptation import earlier_document, runs_parser, runs_so_far, write_document  # noqa: E402
+from content_adaptation import (check_json_path, checked_runs, earlier_document, kept_runs, require_lists,  # noqa: E402
+                                runs_parser, say_kept_runs, write_document, zoo_digest)
+from dnadet_tf.errors import DnadetError  # noqa: E402
+from provenance import provenance  # noqa: E402
 from dnadet_tf import openset  # noqa: E402
 from dnadet_tf.ablation import mean_std_cell, mean_std_figures  # noqa: E402
 from dnadet_tf.predictor import features_and_logits  # noqa: E402
-from dnadet_tf.data import benchmark_digest, read_dataset, read_unknown, remap_to  # noqa: E402
+from dnadet_tf.data import read_dataset, read_unknown, remap_to  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
 from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES  # noqa: E402
 from dnadet_tf.predictor import KerasPredictor  # noqa: E402
@@ -32,6 +45,7 @@ from dnadet_tf.predictor import KerasPredictor  # noqa: E402
 SCORE = openset.DEFAULT_SCORE
 DEFAULT_POINTS = "2,4,8,16,32,64"
 UNKNOWN = "open_set"
+SCRIPT = "open_set_points"
 
 
 def settings_of(points):
@@ -100,39 +114,56 @@ def main(argv=None):
         settings = [str(means) for means in settings_of(args.points)]  # JSON keys: "class", "2", ..., "image"
     except ValueError as error:
         parser.error(str(error))
-    configure_runtime()
-    digest = benchmark_digest(args.zoo)
-    earlier = earlier_document(parser, args.json, args.zoo, digest)
+    digest = zoo_digest(parser, args.zoo)
+    require_lists(parser, args.zoo, needed=("train", "val", UNKNOWN), some=("test",))
+    order = checked_runs(parser, args.runs)
+    check_json_path(parser, args.json)
+    stamp = {"script": SCRIPT, **provenance(__file__, argv)}
+    earlier = earlier_document(parser, args.json, args.zoo, digest, SCRIPT, _legacy_open_set_points)
     if earlier and earlier["settings"] != settings:
         parser.error(f"--json {args.json}: expected figures of this zoo and these settings, received those of "
                      f"settings {earlier['settings']}; give another file.")
-    previous = {run["run"]: run for run in earlier["runs"]} if earlier else {}
-    order = [os.path.abspath(run) for run in args.runs]
+    previous = {os.path.realpath(run["run"]): run for run in earlier["runs"]} if earlier else {}
+    if earlier:
+        say_kept_runs(args.json, previous, order)
+    configure_runtime()
     measured = []
-    for given, run in zip(args.runs, order):
-        if run in previous:
-            measured.append(previous[run])
-            continue
-        print(f"{given}:", flush=True)
-        splits, num_classes = run_features(given, args.zoo)
-        measured.append({"run": run,
-                         "figures": {setting: setting_figures(splits, num_classes, openset.parse_means(setting))
-                                     for setting in settings}})
-        if args.json:  # after every run, keeping the earlier file's runs not reached yet
-            write_document(args.json, _document(args.zoo, digest, settings, runs_so_far(measured, previous, order)))
-    document = _document(args.zoo, digest, settings, measured)
+    try:
+        for given, run in zip(args.runs, order):
+            if os.path.realpath(run) in previous:
+                measured.append(previous[os.path.realpath(run)])
+                continue
+            print(f"{given}:", flush=True)
+            splits, num_classes = run_features(given, args.zoo)
+            measured.append({"run": run,
+                             "figures": {setting: setting_figures(splits, num_classes, openset.parse_means(setting))
+                                         for setting in settings},
+                             "measured": provenance(__file__, argv)})
+            if args.json:  # after every run, keeping the earlier file's runs not reached yet
+                write_document(args.json, _document(args.zoo, digest, settings, kept_runs(measured, previous), stamp))
+    except (DnadetError, OSError, ValueError) as error:
+        parser.error(f"{error}")
+    document = _document(args.zoo, digest, settings, kept_runs(measured, previous), stamp)
     if args.json:
         write_document(args.json, document)
     print(format_table(document))
     return 0
 
 
-def _document(zoo, digest, settings, runs):
-    """The --json document: zoo, digest, settings, each run's figures, and mean ± std over the runs."""
+def _legacy_open_set_points(document):
+    """Whether a document without "script" is one this script wrote before it recorded its name (its keys)."""
+    return (set(document) == {"zoo", "zoo_sha256", "score", "known_rate", "settings", "runs", "summary"}
+            and isinstance(document["runs"], list)
+            and all(isinstance(run, dict) and set(run) == {"run", "figures"} for run in document["runs"]))
+
+
+def _document(zoo, digest, settings, runs, stamp=None):
+    """The --json document: `stamp` (the script and its provenance), zoo, digest, settings, each run's figures,
+    and mean ± std over the runs."""
     flat = [{f"{setting}/{key}": value for setting, figures in run["figures"].items()
              for key, value in figures.items()} for run in runs]
     summary = {key: mean_std_figures([figures[key] for figures in flat]) for key in (flat[0] if flat else {})}
-    return {"zoo": os.path.abspath(zoo), "zoo_sha256": digest, "score": SCORE, "known_rate": openset.KNOWN_RATE,
+    return {**(stamp or {}), "zoo": os.path.abspath(zoo), "zoo_sha256": digest, "score": SCORE, "known_rate": openset.KNOWN_RATE,
             "settings": settings, "runs": runs, "summary": summary}
 
 

@@ -14,8 +14,12 @@ would get by training and shipping three seeds) would beat the mean run. For eve
 The probabilities are those `predict` answers (the runs' calibrated softmax). Every run must name the same
 classes in the same order.
 
-Prints the table; `--json FILE` writes {"zoo", "zoo_sha256", "runs", "size", "splits": {split: {"single",
-"combinations", "all"}}}.
+Prints the table; `--json FILE` writes {"script": "seed_ensemble", "command", "commit", "machine"
+(`provenance`), "zoo", "zoo_sha256", "runs" (absolute paths), "size", "splits": {split: {"single", "combinations",
+"all"}}}. An existing FILE is replaced only when this script wrote it (a file without "script" is recognised by
+the keys the script wrote before it recorded one); any other file is refused in one line and left as it was, as
+are a run given twice (by real path), a folder that is not a run dir and a --zoo that is not a benchmark folder
+or lists none of the scored splits.
 
 Usage: python benchmarks/seed_ensemble.py --zoo ZOO --runs RUN RUN [RUN ...] [--size K] [--json FILE]
 """
@@ -25,17 +29,22 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # content_adaptation.py, provenance.py beside it
 
 import numpy as np  # noqa: E402
 
+from content_adaptation import check_json_path, checked_runs, read_result, require_lists, zoo_digest  # noqa: E402
 from dnadet_tf.ablation import mean_std_figures, mean_std_cell  # noqa: E402
-from dnadet_tf.data import benchmark_digest, benchmark_split, read_usable  # noqa: E402
+from dnadet_tf.data import benchmark_split, read_usable  # noqa: E402
+from dnadet_tf.errors import DnadetError  # noqa: E402
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
 from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES  # noqa: E402
 from dnadet_tf.predictor import KerasPredictor, predict_files  # noqa: E402
 from dnadet_tf.runs import write_json_atomic  # noqa: E402
+from provenance import provenance  # noqa: E402
 
 DEFAULT_SIZE = 3
+SCRIPT = "seed_ensemble"
 
 
 def ensemble_accuracies(probabilities, labels, size):
@@ -106,15 +115,29 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not 2 <= args.size <= len(args.runs):
         parser.error(f"--size: expected 2 to the number of --runs ({len(args.runs)}), received {args.size}")
-    digest = benchmark_digest(args.zoo)
+    digest = zoo_digest(parser, args.zoo)
+    require_lists(parser, args.zoo)
+    runs = checked_runs(parser, args.runs)
+    check_json_path(parser, args.json)
+    read_result(parser, args.json, SCRIPT, _legacy_seed_ensemble)  # replaced only when this script wrote it
     configure_runtime()
-    document = {"zoo": os.path.abspath(args.zoo), "zoo_sha256": digest, "runs": args.runs, "size": args.size,
-                "splits": split_figures(args.zoo, args.runs, args.size)}
+    try:
+        splits = split_figures(args.zoo, runs, args.size)
+    except (DnadetError, OSError, ValueError) as error:
+        parser.error(f"{error}")
+    document = {"script": SCRIPT, **provenance(__file__, argv), "zoo": os.path.abspath(args.zoo),
+                "zoo_sha256": digest, "runs": runs, "size": args.size, "splits": splits}
     print(format_table(document))
     if args.json:
         write_json_atomic(args.json, document, indent=1, sort_keys=False)
         print(f"wrote {args.json}")
     return 0
+
+
+def _legacy_seed_ensemble(document):
+    """Whether a document without "script" is one this script wrote before it recorded its name (its keys)."""
+    return (set(document) == {"zoo", "zoo_sha256", "runs", "size", "splits"} and isinstance(document["runs"], list)
+            and all(isinstance(run, str) for run in document["runs"]))
 
 
 if __name__ == "__main__":

@@ -136,9 +136,19 @@ def benchmark_digest(path):
     were built, so results measured on them can be compared (a zoo built on another kind of CPU
     may hold other pixels). Images are hashed by content in the order of their sorted paths
     relative to the folder, each once.
+
+    Raises:
+      DataError: `path` is not a folder, or holds neither classes.txt nor any split list (its digest would be that
+        of nothing, e3b0c442..., the same for every such path).
     """
+    from dnadet_tf.runs import describe_path  # here: runs imports this module
+
     digest = hashlib.sha256()
     listed = set()
+    lists = [benchmark_split(path, split) for split in ("classes",) + SPLITS + (OPEN_SET_SPLIT,)]
+    if not os.path.isdir(path) or not any(os.path.isfile(list_path) for list_path in lists):
+        raise DataError(f"{path}: expected a benchmark folder (classes.txt and split lists, as 'dnadet-tf zoo build' "
+                        f"writes), received {describe_path(path)}.")
     for split in ("classes",) + SPLITS + (OPEN_SET_SPLIT,):
         list_path = benchmark_split(path, split)
         if not os.path.isfile(list_path):
