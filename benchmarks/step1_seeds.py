@@ -8,8 +8,14 @@ run, one per step-1 run (for example step 1 with seeds 0, 1, 2). For the
   - between step-1 runs: the std of the per-run means (the step-1 seed's own spread).
 std is the population std, as `ablate` computes it. `--select RULE` takes the model that
 selection rule keeps (from runs made with `--compare-select`) instead of each run's
-best.keras. `--json OUT` writes all of it; `render_results.py` renders that file as the
+best.keras. `--json OUT` writes all of it, with the files' absolute paths (`sources`), the
+settings they share (`settings`: zoo, zoo_sha256, preset, steps, validation, fit_overrides,
+seeds) and the command, commit and machine; `render_results.py` renders that file as the
 table in docs/results.md.
+
+The files must be one experiment: two that record a setting of SETTINGS differently (another
+zoo digest, preset, step budget, validation, fit overrides or step-2 seeds) are refused in one
+line, as is a file given twice; a setting a file does not record (older ablate) is not compared.
 
 Usage: python benchmarks/step1_seeds.py FILE [FILE ...] [--variant DNA-Det] [--select RULE] [--label NAME ...]
        [--json OUT]
@@ -25,7 +31,36 @@ from dnadet_tf.ablation import mean_std_cell
 from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES
 from dnadet_tf.runs import write_json_atomic
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:  # provenance.py beside this script, also when it is loaded by path (render_results, tests)
+    sys.path.insert(0, HERE)
+from provenance import provenance  # noqa: E402
+
 SPLITS = tuple(SPLIT_TITLES[split] for split in EVALUATION_SPLITS)  # as ablation.json names them
+# The settings of ablation.json that the pooled files must share (compared where both files record them); the zoo
+# by its digest, or by its path where a file records no digest.
+SETTINGS = ("zoo_sha256", "zoo", "preset", "steps", "validation", "fit_overrides", "seeds")
+
+
+def setting_difference(first, other):
+    """(setting, first's value, other's value) of the first setting of SETTINGS the two ablation.json documents
+    record differently, or None. The zoo's path is compared only when either lacks its digest."""
+    for key in SETTINGS:
+        if key == "zoo" and "zoo_sha256" in first and "zoo_sha256" in other:
+            continue
+        if key in first and key in other and first[key] != other[key]:
+            return key, first[key], other[key]
+    return None
+
+
+def shared_settings(documents):
+    """{setting: value} of SETTINGS as the files record them (the first file that records each)."""
+    settings = {}
+    for document in documents:
+        for key in SETTINGS:
+            if key in document and key not in settings:
+                settings[key] = document[key]
+    return settings
 
 
 def variant_summary(document, variant, select=None):
@@ -91,11 +126,37 @@ def main(argv=None):
     labels = args.label or [os.path.basename(path) for path in args.files]
     if len(labels) != len(args.files):
         parser.error(f"--label: expected one name per file ({len(args.files)}), received {len(labels)}.")
+    seen = {}
+    for path in args.files:
+        real = os.path.realpath(path)
+        if real in seen:
+            parser.error(f"{path}: given twice (as {seen[real]} and {path}); expected each step-1 run's file once.")
+        seen[real] = path
     documents = []
     for path in args.files:
-        with open(path, encoding="utf-8") as f:
-            documents.append(json.load(f))
-    combined = combine(documents, labels, args.variant, args.select)
+        try:
+            with open(path, encoding="utf-8") as f:
+                document = json.load(f)
+        except (OSError, ValueError) as error:
+            parser.error(f"{path}: expected an ablation.json, {type(error).__name__}: {error}")
+        if not isinstance(document, dict) or not isinstance(document.get("variants"), list) \
+                or "seeds" not in document:
+            parser.error(f"{path}: expected an ablation.json (with variants and seeds), found another document.")
+        documents.append(document)
+    for path, document in zip(args.files[1:], documents[1:]):
+        difference = setting_difference(documents[0], document)
+        if difference:
+            key, first, other = difference
+            parser.error(f"{path}: expected the settings of {args.files[0]}, its {key} differs: {other!r}, "
+                         f"not {first!r} (the files must be one experiment).")
+    try:
+        combined = combine(documents, labels, args.variant, args.select)
+    except (KeyError, TypeError) as error:
+        parser.error(f"expected ablation.json files with every split's accuracy values, one lacks {error}.")
+    for run, path in zip(combined["runs"], args.files):
+        run["file"] = os.path.abspath(path)
+    combined.update(sources=[os.path.abspath(path) for path in args.files], settings=shared_settings(documents),
+                    **provenance(__file__, argv))
     print(format_table(combined))
     if args.json:
         write_json_atomic(args.json, combined, indent=1, sort_keys=False)

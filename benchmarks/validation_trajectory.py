@@ -7,8 +7,11 @@ them on every split of the benchmark ZOO, and the mean of the last K of them for
 cached next to the run (RUN/evaluation/step-NNNNNN.json, average-*.json), as `ablate` caches them.
 
 Prints, per run, each model's cross-test accuracies, then per model (validation step or
-average) the mean ± population std over the runs; `--json OUT` writes every figure,
-`render_results.py` renders it.
+average) the mean ± population std over the runs; `--json OUT` writes every figure, the zoo's
+digest (`zoo_sha256`) and the command, commit and machine; `render_results.py` renders it. A cached
+evaluation answers only the zoo it was measured on (its digest): another zoo's is measured again.
+ZOO needs every evaluation split (test.txt and the four cross-tests' lists); a missing one is refused
+before any work.
 
 Usage: python benchmarks/validation_trajectory.py RUN [RUN ...] --zoo ZOO [--average 3 4 5] [--json OUT]
 """
@@ -20,23 +23,32 @@ import numpy as np
 
 from dnadet_tf import runs
 from dnadet_tf.ablation import _split_figures, evaluate_validated, mean_std_cell, mean_std_figures
+from dnadet_tf.data import benchmark_digest, benchmark_split
+from dnadet_tf.errors import DnadetError
 from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES
 from dnadet_tf.selection import averaged_steps
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:  # provenance.py beside this script, also when it is loaded by path (render_results, tests)
+    sys.path.insert(0, HERE)
+from provenance import provenance  # noqa: E402
 
 SPLITS = tuple(SPLIT_TITLES[split] for split in EVALUATION_SPLITS)
 CROSS = SPLITS[1:]
 
 
-def run_trajectory(run_dir, zoo, averages, output):
-    """{"run_dir", "models": {name: {"steps": [...], "accuracy": {split: a}}}} for one run."""
+def run_trajectory(run_dir, zoo, averages, output, zoo_sha256=None):
+    """{"run_dir", "models": {name: {"steps": [...], "accuracy": {split: a}}}} for one run; `zoo_sha256`: the zoo's
+    digest (computed when not given), which the cached evaluations must have been measured on."""
+    zoo_sha256 = zoo_sha256 or benchmark_digest(zoo)
     steps = sorted(record["step"] for record in runs.RunDir(run_dir).validation_records())
     models = {}
     for step in steps:
-        rows = evaluate_validated(run_dir, zoo, [step], output=output)
+        rows = evaluate_validated(run_dir, zoo, [step], output=output, zoo_sha256=zoo_sha256)
         models[f"step {step}"] = {"steps": [step], "accuracy": _accuracies(rows)}
     for count in averages:
         members = averaged_steps([{"step": s} for s in steps], count)
-        rows = evaluate_validated(run_dir, zoo, members, average=True, output=output)
+        rows = evaluate_validated(run_dir, zoo, members, average=True, output=output, zoo_sha256=zoo_sha256)
         models[f"average of last {count}"] = {"steps": members, "accuracy": _accuracies(rows)}
     return {"run_dir": run_dir, "models": models}
 
@@ -95,15 +107,36 @@ def main(argv=None):
     labels = args.label or ["/".join(os.path.normpath(r).split(os.sep)[-3:]) for r in args.runs]
     if len(labels) != len(args.runs):
         parser.error(f"--label: expected one name per run ({len(args.runs)}), received {len(labels)}.")
+    bad_counts = [count for count in args.average if count < 1]
+    if bad_counts:
+        parser.error(f"--average: expected counts of 1 or more validated models, received {bad_counts[0]}.")
+    if not os.path.isdir(args.zoo):
+        parser.error(f"--zoo: expected a benchmark folder, found none at {args.zoo}.")
+    missing = [os.path.basename(benchmark_split(args.zoo, split)) for split in ("classes",) + EVALUATION_SPLITS
+               if not os.path.isfile(benchmark_split(args.zoo, split))]
+    if missing:
+        parser.error(f"--zoo {args.zoo}: expected a benchmark with classes.txt and every evaluation split "
+                     f"({', '.join(split + '.txt' for split in EVALUATION_SPLITS)}), it lacks {', '.join(missing)}.")
     for run_dir in args.runs:
         if not os.path.isdir(os.path.join(run_dir, runs.VALIDATED)):
             parser.error(f"{run_dir}: expected a run trained with --keep-validated (RUN/validated/), found none.")
-    trajectories = []
-    for label, run_dir in zip(labels, args.runs):
-        print(f"scoring the validated models of {run_dir} ...", file=sys.stderr, flush=True)
-        trajectories.append(dict(run_trajectory(run_dir, args.zoo, args.average, sys.stderr), label=label))
-    document = {"zoo": os.path.abspath(args.zoo), "figure": "accuracy", "runs": trajectories,
-                "summary": summarize(trajectories)}
+        try:
+            validated = runs.RunDir(run_dir).validation_records()
+        except (DnadetError, OSError, ValueError) as error:
+            parser.error(f"{run_dir}: {error}")
+        if not validated:
+            parser.error(f"{run_dir}: expected a run with validated models (RUN/validated/), found none recorded.")
+    try:
+        zoo_sha256 = benchmark_digest(args.zoo)
+        trajectories = []
+        for label, run_dir in zip(labels, args.runs):
+            print(f"scoring the validated models of {run_dir} ...", file=sys.stderr, flush=True)
+            trajectories.append(dict(run_trajectory(run_dir, args.zoo, args.average, sys.stderr, zoo_sha256),
+                                     label=label))
+    except (DnadetError, OSError, ValueError) as error:
+        parser.error(str(error))
+    document = {"zoo": os.path.abspath(args.zoo), "zoo_sha256": zoo_sha256, "figure": "accuracy",
+                "runs": trajectories, "summary": summarize(trajectories), **provenance(__file__, argv)}
     print(format_tables(document))
     if args.json:
         runs.write_json_atomic(args.json, document)

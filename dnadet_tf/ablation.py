@@ -13,7 +13,7 @@ Layout of `out`:
     out/pretrain/                     step 1 (when no `pretrained` run is given)
     out/<variant>/seed<N>/            one run dir per variant and seed
     out/<variant>/seed<N>/evaluation/evaluation.json      best.keras on every split
-    out/<variant>/seed<N>/evaluation/step-NNNNNN.json     a validated model (compare_select)
+    out/<variant>/seed<N>/evaluation/step-NNNNNN.json     a validated model (compare_select), with the zoo digest
     out/ablation.json, out/ablation.md
 """
 import hashlib
@@ -116,15 +116,24 @@ def _split_figures(evaluation):
     }
 
 
-def _evaluate_model(run_dir, zoo, result_path, model_file=None, output=None):
-    """Evaluation rows of one model of a run on every split of `zoo`, cached in `result_path`."""
-    if os.path.isfile(result_path):
-        return _read_json(result_path)
+def _evaluate_model(run_dir, zoo, result_path, model_file=None, output=None, zoo_sha256=None):
+    """Evaluation rows of one model of a run on every split of `zoo`, cached in `result_path`.
+
+    Without `zoo_sha256` the cache is the rows alone, reused whatever zoo asks (best.keras's evaluation.json: `ablate`
+    checks first that the run was trained on `zoo`). With it the cache is {"zoo", "zoo_sha256", "rows"}, reused only
+    for a zoo of that digest (`data.benchmark_digest`): a cache of another zoo, or one written before it recorded its
+    zoo (rows alone), is measured again and replaced (`evaluate_validated`: any zoo may ask for a validated model)."""
+    cached = _read_json(result_path) if os.path.isfile(result_path) else None
+    if cached is not None and zoo_sha256 is None:
+        return cached
+    if isinstance(cached, dict) and cached.get("zoo_sha256") == zoo_sha256 and isinstance(cached.get("rows"), list):
+        return cached["rows"]
     out_dir = os.path.dirname(result_path) if model_file is None else None
     rows = evaluate(KerasPredictor(run_dir, model_file=model_file), [zoo], out_dir=out_dir,
                     progress=lambda m: print(m, file=output, flush=True))
     os.makedirs(os.path.dirname(result_path), exist_ok=True)
-    runs.write_json_atomic(result_path, rows)
+    runs.write_json_atomic(result_path, rows if zoo_sha256 is None else
+                           {"zoo": os.path.abspath(zoo), "zoo_sha256": zoo_sha256, "rows": rows})
     return rows
 
 
@@ -291,7 +300,7 @@ def _require_reusable_runs(zoo, out, variants, seeds, pretrained, preset, steps,
 
 
 def run_one(zoo, run_dir, mode, pretrained, seed, preset, steps, compare_select, fit_overrides, output,
-            validation=True):
+            validation=True, zoo_sha256=None):
     """Trains (unless already trained: `ablate` checked such a run's settings first, `_require_reusable_runs`)
     and evaluates one variant for one seed; without `validation`, on the zoo's train.txt alone (no val.txt: what
     `fit` does with a folder tree and no --val).
@@ -326,20 +335,23 @@ def run_one(zoo, run_dir, mode, pretrained, seed, preset, steps, compare_select,
             average = rule == "average"
             steps = (averaged_steps(records, config.loop.average_last) if average
                      else [pick(records, rule, config.loop.metric)])
-            rows = evaluate_validated(run_dir, zoo, steps, average=average, output=output)
+            rows = evaluate_validated(run_dir, zoo, steps, average=average, output=output, zoo_sha256=zoo_sha256)
             result["select"][rule] = {"step": steps[-1], "splits": _split_figures(rows)}
             if average:
                 result["select"][rule]["steps"] = steps
     return result
 
 
-def evaluate_validated(run_dir, zoo, steps, average=False, output=None):
+def evaluate_validated(run_dir, zoo, steps, average=False, output=None, zoo_sha256=None):
     """Evaluation rows of a kept validated model on every split of `zoo`, cached in RUN/evaluation/.
 
     `steps`: [step] for the validated model of that step (step-NNNNNN.json), or with `average`
     the steps whose models rule `average` averages (average-FIRST-LAST-COUNT.json, next to the
-    averaged model's .keras file).
+    averaged model's .keras file). The cache records the zoo's digest (`zoo_sha256`, computed when not given) and
+    answers only that zoo: another zoo's, or a cache without a digest (written before it had one), is measured again.
     """
+    if zoo_sha256 is None:
+        zoo_sha256 = benchmark_digest(zoo)
     evaluation = os.path.join(run_dir, "evaluation")
     if average:
         name = f"average-{steps[0]:06d}-{steps[-1]:06d}-{len(steps)}"
@@ -349,7 +361,7 @@ def evaluate_validated(run_dir, zoo, steps, average=False, output=None):
         name = f"step-{step:06d}"
         model_file = runs.RunDir(run_dir).validated_model_path(step)
     return _evaluate_model(run_dir, zoo, os.path.join(evaluation, name + ".json"), model_file=model_file,
-                           output=output)
+                           output=output, zoo_sha256=zoo_sha256)
 
 
 def averaged_model_file(run_dir, steps, path):
@@ -652,7 +664,7 @@ def ablate(zoo, out, preset="cpu", pretrained=None, photos=None, steps=None, pre
             run_dir = os.path.join(out, folder, f"seed{seed}")
             print(f"== {name}, seed {seed}: {run_dir}", file=output, flush=True)
             seed_results.append(run_one(zoo, run_dir, mode, step1 if uses_pt else None, seed, preset,
-                                        steps, compare_select, fit_overrides, output, validation))
+                                        steps, compare_select, fit_overrides, output, validation, zoo_sha256))
         if kept.get(folder):  # the earlier table's results of other seeds, all in the order of their seeds
             seed_results = sorted(seed_results + kept[folder], key=lambda result: result["seed"])
         entries[folder] = _variant_entry(folder, seed_results, compare_select)

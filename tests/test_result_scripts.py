@@ -3,12 +3,12 @@ import glob
 import importlib.util
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from dnadet_tf.errors import DnadetError
 from dnadet_tf.pretraining import FAMILY_NAMES, MIN_PHOTOS
 from dnadet_tf.transforms import TRANSFORM_NAMES
 from synthetic import make_photos
@@ -198,25 +198,31 @@ def _robustness_rows(none, combo):
 
 def test_robustness_seeds_averages_runs_and_reuses_each_run_s_rows(tmp_path, capsys):
     module = _module("robustness_seeds")
+    data = tmp_path / "ZOO" / "test.txt"
+    data.parent.mkdir()
+    data.write_text("a.png\t0\n")
     runs = []
     for seed, (none, combo) in enumerate([(1.0, 0.5), (0.5, 0.25)]):
         run = tmp_path / f"seed{seed}"
         run.mkdir()
-        # Cached rows for exactly these data, attacks and seed: no model is loaded (there is none).
-        (run / module.CACHE_NAME).write_text(json.dumps(
-            {"key": {"data": ["ZOO/test.txt"], "attacks": ["combo"], "seed": 0}, "rows": _robustness_rows(none, combo)}))
+        (run / "config.json").write_text("{}")  # a run dir without best.keras: no model to score
+        # Cached rows for exactly these data (real path and contents), attacks, seed and model: no model is loaded.
+        key = {"data": [os.path.realpath(data)], "data_sha256": [module.data_digest(str(data))], "attacks": ["combo"],
+               "seed": 0, "model": module.model_identity(str(run))}
+        (run / module.CACHE_NAME).write_text(json.dumps({"key": key, "rows": _robustness_rows(none, combo)}))
         runs.append(str(run))
     out = tmp_path / "table.json"
-    assert module.main(["--data", "ZOO/test.txt", "--attacks", "combo", "--runs", "plain", *runs,
+    assert module.main(["--data", str(data), "--attacks", "combo", "--runs", "plain", *runs,
                         "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "| training | data | no attack | combination |" in printed  # no attack first, whatever the cache's order
     assert "| plain | test | 75.0 ± 25.0 | 37.5 ± 12.5 |" in printed
     document = json.loads(out.read_text())
     assert document["table"][0]["columns"]["combo"]["values"] == [0.5, 0.25]
-    # Another attack seed does not reuse the cache: the run dir has no model to score.
-    with pytest.raises(DnadetError, match="expected a run dir written by .dnadet-tf fit., a SavedModel folder"):
-        module.main(["--data", "ZOO/test.txt", "--attacks", "combo", "--seed", "1", "--runs", "plain", runs[0]])
+    # Another attack seed does not reuse the cache: the run dir has no model to score (one line, exit status 2).
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(["--data", str(data), "--attacks", "combo", "--seed", "1", "--runs", "plain", runs[0]])
+    assert exit_info.value.code == 2 and "best.keras" in capsys.readouterr().err
 
 
 def test_step1_learning_curve_averages_the_validations_of_each_1000_steps(tmp_path):
@@ -766,7 +772,9 @@ def test_export_seeds_measures_each_exported_file_against_its_run_and_reuses_the
     zoo = str(tmp_path / "zoo")
     _benchmark_of(upsampling_data["test"], zoo)
     out, path = str(tmp_path / "exports"), str(tmp_path / "export-seeds-tiny.json")
-    module.main(["--zoo", zoo, "--runs", tiny_run, tiny_run, "--out", out, "--formats", "float16", "int8",
+    copy = str(tmp_path / "copy" / "tiny")  # the same model in another run dir of the same folder name
+    shutil.copytree(tiny_run, copy)
+    module.main(["--zoo", zoo, "--runs", tiny_run, copy, "--out", out, "--formats", "float16", "int8",
                  "--json", path])
     document = json.loads(open(path).read())
     run = document["runs"][0]
@@ -782,10 +790,10 @@ def test_export_seeds_measures_each_exported_file_against_its_run_and_reuses_the
     # The int8 file is judged at its own (refitted) threshold, read from its sidecar.
     sidecar = json.loads(open(os.path.join(out, "tiny", "dnadet", "tflite", "dnadet-int8.json")).read())
     assert run["open_set"]["int8"]["threshold"] == pytest.approx(sidecar["open_set"]["threshold"])
-    # Two runs of the same model: std 0, and the second reused the first's export.
+    # Two runs of the same model: std 0; the copy, of the same folder name, has its own export.
     summary = document["summary"]["open_set/int8/known_flagged"]
     assert summary["std"] == 0.0 and summary["values"][0] == summary["values"][1]
-    assert document["runs"][1]["export"] == document["runs"][0]["export"]
+    assert document["runs"][1]["export"] != document["runs"][0]["export"]
     text = _module("render_results").render_file(path)
     assert "| float16 | 0.79" not in text  # tiny sizes, not those of docs/results.md
     assert "| int8 |" in text and "| the run (float32) |" in text and "| int8 TFLite |" in text
@@ -1096,17 +1104,19 @@ def test_seed_ensemble_measures_runs_and_renders_its_table(tiny_run, upsampling_
     zoo = str(tmp_path / "zoo")
     _benchmark_of(upsampling_data["test"], zoo, cross_dataset=True)
     path = str(tmp_path / "seed-ensemble-tiny.json")
-    assert ensemble.main(["--zoo", zoo, "--runs", tiny_run, tiny_run, "--size", "2", "--json", path]) == 0
+    copy = str(tmp_path / "tiny-copy")  # one run given twice is refused: a copy has the same weights
+    shutil.copytree(tiny_run, copy)
+    assert ensemble.main(["--zoo", zoo, "--runs", tiny_run, copy, "--size", "2", "--json", path]) == 0
     document = json.loads(open(path).read())
     assert list(document["splits"]) == ["test", "cross_dataset"] and document["size"] == 2
-    for row in document["splits"].values():  # one run twice: the ensemble is that run
+    for row in document["splits"].values():  # one run's weights twice: the ensemble is that run
         assert row["single"][0] == row["single"][1] == row["combinations"][0] == row["all"]
     capsys.readouterr()
     text = _module("render_results").render_file(path)
     accuracy = 100 * document["splits"]["cross_dataset"]["all"]
     assert f"| cross-dataset | {accuracy:.1f} ± 0.0 | {accuracy:.1f} ± 0.0 [{accuracy:.1f}, {accuracy:.1f}] | {accuracy:.1f} |" in text
     with pytest.raises(SystemExit):
-        ensemble.main(["--zoo", zoo, "--runs", tiny_run, tiny_run, "--size", "3"])
+        ensemble.main(["--zoo", zoo, "--runs", tiny_run, copy, "--size", "3"])
     assert "--size: expected 2 to the number of --runs (2), received 3" in capsys.readouterr().err
 
 
@@ -1264,7 +1274,6 @@ def test_photo_open_set_fits_thresholds_on_the_mix_adapt_photos_makes_and_resume
 
 def test_open_set_points_fits_each_setting_as_calibrate_does_and_resumes(tiny_run, upsampling_data, tmp_path,
                                                                           capsys, monkeypatch):
-    import shutil
 
     from dnadet_tf.data import find_images
     from clirun import run_cli
