@@ -53,7 +53,7 @@ from dnadet_tf.distribute import configure_runtime  # noqa: E402
 from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES  # noqa: E402
 from dnadet_tf.predictor import KerasPredictor, predict_files  # noqa: E402
 from dnadet_tf.runs import RunDir, describe_path, write_json_atomic  # noqa: E402
-from provenance import provenance  # noqa: E402
+from provenance import provenance, written_by  # noqa: E402
 
 SCRIPT = "content_adaptation"
 
@@ -276,20 +276,6 @@ def _legacy_content_adaptation(document):
     return (set(document) == {"zoo", "zoo_sha256", "runs", "summary"} and isinstance(document["runs"], list)
             and all(isinstance(run, dict) and set(run) == {"run", "splits", "training_content"}
                     for run in document["runs"]))
-
-
-def written_by(document, script, legacy):
-    """Whether the JSON `document` is a result `script` (its name, "content_adaptation") wrote: its "script"
-    field, else the script its "command" ran (`provenance`), else, for a file written before either was
-    recorded, `legacy(document)`."""
-    if not isinstance(document, dict):
-        return False
-    if "script" in document:
-        return document["script"] == script
-    if "command" in document:
-        words = str(document["command"]).split()
-        return len(words) > 1 and os.path.splitext(os.path.basename(words[1]))[0] == script
-    return bool(legacy(document))
 
 
 def read_result(parser, path, script, legacy):

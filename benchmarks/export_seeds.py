@@ -43,7 +43,7 @@ from dnadet_tf.distribute import configure_runtime  # noqa: E402
 from dnadet_tf.errors import DnadetError  # noqa: E402
 from dnadet_tf.evaluation import OPEN_SET_ROW, evaluate  # noqa: E402
 from dnadet_tf.runs import BEST_MODEL, RunDir, describe_path, write_json_atomic  # noqa: E402
-from provenance import provenance  # noqa: E402
+from provenance import is_result_of, provenance  # noqa: E402
 
 SCRIPT = "export_seeds"
 # The keys every --json document of this script holds (those written before "script" was recorded too).
@@ -224,18 +224,9 @@ def checked_arguments(parser, args):
 
 
 def is_earlier_result(path):
-    """Whether the file at `path` is a --json document this script wrote (its "script", or before that was
-    recorded, every key of DOCUMENT_KEYS)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            document = json.load(f)
-    except (OSError, ValueError):
-        return False
-    if not isinstance(document, dict):
-        return False
-    if "script" in document:
-        return document["script"] == SCRIPT
-    return all(key in document for key in DOCUMENT_KEYS)
+    """Whether the file at `path` is a --json document this script wrote (`provenance.is_result_of`: its "script",
+    or before that was recorded, every key of DOCUMENT_KEYS)."""
+    return is_result_of(path, SCRIPT, lambda document: all(key in document for key in DOCUMENT_KEYS))
 
 
 def main(argv=None):

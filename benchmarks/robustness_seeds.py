@@ -33,7 +33,7 @@ from dnadet_tf.data import benchmark_digest, find_images, is_benchmark_dir  # no
 from dnadet_tf.errors import DnadetError  # noqa: E402
 from dnadet_tf.robustness import COLUMN_TITLES, DEFAULT_ATTACKS, NO_ATTACK, robustness  # noqa: E402
 from dnadet_tf.runs import BEST_MODEL, RunDir, describe_path, is_exported_model, write_json_atomic  # noqa: E402
-from provenance import provenance  # noqa: E402
+from provenance import is_result_of, provenance  # noqa: E402
 
 CACHE_NAME = "robustness-seeds.json"
 SCRIPT = "robustness_seeds"
@@ -159,18 +159,9 @@ def checked_arguments(parser, args):
 
 
 def is_earlier_result(path):
-    """Whether the file at `path` is a --json document this script wrote (its "script", or before that was
-    recorded, every key of DOCUMENT_KEYS)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            document = json.load(f)
-    except (OSError, ValueError):
-        return False
-    if not isinstance(document, dict):
-        return False
-    if "script" in document:
-        return document["script"] == SCRIPT
-    return all(key in document for key in DOCUMENT_KEYS)
+    """Whether the file at `path` is a --json document this script wrote (`provenance.is_result_of`: its "script",
+    or before that was recorded, every key of DOCUMENT_KEYS)."""
+    return is_result_of(path, SCRIPT, lambda document: all(key in document for key in DOCUMENT_KEYS))
 
 
 def main(argv=None):

@@ -1,9 +1,20 @@
-"""Running the `dnadet-tf` command in-process, for tests."""
+"""Running the `dnadet-tf` command and the benchmark scripts in-process, for tests."""
 import contextlib
+import importlib.util
 import io
 import os
 
 from dnadet_tf.cli.main import main
+
+BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+
+
+def benchmark_module(name):
+    """benchmarks/NAME.py loaded as a module (a fresh one each call), as its tests drive it."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(BENCHMARKS, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_cli(argv):

@@ -4,29 +4,23 @@ and no seeds before any work; mean ± std cells round halves up; a rerun with fe
 earlier table's results it would reuse (and names those it would not); its own step 1 on the packaged photos is
 reused after the package moved."""
 import glob
-import importlib.util
 import json
 import os
 import shutil
 
 import pytest
 
-from clirun import run_cli
+from clirun import BENCHMARKS, benchmark_module, run_cli
 from dnadet_tf import ablation
 from dnadet_tf.ablation import ablate
 from dnadet_tf.errors import DnadetError
 from synthetic import make_photos, write_benchmark
 
-BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
 RESULTS = os.path.join(BENCHMARKS, "results")
 TINY = dict(preset="tiny", steps=4)  # the tiny runs these tests train, a few seconds each
 
 
-def _module(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(BENCHMARKS, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+_module = benchmark_module
 
 
 # --- render_results.py ---------------------------------------------------------------------------------------------

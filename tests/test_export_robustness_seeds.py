@@ -1,6 +1,5 @@
 """benchmarks/export_seeds.py and benchmarks/robustness_seeds.py: each run its own export and cache, reused only for
 the same run, data and settings; bad or repeated arguments refused in one line; the provenance of every result."""
-import importlib.util
 import json
 import os
 import shutil
@@ -9,15 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+from clirun import BENCHMARKS, benchmark_module
+
 CLASSES = ["real", "nearest", "transposed"]
 
 
-def _module(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(BENCHMARKS, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+_module = benchmark_module
 
 
 def _zoo(test_root, zoo, only=None):

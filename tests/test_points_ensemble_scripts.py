@@ -1,6 +1,5 @@
 """benchmarks/open_set_points.py, content_adaptation.py and seed_ensemble.py: what an earlier --json file keeps,
 which files they refuse to write over, and their argument errors (one line, exit 2, before any work)."""
-import importlib.util
 import json
 import os
 import shutil
@@ -11,16 +10,12 @@ from PIL import Image
 
 from dnadet_tf.data import benchmark_digest, find_images
 from dnadet_tf.errors import DataError
+from clirun import BENCHMARKS, benchmark_module
 
-BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
 CLASSES = ["real", "nearest", "transposed"]
 
 
-def _module(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(BENCHMARKS, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+_module = benchmark_module
 
 
 def _list(root):

@@ -1,6 +1,5 @@
 """The scripts that turn result JSON into the README's tables (benchmarks/)."""
 import glob
-import importlib.util
 import json
 import os
 import shutil
@@ -12,16 +11,12 @@ from PIL import Image
 from dnadet_tf.pretraining import FAMILY_NAMES, MIN_PHOTOS
 from dnadet_tf.transforms import TRANSFORM_NAMES
 from synthetic import make_photos
+from clirun import BENCHMARKS, benchmark_module
 
-BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
 SPLITS = ("closed-set", "cross-seed", "cross-loss", "cross-finetune", "cross-dataset")
 
 
-def _module(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(BENCHMARKS, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+_module = benchmark_module
 
 
 def _ablation(pretrained, cross_loss):

@@ -1,24 +1,20 @@
 """benchmarks/validation_trajectory.py and benchmarks/step1_seeds.py: cached evaluations answer only their zoo,
 inputs are checked before any work (one line, exit 2), files of other experiments are not pooled, and the result
 JSONs record what made them."""
-import importlib.util
 import json
 import os
 import shutil
 
 import pytest
 
-BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+from clirun import benchmark_module
+
 SPLITS = ("closed-set", "cross-seed", "cross-loss", "cross-finetune", "cross-dataset")
 LISTS = ("test", "cross_seed", "cross_loss", "cross_finetune", "cross_dataset")
 CLASSES = ["real", "nearest", "transposed"]
 
 
-def _module(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(BENCHMARKS, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+_module = benchmark_module
 
 
 def _zoo(test_root, zoo, only=None, lists=LISTS):
