@@ -71,12 +71,11 @@ def check_output_folder(flag, path):
     missing one whose nearest existing ancestor is a folder, not a file (missing folders are created later, so
     this is checked before any work). Returns None."""
     from dnadet_tf.cli.common import UsageError
+    from dnadet_tf.runs import nearest_existing
 
     if os.path.exists(path) and not os.path.isdir(path):
         raise UsageError(f"{flag} {path}: exists and is not a folder.")
-    parent = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
+    parent = nearest_existing(os.path.dirname(os.path.abspath(path)))
     if not os.path.isdir(parent):
         raise UsageError(f"{flag} {path}: expected a folder path, but {parent} is a file.")
 
@@ -87,15 +86,14 @@ def check_output_file(flag, path, earlier=None, what="an earlier result of this 
     nearest existing one must be a folder). With `earlier` (path -> bool), an existing file is replaced only
     when `earlier` says it is `what` (a run's best.keras or config.json given by mistake is kept). Returns None."""
     from dnadet_tf.cli.common import UsageError
+    from dnadet_tf.runs import nearest_existing
 
     if os.path.isdir(path) or path.endswith(("/", os.sep)):
         raise UsageError(f"{flag} {path}: expected a file path, received a folder.")
     if earlier is not None and os.path.isfile(path) and not earlier(path):
         raise UsageError(f"{flag} {path}: expected a new file or {what} to replace, received an existing file that "
                          f"is not one (it is kept; name another file).")
-    parent = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
+    parent = nearest_existing(os.path.dirname(os.path.abspath(path)))
     if not os.path.isdir(parent):
         raise UsageError(f"{flag} {path}: expected a file path under a folder, but {parent} is a file.")
 

@@ -134,9 +134,9 @@ def _check_folder_path(out_dir):
     missing one whose nearest existing ancestor is a folder (`FILE/sub` failed after the whole evaluation)."""
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise DnadetError(f"out_dir {out_dir}: expected a folder for the confusion-matrix PNGs, received a file.")
-    parent = os.path.dirname(os.path.abspath(out_dir))
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
+    from dnadet_tf.runs import nearest_existing
+
+    parent = nearest_existing(os.path.dirname(os.path.abspath(out_dir)))
     if not os.path.isdir(parent):
         raise DnadetError(f"out_dir {out_dir}: expected a folder path for the confusion-matrix PNGs, but {parent} "
                           f"is a file.")

@@ -41,6 +41,15 @@ def is_exported_model(path):
             or (os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb"))))
 
 
+def nearest_existing(path):
+    """The absolute `path` if it exists, else its nearest existing ancestor: where the folders an output needs would
+    be made from (a file there means they cannot be)."""
+    found = os.path.abspath(path)
+    while not os.path.exists(found):
+        found = os.path.dirname(found)
+    return found
+
+
 def describe_path(path):
     """What `path` is, for an error that received it: "no such file or folder", "a SavedModel folder", "a
     benchmark folder", "a .keras file (its run dir: DIR)", ..."""

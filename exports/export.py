@@ -28,7 +28,7 @@ from dnadet_tf.errors import DataError, DnadetError
 from dnadet_tf.images import find_images, is_image_file
 from dnadet_tf.exports.tflite import TFLITE_FORMATS, sidecar_path, tflite_filename
 from dnadet_tf.exports import web
-from dnadet_tf.runs import interrupts_deferred, process_alive, write_json_atomic
+from dnadet_tf.runs import interrupts_deferred, nearest_existing, process_alive, write_json_atomic
 
 ALL_FORMATS = ("savedmodel",) + TFLITE_FORMATS + ("web",)
 TFLITE_DIR = "tflite"
@@ -280,9 +280,7 @@ def _check_out(out_dir, name):
     base = os.path.join(out_dir, name)
     if os.path.exists(base) and not os.path.isdir(base):
         raise DnadetError(f"out_dir {out_dir}: {base} exists and is not a folder; pass another `out_dir` or `name`.")
-    parent = os.path.abspath(out_dir)
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
+    parent = nearest_existing(out_dir)
     if not os.path.isdir(parent):
         raise DnadetError(f"out_dir {out_dir}: expected a folder, but {parent} is a file.")
 
