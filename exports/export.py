@@ -432,7 +432,7 @@ def _planned_outputs(base, name, version, formats, overwrite):
     return int(version), outputs, _earlier_reports(base, outputs, overwrite)
 
 
-def default_images(run_dir, config):
+def default_images(run_dir, config, stored_points):
     """((parity spec, where from), (int8 calibration spec, where from)): the images an export takes without
     `eval_data` and `calibration`, each with the words that say where it comes from (None for the run's own data).
 
@@ -445,7 +445,7 @@ def default_images(run_dir, config):
     real photos alone, takes the run's own data, said as the content before adaptation.
 
     The validation images calibration.json records are never the parity default when they are points of the
-    run's open-set class statistics (`stored_point_images`: `adapt --labeled`'s, each labeled image its own point,
+    run's open-set class statistics (`stored_points`, from `stored_point_images`: `adapt --labeled`'s, each labeled image its own point,
     which every format scores 0): the run's own validation data, else its training data, take their place (said
     so), and with none the parity spec is None (`read_images` asks for `eval_data`)."""
     from dnadet_tf.calibrate import HELD_OUT, calibrated_data, calibrated_val
@@ -456,7 +456,7 @@ def default_images(run_dir, config):
     adapted_run = os.path.isfile(adaptation_path)
     before = f"its config.json's data are the content before adaptation ({ADAPTATION_FILE})"
     val, data = calibrated_val(run_dir), calibrated_data(run_dir)
-    if val and (adapted_run and data or not own_val) and stored_point_images(run_dir) is not None:
+    if val and (adapted_run and data or not own_val) and stored_points is not None:
         where = (f"the run's own {'validation' if own_val else 'training'} images, not the validation images its "
                  f"calibration.json records: those are points of its open-set class statistics, each its own, which "
                  f"every format scores 0" + (f"; {before}" if adapted_run else ""))
@@ -535,14 +535,15 @@ def read_images(run_dir, reference, formats, eval_data, max_eval, calibration, c
     from dnadet_tf.calibrate import HELD_OUT, validation_files
 
     config = reference.run.config
-    (default_eval, eval_from), (default_calibration, calibration_from) = default_images(run_dir, config)
+    points = stored_point_images(run_dir)  # read once: both the defaults and the parity images leave them out
+    (default_eval, eval_from), (default_calibration, calibration_from) = default_images(run_dir, config, points)
     progress = progress or (lambda line: None)
     eval_spec = os.path.abspath(eval_data) if eval_data else default_eval  # reports name absolute paths
     calibration_spec = os.path.abspath(calibration) if calibration else default_calibration
     if not eval_spec and not calibration_spec and "int8" in formats:
         raise DnadetError("eval_data and calibration: the run records no such data; pass `eval_data` DATA and "
                           "`calibration` DATA.")
-    stored = None if eval_data else stored_point_images(run_dir)
+    stored = None if eval_data else points
     if stored is not None and not eval_spec:
         raise DnadetError(_stored_points_message(run_dir, None))
     if eval_from and not eval_data:
