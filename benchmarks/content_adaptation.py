@@ -53,6 +53,7 @@ from dnadet_tf.distribute import configure_runtime  # noqa: E402
 from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES  # noqa: E402
 from dnadet_tf.predictor import KerasPredictor, predict_files  # noqa: E402
 from dnadet_tf.runs import RunDir, describe_path, write_json_atomic  # noqa: E402
+from arguments import refuse_given_twice  # noqa: E402
 from provenance import provenance, written_by  # noqa: E402
 
 SCRIPT = "content_adaptation"
@@ -325,12 +326,9 @@ def zoo_digest(parser, zoo):
 def checked_runs(parser, runs):
     """The --runs as absolute paths, checked before any work: one parser error line for a run given twice (by
     real path) or a folder that is not a run dir with best.keras."""
-    seen = {}
+    refuse_given_twice(parser, runs, lambda run, earlier, real: (
+        f"--runs {run}: the same run as {earlier}, given twice; each run counts once."))
     for run in runs:
-        real = os.path.realpath(run)
-        if real in seen:
-            parser.error(f"--runs {run}: the same run as {seen[real]}, given twice; each run counts once.")
-        seen[real] = run
         run_dir = RunDir(run)
         if not run_dir.holds_run or not os.path.isfile(run_dir.best_model_path):
             parser.error(f"--runs {run}: expected a run dir written by 'dnadet-tf fit' with best.keras, received "

@@ -43,6 +43,7 @@ from dnadet_tf.distribute import configure_runtime  # noqa: E402
 from dnadet_tf.errors import DnadetError  # noqa: E402
 from dnadet_tf.evaluation import OPEN_SET_ROW, evaluate  # noqa: E402
 from dnadet_tf.runs import BEST_MODEL, RunDir, describe_path, write_json_atomic  # noqa: E402
+from arguments import refuse_given_twice  # noqa: E402
 from provenance import is_result_of, provenance  # noqa: E402
 
 SCRIPT = "export_seeds"
@@ -205,15 +206,12 @@ def format_table(document):
 def checked_arguments(parser, args):
     """Refuses (one line, exit status 2) a run dir that is none or is given twice (real paths), a zoo without
     test.txt or open_set.txt, and a --json that exists but is not an earlier result of this script."""
-    seen = {}
     for run in args.runs:
         if not RunDir(run).holds_run or not os.path.isfile(os.path.join(run, BEST_MODEL)):
             parser.error(f"--runs: {run}: expected a run dir written by 'dnadet-tf fit' (with {BEST_MODEL}), "
                          f"received {describe_path(run)}.")
-        real = os.path.realpath(run)
-        if real in seen:
-            parser.error(f"--runs: {run} is {seen[real]} again (real path {real}); give each run once.")
-        seen[real] = run
+    refuse_given_twice(parser, args.runs, lambda run, earlier, real: (
+        f"--runs: {run} is {earlier} again (real path {real}); give each run once."))
     for split in ("test", OPEN_SET_SPLIT):
         if not os.path.isfile(benchmark_split(args.zoo, split)):
             parser.error(f"--zoo: {args.zoo}: expected a benchmark folder with {split}.txt, received "

@@ -10,9 +10,10 @@ run's best.keras (size and modification time) are the same, so an interrupted ta
 Markdown table (mean ± population std of accuracy %, one row per configuration and data list);
 `--json OUT` keeps every run's numbers, with absolute paths, the data's digests and the command,
 commit and machine; an existing OUT is replaced only when it is an earlier result of this script. A
-run dir given twice in one configuration, a data path given twice (real paths), a configuration name
-given twice, a run dir, data path or attack that cannot be used, are refused in one line (exit
-status 2).
+run dir given twice in one configuration or in two (a run is trained in one configuration: under two names
+its figures would fill two rows that read as two trainings), a data path given twice (real paths), a
+configuration name given twice, a run dir, data path or attack that cannot be used, are refused in one line
+(exit status 2).
 
 Usage: python benchmarks/robustness_seeds.py --data LIST [LIST ...] --runs NAME RUN [RUN ...]
            [--runs NAME RUN ...] [--attacks crop,blur,jpeg,noise,relight,combo] [--json OUT]
@@ -33,6 +34,7 @@ from dnadet_tf.data import benchmark_digest, find_images, is_benchmark_dir  # no
 from dnadet_tf.errors import DnadetError  # noqa: E402
 from dnadet_tf.robustness import COLUMN_TITLES, DEFAULT_ATTACKS, NO_ATTACK, robustness  # noqa: E402
 from dnadet_tf.runs import BEST_MODEL, RunDir, describe_path, is_exported_model, write_json_atomic  # noqa: E402
+from arguments import refuse_given_twice  # noqa: E402
 from provenance import is_result_of, provenance  # noqa: E402
 
 CACHE_NAME = "robustness-seeds.json"
@@ -120,37 +122,37 @@ def markdown(table):
 def checked_arguments(parser, args):
     """(attacks, {name: run dirs}) of the arguments; refuses in one line (exit status 2) an unknown attack, a data
     path that is none or is given twice, a configuration name given twice, a run dir that is none or is given
-    twice in one configuration (real paths), and a --json that exists but is not an earlier result of this
+    twice in one configuration or in two (real paths), and a --json that exists but is not an earlier result of this
     script."""
     try:
         attacks = parse_attacks([a for a in args.attacks.split(",") if a.strip().lower() != NO_ATTACK])
     except ValueError as error:
         parser.error(f"--attacks: {error}")
-    seen = {}
     for path in args.data:
         if not os.path.exists(path):
             parser.error(f"--data: {path}: expected an annotation list, a folder tree or a benchmark folder, "
                          f"received {describe_path(path)}.")
-        real = os.path.realpath(path)
-        if real in seen:
-            parser.error(f"--data: {path} is {seen[real]} again (real path {real}); give each data path once.")
-        seen[real] = path
-    configurations = {}
+    refuse_given_twice(parser, args.data, lambda path, earlier, real: (
+        f"--data: {path} is {earlier} again (real path {real}); give each data path once."))
+    configurations, configuration_of = {}, {}  # configuration_of: {real path of a run: (its name, run as given)}
     for group in args.runs:
         if len(group) < 2:
             parser.error(f"--runs: expected a name and at least one run dir, received {group!r}.")
         name, run_dirs = group[0], group[1:]
         if name in configurations:
             parser.error(f"--runs: the configuration name {name!r} is given twice; give each its own name.")
-        seen = {}
         for run in run_dirs:
             if not (RunDir(run).holds_run or is_exported_model(run)):
                 parser.error(f"--runs {name}: {run}: expected a run dir written by 'dnadet-tf fit', received "
                              f"{describe_path(run)}.")
-            real = os.path.realpath(run)
-            if real in seen:
-                parser.error(f"--runs {name}: {run} is {seen[real]} again (real path {real}); give each run once.")
-            seen[real] = run
+        seen = refuse_given_twice(parser, run_dirs, lambda run, earlier, real: (
+            f"--runs {name}: {run} is {earlier} again (real path {real}); give each run once."))
+        for real, run in seen.items():  # one run under two names: two rows read as two trainings, sharing figures
+            if real in configuration_of:
+                other, earlier = configuration_of[real]
+                parser.error(f"--runs {name}: {run} is {earlier} of configuration {other!r} again (real path "
+                             f"{real}); a run belongs to one configuration.")
+            configuration_of[real] = (name, run)
         configurations[name] = run_dirs
     if args.json and os.path.lexists(args.json) and not is_earlier_result(args.json):
         parser.error(f"--json: {args.json} exists and is not an earlier result of {SCRIPT}.py; it is kept "

@@ -34,6 +34,7 @@ from dnadet_tf.runs import write_json_atomic
 HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:  # provenance.py beside this script, also when it is loaded by path (render_results, tests)
     sys.path.insert(0, HERE)
+from arguments import refuse_given_twice  # noqa: E402
 from provenance import provenance  # noqa: E402
 
 SPLITS = tuple(SPLIT_TITLES[split] for split in EVALUATION_SPLITS)  # as ablation.json names them
@@ -126,12 +127,8 @@ def main(argv=None):
     labels = args.label or [os.path.basename(path) for path in args.files]
     if len(labels) != len(args.files):
         parser.error(f"--label: expected one name per file ({len(args.files)}), received {len(labels)}.")
-    seen = {}
-    for path in args.files:
-        real = os.path.realpath(path)
-        if real in seen:
-            parser.error(f"{path}: given twice (as {seen[real]} and {path}); expected each step-1 run's file once.")
-        seen[real] = path
+    refuse_given_twice(parser, args.files, lambda path, earlier, real: (
+        f"{path}: given twice (as {earlier} and {path}); expected each step-1 run's file once."))
     documents = []
     for path in args.files:
         try:

@@ -11,7 +11,8 @@ average) the mean ± population std over the runs; `--json OUT` writes every fig
 digest (`zoo_sha256`) and the command, commit and machine; `render_results.py` renders it. A cached
 evaluation answers only the zoo it was measured on (its digest): another zoo's is measured again.
 ZOO needs every evaluation split (test.txt and the four cross-tests' lists); a missing one is refused
-before any work.
+before any work, as are a run given twice (by real path: it would count twice in every mean ± std) and an
+`--average` count above a run's validated models (the mean of all of them is no average of the last K).
 
 Usage: python benchmarks/validation_trajectory.py RUN [RUN ...] --zoo ZOO [--average 3 4 5] [--json OUT]
 """
@@ -31,6 +32,7 @@ from dnadet_tf.selection import averaged_steps
 HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:  # provenance.py beside this script, also when it is loaded by path (render_results, tests)
     sys.path.insert(0, HERE)
+from arguments import refuse_given_twice  # noqa: E402
 from provenance import provenance  # noqa: E402
 
 SPLITS = tuple(SPLIT_TITLES[split] for split in EVALUATION_SPLITS)
@@ -39,9 +41,13 @@ CROSS = SPLITS[1:]
 
 def run_trajectory(run_dir, zoo, averages, output, zoo_sha256=None):
     """{"run_dir", "models": {name: {"steps": [...], "accuracy": {split: a}}}} for one run; `zoo_sha256`: the zoo's
-    digest (computed when not given), which the cached evaluations must have been measured on."""
+    digest (computed when not given), which the cached evaluations must have been measured on. A count of
+    `averages` above the run's validated models raises ValueError (`too_few_validated`) before any scoring."""
     zoo_sha256 = zoo_sha256 or benchmark_digest(zoo)
     steps = sorted(record["step"] for record in runs.RunDir(run_dir).validation_records())
+    too_many = [count for count in averages if count > len(steps)]
+    if too_many:  # before any model is scored
+        raise ValueError(too_few_validated(run_dir, too_many[0], len(steps)))
     models = {}
     for step in steps:
         rows = evaluate_validated(run_dir, zoo, [step], output=output, zoo_sha256=zoo_sha256)
@@ -51,6 +57,14 @@ def run_trajectory(run_dir, zoo, averages, output, zoo_sha256=None):
         rows = evaluate_validated(run_dir, zoo, members, average=True, output=output, zoo_sha256=zoo_sha256)
         models[f"average of last {count}"] = {"steps": members, "accuracy": _accuracies(rows)}
     return {"run_dir": run_dir, "models": models}
+
+
+def too_few_validated(run_dir, count, validated):
+    """The line refusing `--average count` for a run with fewer validated models: `averaged_steps` would take all
+    `validated` of them, and the table and JSON would name that mean 'average of last {count}'."""
+    models = "validated model" if validated == 1 else "validated models"
+    return (f"--average {count}: {run_dir} has {validated} {models}, fewer than {count} (its 'average of "
+            f"last {count}' would average {validated}); give counts of at most {validated} for it.")
 
 
 def _accuracies(rows):
@@ -100,7 +114,7 @@ def main(argv=None):
     parser.add_argument("runs", nargs="+", help="run dirs trained with --keep-validated")
     parser.add_argument("--zoo", required=True, help="the benchmark the runs were trained on")
     parser.add_argument("--average", type=int, nargs="*", default=[3, 4, 5],
-                        help="also score the mean of the last K validated models, for each K")
+                        help="also score the mean of the last K validated models, for each K (at most each run's count)")
     parser.add_argument("--label", nargs="*", help="a name per run (default: its last three path parts)")
     parser.add_argument("--json", help="write every figure here")
     args = parser.parse_args(argv)
@@ -117,6 +131,8 @@ def main(argv=None):
     if missing:
         parser.error(f"--zoo {args.zoo}: expected a benchmark with classes.txt and every evaluation split "
                      f"({', '.join(split + '.txt' for split in EVALUATION_SPLITS)}), it lacks {', '.join(missing)}.")
+    refuse_given_twice(parser, args.runs, lambda run, earlier, real: (
+        f"{run}: the same run as {earlier} (real path {real}), given twice; give each run once."))
     for run_dir in args.runs:
         if not os.path.isdir(os.path.join(run_dir, runs.VALIDATED)):
             parser.error(f"{run_dir}: expected a run trained with --keep-validated (RUN/validated/), found none.")
@@ -126,6 +142,9 @@ def main(argv=None):
             parser.error(f"{run_dir}: {error}")
         if not validated:
             parser.error(f"{run_dir}: expected a run with validated models (RUN/validated/), found none recorded.")
+        too_many = [count for count in args.average if count > len(validated)]
+        if too_many:
+            parser.error(too_few_validated(run_dir, too_many[0], len(validated)))
     try:
         zoo_sha256 = benchmark_digest(args.zoo)
         trajectories = []
