@@ -22,7 +22,9 @@ def register(subparsers):
         ),
         formatter_class=HelpFormatter,
     )
-    parser.add_argument("run", metavar="RUN", help="run dir written by 'dnadet-tf fit' (or by adapt or import-torch)")
+    parser.add_argument("run", metavar="RUN", help="run dir written by 'dnadet-tf fit' (or by adapt or import-torch), "
+                        "outside the folder trees of --data and --val (one inside is refused: it would be read as a "
+                        "class)")
     parser.add_argument("--score", choices=SCORES, default=DEFAULT_SCORE, help="open-set score to store")
     parser.add_argument("--data", help="training images for the class statistics (default: the run's own; for a run "
                         "of 'adapt --labeled', the labeled images it was adapted to, each also a validation image "

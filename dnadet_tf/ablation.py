@@ -26,10 +26,9 @@ import numpy as np
 
 from dnadet_tf import runs
 from dnadet_tf.config import make_config, paper_name
-from dnadet_tf.data import benchmark_digest, is_benchmark_dir
+from dnadet_tf.data import benchmark_digest, find_images, is_benchmark_dir
 from dnadet_tf.errors import DnadetError
 from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES, evaluate
-from dnadet_tf.images import find_images
 from dnadet_tf.machine import describe_machine
 from dnadet_tf.predictor import KerasPredictor
 from dnadet_tf.pretrained import NO_INIT, PACKAGED, packaged_run, provenance

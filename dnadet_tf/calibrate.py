@@ -15,12 +15,12 @@ import numpy as np
 import tensorflow as tf
 
 from dnadet_tf.data import hold_out, is_benchmark_dir, read_usable
-from dnadet_tf.errors import DataError, DnadetError
+from dnadet_tf.errors import DataError, DnadetError, RunDirError
 from dnadet_tf.openset import (DEFAULT_MEANS, DEFAULT_RADII, DEFAULT_SCORE, KNOWN_RATE, MIN_RADIUS_IMAGES,
                                RADIUS_SCORES, check_known_rate, check_means, check_radii, fit_statistics)
 from dnadet_tf.predictor import features_and_logits
 from dnadet_tf.prototypes import head_points
-from dnadet_tf.runs import ADAPTATION_FILE, RunDir, write_json_atomic
+from dnadet_tf.runs import ADAPTATION_FILE, RunDir, read_by_tree, write_json_atomic
 
 CALIBRATION_FILE = "calibration.json"
 FEW_VALIDATION_IMAGES = 20  # below this, calibrate says that its threshold rests on one or two images
@@ -288,13 +288,16 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
       files: (training, validation) LabeledFiles already read and checked in the run's label order
         (`fit` passes its own), in place of reading `data` and `val` again.
 
-    Raises DataError when there are no validation images.
+    Raises DataError when there are no validation images, and RunDirError, before the model is loaded, when
+    `run_dir` lies inside a folder tree it would read (`require_run_outside_data`).
     """
     output = output or sys.stdout
     run = RunDir(run_dir)
     labeled = adapted_labeled(run, data, val)
     known_rate, means = checked_settings(known_rate, radii, means, labeled, score)  # before any slow work
     config = run.config
+    if files is None:  # before the model is loaded: a run dir its own data would read as a class
+        require_run_outside_data(run_dir, config, data, val, labeled)
     model = run.load_model()
     if labeled and not data and files is None:  # its labeled images, as `adapt --labeled` calibrated on them
         data, val, files = adapted_labeled_files(run_dir, labeled, model, val, output)
@@ -306,6 +309,34 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
     store_calibration(run, model, statistics, report, data, val)
     say_calibration(run, model, report, score, output)
     return report
+
+
+def require_run_outside_data(run_dir, config, data=None, val=None, labeled=None):
+    """Raises RunDirError, one line naming the run, the folder tree and what to do, when run dir `run_dir` is or lies
+    inside a folder tree `calibrate_run` would read: `data` and `val`, or where not given the run's own (config.json's
+    training data, validation data or the training data `val_split` held a share of; for a run of `adapt --labeled`
+    without `data`, the labeled images of adaptation.json). Such a tree would read the run dir as a class, or its
+    files as images of a class (`runs.read_by_tree`: a benchmark folder, a list or a hidden folder read nothing of
+    it), as `fit` refuses an `out` there (`training.require_out_outside_trees`). Compared by real path."""
+    if labeled and not data:
+        own = {"data": (labeled["data"], "the labeled images it was adapted to", ADAPTATION_FILE), "val": None}
+    else:
+        spec = validation_spec(config, data)
+        own = {"data": (config.data, "its own training data", "config.json"),
+               "val": (config.data, "its own training data", "config.json; it validates on a share held out of it")
+               if spec == HELD_OUT else (spec, "its own validation data", "config.json")}
+    for name, given in (("data", data), ("val", val)):
+        if not given and own[name] is None:
+            continue
+        specs, what, record = (given, None, None) if given else own[name]
+        for tree in specs if isinstance(specs, (list, tuple)) else [specs]:
+            words = read_by_tree(run_dir, tree) if isinstance(tree, (str, os.PathLike)) else None
+            if words is None:
+                continue
+            where = f"the `{name}` folder tree {tree}" if given else f"the folder tree of {what} {tree} ({record})"
+            advice = (f"pass another `{name}`" if words == "the folder itself" else
+                      f"move the run dir out of {tree} and calibrate it there")
+            raise RunDirError(f"{run_dir}: expected a run dir outside {where}, received {words}; {advice}.")
 
 
 def checked_settings(known_rate, radii, means, labeled, score=None):

@@ -15,7 +15,8 @@ import sys
 import numpy as np
 
 from dnadet_tf.errors import DataError
-from dnadet_tf.images import IMAGE_EXTENSIONS, ImageError, find_images, is_image_file, load_rgb
+from dnadet_tf import images
+from dnadet_tf.images import IMAGE_EXTENSIONS, ImageError, is_image_file, load_rgb
 from dnadet_tf.preprocess import size_problem
 
 SPLITS = ("train", "val", "test", "cross_seed", "cross_loss", "cross_finetune", "cross_dataset")
@@ -256,16 +257,42 @@ def read_annotation_list(path, warn=None):
     return LabeledFiles(paths, np.asarray(labels, np.int64), class_names, path)
 
 
+def find_images(folder, others=None):
+    """`images.find_images` (the same files in the same order), but a folder that cannot be read raises DataError
+    naming it (`unreadable_folder`), where `os.walk` skips it and its images without a word."""
+    def refuse(error):
+        raise unreadable_folder(error, folder)
+
+    return images.find_images(folder, others, onerror=refuse)
+
+
+def unreadable_folder(error, top):
+    """The DataError for the folder `os.walk` (or `os.listdir`) of `top` could not read (`error`, an OSError such as
+    a PermissionError): one line naming the folder, why, and what to do (a hidden folder is not read: the way to
+    leave one out on purpose)."""
+    path = os.fspath(error.filename) if error.filename is not None else os.fspath(top)
+    inner = os.path.abspath(path) != os.path.abspath(top)
+    reason = error.strerror or type(error).__name__
+    return DataError(f"{path}: cannot read folder: {reason}" + (f" (under {top})" if inner else "")
+                     + "; expected every folder of images to be readable (its images would be left out without a "
+                     + "word): make it readable" + (", or give it a name that starts with '.' (not read)."
+                                                    if inner else "."))
+
+
 def read_folder_tree(root, warn=None):
     """Reads `ROOT/<class>/**/<image>`; classes sorted with `real` first.
 
     `warn` (default: a line on stderr) receives one line for image files directly in ROOT (in no class) and one
     for files without an image extension in the class folders, neither of which is read, and one per file found
     twice in a class (through a symbolic or hard link, `file_identity`; read once). Raises DataError for a class
-    without image files and for a file in two classes (one of them through a link): a file has one source.
+    without image files, for a file in two classes (one of them through a link): a file has one source, and for a
+    folder of the tree that cannot be read (`unreadable_folder`: its images are not left out without a word).
     """
     warn = warn or _warn
-    entries = [d for d in os.listdir(root) if not d.startswith(".")]
+    try:
+        entries = [d for d in os.listdir(root) if not d.startswith(".")]
+    except OSError as error:
+        raise unreadable_folder(error, root) from None
     class_dirs = [d for d in entries if os.path.isdir(os.path.join(root, d))]
     if not class_dirs:
         raise DataError(f"{root}: expected one subfolder per class, found none.")

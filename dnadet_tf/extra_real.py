@@ -50,9 +50,10 @@ def source_photos(source, flag="--extra-real", packaged=True):
     """The photo paths of a source of photos, in `images.find_images` order: a folder, or with `packaged`
     (an --extra-real source) also "packaged", the photos shipped with the package.
 
-    Raises DataError for a folder that does not exist or holds no image, naming `flag` (the option that gave it).
+    Raises DataError for a folder that does not exist or holds no image, naming `flag` (the option that gave it),
+    and for a folder under it that cannot be read (`data.find_images`).
     """
-    from dnadet_tf.images import find_images
+    from dnadet_tf.data import find_images
     from dnadet_tf.zoo.photos import PACKAGED_PHOTOS
 
     folder = PACKAGED_PHOTOS if packaged and source == PACKAGED else source

@@ -55,12 +55,13 @@ def is_image_file(path):
     return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def find_images(folder, others=None):
+def find_images(folder, others=None, onerror=None):
     """Image files under `folder`, recursively, in walk order: a folder's files (sorted) before its
     subfolders (sorted); hidden files and folders skipped, linked folders followed (each real folder read once).
-    `others`, a list, receives the paths of the files not read (not hidden, without an image extension)."""
+    `others`, a list, receives the paths of the files not read (not hidden, without an image extension).
+    `onerror(OSError)` is called for a folder that cannot be read (default: it is skipped, as by `os.walk`)."""
     found, visited = [], set()
-    for root, subdirs, files in os.walk(folder, followlinks=True):
+    for root, subdirs, files in os.walk(folder, followlinks=True, onerror=onerror):
         real = os.path.realpath(root)
         if real in visited:  # a link back to a folder already read: read once, and no endless loop
             subdirs[:] = []

@@ -6,10 +6,9 @@ import sys
 
 import numpy as np
 
-from dnadet_tf.data import LabeledFiles, check_files
+from dnadet_tf.data import LabeledFiles, check_files, find_images
 from dnadet_tf.distribute import check_strategy, make_strategy
 from dnadet_tf.errors import DataError, RunDirError
-from dnadet_tf.images import find_images
 from dnadet_tf.pipeline import transformation_dataset, transformation_eval_dataset
 from dnadet_tf.runs import RunDir, write_json_atomic
 from dnadet_tf.training import require_resumed_data, resolve_config, train
@@ -37,7 +36,8 @@ def family_metrics(y_true, y_pred):
 
 
 def list_photos(folder):
-    """Image files under `folder`, recursively (`images.find_images`); DataError when it is no folder."""
+    """Image files under `folder`, recursively (`data.find_images`); DataError when it is no folder, or holds a
+    folder that cannot be read."""
     if not os.path.isdir(folder):
         raise DataError(f"photos {folder}: no such folder; expected a folder of photos.")
     return find_images(folder)

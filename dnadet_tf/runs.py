@@ -19,7 +19,7 @@ import threading
 import zipfile
 
 from dnadet_tf.config import TrainConfig
-from dnadet_tf.data import SWAP_CONTENT_RECORD, annotation_lists_in, is_zoo_dir
+from dnadet_tf.data import SWAP_CONTENT_RECORD, annotation_lists_in, is_benchmark_dir, is_zoo_dir
 from dnadet_tf.errors import DataError, RunDirError, first_line
 
 CONFIG_FILE = "config.json"
@@ -123,6 +123,29 @@ def place_in(path, folder):
     if real == top:
         return "itself"
     return "inside" if real.startswith(top.rstrip(os.sep) + os.sep) else None
+
+
+def read_by_tree(path, tree):
+    """How data `tree` read as a folder tree (ROOT/<class>/...) would read the folder `path` (a run dir), in the
+    words of an error that received it: "the folder itself", "one inside it, where it would be read as a class",
+    "one inside it, where its image files would be read as images of class 'real'"; None when it would not read it:
+    `tree` None, not a folder, a benchmark folder (its lists name the images) or a zoo (refused as data), or `path`
+    outside it by real path (`place_in`), or under a hidden folder of it (not read: `images.find_images`,
+    `data.read_folder_tree`). The rule of `training.require_out_outside_trees`, for the commands that read a run's
+    data again (`calibrate`)."""
+    if not tree or not os.path.isdir(tree) or is_benchmark_dir(tree) or is_zoo_dir(tree):
+        return None
+    place = place_in(path, tree)
+    if place is None:
+        return None
+    if place == "itself":
+        return "the folder itself"
+    parts = os.path.relpath(os.path.realpath(path), os.path.realpath(tree)).split(os.sep)
+    if any(part.startswith(".") for part in parts):
+        return None
+    if len(parts) == 1:
+        return "one inside it, where it would be read as a class"
+    return f"one inside it, where its image files would be read as images of class {parts[0]!r}"
 
 
 def _first_listed_inside(paths, folder):
