@@ -12,7 +12,7 @@ def register(subparsers):
             "For each image, a PNG with the preprocessed image, the Grad-CAM map of the predicted class "
             "laid over it, the predicted class and its probability (for a calibrated run, 'unknown' with the "
             "open-set score where it passes the threshold, as predict answers; the map is then of the nearest known "
-            "class); and explain.json listing them. "
+            "class); and explain.json listing them (each image and PNG by its absolute path). "
             "The map is computed at --layer and upsampled to the preprocessed input size."
         ),
         formatter_class=HelpFormatter,
@@ -62,10 +62,11 @@ def run(args):
     usable, skipped = readable_images(input_images(args.inputs), model.preprocessing)
     results = explain_files(model, model.class_names, model.preprocessing, usable, args.out,
                             layer=args.layer, method=args.method, batch_size=args.batch_size, replaceable=earlier)
-    for row in results:
+    for path, row in zip(usable, results):  # the paths as given; explain.json names them absolute
         verdict = (f"\tunknown (open-set score {row['ood_score']:.4g} > threshold {row['ood_threshold']:.4g}; the map "
                    f"is of the nearest known class)" if row.get("unknown") else "")
-        print(f"{row['path']}\t{row['class']}\t{row['probability']:.4f}\t{row['png']}{verdict}")
+        png = os.path.join(args.out, os.path.basename(row["png"]))
+        print(f"{path}\t{row['class']}\t{row['probability']:.4f}\t{png}{verdict}")
     remove_unlisted(earlier, [row["png"] for row in results])
     write_json_atomic(listing, results)
     print(f"wrote {len(results)} PNG(s) and explain.json in {args.out}"

@@ -56,7 +56,9 @@ def register(subparsers):
                         "$DNADET_TF_WEB_RUNTIME, else the repository's web/node_modules)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing --version, and this export's files already in DIR/NAME (the "
-                        "TFLite files of --formats, their JSON, web/); the files of other formats are kept")
+                        "TFLite files of --formats, their JSON, web/); the files of other formats are kept, so a "
+                        "file of another format that records that --version stops the export before any work (it "
+                        "would claim a version it is not of)")
     parser.set_defaults(func=run)
 
 

@@ -146,7 +146,9 @@ def evaluate(model, data, batch_size=16, out_dir=None, unknown=None):
     """Rows {name, data, metrics} of accuracy, macro-F1, macro recall, per-class recall and the
     confusion matrix, one per dataset in `data` (a path or a list of paths; a benchmark folder
     expands to its closed-set and cross-test splits). `model`: a path for `load` or a predictor. `out_dir`:
-    a folder for a confusion-matrix PNG per row (None: none written). `unknown`: images of architectures
+    a folder for a confusion-matrix PNG per row, confusion_NAME.png, its path in the row's `confusion_png` (None:
+    none written); a file already there is never written over, the PNG then takes the next free name
+    (confusion_NAME-2.png, ...). `unknown`: images of architectures
     the model was not trained on (a path or a list: folders, image files, `path<TAB>group` lists or benchmark
     folders; None or an empty list: none);
     with a calibrated model they, and a benchmark folder's open_set.txt, add one last row (`kind`
@@ -174,8 +176,9 @@ def evaluate(model, data, batch_size=16, out_dir=None, unknown=None):
     if unknown_specs and not model.open_set:
         print("warning: unknown: the model stores no open-set score, so the unknown images are not scored "
               "(dnadet-tf calibrate RUN fits one).", file=sys.stderr)
+    # no file in out_dir is known to be an earlier evaluation's (there is no listing): none is written over
     return evaluate_predictor(model, specs, out_dir=out_dir, batch_size=batch_size, progress=lambda message: None,
-                              unknown_specs=unknown_specs)
+                              unknown_specs=unknown_specs, replaceable=())
 
 
 def export(run_dir, out_dir, formats="savedmodel,float32,float16,dynamic,int8", **options):

@@ -124,13 +124,14 @@ def _every_score(predictor, known_paths, unknown_paths, batch_size):
 
 
 def evaluate(predictor, specs, out_dir=None, batch_size=16, perturb_fn=None, seed=0, progress=print,
-             unknown_specs=()):
+             unknown_specs=(), replaceable=None):
     """Evaluates on every dataset in `specs`. Returns a list of {name, data, metrics} rows.
 
     Every dataset of `specs` and `unknown_specs` is read and checked before any inference, so a
     bad path or an unusable dataset raises DataError before the first image is attributed. With
     `out_dir`, a confusion-matrix PNG per row is written there once every row is measured (see
-    `write_confusion_pngs`); nothing is written when a dataset fails.
+    `write_confusion_pngs`, which takes `replaceable`: the files there a PNG may be written over, None for
+    any); nothing is written when a dataset fails.
 
     Open set: the images of `unknown_specs`, and the open_set.txt of every benchmark folder
     in `specs`, are scored against the known images (those of every closed-set row when there are
@@ -167,7 +168,7 @@ def evaluate(predictor, specs, out_dir=None, batch_size=16, perturb_fn=None, see
             rows.append(_open_set_row(predictor, known, unknown_specs, *unknown, batch_size, perturb_fn, seed,
                                       progress))
     if out_dir:
-        write_confusion_pngs(rows, predictor.class_names, out_dir)
+        write_confusion_pngs(rows, predictor.class_names, out_dir, replaceable=replaceable)
     return rows
 
 

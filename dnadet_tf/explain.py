@@ -267,12 +267,15 @@ def explain_files(model, class_names, preprocess, paths, out_dir, layer=DEFAULT_
 
     Returns:
       One dict per file: path, png, class, class_index, probability, layer, method
-      (and true_class when labels are given). A model with an open-set calibration adds unknown, ood_score and
-      ood_threshold, as `predict --json` does (class stays the nearest known architecture, the one explained), and
-      the PNG's title says "unknown" for an image whose score passes the threshold.
+      (and true_class when labels are given); path (the image file) and png are absolute, as the JSON files of
+      `evaluate` and `evaluate --report` name files, so that a listing of them resolves from any working folder.
+      A model with an open-set calibration adds unknown, ood_score and ood_threshold, as `predict --json` does
+      (class stays the nearest known architecture, the one explained), and the PNG's title says "unknown" for an
+      image whose score passes the threshold.
     """
     check_method(method)
     check_layer(model, layer)
+    out_dir = os.path.abspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     results = []
     names = _output_names(paths, method, out_dir, replaceable)
@@ -287,7 +290,7 @@ def explain_files(model, class_names, preprocess, paths, out_dir, layer=DEFAULT_
             target = int(targets[offset])
             probability = float(probabilities[offset, target])
             title = f"{class_names[target]}  p = {probability:.3f}"
-            row = {"path": path, "class": class_names[target], "class_index": target,
+            row = {"path": os.path.abspath(path), "class": class_names[target], "class_index": target,
                    "probability": round(probability, 6), "layer": layer, "method": method}
             if open_set is not None:
                 row.update(unknown=bool(open_set["unknown"][offset]),

@@ -8,10 +8,12 @@ configuration. The PNGs it embeds are also left in DIR (`tsne.png`,
 `gradcam/`). `gradcam/gradcam.json` lists the Grad-CAM PNGs: a report into
 the same DIR again removes those it does not write again. A report into the
 same DIR replaces the report.html an earlier report wrote (its generator meta
-tag says so) and the tsne.png that report embeds, and removes that tsne.png
-when it draws none; it never replaces or removes a file of yours: with your
-own report.html or tsne.png in DIR it writes report-2.html or tsne-2.png
-(the next free name, as `explain` does) and says so.
+tag says so) and the tsne.png and confusion PNGs that report embeds, and
+removes that tsne.png when it draws none; it never replaces or removes a file
+of yours: with your own report.html, tsne.png or confusion_NAME.png in DIR it
+writes report-2.html, tsne-2.png or confusion_NAME-2.png (the next free name,
+as `explain` does), and with a gradcam/gradcam.json that is not a report's
+listing it writes its maps into gradcam-2/, and says so.
 
 t-SNE and Grad-CAM need the Keras model of a run dir; for an exported model
 (SavedModel, .tflite) those sections say so instead. Both use the images
@@ -244,22 +246,41 @@ def _open_set_sections(rows):
     return [("openset", "Open set", "\n".join(parts))]
 
 
-def _confusion_png(row, class_names, out_dir):
+def _confusion_png(row, class_names, out_dir, replaceable, drawn):
     """The confusion-matrix PNG of an evaluation row: its `confusion_png`, or one drawn into `out_dir` as
-    `evaluate --out` draws it (the row itself is not changed)."""
+    `evaluate --out` draws it (the row itself is not changed), over a file of `replaceable` (those an earlier
+    report drew) but no other file there, nor one of `drawn` (the PNGs this report drew, to which it is added)."""
     png = row.get("confusion_png")
     if png and os.path.isfile(png):
         return png
-    (png,) = write_confusion_pngs([dict(row)], class_names, out_dir)
+    kept = {os.path.realpath(path) for path in drawn}
+    (png,) = write_confusion_pngs([dict(row)], class_names, out_dir,
+                                  replaceable=[path for path in replaceable if os.path.realpath(path) not in kept])
+    drawn.append(png)
     return png
 
 
-def _confusion_section(rows, class_names, out_dir):
-    """A figure per evaluation row: its confusion matrix."""
-    figures = [_figure(_confusion_png(row, class_names, out_dir),
+def _confusion_section(rows, class_names, out_dir, replaceable=()):
+    """A figure per evaluation row: its confusion matrix (`_confusion_png`; `replaceable`: the confusion PNGs of
+    the report replaced, `_earlier_confusion_pngs`)."""
+    drawn = []
+    figures = [_figure(_confusion_png(row, class_names, out_dir, replaceable, drawn),
                        f"{row['name']} ({row['metrics']['num_images']} images)", f"confusion matrix {row['name']}")
                for row in _evaluation_rows(rows)]
     return ("confusion", "Confusion matrices", '<div class="grid">' + "".join(figures) + "</div>")
+
+
+def _earlier_confusion_pngs(report, out_dir):
+    """The confusion PNGs (confusion_*.png) in `out_dir` whose bytes the report at `report` (an earlier report's
+    or none, `_report_paths`) embeds in its confusion section: those it drew, which this report may draw over."""
+    embedded = _embedded_pngs(report, "confusion") if os.path.isfile(report) else set()
+    found = []
+    for name in sorted(os.listdir(out_dir)) if embedded else []:
+        path = os.path.join(out_dir, name)
+        if re.fullmatch(r"confusion_.*\.png", name) and os.path.isfile(path) \
+                and embed_png(path).split(",", 1)[1] in embedded:
+            found.append(path)
+    return found
 
 
 def _tsne_sample(rows, class_names, preprocess, max_images, seed):
@@ -389,6 +410,36 @@ def _gradcam_sample(spec, class_names, preprocess, per_class, seed):
     return [subset.paths[i] for i in chosen], subset.labels[chosen]
 
 
+def is_gradcam_listing(path):
+    """Whether the file at `path` is the GRADCAM_LISTING a report writes: a non-empty list of `explain_files` rows
+    (each with its image `path`, its `png`, `layer` and `method`); `[]`, which a report never writes, is a file of
+    the user's."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            rows = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(rows, list) and bool(rows) and all(
+        isinstance(row, dict) and {"path", "png", "layer", "method"} <= set(row) and isinstance(row["png"], str)
+        and row["png"].endswith(".png") for row in rows)
+
+
+def _gradcam_folder(out_dir):
+    """Where the report's Grad-CAM maps go: `out_dir`/gradcam, or gradcam-2, -3, ...: the first that is absent or a
+    folder whose GRADCAM_LISTING is absent or a report's (`is_gradcam_listing`); a listing of the user's is never
+    read, written over nor removed."""
+    number = 1
+    while True:
+        folder = os.path.join(out_dir, _numbered(GRADCAM_DIR, number))
+        listing = os.path.join(folder, GRADCAM_LISTING)
+        if not os.path.lexists(folder) or (os.path.isdir(folder) and (not os.path.lexists(listing)
+                                                                        or is_gradcam_listing(listing))):
+            return folder
+        number += 1
+
+
 def _explain_into(model, class_names, preprocess, sample, gradcam_dir, layer, method, batch_size):
     """Writes a Grad-CAM PNG per file of `sample` (paths [N], labels [N]) into `gradcam_dir` and lists them in
     its GRADCAM_LISTING; the PNGs an earlier report listed there and this one does not write are removed,
@@ -421,11 +472,11 @@ def _gradcam_section(model, rows, class_names, preprocess, out_dir, per_class, l
     """Grad-CAM examples of the first row's dataset, written into `out_dir/gradcam`, or a note saying why
     there are none (no Keras model, no rows, no usable image); without maps, an earlier report's go."""
     heading = "Grad-CAM examples"
-    gradcam_dir = os.path.join(out_dir, GRADCAM_DIR)
+    gradcam_dir = _gradcam_folder(out_dir)
     sample = None if model is None or not rows else _gradcam_sample(rows[0]["data"], class_names, preprocess,
                                                                     per_class, seed)
-    if sample is None:
-        listing = os.path.join(gradcam_dir, GRADCAM_LISTING)
+    listing = os.path.join(gradcam_dir, GRADCAM_LISTING)
+    if sample is None and os.path.isfile(listing):  # an earlier report's (`_gradcam_folder`): its maps go
         remove_unlisted(earlier_pngs(listing, "png"), [])
         _remove_if_there(listing)
     if model is None:
@@ -435,6 +486,9 @@ def _gradcam_section(model, rows, class_names, preprocess, out_dir, per_class, l
     results = []
     if sample is not None:
         progress(f"report: Grad-CAM of {len(sample[0])} images of {rows[0]['name']}")
+        if os.path.basename(gradcam_dir) != GRADCAM_DIR:
+            progress(f"report: {os.path.join(out_dir, GRADCAM_DIR, GRADCAM_LISTING)} is not an earlier report's "
+                     f"listing: kept; writing the Grad-CAM maps into {gradcam_dir}")
         results = _explain_into(model, class_names, preprocess, sample, gradcam_dir, layer, method, batch_size)
     return ("gradcam", heading, _gradcam_body(results, layer, method, rows[0]["name"]))
 
@@ -485,9 +539,11 @@ def write_report(predictor, rows, out_dir, settings=None, gradcam_per_class=2, t
 
     Beside the HTML: `tsne.png`, confusion PNGs of rows without one, and `gradcam/` with its PNGs and their
     listing (`gradcam.json`); the Grad-CAM PNGs an earlier report listed there and this one does not write again
-    are removed. An earlier report's report.html and the tsne.png it embeds are replaced (that tsne.png removed
-    when there is no t-SNE); a file of the user's under either name is kept, and the report takes the next free
-    name (report-2.html, tsne-2.png; `_report_paths`), which `progress` names. Returns the path of the HTML file.
+    are removed. An earlier report's report.html and the tsne.png and confusion PNGs it embeds are replaced (that
+    tsne.png removed when there is no t-SNE); a file of the user's under any of these names is kept, and the report
+    takes the next free name (report-2.html, tsne-2.png, confusion_NAME-2.png; `_report_paths`), which `progress`
+    names (but the confusion PNGs' names); with a gradcam/gradcam.json that is not a report's listing, the maps go
+    to gradcam-2/ (`_gradcam_folder`). Returns the path of the HTML file.
     """
     os.makedirs(out_dir, exist_ok=True)
     class_names = list(predictor.class_names)
@@ -496,7 +552,7 @@ def write_report(predictor, rows, out_dir, settings=None, gradcam_per_class=2, t
     sections = [
         _metrics_section(rows, class_names),
         *_open_set_sections(rows),
-        _confusion_section(rows, class_names, out_dir),
+        _confusion_section(rows, class_names, out_dir, _earlier_confusion_pngs(path, out_dir)),
         _tsne_section(model, rows, class_names, predictor.preprocess, tsne_png, earlier_tsne, tsne_max_images, seed,
                       batch_size, progress),
         _gradcam_section(model, rows, class_names, predictor.preprocess, out_dir, gradcam_per_class, layer, method,

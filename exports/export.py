@@ -7,8 +7,11 @@ Layout under `--out DIR`:
   DIR/NAME/web/            with format `web`: the static web app running one TFLite file (exports/web.py)
 An export adds files: one that it would write and that exists already (its TFLite files and their
 JSON, `web/`) stops it before any work unless `overwrite`, and the files of formats it was not asked
-for are never removed. `report.json` describes the latest export; the reports of earlier ones stay
-in its `earlier` list, each with the rows of its files still in the folder (`_earlier_reports`).
+for are never removed. So an export with `overwrite` into an existing version also stops before any work
+when a file of another format says it is of that version (the version folder, a TFLite file's sidecar,
+`web/site.json`: `version_files`): it would stay, claiming a version it is not of. `report.json`
+describes the latest export; the reports of earlier ones stay in its `earlier` list, each with the rows
+of its files still in the folder (`_earlier_reports`).
 Everything is built in a hidden `DIR/NAME/.export-tmp-*` folder (TF Serving ignores
 non-numeric folders) and renamed into place only once complete; an existing
 version is replaced only with `overwrite`.
@@ -33,6 +36,7 @@ from dnadet_tf.runs import interrupts_deferred, nearest_existing, process_alive,
 ALL_FORMATS = ("savedmodel",) + TFLITE_FORMATS + ("web",)
 TFLITE_DIR = "tflite"
 REPORT_FILE = "report.json"
+WEB_SITE_FILE = "site.json"  # in web.WEB_DIR: the web app's settings, its export's name and version among them
 METADATA_NOTE = (
     "sidecar JSON beside each .tflite file: tflite-support (the TFLite metadata writer) requires protobuf < 4, "
     "which conflicts with the protobuf that TensorFlow 2.21 needs"
@@ -62,12 +66,50 @@ def _report_versions(base):
         return set()
 
 
+def _recorded_version(path):
+    """The `version` the JSON object at `path` records (an int), or None when it records none or cannot be read."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            document = json.load(f)
+    except (OSError, ValueError):
+        return None
+    version = document.get("version") if isinstance(document, dict) else None
+    return version if isinstance(version, int) and not isinstance(version, bool) else None
+
+
+def _recorded_files(base):
+    """[(path relative to `base`, format, version)] of the files of `base` that record their version, other than
+    the SavedModel folders: each TFLite file by its sidecar (`tflite/NAME-<format>.json`, listed with the .tflite
+    file beside it when there is one) and the web app by its `web/site.json`."""
+    found = []
+    folder = os.path.join(base, TFLITE_DIR)
+    for entry in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        fmt = entry[:-len(".json")].rsplit("-", 1)[-1] if entry.endswith(".json") else None
+        sidecar = os.path.join(TFLITE_DIR, entry)
+        version = _recorded_version(os.path.join(base, sidecar)) if fmt in TFLITE_FORMATS else None
+        if version is None:
+            continue
+        model = os.path.splitext(sidecar)[0] + ".tflite"
+        found += [(rel, fmt, version) for rel in ([model] if os.path.lexists(os.path.join(base, model)) else [])
+                  + [sidecar]]
+    version = _recorded_version(os.path.join(base, web.WEB_DIR, WEB_SITE_FILE))
+    return found + ([(web.WEB_DIR, "web", version)] if version is not None else [])
+
+
+def version_files(base, version):
+    """[(path relative to `base`, format)] of what in `base` says it is of `version` (an int): the SavedModel folder
+    VERSION, the TFLite files (and their sidecars) whose sidecar records it, and `web/` when its site.json does."""
+    folder = [(str(version), "savedmodel")] if os.path.isdir(os.path.join(base, str(version))) else []
+    return folder + [(rel, fmt) for rel, fmt, recorded in _recorded_files(base) if recorded == version]
+
+
 def existing_versions(base):
-    """Versions present under a model base folder: numeric subfolders, and the versions of the reports
-    (the latest export's and its `earlier` ones)."""
+    """Versions present under a model base folder: numeric subfolders, the versions of the reports
+    (the latest export's and its `earlier` ones) and those the TFLite sidecars and the web app record."""
     versions = set()
     if os.path.isdir(base):
         versions.update(int(d) for d in os.listdir(base) if d.isdigit() and os.path.isdir(os.path.join(base, d)))
+        versions.update(recorded for _, _, recorded in _recorded_files(base))
     return versions | _report_versions(base)
 
 
@@ -420,16 +462,31 @@ def _planned_outputs(base, name, version, formats, overwrite):
         version = next_version(base)
     elif int(version) in existing_versions(base) and not overwrite:
         folder = os.path.join(base, str(version))
-        if not os.path.isdir(folder):  # only report.json lists it: an earlier export's TFLite files carry it
-            raise DnadetError(f"{folder}: version {version} is recorded in {os.path.join(base, REPORT_FILE)} (an "
-                              f"earlier export's files carry it, its folder is gone); pass overwrite=True to export "
-                              f"it again or another `version`.")
+        if not os.path.isdir(folder):  # an earlier export's TFLite files or web app carry it, its folder is gone
+            records = [os.path.join(rel, WEB_SITE_FILE) if fmt == "web" else rel
+                       for rel, fmt in version_files(base, int(version)) if fmt == "web" or rel.endswith(".json")]
+            record = os.path.join(base, REPORT_FILE if int(version) in _report_versions(base) else records[0])
+            raise DnadetError(f"{folder}: version {version} is recorded in {record} (an earlier export's files carry "
+                              f"it, its folder is gone); pass overwrite=True to export it again or another `version`.")
         raise DnadetError(f"{folder}: version {version} exists; pass overwrite=True to "
                           f"replace it or another `version`.")
     outputs = export_outputs(name, int(version), formats)
     if not overwrite:
         _refuse_existing(base, outputs, "exists, written by an earlier export")
+    _refuse_other_formats_of(base, int(version), outputs, formats)
     return int(version), outputs, _earlier_reports(base, outputs, overwrite)
+
+
+def _refuse_other_formats_of(base, version, outputs, formats):
+    """Raises DnadetError naming the first file in `base` that says it is of `version` (`version_files`) and that
+    this export of `formats` does not write (not among `outputs`): replacing the version would leave it there,
+    claiming a version it is not of; the files of formats not asked for are never removed."""
+    for rel, fmt in version_files(base, version):
+        if rel not in outputs:
+            raise DnadetError(f"{os.path.join(base, rel)}: version {version} of an earlier export, which this export "
+                              f"(`formats` {','.join(formats)}) does not write, so it would still claim version "
+                              f"{version} once replaced; add {fmt} to `formats` to replace it too, remove it, or pass "
+                              f"another `version`.")
 
 
 def default_images(run_dir, config, stored_points):

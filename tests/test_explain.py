@@ -159,7 +159,7 @@ def test_explain_cli_writes_pngs_and_json(region_run, tmp_path, capsys):
 
 def test_explain_rerun_with_a_relative_out_from_another_folder_replaces_its_pngs(region_run, tmp_path,
                                                                                  monkeypatch, capsys):
-    # explain.json names its PNGs as --out gave them; a rerun from another working folder into the same folder
+    # explain.json named its PNGs as --out gave them (now absolute); a rerun from another working folder into the same folder
     # (another relative --out) replaced nothing: the PNG took a -2 name and the earlier ones stayed
     from dnadet_tf.cli.main import main
 
@@ -168,7 +168,7 @@ def test_explain_rerun_with_a_relative_out_from_another_folder_replaces_its_pngs
     monkeypatch.chdir(tmp_path)
     assert main(["explain", "--model", region_run["run"], *marked[:2], "--out", "explain"]) == 0
     first = json.loads((tmp_path / "explain" / "explain.json").read_text())
-    assert [os.path.isabs(row["png"]) for row in first] == [False, False]
+    assert [os.path.isabs(row["png"]) for row in first] == [True, True]  # resolves from any working folder
     monkeypatch.chdir(tmp_path / "sub")
     assert main(["explain", "--model", region_run["run"], marked[0], "--out", "../explain", "--overwrite"]) == 0
     capsys.readouterr()
