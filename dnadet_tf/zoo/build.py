@@ -29,7 +29,9 @@ Splits (the paper's Table 1), content groups from `dnadet_tf.zoo.photos.content_
 
 Resuming: a model is finished once its record is written (after its weights, both
 atomically); a re-run skips finished models and images already written, so an
-interrupt loses at most the model in progress. Determinism: every model, crop and
+interrupt loses at most the model in progress. A folder is resumed only with the settings of its
+build.json (or, where that file is gone, of its zoo.json), and a model record only when it was
+trained with this build's seed and size. Determinism: every model, crop and
 noise map is seeded from (build seed, its own name, index), never from what ran
 before it, and ops run under TF's op determinism.
 """
@@ -352,10 +354,26 @@ class _Builder:
         )
         return generator, record
 
+    def check_record(self, spec, record):
+        """Refuses a model record of another build (another build seed or size: a model's name holds neither)."""
+        expected = {"rng_seed": self.model_seed(spec), "steps": spec.steps, "finetuned_from": spec.finetuned_from}
+        config = self.config(spec).as_dict()
+        recorded_config = record.get("train_config") or {}
+        differ = [f"{k} {record.get(k)!r} there, {v!r} now" for k, v in expected.items() if record.get(k) != v]
+        differ += [f"{k} {recorded_config[k]!r} there, {v!r} now" for k, v in config.items()
+                   if k in recorded_config and recorded_config[k] != v]
+        if differ:
+            raise DataError(
+                f"{self.record_path(spec)}: expected a model of this build (--size {self.size} --seed {self.seed}), "
+                f"received one trained otherwise ({', '.join(differ)}); use another --out, or delete that folder "
+                f"(or the model's files) to train it anew."
+            )
+
     def model(self, index, spec):
         if os.path.exists(self.record_path(spec)) and os.path.exists(self.weights_path(spec)):
             with open(self.record_path(spec), encoding="utf-8") as handle:
                 record = json.load(handle)
+            self.check_record(spec, record)
             self.progress(
                 f"[{index}/{len(self.specs)}] {spec.describe()}: already built ({record['steps']} steps), skipped"
             )
@@ -455,8 +473,9 @@ def build_zoo(out_dir, size="demo", photos=None, seed=0, wild=False, progress=pr
       out_dir.
 
     Raises:
-      DataError: an unknown size, bad photos (see `find_photos`), a folder built with
-        other settings, or a folder another live process is building (`build.lock`).
+      DataError: an unknown size, an empty `out_dir` or `photos`, bad photos (see `find_photos`), a folder
+        built with other settings (or holding a model record of another build), or a folder another live
+        process is building (`build.lock`).
     """
     if size not in SIZES:
         raise DataError(f"unknown zoo size {size!r}; expected one of {', '.join(SIZES_ORDER)}.")
@@ -465,12 +484,15 @@ def build_zoo(out_dir, size="demo", photos=None, seed=0, wild=False, progress=pr
         raise DataError(f"--seed must be a non-negative integer, received {seed}.")
     preset = SIZES[size]
     out_dir = os.fspath(out_dir)
+    _refuse_empty("--out", out_dir)
+    if photos is not None:
+        _refuse_empty("--photos", os.fspath(photos))
     if photos is not None and _is_inside(out_dir, os.fspath(photos)):
         raise DataError(f"--out {out_dir}: expected a folder outside --photos {os.fspath(photos)}, received one "
                         f"inside it (its images would be read as photos the next time, and a rerun or a resumed "
                         f"build refused).")
+    _check_out_dir(out_dir)  # before the photos are decoded: a wrong --out is refused at once
     photo_set = find_photos(photos, preset.min_photos)
-    _check_out_dir(out_dir)
     os.makedirs(os.path.join(out_dir, "models"), exist_ok=True)
     with _build_lock(out_dir):
         _check_settings(out_dir, _build_settings(size, seed, wild, photo_set))
@@ -479,36 +501,72 @@ def build_zoo(out_dir, size="demo", photos=None, seed=0, wild=False, progress=pr
     return out_dir
 
 
+def _refuse_empty(flag, value):
+    """An empty path is the current folder to `os.path` (a build there wrote beside whatever it holds): refused."""
+    if not value.strip():
+        raise DataError(f"{flag}: expected a folder path, received an empty value{f' {value!r}' if value else ''} "
+                        f"(a shell variable that is not set?).")
+
+
 def _check_out_dir(out_dir):
     """Refuses an `out_dir` that is a file, or a folder holding files of something other than a zoo (a run dir,
-    photos, ...): a build writes its images and lists beside whatever is there."""
+    photos, ...): a build writes its images and lists beside whatever is there. A folder holding nothing but an
+    empty models/ is a build stopped before it wrote build.json."""
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise DataError(f"--out {out_dir}: expected a folder for the zoo, received a file.")
     entries = os.listdir(out_dir) if os.path.isdir(out_dir) else []
-    if entries and entries != ["models"] and not is_zoo_dir(out_dir):
+    models = os.path.join(out_dir, "models")
+    started = entries == ["models"] and os.path.isdir(models) and not os.listdir(models)
+    if entries and not started and not is_zoo_dir(out_dir):
         kind = "a run dir" if os.path.isfile(os.path.join(out_dir, "config.json")) else "a folder of other files"
         raise DataError(f"--out {out_dir}: expected an empty folder or a zoo this command built ({ZOO_MARKERS[0]} "
                         f"in it), received {kind}.")
 
 
+def _settings_of_finished_zoo(out_dir):
+    """The build settings a zoo.json records (for a folder whose build.json is gone), or None without one."""
+    path = os.path.join(out_dir, "zoo.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        zoo = json.load(handle)
+    return {"format": zoo.get("format"), "size": zoo.get("size"), "seed": zoo.get("seed"),
+            "wild": zoo.get("wild"), "photos": (zoo.get("photos") or {}).get("fingerprint")}
+
+
+def _shown_setting(key, value):
+    if key in ("photos", "photo_content") and isinstance(value, str):
+        return f"{value[:12]}..."  # a digest of the photo files: its start tells two apart
+    return repr(value)
+
+
 def _check_settings(out_dir, settings):
-    """Records the build settings in a new folder; refuses a folder built with other settings."""
+    """Records the build settings in a new folder; refuses a folder built with other settings.
+
+    A folder without build.json but with a zoo.json (a zoo copied without it, or the file deleted) is compared
+    with the settings zoo.json records: its models carry no build seed or size in their names, so they would
+    otherwise be taken for this build's."""
     settings_path = os.path.join(out_dir, "build.json")
-    if not os.path.exists(settings_path):
-        write_json_atomic(settings_path, settings)
-        return
-    with open(settings_path, encoding="utf-8") as handle:
-        previous = json.load(handle)
+    if os.path.exists(settings_path):
+        with open(settings_path, encoding="utf-8") as handle:
+            previous = json.load(handle)
+    else:
+        previous = _settings_of_finished_zoo(out_dir)
+        if previous is None:
+            write_json_atomic(settings_path, settings)
+            return
     if "photo_content" not in previous:  # written before the photos' bytes were recorded: their sizes must do
         previous = {**previous, "photo_content": settings["photo_content"]}
         if all(previous.get(k) == v for k, v in settings.items()):
             write_json_atomic(settings_path, previous)
     if previous != settings:
         differ = ", ".join(
-            f"{k}: {previous.get(k)!r} there, {v!r} now" for k, v in settings.items() if previous.get(k) != v
+            f"{k}: {_shown_setting(k, previous.get(k))} there, {_shown_setting(k, v)} now"
+            for k, v in settings.items() if previous.get(k) != v
         )
         raise DataError(
-            f"{out_dir} holds a zoo built with other settings ({differ}); use another folder or delete that one."
+            f"--out {out_dir}: expected a zoo built with the same settings (to resume or rerun it), received one "
+            f"built with other settings ({differ}); use another --out or delete that folder."
         )
 
 

@@ -12,8 +12,11 @@ cross-dataset domain) and C (the fine-tuning domain). From a photo folder DIR:
 
 Photos are found recursively (hidden files and folders ignored, extensions as in
 `dnadet_tf.images`). A photo that cannot be decoded is skipped with a warning on
-stderr naming it; a photo whose shorter side is below 128 px, an empty domain
-folder, or fewer usable photos than the size needs stop the build with `DataError`.
+stderr naming it; so is one with the same pixels as a photo found before it (a copy,
+a link, a folder linked twice, a lossless re-save: in two content groups it would put
+test content into training), the first kept in the order A, B, C and by path; a photo
+whose shorter side is below 128 px, an empty domain folder, or fewer usable photos
+than the size needs stop the build with `DataError`.
 
 Content groups. Within A the photos are split (seeded shuffle) into disjoint
 `A-train`, `A-val` and `A-test` groups, so test content was never seen in training;
@@ -131,8 +134,12 @@ class PhotoSet:
 FLAT_STD = 2.0  # photos whose pixels vary less (in 0-255 levels) hold no content; real photos: tens of levels
 
 
-def _check_photos(paths, min_side, warn):
-    """Decodes every photo: unreadable and flat ones are skipped with a warning.
+def _check_photos(paths, min_side, warn, seen, repeats):
+    """Decodes every photo: unreadable and flat ones are skipped with a warning, and so are repeats.
+
+    `seen` maps the digest of each usable photo's pixels to its path (shared by the domains, in the order A, B,
+    C); a photo whose pixels are already there is left out and "path (the same pixels as first)" appended to
+    `repeats`, for the caller's one warning.
 
     Returns:
       (usable paths, small): `small` lists "path (WxH px)" for each photo whose shorter
@@ -153,8 +160,21 @@ def _check_photos(paths, min_side, warn):
             warn(f"warning: skipping a photo that cannot be used: {path}: expected content, received an image of "
                  f"one colour (pixel standard deviation {spread:.2f} levels, below {FLAT_STD}).")
         else:
-            usable.append(path)
+            key = hashlib.sha256(f"{array.shape}".encode() + np.ascontiguousarray(array).tobytes()).hexdigest()
+            if key in seen:
+                repeats.append(f"{path} (the same pixels as {seen[key]})")
+            else:
+                seen[key] = path
+                usable.append(path)
     return usable, small
+
+
+def _warn_repeats(repeats, warn):
+    """One warning line for the photos left out as repeats of others: their count and the first three."""
+    if repeats:
+        more = f" and {len(repeats) - 3} more" if len(repeats) > 3 else ""
+        warn(f"warning: skipping {len(repeats)} photo(s) that repeat another (a photo in two content groups would "
+             f"put test content into training): {', '.join(repeats[:3])}{more}")
 
 
 def _refuse_small(small, min_side):
@@ -182,6 +202,9 @@ def find_photos(photos=None, min_per_domain=(4, 2, 2), warn=_stderr):
 
     Returns:
       A `PhotoSet`.
+
+    Photos with the same pixels as one found before (domains in the order A, B, C) are left out, with one
+    warning line naming them.
 
     Raises:
       DataError: a missing folder, a bad folder layout, an empty domain folder, a photo
@@ -217,11 +240,12 @@ def find_photos(photos=None, min_per_domain=(4, 2, 2), warn=_stderr):
                     )
                 domains[d].extend(listed)
         where = {d: ", ".join(folders[d]) for d in DOMAINS}
-    small = []
+    small, seen, repeats = [], {}, []
     for d in DOMAINS:
-        domains[d], small_here = _check_photos(domains[d], CROP, warn)
+        domains[d], small_here = _check_photos(domains[d], CROP, warn, seen, repeats)
         small.extend(small_here)
     _refuse_small(small, CROP)
+    _warn_repeats(repeats, warn)
     for d, needed in zip(DOMAINS, min_per_domain):
         if len(domains[d]) < needed:
             raise DataError(

@@ -84,6 +84,20 @@ def load_generator(zoo_dir, record):
     return load_checked_weights(generator, os.path.join(zoo_dir, record["weights"]), record.get("weights_sha256"))
 
 
+def _check_zoo_files(zoo_dir, zoo):
+    """Refuses, before anything is written, a zoo that lacks a file the swapped splits need: the split lists they
+    take real images from, or a generator's weights file (a zoo whose files were deleted since its build)."""
+    needed = [os.path.join(zoo_dir, f"{source}.txt") for _, source in SWAPPED_SPLITS.values()]
+    for domain, _ in SWAPPED_SPLITS.values():
+        needed += [os.path.join(zoo_dir, record["weights"]) for record in models_trained_on(zoo, domain)]
+    missing = [path for path in needed if not os.path.isfile(path)]
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise DataError(f"--zoo {zoo_dir}: expected a complete zoo, received one without {missing[0]}{more}; run "
+                        f"'dnadet-tf zoo build' on it again (with the settings of its build.json) to write them; "
+                        f"nothing was written.")
+
+
 def _check_out_dir(out_dir):
     """Refuses a folder that holds anything but earlier swapped splits (a zoo above all)."""
     if not os.path.isdir(out_dir) or not os.listdir(out_dir):
@@ -102,6 +116,9 @@ def _write_split(zoo_dir, zoo, split, out_dir, progress):
     pixels = np.stack([load_rgb(p) for p in inputs])
     models = models_trained_on(zoo, domain)
     folder = os.path.join(out_dir, "images", split)
+    list_path = os.path.join(out_dir, f"{split}.txt")
+    if os.path.isfile(list_path):  # an earlier run's list, of the images about to be replaced: not left behind
+        os.remove(list_path)
     if os.path.isdir(folder):
         shutil.rmtree(folder)
     for name in [REAL_CLASS] + [r["family"] for r in models]:
@@ -143,11 +160,17 @@ def write_swapped_splits(zoo_dir, out_dir, progress=print):
       {split: path of out_dir/<split>.txt}.
 
     Raises:
-      DataError: `zoo_dir` is not a complete zoo, a split it generates from has no real image, or `out_dir`
-        holds other files than earlier swapped splits (the zoo itself, say).
+      DataError: `zoo_dir` is not a complete zoo (no zoo.json, or a list or weights file it needs missing), a
+        split it generates from has no real image, `out_dir` holds other files than earlier swapped splits (the
+        zoo itself, say), or either path is empty.
     """
     zoo_dir, out_dir = os.fspath(zoo_dir), os.fspath(out_dir)
+    for flag, value in (("--zoo", zoo_dir), ("--out", out_dir)):
+        if not value.strip():  # os.path's current folder: a zoo there, or files written into it
+            raise DataError(f"{flag}: expected a folder path, received an empty value{f' {value!r}' if value else ''} "
+                            f"(a shell variable that is not set?).")
     zoo = _read_zoo(zoo_dir)
+    _check_zoo_files(zoo_dir, zoo)
     _check_out_dir(out_dir)
     record = {"zoo": os.path.abspath(zoo_dir), "zoo_sha256": benchmark_digest(zoo_dir), "classes": zoo["classes"],
               "splits": {}}
