@@ -181,15 +181,16 @@ def main(argv=None):
         return 128 + signal.SIGINT
     from dnadet_tf.errors import DnadetError, first_line
 
+    command = " ".join(filter(None, [args.command, getattr(args, "zoo_command", None)]))  # as argparse's errors say
     try:
         check_batch_size(args)
         with sigterm_as_interrupt():
             return int(args.func(args) or 0)
     except UsageError as error:
-        print(f"dnadet-tf {args.command}: error: {error}", file=sys.stderr)
+        print(f"dnadet-tf {command}: error: {error}", file=sys.stderr)
         return 2
     except DnadetError as error:
-        print(f"dnadet-tf {args.command}: error: {in_flag_words(str(error), args.command_parser, vars(args))}",
+        print(f"dnadet-tf {command}: error: {in_flag_words(str(error), args.command_parser, vars(args))}",
               file=sys.stderr)
         return 2
     except BrokenPipeError:
@@ -200,14 +201,14 @@ def main(argv=None):
     except KeyboardInterrupt as stop:
         kept = "checkpoints" if args.command in TRAINING_COMMANDS else "files"
         how = "terminated" if isinstance(stop, Terminated) else "interrupted"
-        print(f"dnadet-tf {args.command}: {how}; {kept} already written are kept.", file=sys.stderr)
+        print(f"dnadet-tf {command}: {how}; {kept} already written are kept.", file=sys.stderr)
         return 128 + (signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)  # as a shell reports them
     except Exception as error:
         if not _is_file_system_error(error) or getattr(args, "verbose", False):
             raise
         # A read-only folder or a full disk: one line; what was already written stays (atomic writes).
         text = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", first_line(error))  # TF's op wrapper, no help
-        print(f"dnadet-tf {args.command}: error: {text} (--verbose shows where)", file=sys.stderr)
+        print(f"dnadet-tf {command}: error: {text} (--verbose shows where)", file=sys.stderr)
         return 1
 
 

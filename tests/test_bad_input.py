@@ -187,7 +187,7 @@ def test_empty_attacks_and_an_out_that_is_a_file_are_refused(untrained_run, trai
     assert code == 2 and "--attacks: expected one or more attack names, received ''." in stderr
     a_file = _write(tmp_path / "notes.txt", b"mine")
     code, _, stderr = _cli(["zoo", "swap-content", "--zoo", str(tmp_path), "--out", a_file])
-    assert code == 2 and stderr.strip() == f"dnadet-tf zoo: error: --out {a_file}: exists and is not a folder."
+    assert code == 2 and stderr.strip() == f"dnadet-tf zoo swap-content: error: --out {a_file}: exists and is not a folder."
 
 
 def test_savedmodel_refuses_small_and_broken_images(serving_default):
