@@ -21,10 +21,14 @@ def register(subparsers):
                         help="run dir written by 'dnadet-tf fit' (or by adapt or import-torch); not an export")
     parser.add_argument("inputs", nargs="+", metavar="IMAGES",
                         help="image files or folders (read recursively); in a folder, the PNGs an earlier explain "
-                             "wrote (those the explain.json beside them lists) are not read, so an --out inside a "
+                             "wrote (those an explain listing beside them lists: explain.json, or explain-2.json, "
+                             "... where an explain.json of yours holds the name; a JSON file of yours under those "
+                             "names hides nothing) are not read, so an --out inside a "
                              "folder of IMAGES, or that folder itself, is not explained again on a rerun; an "
                              "image file named itself is always read (and never written over)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs and explain.json")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="folder for the PNGs and explain.json (explain-2.json, ... where an explain.json that "
+                             "is not an explain listing, a file of yours, holds the name: it is kept)")
     parser.add_argument("--layer", default=DEFAULT_GRADCAM_LAYER,
                         help="target layer (a conv or activation layer of the model)")
     parser.add_argument("--method", choices=("gradcam", "gradcam++"), default="gradcam",
@@ -43,7 +47,7 @@ def run(args):
     from dnadet_tf.cli.output_paths import check_output_folder
     from dnadet_tf.runs import earlier_pngs, remove_unlisted
     from dnadet_tf.data import readable_images
-    from dnadet_tf.explain import check_layer, check_method, explain_files
+    from dnadet_tf.explain import LISTING, check_layer, check_method, explain_files, listing_path
     from dnadet_tf.runs import RunDir, write_json_atomic
 
     check_output_folder("--out", args.out)
@@ -53,7 +57,10 @@ def run(args):
     check_method(args.method)
     model = RunDir(args.model).load_model()
     check_layer(model, args.layer)
-    listing = os.path.join(args.out, "explain.json")
+    listing = listing_path(args.out)  # explain.json, or the next free name beside a file of the user's
+    if os.path.basename(listing) != LISTING:
+        print(f"{os.path.join(args.out, LISTING)} is not an explain listing (a file of yours): kept; writing the "
+              f"listing to {listing}")
     earlier = earlier_pngs(listing, "png")  # an earlier explain's, which may be replaced; other files are kept
     # an image file named on the command line is read, and so neither written over nor removed, even one that an
     # earlier explain wrote; in a folder, an earlier explain's PNG is an output, not an input (`input_images`)
@@ -69,34 +76,39 @@ def run(args):
         print(f"{path}\t{row['class']}\t{row['probability']:.4f}\t{png}{verdict}")
     remove_unlisted(earlier, [row["png"] for row in results])
     write_json_atomic(listing, results)
-    print(f"wrote {len(results)} PNG(s) and explain.json in {args.out}"
+    print(f"wrote {len(results)} PNG(s) and {os.path.basename(listing)} in {args.out}"
           + (f"; {len(skipped)} file(s) skipped" if skipped else ""))
     return 0 if results else 1
 
 
-OUTPUT_LISTINGS = ("explain.json", "gradcam.json")  # explain's listing, and that of evaluate --report's gradcam/
+REPORT_LISTING = "gradcam.json"  # the listing of evaluate --report's gradcam/ (`report.GRADCAM_LISTING`)
 
 
 def input_images(inputs):
     """The image files of `inputs` (`data.collect_image_paths`: files and folders, read recursively) but, of those
-    found in a folder, the PNGs an earlier explain wrote: those the explain.json beside them lists (or a report's
-    gradcam/gradcam.json). A rerun into an --out inside a folder of IMAGES, or into that folder itself, explained
-    its own earlier PNGs as images. A file named in `inputs` is kept. Raises DataError when no image is left."""
+    found in a folder, the PNGs an earlier explain wrote: those a listing beside them lists (explain.json or
+    explain-N.json, or a report's gradcam/gradcam.json), a file that `explain.is_listing` says an explain or a report
+    wrote; a JSON file of the user's under those names hides no image. A rerun into an --out inside a folder of
+    IMAGES, or into that folder itself, explained its own earlier PNGs as images. A file named in `inputs` is kept.
+    Raises DataError when no image is left."""
     import os
 
     from dnadet_tf.data import collect_image_paths
     from dnadet_tf.errors import DataError
+    from dnadet_tf.explain import LISTING_NAME, is_listing
     from dnadet_tf.runs import earlier_pngs
 
     found = collect_image_paths(inputs)
     named = {os.path.realpath(item) for item in inputs if os.path.isfile(item)}
     outputs = set()
     for folder in {os.path.dirname(os.path.abspath(path)) for path in found}:
-        for listing in OUTPUT_LISTINGS:
-            outputs.update(os.path.realpath(path) for path in earlier_pngs(os.path.join(folder, listing), "png"))
+        for name in sorted(os.listdir(folder)):
+            listing = os.path.join(folder, name)
+            if (LISTING_NAME.fullmatch(name) or name == REPORT_LISTING) and is_listing(listing):
+                outputs.update(os.path.realpath(path) for path in earlier_pngs(listing, "png"))
     paths = [path for path in found if os.path.realpath(path) in named or os.path.realpath(path) not in outputs]
     if not paths:
         raise DataError(f"{' '.join(inputs)}: expected image files, found none but {len(found)} PNG(s) an earlier "
-                        f"explain wrote (listed by the explain.json beside them), which are not read as images "
+                        f"explain wrote (listed by the explain listing beside them), which are not read as images "
                         f"(name one as a file to explain it).")
     return paths

@@ -30,6 +30,7 @@ import numpy as np
 from dnadet_tf.data import LabeledFiles, read_dataset, remap_to, usable_files
 from dnadet_tf.errors import DataError
 from dnadet_tf.evaluation import OPEN_SET_ROW, write_confusion_pngs
+from dnadet_tf.explain import is_listing
 from dnadet_tf.images import save_figure_atomic
 from dnadet_tf.model import DEFAULT_GRADCAM_LAYER
 from dnadet_tf.predictor import features_and_logits
@@ -410,32 +411,16 @@ def _gradcam_sample(spec, class_names, preprocess, per_class, seed):
     return [subset.paths[i] for i in chosen], subset.labels[chosen]
 
 
-def is_gradcam_listing(path):
-    """Whether the file at `path` is the GRADCAM_LISTING a report writes: a non-empty list of `explain_files` rows
-    (each with its image `path`, its `png`, `layer` and `method`); `[]`, which a report never writes, is a file of
-    the user's."""
-    import json
-
-    try:
-        with open(path, encoding="utf-8") as f:
-            rows = json.load(f)
-    except (OSError, ValueError):
-        return False
-    return isinstance(rows, list) and bool(rows) and all(
-        isinstance(row, dict) and {"path", "png", "layer", "method"} <= set(row) and isinstance(row["png"], str)
-        and row["png"].endswith(".png") for row in rows)
-
-
 def _gradcam_folder(out_dir):
     """Where the report's Grad-CAM maps go: `out_dir`/gradcam, or gradcam-2, -3, ...: the first that is absent or a
-    folder whose GRADCAM_LISTING is absent or a report's (`is_gradcam_listing`); a listing of the user's is never
+    folder whose GRADCAM_LISTING is absent or a report's (`explain.is_listing`); a listing of the user's is never
     read, written over nor removed."""
     number = 1
     while True:
         folder = os.path.join(out_dir, _numbered(GRADCAM_DIR, number))
         listing = os.path.join(folder, GRADCAM_LISTING)
         if not os.path.lexists(folder) or (os.path.isdir(folder) and (not os.path.lexists(listing)
-                                                                        or is_gradcam_listing(listing))):
+                                                                        or is_listing(listing))):
             return folder
         number += 1
 
