@@ -193,30 +193,9 @@ def run(args):
 
         raise UsageError(f"--val-split: expected no --val beside it (the share is held out of --data), received "
                          f"--val-split {args.val_split} and --val {args.val}.")
-    require_val_apart(args)
     fit(args.data, args.out, val=args.val, preset=args.preset, resume=args.resume,
         overwrite=args.overwrite, **overrides)
     return 0
-
-
-def require_val_apart(args):
-    """Raises UsageError, before anything is read, when a new run's --val is --data itself (the same real path: a
-    folder tree or an annotation list; not a benchmark folder, whose val.txt and train.txt are other images):
-    best.keras would be picked, and the temperature and open-set threshold fitted, on the very images the model
-    learned, said before only by the calibration line at the end. A resumed run keeps its own --val (config.json)."""
-    if args.resume or not args.val or not os.path.exists(args.data):
-        return
-    from dnadet_tf.data import is_benchmark_dir
-    from dnadet_tf.training import same_path
-
-    if same_path(args.val, args.data) and not is_benchmark_dir(args.data):
-        from dnadet_tf.cli.common import UsageError
-
-        what = "folder" if os.path.isdir(args.data) else "file"
-        raise UsageError(f"--val: expected validation images apart from the training images, received --val "
-                         f"{args.val} and --data {args.data}, the same {what} (best.keras would be picked and the "
-                         f"open-set threshold fitted on the images the model learned); pass other labeled images as "
-                         f"--val, or --val-split F in place of --val to hold out a share of --data.")
 
 
 def _resumed_data(run_dir, zoo=None):

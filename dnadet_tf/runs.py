@@ -131,8 +131,8 @@ def read_by_tree(path, tree):
     "one inside it, where its image files would be read as images of class 'real'"; None when it would not read it:
     `tree` None, not a folder, a benchmark folder (its lists name the images) or a zoo (refused as data), or `path`
     outside it by real path (`place_in`), or under a hidden folder of it (not read: `images.find_images`,
-    `data.read_folder_tree`). The rule of `training.require_out_outside_trees`, for the commands that read a run's
-    data again (`calibrate`)."""
+    `data.read_folder_tree`). The rule of `training.require_out_outside_trees` (fit's `out`) and of
+    `calibrate.require_run_outside_data`."""
     if not tree or not os.path.isdir(tree) or is_benchmark_dir(tree) or is_zoo_dir(tree):
         return None
     place = place_in(path, tree)

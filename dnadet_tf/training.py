@@ -7,7 +7,7 @@ import sys
 from dnadet_tf.attacks import attack_fn
 from dnadet_tf.config import (ALIGN_FIRST_STAGE, ENCODER_STAGES, SHIFT_FIRST_STAGE, TrainConfig, as_stored,
                               make_config, paper_name, path_parameter)
-from dnadet_tf.data import (file_identity, hold_out, is_benchmark_dir, is_zoo_dir, read_dataset, real_class_candidates,
+from dnadet_tf.data import (file_identity, hold_out, is_benchmark_dir, read_dataset, real_class_candidates,
                             remap_to, require_several_classes, usable_files)
 from dnadet_tf.distribute import check_strategy, make_strategy
 from dnadet_tf.errors import DataError, DnadetError, RunDirError
@@ -19,7 +19,7 @@ from dnadet_tf.model import (LOGITS_LAYER, Backbone, Classifier, encoder_mismatc
                              transfer_matching_weights)
 from dnadet_tf.pipeline import inference_dataset, training_dataset
 from dnadet_tf.pretrained import NO_INIT, PACKAGED, read_provenance, resolve_init
-from dnadet_tf.runs import CONFIG_FILE, METRICS_FILE, RunDir, place_in
+from dnadet_tf.runs import CONFIG_FILE, METRICS_FILE, RunDir, read_by_tree
 from dnadet_tf.trainer import Trainer
 from dnadet_tf.transplant import training_transplant
 
@@ -259,6 +259,7 @@ def fit(data, out, val=None, preset=None, resume=False, overwrite=False, output=
     if resume and overwrite:
         raise RunDirError("resume and overwrite: expected at most one of them, received both.")
     require_out_outside_trees(out, [("data", data), ("val", val)], resume)  # before they are read
+    require_val_apart(data, val, resume)
     train_files = read_training_files(data)
     run.check(overwrite=overwrite, resume=resume)  # fail before any slow work
     config, val = settle_config(run, resume, preset, overrides, data, val, train_files.class_names)
@@ -297,24 +298,26 @@ def require_out_outside_trees(out, trees, resume=False):
     (`images.find_images`, `data.read_folder_tree` skip them) and is accepted. `resume`: the message says to move
     the run out, where it resumes on the same data (config.json holds them as absolute paths)."""
     for name, tree in trees:
-        if not tree or not os.path.isdir(tree) or is_benchmark_dir(tree) or is_zoo_dir(tree):
+        received = read_by_tree(out, tree)
+        if received is None:
             continue
-        place = place_in(out, tree)
-        if place is None:
-            continue
-        parts = [] if place == "itself" else os.path.relpath(os.path.realpath(out), os.path.realpath(tree)).split(
-            os.sep)
-        if any(part.startswith(".") for part in parts):
-            continue
-        if place == "itself":
-            received = "the folder itself"
-        elif len(parts) == 1:
-            received = "one inside it, where it would be read as a class"
-        else:
-            received = f"one inside it, where its image files would be read as images of class {parts[0]!r}"
         advice = f"move the run dir out of {tree} and resume it there" if resume else "write the run elsewhere"
         raise RunDirError(f"out {out}: expected a folder outside the `{name}` folder tree {tree}, received "
                           f"{received}; {advice}.")
+
+
+def require_val_apart(data, val, resume=False):
+    """Raises DataError, before anything is read, when a new run's `val` is `data` itself (the same real path: a
+    folder tree or an annotation list; not a benchmark folder, whose val.txt and train.txt are other images):
+    best.keras would be picked, and the temperature and open-set threshold fitted, on the very images the model
+    learned. A resumed run keeps its own `val` (config.json)."""
+    if resume or not val or not data or not os.path.exists(data) or is_benchmark_dir(data) or not same_path(val, data):
+        return
+    what = "folder" if os.path.isdir(data) else "file"
+    raise DataError(f"`val`: expected validation images apart from the training images, received `val` {val} and "
+                    f"`data` {data}, the same {what} (best.keras would be picked and the open-set threshold fitted on "
+                    f"the images the model learned); pass other labeled images as `val`, or `val_split` F in place "
+                    f"of `val` to hold out a share of `data`.")
 
 
 def fit_inputs(data, val, init, config, train_files, val_files):

@@ -7,7 +7,6 @@
   word, training on fewer images or classes; it is an error naming the folder;
 - `fit --val DIR` with DIR the --data folder itself trained, validated and calibrated on the training images, said
   only by the calibration line at the end; it is refused before anything is read."""
-import argparse
 import errno
 import os
 import shutil
@@ -215,11 +214,22 @@ def test_fit_refuses_val_that_is_the_data_list_itself(tree, tmp_path):
 
 def test_a_benchmark_folder_as_data_and_val_is_not_refused(tree, tmp_path):
     # Its train.txt and val.txt are other images: `fit --data BENCH` validates on its val.txt by default.
-    from dnadet_tf.cli.fit import require_val_apart
+    from dnadet_tf.training import require_val_apart
 
     val = str(tmp_path / "val")
     make_upsampling_tree(val, 2, seed=4)
     os.makedirs(tmp_path / "bench")
     bench = write_benchmark({"train": tree, "val": val, "test": val}, str(tmp_path / "bench"))
-    require_val_apart(argparse.Namespace(data=bench, val=bench, resume=False))
-    require_val_apart(argparse.Namespace(data=tree, val=tree, resume=True))  # a resumed run keeps its own
+    require_val_apart(bench, bench, resume=False)
+    require_val_apart(tree, tree, resume=True)  # a resumed run keeps its own
+
+
+def test_the_api_refuses_val_that_is_data_itself_as_the_cli_does(tree, tmp_path):
+    # dnadet_tf.fit(data, out, val=data) trained, validated and calibrated on the training images
+    from dnadet_tf.training import fit
+
+    out = str(tmp_path / "run")
+    with pytest.raises(DataError, match=r"^`val`: expected validation images apart from the training images, received "
+                       r"`val` .* and `data` .*, the same folder"):
+        fit(tree, out, val=tree + os.sep, preset="tiny", steps=1)
+    assert not os.path.exists(out)
