@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import dnadet_tf
@@ -47,12 +48,25 @@ def test_evaluate_scores_unknown_images_as_the_command_does_and_warns_when_it_ca
         tiny_run, upsampling_data, tmp_path, capsys):
     from synthetic import make_photos
 
+    from dnadet_tf.data import find_images
+    from dnadet_tf.openset import auroc, fpr_at_known_rate
+    from dnadet_tf.predictor import attribute_files
+
     unknown = make_photos(str(tmp_path / "photos"), 5, size=(64, 48))
     rows = dnadet_tf.evaluate(tiny_run, upsampling_data["val"], unknown=unknown)
     assert [row.get("kind") for row in rows] == [None, "open_set"]
-    assert rows[-1]["metrics"]["unknown_images"] == 5 and 0.0 <= rows[-1]["metrics"]["auroc"] <= 1.0
-
+    m = rows[-1]["metrics"]
+    assert m["unknown_images"] == 5 and 0.0 <= m["auroc"] <= 1.0
+    # as `evaluate --unknown` scores them: the stored score of the known (val) images against the unknown ones,
+    # the unknown images the positives
     uncalibrated = dnadet_tf.load(tiny_run)
+    known_scores = attribute_files(uncalibrated, find_images(upsampling_data["val"]))["ood_score"]
+    unknown_scores = attribute_files(uncalibrated, find_images(unknown))["ood_score"]
+    assert m["known_images"] == len(known_scores)
+    assert m["auroc"] == pytest.approx(auroc(known_scores, unknown_scores))
+    assert m["fpr_at_95_tpr"] == pytest.approx(fpr_at_known_rate(known_scores, unknown_scores))
+    assert m["unknown_flagged"] == pytest.approx(np.mean(unknown_scores > uncalibrated.open_set["threshold"]))
+
     uncalibrated.open_set = None  # as a run fitted without validation data
     capsys.readouterr()
     rows = dnadet_tf.evaluate(uncalibrated, upsampling_data["val"], unknown=[unknown])

@@ -83,8 +83,15 @@ def test_mirrored_on_one_device_says_how_to_split_the_cpu(capsys):
     from dnadet_tf.distribute import make_strategy
 
     if len(tf.config.list_logical_devices("CPU")) > 1 or tf.config.list_physical_devices("GPU"):
-        return  # this process has more than one device: nothing to warn of
-    strategy = make_strategy("mirrored")
-    assert strategy.num_replicas_in_sync == 1
+        # this process has more than one device: the check runs in a fresh one that sees no GPU and one CPU
+        code = ("from dnadet_tf.distribute import make_strategy; "
+                "print(make_strategy('mirrored').num_replicas_in_sync)")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                              env=dict(_env(), CUDA_VISIBLE_DEVICES=""))
+        assert done.returncode == 0, done.stderr[-3000:]
+        replicas, err = int(done.stdout.strip().splitlines()[-1]), done.stderr
+    else:
+        replicas, err = make_strategy("mirrored").num_replicas_in_sync, capsys.readouterr().err
+    assert replicas == 1
     assert ("warning: --strategy mirrored: one device (no GPU and one logical CPU), so one replica; split the CPU "
-            "from Python before TensorFlow starts") in capsys.readouterr().err
+            "from Python before TensorFlow starts") in err

@@ -648,7 +648,7 @@ def test_a_bfloat16_run_exports_float32_and_is_compared_in_float32(upsampling_da
     assert code == 0, stderr
     with open(tmp_path / "out" / "dnadet" / "report.json", encoding="utf-8") as f:
         rows = {row["format"]: row for row in json.load(f)["rows"]}
-    assert rows["float32"]["max_abs_diff"] < 1e-5 and rows["keras"]["max_abs_diff"] == 0.0
+    assert rows["float32"]["max_abs_diff"] < 1e-5
 
 
 def test_a_run_trained_through_the_statistics_shift_exports_plain_batchnorms(upsampling_data, tmp_path):

@@ -2,6 +2,7 @@
 import gc
 import threading
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -89,11 +90,9 @@ def test_loads_from_many_threads_agree(tmp_path):
             if not np.array_equal(cache.load(path), expected[path]):
                 failures.append(path)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with ThreadPoolExecutor(6) as pool:
+        for done in [pool.submit(work, i) for i in range(6)]:
+            done.result()  # a load that raised in a thread fails the test with its error
     assert not failures and len(cache) == 4 and cache.bytes == 4 * 16 * 16 * 3
 
 

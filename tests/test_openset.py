@@ -233,6 +233,21 @@ def test_evaluate_unknown_reports_open_set_figures(tiny_run, upsampling_data, tm
     m = row["metrics"]
     assert 0 <= m["auroc"] <= 1 and 0 <= m["fpr_at_95_tpr"] <= 1 and 0 <= m["open_set_accuracy"] <= 1
     assert set(m["by_score"]) == set(openset.SCORES) and list(m["auroc_by_group"]) == ["noise"]
+    # The figures are the run's stored score of the known (test) images against the unknown ones, the unknown
+    # images the positives (AUROC 1 would be every unknown image scoring above every known one), recomputed here.
+    from dnadet_tf.data import find_images
+    from dnadet_tf.predictor import KerasPredictor, attribute_files
+
+    predictor = KerasPredictor(tiny_run)
+    known_scores = attribute_files(predictor, find_images(upsampling_data["test"]))["ood_score"]
+    unknown_scores = attribute_files(predictor, find_images(str(tmp_path / "unknown")))["ood_score"]
+    threshold = predictor.open_set["threshold"]
+    assert m["score"] == predictor.open_set["score"] and m["known_images"] == len(known_scores)
+    assert m["auroc"] == pytest.approx(openset.auroc(known_scores, unknown_scores))
+    assert m["auroc_by_group"]["noise"] == pytest.approx(m["auroc"])
+    assert m["fpr_at_95_tpr"] == pytest.approx(openset.fpr_at_known_rate(known_scores, unknown_scores))
+    assert m["unknown_flagged"] == pytest.approx(np.mean(unknown_scores > threshold))
+    assert m["known_flagged"] == pytest.approx(np.mean(known_scores > threshold))
     assert "open set (8 unknown" in out
 
 

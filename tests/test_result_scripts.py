@@ -395,7 +395,10 @@ def test_content_shift_probes_summarize_the_runs_and_render_both_tables(tmp_path
 def test_content_adaptation_cuts_balanced_halves_and_draws_a_fixed_subset():
     module = _module("content_adaptation")
     assert module.halves(5) == ([0, 2, 4], [1, 3])
-    assert module.drawn([0, 2, 4, 6, 8], 3) == module.drawn([0, 2, 4, 6, 8], 3)
+    draw = module.drawn([0, 2, 4, 6, 8], 3)
+    assert draw == module.drawn([0, 2, 4, 6, 8], 3)  # a fixed seed: the same draw
+    assert len(draw) == len(set(draw)) == 3 and set(draw) <= {0, 2, 4, 6, 8}  # 3 of the indices, none twice
+    assert module.drawn([0, 2, 4, 6, 8], 3, seed=1) != draw  # another seed, another draw
     assert sorted(module.drawn([0, 2, 4], 20)) == [0, 2, 4]
 
 
@@ -774,7 +777,7 @@ def test_export_seeds_measures_each_exported_file_against_its_run_and_reuses_the
     document = json.loads(open(path).read())
     run = document["runs"][0]
     assert set(run["parity"]) == {"keras", "float16", "int8"} and set(run["open_set"]) == {"keras", "float16", "int8"}
-    assert run["eval_images"] == 36 and run["parity"]["keras"]["top1_agreement"] == 1.0
+    assert run["eval_images"] == 36
     assert run["parity"]["float16"]["top1_agreement"] >= 0.97
     # The run's figures are what `evaluate` gives with open_set.txt as the unknown images.
     rows = evaluate(load(tiny_run, precision="float32"), [os.path.join(zoo, "test.txt")], progress=lambda m: None,
