@@ -111,7 +111,10 @@ def test_content_align_needs_extra_real_crops_and_a_weight_of_zero_or_more(upsam
     assert not os.path.exists(os.path.join(out, "config.json"))
 
 
-def test_fit_trains_with_the_loss_logs_it_and_keeps_it_in_the_config(upsampling_data, tmp_path, capsys):
+def test_fit_trains_with_the_loss_logs_it_and_keeps_it_in_the_config(upsampling_data, tmp_path, capsys, monkeypatch):
+    from dnadet_tf.config import PRESETS
+
+    monkeypatch.setitem(PRESETS["tiny"], "log_every", 1)  # a record per step: each step's own losses
     out = str(tmp_path / "run")
     assert main(["fit", "--data", upsampling_data["train"], "--out", out, "--preset", "tiny", "--steps", "4",
                  "--extra-real", "packaged", "--content-align", "2.5"]) == 0
@@ -122,6 +125,14 @@ def test_fit_trains_with_the_loss_logs_it_and_keeps_it_in_the_config(upsampling_
         records = [record for record in map(json.loads, f) if record.get("kind") == "train"]
     assert records and all(np.isfinite(r["content_alignment"]) and r["content_alignment"] >= 0 for r in records)
     assert any(r["content_alignment"] > 0 for r in records)
+    # The loss each step minimised holds the alignment, times 2.5: the learned weighting of cross-entropy and
+    # contrastive loss (losses.AutomaticWeightedLoss, with the weights the step before left, 1 at first) plus it.
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    params = np.ones(2)
+    for r in records:
+        weighted = np.sum(0.5 / params**2 * np.array([r["cross_entropy"], r["contrastive"]]) + np.log1p(params**2))
+        assert r["loss"] == pytest.approx(weighted + 2.5 * r["content_alignment"], rel=1e-5, abs=1e-6), r["step"]
+        params = np.asarray(r["loss_weight_params"])
 
 
 def test_a_training_set_without_a_real_class_is_one_line_naming_the_flag(tmp_path, capsys):

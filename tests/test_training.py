@@ -249,11 +249,30 @@ def test_gpu_options_run_on_cpu(flags, upsampling_data, tmp_path):
     assert model.get_layer("stage1_conv1").compute_dtype == ("float32" if flags == ["--jit"] else flags[1][6:])
 
 
-def test_augmented_training_and_perturbed_evaluation(tiny_run, upsampling_data, tmp_path, capsys):
+def test_augmented_training_and_perturbed_evaluation(tiny_run, upsampling_data, tmp_path, capsys, monkeypatch):
+    import tensorflow as tf
+
+    from dnadet_tf import training as training_module
+    from dnadet_tf.attacks import apply_attacks
+
+    augment_fns = []
+
+    def recording_dataset(files, config, start_step=0, augment_fn=None, **options):
+        augment_fns.append(augment_fn)
+        return training_dataset(files, config, start_step, augment_fn, **options)
+
+    monkeypatch.setattr(training_module, "training_dataset", recording_dataset)
     out = str(tmp_path / "augmented")
     assert main(["fit", "--data", upsampling_data["train"], "--out", out, "--preset", "tiny", "--steps", "2",
                  "--augment", "crop,jpeg"]) == 0
     assert RunDir(out).config.sampling.augment == ("crop", "jpeg")
+    # the training batches were made with the perturbation: crop then JPEG, as attacks.apply_attacks applies them
+    assert augment_fns and all(fn is not None for fn in augment_fns)
+    image = tf.constant(np.random.default_rng(0).integers(0, 256, (32, 32, 3)), tf.uint8)
+    seed = tf.constant([7, 11], tf.int64)
+    augmented = augment_fns[0](image, seed).numpy()
+    assert np.abs(augmented - image.numpy()).max() > 0
+    np.testing.assert_array_equal(augmented, apply_attacks(image, ("crop", "jpeg"), seed).numpy())
     code = main(["fit", "--data", upsampling_data["train"], "--out", str(tmp_path / "bad"), "--preset", "tiny",
                  "--augment", "crop,sharpen"])
     err = capsys.readouterr().err.strip()
@@ -263,8 +282,12 @@ def test_augmented_training_and_perturbed_evaluation(tiny_run, upsampling_data, 
                  "--json", report]) == 0
     clean = str(tmp_path / "clean.json")
     assert main(["evaluate", "--model", tiny_run, "--data", upsampling_data["test"], "--json", clean]) == 0
-    perturbed_matrix = json.load(open(report))[0]["metrics"]["confusion_matrix"]
-    assert np.sum(perturbed_matrix) == 36
+    perturbed_metrics = json.load(open(report))[0]["metrics"]
+    clean_metrics = json.load(open(clean))[0]["metrics"]
+    assert np.sum(perturbed_metrics["confusion_matrix"]) == np.sum(clean_metrics["confusion_matrix"]) == 36
+    # the same images, perturbed: other probabilities (so another calibration error) and here other predictions
+    assert perturbed_metrics["ece"] != clean_metrics["ece"]
+    assert perturbed_metrics["confusion_matrix"] != clean_metrics["confusion_matrix"]
 
 
 def test_resize_chain_flags_reach_the_run_and_bad_sizes_name_the_flag(upsampling_data, tmp_path, capsys):
