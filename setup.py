@@ -46,7 +46,7 @@ setup(
     ],
     extras_require={
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
-        "test": ["pytest>=8", "playwright>=1.40"],
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "playwright>=1.40"],
         # PyTorch only to build and save the authors' network in tests/test_torch_import.py;
         # `import-torch` itself reads checkpoints without it. Prefer a CPU build (README).
         "torch": ["torch>=2.1"],
