@@ -133,7 +133,10 @@ def make_strategy(name):
     if name == "default":
         return tf.distribute.get_strategy()
     devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
-    if len(devices) == 1:
+    if len(devices) == 1 and gpus:  # mirrored over one GPU: no more replicas to be had from this process
+        print("warning: --strategy mirrored: one device (one GPU), so one replica; it mirrors over several GPUs "
+              "(README, 'Scaling out')", file=sys.stderr, flush=True)
+    elif len(devices) == 1:
         print("warning: --strategy mirrored: one device (no GPU and one logical CPU), so one replica; split the "
               "CPU from Python before TensorFlow starts: tf.config.set_logical_device_configuration(cpu, "
               "[tf.config.LogicalDeviceConfiguration()] * N) (README, 'Scaling out')", file=sys.stderr, flush=True)

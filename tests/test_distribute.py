@@ -95,3 +95,22 @@ def test_mirrored_on_one_device_says_how_to_split_the_cpu(capsys):
     assert replicas == 1
     assert ("warning: --strategy mirrored: one device (no GPU and one logical CPU), so one replica; split the CPU "
             "from Python before TensorFlow starts") in err
+
+
+def test_mirrored_on_one_gpu_says_one_gpu_not_one_cpu(monkeypatch, capsys):
+    # The warning for one device said "no GPU and one logical CPU" and how to split the CPU, also on one GPU.
+    from types import SimpleNamespace
+
+    from dnadet_tf import distribute
+
+    def listed(kind):
+        return [SimpleNamespace(name="/device:GPU:0")] if kind == "GPU" else [SimpleNamespace(name="/device:CPU:0")]
+
+    made = []
+    monkeypatch.setattr(distribute, "configure_runtime", lambda name: None)
+    monkeypatch.setattr(distribute.tf.config, "list_logical_devices", listed)
+    monkeypatch.setattr(distribute.tf.distribute, "MirroredStrategy", lambda devices: made.append(devices) or devices)
+    distribute.make_strategy("mirrored")
+    assert made == [["/device:GPU:0"]]
+    err = capsys.readouterr().err
+    assert "warning: --strategy mirrored: one device (one GPU), so one replica" in err and "CPU" not in err
