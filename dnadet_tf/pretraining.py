@@ -1,5 +1,6 @@
 """`pretrain`: step 1 of DNA-Det, classifying 170 image transformations of
 natural photos, with the same loop, losses and run dir as `fit`."""
+import hashlib
 import json
 import os
 import sys
@@ -16,7 +17,7 @@ from dnadet_tf.transforms import NUM_TRANSFORMS, TRANSFORM_NAMES, transform_fami
 
 PHOTO_SIZE = 128  # transformations are defined on 128 px crops
 MIN_PHOTOS = 10
-PHOTOS_FILE = "photos.json"  # the usable photos a run started with, relative to --photos, sorted
+PHOTOS_FILE = "photos.json"  # the usable photos a run started with, relative to --photos, sorted, with their SHA-256
 
 
 FAMILY_NAMES = tuple(dict.fromkeys(transform_family(i)[0] for i in range(NUM_TRANSFORMS)))
@@ -63,21 +64,47 @@ def photo_names(folder, paths):
     return sorted(os.path.relpath(path, folder).replace(os.sep, "/") for path in paths)
 
 
+def photos_sha256(folder, paths):
+    """{relative path (as `photo_names`): SHA-256 of the file's bytes} of the photos `paths` in `folder`, sorted."""
+    digests = {}
+    for path in paths:
+        with open(path, "rb") as f:
+            digests[photo_names(folder, [path])[0]] = hashlib.sha256(f.read()).hexdigest()
+    return dict(sorted(digests.items()))
+
+
+def photos_record(folder, paths):
+    """What PHOTOS_FILE holds: the photos' names (`photo_names`) and each one's SHA-256 (`photos_sha256`)."""
+    return {"photos": photo_names(folder, paths), "sha256": photos_sha256(folder, paths)}
+
+
 def require_same_photos(run, folder, paths):
     """Raises DataError unless the usable photos `paths` in `folder` are those the resumed `run` started with
-    (PHOTOS_FILE), so that its training and held-out photos stay the same; a run made before the file was
+    (PHOTOS_FILE): the same names and, where the file records them, the same contents (a photo edited or replaced
+    under its name), so that its training and held-out photos stay the same; a run made before the file was
     written is not checked."""
     path = run.file(PHOTOS_FILE)
     if not os.path.isfile(path):
         return
     with open(path, encoding="utf-8") as f:
-        recorded = set(json.load(f)["photos"])
+        document = json.load(f)
+    recorded = set(document["photos"])
     now = set(photo_names(folder, paths))
     if now != recorded:
         raise DataError(
             f"photos: expected the {len(recorded)} usable photos the resumed run started with, received "
             f"{len(now)} in {folder} ({len(now - recorded)} added, {len(recorded - now)} removed); restore them "
             f"or train into a new `out`.")
+    recorded_sha256 = document.get("sha256")
+    if isinstance(recorded_sha256, dict):
+        changed = sorted(name for name, digest in photos_sha256(folder, paths).items()
+                         if recorded_sha256.get(name) != digest)
+        if changed:
+            more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
+            raise DataError(
+                f"photos: expected the photos the resumed run started with, received {len(changed)} with other "
+                f"contents under the same names in {folder} ({changed[0]}{more}); restore them or train into a new "
+                f"`out`.")
 
 
 def split_photos(paths, seed, val_fraction=0.1):
@@ -132,7 +159,7 @@ def pretrain(photos, out, preset=None, resume=False, overwrite=False, output=Non
     strategy = make_strategy(config.runtime.strategy)  # one that cannot be built leaves the run dir as it was
     run.start(config, TRANSFORM_NAMES, overwrite=overwrite, resume=resume)
     if not resume:
-        write_json_atomic(run.file(PHOTOS_FILE), {"photos": photo_names(photos, files.paths)})
+        write_json_atomic(run.file(PHOTOS_FILE), photos_record(photos, files.paths))
     banner = lambda replicas: (  # noqa: E731
         f"pre-training ({config.preset} preset, width {config.model.width}, {config.runtime.precision}) on "
         f"{len(TRANSFORM_NAMES)} transformations of {len(train_photos)} photos "

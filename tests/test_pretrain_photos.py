@@ -50,3 +50,20 @@ def test_resume_refuses_photos_added_or_removed(tmp_path, capsys):
     os.remove(os.path.join(run_dir, "photos.json"))  # pretraining.PHOTOS_FILE
     shutil.copy(os.path.join(aside, "p00.jpg"), os.path.join(photos, "new.jpg"))
     assert pretrain(photos, run_dir, resume=True, steps=2)["end_step"] == 2
+
+
+def test_resume_refuses_a_photo_edited_under_its_name(tmp_path):
+    # photos.json held the names alone: a photo replaced under its name resumed on other training and held-out photos
+    photos = str(tmp_path / "photos")
+    make_photos(photos, 12)
+    run_dir = str(tmp_path / "run")
+    pretrain(photos, run_dir, preset="tiny", steps=2, val_every=2)
+    original = open(os.path.join(photos, "p04.jpg"), "rb").read()
+    make_photos(str(tmp_path / "other"), 1, seed=3)
+    shutil.copy(os.path.join(str(tmp_path / "other"), "p00.jpg"), os.path.join(photos, "p04.jpg"))
+    with pytest.raises(DataError, match=r"^photos: expected the photos the resumed run started with, received 1 with "
+                                        r"other contents under the same names in .* \(p04\.jpg\); restore them or "
+                                        r"train into a new `out`\.$"):
+        pretrain(photos, run_dir, resume=True, steps=2)
+    open(os.path.join(photos, "p04.jpg"), "wb").write(original)
+    assert pretrain(photos, run_dir, resume=True, steps=2)["end_step"] == 2
