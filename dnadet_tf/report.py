@@ -274,12 +274,17 @@ def _confusion_section(rows, class_names, out_dir, replaceable=()):
 def _earlier_confusion_pngs(report, out_dir):
     """The confusion PNGs (confusion_*.png) in `out_dir` whose bytes the report at `report` (an earlier report's
     or none, `_report_paths`) embeds in its confusion section: those it drew, which this report may draw over."""
-    embedded = _embedded_pngs(report, "confusion") if os.path.isfile(report) else set()
+    return _embedded_files(report, "confusion", out_dir, r"confusion_.*\.png")
+
+
+def _embedded_files(report, section, out_dir, pattern):
+    """The files of `out_dir` whose names match `pattern` (a regular expression, whole name) and whose bytes the
+    report at `report` (none: none) embeds in its `section`, in name order."""
+    embedded = _embedded_pngs(report, section) if os.path.isfile(report) else set()
     found = []
     for name in sorted(os.listdir(out_dir)) if embedded else []:
         path = os.path.join(out_dir, name)
-        if re.fullmatch(r"confusion_.*\.png", name) and os.path.isfile(path) \
-                and embed_png(path).split(",", 1)[1] in embedded:
+        if re.fullmatch(pattern, name) and os.path.isfile(path) and embed_png(path).split(",", 1)[1] in embedded:
             found.append(path)
     return found
 
@@ -389,14 +394,8 @@ def _report_paths(out_dir):
     its t-SNE section embeds; the t-SNE goes to tsne.png, or the next name that is free or one of those. A file of
     the user's is neither written over nor removed."""
     report = _free_path(out_dir, REPORT_FILE, is_report)
-    embedded = _embedded_pngs(report, "tsne") if os.path.isfile(report) else set()
     stem, ext = os.path.splitext(TSNE_PNG)
-    earlier = []
-    for name in sorted(os.listdir(out_dir)) if embedded else []:
-        path = os.path.join(out_dir, name)
-        if re.fullmatch(rf"{re.escape(stem)}(-[0-9]+)?{re.escape(ext)}", name) and os.path.isfile(path) \
-                and embed_png(path).split(",", 1)[1] in embedded:
-            earlier.append(path)
+    earlier = _embedded_files(report, "tsne", out_dir, rf"{re.escape(stem)}(-[0-9]+)?{re.escape(ext)}")
     tsne = _free_path(out_dir, TSNE_PNG, lambda path: path in earlier)
     return report, tsne, earlier
 

@@ -1,7 +1,9 @@
 """Small generated images for tests: three classes that share content and
 differ only in how the content was upsampled (nearest, bilinear, and a
 transposed convolution with a fixed kernel that leaves checkerboard traces)."""
+import glob
 import os
+import shutil
 
 import numpy as np
 from PIL import Image
@@ -86,3 +88,16 @@ def write_benchmark(data, folder):
         with open(os.path.join(folder, f"{split}.txt"), "w") as f:
             f.write(listing(source))
     return str(folder)
+
+
+def packaged_photo_dirs(root, counts):
+    """Copies `counts` = {'a': n, ...} of the package's demo photos (in sorted order, none twice) into
+    root/<letter>/; returns root."""
+    from dnadet_tf.zoo.photos import PACKAGED_PHOTOS
+
+    sources = iter(sorted(glob.glob(os.path.join(PACKAGED_PHOTOS, "*", "*.jpg"))))
+    for letter, count in counts.items():
+        os.makedirs(os.path.join(root, letter), exist_ok=True)
+        for _ in range(count):
+            shutil.copy(next(sources), os.path.join(root, letter))
+    return root

@@ -23,6 +23,7 @@ from dnadet_tf.errors import DataError, DnadetError
 from dnadet_tf.images import load_rgb, save_png_atomic
 from dnadet_tf.zoo import SPLITS, build_zoo, plan
 from dnadet_tf.zoo.photos import PACKAGED_PHOTOS, find_photos
+from synthetic import packaged_photo_dirs
 
 PAPER_CLASSES = ["real", "progan", "mmdgan", "sngan", "infomaxgan"]
 INTERRUPT_AFTER = 3
@@ -188,33 +189,21 @@ def test_same_seed_gives_same_weights_and_image_bytes(tiny_zoo, resumed_zoo):
                 assert a.read() == b.read(), relative
 
 
-def _photo_dirs(root, counts):
-    """Copies `counts` = {'a': n, ...} packaged photos into root/<letter>/."""
-    sources = sorted(glob.glob(os.path.join(PACKAGED_PHOTOS, "*", "*.jpg")))
-    k = 0
-    for letter, count in counts.items():
-        os.makedirs(os.path.join(root, letter), exist_ok=True)
-        for _ in range(count):
-            shutil.copy(sources[k], os.path.join(root, letter))
-            k += 1
-    return root
-
-
 def test_too_few_photos_is_a_data_error(tmp_path):
-    photos = _photo_dirs(str(tmp_path / "photos"), {"a": 1, "b": 1, "c": 1})
+    photos = packaged_photo_dirs(str(tmp_path / "photos"), {"a": 1, "b": 1, "c": 1})
     with pytest.raises(DataError, match=r"too few usable photos for content domain A .*found 1, need at least 4"):
         build_zoo(str(tmp_path / "zoo"), size="tiny", photos=photos)
     assert not os.path.exists(tmp_path / "zoo")
 
 
 def test_empty_domain_folder_is_a_data_error(tmp_path):
-    photos = _photo_dirs(str(tmp_path / "photos"), {"a": 5, "b": 0, "c": 2})
+    photos = packaged_photo_dirs(str(tmp_path / "photos"), {"a": 5, "b": 0, "c": 2})
     with pytest.raises(DataError, match=r"photos[/\\]b: domain B folder holds no photo"):
         build_zoo(str(tmp_path / "zoo"), size="tiny", photos=photos)
 
 
 def test_small_photo_is_a_data_error_and_unreadable_photos_are_skipped(tmp_path):
-    photos = _photo_dirs(str(tmp_path / "photos"), {"a": 5, "b": 3, "c": 3})
+    photos = packaged_photo_dirs(str(tmp_path / "photos"), {"a": 5, "b": 3, "c": 3})
     with open(os.path.join(photos, "a", "broken.jpg"), "wb") as handle:
         handle.write(b"not a jpeg")
     warnings = []
@@ -235,7 +224,7 @@ def test_small_photo_is_a_data_error_and_unreadable_photos_are_skipped(tmp_path)
 
 def test_a_zoo_inside_its_photo_folder_is_refused_before_any_work(tmp_path):
     # the first build passed; its rerun (or a resumed build) read the zoo folder as a domain and was refused
-    photos = _photo_dirs(str(tmp_path / "photos"), {"a": 5, "b": 3, "c": 3})
+    photos = packaged_photo_dirs(str(tmp_path / "photos"), {"a": 5, "b": 3, "c": 3})
     out = os.path.join(photos, "zoo")
     with pytest.raises(DataError, match=rf"^--out {re.escape(out)}: expected a folder outside --photos "):
         build_zoo(out, size="tiny", photos=photos)
@@ -243,7 +232,7 @@ def test_a_zoo_inside_its_photo_folder_is_refused_before_any_work(tmp_path):
 
 
 def test_small_photos_of_every_domain_are_named_in_one_message(tmp_path):
-    photos = _photo_dirs(str(tmp_path / "photos"), {"a": 5, "b": 3, "c": 3})
+    photos = packaged_photo_dirs(str(tmp_path / "photos"), {"a": 5, "b": 3, "c": 3})
     save_png_atomic(np.zeros((100, 300, 3), np.uint8), os.path.join(photos, "a", "small-a.png"))
     save_png_atomic(np.zeros((90, 90, 3), np.uint8), os.path.join(photos, "c", "small-c.png"))
     with pytest.raises(DataError, match=r"^2 photo\(s\) too small .*small-a\.png \(300x100 px\), .*small-c\.png"):
@@ -257,10 +246,10 @@ def test_flat_folder_and_subfolder_rules(tmp_path):
         shutil.copy(path, flat)
     photo_set = find_photos(flat)
     assert [len(photo_set.domains[d]) for d in "ABC"] == [4, 2, 2]
-    named = _photo_dirs(str(tmp_path / "named"), {"x1": 4, "x2": 2, "x3": 1, "x4": 1})
+    named = packaged_photo_dirs(str(tmp_path / "named"), {"x1": 4, "x2": 2, "x3": 1, "x4": 1})
     photo_set = find_photos(named)
     assert [len(photo_set.domains[d]) for d in "ABC"] == [4, 2, 2]
-    two = _photo_dirs(str(tmp_path / "two"), {"x1": 4, "x2": 2})
+    two = packaged_photo_dirs(str(tmp_path / "two"), {"x1": 4, "x2": 2})
     with pytest.raises(DataError, match="found 2"):
         find_photos(two)
     # Photos beside the domain subfolders are in no domain: said, not used.
@@ -669,7 +658,7 @@ def test_a_weights_file_the_build_did_not_write_is_refused(tiny_zoo, tmp_path):
 def test_photos_edited_in_place_are_other_photos_to_a_resumed_build(tmp_path):
     # A photo re-saved with the same byte count kept the recorded fingerprint (paths and sizes): the photos' bytes
     # are recorded too, and a build.json written before that is read as before.
-    photos = _photo_dirs(str(tmp_path / "photos"), {"a": 5, "b": 3, "c": 3})
+    photos = packaged_photo_dirs(str(tmp_path / "photos"), {"a": 5, "b": 3, "c": 3})
     first = find_photos(photos)
     recorded = first.content_digest  # read now, before the edit
     path = first.domains["A"][0]

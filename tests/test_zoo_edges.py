@@ -16,6 +16,7 @@ from dnadet_tf.zoo import build as build_module
 from dnadet_tf.zoo.build import build_zoo, plan
 from dnadet_tf.zoo.photos import PACKAGED_PHOTOS, find_photos
 from dnadet_tf.zoo.swap_content import write_swapped_splits
+from synthetic import packaged_photo_dirs
 
 CLASSES = ["real", "progan", "mmdgan", "sngan", "infomaxgan"]
 
@@ -32,21 +33,10 @@ def no_training(monkeypatch):
     monkeypatch.setattr(build_module, "_build", stop)
 
 
-def _photo_dirs(root, counts):
-    sources = sorted(glob.glob(os.path.join(PACKAGED_PHOTOS, "*", "*.jpg")))
-    k = 0
-    for letter, count in counts.items():
-        os.makedirs(os.path.join(root, letter), exist_ok=True)
-        for _ in range(count):
-            shutil.copy(sources[k], os.path.join(root, letter))
-            k += 1
-    return root
-
-
 def test_repeated_photos_are_left_out_with_one_warning(tmp_path):
     # A copy in B, a link in C and a lossless re-save in A of one A photo: each in another content group put test
     # content into training (A-train / A-test, A / B); they were all used.
-    photos = _photo_dirs(str(tmp_path / "photos"), {"a": 5, "b": 3, "c": 3})
+    photos = packaged_photo_dirs(str(tmp_path / "photos"), {"a": 5, "b": 3, "c": 3})
     first = sorted(glob.glob(os.path.join(photos, "a", "*.jpg")))[0]
     shutil.copy(first, os.path.join(photos, "b", "copy.jpg"))
     os.symlink(first, os.path.join(photos, "c", "link.jpg"))
