@@ -7,8 +7,8 @@ import sys
 from dnadet_tf.attacks import attack_fn
 from dnadet_tf.config import (ALIGN_FIRST_STAGE, ENCODER_STAGES, SHIFT_FIRST_STAGE, TrainConfig, as_stored,
                               make_config, paper_name, path_parameter)
-from dnadet_tf.data import (file_identity, hold_out, is_benchmark_dir, read_dataset, real_class_candidates,
-                            remap_to, require_several_classes, usable_files)
+from dnadet_tf.data import (benchmark_split, file_identity, hold_out, is_benchmark_dir, read_dataset,
+                            real_class_candidates, remap_to, require_several_classes, usable_files)
 from dnadet_tf.distribute import check_strategy, make_strategy
 from dnadet_tf.errors import DataError, DnadetError, RunDirError
 from dnadet_tf.extra_real import AUTO as AUTO_PHOTOS
@@ -307,13 +307,19 @@ def require_out_outside_trees(out, trees, resume=False):
 
 
 def require_val_apart(data, val, resume=False):
-    """Raises DataError, before anything is read, when a new run's `val` is `data` itself (the same real path: a
-    folder tree or an annotation list; not a benchmark folder, whose val.txt and train.txt are other images):
-    best.keras would be picked, and the temperature and open-set threshold fitted, on the very images the model
-    learned. A resumed run keeps its own `val` (config.json)."""
-    if resume or not val or not data or not os.path.exists(data) or is_benchmark_dir(data) or not same_path(val, data):
+    """Raises DataError, before anything is read, when a new run's `val` names the very images of `data`: the same
+    real path (a folder tree or an annotation list), a benchmark folder's train.txt counting as what that folder
+    trains on (`data` BENCH and `val` BENCH/train.txt) and its val.txt as what it validates on (a benchmark folder
+    as both is its train.txt and val.txt: other images): best.keras would be picked, and the temperature and
+    open-set threshold fitted, on the very images the model learned. A resumed run keeps its own `val`
+    (config.json)."""
+    if resume or not val or not data or not os.path.exists(data) or not os.path.exists(val):
         return
-    what = "folder" if os.path.isdir(data) else "file"
+    trained = benchmark_split(data, "train") if is_benchmark_dir(data) else data
+    validated = benchmark_split(val, "val") if is_benchmark_dir(val) else val
+    if not same_path(validated, trained):
+        return
+    what = "folder" if os.path.isdir(trained) else "file"
     raise DataError(f"`val`: expected validation images apart from the training images, received `val` {val} and "
                     f"`data` {data}, the same {what} (best.keras would be picked and the open-set threshold fitted on "
                     f"the images the model learned); pass other labeled images as `val`, or `val_split` F in place "

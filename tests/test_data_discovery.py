@@ -222,6 +222,13 @@ def test_a_benchmark_folder_as_data_and_val_is_not_refused(tree, tmp_path):
     bench = write_benchmark({"train": tree, "val": val, "test": val}, str(tmp_path / "bench"))
     require_val_apart(bench, bench, resume=False)
     require_val_apart(tree, tree, resume=True)  # a resumed run keeps its own
+    require_val_apart(bench, os.path.join(bench, "val.txt"))  # what BENCH validates on anyway
+    # but its train.txt as --val is the training images again, as is --val its train.txt spelt another way beside
+    # --data its train.txt
+    with pytest.raises(DataError, match=r", the same file \(best\.keras would be picked"):
+        require_val_apart(bench, os.path.join(bench, "train.txt"))
+    with pytest.raises(DataError, match=r", the same file \(best\.keras would be picked"):
+        require_val_apart(os.path.join(bench, "train.txt"), bench + os.sep + "." + os.sep + "train.txt")
 
 
 def test_the_api_refuses_val_that_is_data_itself_as_the_cli_does(tree, tmp_path):
