@@ -1,6 +1,5 @@
 """Where `evaluate` and `robustness` write their results: a folder per evaluated data beside the model,
 which never receives another data's results, and checks of an output file given on the command line."""
-import json
 import os
 import re
 
@@ -58,11 +57,9 @@ def _holds_same_data(folder, record_file, record):
         return False
     if not os.listdir(folder):
         return True
-    try:
-        with open(os.path.join(folder, record_file), encoding="utf-8") as f:
-            recorded = json.load(f)
-    except (OSError, ValueError):
-        return False
+    from dnadet_tf.runs import read_json
+
+    recorded = read_json(os.path.join(folder, record_file))
     return isinstance(recorded, dict) and all(recorded.get(key) == value for key, value in record.items())
 
 
@@ -98,25 +95,20 @@ def check_output_file(flag, path, earlier=None, what="an earlier result of this 
         raise UsageError(f"{flag} {path}: expected a file path under a folder, but {parent} is a file.")
 
 
-def _json_of(path):
-    """The JSON value in the file at `path`, or None when it holds no JSON."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
 def is_evaluation_json(path):
     """Whether the file at `path` is an evaluation JSON `evaluate` writes: a non-empty list of rows with a name
     (`[]`, which it never writes, is a file of the user's)."""
-    rows = _json_of(path)
+    from dnadet_tf.runs import read_json
+
+    rows = read_json(path)
     return isinstance(rows, list) and bool(rows) and all(isinstance(row, dict) and "name" in row for row in rows)
 
 
 def is_robustness_json(path):
     """Whether the file at `path` is a robustness JSON `robustness` writes: an object with its rows and attacks."""
-    document = _json_of(path)
+    from dnadet_tf.runs import read_json
+
+    document = read_json(path)
     return isinstance(document, dict) and {"rows", "attacks"} <= set(document)
 
 

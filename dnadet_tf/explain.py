@@ -26,7 +26,6 @@ at the centre of the input region it covers, at stride s the pixel
 s * k + (s - 1) / 2), and min-max normalised to [0, 1] per image (all zeros
 where the map is constant, e.g. where no location supports the class).
 """
-import json
 import os
 import re
 
@@ -39,6 +38,7 @@ from dnadet_tf.model import (DEFAULT_GRADCAM_LAYER, attribute, precision_copy,
                              probabilities as classifier_probabilities)
 from dnadet_tf.pipeline import inference_dataset
 from dnadet_tf.preprocess import from_unit_range
+from dnadet_tf.runs import free_path, read_json
 
 METHODS = ("gradcam", "gradcam++")
 DEFAULT_METHOD = "gradcam"
@@ -52,11 +52,7 @@ def is_listing(path):
     gradcam/gradcam.json) wrote: a non-empty list of `explain_files` rows (each with its image `path`, its `png`,
     ending .png, `layer` and `method`). Anything else, `[]` included (explain never writes it: a run without a
     usable image is refused), is a file of the user's: never read as a listing, written over nor removed."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            rows = json.load(f)
-    except (OSError, ValueError):
-        return False
+    rows = read_json(path)
     return isinstance(rows, list) and bool(rows) and all(
         isinstance(row, dict) and {"path", "png", "layer", "method"} <= set(row) and isinstance(row["png"], str)
         and row["png"].endswith(".png") for row in rows)
@@ -66,13 +62,7 @@ def listing_path(out_dir):
     """Where `explain` writes its listing in `out_dir`: LISTING (explain.json), or explain-2.json, -3, ...: the first
     that is absent or a listing (`is_listing`, an earlier explain's, which it replaces); a file of the user's under
     the name is kept, as a PNG of the user's is (`_output_names`)."""
-    number = 1
-    while True:
-        stem, ext = os.path.splitext(LISTING)
-        path = os.path.join(out_dir, LISTING if number == 1 else f"{stem}-{number}{ext}")
-        if not os.path.lexists(path) or (os.path.isfile(path) and is_listing(path)):
-            return path
-        number += 1
+    return free_path(out_dir, LISTING, is_listing)
 
 
 def gradcam_layer_names(model):

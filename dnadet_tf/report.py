@@ -34,7 +34,8 @@ from dnadet_tf.explain import is_listing
 from dnadet_tf.images import save_figure_atomic
 from dnadet_tf.model import DEFAULT_GRADCAM_LAYER
 from dnadet_tf.predictor import features_and_logits
-from dnadet_tf.runs import earlier_pngs, remove_unlisted, write_json_atomic, write_text_atomic
+from dnadet_tf.runs import (earlier_pngs, free_path, numbered_name, remove_unlisted, write_json_atomic,
+                            write_text_atomic)
 
 REPORT_FILE = "report.html"
 GENERATOR = "dnadet-tf evaluate --report"  # report.html's generator meta tag: what tells an earlier report
@@ -368,23 +369,6 @@ def _embedded_pngs(path, section):
     return set(re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', found.group(1))) if found else set()
 
 
-def _numbered(name, number):
-    """`name` for 1, else NAME-number.EXT (report-2.html)."""
-    stem, ext = os.path.splitext(name)
-    return name if number == 1 else f"{stem}-{number}{ext}"
-
-
-def _free_path(out_dir, name, replaceable):
-    """The path of `name` in `out_dir`, or of NAME-2.EXT, NAME-3.EXT, ...: the first that is absent or a file that
-    `replaceable` (path -> bool) says an earlier report wrote."""
-    number = 1
-    while True:
-        path = os.path.join(out_dir, _numbered(name, number))
-        if not os.path.lexists(path) or (os.path.isfile(path) and replaceable(path)):
-            return path
-        number += 1
-
-
 def _report_paths(out_dir):
     """(report, tsne, earlier_tsne): where the report writes its HTML and its t-SNE PNG in `out_dir`, and the t-SNE
     PNGs of the earlier report it replaces (which it replaces or removes).
@@ -393,10 +377,10 @@ def _report_paths(out_dir):
     the name; an earlier report there is replaced. Its t-SNE PNGs (tsne.png, tsne-2.png, ...) are those whose bytes
     its t-SNE section embeds; the t-SNE goes to tsne.png, or the next name that is free or one of those. A file of
     the user's is neither written over nor removed."""
-    report = _free_path(out_dir, REPORT_FILE, is_report)
+    report = free_path(out_dir, REPORT_FILE, is_report)
     stem, ext = os.path.splitext(TSNE_PNG)
     earlier = _embedded_files(report, "tsne", out_dir, rf"{re.escape(stem)}(-[0-9]+)?{re.escape(ext)}")
-    tsne = _free_path(out_dir, TSNE_PNG, lambda path: path in earlier)
+    tsne = free_path(out_dir, TSNE_PNG, lambda path: path in earlier)
     return report, tsne, earlier
 
 
@@ -416,7 +400,7 @@ def _gradcam_folder(out_dir):
     read, written over nor removed."""
     number = 1
     while True:
-        folder = os.path.join(out_dir, _numbered(GRADCAM_DIR, number))
+        folder = os.path.join(out_dir, numbered_name(GRADCAM_DIR, number))
         listing = os.path.join(folder, GRADCAM_LISTING)
         if not os.path.lexists(folder) or (os.path.isdir(folder) and (not os.path.lexists(listing)
                                                                         or is_listing(listing))):

@@ -83,15 +83,37 @@ def describe_path(path):
     return "a folder that is neither a run dir nor a benchmark folder"
 
 
+def read_json(path):
+    """The JSON value in the file at `path`, or None when it cannot be read or holds no JSON."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def numbered_name(name, number):
+    """`name` for 1, else NAME-number.EXT (report-2.html, explain-2.json)."""
+    stem, ext = os.path.splitext(name)
+    return name if number == 1 else f"{stem}-{number}{ext}"
+
+
+def free_path(folder, name, replaceable):
+    """The path of `name` in `folder`, or of NAME-2.EXT, NAME-3.EXT, ...: the first that is absent or a file that
+    `replaceable` (path -> bool) says an earlier run of the command wrote (a file of the user's is kept)."""
+    number = 1
+    while True:
+        path = os.path.join(folder, numbered_name(name, number))
+        if not os.path.lexists(path) or (os.path.isfile(path) and replaceable(path)):
+            return path
+        number += 1
+
+
 def earlier_pngs(listing, key):
     """The PNG files an earlier run's JSON `listing` (a list of rows) names under `key` that still exist in the
     listing's own folder ([] without a readable listing): what a new run into that folder replaces. A relative
     name is read in the listing's folder, so that a run started from another working folder finds them too."""
-    try:
-        with open(listing, encoding="utf-8") as f:
-            rows = json.load(f)
-    except (OSError, ValueError):
-        return []
+    rows = read_json(listing)
     if not isinstance(rows, list):
         return []
     folder = os.path.dirname(os.path.abspath(listing))

@@ -31,7 +31,7 @@ from dnadet_tf.errors import DataError, DnadetError
 from dnadet_tf.images import find_images, is_image_file
 from dnadet_tf.exports.tflite import TFLITE_FORMATS, sidecar_path, tflite_filename
 from dnadet_tf.exports import web
-from dnadet_tf.runs import interrupts_deferred, nearest_existing, process_alive, write_json_atomic
+from dnadet_tf.runs import interrupts_deferred, nearest_existing, process_alive, read_json, write_json_atomic
 
 ALL_FORMATS = ("savedmodel",) + TFLITE_FORMATS + ("web",)
 TFLITE_DIR = "tflite"
@@ -68,11 +68,7 @@ def _report_versions(base):
 
 def _recorded_version(path):
     """The `version` the JSON object at `path` records (an int), or None when it records none or cannot be read."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            document = json.load(f)
-    except (OSError, ValueError):
-        return None
+    document = read_json(path)
     version = document.get("version") if isinstance(document, dict) else None
     return version if isinstance(version, int) and not isinstance(version, bool) else None
 

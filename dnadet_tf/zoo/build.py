@@ -484,9 +484,9 @@ def build_zoo(out_dir, size="demo", photos=None, seed=0, wild=False, progress=pr
         raise DataError(f"--seed must be a non-negative integer, received {seed}.")
     preset = SIZES[size]
     out_dir = os.fspath(out_dir)
-    _refuse_empty("--out", out_dir)
+    refuse_empty_path("--out", out_dir)
     if photos is not None:
-        _refuse_empty("--photos", os.fspath(photos))
+        refuse_empty_path("--photos", os.fspath(photos))
     if photos is not None and _is_inside(out_dir, os.fspath(photos)):
         raise DataError(f"--out {out_dir}: expected a folder outside --photos {os.fspath(photos)}, received one "
                         f"inside it (its images would be read as photos the next time, and a rerun or a resumed "
@@ -501,8 +501,9 @@ def build_zoo(out_dir, size="demo", photos=None, seed=0, wild=False, progress=pr
     return out_dir
 
 
-def _refuse_empty(flag, value):
-    """An empty path is the current folder to `os.path` (a build there wrote beside whatever it holds): refused."""
+def refuse_empty_path(flag, value):
+    """An empty path is the current folder to `os.path` (a build or swap-content there wrote beside whatever it
+    holds): refused, naming `flag`."""
     if not value.strip():
         raise DataError(f"{flag}: expected a folder path, received an empty value{f' {value!r}' if value else ''} "
                         f"(a shell variable that is not set?).")

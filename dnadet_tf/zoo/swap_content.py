@@ -33,7 +33,7 @@ from dnadet_tf.data import REAL_CLASS, SWAP_CONTENT_RECORD, benchmark_digest, re
 from dnadet_tf.errors import DataError
 from dnadet_tf.images import load_rgb, save_png_atomic
 from dnadet_tf.runs import write_json_atomic, write_text_atomic
-from dnadet_tf.zoo.build import DEFAULT_LOSSES, GENERATE_BATCH, SCALE, _graph_settings
+from dnadet_tf.zoo.build import DEFAULT_LOSSES, GENERATE_BATCH, SCALE, _graph_settings, refuse_empty_path
 from dnadet_tf.zoo.photos import seed_key
 from dnadet_tf.zoo.training import TrainConfig, generate, load_checked_weights, new_generator
 
@@ -166,9 +166,7 @@ def write_swapped_splits(zoo_dir, out_dir, progress=print):
     """
     zoo_dir, out_dir = os.fspath(zoo_dir), os.fspath(out_dir)
     for flag, value in (("--zoo", zoo_dir), ("--out", out_dir)):
-        if not value.strip():  # os.path's current folder: a zoo there, or files written into it
-            raise DataError(f"{flag}: expected a folder path, received an empty value{f' {value!r}' if value else ''} "
-                            f"(a shell variable that is not set?).")
+        refuse_empty_path(flag, value)  # os.path's current folder: a zoo there, or files written into it
     zoo = _read_zoo(zoo_dir)
     _check_zoo_files(zoo_dir, zoo)
     _check_out_dir(out_dir)
