@@ -42,7 +42,7 @@ from dnadet_tf.data import OPEN_SET_SPLIT, benchmark_digest, benchmark_split  # 
 from dnadet_tf.distribute import configure_runtime  # noqa: E402
 from dnadet_tf.errors import DnadetError  # noqa: E402
 from dnadet_tf.evaluation import OPEN_SET_ROW, evaluate  # noqa: E402
-from dnadet_tf.runs import BEST_MODEL, RunDir, describe_path, write_json_atomic  # noqa: E402
+from dnadet_tf.runs import BEST_MODEL, RunDir, describe_path, read_json, write_json_atomic  # noqa: E402
 from arguments import refuse_given_twice  # noqa: E402
 from provenance import is_result_of, provenance  # noqa: E402
 
@@ -79,11 +79,7 @@ def export_report(run, out, formats, zoo, progress=print):
 
 def _read_report(path):
     """The report.json dict at `path`, or None (none there, or not a report)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            report = json.load(f)
-    except (OSError, ValueError):
-        return None
+    report = read_json(path)
     return report if isinstance(report, dict) else None
 
 
