@@ -58,11 +58,11 @@ def parse_formats(text):
 
 
 def _report_versions(base):
+    """The versions the report.json of `base` records: its own and its `earlier` ones (none when it cannot be read)."""
+    report = read_json(os.path.join(base, REPORT_FILE))
     try:
-        with open(os.path.join(base, REPORT_FILE), encoding="utf-8") as f:
-            report = json.load(f)
         return {int(entry["version"]) for entry in [report, *report.get("earlier", [])]}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         return set()
 
 
