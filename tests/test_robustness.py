@@ -3,9 +3,8 @@ import json
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from dnadet_tf.attacks import apply_attacks  # the project's own module: a broken one fails here, never skips
+from by_hand import attacked_metrics  # imports the project's own attacks module: a broken one fails, never skips
 
 
 @pytest.fixture(scope="module")
@@ -13,30 +12,6 @@ def predictor(tiny_run):
     from dnadet_tf.api import load as load_predictor
 
     return load_predictor(tiny_run)
-
-
-def _metrics_by_hand(predictor, spec, attack, seed, batch_size=16):
-    """{"accuracy", "macro_f1", "probabilities"} of the test images of `spec` under `attack` (None: no attack),
-    computed here image by image: decoded, attacked with `attacks.apply_attacks` and the stateless seed
-    (seed, i) of image i (as robustness.py documents), preprocessed, predicted by `attribute_pixels` in batches of
-    `batch_size` (as evaluation does)."""
-    from dnadet_tf.data import read_usable
-    from dnadet_tf.images import load_rgb
-    from dnadet_tf.metrics import classification_metrics
-    from dnadet_tf.preprocess import preprocess_image
-
-    files = read_usable(spec, "test", predictor.class_names, predictor.preprocess)
-    pixels = []
-    for i, path in enumerate(files.paths):
-        image = load_rgb(path)
-        if attack is not None:
-            image = apply_attacks(image, (attack,), tf.constant([seed, i], tf.int64))
-        pixels.append(preprocess_image(image, predictor.preprocess).numpy())
-    pixels = np.stack(pixels)
-    probabilities = np.concatenate([predictor.attribute_pixels(pixels[i : i + batch_size])["probabilities"]
-                                    for i in range(0, len(pixels), batch_size)])
-    metrics = classification_metrics(files.labels, np.argmax(probabilities, axis=-1), predictor.class_names)
-    return {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "probabilities": probabilities}
 
 
 def test_a_row_per_dataset_a_column_per_attack_and_deterministic(predictor, upsampling_data):
@@ -61,10 +36,10 @@ def test_a_row_per_dataset_a_column_per_attack_and_deterministic(predictor, upsa
         assert again[0]["macro_f1"][column] == row["macro_f1"][column]
     # A column is the accuracy of its attacked images: the figures of two columns computed here image by image
     # (each image i attacked with seed (3, i)), which the attacks move away from the clean column's.
-    clean = _metrics_by_hand(predictor, upsampling_data["test"], None, 3)
+    clean = attacked_metrics(predictor, upsampling_data["test"], None, 3)
     assert (row["accuracy"]["none"], row["macro_f1"]["none"]) == pytest.approx((clean["accuracy"], clean["macro_f1"]))
     for column in ("blur", "jpeg"):
-        attacked = _metrics_by_hand(predictor, upsampling_data["test"], column, 3)
+        attacked = attacked_metrics(predictor, upsampling_data["test"], column, 3)
         assert np.abs(attacked["probabilities"] - clean["probabilities"]).max() > 1e-3, column
         assert attacked["accuracy"] != clean["accuracy"], column  # else a lost attack would go unseen here
         assert row["accuracy"][column] == pytest.approx(attacked["accuracy"]), column
