@@ -32,7 +32,9 @@ def register(subparsers):
                         "(--images, --photos) needs --data and --val, and any adapted run given --data needs --val)")
     parser.add_argument("--val", help="known validation images (default: the run's own, or the images 'fit --val-split' "
                         "held out of its training data, also with other --data; none for a run of 'adapt' given "
-                        "--data: its own are the content before adaptation)")
+                        "--data: its own are the content before adaptation); images the run trained on (the same "
+                        "bytes as an image of its own training data) are refused when they are all of --val, warned "
+                        "of when some are")
     parser.add_argument("--known-rate", type=float, default=KNOWN_RATE, metavar="Q",
                         help="share of the validation images the open-set threshold keeps as known, above 0 and at "
                              "most 1; lower flags more unknown architectures and more known ones under a shift "

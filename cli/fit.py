@@ -28,7 +28,8 @@ def register(subparsers):
                         "(path<TAB>label lines with classes.txt beside it), or a benchmark folder (its train.txt). "
                         "Omitted: the demo zoo.")
     parser.add_argument("--val", help="validation data in the same forms, other images than --data's (--data "
-                        "itself is refused: use --val-split); default: a benchmark's val.txt")
+                        "itself, a copy of it or a list of its files is refused: use --val-split; some of its images "
+                        "among them: a warning line); default: a benchmark's val.txt")
     parser.add_argument("--val-split", type=float, metavar="F",
                         help="hold out this share of each class of --data (0 to below 1, e.g. 0.1) as the validation "
                         "images, in place of --val: for a folder tree without validation data, so that best.keras "

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from dnadet_tf.data import hold_out, is_benchmark_dir, read_usable
+from dnadet_tf.data import hold_out, is_benchmark_dir, read_dataset, read_usable
 from dnadet_tf.errors import DataError, DnadetError, RunDirError
 from dnadet_tf.openset import (DEFAULT_MEANS, DEFAULT_RADII, DEFAULT_SCORE, KNOWN_RATE, MIN_RADIUS_IMAGES,
                                RADIUS_SCORES, check_known_rate, check_means, check_radii, fit_statistics)
@@ -26,6 +26,8 @@ CALIBRATION_FILE = "calibration.json"
 FEW_VALIDATION_IMAGES = 20  # below this, calibrate says that its threshold rests on one or two images
 # calibration.json's `val` for a run that held out its validation images from its training data (`val_split`)
 HELD_OUT = "the share val_split of the training data, held out"
+# What rests on the validation images of `calibrate`, for `require_val_unlearned_by`'s lines.
+CALIBRATED_ON_VAL = "the temperature and the open-set threshold"
 
 
 def _calibration_report(run_dir):
@@ -260,7 +262,7 @@ def adapted_labeled(run, data=None, val=None):
 
 
 def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=32, output=None, files=None,
-                  known_rate=KNOWN_RATE, radii=DEFAULT_RADII, means=None):
+                  known_rate=KNOWN_RATE, radii=DEFAULT_RADII, means=None, check_val=True):
     """Fits and stores the run's calibration; returns the report (also written to calibration.json).
 
     Args:
@@ -287,8 +289,12 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
         training images (at most K points per class, whatever the number of images).
       files: (training, validation) LabeledFiles already read and checked in the run's label order
         (`fit` passes its own), in place of reading `data` and `val` again.
+      check_val: whether a given `val` is checked against the images the run trained on
+        (`require_val_unlearned_by`); `fit --resume`, calibrating again on what calibration.json records, passes
+        False.
 
-    Raises DataError when there are no validation images, and RunDirError, before the model is loaded, when
+    Raises DataError when there are no validation images, or, before the model is loaded, when every image of a
+    given `val` is one the run trained on (some: a warning line), and RunDirError, before the model is loaded, when
     `run_dir` lies inside a folder tree it would read (`require_run_outside_data`).
     """
     output = output or sys.stdout
@@ -298,6 +304,8 @@ def calibrate_run(run_dir, score=DEFAULT_SCORE, data=None, val=None, batch_size=
     config = run.config
     if files is None:  # before the model is loaded: a run dir its own data would read as a class
         require_run_outside_data(run_dir, config, data, val, labeled)
+        if check_val and isinstance(val, (str, os.PathLike)):
+            require_val_unlearned_by(run, val)
     model = run.load_model()
     if labeled and not data and files is None:  # its labeled images, as `adapt --labeled` calibrated on them
         data, val, files = adapted_labeled_files(run_dir, labeled, model, val, output)
@@ -337,6 +345,30 @@ def require_run_outside_data(run_dir, config, data=None, val=None, labeled=None)
             advice = (f"pass another `{name}`" if words == "the folder itself" else
                       f"move the run dir out of {tree} and calibrate it there")
             raise RunDirError(f"{run_dir}: expected a run dir outside {where}, received {words}; {advice}.")
+
+
+def require_val_unlearned_by(run, val):
+    """`training.require_val_unlearned` for the `val` given to calibrate `run` (a `RunDir`): raises DataError when
+    every image of `val` is, by its bytes, one the run trained on (config.json's `data`, less the share `val_split`
+    held out of it), warns when some are. Nothing is decoded (`data.same_files`), and nothing is checked when
+    that training data is gone or no longer reads, nor for a run of `adapt` (its config.json's data are the content
+    before adaptation, which it no longer describes)."""
+    from dnadet_tf.training import require_val_unlearned
+
+    def quiet(line):  # what is wrong with the files is said where they are read for the calibration
+        return None
+
+    trained_on = run.config.data
+    if not trained_on or not os.path.exists(trained_on) or os.path.isfile(run.file(ADAPTATION_FILE)):
+        return
+    try:
+        train_files = read_dataset(trained_on, "train", warn=quiet)
+        if run.config.val_split:
+            train_files = hold_out(train_files, run.config.val_split)[0]
+    except (DataError, ValueError):
+        return
+    require_val_unlearned(train_files, read_dataset(os.fspath(val), "val", warn=quiet), val, CALIBRATED_ON_VAL,
+                          "pass other labeled images as `val`")
 
 
 def checked_settings(known_rate, radii, means, labeled, score=None):

@@ -194,6 +194,62 @@ def file_identity(path):
     return (status.st_dev, status.st_ino)
 
 
+def same_files(paths, others):
+    """[(path, other)]: each of `paths`, in order, that is one of `others` by its bytes, with the first such
+    other: the same file (`file_identity`: a symbolic or a hard link too) or a file of the same SHA-256 (a copy).
+    Nothing is decoded, and only files whose size occurs on both sides are read (`os.stat` first), so that two
+    sets of other images cost one stat per file; a path that cannot be stat'ed or read matches nothing."""
+    def by_size(group):
+        sizes = {}
+        for path in group:
+            try:
+                sizes.setdefault(os.stat(path).st_size, []).append(path)
+            except (OSError, ValueError):
+                pass
+        return sizes
+
+    digests = {}  # file identity -> SHA-256 of its bytes (None: unreadable), each file read once
+
+    def digest(path, identity):
+        if identity not in digests:
+            try:
+                digests[identity] = file_sha256(path)
+            except OSError:
+                digests[identity] = None
+        return digests[identity]
+
+    mine, theirs = by_size(paths), by_size(others)
+    found = {}
+    for size in mine.keys() & theirs.keys():
+        files = {}  # identity -> the first other that is that file
+        for other in theirs[size]:
+            files.setdefault(file_identity(other), other)
+        copies = None  # digest -> the first other of those bytes, once a path is not one of the files
+        for path in mine[size]:
+            identity = file_identity(path)
+            if identity in files:
+                found[path] = files[identity]
+                continue
+            if copies is None:
+                copies = {}
+                for other_identity, other in files.items():
+                    copies.setdefault(digest(other, other_identity), other)
+                copies.pop(None, None)
+            hit = copies.get(digest(path, identity))
+            if hit is not None:
+                found[path] = hit
+    return [(path, found[path]) for path in paths if path in found]
+
+
+def file_sha256(path):
+    """The SHA-256 digest (bytes) of file `path`, read in chunks of 1 MiB."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.digest()
+
+
 def looks_like_annotation_list(path):
     """Whether text file `path` reads as an annotation list: its first line that is neither empty nor a comment
     splits into a path with an image extension and a label (a notes.txt or a classes.txt does not)."""

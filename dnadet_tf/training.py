@@ -8,7 +8,7 @@ from dnadet_tf.attacks import attack_fn
 from dnadet_tf.config import (ALIGN_FIRST_STAGE, ENCODER_STAGES, SHIFT_FIRST_STAGE, TrainConfig, as_stored,
                               make_config, paper_name, path_parameter)
 from dnadet_tf.data import (benchmark_split, file_identity, hold_out, is_benchmark_dir, read_dataset,
-                            real_class_candidates, remap_to, require_several_classes, usable_files)
+                            real_class_candidates, remap_to, require_several_classes, same_files, usable_files)
 from dnadet_tf.distribute import check_strategy, make_strategy
 from dnadet_tf.errors import DataError, DnadetError, RunDirError
 from dnadet_tf.extra_real import AUTO as AUTO_PHOTOS
@@ -28,6 +28,11 @@ RESUMABLE_OVERRIDES = ("steps", "val_every", "checkpoint_every", "log_every", "s
 # Settings that name a folder, with the values of each that name none: config.json records the folder as an absolute
 # path (`settle_config`), and a resumed run takes it under any spelling (`same_folder_setting`).
 FOLDER_SETTINGS = {"init": ("", NO_INIT, PACKAGED), "extra_real": ("", NO_PHOTOS, AUTO_PHOTOS, PACKAGED_PHOTOS)}
+# What `fit` does with its validation images, and what to pass in place of a `val` of training images
+# (`require_val_unlearned`).
+FIT_ON_VAL = "the choice of best.keras, the temperature and the open-set threshold"
+FIT_VAL_ADVICE = ("pass other labeled images as `val`, or `val_split` F in place of `val` to hold out a share of "
+                  "`data`")
 
 
 def load_init_weights(init_run, config, num_classes, partial=False, output=None, class_names=None):
@@ -244,7 +249,8 @@ def fit(data, out, val=None, preset=None, resume=False, overwrite=False, output=
         `extra_real`) lies inside it (`fit_inputs`, `RunDir.require_inputs_outside`).
       `out` inside a folder-tree `data` or `val` is refused, new or resumed (`require_out_outside_trees`); so are
       photos of `extra_real` that are validation images or training images of a fake class
-      (`require_extra_real_apart`).
+      (`require_extra_real_apart`), and a new run's `val` whose every image is a training image by its bytes (a
+      copy, a list naming them; some of them: a warning line, `require_val_unlearned`).
       init_partial: with `init`, allow an encoder that only partly matches.
       **overrides: TrainConfig fields (None = keep the preset's); `val_split=F` holds out the share F of each
         class of `data` as validation images in place of `val` (`data.hold_out`).
@@ -266,6 +272,8 @@ def fit(data, out, val=None, preset=None, resume=False, overwrite=False, output=
     require_out_outside_trees(out, [("val", val)], resume)  # a resumed run's own, from its config.json
     check_strategy(config.runtime.strategy)  # a bad TF_CONFIG stops here, before the slow work and any write
     val_files = read_validation_files(val, train_files.class_names)
+    if val_files is not None and not resume:  # a resumed run keeps its own `val`
+        require_val_unlearned(train_files, val_files, val)
     # before the slow work: an input inside the `out` that overwrite=True empties would be deleted
     run.require_inputs_outside(fit_inputs(data, val, overrides.get("init"), config, train_files, val_files),
                                overwrite=overwrite, resume=resume)
@@ -324,6 +332,24 @@ def require_val_apart(data, val, resume=False):
                     f"`data` {data}, the same {what} (best.keras would be picked and the open-set threshold fitted on "
                     f"the images the model learned); pass other labeled images as `val`, or `val_split` F in place "
                     f"of `val` to hold out a share of `data`.")
+
+
+def require_val_unlearned(train_files, val_files, val, fitted=FIT_ON_VAL, advice=FIT_VAL_ADVICE):
+    """Raises DataError, one line naming `val`, when every image of `val_files` (read from `val`, not decoded) is one
+    of the training images `train_files` by its bytes (`data.same_files`: a copy of the training folder, a list
+    naming its files, links to them), which `require_val_apart` cannot tell by the path; warns (one line, stderr) and
+    goes on when some are. `fitted`: what rests on the validation images, `advice`: what to do (`calibrate` says
+    its own)."""
+    shared = same_files(val_files.paths, train_files.paths)
+    if not shared:
+        return
+    example = f"e.g. {shared[0][0]}, the same bytes as the training image {shared[0][1]}"
+    if len(shared) == len(val_files):
+        raise DataError(f"`val`: expected validation images apart from the training images, received `val` {val}, "
+                        f"whose {len(shared)} images are all training images ({example}: {fitted} would rest on "
+                        f"images the model learned); {advice}.")
+    print(f"warning: --val {val}: {len(shared)} of its {len(val_files)} validation images are training images "
+          f"({example}): {fitted} rest partly on images the model learned", file=sys.stderr, flush=True)
 
 
 def fit_inputs(data, val, init, config, train_files, val_files):
@@ -558,7 +584,7 @@ def calibrate_at_end(run, out, config, user_train_files, val_files, output, resu
         return calibrate_run(out, settings["score"], data=None if files else settings["data"],
                              val=None if files else settings["val"], batch_size=config.loop.eval_batch_size,
                              output=output, files=files, known_rate=settings["known_rate"],
-                             radii=settings["radii"], means=settings["means"])
+                             radii=settings["radii"], means=settings["means"], check_val=False)
     if val_files is not None and os.path.isfile(run.best_model_path):
         from dnadet_tf.calibrate import calibrate_run
 
