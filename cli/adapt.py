@@ -58,8 +58,8 @@ def register(subparsers):
             "images: docs/results.md, 'The open set after adapt --photos'), and 'dnadet-tf calibrate OUT --data "
             "LABELED --val LABELED' refits it; with --images or --photos and --blend 0, which leaves the run's "
             "model as it was, it is kept as it was (calibration.json copied). A file given more than once (the "
-            "same file, by its real path) counts once, with a warning; with --labeled, one file in two classes is "
-            "refused."
+            "same file, by its real path or a hard link, or a copy: the same bytes) counts once, with a warning; "
+            "with --labeled, one file (or copy) in two classes is refused."
         ),
         formatter_class=HelpFormatter,
     )
@@ -70,7 +70,7 @@ def register(subparsers):
     given = parser.add_mutually_exclusive_group(required=True)
     given.add_argument("--images", nargs="+", metavar="PATH",
                        help="unlabeled images of the new content: files or folders (read recursively; a file "
-                            "given more than once counts once)")
+                            "given more than once, or copied, counts once)")
     given.add_argument("--photos", metavar="DIR",
                        help="real photos of the new content, no fakes (read recursively; 128 px or more on the "
                             "shorter side): the mix is made of them and the run's training fakes")

@@ -32,6 +32,7 @@ The open-set calibration described the training content: `adapt --labeled` refit
 benchmarks measure); `adapt_run` reads the run dir and the images, calls it, and writes the new run dir
 (`write_adapted_run`).
 """
+import dataclasses
 import json
 import os
 import sys
@@ -41,7 +42,7 @@ import numpy as np
 
 from dnadet_tf.calibrate import CALIBRATION_FILE
 from dnadet_tf.config import ADAPT_FIRST_STAGE, ENCODER_STAGES, LABELED_FIRST_STAGE, PHOTO_FIRST_STAGE
-from dnadet_tf.data import collect_image_paths, readable_images
+from dnadet_tf.data import collect_image_paths, file_identity, readable_images, repeated_files
 from dnadet_tf.errors import DataError, DnadetError, RunDirError
 from dnadet_tf.labeled_head import (check_means_per_class, head_line, labeled_files, labeled_head, repeats,
                                     repeats_line)
@@ -192,8 +193,9 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
     clusters k-means finds in each class's features (labeled images of several contents in one folder).
 
     Files that cannot be decoded or are too small are skipped with one warning line each; a file given more than
-    once (the same real path) counts once, where it first occurs, with one warning line saying how many repeats were
-    dropped (one labeled with two classes is refused: `labeled_head.without_repeats`). The open-set
+    once (the same real path), or one of the same bytes as an earlier file (a copy, a hard link:
+    `data.repeated_files`), counts once, where it first occurs, with one warning line saying how many repeats were
+    dropped (one labeled with two classes is refused: `labeled_head.without_repeats`, `without_copies`). The open-set
     calibration described the training content: with `labeled` images, MIN_CALIBRATION_IMAGES or more of every
     class, it is refitted on them, each scored with the statistics of the others (`labeled_calibration`: its
     distance to the nearest other labeled image of each class for the default head, which answers by those
@@ -223,8 +225,12 @@ def adapt_run(run_dir, images, out, blend=None, batch_size=16, overwrite=False, 
         first_stage = PHOTO_FIRST_STAGE if photos is not None else LABELED_FIRST_STAGE if labeled else ADAPT_FIRST_STAGE
     if specs is not None:
         means_per_class = ALL_IMAGES if means_per_class is None else means_per_class
-        files, groups = labeled_files(specs, source.class_names, source.config.preprocess,
-                                      warn=lambda line: print(f"warning: {line}", file=output, flush=True))
+
+        def warn(line):
+            print(f"warning: {line}", file=output, flush=True)
+
+        files, groups = without_copies(*labeled_files(specs, source.class_names, source.config.preprocess, warn),
+                                       " ".join(str(spec) for spec in specs), warn)
         return _adapt(source, files.paths, target, blend, batch_size, overwrite, output, first_stage,
                       labeled=(files, groups, specs), means_per_class=means_per_class)
     if photos is None:
@@ -294,6 +300,44 @@ def _check_settings(images, photos, labeled, fakes, blend, first_stage, means_pe
         check_means_per_class(means_per_class, len(labeled))
 
 
+def without_copies(files, groups, given, warn):
+    """(files, groups) of `labeled_files` without the images that are an earlier one by their bytes
+    (`data.repeated_files`: a copy, or a hard link across DATA, which `labeled_head.repeats`, comparing real paths,
+    does not see), each counted once where it first occurs, with one warning line to `warn` (`_repeats_line`;
+    `given`: the labeled DATA), the groups numbered 0.. over those left. Raises DataError naming both files and
+    both classes for an image in two classes (a copy too: one image has one source)."""
+    dropped = repeated_files(files.paths)
+    if not dropped:
+        return files, groups
+    paths, labels, names = files.paths, files.labels, files.class_names
+    for index, earlier in dropped.items():
+        if labels[index] != labels[earlier]:
+            raise DataError(f"--labeled {given}: {paths[index]}: {_same(paths[index], paths[earlier])}, in class "
+                            f"{names[labels[earlier]]!r} and class {names[labels[index]]!r}; expected each file in "
+                            f"one class.")
+    warn(_repeats_line(f"--labeled {given}", paths, dropped))
+    kept = [index for index in range(len(paths)) if index not in dropped]
+    files = dataclasses.replace(files, paths=[paths[index] for index in kept], labels=labels[kept])
+    return files, np.unique(np.asarray(groups)[kept], return_inverse=True)[1].astype(np.int64)
+
+
+def _same(path, first):
+    """How file `path` is the earlier `first`: "the same file as FIRST" (a link), else "the same bytes as FIRST"."""
+    return f"the same {'file' if file_identity(path) == file_identity(first) else 'bytes'} as {first}"
+
+
+def _repeats_line(flag, paths, dropped):
+    """`labeled_head.repeats_line` of `flag` for the `dropped` of `paths` ({index: index of its first occurrence}),
+    its example the first of them, or, where some are copies (the same bytes, not the same file), the first copy,
+    with the file it has the same bytes as."""
+    copies = [index for index in sorted(dropped)
+              if file_identity(paths[index]) != file_identity(paths[dropped[index]])]
+    if not copies:
+        return repeats_line(flag, len(dropped), paths[min(dropped)])
+    copy, first = paths[copies[0]], paths[dropped[copies[0]]]
+    return repeats_line(flag, len(dropped), f"{copy} ({_same(copy, first)})")
+
+
 def _adapt(source, images, target, blend, batch_size, overwrite, output, first_stage, made=None, labeled=None,
            means_per_class=ALL_IMAGES):
     """`adapt_run` from the run dir `source` to `images` into the checked run dir `target`; `made`: the
@@ -307,10 +351,13 @@ def _adapt(source, images, target, blend, batch_size, overwrite, output, first_s
 
         paths = collect_image_paths(list(images))
         first, repeated = repeats(paths)
-        if repeated and made is None:  # a file given twice counts once: twice, its statistics and answer would
-            # weigh double, and in the open-set threshold it would be its own nearest neighbour
-            warn(repeats_line(f"--images {' '.join(map(str, images))}", len(repeated), paths[min(repeated)]))
-        paths, skipped = readable_images([paths[index] for index in first], model.preprocessing, warn=warn)
+        copies = {} if made else {first[index]: first[earlier]  # the mix made of photos may repeat a crop
+                                  for index, earlier in repeated_files([paths[index] for index in first]).items()}
+        if (repeated or copies) and made is None:  # a file given twice counts once: twice, its statistics and
+            # answer would weigh double, and in the open-set threshold it would be its own nearest neighbour
+            warn(_repeats_line(f"--images {' '.join(map(str, images))}", paths, {**repeated, **copies}))
+        paths, skipped = readable_images([paths[index] for index in first if index not in copies],
+                                         model.preprocessing, warn=warn)
         files = groups = specs = None
     else:
         files, groups, specs = labeled

@@ -199,33 +199,15 @@ def same_files(paths, others):
     other: the same file (`file_identity`: a symbolic or a hard link too) or a file of the same SHA-256 (a copy).
     Nothing is decoded, and only files whose size occurs on both sides are read (`os.stat` first), so that two
     sets of other images cost one stat per file; a path that cannot be stat'ed or read matches nothing."""
-    def by_size(group):
-        sizes = {}
-        for path in group:
-            try:
-                sizes.setdefault(os.stat(path).st_size, []).append(path)
-            except (OSError, ValueError):
-                pass
-        return sizes
-
     digests = {}  # file identity -> SHA-256 of its bytes (None: unreadable), each file read once
-
-    def digest(path, identity):
-        if identity not in digests:
-            try:
-                digests[identity] = file_sha256(path)
-            except OSError:
-                digests[identity] = None
-        return digests[identity]
-
-    mine, theirs = by_size(paths), by_size(others)
+    mine, theirs = _by_size(paths), _by_size(others)
     found = {}
     for size in mine.keys() & theirs.keys():
         files = {}  # identity -> the first other that is that file
-        for other in theirs[size]:
+        for other in (others[index] for index in theirs[size]):
             files.setdefault(file_identity(other), other)
         copies = None  # digest -> the first other of those bytes, once a path is not one of the files
-        for path in mine[size]:
+        for path in (paths[index] for index in mine[size]):
             identity = file_identity(path)
             if identity in files:
                 found[path] = files[identity]
@@ -233,12 +215,60 @@ def same_files(paths, others):
             if copies is None:
                 copies = {}
                 for other_identity, other in files.items():
-                    copies.setdefault(digest(other, other_identity), other)
+                    copies.setdefault(_digest(other, other_identity, digests), other)
                 copies.pop(None, None)
-            hit = copies.get(digest(path, identity))
+            hit = copies.get(_digest(path, identity, digests))
             if hit is not None:
                 found[path] = hit
     return [(path, found[path]) for path in paths if path in found]
+
+
+def repeated_files(paths):
+    """{index: index of the first}: each of `paths` that is an earlier one by its bytes, the same file
+    (`file_identity`: a symbolic or a hard link too) or a file of the same SHA-256 (a copy), with the index of the
+    first of those bytes, in order. As in `same_files`, nothing is decoded and only files whose size another of
+    `paths` has are read; a path that cannot be stat'ed repeats nothing, one that cannot be read only its own
+    file."""
+    digests = {}  # file identity -> SHA-256 of its bytes (None: unreadable), each file read once
+    found = {}
+    for indices in _by_size(paths).values():
+        if len(indices) < 2:
+            continue
+        files, copies = {}, {}  # identity, digest -> the index of the first of those bytes
+        for index in indices:
+            identity = file_identity(paths[index])
+            if identity in files:
+                found[index] = files[identity]
+                continue
+            digest = _digest(paths[index], identity, digests)
+            first = copies.setdefault(digest, index) if digest is not None else index
+            files[identity] = first
+            if first != index:
+                found[index] = first
+    return dict(sorted(found.items()))
+
+
+def _by_size(paths):
+    """{size in bytes: [index of each of `paths` of that size, in order]}; a path that cannot be stat'ed is left
+    out."""
+    sizes = {}
+    for index, path in enumerate(paths):
+        try:
+            sizes.setdefault(os.stat(path).st_size, []).append(index)
+        except (OSError, ValueError):
+            pass
+    return sizes
+
+
+def _digest(path, identity, digests):
+    """The SHA-256 of file `path` (None when it cannot be read), kept in `digests` by its `identity`
+    (`file_identity`), so that each file is read once."""
+    if identity not in digests:
+        try:
+            digests[identity] = file_sha256(path)
+        except OSError:
+            digests[identity] = None
+    return digests[identity]
 
 
 def file_sha256(path):

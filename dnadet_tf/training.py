@@ -451,12 +451,12 @@ def add_extra_inputs(user_train_files, config, output, val_files=None):
 
 def require_extra_real_apart(source, train_files, val_files, held_out=False):
     """Raises DataError, one line naming `extra_real`, for the first of its photos (source `source`: a folder, or the
-    packaged photos) that is one file (`data.file_identity`: through a symbolic or a hard link too) with a validation
-    image (`val_files`, or with `held_out` the share `val_split` held out of the training data: its crops would be
-    trained as real and the same image validated) or with a training image of a fake class (`train_files`: trained
-    as real and as its fake class at once). Call it before the crops are cut. Nothing is checked when `extra_real`
-    adds nothing (none, or `auto` without one real class) or when there is not one real class (`add_extra_real`
-    refuses that then).
+    packaged photos) that is by its bytes (`data.same_files`: the same file, through a symbolic or a hard link too,
+    or a copy) a validation image (`val_files`, or with `held_out` the share `val_split` held out of the training
+    data: its crops would be trained as real and the same image validated) or a training image of a fake class
+    (`train_files`: trained as real and as its fake class at once). Call it before the crops are cut. Nothing is
+    checked when `extra_real` adds nothing (none, or `auto` without one real class) or when there is not one real
+    class (`add_extra_real` refuses that then). Nothing is decoded, and only files of the same size are read.
 
     Photos that are training images of the real class are allowed, with one warning line (stderr): their label is
     the one they are trained with anyway, so nothing is trained as what it is not, but their crops add no real photo
@@ -466,35 +466,34 @@ def require_extra_real_apart(source, train_files, val_files, held_out=False):
     if source in ("", NO_PHOTOS) or len(candidates) != 1:
         return
     photos = source_photos(PACKAGED_PHOTOS if source == AUTO_PHOTOS else source)
-    identities = [file_identity(photo) for photo in photos]
-    wanted = set(identities)
     real = train_files.class_names.index(candidates[0])
-    found = {}  # identity of a photo -> (the image's path, what it is, whether that is refused); validation first
-    if val_files is not None:
-        held = " (held out by val_split)" if held_out else ""
-        for path, label in zip(val_files.paths, val_files.labels):
-            identity = file_identity(path)
-            if identity in wanted:
-                found.setdefault(identity, (path, f"a validation image{held} of class "
-                                                  f"{val_files.class_names[label]!r}", True))
-    for path, label in zip(train_files.paths, train_files.labels):
-        identity = file_identity(path)
-        if identity in wanted:
-            role = "real" if label == real else "fake"
-            found.setdefault(identity, (path, f"a training image of the {role} class "
-                                              f"{train_files.class_names[label]!r}", label != real))
+    held = " (held out by val_split)" if held_out else ""
+    # (paths, their labels, class names, what they are, whether refused): validation first, then fakes, then real
+    sides = [] if val_files is None else [(val_files.paths, val_files.labels, val_files.class_names,
+                                           f"a validation image{held} of class", True)]
+    for role, refused in (("fake", True), ("real", False)):
+        rows = [row for row, label in enumerate(train_files.labels) if (label != real) == refused]
+        sides.append(([train_files.paths[row] for row in rows], train_files.labels[rows], train_files.class_names,
+                      f"a training image of the {role} class", refused))
+    found = {}  # photo -> (the image's path, what it is, whether that is refused), on the first side it is on
+    for paths, labels, names, what, refused in sides:
+        label = {}
+        for path, index in zip(paths, labels.tolist()):
+            label.setdefault(path, index)
+        for photo, path in same_files(photos, paths):
+            found.setdefault(photo, (path, f"{what} {names[label[path]]!r}", refused))
     shared = []
-    for photo, identity in zip(photos, identities):
-        hit = found.get(identity)
-        if hit is None:
+    for photo in photos:
+        if photo not in found:
             continue
-        path, what, refused = hit
+        path, what, refused = found[photo]
+        how = "file" if file_identity(photo) == file_identity(path) else "bytes"
         if refused:
-            same = "" if os.path.abspath(photo) == os.path.abspath(path) else f" (the same file as {path})"
+            same = "" if os.path.abspath(photo) == os.path.abspath(path) else f" (the same {how} as {path})"
             raise DataError(f"extra_real {source}: expected photos apart from the training images of the fake classes "
                             f"and from the validation images, received {photo}{same}, {what}; give a folder of "
                             f"other photos.")
-        shared.append(photo)
+        shared.append(photo if how == "file" else f"{photo}, the same bytes as {path}")
     if shared:
         print(f"warning: --extra-real {source}: {len(shared)} of its {len(photos)} photos are training images of the "
               f"real class (e.g. {shared[0]}): their crops add no real photo of other content", file=sys.stderr,
