@@ -58,3 +58,10 @@ def files_under(folder):
             with open(path, "rb") as f:
                 found[os.path.relpath(path, folder)] = f.read()
     return found
+
+
+def error_line(stderr):
+    """The one error line of a refused command's `stderr`, past any warning line."""
+    lines = stderr.splitlines()
+    assert lines and all(line.startswith("warning: ") for line in lines[:-1]), stderr
+    return lines[-1]

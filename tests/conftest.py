@@ -5,7 +5,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 
-from synthetic import make_upsampling_tree  # noqa: E402
+from synthetic import make_photos, make_upsampling_tree  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +45,15 @@ def untrained_run(tmp_path_factory):
     Classifier(Backbone(config.model.width), len(CLASSES), config.model.dropout, CLASSES, config.preprocess).save(
         os.path.join(run_dir, runs.BEST_MODEL))
     return run_dir
+
+
+@pytest.fixture
+def folder(tmp_path, monkeypatch):
+    """tmp_path as the working folder, with train/ and val/ trees (real, nearest, transposed: 3 and 2 images of
+    32 px each) and photos/ (2 photos of 192 x 160 px); crops are cached in tmp_path/cache."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DNADET_TF_CACHE", str(tmp_path / "cache"))
+    make_upsampling_tree("train", 3, seed=1)
+    make_upsampling_tree("val", 2, seed=2)
+    make_photos("photos", 2)
+    return tmp_path

@@ -101,3 +101,13 @@ def packaged_photo_dirs(root, counts):
         for _ in range(count):
             shutil.copy(next(sources), os.path.join(root, letter))
     return root
+
+
+def copy_tree_head(source, folder, per_class):
+    """FOLDER/<class>/ holding copies of the first `per_class` images of each class of the tree `source`; returns
+    FOLDER as a str."""
+    for name in CLASSES:
+        os.makedirs(os.path.join(folder, name))
+        for image in sorted(os.listdir(os.path.join(source, name)))[:per_class]:
+            shutil.copy(os.path.join(source, name, image), os.path.join(folder, name, image))
+    return str(folder)

@@ -13,8 +13,7 @@ from dnadet_tf.errors import DataError, RunDirError
 from dnadet_tf.model import batchnorm_layers
 from dnadet_tf.predictor import KerasPredictor
 from dnadet_tf.runs import RunDir
-
-CLASSES = ("real", "nearest", "transposed")
+from synthetic import CLASSES, copy_tree_head
 
 
 def _json(path):
@@ -22,18 +21,9 @@ def _json(path):
         return json.load(f)
 
 
-def _tree(source, folder, per_class):
-    """FOLDER/<class>/ holding copies of the first `per_class` images of each class of the tree `source`."""
-    for name in CLASSES:
-        os.makedirs(folder / name)
-        for image in sorted(os.listdir(os.path.join(source, name)))[:per_class]:
-            shutil.copy(os.path.join(source, name, image), folder / name / image)
-    return str(folder)
-
-
 def test_labeled_data_given_twice_counts_each_image_once(tiny_run, upsampling_data, tmp_path):
     # twice, each image was its own nearest other image: every left-out distance 0, and so the threshold
-    labeled = _tree(upsampling_data["val"], tmp_path / "labeled", 2)
+    labeled = copy_tree_head(upsampling_data["val"], tmp_path / "labeled", 2)
     out = str(tmp_path / "twice")
     code, stdout, stderr = run_cli(["adapt", tiny_run, "--labeled", labeled, labeled, "--out", out])
     assert code == 0, stderr
@@ -47,7 +37,7 @@ def test_labeled_data_given_twice_counts_each_image_once(tiny_run, upsampling_da
     assert calibration["train_images"] == calibration["val_images"] == 6
     assert calibration["threshold"] > 1e-3
     # one image per class given twice is one image per class: none can be left out, the calibration is dropped
-    single = _tree(upsampling_data["val"], tmp_path / "single", 1)
+    single = copy_tree_head(upsampling_data["val"], tmp_path / "single", 1)
     out = str(tmp_path / "single-twice")
     code, stdout, stderr = run_cli(["adapt", tiny_run, "--labeled", single, single, "--out", out])
     assert code == 0, stderr
@@ -61,7 +51,7 @@ def test_labeled_files_keep_the_first_of_a_repeated_file_and_refuse_one_in_two_c
     from dnadet_tf.labeled_head import labeled_files
 
     model = RunDir(tiny_run)
-    first = _tree(upsampling_data["val"], tmp_path / "first", 2)
+    first = copy_tree_head(upsampling_data["val"], tmp_path / "first", 2)
     second = tmp_path / "second"
     for name in CLASSES:
         os.makedirs(second / name)

@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from clirun import run_cli
+from clirun import error_line, run_cli
 from dnadet_tf.config import make_config
 from dnadet_tf.errors import DnadetError
 from dnadet_tf.runs import RunDir
@@ -33,25 +33,6 @@ def stop_before_training(monkeypatch):
         raise StopBeforeTraining
 
     monkeypatch.setattr("dnadet_tf.training.run_training", stop)
-
-
-@pytest.fixture
-def folder(tmp_path, monkeypatch):
-    """tmp_path as the working folder, with train/ and val/ trees (real, nearest, transposed: 3 and 2 images of
-    32 px each) and photos/ (2 photos of 192 x 160 px); crops are cached in tmp_path/cache."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DNADET_TF_CACHE", str(tmp_path / "cache"))
-    make_upsampling_tree("train", 3, seed=1)
-    make_upsampling_tree("val", 2, seed=2)
-    make_photos("photos", 2)
-    return tmp_path
-
-
-def _error(stderr):
-    """The one error line of `stderr`, past any warning line."""
-    lines = stderr.splitlines()
-    assert lines and all(line.startswith("warning: ") for line in lines[:-1]), stderr
-    return lines[-1]
 
 
 # --- 2: a folder of --extra-real photos, recorded as an absolute path ---------------------------------------------
@@ -130,7 +111,7 @@ def test_extra_real_photos_that_are_validation_images_or_fakes_are_refused_befor
         received = "(held out by val_split) of class 'real'"
     code, _, stderr = run_cli(["fit", "--data", "train", "--out", "run"] + flags + TINY)
     assert code == 2, stderr
-    line = _error(stderr)
+    line = error_line(stderr)
     assert line.startswith(f"dnadet-tf fit: error: --extra-real {photos}: expected photos apart from the training "
                            f"images of the fake classes and from the validation images, received "), line
     assert line.endswith(f"{received}; give a folder of other photos."), line
@@ -164,7 +145,7 @@ def test_a_new_run_inside_a_folder_tree_it_reads_is_refused_before_anything_is_r
     argv = ["fit", "--data", "train", "--out", out] + flags + TINY
     code, stdout, stderr = run_cli(argv)
     assert code == 2, stderr
-    assert _error(stderr) == (f"dnadet-tf fit: error: --out {out}: expected a folder outside the {received}; write "
+    assert error_line(stderr) == (f"dnadet-tf fit: error: --out {out}: expected a folder outside the {received}; write "
                               f"the run elsewhere."), stderr
     assert not os.path.exists(out) and "checking" not in stdout
 
@@ -186,7 +167,7 @@ def test_resuming_a_run_inside_its_data_folder_tree_says_to_move_it_out_where_it
     shutil.move("run", "train/run")  # as `fit --out train/run` left it before: the run dir read as class 'run'
     code, _, stderr = run_cli(["fit", "--resume", "--out", "train/run", "--steps", "2"])
     assert code == 2, stderr
-    assert _error(stderr) == (f"dnadet-tf fit: error: --out train/run: expected a folder outside the --data folder "
+    assert error_line(stderr) == (f"dnadet-tf fit: error: --out train/run: expected a folder outside the --data folder "
                               f"tree {folder / 'train'}, received one inside it, where it would be read as a class; "
                               f"move the run dir out of {folder / 'train'} and resume it there.")
     shutil.move("train/run", "run")
