@@ -29,6 +29,7 @@ KINDS = ("jpeg", "upsample")
 NONE = "none"
 AUTO = "auto"
 MIN_SIDE = 8
+JPEG_FORMATS = ("JPEG", "MPO")  # Pillow's names of a JPEG file: "MPO" for one with a multi-picture segment
 
 
 def parse_processing(text, flag):
@@ -92,13 +93,14 @@ def _libjpeg_luminance_tables():
 
 
 def jpeg_quality(path):
-    """The quality (1..100) at which the JPEG file `path` was saved, or None when it is not a JPEG file.
+    """The quality (1..100) at which the JPEG file `path` was saved, or None when it is not a JPEG file (one
+    with a multi-picture segment, which Pillow opens as "MPO", as some cameras and phones write them, is one).
 
     The quality whose libjpeg luminance table is nearest (sum of absolute differences) to the file's: exact
     for files that libjpeg wrote at an integer quality, the closest such quality for other encoders.
     """
     with Image.open(path) as image:
-        if image.format != "JPEG" or not getattr(image, "quantization", None):
+        if image.format not in JPEG_FORMATS or not getattr(image, "quantization", None):
             return None
         table = np.asarray(list(image.quantization[0]), dtype=np.int64)
     tables = _libjpeg_luminance_tables()

@@ -160,6 +160,20 @@ def test_jpeg_quality_is_read_back_from_the_file_and_auto_matches_only_all_jpeg_
     assert processing is None and why == "4 of 5 images are JPEG files, no one processing"
 
 
+def test_a_jpeg_file_with_a_multi_picture_segment_is_a_jpeg_file_of_its_quality(tmp_path):
+    # Some cameras and phones write JPEG files with a multi-picture segment, which Pillow opens as format "MPO".
+    from dnadet_tf.photo_processing import jpeg_quality, matching_processing
+
+    image = Image.fromarray(np.random.default_rng(2).integers(0, 256, (40, 48, 3), np.uint8))
+    paths = [str(tmp_path / "camera.jpg"), str(tmp_path / "plain.jpg")]
+    image.save(paths[0], format="MPO", save_all=True, append_images=[image], quality=80)
+    image.save(paths[1], format="JPEG", quality=80)
+    with Image.open(paths[0]) as opened:
+        assert opened.format == "MPO"
+    assert jpeg_quality(paths[0]) == 80
+    assert matching_processing(paths, 128)[0] == ("jpeg", 80)
+
+
 def test_auto_processes_the_crops_as_the_real_class_files_are(tmp_path, capsys):
     photos = make_photos(str(tmp_path / "photos"), 3, size=(200, 150))
     image = Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), np.uint8))
