@@ -15,7 +15,9 @@ def register(subparsers):
             "closed-set, cross-seed, cross-loss, cross-finetune and cross-dataset): accuracy, macro-F1, "
             "macro recall, per-class recall, expected calibration error; a table on the terminal, JSON, and a "
             "confusion-matrix PNG per DATA. With --unknown (or a benchmark's open_set.txt) and a calibrated "
-            "model, also the open-set figures."
+            "model, also the open-set figures. A DATA whose images are, by their bytes, training images of the run "
+            "(its config.json's data, less the share val_split held out) gets a warning line, and its row's "
+            "metrics count them in training_images (absent when none is; exports record no training data)."
         ),
         formatter_class=HelpFormatter,
     )

@@ -154,6 +154,11 @@ def evaluate(model, data, batch_size=16, out_dir=None, unknown=None):
     with a calibrated model they, and a benchmark folder's open_set.txt, add one last row (`kind`
     "open_set": AUROC, FPR at 95 % TPR, open-set accuracy); an uncalibrated model leaves it out with a
     warning line on stderr (`dnadet-tf calibrate RUN` fits a score).
+    A row's images that are, by their bytes (a copy, a link; nothing decoded), training images of the run (its
+    config.json's `data`, less the share `val_split` held out of it; a run of `adapt` too) are counted in its
+    metrics' `training_images` (an int; the key is absent when none is, and for an exported model or a run whose
+    training data are gone, which cannot be checked), with one warning line on stderr per such row: its accuracy
+    is measured partly on images the model learned.
 
     >>> import os, dnadet_tf
     >>> rows = dnadet_tf.evaluate(os.path.join(TMP, "run"), os.path.join(DATA, "val"))

@@ -358,14 +358,8 @@ def require_val_unlearned_by(run, val):
     def quiet(line):  # what is wrong with the files is said where they are read for the calibration
         return None
 
-    trained_on = run.config.data
-    if not trained_on or not os.path.exists(trained_on) or os.path.isfile(run.file(ADAPTATION_FILE)):
-        return
-    try:
-        train_files = read_dataset(trained_on, "train", warn=quiet)
-        if run.config.val_split:
-            train_files = hold_out(train_files, run.config.val_split)[0]
-    except (DataError, ValueError):
+    train_files = None if os.path.isfile(run.file(ADAPTATION_FILE)) else run.trained_files()
+    if train_files is None:
         return
     require_val_unlearned(train_files, read_dataset(os.fspath(val), "val", warn=quiet), val, CALIBRATED_ON_VAL,
                           "pass other labeled images as `val`")

@@ -1,20 +1,25 @@
 """Whole-image evaluation of a trained model on one or more datasets, and open-set
 evaluation against images of architectures it never saw."""
 import os
+import sys
 
 import numpy as np
 
 from dnadet_tf import openset
 from dnadet_tf.data import (OPEN_SET_SPLIT, SPLITS, LabeledFiles, benchmark_split, is_benchmark_dir, read_unknown,
-                            read_usable, usable_files)
+                            read_usable, same_files, usable_files)
 from dnadet_tf.metrics import classification_metrics, plot_confusion_matrix
 from dnadet_tf.predictor import attribute_files, features_and_logits
+from dnadet_tf.runs import RunDir
 
 SPLIT_TITLES = {
     "test": "closed-set", "val": "val", "train": "train", "cross_seed": "cross-seed", "cross_loss": "cross-loss",
     "cross_finetune": "cross-finetune", "cross_dataset": "cross-dataset",
 }
 OPEN_SET_ROW = "open_set"  # the `kind` of the open-set row; the other rows have none
+# the key of a row's metrics counting its images that are training images of the model (`training_images`); absent
+# when none is, or when the model records no training data that still reads
+TRAINING_IMAGES = "training_images"
 EVALUATION_SPLITS = ("test", "cross_seed", "cross_loss", "cross_finetune", "cross_dataset")
 
 
@@ -123,8 +128,44 @@ def _every_score(predictor, known_paths, unknown_paths, batch_size):
             for name in openset.SCORES}
 
 
+def _stderr_line(line):
+    print(line, file=sys.stderr, flush=True)
+
+
+def learned_files(predictor):
+    """The LabeledFiles the model of `predictor` was trained on (`RunDir.trained_files`; a run of `adapt` counts
+    too: its config.json's data are the content before adaptation, training images of its encoder all the same), or
+    None: an exported predictor (a SavedModel, a .tflite file) records no training data."""
+    run = getattr(predictor, "run", None)
+    return run.trained_files() if isinstance(run, RunDir) else None
+
+
+def training_images(predictor, datasets, warn=_stderr_line):
+    """{row name: [(image, the training image of the same bytes)]} for the rows of `datasets` ((name, spec, files)
+    ...) holding images the model of `predictor` was trained on (`learned_files`), compared by their bytes
+    (`data.same_files`: the same file, through a link too, or a copy; nothing is decoded, and the training list's
+    sizes are read once for every row); `warn` receives one line per such row: how many of how many, one example,
+    and that the row's accuracy is measured partly on images the model learned. {} when the training images are
+    not known."""
+    learned = learned_files(predictor)
+    if learned is None or not datasets:
+        return {}
+    found = dict(same_files(list(dict.fromkeys(p for _, _, files in datasets for p in files.paths)), learned.paths))
+    shared = {}
+    for name, spec, files in datasets:
+        pairs = [(path, found[path]) for path in files.paths if path in found]
+        if not pairs:
+            continue
+        shared[name] = pairs
+        warn(f"warning: {name} ({spec}): {len(pairs)} of its {len(files)} images are training images of the run "
+             f"{predictor.run.path} (e.g. {pairs[0][0]}, the same bytes as the training image {pairs[0][1]}): the "
+             f"accuracy of this row is measured {'only' if len(pairs) == len(files) else 'partly'} on images the "
+             f"model learned")
+    return shared
+
+
 def evaluate(predictor, specs, out_dir=None, batch_size=16, perturb_fn=None, seed=0, progress=print,
-             unknown_specs=(), replaceable=None):
+             unknown_specs=(), replaceable=None, warn=_stderr_line):
     """Evaluates on every dataset in `specs`. Returns a list of {name, data, metrics} rows.
 
     Every dataset of `specs` and `unknown_specs` is read and checked before any inference, so a
@@ -138,9 +179,15 @@ def evaluate(predictor, specs, out_dir=None, batch_size=16, perturb_fn=None, see
     some, else of every row; an image in two rows, or in two unknown lists, counts once) in one more
     row, named "open-set" with `kind` OPEN_SET_ROW (needs a calibrated model; without one it is left
     out with a note through `progress`).
+
+    Leaks: a row's images that are training images of a run's model (`training_images`: config.json's `data` less
+    its `val_split` share, compared by their bytes, not decoded) are counted in its metrics' `training_images` (an
+    int, absent when none is: no such key for an exported model, which records no training data, nor when those
+    data are gone), with one warning line per such row through `warn` (default: stderr), before any inference.
     """
     datasets = [(name, spec, closed_set, read_usable(spec, "test", predictor.class_names, predictor.preprocess))
                 for name, spec, closed_set in expand_data_rows(specs)]
+    learned = training_images(predictor, [(name, spec, files) for name, spec, _, files in datasets], warn)
     unknown_specs = list(unknown_specs) + [spec for spec in specs if is_benchmark_dir(spec)
                                            and os.path.isfile(benchmark_split(spec, OPEN_SET_SPLIT))]
     unknown_specs = [spec for i, spec in enumerate(unknown_specs)  # a benchmark given twice: its open set once
@@ -157,6 +204,8 @@ def evaluate(predictor, specs, out_dir=None, batch_size=16, perturb_fn=None, see
         outputs = attribute_files(predictor, files.paths, batch_size, perturb_fn=perturb_fn, seed=seed,
                                   progress=progress)
         metrics = evaluate_files(predictor, files, batch_size, perturb_fn, seed, outputs=outputs)
+        if name in learned:
+            metrics[TRAINING_IMAGES] = len(learned[name])
         known.append((name, files, outputs, closed_set))
         # the order of the confusion matrix's rows and columns (per_class_recall is a dict by name)
         rows.append({"name": name, "data": spec, "class_names": list(predictor.class_names), "metrics": metrics})

@@ -19,8 +19,9 @@ import threading
 import zipfile
 
 from dnadet_tf.config import TrainConfig
-from dnadet_tf.data import SWAP_CONTENT_RECORD, annotation_lists_in, is_benchmark_dir, is_zoo_dir
-from dnadet_tf.errors import DataError, RunDirError, first_line
+from dnadet_tf.data import (SWAP_CONTENT_RECORD, annotation_lists_in, hold_out, is_benchmark_dir, is_zoo_dir,
+                            read_dataset)
+from dnadet_tf.errors import DataError, DnadetError, RunDirError, first_line
 
 CONFIG_FILE = "config.json"
 LABELS_FILE = "labels.txt"
@@ -425,6 +426,19 @@ class RunDir:
             raise RunDirError(f"{self.path}: expected a run dir written by 'dnadet-tf fit' (with {CONFIG_FILE}), "
                               f"received {describe_path(self.path)}.")
         return TrainConfig.load(path)
+
+    def trained_files(self):
+        """The LabeledFiles (read, not decoded) the run was trained on: config.json's `data`, less the share
+        `val_split` held out of it as validation images (`data.hold_out`); None when they are not known (no
+        config.json or no `data`, one that cannot be read, data gone or no longer read: nothing is said then)."""
+        try:
+            config = self.config
+            if not config.data or not os.path.exists(config.data):
+                return None
+            files = read_dataset(config.data, "train", warn=lambda line: None)  # its problems are fit's to tell
+            return hold_out(files, config.val_split)[0] if config.val_split else files
+        except (DnadetError, ValueError, OSError, KeyError, TypeError):
+            return None
 
     @property
     def class_names(self):

@@ -8,7 +8,8 @@ from dnadet_tf.attacks import attack_fn
 from dnadet_tf.config import (ALIGN_FIRST_STAGE, ENCODER_STAGES, SHIFT_FIRST_STAGE, TrainConfig, as_stored,
                               make_config, paper_name, path_parameter)
 from dnadet_tf.data import (benchmark_split, file_identity, hold_out, is_benchmark_dir, read_dataset,
-                            real_class_candidates, remap_to, require_several_classes, same_files, usable_files)
+                            real_class_candidates, remap_to, repeated_files, require_several_classes, same_files,
+                            usable_files)
 from dnadet_tf.distribute import check_strategy, make_strategy
 from dnadet_tf.errors import DataError, DnadetError, RunDirError
 from dnadet_tf.extra_real import AUTO as AUTO_PHOTOS
@@ -250,7 +251,9 @@ def fit(data, out, val=None, preset=None, resume=False, overwrite=False, output=
       `out` inside a folder-tree `data` or `val` is refused, new or resumed (`require_out_outside_trees`); so are
       photos of `extra_real` that are validation images or training images of a fake class
       (`require_extra_real_apart`), and a new run's `val` whose every image is a training image by its bytes (a
-      copy, a list naming them; some of them: a warning line, `require_val_unlearned`).
+      copy, a list naming them; some of them: a warning line, `require_val_unlearned`). A new run's training images
+      that are by their bytes an image of another class (a copy in two class folders) get a warning line
+      (`warn_relabeled_copies`).
       init_partial: with `init`, allow an encoder that only partly matches.
       **overrides: TrainConfig fields (None = keep the preset's); `val_split=F` holds out the share F of each
         class of `data` as validation images in place of `val` (`data.hold_out`).
@@ -274,6 +277,8 @@ def fit(data, out, val=None, preset=None, resume=False, overwrite=False, output=
     val_files = read_validation_files(val, train_files.class_names)
     if val_files is not None and not resume:  # a resumed run keeps its own `val`
         require_val_unlearned(train_files, val_files, val)
+    if not resume:  # a resumed run said so when it started
+        warn_relabeled_copies(train_files, data)
     # before the slow work: an input inside the `out` that overwrite=True empties would be deleted
     run.require_inputs_outside(fit_inputs(data, val, overrides.get("init"), config, train_files, val_files),
                                overwrite=overwrite, resume=resume)
@@ -350,6 +355,29 @@ def require_val_unlearned(train_files, val_files, val, fitted=FIT_ON_VAL, advice
                         f"images the model learned); {advice}.")
     print(f"warning: --val {val}: {len(shared)} of its {len(val_files)} validation images are training images "
           f"({example}): {fitted} rest partly on images the model learned", file=sys.stderr, flush=True)
+
+
+def warn_relabeled_copies(train_files, data):
+    """Warns (one line, stderr) when training images of `train_files` (read from `data`, not decoded) are, by their
+    bytes, an image of another class (`data.repeated_files`: a copy in two class folders, or a list naming two
+    copies with two labels; one file in two classes, through a link too, is refused where it is read): the same
+    picture is trained as two classes. Says how many images (every one of those bytes, in any of their classes),
+    and one example with both classes. Repeats within one class say nothing."""
+    groups = {}  # the index of the first of some bytes -> the indices of every image of them
+    for index, first in repeated_files(train_files.paths).items():
+        groups.setdefault(first, [first]).append(index)
+    labels, names, paths = train_files.labels, train_files.class_names, train_files.paths
+    mixed = sorted(members for members in groups.values() if len({int(labels[i]) for i in members}) > 1)
+    if not mixed:
+        return
+    first = mixed[0][0]
+    other = next(i for i in mixed[0] if labels[i] != labels[first])
+    count = sum(len(members) for members in mixed)
+    print(f"warning: --data {data}: {count} training images are, by their bytes, an image of another class "
+          f"({len(mixed)} picture{'s' if len(mixed) > 1 else ''} under two classes or more; e.g. {paths[other]} "
+          f"in class {names[labels[other]]}, the same bytes as {paths[first]} in class {names[labels[first]]}): the "
+          f"model is trained to answer two classes for one picture; keep each picture in one class",
+          file=sys.stderr, flush=True)
 
 
 def fit_inputs(data, val, init, config, train_files, val_files):
