@@ -271,12 +271,13 @@ def fit(data, out, val=None, preset=None, resume=False, overwrite=False, output=
     require_val_apart(data, val, resume)
     train_files = read_training_files(data)
     run.check(overwrite=overwrite, resume=resume)  # fail before any slow work
+    given_val = val is not None
     config, val = settle_config(run, resume, preset, overrides, data, val, train_files.class_names)
     require_out_outside_trees(out, [("val", val)], resume)  # a resumed run's own, from its config.json
     check_strategy(config.runtime.strategy)  # a bad TF_CONFIG stops here, before the slow work and any write
     val_files = read_validation_files(val, train_files.class_names)
     if val_files is not None and not resume:  # a resumed run keeps its own `val`
-        require_val_unlearned(train_files, val_files, val)
+        require_val_unlearned(train_files, val_files, val, given=given_val)
     if not resume:  # a resumed run said so when it started
         warn_relabeled_copies(train_files, data)
     # before the slow work: an input inside the `out` that overwrite=True empties would be deleted
@@ -339,22 +340,28 @@ def require_val_apart(data, val, resume=False):
                     f"of `val` to hold out a share of `data`.")
 
 
-def require_val_unlearned(train_files, val_files, val, fitted=FIT_ON_VAL, advice=FIT_VAL_ADVICE):
+def require_val_unlearned(train_files, val_files, val, fitted=FIT_ON_VAL, advice=FIT_VAL_ADVICE, given=True):
     """Raises DataError, one line naming `val`, when every image of `val_files` (read from `val`, not decoded) is one
     of the training images `train_files` by its bytes (`data.same_files`: a copy of the training folder, a list
     naming its files, links to them), which `require_val_apart` cannot tell by the path; warns (one line, stderr) and
     goes on when some are. `fitted`: what rests on the validation images, `advice`: what to do (`calibrate` says
-    its own)."""
+    its own). `given` False: `val` is the benchmark folder `data` itself, read as its val.txt because no `val` was
+    given (`default_val`), and the line names `data`."""
     shared = same_files(val_files.paths, train_files.paths)
     if not shared:
         return
+    flag, what = ("val", f"`val` {val}") if given else ("data", f"`data` {val}, the val.txt read when no `val` is given")
+    if not given:
+        advice = ("give the benchmark's val.txt other images, pass other labeled images as `val`, or `val_split` F "
+                  "to hold out a share of `data`")
     example = f"e.g. {shared[0][0]}, the same bytes as the training image {shared[0][1]}"
     if len(shared) == len(val_files):
-        raise DataError(f"`val`: expected validation images apart from the training images, received `val` {val}, "
+        raise DataError(f"`{flag}`: expected validation images apart from the training images, received {what}, "
                         f"whose {len(shared)} images are all training images ({example}: {fitted} would rest on "
                         f"images the model learned); {advice}.")
-    print(f"warning: --val {val}: {len(shared)} of its {len(val_files)} validation images are training images "
-          f"({example}): {fitted} rest partly on images the model learned", file=sys.stderr, flush=True)
+    print(f"warning: --{flag} {val}{'' if given else ' (its val.txt)'}: {len(shared)} of its {len(val_files)} "
+          f"validation images are training images ({example}): {fitted} rest partly on images the model learned",
+          file=sys.stderr, flush=True)
 
 
 def warn_relabeled_copies(train_files, data):

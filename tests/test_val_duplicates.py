@@ -13,7 +13,7 @@ from PIL import Image
 
 from clirun import files_under, run_cli
 from dnadet_tf.errors import DataError
-from synthetic import CLASSES
+from synthetic import CLASSES, write_benchmark
 
 FIT_ERROR = "dnadet-tf fit: error: --val: expected validation images apart from the training images, received --val "
 CALIBRATE_ERROR = ("dnadet-tf calibrate: error: --val: expected validation images apart from the training images, "
@@ -90,6 +90,24 @@ def test_the_api_refuses_val_of_training_images_as_the_cli_does(upsampling_data,
                                         r"received `val` .*, whose 72 images are all training images") as error:
         dnadet_tf.fit(train, out, val=val, preset="tiny", steps=1)
     assert "\n" not in str(error.value)
+    assert not os.path.exists(out)
+
+
+def test_a_benchmark_whose_val_txt_lists_copies_of_its_training_images_is_refused_naming_data(upsampling_data,
+                                                                                              tmp_path):
+    # No --val given: fit reads the benchmark's val.txt, so the line names --data, not a --val the user never passed.
+    copy = shutil.copytree(upsampling_data["train"], str(tmp_path / "copy"))
+    os.makedirs(tmp_path / "bench")
+    bench = write_benchmark({"train": upsampling_data["train"], "val": copy, "test": upsampling_data["test"]},
+                            str(tmp_path / "bench"))
+    out = str(tmp_path / "run")
+    code, stdout, stderr = run_cli(["fit", "--data", bench, "--out", out, "--preset", "tiny", "--steps", "2"])
+    assert code == 2 and stdout == "", stderr
+    line = _refusal(stderr, f"dnadet-tf fit: error: --data: expected validation images apart from the training "
+                            f"images, received --data {bench}, the val.txt read when no --val is given, whose ")
+    assert "--val " + bench not in line and line.endswith(
+        "give the benchmark's val.txt other images, pass other labeled images as --val, or --val-split F to hold out "
+        "a share of --data.")
     assert not os.path.exists(out)
 
 
