@@ -140,13 +140,14 @@ def learned_files(predictor):
     return run.trained_files() if isinstance(run, RunDir) else None
 
 
-def training_images(predictor, datasets, warn=_stderr_line):
+def training_images(predictor, datasets, warn=None):
     """{row name: [(image, the training image of the same bytes)]} for the rows of `datasets` ((name, spec, files)
     ...) holding images the model of `predictor` was trained on (`learned_files`), compared by their bytes
     (`data.same_files`: the same file, through a link too, or a copy; nothing is decoded, and the training list's
     sizes are read once for every row); `warn` receives one line per such row: how many of how many, one example,
-    and that the row's accuracy is measured partly on images the model learned. {} when the training images are
-    not known."""
+    and that the row's accuracy is measured partly on images the model learned (None: to stderr). {} when the
+    training images are not known."""
+    warn = warn or _stderr_line
     learned = learned_files(predictor)
     if learned is None or not datasets:
         return {}

@@ -8,7 +8,7 @@ stateless seed (seed, i), the same for every attack column, so a run is
 deterministic for a seed and the columns differ only by the attack.
 """
 from dnadet_tf.data import read_usable
-from dnadet_tf.evaluation import evaluate_files, expand_data_specs, render_table
+from dnadet_tf.evaluation import TRAINING_IMAGES, evaluate_files, expand_data_specs, render_table, training_images
 
 NO_ATTACK = "none"
 DEFAULT_ATTACKS = ("crop", "blur", "jpeg", "noise", "relight", "combo")
@@ -23,7 +23,7 @@ def attack_fn(name):
     return None if name == NO_ATTACK else attacks_fn((name,))
 
 
-def robustness(predictor, specs, attacks=DEFAULT_ATTACKS, batch_size=16, seed=0, progress=print):
+def robustness(predictor, specs, attacks=DEFAULT_ATTACKS, batch_size=16, seed=0, progress=print, warn=None):
     """Accuracy (and macro-F1) under no attack and each attack, per dataset.
 
     Args:
@@ -33,7 +33,10 @@ def robustness(predictor, specs, attacks=DEFAULT_ATTACKS, batch_size=16, seed=0,
         naming an unknown one).
       seed: base seed of the perturbations.
 
-    Every dataset is read and checked first: a bad one raises DataError before any inference.
+    Every dataset is read and checked first: a bad one raises DataError before any inference. A dataset's images
+    that are training images of a run's model (`evaluation.training_images`, by their bytes) are counted in its
+    row's `training_images` (absent when none is), with one warning line through `warn` (default: stderr), as
+    `evaluate` counts them.
 
     Returns:
       A list of rows {name, data, num_images, skipped_files, accuracy: {column: value},
@@ -44,11 +47,14 @@ def robustness(predictor, specs, attacks=DEFAULT_ATTACKS, batch_size=16, seed=0,
     columns = (NO_ATTACK,) + parse_attacks([a for a in attacks if a != NO_ATTACK])
     datasets = [(name, spec, read_usable(spec, "test", predictor.class_names, predictor.preprocess))
                 for name, spec in expand_data_specs(specs)]  # every dataset checked before any inference
+    learned = training_images(predictor, datasets, warn)
     rows = []
     for name, spec, files in datasets:
         progress(f"robustness {name}: {len(files)} images from {spec}, {len(columns)} settings")
         row = {"name": name, "data": spec, "num_images": len(files), "skipped_files": len(files.skipped),
                "accuracy": {}, "macro_f1": {}}
+        if name in learned:
+            row[TRAINING_IMAGES] = len(learned[name])
         for column in columns:
             metrics = evaluate_files(predictor, files, batch_size, perturb_fn=attack_fn(column), seed=seed)
             row["accuracy"][column] = metrics["accuracy"]

@@ -154,3 +154,16 @@ def test_a_list_labeling_two_copies_apart_warns_and_repeats_in_one_class_do_not(
     shutil.copy(real[0], os.path.join("train", "real", "again.png"))
     warn_relabeled_copies(read_dataset("train"), "train")  # a repeat within one class
     assert capsys.readouterr().err == ""
+
+
+def test_robustness_counts_training_images_as_evaluate_does(folder, untrained_run):
+    from dnadet_tf.api import load
+    from dnadet_tf.robustness import robustness
+
+    run = run_trained_on(untrained_run, folder / "run", "train")
+    shutil.copytree("train", "copy")
+    lines = []
+    rows = robustness(load(run), ["copy", "val"], attacks=("blur",), progress=lambda line: None, warn=lines.append)
+    assert [row.get("training_images") for row in rows] == [9, None]
+    assert len(lines) == 1 and lines[0].startswith(f"warning: copy (copy): 9 of its 9 images are training images "
+                                                   f"of the run {run} "), lines
