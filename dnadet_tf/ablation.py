@@ -26,7 +26,7 @@ import numpy as np
 
 from dnadet_tf import runs
 from dnadet_tf.config import make_config, paper_name
-from dnadet_tf.data import benchmark_digest, find_images, is_benchmark_dir
+from dnadet_tf.data import benchmark_digest, file_sha256, find_images, is_benchmark_dir
 from dnadet_tf.errors import DnadetError
 from dnadet_tf.evaluation import EVALUATION_SPLITS, SPLIT_TITLES, evaluate
 from dnadet_tf.machine import describe_machine
@@ -93,8 +93,7 @@ def photo_set_digest(folder):
     digest = hashlib.sha256()
     for name, path in sorted((os.path.relpath(path, folder).replace(os.sep, "/"), path)
                              for path in find_images(folder)):
-        with open(path, "rb") as f:
-            digest.update(name.encode() + b"\0" + hashlib.sha256(f.read()).digest())
+        digest.update(name.encode() + b"\0" + file_sha256(path))
     return digest.hexdigest()
 
 

@@ -32,7 +32,7 @@ import sys
 
 import numpy as np
 
-from dnadet_tf.data import REAL_CLASS, LabeledFiles, real_class_candidates
+from dnadet_tf.data import REAL_CLASS, LabeledFiles, file_sha256, real_class_candidates
 from dnadet_tf.errors import DataError
 from dnadet_tf.photo_processing import AUTO as AUTO_PROCESS
 from dnadet_tf.photo_processing import matching_processing, parse_processing, processing_name
@@ -69,14 +69,10 @@ def source_photos(source, flag="--extra-real", packaged=True):
 def photo_digest(path):
     """The SHA-256 (hex) of the bytes of the file `path`, or "unreadable" for one that cannot be read (a dangling
     link: the crops skip it, `extra_real_crops`)."""
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
+        return file_sha256(path).hex()
     except (OSError, ValueError):
         return "unreadable"
-    return digest.hexdigest()
 
 
 def cache_folder(paths, count, processing=None):

@@ -22,11 +22,11 @@ follows it (moving mean = running_mean - b, exact in real arithmetic); BatchNorm
 running_mean, running_var -> gamma, beta, moving_mean, moving_variance; the head's weight is
 transposed. The run's preprocessing is mode `release` (`dnadet_tf.preprocess`).
 """
-import hashlib
 import os
 
 import numpy as np
 
+from dnadet_tf.data import file_sha256
 from dnadet_tf.errors import CheckpointError, DnadetError
 from dnadet_tf.runs import IMPORT_FILE, RunDir
 from dnadet_tf.torch_files import read_torch_file
@@ -217,14 +217,6 @@ def projection_head_from(tensors, feature_dim, projection):
     return head
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def require_checkpoint_outside(checkpoint, out, overwrite):
     """Raises RunDirError (a DnadetError) when `overwrite` would empty run dir `out` (an existing folder holding
     files) with the checkpoint to import inside it (`import-torch RUN/model.pth --out RUN --overwrite` deleted the
@@ -300,7 +292,7 @@ def import_torch(checkpoint, out, class_names=None, setting=None, crop_size=None
     assign_release_weights(classifier, tensors)
     ignored = sorted(name for name in tensors if name.endswith(IGNORED_SUFFIX))
     summary = {
-        "source": os.path.abspath(checkpoint), "sha256": _sha256(checkpoint), "setting": setting,
+        "source": os.path.abspath(checkpoint), "sha256": file_sha256(checkpoint).hex(), "setting": setting,
         "width": width, "nf": nf, "class_names": class_names, "preprocess": config.preprocess.to_dict(),
         "tensors_mapped": len(expected_tensors(nf, num_classes, projection)), "conv_biases_folded_into_moving_mean": NUM_CONVS,
         "tensors_ignored": ignored, "projection_head": PROJECTION_FILE if projection else None,

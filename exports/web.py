@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 
+from dnadet_tf.data import file_sha256
 from dnadet_tf.errors import DnadetError
 from dnadet_tf.runs import write_json_atomic
 
@@ -120,11 +121,6 @@ def _sha256_base64(text):
     return base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
 
 
-def _file_sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
 def _copy(source, target):
     os.makedirs(os.path.dirname(target), exist_ok=True)
     shutil.copyfile(source, target)
@@ -165,8 +161,8 @@ def write_site(folder, tflite_path, runtime, max_pixels, site_info):
     site = {
         "created_by": "dnadet-tf export --formats web", **site_info, "model": model_rel, "sidecar": sidecar_rel,
         # The page refuses a model or sidecar that is not this export's (a newer export's, fetched meanwhile).
-        "model_sha256": _file_sha256(os.path.join(folder, model_rel)),
-        "sidecar_sha256": _file_sha256(os.path.join(folder, sidecar_rel)),
+        "model_sha256": file_sha256(os.path.join(folder, model_rel)).hex(),
+        "sidecar_sha256": file_sha256(os.path.join(folder, sidecar_rel)).hex(),
         "runtime": {"package": RUNTIME_PACKAGE, "version": runtime_version, "wasm": "vendor/litertjs/wasm/"},
         "max_pixels": max_pixels,
     }
@@ -177,8 +173,7 @@ def write_site(folder, tflite_path, runtime, max_pixels, site_info):
     digest = hashlib.sha256()
     for rel in files:
         digest.update(rel.encode("utf-8") + b"\0")
-        with open(os.path.join(folder, rel), "rb") as f:
-            digest.update(hashlib.sha256(f.read()).digest())
+        digest.update(file_sha256(os.path.join(folder, rel)))
     build = digest.hexdigest()[:16]
     # The page shows which export it runs; the hash covers site.json as it was before it held the build.
     write_json_atomic(os.path.join(folder, "site.json"), {**site, "build": build})
